@@ -1,0 +1,328 @@
+"""The typed data model shared by loaders, scoring, miners and the dashboard.
+
+A :class:`Collection` holds every query and passage once, the labelled positives per query, and
+any number of negative :class:`Source` s aligned on the same queries. Loaders never mutate a
+collection while parsing: they build :class:`QueryRecord` s first and then call
+:meth:`Collection.add_source`, so a bad file cannot damage what was already loaded.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass, field
+from typing import Iterable, NamedTuple
+
+import numpy as np
+
+
+def text_id(text: str) -> str:
+    """Stable id of a text that came without one: ``"h" + sha1(utf-8 text)[:16]``."""
+    return "h" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+class LoadError(ValueError):
+    """A problem in a user's file, reported as ``PATH:LINE: field 'F': message``.
+
+    ``line`` is the 1-based line (JSONL, TSV, TREC) or data row (CSV, Parquet, JSON array)
+    where the problem is; ``None`` when it concerns the whole file.
+    """
+
+    def __init__(self, path: str, line: int | None, message: str, field: str | None = None):
+        self.path = str(path)
+        self.line = line
+        self.field = field
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        what = f"field '{self.field}': {self.message}" if self.field else self.message
+        return f"{where}: {what}"
+
+
+class PassageRef(NamedTuple):
+    """A passage as a file gives it: an id (or None) and its text, with an optional miner score."""
+
+    id: str | None
+    text: str
+    score: float | None = None
+
+
+class QueryRecord(NamedTuple):
+    """Everything one file says about one query.
+
+    ``line`` is where the query was first seen in the file (for messages).
+    """
+
+    query_id: str | None
+    query: str
+    positives: list[PassageRef]
+    negatives: list[PassageRef]
+    line: int | None = None
+
+
+@dataclass
+class SourceReport:
+    """What loading one source did: rows read, what was kept, and each drop with its reason.
+
+    ``drops`` maps a reason to how many items were not kept for it; ``notes`` maps a reason to
+    how many items were kept but deserve attention (e.g. a negative identical to a positive).
+    """
+
+    source: str
+    path: str
+    format: str
+    rows_read: int = 0
+    queries: int = 0
+    negatives_kept: int = 0
+    drops: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        if n:
+            self.drops[reason] = self.drops.get(reason, 0) + n
+
+    def note(self, reason: str, n: int = 1) -> None:
+        if n:
+            self.notes[reason] = self.notes.get(reason, 0) + n
+
+    def as_row(self) -> dict:
+        return {
+            "source": self.source,
+            "path": self.path,
+            "format": self.format,
+            "rows_read": self.rows_read,
+            "queries": self.queries,
+            "negatives_kept": self.negatives_kept,
+            "dropped": "; ".join(f"{k}: {v}" for k, v in self.drops.items()),
+            "notes": "; ".join(f"{k}: {v}" for k, v in self.notes.items()),
+        }
+
+
+@dataclass
+class LoadReport:
+    """The result of loading one or more paths: one :class:`SourceReport` per source created,
+    and the one-line errors of paths that could not be loaded."""
+
+    sources: list[SourceReport] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def table(self):
+        """The report as a pandas DataFrame (one row per source)."""
+        import pandas as pd
+
+        cols = ["source", "path", "format", "rows_read", "queries", "negatives_kept", "dropped", "notes"]
+        return pd.DataFrame([s.as_row() for s in self.sources], columns=cols)
+
+    def extend(self, other: "LoadReport") -> None:
+        self.sources.extend(other.sources)
+        self.errors.extend(other.errors)
+
+
+@dataclass
+class Source:
+    """One set of negatives: parallel arrays sorted by (query index, rank).
+
+    ``rank`` is 1-based within the query (file order, or the file's own rank); ``score`` is the
+    miner's score (NaN when none was given); it is metadata, never mixed into margins.
+    """
+
+    name: str
+    q_idx: np.ndarray
+    p_idx: np.ndarray
+    rank: np.ndarray
+    score: np.ndarray
+    queries: np.ndarray | None = None
+    path: str = ""
+    format: str = ""
+
+    def __post_init__(self) -> None:
+        if self.queries is None:
+            self.queries = np.unique(self.q_idx)
+
+    def __len__(self) -> int:
+        return int(self.q_idx.shape[0])
+
+    @property
+    def query_indices(self) -> np.ndarray:
+        """Sorted query indices this source covers, including queries with K = 0 negatives."""
+        return self.queries
+
+
+@dataclass
+class Collection:
+    """Queries, passages, positives and negative sources for one session."""
+
+    passage_ids: list[str] = field(default_factory=list)
+    passage_texts: list[str] = field(default_factory=list)
+    query_ids: list[str] = field(default_factory=list)
+    query_texts: list[str] = field(default_factory=list)
+    positives: dict[int, list[int]] = field(default_factory=dict)
+    sources: dict[str, Source] = field(default_factory=dict)
+    _pid_index: dict[str, int] = field(default_factory=dict, repr=False)
+    _qid_index: dict[str, int] = field(default_factory=dict, repr=False)
+    _qtext_index: dict[str, int] = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def n_passages(self) -> int:
+        return len(self.passage_ids)
+
+    @property
+    def n_queries(self) -> int:
+        return len(self.query_ids)
+
+    def copy(self) -> "Collection":
+        """A deep copy (used to stage a load so that failure leaves the original intact)."""
+        return copy.deepcopy(self)
+
+    def passage_index(self, pid: str) -> int:
+        return self._pid_index[pid]
+
+    def query_index(self, qid: str) -> int:
+        return self._qid_index[qid]
+
+    def has_passage(self, pid: str) -> bool:
+        return pid in self._pid_index
+
+    def positive_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """All (query index, positive passage index) pairs as two int64 arrays sorted by query."""
+        qs, ps = [], []
+        for q in sorted(self.positives):
+            for p in self.positives[q]:
+                qs.append(q)
+                ps.append(p)
+        return np.asarray(qs, dtype=np.int64), np.asarray(ps, dtype=np.int64)
+
+    def fingerprint(self) -> str:
+        """A hash of everything loaded (texts, labels, sources): the dashboard's cache key."""
+        h = hashlib.sha1()
+        for arr in (self.passage_ids, self.query_ids):
+            h.update("\x1f".join(arr).encode())
+        h.update("\x1e".join(self.passage_texts).encode())
+        h.update("\x1e".join(self.query_texts).encode())
+        for q in sorted(self.positives):
+            h.update(f"{q}:{self.positives[q]}".encode())
+        for name in sorted(self.sources):
+            s = self.sources[name]
+            h.update(name.encode())
+            for a in (s.q_idx, s.p_idx, s.rank, s.score):
+                h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
+
+    # ------------------------------------------------------------------ building
+    def add_passage(self, text: str, pid: str | None = None) -> int:
+        """Index of the passage, adding it if new. Without ``pid`` the id is ``text_id(text)``.
+
+        A known id keeps its first text (the same id with another text is the caller's to report).
+        """
+        pid = text_id(text) if pid is None else str(pid)
+        idx = self._pid_index.get(pid)
+        if idx is None:
+            idx = len(self.passage_ids)
+            self.passage_ids.append(pid)
+            self.passage_texts.append(text)
+            self._pid_index[pid] = idx
+        return idx
+
+    def add_query(self, text: str, qid: str | None = None) -> int:
+        """Index of the query, adding it if new; aligned by id, else by exact text."""
+        if qid is not None:
+            qid = str(qid)
+            idx = self._qid_index.get(qid)
+            if idx is not None:
+                return idx
+        else:
+            idx = self._qtext_index.get(text)
+            if idx is not None:
+                return idx
+            qid = text_id(text)
+            idx = self._qid_index.get(qid)
+            if idx is not None:
+                return idx
+        idx = len(self.query_ids)
+        self.query_ids.append(qid)
+        self.query_texts.append(text)
+        self._qid_index[qid] = idx
+        self._qtext_index.setdefault(text, idx)
+        return idx
+
+    def unique_source_name(self, name: str) -> str:
+        """``name``, or ``name-2``, ``name-3`` … when a source of that name exists."""
+        if name not in self.sources:
+            return name
+        i = 2
+        while f"{name}-{i}" in self.sources:
+            i += 1
+        return f"{name}-{i}"
+
+    def add_source(
+        self,
+        name: str,
+        records: Iterable[QueryRecord],
+        path: str = "",
+        format: str = "",
+        rows_read: int = 0,
+        report: SourceReport | None = None,
+    ) -> SourceReport:
+        """Ingest parsed records as a new source and return its report.
+
+        * queries with no positive (in this file or loaded before) are skipped and counted;
+        * duplicate negatives within a query (same passage id) are dropped and counted;
+        * a negative whose text equals one of the query's positives is kept and counted
+          (the ``near_duplicate`` flag marks it at scoring time).
+        """
+        name = self.unique_source_name(name)
+        rep = report or SourceReport(source=name, path=str(path), format=format)
+        rep.source = name
+        rep.rows_read = rows_read or rep.rows_read
+        # Group by query first: a file may mention the same query on several rows.
+        negs: dict[int, dict[int, float]] = {}
+        for rec in records:
+            qi = self.add_query(rec.query, rec.query_id)
+            pos = self.positives.setdefault(qi, [])
+            for ref in rec.positives:
+                pi = self.add_passage(ref.text, ref.id)
+                if pi not in pos:
+                    pos.append(pi)
+            if not pos:
+                del self.positives[qi]
+                rep.drop("query with no positive (skipped)")
+                continue
+            seen = negs.setdefault(qi, {})
+            pos_texts = {self.passage_texts[p] for p in pos}
+            for ref in rec.negatives:
+                pi = self.add_passage(ref.text, ref.id)
+                if pi in seen:
+                    rep.drop("duplicate negative within a query")
+                    continue
+                seen[pi] = np.nan if ref.score is None else float(ref.score)
+                if pi in pos or self.passage_texts[pi] in pos_texts:
+                    rep.note("negative identical to a positive (kept, flagged)")
+        q_out, p_out, r_out, s_out = [], [], [], []
+        for qi, seen in negs.items():
+            if not seen:
+                rep.note("query with no negatives (K = 0)")
+            for rank, (pi, sc) in enumerate(seen.items(), start=1):
+                q_out.append(qi)
+                p_out.append(pi)
+                r_out.append(rank)
+                s_out.append(sc)
+        queries = set(negs)
+        q = np.asarray(q_out, dtype=np.int64)
+        order = np.lexsort((np.asarray(r_out, dtype=np.int64), q)) if len(q) else np.zeros(0, np.int64)
+        src = Source(
+            name=name,
+            q_idx=q[order],
+            p_idx=np.asarray(p_out, dtype=np.int64)[order],
+            rank=np.asarray(r_out, dtype=np.int64)[order],
+            score=np.asarray(s_out, dtype=np.float64)[order],
+            queries=np.asarray(sorted(queries), dtype=np.int64),
+            path=str(path),
+            format=format,
+        )
+        self.sources[name] = src
+        rep.queries = len(queries)
+        rep.negatives_kept = len(src)
+        return rep
