@@ -1,0 +1,32 @@
+"""ECI Explorer: the Streamlit dashboard.
+
+Run ``make run`` (or ``streamlit run app.py -- --data DIR [--encoder hashing]``; the
+``ECI_DATA`` / ``ECI_ENCODER`` environment variables do the same). The sidebar "Data and
+settings" is shared by every page; the scores for the loaded data and the chosen settings are
+computed once (with a progress bar) and reused by all pages.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import eci_core  # noqa: F401  (offline model environment first)
+from ui import components, sidebar, state
+
+st.set_page_config(layout="wide", page_title="ECI Explorer", page_icon=":material/insights:")
+
+PAGES = [
+    st.Page(state.PAGE_FILES["overview"], title="Overview", icon=":material/leaderboard:", url_path="overview", default=True),
+    st.Page(state.PAGE_FILES["margins"], title="Margins", icon=":material/bar_chart:", url_path="margins"),
+    st.Page(state.PAGE_FILES["signal_safety"], title="Signal vs Safety", icon=":material/scatter_plot:", url_path="signal-vs-safety"),
+    st.Page(state.PAGE_FILES["projection"], title="Projection", icon=":material/bubble_chart:", url_path="projection"),
+    st.Page(state.PAGE_FILES["drilldown"], title="Query drill-down", icon=":material/manage_search:", url_path="query"),
+    st.Page(state.PAGE_FILES["compare"], title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+    st.Page(state.PAGE_FILES["export"], title="Export", icon=":material/download:", url_path="export"),
+]
+
+state.init_state()
+page = st.navigation(PAGES, position="top")
+sidebar.render()
+components.ensure_scores()
+page.run()

@@ -1,0 +1,119 @@
+"""Small UI building blocks shared by the pages (no metric is computed here)."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import streamlit as st
+
+from ui import state
+
+
+def progress_callback(bar) -> Callable[[str, int, int], None]:
+    """A ``progress(stage, done, total)`` that moves ``bar`` (at most ~10 updates a second)."""
+    last = {"t": 0.0, "stage": None}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        final = total and done >= total
+        if stage == last["stage"] and not final and now - last["t"] < 0.1:
+            return
+        last["t"], last["stage"] = now, stage
+        frac = min(max(done / total, 0.0), 1.0) if total else 0.0
+        text = f"Computing: {stage}" + (f" ({done:,} / {total:,})" if total > 1 else "")
+        bar.progress(frac, text=text)
+
+    return progress
+
+
+def ensure_scores() -> None:
+    """Compute the scores for the current data and settings once, with a progress bar.
+
+    A bad setting (e.g. an encoder folder that does not exist) is shown as one line and the
+    pages show nothing until it is fixed.
+    """
+    ss = st.session_state
+    if ss.get(state.K_COLLECTION) is None:
+        return
+    try:
+        s = state.settings()
+    except ValueError as err:
+        st.error(f"Settings: {err}")
+        return
+    if s.encoder == "":
+        st.warning("Type the path of a local sentence-transformers folder in the sidebar, or choose another encoder.")
+        return
+    if state.cached_result(s) is not None:
+        return
+    holder = st.empty()
+    bar = holder.progress(0.0, text="Computing: starting")
+    try:
+        state.compute_result(s, progress=progress_callback(bar))
+    except Exception as err:  # shown in one line; the sidebar stays usable
+        holder.empty()
+        ss["eci_compute_error"] = f"{type(err).__name__}: {err}".splitlines()[0]
+        st.error(f"Could not score the data: {ss['eci_compute_error']}")
+        return
+    ss.pop("eci_compute_error", None)
+    holder.empty()
+
+
+def require_result(title: str, caption: str | None = None) -> state.Current:
+    """Page header, then the current data; stops the page with a hint when nothing is scored."""
+    st.title(title)
+    if caption:
+        st.caption(caption)
+    cur = state.current()
+    if cur.collection is None:
+        st.info("Load a dataset in the sidebar (“Data and settings”) to start.", icon=":material/upload_file:")
+        st.stop()
+    if cur.result is None:
+        st.info("Scores are not available for these settings: see the message above or the sidebar.")
+        st.stop()
+    return cur
+
+
+def source_names(cur: state.Current) -> list[str]:
+    """Sources in ranking order (highest ECI first)."""
+    return [str(n) for n in cur.result.sources["name"].tolist()]
+
+
+def query_label(cur: state.Current, query_id: str, width: int = 90) -> str:
+    """``"text  ·  id"`` for select boxes, the text cut to ``width`` characters."""
+    coll = cur.collection
+    try:
+        text = coll.query_texts[coll.query_index(query_id)]
+    except KeyError:
+        return str(query_id)
+    text = text if len(text) <= width else text[: width - 1] + "…"
+    return f"{text}  ·  {query_id}"
+
+
+def pick_sources(cur: state.Current, label: str, param: str, key: str, default_all: bool = True) -> list[str]:
+    """A multiselect of sources whose value is kept in the URL parameter ``param``."""
+    names = source_names(cur)
+    if key not in st.session_state:
+        from_url = [n for n in (state.qp_get(param) or "").split(",") if n in names]
+        st.session_state[key] = from_url or (names if default_all else names[:2])
+    else:
+        st.session_state[key] = [n for n in st.session_state[key] if n in names]
+    chosen = st.multiselect(label, names, key=key)
+    state.qp_set(**{param: ",".join(chosen) if chosen and chosen != names else None})
+    return chosen
+
+
+def plotly(fig, key: str, select: bool = False, height: int | None = None):
+    """``st.plotly_chart`` with the app's defaults; returns the selection event when ``select``."""
+    config = {"displaylogo": False, "scrollZoom": False}
+    kwargs = {"key": key, "config": config, "width": "stretch"}
+    if height:
+        fig.update_layout(height=height)
+    if select:
+        return st.plotly_chart(fig, on_select="rerun", selection_mode=("box", "lasso"), **kwargs)
+    st.plotly_chart(fig, **kwargs)
+    return None
+
+
+def empty_note(msg: str) -> None:
+    st.caption(f":grey[{msg}]")

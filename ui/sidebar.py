@@ -1,0 +1,166 @@
+"""The sidebar "Data and settings", shared by every page.
+
+Top to bottom: what is loaded (and any error, in one line each), adding or opening data
+(upload, local path, bundled sample), the load report, the encoder and cross-encoder, and the
+metric options of the spec. Widget values live in ``st.session_state`` under the keys of
+:mod:`ui.state`, so they survive page switches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from eci_core.config import ECIConfig
+from ui import state
+
+_UPLOAD_COUNTER = "eci_upload_counter"
+
+
+def _uploader_key() -> str:
+    return f"eci_uploads_{st.session_state.get(_UPLOAD_COUNTER, 0)}"
+
+
+def _on_add_uploads() -> None:
+    files = st.session_state.get(_uploader_key()) or []
+    if not files:
+        st.session_state[state.K_ERRORS] = ["Choose one or more files first, then press Add."]
+        return
+    paths = state.save_uploads(files)
+    state.add_paths(paths, label=", ".join(p.name for p in paths))
+    if not st.session_state[state.K_ERRORS]:
+        # a fresh uploader (empty) once the files are in the session
+        st.session_state[_UPLOAD_COUNTER] = st.session_state.get(_UPLOAD_COUNTER, 0) + 1
+
+
+def _on_path(mode: str) -> None:
+    raw = (st.session_state.get("eci_local_path") or "").strip()
+    if not raw:
+        st.session_state[state.K_ERRORS] = ["Type the path of a file or folder first."]
+        return
+    path = Path(raw).expanduser()
+    if not path.exists():
+        st.session_state[state.K_ERRORS] = [f"{path}: no such file or folder"]
+        return
+    if mode == "add":
+        state.add_paths([path], label=path.name)
+    else:
+        state.replace_with_path(path)
+
+
+def _on_sample() -> None:
+    state.open_default_dataset(state.SAMPLE_DIR)
+
+
+def _data_section() -> None:
+    ss = st.session_state
+    coll = ss[state.K_COLLECTION]
+    if coll is None:
+        st.info("No data loaded yet: upload files or give a local path below.")
+    else:
+        st.markdown(f"**Dataset:** `{ss[state.K_DATA_LABEL]}`")
+        st.caption(
+            f"{coll.n_queries:,} queries · {coll.n_passages:,} passages · "
+            f"{len(coll.sources)} sources: {', '.join(coll.sources)}"
+        )
+    for err in ss[state.K_ERRORS]:
+        st.error(err, icon=":material/error:")
+    if ss[state.K_ERRORS] and coll is not None:
+        st.caption("Nothing already loaded was lost.")
+
+    with st.expander("Add or open data", expanded=coll is None):
+        st.file_uploader(
+            "Upload negatives (any accepted format; one source per file)",
+            accept_multiple_files=True,
+            key=_uploader_key(),
+            help="JSONL/JSON/CSV/TSV/Parquet from sentence-transformers, BGE, Tevatron, "
+            "msmarco-hard-negatives, TREC runs. A source is named after its file name.",
+        )
+        st.button("Add uploaded files", on_click=_on_add_uploads, width="stretch")
+        st.text_input("…or a local file or folder", key="eci_local_path", placeholder="/path/to/negatives.jsonl")
+        c1, c2 = st.columns(2)
+        c1.button("Add", on_click=_on_path, args=("add",), width="stretch", help="Add its sources to the session")
+        c2.button("Open instead", on_click=_on_path, args=("open",), width="stretch", help="Replace the session's data")
+        if state.SAMPLE_DIR.exists():
+            st.button("Open the bundled sample (pyfaq)", on_click=_on_sample, width="stretch")
+
+    report = ss[state.K_REPORT]
+    if report is not None and report.sources:
+        with st.expander("Load report"):
+            st.dataframe(report.table(), hide_index=True, width="stretch")
+
+
+def _settings_section() -> None:
+    ss = st.session_state
+    st.selectbox("Target encoder", list(state.ENCODER_CHOICES), key=state.W_ENCODER)
+    if state.ENCODER_CHOICES[ss[state.W_ENCODER]] == "folder":
+        st.text_input(
+            "Local sentence-transformers folder",
+            key=state.W_ENCODER_PATH,
+            placeholder="/models/my-encoder",
+            help="A folder saved with SentenceTransformer.save(); remote code is never run.",
+        )
+    st.checkbox(
+        "Cross-encoder (ms-marco MiniLM, bundled)",
+        key=state.W_CROSS,
+        help="Adds ce_margin and the cross_encoder flag. Slower: every (query, negative) pair is scored.",
+    )
+    defaults = ECIConfig()
+    with st.expander("Metric options"):
+        st.radio(
+            "Positive used for s_qp",
+            ["min", "max", "mean"],
+            key=state.W_POSITIVE,
+            horizontal=True,
+            help="When a query has several positives: the least similar (default), most similar, or the mean.",
+        )
+        st.radio(
+            "Aggregate",
+            ["query", "set"],
+            key=state.W_AGGREGATE,
+            horizontal=True,
+            help="query: ECI = mean of per-query ECI (default). set: S, Δ, K averaged first, then one harmonic mean.",
+        )
+        st.number_input(
+            "InfoNCE temperature τ",
+            min_value=0.001,
+            max_value=1.0,
+            step=0.01,
+            format="%.3f",
+            key=state.W_TEMPERATURE,
+            help=f"Temperature of the InfoNCE bound (default {defaults.temperature}).",
+        )
+        st.slider(
+            "Near-duplicate threshold (s_pn ≥ t)",
+            0.5,
+            1.0,
+            step=0.01,
+            key=state.W_NEAR_DUP,
+            help=f"A negative this similar to a positive is flagged near_duplicate (default {defaults.near_duplicate_threshold}).",
+        )
+        st.number_input(
+            "Cross-encoder margin m (ce_margin ≤ m)",
+            min_value=-20.0,
+            max_value=20.0,
+            step=0.5,
+            key=state.W_CE_MARGIN,
+            help=f"Flag when the cross-encoder rates a negative about as relevant as the positive (default {defaults.cross_encoder_margin}).",
+        )
+        st.slider(
+            "PercPos band (s_qn > band · s_qp)",
+            0.5,
+            1.0,
+            step=0.01,
+            key=state.W_PERCPOS,
+            help=f"NV-Retriever TopK-PercPos risk marker (default {defaults.percpos}).",
+        )
+
+
+def render() -> None:
+    """Draw the sidebar (called by ``app.py`` on every run, before the page)."""
+    with st.sidebar:
+        st.header("Data and settings")
+        _data_section()
+        st.divider()
+        _settings_section()

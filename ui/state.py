@@ -1,0 +1,499 @@
+"""Session state of the dashboard, initialised in one place.
+
+Everything a page needs comes from here: the loaded :class:`~eci_core.data.Collection`, the
+settings chosen in the sidebar, the :class:`~eci_core.scoring.ScoreResult` for those settings,
+and the user's per-negative marks. Pages never compute metrics; they call :func:`current`.
+
+Caching
+-------
+* The default dataset is loaded once per process (``st.cache_resource`` keyed on its path and
+  modification times) and never mutated: adding files works on a copy.
+* Encoders and cross-encoders are loaded once per process (``st.cache_resource``).
+* Scores live in a process-wide LRU store (held by ``st.cache_resource``) keyed on
+  ``(Collection.fingerprint(), encoder, cross-encoder, ECIConfig)``, so switching pages or going
+  back to earlier settings never recomputes. The store is filled outside any cached function,
+  which lets the progress bar show what is being computed without being replayed later.
+
+Where things live in the URL (``st.query_params``) so that a copied link reopens the same view:
+the page is the URL path (``st.navigation``); ``q`` is the query shown in the drill-down;
+``a`` / ``b`` the two compared sources; ``src`` the sources shown on the Margins page.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import streamlit as st
+
+import eci_core  # noqa: F401  (sets the offline environment variables first)
+from eci_core.config import ECIConfig
+from eci_core.data import Collection, LoadReport
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DIR = ROOT / "sample_data" / "pyfaq"
+
+#: Choices of the sidebar's encoder box -> value passed to ``eci_core.encoders.load_encoder``.
+ENCODER_CHOICES = {
+    "MiniLM (bundled)": "minilm",
+    "Hashing (instant, lexical)": "hashing",
+    "Local folder…": "folder",
+}
+MARK_FALSE_NEGATIVE = "false negative"
+MARK_FINE = "fine"
+SCORE_STORE_SIZE = 8
+
+# Session-state keys (prefixed so they never clash with widget keys of a page).
+K_COLLECTION = "eci_collection"
+K_FINGERPRINT = "eci_fingerprint"
+K_REPORT = "eci_load_report"
+K_ERRORS = "eci_load_errors"
+K_DATA_LABEL = "eci_data_label"
+K_MARKS = "eci_marks"
+K_QUERY = "eci_query_id"
+K_UPLOAD_DIR = "eci_upload_dir"
+K_INITIALISED = "eci_initialised"
+
+# Widget keys of the sidebar (their values are the settings).
+W_ENCODER = "set_encoder"
+W_ENCODER_PATH = "set_encoder_path"
+W_CROSS = "set_cross_encoder"
+W_POSITIVE = "set_positive"
+W_AGGREGATE = "set_aggregate"
+W_TEMPERATURE = "set_temperature"
+W_NEAR_DUP = "set_near_duplicate"
+W_CE_MARGIN = "set_ce_margin"
+W_PERCPOS = "set_percpos"
+
+
+# --------------------------------------------------------------------------- launch arguments
+def launch_args(argv: list[str] | None = None) -> dict[str, str]:
+    """Options given after ``--`` on the command line (``streamlit run app.py -- --data DIR``).
+
+    Recognised: ``--data PATH`` (dataset to open), ``--encoder NAME`` (``minilm``, ``hashing`` or
+    a local folder), ``--cross-encoder`` (start with the cross-encoder on). Unknown arguments
+    are ignored so that Streamlit's own flags never break the app.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("--data", "--encoder") and i + 1 < len(argv):
+            out[arg[2:]] = argv[i + 1]
+            i += 2
+            continue
+        if arg.startswith("--data=") or arg.startswith("--encoder="):
+            k, v = arg[2:].split("=", 1)
+            out[k] = v
+        elif arg == "--cross-encoder":
+            out["cross-encoder"] = "1"
+        i += 1
+    return out
+
+
+def default_data_path() -> Path | None:
+    """The dataset opened at start: ``--data``, else ``$ECI_DATA``, else the bundled sample."""
+    args = launch_args()
+    given = args.get("data") or os.environ.get("ECI_DATA")
+    if given:
+        return Path(given).expanduser()
+    return SAMPLE_DIR if SAMPLE_DIR.exists() else None
+
+
+def default_encoder() -> str:
+    """``--encoder``, else ``$ECI_ENCODER``, else the bundled MiniLM."""
+    return launch_args().get("encoder") or os.environ.get("ECI_ENCODER") or "minilm"
+
+
+def default_cross_encoder() -> bool:
+    """Cross-encoder off unless ``--cross-encoder`` or ``ECI_CROSS_ENCODER=1``."""
+    if "cross-encoder" in launch_args():
+        return True
+    return os.environ.get("ECI_CROSS_ENCODER", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+# --------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class Settings:
+    """What the sidebar chose: which encoder, whether a cross-encoder runs, and the options."""
+
+    encoder: str
+    cross_encoder: bool
+    config: ECIConfig
+
+    def key(self) -> tuple:
+        return (self.encoder, self.cross_encoder, tuple(sorted(self.config.as_dict().items())))
+
+
+def _encoder_choice_default(enc: str) -> tuple[str, str]:
+    if enc in ("minilm", "all-MiniLM-L6-v2", ""):
+        return "MiniLM (bundled)", ""
+    if enc == "hashing":
+        return "Hashing (instant, lexical)", ""
+    return "Local folder…", enc
+
+
+def settings() -> Settings:
+    """The settings the sidebar widgets hold now (validated by ``ECIConfig``)."""
+    ss = st.session_state
+    choice = ENCODER_CHOICES[ss[W_ENCODER]]
+    encoder = ss[W_ENCODER_PATH].strip() if choice == "folder" else choice
+    config = ECIConfig(
+        positive=ss[W_POSITIVE],
+        aggregate=ss[W_AGGREGATE],
+        temperature=float(ss[W_TEMPERATURE]),
+        near_duplicate_threshold=float(ss[W_NEAR_DUP]),
+        cross_encoder_margin=float(ss[W_CE_MARGIN]),
+        percpos=float(ss[W_PERCPOS]),
+    )
+    return Settings(encoder=encoder, cross_encoder=bool(ss[W_CROSS]), config=config)
+
+
+# --------------------------------------------------------------------------- initialisation
+def init_state() -> None:
+    """Set every session-state default once per browser session and open the default dataset."""
+    ss = st.session_state
+    if ss.get(K_INITIALISED):
+        return
+    enc_label, enc_path = _encoder_choice_default(default_encoder())
+    cfg = ECIConfig()
+    defaults: dict[str, Any] = {
+        K_COLLECTION: None,
+        K_FINGERPRINT: None,
+        K_REPORT: LoadReport(),
+        K_ERRORS: [],
+        K_DATA_LABEL: "nothing loaded",
+        K_MARKS: {},
+        K_QUERY: None,
+        W_ENCODER: enc_label,
+        W_ENCODER_PATH: enc_path,
+        W_CROSS: default_cross_encoder(),
+        W_POSITIVE: cfg.positive,
+        W_AGGREGATE: cfg.aggregate,
+        W_TEMPERATURE: cfg.temperature,
+        W_NEAR_DUP: cfg.near_duplicate_threshold,
+        W_CE_MARGIN: cfg.cross_encoder_margin,
+        W_PERCPOS: cfg.percpos,
+    }
+    for k, v in defaults.items():
+        ss.setdefault(k, v)
+    path = default_data_path()
+    if path is not None:
+        open_default_dataset(path)
+    ss[K_INITIALISED] = True
+
+
+def _mtimes(path: Path) -> tuple:
+    """Modification times of a file or of every file under a folder (cache key of a dataset)."""
+    if path.is_file():
+        return ((str(path), path.stat().st_mtime_ns),)
+    if path.is_dir():
+        return tuple(
+            sorted((str(p), p.stat().st_mtime_ns) for p in path.rglob("*") if p.is_file() and ".eci_cache" not in p.parts)
+        )
+    return ()
+
+
+@st.cache_resource(show_spinner="Reading the dataset…", max_entries=4)
+def _load_cached(path: str, _mtimes_key: tuple) -> tuple[Collection, LoadReport]:
+    from eci_core.loaders import load_paths
+
+    return load_paths([path])
+
+
+def open_default_dataset(path: Path) -> None:
+    """Replace the session's data by the dataset at ``path`` (shared, read-only, cached)."""
+    ss = st.session_state
+    if not path.exists():
+        ss[K_ERRORS] = [f"{path}: no such file or folder (set ECI_DATA or --data to a dataset)"]
+        return
+    try:
+        coll, report = _load_cached(str(path), _mtimes(path))
+    except Exception as err:  # a LoadError or an unreadable dataset: say it in one line
+        ss[K_ERRORS] = [_one_line(err)]
+        return
+    ss[K_ERRORS] = list(report.errors)
+    if coll is not None and coll.sources:
+        _set_collection(coll, report, label=_dataset_label(path))
+    elif not report.errors:
+        ss[K_ERRORS] = [f"{path}: no negatives found (a dataset needs at least one source of negatives)"]
+
+
+def _dataset_label(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _set_collection(coll: Collection, report: LoadReport, label: str) -> None:
+    ss = st.session_state
+    ss[K_COLLECTION] = coll
+    ss[K_FINGERPRINT] = coll.fingerprint()
+    ss[K_REPORT] = report
+    ss[K_DATA_LABEL] = label
+    ss[K_QUERY] = None
+
+
+def add_paths(paths: list[Path], label: str) -> None:
+    """Load ``paths`` as extra sources of the current collection.
+
+    The load works on a copy: when every path fails, the session keeps what it had; errors are
+    shown as one line each. A path that loads adds its sources (named after the file stems).
+    """
+    from eci_core.loaders import load_paths
+
+    ss = st.session_state
+    current: Collection | None = ss[K_COLLECTION]
+    base = current.copy() if current is not None else None
+    try:
+        coll, report = load_paths([str(p) for p in paths], collection=base)
+    except Exception as err:
+        ss[K_ERRORS] = [_one_line(err)]
+        return
+    ss[K_ERRORS] = list(report.errors)
+    if coll is None or not report.sources:
+        return
+    merged = LoadReport()
+    merged.extend(ss[K_REPORT])
+    merged.sources.extend(report.sources)
+    old_label = ss[K_DATA_LABEL] if current is not None else ""
+    _set_collection(coll, merged, label=f"{old_label} + {label}" if old_label else label)
+
+
+def replace_with_path(path: Path) -> None:
+    """Open another dataset in place of the current one (kept when the new one fails)."""
+    from eci_core.loaders import load_paths
+
+    ss = st.session_state
+    try:
+        coll, report = load_paths([str(path)])
+    except Exception as err:
+        ss[K_ERRORS] = [_one_line(err)]
+        return
+    ss[K_ERRORS] = list(report.errors)
+    if coll is not None and coll.sources:
+        _set_collection(coll, report, label=_dataset_label(path))
+
+
+def save_uploads(files) -> list[Path]:
+    """Write uploaded files to this session's temporary folder, keeping their names.
+
+    Sources are named after file stems, so ``bm25.jsonl`` becomes the source ``bm25``. A name
+    that is already used in the folder gets a fresh sub-folder so two uploads never overwrite
+    each other.
+    """
+    ss = st.session_state
+    if not ss.get(K_UPLOAD_DIR):
+        ss[K_UPLOAD_DIR] = tempfile.mkdtemp(prefix="eci-upload-")
+    base = Path(ss[K_UPLOAD_DIR])
+    out: list[Path] = []
+    for f in files:
+        name = Path(f.name).name or "upload"
+        target_dir = base
+        n = 1
+        while (target_dir / name).exists():
+            target_dir = base / f"u{n}"
+            n += 1
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = target_dir / name
+        target.write_bytes(f.getvalue())
+        out.append(target)
+    return out
+
+
+# --------------------------------------------------------------------------- models
+@st.cache_resource(show_spinner="Loading the encoder…", max_entries=3)
+def get_encoder(name: str):
+    """The target encoder (bundled MiniLM, ``hashing`` or a local folder), once per process."""
+    from eci_core.encoders import load_encoder
+
+    return load_encoder(None if name == "minilm" else name)
+
+
+@st.cache_resource(show_spinner="Loading the cross-encoder…", max_entries=2)
+def get_cross_encoder():
+    """The bundled ONNX cross-encoder, once per process."""
+    from eci_core.encoders import load_cross_encoder
+
+    return load_cross_encoder(None)
+
+
+@st.cache_resource(show_spinner=False)
+def get_embedding_cache():
+    """The on-disk embedding cache, with the sample data's shipped cache as a read-only layer."""
+    from eci_core.encoders import EmbeddingCache
+
+    shipped = [str(p) for p in _shipped_cache_dirs()]
+    return EmbeddingCache(readonly_dirs=shipped)
+
+
+def _shipped_cache_dirs() -> list[Path]:
+    out = []
+    for base in {SAMPLE_DIR, default_data_path() or SAMPLE_DIR}:
+        for name in (".eci_cache", "eci_cache", "embedding_cache"):
+            p = Path(base) / name
+            if p.is_dir():
+                out.append(p)
+    return out
+
+
+# --------------------------------------------------------------------------- score store
+class _ScoreStore:
+    """A small thread-safe LRU of ScoreResults shared by every session of the process."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: OrderedDict[tuple, Any] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple):
+        with self.lock:
+            val = self.items.get(key)
+            if val is not None:
+                self.items.move_to_end(key)
+            return val
+
+    def put(self, key: tuple, value) -> None:
+        with self.lock:
+            self.items[key] = value
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+@st.cache_resource(show_spinner=False)
+def _score_store() -> _ScoreStore:
+    return _ScoreStore(SCORE_STORE_SIZE)
+
+
+def score_key(fingerprint: str, s: Settings) -> tuple:
+    return (fingerprint,) + s.key()
+
+
+def cached_result(s: Settings | None = None):
+    """The ScoreResult for the current data and settings if it was computed, else ``None``."""
+    ss = st.session_state
+    if ss.get(K_COLLECTION) is None:
+        return None
+    s = s or settings()
+    return _score_store().get(score_key(ss[K_FINGERPRINT], s))
+
+
+def compute_result(s: Settings, progress: Callable[[str, int, int], None] | None = None):
+    """Score the session's collection with ``s`` (or take it from the store)."""
+    from eci_core.scoring import score_collection
+
+    ss = st.session_state
+    key = score_key(ss[K_FINGERPRINT], s)
+    store = _score_store()
+    hit = store.get(key)
+    if hit is not None:
+        return hit
+    if progress:
+        progress("loading the encoder", 0, 1)
+    encoder = get_encoder(s.encoder)
+    cross = get_cross_encoder() if s.cross_encoder else None
+    result = score_collection(
+        ss[K_COLLECTION], encoder, s.config, cross_encoder=cross, cache=get_embedding_cache(), progress=progress
+    )
+    store.put(key, result)
+    return result
+
+
+# --------------------------------------------------------------------------- what pages read
+@dataclass
+class Current:
+    """What every page works with."""
+
+    collection: Collection | None
+    result: Any  # eci_core.scoring.ScoreResult | None
+    settings: Settings
+    fingerprint: str | None
+    marks: dict = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.collection is not None and self.result is not None
+
+
+def current() -> Current:
+    ss = st.session_state
+    s = settings()
+    return Current(
+        collection=ss.get(K_COLLECTION),
+        result=cached_result(s),
+        settings=s,
+        fingerprint=ss.get(K_FINGERPRINT),
+        marks=ss[K_MARKS],
+    )
+
+
+# --------------------------------------------------------------------------- marks
+def mark_key(source: str, query_id: str, passage_id: str) -> tuple[str, str, str]:
+    return (str(source), str(query_id), str(passage_id))
+
+
+def set_mark(source: str, query_id: str, passage_id: str, value: str | None) -> None:
+    """Mark one negative ``"false negative"`` / ``"fine"``, or clear the mark with ``None``."""
+    marks = st.session_state[K_MARKS]
+    k = mark_key(source, query_id, passage_id)
+    if value is None:
+        marks.pop(k, None)
+    else:
+        if value not in (MARK_FALSE_NEGATIVE, MARK_FINE):
+            raise ValueError(f"mark={value!r}: use {MARK_FALSE_NEGATIVE!r} or {MARK_FINE!r}")
+        marks[k] = value
+
+
+def marks_frame():
+    """The marks as a DataFrame ``source, query_id, passage_id, mark`` (for Export)."""
+    import pandas as pd
+
+    rows = [(s, q, p, m) for (s, q, p), m in st.session_state[K_MARKS].items()]
+    return pd.DataFrame(rows, columns=["source", "query_id", "passage_id", "mark"])
+
+
+# --------------------------------------------------------------------------- URL state
+def qp_get(name: str, default: str | None = None) -> str | None:
+    val = st.query_params.get(name)
+    return default if val in (None, "") else val
+
+
+def qp_set(**values: str | None) -> None:
+    """Write values into the URL (``None`` removes the parameter); unchanged values are skipped."""
+    for k, v in values.items():
+        if v is None or v == "":
+            if k in st.query_params:
+                del st.query_params[k]
+        elif st.query_params.get(k) != str(v):
+            st.query_params[k] = str(v)
+
+
+def open_in_drilldown(query_id: str) -> None:
+    """Show ``query_id`` in the Query drill-down page (switches page, keeps it in the URL)."""
+    st.session_state[K_QUERY] = str(query_id)
+    st.switch_page(PAGE_FILES["drilldown"], query_params={"q": str(query_id)})
+
+
+PAGE_FILES = {
+    "overview": "pages/overview.py",
+    "margins": "pages/margins.py",
+    "signal_safety": "pages/signal_safety.py",
+    "projection": "pages/projection.py",
+    "drilldown": "pages/drilldown.py",
+    "compare": "pages/compare.py",
+    "export": "pages/export.py",
+}
