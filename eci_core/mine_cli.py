@@ -159,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     progress.close()
+    print(result.stats_table())
     for line in result.skip_lines():
         print(line)
     print(result.summary(args.out, n))
