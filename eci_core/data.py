@@ -186,6 +186,9 @@ class Collection:
     def has_passage(self, pid: str) -> bool:
         return pid in self._pid_index
 
+    def has_query(self, qid: str) -> bool:
+        return qid in self._qid_index
+
     def positive_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """All (query index, positive passage index) pairs as two int64 arrays sorted by query."""
         qs, ps = [], []

@@ -1,0 +1,1394 @@
+"""Read every accepted hard-negative file format into a :class:`~eci_core.data.Collection`.
+
+Public API::
+
+    detect_format(path) -> str
+    load_path(path, collection, format=None, name=None, progress=None) -> LoadReport   # raises LoadError
+    load_paths(paths, collection=None, format=None, progress=None) -> (Collection, LoadReport)
+    load_msmarco_hn(path, collection_tsv, queries_tsv, collection, name=None, progress=None) -> LoadReport
+    load_beir(directory, collection, name=None, progress=None) -> LoadReport
+
+Containers
+    JSONL (``.jsonl``/``.ndjson``), JSON (``.json``: an array of objects, an object of equal-length
+    lists (columns), or JSONL saved as ``.json``), CSV, TSV (header row), Parquet (pyarrow), and
+    ``.gz`` of any text container. Text must be UTF-8 (a BOM is accepted). In CSV/TSV/Parquet,
+    list cells may be JSON arrays or Python list literals (``['a', 'b']``, read with
+    ``ast.literal_eval``, never ``eval``).
+
+Formats (``format=`` names; detected from the fields of the first row, overridable)
+    ``st-triplet``       sentence-transformers ``mine_hard_negatives(output_format="triplet")``:
+                         anchor, positive, ``negative`` [, ``scores`` = [pos, neg]]
+    ``st-ntuple``        ``output_format="n-tuple"`` (and the older ``"n-tuple-scores"``):
+                         anchor, positive, ``negative_1`` … ``negative_n`` [, ``scores`` = [pos, neg_1 … neg_n]]
+    ``st-labeled-pair``  anchor, passage, ``label`` (>0 = positive) or ``score``
+    ``st-labeled-list``  anchor, a list column [pos, neg …] under the positive's name, ``labels`` or ``scores``
+    ``bge``              FlagEmbedding: ``{query, pos: [...], neg: [...], pos_scores?, neg_scores?}``
+    ``tevatron``         Tevatron/RLHN: ``{query_id, query, positive_passages: [{docid, title, text}],
+                         negative_passages: [...]}``; passage text = ``title + " " + text`` when the title is set
+    ``msmarco-hn``       ``{qid, pos: [pid ...], neg: {system: [pid ...]}}`` with ``pid<TAB>text`` and
+                         ``qid<TAB>text`` TSV files
+    ``beir``             a directory: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/*.tsv`` and ``negatives/``
+    ``trec-run``         ``qid Q0 docid rank score tag`` lines (negatives ordered by rank, score kept)
+    ``negative-ids``     JSONL ``{query_id, negative_ids: [...], scores?: [...]}``
+
+sentence-transformers column names
+    The miner keeps the user's anchor and positive column names, so they are detected, not assumed:
+    a known anchor name (``anchor``, ``query``, ``question`` …) or else the first remaining column,
+    and a known positive name (``positive``, ``pos``, ``answer``, ``passage`` …) or else the next one
+    (the miner's own rule is "first column, second column"). A column named ``query_id``/``qid``/
+    ``id`` is used as the query id. Rows are grouped by query: a repeated anchor means several
+    positives. The miner repeats a query's negatives once per positive (triplet, n-tuple,
+    labeled-list); those repeats are merged (multiset union over the query's positives), so only
+    duplicates *within* one positive's list are reported as duplicate negatives. Miner scores are
+    kept as the negatives' ``score`` (metadata, never used in margins).
+    ``st-labeled-pair`` with ``score`` instead of ``label``: the miner writes a query's positives
+    first, so the first row of each query is its positive and the rest its negatives; a
+    score-only file cannot mark a second positive (use ``label`` for that).
+
+Names of sources
+    One source per file, named after the file stem (``bm25.jsonl.gz`` -> ``bm25``) or ``name=``.
+    A file holding several systems (an msmarco-hn file with several keys under ``neg``, a TREC
+    run with several tags) gives one source per system named ``<stem>:<system>``. A BEIR directory
+    gives one source per file in ``negatives/``, named after that file's stem (``<name>:<stem>``
+    when ``name=`` is given). ``Collection.unique_source_name`` appends ``-2``, ``-3`` … on clashes.
+
+Where ids are looked up
+    * msmarco-hn via :func:`load_path`: ``collection.tsv`` (or ``corpus.tsv``) and ``queries.tsv``
+      (or ``queries.train.tsv``), plain or ``.gz``, in the same folder as the file; failing that,
+      passages and queries already in the collection.
+    * A TREC run or negative-ids file given on its own: the BEIR directory it sits in (its folder,
+      or the parent of a ``negatives/`` folder); failing that, passages, queries and positives
+      already in the collection (load the BEIR directory first).
+    * BEIR positives: ``qrels/test.tsv`` when present, else the union of ``qrels/*.tsv``;
+      a qrels score > 0 is relevant. Only passages and queries that are referenced are kept.
+    An id referenced but not found is an error naming the first few ids.
+
+Errors
+    Bad input raises :class:`~eci_core.data.LoadError`, printed as ``PATH:LINE: field 'F': message``.
+    LINE is the 1-based line of the file (JSONL, JSON array, CSV/TSV: the line where the record
+    starts, header = line 1; TREC/TSV text files) or the 1-based row (Parquet, JSON object of
+    lists). A file is parsed completely before the collection is touched, so an error leaves the
+    collection exactly as it was. In a BEIR directory each negatives file is loaded on its own:
+    a bad one is reported in ``LoadReport.errors`` and the others still load.
+    Kept-but-counted cases (queries with no positive, duplicate negatives, a negative identical
+    to a positive) are counted in the :class:`~eci_core.data.SourceReport` by
+    :meth:`Collection.add_source`.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+import os
+import re
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from .data import Collection, LoadError, LoadReport, PassageRef, QueryRecord, SourceReport
+
+Progress = Callable[[str, int, int], None]
+
+FORMATS: tuple[str, ...] = (
+    "st-triplet",
+    "st-ntuple",
+    "st-labeled-pair",
+    "st-labeled-list",
+    "bge",
+    "tevatron",
+    "msmarco-hn",
+    "beir",
+    "trec-run",
+    "negative-ids",
+)
+
+FORMAT_HINTS: dict[str, str] = {
+    "st-triplet": "anchor, positive, negative [, scores]",
+    "st-ntuple": "anchor, positive, negative_1..negative_n [, scores]",
+    "st-labeled-pair": "anchor, passage, label|score",
+    "st-labeled-list": "anchor, [passages], labels|scores",
+    "bge": "query, pos, neg [, pos_scores, neg_scores]",
+    "tevatron": "query_id, query, positive_passages, negative_passages",
+    "msmarco-hn": "qid, pos, neg: {system: [pid...]}",
+    "beir": "a directory with corpus.jsonl, queries.jsonl, qrels/, negatives/",
+    "trec-run": "qid Q0 docid rank score tag",
+    "negative-ids": "query_id, negative_ids [, scores]",
+}
+
+_ALIASES = {
+    "triplet": "st-triplet",
+    "n-tuple": "st-ntuple",
+    "ntuple": "st-ntuple",
+    "n-tuple-scores": "st-ntuple",
+    "st-n-tuple": "st-ntuple",
+    "st-n-tuple-scores": "st-ntuple",
+    "labeled-pair": "st-labeled-pair",
+    "labeled-list": "st-labeled-list",
+    "flagembedding": "bge",
+    "rlhn": "tevatron",
+    "msmarco": "msmarco-hn",
+    "msmarco-hard-negatives": "msmarco-hn",
+    "trec": "trec-run",
+    "run": "trec-run",
+}
+
+ANCHOR_NAMES = (
+    "anchor", "query", "question", "queries", "questions", "q", "search_query", "sentence1",
+    "sentence_1", "sentence_a", "sentence_A", "text1", "text_1", "query_text", "input", "prompt",
+)
+POSITIVE_NAMES = (
+    "positive", "pos", "positives", "answer", "answers", "passage", "passages", "document",
+    "documents", "doc", "docs", "context", "response", "sentence2", "sentence_2", "sentence_b",
+    "sentence_B", "text2", "text_2", "text", "positive_passage", "pos_text", "target",
+)
+QUERY_ID_NAMES = ("query_id", "qid", "query-id", "_id", "id")
+_NEG_N = re.compile(r"^negative_(\d+)$")
+_ROLE_COLUMNS = {"negative", "scores", "score", "label", "labels"}
+_SHOW_IDS = 5
+_PROGRESS_EVERY = 20000
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def normalise_format(format: str) -> str:
+    """The canonical name of ``format`` (aliases such as ``"n-tuple"`` accepted).
+
+    Raises ``ValueError`` naming the accepted formats for an unknown name."""
+    key = str(format).strip().lower().replace("_", "-")
+    key = _ALIASES.get(key, key)
+    if key not in FORMATS:
+        raise ValueError(f"format={format!r} is not a known format; use one of: {', '.join(FORMATS)}")
+    return key
+
+
+def _accepted() -> str:
+    return "; ".join(f"{k} ({v})" for k, v in FORMAT_HINTS.items())
+
+
+# ====================================================================== value checks
+def _kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true/false"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, (list, tuple)):
+        return "a list"
+    if isinstance(v, dict):
+        return "an object"
+    return type(v).__name__
+
+
+def _text(path: str, line: int | None, v: Any, fld: str) -> str:
+    """A required, non-empty text value."""
+    if isinstance(v, str):
+        if v.strip():
+            return v
+        raise LoadError(path, line, "empty text (every query and passage needs text)", field=fld)
+    if v is None:
+        raise LoadError(path, line, "is null; expected text", field=fld)
+    raise LoadError(path, line, f"expected a string, got {_kind(v)}", field=fld)
+
+
+def _ident(path: str, line: int | None, v: Any, fld: str) -> str:
+    """An id: a non-empty string or an integer (kept as its decimal string)."""
+    if isinstance(v, bool):
+        raise LoadError(path, line, "expected an id (string or integer), got true/false", field=fld)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, str):
+        s = v.strip()
+        if s:
+            return s
+        raise LoadError(path, line, "empty id", field=fld)
+    if v is None:
+        raise LoadError(path, line, "is null; expected an id", field=fld)
+    raise LoadError(path, line, f"expected an id (string or integer), got {_kind(v)}", field=fld)
+
+
+def _as_list(path: str, line: int | None, v: Any, fld: str, what: str) -> list:
+    """A list value; a string cell holding a JSON array or Python list literal is parsed."""
+    if isinstance(v, list):
+        return v
+    if isinstance(v, tuple):
+        return list(v)
+    if isinstance(v, str) and v.lstrip().startswith("["):
+        try:
+            out = json.loads(v)
+        except json.JSONDecodeError:
+            try:
+                out = ast.literal_eval(v.strip())
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                raise LoadError(path, line, f"cannot read the list {v[:40]!r}: expected a JSON array", field=fld) from None
+        if isinstance(out, (list, tuple)):
+            return list(out)
+    if hasattr(v, "tolist") and not isinstance(v, (str, bytes)):  # numpy arrays from pandas
+        out = v.tolist()
+        if isinstance(out, list):
+            return out
+    if v is None:
+        raise LoadError(path, line, f"is null; expected {what}", field=fld)
+    raise LoadError(path, line, f"expected {what}, got {_kind(v)}", field=fld)
+
+
+def _text_list(path: str, line: int | None, v: Any, fld: str) -> list[str]:
+    items = _as_list(path, line, v, fld, "a list of strings")
+    return [_text(path, line, t, f"{fld}[{i}]") for i, t in enumerate(items)]
+
+
+def _num(path: str, line: int | None, v: Any, fld: str) -> float:
+    if isinstance(v, bool):
+        return float(v)
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            raise LoadError(path, line, f"expected a number, got {v[:40]!r}", field=fld) from None
+    if v is None:
+        raise LoadError(path, line, "is null; expected a number", field=fld)
+    raise LoadError(path, line, f"expected a number, got {_kind(v)}", field=fld)
+
+
+def _num_list(path: str, line: int | None, v: Any, fld: str, n: int | None, expect: str) -> list[float]:
+    items = _as_list(path, line, v, fld, "a list of numbers")
+    if n is not None and len(items) != n:
+        raise LoadError(path, line, f"has {_plural(len(items), 'value')}, expected {n} ({expect})", field=fld)
+    return [_num(path, line, x, f"{fld}[{i}]") for i, x in enumerate(items)]
+
+
+def _present(v: Any) -> bool:
+    """Whether an optional cell holds a value (CSV gives '' for a missing one)."""
+    return v is not None and not (isinstance(v, str) and not v.strip())
+
+
+def _need(path: str, line: int | None, row: dict, key: str) -> Any:
+    if key not in row:
+        found = ", ".join(map(str, row)) or "none"
+        raise LoadError(path, line, f"missing required field (fields found: {found})", field=key)
+    return row[key]
+
+
+# ====================================================================== reading text
+def _is_gz(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) == b"\x1f\x8b"
+    except OSError:
+        return False
+
+
+def _strip_gz(name: str) -> str:
+    return name[:-3] if name.lower().endswith(".gz") else name
+
+
+def _stem(path: Path) -> str:
+    name = _strip_gz(path.name)
+    base, dot, _ = name.rpartition(".")
+    return base if dot and base else name
+
+
+class _Lines:
+    """``(line_no, text)`` of a UTF-8 text file (plain or gzip), decoded line by line, streaming.
+
+    Undecodable bytes raise a LoadError with the byte offset; progress is reported in bytes of
+    the file on disk."""
+
+    def __init__(self, path: Path, progress: Progress | None = None, stage: str = ""):
+        self.path = path
+        self.progress = progress
+        self.stage = stage or f"reading {path.name}"
+        self.lines = 0
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        path, spath = self.path, str(self.path)
+        total = os.path.getsize(path)
+        if total == 0:
+            raise LoadError(spath, None, "file is empty")
+        gz = _is_gz(path)
+        raw = open(path, "rb")
+        try:
+            f = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
+            offset = 0
+            no = 0
+            try:
+                for no, b in enumerate(f, 1):
+                    try:
+                        s = b.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        where = "of the decompressed data" if gz else "of the file"
+                        raise LoadError(
+                            spath, no,
+                            f"not valid UTF-8 (expected UTF-8 text) at byte {offset + e.start} {where}; "
+                            "re-save the file as UTF-8",
+                        ) from None
+                    if no == 1 and s.startswith("\ufeff"):
+                        s = s[1:]
+                    offset += len(b)
+                    self.lines = no
+                    if self.progress and no % _PROGRESS_EVERY == 0:
+                        self.progress(self.stage, raw.tell(), total)
+                    yield no, s.rstrip("\r\n")
+            except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+                raise LoadError(spath, no + 1 if no else None, f"broken gzip data ({e}); re-compress the file") from None
+            if no == 0:
+                raise LoadError(spath, None, "file is empty" + (" (the gzip holds no data)" if gz else ""))
+            if self.progress:
+                self.progress(self.stage, total, total)
+        finally:
+            raw.close()
+
+
+def _read_text(path: Path) -> str:
+    """A whole (possibly gzipped) UTF-8 file as text, with the same checks as :class:`_Lines`."""
+    spath = str(path)
+    if os.path.getsize(path) == 0:
+        raise LoadError(spath, None, "file is empty")
+    try:
+        data = gzip.decompress(path.read_bytes()) if _is_gz(path) else path.read_bytes()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise LoadError(spath, None, f"broken gzip data ({e}); re-compress the file") from None
+    if not data:
+        raise LoadError(spath, None, "file is empty (the gzip holds no data)")
+    try:
+        s = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise LoadError(spath, line, f"not valid UTF-8 (expected UTF-8 text) at byte {e.start} of the file; "
+                        "re-save the file as UTF-8") from None
+    return s[1:] if s.startswith("\ufeff") else s
+
+
+# ====================================================================== containers -> rows
+def _container(path: Path) -> str:
+    """``jsonl``, ``json``, ``csv``, ``tsv``, ``parquet`` or ``trec`` (whitespace run file)."""
+    name = _strip_gz(path.name.lower())
+    ext = name.rpartition(".")[2] if "." in name else ""
+    if ext in ("jsonl", "ndjson"):
+        return "jsonl"
+    if ext == "json":
+        return "json"
+    if ext in ("parquet", "pq"):
+        return "parquet"
+    if ext in ("trec", "run"):
+        return "trec"
+    spath = str(path)
+    if os.path.getsize(path) == 0:
+        raise LoadError(spath, None, "file is empty")
+    with open(path, "rb") as f:
+        if f.read(4) == b"PAR1":
+            return "parquet"
+    first = None
+    for _, s in _Lines(path):
+        if s.strip():
+            first = s
+            break
+    if first is None:
+        raise LoadError(spath, None, "file has no data (only blank lines)")
+    if _looks_like_trec(first):
+        return "trec"
+    if ext == "csv":
+        return "csv"
+    if ext in ("tsv", "tab"):
+        return "tsv"
+    head = first.lstrip()
+    if head.startswith("{"):
+        return "jsonl"
+    if head.startswith("["):
+        return "json"
+    if "\t" in first:
+        return "tsv"
+    if "," in first:
+        return "csv"
+    raise LoadError(spath, None, f"cannot tell what kind of file this is (expected JSONL, JSON, CSV, TSV, Parquet "
+                    f"or a TREC run); accepted formats: {_accepted()}")
+
+
+def _looks_like_trec(line: str) -> bool:
+    parts = line.split()
+    if len(parts) != 6:
+        return False
+    try:
+        int(parts[3])
+        float(parts[4])
+    except ValueError:
+        return False
+    return True
+
+
+def _rows(path: Path, container: str, progress: Progress | None = None) -> Iterator[tuple[int, dict]]:
+    """``(line_or_row, record dict)`` for a JSONL/JSON/CSV/TSV/Parquet file, streaming where possible."""
+    if container == "jsonl":
+        return _jsonl_rows(path, progress)
+    if container == "json":
+        return _json_rows(path)
+    if container in ("csv", "tsv"):
+        return _csv_rows(path, "," if container == "csv" else "\t", progress)
+    if container == "parquet":
+        return _parquet_rows(path, progress)
+    raise LoadError(str(path), None, f"a {container} file has no records of fields")
+
+
+def _jsonl_rows(path: Path, progress: Progress | None) -> Iterator[tuple[int, dict]]:
+    spath = str(path)
+    loads = json.loads
+    any_row = False
+    for no, s in _Lines(path, progress):
+        if not s.strip():
+            continue
+        try:
+            obj = loads(s)
+        except json.JSONDecodeError as e:
+            raise LoadError(spath, no, f"invalid JSON: {e.msg} at column {e.colno}") from None
+        if not isinstance(obj, dict):
+            raise LoadError(spath, no, f"expected one JSON object {{...}} per line, got {_kind(obj)}")
+        any_row = True
+        yield no, obj
+    if not any_row:
+        raise LoadError(spath, None, "file has no data (only blank lines)")
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def _json_rows(path: Path) -> Iterator[tuple[int, dict]]:
+    """A JSON array of objects (real line numbers), an object of equal-length lists (row
+    numbers), a single object, or JSONL saved with a ``.json`` name."""
+    spath = str(path)
+    s = _read_text(path)
+    i = _WS.match(s, 0).end()
+    if i == len(s):
+        raise LoadError(spath, None, "file has no data (only blank lines)")
+    if s[i] == "[":
+        yield from _json_array(spath, s, i)
+        return
+    try:
+        obj = json.loads(s)
+    except json.JSONDecodeError as e:
+        if e.msg == "Extra data":  # one object per line: JSONL with a .json name
+            yield from _jsonl_rows(path, None)
+            return
+        raise LoadError(spath, e.lineno, f"invalid JSON: {e.msg} at column {e.colno}") from None
+    if not isinstance(obj, dict):
+        raise LoadError(spath, 1, f"expected a JSON array of objects or an object of lists, got {_kind(obj)}")
+    cols = list(obj)
+    if cols and all(isinstance(obj[c], list) for c in cols) and len({len(obj[c]) for c in cols}) == 1:
+        n = len(obj[cols[0]])
+        if n == 0:
+            raise LoadError(spath, None, "file has no data rows (every column is an empty list)")
+        for r in range(n):
+            yield r + 1, {c: obj[c][r] for c in cols}
+        return
+    if cols and all(isinstance(obj[c], list) for c in cols):
+        lens = ", ".join(f"{c}: {len(obj[c])}" for c in cols)
+        raise LoadError(spath, None, f"an object of lists needs lists of equal length, got {lens}")
+    yield 1, obj
+
+
+def _json_array(spath: str, s: str, i: int) -> Iterator[tuple[int, dict]]:
+    dec = json.JSONDecoder()
+    n = len(s)
+    i = _WS.match(s, i + 1).end()
+    line, pos = 1 + s.count("\n", 0, i), i
+    if i < n and s[i] == "]":
+        raise LoadError(spath, line, "file has no data rows (the JSON array is empty)")
+    while True:
+        line += s.count("\n", pos, i)
+        pos = i
+        try:
+            obj, end = dec.raw_decode(s, i)
+        except json.JSONDecodeError as e:
+            raise LoadError(spath, e.lineno, f"invalid JSON: {e.msg} at column {e.colno}") from None
+        if not isinstance(obj, dict):
+            raise LoadError(spath, line, f"expected a JSON array of objects, got {_kind(obj)} as an element")
+        yield line, obj
+        i = _WS.match(s, end).end()
+        if i < n and s[i] == ",":
+            i = _WS.match(s, i + 1).end()
+            continue
+        if i < n and s[i] == "]":
+            rest = _WS.match(s, i + 1).end()
+            if rest != n:
+                ln = 1 + s.count("\n", 0, rest)
+                raise LoadError(spath, ln, "invalid JSON: Extra data after the closing ']'")
+            return
+        ln = 1 + s.count("\n", 0, i)
+        col = i - (s.rfind("\n", 0, i) + 1) + 1
+        what = "Expecting ',' delimiter" if i < n else "Expecting ']' (the array is not closed)"
+        raise LoadError(spath, ln, f"invalid JSON: {what} at column {col}")
+
+
+def _csv_rows(path: Path, delim: str, progress: Progress | None) -> Iterator[tuple[int, dict]]:
+    import csv
+    import sys
+
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    spath = str(path)
+    lines = _Lines(path, progress)
+    it = iter(lines)
+    holder = {"no": 0}
+
+    def text_lines() -> Iterator[str]:
+        for no, s in it:
+            holder["no"] = no
+            yield s + "\n"
+
+    reader = csv.reader(text_lines(), delimiter=delim)
+    header: list[str] | None = None
+    start = 1
+    any_row = False
+    try:
+        for cells in reader:
+            if header is None:
+                header = [c.strip() for c in cells]
+                if not any(header):
+                    raise LoadError(spath, holder["no"], "the first line must be a header naming the columns")
+                dup = [c for c, k in Counter(header).items() if k > 1]
+                if dup:
+                    raise LoadError(spath, holder["no"], f"duplicate column name(s) in the header: {', '.join(dup)}")
+                start = holder["no"] + 1
+                continue
+            line = start
+            start = holder["no"] + 1
+            if not cells or (len(cells) == 1 and not cells[0].strip()):
+                continue
+            if len(cells) != len(header):
+                sep = "comma" if delim == "," else "tab"
+                raise LoadError(spath, line, f"row has {_plural(len(cells), 'field')} but the header has "
+                                f"{len(header)} ({sep}-separated; quote texts that contain a {sep})")
+            any_row = True
+            yield line, dict(zip(header, cells))
+    except csv.Error as e:
+        raise LoadError(spath, holder["no"], f"cannot parse the row: {e}") from None
+    if header is None:
+        raise LoadError(spath, None, "file has no data (only blank lines)")
+    if not any_row:
+        raise LoadError(spath, None, "file has a header but no data rows")
+
+
+def _parquet_rows(path: Path, progress: Progress | None) -> Iterator[tuple[int, dict]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    spath = str(path)
+    if os.path.getsize(path) == 0:
+        raise LoadError(spath, None, "file is empty")
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise LoadError(spath, None, f"not a valid Parquet file ({e})") from None
+    total = pf.metadata.num_rows
+    if total == 0:
+        raise LoadError(spath, None, "file has no data rows")
+    row = 0
+    try:
+        for batch in pf.iter_batches(batch_size=8192):
+            for rec in batch.to_pylist():
+                row += 1
+                yield row, rec
+            if progress:
+                progress(f"reading {path.name}", row, total)
+    except pa.ArrowException as e:
+        raise LoadError(spath, row + 1, f"cannot read the Parquet data ({e})") from None
+
+
+def _peek(rows: Iterator[tuple[int, dict]]) -> tuple[tuple[int, dict], Iterator[tuple[int, dict]]]:
+    first = next(rows)
+
+    def chained() -> Iterator[tuple[int, dict]]:
+        yield first
+        yield from rows
+
+    return first, chained()
+
+
+# ====================================================================== detection
+def _maybe_list(v: Any) -> bool:
+    if isinstance(v, (list, tuple)):
+        return True
+    return isinstance(v, str) and v.lstrip().startswith("[") and v.rstrip().endswith("]")
+
+
+def _maybe_dict(v: Any) -> bool:
+    if isinstance(v, dict):
+        return True
+    return isinstance(v, str) and v.lstrip().startswith("{")
+
+
+def _detect_row(row: dict) -> str | None:
+    keys = set(row)
+    if "positive_passages" in keys or "negative_passages" in keys:
+        return "tevatron"
+    if "negative_ids" in keys:
+        return "negative-ids"
+    if "neg" in keys and "pos" in keys:
+        if "query" not in keys or _maybe_dict(row.get("neg")):
+            return "msmarco-hn"
+        return "bge"
+    if any(_NEG_N.match(str(k)) for k in keys):
+        return "st-ntuple"
+    if "negative" in keys:
+        return "st-triplet"
+    if "labels" in keys:
+        return "st-labeled-list"
+    if "scores" in keys and any(_maybe_list(row[k]) for k in keys if k != "scores"):
+        return "st-labeled-list"
+    if "label" in keys or "score" in keys:
+        return "st-labeled-pair"
+    return None
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """The format name of a file or directory (one of :data:`FORMATS`).
+
+    A directory with ``corpus.jsonl`` is ``beir``; a file of ``qid Q0 docid rank score tag`` lines
+    is ``trec-run``; otherwise the fields of the first record decide (see the module docstring).
+    Raises LoadError listing the accepted formats when nothing matches."""
+    p = Path(path)
+    spath = str(path)
+    if not p.exists():
+        raise LoadError(spath, None, "no such file or directory")
+    if p.is_dir():
+        if _beir_file(p, "corpus.jsonl") is not None:
+            return "beir"
+        raise LoadError(spath, None, "a directory must be a BEIR directory (corpus.jsonl, queries.jsonl, qrels/, "
+                        "negatives/); give files by name otherwise")
+    try:
+        kind = _container(p)
+        if kind == "trec":
+            return "trec-run"
+        (line, row), _ = _peek(_rows(p, kind))
+    except OSError as e:
+        raise LoadError(spath, None, f"cannot read the file ({e.strerror or e})") from None
+    fmt = _detect_row(row)
+    if fmt is None:
+        found = ", ".join(map(str, row)) or "none"
+        raise LoadError(spath, line, f"cannot detect the format from the fields {found}; accepted formats: "
+                        f"{_accepted()}; or pass format= (--format) to choose one")
+    return fmt
+
+
+# ====================================================================== sentence-transformers
+@dataclass
+class _QB:
+    """One query being assembled from several rows of an id-less (sentence-transformers) file."""
+
+    qid: str | None
+    query: str
+    line: int
+    positives: dict[str, float | None] = field(default_factory=dict)
+    groups: dict[Any, list[tuple[str, float | None]]] = field(default_factory=dict)
+
+    def record(self) -> QueryRecord:
+        # multiset union over the positive groups: the miner repeats one list per positive
+        final: list[PassageRef] = []
+        have: Counter = Counter()
+        for negs in self.groups.values():
+            c: Counter = Counter()
+            for t, s in negs:
+                c[t] += 1
+                if c[t] > have[t]:
+                    have[t] += 1
+                    final.append(PassageRef(None, t, s))
+        pos = [PassageRef(None, t, s) for t, s in self.positives.items()]
+        return QueryRecord(self.qid, self.query, pos, final, self.line)
+
+
+def _st_columns(path: str, line: int, row: dict, fmt: str) -> tuple[str, str, str | None]:
+    """(anchor column, positive/passage column, query-id column or None) of an ST file."""
+    cols = [str(c) for c in row]
+    qid_col = next((c for c in QUERY_ID_NAMES if c in cols), None)
+    rest = [c for c in cols if c not in _ROLE_COLUMNS and not _NEG_N.match(c) and c != qid_col]
+    anchor = next((c for c in ANCHOR_NAMES if c in rest), rest[0] if rest else None)
+    if anchor is None:
+        raise LoadError(path, line, f"no anchor (query) column for {fmt}: expected one of "
+                        f"{', '.join(ANCHOR_NAMES[:4])}… (fields found: {', '.join(cols)})", field="anchor")
+    rest = [c for c in rest if c != anchor]
+    if fmt == "st-labeled-list":
+        lists = [c for c in rest if _maybe_list(row[c])]
+        rest = lists or rest
+    positive = next((c for c in POSITIVE_NAMES if c in rest), rest[0] if rest else None)
+    if positive is None:
+        what = "passage" if fmt in ("st-labeled-pair", "st-labeled-list") else "positive"
+        raise LoadError(path, line, f"no {what} column for {fmt}: expected one of "
+                        f"{', '.join(POSITIVE_NAMES[:4])}… (fields found: {', '.join(cols)})", field=what)
+    return anchor, positive, qid_col
+
+
+def _parse_st(path: str, fmt: str, rows: Iterator[tuple[int, dict]]) -> tuple[list[QueryRecord], int]:
+    (line0, row0), rows = _peek(rows)
+    anchor, positive, qid_col = _st_columns(path, line0, row0, fmt)
+    neg_cols: list[str] = []
+    if fmt == "st-ntuple":
+        neg_cols = sorted((c for c in map(str, row0) if _NEG_N.match(c)), key=lambda c: int(_NEG_N.match(c).group(1)))
+        if not neg_cols:
+            raise LoadError(path, line0, f"missing required field (fields found: {', '.join(map(str, row0))})",
+                            field="negative_1")
+    label_col = "label" if fmt == "st-labeled-pair" else "labels"
+    use_labels = label_col in row0
+    builders: dict[tuple[str | None, str], _QB] = {}
+    n = 0
+    for line, row in rows:
+        n += 1
+        a = _text(path, line, _need(path, line, row, anchor), anchor)
+        qid = _ident(path, line, row[qid_col], qid_col) if qid_col and _present(row.get(qid_col)) else None
+        key = (qid, a) if qid is not None else (None, a)
+        b = builders.get(key)
+        new = b is None
+        if new:
+            b = builders[key] = _QB(qid, a, line)
+        if fmt == "st-triplet":
+            p = _text(path, line, _need(path, line, row, positive), positive)
+            neg = _text(path, line, _need(path, line, row, "negative"), "negative")
+            ps = ns = None
+            if _present(row.get("scores")):
+                ps, ns = _num_list(path, line, row["scores"], "scores", 2, "[positive score, negative score]")
+            b.positives.setdefault(p, ps)
+            b.groups.setdefault(p, []).append((neg, ns))
+        elif fmt == "st-ntuple":
+            p = _text(path, line, _need(path, line, row, positive), positive)
+            negs = [_text(path, line, _need(path, line, row, c), c) for c in neg_cols]
+            sc: list[float | None] = [None] * (len(negs) + 1)
+            if _present(row.get("scores")):
+                sc = _num_list(path, line, row["scores"], "scores", len(negs) + 1,
+                               f"1 positive score + {len(negs)} negative scores")
+            b.positives.setdefault(p, sc[0])
+            group = b.groups.setdefault(p, [])
+            if group:  # the same (anchor, positive) on two rows: its negatives belong to one list
+                b.groups[(p, line)] = list(zip(negs, sc[1:]))
+            else:
+                group.extend(zip(negs, sc[1:]))
+        elif fmt == "st-labeled-pair":
+            t = _text(path, line, _need(path, line, row, positive), positive)
+            if use_labels:
+                is_pos = _num(path, line, _need(path, line, row, "label"), "label") > 0
+                s = _num(path, line, row["score"], "score") if _present(row.get("score")) else None
+            else:
+                s = _num(path, line, _need(path, line, row, "score"), "score")
+                is_pos = new  # the miner writes a query's positive first
+            if is_pos:
+                b.positives.setdefault(t, s)
+            else:
+                b.groups.setdefault(None, []).append((t, s))
+        else:  # st-labeled-list
+            docs = _text_list(path, line, _need(path, line, row, positive), positive)
+            if not docs:
+                raise LoadError(path, line, "empty list; expected [positive, negative, …]", field=positive)
+            if use_labels:
+                labels = _num_list(path, line, row["labels"], "labels", len(docs), f"one per item of '{positive}'")
+                scores: list[float | None] = [None] * len(docs)
+                if _present(row.get("scores")):
+                    scores = _num_list(path, line, row["scores"], "scores", len(docs), f"one per item of '{positive}'")
+            else:
+                scores = _num_list(path, line, _need(path, line, row, "scores"), "scores", len(docs),
+                                   f"one per item of '{positive}'")
+                labels = [1.0] + [0.0] * (len(docs) - 1)
+            pos_here = []
+            negs_here = []
+            for d, lab, s in zip(docs, labels, scores):
+                if lab > 0:
+                    pos_here.append(d)
+                    b.positives.setdefault(d, s)
+                else:
+                    negs_here.append((d, s))
+            b.groups[(tuple(pos_here), line)] = negs_here
+    return [b.record() for b in builders.values()], n
+
+
+# ====================================================================== BGE, Tevatron
+def _parse_bge(path: str, rows: Iterator[tuple[int, dict]]) -> tuple[list[QueryRecord], int]:
+    out: list[QueryRecord] = []
+    n = 0
+    for line, row in rows:
+        n += 1
+        q = _text(path, line, _need(path, line, row, "query"), "query")
+        pos = _text_list(path, line, _need(path, line, row, "pos"), "pos")
+        neg = _text_list(path, line, _need(path, line, row, "neg"), "neg")
+        ps: list[float | None] = [None] * len(pos)
+        ns: list[float | None] = [None] * len(neg)
+        if _present(row.get("pos_scores")):
+            ps = _num_list(path, line, row["pos_scores"], "pos_scores", len(pos), "one per item of 'pos'")
+        if _present(row.get("neg_scores")):
+            ns = _num_list(path, line, row["neg_scores"], "neg_scores", len(neg), "one per item of 'neg'")
+        qid = None
+        for k in ("query_id", "qid"):
+            if _present(row.get(k)):
+                qid = _ident(path, line, row[k], k)
+                break
+        out.append(QueryRecord(qid, q, [PassageRef(None, t, s) for t, s in zip(pos, ps)],
+                               [PassageRef(None, t, s) for t, s in zip(neg, ns)], line))
+    return out, n
+
+
+def _tevatron_passages(path: str, line: int, v: Any, fld: str) -> list[PassageRef]:
+    items = _as_list(path, line, v, fld, "a list of passages {docid, title, text}")
+    out = []
+    for i, p in enumerate(items):
+        f = f"{fld}[{i}]"
+        if isinstance(p, str) and p.lstrip().startswith("{"):
+            try:
+                p = json.loads(p)
+            except json.JSONDecodeError:
+                pass
+        if not isinstance(p, dict):
+            raise LoadError(path, line, f"expected a passage object {{docid, title, text}}, got {_kind(p)}", field=f)
+        if "text" not in p:
+            found = ", ".join(map(str, p)) or "none"
+            raise LoadError(path, line, f"missing required field (fields found: {found})", field=f"{f}.text")
+        body = p["text"]
+        if body is not None and not isinstance(body, str):
+            raise LoadError(path, line, f"expected a string, got {_kind(body)}", field=f"{f}.text")
+        title = p.get("title")
+        if title is not None and not isinstance(title, str):
+            raise LoadError(path, line, f"expected a string, got {_kind(title)}", field=f"{f}.title")
+        title = (title or "").strip()
+        body = body or ""
+        text = f"{title} {body}" if title and body.strip() else (title or body)
+        text = _text(path, line, text if text.strip() else (None if p["text"] is None else ""), f"{f}.text")
+        pid = _ident(path, line, p["docid"], f"{f}.docid") if _present(p.get("docid")) else None
+        out.append(PassageRef(pid, text, float(p["score"]) if isinstance(p.get("score"), (int, float)) else None))
+    return out
+
+
+def _parse_tevatron(path: str, rows: Iterator[tuple[int, dict]]) -> tuple[list[QueryRecord], int]:
+    out: list[QueryRecord] = []
+    n = 0
+    for line, row in rows:
+        n += 1
+        q = _text(path, line, _need(path, line, row, "query"), "query")
+        qid = _ident(path, line, row["query_id"], "query_id") if _present(row.get("query_id")) else None
+        pos = _tevatron_passages(path, line, _need(path, line, row, "positive_passages"), "positive_passages")
+        neg = _tevatron_passages(path, line, _need(path, line, row, "negative_passages"), "negative_passages")
+        out.append(QueryRecord(qid, q, pos, neg, line))
+    return out, n
+
+
+# ====================================================================== id-based sources
+@dataclass
+class _IdRun:
+    """Negatives given by id (one system of a TREC run / negative-ids / msmarco-hn file)."""
+
+    name: str
+    path: str
+    format: str
+    rows_read: int = 0
+    negs: dict[str, list[tuple[str, float | None]]] = field(default_factory=dict)  # qid -> [(pid, score)]
+    qline: dict[str, int] = field(default_factory=dict)  # first line of each query id
+    pline: dict[str, int] = field(default_factory=dict)  # first line of each negative id
+
+
+def _parse_trec(path: Path, stem: str, progress: Progress | None = None) -> list[_IdRun]:
+    spath = str(path)
+    hits: dict[str, dict[str, list[tuple[int, int, str, float]]]] = {}  # tag -> qid -> [(rank, order, pid, score)]
+    first: dict[str, tuple[dict, dict]] = {}
+    n = 0
+    for no, s in _Lines(path, progress):
+        if not s.strip() or s.lstrip().startswith("#"):
+            continue
+        parts = s.split()
+        if len(parts) != 6:
+            raise LoadError(spath, no, f"expected 6 whitespace-separated fields 'qid Q0 docid rank score tag', "
+                            f"found {len(parts)}")
+        qid, _, pid, rank_s, score_s, tag = parts
+        try:
+            rank = int(rank_s)
+        except ValueError:
+            raise LoadError(spath, no, f"expected an integer rank, got {rank_s!r}", field="rank") from None
+        try:
+            score = float(score_s)
+        except ValueError:
+            raise LoadError(spath, no, f"expected a number, got {score_s!r}", field="score") from None
+        n += 1
+        per = hits.setdefault(tag, {})
+        qline, pline = first.setdefault(tag, ({}, {}))
+        qline.setdefault(qid, no)
+        pline.setdefault(pid, no)
+        per.setdefault(qid, []).append((rank, n, pid, score))
+    if n == 0:
+        raise LoadError(spath, None, "file has no data (only blank or comment lines)")
+    runs = []
+    for tag, per in hits.items():
+        name = stem if len(hits) == 1 else f"{stem}:{tag}"
+        qline, pline = first[tag]
+        run = _IdRun(name, spath, "trec-run", n, qline=qline, pline=pline)
+        for qid, lst in per.items():
+            lst.sort()
+            run.negs[qid] = [(pid, sc) for _, _, pid, sc in lst]
+        runs.append(run)
+    return runs
+
+
+def _parse_negative_ids(path: Path, stem: str, container: str, progress: Progress | None = None) -> list[_IdRun]:
+    spath = str(path)
+    run = _IdRun(stem, spath, "negative-ids")
+    n = 0
+    for line, row in _rows(path, container, progress):
+        n += 1
+        qid = _ident(spath, line, _need(spath, line, row, "query_id"), "query_id")
+        ids = _as_list(spath, line, _need(spath, line, row, "negative_ids"), "negative_ids", "a list of ids")
+        ids = [_ident(spath, line, x, f"negative_ids[{i}]") for i, x in enumerate(ids)]
+        sc: list[float | None] = [None] * len(ids)
+        if _present(row.get("scores")):
+            sc = _num_list(spath, line, row["scores"], "scores", len(ids), "one per item of 'negative_ids'")
+        run.qline.setdefault(qid, line)
+        for pid in ids:
+            run.pline.setdefault(pid, line)
+        run.negs.setdefault(qid, []).extend(zip(ids, sc))
+    run.rows_read = n
+    return [run]
+
+
+def _parse_negatives_file(path: Path, format: str | None = None, progress: Progress | None = None) -> list[_IdRun]:
+    """A TREC run or negative-ids file into one :class:`_IdRun` per system."""
+    stem = _stem(path)
+    kind = _container(path)
+    fmt = format or ("trec-run" if kind == "trec" else None)
+    if fmt is None:
+        (line, row), _ = _peek(_rows(path, kind))
+        fmt = _detect_row(row)
+        if fmt != "negative-ids":
+            found = ", ".join(map(str, row)) or "none"
+            raise LoadError(str(path), line, f"a negatives file must be a TREC run (qid Q0 docid rank score tag) or "
+                            f"negative-ids JSONL (query_id, negative_ids [, scores]); fields found: {found}")
+    if fmt == "trec-run":
+        if kind != "trec":
+            raise LoadError(str(path), None, "expected a TREC run: lines of 'qid Q0 docid rank score tag'")
+        return _parse_trec(path, stem, progress)
+    return _parse_negative_ids(path, stem, kind, progress)
+
+
+def _check_known(path: str, first_line: Mapping[str, int], known: Any, what: str, where: str, fld: str | None) -> None:
+    """Raise LoadError naming the first few ids (in file order) that ``known`` lacks."""
+    missing = [(ln, i) for i, ln in first_line.items() if i not in known]
+    if not missing:
+        return
+    missing.sort()
+    shown = ", ".join(i for _, i in missing[:_SHOW_IDS]) + (", …" if len(missing) > _SHOW_IDS else "")
+    word = what if len(missing) == 1 else what + "s"
+    raise LoadError(path, missing[0][0], f"{len(missing)} {word} not in {where}: {shown}", field=fld)
+
+
+def _id_records(run: _IdRun, positives: Mapping[str, list[str]], ptext: Mapping[str, str],
+                qtext: Mapping[str, str], pos_scores: Mapping[str, list] | None = None) -> list[QueryRecord]:
+    out = []
+    for qid, negs in run.negs.items():
+        pos = [PassageRef(pid, ptext[pid]) for pid in positives.get(qid, ())]
+        out.append(QueryRecord(qid, qtext[qid], pos, [PassageRef(pid, ptext[pid], sc) for pid, sc in negs],
+                               run.qline.get(qid)))
+    return out
+
+
+class _CollectionPassages(Mapping):
+    def __init__(self, c: Collection):
+        self.c = c
+
+    def __contains__(self, pid: object) -> bool:
+        return isinstance(pid, str) and self.c.has_passage(pid)
+
+    def __getitem__(self, pid: str) -> str:
+        return self.c.passage_texts[self.c.passage_index(pid)]
+
+    def __iter__(self):
+        return iter(self.c.passage_ids)
+
+    def __len__(self) -> int:
+        return self.c.n_passages
+
+
+class _CollectionQueries(Mapping):
+    def __init__(self, c: Collection):
+        self.c = c
+
+    def __contains__(self, qid: object) -> bool:
+        return isinstance(qid, str) and self.c.has_query(qid)
+
+    def __getitem__(self, qid: str) -> str:
+        return self.c.query_texts[self.c.query_index(qid)]
+
+    def __iter__(self):
+        return iter(self.c.query_ids)
+
+    def __len__(self) -> int:
+        return self.c.n_queries
+
+
+# ====================================================================== id -> text files
+def _read_id_text_tsv(path: Path, needed: set[str], progress: Progress | None = None) -> dict[str, str]:
+    """``id<TAB>text`` lines (msmarco collection / queries), keeping only ``needed`` ids."""
+    spath = str(path)
+    out: dict[str, str] = {}
+    for no, s in _Lines(path, progress):
+        if not s.strip():
+            continue
+        pid, tab, text = s.partition("\t")
+        pid = pid.strip()
+        if pid in needed and pid not in out:
+            if not tab:
+                raise LoadError(spath, no, "expected 'id<TAB>text', found no tab")
+            out[pid] = _text(spath, no, text, "text")
+    return out
+
+
+def _read_beir_jsonl(path: Path, needed: set[str], with_title: bool, progress: Progress | None = None) -> dict[str, str]:
+    """``{_id, title?, text}`` lines of a BEIR corpus/queries file, keeping only ``needed`` ids."""
+    spath = str(path)
+    out: dict[str, str] = {}
+    for line, row in _jsonl_rows(path, progress):
+        i = _ident(spath, line, _need(spath, line, row, "_id"), "_id")
+        if i not in needed or i in out:
+            continue
+        body = _need(spath, line, row, "text")
+        if body is not None and not isinstance(body, str):
+            raise LoadError(spath, line, f"expected a string, got {_kind(body)}", field="text")
+        title = row.get("title") if with_title else None
+        if title is not None and not isinstance(title, str):
+            raise LoadError(spath, line, f"expected a string, got {_kind(title)}", field="title")
+        title = (title or "").strip()
+        b = body or ""
+        text = f"{title} {b}" if title and b.strip() else (title or b)
+        out[i] = _text(spath, line, text if text.strip() else body, "text")
+    return out
+
+
+def _beir_file(d: Path, name: str) -> Path | None:
+    for cand in (d / name, d / (name + ".gz")):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _read_qrels(d: Path) -> tuple[dict[str, list[str]], dict[str, tuple[str, int]]]:
+    """Positives per query id from ``qrels/test.tsv`` (else every ``qrels/*.tsv``), score > 0.
+
+    Also returns where each positive id was first seen (file, line) for messages."""
+    qdir = d / "qrels"
+    if not qdir.is_dir():
+        raise LoadError(str(d), None, "BEIR directory has no qrels/ folder (qrels/test.tsv: query-id corpus-id score)")
+    test = _beir_file(qdir, "test.tsv")
+    files = [test] if test else sorted(p for p in qdir.iterdir() if p.is_file() and _strip_gz(p.name).endswith(".tsv"))
+    if not files:
+        raise LoadError(str(qdir), None, "no qrels files (expected qrels/test.tsv: query-id corpus-id score)")
+    pos: dict[str, list[str]] = {}
+    where: dict[str, tuple[str, int]] = {}
+    for f in files:
+        sf = str(f)
+        for no, s in _Lines(f):
+            if not s.strip():
+                continue
+            parts = s.split("\t") if "\t" in s else s.split()
+            if len(parts) < 3:
+                raise LoadError(sf, no, f"expected 3 fields 'query-id corpus-id score', found {len(parts)}")
+            qid, pid, sc = parts[0].strip(), parts[1].strip(), parts[-1].strip()
+            try:
+                score = float(sc)
+            except ValueError:
+                if no == 1:  # header
+                    continue
+                raise LoadError(sf, no, f"expected a number, got {sc!r}", field="score") from None
+            if score > 0:
+                lst = pos.setdefault(qid, [])
+                if pid not in lst:
+                    lst.append(pid)
+                where.setdefault(pid, (sf, no))
+    return pos, where
+
+
+# ====================================================================== reports
+def _conflict_notes(collection: Collection, records: list[QueryRecord], rep: SourceReport) -> None:
+    """Count ids that arrive with a text other than the one already known (first text is kept)."""
+    seen_p: dict[str, str] = {}
+    seen_q: dict[str, str] = {}
+    np_, nq = 0, 0
+    for rec in records:
+        if rec.query_id is not None:
+            qid = str(rec.query_id)
+            old = seen_q.get(qid)
+            if old is None:
+                old = collection.query_texts[collection.query_index(qid)] if collection.has_query(qid) else rec.query
+                seen_q[qid] = old
+            if old != rec.query:
+                nq += 1
+        for ref in (*rec.positives, *rec.negatives):
+            if ref.id is None:
+                continue
+            old = seen_p.get(ref.id)
+            if old is None:
+                old = collection.passage_texts[collection.passage_index(ref.id)] if collection.has_passage(ref.id) else ref.text
+                seen_p[ref.id] = old
+            if old != ref.text:
+                np_ += 1
+    rep.note("passage id given with a different text (first text kept)", np_)
+    rep.note("query id given with a different text (first text kept)", nq)
+
+
+def _add(collection: Collection, name: str, records: list[QueryRecord], path: str, fmt: str, rows: int) -> SourceReport:
+    rep = SourceReport(source=name, path=path, format=fmt)
+    _conflict_notes(collection, records, rep)
+    return collection.add_source(name, records, path=path, format=fmt, rows_read=rows, report=rep)
+
+
+# ====================================================================== public loaders
+def load_msmarco_hn(path: str | os.PathLike, collection_tsv: str | os.PathLike | None,
+                    queries_tsv: str | os.PathLike | None, collection: Collection, name: str | None = None,
+                    progress: Progress | None = None) -> LoadReport:
+    """Load a msmarco-hard-negatives file ``{qid, pos: [pid], neg: {system: [pid]}}``.
+
+    Passage and query texts come from ``collection_tsv`` (``pid<TAB>text``) and ``queries_tsv``
+    (``qid<TAB>text``); only referenced ids are kept. ``None`` for either means "already in the
+    collection". One source per system, ``<stem>:<system>`` (just ``<stem>`` when the file holds a
+    single system); negatives keep the file's order as rank. Raises LoadError before changing
+    ``collection`` when any row is bad or any id is unknown."""
+    p = Path(path)
+    spath = str(path)
+    stem = name or _stem(p)
+    if not p.is_file():
+        raise LoadError(spath, None, "no such file")
+    systems: dict[str, _IdRun] = {}
+    pos: dict[str, list[str]] = {}
+    pos_line: dict[str, int] = {}
+    n = 0
+    for line, row in _rows(p, _container(p), progress):
+        n += 1
+        qid = _ident(spath, line, _need(spath, line, row, "qid"), "qid")
+        plist = _as_list(spath, line, _need(spath, line, row, "pos"), "pos", "a list of passage ids")
+        plist = [_ident(spath, line, x, f"pos[{i}]") for i, x in enumerate(plist)]
+        neg = _need(spath, line, row, "neg")
+        if isinstance(neg, str) and neg.lstrip().startswith("{"):
+            try:
+                neg = json.loads(neg)
+            except json.JSONDecodeError as e:
+                raise LoadError(spath, line, f"invalid JSON: {e.msg} at column {e.colno}", field="neg") from None
+        if not isinstance(neg, dict):
+            neg = {"": _as_list(spath, line, neg, "neg", "an object {system: [passage ids]} or a list of ids")}
+        lst = pos.setdefault(qid, [])
+        for pid in plist:
+            if pid not in lst:
+                lst.append(pid)
+            pos_line.setdefault(pid, line)
+        for system, ids in neg.items():
+            fld = f"neg.{system}" if system else "neg"
+            ids = _as_list(spath, line, ids, fld, "a list of passage ids")
+            run = systems.get(system)
+            if run is None:
+                run = systems[system] = _IdRun(str(system), spath, "msmarco-hn")
+            run.qline.setdefault(qid, line)
+            got = run.negs.setdefault(qid, [])
+            for i, x in enumerate(ids):
+                pid = _ident(spath, line, x, f"{fld}[{i}]")
+                run.pline.setdefault(pid, line)
+                got.append((pid, None))
+    if not systems:
+        raise LoadError(spath, None, "no negatives: 'neg' holds no systems")
+    qline: dict[str, int] = {}
+    pline: dict[str, int] = dict(pos_line)
+    for run in systems.values():
+        for q, ln in run.qline.items():
+            qline.setdefault(q, ln)
+        for pid, ln in run.pline.items():
+            if pid not in pline or ln < pline[pid]:
+                pline[pid] = ln
+    if queries_tsv is not None:
+        qtexts: Mapping[str, str] = _read_id_text_tsv(Path(queries_tsv), set(qline), progress)
+        qwhere = Path(queries_tsv).name
+    else:
+        qtexts, qwhere = _CollectionQueries(collection), "the loaded queries"
+    if collection_tsv is not None:
+        ptexts: Mapping[str, str] = _read_id_text_tsv(Path(collection_tsv), set(pline), progress)
+        pwhere = Path(collection_tsv).name
+    else:
+        ptexts, pwhere = _CollectionPassages(collection), "the loaded passages"
+    _check_known(spath, qline, qtexts, "query id", qwhere, "qid")
+    _check_known(spath, pos_line, ptexts, "positive id", pwhere, "pos")
+    for system, run in systems.items():
+        _check_known(spath, run.pline, ptexts, "negative id", pwhere, f"neg.{system}" if system else "neg")
+    staged = []
+    for system, run in systems.items():
+        sname = stem if len(systems) == 1 else f"{stem}:{system}"
+        recs = []
+        for qid, negs in run.negs.items():
+            recs.append(QueryRecord(qid, qtexts[qid], [PassageRef(pid, ptexts[pid]) for pid in pos.get(qid, ())],
+                                    [PassageRef(pid, ptexts[pid]) for pid, _ in negs], run.qline[qid]))
+        staged.append((sname, recs))
+    report = LoadReport()
+    for sname, recs in staged:
+        report.sources.append(_add(collection, sname, recs, spath, "msmarco-hn", n))
+    return report
+
+
+def load_beir(directory: str | os.PathLike, collection: Collection, name: str | None = None,
+              progress: Progress | None = None, only: list[Path] | None = None) -> LoadReport:
+    """Load a BEIR directory: one source per file in ``negatives/`` (or per file in ``only``).
+
+    Positives come from ``qrels/test.tsv`` (else all ``qrels/*.tsv``), score > 0. Each negatives
+    file is a TREC run or a negative-ids JSONL; a bad one (unparsable, or naming ids missing from
+    ``corpus.jsonl``/``queries.jsonl``) goes to ``LoadReport.errors`` and the others still load.
+    Problems in ``corpus.jsonl``, ``queries.jsonl`` or ``qrels/`` raise LoadError (nothing loaded).
+    With ``only`` (used for a negatives file given on its own), that file's error is raised."""
+    d = Path(directory)
+    sd = str(directory)
+    corpus = _beir_file(d, "corpus.jsonl")
+    queries = _beir_file(d, "queries.jsonl")
+    missing = [n for n, f in (("corpus.jsonl", corpus), ("queries.jsonl", queries)) if f is None]
+    if missing:
+        raise LoadError(sd, None, f"not a BEIR directory: missing {', '.join(missing)}")
+    if only is None:
+        ndir = d / "negatives"
+        if not ndir.is_dir():
+            raise LoadError(sd, None, "BEIR directory has no negatives/ folder: put TREC runs "
+                            "(qid Q0 docid rank score tag) or negative-ids JSONL files there")
+        files = sorted(p for p in ndir.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise LoadError(str(ndir), None, "the negatives/ folder is empty: put TREC runs or negative-ids JSONL files there")
+    else:
+        files = list(only)
+    report = LoadReport()
+    parsed: list[_IdRun] = []
+    for f in files:
+        try:
+            parsed.extend(_parse_negatives_file(f, progress=progress))
+        except LoadError as e:
+            if only is not None:
+                raise
+            report.errors.append(str(e))
+        except OSError as e:
+            if only is not None:
+                raise LoadError(str(f), None, f"cannot read the file ({e.strerror or e})") from None
+            report.errors.append(f"{f}: cannot read the file ({e.strerror or e})")
+    qrels, qrels_where = _read_qrels(d)
+    need_q: set[str] = set()
+    need_p: set[str] = set()
+    for run in parsed:
+        need_q.update(run.negs)
+        need_p.update(run.pline)
+    for q in need_q:
+        need_p.update(qrels.get(q, ()))
+    ptexts = _read_beir_jsonl(corpus, need_p, True, progress)
+    qtexts = _read_beir_jsonl(queries, need_q, False, progress)
+    # positives named in qrels must exist (for the queries we use)
+    bad = sorted({pid for q in need_q for pid in qrels.get(q, ()) if pid not in ptexts},
+                 key=lambda pid: qrels_where[pid][1])
+    if bad:
+        f, ln = qrels_where[bad[0]]
+        shown = ", ".join(bad[:_SHOW_IDS]) + (", …" if len(bad) > _SHOW_IDS else "")
+        raise LoadError(f, ln, f"{_plural(len(bad), 'positive id')} not in {corpus.name}: {shown}", field="corpus-id")
+    staged = []
+    for run in parsed:
+        try:
+            _check_known(run.path, run.qline, qtexts, "query id", queries.name, "query_id" if run.format == "negative-ids" else "qid")
+            _check_known(run.path, run.pline, ptexts, "negative id", corpus.name, "negative_ids" if run.format == "negative-ids" else "docid")
+        except LoadError as e:
+            if only is not None:
+                raise
+            report.errors.append(str(e))
+            continue
+        staged.append(run)
+    for run in staged:
+        sname = f"{name}:{run.name}" if name and only is None else (name or run.name)
+        recs = _id_records(run, qrels, ptexts, qtexts)
+        report.sources.append(_add(collection, sname, recs, run.path, run.format, run.rows_read))
+    return report
+
+
+def _load_id_file(p: Path, collection: Collection, fmt: str, name: str | None, progress: Progress | None) -> LoadReport:
+    """A TREC run / negative-ids file on its own: resolved through its BEIR directory, else the collection."""
+    for d in (p.parent, p.parent.parent if p.parent.name == "negatives" else None):
+        if d is not None and _beir_file(d, "corpus.jsonl") is not None and (d / "qrels").is_dir():
+            return load_beir(d, collection, name=name, progress=progress, only=[p])
+    runs = _parse_negatives_file(p, fmt, progress)
+    qtexts, ptexts = _CollectionQueries(collection), _CollectionPassages(collection)
+    hint = "the loaded queries (load the BEIR directory first, or put this file in its negatives/ folder)"
+    for run in runs:
+        _check_known(run.path, run.qline, qtexts, "query id", hint, "query_id" if fmt == "negative-ids" else "qid")
+        _check_known(run.path, run.pline, ptexts, "negative id", "the loaded passages (load the corpus first)",
+                     "negative_ids" if fmt == "negative-ids" else "docid")
+    positives = {collection.query_ids[q]: [collection.passage_ids[i] for i in ps] for q, ps in collection.positives.items()}
+    report = LoadReport()
+    staged = []
+    for run in runs:
+        sname = run.name if name is None else (name if len(runs) == 1 else f"{name}:{run.name.partition(':')[2]}")
+        staged.append((sname, run, _id_records(run, positives, ptexts, qtexts)))
+    for sname, run, recs in staged:
+        report.sources.append(_add(collection, sname, recs, run.path, run.format, run.rows_read))
+    return report
+
+
+def _beside(p: Path, names: tuple[str, ...]) -> Path | None:
+    for n in names:
+        f = _beir_file(p.parent, n)
+        if f is not None and f.resolve() != p.resolve():
+            return f
+    return None
+
+
+def load_path(path: str | os.PathLike, collection: Collection, format: str | None = None,
+              name: str | None = None, progress: Progress | None = None) -> LoadReport:
+    """Load one file or BEIR directory into ``collection``; returns its :class:`LoadReport`.
+
+    ``format`` overrides detection (see :data:`FORMATS`); ``name`` overrides the source name
+    (the file stem). ``progress(stage, done, total)`` is called while reading. Raises LoadError
+    (``PATH:LINE: field 'F': message``) on bad input, leaving ``collection`` unchanged; a BEIR
+    directory reports a bad negatives file in ``LoadReport.errors`` and loads the others."""
+    p = Path(path)
+    spath = str(path)
+    if not p.exists():
+        raise LoadError(spath, None, "no such file or directory")
+    try:
+        fmt = normalise_format(format) if format else detect_format(p)
+        if p.is_dir():
+            if fmt != "beir":
+                raise LoadError(spath, None, f"format {fmt} is a file format, but this is a directory")
+            return load_beir(p, collection, name=name, progress=progress)
+        if fmt == "beir":
+            raise LoadError(spath, None, "format beir needs a directory (corpus.jsonl, queries.jsonl, qrels/, negatives/)")
+        if fmt == "msmarco-hn":
+            ctsv = _beside(p, ("collection.tsv", "corpus.tsv"))
+            qtsv = _beside(p, ("queries.tsv", "queries.train.tsv"))
+            if (ctsv is None or qtsv is None) and collection.n_passages == 0:
+                raise LoadError(spath, None, "a msmarco-hard-negatives file needs its texts: put collection.tsv "
+                                "(pid<TAB>text) and queries.tsv (qid<TAB>text) beside it, or call "
+                                "load_msmarco_hn(path, collection_tsv, queries_tsv, collection)")
+            return load_msmarco_hn(p, ctsv, qtsv, collection, name=name, progress=progress)
+        if fmt in ("trec-run", "negative-ids"):
+            return _load_id_file(p, collection, fmt, name, progress)
+        rows = _rows(p, _container(p), progress)
+        if fmt == "bge":
+            records, n = _parse_bge(spath, rows)
+        elif fmt == "tevatron":
+            records, n = _parse_tevatron(spath, rows)
+        else:
+            records, n = _parse_st(spath, fmt, rows)
+    except OSError as e:
+        raise LoadError(spath, None, f"cannot read the file ({e.strerror or e})") from None
+    report = LoadReport()
+    report.sources.append(_add(collection, name or _stem(p), records, spath, fmt, n))
+    return report
+
+
+def load_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike, collection: Collection | None = None,
+               format: str | None = None, progress: Progress | None = None) -> tuple[Collection, LoadReport]:
+    """Load several files/directories into one collection (a new one when ``collection`` is None).
+
+    A path that fails adds its one-line error to ``LoadReport.errors`` and loading continues with
+    the next path; everything loaded before stays."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    coll = Collection() if collection is None else collection
+    fmt = normalise_format(format) if format else None
+    report = LoadReport()
+    for p in paths:
+        try:
+            report.extend(load_path(p, coll, format=fmt, progress=progress))
+        except LoadError as e:
+            report.errors.append(str(e))
+    return coll, report
