@@ -1,0 +1,361 @@
+"""Cleaned-set export: apply a flag rule (and a reviewer's marks) to a scored source, then write it
+in the training formats people use.
+
+Rules (``clean_collection(..., rule=...)``), applied per source to the flags of ``result.pairs``:
+
+* ``"drop_flagged"``: remove every flagged negative (any rule: unsafe, near_duplicate,
+  cross_encoder).
+* ``"relabel_flagged"``: move every flagged negative to the query's positives (a probable false
+  negative is a positive the labels missed).
+* ``"drop_unsafe_queries"``: remove every query that still has an unsafe negative (margin ≤ 0);
+  the other queries keep all their negatives.
+
+Reviewer marks override the rules: ``marks[(source, query_id, passage_id)]`` is ``"fine"`` (a
+real negative: kept even when flagged, and it no longer makes its query unsafe) or
+``"false_negative"`` (removed under ``drop_*`` and moved to the positives under
+``relabel_flagged``, even when no rule flagged it). Queries left without any negative are dropped
+(``drop_empty=True``): no training format can use them.
+
+Writers return ``bytes`` (UTF-8 text for JSONL/CSV) ready for a download button or a file:
+
+* :func:`to_st_ntuple`: sentence-transformers ``n-tuple`` (``query, positive, negative_1 …
+  negative_n``), one row per (query, positive). Sets are ragged, so ``n`` defaults to the smallest
+  K over the exported queries (nothing is lost but the extra negatives, which are cut in rank
+  order); with an explicit ``n`` the queries with fewer than ``n`` negatives are left out, as
+  ``mine_hard_negatives`` does.
+* :func:`to_st_triplet`: ``query, positive, negative``, one row per (query, positive, negative).
+* :func:`to_bge_jsonl`: FlagEmbedding ``{"query", "pos": [...], "neg": [...]}``.
+* :func:`to_tevatron_jsonl`: ``{"query_id", "query", "positive_passages": [{"docid", "title",
+  "text"}], "negative_passages": [...]}``.
+* :func:`table_bytes`: any table as CSV or Parquet.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .data import PassageRef, QueryRecord
+
+__all__ = [
+    "RULES",
+    "MARKS",
+    "EXPORT_FORMATS",
+    "CleanedSet",
+    "clean_collection",
+    "ntuple_size",
+    "to_st_ntuple",
+    "to_st_triplet",
+    "to_bge_jsonl",
+    "to_tevatron_jsonl",
+    "table_bytes",
+    "export_bytes",
+]
+
+Rule = Literal["drop_flagged", "relabel_flagged", "drop_unsafe_queries"]
+RULES = ("drop_flagged", "relabel_flagged", "drop_unsafe_queries")
+MARKS = ("false_negative", "fine")
+TableFormat = Literal["jsonl", "csv", "parquet"]
+
+
+@dataclass
+class CleanedSet:
+    """The cleaned training data of one or more sources.
+
+    ``records[source]`` is a list of :class:`~eci_core.data.QueryRecord` (query id and text,
+    positives and negatives as ``PassageRef(id, text, miner score)``, negatives in rank order).
+    ``actions`` logs one row per input negative (plus one per dropped query): ``source, query_id,
+    passage_id, action, reason`` with ``action`` in ``kept``, ``dropped``, ``relabelled``,
+    ``query dropped`` (negatives of dropped queries are logged ``dropped`` with the query's
+    reason). ``unmatched_marks`` are mark keys of exported sources that match no negative.
+    """
+
+    rule: str
+    records: dict[str, list[QueryRecord]]
+    actions: pd.DataFrame
+    unmatched_marks: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def sources(self) -> list[str]:
+        return list(self.records)
+
+    def summary(self) -> pd.DataFrame:
+        """Per source: ``queries_in, queries_out, negatives_in, negatives_out, dropped,
+        relabelled, positives_out`` (counts from ``actions`` and ``records``)."""
+        rows = []
+        for s, recs in self.records.items():
+            a = self.actions[self.actions["source"] == s]
+            neg = a[a["action"] != "query dropped"]
+            rows.append({
+                "source": s,
+                "queries_in": int(neg["query_id"].nunique() + a.loc[(a["action"] == "query dropped")
+                                  & ~a["query_id"].isin(neg["query_id"]), "query_id"].nunique()),
+                "queries_out": len(recs),
+                "negatives_in": len(neg),
+                "negatives_out": sum(len(r.negatives) for r in recs),
+                "dropped": int((neg["action"] == "dropped").sum()),
+                "relabelled": int((neg["action"] == "relabelled").sum()),
+                "queries_dropped": int((a["action"] == "query dropped").sum()),
+                "positives_out": sum(len(r.positives) for r in recs),
+            })
+        return pd.DataFrame(rows)
+
+    def get(self, source: str | None = None) -> list[QueryRecord]:
+        """The records of ``source`` (may be omitted when the set holds one source)."""
+        if source is None:
+            if len(self.records) != 1:
+                raise ValueError(
+                    f"this cleaned set holds {len(self.records)} sources ({', '.join(self.records)}): pass source=")
+            return next(iter(self.records.values()))
+        if source not in self.records:
+            raise ValueError(f"source={source!r} is not in the cleaned set; it holds: {', '.join(self.records)}")
+        return self.records[source]
+
+
+def _check_marks(marks: Mapping | None) -> dict[tuple[str, str, str], str]:
+    out: dict[tuple[str, str, str], str] = {}
+    for key, val in (marks or {}).items():
+        if not (isinstance(key, tuple) and len(key) == 3):
+            raise ValueError(f"mark key {key!r}: use a (source, query_id, passage_id) tuple")
+        if val not in MARKS:
+            raise ValueError(f"mark {val!r} for {key}: use 'false_negative' or 'fine'")
+        out[(str(key[0]), str(key[1]), str(key[2]))] = val
+    return out
+
+
+def clean_collection(
+    collection: Any,
+    result: Any,
+    rule: Rule = "drop_flagged",
+    marks: Mapping[tuple[str, str, str], str] | None = None,
+    sources: Sequence[str] | None = None,
+    drop_empty: bool = True,
+) -> CleanedSet:
+    """Apply ``rule`` and the reviewer's ``marks`` to the scored sources (default: every source
+    in ``result.pairs``) and return a :class:`CleanedSet` (see the module docstring for the
+    rules and how marks override them).
+
+    The negatives come from ``collection.sources[s]`` in rank order; their flags from
+    ``result.pairs`` joined on (source, query_id, passage_id). A negative of the collection
+    missing from the pairs table is an error (the result belongs to another collection).
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule={rule!r}: use one of {', '.join(RULES)}")
+    mk = _check_marks(marks)
+    pairs = result.pairs if hasattr(result, "pairs") else result
+    scored = list(dict.fromkeys(pairs["source"].astype(str))) if len(pairs) else []
+    names = scored if sources is None else [str(s) for s in sources]
+    for s in names:
+        if s not in collection.sources:
+            raise ValueError(f"source {s!r} is not in the collection; loaded: {', '.join(collection.sources)}")
+    records: dict[str, list[QueryRecord]] = {}
+    log_parts: list[pd.DataFrame] = []
+    used_marks: set[tuple[str, str, str]] = set()
+    for s in names:
+        src = collection.sources[s]
+        ps = pairs[pairs["source"].astype(str) == s]
+        key = ps["query_id"].astype(str) + "\x1f" + ps["passage_id"].astype(str)
+        flagged = pd.Series(ps["flagged"].fillna(False).to_numpy(dtype=bool), index=key.to_numpy())
+        unsafe = pd.Series(ps["unsafe"].fillna(False).to_numpy(dtype=bool), index=key.to_numpy())
+        reasons = pd.Series(ps["flag_reasons"].fillna("").astype(str).to_numpy(), index=key.to_numpy())
+        qids = np.asarray(collection.query_ids, dtype=object)[src.q_idx] if len(src) else np.zeros(0, object)
+        pids = np.asarray(collection.passage_ids, dtype=object)[src.p_idx] if len(src) else np.zeros(0, object)
+        k = pd.Index([f"{q}\x1f{p}" for q, p in zip(qids, pids)])
+        pos = flagged.index.get_indexer(k) if len(k) else np.zeros(0, np.int64)
+        if (pos < 0).any():
+            i = int(np.flatnonzero(pos < 0)[0])
+            raise ValueError(
+                f"source {s!r}: negative (query {qids[i]!r}, passage {pids[i]!r}) is not in the scored pairs: "
+                "score the collection again before exporting")
+        f = flagged.to_numpy()[pos]
+        u = unsafe.to_numpy()[pos]
+        why = reasons.to_numpy()[pos]
+        mark = np.array([mk.get((s, str(q), str(p)), "") for q, p in zip(qids, pids)], dtype=object)
+        for q, p, m in zip(qids, pids, mark):
+            if m:
+                used_marks.add((s, str(q), str(p)))
+        fine = mark == "fine"
+        fneg = mark == "false_negative"
+        remove = fneg.copy()  # false negatives never stay negatives
+        reason = np.where(fneg, "marked false negative", why).astype(object)
+        if rule in ("drop_flagged", "relabel_flagged"):
+            remove |= f & ~fine
+        fine_note = fine & f
+        reason = np.where(fine_note, "marked fine (kept despite: " + why.astype(str) + ")", reason)
+        action = np.where(remove, "relabelled" if rule == "relabel_flagged" else "dropped", "kept").astype(object)
+        # queries dropped by the unsafe rule: any remaining unsafe negative not marked fine
+        q_drop: dict[int, str] = {}
+        if rule == "drop_unsafe_queries":
+            bad = u & ~fine & ~remove
+            for qi in np.unique(src.q_idx[bad]):
+                q_drop[int(qi)] = "unsafe query (a negative has margin ≤ 0)"
+        # build records
+        recs: list[QueryRecord] = []
+        qd_rows = []
+        starts = np.searchsorted(src.q_idx, src.query_indices, side="left")
+        ends = np.searchsorted(src.q_idx, src.query_indices, side="right")
+        for qi, a, b in zip(src.query_indices, starts, ends):
+            qi = int(qi)
+            qid = collection.query_ids[qi]
+            if qi in q_drop:
+                action[a:b] = "dropped"
+                reason[a:b] = q_drop[qi]
+                qd_rows.append((s, qid, "", "query dropped", q_drop[qi]))
+                continue
+            positives = [PassageRef(collection.passage_ids[p], collection.passage_texts[p], None)
+                         for p in collection.positives.get(qi, [])]
+            negatives = []
+            for j in range(a, b):
+                pi = int(src.p_idx[j])
+                ref = PassageRef(collection.passage_ids[pi], collection.passage_texts[pi],
+                                 None if np.isnan(src.score[j]) else float(src.score[j]))
+                if action[j] == "kept":
+                    negatives.append(ref)
+                elif action[j] == "relabelled" and all(r.id != ref.id for r in positives):
+                    positives.append(PassageRef(ref.id, ref.text, None))
+            if not negatives and drop_empty:
+                qd_rows.append((s, qid, "", "query dropped", "no negative left"))
+                continue
+            recs.append(QueryRecord(qid, collection.query_texts[qi], positives, negatives))
+        records[s] = recs
+        log_parts.append(pd.DataFrame({"source": s, "query_id": qids.astype(str), "passage_id": pids.astype(str),
+                                       "action": action.astype(str), "reason": reason.astype(str)}))
+        if qd_rows:
+            log_parts.append(pd.DataFrame(qd_rows, columns=["source", "query_id", "passage_id", "action", "reason"]))
+    actions = (pd.concat(log_parts, ignore_index=True) if log_parts
+               else pd.DataFrame(columns=["source", "query_id", "passage_id", "action", "reason"]))
+    unmatched = sorted(k for k in mk if k[0] in names and k not in used_marks)
+    return CleanedSet(rule=rule, records=records, actions=actions, unmatched_marks=unmatched)
+
+
+# --------------------------------------------------------------------------- writers
+def _rows_bytes(rows: list[dict], columns: list[str], fmt: TableFormat) -> bytes:
+    if fmt == "jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+    return table_bytes(pd.DataFrame(rows, columns=columns), fmt)
+
+
+def ntuple_size(cleaned: CleanedSet, source: str | None = None) -> int:
+    """The default ``n`` of :func:`to_st_ntuple`: the smallest number of negatives over the
+    source's exported queries (0 when it has none)."""
+    recs = cleaned.get(source)
+    ks = [len(r.negatives) for r in recs if r.negatives]
+    return min(ks) if ks else 0
+
+
+def to_st_ntuple(cleaned: CleanedSet, source: str | None = None, n: int | None = None, fmt: TableFormat = "jsonl",
+                 anchor_column: str = "query", positive_column: str = "positive") -> bytes:
+    """sentence-transformers ``n-tuple`` rows ``{anchor, positive, negative_1 … negative_n}``,
+    one per (query, positive).
+
+    ``n=None`` uses :func:`ntuple_size` (every query kept, the negatives beyond ``n`` cut in rank
+    order). With an explicit ``n`` a query with fewer than ``n`` negatives is left out (like
+    ``mine_hard_negatives``). ``fmt``: ``jsonl`` (default), ``csv`` or ``parquet``."""
+    recs = cleaned.get(source)
+    if n is None:
+        n = ntuple_size(cleaned, source)
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"n={n}: an n-tuple needs at least one negative per row (e.g. n=1); "
+                         "the cleaned set may have no negatives left")
+    cols = [anchor_column, positive_column] + [f"negative_{i}" for i in range(1, n + 1)]
+    rows = []
+    for r in recs:
+        if len(r.negatives) < n:
+            continue
+        negs = [x.text for x in r.negatives[:n]]
+        for p in r.positives:
+            rows.append(dict(zip(cols, [r.query, p.text, *negs])))
+    return _rows_bytes(rows, cols, fmt)
+
+
+def to_st_triplet(cleaned: CleanedSet, source: str | None = None, fmt: TableFormat = "jsonl",
+                  anchor_column: str = "query", positive_column: str = "positive") -> bytes:
+    """sentence-transformers ``triplet`` rows ``{anchor, positive, negative}``: one per
+    (query, positive, negative), negatives in rank order. ``fmt``: jsonl, csv or parquet."""
+    recs = cleaned.get(source)
+    cols = [anchor_column, positive_column, "negative"]
+    rows = [dict(zip(cols, (r.query, p.text, n.text))) for r in recs for p in r.positives for n in r.negatives]
+    return _rows_bytes(rows, cols, fmt)
+
+
+def to_bge_jsonl(cleaned: CleanedSet, source: str | None = None) -> bytes:
+    """FlagEmbedding / BGE fine-tuning JSONL: ``{"query": str, "pos": [str], "neg": [str]}`` per
+    query (no scores: miner scores are not reranker scores)."""
+    recs = cleaned.get(source)
+    out = io.StringIO()
+    for r in recs:
+        out.write(json.dumps({"query": r.query, "pos": [p.text for p in r.positives],
+                              "neg": [n.text for n in r.negatives]}, ensure_ascii=False) + "\n")
+    return out.getvalue().encode("utf-8")
+
+
+def to_tevatron_jsonl(cleaned: CleanedSet, source: str | None = None) -> bytes:
+    """Tevatron JSONL: ``{"query_id", "query", "positive_passages": [{"docid", "title", "text"}],
+    "negative_passages": [...]}`` per query; ``title`` is "" (loaded texts already include any
+    title), ``docid`` the passage id."""
+    recs = cleaned.get(source)
+    out = io.StringIO()
+    for r in recs:
+        out.write(json.dumps({
+            "query_id": r.query_id, "query": r.query,
+            "positive_passages": [{"docid": p.id, "title": "", "text": p.text} for p in r.positives],
+            "negative_passages": [{"docid": n.id, "title": "", "text": n.text} for n in r.negatives],
+        }, ensure_ascii=False) + "\n")
+    return out.getvalue().encode("utf-8")
+
+
+def _flat_for_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Lists / tuples / dicts in object columns → JSON strings (CSV cannot hold them; Parquet
+    could, but one spelling for both keeps files comparable)."""
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype == object:
+            col = out[c]
+            if col.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray))).any():
+                out[c] = col.map(lambda v: json.dumps(v.tolist() if isinstance(v, np.ndarray) else v, ensure_ascii=False)
+                                 if isinstance(v, (list, tuple, dict, np.ndarray)) else v)
+    return out
+
+
+def table_bytes(df: pd.DataFrame, fmt: Literal["csv", "parquet"] = "csv") -> bytes:
+    """A table as CSV (UTF-8, header, no index) or Parquet (pyarrow) bytes. List-valued cells
+    are written as JSON strings."""
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"fmt={fmt!r}: use 'csv' or 'parquet'")
+    flat = _flat_for_table(df)
+    if fmt == "csv":
+        return flat.to_csv(index=False).encode("utf-8")
+    buf = io.BytesIO()
+    flat.to_parquet(buf, index=False, engine="pyarrow")
+    return buf.getvalue()
+
+
+#: Export formats the Export page offers: name → (file extension, MIME type).
+EXPORT_FORMATS: dict[str, tuple[str, str]] = {
+    "sentence-transformers n-tuple (JSONL)": (".jsonl", "application/jsonl"),
+    "sentence-transformers triplet (JSONL)": (".jsonl", "application/jsonl"),
+    "BGE / FlagEmbedding (JSONL)": (".jsonl", "application/jsonl"),
+    "Tevatron (JSONL)": (".jsonl", "application/jsonl"),
+}
+
+
+def export_bytes(cleaned: CleanedSet, fmt_name: str, source: str | None = None, n: int | None = None) -> tuple[bytes, str]:
+    """Bytes and suggested file name for one of :data:`EXPORT_FORMATS` (the Export page's
+    selector), e.g. ``("...", "bm25.bge.jsonl")``."""
+    src = source if source is not None else (cleaned.sources[0] if len(cleaned.sources) == 1 else None)
+    recs_name = src or "cleaned"
+    if fmt_name == "sentence-transformers n-tuple (JSONL)":
+        return to_st_ntuple(cleaned, src, n=n), f"{recs_name}.ntuple.jsonl"
+    if fmt_name == "sentence-transformers triplet (JSONL)":
+        return to_st_triplet(cleaned, src), f"{recs_name}.triplet.jsonl"
+    if fmt_name == "BGE / FlagEmbedding (JSONL)":
+        return to_bge_jsonl(cleaned, src), f"{recs_name}.bge.jsonl"
+    if fmt_name == "Tevatron (JSONL)":
+        return to_tevatron_jsonl(cleaned, src), f"{recs_name}.tevatron.jsonl"
+    raise ValueError(f"fmt_name={fmt_name!r}: use one of {', '.join(EXPORT_FORMATS)}")

@@ -1,0 +1,788 @@
+"""Data shaping and figures for the dashboard pages and the HTML report.
+
+The pages compute nothing themselves: every table, number and figure they show comes from a
+function here (or from :mod:`eci_core.scoring` / :mod:`eci_core.metrics`). Inputs are the
+:class:`~eci_core.scoring.ScoreResult` tables (column names in ``docs/ARCHITECTURE.md``):
+
+* ``pairs``: ``source, query_id, passage_id, rank, miner_score, s_qn, s_qp, margin, s_pn,
+  lex_overlap, ce_margin, unsafe, near_duplicate, cross_encoder, percpos, flagged, flag_reasons``
+* ``queries``: ``source, query_id, K, C, S, delta, DE, eci, eci_arith, infonce, eci_sem, unsafe``
+* ``sources``: ``name, n_queries, n_negatives, eci, eci_low, eci_high, signal, safety, …``
+* ``beats``: square frame, ``beats.loc[a, b]`` = P(ECI(a) > ECI(b))
+
+Functions accept either a ``ScoreResult`` or the relevant DataFrame where noted. Plotly is
+imported inside the figure builders so that importing this module stays cheap. Every scatter
+figure carries a row id as the first ``custom_data`` element (see :mod:`eci_core.selection`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "OKABE_ITO",
+    "CONTINUOUS_SCALE",
+    "FLAG_RULES",
+    "SUMMARY_STATS",
+    "source_colors",
+    "summary_table",
+    "score_summary",
+    "flag_counts",
+    "flag_funnel",
+    "de_grid",
+    "ecdf",
+    "ecdf_frame",
+    "percpos_band",
+    "verdict",
+    "components_table",
+    "signal_safety_frame",
+    "Comparison",
+    "compare_sources",
+    "DrillDown",
+    "query_drilldown",
+    "shared_words",
+    "worst_query",
+    "worst_queries",
+    "overview_figure",
+    "margin_histogram",
+    "flag_funnel_figure",
+    "signal_safety_figure",
+    "beats_heatmap",
+    "projection_figure",
+    "compare_scatter",
+]
+
+#: Okabe–Ito palette (colour-blind safe) for categorical colours (sources, kinds, flags).
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+#: Colour-blind-safe continuous scale (perceptually uniform, readable with deuteranopia).
+CONTINUOUS_SCALE = "Cividis"
+#: The flag rules of the spec, in funnel order (``percpos`` is a risk marker, not a flag).
+FLAG_RULES = ("unsafe", "near_duplicate", "cross_encoder")
+#: Rows of the sentence-transformers Positive / Negative / Difference table.
+SUMMARY_STATS = ("count", "mean", "median", "std", "min", "25%", "50%", "75%", "max")
+
+
+# --------------------------------------------------------------------------- helpers
+def _table(obj: Any, name: str) -> pd.DataFrame:
+    """``obj.<name>`` for a ScoreResult, ``obj`` itself for a DataFrame."""
+    if isinstance(obj, pd.DataFrame):
+        return obj
+    t = getattr(obj, name, None)
+    if not isinstance(t, pd.DataFrame):
+        raise TypeError(f"expected a ScoreResult or the '{name}' DataFrame, got {type(obj).__name__}")
+    return t
+
+
+def _require(df: pd.DataFrame, cols: Iterable[str], what: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"the {what} table lacks column(s) {', '.join(missing)} (has: {', '.join(map(str, df.columns))})"
+        )
+
+
+def _source_order(df: pd.DataFrame, sources: Sequence[str] | None, col: str = "source") -> list[str]:
+    present = list(dict.fromkeys(df[col].astype(str).tolist())) if len(df) else []
+    if sources is None:
+        return present
+    unknown = [s for s in sources if s not in present]
+    if unknown and len(df):
+        raise ValueError(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(present)}")
+    return [s for s in sources if s in present]
+
+
+def source_colors(names: Sequence[str]) -> dict[str, str]:
+    """A stable colour per source name (Okabe–Ito, in the order given, cycling after 8)."""
+    return {n: OKABE_ITO[i % len(OKABE_ITO)] for i, n in enumerate(names)}
+
+
+def _bool(s: pd.Series) -> np.ndarray:
+    return s.fillna(False).to_numpy(dtype=bool)
+
+
+# --------------------------------------------------------------------------- summary tables
+def _st_stats(x: np.ndarray, with_count: bool = True) -> list[float]:
+    """count, mean, median, std, min, 25 %, 50 %, 75 %, max as sentence-transformers prints them.
+
+    ``median`` is torch.median's lower middle value (``sorted[(n-1)//2]``), ``std`` the sample
+    standard deviation (ddof = 1), quantiles linear interpolation (torch.quantile); NaN for an
+    empty array.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    n = x.size
+    if n == 0:
+        return [0 if with_count else np.nan] + [np.nan] * 8
+    xs = np.sort(x)
+    q25, q50, q75 = np.quantile(xs, [0.25, 0.5, 0.75])
+    std = float(np.std(xs, ddof=1)) if n > 1 else np.nan
+    return [n if with_count else np.nan, float(xs.mean()), float(xs[(n - 1) // 2]), std,
+            float(xs[0]), float(q25), float(q50), float(q75), float(xs[-1])]
+
+
+def score_summary(pairs: Any, source: str | None = None) -> pd.DataFrame:
+    """The sentence-transformers Positive / Negative / Difference table for one source.
+
+    Index: ``count, mean, median, std, min, 25%, 50%, 75%, max``; columns ``Positive``,
+    ``Negative``, ``Difference``.
+
+    * Positive: ``s_qp`` once per query of the source that has at least one negative (the
+      similarity to the positive chosen by the ``positive`` rule; sentence-transformers counts one
+      per (anchor, positive) row);
+    * Negative: ``s_qn`` per negative;
+    * Difference: ``margin = s_qp − s_qn`` per negative (``count`` left empty, as the miner prints).
+
+    ``pairs`` is the pairs table (or a ScoreResult); ``source=None`` uses every row (one source
+    expected). Delegates to ``eci_core.scoring.score_summary`` when the engine provides it.
+    """
+    pairs = _table(pairs, "pairs")
+    _require(pairs, ("source", "query_id", "s_qn", "s_qp", "margin"), "pairs")
+    if source is not None:
+        pairs = pairs[pairs["source"].astype(str) == str(source)]
+    pos = pairs.drop_duplicates(["source", "query_id"])["s_qp"].to_numpy(dtype=np.float64)
+    neg = pairs["s_qn"].to_numpy(dtype=np.float64)
+    diff = pairs["margin"].to_numpy(dtype=np.float64)
+    out = pd.DataFrame(
+        {"Positive": _st_stats(pos), "Negative": _st_stats(neg), "Difference": _st_stats(diff, with_count=False)},
+        index=list(SUMMARY_STATS),
+    )
+    out.index.name = "metric"
+    return out
+
+
+def summary_table(result: Any, sources: Sequence[str] | None = None) -> pd.DataFrame:
+    """:func:`score_summary` for every source, stacked: columns ``source, metric, Positive,
+    Negative, Difference`` (9 rows per source, sources in ranking order when a ScoreResult is
+    given, else in order of appearance)."""
+    pairs = _table(result, "pairs")
+    order = _source_order(pairs, sources)
+    if sources is None and not isinstance(result, pd.DataFrame) and hasattr(result, "sources"):
+        ranked = [str(s) for s in result.sources["name"]]
+        order = [s for s in ranked if s in order] + [s for s in order if s not in ranked]
+    frames = []
+    for s in order:
+        t = score_summary(pairs, s).reset_index()
+        t.insert(0, "source", s)
+        frames.append(t)
+    if not frames:
+        return pd.DataFrame(columns=["source", "metric", "Positive", "Negative", "Difference"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def components_table(result: Any) -> pd.DataFrame:
+    """The sources table as the Overview shows it: one row per source in ranking order with
+    ``rank, name, eci, eci_low, eci_high, signal, safety, capacity, de, eci_arith, infonce_bound,
+    eci_sem, unsafe_query_rate, unsafe_negative_rate, mean_k, n_queries, n_negatives`` (the
+    columns present in the table, in that order). No value is recomputed."""
+    src = _table(result, "sources")
+    cols = ["name", "eci", "eci_low", "eci_high", "signal", "safety", "capacity", "de", "eci_arith",
+            "infonce_bound", "eci_sem", "unsafe_query_rate", "unsafe_negative_rate", "mean_k",
+            "n_queries", "n_negatives"]
+    out = src[[c for c in cols if c in src.columns]].copy().reset_index(drop=True)
+    out.insert(0, "rank", np.arange(1, len(out) + 1))
+    return out
+
+
+# --------------------------------------------------------------------------- flags
+def flag_counts(result: Any, sources: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per source: ``n_negatives``, the number of negatives each rule catches
+    (``unsafe``, ``near_duplicate``, ``cross_encoder``; a rule caught by several rules counts in
+    each), ``flagged`` (the union: any rule), ``percpos`` (the risk marker, not a flag),
+    ``kept`` = n_negatives − flagged and ``flagged_share`` = flagged / n_negatives."""
+    pairs = _table(result, "pairs")
+    _require(pairs, ("source", "flagged"), "pairs")
+    rows = []
+    for s in _source_order(pairs, sources):
+        p = pairs[pairs["source"].astype(str) == s]
+        n = len(p)
+        row = {"source": s, "n_negatives": n}
+        for rule in FLAG_RULES:
+            row[rule] = int(_bool(p[rule]).sum()) if rule in p.columns else 0
+        row["flagged"] = int(_bool(p["flagged"]).sum())
+        row["percpos"] = int(_bool(p["percpos"]).sum()) if "percpos" in p.columns else 0
+        row["kept"] = n - row["flagged"]
+        row["flagged_share"] = row["flagged"] / n if n else 0.0
+        rows.append(row)
+    cols = ["source", "n_negatives", *FLAG_RULES, "flagged", "percpos", "kept", "flagged_share"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def flag_funnel(result: Any, source: str) -> pd.DataFrame:
+    """The flag funnel of one source: rows ``all negatives``, then each rule in
+    :data:`FLAG_RULES` order, then ``flagged (any rule)``, and ``kept``.
+
+    Columns: ``stage``, ``caught`` (negatives the rule catches on its own; for ``all negatives``
+    the total, for ``flagged`` the union, for ``kept`` the rest), ``new`` (negatives this rule
+    catches that no earlier rule caught: the funnel step) and ``remaining`` (negatives not caught
+    by this or any earlier rule). The ``new`` column sums to the union.
+    """
+    pairs = _table(result, "pairs")
+    p = pairs[pairs["source"].astype(str) == str(source)]
+    if not len(p) and str(source) not in set(pairs["source"].astype(str)):
+        raise ValueError(f"unknown source {source!r}; known: {', '.join(_source_order(pairs, None))}")
+    n = len(p)
+    caught_so_far = np.zeros(n, dtype=bool)
+    rows = [{"stage": "all negatives", "caught": n, "new": 0, "remaining": n}]
+    for rule in FLAG_RULES:
+        m = _bool(p[rule]) if rule in p.columns else np.zeros(n, dtype=bool)
+        new = int((m & ~caught_so_far).sum())
+        caught_so_far |= m
+        rows.append({"stage": rule, "caught": int(m.sum()), "new": new, "remaining": int(n - caught_so_far.sum())})
+    flagged = _bool(p["flagged"]) if "flagged" in p.columns else caught_so_far
+    nf = int(flagged.sum())
+    rows.append({"stage": "flagged (any rule)", "caught": nf, "new": 0, "remaining": n - nf})
+    rows.append({"stage": "kept", "caught": n - nf, "new": 0, "remaining": n - nf})
+    return pd.DataFrame(rows, columns=["stage", "caught", "new", "remaining"])
+
+
+# --------------------------------------------------------------------------- grids & curves
+def _de(s: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """The engine's Discriminative Efficiency DE(S, Δ) = 2·S·Δ / (S + Δ) (0 when S + Δ = 0)."""
+    from . import metrics
+
+    return np.asarray(metrics.discriminative_efficiency(s, d), dtype=np.float64)
+
+
+def de_grid(s_max: float = 1.0, delta_max: float = 1.0, n: int = 101) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Iso-DE contour grid: ``(s, delta, z)`` with ``s`` (n,), ``delta`` (n,) from 0 to the maxima
+    and ``z[i, j] = DE(s[j], delta[i]) = 2·s·Δ / (s + Δ)`` (row = Δ, column = S: plotly's
+    ``go.Contour(x=s, y=delta, z=z)`` layout). DE comes from ``eci_core.metrics``."""
+    if n < 2:
+        raise ValueError(f"n={n}: the grid needs at least 2 points per axis (e.g. 101)")
+    if not (s_max > 0 and delta_max > 0):
+        raise ValueError(f"s_max={s_max}, delta_max={delta_max}: both must be > 0 (e.g. 1.0)")
+    s = np.linspace(0.0, float(s_max), n)
+    d = np.linspace(0.0, float(delta_max), n)
+    S, D = np.meshgrid(s, d)
+    z = _de(S.ravel(), D.ravel()).reshape(S.shape)
+    return s, d, z
+
+
+def ecdf(values: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Empirical CDF points: ``x`` sorted values (NaN dropped), ``y[i] = (i + 1) / n``."""
+    x = np.asarray(values, dtype=np.float64)
+    x = np.sort(x[~np.isnan(x)])
+    n = x.size
+    return x, (np.arange(1, n + 1, dtype=np.float64) / n if n else np.zeros(0))
+
+
+def ecdf_frame(result: Any, column: str = "margin", sources: Sequence[str] | None = None) -> pd.DataFrame:
+    """ECDF of a pairs column per source: columns ``source, x, y`` (see :func:`ecdf`)."""
+    pairs = _table(result, "pairs")
+    _require(pairs, ("source", column), "pairs")
+    frames = []
+    for s in _source_order(pairs, sources):
+        x, y = ecdf(pairs.loc[pairs["source"].astype(str) == s, column].to_numpy(dtype=np.float64))
+        frames.append(pd.DataFrame({"source": s, "x": x, "y": y}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["source", "x", "y"])
+
+
+def percpos_band(result: Any, percpos: float | None = None, sources: Sequence[str] | None = None) -> pd.DataFrame:
+    """Where the 95 %-of-positive (TopK-PercPos) band lies on the margin axis, per source.
+
+    A negative is in the band when ``s_qn > p·s_qp``, i.e. ``margin < (1 − p)·s_qp``: its upper
+    edge depends on the query's ``s_qp``. The band drawn on a margin histogram goes from 0 to
+    ``(1 − p)·median(s_qp)`` of the source. Columns: ``source, low, high, share`` where ``share``
+    is the fraction of the source's negatives inside the exact per-pair band
+    ``0 < margin < (1 − p)·s_qp``. ``p`` defaults to the result's ``config.percpos`` (else 0.95).
+    """
+    pairs = _table(result, "pairs")
+    if percpos is None:
+        cfg = getattr(result, "config", None)
+        percpos = float(getattr(cfg, "percpos", 0.95))
+    if not 0 < percpos <= 1:
+        raise ValueError(f"percpos={percpos}: must be in (0, 1] (e.g. 0.95)")
+    rows = []
+    for s in _source_order(pairs, sources):
+        p = pairs[pairs["source"].astype(str) == s]
+        sqp = p["s_qp"].to_numpy(dtype=np.float64)
+        m = p["margin"].to_numpy(dtype=np.float64)
+        hi = (1 - percpos) * float(np.nanmedian(sqp)) if len(p) else np.nan
+        inside = (m > 0) & (m < (1 - percpos) * sqp)
+        rows.append({"source": s, "low": 0.0, "high": hi, "share": float(inside.mean()) if len(p) else 0.0})
+    return pd.DataFrame(rows, columns=["source", "low", "high", "share"])
+
+
+# --------------------------------------------------------------------------- verdict
+def verdict(result: Any) -> str:
+    """One sentence naming the source to train on: the highest ECI, its 95 % interval and its
+    unsafe-query rate, e.g. ``"Train on bm25: highest ECI (0.412, 95 % CI 0.390–0.431), 3.1 %
+    unsafe queries."`` When the runner-up's interval overlaps and a beats table is available,
+    P(best beats runner-up) is added. Takes a ScoreResult or the sources table (ranked)."""
+    src = _table(result, "sources")
+    if src is None or len(src) == 0:
+        return "No source scored yet: load a file with negatives and score it."
+    _require(src, ("name", "eci"), "sources")
+    ranked = src.sort_values("eci", ascending=False, kind="stable").reset_index(drop=True)
+    best = ranked.iloc[0]
+    name = str(best["name"])
+    ci = ""
+    if "eci_low" in ranked.columns and "eci_high" in ranked.columns and pd.notna(best.get("eci_low")):
+        ci = f", 95 % CI {best['eci_low']:.3f}–{best['eci_high']:.3f}"
+    unsafe = ""
+    if "unsafe_query_rate" in ranked.columns and pd.notna(best.get("unsafe_query_rate")):
+        unsafe = f", {100 * float(best['unsafe_query_rate']):.1f} % unsafe queries"
+    lead = "highest ECI" if len(ranked) > 1 else "ECI"
+    text = f"Train on {name}: {lead} ({best['eci']:.3f}{ci}){unsafe}."
+    if len(ranked) > 1:
+        second = ranked.iloc[1]
+        beats = getattr(result, "beats", None) if not isinstance(result, pd.DataFrame) else None
+        overlap = ("eci_low" in ranked.columns and pd.notna(best.get("eci_low"))
+                   and float(best["eci_low"]) <= float(second.get("eci_high", np.nan)))
+        if isinstance(beats, pd.DataFrame) and name in beats.index and str(second["name"]) in beats.columns:
+            pb = float(beats.loc[name, str(second["name"])])
+            if overlap or pb < 0.95:
+                text += f" P(beats {second['name']}) = {pb:.2f}."
+        elif overlap:
+            text += f" Its interval overlaps {second['name']}'s: the lead is not certain."
+    return text
+
+
+# --------------------------------------------------------------------------- Signal vs Safety
+def signal_safety_frame(result: Any, sources: Sequence[str] | None = None) -> pd.DataFrame:
+    """The per-(query, source) points of the Signal-vs-Safety chart: the queries table (rows of
+    the chosen sources, in source order) with a ``row_id`` column (0…n−1) that the figure carries
+    as custom data, so ``selection.rows_for_ids(frame, selected_ids(event), "row_id")`` gives the
+    selected rows. When ``collection`` texts are wanted the page joins on ``query_id``."""
+    q = _table(result, "queries")
+    _require(q, ("source", "query_id", "S", "delta"), "queries")
+    order = _source_order(q, sources)
+    parts = [q[q["source"].astype(str) == s] for s in order]
+    out = pd.concat(parts, ignore_index=True) if parts else q.iloc[0:0].copy()
+    out.insert(0, "row_id", np.arange(len(out), dtype=np.int64))
+    return out
+
+
+# --------------------------------------------------------------------------- compare
+@dataclass
+class Comparison:
+    """Two sources on the queries both cover.
+
+    ``per_query``: ``query_id, eci_a, eci_b, diff`` (= eci_a − eci_b), plus ``S_a, S_b,
+    delta_a, delta_b, K_a, K_b`` when present, sorted by |diff| descending; ``top``: its first
+    ``n_top`` rows (the most-disagreeing queries). ``mean_diff`` = mean of diff,
+    ``a_wins`` / ``b_wins`` / ``ties`` count queries where a > b, a < b, a == b.
+    """
+
+    a: str
+    b: str
+    per_query: pd.DataFrame
+    top: pd.DataFrame
+    n_shared: int
+    mean_diff: float
+    a_wins: int
+    b_wins: int
+    ties: int
+    only_a: int = 0
+    only_b: int = 0
+
+    def summary(self) -> str:
+        """One line, e.g. ``"120 shared queries: bm25 − dense = +0.031 ECI per query; bm25
+        higher on 70, dense higher on 45, equal on 5."``"""
+        if not self.n_shared:
+            return f"{self.a} and {self.b} share no query: nothing to compare."
+        return (f"{self.n_shared} shared queries: {self.a} − {self.b} = {self.mean_diff:+.3f} ECI per query; "
+                f"{self.a} higher on {self.a_wins}, {self.b} higher on {self.b_wins}, equal on {self.ties}.")
+
+
+def compare_sources(result: Any, a: str, b: str, n_top: int = 10) -> Comparison:
+    """Per-query ECI difference between sources ``a`` and ``b`` on their shared queries."""
+    q = _table(result, "queries")
+    _require(q, ("source", "query_id", "eci"), "queries")
+    known = _source_order(q, None)
+    for name, val in (("a", a), ("b", b)):
+        if val not in known:
+            raise ValueError(f"{name}={val!r} is not a scored source; known: {', '.join(known)}")
+    if a == b:
+        raise ValueError(f"a and b are both {a!r}: choose two different sources")
+    extra = [c for c in ("S", "delta", "K") if c in q.columns]
+    qa = q[q["source"].astype(str) == a].set_index("query_id")[["eci", *extra]]
+    qb = q[q["source"].astype(str) == b].set_index("query_id")[["eci", *extra]]
+    j = qa.join(qb, how="inner", lsuffix="_a", rsuffix="_b")
+    j = j.reset_index()
+    j["diff"] = j["eci_a"] - j["eci_b"]
+    cols = ["query_id", "eci_a", "eci_b", "diff"] + [f"{c}_{s}" for c in extra for s in ("a", "b")]
+    j = j[cols]
+    order = np.argsort(-np.abs(j["diff"].to_numpy(dtype=np.float64)), kind="stable")
+    j = j.iloc[order].reset_index(drop=True)
+    d = j["diff"].to_numpy(dtype=np.float64)
+    return Comparison(
+        a=a, b=b, per_query=j, top=j.head(n_top).copy(), n_shared=len(j),
+        mean_diff=float(d.mean()) if len(d) else float("nan"),
+        a_wins=int((d > 0).sum()), b_wins=int((d < 0).sum()), ties=int((d == 0).sum()),
+        only_a=int(len(qa.index.difference(qb.index))), only_b=int(len(qb.index.difference(qa.index))),
+    )
+
+
+# --------------------------------------------------------------------------- drill-down
+def _tokenize(text: str) -> list[str]:
+    try:
+        from .lexical import tokenize
+    except ImportError:  # pragma: no cover - lexical is part of the package
+        import re
+
+        return re.findall(r"\w+", text.lower())
+    return tokenize(text)
+
+
+def shared_words(text: str, reference: str | Sequence[str]) -> list[str]:
+    """Distinct tokens of ``text`` (``eci_core.lexical.tokenize``: lowercase ``\\w+``) that also
+    occur in ``reference`` (one text or several, e.g. all positives), in order of first
+    appearance in ``text``: the words to highlight."""
+    refs = [reference] if isinstance(reference, str) else list(reference)
+    ref_tokens: set[str] = set()
+    for r in refs:
+        ref_tokens.update(_tokenize(r))
+    return [t for t in dict.fromkeys(_tokenize(text)) if t in ref_tokens]
+
+
+@dataclass
+class DrillDown:
+    """Everything the Query drill-down shows for one query.
+
+    ``negatives`` has one row per (source, negative), ranked by ``s_qn`` descending within each
+    source: ``source, rank_by_sim, rank, passage_id, text, s_qn, margin, s_pn, lex_overlap,
+    ce_margin, flagged, flag_reasons, percpos, shared_words``; ``metrics``: the query's rows of
+    the queries table (one per source).
+    """
+
+    query_id: str
+    query: str
+    positive_ids: list[str]
+    positives: list[str]
+    negatives: pd.DataFrame
+    metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def query_drilldown(collection: Any, result: Any, query_id: str, sources: Sequence[str] | None = None) -> DrillDown:
+    """Rows of one query for the drill-down page (see :class:`DrillDown`). ``collection`` gives
+    the texts; ``result`` the pairs and queries tables."""
+    qid = str(query_id)
+    try:
+        qi = collection.query_index(qid)
+    except KeyError:
+        raise ValueError(f"query_id={qid!r} is not in the collection ({collection.n_queries} queries loaded)") from None
+    pos_idx = list(collection.positives.get(qi, []))
+    pos_texts = [collection.passage_texts[i] for i in pos_idx]
+    pairs = _table(result, "pairs")
+    p = pairs[pairs["query_id"].astype(str) == qid]
+    if sources is not None:
+        p = p[p["source"].astype(str).isin([str(s) for s in sources])]
+    order = _source_order(p, None)
+    frames = []
+    for s in order:
+        ps = p[p["source"].astype(str) == s].sort_values("s_qn", ascending=False, kind="stable").copy()
+        ps.insert(1, "rank_by_sim", np.arange(1, len(ps) + 1))
+        frames.append(ps)
+    neg = pd.concat(frames, ignore_index=True) if frames else p.iloc[0:0].copy()
+    texts = [collection.passage_texts[collection.passage_index(str(pid))] for pid in neg["passage_id"]] if len(neg) else []
+    neg["text"] = texts
+    neg["shared_words"] = [shared_words(t, pos_texts) for t in texts]
+    cols = ["source", "rank_by_sim", "rank", "passage_id", "text", "s_qn", "margin", "s_pn", "lex_overlap",
+            "ce_margin", "flagged", "flag_reasons", "percpos", "shared_words"]
+    neg = neg[[c for c in cols if c in neg.columns]].reset_index(drop=True)
+    qt = _table(result, "queries")
+    met = qt[qt["query_id"].astype(str) == qid]
+    if sources is not None:
+        met = met[met["source"].astype(str).isin([str(s) for s in sources])]
+    return DrillDown(
+        query_id=qid, query=collection.query_texts[qi],
+        positive_ids=[collection.passage_ids[i] for i in pos_idx], positives=pos_texts,
+        negatives=neg, metrics=met.reset_index(drop=True),
+    )
+
+
+def worst_queries(result: Any, source: str | None = None, n: int = 10) -> pd.DataFrame:
+    """The ``n`` queries with the lowest ECI_q (ties: lower Δ, then lower S, then query id).
+
+    With ``source=None`` queries are ranked by their mean ECI_q over the sources that cover them
+    (columns ``query_id, eci, delta, S, n_sources``); with a source, that source's queries rows."""
+    q = _table(result, "queries")
+    _require(q, ("source", "query_id", "eci"), "queries")
+    if source is not None:
+        if str(source) not in set(q["source"].astype(str)):
+            raise ValueError(f"unknown source {source!r}; known: {', '.join(_source_order(q, None))}")
+        t = q[q["source"].astype(str) == str(source)]
+    else:
+        agg = {"eci": ("eci", "mean"), "n_sources": ("source", "nunique")}
+        if "delta" in q.columns:
+            agg["delta"] = ("delta", "mean")
+        if "S" in q.columns:
+            agg["S"] = ("S", "mean")
+        t = q.groupby("query_id", sort=False).agg(**agg).reset_index()
+    keys = [c for c in ("eci", "delta", "S", "query_id") if c in t.columns]
+    return t.sort_values(keys, kind="stable").head(n).reset_index(drop=True)
+
+
+def worst_query(result: Any, source: str | None = None) -> str | None:
+    """The id of the query with the lowest ECI (see :func:`worst_queries`); None when no query."""
+    t = worst_queries(result, source, n=1)
+    return None if t.empty else str(t["query_id"].iloc[0])
+
+
+# --------------------------------------------------------------------------- figures
+def overview_figure(result: Any, title: str = "Sources ranked by ECI"):
+    """Horizontal dot chart of ECI per source, best on top, with 95 % bootstrap error bars
+    (``eci_low`` … ``eci_high``). custom_data = [name]."""
+    import plotly.graph_objects as go
+
+    src = _table(result, "sources")
+    _require(src, ("name", "eci"), "sources")
+    s = src.sort_values("eci", ascending=True, kind="stable")
+    names = s["name"].astype(str).tolist()
+    colors = source_colors(src.sort_values("eci", ascending=False, kind="stable")["name"].astype(str).tolist())
+    err = None
+    if "eci_low" in s.columns and "eci_high" in s.columns:
+        err = dict(type="data", symmetric=False,
+                   array=(s["eci_high"] - s["eci"]).clip(lower=0).to_numpy(dtype=float),
+                   arrayminus=(s["eci"] - s["eci_low"]).clip(lower=0).to_numpy(dtype=float), thickness=1.5, width=6)
+    hover = "<b>%{y}</b><br>ECI %{x:.3f}"
+    if err is not None:
+        hover += "<br>95 % CI %{customdata[1]:.3f}–%{customdata[2]:.3f}"
+    custom = np.column_stack([names, s.get("eci_low", s["eci"]).to_numpy(dtype=float),
+                              s.get("eci_high", s["eci"]).to_numpy(dtype=float)]) if len(s) else None
+    fig = go.Figure(go.Scatter(
+        x=s["eci"].to_numpy(dtype=float), y=names, mode="markers", error_x=err,
+        marker=dict(size=12, color=[colors[n] for n in names]), customdata=custom,
+        hovertemplate=hover + "<extra></extra>", name="ECI"))
+    fig.update_layout(title=title, xaxis_title="ECI (nats · DE)", yaxis_title=None, showlegend=False,
+                      height=max(260, 60 * len(names) + 120), margin=dict(l=10, r=10, t=50, b=40))
+    return fig
+
+
+def margin_histogram(result: Any, sources: Sequence[str] | None = None, mode: str = "overlay",
+                     ecdf_view: bool = False, percpos: float | None = None, nbins: int = 60):
+    """Histogram (or ECDF with ``ecdf_view=True``) of ``margin = s_qp − s_qn`` per source.
+
+    ``mode``: ``"overlay"`` (one axis, translucent bars / lines) or ``"facets"`` (small
+    multiples, one row per source, shared x). A solid line marks margin = 0 (left of it: unsafe)
+    and a shaded band marks the 95 %-of-positive band 0 … (1 − p)·median(s_qp) (see
+    :func:`percpos_band`)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    if mode not in ("overlay", "facets"):
+        raise ValueError(f"mode={mode!r}: use 'overlay' or 'facets'")
+    pairs = _table(result, "pairs")
+    _require(pairs, ("source", "margin"), "pairs")
+    order = _source_order(pairs, sources)
+    colors = source_colors(_ranked_names(result, order))
+    band = percpos_band(result, percpos, order) if "s_qp" in pairs.columns else pd.DataFrame()
+    rows = len(order) if mode == "facets" and order else 1
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.04 if rows > 1 else 0.0,
+                        subplot_titles=order if mode == "facets" else None)
+    m_all = pairs["margin"].to_numpy(dtype=np.float64)
+    lo, hi = (float(np.nanmin(m_all)), float(np.nanmax(m_all))) if m_all.size else (-1.0, 1.0)
+    size = (hi - lo) / nbins if hi > lo else 0.01
+    for i, s in enumerate(order):
+        m = pairs.loc[pairs["source"].astype(str) == s, "margin"].to_numpy(dtype=np.float64)
+        r = i + 1 if mode == "facets" else 1
+        if ecdf_view:
+            x, y = ecdf(m)
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line=dict(color=colors[s], shape="hv"), name=s,
+                                     legendgroup=s, hovertemplate=f"{s}<br>margin %{{x:.3f}}<br>F %{{y:.3f}}<extra></extra>"),
+                          row=r, col=1)
+        else:
+            fig.add_trace(go.Histogram(x=m, name=s, legendgroup=s, marker_color=colors[s],
+                                       opacity=0.55 if mode == "overlay" else 0.85,
+                                       xbins=dict(start=lo, end=hi + size, size=size),
+                                       hovertemplate=f"{s}<br>margin %{{x}}<br>%{{y}} negatives<extra></extra>"),
+                          row=r, col=1)
+    for r in range(1, rows + 1):
+        fig.add_vline(x=0, line=dict(color="#D55E00", width=2), row=r, col=1)
+    if len(band):
+        for i, b in band.iterrows():
+            if not np.isfinite(b["high"]):
+                continue
+            r = i + 1 if mode == "facets" else 1
+            fig.add_vrect(x0=0, x1=float(b["high"]), fillcolor=colors.get(b["source"], "#999999") if mode == "overlay"
+                          else "#F0E442", opacity=0.15, line_width=0, row=r, col=1)
+    fig.update_layout(barmode="overlay", title="Margin s_qp − s_qn per negative",
+                      height=max(320, 170 * rows + 80), legend_title_text="source",
+                      margin=dict(l=10, r=10, t=60, b=40))
+    fig.update_xaxes(title_text="margin", row=rows, col=1)
+    fig.update_yaxes(title_text="share ≤ x" if ecdf_view else "negatives")
+    return fig
+
+
+def _ranked_names(result: Any, order: Sequence[str]) -> list[str]:
+    """Source names in ranking order (so a source keeps its colour across figures)."""
+    if not isinstance(result, pd.DataFrame) and hasattr(result, "sources") and isinstance(result.sources, pd.DataFrame):
+        ranked = [str(n) for n in result.sources["name"]]
+        return ranked + [s for s in order if s not in ranked]
+    return list(order)
+
+
+def flag_funnel_figure(result: Any, source: str):
+    """Funnel chart of :func:`flag_funnel` for one source (negatives caught per rule, new
+    catches per step, then kept)."""
+    import plotly.graph_objects as go
+
+    f = flag_funnel(result, source)
+    steps = f[f["stage"].isin(FLAG_RULES)]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(y=f["stage"], x=f["caught"], orientation="h", name="caught by the rule",
+                         marker_color="#56B4E9", hovertemplate="%{y}: %{x}<extra></extra>"))
+    fig.add_trace(go.Bar(y=steps["stage"], x=steps["new"], orientation="h", name="new (not caught before)",
+                         marker_color="#0072B2", hovertemplate="%{y}: %{x} new<extra></extra>"))
+    fig.update_layout(barmode="group", title=f"Flags of {source}", yaxis=dict(autorange="reversed"),
+                      height=300, margin=dict(l=10, r=10, t=50, b=30), xaxis_title="negatives")
+    return fig
+
+
+def signal_safety_figure(result: Any, sources: Sequence[str] | None = None, marginals: bool = True,
+                         contours: bool = True, frame: pd.DataFrame | None = None):
+    """Signal S (x) vs Safety Δ (y), one point per (query, source), coloured by source, with
+    iso-DE contour lines of DE = 2·S·Δ / (S + Δ) and marginal histograms of S (top) and Δ
+    (right). Every scatter point carries ``custom_data = [row_id, query_id, source]`` where
+    ``row_id`` indexes ``frame`` (default :func:`signal_safety_frame`), so the page maps a box /
+    lasso selection to rows with ``selection.selected_ids`` + ``selection.rows_for_ids``."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    df = signal_safety_frame(result, sources) if frame is None else frame
+    order = _source_order(df, sources)
+    colors = source_colors(_ranked_names(result, order))
+    if marginals:
+        fig = make_subplots(rows=2, cols=2, column_widths=[0.82, 0.18], row_heights=[0.18, 0.82],
+                            shared_xaxes="columns", shared_yaxes="rows", horizontal_spacing=0.01, vertical_spacing=0.01)
+        main = dict(row=2, col=1)
+    else:
+        fig = make_subplots(rows=1, cols=1)
+        main = dict(row=1, col=1)
+    smax = float(np.nanmax(df["S"])) if len(df) else 1.0
+    dmax = float(np.nanmax(df["delta"])) if len(df) else 1.0
+    smax = max(smax * 1.05, 0.05)
+    dmax = max(dmax * 1.05, 0.05)
+    if contours:
+        s, d, z = de_grid(smax, dmax, 81)
+        fig.add_trace(go.Contour(x=s, y=d, z=z, showscale=False, contours=dict(coloring="none", showlabels=True,
+                                 labelfont=dict(size=10, color="#777777")), line=dict(color="#BBBBBB", width=1),
+                                 ncontours=8, hoverinfo="skip", name="iso-DE"), **main)
+    for s_name in order:
+        part = df[df["source"].astype(str) == s_name]
+        custom = np.column_stack([part["row_id"].to_numpy(), part["query_id"].astype(str).to_numpy(),
+                                  part["source"].astype(str).to_numpy()]).astype(object) if len(part) else None
+        eci_txt = "<br>ECI_q %{customdata[3]:.3f}" if "eci" in part.columns else ""
+        if "eci" in part.columns and custom is not None:
+            custom = np.column_stack([custom, part["eci"].to_numpy(dtype=float)]).astype(object)
+        fig.add_trace(go.Scattergl(
+            x=part["S"].to_numpy(dtype=float), y=part["delta"].to_numpy(dtype=float), mode="markers",
+            name=s_name, legendgroup=s_name, marker=dict(color=colors[s_name], size=6, opacity=0.75),
+            customdata=custom,
+            hovertemplate=f"<b>{s_name}</b><br>query %{{customdata[1]}}<br>S %{{x:.3f}}<br>Δ %{{y:.3f}}{eci_txt}<extra></extra>",
+        ), **main)
+        if marginals:
+            fig.add_trace(go.Histogram(x=part["S"], marker_color=colors[s_name], opacity=0.55, legendgroup=s_name,
+                                       showlegend=False, nbinsx=40, hoverinfo="skip"), row=1, col=1)
+            fig.add_trace(go.Histogram(y=part["delta"], marker_color=colors[s_name], opacity=0.55, legendgroup=s_name,
+                                       showlegend=False, nbinsy=40, hoverinfo="skip"), row=2, col=2)
+    fig.update_xaxes(title_text="Signal S = mean s_qn (clipped at 0)", range=[0, smax], **main)
+    fig.update_yaxes(title_text="Safety Δ = s_qp − max s_qn (clipped at 0)", range=[0, dmax], **main)
+    fig.update_layout(barmode="overlay", title="Signal vs Safety (lines: iso-DE)", height=620,
+                      dragmode="lasso", legend_title_text="source", margin=dict(l=10, r=10, t=60, b=40))
+    return fig
+
+
+def beats_heatmap(result: Any):
+    """Heatmap of ``beats.loc[row, col]`` = P(ECI(row) > ECI(col)) on shared queries (diagonal
+    blank), rows and columns in ranking order, cell text with two decimals."""
+    import plotly.graph_objects as go
+
+    b = _table(result, "beats")
+    names = [str(n) for n in b.index]
+    z = b.to_numpy(dtype=float).copy()
+    np.fill_diagonal(z, np.nan)
+    text = [["" if np.isnan(v) else f"{v:.2f}" for v in row] for row in z]
+    fig = go.Figure(go.Heatmap(z=z, x=[str(c) for c in b.columns], y=names, zmin=0, zmax=1,
+                               colorscale=CONTINUOUS_SCALE, text=text, texttemplate="%{text}",
+                               colorbar=dict(title="P"), hovertemplate="P(%{y} beats %{x}) = %{z:.3f}<extra></extra>"))
+    fig.update_layout(title="P(row beats column)", yaxis=dict(autorange="reversed"),
+                      height=max(260, 50 * len(names) + 140), margin=dict(l=10, r=10, t=50, b=40))
+    return fig
+
+
+def projection_figure(points: pd.DataFrame, color_by: str = "source", selected: Iterable[Any] | None = None,
+                      note: str | None = None, title: str = "Projection"):
+    """Scatter of a projection point table (from ``projection.projection_frame`` with ``x``,
+    ``y``). ``color_by``: ``"source"``, ``"kind"``, ``"flag"`` (categorical, Okabe–Ito) or
+    ``"margin"`` (continuous, Cividis; queries and positives grey). Points whose ``row_id`` is not
+    in ``selected`` are dimmed (opacity 0.12) when ``selected`` is given. Hover shows ``text``
+    (first 200 characters). custom_data = [row_id, kind, source]."""
+    import plotly.graph_objects as go
+
+    _require(points, ("row_id", "x", "y", "kind", "source"), "projection points")
+    if color_by not in ("source", "kind", "flag", "margin"):
+        raise ValueError(f"color_by={color_by!r}: use 'source', 'kind', 'flag' or 'margin'")
+    sel = None if selected is None else set(selected)
+    text = points["text"].astype(str).str.slice(0, 200) if "text" in points.columns else points["kind"].astype(str)
+    fig = go.Figure()
+
+    def opac(part):
+        if sel is None:
+            return 0.8
+        return np.where(part["row_id"].isin(sel).to_numpy(), 0.9, 0.12)
+
+    def add(part, name, color, **marker):
+        if not len(part):
+            return
+        custom = np.column_stack([part["row_id"].to_numpy(), part["kind"].astype(str).to_numpy(),
+                                  part["source"].astype(str).to_numpy()]).astype(object)
+        fig.add_trace(go.Scattergl(x=part["x"].to_numpy(dtype=float), y=part["y"].to_numpy(dtype=float),
+                                   mode="markers", name=name, customdata=custom,
+                                   text=text.loc[part.index].to_numpy(),
+                                   marker=dict(color=color, size=5, opacity=opac(part), **marker),
+                                   hovertemplate="<b>%{customdata[1]}</b> %{customdata[2]}<br>%{text}<extra></extra>"))
+
+    if color_by == "margin":
+        neg = points[points["kind"] == "negative"]
+        rest = points[points["kind"] != "negative"]
+        add(rest, "query / positive", "#999999")
+        if len(neg):
+            m = neg["margin"].to_numpy(dtype=float)
+            add(neg, "negatives (margin)", m, colorscale=CONTINUOUS_SCALE, showscale=True,
+                colorbar=dict(title="margin"))
+    else:
+        col = {"source": "source", "kind": "kind", "flag": "flag"}[color_by]
+        if col not in points.columns:
+            raise ValueError(f"color_by={color_by!r} needs a '{col}' column in the point table")
+        cats = list(dict.fromkeys(points[col].astype(str).tolist()))
+        pal = source_colors(cats)
+        for c in cats:
+            add(points[points[col].astype(str) == c], c, pal[c])
+    fig.update_layout(title=title + (f" — {note}" if note else ""), height=620, dragmode="lasso",
+                      legend_title_text=color_by, margin=dict(l=10, r=10, t=60, b=30),
+                      xaxis=dict(showticklabels=False, title=None), yaxis=dict(showticklabels=False, title=None))
+    return fig
+
+
+def compare_scatter(comparison: Comparison, highlight_top: bool = True):
+    """ECI_q of source a (x) vs source b (y) on shared queries, with the diagonal y = x; the most
+    disagreeing queries (``comparison.top``) are drawn larger. custom_data = [query_id, diff]."""
+    import plotly.graph_objects as go
+
+    pq = comparison.per_query
+    top_ids = set(comparison.top["query_id"].astype(str)) if highlight_top else set()
+    is_top = pq["query_id"].astype(str).isin(top_ids).to_numpy()
+    fig = go.Figure()
+    hi = float(np.nanmax(np.r_[pq["eci_a"].to_numpy(dtype=float), pq["eci_b"].to_numpy(dtype=float), 0.01])) * 1.05
+    fig.add_trace(go.Scatter(x=[0, hi], y=[0, hi], mode="lines", line=dict(color="#999999", dash="dash"),
+                             hoverinfo="skip", name="equal"))
+    for mask, name, size, color in ((~is_top, "shared queries", 6, "#56B4E9"), (is_top, "most disagreeing", 10, "#D55E00")):
+        part = pq[mask]
+        if not len(part):
+            continue
+        fig.add_trace(go.Scattergl(
+            x=part["eci_a"].to_numpy(dtype=float), y=part["eci_b"].to_numpy(dtype=float), mode="markers", name=name,
+            marker=dict(size=size, color=color, opacity=0.8),
+            customdata=np.column_stack([part["query_id"].astype(str).to_numpy(), part["diff"].to_numpy(dtype=float)]).astype(object),
+            hovertemplate="query %{customdata[0]}<br>" + f"{comparison.a} %{{x:.3f}}<br>{comparison.b} %{{y:.3f}}"
+                          + "<br>diff %{customdata[1]:+.3f}<extra></extra>"))
+    fig.update_layout(title=f"ECI per query: {comparison.a} vs {comparison.b}", height=520,
+                      xaxis_title=f"ECI_q {comparison.a}", yaxis_title=f"ECI_q {comparison.b}",
+                      margin=dict(l=10, r=10, t=50, b=40), dragmode="lasso")
+    return fig
