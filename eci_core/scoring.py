@@ -1,0 +1,512 @@
+"""Score negative sources with ECI: ``score_collection()`` and the array-level ``score_arrays()``.
+
+``score_arrays`` works on embedding matrices and index arrays (it is what the benchmark times);
+``score_collection`` embeds every unique query and passage text once with the target encoder
+(queries as queries, passages as passages), scores every source with ``score_arrays`` and
+returns the tables of :class:`ScoreResult` (ids as strings). Definitions: ``shared/spec/ECI.md``
+and :mod:`eci_core.metrics`.
+
+Choices the spec leaves open, and what this module does:
+
+* ``positive="mean"``: ``s_qp`` is the mean of the positive similarities; the terms that need one
+  positive passage p* (``lex_overlap``, ``ce_margin``, ECI_sem's residuals) use the least similar
+  positive. ``s_pn`` is always the max over all positives.
+* Exact-duplicate removal (the spec's K): negatives of one query whose *text* repeats an earlier
+  negative of the same query are dropped before scoring (the loader already drops repeated ids);
+  the count is in ``ScoreResult.notes``.
+* A query with K = 0 scores 0 on every metric and is not ``unsafe``.
+* Without a lexicon (``score_arrays(lexicon=None)``) ``lex_overlap`` is NaN and ECI_sem takes
+  ℓ_k = 1.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import metrics as M
+from .bootstrap import beats_matrix, interval, resampled_means
+from .config import ECIConfig
+
+PAIR_COLUMNS = [
+    "source", "query_id", "passage_id", "rank", "miner_score", "s_qn", "s_qp", "margin", "s_pn",
+    "lex_overlap", "ce_margin", "unsafe", "near_duplicate", "cross_encoder", "percpos", "flagged",
+    "flag_reasons",
+]
+QUERY_COLUMNS = [
+    "source", "query_id", "K", "C", "S", "delta", "DE", "eci", "eci_arith", "infonce", "eci_sem",
+    "unsafe", "s_qp", "positive_id",
+]
+SOURCE_COLUMNS = [
+    "name", "n_queries", "n_negatives", "eci", "eci_low", "eci_high", "signal", "safety",
+    "capacity", "de", "eci_arith", "infonce_bound", "eci_sem", "unsafe_query_rate",
+    "unsafe_negative_rate", "mean_k", "signal_low", "signal_high", "safety_low", "safety_high",
+    "capacity_low", "capacity_high", "de_low", "de_high", "infonce_bound_low", "infonce_bound_high",
+]
+
+
+# ----------------------------------------------------------------------------- dot products
+
+
+def _work_dtype(*arrays) -> type:
+    return np.float64 if any(a.dtype == np.float64 for a in arrays) else np.float32
+
+
+def rowwise_dot(A: np.ndarray, ai: np.ndarray, B: np.ndarray, bi: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """``out[i] = A[ai[i]] · B[bi[i]]`` in chunks (float32, or float64 when an input is float64;
+    float16 rows are widened per chunk)."""
+    work = _work_dtype(A, B)
+    out = np.empty(ai.shape[0], dtype=work)
+    for a in range(0, ai.shape[0], chunk):
+        b = min(a + chunk, ai.shape[0])
+        x = A[ai[a:b]].astype(work, copy=False)
+        y = B[bi[a:b]].astype(work, copy=False)
+        out[a:b] = np.einsum("ij,ij->i", x, y)
+    return out
+
+
+# ----------------------------------------------------------------------------- array level
+
+
+@dataclass
+class ArrayScores:
+    """Everything ``score_arrays`` computes for one source (indices are rows of the embedding
+    matrices that were passed in)."""
+
+    # per pair (sorted by query as the input)
+    q_idx: np.ndarray
+    n_idx: np.ndarray
+    s_qn: np.ndarray
+    s_qp: np.ndarray
+    margin: np.ndarray
+    s_pn: np.ndarray
+    lex_overlap: np.ndarray
+    ce_margin: np.ndarray
+    flags: dict
+    # per query (``queries`` order)
+    queries: np.ndarray
+    pstar: np.ndarray
+    s_qp_query: np.ndarray
+    metrics: dict
+    eci_sem: np.ndarray
+    timings: dict = field(default_factory=dict)
+
+
+def _positives_for(queries: np.ndarray, pos_q: np.ndarray, pos_p: np.ndarray):
+    """Positive pairs of the covered queries, sorted by (query, passage) and de-duplicated, with
+    per-query counts and starts."""
+    pos_q = np.asarray(pos_q, dtype=np.int64)
+    pos_p = np.asarray(pos_p, dtype=np.int64)
+    if pos_q.shape != pos_p.shape:
+        raise ValueError(f"pos_q {pos_q.shape} and pos_p {pos_p.shape} must have the same shape")
+    keep = np.isin(pos_q, queries)
+    pq, pp = pos_q[keep], pos_p[keep]
+    order = np.lexsort((pp, pq))
+    pq, pp = pq[order], pp[order]
+    if pq.shape[0]:
+        first = np.ones(pq.shape[0], dtype=bool)
+        first[1:] = (pq[1:] != pq[:-1]) | (pp[1:] != pp[:-1])
+        pq, pp = pq[first], pp[first]
+    counts = np.bincount(np.searchsorted(queries, pq), minlength=queries.shape[0]).astype(np.int64)
+    missing = np.flatnonzero(counts == 0)
+    if missing.shape[0]:
+        raise ValueError(
+            f"{missing.shape[0]} queries have no labelled positive (first: query row {int(queries[missing[0]])}); "
+            "pass their positives in pos_q/pos_p or drop them from the source"
+        )
+    return pq, pp, counts
+
+
+def score_arrays(
+    query_emb: np.ndarray,
+    passage_emb: np.ndarray,
+    q_idx,
+    n_idx,
+    pos_q,
+    pos_p,
+    config: ECIConfig = ECIConfig(),
+    *,
+    queries=None,
+    lexicon=None,
+    text_key=None,
+    cross: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    with_sem: bool = True,
+    chunk: int = 2048,
+    n_threads: int = 2,
+) -> ArrayScores:
+    """Score one source given L2-normalised embeddings and index arrays.
+
+    Args:
+        query_emb: (n_q, dim) query embeddings (float32, float16 or float64).
+        passage_emb: (n_p, dim) passage embeddings (same dtype family).
+        q_idx, n_idx: per negative pair, the query row and the negative's passage row; sorted by
+            ``q_idx``.
+        pos_q, pos_p: labelled positive pairs (query row, passage row), any order.
+        queries: sorted query rows the source covers (queries with K = 0 included); default the
+            unique ``q_idx``.
+        lexicon: object with ``overlap(neg_rows, pos_rows) -> lex_overlap`` (e.g.
+            :class:`eci_core.lexical.PassageLexicon` over the passage rows); None: NaN.
+        text_key: int per passage row, equal for identical texts (exact-duplicate flag); None:
+            a negative is an exact duplicate only when it is the positive's row itself.
+        cross: ``cross(query_rows, passage_rows) -> logits``; gives ``ce_margin``.
+        with_sem: compute ECI_sem (experimental).
+        chunk, n_threads: pair chunk size and threads of the fused dot-product pass.
+
+    Dot products run in float32 (float64 if an input is float64); float16 rows are widened per
+    chunk, so a float16 matrix halves memory traffic. Per-query metrics are float64.
+    """
+    import time
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    q_idx = np.asarray(q_idx, dtype=np.int64)
+    n_idx = np.asarray(n_idx, dtype=np.int64)
+    if q_idx.shape != n_idx.shape or q_idx.ndim != 1:
+        raise ValueError(f"q_idx {q_idx.shape} and n_idx {n_idx.shape} must be 1-d of the same length")
+    if q_idx.shape[0] > 1 and np.any(q_idx[1:] < q_idx[:-1]):
+        raise ValueError("q_idx must be sorted (pairs grouped by query); sort pairs by query first")
+    if query_emb.ndim != 2 or passage_emb.ndim != 2 or query_emb.shape[1] != passage_emb.shape[1]:
+        raise ValueError(f"query_emb {query_emb.shape} and passage_emb {passage_emb.shape} must be 2-d with the same dim")
+    queries = np.unique(q_idx) if queries is None else np.asarray(queries, dtype=np.int64)
+    if queries.shape[0] > 1 and np.any(queries[1:] <= queries[:-1]):
+        raise ValueError("queries must be sorted and unique")
+    gq = np.searchsorted(queries, q_idx)
+    if q_idx.shape[0] and (np.any(gq >= queries.shape[0]) or np.any(queries[np.minimum(gq, queries.shape[0] - 1)] != q_idx)):
+        raise ValueError("every q_idx must be listed in queries")
+    counts = np.bincount(gq, minlength=queries.shape[0]).astype(np.int64)
+    n_pairs = q_idx.shape[0]
+
+    # positives: s(q, p) for every labelled positive, then s_qp and p* by the positive rule
+    pq, pp, pos_counts = _positives_for(queries, pos_q, pos_p)
+    s_qpos = rowwise_dot(query_emb, pq, passage_emb, pp, chunk).astype(np.float64)
+    s_qp_q, pstar_local = M.positive_similarity(s_qpos, pos_counts, config.positive)
+    pstar = pp[pstar_local]
+    pos_starts = M.group_starts(pos_counts)
+    timings["positives"] = time.perf_counter() - t0
+
+    # fused pass over pairs: gather each negative row once, dot it with its query and with every
+    # positive of its query
+    t1 = time.perf_counter()
+    npos_pair = np.repeat(pos_counts, counts)
+    single = bool(npos_pair.shape[0] == 0 or npos_pair.max() == 1)
+    if single:
+        exp_pos = pp[np.repeat(pos_starts, counts)]
+        exp_off = np.arange(n_pairs + 1, dtype=np.int64)
+    else:
+        exp_off = np.concatenate([[0], np.cumsum(npos_pair)])
+        total = int(exp_off[-1])
+        within = np.arange(total, dtype=np.int64) - np.repeat(exp_off[:-1], npos_pair)
+        exp_pos = pp[np.repeat(np.repeat(pos_starts, counts), npos_pair) + within]
+    work = _work_dtype(query_emb, passage_emb)
+    s_qn = np.empty(n_pairs, dtype=work)
+    s_pn_all = np.empty(exp_pos.shape[0], dtype=work)
+
+    def kernel(a: int) -> None:
+        b = min(a + chunk, n_pairs)
+        N = passage_emb[n_idx[a:b]].astype(work, copy=False)
+        s_qn[a:b] = np.einsum("ij,ij->i", N, query_emb[q_idx[a:b]].astype(work, copy=False))
+        ea, eb = exp_off[a], exp_off[b]
+        P = passage_emb[exp_pos[ea:eb]].astype(work, copy=False)
+        if single:
+            s_pn_all[ea:eb] = np.einsum("ij,ij->i", N, P)
+        else:
+            local = np.repeat(np.arange(b - a), npos_pair[a:b])
+            s_pn_all[ea:eb] = np.einsum("ij,ij->i", N[local], P)
+
+    starts_ = range(0, n_pairs, chunk)
+    if n_threads > 1 and n_pairs > 4 * chunk:
+        with ThreadPoolExecutor(n_threads) as ex:
+            list(ex.map(kernel, starts_))
+    else:
+        for a in starts_:
+            kernel(a)
+    s_qn = s_qn.astype(np.float64)
+    s_pn = s_pn_all.astype(np.float64) if single else M.negative_positive_similarity(s_pn_all, npos_pair)
+    if text_key is None:
+        same = n_idx[np.repeat(np.arange(n_pairs), npos_pair)] == exp_pos if not single else n_idx == exp_pos
+    else:
+        tk = np.asarray(text_key)
+        same = tk[n_idx[np.repeat(np.arange(n_pairs), npos_pair)] if not single else n_idx] == tk[exp_pos]
+    exact_dup = same if single else M.group_any(same, npos_pair)
+    timings["pair_dots"] = time.perf_counter() - t1
+
+    # per query
+    t2 = time.perf_counter()
+    qm = M.query_metrics(s_qp_q, s_qn, counts, config.temperature)
+    mg = qm.pop("margin")
+    s_qp_pair = np.repeat(s_qp_q, counts)
+    timings["query_metrics"] = time.perf_counter() - t2
+
+    t3 = time.perf_counter()
+    pstar_pair = np.repeat(pstar, counts)
+    lex = lexicon.overlap(n_idx, pstar_pair) if lexicon is not None else np.full(n_pairs, np.nan)
+    timings["lex_overlap"] = time.perf_counter() - t3
+
+    ce = None
+    if cross is not None:
+        ce_pos = np.asarray(cross(queries, pstar), dtype=np.float64)
+        ce_neg = np.asarray(cross(q_idx, n_idx), dtype=np.float64)
+        ce = np.repeat(ce_pos, counts) - ce_neg
+    fl = M.flags(
+        mg, s_pn, s_qn, s_qp_pair, exact_duplicate=exact_dup, ce_margin=ce,
+        near_duplicate_threshold=config.near_duplicate_threshold,
+        cross_encoder_margin=config.cross_encoder_margin, percpos=config.percpos,
+    )
+
+    t4 = time.perf_counter()
+    if with_sem:
+        w = M.sem_weights(s_qn, s_qp_q, mg, np.nan_to_num(lex, nan=0.0), counts,
+                          config.sem_temperature, config.sem_consistency_temperature)
+        sem = M.eci_sem(passage_emb, n_idx, pstar, w, counts, config.sem_lambda)
+    else:
+        sem = np.full(queries.shape[0], np.nan)
+    timings["eci_sem"] = time.perf_counter() - t4
+    timings["total"] = time.perf_counter() - t0
+    return ArrayScores(
+        q_idx=q_idx, n_idx=n_idx, s_qn=s_qn, s_qp=s_qp_pair, margin=mg, s_pn=s_pn, lex_overlap=lex,
+        ce_margin=np.full(n_pairs, np.nan) if ce is None else ce, flags=fl, queries=queries,
+        pstar=pstar, s_qp_query=s_qp_q, metrics=qm, eci_sem=sem, timings=timings,
+    )
+
+
+# ----------------------------------------------------------------------------- per source
+
+_BOOT_COLS = ("eci", "S", "delta", "DE", "C", "infonce", "K")
+
+
+def source_summary(name: str, scores: ArrayScores, config: ECIConfig = ECIConfig()) -> dict:
+    """One row of the ``sources`` table from a source's :class:`ArrayScores`.
+
+    ``aggregate="query"``: each statistic is the mean over queries with a bootstrap percentile
+    interval. ``aggregate="set"``: capacity = ln(mean K + 1), de and eci from the averaged S and
+    Δ (bootstrapped the same way, from the same resamples).
+    """
+    qm = scores.metrics
+    n_q = int(scores.queries.shape[0])
+    values = np.stack([np.asarray(qm[c] if c != "K" else qm["K"], dtype=np.float64) for c in _BOOT_COLS], axis=1)
+    samples = resampled_means(values, config.n_bootstrap, config.seed)
+    col = {c: i for i, c in enumerate(_BOOT_COLS)}
+    mean = values.mean(axis=0) if n_q else np.full(len(_BOOT_COLS), np.nan)
+    stat = {c: (mean[i], samples[:, i]) for c, i in col.items()}
+    if config.aggregate == "set":
+        agg = M.set_aggregate(qm["K"], qm["S"], qm["delta"])
+        kb, sb, db = samples[:, col["K"]], samples[:, col["S"]], samples[:, col["delta"]]
+        cb = np.log1p(kb)
+        deb = M.discriminative_efficiency(sb, db)
+        stat["C"] = (agg["capacity"], cb)
+        stat["DE"] = (agg["de"], deb)
+        stat["eci"] = (agg["eci"], cb * deb)
+        eci_arith = agg["eci_arith"]
+    else:
+        eci_arith = float(np.mean(qm["eci_arith"])) if n_q else np.nan
+    row = {"name": name, "n_queries": n_q, "n_negatives": int(scores.q_idx.shape[0])}
+    out_names = {"eci": "eci", "S": "signal", "delta": "safety", "C": "capacity", "DE": "de", "infonce": "infonce_bound"}
+    for c, out in out_names.items():
+        point, boot = stat[c]
+        lo, hi = interval(boot[:, None], config.confidence)
+        row[out] = float(point)
+        row[f"{out}_low"] = float(lo[0])
+        row[f"{out}_high"] = float(hi[0])
+    n_neg = scores.q_idx.shape[0]
+    row["eci_arith"] = float(eci_arith)
+    row["eci_sem"] = float(np.mean(scores.eci_sem)) if n_q else np.nan
+    row["unsafe_query_rate"] = float(np.mean(qm["unsafe"])) if n_q else np.nan
+    row["unsafe_negative_rate"] = float(np.mean(scores.flags["unsafe"])) if n_neg else np.nan
+    row["mean_k"] = float(np.mean(qm["K"])) if n_q else np.nan
+    return {c: row[c] for c in SOURCE_COLUMNS}
+
+
+def eci_statistic(config: ECIConfig):
+    """``(columns, statistic)`` used by :func:`beats`: per-query value columns and the map from
+    resampled column means to ECI under ``config.aggregate``."""
+    if config.aggregate == "set":
+        return ("K", "S", "delta"), M.set_eci_from_means
+    return ("eci",), None
+
+
+def beats(scored: dict[str, ArrayScores], config: ECIConfig = ECIConfig(), query_keys: dict | None = None):
+    """``beats.loc[a, b]`` = bootstrap P(ECI(a) > ECI(b)) on the queries both cover (same
+    resample of the shared queries for both; see :func:`eci_core.bootstrap.beats_matrix`)."""
+    cols, stat = eci_statistic(config)
+    per = {}
+    for name, sc in scored.items():
+        keys = sc.queries if query_keys is None else query_keys[name]
+        per[name] = (keys, np.stack([np.asarray(sc.metrics[c], dtype=np.float64) for c in cols], axis=1))
+    return beats_matrix(per, config.n_bootstrap, config.seed, statistic=stat)
+
+
+# ----------------------------------------------------------------------------- collection level
+
+
+@dataclass
+class ScoreResult:
+    """The tables of one scoring run (see docs/ARCHITECTURE.md, "Scoring output")."""
+
+    pairs: "pd.DataFrame"  # noqa: F821
+    queries: "pd.DataFrame"  # noqa: F821
+    sources: "pd.DataFrame"  # noqa: F821
+    beats: "pd.DataFrame"  # noqa: F821
+    encoder: str
+    config: ECIConfig
+    notes: dict = field(default_factory=dict)
+
+
+class _RemappedLexicon:
+    """A lexicon over global passage indices used with local (embedded) rows."""
+
+    def __init__(self, lexicon, rows_to_global: np.ndarray):
+        self.lexicon = lexicon
+        self.g = rows_to_global
+
+    def overlap(self, neg_rows, pos_rows):
+        return self.lexicon.overlap(self.g[neg_rows], self.g[pos_rows])
+
+
+def _dedup_text(src, text_key: np.ndarray) -> np.ndarray:
+    """Mask of the source's pairs to keep: the first negative of each (query, text)."""
+    if len(src) == 0:
+        return np.ones(0, dtype=bool)
+    keys = text_key[src.p_idx]
+    # rows are sorted by (query, rank): a stable sort on (query, text) keeps the best rank first
+    order = np.lexsort((np.arange(len(src)), keys, src.q_idx))
+    q, k = src.q_idx[order], keys[order]
+    first = np.ones(len(src), dtype=bool)
+    first[1:] = (q[1:] != q[:-1]) | (k[1:] != k[:-1])
+    keep = np.zeros(len(src), dtype=bool)
+    keep[order[first]] = True
+    return keep
+
+
+def score_collection(
+    collection,
+    encoder,
+    config: ECIConfig = ECIConfig(),
+    cross_encoder=None,
+    cache=None,
+    sources: Sequence[str] | None = None,
+    progress=None,
+    *,
+    idf_corpus: Sequence[str] | None = None,
+    embedding_dtype: str = "float32",
+    with_sem: bool = True,
+) -> ScoreResult:
+    """Score every (or the named) source of ``collection`` with the target ``encoder``.
+
+    Each unique query text is embedded once as a query and each unique passage text once as a
+    passage (``eci_core.encoders.embed``, with ``cache``); a cross-encoder, when given, scores
+    (q, p*) and (q, n) for ``ce_margin``. IDF for ``lex_overlap`` is over every passage of the
+    collection, or over ``idf_corpus`` when given. ``embedding_dtype="float16"`` keeps the
+    embedding matrices in half precision (dot products still accumulate in float32).
+    ``progress(stage, done, total)`` is called while embedding and scoring.
+    """
+    import pandas as pd
+
+    from . import encoders as E
+    from .lexical import PassageLexicon
+
+    names = list(collection.sources) if sources is None else list(sources)
+    unknown = [n for n in names if n not in collection.sources]
+    if unknown:
+        raise ValueError(f"sources={unknown!r} not loaded; available: {sorted(collection.sources)}")
+    if embedding_dtype not in ("float32", "float16"):
+        raise ValueError(f"embedding_dtype={embedding_dtype!r}: use 'float32' or 'float16'")
+    notes: dict = {}
+
+    text_key = pd.factorize(pd.Series(collection.passage_texts, dtype=object))[0].astype(np.int64)
+    keep = {}
+    for name in names:
+        keep[name] = _dedup_text(collection.sources[name], text_key)
+        dropped = int((~keep[name]).sum())
+        if dropped:
+            notes.setdefault("duplicate negative text within a query (dropped)", {})[name] = dropped
+
+    # what to embed: queries the sources cover, their negatives and positives
+    q_needed = np.unique(np.concatenate([collection.sources[n].query_indices for n in names] + [np.zeros(0, np.int64)]))
+    pos_q_all, pos_p_all = collection.positive_pairs()
+    pmask = np.isin(pos_q_all, q_needed)
+    pos_q_all, pos_p_all = pos_q_all[pmask], pos_p_all[pmask]
+    p_needed = np.unique(np.concatenate([collection.sources[n].p_idx for n in names] + [pos_p_all, np.zeros(0, np.int64)]))
+    q_row = np.full(collection.n_queries, -1, dtype=np.int64)
+    q_row[q_needed] = np.arange(q_needed.shape[0])
+    p_row = np.full(collection.n_passages, -1, dtype=np.int64)
+    p_row[p_needed] = np.arange(p_needed.shape[0])
+
+    q_texts = [collection.query_texts[i] for i in q_needed]
+    p_texts = [collection.passage_texts[i] for i in p_needed]
+    q_emb = E.embed(encoder, q_texts, "query", cache=cache, progress=progress)
+    p_emb = E.embed(encoder, p_texts, "passage", cache=cache, progress=progress)
+    q_emb = np.asarray(q_emb, dtype=embedding_dtype)
+    p_emb = np.asarray(p_emb, dtype=embedding_dtype)
+
+    lexicon = _RemappedLexicon(PassageLexicon(collection.passage_texts, idf_corpus=idf_corpus), p_needed)
+
+    cross = None
+    if cross_encoder is not None:
+        ce_cache: dict[tuple[int, int], float] = {}
+
+        def cross(qr: np.ndarray, pr: np.ndarray) -> np.ndarray:
+            code = qr.astype(np.int64) * max(1, p_needed.shape[0]) + pr
+            uniq, inv = np.unique(code, return_inverse=True)
+            todo = [int(u) for u in uniq if int(u) not in ce_cache]
+            if todo:
+                pairs = [(q_texts[u // max(1, p_needed.shape[0])], p_texts[u % max(1, p_needed.shape[0])]) for u in todo]
+                vals = E.cross_scores(cross_encoder, pairs, cache=cache, progress=progress)
+                ce_cache.update(zip(todo, np.asarray(vals, dtype=np.float64).tolist()))
+            return np.asarray([ce_cache[int(u)] for u in uniq], dtype=np.float64)[inv]
+
+    qids = np.asarray(collection.query_ids, dtype=object)
+    pids = np.asarray(collection.passage_ids, dtype=object)
+    pair_frames, query_frames, rows, scored, qkeys = [], [], [], {}, {}
+    for i, name in enumerate(names):
+        if progress is not None:
+            progress("score", i, len(names))
+        src = collection.sources[name]
+        k = keep[name]
+        sq, sp = src.q_idx[k], src.p_idx[k]
+        sc = score_arrays(
+            q_emb, p_emb, q_row[sq], p_row[sp], q_row[pos_q_all], p_row[pos_p_all], config,
+            queries=q_row[src.query_indices], lexicon=lexicon, text_key=text_key[p_needed],
+            cross=cross, with_sem=with_sem,
+        )
+        scored[name] = sc
+        qkeys[name] = src.query_indices
+        fl = sc.flags
+        pair_frames.append(pd.DataFrame({
+            "source": name,
+            "query_id": qids[sq],
+            "passage_id": pids[sp],
+            "rank": src.rank[k],
+            "miner_score": src.score[k],
+            "s_qn": sc.s_qn, "s_qp": sc.s_qp, "margin": sc.margin, "s_pn": sc.s_pn,
+            "lex_overlap": sc.lex_overlap, "ce_margin": sc.ce_margin,
+            "unsafe": fl["unsafe"], "near_duplicate": fl["near_duplicate"],
+            "cross_encoder": fl["cross_encoder"], "percpos": fl["percpos"], "flagged": fl["flagged"],
+            "flag_reasons": fl["flag_reasons"],
+        }, columns=PAIR_COLUMNS))
+        qm = sc.metrics
+        query_frames.append(pd.DataFrame({
+            "source": name,
+            "query_id": qids[src.query_indices],
+            "K": qm["K"], "C": qm["C"], "S": qm["S"], "delta": qm["delta"], "DE": qm["DE"],
+            "eci": qm["eci"], "eci_arith": qm["eci_arith"], "infonce": qm["infonce"],
+            "eci_sem": sc.eci_sem, "unsafe": qm["unsafe"], "s_qp": sc.s_qp_query,
+            "positive_id": pids[p_needed[sc.pstar]] if sc.pstar.shape[0] else np.zeros(0, dtype=object),
+        }, columns=QUERY_COLUMNS))
+        if progress is not None:
+            progress("bootstrap", i, len(names))
+        rows.append(source_summary(name, sc, config))
+    if progress is not None:
+        progress("score", len(names), len(names))
+
+    pairs = pd.concat(pair_frames, ignore_index=True) if pair_frames else pd.DataFrame(columns=PAIR_COLUMNS)
+    queries = pd.concat(query_frames, ignore_index=True) if query_frames else pd.DataFrame(columns=QUERY_COLUMNS)
+    src_table = pd.DataFrame(rows, columns=SOURCE_COLUMNS)
+    src_table = src_table.sort_values("eci", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
+    bt = beats(scored, config, query_keys=qkeys)
+    order = list(src_table["name"])
+    bt = bt.loc[order, order]
+    return ScoreResult(pairs=pairs, queries=queries, sources=src_table, beats=bt,
+                       encoder=getattr(encoder, "name", str(encoder)), config=config, notes=notes)
