@@ -97,20 +97,34 @@ def trace_point_ids(figure: Any, id_index: int = 0) -> list[list[Any] | None]:
     """
     if figure is None:
         return []
-    if hasattr(figure, "to_dict"):
-        figure = figure.to_dict()
+    traces = figure.data if hasattr(figure, "to_dict") else (_get(figure, "data", []) or [])
     out: list[list[Any] | None] = []
-    for trace in _get(figure, "data", []) or []:
+    for trace in traces:
         cd = _get(trace, "customdata", None)
         if cd is None:
             out.append(None)
             continue
+        if isinstance(cd, Mapping) and "bdata" in cd:
+            cd = _decode_typed_array(cd)
         arr = np.asarray(cd, dtype=object)
-        if arr.ndim == 1:
+        if arr.ndim == 0:
+            out.append(None)
+        elif arr.ndim == 1:
             out.append([_plain(v) for v in arr.tolist()])
         else:
             out.append([_plain(v) for v in arr[:, id_index].tolist()])
     return out
+
+
+def _decode_typed_array(spec: Mapping) -> np.ndarray:
+    """Plotly's JSON typed-array form ``{"dtype": "i8", "bdata": base64, "shape": "n, m"}``."""
+    import base64
+
+    arr = np.frombuffer(base64.b64decode(spec["bdata"]), dtype=np.dtype(spec["dtype"]))
+    shape = spec.get("shape")
+    if shape:
+        arr = arr.reshape([int(v) for v in str(shape).split(",")])
+    return arr
 
 
 def _plain(v: Any) -> Any:
