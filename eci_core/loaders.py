@@ -979,6 +979,20 @@ def _check_known(path: str, first_line: Mapping[str, int], known: Any, what: str
     raise LoadError(path, missing[0][0], f"{len(missing)} {word} not in {where}: {shown}", field=fld)
 
 
+def _check_runs(runs: list[_IdRun], qtexts: Any, ptexts: Any, qwhere: str, pwhere: str) -> None:
+    """Check the query and negative ids of one file's runs (all its systems together)."""
+    qline: dict[str, int] = {}
+    pline: dict[str, int] = {}
+    for run in runs:
+        for src, dst in ((run.qline, qline), (run.pline, pline)):
+            for i, ln in src.items():
+                if i not in dst or ln < dst[i]:
+                    dst[i] = ln
+    ids = runs[0].format == "negative-ids"
+    _check_known(runs[0].path, qline, qtexts, "query id", qwhere, "query_id" if ids else "qid")
+    _check_known(runs[0].path, pline, ptexts, "negative id", pwhere, "negative_ids" if ids else "docid")
+
+
 def _id_records(run: _IdRun, positives: Mapping[str, list[str]], ptext: Mapping[str, str],
                 qtext: Mapping[str, str], pos_scores: Mapping[str, list] | None = None) -> list[QueryRecord]:
     out = []
@@ -1253,10 +1267,10 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
     else:
         files = list(only)
     report = LoadReport()
-    parsed: list[_IdRun] = []
+    parsed: list[list[_IdRun]] = []  # per file, one run per system
     for f in files:
         try:
-            parsed.extend(_parse_negatives_file(f, progress=progress))
+            parsed.append(_parse_negatives_file(f, progress=progress))
         except LoadError as e:
             if only is not None:
                 raise
@@ -1268,7 +1282,7 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
     qrels, qrels_where = _read_qrels(d)
     need_q: set[str] = set()
     need_p: set[str] = set()
-    for run in parsed:
+    for run in (r for runs in parsed for r in runs):
         need_q.update(run.negs)
         need_p.update(run.pline)
     for q in need_q:
@@ -1282,17 +1296,16 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
         f, ln = qrels_where[bad[0]]
         shown = ", ".join(bad[:_SHOW_IDS]) + (", …" if len(bad) > _SHOW_IDS else "")
         raise LoadError(f, ln, f"{_plural(len(bad), 'positive id')} not in {corpus.name}: {shown}", field="corpus-id")
-    staged = []
-    for run in parsed:
+    staged: list[_IdRun] = []
+    for runs in parsed:
         try:
-            _check_known(run.path, run.qline, qtexts, "query id", queries.name, "query_id" if run.format == "negative-ids" else "qid")
-            _check_known(run.path, run.pline, ptexts, "negative id", corpus.name, "negative_ids" if run.format == "negative-ids" else "docid")
+            _check_runs(runs, qtexts, ptexts, queries.name, corpus.name)
         except LoadError as e:
             if only is not None:
                 raise
             report.errors.append(str(e))
             continue
-        staged.append(run)
+        staged.extend(runs)
     for run in staged:
         sname = f"{name}:{run.name}" if name and only is None else (name or run.name)
         recs = _id_records(run, qrels, ptexts, qtexts)
@@ -1307,11 +1320,9 @@ def _load_id_file(p: Path, collection: Collection, fmt: str, name: str | None, p
             return load_beir(d, collection, name=name, progress=progress, only=[p])
     runs = _parse_negatives_file(p, fmt, progress)
     qtexts, ptexts = _CollectionQueries(collection), _CollectionPassages(collection)
-    hint = "the loaded queries (load the BEIR directory first, or put this file in its negatives/ folder)"
-    for run in runs:
-        _check_known(run.path, run.qline, qtexts, "query id", hint, "query_id" if fmt == "negative-ids" else "qid")
-        _check_known(run.path, run.pline, ptexts, "negative id", "the loaded passages (load the corpus first)",
-                     "negative_ids" if fmt == "negative-ids" else "docid")
+    _check_runs(runs, qtexts, ptexts,
+                "the loaded queries (load the BEIR directory first, or put this file in its negatives/ folder)",
+                "the loaded passages (load the corpus first)")
     positives = {collection.query_ids[q]: [collection.passage_ids[i] for i in ps] for q, ps in collection.positives.items()}
     report = LoadReport()
     staged = []
