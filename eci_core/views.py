@@ -402,8 +402,7 @@ def compare_sources(result: Any, a: str, b: str, n_top: int = 10) -> Comparison:
     extra = [c for c in ("S", "delta", "K") if c in q.columns]
     qa = q[q["source"].astype(str) == a].set_index("query_id")[["eci", *extra]]
     qb = q[q["source"].astype(str) == b].set_index("query_id")[["eci", *extra]]
-    j = qa.join(qb, how="inner", lsuffix="_a", rsuffix="_b")
-    j = j.reset_index()
+    j = qa.add_suffix("_a").join(qb.add_suffix("_b"), how="inner").reset_index()
     j["diff"] = j["eci_a"] - j["eci_b"]
     cols = ["query_id", "eci_a", "eci_b", "diff"] + [f"{c}_{s}" for c in extra for s in ("a", "b")]
     j = j[cols]

@@ -1,0 +1,295 @@
+"""Data shaping and figure builders of eci_core.views (numbers checked by hand)."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from eci_core import views
+from eci_core.config import ECIConfig
+from eci_core.data import Collection
+from eci_core.data import PassageRef as P
+from eci_core.data import QueryRecord
+
+
+# --------------------------------------------------------------------------- hand-made tables
+def _pairs():
+    # source a: q1 (s_qp .8; s_qn .6 .5 .3), q2 (s_qp .5; s_qn .55)
+    # source b: q1 (s_qp .8; s_qn .2)
+    rows = [
+        ("a", "q1", "n1", 1, 0.60, 0.80, False, False, False, True, ""),
+        ("a", "q1", "n2", 2, 0.50, 0.80, False, False, False, False, ""),
+        ("a", "q1", "n3", 3, 0.30, 0.80, False, True, False, False, "near_duplicate"),
+        ("a", "q2", "n4", 1, 0.55, 0.50, True, True, False, True, "unsafe,near_duplicate"),
+        ("b", "q1", "n5", 1, 0.20, 0.80, False, False, True, False, "cross_encoder"),
+    ]
+    df = pd.DataFrame(rows, columns=["source", "query_id", "passage_id", "rank", "s_qn", "s_qp", "unsafe",
+                                     "near_duplicate", "cross_encoder", "percpos", "flag_reasons"])
+    df["margin"] = df["s_qp"] - df["s_qn"]
+    df["flagged"] = df["unsafe"] | df["near_duplicate"] | df["cross_encoder"]
+    df["s_pn"] = [0.5, 0.4, 0.96, 0.97, 0.1]
+    df["lex_overlap"] = [0.5, 0.2, 0.9, 1.0, 0.0]
+    df["ce_margin"] = np.nan
+    return df
+
+
+def _sources():
+    return pd.DataFrame({"name": ["b", "a"], "eci": [0.40, 0.388162], "eci_low": [0.30, 0.35],
+                         "eci_high": [0.45, 0.42], "unsafe_query_rate": [0.0, 0.5], "signal": [0.2, 0.4],
+                         "safety": [0.6, 0.1]})
+
+
+def _queries():
+    return pd.DataFrame({"source": ["a", "a", "b", "b"], "query_id": ["q1", "q2", "q1", "q3"],
+                         "K": [3, 1, 1, 2], "S": [0.466667, 0.55, 0.2, 0.1], "delta": [0.2, 0.0, 0.6, 0.3],
+                         "eci": [0.388162, 0.0, 0.2, 0.25]})
+
+
+class _Result:
+    def __init__(self):
+        self.pairs, self.queries, self.sources = _pairs(), _queries(), _sources()
+        self.beats = pd.DataFrame([[0.0, 0.7], [0.3, 0.0]], index=["b", "a"], columns=["b", "a"])
+        self.encoder = "hashing-256"
+        self.config = ECIConfig()
+
+
+# --------------------------------------------------------------------------- summary
+def test_score_summary_matches_sentence_transformers_table():
+    t = views.score_summary(_pairs(), "a")
+    assert list(t.index) == list(views.SUMMARY_STATS)
+    # Positive: one s_qp per query: [0.8, 0.5]
+    assert t.loc["count", "Positive"] == 2
+    assert t.loc["mean", "Positive"] == pytest.approx(0.65)
+    assert t.loc["median", "Positive"] == pytest.approx(0.5)  # torch.median: lower middle value
+    assert t.loc["50%", "Positive"] == pytest.approx(0.65)  # torch.quantile: interpolated
+    assert t.loc["std", "Positive"] == pytest.approx(np.std([0.8, 0.5], ddof=1))
+    # Negative: [0.6, 0.5, 0.3, 0.55]
+    assert t.loc["count", "Negative"] == 4
+    assert t.loc["mean", "Negative"] == pytest.approx(0.4875)
+    assert t.loc["median", "Negative"] == pytest.approx(0.5)
+    assert t.loc["25%", "Negative"] == pytest.approx(0.45)
+    assert t.loc["min", "Negative"] == pytest.approx(0.3)
+    assert t.loc["max", "Negative"] == pytest.approx(0.6)
+    # Difference: margins [0.2, 0.3, 0.5, -0.05], count left blank as the miner prints it
+    assert math.isnan(t.loc["count", "Difference"])
+    assert t.loc["mean", "Difference"] == pytest.approx(0.2375)
+    assert t.loc["min", "Difference"] == pytest.approx(-0.05)
+
+
+def test_summary_table_stacks_sources_in_ranking_order():
+    st = views.summary_table(_Result())
+    assert st["source"].drop_duplicates().tolist() == ["b", "a"]
+    assert len(st) == 18
+    b = st[st["source"] == "b"].set_index("metric")
+    assert b.loc["count", "Negative"] == 1 and math.isnan(b.loc["std", "Negative"])
+
+
+def test_components_table_keeps_values_and_ranks():
+    t = views.components_table(_Result())
+    assert t["rank"].tolist() == [1, 2] and t["name"].tolist() == ["b", "a"]
+    assert t.loc[1, "eci"] == 0.388162
+
+
+# --------------------------------------------------------------------------- flags
+def test_flag_counts_and_union():
+    f = views.flag_counts(_pairs()).set_index("source")
+    assert f.loc["a", "n_negatives"] == 4
+    assert f.loc["a", "unsafe"] == 1 and f.loc["a", "near_duplicate"] == 2 and f.loc["a", "cross_encoder"] == 0
+    assert f.loc["a", "flagged"] == 2  # n3 and n4 (n4 caught by two rules)
+    assert f.loc["a", "percpos"] == 2 and f.loc["a", "kept"] == 2
+    assert f.loc["b", "flagged"] == 1 and f.loc["b", "flagged_share"] == 1.0
+
+
+def test_flag_funnel_steps_sum_to_union():
+    f = views.flag_funnel(_pairs(), "a").set_index("stage")
+    assert f.loc["all negatives", "caught"] == 4
+    assert f.loc["unsafe", "caught"] == 1 and f.loc["unsafe", "new"] == 1 and f.loc["unsafe", "remaining"] == 3
+    assert f.loc["near_duplicate", "caught"] == 2 and f.loc["near_duplicate", "new"] == 1
+    assert f.loc["cross_encoder", "new"] == 0
+    assert f.loc[list(views.FLAG_RULES), "new"].sum() == f.loc["flagged (any rule)", "caught"] == 2
+    assert f.loc["kept", "caught"] == 2
+    with pytest.raises(ValueError, match="unknown source 'zz'"):
+        views.flag_funnel(_pairs(), "zz")
+
+
+# --------------------------------------------------------------------------- grids, ECDF, band
+def test_de_grid_is_the_harmonic_mean():
+    s, d, z = views.de_grid(1.0, 0.5, n=11)
+    assert z.shape == (11, 11)
+    # z[i, j] = DE(s[j], d[i]); reference: S = 0.466667 is not on the grid, use S=0.4, Δ=0.2
+    j, i = 4, 4  # s[4] = 0.4, d[4] = 0.2
+    assert s[j] == pytest.approx(0.4) and d[i] == pytest.approx(0.2)
+    assert z[i, j] == pytest.approx(2 * 0.4 * 0.2 / 0.6)
+    assert z[0, 0] == 0.0  # S + Δ = 0
+    with pytest.raises(ValueError, match="n=1"):
+        views.de_grid(n=1)
+
+
+def test_ecdf_and_frame():
+    x, y = views.ecdf([0.3, np.nan, -0.1, 0.2])
+    assert x.tolist() == [-0.1, 0.2, 0.3]
+    assert y.tolist() == pytest.approx([1 / 3, 2 / 3, 1.0])
+    f = views.ecdf_frame(_pairs(), "margin", ["b"])
+    assert f["source"].tolist() == ["b"] and f["y"].tolist() == [1.0]
+
+
+def test_percpos_band():
+    b = views.percpos_band(_pairs(), 0.95).set_index("source")
+    # source a: median s_qp over pairs [.8,.8,.8,.5] = 0.8 → high = 0.05 * 0.8
+    assert b.loc["a", "high"] == pytest.approx(0.04)
+    # band 0 < margin < 0.05·s_qp: margins .2,.3,.5,-.05 → none inside
+    assert b.loc["a", "share"] == 0.0
+    with pytest.raises(ValueError, match="percpos=1.5"):
+        views.percpos_band(_pairs(), 1.5)
+
+
+# --------------------------------------------------------------------------- verdict
+def test_verdict_names_best_source_ci_and_unsafe_rate():
+    v = views.verdict(_Result())
+    assert v.startswith("Train on b: highest ECI (0.400, 95 % CI 0.300–0.450), 0.0 % unsafe queries.")
+    # intervals overlap, so the pairwise probability is added
+    assert "P(beats a) = 0.70" in v
+    assert views.verdict(_sources().iloc[[1]]) == "Train on a: ECI (0.388, 95 % CI 0.350–0.420), 50.0 % unsafe queries."
+    assert "No source" in views.verdict(_sources().iloc[0:0])
+
+
+# --------------------------------------------------------------------------- compare, worst
+def test_compare_sources_on_shared_queries():
+    c = views.compare_sources(_queries(), "a", "b", n_top=1)
+    assert c.n_shared == 1 and c.only_a == 1 and c.only_b == 1
+    assert c.per_query["query_id"].tolist() == ["q1"]
+    assert c.per_query["diff"].iloc[0] == pytest.approx(0.388162 - 0.2)
+    assert c.a_wins == 1 and c.b_wins == 0
+    assert "1 shared queries: a − b = +0.188" in c.summary()
+    with pytest.raises(ValueError, match="b='zz'"):
+        views.compare_sources(_queries(), "a", "zz")
+
+
+def test_compare_sorts_by_absolute_difference():
+    q = pd.DataFrame({"source": ["a"] * 3 + ["b"] * 3, "query_id": ["x", "y", "z"] * 2,
+                      "eci": [0.1, 0.5, 0.2, 0.15, 0.1, 0.9]})
+    c = views.compare_sources(q, "a", "b", n_top=2)
+    assert c.per_query["query_id"].tolist() == ["z", "y", "x"]
+    assert c.top["query_id"].tolist() == ["z", "y"]
+    assert (c.a_wins, c.b_wins, c.ties) == (1, 2, 0)
+
+
+def test_worst_query():
+    assert views.worst_query(_queries(), "a") == "q2"
+    assert views.worst_query(_queries(), "b") == "q1"
+    w = views.worst_queries(_queries())
+    # mean ECI per query: q1 (0.388162+0.2)/2, q2 0.0, q3 0.25
+    assert w["query_id"].tolist() == ["q2", "q3", "q1"]
+    assert w.loc[2, "eci"] == pytest.approx(0.294081)
+
+
+# --------------------------------------------------------------------------- drill-down
+def _collection():
+    c = Collection()
+    recs = [QueryRecord("q1", "how to sort a list", [P("p1", "Use sorted() to sort a list in Python")],
+                        [P("n1", "sort the list with list.sort"), P("n2", "unrelated words here")])]
+    c.add_source("a", recs)
+    return c
+
+
+def test_shared_words_uses_lexical_tokenizer():
+    assert views.shared_words("Sort the LIST, then sort again", "use sorted() to sort a list") == ["sort", "list"]
+    assert views.shared_words("abc", ["x abc", "y"]) == ["abc"]
+
+
+def test_query_drilldown_ranks_by_similarity_and_highlights():
+    c = _collection()
+    pairs = pd.DataFrame({"source": ["a", "a"], "query_id": ["q1", "q1"], "passage_id": ["n1", "n2"], "rank": [1, 2],
+                          "s_qn": [0.3, 0.7], "s_qp": [0.8, 0.8], "margin": [0.5, 0.1], "s_pn": [0.6, 0.1],
+                          "lex_overlap": [0.7, 0.0], "ce_margin": [np.nan, np.nan], "flagged": [False, False],
+                          "flag_reasons": ["", ""], "percpos": [False, False]})
+    queries = pd.DataFrame({"source": ["a"], "query_id": ["q1"], "eci": [0.1]})
+    r = type("R", (), {"pairs": pairs, "queries": queries})()
+    d = views.query_drilldown(c, r, "q1")
+    assert d.query == "how to sort a list" and d.positive_ids == ["p1"]
+    assert d.negatives["passage_id"].tolist() == ["n2", "n1"]  # by s_qn descending
+    assert d.negatives["rank_by_sim"].tolist() == [1, 2]
+    assert d.negatives.loc[1, "shared_words"] == ["sort", "list"]
+    assert d.negatives.loc[0, "shared_words"] == []
+    assert len(d.metrics) == 1
+    with pytest.raises(ValueError, match="query_id='nope'"):
+        views.query_drilldown(c, r, "nope")
+
+
+# --------------------------------------------------------------------------- figures
+def test_figures_build_and_carry_row_ids():
+    pytest.importorskip("plotly")
+    r = _Result()
+    fig = views.overview_figure(r)
+    assert list(fig.data[0].y) == ["a", "b"]  # best on top of a horizontal chart
+    assert list(fig.data[0].error_x.array) == pytest.approx([0.42 - 0.388162, 0.05])
+    h = views.margin_histogram(r, mode="facets", ecdf_view=True)
+    assert len([t for t in h.data if t.type == "scatter"]) == 2
+    views.margin_histogram(r)
+    ss = views.signal_safety_figure(r)
+    frame = views.signal_safety_frame(r)
+    scat = [t for t in ss.data if t.type == "scattergl"]
+    ids = [int(v[0]) for t in scat for v in t.customdata]
+    assert sorted(ids) == frame["row_id"].tolist()
+    assert any(t.type == "contour" for t in ss.data)
+    assert sum(t.type == "histogram" for t in ss.data) == 4  # S and Δ marginals per source
+    hm = views.beats_heatmap(r)
+    assert np.isnan(hm.data[0].z[0][0]) and hm.data[0].z[0][1] == 0.7
+    views.flag_funnel_figure(r, "a")
+    cmp = views.compare_scatter(views.compare_sources(_queries(), "a", "b"))
+    assert any(t.name == "most disagreeing" for t in cmp.data)
+
+
+def test_projection_figure_dims_unselected_points():
+    pytest.importorskip("plotly")
+    pts = pd.DataFrame({"row_id": [0, 1, 2], "x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 0.5],
+                        "kind": ["query", "negative", "negative"], "source": ["(query)", "a", "a"],
+                        "flag": ["query", "clean", "flagged"], "margin": [np.nan, 0.2, -0.1], "text": ["q", "n", "m"]})
+    f = views.projection_figure(pts, "margin", selected=[1])
+    neg = [t for t in f.data if t.name == "negatives (margin)"][0]
+    assert list(neg.marker.opacity) == [0.9, 0.12]
+    assert neg.marker.colorscale is not None
+    f2 = views.projection_figure(pts, "flag")
+    assert {t.name for t in f2.data} == {"query", "clean", "flagged"}
+    with pytest.raises(ValueError, match="color_by='size'"):
+        views.projection_figure(pts, "size")
+
+
+# --------------------------------------------------------------------------- with the real engine
+def test_views_on_a_real_score_result():
+    from eci_core.encoders import HashingEncoder
+    from eci_core.scoring import score_collection
+
+    c = Collection()
+    recs = lambda negs: [QueryRecord(q, t, [P(f"p{q}", pos)], [P(None, x) for x in negs[q]]) for q, t, pos in [
+        ("q1", "how to sort a list in python", "use sorted to sort a python list"),
+        ("q2", "what is a tuple", "a tuple is an immutable sequence"),
+        ("q3", "how to read a file", "open the file and call read")] if q in negs]
+    c.add_source("bm25", recs({"q1": ["sort a list in python", "python list append"],
+                               "q2": ["a tuple is an immutable sequence", "what is a set"],
+                               "q3": ["read a csv file", "file modes"]}))
+    c.add_source("dense", recs({"q1": ["cats and dogs", "sorting algorithms"], "q2": ["strings are immutable", "a set"]}))
+    r = score_collection(c, HashingEncoder(), ECIConfig(n_bootstrap=50))
+    st = views.summary_table(r)
+    # the Negative mean of each source is the mean of its s_qn
+    for s in ("bm25", "dense"):
+        row = st[(st["source"] == s) & (st["metric"] == "mean")]
+        assert row["Negative"].iloc[0] == pytest.approx(r.pairs.loc[r.pairs["source"] == s, "s_qn"].mean())
+    fc = views.flag_counts(r).set_index("source")
+    assert fc.loc["bm25", "flagged"] == int(r.pairs.loc[r.pairs["source"] == "bm25", "flagged"].sum())
+    best = r.sources["name"].iloc[0]
+    assert views.verdict(r).startswith(f"Train on {best}:")
+    d = views.query_drilldown(c, r, "q2")
+    nd = d.negatives[d.negatives["source"] == "bm25"]
+    copy = nd[nd["text"] == "a tuple is an immutable sequence"].iloc[0]  # the positive's text as a negative
+    assert copy["flagged"] and "near_duplicate" in copy["flag_reasons"]
+    assert copy["shared_words"] == ["a", "tuple", "is", "an", "immutable", "sequence"]
+    assert nd["s_qn"].is_monotonic_decreasing
+    comp = views.compare_sources(r, "bm25", "dense")
+    assert comp.n_shared == 2 and comp.only_a == 1
+    pytest.importorskip("plotly")
+    views.signal_safety_figure(r)
+    views.margin_histogram(r, mode="facets")
+    views.overview_figure(r)
+    views.beats_heatmap(r)
