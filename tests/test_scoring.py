@@ -1,0 +1,203 @@
+"""score_collection on small collections with the model-free HashingEncoder."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import eci_core  # noqa: F401
+from eci_core.config import ECIConfig
+from eci_core.data import Collection, PassageRef, QueryRecord
+from eci_core.encoders import HashingEncoder, embed
+from eci_core.scoring import PAIR_COLUMNS, QUERY_COLUMNS, SOURCE_COLUMNS, score_arrays, score_collection
+
+import reference as R  # tests/ is on sys.path under pytest
+
+QUERIES = {
+    "q1": ("how do I sort a list in python", "use sorted() or list.sort() to sort a python list"),
+    "q2": ("what is a python dictionary", "a dictionary maps keys to values in python"),
+    "q3": ("how to read a file line by line", "iterate over the open file object to read lines"),
+    "q4": ("convert a string to an integer", "call int() on the string to get an integer"),
+}
+NEG_POOL = [
+    "python lists can be sorted in place",
+    "sorting algorithms compare elements",
+    "dictionaries are hash tables with keys",
+    "a set holds unique values",
+    "files are opened with open()",
+    "read the whole file at once with read()",
+    "strings are immutable sequences",
+    "int and float are numeric types",
+    "the weather is nice today",
+    "bananas are yellow",
+]
+
+
+def records(neg_for, skip=()):
+    out = []
+    for i, (qid, (q, p)) in enumerate(QUERIES.items()):
+        if qid in skip:
+            continue
+        negs = [PassageRef(None, t) for t in neg_for(i, qid, p)]
+        out.append(QueryRecord(qid, q, [PassageRef(f"pos-{qid}", p)], negs))
+    return out
+
+
+def collection():
+    c = Collection()
+    c.add_source("hard", records(lambda i, qid, p: NEG_POOL[2 * i : 2 * i + 3]))
+    c.add_source("easy", records(lambda i, qid, p: NEG_POOL[8:10]))
+    c.add_source("copies", records(lambda i, qid, p: [p, p.upper() + "!"]))
+    return c
+
+
+@pytest.fixture(scope="module")
+def result():
+    return score_collection(collection(), HashingEncoder(), ECIConfig(n_bootstrap=200))
+
+
+def test_tables_have_the_documented_columns(result):
+    assert list(result.pairs.columns) == PAIR_COLUMNS
+    assert list(result.queries.columns) == QUERY_COLUMNS
+    assert list(result.sources.columns) == SOURCE_COLUMNS
+    assert result.encoder == "hashing (dim 256)"
+    assert set(result.pairs["query_id"]) == set(QUERIES)
+    assert result.pairs["passage_id"].map(type).eq(str).all()
+    assert list(result.beats.index) == list(result.sources["name"]) == list(result.beats.columns)
+    assert result.sources["eci"].is_monotonic_decreasing
+    hard = result.sources.set_index("name").loc["hard"]
+    assert hard["n_queries"] == 4 and hard["n_negatives"] == 12 and hard["mean_k"] == 3
+    assert hard["eci_low"] <= hard["eci"] <= hard["eci_high"]
+    for c in ("signal", "safety", "capacity", "de", "infonce_bound"):
+        assert hard[f"{c}_low"] <= hard[c] + 1e-12 and hard[c] <= hard[f"{c}_high"] + 1e-12
+
+
+def test_copies_of_the_positive_are_flagged_near_duplicate(result):
+    copies = result.pairs[result.pairs["source"] == "copies"]
+    assert len(copies) == 8
+    assert copies["near_duplicate"].all() and copies["flagged"].all()
+    # rank 1: another passage id with the positive's exact text; rank 2: an upper-cased copy,
+    # caught by s_pn = 1 >= 0.95 (the hashing encoder lower-cases)
+    assert np.allclose(copies["s_pn"], 1.0, atol=1e-6)
+    assert copies["flag_reasons"].str.contains("near_duplicate").all()
+    q = result.queries[result.queries["source"] == "copies"]
+    assert (q["eci"] == 0).all() and q["unsafe"].all()
+
+
+def test_matches_reference_on_the_same_embeddings(result):
+    c = collection()
+    enc = HashingEncoder()
+    qv = embed(enc, c.query_texts, "query").astype(np.float64)
+    pv = embed(enc, c.passage_texts, "passage").astype(np.float64)
+    for name in ("hard", "easy", "copies"):
+        src = c.sources[name]
+        pairs = list(zip(src.q_idx.tolist(), src.p_idx.tolist()))
+        ref_pairs, ref_q = R.score(qv, pv, pairs, c.positives, passage_texts=c.passage_texts)
+        got = result.pairs[result.pairs["source"] == name]
+        for key in ("s_qn", "s_qp", "margin", "s_pn", "lex_overlap"):
+            np.testing.assert_allclose(got[key].to_numpy(), [r[key] for r in ref_pairs], atol=1e-5, err_msg=key)
+        for key in ("near_duplicate", "unsafe", "flag_reasons"):
+            assert got[key].tolist() == [r[key] for r in ref_pairs]
+        gq = result.queries[result.queries["source"] == name]
+        for key in ("eci", "S", "delta", "infonce", "eci_sem"):
+            np.testing.assert_allclose(gq[key].to_numpy(), [r[key] for r in ref_q], atol=1e-4, err_msg=key)
+        row = result.sources.set_index("name").loc[name]
+        point = R.source_point(ref_q, ref_pairs)
+        assert row["eci"] == pytest.approx(point["eci"], abs=1e-5)
+        assert row["unsafe_negative_rate"] == pytest.approx(point["unsafe_negative_rate"])
+
+
+def test_hard_source_beats_easy_source(result):
+    hard = result.sources.set_index("name").loc["hard", "eci"]
+    easy = result.sources.set_index("name").loc["easy", "eci"]
+    assert hard > easy
+    assert result.beats.loc["hard", "easy"] > 0.5
+    assert result.beats.loc["hard", "hard"] == 0.0
+    assert result.beats.loc["hard", "easy"] + result.beats.loc["easy", "hard"] <= 1.0
+
+
+def test_duplicate_text_is_removed_and_k0_scores_zero():
+    c = Collection()
+    recs = records(lambda i, qid, p: [NEG_POOL[i], NEG_POOL[i]] if qid != "q4" else [])
+    # the same text under two ids inside one query: an exact duplicate, dropped before scoring
+    recs[0] = recs[0]._replace(negatives=[PassageRef("a", NEG_POOL[5]), PassageRef("b", NEG_POOL[5]), PassageRef("c", NEG_POOL[6])])
+    c.add_source("s", recs)
+    res = score_collection(c, HashingEncoder(), ECIConfig(n_bootstrap=50))
+    q = res.queries.set_index("query_id")
+    assert q.loc["q1", "K"] == 2 and q.loc["q2", "K"] == 1 and q.loc["q4", "K"] == 0
+    assert q.loc["q4", ["C", "S", "delta", "DE", "eci", "eci_arith", "infonce", "eci_sem"]].eq(0).all()
+    assert not q.loc["q4", "unsafe"]
+    assert res.notes["duplicate negative text within a query (dropped)"] == {"s": 1}
+    row = res.sources.iloc[0]
+    assert row["n_queries"] == 4 and row["n_negatives"] == 4 and row["mean_k"] == 1.0
+
+
+class FakeCrossEncoder:
+    """Deterministic cross-encoder: logit = 10 × word overlap share (query words in passage)."""
+
+    name = "fake-ce"
+    fingerprint = "fake-ce-v1"
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, pairs):
+        self.calls += len(pairs)
+        out = []
+        for q, p in pairs:
+            qw, pw = set(q.split()), set(p.split())
+            out.append(10.0 * len(qw & pw) / max(1, len(qw)))
+        return np.array(out, dtype=np.float32)
+
+
+def test_cross_encoder_margin_and_flag():
+    ce = FakeCrossEncoder()
+    res = score_collection(collection(), HashingEncoder(), ECIConfig(n_bootstrap=20), cross_encoder=ce, sources=["hard", "copies"])
+    c = collection()
+    for _, row in res.pairs.iterrows():
+        qi = c.query_index(row["query_id"])
+        q = c.query_texts[qi]
+        p = c.passage_texts[c.positives[qi][0]]
+        n = c.passage_texts[c.passage_index(row["passage_id"])]
+        want = ce.predict([(q, p)])[0] - ce.predict([(q, n)])[0]
+        assert row["ce_margin"] == pytest.approx(want, abs=1e-5)
+        assert row["cross_encoder"] == (want <= 0)
+    copies = res.pairs[(res.pairs["source"] == "copies") & (res.pairs["rank"] == 1)]
+    assert len(copies) == 4
+    assert copies["flag_reasons"].str.contains("cross_encoder").all()  # exact copy: ce_margin 0
+    assert set(res.sources["name"]) == {"hard", "copies"}
+
+
+def test_options_set_aggregate_float16_idf_corpus_and_progress():
+    c = collection()
+    calls = []
+    base = score_collection(c, HashingEncoder(), ECIConfig(n_bootstrap=30), sources=["hard"])
+    res = score_collection(
+        c, HashingEncoder(), ECIConfig(n_bootstrap=30, aggregate="set"), sources=["hard"],
+        progress=lambda s, d, t: calls.append((s, d, t)), embedding_dtype="float16",
+        idf_corpus=["python python python", "other text"],
+    )
+    row = res.sources.iloc[0]
+    q = res.queries
+    C = math.log(q["K"].mean() + 1)
+    S, D = q["S"].mean(), q["delta"].mean()
+    assert row["capacity"] == pytest.approx(C)
+    assert row["eci"] == pytest.approx(C * 2 * S * D / (S + D))
+    assert row["eci_low"] <= row["eci"] <= row["eci_high"]
+    np.testing.assert_allclose(res.pairs["s_qn"], base.pairs["s_qn"], atol=2e-3)  # float16 storage
+    assert not np.allclose(res.pairs["lex_overlap"], base.pairs["lex_overlap"])  # other IDF
+    assert any(s == "score" for s, _, _ in calls)
+    with pytest.raises(ValueError, match="sources=\\['nope'\\]"):
+        score_collection(c, HashingEncoder(), sources=["nope"])
+
+
+def test_score_arrays_validates_inputs():
+    e = np.eye(3, dtype=np.float32)
+    with pytest.raises(ValueError, match="sorted"):
+        score_arrays(e, e, [1, 0], [0, 1], [0, 1], [2, 2])
+    with pytest.raises(ValueError, match="no labelled positive"):
+        score_arrays(e, e, [0, 1], [0, 1], [0], [2])
+    with pytest.raises(ValueError, match="same dim"):
+        score_arrays(e, np.eye(4, dtype=np.float32), [0], [0], [0], [1])
