@@ -142,7 +142,9 @@ def clean_collection(
 
     The negatives come from ``collection.sources[s]`` in rank order; their flags from
     ``result.pairs`` joined on (source, query_id, passage_id). A negative of the collection
-    missing from the pairs table is an error (the result belongs to another collection).
+    missing from the pairs table is an error (the result belongs to another collection), except
+    a later copy of a text already among the query's negatives, which scoring does not score and
+    the export drops.
     """
     if rule not in RULES:
         raise ValueError(f"rule={rule!r}: use one of {', '.join(RULES)}")
@@ -167,14 +169,19 @@ def clean_collection(
         pids = np.asarray(collection.passage_ids, dtype=object)[src.p_idx] if len(src) else np.zeros(0, object)
         k = pd.Index([f"{q}\x1f{p}" for q, p in zip(qids, pids)])
         pos = flagged.index.get_indexer(k) if len(k) else np.zeros(0, np.int64)
-        if (pos < 0).any():
-            i = int(np.flatnonzero(pos < 0)[0])
-            raise ValueError(
-                f"source {s!r}: negative (query {qids[i]!r}, passage {pids[i]!r}) is not in the scored pairs: "
-                "score the collection again before exporting")
-        f = flagged.to_numpy()[pos]
-        u = unsafe.to_numpy()[pos]
-        why = reasons.to_numpy()[pos]
+        missing = pos < 0
+        if missing.any():
+            # scoring keeps the first negative of each (query, text); later copies are not scored
+            scored_text = {(q, collection.passage_texts[pi]) for q, pi, m in zip(qids, src.p_idx, missing) if not m}
+            for i in np.flatnonzero(missing):
+                if (qids[i], collection.passage_texts[int(src.p_idx[i])]) not in scored_text:
+                    raise ValueError(
+                        f"source {s!r}: negative (query {qids[i]!r}, passage {pids[i]!r}) is not in the scored "
+                        "pairs: score the collection again before exporting")
+        f = np.where(missing, False, flagged.to_numpy()[np.maximum(pos, 0)]) if len(k) else np.zeros(0, bool)
+        u = np.where(missing, False, unsafe.to_numpy()[np.maximum(pos, 0)]) if len(k) else np.zeros(0, bool)
+        why = np.where(missing, "duplicate text within the query (not scored)",
+                       reasons.to_numpy()[np.maximum(pos, 0)]).astype(object) if len(k) else np.zeros(0, object)
         mark = np.array([mk.get((s, str(q), str(p)), "") for q, p in zip(qids, pids)], dtype=object)
         for q, p, m in zip(qids, pids, mark):
             if m:
@@ -186,8 +193,12 @@ def clean_collection(
         if rule in ("drop_flagged", "relabel_flagged"):
             remove |= f & ~fine
         fine_note = fine & f
-        reason = np.where(fine_note, "marked fine (kept despite: " + why.astype(str) + ")", reason)
+        reason = np.array([f"marked fine (kept despite: {w})" if fn else r for fn, w, r in zip(fine_note, why, reason)],
+                          dtype=object)
         action = np.where(remove, "relabelled" if rule == "relabel_flagged" else "dropped", "kept").astype(object)
+        if missing.any():  # unscored copies of a text already among the query's negatives
+            action[missing] = "dropped"
+            reason[missing] = "duplicate text within the query (not scored)"
         # queries dropped by the unsafe rule: any remaining unsafe negative not marked fine
         q_drop: dict[int, str] = {}
         if rule == "drop_unsafe_queries":
