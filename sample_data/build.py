@@ -19,8 +19,9 @@ What is built (all deterministic for a given ``.deb`` and ``--seed``):
   reference, using, extending, glossary; not faq, whatsnew, changelog, c-api, distutils), cleaned
   the same way, packed into passages of ``MIN_WORDS``..``MAX_WORDS`` words (short paragraphs are
   merged with their neighbours inside a section, long ones split at sentence boundaries),
-  de-duplicated on normalised text, then sampled with ``random.Random(seed)`` so that the corpus
-  holds ``--total`` passages.  ``_id = doc-<path-slug>-<n>`` (``n`` = passage order in that
+  de-duplicated on normalised text, then sampled with ``random.Random(seed)`` (weighted: the
+  narrative docs at twice the rate of the library reference, see ``AREA_WEIGHT``) so that the
+  corpus holds ``--total`` passages.  ``_id = doc-<path-slug>-<n>`` (``n`` = passage order in that
   document before sampling, so ids do not depend on the sample), ``title`` = ``"<document
   title> — <section heading>"``.  Passages that answer FAQ questions are deliberately kept: they
   are the real false negatives a hard-negative miner must surface.
@@ -59,6 +60,11 @@ DEFAULT_TOTAL = 4500
 DEFAULT_SEED = 20240611
 DISTRACTOR_DIRS = ("tutorial", "howto", "library", "reference", "using", "extending")
 DISTRACTOR_FILES = ("glossary.rst.txt",)
+# sampling weight per area: the library reference is ~80 % of the pool; the narrative docs (closer
+# to what FAQ questions ask) are sampled at twice its rate
+AREA_WEIGHT = {"library": 1.0}
+for _area in ("tutorial", "howto", "reference", "using", "extending", "glossary"):
+    AREA_WEIGHT[_area] = 2.0
 
 # --------------------------------------------------------------------------------------------
 # reST inline markup
@@ -320,6 +326,10 @@ def _paragraph(para: list[str], lines: list[str], out: list[Block], nxt: int) ->
         return
     if first.startswith("| "):  # line block
         para = [p.strip()[2:] if p.strip().startswith("| ") else p for p in para]
+    if len(para) > 1 and _indent(para[1]) > _indent(para[0]) and not BULLET_RE.match(first) \
+            and not re.match(r":[^:`]+:\s", first) and not first.endswith((",", "(")):
+        # definition list item: "term\n    definition" -> "term: definition"
+        para = [para[0].rstrip() + ":"] + para[1:] if not first.endswith(":") else para
     raw = "\n".join(p.strip() for p in para)
     if raw.endswith("::"):
         raw = raw[:-2].rstrip()
@@ -369,8 +379,10 @@ def _explicit(lines: list[str], i: int, out: list[Block]) -> int:
         return j
     name, arg = m.group(1).lower(), m.group(2).strip()
     if name in OBJECT_DIRECTIVES:  # further signatures directly below the first one: dropped
-        while body and body[0].strip() and not re.match(r"\s*:[\w-]+:(\s|$)", body[0]):
-            body = body[1:]
+        k = i + 1
+        while k < j and lines[k].strip() and not re.match(r"\s*:[\w-]+:(\s|$)", lines[k]):
+            k += 1
+        body, _ = _indented_body(lines, k, 0)
     # directive options (":noindex:", ":language: c") come first in the body
     opts_end = 0
     while opts_end < len(body) and body[opts_end].strip().startswith(":") \
@@ -501,22 +513,30 @@ def _split_long(text: str, kind: str, limit: int = MAX_WORDS) -> list[str]:
 def pack_section(blocks: list[Block]) -> list[str]:
     """Pack a section's prose/code units into passages of MIN_WORDS..MAX_WORDS words.
 
+    A prose paragraph ending in ":" (an "For example:" intro, an API signature) and the block
+    after it form one unit when they fit.
     Units are appended to a buffer until it reaches MIN_WORDS, then flushed; a unit that would
     push the buffer past MAX_WORDS flushes the buffer first (or, when the buffer is still too
     short, is split); a too-short tail is merged into the previous passage when it fits and
     dropped otherwise.  Code units over MAX_CODE_WORDS are skipped.
     """
     units: list[str] = []
+    prev_intro = False  # the previous unit is prose ending in ":" (it introduces a code block)
     for b in blocks:
         w = words(b.text)
         if w == 0:
             continue
         if b.kind == "code" and w > MAX_CODE_WORDS:
+            prev_intro = False
             continue
-        if w > MAX_WORDS:
+        if prev_intro and words(units[-1]) + w <= MAX_WORDS:
+            # keep "For example:" with its example and "len(s):" with its description
+            units[-1] = units[-1] + "\n" + b.text
+        elif w > MAX_WORDS:
             units.extend(_split_long(b.text, b.kind))
         else:
             units.append(b.text)
+        prev_intro = units[-1].rstrip().endswith(":") and b.kind == "prose"
     passages: list[str] = []
     buf: list[str] = []
     for u in units:
@@ -710,6 +730,18 @@ def license_text(src: Path, version: str) -> str:
     return header + section("PSF-license") + "\n" + section("BSD0")
 
 
+def weighted_sample(weights: list[float], k: int, seed: int) -> list[int]:
+    """k distinct indices drawn without replacement with probability proportional to weight.
+
+    Efraimidis-Spirakis: item i gets the key u_i ** (1 / w_i), u_i ~ U(0, 1) from
+    ``random.Random(seed)``; the k largest keys win.  Returned in ascending index order.
+    """
+    rng = random.Random(seed)
+    keys = [rng.random() ** (1.0 / w) for w in weights]
+    top = sorted(range(len(weights)), key=lambda i: (-keys[i], i))[:k]
+    return sorted(top)
+
+
 def fetch_deb(workdir: Path) -> Path:
     subprocess.run(["apt-get", "download", PACKAGE], cwd=workdir, check=True)
     debs = sorted(workdir.glob(f"{PACKAGE}_*.deb"))
@@ -753,8 +785,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < n_dis <= len(unique):
         raise SystemExit(f"--total {args.total}: need between {len(positives) + 1} and "
                          f"{len(positives) + len(unique)} passages")
-    rng = random.Random(args.seed)
-    chosen = sorted(rng.sample(range(len(unique)), n_dis))
+    chosen = weighted_sample([AREA_WEIGHT.get(p["_id"].split("-")[1], 1.0) for p in unique],
+                             n_dis, args.seed)
     distractors = [unique[k] for k in chosen]
     corpus = positives + distractors
 
