@@ -207,7 +207,6 @@ OBJECT_DIRECTIVES = {  # signature line + description
 # include, image, figure, raw, list-table, csv-table, table, tabularcolumns, audit-event,
 # sectionauthor, moduleauthor, highlight, contents, program, rubric, testsetup, testcleanup,
 # math, ...) is dropped together with its body.
-RUBRIC_LIKE = {"rubric"}
 
 
 def _indent(line: str) -> int:
@@ -291,8 +290,7 @@ def _parse(lines: list[str]) -> list[Block]:
             while i < n and lines[i].strip() and lines[i].strip()[0] in "+|":
                 i += 1
             continue
-        # --- field list (":param x: ...") ---------------------------------------------------
-        # --- paragraph ---------------------------------------------------------------------
+        # --- paragraph (also lists, field lists, definition lists) -------------------------
         j = i
         para: list[str] = []
         while j < n and lines[j].strip():
@@ -419,8 +417,6 @@ def _explicit(lines: list[str], i: int, out: list[Block]) -> int:
         out.extend(_parse(content))
     elif name == "availability":
         out.append(Block("prose", "Availability: " + clean_inline(arg) + "."))
-    elif name in RUBRIC_LIKE:
-        pass
     return j
 
 
