@@ -37,7 +37,9 @@ Selection, identical for every scored method and following ``mine_hard_negatives
 
 ``range_max`` defaults to ``range_min + num_negatives``, or ``range_min + 10 · num_negatives``
 when a margin or score filter is set (sentence-transformers' rule; its extra ``max_positives``
-slots are not needed here because positives are removed before the window is taken).
+slots are not needed here because positives are removed before the window is taken). For the
+cross-encoder methods it defaults to the whole reranked pool (``pool_size``, or ``2 · pool_size``
+for the union of ``cross-encoder``).
 """
 
 from __future__ import annotations
@@ -59,8 +61,8 @@ DEFAULT_POOL_SIZE = {"cross-encoder": 50, "bm25+ce": 100}
 BM25CE_DEFAULT_MARGIN = 1.0
 #: Filters in the order they are applied (and reported).
 FILTERS = ("absolute_margin", "relative_margin", "max_score", "min_score")
-#: Upper bound on the floats held by one block of query × passage scores (64 MB of float32).
-_BLOCK_FLOATS = 1 << 24
+#: Upper bound on the floats held by one block of query × passage scores (16 MB of float32).
+_BLOCK_FLOATS = 1 << 22
 
 Progress = Callable[[str, int, int], None]
 
@@ -356,13 +358,16 @@ def _check_params(method, num_negatives, range_min, range_max, absolute_margin, 
         if range_min or range_max is not None or sampling_strategy != "top":
             raise ValueError("range_min/range_max/sampling_strategy do not apply to method 'random' (it already samples "
                              "uniformly); leave them at their defaults")  # fmt: skip
+    if pool_size is not None and range_min + num_negatives > _pool_capacity(method, pool_size):
+        raise ValueError(f"pool_size={pool_size}: too small for range_min + num_negatives = {range_min + num_negatives}; increase it")
     if method == "bm25+ce" and absolute_margin is None:
         absolute_margin = BM25CE_DEFAULT_MARGIN
     filtered = any(v is not None for v in (absolute_margin, relative_margin, max_score, min_score))
     if range_max is None:
-        range_max = range_min + num_negatives * (10 if filtered else 1)
-        if pool_size is not None:
-            range_max = min(range_max, _pool_capacity(method, pool_size))
+        if pool_size is not None:  # cross-encoder methods: every reranked candidate is in the window
+            range_max = _pool_capacity(method, pool_size)
+        else:
+            range_max = range_min + num_negatives * (10 if filtered else 1)
     if isinstance(range_max, bool) or not isinstance(range_max, (int, np.integer)):
         raise ValueError(f"range_max={range_max!r}: must be an integer or None")
     if range_max <= range_min:
@@ -373,8 +378,6 @@ def _check_params(method, num_negatives, range_min, range_max, absolute_margin, 
             f"after skipping range_min={range_min} of range_max={range_max}; decrease num_negatives or range_min, or "
             "increase range_max"
         )
-    if pool_size is not None and range_min + num_negatives > _pool_capacity(method, pool_size):
-        raise ValueError(f"pool_size={pool_size}: too small for range_min + num_negatives = {range_min + num_negatives}; increase it")
     return _Params(int(num_negatives), int(range_min), int(range_max), absolute_margin, relative_margin, max_score,
                    min_score, sampling_strategy, int(seed))  # fmt: skip
 
@@ -458,6 +461,12 @@ def _topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return np.full((scores.shape[0], 0), -1, np.int64), np.full((scores.shape[0], 0), -np.inf, np.float32)
     if k < n:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        # argpartition picks arbitrarily among scores tied with the k-th: break ties by index
+        kth = np.take_along_axis(scores, part, axis=1).min(axis=1)
+        for r in np.flatnonzero((scores >= kth[:, None]).sum(axis=1) > k):
+            above = np.flatnonzero(scores[r] > kth[r])
+            tied = np.flatnonzero(scores[r] == kth[r])
+            part[r] = np.concatenate([above, tied[: k - above.size]])
     else:
         part = np.broadcast_to(np.arange(n), scores.shape).copy()
     top = np.take_along_axis(scores, part, axis=1)
@@ -764,11 +773,14 @@ def _retrieve(ctx: _Ctx, method: str, scorer, k: int) -> tuple[np.ndarray, np.nd
     k = min(k, ctx.coll.n_passages)
     all_idx = np.full((nq, k), -1, dtype=np.int64)
     all_sc = np.full((nq, k), -np.inf, dtype=np.float32)
+    ex_cols = np.flatnonzero(ctx.excluded)
     for rows, block in _score_blocks(ctx, method, scorer):
-        block[:, ctx.excluded] = -np.inf
-        qs = ctx.q_list[rows]
-        for r, q in enumerate(qs):
-            block[r, ctx.coll.positives[int(q)]] = -np.inf
+        if ex_cols.size:
+            block[:, ex_cols] = -np.inf
+        pr = [(r, p) for r, q in enumerate(ctx.q_list[rows]) for p in ctx.coll.positives[int(q)]]
+        if pr:
+            pr_a = np.asarray(pr, dtype=np.int64)
+            block[pr_a[:, 0], pr_a[:, 1]] = -np.inf
         idx, sc = _topk_rows(block, k)
         all_idx[rows, : idx.shape[1]] = idx
         all_sc[rows, : sc.shape[1]] = sc
