@@ -1,0 +1,320 @@
+"""The ``eci`` command: ``eci inspect``, ``eci score`` and ``eci mine``.
+
+``eci --help`` stays fast: numpy, pandas and the model libraries are imported inside the
+commands. Importing :mod:`eci_core` (this package) sets ``HF_HUB_OFFLINE=1`` and
+``TRANSFORMERS_OFFLINE=1``; :func:`main` sets them again in case the module is run oddly.
+
+Exit status: 0 on success, 2 on a bad file or parameter (one line on stderr, ``PATH:LINE:
+message`` for a bad file, no traceback).
+
+Defaults worth knowing: ``--encoder`` is the bundled all-MiniLM-L6-v2; ``--cross-encoder`` is
+``none`` (the ``cross_encoder`` flag and ``ce_margin`` need a cross-encoder, which costs about a
+forward pass per (query, negative) pair: ask for it with ``--cross-encoder bundled``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+JSON_FIELDS = (
+    "name", "n_queries", "n_negatives", "eci", "eci_low", "eci_high", "signal", "safety", "capacity",
+    "de", "eci_arith", "infonce_bound", "eci_sem", "unsafe_query_rate", "unsafe_negative_rate", "mean_k",
+)
+
+
+def _add_load_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="hard-negative files or BEIR directories (formats are detected)")
+    p.add_argument(
+        "--format",
+        default=None,
+        help="force the format of every PATH instead of detecting it "
+        "(e.g. st-triplet, st-ntuple, bge, tevatron, beir, trec-run)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``eci`` argument parser (``inspect``, ``score`` and ``mine`` sub-commands)."""
+    parser = argparse.ArgumentParser(
+        prog="eci",
+        description="Score hard-negative sets for dense-retriever training with ECI "
+        "(Effective Contrastive Information) before you fine-tune.",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"eci {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{inspect,score,mine}")
+
+    p = sub.add_parser(
+        "inspect",
+        help="load files and print what was read, kept and dropped",
+        description="Load hard-negative files and print the load report: one row per source with "
+        "rows read, queries, negatives kept, and every drop with its reason.",
+    )
+    _add_load_args(p)
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser(
+        "score",
+        help="score every source with ECI and print the leaderboard",
+        description="Score every loaded source with ECI under one frozen target encoder: a "
+        "leaderboard (ECI with its 95%% bootstrap interval, C, S, Δ, DE, I_NCE, unsafe rates, mean "
+        "K) and per source the Positive / Negative / Difference similarity summary.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_load_args(p)
+    p.add_argument("--encoder", default="minilm",
+                   help="target encoder: 'minilm' (bundled all-MiniLM-L6-v2), 'hashing' (model-free, instant) "
+                   "or a local sentence-transformers folder")
+    p.add_argument("--cross-encoder", default="none",
+                   help="cross-encoder for ce_margin and the cross_encoder flag: 'none', 'bundled' "
+                   "(ONNX ms-marco-MiniLM-L-12-v2) or a local folder; slow on CPU, hence off by default")
+    p.add_argument("--source", action="append", default=None, metavar="NAME",
+                   help="score only this source (repeatable; default: all loaded sources)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write pairs.parquet, queries.parquet, sources.csv and beats.csv to DIR")
+    p.add_argument("--json", action="store_true", help="print the per-source numbers as JSON instead of tables")
+    p.add_argument("--aggregate", choices=("query", "set"), default="query",
+                   help="ECI per source: mean of per-query ECI, or one harmonic mean of averaged S and Δ")
+    p.add_argument("--positive", choices=("min", "max", "mean"), default="min",
+                   help="which labelled positive defines s_qp when a query has several")
+    p.add_argument("--temperature", type=float, default=0.05, help="τ of the InfoNCE bound")
+    p.add_argument("--near-duplicate-threshold", type=float, default=0.95, help="flag a negative when s_pn >= this")
+    p.add_argument("--ce-margin", type=float, default=0.0, help="flag a negative when ce_margin <= this")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples of queries")
+    p.add_argument("--cache-dir", default=None,
+                   help="embedding cache directory (default $ECI_CACHE_DIR or ~/.cache/eci-explorer)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_score)
+
+    from . import mine_cli
+
+    mine_cli.add_parser(sub)
+    return parser
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+class _Progress:
+    """``progress(stage, done, total)`` drawing one tqdm bar per stage on stderr."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.bar = None
+        self.stage = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm.auto import tqdm
+
+        if stage != self.stage or self.bar is None:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, desc=stage, file=sys.stderr, leave=False, dynamic_ncols=True)
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = None
+        self.stage = None
+
+
+def _err(message: str) -> int:
+    print(message, file=sys.stderr)
+    return 2
+
+
+def _load(args):
+    """``(collection, report, status)``: status 2 when a path failed (errors printed)."""
+    from .data import LoadError
+    from .loaders import load_paths
+
+    try:
+        coll, report = load_paths(args.paths, format=args.format)
+    except (LoadError, ValueError, OSError) as err:
+        return None, None, _err(str(err))
+    for line in report.errors:
+        print(line, file=sys.stderr)
+    return coll, report, 2 if report.errors else 0
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    import math
+
+    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def leaderboard(sources) -> str:
+    """The leaderboard table (one row per source, ranked by ECI)."""
+    import pandas as pd
+
+    rows = []
+    for i, r in enumerate(sources.itertuples(index=False), start=1):
+        rows.append({
+            "#": i,
+            "source": r.name,
+            "ECI [95% CI]": f"{_fmt(r.eci)} [{_fmt(r.eci_low)}, {_fmt(r.eci_high)}]",
+            "C": _fmt(r.capacity),
+            "S": _fmt(r.signal),
+            "Δ": _fmt(r.safety),
+            "DE": _fmt(r.de),
+            "I_NCE": _fmt(r.infonce_bound),
+            "ECI_arith": _fmt(r.eci_arith),
+            "ECI_sem*": _fmt(r.eci_sem),
+            "unsafe q": f"{r.unsafe_query_rate:.1%}",
+            "unsafe neg": f"{r.unsafe_negative_rate:.1%}",
+            "mean K": f"{r.mean_k:.2f}",
+            "queries": r.n_queries,
+            "negatives": r.n_negatives,
+        })
+    return pd.DataFrame(rows).to_string(index=False)
+
+
+def similarity_summary(pairs) -> str:
+    """sentence-transformers' Positive / Negative / Difference table: s_qp per pair, s_qn, margin."""
+    import numpy as np
+
+    cols = {"Positive": pairs["s_qp"].to_numpy(float), "Negative": pairs["s_qn"].to_numpy(float),
+            "Difference": pairs["margin"].to_numpy(float)}
+    lines = [f"{'Metric':<8} {'Positive':>12} {'Negative':>12} {'Difference':>12}"]
+    lines.append(f"{'Count':<8} " + " ".join(f"{v.shape[0]:>12,}" for v in cols.values()))
+    stats = [
+        ("Mean", np.mean), ("Median", np.median), ("Std", lambda v: np.std(v, ddof=1) if v.shape[0] > 1 else float("nan")),
+        ("Min", np.min), ("25%", lambda v: np.percentile(v, 25)), ("50%", lambda v: np.percentile(v, 50)),
+        ("75%", lambda v: np.percentile(v, 75)), ("Max", np.max),
+    ]
+    for label, fn in stats:
+        lines.append(f"{label:<8} " + " ".join(f"{_fmt(float(fn(v)) if v.shape[0] else float('nan')):>12}" for v in cols.values()))
+    return "\n".join(lines)
+
+
+def flag_summary(pairs) -> str:
+    n = len(pairs)
+    parts = ", ".join(f"{rule} {int(pairs[rule].sum())}" for rule in ("unsafe", "near_duplicate", "cross_encoder"))
+    return (f"Flagged {int(pairs['flagged'].sum())} of {n} negatives ({parts}); "
+            f"{int(pairs['percpos'].sum())} in the TopK-PercPos risk band")
+
+
+def json_report(result) -> dict:
+    """``{"encoder": str, "sources": [{name, n_queries, ..., mean_k}]}`` (NaN → null)."""
+    import math
+
+    out = []
+    for r in result.sources.to_dict("records"):
+        item = {}
+        for k in JSON_FIELDS:
+            v = r[k]
+            if k == "name":
+                item[k] = str(v)
+            elif k in ("n_queries", "n_negatives"):
+                item[k] = int(v)
+            else:
+                item[k] = None if v is None or math.isnan(float(v)) else float(v)
+        out.append(item)
+    return {"encoder": str(result.encoder), "sources": out}
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_inspect(args) -> int:
+    coll, report, status = _load(args)
+    if coll is None:
+        return status
+    if report.sources:
+        print(report.table().to_string(index=False))
+        print()
+    print(f"{coll.n_queries} queries, {coll.n_passages} passages, {len(coll.sources)} sources")
+    return status
+
+
+def cmd_score(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .config import ECIConfig
+    from .data import LoadError
+
+    try:
+        config = ECIConfig(
+            positive=args.positive, aggregate=args.aggregate, temperature=args.temperature,
+            near_duplicate_threshold=args.near_duplicate_threshold, cross_encoder_margin=args.ce_margin,
+            n_bootstrap=args.bootstrap, seed=args.seed,
+        )
+    except ValueError as err:
+        return _err(f"error: {err}")
+    coll, report, status = _load(args)
+    if coll is None or status:
+        return status or 2
+    if not coll.sources:
+        return _err(f"error: no negative source in {' '.join(args.paths)}: nothing to score "
+                    "(run `eci inspect` to see what was read)")
+    from .encoders import EmbeddingCache, load_cross_encoder, load_encoder
+    from .scoring import score_collection
+
+    progress = _Progress(enabled=not args.no_progress)
+    try:
+        encoder = load_encoder(args.encoder)
+        cross = load_cross_encoder(args.cross_encoder)
+        cache = None
+        if not args.no_cache:
+            shipped = [Path(p) / "embeddings" for p in args.paths if (Path(p) / "embeddings").is_dir()]
+            cache = EmbeddingCache(args.cache_dir, readonly_dirs=shipped)
+        result = score_collection(coll, encoder, config, cross_encoder=cross, cache=cache,
+                                  sources=args.source, progress=progress)
+    except (LoadError, ValueError, FileNotFoundError) as err:
+        progress.close()
+        return _err(f"error: {err}")
+    progress.close()
+
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        result.pairs.to_parquet(out / "pairs.parquet", index=False)
+        result.queries.to_parquet(out / "queries.parquet", index=False)
+        result.sources.to_csv(out / "sources.csv", index=False)
+        result.beats.to_csv(out / "beats.csv")
+    if args.json:
+        print(json.dumps(json_report(result)))
+        return 0
+    print(f"Target encoder: {result.encoder}   aggregate: {config.aggregate}   positive: {config.positive}   "
+          f"bootstrap: B={config.n_bootstrap}, seed={config.seed}")
+    print()
+    print(leaderboard(result.sources))
+    print("* ECI_sem is experimental (a reconstruction of the paper's June version).")
+    if len(result.beats) > 1:
+        print("\nP(row beats column), bootstrap on shared queries:")
+        print(result.beats.to_string(float_format=lambda x: f"{x:.3f}"))
+    for name in result.sources["name"]:
+        pairs = result.pairs[result.pairs["source"] == name]
+        print(f"\n== {name} ==")
+        print(similarity_summary(pairs))
+        print(flag_summary(pairs))
+    for note, per in result.notes.items():
+        print(f"\nNote: {note}: " + ", ".join(f"{k} {v}" for k, v in per.items()))
+    if args.out:
+        print(f"\nWrote pairs.parquet, queries.parquet, sources.csv and beats.csv to {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``eci`` command; returns the exit status."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

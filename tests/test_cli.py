@@ -1,0 +1,124 @@
+"""The ``eci`` command run in-process (``main(argv)``) with the model-free hashing encoder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import eci_core  # noqa: F401
+from eci_core.cli import JSON_FIELDS, main
+from eci_core.config import ECIConfig
+from eci_core.encoders import HashingEncoder
+from eci_core.loaders import load_paths
+from eci_core.scoring import score_collection
+
+FIX = Path(__file__).parent / "fixtures"
+APP = str(FIX / "app_small")
+
+
+@pytest.fixture(scope="module")
+def expected():
+    coll, report = load_paths([APP])
+    assert not report.errors
+    return score_collection(coll, HashingEncoder(), ECIConfig(n_bootstrap=200, seed=3))
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_is_fast_and_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in ("inspect", "score", "mine"):
+        assert cmd in out
+
+
+def test_score_json_matches_score_collection(capsys, tmp_path, expected):
+    code, out, err = run(capsys, "score", APP, "--encoder", "hashing", "--json", "--bootstrap", "200", "--seed", "3",
+                         "--cache-dir", str(tmp_path / "cache"), "--no-progress")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert set(doc) == {"encoder", "sources"} and doc["encoder"] == "hashing (dim 256)"
+    want = expected.sources
+    assert [s["name"] for s in doc["sources"]] == list(want["name"])
+    for s, (_, row) in zip(doc["sources"], want.iterrows()):
+        assert tuple(s) == JSON_FIELDS
+        for k in JSON_FIELDS[3:]:
+            assert isinstance(s[k], float), k
+            assert s[k] == pytest.approx(row[k], abs=1e-9), k
+        assert s["n_queries"] == row["n_queries"] and s["n_negatives"] == row["n_negatives"]
+        assert s["eci_low"] <= s["eci"] <= s["eci_high"]
+    # the second run reads the embedding cache and gives the same numbers
+    code2, out2, _ = run(capsys, "score", APP, "--encoder", "hashing", "--json", "--bootstrap", "200", "--seed", "3",
+                         "--cache-dir", str(tmp_path / "cache"), "--no-progress")
+    assert code2 == 0 and json.loads(out2) == doc
+
+
+def test_score_tables_and_out_dir(capsys, tmp_path, expected):
+    out_dir = tmp_path / "out"
+    code, out, err = run(capsys, "score", APP, "--encoder", "hashing", "--bootstrap", "200", "--seed", "3",
+                         "--no-cache", "--no-progress", "--out", str(out_dir))
+    assert code == 0, err
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if "ECI [95% CI]" in line)
+    for rank, (_, row) in enumerate(expected.sources.iterrows(), start=1):
+        line = lines[header + rank].split()
+        assert line[0] == str(rank) and line[1] == row["name"]
+        assert line[2] == f"{row['eci']:.4f}"
+        assert f"[{row['eci_low']:.4f}," in lines[header + rank]
+        pairs = expected.pairs[expected.pairs["source"] == row["name"]]
+        block = out[out.index(f"== {row['name']} =="):]
+        count = next(b for b in block.splitlines() if b.startswith("Count")).split()
+        assert count[1:] == [f"{len(pairs):,}"] * 3
+        mean = next(b for b in block.splitlines() if b.startswith("Mean")).split()
+        assert mean[1:] == [f"{pairs[c].mean():.4f}" for c in ("s_qp", "s_qn", "margin")]
+    got_pairs = pd.read_parquet(out_dir / "pairs.parquet")
+    pd.testing.assert_frame_equal(got_pairs, expected.pairs, check_dtype=False)
+    got_q = pd.read_parquet(out_dir / "queries.parquet")
+    np.testing.assert_allclose(got_q["eci"], expected.queries["eci"])
+    src = pd.read_csv(out_dir / "sources.csv")
+    assert list(src["name"]) == list(expected.sources["name"])
+    assert (out_dir / "beats.csv").is_file()
+
+
+def test_score_options_reach_the_config(capsys):
+    code, out, _ = run(capsys, "score", APP, "--encoder", "hashing", "--json", "--bootstrap", "50",
+                       "--aggregate", "set", "--positive", "max", "--temperature", "0.1", "--no-cache", "--no-progress")
+    assert code == 0
+    coll, _ = load_paths([APP])
+    want = score_collection(coll, HashingEncoder(), ECIConfig(n_bootstrap=50, aggregate="set", positive="max", temperature=0.1))
+    doc = json.loads(out)
+    for s in doc["sources"]:
+        row = want.sources.set_index("name").loc[s["name"]]
+        assert s["eci"] == pytest.approx(row["eci"]) and s["infonce_bound"] == pytest.approx(row["infonce_bound"])
+
+
+def test_inspect_prints_the_load_report(capsys):
+    code, out, err = run(capsys, "inspect", str(FIX / "formats" / "st_triplet.jsonl"), str(FIX / "formats" / "bge.jsonl"))
+    assert code == 0 and err == ""
+    assert "st_triplet" in out and "bge" in out and "negatives_kept" in out
+
+
+def test_bad_input_exits_2_with_one_line(capsys, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "a", "pos": ["x"], "neg": ["y"]}\n{"query": "b", "pos": 3, "neg": ["z"]}\n')
+    for cmd in ("inspect", "score"):
+        code, out, err = run(capsys, cmd, str(bad), "--format", "bge") if cmd == "inspect" else \
+            run(capsys, cmd, str(bad), "--encoder", "hashing", "--no-cache", "--no-progress")
+        assert code == 2
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"{bad}:2: ")
+        assert "Traceback" not in err
+    code, _, err = run(capsys, "score", APP, "--encoder", "hashing", "--bootstrap", "0", "--no-cache")
+    assert code == 2 and "n_bootstrap=0" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "score", str(tmp_path / "missing.jsonl"), "--encoder", "hashing", "--no-cache")
+    assert code == 2 and "no such file" in err
