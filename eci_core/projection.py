@@ -70,9 +70,9 @@ def projection_cache_dir(cache: Any = None) -> Path:
     ``$ECI_CACHE_DIR/projections`` or ``~/.cache/eci-explorer/projections``."""
     if cache is not None:
         d = getattr(cache, "directory", cache)
-        return Path(d) / "projections"
+        return Path(d).expanduser() / "projections"
     base = os.environ.get("ECI_CACHE_DIR")
-    return (Path(base) if base else Path.home() / ".cache" / "eci-explorer") / "projections"
+    return (Path(base).expanduser() if base else Path.home() / ".cache" / "eci-explorer") / "projections"
 
 
 def projection_key(x: np.ndarray, **params: Any) -> str:
