@@ -1,0 +1,99 @@
+"""The standalone HTML report (eci_core.report)."""
+
+from html.parser import HTMLParser
+
+import pytest
+
+from eci_core import report, views
+from eci_core.config import ECIConfig
+from eci_core.data import Collection
+from eci_core.data import PassageRef as P
+from eci_core.data import QueryRecord as R
+
+pytest.importorskip("plotly")
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.text, self.open = [], [], []
+        self.scripts = 0
+        self.cells = []
+        self._in_td = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "script":
+            self.scripts += 1
+        self._in_td = tag == "td"
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self._in_td = False
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._in_td:
+            self.cells.append(data)
+
+
+@pytest.fixture(scope="module")
+def scored():
+    from eci_core.encoders import HashingEncoder
+    from eci_core.scoring import score_collection
+
+    c = Collection()
+    qs = [("q1", "how to sort a list in python", "use sorted to sort a python list"),
+          ("q2", "what is a tuple", "a tuple is an immutable sequence"),
+          ("q3", "how to read a file", "open the file and call read")]
+    negs = {"bm25<x>": {"q1": ["sort a list in python", "python list append"], "q2": ["what is a set", "tuples"],
+                        "q3": ["read a csv file", "file modes"]},
+            "dense": {"q1": ["cats and dogs", "sorting algorithms"], "q2": ["strings are immutable", "a set"],
+                      "q3": ["write a file", "the file system"]}}
+    for name, d in negs.items():
+        c.add_source(name, [R(q, t, [P(f"p{q}", pos)], [P(None, x) for x in d[q]]) for q, t, pos in qs])
+    return c, score_collection(c, HashingEncoder(), ECIConfig(n_bootstrap=50, seed=3))
+
+
+def test_report_is_standalone_html_with_sources_and_values(scored):
+    c, r = scored
+    doc = report.html_report(r, c, title="Test report")
+    assert doc.startswith("<!DOCTYPE html>")
+    p = _Collect()
+    p.feed(doc)
+    p.close()
+    text = "".join(p.text)
+    assert "Test report" in text
+    # the source names, HTML-escaped where needed (a name with < and > stays text, not markup)
+    assert "bm25&lt;x&gt;" in doc and "bm25<x>" in text and "dense" in text
+    # ECI values formatted as the table shows them: "0.123 [0.100, 0.140]"
+    for _, row in r.sources.iterrows():
+        cell = f"{row['eci']:.3f} [{row['eci_low']:.3f}, {row['eci_high']:.3f}]"
+        assert cell in p.cells
+    assert report.format_components(r)["ECI (95 % CI)"].tolist() == [
+        f"{a:.3f} [{b:.3f}, {c_:.3f}]" for a, b, c_ in zip(r.sources.eci, r.sources.eci_low, r.sources.eci_high)]
+    # verdict, encoder, configuration
+    assert views.verdict(r) in text
+    assert r.encoder in text
+    assert "n_bootstrap" in p.cells and "50" in p.cells
+    # the Positive / Negative / Difference table (one per source)
+    assert text.count("Difference") >= 2
+    # plotly.js inlined exactly once (works offline); four charts (ranking, margins, S vs Δ, beats)
+    assert doc.count("Plotly.newPlot") == 4
+    assert doc.count("plotly.js v") == 1 and "<script src=" not in doc
+    assert len(doc) > 1_000_000
+
+
+def test_report_cdn_variant_is_small(scored):
+    _, r = scored
+    doc = report.html_report(r, include_plotlyjs="cdn")
+    assert len(doc) < 1_000_000 and doc.count("Plotly.newPlot") == 4
+
+
+def test_format_components_units(scored):
+    _, r = scored
+    f = report.format_components(r)
+    rate = r.sources["unsafe_query_rate"].iloc[0]
+    assert f["unsafe_query_rate"].iloc[0] == f"{100 * rate:.1f} %"
+    assert f["n_queries"].tolist() == ["3", "3"]
+    assert f["rank"].tolist() == ["1", "2"]
