@@ -117,3 +117,108 @@ def plotly(fig, key: str, select: bool = False, height: int | None = None):
 
 def empty_note(msg: str) -> None:
     st.caption(f":grey[{msg}]")
+
+
+# --------------------------------------------------------------------------- URL-bound widgets
+def url_value(key: str, param: str, options: list, default, multi: bool = False) -> None:
+    """Before a widget with ``key`` is drawn: take its value from the URL parameter ``param``
+    when that names valid option(s), else keep the widget's value, else ``default``.
+
+    Pair it with ``on_change=to_url, args=(key, param, multi)`` so the URL follows the widget.
+    """
+    ss = st.session_state
+    raw = state.qp_get(param)
+    if multi:
+        val = [x for x in (raw or "").split(",") if x in options] if raw else None
+        if val is None:
+            cur = ss.get(key)
+            val = [x for x in cur if x in options] if isinstance(cur, list) else None
+        ss[key] = val if val else list(default)
+    else:
+        if raw in options:
+            ss[key] = raw
+        elif ss.get(key) not in options:
+            ss[key] = default
+
+
+def to_url(key: str, param: str, multi: bool = False) -> None:
+    """``on_change`` callback: write the widget's value into the URL."""
+    val = st.session_state.get(key)
+    if multi:
+        state.qp_set(**{param: ",".join(val) if val else None})
+    else:
+        state.qp_set(**{param: val})
+
+
+# --------------------------------------------------------------------------- formatting
+def with_query_text(df, collection, col: str = "query_id", width: int = 120):
+    """``df`` with a ``query`` column (the query's text, cut to ``width`` characters) after ``col``."""
+    out = df.copy()
+    texts = []
+    for q in out[col].astype(str):
+        try:
+            t = collection.query_texts[collection.query_index(q)]
+        except KeyError:
+            t = ""
+        texts.append(t if len(t) <= width else t[: width - 1] + "…")
+    out.insert(list(out.columns).index(col) + 1, "query", texts)
+    return out
+
+
+def highlight(text: str, words: list[str]) -> str:
+    """``text`` as safe HTML with every whole-word occurrence of ``words`` in ``<mark>``."""
+    import html
+    import re
+
+    safe = html.escape(text)
+    if words:
+        pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(html.escape(w)) for w in sorted(words, key=len, reverse=True)) + r")(?!\w)",
+                             re.IGNORECASE)
+        safe = pattern.sub(r"<mark>\1</mark>", safe)
+    return safe.replace("\n", "<br>")
+
+
+def fmt(v, spec: str = ".3f", empty: str = "—") -> str:
+    """A number for display; ``empty`` for missing values."""
+    try:
+        import math
+
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return empty
+        return format(v, spec)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def open_query_on_select(event, frame, key_col: str = "query_id") -> None:
+    """When a single-row ``st.dataframe`` selection picks a row, open its query in the drill-down."""
+    rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
+    if rows and 0 <= rows[0] < len(frame):
+        state.open_in_drilldown(str(frame.iloc[rows[0]][key_col]))
+
+
+def summary_display(df):
+    """The Positive / Negative / Difference table as text: counts as integers, the rest with
+    four decimals (the way sentence-transformers prints it)."""
+    import pandas as pd
+
+    out = pd.DataFrame(index=[str(i).capitalize() for i in df.index])
+    for c in df.columns:
+        out[c] = [
+            "" if pd.isna(v) else (f"{int(v):,}" if str(i) == "count" else f"{float(v):.4f}")
+            for i, v in zip(df.index, df[c])
+        ]
+    return out
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(str(text))
+
+
+def md_escape(text: str) -> str:
+    """``text`` with Markdown and LaTeX specials escaped, for headings built from user data."""
+    import re
+
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|$<>~])", r"\\\1", str(text))

@@ -45,8 +45,10 @@ ENCODER_CHOICES = {
     "Hashing (instant, lexical)": "hashing",
     "Local folder…": "folder",
 }
-MARK_FALSE_NEGATIVE = "false negative"
+#: Mark values, as ``eci_core.export.clean_collection`` expects them.
+MARK_FALSE_NEGATIVE = "false_negative"
 MARK_FINE = "fine"
+MARK_LABELS = {MARK_FALSE_NEGATIVE: "false negative", MARK_FINE: "fine"}
 SCORE_STORE_SIZE = 8
 
 # Session-state keys (prefixed so they never clash with widget keys of a page).
@@ -141,30 +143,28 @@ def _encoder_choice_default(enc: str) -> tuple[str, str]:
 
 
 def settings() -> Settings:
-    """The settings the sidebar widgets hold now (validated by ``ECIConfig``)."""
+    """The settings the sidebar widgets hold now (validated by ``ECIConfig``); a widget value
+    that is missing falls back to its default."""
     ss = st.session_state
-    choice = ENCODER_CHOICES[ss[W_ENCODER]]
-    encoder = ss[W_ENCODER_PATH].strip() if choice == "folder" else choice
+    d = _defaults()
+    get = lambda k: ss.get(k, d[k])  # noqa: E731
+    choice = ENCODER_CHOICES.get(get(W_ENCODER), "minilm")
+    encoder = str(get(W_ENCODER_PATH)).strip() if choice == "folder" else choice
     config = ECIConfig(
-        positive=ss[W_POSITIVE],
-        aggregate=ss[W_AGGREGATE],
-        temperature=float(ss[W_TEMPERATURE]),
-        near_duplicate_threshold=float(ss[W_NEAR_DUP]),
-        cross_encoder_margin=float(ss[W_CE_MARGIN]),
-        percpos=float(ss[W_PERCPOS]),
+        positive=get(W_POSITIVE),
+        aggregate=get(W_AGGREGATE),
+        temperature=float(get(W_TEMPERATURE)),
+        near_duplicate_threshold=float(get(W_NEAR_DUP)),
+        cross_encoder_margin=float(get(W_CE_MARGIN)),
+        percpos=float(get(W_PERCPOS)),
     )
-    return Settings(encoder=encoder, cross_encoder=bool(ss[W_CROSS]), config=config)
+    return Settings(encoder=encoder, cross_encoder=bool(get(W_CROSS)), config=config)
 
 
-# --------------------------------------------------------------------------- initialisation
-def init_state() -> None:
-    """Set every session-state default once per browser session and open the default dataset."""
-    ss = st.session_state
-    if ss.get(K_INITIALISED):
-        return
+def _defaults() -> dict[str, Any]:
     enc_label, enc_path = _encoder_choice_default(default_encoder())
     cfg = ECIConfig()
-    defaults: dict[str, Any] = {
+    return {
         K_COLLECTION: None,
         K_FINGERPRINT: None,
         K_REPORT: LoadReport(),
@@ -182,8 +182,20 @@ def init_state() -> None:
         W_CE_MARGIN: cfg.cross_encoder_margin,
         W_PERCPOS: cfg.percpos,
     }
+
+
+# --------------------------------------------------------------------------- initialisation
+def init_state() -> None:
+    """Set the session-state defaults that are missing, and open the default dataset once per
+    browser session."""
+    ss = st.session_state
+    defaults = _defaults()
+    # Every run: a widget key can be dropped by Streamlit's widget clean-up (e.g. the test
+    # harness on reruns of a multipage app); setdefault restores only what is missing.
     for k, v in defaults.items():
         ss.setdefault(k, v)
+    if ss.get(K_INITIALISED):
+        return
     path = default_data_path()
     if path is not None:
         open_default_dataset(path)
@@ -447,7 +459,7 @@ def mark_key(source: str, query_id: str, passage_id: str) -> tuple[str, str, str
 
 
 def set_mark(source: str, query_id: str, passage_id: str, value: str | None) -> None:
-    """Mark one negative ``"false negative"`` / ``"fine"``, or clear the mark with ``None``."""
+    """Mark one negative ``"false_negative"`` / ``"fine"``, or clear the mark with ``None``."""
     marks = st.session_state[K_MARKS]
     k = mark_key(source, query_id, passage_id)
     if value is None:
@@ -497,3 +509,34 @@ PAGE_FILES = {
     "compare": "pages/compare.py",
     "export": "pages/export.py",
 }
+
+
+# --------------------------------------------------------------------------- projection
+@st.cache_resource(show_spinner="Embedding the collection…", max_entries=2)
+def _embeddings(fingerprint: str, encoder_name: str, _collection: Collection):
+    from eci_core.projection import collection_embeddings
+
+    return collection_embeddings(_collection, get_encoder(encoder_name), cache=get_embedding_cache())
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _projected(key: tuple, sources: tuple, color_by: str, method: str, n_neighbors: int, min_dist: float,
+               metric: str, max_points: int, _collection: Collection, _result):
+    from eci_core.projection import project_points, projection_frame
+
+    qe, pe = _embeddings(key[0], key[1], _collection)
+    data = projection_frame(_collection, _result, qe, pe, sources=list(sources), color_by=color_by,
+                            max_points=max_points)
+    points = project_points(data, method=method, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric,
+                            cache=get_embedding_cache())
+    return points, data.note, data.n_total
+
+
+def projection_points(cur: "Current", sources: list[str], color_by: str, method: str = "pca",
+                      n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "cosine",
+                      max_points: int = 20000):
+    """The projected point table (``x``, ``y`` + point metadata), the sampling note and the
+    number of points before sampling; cached on the data, settings and parameters."""
+    key = score_key(cur.fingerprint, cur.settings)
+    return _projected(key, tuple(sources), color_by, method, int(n_neighbors), float(min_dist), metric,
+                      int(max_points), cur.collection, cur.result)

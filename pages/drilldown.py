@@ -1,0 +1,172 @@
+"""Query drill-down: one query, its positives, and every source's negatives for it.
+
+Pick a query (search by words or id; the default is the query with the lowest ECI). Per source
+the negatives are ranked by s_qn, with margin, s_pn, lexical overlap (words shared with the
+positive highlighted), cross-encoder margin and the flags that fired. Mark a negative as a
+"false negative" or "fine": marks are kept for this session and used by Export.
+"""
+
+import streamlit as st
+
+from eci_core import views
+from ui import components, state
+
+cur = components.require_result(
+    "Query drill-down",
+    "Read the negatives the way the encoder sees them: highest similarity first.",
+)
+res = cur.result
+coll = cur.collection
+ss = st.session_state
+
+CSS = """
+<style>
+.eci-card{border:1px solid #e5e7eb;border-radius:8px;padding:10px 14px;margin:0 0 6px 0;background:#fff}
+.eci-card.flagged{border-left:5px solid #D55E00}
+.eci-card.risky{border-left:5px solid #E69F00}
+.eci-card.pos{border-left:5px solid #009E73;background:#f6fbf8}
+.eci-head{font-size:.82rem;color:#4b5563;margin-bottom:4px}
+.eci-head b{color:#111827}
+.eci-text{font-size:.93rem;line-height:1.45;color:#111827}
+.eci-text mark{background:#fde68a;padding:0 1px;border-radius:2px}
+.eci-chip{display:inline-block;border-radius:10px;padding:0 8px;margin-left:4px;font-size:.75rem;background:#fee2e2;color:#991b1b}
+.eci-chip.risk{background:#fef3c7;color:#92400e}
+.eci-chip.ok{background:#dcfce7;color:#166534}
+.eci-neg{color:#b91c1c;font-weight:600}
+.eci-id{font-size:.72rem;color:#9ca3af;margin-top:4px}
+</style>
+"""
+st.html(CSS)
+
+# ----------------------------------------------------------------------------- choose the query
+scored = list(dict.fromkeys(res.queries["query_id"].astype(str)))
+worst = views.worst_query(res) or (scored[0] if scored else None)
+if worst is None:
+    st.info("No scored query.")
+    st.stop()
+
+c_search, c_pick = st.columns([1, 3])
+search = c_search.text_input("Search queries", key="dd_search", placeholder="words or id")
+if search.strip():
+    needle = search.strip().lower()
+    options = [q for q in scored if needle in q.lower() or needle in coll.query_texts[coll.query_index(q)].lower()]
+else:
+    options = scored
+url_q = state.qp_get("q") or ss.get(state.K_QUERY)
+if url_q in scored and url_q not in options:
+    options = [url_q] + options
+if not options:
+    c_pick.warning(f"No query matches “{search}”.")
+    st.stop()
+components.url_value("dd_query", "q", options, worst if worst in options else options[0])
+qid = c_pick.selectbox(
+    f"Query ({len(options):,} of {len(scored):,})",
+    options,
+    key="dd_query",
+    format_func=lambda q: components.query_label(cur, q, width=110),
+    on_change=components.to_url,
+    args=("dd_query", "q"),
+)
+ss[state.K_QUERY] = qid
+state.qp_set(q=qid)
+if qid == worst:
+    st.caption("Showing the query with the lowest ECI (mean over sources). Search or pick another above.")
+
+dd = views.query_drilldown(coll, res, qid)
+
+st.subheader(components.md_escape(dd.query))
+st.caption(f"query id `{dd.query_id}` · {len(dd.positives)} positive(s) · "
+           f"{dd.negatives['source'].nunique() if len(dd.negatives) else 0} source(s) with negatives")
+
+for pid, text in zip(dd.positive_ids, dd.positives):
+    st.html(f'<div class="eci-card pos"><div class="eci-head"><b>Positive</b> '
+            f'<span class="eci-chip ok">{components.html_escape(pid)}</span></div>'
+            f'<div class="eci-text">{components.highlight(text, [])}</div></div>')
+
+# ----------------------------------------------------------------------------- per-source metrics
+st.markdown("**ECI components for this query**")
+met = dd.metrics
+cols = [c for c in ("source", "K", "C", "S", "delta", "DE", "eci", "eci_arith", "infonce", "eci_sem", "unsafe")
+        if c in met.columns]
+st.dataframe(
+    met[cols],
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "C": st.column_config.NumberColumn("C = ln(K+1)", format="%.3f"),
+        "S": st.column_config.NumberColumn("Signal S", format="%.3f"),
+        "delta": st.column_config.NumberColumn("Safety Δ", format="%.3f"),
+        "DE": st.column_config.NumberColumn(format="%.3f"),
+        "eci": st.column_config.NumberColumn("ECI_q", format="%.3f"),
+        "eci_arith": st.column_config.NumberColumn("ECI arith.", format="%.3f"),
+        "infonce": st.column_config.NumberColumn("I_NCE", format="%.3f"),
+        "eci_sem": st.column_config.NumberColumn("ECI_sem (exp.)", format="%.3f"),
+    },
+)
+
+
+# ----------------------------------------------------------------------------- negatives + marks
+def _on_mark(key: str, source: str, query_id: str, passage_id: str) -> None:
+    state.set_mark(source, query_id, passage_id, ss.get(key))
+
+
+def negative_card(row, rank_label: str) -> str:
+    flagged = bool(row.get("flagged", False))
+    risky = bool(row.get("percpos", False))
+    cls = "flagged" if flagged else ("risky" if risky else "")
+    margin = row["margin"]
+    margin_txt = components.fmt(margin, "+.3f")
+    if margin <= 0:
+        margin_txt = f'<span class="eci-neg">{margin_txt}</span>'
+    chips = ""
+    reasons = str(row.get("flag_reasons") or "")
+    for r in [r for r in reasons.split(",") if r]:
+        chips += f'<span class="eci-chip">{components.html_escape(r)}</span>'
+    if risky:
+        chips += '<span class="eci-chip risk">percpos (risky)</span>'
+    head = (f"<b>{rank_label}</b> · s_qn {components.fmt(row['s_qn'])} · margin {margin_txt} · "
+            f"s_pn {components.fmt(row['s_pn'])} · lex overlap {components.fmt(row['lex_overlap'], '.2f')} · "
+            f"ce margin {components.fmt(row.get('ce_margin'), '+.2f')}{chips}")
+    return (f'<div class="eci-card {cls}"><div class="eci-head">{head}</div>'
+            f'<div class="eci-text">{components.highlight(row["text"], list(row["shared_words"]))}</div>'
+            f'<div class="eci-id">{components.html_escape(str(row["passage_id"]))} · rank {int(row["rank"])} in the file</div></div>')
+
+
+@st.fragment
+def negatives_by_source() -> None:
+    st.markdown("**Negatives per source** · words shared with a positive are <mark>highlighted</mark>",
+                unsafe_allow_html=True)
+    neg = dd.negatives
+    if not len(neg):
+        st.info("No source has negatives for this query.")
+        return
+    names = [n for n in components.source_names(cur) if n in set(neg["source"])]
+    labels = []
+    for n in names:
+        part = neg[neg["source"] == n]
+        nf = int(part["flagged"].sum())
+        labels.append(f"{n} ({len(part)}" + (f", {nf} flagged)" if nf else ")"))
+    tabs = st.tabs(labels)
+    marks = ss[state.K_MARKS]
+    for tab, name in zip(tabs, names):
+        with tab:
+            part = neg[neg["source"] == name].reset_index(drop=True)
+            show_all = True
+            if len(part) > 10:
+                show_all = st.toggle(f"Show all {len(part)} negatives", key=f"dd_all_{name}")
+            for _, row in (part if show_all else part.head(10)).iterrows():
+                left, right = st.columns([6, 1], vertical_alignment="center")
+                left.html(negative_card(row, f"#{int(row['rank_by_sim'])}"))
+                key = f"mk|{name}|{dd.query_id}|{row['passage_id']}"
+                ss[key] = marks.get(state.mark_key(name, dd.query_id, row["passage_id"]))
+                right.segmented_control(
+                    "Mark", [state.MARK_FINE, state.MARK_FALSE_NEGATIVE], key=key,
+                    format_func=lambda v: state.MARK_LABELS[v], label_visibility="collapsed",
+                    on_change=_on_mark, args=(key, name, dd.query_id, str(row["passage_id"])),
+                )
+    n_marks = len(marks)
+    if n_marks:
+        st.caption(f"{n_marks} negative(s) marked in this session; Export applies the marks.")
+
+
+negatives_by_source()

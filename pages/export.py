@@ -1,0 +1,117 @@
+"""Export: a cleaned training set, the tables and a standalone report.
+
+Choose a source and a cleaning rule; your drill-down marks override the rule ("fine" keeps a
+flagged negative, "false negative" removes one). Download the cleaned set as a
+sentence-transformers n-tuple or triplet file, BGE or Tevatron JSONL; the score tables as CSV
+or Parquet; and the HTML report.
+"""
+
+import streamlit as st
+
+from eci_core import export, report, views
+from ui import components, state
+
+cur = components.require_result(
+    "Export",
+    "Turn the scores into a cleaned training set. Nothing is written to disk: every file is a download.",
+)
+res = cur.result
+coll = cur.collection
+names = components.source_names(cur)
+
+RULES = {
+    "drop_flagged": "Drop flagged negatives (unsafe, near duplicate, cross-encoder)",
+    "relabel_flagged": "Move flagged negatives to the positives (they are probable false negatives)",
+    "drop_unsafe_queries": "Drop queries that still have an unsafe negative",
+}
+
+components.url_value("ex_source", "src", names, names[0])
+c1, c2 = st.columns([1, 2])
+source = c1.selectbox("Source", names, key="ex_source", on_change=components.to_url, args=("ex_source", "src"),
+                      help="Sources are listed best ECI first.")
+rule = c2.radio("Cleaning rule", list(RULES), format_func=RULES.get, key="ex_rule")
+
+marks = dict(st.session_state[state.K_MARKS])
+own_marks = {k: v for k, v in marks.items() if k[0] == source}
+cleaned = export.clean_collection(coll, res, rule=rule, marks=own_marks, sources=[source])
+
+n_fn = sum(v == state.MARK_FALSE_NEGATIVE for v in own_marks.values())
+n_fine = len(own_marks) - n_fn
+if own_marks:
+    st.caption(f"Your marks on {source}: {n_fn} false negative(s), {n_fine} fine. They override the rule.")
+else:
+    st.caption("No marks on this source yet: mark negatives in the Query drill-down to override the rule.")
+if cleaned.unmatched_marks:
+    st.warning(f"{len(cleaned.unmatched_marks)} mark(s) match no negative of {source} and were ignored.")
+
+summary = cleaned.summary()
+row = summary.iloc[0] if len(summary) else None
+if row is not None:
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Queries kept", f"{int(row['queries_out']):,} / {int(row['queries_in']):,}")
+    m2.metric("Negatives kept", f"{int(row['negatives_out']):,} / {int(row['negatives_in']):,}")
+    m3.metric("Dropped", f"{int(row['dropped']):,}")
+    m4.metric("Relabelled as positives", f"{int(row['relabelled']):,}")
+
+with st.expander("What happened to each negative"):
+    st.dataframe(cleaned.actions, hide_index=True, width="stretch")
+
+st.subheader("Cleaned training set")
+records = cleaned.get(source)
+if not records:
+    st.warning("Nothing is left to export with this rule: choose another rule or mark negatives fine.")
+else:
+    default_n = export.ntuple_size(cleaned, source)
+    n = st.number_input(
+        "Negatives per n-tuple row", 1, max(default_n, max(len(r.negatives) for r in records)), default_n,
+        key=f"ex_n_{source}_{rule}",
+        help=f"Default {default_n}: the smallest set size, so every query is kept. A larger n leaves out "
+        "queries with fewer negatives (as mine_hard_negatives does).",
+    )
+    base = f"{source}.{rule}"
+    f1, f2, f3, f4 = st.columns(4)
+    f1.download_button("n-tuple (sentence-transformers)", lambda: export.to_st_ntuple(cleaned, source, n=int(n)),
+                       file_name=f"{base}.ntuple.jsonl", mime="application/jsonl", icon=":material/download:",
+                       key="dl_ntuple", on_click="ignore", width="stretch")
+    f2.download_button("triplet (sentence-transformers)", lambda: export.to_st_triplet(cleaned, source),
+                       file_name=f"{base}.triplet.jsonl", mime="application/jsonl", icon=":material/download:",
+                       key="dl_triplet", on_click="ignore", width="stretch")
+    f3.download_button("BGE / FlagEmbedding", lambda: export.to_bge_jsonl(cleaned, source),
+                       file_name=f"{base}.bge.jsonl", mime="application/jsonl", icon=":material/download:",
+                       key="dl_bge", on_click="ignore", width="stretch")
+    f4.download_button("Tevatron", lambda: export.to_tevatron_jsonl(cleaned, source),
+                       file_name=f"{base}.tevatron.jsonl", mime="application/jsonl", icon=":material/download:",
+                       key="dl_tevatron", on_click="ignore", width="stretch")
+    st.caption("JSONL, one query per line (n-tuple / triplet: one row per positive), loadable with "
+               "datasets.load_dataset('json', ...) and by ECI Explorer itself.")
+
+st.subheader("Score tables")
+table_fmt = st.segmented_control("Table format", ["csv", "parquet"], default="csv", key="ex_table_fmt") or "csv"
+mime = "text/csv" if table_fmt == "csv" else "application/vnd.apache.parquet"
+tables = {
+    "pairs (one row per negative)": ("pairs", res.pairs),
+    "queries (one row per query and source)": ("queries", res.queries),
+    "sources (ranking)": ("sources", res.sources),
+    "actions of this export": ("actions", cleaned.actions),
+    "your marks": ("marks", state.marks_frame()),
+}
+cols = st.columns(len(tables))
+for col, (label, (stem, df)) in zip(cols, tables.items()):
+    col.download_button(label, lambda df=df: export.table_bytes(df, table_fmt), file_name=f"eci_{stem}.{table_fmt}",
+                        mime=mime, key=f"dl_table_{stem}", on_click="ignore", width="stretch",
+                        disabled=not len(df))
+
+st.subheader("Report")
+st.write("A standalone HTML page with the verdict, the components table, the charts and the settings "
+         "(plotly.js is embedded, so it opens offline).")
+st.download_button(
+    "HTML report",
+    lambda: report.html_report(res, coll).encode("utf-8"),
+    file_name="eci_report.html",
+    mime="text/html",
+    icon=":material/description:",
+    key="dl_report",
+    on_click="ignore",
+    type="primary",
+)
+st.caption(views.verdict(res))
