@@ -1,0 +1,395 @@
+"""Encoders, cross-encoders and the on-disk embedding cache (``eci_core/encoders.py``)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import eci_core  # noqa: F401  (sets the offline environment first)
+from eci_core.encoders import (
+    EmbeddingCache,
+    EncoderCallCounter,
+    HashingEncoder,
+    OnnxCrossEncoder,
+    SentenceTransformerEncoder,
+    cross_scores,
+    embed,
+    export_embeddings,
+    folder_digest,
+    load_cross_encoder,
+    load_encoder,
+    pair_key,
+    text_key,
+)
+
+TEXTS = [
+    "How do I reverse a list in Python?",
+    "Use list.reverse() to reverse a list in place.",
+    "Paris is the capital of France.",
+    "the cat sat on the mat",
+]
+
+
+def shards(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.npz"))
+
+
+# ------------------------------------------------------------------------------------------
+# HashingEncoder
+# ------------------------------------------------------------------------------------------
+
+
+def test_hashing_single_token_matches_hand_computation():
+    enc = HashingEncoder(dim=64)
+    v = enc.encode_queries(["Hello"])[0]
+    h = int.from_bytes(hashlib.blake2b(b"hello", digest_size=8).digest(), "little")
+    expected = np.zeros(64, np.float32)
+    expected[h % 64] = 1.0 if h >> 63 else -1.0
+    np.testing.assert_array_equal(v, expected)
+
+
+def test_hashing_counts_and_normalises():
+    enc = HashingEncoder(dim=512)
+    # "a a b": a counted twice; with no collision v = (2 s_a e_a + s_b e_b) / sqrt(5)
+    ha, hb = (int.from_bytes(hashlib.blake2b(t, digest_size=8).digest(), "little") for t in (b"a", b"b"))
+    assert ha % 512 != hb % 512
+    v = enc.encode_passages(["A a, b!"])[0]
+    sa, sb = (1.0 if ha >> 63 else -1.0), (1.0 if hb >> 63 else -1.0)
+    assert v[ha % 512] == pytest.approx(2 * sa / np.sqrt(5), abs=1e-6)
+    assert v[hb % 512] == pytest.approx(sb / np.sqrt(5), abs=1e-6)
+    assert np.count_nonzero(v) == 2
+
+
+def test_hashing_deterministic_normalised_and_sensible():
+    a = HashingEncoder().encode_passages(TEXTS + ["", "!!!"])
+    b = HashingEncoder().encode_queries(TEXTS + ["", "!!!"])
+    assert a.dtype == np.float32 and a.shape == (6, 256)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(a[4], a[5])  # texts without tokens share one unit vector
+    # case and punctuation do not matter; word overlap raises similarity
+    c = HashingEncoder().encode_queries(["The CAT sat, on the mat!", "stock markets fell sharply"])
+    assert float(c[0] @ a[3]) == pytest.approx(1.0, abs=1e-6)
+    assert float(a[0] @ a[1]) > float(a[0] @ a[2])
+
+
+def test_hashing_parameters_and_counter():
+    with pytest.raises(ValueError, match="dim"):
+        HashingEncoder(dim=1)
+    e = HashingEncoder(dim=32)
+    assert e.fingerprint != HashingEncoder(dim=64).fingerprint
+    assert e.fingerprint == HashingEncoder(dim=32).fingerprint
+    e.encode_queries(["a", "b"])
+    assert e.n_encoded == 2
+    with pytest.raises(TypeError, match="list"):
+        e.encode_queries("a single string")
+
+
+# ------------------------------------------------------------------------------------------
+# load_encoder / load_cross_encoder
+# ------------------------------------------------------------------------------------------
+
+
+def test_load_encoder_names():
+    assert isinstance(load_encoder("hashing"), HashingEncoder)
+    assert load_encoder("hashing:64").dim == 64
+    for name in (None, "minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+        enc = load_encoder(name)
+        assert isinstance(enc, SentenceTransformerEncoder)
+        assert enc.name == "all-MiniLM-L6-v2 (bundled)"
+        assert enc._model is None  # lazy: nothing loaded yet
+    h = HashingEncoder()
+    assert load_encoder(h) is h
+
+
+def test_load_encoder_errors(tmp_path):
+    with pytest.raises(ValueError) as err:
+        load_encoder("bert-base-uncased")
+    msg = str(err.value)
+    assert "offline" in msg and "local folder" in msg and "'minilm'" in msg and "'hashing'" in msg
+    with pytest.raises(ValueError, match="huggingface-cli download intfloat/e5-small-v2"):
+        load_encoder("intfloat/e5-small-v2")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        load_encoder(str(tmp_path / "notes.txt"))
+    with pytest.raises(ValueError, match="not a sentence-transformers model folder"):
+        load_encoder(str(tmp_path))
+
+
+def test_load_cross_encoder_names(tmp_path):
+    assert load_cross_encoder("none") is None
+    for name in (None, "bundled", "ms-marco-MiniLM-L-12-v2"):
+        ce = load_cross_encoder(name)
+        assert isinstance(ce, OnnxCrossEncoder) and ce._session is None
+    with pytest.raises(ValueError, match="offline.*'none'"):
+        load_cross_encoder("BAAI/bge-reranker-base")
+    with pytest.raises(ValueError, match="neither a CrossEncoder folder"):
+        load_cross_encoder(str(tmp_path))
+
+
+def test_st_fingerprint_tracks_weights_not_mtimes(tmp_path):
+    model = tmp_path / "my-model"
+    model.mkdir()
+    (model / "config.json").write_text('{"hidden_size": 8}')
+    (model / "model.safetensors").write_bytes(b"\x01" * 5000)
+    (model / "README.md").write_text("docs")
+    fp = SentenceTransformerEncoder(model).fingerprint
+    assert fp == SentenceTransformerEncoder(model).fingerprint  # stable
+    assert fp.startswith("st-my-model-")
+    os.utime(model / "model.safetensors", (1, 1))
+    (model / "README.md").write_text("other docs")
+    assert SentenceTransformerEncoder(model).fingerprint == fp  # mtime / docs do not matter
+    (model / "model.safetensors").write_bytes(b"\x01" * 4999 + b"\x02")  # same size, new weights
+    fp2 = SentenceTransformerEncoder(model).fingerprint
+    assert fp2 != fp
+    assert SentenceTransformerEncoder(model, max_seq_length=128).fingerprint != fp2
+    (model / "config_sentence_transformers.json").write_text('{"prompts": {"query": "query: "}}')
+    assert SentenceTransformerEncoder(model).fingerprint != fp2
+    assert folder_digest(model) == folder_digest(model)
+
+
+# ------------------------------------------------------------------------------------------
+# embed + EmbeddingCache
+# ------------------------------------------------------------------------------------------
+
+
+def test_second_embed_encodes_nothing_and_survives_new_cache(tmp_path):
+    enc = EncoderCallCounter(HashingEncoder())
+    cache = EmbeddingCache(tmp_path)
+    first = embed(enc, TEXTS, "passage", cache=cache)
+    assert enc.n_passages == 4
+    again = embed(enc, TEXTS, "passage", cache=cache)
+    assert enc.n_passages == 4 and enc.n_calls == 1
+    np.testing.assert_array_equal(first, again)
+    fresh = embed(enc, TEXTS, "passage", cache=EmbeddingCache(tmp_path))
+    assert enc.n_encoded == 4
+    np.testing.assert_array_equal(first, fresh)
+    np.testing.assert_array_equal(first, HashingEncoder().encode_passages(TEXTS))
+    # the other kind is cached separately
+    embed(enc, TEXTS[:2], "query", cache=cache)
+    assert enc.n_queries == 2
+    assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave nothing behind
+
+
+def test_embed_dedupes_and_keeps_input_order(tmp_path):
+    enc = EncoderCallCounter(HashingEncoder())
+    cache = EmbeddingCache(tmp_path)
+    embed(enc, ["a", "b"], "query", cache=cache)
+    calls = []
+    out = embed(enc, ["c", "b", "a", "c", "d"], "query", cache=cache,
+                progress=lambda *a: calls.append(a), batch_size=1)
+    assert enc.n_queries == 4  # a, b, then only c and d
+    np.testing.assert_array_equal(out, HashingEncoder().encode_queries(["c", "b", "a", "c", "d"]))
+    assert calls == [("encoding queries", 0, 2), ("encoding queries", 1, 2), ("encoding queries", 2, 2)]
+    # no cache at all: still dedupes
+    plain = EncoderCallCounter(HashingEncoder())
+    out2 = embed(plain, ["x", "x", "y"], "passage")
+    assert plain.n_passages == 2 and np.array_equal(out2[0], out2[1])
+    assert embed(plain, [], "passage").shape == (0, 256)
+    with pytest.raises(ValueError, match="kind='document'"):
+        embed(plain, ["x"], "document")
+
+
+def test_readonly_dir_export(tmp_path):
+    enc = HashingEncoder()
+    build = EmbeddingCache(tmp_path / "build")
+    shipped = tmp_path / "sample" / "embeddings"
+    path = export_embeddings(enc, TEXTS, "passage", shipped, cache=build)
+    assert path == shipped / enc.fingerprint / "passage" / "passage.npz"
+    with np.load(path, allow_pickle=False) as z:
+        assert z["vecs"].dtype == np.float16 and z["keys"].dtype == np.dtype("S40")
+        assert sorted(z["keys"].tolist()) == sorted(text_key(t).encode() for t in TEXTS)
+    before = shards(shipped)
+    counter = EncoderCallCounter(enc)
+    user = EmbeddingCache(tmp_path / "user", readonly_dirs=[shipped])
+    got = embed(counter, TEXTS + ["a new text"], "passage", cache=user)
+    assert counter.n_passages == 1  # only the text the shipped cache lacks
+    np.testing.assert_allclose(got[:4], enc.encode_passages(TEXTS), atol=2e-3)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)
+    assert shards(shipped) == before  # read-only dirs are never written
+    assert len(shards(tmp_path / "user")) == 1
+    with pytest.raises(KeyError, match="1 of 1 texts are not in the cache"):
+        user.export(enc.fingerprint, "passage", ["never embedded"], tmp_path / "x")
+
+
+def test_stale_fingerprint_ignored_silently(tmp_path):
+    old, new = HashingEncoder(dim=64), HashingEncoder(dim=32)
+    cache = EmbeddingCache(tmp_path)
+    embed(old, TEXTS, "passage", cache=cache)
+    (src,) = shards(tmp_path / old.fingerprint)
+    # a shard of another model placed (e.g. copied by hand) in the new model's folder
+    dest = cache.shard_dir(new.fingerprint, "passage")
+    dest.mkdir(parents=True)
+    dest.joinpath(src.name).write_bytes(src.read_bytes())
+    counter = EncoderCallCounter(new)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = embed(counter, TEXTS, "passage", cache=EmbeddingCache(tmp_path))
+    assert counter.n_passages == 4 and out.shape == (4, 32)
+    np.testing.assert_array_equal(out, new.encode_passages(TEXTS))
+
+
+def test_corrupt_shard_warned_and_recomputed(tmp_path):
+    enc = HashingEncoder()
+    embed(enc, TEXTS, "passage", cache=EmbeddingCache(tmp_path))
+    (shard,) = shards(tmp_path)
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2])  # truncated by a crash / full disk
+    (shard.parent / "zz-garbage.npz").write_bytes(b"not a zip file at all")
+    counter = EncoderCallCounter(enc)
+    with pytest.warns(RuntimeWarning, match="unreadable embedding-cache shard"):
+        out = embed(counter, TEXTS, "passage", cache=EmbeddingCache(tmp_path))
+    assert counter.n_passages == 4
+    np.testing.assert_array_equal(out, enc.encode_passages(TEXTS))
+    assert len(list(tmp_path.rglob("*.corrupt"))) == 2  # moved aside: not reported again
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        embed(counter, TEXTS, "passage", cache=EmbeddingCache(tmp_path))
+    assert counter.n_passages == 4
+
+
+def test_float16_storage_returns_normalised_float32(tmp_path):
+    enc = HashingEncoder(dim=300)
+    texts = [f"document number {i} about topic {i % 7}" for i in range(50)]
+    exact = enc.encode_passages(texts)
+    embed(enc, texts, "passage", cache=EmbeddingCache(tmp_path, dtype="float16"))
+    (shard,) = shards(tmp_path)
+    with np.load(shard, allow_pickle=False) as z:
+        assert z["vecs"].dtype == np.float16
+    counter = EncoderCallCounter(enc)
+    got = embed(counter, texts, "passage", cache=EmbeddingCache(tmp_path))
+    assert counter.n_encoded == 0
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(got, exact, atol=1e-3)
+    with pytest.raises(ValueError, match="dtype"):
+        EmbeddingCache(tmp_path, dtype="int8")
+
+
+def test_cache_compacts_many_shards(tmp_path):
+    enc = HashingEncoder(dim=16)
+    cache = EmbeddingCache(tmp_path)
+    texts = [f"text {i}" for i in range(40)]
+    for t in texts:  # one shard per call
+        embed(enc, [t], "query", cache=cache)
+    assert len(shards(tmp_path)) <= 16
+    counter = EncoderCallCounter(enc)
+    out = embed(counter, texts, "query", cache=EmbeddingCache(tmp_path))
+    assert counter.n_encoded == 0
+    np.testing.assert_array_equal(out, enc.encode_queries(texts))
+
+
+def test_cache_default_dir_and_unwritable_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECI_CACHE_DIR", str(tmp_path / "env-cache"))
+    assert EmbeddingCache().directory == tmp_path / "env-cache"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    counter = EncoderCallCounter(HashingEncoder())
+    cache = EmbeddingCache(blocker)  # cannot create folders under a file
+    with pytest.warns(RuntimeWarning, match="ECI_CACHE_DIR"):
+        embed(counter, TEXTS, "passage", cache=cache)
+    embed(counter, TEXTS, "passage", cache=cache)  # still cached in memory
+    assert counter.n_passages == 4
+
+
+def test_cache_other_process_writes_are_picked_up(tmp_path):
+    enc = HashingEncoder()
+    a, b = EmbeddingCache(tmp_path), EmbeddingCache(tmp_path)
+    embed(enc, ["first"], "passage", cache=a)
+    embed(enc, ["first"], "passage", cache=b)  # b has now read the folder
+    embed(enc, ["second"], "passage", cache=a)
+    counter = EncoderCallCounter(enc)
+    embed(counter, ["second"], "passage", cache=b)
+    assert counter.n_encoded == 0
+
+
+class FakeCrossEncoder:
+    """Deterministic stand-in: logit = number of query words found in the passage."""
+
+    name = "fake-ce"
+    fingerprint = "fake-ce-v1"
+
+    def predict(self, pairs):
+        return np.array(
+            [sum(w in p.lower().split() for w in q.lower().split()) for q, p in pairs], np.float32
+        )
+
+
+def test_cross_scores_cached(tmp_path):
+    ce = EncoderCallCounter(FakeCrossEncoder())
+    assert not hasattr(ce, "encode_queries") and hasattr(ce, "predict")
+    pairs = [("a b", "c"), ("a", "b c"), ("cat mat", "the cat sat on the mat"), ("a b", "c")]
+    assert pair_key("a b", "c") != pair_key("a", "b c")
+    seen = []
+    got = cross_scores(ce, pairs, cache=EmbeddingCache(tmp_path), progress=lambda *a: seen.append(a))
+    np.testing.assert_array_equal(got, [0, 0, 2, 0])
+    assert got.dtype == np.float32 and ce.n_pairs == 3
+    assert seen[-1] == ("cross-encoding pairs", 3, 3)
+    again = cross_scores(ce, pairs[::-1], cache=EmbeddingCache(tmp_path))
+    assert ce.n_pairs == 3
+    np.testing.assert_array_equal(again, got[::-1])
+    assert cross_scores(ce, []).shape == (0,)
+
+
+# ------------------------------------------------------------------------------------------
+# Real bundled models
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return load_encoder("minilm")
+
+
+@pytest.mark.slow
+def test_bundled_minilm(minilm, tmp_path):
+    assert minilm.dim == 384 and minilm._model is None  # dim read from the folder's configs
+    q = minilm.encode_queries(["How do I reverse a list in Python?"])
+    p = minilm.encode_passages([
+        "To reverse a Python list, call list.reverse() or use slicing with [::-1].",
+        "The Eiffel Tower is in Paris and was finished in 1889.",
+    ])
+    assert q.shape == (1, 384) and p.shape == (2, 384) and p.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(np.vstack([q, p]), axis=1), 1.0, atol=1e-5)
+    sims = (q @ p.T)[0]
+    assert sims[0] > 0.5 > sims[1]
+    para = minilm.encode_passages(["A man is playing a guitar.", "Someone plays the guitar.",
+                                   "The stock market fell today."])
+    assert para[0] @ para[1] > para[0] @ para[2] + 0.3
+    counter = EncoderCallCounter(minilm)
+    out = embed(counter, ["A man is playing a guitar.", "Someone plays the guitar."], "passage",
+                cache=EmbeddingCache(tmp_path))
+    np.testing.assert_allclose(out, para[:2], atol=1e-5)
+    embed(counter, ["Someone plays the guitar."], "passage", cache=EmbeddingCache(tmp_path))
+    assert counter.n_passages == 2
+    assert load_encoder().fingerprint == minilm.fingerprint
+
+
+@pytest.mark.slow
+def test_bundled_onnx_cross_encoder():
+    ce = load_cross_encoder()
+    q = "how do i reverse a list in python"
+    pairs = [
+        (q, "The Eiffel Tower is in Paris and was finished in 1889."),
+        (q, "To reverse a Python list in place, call list.reverse(); slicing with [::-1] returns "
+            "a reversed copy."),
+        ("what is the capital of france", "Paris is the capital and largest city of France."),
+        ("what is the capital of france", "How to reverse a list in Python."),
+        (q, "word " * 1000),  # longer than 512 tokens: truncated, not an error
+    ]
+    s = ce.predict(pairs)
+    assert s.shape == (5,) and s.dtype == np.float32 and np.isfinite(s).all()
+    assert s[1] > s[0] + 5 and s[2] > s[3] + 5
+    assert s[1] > 0 > s[0]
+    # one pair per run (default): a score does not depend on the other pairs
+    alone = np.array([ce.predict([p])[0] for p in pairs[:4]])
+    np.testing.assert_allclose(s[:4], alone, atol=1e-5)
+    # batched with per-batch padding and length sorting: same order, int8 noise only
+    batched = OnnxCrossEncoder(batch_size=32).predict(pairs)
+    np.testing.assert_allclose(batched, s, atol=0.3)
+    assert ce.fingerprint == OnnxCrossEncoder().fingerprint
