@@ -1201,7 +1201,9 @@ class EmbeddingCache:
     def clear(self, fingerprint: str | None = None) -> int:
         """Deletes the main directory's shards (of one fingerprint, or all); returns files removed.
 
-        Read-only directories are never touched.
+        Only ``<fingerprint>/{query,passage,ce}/*.npz`` (and ``*.npz.corrupt``) files are
+        removed, so other tools' files kept under the same folder (e.g. ``projections/``) and the
+        read-only directories are never touched.
         """
         with self._lock:
             removed = 0
@@ -1213,10 +1215,13 @@ class EmbeddingCache:
                 for key in [k for k in self._indexes if k[0] == fingerprint]:
                     del self._indexes[key]
             for root in roots:
-                for f in list(root.glob("*/*.npz")) + list(root.glob("*/*.npz.corrupt")):
-                    f.unlink(missing_ok=True)
-                    removed += 1
-                for sub in [d for d in root.glob("*") if d.is_dir()]:
+                for kind in (*_NORMALISED_KINDS, _CE_KIND):
+                    sub = root / kind
+                    if not sub.is_dir():
+                        continue
+                    for f in list(sub.glob("*.npz")) + list(sub.glob("*.npz.corrupt")):
+                        f.unlink(missing_ok=True)
+                        removed += 1
                     try:
                         sub.rmdir()
                     except OSError:

@@ -297,6 +297,24 @@ def test_cache_default_dir_and_unwritable_dir(tmp_path, monkeypatch):
     assert counter.n_passages == 4
 
 
+def test_cache_count_and_clear(tmp_path):
+    enc = HashingEncoder()
+    cache = EmbeddingCache(tmp_path)
+    embed(enc, TEXTS, "passage", cache=cache)
+    embed(enc, TEXTS[:1], "query", cache=cache)
+    other = tmp_path / "projections" / "umap"
+    other.mkdir(parents=True)
+    (other / "coords.npz").write_bytes(b"someone else's file")
+    assert cache.count(enc.fingerprint, "passage") == 4
+    assert cache.clear(enc.fingerprint) == 2
+    assert cache.count(enc.fingerprint, "passage") == 0
+    assert (other / "coords.npz").exists()
+    counter = EncoderCallCounter(enc)
+    embed(counter, TEXTS, "passage", cache=cache)
+    assert counter.n_passages == 4
+    assert cache.clear() == 1 and (other / "coords.npz").exists()
+
+
 def test_cache_other_process_writes_are_picked_up(tmp_path):
     enc = HashingEncoder()
     a, b = EmbeddingCache(tmp_path), EmbeddingCache(tmp_path)
