@@ -1,8 +1,8 @@
 """A standalone HTML report of a scored collection (works offline: plotly.js is inlined once).
 
 Contents: title and date, the verdict sentence, the encoder and the ECIConfig, the components
-table (ECI with its 95 % interval, Signal, Safety, Capacity, DE, unsafe rates, …), the
-Positive / Negative / Difference summary per source, and the ECI ranking, margin histogram and
+table (ECI with its 95 % interval, Signal, Safety, Capacity, DE, unsafe rates, …), the flag
+counts per source, the Positive / Negative / Difference summary per source, and the ECI ranking, margin histogram and
 Signal-vs-Safety charts (the same figure builders as the dashboard, from :mod:`eci_core.views`).
 """
 
@@ -27,7 +27,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem 
 h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
 .meta{color:#666;font-size:.9rem} .verdict{font-size:1.1rem;background:#eef5fb;padding:.7rem 1rem;border-left:4px solid #0072B2}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0} th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}
-th{background:#f4f4f4} td:first-child,th:first-child{text-align:left} code{font-size:.85rem}
+th{background:#f4f4f4} td{white-space:nowrap} .scroll{overflow-x:auto} td:first-child,th:first-child{text-align:left} code{font-size:.85rem}
 """
 
 _PCT_COLS = ("unsafe_query_rate", "unsafe_negative_rate")
@@ -65,7 +65,7 @@ def _table_html(df: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
                    for row in df.itertuples(index=False))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<div class=\"scroll\"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def _summary_html(result: Any, decimals: int) -> str:
@@ -79,6 +79,14 @@ def _summary_html(result: Any, decimals: int) -> str:
                         for m, v in zip(t["metric"], t[c])]
         parts.append(f"<h3>{html.escape(str(s))}</h3>" + _table_html(shown))
     return "".join(parts)
+
+
+def _flags_html(result: Any) -> str:
+    f = views.flag_counts(result)
+    f["flagged_share"] = [f"{100 * v:.1f} %" for v in f["flagged_share"]]
+    return ("<p>Negatives each rule catches (a negative caught by several rules counts in each), the "
+            "union (<code>flagged</code>), the <code>percpos</code> risk marker and what is kept.</p>"
+            + _table_html(f))
 
 
 def _config_html(result: Any) -> str:
@@ -123,6 +131,7 @@ def html_report(result: Any, collection: Any = None, title: str = "ECI Explorer 
         f"<p class=\"verdict\">{html.escape(views.verdict(result))}</p>"
         f"<h2>Components</h2>{_table_html(format_components(result, decimals))}"
         + chart_html[0]
+        + f"<h2>Flags: probable false negatives</h2>{_flags_html(result)}"
         + f"<h2>Positive / Negative / Difference</h2>{_summary_html(result, decimals)}"
         + "".join(chart_html[1:])
         + f"<h2>Configuration</h2>{_config_html(result)}"

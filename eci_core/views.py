@@ -707,46 +707,59 @@ def beats_heatmap(result: Any):
 
 def projection_figure(points: pd.DataFrame, color_by: str = "source", selected: Iterable[Any] | None = None,
                       note: str | None = None, title: str = "Projection"):
-    """Scatter of a projection point table (from ``projection.projection_frame`` with ``x``,
-    ``y``). ``color_by``: ``"source"``, ``"kind"``, ``"flag"`` (categorical, Okabe–Ito) or
-    ``"margin"`` (continuous, Cividis; queries and positives grey). Points whose ``row_id`` is not
-    in ``selected`` are dimmed (opacity 0.12) when ``selected`` is given. Hover shows ``text``
-    (first 200 characters). custom_data = [row_id, kind, source]."""
+    """Scatter of a projection point table (from ``projection.project_points``: ``row_id, x, y,
+    kind, source, flag, margin, text``).
+
+    ``color_by``: ``"source"``, ``"kind"``, ``"flag"`` (categorical, Okabe–Ito) or ``"margin"``
+    (negatives on the continuous colour-blind-safe Cividis scale, queries and positives grey).
+    When ``selected`` (row ids) is given, the other points are drawn dimmed (opacity 0.12) in
+    separate traces named ``"… (not selected)"``. Hover shows the kind, source and the first 200
+    characters of ``text``; custom_data = [row_id, kind, source]. ``note`` (e.g. the sampling
+    note) is appended to the title."""
     import plotly.graph_objects as go
 
     _require(points, ("row_id", "x", "y", "kind", "source"), "projection points")
     if color_by not in ("source", "kind", "flag", "margin"):
         raise ValueError(f"color_by={color_by!r}: use 'source', 'kind', 'flag' or 'margin'")
-    sel = None if selected is None else set(selected)
+    sel = None if selected is None else set(_plain_ids(selected))
     text = points["text"].astype(str).str.slice(0, 200) if "text" in points.columns else points["kind"].astype(str)
     fig = go.Figure()
+    margin_range = None
+    if color_by == "margin":
+        m_all = points.loc[points["kind"] == "negative", "margin"].to_numpy(dtype=float)
+        m_all = m_all[np.isfinite(m_all)]
+        margin_range = (float(m_all.min()), float(m_all.max())) if m_all.size else (0.0, 1.0)
 
-    def opac(part):
+    def add(part, name, color, scale=False):
+        # selected and unselected points go to separate traces: a per-point opacity array is
+        # mis-rendered by some WebGL back-ends
         if sel is None:
-            return 0.8
-        return np.where(part["row_id"].isin(sel).to_numpy(), 0.9, 0.12)
-
-    def add(part, name, color, **marker):
-        if not len(part):
-            return
-        custom = np.column_stack([part["row_id"].to_numpy(), part["kind"].astype(str).to_numpy(),
-                                  part["source"].astype(str).to_numpy()]).astype(object)
-        fig.add_trace(go.Scattergl(x=part["x"].to_numpy(dtype=float), y=part["y"].to_numpy(dtype=float),
-                                   mode="markers", name=name, customdata=custom,
-                                   text=text.loc[part.index].to_numpy(),
-                                   marker=dict(color=color, size=5, opacity=opac(part), **marker),
-                                   hovertemplate="<b>%{customdata[1]}</b> %{customdata[2]}<br>%{text}<extra></extra>"))
+            groups = [(part, name, 0.8, True)]
+        else:
+            chosen = part["row_id"].isin(sel).to_numpy()
+            groups = [(part[~chosen], f"{name} (not selected)", 0.12, False), (part[chosen], name, 0.9, True)]
+        for g, gname, op, main in groups:
+            if not len(g):
+                continue
+            custom = np.column_stack([g["row_id"].to_numpy(), g["kind"].astype(str).to_numpy(),
+                                      g["source"].astype(str).to_numpy()]).astype(object)
+            marker = dict(size=5, opacity=op)
+            if scale:
+                marker.update(color=g["margin"].to_numpy(dtype=float), colorscale=CONTINUOUS_SCALE,
+                              cmin=margin_range[0], cmax=margin_range[1], showscale=main,
+                              colorbar=dict(title="margin", x=1.02, len=0.75, y=0.4))
+            else:
+                marker.update(color=color)
+            fig.add_trace(go.Scattergl(x=g["x"].to_numpy(dtype=float), y=g["y"].to_numpy(dtype=float),
+                                       mode="markers", name=gname, customdata=custom,
+                                       text=text.loc[g.index].to_numpy(), marker=marker,
+                                       hovertemplate="<b>%{customdata[1]}</b> %{customdata[2]}<br>%{text}<extra></extra>"))
 
     if color_by == "margin":
-        neg = points[points["kind"] == "negative"]
-        rest = points[points["kind"] != "negative"]
-        add(rest, "query / positive", "#999999")
-        if len(neg):
-            m = neg["margin"].to_numpy(dtype=float)
-            add(neg, "negatives (margin)", m, colorscale=CONTINUOUS_SCALE, showscale=True,
-                colorbar=dict(title="margin"))
+        add(points[points["kind"] != "negative"], "query / positive", "#999999")
+        add(points[points["kind"] == "negative"], "negatives (margin)", None, scale=True)
     else:
-        col = {"source": "source", "kind": "kind", "flag": "flag"}[color_by]
+        col = color_by
         if col not in points.columns:
             raise ValueError(f"color_by={color_by!r} needs a '{col}' column in the point table")
         cats = list(dict.fromkeys(points[col].astype(str).tolist()))
@@ -754,9 +767,14 @@ def projection_figure(points: pd.DataFrame, color_by: str = "source", selected: 
         for c in cats:
             add(points[points[col].astype(str) == c], c, pal[c])
     fig.update_layout(title=title + (f" — {note}" if note else ""), height=620, dragmode="lasso",
-                      legend_title_text=color_by, margin=dict(l=10, r=10, t=60, b=30),
+                      legend=dict(title=color_by, orientation="h", y=-0.05, x=0),
+                      margin=dict(l=10, r=10, t=60, b=30),
                       xaxis=dict(showticklabels=False, title=None), yaxis=dict(showticklabels=False, title=None))
     return fig
+
+
+def _plain_ids(ids: Iterable[Any]) -> list:
+    return [v.item() if isinstance(v, np.generic) else v for v in ids]
 
 
 def compare_scatter(comparison: Comparison, highlight_top: bool = True):

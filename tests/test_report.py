@@ -76,6 +76,9 @@ def test_report_is_standalone_html_with_sources_and_values(scored):
     assert views.verdict(r) in text
     assert r.encoder in text
     assert "n_bootstrap" in p.cells and "50" in p.cells
+    # flag counts: the union per source as a cell
+    for s_name in ("bm25<x>", "dense"):
+        assert str(int(r.pairs.loc[r.pairs.source == s_name, "flagged"].sum())) in p.cells
     # the Positive / Negative / Difference table (one per source)
     assert text.count("Difference") >= 2
     # plotly.js inlined exactly once (works offline); four charts (ranking, margins, S vs Δ, beats)

@@ -247,9 +247,13 @@ def test_projection_figure_dims_unselected_points():
                         "kind": ["query", "negative", "negative"], "source": ["(query)", "a", "a"],
                         "flag": ["query", "clean", "flagged"], "margin": [np.nan, 0.2, -0.1], "text": ["q", "n", "m"]})
     f = views.projection_figure(pts, "margin", selected=[1])
-    neg = [t for t in f.data if t.name == "negatives (margin)"][0]
-    assert list(neg.marker.opacity) == [0.9, 0.12]
-    assert neg.marker.colorscale is not None
+    neg = {t.name: t for t in f.data}
+    assert [int(v[0]) for v in neg["negatives (margin)"].customdata] == [1]
+    assert neg["negatives (margin)"].marker.opacity == 0.9 and neg["negatives (margin)"].marker.showscale
+    dim = neg["negatives (margin) (not selected)"]
+    assert [int(v[0]) for v in dim.customdata] == [2] and dim.marker.opacity == 0.12
+    assert (dim.marker.cmin, dim.marker.cmax) == (-0.1, 0.2)  # one colour scale for both traces
+    assert neg["query / positive (not selected)"].marker.color == "#999999"
     f2 = views.projection_figure(pts, "flag")
     assert {t.name for t in f2.data} == {"query", "clean", "flagged"}
     with pytest.raises(ValueError, match="color_by='size'"):
