@@ -148,6 +148,19 @@ QUERY_ID_NAMES = ("query_id", "qid", "query-id", "_id", "id")
 _NEG_N = re.compile(r"^negative_(\d+)$")
 _ROLE_COLUMNS = {"negative", "scores", "score", "label", "labels"}
 _SHOW_IDS = 5
+_tuple_new = tuple.__new__
+_STR_ONLY = {str}
+
+
+def _refs(texts: list[str], scores: list | None = None, ids: list | None = None) -> list[PassageRef]:
+    """PassageRefs built without NamedTuple's Python-level ``__new__`` (hot path)."""
+    if ids is None and scores is None:
+        return [_tuple_new(PassageRef, (None, t, None)) for t in texts]
+    if ids is None:
+        return [_tuple_new(PassageRef, (None, t, s)) for t, s in zip(texts, scores)]
+    if scores is None:
+        return [_tuple_new(PassageRef, (i, t, None)) for i, t in zip(ids, texts)]
+    return [_tuple_new(PassageRef, (i, t, s)) for i, t, s in zip(ids, texts, scores)]
 _PROGRESS_EVERY = 20000
 
 
@@ -242,6 +255,10 @@ def _as_list(path: str, line: int | None, v: Any, fld: str, what: str) -> list:
 
 
 def _text_list(path: str, line: int | None, v: Any, fld: str) -> list[str]:
+    if type(v) is list:  # fast path (C-level checks): a JSON list of non-blank strings
+        kinds = set(map(type, v))
+        if (not kinds or kinds == _STR_ONLY) and "" not in v and not any(map(str.isspace, v)):
+            return v
     items = _as_list(path, line, v, fld, "a list of strings")
     return [_text(path, line, t, f"{fld}[{i}]") for i, t in enumerate(items)]
 
@@ -633,7 +650,7 @@ def _detect_row(row: dict) -> str | None:
     if "negative_ids" in keys:
         return "negative-ids"
     if "neg" in keys and "pos" in keys:
-        if "query" not in keys or _maybe_dict(row.get("neg")):
+        if _maybe_dict(row.get("neg")) or ("qid" in keys and "query" not in keys):
             return "msmarco-hn"
         return "bge"
     if any(_NEG_N.match(str(k)) for k in keys):
@@ -764,11 +781,8 @@ def _parse_st(path: str, fmt: str, rows: Iterator[tuple[int, dict]]) -> tuple[li
                 sc = _num_list(path, line, row["scores"], "scores", len(negs) + 1,
                                f"1 positive score + {len(negs)} negative scores")
             b.positives.setdefault(p, sc[0])
-            group = b.groups.setdefault(p, [])
-            if group:  # the same (anchor, positive) on two rows: its negatives belong to one list
-                b.groups[(p, line)] = list(zip(negs, sc[1:]))
-            else:
-                group.extend(zip(negs, sc[1:]))
+            # the same (anchor, positive) on two rows is one list (its repeats are duplicates)
+            b.groups.setdefault(p, []).extend(zip(negs, sc[1:]))
         elif fmt == "st-labeled-pair":
             t = _text(path, line, _need(path, line, row, positive), positive)
             if use_labels:
@@ -802,7 +816,7 @@ def _parse_st(path: str, fmt: str, rows: Iterator[tuple[int, dict]]) -> tuple[li
                     b.positives.setdefault(d, s)
                 else:
                     negs_here.append((d, s))
-            b.groups[(tuple(pos_here), line)] = negs_here
+            b.groups.setdefault(tuple(pos_here), []).extend(negs_here)
     return [b.record() for b in builders.values()], n
 
 
@@ -815,8 +829,7 @@ def _parse_bge(path: str, rows: Iterator[tuple[int, dict]]) -> tuple[list[QueryR
         q = _text(path, line, _need(path, line, row, "query"), "query")
         pos = _text_list(path, line, _need(path, line, row, "pos"), "pos")
         neg = _text_list(path, line, _need(path, line, row, "neg"), "neg")
-        ps: list[float | None] = [None] * len(pos)
-        ns: list[float | None] = [None] * len(neg)
+        ps = ns = None
         if _present(row.get("pos_scores")):
             ps = _num_list(path, line, row["pos_scores"], "pos_scores", len(pos), "one per item of 'pos'")
         if _present(row.get("neg_scores")):
@@ -826,8 +839,7 @@ def _parse_bge(path: str, rows: Iterator[tuple[int, dict]]) -> tuple[list[QueryR
             if _present(row.get(k)):
                 qid = _ident(path, line, row[k], k)
                 break
-        out.append(QueryRecord(qid, q, [PassageRef(None, t, s) for t, s in zip(pos, ps)],
-                               [PassageRef(None, t, s) for t, s in zip(neg, ns)], line))
+        out.append(QueryRecord(qid, q, _refs(pos, ps), _refs(neg, ns), line))
     return out, n
 
 
@@ -835,6 +847,14 @@ def _tevatron_passages(path: str, line: int, v: Any, fld: str) -> list[PassageRe
     items = _as_list(path, line, v, fld, "a list of passages {docid, title, text}")
     out = []
     for i, p in enumerate(items):
+        if type(p) is dict:  # fast path: well-formed passage
+            body, title, pid = p.get("text"), p.get("title"), p.get("docid")
+            if type(body) is str and body and not body.isspace() and (title is None or type(title) is str) \
+                    and (type(pid) is str and pid.strip() == pid and pid or type(pid) is int or pid is None) \
+                    and "score" not in p:
+                t = title.strip() if title else ""
+                out.append(_tuple_new(PassageRef, (None if pid is None else str(pid), f"{t} {body}" if t else body, None)))
+                continue
         f = f"{fld}[{i}]"
         if isinstance(p, str) and p.lstrip().startswith("{"):
             try:
@@ -1124,6 +1144,8 @@ def _conflict_notes(collection: Collection, records: list[QueryRecord], rep: Sou
     seen_p: dict[str, str] = {}
     seen_q: dict[str, str] = {}
     np_, nq = 0, 0
+    if not any(rec.query_id is not None or any(r.id is not None for r in rec.positives) for rec in records[:1000]):
+        return  # id-less records (sentence-transformers, BGE): texts are their own ids
     for rec in records:
         if rec.query_id is not None:
             qid = str(rec.query_id)
@@ -1307,7 +1329,12 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
             continue
         staged.extend(runs)
     for run in staged:
-        sname = f"{name}:{run.name}" if name and only is None else (name or run.name)
+        if not name:
+            sname = run.name
+        elif only is None or len(staged) > 1:
+            sname = f"{name}:{run.name.rpartition(':')[2]}" if only else f"{name}:{run.name}"
+        else:
+            sname = name
         recs = _id_records(run, qrels, ptexts, qtexts)
         report.sources.append(_add(collection, sname, recs, run.path, run.format, run.rows_read))
     return report

@@ -666,3 +666,47 @@ def test_larger_file_counts(tmp_path):
     r = one(load_path(p, c))
     assert (r.rows_read, r.queries, r.negatives_kept) == (3000, 2970, 2970 * 4)
     assert r.drops == {NO_POS: 30, DUP: 300 - 30}
+
+
+def test_bge_without_query_is_still_bge_and_names_the_missing_field(tmp_path):
+    p = write(tmp_path / "b.jsonl", jl({"pos": [P_CAT], "neg": [N_DOG]}))
+    assert detect_format(p) == "bge"
+    with pytest.raises(LoadError) as e:
+        load_path(p, Collection())
+    assert str(e.value) == f"{p}:1: field 'query': missing required field (fields found: pos, neg)"
+
+
+def test_repeated_anchor_positive_row_counts_as_duplicates(tmp_path):
+    row = {"anchor": CAT, "positive": P_CAT, "negative_1": N_DOG, "negative_2": N_CAR}
+    p = write(tmp_path / "nt.jsonl", jl(row, row))
+    r = one(load_path(p, Collection()))
+    assert (r.queries, r.negatives_kept, r.drops) == (1, 2, {DUP: 2})
+
+
+def test_gzipped_tsv(tmp_path):
+    p = tmp_path / "pairs.tsv.gz"
+    with gzip.open(p, "wb") as f:
+        f.write((F / "st_labeled_pair.tsv").read_bytes())
+    c = Collection()
+    r = one(load_path(p, c))
+    assert (r.source, r.format, r.rows_read, r.queries, r.negatives_kept, r.drops) == (
+        "pairs", "st-labeled-pair", 7, 2, 3, {NO_POS: 1})
+
+
+def test_trec_run_comments_and_name_override_with_several_tags(tmp_path):
+    d = tmp_path / "b"
+    shutil.copytree(F / "beir", d)
+    run = write(d / "negatives" / "mixed.run", "# a comment\nq1 Q0 d5 1 3 A\n\nq1 Q0 d6 1 3 B\nq2 Q0 d7 1 1 B\n")
+    c = Collection()
+    rep = load_path(run, c, name="exp")
+    assert [(s.source, s.rows_read, s.queries, s.negatives_kept) for s in rep.sources] == [
+        ("exp:A", 3, 1, 1), ("exp:B", 3, 2, 2)]
+
+
+def test_broken_gzip(tmp_path):
+    p = tmp_path / "x.jsonl.gz"
+    full = gzip.compress((F / "bge.jsonl").read_bytes())
+    p.write_bytes(full[: len(full) // 2])
+    with pytest.raises(LoadError) as e:
+        load_path(p, Collection())
+    assert "broken gzip data" in str(e.value) and str(e.value).startswith(str(p))
