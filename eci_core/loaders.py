@@ -372,8 +372,9 @@ def _read_text(path: Path) -> str:
     spath = str(path)
     if os.path.getsize(path) == 0:
         raise LoadError(spath, None, "file is empty")
+    gz = _is_gz(path)
     try:
-        data = gzip.decompress(path.read_bytes()) if _is_gz(path) else path.read_bytes()
+        data = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         raise LoadError(spath, None, f"broken gzip data ({e}); re-compress the file") from None
     if not data:
@@ -382,7 +383,8 @@ def _read_text(path: Path) -> str:
         s = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise LoadError(spath, line, f"not valid UTF-8 (expected UTF-8 text) at byte {e.start} of the file; "
+        where = "of the decompressed data" if gz else "of the file"
+        raise LoadError(spath, line, f"not valid UTF-8 (expected UTF-8 text) at byte {e.start} {where}; "
                         "re-save the file as UTF-8") from None
     return s[1:] if s.startswith("\ufeff") else s
 
@@ -1014,7 +1016,7 @@ def _check_runs(runs: list[_IdRun], qtexts: Any, ptexts: Any, qwhere: str, pwher
 
 
 def _id_records(run: _IdRun, positives: Mapping[str, list[str]], ptext: Mapping[str, str],
-                qtext: Mapping[str, str], pos_scores: Mapping[str, list] | None = None) -> list[QueryRecord]:
+                qtext: Mapping[str, str]) -> list[QueryRecord]:
     out = []
     for qid, negs in run.negs.items():
         pos = [PassageRef(pid, ptext[pid]) for pid in positives.get(qid, ())]

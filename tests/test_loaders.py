@@ -710,3 +710,15 @@ def test_broken_gzip(tmp_path):
     with pytest.raises(LoadError) as e:
         load_path(p, Collection())
     assert "broken gzip data" in str(e.value) and str(e.value).startswith(str(p))
+
+
+def test_corrupt_parquet_and_ragged_columns_json(tmp_path):
+    p = tmp_path / "x.parquet"
+    p.write_bytes(b"PAR1 this is not really parquet")
+    with pytest.raises(LoadError) as e:
+        load_path(p, Collection())
+    assert str(e.value).startswith(f"{p}: not a valid Parquet file")
+    q = write(tmp_path / "cols.json", json.dumps({"query": [CAT, PY], "positive": [P_CAT], "negative": [N_DOG, N_CAR]}))
+    with pytest.raises(LoadError) as e:
+        load_path(q, Collection())
+    assert str(e.value) == f"{q}: an object of lists needs lists of equal length, got query: 2, positive: 1, negative: 2"
