@@ -318,6 +318,19 @@ def sem_weights(s_qn, s_qp, margins, lex_overlap, counts, temperature=0.05, cons
     return pi * cons * lexres
 
 
+def sem_logdet(D: np.ndarray, w: np.ndarray, lam: float = 0.1) -> np.ndarray:
+    """``ln det(I_K + G/λ)`` for a batch of queries with the same K: residuals ``D`` (n, K, dim)
+    and weights ``w`` (n, K), ``G_kl = sqrt(w_k w_l) · d_k · d_l``; one stacked ``slogdet``."""
+    n, K = w.shape
+    if K == 0:
+        return np.zeros(n)
+    gram = np.matmul(D, D.transpose(0, 2, 1)).astype(np.float64)
+    sw = np.sqrt(np.asarray(w, dtype=np.float64))
+    mat = (sw[:, :, None] * sw[:, None, :] * gram) / lam
+    mat[:, np.arange(K), np.arange(K)] += 1.0
+    return np.linalg.slogdet(mat)[1]
+
+
 def eci_sem(passage_emb, n_idx, pstar_idx, weights, counts, lam: float = 0.1, max_floats: int = 8_000_000) -> np.ndarray:
     """Experimental ``ECI_sem_q = ln det(I_K + G / λ)`` with
     ``G_kl = sqrt(w_k w_l) · d_k · d_l`` and residuals ``d_k = f(n_k) − f(p*)``.
@@ -326,8 +339,8 @@ def eci_sem(passage_emb, n_idx, pstar_idx, weights, counts, lam: float = 0.1, ma
     ``passage_emb[pstar_idx[q]]`` is f(p*) of query q. G is positive semi-definite (Hadamard
     product of the PSD rank-one ``√w √wᵀ`` and the Gram matrix ``D Dᵀ``), so the determinant is
     ≥ 1 and ECI_sem ≥ 0; K = 0 gives ln det(I_0) = 0. Queries are batched by K and each batch's
-    (n_q, K, K) matrices go through one ``np.linalg.slogdet``; ``max_floats`` bounds the size of
-    the gathered (n_q, K, dim) block.
+    (n_q, K, K) matrices go through one ``np.linalg.slogdet`` (:func:`sem_logdet`);
+    ``max_floats`` bounds the size of the gathered (n_q, K, dim) block.
     """
     if not lam > 0:
         raise ValueError(f"sem_lambda={lam!r}: must be > 0 (e.g. 0.1)")
@@ -342,15 +355,10 @@ def eci_sem(passage_emb, n_idx, pstar_idx, weights, counts, lam: float = 0.1, ma
     for K in np.unique(c[c > 0]):
         qs = np.flatnonzero(c == K)
         step = max(1, int(max_floats // (K * dim)))
-        eye = np.eye(K)
         for a in range(0, qs.shape[0], step):
             qc = qs[a : a + step]
             rows = starts[qc][:, None] + np.arange(K)
             N = passage_emb[n_idx[rows]].astype(work, copy=False)
             D = N - passage_emb[pstar_idx[qc]].astype(work, copy=False)[:, None, :]
-            gram = np.matmul(D, D.transpose(0, 2, 1)).astype(np.float64)
-            sw = np.sqrt(w[rows])
-            M = eye + (sw[:, :, None] * sw[:, None, :] * gram) / lam
-            _, logdet = np.linalg.slogdet(M)
-            out[qc] = logdet
+            out[qc] = sem_logdet(D, w[rows], lam)
     return out

@@ -187,64 +187,71 @@ def score_arrays(
     pos_starts = M.group_starts(pos_counts)
     timings["positives"] = time.perf_counter() - t0
 
-    # fused pass over pairs: gather each negative row once, dot it with its query and with every
-    # positive of its query
+    # lex_overlap against p* (sparse token matrices), needed by ECI_sem's weights
     t1 = time.perf_counter()
-    npos_pair = np.repeat(pos_counts, counts)
-    single = bool(npos_pair.shape[0] == 0 or npos_pair.max() == 1)
-    if single:
-        exp_pos = pp[np.repeat(pos_starts, counts)]
-        exp_off = np.arange(n_pairs + 1, dtype=np.int64)
-    else:
-        exp_off = np.concatenate([[0], np.cumsum(npos_pair)])
-        total = int(exp_off[-1])
-        within = np.arange(total, dtype=np.int64) - np.repeat(exp_off[:-1], npos_pair)
-        exp_pos = pp[np.repeat(np.repeat(pos_starts, counts), npos_pair) + within]
+    pstar_pair = np.repeat(pstar, counts)
+    lex = lexicon.overlap(n_idx, pstar_pair) if lexicon is not None else np.full(n_pairs, np.nan)
+    lex0 = np.nan_to_num(lex, nan=0.0)
+    timings["lex_overlap"] = time.perf_counter() - t1
+
+    # fused pass: queries in buckets of equal (K, |P_q|); each negative row is gathered once and
+    # multiplied with its query and positives in one batched matmul, (n, K, d) @ (n, d, 1+|P|)
+    t2 = time.perf_counter()
     work = _work_dtype(query_emb, passage_emb)
-    s_qn = np.empty(n_pairs, dtype=work)
-    s_pn_all = np.empty(exp_pos.shape[0], dtype=work)
+    s_qn = np.empty(n_pairs, dtype=np.float64)
+    s_pn = np.empty(n_pairs, dtype=np.float64)
+    exact_dup = np.zeros(n_pairs, dtype=bool)
+    sem = np.zeros(queries.shape[0], dtype=np.float64) if with_sem else np.full(queries.shape[0], np.nan)
+    pair_starts = M.group_starts(counts)
+    pstar_pos = pstar_local - pos_starts  # p*'s position among its query's positives
+    tk = None if text_key is None else np.asarray(text_key)
+    combo = counts * (int(pos_counts.max(initial=0)) + 1) + pos_counts
+    tasks = []
+    for key in np.unique(combo[counts > 0]):
+        qs = np.flatnonzero(combo == key)
+        K, npos = int(counts[qs[0]]), int(pos_counts[qs[0]])
+        step = max(1, chunk // K)
+        tasks.extend((qs[i : i + step], K, npos) for i in range(0, qs.shape[0], step))
 
-    def kernel(a: int) -> None:
-        b = min(a + chunk, n_pairs)
-        N = passage_emb[n_idx[a:b]].astype(work, copy=False)
-        s_qn[a:b] = np.einsum("ij,ij->i", N, query_emb[q_idx[a:b]].astype(work, copy=False))
-        ea, eb = exp_off[a], exp_off[b]
-        P = passage_emb[exp_pos[ea:eb]].astype(work, copy=False)
-        if single:
-            s_pn_all[ea:eb] = np.einsum("ij,ij->i", N, P)
-        else:
-            local = np.repeat(np.arange(b - a), npos_pair[a:b])
-            s_pn_all[ea:eb] = np.einsum("ij,ij->i", N[local], P)
+    def kernel(task) -> None:
+        qc, K, npos = task
+        nc = qc.shape[0]
+        rows = pair_starts[qc][:, None] + np.arange(K)  # (nc, K) pair positions
+        prow = pos_starts[qc][:, None] + np.arange(npos)  # (nc, npos) positive positions
+        nrow, prow_p = n_idx[rows], pp[prow]
+        N = passage_emb[nrow].astype(work, copy=False)  # (nc, K, d)
+        Pc = passage_emb[prow_p].astype(work, copy=False)  # (nc, npos, d)
+        R = np.concatenate([query_emb[queries[qc]].astype(work, copy=False)[:, None, :], Pc], axis=1)
+        S = np.matmul(N, R.transpose(0, 2, 1)).astype(np.float64)  # (nc, K, 1 + npos)
+        sq = S[:, :, 0]
+        same_row = nrow[:, :, None] == prow_p[:, None, :]
+        hit = same_row.any(axis=2)
+        if hit.any():  # a negative that is a positive's own row gets exactly s(q, p): margin 0
+            sq = np.where(hit, np.take_along_axis(s_qpos[prow], same_row.argmax(axis=2), axis=1), sq)
+        s_qn[rows] = sq
+        s_pn[rows] = S[:, :, 1:].max(axis=2)
+        exact_dup[rows] = hit if tk is None else (tk[nrow][:, :, None] == tk[prow_p][:, None, :]).any(axis=2)
+        if with_sem:
+            sqp = s_qp_q[qc]
+            flat = sq.ravel()
+            w = M.sem_weights(flat, sqp, np.repeat(sqp, K) - flat, lex0[rows].ravel(), np.full(nc, K),
+                              config.sem_temperature, config.sem_consistency_temperature).reshape(nc, K)
+            D = N - Pc[np.arange(nc), pstar_pos[qc]][:, None, :]
+            sem[qc] = M.sem_logdet(D, w, config.sem_lambda)
 
-    starts_ = range(0, n_pairs, chunk)
-    if n_threads > 1 and n_pairs > 4 * chunk:
+    if n_threads > 1 and len(tasks) > 4:
         with ThreadPoolExecutor(n_threads) as ex:
-            list(ex.map(kernel, starts_))
+            list(ex.map(kernel, tasks))
     else:
-        for a in starts_:
-            kernel(a)
-    s_qn = s_qn.astype(np.float64)
-    s_pn = s_pn_all.astype(np.float64) if single else M.negative_positive_similarity(s_pn_all, npos_pair)
-    if text_key is None:
-        same = n_idx[np.repeat(np.arange(n_pairs), npos_pair)] == exp_pos if not single else n_idx == exp_pos
-    else:
-        tk = np.asarray(text_key)
-        same = tk[n_idx[np.repeat(np.arange(n_pairs), npos_pair)] if not single else n_idx] == tk[exp_pos]
-    exact_dup = same if single else M.group_any(same, npos_pair)
-    timings["pair_dots"] = time.perf_counter() - t1
+        for task in tasks:
+            kernel(task)
+    timings["pair_kernel"] = time.perf_counter() - t2
 
     # per query
-    t2 = time.perf_counter()
+    t3 = time.perf_counter()
     qm = M.query_metrics(s_qp_q, s_qn, counts, config.temperature)
     mg = qm.pop("margin")
     s_qp_pair = np.repeat(s_qp_q, counts)
-    timings["query_metrics"] = time.perf_counter() - t2
-
-    t3 = time.perf_counter()
-    pstar_pair = np.repeat(pstar, counts)
-    lex = lexicon.overlap(n_idx, pstar_pair) if lexicon is not None else np.full(n_pairs, np.nan)
-    timings["lex_overlap"] = time.perf_counter() - t3
-
     ce = None
     if cross is not None:
         ce_pos = np.asarray(cross(queries, pstar), dtype=np.float64)
@@ -255,15 +262,7 @@ def score_arrays(
         near_duplicate_threshold=config.near_duplicate_threshold,
         cross_encoder_margin=config.cross_encoder_margin, percpos=config.percpos,
     )
-
-    t4 = time.perf_counter()
-    if with_sem:
-        w = M.sem_weights(s_qn, s_qp_q, mg, np.nan_to_num(lex, nan=0.0), counts,
-                          config.sem_temperature, config.sem_consistency_temperature)
-        sem = M.eci_sem(passage_emb, n_idx, pstar, w, counts, config.sem_lambda)
-    else:
-        sem = np.full(queries.shape[0], np.nan)
-    timings["eci_sem"] = time.perf_counter() - t4
+    timings["query_metrics"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - t0
     return ArrayScores(
         q_idx=q_idx, n_idx=n_idx, s_qn=s_qn, s_qp=s_qp_pair, margin=mg, s_pn=s_pn, lex_overlap=lex,
@@ -431,32 +430,40 @@ def score_collection(
     p_needed = np.unique(np.concatenate([collection.sources[n].p_idx for n in names] + [pos_p_all, np.zeros(0, np.int64)]))
     q_row = np.full(collection.n_queries, -1, dtype=np.int64)
     q_row[q_needed] = np.arange(q_needed.shape[0])
+    # one embedding row per distinct passage text: passages with the same text share a row, so
+    # an exact copy of a positive is that positive's row (s_qn = s_qp exactly, margin 0)
+    uniq_text, first = np.unique(text_key[p_needed], return_index=True)
+    rep = p_needed[first]  # a representative passage index per row
     p_row = np.full(collection.n_passages, -1, dtype=np.int64)
-    p_row[p_needed] = np.arange(p_needed.shape[0])
+    p_row[p_needed] = np.searchsorted(uniq_text, text_key[p_needed])
 
     q_texts = [collection.query_texts[i] for i in q_needed]
-    p_texts = [collection.passage_texts[i] for i in p_needed]
+    p_texts = [collection.passage_texts[i] for i in rep]
     q_emb = E.embed(encoder, q_texts, "query", cache=cache, progress=progress)
     p_emb = E.embed(encoder, p_texts, "passage", cache=cache, progress=progress)
     q_emb = np.asarray(q_emb, dtype=embedding_dtype)
     p_emb = np.asarray(p_emb, dtype=embedding_dtype)
 
-    lexicon = _RemappedLexicon(PassageLexicon(collection.passage_texts, idf_corpus=idf_corpus), p_needed)
+    lexicon = _RemappedLexicon(PassageLexicon(collection.passage_texts, idf_corpus=idf_corpus), rep)
 
     cross = None
     if cross_encoder is not None:
         ce_cache: dict[tuple[int, int], float] = {}
 
         def cross(qr: np.ndarray, pr: np.ndarray) -> np.ndarray:
-            code = qr.astype(np.int64) * max(1, p_needed.shape[0]) + pr
+            code = qr.astype(np.int64) * max(1, rep.shape[0]) + pr
             uniq, inv = np.unique(code, return_inverse=True)
             todo = [int(u) for u in uniq if int(u) not in ce_cache]
             if todo:
-                pairs = [(q_texts[u // max(1, p_needed.shape[0])], p_texts[u % max(1, p_needed.shape[0])]) for u in todo]
+                pairs = [(q_texts[u // max(1, rep.shape[0])], p_texts[u % max(1, rep.shape[0])]) for u in todo]
                 vals = E.cross_scores(cross_encoder, pairs, cache=cache, progress=progress)
                 ce_cache.update(zip(todo, np.asarray(vals, dtype=np.float64).tolist()))
             return np.asarray([ce_cache[int(u)] for u in uniq], dtype=np.float64)[inv]
 
+    # the id of p*: the first labelled positive of the query with p*'s text
+    pos_id = pd.Series(np.asarray(collection.passage_ids, dtype=object)[pos_p_all],
+                       index=pd.MultiIndex.from_arrays([pos_q_all, p_row[pos_p_all]]))
+    pos_id = pos_id[~pos_id.index.duplicated()]
     qids = np.asarray(collection.query_ids, dtype=object)
     pids = np.asarray(collection.passage_ids, dtype=object)
     pair_frames, query_frames, rows, scored, qkeys = [], [], [], {}, {}
@@ -468,7 +475,7 @@ def score_collection(
         sq, sp = src.q_idx[k], src.p_idx[k]
         sc = score_arrays(
             q_emb, p_emb, q_row[sq], p_row[sp], q_row[pos_q_all], p_row[pos_p_all], config,
-            queries=q_row[src.query_indices], lexicon=lexicon, text_key=text_key[p_needed],
+            queries=q_row[src.query_indices], lexicon=lexicon,
             cross=cross, with_sem=with_sem,
         )
         scored[name] = sc
@@ -493,7 +500,7 @@ def score_collection(
             "K": qm["K"], "C": qm["C"], "S": qm["S"], "delta": qm["delta"], "DE": qm["DE"],
             "eci": qm["eci"], "eci_arith": qm["eci_arith"], "infonce": qm["infonce"],
             "eci_sem": sc.eci_sem, "unsafe": qm["unsafe"], "s_qp": sc.s_qp_query,
-            "positive_id": pids[p_needed[sc.pstar]] if sc.pstar.shape[0] else np.zeros(0, dtype=object),
+            "positive_id": pos_id.reindex(pd.MultiIndex.from_arrays([src.query_indices, sc.pstar])).to_numpy(),
         }, columns=QUERY_COLUMNS))
         if progress is not None:
             progress("bootstrap", i, len(names))

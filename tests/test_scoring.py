@@ -66,6 +66,7 @@ def test_tables_have_the_documented_columns(result):
     assert set(result.pairs["query_id"]) == set(QUERIES)
     assert result.pairs["passage_id"].map(type).eq(str).all()
     assert list(result.beats.index) == list(result.sources["name"]) == list(result.beats.columns)
+    assert (result.queries["positive_id"] == "pos-" + result.queries["query_id"]).all()
     assert result.sources["eci"].is_monotonic_decreasing
     hard = result.sources.set_index("name").loc["hard"]
     assert hard["n_queries"] == 4 and hard["n_negatives"] == 12 and hard["mean_k"] == 3
@@ -81,6 +82,7 @@ def test_copies_of_the_positive_are_flagged_near_duplicate(result):
     # rank 1: another passage id with the positive's exact text; rank 2: an upper-cased copy,
     # caught by s_pn = 1 >= 0.95 (the hashing encoder lower-cases)
     assert np.allclose(copies["s_pn"], 1.0, atol=1e-6)
+    assert (copies.loc[copies["rank"] == 1, "margin"] == 0.0).all()  # same text, same row: exactly 0
     assert copies["flag_reasons"].str.contains("near_duplicate").all()
     q = result.queries[result.queries["source"] == "copies"]
     assert (q["eci"] == 0).all() and q["unsafe"].all()
