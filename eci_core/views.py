@@ -45,6 +45,7 @@ __all__ = [
     "DrillDown",
     "query_drilldown",
     "shared_words",
+    "highlight_html",
     "worst_query",
     "worst_queries",
     "overview_figure",
@@ -343,17 +344,21 @@ def verdict(result: Any) -> str:
 
 
 # --------------------------------------------------------------------------- Signal vs Safety
-def signal_safety_frame(result: Any, sources: Sequence[str] | None = None) -> pd.DataFrame:
+def signal_safety_frame(result: Any, sources: Sequence[str] | None = None, collection: Any = None) -> pd.DataFrame:
     """The per-(query, source) points of the Signal-vs-Safety chart: the queries table (rows of
     the chosen sources, in source order) with a ``row_id`` column (0…n−1) that the figure carries
     as custom data, so ``selection.rows_for_ids(frame, selected_ids(event), "row_id")`` gives the
-    selected rows. When ``collection`` texts are wanted the page joins on ``query_id``."""
+    selected rows (the linked table). With ``collection`` a ``query`` column holds the query text."""
     q = _table(result, "queries")
     _require(q, ("source", "query_id", "S", "delta"), "queries")
     order = _source_order(q, sources)
     parts = [q[q["source"].astype(str) == s] for s in order]
     out = pd.concat(parts, ignore_index=True) if parts else q.iloc[0:0].copy()
     out.insert(0, "row_id", np.arange(len(out), dtype=np.int64))
+    if collection is not None:
+        texts = [collection.query_texts[collection.query_index(str(x))] if collection.has_query(str(x)) else ""
+                 for x in out["query_id"]]
+        out.insert(3, "query", texts)
     return out
 
 
@@ -437,6 +442,24 @@ def shared_words(text: str, reference: str | Sequence[str]) -> list[str]:
     for r in refs:
         ref_tokens.update(_tokenize(r))
     return [t for t in dict.fromkeys(_tokenize(text)) if t in ref_tokens]
+
+
+def highlight_html(text: str, words: Iterable[str], tag: str = "mark") -> str:
+    """``text`` HTML-escaped, with every token (``\\w+``, compared lowercase as
+    ``eci_core.lexical.tokenize`` does) that is in ``words`` wrapped in ``<mark>…</mark>``: the
+    drill-down's highlighting of words shared with the positive."""
+    import html
+    import re
+
+    wanted = {w.lower() for w in words}
+    out, last = [], 0
+    for m in re.finditer(r"\w+", text):
+        if m.group().lower() in wanted:
+            out.append(html.escape(text[last:m.start()]))
+            out.append(f"<{tag}>{html.escape(m.group())}</{tag}>")
+            last = m.end()
+    out.append(html.escape(text[last:]))
+    return "".join(out)
 
 
 @dataclass
@@ -625,9 +648,11 @@ def flag_funnel_figure(result: Any, source: str):
     steps = f[f["stage"].isin(FLAG_RULES)]
     fig = go.Figure()
     fig.add_trace(go.Bar(y=f["stage"], x=f["caught"], orientation="h", name="caught by the rule",
-                         marker_color="#56B4E9", hovertemplate="%{y}: %{x}<extra></extra>"))
+                         marker_color="#56B4E9", text=f["caught"], textposition="outside",
+                         hovertemplate="%{y}: %{x}<extra></extra>"))
     fig.add_trace(go.Bar(y=steps["stage"], x=steps["new"], orientation="h", name="new (not caught before)",
-                         marker_color="#0072B2", hovertemplate="%{y}: %{x} new<extra></extra>"))
+                         marker_color="#0072B2", text=steps["new"], textposition="outside",
+                         hovertemplate="%{y}: %{x} new<extra></extra>"))
     fig.update_layout(barmode="group", title=f"Flags of {source}", yaxis=dict(autorange="reversed"),
                       height=300, margin=dict(l=10, r=10, t=50, b=30), xaxis_title="negatives")
     return fig
@@ -661,7 +686,7 @@ def signal_safety_figure(result: Any, sources: Sequence[str] | None = None, marg
         s, d, z = de_grid(smax, dmax, 81)
         fig.add_trace(go.Contour(x=s, y=d, z=z, showscale=False, contours=dict(coloring="none", showlabels=True,
                                  labelfont=dict(size=10, color="#777777")), line=dict(color="#BBBBBB", width=1),
-                                 ncontours=8, hoverinfo="skip", name="iso-DE"), **main)
+                                 ncontours=8, hoverinfo="skip", name="iso-DE", showlegend=False), **main)
     for s_name in order:
         part = df[df["source"].astype(str) == s_name]
         custom = np.column_stack([part["row_id"].to_numpy(), part["query_id"].astype(str).to_numpy(),

@@ -198,6 +198,19 @@ def test_shared_words_uses_lexical_tokenizer():
     assert views.shared_words("abc", ["x abc", "y"]) == ["abc"]
 
 
+def test_highlight_html_marks_shared_words_and_escapes():
+    h = views.highlight_html("Sort <the> LIST & sort", ["sort", "list"])
+    assert h == "<mark>Sort</mark> &lt;the&gt; <mark>LIST</mark> &amp; <mark>sort</mark>"
+    assert views.highlight_html("abc", []) == "abc"
+
+
+def test_signal_safety_frame_with_query_texts():
+    c = _collection()
+    q = pd.DataFrame({"source": ["a"], "query_id": ["q1"], "S": [0.1], "delta": [0.2]})
+    f = views.signal_safety_frame(q, collection=c)
+    assert f[["row_id", "query"]].values.tolist() == [[0, "how to sort a list"]]
+
+
 def test_query_drilldown_ranks_by_similarity_and_highlights():
     c = _collection()
     pairs = pd.DataFrame({"source": ["a", "a"], "query_id": ["q1", "q1"], "passage_id": ["n1", "n2"], "rank": [1, 2],
