@@ -43,7 +43,7 @@ sentence-transformers column names
     kept as the negatives' ``score`` (metadata, never used in margins).
     ``st-labeled-pair`` with ``score`` instead of ``label``: the miner writes a query's positives
     first, so the first row of each query is its positive and the rest its negatives; a
-    score-only file cannot mark a second positive (use ``label`` for that).
+    score-only file cannot mark a second positive (use ``label`` for that; the report notes it).
 
 Names of sources
     One source per file, named after the file stem (``bm25.jsonl.gz`` -> ``bm25``) or ``name=``.
@@ -148,6 +148,7 @@ QUERY_ID_NAMES = ("query_id", "qid", "query-id", "_id", "id")
 _NEG_N = re.compile(r"^negative_(\d+)$")
 _ROLE_COLUMNS = {"negative", "scores", "score", "label", "labels"}
 _SHOW_IDS = 5
+SCORE_ONLY_NOTE = "labeled-pair without 'label': first row of each query taken as its only positive"
 _tuple_new = tuple.__new__
 _STR_ONLY = {str}
 
@@ -745,7 +746,7 @@ def _st_columns(path: str, line: int, row: dict, fmt: str) -> tuple[str, str, st
     return anchor, positive, qid_col
 
 
-def _parse_st(path: str, fmt: str, rows: Iterator[tuple[int, dict]]) -> tuple[list[QueryRecord], int]:
+def _parse_st(path: str, fmt: str, rows: Iterator[tuple[int, dict]]) -> tuple[list[QueryRecord], int, dict[str, int]]:
     (line0, row0), rows = _peek(rows)
     anchor, positive, qid_col = _st_columns(path, line0, row0, fmt)
     neg_cols: list[str] = []
@@ -819,7 +820,10 @@ def _parse_st(path: str, fmt: str, rows: Iterator[tuple[int, dict]]) -> tuple[li
                 else:
                     negs_here.append((d, s))
             b.groups.setdefault(tuple(pos_here), []).extend(negs_here)
-    return [b.record() for b in builders.values()], n
+    notes = {}
+    if fmt == "st-labeled-pair" and not use_labels:
+        notes[SCORE_ONLY_NOTE] = len(builders)
+    return [b.record() for b in builders.values()], n, notes
 
 
 # ====================================================================== BGE, Tevatron
@@ -1170,8 +1174,11 @@ def _conflict_notes(collection: Collection, records: list[QueryRecord], rep: Sou
     rep.note("query id given with a different text (first text kept)", nq)
 
 
-def _add(collection: Collection, name: str, records: list[QueryRecord], path: str, fmt: str, rows: int) -> SourceReport:
+def _add(collection: Collection, name: str, records: list[QueryRecord], path: str, fmt: str, rows: int,
+         notes: dict[str, int] | None = None) -> SourceReport:
     rep = SourceReport(source=name, path=path, format=fmt)
+    for k, v in (notes or {}).items():
+        rep.note(k, v)
     _conflict_notes(collection, records, rep)
     return collection.add_source(name, records, path=path, format=fmt, rows_read=rows, report=rep)
 
@@ -1402,16 +1409,17 @@ def load_path(path: str | os.PathLike, collection: Collection, format: str | Non
         if fmt in ("trec-run", "negative-ids"):
             return _load_id_file(p, collection, fmt, name, progress)
         rows = _rows(p, _container(p), progress)
+        notes: dict[str, int] = {}
         if fmt == "bge":
             records, n = _parse_bge(spath, rows)
         elif fmt == "tevatron":
             records, n = _parse_tevatron(spath, rows)
         else:
-            records, n = _parse_st(spath, fmt, rows)
+            records, n, notes = _parse_st(spath, fmt, rows)
     except OSError as e:
         raise LoadError(spath, None, f"cannot read the file ({e.strerror or e})") from None
     report = LoadReport()
-    report.sources.append(_add(collection, name or _stem(p), records, spath, fmt, n))
+    report.sources.append(_add(collection, name or _stem(p), records, spath, fmt, n, notes))
     return report
 
 

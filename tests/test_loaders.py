@@ -255,6 +255,7 @@ def test_st_labeled_pair_with_score_column_first_row_is_positive(tmp_path):
     c = Collection()
     r = one(load_path(tmp_path / "lp.csv", c))
     assert (r.format, r.queries, r.negatives_kept) == ("st-labeled-pair", 2, 3)
+    assert r.notes == {"labeled-pair without 'label': first row of each query taken as its only positive": 2}
     assert pos_texts(c, CAT) == [P_CAT] and pos_texts(c, PY) == [P_PY1]
     assert scores(c, "lp") == {CAT: [0.5, 0.4], PY: [0.6]}
 
