@@ -723,3 +723,30 @@ def test_corrupt_parquet_and_ragged_columns_json(tmp_path):
     with pytest.raises(LoadError) as e:
         load_path(q, Collection())
     assert str(e.value) == f"{q}: an object of lists needs lists of equal length, got query: 2, positive: 1, negative: 2"
+
+
+MINED = F / "st_mined"  # written by sentence-transformers 6.2.0 mine_hard_negatives (MiniLM, num_negatives=3)
+
+
+@pytest.mark.parametrize("variant", ["triplet", "triplet-scores", "n-tuple", "n-tuple-scores", "labeled-pair",
+                                     "labeled-list", "labeled-list-scores"])
+def test_real_miner_outputs_agree(variant):
+    """5 queries ("what is python" has 2 positives) × 3 negatives, in every output format."""
+    ref, c = Collection(), Collection()
+    load_path(MINED / "triplet.jsonl", ref)
+    r = one(load_path(MINED / f"{variant}.jsonl", c))
+    assert r.format == "st-" + variant.replace("-scores", "").replace("n-tuple", "ntuple")
+    assert (r.queries, r.negatives_kept, r.drops, r.notes) == (5, 15, {}, {})
+    assert pos_texts(c, PY) == [P_PY1, P_PY2]
+    assert negs(c, r.source) == negs(ref, "triplet")
+    sc = c.sources[r.source].score
+    assert all(math.isnan(x) for x in sc) != variant.endswith("-scores")
+
+
+def test_real_miner_labeled_pair_scores_limit_is_reported():
+    c = Collection()
+    r = one(load_path(MINED / "labeled-pair-scores.jsonl", c))
+    # without labels the second positive of "what is python" is read as a negative, and the report says so
+    assert (r.queries, r.negatives_kept) == (5, 16)
+    assert r.notes == {"labeled-pair without 'label': first row of each query taken as its only positive": 5}
+    assert P_PY2 in negs(c, r.source)[PY]
