@@ -480,6 +480,7 @@ def _jsonl_rows(path: Path, progress: Progress | None) -> Iterator[tuple[int, di
 
 
 _WS = re.compile(r"[ \t\n\r]*")
+_BEIR_ID = re.compile(r'\s*\{\s*"_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
 def _json_rows(path: Path) -> Iterator[tuple[int, dict]]:
@@ -1084,7 +1085,22 @@ def _read_beir_jsonl(path: Path, needed: set[str], with_title: bool, progress: P
     """``{_id, title?, text}`` lines of a BEIR corpus/queries file, keeping only ``needed`` ids."""
     spath = str(path)
     out: dict[str, str] = {}
-    for line, row in _jsonl_rows(path, progress):
+    loads, head = json.loads, _BEIR_ID.match
+    any_row = False
+    for line, s in _Lines(path, progress):
+        m = head(s)
+        if m is not None and "\\" not in m.group(1) and (m.group(1).strip() not in needed or m.group(1).strip() in out):
+            any_row = True
+            continue  # unreferenced: skip the JSON parse (BEIR files put "_id" first)
+        if not s.strip():
+            continue
+        any_row = True
+        try:
+            row = loads(s)
+        except json.JSONDecodeError as e:
+            raise LoadError(spath, line, f"invalid JSON: {e.msg} at column {e.colno}") from None
+        if not isinstance(row, dict):
+            raise LoadError(spath, line, f"expected one JSON object {{...}} per line, got {_kind(row)}")
         i = _ident(spath, line, _need(spath, line, row, "_id"), "_id")
         if i not in needed or i in out:
             continue
@@ -1098,6 +1114,8 @@ def _read_beir_jsonl(path: Path, needed: set[str], with_title: bool, progress: P
         b = body or ""
         text = f"{title} {b}" if title and b.strip() else (title or b)
         out[i] = _text(spath, line, text if text.strip() else body, "text")
+    if not any_row:
+        raise LoadError(spath, None, "file has no data (only blank lines)")
     return out
 
 

@@ -750,3 +750,22 @@ def test_real_miner_labeled_pair_scores_limit_is_reported():
     assert (r.queries, r.negatives_kept) == (5, 16)
     assert r.notes == {"labeled-pair without 'label': first row of each query taken as its only positive": 5}
     assert P_PY2 in negs(c, r.source)[PY]
+
+
+def test_beir_corpus_errors_on_referenced_passages(tmp_path):
+    d = tmp_path / "b"
+    shutil.copytree(F / "beir", d)
+    corpus = d / "corpus.jsonl"
+    lines = corpus.read_text().splitlines()
+    lines[5] = '{"_id": "d6", "title": "", "text": ""}'  # d6 is a negative in both files
+    write(corpus, "\n".join(lines) + "\n")
+    c = Collection()
+    with pytest.raises(LoadError) as e:
+        load_path(d, c)
+    assert str(e.value) == f"{corpus}:6: field 'text': empty text (every query and passage needs text)"
+    assert c.n_passages == 0 and c.sources == {}
+    lines[5] = '{"_id": "d6", "title": "", "text": "Cars have four wheels.",}'
+    write(corpus, "\n".join(lines) + "\n")
+    with pytest.raises(LoadError) as e:
+        load_path(d, c)
+    assert str(e.value) == f"{corpus}:6: invalid JSON: Expecting property name enclosed in double quotes at column 61"
