@@ -97,6 +97,18 @@ class PassageLexicon:
             ref, _ = token_matrix(idf_corpus, vocab=self.vocab, grow=False)
             self.idf = idf_weights(ref, n_tokens=len(self.vocab))
 
+    @classmethod
+    def from_matrix(cls, matrix, idf: np.ndarray | None = None) -> "PassageLexicon":
+        """A lexicon from an existing binary token matrix (rows = passages, e.g. token-id
+        arrays of a tokenizer); IDF over its own rows unless ``idf`` is given."""
+        self = cls.__new__(cls)
+        self.matrix = matrix.tocsr()
+        self.vocab = {}
+        self.idf = idf_weights(self.matrix) if idf is None else np.asarray(idf, dtype=np.float64)
+        if self.idf.shape[0] != self.matrix.shape[1]:
+            raise ValueError(f"idf has {self.idf.shape[0]} entries for a vocabulary of {self.matrix.shape[1]} tokens")
+        return self
+
     def overlap(self, neg_idx: np.ndarray, pos_idx: np.ndarray, chunk: int = 200_000) -> np.ndarray:
         """``lex_overlap`` of passage ``neg_idx[i]`` against passage ``pos_idx[i]`` for every i."""
         neg_idx = np.asarray(neg_idx, dtype=np.int64)
