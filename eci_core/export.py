@@ -158,17 +158,28 @@ def clean_collection(
     records: dict[str, list[QueryRecord]] = {}
     log_parts: list[pd.DataFrame] = []
     used_marks: set[tuple[str, str, str]] = set()
+    q_index = pd.Index(np.asarray(collection.query_ids, dtype=object))
+    p_index = pd.Index(np.asarray(collection.passage_ids, dtype=object))
+    n_p = max(1, collection.n_passages)
     for s in names:
         src = collection.sources[s]
         ps = pairs[pairs["source"].astype(str) == s]
-        key = ps["query_id"].astype(str) + "\x1f" + ps["passage_id"].astype(str)
-        flagged = pd.Series(ps["flagged"].fillna(False).to_numpy(dtype=bool), index=key.to_numpy())
-        unsafe = pd.Series(ps["unsafe"].fillna(False).to_numpy(dtype=bool), index=key.to_numpy())
-        reasons = pd.Series(ps["flag_reasons"].fillna("").astype(str).to_numpy(), index=key.to_numpy())
+        # join on integer (query index, passage index) codes rather than on id strings
+        pq = q_index.get_indexer(ps["query_id"].astype(str).to_numpy(dtype=object))
+        pp = p_index.get_indexer(ps["passage_id"].astype(str).to_numpy(dtype=object))
+        ok = (pq >= 0) & (pp >= 0)
+        pair_code = pd.Index(pq[ok].astype(np.int64) * n_p + pp[ok])
+        flag_arr = ps["flagged"].fillna(False).to_numpy(dtype=bool)[ok]
+        unsafe_arr = ps["unsafe"].fillna(False).to_numpy(dtype=bool)[ok]
+        reason_arr = ps["flag_reasons"].fillna("").astype(str).to_numpy(dtype=object)[ok]
+        if not pair_code.is_unique:
+            first = ~pair_code.duplicated()
+            pair_code, flag_arr, unsafe_arr, reason_arr = (pair_code[first], flag_arr[first], unsafe_arr[first],
+                                                          reason_arr[first])
         qids = np.asarray(collection.query_ids, dtype=object)[src.q_idx] if len(src) else np.zeros(0, object)
         pids = np.asarray(collection.passage_ids, dtype=object)[src.p_idx] if len(src) else np.zeros(0, object)
-        k = pd.Index([f"{q}\x1f{p}" for q, p in zip(qids, pids)])
-        pos = flagged.index.get_indexer(k) if len(k) else np.zeros(0, np.int64)
+        k = src.q_idx.astype(np.int64) * n_p + src.p_idx
+        pos = pair_code.get_indexer(k) if len(k) else np.zeros(0, np.int64)
         missing = pos < 0
         if missing.any():
             # scoring keeps the first negative of each (query, text); later copies are not scored
@@ -178,14 +189,17 @@ def clean_collection(
                     raise ValueError(
                         f"source {s!r}: negative (query {qids[i]!r}, passage {pids[i]!r}) is not in the scored "
                         "pairs: score the collection again before exporting")
-        f = np.where(missing, False, flagged.to_numpy()[np.maximum(pos, 0)]) if len(k) else np.zeros(0, bool)
-        u = np.where(missing, False, unsafe.to_numpy()[np.maximum(pos, 0)]) if len(k) else np.zeros(0, bool)
-        why = np.where(missing, "duplicate text within the query (not scored)",
-                       reasons.to_numpy()[np.maximum(pos, 0)]).astype(object) if len(k) else np.zeros(0, object)
-        mark = np.array([mk.get((s, str(q), str(p)), "") for q, p in zip(qids, pids)], dtype=object)
-        for q, p, m in zip(qids, pids, mark):
-            if m:
-                used_marks.add((s, str(q), str(p)))
+        safe = np.maximum(pos, 0)
+        f = np.where(missing, False, flag_arr[safe]) if len(pair_code) else np.zeros(len(k), bool)
+        u = np.where(missing, False, unsafe_arr[safe]) if len(pair_code) else np.zeros(len(k), bool)
+        why = (np.where(missing, "duplicate text within the query (not scored)", reason_arr[safe]).astype(object)
+               if len(pair_code) else np.full(len(k), "duplicate text within the query (not scored)", dtype=object))
+        mark = np.full(len(qids), "", dtype=object)
+        if any(key[0] == s for key in mk):
+            mark[:] = [mk.get((s, str(q), str(p)), "") for q, p in zip(qids, pids)]
+            for q, p, m in zip(qids, pids, mark):
+                if m:
+                    used_marks.add((s, str(q), str(p)))
         fine = mark == "fine"
         fneg = mark == "false_negative"
         remove = fneg.copy()  # false negatives never stay negatives
@@ -205,7 +219,12 @@ def clean_collection(
             bad = u & ~fine & ~remove
             for qi in np.unique(src.q_idx[bad]):
                 q_drop[int(qi)] = "unsafe query (a negative has margin ≤ 0)"
-        # build records
+        # build records (plain Python lists: indexing numpy scalars per row is slow)
+        pid_l = pids.tolist()
+        p_l = src.p_idx.tolist()
+        ptexts = collection.passage_texts
+        score_l = [None if v != v else v for v in src.score.tolist()]  # NaN → None
+        relabel_any = bool((action == "relabelled").any())
         recs: list[QueryRecord] = []
         qd_rows = []
         starts = np.searchsorted(src.q_idx, src.query_indices, side="left")
@@ -220,15 +239,13 @@ def clean_collection(
                 continue
             positives = [PassageRef(collection.passage_ids[p], collection.passage_texts[p], None)
                          for p in collection.positives.get(qi, [])]
-            negatives = []
-            for j in range(a, b):
-                pi = int(src.p_idx[j])
-                ref = PassageRef(collection.passage_ids[pi], collection.passage_texts[pi],
-                                 None if np.isnan(src.score[j]) else float(src.score[j]))
-                if action[j] == "kept":
-                    negatives.append(ref)
-                elif action[j] == "relabelled" and all(r.id != ref.id for r in positives):
-                    positives.append(PassageRef(ref.id, ref.text, None))
+            negatives = [PassageRef(pid_l[j], ptexts[p_l[j]], score_l[j]) for j in range(a, b) if action[j] == "kept"]
+            if relabel_any:
+                have = {r.id for r in positives}
+                for j in range(a, b):
+                    if action[j] == "relabelled" and pid_l[j] not in have:
+                        have.add(pid_l[j])
+                        positives.append(PassageRef(pid_l[j], ptexts[p_l[j]], None))
             if not negatives and drop_empty:
                 qd_rows.append((s, qid, "", "query dropped", "no negative left"))
                 continue
