@@ -302,7 +302,7 @@ def projection_frame(
         parts.append(pd.DataFrame({
             "kind": "query", "source": "(query)", "flag": "query", "margin": np.nan,
             "query_id": [collection.query_ids[i] for i in qi], "passage_id": "",
-            "text": [collection.query_texts[i] for i in qi]}))
+            "_q": qi, "_p": -1}))
         emb_parts.append(qe[qi])
     if "positive" in kinds and q_list:
         qq, pp = [], []
@@ -317,7 +317,7 @@ def projection_frame(
         parts.append(pd.DataFrame({
             "kind": "positive", "source": "(positive)", "flag": "positive", "margin": np.nan,
             "query_id": [collection.query_ids[i] for i in qq], "passage_id": [collection.passage_ids[i] for i in pp],
-            "text": [collection.passage_texts[i] for i in pp]}))
+            "_q": -1, "_p": pi_arr}))
         emb_parts.append(pe[pi_arr] if len(pi_arr) else np.zeros((0, pe.shape[1]), np.float32))
     if "negative" in kinds and len(p):
         pid = p["passage_id"].astype(str).tolist()
@@ -328,7 +328,7 @@ def projection_frame(
         parts.append(pd.DataFrame({
             "kind": "negative", "source": p["source"].astype(str).to_numpy(), "flag": flag,
             "margin": p["margin"].to_numpy(dtype=np.float64), "query_id": p["query_id"].astype(str).to_numpy(),
-            "passage_id": pid, "text": [collection.passage_texts[i] for i in pi_arr]}))
+            "passage_id": pid, "_q": -1, "_p": pi_arr}))
         emb_parts.append(pe[pi_arr])
     cols = ["row_id", "kind", "source", "flag", "margin", "query_id", "passage_id", "text"]
     if not parts:
@@ -348,6 +348,9 @@ def projection_frame(
         emb = emb[keep]
         note = (f"showing a stratified sample of {len(frame):,} of {n_total:,} points "
                 f"(every kind and source kept in proportion)")
+    # texts only for the points kept
+    qt, pt = collection.query_texts, collection.passage_texts
+    frame["text"] = [qt[q] if q >= 0 else pt[p] for q, p in zip(frame["_q"].tolist(), frame["_p"].tolist())]
     return ProjectionData(frame[cols], np.ascontiguousarray(emb, dtype=np.float32), n_total, note)
 
 
