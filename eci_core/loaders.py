@@ -148,6 +148,7 @@ QUERY_ID_NAMES = ("query_id", "qid", "query-id", "_id", "id")
 _NEG_N = re.compile(r"^negative_(\d+)$")
 _ROLE_COLUMNS = {"negative", "scores", "score", "label", "labels"}
 _SHOW_IDS = 5
+_ID_LESS = {"st-triplet", "st-ntuple", "st-labeled-pair", "st-labeled-list", "bge"}
 SCORE_ONLY_NOTE = "labeled-pair without 'label': first row of each query taken as its only positive"
 _tuple_new = tuple.__new__
 _STR_ONLY = {str}
@@ -1163,13 +1164,13 @@ def _read_qrels(d: Path) -> tuple[dict[str, list[str]], dict[str, tuple[str, int
 
 
 # ====================================================================== reports
-def _conflict_notes(collection: Collection, records: list[QueryRecord], rep: SourceReport) -> None:
-    """Count ids that arrive with a text other than the one already known (first text is kept)."""
+def _conflict_notes(collection: Collection, records: list[QueryRecord], rep: SourceReport, passages: bool) -> None:
+    """Count ids that arrive with a text other than the one already known (first text is kept).
+
+    ``passages=False`` for formats whose passages never carry ids (their id is the text's hash)."""
     seen_p: dict[str, str] = {}
     seen_q: dict[str, str] = {}
     np_, nq = 0, 0
-    if not any(rec.query_id is not None or any(r.id is not None for r in rec.positives) for rec in records[:1000]):
-        return  # id-less records (sentence-transformers, BGE): texts are their own ids
     for rec in records:
         if rec.query_id is not None:
             qid = str(rec.query_id)
@@ -1179,6 +1180,8 @@ def _conflict_notes(collection: Collection, records: list[QueryRecord], rep: Sou
                 seen_q[qid] = old
             if old != rec.query:
                 nq += 1
+        if not passages:
+            continue
         for ref in (*rec.positives, *rec.negatives):
             if ref.id is None:
                 continue
@@ -1197,7 +1200,7 @@ def _add(collection: Collection, name: str, records: list[QueryRecord], path: st
     rep = SourceReport(source=name, path=path, format=fmt)
     for k, v in (notes or {}).items():
         rep.note(k, v)
-    _conflict_notes(collection, records, rep)
+    _conflict_notes(collection, records, rep, passages=fmt not in _ID_LESS)
     return collection.add_source(name, records, path=path, format=fmt, rows_read=rows, report=rep)
 
 

@@ -769,3 +769,14 @@ def test_beir_corpus_errors_on_referenced_passages(tmp_path):
     with pytest.raises(LoadError) as e:
         load_path(d, c)
     assert str(e.value) == f"{corpus}:6: invalid JSON: Expecting property name enclosed in double quotes at column 61"
+
+
+def test_query_id_column_in_st_file_aligns_and_conflicts_are_noted(tmp_path):
+    c = Collection()
+    load_path(F / "tevatron.jsonl", c)
+    p = write(tmp_path / "t.jsonl", jl({"query_id": "q1", "query": CAT, "positive": P_CAT, "negative": N_LYON},
+                                       {"query_id": "q2", "query": "a different text", "positive": P_PY1,
+                                        "negative": N_LYON}))
+    r = one(load_path(p, c))
+    assert r.notes == {"query id given with a different text (first text kept)": 1}
+    assert sorted(c.query_ids) == ["q1", "q2"]  # aligned by id
