@@ -1266,30 +1266,38 @@ class EmbeddingCache:
         self,
         fingerprint: str,
         kind: str,
-        texts: Sequence[str],
+        texts: Sequence[str] | Sequence[tuple[str, str]],
         directory: str | os.PathLike,
         dtype: str | np.dtype = "float16",
     ) -> Path:
         """Writes the cached vectors of ``texts`` as one compact shard under ``directory``.
 
         The result, ``<directory>/<fingerprint>/<kind>/<kind>.npz`` (sorted unique keys,
-        ``dtype`` storage, float16 by default), is readable as a ``readonly_dirs`` entry of a
-        later cache. Every text must already be cached (call :func:`embed` first); otherwise
-        ``KeyError`` says how many are missing. Returns the shard path.
+        ``dtype`` storage, float16 by default; cross-encoder scores always float32), is readable
+        as a ``readonly_dirs`` entry of a later cache. For ``kind="ce"`` pass the
+        ``(query, passage)`` pairs. Every item must already be cached (call :func:`embed` /
+        :func:`cross_scores` with this cache first); otherwise ``KeyError`` says how many are
+        missing. An existing export of the same (fingerprint, kind) is replaced. Returns the path.
         """
         dt = np.dtype(dtype)
         if dt not in (np.float16, np.float32):
             raise ValueError(f"dtype={dtype!r}: use 'float16' (default) or 'float32'")
         if kind not in _NORMALISED_KINDS:
             dt = np.dtype(np.float32)
-        texts = _check_texts(texts)
-        keys = np.unique(_as_keys([text_key(t) for t in texts])) if texts else np.empty(0, "S40")
+        if kind == _CE_KIND:
+            raw = [pair_key(q, p) for q, p in _as_pairs(texts)]
+        else:
+            raw = [text_key(t) for t in _check_texts(texts)]
+        keys = np.unique(_as_keys(raw)) if raw else np.empty(0, "S40")
         found, vecs = self.get(fingerprint, kind, keys)
         if not found.all():
             missing = int((~found).sum())
+            what = "pairs" if kind == _CE_KIND else "texts"
             raise KeyError(
-                f"{missing} of {len(keys)} texts are not in the cache for {fingerprint!r} ({kind}): "
-                "embed them with this cache first, e.g. embed(encoder, texts, kind, cache)"
+                f"{missing} of {len(keys)} {what} are not in the cache for {fingerprint!r} "
+                f"({kind}): compute them with this cache first, e.g. "
+                + ("cross_scores(cross_encoder, pairs, cache)" if kind == _CE_KIND
+                   else "embed(encoder, texts, kind, cache)")
             )
         path = self.shard_dir(fingerprint, kind, Path(directory)) / f"{kind}.npz"
         if not len(keys):
@@ -1317,16 +1325,37 @@ def export_embeddings(
 
     ``directory`` can later be passed as ``EmbeddingCache(readonly_dirs=[directory])``.
     Without ``cache``, the texts are encoded into a temporary cache that is deleted afterwards.
+    Returns the written shard, ``<directory>/<encoder.fingerprint>/<kind>/<kind>.npz``.
     """
     if cache is None:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            c = EmbeddingCache(tmp)
-            embed(encoder, texts, kind, cache=c, progress=progress)
-            return c.export(encoder.fingerprint, kind, texts, directory, dtype=dtype)
+            return export_embeddings(encoder, texts, kind, directory, EmbeddingCache(tmp),
+                                     progress, dtype)
     embed(encoder, texts, kind, cache=cache, progress=progress)
     return cache.export(encoder.fingerprint, kind, texts, directory, dtype=dtype)
+
+
+def export_cross_scores(
+    cross_encoder: CrossEncoderModel,
+    pairs: Sequence[tuple[str, str]],
+    directory: str | os.PathLike,
+    cache: EmbeddingCache | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Scores ``pairs`` (using/filling ``cache``) and writes them as a shipped read-only cache.
+
+    Returns ``<directory>/<cross_encoder.fingerprint>/ce/ce.npz`` (float32 logits).
+    """
+    if cache is None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return export_cross_scores(cross_encoder, pairs, directory, EmbeddingCache(tmp),
+                                       progress)
+    cross_scores(cross_encoder, pairs, cache=cache, progress=progress)
+    return cache.export(cross_encoder.fingerprint, _CE_KIND, pairs, directory)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1515,6 +1544,7 @@ __all__ = [
     "cross_scores",
     "default_cache_dir",
     "embed",
+    "export_cross_scores",
     "export_embeddings",
     "folder_digest",
     "hashing_tokens",

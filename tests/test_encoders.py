@@ -19,6 +19,7 @@ from eci_core.encoders import (
     SentenceTransformerEncoder,
     cross_scores,
     embed,
+    export_cross_scores,
     export_embeddings,
     folder_digest,
     load_cross_encoder,
@@ -352,6 +353,16 @@ def test_cross_scores_cached(tmp_path):
     assert ce.n_pairs == 3
     np.testing.assert_array_equal(again, got[::-1])
     assert cross_scores(ce, []).shape == (0,)
+    # a shipped cache of cross-encoder scores
+    shipped = tmp_path / "shipped"
+    path = export_cross_scores(FakeCrossEncoder(), pairs, shipped)
+    assert path == shipped / "fake-ce-v1" / "ce" / "ce.npz"
+    with np.load(path, allow_pickle=False) as z:
+        assert z["vecs"].dtype == np.float32 and z["vecs"].shape == (3, 1)
+    fresh = EncoderCallCounter(FakeCrossEncoder())
+    got2 = cross_scores(fresh, pairs, cache=EmbeddingCache(tmp_path / "u", readonly_dirs=[shipped]))
+    assert fresh.n_pairs == 0
+    np.testing.assert_array_equal(got2, got)
 
 
 # ------------------------------------------------------------------------------------------
