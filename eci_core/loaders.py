@@ -36,7 +36,7 @@ sentence-transformers column names
     a known anchor name (``anchor``, ``query``, ``question`` …) or else the first remaining column,
     and a known positive name (``positive``, ``pos``, ``answer``, ``passage`` …) or else the next one
     (the miner's own rule is "first column, second column"). A column named ``query_id``/``qid``/
-    ``id`` is used as the query id. Rows are grouped by query: a repeated anchor means several
+    ``query-id`` is used as the query id (other columns such as a row ``id`` are ignored). Rows are grouped by query: a repeated anchor means several
     positives. The miner repeats a query's negatives once per positive (triplet, n-tuple,
     labeled-list); those repeats are merged (multiset union over the query's positives), so only
     duplicates *within* one positive's list are reported as duplicate negatives. Miner scores are
@@ -144,7 +144,7 @@ POSITIVE_NAMES = (
     "documents", "doc", "docs", "context", "response", "sentence2", "sentence_2", "sentence_b",
     "sentence_B", "text2", "text_2", "text", "positive_passage", "pos_text", "target",
 )
-QUERY_ID_NAMES = ("query_id", "qid", "query-id", "_id", "id")
+QUERY_ID_NAMES = ("query_id", "qid", "query-id")  # not "id": often a row id, which would split queries
 _NEG_N = re.compile(r"^negative_(\d+)$")
 _ROLE_COLUMNS = {"negative", "scores", "score", "label", "labels"}
 _SHOW_IDS = 5

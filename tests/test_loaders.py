@@ -780,3 +780,11 @@ def test_query_id_column_in_st_file_aligns_and_conflicts_are_noted(tmp_path):
     r = one(load_path(p, c))
     assert r.notes == {"query id given with a different text (first text kept)": 1}
     assert sorted(c.query_ids) == ["q1", "q2"]  # aligned by id
+
+
+def test_row_id_column_is_not_a_query_id(tmp_path):
+    p = write(tmp_path / "t.jsonl", jl({"id": 1, "anchor": CAT, "positive": P_CAT, "negative": N_DOG},
+                                       {"id": 2, "anchor": CAT, "positive": P_CAT, "negative": N_CAR}))
+    c = Collection()
+    r = one(load_path(p, c))
+    assert (r.queries, r.negatives_kept) == (1, 2) and c.query_texts == [CAT]
