@@ -146,6 +146,8 @@ POSITIVE_NAMES = (
 )
 QUERY_ID_NAMES = ("query_id", "qid", "query-id")  # not "id": often a row id, which would split queries
 _NEG_N = re.compile(r"^negative_(\d+)$")
+# never taken as the anchor/positive by position: row ids and pandas index columns
+_INDEX_COLUMNS = {"", "id", "_id", "idx", "index", "row", "row_id", "__index_level_0__", "Unnamed: 0"}
 _ROLE_COLUMNS = {"negative", "scores", "score", "label", "labels"}
 _SHOW_IDS = 5
 _ID_LESS = {"st-triplet", "st-ntuple", "st-labeled-pair", "st-labeled-list", "bge"}
@@ -731,7 +733,8 @@ def _st_columns(path: str, line: int, row: dict, fmt: str) -> tuple[str, str, st
     """(anchor column, positive/passage column, query-id column or None) of an ST file."""
     cols = [str(c) for c in row]
     qid_col = next((c for c in QUERY_ID_NAMES if c in cols), None)
-    rest = [c for c in cols if c not in _ROLE_COLUMNS and not _NEG_N.match(c) and c != qid_col]
+    rest = [c for c in cols if c not in _ROLE_COLUMNS and not _NEG_N.match(c) and c != qid_col
+            and c not in _INDEX_COLUMNS]
     anchor = next((c for c in ANCHOR_NAMES if c in rest), rest[0] if rest else None)
     if anchor is None:
         raise LoadError(path, line, f"no anchor (query) column for {fmt}: expected one of "

@@ -788,3 +788,16 @@ def test_row_id_column_is_not_a_query_id(tmp_path):
     c = Collection()
     r = one(load_path(p, c))
     assert (r.queries, r.negatives_kept) == (1, 2) and c.query_texts == [CAT]
+
+
+def test_index_columns_are_not_taken_by_position(tmp_path):
+    import pandas as pd
+
+    df = pd.DataFrame({"frage": [CAT, CAT], "antwort": [P_CAT, P_CAT], "negative": [N_DOG, N_CAR]})
+    df.to_csv(tmp_path / "x.csv")  # index=True: an unnamed first column of row numbers
+    df.set_index(pd.Index([5, 6])).to_parquet(tmp_path / "x.parquet")  # __index_level_0__
+    for name in ("x.csv", "x.parquet"):
+        c = Collection()
+        r = one(load_path(tmp_path / name, c))
+        assert (r.queries, r.negatives_kept) == (1, 2), name
+        assert c.query_texts == [CAT] and pos_texts(c, CAT) == [P_CAT], name
