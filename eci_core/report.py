@@ -12,7 +12,6 @@ import datetime as _dt
 import html
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from . import views

@@ -16,7 +16,7 @@ figure's own traces, when a point comes without ``customdata``.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
