@@ -14,6 +14,7 @@ import eci_core  # noqa: F401  (offline model environment first)
 from ui import components, sidebar, state
 
 st.set_page_config(layout="wide", page_title="ECI Explorer", page_icon=":material/insights:")
+state.use_navigation_only()  # every later run goes through this file's st.navigation
 
 PAGES = [
     st.Page(state.PAGE_FILES["overview"], title="Overview", icon=":material/leaderboard:", url_path="overview", default=True),

@@ -45,7 +45,7 @@ if not cmp.n_shared:
 
 @st.fragment
 def scatter_and_tables() -> None:
-    left, right = st.columns([3, 2])
+    left, right = st.columns(2)
     with left:
         fig = views.compare_scatter(cmp)
         event = components.plotly(fig, key=f"cmp_chart_{a}_{b}", select=True)
@@ -60,7 +60,7 @@ def scatter_and_tables() -> None:
             table = cmp.top
             st.markdown("**Most disagreeing queries**")
         shown = components.with_query_text(table.reset_index(drop=True), cur.collection, width=90)
-        cols = [c for c in ("query", "eci_a", "eci_b", "diff", "query_id") if c in shown.columns]
+        cols = [c for c in ("query", "diff", "eci_a", "eci_b") if c in shown.columns]
         pick = st.dataframe(
             shown[cols],
             hide_index=True,
@@ -70,9 +70,10 @@ def scatter_and_tables() -> None:
             selection_mode="single-row",
             key="cmp_table",
             column_config={
-                "eci_a": st.column_config.NumberColumn(f"ECI_q {a}", format="%.3f"),
-                "eci_b": st.column_config.NumberColumn(f"ECI_q {b}", format="%.3f"),
-                "diff": st.column_config.NumberColumn("A − B", format="%+.3f"),
+                "query": st.column_config.TextColumn(width="large"),
+                "eci_a": st.column_config.NumberColumn(a, format="%.3f", width="small"),
+                "eci_b": st.column_config.NumberColumn(b, format="%.3f", width="small"),
+                "diff": st.column_config.NumberColumn("A − B", format="%+.3f", width="small"),
             },
         )
         st.caption("Choose a row to open the query in the drill-down. Box or lasso on the chart to list other queries.")

@@ -52,9 +52,6 @@ if search.strip():
     options = [q for q in scored if needle in q.lower() or needle in coll.query_texts[coll.query_index(q)].lower()]
 else:
     options = scored
-url_q = state.qp_get("q") or ss.get(state.K_QUERY)
-if url_q in scored and url_q not in options:
-    options = [url_q] + options
 if not options:
     c_pick.warning(f"No query matches “{search}”.")
     st.stop()
@@ -134,7 +131,8 @@ def negative_card(row, rank_label: str) -> str:
 
 @st.fragment
 def negatives_by_source() -> None:
-    st.markdown("**Negatives per source** · words shared with a positive are <mark>highlighted</mark>",
+    st.markdown("**Negatives per source** · words shared with a positive are <mark>highlighted</mark> "
+                "(common function words left plain) · mark each negative *fine* or *false negative*",
                 unsafe_allow_html=True)
     neg = dd.negatives
     if not len(neg):
@@ -155,7 +153,7 @@ def negatives_by_source() -> None:
             if len(part) > 10:
                 show_all = st.toggle(f"Show all {len(part)} negatives", key=f"dd_all_{name}")
             for _, row in (part if show_all else part.head(10)).iterrows():
-                left, right = st.columns([6, 1], vertical_alignment="center")
+                left, right = st.columns([4, 1], vertical_alignment="center")
                 left.html(negative_card(row, f"#{int(row['rank_by_sim'])}"))
                 key = f"mk|{name}|{dd.query_id}|{row['passage_id']}"
                 ss[key] = marks.get(state.mark_key(name, dd.query_id, row["passage_id"]))

@@ -62,7 +62,8 @@ if not records:
     st.warning("Nothing is left to export with this rule: choose another rule or mark negatives fine.")
 else:
     default_n = export.ntuple_size(cleaned, source)
-    n = st.number_input(
+    n_col, _ = st.columns([1, 3])
+    n = n_col.number_input(
         "Negatives per n-tuple row", 1, max(default_n, max(len(r.negatives) for r in records)), default_n,
         key=f"ex_n_{source}_{rule}",
         help=f"Default {default_n}: the smallest set size, so every query is kept. A larger n leaves out "
@@ -70,31 +71,35 @@ else:
     )
     base = f"{source}.{rule}"
     f1, f2, f3, f4 = st.columns(4)
-    f1.download_button("n-tuple (sentence-transformers)", lambda: export.to_st_ntuple(cleaned, source, n=int(n)),
+    f1.download_button("n-tuple", lambda: export.to_st_ntuple(cleaned, source, n=int(n)),
                        file_name=f"{base}.ntuple.jsonl", mime="application/jsonl", icon=":material/download:",
                        key="dl_ntuple", on_click="ignore", width="stretch")
-    f2.download_button("triplet (sentence-transformers)", lambda: export.to_st_triplet(cleaned, source),
+    f2.download_button("triplet", lambda: export.to_st_triplet(cleaned, source),
                        file_name=f"{base}.triplet.jsonl", mime="application/jsonl", icon=":material/download:",
                        key="dl_triplet", on_click="ignore", width="stretch")
-    f3.download_button("BGE / FlagEmbedding", lambda: export.to_bge_jsonl(cleaned, source),
+    f3.download_button("BGE", lambda: export.to_bge_jsonl(cleaned, source),
                        file_name=f"{base}.bge.jsonl", mime="application/jsonl", icon=":material/download:",
                        key="dl_bge", on_click="ignore", width="stretch")
     f4.download_button("Tevatron", lambda: export.to_tevatron_jsonl(cleaned, source),
                        file_name=f"{base}.tevatron.jsonl", mime="application/jsonl", icon=":material/download:",
                        key="dl_tevatron", on_click="ignore", width="stretch")
-    st.caption("JSONL, one query per line (n-tuple / triplet: one row per positive), loadable with "
-               "datasets.load_dataset('json', ...) and by ECI Explorer itself.")
+    st.caption("n-tuple and triplet: sentence-transformers training columns (query, positive, negative…), one row "
+               "per positive (triplet: per negative). BGE: FlagEmbedding {query, pos, neg}. Tevatron: {query_id, "
+               "query, positive_passages, negative_passages}. All JSONL, readable by datasets.load_dataset('json') "
+               "and by ECI Explorer itself.")
 
 st.subheader("Score tables")
 table_fmt = st.segmented_control("Table format", ["csv", "parquet"], default="csv", key="ex_table_fmt") or "csv"
 mime = "text/csv" if table_fmt == "csv" else "application/vnd.apache.parquet"
 tables = {
-    "pairs (one row per negative)": ("pairs", res.pairs),
-    "queries (one row per query and source)": ("queries", res.queries),
-    "sources (ranking)": ("sources", res.sources),
-    "actions of this export": ("actions", cleaned.actions),
-    "your marks": ("marks", state.marks_frame()),
+    "pairs": ("pairs", res.pairs),
+    "queries": ("queries", res.queries),
+    "sources": ("sources", res.sources),
+    "actions": ("actions", cleaned.actions),
+    "marks": ("marks", state.marks_frame()),
 }
+st.caption("pairs: one row per negative · queries: one row per (query, source) · sources: the ranking · "
+           "actions: what this export did to each negative · marks: your drill-down marks.")
 cols = st.columns(len(tables))
 for col, (label, (stem, df)) in zip(cols, tables.items()):
     col.download_button(label, lambda df=df: export.table_bytes(df, table_fmt), file_name=f"eci_{stem}.{table_fmt}",

@@ -76,9 +76,12 @@ st.dataframe(
 if not cur.settings.cross_encoder:
     st.caption("The cross_encoder rule is off: turn the cross-encoder on in the sidebar to use it.")
 
-per_row = 4
+per_row = 3
 for start in range(0, len(names), per_row):
     cols = st.columns(per_row)
     for col, name in zip(cols, names[start:start + per_row]):
         with col:
-            components.plotly(views.flag_funnel_figure(res, name), key=f"mg_funnel_{name}")
+            fig = views.flag_funnel_figure(res, name)
+            fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25, x=0), height=340,
+                              margin=dict(l=10, r=10, t=50, b=10))
+            components.plotly(fig, key=f"mg_funnel_{name}")

@@ -138,25 +138,34 @@ def chromium(viewport=(1400, 4000)):
             browser.close()
 
 
-def wait_until_idle(page, timeout_ms: int = 60000, min_charts: int = 0) -> None:
-    """Wait until Streamlit finished running the script and at least ``min_charts`` plotly
-    charts have drawn."""
+SCRIPT_STATE_JS = ("() => { const a = document.querySelector('[data-testid=stApp]');"
+                   " return a ? a.getAttribute('data-test-script-state') : null }")
+
+
+def wait_until_idle(page, timeout_ms: int = 60000, min_charts: int = 0, title: str | None = None) -> None:
+    """Wait until Streamlit has finished the script run (``data-test-script-state`` =
+    ``notRunning``), no element is still a loading skeleton, ``title`` (when given) is the page's
+    ``h1`` and at least ``min_charts`` plotly charts have drawn."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
     deadline = time.monotonic() + timeout_ms / 1000
-    # The status widget shows "Running…" while the script runs; wait until it has been gone a moment.
     quiet_since = None
     while time.monotonic() < deadline:
-        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
-        charts = page.locator(".js-plotly-plot .main-svg").count()
-        if not running and charts >= min_charts:
+        done = (
+            page.evaluate(SCRIPT_STATE_JS) == "notRunning"
+            and page.locator('[data-testid="stSkeleton"]').count() == 0
+            and page.locator(".js-plotly-plot .main-svg").count() >= min_charts
+            and (title is None or page.locator("h1", has_text=title).count() > 0)
+        )
+        if done:
             quiet_since = quiet_since or time.monotonic()
-            if time.monotonic() - quiet_since > 0.4:
+            if time.monotonic() - quiet_since > 0.3:
                 return
         else:
             quiet_since = None
         time.sleep(0.05)
-    raise TimeoutError(f"the app did not finish within {timeout_ms / 1000:.0f} s (charts drawn: "
-                       f"{page.locator('.js-plotly-plot').count()}, wanted {min_charts})")
+    raise TimeoutError(f"the app did not finish within {timeout_ms / 1000:.0f} s (script state "
+                       f"{page.evaluate(SCRIPT_STATE_JS)!r}, charts drawn: {page.locator('.js-plotly-plot').count()}, "
+                       f"wanted {min_charts}, title {title!r})")
 
 
 def error_texts(page) -> list[str]:

@@ -61,6 +61,8 @@ def ensure_scores() -> None:
 
 def require_result(title: str, caption: str | None = None) -> state.Current:
     """Page header, then the current data; stops the page with a hint when nothing is scored."""
+    if state.use_navigation_only() or state.K_INITIALISED not in st.session_state:
+        st.rerun()  # this page was run on its own (legacy pages/ routing): go through app.py
     st.title(title)
     if caption:
         st.caption(caption)
@@ -107,6 +109,8 @@ def plotly(fig, key: str, select: bool = False, height: int | None = None):
     """``st.plotly_chart`` with the app's defaults; returns the selection event when ``select``."""
     config = {"displaylogo": False, "scrollZoom": False}
     kwargs = {"key": key, "config": config, "width": "stretch"}
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
     if height:
         fig.update_layout(height=height)
     if select:
@@ -165,12 +169,23 @@ def with_query_text(df, collection, col: str = "query_id", width: int = 120):
     return out
 
 
+#: Function words left unhighlighted in the drill-down (they carry almost no IDF weight in
+#: ``lex_overlap`` either, so marking them would only add noise).
+COMMON_WORDS = frozenset(
+    "a an and are as at be but by can do does for from has have how i if in into is it its of on or "
+    "so than that the their then there these this to was we what when where which who why will with "
+    "you your not no".split()
+)
+
+
 def highlight(text: str, words: list[str]) -> str:
-    """``text`` as safe HTML with every whole-word occurrence of ``words`` in ``<mark>``."""
+    """``text`` as safe HTML with every whole-word occurrence of ``words`` in ``<mark>``
+    (single characters and :data:`COMMON_WORDS` are left plain)."""
     import html
     import re
 
     safe = html.escape(text)
+    words = [w for w in words if len(w) > 1 and w.lower() not in COMMON_WORDS]
     if words:
         pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(html.escape(w)) for w in sorted(words, key=len, reverse=True)) + r")(?!\w)",
                              re.IGNORECASE)

@@ -540,3 +540,24 @@ def projection_points(cur: "Current", sources: list[str], color_by: str, method:
     key = score_key(cur.fingerprint, cur.settings)
     return _projected(key, tuple(sources), color_by, method, int(n_neighbors), float(min_dist), metric,
                       int(max_points), cur.collection, cur.result)
+
+
+# --------------------------------------------------------------------------- routing
+def use_navigation_only() -> bool:
+    """Turn off Streamlit's legacy ``pages/`` folder routing; True when it was on.
+
+    Streamlit still emulates its first multipage API when a ``pages/`` folder sits next to the
+    main script: a URL such as ``/overview`` then runs ``pages/overview.py`` on its own, without
+    ``app.py`` (no sidebar, no navigation, no state). ``app.py`` calls this on every run and a
+    page that finds the emulation still on reruns the app (see
+    :func:`ui.components.require_result`), so every run goes through ``app.py``'s
+    ``st.navigation``.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a Streamlit without the emulation
+        return False
+    was_on = bool(getattr(PagesManager, "uses_pages_directory", False))
+    if was_on:
+        PagesManager.uses_pages_directory = False
+    return was_on

@@ -1,0 +1,294 @@
+"""The dashboard in Streamlit's headless test harness (``streamlit.testing.v1.AppTest``).
+
+Every page renders without an exception and shows its key elements; the numbers on screen are
+the numbers ``eci_core.scoring.score_collection`` gives for the small fixture
+(``tests/fixtures/app_small``: 6 queries, 3 sources) with the model-free ``HashingEncoder``.
+
+Each page gets a fresh ``AppTest``: run the entry point once (the Overview), then
+``switch_page``. (AppTest does not carry sidebar widget values across several reruns of an
+``st.navigation`` app; the real server does, which ``tests/test_browser.py`` checks.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import eci_core  # noqa: F401  (offline model environment first)
+from eci_core import views
+from eci_core.config import ECIConfig
+from eci_core.encoders import HashingEncoder
+from eci_core.loaders import load_paths
+from eci_core.scoring import score_collection
+
+streamlit_testing = pytest.importorskip("streamlit.testing.v1")
+AppTest = streamlit_testing.AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+FIXTURE = ROOT / "tests" / "fixtures" / "app_small"
+PAGES = {
+    "margins": ("pages/margins.py", "Margins"),
+    "signal_safety": ("pages/signal_safety.py", "Signal vs Safety"),
+    "projection": ("pages/projection.py", "Projection"),
+    "drilldown": ("pages/drilldown.py", "Query drill-down"),
+    "compare": ("pages/compare.py", "Compare"),
+    "export": ("pages/export.py", "Export"),
+}
+TIMEOUT = 120
+
+
+@pytest.fixture(autouse=True)
+def _fixture_env(monkeypatch):
+    monkeypatch.setenv("ECI_DATA", str(FIXTURE))
+    monkeypatch.setenv("ECI_ENCODER", "hashing")
+    monkeypatch.delenv("ECI_CROSS_ENCODER", raising=False)
+
+
+@pytest.fixture(scope="module")
+def expected():
+    """What the library computes for the fixture with the app's defaults."""
+    coll, report = load_paths([str(FIXTURE)])
+    assert not report.errors
+    res = score_collection(coll, HashingEncoder(), ECIConfig())
+    return coll, res
+
+
+def _metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def _no_exception(at) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def open_page(page: str | None = None, query_params: dict | None = None):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for k, v in (query_params or {}).items():
+        at.query_params[k] = v
+    at.run()
+    _no_exception(at)
+    if page is not None:
+        at.switch_page(PAGES[page][0])
+        at.run()
+        _no_exception(at)
+        assert [t.value for t in at.title] == [PAGES[page][1]]
+    return at
+
+
+# ----------------------------------------------------------------------------- overview
+def test_overview_numbers_match_the_library(expected):
+    coll, res = expected
+    at = open_page()
+    assert [t.value for t in at.title] == ["Overview"]
+    best = res.sources.iloc[0]
+    m = _metrics(at)
+    assert m["Sources"] == "3"
+    assert m["Queries"] == f"{coll.n_queries:,}" == "6"
+    assert m["Negatives scored"] == f"{len(res.pairs):,}"
+    # counted by hand from the fixture's TREC runs: bm25 19 + dense 15 + random 12
+    assert len(res.pairs) == 46
+    assert m[f"Best ECI ({best['name']})"] == f"{best['eci']:.3f}"
+    assert m[f"Unsafe queries ({best['name']})"] == f"{100 * best['unsafe_query_rate']:.1f} %"
+    # the verdict line names the best source
+    assert at.success[0].value == views.verdict(res)
+    assert at.success[0].value.startswith(f"Train on {best['name']}")
+    # the components table is the library's, row for row
+    comp = at.dataframe[0].value
+    want = views.components_table(res)
+    assert list(comp["name"]) == list(want["name"])
+    np.testing.assert_allclose(comp["eci"].to_numpy(float), want["eci"].to_numpy(float))
+    np.testing.assert_allclose(comp["eci_sem"].to_numpy(float), want["eci_sem"].to_numpy(float))
+    assert any("experimental" in c.value for c in at.caption)
+
+
+def test_overview_summary_table_is_sentence_transformers_style(expected):
+    _, res = expected
+    at = open_page()
+    table = at.dataframe[1].value
+    first = res.sources.iloc[0]["name"]
+    want = views.score_summary(res.pairs, first)
+    assert list(table.index) == [i.capitalize() for i in want.index]
+    n_neg = int((res.pairs["source"] == first).sum())
+    assert table.loc["Count", "Negative"] == f"{n_neg:,}"
+    assert table.loc["Mean", "Difference"] == f"{want.loc['mean', 'Difference']:.4f}"
+
+
+# ----------------------------------------------------------------------------- every page renders
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_renders(page):
+    at = open_page(page)
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_margins_flag_table_matches_library(expected):
+    _, res = expected
+    at = open_page("margins")
+    assert at.multiselect(key="mg_sources").value == list(res.sources["name"])
+    shown = at.dataframe[1].value
+    want = views.flag_counts(res, list(res.sources["name"]))
+    assert list(shown["unsafe"]) == list(want["unsafe"])
+    # by hand: bm25's d23 (q1) and dense's d24 (q4) are ranked above their positive
+    assert dict(zip(shown["source"], shown["unsafe"])) == {"bm25": 1, "dense": 1, "random": 0}
+
+
+def test_signal_safety_asks_for_a_selection():
+    at = open_page("signal_safety")
+    assert any("Lasso Select" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_projection_defaults_to_pca(expected):
+    coll, res = expected
+    at = open_page("projection")
+    # 6 queries + 6 positives + 46 negatives
+    assert any(c.value.startswith("58 points") for c in at.caption)
+    assert len(at.get("plotly_chart")) == 1
+
+
+# ----------------------------------------------------------------------------- drill-down
+def test_drilldown_defaults_to_worst_query_and_shows_components(expected):
+    coll, res = expected
+    at = open_page("drilldown")
+    worst = views.worst_query(res)
+    assert at.selectbox(key="dd_query").value == worst
+    assert at.subheader[0].value.replace("\\", "") == coll.query_texts[coll.query_index(worst)]
+    comp = at.dataframe[0].value
+    want = res.queries[res.queries["query_id"] == worst]
+    assert sorted(comp["source"]) == sorted(want["source"])
+    np.testing.assert_allclose(
+        comp.set_index("source")["eci"].sort_index().to_numpy(float),
+        want.set_index("source")["eci"].sort_index().to_numpy(float),
+    )
+    assert at.query_params.get("q") in (worst, [worst])
+
+
+def test_drilldown_opens_the_query_in_the_url(expected):
+    coll, _ = expected
+    at = open_page("drilldown", query_params={"q": "q4"})
+    assert at.selectbox(key="dd_query").value == "q4"
+    assert "reverse a string" in at.subheader[0].value
+
+
+def test_drilldown_search_filters_queries():
+    at = open_page("drilldown")
+    at.text_input(key="dd_search").input("dictionar").run()
+    _no_exception(at)
+    assert at.selectbox(key="dd_query").options == ["How can I merge two dictionaries?  ·  q2"]
+
+
+def test_marks_persist_and_feed_export(expected):
+    coll, res = expected
+    at = open_page("drilldown", query_params={"q": "q1"})
+    key = "mk|bm25|q1|d23"
+    at.segmented_control(key=key).set_value("fine").run()
+    _no_exception(at)
+    assert at.session_state["eci_marks"] == {("bm25", "q1", "d23"): "fine"}
+    # the export of bm25 under "drop flagged" now keeps d23 (it was its only flagged negative)
+    at.switch_page(PAGES["export"][0]).run()
+    _no_exception(at)
+    m = _metrics(at)
+    assert m["Negatives kept"] == "19 / 19"
+    assert m["Dropped"] == "0"
+
+
+# ----------------------------------------------------------------------------- compare / export
+def test_compare_numbers(expected):
+    _, res = expected
+    at = open_page("compare")
+    a, b = list(res.sources["name"])[:2]
+    assert at.selectbox(key="cmp_a").value == a and at.selectbox(key="cmp_b").value == b
+    cmp = views.compare_sources(res, a, b, n_top=15)
+    m = _metrics(at)
+    assert m["Shared queries"] == "6"
+    assert m[f"Mean ECI_q difference ({a} − {b})"] == f"{cmp.mean_diff:+.3f}"
+    assert at.info[0].value == cmp.summary()
+
+
+def test_compare_sources_from_the_url(expected):
+    at = open_page("compare", query_params={"a": "random", "b": "bm25"})
+    assert at.selectbox(key="cmp_a").value == "random"
+    assert at.selectbox(key="cmp_b").value == "bm25"
+
+
+def test_export_counts_and_downloads(expected):
+    _, res = expected
+    at = open_page("export")
+    m = _metrics(at)
+    best = res.sources.iloc[0]["name"]
+    n = int((res.pairs["source"] == best).sum())
+    flagged = int(res.pairs.loc[res.pairs["source"] == best, "flagged"].sum())
+    assert m["Negatives kept"] == f"{n - flagged:,} / {n:,}"
+    labels = [b.proto.label for b in at.get("download_button")]
+    for want in ("n-tuple", "triplet", "BGE", "Tevatron", "pairs", "queries", "sources", "HTML report"):
+        assert want in labels
+
+
+# ----------------------------------------------------------------------------- data loading
+def test_bad_local_path_keeps_the_loaded_data(tmp_path):
+    bad = tmp_path / "broken.jsonl"
+    bad.write_text('{"query": "q", "pos": ["p"], "neg": ["n"]}\n{"query": \n', encoding="utf-8")
+    at = open_page()
+    at.sidebar.text_input(key="eci_local_path").set_value(str(bad))
+    at.sidebar.button[1].click().run()  # "Add"
+    _no_exception(at)
+    errors = at.session_state["eci_load_errors"]
+    assert len(errors) == 1 and str(bad) in errors[0] and "\n" not in errors[0]
+    assert list(at.session_state["eci_collection"].sources) == ["bm25", "dense", "random"]
+
+
+def test_upload_adds_a_source_named_after_the_file():
+    body = b"".join(
+        (
+            b'{"query": "How do I sort a list in Python?", "pos": ["Use list.sort() to sort a list in place."],'
+            b' "neg": ["Sort a list of tuples by the second element with a key function."]}\n',
+            b'{"query": "How do I reverse a string?", "pos": ["Reverse a string with slicing."],'
+            b' "neg": ["Join a list of strings into one string with str.join()."]}\n',
+        )
+    )
+    at = open_page()
+    at.sidebar.file_uploader[0].set_value(("my-miner.jsonl", body, "application/jsonl"))
+    at.sidebar.button[0].click().run()  # "Add uploaded files"
+    _no_exception(at)
+    assert at.session_state["eci_load_errors"] == []
+    coll = at.session_state["eci_collection"]
+    assert list(coll.sources) == ["bm25", "dense", "random", "my-miner"]
+    assert len(coll.sources["my-miner"]) == 2
+
+
+def test_no_data_shows_a_hint(monkeypatch, tmp_path):
+    monkeypatch.setenv("ECI_DATA", str(tmp_path / "missing"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    _no_exception(at)
+    assert any("Load a dataset" in i.value for i in at.info)
+    assert any("no such file or folder" in e for e in at.session_state["eci_load_errors"])
+
+
+def test_launch_args_parse():
+    from ui.state import launch_args
+
+    assert launch_args(["--data", "x", "--encoder=hashing", "--cross-encoder", "--other"]) == {
+        "data": "x",
+        "encoder": "hashing",
+        "cross-encoder": "1",
+    }
+    assert launch_args([]) == {}
+
+
+def test_highlight_marks_shared_words_safely():
+    from ui.components import highlight
+
+    out = highlight("Sort <b>lists</b> & the Lists", ["lists", "the", "sort"])
+    assert out == "<mark>Sort</mark> &lt;b&gt;<mark>lists</mark>&lt;/b&gt; &amp; the <mark>Lists</mark>"
+
+
+def test_pages_never_compute_metrics():
+    """Pages read like a description of the UI: no numpy maths, no scoring calls."""
+    for path in sorted((ROOT / "pages").glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for forbidden in ("import numpy", "score_collection", "np.mean", ".mean(", "from eci_core.metrics"):
+            assert forbidden not in text, f"{path.name} contains {forbidden!r}"
+
