@@ -138,7 +138,7 @@ def score_summary(pairs: Any, source: str | None = None) -> pd.DataFrame:
     * Difference: ``margin = s_qp − s_qn`` per negative (``count`` left empty, as the miner prints).
 
     ``pairs`` is the pairs table (or a ScoreResult); ``source=None`` uses every row (one source
-    expected). Delegates to ``eci_core.scoring.score_summary`` when the engine provides it.
+    expected). The CLI prints the same table from this function (one implementation).
     """
     pairs = _table(pairs, "pairs")
     _require(pairs, ("source", "query_id", "s_qn", "s_qp", "margin"), "pairs")
