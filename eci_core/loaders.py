@@ -808,7 +808,8 @@ def _parse_st(path: str, fmt: str, rows: Iterator[tuple[int, dict]]) -> tuple[li
             if not docs:
                 raise LoadError(path, line, "empty list; expected [positive, negative, …]", field=positive)
             if use_labels:
-                labels = _num_list(path, line, row["labels"], "labels", len(docs), f"one per item of '{positive}'")
+                labels = _num_list(path, line, _need(path, line, row, "labels"), "labels", len(docs),
+                                   f"one per item of '{positive}'")
                 scores: list[float | None] = [None] * len(docs)
                 if _present(row.get("scores")):
                     scores = _num_list(path, line, row["scores"], "scores", len(docs), f"one per item of '{positive}'")

@@ -801,3 +801,15 @@ def test_index_columns_are_not_taken_by_position(tmp_path):
         r = one(load_path(tmp_path / name, c))
         assert (r.queries, r.negatives_kept) == (1, 2), name
         assert c.query_texts == [CAT] and pos_texts(c, CAT) == [P_CAT], name
+
+
+def test_labeled_list_row_without_labels_and_length_mismatch(tmp_path):
+    p = write(tmp_path / "ll.jsonl", jl({"anchor": CAT, "docs": [P_CAT, N_DOG], "labels": [1, 0]},
+                                        {"anchor": PY, "docs": [P_PY1, N_JAVA]}))
+    with pytest.raises(LoadError) as e:
+        load_path(p, Collection())
+    assert str(e.value) == f"{p}:2: field 'labels': missing required field (fields found: anchor, docs)"
+    p = write(tmp_path / "ll.jsonl", jl({"anchor": CAT, "docs": [P_CAT, N_DOG], "labels": [1, 0, 0]}))
+    with pytest.raises(LoadError) as e:
+        load_path(p, Collection())
+    assert str(e.value) == f"{p}:1: field 'labels': has 3 values, expected 2 (one per item of 'docs')"
