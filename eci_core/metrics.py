@@ -80,6 +80,8 @@ def group_argext(x, counts, largest: bool = False) -> np.ndarray:
     for an empty group."""
     c = as_counts(counts)
     x = np.asarray(x, dtype=np.float64)
+    if c.shape[0] == x.shape[0] and np.all(c == 1):  # one element per group
+        return np.arange(c.shape[0], dtype=np.int64)
     gid = np.repeat(np.arange(c.shape[0]), c)
     order = np.lexsort((-x if largest else x, gid))  # stable: first index wins ties
     out = np.full(c.shape[0], -1, dtype=np.int64)

@@ -102,10 +102,13 @@ def _positives_for(queries: np.ndarray, pos_q: np.ndarray, pos_p: np.ndarray):
     pos_p = np.asarray(pos_p, dtype=np.int64)
     if pos_q.shape != pos_p.shape:
         raise ValueError(f"pos_q {pos_q.shape} and pos_p {pos_p.shape} must have the same shape")
-    keep = np.isin(pos_q, queries)
-    pq, pp = pos_q[keep], pos_p[keep]
-    order = np.lexsort((pp, pq))
-    pq, pp = pq[order], pp[order]
+    if not (pos_q.shape == queries.shape and np.array_equal(pos_q, queries)):
+        keep = np.isin(pos_q, queries)
+        pq, pp = pos_q[keep], pos_p[keep]
+        order = np.lexsort((pp, pq))
+        pq, pp = pq[order], pp[order]
+    else:  # one positive per covered query, already in query order (the common case)
+        pq, pp = pos_q, pos_p
     if pq.shape[0]:
         first = np.ones(pq.shape[0], dtype=bool)
         first[1:] = (pq[1:] != pq[:-1]) | (pp[1:] != pp[:-1])
@@ -170,7 +173,9 @@ def score_arrays(
         raise ValueError("q_idx must be sorted (pairs grouped by query); sort pairs by query first")
     if query_emb.ndim != 2 or passage_emb.ndim != 2 or query_emb.shape[1] != passage_emb.shape[1]:
         raise ValueError(f"query_emb {query_emb.shape} and passage_emb {passage_emb.shape} must be 2-d with the same dim")
-    queries = np.unique(q_idx) if queries is None else np.asarray(queries, dtype=np.int64)
+    if queries is None:  # q_idx is sorted: its distinct values without a sort
+        queries = q_idx[np.concatenate([[True], q_idx[1:] != q_idx[:-1]])] if q_idx.shape[0] else q_idx
+    queries = np.asarray(queries, dtype=np.int64)
     if queries.shape[0] > 1 and np.any(queries[1:] <= queries[:-1]):
         raise ValueError("queries must be sorted and unique")
     gq = np.searchsorted(queries, q_idx)
@@ -181,7 +186,16 @@ def score_arrays(
 
     # positives: s(q, p) for every labelled positive, then s_qp and p* by the positive rule
     pq, pp, pos_counts = _positives_for(queries, pos_q, pos_p)
-    s_qpos = rowwise_dot(query_emb, pq, passage_emb, pp, chunk).astype(np.float64)
+    # the positives' rows, gathered once into a contiguous block in query order: the pair kernel
+    # then reads them sequentially
+    pos_emb = np.empty((pp.shape[0], passage_emb.shape[1]), dtype=passage_emb.dtype)
+    work = _work_dtype(query_emb, passage_emb)
+    s_qpos = np.empty(pp.shape[0], dtype=np.float64)
+    for a in range(0, pp.shape[0], chunk):
+        b = min(a + chunk, pp.shape[0])
+        pos_emb[a:b] = passage_emb[pp[a:b]]
+        s_qpos[a:b] = np.einsum("ij,ij->i", pos_emb[a:b].astype(work, copy=False),
+                                query_emb[pq[a:b]].astype(work, copy=False))
     s_qp_q, pstar_local = M.positive_similarity(s_qpos, pos_counts, config.positive)
     pstar = pp[pstar_local]
     pos_starts = M.group_starts(pos_counts)
@@ -197,7 +211,6 @@ def score_arrays(
     # fused pass: queries in buckets of equal (K, |P_q|); each negative row is gathered once and
     # multiplied with its query and positives in one batched matmul, (n, K, d) @ (n, d, 1+|P|)
     t2 = time.perf_counter()
-    work = _work_dtype(query_emb, passage_emb)
     s_qn = np.empty(n_pairs, dtype=np.float64)
     s_pn = np.empty(n_pairs, dtype=np.float64)
     exact_dup = np.zeros(n_pairs, dtype=bool)
@@ -220,7 +233,7 @@ def score_arrays(
         prow = pos_starts[qc][:, None] + np.arange(npos)  # (nc, npos) positive positions
         nrow, prow_p = n_idx[rows], pp[prow]
         N = passage_emb[nrow].astype(work, copy=False)  # (nc, K, d)
-        Pc = passage_emb[prow_p].astype(work, copy=False)  # (nc, npos, d)
+        Pc = pos_emb[prow].astype(work, copy=False)  # (nc, npos, d), sequential rows
         R = np.concatenate([query_emb[queries[qc]].astype(work, copy=False)[:, None, :], Pc], axis=1)
         S = np.matmul(N, R.transpose(0, 2, 1)).astype(np.float64)  # (nc, K, 1 + npos)
         sq = S[:, :, 0]
