@@ -24,8 +24,9 @@ def text_id(text: str) -> str:
 class LoadError(ValueError):
     """A problem in a user's file, reported as ``PATH:LINE: field 'F': message``.
 
-    ``line`` is the 1-based line (JSONL, TSV, TREC) or data row (CSV, Parquet, JSON array)
-    where the problem is; ``None`` when it concerns the whole file.
+    ``line`` is the 1-based line of the file where the problem is (JSONL, JSON, CSV/TSV with the
+    header as line 1, TREC), or the data row for Parquet and JSON objects of lists; ``None`` when
+    it concerns the whole file.
     """
 
     def __init__(self, path: str, line: int | None, message: str, field: str | None = None):
@@ -229,6 +230,13 @@ class Collection:
             self._pid_index[pid] = idx
         return idx
 
+    def find_query(self, text: str, qid: str | None = None) -> int | None:
+        """Index of a known query (by id, else by exact text, else by text hash), or None."""
+        if qid is not None:
+            return self._qid_index.get(str(qid))
+        idx = self._qtext_index.get(text)
+        return idx if idx is not None else self._qid_index.get(text_id(text))
+
     def add_query(self, text: str, qid: str | None = None) -> int:
         """Index of the query, adding it if new; aligned by id, else by exact text."""
         if qid is not None:
@@ -283,6 +291,11 @@ class Collection:
         # Group by query first: a file may mention the same query on several rows.
         negs: dict[int, dict[int, float]] = {}
         for rec in records:
+            if not rec.positives:
+                known = self.find_query(rec.query, rec.query_id)
+                if known is None or not self.positives.get(known):
+                    rep.drop("query with no positive (skipped)")
+                    continue
             qi = self.add_query(rec.query, rec.query_id)
             pos = self.positives.setdefault(qi, [])
             for ref in rec.positives:

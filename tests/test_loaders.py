@@ -427,7 +427,7 @@ def test_negatives_file_outside_beir_resolves_against_loaded_collection(tmp_path
 def test_alignment_by_id_tevatron_and_beir():
     c = Collection()
     load_paths([F / "tevatron.jsonl", F / "beir"], c)
-    assert sorted(c.query_ids) == ["q1", "q2", "q3", "q4"]  # each id once
+    assert sorted(c.query_ids) == ["q1", "q2", "q3"]  # each id once; q4 has no positive: skipped, not added
     q1 = c.query_index("q1")
     assert q1 in c.sources["tevatron"].queries and q1 in c.sources["bm25"].queries
     # the same passage id with the same text (title + " " + text) is one passage
