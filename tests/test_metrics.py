@@ -74,6 +74,8 @@ def test_infonce_by_hand():
     # extreme logits stay finite (stable logsumexp)
     big = M.infonce_bound(np.array([-1.0]), np.array([1.0]), [1], 1e-4)[0]
     assert np.isfinite(big) and big == pytest.approx(math.log(2) - 2e4, rel=1e-9)
+    safe = M.infonce_bound(np.array([1.0]), np.array([-1.0]), [1], 1e-4)[0]
+    assert safe == pytest.approx(math.log(2), abs=1e-12)  # positive far above: I = ln(K + 1)
 
 
 def test_k_zero_scores_zero():
