@@ -426,10 +426,18 @@ class SentenceTransformerEncoder:
             if kind == "Transformer":
                 continue
             if kind == "Pooling":
-                modes = [k for k, v in cfg.items() if k.startswith("pooling_mode") and v is True]
-                if len(modes) != 1 or not isinstance(cfg.get("word_embedding_dimension"), int):
+                # sentence-transformers < 6: boolean pooling_mode_* flags and
+                # word_embedding_dimension; >= 6: pooling_mode "mean" and embedding_dimension
+                if isinstance(cfg.get("pooling_mode"), str):
+                    n_modes = 1
+                else:
+                    n_modes = sum(
+                        1 for k, v in cfg.items() if k.startswith("pooling_mode") and v is True
+                    )
+                width = cfg.get("word_embedding_dimension", cfg.get("embedding_dimension"))
+                if n_modes != 1 or not isinstance(width, int):
                     return None
-                dim = cfg["word_embedding_dimension"]
+                dim = width
             elif kind == "Dense":
                 if not isinstance(cfg.get("out_features"), int):
                     return None

@@ -422,3 +422,71 @@ def test_bundled_onnx_cross_encoder():
     batched = OnnxCrossEncoder(batch_size=32).predict(pairs)
     np.testing.assert_allclose(batched, s, atol=0.3)
     assert ce.fingerprint == OnnxCrossEncoder().fingerprint
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """A tiny random BERT saved as a local sentence-transformers model (with E5-style prompts)
+    and as a local CrossEncoder, built offline from the bundled MiniLM tokenizer."""
+    torch = pytest.importorskip("torch")
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
+
+    try:
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    except ImportError:  # older sentence-transformers
+        from sentence_transformers.models import Normalize, Pooling, Transformer
+
+    from eci_core.encoders import bundled_minilm_path
+
+    d = tmp_path_factory.mktemp("tiny")
+    tok = AutoTokenizer.from_pretrained(str(bundled_minilm_path()))
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
+                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    torch.manual_seed(0)
+    BertModel(cfg).save_pretrained(d / "hf")
+    tok.save_pretrained(d / "hf")
+    st = SentenceTransformer(
+        modules=[Transformer(str(d / "hf")), Pooling(32, "mean"), Normalize()],
+        prompts={"query": "query: ", "document": "passage: "},
+    )
+    st.save(str(d / "bi"))
+    cfg.num_labels = 1
+    ce = BertForSequenceClassification(cfg).eval()
+    ce.save_pretrained(d / "ce")
+    tok.save_pretrained(d / "ce")
+    return d, st, ce, tok
+
+
+@pytest.mark.slow
+def test_local_sentence_transformers_folder_applies_prompts(tiny_models):
+    d, st, _, _ = tiny_models
+    enc = load_encoder(str(d / "bi"))
+    assert isinstance(enc, SentenceTransformerEncoder) and enc.name == "bi"
+    assert enc.dim == 32 and enc._model is None
+    q = enc.encode_queries(["hello world", "sorting lists"])
+    p = enc.encode_passages(["hello world"])
+    ref = st.encode(["query: hello world", "sorting lists", "passage: hello world"],
+                    normalize_embeddings=True, convert_to_numpy=True)
+    ref[1] = st.encode(["query: sorting lists"], normalize_embeddings=True)[0]
+    np.testing.assert_allclose(q, ref[:2], atol=1e-5)
+    np.testing.assert_allclose(p[0], ref[2], atol=1e-5)
+    assert np.abs(q[0] - p[0]).max() > 1e-3  # the prompts make query and passage differ
+    assert enc.fingerprint != load_encoder("minilm").fingerprint
+
+
+@pytest.mark.slow
+def test_local_cross_encoder_folder_returns_raw_logits(tiny_models):
+    import torch
+
+    d, _, ce_model, tok = tiny_models
+    ce = load_cross_encoder(str(d / "ce"))
+    assert ce.__class__.__name__ == "SentenceTransformersCrossEncoder"
+    pairs = [("what is python", "Python is a programming language."), ("a", "b c d")]
+    got = ce.predict(pairs)
+    batch = tok([q for q, _ in pairs], [p for _, p in pairs], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = ce_model(**batch).logits[:, 0].numpy()
+    assert got.dtype == np.float32 and got.shape == (2,)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert ce.fingerprint.startswith("st-ce-ce-")
