@@ -1385,6 +1385,10 @@ def _unique(keys: list[str]) -> tuple[list[int], np.ndarray]:
     return order, inverse
 
 
+def _item_len(item: str | tuple[str, str]) -> int:
+    return len(item) if isinstance(item, str) else len(item[0]) + len(item[1])
+
+
 def _cached_compute(
     fingerprint: str,
     kind: str,
@@ -1416,41 +1420,46 @@ def _cached_compute(
         out[found] = hits
     total = len(miss)
     if total:
+        # batches of similar length: less padding inside the model
+        lengths = [_item_len(uitems[i]) for i in miss]
+        miss = miss[np.argsort(lengths, kind="stable")]
         if progress:
             progress(stage, 0, total)
         pending_k: list[str] = []
         pending_v: list[np.ndarray] = []
         pending_n = 0
-        for start in range(0, total, batch_size):
-            idx = miss[start : start + batch_size]
-            vec = np.asarray(compute([uitems[i] for i in idx]), dtype=np.float32)
-            if vec.ndim == 1:
-                vec = vec[:, None]
-            if vec.shape[0] != len(idx) or (width is not None and vec.shape[1] != width):
-                raise RuntimeError(
-                    f"{model_name} returned an array of shape {vec.shape} for {len(idx)} inputs"
-                    + (f"; expected ({len(idx)}, {width})" if width is not None else "")
-                )
-            if out is None:
-                out = np.empty((n_u, vec.shape[1]), dtype=np.float32)
-            elif vec.shape[1] != out.shape[1]:
-                raise RuntimeError(
-                    f"{model_name} returned vectors of dimension {vec.shape[1]}, but its cached "
-                    f"vectors have dimension {out.shape[1]}: delete the cache folder "
-                    f"{cache.shard_dir(fingerprint, kind) if cache else ''} and retry"
-                )
-            out[idx] = vec
-            if cache is not None:
-                pending_k.extend(ukeys[i] for i in idx)
-                pending_v.append(vec)
-                pending_n += len(idx)
-                if pending_n >= _FLUSH_ROWS:
-                    cache.put(fingerprint, kind, pending_k, np.concatenate(pending_v))
-                    pending_k, pending_v, pending_n = [], [], 0
-            if progress:
-                progress(stage, min(start + batch_size, total), total)
-        if cache is not None and pending_n:
-            cache.put(fingerprint, kind, pending_k, np.concatenate(pending_v))
+        try:
+            for start in range(0, total, batch_size):
+                idx = miss[start : start + batch_size]
+                vec = np.asarray(compute([uitems[i] for i in idx]), dtype=np.float32)
+                if vec.ndim == 1:
+                    vec = vec[:, None]
+                if vec.shape[0] != len(idx) or (width is not None and vec.shape[1] != width):
+                    raise RuntimeError(
+                        f"{model_name} returned an array of shape {vec.shape} for {len(idx)} inputs"
+                        + (f"; expected ({len(idx)}, {width})" if width is not None else "")
+                    )
+                if out is None:
+                    out = np.empty((n_u, vec.shape[1]), dtype=np.float32)
+                elif vec.shape[1] != out.shape[1]:
+                    raise RuntimeError(
+                        f"{model_name} returned vectors of dimension {vec.shape[1]}, but its cached "
+                        f"vectors have dimension {out.shape[1]}: delete the cache folder "
+                        f"{cache.shard_dir(fingerprint, kind) if cache else ''} and retry"
+                    )
+                out[idx] = vec
+                if cache is not None:
+                    pending_k.extend(ukeys[i] for i in idx)
+                    pending_v.append(vec)
+                    pending_n += len(idx)
+                    if pending_n >= _FLUSH_ROWS:
+                        cache.put(fingerprint, kind, pending_k, np.concatenate(pending_v))
+                        pending_k, pending_v, pending_n = [], [], 0
+                if progress:
+                    progress(stage, min(start + batch_size, total), total)
+        finally:  # keep what was computed even if interrupted (e.g. a stopped app run)
+            if cache is not None and pending_n:
+                cache.put(fingerprint, kind, pending_k, np.concatenate(pending_v))
     if out is None:  # no input at all
         return np.zeros((0, width or 0), dtype=np.float32)
     return out[inverse]

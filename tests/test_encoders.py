@@ -196,6 +196,29 @@ def test_embed_dedupes_and_keeps_input_order(tmp_path):
         embed(plain, ["x"], "document")
 
 
+class Interrupted(Exception):
+    pass
+
+
+def test_interrupted_embed_keeps_finished_batches(tmp_path):
+    class Flaky(HashingEncoder):
+        calls = 0
+
+        def encode_passages(self, texts):
+            Flaky.calls += 1
+            if Flaky.calls == 3:
+                raise Interrupted("stopped by the user")
+            return super().encode_passages(texts)
+
+    texts = [f"t{i}" for i in range(5)]
+    with pytest.raises(Interrupted):
+        embed(Flaky(), texts, "passage", cache=EmbeddingCache(tmp_path), batch_size=1)
+    counter = EncoderCallCounter(HashingEncoder())
+    out = embed(counter, texts, "passage", cache=EmbeddingCache(tmp_path))
+    assert counter.n_passages == 3  # the two finished batches were stored
+    np.testing.assert_array_equal(out, HashingEncoder().encode_passages(texts))
+
+
 def test_readonly_dir_export(tmp_path):
     enc = HashingEncoder()
     build = EmbeddingCache(tmp_path / "build")
