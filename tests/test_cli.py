@@ -122,3 +122,17 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path):
     assert code == 2 and "n_bootstrap=0" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(capsys, "score", str(tmp_path / "missing.jsonl"), "--encoder", "hashing", "--no-cache")
     assert code == 2 and "no such file" in err
+
+
+@pytest.mark.slow
+def test_score_with_the_bundled_minilm(capsys, tmp_path):
+    """The default encoder end to end (model load ~3 s; 30 short texts)."""
+    code, out, err = run(capsys, "score", APP, "--json", "--bootstrap", "100", "--cache-dir", str(tmp_path), "--no-progress")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert "MiniLM" in doc["encoder"]
+    assert len(doc["sources"]) == 3
+    ecis = [s["eci"] for s in doc["sources"]]
+    assert ecis == sorted(ecis, reverse=True) and all(0 <= e <= np.log(51) for e in ecis)
+    for s in doc["sources"]:
+        assert 0 <= s["unsafe_query_rate"] <= 1 and s["eci_low"] <= s["eci"] <= s["eci_high"]
