@@ -1,0 +1,182 @@
+"""End-to-end: the real Streamlit server in headless Chromium (marker ``browser``).
+
+The server runs ``app.py`` on the bundled sample (``sample_data/pyfaq``; the small fixture while
+the sample has no negatives yet) with the model-free ``hashing`` encoder so the run takes
+seconds; ``ECI_BROWSER_ENCODER=minilm`` runs it with the bundled model instead. Chromium is
+Debian's ``/usr/bin/chromium`` driven by Playwright (never ``playwright install``); without it
+the tests skip and say why. Screenshots of every page go to ``tests/artifacts/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import app_server as A  # noqa: E402
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+
+ARTIFACTS = A.ROOT / "tests" / "artifacts"
+LOAD_MS = 180_000
+
+
+def pages(n_sources: int) -> list[tuple[str, str, str, int]]:
+    """(link text in the top navigation, URL path, page title, plotly charts drawn at least).
+    The P(beats) heatmap and the Compare page need two sources."""
+    two = n_sources > 1
+    return [
+        ("Overview", "", "Overview", 2 if two else 1),
+        ("Margins", "margins", "Margins", 2),
+        ("Signal vs Safety", "signal-vs-safety", "Signal vs Safety", 1),
+        ("Projection", "projection", "Projection", 1),
+        ("Query drill-down", "query", "Query drill-down", 0),
+        ("Compare", "compare", "Compare", 1 if two else 0),
+        ("Export", "export", "Export", 0),
+    ]
+
+
+def _skip_reason() -> str | None:
+    if A.chromium_path() is None:
+        return "Debian chromium is not installed (/usr/bin/chromium): `make test` installs it when run as root"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright (the Python package) is not installed: pip install playwright"
+    return None
+
+
+@pytest.fixture(scope="module")
+def server():
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    encoder = os.environ.get("ECI_BROWSER_ENCODER", "hashing")
+    srv = A.start_server(A.sample_or_fixture(), encoder=encoder, log_dir=ARTIFACTS, timeout=120)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        assert srv.proc.poll() is not None, "the server is still running after teardown"
+
+
+@pytest.fixture(scope="module")
+def collection():
+    from eci_core.loaders import load_paths
+
+    coll, _ = load_paths([str(A.sample_or_fixture())])
+    return coll
+
+
+@pytest.fixture()
+def page(server):
+    with A.chromium(viewport=(1400, 4000)) as p:
+        yield p
+
+
+def _assert_clean(page, what: str) -> None:
+    errs = A.error_texts(page)
+    assert not errs, f"{what}: the page shows an error: {errs}"
+
+
+def _goto(page, server, path: str, title: str, charts: int) -> None:
+    page.goto(f"{server.url}/{path}")
+    A.wait_until_idle(page, timeout_ms=LOAD_MS, min_charts=charts, title=title)
+    _assert_clean(page, title)
+
+
+def test_every_page_renders_without_error(server, page, collection):
+    plan = pages(len(collection.sources))
+    _goto(page, server, "", "Overview", plan[0][3])
+    for link, path, title, charts in plan:
+        page.locator('[data-testid="stTopNavLink"]', has_text=link).click()
+        A.wait_until_idle(page, timeout_ms=LOAD_MS, min_charts=charts, title=title)
+        _assert_clean(page, title)
+        assert urlparse(page.url).path.strip("/") == path
+        assert page.locator("h1", has_text=title).count() == 1
+        if charts:
+            assert page.locator(".js-plotly-plot").count() >= charts
+        page.screenshot(path=str(ARTIFACTS / f"page-{path or 'overview'}.png"), full_page=True)
+    # the sidebar with the shared settings is on every page
+    assert page.locator('[data-testid="stSidebar"]').get_by_text("Data and settings").count() == 1
+
+
+def _main_plot_box(page):
+    """The largest drag area of the first chart: the scatter's plotting area."""
+    boxes = [el.bounding_box() for el in page.locator(".js-plotly-plot").first.locator(".nsewdrag").all()]
+    boxes = [b for b in boxes if b]
+    return max(boxes, key=lambda b: b["width"] * b["height"])
+
+
+def test_lasso_on_signal_vs_safety_fills_the_table(server, page):
+    _goto(page, server, "signal-vs-safety", "Signal vs Safety", 1)
+    assert page.get_by_text(re.compile(r"^Selected queries \(\d+\)")).count() == 0
+    chart = page.locator(".js-plotly-plot").first
+    chart.hover()
+    page.locator('.modebar-btn[data-title="Lasso Select"]').first.click()
+    box = _main_plot_box(page)
+    x0, y0 = box["x"] + 4, box["y"] + 4
+    x1, y1 = box["x"] + box["width"] - 4, box["y"] + box["height"] - 4
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for x, y in ((x1, y0), (x1, y1), (x0, y1), (x0, y0 + 2)):
+        page.mouse.move(x, y, steps=12)
+    page.mouse.up()
+    heading = page.get_by_text(re.compile(r"^Selected queries \((\d+)\)"))
+    heading.wait_for(timeout=60_000)
+    A.wait_until_idle(page, timeout_ms=LOAD_MS, min_charts=1, title="Signal vs Safety")
+    n = int(re.search(r"\((\d+)\)", heading.inner_text()).group(1))
+    assert n > 0
+    assert page.locator('[data-testid="stDataFrame"]').count() >= 1
+    _assert_clean(page, "Signal vs Safety after a lasso")
+    page.screenshot(path=str(ARTIFACTS / "signal-vs-safety-lasso.png"), full_page=True)
+
+
+def test_query_url_reopens_the_query(server, page, collection):
+    coll = collection
+    qid = coll.query_ids[-1]
+    _goto(page, server, f"query?q={qid}", "Query drill-down", 0)
+    text = coll.query_texts[-1]
+    assert page.locator("h3", has_text=text[:40]).count() >= 1
+    assert f"q={qid}" in page.url
+    page.screenshot(path=str(ARTIFACTS / "query-from-url.png"), full_page=True)
+
+
+def _metric(page, label: str) -> str:
+    m = page.locator('[data-testid="stMetric"]', has_text=label).first
+    return m.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def test_export_downloads_a_file_the_loaders_read_back(server, page, tmp_path):
+    from eci_core.loaders import load_paths
+
+    _goto(page, server, "export", "Export", 0)
+    kept_q = int(_metric(page, "Queries kept").split("/")[0].replace(",", ""))
+    kept_n = int(_metric(page, "Negatives kept").split("/")[0].replace(",", ""))
+    # Tevatron keeps query ids, so the file's queries are exactly the kept ones
+    with page.expect_download(timeout=60_000) as dl:
+        page.locator('[data-testid="stDownloadButton"]', has_text="Tevatron").first.click()
+    target = tmp_path / dl.value.suggested_filename
+    dl.value.save_as(target)
+    assert target.name.endswith(".tevatron.jsonl")
+    coll, report = load_paths([str(target)])
+    assert report.errors == []
+    (src,) = report.sources
+    assert src.format == "tevatron"
+    assert (src.rows_read, src.queries, src.negatives_kept) == (kept_q, kept_q, kept_n)
+    # BGE has no ids: one line per kept query
+    with page.expect_download(timeout=60_000) as dl_bge:
+        page.locator('[data-testid="stDownloadButton"]', has_text="BGE").first.click()
+    lines = Path(dl_bge.value.path()).read_text(encoding="utf-8").splitlines()
+    assert len(lines) == kept_q
+    with page.expect_download(timeout=120_000) as dl2:
+        page.locator('[data-testid="stDownloadButton"]', has_text="HTML report").first.click()
+    html = Path(dl2.value.path()).read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and "Train on" in html
+    page.screenshot(path=str(ARTIFACTS / "export.png"), full_page=True)
