@@ -229,25 +229,38 @@ def score_arrays(
     def kernel(task) -> None:
         qc, K, npos = task
         nc = qc.shape[0]
-        rows = pair_starts[qc][:, None] + np.arange(K)  # (nc, K) pair positions
-        prow = pos_starts[qc][:, None] + np.arange(npos)  # (nc, npos) positive positions
-        nrow, prow_p = n_idx[rows], pp[prow]
-        N = passage_emb[nrow].astype(work, copy=False)  # (nc, K, d)
-        Pc = pos_emb[prow].astype(work, copy=False)  # (nc, npos, d), sequential rows
+        if qc[-1] - qc[0] == nc - 1:  # consecutive queries: their pairs and positives are slices
+            r0, p0 = pair_starts[qc[0]], pos_starts[qc[0]]
+            rows = slice(r0, r0 + nc * K)
+            prow = slice(p0, p0 + nc * npos)
+            nrow, prow_p = n_idx[rows].reshape(nc, K), pp[prow].reshape(nc, npos)
+            Pc = pos_emb[prow].reshape(nc, npos, -1)
+        else:
+            rows = pair_starts[qc][:, None] + np.arange(K)  # (nc, K) pair positions
+            prow = pos_starts[qc][:, None] + np.arange(npos)  # (nc, npos) positive positions
+            nrow, prow_p = n_idx[rows], pp[prow]
+            Pc = pos_emb[prow]
+        N = passage_emb[nrow].astype(work, copy=False)  # (nc, K, d): the only random gather
+        Pc = Pc.astype(work, copy=False)  # (nc, npos, d), sequential rows
         R = np.concatenate([query_emb[queries[qc]].astype(work, copy=False)[:, None, :], Pc], axis=1)
         S = np.matmul(N, R.transpose(0, 2, 1)).astype(np.float64)  # (nc, K, 1 + npos)
         sq = S[:, :, 0]
         same_row = nrow[:, :, None] == prow_p[:, None, :]
         hit = same_row.any(axis=2)
         if hit.any():  # a negative that is a positive's own row gets exactly s(q, p): margin 0
-            sq = np.where(hit, np.take_along_axis(s_qpos[prow], same_row.argmax(axis=2), axis=1), sq)
-        s_qn[rows] = sq
-        s_pn[rows] = S[:, :, 1:].max(axis=2)
-        exact_dup[rows] = hit if tk is None else (tk[nrow][:, :, None] == tk[prow_p][:, None, :]).any(axis=2)
+            sp = s_qpos[prow].reshape(nc, npos)
+            sq = np.where(hit, np.take_along_axis(sp, same_row.argmax(axis=2), axis=1), sq)
+        if tk is not None:
+            hit = (tk[nrow][:, :, None] == tk[prow_p][:, None, :]).any(axis=2)
+        flat = isinstance(rows, slice)
+        s_qn[rows] = sq.ravel() if flat else sq
+        s_pn[rows] = S[:, :, 1:].max(axis=2).ravel() if flat else S[:, :, 1:].max(axis=2)
+        exact_dup[rows] = hit.ravel() if flat else hit
         if with_sem:
             sqp = s_qp_q[qc]
-            flat = sq.ravel()
-            w = M.sem_weights(flat, sqp, np.repeat(sqp, K) - flat, lex0[rows].ravel(), np.full(nc, K),
+            sflat = sq.ravel()
+            lx = lex0[rows].reshape(nc, K).ravel()
+            w = M.sem_weights(sflat, sqp, np.repeat(sqp, K) - sflat, lx, np.full(nc, K),
                               config.sem_temperature, config.sem_consistency_temperature).reshape(nc, K)
             D = N - Pc[np.arange(nc), pstar_pos[qc]][:, None, :]
             sem[qc] = M.sem_logdet(D, w, config.sem_lambda)
