@@ -68,10 +68,12 @@ Progress = Callable[[str, int, int], None]
 
 
 # ---------------------------------------------------------------------------------------- input
-def _beir_text(obj: dict) -> str:
-    title = obj.get("title") or ""
-    text = obj.get("text") or ""
-    return f"{title} {text}" if title else text
+def _beir_text(obj: dict, with_title: bool = True) -> str:
+    """Passage text as the BEIR loader builds it (so embedding-cache keys agree): the stripped
+    title, a space and the text when both are set; queries use their text only."""
+    title = (obj.get("title") or "").strip() if with_title else ""
+    body = obj.get("text") or ""
+    return f"{title} {body}" if title and body.strip() else (title or body)
 
 
 def read_beir(directory: str | Path, split: str = "test") -> Collection:
@@ -92,7 +94,7 @@ def read_beir(directory: str | Path, split: str = "test") -> Collection:
     for f in (corpus, queries, qrels):
         if not f.is_file():
             raise LoadError(str(f), None, f"missing; a BEIR directory needs corpus.jsonl, queries.jsonl and qrels/{split}.tsv")
-    for path, adder in ((corpus, coll.add_passage), (queries, coll.add_query)):
+    for path, adder, with_title in ((corpus, coll.add_passage, True), (queries, coll.add_query, False)):
         seen: set[str] = set()
         with open(path, encoding="utf-8") as fh:
             for ln, line in enumerate(fh, start=1):
@@ -112,7 +114,7 @@ def read_beir(directory: str | Path, split: str = "test") -> Collection:
                 seen.add(oid)
                 if not isinstance(obj.get("text", ""), str):
                     raise LoadError(str(path), ln, "must be a string", field="text")
-                adder(_beir_text(obj), oid)
+                adder(_beir_text(obj, with_title), oid)
     with open(qrels, encoding="utf-8") as fh:
         for ln, line in enumerate(fh, start=1):
             parts = line.split()
