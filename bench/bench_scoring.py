@@ -79,13 +79,22 @@ def unit_rows(rng, n: int, dim: int, dtype, block: int = 65536) -> np.ndarray:
     return out
 
 
-def best_of(repeat: int, fn):
-    times, result = [], None
+CPU: dict[str, float] = {}
+
+
+def best_of(repeat: int, fn, name: str | None = None):
+    """Best wall time of ``repeat`` runs (and, under ``name`` in CPU, the process CPU seconds of
+    that run: all threads together; less sensitive to other load on the machine)."""
+    best, result = None, None
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         result = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), result
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        if best is None or wall < best[0]:
+            best = (wall, cpu)
+    if name:
+        CPU[name] = best[1]
+    return best[0], result
 
 
 def main(argv=None) -> dict:
@@ -144,7 +153,7 @@ def main(argv=None) -> dict:
         with ThreadPoolExecutor(args.threads) as ex:
             list(ex.map(g, range(0, n_pairs, rows_per_task)))
 
-    t_gather, _ = best_of(args.repeat, gather)
+    t_gather, _ = best_of(args.repeat, gather, "gather")
     res["gather_s"] = t_gather
     print(f"gather bound   emb[idx] of {n_pairs:,} rows: {t_gather:.3f} s = {n_pairs / t_gather / 1e6:.2f} M rows/s", flush=True)
 
@@ -155,7 +164,7 @@ def main(argv=None) -> dict:
         source_summary("bench", sc, cfg.with_(n_bootstrap=1))
         return sc
 
-    t_core, sc = best_of(args.repeat, core)
+    t_core, sc = best_of(args.repeat, core, "core")
     res["core_s"] = t_core
     res["core_pairs_per_s"] = n_pairs / t_core
     res["core_breakdown_s"] = {k: round(v, 3) for k, v in sc.timings.items()}
@@ -177,7 +186,7 @@ def main(argv=None) -> dict:
             return score_arrays(Q, P, q_idx, n_idx, pos_q, pos_p, cfg, with_sem=True,
                                 chunk=args.chunk, n_threads=args.threads)
 
-        t_sem, scs = best_of(max(1, args.repeat - 1), full)
+        t_sem, scs = best_of(max(1, args.repeat - 1), full, "with_sem")
         res["with_sem_s"] = t_sem
         res["with_sem_pairs_per_s"] = n_pairs / t_sem
         res["sem_extra_s"] = t_sem - res["core_breakdown_s"]["total"]
@@ -200,7 +209,7 @@ def main(argv=None) -> dict:
         mat = sparse.csr_matrix((np.ones(int(keep.sum())), ids[keep], indptr), shape=(n_rows, args.vocab))
         lex = PassageLexicon.from_matrix(mat)
         pstar_pair = np.repeat(sc.pstar, K)
-        t_lex, _ = best_of(max(1, args.repeat - 1), lambda: lex.overlap(n_idx, pstar_pair))
+        t_lex, _ = best_of(max(1, args.repeat - 1), lambda: lex.overlap(n_idx, pstar_pair), "lex")
         res["lex_s"] = t_lex
         res["lex_pairs_per_s"] = n_pairs / t_lex
         print(f"lex_overlap    {t_lex:.3f} s = {n_pairs / t_lex / 1e6:.2f} M pairs/s "
@@ -208,8 +217,8 @@ def main(argv=None) -> dict:
 
     # bootstrap: every per-source statistic, B resamples of nq queries
     values = np.stack([np.asarray(sc.metrics[c], dtype=np.float64) for c in _BOOT_COLS], axis=1)
-    t_boot, _ = best_of(args.repeat, lambda: resampled_means(values, args.bootstrap, 0))
-    t_boot1, _ = best_of(args.repeat, lambda: resampled_means(values[:, 0], args.bootstrap, 0))
+    t_boot, _ = best_of(args.repeat, lambda: resampled_means(values, args.bootstrap, 0), "bootstrap")
+    t_boot1, _ = best_of(args.repeat, lambda: resampled_means(values[:, 0], args.bootstrap, 0), "bootstrap_one")
     res["bootstrap_s"] = t_boot
     res["bootstrap_one_stat_s"] = t_boot1
     print(f"bootstrap      {nq:,} queries × {args.bootstrap} resamples: {t_boot:.3f} s for all "
@@ -238,6 +247,8 @@ def main(argv=None) -> dict:
         print(f"reference      {len(ni):,} pairs (with ECI_sem, float64): tests/reference.py {t_ref:.2f} s, "
               f"score_arrays {t_fast * 1e3:.1f} ms → {t_ref / t_fast:,.0f}× faster (max |Δ| {err:.1e})", flush=True)
 
+    res["cpu_s"] = CPU
+    print("CPU seconds    " + ", ".join(f"{k} {v:.3f}" for k, v in CPU.items()))
     res["peak_rss_mib"] = peak_rss_mib()
     res["machine"]["loadavg_end"] = os.getloadavg()
     print(f"load average   start {info['loadavg_start']}, end {res['machine']['loadavg_end']}  "

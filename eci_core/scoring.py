@@ -158,9 +158,29 @@ def score_arrays(
         with_sem: compute ECI_sem (experimental).
         chunk, n_threads: pair chunk size and threads of the fused dot-product pass.
 
-    Dot products run in float32 (float64 if an input is float64); float16 rows are widened per
-    chunk, so a float16 matrix halves memory traffic. Per-query metrics are float64.
+    Algorithm: queries are grouped into buckets of equal (K, |P_q|); per chunk of a bucket the
+    negative rows are gathered once (the only random access) and multiplied with the query and its
+    positives in one batched matmul ``(n, K, d) @ (n, d, 1 + |P|)``, which gives s_qn and every
+    s(p, n); ECI_sem's residual Gram matrices are formed from the same gathered rows. Chunks run
+    on ``n_threads`` threads (numpy releases the GIL in gathers and matmul).
+
+    A negative that is the very row of one of its query's positives gets ``s_qn = s(q, p)``
+    exactly (margin exactly s_qp − s(q, p), 0 under the default rule), whatever the summation
+    order of the BLAS kernel.
+
+    Dot products run in float32 (float64 if an input is float64); float16 matrices halve the
+    memory and are widened to float32 per chunk (numpy's half-float cast is scalar on common
+    builds, so this saves memory, not time: see BENCHMARKS.md). Per-query metrics are float64.
     """
+    kwargs = dict(queries=queries, lexicon=lexicon, text_key=text_key, cross=cross, with_sem=with_sem, chunk=chunk)
+    if n_threads > 1:
+        with ThreadPoolExecutor(n_threads) as pool:
+            return _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, pool=pool, **kwargs)
+    return _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, pool=None, **kwargs)
+
+
+def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *, queries, lexicon, text_key,
+                  cross, with_sem, chunk, pool) -> ArrayScores:
     import time
 
     timings: dict[str, float] = {}
@@ -191,11 +211,22 @@ def score_arrays(
     pos_emb = np.empty((pp.shape[0], passage_emb.shape[1]), dtype=passage_emb.dtype)
     work = _work_dtype(query_emb, passage_emb)
     s_qpos = np.empty(pp.shape[0], dtype=np.float64)
-    for a in range(0, pp.shape[0], chunk):
+    pool = pool if n_pairs > 4 * chunk else None
+
+    def run(fn, items) -> None:
+        if pool is None:
+            for item in items:
+                fn(item)
+        else:
+            list(pool.map(fn, items))
+
+    def positives(a: int) -> None:
         b = min(a + chunk, pp.shape[0])
         pos_emb[a:b] = passage_emb[pp[a:b]]
         s_qpos[a:b] = np.einsum("ij,ij->i", pos_emb[a:b].astype(work, copy=False),
                                 query_emb[pq[a:b]].astype(work, copy=False))
+
+    run(positives, range(0, pp.shape[0], chunk))
     s_qp_q, pstar_local = M.positive_similarity(s_qpos, pos_counts, config.positive)
     pstar = pp[pstar_local]
     pos_starts = M.group_starts(pos_counts)
@@ -265,12 +296,7 @@ def score_arrays(
             D = N - Pc[np.arange(nc), pstar_pos[qc]][:, None, :]
             sem[qc] = M.sem_logdet(D, w, config.sem_lambda)
 
-    if n_threads > 1 and len(tasks) > 4:
-        with ThreadPoolExecutor(n_threads) as ex:
-            list(ex.map(kernel, tasks))
-    else:
-        for task in tasks:
-            kernel(task)
+    run(kernel, tasks)
     timings["pair_kernel"] = time.perf_counter() - t2
 
     # per query
