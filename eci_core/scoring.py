@@ -193,22 +193,22 @@ def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *,
         raise ValueError("q_idx must be sorted (pairs grouped by query); sort pairs by query first")
     if query_emb.ndim != 2 or passage_emb.ndim != 2 or query_emb.shape[1] != passage_emb.shape[1]:
         raise ValueError(f"query_emb {query_emb.shape} and passage_emb {passage_emb.shape} must be 2-d with the same dim")
-    if queries is None:  # q_idx is sorted: its distinct values without a sort
-        queries = q_idx[np.concatenate([[True], q_idx[1:] != q_idx[:-1]])] if q_idx.shape[0] else q_idx
-    queries = np.asarray(queries, dtype=np.int64)
+    # q_idx is sorted: its runs give the distinct queries with pairs and their K
+    first = np.flatnonzero(np.concatenate([[True], q_idx[1:] != q_idx[:-1]])) if q_idx.shape[0] else q_idx
+    with_pairs = q_idx[first]
+    run_len = np.diff(np.append(first, q_idx.shape[0]))
+    queries = with_pairs if queries is None else np.asarray(queries, dtype=np.int64)
     if queries.shape[0] > 1 and np.any(queries[1:] <= queries[:-1]):
         raise ValueError("queries must be sorted and unique")
-    gq = np.searchsorted(queries, q_idx)
-    if q_idx.shape[0] and (np.any(gq >= queries.shape[0]) or np.any(queries[np.minimum(gq, queries.shape[0] - 1)] != q_idx)):
+    at = np.searchsorted(queries, with_pairs)
+    if with_pairs.shape[0] and (at[-1] >= queries.shape[0] or np.any(queries[np.minimum(at, queries.shape[0] - 1)] != with_pairs)):
         raise ValueError("every q_idx must be listed in queries")
-    counts = np.bincount(gq, minlength=queries.shape[0]).astype(np.int64)
+    counts = np.zeros(queries.shape[0], dtype=np.int64)
+    counts[at] = run_len
     n_pairs = q_idx.shape[0]
 
     # positives: s(q, p) for every labelled positive, then s_qp and p* by the positive rule
     pq, pp, pos_counts = _positives_for(queries, pos_q, pos_p)
-    # the positives' rows, gathered once into a contiguous block in query order: the pair kernel
-    # then reads them sequentially
-    pos_emb = np.empty((pp.shape[0], passage_emb.shape[1]), dtype=passage_emb.dtype)
     work = _work_dtype(query_emb, passage_emb)
     s_qpos = np.empty(pp.shape[0], dtype=np.float64)
     pool = pool if n_pairs > 4 * chunk else None
@@ -222,8 +222,7 @@ def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *,
 
     def positives(a: int) -> None:
         b = min(a + chunk, pp.shape[0])
-        pos_emb[a:b] = passage_emb[pp[a:b]]
-        s_qpos[a:b] = np.einsum("ij,ij->i", pos_emb[a:b].astype(work, copy=False),
+        s_qpos[a:b] = np.einsum("ij,ij->i", passage_emb[pp[a:b]].astype(work, copy=False),
                                 query_emb[pq[a:b]].astype(work, copy=False))
 
     run(positives, range(0, pp.shape[0], chunk))
@@ -265,14 +264,12 @@ def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *,
             rows = slice(r0, r0 + nc * K)
             prow = slice(p0, p0 + nc * npos)
             nrow, prow_p = n_idx[rows].reshape(nc, K), pp[prow].reshape(nc, npos)
-            Pc = pos_emb[prow].reshape(nc, npos, -1)
         else:
             rows = pair_starts[qc][:, None] + np.arange(K)  # (nc, K) pair positions
             prow = pos_starts[qc][:, None] + np.arange(npos)  # (nc, npos) positive positions
             nrow, prow_p = n_idx[rows], pp[prow]
-            Pc = pos_emb[prow]
-        N = passage_emb[nrow].astype(work, copy=False)  # (nc, K, d): the only random gather
-        Pc = Pc.astype(work, copy=False)  # (nc, npos, d), sequential rows
+        N = passage_emb[nrow].astype(work, copy=False)  # (nc, K, d)
+        Pc = passage_emb[prow_p].astype(work, copy=False)  # (nc, npos, d)
         R = np.concatenate([query_emb[queries[qc]].astype(work, copy=False)[:, None, :], Pc], axis=1)
         S = np.matmul(N, R.transpose(0, 2, 1)).astype(np.float64)  # (nc, K, 1 + npos)
         sq = S[:, :, 0]
