@@ -48,24 +48,10 @@ SOURCE_COLUMNS = [
 ]
 
 
-# ----------------------------------------------------------------------------- dot products
 
 
 def _work_dtype(*arrays) -> type:
     return np.float64 if any(a.dtype == np.float64 for a in arrays) else np.float32
-
-
-def rowwise_dot(A: np.ndarray, ai: np.ndarray, B: np.ndarray, bi: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """``out[i] = A[ai[i]] · B[bi[i]]`` in chunks (float32, or float64 when an input is float64;
-    float16 rows are widened per chunk)."""
-    work = _work_dtype(A, B)
-    out = np.empty(ai.shape[0], dtype=work)
-    for a in range(0, ai.shape[0], chunk):
-        b = min(a + chunk, ai.shape[0])
-        x = A[ai[a:b]].astype(work, copy=False)
-        y = B[bi[a:b]].astype(work, copy=False)
-        out[a:b] = np.einsum("ij,ij->i", x, y)
-    return out
 
 
 # ----------------------------------------------------------------------------- array level
@@ -250,8 +236,10 @@ def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *,
     tk = None if text_key is None else np.asarray(text_key)
     combo = counts * (int(pos_counts.max(initial=0)) + 1) + pos_counts
     tasks = []
-    for key in np.unique(combo[counts > 0]):
-        qs = np.flatnonzero(combo == key)
+    order = np.flatnonzero(counts > 0)
+    order = order[np.argsort(combo[order], kind="stable")]  # bucket by (K, |P|), query order within
+    bounds = np.flatnonzero(np.diff(combo[order])) + 1
+    for qs in np.split(order, bounds) if order.shape[0] else []:
         K, npos = int(counts[qs[0]]), int(pos_counts[qs[0]])
         step = max(1, chunk // K)
         tasks.extend((qs[i : i + step], K, npos) for i in range(0, qs.shape[0], step))
