@@ -16,10 +16,12 @@ from ui import components, sidebar, state
 st.set_page_config(layout="wide", page_title="ECI Explorer", page_icon=":material/insights:")
 state.use_navigation_only()  # every later run goes through this file's st.navigation
 
+# URL paths equal the file stems: Streamlit's legacy pages/ routing resolves a deep link on the
+# first run of a new server by file stem (see ui.state.use_navigation_only).
 PAGES = [
     st.Page(state.PAGE_FILES["overview"], title="Overview", icon=":material/leaderboard:", url_path="overview", default=True),
     st.Page(state.PAGE_FILES["margins"], title="Margins", icon=":material/bar_chart:", url_path="margins"),
-    st.Page(state.PAGE_FILES["signal_safety"], title="Signal vs Safety", icon=":material/scatter_plot:", url_path="signal-vs-safety"),
+    st.Page(state.PAGE_FILES["signal_safety"], title="Signal vs Safety", icon=":material/scatter_plot:", url_path="signal_vs_safety"),
     st.Page(state.PAGE_FILES["projection"], title="Projection", icon=":material/bubble_chart:", url_path="projection"),
     st.Page(state.PAGE_FILES["drilldown"], title="Query drill-down", icon=":material/manage_search:", url_path="query"),
     st.Page(state.PAGE_FILES["compare"], title="Compare", icon=":material/compare_arrows:", url_path="compare"),

@@ -138,39 +138,46 @@ def chromium(viewport=(1400, 4000)):
             browser.close()
 
 
+#: One round trip per poll: script run over, no loading placeholder, enough charts, right title.
+IDLE_JS = """([minCharts, title]) => {
+  const app = document.querySelector('[data-testid=stApp]');
+  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+  if (document.querySelector('[data-testid=stSkeleton]')) return false;
+  if (document.querySelectorAll('.js-plotly-plot .main-svg').length < minCharts) return false;
+  if (title !== null && !Array.from(document.querySelectorAll('h1')).some(h => h.innerText.includes(title))) return false;
+  return true;
+}"""
 SCRIPT_STATE_JS = ("() => { const a = document.querySelector('[data-testid=stApp]');"
                    " return a ? a.getAttribute('data-test-script-state') : null }")
 
 
-def wait_until_idle(page, timeout_ms: int = 60000, min_charts: int = 0, title: str | None = None) -> None:
+def wait_until_idle(page, timeout_ms: int = 60000, min_charts: int = 0, title: str | None = None,
+                    settle_s: float = 0.3) -> float:
     """Wait until Streamlit has finished the script run (``data-test-script-state`` =
     ``notRunning``), no element is still a loading skeleton, ``title`` (when given) is the page's
-    ``h1`` and at least ``min_charts`` plotly charts have drawn."""
+    ``h1`` and at least ``min_charts`` plotly charts have drawn; the state must hold for
+    ``settle_s``. Returns the monotonic time at which it first held (for timings)."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
     deadline = time.monotonic() + timeout_ms / 1000
     quiet_since = None
     while time.monotonic() < deadline:
-        done = (
-            page.evaluate(SCRIPT_STATE_JS) == "notRunning"
-            and page.locator('[data-testid="stSkeleton"]').count() == 0
-            and page.locator(".js-plotly-plot .main-svg").count() >= min_charts
-            and (title is None or page.locator("h1", has_text=title).count() > 0)
-        )
+        done = page.evaluate(IDLE_JS, [min_charts, title])
         if done:
             quiet_since = quiet_since or time.monotonic()
-            if time.monotonic() - quiet_since > 0.3:
-                return
+            if time.monotonic() - quiet_since > settle_s:
+                return quiet_since
         else:
             quiet_since = None
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise TimeoutError(f"the app did not finish within {timeout_ms / 1000:.0f} s (script state "
                        f"{page.evaluate(SCRIPT_STATE_JS)!r}, charts drawn: {page.locator('.js-plotly-plot').count()}, "
                        f"wanted {min_charts}, title {title!r})")
 
 
 def error_texts(page) -> list[str]:
-    """Texts of exception blocks and tracebacks shown on the page (empty when none)."""
+    """Texts of exception blocks, tracebacks and dialogs shown on the page (empty when none)."""
     out = [el.inner_text()[:500] for el in page.locator('[data-testid="stException"]').all()]
+    out += [el.inner_text()[:300] for el in page.locator('[data-testid="stDialog"]').all()]  # e.g. "Page not found"
     body = page.locator('[data-testid="stMain"]').inner_text() if page.locator('[data-testid="stMain"]').count() else ""
     if "Traceback (most recent call last)" in body:
         out.append(body[body.index("Traceback"):][:500])

@@ -31,9 +31,9 @@ APP = str(ROOT / "app.py")
 FIXTURE = ROOT / "tests" / "fixtures" / "app_small"
 PAGES = {
     "margins": ("pages/margins.py", "Margins"),
-    "signal_safety": ("pages/signal_safety.py", "Signal vs Safety"),
+    "signal_safety": ("pages/signal_vs_safety.py", "Signal vs Safety"),
     "projection": ("pages/projection.py", "Projection"),
-    "drilldown": ("pages/drilldown.py", "Query drill-down"),
+    "drilldown": ("pages/query.py", "Query drill-down"),
     "compare": ("pages/compare.py", "Compare"),
     "export": ("pages/export.py", "Export"),
 }

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import pytest
 
@@ -33,7 +33,7 @@ def pages(n_sources: int) -> list[tuple[str, str, str, int]]:
     return [
         ("Overview", "", "Overview", 2 if two else 1),
         ("Margins", "margins", "Margins", 2),
-        ("Signal vs Safety", "signal-vs-safety", "Signal vs Safety", 1),
+        ("Signal vs Safety", "signal_vs_safety", "Signal vs Safety", 1),
         ("Projection", "projection", "Projection", 1),
         ("Query drill-down", "query", "Query drill-down", 0),
         ("Compare", "compare", "Compare", 1 if two else 0),
@@ -114,8 +114,8 @@ def _main_plot_box(page):
     return max(boxes, key=lambda b: b["width"] * b["height"])
 
 
-def test_lasso_on_signal_vs_safety_fills_the_table(server, page):
-    _goto(page, server, "signal-vs-safety", "Signal vs Safety", 1)
+def test_lasso_on_signal_vs_safety_fills_the_table(server, page, collection):
+    _goto(page, server, "signal_vs_safety", "Signal vs Safety", 1)
     assert page.get_by_text(re.compile(r"^Selected queries \(\d+\)")).count() == 0
     chart = page.locator(".js-plotly-plot").first
     chart.hover()
@@ -133,9 +133,18 @@ def test_lasso_on_signal_vs_safety_fills_the_table(server, page):
     A.wait_until_idle(page, timeout_ms=LOAD_MS, min_charts=1, title="Signal vs Safety")
     n = int(re.search(r"\((\d+)\)", heading.inner_text()).group(1))
     assert n > 0
-    assert page.locator('[data-testid="stDataFrame"]').count() >= 1
+    assert page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]').count() >= 1
     _assert_clean(page, "Signal vs Safety after a lasso")
-    page.screenshot(path=str(ARTIFACTS / "signal-vs-safety-lasso.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "signal_vs_safety-lasso.png"), full_page=True)
+    # choosing the first row (its selection box, left of the first data row) opens the drill-down
+    grid = page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]').first.bounding_box()
+    page.mouse.click(grid["x"] + 16, grid["y"] + 35 + 17)
+    page.wait_for_url(re.compile(r"/query\?(.*&)?q="), timeout=60_000)
+    A.wait_until_idle(page, timeout_ms=LOAD_MS, title="Query drill-down")
+    _assert_clean(page, "drill-down opened from a table row")
+    qid = unquote(re.search(r"[?&]q=([^&]+)", page.url).group(1))
+    text = collection.query_texts[collection.query_index(qid)]
+    assert page.locator("h3", has_text=text[:40]).count() >= 1
 
 
 def test_query_url_reopens_the_query(server, page, collection):

@@ -208,7 +208,7 @@ def _mtimes(path: Path) -> tuple:
         return ((str(path), path.stat().st_mtime_ns),)
     if path.is_dir():
         return tuple(
-            sorted((str(p), p.stat().st_mtime_ns) for p in path.rglob("*") if p.is_file() and ".eci_cache" not in p.parts)
+            sorted((str(p), p.stat().st_mtime_ns) for p in path.rglob("*") if p.is_file() and "embeddings" not in p.parts)
         )
     return ()
 
@@ -343,22 +343,34 @@ def get_cross_encoder():
     return load_cross_encoder(None)
 
 
-@st.cache_resource(show_spinner=False)
 def get_embedding_cache():
-    """The on-disk embedding cache, with the sample data's shipped cache as a read-only layer."""
+    """The on-disk embedding cache (``$ECI_CACHE_DIR`` or ``~/.cache/eci-explorer``) with the
+    loaded datasets' shipped ``embeddings/`` folders as read-only layers."""
+    return _embedding_cache(tuple(str(p) for p in shipped_cache_dirs()))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _embedding_cache(readonly: tuple[str, ...]):
     from eci_core.encoders import EmbeddingCache
 
-    shipped = [str(p) for p in _shipped_cache_dirs()]
-    return EmbeddingCache(readonly_dirs=shipped)
+    return EmbeddingCache(readonly_dirs=list(readonly))
 
 
-def _shipped_cache_dirs() -> list[Path]:
-    out = []
-    for base in {SAMPLE_DIR, default_data_path() or SAMPLE_DIR}:
-        for name in (".eci_cache", "eci_cache", "embedding_cache"):
-            p = Path(base) / name
-            if p.is_dir():
-                out.append(p)
+def shipped_cache_dirs() -> list[Path]:
+    """``embeddings/`` folders shipped with the data: next to a BEIR directory's ``negatives/``
+    (``DIR/embeddings``) for every loaded source, and the bundled sample's."""
+    coll = st.session_state.get(K_COLLECTION)
+    cands: list[Path] = [SAMPLE_DIR]
+    if coll is not None:
+        for src in coll.sources.values():
+            if src.path:
+                p = Path(src.path)
+                cands += [p, p.parent, p.parent.parent]
+    out: list[Path] = []
+    for c in cands:
+        d = c / "embeddings"
+        if d.is_dir() and d not in out:
+            out.append(d)
     return out
 
 
@@ -503,9 +515,9 @@ def open_in_drilldown(query_id: str) -> None:
 PAGE_FILES = {
     "overview": "pages/overview.py",
     "margins": "pages/margins.py",
-    "signal_safety": "pages/signal_safety.py",
+    "signal_safety": "pages/signal_vs_safety.py",
     "projection": "pages/projection.py",
-    "drilldown": "pages/drilldown.py",
+    "drilldown": "pages/query.py",
     "compare": "pages/compare.py",
     "export": "pages/export.py",
 }
