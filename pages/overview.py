@@ -42,6 +42,9 @@ st.dataframe(
     views.components_table(res),
     hide_index=True,
     width="stretch",
+    column_order=["rank", "name", "eci", "unsafe_query_rate", "unsafe_negative_rate", "signal", "safety", "capacity",
+                  "de", "eci_arith", "infonce_bound", "eci_sem", "mean_k", "n_queries", "n_negatives",
+                  "eci_low", "eci_high"],
     column_config={
         "rank": st.column_config.NumberColumn("#", width="small"),
         "name": st.column_config.TextColumn("source"),
@@ -52,7 +55,8 @@ st.dataframe(
         "safety": st.column_config.NumberColumn("Safety Δ", format="%.3f", help="s_qp − max s_qn, clipped at 0"),
         "capacity": st.column_config.NumberColumn("Capacity C", format="%.3f", help="ln(K + 1)"),
         "de": st.column_config.NumberColumn("DE", format="%.3f", help="2·S·Δ / (S + Δ)"),
-        "eci_arith": st.column_config.NumberColumn("ECI arith. (ablation)", format="%.3f", help="C·(S + Δ)/2"),
+        "eci_arith": st.column_config.NumberColumn("ECI arith.", format="%.3f",
+                                                   help="Ablation: C·(S + Δ)/2, the arithmetic-mean variant"),
         "infonce_bound": st.column_config.NumberColumn("I_NCE", format="%.3f", help="ln(K+1) − InfoNCE loss"),
         "eci_sem": st.column_config.NumberColumn(
             "ECI_sem (experimental)", format="%.3f",

@@ -148,6 +148,30 @@ def test_projection_defaults_to_pca(expected):
     assert len(at.get("plotly_chart")) == 1
 
 
+def test_projection_umap_form_passes_its_parameters(monkeypatch):
+    """The UMAP form's values reach eci_core.projection.project (UMAP itself is swapped for PCA
+    here: its numba compilation alone takes ~20 s; tests/test_projection.py covers it)."""
+    import eci_core.projection as P
+
+    calls = []
+    real = P.project
+
+    def fake(x, method="umap", **kw):
+        calls.append((method, kw.get("n_neighbors"), kw.get("min_dist"), kw.get("metric")))
+        return real(x, method="pca")
+
+    monkeypatch.setattr(P, "project", fake)
+    at = open_page("projection")
+    assert calls and calls[-1][0] == "pca"
+    next(s for s in at.slider if s.label == "n_neighbors").set_value(7)
+    next(s for s in at.selectbox if s.label == "metric").set_value("euclidean")
+    next(b for b in at.button if b.label == "Compute UMAP").click().run()
+    _no_exception(at)
+    assert calls[-1] == ("umap", 7, 0.1, "euclidean")
+    spec = at.get("plotly_chart")[0].proto.spec
+    assert "UMAP (n_neighbors=7, min_dist=0.1, euclidean)" in spec
+
+
 # ----------------------------------------------------------------------------- drill-down
 def test_drilldown_defaults_to_worst_query_and_shows_components(expected):
     coll, res = expected

@@ -61,8 +61,14 @@ def ensure_scores() -> None:
 
 def require_result(title: str, caption: str | None = None) -> state.Current:
     """Page header, then the current data; stops the page with a hint when nothing is scored."""
-    if state.use_navigation_only() or state.K_INITIALISED not in st.session_state:
-        st.rerun()  # this page was run on its own (legacy pages/ routing): go through app.py
+    if state.use_navigation_only():
+        # Streamlit's legacy pages/ routing ran this file on its own (first run of a deep link
+        # on a fresh server): run the entry point instead, in this same run (so nothing the
+        # user clicked is lost); it draws the sidebar and this page through st.navigation.
+        import runpy
+
+        runpy.run_path(str(state.ROOT / "app.py"), run_name="__main__")
+        st.stop()
     st.title(title)
     if caption:
         st.caption(caption)
@@ -200,6 +206,8 @@ def fmt(v, spec: str = ".3f", empty: str = "—") -> str:
 
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return empty
+        if isinstance(v, float):
+            v = v + 0.0  # -0.0 -> 0.0 (no "-0.000" for an exact zero)
         return format(v, spec)
     except (TypeError, ValueError):
         return str(v)

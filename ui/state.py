@@ -560,8 +560,8 @@ def use_navigation_only() -> bool:
 
     Streamlit still emulates its first multipage API when a ``pages/`` folder sits next to the
     main script: a URL such as ``/overview`` then runs ``pages/overview.py`` on its own, without
-    ``app.py`` (no sidebar, no navigation, no state). ``app.py`` calls this on every run and a
-    page that finds the emulation still on reruns the app (see
+    ``app.py`` (no sidebar, no navigation, no state). ``app.py`` calls this on every run; a
+    page that finds the emulation still on runs ``app.py`` in its place, in the same run (see
     :func:`ui.components.require_result`), so every run goes through ``app.py``'s
     ``st.navigation``.
     """
