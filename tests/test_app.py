@@ -40,8 +40,14 @@ PAGES = {
 TIMEOUT = 120
 
 
+@pytest.fixture(scope="session")
+def _cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("eci-cache")
+
+
 @pytest.fixture(autouse=True)
-def _fixture_env(monkeypatch):
+def _fixture_env(monkeypatch, _cache_dir):
+    monkeypatch.setenv("ECI_CACHE_DIR", str(_cache_dir))  # never the user's ~/.cache
     monkeypatch.setenv("ECI_DATA", str(FIXTURE))
     monkeypatch.setenv("ECI_ENCODER", "hashing")
     monkeypatch.delenv("ECI_CROSS_ENCODER", raising=False)

@@ -52,13 +52,15 @@ def _skip_reason() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     encoder = os.environ.get("ECI_BROWSER_ENCODER", "hashing")
-    srv = A.start_server(A.sample_or_fixture(), encoder=encoder, log_dir=ARTIFACTS, timeout=120)
+    cache = tmp_path_factory.mktemp("eci-cache")  # never the user's ~/.cache
+    srv = A.start_server(A.sample_or_fixture(), encoder=encoder, log_dir=ARTIFACTS, timeout=120,
+                         extra_env={"ECI_CACHE_DIR": str(cache)})
     try:
         yield srv
     finally:
