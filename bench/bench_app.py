@@ -59,7 +59,8 @@ def n_sources(data: Path) -> tuple[int, int, int]:
 def run(data: Path, encoder: str, rounds: int) -> dict:
     n_src, n_q, n_neg = n_sources(data)
     two = n_src > 1
-    out: dict = {"data": data, "encoder": encoder, "sources": n_src, "queries": n_q, "negatives": n_neg}
+    out: dict = {"data": data, "encoder": encoder, "sources": n_src, "queries": n_q, "negatives": n_neg,
+                 "load_before": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory(prefix="eci-bench-cache-") as cache_dir:
         t_launch = time.monotonic()
         server = A.start_server(data, encoder=encoder, extra_env={"ECI_CACHE_DIR": cache_dir}, timeout=120)
@@ -89,6 +90,7 @@ def run(data: Path, encoder: str, rounds: int) -> dict:
                                                          settle_s=0.0) - t0
         finally:
             server.stop()
+    out["load_after"] = os.getloadavg()[0]
     return out
 
 
@@ -104,7 +106,9 @@ def markdown(r: dict) -> str:
         f"{os.cpu_count()} cores, Python {platform.python_version()}, headless Chromium via Playwright): "
         f"`{rel}` ({r['sources']} sources, {r['queries']:,} queries, {r['negatives']:,} negatives), "
         f"encoder `{r['encoder']}`, cross-encoder off (the `make run` defaults), empty user cache "
-        "(only the sample's shipped `embeddings/`).",
+        "(only the sample's shipped `embeddings/`). The server, Chromium and Playwright share the "
+        f"machine's cores; 1-minute load average {r['load_before']:.1f} before and {r['load_after']:.1f} after "
+        "the run (anything above the core count means other processes were competing).",
         "",
         "| what | time | target |",
         "|---|---|---|",
