@@ -60,7 +60,7 @@ def scatter_and_tables() -> None:
             table = cmp.top
             st.markdown("**Most disagreeing queries**")
         shown = components.with_query_text(table.reset_index(drop=True), cur.collection, width=90)
-        cols = [c for c in ("query", "diff", "eci_a", "eci_b") if c in shown.columns]
+        cols = [c for c in ("diff", "eci_a", "eci_b", "query") if c in shown.columns]
         pick = st.dataframe(
             shown[cols],
             hide_index=True,
@@ -70,7 +70,6 @@ def scatter_and_tables() -> None:
             selection_mode="single-row",
             key="cmp_table",
             column_config={
-                "query": st.column_config.TextColumn(width="large"),
                 "eci_a": st.column_config.NumberColumn(a, format="%.3f", width="small"),
                 "eci_b": st.column_config.NumberColumn(b, format="%.3f", width="small"),
                 "diff": st.column_config.NumberColumn("A − B", format="%+.3f", width="small"),

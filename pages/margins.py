@@ -76,12 +76,16 @@ st.dataframe(
 if not cur.settings.cross_encoder:
     st.caption("The cross_encoder rule is off: turn the cross-encoder on in the sidebar to use it.")
 
-per_row = 3
-for start in range(0, len(names), per_row):
-    cols = st.columns(per_row)
-    for col, name in zip(cols, names[start:start + per_row]):
-        with col:
-            fig = views.flag_funnel_figure(res, name)
-            fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25, x=0), height=340,
-                              margin=dict(l=10, r=10, t=50, b=10))
-            components.plotly(fig, key=f"mg_funnel_{name}")
+
+@st.fragment
+def funnel() -> None:
+    pick = st.segmented_control("Funnel of", names, default=names[0], key="mg_funnel_source") or names[0]
+    fig = views.flag_funnel_figure(res, pick)
+    fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), height=360,
+                      margin=dict(l=10, r=10, t=80, b=10))
+    left, _ = st.columns([3, 2])
+    with left:
+        components.plotly(fig, key="mg_funnel")
+
+
+funnel()
