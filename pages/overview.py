@@ -23,8 +23,9 @@ c1, c2, c3, c4, c5 = st.columns(5)
 c1.metric("Sources", f"{len(res.sources)}")
 c2.metric("Queries", f"{cur.collection.n_queries:,}")
 c3.metric("Negatives scored", f"{len(res.pairs):,}")
-c4.metric(f"Best ECI ({best['name']})", f"{best['eci']:.3f}")
-c5.metric(f"Unsafe queries ({best['name']})", f"{100 * best['unsafe_query_rate']:.1f} %")
+c4.metric("Best ECI", f"{best['eci']:.3f}", help=f"{best['name']}: the highest-ranked source")
+c5.metric("Its unsafe queries", f"{100 * best['unsafe_query_rate']:.1f} %",
+          help=f"Share of {best['name']}'s queries with a negative ranked at or above the positive (Δ = 0)")
 st.caption(f"Target encoder: {res.encoder} · positive rule: {res.config.positive} · aggregate: {res.config.aggregate}")
 
 left, right = st.columns([3, 2])
