@@ -93,6 +93,18 @@ def _goto(page, server, path: str, title: str, charts: int) -> None:
     _assert_clean(page, title)
 
 
+def test_query_url_reopens_the_query(server, page, collection):
+    """First test on the fresh server: a deep link must open its page directly (no "Page not
+    found" dialog from Streamlit's legacy pages/ routing, see ui.state.use_navigation_only)."""
+    coll = collection
+    qid = coll.query_ids[-1]
+    _goto(page, server, f"query?q={qid}", "Query drill-down", 0)
+    text = coll.query_texts[-1]
+    assert page.locator("h3", has_text=text[:40]).count() >= 1
+    assert f"q={qid}" in page.url
+    page.screenshot(path=str(ARTIFACTS / "query-from-url.png"), full_page=True)
+
+
 def test_every_page_renders_without_error(server, page, collection):
     plan = pages(len(collection.sources))
     _goto(page, server, "", "Overview", plan[0][3])
@@ -147,16 +159,6 @@ def test_lasso_on_signal_vs_safety_fills_the_table(server, page, collection):
     qid = unquote(re.search(r"[?&]q=([^&]+)", page.url).group(1))
     text = collection.query_texts[collection.query_index(qid)]
     assert page.locator("h3", has_text=text[:40]).count() >= 1
-
-
-def test_query_url_reopens_the_query(server, page, collection):
-    coll = collection
-    qid = coll.query_ids[-1]
-    _goto(page, server, f"query?q={qid}", "Query drill-down", 0)
-    text = coll.query_texts[-1]
-    assert page.locator("h3", has_text=text[:40]).count() >= 1
-    assert f"q={qid}" in page.url
-    page.screenshot(path=str(ARTIFACTS / "query-from-url.png"), full_page=True)
 
 
 def _metric(page, label: str) -> str:
