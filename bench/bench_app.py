@@ -63,7 +63,8 @@ def run(data: Path, encoder: str, rounds: int) -> dict:
                  "load_before": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory(prefix="eci-bench-cache-") as cache_dir:
         t_launch = time.monotonic()
-        server = A.start_server(data, encoder=encoder, extra_env={"ECI_CACHE_DIR": cache_dir}, timeout=120)
+        server = A.start_server(data, encoder=encoder, extra_env={"ECI_CACHE_DIR": cache_dir}, timeout=120,
+                                log_dir=Path(cache_dir))
         try:
             out["server_up_s"] = time.monotonic() - t_launch
             with A.chromium(viewport=(1400, 2400)) as page:

@@ -76,12 +76,15 @@ class Server:
 
 
 def start_server(data: Path, encoder: str = "hashing", log_dir: Path | None = None, extra_env: dict | None = None,
-                 timeout: float = 60.0) -> Server:
-    """Start the dashboard on a free port with ``ECI_DATA=data`` and wait until it answers."""
+                 timeout: float = 60.0, log_name: str = "server.log") -> Server:
+    """Start the dashboard on a free port with ``ECI_DATA=data`` and wait until it answers.
+
+    The server's output goes to ``log_dir/log_name`` (default ``tests/artifacts/server.log``,
+    overwritten by the next start)."""
     port = free_port()
     log_dir = log_dir or (ROOT / "tests" / "artifacts")
     log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / f"server-{port}.log"
+    log = log_dir / log_name
     env = dict(os.environ)
     env.update({"ECI_DATA": str(data), "ECI_ENCODER": encoder, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     env.update(extra_env or {})
