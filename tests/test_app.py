@@ -122,6 +122,39 @@ def test_overview_summary_table_is_sentence_transformers_style(expected):
     assert table.loc["Mean", "Difference"] == f"{want.loc['mean', 'Difference']:.4f}"
 
 
+def test_changing_an_option_rescores(expected):
+    """The sidebar's positive rule reaches score_collection: the Overview shows the numbers of
+    the new configuration."""
+    coll, _ = expected
+    res_max = score_collection(coll, HashingEncoder(), ECIConfig(positive="max"))
+    at = open_page()
+    at.sidebar.radio(key="set_positive").set_value("max").run()
+    _no_exception(at)
+    best = res_max.sources.iloc[0]
+    assert _metrics(at)["Best ECI"] == f"{best['eci']:.3f}"
+    assert "positive rule: max" in " ".join(c.value for c in at.caption)
+
+
+def test_switching_pages_never_rescores(monkeypatch):
+    import eci_core.scoring as scoring
+
+    calls = []
+    real = scoring.score_collection
+
+    def counting(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(scoring, "score_collection", counting)
+    at = open_page()  # scores the defaults once (or finds them in the store)
+    before = len(calls)
+    assert before <= 1
+    for path, _title in PAGES.values():
+        at.switch_page(path).run()
+        _no_exception(at)
+    assert len(calls) == before
+
+
 # ----------------------------------------------------------------------------- every page renders
 @pytest.mark.parametrize("page", list(PAGES))
 def test_every_page_renders(page):
