@@ -354,3 +354,20 @@ def test_pages_never_compute_metrics():
         for forbidden in ("import numpy", "score_collection", "np.mean", ".mean(", "from eci_core.metrics"):
             assert forbidden not in text, f"{path.name} contains {forbidden!r}"
 
+
+
+@pytest.mark.slow
+def test_cross_encoder_checkbox_adds_the_cross_encoder_flag(monkeypatch, expected):
+    """With the bundled cross-encoder on, the flag table counts the cross_encoder rule as
+    score_collection does (real ONNX model, ~3 s)."""
+    from eci_core.encoders import load_cross_encoder
+
+    coll, _ = expected
+    want = score_collection(coll, HashingEncoder(), ECIConfig(), cross_encoder=load_cross_encoder(None))
+    monkeypatch.setenv("ECI_CROSS_ENCODER", "1")
+    at = open_page("margins")
+    shown = at.dataframe[1].value
+    counts = views.flag_counts(want, list(want.sources["name"]))
+    assert list(shown["cross_encoder"]) == list(counts["cross_encoder"])
+    assert list(shown["flagged"]) == list(counts["flagged"])
+    assert counts["cross_encoder"].sum() > 0  # the fixture has negatives the cross-encoder rates as relevant
