@@ -1,8 +1,8 @@
 """Start the real dashboard server and a headless Chromium for end-to-end tests and benchmarks.
 
 Used by ``tests/test_browser.py`` and ``bench/bench_app.py``. Chromium is Debian's
-``/usr/bin/chromium`` driven by Playwright through ``executable_path`` (never
-``playwright install``).
+``/usr/bin/chromium`` driven by Playwright through ``executable_path``; Playwright's own
+browser download is never used.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The server runs ``app.py`` on the bundled sample (``sample_data/pyfaq``; the small fixture while
 the sample has no negatives yet) with the model-free ``hashing`` encoder so the run takes
 seconds; ``ECI_BROWSER_ENCODER=minilm`` runs it with the bundled model instead. Chromium is
-Debian's ``/usr/bin/chromium`` driven by Playwright (never ``playwright install``); without it
+Debian's ``/usr/bin/chromium`` driven by Playwright (Playwright's own browser download is never used); without it
 the tests skip and say why. Screenshots of every page go to ``tests/artifacts/`` (git-ignored).
 """
 

@@ -484,3 +484,65 @@ def test_dense_mining_of_20k_passages_stays_under_1_gb():
     traced, rss = (int(x) for x in proc.stdout.split()[-2:])
     assert traced < 256 * 2**20, f"numpy/python allocations peaked at {traced / 2**20:.0f} MB while mining"
     assert rss < 2**30, f"peak RSS {rss / 2**20:.0f} MB"
+
+
+# --------------------------------------------------------------------------------- shipped sample data
+PYFAQ = ROOT / "sample_data" / "pyfaq"
+SOURCES = ("bm25", "dense", "dense-percpos", "cross-encoder", "bm25+ce", "random", "llm+bm25ce")
+
+
+def test_pyfaq_sources_are_committed_with_ten_negatives_and_no_positive():
+    coll = read_beir(PYFAQ)
+    qids = {coll.query_ids[q] for q in coll.positives}
+    for name in SOURCES:
+        runs = read_negative_ids(PYFAQ / "negatives" / f"{name}.trec")
+        assert set(runs) <= qids, name
+        for qid, pids in runs.items():
+            pos = {coll.passage_ids[p] for p in coll.positives[coll.query_index(qid)]}
+            assert not pos & set(pids), (name, qid)
+            if name != "llm+bm25ce":
+                assert not any(p.startswith("llm-") for p in pids)
+        sizes = [len(v) for v in runs.values()]
+        if name in ("bm25", "dense", "random", "cross-encoder"):
+            assert len(runs) == len(qids) and set(sizes) == {10}, name
+    llm = read_negative_ids(PYFAQ / "negatives" / "llm.jsonl")
+    mixed = read_negative_ids(PYFAQ / "negatives" / "llm+bm25ce.trec")
+    base = read_negative_ids(PYFAQ / "negatives" / "bm25+ce.trec")
+    for qid, ids in llm.items():
+        assert set(ids) <= set(mixed[qid]) and set(base.get(qid, [])) <= set(mixed[qid])
+
+
+@pytest.mark.slow
+def test_shipped_embeddings_hit_the_cache_and_a_changed_text_misses(tmp_path):
+    from eci_core.encoders import EmbeddingCache, EncoderCallCounter, embed, load_encoder
+
+    coll = read_beir(PYFAQ)
+    enc = EncoderCallCounter(load_encoder(None))
+    assert (PYFAQ / "embeddings" / enc.fingerprint / "passage" / "passage.npz").is_file()
+    cache = EmbeddingCache(tmp_path / "c", readonly_dirs=[PYFAQ / "embeddings"])
+    embed(enc, coll.passage_texts, "passage", cache=cache)
+    embed(enc, coll.query_texts, "query", cache=cache)
+    assert enc.n_encoded == 0
+    embed(enc, [coll.passage_texts[0] + " (edited)"], "passage", cache=cache)
+    assert enc.n_passages == 1  # a stale text is recomputed, never served from the shipped cache
+
+
+@pytest.mark.slow
+def test_pyfaq_dense_is_less_safe_than_dense_percpos(tmp_path):
+    """Naive dense top-k keeps false negatives that TopK-PercPos removes: its unsafe rate
+    (share of negatives the target encoder ranks at or above the positive) is clearly higher."""
+    from eci_core.encoders import EmbeddingCache, load_encoder
+    from eci_core.loaders import load_paths
+    from eci_core.scoring import score_collection
+    from eci_core.config import ECIConfig
+
+    coll, report = load_paths([PYFAQ])
+    assert not report.errors
+    cache = EmbeddingCache(tmp_path / "c", readonly_dirs=[PYFAQ / "embeddings"])
+    res = score_collection(coll, load_encoder(None), ECIConfig(n_bootstrap=50), cache=cache,
+                           sources=["dense", "dense-percpos"], with_sem=False)  # fmt: skip
+    s = res.sources.set_index("name")
+    assert s.loc["dense", "unsafe_negative_rate"] > 0.02
+    # dense-percpos drops every candidate above 0.95 * s_qp: none can be at or above the positive
+    assert s.loc["dense-percpos", "unsafe_negative_rate"] == 0.0
+    assert s.loc["dense", "unsafe_query_rate"] > s.loc["dense-percpos", "unsafe_query_rate"] + 0.1
