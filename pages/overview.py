@@ -60,7 +60,7 @@ st.dataframe(
                                                    help="Ablation: C·(S + Δ)/2, the arithmetic-mean variant"),
         "infonce_bound": st.column_config.NumberColumn("I_NCE", format="%.3f", help="ln(K+1) − InfoNCE loss"),
         "eci_sem": st.column_config.NumberColumn(
-            "ECI_sem (experimental)", format="%.3f",
+            "ECI_sem (exp.)", format="%.3f",
             help="Experimental reconstruction of the paper's v3 metric (ln det of a weighted residual Gram matrix).",
         ),
         "unsafe_query_rate": st.column_config.NumberColumn("unsafe queries", format="percent"),
