@@ -11,6 +11,7 @@ Each page gets a fresh ``AppTest``: run the entry point once (the Overview), the
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ streamlit_testing = pytest.importorskip("streamlit.testing.v1")
 AppTest = streamlit_testing.AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the ui package (next to app.py), also under a bare `pytest`
 APP = str(ROOT / "app.py")
 FIXTURE = ROOT / "tests" / "fixtures" / "app_small"
 PAGES = {
