@@ -38,8 +38,6 @@ from eci_core.encoders import (  # noqa: E402
     embed,
     load_cross_encoder,
     load_encoder,
-    pair_key,
-    text_key,
 )
 from eci_core.miners import read_beir, read_negative_ids  # noqa: E402
 
@@ -108,10 +106,7 @@ def main(argv=None) -> int:
         cache.export(enc.fingerprint, "passage", coll.passage_texts, stage, dtype="float16")
         cache.export(enc.fingerprint, "query", coll.query_texts, stage, dtype="float16")
         if pairs:
-            joined = [q + "\x1f" + p for q, p in pairs]
-            # export() keys texts by text_key: the joined pair text has exactly the pair's key
-            assert text_key(joined[0]) == pair_key(*pairs[0])
-            cache.export(ce.fingerprint, "ce", joined, stage)
+            cache.export(ce.fingerprint, "ce", pairs, stage)
         size = sum(f.stat().st_size for f in stage.rglob("*") if f.is_file())
         if size > args.max_mb * 2**20:
             print(f"error: the cache would be {size / 2**20:.1f} MB > --max-mb {args.max_mb}; not shipped", file=sys.stderr)
