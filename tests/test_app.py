@@ -322,6 +322,17 @@ def test_upload_adds_a_source_named_after_the_file():
     assert len(coll.sources["my-miner"]) == 2
 
 
+def test_bad_upload_is_reported_by_its_file_name():
+    at = open_page()
+    at.sidebar.file_uploader[0].set_value(("broken.jsonl", b'{"query": "q", "pos": ["p"], "neg": ["n"]}\n{"query": \n',
+                                            "application/jsonl"))
+    at.sidebar.button[0].click().run()
+    _no_exception(at)
+    errors = at.session_state["eci_load_errors"]
+    assert len(errors) == 1 and errors[0].startswith("broken.jsonl:2: "), errors
+    assert list(at.session_state["eci_collection"].sources) == ["bm25", "dense", "random"]
+
+
 def test_no_data_shows_a_hint(monkeypatch, tmp_path):
     monkeypatch.setenv("ECI_DATA", str(tmp_path / "missing"))
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)

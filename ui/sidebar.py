@@ -28,7 +28,8 @@ def _on_add_uploads() -> None:
         st.session_state[state.K_ERRORS] = ["Choose one or more files first, then press Add."]
         return
     paths = state.save_uploads(files)
-    state.add_paths(paths, label=", ".join(p.name for p in paths))
+    state.add_paths(paths, label=", ".join(p.name for p in paths),
+                    hide_root=Path(st.session_state[state.K_UPLOAD_DIR]))
     if not st.session_state[state.K_ERRORS]:
         # a fresh uploader (empty) once the files are in the session
         st.session_state[_UPLOAD_COUNTER] = st.session_state.get(_UPLOAD_COUNTER, 0) + 1

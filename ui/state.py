@@ -259,11 +259,12 @@ def _set_collection(coll: Collection, report: LoadReport, label: str) -> None:
     ss[K_QUERY] = None
 
 
-def add_paths(paths: list[Path], label: str) -> None:
+def add_paths(paths: list[Path], label: str, hide_root: Path | None = None) -> None:
     """Load ``paths`` as extra sources of the current collection.
 
     The load works on a copy: when every path fails, the session keeps what it had; errors are
-    shown as one line each. A path that loads adds its sources (named after the file stems).
+    shown as one line each (with ``hide_root/`` cut from file names, so an upload is named as the
+    user's file). A path that loads adds its sources (named after the file stems).
     """
     from eci_core.loaders import load_paths
 
@@ -273,9 +274,9 @@ def add_paths(paths: list[Path], label: str) -> None:
     try:
         coll, report = load_paths([str(p) for p in paths], collection=base)
     except Exception as err:
-        ss[K_ERRORS] = [_one_line(err)]
+        ss[K_ERRORS] = [_short_names(_one_line(err), hide_root)]
         return
-    ss[K_ERRORS] = list(report.errors)
+    ss[K_ERRORS] = [_short_names(e, hide_root) for e in report.errors]
     if coll is None or not report.sources:
         return
     merged = LoadReport()
@@ -283,6 +284,15 @@ def add_paths(paths: list[Path], label: str) -> None:
     merged.sources.extend(report.sources)
     old_label = ss[K_DATA_LABEL] if current is not None else ""
     _set_collection(coll, merged, label=f"{old_label} + {label}" if old_label else label)
+
+
+def _short_names(message: str, root: Path | None) -> str:
+    """``message`` with ``root/`` (and an upload sub-folder ``u<n>/``) removed from paths."""
+    if root is None:
+        return message
+    import re
+
+    return re.sub(re.escape(str(root)) + r"/(u\d+/)?", "", message)
 
 
 def replace_with_path(path: Path) -> None:
