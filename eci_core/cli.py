@@ -154,6 +154,12 @@ def _fmt(x: float, digits: int = 4) -> str:
     return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _pct(x: float) -> str:
+    import math
+
+    return "n/a" if x is None or math.isnan(x) else f"{x:.1%}"
+
+
 def leaderboard(sources) -> str:
     """The leaderboard table (one row per source, ranked by ECI)."""
     import pandas as pd
@@ -171,9 +177,9 @@ def leaderboard(sources) -> str:
             "I_NCE": _fmt(r.infonce_bound),
             "ECI_arith": _fmt(r.eci_arith),
             "ECI_sem*": _fmt(r.eci_sem),
-            "unsafe q": f"{r.unsafe_query_rate:.1%}",
-            "unsafe neg": f"{r.unsafe_negative_rate:.1%}",
-            "mean K": f"{r.mean_k:.2f}",
+            "unsafe q": _pct(r.unsafe_query_rate),
+            "unsafe neg": _pct(r.unsafe_negative_rate),
+            "mean K": _fmt(r.mean_k, 2),
             "queries": r.n_queries,
             "negatives": r.n_negatives,
         })
