@@ -40,7 +40,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from eci_core import metrics as M  # noqa: E402
 from eci_core.bootstrap import resampled_means  # noqa: E402
 from eci_core.config import ECIConfig  # noqa: E402
 from eci_core.lexical import PassageLexicon  # noqa: E402
