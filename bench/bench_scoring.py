@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from eci_core.bootstrap import resampled_means  # noqa: E402
 from eci_core.config import ECIConfig  # noqa: E402
 from eci_core.lexical import PassageLexicon  # noqa: E402
-from eci_core.scoring import _BOOT_COLS, score_arrays, source_summary  # noqa: E402
+from eci_core.scoring import BOOTSTRAP_COLUMNS, score_arrays, source_summary  # noqa: E402
 
 
 def machine() -> dict:
@@ -215,13 +215,13 @@ def main(argv=None) -> dict:
               f"({args.tokens} token ids per passage, vocabulary {args.vocab:,}; tokenising text not included)", flush=True)
 
     # bootstrap: every per-source statistic, B resamples of nq queries
-    values = np.stack([np.asarray(sc.metrics[c], dtype=np.float64) for c in _BOOT_COLS], axis=1)
+    values = np.stack([np.asarray(sc.metrics[c], dtype=np.float64) for c in BOOTSTRAP_COLUMNS], axis=1)
     t_boot, _ = best_of(args.repeat, lambda: resampled_means(values, args.bootstrap, 0), "bootstrap")
     t_boot1, _ = best_of(args.repeat, lambda: resampled_means(values[:, 0], args.bootstrap, 0), "bootstrap_one")
     res["bootstrap_s"] = t_boot
     res["bootstrap_one_stat_s"] = t_boot1
     print(f"bootstrap      {nq:,} queries × {args.bootstrap} resamples: {t_boot:.3f} s for all "
-          f"{len(_BOOT_COLS)} statistics, {t_boot1:.3f} s for ECI alone", flush=True)
+          f"{len(BOOTSTRAP_COLUMNS)} statistics, {t_boot1:.3f} s for ECI alone", flush=True)
 
     if not args.skip_reference:
         import reference as R

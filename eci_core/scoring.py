@@ -310,7 +310,8 @@ def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *,
 
 # ----------------------------------------------------------------------------- per source
 
-_BOOT_COLS = ("eci", "S", "delta", "DE", "C", "infonce", "K")
+#: per-query columns resampled together for the sources table (one draw serves all of them)
+BOOTSTRAP_COLUMNS = ("eci", "S", "delta", "DE", "C", "infonce", "K")
 
 
 def source_summary(name: str, scores: ArrayScores, config: ECIConfig = ECIConfig()) -> dict:
@@ -322,10 +323,10 @@ def source_summary(name: str, scores: ArrayScores, config: ECIConfig = ECIConfig
     """
     qm = scores.metrics
     n_q = int(scores.queries.shape[0])
-    values = np.stack([np.asarray(qm[c] if c != "K" else qm["K"], dtype=np.float64) for c in _BOOT_COLS], axis=1)
+    values = np.stack([np.asarray(qm[c], dtype=np.float64) for c in BOOTSTRAP_COLUMNS], axis=1)
     samples = resampled_means(values, config.n_bootstrap, config.seed)
-    col = {c: i for i, c in enumerate(_BOOT_COLS)}
-    mean = values.mean(axis=0) if n_q else np.full(len(_BOOT_COLS), np.nan)
+    col = {c: i for i, c in enumerate(BOOTSTRAP_COLUMNS)}
+    mean = values.mean(axis=0) if n_q else np.full(len(BOOTSTRAP_COLUMNS), np.nan)
     stat = {c: (mean[i], samples[:, i]) for c, i in col.items()}
     if config.aggregate == "set":
         agg = M.set_aggregate(qm["K"], qm["S"], qm["delta"])
