@@ -437,7 +437,8 @@ def score_collection(
     (q, p*) and (q, n) for ``ce_margin``. IDF for ``lex_overlap`` is over every passage of the
     collection, or over ``idf_corpus`` when given. ``embedding_dtype="float16"`` keeps the
     embedding matrices in half precision (dot products still accumulate in float32).
-    ``progress(stage, done, total)`` is called while embedding and scoring.
+    ``progress(stage, done, total)`` is called while embedding (the encoders' stages) and with
+    stage ``"scoring sources"`` before each source (bootstrap included) and once at the end.
     """
     import pandas as pd
 
@@ -507,7 +508,7 @@ def score_collection(
     pair_frames, query_frames, rows, scored, qkeys = [], [], [], {}, {}
     for i, name in enumerate(names):
         if progress is not None:
-            progress("score", i, len(names))
+            progress("scoring sources", i, len(names))
         src = collection.sources[name]
         k = keep[name]
         sq, sp = src.q_idx[k], src.p_idx[k]
@@ -540,11 +541,9 @@ def score_collection(
             "eci_sem": sc.eci_sem, "unsafe": qm["unsafe"], "s_qp": sc.s_qp_query,
             "positive_id": pos_id.reindex(pd.MultiIndex.from_arrays([src.query_indices, sc.pstar])).to_numpy(),
         }, columns=QUERY_COLUMNS))
-        if progress is not None:
-            progress("bootstrap", i, len(names))
         rows.append(source_summary(name, sc, config))
     if progress is not None:
-        progress("score", len(names), len(names))
+        progress("scoring sources", len(names), len(names))
 
     pairs = pd.concat(pair_frames, ignore_index=True) if pair_frames else pd.DataFrame(columns=PAIR_COLUMNS)
     queries = pd.concat(query_frames, ignore_index=True) if query_frames else pd.DataFrame(columns=QUERY_COLUMNS)

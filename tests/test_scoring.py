@@ -190,7 +190,7 @@ def test_options_set_aggregate_float16_idf_corpus_and_progress():
     assert row["eci_low"] <= row["eci"] <= row["eci_high"]
     np.testing.assert_allclose(res.pairs["s_qn"], base.pairs["s_qn"], atol=2e-3)  # float16 storage
     assert not np.allclose(res.pairs["lex_overlap"], base.pairs["lex_overlap"])  # other IDF
-    assert any(s == "score" for s, _, _ in calls)
+    assert ("scoring sources", 0, 1) in calls and calls[-1] == ("scoring sources", 1, 1)
     with pytest.raises(ValueError, match="sources=\\['nope'\\]"):
         score_collection(c, HashingEncoder(), sources=["nope"])
 
