@@ -193,3 +193,22 @@ def test_export_downloads_a_file_the_loaders_read_back(server, page, tmp_path):
     html = Path(dl2.value.path()).read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and "Train on" in html
     page.screenshot(path=str(ARTIFACTS / "export.png"), full_page=True)
+
+
+def test_a_drilldown_mark_reaches_export(server, page):
+    _goto(page, server, "export", "Export", 0)
+    kept_before = int(_metric(page, "Negatives kept").split("/")[0].replace(",", ""))
+    page.locator('[data-testid="stTopNavLink"]', has_text="Query drill-down").click()
+    A.wait_until_idle(page, timeout_ms=LOAD_MS, title="Query drill-down")
+    # the first tab is the best-ranked source, the one Export shows first; mark its top negative
+    card = page.locator(".eci-card:not(.pos)").first
+    already_dropped = "flagged" in (card.get_attribute("class") or "")
+    page.locator('[data-testid="stMain"] button', has_text="false negative").first.click()
+    page.get_by_text(re.compile(r"1 negative\(s\) marked in this session")).wait_for(timeout=60_000)
+    page.locator('[data-testid="stTopNavLink"]', has_text="Export").click()
+    A.wait_until_idle(page, timeout_ms=LOAD_MS, title="Export")
+    _assert_clean(page, "Export after a mark")
+    assert page.get_by_text(re.compile(r"Your marks on .*: 1 false negative\(s\), 0 fine")).count() == 1
+    kept_after = int(_metric(page, "Negatives kept").split("/")[0].replace(",", ""))
+    # a negative marked false is removed; one the rule had already dropped (flagged) stays out
+    assert kept_after == (kept_before if already_dropped else kept_before - 1)
