@@ -175,6 +175,14 @@ def test_margins_flag_table_matches_library(expected):
     assert dict(zip(shown["source"], shown["unsafe"])) == {"bm25": 1, "dense": 1, "random": 0}
 
 
+def test_sources_come_from_the_url_and_go_back_into_it():
+    at = open_page("margins", query_params={"src": "dense,random"})
+    assert at.multiselect(key="mg_sources").value == ["dense", "random"]
+    at.multiselect(key="mg_sources").set_value(["bm25"]).run()
+    _no_exception(at)
+    assert at.query_params.get("src") in ("bm25", ["bm25"])
+
+
 def test_signal_safety_asks_for_a_selection():
     at = open_page("signal_safety")
     assert any("Lasso Select" in c.value for c in at.caption)
