@@ -214,7 +214,7 @@ def _mtimes(path: Path) -> tuple:
 
 
 @st.cache_resource(show_spinner="Reading the dataset…", max_entries=4)
-def _load_cached(path: str, _mtimes_key: tuple) -> tuple[Collection, LoadReport]:
+def _load_cached(path: str, mtimes_key: tuple) -> tuple[Collection, LoadReport]:
     from eci_core.loaders import load_paths
 
     return load_paths([path])
