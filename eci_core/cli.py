@@ -187,20 +187,21 @@ def leaderboard(sources) -> str:
 
 
 def similarity_summary(pairs) -> str:
-    """sentence-transformers' Positive / Negative / Difference table: s_qp per pair, s_qn, margin."""
-    import numpy as np
+    """sentence-transformers' Positive / Negative / Difference table (``views.score_summary``)."""
+    from .views import score_summary
 
-    cols = {"Positive": pairs["s_qp"].to_numpy(float), "Negative": pairs["s_qn"].to_numpy(float),
-            "Difference": pairs["margin"].to_numpy(float)}
+    t = score_summary(pairs)
     lines = [f"{'Metric':<8} {'Positive':>12} {'Negative':>12} {'Difference':>12}"]
-    lines.append(f"{'Count':<8} " + " ".join(f"{v.shape[0]:>12,}" for v in cols.values()))
-    stats = [
-        ("Mean", np.mean), ("Median", np.median), ("Std", lambda v: np.std(v, ddof=1) if v.shape[0] > 1 else float("nan")),
-        ("Min", np.min), ("25%", lambda v: np.percentile(v, 25)), ("50%", lambda v: np.percentile(v, 50)),
-        ("75%", lambda v: np.percentile(v, 75)), ("Max", np.max),
-    ]
-    for label, fn in stats:
-        lines.append(f"{label:<8} " + " ".join(f"{_fmt(float(fn(v)) if v.shape[0] else float('nan')):>12}" for v in cols.values()))
+    for metric, row in t.iterrows():
+        label = str(metric).capitalize() if metric[0].isalpha() else str(metric)
+        cells = []
+        for col in ("Positive", "Negative", "Difference"):
+            v = row[col]
+            if metric == "count":
+                cells.append(f"{'':>12}" if v != v else f"{int(v):>12,}")
+            else:
+                cells.append(f"{_fmt(float(v)):>12}")
+        lines.append(f"{label:<8} " + " ".join(cells))
     return "\n".join(lines)
 
 
@@ -222,8 +223,6 @@ def json_report(result) -> dict:
             v = r[k]
             if k == "name":
                 item[k] = str(v)
-            elif k in ("n_queries", "n_negatives"):
-                item[k] = int(v)
             else:
                 item[k] = None if v is None or math.isnan(float(v)) else float(v)
         out.append(item)

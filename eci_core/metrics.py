@@ -160,9 +160,11 @@ def safety(margins, counts) -> np.ndarray:
 
 
 def unsafe_query(margins, counts) -> np.ndarray:
-    """A query is unsafe when any of its negatives has margin ≤ 0 (then Δ = 0). A query with
-    K = 0 has no negative and is not unsafe (it scores 0 through C = 0)."""
-    return group_any(np.asarray(margins, dtype=np.float64) <= 0, counts)
+    """A query is unsafe when Δ = 0 (the spec's ``unsafe_query_rate`` is the share of such
+    queries): some negative has margin ≤ 0, or the query has K = 0 negatives (Δ = 0 because a
+    K = 0 query scores 0 on every metric)."""
+    counts = np.asarray(counts)
+    return group_any(np.asarray(margins, dtype=np.float64) <= 0, counts) | (counts == 0)
 
 
 def discriminative_efficiency(S, delta) -> np.ndarray:

@@ -14,7 +14,8 @@ Choices the spec leaves open, and what this module does:
 * Exact-duplicate removal (the spec's K): negatives of one query whose *text* repeats an earlier
   negative of the same query are dropped before scoring (the loader already drops repeated ids);
   the count is in ``ScoreResult.notes``.
-* A query with K = 0 scores 0 on every metric and is not ``unsafe``.
+* A query with K = 0 scores 0 on every metric (Δ = 0), so it counts in ``unsafe_query_rate``
+  (the share of queries with Δ = 0).
 * Without a lexicon (``score_arrays(lexicon=None)``) ``lex_overlap`` is NaN and ECI_sem takes
   ℓ_k = 1.
 """

@@ -52,7 +52,7 @@ def query_metrics(s_qp: float, s_qn: list[float], tau: float = 0.05) -> dict:
     """K, C, S, Δ, DE, ECI_q, ECI_arith_q, I_NCE and unsafe for one query."""
     K = len(s_qn)
     if K == 0:
-        return {"K": 0, "C": 0.0, "S": 0.0, "delta": 0.0, "DE": 0.0, "eci": 0.0, "eci_arith": 0.0, "infonce": 0.0, "unsafe": False}
+        return {"K": 0, "C": 0.0, "S": 0.0, "delta": 0.0, "DE": 0.0, "eci": 0.0, "eci_arith": 0.0, "infonce": 0.0, "unsafe": True}
     C = math.log(K + 1)
     S = max(0.0, sum(s_qn) / K)
     margins = [s_qp - s for s in s_qn]

@@ -52,7 +52,7 @@ def test_score_json_matches_score_collection(capsys, tmp_path, expected):
     assert [s["name"] for s in doc["sources"]] == list(want["name"])
     for s, (_, row) in zip(doc["sources"], want.iterrows()):
         assert tuple(s) == JSON_FIELDS
-        for k in JSON_FIELDS[3:]:
+        for k in JSON_FIELDS[1:]:
             assert isinstance(s[k], float), k
             assert s[k] == pytest.approx(row[k], abs=1e-9), k
         assert s["n_queries"] == row["n_queries"] and s["n_negatives"] == row["n_negatives"]
@@ -77,10 +77,12 @@ def test_score_tables_and_out_dir(capsys, tmp_path, expected):
         assert f"[{row['eci_low']:.4f}," in lines[header + rank]
         pairs = expected.pairs[expected.pairs["source"] == row["name"]]
         block = out[out.index(f"== {row['name']} =="):]
+        # sentence-transformers' table: Positive once per query, Negative/Difference per negative
+        per_query = pairs.drop_duplicates("query_id")
         count = next(b for b in block.splitlines() if b.startswith("Count")).split()
-        assert count[1:] == [f"{len(pairs):,}"] * 3
+        assert count[1:] == [f"{len(per_query):,}", f"{len(pairs):,}"]
         mean = next(b for b in block.splitlines() if b.startswith("Mean")).split()
-        assert mean[1:] == [f"{pairs[c].mean():.4f}" for c in ("s_qp", "s_qn", "margin")]
+        assert mean[1:] == [f"{per_query['s_qp'].mean():.4f}"] + [f"{pairs[c].mean():.4f}" for c in ("s_qn", "margin")]
     got_pairs = pd.read_parquet(out_dir / "pairs.parquet")
     pd.testing.assert_frame_equal(got_pairs, expected.pairs, check_dtype=False)
     got_q = pd.read_parquet(out_dir / "queries.parquet")

@@ -82,7 +82,7 @@ def test_k_zero_scores_zero():
     r = M.query_metrics(np.array([0.7, 0.9]), np.array([0.2]), [0, 1])
     for key in ("K", "C", "S", "delta", "DE", "eci", "eci_arith", "infonce"):
         assert r[key][0] == 0
-    assert not r["unsafe"][0]
+    assert r["unsafe"][0]  # Δ = 0: counted in unsafe_query_rate, as the spec defines it
     w = M.sem_weights(np.zeros(0), np.array([0.7]), np.zeros(0), np.zeros(0), [0])
     assert w.shape == (0,)
     assert M.eci_sem(np.eye(3), np.zeros(0, np.int64), np.array([0]), w, [0])[0] == 0.0

@@ -130,7 +130,7 @@ def test_duplicate_text_is_removed_and_k0_scores_zero():
     q = res.queries.set_index("query_id")
     assert q.loc["q1", "K"] == 2 and q.loc["q2", "K"] == 1 and q.loc["q4", "K"] == 0
     assert q.loc["q4", ["C", "S", "delta", "DE", "eci", "eci_arith", "infonce", "eci_sem"]].eq(0).all()
-    assert not q.loc["q4", "unsafe"]
+    assert q.loc["q4", "unsafe"]  # Δ = 0: counted in unsafe_query_rate, as the spec defines it
     assert res.notes["duplicate negative text within a query (dropped)"] == {"s": 1}
     row = res.sources.iloc[0]
     assert row["n_queries"] == 4 and row["n_negatives"] == 4 and row["mean_k"] == 1.0
