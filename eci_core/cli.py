@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         "score",
         help="score every source with ECI and print the leaderboard",
         description="Score every loaded source with ECI under one frozen target encoder: a "
-        "leaderboard (ECI with its 95%% bootstrap interval, C, S, Δ, DE, I_NCE, unsafe rates, mean "
+        "leaderboard (ECI with its 95 % bootstrap interval, C, S, Δ, DE, I_NCE, unsafe rates, mean "
         "K) and per source the Positive / Negative / Difference similarity summary.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
