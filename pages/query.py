@@ -32,6 +32,7 @@ CSS = """
 .eci-chip{display:inline-block;border-radius:10px;padding:0 8px;margin-left:4px;font-size:.75rem;background:#fee2e2;color:#991b1b}
 .eci-chip.risk{background:#fef3c7;color:#92400e}
 .eci-chip.ok{background:#dcfce7;color:#166534}
+.eci-chip.mark{background:#e0e7ff;color:#3730a3}
 .eci-neg{color:#b91c1c;font-weight:600}
 .eci-id{font-size:.72rem;color:#9ca3af;margin-top:4px}
 </style>
@@ -107,7 +108,7 @@ def _on_mark(key: str, source: str, query_id: str, passage_id: str) -> None:
     state.set_mark(source, query_id, passage_id, ss.get(key))
 
 
-def negative_card(row, rank_label: str) -> str:
+def negative_card(row, rank_label: str, mark: str | None = None) -> str:
     flagged = bool(row.get("flagged", False))
     risky = bool(row.get("percpos", False))
     cls = "flagged" if flagged else ("risky" if risky else "")
@@ -121,6 +122,8 @@ def negative_card(row, rank_label: str) -> str:
         chips += f'<span class="eci-chip">{components.html_escape(r)}</span>'
     if risky:
         chips += '<span class="eci-chip risk">percpos (risky)</span>'
+    if mark:
+        chips += f'<span class="eci-chip mark">you: {state.MARK_LABELS[mark]}</span>'
     head = (f"<b>{rank_label}</b> · s_qn {components.fmt(row['s_qn'])} · margin {margin_txt} · "
             f"s_pn {components.fmt(row['s_pn'])} · lex overlap {components.fmt(row['lex_overlap'], '.2f')} · "
             f"ce margin {components.fmt(row.get('ce_margin'), '+.2f')}{chips}")
@@ -154,9 +157,10 @@ def negatives_by_source() -> None:
                 show_all = st.toggle(f"Show all {len(part)} negatives", key=f"dd_all_{name}")
             for _, row in (part if show_all else part.head(10)).iterrows():
                 left, right = st.columns([4, 1], vertical_alignment="center")
-                left.html(negative_card(row, f"#{int(row['rank_by_sim'])}"))
+                mark = marks.get(state.mark_key(name, dd.query_id, row["passage_id"]))
+                left.html(negative_card(row, f"#{int(row['rank_by_sim'])}", mark))
                 key = f"mk|{name}|{dd.query_id}|{row['passage_id']}"
-                ss[key] = marks.get(state.mark_key(name, dd.query_id, row["passage_id"]))
+                ss[key] = mark
                 right.segmented_control(
                     "Mark", [state.MARK_FINE, state.MARK_FALSE_NEGATIVE], key=key,
                     format_func=lambda v: state.MARK_LABELS[v], label_visibility="collapsed",

@@ -205,6 +205,9 @@ def test_a_drilldown_mark_reaches_export(server, page):
     already_dropped = "flagged" in (card.get_attribute("class") or "")
     page.locator('[data-testid="stMain"] button', has_text="false negative").first.click()
     page.get_by_text(re.compile(r"1 negative\(s\) marked in this session")).wait_for(timeout=60_000)
+    A.wait_until_idle(page, timeout_ms=LOAD_MS, title="Query drill-down")
+    assert page.locator(".eci-chip.mark", has_text="you: false negative").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "query-marked.png"), full_page=True)
     page.locator('[data-testid="stTopNavLink"]', has_text="Export").click()
     A.wait_until_idle(page, timeout_ms=LOAD_MS, title="Export")
     _assert_clean(page, "Export after a mark")

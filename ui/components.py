@@ -180,7 +180,8 @@ def with_query_text(df, collection, col: str = "query_id", width: int = 120):
 COMMON_WORDS = frozenset(
     "a an and are as at be but by can do does for from has have how i if in into is it its of on or "
     "so than that the their then there these this to was we what when where which who why will with "
-    "you your not no".split()
+    "you your not no all also any each more most other some such only one very just use used using "
+    "may might must should would could been being were".split()
 )
 
 
