@@ -177,11 +177,22 @@ def wait_until_idle(page, timeout_ms: int = 60000, min_charts: int = 0, title: s
                        f"wanted {min_charts}, title {title!r})")
 
 
+#: Text of the main area without the drill-down's passage cards (user data may quote tracebacks).
+MAIN_TEXT_JS = """() => {
+  const main = document.querySelector('[data-testid=stMain]');
+  if (!main) return '';
+  const clone = main.cloneNode(true);
+  clone.querySelectorAll('.eci-card').forEach(e => e.remove());
+  return clone.innerText;
+}"""
+
+
 def error_texts(page) -> list[str]:
-    """Texts of exception blocks, tracebacks and dialogs shown on the page (empty when none)."""
+    """Texts of exception blocks, dialogs (e.g. "Page not found") and tracebacks shown on the
+    page, outside the passages the app displays (empty when none)."""
     out = [el.inner_text()[:500] for el in page.locator('[data-testid="stException"]').all()]
-    out += [el.inner_text()[:300] for el in page.locator('[data-testid="stDialog"]').all()]  # e.g. "Page not found"
-    body = page.locator('[data-testid="stMain"]').inner_text() if page.locator('[data-testid="stMain"]').count() else ""
+    out += [el.inner_text()[:300] for el in page.locator('[data-testid="stDialog"]').all()]
+    body = page.evaluate(MAIN_TEXT_JS)
     if "Traceback (most recent call last)" in body:
         out.append(body[body.index("Traceback"):][:500])
     return out
