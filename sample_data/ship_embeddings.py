@@ -8,9 +8,11 @@ dashboard do automatically for a BEIR directory):
 * ``passage``: the bundled all-MiniLM-L6-v2 embedding of every passage of ``corpus.jsonl``
   (float16, 384 dims);
 * ``query``: the same for every query of ``queries.jsonl``;
-* ``ce``: the bundled cross-encoder's logit (float32) for every (query, positive) pair and every
-  (query, negative) pair of the files in ``<DIR>/negatives/``: what scoring with a
-  cross-encoder needs.
+* ``ce``: the bundled cross-encoder's logit (float32) for every (query, positive) pair, every
+  (query, negative) pair of the files in ``<DIR>/negatives/`` (what scoring with a
+  cross-encoder needs) and every pair the two cross-encoder miners rerank (BM25 top-100 and
+  dense top-50 of each query, ``llm-`` passages excluded as ``mine_all.sh`` does), so a rebuild
+  of the sources does not run the cross-encoder again.
 
 Keys are sha1 hashes of the texts under the model fingerprint, so a changed text or model is a
 cache miss (recomputed), never a stale hit. Vectors come from the user's cache when already
@@ -60,8 +62,9 @@ def _tqdm_progress():
     return progress
 
 
-def ce_pairs(directory: Path, coll) -> list[tuple[str, str]]:
-    """(query, passage) texts of every positive and of every negative in ``negatives/``."""
+def ce_pairs(directory: Path, coll, cache=None, pools: bool = True) -> list[tuple[str, str]]:
+    """(query, passage) texts of every positive, every negative in ``negatives/`` and, with
+    ``pools``, the candidate pools of the ``cross-encoder`` and ``bm25+ce`` miners."""
     pairs: dict[tuple[int, int], None] = {}
     for qi, ps in coll.positives.items():
         for p in ps:
@@ -76,6 +79,16 @@ def ce_pairs(directory: Path, coll) -> list[tuple[str, str]]:
             for pid in pids:
                 if coll.has_passage(pid):
                     pairs[(qi, coll.passage_index(pid))] = None
+    if pools:
+        from eci_core.miners import DEFAULT_POOL_SIZE, mine
+
+        bm25 = mine(coll, "bm25", DEFAULT_POOL_SIZE["bm25+ce"], exclude_prefixes=("llm-",))
+        dense = mine(coll, "dense", DEFAULT_POOL_SIZE["cross-encoder"], exclude_prefixes=("llm-",), cache=cache)
+        for res in (bm25, dense):
+            for qid in res.query_ids:
+                qi = coll.query_index(qid)
+                for pid, _ in res.negatives[qid]:
+                    pairs[(qi, coll.passage_index(pid))] = None
     return [(coll.query_texts[q], coll.passage_texts[p]) for q, p in pairs]
 
 
@@ -85,6 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-dir", default=None, help="working cache (default $ECI_CACHE_DIR or ~/.cache/eci-explorer)")
     ap.add_argument("--max-mb", type=float, default=10.0, help="refuse to ship more than this many MB")
     ap.add_argument("--no-ce", action="store_true", help="do not ship cross-encoder scores")
+    ap.add_argument("--no-pools", action="store_true", help="ship cross-encoder scores of the sources only, not of the miners' pools")
     args = ap.parse_args(argv)
 
     d: Path = args.dir
@@ -95,7 +109,7 @@ def main(argv=None) -> int:
     enc = load_encoder(None)
     embed(enc, coll.passage_texts, "passage", cache=cache, progress=progress)
     embed(enc, coll.query_texts, "query", cache=cache, progress=progress)
-    pairs = [] if args.no_ce else ce_pairs(d, coll)
+    pairs = [] if args.no_ce else ce_pairs(d, coll, cache=cache, pools=not args.no_pools)
     ce = None
     if pairs:
         ce = load_cross_encoder(None)
