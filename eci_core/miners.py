@@ -236,7 +236,8 @@ class MiningResult:
                 remaining -= n
         short = self.short_queries
         if short:
-            fixes = ["range_max"] + [p for p in ("range_min", *FILTERS[:3]) if self.params.get(p) not in (None, 0)]
+            first = "pool_size" if self.params.get("pool_size") else "range_max"
+            fixes = [first] + [p for p in ("range_min", *FILTERS[:3]) if self.params.get(p) not in (None, 0)]
             what = fixes[0] if len(fixes) == 1 else ", ".join(fixes[:-1]) + " and " + fixes[-1]
             lines.append(
                 f"Could not find enough negatives for {short} queries ({short / max(len(self.query_ids), 1):.2%})."
