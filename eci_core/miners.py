@@ -484,10 +484,6 @@ def _chunk_size(n_passages: int, cap: int = 1024) -> int:
     return max(1, min(cap, _BLOCK_FLOATS // max(n_passages, 1)))
 
 
-def _pair_codes(q: np.ndarray, p: np.ndarray, n: int) -> np.ndarray:
-    return q.astype(np.int64) * np.int64(n + 1) + p.astype(np.int64)
-
-
 # ---------------------------------------------------------------------------------------- mining
 def mine(
     data: Collection | str | Path,
@@ -549,8 +545,6 @@ def mine(
     q_list = np.array(sorted(q for q, ps in coll.positives.items() if ps), dtype=np.int64)
     if q_list.size == 0:
         raise ValueError("data has no query with a labelled positive: nothing to mine")
-    pos_q, pos_p = coll.positive_pairs()
-    pos_codes = np.unique(_pair_codes(pos_q, pos_p, n))
     excluded = np.zeros(n, dtype=bool)
     ex_ids = list(exclude_ids)
     for pid in ex_ids:
@@ -561,7 +555,7 @@ def mine(
         excluded |= np.fromiter((pid.startswith(prefixes) for pid in coll.passage_ids), dtype=bool, count=n)
     extra = _resolve_extra(coll, extra_negatives, q_list)
     rng = np.random.default_rng(prm.seed)
-    ctx = _Ctx(coll, q_list, pos_codes, excluded, prm, rng, progress)
+    ctx = _Ctx(coll, q_list, excluded, prm, rng, progress)
 
     if method == "random":
         res = _mine_random(ctx, extra)
@@ -582,16 +576,10 @@ def mine(
 class _Ctx:
     coll: Collection
     q_list: np.ndarray
-    pos_codes: np.ndarray
     excluded: np.ndarray
     prm: _Params
     rng: np.random.Generator
     progress: Progress | None
-
-    def is_positive(self, q: np.ndarray, p: np.ndarray) -> np.ndarray:
-        """Element-wise: is passage ``p`` a labelled positive of query ``q`` (broadcasting)."""
-        q, p = np.broadcast_arrays(q, p)
-        return np.isin(_pair_codes(q, np.maximum(p, 0), self.coll.n_passages), self.pos_codes) & (p >= 0)
 
     def min_positive(self, scores_of: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
         """Lowest positive score per query of ``q_list`` given a pair scorer (q idx, p idx) -> scores."""
@@ -902,7 +890,7 @@ def retrieval_metrics(
     if prefixes:
         excluded = np.fromiter((pid.startswith(prefixes) for pid in coll.passage_ids), dtype=bool, count=n)
     prm = _Params(1, 0, 1, None, None, None, None, "top", 0)
-    ctx = _Ctx(coll, q_list, np.zeros(0, np.int64), excluded, prm, np.random.default_rng(0), progress)
+    ctx = _Ctx(coll, q_list, excluded, prm, np.random.default_rng(0), progress)
     scorer = _make_scorer(ctx, method, encoder, cache)
     recall = {int(k): 0.0 for k in ks}
     rr = 0.0
