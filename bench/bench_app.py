@@ -145,7 +145,8 @@ def markdown(r: dict) -> str:
               "(load the sample, score 8 sources from the shipped embeddings, bootstrap) takes about 2 s; "
               "the rest of the cold start is the browser: a fresh Chromium profile downloads and parses "
               "Streamlit's bundle and, for the first chart, plotly.js (the gap between page title and first "
-              "chart above). A returning browser has both cached. Chromium runs with `--disable-gpu`, so "
+              "chart above); a returning browser with those assets cached is not faster, so that time is "
+              "parsing and drawing, not downloading. Chromium runs with `--disable-gpu`, so "
               "WebGL scatter plots (Signal vs Safety, Projection) are drawn in software.", ""]
     return "\n".join(lines)
 
