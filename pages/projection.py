@@ -43,7 +43,8 @@ params = ss["pj_params"]
 
 @st.fragment
 def projection_view() -> None:
-    components.url_value("pj_sources", "src", names, names, multi=True)
+    # default: the three best-ranked sources (every source at once is a crowded, slow map)
+    components.url_value("pj_sources", "src", names, names[:3], multi=True)
     c1, c2 = st.columns([3, 2])
     chosen = c1.multiselect("Sources", names, key="pj_sources", on_change=components.to_url,
                             args=("pj_sources", "src", True))
