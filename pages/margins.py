@@ -21,10 +21,8 @@ names = components.source_names(cur)
 
 @st.fragment
 def margin_chart() -> None:
-    components.url_value("mg_sources", "src", names, names, multi=True)
     c1, c2, c3 = st.columns([4, 2, 1])
-    chosen = c1.multiselect("Sources", names, key="mg_sources", on_change=components.to_url,
-                            args=("mg_sources", "src", True))
+    chosen = components.sources_multiselect(names, "mg_sources", where=c1)
     layout = c2.segmented_control("Layout", ["Overlay", "Small multiples"], default="Overlay", key="mg_layout")
     c3.write("")
     as_ecdf = c3.toggle("ECDF", key="mg_ecdf", help="Cumulative share of negatives with margin ≤ x")

@@ -43,11 +43,9 @@ params = ss["pj_params"]
 
 @st.fragment
 def projection_view() -> None:
-    # default: the three best-ranked sources (every source at once is a crowded, slow map)
-    components.url_value("pj_sources", "src", names, names[:3], multi=True)
     c1, c2 = st.columns([3, 2])
-    chosen = c1.multiselect("Sources", names, key="pj_sources", on_change=components.to_url,
-                            args=("pj_sources", "src", True))
+    # default: the three best-ranked sources (every source at once is a crowded, slow map)
+    chosen = components.sources_multiselect(names, "pj_sources", default=names[:3], where=c1)
     color_by = c2.segmented_control("Colour by", ["source", "flag", "margin", "kind"], default="source",
                                     key="pj_color") or "source"
     if not chosen:

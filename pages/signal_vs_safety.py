@@ -22,9 +22,7 @@ names = components.source_names(cur)
 
 @st.fragment
 def chart_and_table() -> None:
-    components.url_value("ss_sources", "src", names, names, multi=True)
-    chosen = st.multiselect("Sources", names, key="ss_sources", on_change=components.to_url,
-                            args=("ss_sources", "src", True))
+    chosen = components.sources_multiselect(names, "ss_sources")
     if not chosen:
         st.info("Choose at least one source.")
         return

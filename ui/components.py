@@ -98,17 +98,11 @@ def query_label(cur: state.Current, query_id: str, width: int = 90) -> str:
     return f"{text}  ·  {query_id}"
 
 
-def pick_sources(cur: state.Current, label: str, param: str, key: str, default_all: bool = True) -> list[str]:
-    """A multiselect of sources whose value is kept in the URL parameter ``param``."""
-    names = source_names(cur)
-    if key not in st.session_state:
-        from_url = [n for n in (state.qp_get(param) or "").split(",") if n in names]
-        st.session_state[key] = from_url or (names if default_all else names[:2])
-    else:
-        st.session_state[key] = [n for n in st.session_state[key] if n in names]
-    chosen = st.multiselect(label, names, key=key)
-    state.qp_set(**{param: ",".join(chosen) if chosen and chosen != names else None})
-    return chosen
+def sources_multiselect(names: list[str], key: str, default: list[str] | None = None, where=st) -> list[str]:
+    """The "Sources" multiselect of a chart, its value kept in the URL parameter ``src``
+    (``default``: every source)."""
+    url_value(key, "src", names, names if default is None else default, multi=True)
+    return where.multiselect("Sources", names, key=key, on_change=to_url, args=(key, "src", True))
 
 
 def plotly(fig, key: str, select: bool = False, height: int | None = None):
@@ -123,10 +117,6 @@ def plotly(fig, key: str, select: bool = False, height: int | None = None):
         return st.plotly_chart(fig, on_select="rerun", selection_mode=("box", "lasso"), **kwargs)
     st.plotly_chart(fig, **kwargs)
     return None
-
-
-def empty_note(msg: str) -> None:
-    st.caption(f":grey[{msg}]")
 
 
 # --------------------------------------------------------------------------- URL-bound widgets
