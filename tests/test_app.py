@@ -350,6 +350,16 @@ def test_no_data_shows_a_hint(monkeypatch, tmp_path):
     assert any("no such file or folder" in e for e in at.session_state["eci_load_errors"])
 
 
+def test_a_missing_encoder_folder_is_one_line_and_pages_wait(monkeypatch, tmp_path):
+    monkeypatch.setenv("ECI_ENCODER", str(tmp_path / "no-such-model"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    _no_exception(at)
+    (err,) = [e.value for e in at.error]
+    assert err.startswith("Could not score the data: ") and "no-such-model" in err and "\n" not in err
+    assert any("Scores are not available" in i.value for i in at.info)
+
+
 def test_launch_args_parse():
     from ui.state import launch_args
 

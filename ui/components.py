@@ -52,10 +52,8 @@ def ensure_scores() -> None:
         state.compute_result(s, progress=progress_callback(bar))
     except Exception as err:  # shown in one line; the sidebar stays usable
         holder.empty()
-        ss["eci_compute_error"] = f"{type(err).__name__}: {err}".splitlines()[0]
-        st.error(f"Could not score the data: {ss['eci_compute_error']}")
+        st.error(f"Could not score the data: {state.one_line(err)}")
         return
-    ss.pop("eci_compute_error", None)
     holder.empty()
 
 

@@ -229,7 +229,7 @@ def open_default_dataset(path: Path) -> None:
     try:
         coll, report = _load_cached(str(path), _mtimes(path))
     except Exception as err:  # a LoadError or an unreadable dataset: say it in one line
-        ss[K_ERRORS] = [_one_line(err)]
+        ss[K_ERRORS] = [one_line(err)]
         return
     ss[K_ERRORS] = list(report.errors)
     if coll is not None and coll.sources:
@@ -245,7 +245,8 @@ def _dataset_label(path: Path) -> str:
         return str(path)
 
 
-def _one_line(err: BaseException) -> str:
+def one_line(err: BaseException) -> str:
+    """The first line of an error's message (its type name when the message is empty)."""
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
 
@@ -274,7 +275,7 @@ def add_paths(paths: list[Path], label: str, hide_root: Path | None = None) -> N
     try:
         coll, report = load_paths([str(p) for p in paths], collection=base)
     except Exception as err:
-        ss[K_ERRORS] = [_short_names(_one_line(err), hide_root)]
+        ss[K_ERRORS] = [_short_names(one_line(err), hide_root)]
         return
     ss[K_ERRORS] = [_short_names(e, hide_root) for e in report.errors]
     if coll is None or not report.sources:
@@ -303,7 +304,7 @@ def replace_with_path(path: Path) -> None:
     try:
         coll, report = load_paths([str(path)])
     except Exception as err:
-        ss[K_ERRORS] = [_one_line(err)]
+        ss[K_ERRORS] = [one_line(err)]
         return
     ss[K_ERRORS] = list(report.errors)
     if coll is not None and coll.sources:
