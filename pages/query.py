@@ -38,6 +38,7 @@ CSS = """
 </style>
 """
 st.html(CSS)
+FIRST_SHOWN = 5  # negatives per source shown before "Show all"
 
 # ----------------------------------------------------------------------------- choose the query
 scored = list(dict.fromkeys(res.queries["query_id"].astype(str)))
@@ -153,9 +154,10 @@ def negatives_by_source() -> None:
         with tab:
             part = neg[neg["source"] == name].reset_index(drop=True)
             show_all = True
-            if len(part) > 10:
-                show_all = st.toggle(f"Show all {len(part)} negatives", key=f"dd_all_{name}")
-            for _, row in (part if show_all else part.head(10)).iterrows():
+            if len(part) > FIRST_SHOWN:
+                show_all = st.toggle(f"Show all {len(part)} negatives (the {FIRST_SHOWN} most similar are shown)",
+                                     key=f"dd_all_{name}")
+            for _, row in (part if show_all else part.head(FIRST_SHOWN)).iterrows():
                 left, right = st.columns([4, 1], vertical_alignment="center")
                 mark = marks.get(state.mark_key(name, dd.query_id, row["passage_id"]))
                 left.html(negative_card(row, f"#{int(row['rank_by_sim'])}", mark))
