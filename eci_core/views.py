@@ -313,7 +313,8 @@ def verdict(result: Any) -> str:
     """One sentence naming the source to train on: the highest ECI, its 95 % interval and its
     unsafe-query rate, e.g. ``"Train on bm25: highest ECI (0.412, 95 % CI 0.390–0.431), 3.1 %
     unsafe queries."`` When the runner-up's interval overlaps and a beats table is available,
-    P(best beats runner-up) is added. Takes a ScoreResult or the sources table (ranked)."""
+    P(best beats runner-up) is added. When the best source also has the lowest Signal (easy but
+    safe negatives, e.g. random ones), a note says so, so nobody mistakes it for the hardest set. Takes a ScoreResult or the sources table (ranked)."""
     src = _table(result, "sources")
     if src is None or len(src) == 0:
         return "No source scored yet: load a file with negatives and score it."
@@ -340,6 +341,10 @@ def verdict(result: Any) -> str:
                 text += f" P(beats {second['name']}) = {pb:.2f}."
         elif overlap:
             text += f" Its interval overlaps {second['name']}'s: the lead is not certain."
+        if {"signal", "safety"} <= set(ranked.columns) and float(best["signal"]) <= float(ranked["signal"].min()):
+            # easy-but-safe sets (random negatives) can top ECI: say so next to the verdict
+            text += (f" Note: its negatives are the easiest here (Signal {float(best['signal']):.3f}, lowest of "
+                     f"{len(ranked)} sources); it leads on Safety (Δ {float(best['safety']):.3f}).")
     return text
 
 

@@ -150,6 +150,9 @@ def test_verdict_names_best_source_ci_and_unsafe_rate():
     assert v.startswith("Train on b: highest ECI (0.400, 95 % CI 0.300–0.450), 0.0 % unsafe queries.")
     # intervals overlap, so the pairwise probability is added
     assert "P(beats a) = 0.70" in v
+    # b wins with the lowest Signal: the verdict says its negatives are the easiest
+    assert v.endswith("Note: its negatives are the easiest here (Signal 0.200, lowest of 2 sources); "
+                      "it leads on Safety (Δ 0.600).")
     assert views.verdict(_sources().iloc[[1]]) == "Train on a: ECI (0.388, 95 % CI 0.350–0.420), 50.0 % unsafe queries."
     assert "No source" in views.verdict(_sources().iloc[0:0])
 
