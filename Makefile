@@ -46,8 +46,10 @@ browser:
 		echo "could not install chromium: browser tests will skip"; \
 	else echo "chromium not found and not root: browser tests will skip"; fi
 
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-test browser
 	$(PY) bench/bench_scoring.py
+	$(PY) bench/bench_mining.py
+	$(PY) bench/bench_app.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis tests/artifacts
