@@ -203,3 +203,22 @@ def test_score_arrays_validates_inputs():
         score_arrays(e, e, [0, 1], [0, 1], [0], [2])
     with pytest.raises(ValueError, match="same dim"):
         score_arrays(e, np.eye(4, dtype=np.float32), [0], [0], [0], [1])
+
+
+def test_second_scoring_run_encodes_nothing(tmp_path):
+    """Each unique text is encoded once per model across sources, and a second run (a new
+    process would build a new EmbeddingCache on the same folder) encodes nothing."""
+    from eci_core.encoders import EmbeddingCache, EncoderCallCounter
+
+    c = collection()
+    enc = EncoderCallCounter(HashingEncoder())
+    first = score_collection(c, enc, ECIConfig(n_bootstrap=20), cache=EmbeddingCache(tmp_path))
+    # 4 queries; passages: 4 positives + all 10 NEG_POOL texts (hard: windows 0-2, 2-4, 4-6, 6-8;
+    # easy: 8-9) + 4 upper-cased copies, each once although "copies" repeats the positives' texts
+    used = {c.passage_texts[p] for s in c.sources.values() for p in s.p_idx} | {
+        c.passage_texts[p] for ps in c.positives.values() for p in ps}
+    assert enc.n_queries == 4 and enc.n_passages == len(used) == 4 + 10 + 4
+    enc.reset()
+    second = score_collection(c, enc, ECIConfig(n_bootstrap=20), cache=EmbeddingCache(tmp_path))
+    assert enc.n_encoded == 0
+    np.testing.assert_allclose(second.pairs["s_qn"], first.pairs["s_qn"], rtol=0, atol=1e-7)
