@@ -1,0 +1,78 @@
+"""Throughput of the bundled models on the pyfaq sample texts (best of ``--repeat`` runs).
+
+* all-MiniLM-L6-v2 bi-encoder through ``eci_core.encoders.embed`` (no cache): passages/s and
+  queries/s at batch 64;
+* the int8 ONNX ms-marco-MiniLM-L-12-v2 cross-encoder: pairs/s with one pair per model run (the
+  default, whose scores do not depend on the other pairs of a batch) and with 32 per run.
+
+Usage::
+
+    .venv/bin/python bench/bench_encoders.py [--passages 192] [--pairs 64] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import eci_core  # noqa: E402,F401
+from eci_core.encoders import OnnxCrossEncoder, embed, load_encoder  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--passages", type=int, default=192)
+    ap.add_argument("--pairs", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+
+    data = ROOT / "sample_data" / "pyfaq"
+    corpus = [json.loads(line)["text"] for line in open(data / "corpus.jsonl", encoding="utf-8")]
+    queries = [json.loads(line)["text"] for line in open(data / "queries.jsonl", encoding="utf-8")]
+    passages = corpus[: args.passages]
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(corpus))[: args.pairs]
+    pairs = [(queries[i % len(queries)], corpus[j]) for i, j in enumerate(idx)]
+
+    enc = load_encoder("minilm")
+    t = time.perf_counter()
+    enc.encode_passages(passages[:4])
+    load_s = time.perf_counter() - t
+    ce1, ce32 = OnnxCrossEncoder(), OnnxCrossEncoder(batch_size=32)
+    ce1.predict(pairs[:2])
+    ce32.predict(pairs[:2])
+
+    jobs = {
+        "MiniLM passages/s (batch 64)": (len(passages), lambda: embed(enc, passages, "passage", batch_size=64)),
+        "MiniLM queries/s (batch 64)": (len(queries), lambda: embed(enc, queries, "query", batch_size=64)),
+        "ONNX cross-encoder pairs/s (1 pair per run, default)": (len(pairs), lambda: ce1.predict(pairs)),
+        "ONNX cross-encoder pairs/s (32 pairs per run)": (len(pairs), lambda: ce32.predict(pairs)),
+    }
+    best = {k: 0.0 for k in jobs}
+    for _ in range(args.repeat):
+        for k, (n, fn) in jobs.items():
+            t = time.perf_counter()
+            fn()
+            best[k] = max(best[k], n / (time.perf_counter() - t))
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"load average before: {os.getloadavg()[0]:.2f}")
+    print(f"passages: {len(passages)} (mean {np.mean([len(p.split()) for p in passages]):.0f} words), "
+          f"queries: {len(queries)}, pairs: {len(pairs)}; MiniLM load + first batch {load_s:.1f} s\n")
+    print("| measurement | best of %d |" % args.repeat)
+    print("|---|---|")
+    for k, v in best.items():
+        print(f"| {k} | {v:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
