@@ -18,6 +18,8 @@ import argparse
 import os
 import sys
 
+from .progress import TqdmProgress
+
 JSON_FIELDS = (
     "name", "n_queries", "n_negatives", "eci", "eci_low", "eci_high", "signal", "safety", "capacity",
     "de", "eci_arith", "infonce_bound", "eci_sem", "unsafe_query_rate", "unsafe_negative_rate", "mean_k",
@@ -97,36 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-class _Progress:
-    """``progress(stage, done, total)`` drawing one tqdm bar per stage on stderr."""
-
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
-        self.bar = None
-        self.stage = None
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        from tqdm.auto import tqdm
-
-        if stage != self.stage or self.bar is None:
-            self.close()
-            self.stage = stage
-            self.bar = tqdm(total=total, desc=stage, file=sys.stderr, leave=False, dynamic_ncols=True)
-        self.bar.total = total
-        self.bar.n = done
-        self.bar.refresh()
-        if done >= total:
-            self.close()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        self.bar = None
-        self.stage = None
 
 
 def _err(message: str) -> int:
@@ -267,7 +239,7 @@ def cmd_score(args) -> int:
     from .encoders import EmbeddingCache, load_cross_encoder, load_encoder
     from .scoring import score_collection
 
-    progress = _Progress(enabled=not args.no_progress)
+    progress = TqdmProgress(enabled=not args.no_progress)
     try:
         encoder = load_encoder(args.encoder)
         cross = load_cross_encoder(args.cross_encoder)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .progress import TqdmProgress
+
 METHODS = ("bm25", "dense", "cross-encoder", "bm25+ce", "random")
 
 
@@ -81,37 +83,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-class _TqdmProgress:
-    """A ``progress(stage, done, total)`` callback drawing one tqdm bar per stage on stderr."""
-
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
-        self.bar = None
-        self.stage = None
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        from tqdm.auto import tqdm
-
-        if stage != self.stage or self.bar is None:
-            self.close()
-            self.stage = stage
-            self.bar = tqdm(total=total, desc=stage, file=sys.stderr, leave=False, dynamic_ncols=True)
-        if self.bar.total != total:
-            self.bar.total = total
-        self.bar.n = done
-        self.bar.refresh()
-        if done >= total:
-            self.close()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-            self.stage = None
-
-
 def run(args: argparse.Namespace) -> int:
     """Mine, write the run, print sentence-transformers-style skip lines and a summary.
 
@@ -121,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from .data import LoadError
     from .miners import mine, read_beir, read_negative_ids, write_trec_run
 
-    progress = _TqdmProgress(enabled=not args.no_progress)
+    progress = TqdmProgress(enabled=not args.no_progress)
     try:
         data = read_beir(args.dir, split=args.split)
         extra = read_negative_ids(args.add_negatives) if args.add_negatives else None
