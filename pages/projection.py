@@ -19,26 +19,25 @@ cur = components.require_result(
 res = cur.result
 names = components.source_names(cur)
 ss = st.session_state
-ss.setdefault("pj_params", {"method": "pca", "n_neighbors": 15, "min_dist": 0.1, "metric": "cosine"})
 
-with st.expander("UMAP parameters", expanded=ss["pj_params"]["method"] == "pca"):
+with st.expander("UMAP parameters", expanded=ss[state.K_PROJECTION]["method"] == "pca"):
     with st.form("pj_umap"):
         c1, c2, c3 = st.columns(3)
-        n_neighbors = c1.slider("n_neighbors", 2, 100, value=ss["pj_params"]["n_neighbors"],
+        n_neighbors = c1.slider("n_neighbors", 2, 100, value=ss[state.K_PROJECTION]["n_neighbors"],
                                 help="Larger keeps more global structure")
-        min_dist = c2.slider("min_dist", 0.0, 0.99, value=float(ss["pj_params"]["min_dist"]), step=0.01,
+        min_dist = c2.slider("min_dist", 0.0, 0.99, value=float(ss[state.K_PROJECTION]["min_dist"]), step=0.01,
                              help="Smaller packs neighbours more tightly")
-        metric = c3.selectbox("metric", ["cosine", "euclidean"], index=["cosine", "euclidean"].index(ss["pj_params"]["metric"]))
+        metric = c3.selectbox("metric", ["cosine", "euclidean"], index=["cosine", "euclidean"].index(ss[state.K_PROJECTION]["metric"]))
         b1, b2 = st.columns([1, 5])
         go_umap = b1.form_submit_button("Compute UMAP", type="primary")
         go_pca = b2.form_submit_button("Back to PCA")
     st.caption("UMAP needs about a minute per 5,000 points on 2 cores, plus ~20 s the first time (numba "
                "compiles). Results are cached on disk: the same data and parameters come back at once.")
 if go_umap:
-    ss["pj_params"] = {"method": "umap", "n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric}
+    ss[state.K_PROJECTION] = {"method": "umap", "n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric}
 elif go_pca:
-    ss["pj_params"] = dict(ss["pj_params"], method="pca")
-params = ss["pj_params"]
+    ss[state.K_PROJECTION] = dict(ss[state.K_PROJECTION], method="pca")
+params = ss[state.K_PROJECTION]
 
 
 @st.fragment

@@ -59,6 +59,7 @@ K_ERRORS = "eci_load_errors"
 K_DATA_LABEL = "eci_data_label"
 K_MARKS = "eci_marks"
 K_QUERY = "eci_query_id"
+K_PROJECTION = "pj_params"  # Projection page: method (pca/umap) and UMAP parameters
 K_UPLOAD_DIR = "eci_upload_dir"
 K_INITIALISED = "eci_initialised"
 
@@ -172,6 +173,7 @@ def _defaults() -> dict[str, Any]:
         K_DATA_LABEL: "nothing loaded",
         K_MARKS: {},
         K_QUERY: None,
+        K_PROJECTION: {"method": "pca", "n_neighbors": 15, "min_dist": 0.1, "metric": "cosine"},
         W_ENCODER: enc_label,
         W_ENCODER_PATH: enc_path,
         W_CROSS: default_cross_encoder(),
