@@ -313,7 +313,34 @@ def _is_st_folder(path: Path) -> bool:
     return (path / "modules.json").is_file() or (path / "config.json").is_file()
 
 
-class SentenceTransformerEncoder:
+class _LocalSTModel:
+    """What the two sentence-transformers wrappers share: a local folder, a name, a batch size,
+    a device, the count of texts/pairs encoded, and a model loaded once, lazily and thread-safely,
+    by the subclass's ``_load()`` (no model is read before the first encode)."""
+
+    def _init_common(self, path: Path, name: str | None, batch_size: int, device: str, example_batch: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}: must be >= 1 (e.g. {example_batch})")
+        self.path = path
+        self.name = name or path.name
+        self.batch_size = int(batch_size)
+        self.device = device
+        self.n_encoded = 0
+        self._model = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self):
+        """The loaded sentence-transformers model (loaded on first access)."""
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    _quiet_transformers()
+                    self._model = self._load()
+        return self._model
+
+
+class SentenceTransformerEncoder(_LocalSTModel):
     """A local sentence-transformers model folder (the bundled MiniLM or a user's model).
 
     The model is loaded on the first encode (or ``dim`` when the folder does not state it),
@@ -345,18 +372,10 @@ class SentenceTransformerEncoder:
                 f"{str(path)!r} is not a sentence-transformers model folder (no modules.json or "
                 "config.json in it): pass the folder that contains the model's config.json"
             )
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r}: must be >= 1 (e.g. 64)")
         if max_seq_length is not None and max_seq_length < 1:
             raise ValueError(f"max_seq_length={max_seq_length!r}: must be >= 1 or None")
-        self.path = path
-        self.name = name or path.name
-        self.batch_size = int(batch_size)
+        self._init_common(path, name, batch_size, device, example_batch=64)
         self.max_seq_length = max_seq_length
-        self.device = device
-        self.n_encoded = 0
-        self._model = None
-        self._lock = threading.Lock()
 
     @classmethod
     def bundled(cls, **kwargs) -> "SentenceTransformerEncoder":
@@ -378,26 +397,14 @@ class SentenceTransformerEncoder:
         digest = hashlib.sha1("\n".join(parts).encode("utf-8")).hexdigest()[:20]
         return f"st-{_slug(self.name.replace(' (bundled)', ''))}-{digest}"
 
-    @property
-    def model(self):
-        """The loaded ``SentenceTransformer`` (loads it on first access)."""
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    from sentence_transformers import SentenceTransformer
+    def _load(self):
+        from sentence_transformers import SentenceTransformer
 
-                    _quiet_transformers()
-                    model = SentenceTransformer(
-                        str(self.path),
-                        device=self.device,
-                        trust_remote_code=False,
-                        local_files_only=True,
-                    )
-                    if self.max_seq_length is not None:
-                        model.max_seq_length = self.max_seq_length
-                    model.eval()
-                    self._model = model
-        return self._model
+        model = SentenceTransformer(str(self.path), device=self.device, trust_remote_code=False, local_files_only=True)
+        if self.max_seq_length is not None:
+            model.max_seq_length = self.max_seq_length
+        model.eval()
+        return model
 
     @cached_property
     def dim(self) -> int:
@@ -696,7 +703,7 @@ class OnnxCrossEncoder:
         return f"OnnxCrossEncoder({str(self.model_dir)!r})"
 
 
-class SentenceTransformersCrossEncoder:
+class SentenceTransformersCrossEncoder(_LocalSTModel):
     """A user's local sentence-transformers ``CrossEncoder`` folder (CPU, no remote code).
 
     ``predict`` returns the raw logits of the first output (activation = identity), float32.
@@ -717,38 +724,19 @@ class SentenceTransformersCrossEncoder:
                 f"{str(path)!r} is not a CrossEncoder folder (no config.json in it): pass the "
                 "folder that contains the model's config.json"
             )
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r}: must be >= 1 (e.g. 32)")
-        self.path = path
-        self.name = name or path.name
-        self.batch_size = int(batch_size)
+        self._init_common(path, name, batch_size, device, example_batch=32)
         self.max_length = max_length
-        self.device = device
-        self.n_encoded = 0
-        self._model = None
-        self._lock = threading.Lock()
 
     @cached_property
     def fingerprint(self) -> str:
         raw = f"st-ce-v1\n{self.name}\n{folder_digest(self.path)}\nmax_length={self.max_length}"
         return f"st-ce-{_slug(self.name)}-{hashlib.sha1(raw.encode()).hexdigest()[:20]}"
 
-    @property
-    def model(self):
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    from sentence_transformers import CrossEncoder
+    def _load(self):
+        from sentence_transformers import CrossEncoder
 
-                    _quiet_transformers()
-                    self._model = CrossEncoder(
-                        str(self.path),
-                        device=self.device,
-                        trust_remote_code=False,
-                        local_files_only=True,
-                        max_length=self.max_length,
-                    )
-        return self._model
+        return CrossEncoder(str(self.path), device=self.device, trust_remote_code=False,
+                            local_files_only=True, max_length=self.max_length)
 
     def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         pairs = _as_pairs(pairs)
