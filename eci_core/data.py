@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple
+from typing import Iterable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 
@@ -151,6 +151,25 @@ class Source:
         return self.queries
 
 
+class IdTextMap(Mapping):
+    """Read-only ``id -> text`` view of a collection's passages or queries (no copy)."""
+
+    def __init__(self, ids: list[str], texts: list[str], index: dict[str, int]):
+        self._ids, self._texts, self._index = ids, texts, index
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self._index
+
+    def __getitem__(self, key: str) -> str:
+        return self._texts[self._index[key]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
 @dataclass
 class Collection:
     """Queries, passages, positives and negative sources for one session."""
@@ -177,6 +196,14 @@ class Collection:
     def copy(self) -> "Collection":
         """A deep copy (used to stage a load so that failure leaves the original intact)."""
         return copy.deepcopy(self)
+
+    def passage_map(self) -> IdTextMap:
+        """Passage id -> text, as a read-only mapping over the collection."""
+        return IdTextMap(self.passage_ids, self.passage_texts, self._pid_index)
+
+    def query_map(self) -> IdTextMap:
+        """Query id -> text, as a read-only mapping over the collection."""
+        return IdTextMap(self.query_ids, self.query_texts, self._qid_index)
 
     def passage_index(self, pid: str) -> int:
         return self._pid_index[pid]

@@ -1035,40 +1035,6 @@ def _id_records(run: _IdRun, positives: Mapping[str, list[str]], ptext: Mapping[
     return out
 
 
-class _CollectionPassages(Mapping):
-    def __init__(self, c: Collection):
-        self.c = c
-
-    def __contains__(self, pid: object) -> bool:
-        return isinstance(pid, str) and self.c.has_passage(pid)
-
-    def __getitem__(self, pid: str) -> str:
-        return self.c.passage_texts[self.c.passage_index(pid)]
-
-    def __iter__(self):
-        return iter(self.c.passage_ids)
-
-    def __len__(self) -> int:
-        return self.c.n_passages
-
-
-class _CollectionQueries(Mapping):
-    def __init__(self, c: Collection):
-        self.c = c
-
-    def __contains__(self, qid: object) -> bool:
-        return isinstance(qid, str) and self.c.has_query(qid)
-
-    def __getitem__(self, qid: str) -> str:
-        return self.c.query_texts[self.c.query_index(qid)]
-
-    def __iter__(self):
-        return iter(self.c.query_ids)
-
-    def __len__(self) -> int:
-        return self.c.n_queries
-
-
 # ====================================================================== id -> text files
 def _read_id_text_tsv(path: Path, needed: set[str], progress: Progress | None = None) -> dict[str, str]:
     """``id<TAB>text`` lines (msmarco collection / queries), keeping only ``needed`` ids."""
@@ -1272,12 +1238,12 @@ def load_msmarco_hn(path: str | os.PathLike, collection_tsv: str | os.PathLike |
         qtexts: Mapping[str, str] = _read_id_text_tsv(Path(queries_tsv), set(qline), progress)
         qwhere = Path(queries_tsv).name
     else:
-        qtexts, qwhere = _CollectionQueries(collection), "the loaded queries"
+        qtexts, qwhere = collection.query_map(), "the loaded queries"
     if collection_tsv is not None:
         ptexts: Mapping[str, str] = _read_id_text_tsv(Path(collection_tsv), set(pline), progress)
         pwhere = Path(collection_tsv).name
     else:
-        ptexts, pwhere = _CollectionPassages(collection), "the loaded passages"
+        ptexts, pwhere = collection.passage_map(), "the loaded passages"
     _check_known(spath, qline, qtexts, "query id", qwhere, "qid")
     _check_known(spath, pos_line, ptexts, "positive id", pwhere, "pos")
     for system, run in systems.items():
@@ -1380,7 +1346,7 @@ def _load_id_file(p: Path, collection: Collection, fmt: str, name: str | None, p
         if d is not None and _beir_file(d, "corpus.jsonl") is not None and (d / "qrels").is_dir():
             return load_beir(d, collection, name=name, progress=progress, only=[p])
     runs = _parse_negatives_file(p, fmt, progress)
-    qtexts, ptexts = _CollectionQueries(collection), _CollectionPassages(collection)
+    qtexts, ptexts = collection.query_map(), collection.passage_map()
     _check_runs(runs, qtexts, ptexts,
                 "the loaded queries (load the BEIR directory first, or put this file in its negatives/ folder)",
                 "the loaded passages (load the corpus first)")
