@@ -34,6 +34,13 @@ def _add_load_args(p: argparse.ArgumentParser) -> None:
         help="force the format of every PATH instead of detecting it "
         "(e.g. st-triplet, st-ntuple, bge, tevatron, beir, trec-run)",
     )
+    p.add_argument(
+        "--split",
+        default=None,
+        metavar="NAME",
+        help="BEIR directories: read positives from qrels/NAME.tsv only (e.g. train, dev, test); "
+        "default: every qrels split, each query's positives from the split it is labelled in",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,7 +119,7 @@ def _load(args):
     from .loaders import load_paths
 
     try:
-        coll, report = load_paths(args.paths, format=args.format)
+        coll, report = load_paths(args.paths, format=args.format, split=args.split)
     except (LoadError, ValueError, OSError) as err:
         return None, None, _err(str(err))
     for line in report.errors:

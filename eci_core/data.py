@@ -61,6 +61,7 @@ class QueryRecord(NamedTuple):
     positives: list[PassageRef]
     negatives: list[PassageRef]
     line: int | None = None
+    split: str | None = None  # the qrels split the query's positives came from (BEIR), if known
 
 
 @dataclass
@@ -172,7 +173,12 @@ class IdTextMap(Mapping):
 
 @dataclass
 class Collection:
-    """Queries, passages, positives and negative sources for one session."""
+    """Queries, passages, positives and negative sources for one session.
+
+    ``query_splits`` maps a query index to the qrels split (``"train"``, ``"dev"``, ``"test"`` …)
+    its positives were read from; it is empty when the data carries no splits (every format but
+    BEIR).
+    """
 
     passage_ids: list[str] = field(default_factory=list)
     passage_texts: list[str] = field(default_factory=list)
@@ -180,6 +186,7 @@ class Collection:
     query_texts: list[str] = field(default_factory=list)
     positives: dict[int, list[int]] = field(default_factory=dict)
     sources: dict[str, Source] = field(default_factory=dict)
+    query_splits: dict[int, str] = field(default_factory=dict)
     _pid_index: dict[str, int] = field(default_factory=dict, repr=False)
     _qid_index: dict[str, int] = field(default_factory=dict, repr=False)
     _qtext_index: dict[str, int] = field(default_factory=dict, repr=False)
@@ -309,7 +316,8 @@ class Collection:
         * queries with no positive (in this file or loaded before) are skipped and counted;
         * duplicate negatives within a query (same passage id) are dropped and counted;
         * a negative whose text equals one of the query's positives is kept and counted
-          (the ``near_duplicate`` flag marks it at scoring time).
+          (the ``near_duplicate`` flag marks it at scoring time);
+        * a record's ``split`` (BEIR qrels split) is kept in :attr:`query_splits` (first one wins).
         """
         name = self.unique_source_name(name)
         rep = report or SourceReport(source=name, path=str(path), format=format)
@@ -333,6 +341,8 @@ class Collection:
                 del self.positives[qi]
                 rep.drop("query with no positive (skipped)")
                 continue
+            if rec.split is not None:
+                self.query_splits.setdefault(qi, rec.split)
             seen = negs.setdefault(qi, {})
             pos_texts = {self.passage_texts[p] for p in pos}
             for ref in rec.negatives:

@@ -3,10 +3,11 @@
 Public API::
 
     detect_format(path) -> str
-    load_path(path, collection, format=None, name=None, progress=None) -> LoadReport   # raises LoadError
-    load_paths(paths, collection=None, format=None, progress=None) -> (Collection, LoadReport)
+    load_path(path, collection, format=None, name=None, progress=None, split=None) -> LoadReport   # raises LoadError
+    load_paths(paths, collection=None, format=None, progress=None, split=None) -> (Collection, LoadReport)
     load_msmarco_hn(path, collection_tsv, queries_tsv, collection, name=None, progress=None) -> LoadReport
-    load_beir(directory, collection, name=None, progress=None) -> LoadReport
+    load_beir(directory, collection, name=None, progress=None, split=None) -> LoadReport
+    qrels_splits(directory) -> list[str]
 
 Containers
     JSONL (``.jsonl``/``.ndjson``), JSON (``.json``: an array of objects, an object of equal-length
@@ -59,8 +60,11 @@ Where ids are looked up
     * A TREC run or negative-ids file given on its own: the BEIR directory it sits in (its folder,
       or the parent of a ``negatives/`` folder); failing that, passages, queries and positives
       already in the collection (load the BEIR directory first).
-    * BEIR positives: ``qrels/test.tsv`` when present, else the union of ``qrels/*.tsv``;
-      a qrels score > 0 is relevant. Only passages and queries that are referenced are kept.
+    * BEIR positives: every ``qrels/<split>.tsv`` (train, dev, test …), each query's positives
+      from the split it is labelled in (a query in several splits: the first of test, dev,
+      validation, val, train), or one split chosen with ``split=`` (``--split``); a qrels
+      score > 0 is relevant. The split of each query is kept in ``Collection.query_splits``.
+      Only passages and queries that are referenced are kept.
     An id referenced but not found is an error naming the first few ids.
 
 Errors
@@ -1026,12 +1030,13 @@ def _check_runs(runs: list[_IdRun], qtexts: Any, ptexts: Any, qwhere: str, pwher
 
 
 def _id_records(run: _IdRun, positives: Mapping[str, list[str]], ptext: Mapping[str, str],
-                qtext: Mapping[str, str]) -> list[QueryRecord]:
+                qtext: Mapping[str, str], splits: Mapping[str, str] | None = None) -> list[QueryRecord]:
     out = []
+    splits = splits or {}
     for qid, negs in run.negs.items():
         pos = [PassageRef(pid, ptext[pid]) for pid in positives.get(qid, ())]
         out.append(QueryRecord(qid, qtext[qid], pos, [PassageRef(pid, ptext[pid], sc) for pid, sc in negs],
-                               run.qline.get(qid)))
+                               run.qline.get(qid), splits.get(qid)))
     return out
 
 
@@ -1097,21 +1102,55 @@ def _beir_file(d: Path, name: str) -> Path | None:
     return None
 
 
-def _read_qrels(d: Path) -> tuple[dict[str, list[str]], dict[str, tuple[str, int]]]:
-    """Positives per query id from ``qrels/test.tsv`` (else every ``qrels/*.tsv``), score > 0.
+SPLIT_ORDER = ("test", "dev", "validation", "val", "train")
 
-    Also returns where each positive id was first seen (file, line) for messages."""
+
+def _split_rank(name: str) -> tuple[int, str]:
+    return (SPLIT_ORDER.index(name) if name in SPLIT_ORDER else len(SPLIT_ORDER), name)
+
+
+def qrels_splits(directory: str | os.PathLike) -> list[str]:
+    """The qrels split names of a BEIR directory (``qrels/<split>.tsv``), test/dev/train first."""
+    qdir = Path(directory) / "qrels"
+    if not qdir.is_dir():
+        return []
+    names = {_strip_gz(p.name)[:-4] for p in qdir.iterdir()
+             if p.is_file() and _strip_gz(p.name).endswith(".tsv") and not p.name.startswith(".")}
+    return sorted(names, key=_split_rank)
+
+
+@dataclass
+class _Qrels:
+    """Positives of a BEIR directory: per query id its split and positive ids."""
+
+    pos: dict[str, list[str]] = field(default_factory=dict)  # qid -> positive ids (its split only)
+    split: dict[str, str] = field(default_factory=dict)  # qid -> split name
+    where: dict[str, tuple[str, int]] = field(default_factory=dict)  # pid -> (file, first line)
+    several: set[str] = field(default_factory=set)  # qids labelled in more than one split
+
+
+def _read_qrels(d: Path, split: str | None = None) -> _Qrels:
+    """Positives per query id (score > 0) from ``qrels/<split>.tsv``, or from every split.
+
+    With ``split=None`` every ``qrels/*.tsv`` is read and each query takes its positives from the
+    split it is labelled in; a query labelled in several splits takes them from the first of
+    test, dev, validation, val, train, then the others by name (counted in ``several``)."""
     qdir = d / "qrels"
     if not qdir.is_dir():
-        raise LoadError(str(d), None, "BEIR directory has no qrels/ folder (qrels/test.tsv: query-id corpus-id score)")
-    test = _beir_file(qdir, "test.tsv")
-    files = [test] if test else sorted(p for p in qdir.iterdir() if p.is_file() and _strip_gz(p.name).endswith(".tsv"))
-    if not files:
-        raise LoadError(str(qdir), None, "no qrels files (expected qrels/test.tsv: query-id corpus-id score)")
-    pos: dict[str, list[str]] = {}
-    where: dict[str, tuple[str, int]] = {}
-    for f in files:
+        raise LoadError(str(d), None, "BEIR directory has no qrels/ folder (qrels/<split>.tsv: query-id corpus-id score)")
+    names = qrels_splits(d)
+    if not names:
+        raise LoadError(str(qdir), None, "no qrels files (expected qrels/<split>.tsv, e.g. test.tsv: "
+                        "query-id corpus-id score)")
+    if split is not None:
+        if split not in names:
+            raise LoadError(str(qdir), None, f"split={split!r}: no qrels/{split}.tsv; splits here: {', '.join(names)}")
+        names = [split]
+    out = _Qrels()
+    for name in names:  # best split first: a query already labelled keeps that split
+        f = _beir_file(qdir, name + ".tsv")
         sf = str(f)
+        mine: dict[str, list[str]] = {}
         for no, s in _Lines(f):
             if not s.strip():
                 continue
@@ -1124,13 +1163,19 @@ def _read_qrels(d: Path) -> tuple[dict[str, list[str]], dict[str, tuple[str, int
             except ValueError:
                 if no == 1:  # header
                     continue
-                raise LoadError(sf, no, f"expected a number, got {sc!r}", field="score") from None
+                raise LoadError(sf, no, "expected a number", field="score") from None
             if score > 0:
-                lst = pos.setdefault(qid, [])
+                if qid in out.split:
+                    out.several.add(qid)
+                    continue
+                lst = mine.setdefault(qid, [])
                 if pid not in lst:
                     lst.append(pid)
-                where.setdefault(pid, (sf, no))
-    return pos, where
+                out.where.setdefault(pid, (sf, no))
+        for qid, lst in mine.items():
+            out.pos[qid] = lst
+            out.split[qid] = name
+    return out
 
 
 # ====================================================================== reports
@@ -1263,10 +1308,15 @@ def load_msmarco_hn(path: str | os.PathLike, collection_tsv: str | os.PathLike |
 
 
 def load_beir(directory: str | os.PathLike, collection: Collection, name: str | None = None,
-              progress: Progress | None = None, only: list[Path] | None = None) -> LoadReport:
+              progress: Progress | None = None, only: list[Path] | None = None,
+              split: str | None = None) -> LoadReport:
     """Load a BEIR directory: one source per file in ``negatives/`` (or per file in ``only``).
 
-    Positives come from ``qrels/test.tsv`` (else all ``qrels/*.tsv``), score > 0. Each negatives
+    Positives (qrels score > 0) come from every ``qrels/<split>.tsv``, each query's from the split
+    it is labelled in, or from ``qrels/<split>.tsv`` alone when ``split`` is given (a query
+    labelled in no file read is skipped as having no positive). The split of each query is kept
+    in ``collection.query_splits``. A query labelled in several splits takes the first of test,
+    dev, validation, val, train (then by name); the report notes how many. Each negatives
     file is a TREC run or a negative-ids JSONL; a bad one (unparsable, or naming ids missing from
     ``corpus.jsonl``/``queries.jsonl``) goes to ``LoadReport.errors`` and the others still load.
     Problems in ``corpus.jsonl``, ``queries.jsonl`` or ``qrels/`` raise LoadError (nothing loaded).
@@ -1301,7 +1351,8 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
             if only is not None:
                 raise LoadError(str(f), None, f"cannot read the file ({e.strerror or e})") from None
             report.errors.append(f"{f}: cannot read the file ({e.strerror or e})")
-    qrels, qrels_where = _read_qrels(d)
+    qr = _read_qrels(d, split)
+    qrels, qrels_where = qr.pos, qr.where
     need_q: set[str] = set()
     need_p: set[str] = set()
     for run in (r for runs in parsed for r in runs):
@@ -1335,16 +1386,22 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
             sname = f"{name}:{run.name.rpartition(':')[2]}" if only else f"{name}:{run.name}"
         else:
             sname = name
-        recs = _id_records(run, qrels, ptexts, qtexts)
-        report.sources.append(_add(collection, sname, recs, run.path, run.format, run.rows_read))
+        recs = _id_records(run, qrels, ptexts, qtexts, qr.split)
+        notes: dict[str, int] = {}
+        for q in run.negs:
+            if q in qr.several:
+                k = f"query labelled in several qrels splits (positives from its {qr.split[q]} split)"
+                notes[k] = notes.get(k, 0) + 1
+        report.sources.append(_add(collection, sname, recs, run.path, run.format, run.rows_read, notes))
     return report
 
 
-def _load_id_file(p: Path, collection: Collection, fmt: str, name: str | None, progress: Progress | None) -> LoadReport:
+def _load_id_file(p: Path, collection: Collection, fmt: str, name: str | None, progress: Progress | None,
+                  split: str | None = None) -> LoadReport:
     """A TREC run / negative-ids file on its own: resolved through its BEIR directory, else the collection."""
     for d in (p.parent, p.parent.parent if p.parent.name == "negatives" else None):
         if d is not None and _beir_file(d, "corpus.jsonl") is not None and (d / "qrels").is_dir():
-            return load_beir(d, collection, name=name, progress=progress, only=[p])
+            return load_beir(d, collection, name=name, progress=progress, only=[p], split=split)
     runs = _parse_negatives_file(p, fmt, progress)
     qtexts, ptexts = collection.query_map(), collection.passage_map()
     _check_runs(runs, qtexts, ptexts,
@@ -1370,11 +1427,12 @@ def _beside(p: Path, names: tuple[str, ...]) -> Path | None:
 
 
 def load_path(path: str | os.PathLike, collection: Collection, format: str | None = None,
-              name: str | None = None, progress: Progress | None = None) -> LoadReport:
+              name: str | None = None, progress: Progress | None = None, split: str | None = None) -> LoadReport:
     """Load one file or BEIR directory into ``collection``; returns its :class:`LoadReport`.
 
     ``format`` overrides detection (see :data:`FORMATS`); ``name`` overrides the source name
-    (the file stem). ``progress(stage, done, total)`` is called while reading. Raises LoadError
+    (the file stem). ``split`` chooses one qrels split of a BEIR directory (default: every split,
+    each query's positives from its own). ``progress(stage, done, total)`` is called while reading. Raises LoadError
     (``PATH:LINE: field 'F': message``) on bad input, leaving ``collection`` unchanged; a BEIR
     directory reports a bad negatives file in ``LoadReport.errors`` and loads the others."""
     p = Path(path)
@@ -1386,7 +1444,7 @@ def load_path(path: str | os.PathLike, collection: Collection, format: str | Non
         if p.is_dir():
             if fmt != "beir":
                 raise LoadError(spath, None, f"format {fmt} is a file format, but this is a directory")
-            return load_beir(p, collection, name=name, progress=progress)
+            return load_beir(p, collection, name=name, progress=progress, split=split)
         if fmt == "beir":
             raise LoadError(spath, None, "format beir needs a directory (corpus.jsonl, queries.jsonl, qrels/, negatives/)")
         if fmt == "msmarco-hn":
@@ -1398,7 +1456,7 @@ def load_path(path: str | os.PathLike, collection: Collection, format: str | Non
                                 "load_msmarco_hn(path, collection_tsv, queries_tsv, collection)")
             return load_msmarco_hn(p, ctsv, qtsv, collection, name=name, progress=progress)
         if fmt in ("trec-run", "negative-ids"):
-            return _load_id_file(p, collection, fmt, name, progress)
+            return _load_id_file(p, collection, fmt, name, progress, split)
         rows = _rows(p, _container(p), progress)
         notes: dict[str, int] = {}
         if fmt == "bge":
@@ -1415,7 +1473,8 @@ def load_path(path: str | os.PathLike, collection: Collection, format: str | Non
 
 
 def load_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike, collection: Collection | None = None,
-               format: str | None = None, progress: Progress | None = None) -> tuple[Collection, LoadReport]:
+               format: str | None = None, progress: Progress | None = None,
+               split: str | None = None) -> tuple[Collection, LoadReport]:
     """Load several files/directories into one collection (a new one when ``collection`` is None).
 
     A path that fails adds its one-line error to ``LoadReport.errors`` and loading continues with
@@ -1427,7 +1486,7 @@ def load_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike, collectio
     report = LoadReport()
     for p in paths:
         try:
-            report.extend(load_path(p, coll, format=fmt, progress=progress))
+            report.extend(load_path(p, coll, format=fmt, progress=progress, split=split))
         except LoadError as e:
             report.errors.append(str(e))
     return coll, report

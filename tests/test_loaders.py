@@ -348,7 +348,7 @@ def test_beir_directory():
     assert c.sources["bm25"].score.tolist() == [12.0, 10.5, 9.0, 8.0, 7.5]
     assert neg_ids(c, "dense") == {"q1": ["d6", "d5"], "q3": ["d7", "d8"]}
     assert c.sources["dense"].score[:2].tolist() == [0.8, 0.7]
-    # qrels/test.tsv preferred (train.tsv names an id that does not exist); score 0 is not relevant
+    # q3 is labelled in test.tsv and train.tsv (an id that does not exist): test wins; score 0 is not relevant
     pos = {c.query_ids[q]: [c.passage_ids[p] for p in ps] for q, ps in c.positives.items()}
     assert pos == {"q1": ["d1"], "q2": ["d2"], "q3": ["d4"]}
     text = dict(zip(c.passage_ids, c.passage_texts))
@@ -368,6 +368,76 @@ def test_beir_qrels_union_when_no_test_split(tmp_path):
     assert (by["bm25"].queries, by["bm25"].drops) == (3, {})  # q4 now has a positive
     # q3 lost its positive: skipped (so its duplicate d7 is never counted)
     assert (by["dense"].queries, by["dense"].drops) == (1, {NO_POS: 1})
+
+
+def _split_dir(tmp_path: Path) -> Path:
+    """A BEIR directory whose negatives belong to train queries (q1, q2) and one test query (q3)."""
+    d = tmp_path / "s"
+    shutil.copytree(F / "beir", d)
+    (d / "qrels" / "test.tsv").unlink()
+    write(d / "qrels" / "train.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n")
+    write(d / "qrels" / "test.tsv", "query-id\tcorpus-id\tscore\nq3\td4\t1\n")
+    write(d / "negatives" / "dense.jsonl", jl({"query_id": "q1", "negative_ids": ["d6", "d5"]},
+                                              {"query_id": "q2", "negative_ids": ["d7"]},
+                                              {"query_id": "q3", "negative_ids": ["d8"]}))
+    (d / "negatives" / "bm25.trec").unlink()
+    return d
+
+
+def test_beir_reads_every_qrels_split_and_keeps_each_querys_split(tmp_path):
+    d = _split_dir(tmp_path)
+    c, rep = load_paths([d])
+    assert rep.errors == []
+    r = rep.sources[0]
+    assert (r.source, r.queries, r.negatives_kept, r.drops) == ("dense", 3, 4, {})
+    pos = {c.query_ids[q]: [c.passage_ids[p] for p in ps] for q, ps in c.positives.items()}
+    assert pos == {"q1": ["d1"], "q2": ["d2"], "q3": ["d4"]}
+    assert {c.query_ids[q]: s for q, s in c.query_splits.items()} == {"q1": "train", "q2": "train", "q3": "test"}
+
+
+@pytest.mark.parametrize("split, kept, dropped", [("train", ["q1", "q2"], 1), ("test", ["q3"], 2)])
+def test_beir_split_option_chooses_one_qrels_file(tmp_path, split, kept, dropped):
+    d = _split_dir(tmp_path)
+    c, rep = load_paths([d], split=split)
+    assert rep.errors == []
+    r = rep.sources[0]
+    assert (r.queries, r.drops) == (len(kept), {NO_POS: dropped})
+    assert sorted(c.query_ids[q] for q in c.sources["dense"].queries) == kept
+    assert set(c.query_splits.values()) == {split}
+    # a negatives file given on its own honours the split too
+    c2, rep2 = load_paths([d / "negatives" / "dense.jsonl"], split=split)
+    assert rep2.sources[0].queries == len(kept)
+
+
+def test_beir_unknown_split_names_the_splits_there(tmp_path):
+    d = _split_dir(tmp_path)
+    c, rep = load_paths([d], split="dev")
+    assert rep.errors == [f"{d / 'qrels'}: split='dev': no qrels/dev.tsv; splits here: test, train"]
+    assert c.sources == {} and c.query_splits == {}
+
+
+def test_beir_query_in_two_splits_takes_test_and_is_noted(tmp_path):
+    # the shipped fixture labels q3 in test.tsv (d4) and in train.tsv (dXX, not in the corpus)
+    c = Collection()
+    rep = load_path(F / "beir", c)
+    assert rep.errors == []
+    dense = {s.source: s for s in rep.sources}["dense"]
+    assert dense.notes == {"query labelled in several qrels splits (positives from its test split)": 1}
+    assert c.query_splits[c.query_index("q3")] == "test"
+
+
+def test_non_beir_formats_have_no_splits():
+    c, rep = load_paths([F / "bge.jsonl"])
+    assert rep.errors == [] and c.query_splits == {}
+
+
+def test_cli_split_option(tmp_path, capsys):
+    from eci_core.cli import main
+
+    d = _split_dir(tmp_path)
+    assert main(["inspect", str(d), "--split", "train"]) == 0
+    out = capsys.readouterr().out
+    assert "2 queries" in out
 
 
 def test_beir_bad_negatives_file_reported_others_load(tmp_path):
