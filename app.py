@@ -18,8 +18,12 @@ state.use_navigation_only()  # every later run goes through this file's st.navig
 
 # URL paths equal the file stems: Streamlit's legacy pages/ routing resolves a deep link on the
 # first run of a new server by file stem (see ui.state.use_navigation_only).
+# The default page is served at "/" whatever its url_path, so a typed "/overview" would match no
+# page ("Page not found" pop-up): a hidden second entry serves the same Overview file there.
 PAGES = [
-    st.Page(state.PAGE_FILES["overview"], title="Overview", icon=":material/leaderboard:", url_path="overview", default=True),
+    st.Page(state.PAGE_FILES["overview"], title="Overview", icon=":material/leaderboard:", url_path="home", default=True),
+    st.Page(state.PAGE_FILES["overview"], title="Overview", icon=":material/leaderboard:", url_path="overview",
+            visibility="hidden"),
     st.Page(state.PAGE_FILES["margins"], title="Margins", icon=":material/bar_chart:", url_path="margins"),
     st.Page(state.PAGE_FILES["signal_safety"], title="Signal vs Safety", icon=":material/scatter_plot:", url_path="signal_vs_safety"),
     st.Page(state.PAGE_FILES["projection"], title="Projection", icon=":material/bubble_chart:", url_path="projection"),

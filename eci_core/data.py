@@ -21,6 +21,33 @@ def text_id(text: str) -> str:
     return "h" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
+def content_hash(collection: "Collection") -> str:
+    """SHA-256 (hex) of everything a score depends on in ``collection``: ids, texts, positives,
+    every source's name and arrays (and the query splits when known). Unlike
+    :meth:`Collection.fingerprint` (16 hex digits, a quick label) it is collision-resistant, so
+    the dashboard can share results between sessions by it (``ui.state.score_key``)."""
+    h = hashlib.sha256()
+
+    def part(b: bytes) -> None:  # length-prefixed, so no two layouts hash alike
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+
+    for arr in (collection.passage_ids, collection.query_ids, collection.passage_texts, collection.query_texts):
+        part(str(len(arr)).encode())
+        for x in arr:
+            part(x.encode("utf-8", "surrogatepass"))
+    for q in sorted(collection.positives):
+        part(f"{q}:{list(collection.positives[q])}".encode())
+    for name in sorted(collection.sources):
+        s = collection.sources[name]
+        part(name.encode("utf-8", "surrogatepass"))
+        for a in (s.q_idx, s.p_idx, s.rank, s.score):
+            part(np.ascontiguousarray(a).tobytes())
+    splits = getattr(collection, "query_splits", None) or {}
+    part(repr(sorted(splits.items())).encode())
+    return h.hexdigest()
+
+
 class LoadError(ValueError):
     """A problem in a user's file, reported as ``PATH:LINE: field 'F': message``.
 

@@ -39,7 +39,7 @@ def ensure_scores() -> None:
     try:
         s = state.settings()
     except ValueError as err:
-        st.error(f"Settings: {err}")
+        show_error(str(err), prefix="Settings: ")
         return
     if s.encoder == "":
         st.warning("Type the path of a local sentence-transformers folder in the sidebar, or choose another encoder.")
@@ -50,9 +50,13 @@ def ensure_scores() -> None:
     bar = holder.progress(0.0, text="Computing: starting")
     try:
         state.compute_result(s, progress=progress_callback(bar))
+    except state.ScoringBudgetExceeded as err:
+        holder.empty()
+        show_error(str(err), prefix="Could not score the data: ")
+        return
     except Exception as err:  # shown in one line; the sidebar stays usable
         holder.empty()
-        st.error(f"Could not score the data: {state.one_line(err)}")
+        show_error(state.one_line(err), prefix="Could not score the data: ")
         return
     holder.empty()
 
@@ -227,6 +231,27 @@ def html_escape(text: str) -> str:
     import html
 
     return html.escape(str(text))
+
+
+#: Characters that can start Markdown, HTML, LaTeX or an autolink inside one line of text.
+_MD_SPECIALS = frozenset(r"""\`*_[](){}<>#!|~$&:@.""")
+
+
+def plain(text) -> str:
+    """``text`` for a Markdown-rendering element (``st.error``, ``st.caption``…) shown exactly as
+    written: the characters that could start a construct are backslash-escaped (CommonMark
+    allows that for every ASCII punctuation character), so no link, autolink (``http://…``,
+    ``www.…``, ``a@b.c``), emphasis, code span, HTML, entity or LaTeX can form. Newlines become
+    spaces (one line)."""
+    out = []
+    for ch in " ".join(str(text).splitlines()):
+        out.append("\\" + ch if ch in _MD_SPECIALS else ch)
+    return "".join(out)
+
+
+def show_error(message: str, prefix: str = "") -> None:
+    """``st.error`` with ``message`` (user data may be in it: file names, paths) rendered as text."""
+    st.error(prefix + plain(message), icon=":material/error:")
 
 
 def md_escape(text: str) -> str:

@@ -13,23 +13,28 @@ from pathlib import Path
 import streamlit as st
 
 from eci_core.config import ECIConfig
-from ui import state
+from ui import components, state
 
 _UPLOAD_COUNTER = "eci_upload_counter"
+_DATA_PANEL = "eci_data_panel"
 
 
 def _uploader_key() -> str:
     return f"eci_uploads_{st.session_state.get(_UPLOAD_COUNTER, 0)}"
 
 
+#: Shown when "Add uploaded files" finds no file: the browser may still be sending one (the
+#: uploader lists a file with its size only once it has arrived).
+NO_UPLOAD_YET = ("No uploaded file has arrived yet: choose one or more files above and wait until each "
+                 "is listed with its size (large files take a while), then press Add.")
+
+
 def _on_add_uploads() -> None:
     files = st.session_state.get(_uploader_key()) or []
     if not files:
-        st.session_state[state.K_ERRORS] = ["Choose one or more files first, then press Add."]
+        st.session_state[state.K_ERRORS] = [NO_UPLOAD_YET]
         return
-    paths = state.save_uploads(files)
-    state.add_paths(paths, label=", ".join(p.name for p in paths),
-                    hide_root=Path(st.session_state[state.K_UPLOAD_DIR]))
+    state.add_uploads(files)
     if not st.session_state[state.K_ERRORS]:
         # a fresh uploader (empty) once the files are in the session
         st.session_state[_UPLOAD_COUNTER] = st.session_state.get(_UPLOAD_COUNTER, 0) + 1
@@ -41,6 +46,12 @@ def _on_path(mode: str) -> None:
         st.session_state[state.K_ERRORS] = ["Type the path of a file or folder first."]
         return
     path = Path(raw).expanduser()
+    if not state.path_allowed(path):
+        roots = ", ".join(str(r) for r in state.data_roots())
+        st.session_state[state.K_ERRORS] = [
+            f"{path}: outside the data root ({roots}); upload the file instead, or start the app with "
+            "ECI_DATA_ROOT (or --data-root) naming its folder"]
+        return
     if not path.exists():
         st.session_state[state.K_ERRORS] = [f"{path}: no such file or folder"]
         return
@@ -60,26 +71,33 @@ def _data_section() -> None:
     if coll is None:
         st.info("No data loaded yet: upload files or give a local path below.")
     else:
-        st.markdown(f"**Dataset:** `{ss[state.K_DATA_LABEL]}`")
+        st.markdown(f"**Dataset:** {components.plain(ss[state.K_DATA_LABEL])}")
         st.caption(
             f"{coll.n_queries:,} queries · {coll.n_passages:,} passages · "
-            f"{len(coll.sources)} sources: {', '.join(coll.sources)}"
+            f"{len(coll.sources)} sources: {components.plain(', '.join(coll.sources))}"
         )
     for err in ss[state.K_ERRORS]:
-        st.error(err, icon=":material/error:")
+        components.show_error(err)
     if ss[state.K_ERRORS] and coll is not None:
         st.caption("Nothing already loaded was lost.")
 
-    with st.expander("Add or open data", expanded=coll is None):
+    # a keyed, state-tracked expander keeps whatever the user left it at (open while choosing files)
+    # even when elements above it come and go between reruns
+    ss.setdefault(_DATA_PANEL, coll is None)
+    with st.expander("Add or open data", key=_DATA_PANEL, on_change="rerun"):
         st.file_uploader(
             "Upload negatives (any accepted format; one source per file)",
             accept_multiple_files=True,
             key=_uploader_key(),
             help="JSONL/JSON/CSV/TSV/Parquet from sentence-transformers, BGE, Tevatron, "
-            "msmarco-hard-negatives, TREC runs. A source is named after its file name.",
+            f"msmarco-hard-negatives, TREC runs. A source is named after its file name. At most "
+            f"{state.max_upload_mb():,} MB per file (server.maxUploadSize in .streamlit/config.toml).",
         )
         st.button("Add uploaded files", on_click=_on_add_uploads, width="stretch")
-        st.text_input("…or a local file or folder", key="eci_local_path", placeholder="/path/to/negatives.jsonl")
+        st.text_input("…or a local file or folder", key="eci_local_path", placeholder="/path/to/negatives.jsonl",
+                      help="Read on the server, inside the data root only: "
+                      + ", ".join(str(r) for r in state.data_roots())
+                      + " (set ECI_DATA_ROOT or --data-root to change it).")
         c1, c2 = st.columns(2)
         c1.button("Add", on_click=_on_path, args=("add",), width="stretch", help="Add its sources to the session")
         c2.button("Open instead", on_click=_on_path, args=("open",), width="stretch", help="Replace the session's data")

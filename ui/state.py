@@ -10,8 +10,12 @@ Caching
   modification times) and never mutated: adding files works on a copy.
 * Encoders and cross-encoders are loaded once per process (``st.cache_resource``).
 * Scores live in a process-wide LRU store (held by ``st.cache_resource``) keyed on
-  ``(Collection.fingerprint(), encoder, cross-encoder, ECIConfig)``, so switching pages or going
-  back to earlier settings never recomputes. The store is filled outside any cached function,
+  ``(content_hash(collection), encoder, cross-encoder, ECIConfig, every embedding-cache folder
+  read)`` (:func:`score_key`), so switching pages or going back to earlier settings never
+  recomputes, and a result is shared with another session only when all of these are equal.
+* Embedding caches read: the user's cache and, read-only, the bundled sample's shipped cache (by
+  exact path) and folders named with ``--readonly-cache`` / ``$ECI_READONLY_CACHE``; never an
+  ``embeddings/`` folder found beside a loaded file (:func:`readonly_cache_dirs`). The store is filled outside any cached function,
   which lets the progress bar show what is being computed without being replayed later.
 
 Where things live in the URL (``st.query_params``) so that a copied link reopens the same view:
@@ -25,6 +29,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +39,7 @@ import streamlit as st
 
 import eci_core  # noqa: F401  (sets the offline environment variables first)
 from eci_core.config import ECIConfig
-from eci_core.data import Collection, LoadReport
+from eci_core.data import Collection, LoadReport, content_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = ROOT / "sample_data" / "pyfaq"
@@ -54,13 +59,13 @@ SCORE_STORE_SIZE = 8
 # Session-state keys (prefixed so they never clash with widget keys of a page).
 K_COLLECTION = "eci_collection"
 K_FINGERPRINT = "eci_fingerprint"
+K_CONTENT_HASH = "eci_content_hash"  # SHA-256 of the data: the score store's key (see score_key)
 K_REPORT = "eci_load_report"
 K_ERRORS = "eci_load_errors"
 K_DATA_LABEL = "eci_data_label"
 K_MARKS = "eci_marks"
 K_QUERY = "eci_query_id"
 K_PROJECTION = "pj_params"  # Projection page: method (pca/umap) and UMAP parameters
-K_UPLOAD_DIR = "eci_upload_dir"
 K_INITIALISED = "eci_initialised"
 
 # Widget keys of the sidebar (their values are the settings).
@@ -80,19 +85,22 @@ def launch_args(argv: list[str] | None = None) -> dict[str, str]:
     """Options given after ``--`` on the command line (``streamlit run app.py -- --data DIR``).
 
     Recognised: ``--data PATH`` (dataset to open), ``--encoder NAME`` (``minilm``, ``hashing`` or
-    a local folder), ``--cross-encoder`` (start with the cross-encoder on). Unknown arguments
-    are ignored so that Streamlit's own flags never break the app.
+    a local folder), ``--cross-encoder`` (start with the cross-encoder on), ``--data-root DIRS``
+    (folders the sidebar's local-path box may read, ``os.pathsep``-separated), ``--readonly-cache
+    DIRS`` (extra embedding-cache folders to read, never write) and ``--score-budget SECONDS``.
+    Unknown arguments are ignored so that Streamlit's own flags never break the app.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     out: dict[str, str] = {}
+    valued = ("--data", "--encoder", "--data-root", "--readonly-cache", "--score-budget")
     i = 0
     while i < len(argv):
         arg = argv[i]
-        if arg in ("--data", "--encoder") and i + 1 < len(argv):
+        if arg in valued and i + 1 < len(argv):
             out[arg[2:]] = argv[i + 1]
             i += 2
             continue
-        if arg.startswith("--data=") or arg.startswith("--encoder="):
+        if any(arg.startswith(v + "=") for v in valued):
             k, v = arg[2:].split("=", 1)
             out[k] = v
         elif arg == "--cross-encoder":
@@ -120,6 +128,63 @@ def default_cross_encoder() -> bool:
     if "cross-encoder" in launch_args():
         return True
     return os.environ.get("ECI_CROSS_ENCODER", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _path_list(value: str | None) -> list[Path]:
+    return [Path(x).expanduser() for x in (value or "").split(os.pathsep) if x.strip()]
+
+
+def data_roots() -> list[Path]:
+    """Folders the sidebar's local-path box may read (resolved; symlinks are followed first).
+
+    ``--data-root DIRS`` or ``$ECI_DATA_ROOT`` (``os.pathsep``-separated; ``/`` allows every
+    path) replace the default: the working directory the server was started in, the bundled
+    sample and the dataset given with ``--data`` / ``$ECI_DATA``. The limit holds whatever
+    address the server binds: anyone who can reach the server could otherwise read every file
+    the server's user can read.
+    """
+    given = launch_args().get("data-root") or os.environ.get("ECI_DATA_ROOT")
+    if given:
+        roots = _path_list(given)
+    else:
+        roots = [Path.cwd(), SAMPLE_DIR]
+        data = launch_args().get("data") or os.environ.get("ECI_DATA")
+        if data:
+            roots.append(Path(data).expanduser())
+    out: list[Path] = []
+    for r in roots:
+        r = r.resolve()
+        if r not in out:
+            out.append(r)
+    return out
+
+
+def path_allowed(path: Path) -> bool:
+    """True when ``path`` (after resolving ``..`` and symlinks) lies inside a :func:`data_roots` folder."""
+    try:
+        real = Path(path).expanduser().resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+    return any(real == r or real.is_relative_to(r) for r in data_roots())
+
+
+#: Default time budget of one scoring run in the dashboard (seconds); see :func:`score_budget_s`.
+DEFAULT_SCORE_BUDGET_S = 600.0
+
+
+def score_budget_s() -> float | None:
+    """Seconds one scoring run of the dashboard may take: ``--score-budget``, else
+    ``$ECI_SCORE_BUDGET_S``, else :data:`DEFAULT_SCORE_BUDGET_S`; ``0`` means no limit."""
+    raw = launch_args().get("score-budget") or os.environ.get("ECI_SCORE_BUDGET_S")
+    try:
+        val = float(raw) if raw not in (None, "") else DEFAULT_SCORE_BUDGET_S
+    except ValueError:
+        val = DEFAULT_SCORE_BUDGET_S
+    return None if val <= 0 else val
+
+
+class ScoringBudgetExceeded(RuntimeError):
+    """Scoring ran past the dashboard's time budget (:func:`score_budget_s`)."""
 
 
 # --------------------------------------------------------------------------- settings
@@ -168,6 +233,7 @@ def _defaults() -> dict[str, Any]:
     return {
         K_COLLECTION: None,
         K_FINGERPRINT: None,
+        K_CONTENT_HASH: None,
         K_REPORT: LoadReport(),
         K_ERRORS: [],
         K_DATA_LABEL: "nothing loaded",
@@ -205,13 +271,16 @@ def init_state() -> None:
 
 
 def _mtimes(path: Path) -> tuple:
-    """Modification times of a file or of every file under a folder (cache key of a dataset)."""
+    """Modification time and size of a file or of every file under a folder (the key of the
+    per-process dataset cache; scores are keyed on the loaded data's content hash instead)."""
+    def stamp(p: Path) -> tuple:
+        st_ = p.stat()
+        return (str(p), st_.st_mtime_ns, st_.st_size)
+
     if path.is_file():
-        return ((str(path), path.stat().st_mtime_ns),)
+        return (stamp(path),)
     if path.is_dir():
-        return tuple(
-            sorted((str(p), p.stat().st_mtime_ns) for p in path.rglob("*") if p.is_file() and "embeddings" not in p.parts)
-        )
+        return tuple(sorted(stamp(p) for p in path.rglob("*") if p.is_file() and "embeddings" not in p.parts))
     return ()
 
 
@@ -257,6 +326,7 @@ def _set_collection(coll: Collection, report: LoadReport, label: str) -> None:
     ss = st.session_state
     ss[K_COLLECTION] = coll
     ss[K_FINGERPRINT] = coll.fingerprint()
+    ss[K_CONTENT_HASH] = content_hash(coll)
     ss[K_REPORT] = report
     ss[K_DATA_LABEL] = label
     ss[K_QUERY] = None
@@ -313,30 +383,60 @@ def replace_with_path(path: Path) -> None:
         _set_collection(coll, report, label=_dataset_label(path))
 
 
-def save_uploads(files) -> list[Path]:
-    """Write uploaded files to this session's temporary folder, keeping their names.
+def max_upload_mb() -> int:
+    """Largest upload the server accepts, in MB (Streamlit's ``server.maxUploadSize``, set in
+    ``.streamlit/config.toml``; the uploader itself refuses a larger file with a message)."""
+    try:
+        return int(st.get_option("server.maxUploadSize"))
+    except Exception:  # outside a server (tests): Streamlit's default
+        return 200
 
-    Sources are named after file stems, so ``bm25.jsonl`` becomes the source ``bm25``. A name
-    that is already used in the folder gets a fresh sub-folder so two uploads never overwrite
-    each other.
-    """
-    ss = st.session_state
-    if not ss.get(K_UPLOAD_DIR):
-        ss[K_UPLOAD_DIR] = tempfile.mkdtemp(prefix="eci-upload-")
-    base = Path(ss[K_UPLOAD_DIR])
+
+def save_uploads(files, folder: Path) -> list[Path]:
+    """Write uploaded files into ``folder``, keeping their names (sources are named after file
+    stems, so ``bm25.jsonl`` becomes the source ``bm25``); a name used twice in one batch gets a
+    sub-folder ``u<n>/`` so two files never overwrite each other."""
     out: list[Path] = []
     for f in files:
         name = Path(f.name).name or "upload"
-        target_dir = base
+        target_dir = folder
         n = 1
         while (target_dir / name).exists():
-            target_dir = base / f"u{n}"
+            target_dir = folder / f"u{n}"
             n += 1
         target_dir.mkdir(parents=True, exist_ok=True)
         target = target_dir / name
         target.write_bytes(f.getvalue())
         out.append(target)
     return out
+
+
+def add_uploads(files) -> None:
+    """Load uploaded files as extra sources (see :func:`add_paths`).
+
+    The files are written to a fresh ``eci-upload-*`` folder in the temporary directory only for
+    the time of the load, then the folder is removed (the loaded data lives in memory), so no
+    upload outlives its session or stays behind when it is replaced. A file larger than
+    :func:`max_upload_mb` is refused with one line (the uploader normally refuses it first).
+    """
+    import shutil
+
+    limit = max_upload_mb() * 1024 * 1024
+    too_big = [f for f in files if getattr(f, "size", 0) > limit]
+    files = [f for f in files if f not in too_big]
+    errors = [f"{Path(f.name).name}: {f.size / 1e6:,.0f} MB is over the upload limit of {max_upload_mb():,} MB "
+              "(server.maxUploadSize); open it with --data or the local-path box instead" for f in too_big]
+    if not files:
+        st.session_state[K_ERRORS] = errors
+        return
+    folder = Path(tempfile.mkdtemp(prefix="eci-upload-"))
+    try:
+        paths = save_uploads(files, folder)
+        add_paths(paths, label=", ".join(p.name for p in paths), hide_root=folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if errors:
+        st.session_state[K_ERRORS] = errors + list(st.session_state[K_ERRORS])
 
 
 # --------------------------------------------------------------------------- models
@@ -358,8 +458,8 @@ def get_cross_encoder():
 
 def get_embedding_cache():
     """The on-disk embedding cache (``$ECI_CACHE_DIR`` or ``~/.cache/eci-explorer``) with the
-    loaded datasets' shipped ``embeddings/`` folders as read-only layers."""
-    return _embedding_cache(tuple(str(p) for p in shipped_cache_dirs()))
+    trusted read-only layers of :func:`readonly_cache_dirs`."""
+    return _embedding_cache(tuple(str(p) for p in readonly_cache_dirs()))
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -369,22 +469,29 @@ def _embedding_cache(readonly: tuple[str, ...]):
     return EmbeddingCache(readonly_dirs=list(readonly))
 
 
-def shipped_cache_dirs() -> list[Path]:
-    """``embeddings/`` folders shipped with the data: next to a BEIR directory's ``negatives/``
-    (``DIR/embeddings``) for every loaded source, and the bundled sample's."""
-    coll = st.session_state.get(K_COLLECTION)
-    cands: list[Path] = [SAMPLE_DIR]
-    if coll is not None:
-        for src in coll.sources.values():
-            if src.path:
-                p = Path(src.path)
-                cands += [p, p.parent, p.parent.parent]
+def readonly_cache_dirs() -> list[Path]:
+    """Embedding-cache folders read (never written) besides the user's cache: the bundled
+    sample's shipped ``sample_data/pyfaq/embeddings`` (by exact path) and the folders named with
+    ``--readonly-cache`` / ``$ECI_READONLY_CACHE`` (``os.pathsep``-separated).
+
+    Nothing is discovered beside loaded files: an ``embeddings/`` folder next to an uploaded or
+    opened file (or in its parent or grandparent, e.g. ``/tmp`` for an upload) could have been
+    planted by anyone who can write there, and would decide the scores.
+    """
+    named = _path_list(launch_args().get("readonly-cache") or os.environ.get("ECI_READONLY_CACHE"))
     out: list[Path] = []
-    for c in cands:
-        d = c / "embeddings"
+    for d in [SAMPLE_DIR / "embeddings", *named]:
+        d = d.resolve()
         if d.is_dir() and d not in out:
             out.append(d)
     return out
+
+
+def cache_dirs_read() -> tuple[str, ...]:
+    """Every embedding-cache folder scoring reads: the user's cache, then the read-only layers."""
+    from eci_core.encoders import default_cache_dir
+
+    return (str(default_cache_dir().expanduser().resolve()), *(str(p) for p in readonly_cache_dirs()))
 
 
 # --------------------------------------------------------------------------- score store
@@ -416,8 +523,11 @@ def _score_store() -> _ScoreStore:
     return _ScoreStore(SCORE_STORE_SIZE)
 
 
-def score_key(fingerprint: str, s: Settings) -> tuple:
-    return (fingerprint,) + s.key()
+def score_key(content_hash: str, s: Settings) -> tuple:
+    """Key of a result in the process-wide store: the data's content hash (SHA-256 of every
+    text, id, label and source array), the settings, and every embedding-cache folder read
+    (:func:`cache_dirs_read`). A result is shared between sessions only when all are equal."""
+    return (content_hash,) + s.key() + (cache_dirs_read(),)
 
 
 def cached_result(s: Settings | None = None):
@@ -426,7 +536,7 @@ def cached_result(s: Settings | None = None):
     if ss.get(K_COLLECTION) is None:
         return None
     s = s or settings()
-    return _score_store().get(score_key(ss[K_FINGERPRINT], s))
+    return _score_store().get(score_key(ss[K_CONTENT_HASH], s))
 
 
 def compute_result(s: Settings, progress: Callable[[str, int, int], None] | None = None):
@@ -434,17 +544,28 @@ def compute_result(s: Settings, progress: Callable[[str, int, int], None] | None
     from eci_core.scoring import score_collection
 
     ss = st.session_state
-    key = score_key(ss[K_FINGERPRINT], s)
+    key = score_key(ss[K_CONTENT_HASH], s)
     store = _score_store()
     hit = store.get(key)
     if hit is not None:
         return hit
-    if progress:
-        progress("loading the encoder", 0, 1)
+    budget = score_budget_s()
+    started = time.monotonic()
+
+    def timed(stage: str, done: int, total: int) -> None:
+        if budget is not None and time.monotonic() - started > budget:
+            raise ScoringBudgetExceeded(
+                f"scoring stopped after {budget:g} s (the dashboard's time budget, at '{stage}'): score "
+                "large data with `eci score DATA --out DIR`, or raise the budget with ECI_SCORE_BUDGET_S "
+                "or --score-budget (0 = no limit)")
+        if progress:
+            progress(stage, done, total)
+
+    timed("loading the encoder", 0, 1)
     encoder = get_encoder(s.encoder)
     cross = get_cross_encoder() if s.cross_encoder else None
     result = score_collection(
-        ss[K_COLLECTION], encoder, s.config, cross_encoder=cross, cache=get_embedding_cache(), progress=progress
+        ss[K_COLLECTION], encoder, s.config, cross_encoder=cross, cache=get_embedding_cache(), progress=timed
     )
     store.put(key, result)
     return result
@@ -562,7 +683,7 @@ def projection_points(cur: "Current", sources: list[str], color_by: str, method:
                       max_points: int = 20000):
     """The projected point table (``x``, ``y`` + point metadata), the sampling note and the
     number of points before sampling; cached on the data, settings and parameters."""
-    key = score_key(cur.fingerprint, cur.settings)
+    key = score_key(st.session_state[K_CONTENT_HASH], cur.settings)
     return _projected(key, tuple(sources), color_by, method, int(n_neighbors), float(min_dist), metric,
                       int(max_points), cur.collection, cur.result)
 
