@@ -299,7 +299,8 @@ def test_export_counts_and_downloads(expected):
 
 
 # ----------------------------------------------------------------------------- data loading
-def test_bad_local_path_keeps_the_loaded_data(tmp_path):
+def test_bad_local_path_keeps_the_loaded_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECI_DATA_ROOT", str(tmp_path))  # the local-path box reads only inside the data root
     bad = tmp_path / "broken.jsonl"
     bad.write_text('{"query": "q", "pos": ["p"], "neg": ["n"]}\n{"query": \n', encoding="utf-8")
     at = open_page()
