@@ -16,18 +16,32 @@ real negative: kept even when flagged, and it no longer makes its query unsafe) 
 ``relabel_flagged``, even when no rule flagged it). Queries left without any negative are dropped
 (``drop_empty=True``): no training format can use them.
 
-Writers return ``bytes`` (UTF-8 text for JSONL/CSV) ready for a download button or a file:
+Writers return ``bytes`` (UTF-8 text for JSONL/CSV) ready for a download button or a file.
+Every writer keeps every kept negative and every query (read back with ECI Explorer's own
+loader, a file gives the counts :meth:`CleanedSet.summary` reports):
 
 * :func:`to_st_ntuple`: sentence-transformers ``n-tuple`` (``query, positive, negative_1 …
-  negative_n``), one row per (query, positive). Sets are ragged, so ``n`` defaults to the smallest
-  K over the exported queries (nothing is lost but the extra negatives, which are cut in rank
-  order); with an explicit ``n`` the queries with fewer than ``n`` negatives are left out, as
-  ``mine_hard_negatives`` does.
+  negative_n``). sentence-transformers needs the same ``n`` on every row, and sets are ragged, so
+  a query's negatives are written in rank order in chunks of ``n``, one row per (query, positive,
+  chunk); when ``K`` is not a multiple of ``n`` the query's last row is its last ``n`` negatives
+  (it overlaps the row before: every row holds ``n`` distinct negatives, and
+  :func:`ntuple_plan` counts the repeated cells). ``n`` defaults to the smallest ``K`` over the
+  exported queries (:func:`ntuple_size`), so nothing is left out; with a larger ``n`` the
+  queries with fewer negatives are left out (as ``mine_hard_negatives`` does) and
+  :func:`ntuple_plan` says how many. Rows are never padded with repeats of one negative.
 * :func:`to_st_triplet`: ``query, positive, negative``, one row per (query, positive, negative).
-* :func:`to_bge_jsonl`: FlagEmbedding ``{"query", "pos": [...], "neg": [...]}``.
+* Both sentence-transformers writers add a ``query_id`` column when two exported queries share
+  the same text (``ids=None``, the default; ``True``/``False`` force it): without it the two
+  would read back as one query. sentence-transformers would tokenize that column as text, so
+  drop it before training (``dataset.remove_columns("query_id")``).
+* :func:`to_bge_jsonl`: FlagEmbedding ``{"query_id", "query", "pos": [...], "neg": [...]}``
+  (FlagEmbedding reads ``query``, ``pos``, ``neg`` and ignores ``query_id``).
 * :func:`to_tevatron_jsonl`: ``{"query_id", "query", "positive_passages": [{"docid", "title",
   "text"}], "negative_passages": [...]}``.
-* :func:`table_bytes`: any table as CSV or Parquet.
+* :func:`table_bytes`: any table as CSV or Parquet. In CSV (tables and training sets alike) a
+  text cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is prefixed
+  with ``'`` so that spreadsheet tools show it instead of running it as a formula
+  (``escape_formulas=False`` writes the cells as they are); JSONL and Parquet are exact.
 """
 
 from __future__ import annotations
@@ -49,11 +63,15 @@ __all__ = [
     "CleanedSet",
     "clean_collection",
     "ntuple_size",
+    "ntuple_plan",
+    "NTuplePlan",
     "to_st_ntuple",
     "to_st_triplet",
     "to_bge_jsonl",
     "to_tevatron_jsonl",
     "table_bytes",
+    "escape_formula",
+    "shared_query_texts",
     "export_bytes",
 ]
 
@@ -268,22 +286,86 @@ def _rows_bytes(rows: list[dict], columns: list[str], fmt: TableFormat) -> bytes
     return table_bytes(pd.DataFrame(rows, columns=columns), fmt)
 
 
+def shared_query_texts(records: Sequence[QueryRecord]) -> int:
+    """How many of ``records`` share their query text with another record (they would read back
+    as one query from a file without ids)."""
+    from collections import Counter
+
+    c = Counter(r.query for r in records)
+    return sum(v for v in c.values() if v > 1)
+
+
+def _use_ids(records: Sequence[QueryRecord], ids: bool | None) -> bool:
+    return shared_query_texts(records) > 0 if ids is None else bool(ids)
+
+
 def ntuple_size(cleaned: CleanedSet, source: str | None = None) -> int:
     """The default ``n`` of :func:`to_st_ntuple`: the smallest number of negatives over the
-    source's exported queries (0 when it has none)."""
+    source's exported queries (0 when it has none), so that every query fills a row."""
     recs = cleaned.get(source)
     ks = [len(r.negatives) for r in recs if r.negatives]
     return min(ks) if ks else 0
 
 
-def to_st_ntuple(cleaned: CleanedSet, source: str | None = None, n: int | None = None, fmt: TableFormat = "jsonl",
-                 anchor_column: str = "query", positive_column: str = "positive") -> bytes:
-    """sentence-transformers ``n-tuple`` rows ``{anchor, positive, negative_1 … negative_n}``,
-    one per (query, positive).
+@dataclass(frozen=True)
+class NTuplePlan:
+    """What :func:`to_st_ntuple` writes for one ``n`` (the Export page shows it).
 
-    ``n=None`` uses :func:`ntuple_size` (every query kept, the negatives beyond ``n`` cut in rank
-    order). With an explicit ``n`` a query with fewer than ``n`` negatives is left out (like
-    ``mine_hard_negatives``). ``fmt``: ``jsonl`` (default), ``csv`` or ``parquet``."""
+    ``rows`` lines of ``n`` negatives each; ``queries`` written and ``negatives`` (distinct
+    (query, negative) pairs) written; ``queries_left_out`` / ``negatives_left_out``: queries
+    with fewer than ``n`` negatives and their negatives; ``repeated_cells``: negative cells that
+    repeat a negative already written for the same (query, positive) because the query's last
+    row overlaps the one before; ``query_id``: whether the file has a ``query_id`` column."""
+
+    n: int
+    rows: int
+    queries: int
+    negatives: int
+    queries_left_out: int
+    negatives_left_out: int
+    repeated_cells: int
+    query_id: bool
+
+
+def _chunks(k: int, n: int) -> list[tuple[int, int]]:
+    """(start, end) of each row's negatives: chunks of ``n`` in rank order, the last one moved
+    back to end at ``k`` when ``k`` is not a multiple of ``n``."""
+    out = [(i, i + n) for i in range(0, k - n + 1, n)]
+    if k % n:
+        out.append((k - n, k))
+    return out
+
+
+def ntuple_plan(cleaned: CleanedSet, source: str | None = None, n: int | None = None,
+                ids: bool | None = None) -> NTuplePlan:
+    """Counts of the file :func:`to_st_ntuple` writes with the same arguments (no bytes built)."""
+    recs = cleaned.get(source)
+    n = ntuple_size(cleaned, source) if n is None else int(n)
+    rows = queries = negs = q_out = n_out = repeated = 0
+    for r in recs:
+        k = len(r.negatives)
+        if n < 1 or k < n:
+            q_out += 1
+            n_out += k
+            continue
+        ch = _chunks(k, n)
+        queries += 1
+        negs += k
+        rows += len(ch) * len(r.positives)
+        repeated += (len(ch) * n - k) * len(r.positives)
+    return NTuplePlan(n, rows, queries, negs, q_out, n_out, repeated, _use_ids(recs, ids))
+
+
+def to_st_ntuple(cleaned: CleanedSet, source: str | None = None, n: int | None = None, fmt: TableFormat = "jsonl",
+                 anchor_column: str = "query", positive_column: str = "positive", ids: bool | None = None) -> bytes:
+    """sentence-transformers ``n-tuple`` rows ``{[query_id,] anchor, positive, negative_1 …
+    negative_n}``: one per (query, positive, chunk of ``n`` negatives in rank order); the last
+    chunk of a query whose ``K`` is not a multiple of ``n`` is its last ``n`` negatives.
+
+    ``n=None`` uses :func:`ntuple_size` (every query and every negative written). A query with
+    fewer than ``n`` negatives is left out (like ``mine_hard_negatives``); :func:`ntuple_plan`
+    counts what is written and left out. ``ids``: add the ``query_id`` column (``None``: only
+    when two exported queries share a text). ``fmt``: ``jsonl`` (default), ``csv`` or ``parquet``."""
     recs = cleaned.get(source)
     if n is None:
         n = ntuple_size(cleaned, source)
@@ -291,34 +373,43 @@ def to_st_ntuple(cleaned: CleanedSet, source: str | None = None, n: int | None =
     if n < 1:
         raise ValueError(f"n={n}: an n-tuple needs at least one negative per row (e.g. n=1); "
                          "the cleaned set may have no negatives left")
-    cols = [anchor_column, positive_column] + [f"negative_{i}" for i in range(1, n + 1)]
+    with_ids = _use_ids(recs, ids)
+    cols = (["query_id"] if with_ids else []) + [anchor_column, positive_column] + \
+        [f"negative_{i}" for i in range(1, n + 1)]
     rows = []
     for r in recs:
-        if len(r.negatives) < n:
+        k = len(r.negatives)
+        if k < n:
             continue
-        negs = [x.text for x in r.negatives[:n]]
+        head = [r.query_id] if with_ids else []
+        chunks = [[x.text for x in r.negatives[a:b]] for a, b in _chunks(k, n)]
         for p in r.positives:
-            rows.append(dict(zip(cols, [r.query, p.text, *negs])))
+            for negs in chunks:
+                rows.append(dict(zip(cols, [*head, r.query, p.text, *negs])))
     return _rows_bytes(rows, cols, fmt)
 
 
 def to_st_triplet(cleaned: CleanedSet, source: str | None = None, fmt: TableFormat = "jsonl",
-                  anchor_column: str = "query", positive_column: str = "positive") -> bytes:
-    """sentence-transformers ``triplet`` rows ``{anchor, positive, negative}``: one per
-    (query, positive, negative), negatives in rank order. ``fmt``: jsonl, csv or parquet."""
+                  anchor_column: str = "query", positive_column: str = "positive", ids: bool | None = None) -> bytes:
+    """sentence-transformers ``triplet`` rows ``{[query_id,] anchor, positive, negative}``: one
+    per (query, positive, negative), negatives in rank order. ``ids``: add the ``query_id``
+    column (``None``: only when two exported queries share a text). ``fmt``: jsonl, csv or parquet."""
     recs = cleaned.get(source)
-    cols = [anchor_column, positive_column, "negative"]
-    rows = [dict(zip(cols, (r.query, p.text, n.text))) for r in recs for p in r.positives for n in r.negatives]
+    with_ids = _use_ids(recs, ids)
+    cols = (["query_id"] if with_ids else []) + [anchor_column, positive_column, "negative"]
+    rows = [dict(zip(cols, ((r.query_id,) if with_ids else ()) + (r.query, p.text, n.text)))
+            for r in recs for p in r.positives for n in r.negatives]
     return _rows_bytes(rows, cols, fmt)
 
 
 def to_bge_jsonl(cleaned: CleanedSet, source: str | None = None) -> bytes:
-    """FlagEmbedding / BGE fine-tuning JSONL: ``{"query": str, "pos": [str], "neg": [str]}`` per
-    query (no scores: miner scores are not reranker scores)."""
+    """FlagEmbedding / BGE fine-tuning JSONL: ``{"query_id": str, "query": str, "pos": [str],
+    "neg": [str]}`` per query (no scores: miner scores are not reranker scores). FlagEmbedding
+    ignores ``query_id``; ECI Explorer reads it, so two queries with one text stay two."""
     recs = cleaned.get(source)
     out = io.StringIO()
     for r in recs:
-        out.write(json.dumps({"query": r.query, "pos": [p.text for p in r.positives],
+        out.write(json.dumps({"query_id": r.query_id, "query": r.query, "pos": [p.text for p in r.positives],
                               "neg": [n.text for n in r.negatives]}, ensure_ascii=False) + "\n")
     return out.getvalue().encode("utf-8")
 
@@ -351,14 +442,41 @@ def _flat_for_table(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def table_bytes(df: pd.DataFrame, fmt: Literal["csv", "parquet"] = "csv") -> bytes:
-    """A table as CSV (UTF-8, header, no index) or Parquet (pyarrow) bytes. List-valued cells
-    are written as JSON strings."""
+#: First characters that make a spreadsheet tool read a CSV cell as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_formula(value: Any) -> Any:
+    """``value`` with ``'`` in front when it is a string starting with one of
+    :data:`FORMULA_STARTS` (spreadsheet tools then show it as text); anything else unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _escape_frame(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    out.columns = [escape_formula(str(c)) for c in out.columns]
+    for c in out.columns:
+        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]) or isinstance(out[c].dtype, pd.CategoricalDtype):
+            out[c] = out[c].map(escape_formula).astype(object)
+    return out
+
+
+def table_bytes(df: pd.DataFrame, fmt: Literal["csv", "parquet"] = "csv", escape_formulas: bool = True) -> bytes:
+    """A table as CSV (UTF-8, header, no index, CRLF rows) or Parquet (pyarrow) bytes. List-valued cells
+    are written as JSON strings. In CSV, text cells (and headers) starting with ``=``, ``+``,
+    ``-``, ``@``, tab or CR get a leading ``'`` (:func:`escape_formula`) unless
+    ``escape_formulas=False``; Parquet is written as is."""
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt={fmt!r}: use 'csv' or 'parquet'")
     flat = _flat_for_table(df)
     if fmt == "csv":
-        return flat.to_csv(index=False).encode("utf-8")
+        if escape_formulas:
+            flat = _escape_frame(flat)
+        # CRLF rows (RFC 4180): the writer then quotes every cell holding a CR or LF, so a text
+        # with a carriage return stays one cell instead of breaking its row
+        return flat.to_csv(index=False, lineterminator="\r\n").encode("utf-8")
     buf = io.BytesIO()
     flat.to_parquet(buf, index=False, engine="pyarrow")
     return buf.getvalue()

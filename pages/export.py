@@ -38,11 +38,11 @@ cleaned = export.clean_collection(coll, res, rule=rule, marks=own_marks, sources
 n_fn = sum(v == state.MARK_FALSE_NEGATIVE for v in own_marks.values())
 n_fine = len(own_marks) - n_fn
 if own_marks:
-    st.caption(f"Your marks on {source}: {n_fn} false negative(s), {n_fine} fine. They override the rule.")
+    st.caption(f"Your marks on {components.plain(source)}: {n_fn} false negative(s), {n_fine} fine. They override the rule.")
 else:
     st.caption("No marks on this source yet: mark negatives in the Query drill-down to override the rule.")
 if cleaned.unmatched_marks:
-    st.warning(f"{len(cleaned.unmatched_marks)} mark(s) match no negative of {source} and were ignored.")
+    st.warning(f"{len(cleaned.unmatched_marks)} mark(s) match no negative of {components.plain(source)} and were ignored.")
 
 summary = cleaned.summary()
 row = summary.iloc[0] if len(summary) else None
@@ -62,13 +62,35 @@ if not records:
     st.warning("Nothing is left to export with this rule: choose another rule or mark negatives fine.")
 else:
     default_n = export.ntuple_size(cleaned, source)
-    n_col, _ = st.columns([1, 3])
+    max_k = max(len(r.negatives) for r in records)
+    n_col, plan_col = st.columns([1, 3])
     n = n_col.number_input(
-        "Negatives per n-tuple row", 1, max(default_n, max(len(r.negatives) for r in records)), default_n,
+        "Negatives per n-tuple row", 1, max(default_n, max_k), default_n,
         key=f"ex_n_{source}_{rule}",
-        help=f"Default {default_n}: the smallest set size, so every query is kept. A larger n leaves out "
-        "queries with fewer negatives (as mine_hard_negatives does).",
+        help=f"Default {default_n}: the smallest set size, so every query and every negative is written. Each "
+        "query's negatives go in rank order into rows of n; when K is not a multiple of n the query's last row "
+        "holds its last n negatives (overlapping the row before). A larger n leaves out the queries with fewer "
+        "than n negatives (as mine_hard_negatives does).",
     )
+    plan = export.ntuple_plan(cleaned, source, n=int(n))
+    n_trip = sum(len(r.positives) * len(r.negatives) for r in records)
+    n_neg = sum(len(r.negatives) for r in records)
+    lines = [
+        f"**n-tuple**: {plan.rows:,} rows × {plan.n} negatives — {plan.queries:,} queries, "
+        f"{plan.negatives:,} of {n_neg:,} negatives"
+        + (f"; {plan.repeated_cells:,} cells repeat a negative (a query's last, overlapping row)" if plan.repeated_cells else ""),
+        f"**triplet**: {n_trip:,} rows — {len(records):,} queries, {n_neg:,} negatives",
+        f"**BGE** and **Tevatron**: {len(records):,} lines — {len(records):,} queries, {n_neg:,} negatives",
+    ]
+    plan_col.markdown("  \n".join(lines))
+    if plan.queries_left_out:
+        st.warning(f"The n-tuple file leaves out {plan.queries_left_out:,} queries with fewer than {plan.n} negatives "
+                   f"({plan.negatives_left_out:,} negatives): lower “Negatives per n-tuple row” to {default_n} to keep them.")
+    n_shared = export.shared_query_texts(records)
+    if n_shared:
+        st.info(f"{n_shared} queries share their text with another query, so the n-tuple and triplet files carry a "
+                "query_id column that keeps them apart when read back. sentence-transformers would train on it as "
+                "text: drop it first with dataset.remove_columns(\"query_id\").", icon=":material/info:")
     base = f"{source}.{rule}"
     f1, f2, f3, f4 = st.columns(4)
     f1.download_button("n-tuple", lambda: export.to_st_ntuple(cleaned, source, n=int(n)),
@@ -84,9 +106,10 @@ else:
                        file_name=f"{base}.tevatron.jsonl", mime="application/jsonl", icon=":material/download:",
                        key="dl_tevatron", on_click="ignore", width="stretch")
     st.caption("n-tuple and triplet: sentence-transformers training columns (query, positive, negative…), one row "
-               "per positive (triplet: per negative). BGE: FlagEmbedding {query, pos, neg}. Tevatron: {query_id, "
-               "query, positive_passages, negative_passages}. All JSONL, readable by datasets.load_dataset('json') "
-               "and by ECI Explorer itself.")
+               "per positive (n-tuple: per positive and row of n negatives; triplet: per negative). BGE: "
+               "FlagEmbedding {query_id, query, pos, neg}. Tevatron: {query_id, query, positive_passages, "
+               "negative_passages}. All JSONL, readable by datasets.load_dataset('json') and by ECI Explorer "
+               "itself, which reads back exactly the queries and negatives counted above.")
 
 st.subheader("Score tables")
 table_fmt = st.segmented_control("Table format", ["csv", "parquet"], default="csv", key="ex_table_fmt") or "csv"
@@ -99,7 +122,9 @@ tables = {
     "marks": ("marks", state.marks_frame()),
 }
 st.caption("pairs: one row per negative · queries: one row per (query, source) · sources: the ranking · "
-           "actions: what this export did to each negative · marks: your drill-down marks.")
+           "actions: what this export did to each negative · marks: your drill-down marks. In CSV, a text cell "
+           "starting with =, +, -, @ (or a tab) gets a leading ' so spreadsheet tools never run it as a formula; "
+           "Parquet holds the values as they are.")
 cols = st.columns(len(tables))
 for col, (label, (stem, df)) in zip(cols, tables.items()):
     col.download_button(label, lambda df=df: export.table_bytes(df, table_fmt), file_name=f"eci_{stem}.{table_fmt}",

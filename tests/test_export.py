@@ -135,16 +135,18 @@ def test_writers_shapes():
     trip = _lines(export.to_st_triplet(cs))
     assert len(trip) == 3 * 1 + 1 * 2
     assert trip[0] == {"query": "query one", "positive": "positive one", "negative": "neg two"}
-    nt = _lines(export.to_st_ntuple(cs))  # n = min K = 1: every query kept, q2 cut to its first negative
+    nt = _lines(export.to_st_ntuple(cs))  # n = min K = 1: every query and every negative, one row each
     assert export.ntuple_size(cs) == 1
-    assert [set(r) for r in nt] == [{"query", "positive", "negative_1"}] * 4
-    assert nt[3] == {"query": "query two", "positive": "positive two", "negative_1": "neg four"}
+    assert [set(r) for r in nt] == [{"query", "positive", "negative_1"}] * 5
+    assert nt[3:] == [{"query": "query two", "positive": "positive two", "negative_1": "neg four"},
+                      {"query": "query two", "positive": "positive two", "negative_1": "neg five"}]
     nt2 = _lines(export.to_st_ntuple(cs, n=2))  # explicit n: q1 (K = 1) left out, like the miner
     assert nt2 == [{"query": "query two", "positive": "positive two", "negative_1": "neg four", "negative_2": "neg five"}]
     with pytest.raises(ValueError, match="n=0"):
         export.to_st_ntuple(cs, n=0)
     bge = _lines(export.to_bge_jsonl(cs))
-    assert bge[0] == {"query": "query one", "pos": ["positive one", "neg one", "neg three"], "neg": ["neg two"]}
+    assert bge[0] == {"query_id": "q1", "query": "query one", "pos": ["positive one", "neg one", "neg three"],
+                      "neg": ["neg two"]}
     tev = _lines(export.to_tevatron_jsonl(cs))
     assert tev[1]["query_id"] == "q2"
     assert tev[1]["negative_passages"] == [{"docid": "n4", "title": "", "text": "neg four"},
@@ -152,7 +154,7 @@ def test_writers_shapes():
     csv = export.to_st_triplet(cs, fmt="csv").decode()
     assert csv.splitlines()[0] == "query,positive,negative" and len(csv.splitlines()) == 6
     pq = pd.read_parquet(io.BytesIO(export.to_st_ntuple(cs, fmt="parquet")))
-    assert list(pq.columns) == ["query", "positive", "negative_1"] and len(pq) == 4
+    assert list(pq.columns) == ["query", "positive", "negative_1"] and len(pq) == 5
     data, name = export.export_bytes(cs, "BGE / FlagEmbedding (JSONL)")
     assert name == "a.bge.jsonl" and data == export.to_bge_jsonl(cs)
 
@@ -183,8 +185,7 @@ def test_round_trip_through_loaders(tmp_path, writer, fname):
     assert rep.errors == []
     src = coll.sources["a"]
     assert len(src.query_indices) == 2
-    ntuple = fname.endswith(".parquet")
-    assert len(src) == (2 if ntuple else 3)  # n-tuple with n = 1 keeps one negative per query
+    assert len(src) == 3  # every kept negative (n-tuple with n = 1: one row per negative)
     q1 = coll.query_texts.index("query one")
     assert sorted(coll.passage_texts[p] for p in coll.positives[q1]) == ["neg one", "neg three", "positive one"]
 
