@@ -76,7 +76,7 @@ else:
     n_trip = sum(len(r.positives) * len(r.negatives) for r in records)
     n_neg = sum(len(r.negatives) for r in records)
     lines = [
-        f"**n-tuple**: {plan.rows:,} rows × {plan.n} negatives — {plan.queries:,} queries, "
+        f"**n-tuple**: {plan.rows:,} rows × {plan.n} negative{'s' if plan.n != 1 else ''} — {plan.queries:,} queries, "
         f"{plan.negatives:,} of {n_neg:,} negatives"
         + (f"; {plan.repeated_cells:,} cells repeat a negative (a query's last, overlapping row)" if plan.repeated_cells else ""),
         f"**triplet**: {n_trip:,} rows — {len(records):,} queries, {n_neg:,} negatives",

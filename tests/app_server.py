@@ -75,13 +75,26 @@ class Server:
                 self.proc.wait(timeout=10)
 
 
+def free_port_in(ports: range) -> int:
+    """The first port of ``ports`` nothing listens on (for suites that keep to a port range)."""
+    for port in ports:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
+
+
 def start_server(data: Path, encoder: str = "hashing", log_dir: Path | None = None, extra_env: dict | None = None,
-                 timeout: float = 60.0, log_name: str = "server.log") -> Server:
-    """Start the dashboard on a free port with ``ECI_DATA=data`` and wait until it answers.
+                 timeout: float = 60.0, log_name: str = "server.log", port: int | None = None) -> Server:
+    """Start the dashboard on ``port`` (default: a free one) with ``ECI_DATA=data`` and wait until
+    it answers.
 
     The server's output goes to ``log_dir/log_name`` (default ``tests/artifacts/server.log``,
     overwritten by the next start)."""
-    port = free_port()
+    port = port or free_port()
     log_dir = log_dir or (ROOT / "tests" / "artifacts")
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / log_name

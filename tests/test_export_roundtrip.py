@@ -195,7 +195,8 @@ def test_export_page_counts_match_the_files(monkeypatch, tmp_path, scored, rule)
     cs = export.clean_collection(at.session_state["eci_collection"], res, rule, sources=[source])
     text = " ".join(m.value for m in at.markdown)
     plan = export.ntuple_plan(cs, source)
-    assert f"{plan.rows:,} rows × {plan.n} negatives — {kept_q:,} queries, {kept_n:,} of {kept_n:,} negatives" in text
+    per_row = f"{plan.n} negative" + ("s" if plan.n != 1 else "")
+    assert f"{plan.rows:,} rows × {per_row} — {kept_q:,} queries, {kept_n:,} of {kept_n:,} negatives" in text
     for name, data in [("nt.jsonl", export.to_st_ntuple(cs, source, n=plan.n)),
                        ("tr.jsonl", export.to_st_triplet(cs, source)), ("bge.jsonl", export.to_bge_jsonl(cs, source)),
                        ("tev.jsonl", export.to_tevatron_jsonl(cs, source))]:
