@@ -1,7 +1,9 @@
 """ECI Explorer: the Streamlit dashboard.
 
-Run ``make run`` (or ``streamlit run app.py -- --data DIR [--encoder hashing]``; the
-``ECI_DATA`` / ``ECI_ENCODER`` environment variables do the same). The sidebar "Data and
+Run ``make run`` (or ``streamlit run app.py --server.address 127.0.0.1 -- --data DIR
+[--encoder hashing] [--data-root DIRS] [--readonly-cache DIRS] [--score-budget SECONDS]``; the
+``ECI_DATA`` / ``ECI_ENCODER`` / ``ECI_DATA_ROOT`` / ``ECI_READONLY_CACHE`` /
+``ECI_SCORE_BUDGET_S`` environment variables do the same; see the README's "Serving safely"). The sidebar "Data and
 settings" is shared by every page; the scores for the loaded data and the chosen settings are
 computed once (with a progress bar) and reused by all pages.
 """
