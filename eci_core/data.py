@@ -33,9 +33,9 @@ def content_hash(collection: "Collection") -> str:
         h.update(b)
 
     for arr in (collection.passage_ids, collection.query_ids, collection.passage_texts, collection.query_texts):
-        part(str(len(arr)).encode())
-        for x in arr:
-            part(x.encode("utf-8", "surrogatepass"))
+        enc = [x.encode("utf-8", "surrogatepass") for x in arr]
+        part(np.fromiter(map(len, enc), dtype=np.int64, count=len(enc)).tobytes())  # the lengths split the join
+        part(b"".join(enc))
     for q in sorted(collection.positives):
         part(f"{q}:{list(collection.positives[q])}".encode())
     for name in sorted(collection.sources):
