@@ -204,6 +204,18 @@ def test_uploads_leave_no_temporary_folder(monkeypatch, tmp_path):
     assert list(tmp_root.glob("eci-upload-*")) == []
 
 
+def test_an_upload_over_the_size_limit_is_refused_in_one_line(monkeypatch, tmp_path):
+    from ui import state
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(state, "max_upload_mb", lambda: 0)  # every file is over a 0 MB limit
+    at = _upload(_app())
+    (err,) = at.session_state["eci_load_errors"]
+    assert err.startswith("upl.jsonl: ") and "over the upload limit of 0 MB" in err and "\n" not in err
+    assert "upl" not in at.session_state["eci_collection"].sources
+    assert list(tmp_path.glob("eci-upload-*")) == []
+
+
 def test_add_without_a_finished_upload_says_so():
     from ui import sidebar
 
