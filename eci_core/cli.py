@@ -5,7 +5,8 @@ commands. Importing :mod:`eci_core` (this package) sets ``HF_HUB_OFFLINE=1`` and
 ``TRANSFORMERS_OFFLINE=1``; :func:`main` sets them again in case the module is run oddly.
 
 Exit status: 0 on success, 2 on a bad file or parameter (one line on stderr, ``PATH:LINE:
-message`` for a bad file, no traceback).
+message`` for a bad file, no traceback). ``eci inspect good bad`` still prints the report of
+every file that loaded, then exits 2; ``eci score`` scores nothing when a file failed.
 
 Defaults worth knowing: ``--encoder`` is the bundled all-MiniLM-L6-v2; ``--cross-encoder`` is
 ``none`` (the ``cross_encoder`` flag and ``ce_margin`` need a cross-encoder, which costs about a

@@ -345,7 +345,35 @@ class Collection:
         * a negative whose text equals one of the query's positives is kept and counted
           (the ``near_duplicate`` flag marks it at scoring time);
         * a record's ``split`` (BEIR qrels split) is kept in :attr:`query_splits` (first one wins).
+
+        All or nothing: if ingesting fails part-way (e.g. a text that cannot be encoded), every
+        passage, query, positive and split added by this call is removed again before the error
+        propagates, so the collection is exactly as it was.
         """
+        n_p, n_q = len(self.passage_ids), len(self.query_ids)
+        old_pos = {q: len(v) for q, v in self.positives.items()}
+        old_splits = dict(self.query_splits)
+        try:
+            return self._add_source(name, records, path, format, rows_read, report)
+        except BaseException:
+            for pid in self.passage_ids[n_p:]:
+                self._pid_index.pop(pid, None)
+            for qid, text in zip(self.query_ids[n_q:], self.query_texts[n_q:]):
+                self._qid_index.pop(qid, None)
+                if self._qtext_index.get(text, -1) >= n_q:
+                    del self._qtext_index[text]
+            del self.passage_ids[n_p:], self.passage_texts[n_p:], self.query_ids[n_q:], self.query_texts[n_q:]
+            for q in [q for q in self.positives if q not in old_pos]:
+                del self.positives[q]
+            for q, k in old_pos.items():
+                del self.positives[q][k:]
+            if self.query_splits != old_splits:
+                self.query_splits.clear()
+                self.query_splits.update(old_splits)
+            raise
+
+    def _add_source(self, name: str, records: Iterable[QueryRecord], path: str, format: str, rows_read: int,
+                    report: SourceReport | None) -> SourceReport:
         name = self.unique_source_name(name)
         rep = report or SourceReport(source=name, path=str(path), format=format)
         rep.source = name

@@ -82,8 +82,11 @@ Errors
 from __future__ import annotations
 
 import ast
-import gzip
+import contextvars
+import errno
+import io
 import json
+import math
 import os
 import re
 import zlib
@@ -176,6 +179,54 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
+@dataclass(frozen=True)
+class LoadLimits:
+    """Limits that keep one hostile file from costing minutes or gigabytes while loading.
+
+    Every limit gives a one-line ``PATH:LINE: message`` naming the limit when exceeded. Override
+    per call (``load_paths(..., limits=LoadLimits(max_line_bytes=2**28))``) or for the CLI and
+    the dashboard with environment variables (:meth:`from_env`): ``ECI_MAX_LINE_BYTES``,
+    ``ECI_MAX_DECOMPRESSED_BYTES``, ``ECI_MAX_COMPRESSION_RATIO``, ``ECI_MAX_NEGATIVES_PER_QUERY``.
+
+    * ``max_line_bytes`` (64 MiB): the longest line of a text file (JSONL, CSV/TSV, TREC, qrels).
+    * ``max_decompressed_bytes`` (16 GiB): the most data one ``.gz`` file may decompress to.
+    * ``max_compression_ratio`` (100): decompressed / compressed bytes of a ``.gz`` file, checked
+      once more than ``ratio_grace_bytes`` (1 MiB) came out. Text and JSONL compress 3-15x; a
+      gzip bomb (51 KB holding 50 MB of newlines: 1,000x) is rejected after 1 MiB.
+    * ``max_negatives_per_query`` (100,000): negatives of one query in one source.
+    """
+
+    max_line_bytes: int = 64 * 2**20
+    max_decompressed_bytes: int = 16 * 2**30
+    max_compression_ratio: float = 100.0
+    ratio_grace_bytes: int = 2**20
+    max_negatives_per_query: int = 100_000
+
+    @classmethod
+    def from_env(cls) -> "LoadLimits":
+        """The defaults, each overridden by its environment variable when set."""
+        env = {"max_line_bytes": "ECI_MAX_LINE_BYTES", "max_decompressed_bytes": "ECI_MAX_DECOMPRESSED_BYTES",
+               "max_compression_ratio": "ECI_MAX_COMPRESSION_RATIO",
+               "max_negatives_per_query": "ECI_MAX_NEGATIVES_PER_QUERY"}
+        kw: dict[str, Any] = {}
+        for k, var in env.items():
+            v = os.environ.get(var, "").strip()
+            if v:
+                try:
+                    kw[k] = float(v) if k == "max_compression_ratio" else int(float(v))
+                except ValueError:
+                    raise ValueError(f"{var}={v!r} is not a number; unset it or give e.g. {getattr(cls, k)}") from None
+        return cls(**kw)
+
+
+_LIMITS: contextvars.ContextVar[LoadLimits | None] = contextvars.ContextVar("eci_load_limits", default=None)
+
+
+def _limits() -> LoadLimits:
+    lim = _LIMITS.get()
+    return lim if lim is not None else LoadLimits.from_env()
+
+
 def normalise_format(format: str) -> str:
     """The canonical name of ``format`` (aliases such as ``"n-tuple"`` accepted).
 
@@ -189,6 +240,94 @@ def normalise_format(format: str) -> str:
 
 def _accepted() -> str:
     return "; ".join(f"{k} ({v})" for k, v in FORMAT_HINTS.items())
+
+
+# ====================================================================== never-echo helpers
+_KNOWN_FIELDS = frozenset(
+    ANCHOR_NAMES + POSITIVE_NAMES + QUERY_ID_NAMES + tuple(_INDEX_COLUMNS) + tuple(_ROLE_COLUMNS) + (
+        "pos", "neg", "pos_scores", "neg_scores", "query_id", "positive_passages", "negative_passages",
+        "qid", "negative_ids", "docid", "title", "text", "_id", "query-id", "corpus-id", "metadata"))
+
+
+def _field_names(keys: Iterable[Any]) -> str:
+    """The field names of a record for a message: known names shown, others only counted (a
+    headerless CSV's first line would otherwise be echoed as "field names")."""
+    keys = [str(k) for k in keys]
+    shown = [k for k in keys if k in _KNOWN_FIELDS or _NEG_N.match(k)]
+    other = len(keys) - len(shown)
+    if not keys:
+        return "none"
+    text = ", ".join(shown)
+    if other:
+        text += (" and " if shown else "") + _plural(other, "unrecognised field")
+    return text
+
+
+_SURR_ESC = re.compile(r"\\[uU](?:0000)?[dD][89a-fA-F]")
+_SURR = re.compile("[\ud800-\udfff]")
+_DIGITS_MSG = "an integer with more than 4,300 digits (Python's limit for numbers read from text)"
+
+
+def _surrogate_field(obj: Any, fld: str | None) -> str | None:
+    """The field path of the first string (key or value) holding a lone UTF-16 surrogate."""
+    stack: list[tuple[Any, str | None]] = [(obj, fld)]
+    while stack:
+        v, where = stack.pop()
+        if isinstance(v, str):
+            if _SURR.search(v):
+                return where or "?"
+        elif isinstance(v, dict):
+            for k, x in reversed(list(v.items())):
+                if isinstance(k, str) and _SURR.search(k):
+                    return where or "?"
+                stack.append((x, f"{where}.{k}" if where else str(k)))
+        elif isinstance(v, (list, tuple)):
+            for i in range(len(v) - 1, -1, -1):
+                stack.append((v[i], f"{where}[{i}]" if where else f"[{i}]"))
+    return None
+
+
+def _check_surrogates(path: str, line: int | None, raw: str, obj: Any, fld: str | None = None) -> None:
+    """Raise LoadError when ``obj`` (parsed from ``raw``) holds a lone surrogate (``"\\ud800"``):
+    such text cannot be encoded as UTF-8 and would fail later, far from its line."""
+    if "\\" in raw and _SURR_ESC.search(raw):
+        where = _surrogate_field(obj, fld)
+        if where is not None:
+            raise LoadError(path, line, "text holds a lone UTF-16 surrogate (a \\ud800-\\udfff escape without "
+                            "its pair), which is not valid Unicode", field=None if where == "?" else where)
+
+
+def _loads(path: str, line: int | None, raw: str, fld: str | None = None) -> Any:
+    """``json.loads`` whose every failure is a one-line LoadError (never echoing the text)."""
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise LoadError(path, line, f"invalid JSON: {e.msg} at column {e.colno}", field=fld) from None
+    except RecursionError:
+        raise LoadError(path, line, "JSON nested too deeply to read", field=fld) from None
+    except ValueError:
+        raise LoadError(path, line, _DIGITS_MSG, field=fld) from None
+    _check_surrogates(path, line, raw, obj, fld)
+    return obj
+
+
+def _unexpected(path: str, line: int | None, e: BaseException, fld: str | None = None) -> LoadError:
+    """A one-line LoadError for an exception a record caused (no traceback, no file content)."""
+    if isinstance(e, LoadError):
+        return e
+    if isinstance(e, RecursionError):
+        msg = "nested too deeply to read"
+    elif isinstance(e, MemoryError):
+        msg = "too large to read in memory"
+    elif isinstance(e, UnicodeError):
+        msg = "text is not valid Unicode (a lone surrogate?)"
+    elif isinstance(e, OverflowError):
+        msg = "a number is too large"
+    elif isinstance(e, ValueError) and "digits" in str(e):
+        msg = _DIGITS_MSG
+    else:
+        msg = f"cannot read this record ({type(e).__name__})"
+    return LoadError(path, line, msg, field=fld)
 
 
 # ====================================================================== value checks
@@ -224,7 +363,10 @@ def _ident(path: str, line: int | None, v: Any, fld: str) -> str:
     if isinstance(v, bool):
         raise LoadError(path, line, "expected an id (string or integer), got true/false", field=fld)
     if isinstance(v, int):
-        return str(v)
+        try:
+            return str(v)
+        except ValueError:
+            raise LoadError(path, line, _DIGITS_MSG, field=fld) from None
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     if isinstance(v, str):
@@ -246,11 +388,18 @@ def _as_list(path: str, line: int | None, v: Any, fld: str, what: str) -> list:
     if isinstance(v, str) and v.lstrip().startswith("["):
         try:
             out = json.loads(v)
+        except RecursionError:
+            raise LoadError(path, line, "list nested too deeply to read", field=fld) from None
         except json.JSONDecodeError:
             try:
                 out = ast.literal_eval(v.strip())
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
-                raise LoadError(path, line, f"cannot read the list {v[:40]!r}: expected a JSON array", field=fld) from None
+            except RecursionError:
+                raise LoadError(path, line, "list nested too deeply to read", field=fld) from None
+            except (ValueError, SyntaxError, MemoryError, TypeError):
+                raise LoadError(path, line, "cannot read the list: expected a JSON array", field=fld) from None
+        except ValueError:
+            raise LoadError(path, line, _DIGITS_MSG, field=fld) from None
+        _check_surrogates(path, line, v, out, fld)
         if isinstance(out, (list, tuple)):
             return list(out)
     if hasattr(v, "tolist") and not isinstance(v, (str, bytes)):  # numpy arrays from pandas
@@ -271,16 +420,26 @@ def _text_list(path: str, line: int | None, v: Any, fld: str) -> list[str]:
     return [_text(path, line, t, f"{fld}[{i}]") for i, t in enumerate(items)]
 
 
+def _finite(path: str, line: int | None, x: float, fld: str) -> float:
+    if math.isfinite(x):
+        return x
+    raise LoadError(path, line, f"expected a finite number, got {'NaN' if x != x else 'infinity'}", field=fld)
+
+
 def _num(path: str, line: int | None, v: Any, fld: str) -> float:
     if isinstance(v, bool):
         return float(v)
     if isinstance(v, (int, float)):
-        return float(v)
+        try:
+            return _finite(path, line, float(v), fld)
+        except OverflowError:
+            raise LoadError(path, line, "number too large", field=fld) from None
     if isinstance(v, str):
         try:
-            return float(v)
+            x = float(v)
         except ValueError:
-            raise LoadError(path, line, f"expected a number, got {v[:40]!r}", field=fld) from None
+            raise LoadError(path, line, "expected a number, got text", field=fld) from None
+        return _finite(path, line, x, fld)
     if v is None:
         raise LoadError(path, line, "is null; expected a number", field=fld)
     raise LoadError(path, line, f"expected a number, got {_kind(v)}", field=fld)
@@ -300,7 +459,7 @@ def _present(v: Any) -> bool:
 
 def _need(path: str, line: int | None, row: dict, key: str) -> Any:
     if key not in row:
-        found = ", ".join(map(str, row)) or "none"
+        found = _field_names(row)
         raise LoadError(path, line, f"missing required field (fields found: {found})", field=key)
     return row[key]
 
@@ -324,11 +483,96 @@ def _stem(path: Path) -> str:
     return base if dot and base else name
 
 
+class _GzipRaw(io.RawIOBase):
+    """The decompressed bytes of a gzip file (several members allowed), with the size and
+    compression-ratio limits of :class:`LoadLimits` checked as data comes out (a gzip bomb is
+    rejected after ``ratio_grace_bytes``, not after decompressing it all)."""
+
+    CHUNK = 1 << 16
+
+    def __init__(self, raw, spath: str, limits: LoadLimits):
+        self.raw, self.spath, self.lim = raw, spath, limits
+        self.d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.pending = b""  # compressed bytes read but not yet consumed
+        self.in_total = 0
+        self.out_total = 0
+        self.fed = 0  # compressed bytes fed to the current member
+        self.members = 0
+        self.done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = len(b)
+        while True:
+            if not self.pending:
+                if self.done:
+                    return 0
+                self.pending = self.raw.read(self.CHUNK)
+                if not self.pending:
+                    if self.fed == 0 and self.members > 0:
+                        self.done = True
+                        return 0
+                    raise LoadError(self.spath, None, "broken gzip data (the file ends in the middle of the "
+                                    "compressed stream); re-compress the file")
+            before = len(self.pending)
+            try:
+                out = self.d.decompress(self.pending, n)
+            except zlib.error:
+                raise LoadError(self.spath, None, "broken gzip data (not a valid gzip/deflate stream); "
+                                "re-compress the file") from None
+            if self.d.eof:  # end of one member: another may follow
+                rest = self.d.unused_data
+                self.in_total += before - len(rest) - len(self.d.unconsumed_tail)
+                self.members += 1
+                self.fed = 0
+                self.d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self.pending = rest.lstrip(b"\x00")  # zero padding after a member is allowed
+            else:
+                self.pending = self.d.unconsumed_tail
+                self.in_total += before - len(self.pending)
+                self.fed += before - len(self.pending)
+            if out:
+                self._check(len(out))
+                b[: len(out)] = out
+                return len(out)
+
+    def _check(self, k: int) -> None:
+        self.out_total += k
+        lim = self.lim
+        if self.out_total > lim.max_decompressed_bytes:
+            raise LoadError(self.spath, None, f"the gzip decompresses to more than {lim.max_decompressed_bytes:,} "
+                            "bytes (LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES)")
+        if self.out_total > lim.ratio_grace_bytes and self.out_total > lim.max_compression_ratio * max(self.in_total, 1):
+            raise LoadError(self.spath, None, f"the gzip expands more than {lim.max_compression_ratio:g}x "
+                            "(a compression bomb?); LoadLimits.max_compression_ratio, env ECI_MAX_COMPRESSION_RATIO")
+
+
+def _open_bytes(path: Path) -> tuple[io.BufferedReader, Any, bool]:
+    """``(binary stream, underlying file, is_gzip)`` of a plain or gzipped file (limits applied)."""
+    gz = _is_gz(path)
+    raw = open(path, "rb")
+    if not gz:
+        return raw, raw, False
+    return io.BufferedReader(_GzipRaw(raw, str(path), _limits()), buffer_size=1 << 20), raw, True
+
+
+def _read_bytes(path: Path) -> tuple[bytes, bool]:
+    """The whole (decompressed) content of a file, with the gzip limits checked."""
+    f, raw, gz = _open_bytes(path)
+    try:
+        return f.read(), gz
+    finally:
+        raw.close()
+
+
 class _Lines:
     """``(line_no, text)`` of a UTF-8 text file (plain or gzip), decoded line by line, streaming.
 
     Undecodable bytes raise a LoadError with the byte offset; progress is reported in bytes of
-    the file on disk."""
+    the file on disk. Lines longer than ``LoadLimits.max_line_bytes`` are rejected before being
+    read whole."""
 
     def __init__(self, path: Path, progress: Progress | None = None, stage: str = ""):
         self.path = path
@@ -341,36 +585,44 @@ class _Lines:
         total = os.path.getsize(path)
         if total == 0:
             raise LoadError(spath, None, "file is empty")
-        gz = _is_gz(path)
-        raw = open(path, "rb")
+        f, raw, gz = _open_bytes(path)
+        max_line = _limits().max_line_bytes
         try:
-            f = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
             offset = 0
             no = 0
-            try:
-                for no, b in enumerate(f, 1):
-                    try:
-                        s = b.decode("utf-8")
-                    except UnicodeDecodeError as e:
-                        where = "of the decompressed data" if gz else "of the file"
-                        raise LoadError(
-                            spath, no,
-                            f"not valid UTF-8 (expected UTF-8 text) at byte {offset + e.start} {where}; "
-                            "re-save the file as UTF-8",
-                        ) from None
-                    if no == 1 and s.startswith("\ufeff"):
-                        s = s[1:]
-                    offset += len(b)
-                    self.lines = no
-                    if self.progress and no % _PROGRESS_EVERY == 0:
-                        self.progress(self.stage, raw.tell(), total)
-                    yield no, s.rstrip("\r\n")
-            except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-                raise LoadError(spath, no + 1 if no else None, f"broken gzip data ({e}); re-compress the file") from None
+            readline = f.readline
+            while True:
+                b = readline(max_line + 1)
+                if not b:
+                    break
+                no += 1
+                if len(b) > max_line and not (len(b) == max_line + 1 and b.endswith(b"\n")):
+                    raise LoadError(spath, no, f"line longer than {max_line:,} bytes (LoadLimits.max_line_bytes, "
+                                    "env ECI_MAX_LINE_BYTES)")
+                try:
+                    s = b.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    where = "of the decompressed data" if gz else "of the file"
+                    raise LoadError(
+                        spath, no,
+                        f"not valid UTF-8 (expected UTF-8 text) at byte {offset + e.start} {where}; "
+                        "re-save the file as UTF-8",
+                    ) from None
+                if no == 1 and s.startswith("\ufeff"):
+                    s = s[1:]
+                offset += len(b)
+                self.lines = no
+                if self.progress and no % _PROGRESS_EVERY == 0:
+                    self.progress(self.stage, raw.tell(), total)
+                yield no, s.rstrip("\r\n")
             if no == 0:
                 raise LoadError(spath, None, "file is empty" + (" (the gzip holds no data)" if gz else ""))
             if self.progress:
                 self.progress(self.stage, total, total)
+        except LoadError as e:
+            if e.line is None and gz and no:  # a gzip problem found while reading: name the line
+                raise LoadError(spath, no + 1, e.message, e.field) from None
+            raise
         finally:
             raw.close()
 
@@ -380,11 +632,7 @@ def _read_text(path: Path) -> str:
     spath = str(path)
     if os.path.getsize(path) == 0:
         raise LoadError(spath, None, "file is empty")
-    gz = _is_gz(path)
-    try:
-        data = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
-    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-        raise LoadError(spath, None, f"broken gzip data ({e}); re-compress the file") from None
+    data, gz = _read_bytes(path)
     if not data:
         raise LoadError(spath, None, "file is empty (the gzip holds no data)")
     try:
@@ -476,8 +724,10 @@ def _jsonl_rows(path: Path, progress: Progress | None) -> Iterator[tuple[int, di
             continue
         try:
             obj = loads(s)
-        except json.JSONDecodeError as e:
-            raise LoadError(spath, no, f"invalid JSON: {e.msg} at column {e.colno}") from None
+        except Exception:
+            obj = _loads(spath, no, s)  # raises the one-line error
+        if "\\" in s:
+            _check_surrogates(spath, no, s, obj)
         if not isinstance(obj, dict):
             raise LoadError(spath, no, f"expected one JSON object {{...}} per line, got {_kind(obj)}")
         any_row = True
@@ -508,6 +758,11 @@ def _json_rows(path: Path) -> Iterator[tuple[int, dict]]:
             yield from _jsonl_rows(path, None)
             return
         raise LoadError(spath, e.lineno, f"invalid JSON: {e.msg} at column {e.colno}") from None
+    except RecursionError:
+        raise LoadError(spath, None, "JSON nested too deeply to read") from None
+    except ValueError:
+        raise LoadError(spath, None, _DIGITS_MSG) from None
+    _check_surrogates(spath, None, s, obj)
     if not isinstance(obj, dict):
         raise LoadError(spath, 1, f"expected a JSON array of objects or an object of lists, got {_kind(obj)}")
     cols = list(obj)
@@ -538,6 +793,11 @@ def _json_array(spath: str, s: str, i: int) -> Iterator[tuple[int, dict]]:
             obj, end = dec.raw_decode(s, i)
         except json.JSONDecodeError as e:
             raise LoadError(spath, e.lineno, f"invalid JSON: {e.msg} at column {e.colno}") from None
+        except RecursionError:
+            raise LoadError(spath, line, "JSON nested too deeply to read") from None
+        except ValueError:
+            raise LoadError(spath, line, _DIGITS_MSG) from None
+        _check_surrogates(spath, line, s[i:end], obj)
         if not isinstance(obj, dict):
             raise LoadError(spath, line, f"expected a JSON array of objects, got {_kind(obj)} as an element")
         yield line, obj
@@ -661,7 +921,9 @@ def _detect_row(row: dict) -> str | None:
     if "negative_ids" in keys:
         return "negative-ids"
     if "neg" in keys and "pos" in keys:
-        if _maybe_dict(row.get("neg")) or ("qid" in keys and "query" not in keys):
+        # msmarco-hn rows carry a qid and no query text; a row with a query is BGE, even when
+        # its 'neg' is malformed (an object): the BGE parser then names the bad field
+        if "query" not in keys and (_maybe_dict(row.get("neg")) or "qid" in keys):
             return "msmarco-hn"
         return "bge"
     if any(_NEG_N.match(str(k)) for k in keys):
@@ -686,7 +948,7 @@ def detect_format(path: str | os.PathLike) -> str:
     p = Path(path)
     spath = str(path)
     if not p.exists():
-        raise LoadError(spath, None, "no such file or directory")
+        raise _missing(p, spath)
     if p.is_dir():
         if _beir_file(p, "corpus.jsonl") is not None:
             return "beir"
@@ -701,7 +963,7 @@ def detect_format(path: str | os.PathLike) -> str:
         raise LoadError(spath, None, f"cannot read the file ({e.strerror or e})") from None
     fmt = _detect_row(row)
     if fmt is None:
-        found = ", ".join(map(str, row)) or "none"
+        found = _field_names(row)
         raise LoadError(spath, line, f"cannot detect the format from the fields {found}; accepted formats: "
                         f"{_accepted()}; or pass format= (--format) to choose one")
     return fmt
@@ -742,7 +1004,7 @@ def _st_columns(path: str, line: int, row: dict, fmt: str) -> tuple[str, str, st
     anchor = next((c for c in ANCHOR_NAMES if c in rest), rest[0] if rest else None)
     if anchor is None:
         raise LoadError(path, line, f"no anchor (query) column for {fmt}: expected one of "
-                        f"{', '.join(ANCHOR_NAMES[:4])}… (fields found: {', '.join(cols)})", field="anchor")
+                        f"{', '.join(ANCHOR_NAMES[:4])}… (fields found: {_field_names(cols)})", field="anchor")
     rest = [c for c in rest if c != anchor]
     if fmt == "st-labeled-list":
         lists = [c for c in rest if _maybe_list(row[c])]
@@ -751,7 +1013,7 @@ def _st_columns(path: str, line: int, row: dict, fmt: str) -> tuple[str, str, st
     if positive is None:
         what = "passage" if fmt in ("st-labeled-pair", "st-labeled-list") else "positive"
         raise LoadError(path, line, f"no {what} column for {fmt}: expected one of "
-                        f"{', '.join(POSITIVE_NAMES[:4])}… (fields found: {', '.join(cols)})", field=what)
+                        f"{', '.join(POSITIVE_NAMES[:4])}… (fields found: {_field_names(cols)})", field=what)
     return anchor, positive, qid_col
 
 
@@ -762,74 +1024,80 @@ def _parse_st(path: str, fmt: str, rows: Iterator[tuple[int, dict]]) -> tuple[li
     if fmt == "st-ntuple":
         neg_cols = sorted((c for c in map(str, row0) if _NEG_N.match(c)), key=lambda c: int(_NEG_N.match(c).group(1)))
         if not neg_cols:
-            raise LoadError(path, line0, f"missing required field (fields found: {', '.join(map(str, row0))})",
+            raise LoadError(path, line0, f"missing required field (fields found: {_field_names(row0)})",
                             field="negative_1")
     label_col = "label" if fmt == "st-labeled-pair" else "labels"
     use_labels = label_col in row0
     builders: dict[tuple[str | None, str], _QB] = {}
     n = 0
-    for line, row in rows:
-        n += 1
-        a = _text(path, line, _need(path, line, row, anchor), anchor)
-        qid = _ident(path, line, row[qid_col], qid_col) if qid_col and _present(row.get(qid_col)) else None
-        key = (qid, a) if qid is not None else (None, a)
-        b = builders.get(key)
-        new = b is None
-        if new:
-            b = builders[key] = _QB(qid, a, line)
-        if fmt == "st-triplet":
-            p = _text(path, line, _need(path, line, row, positive), positive)
-            neg = _text(path, line, _need(path, line, row, "negative"), "negative")
-            ps = ns = None
-            if _present(row.get("scores")):
-                ps, ns = _num_list(path, line, row["scores"], "scores", 2, "[positive score, negative score]")
-            b.positives.setdefault(p, ps)
-            b.groups.setdefault(p, []).append((neg, ns))
-        elif fmt == "st-ntuple":
-            p = _text(path, line, _need(path, line, row, positive), positive)
-            negs = [_text(path, line, _need(path, line, row, c), c) for c in neg_cols]
-            sc: list[float | None] = [None] * (len(negs) + 1)
-            if _present(row.get("scores")):
-                sc = _num_list(path, line, row["scores"], "scores", len(negs) + 1,
-                               f"1 positive score + {len(negs)} negative scores")
-            b.positives.setdefault(p, sc[0])
-            # the same (anchor, positive) on two rows is one list (its repeats are duplicates)
-            b.groups.setdefault(p, []).extend(zip(negs, sc[1:]))
-        elif fmt == "st-labeled-pair":
-            t = _text(path, line, _need(path, line, row, positive), positive)
-            if use_labels:
-                is_pos = _num(path, line, _need(path, line, row, "label"), "label") > 0
-                s = _num(path, line, row["score"], "score") if _present(row.get("score")) else None
-            else:
-                s = _num(path, line, _need(path, line, row, "score"), "score")
-                is_pos = new  # the miner writes a query's positive first
-            if is_pos:
-                b.positives.setdefault(t, s)
-            else:
-                b.groups.setdefault(None, []).append((t, s))
-        else:  # st-labeled-list
-            docs = _text_list(path, line, _need(path, line, row, positive), positive)
-            if not docs:
-                raise LoadError(path, line, "empty list; expected [positive, negative, …]", field=positive)
-            if use_labels:
-                labels = _num_list(path, line, _need(path, line, row, "labels"), "labels", len(docs),
-                                   f"one per item of '{positive}'")
-                scores: list[float | None] = [None] * len(docs)
+    line = None
+    try:
+        for line, row in rows:
+            n += 1
+            a = _text(path, line, _need(path, line, row, anchor), anchor)
+            qid = _ident(path, line, row[qid_col], qid_col) if qid_col and _present(row.get(qid_col)) else None
+            key = (qid, a) if qid is not None else (None, a)
+            b = builders.get(key)
+            new = b is None
+            if new:
+                b = builders[key] = _QB(qid, a, line)
+            if fmt == "st-triplet":
+                p = _text(path, line, _need(path, line, row, positive), positive)
+                neg = _text(path, line, _need(path, line, row, "negative"), "negative")
+                ps = ns = None
                 if _present(row.get("scores")):
-                    scores = _num_list(path, line, row["scores"], "scores", len(docs), f"one per item of '{positive}'")
-            else:
-                scores = _num_list(path, line, _need(path, line, row, "scores"), "scores", len(docs),
-                                   f"one per item of '{positive}'")
-                labels = [1.0] + [0.0] * (len(docs) - 1)
-            pos_here = []
-            negs_here = []
-            for d, lab, s in zip(docs, labels, scores):
-                if lab > 0:
-                    pos_here.append(d)
-                    b.positives.setdefault(d, s)
+                    ps, ns = _num_list(path, line, row["scores"], "scores", 2, "[positive score, negative score]")
+                b.positives.setdefault(p, ps)
+                b.groups.setdefault(p, []).append((neg, ns))
+            elif fmt == "st-ntuple":
+                p = _text(path, line, _need(path, line, row, positive), positive)
+                negs = [_text(path, line, _need(path, line, row, c), c) for c in neg_cols]
+                sc: list[float | None] = [None] * (len(negs) + 1)
+                if _present(row.get("scores")):
+                    sc = _num_list(path, line, row["scores"], "scores", len(negs) + 1,
+                                   f"1 positive score + {len(negs)} negative scores")
+                b.positives.setdefault(p, sc[0])
+                # the same (anchor, positive) on two rows is one list (its repeats are duplicates)
+                b.groups.setdefault(p, []).extend(zip(negs, sc[1:]))
+            elif fmt == "st-labeled-pair":
+                t = _text(path, line, _need(path, line, row, positive), positive)
+                if use_labels:
+                    is_pos = _num(path, line, _need(path, line, row, "label"), "label") > 0
+                    s = _num(path, line, row["score"], "score") if _present(row.get("score")) else None
                 else:
-                    negs_here.append((d, s))
-            b.groups.setdefault(tuple(pos_here), []).extend(negs_here)
+                    s = _num(path, line, _need(path, line, row, "score"), "score")
+                    is_pos = new  # the miner writes a query's positive first
+                if is_pos:
+                    b.positives.setdefault(t, s)
+                else:
+                    b.groups.setdefault(None, []).append((t, s))
+            else:  # st-labeled-list
+                docs = _text_list(path, line, _need(path, line, row, positive), positive)
+                if not docs:
+                    raise LoadError(path, line, "empty list; expected [positive, negative, …]", field=positive)
+                if use_labels:
+                    labels = _num_list(path, line, _need(path, line, row, "labels"), "labels", len(docs),
+                                       f"one per item of '{positive}'")
+                    scores: list[float | None] = [None] * len(docs)
+                    if _present(row.get("scores")):
+                        scores = _num_list(path, line, row["scores"], "scores", len(docs), f"one per item of '{positive}'")
+                else:
+                    scores = _num_list(path, line, _need(path, line, row, "scores"), "scores", len(docs),
+                                       f"one per item of '{positive}'")
+                    labels = [1.0] + [0.0] * (len(docs) - 1)
+                pos_here = []
+                negs_here = []
+                for d, lab, s in zip(docs, labels, scores):
+                    if lab > 0:
+                        pos_here.append(d)
+                        b.positives.setdefault(d, s)
+                    else:
+                        negs_here.append((d, s))
+                b.groups.setdefault(tuple(pos_here), []).extend(negs_here)
+    except LoadError:
+        raise
+    except Exception as err:  # any failure inside a record: one line at that record
+        raise _unexpected(path, line, err) from None
     notes = {}
     if fmt == "st-labeled-pair" and not use_labels:
         notes[SCORE_ONLY_NOTE] = len(builders)
@@ -840,22 +1108,28 @@ def _parse_st(path: str, fmt: str, rows: Iterator[tuple[int, dict]]) -> tuple[li
 def _parse_bge(path: str, rows: Iterator[tuple[int, dict]]) -> tuple[list[QueryRecord], int]:
     out: list[QueryRecord] = []
     n = 0
-    for line, row in rows:
-        n += 1
-        q = _text(path, line, _need(path, line, row, "query"), "query")
-        pos = _text_list(path, line, _need(path, line, row, "pos"), "pos")
-        neg = _text_list(path, line, _need(path, line, row, "neg"), "neg")
-        ps = ns = None
-        if _present(row.get("pos_scores")):
-            ps = _num_list(path, line, row["pos_scores"], "pos_scores", len(pos), "one per item of 'pos'")
-        if _present(row.get("neg_scores")):
-            ns = _num_list(path, line, row["neg_scores"], "neg_scores", len(neg), "one per item of 'neg'")
-        qid = None
-        for k in ("query_id", "qid"):
-            if _present(row.get(k)):
-                qid = _ident(path, line, row[k], k)
-                break
-        out.append(QueryRecord(qid, q, _refs(pos, ps), _refs(neg, ns), line))
+    line = None
+    try:
+        for line, row in rows:
+            n += 1
+            q = _text(path, line, _need(path, line, row, "query"), "query")
+            pos = _text_list(path, line, _need(path, line, row, "pos"), "pos")
+            neg = _text_list(path, line, _need(path, line, row, "neg"), "neg")
+            ps = ns = None
+            if _present(row.get("pos_scores")):
+                ps = _num_list(path, line, row["pos_scores"], "pos_scores", len(pos), "one per item of 'pos'")
+            if _present(row.get("neg_scores")):
+                ns = _num_list(path, line, row["neg_scores"], "neg_scores", len(neg), "one per item of 'neg'")
+            qid = None
+            for k in ("query_id", "qid"):
+                if _present(row.get(k)):
+                    qid = _ident(path, line, row[k], k)
+                    break
+            out.append(QueryRecord(qid, q, _refs(pos, ps), _refs(neg, ns), line))
+    except LoadError:
+        raise
+    except Exception as err:  # any failure inside a record: one line at that record
+        raise _unexpected(path, line, err) from None
     return out, n
 
 
@@ -873,15 +1147,11 @@ def _tevatron_passages(path: str, line: int, v: Any, fld: str) -> list[PassageRe
                 continue
         f = f"{fld}[{i}]"
         if isinstance(p, str) and p.lstrip().startswith("{"):
-            try:
-                p = json.loads(p)
-            except json.JSONDecodeError:
-                pass
+            p = _loads(path, line, p, f)
         if not isinstance(p, dict):
             raise LoadError(path, line, f"expected a passage object {{docid, title, text}}, got {_kind(p)}", field=f)
         if "text" not in p:
-            found = ", ".join(map(str, p)) or "none"
-            raise LoadError(path, line, f"missing required field (fields found: {found})", field=f"{f}.text")
+            raise LoadError(path, line, f"missing required field (fields found: {_field_names(p)})", field=f"{f}.text")
         body = p["text"]
         if body is not None and not isinstance(body, str):
             raise LoadError(path, line, f"expected a string, got {_kind(body)}", field=f"{f}.text")
@@ -893,20 +1163,28 @@ def _tevatron_passages(path: str, line: int, v: Any, fld: str) -> list[PassageRe
         text = f"{title} {body}" if title and body.strip() else (title or body)
         text = _text(path, line, text if text.strip() else (None if p["text"] is None else ""), f"{f}.text")
         pid = _ident(path, line, p["docid"], f"{f}.docid") if _present(p.get("docid")) else None
-        out.append(PassageRef(pid, text, float(p["score"]) if isinstance(p.get("score"), (int, float)) else None))
+        sc = p.get("score")
+        sc = _num(path, line, sc, f"{f}.score") if isinstance(sc, (int, float)) and not isinstance(sc, bool) else None
+        out.append(PassageRef(pid, text, sc))
     return out
 
 
 def _parse_tevatron(path: str, rows: Iterator[tuple[int, dict]]) -> tuple[list[QueryRecord], int]:
     out: list[QueryRecord] = []
     n = 0
-    for line, row in rows:
-        n += 1
-        q = _text(path, line, _need(path, line, row, "query"), "query")
-        qid = _ident(path, line, row["query_id"], "query_id") if _present(row.get("query_id")) else None
-        pos = _tevatron_passages(path, line, _need(path, line, row, "positive_passages"), "positive_passages")
-        neg = _tevatron_passages(path, line, _need(path, line, row, "negative_passages"), "negative_passages")
-        out.append(QueryRecord(qid, q, pos, neg, line))
+    line = None
+    try:
+        for line, row in rows:
+            n += 1
+            q = _text(path, line, _need(path, line, row, "query"), "query")
+            qid = _ident(path, line, row["query_id"], "query_id") if _present(row.get("query_id")) else None
+            pos = _tevatron_passages(path, line, _need(path, line, row, "positive_passages"), "positive_passages")
+            neg = _tevatron_passages(path, line, _need(path, line, row, "negative_passages"), "negative_passages")
+            out.append(QueryRecord(qid, q, pos, neg, line))
+    except LoadError:
+        raise
+    except Exception as err:  # any failure inside a record: one line at that record
+        raise _unexpected(path, line, err) from None
     return out, n
 
 
@@ -929,28 +1207,36 @@ def _parse_trec(path: Path, stem: str, progress: Progress | None = None) -> list
     hits: dict[str, dict[str, list[tuple[int, int, str, float]]]] = {}  # tag -> qid -> [(rank, order, pid, score)]
     first: dict[str, tuple[dict, dict]] = {}
     n = 0
-    for no, s in _Lines(path, progress):
-        if not s.strip() or s.lstrip().startswith("#"):
-            continue
-        parts = s.split()
-        if len(parts) != 6:
-            raise LoadError(spath, no, f"expected 6 whitespace-separated fields 'qid Q0 docid rank score tag', "
-                            f"found {len(parts)}")
-        qid, _, pid, rank_s, score_s, tag = parts
-        try:
-            rank = int(rank_s)
-        except ValueError:
-            raise LoadError(spath, no, f"expected an integer rank, got {rank_s!r}", field="rank") from None
-        try:
-            score = float(score_s)
-        except ValueError:
-            raise LoadError(spath, no, f"expected a number, got {score_s!r}", field="score") from None
-        n += 1
-        per = hits.setdefault(tag, {})
-        qline, pline = first.setdefault(tag, ({}, {}))
-        qline.setdefault(qid, no)
-        pline.setdefault(pid, no)
-        per.setdefault(qid, []).append((rank, n, pid, score))
+    no = None
+    try:
+        for no, s in _Lines(path, progress):
+            if not s.strip() or s.lstrip().startswith("#"):
+                continue
+            parts = s.split()
+            if len(parts) != 6:
+                raise LoadError(spath, no, f"expected 6 whitespace-separated fields 'qid Q0 docid rank score tag', "
+                                f"found {len(parts)}")
+            qid, _, pid, rank_s, score_s, tag = parts
+            try:
+                rank = int(rank_s)
+            except ValueError:
+                raise LoadError(spath, no, "expected an integer rank", field="rank") from None
+            try:
+                score = float(score_s)
+            except ValueError:
+                raise LoadError(spath, no, "expected a number", field="score") from None
+            if not math.isfinite(score):
+                _finite(spath, no, score, "score")
+            n += 1
+            per = hits.setdefault(tag, {})
+            qline, pline = first.setdefault(tag, ({}, {}))
+            qline.setdefault(qid, no)
+            pline.setdefault(pid, no)
+            per.setdefault(qid, []).append((rank, n, pid, score))
+    except LoadError:
+        raise
+    except Exception as err:  # any failure inside a record: one line at that record
+        raise _unexpected(spath, no, err) from None
     if n == 0:
         raise LoadError(spath, None, "file has no data (only blank or comment lines)")
     runs = []
@@ -969,18 +1255,24 @@ def _parse_negative_ids(path: Path, stem: str, container: str, progress: Progres
     spath = str(path)
     run = _IdRun(stem, spath, "negative-ids")
     n = 0
-    for line, row in _rows(path, container, progress):
-        n += 1
-        qid = _ident(spath, line, _need(spath, line, row, "query_id"), "query_id")
-        ids = _as_list(spath, line, _need(spath, line, row, "negative_ids"), "negative_ids", "a list of ids")
-        ids = [_ident(spath, line, x, f"negative_ids[{i}]") for i, x in enumerate(ids)]
-        sc: list[float | None] = [None] * len(ids)
-        if _present(row.get("scores")):
-            sc = _num_list(spath, line, row["scores"], "scores", len(ids), "one per item of 'negative_ids'")
-        run.qline.setdefault(qid, line)
-        for pid in ids:
-            run.pline.setdefault(pid, line)
-        run.negs.setdefault(qid, []).extend(zip(ids, sc))
+    line = None
+    try:
+        for line, row in _rows(path, container, progress):
+            n += 1
+            qid = _ident(spath, line, _need(spath, line, row, "query_id"), "query_id")
+            ids = _as_list(spath, line, _need(spath, line, row, "negative_ids"), "negative_ids", "a list of ids")
+            ids = [_ident(spath, line, x, f"negative_ids[{i}]") for i, x in enumerate(ids)]
+            sc: list[float | None] = [None] * len(ids)
+            if _present(row.get("scores")):
+                sc = _num_list(spath, line, row["scores"], "scores", len(ids), "one per item of 'negative_ids'")
+            run.qline.setdefault(qid, line)
+            for pid in ids:
+                run.pline.setdefault(pid, line)
+            run.negs.setdefault(qid, []).extend(zip(ids, sc))
+    except LoadError:
+        raise
+    except Exception as err:  # any failure inside a record: one line at that record
+        raise _unexpected(spath, line, err) from None
     run.rows_read = n
     return [run]
 
@@ -994,7 +1286,7 @@ def _parse_negatives_file(path: Path, format: str | None = None, progress: Progr
         (line, row), _ = _peek(_rows(path, kind))
         fmt = _detect_row(row)
         if fmt != "negative-ids":
-            found = ", ".join(map(str, row)) or "none"
+            found = _field_names(row)
             raise LoadError(str(path), line, f"a negatives file must be a TREC run (qid Q0 docid rank score tag) or "
                             f"negative-ids JSONL (query_id, negative_ids [, scores]); fields found: {found}")
     if fmt == "trec-run":
@@ -1010,9 +1302,9 @@ def _check_known(path: str, first_line: Mapping[str, int], known: Any, what: str
     if not missing:
         return
     missing.sort()
-    shown = ", ".join(i for _, i in missing[:_SHOW_IDS]) + (", …" if len(missing) > _SHOW_IDS else "")
     word = what if len(missing) == 1 else what + "s"
-    raise LoadError(path, missing[0][0], f"{len(missing)} {word} not in {where}: {shown}", field=fld)
+    first = "" if len(missing) == 1 else " (the first on this line)"
+    raise LoadError(path, missing[0][0], f"{len(missing)} {word} not in {where}{first}", field=fld)
 
 
 def _check_runs(runs: list[_IdRun], qtexts: Any, ptexts: Any, qwhere: str, pwhere: str) -> None:
@@ -1045,15 +1337,21 @@ def _read_id_text_tsv(path: Path, needed: set[str], progress: Progress | None = 
     """``id<TAB>text`` lines (msmarco collection / queries), keeping only ``needed`` ids."""
     spath = str(path)
     out: dict[str, str] = {}
-    for no, s in _Lines(path, progress):
-        if not s.strip():
-            continue
-        pid, tab, text = s.partition("\t")
-        pid = pid.strip()
-        if pid in needed and pid not in out:
-            if not tab:
-                raise LoadError(spath, no, "expected 'id<TAB>text', found no tab")
-            out[pid] = _text(spath, no, text, "text")
+    no = None
+    try:
+        for no, s in _Lines(path, progress):
+            if not s.strip():
+                continue
+            pid, tab, text = s.partition("\t")
+            pid = pid.strip()
+            if pid in needed and pid not in out:
+                if not tab:
+                    raise LoadError(spath, no, "expected 'id<TAB>text', found no tab")
+                out[pid] = _text(spath, no, text, "text")
+    except LoadError:
+        raise
+    except Exception as err:  # any failure inside a record: one line at that record
+        raise _unexpected(spath, no, err) from None
     return out
 
 
@@ -1063,33 +1361,36 @@ def _read_beir_jsonl(path: Path, needed: set[str], with_title: bool, progress: P
     out: dict[str, str] = {}
     loads, head = json.loads, _BEIR_ID.match
     any_row = False
-    for line, s in _Lines(path, progress):
-        m = head(s)
-        if m is not None and "\\" not in m.group(1) and (m.group(1).strip() not in needed or m.group(1).strip() in out):
+    line = None
+    try:
+        for line, s in _Lines(path, progress):
+            m = head(s)
+            if m is not None and "\\" not in m.group(1) and (m.group(1).strip() not in needed or m.group(1).strip() in out):
+                any_row = True
+                continue  # unreferenced: skip the JSON parse (BEIR files put "_id" first)
+            if not s.strip():
+                continue
             any_row = True
-            continue  # unreferenced: skip the JSON parse (BEIR files put "_id" first)
-        if not s.strip():
-            continue
-        any_row = True
-        try:
-            row = loads(s)
-        except json.JSONDecodeError as e:
-            raise LoadError(spath, line, f"invalid JSON: {e.msg} at column {e.colno}") from None
-        if not isinstance(row, dict):
-            raise LoadError(spath, line, f"expected one JSON object {{...}} per line, got {_kind(row)}")
-        i = _ident(spath, line, _need(spath, line, row, "_id"), "_id")
-        if i not in needed or i in out:
-            continue
-        body = _need(spath, line, row, "text")
-        if body is not None and not isinstance(body, str):
-            raise LoadError(spath, line, f"expected a string, got {_kind(body)}", field="text")
-        title = row.get("title") if with_title else None
-        if title is not None and not isinstance(title, str):
-            raise LoadError(spath, line, f"expected a string, got {_kind(title)}", field="title")
-        title = (title or "").strip()
-        b = body or ""
-        text = f"{title} {b}" if title and b.strip() else (title or b)
-        out[i] = _text(spath, line, text if text.strip() else body, "text")
+            row = _loads(spath, line, s)
+            if not isinstance(row, dict):
+                raise LoadError(spath, line, f"expected one JSON object {{...}} per line, got {_kind(row)}")
+            i = _ident(spath, line, _need(spath, line, row, "_id"), "_id")
+            if i not in needed or i in out:
+                continue
+            body = _need(spath, line, row, "text")
+            if body is not None and not isinstance(body, str):
+                raise LoadError(spath, line, f"expected a string, got {_kind(body)}", field="text")
+            title = row.get("title") if with_title else None
+            if title is not None and not isinstance(title, str):
+                raise LoadError(spath, line, f"expected a string, got {_kind(title)}", field="title")
+            title = (title or "").strip()
+            b = body or ""
+            text = f"{title} {b}" if title and b.strip() else (title or b)
+            out[i] = _text(spath, line, text if text.strip() else body, "text")
+    except LoadError:
+        raise
+    except Exception as err:  # any failure inside a record: one line at that record
+        raise _unexpected(spath, line, err) from None
     if not any_row:
         raise LoadError(spath, None, "file has no data (only blank lines)")
     return out
@@ -1151,27 +1452,35 @@ def _read_qrels(d: Path, split: str | None = None) -> _Qrels:
         f = _beir_file(qdir, name + ".tsv")
         sf = str(f)
         mine: dict[str, list[str]] = {}
-        for no, s in _Lines(f):
-            if not s.strip():
-                continue
-            parts = s.split("\t") if "\t" in s else s.split()
-            if len(parts) < 3:
-                raise LoadError(sf, no, f"expected 3 fields 'query-id corpus-id score', found {len(parts)}")
-            qid, pid, sc = parts[0].strip(), parts[1].strip(), parts[-1].strip()
-            try:
-                score = float(sc)
-            except ValueError:
-                if no == 1:  # header
+        no = None
+        try:
+            for no, s in _Lines(f):
+                if not s.strip():
                     continue
-                raise LoadError(sf, no, "expected a number", field="score") from None
-            if score > 0:
-                if qid in out.split:
-                    out.several.add(qid)
-                    continue
-                lst = mine.setdefault(qid, [])
-                if pid not in lst:
-                    lst.append(pid)
-                out.where.setdefault(pid, (sf, no))
+                parts = s.split("\t") if "\t" in s else s.split()
+                if len(parts) < 3:
+                    raise LoadError(sf, no, f"expected 3 fields 'query-id corpus-id score', found {len(parts)}")
+                qid, pid, sc = parts[0].strip(), parts[1].strip(), parts[-1].strip()
+                try:
+                    score = float(sc)
+                except ValueError:
+                    if no == 1:  # header
+                        continue
+                    raise LoadError(sf, no, "expected a number", field="score") from None
+                if not math.isfinite(score):
+                    _finite(sf, no, score, "score")
+                if score > 0:
+                    if qid in out.split:
+                        out.several.add(qid)
+                        continue
+                    lst = mine.setdefault(qid, [])
+                    if pid not in lst:
+                        lst.append(pid)
+                    out.where.setdefault(pid, (sf, no))
+        except LoadError:
+            raise
+        except Exception as err:  # any failure inside a record: one line at that record
+            raise _unexpected(sf, no, err) from None
         for qid, lst in mine.items():
             out.pos[qid] = lst
             out.split[qid] = name
@@ -1210,8 +1519,19 @@ def _conflict_notes(collection: Collection, records: list[QueryRecord], rep: Sou
     rep.note("query id given with a different text (first text kept)", nq)
 
 
+def _check_cap(records: list[QueryRecord], path: str) -> None:
+    """LoadLimits.max_negatives_per_query, checked before anything is added."""
+    cap = _limits().max_negatives_per_query
+    for rec in records:
+        if len(rec.negatives) > cap:
+            raise LoadError(path, rec.line, f"{len(rec.negatives):,} negatives for one query, more than "
+                            f"{cap:,} (LoadLimits.max_negatives_per_query, env ECI_MAX_NEGATIVES_PER_QUERY)",
+                            field="negatives")
+
+
 def _add(collection: Collection, name: str, records: list[QueryRecord], path: str, fmt: str, rows: int,
          notes: dict[str, int] | None = None) -> SourceReport:
+    _check_cap(records, path)
     rep = SourceReport(source=name, path=path, format=fmt)
     for k, v in (notes or {}).items():
         rep.note(k, v)
@@ -1239,36 +1559,39 @@ def load_msmarco_hn(path: str | os.PathLike, collection_tsv: str | os.PathLike |
     pos: dict[str, list[str]] = {}
     pos_line: dict[str, int] = {}
     n = 0
-    for line, row in _rows(p, _container(p), progress):
-        n += 1
-        qid = _ident(spath, line, _need(spath, line, row, "qid"), "qid")
-        plist = _as_list(spath, line, _need(spath, line, row, "pos"), "pos", "a list of passage ids")
-        plist = [_ident(spath, line, x, f"pos[{i}]") for i, x in enumerate(plist)]
-        neg = _need(spath, line, row, "neg")
-        if isinstance(neg, str) and neg.lstrip().startswith("{"):
-            try:
-                neg = json.loads(neg)
-            except json.JSONDecodeError as e:
-                raise LoadError(spath, line, f"invalid JSON: {e.msg} at column {e.colno}", field="neg") from None
-        if not isinstance(neg, dict):
-            neg = {"": _as_list(spath, line, neg, "neg", "an object {system: [passage ids]} or a list of ids")}
-        lst = pos.setdefault(qid, [])
-        for pid in plist:
-            if pid not in lst:
-                lst.append(pid)
-            pos_line.setdefault(pid, line)
-        for system, ids in neg.items():
-            fld = f"neg.{system}" if system else "neg"
-            ids = _as_list(spath, line, ids, fld, "a list of passage ids")
-            run = systems.get(system)
-            if run is None:
-                run = systems[system] = _IdRun(str(system), spath, "msmarco-hn")
-            run.qline.setdefault(qid, line)
-            got = run.negs.setdefault(qid, [])
-            for i, x in enumerate(ids):
-                pid = _ident(spath, line, x, f"{fld}[{i}]")
-                run.pline.setdefault(pid, line)
-                got.append((pid, None))
+    line = None
+    try:
+        for line, row in _rows(p, _container(p), progress):
+            n += 1
+            qid = _ident(spath, line, _need(spath, line, row, "qid"), "qid")
+            plist = _as_list(spath, line, _need(spath, line, row, "pos"), "pos", "a list of passage ids")
+            plist = [_ident(spath, line, x, f"pos[{i}]") for i, x in enumerate(plist)]
+            neg = _need(spath, line, row, "neg")
+            if isinstance(neg, str) and neg.lstrip().startswith("{"):
+                neg = _loads(spath, line, neg, "neg")
+            if not isinstance(neg, dict):
+                neg = {"": _as_list(spath, line, neg, "neg", "an object {system: [passage ids]} or a list of ids")}
+            lst = pos.setdefault(qid, [])
+            for pid in plist:
+                if pid not in lst:
+                    lst.append(pid)
+                pos_line.setdefault(pid, line)
+            for system, ids in neg.items():
+                fld = f"neg.{system}" if system else "neg"
+                ids = _as_list(spath, line, ids, fld, "a list of passage ids")
+                run = systems.get(system)
+                if run is None:
+                    run = systems[system] = _IdRun(str(system), spath, "msmarco-hn")
+                run.qline.setdefault(qid, line)
+                got = run.negs.setdefault(qid, [])
+                for i, x in enumerate(ids):
+                    pid = _ident(spath, line, x, f"{fld}[{i}]")
+                    run.pline.setdefault(pid, line)
+                    got.append((pid, None))
+    except LoadError:
+        raise
+    except Exception as err:  # any failure inside a record: one line at that record
+        raise _unexpected(spath, line, err) from None
     if not systems:
         raise LoadError(spath, None, "no negatives: 'neg' holds no systems")
     qline: dict[str, int] = {}
@@ -1300,6 +1623,7 @@ def load_msmarco_hn(path: str | os.PathLike, collection_tsv: str | os.PathLike |
         for qid, negs in run.negs.items():
             recs.append(QueryRecord(qid, qtexts[qid], [PassageRef(pid, ptexts[pid]) for pid in pos.get(qid, ())],
                                     [PassageRef(pid, ptexts[pid]) for pid, _ in negs], run.qline[qid]))
+        _check_cap(recs, spath)
         staged.append((sname, recs))
     report = LoadReport()
     for sname, recs in staged:
@@ -1333,12 +1657,16 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
         if not ndir.is_dir():
             raise LoadError(sd, None, "BEIR directory has no negatives/ folder: put TREC runs "
                             "(qid Q0 docid rank score tag) or negative-ids JSONL files there")
-        files = sorted(p for p in ndir.iterdir() if p.is_file() and not p.name.startswith("."))
-        if not files:
+        listing = sorted(p for p in ndir.iterdir() if not p.name.startswith("."))
+        files = [p for p in listing if p.is_file()]
+        unreadable = [p for p in listing if p.is_symlink() and not p.exists()]
+        if not files and not unreadable:
             raise LoadError(str(ndir), None, "the negatives/ folder is empty: put TREC runs or negative-ids JSONL files there")
     else:
         files = list(only)
     report = LoadReport()
+    if only is None:
+        report.errors.extend(str(_missing(f, str(f))) for f in unreadable)
     parsed: list[list[_IdRun]] = []  # per file, one run per system
     for f in files:
         try:
@@ -1348,9 +1676,14 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
                 raise
             report.errors.append(str(e))
         except OSError as e:
+            err = LoadError(str(f), None, f"cannot read the file ({e.strerror or type(e).__name__})")
             if only is not None:
-                raise LoadError(str(f), None, f"cannot read the file ({e.strerror or e})") from None
-            report.errors.append(f"{f}: cannot read the file ({e.strerror or e})")
+                raise err from None
+            report.errors.append(str(err))
+        except Exception as e:
+            if only is not None:
+                raise _unexpected(str(f), None, e) from None
+            report.errors.append(str(_unexpected(str(f), None, e)))
     qr = _read_qrels(d, split)
     qrels, qrels_where = qr.pos, qr.where
     need_q: set[str] = set()
@@ -1367,9 +1700,9 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
                  key=lambda pid: qrels_where[pid][1])
     if bad:
         f, ln = qrels_where[bad[0]]
-        shown = ", ".join(bad[:_SHOW_IDS]) + (", …" if len(bad) > _SHOW_IDS else "")
-        raise LoadError(f, ln, f"{_plural(len(bad), 'positive id')} not in {corpus.name}: {shown}", field="corpus-id")
-    staged: list[_IdRun] = []
+        first = "" if len(bad) == 1 else " (the first on this line)"
+        raise LoadError(f, ln, f"{_plural(len(bad), 'positive id')} not in {corpus.name}{first}", field="corpus-id")
+    good: list[list[_IdRun]] = []
     for runs in parsed:
         try:
             _check_runs(runs, qtexts, ptexts, queries.name, corpus.name)
@@ -1378,15 +1711,27 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
                 raise
             report.errors.append(str(e))
             continue
-        staged.extend(runs)
-    for run in staged:
+        good.append(runs)
+    n_runs = sum(map(len, good))
+    staged: list[tuple[_IdRun, list[QueryRecord]]] = []
+    for runs in good:  # one file's systems are added together or not at all
+        recs_of = [_id_records(run, qrels, ptexts, qtexts, qr.split) for run in runs]
+        try:
+            for recs in recs_of:
+                _check_cap(recs, runs[0].path)
+        except LoadError as e:
+            if only is not None:
+                raise
+            report.errors.append(str(e))
+            continue
+        staged.extend(zip(runs, recs_of))
+    for run, recs in staged:
         if not name:
             sname = run.name
-        elif only is None or len(staged) > 1:
+        elif only is None or n_runs > 1:
             sname = f"{name}:{run.name.rpartition(':')[2]}" if only else f"{name}:{run.name}"
         else:
             sname = name
-        recs = _id_records(run, qrels, ptexts, qtexts, qr.split)
         notes: dict[str, int] = {}
         for q in run.negs:
             if q in qr.several:
@@ -1413,6 +1758,7 @@ def _load_id_file(p: Path, collection: Collection, fmt: str, name: str | None, p
     for run in runs:
         sname = run.name if name is None else (name if len(runs) == 1 else f"{name}:{run.name.partition(':')[2]}")
         staged.append((sname, run, _id_records(run, positives, ptexts, qtexts)))
+        _check_cap(staged[-1][2], run.path)
     for sname, run, recs in staged:
         report.sources.append(_add(collection, sname, recs, run.path, run.format, run.rows_read))
     return report
@@ -1426,19 +1772,48 @@ def _beside(p: Path, names: tuple[str, ...]) -> Path | None:
     return None
 
 
+def _missing(p: Path, spath: str) -> LoadError:
+    """Why ``p`` cannot be opened: a symbolic link loop, a dangling link, or nothing there."""
+    try:
+        os.stat(p)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return LoadError(spath, None, "symbolic link loop (too many levels of symbolic links); "
+                             "point the link at a real file")
+        if p.is_symlink():
+            return LoadError(spath, None, "broken symbolic link (its target does not exist)")
+        if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+            return LoadError(spath, None, f"cannot read the file ({e.strerror or type(e).__name__})")
+    return LoadError(spath, None, "no such file or directory")
+
+
 def load_path(path: str | os.PathLike, collection: Collection, format: str | None = None,
-              name: str | None = None, progress: Progress | None = None, split: str | None = None) -> LoadReport:
+              name: str | None = None, progress: Progress | None = None, split: str | None = None,
+              limits: LoadLimits | None = None) -> LoadReport:
     """Load one file or BEIR directory into ``collection``; returns its :class:`LoadReport`.
 
     ``format`` overrides detection (see :data:`FORMATS`); ``name`` overrides the source name
     (the file stem). ``split`` chooses one qrels split of a BEIR directory (default: every split,
-    each query's positives from its own). ``progress(stage, done, total)`` is called while reading. Raises LoadError
-    (``PATH:LINE: field 'F': message``) on bad input, leaving ``collection`` unchanged; a BEIR
-    directory reports a bad negatives file in ``LoadReport.errors`` and loads the others."""
+    each query's positives from its own; ignored for other formats). ``limits`` bounds line
+    length, gzip expansion and negatives per query (default :meth:`LoadLimits.from_env`).
+    ``progress(stage, done, total)`` is called while reading. Raises LoadError (``PATH:LINE:
+    field 'F': message``, never echoing the file's content) on bad input of any kind, leaving
+    ``collection`` unchanged; a BEIR directory reports a bad negatives file in
+    ``LoadReport.errors`` and loads the others."""
+    token = _LIMITS.set(limits) if limits is not None else None
+    try:
+        return _load_path(path, collection, format, name, progress, split)
+    finally:
+        if token is not None:
+            _LIMITS.reset(token)
+
+
+def _load_path(path: str | os.PathLike, collection: Collection, format: str | None, name: str | None,
+               progress: Progress | None, split: str | None) -> LoadReport:
     p = Path(path)
     spath = str(path)
     if not p.exists():
-        raise LoadError(spath, None, "no such file or directory")
+        raise _missing(p, spath)
     try:
         fmt = normalise_format(format) if format else detect_format(p)
         if p.is_dir():
@@ -1465,20 +1840,25 @@ def load_path(path: str | os.PathLike, collection: Collection, format: str | Non
             records, n = _parse_tevatron(spath, rows)
         else:
             records, n, notes = _parse_st(spath, fmt, rows)
+        report = LoadReport()
+        report.sources.append(_add(collection, name or _stem(p), records, spath, fmt, n, notes))
+        return report
+    except LoadError:
+        raise
     except OSError as e:
-        raise LoadError(spath, None, f"cannot read the file ({e.strerror or e})") from None
-    report = LoadReport()
-    report.sources.append(_add(collection, name or _stem(p), records, spath, fmt, n, notes))
-    return report
+        raise LoadError(spath, None, f"cannot read the file ({e.strerror or type(e).__name__})") from None
+    except Exception as e:  # last resort: still one line, and add_source left the collection as it was
+        raise _unexpected(spath, None, e) from None
 
 
 def load_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike, collection: Collection | None = None,
                format: str | None = None, progress: Progress | None = None,
-               split: str | None = None) -> tuple[Collection, LoadReport]:
+               split: str | None = None, limits: LoadLimits | None = None) -> tuple[Collection, LoadReport]:
     """Load several files/directories into one collection (a new one when ``collection`` is None).
 
-    A path that fails adds its one-line error to ``LoadReport.errors`` and loading continues with
-    the next path; everything loaded before stays."""
+    A path that fails, for any reason, adds its one-line error to ``LoadReport.errors`` and
+    loading continues with the next path; everything loaded before stays (each path's sources
+    are added whole or not at all). Raises only ValueError for a bad ``format`` name."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     coll = Collection() if collection is None else collection
@@ -1486,7 +1866,26 @@ def load_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike, collectio
     report = LoadReport()
     for p in paths:
         try:
-            report.extend(load_path(p, coll, format=fmt, progress=progress, split=split))
+            report.extend(load_path(p, coll, format=fmt, progress=progress, split=split, limits=limits))
         except LoadError as e:
             report.errors.append(str(e))
+        except Exception as e:  # never lose the good files of a batch
+            report.errors.append(str(_unexpected(str(p), None, e)))
     return coll, report
+
+
+def load_batch(paths: Iterable[str | os.PathLike], collection: Collection | None = None,
+               format: str | None = None, split: str | None = None, limits: LoadLimits | None = None,
+               progress: Progress | None = None) -> tuple[Collection, LoadReport, list[str]]:
+    """Load a batch (e.g. one upload of several files) on top of ``collection``, never raising.
+
+    Returns ``(new_collection, report, errors)``: ``new_collection`` is a copy of ``collection``
+    (a new one when None; the caller's object is never changed) with every good path's sources
+    added; ``report`` lists those sources; ``errors`` holds one ``PATH:LINE: field 'F': message``
+    line per bad path (also in ``report.errors``). A bad ``format`` name is an error line too."""
+    coll = Collection() if collection is None else collection.copy()
+    try:
+        coll, report = load_paths(list(paths), coll, format=format, progress=progress, split=split, limits=limits)
+    except ValueError as e:  # unknown format name
+        report = LoadReport(errors=[f"format: {e}"])
+    return coll, report, list(report.errors)

@@ -327,7 +327,7 @@ def test_msmarco_hn_unknown_ids_named_and_collection_unchanged(tmp_path):
     before = snapshot(c)
     with pytest.raises(LoadError) as e:
         load_path(d / "hn.jsonl", c)
-    assert str(e.value) == f"{d / 'hn.jsonl'}:2: field 'neg.bm25': 2 negative ids not in collection.tsv: 77, 78"
+    assert str(e.value) == f"{d / 'hn.jsonl'}:2: field 'neg.bm25': 2 negative ids not in collection.tsv (the first on this line)"
     assert snapshot(c) == before
 
 
@@ -452,7 +452,7 @@ def test_beir_bad_negatives_file_reported_others_load(tmp_path):
     # parse errors are found first, unknown ids after the corpus is read
     assert rep.errors == [
         f"{worse}:2: invalid JSON: Expecting value at column 14",
-        f"{bad}:2: field 'docid': 3 negative ids not in corpus.jsonl: d9, d10, d11",
+        f"{bad}:2: field 'docid': 3 negative ids not in corpus.jsonl (the first on this line)",
     ]
     assert sorted(c.sources) == ["bm25", "dense"]
 
@@ -463,12 +463,12 @@ def test_beir_unknown_query_and_qrels_ids(tmp_path):
     nf = write(d / "negatives" / "dense.jsonl", jl({"query_id": "q1", "negative_ids": ["d5"]},
                                                   {"query_id": "q77", "negative_ids": ["d5"]}))
     rep = load_beir(d, Collection())
-    assert rep.errors == [f"{nf}:2: field 'query_id': 1 query id not in queries.jsonl: q77"]
+    assert rep.errors == [f"{nf}:2: field 'query_id': 1 query id not in queries.jsonl"]
     write(d / "qrels" / "test.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\tdX\t1\n")
     c = Collection()
     with pytest.raises(LoadError) as e:
         load_path(d, c)
-    assert str(e.value) == f"{d / 'qrels' / 'test.tsv'}:3: field 'corpus-id': 1 positive id not in corpus.jsonl: dX"
+    assert str(e.value) == f"{d / 'qrels' / 'test.tsv'}:3: field 'corpus-id': 1 positive id not in corpus.jsonl"
     assert c.n_queries == 0 and c.sources == {}
 
 
@@ -643,7 +643,9 @@ def test_undetectable_format_lists_accepted_formats(tmp_path):
     with pytest.raises(LoadError) as e:
         detect_format(p)
     msg = str(e.value)
-    assert msg.startswith(f"{p}:1: cannot detect the format from the fields foo, bar; accepted formats: ")
+    assert msg.startswith(f"{p}:1: cannot detect the format from the fields "
+                          "2 unrecognised fields; accepted formats: ")
+    assert "foo" not in msg and "bar" not in msg  # never echo what may be content (a headerless CSV)
     for name in FORMATS:
         assert name in msg
     assert "\n" not in msg
@@ -674,7 +676,7 @@ def test_bad_trec_lines(tmp_path):
     p = write(d / "negatives" / "bm25.trec", "q1 Q0 d5 1 3.0 x\nq1 Q0 d6 two 2.0 x\n")
     with pytest.raises(LoadError) as e:
         load_path(p, Collection())
-    assert str(e.value) == f"{p}:2: field 'rank': expected an integer rank, got 'two'"
+    assert str(e.value) == f"{p}:2: field 'rank': expected an integer rank"
     p = write(d / "negatives" / "bm25.trec", "q1 Q0 d5 1 3.0 x\nq1 Q0 d6 2\n")
     with pytest.raises(LoadError) as e:
         load_path(p, Collection())

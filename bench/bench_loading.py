@@ -1,0 +1,69 @@
+"""Loading benchmark: time and peak memory of ``load_paths`` on a synthetic BEIR directory.
+
+    python bench/synthetic.py /tmp/syn --queries 100000 --passages 300000 --sources 3 --k 10
+    python bench/bench_loading.py /tmp/syn [--repeat 1] [--slow]
+
+Each run loads the directory in a fresh child process and reports wall time and the child's
+peak resident memory (VmHWM from /proc/self/status), next to the size of the text on disk.
+``--slow`` forces the per-line parsers (``ECI_LOADER_FAST=0``) for a before/after comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+from eci_core.loaders import load_paths
+t1 = time.perf_counter()
+coll, report = load_paths([sys.argv[1]])
+t2 = time.perf_counter()
+hwm = 0
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        hwm = int(line.split()[1]) * 1024
+print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "peak_rss": hwm, "queries": coll.n_queries,
+                  "passages": coll.n_passages, "pairs": sum(len(s) for s in coll.sources.values()),
+                  "errors": report.errors}))
+"""
+
+
+def text_bytes(d: Path) -> int:
+    return sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
+
+
+def run_once(d: Path, slow: bool) -> dict:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    if slow:
+        env["ECI_LOADER_FAST"] = "0"
+    out = subprocess.run([sys.executable, "-c", CHILD, str(d)], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("directory")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--slow", action="store_true", help="per-line parsers only (the path before vectorising)")
+    args = ap.parse_args()
+    d = Path(args.directory)
+    size = text_bytes(d)
+    lines = sum(1 for f in (d / "negatives").iterdir() for _ in open(f, "rb"))
+    print(f"data: {d}  text {size / 2**20:.0f} MiB  negatives lines {lines:,}  mode {'slow' if args.slow else 'fast'}")
+    for i in range(args.repeat):
+        r = run_once(d, args.slow)
+        print(f"run {i + 1}: load {r['load_s']:.1f} s (import {r['import_s']:.1f} s)  peak RSS "
+              f"{r['peak_rss'] / 2**20:.0f} MiB ({r['peak_rss'] / size:.2f}x text)  queries {r['queries']:,}  "
+              f"passages {r['passages']:,}  pairs {r['pairs']:,}  errors {len(r['errors'])}")
+
+
+if __name__ == "__main__":
+    main()
