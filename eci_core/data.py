@@ -8,10 +8,11 @@ collection while parsing: they build :class:`QueryRecord` s first and then call
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping, NamedTuple
+from typing import Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -350,11 +351,17 @@ class Collection:
         passage, query, positive and split added by this call is removed again before the error
         propagates, so the collection is exactly as it was.
         """
+        with self._all_or_nothing():
+            return self._add_source(name, records, path, format, rows_read, report)
+
+    @contextlib.contextmanager
+    def _all_or_nothing(self):
+        """Undo every passage, query, positive and split added inside the block if it raises."""
         n_p, n_q = len(self.passage_ids), len(self.query_ids)
         old_pos = {q: len(v) for q, v in self.positives.items()}
         old_splits = dict(self.query_splits)
         try:
-            return self._add_source(name, records, path, format, rows_read, report)
+            yield
         except BaseException:
             for pid in self.passage_ids[n_p:]:
                 self._pid_index.pop(pid, None)
@@ -432,5 +439,157 @@ class Collection:
         )
         self.sources[name] = src
         rep.queries = len(queries)
+        rep.negatives_kept = len(src)
+        return rep
+
+    def add_id_source(
+        self,
+        name: str,
+        query_ids: Sequence[str],
+        query_texts: Sequence[str],
+        positives: Sequence[Sequence[str]],
+        neg_q: np.ndarray,
+        neg_p: np.ndarray,
+        neg_score: np.ndarray,
+        neg_ids: Sequence[str],
+        passage_text: Mapping[str, str],
+        splits: Sequence[str | None] | None = None,
+        path: str = "",
+        format: str = "",
+        rows_read: int = 0,
+        report: SourceReport | None = None,
+    ) -> SourceReport:
+        """Vectorised :meth:`add_source` for negatives given by id (TREC runs, negative-ids).
+
+        Query ``j`` (in record order) has id ``query_ids[j]``, text ``query_texts[j]``, positive
+        ids ``positives[j]`` and split ``splits[j]``; its negatives are the rows ``neg_q == j``
+        (``neg_q`` ascending, rows in rank order within a query), passage ``neg_ids[neg_p[i]]``
+        with score ``neg_score[i]`` (NaN: none). Every text is ``passage_text[id]``. The result
+        (indices, order, drops and notes) is exactly what :meth:`add_source` gives for the same
+        records, with per-pair work in numpy and Python work only per unique query and passage.
+        """
+        with self._all_or_nothing():
+            return self._add_id_source(name, query_ids, query_texts, positives, np.asarray(neg_q, np.int64),
+                                       np.asarray(neg_p, np.int64), np.asarray(neg_score, np.float64), neg_ids,
+                                       passage_text, splits, path, format, rows_read, report)
+
+    def _add_id_source(self, name, query_ids, query_texts, positives, neg_q, neg_p, neg_score, neg_ids,
+                       passage_text, splits, path, format, rows_read, report) -> SourceReport:
+        name = self.unique_source_name(name)
+        rep = report or SourceReport(source=name, path=str(path), format=format)
+        rep.source = name
+        rep.rows_read = rows_read or rep.rows_read
+        nq_rec = len(query_ids)
+        # which records are kept: positives in the record, or the query already has some
+        kept = np.zeros(nq_rec, dtype=bool)
+        for j in range(nq_rec):
+            if positives[j]:
+                kept[j] = True
+            else:
+                known = self._qid_index.get(str(query_ids[j]))
+                kept[j] = known is not None and bool(self.positives.get(known))
+        n_nopos = int(nq_rec - kept.sum())
+        # passage vocabulary: negative ids, then positive ids not among them
+        code_of = {pid: i for i, pid in enumerate(neg_ids)}
+        vocab = list(neg_ids)
+        pos_q: list[int] = []
+        pos_k: list[int] = []
+        pos_code: list[int] = []
+        for j in np.flatnonzero(kept).tolist():
+            for k, pid in enumerate(positives[j]):
+                c = code_of.get(pid)
+                if c is None:
+                    c = code_of[pid] = len(vocab)
+                    vocab.append(pid)
+                pos_q.append(j)
+                pos_k.append(k)
+                pos_code.append(c)
+        row_kept = kept[neg_q] if len(neg_q) else np.zeros(0, dtype=bool)
+        kq, kp, ks = neg_q[row_kept], neg_p[row_kept], neg_score[row_kept]
+        # passages are added in the order add_source meets them: per query, positives then negatives
+        ev_q = np.concatenate([np.asarray(pos_q, np.int64), kq])
+        ev_kind = np.concatenate([np.zeros(len(pos_q), np.int64), np.ones(len(kq), np.int64)])
+        ev_i = np.concatenate([np.asarray(pos_k, np.int64), np.arange(len(kq), dtype=np.int64)])
+        ev_code = np.concatenate([np.asarray(pos_code, np.int64), kp])[np.lexsort((ev_i, ev_kind, ev_q))]
+        codes, first = np.unique(ev_code, return_index=True)
+        index_of = np.full(len(vocab), -1, dtype=np.int64)
+        pid_index, pids, ptexts = self._pid_index, self.passage_ids, self.passage_texts
+        for c in codes[np.argsort(first, kind="stable")].tolist():
+            pid = vocab[c]
+            idx = pid_index.get(pid)
+            if idx is None:
+                idx = len(pids)
+                pids.append(pid)
+                ptexts.append(passage_text[pid])
+                pid_index[pid] = idx
+            index_of[c] = idx
+        # queries and their positives, in record order
+        qi_of = np.full(nq_rec, -1, dtype=np.int64)
+        pos_pairs_q: list[int] = []
+        pos_pairs_p: list[int] = []
+        for j in np.flatnonzero(kept).tolist():
+            qi = self.add_query(query_texts[j], query_ids[j])
+            qi_of[j] = qi
+            pos = self.positives.setdefault(qi, [])
+            for pid in positives[j]:
+                pi = int(index_of[code_of[pid]])
+                if pi not in pos:
+                    pos.append(pi)
+            pos_pairs_q.extend([qi] * len(pos))
+            pos_pairs_p.extend(pos)
+            if splits is not None and splits[j] is not None:
+                self.query_splits.setdefault(qi, splits[j])
+        # duplicates within a query: the first (best-ranked) occurrence is kept
+        p_idx = index_of[kp]
+        row = np.arange(len(kq), dtype=np.int64)
+        order = np.lexsort((row, p_idx, kq))
+        dup_sorted = np.zeros(len(order), dtype=bool)
+        if len(order) > 1:
+            a, b = kq[order], p_idx[order]
+            dup_sorted[1:] = (a[1:] == a[:-1]) & (b[1:] == b[:-1])
+        dup = np.zeros(len(kq), dtype=bool)
+        dup[order] = dup_sorted
+        # drops in the order add_source first meets them (the report lists them in that order)
+        drops = [("query with no positive (skipped)", n_nopos, int(np.argmin(kept)) if n_nopos else nq_rec),
+                 ("duplicate negative within a query", int(dup.sum()), int(kq[dup][0]) if dup.any() else nq_rec)]
+        for reason, n, _ in sorted(drops, key=lambda d: d[2]):
+            rep.drop(reason, n)
+        kq, p_idx, ks = kq[~dup], p_idx[~dup], ks[~dup]
+        q_idx = qi_of[kq]
+        # rank: 1-based position within the query (rows are grouped by query)
+        starts = np.flatnonzero(np.r_[True, kq[1:] != kq[:-1]]) if len(kq) else np.zeros(0, np.int64)
+        sizes = np.diff(np.r_[starts, len(kq)])
+        rank = np.arange(len(kq), dtype=np.int64) - np.repeat(starts, sizes) + 1
+        # negatives identical to a positive (same passage, or same text)
+        if len(kq) and pos_pairs_q:
+            big = np.int64(len(self.passage_ids) + 1)
+            pq, pp = np.asarray(pos_pairs_q, np.int64), np.asarray(pos_pairs_p, np.int64)
+            same = np.isin(q_idx * big + p_idx, pq * big + pp)
+            tcode: dict[str, int] = {}
+            for pi in pp.tolist():
+                tcode.setdefault(self.passage_texts[pi], len(tcode))
+            u, inv = np.unique(p_idx, return_inverse=True)
+            neg_t = np.asarray([tcode.get(self.passage_texts[i], -1) for i in u.tolist()], np.int64)[inv]
+            pos_t = np.asarray([tcode[self.passage_texts[i]] for i in pp.tolist()], np.int64)
+            same |= (neg_t >= 0) & np.isin(q_idx * np.int64(len(tcode) + 1) + neg_t,
+                                           pq * np.int64(len(tcode) + 1) + pos_t)
+            rep.note("negative identical to a positive (kept, flagged)", int(same.sum()))
+        kept_q = qi_of[kept]
+        has_neg = np.zeros(len(self.query_ids), dtype=bool)
+        has_neg[q_idx] = True
+        rep.note("query with no negatives (K = 0)", int((~has_neg[kept_q]).sum()))
+        order = np.lexsort((rank, q_idx)) if len(q_idx) else np.zeros(0, np.int64)
+        src = Source(
+            name=name,
+            q_idx=q_idx[order],
+            p_idx=p_idx[order],
+            rank=rank[order],
+            score=ks[order],
+            queries=np.unique(kept_q).astype(np.int64),
+            path=str(path),
+            format=format,
+        )
+        self.sources[name] = src
+        rep.queries = len(src.queries)
         rep.negatives_kept = len(src)
         return rep

@@ -1332,6 +1332,331 @@ def _id_records(run: _IdRun, positives: Mapping[str, list[str]], ptext: Mapping[
     return out
 
 
+# ====================================================================== id-based sources, columnar (fast path)
+def _fast() -> bool:
+    """Whether the vectorised readers are used (``ECI_LOADER_FAST=0`` forces the per-line ones)."""
+    return os.environ.get("ECI_LOADER_FAST", "1").strip() != "0"
+
+
+@dataclass
+class _IdArrays:
+    """One system of a TREC run / negative-ids file in columnar form.
+
+    ``qids`` in first-appearance order; ``q`` (ascending) and ``p`` index ``qids`` / ``pids`` per
+    negative, rows in the order :class:`_IdRun` keeps them (TREC: by rank, then file order);
+    ``qline`` / ``pline``: the first line of each query / negative id."""
+
+    name: str
+    path: str
+    format: str
+    rows_read: int
+    qids: list[str]
+    q: Any
+    pids: list[str]
+    p: Any
+    score: Any
+    qline: Any
+    pline: Any
+
+
+def _arrays_from_run(run: _IdRun) -> _IdArrays:
+    """The per-line parser's result in columnar form."""
+    import numpy as np
+
+    qids = list(run.negs)
+    code: dict[str, int] = {}
+    q, p, sc = [], [], []
+    for j, qid in enumerate(qids):
+        for pid, s in run.negs[qid]:
+            c = code.get(pid)
+            if c is None:
+                c = code[pid] = len(code)
+            q.append(j)
+            p.append(c)
+            sc.append(np.nan if s is None else s)
+    pids = list(code)
+    return _IdArrays(run.name, run.path, run.format, run.rows_read, qids, np.asarray(q, np.int64),
+                     pids, np.asarray(p, np.int64), np.asarray(sc, np.float64),
+                     np.asarray([run.qline[x] for x in qids], np.int64),
+                     np.asarray([run.pline[x] for x in pids], np.int64))
+
+
+_ASCII_SPACE = re.compile(rb"[\x0b\x0c\x1c-\x1f]")  # whitespace to str.split() besides space, tab, CR, LF
+_UNICODE_SPACE = re.compile(rb"\xc2[\x85\xa0]|\xe1\x9a\x80|\xe2\x80[\x80-\x8a\xa8\xa9\xaf]|\xe2\x81\x9f|\xe3\x80\x80")
+
+
+def _odd_space(data: bytes) -> bool:
+    """Whether ``data`` holds whitespace that ``str.split()`` splits on but a one-character delimiter does not."""
+    return bool(_ASCII_SPACE.search(data)) or (not data.isascii() and bool(_UNICODE_SPACE.search(data)))
+def _n_lines(data: bytes) -> int:
+    return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+
+
+def _file_bytes_for_arrow(path: Path) -> bytes | None:
+    """The decompressed bytes (BOM removed), or None when the per-line reader must decide (a lone
+    CR, a line over the limit). Callers also check that pyarrow found one record per line (no
+    blank lines), so row ``i`` is line ``i + 1``."""
+    data, _ = _read_bytes(path)
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if not data or data.count(b"\r") != data.count(b"\r\n"):
+        return None
+    max_line = _limits().max_line_bytes
+    if len(data) > max_line:
+        import numpy as np
+
+        nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+        if np.diff(np.r_[-1, nl, len(data)]).max() > max_line + 1:
+            return None
+    return data
+
+
+def _group_trec(t, n: int, spath: str, stem: str) -> list[_IdArrays] | None:
+    """Split a parsed TREC table into one :class:`_IdArrays` per tag (first-appearance order)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    for col in ("qid", "docid", "tag"):
+        if pc.any(pc.equal(pc.utf8_length(t.column(col)), 0)).as_py():
+            return None
+    score = t.column("score").to_numpy()
+    if not np.isfinite(score).all():
+        return None
+    rank = t.column("rank").to_numpy()
+    tag_enc = pc.dictionary_encode(t.column("tag")).combine_chunks()
+    tags = tag_enc.dictionary.to_pylist()
+    tag_code = tag_enc.indices.to_numpy()
+    q_enc = pc.dictionary_encode(t.column("qid")).combine_chunks()
+    p_enc = pc.dictionary_encode(t.column("docid")).combine_chunks()
+    q_all, p_all = q_enc.indices.to_numpy().astype(np.int64), p_enc.indices.to_numpy().astype(np.int64)
+    q_names, p_names = q_enc.dictionary, p_enc.dictionary
+    runs = []
+    for k, tag in enumerate(tags):
+        rows = np.flatnonzero(tag_code == k) if len(tags) > 1 else np.arange(n, dtype=np.int64)
+        qg, pg = q_all[rows], p_all[rows]
+        # relabel query and passage codes by first appearance within this tag
+        uq, fq = np.unique(qg, return_index=True)
+        oq = np.argsort(fq, kind="stable")
+        q_lab = np.empty(len(uq), np.int64)
+        q_lab[oq] = np.arange(len(uq))
+        qloc = q_lab[np.searchsorted(uq, qg)]
+        up, fp = np.unique(pg, return_index=True)
+        op = np.argsort(fp, kind="stable")
+        p_lab = np.empty(len(up), np.int64)
+        p_lab[op] = np.arange(len(up))
+        ploc = p_lab[np.searchsorted(up, pg)]
+        order = np.lexsort((rows, rank[rows], qloc))
+        name = stem if len(tags) == 1 else f"{stem}:{tag}"
+        runs.append(_IdArrays(name, spath, "trec-run", n,
+                              q_names.take(uq[oq]).to_pylist(), qloc[order],
+                              p_names.take(up[op]).to_pylist(), ploc[order], score[rows][order],
+                              rows[fq[oq]] + 1, rows[fp[op]] + 1))
+    return runs
+
+
+def _fast_trec(path: Path, stem: str) -> list[_IdArrays] | None:
+    """A TREC run read by pyarrow's CSV reader, or None to let the per-line parser decide."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    data = _file_bytes_for_arrow(path)
+    if data is None or data.startswith(b"#") or b"\n#" in data or _odd_space(data):
+        return None
+    first = data[: data.find(b"\n")] if b"\n" in data else data
+    delim = "\t" if b"\t" in first and b" " not in first else " "
+    if (delim == " " and b"\t" in data) or (delim == "\t" and b" " in data):
+        return None
+    names = ["qid", "q0", "docid", "rank", "score", "tag"]
+    types = {"qid": pa.string(), "q0": pa.string(), "docid": pa.string(), "rank": pa.int64(),
+             "score": pa.float64(), "tag": pa.string()}
+    try:
+        t = pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(delimiter=delim, quote_char=False, double_quote=False,
+                                             escape_char=False, newlines_in_values=False, ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False,
+                                                 quoted_strings_can_be_null=False))
+    except (pa.ArrowException, ValueError):
+        return None
+    if t.num_rows == 0 or t.num_rows != _n_lines(data):
+        return None
+    del data
+    return _group_trec(t, t.num_rows, str(path), stem)
+
+
+_ID_SPACE = r"^[\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]|" \
+            r"[\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]$|^$"
+
+
+def _arrow_ids(col) -> Any:
+    """An id column (string or integer) as strings exactly as :func:`_ident` gives them, or None."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if col.null_count:
+        return None
+    if pa.types.is_integer(col.type):
+        return pc.cast(col, pa.string())
+    if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type):
+        return None
+    if len(col) and pc.any(pc.match_substring_regex(col, _ID_SPACE)).as_py():
+        return None
+    return col
+
+
+def _read_json_table(path: Path):
+    """A JSONL file as a pyarrow table (None when pyarrow cannot read it exactly like json.loads)."""
+    import pyarrow as pa
+    import pyarrow.json as pajson
+
+    data = _file_bytes_for_arrow(path)
+    if data is None:
+        return None
+    try:
+        t = pajson.read_json(pa.py_buffer(data), read_options=pajson.ReadOptions(block_size=1 << 24),
+                             parse_options=pajson.ParseOptions(newlines_in_values=False))
+    except (pa.ArrowException, ValueError):
+        return None
+    return t if t.num_rows == _n_lines(data) else None
+
+
+def _fast_negative_ids(path: Path, stem: str) -> list[_IdArrays] | None:
+    """A negative-ids JSONL read by pyarrow's JSON reader, or None to let the per-line parser decide."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = _read_json_table(path)
+    if t is None or "query_id" not in t.column_names or "negative_ids" not in t.column_names:
+        return None
+    n = t.num_rows
+    qcol = _arrow_ids(t.column("query_id").combine_chunks())
+    lists = t.column("negative_ids").combine_chunks()
+    if qcol is None or lists.null_count or not pa.types.is_list(lists.type):
+        return None
+    flat = lists.flatten()
+    if pa.types.is_null(flat.type):
+        flat = pa.array([], pa.string())
+    flat = _arrow_ids(flat) if len(flat) else pa.array([], pa.string())
+    if flat is None:
+        return None
+    offsets = lists.offsets.to_numpy()
+    lens = np.diff(offsets)
+    row_of = np.repeat(np.arange(n, dtype=np.int64), lens)
+    score = np.full(len(flat), np.nan)
+    if "scores" in t.column_names:
+        sc = t.column("scores").combine_chunks()
+        if pa.types.is_null(sc.type):
+            pass
+        elif not pa.types.is_list(sc.type):
+            return None
+        else:
+            valid = ~sc.is_null().to_numpy(zero_copy_only=False)
+            s_lens = np.diff(sc.offsets.to_numpy())
+            if (valid & (s_lens != lens)).any():
+                return None
+            vals = sc.flatten()
+            if vals.null_count or not (pa.types.is_integer(vals.type) or pa.types.is_floating(vals.type)
+                                       or pa.types.is_null(vals.type)):
+                return None
+            v = vals.to_numpy(zero_copy_only=False).astype(np.float64) if len(vals) else np.zeros(0)
+            if not np.isfinite(v).all():
+                return None
+            row_valid = valid[row_of]
+            score[row_valid] = v  # flatten() keeps only valid rows' values, in order
+    q_enc = pc.dictionary_encode(qcol)
+    qrow = q_enc.indices.to_numpy().astype(np.int64)  # per row, first-appearance order
+    qline = np.full(len(q_enc.dictionary), 0, np.int64)
+    first_rows = np.unique(qrow, return_index=True)[1]
+    qline[qrow[first_rows]] = first_rows + 1
+    p_enc = pc.dictionary_encode(flat)
+    pflat = p_enc.indices.to_numpy().astype(np.int64)
+    pline = np.zeros(len(p_enc.dictionary), np.int64)
+    if len(pflat):
+        u, f = np.unique(pflat, return_index=True)
+        pline[u] = row_of[f] + 1
+    qflat = qrow[row_of]
+    order = np.argsort(qflat, kind="stable")  # rows of one query id, merged in file order
+    return [_IdArrays(stem, str(path), "negative-ids", n, q_enc.dictionary.to_pylist(), qflat[order],
+                      p_enc.dictionary.to_pylist(), pflat[order], score[order], qline, pline)]
+
+
+def _parse_negatives_arrays(path: Path, format: str | None = None, progress: Progress | None = None) -> list[_IdArrays]:
+    """:func:`_parse_negatives_file` in columnar form: the vectorised readers first, else the
+    per-line parser (which names the bad line)."""
+    if _fast():
+        stem = _stem(path)
+        kind = _container(path)
+        fmt = format or ("trec-run" if kind == "trec" else None)
+        fast = None
+        if fmt == "trec-run" and kind == "trec":
+            fast = _fast_trec(path, stem)
+        elif fmt is None and kind == "jsonl":
+            (_, row), _ = _peek(_rows(path, kind))
+            if _detect_row(row) == "negative-ids":
+                fast = _fast_negative_ids(path, stem)
+        elif fmt == "negative-ids" and kind == "jsonl":
+            fast = _fast_negative_ids(path, stem)
+        if fast is not None:
+            if progress:
+                progress(f"reading {path.name}", 1, 1)
+            return fast
+    return [_arrays_from_run(r) for r in _parse_negatives_file(path, format, progress)]
+
+
+def _check_arrays(runs: list[_IdArrays], qtexts: Any, ptexts: Any, qwhere: str, pwhere: str) -> None:
+    """:func:`_check_runs` for columnar runs (same messages, same lines)."""
+    qline: dict[str, int] = {}
+    pline: dict[str, int] = {}
+    for run in runs:
+        for ids, lines, known, dst in ((run.qids, run.qline, qtexts, qline), (run.pids, run.pline, ptexts, pline)):
+            for i, ln in zip(ids, lines.tolist()):
+                if i not in known and (i not in dst or ln < dst[i]):
+                    dst[i] = ln
+    ids = runs[0].format == "negative-ids"
+    _check_known(runs[0].path, qline, qtexts, "query id", qwhere, "query_id" if ids else "qid")
+    _check_known(runs[0].path, pline, ptexts, "negative id", pwhere, "negative_ids" if ids else "docid")
+
+
+def _check_cap_arrays(run: _IdArrays) -> None:
+    import numpy as np
+
+    cap = _limits().max_negatives_per_query
+    counts = np.bincount(run.q, minlength=len(run.qids)) if len(run.q) else np.zeros(len(run.qids), np.int64)
+    over = np.flatnonzero(counts > cap)
+    if len(over):
+        j = int(over[0])
+        raise LoadError(run.path, int(run.qline[j]), f"{int(counts[j]):,} negatives for one query, more than "
+                        f"{cap:,} (LoadLimits.max_negatives_per_query, env ECI_MAX_NEGATIVES_PER_QUERY)",
+                        field="negatives")
+
+
+def _add_arrays(collection: Collection, name: str, run: _IdArrays, positives: Mapping[str, list[str]],
+                ptexts: Mapping[str, str], qtexts: Mapping[str, str], splits: Mapping[str, str] | None,
+                notes: dict[str, int] | None = None) -> SourceReport:
+    """:func:`_add` of :func:`_id_records` for a columnar run (same collection, same report)."""
+    import numpy as np
+
+    rep = SourceReport(source=name, path=run.path, format=run.format)
+    for k, v in (notes or {}).items():
+        rep.note(k, v)
+    pos_lists = [positives.get(q, ()) for q in run.qids]
+    # ids already loaded with another text (first text kept), counted per occurrence
+    has_p, ptext_now = collection.has_passage, collection.passage_map()
+    differs = np.asarray([has_p(pid) and ptext_now[pid] != ptexts[pid] for pid in run.pids], dtype=bool)
+    n_p = int(differs[run.p].sum()) if len(run.p) else 0
+    n_p += sum(1 for lst in pos_lists for pid in lst if has_p(pid) and ptext_now[pid] != ptexts[pid])
+    qnow = collection.query_map()
+    n_q = sum(1 for q in run.qids if q in qnow and qnow[q] != qtexts[q])
+    rep.note("passage id given with a different text (first text kept)", n_p)
+    rep.note("query id given with a different text (first text kept)", n_q)
+    return collection.add_id_source(
+        name, run.qids, [qtexts[q] for q in run.qids], pos_lists, run.q, run.p, run.score, run.pids, ptexts,
+        splits=None if splits is None else [splits.get(q) for q in run.qids],
+        path=run.path, format=run.format, rows_read=run.rows_read, report=rep)
+
+
 # ====================================================================== id -> text files
 def _read_id_text_tsv(path: Path, needed: set[str], progress: Progress | None = None) -> dict[str, str]:
     """``id<TAB>text`` lines (msmarco collection / queries), keeping only ``needed`` ids."""
@@ -1355,8 +1680,47 @@ def _read_id_text_tsv(path: Path, needed: set[str], progress: Progress | None = 
     return out
 
 
+def _fast_beir_jsonl(path: Path, needed: set[str], with_title: bool) -> dict[str, str] | None:
+    """:func:`_read_beir_jsonl` with pyarrow's JSON reader, or None to let the per-line reader decide."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = _read_json_table(path)
+    if t is None or t.num_rows == 0 or "_id" not in t.column_names or "text" not in t.column_names:
+        return None
+    ids = _arrow_ids(t.column("_id").combine_chunks())
+    if ids is None:
+        return None
+    keep = pc.is_in(ids, value_set=pa.array(list(needed), pa.string()))
+    body = pc.filter(t.column("text").combine_chunks(), keep)
+    if body.null_count or not pa.types.is_string(body.type):
+        return None
+    titles: list = [None] * len(body)
+    if with_title and "title" in t.column_names:
+        tc = pc.filter(t.column("title").combine_chunks(), keep)
+        if not (pa.types.is_string(tc.type) or pa.types.is_null(tc.type)):
+            return None
+        titles = tc.to_pylist()
+    out: dict[str, str] = {}
+    for i, b, title in zip(pc.filter(ids, keep).to_pylist(), body.to_pylist(), titles):
+        if i in out:
+            continue
+        title = (title or "").strip()
+        text = f"{title} {b}" if title and b.strip() else (title or b)
+        if not text.strip():
+            return None  # the per-line reader names the line
+        out[i] = text
+    return out
+
+
 def _read_beir_jsonl(path: Path, needed: set[str], with_title: bool, progress: Progress | None = None) -> dict[str, str]:
     """``{_id, title?, text}`` lines of a BEIR corpus/queries file, keeping only ``needed`` ids."""
+    if _fast():
+        out = _fast_beir_jsonl(path, needed, with_title)
+        if out is not None:
+            if progress:
+                progress(f"reading {path.name}", 1, 1)
+            return out
     spath = str(path)
     out: dict[str, str] = {}
     loads, head = json.loads, _BEIR_ID.match
@@ -1667,10 +2031,12 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
     report = LoadReport()
     if only is None:
         report.errors.extend(str(_missing(f, str(f))) for f in unreadable)
-    parsed: list[list[_IdRun]] = []  # per file, one run per system
+    fast = _fast()
+    parsed: list[list[Any]] = []  # per file, one run per system (_IdArrays when fast, else _IdRun)
     for f in files:
         try:
-            parsed.append(_parse_negatives_file(f, progress=progress))
+            parsed.append(_parse_negatives_arrays(f, progress=progress) if fast
+                          else _parse_negatives_file(f, progress=progress))
         except LoadError as e:
             if only is not None:
                 raise
@@ -1689,8 +2055,8 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
     need_q: set[str] = set()
     need_p: set[str] = set()
     for run in (r for runs in parsed for r in runs):
-        need_q.update(run.negs)
-        need_p.update(run.pline)
+        need_q.update(run.qids if fast else run.negs)
+        need_p.update(run.pids if fast else run.pline)
     for q in need_q:
         need_p.update(qrels.get(q, ()))
     ptexts = _read_beir_jsonl(corpus, need_p, True, progress)
@@ -1702,10 +2068,10 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
         f, ln = qrels_where[bad[0]]
         first = "" if len(bad) == 1 else " (the first on this line)"
         raise LoadError(f, ln, f"{_plural(len(bad), 'positive id')} not in {corpus.name}{first}", field="corpus-id")
-    good: list[list[_IdRun]] = []
+    good: list[list[Any]] = []
     for runs in parsed:
         try:
-            _check_runs(runs, qtexts, ptexts, queries.name, corpus.name)
+            (_check_arrays if fast else _check_runs)(runs, qtexts, ptexts, queries.name, corpus.name)
         except LoadError as e:
             if only is not None:
                 raise
@@ -1713,12 +2079,15 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
             continue
         good.append(runs)
     n_runs = sum(map(len, good))
-    staged: list[tuple[_IdRun, list[QueryRecord]]] = []
+    staged: list[tuple[Any, list[QueryRecord] | None]] = []
     for runs in good:  # one file's systems are added together or not at all
-        recs_of = [_id_records(run, qrels, ptexts, qtexts, qr.split) for run in runs]
+        recs_of = [None if fast else _id_records(run, qrels, ptexts, qtexts, qr.split) for run in runs]
         try:
-            for recs in recs_of:
-                _check_cap(recs, runs[0].path)
+            for run, recs in zip(runs, recs_of):
+                if fast:
+                    _check_cap_arrays(run)
+                else:
+                    _check_cap(recs, runs[0].path)
         except LoadError as e:
             if only is not None:
                 raise
@@ -1733,11 +2102,14 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
         else:
             sname = name
         notes: dict[str, int] = {}
-        for q in run.negs:
+        for q in (run.qids if fast else run.negs):
             if q in qr.several:
                 k = f"query labelled in several qrels splits (positives from its {qr.split[q]} split)"
                 notes[k] = notes.get(k, 0) + 1
-        report.sources.append(_add(collection, sname, recs, run.path, run.format, run.rows_read, notes))
+        if fast:
+            report.sources.append(_add_arrays(collection, sname, run, qrels, ptexts, qtexts, qr.split, notes))
+        else:
+            report.sources.append(_add(collection, sname, recs, run.path, run.format, run.rows_read, notes))
     return report
 
 
@@ -1747,20 +2119,29 @@ def _load_id_file(p: Path, collection: Collection, fmt: str, name: str | None, p
     for d in (p.parent, p.parent.parent if p.parent.name == "negatives" else None):
         if d is not None and _beir_file(d, "corpus.jsonl") is not None and (d / "qrels").is_dir():
             return load_beir(d, collection, name=name, progress=progress, only=[p], split=split)
-    runs = _parse_negatives_file(p, fmt, progress)
+    fast = _fast()
+    runs = _parse_negatives_arrays(p, fmt, progress) if fast else _parse_negatives_file(p, fmt, progress)
     qtexts, ptexts = collection.query_map(), collection.passage_map()
-    _check_runs(runs, qtexts, ptexts,
-                "the loaded queries (load the BEIR directory first, or put this file in its negatives/ folder)",
-                "the loaded passages (load the corpus first)")
+    (_check_arrays if fast else _check_runs)(
+        runs, qtexts, ptexts,
+        "the loaded queries (load the BEIR directory first, or put this file in its negatives/ folder)",
+        "the loaded passages (load the corpus first)")
     positives = {collection.query_ids[q]: [collection.passage_ids[i] for i in ps] for q, ps in collection.positives.items()}
     report = LoadReport()
     staged = []
     for run in runs:
         sname = run.name if name is None else (name if len(runs) == 1 else f"{name}:{run.name.partition(':')[2]}")
-        staged.append((sname, run, _id_records(run, positives, ptexts, qtexts)))
-        _check_cap(staged[-1][2], run.path)
+        if fast:
+            _check_cap_arrays(run)
+            staged.append((sname, run, None))
+        else:
+            staged.append((sname, run, _id_records(run, positives, ptexts, qtexts)))
+            _check_cap(staged[-1][2], run.path)
     for sname, run, recs in staged:
-        report.sources.append(_add(collection, sname, recs, run.path, run.format, run.rows_read))
+        if fast:  # every id is already in the collection: nothing new is read from these views
+            report.sources.append(_add_arrays(collection, sname, run, positives, ptexts, qtexts, None))
+        else:
+            report.sources.append(_add(collection, sname, recs, run.path, run.format, run.rows_read))
     return report
 
 

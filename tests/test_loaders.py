@@ -40,6 +40,14 @@ SAME = "negative identical to a positive (kept, flagged)"
 K0 = "query with no negatives (K = 0)"
 
 
+@pytest.fixture(autouse=True, params=["fast", "per-line"])
+def reader(request, monkeypatch):
+    """Every test runs twice: with the vectorised readers (the default) and with the per-line
+    parsers (``ECI_LOADER_FAST=0``): same collections, same errors, same line numbers."""
+    monkeypatch.setenv("ECI_LOADER_FAST", "1" if request.param == "fast" else "0")
+    return request.param
+
+
 # ---------------------------------------------------------------------------- helpers
 def negs(c: Collection, source: str) -> dict[str, list[str]]:
     """query text -> negative texts in rank order."""
