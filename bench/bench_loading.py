@@ -3,8 +3,10 @@
     python bench/synthetic.py /tmp/syn --queries 100000 --passages 300000 --sources 3 --k 10
     python bench/bench_loading.py /tmp/syn [--repeat 1] [--slow]
 
-Each run loads the directory in a fresh child process and reports wall time and the child's
-peak resident memory (VmHWM from /proc/self/status), next to the size of the text on disk.
+Each run loads the directory in a fresh child process and reports wall time, CPU time (user +
+system, all threads, import included) and the child's peak resident memory (VmHWM from
+/proc/self/status), next to the size of the text on disk. On a shared machine read the CPU
+time: the wall time includes waiting for the CPU.
 ``--slow`` forces the per-line parsers (``ECI_LOADER_FAST=0``) for a before/after comparison.
 """
 
@@ -18,17 +20,18 @@ import sys
 from pathlib import Path
 
 CHILD = r"""
-import json, sys, time
+import json, resource, sys, time
 t0 = time.perf_counter()
 from eci_core.loaders import load_paths
 t1 = time.perf_counter()
 coll, report = load_paths([sys.argv[1]])
 t2 = time.perf_counter()
+ru = resource.getrusage(resource.RUSAGE_SELF)
 hwm = 0
 for line in open("/proc/self/status"):
     if line.startswith("VmHWM:"):
         hwm = int(line.split()[1]) * 1024
-print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "peak_rss": hwm, "queries": coll.n_queries,
+print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss": hwm, "queries": coll.n_queries,
                   "passages": coll.n_passages, "pairs": sum(len(s) for s in coll.sources.values()),
                   "errors": report.errors}))
 """
@@ -38,9 +41,9 @@ def text_bytes(d: Path) -> int:
     return sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
 
 
-def run_once(d: Path, slow: bool) -> dict:
+def run_once(d: Path, slow: bool, code: str | None = None) -> dict:
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[1])
+    root = code or str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     if slow:
         env["ECI_LOADER_FAST"] = "0"
@@ -53,14 +56,15 @@ def main() -> None:
     ap.add_argument("directory")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--slow", action="store_true", help="per-line parsers only (the path before vectorising)")
+    ap.add_argument("--code", default=None, help="load with the eci_core of this checkout (e.g. an older worktree)")
     args = ap.parse_args()
     d = Path(args.directory)
     size = text_bytes(d)
     lines = sum(1 for f in (d / "negatives").iterdir() for _ in open(f, "rb"))
     print(f"data: {d}  text {size / 2**20:.0f} MiB  negatives lines {lines:,}  mode {'slow' if args.slow else 'fast'}")
     for i in range(args.repeat):
-        r = run_once(d, args.slow)
-        print(f"run {i + 1}: load {r['load_s']:.1f} s (import {r['import_s']:.1f} s)  peak RSS "
+        r = run_once(d, args.slow, args.code)
+        print(f"run {i + 1}: load {r['load_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU (import {r['import_s']:.1f} s)  peak RSS "
               f"{r['peak_rss'] / 2**20:.0f} MiB ({r['peak_rss'] / size:.2f}x text)  queries {r['queries']:,}  "
               f"passages {r['passages']:,}  pairs {r['pairs']:,}  errors {len(r['errors'])}")
 

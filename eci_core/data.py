@@ -506,15 +506,26 @@ class Collection:
                 pos_code.append(c)
         row_kept = kept[neg_q] if len(neg_q) else np.zeros(0, dtype=bool)
         kq, kp, ks = neg_q[row_kept], neg_p[row_kept], neg_score[row_kept]
-        # passages are added in the order add_source meets them: per query, positives then negatives
-        ev_q = np.concatenate([np.asarray(pos_q, np.int64), kq])
-        ev_kind = np.concatenate([np.zeros(len(pos_q), np.int64), np.ones(len(kq), np.int64)])
-        ev_i = np.concatenate([np.asarray(pos_k, np.int64), np.arange(len(kq), dtype=np.int64)])
-        ev_code = np.concatenate([np.asarray(pos_code, np.int64), kp])[np.lexsort((ev_i, ev_kind, ev_q))]
-        codes, first = np.unique(ev_code, return_index=True)
+        # passages are added in the order add_source meets them: per query, positives then
+        # negatives. Place every event on that time line and keep each passage's first time.
+        n_pos = np.bincount(np.asarray(pos_q, np.int64), minlength=nq_rec) if pos_q else np.zeros(nq_rec, np.int64)
+        n_neg = np.bincount(kq, minlength=nq_rec) if len(kq) else np.zeros(nq_rec, np.int64)
+        start = np.concatenate([[0], np.cumsum(n_pos + n_neg)[:-1]]) if nq_rec else np.zeros(0, np.int64)
+        first_time = np.full(len(vocab), np.iinfo(np.int64).max, dtype=np.int64)
+        if pos_q:
+            pq_arr = np.asarray(pos_q, np.int64)
+            np.minimum.at(first_time, np.asarray(pos_code, np.int64), start[pq_arr] + np.asarray(pos_k, np.int64))
+        if len(kq):
+            neg_start = np.concatenate([[0], np.cumsum(n_neg)[:-1]])  # first kept row of each query
+            t = start[kq] + n_pos[kq] + (np.arange(len(kq), dtype=np.int64) - neg_start[kq])
+            np.minimum.at(first_time, kp, t)
+            del t
+        seen_codes = np.flatnonzero(first_time != np.iinfo(np.int64).max)
+        codes = seen_codes[np.argsort(first_time[seen_codes], kind="stable")]
+        del first_time
         index_of = np.full(len(vocab), -1, dtype=np.int64)
         pid_index, pids, ptexts = self._pid_index, self.passage_ids, self.passage_texts
-        for c in codes[np.argsort(first, kind="stable")].tolist():
+        for c in codes.tolist():
             pid = vocab[c]
             idx = pid_index.get(pid)
             if idx is None:
@@ -541,14 +552,10 @@ class Collection:
                 self.query_splits.setdefault(qi, splits[j])
         # duplicates within a query: the first (best-ranked) occurrence is kept
         p_idx = index_of[kp]
-        row = np.arange(len(kq), dtype=np.int64)
-        order = np.lexsort((row, p_idx, kq))
-        dup_sorted = np.zeros(len(order), dtype=bool)
-        if len(order) > 1:
-            a, b = kq[order], p_idx[order]
-            dup_sorted[1:] = (a[1:] == a[:-1]) & (b[1:] == b[:-1])
-        dup = np.zeros(len(kq), dtype=bool)
-        dup[order] = dup_sorted
+        # the first occurrence of each (query, passage) is kept (np.unique returns first indices)
+        dup = np.ones(len(kq), dtype=bool)
+        if len(kq):
+            dup[np.unique(kq * np.int64(len(self.passage_ids) + 1) + p_idx, return_index=True)[1]] = False
         # drops in the order add_source first meets them (the report lists them in that order)
         drops = [("query with no positive (skipped)", n_nopos, int(np.argmin(kept)) if n_nopos else nq_rec),
                  ("duplicate negative within a query", int(dup.sum()), int(kq[dup][0]) if dup.any() else nq_rec)]

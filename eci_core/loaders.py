@@ -1392,23 +1392,81 @@ def _n_lines(data: bytes) -> int:
     return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
 
 
-def _file_bytes_for_arrow(path: Path) -> bytes | None:
-    """The decompressed bytes (BOM removed), or None when the per-line reader must decide (a lone
-    CR, a line over the limit). Callers also check that pyarrow found one record per line (no
-    blank lines), so row ``i`` is line ``i + 1``."""
-    data, _ = _read_bytes(path)
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    if not data or data.count(b"\r") != data.count(b"\r\n"):
-        return None
-    max_line = _limits().max_line_bytes
-    if len(data) > max_line:
-        import numpy as np
+class _NotFast(Exception):
+    """The vectorised reader cannot match the per-line reader exactly here: use the latter."""
 
-        nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
-        if np.diff(np.r_[-1, nl, len(data)]).max() > max_line + 1:
-            return None
-    return data
+
+_BLOCK_BYTES = 1 << 24
+
+
+def _blocks(path: Path) -> Iterator[bytes]:
+    """The decompressed file in blocks of whole lines (about 16 MiB each, BOM removed), so a
+    vectorised reader never holds the whole text. Raises :class:`_NotFast` where the per-line
+    reader must decide: a lone CR, a line over the limit, an empty file, a gzip problem."""
+    max_line = _limits().max_line_bytes
+    try:
+        f, raw, _ = _open_bytes(path)
+    except OSError:
+        raise _NotFast from None
+    try:
+        first = True
+        while True:
+            b = f.read(_BLOCK_BYTES)
+            if not b:
+                if first:
+                    raise _NotFast
+                return
+            if not b.endswith(b"\n"):
+                b += f.readline(max_line + 1)
+                if not b.endswith(b"\n") and f.peek(1):
+                    raise _NotFast  # a line over the limit
+            if first:
+                if b.startswith(b"\xef\xbb\xbf"):
+                    b = b[3:]
+                first = False
+            if b.count(b"\r") != b.count(b"\r\n"):
+                raise _NotFast
+            if len(b) > max_line:
+                import numpy as np
+
+                nl = np.flatnonzero(np.frombuffer(b, dtype=np.uint8) == 10)
+                if np.diff(np.r_[-1, nl, len(b)]).max() > max_line + 1:
+                    raise _NotFast
+            yield b
+    except LoadError:
+        raise _NotFast from None
+    finally:
+        raw.close()
+
+
+def _arrow_tables(path: Path, read: Callable[[bytes], Any]) -> Iterator[Any]:
+    """``read(block)`` per block, each checked to hold one row per line (row i = line i + 1)."""
+    import pyarrow as pa
+
+    for b in _blocks(path):
+        try:
+            t = read(b)
+        except (pa.ArrowException, ValueError):
+            raise _NotFast from None
+        if t.num_rows != _n_lines(b):
+            raise _NotFast
+        yield t
+
+
+def _concat(tables: list) -> Any:
+    import pyarrow as pa
+
+    try:
+        return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+    except (pa.ArrowException, ValueError):
+        raise _NotFast from None
+
+
+def _release_arrow_memory() -> None:
+    """Give pyarrow's freed buffers back to the system (the pool keeps them otherwise)."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def _group_trec(t, n: int, spath: str, stem: str) -> list[_IdArrays] | None:
@@ -1459,30 +1517,36 @@ def _fast_trec(path: Path, stem: str) -> list[_IdArrays] | None:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    data = _file_bytes_for_arrow(path)
-    if data is None or data.startswith(b"#") or b"\n#" in data or _odd_space(data):
-        return None
-    first = data[: data.find(b"\n")] if b"\n" in data else data
-    delim = "\t" if b"\t" in first and b" " not in first else " "
-    if (delim == " " and b"\t" in data) or (delim == "\t" and b" " in data):
-        return None
     names = ["qid", "q0", "docid", "rank", "score", "tag"]
     types = {"qid": pa.string(), "q0": pa.string(), "docid": pa.string(), "rank": pa.int64(),
              "score": pa.float64(), "tag": pa.string()}
-    try:
-        t = pacsv.read_csv(
-            pa.py_buffer(data),
+    delim: list[str] = []
+
+    def read(b: bytes):
+        if b.startswith(b"#") or b"\n#" in b or _odd_space(b):
+            raise _NotFast
+        if not delim:
+            first = b[: b.find(b"\n")] if b"\n" in b else b
+            delim.append("\t" if b"\t" in first and b" " not in first else " ")
+        if (delim[0] == " " and b"\t" in b) or (delim[0] == "\t" and b" " in b):
+            raise _NotFast
+        return pacsv.read_csv(
+            pa.py_buffer(b),
             read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(delimiter=delim, quote_char=False, double_quote=False,
+            parse_options=pacsv.ParseOptions(delimiter=delim[0], quote_char=False, double_quote=False,
                                              escape_char=False, newlines_in_values=False, ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False,
                                                  quoted_strings_can_be_null=False))
-    except (pa.ArrowException, ValueError):
+
+    try:
+        t = _concat(list(_arrow_tables(path, read)))
+        if t.num_rows == 0:
+            return None
+        return _group_trec(t, t.num_rows, str(path), stem)
+    except _NotFast:
         return None
-    if t.num_rows == 0 or t.num_rows != _n_lines(data):
-        return None
-    del data
-    return _group_trec(t, t.num_rows, str(path), stem)
+    finally:
+        _release_arrow_memory()
 
 
 _ID_SPACE = r"^[\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]|" \
@@ -1505,20 +1569,20 @@ def _arrow_ids(col) -> Any:
     return col
 
 
-def _read_json_table(path: Path):
-    """A JSONL file as a pyarrow table (None when pyarrow cannot read it exactly like json.loads)."""
+def _read_json_block(b: bytes):
     import pyarrow as pa
     import pyarrow.json as pajson
 
-    data = _file_bytes_for_arrow(path)
-    if data is None:
-        return None
+    return pajson.read_json(pa.py_buffer(b), read_options=pajson.ReadOptions(block_size=1 << 24),
+                            parse_options=pajson.ParseOptions(newlines_in_values=False))
+
+
+def _read_json_table(path: Path):
+    """A JSONL file as one pyarrow table, or None when pyarrow cannot read it exactly like json.loads."""
     try:
-        t = pajson.read_json(pa.py_buffer(data), read_options=pajson.ReadOptions(block_size=1 << 24),
-                             parse_options=pajson.ParseOptions(newlines_in_values=False))
-    except (pa.ArrowException, ValueError):
+        return _concat(list(_arrow_tables(path, _read_json_block)))
+    except _NotFast:
         return None
-    return t if t.num_rows == _n_lines(data) else None
 
 
 def _fast_negative_ids(path: Path, stem: str) -> list[_IdArrays] | None:
@@ -1681,36 +1745,48 @@ def _read_id_text_tsv(path: Path, needed: set[str], progress: Progress | None = 
 
 
 def _fast_beir_jsonl(path: Path, needed: set[str], with_title: bool) -> dict[str, str] | None:
-    """:func:`_read_beir_jsonl` with pyarrow's JSON reader, or None to let the per-line reader decide."""
+    """:func:`_read_beir_jsonl` with pyarrow's JSON reader, block by block (only the needed rows
+    become Python strings), or None to let the per-line reader decide."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    t = _read_json_table(path)
-    if t is None or t.num_rows == 0 or "_id" not in t.column_names or "text" not in t.column_names:
-        return None
-    ids = _arrow_ids(t.column("_id").combine_chunks())
-    if ids is None:
-        return None
-    keep = pc.is_in(ids, value_set=pa.array(list(needed), pa.string()))
-    body = pc.filter(t.column("text").combine_chunks(), keep)
-    if body.null_count or not pa.types.is_string(body.type):
-        return None
-    titles: list = [None] * len(body)
-    if with_title and "title" in t.column_names:
-        tc = pc.filter(t.column("title").combine_chunks(), keep)
-        if not (pa.types.is_string(tc.type) or pa.types.is_null(tc.type)):
-            return None
-        titles = tc.to_pylist()
+    value_set = pa.array(list(needed), pa.string())
     out: dict[str, str] = {}
-    for i, b, title in zip(pc.filter(ids, keep).to_pylist(), body.to_pylist(), titles):
-        if i in out:
-            continue
-        title = (title or "").strip()
-        text = f"{title} {b}" if title and b.strip() else (title or b)
-        if not text.strip():
-            return None  # the per-line reader names the line
-        out[i] = text
-    return out
+    rows = 0
+    try:
+        for t in _arrow_tables(path, _read_json_block):
+            rows += t.num_rows
+            if "_id" not in t.column_names or "text" not in t.column_names:
+                return None
+            ids = _arrow_ids(t.column("_id").combine_chunks())
+            if ids is None:
+                return None
+            keep = pc.is_in(ids, value_set=value_set)
+            body = pc.filter(t.column("text").combine_chunks(), keep)
+            if body.null_count or not pa.types.is_string(body.type):
+                if len(body) == 0:
+                    continue
+                return None
+            titles: list = [None] * len(body)
+            if with_title and "title" in t.column_names:
+                tc = pc.filter(t.column("title").combine_chunks(), keep)
+                if not (pa.types.is_string(tc.type) or pa.types.is_null(tc.type)):
+                    return None
+                titles = tc.to_pylist()
+            for i, b, title in zip(pc.filter(ids, keep).to_pylist(), body.to_pylist(), titles):
+                if i in out:
+                    continue
+                title = (title or "").strip()
+                text = f"{title} {b}" if title and b.strip() else (title or b)
+                if not text.strip():
+                    return None  # the per-line reader names the line
+                out[i] = text
+            del t, ids, keep, body, titles
+    except _NotFast:
+        return None
+    finally:
+        _release_arrow_memory()
+    return out if rows else None
 
 
 def _read_beir_jsonl(path: Path, needed: set[str], with_title: bool, progress: Progress | None = None) -> dict[str, str]:
@@ -1794,6 +1870,49 @@ class _Qrels:
     several: set[str] = field(default_factory=set)  # qids labelled in more than one split
 
 
+def _fast_qrels_rows(f: Path) -> list[tuple[str, str, int]] | None:
+    """``(query id, corpus id, line)`` of the relevant rows (score > 0) of a tab-separated qrels
+    file read by pyarrow, or None to let the per-line reader decide."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    def read(b: bytes):
+        return pacsv.read_csv(
+            pa.py_buffer(b),
+            read_options=pacsv.ReadOptions(column_names=["q", "p", "s"], block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False, escape_char=False,
+                                             newlines_in_values=False, ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(column_types={"q": pa.string(), "p": pa.string(), "s": pa.string()},
+                                                 null_values=[], strings_can_be_null=False))
+
+    try:
+        t = _concat(list(_arrow_tables(f, read)))
+    except _NotFast:
+        return None
+    if t.num_rows == 0:
+        return None
+    cols = [_arrow_ids(t.column(c).combine_chunks()) for c in ("q", "p", "s")]
+    if any(c is None for c in cols):
+        return None
+    q, p, sc = cols
+    start = 0
+    try:
+        float(sc[0].as_py())
+    except ValueError:
+        start = 1  # a header line
+    try:
+        score = pc.cast(sc.slice(start), pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowException, ValueError):
+        return None
+    if not np.isfinite(score).all():
+        return None
+    keep = np.flatnonzero(score > 0) + start
+    idx = pa.array(keep)
+    return list(zip(q.take(idx).to_pylist(), p.take(idx).to_pylist(), (keep + 1).tolist()))
+
+
 def _read_qrels(d: Path, split: str | None = None) -> _Qrels:
     """Positives per query id (score > 0) from ``qrels/<split>.tsv``, or from every split.
 
@@ -1816,6 +1935,20 @@ def _read_qrels(d: Path, split: str | None = None) -> _Qrels:
         f = _beir_file(qdir, name + ".tsv")
         sf = str(f)
         mine: dict[str, list[str]] = {}
+        rows = _fast_qrels_rows(f) if _fast() else None
+        if rows is not None:
+            for qid, pid, no in rows:
+                if qid in out.split:
+                    out.several.add(qid)
+                    continue
+                lst = mine.setdefault(qid, [])
+                if pid not in lst:
+                    lst.append(pid)
+                out.where.setdefault(pid, (sf, no))
+            for qid, lst in mine.items():
+                out.pos[qid] = lst
+                out.split[qid] = name
+            continue
         no = None
         try:
             for no, s in _Lines(f):

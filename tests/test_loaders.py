@@ -893,3 +893,143 @@ def test_labeled_list_row_without_labels_and_length_mismatch(tmp_path):
     with pytest.raises(LoadError) as e:
         load_path(p, Collection())
     assert str(e.value) == f"{p}:1: field 'labels': has 3 values, expected 2 (one per item of 'docs')"
+
+
+# ---------------------------------------------------------------------------- vectorised vs per-line readers
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _state(c: Collection, report) -> tuple:
+    """Everything a load produces, in comparable form (NaN scores compared as NaN)."""
+    srcs = {n: (s.q_idx.tolist(), s.p_idx.tolist(), s.rank.tolist(), [None if x != x else x for x in s.score.tolist()],
+                s.queries.tolist(), s.path, s.format) for n, s in c.sources.items()}
+    return (c.passage_ids, c.passage_texts, c.query_ids, c.query_texts, c.positives, c.query_splits, list(c.sources),
+            srcs, [r.as_row() for r in report.sources], report.errors)
+
+
+def _beir_variant(tmp_path: Path, neg_name: str, text: str | bytes, gz: bool = False) -> Path:
+    d = tmp_path / "v"
+    shutil.copytree(F / "beir", d)
+    data = text.encode() if isinstance(text, str) else text
+    target = d / "negatives" / (neg_name + (".gz" if gz else ""))
+    target.write_bytes(gzip.compress(data) if gz else data)
+    return d
+
+
+RUN = "q1 Q0 d5 2 10.5 bm25\nq1 Q0 d1 1 12.0 bm25\nq2 Q0 d3 1 8.0 bm25\nq4 Q0 d5 1 5.0 bm25\n"
+VARIANTS = {
+    "crlf": ("x.trec", RUN.replace("\n", "\r\n")),
+    "bom": ("x.trec", "\ufeff" + RUN),
+    "tabs": ("x.trec", RUN.replace(" ", "\t")),
+    "no final newline": ("x.trec", RUN.rstrip("\n")),
+    "gz": ("x.trec", RUN, True),
+    "blank line": ("x.trec", RUN.replace("\nq2", "\n\nq2")),
+    "comment": ("x.trec", "# a run\n" + RUN),
+    "double space": ("x.trec", RUN.replace("Q0 d3", "Q0  d3")),
+    "nan score": ("x.trec", RUN.replace("8.0", "nan")),
+    "bad rank": ("x.trec", RUN.replace("d3 1", "d3 one")),
+    "two tags, ranks tie": ("x.trec", RUN + "q1 Q0 d6 1 3.0 other\nq1 Q0 d7 1 2.0 other\nq3 Q0 d8 1 1 other\n"),
+    "unknown ids": ("x.trec", RUN + "q9 Q0 d77 1 1 bm25\nq1 Q0 d78 3 1 bm25\n"),
+    "lone CR": ("x.trec", RUN.replace("bm25\nq2", "bm25\rq2")),
+    "nbsp": ("x.trec", RUN.replace("d3 1", "d3\u00a01")),
+    "ids jsonl": ("y.jsonl", jl({"query_id": "q1", "negative_ids": ["d6", "d5", "d6"], "scores": [3, 2, 1]},
+                                {"query_id": "q3", "negative_ids": []},
+                                {"query_id": "q1", "negative_ids": ["d7"], "scores": None},
+                                {"query_id": "q4", "negative_ids": ["d5"]})),
+    "int ids": ("y.jsonl", jl({"query_id": "q1", "negative_ids": [5, 6]}).replace('"q1"', '"q1"')),
+    "padded id": ("y.jsonl", jl({"query_id": " q1", "negative_ids": ["d5 "]})),
+    "scores length": ("y.jsonl", jl({"query_id": "q1", "negative_ids": ["d5", "d6"], "scores": [1.0]})),
+    "null score": ("y.jsonl", jl({"query_id": "q1", "negative_ids": ["d5"], "scores": [None]})),
+    "blank jsonl line": ("y.jsonl", jl({"query_id": "q1", "negative_ids": ["d5"]}) + "\n"
+                         + jl({"query_id": "q9", "negative_ids": ["d5"]})),
+    "surrogate": ("y.jsonl", '{"query_id": "q1", "negative_ids": ["d5", "\\ud800"]}\n'),
+}
+
+
+def _fixture_paths() -> list:
+    out = [pytest.param([p], id=str(p.relative_to(F))) for p in sorted(F.rglob("*"))
+           if p.is_file() and "beir" not in p.parts and "msmarco" not in p.parts]
+    out += [pytest.param([F / "beir"], id="beir"), pytest.param([F / "msmarco" / "hn.jsonl"], id="msmarco"),
+            pytest.param([F / "beir" / "negatives" / "bm25.trec"], id="beir/negatives/bm25.trec"),
+            pytest.param([F / "tevatron.jsonl", F / "beir", F / "bge.jsonl"], id="tevatron+beir+bge"),
+            pytest.param([ROOT / "tests" / "fixtures" / "app_small"], id="app_small"),
+            pytest.param([ROOT / "sample_data" / "pyfaq"], id="pyfaq")]
+    return out
+
+
+def _both(monkeypatch, paths, **kw):
+    out = []
+    for mode in ("1", "0"):
+        monkeypatch.setenv("ECI_LOADER_FAST", mode)
+        c, rep = load_paths(paths, **kw)
+        out.append(_state(c, rep))
+    return out
+
+
+@pytest.mark.parametrize("paths", _fixture_paths())
+def test_vectorised_and_per_line_readers_agree_on_every_fixture(monkeypatch, reader, paths):
+    if reader != "fast":
+        pytest.skip("compares both modes itself")
+    fast, slow = _both(monkeypatch, paths)
+    assert fast == slow
+
+
+@pytest.mark.parametrize("case", list(VARIANTS))
+def test_vectorised_and_per_line_readers_agree_on_odd_and_bad_runs(tmp_path, monkeypatch, reader, case):
+    if reader != "fast":
+        pytest.skip("compares both modes itself")
+    d = _beir_variant(tmp_path, *VARIANTS[case])
+    fast, slow = _both(monkeypatch, [d])
+    assert fast == slow
+    fast, slow = _both(monkeypatch, [d], split="test")
+    assert fast == slow
+    # the file given on its own, and resolved against an already loaded collection
+    f = next(p for p in (d / "negatives").iterdir() if p.name.startswith(("x.", "y.")))
+    fast, slow = _both(monkeypatch, [f])
+    assert fast == slow
+    loose = tmp_path / "loose" / f.name
+    loose.parent.mkdir()
+    shutil.copy(f, loose)
+    fast, slow = _both(monkeypatch, [F / "beir", loose])
+    assert fast == slow
+
+
+QRELS = {
+    "header and tabs": "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\nq2\td3\t0\nq3\td4\t2\n",
+    "no header": "q1\td1\t1\nq3\td4\t1\n",
+    "spaces": "query-id corpus-id score\nq1 d1 1\nq3 d4 1\n",
+    "padded": "q1 \td1\t1\nq3\td4\t1\n",
+    "four columns": "q1\t0\td1\t1\nq3\t0\td4\t1\n",
+    "bad score": "query-id\tcorpus-id\tscore\nq1\td1\tone\n",
+    "nan score": "q1\td1\tnan\n",
+    "negative and repeated": "q1\td1\t1\nq1\td1\t2\nq1\td5\t-1\nq3\td4\t1\nq2\td2\t1\n",
+    "unknown positive": "q1\td1\t1\nq1\tdX\t1\nq3\tdY\t1\n",
+}
+
+
+@pytest.mark.parametrize("case", list(QRELS))
+def test_vectorised_and_per_line_qrels_agree(tmp_path, monkeypatch, reader, case):
+    if reader != "fast":
+        pytest.skip("compares both modes itself")
+    d = tmp_path / "q"
+    shutil.copytree(F / "beir", d)
+    write(d / "qrels" / "test.tsv", QRELS[case])
+    write(d / "qrels" / "dev.tsv", "q2\td2\t1\nq1\td5\t1\n")
+    for split in (None, "test"):
+        fast, slow = _both(monkeypatch, [d], split=split)
+        assert fast == slow
+
+
+@pytest.mark.parametrize("case", ["beir", "app_small", "pyfaq", "crlf", "bom", "two tags, ranks tie", "ids jsonl",
+                                  "unknown ids", "blank line"])
+def test_vectorised_readers_agree_across_block_boundaries(tmp_path, monkeypatch, reader, case):
+    """Blocks of a few lines (the readers cut files in ~16 MiB blocks of whole lines)."""
+    if reader != "fast":
+        pytest.skip("compares both modes itself")
+    import eci_core.loaders as L
+
+    monkeypatch.setattr(L, "_BLOCK_BYTES", 40)
+    d = {"beir": F / "beir", "app_small": ROOT / "tests" / "fixtures" / "app_small",
+         "pyfaq": ROOT / "sample_data" / "pyfaq"}.get(case) or _beir_variant(tmp_path, *VARIANTS[case])
+    fast, slow = _both(monkeypatch, [d])
+    assert fast == slow
