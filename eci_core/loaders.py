@@ -67,6 +67,14 @@ Where ids are looked up
       Only passages and queries that are referenced are kept.
     An id referenced but not found is an error naming the first few ids.
 
+Speed
+    TREC runs, negative-ids JSONL, qrels and BEIR corpus/queries files are read with pyarrow's
+    CSV/JSON readers in blocks of whole lines and ingested with numpy
+    (:meth:`Collection.add_id_source`). Whenever a vectorised reader cannot reproduce the per-line
+    parser exactly (comments, blank lines, odd whitespace, NaN, mixed types, a bad line), it gives
+    up and the per-line parser reads the file, so results and messages are the same either way.
+    ``ECI_LOADER_FAST=0`` forces the per-line parsers.
+
 Errors
     Bad input raises :class:`~eci_core.data.LoadError`, printed as ``PATH:LINE: field 'F': message``.
     LINE is the 1-based line of the file (JSONL, JSON array, CSV/TSV: the line where the record
@@ -2373,6 +2381,27 @@ def load_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike, collectio
     A path that fails, for any reason, adds its one-line error to ``LoadReport.errors`` and
     loading continues with the next path; everything loaded before stays (each path's sources
     are added whole or not at all). Raises only ValueError for a bad ``format`` name."""
+    try:
+        return _load_paths(paths, collection, format, progress, split, limits)
+    finally:
+        _trim_memory()
+
+
+def _trim_memory() -> None:
+    """Return freed memory to the system after a load (pyarrow's pool; glibc's heap on Linux)."""
+    try:
+        import ctypes
+        import sys
+
+        if "pyarrow" in sys.modules:
+            _release_arrow_memory()
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except Exception:  # an optimisation only
+        pass
+
+
+def _load_paths(paths, collection, format, progress, split, limits) -> tuple[Collection, LoadReport]:
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     coll = Collection() if collection is None else collection

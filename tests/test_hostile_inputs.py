@@ -279,3 +279,33 @@ def test_memory_of_a_20000_negative_row_is_bounded(tmp_path):
     errors, pairs, mib = _child_peak(p)
     assert (errors, pairs) == (0, 20000)
     assert mib < MEMORY_BUDGET_MIB, f"peak RSS {mib} MiB"
+
+
+@pytest.mark.parametrize("fast", ["1", "0"])
+def test_hostile_negatives_files_in_a_beir_directory(tmp_path, monkeypatch, fast):
+    """The vectorised readers give up on hostile files; the per-line parser names the line."""
+    import shutil
+
+    monkeypatch.setenv("ECI_LOADER_FAST", fast)
+    d = tmp_path / "b"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "formats" / "beir", d)
+    neg = d / "negatives"
+    bomb = _write(neg / "bomb.trec.gz", gzip.compress(b"q1 Q0 d5 1 1 x\n" + b"\n" * 50_000_000, 9))
+    deep = _write(neg / "deep.jsonl", '{"query_id": "q1", "negative_ids": ' + "[" * DEEP + "]" * DEEP + "}\n")
+    nan = _write(neg / "nan.jsonl", '{"query_id": "q1", "negative_ids": ["d5"], "scores": [NaN]}\n')
+    big = _write(neg / "big.jsonl", '{"query_id": ' + BIG_INT + ', "negative_ids": ["d5"]}\n')
+    c, report = load_paths([d])
+    assert sorted(c.sources) == ["bm25", "dense"]
+    bomb_err = report.errors[1]
+    assert bomb_err.startswith(f"{bomb}:") and bomb_err.endswith(
+        ": the gzip expands more than 100x (a compression bomb?); LoadLimits.max_compression_ratio, "
+        "env ECI_MAX_COMPRESSION_RATIO")
+    assert report.errors == [
+        f"{big}:1: {_DIGITS}",
+        bomb_err,
+        f"{deep}:1: JSON nested too deeply to read",
+        f"{nan}:1: field 'scores[0]': expected a finite number, got NaN",
+    ]
+
+
+_DIGITS = "an integer with more than 4,300 digits (Python's limit for numbers read from text)"
