@@ -47,7 +47,8 @@ def run_once(d: Path, slow: bool, code: str | None = None) -> dict:
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     if slow:
         env["ECI_LOADER_FAST"] = "0"
-    out = subprocess.run([sys.executable, "-c", CHILD, str(d)], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", CHILD, str(d.resolve())], env=env, cwd=root, capture_output=True,
+                         text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
