@@ -123,9 +123,29 @@ def positive_similarity(s_qpos, pos_counts, rule: str = "min") -> tuple[np.ndarr
     return s_qp, pstar
 
 
-def margin(s_qp, s_qn, counts) -> np.ndarray:
-    """``margin_k = s_qp − s_qn_k`` (positive: the encoder still ranks p* above n_k)."""
-    return broadcast(np.asarray(s_qp, dtype=np.float64), counts) - np.asarray(s_qn, dtype=np.float64)
+#: similarities closer than this are a tie: ``|s_qp − s_qn| < TIE_TOLERANCE`` gives margin 0.
+#: Two embeddings that are equal up to float rounding (a copy of the positive under another id,
+#: a whitespace variant, a float16 cache, another BLAS summation order) differ by ~1e-7 in
+#: float32 and ~1e-6 through a float16 round trip; passages that differ by one word differ by
+#: ~1e-2 or more. A tie must count as a tie (Δ = 0, unsafe), whatever the rounding.
+TIE_TOLERANCE = 1e-5
+
+
+def margin(s_qp, s_qn, counts, copy=None, tol: float = TIE_TOLERANCE) -> np.ndarray:
+    """``margin_k = s_qp − s_qn_k`` (positive: the encoder still ranks p* above n_k).
+
+    Ties are ties: ``|margin_k| < tol`` (default :data:`TIE_TOLERANCE`) gives exactly 0. ``copy``
+    (bool per pair): the negative is a copy of one of its query's positives (same text, up to
+    whitespace); its margin is ``min(margin_k, 0)``, so a copy is never safer than a tie (under
+    ``positive="min"`` a copy of p* has margin exactly 0, a copy of a more similar positive a
+    negative one).
+    """
+    m = broadcast(np.asarray(s_qp, dtype=np.float64), counts) - np.asarray(s_qn, dtype=np.float64)
+    m[np.abs(m) < tol] = 0.0
+    if copy is not None:
+        c = np.asarray(copy, dtype=bool)
+        m[c] = np.minimum(m[c], 0.0)
+    return m
 
 
 def negative_positive_similarity(s_pn_all, pos_per_pair) -> np.ndarray:
@@ -203,11 +223,12 @@ def infonce_bound(s_qp, s_qn, counts, temperature: float = 0.05) -> np.ndarray:
     return np.log1p(c.astype(np.float64)) - loss
 
 
-def query_metrics(s_qp, s_qn, counts, temperature: float = 0.05) -> dict[str, np.ndarray]:
+def query_metrics(s_qp, s_qn, counts, temperature: float = 0.05, copy=None) -> dict[str, np.ndarray]:
     """Every per-query metric from ``s_qp`` (per query) and ``s_qn`` (per pair):
-    ``K, C, S, delta, DE, eci, eci_arith, infonce, unsafe`` (and the per-pair ``margin``)."""
+    ``K, C, S, delta, DE, eci, eci_arith, infonce, unsafe`` (and the per-pair ``margin``, see
+    :func:`margin` for ties and ``copy``)."""
     c = as_counts(counts)
-    mg = margin(s_qp, s_qn, c)
+    mg = margin(s_qp, s_qn, c, copy=copy)
     C = capacity(c)
     S = signal(s_qn, c)
     D = safety(mg, c)
@@ -265,10 +286,12 @@ def flags(
     cross_encoder_margin: float = 0.0,
     percpos: float = 0.95,
 ) -> dict[str, np.ndarray]:
-    """Probable false-positive negatives (spec, "Flags"):
+    """The spec's flag rules ("Flags"). Each says what it measures, not that the negative is a
+    false negative (see :mod:`eci_core.false_negatives` for that score):
 
-    * ``unsafe``: margin ≤ 0;
-    * ``near_duplicate``: exact text match with a positive, or s_pn ≥ t;
+    * ``unsafe``: margin ≤ 0 (ties included, see :func:`margin`): the target encoder ranks the
+      negative at or above the positive;
+    * ``near_duplicate``: exact text match with a positive (up to whitespace), or s_pn ≥ t;
     * ``cross_encoder``: ce_margin ≤ m (only when a cross-encoder gave ``ce_margin``; NaN never
       fires);
     * ``percpos`` (risk marker, not part of ``flagged``): s_qn > percpos · s_qp;

@@ -11,6 +11,9 @@ Choices the spec leaves open, and what this module does:
 * ``positive="mean"``: ``s_qp`` is the mean of the positive similarities; the terms that need one
   positive passage p* (``lex_overlap``, ``ce_margin``, ECI_sem's residuals) use the least similar
   positive. ``s_pn`` is always the max over all positives.
+* Texts are compared up to whitespace (runs of spaces, tabs and newlines count as one space):
+  passages with the same such text share one embedding row (the first one's text is embedded),
+  so a whitespace variant of a positive is an exact copy (margin 0, unsafe, near_duplicate).
 * Exact-duplicate removal (the spec's K): negatives of one query whose *text* repeats an earlier
   negative of the same query are dropped before scoring (the loader already drops repeated ids);
   the count is in ``ScoreResult.notes``.
@@ -56,6 +59,13 @@ def _work_dtype(*arrays) -> type:
 
 
 # ----------------------------------------------------------------------------- array level
+
+
+def _row_dots(X: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """``X @ Rᵀ`` batched: (n, k, d) rows against (n, r, d) rows -> (n, k, r) float64. The one
+    code path for every similarity scoring takes (s(q, p) of the positives, s_qn, s_pn)."""
+    return np.matmul(X, R.transpose(0, 2, 1)).astype(np.float64)
+
 
 
 @dataclass
@@ -151,9 +161,13 @@ def score_arrays(
     s(p, n); ECI_sem's residual Gram matrices are formed from the same gathered rows. Chunks run
     on ``n_threads`` threads (numpy releases the GIL in gathers and matmul).
 
-    A negative that is the very row of one of its query's positives gets ``s_qn = s(q, p)``
-    exactly (margin exactly s_qp − s(q, p), 0 under the default rule), whatever the summation
-    order of the BLAS kernel.
+    Ties are ties. s(q, p) of the positives and s_qn of the negatives are both computed in
+    ``work`` precision by :func:`_row_dots` (one code path); a negative that is the very row of
+    one of its query's positives gets ``s_qn = s(q, p)`` exactly, whatever the summation order
+    of the BLAS kernel; a negative that is a copy of a positive (its row, or equal ``text_key``)
+    has margin ``min(s_qp − s_qn, 0)`` (0 for a copy of p* under the default rule) and is
+    unsafe and near_duplicate; and any ``|s_qp − s_qn| < metrics.TIE_TOLERANCE`` (1e-5) counts
+    as margin 0, so embeddings equal up to float32 / float16 rounding tie.
 
     Dot products run in float32 (float64 if an input is float64); float16 matrices halve the
     memory and are widened to float32 per chunk (numpy's half-float cast is scalar on common
@@ -209,8 +223,9 @@ def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *,
 
     def positives(a: int) -> None:
         b = min(a + chunk, pp.shape[0])
-        s_qpos[a:b] = np.einsum("ij,ij->i", passage_emb[pp[a:b]].astype(work, copy=False),
-                                query_emb[pq[a:b]].astype(work, copy=False))
+        P = passage_emb[pp[a:b]].astype(work, copy=False)[:, None, :]  # (n, 1, d)
+        Q = query_emb[pq[a:b]].astype(work, copy=False)[:, None, :]
+        s_qpos[a:b] = _row_dots(P, Q)[:, 0, 0]
 
     run(positives, range(0, pp.shape[0], chunk))
     s_qp_q, pstar_local = M.positive_similarity(s_qpos, pos_counts, config.positive)
@@ -260,7 +275,7 @@ def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *,
         N = passage_emb[nrow].astype(work, copy=False)  # (nc, K, d)
         Pc = passage_emb[prow_p].astype(work, copy=False)  # (nc, npos, d)
         R = np.concatenate([query_emb[queries[qc]].astype(work, copy=False)[:, None, :], Pc], axis=1)
-        S = np.matmul(N, R.transpose(0, 2, 1)).astype(np.float64)  # (nc, K, 1 + npos)
+        S = _row_dots(N, R)  # (nc, K, 1 + npos)
         sq = S[:, :, 0]
         same_row = nrow[:, :, None] == prow_p[:, None, :]
         hit = same_row.any(axis=2)
@@ -287,7 +302,7 @@ def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *,
 
     # per query
     t3 = time.perf_counter()
-    qm = M.query_metrics(s_qp_q, s_qn, counts, config.temperature)
+    qm = M.query_metrics(s_qp_q, s_qn, counts, config.temperature, copy=exact_dup)
     mg = qm.pop("margin")
     s_qp_pair = np.repeat(s_qp_q, counts)
     ce = None
@@ -454,7 +469,8 @@ def score_collection(
         raise ValueError(f"embedding_dtype={embedding_dtype!r}: use 'float32' or 'float16'")
     notes: dict = {}
 
-    text_key = pd.factorize(pd.Series(collection.passage_texts, dtype=object))[0].astype(np.int64)
+    # passages with the same text up to whitespace are one text (one embedding row, exact copies)
+    text_key = pd.factorize(pd.Series(collection.passage_texts, dtype=object).str.split().str.join(" "))[0].astype(np.int64)
     keep = {}
     for name in names:
         keep[name] = _dedup_text(collection.sources[name], text_key)

@@ -48,14 +48,24 @@ def lex_overlap(negative: str, positive: str, idf_fn) -> float:
 # ----------------------------------------------------------------------------- per query
 
 
-def query_metrics(s_qp: float, s_qn: list[float], tau: float = 0.05) -> dict:
-    """K, C, S, Δ, DE, ECI_q, ECI_arith_q, I_NCE and unsafe for one query."""
+TIE_TOL = 1e-5  # |s_qp - s_qn| below this is a tie: margin 0 (metrics.TIE_TOLERANCE)
+
+
+def tie(m: float) -> float:
+    """A margin with ties as ties."""
+    return 0.0 if abs(m) < TIE_TOL else m
+
+
+def query_metrics(s_qp: float, s_qn: list[float], tau: float = 0.05, copies=None) -> dict:
+    """K, C, S, Δ, DE, ECI_q, ECI_arith_q, I_NCE and unsafe for one query. ``copies[k]``: the
+    k-th negative is a copy of a positive (its margin is min(margin, 0))."""
     K = len(s_qn)
     if K == 0:
         return {"K": 0, "C": 0.0, "S": 0.0, "delta": 0.0, "DE": 0.0, "eci": 0.0, "eci_arith": 0.0, "infonce": 0.0, "unsafe": True}
     C = math.log(K + 1)
     S = max(0.0, sum(s_qn) / K)
-    margins = [s_qp - s for s in s_qn]
+    margins = [tie(s_qp - s) for s in s_qn] if copies is None else \
+        [min(tie(s_qp - s), 0.0) if c else tie(s_qp - s) for s, c in zip(s_qn, copies)]
     delta = max(0.0, min(margins))
     DE = 0.0 if S + delta == 0 else 2 * S * delta / (S + delta)
     logits = [s_qp / tau] + [s / tau for s in s_qn]
@@ -121,7 +131,7 @@ def score(query_vecs, passage_vecs, pairs, positives, queries=None, positive_rul
     ``pairs``: list of (query row, passage row) in order, grouped by query; ``positives``: dict
     query row → list of passage rows; ``queries``: the covered query rows (default: those in
     pairs). ``passage_texts`` enables lex_overlap (IDF over ``idf_corpus``, default all passage
-    texts) and exact text matches; ``ce(q, p)`` a cross-encoder logit function.
+    texts) and exact text matches (up to whitespace); ``ce(q, p)`` a cross-encoder logit function.
     Returns ``(pair_rows, query_rows)`` lists of dicts.
     """
     qv = [list(map(float, r)) for r in query_vecs]
@@ -150,11 +160,13 @@ def score(query_vecs, passage_vecs, pairs, positives, queries=None, positive_rul
         pstar = pos[j]
         negs = [n for qq, n in pairs if qq == q]
         s_qn = [dot(qv[q], pv[n]) for n in negs]
-        lex = []
+        lex, copies = [], []
         for n, s in zip(negs, s_qn):
             s_pn = max(dot(pv[p], pv[n]) for p in pos)
-            mg = s_qp - s
-            exact = n in pos or (passage_texts is not None and any(passage_texts[n] == passage_texts[p] for p in pos))
+            exact = n in pos or (passage_texts is not None and any(
+                passage_texts[n].split() == passage_texts[p].split() for p in pos))
+            copies.append(exact)
+            mg = min(tie(s_qp - s), 0.0) if exact else tie(s_qp - s)
             lx = lex_overlap(passage_texts[n], passage_texts[pstar], idf_fn) if idf_fn else float("nan")
             lex.append(0.0 if math.isnan(lx) else lx)
             cem = ce(q, pstar) - ce(q, n) if ce else float("nan")
@@ -167,7 +179,7 @@ def score(query_vecs, passage_vecs, pairs, positives, queries=None, positive_rul
                 "ce_margin": cem, "unsafe": unsafe, "near_duplicate": near, "cross_encoder": cross,
                 "percpos": s > percpos * s_qp, "flagged": bool(reasons), "flag_reasons": ",".join(reasons),
             })
-        row = query_metrics(s_qp, s_qn, tau)
+        row = query_metrics(s_qp, s_qn, tau, copies)
         row["eci_sem"] = eci_sem([pv[n] for n in negs], pv[pstar], s_qp, s_qn, lex, *sem)
         row["q"] = q
         row["s_qp"] = s_qp

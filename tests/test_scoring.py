@@ -222,3 +222,76 @@ def test_second_scoring_run_encodes_nothing(tmp_path):
     second = score_collection(c, enc, ECIConfig(n_bootstrap=20), cache=EmbeddingCache(tmp_path))
     assert enc.n_encoded == 0
     np.testing.assert_allclose(second.pairs["s_qn"], first.pairs["s_qn"], rtol=0, atol=1e-7)
+
+
+# ----------------------------------------------------------------------------- ties are ties
+
+
+def _tie_problem(dtype, npos):
+    """One query, ``npos`` positives, negatives: the least similar positive's exact row, two
+    near-copies of it equal up to float rounding (noise 1e-7 then renormalised), a copy of the
+    most similar positive, and an unrelated passage."""
+    rng = np.random.default_rng(7)
+    dim = 64
+    q = rng.normal(size=(1, dim))
+    pos = rng.normal(size=(npos, dim)) + 1.5 * q  # all related to the query
+    pos /= np.linalg.norm(pos, axis=1, keepdims=True)
+    q /= np.linalg.norm(q)
+    s = pos @ q[0]
+    lo, hi = int(np.argmin(s)), int(np.argmax(s))
+    near = pos[[lo, lo]] + rng.normal(scale=1e-7, size=(2, dim))
+    near /= np.linalg.norm(near, axis=1, keepdims=True)
+    other = rng.normal(size=(1, dim))
+    other /= np.linalg.norm(other)
+    P = np.concatenate([pos, near, pos[[hi]], other]).astype(dtype)
+    n_idx = np.array([lo, npos, npos + 1, npos + 2, npos + 3])
+    return q.astype(dtype), P, n_idx, lo, hi
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+@pytest.mark.parametrize("npos", [1, 3])
+def test_copies_of_a_positive_tie_on_every_path(dtype, npos):
+    q, P, n_idx, lo, hi = _tie_problem(dtype, npos)
+    sc = score_arrays(q, P, np.zeros(5, dtype=np.int64), n_idx, np.zeros(npos, dtype=np.int64),
+                      np.arange(npos), ECIConfig(n_bootstrap=10), with_sem=False)
+    # the positive's own row and its two rounding-level copies: margin exactly 0, flagged both ways
+    assert sc.margin[:3].tolist() == [0.0, 0.0, 0.0]
+    assert sc.flags["unsafe"][:3].all() and sc.flags["near_duplicate"][:3].all()
+    # a copy of the most similar positive ranks at or above p* (the least similar under "min")
+    assert sc.margin[3] <= 0 and sc.flags["unsafe"][3] and sc.flags["near_duplicate"][3]
+    assert sc.margin[3] == (0.0 if npos == 1 else sc.margin[3]) and (npos == 1 or sc.margin[3] < 0)
+    assert sc.margin[4] > 0 and not sc.flags["near_duplicate"][4]
+    assert sc.metrics["delta"][0] == 0.0 and sc.metrics["unsafe"][0]
+
+
+@pytest.mark.parametrize("rule", ["max", "mean"])
+def test_a_copy_of_a_positive_is_never_safer_than_a_tie(rule):
+    q, P, n_idx, lo, hi = _tie_problem(np.float32, 3)
+    # negatives: exact row copies of the least similar positive (same text key)
+    sc = score_arrays(q, P, np.zeros(1, dtype=np.int64), np.array([lo]), np.zeros(3, dtype=np.int64),
+                      np.arange(3), ECIConfig(positive=rule, n_bootstrap=10), with_sem=False)
+    assert sc.margin[0] == 0.0 and sc.flags["unsafe"][0] and sc.flags["near_duplicate"][0]
+
+
+@pytest.mark.parametrize("embedding_dtype", ["float32", "float16"])
+def test_whitespace_copies_of_the_positive_score_as_the_positive(embedding_dtype):
+    c = Collection()
+    for k in range(3):  # one source per copy (inside one query the copies would be duplicates)
+        recs = []
+        for qid, (qt, pt) in QUERIES.items():
+            variant = [pt, "  " + pt.replace(" ", "\n  ") + "\t", pt.replace(" ", "   ")][k]
+            recs.append(QueryRecord(qid, qt, [PassageRef(f"pos-{qid}", pt),
+                                              PassageRef(f"pos2-{qid}", NEG_POOL[0] + " " + qt)],
+                                    [PassageRef(f"{qid}-v{k}", variant), PassageRef(None, NEG_POOL[-1])]))
+        c.add_source(f"copy{k}", recs)
+    res = score_collection(c, HashingEncoder(), ECIConfig(n_bootstrap=20), embedding_dtype=embedding_dtype)
+    p = res.pairs
+    copies = p[p["passage_id"].str.contains("-v")]
+    assert len(copies) == 12
+    assert (copies["margin"] <= 0).all() and copies["unsafe"].all() and copies["near_duplicate"].all()
+    # with two positives the "min" rule's p* is the less similar one; copies of it tie exactly
+    pstar = copies.merge(res.queries[["source", "query_id", "positive_id"]], on=["source", "query_id"])
+    of_pstar = pstar[pstar["positive_id"].str.startswith("pos-")]
+    assert len(of_pstar) > 0 and (of_pstar["margin"] == 0.0).all()
+    assert (res.queries["delta"] == 0).all()
+    assert (p.loc[~p.index.isin(copies.index), "margin"] > 0).all()
