@@ -1852,6 +1852,8 @@ def _beir_file(d: Path, name: str) -> Path | None:
 
 
 SPLIT_ORDER = ("test", "dev", "validation", "val", "train")
+# qrels/ files that are labels, not a split of positives: known false negatives (issue 9)
+LABEL_FILES = frozenset({"false_negatives.tsv"})
 
 
 def _split_rank(name: str) -> tuple[int, str]:
@@ -1864,7 +1866,8 @@ def qrels_splits(directory: str | os.PathLike) -> list[str]:
     if not qdir.is_dir():
         return []
     names = {_strip_gz(p.name)[:-4] for p in qdir.iterdir()
-             if p.is_file() and _strip_gz(p.name).endswith(".tsv") and not p.name.startswith(".")}
+             if p.is_file() and _strip_gz(p.name).endswith(".tsv") and not p.name.startswith(".")
+             and _strip_gz(p.name) not in LABEL_FILES}
     return sorted(names, key=_split_rank)
 
 

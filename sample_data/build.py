@@ -25,9 +25,17 @@ What is built (all deterministic for a given ``.deb`` and ``--seed``):
   document before sampling, so ids do not depend on the sample), ``title`` = ``"<document
   title> — <section heading>"``.  Passages that answer FAQ questions are deliberately kept: they
   are the real false negatives a hard-negative miner must surface.
+* **known false negatives** (``qrels/false_negatives.tsv``) -- passages that answer a question
+  but are not its positive: (a) the *continuations* of each answer, i.e. the rest of the answer
+  after the positive (the words the cap cut off, then every later paragraph / code block),
+  packed like a documentation section, ``_id = <query id>-c<k>``, same title as the positive;
+  (b) documentation passages that repeat an answer verbatim (>= ``COPY_SHINGLES`` shared word
+  8-grams with the answer's prose; see ``false_negatives``), added to the corpus when the sample
+  did not draw them.  The distractor sample does not depend on them (they are added after it).
 
 Word counts are ``len(text.split())``.  Output: ``corpus.jsonl``, ``queries.jsonl``,
-``qrels/test.tsv`` (``query-id\\tcorpus-id\\tscore``, score 1) and ``LICENSE`` (the PSF License
+``qrels/test.tsv`` (``query-id\\tcorpus-id\\tscore``, score 1), ``qrels/false_negatives.tsv``
+(the same layout: the known false negatives below, never positives) and ``LICENSE`` (the PSF License
 Agreement and the Zero-Clause BSD licence taken from the package's ``license.rst.txt``, plus the
 package version).
 
@@ -58,6 +66,11 @@ MAX_WORDS = 250
 MAX_CODE_WORDS = 150  # a code block longer than this is not used in a distractor passage
 DEFAULT_TOTAL = 4500
 DEFAULT_SEED = 20240611
+# a documentation passage that shares at least COPY_SHINGLES word SHINGLE_WORDS-grams with the
+# prose of an FAQ answer (a verbatim run of >= 12 words) is attributed to that answer
+SHINGLE_WORDS = 8
+COPY_SHINGLES = 5
+FALSE_NEGATIVES_FILE = "false_negatives.tsv"  # in qrels/; never a qrels split of positives
 DISTRACTOR_DIRS = ("tutorial", "howto", "library", "reference", "using", "extending")
 DISTRACTOR_FILES = ("glossary.rst.txt",)
 # sampling weight per area: the library reference is ~80 % of the pool; the narrative docs (closer
@@ -573,17 +586,44 @@ def _truncate(text: str, limit: int) -> str:
     return out.strip()
 
 
-def answer_passage(blocks: list[Block]) -> str:
-    """The positive: first prose paragraph, extended to >= MIN_WORDS words, capped at MAX_WORDS."""
+def answer_parts(blocks: list[Block]) -> tuple[str, list[str]]:
+    """The positive and the continuation passages of one FAQ answer.
+
+    The positive is the first prose paragraph, extended with the following blocks until it has
+    >= MIN_WORDS words, capped at MAX_WORDS (cut at a sentence boundary).  The continuations are
+    the rest of the answer -- the words the cap cut off, then every later block -- packed like
+    a documentation section (``pack_section``): later paragraphs of the same answer, i.e. known
+    false negatives of the question.
+    """
     start = next((k for k, b in enumerate(blocks) if b.kind == "prose"), None)
     if start is None:
-        return ""
+        return "", []
     buf: list[str] = []
+    used = start
     for b in blocks[start:]:
         buf.append(b.text)
+        used += 1
         if words("\n".join(buf)) >= MIN_WORDS:
             break
-    return _truncate("\n".join(buf), MAX_WORDS)
+    full = "\n".join(buf)
+    positive = _truncate(full, MAX_WORDS)
+    rest: list[Block] = []
+    cut = full.split()[len(positive.split()):]  # _truncate keeps a prefix of the words
+    if cut:
+        rest.append(Block("prose", " ".join(cut)))
+    rest.extend(blocks[used:])
+    return positive, pack_section(rest)
+
+
+def answer_passage(blocks: list[Block]) -> str:
+    """The positive: first prose paragraph, extended to >= MIN_WORDS words, capped at MAX_WORDS."""
+    return answer_parts(blocks)[0]
+
+
+def shingles(text: str, k: int = SHINGLE_WORDS) -> set[tuple[str, ...]]:
+    """Word ``k``-grams of ``text`` (lower-cased ``\\w+`` tokens)."""
+    w = re.findall(r"\w+", text.lower())
+    return {tuple(w[i:i + k]) for i in range(len(w) - k + 1)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -627,11 +667,14 @@ def collect_labels(src: Path) -> None:
                 pending = []
 
 
-def build_queries(src: Path) -> tuple[list[dict], list[dict], list[str]]:
-    """FAQ questions, their answer passages, and the ids of questions skipped because their
+def build_queries(src: Path) -> tuple[list[dict], list[dict], list[str], list[dict], dict[str, str]]:
+    """FAQ questions, their answer passages, the ids of questions skipped because their
     whole answer has fewer than MIN_WORDS words (ids keep the question's position, so the
-    skipped ones leave gaps)."""
-    queries, positives, skipped = [], [], []
+    skipped ones leave gaps), the continuation passages of each answer (``_id =
+    <query id>-c<k>``, ``k`` = 1, 2, ... in answer order, ``query`` = the question's id) and
+    the prose of each whole answer (query id -> text, for attributing copies)."""
+    queries, positives, skipped, continuations = [], [], [], []
+    prose: dict[str, str] = {}
     for f in sorted((src / "faq").glob("*.rst.txt")):
         name = f.name.removesuffix(".rst.txt")
         n = 0
@@ -656,16 +699,20 @@ def build_queries(src: Path) -> tuple[list[dict], list[dict], list[str]]:
                     break
                 if bb.kind in ("prose", "code"):
                     body.append(bb)
-            answer = answer_passage(body)
+            answer, rest = answer_parts(body)
             qid = f"faq-{name}-{n}"
             if words(answer) < MIN_WORDS:  # the whole answer is too short to be a passage
                 skipped.append(qid)
                 continue
             parent = path[-2] if len(path) > 1 else ""
+            title = _title_of(doc_title, parent)
             queries.append({"_id": qid, "text": b.text})
-            positives.append({"_id": f"{qid}-a", "title": _title_of(doc_title, parent),
-                              "text": answer})
-    return queries, positives, skipped
+            positives.append({"_id": f"{qid}-a", "title": title, "text": answer})
+            for c, text in enumerate(rest, 1):
+                continuations.append({"_id": f"{qid}-c{c}", "title": title, "text": text,
+                                      "query": qid})
+            prose[qid] = "\n".join(bb.text for bb in body if bb.kind == "prose")
+    return queries, positives, skipped, continuations, prose
 
 
 def build_distractors(src: Path) -> list[dict]:
@@ -686,6 +733,55 @@ def build_distractors(src: Path) -> list[dict]:
                 out.append({"_id": f"doc-{slug}-{n}", "title": _title_of(sec.doc_title, sec.heading),
                             "text": text})
     return out
+
+
+def false_negatives(positives: list[dict], continuations: list[dict], prose: dict[str, str],
+                    pool: list[dict], distractors: list[dict]
+                    ) -> tuple[list[dict], list[tuple[str, str]], int]:
+    """The known false negatives: passages added to the corpus, (query id, passage id) labels,
+    and how many labels are attributed documentation passages.
+
+    * every continuation of an answer (``build_queries``) is a false negative of its question;
+      one whose normalised text equals a positive's is dropped, one equal to a sampled
+      distractor labels that distractor instead;
+    * a documentation passage of the (de-duplicated) pool that shares >= COPY_SHINGLES word
+      SHINGLE_WORDS-grams with the prose of an answer repeats that answer verbatim (a run of
+      >= 12 words) and is a false negative of its question; it is added to the corpus when the
+      sample did not draw it.  (References from an answer to other documentation, ``:ref:`` and
+      the like, are not used: they point at related material, not necessarily at an answer.)
+
+    Labels are sorted by query id order of ``positives``, then passage id.
+    """
+    pos_norm = {_norm(p["text"]) for p in positives}
+    dis_by_norm = {_norm(p["text"]): p for p in distractors}
+    chosen_ids = {p["_id"] for p in distractors}
+    extra: list[dict] = []
+    labels: set[tuple[str, str]] = set()
+    for c in continuations:
+        h = _norm(c["text"])
+        if h in pos_norm:
+            continue
+        if h in dis_by_norm:
+            labels.add((c["query"], dis_by_norm[h]["_id"]))
+            continue
+        pos_norm.add(h)
+        extra.append({k: c[k] for k in ("_id", "title", "text")})
+        labels.add((c["query"], c["_id"]))
+    answer_sh = {q: shingles(t) for q, t in prose.items()}
+    copies: set[tuple[str, str]] = set()
+    for p in pool:
+        ps = shingles(p["text"])
+        if len(ps) < COPY_SHINGLES:
+            continue
+        for q, a in answer_sh.items():
+            if len(ps & a) >= COPY_SHINGLES:
+                copies.add((q, p["_id"]))
+                if p["_id"] not in chosen_ids:
+                    chosen_ids.add(p["_id"])
+                    extra.append(p)
+    labels |= copies
+    order = {p["_id"].removesuffix("-a"): k for k, p in enumerate(positives)}
+    return extra, sorted(labels, key=lambda x: (order[x[0]], x[1])), len(copies)
 
 
 def license_text(src: Path, version: str) -> str:
@@ -766,7 +862,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (src / "faq").is_dir():
             raise SystemExit(f"{deb}: no {SOURCES_REL}/faq in the package; layout changed?")
         collect_labels(src)
-        queries, positives, skipped = build_queries(src)
+        queries, positives, skipped, continuations, prose = build_queries(src)
         pool = build_distractors(src)
         lic = license_text(src, version)
 
@@ -784,7 +880,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = weighted_sample([AREA_WEIGHT.get(p["_id"].split("-")[1], 1.0) for p in unique],
                              n_dis, args.seed)
     distractors = [unique[k] for k in chosen]
-    corpus = positives + distractors
+    extra, labels, n_copies = false_negatives(positives, continuations, prose, unique, distractors)
+    corpus = positives + extra + distractors
 
     out = args.out
     (out / "qrels").mkdir(parents=True, exist_ok=True)
@@ -799,6 +896,10 @@ def main(argv: list[str] | None = None) -> int:
         fh.write("query-id\tcorpus-id\tscore\n")
         for q in queries:
             fh.write(f"{q['_id']}\t{q['_id']}-a\t1\n")
+    with open(out / "qrels" / FALSE_NEGATIVES_FILE, "w", encoding="utf-8") as fh:
+        fh.write("query-id\tcorpus-id\tscore\n")
+        for qid, pid in labels:
+            fh.write(f"{qid}\t{pid}\t1\n")
     (out / "LICENSE").write_text(lic, encoding="utf-8")
 
     by_area: dict[str, int] = {}
@@ -811,6 +912,9 @@ def main(argv: list[str] | None = None) -> int:
           f"skipped (answer < {MIN_WORDS} words): {len(skipped)} {' '.join(skipped)}")
     print(f"distractor pool: {len(pool)} ({len(pool) - len(unique)} duplicates dropped), "
           f"sampled: {len(distractors)} {dict(sorted(by_area.items()))}")
+    print(f"false negatives: {len(labels)} labels over {len({q for q, _ in labels})} queries: "
+          f"{len(labels) - n_copies} answer continuations, {n_copies} documentation passages "
+          f"attributed to an answer ({len(extra)} passages added to the corpus)")
     print(f"corpus: {len(corpus)} passages, words min {min(wc)} mean {sum(wc) / len(wc):.0f} "
           f"max {max(wc)}")
     print(f"written to {out}")

@@ -58,7 +58,7 @@ def _words(text: str) -> int:
 
 def test_files_exist_and_are_small():
     paths = [PYFAQ / "corpus.jsonl", PYFAQ / "queries.jsonl", PYFAQ / "qrels" / "test.tsv",
-             PYFAQ / "LICENSE"]
+             PYFAQ / "qrels" / "false_negatives.tsv", PYFAQ / "LICENSE"]
     for p in paths:
         assert p.is_file(), f"missing {p}: run python sample_data/build.py"
     assert sum(p.stat().st_size for p in paths) < 5 * 1024 * 1024
@@ -94,11 +94,11 @@ def test_corpus_parse_and_sizes(corpus):
         assert isinstance(p["title"], str) and isinstance(p["text"], str)
         assert p["text"].strip(), f"{p['_id']}: empty text"
     for p in real:
-        assert re.fullmatch(r"(faq-[a-z]+-\d+-a|doc-[a-z0-9-]+-\d+)", p["_id"]), p["_id"]
+        assert re.fullmatch(r"(faq-[a-z]+-\d+-a|faq-[a-z]+-\d+-c\d+|doc-[a-z0-9-]+-\d+)", p["_id"]), p["_id"]
         assert 30 <= _words(p["text"]) <= 250, (p["_id"], _words(p["text"]))
         assert p["title"].strip(), f"{p['_id']}: empty title"
     kinds = Counter(p["_id"].split("-")[0] for p in real)
-    assert kinds["doc"] > 10 * kinds["faq"]
+    assert kinds["doc"] > 10 * sum(p["_id"].endswith("-a") for p in real)
 
 
 def test_no_rest_markup_left(corpus):
@@ -142,6 +142,53 @@ def test_every_query_has_exactly_one_existing_positive(corpus, queries, qrels):
     by_id = {p["_id"]: p for p in corpus}
     for r in qrels:
         assert text_of[r["query-id"]] not in by_id[r["corpus-id"]]["title"]
+
+
+@pytest.fixture(scope="module")
+def false_negatives() -> list[dict]:
+    with open(PYFAQ / "qrels" / "false_negatives.tsv", encoding="utf-8", newline="") as fh:
+        header = fh.readline().rstrip("\n")
+        assert header == "query-id\tcorpus-id\tscore"
+        return [dict(zip(("query-id", "corpus-id", "score"), row))
+                for row in csv.reader(fh, delimiter="\t")]
+
+
+def test_false_negative_labels(corpus, queries, qrels, false_negatives):
+    """Known false negatives: the rest of each FAQ answer (``<query id>-c<k>``) and documentation
+    passages that repeat an answer verbatim; never a positive, every id in the corpus."""
+    pids = {p["_id"] for p in corpus}
+    qids = {q["_id"] for q in queries}
+    positives = {(r["query-id"], r["corpus-id"]) for r in qrels}
+    pairs = [(r["query-id"], r["corpus-id"]) for r in false_negatives]
+    assert len(pairs) == len(set(pairs)) == 259
+    assert all(r["score"] == "1" for r in false_negatives)
+    for q, p in pairs:
+        assert q in qids and p in pids and (q, p) not in positives
+        assert p.startswith(q + "-c") or p.startswith("doc-"), (q, p)
+    cont = [p for _, p in pairs if "-c" in p and p.startswith("faq-")]
+    assert len(cont) == 256 and len({q for q, _ in pairs}) == 100
+    # every continuation passage of the corpus is labelled for its own question
+    assert {p["_id"] for p in corpus if re.fullmatch(r"faq-[a-z]+-\d+-c\d+", p["_id"])} == set(cont)
+    copies = sorted((q, p) for q, p in pairs if p.startswith("doc-"))
+    assert copies == [("faq-gui-3", "doc-library-tkinter-102"), ("faq-programming-22", "doc-library-inspect-34"),
+                      ("faq-programming-59", "doc-library-functools-21")]
+    by_id = {p["_id"]: p for p in corpus}
+    # spot check: the UnboundLocalError answer goes on with its example and the explanation
+    assert "faq-programming-5-c2" in by_id
+    assert by_id["faq-programming-5-c2"]["text"].startswith("This is because when you make an assignment")
+    assert by_id["faq-programming-5-c2"]["title"] == by_id["faq-programming-5-a"]["title"]
+
+
+def test_false_negatives_are_never_positives_when_loaded():
+    loaders = pytest.importorskip("eci_core.loaders")
+    coll, report = loaders.load_paths([PYFAQ])
+    assert not report.errors, report.errors
+    assert all(len(v) == 1 for v in coll.positives.values())
+    pos = {coll.passage_ids[p] for v in coll.positives.values() for p in v}
+    assert all(p.endswith("-a") for p in pos)
+    # the miners meet the false negatives, as they would in real data
+    mined = {coll.passage_ids[p] for s in coll.sources.values() for p in s.p_idx.tolist()}
+    assert sum(1 for p in mined if re.fullmatch(r"faq-[a-z]+-\d+-c\d+", p)) > 100
 
 
 def test_known_question_and_answer(corpus, queries):
