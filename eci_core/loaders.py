@@ -164,7 +164,6 @@ _NEG_N = re.compile(r"^negative_(\d+)$")
 # never taken as the anchor/positive by position: row ids and pandas index columns
 _INDEX_COLUMNS = {"", "id", "_id", "idx", "index", "row", "row_id", "__index_level_0__", "Unnamed: 0"}
 _ROLE_COLUMNS = {"negative", "scores", "score", "label", "labels"}
-_SHOW_IDS = 5
 _ID_LESS = {"st-triplet", "st-ntuple", "st-labeled-pair", "st-labeled-list", "bge"}
 SCORE_ONLY_NOTE = "labeled-pair without 'label': first row of each query taken as its only positive"
 _tuple_new = tuple.__new__
