@@ -466,7 +466,9 @@ class Collection:
         (``neg_q`` ascending, rows in rank order within a query), passage ``neg_ids[neg_p[i]]``
         with score ``neg_score[i]`` (NaN: none). Every text is ``passage_text[id]``. The result
         (indices, order, drops and notes) is exactly what :meth:`add_source` gives for the same
-        records, with per-pair work in numpy and Python work only per unique query and passage.
+        records (including the notes on ids already loaded with another text, which the loaders
+        add for :meth:`add_source`), with per-pair work in numpy and Python work only per unique
+        query and passage.
         """
         with self._all_or_nothing():
             return self._add_id_source(name, query_ids, query_texts, positives, np.asarray(neg_q, np.int64),
@@ -480,6 +482,26 @@ class Collection:
         rep.source = name
         rep.rows_read = rows_read or rep.rows_read
         nq_rec = len(query_ids)
+        # ids already loaded with another text (the first text is kept): counted per occurrence
+        pid_index, ptexts_now = self._pid_index, self.passage_texts
+        n_diff = 0
+        if pid_index:
+            differs = np.zeros(len(neg_ids), dtype=bool)
+            for c, pid in enumerate(neg_ids):
+                i = pid_index.get(pid)
+                if i is not None and ptexts_now[i] != passage_text[pid]:
+                    differs[c] = True
+            n_diff = int(differs[neg_p].sum()) if differs.any() else 0
+            for lst in positives:
+                for pid in lst:
+                    i = pid_index.get(pid)
+                    if i is not None and ptexts_now[i] != passage_text[pid]:
+                        n_diff += 1
+        rep.note("passage id given with a different text (first text kept)", n_diff)
+        qi_index = self._qid_index
+        rep.note("query id given with a different text (first text kept)",
+                 sum(1 for q, t in zip(query_ids, query_texts)
+                     if q in qi_index and self.query_texts[qi_index[q]] != t) if qi_index else 0)
         # which records are kept: positives in the record, or the query already has some
         kept = np.zeros(nq_rec, dtype=bool)
         for j in range(nq_rec):
@@ -585,13 +607,15 @@ class Collection:
         has_neg = np.zeros(len(self.query_ids), dtype=bool)
         has_neg[q_idx] = True
         rep.note("query with no negatives (K = 0)", int((~has_neg[kept_q]).sum()))
-        order = np.lexsort((rank, q_idx)) if len(q_idx) else np.zeros(0, np.int64)
+        if len(q_idx) and (np.diff(q_idx) < 0).any():  # queries known before: sort by (query, rank)
+            order = np.lexsort((rank, q_idx))
+            q_idx, p_idx, rank, ks = q_idx[order], p_idx[order], rank[order], ks[order]
         src = Source(
             name=name,
-            q_idx=q_idx[order],
-            p_idx=p_idx[order],
-            rank=rank[order],
-            score=ks[order],
+            q_idx=q_idx,
+            p_idx=p_idx,
+            rank=rank,
+            score=ks,
             queries=np.unique(kept_q).astype(np.int64),
             path=str(path),
             format=format,

@@ -1388,13 +1388,14 @@ def _arrays_from_run(run: _IdRun) -> _IdArrays:
                      np.asarray([run.pline[x] for x in pids], np.int64))
 
 
-_ASCII_SPACE = re.compile(rb"[\x0b\x0c\x1c-\x1f]")  # whitespace to str.split() besides space, tab, CR, LF
 _UNICODE_SPACE = re.compile(rb"\xc2[\x85\xa0]|\xe1\x9a\x80|\xe2\x80[\x80-\x8a\xa8\xa9\xaf]|\xe2\x81\x9f|\xe3\x80\x80")
 
 
 def _odd_space(data: bytes) -> bool:
     """Whether ``data`` holds whitespace that ``str.split()`` splits on but a one-character delimiter does not."""
-    return bool(_ASCII_SPACE.search(data)) or (not data.isascii() and bool(_UNICODE_SPACE.search(data)))
+    if any(data.find(c) >= 0 for c in (b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x1f")):
+        return True
+    return not data.isascii() and bool(_UNICODE_SPACE.search(data))
 def _n_lines(data: bytes) -> int:
     return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
 
@@ -1431,7 +1432,7 @@ def _blocks(path: Path) -> Iterator[bytes]:
                 if b.startswith(b"\xef\xbb\xbf"):
                     b = b[3:]
                 first = False
-            if b.count(b"\r") != b.count(b"\r\n"):
+            if b.find(b"\r") >= 0 and b.count(b"\r") != b.count(b"\r\n"):
                 raise _NotFast
             if len(b) > max_line:
                 import numpy as np
@@ -1682,6 +1683,8 @@ def _check_arrays(runs: list[_IdArrays], qtexts: Any, ptexts: Any, qwhere: str, 
     pline: dict[str, int] = {}
     for run in runs:
         for ids, lines, known, dst in ((run.qids, run.qline, qtexts, qline), (run.pids, run.pline, ptexts, pline)):
+            if isinstance(known, dict) and not set(ids).difference(known):
+                continue  # all known (a C-level set operation)
             for i, ln in zip(ids, lines.tolist()):
                 if i not in known and (i not in dst or ln < dst[i]):
                     dst[i] = ln
@@ -1713,15 +1716,6 @@ def _add_arrays(collection: Collection, name: str, run: _IdArrays, positives: Ma
     for k, v in (notes or {}).items():
         rep.note(k, v)
     pos_lists = [positives.get(q, ()) for q in run.qids]
-    # ids already loaded with another text (first text kept), counted per occurrence
-    has_p, ptext_now = collection.has_passage, collection.passage_map()
-    differs = np.asarray([has_p(pid) and ptext_now[pid] != ptexts[pid] for pid in run.pids], dtype=bool)
-    n_p = int(differs[run.p].sum()) if len(run.p) else 0
-    n_p += sum(1 for lst in pos_lists for pid in lst if has_p(pid) and ptext_now[pid] != ptexts[pid])
-    qnow = collection.query_map()
-    n_q = sum(1 for q in run.qids if q in qnow and qnow[q] != qtexts[q])
-    rep.note("passage id given with a different text (first text kept)", n_p)
-    rep.note("query id given with a different text (first text kept)", n_q)
     return collection.add_id_source(
         name, run.qids, [qtexts[q] for q in run.qids], pos_lists, run.q, run.p, run.score, run.pids, ptexts,
         splits=None if splits is None else [splits.get(q) for q in run.qids],

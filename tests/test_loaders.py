@@ -1033,3 +1033,17 @@ def test_vectorised_readers_agree_across_block_boundaries(tmp_path, monkeypatch,
          "pyfaq": ROOT / "sample_data" / "pyfaq"}.get(case) or _beir_variant(tmp_path, *VARIANTS[case])
     fast, slow = _both(monkeypatch, [d])
     assert fast == slow
+
+
+def test_vectorised_and_per_line_readers_agree_on_ids_known_with_other_texts(tmp_path, monkeypatch, reader):
+    if reader != "fast":
+        pytest.skip("compares both modes itself")
+    tev = write(tmp_path / "tev.jsonl", jl(
+        {"query_id": "q1", "query": "another text for q1", "positive_passages": [{"docid": "d1", "text": "other d1"}],
+         "negative_passages": [{"docid": "d5", "text": "other d5"}, {"docid": "d6", "title": "Car",
+                                                                      "text": "Cars have four wheels."}]}))
+    fast, slow = _both(monkeypatch, [tev, F / "beir"])
+    assert fast == slow
+    notes = {r["source"]: r["notes"] for r in fast[8]}
+    assert "passage id given with a different text (first text kept): " in notes["bm25"]
+    assert "query id given with a different text (first text kept): 1" in notes["bm25"]
