@@ -2231,7 +2231,11 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
             report.errors.append(str(e))
             continue
         staged.extend(zip(runs, recs_of))
-    for run, recs in staged:
+    runs = recs_of = None
+    del parsed, good  # each run's arrays are freed once added (lower peak memory)
+    staged.reverse()
+    while staged:
+        run, recs = staged.pop()
         if not name:
             sname = run.name
         elif only is None or n_runs > 1:
