@@ -38,7 +38,7 @@ print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "cpu_s": ru.ru_utime +
 
 
 def text_bytes(d: Path) -> int:
-    return sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
+    return sum(p.stat().st_size for p in d.rglob("*") if p.is_file() and "embeddings" not in p.parts)
 
 
 def run_once(d: Path, slow: bool, code: str | None = None) -> dict:

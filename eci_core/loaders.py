@@ -73,7 +73,8 @@ Speed
     (:meth:`Collection.add_id_source`). Whenever a vectorised reader cannot reproduce the per-line
     parser exactly (comments, blank lines, odd whitespace, NaN, mixed types, a bad line), it gives
     up and the per-line parser reads the file, so results and messages are the same either way.
-    ``ECI_LOADER_FAST=0`` forces the per-line parsers.
+    They read id files of 1 MiB or more (corpus/queries: 16 MiB), or any file when pyarrow is already imported (small files
+    do not repay pyarrow's import); ``ECI_LOADER_FAST=1`` / ``0`` forces them on / off.
 
 Errors
     Bad input raises :class:`~eci_core.data.LoadError`, printed as ``PATH:LINE: field 'F': message``.
@@ -1340,9 +1341,36 @@ def _id_records(run: _IdRun, positives: Mapping[str, list[str]], ptext: Mapping[
 
 
 # ====================================================================== id-based sources, columnar (fast path)
-def _fast() -> bool:
-    """Whether the vectorised readers are used (``ECI_LOADER_FAST=0`` forces the per-line ones)."""
-    return os.environ.get("ECI_LOADER_FAST", "1").strip() != "0"
+FAST_MIN_BYTES = 1 << 20  # TREC runs, negative-ids, qrels: the per-line parser costs ~15 us a line
+FAST_MIN_TEXT_BYTES = 16 << 20  # corpus/queries: the per-line reader skips unneeded lines cheaply
+
+
+def _size(*paths: Path) -> int:
+    total = 0
+    for p in paths:
+        try:
+            total += os.path.getsize(p)
+        except OSError:
+            pass
+    return total
+
+
+def _fast(nbytes: int, threshold: int = FAST_MIN_BYTES) -> bool:
+    """Whether the vectorised readers read ``nbytes`` of files.
+
+    ``ECI_LOADER_FAST=1``: always; ``0``: never (the per-line parsers); unset (``auto``): when
+    pyarrow is already imported (the dashboard) or for at least ``threshold`` bytes on disk
+    (:data:`FAST_MIN_BYTES`, 1 MiB, for id files; :data:`FAST_MIN_TEXT_BYTES`, 16 MiB, for a
+    corpus), where they repay pyarrow's import (~0.5 s, ~100 MiB), so small data such as the
+    bundled sample loads as fast as before."""
+    mode = os.environ.get("ECI_LOADER_FAST", "auto").strip().lower()
+    if mode in ("0", "false", "no", "off"):
+        return False
+    if mode in ("1", "true", "yes", "on"):
+        return True
+    import sys
+
+    return "pyarrow" in sys.modules or nbytes >= threshold
 
 
 @dataclass
@@ -1657,7 +1685,7 @@ def _fast_negative_ids(path: Path, stem: str) -> list[_IdArrays] | None:
 def _parse_negatives_arrays(path: Path, format: str | None = None, progress: Progress | None = None) -> list[_IdArrays]:
     """:func:`_parse_negatives_file` in columnar form: the vectorised readers first, else the
     per-line parser (which names the bad line)."""
-    if _fast():
+    if _fast(_size(path)):
         stem = _stem(path)
         kind = _container(path)
         fmt = format or ("trec-run" if kind == "trec" else None)
@@ -1792,7 +1820,7 @@ def _fast_beir_jsonl(path: Path, needed: set[str], with_title: bool) -> dict[str
 
 def _read_beir_jsonl(path: Path, needed: set[str], with_title: bool, progress: Progress | None = None) -> dict[str, str]:
     """``{_id, title?, text}`` lines of a BEIR corpus/queries file, keeping only ``needed`` ids."""
-    if _fast():
+    if _fast(_size(path), FAST_MIN_TEXT_BYTES):
         out = _fast_beir_jsonl(path, needed, with_title)
         if out is not None:
             if progress:
@@ -1939,7 +1967,7 @@ def _read_qrels(d: Path, split: str | None = None) -> _Qrels:
         f = _beir_file(qdir, name + ".tsv")
         sf = str(f)
         mine: dict[str, list[str]] = {}
-        rows = _fast_qrels_rows(f) if _fast() else None
+        rows = _fast_qrels_rows(f) if _fast(_size(f)) else None
         if rows is not None:
             for qid, pid, no in rows:
                 if qid in out.split:
@@ -2168,7 +2196,7 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
     report = LoadReport()
     if only is None:
         report.errors.extend(str(_missing(f, str(f))) for f in unreadable)
-    fast = _fast()
+    fast = _fast(_size(*files))
     parsed: list[list[Any]] = []  # per file, one run per system (_IdArrays when fast, else _IdRun)
     for f in files:
         try:
@@ -2260,7 +2288,7 @@ def _load_id_file(p: Path, collection: Collection, fmt: str, name: str | None, p
     for d in (p.parent, p.parent.parent if p.parent.name == "negatives" else None):
         if d is not None and _beir_file(d, "corpus.jsonl") is not None and (d / "qrels").is_dir():
             return load_beir(d, collection, name=name, progress=progress, only=[p], split=split)
-    fast = _fast()
+    fast = _fast(_size(p))
     runs = _parse_negatives_arrays(p, fmt, progress) if fast else _parse_negatives_file(p, fmt, progress)
     qtexts, ptexts = collection.query_map(), collection.passage_map()
     (_check_arrays if fast else _check_runs)(
