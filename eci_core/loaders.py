@@ -72,9 +72,12 @@ Speed
     CSV/JSON readers in blocks of whole lines and ingested with numpy
     (:meth:`Collection.add_id_source`). Whenever a vectorised reader cannot reproduce the per-line
     parser exactly (comments, blank lines, odd whitespace, NaN, mixed types, a bad line), it gives
-    up and the per-line parser reads the file, so results and messages are the same either way.
-    They read id files of 1 MiB or more (corpus/queries: 16 MiB), or any file when pyarrow is already imported (small files
-    do not repay pyarrow's import); ``ECI_LOADER_FAST=1`` / ``0`` forces them on / off.
+    up: for a TREC run or negative-ids file the per-line parser first re-scans the block where
+    pyarrow stopped (every earlier block is valid line by line, so a bad line there is the first
+    one and is reported at once), and reads the whole file only when that block has no bad line.
+    Results and messages are the same either way. They read id files of 1 MiB or more
+    (corpus/queries: 16 MiB), or any file when pyarrow is already imported (small files do not
+    repay pyarrow's import); ``ECI_LOADER_FAST=1`` / ``0`` forces them on / off.
 
 Errors
     Bad input raises :class:`~eci_core.data.LoadError`, printed as ``PATH:LINE: field 'F': message``.
@@ -725,9 +728,18 @@ def _rows(path: Path, container: str, progress: Progress | None = None) -> Itera
 
 def _jsonl_rows(path: Path, progress: Progress | None) -> Iterator[tuple[int, dict]]:
     spath = str(path)
-    loads = json.loads
     any_row = False
-    for no, s in _Lines(path, progress):
+    for no, obj in _jsonl_objects(spath, _Lines(path, progress)):
+        any_row = True
+        yield no, obj
+    if not any_row:
+        raise LoadError(spath, None, "file has no data (only blank lines)")
+
+
+def _jsonl_objects(spath: str, lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict]]:
+    """One JSON object per non-blank line, each checked (invalid JSON, surrogates, not an object)."""
+    loads = json.loads
+    for no, s in lines:
         if not s.strip():
             continue
         try:
@@ -738,10 +750,7 @@ def _jsonl_rows(path: Path, progress: Progress | None) -> Iterator[tuple[int, di
             _check_surrogates(spath, no, s, obj)
         if not isinstance(obj, dict):
             raise LoadError(spath, no, f"expected one JSON object {{...}} per line, got {_kind(obj)}")
-        any_row = True
         yield no, obj
-    if not any_row:
-        raise LoadError(spath, None, "file has no data (only blank lines)")
 
 
 _WS = re.compile(r"[ \t\n\r]*")
@@ -1212,12 +1221,18 @@ class _IdRun:
 
 def _parse_trec(path: Path, stem: str, progress: Progress | None = None) -> list[_IdRun]:
     spath = str(path)
+    hits, first, n = _trec_scan(spath, _Lines(path, progress))
+    return _trec_runs(spath, stem, hits, first, n)
+
+
+def _trec_scan(spath: str, lines: Iterable[tuple[int, str]]) -> tuple[dict, dict, int]:
+    """Check and collect TREC lines: ``(tag -> qid -> [(rank, order, pid, score)], first lines, n)``."""
     hits: dict[str, dict[str, list[tuple[int, int, str, float]]]] = {}  # tag -> qid -> [(rank, order, pid, score)]
     first: dict[str, tuple[dict, dict]] = {}
     n = 0
     no = None
     try:
-        for no, s in _Lines(path, progress):
+        for no, s in lines:
             if not s.strip() or s.lstrip().startswith("#"):
                 continue
             parts = s.split()
@@ -1245,6 +1260,10 @@ def _parse_trec(path: Path, stem: str, progress: Progress | None = None) -> list
         raise
     except Exception as err:  # any failure inside a record: one line at that record
         raise _unexpected(spath, no, err) from None
+    return hits, first, n
+
+
+def _trec_runs(spath: str, stem: str, hits: dict, first: dict, n: int) -> list[_IdRun]:
     if n == 0:
         raise LoadError(spath, None, "file has no data (only blank or comment lines)")
     runs = []
@@ -1262,10 +1281,16 @@ def _parse_trec(path: Path, stem: str, progress: Progress | None = None) -> list
 def _parse_negative_ids(path: Path, stem: str, container: str, progress: Progress | None = None) -> list[_IdRun]:
     spath = str(path)
     run = _IdRun(stem, spath, "negative-ids")
+    run.rows_read = _negative_ids_scan(spath, run, _rows(path, container, progress))
+    return [run]
+
+
+def _negative_ids_scan(spath: str, run: _IdRun, rows: Iterable[tuple[int, dict]]) -> int:
+    """Check and collect negative-ids rows into ``run``; returns the number of rows."""
     n = 0
     line = None
     try:
-        for line, row in _rows(path, container, progress):
+        for line, row in rows:
             n += 1
             qid = _ident(spath, line, _need(spath, line, row, "query_id"), "query_id")
             ids = _as_list(spath, line, _need(spath, line, row, "negative_ids"), "negative_ids", "a list of ids")
@@ -1281,8 +1306,7 @@ def _parse_negative_ids(path: Path, stem: str, container: str, progress: Progres
         raise
     except Exception as err:  # any failure inside a record: one line at that record
         raise _unexpected(spath, line, err) from None
-    run.rows_read = n
-    return [run]
+    return n
 
 
 def _parse_negatives_file(path: Path, format: str | None = None, progress: Progress | None = None) -> list[_IdRun]:
@@ -1429,21 +1453,30 @@ def _n_lines(data: bytes) -> int:
 
 
 class _NotFast(Exception):
-    """The vectorised reader cannot match the per-line reader exactly here: use the latter."""
+    """The vectorised reader cannot match the per-line reader exactly here: use the latter.
+
+    ``block`` is ``(first line, byte offset in the decompressed file, bytes, gzip?)`` of the
+    block where that was found, when known: the per-line parser re-scans it first."""
+
+    def __init__(self, block: tuple[int, int, bytes, bool] | None = None):
+        super().__init__()
+        self.block = block
 
 
 _BLOCK_BYTES = 1 << 24
 
 
-def _blocks(path: Path) -> Iterator[bytes]:
+def _blocks(path: Path, where: list | None = None) -> Iterator[bytes]:
     """The decompressed file in blocks of whole lines (about 16 MiB each, BOM removed), so a
     vectorised reader never holds the whole text. Raises :class:`_NotFast` where the per-line
-    reader must decide: a lone CR, a line over the limit, an empty file, a gzip problem."""
+    reader must decide: a lone CR, a line over the limit, an empty file, a gzip problem. When
+    ``where`` is given, ``where[:] = [first line, byte offset, gzip?]`` of the block yielded."""
     max_line = _limits().max_line_bytes
     try:
-        f, raw, _ = _open_bytes(path)
+        f, raw, gz = _open_bytes(path)
     except OSError:
         raise _NotFast from None
+    line, offset = 1, 0
     try:
         first = True
         while True:
@@ -1456,12 +1489,16 @@ def _blocks(path: Path) -> Iterator[bytes]:
                 b += f.readline(max_line + 1)
                 if not b.endswith(b"\n") and f.peek(1):
                     raise _NotFast  # a line over the limit
+            size, start = len(b), offset  # start: where b begins in the decompressed file
             if first:
                 if b.startswith(b"\xef\xbb\xbf"):
                     b = b[3:]
+                    start += 3
                 first = False
+            if where is not None:
+                where[:] = [line, start, gz]
             if b.find(b"\r") >= 0 and b.count(b"\r") != b.count(b"\r\n"):
-                raise _NotFast
+                raise _NotFast((line, start, b, gz))
             if len(b) > max_line:
                 import numpy as np
 
@@ -1469,6 +1506,8 @@ def _blocks(path: Path) -> Iterator[bytes]:
                 if np.diff(np.r_[-1, nl, len(b)]).max() > max_line + 1:
                     raise _NotFast
             yield b
+            line += b.count(b"\n")
+            offset += size
     except LoadError:
         raise _NotFast from None
     finally:
@@ -1479,13 +1518,15 @@ def _arrow_tables(path: Path, read: Callable[[bytes], Any]) -> Iterator[Any]:
     """``read(block)`` per block, each checked to hold one row per line (row i = line i + 1)."""
     import pyarrow as pa
 
-    for b in _blocks(path):
+    where: list = []
+    for b in _blocks(path, where):
+        block = (where[0], where[1], b, where[2])
         try:
             t = read(b)
-        except (pa.ArrowException, ValueError):
-            raise _NotFast from None
+        except (pa.ArrowException, ValueError, _NotFast):
+            raise _NotFast(block) from None
         if t.num_rows != _n_lines(b):
-            raise _NotFast
+            raise _NotFast(block)
         yield t
 
 
@@ -1574,13 +1615,11 @@ def _fast_trec(path: Path, stem: str) -> list[_IdArrays] | None:
             convert_options=pacsv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False,
                                                  quoted_strings_can_be_null=False))
 
-    try:
+    try:  # _NotFast (with the block where it happened) goes to the caller
         t = _concat(list(_arrow_tables(path, read)))
         if t.num_rows == 0:
             return None
         return _group_trec(t, t.num_rows, str(path), stem)
-    except _NotFast:
-        return None
     finally:
         _release_arrow_memory()
 
@@ -1627,8 +1666,8 @@ def _fast_negative_ids(path: Path, stem: str) -> list[_IdArrays] | None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    t = _read_json_table(path)
-    if t is None or "query_id" not in t.column_names or "negative_ids" not in t.column_names:
+    t = _concat(list(_arrow_tables(path, _read_json_block)))  # _NotFast goes to the caller
+    if "query_id" not in t.column_names or "negative_ids" not in t.column_names:
         return None
     n = t.num_rows
     qcol = _arrow_ids(t.column("query_id").combine_chunks())
@@ -1682,6 +1721,38 @@ def _fast_negative_ids(path: Path, stem: str) -> list[_IdArrays] | None:
                       p_enc.dictionary.to_pylist(), pflat[order], score[order], qline, pline)]
 
 
+def _block_lines(spath: str, block: tuple[int, int, bytes, bool]) -> Iterator[tuple[int, str]]:
+    """``(line, text)`` of one block, split, decoded and checked exactly as :class:`_Lines` does."""
+    line, start, data, gz = block
+    pieces = data.split(b"\n")
+    if pieces[-1] == b"":
+        pieces.pop()  # the block ends with a newline
+    pos = 0
+    for i, piece in enumerate(pieces):
+        b = piece + b"\n" if i < len(pieces) - 1 or data.endswith(b"\n") else piece
+        try:
+            s = b.decode("utf-8")
+        except UnicodeDecodeError as e:
+            where = "of the decompressed data" if gz else "of the file"
+            raise LoadError(spath, line, f"not valid UTF-8 (expected UTF-8 text) at byte {start + pos + e.start} "
+                            f"{where}; re-save the file as UTF-8") from None
+        yield line, s.rstrip("\r\n")
+        pos += len(b)
+        line += 1
+
+
+def _rescan_block(spath: str, fmt: str | None, block: tuple[int, int, bytes, bool]) -> None:
+    """Raise the per-line parser's LoadError for the first bad line of ``block``, if it has one.
+
+    Every earlier block was read by pyarrow under checks that make it valid line by line, so a
+    bad line found here is the file's first one (the whole file is re-read only otherwise)."""
+    lines = _block_lines(spath, block)
+    if fmt == "trec-run":
+        _trec_scan(spath, lines)
+    elif fmt == "negative-ids":
+        _negative_ids_scan(spath, _IdRun("", spath, "negative-ids"), _jsonl_objects(spath, lines))
+
+
 def _parse_negatives_arrays(path: Path, format: str | None = None, progress: Progress | None = None) -> list[_IdArrays]:
     """:func:`_parse_negatives_file` in columnar form: the vectorised readers first, else the
     per-line parser (which names the bad line)."""
@@ -1690,14 +1761,19 @@ def _parse_negatives_arrays(path: Path, format: str | None = None, progress: Pro
         kind = _container(path)
         fmt = format or ("trec-run" if kind == "trec" else None)
         fast = None
-        if fmt == "trec-run" and kind == "trec":
-            fast = _fast_trec(path, stem)
-        elif fmt is None and kind == "jsonl":
+        if fmt is None and kind == "jsonl":
             (_, row), _ = _peek(_rows(path, kind))
-            if _detect_row(row) == "negative-ids":
+            fmt = "negative-ids" if _detect_row(row) == "negative-ids" else None
+        try:
+            if fmt == "trec-run" and kind == "trec":
+                fast = _fast_trec(path, stem)
+            elif fmt == "negative-ids" and kind == "jsonl":
                 fast = _fast_negative_ids(path, stem)
-        elif fmt == "negative-ids" and kind == "jsonl":
-            fast = _fast_negative_ids(path, stem)
+        except _NotFast as e:
+            if e.block is not None:  # re-scan the bad block first: a bad line there is the first one
+                _rescan_block(str(path), fmt, e.block)
+        finally:
+            _release_arrow_memory()
         if fast is not None:
             if progress:
                 progress(f"reading {path.name}", 1, 1)

@@ -943,6 +943,12 @@ VARIANTS = {
     "blank jsonl line": ("y.jsonl", jl({"query_id": "q1", "negative_ids": ["d5"]}) + "\n"
                          + jl({"query_id": "q9", "negative_ids": ["d5"]})),
     "surrogate": ("y.jsonl", '{"query_id": "q1", "negative_ids": ["d5", "\\ud800"]}\n'),
+    "late bad utf-8": ("x.trec", RUN.encode() + b"q2 Q0 d\xe9 3 1.0 bm25\n"),
+    "bom, late bad utf-8": ("x.trec", b"\xef\xbb\xbf" + RUN.encode() + b"q2 Q0 d\xe9 3 1.0 bm25\n"),
+    "gz, late bad rank": ("x.trec", RUN + "q2 Q0 d7 x 1.0 bm25\n", True),
+    "late bad json": ("y.jsonl", jl({"query_id": "q1", "negative_ids": ["d5"]}) * 3 + '{"query_id": "q2", \n'),
+    "late wrong type": ("y.jsonl", jl({"query_id": "q1", "negative_ids": ["d5"]}) * 3
+                        + jl({"query_id": "q2", "negative_ids": "d7"})),
 }
 
 
@@ -1020,8 +1026,7 @@ def test_vectorised_and_per_line_qrels_agree(tmp_path, monkeypatch, reader, case
         assert fast == slow
 
 
-@pytest.mark.parametrize("case", ["beir", "app_small", "pyfaq", "crlf", "bom", "two tags, ranks tie", "ids jsonl",
-                                  "unknown ids", "blank line"])
+@pytest.mark.parametrize("case", ["beir", "app_small", "pyfaq", *VARIANTS])
 def test_vectorised_readers_agree_across_block_boundaries(tmp_path, monkeypatch, reader, case):
     """Blocks of a few lines (the readers cut files in ~16 MiB blocks of whole lines)."""
     if reader != "fast":
