@@ -27,6 +27,13 @@ class ECIConfig:
         sem_temperature: τ of ECI_sem's semantic locality π_k (default 0.05).
         sem_consistency_temperature: τ_c of ECI_sem's target consistency c_k (default 0.05).
         sem_lambda: λ of ECI_sem's ln det(I + G/λ) (default 0.1).
+        eci_sem_max_k: cap on the K×K matrices of ECI_sem (default 256; None = no cap). A query
+            with K > eci_sem_max_k gets ECI_sem on its eci_sem_max_k negatives of largest weight
+            w_k (ties: best rank first), weights computed over all K: the log-determinant of that
+            principal submatrix of I + G/λ, a lower bound of the full value (equal when the
+            dropped negatives have w_k = 0). Time and memory per query are then bounded by the
+            cap (a 20,000-negative row no longer builds 20,000² matrices); scoring reports how
+            many queries were capped (``ScoreResult.notes``).
         n_bootstrap: B, bootstrap resamples of queries (default 1000).
         confidence: bootstrap interval level (default 0.95).
         seed: seed of the bootstrap (fixed, so numbers are reproducible).
@@ -41,6 +48,7 @@ class ECIConfig:
     sem_temperature: float = 0.05
     sem_consistency_temperature: float = 0.05
     sem_lambda: float = 0.1
+    eci_sem_max_k: int | None = 256
     n_bootstrap: int = 1000
     confidence: float = 0.95
     seed: int = 0
@@ -55,6 +63,8 @@ class ECIConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be > 0 (e.g. 0.05)")
         if not 0 < self.confidence < 1:
             raise ValueError(f"confidence={self.confidence!r}: must be between 0 and 1 (e.g. 0.95)")
+        if self.eci_sem_max_k is not None and (isinstance(self.eci_sem_max_k, bool) or int(self.eci_sem_max_k) != self.eci_sem_max_k or self.eci_sem_max_k < 1):
+            raise ValueError(f"eci_sem_max_k={self.eci_sem_max_k!r}: must be an integer >= 1 (e.g. 256) or None for no cap")
         if self.n_bootstrap < 1:
             raise ValueError(f"n_bootstrap={self.n_bootstrap!r}: must be >= 1 (e.g. 1000)")
 

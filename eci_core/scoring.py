@@ -90,6 +90,7 @@ class ArrayScores:
     metrics: dict
     eci_sem: np.ndarray
     timings: dict = field(default_factory=dict)
+    n_sem_capped: int = 0  # queries whose ECI_sem used only config.eci_sem_max_k negatives
 
 
 def _positives_for(queries: np.ndarray, pos_q: np.ndarray, pos_p: np.ndarray):
@@ -152,7 +153,8 @@ def score_arrays(
         text_key: int per passage row, equal for identical texts (exact-duplicate flag); None:
             a negative is an exact duplicate only when it is the positive's row itself.
         cross: ``cross(query_rows, passage_rows) -> logits``; gives ``ce_margin``.
-        with_sem: compute ECI_sem (experimental).
+        with_sem: compute ECI_sem (experimental); a query with K > ``config.eci_sem_max_k`` uses
+            its ``eci_sem_max_k`` negatives of largest weight (see :class:`ECIConfig`).
         chunk, n_threads: pair chunk size and threads of the fused dot-product pass.
 
     Algorithm: queries are grouped into buckets of equal (K, |P_q|); per chunk of a bucket the
@@ -248,6 +250,8 @@ def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *,
     exact_dup = np.zeros(n_pairs, dtype=bool)
     sem = np.zeros(queries.shape[0], dtype=np.float64) if with_sem else np.full(queries.shape[0], np.nan)
     pair_starts = M.group_starts(counts)
+    sem_cap = config.eci_sem_max_k
+    n_sem_capped = int((counts > sem_cap).sum()) if with_sem and sem_cap is not None else 0
     pstar_pos = pstar_local - pos_starts  # p*'s position among its query's positives
     tk = None if text_key is None else np.asarray(text_key)
     combo = counts * (int(pos_counts.max(initial=0)) + 1) + pos_counts
@@ -294,7 +298,12 @@ def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *,
             lx = lex0[rows].reshape(nc, K).ravel()
             w = M.sem_weights(sflat, sqp, np.repeat(sqp, K) - sflat, lx, np.full(nc, K),
                               config.sem_temperature, config.sem_consistency_temperature).reshape(nc, K)
-            D = N - Pc[np.arange(nc), pstar_pos[qc]][:, None, :]
+            Ns = N
+            if sem_cap is not None and K > sem_cap:  # the sem_cap negatives of largest weight
+                top = np.sort(np.argsort(-w, axis=1, kind="stable")[:, :sem_cap], axis=1)
+                w = np.take_along_axis(w, top, axis=1)
+                Ns = np.take_along_axis(N, top[:, :, None], axis=1)
+            D = Ns - Pc[np.arange(nc), pstar_pos[qc]][:, None, :]
             sem[qc] = M.sem_logdet(D, w, config.sem_lambda)
 
     run(kernel, tasks)
@@ -321,6 +330,7 @@ def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *,
         q_idx=q_idx, n_idx=n_idx, s_qn=s_qn, s_qp=s_qp_pair, margin=mg, s_pn=s_pn, lex_overlap=lex,
         ce_margin=np.full(n_pairs, np.nan) if ce is None else ce, flags=fl, queries=queries,
         pstar=pstar, s_qp_query=s_qp_q, metrics=qm, eci_sem=sem, timings=timings,
+        n_sem_capped=n_sem_capped,
     )
 
 
@@ -535,6 +545,10 @@ def score_collection(
             cross=cross, with_sem=with_sem,
         )
         scored[name] = sc
+        if sc.n_sem_capped:
+            key = (f"ECI_sem on the {config.eci_sem_max_k} negatives of largest weight (queries with "
+                   f"K > eci_sem_max_k; a lower bound of the full value)")
+            notes.setdefault(key, {})[name] = sc.n_sem_capped
         qkeys[name] = src.query_indices
         fl = sc.flags
         pair_frames.append(pd.DataFrame({

@@ -295,3 +295,80 @@ def test_whitespace_copies_of_the_positive_score_as_the_positive(embedding_dtype
     assert len(of_pstar) > 0 and (of_pstar["margin"] == 0.0).all()
     assert (res.queries["delta"] == 0).all()
     assert (p.loc[~p.index.isin(copies.index), "margin"] > 0).all()
+
+
+# ----------------------------------------------------------------------------- ECI_sem cap
+
+
+def _sem_weights_ref(s_qp, s_qn, tau=0.05, tau_c=0.05):
+    ex = [math.exp((s - s_qp) / tau) for s in s_qn]
+    den = 1 + sum(ex)
+    return [e / den / (1 + math.exp(-(s_qp - s) / tau_c)) for e, s in zip(ex, s_qn)]
+
+
+def test_eci_sem_cap_uses_the_largest_weights_and_bounds_from_below():
+    rng = np.random.default_rng(3)
+    d, K, cap = 16, 40, 8
+    qe = rng.normal(size=(2, d))
+    pe = rng.normal(size=(2 + 2 * K, d))
+    pe[2:] += 2.0 * qe[np.repeat([0, 1], K)]  # negatives near their query: weights spread out
+    qe /= np.linalg.norm(qe, axis=1, keepdims=True)
+    pe /= np.linalg.norm(pe, axis=1, keepdims=True)
+    q_idx = np.repeat([0, 1], [K, 5])
+    n_idx = np.concatenate([np.arange(2, 2 + K), np.arange(2 + K, 2 + K + 5)])
+    args = (qe, pe, q_idx, n_idx, [0, 1], [0, 1])
+    full = score_arrays(*args, ECIConfig(eci_sem_max_k=None), n_threads=1)
+    capped = score_arrays(*args, ECIConfig(eci_sem_max_k=cap), n_threads=1)
+    assert capped.n_sem_capped == 1 and full.n_sem_capped == 0
+    assert capped.eci_sem[1] == full.eci_sem[1]  # K = 5 <= cap: unchanged
+    np.testing.assert_array_equal(capped.s_qn, full.s_qn)  # only ECI_sem changes
+    # by hand: the cap negatives of largest w_k (weights over all K), ln det of their submatrix
+    s_qp = float(qe[0] @ pe[0])
+    s_qn = [float(qe[0] @ pe[j]) for j in range(2, 2 + K)]
+    w = _sem_weights_ref(s_qp, s_qn)
+    top = sorted(sorted(range(K), key=lambda k: -w[k])[:cap])
+    dv = [pe[2 + k] - pe[0] for k in top]
+    mat = [[(1.0 if a == b else 0.0) + math.sqrt(w[top[a]] * w[top[b]]) * float(dv[a] @ dv[b]) / 0.1
+            for b in range(cap)] for a in range(cap)]
+    assert capped.eci_sem[0] == pytest.approx(R.logdet(mat), abs=1e-6)
+    assert full.eci_sem[0] == pytest.approx(R.eci_sem([pe[j] for j in range(2, 2 + K)], pe[0], s_qp, s_qn, [0.0] * K),
+                                            abs=1e-6)
+    assert 0 < capped.eci_sem[0] <= full.eci_sem[0] + 1e-12  # a principal minor: a lower bound
+    with pytest.raises(ValueError, match="eci_sem_max_k"):
+        ECIConfig(eci_sem_max_k=0)
+
+
+def test_a_20000_negative_row_scores_in_bounded_memory():
+    """One query with 20,000 negatives: ECI_sem's K×K matrices would take 3.2 GB each in float64;
+    with the default cap the whole run stays under 600 MB of peak RSS (a child process's VmHWM)."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        from eci_core.config import ECIConfig
+        from eci_core.data import Collection, PassageRef, QueryRecord
+        from eci_core.encoders import HashingEncoder
+        from eci_core.scoring import score_collection
+        negs = [PassageRef(f"n{i}", f"negative passage number {i} about topic {i % 97}") for i in range(20000)]
+        rec = [QueryRecord("q", "which passage is about topic 5", [PassageRef("p", "the passage about topic 5")], negs),
+               QueryRecord("q2", "another query", [PassageRef("p2", "another positive")], negs[:3])]
+        c = Collection()
+        c.add_source("big", rec)
+        res = score_collection(c, HashingEncoder(), ECIConfig(n_bootstrap=50))
+        q = res.queries.set_index("query_id")
+        assert int(q.loc["q", "K"]) == 20000 and np.isfinite(q.loc["q", "eci_sem"]), q
+        assert list(res.notes.values()) == [{"big": 1}], res.notes
+        hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+        print(int(hwm.split()[1]) * 1024)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rss = int(proc.stdout.split()[-1])
+    assert rss < 600 * 2**20, f"peak RSS {rss / 2**20:.0f} MB"
+    print(f"peak RSS {rss / 2**20:.0f} MB")
