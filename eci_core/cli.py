@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto",
                    help="where sentence-transformers encoders run: 'auto' (every CUDA GPU, else MPS, else CPU), "
                    "'cpu', 'cuda', 'cuda:N', 'mps' or a comma-separated list (several GPUs: multi-process encoding)")
+    p.add_argument("--embeddings", default=None, metavar="DIR",
+                   help="score with your own vectors instead of an encoder: a folder with queries.npy + "
+                   "queries.ids.txt and passages.npy + passages.ids.txt (memory-mapped), queries.parquet + "
+                   "passages.parquet (an id column and a list column), or an embedding cache folder")
+    p.add_argument("--embeddings-model", default=None, metavar="NAME",
+                   help="name of the model that made --embeddings (recorded with the results; for a cache "
+                   "folder, picks one of its models)")
     p.add_argument("--cross-encoder", default="none",
                    help="cross-encoder for ce_margin and the cross_encoder flag: 'none', 'bundled' "
                    "(ONNX ms-marco-MiniLM-L-12-v2) or a local folder; slow on CPU, hence off by default")
@@ -252,15 +259,22 @@ def cmd_score(args) -> int:
 
     progress = TqdmProgress(enabled=not args.no_progress)
     try:
-        encoder = load_encoder(args.encoder, device=args.device)
-        getattr(encoder, "devices", None)  # a device this machine lacks: one line now, not mid-run
+        embeddings = None
+        if args.embeddings:
+            from .user_embeddings import open_embeddings
+
+            embeddings = open_embeddings(args.embeddings, model=args.embeddings_model)
+            encoder = None
+        else:
+            encoder = load_encoder(args.encoder, device=args.device)
+            getattr(encoder, "devices", None)  # a device this machine lacks: one line now, not mid-run
         cross = load_cross_encoder(args.cross_encoder)
         cache = None
         if not args.no_cache:
             shipped = [Path(p) / "embeddings" for p in args.paths if (Path(p) / "embeddings").is_dir()]
             cache = EmbeddingCache(args.cache_dir, readonly_dirs=shipped)
         result = score_collection(coll, encoder, config, cross_encoder=cross, cache=cache,
-                                  sources=args.source, progress=progress)
+                                  sources=args.source, progress=progress, embeddings=embeddings)
     except (LoadError, ValueError, FileNotFoundError) as err:
         progress.close()
         return _err(f"error: {err}")

@@ -418,13 +418,17 @@ class ScoreResult:
 
 
 class _RemappedLexicon:
-    """A lexicon over global passage indices used with local (embedded) rows."""
+    """A lexicon over global passage indices used with local (embedded) rows; ``to_local`` first
+    maps the rows scoring uses (e.g. rows of a user's embedding file) to local rows."""
 
-    def __init__(self, lexicon, rows_to_global: np.ndarray):
+    def __init__(self, lexicon, rows_to_global: np.ndarray, to_local=None):
         self.lexicon = lexicon
         self.g = rows_to_global
+        self.to_local = to_local
 
     def overlap(self, neg_rows, pos_rows):
+        if self.to_local is not None:
+            neg_rows, pos_rows = self.to_local(neg_rows), self.to_local(pos_rows)
         return self.lexicon.overlap(self.g[neg_rows], self.g[pos_rows])
 
 
@@ -455,6 +459,7 @@ def score_collection(
     idf_corpus: Sequence[str] | None = None,
     embedding_dtype: str = "float32",
     with_sem: bool = True,
+    embeddings=None,
 ) -> ScoreResult:
     """Score every (or the named) source of ``collection`` with the target ``encoder``.
 
@@ -465,6 +470,11 @@ def score_collection(
     embedding matrices in half precision (dot products still accumulate in float32).
     ``progress(stage, done, total)`` is called while embedding (the encoders' stages) and with
     stage ``"scoring sources"`` before each source (bootstrap included) and once at the end.
+
+    ``embeddings``: a :class:`eci_core.user_embeddings.UserEmbeddings` (your own vectors, keyed by
+    query and passage id; ``encoder`` is then ignored and may be None). Passage vectors are read
+    from its memory map chunk by chunk (never copied whole); the query vectors the sources need
+    are gathered. The result's ``encoder`` is the model name you gave.
     """
     import pandas as pd
 
@@ -505,18 +515,43 @@ def score_collection(
 
     q_texts = [collection.query_texts[i] for i in q_needed]
     p_texts = [collection.passage_texts[i] for i in rep]
-    q_emb = E.embed(encoder, q_texts, "query", cache=cache, progress=progress)
-    p_emb = E.embed(encoder, p_texts, "passage", cache=cache, progress=progress)
-    q_emb = np.asarray(q_emb, dtype=embedding_dtype)
-    p_emb = np.asarray(p_emb, dtype=embedding_dtype)
+    to_local = None
+    if embeddings is not None and not embeddings.by_text:
+        # your vectors by id: queries gathered (few), passages read from the memory map by row
+        qids_all = np.asarray(collection.query_ids, dtype=object)
+        pids_all = np.asarray(collection.passage_ids, dtype=object)
+        q_file = embeddings.rows("query", qids_all[q_needed])
+        p_file = embeddings.rows("passage", pids_all[rep])
+        q_emb = np.asarray(embeddings.queries[q_file])
+        p_emb = embeddings.passages
+        p_row[p_needed] = p_file[p_row[p_needed]]
+        by_file = np.argsort(p_file, kind="stable")
+        file_sorted = p_file[by_file]
 
-    lexicon = _RemappedLexicon(PassageLexicon(collection.passage_texts, idf_corpus=idf_corpus), rep)
+        def to_local(rows):
+            return by_file[np.searchsorted(file_sorted, np.asarray(rows, dtype=np.int64))]
+
+        for note, per in embeddings.notes().items():
+            notes[note] = per
+    else:
+        if embeddings is not None:  # the product's cache: vectors by text
+            q_emb = embeddings.vectors_by_text("query", q_texts)
+            p_emb = embeddings.vectors_by_text("passage", p_texts)
+        else:
+            q_emb = E.embed(encoder, q_texts, "query", cache=cache, progress=progress)
+            p_emb = E.embed(encoder, p_texts, "passage", cache=cache, progress=progress)
+        q_emb = np.asarray(q_emb, dtype=embedding_dtype)
+        p_emb = np.asarray(p_emb, dtype=embedding_dtype)
+
+    lexicon = _RemappedLexicon(PassageLexicon(collection.passage_texts, idf_corpus=idf_corpus), rep, to_local)
 
     cross = None
     if cross_encoder is not None:
         ce_cache: dict[tuple[int, int], float] = {}
 
         def cross(qr: np.ndarray, pr: np.ndarray) -> np.ndarray:
+            if to_local is not None:
+                pr = to_local(pr)
             code = qr.astype(np.int64) * max(1, rep.shape[0]) + pr
             uniq, inv = np.unique(code, return_inverse=True)
             todo = [int(u) for u in uniq if int(u) not in ce_cache]
@@ -583,5 +618,6 @@ def score_collection(
     bt = beats(scored, config, query_keys=qkeys)
     order = list(src_table["name"])
     bt = bt.loc[order, order]
+    enc_name = embeddings.name if embeddings is not None else getattr(encoder, "name", str(encoder))
     return ScoreResult(pairs=pairs, queries=queries, sources=src_table, beats=bt,
-                       encoder=getattr(encoder, "name", str(encoder)), config=config, notes=notes)
+                       encoder=enc_name, config=config, notes=notes)
