@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,12 +34,13 @@ def encoded(coll):
     return score_collection(coll, ENC, CFG)
 
 
-def _write(coll, folder, fmt, scale=1.0, dtype=np.float32, extra=0, perm_seed=1, drop_query=None, pdim=None):
+def _write(coll, folder, fmt, scale=1.0, dtype=np.float32, extra=0, perm_seed=1, drop_query=None, pdim=None,
+           base=ENC):
     """The hashing vectors of every query and passage of ``coll``, keyed by id, rows shuffled, plus
     ``extra`` unrelated rows (the file holds more than the data needs)."""
     rng = np.random.default_rng(perm_seed)
     for kind, ids, texts in (("query", coll.query_ids, coll.query_texts), ("passage", coll.passage_ids, coll.passage_texts)):
-        enc = HashingEncoder(pdim) if (pdim and kind == "passage") else ENC
+        enc = HashingEncoder(pdim) if (pdim and kind == "passage") else base
         vecs = embed(enc, list(texts), kind) * scale
         ids = list(ids)
         if kind == "query" and drop_query is not None:
@@ -158,3 +160,40 @@ def test_cli_scores_with_your_embeddings(tmp_path):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert "query ids the scored sources need have no vector" in bad.stderr
     assert data.is_dir()
+
+
+def test_sidebar_scores_with_your_embeddings(tmp_path, monkeypatch):
+    """The sidebar's "Your embeddings (folder)…" choice: the Overview shows the numbers the
+    library gives for those vectors (the hashing encoder's, written to .npy + ids)."""
+    streamlit_testing = pytest.importorskip("streamlit.testing.v1")
+    from eci_core.loaders import load_paths
+
+    fixture = ROOT / "tests" / "fixtures" / "app_small"
+    monkeypatch.setenv("ECI_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ECI_DATA", str(fixture))
+    monkeypatch.setenv("ECI_ENCODER", "hashing")
+    monkeypatch.setenv("ECI_DATA_ROOT", os.pathsep.join([str(fixture), str(tmp_path)]))
+    coll, _ = load_paths([str(fixture)])
+    folder = _write(coll, tmp_path / "emb", "npy", base=HashingEncoder(16))  # not the app's hashing (dim 256)
+    want = score_collection(coll, None, ECIConfig(), embeddings=open_embeddings(folder, model="mine"))
+    default = score_collection(coll, ENC, ECIConfig())
+    assert f"{want.sources.iloc[0]['eci']:.3f}" != f"{default.sources.iloc[0]['eci']:.3f}"
+    sys.path.insert(0, str(ROOT))
+    at = streamlit_testing.AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.selectbox(key="set_encoder").set_value("Your embeddings (folder)…")
+    at.run()
+    at.text_input(key="set_embeddings").set_value(str(folder))
+    at.text_input(key="set_embeddings_model").set_value("mine")
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Best ECI"] == f"{want.sources.iloc[0]['eci']:.3f}"
+    at.text_input(key="set_embeddings").set_value(str(tmp_path / "nowhere"))
+    at.run()
+    shown = " ".join(str(e.value) for e in at.error) + " ".join(str(e.value) for e in at.code)
+    assert "no such folder" in shown, shown
+    at.text_input(key="set_embeddings").set_value(str(ROOT.parent))  # outside the data roots
+    at.run()
+    shown = " ".join(str(e.value) for e in at.error) + " ".join(str(e.value) for e in at.code)
+    assert "outside the folders this dashboard may read" in shown, shown

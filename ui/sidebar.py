@@ -120,6 +120,12 @@ def _settings_section() -> None:
             placeholder="/models/my-encoder",
             help="A folder saved with SentenceTransformer.save(); remote code is never run.",
         )
+    if state.ENCODER_CHOICES[ss[state.W_ENCODER]] == "embeddings":
+        st.text_input("Folder of your vectors", key=state.W_EMBEDDINGS, placeholder="/data/msmarco-embeddings",
+                      help="queries.npy + queries.ids.txt and passages.npy + passages.ids.txt (memory-mapped), "
+                      "queries/passages.parquet (id + list column), or an embedding cache folder.")
+        st.text_input("Model that made them", key=state.W_EMBEDDINGS_MODEL, placeholder="bge-base-en-v1.5",
+                      help="Recorded with the results.")
     st.checkbox(
         "Cross-encoder (ms-marco MiniLM, bundled)",
         key=state.W_CROSS,

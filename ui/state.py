@@ -48,7 +48,9 @@ SAMPLE_DIR = ROOT / "sample_data" / "pyfaq"
 ENCODER_CHOICES = {
     "MiniLM (bundled)": "minilm",
     "Hashing (instant, lexical)": "hashing",
+    "bge-small-en-v1.5 (bundled, ONNX, CPU)": "bge-small",
     "Local folder…": "folder",
+    "Your embeddings (folder)…": "embeddings",
 }
 #: Mark values, as ``eci_core.export.clean_collection`` expects them.
 MARK_FALSE_NEGATIVE = "false_negative"
@@ -71,6 +73,8 @@ K_INITIALISED = "eci_initialised"
 # Widget keys of the sidebar (their values are the settings).
 W_ENCODER = "set_encoder"
 W_ENCODER_PATH = "set_encoder_path"
+W_EMBEDDINGS = "set_embeddings"  # folder of your own vectors (eci_core.user_embeddings)
+W_EMBEDDINGS_MODEL = "set_embeddings_model"
 W_CROSS = "set_cross_encoder"
 W_POSITIVE = "set_positive"
 W_AGGREGATE = "set_aggregate"
@@ -195,9 +199,23 @@ class Settings:
     encoder: str
     cross_encoder: bool
     config: ECIConfig
+    embeddings: str = ""  # a folder of your own vectors (then ``encoder`` is "embeddings")
+    embeddings_model: str = ""
 
     def key(self) -> tuple:
-        return (self.encoder, self.cross_encoder, tuple(sorted(self.config.as_dict().items())))
+        return (self.encoder, self.cross_encoder, tuple(sorted(self.config.as_dict().items())),
+                self.embeddings, self.embeddings_model, _folder_stamp(self.embeddings))
+
+
+def _folder_stamp(folder: str) -> tuple:
+    """(name, size, mtime) of the files of your embeddings folder: a changed file is a new key."""
+    if not folder:
+        return ()
+    try:
+        return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                            for p in Path(folder).expanduser().iterdir() if p.is_file()))
+    except OSError:
+        return ("unreadable",)
 
 
 def _encoder_choice_default(enc: str) -> tuple[str, str]:
@@ -205,6 +223,8 @@ def _encoder_choice_default(enc: str) -> tuple[str, str]:
         return "MiniLM (bundled)", ""
     if enc == "hashing":
         return "Hashing (instant, lexical)", ""
+    if enc == "bge-small":
+        return "bge-small-en-v1.5 (bundled, ONNX, CPU)", ""
     return "Local folder…", enc
 
 
@@ -224,7 +244,10 @@ def settings() -> Settings:
         cross_encoder_margin=float(get(W_CE_MARGIN)),
         percpos=float(get(W_PERCPOS)),
     )
-    return Settings(encoder=encoder, cross_encoder=bool(get(W_CROSS)), config=config)
+    emb = str(get(W_EMBEDDINGS)).strip() if choice == "embeddings" else ""
+    emb_model = str(get(W_EMBEDDINGS_MODEL)).strip() if choice == "embeddings" else ""
+    return Settings(encoder=encoder, cross_encoder=bool(get(W_CROSS)), config=config,
+                    embeddings=emb, embeddings_model=emb_model)
 
 
 def _defaults() -> dict[str, Any]:
@@ -242,6 +265,8 @@ def _defaults() -> dict[str, Any]:
         K_PROJECTION: {"method": "pca", "n_neighbors": 15, "min_dist": 0.1, "metric": "cosine"},
         W_ENCODER: enc_label,
         W_ENCODER_PATH: enc_path,
+        W_EMBEDDINGS: "",
+        W_EMBEDDINGS_MODEL: "",
         W_CROSS: default_cross_encoder(),
         W_POSITIVE: cfg.positive,
         W_AGGREGATE: cfg.aggregate,
@@ -562,10 +587,22 @@ def compute_result(s: Settings, progress: Callable[[str, int, int], None] | None
             progress(stage, done, total)
 
     timed("loading the encoder", 0, 1)
-    encoder = get_encoder(s.encoder)
+    embeddings = None
+    if s.encoder == "embeddings":
+        if not s.embeddings:
+            raise ValueError("Your embeddings: type the folder that holds your vectors in the sidebar")
+        if not path_allowed(Path(s.embeddings)):
+            raise ValueError("Your embeddings: that folder is outside the folders this dashboard may read "
+                             "(start it with --data-root DIRS or set ECI_DATA_ROOT)")
+        from eci_core.user_embeddings import open_embeddings
+
+        embeddings, encoder = open_embeddings(s.embeddings, model=s.embeddings_model or None), None
+    else:
+        encoder = get_encoder(s.encoder)
     cross = get_cross_encoder() if s.cross_encoder else None
     result = score_collection(
-        ss[K_COLLECTION], encoder, s.config, cross_encoder=cross, cache=get_embedding_cache(), progress=timed
+        ss[K_COLLECTION], encoder, s.config, cross_encoder=cross, cache=get_embedding_cache(), progress=timed,
+        embeddings=embeddings,
     )
     store.put(key, result)
     return result
