@@ -417,6 +417,14 @@ class ScoreResult:
     notes: dict = field(default_factory=dict)
 
 
+@dataclass
+class _ForBeats:
+    """What :func:`beats` needs of a source's :class:`ArrayScores` (its per-query metrics)."""
+
+    metrics: dict
+    queries: np.ndarray
+
+
 class _RemappedLexicon:
     """A lexicon over global passage indices used with local (embedded) rows; ``to_local`` first
     maps the rows scoring uses (e.g. rows of a user's embedding file) to local rows."""
@@ -460,6 +468,7 @@ def score_collection(
     embedding_dtype: str = "float32",
     with_sem: bool = True,
     embeddings=None,
+    score_source: Callable[..., ArrayScores] | None = None,
 ) -> ScoreResult:
     """Score every (or the named) source of ``collection`` with the target ``encoder``.
 
@@ -475,6 +484,13 @@ def score_collection(
     query and passage id; ``encoder`` is then ignored and may be None). Passage vectors are read
     from its memory map chunk by chunk (never copied whole); the query vectors the sources need
     are gathered. The result's ``encoder`` is the model name you gave.
+
+    ``score_source``: what scores one source, called like :func:`score_arrays` (default); the Ray
+    engine (:mod:`eci_core.engines.ray_engine`) passes one that scores batches of queries on Ray.
+
+    Memory: sources are scored one after another; of each only its rows of the output tables and
+    its per-query metrics (for ``beats``) are kept, so the working memory of scoring follows the
+    largest source, not the sum (the returned tables hold every source).
     """
     import pandas as pd
 
@@ -574,12 +590,12 @@ def score_collection(
         src = collection.sources[name]
         k = keep[name]
         sq, sp = src.q_idx[k], src.p_idx[k]
-        sc = score_arrays(
+        sc = (score_source or score_arrays)(
             q_emb, p_emb, q_row[sq], p_row[sp], q_row[pos_q_all], p_row[pos_p_all], config,
             queries=q_row[src.query_indices], lexicon=lexicon,
             cross=cross, with_sem=with_sem,
         )
-        scored[name] = sc
+        scored[name] = _ForBeats(sc.metrics, sc.queries)  # the pair arrays go once framed below
         if sc.n_sem_capped:
             key = (f"ECI_sem on the {config.eci_sem_max_k} negatives of largest weight (queries with "
                    f"K > eci_sem_max_k; a lower bound of the full value)")
@@ -608,6 +624,7 @@ def score_collection(
             "positive_id": pos_id.reindex(pd.MultiIndex.from_arrays([src.query_indices, sc.pstar])).to_numpy(),
         }, columns=QUERY_COLUMNS))
         rows.append(source_summary(name, sc, config))
+        del sc, fl, qm  # free this source's pair arrays before the next source is scored
     if progress is not None:
         progress("scoring sources", len(names), len(names))
 
