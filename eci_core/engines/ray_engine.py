@@ -1,0 +1,302 @@
+"""The Ray engine: encoding and per-query scoring as Ray Data ``map_batches`` jobs.
+
+Optional: ``pip install "eci-explorer[ray]"`` (``ray[data]``). ``eci score --engine ray
+[--ray-address ADDR]`` or ``eci_core.engines.score(..., engine="ray")``.
+
+What runs where:
+
+* **Encoding.** The texts the embedding cache does not hold (each unique text once, as in the
+  local engine) go through ``map_batches`` with an actor class, :class:`_EncodeActor`: the
+  encoder is loaded once per actor (``load_encoder(name, device)``), one actor per GPU with
+  ``num_gpus=1`` when the cluster has GPUs, else CPU actors. Vectors come back to the driver,
+  which stores them in the cache.
+* **Scoring.** Each source becomes a dataset with one row per query: ``(query row, negative rows,
+  positive rows)``. :class:`_ScoreActor` (which fetches the embedding matrices and the lexicon
+  from Ray's object store once per actor) scores every query of a batch with
+  :func:`eci_core.scoring.score_arrays`: all per-query metrics are computed inside the batch,
+  because a row holds all of its query's negatives (no global group-by). A row's output holds its
+  per-pair values as list columns.
+* **Gathering.** The driver concatenates the batches, restores query order and builds the same
+  tables, per-source summary, bootstrap intervals and ``beats`` as the local engine
+  (:func:`eci_core.scoring.score_collection` with this engine's ``score_source``).
+
+The local engine's numbers and these are equal (tested on the sample). Not supported yet: a
+cross-encoder (``ce_margin``) on Ray; pass ``cross_encoder=None``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+#: Queries per scoring batch (one Ray Data row per query).
+SCORE_BATCH = 4096
+#: Texts per encoding batch.
+ENCODE_BATCH = 256
+
+
+def _require_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as err:
+        raise ValueError(
+            "--engine ray needs Ray Data: pip install \"eci-explorer[ray]\" (or pip install \"ray[data]\")"
+        ) from err
+    return ray
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None):
+    """Joins the Ray cluster at ``address`` (``"auto"``, ``"ray://host:10001"``), or starts a
+    local one (dashboard off) when ``address`` is None; reuses a running connection."""
+    ray = _require_ray()
+    if not ray.is_initialized():
+        kwargs = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        if address:
+            ray.init(address=address, log_to_driver=False, ignore_reinit_error=True)
+        else:
+            ray.init(num_cpus=num_cpus, **kwargs)
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+    return ray
+
+
+def _n_gpus(ray) -> int:
+    return int(ray.cluster_resources().get("GPU", 0))
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+class _EncodeActor:
+    """Ray Data actor: loads the encoder once, then encodes batches of ``text`` rows."""
+
+    def __init__(self, spec, device: str, kind: str):
+        from eci_core.encoders import load_encoder
+
+        self.encoder = load_encoder(spec, device=device) if isinstance(spec, str) or spec is None else spec
+        self.kind = kind
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        texts = batch.column("text").to_pylist()
+        fn = self.encoder.encode_queries if self.kind == "query" else self.encoder.encode_passages
+        vecs = np.asarray(fn(texts), dtype=np.float32)
+        flat = pa.array(vecs.reshape(-1))
+        return pa.table({"i": batch.column("i"), "vec": pa.FixedSizeListArray.from_arrays(flat, vecs.shape[1])})
+
+
+class RayEncoder:
+    """An encoder whose ``encode_queries`` / ``encode_passages`` run on Ray (see module docstring).
+
+    ``spec`` is what :func:`eci_core.encoders.load_encoder` takes (a name or a folder every worker
+    can read) or a picklable encoder object (e.g. :class:`~eci_core.encoders.HashingEncoder`).
+    ``name``, ``fingerprint`` and ``dim`` are the local encoder's, so the embedding cache is shared
+    with the local engine.
+    """
+
+    def __init__(self, spec, device: str = "auto", batch_size: int = ENCODE_BATCH, concurrency: int | None = None):
+        from eci_core.encoders import load_encoder
+
+        self.spec = spec
+        self.device = device
+        local = load_encoder(spec, device="cpu") if isinstance(spec, str) or spec is None else spec
+        self.name = local.name
+        self.fingerprint = local.fingerprint
+        self._local = local
+        self.batch_size = int(batch_size)
+        self.concurrency = concurrency
+        self.embed_chunk = 1 << 20  # embed() hands Ray whole jobs, not small batches
+
+    @property
+    def dim(self) -> int:
+        return int(self._local.dim)
+
+    def _run(self, texts: Sequence[str], kind: str) -> np.ndarray:
+        import pyarrow as pa
+
+        ray = init_ray()
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        gpus = _n_gpus(ray)
+        if gpus:
+            kw = dict(num_gpus=1, concurrency=self.concurrency or gpus)
+        else:
+            kw = dict(num_cpus=1, concurrency=self.concurrency or max(1, min(4, int(ray.cluster_resources().get("CPU", 1)))))
+        n_actors = kw["concurrency"]
+        n_blocks = max(1, min(n_actors, -(-len(texts) // self.batch_size)))
+        ds = ray.data.from_arrow(pa.table({"i": np.arange(len(texts), dtype=np.int64), "text": texts}),
+                                 override_num_blocks=n_blocks)
+        kw["concurrency"] = min(n_actors, n_blocks)
+        spec = self.spec if isinstance(self.spec, str) or self.spec is None else self._local
+        out = ds.map_batches(_EncodeActor, fn_constructor_kwargs={"spec": spec, "device": self.device, "kind": kind},
+                             batch_size=self.batch_size, batch_format="pyarrow", **kw)
+        tables = ray.get(out.to_arrow_refs())
+        vecs = np.empty((len(texts), self.dim), dtype=np.float32)
+        for t in tables:
+            if t.num_rows:
+                col = t.column("vec").combine_chunks()
+                vecs[t.column("i").to_numpy()] = col.flatten().to_numpy().reshape(t.num_rows, -1)
+        return vecs
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._run(texts, "query")
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._run(texts, "passage")
+
+
+# ----------------------------------------------------------------------------- scoring
+
+_PAIR_FLOATS = ("s_qn", "s_qp", "margin", "s_pn", "lex_overlap", "ce_margin")
+_PAIR_FLAGS = ("unsafe", "near_duplicate", "cross_encoder", "percpos", "flagged")
+
+
+class _ScoreActor:
+    """Ray Data actor: fetches the embedding matrices and lexicon once, then scores batches of
+    query rows ``(q, neg: list, pos: list)`` with :func:`eci_core.scoring.score_arrays`."""
+
+    def __init__(self, refs, config, with_sem: bool):
+        import ray
+
+        self.q_emb, self.p_emb, self.lexicon = ray.get(refs[0]), ray.get(refs[1]), ray.get(refs[2])
+        self.config = config
+        self.with_sem = with_sem
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        from eci_core.scoring import score_arrays
+
+        q = batch.column("q").to_numpy()
+        negs = batch.column("neg").combine_chunks()
+        poss = batch.column("pos").combine_chunks()
+        order = np.argsort(q, kind="stable")
+        q = q[order]
+        n_off = negs.offsets.to_numpy()
+        p_off = poss.offsets.to_numpy()
+        n_val = negs.values.to_numpy()
+        p_val = poss.values.to_numpy()
+        counts = (n_off[1:] - n_off[:-1])[order]
+        pcounts = (p_off[1:] - p_off[:-1])[order]
+        n_idx = np.concatenate([n_val[n_off[i]:n_off[i + 1]] for i in order] + [np.zeros(0, np.int64)])
+        pos_p = np.concatenate([p_val[p_off[i]:p_off[i + 1]] for i in order] + [np.zeros(0, np.int64)])
+        sc = score_arrays(self.q_emb, self.p_emb, np.repeat(q, counts), n_idx, np.repeat(q, pcounts), pos_p,
+                          self.config, queries=q, lexicon=self.lexicon, with_sem=self.with_sem, n_threads=1)
+        offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+
+        def lst(values) -> pa.ListArray:
+            return pa.ListArray.from_arrays(offsets, pa.array(values))
+
+        cols = {"q": q, "pstar": sc.pstar, "s_qp_query": sc.s_qp_query, "eci_sem": sc.eci_sem,
+                "sem_capped": np.full(q.shape[0], sc.n_sem_capped, dtype=np.int64) if q.shape[0] else np.zeros(0, np.int64)}
+        for k, v in sc.metrics.items():
+            cols[f"m_{k}"] = np.asarray(v)
+        table = pa.table(cols)
+        for k in _PAIR_FLOATS:
+            table = table.append_column(k, lst(getattr(sc, k)))
+        for k in _PAIR_FLAGS:
+            table = table.append_column(k, lst(np.asarray(sc.flags[k], dtype=bool)))
+        table = table.append_column("flag_reasons", lst(np.asarray(sc.flags["flag_reasons"], dtype=object).astype(str)))
+        return table
+
+
+class RaySourceScorer:
+    """``score_source`` for :func:`eci_core.scoring.score_collection`: scores one source as a
+    Ray Data job over its queries and returns the same :class:`~eci_core.scoring.ArrayScores` as
+    :func:`~eci_core.scoring.score_arrays` (timings aside)."""
+
+    def __init__(self, batch_size: int = SCORE_BATCH, concurrency: int | None = None):
+        self.batch_size = int(batch_size)
+        self.concurrency = concurrency
+        self._refs = None
+        self._ids = None
+
+    def _put(self, ray, q_emb, p_emb, lexicon):
+        ids = (id(q_emb), id(p_emb), id(lexicon))
+        if self._ids != ids:  # once per scoring run: every source shares the matrices
+            if not isinstance(p_emb, np.ndarray):  # e.g. a normalising view of a user's memory map
+                p_emb = p_emb[np.arange(p_emb.shape[0])]
+            self._refs = [ray.put(np.asarray(q_emb)), ray.put(np.asarray(p_emb)), ray.put(lexicon)]
+            self._ids = ids
+        return self._refs
+
+    def __call__(self, q_emb, p_emb, q_idx, n_idx, pos_q, pos_p, config, *, queries, lexicon, cross, with_sem):
+        import pyarrow as pa
+
+        from eci_core.scoring import ArrayScores, _positives_for
+
+        if cross is not None:
+            raise ValueError("--engine ray does not run a cross-encoder yet: use --cross-encoder none or --engine local")
+        ray = init_ray()
+        refs = self._put(ray, q_emb, p_emb, lexicon)
+        queries = np.asarray(queries, dtype=np.int64)
+        q_idx = np.asarray(q_idx, dtype=np.int64)
+        n_idx = np.asarray(n_idx, dtype=np.int64)
+        counts = np.zeros(queries.shape[0], dtype=np.int64)
+        if q_idx.shape[0]:
+            u, c = np.unique(q_idx, return_counts=True)
+            counts[np.searchsorted(queries, u)] = c
+        pq, pp, pcounts = _positives_for(queries, pos_q, pos_p)  # raises as score_arrays would
+        as_list = lambda off, vals: pa.ListArray.from_arrays(  # noqa: E731
+            pa.array(np.concatenate([[0], np.cumsum(off)]).astype(np.int32)), pa.array(vals, type=pa.int64()))
+        rows = pa.table({"q": queries, "neg": as_list(counts, n_idx), "pos": as_list(pcounts, pp)})
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        n_blocks = max(1, min(cpus, -(-queries.shape[0] // self.batch_size)))
+        ds = ray.data.from_arrow(rows, override_num_blocks=n_blocks) if queries.shape[0] else None
+        if ds is None:
+            tables = []
+        else:
+            out = ds.map_batches(_ScoreActor, fn_constructor_kwargs={"refs": refs, "config": config, "with_sem": with_sem},
+                                 batch_size=self.batch_size, batch_format="pyarrow", num_cpus=1,
+                                 concurrency=self.concurrency or min(cpus, n_blocks))
+            tables = ray.get(out.to_arrow_refs())
+        tables = [t for t in tables if t.num_rows]
+        t = pa.concat_tables(tables) if tables else None
+        if t is None:
+            from eci_core.scoring import score_arrays
+
+            return score_arrays(q_emb, p_emb, q_idx, n_idx, pos_q, pos_p, config, queries=queries, lexicon=lexicon,
+                                with_sem=with_sem, n_threads=1)
+        order = np.argsort(t.column("q").to_numpy(), kind="stable")
+        t = t.take(pa.array(order))
+        if not np.array_equal(t.column("q").to_numpy(), queries):
+            raise RuntimeError("the Ray engine lost or repeated queries: its output does not cover the source's queries")
+
+        def flat(name, dtype=None):
+            arr = t.column(name).combine_chunks().flatten()
+            return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=dtype)
+
+        metrics = {c[2:]: t.column(c).to_numpy() for c in t.column_names if c.startswith("m_")}
+        flags = {k: flat(k, bool) for k in _PAIR_FLAGS}
+        flags["flag_reasons"] = flat("flag_reasons", object)
+        got = {k: flat(k, np.float64) for k in _PAIR_FLOATS}
+        sem_capped = int((metrics["K"] > config.eci_sem_max_k).sum()) if with_sem and config.eci_sem_max_k else 0
+        return ArrayScores(
+            q_idx=q_idx, n_idx=n_idx, s_qn=got["s_qn"], s_qp=got["s_qp"], margin=got["margin"], s_pn=got["s_pn"],
+            lex_overlap=got["lex_overlap"], ce_margin=got["ce_margin"], flags=flags, queries=queries,
+            pstar=t.column("pstar").to_numpy(), s_qp_query=t.column("s_qp_query").to_numpy(), metrics=metrics,
+            eci_sem=t.column("eci_sem").to_numpy(), n_sem_capped=sem_capped,
+        )
+
+
+def score_ray(collection, encoder, config, *, ray_address: str | None = None, device: str = "auto",
+              num_cpus: int | None = None, score_batch: int = SCORE_BATCH, **kwargs):
+    """:func:`eci_core.scoring.score_collection` with encoding and scoring on Ray."""
+    from ..scoring import score_collection
+
+    init_ray(ray_address, num_cpus=num_cpus)
+    if kwargs.get("cross_encoder") is not None:
+        raise ValueError("--engine ray does not run a cross-encoder yet: use --cross-encoder none or --engine local")
+    enc = None
+    if kwargs.get("embeddings") is None:
+        enc = encoder if isinstance(encoder, RayEncoder) else RayEncoder(encoder, device=device)
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    return score_collection(collection, enc, config, score_source=RaySourceScorer(score_batch), **kwargs)
+
+
+__all__ = ["RayEncoder", "RaySourceScorer", "init_ray", "score_ray"]
