@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto",
                    help="where sentence-transformers encoders run: 'auto' (every CUDA GPU, else MPS, else CPU), "
                    "'cpu', 'cuda', 'cuda:N', 'mps' or a comma-separated list (several GPUs: multi-process encoding)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="where to encode and score: this process, or a Ray cluster (needs the optional extra: "
+                   "pip install 'eci-explorer[ray]')")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --engine ray: the cluster to join ('auto', 'ray://HOST:10001'); default: start a local Ray")
     p.add_argument("--embeddings", default=None, metavar="DIR",
                    help="score with your own vectors instead of an encoder: a folder with queries.npy + "
                    "queries.ids.txt and passages.npy + passages.ids.txt (memory-mapped), queries.parquet + "
@@ -265,6 +270,11 @@ def cmd_score(args) -> int:
 
             embeddings = open_embeddings(args.embeddings, model=args.embeddings_model)
             encoder = None
+        elif args.engine == "ray":
+            from .engines.ray_engine import RayEncoder, init_ray
+
+            init_ray(args.ray_address)
+            encoder = RayEncoder(args.encoder, device=args.device)
         else:
             encoder = load_encoder(args.encoder, device=args.device)
             getattr(encoder, "devices", None)  # a device this machine lacks: one line now, not mid-run
@@ -273,9 +283,19 @@ def cmd_score(args) -> int:
         if not args.no_cache:
             shipped = [Path(p) / "embeddings" for p in args.paths if (Path(p) / "embeddings").is_dir()]
             cache = EmbeddingCache(args.cache_dir, readonly_dirs=shipped)
+        score_source = None
+        if args.engine == "ray":
+            from .engines.ray_engine import RaySourceScorer, init_ray
+
+            init_ray(args.ray_address)
+            if cross is not None:
+                raise ValueError("--engine ray does not run a cross-encoder yet: use --cross-encoder none "
+                                 "or --engine local")
+            score_source = RaySourceScorer()
         result = score_collection(coll, encoder, config, cross_encoder=cross, cache=cache,
-                                  sources=args.source, progress=progress, embeddings=embeddings)
-    except (LoadError, ValueError, FileNotFoundError) as err:
+                                  sources=args.source, progress=progress, embeddings=embeddings,
+                                  score_source=score_source)
+    except (LoadError, ValueError, FileNotFoundError, RuntimeError) as err:
         progress.close()
         return _err(f"error: {err}")
     progress.close()
