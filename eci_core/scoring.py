@@ -306,7 +306,16 @@ def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *,
             D = Ns - Pc[np.arange(nc), pstar_pos[qc]][:, None, :]
             sem[qc] = M.sem_logdet(D, w, config.sem_lambda)
 
-    run(kernel, tasks)
+    from . import fused
+
+    if fused.usable(query_emb, passage_emb, n_pairs, with_sem):  # one compiled gather-and-dot pass
+        q_local = np.repeat(np.arange(queries.shape[0], dtype=np.int64), counts)
+        fused.pair_pass(query_emb, passage_emb, q_idx, n_idx, q_local, pos_starts.astype(np.int64),
+                        pos_counts.astype(np.int64), pp, s_qpos, tk, s_qn, s_pn, exact_dup,
+                        n_threads=1 if pool is None else getattr(pool, "_max_workers", 2))
+        timings["fused"] = 1.0
+    else:
+        run(kernel, tasks)
     timings["pair_kernel"] = time.perf_counter() - t2
 
     # per query

@@ -372,3 +372,43 @@ def test_a_20000_negative_row_scores_in_bounded_memory():
     rss = int(proc.stdout.split()[-1])
     assert rss < 600 * 2**20, f"peak RSS {rss / 2**20:.0f} MB"
     print(f"peak RSS {rss / 2**20:.0f} MB")
+
+
+def test_fused_numba_pair_pass_equals_the_numpy_path(monkeypatch):
+    """The compiled gather-and-dot kernel (eci_core/fused.py) gives the numpy path's pair values
+    to 1e-6 and the same flags: several positives per query, negatives that are a positive's own
+    row, and text keys (exact duplicates)."""
+    from eci_core import fused
+
+    if not fused.available():
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(7)
+    nq, npas, d = 300, 2000, 48
+    qe = rng.normal(size=(nq, d)).astype(np.float32)
+    pe = rng.normal(size=(npas, d)).astype(np.float32)
+    qe /= np.linalg.norm(qe, axis=1, keepdims=True)
+    pe /= np.linalg.norm(pe, axis=1, keepdims=True)
+    K = rng.integers(0, 15, size=nq)
+    q_idx = np.repeat(np.arange(nq), K)
+    n_idx = rng.integers(0, npas, size=q_idx.shape[0])
+    pos_q = np.concatenate([np.arange(nq), np.arange(0, nq, 3)])
+    pos_p = rng.integers(0, npas, size=pos_q.shape[0])
+    first_neg = np.searchsorted(q_idx, np.arange(0, nq, 5))
+    ok = first_neg < q_idx.shape[0]
+    n_idx[first_neg[ok]] = pos_p[q_idx[first_neg[ok]]]  # some negatives are their positive's row
+    text_key = rng.integers(0, 1500, size=npas)
+    args = (qe, pe, q_idx, n_idx, pos_q, pos_p, ECIConfig(n_bootstrap=10))
+    for tk in (None, text_key):
+        monkeypatch.setenv("ECI_NO_NUMBA", "1")
+        ref = score_arrays(*args, text_key=tk, with_sem=False, chunk=64)
+        monkeypatch.delenv("ECI_NO_NUMBA")
+        monkeypatch.setattr(fused, "MIN_PAIRS", 1)
+        got = score_arrays(*args, text_key=tk, with_sem=False, chunk=64)
+        assert "fused" in got.timings and "fused" not in ref.timings
+        for k in ("s_qn", "s_pn", "margin", "s_qp"):
+            np.testing.assert_allclose(getattr(got, k), getattr(ref, k), rtol=0, atol=1e-6, err_msg=k)
+        for k in ("near_duplicate", "unsafe", "flag_reasons"):
+            assert np.array_equal(got.flags[k], ref.flags[k]), k
+        for k, v in ref.metrics.items():
+            np.testing.assert_allclose(got.metrics[k], v, rtol=0, atol=1e-6, err_msg=k)
+        assert ok.sum() > 10 and got.flags["near_duplicate"].sum() >= ok.sum()
