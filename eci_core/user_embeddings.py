@@ -270,6 +270,20 @@ def _check_matrix(path: Path, m: np.ndarray) -> tuple[bool, tuple[float, float]]
     return bool(np.all(np.abs(norms - 1.0) <= tol)), (float(norms.min()), float(norms.max()))
 
 
+def _random_access(m: np.ndarray) -> None:
+    """``madvise(MADV_RANDOM)`` on a memory map: scoring reads scattered rows, and the kernel's
+    read-ahead around each page fault (8 MB on the project's VM) would otherwise pull most of a
+    large file into memory (measured: 3.0 of 2.9 GiB resident before, see BENCHMARKS.md)."""
+    import mmap
+
+    mm = getattr(m, "_mmap", None)
+    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+        try:
+            mm.madvise(mmap.MADV_RANDOM)
+        except (OSError, ValueError):  # pragma: no cover - advice is optional
+            pass
+
+
 def _load_npy(path: Path) -> _Side:
     try:
         m = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -277,6 +291,7 @@ def _load_npy(path: Path) -> _Side:
         raise ValueError(f"{path}: not a plain .npy matrix ({err})") from None
     except OSError as err:
         raise ValueError(f"{path}: cannot read ({err.strerror or err})") from None
+    _random_access(m)
     normalised, norms = _check_matrix(path, m)
     ids_path, ids = _read_ids(path)
     _check_ids(ids_path, ids, m.shape[0], path.name)
