@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.05, help="τ of the InfoNCE bound")
     p.add_argument("--near-duplicate-threshold", type=float, default=0.95, help="flag a negative when s_pn >= this")
     p.add_argument("--ce-margin", type=float, default=0.0, help="flag a negative when ce_margin <= this")
+    p.add_argument("--eci-sem-max-k", type=int, default=256, metavar="K",
+                   help="ECI_sem of a query with more than K negatives uses its K negatives of largest weight "
+                   "(a lower bound; bounds time and memory per query); 0 = no cap")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples of queries")
     p.add_argument("--cache-dir", default=None,
@@ -250,6 +253,7 @@ def cmd_score(args) -> int:
             positive=args.positive, aggregate=args.aggregate, temperature=args.temperature,
             near_duplicate_threshold=args.near_duplicate_threshold, cross_encoder_margin=args.ce_margin,
             n_bootstrap=args.bootstrap, seed=args.seed,
+            eci_sem_max_k=None if args.eci_sem_max_k == 0 else args.eci_sem_max_k,
         )
     except ValueError as err:
         return _err(f"error: {err}")

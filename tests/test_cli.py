@@ -138,3 +138,19 @@ def test_score_with_the_bundled_minilm(capsys, tmp_path):
     assert ecis == sorted(ecis, reverse=True) and all(0 <= e <= np.log(51) for e in ecis)
     for s in doc["sources"]:
         assert 0 <= s["unsafe_query_rate"] <= 1 and s["eci_low"] <= s["eci"] <= s["eci_high"]
+
+
+def test_score_eci_sem_cap_and_device_options(capsys, tmp_path):
+    coll, _ = load_paths([APP])
+    want = score_collection(coll, HashingEncoder(), ECIConfig(n_bootstrap=50, eci_sem_max_k=1))
+    code, out, err = run(capsys, "score", APP, "--encoder", "hashing", "--eci-sem-max-k", "1", "--bootstrap", "50",
+                         "--json", "--no-progress", "--cache-dir", str(tmp_path))
+    assert code == 0, err
+    got = {s["name"]: s["eci_sem"] for s in json.loads(out)["sources"]}
+    for r in want.sources.itertuples():
+        assert got[r.name] == pytest.approx(r.eci_sem)
+    code, out, err = run(capsys, "score", APP, "--encoder", "hashing", "--eci-sem-max-k", "-1", "--no-progress")
+    assert code == 2 and "eci_sem_max_k=-1" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run(capsys, "score", APP, "--encoder", "minilm", "--device", "tpu:0", "--no-progress")
+    assert code == 2 and err.strip() == ("error: device='tpu:0': use 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a "
+                                         "comma-separated list")
