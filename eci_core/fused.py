@@ -79,7 +79,7 @@ def usable(query_emb, passage_emb, n_pairs: int, with_sem: bool) -> bool:
     return (
         not with_sem
         and n_pairs >= MIN_PAIRS
-        and isinstance(query_emb, np.ndarray) and isinstance(passage_emb, np.ndarray)
+        and type(query_emb) is np.ndarray and type(passage_emb) is np.ndarray  # not memory maps
         and query_emb.dtype == np.float32 and passage_emb.dtype == np.float32
         and query_emb.flags.c_contiguous and passage_emb.flags.c_contiguous
         and available()
