@@ -494,8 +494,9 @@ def score_collection(
     from its memory map chunk by chunk (never copied whole); the query vectors the sources need
     are gathered. The result's ``encoder`` is the model name you gave.
 
-    ``score_source``: what scores one source, called like :func:`score_arrays` (default); the Ray
-    engine (:mod:`eci_core.engines.ray_engine`) passes one that scores batches of queries on Ray.
+    ``score_source``: what scores one source, called like :func:`score_arrays` (default); one with
+    a ``score_many`` method scores every source in one call (the Ray engine,
+    :mod:`eci_core.engines.ray_engine`: one Ray Data job over all (source, query) rows).
 
     Memory: sources are scored one after another; of each only its rows of the output tables and
     its per-query metrics (for ``beats``) are kept, so the working memory of scoring follows the
@@ -593,13 +594,21 @@ def score_collection(
     qids = np.asarray(collection.query_ids, dtype=object)
     pids = np.asarray(collection.passage_ids, dtype=object)
     pair_frames, query_frames, rows, scored, qkeys = [], [], [], {}, {}
+    many = None
+    if hasattr(score_source, "score_many"):  # an engine that scores every source in one job
+        jobs = {}
+        for name in names:
+            src = collection.sources[name]
+            jobs[name] = dict(q_idx=q_row[src.q_idx[keep[name]]], n_idx=p_row[src.p_idx[keep[name]]],
+                              pos_q=q_row[pos_q_all], pos_p=p_row[pos_p_all], queries=q_row[src.query_indices])
+        many = score_source.score_many(q_emb, p_emb, jobs, config, lexicon=lexicon, cross=cross, with_sem=with_sem)
     for i, name in enumerate(names):
         if progress is not None:
             progress("scoring sources", i, len(names))
         src = collection.sources[name]
         k = keep[name]
         sq, sp = src.q_idx[k], src.p_idx[k]
-        sc = (score_source or score_arrays)(
+        sc = many.pop(name) if many is not None else (score_source or score_arrays)(
             q_emb, p_emb, q_row[sq], p_row[sp], q_row[pos_q_all], p_row[pos_p_all], config,
             queries=q_row[src.query_indices], lexicon=lexicon,
             cross=cross, with_sem=with_sem,

@@ -10,8 +10,8 @@ What runs where:
   encoder is loaded once per actor (``load_encoder(name, device)``), one actor per GPU with
   ``num_gpus=1`` when the cluster has GPUs, else CPU actors. Vectors come back to the driver,
   which stores them in the cache.
-* **Scoring.** Each source becomes a dataset with one row per query: ``(query row, negative rows,
-  positive rows)``. :class:`_ScoreActor` (which fetches the embedding matrices and the lexicon
+* **Scoring.** All sources become one dataset with one row per (source, query): ``(source, query
+  row, negative rows, positive rows)``. :class:`_ScoreActor` (which fetches the embedding matrices and the lexicon
   from Ray's object store once per actor) scores every query of a batch with
   :func:`eci_core.scoring.score_arrays`: all per-query metrics are computed inside the batch,
   because a row holds all of its query's negatives (no global group-by). A row's output holds its
@@ -158,7 +158,8 @@ _PAIR_FLAGS = ("unsafe", "near_duplicate", "cross_encoder", "percpos", "flagged"
 
 class _ScoreActor:
     """Ray Data actor: fetches the embedding matrices and lexicon once, then scores batches of
-    query rows ``(q, neg: list, pos: list)`` with :func:`eci_core.scoring.score_arrays`."""
+    query rows ``(src, q, neg: list, pos: list)`` with :func:`eci_core.scoring.score_arrays`
+    (rows of one source together; every query's metrics inside the batch)."""
 
     def __init__(self, refs, config, with_sem: bool):
         import ray
@@ -167,33 +168,27 @@ class _ScoreActor:
         self.config = config
         self.with_sem = with_sem
 
-    def __call__(self, batch):
+    def _one(self, q, negs, poss, rows):
         import pyarrow as pa
 
         from eci_core.scoring import score_arrays
 
-        q = batch.column("q").to_numpy()
-        negs = batch.column("neg").combine_chunks()
-        poss = batch.column("pos").combine_chunks()
-        order = np.argsort(q, kind="stable")
-        q = q[order]
-        n_off = negs.offsets.to_numpy()
-        p_off = poss.offsets.to_numpy()
-        n_val = negs.values.to_numpy()
-        p_val = poss.values.to_numpy()
-        counts = (n_off[1:] - n_off[:-1])[order]
-        pcounts = (p_off[1:] - p_off[:-1])[order]
+        order = rows[np.argsort(q[rows], kind="stable")]
+        qs = q[order]
+        n_off, p_off = negs.offsets.to_numpy(), poss.offsets.to_numpy()
+        n_val, p_val = negs.values.to_numpy(), poss.values.to_numpy()
+        counts = n_off[order + 1] - n_off[order]
+        pcounts = p_off[order + 1] - p_off[order]
         n_idx = np.concatenate([n_val[n_off[i]:n_off[i + 1]] for i in order] + [np.zeros(0, np.int64)])
         pos_p = np.concatenate([p_val[p_off[i]:p_off[i + 1]] for i in order] + [np.zeros(0, np.int64)])
-        sc = score_arrays(self.q_emb, self.p_emb, np.repeat(q, counts), n_idx, np.repeat(q, pcounts), pos_p,
-                          self.config, queries=q, lexicon=self.lexicon, with_sem=self.with_sem, n_threads=1)
+        sc = score_arrays(self.q_emb, self.p_emb, np.repeat(qs, counts), n_idx, np.repeat(qs, pcounts), pos_p,
+                          self.config, queries=qs, lexicon=self.lexicon, with_sem=self.with_sem, n_threads=1)
         offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
 
         def lst(values) -> pa.ListArray:
             return pa.ListArray.from_arrays(offsets, pa.array(values))
 
-        cols = {"q": q, "pstar": sc.pstar, "s_qp_query": sc.s_qp_query, "eci_sem": sc.eci_sem,
-                "sem_capped": np.full(q.shape[0], sc.n_sem_capped, dtype=np.int64) if q.shape[0] else np.zeros(0, np.int64)}
+        cols = {"q": qs, "pstar": sc.pstar, "s_qp_query": sc.s_qp_query, "eci_sem": sc.eci_sem}
         for k, v in sc.metrics.items():
             cols[f"m_{k}"] = np.asarray(v)
         table = pa.table(cols)
@@ -201,69 +196,101 @@ class _ScoreActor:
             table = table.append_column(k, lst(getattr(sc, k)))
         for k in _PAIR_FLAGS:
             table = table.append_column(k, lst(np.asarray(sc.flags[k], dtype=bool)))
-        table = table.append_column("flag_reasons", lst(np.asarray(sc.flags["flag_reasons"], dtype=object).astype(str)))
-        return table
+        return table.append_column("flag_reasons", lst(np.asarray(sc.flags["flag_reasons"], dtype=object).astype(str)))
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        src = batch.column("src").to_numpy()
+        q = batch.column("q").to_numpy()
+        negs = batch.column("neg").combine_chunks()
+        poss = batch.column("pos").combine_chunks()
+        out = []
+        for code in np.unique(src):
+            t = self._one(q, negs, poss, np.flatnonzero(src == code))
+            out.append(t.add_column(0, "src", pa.array(np.full(t.num_rows, code, dtype=np.int64))))
+        return pa.concat_tables(out)
 
 
 class RaySourceScorer:
-    """``score_source`` for :func:`eci_core.scoring.score_collection`: scores one source as a
-    Ray Data job over its queries and returns the same :class:`~eci_core.scoring.ArrayScores` as
-    :func:`~eci_core.scoring.score_arrays` (timings aside)."""
+    """``score_source`` for :func:`eci_core.scoring.score_collection`: scores sources as one Ray
+    Data job over their queries (:meth:`score_many`, every source at once) and returns for each
+    the same :class:`~eci_core.scoring.ArrayScores` as :func:`~eci_core.scoring.score_arrays`
+    (timings aside). Called for one source it scores that source alone."""
 
     def __init__(self, batch_size: int = SCORE_BATCH, concurrency: int | None = None):
         self.batch_size = int(batch_size)
         self.concurrency = concurrency
-        self._refs = None
-        self._ids = None
 
-    def _put(self, ray, q_emb, p_emb, lexicon):
-        ids = (id(q_emb), id(p_emb), id(lexicon))
-        if self._ids != ids:  # once per scoring run: every source shares the matrices
-            if not isinstance(p_emb, np.ndarray):  # e.g. a normalising view of a user's memory map
-                p_emb = p_emb[np.arange(p_emb.shape[0])]
-            self._refs = [ray.put(np.asarray(q_emb)), ray.put(np.asarray(p_emb)), ray.put(lexicon)]
-            self._ids = ids
-        return self._refs
+    @staticmethod
+    def _put(ray, q_emb, p_emb, lexicon):
+        if not isinstance(p_emb, np.ndarray):  # e.g. a normalising view of a user's memory map
+            p_emb = p_emb[np.arange(p_emb.shape[0])]
+        return [ray.put(np.asarray(q_emb)), ray.put(np.asarray(p_emb)), ray.put(lexicon)]
 
     def __call__(self, q_emb, p_emb, q_idx, n_idx, pos_q, pos_p, config, *, queries, lexicon, cross, with_sem):
+        job = dict(q_idx=q_idx, n_idx=n_idx, pos_q=pos_q, pos_p=pos_p, queries=queries)
+        return self.score_many(q_emb, p_emb, {"source": job}, config, lexicon=lexicon, cross=cross,
+                               with_sem=with_sem)["source"]
+
+    def score_many(self, q_emb, p_emb, jobs: dict, config, *, lexicon, cross, with_sem) -> dict:
+        """``{name: ArrayScores}`` for ``jobs = {name: dict(q_idx, n_idx, pos_q, pos_p, queries)}``
+        (the arguments :func:`~eci_core.scoring.score_arrays` takes per source)."""
         import pyarrow as pa
 
-        from eci_core.scoring import ArrayScores, _positives_for
+        from eci_core.scoring import _positives_for
 
         if cross is not None:
             raise ValueError("--engine ray does not run a cross-encoder yet: use --cross-encoder none or --engine local")
         ray = init_ray()
-        refs = self._put(ray, q_emb, p_emb, lexicon)
-        queries = np.asarray(queries, dtype=np.int64)
-        q_idx = np.asarray(q_idx, dtype=np.int64)
-        n_idx = np.asarray(n_idx, dtype=np.int64)
-        counts = np.zeros(queries.shape[0], dtype=np.int64)
-        if q_idx.shape[0]:
-            u, c = np.unique(q_idx, return_counts=True)
-            counts[np.searchsorted(queries, u)] = c
-        pq, pp, pcounts = _positives_for(queries, pos_q, pos_p)  # raises as score_arrays would
-        as_list = lambda off, vals: pa.ListArray.from_arrays(  # noqa: E731
-            pa.array(np.concatenate([[0], np.cumsum(off)]).astype(np.int32)), pa.array(vals, type=pa.int64()))
-        rows = pa.table({"q": queries, "neg": as_list(counts, n_idx), "pos": as_list(pcounts, pp)})
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        n_blocks = max(1, min(cpus, -(-queries.shape[0] // self.batch_size)))
-        ds = ray.data.from_arrow(rows, override_num_blocks=n_blocks) if queries.shape[0] else None
-        if ds is None:
-            tables = []
-        else:
-            out = ds.map_batches(_ScoreActor, fn_constructor_kwargs={"refs": refs, "config": config, "with_sem": with_sem},
+        names = list(jobs)
+        parts, prepared = [], {}
+        for code, name in enumerate(names):
+            j = jobs[name]
+            queries = np.asarray(j["queries"], dtype=np.int64)
+            q_idx = np.asarray(j["q_idx"], dtype=np.int64)
+            n_idx = np.asarray(j["n_idx"], dtype=np.int64)
+            counts = np.zeros(queries.shape[0], dtype=np.int64)
+            if q_idx.shape[0]:
+                u, c = np.unique(q_idx, return_counts=True)
+                counts[np.searchsorted(queries, u)] = c
+            _, pp, pcounts = _positives_for(queries, j["pos_q"], j["pos_p"])  # raises as score_arrays would
+            as_list = lambda off, vals: pa.ListArray.from_arrays(  # noqa: E731
+                pa.array(np.concatenate([[0], np.cumsum(off)]).astype(np.int32)), pa.array(vals, type=pa.int64()))
+            parts.append(pa.table({"src": np.full(queries.shape[0], code, dtype=np.int64), "q": queries,
+                                   "neg": as_list(counts, n_idx), "pos": as_list(pcounts, pp)}))
+            prepared[name] = (queries, q_idx, n_idx)
+        rows = pa.concat_tables(parts) if parts else None
+        tables = []
+        if rows is not None and rows.num_rows:
+            cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            n_blocks = max(1, min(cpus, -(-rows.num_rows // self.batch_size)))
+            ds = ray.data.from_arrow(rows, override_num_blocks=n_blocks)
+            out = ds.map_batches(_ScoreActor, fn_constructor_kwargs={"refs": self._put(ray, q_emb, p_emb, lexicon),
+                                                                     "config": config, "with_sem": with_sem},
                                  batch_size=self.batch_size, batch_format="pyarrow", num_cpus=1,
                                  concurrency=self.concurrency or min(cpus, n_blocks))
-            tables = ray.get(out.to_arrow_refs())
-        tables = [t for t in tables if t.num_rows]
-        t = pa.concat_tables(tables) if tables else None
-        if t is None:
-            from eci_core.scoring import score_arrays
+            tables = [t for t in ray.get(out.to_arrow_refs()) if t.num_rows]
+        whole = pa.concat_tables(tables) if tables else None
+        result = {}
+        for code, name in enumerate(names):
+            queries, q_idx, n_idx = prepared[name]
+            t = None
+            if whole is not None:
+                t = whole.filter(pa.array(whole.column("src").to_numpy() == code))
+            result[name] = self._assemble(t, queries, q_idx, n_idx, q_emb, p_emb, jobs[name], config, lexicon, with_sem)
+        return result
 
-            return score_arrays(q_emb, p_emb, q_idx, n_idx, pos_q, pos_p, config, queries=queries, lexicon=lexicon,
-                                with_sem=with_sem, n_threads=1)
-        order = np.argsort(t.column("q").to_numpy(), kind="stable")
-        t = t.take(pa.array(order))
+    @staticmethod
+    def _assemble(t, queries, q_idx, n_idx, q_emb, p_emb, job, config, lexicon, with_sem):
+        import pyarrow as pa
+
+        from eci_core.scoring import ArrayScores, score_arrays
+
+        if t is None or t.num_rows == 0:  # a source without queries: nothing to send to Ray
+            return score_arrays(q_emb, p_emb, q_idx, n_idx, job["pos_q"], job["pos_p"], config, queries=queries,
+                                lexicon=lexicon, with_sem=with_sem, n_threads=1)
+        t = t.take(pa.array(np.argsort(t.column("q").to_numpy(), kind="stable")))
         if not np.array_equal(t.column("q").to_numpy(), queries):
             raise RuntimeError("the Ray engine lost or repeated queries: its output does not cover the source's queries")
 
