@@ -416,9 +416,14 @@ def open_embeddings(path: str | os.PathLike, model: str | None = None) -> UserEm
         fp = fps[0]
     else:
         raise ValueError(f"{folder}: holds vectors of {len(fps)} models {fps}: pick one with --embeddings-model")
+    import secrets
+    import tempfile
+
     from .encoders import EmbeddingCache
 
-    cache = EmbeddingCache(folder)
+    # read-only: the folder is a read-only layer (never written, no shard renamed); the main
+    # directory is a path that does not exist and is never created (nothing is put)
+    cache = EmbeddingCache(Path(tempfile.gettempdir()) / f"eci-unused-{secrets.token_hex(8)}", readonly_dirs=[folder])
     return UserEmbeddings(folder, str(model or fp), None, None, cache=cache, fingerprint=fp)
 
 
