@@ -66,10 +66,26 @@ def _assert_same(a, b, atol=1e-6):
     np.testing.assert_allclose(a.sources[num].to_numpy(float), b.sources[num].to_numpy(float), atol=atol, equal_nan=True)
 
 
-@pytest.mark.parametrize("fmt", ["npy", "parquet"])
+def _as_list_column_parquet(folder):
+    """Rewrites each Parquet file with a variable-length ``list<float>`` column named ``vector``
+    and the id column named ``_id`` (the other accepted spelling)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for f in folder.glob("*.parquet"):
+        t = pq.read_table(f)
+        vecs = t.column("embedding").combine_chunks()
+        lst = pa.ListArray.from_arrays(pa.array(np.arange(len(vecs) + 1, dtype=np.int32) * vecs.type.list_size),
+                                       vecs.flatten())
+        pq.write_table(pa.table({"_id": t.column("id"), "vector": lst}), f)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "parquet", "parquet-list"])
 def test_your_vectors_score_like_encoding_the_texts(coll, encoded, tmp_path, fmt, monkeypatch):
     monkeypatch.setenv("ECI_CACHE_DIR", str(tmp_path / "cache"))
-    folder = _write(coll, tmp_path / "emb", fmt, extra=7)
+    folder = _write(coll, tmp_path / "emb", fmt.split("-")[0], extra=7)
+    if fmt == "parquet-list":
+        _as_list_column_parquet(folder)
     emb = open_embeddings(folder, model="hashing-by-hand")
     if fmt == "npy":
         assert isinstance(emb.passages, np.memmap)  # memory-mapped, not copied
