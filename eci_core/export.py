@@ -5,10 +5,13 @@ Rules (``clean_collection(..., rule=...)``), applied per source to the flags of 
 
 * ``"drop_flagged"``: remove every flagged negative (any rule: unsafe, near_duplicate,
   cross_encoder).
-* ``"relabel_flagged"``: move every flagged negative to the query's positives (a probable false
-  negative is a positive the labels missed).
+* ``"relabel_flagged"``: move every flagged negative to the query's positives (for data whose
+  flags were checked: most unsafe negatives are hard negatives, not missed positives).
 * ``"drop_unsafe_queries"``: remove every query that still has an unsafe negative (margin ≤ 0);
   the other queries keep all their negatives.
+* ``"drop_fn_score"`` / ``"relabel_fn_score"``: remove, or move to the positives, every negative
+  whose false-negative score (``fn_score``, :mod:`eci_core.false_negatives`) is ≥
+  ``fn_threshold`` (default 0.5, the ``likely`` band).
 
 Reviewer marks override the rules: ``marks[(source, query_id, passage_id)]`` is ``"fine"`` (a
 real negative: kept even when flagged, and it no longer makes its query unsafe) or
@@ -75,8 +78,10 @@ __all__ = [
     "export_bytes",
 ]
 
-Rule = Literal["drop_flagged", "relabel_flagged", "drop_unsafe_queries"]
-RULES = ("drop_flagged", "relabel_flagged", "drop_unsafe_queries")
+Rule = Literal["drop_flagged", "relabel_flagged", "drop_unsafe_queries", "drop_fn_score", "relabel_fn_score"]
+RULES = ("drop_flagged", "relabel_flagged", "drop_unsafe_queries", "drop_fn_score", "relabel_fn_score")
+FN_RULES = ("drop_fn_score", "relabel_fn_score")
+RELABEL_RULES = ("relabel_flagged", "relabel_fn_score")
 MARKS = ("false_negative", "fine")
 TableFormat = Literal["jsonl", "csv", "parquet"]
 
@@ -153,6 +158,7 @@ def clean_collection(
     marks: Mapping[tuple[str, str, str], str] | None = None,
     sources: Sequence[str] | None = None,
     drop_empty: bool = True,
+    fn_threshold: float = 0.5,
 ) -> CleanedSet:
     """Apply ``rule`` and the reviewer's ``marks`` to the scored sources (default: every source
     in ``result.pairs``) and return a :class:`CleanedSet` (see the module docstring for the
@@ -166,6 +172,8 @@ def clean_collection(
     """
     if rule not in RULES:
         raise ValueError(f"rule={rule!r}: use one of {', '.join(RULES)}")
+    if rule in FN_RULES and not 0.0 <= float(fn_threshold) <= 1.0:
+        raise ValueError(f"fn_threshold={fn_threshold!r}: use a false-negative score between 0 and 1 (e.g. 0.5)")
     mk = _check_marks(marks)
     pairs = result.pairs if hasattr(result, "pairs") else result
     scored = list(dict.fromkeys(pairs["source"].astype(str))) if len(pairs) else []
@@ -190,6 +198,12 @@ def clean_collection(
         flag_arr = ps["flagged"].fillna(False).to_numpy(dtype=bool)[ok]
         unsafe_arr = ps["unsafe"].fillna(False).to_numpy(dtype=bool)[ok]
         reason_arr = ps["flag_reasons"].fillna("").astype(str).to_numpy(dtype=object)[ok]
+        if rule in FN_RULES:  # the "flag" is the false-negative score at or above the threshold
+            if "fn_score" not in ps:
+                raise ValueError(f"rule={rule!r} needs the pairs table's fn_score column: score the collection again")
+            fs = ps["fn_score"].to_numpy(dtype=np.float64)[ok]
+            flag_arr = fs >= float(fn_threshold)
+            reason_arr = np.where(flag_arr, f"fn_score ≥ {float(fn_threshold):g}", "").astype(object)
         if not pair_code.is_unique:
             first = ~pair_code.duplicated()
             pair_code, flag_arr, unsafe_arr, reason_arr = (pair_code[first], flag_arr[first], unsafe_arr[first],
@@ -222,12 +236,12 @@ def clean_collection(
         fneg = mark == "false_negative"
         remove = fneg.copy()  # false negatives never stay negatives
         reason = np.where(fneg, "marked false negative", why).astype(object)
-        if rule in ("drop_flagged", "relabel_flagged"):
+        if rule in ("drop_flagged", "relabel_flagged") + FN_RULES:
             remove |= f & ~fine
         fine_note = fine & f
         reason = np.array([f"marked fine (kept despite: {w})" if fn else r for fn, w, r in zip(fine_note, why, reason)],
                           dtype=object)
-        action = np.where(remove, "relabelled" if rule == "relabel_flagged" else "dropped", "kept").astype(object)
+        action = np.where(remove, "relabelled" if rule in RELABEL_RULES else "dropped", "kept").astype(object)
         if missing.any():  # unscored copies of a text already among the query's negatives
             action[missing] = "dropped"
             reason[missing] = "duplicate text within the query (not scored)"

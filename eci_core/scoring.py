@@ -38,7 +38,7 @@ from .config import ECIConfig
 PAIR_COLUMNS = [
     "source", "query_id", "passage_id", "rank", "miner_score", "s_qn", "s_qp", "margin", "s_pn",
     "lex_overlap", "ce_margin", "unsafe", "near_duplicate", "cross_encoder", "percpos", "flagged",
-    "flag_reasons",
+    "flag_reasons", "fn_score", "fn_band",
 ]
 QUERY_COLUMNS = [
     "source", "query_id", "K", "C", "S", "delta", "DE", "eci", "eci_arith", "infonce", "eci_sem",
@@ -478,6 +478,7 @@ def score_collection(
     with_sem: bool = True,
     embeddings=None,
     score_source: Callable[..., ArrayScores] | None = None,
+    fn_models=None,
 ) -> ScoreResult:
     """Score every (or the named) source of ``collection`` with the target ``encoder``.
 
@@ -501,6 +502,9 @@ def score_collection(
     Memory: sources are scored one after another; of each only its rows of the output tables and
     its per-query metrics (for ``beats``) are kept, so the working memory of scoring follows the
     largest source, not the sum (the returned tables hold every source).
+
+    ``fn_score`` / ``fn_band`` come from :mod:`eci_core.false_negatives` (``fn_models``: the
+    shipped models when None; ``False`` leaves them NaN, for refitting the shipped model).
     """
     import pandas as pd
 
@@ -630,7 +634,7 @@ def score_collection(
             "lex_overlap": sc.lex_overlap, "ce_margin": sc.ce_margin,
             "unsafe": fl["unsafe"], "near_duplicate": fl["near_duplicate"],
             "cross_encoder": fl["cross_encoder"], "percpos": fl["percpos"], "flagged": fl["flagged"],
-            "flag_reasons": fl["flag_reasons"],
+            "flag_reasons": fl["flag_reasons"], "fn_score": np.nan, "fn_band": None,
         }, columns=PAIR_COLUMNS))
         qm = sc.metrics
         query_frames.append(pd.DataFrame({
@@ -647,6 +651,10 @@ def score_collection(
         progress("scoring sources", len(names), len(names))
 
     pairs = pd.concat(pair_frames, ignore_index=True) if pair_frames else pd.DataFrame(columns=PAIR_COLUMNS)
+    if fn_models is not False:
+        from .false_negatives import add_scores
+
+        add_scores(pairs, fn_models)
     queries = pd.concat(query_frames, ignore_index=True) if query_frames else pd.DataFrame(columns=QUERY_COLUMNS)
     src_table = pd.DataFrame(rows, columns=SOURCE_COLUMNS)
     src_table = src_table.sort_values("eci", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
