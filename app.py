@@ -30,6 +30,7 @@ PAGES = [
     st.Page(state.PAGE_FILES["signal_safety"], title="Signal vs Safety", icon=":material/scatter_plot:", url_path="signal_vs_safety"),
     st.Page(state.PAGE_FILES["projection"], title="Projection", icon=":material/bubble_chart:", url_path="projection"),
     st.Page(state.PAGE_FILES["drilldown"], title="Query drill-down", icon=":material/manage_search:", url_path="query"),
+    st.Page(state.PAGE_FILES["review"], title="Review queue", icon=":material/fact_check:", url_path="review"),
     st.Page(state.PAGE_FILES["compare"], title="Compare", icon=":material/compare_arrows:", url_path="compare"),
     st.Page(state.PAGE_FILES["export"], title="Export", icon=":material/download:", url_path="export"),
 ]

@@ -130,7 +130,7 @@ def html_report(result: Any, collection: Any = None, title: str = "ECI Explorer 
         f"<p class=\"verdict\">{html.escape(views.verdict(result))}</p>"
         f"<h2>Components</h2>{_table_html(format_components(result, decimals))}"
         + chart_html[0]
-        + f"<h2>Flags: probable false negatives</h2>{_flags_html(result)}"
+        + f"<h2>Flags (unsafe: ranked at or above the positive; near duplicate; cross-encoder)</h2>{_flags_html(result)}"
         + f"<h2>Positive / Negative / Difference</h2>{_summary_html(result, decimals)}"
         + "".join(chart_html[1:])
         + f"<h2>Configuration</h2>{_config_html(result)}"

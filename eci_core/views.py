@@ -473,7 +473,7 @@ class DrillDown:
 
     ``negatives`` has one row per (source, negative), ranked by ``s_qn`` descending within each
     source: ``source, rank_by_sim, rank, passage_id, text, s_qn, margin, s_pn, lex_overlap,
-    ce_margin, flagged, flag_reasons, percpos, shared_words``; ``metrics``: the query's rows of
+    ce_margin, flagged, flag_reasons, percpos, fn_score, fn_band, shared_words``; ``metrics``: the query's rows of
     the queries table (one per source).
     """
 
@@ -510,7 +510,7 @@ def query_drilldown(collection: Any, result: Any, query_id: str, sources: Sequen
     neg["text"] = texts
     neg["shared_words"] = [shared_words(t, pos_texts) for t in texts]
     cols = ["source", "rank_by_sim", "rank", "passage_id", "text", "s_qn", "margin", "s_pn", "lex_overlap",
-            "ce_margin", "flagged", "flag_reasons", "percpos", "shared_words"]
+            "ce_margin", "flagged", "flag_reasons", "percpos", "fn_score", "fn_band", "shared_words"]
     neg = neg[[c for c in cols if c in neg.columns]].reset_index(drop=True)
     qt = _table(result, "queries")
     met = qt[qt["query_id"].astype(str) == qid]
@@ -832,4 +832,112 @@ def compare_scatter(comparison: Comparison, highlight_top: bool = True):
     fig.update_layout(title=f"ECI per query: {comparison.a} vs {comparison.b}", height=520,
                       xaxis_title=f"ECI_q {comparison.a}", yaxis_title=f"ECI_q {comparison.b}",
                       margin=dict(l=10, r=10, t=50, b=40), dragmode="lasso")
+    return fig
+
+
+# ----------------------------------------------------------------------------- false negatives
+
+
+def fn_band_counts(result: Any, sources: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per source: how the false-negative score splits its negatives, next to the flags.
+
+    Columns: ``source, n_negatives, likely, possible, unlikely, likely_share`` (share of the
+    source's negatives in band ``likely``), ``unsafe``, ``unsafe_likely`` (unsafe and likely a
+    false negative) and ``unsafe_unlikely`` (unsafe but unlikely a false negative: usually a
+    true hard negative the encoder gets wrong, the most useful kind)."""
+    pairs = _table(result, "pairs")
+    _require(pairs, ("source", "fn_band", "unsafe"), "pairs")
+    rows = []
+    for s in _source_order(pairs, sources):
+        p = pairs[pairs["source"].astype(str) == s]
+        band = p["fn_band"].astype(str).to_numpy()
+        uns = _bool(p["unsafe"])
+        n = len(p)
+        rows.append({
+            "source": s, "n_negatives": n,
+            "likely": int((band == "likely").sum()), "possible": int((band == "possible").sum()),
+            "unlikely": int((band == "unlikely").sum()),
+            "likely_share": float((band == "likely").mean()) if n else 0.0,
+            "unsafe": int(uns.sum()), "unsafe_likely": int((uns & (band == "likely")).sum()),
+            "unsafe_unlikely": int((uns & (band == "unlikely")).sum()),
+        })
+    return pd.DataFrame(rows, columns=["source", "n_negatives", "likely", "possible", "unlikely", "likely_share",
+                                       "unsafe", "unsafe_likely", "unsafe_unlikely"])
+
+
+def review_queue(result: Any, scores: np.ndarray | None = None, sources: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every distinct (query, negative) across the chosen sources, most likely false negative
+    first: ``query_id, passage_id, fn_score`` (the highest over the sources that mined it; the
+    ``scores`` array per row of ``result.pairs`` replaces the shipped ``fn_score`` after a refit),
+    ``fn_band, sources`` (comma-joined), ``n_sources, s_pn, lex_overlap, margin, unsafe,
+    flag_reasons`` (of the best-scoring row)."""
+    from .false_negatives import fn_bands
+
+    pairs = _table(result, "pairs")
+    _require(pairs, ("source", "query_id", "passage_id", "fn_score"), "pairs")
+    p = pairs.assign(fn_score=np.asarray(scores, dtype=np.float64)) if scores is not None else pairs
+    if sources is not None:
+        p = p[p["source"].astype(str).isin([str(x) for x in sources])]
+    cols = ["query_id", "passage_id", "fn_score", "fn_band", "sources", "n_sources", "s_pn", "lex_overlap",
+            "margin", "unsafe", "flag_reasons"]
+    if not len(p):
+        return pd.DataFrame(columns=cols)
+    key = ["query_id", "passage_id"]
+    best = p.sort_values("fn_score", ascending=False, kind="stable").drop_duplicates(key)
+    srcs = p.groupby(key, sort=False)["source"].agg(lambda x: ",".join(dict.fromkeys(x.astype(str))))
+    out = best.join(srcs.rename("sources"), on=key)
+    out["n_sources"] = out["sources"].str.count(",") + 1
+    out["fn_band"] = fn_bands(out["fn_score"].to_numpy())
+    out = out.sort_values(["fn_score", "query_id", "passage_id"], ascending=[False, True, True], kind="stable")
+    return out[cols].reset_index(drop=True)
+
+
+def detector_quality(result: Any, labels: Any, scores: np.ndarray | None = None) -> dict[str, pd.DataFrame]:
+    """How well each flag rule and the false-negative score find labelled false negatives.
+
+    ``labels``: ``{(query_id, passage_id): 1 or 0}`` (a labels file or the reviewer's marks; 0 and
+    unlabelled rows count as not false negatives). Returns ``{"summary", "curves"}``: per source
+    (and ``all sources``) and per ranking (``fn_score``, ``unsafe``, ``near_duplicate``,
+    ``cross_encoder`` when a cross-encoder ran, ``s_pn``, ``lex_overlap``, ``margin``) the
+    average precision, ROC AUC, labelled count and the share of the source's negatives in band
+    ``likely``; and the precision-recall curve points (``source, score, recall, precision``).
+    """
+    from .false_negatives import LIKELY, _ap_auc, label_vector, pr_curves, rule_scores
+
+    pairs = _table(result, "pairs")
+    p = pairs.assign(fn_score=np.asarray(scores, dtype=np.float64)) if scores is not None else pairs
+    rows, curves = [], []
+    groups = [("all sources", p)] + [(s, p[p["source"].astype(str) == s]) for s in _source_order(p, None)]
+    for name, part in groups:
+        y = label_vector(part, labels)
+        sc = rule_scores(part)
+        share = float((part["fn_score"].to_numpy(dtype=np.float64) >= LIKELY).mean()) if len(part) else 0.0
+        for rule, v in sc.items():
+            ap, auc = _ap_auc(v, y)
+            rows.append({"source": name, "ranking": rule, "average_precision": ap, "roc_auc": auc,
+                         "labelled": int(y.sum()), "negatives": len(part), "likely_share": share})
+        if y.sum():
+            c = pr_curves(sc, y)
+            c.insert(0, "source", name)
+            curves.append(c)
+    summary = pd.DataFrame(rows, columns=["source", "ranking", "average_precision", "roc_auc", "labelled",
+                                          "negatives", "likely_share"])
+    curves_df = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(
+        columns=["source", "score", "recall", "precision", "threshold"])
+    return {"summary": summary, "curves": curves_df}
+
+
+def pr_figure(curves: pd.DataFrame, source: str = "all sources"):
+    """Precision-recall curves of :func:`detector_quality` for one source, one line per ranking."""
+    import plotly.graph_objects as go
+
+    c = curves[curves["source"] == source]
+    fig = go.Figure()
+    for i, (name, part) in enumerate(c.groupby("score", sort=False)):
+        fig.add_trace(go.Scatter(x=part["recall"], y=part["precision"], mode="lines", name=str(name),
+                                 line=dict(color=OKABE_ITO[i % len(OKABE_ITO)], width=3 if name == "fn_score" else 1.5),
+                                 hovertemplate=f"{name}: recall %{{x:.2f}}, precision %{{y:.2f}}<extra></extra>"))
+    fig.update_layout(title=f"Precision–recall against the labels: {source}", xaxis_title="recall",
+                      yaxis_title="precision", xaxis=dict(range=[0, 1]), yaxis=dict(range=[0, 1.02]),
+                      height=380, margin=dict(l=10, r=10, t=50, b=30))
     return fig

@@ -1,7 +1,7 @@
 """Export: a cleaned training set, the tables and a standalone report.
 
-Choose a source and a cleaning rule; your drill-down marks override the rule ("fine" keeps a
-flagged negative, "false negative" removes one). Download the cleaned set as a
+Choose a source and a cleaning rule (flags, or the false-negative score ≥ t); your marks (drill-down,
+review queue) override the rule ("fine" keeps a flagged negative, "false negative" removes one). Download the cleaned set as a
 sentence-transformers n-tuple or triplet file, BGE or Tevatron JSONL; the score tables as CSV
 or Parquet; and the HTML report.
 """
@@ -21,8 +21,11 @@ names = components.source_names(cur)
 
 RULES = {
     "drop_flagged": "Drop flagged negatives (unsafe, near duplicate, cross-encoder)",
-    "relabel_flagged": "Move flagged negatives to the positives (they are probable false negatives)",
+    "relabel_flagged": "Move flagged negatives to the positives (only when you checked the flags: most unsafe "
+                       "negatives are hard negatives, not missed positives)",
     "drop_unsafe_queries": "Drop queries that still have an unsafe negative",
+    "drop_fn_score": "Drop negatives with false-negative score ≥ t",
+    "relabel_fn_score": "Move negatives with false-negative score ≥ t to the positives",
 }
 
 components.url_value("ex_source", "src", names, names[0])
@@ -30,17 +33,24 @@ c1, c2 = st.columns([1, 2])
 source = c1.selectbox("Source", names, key="ex_source", on_change=components.to_url, args=("ex_source", "src"),
                       help="Sources are listed best ECI first.")
 rule = c2.radio("Cleaning rule", list(RULES), format_func=RULES.get, key="ex_rule")
+fn_t = 0.5
+if rule in export.FN_RULES:
+    fn_t = c2.slider("t (false-negative score)", 0.0, 1.0, 0.5, 0.05, key="ex_fn_t",
+                     help="0.5: the 'likely' band (the score says more likely a false negative than not); "
+                          "0.1: 'possible' and above. The score is the shipped one (the Review queue's refit "
+                          "does not change Export).")
 
 marks = dict(st.session_state[state.K_MARKS])
 own_marks = {k: v for k, v in marks.items() if k[0] == source}
-cleaned = export.clean_collection(coll, res, rule=rule, marks=own_marks, sources=[source])
+cleaned = export.clean_collection(coll, res, rule=rule, marks=own_marks, sources=[source], fn_threshold=fn_t)
 
 n_fn = sum(v == state.MARK_FALSE_NEGATIVE for v in own_marks.values())
 n_fine = len(own_marks) - n_fn
 if own_marks:
     st.caption(f"Your marks on {components.plain(source)}: {n_fn} false negative(s), {n_fine} fine. They override the rule.")
 else:
-    st.caption("No marks on this source yet: mark negatives in the Query drill-down to override the rule.")
+    st.caption("No marks on this source yet: mark negatives in the Query drill-down or the Review queue to "
+               "override the rule.")
 if cleaned.unmatched_marks:
     st.warning(f"{len(cleaned.unmatched_marks)} mark(s) match no negative of {components.plain(source)} and were ignored.")
 

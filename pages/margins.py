@@ -2,7 +2,8 @@
 
 A histogram (or ECDF) of margin = s_qp − s_qn per negative, overlaid or as small multiples,
 with a line at 0 (left of it: unsafe negatives) and the 95 %-of-positive band; then how many
-negatives each flag rule catches, per source.
+negatives each flag rule catches, per source, and how the false-negative score splits them
+(likely / possible / unlikely an unlabelled positive).
 """
 
 import streamlit as st
@@ -56,7 +57,9 @@ margin_chart()
 st.subheader("Flag funnel")
 st.caption(
     "How many negatives each rule catches (a negative can fire several rules), how many are new at each "
-    "step, and how many are kept. percpos is a risk marker, not a flag."
+    "step, and how many are kept. percpos is a risk marker, not a flag. The rules say what they measure: "
+    "unsafe = the target encoder ranks the negative at or above the positive (most unsafe negatives are "
+    "true hard negatives); whether a negative is an unlabelled positive is the false-negative score below."
 )
 st.dataframe(
     views.flag_counts(res, names),
@@ -87,3 +90,22 @@ def funnel() -> None:
 
 
 funnel()
+
+
+st.subheader("False-negative score")
+st.caption(
+    "How likely each negative is an unlabelled positive (a logistic model over s_pn, lexical overlap, margin, "
+    "s_qn, rank, copy and the cross-encoder margin when it is on; measured on labelled data, see the README). "
+    "Bands: likely ≥ 0.5, possible ≥ 0.1, unlikely below. The Review queue lists them in score order."
+)
+st.dataframe(
+    views.fn_band_counts(res, names),
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "n_negatives": st.column_config.NumberColumn("negatives"),
+        "likely_share": st.column_config.NumberColumn("likely share", format="percent"),
+        "unsafe_likely": st.column_config.NumberColumn("unsafe & likely FN"),
+        "unsafe_unlikely": st.column_config.NumberColumn("unsafe, unlikely FN", help="usually a true hard negative"),
+    },
+)

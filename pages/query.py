@@ -2,8 +2,10 @@
 
 Pick a query (search by words or id; the default is the query with the lowest ECI). Per source
 the negatives are ranked by s_qn, with margin, s_pn, lexical overlap (words shared with the
-positive highlighted), cross-encoder margin and the flags that fired. Mark a negative as a
-"false negative" or "fine": marks are kept for this session and used by Export.
+positive highlighted), cross-encoder margin, the flag rules that fired (each says what it
+measures: unsafe = ranked at or above the positive) and the false-negative score with its band
+(how likely the negative is an unlabelled positive). Mark a negative as a "false negative" or
+"fine": marks are saved with the data (they survive a reload) and used by Export.
 """
 
 import streamlit as st
@@ -33,6 +35,9 @@ CSS = """
 .eci-chip.risk{background:#fef3c7;color:#92400e}
 .eci-chip.ok{background:#dcfce7;color:#166534}
 .eci-chip.mark{background:#e0e7ff;color:#3730a3}
+.eci-chip.fn-likely{background:#fecaca;color:#7f1d1d;font-weight:600}
+.eci-chip.fn-possible{background:#fef3c7;color:#92400e}
+.eci-chip.fn-unlikely{background:#f3f4f6;color:#374151}
 .eci-neg{color:#b91c1c;font-weight:600}
 .eci-id{font-size:.72rem;color:#9ca3af;margin-top:4px}
 </style>
@@ -125,6 +130,10 @@ def negative_card(row, rank_label: str, mark: str | None = None) -> str:
         chips += '<span class="eci-chip risk">percpos (risky)</span>'
     if mark:
         chips += f'<span class="eci-chip mark">you: {state.MARK_LABELS[mark]}</span>'
+    band = str(row.get("fn_band") or "")
+    if band in ("likely", "possible", "unlikely"):
+        chips += (f'<span class="eci-chip fn-{band}" title="false-negative score: how likely this negative is an '
+                  f'unlabelled positive">false negative: {band} ({components.fmt(row.get("fn_score"), ".2f")})</span>')
     head = (f"<b>{rank_label}</b> · s_qn {components.fmt(row['s_qn'])} · margin {margin_txt} · "
             f"s_pn {components.fmt(row['s_pn'])} · lex overlap {components.fmt(row['lex_overlap'], '.2f')} · "
             f"ce margin {components.fmt(row.get('ce_margin'), '+.2f')}{chips}")
@@ -136,7 +145,9 @@ def negative_card(row, rank_label: str, mark: str | None = None) -> str:
 @st.fragment
 def negatives_by_source() -> None:
     st.markdown("**Negatives per source** · words shared with a positive are <mark>highlighted</mark> "
-                "(common function words left plain) · mark each negative *fine* or *false negative*",
+                "(common function words left plain) · red chips: flag rules that fired (unsafe: ranked at or above "
+                "the positive; most unsafe negatives are real hard negatives) · *false negative: likely / possible / "
+                "unlikely*: the false-negative score's band · mark each negative *fine* or *false negative*",
                 unsafe_allow_html=True)
     neg = dd.negatives
     if not len(neg):
@@ -170,7 +181,8 @@ def negatives_by_source() -> None:
                 )
     n_marks = len(marks)
     if n_marks:
-        st.caption(f"{n_marks} negative(s) marked in this session; Export applies the marks.")
+        st.caption(f"{n_marks} negative(s) marked (saved with this data); Export applies the marks. "
+                   "The Review queue lists every query's negatives by false-negative score.")
 
 
 negatives_by_source()

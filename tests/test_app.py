@@ -38,6 +38,7 @@ PAGES = {
     "drilldown": ("pages/query.py", "Query drill-down"),
     "compare": ("pages/compare.py", "Compare"),
     "export": ("pages/export.py", "Export"),
+    "review": ("pages/review.py", "Review queue"),
 }
 TIMEOUT = 120
 
@@ -49,10 +50,14 @@ def _cache_dir(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _fixture_env(monkeypatch, _cache_dir):
+    import shutil
+
     monkeypatch.setenv("ECI_CACHE_DIR", str(_cache_dir))  # never the user's ~/.cache
     monkeypatch.setenv("ECI_DATA", str(FIXTURE))
     monkeypatch.setenv("ECI_ENCODER", "hashing")
     monkeypatch.delenv("ECI_CROSS_ENCODER", raising=False)
+    yield
+    shutil.rmtree(_cache_dir / "marks", ignore_errors=True)  # marks are saved there: none leak into the next test
 
 
 @pytest.fixture(scope="module")
@@ -403,3 +408,84 @@ def test_cross_encoder_checkbox_adds_the_cross_encoder_flag(monkeypatch, expecte
     assert list(shown["cross_encoder"]) == list(counts["cross_encoder"])
     assert list(shown["flagged"]) == list(counts["flagged"])
     assert counts["cross_encoder"].sum() > 0  # the fixture has negatives the cross-encoder rates as relevant
+
+
+# ----------------------------------------------------------------------------- false negatives
+def _html(at) -> str:
+    return "\n".join(str(e.proto.body) for e in at.get("html"))
+
+
+def test_every_page_that_shows_the_score_shows_it(expected):
+    _, res = expected
+    assert res.pairs["fn_score"].between(0, 1).all()
+    # drill-down: each negative card carries its band and score
+    at = open_page("drilldown", query_params={"q": "q1"})
+    part = res.pairs[res.pairs["query_id"] == "q1"]
+    body = _html(at)
+    for _, r in part.head(3).iterrows():
+        assert f"false negative: {r['fn_band']} ({r['fn_score']:.2f})" in body
+    # margins: the band table equals the library's
+    at = open_page("margins")
+    want = views.fn_band_counts(res, list(res.sources["name"]))
+    shown = next(d.value for d in at.dataframe if "likely_share" in d.value.columns)
+    assert list(shown["likely"]) == list(want["likely"]) and list(shown["unsafe_unlikely"]) == list(want["unsafe_unlikely"])
+    # review queue: the first item is the highest score over all sources
+    at = open_page("review")
+    q = views.review_queue(res)
+    assert f"fn_score <b>{q['fn_score'].iloc[0]:.2f}</b>" in _html(at)
+    assert _metrics(at)["Negatives in the queue"] == f"{len(q):,}"
+    # export: the score rule with its threshold
+    at = open_page("export")
+    at.radio(key="ex_rule").set_value("drop_fn_score").run()
+    _no_exception(at)
+    at.slider(key="ex_fn_t").set_value(0.1).run()
+    best = res.sources.iloc[0]["name"]
+    p = res.pairs[res.pairs["source"] == best]
+    n, hit = len(p), int((p["fn_score"] >= 0.1).sum())
+    assert _metrics(at)["Dropped"] == f"{hit:,}" and _metrics(at)["Negatives kept"] == f"{n - hit:,} / {n:,}"
+
+
+def test_review_queue_marks_every_source_of_a_pair_and_they_survive_a_reload(expected):
+    _, res = expected
+    q = views.review_queue(res)
+    top = q.iloc[0]
+    at = open_page("review")
+    key = f"rv|{top['query_id']}|{top['passage_id']}"
+    at.segmented_control(key=key).set_value("false_negative").run()
+    _no_exception(at)
+    holders = res.pairs[(res.pairs["query_id"] == top["query_id"]) & (res.pairs["passage_id"] == top["passage_id"])]
+    want = {(s, top["query_id"], top["passage_id"]): "false_negative" for s in holders["source"]}
+    assert at.session_state["eci_marks"] == want
+    assert _metrics(at)["Marked false negative"] == "1"
+    # a reload is a new session: the marks come back from the cache folder
+    at2 = open_page("review")
+    assert at2.session_state["eci_marks"] == want
+    assert _metrics(at2)["Marked false negative"] == "1"
+    # ... and "Clear all marks" forgets them, also on disk
+    at2.button(key="rv_clear").click().run()
+    _no_exception(at2)
+    assert at2.session_state["eci_marks"] == {}
+    assert open_page("review").session_state["eci_marks"] == {}
+
+
+def test_review_queue_refit_after_ten_marks_of_each_kind(expected):
+    _, res = expected
+    q = views.review_queue(res)
+    assert len(q) >= 20
+    at = open_page("review")
+    # contradict the shipped score: its top 10 are fine, its bottom 10 false negatives
+    marks = {}
+    for _, r in q.head(10).iterrows():
+        for s in res.pairs.loc[(res.pairs["query_id"] == r["query_id"]) & (res.pairs["passage_id"] == r["passage_id"]), "source"]:
+            marks[(s, r["query_id"], r["passage_id"])] = "fine"
+    for _, r in q.tail(10).iterrows():
+        for s in res.pairs.loc[(res.pairs["query_id"] == r["query_id"]) & (res.pairs["passage_id"] == r["passage_id"]), "source"]:
+            marks[(s, r["query_id"], r["passage_id"])] = "false_negative"
+    at.session_state["eci_marks"] = marks
+    at.run()
+    at.button(key="rv_refit").click().run()
+    _no_exception(at)
+    rep = at.session_state["eci_fn_refit"]
+    assert rep["n_false_negative"] > 0 and rep["ap_before"] < 0.5
+    assert rep["ap_after"] > rep["ap_before"]
+    assert any("average precision" in m.value for m in at.markdown)

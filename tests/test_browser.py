@@ -36,6 +36,7 @@ def pages(n_sources: int) -> list[tuple[str, str, str, int]]:
         ("Signal vs Safety", "signal_vs_safety", "Signal vs Safety", 1),
         ("Projection", "projection", "Projection", 1),
         ("Query drill-down", "query", "Query drill-down", 0),
+        ("Review queue", "review", "Review queue", 0),
         ("Compare", "compare", "Compare", 1 if two else 0),
         ("Export", "export", "Export", 0),
     ]
@@ -204,7 +205,7 @@ def test_a_drilldown_mark_reaches_export(server, page):
     card = page.locator(".eci-card:not(.pos)").first
     already_dropped = "flagged" in (card.get_attribute("class") or "")
     page.locator('[data-testid="stMain"] button', has_text="false negative").first.click()
-    page.get_by_text(re.compile(r"1 negative\(s\) marked in this session")).wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"\d+ negative\(s\) marked \(saved with this data\)")).wait_for(timeout=60_000)
     A.wait_until_idle(page, timeout_ms=LOAD_MS, title="Query drill-down")
     assert page.locator(".eci-chip.mark", has_text="you: false negative").count() == 1
     page.screenshot(path=str(ARTIFACTS / "query-marked.png"), full_page=True)
@@ -215,3 +216,60 @@ def test_a_drilldown_mark_reaches_export(server, page):
     kept_after = int(_metric(page, "Negatives kept").split("/")[0].replace(",", ""))
     # a negative marked false is removed; one the rule had already dropped (flagged) stays out
     assert kept_after == (kept_before if already_dropped else kept_before - 1)
+
+
+def test_review_queue_mark_to_relabelled_export(server, page, tmp_path):
+    """One sitting: open the review queue, mark its first negative a false negative with a real
+    click, reload (the mark survives), download the marks as a labels file, and export the source
+    with "move negatives with false-negative score >= t to the positives": the marked negative
+    comes back as a positive of its query in the file, read back by the loaders."""
+    import json
+
+    from eci_core.false_negatives import read_labels
+    from eci_core.loaders import load_paths
+
+    _goto(page, server, "review", "Review queue", 0)
+    before = int(_metric(page, "Marked false negative").replace(",", ""))
+    head = page.locator(".rv-head").first.inner_text()
+    qid, pid = [x.strip() for x in head.rsplit("·", 1)[1].split(" / ")]
+    sources = re.search(r"· in (\S+) ·", head).group(1).split(",")
+    page.locator('[data-testid="stMain"] button', has_text="false negative").first.click()
+    page.wait_for_function(
+        "([n]) => [...document.querySelectorAll('[data-testid=\"stMetric\"]')].some(m => "
+        "m.innerText.includes('Marked false negative') && m.innerText.includes(String(n)))", arg=[before + 1],
+        timeout=60_000)
+    A.wait_until_idle(page, timeout_ms=LOAD_MS, title="Review queue")
+    _assert_clean(page, "Review queue after a mark")
+    page.screenshot(path=str(ARTIFACTS / "review-marked.png"), full_page=True)
+    # a reload is a new session: the mark comes back from the cache folder
+    page.reload()
+    A.wait_until_idle(page, timeout_ms=LOAD_MS, title="Review queue")
+    assert _metric(page, "Marked false negative") == str(before + 1)
+    # the marks as a labels file, in the format of qrels/false_negatives.tsv
+    with page.expect_download(timeout=60_000) as dl:
+        page.locator('[data-testid="stDownloadButton"]', has_text="Download labels").first.click()
+    labels = read_labels(Path(dl.value.path()))
+    assert labels[(qid, pid)] == 1
+    # Export: the source that mined it, rule "relabel by false-negative score"
+    _goto(page, server, f"export?src={sources[0]}", "Export", 0)
+    page.get_by_text("Move negatives with false-negative score ≥ t to the positives").click()
+    A.wait_until_idle(page, timeout_ms=LOAD_MS, title="Export")
+    _assert_clean(page, "Export with the score rule")
+    assert page.get_by_text(re.compile(r"Your marks on .*: \d+ false negative\(s\)")).count() == 1
+    relabelled = int(_metric(page, "Relabelled as positives").replace(",", ""))
+    assert relabelled >= 1
+    page.screenshot(path=str(ARTIFACTS / "export-fn-rule.png"), full_page=True)
+    with page.expect_download(timeout=60_000) as dl2:
+        page.locator('[data-testid="stDownloadButton"]', has_text="Tevatron").first.click()
+    target = tmp_path / dl2.value.suggested_filename
+    dl2.value.save_as(target)
+    assert "relabel_fn_score" in target.name
+    rows = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    mine = [r for r in rows if r["query_id"] == qid]
+    assert len(mine) == 1
+    assert pid in [p["docid"] for p in mine[0]["positive_passages"]]
+    assert pid not in [p["docid"] for p in mine[0]["negative_passages"]]
+    coll, report = load_paths([str(target)])
+    assert report.errors == []
+    qi = coll.query_index(qid)
+    assert pid in [coll.passage_ids[p] for p in coll.positives[qi]]

@@ -66,6 +66,9 @@ K_REPORT = "eci_load_report"
 K_ERRORS = "eci_load_errors"
 K_DATA_LABEL = "eci_data_label"
 K_MARKS = "eci_marks"
+K_MARKS_RESTORED = "eci_marks_restored"  # how many saved marks the last data change restored
+K_FN_MODELS = "eci_fn_models"  # the review queue's refitted false-negative models (None: shipped)
+K_FN_REFIT = "eci_fn_refit"  # what the last refit measured (false_negatives.refit_report), or None
 K_QUERY = "eci_query_id"
 K_PROJECTION = "pj_params"  # Projection page: method (pca/umap) and UMAP parameters
 K_INITIALISED = "eci_initialised"
@@ -261,6 +264,9 @@ def _defaults() -> dict[str, Any]:
         K_ERRORS: [],
         K_DATA_LABEL: "nothing loaded",
         K_MARKS: {},
+        K_MARKS_RESTORED: 0,
+        K_FN_MODELS: None,
+        K_FN_REFIT: None,
         K_QUERY: None,
         K_PROJECTION: {"method": "pca", "n_neighbors": 15, "min_dist": 0.1, "metric": "cosine"},
         W_ENCODER: enc_label,
@@ -352,6 +358,7 @@ def _set_collection(coll: Collection, report: LoadReport, label: str) -> None:
     ss[K_COLLECTION] = coll
     ss[K_FINGERPRINT] = coll.fingerprint()
     ss[K_CONTENT_HASH] = content_hash(coll)
+    _restore_marks()
     ss[K_REPORT] = report
     ss[K_DATA_LABEL] = label
     ss[K_QUERY] = None
@@ -642,7 +649,8 @@ def mark_key(source: str, query_id: str, passage_id: str) -> tuple[str, str, str
 
 
 def set_mark(source: str, query_id: str, passage_id: str, value: str | None) -> None:
-    """Mark one negative ``"false_negative"`` / ``"fine"``, or clear the mark with ``None``."""
+    """Mark one negative ``"false_negative"`` / ``"fine"``, or clear the mark with ``None``.
+    The marks are saved at once with the data's fingerprint (:func:`save_marks`)."""
     marks = st.session_state[K_MARKS]
     k = mark_key(source, query_id, passage_id)
     if value is None:
@@ -651,6 +659,127 @@ def set_mark(source: str, query_id: str, passage_id: str, value: str | None) -> 
         if value not in (MARK_FALSE_NEGATIVE, MARK_FINE):
             raise ValueError(f"mark={value!r}: use {MARK_FALSE_NEGATIVE!r} or {MARK_FINE!r}")
         marks[k] = value
+    save_marks()
+
+
+def set_pair_mark(pairs, query_id: str, passage_id: str, value: str | None) -> int:
+    """Mark one (query, negative) in every source of ``pairs`` (the scored pairs table) that
+    mined it: a false negative is one whichever miner found it. Returns how many sources."""
+    hit = pairs[(pairs["query_id"].astype(str) == str(query_id)) & (pairs["passage_id"].astype(str) == str(passage_id))]
+    names = list(dict.fromkeys(hit["source"].astype(str)))
+    marks = st.session_state[K_MARKS]
+    for s in names:
+        k = mark_key(s, query_id, passage_id)
+        if value is None:
+            marks.pop(k, None)
+        else:
+            if value not in (MARK_FALSE_NEGATIVE, MARK_FINE):
+                raise ValueError(f"mark={value!r}: use {MARK_FALSE_NEGATIVE!r} or {MARK_FINE!r}")
+            marks[k] = value
+    save_marks()
+    return len(names)
+
+
+def pair_marks() -> dict[tuple[str, str], str]:
+    """The marks per (query, passage), whatever the source (a false negative anywhere wins)."""
+    out: dict[tuple[str, str], str] = {}
+    for (_, q, p), m in st.session_state[K_MARKS].items():
+        if out.get((q, p)) != MARK_FALSE_NEGATIVE:
+            out[(q, p)] = m
+    return out
+
+
+def fn_scores_now(result):
+    """fn_score per row of ``result.pairs``: the shipped model's, or the review queue's refit."""
+    models = st.session_state.get(K_FN_MODELS)
+    if models is None:
+        return result.pairs["fn_score"].to_numpy()
+    from eci_core.false_negatives import fn_scores
+
+    return fn_scores(result.pairs, models)
+
+
+def refit_on_marks(result) -> dict:
+    """Refit the false-negative score on the session's marks plus the shipped prior
+    (``eci_core.false_negatives.refit``); the review queue re-ranks with it. Returns and keeps
+    what the refit measured (``refit_report``: precision on the marks before / after)."""
+    import numpy as np
+
+    from eci_core.false_negatives import refit, refit_report
+
+    pairs = result.pairs
+    marks = st.session_state[K_MARKS]
+    keys = zip(pairs["source"].astype(str), pairs["query_id"].astype(str), pairs["passage_id"].astype(str))
+    got = [(i, marks[k]) for i, k in enumerate(keys) if k in marks]
+    rows = np.array([i for i, _ in got], dtype=np.int64)
+    labels = np.array([1 if m == MARK_FALSE_NEGATIVE else 0 for _, m in got], dtype=np.int64)
+    report = refit_report(pairs, rows, labels)
+    st.session_state[K_FN_MODELS] = refit(pairs, rows, labels)
+    st.session_state[K_FN_REFIT] = report
+    return report
+
+
+def save_marks() -> bool:
+    """Save the session's marks under the data's fingerprint in the user's cache folder
+    (``eci_core.marks``); False when there is no data or the folder is not writable."""
+    from eci_core.marks import save_marks as _save
+
+    fp = st.session_state.get(K_FINGERPRINT)
+    if not fp:
+        return False
+    return _save(fp, st.session_state[K_MARKS]) is not None
+
+
+def _restore_marks() -> None:
+    """Merge the marks saved for the current data into the session's (the session's win)."""
+    from eci_core.marks import load_marks
+
+    ss = st.session_state
+    fp = ss.get(K_FINGERPRINT)
+    saved = load_marks(fp) if fp else {}
+    current = ss.get(K_MARKS) or {}
+    ss[K_MARKS_RESTORED] = sum(1 for k in saved if k not in current)
+    ss[K_MARKS] = {**saved, **current}
+    ss[K_FN_MODELS] = None
+    ss[K_FN_REFIT] = None
+    if ss[K_MARKS_RESTORED] or (current and not saved):
+        save_marks()
+
+
+def clear_marks() -> None:
+    """Forget every mark of this session and the saved ones of the current data."""
+    from eci_core.marks import clear_marks as _clear
+
+    ss = st.session_state
+    ss[K_MARKS] = {}
+    ss[K_MARKS_RESTORED] = 0
+    ss[K_FN_MODELS] = None
+    ss[K_FN_REFIT] = None
+    if ss.get(K_FINGERPRINT):
+        _clear(ss[K_FINGERPRINT])
+
+
+def marks_labels_bytes() -> bytes:
+    """The marks as a labels file (``query-id corpus-id score``; 1 false negative, 0 fine)."""
+    from eci_core.false_negatives import labels_bytes
+    from eci_core.marks import marks_to_labels
+
+    return labels_bytes(marks_to_labels(st.session_state[K_MARKS]))
+
+
+def import_labels(data: bytes, pairs) -> int:
+    """Mark every negative of ``pairs`` (the scored pairs table) whose (query, passage) the labels
+    file ``data`` lists; returns how many marks were set. Raises ValueError naming the line of a
+    malformed file (nothing is changed then)."""
+    from eci_core.false_negatives import read_labels
+    from eci_core.marks import labels_to_marks
+
+    labels = read_labels(data)
+    keys = zip(pairs["source"].astype(str), pairs["query_id"].astype(str), pairs["passage_id"].astype(str))
+    new = labels_to_marks(labels, keys)
+    st.session_state[K_MARKS].update(new)
+    save_marks()
+    return len(new)
 
 
 def marks_frame():
@@ -691,6 +820,7 @@ PAGE_FILES = {
     "drilldown": "pages/query.py",
     "compare": "pages/compare.py",
     "export": "pages/export.py",
+    "review": "pages/review.py",
 }
 
 
