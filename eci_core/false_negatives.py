@@ -428,8 +428,9 @@ def evaluate(scores: Mapping[str, np.ndarray], y, groups, ks: Sequence[int] = (2
              n_bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
     """AP, ROC AUC and precision@k of each score against labels ``y``, with bootstrap percentile
     intervals from resampling ``groups`` (queries) with replacement (the same resamples for
-    every score); also each score's AP minus the best single rule's AP when ``fn_score`` is
-    among them. One row per score."""
+    every score). When ``fn_score`` is among them, ``attrs["gains"][metric]`` holds its
+    difference to the best other score on that metric, with an interval from the same
+    resamples (``attrs["ap_gain"]`` etc. for AP). One row per score."""
     y = np.asarray(y, dtype=np.int64)
     g_codes, g_uniq = pd.factorize(pd.Series(np.asarray(groups, dtype=object)))
     n_g = len(g_uniq)
@@ -466,18 +467,25 @@ def evaluate(scores: Mapping[str, np.ndarray], y, groups, ks: Sequence[int] = (2
         rows.append(row)
     out = pd.DataFrame(rows)
     if "fn_score" in names and rules:
-        best = max(rules, key=lambda r: -np.inf if math.isnan(point[r]["ap"]) else point[r]["ap"])
-        d = np.asarray(boots["fn_score"]["ap"]) - np.asarray(boots[best]["ap"])
-        out.attrs["best_rule"] = best
-        out.attrs["ap_gain"] = point["fn_score"]["ap"] - point[best]["ap"]
-        out.attrs["ap_gain_low"] = float(np.nanquantile(d, a))
-        out.attrs["ap_gain_high"] = float(np.nanquantile(d, 1 - a))
+        gains = {}
+        for m in point["fn_score"]:
+            best = max(rules, key=lambda r: -np.inf if math.isnan(point[r][m]) else point[r][m])
+            d = np.asarray(boots["fn_score"][m]) - np.asarray(boots[best][m])
+            gains[m] = {"best_rule": best, "gain": point["fn_score"][m] - point[best][m],
+                        "low": float(np.nanquantile(d, a)), "high": float(np.nanquantile(d, 1 - a))}
+        out.attrs["gains"] = gains
+        out.attrs["best_rule"] = gains["ap"]["best_rule"]
+        out.attrs["ap_gain"] = gains["ap"]["gain"]
+        out.attrs["ap_gain_low"] = gains["ap"]["low"]
+        out.attrs["ap_gain_high"] = gains["ap"]["high"]
     return out
 
 
 def pr_curves(scores: Mapping[str, np.ndarray], y, max_points: int = 200) -> pd.DataFrame:
     """Precision-recall curve points of each score: ``score, recall, precision, threshold``
-    (sklearn's ``precision_recall_curve``, thinned to at most ``max_points`` per score)."""
+    (sklearn's ``precision_recall_curve``, thinned to at most ``max_points`` per score). A yes/no
+    rule (scores 0/1) gives its one operating point (recall and precision of what it flags), or
+    nothing when it flags nothing."""
     from sklearn.metrics import precision_recall_curve
 
     y = np.asarray(y, dtype=np.int64)
@@ -485,10 +493,19 @@ def pr_curves(scores: Mapping[str, np.ndarray], y, max_points: int = 200) -> pd.
     if y.sum() == 0:
         return pd.DataFrame(columns=["score", "recall", "precision", "threshold"])
     for nme, s in scores.items():
-        p, r, t = precision_recall_curve(y, np.asarray(s, dtype=np.float64))
+        s = np.asarray(s, dtype=np.float64)
+        if np.unique(s).shape[0] <= 2 and set(np.unique(s)) <= {0.0, 1.0}:
+            # a yes/no rule has one operating point (its flagged set), not a curve
+            on = s == 1.0
+            if on.any():
+                frames.append(pd.DataFrame({"score": [nme], "recall": [float(y[on].sum() / y.sum())],
+                                            "precision": [float(y[on].mean())], "threshold": [1.0]}))
+            continue
+        p, r, t = precision_recall_curve(y, s)
         t = np.append(t, np.nan)
         if p.shape[0] > max_points:
             keep = np.unique(np.linspace(0, p.shape[0] - 1, max_points).astype(int))
             p, r, t = p[keep], r[keep], t[keep]
         frames.append(pd.DataFrame({"score": nme, "recall": r, "precision": p, "threshold": t}))
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["score", "recall", "precision", "threshold"])

@@ -928,13 +928,17 @@ def detector_quality(result: Any, labels: Any, scores: np.ndarray | None = None)
 
 
 def pr_figure(curves: pd.DataFrame, source: str = "all sources"):
-    """Precision-recall curves of :func:`detector_quality` for one source, one line per ranking."""
+    """Precision-recall curves of :func:`detector_quality` for one source: one line per ranking,
+    one marker per yes/no flag rule (its operating point)."""
     import plotly.graph_objects as go
 
     c = curves[curves["source"] == source]
     fig = go.Figure()
     for i, (name, part) in enumerate(c.groupby("score", sort=False)):
-        fig.add_trace(go.Scatter(x=part["recall"], y=part["precision"], mode="lines", name=str(name),
+        point = len(part) == 1  # a yes/no rule: one operating point
+        fig.add_trace(go.Scatter(x=part["recall"], y=part["precision"], mode="markers" if point else "lines",
+                                 name=str(name) + (" (flag)" if point else ""),
+                                 marker=dict(size=11, color=OKABE_ITO[i % len(OKABE_ITO)], symbol="diamond"),
                                  line=dict(color=OKABE_ITO[i % len(OKABE_ITO)], width=3 if name == "fn_score" else 1.5),
                                  hovertemplate=f"{name}: recall %{{x:.2f}}, precision %{{y:.2f}}<extra></extra>"))
     fig.update_layout(title=f"Precision–recall against the labels: {source}", xaxis_title="recall",

@@ -96,8 +96,9 @@ def _col(kind: str, label: str, html_text: str) -> str:
     return f'<div class="rv-col {kind}"><div class="rv-lab">{label}</div><div class="rv-text">{html_text}</div></div>'
 
 
-@st.fragment
 def queue_items() -> None:
+    """The current page of the queue (a whole-page rerun after each mark: the counters above and
+    the "Unreviewed" filter follow at once)."""
     pages = max(1, -(-len(view) // PAGE_SIZE))
     top = st.columns([1, 4])
     page = int(top[0].number_input("Page", 1, pages, 1, key="rv_page")) if pages > 1 else 1
@@ -172,7 +173,7 @@ st.subheader("Your marks as a labels file")
 st.caption("Format of qrels/false_negatives.tsv: `query-id corpus-id score` (1 = false negative, 0 = fine). "
            "Marks are saved in your cache folder with this data's fingerprint, so they survive a reload.")
 l1, l2, l3 = st.columns([1, 2, 1])
-l1.download_button("Download labels", state.marks_labels_bytes, file_name="false_negatives.tsv",
+l1.download_button("Download labels", state.marks_labels_bytes(), file_name="false_negatives.tsv",
                    mime="text/tab-separated-values", icon=":material/download:", key="rv_dl_labels",
                    on_click="ignore", disabled=not ss[state.K_MARKS], width="stretch")
 up = l2.file_uploader("Read a labels file", type=["tsv", "txt", "gz"], key="rv_up_labels",
@@ -208,7 +209,9 @@ else:
         except (OSError, ValueError) as err:
             components.show_error(state.one_line(err))
             st.stop()
-        st.caption(f"{components.plain(labels_file.name)}: {sum(v > 0 for v in labels.values()):,} labelled false negatives.")
+        st.caption(f"{components.plain(labels_file.name)}: {sum(v > 0 for v in labels.values()):,} labelled false negatives. "
+                   "On the bundled sample the shipped score was fitted on these very labels, so its numbers here are "
+                   "in-sample; the README reports it on held-out queries.")
     dq = views.detector_quality(res, labels, scores)
     summ = dq["summary"]
     d1, d2 = st.columns([3, 2])

@@ -185,3 +185,31 @@ def test_labels_file_is_found_next_to_beir_data(tmp_path):
     coll = SimpleNamespace(sources={"bm25": SimpleNamespace(path=str(tmp_path / "negatives" / "bm25.trec"))})
     assert FN.find_labels_file(coll) == tmp_path / "qrels" / "false_negatives.tsv"
     assert FN.find_labels_file(SimpleNamespace(sources={})) is None
+
+
+def test_detector_quality_per_source_and_flag_points():
+    from types import SimpleNamespace
+
+    from eci_core import views
+
+    df, y = synthetic_pairs(n=400, seed=5)
+    df.loc[200:, "source"] = "b"
+    df["flag_reasons"] = ""
+    FN.add_scores(df)
+    labels = {(q, p): 1 for q, p, v in zip(df["query_id"], df["passage_id"], y) if v}
+    dq = views.detector_quality(SimpleNamespace(pairs=df), labels)
+    s = dq["summary"].set_index(["source", "ranking"])
+    assert set(s.index.get_level_values(0)) == {"all sources", "a", "b"}
+    assert s.loc[("all sources", "fn_score"), "labelled"] == int(y.sum())
+    from sklearn.metrics import average_precision_score
+
+    assert s.loc[("a", "s_pn"), "average_precision"] == pytest.approx(
+        average_precision_score(y[:200], df["s_pn"].to_numpy()[:200]))
+    c = dq["curves"]
+    # a yes/no flag is one operating point: the recall and precision of what it flags
+    u = c[(c["source"] == "all sources") & (c["score"] == "unsafe")]
+    on = df["unsafe"].to_numpy()
+    assert len(u) == 1 and u["precision"].iloc[0] == pytest.approx(y[on].mean())
+    assert u["recall"].iloc[0] == pytest.approx(y[on].sum() / y.sum())
+    assert len(c[(c["score"] == "s_pn") & (c["source"] == "a")]) > 2
+    views.pr_figure(c, "a")  # draws
