@@ -123,7 +123,7 @@ def queue_items() -> None:
             f"in {components.html_escape(row.sources)} · "
             f'<span style="color:#9ca3af">{components.html_escape(row.query_id)} / {components.html_escape(row.passage_id)}</span></div>'
         )
-        cq, cp, cn, cm = st.columns([2, 4, 4, 2], vertical_alignment="top")
+        cq, cp, cn, cm = st.columns([1.6, 4, 4, 2.4], vertical_alignment="top")
         cq.html(_col("q", "Query", components.html_escape(query)))
         cp.html(_col("pos", "Positive", "<hr>".join(components.highlight(t, shared) for t in pos_texts) or "—"))
         cn.html(_col("neg", "Negative", components.highlight(neg_text, shared)))
