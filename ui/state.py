@@ -651,15 +651,18 @@ def mark_key(source: str, query_id: str, passage_id: str) -> tuple[str, str, str
 def set_mark(source: str, query_id: str, passage_id: str, value: str | None) -> None:
     """Mark one negative ``"false_negative"`` / ``"fine"``, or clear the mark with ``None``.
     The marks are saved at once with the data's fingerprint (:func:`save_marks`)."""
+    _put_mark(mark_key(source, query_id, passage_id), value)
+    save_marks()
+
+
+def _put_mark(k: tuple[str, str, str], value: str | None) -> None:
     marks = st.session_state[K_MARKS]
-    k = mark_key(source, query_id, passage_id)
     if value is None:
         marks.pop(k, None)
-    else:
-        if value not in (MARK_FALSE_NEGATIVE, MARK_FINE):
-            raise ValueError(f"mark={value!r}: use {MARK_FALSE_NEGATIVE!r} or {MARK_FINE!r}")
-        marks[k] = value
-    save_marks()
+        return
+    if value not in (MARK_FALSE_NEGATIVE, MARK_FINE):
+        raise ValueError(f"mark={value!r}: use {MARK_FALSE_NEGATIVE!r} or {MARK_FINE!r}")
+    marks[k] = value
 
 
 def set_pair_mark(pairs, query_id: str, passage_id: str, value: str | None) -> int:
@@ -667,15 +670,8 @@ def set_pair_mark(pairs, query_id: str, passage_id: str, value: str | None) -> i
     mined it: a false negative is one whichever miner found it. Returns how many sources."""
     hit = pairs[(pairs["query_id"].astype(str) == str(query_id)) & (pairs["passage_id"].astype(str) == str(passage_id))]
     names = list(dict.fromkeys(hit["source"].astype(str)))
-    marks = st.session_state[K_MARKS]
     for s in names:
-        k = mark_key(s, query_id, passage_id)
-        if value is None:
-            marks.pop(k, None)
-        else:
-            if value not in (MARK_FALSE_NEGATIVE, MARK_FINE):
-                raise ValueError(f"mark={value!r}: use {MARK_FALSE_NEGATIVE!r} or {MARK_FINE!r}")
-            marks[k] = value
+        _put_mark(mark_key(s, query_id, passage_id), value)
     save_marks()
     return len(names)
 
