@@ -1,0 +1,194 @@
+"""One protocol for every trainer: per source × split × seed, train on the training queries with
+that source's negatives, rank the whole evaluation corpus for the held-out queries, evaluate.
+
+Equal budget for every compared source (and the in-batch-only baseline), per split and seed:
+
+* the same training queries: those of the split's training part that every compared source
+  covers with at least one negative after the leakage filter (``splits.training_lists``); the
+  others are dropped for every source and counted per source that left them uncovered;
+* the same batches: ``steps`` batches of ``batch_size`` anchors, drawn as consecutive epochs of
+  seeded permutations of the training queries, each anchor with one of its positives (seeded),
+  identical for every source;
+* the same number of negatives per example, ``negatives_per_example`` = m, drawn per example
+  from that query's list with a generator seeded by (seed, split): without replacement when the
+  list has at least m, otherwise with replacement (a query with 3 negatives and m = 5 repeats
+  some), so every loss sees B·m hard negatives;
+* the same learning rate and seeds (``seeds`` = 0 … n−1).
+
+The untrained encoder is the first baseline (no training); training with in-batch negatives only
+(the same batches, no hard negatives) is the second.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .splits import Split, make_splits, training_lists
+from .trainers import Batch, make_trainer
+
+UNTRAINED = "untrained"
+IN_BATCH = "in-batch only"
+BASELINES = (UNTRAINED, IN_BATCH)
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Options of :func:`validate` (defaults are the CLI's).
+
+    ``splits_limit``: evaluate only the first N splits (e.g. 1 for a CPU fine-tune); ``None`` = all.
+    ``lr``: None = the trainer's default (1e-3 linear, 2e-5 finetune)."""
+
+    trainer: str = "linear"
+    folds: int = 5
+    seeds: int = 3
+    steps: int = 100
+    batch_size: int = 32
+    negatives_per_example: int = 3
+    lr: float | None = None
+    exclude_prefixes: tuple[str, ...] = ()
+    split_seed: int = 0
+    splits_limit: int | None = None
+    depth: int = 100
+    n_bootstrap: int = 1000
+    max_seq_length: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("seeds", "steps", "batch_size", "negatives_per_example", "depth", "n_bootstrap"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name}={v!r}: must be an integer >= 1")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size={self.batch_size}: must be >= 2 (in-batch negatives need a second query)")
+        if self.depth < 10:
+            raise ValueError(f"depth={self.depth}: must be >= 10 (the measures are @10)")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr={self.lr!r}: must be > 0 (e.g. 1e-3)")
+
+
+def batch_plan(collection, queries: np.ndarray, steps: int, batch_size: int, seed: int, split_no: int) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, B) anchor query indices and (steps, B) positive passage indices (module docstring)."""
+    rng = np.random.default_rng([int(seed), int(split_no), 0])
+    need = steps * batch_size
+    b = min(batch_size, queries.size)
+    need = steps * b
+    stream = np.concatenate([rng.permutation(queries) for _ in range(-(-need // max(queries.size, 1)))])[:need]
+    anchors = stream.reshape(steps, b)
+    pos = np.empty_like(anchors)
+    for (i, j), q in np.ndenumerate(anchors):
+        ps = collection.positives[int(q)]
+        pos[i, j] = ps[int(rng.integers(len(ps)))] if len(ps) > 1 else ps[0]
+    return anchors, pos
+
+
+def sample_negatives(lists: dict[int, np.ndarray], anchors: np.ndarray, m: int, seed: int, split_no: int) -> np.ndarray:
+    """(steps, B, m) negatives drawn per example from each anchor's list (module docstring)."""
+    rng = np.random.default_rng([int(seed), int(split_no), 1])
+    out = np.empty(anchors.shape + (m,), dtype=np.int64)
+    for idx, q in np.ndenumerate(anchors):
+        lst = lists[int(q)]
+        out[idx] = lst[rng.permutation(lst.size)[:m]] if lst.size >= m else lst[rng.integers(0, lst.size, m)]
+    return out
+
+
+@dataclass
+class RawRuns:
+    """What the protocol produced before aggregation."""
+
+    per_query: "object"  # DataFrame: variant, split, seed, query_id, ndcg@10, recall@10, mrr@10
+    meta: dict = field(default_factory=dict)
+
+
+def eval_passages(collection, exclude_prefixes: Sequence[str]) -> np.ndarray:
+    """Indices of the passages of the evaluation corpus (ids not starting with an excluded prefix)."""
+    prefixes = tuple(p for p in exclude_prefixes if p)
+    if not prefixes:
+        return np.arange(collection.n_passages, dtype=np.int64)
+    return np.array([i for i, pid in enumerate(collection.passage_ids) if not pid.startswith(prefixes)], dtype=np.int64)
+
+
+def run_protocol(collection, sources: Sequence[str], config: ValidationConfig, encoder=None, cache=None,
+                 progress: Progress | None = None, trainer=None) -> RawRuns:
+    """Train and evaluate every variant (baselines + ``sources``) on every split and seed."""
+    import pandas as pd
+
+    from .evaluation import evaluate_embeddings
+
+    sources = list(sources)
+    missing = [s for s in sources if s not in collection.sources]
+    if missing:
+        raise ValueError(f"sources: {missing[0]!r} is not loaded (loaded: {', '.join(collection.sources)})")
+    if not sources:
+        raise ValueError("sources: nothing to validate; load at least one negative source")
+    t0 = time.perf_counter()
+    splits = make_splits(collection, config.folds, config.split_seed)
+    if config.splits_limit:
+        splits = splits[: config.splits_limit]
+    trainer = trainer or make_trainer(config.trainer, encoder,
+                                      **({"max_seq_length": config.max_seq_length} if config.trainer == "finetune" else {}))
+    lr = config.lr if config.lr is not None else trainer.default_lr
+    ev = eval_passages(collection, config.exclude_prefixes)
+    ev_ids = [collection.passage_ids[int(i)] for i in ev]
+    trainer.setup(collection, ev, cache=cache, progress=progress)
+    seeds = list(range(config.seeds))
+    total = len(splits) * (1 + len(seeds) * (1 + len(sources)))
+    done = 0
+    rows = []
+    split_meta = []
+    for s_no, split in enumerate(splits):
+        tl = training_lists(collection, split, sources)
+        if tl.queries.size < 2:
+            raise ValueError(f"{split.name}: only {tl.queries.size} training queries are covered by every source; "
+                             "compare fewer sources (--sources) or use fewer folds")
+        test_ids = [collection.query_ids[int(q)] for q in split.test]
+        qrels = {collection.query_ids[int(q)]: {collection.passage_ids[int(p)]: 1 for p in collection.positives[int(q)]}
+                 for q in split.test}
+        split_meta.append({"split": split.name, "n_train": int(split.train.size), "n_test": int(split.test.size),
+                           "n_train_used": int(tl.queries.size), "leaked": tl.leaked, "not_covered": tl.not_covered})
+
+        def record(variant, seed, q_emb, p_emb):
+            res = evaluate_embeddings(q_emb, test_ids, p_emb, ev_ids, qrels, depth=config.depth)
+            for qid in test_ids:
+                rows.append({"variant": variant, "split": split.name, "seed": seed, "query_id": qid, **res[qid]})
+
+        qe, pe = trainer.run(None, 0, lr, split.test)
+        for seed in seeds:
+            record(UNTRAINED, seed, qe, pe)
+        done += 1
+        if progress:
+            progress("Training and evaluating", done, total)
+        for seed in seeds:
+            anchors, pos = batch_plan(collection, tl.queries, config.steps, config.batch_size, seed, s_no)
+            plans = {IN_BATCH: [Batch(anchors[i], pos[i], None) for i in range(anchors.shape[0])]}
+            for variant in sources:
+                lists = {int(q): tl.negatives[variant][int(q)] for q in tl.queries}
+                negs = sample_negatives(lists, anchors, config.negatives_per_example, seed, s_no)
+                plans[variant] = [Batch(anchors[i], pos[i], negs[i]) for i in range(anchors.shape[0])]
+            groups = [[IN_BATCH], list(sources)] if hasattr(trainer, "run_many") else [[v] for v in plans]
+            for group in groups:
+                if hasattr(trainer, "run_many"):
+                    embs = trainer.run_many([plans[v] for v in group], seed, lr, split.test)
+                else:
+                    embs = [trainer.run(plans[group[0]], seed, lr, split.test, progress=progress)]
+                for variant, (qe, pe) in zip(group, embs):
+                    record(variant, seed, qe, pe)
+                    done += 1
+                    if progress:
+                        progress("Training and evaluating", done, total)
+    meta = {
+        "trainer": trainer.name,
+        "encoder": getattr(getattr(trainer, "encoder", None), "name", None) or getattr(trainer, "model_path", None),
+        "device": getattr(trainer, "device", "cpu"),
+        "lr": lr,
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
+        "sources": sources,
+        "n_eval_passages": int(ev.size),
+        "n_queries": int(sum(1 for ps in collection.positives.values() if ps)),
+        "splits": split_meta,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    return RawRuns(pd.DataFrame(rows), meta)
