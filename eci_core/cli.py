@@ -1,4 +1,4 @@
-"""The ``eci`` command: ``eci inspect``, ``eci score`` and ``eci mine``.
+"""The ``eci`` command: ``eci inspect``, ``eci score``, ``eci mine`` and ``eci validate``.
 
 ``eci --help`` stays fast: numpy, pandas and the model libraries are imported inside the
 commands. Importing :mod:`eci_core` (this package) sets ``HF_HUB_OFFLINE=1`` and
@@ -45,7 +45,7 @@ def _add_load_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``eci`` argument parser (``inspect``, ``score`` and ``mine`` sub-commands)."""
+    """The ``eci`` argument parser (``inspect``, ``score``, ``mine`` and ``validate`` sub-commands)."""
     parser = argparse.ArgumentParser(
         prog="eci",
         description="Score hard-negative sets for dense-retriever training with ECI "
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"eci {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{inspect,score,mine}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{inspect,score,mine,validate}")
 
     p = sub.add_parser(
         "inspect",
@@ -118,9 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_score)
 
-    from . import mine_cli
+    from . import mine_cli, validate_cli
 
     mine_cli.add_parser(sub)
+    validate_cli.add_parser(sub)
     return parser
 
 

@@ -34,7 +34,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("dir", help="BEIR directory with corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
-    p.add_argument("--method", required=True, choices=METHODS, help="how candidates are retrieved and scored")
+    p.add_argument("--method", default=None, choices=METHODS, help="how candidates are retrieved and scored (required unless --sweep)")
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="write the whole sweep of sources (dense / BM25 / cross-encoder rank windows, TopK-PercPos margins, "
+        "cross-encoder-denoised, mixtures with --add-negatives) as OUT/<name>.trec, for `eci validate`",
+    )
     p.add_argument("--num-negatives", type=int, default=10, help="negatives per query")
     p.add_argument("--range-min", type=int, default=0, help="skip the first N surviving candidates")
     p.add_argument(
@@ -78,7 +84,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tag", default=None, help="TREC run tag (default: the method)")
     p.add_argument("--cache-dir", default=None, help="embedding cache directory (default $ECI_CACHE_DIR or ~/.cache/eci-explorer)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--out", required=True, help="output TREC run file")
+    p.add_argument("--out", default=None, help="output TREC run file (with --sweep: a directory, default DIR/sweep)")
     p.set_defaults(func=run)
     return p
 
@@ -92,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
     from .data import LoadError
     from .miners import mine, read_beir, read_negative_ids, write_trec_run
 
+    if args.sweep:
+        return run_sweep(args)
+    if not args.method or not args.out:
+        print("error: --method and --out are required (or use --sweep)", file=sys.stderr)
+        return 2
     progress = TqdmProgress(enabled=not args.no_progress)
     try:
         data = read_beir(args.dir, split=args.split)
@@ -134,6 +145,47 @@ def run(args: argparse.Namespace) -> int:
     for line in result.skip_lines():
         print(line)
     print(result.summary(args.out, n))
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """``eci mine DIR --sweep``: every source of ``miners.SWEEP`` into ``--out`` (default DIR/sweep)."""
+    from pathlib import Path
+
+    from .data import LoadError
+    from .encoders import EmbeddingCache
+    from .miners import SWEEP, mine_sweep, read_beir, read_negative_ids
+
+    set_params = [f"--{n.replace('_', '-')}" for n in ("method", "range_min", "range_max", "absolute_margin", "relative_margin",
+                                                        "max_score", "min_score", "pool_size", "tag")
+                  if getattr(args, n) not in (None, 0)]
+    if args.sampling_strategy != "top":
+        set_params.append("--sampling-strategy")
+    if set_params:
+        print(f"error: {set_params[0]} does not apply to --sweep (each sweep source has its own parameters; "
+              f"see `eci_core.miners.SWEEP`)", file=sys.stderr)
+        return 2
+    out_dir = Path(args.out) if args.out else Path(args.dir) / "sweep"
+    progress = TqdmProgress(enabled=not args.no_progress)
+    try:
+        data = read_beir(args.dir, split=args.split)
+        extra = read_negative_ids(args.add_negatives) if args.add_negatives else None
+        shipped = Path(args.dir) / "embeddings"
+        cache = EmbeddingCache(args.cache_dir, readonly_dirs=[shipped] if shipped.is_dir() else [])
+        results = mine_sweep(data, out_dir, extra_negatives=extra, exclude_prefixes=tuple(args.exclude_prefix),
+                             seed=args.seed, encoder=args.encoder, cross_encoder=args.cross_encoder, cache=cache,
+                             split=args.split, progress=progress)
+    except (LoadError, ValueError, FileNotFoundError) as err:
+        progress.close()
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    progress.close()
+    for name, res, path, n in results:
+        print(res.summary(path, n).replace(f"with {res.method}", f"with {res.method} ({name})"))
+    skipped = [name for name, _, p in SWEEP if p.get("extra") and not extra]
+    if skipped:
+        print(f"Skipped {', '.join(skipped)}: they mix in --add-negatives FILE (e.g. the LLM-written negatives)")
+    print(f"Wrote {len(results)} sources to {out_dir}")
     return 0
 
 

@@ -96,8 +96,8 @@ class ValidationResult:
         if UNTRAINED in d.index and IN_BATCH in d.index:
             ib, un = d.loc[IN_BATCH], d.loc[UNTRAINED]
             out.append(f"Training at all: in-batch only {ib['ndcg@10']:.3f} vs untrained {un['ndcg@10']:.3f} nDCG@10 "
-                       f"(gain of untrained over in-batch {un.get('gain', float('nan')):+.3f}, 95 % CI "
-                       f"{un.get('gain_low', float('nan')):+.3f}…{un.get('gain_high', float('nan')):+.3f}).")
+                       f"(in-batch minus untrained {-un.get('gain', float('nan')):+.3f}, 95 % CI "
+                       f"{-un.get('gain_high', float('nan')):+.3f}…{-un.get('gain_low', float('nan')):+.3f}).")
         src = self.sources
         if len(src) > 1:
             b = self.beats.loc[src, src].to_numpy()
@@ -105,10 +105,11 @@ class ValidationResult:
             p = b[iu]
             resolved = int(np.sum((p >= 0.95) | (p <= 0.05)))
             sd = d.loc[src, "seed_sd"]
+            seeds = (f" Seed spread (sd over seeds of a source's mean): {np.nanmin(sd):.4f}–{np.nanmax(sd):.4f}."
+                     if np.isfinite(sd.to_numpy(dtype=float)).any() else " One seed: the seed spread is not measured.")
             out.append(f"Resolution: paired differences smaller than about {self.resolution:.3f} nDCG@10 are within noise "
                        f"(median half-width of the 95 % interval of a paired difference); {resolved} of {p.size} "
-                       f"source pairs are resolved (P ≥ 0.95 either way). Seed spread (sd over seeds): "
-                       f"{np.nanmin(sd):.4f}–{np.nanmax(sd):.4f}.")
+                       f"source pairs are resolved (P ≥ 0.95 either way).{seeds}")
             spread = float(d.loc[src, "ndcg@10"].max() - d.loc[src, "ndcg@10"].min())
             if spread < self.resolution:
                 out.append(f"All sources lie within {spread:.3f} nDCG@10 of each other, below the resolution: this "

@@ -1,0 +1,239 @@
+"""``eci validate``: does ECI predict training on this data?
+
+Registered by :mod:`eci_core.cli` through :func:`add_parser`. Trains with each source's negatives
+on a fixed budget (``eci_core.validation``), evaluates nDCG@10 / R@10 / MRR@10 on held-out
+queries over the whole corpus, and prints the downstream table (with the untrained and
+in-batch-only baselines) and the agreement table (how each pre-training number ranked the
+sources compared with training). ``--out DIR`` saves JSON + CSV; ``--show DIR`` reopens them.
+
+Examples::
+
+    eci validate sample_data/pyfaq --exclude-prefix llm- --out results/val
+    eci validate sample_data/pyfaq sample_data/pyfaq/sweep/*.trec --seeds 3
+    eci validate --show sample_data/pyfaq/validation/linear
+    eci validate --show sample_data/pyfaq/validation/linear sample_data/pyfaq/validation/finetune
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .progress import TqdmProgress
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "validate",
+        help="train per source on a fixed budget and check which pre-training number predicts training",
+        description=(
+            "Train a retriever with each source's negatives on the same budget (same training queries, "
+            "steps, batch size, learning rate, negatives per example and seeds), evaluate nDCG@10, R@10 and "
+            "MRR@10 on held-out queries over the full corpus, and report (1) the downstream table with the "
+            "untrained and in-batch-only baselines and (2) how well ECI and every other pre-training number "
+            "ranked the sources the way training did (Spearman, Kendall, pairwise accuracy, top-1 regret). "
+            "Splits: qrels train/test of a BEIR directory when both exist, else k-fold over queries. A training "
+            "negative that is a positive of a held-out query is dropped and counted."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="a BEIR directory with negatives (plus any extra negative files); with --show, saved result "
+                   "directories (two: their trainer agreement is printed too)")
+    p.add_argument("--show", action="store_true", help="reopen saved results (PATH = --out directory) without recomputing")
+    p.add_argument("--format", default=None, help="force the format of every PATH (see `eci score --help`)")
+    p.add_argument("--trainer", default="linear", choices=("linear", "linear-both", "finetune"),
+                   help="linear: a query-side linear map on frozen embeddings (seconds on a CPU); linear-both: the map "
+                   "on queries and passages; finetune: full sentence-transformers fine-tuning (GPU when present)")
+    p.add_argument("--folds", type=int, default=5, help="k of k-fold cross-validation over queries (no qrels train/test split)")
+    p.add_argument("--max-splits", type=int, default=None, metavar="N", help="evaluate only the first N splits (e.g. 1 for a CPU fine-tune)")
+    p.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 per split")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps per training run (default: 100; finetune: 1 epoch of the training queries)")
+    p.add_argument("--batch-size", type=int, default=None, help="queries per step (default 32; finetune 16)")
+    p.add_argument("--negatives-per-example", type=int, default=3,
+                   help="hard negatives per training query and step, drawn from its list (with replacement when it has fewer)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3 linear, 2e-5 finetune)")
+    p.add_argument("--max-seq-length", type=int, default=None, help="finetune: token limit for training and re-encoding")
+    p.add_argument("--sources", default=None, help="comma-separated sources to compare (default: all loaded)")
+    p.add_argument("--encoder", default="minilm",
+                   help="target encoder: 'minilm' (bundled), 'hashing', a load_encoder name or a local folder "
+                   "(finetune needs a sentence-transformers folder or 'minilm')")
+    p.add_argument("--agreement-encoders", default="", metavar="NAMES",
+                   help="comma-separated further encoders (e.g. hashing,bge-small) whose ECI ranking is compared with "
+                   "the target's (Kendall τ)")
+    p.add_argument("--exclude-prefix", action="append", default=[], metavar="PREFIX",
+                   help="passages whose id starts with PREFIX are not part of the evaluation corpus (repeatable), e.g. llm-")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment and of the bootstrap")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples for the intervals")
+    p.add_argument("--compare", default=None, metavar="DIR", help="saved results of another trainer: print the trainer agreement")
+    p.add_argument("--out", default=None, metavar="DIR", help="save results.json and CSV tables to DIR")
+    p.add_argument("--json", action="store_true", help="print results.json instead of tables")
+    p.add_argument("--cache-dir", default=None, help="embedding cache directory")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def _f(x, d: int = 3) -> str:
+    try:
+        return "n/a" if x is None or x != x else f"{float(x):.{d}f}"
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def downstream_text(res) -> str:
+    """The downstream table as text (sources, then baselines)."""
+    import pandas as pd
+
+    rows = []
+    for r in res.downstream.to_dict("records"):
+        rows.append({
+            "variant": r["variant"] + (" *" if r["kind"] == "baseline" else ""),
+            "nDCG@10 [95% CI]": f"{_f(r['ndcg@10'])} [{_f(r['ndcg@10_low'])}, {_f(r['ndcg@10_high'])}]",
+            "gain vs in-batch [95% CI]": f"{float(r.get('gain', float('nan'))):+.3f} [{float(r.get('gain_low', float('nan'))):+.3f}, "
+                                         f"{float(r.get('gain_high', float('nan'))):+.3f}]",
+            "R@10": _f(r["recall@10"]), "MRR@10": _f(r["mrr@10"]), "seed sd": _f(r["seed_sd"], 4),
+        })
+    return pd.DataFrame(rows).to_string(index=False) + "\n* baseline"
+
+
+def agreement_text(res) -> str:
+    import pandas as pd
+
+    rows = []
+    for r in res.agreement.to_dict("records"):
+        rows.append({
+            "pre-training number": r["number"],
+            "Spearman ρ [95% CI]": f"{_f(r['spearman'], 2)} [{_f(r['spearman_low'], 2)}, {_f(r['spearman_high'], 2)}]",
+            "Kendall τ [95% CI]": f"{_f(r['kendall'], 2)} [{_f(r['kendall_low'], 2)}, {_f(r['kendall_high'], 2)}]",
+            "pairwise acc.": _f(r["pairwise_accuracy"], 2), "top-1 regret": _f(r["top1_regret"]), "its pick": r.get("pick"),
+        })
+    return pd.DataFrame(rows).to_string(index=False)
+
+
+def print_results(res, out=sys.stdout) -> None:
+    m = res.meta
+    cfg = m.get("config", {})
+    print(f"Trainer: {m.get('trainer')}   encoder: {m.get('encoder')}   device: {m.get('device')}   splits: {m.get('n_splits')}   "
+          f"seeds: {cfg.get('seeds')}   steps: {cfg.get('steps')}   batch: {cfg.get('batch_size')}   negatives/example: "
+          f"{cfg.get('negatives_per_example')}   lr: {m.get('lr')}   time: {m.get('seconds')} s", file=out)
+    for s in m.get("splits", []):
+        leaked = sum(s["leaked"].values())
+        drop = s["n_train"] - s["n_train_used"]
+        why = ", ".join(f"{k} {v}" for k, v in s["not_covered"].items() if v)
+        print(f"  {s['split']}: {s['n_train_used']} of {s['n_train']} training queries used ({drop} dropped: not covered by "
+              f"{why or '-'}), {s['n_test']} test queries, {leaked} training negatives dropped as positives of test queries",
+              file=out)
+    print("\nDownstream (nDCG@10 on held-out queries; mean over splits × seeds, 95 % bootstrap CI over test queries):", file=out)
+    print(downstream_text(res), file=out)
+    print("\nAgreement of each pre-training number with downstream nDCG@10 across sources:", file=out)
+    print(agreement_text(res), file=out)
+    ea = res.encoder_agreement()
+    if not ea.empty:
+        print("\nEncoder agreement (Kendall τ between the ECI rankings of the sources):", file=out)
+        print(ea.to_string(float_format=lambda x: f"{x:.2f}"), file=out)
+    for name, err in (m.get("encoder_errors") or {}).items():
+        print(f"  encoder {name!r} not available: {err}", file=out)
+    print("", file=out)
+    for line in res.notes():
+        print(line, file=out)
+    print(res.summary(), file=out)
+
+
+def print_trainer_agreement(a, b, out=sys.stdout) -> None:
+    from .validation import trainer_agreement
+
+    t = trainer_agreement(a.downstream, b.downstream)
+    print(f"\nTrainer agreement ({a.trainer} vs {b.trainer}, {t['n_sources']} shared sources): Kendall τ = {_f(t['kendall'], 2)}; "
+          f"best source {t['best_a']} vs {t['best_b']} ({'same' if t['top1_agree'] else 'different'}).", file=out)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .data import LoadError
+    from .validation import ValidationConfig, load_results, validate
+
+    if args.show:
+        try:
+            results = [load_results(p) for p in args.paths]
+        except (ValueError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        if args.json:
+            from .validation.results import RESULTS_JSON
+            from pathlib import Path
+
+            print((Path(results[0].path) / RESULTS_JSON).read_text(encoding="utf-8"))
+            return 0
+        for i, r in enumerate(results):
+            if i:
+                print("\n" + "=" * 100 + "\n")
+            print(f"== {r.path} ==")
+            print_results(r)
+        if len(results) >= 2:
+            print_trainer_agreement(results[0], results[1])
+        return 0
+
+    from .loaders import load_paths
+
+    try:
+        coll, report = load_paths(args.paths, format=args.format)
+    except (LoadError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for line in report.errors:
+        print(line, file=sys.stderr)
+    if report.errors:
+        return 2
+    if not coll.sources:
+        print(f"error: no negative source in {' '.join(args.paths)}: nothing to validate", file=sys.stderr)
+        return 2
+    finetune = args.trainer == "finetune"
+    batch = args.batch_size or (16 if finetune else 32)
+    try:
+        steps = args.steps
+        if steps is None and finetune:  # one epoch of the training queries
+            from .validation.splits import make_splits
+
+            steps = max(1, -(-max(s.train.size for s in make_splits(coll, args.folds, args.seed)) // batch))
+        config = ValidationConfig(
+            trainer=args.trainer, folds=args.folds, seeds=args.seeds, steps=steps or 100, batch_size=batch,
+            negatives_per_example=args.negatives_per_example, lr=args.lr, exclude_prefixes=tuple(args.exclude_prefix),
+            split_seed=args.seed, splits_limit=args.max_splits, n_bootstrap=args.bootstrap, max_seq_length=args.max_seq_length)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    sources = [s.strip() for s in args.sources.split(",") if s.strip()] if args.sources else None
+    from pathlib import Path
+
+    from .encoders import EmbeddingCache
+
+    shipped = [Path(p) / "embeddings" for p in args.paths if (Path(p) / "embeddings").is_dir()]
+    cache = EmbeddingCache(args.cache_dir, readonly_dirs=shipped)
+    progress = TqdmProgress(enabled=not args.no_progress)
+    try:
+        res = validate(coll, sources, config, encoder=args.encoder, cache=cache, progress=progress,
+                       agreement_encoders=[e.strip() for e in args.agreement_encoders.split(",") if e.strip()])
+    except (LoadError, ValueError, FileNotFoundError) as err:
+        progress.close()
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    progress.close()
+    if args.out:
+        res.save(args.out)
+        res.path = args.out
+    if args.json:
+        print(json.dumps({"summary": res.summary(), "notes": res.notes(), "meta": res.meta,
+                          "downstream": json.loads(res.downstream.to_json(orient="records")),
+                          "agreement": json.loads(res.agreement.to_json(orient="records"))}, ensure_ascii=False))
+        return 0
+    print_results(res)
+    if args.compare:
+        try:
+            print_trainer_agreement(res, load_results(args.compare))
+        except (ValueError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    if args.out:
+        print(f"\nSaved results.json and CSV tables to {args.out} (reopen with `eci validate --show {args.out}`)")
+    return 0
