@@ -33,6 +33,7 @@ PAGES = [
     st.Page(state.PAGE_FILES["review"], title="Review queue", icon=":material/fact_check:", url_path="review"),
     st.Page(state.PAGE_FILES["compare"], title="Compare", icon=":material/compare_arrows:", url_path="compare"),
     st.Page(state.PAGE_FILES["export"], title="Export", icon=":material/download:", url_path="export"),
+    st.Page(state.PAGE_FILES["validation"], title="Validation", icon=":material/model_training:", url_path="validation"),
 ]
 
 state.init_state()

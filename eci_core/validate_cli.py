@@ -174,10 +174,10 @@ def run(args: argparse.Namespace) -> int:
             print_trainer_agreement(results[0], results[1])
         return 0
 
-    from .loaders import load_paths
+    from .validation.loading import load_for_validation
 
     try:
-        coll, report = load_paths(args.paths, format=args.format)
+        coll, report = load_for_validation(args.paths, format=args.format)
     except (LoadError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

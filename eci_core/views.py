@@ -38,6 +38,7 @@ __all__ = [
     "ecdf_frame",
     "percpos_band",
     "verdict",
+    "validation_verdict",
     "components_table",
     "signal_safety_frame",
     "Comparison",
@@ -309,17 +310,26 @@ def percpos_band(result: Any, percpos: float | None = None, sources: Sequence[st
 
 
 # --------------------------------------------------------------------------- verdict
-def verdict(result: Any) -> str:
-    """One sentence naming the source to train on: the highest ECI, its 95 % interval and its
-    unsafe-query rate, e.g. ``"Train on bm25: highest ECI (0.412, 95 % CI 0.390–0.431), 3.1 %
-    unsafe queries."`` When the runner-up's interval overlaps and a beats table is available,
-    P(best beats runner-up) is added. When the best source also has the lowest Signal (easy but
-    safe negatives, e.g. random ones), a note says so, so nobody mistakes it for the hardest set. Takes a ScoreResult or the sources table (ranked)."""
+def verdict(result: Any, validation: Any = None) -> str:
+    """The Overview's one-line verdict. It never says "train on X" on ECI alone: ECI is measured
+    before training, and whether its ranking predicts training is an empirical question.
+
+    * Without ``validation``: the ECI ranking's leader with its 95 % interval and unsafe-query
+      rate, P(leader beats runner-up) when the intervals overlap, a note when the leader has the
+      easiest negatives (lowest Signal), and a pointer to the Validation page, e.g. ``"ECI ranks
+      bm25 first (0.412, 95 % CI 0.390–0.431), 3.1 % unsafe queries. ECI is a pre-training
+      estimate: check on the Validation page which source actually trains best on this data."``
+    * With ``validation`` (an ``eci_core.validation.ValidationResult`` of the loaded data): what
+      training showed (:func:`validation_verdict`).
+
+    Takes a ScoreResult or the sources table (ranked)."""
     src = _table(result, "sources")
     if src is None or len(src) == 0:
         return "No source scored yet: load a file with negatives and score it."
     _require(src, ("name", "eci"), "sources")
     ranked = src.sort_values("eci", ascending=False, kind="stable").reset_index(drop=True)
+    if validation is not None:
+        return validation_verdict(ranked, validation)
     best = ranked.iloc[0]
     name = str(best["name"])
     ci = ""
@@ -328,8 +338,10 @@ def verdict(result: Any) -> str:
     unsafe = ""
     if "unsafe_query_rate" in ranked.columns and pd.notna(best.get("unsafe_query_rate")):
         unsafe = f", {100 * float(best['unsafe_query_rate']):.1f} % unsafe queries"
-    lead = "highest ECI" if len(ranked) > 1 else "ECI"
-    text = f"Train on {name}: {lead} ({best['eci']:.3f}{ci}){unsafe}."
+    if len(ranked) > 1:
+        text = f"ECI ranks {name} first ({best['eci']:.3f}{ci}){unsafe}."
+    else:
+        text = f"{name}: ECI {best['eci']:.3f}{ci}{unsafe}."
     if len(ranked) > 1:
         second = ranked.iloc[1]
         beats = getattr(result, "beats", None) if not isinstance(result, pd.DataFrame) else None
@@ -345,6 +357,55 @@ def verdict(result: Any) -> str:
             # easy-but-safe sets (random negatives) can top ECI: say so next to the verdict
             text += (f" Note: its negatives are the easiest here (Signal {float(best['signal']):.3f}, lowest of "
                      f"{len(ranked)} sources); it leads on Safety (Δ {float(best['safety']):.3f}).")
+    text += (" ECI is a pre-training estimate: check on the Validation page which source actually trains best "
+             "on this data.")
+    return text
+
+
+def validation_verdict(ranked: pd.DataFrame, validation: Any) -> str:
+    """What a validation of the loaded sources showed: which loaded source trained best (mean
+    nDCG@10 with its 95 % interval, gain over in-batch negatives only), whether that lead is
+    within the validator's resolution, ECI's pick among the loaded sources, and ECI's Spearman ρ
+    with training (95 % interval) over the validated sources."""
+    d = validation.downstream
+    loaded = [str(n) for n in ranked["name"]]
+    src = d[(d["kind"] == "source") & d["variant"].astype(str).isin(loaded)]
+    if src.empty:
+        src = d[d["kind"] == "source"]
+    src = src.sort_values("ndcg@10", ascending=False, kind="stable")
+    top = src.iloc[0]
+    best = str(top["variant"])
+    meta = getattr(validation, "meta", {}) or {}
+    seeds = int(top.get("n_seeds", 1)) if pd.notna(top.get("n_seeds", np.nan)) else 1
+    how = f"{meta.get('trainer', '?')} trainer, {meta.get('n_splits', '?')} split(s) × {seeds} seed(s)"
+    text = (f"Validation ({how}): {best} trained best of the loaded sources (nDCG@10 {top['ndcg@10']:.3f}, "
+            f"95 % CI {top['ndcg@10_low']:.3f}–{top['ndcg@10_high']:.3f}")
+    if pd.notna(top.get("gain", np.nan)):
+        text += f", {float(top['gain']):+.3f} over in-batch negatives only"
+    text += ")."
+    beats = getattr(validation, "beats", None)
+    if len(src) > 1 and isinstance(beats, pd.DataFrame):
+        second = str(src.iloc[1]["variant"])
+        if best in beats.index and second in beats.columns:
+            pb = float(beats.loc[best, second])
+            if pb < 0.95:
+                text += f" Its lead over {second} is within noise (P(trains better) = {pb:.2f})."
+    eci_pick = loaded[0]
+    rows = validation.agreement[validation.agreement["number"] == "ECI"] if len(validation.agreement) else []
+    same = eci_pick == best
+    text += f" ECI ranks {eci_pick} first{' too' if same else ''}"
+    if len(rows):
+        e = rows.iloc[0]
+        rho, lo, hi = float(e["spearman"]), float(e["spearman_low"]), float(e["spearman_high"])
+        if lo > 0:
+            how_agree = "ECI's ranking agreed with training"
+        elif hi < 0:
+            how_agree = "ECI's ranking went against training"
+        else:
+            how_agree = "ECI's ranking did not reliably agree with training"
+        text += f"; {how_agree}: Spearman ρ = {rho:.2f} (95 % CI {lo:.2f} to {hi:.2f}) over {int(e['n'])} validated sources."
+    else:
+        text += "."
     return text
 
 

@@ -1,6 +1,7 @@
-"""Overview: which source of negatives to train on.
+"""Overview: how the sources of negatives rank before training, and what training showed.
 
-The verdict in one line, the ECI ranking with 95 % bootstrap intervals, P(row beats column),
+The verdict in one line (what a validation of the loaded data showed, else the ECI ranking and a
+pointer to the Validation page), the ECI ranking with 95 % bootstrap intervals, P(row beats column),
 the ECI components per source (ECI_sem marked experimental) and the sentence-transformers
 Positive / Negative / Difference summary.
 """
@@ -8,7 +9,7 @@ Positive / Negative / Difference summary.
 import streamlit as st
 
 from eci_core import views
-from ui import components
+from ui import components, state
 
 cur = components.require_result(
     "Overview",
@@ -17,7 +18,11 @@ cur = components.require_result(
 res = cur.result
 best = res.sources.iloc[0]
 
-st.success(views.verdict(res), icon=":material/verified:")
+validation = state.validation_for_loaded_data()
+st.info(views.verdict(res, validation), icon=":material/model_training:" if validation is not None else ":material/info:")
+if validation is None:
+    st.page_link(state.PAGE_FILES["validation"], label="Validation: does ECI predict training on this data?",
+                 icon=":material/model_training:")
 
 c1, c2, c3, c4, c5 = st.columns(5)
 c1.metric("Sources", f"{len(res.sources)}")

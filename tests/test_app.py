@@ -105,9 +105,10 @@ def test_overview_numbers_match_the_library(expected):
     assert len(res.pairs) == 46
     assert m["Best ECI"] == f"{best['eci']:.3f}"
     assert m["Its unsafe queries"] == f"{100 * best['unsafe_query_rate']:.1f} %"
-    # the verdict line names the best source
-    assert at.success[0].value == views.verdict(res)
-    assert at.success[0].value.startswith(f"Train on {best['name']}")
+    # the verdict line states the ECI ranking (no validation of this data) and never says "Train on"
+    verdict = views.verdict(res)
+    assert verdict in [i.value for i in at.info]
+    assert verdict.startswith(f"ECI ranks {best['name']} first") and "Validation page" in verdict
     # the components table is the library's, row for row
     comp = at.dataframe[0].value
     want = views.components_table(res)

@@ -72,6 +72,7 @@ K_FN_REFIT = "eci_fn_refit"  # what the last refit measured (false_negatives.ref
 K_QUERY = "eci_query_id"
 K_PROJECTION = "pj_params"  # Projection page: method (pca/umap) and UMAP parameters
 K_INITIALISED = "eci_initialised"
+K_VALIDATIONS = "eci_validations"  # label -> ValidationResult opened or run in this session
 
 # Widget keys of the sidebar (their values are the settings).
 W_ENCODER = "set_encoder"
@@ -269,6 +270,7 @@ def _defaults() -> dict[str, Any]:
         K_FN_REFIT: None,
         K_QUERY: None,
         K_PROJECTION: {"method": "pca", "n_neighbors": 15, "min_dist": 0.1, "metric": "cosine"},
+        K_VALIDATIONS: {},
         W_ENCODER: enc_label,
         W_ENCODER_PATH: enc_path,
         W_EMBEDDINGS: "",
@@ -817,6 +819,7 @@ PAGE_FILES = {
     "compare": "pages/compare.py",
     "export": "pages/export.py",
     "review": "pages/review.py",
+    "validation": "pages/validation.py",
 }
 
 
@@ -870,3 +873,69 @@ def use_navigation_only() -> bool:
     if was_on:
         PagesManager.uses_pages_directory = False
     return was_on
+
+
+# --------------------------------------------------------------------------- validation
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _load_validation(path: str, mtime_ns: int):
+    from eci_core.validation import load_results
+
+    return load_results(path)
+
+
+def shipped_validation_dirs() -> list[Path]:
+    """Saved validations shipped with the loaded data (``DIR/validation/**/results.json`` next
+    to a BEIR directory's ``negatives/``), the bundled sample's first."""
+    from eci_core.validation import find_results
+
+    coll = st.session_state.get(K_COLLECTION)
+    roots: list[Path] = [SAMPLE_DIR]
+    if coll is not None:
+        for src in coll.sources.values():
+            if src.path:
+                p = Path(src.path)
+                roots += [p, p.parent, p.parent.parent]
+    out: list[Path] = []
+    for r in roots:
+        for d in find_results(r / "validation") if (r / "validation").is_dir() else []:
+            if d not in out:
+                out.append(d)
+    return out
+
+
+def validation_results() -> dict[str, Any]:
+    """Every validation available: shipped ones (label = folder relative to the repository) and
+    those opened or run in this session. Unreadable shipped results are skipped."""
+    out: dict[str, Any] = {}
+    for d in shipped_validation_dirs():
+        try:
+            out[_dataset_label(d)] = _load_validation(str(d), (d / "results.json").stat().st_mtime_ns)
+        except (OSError, ValueError):
+            continue
+    out.update(st.session_state.get(K_VALIDATIONS, {}))
+    return out
+
+
+def add_validation(label: str, result: Any) -> None:
+    st.session_state[K_VALIDATIONS][label] = result
+
+
+def validation_for_loaded_data() -> Any:
+    """The validation to quote on the Overview: one that covers every loaded source with the
+    same negatives; the session's own runs first, then shipped cheap-trainer results (most
+    seeds), then the others. None when no result matches."""
+    coll = st.session_state.get(K_COLLECTION)
+    if coll is None:
+        return None
+    results = validation_results()
+    session = set(st.session_state.get(K_VALIDATIONS, {}))
+
+    def order(item):
+        label, r = item
+        cfg = (r.meta or {}).get("config", {})
+        return (label not in session, r.trainer == "finetune", -int(cfg.get("seeds") or 0))
+
+    for _, r in sorted(results.items(), key=order):
+        if r.matches(coll):
+            return r
+    return None

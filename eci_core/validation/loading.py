@@ -1,0 +1,77 @@
+"""The evaluation corpus: every passage of a BEIR directory, not only those a source mentions.
+
+``loaders.load_beir`` keeps the passages that positives and negatives refer to (what scoring
+needs). Retrieval evaluation ranks the *whole* corpus, so a validation first adds every passage
+of each BEIR directory's ``corpus.jsonl`` (text = title + " " + text, as the loader builds it, so
+embedding-cache keys agree), then loads the sources into that collection.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+from ..data import Collection, LoadError
+
+
+def corpus_dir(path: str | Path) -> Path | None:
+    """The BEIR directory a path belongs to: the path itself, or the folder above a
+    ``negatives/`` file, when it holds ``corpus.jsonl``; else None."""
+    p = Path(path)
+    for d in (p, p.parent, p.parent.parent) if not p.is_dir() else (p,):
+        if (d / "corpus.jsonl").is_file():
+            return d
+    return None
+
+
+def add_corpus(collection: Collection, directory: str | Path) -> int:
+    """Add every passage of ``directory/corpus.jsonl`` to ``collection`` (known ids keep their
+    index); returns how many were new. A bad line raises LoadError naming file, line and field."""
+    from ..miners import _beir_text
+
+    path = Path(directory) / "corpus.jsonl"
+    before = collection.n_passages
+    with open(path, encoding="utf-8") as fh:
+        for ln, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise LoadError(str(path), ln, f"invalid JSON ({err.msg})") from None
+            if not isinstance(obj, dict) or "_id" not in obj:
+                raise LoadError(str(path), ln, "missing (every line needs an id)", field="_id")
+            if not isinstance(obj.get("text", ""), str):
+                raise LoadError(str(path), ln, "must be a string", field="text")
+            collection.add_passage(_beir_text(obj), str(obj["_id"]))
+    return collection.n_passages - before
+
+
+def with_full_corpus(collection: Collection, paths: Iterable[str | Path]) -> Collection:
+    """A copy of ``collection`` with the whole corpus of every BEIR directory behind ``paths``
+    added (source and positive indices stay valid: passages are only appended)."""
+    dirs = []
+    for p in paths:
+        d = corpus_dir(p)
+        if d is not None and d not in dirs:
+            dirs.append(d)
+    if not dirs:
+        return collection
+    out = collection.copy()
+    for d in dirs:
+        add_corpus(out, d)
+    return out
+
+
+def load_for_validation(paths: list[str], format: str | None = None):
+    """``(collection, report)``: the full corpora of the BEIR directories among ``paths`` first,
+    then every path loaded into that collection (so extra runs may use any corpus passage)."""
+    from ..loaders import load_paths
+
+    coll = Collection()
+    for p in paths:
+        d = corpus_dir(p)
+        if d is not None and Path(p).is_dir():
+            add_corpus(coll, d)
+    return load_paths(paths, collection=coll, format=format)

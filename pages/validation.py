@@ -1,0 +1,158 @@
+"""Validation: does ECI predict training on this data?
+
+Open saved results (the bundled sample's are shipped) or run a cheap-trainer validation of the
+loaded sources; then the scatter of a pre-training number against downstream nDCG@10 per source,
+the agreement table, the downstream table with its baselines, and the trainer agreement.
+"""
+
+import streamlit as st
+
+from eci_core.validation import figures
+from ui import components, state
+
+if state.use_navigation_only():  # legacy deep-link run: let the entry point draw this page
+    import runpy
+
+    runpy.run_path(str(state.ROOT / "app.py"), run_name="__main__")
+    st.stop()
+
+st.title("Validation")
+st.caption("Does ECI predict training? Each source's negatives train a retriever on the same budget; nDCG@10 on "
+           "held-out queries shows which source really trained best, and which pre-training number ranked the "
+           "sources the same way.")
+
+cur = state.current()
+results = state.validation_results()
+
+
+@st.fragment
+def run_form() -> None:
+    """A cheap-trainer validation of the loaded sources, with a progress bar."""
+    coll = cur.collection
+    if coll is None or not coll.sources:
+        st.info("Load a dataset with negatives in the sidebar to run a validation.")
+        return
+    has_llm = any(pid.startswith("llm-") for pid in coll.passage_ids[:: max(1, coll.n_passages // 2000)])
+    with st.form("val_run"):
+        c1, c2, c3 = st.columns(3)
+        trainer = c1.selectbox("Trainer", ["linear", "linear-both"], key="val_trainer",
+                               help="linear: a linear map on frozen query embeddings; linear-both: on queries and passages. "
+                                    "Full fine-tuning is a CLI job: eci validate DIR --trainer finetune")
+        folds = c2.number_input("Folds", 2, 20, 5, key="val_folds")
+        seeds = c3.number_input("Seeds", 1, 10, 3, key="val_seeds")
+        c4, c5, c6 = st.columns(3)
+        steps = c4.number_input("Steps", 1, 5000, 100, key="val_steps")
+        batch = c5.number_input("Batch size", 2, 512, 32, key="val_batch")
+        negs = c6.number_input("Negatives per example", 1, 50, 3, key="val_negs")
+        exclude = st.text_input("Leave out of the evaluation corpus (id prefix)", "llm-" if has_llm else "", key="val_exclude",
+                                help="Passages whose id starts with this are not ranked at evaluation (e.g. LLM-written negatives)")
+        go = st.form_submit_button("Run validation", type="primary")
+    if not go:
+        return
+    from eci_core.validation import ValidationConfig, validate
+    from eci_core.validation.loading import with_full_corpus
+
+    bar = st.progress(0.0, text="Starting…")
+    try:
+        cfg = ValidationConfig(trainer=trainer, folds=int(folds), seeds=int(seeds), steps=int(steps), batch_size=int(batch),
+                               negatives_per_example=int(negs), exclude_prefixes=(exclude.strip(),) if exclude.strip() else ())
+        full = with_full_corpus(coll, [s.path for s in coll.sources.values() if s.path])  # rank the whole corpus
+        res = validate(full, None, cfg, encoder=cur.settings.encoder, cache=state.get_embedding_cache(),
+                       progress=components.progress_callback(bar), score_config=cur.settings.config)
+    except (ValueError, FileNotFoundError) as err:
+        bar.empty()
+        st.error(state.one_line(err))
+        return
+    bar.empty()
+    label = f"this session: {trainer}, {int(folds)} folds × {int(seeds)} seeds"
+    state.add_validation(label, res)
+    st.session_state["val_choice"] = label
+    st.rerun()
+
+
+with st.expander("Run a cheap-trainer validation of the loaded data", expanded=not results):
+    run_form()
+
+if not results:
+    st.info("No validation results yet: run one above, or `eci validate DIR --out DIR/validation/linear` and reload.")
+    st.stop()
+
+labels = list(results)
+if st.session_state.get("val_choice") not in labels:
+    st.session_state["val_choice"] = labels[0]
+choice = st.selectbox("Results", labels, key="val_choice")
+res = results[choice]
+m = res.meta
+cfg = m.get("config", {})
+matches = cur.collection is not None and res.matches(cur.collection)
+st.caption(f"Trainer {m.get('trainer')} · encoder {m.get('encoder')} · {m.get('n_splits')} split(s) × {cfg.get('seeds')} "
+           f"seed(s) · {cfg.get('steps')} steps · batch {cfg.get('batch_size')} · {cfg.get('negatives_per_example')} "
+           f"negatives per example · lr {m.get('lr')} · {m.get('n_eval_passages'):,} passages ranked · {m.get('seconds')} s"
+           + ("" if matches else " · these results are for other data than the loaded sources"))
+
+st.success(res.summary(), icon=":material/model_training:")
+for note in res.notes():
+    st.caption(note)
+
+st.subheader("Pre-training number vs downstream nDCG@10")
+number = st.selectbox("Pre-training number", figures.number_labels(res), key="val_number")
+components.plotly(figures.scatter_figure(res, number), key="val_scatter")
+st.caption("One point per source; error bars: 95 % bootstrap interval over test queries; dashed: Theil–Sen line "
+           "(median of pairwise slopes); dotted: the baselines.")
+
+st.subheader("Agreement with training")
+st.dataframe(
+    figures.agreement_display(res), hide_index=True, width="stretch",
+    column_config={
+        "number": st.column_config.TextColumn("pre-training number"),
+        "spearman": st.column_config.NumberColumn("Spearman ρ", format="%.2f"),
+        "spearman_low": st.column_config.NumberColumn("ρ 2.5 %", format="%.2f"),
+        "spearman_high": st.column_config.NumberColumn("ρ 97.5 %", format="%.2f"),
+        "kendall": st.column_config.NumberColumn("Kendall τ", format="%.2f"),
+        "kendall_low": st.column_config.NumberColumn("τ 2.5 %", format="%.2f"),
+        "kendall_high": st.column_config.NumberColumn("τ 97.5 %", format="%.2f"),
+        "pairwise_accuracy": st.column_config.NumberColumn("pairwise accuracy", format="%.2f",
+                                                           help="share of source pairs ordered as training ordered them"),
+        "top1_regret": st.column_config.NumberColumn("top-1 regret", format="%.3f",
+                                                     help="nDCG@10 of the best-training source minus that of this number's pick"),
+        "pick": st.column_config.TextColumn("its pick"),
+        "n": st.column_config.NumberColumn("sources", format="%d"),
+    },
+)
+st.caption("Intervals: sources resampled with replacement. Unsafe rates are negated so that higher should be better.")
+
+st.subheader("Downstream quality per source")
+st.dataframe(
+    figures.downstream_display(res), hide_index=True, width="stretch",
+    column_config={
+        "variant": st.column_config.TextColumn("source / baseline"),
+        "ndcg@10": st.column_config.NumberColumn("nDCG@10", format="%.3f"),
+        "ndcg@10_low": st.column_config.NumberColumn("2.5 %", format="%.3f"),
+        "ndcg@10_high": st.column_config.NumberColumn("97.5 %", format="%.3f"),
+        "gain": st.column_config.NumberColumn("gain vs in-batch", format="%+.3f"),
+        "gain_low": st.column_config.NumberColumn("gain 2.5 %", format="%+.3f"),
+        "gain_high": st.column_config.NumberColumn("gain 97.5 %", format="%+.3f"),
+        "recall@10": st.column_config.NumberColumn("R@10", format="%.3f"),
+        "mrr@10": st.column_config.NumberColumn("MRR@10", format="%.3f"),
+        "seed_sd": st.column_config.NumberColumn("seed sd", format="%.4f"),
+        "n_test_queries": st.column_config.NumberColumn("test queries", format="%d"),
+        "n_seeds": st.column_config.NumberColumn("seeds", format="%d"),
+    },
+)
+with st.expander("P(row trains better than column), paired bootstrap on the shared test queries"):
+    st.dataframe(res.beats.style.format("{:.2f}", na_rep="–"), width="stretch")
+
+st.subheader("Trainer agreement")
+if len(results) > 1:
+    st.dataframe(figures.trainer_agreement_frame(results), hide_index=True, width="stretch",
+                 column_config={"Kendall τ": st.column_config.NumberColumn(format="%.2f")})
+    st.caption("Kendall τ between two trainers' rankings of the sources they share, and whether their best source is the same.")
+else:
+    st.info("Only one set of results: a second trainer (e.g. `eci validate DIR --trainer finetune`) shows whether the cheap "
+            "trainer ranks the sources as full fine-tuning does.")
+
+ea = res.encoder_agreement()
+if not ea.empty:
+    st.subheader("Encoder agreement")
+    st.dataframe(ea.style.format("{:.2f}"), width="stretch")
+    st.caption("Kendall τ between the ECI rankings of the sources under each encoder.")
