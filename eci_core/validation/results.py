@@ -17,6 +17,7 @@ from .analysis import (agreement_table, downstream_table, encoder_agreement, pre
 from .protocol import BASELINES, IN_BATCH, UNTRAINED, ValidationConfig, run_protocol
 
 RESULTS_JSON = "results.json"
+_TEXT_COLUMNS = {"variant", "kind", "number", "pick", "name"}
 FORMAT_VERSION = 1
 Progress = Callable[[str, int, int], None]
 
@@ -198,7 +199,14 @@ def load_results(directory: str | Path) -> ValidationResult:
         raise ValueError(f"{f}: not a validation result (no 'downstream' / 'meta' field)")
 
     def frame(recs):
-        return pd.DataFrame(recs).astype({}) if recs else pd.DataFrame()
+        df = pd.DataFrame(recs)
+        for c in df.columns:  # JSON null -> NaN in numeric columns
+            if c in _TEXT_COLUMNS:
+                continue
+            vals = [v for v in df[c] if v is not None]
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+                df[c] = df[c].astype(float)
+        return df
 
     def nan(v):
         return np.nan if v is None else v
@@ -211,7 +219,7 @@ def load_results(directory: str | Path) -> ValidationResult:
                    if enc else pd.DataFrame())
     per_query_path = f.parent / "per_query.csv"
     per_query = pd.read_csv(per_query_path, dtype={"query_id": str}) if per_query_path.is_file() else pd.DataFrame()
-    down = frame(doc["downstream"]).fillna(value=np.nan)
+    down = frame(doc["downstream"])
     return ValidationResult(downstream=down, beats=beats, pretraining=frame(doc["pretraining"]),
                             agreement=frame(doc["agreement"]), per_query=per_query, meta=doc["meta"],
                             encoder_eci=encoder_eci, path=str(f.parent))

@@ -236,8 +236,10 @@ class FinetuneTrainer:
         loss_fn = MultipleNegativesRankingLoss(model, scale=SCALE)
         opt = torch.optim.AdamW(model.parameters(), lr=lr)
 
+        prep = getattr(model, "preprocess", None) or model.tokenize  # sentence-transformers >= 6 / older
+
         def feats(texts):
-            f = model.tokenize(texts)
+            f = prep(texts)
             return {k: v.to(self.device) for k, v in f.items()}
 
         for i, b in enumerate(batches):
