@@ -53,8 +53,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="queries per step (default 32; finetune 16)")
     p.add_argument("--negatives-per-example", type=int, default=3,
                    help="hard negatives per training query and step, drawn from its list (with replacement when it has fewer)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3 linear, 2e-5 finetune)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3 linear, 5e-5 finetune)")
     p.add_argument("--max-seq-length", type=int, default=None, help="finetune: token limit for training and re-encoding")
+    p.add_argument("--eval-pool", type=int, default=None, metavar="K",
+                   help="CPU approximation for finetune: re-rank the union of the untrained encoder's top-K for the test "
+                   "queries (plus their positives) instead of the whole corpus")
     p.add_argument("--sources", default=None, help="comma-separated sources to compare (default: all loaded)")
     p.add_argument("--encoder", default="minilm",
                    help="target encoder: 'minilm' (bundled), 'hashing', a load_encoder name or a local folder "
@@ -199,7 +202,8 @@ def run(args: argparse.Namespace) -> int:
         config = ValidationConfig(
             trainer=args.trainer, folds=args.folds, seeds=args.seeds, steps=steps or 100, batch_size=batch,
             negatives_per_example=args.negatives_per_example, lr=args.lr, exclude_prefixes=tuple(args.exclude_prefix),
-            split_seed=args.seed, splits_limit=args.max_splits, n_bootstrap=args.bootstrap, max_seq_length=args.max_seq_length)
+            split_seed=args.seed, splits_limit=args.max_splits, n_bootstrap=args.bootstrap, max_seq_length=args.max_seq_length,
+            eval_pool=args.eval_pool)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

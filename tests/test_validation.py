@@ -271,7 +271,7 @@ def test_poisoned_source_trains_worse_finetune(kas, tmp_path):
     torch.manual_seed(0)
     tok = Tokenizer.from_file(str(bundled_minilm_path() / "tokenizer.json"))
     SentenceTransformer(modules=[StaticEmbedding(tok, embedding_dim=32)], device="cpu").save(str(tmp_path / "tiny"))
-    cfg = ValidationConfig(trainer="finetune", folds=3, seeds=1, steps=20, batch_size=8, lr=0.1, splits_limit=2,
+    cfg = ValidationConfig(trainer="finetune", folds=3, seeds=1, steps=30, batch_size=8, lr=0.1,
                            exclude_prefixes=("copy-",), n_bootstrap=500)
     tr = FinetuneTrainer(tmp_path / "tiny", device="cpu")
     raw = run_protocol(kas, ["clean", "poisoned"], cfg, trainer=tr)

@@ -41,7 +41,12 @@ class ValidationConfig:
     """Options of :func:`validate` (defaults are the CLI's).
 
     ``splits_limit``: evaluate only the first N splits (e.g. 1 for a CPU fine-tune); ``None`` = all.
-    ``lr``: None = the trainer's default (1e-3 linear, 2e-5 finetune)."""
+    ``lr``: None = the trainer's default (1e-3 linear, 5e-5 finetune).
+    ``eval_pool``: None ranks the whole evaluation corpus. K > 0 is a CPU approximation for
+    expensive trainers: per split, the evaluation corpus is the union of the untrained encoder's
+    top-K passages for the split's test queries plus their positives (pooled evaluation, as in
+    TREC pooling); every variant re-ranks that same pool. Scores on a pool are higher than over
+    the whole corpus (fewer competitors); sources are compared on the same pool."""
 
     trainer: str = "linear"
     folds: int = 5
@@ -56,6 +61,7 @@ class ValidationConfig:
     depth: int = 100
     n_bootstrap: int = 1000
     max_seq_length: int | None = None
+    eval_pool: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("seeds", "steps", "batch_size", "negatives_per_example", "depth", "n_bootstrap"):
@@ -66,6 +72,8 @@ class ValidationConfig:
             raise ValueError(f"batch_size={self.batch_size}: must be >= 2 (in-batch negatives need a second query)")
         if self.depth < 10:
             raise ValueError(f"depth={self.depth}: must be >= 10 (the measures are @10)")
+        if self.eval_pool is not None and (isinstance(self.eval_pool, bool) or self.eval_pool < 10):
+            raise ValueError(f"eval_pool={self.eval_pool!r}: must be None (whole corpus) or >= 10")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr={self.lr!r}: must be > 0 (e.g. 1e-3)")
 
@@ -150,12 +158,26 @@ def run_protocol(collection, sources: Sequence[str], config: ValidationConfig, e
         split_meta.append({"split": split.name, "n_train": int(split.train.size), "n_test": int(split.test.size),
                            "n_train_used": int(tl.queries.size), "leaked": tl.leaked, "not_covered": tl.not_covered})
 
+        trainer.eval_passages = ev
+        split_ids = ev_ids
+        qe, pe = trainer.run(None, 0, lr, split.test, progress=progress)
+        if config.eval_pool:
+            from .evaluation import top_k
+
+            top, _ = top_k(qe, pe, config.eval_pool)
+            pos = np.array([p for q in split.test for p in collection.positives[int(q)]], dtype=np.int64)
+            pool = np.union1d(ev[np.unique(top)], pos[np.isin(pos, ev)])
+            keep = np.isin(ev, pool)
+            pe = pe[keep]
+            trainer.eval_passages = ev[keep]
+            split_ids = [collection.passage_ids[int(i)] for i in ev[keep]]
+            split_meta[-1]["n_eval_passages"] = int(keep.sum())
+
         def record(variant, seed, q_emb, p_emb):
-            res = evaluate_embeddings(q_emb, test_ids, p_emb, ev_ids, qrels, depth=config.depth)
+            res = evaluate_embeddings(q_emb, test_ids, p_emb, split_ids, qrels, depth=config.depth)
             for qid in test_ids:
                 rows.append({"variant": variant, "split": split.name, "seed": seed, "query_id": qid, **res[qid]})
 
-        qe, pe = trainer.run(None, 0, lr, split.test)
         for seed in seeds:
             record(UNTRAINED, seed, qe, pe)
         done += 1

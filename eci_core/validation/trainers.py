@@ -52,7 +52,9 @@ class Trainer(Protocol):
     def run(self, batches: Sequence[Batch] | None, seed: int, lr: float, test_queries: np.ndarray,
             progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Train on ``batches`` (``None``: the untrained encoder) and return L2-normalised
-        embeddings of ``test_queries`` (n_test, d) and of the evaluation passages (n_eval, d)."""
+        embeddings of ``test_queries`` (n_test, d) and of the evaluation passages (n_eval, d):
+        the passage indices in the attribute ``eval_passages`` (set by ``setup``; the protocol
+        may narrow it to a pool)."""
 
 
 def detect_device() -> str:
@@ -175,7 +177,7 @@ class FinetuneTrainer:
     encoding with the same settings (read from the embedding cache when it holds them)."""
 
     name = "finetune"
-    default_lr = 2e-5
+    default_lr = 5e-5  # the default of sentence-transformers' (Hugging Face's) trainer
 
     def __init__(self, model_path=None, max_seq_length: int | None = None, device: str | None = None,
                  encode_batch_size: int = 64):
