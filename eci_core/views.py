@@ -341,7 +341,7 @@ def verdict(result: Any, validation: Any = None) -> str:
     if len(ranked) > 1:
         text = f"ECI ranks {name} first ({best['eci']:.3f}{ci}){unsafe}."
     else:
-        text = f"{name}: ECI {best['eci']:.3f}{ci}{unsafe}."
+        text = f"One source: {name}, ECI {best['eci']:.3f}{ci}{unsafe}."
     if len(ranked) > 1:
         second = ranked.iloc[1]
         beats = getattr(result, "beats", None) if not isinstance(result, pd.DataFrame) else None

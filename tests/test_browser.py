@@ -192,7 +192,7 @@ def test_export_downloads_a_file_the_loaders_read_back(server, page, tmp_path):
     with page.expect_download(timeout=120_000) as dl2:
         page.locator('[data-testid="stDownloadButton"]', has_text="HTML report").first.click()
     html = Path(dl2.value.path()).read_text(encoding="utf-8")
-    assert html.startswith("<!DOCTYPE html>") and "Train on" in html
+    assert html.startswith("<!DOCTYPE html>") and "ECI ranks" in html
     page.screenshot(path=str(ARTIFACTS / "export.png"), full_page=True)
 
 

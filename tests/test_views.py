@@ -147,13 +147,16 @@ def test_percpos_band():
 # --------------------------------------------------------------------------- verdict
 def test_verdict_names_best_source_ci_and_unsafe_rate():
     v = views.verdict(_Result())
-    assert v.startswith("Train on b: highest ECI (0.400, 95 % CI 0.300–0.450), 0.0 % unsafe queries.")
+    # ECI alone never says "Train on": it states the ranking and points to the Validation page
+    assert v.startswith("ECI ranks b first (0.400, 95 % CI 0.300–0.450), 0.0 % unsafe queries.")
+    assert "Train on" not in v
     # intervals overlap, so the pairwise probability is added
     assert "P(beats a) = 0.70" in v
     # b wins with the lowest Signal: the verdict says its negatives are the easiest
-    assert v.endswith("Note: its negatives are the easiest here (Signal 0.200, lowest of 2 sources); "
-                      "it leads on Safety (Δ 0.600).")
-    assert views.verdict(_sources().iloc[[1]]) == "Train on a: ECI (0.388, 95 % CI 0.350–0.420), 50.0 % unsafe queries."
+    assert ("Note: its negatives are the easiest here (Signal 0.200, lowest of 2 sources); "
+            "it leads on Safety (Δ 0.600).") in v
+    assert v.endswith("check on the Validation page which source actually trains best on this data.")
+    assert views.verdict(_sources().iloc[[1]]).startswith("One source: a, ECI 0.388, 95 % CI 0.350–0.420, 50.0 % unsafe queries.")
     assert "No source" in views.verdict(_sources().iloc[0:0])
 
 
@@ -299,7 +302,7 @@ def test_views_on_a_real_score_result():
     fc = views.flag_counts(r).set_index("source")
     assert fc.loc["bm25", "flagged"] == int(r.pairs.loc[r.pairs["source"] == "bm25", "flagged"].sum())
     best = r.sources["name"].iloc[0]
-    assert views.verdict(r).startswith(f"Train on {best}:")
+    assert views.verdict(r).startswith(f"ECI ranks {best} first")
     d = views.query_drilldown(c, r, "q2")
     nd = d.negatives[d.negatives["source"] == "bm25"]
     copy = nd[nd["text"] == "a tuple is an immutable sequence"].iloc[0]  # the positive's text as a negative
