@@ -58,6 +58,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--eval-pool", type=int, default=None, metavar="K",
                    help="CPU approximation for finetune: re-rank the union of the untrained encoder's top-K for the test "
                    "queries (plus their positives) instead of the whole corpus")
+    p.add_argument("--threads", type=int, default=None, help="finetune on CPU: torch threads (default: torch's)")
     p.add_argument("--sources", default=None, help="comma-separated sources to compare (default: all loaded)")
     p.add_argument("--encoder", default="minilm",
                    help="target encoder: 'minilm' (bundled), 'hashing', a load_encoder name or a local folder "
@@ -203,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
             trainer=args.trainer, folds=args.folds, seeds=args.seeds, steps=steps or 100, batch_size=batch,
             negatives_per_example=args.negatives_per_example, lr=args.lr, exclude_prefixes=tuple(args.exclude_prefix),
             split_seed=args.seed, splits_limit=args.max_splits, n_bootstrap=args.bootstrap, max_seq_length=args.max_seq_length,
-            eval_pool=args.eval_pool)
+            eval_pool=args.eval_pool, threads=args.threads)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

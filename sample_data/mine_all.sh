@@ -43,5 +43,9 @@ $ECI mine $D --method random --seed 0 "${COMMON[@]}" --out $N/random.trec
 # the contamination case: bm25+ce plus the 3 LLM-written negatives per query (not filtered)
 $ECI mine $D --method bm25+ce "${COMMON[@]}" --add-negatives $N/llm.jsonl --tag llm+bm25ce --out "$N/llm+bm25ce.trec"
 
+# the validation sweep (sample_data/pyfaq/sweep/, 17 more sources from the same corpus: rank windows,
+# TopK-PercPos margins, cross-encoder-denoised, mixtures with the LLM negatives), for `eci validate`
+$ECI mine $D --sweep --exclude-prefix llm- --add-negatives $N/llm.jsonl --no-progress --out $D/sweep
+
 # 0b. re-export the cache so it also holds the cross-encoder scores computed above
 .venv/bin/python sample_data/ship_embeddings.py "$D"

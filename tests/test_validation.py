@@ -379,3 +379,14 @@ def test_verdict_with_validation_that_disagrees():
     assert "did not reliably agree with training: Spearman ρ = -0.40 (95 % CI -0.75 to 0.05) over 25" in v
     v2 = views.verdict(_sources(), _Val("dense", (-0.60, -0.90, -0.20)))
     assert "went against training" in v2
+
+
+def test_pooled_evaluation_reranks_the_target_encoders_top_k_plus_positives(kas):
+    cfg = ValidationConfig(folds=3, seeds=1, steps=3, batch_size=4, eval_pool=10, exclude_prefixes=("copy-",))
+    raw = run_protocol(kas, ["clean"], cfg, encoder=HashingEncoder(128))
+    for s in raw.meta["splits"]:
+        # at most 10 per test query plus each test query's positive, never the whole corpus
+        assert s["n_eval_passages"] <= 10 * s["n_test"] + s["n_test"]
+        assert s["n_eval_passages"] < raw.meta["n_eval_passages"]
+    with pytest.raises(ValueError, match="eval_pool=5"):
+        ValidationConfig(eval_pool=5)

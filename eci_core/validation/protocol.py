@@ -43,9 +43,9 @@ class ValidationConfig:
     ``splits_limit``: evaluate only the first N splits (e.g. 1 for a CPU fine-tune); ``None`` = all.
     ``lr``: None = the trainer's default (1e-3 linear, 5e-5 finetune).
     ``eval_pool``: None ranks the whole evaluation corpus. K > 0 is a CPU approximation for
-    expensive trainers: per split, the evaluation corpus is the union of the untrained encoder's
-    top-K passages for the split's test queries plus their positives (pooled evaluation, as in
-    TREC pooling); every variant re-ranks that same pool. Scores on a pool are higher than over
+    expensive trainers: per split, the evaluation corpus is the union of the target encoder's
+    top-K passages for the split's test queries (frozen embeddings, from the cache) plus their
+    positives (pooled evaluation, as in TREC pooling); every variant re-ranks that same pool. Scores on a pool are higher than over
     the whole corpus (fewer competitors); sources are compared on the same pool."""
 
     trainer: str = "linear"
@@ -62,6 +62,7 @@ class ValidationConfig:
     n_bootstrap: int = 1000
     max_seq_length: int | None = None
     eval_pool: int | None = None
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("seeds", "steps", "batch_size", "negatives_per_example", "depth", "n_bootstrap"):
@@ -119,6 +120,17 @@ def eval_passages(collection, exclude_prefixes: Sequence[str]) -> np.ndarray:
     return np.array([i for i, pid in enumerate(collection.passage_ids) if not pid.startswith(prefixes)], dtype=np.int64)
 
 
+def _pool_embeddings(collection, ev, encoder, cache, progress):
+    """Frozen embeddings of all queries and of the evaluation passages under the target encoder
+    (``encoder``, None = bundled MiniLM, read from the embedding cache): they choose the pool."""
+    from ..encoders import embed, load_encoder
+
+    enc = load_encoder(encoder)
+    q = np.asarray(embed(enc, list(collection.query_texts), "query", cache=cache, progress=progress), np.float32)
+    p = np.asarray(embed(enc, [collection.passage_texts[int(i)] for i in ev], "passage", cache=cache, progress=progress), np.float32)
+    return q, p
+
+
 def run_protocol(collection, sources: Sequence[str], config: ValidationConfig, encoder=None, cache=None,
                  progress: Progress | None = None, trainer=None) -> RawRuns:
     """Train and evaluate every variant (baselines + ``sources``) on every split and seed."""
@@ -137,7 +149,8 @@ def run_protocol(collection, sources: Sequence[str], config: ValidationConfig, e
     if config.splits_limit:
         splits = splits[: config.splits_limit]
     trainer = trainer or make_trainer(config.trainer, encoder,
-                                      **({"max_seq_length": config.max_seq_length} if config.trainer == "finetune" else {}))
+                                      **({"max_seq_length": config.max_seq_length, "threads": config.threads}
+                                         if config.trainer == "finetune" else {}))
     lr = config.lr if config.lr is not None else trainer.default_lr
     ev = eval_passages(collection, config.exclude_prefixes)
     ev_ids = [collection.passage_ids[int(i)] for i in ev]
@@ -147,6 +160,7 @@ def run_protocol(collection, sources: Sequence[str], config: ValidationConfig, e
     done = 0
     rows = []
     split_meta = []
+    pool_emb = None
     for s_no, split in enumerate(splits):
         tl = training_lists(collection, split, sources)
         if tl.queries.size < 2:
@@ -160,18 +174,19 @@ def run_protocol(collection, sources: Sequence[str], config: ValidationConfig, e
 
         trainer.eval_passages = ev
         split_ids = ev_ids
-        qe, pe = trainer.run(None, 0, lr, split.test, progress=progress)
         if config.eval_pool:
             from .evaluation import top_k
 
-            top, _ = top_k(qe, pe, config.eval_pool)
+            if pool_emb is None:
+                pool_emb = _pool_embeddings(collection, ev, encoder, cache, progress)
+            top, _ = top_k(pool_emb[0][split.test], pool_emb[1], config.eval_pool)
             pos = np.array([p for q in split.test for p in collection.positives[int(q)]], dtype=np.int64)
             pool = np.union1d(ev[np.unique(top)], pos[np.isin(pos, ev)])
             keep = np.isin(ev, pool)
-            pe = pe[keep]
             trainer.eval_passages = ev[keep]
             split_ids = [collection.passage_ids[int(i)] for i in ev[keep]]
             split_meta[-1]["n_eval_passages"] = int(keep.sum())
+        qe, pe = trainer.run(None, 0, lr, split.test, progress=progress)
 
         def record(variant, seed, q_emb, p_emb):
             res = evaluate_embeddings(q_emb, test_ids, p_emb, split_ids, qrels, depth=config.depth)

@@ -180,13 +180,14 @@ class FinetuneTrainer:
     default_lr = 5e-5  # the default of sentence-transformers' (Hugging Face's) trainer
 
     def __init__(self, model_path=None, max_seq_length: int | None = None, device: str | None = None,
-                 encode_batch_size: int = 64):
+                 encode_batch_size: int = 64, threads: int | None = None):
         from ..encoders import SentenceTransformerEncoder, bundled_minilm_path
 
         self.model_path = str(model_path or bundled_minilm_path())
         self.max_seq_length = max_seq_length
         self.device = device or detect_device()
         self.encode_batch_size = encode_batch_size
+        self.threads = threads  # CPU threads for training and re-encoding (None: torch's default)
         self.base_encoder = SentenceTransformerEncoder(self.model_path, max_seq_length=max_seq_length, device=self.device)
         self._base_model = None
 
@@ -229,8 +230,20 @@ class FinetuneTrainer:
             return (np.asarray(embed(self.base_encoder, q_texts, "query", cache=self.cache), np.float32),
                     np.asarray(embed(self.base_encoder, p_texts, "passage", cache=self.cache, progress=progress), np.float32))
         import torch
+
+        threads = torch.get_num_threads()
+        if self.device == "cpu" and self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            return self._train(batches, seed, lr, q_texts, p_texts, progress)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _train(self, batches, seed, lr, q_texts, p_texts, progress):
+        import torch
         from sentence_transformers.losses import MultipleNegativesRankingLoss
 
+        coll = self.collection
         torch.manual_seed(int(seed))
         model = copy.deepcopy(self._base())
         model.to(self.device)
