@@ -73,6 +73,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--compare", default=None, metavar="DIR", help="saved results of another trainer: print the trainer agreement")
     p.add_argument("--out", default=None, metavar="DIR", help="save results.json and CSV tables to DIR")
     p.add_argument("--json", action="store_true", help="print results.json instead of tables")
+    p.add_argument("--markdown", action="store_true", help="with --show: print the tables as Markdown (for a README)")
     p.add_argument("--cache-dir", default=None, help="embedding cache directory")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
@@ -114,6 +115,27 @@ def agreement_text(res) -> str:
             "pairwise acc.": _f(r["pairwise_accuracy"], 2), "top-1 regret": _f(r["top1_regret"]), "its pick": r.get("pick"),
         })
     return pd.DataFrame(rows).to_string(index=False)
+
+
+def markdown_tables(res) -> str:
+    """The downstream and agreement tables of ``res`` as Markdown."""
+    lines = [f"Downstream ({res.trainer} trainer; nDCG@10 on held-out queries, 95 % bootstrap CI):", "",
+             "| source | nDCG@10 [95 % CI] | gain vs in-batch [95 % CI] | R@10 | MRR@10 | seed sd |", "|---|---|---|---|---|---|"]
+    for r in res.downstream.to_dict("records"):
+        name = f"*{r['variant']}* (baseline)" if r["kind"] == "baseline" else f"`{r['variant']}`"
+        lines.append(f"| {name} | {_f(r['ndcg@10'])} [{_f(r['ndcg@10_low'])}, {_f(r['ndcg@10_high'])}] | "
+                     f"{float(r.get('gain', float('nan'))):+.3f} [{float(r.get('gain_low', float('nan'))):+.3f}, "
+                     f"{float(r.get('gain_high', float('nan'))):+.3f}] | {_f(r['recall@10'])} | {_f(r['mrr@10'])} | "
+                     f"{_f(r['seed_sd'], 4)} |")
+    lines += ["", "Agreement with downstream nDCG@10 across sources:", "",
+              "| pre-training number | Spearman ρ [95 % CI] | Kendall τ [95 % CI] | pairwise accuracy | top-1 regret | its pick |",
+              "|---|---|---|---|---|---|"]
+    for r in res.agreement.to_dict("records"):
+        lines.append(f"| {r['number']} | {_f(r['spearman'], 2)} [{_f(r['spearman_low'], 2)}, {_f(r['spearman_high'], 2)}] | "
+                     f"{_f(r['kendall'], 2)} [{_f(r['kendall_low'], 2)}, {_f(r['kendall_high'], 2)}] | "
+                     f"{_f(r['pairwise_accuracy'], 2)} | {_f(r['top1_regret'])} | `{r.get('pick')}` |")
+    lines += [""] + res.notes() + [res.summary(), ""]
+    return "\n".join(lines)
 
 
 def print_results(res, out=sys.stdout) -> None:
@@ -168,6 +190,12 @@ def run(args: argparse.Namespace) -> int:
             from pathlib import Path
 
             print((Path(results[0].path) / RESULTS_JSON).read_text(encoding="utf-8"))
+            return 0
+        if args.markdown:
+            for r in results:
+                print(markdown_tables(r))
+            if len(results) >= 2:
+                print_trainer_agreement(results[0], results[1])
             return 0
         for i, r in enumerate(results):
             if i:

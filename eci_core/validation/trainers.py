@@ -255,7 +255,7 @@ class FinetuneTrainer:
 
         def feats(texts):
             f = prep(texts)
-            return {k: v.to(self.device) for k, v in f.items()}
+            return {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in f.items()}
 
         for i, b in enumerate(batches):
             cols = [[coll.query_texts[int(q)] for q in b.anchors], [coll.passage_texts[int(p)] for p in b.positives]]
