@@ -390,3 +390,28 @@ def test_pooled_evaluation_reranks_the_target_encoders_top_k_plus_positives(kas)
         assert s["n_eval_passages"] < raw.meta["n_eval_passages"]
     with pytest.raises(ValueError, match="eval_pool=5"):
         ValidationConfig(eval_pool=5)
+
+
+def test_mine_sweep_writes_each_source_with_its_window(tmp_path):
+    from eci_core.miners import SWEEP, mine_sweep, read_beir, read_negative_ids
+
+    data = read_beir(FIXTURE)
+    out = mine_sweep(data, tmp_path, encoder="hashing", only=["dense-11-30", "bm25-11-30", "dense-percpos-0", "random+llm"])
+    names = [n for n, *_ in out]
+    assert names == ["dense-11-30", "dense-percpos-0", "bm25-11-30"]  # random+llm needs --add-negatives: skipped
+    for name, res, path, n in out:
+        assert path == tmp_path / f"{name}.trec" and path.read_text().split("\n")[0].endswith(name)
+        assert n == res.n_negatives
+    enc = HashingEncoder()
+    qe, pe = enc.encode_queries(data.query_texts), enc.encode_passages(data.passage_texts)
+    ranked = {}
+    for qi, pos in data.positives.items():
+        sc = pe @ qe[qi]
+        order = [int(i) for i in np.lexsort((np.arange(sc.size), -sc)) if int(i) not in pos]
+        ranked[data.query_ids[qi]] = [data.passage_ids[i] for i in order]
+    got = read_negative_ids(tmp_path / "dense-11-30.trec")
+    for q, pids in got.items():
+        assert all(10 <= ranked[q].index(p) < 30 for p in pids)  # ranks 11-30 of the dense ranking
+    assert len({n for n, _, _ in SWEEP}) >= 16
+    with pytest.raises(ValueError, match="unknown"):
+        mine_sweep(data, tmp_path, only=["nope"])
