@@ -95,8 +95,9 @@ def rank_agreement(x, y, n_bootstrap: int = 1000, seed: int = 0) -> dict:
     if x.size < 3:
         return {**out, "spearman": np.nan, "spearman_low": np.nan, "spearman_high": np.nan, "kendall": np.nan,
                 "kendall_low": np.nan, "kendall_high": np.nan, "pairwise_accuracy": np.nan, "top1_regret": np.nan}
-    out["spearman"] = float(stats.spearmanr(x, y).statistic)
-    out["kendall"] = float(stats.kendalltau(x, y).statistic)
+    constant = np.ptp(x) == 0 or np.ptp(y) == 0  # a correlation is undefined: say NaN, not a warning
+    out["spearman"] = float("nan") if constant else float(stats.spearmanr(x, y).statistic)
+    out["kendall"] = float("nan") if constant else float(stats.kendalltau(x, y).statistic)
     rng = np.random.default_rng(seed)
     sp, kt = [], []
     for _ in range(n_bootstrap):
@@ -154,8 +155,9 @@ def trainer_agreement(a: pd.DataFrame, b: pd.DataFrame) -> dict:
         return {"n_sources": len(shared), "kendall": float("nan"), "top1_agree": None, "best_a": None, "best_b": None}
     x, y = sa[shared].to_numpy(), sb[shared].to_numpy()
     best_a, best_b = shared[int(np.argmax(x))], shared[int(np.argmax(y))]
-    return {"n_sources": len(shared), "kendall": float(stats.kendalltau(x, y).statistic),
-            "spearman": float(stats.spearmanr(x, y).statistic), "top1_agree": best_a == best_b,
+    constant = np.ptp(x) == 0 or np.ptp(y) == 0
+    return {"n_sources": len(shared), "kendall": float("nan") if constant else float(stats.kendalltau(x, y).statistic),
+            "spearman": float("nan") if constant else float(stats.spearmanr(x, y).statistic), "top1_agree": best_a == best_b,
             "best_a": best_a, "best_b": best_b, "sources": shared}
 
 
