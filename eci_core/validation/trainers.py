@@ -241,7 +241,11 @@ class FinetuneTrainer:
 
     def _train(self, batches, seed, lr, q_texts, p_texts, progress):
         import torch
-        from sentence_transformers.losses import MultipleNegativesRankingLoss
+
+        try:  # sentence-transformers >= 6 moved the losses
+            from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+        except ImportError:
+            from sentence_transformers.losses import MultipleNegativesRankingLoss
 
         coll = self.collection
         torch.manual_seed(int(seed))
