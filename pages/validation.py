@@ -79,7 +79,9 @@ if not results:
 
 labels = list(results)
 if st.session_state.get("val_choice") not in labels:
-    st.session_state["val_choice"] = labels[0]
+    # default: the validation the Overview quotes for the loaded data, else the first one
+    quoted = state.validation_for_loaded_data()
+    st.session_state["val_choice"] = next((k for k, r in results.items() if r is quoted), labels[0])
 choice = st.selectbox("Results", labels, key="val_choice")
 res = results[choice]
 m = res.meta
@@ -97,8 +99,9 @@ for note in res.notes():
 st.subheader("Pre-training number vs downstream nDCG@10")
 number = st.selectbox("Pre-training number", figures.number_labels(res), key="val_number")
 components.plotly(figures.scatter_figure(res, number), key="val_scatter")
-st.caption("One point per source; error bars: 95 % bootstrap interval over test queries; dashed: Theil–Sen line "
-           "(median of pairwise slopes); dotted: the baselines.")
+st.caption("One point per source; error bars: 95 % bootstrap interval over test queries (they overlap because every "
+           "source is tested on the same queries: compare two sources with the paired P(row trains better) below); "
+           "dashed: Theil–Sen line (median of pairwise slopes); dotted: the baselines.")
 
 st.subheader("Agreement with training")
 st.dataframe(
