@@ -78,11 +78,15 @@ if not results:
     st.stop()
 
 labels = list(results)
+qp = st.query_params
+if "val_choice" not in st.session_state and qp.get("results") in labels:  # a shared link
+    st.session_state["val_choice"] = qp["results"]
 if st.session_state.get("val_choice") not in labels:
     # default: the validation the Overview quotes for the loaded data, else the first one
     quoted = state.validation_for_loaded_data()
     st.session_state["val_choice"] = next((k for k, r in results.items() if r is quoted), labels[0])
 choice = st.selectbox("Results", labels, key="val_choice")
+qp["results"] = choice
 res = results[choice]
 m = res.meta
 cfg = m.get("config", {})
@@ -97,7 +101,11 @@ for note in res.notes():
     st.caption(note)
 
 st.subheader("Pre-training number vs downstream nDCG@10")
-number = st.selectbox("Pre-training number", figures.number_labels(res), key="val_number")
+numbers = figures.number_labels(res)
+if "val_number" not in st.session_state and qp.get("number") in numbers:
+    st.session_state["val_number"] = qp["number"]
+number = st.selectbox("Pre-training number", numbers, key="val_number")
+qp["number"] = number
 components.plotly(figures.scatter_figure(res, number), key="val_scatter")
 st.caption("One point per source; error bars: 95 % bootstrap interval over test queries (they overlap because every "
            "source is tested on the same queries: compare two sources with the paired P(row trains better) below); "

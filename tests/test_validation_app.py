@@ -138,3 +138,14 @@ def test_validation_page_in_the_browser(data_dir, tmp_path):
             page.screenshot(path=str(art / "page-validation.png"), full_page=True)
     finally:
         srv.stop()
+
+
+def test_validation_page_choices_are_in_the_url(data_dir):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["number"] = "S"
+    at.run()
+    at.switch_page("pages/validation.py")
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="val_number").value == "S"
+    assert at.query_params["number"] == ["S"] or at.query_params["number"] == "S"
