@@ -13,12 +13,28 @@ function here (or from :mod:`eci_core.scoring` / :mod:`eci_core.metrics`). Input
 Functions accept either a ``ScoreResult`` or the relevant DataFrame where noted. Plotly is
 imported inside the figure builders so that importing this module stays cheap. Every scatter
 figure carries a row id as the first ``custom_data`` element (see :mod:`eci_core.selection`).
+
+Scale (1M pairs and more): the tables of a ScoreResult are large, the figures are not.
+
+* Derived tables (rows of each source or query, per-source summaries, the Signal-vs-Safety
+  frame, comparisons) are computed once per table object and kept while the table lives
+  (:func:`_memo`; the dashboard keeps one ScoreResult per (data, settings)), so a page switch
+  or a widget change never recomputes them.
+* Histograms, ECDFs and contours are binned on the server with numpy: a figure carries
+  ``nbins`` counts per source, not one value per pair (:func:`binned_histogram`, :func:`ecdf_points`).
+* Scatter plots draw at most :data:`SCATTER_MAX_POINTS` points with WebGL (``Scattergl``): above
+  it a seeded random sample stratified by source (proportional, every source kept; see
+  :func:`scatter_sample`) and :func:`sampling_note` says what was drawn.
+* Queries are found by id or words (:func:`search_queries`), never listed all at once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import weakref
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -56,6 +72,16 @@ __all__ = [
     "beats_heatmap",
     "projection_figure",
     "compare_scatter",
+    "SCATTER_MAX_POINTS",
+    "ECDF_MAX_POINTS",
+    "TABLE_MAX_ROWS",
+    "binned_histogram",
+    "ecdf_points",
+    "scatter_sample",
+    "sampling_note",
+    "signal_safety_sample",
+    "search_queries",
+    "compare_sample",
 ]
 
 #: Okabe–Ito palette (colour-blind safe) for categorical colours (sources, kinds, flags).
@@ -66,6 +92,15 @@ CONTINUOUS_SCALE = "Cividis"
 FLAG_RULES = ("unsafe", "near_duplicate", "cross_encoder")
 #: Rows of the sentence-transformers Positive / Negative / Difference table.
 SUMMARY_STATS = ("count", "mean", "median", "std", "min", "25%", "50%", "75%", "max")
+#: Most points one scatter plot sends to the browser. Above it, a seeded random sample stratified
+#: by source (each source in proportion to its size, every source kept) is drawn with WebGL and
+#: the page says so; histograms, contours and tables still use every point.
+SCATTER_MAX_POINTS = 20_000
+#: Most points one ECDF line sends: the exact ECDF at evenly spaced ranks (step error ≤ 1/1000).
+ECDF_MAX_POINTS = 1_000
+#: Most rows a page's table sends to the browser (sorted so the interesting rows come first; the
+#: full tables are downloads on the Export page).
+TABLE_MAX_ROWS = 1_000
 
 
 # --------------------------------------------------------------------------- helpers
@@ -88,13 +123,87 @@ def _require(df: pd.DataFrame, cols: Iterable[str], what: str) -> None:
 
 
 def _source_order(df: pd.DataFrame, sources: Sequence[str] | None, col: str = "source") -> list[str]:
-    present = list(dict.fromkeys(df[col].astype(str).tolist())) if len(df) else []
+    present = list(_groups(df, col).names) if len(df) else []
     if sources is None:
         return present
     unknown = [s for s in sources if s not in present]
     if unknown and len(df):
         raise ValueError(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(present)}")
     return [s for s in sources if s in present]
+
+
+# --------------------------------------------------------------------------- compute once
+_MEMO: dict[int, dict] = {}
+_MEMO_LOCK = threading.Lock()
+
+
+def _memo(obj: Any, key: tuple, fn: Callable[[], Any]) -> Any:
+    """``fn()`` computed once per (``obj``, ``key``) while ``obj`` is alive.
+
+    ``obj`` is a table of a ScoreResult, the ScoreResult or a Collection: the dashboard keeps
+    one ScoreResult per (data, settings) in its score store, so everything derived from it here is
+    computed once per (data, settings) and shared by every page and session. For a DataFrame the
+    key includes its length and columns (a table grown in place is a new entry). Objects that
+    cannot be weakly referenced are not memoised."""
+    if isinstance(obj, pd.DataFrame):
+        key = key + (len(obj), tuple(map(str, obj.columns)))
+    oid = id(obj)
+    with _MEMO_LOCK:
+        entry = _MEMO.get(oid)
+        if entry is None:
+            try:
+                weakref.finalize(obj, _MEMO.pop, oid, None)
+            except TypeError:
+                return fn()
+            entry = _MEMO[oid] = {}
+        if key in entry:
+            return entry[key]
+    val = fn()
+    with _MEMO_LOCK:
+        if oid in _MEMO:
+            _MEMO[oid].setdefault(key, val)
+    return val
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """Row positions of each value of one column: ``rows(v)`` in table order."""
+
+    names: list[str]  # values in order of first appearance
+    index: pd.Index
+    order: np.ndarray
+    starts: np.ndarray
+
+    def rows(self, value: Any) -> np.ndarray:
+        k = self.index.get_indexer([str(value)])[0]
+        if k < 0:
+            return np.zeros(0, dtype=np.int64)
+        return self.order[self.starts[k]: self.starts[k + 1]]
+
+
+def _groups(df: pd.DataFrame, col: str) -> _Groups:
+    """Positions of the rows of each value of ``df[col]`` (computed once per table)."""
+
+    def build() -> _Groups:
+        codes, uniques = pd.factorize(df[col].astype(str) if df[col].dtype != object else df[col], sort=False)
+        names = [str(u) for u in uniques]
+        order = np.argsort(codes, kind="stable").astype(np.int64)
+        counts = np.bincount(codes[codes >= 0], minlength=len(names))
+        starts = np.r_[0, np.cumsum(counts)].astype(np.int64)
+        return _Groups(names, pd.Index(names), order, starts)
+
+    return _memo(df, ("groups", col), build)
+
+
+def _rows(df: pd.DataFrame, col: str, value: Any) -> pd.DataFrame:
+    """``df[df[col] == value]`` (same rows, same order) from the memoised grouping."""
+    return df.iloc[_groups(df, col).rows(value)]
+
+
+def _values(df: pd.DataFrame, col: str, value: Any, column: str) -> np.ndarray:
+    """``df.loc[df[col] == value, column]`` as float64 numpy."""
+    arr = _memo(df, ("f64", column), lambda: df[column].to_numpy(dtype=np.float64))
+    return arr[_groups(df, col).rows(value)]
 
 
 def source_colors(names: Sequence[str]) -> dict[str, str]:
@@ -143,17 +252,20 @@ def score_summary(pairs: Any, source: str | None = None) -> pd.DataFrame:
     """
     pairs = _table(pairs, "pairs")
     _require(pairs, ("source", "query_id", "s_qn", "s_qp", "margin"), "pairs")
-    if source is not None:
-        pairs = pairs[pairs["source"].astype(str) == str(source)]
-    pos = pairs.drop_duplicates(["source", "query_id"])["s_qp"].to_numpy(dtype=np.float64)
-    neg = pairs["s_qn"].to_numpy(dtype=np.float64)
-    diff = pairs["margin"].to_numpy(dtype=np.float64)
-    out = pd.DataFrame(
-        {"Positive": _st_stats(pos), "Negative": _st_stats(neg), "Difference": _st_stats(diff, with_count=False)},
-        index=list(SUMMARY_STATS),
-    )
-    out.index.name = "metric"
-    return out
+
+    def build() -> pd.DataFrame:
+        p = _rows(pairs, "source", source) if source is not None else pairs
+        pos = p.drop_duplicates(["source", "query_id"])["s_qp"].to_numpy(dtype=np.float64)
+        neg = p["s_qn"].to_numpy(dtype=np.float64)
+        diff = p["margin"].to_numpy(dtype=np.float64)
+        out = pd.DataFrame(
+            {"Positive": _st_stats(pos), "Negative": _st_stats(neg), "Difference": _st_stats(diff, with_count=False)},
+            index=list(SUMMARY_STATS),
+        )
+        out.index.name = "metric"
+        return out
+
+    return _memo(pairs, ("score_summary", None if source is None else str(source)), build).copy()
 
 
 def summary_table(result: Any, sources: Sequence[str] | None = None) -> pd.DataFrame:
@@ -197,9 +309,9 @@ def flag_counts(result: Any, sources: Sequence[str] | None = None) -> pd.DataFra
     ``kept`` = n_negatives − flagged and ``flagged_share`` = flagged / n_negatives."""
     pairs = _table(result, "pairs")
     _require(pairs, ("source", "flagged"), "pairs")
-    rows = []
-    for s in _source_order(pairs, sources):
-        p = pairs[pairs["source"].astype(str) == s]
+
+    def count(s: str) -> dict:
+        p = _rows(pairs, "source", s)
         n = len(p)
         row = {"source": s, "n_negatives": n}
         for rule in FLAG_RULES:
@@ -208,7 +320,9 @@ def flag_counts(result: Any, sources: Sequence[str] | None = None) -> pd.DataFra
         row["percpos"] = int(_bool(p["percpos"]).sum()) if "percpos" in p.columns else 0
         row["kept"] = n - row["flagged"]
         row["flagged_share"] = row["flagged"] / n if n else 0.0
-        rows.append(row)
+        return row
+
+    rows = [_memo(pairs, ("flag_counts", s), lambda s=s: count(s)) for s in _source_order(pairs, sources)]
     cols = ["source", "n_negatives", *FLAG_RULES, "flagged", "percpos", "kept", "flagged_share"]
     return pd.DataFrame(rows, columns=cols)
 
@@ -223,9 +337,12 @@ def flag_funnel(result: Any, source: str) -> pd.DataFrame:
     by this or any earlier rule). The ``new`` column sums to the union.
     """
     pairs = _table(result, "pairs")
-    p = pairs[pairs["source"].astype(str) == str(source)]
-    if not len(p) and str(source) not in set(pairs["source"].astype(str)):
+    if str(source) not in _source_order(pairs, None):
         raise ValueError(f"unknown source {source!r}; known: {', '.join(_source_order(pairs, None))}")
+    return _memo(pairs, ("flag_funnel", str(source)), lambda: _flag_funnel(_rows(pairs, "source", source))).copy()
+
+
+def _flag_funnel(p: pd.DataFrame) -> pd.DataFrame:
     n = len(p)
     caught_so_far = np.zeros(n, dtype=bool)
     rows = [{"stage": "all negatives", "caught": n, "new": 0, "remaining": n}]
@@ -278,7 +395,7 @@ def ecdf_frame(result: Any, column: str = "margin", sources: Sequence[str] | Non
     _require(pairs, ("source", column), "pairs")
     frames = []
     for s in _source_order(pairs, sources):
-        x, y = ecdf(pairs.loc[pairs["source"].astype(str) == s, column].to_numpy(dtype=np.float64))
+        x, y = ecdf(_values(pairs, "source", s, column))
         frames.append(pd.DataFrame({"source": s, "x": x, "y": y}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["source", "x", "y"])
 
@@ -298,14 +415,15 @@ def percpos_band(result: Any, percpos: float | None = None, sources: Sequence[st
         percpos = float(getattr(cfg, "percpos", 0.95))
     if not 0 < percpos <= 1:
         raise ValueError(f"percpos={percpos}: must be in (0, 1] (e.g. 0.95)")
-    rows = []
-    for s in _source_order(pairs, sources):
-        p = pairs[pairs["source"].astype(str) == s]
-        sqp = p["s_qp"].to_numpy(dtype=np.float64)
-        m = p["margin"].to_numpy(dtype=np.float64)
-        hi = (1 - percpos) * float(np.nanmedian(sqp)) if len(p) else np.nan
+
+    def band(s: str) -> dict:
+        sqp = _values(pairs, "source", s, "s_qp")
+        m = _values(pairs, "source", s, "margin")
+        hi = (1 - percpos) * float(np.nanmedian(sqp)) if len(m) else np.nan
         inside = (m > 0) & (m < (1 - percpos) * sqp)
-        rows.append({"source": s, "low": 0.0, "high": hi, "share": float(inside.mean()) if len(p) else 0.0})
+        return {"source": s, "low": 0.0, "high": hi, "share": float(inside.mean()) if len(m) else 0.0}
+
+    rows = [_memo(pairs, ("percpos_band", s, float(percpos)), lambda s=s: band(s)) for s in _source_order(pairs, sources)]
     return pd.DataFrame(rows, columns=["source", "low", "high", "share"])
 
 
@@ -418,14 +536,95 @@ def signal_safety_frame(result: Any, sources: Sequence[str] | None = None, colle
     q = _table(result, "queries")
     _require(q, ("source", "query_id", "S", "delta"), "queries")
     order = _source_order(q, sources)
-    parts = [q[q["source"].astype(str) == s] for s in order]
-    out = pd.concat(parts, ignore_index=True) if parts else q.iloc[0:0].copy()
-    out.insert(0, "row_id", np.arange(len(out), dtype=np.int64))
+
+    def build() -> pd.DataFrame:
+        parts = [_rows(q, "source", s) for s in order]
+        out = pd.concat(parts, ignore_index=True) if parts else q.iloc[0:0].copy()
+        out.insert(0, "row_id", np.arange(len(out), dtype=np.int64))
+        return out
+
+    out = _memo(q, ("signal_safety_frame", tuple(order)), build)
     if collection is not None:
+        out = out.copy()
         texts = [collection.query_texts[collection.query_index(str(x))] if collection.has_query(str(x)) else ""
                  for x in out["query_id"]]
         out.insert(3, "query", texts)
     return out
+
+
+# --------------------------------------------------------------------------- sampling & binning
+def scatter_sample(frame: pd.DataFrame, by: str | None = "source", max_points: int | None = None,
+                   seed: int = 0, keep: np.ndarray | None = None) -> pd.DataFrame:
+    """The rows of ``frame`` a scatter plot draws: all of them when there are at most
+    ``max_points``, else a seeded uniform random sample stratified by ``by`` (each value's share
+    proportional to its size, every value kept: :func:`eci_core.projection.stratified_sample`),
+    in table order. ``keep`` (a boolean mask) marks rows that are always drawn (e.g. highlighted
+    ones); they count towards ``max_points`` (the first ``max_points`` of them when there are
+    more). ``max_points`` defaults to :data:`SCATTER_MAX_POINTS`. Memoised per (frame, arguments)."""
+    from .projection import stratified_sample
+
+    max_points = SCATTER_MAX_POINTS if max_points is None else int(max_points)
+    if max_points < 1:
+        raise ValueError(f"max_points={max_points}: must be >= 1 (e.g. {SCATTER_MAX_POINTS})")
+    n = len(frame)
+    keep_key = None if keep is None else hashlib.sha1(np.packbits(np.asarray(keep, dtype=bool)).tobytes()).hexdigest()
+
+    def build() -> pd.DataFrame:
+        if n <= max_points:
+            return frame
+        forced = np.zeros(n, dtype=bool) if keep is None else np.asarray(keep, dtype=bool).copy()
+        forced[np.flatnonzero(forced)[max_points:]] = False
+        rest = np.flatnonzero(~forced)
+        room = max_points - int(forced.sum())
+        labels = (frame[by].astype(str).to_numpy(dtype=object)[rest] if by else np.zeros(len(rest), dtype=object))
+        picked = rest[stratified_sample(labels, room, seed)] if room > 0 and len(rest) else rest[:0]
+        idx = np.sort(np.concatenate([np.flatnonzero(forced), picked]))
+        return frame.iloc[idx]
+
+    return _memo(frame, ("scatter_sample", by, int(max_points), int(seed), keep_key), build)
+
+
+def sampling_note(n_shown: int, n_total: int, by: str | None = "source", what: str = "points") -> str:
+    """What a scatter plot drew, in one sentence ("" when it drew every point)."""
+    if n_shown >= n_total:
+        return ""
+    cap = f"{SCATTER_MAX_POINTS:,}"
+    strat = f", stratified by {by} (each {by} in proportion to its size)" if by else ""
+    return (f"The chart draws a seeded random sample of {n_shown:,} of {n_total:,} {what}{strat}, at most "
+            f"{cap}; the histograms, the table below and the selection use all {n_total:,}.")
+
+
+def signal_safety_sample(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The points of :func:`signal_safety_frame` the scatter draws and the sentence saying so."""
+    shown = scatter_sample(frame, "source")
+    return shown, sampling_note(len(shown), len(frame), "source", "(query, source) points")
+
+
+def binned_histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts of ``values`` (NaN dropped) in the bins ``[edges[i], edges[i+1])``, the last bin
+    closed (``numpy.histogram``): what a histogram figure sends instead of the raw values."""
+    v = np.asarray(values, dtype=np.float64)
+    counts, _ = np.histogram(v[np.isfinite(v)], bins=np.asarray(edges, dtype=np.float64))
+    return counts
+
+
+def ecdf_points(values: np.ndarray, max_points: int = ECDF_MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_points + 1`` points of the empirical CDF of ``values`` (NaN dropped):
+    ``x`` = the sorted values at evenly spaced ranks (always the smallest and largest),
+    ``y`` = F(x) = share of values ≤ x, exact at each returned point (ties included). Drawn as a
+    step line it differs from the full ECDF by at most 1 / max_points."""
+    x = np.asarray(values, dtype=np.float64)
+    x = np.sort(x[~np.isnan(x)])
+    n = x.size
+    if n == 0:
+        return x, np.zeros(0)
+    if n <= max_points:
+        idx = np.arange(n)
+    else:
+        idx = np.unique(np.linspace(0, n - 1, max_points + 1).round().astype(np.int64))
+    xs = x[idx]
+    xs = xs[np.r_[True, xs[1:] != xs[:-1]]]  # one point per distinct value
+    return xs, np.searchsorted(x, xs, side="right") / n
 
 
 # --------------------------------------------------------------------------- compare
@@ -470,9 +669,13 @@ def compare_sources(result: Any, a: str, b: str, n_top: int = 10) -> Comparison:
             raise ValueError(f"{name}={val!r} is not a scored source; known: {', '.join(known)}")
     if a == b:
         raise ValueError(f"a and b are both {a!r}: choose two different sources")
+    return _memo(q, ("compare", str(a), str(b), int(n_top)), lambda: _compare(q, a, b, n_top))
+
+
+def _compare(q: pd.DataFrame, a: str, b: str, n_top: int) -> Comparison:
     extra = [c for c in ("S", "delta", "K") if c in q.columns]
-    qa = q[q["source"].astype(str) == a].set_index("query_id")[["eci", *extra]]
-    qb = q[q["source"].astype(str) == b].set_index("query_id")[["eci", *extra]]
+    qa = _rows(q, "source", a).set_index("query_id")[["eci", *extra]]
+    qb = _rows(q, "source", b).set_index("query_id")[["eci", *extra]]
     j = qa.add_suffix("_a").join(qb.add_suffix("_b"), how="inner").reset_index()
     j["diff"] = j["eci_a"] - j["eci_b"]
     cols = ["query_id", "eci_a", "eci_b", "diff"] + [f"{c}_{s}" for c in extra for s in ("a", "b")]
@@ -557,13 +760,13 @@ def query_drilldown(collection: Any, result: Any, query_id: str, sources: Sequen
     pos_idx = list(collection.positives.get(qi, []))
     pos_texts = [collection.passage_texts[i] for i in pos_idx]
     pairs = _table(result, "pairs")
-    p = pairs[pairs["query_id"].astype(str) == qid]
+    p = _rows(pairs, "query_id", qid)
     if sources is not None:
         p = p[p["source"].astype(str).isin([str(s) for s in sources])]
     order = _source_order(p, None)
     frames = []
     for s in order:
-        ps = p[p["source"].astype(str) == s].sort_values("s_qn", ascending=False, kind="stable").copy()
+        ps = p[p["source"].astype(str).to_numpy() == s].sort_values("s_qn", ascending=False, kind="stable").copy()
         ps.insert(1, "rank_by_sim", np.arange(1, len(ps) + 1))
         frames.append(ps)
     neg = pd.concat(frames, ignore_index=True) if frames else p.iloc[0:0].copy()
@@ -574,7 +777,7 @@ def query_drilldown(collection: Any, result: Any, query_id: str, sources: Sequen
             "ce_margin", "flagged", "flag_reasons", "percpos", "fn_score", "fn_band", "shared_words"]
     neg = neg[[c for c in cols if c in neg.columns]].reset_index(drop=True)
     qt = _table(result, "queries")
-    met = qt[qt["query_id"].astype(str) == qid]
+    met = _rows(qt, "query_id", qid)
     if sources is not None:
         met = met[met["source"].astype(str).isin([str(s) for s in sources])]
     return DrillDown(
@@ -584,6 +787,47 @@ def query_drilldown(collection: Any, result: Any, query_id: str, sources: Sequen
     )
 
 
+def _scored_query_mask(collection: Any, result: Any) -> np.ndarray:
+    """Boolean mask over the collection's query indices: queries with a row in ``result.queries``."""
+    q = _table(result, "queries")
+
+    def build() -> np.ndarray:
+        ids = pd.Index(list(collection.query_ids))
+        pos = ids.get_indexer(pd.unique(q["query_id"].astype(str)))
+        mask = np.zeros(collection.n_queries, dtype=bool)
+        mask[pos[pos >= 0]] = True
+        return mask
+
+    return _memo(q, ("scored_mask", id(collection), collection.n_queries), build)
+
+
+def search_queries(collection: Any, text: str, result: Any = None, limit: int = 20) -> tuple[list[str], int]:
+    """Query ids matching ``text`` and how many match in all, for a search box.
+
+    Case-insensitive. Order: the query whose id equals ``text``; then ids containing it; then
+    queries whose text contains every word of ``text`` (in collection order). With ``result``
+    only queries scored in it are searched. At most ``limit`` ids are returned; vectorised over
+    the query texts (lowercased once per collection), so it stays fast with a million queries."""
+    needle = str(text or "").strip().lower()
+    if not needle:
+        return [], 0
+    if limit < 1:
+        raise ValueError(f"limit={limit}: must be >= 1 (e.g. 20)")
+    ids = _memo(collection, ("ids_lower", collection.n_queries),
+                lambda: pd.Series(list(collection.query_ids), dtype=object).str.lower())
+    texts = _memo(collection, ("texts_lower", collection.n_queries),
+                  lambda: pd.Series(list(collection.query_texts), dtype=object).str.lower())
+    allowed = _scored_query_mask(collection, result) if result is not None else np.ones(len(ids), dtype=bool)
+    exact = (ids == needle).to_numpy() & allowed
+    in_id = ids.str.contains(needle, regex=False).to_numpy() & allowed & ~exact
+    in_text = allowed & ~exact & ~in_id
+    for w in needle.split():
+        in_text &= texts.str.contains(w, regex=False).to_numpy()
+    order = np.concatenate([np.flatnonzero(exact), np.flatnonzero(in_id), np.flatnonzero(in_text)])
+    qids = collection.query_ids
+    return [str(qids[i]) for i in order[:limit]], int(order.size)
+
+
 def worst_queries(result: Any, source: str | None = None, n: int = 10) -> pd.DataFrame:
     """The ``n`` queries with the lowest ECI_q (ties: lower Δ, then lower S, then query id).
 
@@ -591,10 +835,15 @@ def worst_queries(result: Any, source: str | None = None, n: int = 10) -> pd.Dat
     (columns ``query_id, eci, delta, S, n_sources``); with a source, that source's queries rows."""
     q = _table(result, "queries")
     _require(q, ("source", "query_id", "eci"), "queries")
+    if source is not None and str(source) not in _source_order(q, None):
+        raise ValueError(f"unknown source {source!r}; known: {', '.join(_source_order(q, None))}")
+    ranked = _memo(q, ("worst_queries", None if source is None else str(source)), lambda: _rank_worst(q, source))
+    return ranked.head(n).reset_index(drop=True)
+
+
+def _rank_worst(q: pd.DataFrame, source: str | None) -> pd.DataFrame:
     if source is not None:
-        if str(source) not in set(q["source"].astype(str)):
-            raise ValueError(f"unknown source {source!r}; known: {', '.join(_source_order(q, None))}")
-        t = q[q["source"].astype(str) == str(source)]
+        t = _rows(q, "source", source)
     else:
         agg = {"eci": ("eci", "mean"), "n_sources": ("source", "nunique")}
         if "delta" in q.columns:
@@ -603,7 +852,7 @@ def worst_queries(result: Any, source: str | None = None, n: int = 10) -> pd.Dat
             agg["S"] = ("S", "mean")
         t = q.groupby("query_id", sort=False).agg(**agg).reset_index()
     keys = [c for c in ("eci", "delta", "S", "query_id") if c in t.columns]
-    return t.sort_values(keys, kind="stable").head(n).reset_index(drop=True)
+    return t.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
 def worst_query(result: Any, source: str | None = None) -> str | None:
@@ -663,22 +912,25 @@ def margin_histogram(result: Any, sources: Sequence[str] | None = None, mode: st
     rows = len(order) if mode == "facets" and order else 1
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.04 if rows > 1 else 0.0,
                         subplot_titles=order if mode == "facets" else None)
-    m_all = pairs["margin"].to_numpy(dtype=np.float64)
-    lo, hi = (float(np.nanmin(m_all)), float(np.nanmax(m_all))) if m_all.size else (-1.0, 1.0)
+    lo, hi = _memo(pairs, ("margin_range",), lambda: _finite_range(pairs["margin"].to_numpy(dtype=np.float64)))
     size = (hi - lo) / nbins if hi > lo else 0.01
+    edges = lo + size * np.arange(nbins + 1 if hi > lo else 2)
+    centers = (edges[:-1] + edges[1:]) / 2
     for i, s in enumerate(order):
-        m = pairs.loc[pairs["source"].astype(str) == s, "margin"].to_numpy(dtype=np.float64)
         r = i + 1 if mode == "facets" else 1
-        if ecdf_view:
-            x, y = ecdf(m)
+        if ecdf_view:  # the exact ECDF at <= ECDF_MAX_POINTS ranks, not one point per negative
+            x, y = _memo(pairs, ("ecdf_points", s, "margin"), lambda s=s: ecdf_points(_values(pairs, "source", s, "margin")))
             fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line=dict(color=colors[s], shape="hv"), name=s,
                                      legendgroup=s, hovertemplate=f"{s}<br>margin %{{x:.3f}}<br>F %{{y:.3f}}<extra></extra>"),
                           row=r, col=1)
-        else:
-            fig.add_trace(go.Histogram(x=m, name=s, legendgroup=s, marker_color=colors[s],
-                                       opacity=0.55 if mode == "overlay" else 0.85,
-                                       xbins=dict(start=lo, end=hi + size, size=size),
-                                       hovertemplate=f"{s}<br>margin %{{x}}<br>%{{y}} negatives<extra></extra>"),
+        else:  # binned here with numpy: the figure carries nbins counts, not every margin
+            counts = _memo(pairs, ("margin_hist", s, lo, hi, int(nbins)),
+                           lambda s=s: binned_histogram(_values(pairs, "source", s, "margin"), edges))
+            fig.add_trace(go.Bar(x=centers, y=counts, width=size, name=s, legendgroup=s, marker_color=colors[s],
+                                 marker_line_width=0, opacity=0.55 if mode == "overlay" else 0.85,
+                                 customdata=np.column_stack([edges[:-1], edges[1:]]),
+                                 hovertemplate=f"{s}<br>margin %{{customdata[0]:.3f}} to %{{customdata[1]:.3f}}"
+                                               f"<br>%{{y}} negatives<extra></extra>"),
                           row=r, col=1)
     for r in range(1, rows + 1):
         fig.add_vline(x=0, line=dict(color="#D55E00", width=2), row=r, col=1)
@@ -689,12 +941,17 @@ def margin_histogram(result: Any, sources: Sequence[str] | None = None, mode: st
             r = i + 1 if mode == "facets" else 1
             fig.add_vrect(x0=0, x1=float(b["high"]), fillcolor=colors.get(b["source"], "#999999") if mode == "overlay"
                           else "#F0E442", opacity=0.15, line_width=0, row=r, col=1)
-    fig.update_layout(barmode="overlay", title="Margin s_qp − s_qn per negative",
+    fig.update_layout(barmode="overlay", bargap=0, title="Margin s_qp − s_qn per negative",
                       height=max(320, 170 * rows + 80), legend_title_text="source",
                       margin=dict(l=10, r=10, t=60, b=40))
     fig.update_xaxes(title_text="margin", row=rows, col=1)
     fig.update_yaxes(title_text="share ≤ x" if ecdf_view else "negatives")
     return fig
+
+
+def _finite_range(x: np.ndarray) -> tuple[float, float]:
+    x = x[np.isfinite(x)]
+    return (float(x.min()), float(x.max())) if x.size else (-1.0, 1.0)
 
 
 def _ranked_names(result: Any, order: Sequence[str]) -> list[str]:
@@ -730,7 +987,10 @@ def signal_safety_figure(result: Any, sources: Sequence[str] | None = None, marg
     iso-DE contour lines of DE = 2·S·Δ / (S + Δ) and marginal histograms of S (top) and Δ
     (right). Every scatter point carries ``custom_data = [row_id, query_id, source]`` where
     ``row_id`` indexes ``frame`` (default :func:`signal_safety_frame`), so the page maps a box /
-    lasso selection to rows with ``selection.selected_ids`` + ``selection.rows_for_ids``."""
+    lasso selection to rows with ``selection.selected_ids`` + ``selection.rows_for_ids``.
+
+    At scale: the scatter draws :func:`signal_safety_sample` (at most :data:`SCATTER_MAX_POINTS`,
+    stratified by source); the marginal histograms are binned with numpy over every point."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -748,13 +1008,15 @@ def signal_safety_figure(result: Any, sources: Sequence[str] | None = None, marg
     dmax = float(np.nanmax(df["delta"])) if len(df) else 1.0
     smax = max(smax * 1.05, 0.05)
     dmax = max(dmax * 1.05, 0.05)
+    shown, _ = signal_safety_sample(df)
+    s_edges, d_edges = np.linspace(0.0, smax, 41), np.linspace(0.0, dmax, 41)
     if contours:
         s, d, z = de_grid(smax, dmax, 81)
         fig.add_trace(go.Contour(x=s, y=d, z=z, showscale=False, contours=dict(coloring="none", showlabels=True,
                                  labelfont=dict(size=10, color="#777777")), line=dict(color="#BBBBBB", width=1),
                                  ncontours=8, hoverinfo="skip", name="iso-DE", showlegend=False), **main)
     for s_name in order:
-        part = df[df["source"].astype(str) == s_name]
+        part = _rows(shown, "source", s_name)
         custom = np.column_stack([part["row_id"].to_numpy(), part["query_id"].astype(str).to_numpy(),
                                   part["source"].astype(str).to_numpy()]).astype(object) if len(part) else None
         eci_txt = "<br>ECI_q %{customdata[3]:.3f}" if "eci" in part.columns else ""
@@ -766,14 +1028,18 @@ def signal_safety_figure(result: Any, sources: Sequence[str] | None = None, marg
             customdata=custom,
             hovertemplate=f"<b>{s_name}</b><br>query %{{customdata[1]}}<br>S %{{x:.3f}}<br>Δ %{{y:.3f}}{eci_txt}<extra></extra>",
         ), **main)
-        if marginals:
-            fig.add_trace(go.Histogram(x=part["S"], marker_color=colors[s_name], opacity=0.55, legendgroup=s_name,
-                                       showlegend=False, nbinsx=40, hoverinfo="skip"), row=1, col=1)
-            fig.add_trace(go.Histogram(y=part["delta"], marker_color=colors[s_name], opacity=0.55, legendgroup=s_name,
-                                       showlegend=False, nbinsy=40, hoverinfo="skip"), row=2, col=2)
+        if marginals:  # every point of the source, binned here
+            sc = binned_histogram(_values(df, "source", s_name, "S"), s_edges)
+            dc = binned_histogram(_values(df, "source", s_name, "delta"), d_edges)
+            fig.add_trace(go.Bar(x=(s_edges[:-1] + s_edges[1:]) / 2, y=sc, width=s_edges[1] - s_edges[0],
+                                 marker_color=colors[s_name], marker_line_width=0, opacity=0.55, legendgroup=s_name,
+                                 showlegend=False, hoverinfo="skip"), row=1, col=1)
+            fig.add_trace(go.Bar(y=(d_edges[:-1] + d_edges[1:]) / 2, x=dc, width=d_edges[1] - d_edges[0],
+                                 orientation="h", marker_color=colors[s_name], marker_line_width=0, opacity=0.55,
+                                 legendgroup=s_name, showlegend=False, hoverinfo="skip"), row=2, col=2)
     fig.update_xaxes(title_text="Signal S = mean s_qn (clipped at 0)", range=[0, smax], **main)
     fig.update_yaxes(title_text="Safety Δ = s_qp − max s_qn (clipped at 0)", range=[0, dmax], **main)
-    fig.update_layout(barmode="overlay", title="Signal vs Safety (lines: iso-DE)", height=620,
+    fig.update_layout(barmode="overlay", bargap=0, title="Signal vs Safety (lines: iso-DE)", height=620,
                       dragmode="lasso", legend_title_text="source", margin=dict(l=10, r=10, t=60, b=40))
     return fig
 
@@ -868,12 +1134,25 @@ def _plain_ids(ids: Iterable[Any]) -> list:
     return [v.item() if isinstance(v, np.generic) else v for v in ids]
 
 
+def compare_sample(comparison: Comparison) -> tuple[pd.DataFrame, str]:
+    """The shared queries :func:`compare_scatter` draws (all, or a seeded random sample of at
+    most :data:`SCATTER_MAX_POINTS` that always holds ``comparison.top``) and the note saying so.
+    ``per_query`` is sorted by |diff|, so the top rows are its first ``len(top)`` rows."""
+    pq = comparison.per_query
+    keep = np.zeros(len(pq), dtype=bool)
+    keep[: len(comparison.top)] = True
+    shown = scatter_sample(pq, None, keep=keep)
+    return shown, sampling_note(len(shown), len(pq), None, "shared queries")
+
+
 def compare_scatter(comparison: Comparison, highlight_top: bool = True):
     """ECI_q of source a (x) vs source b (y) on shared queries, with the diagonal y = x; the most
-    disagreeing queries (``comparison.top``) are drawn larger. custom_data = [query_id, diff]."""
+    disagreeing queries (``comparison.top``) are drawn larger. custom_data = [query_id, diff].
+    Above :data:`SCATTER_MAX_POINTS` shared queries a seeded random sample is drawn (the most
+    disagreeing always among them; :func:`compare_sample` gives it and its note)."""
     import plotly.graph_objects as go
 
-    pq = comparison.per_query
+    pq, _ = compare_sample(comparison)
     top_ids = set(comparison.top["query_id"].astype(str)) if highlight_top else set()
     is_top = pq["query_id"].astype(str).isin(top_ids).to_numpy()
     fig = go.Figure()

@@ -252,7 +252,10 @@ def test_figures_build_and_carry_row_ids():
     ids = [int(v[0]) for t in scat for v in t.customdata]
     assert sorted(ids) == frame["row_id"].tolist()
     assert any(t.type == "contour" for t in ss.data)
-    assert sum(t.type == "histogram" for t in ss.data) == 4  # S and Δ marginals per source
+    bars = [t for t in ss.data if t.type == "bar"]  # S and Δ marginals per source, binned on the server
+    assert len(bars) == 4
+    assert sum(sum(t.y) for t in bars if t.orientation != "h") == len(frame)
+    assert sum(sum(t.x) for t in bars if t.orientation == "h") == len(frame)
     hm = views.beats_heatmap(r)
     assert np.isnan(hm.data[0].z[0][0]) and hm.data[0].z[0][1] == 0.7
     views.flag_funnel_figure(r, "a")
@@ -316,3 +319,126 @@ def test_views_on_a_real_score_result():
     views.margin_histogram(r, mode="facets")
     views.overview_figure(r)
     views.beats_heatmap(r)
+
+
+# --------------------------------------------------------------------------- scale: binning, sampling, search
+def _big_pairs(n_per_source=(3000, 1000, 10), seed=0):
+    rng = np.random.default_rng(seed)
+    parts = []
+    for name, n in zip(("a", "b", "c"), n_per_source):
+        s_qp = rng.uniform(0.3, 0.9, n)
+        s_qn = rng.uniform(0.0, 0.9, n).round(2)  # ties on purpose
+        parts.append(pd.DataFrame({"source": name, "query_id": [f"q{i // 10}" for i in range(n)],
+                                   "s_qp": s_qp, "s_qn": s_qn}))
+    df = pd.concat(parts, ignore_index=True)
+    df["margin"] = df["s_qp"] - df["s_qn"]
+    return df
+
+
+def test_binned_histogram_counts_like_a_plain_loop():
+    assert views.binned_histogram(np.array([0.0, 0.1, 0.5, 1.0, np.nan]), np.array([0.0, 0.5, 1.0])).tolist() == [2, 2]
+    pytest.importorskip("plotly")
+    pairs = _big_pairs()
+    fig = views.margin_histogram(pairs, nbins=30)
+    bars = {t.name: t for t in fig.data if t.type == "bar"}
+    assert set(bars) == {"a", "b", "c"}
+    lo, hi = pairs["margin"].min(), pairs["margin"].max()
+    width = (hi - lo) / 30
+    for name, t in bars.items():
+        m = pairs.loc[pairs["source"] == name, "margin"].tolist()
+        # plain counting: bin i holds lo + i·w <= m < lo + (i+1)·w, the maximum in the last bin
+        plain = [0] * 30
+        for v in m:
+            plain[min(int((v - lo) / width), 29)] += 1
+        assert sum(t.y) == len(m)
+        assert list(t.y) == pytest.approx(plain, abs=1)  # a value on a bin edge may round either way
+        assert len(t.x) == 30  # the figure carries 30 counts, not one value per negative
+
+
+def test_ecdf_points_are_exact_and_capped():
+    x = np.array([3.0, 1.0, 2.0, 2.0, np.nan])
+    xs, ys = views.ecdf_points(x)
+    assert xs.tolist() == [1.0, 2.0, 3.0] and ys.tolist() == [0.25, 0.75, 1.0]
+    big = np.random.default_rng(1).integers(0, 500, 20000).astype(float)
+    xs, ys = views.ecdf_points(big, max_points=100)
+    assert len(xs) <= 101 and xs[0] == big.min() and xs[-1] == big.max()
+    for xv, yv in zip(xs, ys):
+        assert yv == pytest.approx(np.mean(big <= xv))  # F(x) = share of values <= x, ties included
+    fig = views.margin_histogram(_big_pairs(), ecdf_view=True)
+    assert all(len(t.x) <= views.ECDF_MAX_POINTS + 1 for t in fig.data if t.type == "scatter")
+
+
+def test_scatter_sample_is_stratified_capped_and_deterministic():
+    frame = pd.DataFrame({"row_id": np.arange(40010), "source": ["a"] * 30000 + ["b"] * 10000 + ["c"] * 10})
+    small = frame.head(100)
+    assert views.scatter_sample(small, max_points=1000) is small  # under the cap: every point
+    s = views.scatter_sample(frame, max_points=2000, seed=3)
+    assert len(s) == 2000
+    counts = s["source"].value_counts().to_dict()
+    # proportional: 2000 · 30000/40010 = 1499.6, 499.9, 0.5 -> every source kept
+    assert abs(counts["a"] - 1500) <= 1 and abs(counts["b"] - 500) <= 1 and counts["c"] >= 1
+    assert s["row_id"].is_unique and s["row_id"].is_monotonic_increasing
+    assert s["row_id"].tolist() == views.scatter_sample(frame, max_points=2000, seed=3)["row_id"].tolist()
+    keep = np.zeros(len(frame), dtype=bool)
+    keep[[5, 39999]] = True
+    k = views.scatter_sample(frame, by=None, max_points=50, keep=keep)
+    assert len(k) == 50 and {5, 39999} <= set(k["row_id"])
+    assert views.sampling_note(50, 50) == ""
+    assert "2,000 of 40,010" in views.sampling_note(2000, 40010)
+
+
+def test_signal_safety_scatter_sends_at_most_the_cap(monkeypatch):
+    pytest.importorskip("plotly")
+    rng = np.random.default_rng(0)
+    n = 900
+    q = pd.DataFrame({"source": ["a"] * 600 + ["b"] * 300, "query_id": [f"q{i}" for i in range(n)],
+                      "S": rng.uniform(0, 1, n), "delta": rng.uniform(0, 1, n), "eci": rng.uniform(0, 1, n)})
+    monkeypatch.setattr(views, "SCATTER_MAX_POINTS", 90)
+    frame = views.signal_safety_frame(q)
+    fig = views.signal_safety_figure(q, frame=frame)
+    scat = [t for t in fig.data if t.type == "scattergl"]
+    assert sum(len(t.x) for t in scat) == 90
+    assert {t.name: len(t.x) for t in scat} == {"a": 60, "b": 30}  # in proportion to the sources
+    ids = [int(v[0]) for t in scat for v in t.customdata]
+    shown = frame.set_index("row_id").loc[ids]
+    np.testing.assert_allclose(shown["S"].to_numpy(), np.concatenate([t.x for t in scat]))
+    bars = [t for t in fig.data if t.type == "bar" and t.orientation != "h"]
+    assert sum(sum(t.y) for t in bars) == n  # the marginals count every point
+    _, note = views.signal_safety_sample(frame)
+    assert "90 of 900" in note
+    cmp = views.compare_sources(pd.DataFrame({"source": ["a"] * 300 + ["b"] * 300,
+                                              "query_id": [f"q{i}" for i in range(300)] * 2,
+                                              "eci": rng.uniform(0, 1, 600)}), "a", "b", n_top=10)
+    cfig = views.compare_scatter(cmp)
+    pts = [t for t in cfig.data if t.type == "scattergl"]
+    assert sum(len(t.x) for t in pts) == 90
+    top = next(t for t in pts if t.name == "most disagreeing")
+    assert sorted(v[0] for v in top.customdata) == sorted(cmp.top["query_id"])
+
+
+def test_derived_tables_are_computed_once_per_table():
+    r = _Result()
+    assert views.signal_safety_frame(r, ["a", "b"]) is views.signal_safety_frame(r, ["a", "b"])
+    t = views.score_summary(r.pairs, "a")
+    t.loc["mean", "Negative"] = -1.0  # a caller changing its copy never changes the memo
+    assert views.score_summary(r.pairs, "a").loc["mean", "Negative"] == pytest.approx(0.4875)
+    r.pairs["extra"] = 1  # a table grown in place is a new entry, not a stale one
+    assert views.flag_counts(r).set_index("source").loc["a", "flagged"] == 2
+
+
+def test_search_queries_by_id_and_words():
+    c = Collection()
+    c.add_source("s", [QueryRecord(qid, text, [P(f"p{qid}", "x")], [P("n", "y")]) for qid, text in [
+        ("q1", "How do I sort a list?"), ("q10", "Sort a dict by value"), ("q2", "merge two dicts"),
+        ("abc", "What is q1 in statistics?")]])
+
+    class R:
+        queries = pd.DataFrame({"source": "s", "query_id": ["q1", "q10", "q2"], "eci": [0.1, 0.2, 0.3]})
+
+    assert views.search_queries(c, "Q1") == (["q1", "q10", "abc"], 3)  # exact id, id contains, text
+    assert views.search_queries(c, "q1", result=R()) == (["q1", "q10"], 2)  # only scored queries
+    assert views.search_queries(c, "sort A") == (["q1", "q10"], 2)  # every word, any order, any case
+    assert views.search_queries(c, "dict sort") == (["q10"], 1)
+    assert views.search_queries(c, "sort", limit=1) == (["q1"], 2)
+    assert views.search_queries(c, "  ") == ([], 0)
+    assert views.search_queries(c, "nothing like this") == ([], 0)
