@@ -254,103 +254,153 @@ def collection_embeddings(collection: Any, encoder: Any, cache: Any = None,
 def projection_frame(
     collection: Any,
     result: Any,
-    query_embeddings: np.ndarray,
-    passage_embeddings: np.ndarray,
+    query_embeddings: np.ndarray | None = None,
+    passage_embeddings: np.ndarray | None = None,
     sources: Sequence[str] | None = None,
     color_by: str = "source",
     kinds: Sequence[str] = KINDS,
     max_points: int = 20000,
     seed: int = 0,
+    encoder: Any = None,
+    cache: Any = None,
 ) -> ProjectionData:
     """Point table + embedding rows for the chosen ``sources`` (default: all scored sources).
 
     Queries are those covered by the chosen sources; positives are their labelled positives;
     negatives come from ``result.pairs`` (a passage that is a negative in two sources is two
     points). ``query_embeddings`` is indexed by the collection's query index, ``passage_embeddings``
-    by passage index. Above ``max_points`` points a :func:`stratified_sample` by (kind, source,
-    colour category) keeps every group, and ``note`` says so. ``color_by`` (``source`` / ``kind`` /
-    ``flag`` / ``margin``) is validated here and only decides the sampling strata.
+    by passage index; without them, ``encoder`` (with ``cache``, an ``EmbeddingCache``) embeds
+    only the texts of the points kept. Above ``max_points`` points a :func:`stratified_sample` by
+    (kind, source, colour category) keeps every group, and ``note`` says so. The sample is drawn
+    on integer codes before any text, id or embedding row is gathered, so the cost of a page
+    with millions of negatives is one pass over their codes. ``color_by`` (``source`` / ``kind``
+    / ``flag`` / ``margin``) is validated here and only decides the sampling strata.
     """
     if color_by not in ("source", "kind", "flag", "margin"):
         raise ValueError(f"color_by={color_by!r}: use 'source', 'kind', 'flag' or 'margin'")
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         raise ValueError(f"kinds={list(kinds)}: unknown {bad}; use some of {list(KINDS)}")
-    qe = np.asarray(query_embeddings, dtype=np.float32)
-    pe = np.asarray(passage_embeddings, dtype=np.float32)
-    if qe.shape[0] != collection.n_queries:
-        raise ValueError(f"query_embeddings has {qe.shape[0]} rows but the collection has {collection.n_queries} queries")
-    if pe.shape[0] != collection.n_passages:
-        raise ValueError(f"passage_embeddings has {pe.shape[0]} rows but the collection has {collection.n_passages} passages")
+    if (query_embeddings is None or passage_embeddings is None) and encoder is None:
+        raise ValueError("give query_embeddings and passage_embeddings, or an encoder to embed the sampled points")
+    qe = pe = None
+    if query_embeddings is not None and passage_embeddings is not None:
+        qe = np.asarray(query_embeddings, dtype=np.float32)
+        pe = np.asarray(passage_embeddings, dtype=np.float32)
+        if qe.shape[0] != collection.n_queries:
+            raise ValueError(f"query_embeddings has {qe.shape[0]} rows but the collection has {collection.n_queries} queries")
+        if pe.shape[0] != collection.n_passages:
+            raise ValueError(f"passage_embeddings has {pe.shape[0]} rows but the collection has {collection.n_passages} passages")
     pairs = result.pairs if hasattr(result, "pairs") else result
-    known = list(collection.sources) if not len(pairs) else list(dict.fromkeys(pairs["source"].astype(str)))
+    src_col = pairs["source"].astype(str) if len(pairs) else pd.Series([], dtype=object)
+    known = list(collection.sources) if not len(pairs) else list(pd.unique(src_col))
     names = known if sources is None else [str(s) for s in sources]
     unknown = [s for s in names if s not in known and s not in collection.sources]
     if unknown:
         raise ValueError(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    p = pairs[pairs["source"].astype(str).isin(names)]
-    q_set: set[int] = set()
-    for s in names:
-        if s in collection.sources:
-            q_set.update(int(i) for i in collection.sources[s].query_indices)
-    q_set.update(collection.query_index(str(x)) for x in pd.unique(p["query_id"].astype(str)))
-    q_list = sorted(q_set)
-    parts = []
-    emb_parts = []
-    if "query" in kinds and q_list:
-        qi = np.asarray(q_list, dtype=np.int64)
-        parts.append(pd.DataFrame({
-            "kind": "query", "source": "(query)", "flag": "query", "margin": np.nan,
-            "query_id": [collection.query_ids[i] for i in qi], "passage_id": "",
-            "_q": qi, "_p": -1}))
-        emb_parts.append(qe[qi])
-    if "positive" in kinds and q_list:
-        qq, pp = [], []
+    neg_rows = np.flatnonzero(src_col.isin(names).to_numpy()) if len(pairs) else np.zeros(0, dtype=np.int64)
+    q_parts = [np.asarray(collection.sources[s].query_indices, dtype=np.int64) for s in names if s in collection.sources]
+    if len(neg_rows):
+        qids = pd.unique(pairs["query_id"].to_numpy()[neg_rows].astype(str))
+        q_parts.append(pd.Index(list(collection.query_ids)).get_indexer(qids).astype(np.int64))
+    q_arr = np.unique(np.concatenate(q_parts)) if q_parts else np.zeros(0, dtype=np.int64)
+    q_arr = q_arr[q_arr >= 0]
+
+    # every point as integer codes: kind, source, colour category; q / p indices where known
+    kind_c, src_c, cat_c, q_of, p_of = [], [], [], [], []
+    if "query" in kinds and len(q_arr):
+        kind_c.append(np.zeros(len(q_arr), np.int64))
+        q_of.append(q_arr)
+        p_of.append(np.full(len(q_arr), -1, np.int64))
+    pos_q: list[int] = []
+    if "positive" in kinds and len(q_arr):
+        pp: list[int] = []
         seen: set[int] = set()
-        for q in q_list:
+        for q in q_arr.tolist():
             for pi in collection.positives.get(q, []):
                 if pi not in seen:  # a passage positive for two queries is one point
                     seen.add(pi)
-                    qq.append(q)
+                    pos_q.append(q)
                     pp.append(pi)
-        pi_arr = np.asarray(pp, dtype=np.int64)
-        parts.append(pd.DataFrame({
-            "kind": "positive", "source": "(positive)", "flag": "positive", "margin": np.nan,
-            "query_id": [collection.query_ids[i] for i in qq], "passage_id": [collection.passage_ids[i] for i in pp],
-            "_q": -1, "_p": pi_arr}))
-        emb_parts.append(pe[pi_arr] if len(pi_arr) else np.zeros((0, pe.shape[1]), np.float32))
-    if "negative" in kinds and len(p):
-        pid = p["passage_id"].astype(str).tolist()
-        pi_arr = np.fromiter((collection.passage_index(x) for x in pid), dtype=np.int64, count=len(pid))
-        flagged = p["flagged"].fillna(False).to_numpy(dtype=bool) if "flagged" in p.columns else np.zeros(len(p), bool)
-        risky = p["percpos"].fillna(False).to_numpy(dtype=bool) if "percpos" in p.columns else np.zeros(len(p), bool)
-        flag = np.where(flagged, "flagged", np.where(risky, "risky (percpos)", "clean"))
-        parts.append(pd.DataFrame({
-            "kind": "negative", "source": p["source"].astype(str).to_numpy(), "flag": flag,
-            "margin": p["margin"].to_numpy(dtype=np.float64), "query_id": p["query_id"].astype(str).to_numpy(),
-            "passage_id": pid, "_q": -1, "_p": pi_arr}))
-        emb_parts.append(pe[pi_arr])
+        kind_c.append(np.ones(len(pp), np.int64))
+        q_of.append(np.asarray(pos_q, dtype=np.int64))
+        p_of.append(np.asarray(pp, dtype=np.int64))
+    n_fixed = sum(len(k) for k in kind_c)
+    src_c.append(np.full(n_fixed, -1, np.int64))
+    cat_c.append(np.zeros(n_fixed, np.int64))
+    use_neg = "negative" in kinds and len(neg_rows) > 0
+    if use_neg:
+        codes = pd.Index(names).get_indexer(src_col.to_numpy()[neg_rows]).astype(np.int64)
+        flagged = pairs["flagged"].fillna(False).to_numpy(dtype=bool)[neg_rows] if "flagged" in pairs.columns else np.zeros(len(neg_rows), bool)
+        risky = pairs["percpos"].fillna(False).to_numpy(dtype=bool)[neg_rows] if "percpos" in pairs.columns else np.zeros(len(neg_rows), bool)
+        margin = pairs["margin"].to_numpy(dtype=np.float64)[neg_rows]
+        if color_by == "flag":
+            cat = np.where(flagged, 2, np.where(risky, 1, 0))
+        elif color_by == "margin":
+            cat = np.where(np.isnan(margin), 2, (margin > 0).astype(np.int64))
+        else:
+            cat = np.zeros(len(neg_rows), np.int64)
+        kind_c.append(np.full(len(neg_rows), 2, np.int64))
+        src_c.append(codes)
+        cat_c.append(cat.astype(np.int64))
     cols = ["row_id", "kind", "source", "flag", "margin", "query_id", "passage_id", "text"]
-    if not parts:
-        dim = qe.shape[1] if qe.ndim == 2 else 0
+    n_total = n_fixed + (len(neg_rows) if use_neg else 0)
+    dim = (qe.shape[1] if qe is not None and qe.ndim == 2 else int(getattr(encoder, "dim", 0) or 0))
+    if n_total == 0:
         return ProjectionData(pd.DataFrame(columns=cols), np.zeros((0, dim), np.float32), 0, "")
-    frame = pd.concat(parts, ignore_index=True)
-    frame.insert(0, "row_id", np.arange(len(frame), dtype=np.int64))
-    emb = np.concatenate(emb_parts, axis=0)
-    n_total = len(frame)
+    kind_all = np.concatenate(kind_c)
     note = ""
     if n_total > max_points:
-        cat = frame["flag"] if color_by == "flag" else (
-            pd.cut(frame["margin"], [-np.inf, 0, np.inf]).astype(str) if color_by == "margin" else "")
-        strata = frame["kind"].astype(str) + "|" + frame["source"].astype(str) + "|" + pd.Series(cat, index=frame.index).astype(str)
-        keep = stratified_sample(strata.to_numpy(dtype=object), max_points, seed)
-        frame = frame.iloc[keep].reset_index(drop=True)
-        emb = emb[keep]
-        note = (f"showing a stratified sample of {len(frame):,} of {n_total:,} points "
+        labels = (kind_all * 4 + 0) * (len(names) + 2) * 4 + (np.concatenate(src_c) + 1) * 4 + np.concatenate(cat_c)
+        keep = stratified_sample(labels, max_points, seed)
+        note = (f"showing a stratified sample of {len(keep):,} of {n_total:,} points "
                 f"(every kind and source kept in proportion)")
-    # texts only for the points kept
+    else:
+        keep = np.arange(n_total, dtype=np.int64)
+
+    # gather only the kept points
+    kinds_k = kind_all[keep]
+    fixed = keep[keep < n_fixed]
+    q_fixed = np.concatenate(q_of) if q_of else np.zeros(0, np.int64)
+    p_fixed = np.concatenate(p_of) if p_of else np.zeros(0, np.int64)
+    nk = keep[keep >= n_fixed] - n_fixed
+    rows = neg_rows[nk] if use_neg else np.zeros(0, np.int64)
+    qids_all, pids_all = collection.query_ids, collection.passage_ids
+    fixed_kind = np.array(["query", "positive"], dtype=object)[kinds_k[: len(fixed)]]
+    neg_pid = pairs["passage_id"].to_numpy()[rows].astype(str) if len(rows) else np.zeros(0, dtype=object)
+    neg_flag_f = pairs["flagged"].fillna(False).to_numpy(dtype=bool)[rows] if "flagged" in pairs.columns else np.zeros(len(rows), bool)
+    neg_risky = pairs["percpos"].fillna(False).to_numpy(dtype=bool)[rows] if "percpos" in pairs.columns else np.zeros(len(rows), bool)
+    frame = pd.concat([
+        pd.DataFrame({
+            "row_id": fixed, "kind": fixed_kind,
+            "source": np.where(fixed_kind == "query", "(query)", "(positive)"), "flag": fixed_kind,
+            "margin": np.nan, "query_id": [qids_all[i] for i in q_fixed[fixed]],
+            "passage_id": ["" if p < 0 else pids_all[p] for p in p_fixed[fixed]],
+            "_q": np.where(fixed_kind == "query", q_fixed[fixed], -1), "_p": p_fixed[fixed]}),
+        pd.DataFrame({
+            "row_id": nk + n_fixed, "kind": "negative",
+            "source": src_col.to_numpy()[rows] if len(rows) else np.zeros(0, dtype=object),
+            "flag": np.where(neg_flag_f, "flagged", np.where(neg_risky, "risky (percpos)", "clean")),
+            "margin": pairs["margin"].to_numpy(dtype=np.float64)[rows],
+            "query_id": pairs["query_id"].to_numpy()[rows].astype(str) if len(rows) else np.zeros(0, dtype=object),
+            "passage_id": neg_pid, "_q": -1,
+            "_p": np.fromiter((collection.passage_index(x) for x in neg_pid), dtype=np.int64, count=len(neg_pid))}),
+    ], ignore_index=True)
+    frame["row_id"] = frame["row_id"].astype(np.int64)
+    qk, pk = frame["_q"].to_numpy(dtype=np.int64), frame["_p"].to_numpy(dtype=np.int64)
+    is_q = qk >= 0
     qt, pt = collection.query_texts, collection.passage_texts
-    frame["text"] = [qt[q] if q >= 0 else pt[p] for q, p in zip(frame["_q"].tolist(), frame["_p"].tolist())]
+    frame["text"] = [qt[q] if q >= 0 else pt[p] for q, p in zip(qk.tolist(), pk.tolist())]
+    if qe is not None:
+        emb = np.where(is_q[:, None], qe[np.maximum(qk, 0)], pe[np.maximum(pk, 0)]) if len(frame) else np.zeros((0, dim), np.float32)
+    else:
+        from .encoders import embed
+
+        emb = np.zeros((len(frame), int(encoder.dim)), np.float32)
+        if is_q.any():
+            emb[is_q] = embed(encoder, frame.loc[is_q, "text"].tolist(), "query", cache=cache)
+        if (~is_q).any():
+            emb[~is_q] = embed(encoder, frame.loc[~is_q, "text"].tolist(), "passage", cache=cache)
     return ProjectionData(frame[cols], np.ascontiguousarray(emb, dtype=np.float32), n_total, note)
 
 

@@ -82,6 +82,8 @@ __all__ = [
     "signal_safety_sample",
     "search_queries",
     "compare_sample",
+    "query_choices",
+    "cleaned_set",
 ]
 
 #: Okabe–Ito palette (colour-blind safe) for categorical colours (sources, kinds, flags).
@@ -162,6 +164,23 @@ def _memo(obj: Any, key: tuple, fn: Callable[[], Any]) -> Any:
     with _MEMO_LOCK:
         if oid in _MEMO:
             _MEMO[oid].setdefault(key, val)
+    return val
+
+
+def _memo_recent(obj: Any, slot: str, key: tuple, fn: Callable[[], Any], size: int = 2) -> Any:
+    """Like :func:`_memo`, but only the ``size`` most recent keys of ``slot`` are kept (for
+    large results whose key changes with user input, e.g. a cleaned set per set of marks)."""
+    box = _memo(obj, ("recent", slot), dict)
+    with _MEMO_LOCK:
+        if key in box:
+            val = box.pop(key)
+            box[key] = val  # most recent last
+            return val
+    val = fn()
+    with _MEMO_LOCK:
+        box[key] = val
+        while len(box) > size:
+            box.pop(next(iter(box)))
     return val
 
 
@@ -826,6 +845,43 @@ def search_queries(collection: Any, text: str, result: Any = None, limit: int = 
     order = np.concatenate([np.flatnonzero(exact), np.flatnonzero(in_id), np.flatnonzero(in_text)])
     qids = collection.query_ids
     return [str(qids[i]) for i in order[:limit]], int(order.size)
+
+
+def cleaned_set(collection: Any, result: Any, **options: Any):
+    """:func:`eci_core.export.clean_collection` ``(collection, result, **options)``, computed once
+    per (data, settings, options) and kept for the two most recent option sets (the Export page
+    reruns on every widget change; cleaning a million negatives takes seconds)."""
+    from . import export
+
+    def freeze(v: Any) -> Any:
+        if isinstance(v, dict):
+            return tuple(sorted((freeze(k), freeze(x)) for k, x in v.items()))
+        if isinstance(v, (list, tuple, set, frozenset)):
+            return tuple(freeze(x) for x in v)
+        return v
+
+    key = (id(collection),) + tuple(sorted((k, freeze(v)) for k, v in options.items()))
+    return _memo_recent(result, "cleaned_set", key, lambda: export.clean_collection(collection, result, **options))
+
+
+def query_choices(collection: Any, result: Any, search: str = "", current: str | None = None,
+                  limit: int = 20) -> tuple[list[str], str]:
+    """The options of the drill-down's query picker and a caption for them.
+
+    With ``search``: the first ``limit`` scored queries :func:`search_queries` finds. Without:
+    ``current`` (when it is a scored query) followed by the ``limit`` queries with the lowest ECI
+    (:func:`worst_queries`). The picker never lists every query (a million options would be sent
+    to the browser on every run)."""
+    n_scored = int(_scored_query_mask(collection, result).sum())
+    if str(search or "").strip():
+        ids, n = search_queries(collection, search, result=result, limit=limit)
+        more = f"; refine the search to see the other {n - len(ids):,}" if n > len(ids) else ""
+        return ids, f"{n:,} of {n_scored:,} queries match{more}"
+    ids = worst_queries(result, n=limit)["query_id"].astype(str).tolist()
+    if current and str(current) not in ids and collection.has_query(str(current)):
+        if _scored_query_mask(collection, result)[collection.query_index(str(current))]:
+            ids.insert(0, str(current))
+    return ids, f"the {min(limit, n_scored):,} lowest-ECI of {n_scored:,} queries; search to find any other"
 
 
 def worst_queries(result: Any, source: str | None = None, n: int = 10) -> pd.DataFrame:

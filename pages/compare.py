@@ -49,8 +49,9 @@ def scatter_and_tables() -> None:
     with left:
         fig = views.compare_scatter(cmp)
         event = components.plotly(fig, key=f"cmp_chart_{a}_{b}", select=True)
+        _, note = views.compare_sample(cmp)
         st.caption("Each point is a query; above the dashed diagonal B scores higher, below it A does. "
-                   "Large orange points: the most disagreeing queries.")
+                   "Large orange points: the most disagreeing queries. " + note)
     ids = selection.selected_ids(event, fig)
     with right:
         if ids:
@@ -79,7 +80,10 @@ def scatter_and_tables() -> None:
         components.open_query_on_select(pick, shown)
 
     st.subheader("Per-query ECI difference")
-    per_query = components.with_query_text(cmp.per_query, cur.collection, width=110)
+    if cmp.n_shared > views.TABLE_MAX_ROWS:
+        st.caption(f"The {views.TABLE_MAX_ROWS:,} most disagreeing of {cmp.n_shared:,} shared queries; "
+                   "the queries table on the Export page has them all.")
+    per_query = components.with_query_text(cmp.per_query.head(views.TABLE_MAX_ROWS), cur.collection, width=110)
     st.dataframe(
         per_query,
         hide_index=True,

@@ -42,7 +42,7 @@ if rule in export.FN_RULES:
 
 marks = dict(st.session_state[state.K_MARKS])
 own_marks = {k: v for k, v in marks.items() if k[0] == source}
-cleaned = export.clean_collection(coll, res, rule=rule, marks=own_marks, sources=[source], fn_threshold=fn_t)
+cleaned = views.cleaned_set(coll, res, rule=rule, marks=own_marks, sources=[source], fn_threshold=fn_t)
 
 n_fn = sum(v == state.MARK_FALSE_NEGATIVE for v in own_marks.values())
 n_fine = len(own_marks) - n_fn
@@ -64,7 +64,10 @@ if row is not None:
     m4.metric("Relabelled as positives", f"{int(row['relabelled']):,}")
 
 with st.expander("What happened to each negative"):
-    st.dataframe(cleaned.actions, hide_index=True, width="stretch")
+    if len(cleaned.actions) > views.TABLE_MAX_ROWS:
+        st.caption(f"The first {views.TABLE_MAX_ROWS:,} of {len(cleaned.actions):,} rows; the “actions” download "
+                   "below has them all.")
+    st.dataframe(cleaned.actions.head(views.TABLE_MAX_ROWS), hide_index=True, width="stretch")
 
 st.subheader("Cleaned training set")
 records = cleaned.get(source)

@@ -1,6 +1,7 @@
 """Query drill-down: one query, its positives, and every source's negatives for it.
 
-Pick a query (search by words or id; the default is the query with the lowest ECI). Per source
+Pick a query (search by words or id: the picker lists the top matches, else the lowest-ECI
+queries; the default is the query with the lowest ECI). Per source
 the negatives are ranked by s_qn, with margin, s_pn, lexical overlap (words shared with the
 positive highlighted), cross-encoder margin, the flag rules that fired (each says what it
 measures: unsafe = ranked at or above the positive) and the false-negative score with its band
@@ -46,25 +47,20 @@ st.html(CSS)
 FIRST_SHOWN = 5  # negatives per source shown before "Show all"
 
 # ----------------------------------------------------------------------------- choose the query
-scored = list(dict.fromkeys(res.queries["query_id"].astype(str)))
-worst = views.worst_query(res) or (scored[0] if scored else None)
+worst = views.worst_query(res)
 if worst is None:
     st.info("No scored query.")
     st.stop()
 
 c_search, c_pick = st.columns([1, 3])
 search = c_search.text_input("Search queries", key="dd_search", placeholder="words or id")
-if search.strip():
-    needle = search.strip().lower()
-    options = [q for q in scored if needle in q.lower() or needle in coll.query_texts[coll.query_index(q)].lower()]
-else:
-    options = scored
+options, found = views.query_choices(coll, res, search, current=state.qp_get("q") or ss.get("dd_query"))
 if not options:
     c_pick.warning(f"No query matches “{search}”.")
     st.stop()
 components.url_value("dd_query", "q", options, worst if worst in options else options[0])
 qid = c_pick.selectbox(
-    f"Query ({len(options):,} of {len(scored):,})",
+    f"Query ({found})",
     options,
     key="dd_query",
     format_func=lambda q: components.query_label(cur, q, width=110),

@@ -2,8 +2,9 @@
 
 x = Signal S (how hard the negatives are), y = Safety Δ (how far the hardest negative stays
 below the positive); grey lines are iso-DE curves (DE = 2·S·Δ / (S + Δ)); histograms on the
-margins. Draw a box or a lasso to list those queries below; choose a row to open it in the
-Query drill-down.
+margins. Above 20,000 points the scatter draws a stratified sample by source (the page says so;
+the histograms count every point). Draw a box or a lasso to list those queries below; choose a
+row to open it in the Query drill-down.
 """
 
 import streamlit as st
@@ -28,6 +29,9 @@ def chart_and_table() -> None:
         return
     frame = views.signal_safety_frame(res, chosen)
     fig = views.signal_safety_figure(res, chosen, frame=frame)
+    _, note = views.signal_safety_sample(frame)
+    if note:
+        st.caption(note)
     event = components.plotly(fig, key="ss_chart_" + "_".join(chosen), select=True)
     ids = selection.selected_ids(event, fig)
     rows = selection.rows_for_ids(frame, ids, "row_id")

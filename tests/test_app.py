@@ -195,6 +195,40 @@ def test_signal_safety_asks_for_a_selection():
     assert len(at.get("plotly_chart")) == 1
 
 
+def _scatter_points(at, index: int = 0) -> int:
+    """Points the page's plotly chart sends in its WebGL scatter traces."""
+    import json
+
+    from eci_core.selection import _decode_typed_array
+
+    spec = json.loads(at.get("plotly_chart")[index].proto.spec)
+    n = 0
+    for t in spec["data"]:
+        if t.get("type") == "scattergl":
+            x = t.get("x", [])
+            n += len(_decode_typed_array(x)) if isinstance(x, dict) else len(x)
+    return n
+
+
+def test_scatters_send_at_most_the_cap(monkeypatch):
+    """Above views.SCATTER_MAX_POINTS the charts draw a stated sample (here the cap is lowered to
+    7 so the fixture's 6 queries x 3 sources = 18 points exceed it)."""
+    monkeypatch.setattr(views, "SCATTER_MAX_POINTS", 7)
+    at = open_page("signal_safety")
+    assert _scatter_points(at) == 7
+    assert any("7 of 18 (query, source) points" in c.value and "stratified by source" in c.value for c in at.caption)
+    monkeypatch.setattr(views, "SCATTER_MAX_POINTS", 4)
+    at = open_page("compare")
+    assert _scatter_points(at) == 4  # 6 shared queries
+    assert any("4 of 6 shared queries" in c.value for c in at.caption)
+
+
+def test_signal_safety_draws_every_point_under_the_cap():
+    at = open_page("signal_safety")
+    assert _scatter_points(at) == 18
+    assert not any("sample" in c.value for c in at.caption)
+
+
 def test_projection_defaults_to_pca(expected):
     coll, res = expected
     at = open_page("projection")
@@ -255,6 +289,18 @@ def test_drilldown_search_filters_queries():
     at.text_input(key="dd_search").input("dictionar").run()
     _no_exception(at)
     assert at.selectbox(key="dd_query").options == ["How can I merge two dictionaries?  ·  q2"]
+
+
+def test_drilldown_finds_a_query_by_id_and_lists_few_options(expected):
+    _, res = expected
+    at = open_page("drilldown")
+    # without a search: the lowest-ECI queries (all 6 here), never more than 20 + the current one
+    assert at.selectbox(key="dd_query").options[0].endswith(views.worst_query(res))
+    assert len(at.selectbox(key="dd_query").options) <= 21
+    at.text_input(key="dd_search").input("Q4").run()
+    _no_exception(at)
+    assert at.selectbox(key="dd_query").options[0].endswith("·  q4")
+    assert "reverse a string" in at.subheader[0].value
 
 
 def test_marks_persist_and_feed_export(expected):

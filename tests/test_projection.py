@@ -145,3 +145,31 @@ def test_projection_frame_samples_above_max_points():
         pj.projection_frame(c, r, qe[:1], pe)
     with pytest.raises(ValueError, match="unknown source"):
         pj.projection_frame(c, r, qe, pe, sources=["zz"])
+
+
+def test_projection_frame_embeds_only_the_sampled_points_with_an_encoder():
+    c, r, enc = _scored()
+    qe, pe = pj.collection_embeddings(c, enc)
+    full = pj.projection_frame(c, r, qe, pe, max_points=6, color_by="flag")
+    calls = []
+
+    class Counting:
+        dim = enc.dim
+
+        def encode_queries(self, texts):
+            calls.append(len(texts))
+            return enc.encode_queries(texts)
+
+        def encode_passages(self, texts):
+            calls.append(len(texts))
+            return enc.encode_passages(texts)
+
+        fingerprint = enc.fingerprint
+        name = enc.name
+
+    lazy = pj.projection_frame(c, r, max_points=6, color_by="flag", encoder=Counting())
+    assert lazy.frame["row_id"].tolist() == full.frame["row_id"].tolist()
+    np.testing.assert_allclose(lazy.embeddings, full.embeddings, atol=1e-6)
+    assert sum(calls) <= 6  # the 6 kept points, not the 9 of the collection
+    with pytest.raises(ValueError, match="or an encoder"):
+        pj.projection_frame(c, r)

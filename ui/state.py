@@ -824,21 +824,14 @@ PAGE_FILES = {
 
 
 # --------------------------------------------------------------------------- projection
-@st.cache_resource(show_spinner="Embedding the collection…", max_entries=2)
-def _embeddings(fingerprint: str, encoder_name: str, _collection: Collection):
-    from eci_core.projection import collection_embeddings
-
-    return collection_embeddings(_collection, get_encoder(encoder_name), cache=get_embedding_cache())
-
-
 @st.cache_data(show_spinner=False, max_entries=8)
 def _projected(key: tuple, sources: tuple, color_by: str, method: str, n_neighbors: int, min_dist: float,
                metric: str, max_points: int, _collection: Collection, _result):
     from eci_core.projection import project_points, projection_frame
 
-    qe, pe = _embeddings(key[0], key[1], _collection)
-    data = projection_frame(_collection, _result, qe, pe, sources=list(sources), color_by=color_by,
-                            max_points=max_points)
+    # sample first, then embed only the kept points (a cache read after scoring)
+    data = projection_frame(_collection, _result, sources=list(sources), color_by=color_by, max_points=max_points,
+                            encoder=get_encoder(key[1]), cache=get_embedding_cache())
     points = project_points(data, method=method, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric,
                             cache=get_embedding_cache())
     return points, data.note, data.n_total
