@@ -32,7 +32,24 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     import eci_core  # noqa: F401
+    from streamlit.runtime.scriptrunner.script_runner import ScriptRunner
     from streamlit.testing.v1 import AppTest
+
+    # the script runs in its own thread: profile inside it
+    current: dict = {"prof": None}
+    real = ScriptRunner._run_script
+
+    def profiled(self, rerun_data):
+        prof = current["prof"]
+        if prof is None:
+            return real(self, rerun_data)
+        prof.enable()
+        try:
+            return real(self, rerun_data)
+        finally:
+            prof.disable()
+
+    ScriptRunner._run_script = profiled
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=3600)
     t0 = time.monotonic()
@@ -41,16 +58,15 @@ def main() -> int:
     for rnd in range(args.rounds):
         for page in PAGES:
             at.switch_page(page)
-            prof = cProfile.Profile()
+            prof = current["prof"] = cProfile.Profile()
             t0 = time.monotonic()
-            prof.enable()
             at.run()
-            prof.disable()
+            current["prof"] = None
             wall = time.monotonic() - t0
             err = [e.message for e in at.exception]
             print(f"\n=== visit {rnd + 1}: {page}: {wall:.2f} s" + (f"  EXCEPTION {err[0][:200]}" if err else ""))
             out = io.StringIO()
-            pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(r"(eci_core|ui/|pages/|pandas/core/(frame|series|groupby)|numpy|plotly/basedatatypes)", args.top)
+            pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(r"(eci_core|/ui/|/pages/|streamlit/elements/(plotly|arrow|widgets/selectbox)|pandas/core/(frame|series|groupby/groupby)\.py|plotly/basedatatypes)", args.top)
             lines = [ln for ln in out.getvalue().splitlines() if ln.strip() and ("/" in ln or "ncalls" in ln)]
             print("\n".join(lines[: args.top + 1]))
     return 0

@@ -186,7 +186,10 @@ def stratified_sample(labels: Sequence[Any] | np.ndarray, max_points: int = 2000
         raise ValueError(f"max_points={max_points}: must be >= 1 (e.g. 20000)")
     if n <= max_points:
         return np.arange(n, dtype=np.int64)
-    codes, uniques = pd.factorize(pd.Series(lab, dtype=object), sort=True)
+    if lab.dtype.kind in "iub":  # integer codes: no Python objects for millions of points
+        codes, uniques = pd.factorize(lab, sort=True)
+    else:
+        codes, uniques = pd.factorize(pd.Series(lab, dtype=object), sort=True)
     sizes = np.bincount(codes, minlength=len(uniques)).astype(np.int64)
     h = len(uniques)
     if h > max_points:
@@ -301,7 +304,7 @@ def projection_frame(
     neg_rows = np.flatnonzero(src_col.isin(names).to_numpy()) if len(pairs) else np.zeros(0, dtype=np.int64)
     q_parts = [np.asarray(collection.sources[s].query_indices, dtype=np.int64) for s in names if s in collection.sources]
     if len(neg_rows):
-        qids = pd.unique(pairs["query_id"].to_numpy()[neg_rows].astype(str))
+        qids = [str(x) for x in pd.unique(pairs["query_id"].to_numpy()[neg_rows])]
         q_parts.append(pd.Index(list(collection.query_ids)).get_indexer(qids).astype(np.int64))
     q_arr = np.unique(np.concatenate(q_parts)) if q_parts else np.zeros(0, dtype=np.int64)
     q_arr = q_arr[q_arr >= 0]

@@ -84,6 +84,7 @@ __all__ = [
     "compare_sample",
     "query_choices",
     "cleaned_set",
+    "cleaned_summary",
 ]
 
 #: Okabe–Ito palette (colour-blind safe) for categorical colours (sources, kinds, flags).
@@ -862,6 +863,11 @@ def cleaned_set(collection: Any, result: Any, **options: Any):
 
     key = (id(collection),) + tuple(sorted((k, freeze(v)) for k, v in options.items()))
     return _memo_recent(result, "cleaned_set", key, lambda: export.clean_collection(collection, result, **options))
+
+
+def cleaned_summary(cleaned: Any) -> pd.DataFrame:
+    """``cleaned.summary()`` (see :class:`eci_core.export.CleanedSet`), once per cleaned set."""
+    return _memo(cleaned, ("summary",), cleaned.summary).copy()
 
 
 def query_choices(collection: Any, result: Any, search: str = "", current: str | None = None,

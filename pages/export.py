@@ -54,7 +54,7 @@ else:
 if cleaned.unmatched_marks:
     st.warning(f"{len(cleaned.unmatched_marks)} mark(s) match no negative of {components.plain(source)} and were ignored.")
 
-summary = cleaned.summary()
+summary = views.cleaned_summary(cleaned)
 row = summary.iloc[0] if len(summary) else None
 if row is not None:
     m1, m2, m3, m4 = st.columns(4)
