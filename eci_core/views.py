@@ -85,6 +85,7 @@ __all__ = [
     "query_choices",
     "cleaned_set",
     "cleaned_summary",
+    "warm_up",
 ]
 
 #: Okabe–Ito palette (colour-blind safe) for categorical colours (sources, kinds, flags).
@@ -138,6 +139,36 @@ def _source_order(df: pd.DataFrame, sources: Sequence[str] | None, col: str = "s
 # --------------------------------------------------------------------------- compute once
 _MEMO: dict[int, dict] = {}
 _MEMO_LOCK = threading.Lock()
+_INFLIGHT: dict[tuple, threading.Event] = {}
+
+
+def _once(store: dict, flight_key: tuple, key: Any, fn: Callable[[], Any], on_store: Callable[[], None] | None = None):
+    """``store[key]``, computing it with ``fn()`` when missing; a second thread asking for the
+    same key while it is being computed waits for that result instead of computing it again."""
+    while True:
+        with _MEMO_LOCK:
+            if key in store:
+                return store[key]
+            ev = _INFLIGHT.get(flight_key)
+            if ev is None:
+                ev = _INFLIGHT[flight_key] = threading.Event()
+                break
+        ev.wait()
+        with _MEMO_LOCK:
+            if key in store:
+                return store[key]
+        # the other thread failed: compute here
+    try:
+        val = fn()
+        with _MEMO_LOCK:
+            store[key] = val
+            if on_store:
+                on_store()
+        return val
+    finally:
+        with _MEMO_LOCK:
+            _INFLIGHT.pop(flight_key, None)
+        ev.set()
 
 
 def _memo(obj: Any, key: tuple, fn: Callable[[], Any]) -> Any:
@@ -145,9 +176,10 @@ def _memo(obj: Any, key: tuple, fn: Callable[[], Any]) -> Any:
 
     ``obj`` is a table of a ScoreResult, the ScoreResult or a Collection: the dashboard keeps
     one ScoreResult per (data, settings) in its score store, so everything derived from it here is
-    computed once per (data, settings) and shared by every page and session. For a DataFrame the
-    key includes its length and columns (a table grown in place is a new entry). Objects that
-    cannot be weakly referenced are not memoised."""
+    computed once per (data, settings) and shared by every page and session (a session asking
+    while another computes it waits for that result). For a DataFrame the key includes its
+    length and columns (a table grown in place is a new entry). Objects that cannot be weakly
+    referenced are not memoised."""
     if isinstance(obj, pd.DataFrame):
         key = key + (len(obj), tuple(map(str, obj.columns)))
     oid = id(obj)
@@ -157,32 +189,28 @@ def _memo(obj: Any, key: tuple, fn: Callable[[], Any]) -> Any:
             try:
                 weakref.finalize(obj, _MEMO.pop, oid, None)
             except TypeError:
-                return fn()
-            entry = _MEMO[oid] = {}
-        if key in entry:
-            return entry[key]
-    val = fn()
-    with _MEMO_LOCK:
-        if oid in _MEMO:
-            _MEMO[oid].setdefault(key, val)
-    return val
+                entry = None
+            else:
+                entry = _MEMO[oid] = {}
+    if entry is None:
+        return fn()
+    return _once(entry, (oid, key), key, fn)
 
 
 def _memo_recent(obj: Any, slot: str, key: tuple, fn: Callable[[], Any], size: int = 2) -> Any:
     """Like :func:`_memo`, but only the ``size`` most recent keys of ``slot`` are kept (for
     large results whose key changes with user input, e.g. a cleaned set per set of marks)."""
     box = _memo(obj, ("recent", slot), dict)
-    with _MEMO_LOCK:
-        if key in box:
-            val = box.pop(key)
-            box[key] = val  # most recent last
-            return val
-    val = fn()
-    with _MEMO_LOCK:
-        box[key] = val
+
+    def trim() -> None:  # called under the lock
         while len(box) > size:
             box.pop(next(iter(box)))
-    return val
+
+    with _MEMO_LOCK:
+        if key in box:
+            box[key] = box.pop(key)  # most recent last
+            return box[key]
+    return _once(box, (id(box), key), key, fn, on_store=trim)
 
 
 @dataclass(frozen=True)
@@ -868,6 +896,36 @@ def cleaned_set(collection: Any, result: Any, **options: Any):
 def cleaned_summary(cleaned: Any) -> pd.DataFrame:
     """``cleaned.summary()`` (see :class:`eci_core.export.CleanedSet`), once per cleaned set."""
     return _memo(cleaned, ("summary",), cleaned.summary).copy()
+
+
+def warm_up(collection: Any, result: Any, n_top: int = 15) -> None:
+    """Compute, once, what the dashboard's pages derive from a new ScoreResult (in page order:
+    per-source summaries, margin histograms, flag counts, the Signal-vs-Safety frame and its
+    sample, the drill-down's query index and lowest-ECI list, the comparison of the two best
+    sources, the default cleaned set of the best source), so that the first visit of a page
+    finds it ready. The dashboard runs this in a background thread right after scoring; a page
+    asking for a table while it is being computed waits for it instead of computing it twice."""
+    names = [str(n) for n in result.sources["name"]] if len(result.sources) else []
+    if not names:
+        return
+    steps: list[Callable[[], Any]] = [lambda: score_summary(result.pairs, names[0]),
+                                      lambda: flag_counts(result, names), lambda: percpos_band(result, sources=names)]
+    try:
+        import plotly  # noqa: F401
+
+        steps.append(lambda: margin_histogram(result, names))
+        steps.append(lambda: signal_safety_sample(signal_safety_frame(result, names)))
+    except ImportError:  # pragma: no cover - plotly is a dependency of the dashboard
+        pass
+    steps += [lambda: worst_queries(result, n=20), lambda: _groups(result.pairs, "query_id"),
+              lambda: _scored_query_mask(collection, result)]
+    if len(names) > 1:
+        steps.append(lambda: compare_sample(compare_sources(result, names[0], names[1], n_top=n_top)))
+    steps.append(lambda: cleaned_summary(cleaned_set(collection, result, rule="drop_flagged", marks={},
+                                                     sources=[names[0]])))
+    steps += [lambda s=s: score_summary(result.pairs, s) for s in names[1:]]
+    for step in steps:
+        step()
 
 
 def query_choices(collection: Any, result: Any, search: str = "", current: str | None = None,

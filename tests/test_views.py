@@ -442,3 +442,50 @@ def test_search_queries_by_id_and_words():
     assert views.search_queries(c, "sort", limit=1) == (["q1"], 2)
     assert views.search_queries(c, "  ") == ([], 0)
     assert views.search_queries(c, "nothing like this") == ([], 0)
+
+
+def test_memo_computes_once_across_threads():
+    import threading
+    import time
+
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.2)
+        return object()
+
+    owner = _pairs()
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(views._memo(owner, ("t",), slow))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len({id(o) for o in out}) == 1
+    box_vals = [views._memo_recent(owner, "r", (i,), lambda i=i: i, size=2) for i in range(3)]
+    assert box_vals == [0, 1, 2]
+    assert views._memo_recent(owner, "r", (0,), lambda: "recomputed", size=2) == "recomputed"  # evicted
+    assert views._memo_recent(owner, "r", (2,), lambda: "again", size=2) == 2  # still kept
+
+
+def test_warm_up_fills_what_the_pages_read():
+    from eci_core.encoders import HashingEncoder
+    from eci_core.scoring import score_collection
+
+    c = Collection()
+    recs = lambda negs: [QueryRecord(q, t, [P(f"p{q}", pos)], [P(None, x) for x in negs[q]]) for q, t, pos in [
+        ("q1", "how to sort a list in python", "use sorted to sort a python list"),
+        ("q2", "what is a tuple", "a tuple is an immutable sequence")] if q in negs]
+    c.add_source("bm25", recs({"q1": ["sort a list in python", "python list append"], "q2": ["what is a set"]}))
+    c.add_source("dense", recs({"q1": ["cats and dogs"], "q2": ["strings are immutable", "a set"]}))
+    r = score_collection(c, HashingEncoder(), ECIConfig(n_bootstrap=20))
+    views.warm_up(c, r)
+    best = r.sources["name"].iloc[0]
+    memo = views._MEMO[id(r.pairs)]
+    assert any(k[0] == "score_summary" and k[1] == best for k in memo)
+    assert any(k[:2] == ("groups", "query_id") for k in memo)
+    # the Export page's default cleaned set is ready before the page asks for it
+    assert len(views._MEMO[id(r)][("recent", "cleaned_set")]) == 1
+    first = views.cleaned_set(c, r, rule="drop_flagged", marks={}, sources=[best])
+    assert views.cleaned_set(c, r, rule="drop_flagged", marks={}, sources=[best]) is first

@@ -49,7 +49,7 @@ def ensure_scores() -> None:
     holder = st.empty()
     bar = holder.progress(0.0, text="Computing: starting")
     try:
-        state.compute_result(s, progress=progress_callback(bar))
+        result = state.compute_result(s, progress=progress_callback(bar))
     except state.ScoringBudgetExceeded as err:
         holder.empty()
         show_error(str(err), prefix="Could not score the data: ")
@@ -59,6 +59,24 @@ def ensure_scores() -> None:
         show_error(state.one_line(err), prefix="Could not score the data: ")
         return
     holder.empty()
+    warm_up_in_background(ss[state.K_COLLECTION], result)
+
+
+def warm_up_in_background(collection, result) -> None:
+    """Start :func:`eci_core.views.warm_up` in a daemon thread: what the other pages derive from
+    new scores is computed once, while the user reads the Overview, not on a page switch."""
+    import logging
+    import threading
+
+    from eci_core import views
+
+    def run() -> None:
+        try:
+            views.warm_up(collection, result)
+        except Exception:  # a page computing the same table reports any error itself
+            logging.getLogger(__name__).exception("warming up the dashboard views failed")
+
+    threading.Thread(target=run, name="eci-views-warm-up", daemon=True).start()
 
 
 def require_result(title: str, caption: str | None = None) -> state.Current:
