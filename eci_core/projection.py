@@ -295,16 +295,22 @@ def projection_frame(
         if pe.shape[0] != collection.n_passages:
             raise ValueError(f"passage_embeddings has {pe.shape[0]} rows but the collection has {collection.n_passages} passages")
     pairs = result.pairs if hasattr(result, "pairs") else result
-    src_col = pairs["source"].astype(str) if len(pairs) else pd.Series([], dtype=object)
-    known = list(collection.sources) if not len(pairs) else list(pd.unique(src_col))
+    # string columns stay in pandas (Arrow-backed strings): only the kept rows become Python str
+    src_cat = pd.Categorical(pairs["source"].astype(str)) if len(pairs) else pd.Categorical([])
+    known = list(collection.sources) if not len(pairs) else [str(x) for x in pd.unique(src_cat)]
     names = known if sources is None else [str(s) for s in sources]
     unknown = [s for s in names if s not in known and s not in collection.sources]
     if unknown:
         raise ValueError(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    neg_rows = np.flatnonzero(src_col.isin(names).to_numpy()) if len(pairs) else np.zeros(0, dtype=np.int64)
+    if len(pairs):  # code of each pair's source in ``names`` (-1: a source not shown)
+        to_names = np.r_[pd.Index(names).get_indexer([str(c) for c in src_cat.categories]), -1].astype(np.int64)
+        src_codes = to_names[src_cat.codes]  # code -1 (missing) picks the trailing -1
+    else:
+        src_codes = np.zeros(0, np.int64)
+    neg_rows = np.flatnonzero(src_codes >= 0)
     q_parts = [np.asarray(collection.sources[s].query_indices, dtype=np.int64) for s in names if s in collection.sources]
-    if len(neg_rows):
-        qids = [str(x) for x in pd.unique(pairs["query_id"].to_numpy()[neg_rows])]
+    if len(neg_rows) and any(s not in collection.sources for s in names):
+        qids = [str(x) for x in pd.unique(pairs["query_id"].take(neg_rows))]
         q_parts.append(pd.Index(list(collection.query_ids)).get_indexer(qids).astype(np.int64))
     q_arr = np.unique(np.concatenate(q_parts)) if q_parts else np.zeros(0, dtype=np.int64)
     q_arr = q_arr[q_arr >= 0]
@@ -333,7 +339,7 @@ def projection_frame(
     cat_c.append(np.zeros(n_fixed, np.int64))
     use_neg = "negative" in kinds and len(neg_rows) > 0
     if use_neg:
-        codes = pd.Index(names).get_indexer(src_col.to_numpy()[neg_rows]).astype(np.int64)
+        codes = src_codes[neg_rows]
         flagged = pairs["flagged"].fillna(False).to_numpy(dtype=bool)[neg_rows] if "flagged" in pairs.columns else np.zeros(len(neg_rows), bool)
         risky = pairs["percpos"].fillna(False).to_numpy(dtype=bool)[neg_rows] if "percpos" in pairs.columns else np.zeros(len(neg_rows), bool)
         margin = pairs["margin"].to_numpy(dtype=np.float64)[neg_rows]
@@ -370,7 +376,7 @@ def projection_frame(
     rows = neg_rows[nk] if use_neg else np.zeros(0, np.int64)
     qids_all, pids_all = collection.query_ids, collection.passage_ids
     fixed_kind = np.array(["query", "positive"], dtype=object)[kinds_k[: len(fixed)]]
-    neg_pid = pairs["passage_id"].to_numpy()[rows].astype(str) if len(rows) else np.zeros(0, dtype=object)
+    neg_pid = pairs["passage_id"].take(rows).astype(str).to_numpy(dtype=object) if len(rows) else np.zeros(0, dtype=object)
     neg_flag_f = pairs["flagged"].fillna(False).to_numpy(dtype=bool)[rows] if "flagged" in pairs.columns else np.zeros(len(rows), bool)
     neg_risky = pairs["percpos"].fillna(False).to_numpy(dtype=bool)[rows] if "percpos" in pairs.columns else np.zeros(len(rows), bool)
     frame = pd.concat([
@@ -382,10 +388,10 @@ def projection_frame(
             "_q": np.where(fixed_kind == "query", q_fixed[fixed], -1), "_p": p_fixed[fixed]}),
         pd.DataFrame({
             "row_id": nk + n_fixed, "kind": "negative",
-            "source": src_col.to_numpy()[rows] if len(rows) else np.zeros(0, dtype=object),
+            "source": np.asarray(names, dtype=object)[src_codes[rows]] if len(rows) else np.zeros(0, dtype=object),
             "flag": np.where(neg_flag_f, "flagged", np.where(neg_risky, "risky (percpos)", "clean")),
             "margin": pairs["margin"].to_numpy(dtype=np.float64)[rows],
-            "query_id": pairs["query_id"].to_numpy()[rows].astype(str) if len(rows) else np.zeros(0, dtype=object),
+            "query_id": pairs["query_id"].take(rows).astype(str).to_numpy(dtype=object) if len(rows) else np.zeros(0, dtype=object),
             "passage_id": neg_pid, "_q": -1,
             "_p": np.fromiter((collection.passage_index(x) for x in neg_pid), dtype=np.int64, count=len(neg_pid))}),
     ], ignore_index=True)
