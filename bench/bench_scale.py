@@ -243,8 +243,38 @@ def dashboard(data: Path, rounds: int, shots: Path | None, ports: tuple[int, int
 
 
 # --------------------------------------------------------------------------- report
-def markdown(r: dict, cmd: str) -> str:
-    lib = r.get("library", {})
+def _app_rows(app: dict, lib: dict) -> dict[str, str]:
+    sw = app["switches"]
+    allv = [x for v in sw.values() for x in v]
+    first = [v[0] for v in sw.values()]
+    later = [x for v in sw.values() for x in v[1:]]
+    out = {
+        "server start → Overview's first chart (cold: load, score, draw)": f"{app['cold_first_chart_s']:.1f} s",
+    }
+    if app.get("scores_ready_s"):
+        out["scores ready (progress bar gone) → first chart"] = f"{app['cold_first_chart_s'] - app['scores_ready_s']:.1f} s"
+    out["new browser session on the running server → first chart"] = f"{app['new_session_first_chart_s']:.1f} s"
+    out["page switch, first visit of each page (median, max)"] = f"{statistics.median(first):.1f} s (max {max(first):.1f} s)"
+    if later:
+        out["page switch, later visits (median, max)"] = f"{statistics.median(later):.1f} s (max {max(later):.1f} s)"
+    out["page switch, all visits (median, max)"] = f"{statistics.median(allv):.1f} s (max {max(allv):.1f} s)"
+    out["server RSS after the first chart / at the end / peak"] = (
+        f"{app['server_rss_after_first_chart_mib']:,.0f} / {app['server_rss_end_mib']:,.0f} / "
+        f"{app['server_peak_rss_mib']:,.0f} MiB")
+    return out
+
+
+TARGETS = {
+    "scores ready (progress bar gone) → first chart": "< 30 s",
+    "new browser session on the running server → first chart": "< 30 s",
+    "page switch, first visit of each page (median, max)": "< 3 s",
+    "page switch, later visits (median, max)": "< 3 s",
+    "page switch, all visits (median, max)": "< 3 s",
+}
+
+
+def markdown(r: dict, cmd: str, before: dict | None = None, before_label: str = "before") -> str:
+    lib = r.get("library") or (before or {}).get("library", {})
     lines = [
         "## Scale",
         "",
@@ -257,7 +287,8 @@ def markdown(r: dict, cmd: str) -> str:
         f"Data: `bench/synthetic.py` BEIR directory, {lib.get('queries', 0):,} queries, "
         f"{lib.get('passages', 0):,} passages, {lib.get('sources', 0)} sources, {lib.get('pairs', 0):,} "
         f"(query, negative) pairs; encoder `hashing`, cross-encoder off. 1-minute load average "
-        f"{r['load_before']:.1f} before and {r['load_after']:.1f} after (other helpers' jobs shared the 2 cores).",
+        f"{r['load_before']:.1f} before and {r['load_after']:.1f} after the run: other helpers' jobs shared "
+        "the 2 cores (load averages of 6–22 were seen during these runs), so read wall times as upper bounds.",
         "",
         "| step | time | memory |",
         "|---|---|---|",
@@ -267,37 +298,30 @@ def markdown(r: dict, cmd: str) -> str:
         for k, v in lib.get("stages_s", {}).items():
             lines.append(f"| score: {k} | {v:.1f} s | |")
         lines.append(f"| score (`score_collection`, hashing, all stages) | {lib['score_s']:.1f} s | "
-                     f"peak RSS {lib['peak_rss_mib']:,.0f} MiB |")
+                     f"peak RSS **{lib['peak_rss_mib']:,.0f} MiB** |")
     if "minilm_passages_per_10k_s" in r:
-        lines.append(f"| MiniLM, 10k passages (measured on {r['minilm_n']:,}) | {r['minilm_passages_per_10k_s']:.0f} s | |")
-        lines.append(f"| MiniLM, 10k queries (measured on {r['minilm_n']:,}) | {r['minilm_queries_per_10k_s']:.0f} s | |")
+        lines.append(f"| MiniLM, per 10k passages (measured on {r['minilm_n']:,}) | {r['minilm_passages_per_10k_s']:.0f} s | |")
+        lines.append(f"| MiniLM, per 10k queries (measured on {r['minilm_n']:,}) | {r['minilm_queries_per_10k_s']:.0f} s | |")
     app = r.get("app")
     if app:
+        now = _app_rows(app, lib)
+        old = _app_rows(before["app"], lib) if before and before.get("app") else {}
+        head = f"| what | {before_label} | now | target |" if old else "| what | value | target |"
+        lines += ["", "Dashboard (`streamlit run app.py`, `ECI_ENCODER=hashing`, headless Chromium):", "", head,
+                  "|---|---|---|---|" if old else "|---|---|---|"]
+        for k, v in now.items():
+            tgt = TARGETS.get(k, "")
+            if k.startswith("server RSS"):
+                tgt = f"peak < 2× the scoring peak ({2 * lib.get('peak_rss_mib', float('nan')):,.0f} MiB)"
+            lines.append(f"| {k} | {old.get(k, '–')} | **{v}** | {tgt} |" if old else f"| {k} | **{v}** | {tgt} |")
         sw = app["switches"]
-        allv = [x for v in sw.values() for x in v]
-        after = (app["cold_first_chart_s"] - app["scores_ready_s"]) if app.get("scores_ready_s") else None
-        lines += [
-            "",
-            "Dashboard (`streamlit run app.py`, `ECI_ENCODER=hashing`, headless Chromium):",
-            "",
-            "| what | value | target |",
-            "|---|---|---|",
-            f"| server start → Overview's first chart (cold: load, score, draw) | {app['cold_first_chart_s']:.1f} s | |",
-        ]
-        if after is not None:
-            lines.append(f"| scores ready (progress bar gone) → first chart | **{after:.1f} s** | < 30 s |")
-        lines += [
-            f"| new browser session on the running server → first chart | **{app['new_session_first_chart_s']:.1f} s** | < 30 s |",
-            f"| page switch (median of {len(allv)}, max) | **{statistics.median(allv):.1f} s** (max {max(allv):.1f} s) | < 3 s |",
-            f"| server RSS after the first chart / at the end / peak | {app['server_rss_after_first_chart_mib']:,.0f} / "
-            f"{app['server_rss_end_mib']:,.0f} / **{app['server_peak_rss_mib']:,.0f} MiB** | < 2× the scoring peak "
-            f"({2 * lib.get('peak_rss_mib', float('nan')):,.0f} MiB) |",
-            "",
-            "| page | " + " | ".join(f"visit {i + 1}" for i in range(max(len(v) for v in sw.values()))) + " |",
-            "|---|" + "---|" * max(len(v) for v in sw.values()),
-        ]
+        osw = (before or {}).get("app", {}).get("switches", {}) if old else {}
+        n = max(len(v) for v in sw.values())
+        cols = ([f"{before_label}, visit 1"] if osw else []) + [f"visit {i + 1}" for i in range(n)]
+        lines += ["", "Page switches (seconds):", "", "| page | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
         for title, v in sw.items():
-            lines.append(f"| {title} | " + " | ".join(f"{x:.1f} s" for x in v) + " |")
+            cells = ([f"{osw[title][0]:.1f}" if title in osw else "–"] if osw else []) + [f"{x:.1f}" for x in v]
+            lines.append(f"| {title} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -326,10 +350,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--screenshots", type=Path, default=None, help="save a PNG of every page here")
     ap.add_argument("--ports", default=None, metavar="LO-HI", help="serve the dashboard on a free port in this range")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--before", type=Path, default=None, metavar="JSON",
+                    help="a --json of an earlier run (e.g. the code before a change): shown side by side")
+    ap.add_argument("--before-label", default="before")
     ap.add_argument("--write", action="store_true", help="replace BENCHMARKS.md's '## Scale' section")
+    ap.add_argument("--render", default=None, metavar="JSON", help="print (and --write) the section of a saved --json run")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.render:  # re-render the markdown of saved runs: --render AFTER.json [--before BEFORE.json]
+        r = json.loads(Path(args.render).read_text())
+        before = json.loads(args.before.read_text()) if args.before else None
+        md = markdown(r, r.get("command", ""), before, args.before_label)
+        print(md)
+        if args.write:
+            write_section(md)
+        return 0
     if args.child:
         kind, *rest = args.child
         if kind == "library":
@@ -361,10 +397,12 @@ def main(argv: list[str] | None = None) -> int:
         ports = tuple(int(x) for x in args.ports.split("-")) if args.ports else None
         r["app"] = dashboard(data, args.rounds, args.screenshots, ports)
     r["load_after"] = os.getloadavg()[0]
+    r["command"] = "nice -n 10 .venv/bin/python bench/bench_scale.py " + " ".join(argv or sys.argv[1:])
     if args.json:
         args.json.write_text(json.dumps(r, indent=1, default=str))
     cmd = "nice -n 10 .venv/bin/python bench/bench_scale.py " + " ".join(a for a in (argv or sys.argv[1:]))
-    md = markdown(r, cmd)
+    before = json.loads(args.before.read_text()) if args.before else None
+    md = markdown(r, cmd, before, args.before_label)
     print(md)
     if args.write:
         write_section(md)
