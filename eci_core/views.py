@@ -639,7 +639,8 @@ def sampling_note(n_shown: int, n_total: int, by: str | None = "source", what: s
     cap = f"{SCATTER_MAX_POINTS:,}"
     strat = f", stratified by {by} (each {by} in proportion to its size)" if by else ""
     return (f"The chart draws a seeded random sample of {n_shown:,} of {n_total:,} {what}{strat}, at most "
-            f"{cap}; the histograms, the table below and the selection use all {n_total:,}.")
+            f"{cap}; histograms and summary numbers count all {n_total:,}, a box or lasso selects among the "
+            "points drawn.")
 
 
 def signal_safety_sample(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
