@@ -1012,7 +1012,7 @@ def overview_figure(result: Any, title: str = "Sources ranked by ECI"):
     return fig
 
 
-def margin_histogram(result: Any, sources: Sequence[str] | None = None, mode: str = "overlay",
+def _margin_histogram(result: Any, sources: Sequence[str] | None = None, mode: str = "overlay",
                      ecdf_view: bool = False, percpos: float | None = None, nbins: int = 60):
     """Histogram (or ECDF with ``ecdf_view=True``) of ``margin = s_qp − s_qn`` per source.
 
@@ -1102,7 +1102,7 @@ def flag_funnel_figure(result: Any, source: str):
     return fig
 
 
-def signal_safety_figure(result: Any, sources: Sequence[str] | None = None, marginals: bool = True,
+def _signal_safety_figure(result: Any, sources: Sequence[str] | None = None, marginals: bool = True,
                          contours: bool = True, frame: pd.DataFrame | None = None):
     """Signal S (x) vs Safety Δ (y), one point per (query, source), coloured by source, with
     iso-DE contour lines of DE = 2·S·Δ / (S + Δ) and marginal histograms of S (top) and Δ
@@ -1183,7 +1183,7 @@ def beats_heatmap(result: Any):
     return fig
 
 
-def projection_figure(points: pd.DataFrame, color_by: str = "source", selected: Iterable[Any] | None = None,
+def _projection_figure(points: pd.DataFrame, color_by: str = "source", selected: Iterable[Any] | None = None,
                       note: str | None = None, title: str = "Projection"):
     """Scatter of a projection point table (from ``projection.project_points``: ``row_id, x, y,
     kind, source, flag, margin, text``).
@@ -1266,7 +1266,7 @@ def compare_sample(comparison: Comparison) -> tuple[pd.DataFrame, str]:
     return shown, sampling_note(len(shown), len(pq), None, "shared queries")
 
 
-def compare_scatter(comparison: Comparison, highlight_top: bool = True):
+def _compare_scatter(comparison: Comparison, highlight_top: bool = True):
     """ECI_q of source a (x) vs source b (y) on shared queries, with the diagonal y = x; the most
     disagreeing queries (``comparison.top``) are drawn larger. custom_data = [query_id, diff].
     Above :data:`SCATTER_MAX_POINTS` shared queries a seeded random sample is drawn (the most
@@ -1406,3 +1406,40 @@ def pr_figure(curves: pd.DataFrame, source: str = "all sources"):
                       yaxis_title="precision", xaxis=dict(range=[0, 1]), yaxis=dict(range=[0, 1.02]),
                       height=380, margin=dict(l=10, r=10, t=50, b=30))
     return fig
+# --------------------------------------------------------------------------- figures, once per table
+# Building a figure of 20,000 WebGL points costs about as much as sending it; a page rerun (a
+# page switch, a widget elsewhere on the page) gets the figure built for the same table and
+# arguments. Callers may restyle the returned figure (axes margins, height) but not its data.
+def margin_histogram(result: Any, sources: Sequence[str] | None = None, mode: str = "overlay",
+                     ecdf_view: bool = False, percpos: float | None = None, nbins: int = 60):
+    pairs = _table(result, "pairs")
+    key = ("fig_margin", id(result), None if sources is None else tuple(map(str, sources)), mode, bool(ecdf_view),
+           percpos, int(nbins))
+    return _memo(pairs, key, lambda: _margin_histogram(result, sources, mode, ecdf_view, percpos, nbins))
+
+
+def signal_safety_figure(result: Any, sources: Sequence[str] | None = None, marginals: bool = True,
+                         contours: bool = True, frame: pd.DataFrame | None = None):
+    df = signal_safety_frame(result, sources) if frame is None else frame
+    key = ("fig_signal_safety", id(result), None if sources is None else tuple(map(str, sources)), bool(marginals),
+           bool(contours), SCATTER_MAX_POINTS)
+    return _memo(df, key, lambda: _signal_safety_figure(result, sources, marginals, contours, df))
+
+
+def projection_figure(points: pd.DataFrame, color_by: str = "source", selected: Iterable[Any] | None = None,
+                      note: str | None = None, title: str = "Projection"):
+    if selected is not None:
+        return _projection_figure(points, color_by, selected, note, title)
+    return _memo(points, ("fig_projection", color_by, note, title),
+                 lambda: _projection_figure(points, color_by, None, note, title))
+
+
+def compare_scatter(comparison: Comparison, highlight_top: bool = True):
+    return _memo(comparison, ("fig_compare", bool(highlight_top), SCATTER_MAX_POINTS),
+                 lambda: _compare_scatter(comparison, highlight_top))
+
+
+for _f, _g in ((margin_histogram, _margin_histogram), (signal_safety_figure, _signal_safety_figure),
+               (projection_figure, _projection_figure), (compare_scatter, _compare_scatter)):
+    _f.__doc__ = (_g.__doc__ or "") + "\n\n    Built once per (table, arguments); see the note above these wrappers."
+del _f, _g

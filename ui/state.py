@@ -824,7 +824,7 @@ PAGE_FILES = {
 
 
 # --------------------------------------------------------------------------- projection
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_resource(show_spinner=False, max_entries=8)  # the same table each rerun (no copy): read-only
 def _projected(key: tuple, sources: tuple, color_by: str, method: str, n_neighbors: int, min_dist: float,
                metric: str, max_points: int, _collection: Collection, _result):
     from eci_core.projection import project_points, projection_frame
