@@ -632,14 +632,15 @@ def scatter_sample(frame: pd.DataFrame, by: str | None = "source", max_points: i
     return _memo(frame, ("scatter_sample", by, int(max_points), int(seed), keep_key), build)
 
 
-def sampling_note(n_shown: int, n_total: int, by: str | None = "source", what: str = "points") -> str:
+def sampling_note(n_shown: int, n_total: int, by: str | None = "source", what: str = "points",
+                  uses_all: str = "histograms and summary numbers") -> str:
     """What a scatter plot drew, in one sentence ("" when it drew every point)."""
     if n_shown >= n_total:
         return ""
     cap = f"{SCATTER_MAX_POINTS:,}"
     strat = f", stratified by {by} (each {by} in proportion to its size)" if by else ""
     return (f"The chart draws a seeded random sample of {n_shown:,} of {n_total:,} {what}{strat}, at most "
-            f"{cap}; histograms and summary numbers count all {n_total:,}, a box or lasso selects among the "
+            f"{cap}; the {uses_all} count all {n_total:,}, a box or lasso selects among the "
             "points drawn.")
 
 
@@ -1263,7 +1264,7 @@ def compare_sample(comparison: Comparison) -> tuple[pd.DataFrame, str]:
     keep = np.zeros(len(pq), dtype=bool)
     keep[: len(comparison.top)] = True
     shown = scatter_sample(pq, None, keep=keep)
-    return shown, sampling_note(len(shown), len(pq), None, "shared queries")
+    return shown, sampling_note(len(shown), len(pq), None, "shared queries", "summary numbers and tables")
 
 
 def _compare_scatter(comparison: Comparison, highlight_top: bool = True):
