@@ -915,14 +915,15 @@ def warm_up(collection: Any, result: Any, n_top: int = 15) -> None:
     try:
         import plotly  # noqa: F401
 
+        # the figures too, with the pages' default arguments (a page rerun gets the same object)
         steps.append(lambda: margin_histogram(result, names))
-        steps.append(lambda: signal_safety_sample(signal_safety_frame(result, names)))
+        steps.append(lambda: signal_safety_figure(result, names, frame=signal_safety_frame(result, names)))
     except ImportError:  # pragma: no cover - plotly is a dependency of the dashboard
         pass
     steps += [lambda: worst_queries(result, n=20), lambda: _groups(result.pairs, "query_id"),
               lambda: _scored_query_mask(collection, result)]
     if len(names) > 1:
-        steps.append(lambda: compare_sample(compare_sources(result, names[0], names[1], n_top=n_top)))
+        steps.append(lambda: compare_scatter(compare_sources(result, names[0], names[1], n_top=n_top)))
     steps.append(lambda: cleaned_summary(cleaned_set(collection, result, rule="drop_flagged", marks={},
                                                      sources=[names[0]])))
     steps += [lambda s=s: score_summary(result.pairs, s) for s in names[1:]]

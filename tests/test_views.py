@@ -485,6 +485,10 @@ def test_warm_up_fills_what_the_pages_read():
     memo = views._MEMO[id(r.pairs)]
     assert any(k[0] == "score_summary" and k[1] == best for k in memo)
     assert any(k[:2] == ("groups", "query_id") for k in memo)
+    # the Signal-vs-Safety figure the page asks for (its default: every source) is the one built
+    names = list(r.sources["name"])
+    frame = views.signal_safety_frame(r, names)
+    assert any(k[0] == "fig_signal_safety" for k in views._MEMO[id(frame)])
     # the Export page's default cleaned set is ready before the page asks for it
     assert len(views._MEMO[id(r)][("recent", "cleaned_set")]) == 1
     first = views.cleaned_set(c, r, rule="drop_flagged", marks={}, sources=[best])
