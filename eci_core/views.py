@@ -924,8 +924,9 @@ def warm_up(collection: Any, result: Any, n_top: int = 15) -> None:
               lambda: _scored_query_mask(collection, result)]
     if len(names) > 1:
         steps.append(lambda: compare_scatter(compare_sources(result, names[0], names[1], n_top=n_top)))
+    # the Export page's defaults: best source, "drop flagged", no marks, t = 0.5
     steps.append(lambda: cleaned_summary(cleaned_set(collection, result, rule="drop_flagged", marks={},
-                                                     sources=[names[0]])))
+                                                     sources=[names[0]], fn_threshold=0.5)))
     steps += [lambda s=s: score_summary(result.pairs, s) for s in names[1:]]
     for step in steps:
         step()
@@ -1310,20 +1311,22 @@ def fn_band_counts(result: Any, sources: Sequence[str] | None = None) -> pd.Data
     true hard negative the encoder gets wrong, the most useful kind)."""
     pairs = _table(result, "pairs")
     _require(pairs, ("source", "fn_band", "unsafe"), "pairs")
-    rows = []
-    for s in _source_order(pairs, sources):
-        p = pairs[pairs["source"].astype(str) == s]
+
+    def count(s: str) -> dict:
+        p = _rows(pairs, "source", s)
         band = p["fn_band"].astype(str).to_numpy()
         uns = _bool(p["unsafe"])
         n = len(p)
-        rows.append({
+        return {
             "source": s, "n_negatives": n,
             "likely": int((band == "likely").sum()), "possible": int((band == "possible").sum()),
             "unlikely": int((band == "unlikely").sum()),
             "likely_share": float((band == "likely").mean()) if n else 0.0,
             "unsafe": int(uns.sum()), "unsafe_likely": int((uns & (band == "likely")).sum()),
             "unsafe_unlikely": int((uns & (band == "unlikely")).sum()),
-        })
+        }
+
+    rows = [_memo(pairs, ("fn_band_counts", s), lambda s=s: count(s)) for s in _source_order(pairs, sources)]
     return pd.DataFrame(rows, columns=["source", "n_negatives", "likely", "possible", "unlikely", "likely_share",
                                        "unsafe", "unsafe_likely", "unsafe_unlikely"])
 
@@ -1334,10 +1337,17 @@ def review_queue(result: Any, scores: np.ndarray | None = None, sources: Sequenc
     ``scores`` array per row of ``result.pairs`` replaces the shipped ``fn_score`` after a refit),
     ``fn_band, sources`` (comma-joined), ``n_sources, s_pn, lex_overlap, margin, unsafe,
     flag_reasons`` (of the best-scoring row)."""
-    from .false_negatives import fn_bands
-
     pairs = _table(result, "pairs")
     _require(pairs, ("source", "query_id", "passage_id", "fn_score"), "pairs")
+    skey = None if scores is None else hashlib.sha1(np.ascontiguousarray(scores, dtype=np.float64).tobytes()).hexdigest()
+    key = ("review_queue", None if sources is None else tuple(map(str, sources)), skey)
+    # computed once per (pairs, sources, scores); the caller gets its own copy to add columns to
+    return _memo(pairs, key, lambda: _review_queue(pairs, scores, sources)).copy()
+
+
+def _review_queue(pairs: pd.DataFrame, scores: np.ndarray | None, sources: Sequence[str] | None) -> pd.DataFrame:
+    from .false_negatives import fn_bands
+
     p = pairs.assign(fn_score=np.asarray(scores, dtype=np.float64)) if scores is not None else pairs
     if sources is not None:
         p = p[p["source"].astype(str).isin([str(x) for x in sources])]

@@ -491,5 +491,6 @@ def test_warm_up_fills_what_the_pages_read():
     assert any(k[0] == "fig_signal_safety" for k in views._MEMO[id(frame)])
     # the Export page's default cleaned set is ready before the page asks for it
     assert len(views._MEMO[id(r)][("recent", "cleaned_set")]) == 1
-    first = views.cleaned_set(c, r, rule="drop_flagged", marks={}, sources=[best])
-    assert views.cleaned_set(c, r, rule="drop_flagged", marks={}, sources=[best]) is first
+    first = views.cleaned_set(c, r, rule="drop_flagged", marks={}, sources=[best], fn_threshold=0.5)
+    assert views.cleaned_set(c, r, rule="drop_flagged", marks={}, sources=[best], fn_threshold=0.5) is first
+    assert len(views._MEMO[id(r)][("recent", "cleaned_set")]) == 1  # the page's key is the warm-up's
