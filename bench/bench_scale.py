@@ -53,6 +53,7 @@ PAGES = [  # (top-navigation link, page title, charts the page draws at least)
     ("Signal vs Safety", "Signal vs Safety", 1),
     ("Projection", "Projection", 1),
     ("Query drill-down", "Query drill-down", 0),
+    ("Review queue", "Review queue", 0),
     ("Compare", "Compare", 1),
     ("Export", "Export", 0),
     ("Overview", "Overview", 2),

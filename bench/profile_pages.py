@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PAGES = ["pages/margins.py", "pages/signal_vs_safety.py", "pages/projection.py", "pages/query.py",
-         "pages/compare.py", "pages/export.py", "pages/overview.py"]
+         "pages/review.py", "pages/compare.py", "pages/export.py", "pages/overview.py"]
 
 
 def main() -> int:
