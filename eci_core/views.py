@@ -1356,10 +1356,21 @@ def _review_queue(pairs: pd.DataFrame, scores: np.ndarray | None, sources: Seque
     if not len(p):
         return pd.DataFrame(columns=cols)
     key = ["query_id", "passage_id"]
+    g = p.groupby(key, sort=False).ngroup().to_numpy()
+    p = p.assign(_g=g)
     best = p.sort_values("fn_score", ascending=False, kind="stable").drop_duplicates(key)
-    srcs = p.groupby(key, sort=False)["source"].agg(lambda x: ",".join(dict.fromkeys(x.astype(str))))
-    out = best.join(srcs.rename("sources"), on=key)
-    out["n_sources"] = out["sources"].str.count(",") + 1
+    # the sources of each (query, passage), comma-joined in order of appearance: vectorised for
+    # the (usual) pairs one source mined, a Python join only for pairs several sources share
+    u = pd.DataFrame({"g": g, "s": p["source"].astype(str).to_numpy(dtype=object)}).drop_duplicates()
+    ug, us = u["g"].to_numpy(), u["s"].to_numpy(dtype=object)
+    n_src = np.bincount(ug, minlength=int(g.max()) + 1)
+    joined = np.empty(len(n_src), dtype=object)
+    one = n_src[ug] == 1
+    joined[ug[one]] = us[one]
+    if (~one).any():
+        for gi, names in pd.Series(us[~one]).groupby(ug[~one], sort=False):
+            joined[gi] = ",".join(names)
+    out = best.assign(sources=joined[best["_g"].to_numpy()], n_sources=n_src[best["_g"].to_numpy()])
     out["fn_band"] = fn_bands(out["fn_score"].to_numpy())
     out = out.sort_values(["fn_score", "query_id", "passage_id"], ascending=[False, True, True], kind="stable")
     return out[cols].reset_index(drop=True)

@@ -494,3 +494,17 @@ def test_warm_up_fills_what_the_pages_read():
     first = views.cleaned_set(c, r, rule="drop_flagged", marks={}, sources=[best], fn_threshold=0.5)
     assert views.cleaned_set(c, r, rule="drop_flagged", marks={}, sources=[best], fn_threshold=0.5) is first
     assert len(views._MEMO[id(r)][("recent", "cleaned_set")]) == 1  # the page's key is the warm-up's
+
+
+def test_review_queue_joins_the_sources_of_each_pair():
+    pairs = pd.DataFrame({
+        "source": ["b", "a", "a", "c", "b"], "query_id": ["q1", "q1", "q2", "q1", "q2"],
+        "passage_id": ["d1", "d1", "d2", "d1", "d3"], "fn_score": [0.2, 0.9, 0.5, 0.1, 0.7],
+        "s_pn": 0.1, "lex_overlap": 0.0, "margin": 0.3, "unsafe": False, "flag_reasons": ""})
+    q = views.review_queue(pairs)
+    # (q1, d1) is mined by b, a and c (in that order of rows), best score 0.9; then q2's d3, d2
+    assert q[["query_id", "passage_id"]].values.tolist() == [["q1", "d1"], ["q2", "d3"], ["q2", "d2"]]
+    assert q["sources"].tolist() == ["b,a,c", "b", "a"] and q["n_sources"].tolist() == [3, 1, 1]
+    assert q["fn_score"].tolist() == [0.9, 0.7, 0.5]
+    q["mark"] = None  # the caller's copy: the memoised table is unchanged
+    assert "mark" not in views.review_queue(pairs).columns
