@@ -86,6 +86,8 @@ __all__ = [
     "cleaned_set",
     "cleaned_summary",
     "warm_up",
+    "ReviewView",
+    "review_view",
 ]
 
 #: Okabe–Ito palette (colour-blind safe) for categorical colours (sources, kinds, flags).
@@ -1343,6 +1345,61 @@ def review_queue(result: Any, scores: np.ndarray | None = None, sources: Sequenc
     key = ("review_queue", None if sources is None else tuple(map(str, sources)), skey)
     # computed once per (pairs, sources, scores); the caller gets its own copy to add columns to
     return _memo(pairs, key, lambda: _review_queue(pairs, scores, sources)).copy()
+
+
+@dataclass
+class ReviewView:
+    """What the Review page shows of the queue: ``n_queue`` pairs in the queue, ``bands`` (count per
+    fn_band), ``n_view`` pairs passing the "show" filter, and :meth:`page` for one page of them
+    (queue rows with a ``mark`` column). Only the page's rows are copied, never the whole queue."""
+
+    n_queue: int
+    bands: dict
+    n_view: int
+    _base: pd.DataFrame
+    _positions: np.ndarray
+    _marks: np.ndarray
+
+    def page(self, number: int, size: int) -> pd.DataFrame:
+        """Rows ``(number − 1)·size … number·size − 1`` of the filtered queue (1-based pages)."""
+        pos = self._positions[(number - 1) * size: number * size]
+        out = self._base.iloc[pos].copy()
+        out["mark"] = self._marks[pos]
+        return out.reset_index(drop=True)
+
+
+def review_view(result: Any, scores: np.ndarray | None, sources: Sequence[str] | None,
+                pair_marks: dict, show: str = "Unreviewed") -> ReviewView:
+    """The Review page's queue (:func:`review_queue`, computed once) with the user's marks per
+    (query_id, passage_id) joined in (cost proportional to the number of marks) and filtered by
+    ``show``: ``"Unreviewed"`` (no mark), ``"Marked"`` or ``"All"``."""
+    if show not in ("Unreviewed", "Marked", "All"):
+        raise ValueError(f"show={show!r}: use 'Unreviewed', 'Marked' or 'All'")
+    pairs = _table(result, "pairs")
+    _require(pairs, ("source", "query_id", "passage_id", "fn_score"), "pairs")
+    skey = None if scores is None else hashlib.sha1(np.ascontiguousarray(scores, dtype=np.float64).tobytes()).hexdigest()
+    key = ("review_queue", None if sources is None else tuple(map(str, sources)), skey)
+    base = _memo(pairs, key, lambda: _review_queue(pairs, scores, sources))
+    bands = _memo(base, ("bands",), lambda: base["fn_band"].astype(str).value_counts().to_dict())
+    marks = np.full(len(base), None, dtype=object)
+    marked = np.zeros(len(base), dtype=bool)
+    if pair_marks:
+        groups = _groups(base, "query_id")
+        pids = _memo(base, ("pids",), lambda: base["passage_id"].astype(str).to_numpy(dtype=object))
+        for (q, p), m in pair_marks.items():
+            rows = groups.rows(str(q))
+            hit = rows[pids[rows] == str(p)] if len(rows) else rows
+            if m is not None and len(hit):
+                marks[hit] = m
+                marked[hit] = True
+    if show == "Unreviewed":
+        positions = np.flatnonzero(~marked)
+    elif show == "Marked":
+        positions = np.flatnonzero(marked)
+    else:
+        positions = np.arange(len(base))
+    return ReviewView(n_queue=len(base), bands=bands, n_view=len(positions), _base=base, _positions=positions,
+                      _marks=marks)
 
 
 def _review_queue(pairs: pd.DataFrame, scores: np.ndarray | None, sources: Sequence[str] | None) -> pd.DataFrame:

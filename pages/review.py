@@ -58,22 +58,14 @@ if not chosen:
     st.info("Choose at least one source.")
     st.stop()
 
-queue = views.review_queue(res, scores, chosen)
 pm = state.pair_marks()
-keys = list(zip(queue["query_id"].astype(str), queue["passage_id"].astype(str)))
-queue["mark"] = [pm.get(k) for k in keys]
-if show == "Unreviewed":
-    view = queue[queue["mark"].isna()]
-elif show == "Marked":
-    view = queue[queue["mark"].notna()]
-else:
-    view = queue
+view = views.review_view(res, scores, chosen, pm, show)  # the queue once per data; only a page is copied
 n_fn = sum(v == state.MARK_FALSE_NEGATIVE for v in pm.values())
 n_fine = sum(v == state.MARK_FINE for v in pm.values())
 
-bands = queue["fn_band"].astype(str).value_counts()
+bands = view.bands
 m1, m2, m3, m4 = st.columns(4)
-m1.metric("Negatives in the queue", f"{len(queue):,}", help="distinct (query, negative) pairs of the chosen sources")
+m1.metric("Negatives in the queue", f"{view.n_queue:,}", help="distinct (query, negative) pairs of the chosen sources")
 m2.metric("Likely false negatives", f"{int(bands.get('likely', 0)):,}",
           help=f"fn_score ≥ {FN.LIKELY:g}; possible: ≥ {FN.POSSIBLE:g}")
 m3.metric("Marked false negative", f"{n_fn:,}")
@@ -99,11 +91,11 @@ def _col(kind: str, label: str, html_text: str) -> str:
 def queue_items() -> None:
     """The current page of the queue (a whole-page rerun after each mark: the counters above and
     the "Unreviewed" filter follow at once)."""
-    pages = max(1, -(-len(view) // PAGE_SIZE))
+    pages = max(1, -(-view.n_view // PAGE_SIZE))
     top = st.columns([1, 4])
     page = int(top[0].number_input("Page", 1, pages, 1, key="rv_page")) if pages > 1 else 1
-    top[1].caption(f"{len(view):,} negative(s) shown as “{show}”; {PAGE_SIZE} per page.")
-    part = view.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+    top[1].caption(f"{view.n_view:,} negative(s) shown as “{show}”; {PAGE_SIZE} per page.")
+    part = view.page(page, PAGE_SIZE)
     if not len(part):
         st.info("Nothing to review here." if show != "Unreviewed" else "Every negative of these sources is marked.")
         return

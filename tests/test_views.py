@@ -508,3 +508,22 @@ def test_review_queue_joins_the_sources_of_each_pair():
     assert q["fn_score"].tolist() == [0.9, 0.7, 0.5]
     q["mark"] = None  # the caller's copy: the memoised table is unchanged
     assert "mark" not in views.review_queue(pairs).columns
+
+
+def test_review_view_joins_marks_and_filters_without_copying_the_queue():
+    pairs = pd.DataFrame({
+        "source": ["b", "a", "a", "c", "b"], "query_id": ["q1", "q1", "q2", "q1", "q2"],
+        "passage_id": ["d1", "d1", "d2", "d1", "d3"], "fn_score": [0.2, 0.9, 0.5, 0.1, 0.7],
+        "s_pn": 0.1, "lex_overlap": 0.0, "margin": 0.3, "unsafe": False, "flag_reasons": ""})
+    marks = {("q2", "d2"): "fine", ("q9", "d1"): "fine"}  # the second matches no queued pair
+    un = views.review_view(pairs, None, None, marks, "Unreviewed")
+    assert (un.n_queue, un.n_view) == (3, 2)
+    assert un.page(1, 10)["passage_id"].tolist() == ["d1", "d3"] and un.page(1, 10)["mark"].isna().all()
+    assert un.page(2, 1)["passage_id"].tolist() == ["d3"]
+    mk = views.review_view(pairs, None, None, marks, "Marked")
+    assert mk.n_view == 1 and mk.page(1, 10)[["passage_id", "mark"]].values.tolist() == [["d2", "fine"]]
+    al = views.review_view(pairs, None, None, marks, "All")
+    assert [m if isinstance(m, str) else None for m in al.page(1, 10)["mark"]] == [None, None, "fine"]
+    assert al.bands == views.review_queue(pairs)["fn_band"].astype(str).value_counts().to_dict()
+    with pytest.raises(ValueError, match="show='x'"):
+        views.review_view(pairs, None, None, {}, "x")
