@@ -924,6 +924,8 @@ def warm_up(collection: Any, result: Any, n_top: int = 15) -> None:
         pass
     steps += [lambda: worst_queries(result, n=20), lambda: _groups(result.pairs, "query_id"),
               lambda: _scored_query_mask(collection, result)]
+    if "fn_score" in result.pairs.columns:  # the Review page's default: every source, the shipped score
+        steps.append(lambda: review_view(result, result.pairs["fn_score"].to_numpy(), names, {}, "Unreviewed"))
     if len(names) > 1:
         steps.append(lambda: compare_scatter(compare_sources(result, names[0], names[1], n_top=n_top)))
     # the Export page's defaults: best source, "drop flagged", no marks, t = 0.5
