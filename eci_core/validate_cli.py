@@ -138,7 +138,9 @@ def markdown_tables(res) -> str:
     return "\n".join(lines)
 
 
-def print_results(res, out=sys.stdout) -> None:
+def print_results(res, out=None) -> None:
+    """Print the validation tables of ``res`` to ``out`` (default: the current ``sys.stdout``)."""
+    out = out if out is not None else sys.stdout
     m = res.meta
     cfg = m.get("config", {})
     print(f"Trainer: {m.get('trainer')}   encoder: {m.get('encoder')}   device: {m.get('device')}   splits: {m.get('n_splits')}   "
@@ -167,7 +169,8 @@ def print_results(res, out=sys.stdout) -> None:
     print(res.summary(), file=out)
 
 
-def print_trainer_agreement(a, b, out=sys.stdout) -> None:
+def print_trainer_agreement(a, b, out=None) -> None:
+    out = out if out is not None else sys.stdout
     from .validation import trainer_agreement
 
     t = trainer_agreement(a.downstream, b.downstream)
