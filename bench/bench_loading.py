@@ -22,7 +22,7 @@ from pathlib import Path
 CHILD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
-from eci_core.loaders import load_paths
+from eci_core.io.loaders import load_paths
 t1 = time.perf_counter()
 coll, report = load_paths([sys.argv[1]])
 t2 = time.perf_counter()

@@ -90,8 +90,8 @@ def _tree_rss_mib(pid: int) -> float:
 def child_library(data: str, out: str, save: str | None) -> None:
     import eci_core  # noqa: F401
     from eci_core.config import ECIConfig
-    from eci_core.encoders import EmbeddingCache, load_encoder
-    from eci_core.loaders import load_paths
+    from eci_core.models.encoders import EmbeddingCache, load_encoder
+    from eci_core.io.loaders import load_paths
     from eci_core.scoring import score_collection
 
     r: dict = {}
@@ -124,7 +124,7 @@ def child_library(data: str, out: str, save: str | None) -> None:
 
 def child_minilm(n: int, out: str) -> None:
     import eci_core  # noqa: F401
-    from eci_core.encoders import load_encoder
+    from eci_core.models.encoders import load_encoder
     from synthetic import _vocab
 
     import numpy as np

@@ -40,9 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from eci_core.bootstrap import resampled_means  # noqa: E402
+from eci_core.metrics.bootstrap import resampled_means  # noqa: E402
 from eci_core.config import ECIConfig  # noqa: E402
-from eci_core.lexical import PassageLexicon  # noqa: E402
+from eci_core.metrics.lexical import PassageLexicon  # noqa: E402
 from eci_core.scoring import BOOTSTRAP_COLUMNS, score_arrays, source_summary  # noqa: E402
 
 

@@ -12,7 +12,7 @@ _os.environ.setdefault("HF_HUB_OFFLINE", "1")
 _os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 _os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from .data import (  # noqa: E402
+from eci_core.io.data import (  # noqa: E402
     Collection,
     LoadError,
     LoadReport,

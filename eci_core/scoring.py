@@ -4,7 +4,7 @@
 ``score_collection`` embeds every unique query and passage text once with the target encoder
 (queries as queries, passages as passages), scores every source with ``score_arrays`` and
 returns the tables of :class:`ScoreResult` (ids as strings). Definitions: ``shared/spec/ECI.md``
-and :mod:`eci_core.metrics`.
+and :mod:`eci_core.metrics.eci`.
 
 Choices the spec leaves open, and what this module does:
 
@@ -31,9 +31,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import metrics as M
-from .bootstrap import beats_matrix, interval, resampled_means
-from .config import ECIConfig
+from eci_core.metrics import eci as M
+from eci_core.metrics.bootstrap import beats_matrix, interval, resampled_means
+from eci_core.config import ECIConfig
 
 PAIR_COLUMNS = [
     "source", "query_id", "passage_id", "rank", "miner_score", "s_qn", "s_qp", "margin", "s_pn",
@@ -149,7 +149,7 @@ def score_arrays(
         queries: sorted query rows the source covers (queries with K = 0 included); default the
             unique ``q_idx``.
         lexicon: object with ``overlap(neg_rows, pos_rows) -> lex_overlap`` (e.g.
-            :class:`eci_core.lexical.PassageLexicon` over the passage rows); None: NaN.
+            :class:`eci_core.metrics.lexical.PassageLexicon` over the passage rows); None: NaN.
         text_key: int per passage row, equal for identical texts (exact-duplicate flag); None:
             a negative is an exact duplicate only when it is the positive's row itself.
         cross: ``cross(query_rows, passage_rows) -> logits``; gives ``ce_margin``.
@@ -306,7 +306,7 @@ def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *,
             D = Ns - Pc[np.arange(nc), pstar_pos[qc]][:, None, :]
             sem[qc] = M.sem_logdet(D, w, config.sem_lambda)
 
-    from . import fused
+    from eci_core.metrics import fused
 
     if fused.usable(query_emb, passage_emb, n_pairs, with_sem):  # one compiled gather-and-dot pass
         q_local = np.repeat(np.arange(queries.shape[0], dtype=np.int64), counts)
@@ -401,7 +401,7 @@ def eci_statistic(config: ECIConfig):
 
 def beats(scored: dict[str, ArrayScores], config: ECIConfig = ECIConfig(), query_keys: dict | None = None):
     """``beats.loc[a, b]`` = bootstrap P(ECI(a) > ECI(b)) on the queries both cover (same
-    resample of the shared queries for both; see :func:`eci_core.bootstrap.beats_matrix`)."""
+    resample of the shared queries for both; see :func:`eci_core.metrics.bootstrap.beats_matrix`)."""
     cols, stat = eci_statistic(config)
     per = {}
     for name, sc in scored.items():
@@ -483,14 +483,14 @@ def score_collection(
     """Score every (or the named) source of ``collection`` with the target ``encoder``.
 
     Each unique query text is embedded once as a query and each unique passage text once as a
-    passage (``eci_core.encoders.embed``, with ``cache``); a cross-encoder, when given, scores
+    passage (``eci_core.models.encoders.embed``, with ``cache``); a cross-encoder, when given, scores
     (q, p*) and (q, n) for ``ce_margin``. IDF for ``lex_overlap`` is over every passage of the
     collection, or over ``idf_corpus`` when given. ``embedding_dtype="float16"`` keeps the
     embedding matrices in half precision (dot products still accumulate in float32).
     ``progress(stage, done, total)`` is called while embedding (the encoders' stages) and with
     stage ``"scoring sources"`` before each source (bootstrap included) and once at the end.
 
-    ``embeddings``: a :class:`eci_core.user_embeddings.UserEmbeddings` (your own vectors, keyed by
+    ``embeddings``: a :class:`eci_core.io.user_embeddings.UserEmbeddings` (your own vectors, keyed by
     query and passage id; ``encoder`` is then ignored and may be None). Passage vectors are read
     from its memory map chunk by chunk (never copied whole); the query vectors the sources need
     are gathered. The result's ``encoder`` is the model name you gave.
@@ -503,13 +503,13 @@ def score_collection(
     its per-query metrics (for ``beats``) are kept, so the working memory of scoring follows the
     largest source, not the sum (the returned tables hold every source).
 
-    ``fn_score`` / ``fn_band`` come from :mod:`eci_core.false_negatives` (``fn_models``: the
+    ``fn_score`` / ``fn_band`` come from :mod:`eci_core.metrics.false_negatives` (``fn_models``: the
     shipped models when None; ``False`` leaves them NaN, for refitting the shipped model).
     """
     import pandas as pd
 
-    from . import encoders as E
-    from .lexical import PassageLexicon
+    from eci_core.models import encoders as E
+    from eci_core.metrics.lexical import PassageLexicon
 
     names = list(collection.sources) if sources is None else list(sources)
     unknown = [n for n in names if n not in collection.sources]
@@ -652,7 +652,7 @@ def score_collection(
 
     pairs = pd.concat(pair_frames, ignore_index=True) if pair_frames else pd.DataFrame(columns=PAIR_COLUMNS)
     if fn_models is not False:
-        from .false_negatives import add_scores
+        from eci_core.metrics.false_negatives import add_scores
 
         add_scores(pairs, fn_models)
     queries = pd.concat(query_frames, ignore_index=True) if query_frames else pd.DataFrame(columns=QUERY_COLUMNS)

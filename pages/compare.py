@@ -7,7 +7,7 @@ one to open it in the drill-down).
 
 import streamlit as st
 
-from eci_core import selection, views
+from eci_core.explore import selection, views
 from ui import components
 
 cur = components.require_result(

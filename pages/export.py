@@ -8,7 +8,9 @@ or Parquet; and the HTML report.
 
 import streamlit as st
 
-from eci_core import export, report, views
+from eci_core.io import export, report
+
+from eci_core.explore import views
 from ui import components, state
 
 cur = components.require_result(

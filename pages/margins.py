@@ -8,7 +8,7 @@ negatives each flag rule catches, per source, and how the false-negative score s
 
 import streamlit as st
 
-from eci_core import views
+from eci_core.explore import views
 from ui import components
 
 cur = components.require_result(

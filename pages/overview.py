@@ -8,7 +8,7 @@ Positive / Negative / Difference summary.
 
 import streamlit as st
 
-from eci_core import views
+from eci_core.explore import views
 from ui import components, state
 
 cur = components.require_result(

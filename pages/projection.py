@@ -8,7 +8,7 @@ query in the drill-down.
 
 import streamlit as st
 
-from eci_core import selection, views
+from eci_core.explore import selection, views
 from ui import components, state
 
 cur = components.require_result(

@@ -11,7 +11,7 @@ measures: unsafe = ranked at or above the positive) and the false-negative score
 
 import streamlit as st
 
-from eci_core import views
+from eci_core.explore import views
 from ui import components, state
 
 cur = components.require_result(

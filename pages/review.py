@@ -13,8 +13,8 @@ negatives (a labels file next to the data, or your marks).
 
 import streamlit as st
 
-from eci_core import false_negatives as FN
-from eci_core import views
+from eci_core.metrics import false_negatives as FN
+from eci_core.explore import views
 from ui import components, state
 
 cur = components.require_result(

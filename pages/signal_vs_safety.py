@@ -9,7 +9,7 @@ row to open it in the Query drill-down.
 
 import streamlit as st
 
-from eci_core import selection, views
+from eci_core.explore import selection, views
 from ui import components
 
 cur = components.require_result(

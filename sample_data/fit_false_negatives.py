@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fit the shipped false-negative model (``eci_core/fn_model.json``) on the labelled pyfaq sample
+"""Fit the shipped false-negative model (``eci_core/metrics/fn_model.json``) on the labelled pyfaq sample
 and measure it, and every single flag rule, on held-out queries.
 
 Data: every negative of every source of ``sample_data/pyfaq`` (the rows of the pairs table,
@@ -14,7 +14,7 @@ held-out scores, and of each single rule on the same rows, get 95 % bootstrap in
 resampling queries (1,000 resamples, the same for every score). The shipped coefficients are
 then fitted on all rows. Everything is deterministic.
 
-Usage: ``python sample_data/fit_false_negatives.py [DIR] [--out eci_core/fn_model.json]``
+Usage: ``python sample_data/fit_false_negatives.py [DIR] [--out eci_core/metrics/fn_model.json]``
 (prints the README tables; ``--json`` writes the measurements too).
 """
 
@@ -31,15 +31,15 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 import eci_core  # noqa: E402,F401
-from eci_core import false_negatives as FN  # noqa: E402
+from eci_core.metrics import false_negatives as FN  # noqa: E402
 
 KS = (20, 100)
 
 
 def score_sample(d: Path):
     from eci_core.config import ECIConfig
-    from eci_core.encoders import EmbeddingCache, load_cross_encoder, load_encoder
-    from eci_core.loaders import load_paths
+    from eci_core.models.encoders import EmbeddingCache, load_cross_encoder, load_encoder
+    from eci_core.io.loaders import load_paths
     from eci_core.scoring import score_collection
 
     coll, report = load_paths([d])
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
                      f"{int(y.sum())} labelled false negatives (qrels/{FN.LABELS_FILE})",
         "encoder": res.encoder,
         "fit": "sklearn LogisticRegression(C=1.0) on standardised features, sign constraints "
-               "(eci_core/false_negatives.py), coefficients on raw features",
+               "(eci_core/metrics/false_negatives.py), coefficients on raw features",
         "held_out": {
             "with_ce": ev.to_dict(orient="records"),
             "with_ce_gains": ev.attrs["gains"],

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import eci_core  # noqa: E402,F401  (offline environment first)
-from eci_core.encoders import (  # noqa: E402
+from eci_core.models.encoders import (  # noqa: E402
     EmbeddingCache,
     cross_scores,
     embed,

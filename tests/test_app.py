@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 import eci_core  # noqa: F401  (offline model environment first)
-from eci_core import views
+from eci_core.explore import views
 from eci_core.config import ECIConfig
-from eci_core.encoders import HashingEncoder
-from eci_core.loaders import load_paths
+from eci_core.models.encoders import HashingEncoder
+from eci_core.io.loaders import load_paths
 from eci_core.scoring import score_collection
 
 streamlit_testing = pytest.importorskip("streamlit.testing.v1")
@@ -199,7 +199,7 @@ def _scatter_points(at, index: int = 0) -> int:
     """Points the page's plotly chart sends in its WebGL scatter traces."""
     import json
 
-    from eci_core.selection import _decode_typed_array
+    from eci_core.explore.selection import _decode_typed_array
 
     spec = json.loads(at.get("plotly_chart")[index].proto.spec)
     n = 0
@@ -238,9 +238,9 @@ def test_projection_defaults_to_pca(expected):
 
 
 def test_projection_umap_form_passes_its_parameters(monkeypatch):
-    """The UMAP form's values reach eci_core.projection.project (UMAP itself is swapped for PCA
+    """The UMAP form's values reach eci_core.explore.projection.project (UMAP itself is swapped for PCA
     here: its numba compilation alone takes ~20 s; tests/test_projection.py covers it)."""
-    import eci_core.projection as P
+    import eci_core.explore.projection as P
 
     calls = []
     real = P.project
@@ -435,7 +435,7 @@ def test_pages_never_compute_metrics():
     """Pages read like a description of the UI: no numpy maths, no scoring calls."""
     for path in sorted((ROOT / "pages").glob("*.py")):
         text = path.read_text(encoding="utf-8")
-        for forbidden in ("import numpy", "score_collection", "np.mean", ".mean(", "from eci_core.metrics"):
+        for forbidden in ("import numpy", "score_collection", "np.mean", ".mean(", "from eci_core.metrics.eci"):
             assert forbidden not in text, f"{path.name} contains {forbidden!r}"
 
 
@@ -444,7 +444,7 @@ def test_pages_never_compute_metrics():
 def test_cross_encoder_checkbox_adds_the_cross_encoder_flag(monkeypatch, expected):
     """With the bundled cross-encoder on, the flag table counts the cross_encoder rule as
     score_collection does (real ONNX model, ~3 s)."""
-    from eci_core.encoders import load_cross_encoder
+    from eci_core.models.encoders import load_cross_encoder
 
     coll, _ = expected
     want = score_collection(coll, HashingEncoder(), ECIConfig(), cross_encoder=load_cross_encoder(None))

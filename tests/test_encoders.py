@@ -1,4 +1,4 @@
-"""Encoders, cross-encoders and the on-disk embedding cache (``eci_core/encoders.py``)."""
+"""Encoders, cross-encoders and the on-disk embedding cache (``eci_core/models/encoders.py``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import eci_core  # noqa: F401  (sets the offline environment first)
-from eci_core.encoders import (
+from eci_core.models.encoders import (
     EmbeddingCache,
     EncoderCallCounter,
     HashingEncoder,
@@ -460,7 +460,7 @@ def tiny_models(tmp_path_factory):
     except ImportError:  # older sentence-transformers
         from sentence_transformers.models import Normalize, Pooling, Transformer
 
-    from eci_core.encoders import bundled_minilm_path
+    from eci_core.models.encoders import bundled_minilm_path
 
     d = tmp_path_factory.mktemp("tiny")
     tok = AutoTokenizer.from_pretrained(str(bundled_minilm_path()))
@@ -522,7 +522,7 @@ def test_local_cross_encoder_folder_returns_raw_logits(tiny_models):
 
 @pytest.mark.slow
 def test_bundled_bge_small_cls_pooling_instruction_and_ranking(tmp_path):
-    from eci_core.encoders import BGE_QUERY_INSTRUCTION, OnnxBgeEncoder
+    from eci_core.models.encoders import BGE_QUERY_INSTRUCTION, OnnxBgeEncoder
 
     enc = load_encoder("bge-small")
     assert isinstance(enc, OnnxBgeEncoder) and enc.dim == 384
@@ -553,7 +553,7 @@ def test_bundled_bge_small_cls_pooling_instruction_and_ranking(tmp_path):
 
 
 def test_resolve_devices_and_errors(monkeypatch):
-    from eci_core.encoders import resolve_devices
+    from eci_core.models.encoders import resolve_devices
 
     torch = pytest.importorskip("torch")
     assert resolve_devices("cpu") == ["cpu"]

@@ -1,4 +1,4 @@
-"""Cleaned-set export (eci_core.export): rules, reviewer marks, writers and round trips."""
+"""Cleaned-set export (eci_core.io.export): rules, reviewer marks, writers and round trips."""
 
 import io
 import json
@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eci_core import export
+from eci_core.io import export
 from eci_core.config import ECIConfig
-from eci_core.data import Collection
-from eci_core.data import PassageRef as P
-from eci_core.data import QueryRecord as R
-from eci_core.loaders import load_paths
+from eci_core.io.data import Collection
+from eci_core.io.data import PassageRef as P
+from eci_core.io.data import QueryRecord as R
+from eci_core.io.loaders import load_paths
 
 
 def _collection():
@@ -192,7 +192,7 @@ def test_round_trip_through_loaders(tmp_path, writer, fname):
 
 def test_real_scoring_then_drop_flagged_leaves_nothing_flagged(tmp_path):
     """Export → reload → rescore with the same encoder: no negative is flagged any more."""
-    from eci_core.encoders import HashingEncoder
+    from eci_core.models.encoders import HashingEncoder
     from eci_core.scoring import score_collection
 
     c = Collection()

@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 
 import eci_core  # noqa: F401
-from eci_core import export
+from eci_core.io import export
 from eci_core.config import ECIConfig
-from eci_core.data import Collection
-from eci_core.data import PassageRef as P
-from eci_core.data import QueryRecord as R
-from eci_core.encoders import HashingEncoder
-from eci_core.loaders import load_paths
+from eci_core.io.data import Collection
+from eci_core.io.data import PassageRef as P
+from eci_core.io.data import QueryRecord as R
+from eci_core.models.encoders import HashingEncoder
+from eci_core.io.loaders import load_paths
 from eci_core.scoring import score_collection
 
 ROOT = Path(__file__).resolve().parent.parent

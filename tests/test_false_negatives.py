@@ -1,5 +1,5 @@
-"""The false-negative score (eci_core.false_negatives), marks on disk and labels files
-(eci_core.marks)."""
+"""The false-negative score (eci_core.metrics.false_negatives), marks on disk and labels files
+(eci_core.io.marks)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 import eci_core  # noqa: F401
-from eci_core import false_negatives as FN
-from eci_core import marks as MK
+from eci_core.metrics import false_negatives as FN
+from eci_core.io import marks as MK
 
 
 def synthetic_pairs(n=400, seed=0, with_ce=False):
@@ -190,7 +190,7 @@ def test_labels_file_is_found_next_to_beir_data(tmp_path):
 def test_detector_quality_per_source_and_flag_points():
     from types import SimpleNamespace
 
-    from eci_core import views
+    from eci_core.explore import views
 
     df, y = synthetic_pairs(n=400, seed=5)
     df.loc[200:, "source"] = "b"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from eci_core.data import Collection, LoadError
-from eci_core.loaders import (
+from eci_core.io.data import Collection, LoadError
+from eci_core.io.loaders import (
     FORMATS,
     detect_format,
     load_beir,
@@ -1031,7 +1031,7 @@ def test_vectorised_readers_agree_across_block_boundaries(tmp_path, monkeypatch,
     """Blocks of a few lines (the readers cut files in ~16 MiB blocks of whole lines)."""
     if reader != "fast":
         pytest.skip("compares both modes itself")
-    import eci_core.loaders as L
+    import eci_core.io.loaders as L
 
     monkeypatch.setattr(L, "_BLOCK_BYTES", 40)
     d = {"beir": F / "beir", "app_small": ROOT / "tests" / "fixtures" / "app_small",

@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import eci_core  # noqa: F401  (sets the offline variables first)
-from eci_core import metrics as M
-from eci_core.bootstrap import beats_matrix, bootstrap_mean, interval, resample_counts, resampled_means
+from eci_core.metrics import eci as M
+from eci_core.metrics.bootstrap import beats_matrix, bootstrap_mean, interval, resample_counts, resampled_means
 from eci_core.config import ECIConfig
-from eci_core.lexical import PassageLexicon, lex_overlap, tokenize
-from eci_core.metrics import FLAG_RULES
+from eci_core.metrics.lexical import PassageLexicon, lex_overlap, tokenize
+from eci_core.metrics.eci import FLAG_RULES
 from eci_core.scoring import score_arrays, source_summary
 
 import reference as R  # tests/ is on sys.path under pytest (prepend import mode)

@@ -1,4 +1,4 @@
-"""Tests of the hard-negative miners (eci_core.miners) and `eci mine` (eci_core.mine_cli)."""
+"""Tests of the hard-negative miners (eci_core.miners) and `eci mine` (eci_core.cli.mine)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import eci_core  # noqa: F401  (sets the offline environment first)
-from eci_core.data import Collection, LoadError
-from eci_core.encoders import HashingEncoder
+from eci_core.io.data import Collection, LoadError
+from eci_core.models.encoders import HashingEncoder
 from eci_core.miners import (
     BM25CE_DEFAULT_MARGIN,
     mine,
@@ -297,7 +297,7 @@ def test_cross_encoder_method_reranks_union_of_bm25_and_dense():
 
 def test_bm25_ce_with_the_bundled_onnx_cross_encoder(tmp_path):
     """The real cross-encoder on a handful of pairs; checked against the scores it gives."""
-    from eci_core.encoders import EmbeddingCache, cross_scores, load_cross_encoder
+    from eci_core.models.encoders import EmbeddingCache, cross_scores, load_cross_encoder
 
     texts = [
         "Use list.sort() to sort a list in place, or sorted() to get a new sorted list.",
@@ -406,7 +406,7 @@ def test_read_beir_errors_name_file_and_line(tmp_path):
 
 
 def test_eci_mine_cli_writes_run_and_prints_skip_lines(tmp_path, capsys):
-    from eci_core.mine_cli import main
+    from eci_core.cli.mine import main
 
     out = tmp_path / "dense-percpos.trec"
     rc = main([str(FIXTURE), "--method", "dense", "--encoder", "hashing", "--num-negatives", "3",
@@ -450,7 +450,7 @@ def test_dense_mining_of_20k_passages_stays_under_1_gb():
         import tracemalloc
         import numpy as np
         import eci_core
-        from eci_core.data import Collection
+        from eci_core.io.data import Collection
         from eci_core.miners import mine
         n, nq = 20000, 5000
         rng = np.random.default_rng(0)
@@ -517,7 +517,7 @@ def test_pyfaq_sources_are_committed_with_ten_negatives_and_no_positive():
 
 @pytest.mark.slow
 def test_shipped_embeddings_hit_the_cache_and_a_changed_text_misses(tmp_path):
-    from eci_core.encoders import EmbeddingCache, EncoderCallCounter, embed, load_encoder
+    from eci_core.models.encoders import EmbeddingCache, EncoderCallCounter, embed, load_encoder
 
     coll = read_beir(PYFAQ)
     enc = EncoderCallCounter(load_encoder(None))
@@ -534,8 +534,8 @@ def test_shipped_embeddings_hit_the_cache_and_a_changed_text_misses(tmp_path):
 def test_pyfaq_dense_is_less_safe_than_dense_percpos(tmp_path):
     """Naive dense top-k keeps false negatives that TopK-PercPos removes: its unsafe rate
     (share of negatives the target encoder ranks at or above the positive) is clearly higher."""
-    from eci_core.encoders import EmbeddingCache, load_encoder
-    from eci_core.loaders import load_paths
+    from eci_core.models.encoders import EmbeddingCache, load_encoder
+    from eci_core.io.loaders import load_paths
     from eci_core.scoring import score_collection
     from eci_core.config import ECIConfig
 

@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eci_core import projection as pj
+from eci_core.explore import projection as pj
 from eci_core.config import ECIConfig
-from eci_core.data import Collection
-from eci_core.data import PassageRef as P
-from eci_core.data import QueryRecord as R
+from eci_core.io.data import Collection
+from eci_core.io.data import PassageRef as P
+from eci_core.io.data import QueryRecord as R
 
 
 def test_pca_matches_covariance_eigenvectors():
@@ -96,7 +96,7 @@ def test_cache_dir_defaults(monkeypatch, tmp_path):
 
 
 def _scored():
-    from eci_core.encoders import HashingEncoder
+    from eci_core.models.encoders import HashingEncoder
     from eci_core.scoring import score_collection
 
     c = Collection()

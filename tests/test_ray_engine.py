@@ -14,8 +14,8 @@ import pytest
 
 import eci_core  # noqa: F401
 from eci_core.config import ECIConfig
-from eci_core.encoders import EmbeddingCache, HashingEncoder
-from eci_core.loaders import load_paths
+from eci_core.models.encoders import EmbeddingCache, HashingEncoder
+from eci_core.io.loaders import load_paths
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")

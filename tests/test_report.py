@@ -1,14 +1,16 @@
-"""The standalone HTML report (eci_core.report)."""
+"""The standalone HTML report (eci_core.io.report)."""
 
 from html.parser import HTMLParser
 
 import pytest
 
-from eci_core import report, views
+from eci_core.io import report
+
+from eci_core.explore import views
 from eci_core.config import ECIConfig
-from eci_core.data import Collection
-from eci_core.data import PassageRef as P
-from eci_core.data import QueryRecord as R
+from eci_core.io.data import Collection
+from eci_core.io.data import PassageRef as P
+from eci_core.io.data import QueryRecord as R
 
 pytest.importorskip("plotly")
 
@@ -39,7 +41,7 @@ class _Collect(HTMLParser):
 
 @pytest.fixture(scope="module")
 def scored():
-    from eci_core.encoders import HashingEncoder
+    from eci_core.models.encoders import HashingEncoder
     from eci_core.scoring import score_collection
 
     c = Collection()

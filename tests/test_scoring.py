@@ -9,8 +9,8 @@ import pytest
 
 import eci_core  # noqa: F401
 from eci_core.config import ECIConfig
-from eci_core.data import Collection, PassageRef, QueryRecord
-from eci_core.encoders import HashingEncoder, embed
+from eci_core.io.data import Collection, PassageRef, QueryRecord
+from eci_core.models.encoders import HashingEncoder, embed
 from eci_core.scoring import PAIR_COLUMNS, QUERY_COLUMNS, SOURCE_COLUMNS, score_arrays, score_collection
 
 import reference as R  # tests/ is on sys.path under pytest
@@ -208,7 +208,7 @@ def test_score_arrays_validates_inputs():
 def test_second_scoring_run_encodes_nothing(tmp_path):
     """Each unique text is encoded once per model across sources, and a second run (a new
     process would build a new EmbeddingCache on the same folder) encodes nothing."""
-    from eci_core.encoders import EmbeddingCache, EncoderCallCounter
+    from eci_core.models.encoders import EmbeddingCache, EncoderCallCounter
 
     c = collection()
     enc = EncoderCallCounter(HashingEncoder())
@@ -351,8 +351,8 @@ def test_a_20000_negative_row_scores_in_bounded_memory():
         """
         import numpy as np
         from eci_core.config import ECIConfig
-        from eci_core.data import Collection, PassageRef, QueryRecord
-        from eci_core.encoders import HashingEncoder
+        from eci_core.io.data import Collection, PassageRef, QueryRecord
+        from eci_core.models.encoders import HashingEncoder
         from eci_core.scoring import score_collection
         negs = [PassageRef(f"n{i}", f"negative passage number {i} about topic {i % 97}") for i in range(20000)]
         rec = [QueryRecord("q", "which passage is about topic 5", [PassageRef("p", "the passage about topic 5")], negs),
@@ -375,10 +375,10 @@ def test_a_20000_negative_row_scores_in_bounded_memory():
 
 
 def test_fused_numba_pair_pass_equals_the_numpy_path(monkeypatch):
-    """The compiled gather-and-dot kernel (eci_core/fused.py) gives the numpy path's pair values
+    """The compiled gather-and-dot kernel (eci_core/metrics/fused.py) gives the numpy path's pair values
     to 1e-6 and the same flags: several positives per query, negatives that are a positive's own
     row, and text keys (exact duplicates)."""
-    from eci_core import fused
+    from eci_core.metrics import fused
 
     if not fused.available():
         pytest.skip("numba is not installed")

@@ -1,10 +1,10 @@
-"""Plotly selection events → row ids (eci_core.selection)."""
+"""Plotly selection events → row ids (eci_core.explore.selection)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from eci_core.selection import has_selection, rows_for_ids, selected_ids, selection_kind, selection_points, trace_point_ids
+from eci_core.explore.selection import has_selection, rows_for_ids, selected_ids, selection_kind, selection_points, trace_point_ids
 
 
 def _event(points, box=None, lasso=None):
@@ -106,7 +106,7 @@ def test_rows_for_ids_preserves_selection_order():
 def test_roundtrip_with_views_signal_safety_figure():
     """A figure built by views carries row ids that map back to the frame's rows."""
     pytest.importorskip("plotly")
-    from eci_core import views
+    from eci_core.explore import views
 
     q = pd.DataFrame({"source": ["a", "a", "b"], "query_id": ["q1", "q2", "q1"], "S": [0.4, 0.5, 0.3],
                       "delta": [0.1, 0.0, 0.2], "eci": [0.2, 0.0, 0.25]})

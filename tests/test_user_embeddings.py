@@ -1,4 +1,4 @@
-"""Bring your own embeddings (``eci_core/user_embeddings.py``, ``eci score --embeddings``)."""
+"""Bring your own embeddings (``eci_core/io/user_embeddings.py``, ``eci score --embeddings``)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 
 import eci_core  # noqa: F401
 from eci_core.config import ECIConfig
-from eci_core.encoders import HashingEncoder, embed, export_embeddings
+from eci_core.models.encoders import HashingEncoder, embed, export_embeddings
 from eci_core.scoring import score_collection
-from eci_core.user_embeddings import NormalisedRows, open_embeddings, write_embeddings
+from eci_core.io.user_embeddings import NormalisedRows, open_embeddings, write_embeddings
 
 from test_scoring import collection  # a 3-source collection (tests/ is on sys.path)
 
@@ -153,7 +153,7 @@ def test_missing_ids_and_wrong_dimension_give_one_clear_line(coll, tmp_path):
 
 def test_cli_scores_with_your_embeddings(tmp_path):
     data = ROOT / "tests" / "fixtures"
-    from eci_core.loaders import load_paths
+    from eci_core.io.loaders import load_paths
 
     beir = ROOT / "sample_data" / "pyfaq"
     coll, _ = load_paths([str(beir)])
@@ -182,7 +182,7 @@ def test_sidebar_scores_with_your_embeddings(tmp_path, monkeypatch):
     """The sidebar's "Your embeddings (folder)…" choice: the Overview shows the numbers the
     library gives for those vectors (the hashing encoder's, written to .npy + ids)."""
     streamlit_testing = pytest.importorskip("streamlit.testing.v1")
-    from eci_core.loaders import load_paths
+    from eci_core.io.loaders import load_paths
 
     fixture = ROOT / "tests" / "fixtures" / "app_small"
     monkeypatch.setenv("ECI_CACHE_DIR", str(tmp_path / "cache"))

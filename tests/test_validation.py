@@ -23,9 +23,9 @@ import pandas as pd
 import pytest
 
 import eci_core  # noqa: F401
-from eci_core import views
-from eci_core.data import Collection, PassageRef, QueryRecord
-from eci_core.encoders import HashingEncoder
+from eci_core.explore import views
+from eci_core.io.data import Collection, PassageRef, QueryRecord
+from eci_core.models.encoders import HashingEncoder
 from eci_core.validation import (IN_BATCH, UNTRAINED, ValidationConfig, load_results, make_trainer, trainer_agreement,
                                  validate)
 from eci_core.validation.analysis import downstream_table, rank_agreement
@@ -265,7 +265,7 @@ def test_poisoned_source_trains_worse_finetune(kas, tmp_path):
         from sentence_transformers.sentence_transformer.modules import StaticEmbedding
     except ImportError:
         from sentence_transformers.models import StaticEmbedding
-    from eci_core.encoders import bundled_minilm_path
+    from eci_core.models.encoders import bundled_minilm_path
     from eci_core.validation.trainers import FinetuneTrainer
 
     torch.manual_seed(0)

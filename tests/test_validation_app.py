@@ -86,7 +86,7 @@ def test_validation_page_shows_the_saved_numbers(data_dir):
 
 
 def test_overview_quotes_the_validation_of_the_loaded_data(data_dir):
-    from eci_core import views
+    from eci_core.explore import views
     from eci_core.validation import load_results
 
     at = AppTest.from_file(APP, default_timeout=120)
@@ -96,8 +96,8 @@ def test_overview_quotes_the_validation_of_the_loaded_data(data_dir):
     verdict = next(t for t in texts if t.startswith("Validation ("))
     assert "Train on" not in verdict and "trained best of the loaded sources" in verdict
     from eci_core.config import ECIConfig
-    from eci_core.encoders import HashingEncoder
-    from eci_core.loaders import load_paths
+    from eci_core.models.encoders import HashingEncoder
+    from eci_core.io.loaders import load_paths
     from eci_core.scoring import score_collection
 
     coll, _ = load_paths([str(data_dir)])

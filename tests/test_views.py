@@ -1,4 +1,4 @@
-"""Data shaping and figure builders of eci_core.views (numbers checked by hand)."""
+"""Data shaping and figure builders of eci_core.explore.views (numbers checked by hand)."""
 
 import math
 
@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eci_core import views
+from eci_core.explore import views
 from eci_core.config import ECIConfig
-from eci_core.data import Collection
-from eci_core.data import PassageRef as P
-from eci_core.data import QueryRecord
+from eci_core.io.data import Collection
+from eci_core.io.data import PassageRef as P
+from eci_core.io.data import QueryRecord
 
 
 # --------------------------------------------------------------------------- hand-made tables
@@ -284,7 +284,7 @@ def test_projection_figure_dims_unselected_points():
 
 # --------------------------------------------------------------------------- with the real engine
 def test_views_on_a_real_score_result():
-    from eci_core.encoders import HashingEncoder
+    from eci_core.models.encoders import HashingEncoder
     from eci_core.scoring import score_collection
 
     c = Collection()
@@ -470,7 +470,7 @@ def test_memo_computes_once_across_threads():
 
 
 def test_warm_up_fills_what_the_pages_read():
-    from eci_core.encoders import HashingEncoder
+    from eci_core.models.encoders import HashingEncoder
     from eci_core.scoring import score_collection
 
     c = Collection()

@@ -63,12 +63,12 @@ def ensure_scores() -> None:
 
 
 def warm_up_in_background(collection, result) -> None:
-    """Start :func:`eci_core.views.warm_up` in a daemon thread: what the other pages derive from
+    """Start :func:`eci_core.explore.views.warm_up` in a daemon thread: what the other pages derive from
     new scores is computed once, while the user reads the Overview, not on a page switch."""
     import logging
     import threading
 
-    from eci_core import views
+    from eci_core.explore import views
 
     def run() -> None:
         try:

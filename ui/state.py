@@ -1,6 +1,6 @@
 """Session state of the dashboard, initialised in one place.
 
-Everything a page needs comes from here: the loaded :class:`~eci_core.data.Collection`, the
+Everything a page needs comes from here: the loaded :class:`~eci_core.io.data.Collection`, the
 settings chosen in the sidebar, the :class:`~eci_core.scoring.ScoreResult` for those settings,
 and the user's per-negative marks. Pages never compute metrics; they call :func:`current`.
 
@@ -39,12 +39,12 @@ import streamlit as st
 
 import eci_core  # noqa: F401  (sets the offline environment variables first)
 from eci_core.config import ECIConfig
-from eci_core.data import Collection, LoadReport, content_hash
+from eci_core.io.data import Collection, LoadReport, content_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = ROOT / "sample_data" / "pyfaq"
 
-#: Choices of the sidebar's encoder box -> value passed to ``eci_core.encoders.load_encoder``.
+#: Choices of the sidebar's encoder box -> value passed to ``eci_core.models.encoders.load_encoder``.
 ENCODER_CHOICES = {
     "MiniLM (bundled)": "minilm",
     "Hashing (instant, lexical)": "hashing",
@@ -52,7 +52,7 @@ ENCODER_CHOICES = {
     "Local folder…": "folder",
     "Your embeddings (folder)…": "embeddings",
 }
-#: Mark values, as ``eci_core.export.clean_collection`` expects them.
+#: Mark values, as ``eci_core.io.export.clean_collection`` expects them.
 MARK_FALSE_NEGATIVE = "false_negative"
 MARK_FINE = "fine"
 MARK_LABELS = {MARK_FALSE_NEGATIVE: "false negative", MARK_FINE: "fine"}
@@ -77,7 +77,7 @@ K_VALIDATIONS = "eci_validations"  # label -> ValidationResult opened or run in 
 # Widget keys of the sidebar (their values are the settings).
 W_ENCODER = "set_encoder"
 W_ENCODER_PATH = "set_encoder_path"
-W_EMBEDDINGS = "set_embeddings"  # folder of your own vectors (eci_core.user_embeddings)
+W_EMBEDDINGS = "set_embeddings"  # folder of your own vectors (eci_core.io.user_embeddings)
 W_EMBEDDINGS_MODEL = "set_embeddings_model"
 W_CROSS = "set_cross_encoder"
 W_POSITIVE = "set_positive"
@@ -319,7 +319,7 @@ def _mtimes(path: Path) -> tuple:
 
 @st.cache_resource(show_spinner="Reading the dataset…", max_entries=4)
 def _load_cached(path: str, mtimes_key: tuple) -> tuple[Collection, LoadReport]:
-    from eci_core.loaders import load_paths
+    from eci_core.io.loaders import load_paths
 
     return load_paths([path])
 
@@ -373,7 +373,7 @@ def add_paths(paths: list[Path], label: str, hide_root: Path | None = None) -> N
     shown as one line each (with ``hide_root/`` cut from file names, so an upload is named as the
     user's file). A path that loads adds its sources (named after the file stems).
     """
-    from eci_core.loaders import load_paths
+    from eci_core.io.loaders import load_paths
 
     ss = st.session_state
     current: Collection | None = ss[K_COLLECTION]
@@ -404,7 +404,7 @@ def _short_names(message: str, root: Path | None) -> str:
 
 def replace_with_path(path: Path) -> None:
     """Open another dataset in place of the current one (kept when the new one fails)."""
-    from eci_core.loaders import load_paths
+    from eci_core.io.loaders import load_paths
 
     ss = st.session_state
     try:
@@ -477,7 +477,7 @@ def add_uploads(files) -> None:
 @st.cache_resource(show_spinner="Loading the encoder…", max_entries=3)
 def get_encoder(name: str):
     """The target encoder (bundled MiniLM, ``hashing`` or a local folder), once per process."""
-    from eci_core.encoders import load_encoder
+    from eci_core.models.encoders import load_encoder
 
     return load_encoder(None if name == "minilm" else name)
 
@@ -485,7 +485,7 @@ def get_encoder(name: str):
 @st.cache_resource(show_spinner="Loading the cross-encoder…", max_entries=2)
 def get_cross_encoder():
     """The bundled ONNX cross-encoder, once per process."""
-    from eci_core.encoders import load_cross_encoder
+    from eci_core.models.encoders import load_cross_encoder
 
     return load_cross_encoder(None)
 
@@ -498,7 +498,7 @@ def get_embedding_cache():
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _embedding_cache(readonly: tuple[str, ...]):
-    from eci_core.encoders import EmbeddingCache
+    from eci_core.models.encoders import EmbeddingCache
 
     return EmbeddingCache(readonly_dirs=list(readonly))
 
@@ -523,7 +523,7 @@ def readonly_cache_dirs() -> list[Path]:
 
 def cache_dirs_read() -> tuple[str, ...]:
     """Every embedding-cache folder scoring reads: the user's cache, then the read-only layers."""
-    from eci_core.encoders import default_cache_dir
+    from eci_core.models.encoders import default_cache_dir
 
     return (str(default_cache_dir().expanduser().resolve()), *(str(p) for p in readonly_cache_dirs()))
 
@@ -603,7 +603,7 @@ def compute_result(s: Settings, progress: Callable[[str, int, int], None] | None
         if not path_allowed(Path(s.embeddings)):
             raise ValueError("Your embeddings: that folder is outside the folders this dashboard may read "
                              "(start it with --data-root DIRS or set ECI_DATA_ROOT)")
-        from eci_core.user_embeddings import open_embeddings
+        from eci_core.io.user_embeddings import open_embeddings
 
         embeddings, encoder = open_embeddings(s.embeddings, model=s.embeddings_model or None), None
     else:
@@ -692,18 +692,18 @@ def fn_scores_now(result):
     models = st.session_state.get(K_FN_MODELS)
     if models is None:
         return result.pairs["fn_score"].to_numpy()
-    from eci_core.false_negatives import fn_scores
+    from eci_core.metrics.false_negatives import fn_scores
 
     return fn_scores(result.pairs, models)
 
 
 def refit_on_marks(result) -> dict:
     """Refit the false-negative score on the session's marks plus the shipped prior
-    (``eci_core.false_negatives.refit``); the review queue re-ranks with it. Returns and keeps
+    (``eci_core.metrics.false_negatives.refit``); the review queue re-ranks with it. Returns and keeps
     what the refit measured (``refit_report``: precision on the marks before / after)."""
     import numpy as np
 
-    from eci_core.false_negatives import refit, refit_report
+    from eci_core.metrics.false_negatives import refit, refit_report
 
     pairs = result.pairs
     marks = st.session_state[K_MARKS]
@@ -719,8 +719,8 @@ def refit_on_marks(result) -> dict:
 
 def save_marks() -> bool:
     """Save the session's marks under the data's fingerprint in the user's cache folder
-    (``eci_core.marks``); False when there is no data or the folder is not writable."""
-    from eci_core.marks import save_marks as _save
+    (``eci_core.io.marks``); False when there is no data or the folder is not writable."""
+    from eci_core.io.marks import save_marks as _save
 
     fp = st.session_state.get(K_FINGERPRINT)
     if not fp:
@@ -730,7 +730,7 @@ def save_marks() -> bool:
 
 def _restore_marks() -> None:
     """Merge the marks saved for the current data into the session's (the session's win)."""
-    from eci_core.marks import load_marks
+    from eci_core.io.marks import load_marks
 
     ss = st.session_state
     fp = ss.get(K_FINGERPRINT)
@@ -746,7 +746,7 @@ def _restore_marks() -> None:
 
 def clear_marks() -> None:
     """Forget every mark of this session and the saved ones of the current data."""
-    from eci_core.marks import clear_marks as _clear
+    from eci_core.io.marks import clear_marks as _clear
 
     ss = st.session_state
     ss[K_MARKS] = {}
@@ -759,8 +759,8 @@ def clear_marks() -> None:
 
 def marks_labels_bytes() -> bytes:
     """The marks as a labels file (``query-id corpus-id score``; 1 false negative, 0 fine)."""
-    from eci_core.false_negatives import labels_bytes
-    from eci_core.marks import marks_to_labels
+    from eci_core.metrics.false_negatives import labels_bytes
+    from eci_core.io.marks import marks_to_labels
 
     return labels_bytes(marks_to_labels(st.session_state[K_MARKS]))
 
@@ -769,8 +769,8 @@ def import_labels(data: bytes, pairs) -> int:
     """Mark every negative of ``pairs`` (the scored pairs table) whose (query, passage) the labels
     file ``data`` lists; returns how many marks were set. Raises ValueError naming the line of a
     malformed file (nothing is changed then)."""
-    from eci_core.false_negatives import read_labels
-    from eci_core.marks import labels_to_marks
+    from eci_core.metrics.false_negatives import read_labels
+    from eci_core.io.marks import labels_to_marks
 
     labels = read_labels(data)
     keys = zip(pairs["source"].astype(str), pairs["query_id"].astype(str), pairs["passage_id"].astype(str))
@@ -827,7 +827,7 @@ PAGE_FILES = {
 @st.cache_resource(show_spinner=False, max_entries=8)  # the same table each rerun (no copy): read-only
 def _projected(key: tuple, sources: tuple, color_by: str, method: str, n_neighbors: int, min_dist: float,
                metric: str, max_points: int, _collection: Collection, _result):
-    from eci_core.projection import project_points, projection_frame
+    from eci_core.explore.projection import project_points, projection_frame
 
     # sample first, then embed only the kept points (a cache read after scoring)
     data = projection_frame(_collection, _result, sources=list(sources), color_by=color_by, max_points=max_points,

@@ -17,15 +17,15 @@ def score(collection, encoder, config=None, *, engine: str = "local", ray_addres
     ``progress``, ``embeddings``, ...). For ``"ray"``, ``encoder`` may be a name or folder (loaded
     once per Ray worker) and ``ray_address`` the cluster to join (None: start or reuse a local
     Ray)."""
-    from ..config import ECIConfig
+    from eci_core.config import ECIConfig
 
     config = config or ECIConfig()
     if engine == "local":
-        from .local import score_local
+        from eci_core.engines.local import score_local
 
         return score_local(collection, encoder, config, **kwargs)
     if engine == "ray":
-        from .ray_engine import score_ray
+        from eci_core.engines.ray_engine import score_ray
 
         return score_ray(collection, encoder, config, ray_address=ray_address, **kwargs)
     raise ValueError(f"engine={engine!r}: use 'local' or 'ray'")

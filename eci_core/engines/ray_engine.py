@@ -74,7 +74,7 @@ class _EncodeActor:
     """Ray Data actor: loads the encoder once, then encodes batches of ``text`` rows."""
 
     def __init__(self, spec, device: str, kind: str):
-        from eci_core.encoders import load_encoder
+        from eci_core.models.encoders import load_encoder
 
         self.encoder = load_encoder(spec, device=device) if isinstance(spec, str) or spec is None else spec
         self.kind = kind
@@ -92,14 +92,14 @@ class _EncodeActor:
 class RayEncoder:
     """An encoder whose ``encode_queries`` / ``encode_passages`` run on Ray (see module docstring).
 
-    ``spec`` is what :func:`eci_core.encoders.load_encoder` takes (a name or a folder every worker
-    can read) or a picklable encoder object (e.g. :class:`~eci_core.encoders.HashingEncoder`).
+    ``spec`` is what :func:`eci_core.models.encoders.load_encoder` takes (a name or a folder every worker
+    can read) or a picklable encoder object (e.g. :class:`~eci_core.models.encoders.HashingEncoder`).
     ``name``, ``fingerprint`` and ``dim`` are the local encoder's, so the embedding cache is shared
     with the local engine.
     """
 
     def __init__(self, spec, device: str = "auto", batch_size: int = ENCODE_BATCH, concurrency: int | None = None):
-        from eci_core.encoders import load_encoder
+        from eci_core.models.encoders import load_encoder
 
         self.spec = spec
         self.device = device
@@ -314,7 +314,7 @@ class RaySourceScorer:
 def score_ray(collection, encoder, config, *, ray_address: str | None = None, device: str = "auto",
               num_cpus: int | None = None, score_batch: int = SCORE_BATCH, **kwargs):
     """:func:`eci_core.scoring.score_collection` with encoding and scoring on Ray."""
-    from ..scoring import score_collection
+    from eci_core.scoring import score_collection
 
     init_ray(ray_address, num_cpus=num_cpus)
     if kwargs.get("cross_encoder") is not None:

@@ -9,10 +9,10 @@ and compare every pre-training number's ranking of the sources with training's.
 * :mod:`.results`    :func:`validate`, :class:`ValidationResult`, save / :func:`load_results`
 """
 
-from .protocol import BASELINES, IN_BATCH, UNTRAINED, ValidationConfig
-from .results import ValidationResult, find_results, load_results, source_signatures, validate
-from .trainers import TRAINERS, make_trainer
-from .analysis import trainer_agreement
+from eci_core.validation.protocol import BASELINES, IN_BATCH, UNTRAINED, ValidationConfig
+from eci_core.validation.results import ValidationResult, find_results, load_results, source_signatures, validate
+from eci_core.validation.trainers import TRAINERS, make_trainer
+from eci_core.validation.analysis import trainer_agreement
 
 __all__ = ["BASELINES", "IN_BATCH", "UNTRAINED", "TRAINERS", "ValidationConfig", "ValidationResult", "find_results",
            "load_results", "make_trainer", "source_signatures", "trainer_agreement", "validate"]

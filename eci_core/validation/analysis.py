@@ -3,7 +3,7 @@ ranked the sources the way training did.
 
 Downstream (per variant = source or baseline): per test query, nDCG@10 (R@10, MRR@10) is
 averaged over seeds; the source's value is the mean over test queries (pooled over splits), with
-a 95 % bootstrap interval over test queries (``eci_core.bootstrap``, same resamples for every
+a 95 % bootstrap interval over test queries (``eci_core.metrics.bootstrap``, same resamples for every
 variant, so differences are paired). ``gain`` = mean paired difference to the in-batch-only
 baseline with its interval; ``seed_sd`` = standard deviation over seeds of the per-seed mean
 (the training noise). ``P(A > B)`` = share of bootstrap resamples of the shared test queries in
@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..bootstrap import resampled_means
-from .protocol import BASELINES, IN_BATCH
+from eci_core.metrics.bootstrap import resampled_means
+from eci_core.validation.protocol import BASELINES, IN_BATCH
 
 #: (label, column of the pre-training table, sign): the numbers the agreement table checks.
 PRETRAINING_NUMBERS = (

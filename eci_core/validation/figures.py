@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .analysis import PRETRAINING_NUMBERS
+from eci_core.validation.analysis import PRETRAINING_NUMBERS
 
 
 def number_labels(res) -> list[str]:
@@ -90,7 +90,7 @@ def agreement_display(res) -> pd.DataFrame:
 
 def trainer_agreement_frame(results: dict) -> pd.DataFrame:
     """Rows for every pair of saved results: trainers, shared sources, Kendall τ, top-1 agreement."""
-    from .analysis import trainer_agreement
+    from eci_core.validation.analysis import trainer_agreement
 
     names = list(results)
     rows = []

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from ..data import Collection, LoadError
+from eci_core.io.data import Collection, LoadError
 
 
 def corpus_dir(path: str | Path) -> Path | None:
@@ -28,7 +28,7 @@ def corpus_dir(path: str | Path) -> Path | None:
 def add_corpus(collection: Collection, directory: str | Path) -> int:
     """Add every passage of ``directory/corpus.jsonl`` to ``collection`` (known ids keep their
     index); returns how many were new. A bad line raises LoadError naming file, line and field."""
-    from ..miners import _beir_text
+    from eci_core.miners import _beir_text
 
     path = Path(directory) / "corpus.jsonl"
     before = collection.n_passages
@@ -67,7 +67,7 @@ def with_full_corpus(collection: Collection, paths: Iterable[str | Path]) -> Col
 def load_for_validation(paths: list[str], format: str | None = None):
     """``(collection, report)``: the full corpora of the BEIR directories among ``paths`` first,
     then every path loaded into that collection (so extra runs may use any corpus passage)."""
-    from ..loaders import load_paths
+    from eci_core.io.loaders import load_paths
 
     coll = Collection()
     for p in paths:

@@ -27,8 +27,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .splits import Split, make_splits, training_lists
-from .trainers import Batch, make_trainer
+from eci_core.validation.splits import Split, make_splits, training_lists
+from eci_core.validation.trainers import Batch, make_trainer
 
 UNTRAINED = "untrained"
 IN_BATCH = "in-batch only"
@@ -123,7 +123,7 @@ def eval_passages(collection, exclude_prefixes: Sequence[str]) -> np.ndarray:
 def _pool_embeddings(collection, ev, encoder, cache, progress):
     """Frozen embeddings of all queries and of the evaluation passages under the target encoder
     (``encoder``, None = bundled MiniLM, read from the embedding cache): they choose the pool."""
-    from ..encoders import embed, load_encoder
+    from eci_core.models.encoders import embed, load_encoder
 
     enc = load_encoder(encoder)
     q = np.asarray(embed(enc, list(collection.query_texts), "query", cache=cache, progress=progress), np.float32)
@@ -136,7 +136,7 @@ def run_protocol(collection, sources: Sequence[str], config: ValidationConfig, e
     """Train and evaluate every variant (baselines + ``sources``) on every split and seed."""
     import pandas as pd
 
-    from .evaluation import evaluate_embeddings
+    from eci_core.validation.evaluation import evaluate_embeddings
 
     sources = list(sources)
     missing = [s for s in sources if s not in collection.sources]
@@ -175,7 +175,7 @@ def run_protocol(collection, sources: Sequence[str], config: ValidationConfig, e
         trainer.eval_passages = ev
         split_ids = ev_ids
         if config.eval_pool:
-            from .evaluation import top_k
+            from eci_core.validation.evaluation import top_k
 
             if pool_emb is None:
                 pool_emb = _pool_embeddings(collection, ev, encoder, cache, progress)

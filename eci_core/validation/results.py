@@ -12,9 +12,9 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .analysis import (agreement_table, downstream_table, encoder_agreement, pretraining_table,
+from eci_core.validation.analysis import (agreement_table, downstream_table, encoder_agreement, pretraining_table,
                        trainer_agreement)
-from .protocol import BASELINES, IN_BATCH, UNTRAINED, ValidationConfig, run_protocol
+from eci_core.validation.protocol import BASELINES, IN_BATCH, UNTRAINED, ValidationConfig, run_protocol
 
 RESULTS_JSON = "results.json"
 _TEXT_COLUMNS = {"variant", "kind", "number", "pick", "name"}
@@ -241,9 +241,9 @@ def validate(collection, sources: Sequence[str] | None = None, config: Validatio
     trained; None = bundled MiniLM). The pre-training numbers are ECI & co. of every source under
     that encoder (``score_collection`` with ``score_config``). ``agreement_encoders``: further
     ``load_encoder`` names whose ECI rankings are compared with the target's (Kendall τ)."""
-    from ..config import ECIConfig
-    from ..encoders import load_encoder
-    from ..scoring import score_collection
+    from eci_core.config import ECIConfig
+    from eci_core.models.encoders import load_encoder
+    from eci_core.scoring import score_collection
 
     sources = list(sources) if sources else list(collection.sources)
     raw = run_protocol(collection, sources, config, encoder=encoder, cache=cache, progress=progress)

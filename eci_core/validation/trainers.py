@@ -99,7 +99,7 @@ class LinearTrainer:
         self.weight_decay = weight_decay
 
     def setup(self, collection, eval_passages, cache=None, progress=None) -> None:
-        from ..encoders import embed
+        from eci_core.models.encoders import embed
 
         self.q_emb = np.asarray(embed(self.encoder, list(collection.query_texts), "query", cache=cache, progress=progress), np.float32)
         self.p_emb = np.asarray(embed(self.encoder, list(collection.passage_texts), "passage", cache=cache, progress=progress), np.float32)
@@ -181,7 +181,7 @@ class FinetuneTrainer:
 
     def __init__(self, model_path=None, max_seq_length: int | None = None, device: str | None = None,
                  encode_batch_size: int = 64, threads: int | None = None):
-        from ..encoders import SentenceTransformerEncoder, bundled_minilm_path
+        from eci_core.models.encoders import SentenceTransformerEncoder, bundled_minilm_path
 
         self.model_path = str(model_path or bundled_minilm_path())
         self.max_seq_length = max_seq_length
@@ -225,7 +225,7 @@ class FinetuneTrainer:
         q_texts = [coll.query_texts[int(q)] for q in test_queries]
         p_texts = [coll.passage_texts[int(p)] for p in self.eval_passages]
         if batches is None:
-            from ..encoders import embed
+            from eci_core.models.encoders import embed
 
             return (np.asarray(embed(self.base_encoder, q_texts, "query", cache=self.cache), np.float32),
                     np.asarray(embed(self.base_encoder, p_texts, "passage", cache=self.cache, progress=progress), np.float32))
@@ -288,7 +288,7 @@ def make_trainer(name: str, encoder=None, **kwargs) -> Trainer:
     encoder of the cheap trainers (an Encoder or a ``load_encoder`` name); ``finetune`` trains a
     local sentence-transformers folder (``encoder`` as a folder path, or None / "minilm" for the
     bundled MiniLM); ``kwargs`` go to the trainer (e.g. ``max_seq_length`` for finetune)."""
-    from ..encoders import BUNDLED_ENCODER_ALIASES, load_encoder
+    from eci_core.models.encoders import BUNDLED_ENCODER_ALIASES, load_encoder
 
     if name in ("linear", "linear-both"):
         return LinearTrainer(load_encoder(encoder), side="query" if name == "linear" else "both", **kwargs)

@@ -1,7 +1,7 @@
 """Data shaping and figures for the dashboard pages and the HTML report.
 
 The pages compute nothing themselves: every table, number and figure they show comes from a
-function here (or from :mod:`eci_core.scoring` / :mod:`eci_core.metrics`). Inputs are the
+function here (or from :mod:`eci_core.scoring` / :mod:`eci_core.metrics.eci`). Inputs are the
 :class:`~eci_core.scoring.ScoreResult` tables (column names in ``docs/ARCHITECTURE.md``):
 
 * ``pairs``: ``source, query_id, passage_id, rank, miner_score, s_qn, s_qp, margin, s_pn,
@@ -12,7 +12,7 @@ function here (or from :mod:`eci_core.scoring` / :mod:`eci_core.metrics`). Input
 
 Functions accept either a ``ScoreResult`` or the relevant DataFrame where noted. Plotly is
 imported inside the figure builders so that importing this module stays cheap. Every scatter
-figure carries a row id as the first ``custom_data`` element (see :mod:`eci_core.selection`).
+figure carries a row id as the first ``custom_data`` element (see :mod:`eci_core.explore.selection`).
 
 Scale (1M pairs and more): the tables of a ScoreResult are large, the figures are not.
 
@@ -411,7 +411,7 @@ def _flag_funnel(p: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- grids & curves
 def _de(s: np.ndarray, d: np.ndarray) -> np.ndarray:
     """The engine's Discriminative Efficiency DE(S, Δ) = 2·S·Δ / (S + Δ) (0 when S + Δ = 0)."""
-    from . import metrics
+    from eci_core.metrics import eci as metrics
 
     return np.asarray(metrics.discriminative_efficiency(s, d), dtype=np.float64)
 
@@ -419,7 +419,7 @@ def _de(s: np.ndarray, d: np.ndarray) -> np.ndarray:
 def de_grid(s_max: float = 1.0, delta_max: float = 1.0, n: int = 101) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Iso-DE contour grid: ``(s, delta, z)`` with ``s`` (n,), ``delta`` (n,) from 0 to the maxima
     and ``z[i, j] = DE(s[j], delta[i]) = 2·s·Δ / (s + Δ)`` (row = Δ, column = S: plotly's
-    ``go.Contour(x=s, y=delta, z=z)`` layout). DE comes from ``eci_core.metrics``."""
+    ``go.Contour(x=s, y=delta, z=z)`` layout). DE comes from ``eci_core.metrics.eci``."""
     if n < 2:
         raise ValueError(f"n={n}: the grid needs at least 2 points per axis (e.g. 101)")
     if not (s_max > 0 and delta_max > 0):
@@ -607,11 +607,11 @@ def scatter_sample(frame: pd.DataFrame, by: str | None = "source", max_points: i
                    seed: int = 0, keep: np.ndarray | None = None) -> pd.DataFrame:
     """The rows of ``frame`` a scatter plot draws: all of them when there are at most
     ``max_points``, else a seeded uniform random sample stratified by ``by`` (each value's share
-    proportional to its size, every value kept: :func:`eci_core.projection.stratified_sample`),
+    proportional to its size, every value kept: :func:`eci_core.explore.projection.stratified_sample`),
     in table order. ``keep`` (a boolean mask) marks rows that are always drawn (e.g. highlighted
     ones); they count towards ``max_points`` (the first ``max_points`` of them when there are
     more). ``max_points`` defaults to :data:`SCATTER_MAX_POINTS`. Memoised per (frame, arguments)."""
-    from .projection import stratified_sample
+    from eci_core.explore.projection import stratified_sample
 
     max_points = SCATTER_MAX_POINTS if max_points is None else int(max_points)
     if max_points < 1:
@@ -746,7 +746,7 @@ def _compare(q: pd.DataFrame, a: str, b: str, n_top: int) -> Comparison:
 # --------------------------------------------------------------------------- drill-down
 def _tokenize(text: str) -> list[str]:
     try:
-        from .lexical import tokenize
+        from eci_core.metrics.lexical import tokenize
     except ImportError:  # pragma: no cover - lexical is part of the package
         import re
 
@@ -755,7 +755,7 @@ def _tokenize(text: str) -> list[str]:
 
 
 def shared_words(text: str, reference: str | Sequence[str]) -> list[str]:
-    """Distinct tokens of ``text`` (``eci_core.lexical.tokenize``: lowercase ``\\w+``) that also
+    """Distinct tokens of ``text`` (``eci_core.metrics.lexical.tokenize``: lowercase ``\\w+``) that also
     occur in ``reference`` (one text or several, e.g. all positives), in order of first
     appearance in ``text``: the words to highlight."""
     refs = [reference] if isinstance(reference, str) else list(reference)
@@ -767,7 +767,7 @@ def shared_words(text: str, reference: str | Sequence[str]) -> list[str]:
 
 def highlight_html(text: str, words: Iterable[str], tag: str = "mark") -> str:
     """``text`` HTML-escaped, with every token (``\\w+``, compared lowercase as
-    ``eci_core.lexical.tokenize`` does) that is in ``words`` wrapped in ``<mark>…</mark>``: the
+    ``eci_core.metrics.lexical.tokenize`` does) that is in ``words`` wrapped in ``<mark>…</mark>``: the
     drill-down's highlighting of words shared with the positive."""
     import html
     import re
@@ -881,10 +881,10 @@ def search_queries(collection: Any, text: str, result: Any = None, limit: int = 
 
 
 def cleaned_set(collection: Any, result: Any, **options: Any):
-    """:func:`eci_core.export.clean_collection` ``(collection, result, **options)``, computed once
+    """:func:`eci_core.io.export.clean_collection` ``(collection, result, **options)``, computed once
     per (data, settings, options) and kept for the two most recent option sets (the Export page
     reruns on every widget change; cleaning a million negatives takes seconds)."""
-    from . import export
+    from eci_core.io import export
 
     def freeze(v: Any) -> Any:
         if isinstance(v, dict):
@@ -898,7 +898,7 @@ def cleaned_set(collection: Any, result: Any, **options: Any):
 
 
 def cleaned_summary(cleaned: Any) -> pd.DataFrame:
-    """``cleaned.summary()`` (see :class:`eci_core.export.CleanedSet`), once per cleaned set."""
+    """``cleaned.summary()`` (see :class:`eci_core.io.export.CleanedSet`), once per cleaned set."""
     return _memo(cleaned, ("summary",), cleaned.summary).copy()
 
 
@@ -1405,7 +1405,7 @@ def review_view(result: Any, scores: np.ndarray | None, sources: Sequence[str] |
 
 
 def _review_queue(pairs: pd.DataFrame, scores: np.ndarray | None, sources: Sequence[str] | None) -> pd.DataFrame:
-    from .false_negatives import fn_bands
+    from eci_core.metrics.false_negatives import fn_bands
 
     p = pairs.assign(fn_score=np.asarray(scores, dtype=np.float64)) if scores is not None else pairs
     if sources is not None:
@@ -1445,7 +1445,7 @@ def detector_quality(result: Any, labels: Any, scores: np.ndarray | None = None)
     average precision, ROC AUC, labelled count and the share of the source's negatives in band
     ``likely``; and the precision-recall curve points (``source, score, recall, precision``).
     """
-    from .false_negatives import LIKELY, _ap_auc, label_vector, pr_curves, rule_scores
+    from eci_core.metrics.false_negatives import LIKELY, _ap_auc, label_vector, pr_curves, rule_scores
 
     pairs = _table(result, "pairs")
     p = pairs.assign(fn_score=np.asarray(scores, dtype=np.float64)) if scores is not None else pairs

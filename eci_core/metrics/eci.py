@@ -287,7 +287,7 @@ def flags(
     percpos: float = 0.95,
 ) -> dict[str, np.ndarray]:
     """The spec's flag rules ("Flags"). Each says what it measures, not that the negative is a
-    false negative (see :mod:`eci_core.false_negatives` for that score):
+    false negative (see :mod:`eci_core.metrics.false_negatives` for that score):
 
     * ``unsafe``: margin ≤ 0 (ties included, see :func:`margin`): the target encoder ranks the
       negative at or above the positive;

@@ -170,7 +170,7 @@ class UserEmbeddings:
 
     def vectors_by_text(self, kind: Kind, texts: Sequence[str]) -> np.ndarray:
         """For the product's cache: float32 unit vectors of ``texts`` (every text must be cached)."""
-        from .encoders import text_key
+        from eci_core.models.encoders import text_key
 
         found, vecs = self._cache.get(self.fingerprint, kind, [text_key(t) for t in texts])
         if not found.all():
@@ -299,7 +299,7 @@ def _load_npy(path: Path) -> _Side:
 
 
 def _parquet_cache_dir(path: Path) -> Path:
-    from .encoders import default_cache_dir
+    from eci_core.models.encoders import default_cache_dir
 
     st = path.stat()
     key = hashlib.sha1(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:20]
@@ -419,7 +419,7 @@ def open_embeddings(path: str | os.PathLike, model: str | None = None) -> UserEm
     import secrets
     import tempfile
 
-    from .encoders import EmbeddingCache
+    from eci_core.models.encoders import EmbeddingCache
 
     # read-only: the folder is a read-only layer (never written, no shard renamed); the main
     # directory is a path that does not exist and is never created (nothing is put)

@@ -1,4 +1,4 @@
-"""Read every accepted hard-negative file format into a :class:`~eci_core.data.Collection`.
+"""Read every accepted hard-negative file format into a :class:`~eci_core.io.data.Collection`.
 
 Public API::
 
@@ -80,14 +80,14 @@ Speed
     repay pyarrow's import); ``ECI_LOADER_FAST=1`` / ``0`` forces them on / off.
 
 Errors
-    Bad input raises :class:`~eci_core.data.LoadError`, printed as ``PATH:LINE: field 'F': message``.
+    Bad input raises :class:`~eci_core.io.data.LoadError`, printed as ``PATH:LINE: field 'F': message``.
     LINE is the 1-based line of the file (JSONL, JSON array, CSV/TSV: the line where the record
     starts, header = line 1; TREC/TSV text files) or the 1-based row (Parquet, JSON object of
     lists). A file is parsed completely before the collection is touched, so an error leaves the
     collection exactly as it was. In a BEIR directory each negatives file is loaded on its own:
     a bad one is reported in ``LoadReport.errors`` and the others still load.
     Kept-but-counted cases (queries with no positive, duplicate negatives, a negative identical
-    to a positive) are counted in the :class:`~eci_core.data.SourceReport` by
+    to a positive) are counted in the :class:`~eci_core.io.data.SourceReport` by
     :meth:`Collection.add_source`.
 """
 
@@ -107,7 +107,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from .data import Collection, LoadError, LoadReport, PassageRef, QueryRecord, SourceReport
+from eci_core.io.data import Collection, LoadError, LoadReport, PassageRef, QueryRecord, SourceReport
 
 Progress = Callable[[str, int, int], None]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .progress import TqdmProgress
+from eci_core.cli.progress import TqdmProgress
 
 METHODS = ("bm25", "dense", "cross-encoder", "bm25+ce", "random")
 
@@ -95,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
     Returns the exit status: 0 on success, 2 on a bad file or parameter (one-line message on
     stderr, no traceback).
     """
-    from .data import LoadError
-    from .miners import mine, read_beir, read_negative_ids, write_trec_run
+    from eci_core.io.data import LoadError
+    from eci_core.miners import mine, read_beir, read_negative_ids, write_trec_run
 
     if args.sweep:
         return run_sweep(args)
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         if args.method in ("dense", "cross-encoder", "bm25+ce"):
             from pathlib import Path
 
-            from .encoders import EmbeddingCache
+            from eci_core.models.encoders import EmbeddingCache
 
             shipped = Path(args.dir) / "embeddings"
             cache = EmbeddingCache(args.cache_dir, readonly_dirs=[shipped] if shipped.is_dir() else [])
@@ -152,9 +152,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     """``eci mine DIR --sweep``: every source of ``miners.SWEEP`` into ``--out`` (default DIR/sweep)."""
     from pathlib import Path
 
-    from .data import LoadError
-    from .encoders import EmbeddingCache
-    from .miners import SWEEP, mine_sweep, read_beir, read_negative_ids
+    from eci_core.io.data import LoadError
+    from eci_core.models.encoders import EmbeddingCache
+    from eci_core.miners import SWEEP, mine_sweep, read_beir, read_negative_ids
 
     set_params = [f"--{n.replace('_', '-')}" for n in ("method", "range_min", "range_max", "absolute_margin", "relative_margin",
                                                         "max_score", "min_score", "pool_size", "tag")
@@ -190,7 +190,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
-    """Stand-alone entry (``python -m eci_core.mine_cli``), same arguments as ``eci mine``."""
+    """Stand-alone entry (``python -m eci_core.cli.mine``), same arguments as ``eci mine``."""
     parser = argparse.ArgumentParser(prog="eci")
     sub = parser.add_subparsers(dest="command", required=True)
     add_parser(sub)

@@ -3,7 +3,7 @@
 Contents: title and date, the verdict sentence, the encoder and the ECIConfig, the components
 table (ECI with its 95 % interval, Signal, Safety, Capacity, DE, unsafe rates, …), the flag
 counts per source, the Positive / Negative / Difference summary per source, and the ECI ranking, margin histogram and
-Signal-vs-Safety charts (the same figure builders as the dashboard, from :mod:`eci_core.views`).
+Signal-vs-Safety charts (the same figure builders as the dashboard, from :mod:`eci_core.explore.views`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import views
+from eci_core.explore import views
 
 __all__ = ["html_report", "format_components", "REPORT_DECIMALS"]
 

@@ -19,7 +19,7 @@ import argparse
 import os
 import sys
 
-from .progress import TqdmProgress
+from eci_core.cli.progress import TqdmProgress
 
 JSON_FIELDS = (
     "name", "n_queries", "n_negatives", "eci", "eci_low", "eci_high", "signal", "safety", "capacity",
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score hard-negative sets for dense-retriever training with ECI "
         "(Effective Contrastive Information) before you fine-tune.",
     )
-    from . import __version__
+    from eci_core import __version__
 
     parser.add_argument("--version", action="version", version=f"eci {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{inspect,score,mine,validate}")
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_score)
 
-    from . import mine_cli, validate_cli
+    from eci_core.cli import mine as mine_cli, validate as validate_cli
 
     mine_cli.add_parser(sub)
     validate_cli.add_parser(sub)
@@ -135,8 +135,8 @@ def _err(message: str) -> int:
 
 def _load(args):
     """``(collection, report, status)``: status 2 when a path failed (errors printed)."""
-    from .data import LoadError
-    from .loaders import load_paths
+    from eci_core.io.data import LoadError
+    from eci_core.io.loaders import load_paths
 
     try:
         coll, report = load_paths(args.paths, format=args.format, split=args.split)
@@ -187,7 +187,7 @@ def leaderboard(sources) -> str:
 
 def similarity_summary(pairs) -> str:
     """sentence-transformers' Positive / Negative / Difference table (``views.score_summary``)."""
-    from .views import score_summary
+    from eci_core.explore.views import score_summary
 
     t = score_summary(pairs)
     lines = [f"{'Metric':<8} {'Positive':>12} {'Negative':>12} {'Difference':>12}"]
@@ -246,8 +246,8 @@ def cmd_score(args) -> int:
     import json
     from pathlib import Path
 
-    from .config import ECIConfig
-    from .data import LoadError
+    from eci_core.config import ECIConfig
+    from eci_core.io.data import LoadError
 
     try:
         config = ECIConfig(
@@ -264,19 +264,19 @@ def cmd_score(args) -> int:
     if not coll.sources:
         return _err(f"error: no negative source in {' '.join(args.paths)}: nothing to score "
                     "(run `eci inspect` to see what was read)")
-    from .encoders import EmbeddingCache, load_cross_encoder, load_encoder
-    from .scoring import score_collection
+    from eci_core.models.encoders import EmbeddingCache, load_cross_encoder, load_encoder
+    from eci_core.scoring import score_collection
 
     progress = TqdmProgress(enabled=not args.no_progress)
     try:
         embeddings = None
         if args.embeddings:
-            from .user_embeddings import open_embeddings
+            from eci_core.io.user_embeddings import open_embeddings
 
             embeddings = open_embeddings(args.embeddings, model=args.embeddings_model)
             encoder = None
         elif args.engine == "ray":
-            from .engines.ray_engine import RayEncoder, init_ray
+            from eci_core.engines.ray_engine import RayEncoder, init_ray
 
             init_ray(args.ray_address)
             encoder = RayEncoder(args.encoder, device=args.device)
@@ -290,7 +290,7 @@ def cmd_score(args) -> int:
             cache = EmbeddingCache(args.cache_dir, readonly_dirs=shipped)
         score_source = None
         if args.engine == "ray":
-            from .engines.ray_engine import RaySourceScorer, init_ray
+            from eci_core.engines.ray_engine import RaySourceScorer, init_ray
 
             init_ray(args.ray_address)
             if cross is not None:
@@ -343,6 +343,3 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,7 +10,7 @@ Rules (``clean_collection(..., rule=...)``), applied per source to the flags of 
 * ``"drop_unsafe_queries"``: remove every query that still has an unsafe negative (margin ≤ 0);
   the other queries keep all their negatives.
 * ``"drop_fn_score"`` / ``"relabel_fn_score"``: remove, or move to the positives, every negative
-  whose false-negative score (``fn_score``, :mod:`eci_core.false_negatives`) is ≥
+  whose false-negative score (``fn_score``, :mod:`eci_core.metrics.false_negatives`) is ≥
   ``fn_threshold`` (default 0.5, the ``likely`` band).
 
 Reviewer marks override the rules: ``marks[(source, query_id, passage_id)]`` is ``"fine"`` (a
@@ -57,7 +57,7 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .data import PassageRef, QueryRecord
+from eci_core.io.data import PassageRef, QueryRecord
 
 __all__ = [
     "RULES",
@@ -90,7 +90,7 @@ TableFormat = Literal["jsonl", "csv", "parquet"]
 class CleanedSet:
     """The cleaned training data of one or more sources.
 
-    ``records[source]`` is a list of :class:`~eci_core.data.QueryRecord` (query id and text,
+    ``records[source]`` is a list of :class:`~eci_core.io.data.QueryRecord` (query id and text,
     positives and negatives as ``PassageRef(id, text, miner score)``, negatives in rank order).
     ``actions`` logs one row per input negative (plus one per dropped query): ``source, query_id,
     passage_id, action, reason`` with ``action`` in ``kept``, ``dropped``, ``relabelled``,

@@ -20,7 +20,7 @@ import argparse
 import json
 import sys
 
-from .progress import TqdmProgress
+from eci_core.cli.progress import TqdmProgress
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -171,7 +171,7 @@ def print_results(res, out=None) -> None:
 
 def print_trainer_agreement(a, b, out=None) -> None:
     out = out if out is not None else sys.stdout
-    from .validation import trainer_agreement
+    from eci_core.validation import trainer_agreement
 
     t = trainer_agreement(a.downstream, b.downstream)
     print(f"\nTrainer agreement ({a.trainer} vs {b.trainer}, {t['n_sources']} shared sources): Kendall τ = {_f(t['kendall'], 2)}; "
@@ -179,8 +179,8 @@ def print_trainer_agreement(a, b, out=None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .data import LoadError
-    from .validation import ValidationConfig, load_results, validate
+    from eci_core.io.data import LoadError
+    from eci_core.validation import ValidationConfig, load_results, validate
 
     if args.show:
         try:
@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         if args.json:
-            from .validation.results import RESULTS_JSON
+            from eci_core.validation.results import RESULTS_JSON
             from pathlib import Path
 
             print((Path(results[0].path) / RESULTS_JSON).read_text(encoding="utf-8"))
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
             print_trainer_agreement(results[0], results[1])
         return 0
 
-    from .validation.loading import load_for_validation
+    from eci_core.validation.loading import load_for_validation
 
     try:
         coll, report = load_for_validation(args.paths, format=args.format)
@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         steps = args.steps
         if steps is None and finetune:  # one epoch of the training queries
-            from .validation.splits import make_splits
+            from eci_core.validation.splits import make_splits
 
             steps = max(1, -(-max(s.train.size for s in make_splits(coll, args.folds, args.seed)) // batch))
         config = ValidationConfig(
@@ -242,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
     sources = [s.strip() for s in args.sources.split(",") if s.strip()] if args.sources else None
     from pathlib import Path
 
-    from .encoders import EmbeddingCache
+    from eci_core.models.encoders import EmbeddingCache
 
     shipped = [Path(p) / "embeddings" for p in args.paths if (Path(p) / "embeddings").is_dir()]
     cache = EmbeddingCache(args.cache_dir, readonly_dirs=shipped)

@@ -1,6 +1,6 @@
 """False-negative score: how likely a mined negative is an unlabelled positive.
 
-The flag rules of :func:`eci_core.metrics.flags` each measure one thing (``unsafe``: the target
+The flag rules of :func:`eci_core.metrics.eci.flags` each measure one thing (``unsafe``: the target
 encoder ranks the negative at or above the positive; ``near_duplicate``: it nearly copies a
 positive; ``cross_encoder``: a reranker rates it about as relevant). None of them is a
 false-negative detector: on the labelled pyfaq sample ``unsafe`` is right about one time in ten.

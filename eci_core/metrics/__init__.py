@@ -1,0 +1,8 @@
+"""The numbers: one function per metric of the contract, each with its formula.
+
+* :mod:`.eci`              per-query and per-source ECI and its components (vectorised over ragged groups)
+* :mod:`.lexical`          tokenizer, IDF and ``lex_overlap``
+* :mod:`.bootstrap`        bootstrap intervals and P(A beats B) on shared queries
+* :mod:`.false_negatives`  the false-negative score (``fn_score``, ``fn_band``; coefficients in ``fn_model.json``)
+* :mod:`.fused`            the numba gather-and-dot kernel (same numbers as the numpy path)
+"""
