@@ -180,6 +180,21 @@ class Source:
         return self.queries
 
 
+def _pairs_in(a: np.ndarray, b: np.ndarray, pa: np.ndarray, pb: np.ndarray, base: int) -> np.ndarray:
+    """Whether each pair ``(a[i], b[i])`` is one of the pairs ``(pa[j], pb[j])`` (``0 <= b, pb < base``).
+
+    ``np.isin`` on int64 keys, by binary search in the (small) sorted set of pairs, so the
+    temporaries are one key array of ``len(a)``, not the sorted concatenation of both."""
+    keys = np.unique(pa * np.int64(base) + pb)
+    if not len(keys):
+        return np.zeros(len(a), dtype=bool)
+    k = a * np.int64(base)
+    k += b
+    pos = np.searchsorted(keys, k)
+    np.minimum(pos, len(keys) - 1, out=pos)
+    return keys[pos] == k
+
+
 class IdTextMap(Mapping):
     """Read-only ``id -> text`` view of a collection's passages or queries (no copy)."""
 
@@ -468,7 +483,8 @@ class Collection:
         (indices, order, drops and notes) is exactly what :meth:`add_source` gives for the same
         records (including the notes on ids already loaded with another text, which the loaders
         add for :meth:`add_source`), with per-pair work in numpy and Python work only per unique
-        query and passage.
+        query and passage. ``neg_score`` may be kept as the new source's ``score`` without a copy
+        (when no row is dropped), so the caller must not change it afterwards.
         """
         with self._all_or_nothing():
             return self._add_id_source(name, query_ids, query_texts, positives, np.asarray(neg_q, np.int64),
@@ -526,8 +542,12 @@ class Collection:
                 pos_q.append(j)
                 pos_k.append(k)
                 pos_code.append(c)
-        row_kept = kept[neg_q] if len(neg_q) else np.zeros(0, dtype=bool)
-        kq, kp, ks = neg_q[row_kept], neg_p[row_kept], neg_score[row_kept]
+        if kept.all():  # the usual case: no copy of the caller's arrays
+            kq, kp, ks = neg_q, neg_p, neg_score
+        else:
+            row_kept = kept[neg_q] if len(neg_q) else np.zeros(0, dtype=bool)
+            kq, kp, ks = neg_q[row_kept], neg_p[row_kept], neg_score[row_kept]
+            del row_kept
         # passages are added in the order add_source meets them: per query, positives then
         # negatives. Place every event on that time line and keep each passage's first time.
         n_pos = np.bincount(np.asarray(pos_q, np.int64), minlength=nq_rec) if pos_q else np.zeros(nq_rec, np.int64)
@@ -541,10 +561,11 @@ class Collection:
             neg_start = np.concatenate([[0], np.cumsum(n_neg)[:-1]])  # first kept row of each query
             t = start[kq] + n_pos[kq] + (np.arange(len(kq), dtype=np.int64) - neg_start[kq])
             np.minimum.at(first_time, kp, t)
-            del t
+            del t, neg_start
+        del pos_k, start
         seen_codes = np.flatnonzero(first_time != np.iinfo(np.int64).max)
         codes = seen_codes[np.argsort(first_time[seen_codes], kind="stable")]
-        del first_time
+        del first_time, seen_codes
         index_of = np.full(len(vocab), -1, dtype=np.int64)
         pid_index, pids, ptexts = self._pid_index, self.passage_ids, self.passage_texts
         for c in codes.tolist():
@@ -556,6 +577,7 @@ class Collection:
                 ptexts.append(passage_text[pid])
                 pid_index[pid] = idx
             index_of[c] = idx
+        del codes
         # queries and their positives, in record order
         qi_of = np.full(nq_rec, -1, dtype=np.int64)
         pos_pairs_q: list[int] = []
@@ -574,35 +596,55 @@ class Collection:
                 self.query_splits.setdefault(qi, splits[j])
         # duplicates within a query: the first (best-ranked) occurrence is kept
         p_idx = index_of[kp]
+        del kp, index_of, code_of, vocab, pos_code  # (temporaries freed early: lower peak memory)
         # the first occurrence of each (query, passage) is kept (np.unique returns first indices)
         dup = np.ones(len(kq), dtype=bool)
         if len(kq):
-            dup[np.unique(kq * np.int64(len(self.passage_ids) + 1) + p_idx, return_index=True)[1]] = False
+            key = kq * np.int64(len(self.passage_ids) + 1)
+            key += p_idx
+            dup[np.unique(key, return_index=True)[1]] = False
+            del key
         # drops in the order add_source first meets them (the report lists them in that order)
         drops = [("query with no positive (skipped)", n_nopos, int(np.argmin(kept)) if n_nopos else nq_rec),
                  ("duplicate negative within a query", int(dup.sum()), int(kq[dup][0]) if dup.any() else nq_rec)]
         for reason, n, _ in sorted(drops, key=lambda d: d[2]):
             rep.drop(reason, n)
-        kq, p_idx, ks = kq[~dup], p_idx[~dup], ks[~dup]
+        if dup.any():
+            kq, p_idx, ks = kq[~dup], p_idx[~dup], ks[~dup]
+        del dup
         q_idx = qi_of[kq]
         # rank: 1-based position within the query (rows are grouped by query)
         starts = np.flatnonzero(np.r_[True, kq[1:] != kq[:-1]]) if len(kq) else np.zeros(0, np.int64)
         sizes = np.diff(np.r_[starts, len(kq)])
-        rank = np.arange(len(kq), dtype=np.int64) - np.repeat(starts, sizes) + 1
+        rank = np.repeat(starts, sizes)
+        np.subtract(np.arange(len(kq), dtype=np.int64), rank, out=rank)
+        rank += 1
+        del kq, starts, sizes
         # negatives identical to a positive (same passage, or same text)
-        if len(kq) and pos_pairs_q:
-            big = np.int64(len(self.passage_ids) + 1)
+        if len(q_idx) and pos_pairs_q:
             pq, pp = np.asarray(pos_pairs_q, np.int64), np.asarray(pos_pairs_p, np.int64)
-            same = np.isin(q_idx * big + p_idx, pq * big + pp)
+            same = _pairs_in(q_idx, p_idx, pq, pp, len(self.passage_ids) + 1)
             tcode: dict[str, int] = {}
             for pi in pp.tolist():
                 tcode.setdefault(self.passage_texts[pi], len(tcode))
-            u, inv = np.unique(p_idx, return_inverse=True)
-            neg_t = np.asarray([tcode.get(self.passage_texts[i], -1) for i in u.tolist()], np.int64)[inv]
+            # text code of every passage a negative names (-1: not a positive's text), no sort
+            named = np.zeros(len(self.passage_ids), dtype=bool)
+            named[p_idx] = True
+            u = np.flatnonzero(named)
+            del named
+            lut = np.full(len(self.passage_ids), -1, dtype=np.int64)
+            lut[u] = np.fromiter((tcode.get(self.passage_texts[i], -1) for i in u.tolist()), np.int64, count=len(u))
+            del u
+            neg_t = lut[p_idx]
+            del lut
             pos_t = np.asarray([tcode[self.passage_texts[i]] for i in pp.tolist()], np.int64)
-            same |= (neg_t >= 0) & np.isin(q_idx * np.int64(len(tcode) + 1) + neg_t,
-                                           pq * np.int64(len(tcode) + 1) + pos_t)
+            hit = neg_t >= 0
+            if hit.any():
+                rows = np.flatnonzero(hit)
+                same[rows] |= _pairs_in(q_idx[rows], neg_t[rows], pq, pos_t, len(tcode) + 1)
+            del neg_t, hit
             rep.note("negative identical to a positive (kept, flagged)", int(same.sum()))
+            del same
         kept_q = qi_of[kept]
         has_neg = np.zeros(len(self.query_ids), dtype=bool)
         has_neg[q_idx] = True

@@ -2291,6 +2291,8 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
             if only is not None:
                 raise _unexpected(str(f), None, e) from None
             report.errors.append(str(_unexpected(str(f), None, e)))
+        if fast:
+            _trim_memory()  # the reader's freed blocks, before the next file (lower peak memory)
     qr = _read_qrels(d, split)
     qrels, qrels_where = qr.pos, qr.where
     need_q: set[str] = set()
@@ -2301,7 +2303,10 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
     for q in need_q:
         need_p.update(qrels.get(q, ()))
     ptexts = _read_beir_jsonl(corpus, need_p, True, progress)
+    del need_p
     qtexts = _read_beir_jsonl(queries, need_q, False, progress)
+    if fast:
+        _trim_memory()
     # positives named in qrels must exist (for the queries we use)
     bad = sorted({pid for q in need_q for pid in qrels.get(q, ()) if pid not in ptexts},
                  key=lambda pid: qrels_where[pid][1])
@@ -2309,6 +2314,7 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
         f, ln = qrels_where[bad[0]]
         first = "" if len(bad) == 1 else " (the first on this line)"
         raise LoadError(f, ln, f"{_plural(len(bad), 'positive id')} not in {corpus.name}{first}", field="corpus-id")
+    del need_q, bad
     good: list[list[Any]] = []
     for runs in parsed:
         try:
@@ -2353,6 +2359,8 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
                 notes[k] = notes.get(k, 0) + 1
         if fast:
             report.sources.append(_add_arrays(collection, sname, run, qrels, ptexts, qtexts, qr.split, notes))
+            del run
+            _trim_memory()
         else:
             report.sources.append(_add(collection, sname, recs, run.path, run.format, run.rows_read, notes))
     return report
