@@ -1463,7 +1463,7 @@ class _NotFast(Exception):
         self.block = block
 
 
-_BLOCK_BYTES = 1 << 24
+_BLOCK_BYTES = 1 << 22  # 4 MiB: pyarrow's readers take several times a block while parsing it
 
 
 def _blocks(path: Path, where: list | None = None) -> Iterator[bytes]:
@@ -1849,13 +1849,15 @@ def _read_id_text_tsv(path: Path, needed: set[str], progress: Progress | None = 
     return out
 
 
-def _fast_beir_jsonl(path: Path, needed: set[str], with_title: bool) -> dict[str, str] | None:
+def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str], with_title: bool) -> dict[str, str] | None:
     """:func:`_read_beir_jsonl` with pyarrow's JSON reader, block by block (only the needed rows
-    become Python strings), or None to let the per-line reader decide."""
+    become Python strings), or None to let the per-line reader decide. When ``needed`` is a dict
+    (id -> the same id), its string objects are the keys of the result (no second copy of the ids)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     value_set = pa.array(list(needed), pa.string())
+    canon = needed.get if isinstance(needed, dict) else None
     out: dict[str, str] = {}
     rows = 0
     try:
@@ -1881,6 +1883,8 @@ def _fast_beir_jsonl(path: Path, needed: set[str], with_title: bool) -> dict[str
             for i, b, title in zip(pc.filter(ids, keep).to_pylist(), body.to_pylist(), titles):
                 if i in out:
                     continue
+                if canon is not None:
+                    i = canon(i, i)
                 title = (title or "").strip()
                 text = f"{title} {b}" if title and b.strip() else (title or b)
                 if not text.strip():
@@ -1894,7 +1898,7 @@ def _fast_beir_jsonl(path: Path, needed: set[str], with_title: bool) -> dict[str
     return out if rows else None
 
 
-def _read_beir_jsonl(path: Path, needed: set[str], with_title: bool, progress: Progress | None = None) -> dict[str, str]:
+def _read_beir_jsonl(path: Path, needed: set[str] | dict[str, str], with_title: bool, progress: Progress | None = None) -> dict[str, str]:
     """``{_id, title?, text}`` lines of a BEIR corpus/queries file, keeping only ``needed`` ids."""
     if _fast(_size(path), FAST_MIN_TEXT_BYTES):
         out = _fast_beir_jsonl(path, needed, with_title)
@@ -2274,10 +2278,21 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
         report.errors.extend(str(_missing(f, str(f))) for f in unreadable)
     fast = _fast(_size(*files))
     parsed: list[list[Any]] = []  # per file, one run per system (_IdArrays when fast, else _IdRun)
+    # every id needed, each mapped to itself: the fast path keeps one string object per id for
+    # all files, the corpus/queries dicts and the collection (lower peak memory)
+    need_q: dict[str, str] = {}
+    need_p: dict[str, str] = {}
     for f in files:
         try:
-            parsed.append(_parse_negatives_arrays(f, progress=progress) if fast
-                          else _parse_negatives_file(f, progress=progress))
+            if fast:
+                runs = _parse_negatives_arrays(f, progress=progress)
+                for run in runs:
+                    run.qids = [need_q.setdefault(x, x) for x in run.qids]
+                    run.pids = [need_p.setdefault(x, x) for x in run.pids]
+                parsed.append(runs)
+                del runs
+            else:
+                parsed.append(_parse_negatives_file(f, progress=progress))
         except LoadError as e:
             if only is not None:
                 raise
@@ -2295,13 +2310,13 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
             _trim_memory()  # the reader's freed blocks, before the next file (lower peak memory)
     qr = _read_qrels(d, split)
     qrels, qrels_where = qr.pos, qr.where
-    need_q: set[str] = set()
-    need_p: set[str] = set()
-    for run in (r for runs in parsed for r in runs):
-        need_q.update(run.qids if fast else run.negs)
-        need_p.update(run.pids if fast else run.pline)
+    if not fast:
+        for run in (r for runs in parsed for r in runs):
+            need_q.update(zip(run.negs, run.negs))
+            need_p.update(zip(run.pline, run.pline))
     for q in need_q:
-        need_p.update(qrels.get(q, ()))
+        for pid in qrels.get(q, ()):
+            need_p.setdefault(pid, pid)
     ptexts = _read_beir_jsonl(corpus, need_p, True, progress)
     del need_p
     qtexts = _read_beir_jsonl(queries, need_q, False, progress)
