@@ -180,6 +180,13 @@ class Source:
         return self.queries
 
 
+def _index_array(a) -> np.ndarray:
+    """``a`` as an integer numpy array: int32 and int64 arrays are kept as they are (no copy; the
+    arrays built from them are int64), anything else becomes int64."""
+    arr = np.asarray(a)
+    return arr if arr.dtype in (np.int32, np.int64) else arr.astype(np.int64)
+
+
 def _pairs_in(a: np.ndarray, b: np.ndarray, pa: np.ndarray, pb: np.ndarray, base: int) -> np.ndarray:
     """Whether each pair ``(a[i], b[i])`` is one of the pairs ``(pa[j], pb[j])`` (``0 <= b, pb < base``).
 
@@ -487,8 +494,8 @@ class Collection:
         (when no row is dropped), so the caller must not change it afterwards.
         """
         with self._all_or_nothing():
-            return self._add_id_source(name, query_ids, query_texts, positives, np.asarray(neg_q, np.int64),
-                                       np.asarray(neg_p, np.int64), np.asarray(neg_score, np.float64), neg_ids,
+            return self._add_id_source(name, query_ids, query_texts, positives, _index_array(neg_q),
+                                       _index_array(neg_p), np.asarray(neg_score, np.float64), neg_ids,
                                        passage_text, splits, path, format, rows_read, report)
 
     def _add_id_source(self, name, query_ids, query_texts, positives, neg_q, neg_p, neg_score, neg_ids,
@@ -559,7 +566,10 @@ class Collection:
             np.minimum.at(first_time, np.asarray(pos_code, np.int64), start[pq_arr] + np.asarray(pos_k, np.int64))
         if len(kq):
             neg_start = np.concatenate([[0], np.cumsum(n_neg)[:-1]])  # first kept row of each query
-            t = start[kq] + n_pos[kq] + (np.arange(len(kq), dtype=np.int64) - neg_start[kq])
+            t = start[kq]  # in place: one array of len(kq) at a time
+            t += n_pos[kq]
+            t += np.arange(len(kq), dtype=np.int64)
+            t -= neg_start[kq]
             np.minimum.at(first_time, kp, t)
             del t, neg_start
         del pos_k, start

@@ -1401,8 +1401,8 @@ def _fast(nbytes: int, threshold: int = FAST_MIN_BYTES) -> bool:
 class _IdArrays:
     """One system of a TREC run / negative-ids file in columnar form.
 
-    ``qids`` in first-appearance order; ``q`` (ascending) and ``p`` index ``qids`` / ``pids`` per
-    negative, rows in the order :class:`_IdRun` keeps them (TREC: by rank, then file order);
+    ``qids`` in first-appearance order; ``q`` (ascending) and ``p`` (integer arrays: int32 from
+    the TREC reader, int64 otherwise) index ``qids`` / ``pids`` per negative, rows in the order :class:`_IdRun` keeps them (TREC: by rank, then file order);
     ``qline`` / ``pline``: the first line of each query / negative id."""
 
     name: str
@@ -1563,7 +1563,7 @@ def _group_trec(t, n: int, spath: str, stem: str) -> list[_IdArrays] | None:
     tag_code = tag_enc.indices.to_numpy()
     q_enc = pc.dictionary_encode(t.column("qid")).combine_chunks()
     p_enc = pc.dictionary_encode(t.column("docid")).combine_chunks()
-    q_all, p_all = q_enc.indices.to_numpy().astype(np.int64), p_enc.indices.to_numpy().astype(np.int64)
+    q_all, p_all = q_enc.indices.to_numpy(), p_enc.indices.to_numpy()  # int32 (pyarrow's dictionary indices)
     q_names, p_names = q_enc.dictionary, p_enc.dictionary
     runs = []
     for k, tag in enumerate(tags):
@@ -1572,12 +1572,12 @@ def _group_trec(t, n: int, spath: str, stem: str) -> list[_IdArrays] | None:
         # relabel query and passage codes by first appearance within this tag
         uq, fq = np.unique(qg, return_index=True)
         oq = np.argsort(fq, kind="stable")
-        q_lab = np.empty(len(uq), np.int64)
+        q_lab = np.empty(len(uq), np.int32)  # codes < n rows < 2**31 (dictionary indices are int32)
         q_lab[oq] = np.arange(len(uq))
         qloc = q_lab[np.searchsorted(uq, qg)]
         up, fp = np.unique(pg, return_index=True)
         op = np.argsort(fp, kind="stable")
-        p_lab = np.empty(len(up), np.int64)
+        p_lab = np.empty(len(up), np.int32)
         p_lab[op] = np.arange(len(up))
         ploc = p_lab[np.searchsorted(up, pg)]
         order = np.lexsort((rows, rank[rows], qloc))
