@@ -235,6 +235,31 @@ def test_add_source_is_all_or_nothing():
     assert c.add_passage("another pos", "p2") == 2  # indices stayed consistent
 
 
+def test_add_id_source_is_all_or_nothing_with_positives_and_splits():
+    import numpy as np
+
+    class FailsOnThird(list):  # the split of the third query cannot be read: fails half-way
+        def __getitem__(self, j):
+            if j == 2:
+                raise RuntimeError("boom")
+            return list.__getitem__(self, j)
+
+    texts = {"p1": "pos one", "n1": "neg one", "p2": "pos two", "p3": "pos three", "n2": "neg two", "n3": "neg three",
+             "p4": "pos four", "n4": "neg four"}
+    c = Collection()
+    c.add_id_source("a", ["q1"], ["query one"], [["p1"]], np.array([0]), np.array([0]), np.array([np.nan]), ["n1"],
+                    texts, splits=["test"])
+    before = (list(c.passage_ids), list(c.query_ids), {k: list(v) for k, v in c.positives.items()}, dict(c.query_splits))
+    assert before == (["p1", "n1"], ["q1"], {0: [0]}, {0: "test"})
+    with pytest.raises(RuntimeError):  # q1 gains positive p2, q3 (split train) and q4 are added before it fails
+        c.add_id_source("b", ["q1", "q3", "q4"], ["query one", "query three", "query four"], [["p2"], ["p3"], ["p4"]],
+                        np.array([0, 1, 2], np.int32), np.array([0, 1, 2], np.int32), np.full(3, np.nan),
+                        ["n2", "n3", "n4"], texts, splits=FailsOnThird(["train", "train", "train"]))
+    after = (c.passage_ids, c.query_ids, c.positives, c.query_splits)
+    assert after == before and list(c.sources) == ["a"]
+    assert c.add_passage("pos two", "p2") == 2 and c.add_query("query three", "q3") == 1  # indices consistent
+
+
 # ---------------------------------------------------------------------------- the CLI
 def test_cli_reports_good_file_and_one_line_per_bad_file(tmp_path, good):
     bads = [build(tmp_path) for build, _, _ in CASES.values()]

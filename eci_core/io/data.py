@@ -380,8 +380,10 @@ class Collection:
     def _all_or_nothing(self):
         """Undo every passage, query, positive and split added inside the block if it raises."""
         n_p, n_q = len(self.passage_ids), len(self.query_ids)
-        old_pos = {q: len(v) for q, v in self.positives.items()}
-        old_splits = dict(self.query_splits)
+        # the state to restore, in flat lists and arrays (no dict of Python ints: less memory at scale)
+        old_keys = list(self.positives)
+        old_lens = np.fromiter(map(len, self.positives.values()), dtype=np.int64, count=len(old_keys))
+        old_split_keys, old_split_vals = list(self.query_splits), list(self.query_splits.values())
         try:
             yield
         except BaseException:
@@ -392,10 +394,12 @@ class Collection:
                 if self._qtext_index.get(text, -1) >= n_q:
                     del self._qtext_index[text]
             del self.passage_ids[n_p:], self.passage_texts[n_p:], self.query_ids[n_q:], self.query_texts[n_q:]
+            old_pos = set(old_keys)
             for q in [q for q in self.positives if q not in old_pos]:
                 del self.positives[q]
-            for q, k in old_pos.items():
+            for q, k in zip(old_keys, old_lens.tolist()):
                 del self.positives[q][k:]
+            old_splits = dict(zip(old_split_keys, old_split_vals))
             if self.query_splits != old_splits:
                 self.query_splits.clear()
                 self.query_splits.update(old_splits)
