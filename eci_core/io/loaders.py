@@ -1467,7 +1467,7 @@ _BLOCK_BYTES = 1 << 22  # 4 MiB: pyarrow's readers take several times a block wh
 
 
 def _blocks(path: Path, where: list | None = None) -> Iterator[bytes]:
-    """The decompressed file in blocks of whole lines (about 16 MiB each, BOM removed), so a
+    """The decompressed file in blocks of whole lines (about 4 MiB each, BOM removed), so a
     vectorised reader never holds the whole text. Raises :class:`_NotFast` where the per-line
     reader must decide: a lone CR, a line over the limit, an empty file, a gzip problem. When
     ``where`` is given, ``where[:] = [first line, byte offset, gzip?]`` of the block yielded."""
