@@ -1052,3 +1052,27 @@ def test_vectorised_and_per_line_readers_agree_on_ids_known_with_other_texts(tmp
     notes = {r["source"]: r["notes"] for r in fast[8]}
     assert "passage id given with a different text (first text kept): " in notes["bm25"]
     assert "query id given with a different text (first text kept): 1" in notes["bm25"]
+
+
+@pytest.mark.parametrize("mode", ["0", "1"])
+def test_read_beir_texts_reads_every_passage(tmp_path, monkeypatch, mode):
+    """The whole-corpus reader (used by validation) keeps every id, builds title + text as
+    load_beir does, keeps the first of a repeated id, and names the line of a bad record."""
+    from eci_core.io.loaders import read_beir_texts
+
+    monkeypatch.setenv("ECI_LOADER_FAST", mode)
+    f = tmp_path / "corpus.jsonl"
+    f.write_text(
+        '{"_id": "d1", "title": " T ", "text": "body one"}\n'
+        '{"_id": "d2", "title": "", "text": "body two"}\n'
+        "\n"
+        '{"_id": "d1", "title": "", "text": "a repeat"}\n'
+        '{"_id": "d3", "text": "three"}\n',
+        encoding="utf-8",
+    )
+    assert read_beir_texts(f) == {"d1": "T body one", "d2": "body two", "d3": "three"}
+    assert read_beir_texts(f, with_title=False)["d1"] == "body one"
+    f.write_text('{"_id": "d1", "text": "ok"}\n{"_id": "d2", "text": 5}\n', encoding="utf-8")
+    with pytest.raises(LoadError) as err:
+        read_beir_texts(f)
+    assert err.value.line == 2 and err.value.field == "text"

@@ -1849,14 +1849,15 @@ def _read_id_text_tsv(path: Path, needed: set[str], progress: Progress | None = 
     return out
 
 
-def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str], with_title: bool) -> dict[str, str] | None:
+def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_title: bool) -> dict[str, str] | None:
     """:func:`_read_beir_jsonl` with pyarrow's JSON reader, block by block (only the needed rows
     become Python strings), or None to let the per-line reader decide. When ``needed`` is a dict
-    (id -> the same id), its string objects are the keys of the result (no second copy of the ids)."""
+    (id -> the same id), its string objects are the keys of the result (no second copy of the ids);
+    None keeps every id."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    value_set = pa.array(list(needed), pa.string())
+    value_set = None if needed is None else pa.array(list(needed), pa.string())
     canon = needed.get if isinstance(needed, dict) else None
     out: dict[str, str] = {}
     rows = 0
@@ -1868,19 +1869,23 @@ def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str], with_title: 
             ids = _arrow_ids(t.column("_id").combine_chunks())
             if ids is None:
                 return None
-            keep = pc.is_in(ids, value_set=value_set)
-            body = pc.filter(t.column("text").combine_chunks(), keep)
+            keep = None if value_set is None else pc.is_in(ids, value_set=value_set)
+
+            def kept(col, keep=keep):
+                return col if keep is None else pc.filter(col, keep)
+
+            body = kept(t.column("text").combine_chunks())
             if body.null_count or not pa.types.is_string(body.type):
                 if len(body) == 0:
                     continue
                 return None
             titles: list = [None] * len(body)
             if with_title and "title" in t.column_names:
-                tc = pc.filter(t.column("title").combine_chunks(), keep)
+                tc = kept(t.column("title").combine_chunks())
                 if not (pa.types.is_string(tc.type) or pa.types.is_null(tc.type)):
                     return None
                 titles = tc.to_pylist()
-            for i, b, title in zip(pc.filter(ids, keep).to_pylist(), body.to_pylist(), titles):
+            for i, b, title in zip(kept(ids).to_pylist(), body.to_pylist(), titles):
                 if i in out:
                     continue
                 if canon is not None:
@@ -1898,8 +1903,17 @@ def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str], with_title: 
     return out if rows else None
 
 
-def _read_beir_jsonl(path: Path, needed: set[str] | dict[str, str], with_title: bool, progress: Progress | None = None) -> dict[str, str]:
-    """``{_id, title?, text}`` lines of a BEIR corpus/queries file, keeping only ``needed`` ids."""
+def read_beir_texts(path: str | Path, with_title: bool = True) -> dict[str, str]:
+    """Every ``{_id, title?, text}`` line of a BEIR ``corpus.jsonl`` / ``queries.jsonl`` as
+    ``{id: text}``, the text built as :func:`load_beir` builds it (stripped title, a space and the
+    text when both are set), the first line winning for a repeated id. A bad line raises
+    :class:`LoadError` naming file, line and field."""
+    return _read_beir_jsonl(Path(path), None, with_title)
+
+
+def _read_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_title: bool, progress: Progress | None = None) -> dict[str, str]:
+    """``{_id, title?, text}`` lines of a BEIR corpus/queries file, keeping only ``needed`` ids
+    (None: every id)."""
     if _fast(_size(path), FAST_MIN_TEXT_BYTES):
         out = _fast_beir_jsonl(path, needed, with_title)
         if out is not None:
@@ -1914,7 +1928,8 @@ def _read_beir_jsonl(path: Path, needed: set[str] | dict[str, str], with_title: 
     try:
         for line, s in _Lines(path, progress):
             m = head(s)
-            if m is not None and "\\" not in m.group(1) and (m.group(1).strip() not in needed or m.group(1).strip() in out):
+            if (m is not None and "\\" not in m.group(1)
+                    and ((needed is not None and m.group(1).strip() not in needed) or m.group(1).strip() in out)):
                 any_row = True
                 continue  # unreferenced: skip the JSON parse (BEIR files put "_id" first)
             if not s.strip():
@@ -1924,7 +1939,7 @@ def _read_beir_jsonl(path: Path, needed: set[str] | dict[str, str], with_title: 
             if not isinstance(row, dict):
                 raise LoadError(spath, line, f"expected one JSON object {{...}} per line, got {_kind(row)}")
             i = _ident(spath, line, _need(spath, line, row, "_id"), "_id")
-            if i not in needed or i in out:
+            if (needed is not None and i not in needed) or i in out:
                 continue
             body = _need(spath, line, row, "text")
             if body is not None and not isinstance(body, str):

@@ -8,11 +8,10 @@ embedding-cache keys agree), then loads the sources into that collection.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterable
 
-from eci_core.io.data import Collection, LoadError
+from eci_core.io.data import Collection
 
 
 def corpus_dir(path: str | Path) -> Path | None:
@@ -27,24 +26,13 @@ def corpus_dir(path: str | Path) -> Path | None:
 
 def add_corpus(collection: Collection, directory: str | Path) -> int:
     """Add every passage of ``directory/corpus.jsonl`` to ``collection`` (known ids keep their
-    index); returns how many were new. A bad line raises LoadError naming file, line and field."""
-    from eci_core.miners import _beir_text
+    index; texts built as the loader builds them, read by the loader's own BEIR reader); returns
+    how many were new. A bad line raises LoadError naming file, line and field."""
+    from eci_core.io.loaders import read_beir_texts
 
-    path = Path(directory) / "corpus.jsonl"
     before = collection.n_passages
-    with open(path, encoding="utf-8") as fh:
-        for ln, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise LoadError(str(path), ln, f"invalid JSON ({err.msg})") from None
-            if not isinstance(obj, dict) or "_id" not in obj:
-                raise LoadError(str(path), ln, "missing (every line needs an id)", field="_id")
-            if not isinstance(obj.get("text", ""), str):
-                raise LoadError(str(path), ln, "must be a string", field="text")
-            collection.add_passage(_beir_text(obj), str(obj["_id"]))
+    for pid, text in read_beir_texts(Path(directory) / "corpus.jsonl", with_title=True).items():
+        collection.add_passage(text, pid)
     return collection.n_passages - before
 
 
