@@ -43,8 +43,8 @@ params = ss[state.K_PROJECTION]
 @st.fragment
 def projection_view() -> None:
     c1, c2 = st.columns([3, 2])
-    # default: the three best-ranked sources (every source at once is a crowded, slow map)
-    chosen = components.sources_multiselect(names, "pj_sources", default=names[:3], where=c1)
+    chosen = components.sources_multiselect(names, "pj_sources", default=names[:state.PROJECTION_DEFAULT_SOURCES],
+                                            where=c1)
     color_by = c2.segmented_control("Colour by", ["source", "flag", "margin", "kind"], default="source",
                                     key="pj_color") or "source"
     if not chosen:

@@ -237,6 +237,35 @@ def test_projection_defaults_to_pca(expected):
     assert len(at.get("plotly_chart")) == 1
 
 
+def test_pages_are_prepared_before_the_first_chart(monkeypatch):
+    """Scoring new data also computes, in the same run and before the Overview is drawn, what the
+    pages derive from it, the Projection page's default PCA map included: the first visit of
+    Projection projects nothing (at 3M pairs that took seconds, on a page switch)."""
+    import streamlit as st
+
+    import eci_core.explore.projection as P
+
+    st.cache_resource.clear()  # a fresh server: nothing scored or projected yet
+    calls = []
+    real = P.project_points
+
+    def counted(data, **kw):
+        calls.append(kw.get("method"))
+        return real(data, **kw)
+
+    monkeypatch.setattr(P, "project_points", counted)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    _no_exception(at)
+    assert [t.value for t in at.title] == ["Overview"]
+    assert calls == ["pca"]
+    at.switch_page(PAGES["projection"][0])
+    at.run()
+    _no_exception(at)
+    assert calls == ["pca"]  # the page read the prepared map
+    assert any(c.value.startswith("58 points") for c in at.caption)
+
+
 def test_projection_umap_form_passes_its_parameters(monkeypatch):
     """The UMAP form's values reach eci_core.explore.projection.project (UMAP itself is swapped for PCA
     here: its numba compilation alone takes ~20 s; tests/test_projection.py covers it)."""

@@ -480,7 +480,13 @@ def test_warm_up_fills_what_the_pages_read():
     c.add_source("bm25", recs({"q1": ["sort a list in python", "python list append"], "q2": ["what is a set"]}))
     c.add_source("dense", recs({"q1": ["cats and dogs"], "q2": ["strings are immutable", "a set"]}))
     r = score_collection(c, HashingEncoder(), ECIConfig(n_bootstrap=20))
-    views.warm_up(c, r)
+    seen, extra = [], []
+    views.warm_up(c, r, progress=lambda stage, done, total: seen.append((stage, done, total)),
+                  then=[("extra step", lambda: extra.append(1))])
+    assert extra == [1]  # the caller's steps run too, after the views' own
+    n = seen[-1][2]
+    assert [d for _, d, _ in seen] == list(range(n + 1)) and all(t == n for _, _, t in seen)
+    assert seen[-2][0] == "extra step" and seen[-1][0] == "done"
     best = r.sources["name"].iloc[0]
     memo = views._MEMO[id(r.pairs)]
     assert any(k[0] == "score_summary" and k[1] == best for k in memo)

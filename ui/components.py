@@ -10,8 +10,9 @@ import streamlit as st
 from ui import state
 
 
-def progress_callback(bar) -> Callable[[str, int, int], None]:
-    """A ``progress(stage, done, total)`` that moves ``bar`` (at most ~10 updates a second)."""
+def progress_callback(bar, verb: str = "Computing") -> Callable[[str, int, int], None]:
+    """A ``progress(stage, done, total)`` that moves ``bar`` (at most ~10 updates a second),
+    its text ``"{verb}: {stage} (done / total)"``."""
     last = {"t": 0.0, "stage": None}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -21,18 +22,21 @@ def progress_callback(bar) -> Callable[[str, int, int], None]:
             return
         last["t"], last["stage"] = now, stage
         frac = min(max(done / total, 0.0), 1.0) if total else 0.0
-        text = f"Computing: {stage}" + (f" ({done:,} / {total:,})" if total > 1 else "")
+        text = f"{verb}: {stage}" + (f" ({done:,} / {total:,})" if total > 1 else "")
         bar.progress(frac, text=text)
 
     return progress
 
 
 def ensure_scores() -> None:
-    """Compute the scores for the current data and settings once, with a progress bar.
+    """Compute the scores for the current data and settings once, then what the pages derive from
+    them, with a progress bar.
 
     A bad setting (e.g. an encoder folder that does not exist) is shown as one line and the
     pages show nothing until it is fixed.
     """
+    import logging
+
     ss = st.session_state
     if ss.get(state.K_COLLECTION) is None:
         return
@@ -58,25 +62,11 @@ def ensure_scores() -> None:
         holder.empty()
         show_error(state.one_line(err), prefix="Could not score the data: ")
         return
+    try:
+        state.prepare_pages(s, result, progress=progress_callback(bar, verb="Preparing the pages"))
+    except Exception:  # a page computing the same table reports any error itself
+        logging.getLogger(__name__).exception("preparing the dashboard's pages failed")
     holder.empty()
-    warm_up_in_background(ss[state.K_COLLECTION], result)
-
-
-def warm_up_in_background(collection, result) -> None:
-    """Start :func:`eci_core.explore.views.warm_up` in a daemon thread: what the other pages derive from
-    new scores is computed once, while the user reads the Overview, not on a page switch."""
-    import logging
-    import threading
-
-    from eci_core.explore import views
-
-    def run() -> None:
-        try:
-            views.warm_up(collection, result)
-        except Exception:  # a page computing the same table reports any error itself
-            logging.getLogger(__name__).exception("warming up the dashboard views failed")
-
-    threading.Thread(target=run, name="eci-views-warm-up", daemon=True).start()
 
 
 def require_result(title: str, caption: str | None = None) -> state.Current:

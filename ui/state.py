@@ -269,7 +269,7 @@ def _defaults() -> dict[str, Any]:
         K_FN_MODELS: None,
         K_FN_REFIT: None,
         K_QUERY: None,
-        K_PROJECTION: {"method": "pca", "n_neighbors": 15, "min_dist": 0.1, "metric": "cosine"},
+        K_PROJECTION: dict(PROJECTION_DEFAULTS),
         K_VALIDATIONS: {},
         W_ENCODER: enc_label,
         W_ENCODER_PATH: enc_path,
@@ -824,6 +824,11 @@ PAGE_FILES = {
 
 
 # --------------------------------------------------------------------------- projection
+#: The Projection page's default parameters (PCA; the UMAP ones apply once UMAP is chosen).
+PROJECTION_DEFAULTS = {"method": "pca", "n_neighbors": 15, "min_dist": 0.1, "metric": "cosine"}
+#: The Projection page's default sources: the best-ranked ones (every source at once is a crowded, slow map).
+PROJECTION_DEFAULT_SOURCES = 3
+
 @st.cache_resource(show_spinner=False, max_entries=8)  # the same table each rerun (no copy): read-only
 def _projected(key: tuple, sources: tuple, color_by: str, method: str, n_neighbors: int, min_dist: float,
                metric: str, max_points: int, _collection: Collection, _result):
@@ -845,6 +850,22 @@ def projection_points(cur: "Current", sources: list[str], color_by: str, method:
     key = score_key(st.session_state[K_CONTENT_HASH], cur.settings)
     return _projected(key, tuple(sources), color_by, method, int(n_neighbors), float(min_dist), metric,
                       int(max_points), cur.collection, cur.result)
+
+
+def prepare_pages(s: Settings, result, progress: Callable[[str, int, int], None] | None = None) -> None:
+    """Compute what the pages derive from new scores (:func:`eci_core.explore.views.warm_up`) and
+    the Projection page's default map, once per (data, settings), before the first chart is
+    drawn: a first page visit then finds them ready instead of computing them or waiting for a
+    background computation."""
+    from eci_core.explore import views
+
+    cur = Current(collection=st.session_state[K_COLLECTION], result=result, settings=s, fingerprint=None)
+    names = [str(n) for n in result.sources["name"]] if len(result.sources) else []
+    p = PROJECTION_DEFAULTS
+    projection = [("projection", lambda: projection_points(
+        cur, names[:PROJECTION_DEFAULT_SOURCES], "source", method=p["method"], n_neighbors=p["n_neighbors"],
+        min_dist=p["min_dist"], metric=p["metric"]))] if names else []
+    views.warm_up(cur.collection, result, progress=progress, then=projection)
 
 
 # --------------------------------------------------------------------------- routing
