@@ -90,7 +90,7 @@ qp["results"] = choice
 res = results[choice]
 m = res.meta
 cfg = m.get("config", {})
-matches = cur.collection is not None and res.matches(cur.collection)
+matches = state.matches_loaded_data(res)
 st.caption(f"Trainer {m.get('trainer')} · encoder {m.get('encoder')} · {m.get('n_splits')} split(s) × {cfg.get('seeds')} "
            f"seed(s) · {cfg.get('steps')} steps · batch {cfg.get('batch_size')} · {cfg.get('negatives_per_example')} "
            f"negatives per example · lr {m.get('lr')} · {m.get('n_eval_passages'):,} passages ranked · {m.get('seconds')} s"

@@ -311,6 +311,14 @@ def test_results_reopen_without_recomputing(fixture_results):
     np.testing.assert_allclose(back.beats.to_numpy(float), res.beats.to_numpy(float))
     assert back.summary() == res.summary()
     assert back.matches(coll) and res.matches(coll)
+    # precomputed signatures (the dashboard computes them once per data): the same answer
+    from eci_core.validation import source_signatures
+
+    sig = source_signatures(coll)
+    assert back.matches(coll, signatures=sig)
+    assert not back.matches(coll, signatures=dict(sig, **{next(iter(sig)): "0" * 16}))  # other negatives
+    assert back.validated_names(coll.sources) and not back.validated_names(list(coll.sources) + ["unseen"])
+    assert not back.validated_names([])
     assert not back.encoder_agreement().empty
     doc = json.loads((out / "results.json").read_text())
     assert doc["summary"] == res.summary()

@@ -934,6 +934,27 @@ def add_validation(label: str, result: Any) -> None:
     st.session_state[K_VALIDATIONS][label] = result
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _source_signatures(content_hash: str, _collection: Collection) -> dict[str, str] | None:
+    from eci_core.validation import source_signatures
+
+    try:
+        return source_signatures(_collection)
+    except (KeyError, IndexError):
+        return None
+
+
+def matches_loaded_data(result: Any) -> bool:
+    """True when validation ``result`` covers every loaded source with the same negatives (the
+    loaded sources' signatures are computed once per data content: seconds at millions of pairs,
+    and the Overview asks on every run)."""
+    coll = st.session_state.get(K_COLLECTION)
+    if coll is None or not result.validated_names(coll.sources):
+        return False
+    sig = _source_signatures(st.session_state[K_CONTENT_HASH], coll)
+    return sig is not None and result.matches(coll, signatures=sig)
+
+
 def validation_for_loaded_data() -> Any:
     """The validation to quote on the Overview: one that covers every loaded source with the
     same negatives; the session's own runs first, then shipped cheap-trainer results (most
@@ -950,6 +971,6 @@ def validation_for_loaded_data() -> Any:
         return (label not in session, r.trainer == "finetune", -int(cfg.get("seeds") or 0))
 
     for _, r in sorted(results.items(), key=order):
-        if r.matches(coll):
+        if matches_loaded_data(r):
             return r
     return None

@@ -79,16 +79,26 @@ class ValidationResult:
             return pd.DataFrame()
         return encoder_agreement({c: self.encoder_eci[c].dropna() for c in self.encoder_eci.columns})
 
-    def matches(self, collection) -> bool:
-        """True when every source loaded in ``collection`` was validated here with the same negatives."""
+    def validated_names(self, names) -> bool:
+        """True when every source name in ``names`` (at least one) was validated here (a cheap
+        first check of :meth:`matches`)."""
         sig = self.meta.get("source_signatures") or {}
-        if not collection.sources:
-            return False
-        try:
-            mine = source_signatures(collection)
-        except (KeyError, IndexError):
-            return False
-        return all(sig.get(k) == v for k, v in mine.items())
+        names = list(names)
+        return bool(names) and all(name in sig for name in names)
+
+    def matches(self, collection, signatures: dict[str, str] | None = None) -> bool:
+        """True when every source loaded in ``collection`` was validated here with the same negatives.
+        ``signatures``: ``source_signatures(collection)`` when the caller has them already (they
+        take seconds at millions of pairs)."""
+        sig = self.meta.get("source_signatures") or {}
+        if not self.validated_names(collection.sources):
+            return False  # a loaded source this validation never saw (no need to hash the others)
+        if signatures is None:
+            try:
+                signatures = source_signatures(collection)
+            except (KeyError, IndexError):
+                return False
+        return all(sig.get(k) == v for k, v in signatures.items())
 
     def notes(self) -> list[str]:
         """Plain statements of what the validation can and cannot resolve."""
