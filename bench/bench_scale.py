@@ -186,30 +186,15 @@ def _first_chart(page, t_start: float, timeout_s: float, min_charts: int = 1, ti
     raise TimeoutError(f"no chart within {timeout_s:.0f} s")
 
 
-def _port_in(lo: int, hi: int) -> int:
-    """A free port in [lo, hi] (helpers sharing a machine each keep to a range)."""
-    import socket
-
-    for port in range(lo, hi + 1):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {lo}-{hi}")
-
-
 def dashboard(data: Path, rounds: int, shots: Path | None, ports: tuple[int, int] | None = None) -> dict:
     import app_server as A
 
-    if ports:
-        A.free_port = lambda: _port_in(*ports)
+    port = A.free_port_in(range(ports[0], ports[1] + 1)) if ports else None
     out: dict = {}
     with tempfile.TemporaryDirectory(prefix="eci-scale-app-") as cache_dir:
         t_launch = time.monotonic()
         server = A.start_server(data, encoder="hashing", extra_env={"ECI_CACHE_DIR": cache_dir}, timeout=120,
-                                log_dir=Path(cache_dir))
+                                log_dir=Path(cache_dir), port=port)
         pid = server.proc.pid
         try:
             out["server_up_s"] = time.monotonic() - t_launch
