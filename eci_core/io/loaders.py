@@ -1122,32 +1122,43 @@ def _parse_st(path: str, fmt: str, rows: Iterator[tuple[int, dict]]) -> tuple[li
 
 
 # ====================================================================== BGE, Tevatron
-def _parse_bge(path: str, rows: Iterator[tuple[int, dict]]) -> tuple[list[QueryRecord], int]:
+def _parse_rows(path: str, rows: Iterator[tuple[int, dict]],
+                record: Callable[[str, int, dict], QueryRecord]) -> tuple[list[QueryRecord], int]:
+    """One :class:`QueryRecord` per row from ``record(path, line, row)``; any failure inside a
+    record becomes one line at that record. Returns the records and the rows read."""
     out: list[QueryRecord] = []
     n = 0
     line = None
     try:
         for line, row in rows:
             n += 1
-            q = _text(path, line, _need(path, line, row, "query"), "query")
-            pos = _text_list(path, line, _need(path, line, row, "pos"), "pos")
-            neg = _text_list(path, line, _need(path, line, row, "neg"), "neg")
-            ps = ns = None
-            if _present(row.get("pos_scores")):
-                ps = _num_list(path, line, row["pos_scores"], "pos_scores", len(pos), "one per item of 'pos'")
-            if _present(row.get("neg_scores")):
-                ns = _num_list(path, line, row["neg_scores"], "neg_scores", len(neg), "one per item of 'neg'")
-            qid = None
-            for k in ("query_id", "qid"):
-                if _present(row.get(k)):
-                    qid = _ident(path, line, row[k], k)
-                    break
-            out.append(QueryRecord(qid, q, _refs(pos, ps), _refs(neg, ns), line))
+            out.append(record(path, line, row))
     except LoadError:
         raise
     except Exception as err:  # any failure inside a record: one line at that record
         raise _unexpected(path, line, err) from None
     return out, n
+
+
+def _bge_record(path: str, line: int, row: dict) -> QueryRecord:
+    q = _text(path, line, _need(path, line, row, "query"), "query")
+    pos = _text_list(path, line, _need(path, line, row, "pos"), "pos")
+    neg = _text_list(path, line, _need(path, line, row, "neg"), "neg")
+    ps = ns = None
+    if _present(row.get("pos_scores")):
+        ps = _num_list(path, line, row["pos_scores"], "pos_scores", len(pos), "one per item of 'pos'")
+    if _present(row.get("neg_scores")):
+        ns = _num_list(path, line, row["neg_scores"], "neg_scores", len(neg), "one per item of 'neg'")
+    qid = None
+    for k in ("query_id", "qid"):
+        if _present(row.get(k)):
+            qid = _ident(path, line, row[k], k)
+            break
+    return QueryRecord(qid, q, _refs(pos, ps), _refs(neg, ns), line)
+
+
+def _parse_bge(path: str, rows: Iterator[tuple[int, dict]]) -> tuple[list[QueryRecord], int]:
+    return _parse_rows(path, rows, _bge_record)
 
 
 def _tevatron_passages(path: str, line: int, v: Any, fld: str) -> list[PassageRef]:
@@ -1186,23 +1197,16 @@ def _tevatron_passages(path: str, line: int, v: Any, fld: str) -> list[PassageRe
     return out
 
 
+def _tevatron_record(path: str, line: int, row: dict) -> QueryRecord:
+    q = _text(path, line, _need(path, line, row, "query"), "query")
+    qid = _ident(path, line, row["query_id"], "query_id") if _present(row.get("query_id")) else None
+    pos = _tevatron_passages(path, line, _need(path, line, row, "positive_passages"), "positive_passages")
+    neg = _tevatron_passages(path, line, _need(path, line, row, "negative_passages"), "negative_passages")
+    return QueryRecord(qid, q, pos, neg, line)
+
+
 def _parse_tevatron(path: str, rows: Iterator[tuple[int, dict]]) -> tuple[list[QueryRecord], int]:
-    out: list[QueryRecord] = []
-    n = 0
-    line = None
-    try:
-        for line, row in rows:
-            n += 1
-            q = _text(path, line, _need(path, line, row, "query"), "query")
-            qid = _ident(path, line, row["query_id"], "query_id") if _present(row.get("query_id")) else None
-            pos = _tevatron_passages(path, line, _need(path, line, row, "positive_passages"), "positive_passages")
-            neg = _tevatron_passages(path, line, _need(path, line, row, "negative_passages"), "negative_passages")
-            out.append(QueryRecord(qid, q, pos, neg, line))
-    except LoadError:
-        raise
-    except Exception as err:  # any failure inside a record: one line at that record
-        raise _unexpected(path, line, err) from None
-    return out, n
+    return _parse_rows(path, rows, _tevatron_record)
 
 
 # ====================================================================== id-based sources
