@@ -32,6 +32,17 @@ def chromium_path() -> str | None:
     return None
 
 
+def browser_skip_reason() -> str | None:
+    """Why the browser tests cannot run here (no Debian chromium, no playwright), or None."""
+    if chromium_path() is None:
+        return "Debian chromium is not installed (/usr/bin/chromium): `make test` installs it when run as root"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright (the Python package) is not installed: pip install playwright"
+    return None
+
+
 def sample_or_fixture() -> Path:
     """The bundled sample when its negatives exist, else the small test fixture."""
     if (SAMPLE / "negatives").is_dir() and any((SAMPLE / "negatives").iterdir()):

@@ -42,19 +42,9 @@ def pages(n_sources: int) -> list[tuple[str, str, str, int]]:
     ]
 
 
-def _skip_reason() -> str | None:
-    if A.chromium_path() is None:
-        return "Debian chromium is not installed (/usr/bin/chromium): `make test` installs it when run as root"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright (the Python package) is not installed: pip install playwright"
-    return None
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    reason = _skip_reason()
+    reason = A.browser_skip_reason()
     if reason:
         pytest.skip(reason)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -31,19 +31,9 @@ RULE_LABELS = {  # the Export page's radio labels
 }
 
 
-def _skip_reason() -> str | None:
-    if A.chromium_path() is None:
-        return "Debian chromium is not installed (/usr/bin/chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright (the Python package) is not installed: pip install playwright"
-    return None
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    reason = _skip_reason()
+    reason = A.browser_skip_reason()
     if reason:
         pytest.skip(reason)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
