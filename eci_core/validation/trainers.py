@@ -27,6 +27,8 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from eci_core.models.encoders import detect_device
+
 Progress = Callable[[str, int, int], None]
 #: MultipleNegativesRankingLoss' default scale (1 / temperature).
 SCALE = 20.0
@@ -55,18 +57,6 @@ class Trainer(Protocol):
         embeddings of ``test_queries`` (n_test, d) and of the evaluation passages (n_eval, d):
         the passage indices in the attribute ``eval_passages`` (set by ``setup``; the protocol
         may narrow it to a pool)."""
-
-
-def detect_device() -> str:
-    """``"cuda"`` when a CUDA GPU is visible, else ``"mps"`` (Apple), else ``"cpu"``."""
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def _normalize(x):
