@@ -2066,16 +2066,22 @@ def _read_qrels(d: Path, split: str | None = None) -> _Qrels:
         f = _beir_file(qdir, name + ".tsv")
         sf = str(f)
         mine: dict[str, list[str]] = {}
+
+        def add(qid: str, pid: str, no: int, mine=mine, sf=sf) -> None:
+            """A relevant (query, passage) of this split; a query labelled in an earlier split
+            keeps that split's positives (counted in ``several``)."""
+            if qid in out.split:
+                out.several.add(qid)
+                return
+            lst = mine.setdefault(qid, [])
+            if pid not in lst:
+                lst.append(pid)
+            out.where.setdefault(pid, (sf, no))
+
         rows = _fast_qrels_rows(f) if _fast(_size(f)) else None
         if rows is not None:
             for qid, pid, no in rows:
-                if qid in out.split:
-                    out.several.add(qid)
-                    continue
-                lst = mine.setdefault(qid, [])
-                if pid not in lst:
-                    lst.append(pid)
-                out.where.setdefault(pid, (sf, no))
+                add(qid, pid, no)
             for qid, lst in mine.items():
                 out.pos[qid] = lst
                 out.split[qid] = name
@@ -2098,13 +2104,7 @@ def _read_qrels(d: Path, split: str | None = None) -> _Qrels:
                 if not math.isfinite(score):
                     _finite(sf, no, score, "score")
                 if score > 0:
-                    if qid in out.split:
-                        out.several.add(qid)
-                        continue
-                    lst = mine.setdefault(qid, [])
-                    if pid not in lst:
-                        lst.append(pid)
-                    out.where.setdefault(pid, (sf, no))
+                    add(qid, pid, no)
         except LoadError:
             raise
         except Exception as err:  # any failure inside a record: one line at that record
