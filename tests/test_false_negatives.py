@@ -213,3 +213,15 @@ def test_detector_quality_per_source_and_flag_points():
     assert u["recall"].iloc[0] == pytest.approx(y[on].sum() / y.sum())
     assert len(c[(c["score"] == "s_pn") & (c["source"] == "a")]) > 2
     views.pr_figure(c, "a")  # draws
+
+
+def test_marked_rows_are_the_marked_negatives_in_table_order():
+    import pandas as pd
+
+    from eci_core.io.marks import marked_rows
+
+    pairs = pd.DataFrame({"source": ["a", "a", "b", "b"], "query_id": ["q1", "q1", "q1", "q2"],
+                          "passage_id": ["p1", "p2", "p1", "p9"]})
+    rows, labels = marked_rows(pairs, {("b", "q1", "p1"): "fine", ("a", "q1", "p2"): "false_negative",
+                                       ("a", "q9", "p1"): "fine"})
+    assert rows.tolist() == [1, 2] and labels.tolist() == [1, 0]

@@ -701,16 +701,11 @@ def refit_on_marks(result) -> dict:
     """Refit the false-negative score on the session's marks plus the shipped prior
     (``eci_core.metrics.false_negatives.refit``); the review queue re-ranks with it. Returns and keeps
     what the refit measured (``refit_report``: precision on the marks before / after)."""
-    import numpy as np
-
+    from eci_core.io.marks import marked_rows
     from eci_core.metrics.false_negatives import refit, refit_report
 
     pairs = result.pairs
-    marks = st.session_state[K_MARKS]
-    keys = zip(pairs["source"].astype(str), pairs["query_id"].astype(str), pairs["passage_id"].astype(str))
-    got = [(i, marks[k]) for i, k in enumerate(keys) if k in marks]
-    rows = np.array([i for i, _ in got], dtype=np.int64)
-    labels = np.array([1 if m == MARK_FALSE_NEGATIVE else 0 for _, m in got], dtype=np.int64)
+    rows, labels = marked_rows(pairs, st.session_state[K_MARKS])
     report = refit_report(pairs, rows, labels)
     st.session_state[K_FN_MODELS] = refit(pairs, rows, labels)
     st.session_state[K_FN_REFIT] = report

@@ -108,3 +108,17 @@ def labels_to_marks(labels: Mapping[tuple[str, str], int], pairs: Iterable[Mark]
         if v is not None:
             out[(str(s), str(q), str(p))] = "false_negative" if v > 0 else "fine"
     return out
+
+
+def marked_rows(pairs, marks: Mapping[Mark, str]):
+    """``(rows, labels)``: the positions in the scored ``pairs`` table (columns ``source``,
+    ``query_id``, ``passage_id``) of every marked negative, and its label (1 false negative,
+    0 fine), both int64 arrays in table order — what a refit of the false-negative score learns
+    from."""
+    import numpy as np
+
+    keys = zip(pairs["source"].astype(str), pairs["query_id"].astype(str), pairs["passage_id"].astype(str))
+    got = [(i, marks[k]) for i, k in enumerate(keys) if k in marks]
+    rows = np.array([i for i, _ in got], dtype=np.int64)
+    labels = np.array([1 if m == "false_negative" else 0 for _, m in got], dtype=np.int64)
+    return rows, labels
