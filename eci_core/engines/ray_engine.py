@@ -177,14 +177,20 @@ def _cross_spec(model, device: str, gpu: bool):
     if isinstance(model, SentenceTransformersCrossEncoder):
         return SentenceTransformersCrossEncoder, dict(model_path=str(model.path), name=model.name,
                                                       batch_size=model.batch_size, max_length=model.max_length,
-                                                      device="cuda" if gpu else ("cpu" if device == "auto" else device))
+                                                      device="cuda" if gpu else ("mps" if device == "mps" else "cpu"))
     return None, model
 
 
-def _uses_torch(model) -> bool:
+def _cross_actors(model, device: str, n_gpus: int, n_cpus: int, concurrency: int | None) -> tuple[bool, dict]:
+    """``(gpu, map_batches resources)`` of the cross-encoder actors: one GPU each when the cluster
+    has GPUs, ``device`` is not ``"cpu"`` and the model runs on torch (the bundled ONNX model is
+    CPU-only); else one CPU each, as many actors as CPUs (or ``concurrency``)."""
     from eci_core.models.encoders import OnnxCrossEncoder
 
-    return not isinstance(model, OnnxCrossEncoder)
+    gpu = n_gpus > 0 and device != "cpu" and not isinstance(model, OnnxCrossEncoder)
+    if gpu:
+        return True, dict(num_gpus=1, concurrency=concurrency or n_gpus)
+    return False, dict(num_cpus=1, concurrency=concurrency or max(1, n_cpus))
 
 
 class _CrossActor:
@@ -211,7 +217,8 @@ class RayCrossEncoder:
     model's, so cached scores are shared with the local engine. ``predict_chunk`` makes
     :func:`eci_core.models.encoders.cross_scores` hand over whole jobs (one Ray Data job, one model
     load per actor, for up to that many uncached pairs). ``n_scored``: pairs sent to Ray so far.
-    ``device="cpu"`` keeps a torch cross-encoder off the cluster's GPUs.
+    ``device="cpu"`` keeps a torch cross-encoder off the cluster's GPUs (with no GPU in the
+    cluster it runs on CPU actors, or on ``"mps"`` when asked for).
     """
 
     def __init__(self, model, device: str = "auto", batch_size: int = CROSS_BATCH, concurrency: int | None = None):
@@ -238,12 +245,8 @@ class RayCrossEncoder:
         if not pairs:
             return np.zeros(0, dtype=np.float32)
         ray = init_ray()
-        gpu = bool(_n_gpus(ray)) and self.device != "cpu" and _uses_torch(self._local)
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        if gpu:
-            kw = dict(num_gpus=1, concurrency=self.concurrency or _n_gpus(ray))
-        else:
-            kw = dict(num_cpus=1, concurrency=self.concurrency or cpus)
+        gpu, kw = _cross_actors(self._local, self.device, _n_gpus(ray), int(ray.cluster_resources().get("CPU", 1)),
+                                self.concurrency)
         n_blocks = max(1, min(kw["concurrency"], -(-len(pairs) // self.batch_size)))
         kw["concurrency"] = min(kw["concurrency"], n_blocks)
         q, p = zip(*pairs)
