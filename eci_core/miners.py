@@ -130,51 +130,27 @@ def _first_relevant_lines(qrels: Path, qids: set[str]) -> dict[str, int]:
     return out
 
 
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
-
-
 def read_negative_ids(path: str | Path) -> dict[str, list[str]]:
     """Read negatives by id: a TREC run (``qid Q0 docid rank score tag``, ordered by rank) or
-    JSONL lines ``{"query_id": str, "negative_ids": [str, ...]}``. Returns query id → ids."""
+    JSONL lines ``{"query_id": str, "negative_ids": [str, ...]}``. Returns query id → ids.
+
+    Read by the loaders' negatives reader, so a bad line raises the loaders' :class:`LoadError`
+    (``PATH:LINE: field 'F': message``, no value echoed). A TREC run with several tags gives each
+    query its tags' lists merged by position in the list (the first ranks of every tag first,
+    tags in file order)."""
+    from eci_core.io.loaders import _parse_negatives_file
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (expected a TREC run or negative-ids JSONL)")
-    out: dict[str, list[tuple[float, int, str]]] = {}
-    with open(path, encoding="utf-8") as fh:
-        first = ""
-        for first in fh:
-            if first.strip():
-                break
-    is_json = first.lstrip().startswith("{")
-    with open(path, encoding="utf-8") as fh:
-        for ln, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            if is_json:
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise LoadError(str(path), ln, f"invalid JSON ({err.msg})") from None
-                if not isinstance(obj, dict) or "query_id" not in obj:
-                    raise LoadError(str(path), ln, "missing", field="query_id")
-                ids = obj.get("negative_ids")
-                if not isinstance(ids, list):
-                    raise LoadError(str(path), ln, "must be a list of passage ids", field="negative_ids")
-                lst = out.setdefault(str(obj["query_id"]), [])
-                lst.extend((float(len(lst) + i), ln, str(x)) for i, x in enumerate(ids))
-            else:
-                parts = line.split()
-                if len(parts) != 6:
-                    raise LoadError(str(path), ln, f"expected 'qid Q0 docid rank score tag' (6 fields), got {len(parts)}")
-                if not _is_number(parts[3]):
-                    raise LoadError(str(path), ln, f"rank {parts[3]!r} is not a number", field="rank")
-                out.setdefault(parts[0], []).append((float(parts[3]), ln, parts[2]))
-    return {q: [pid for _, _, pid in sorted(v)] for q, v in out.items()}
+    runs = _parse_negatives_file(path)
+    if len(runs) == 1:
+        return {q: [pid for pid, _ in v] for q, v in runs[0].negs.items()}
+    merged: dict[str, list[tuple[int, int, str]]] = {}
+    for r, run in enumerate(runs):
+        for q, v in run.negs.items():
+            merged.setdefault(q, []).extend((i, r, pid) for i, (pid, _) in enumerate(v))
+    return {q: [pid for _, _, pid in sorted(v)] for q, v in merged.items()}
 
 
 # ---------------------------------------------------------------------------------------- result

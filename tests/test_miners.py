@@ -462,6 +462,31 @@ def test_read_beir_names_the_qrels_line_of_an_unknown_query_or_passage(tmp_path)
         read_beir(d)
 
 
+@pytest.mark.parametrize("name, body, line", [
+    ("a.trec", "q1 Q0 d1 1 2.0 t\nq1 Q0 secret-d2 x 1.0 t\n", "a.trec:2: field 'rank': expected an integer rank"),
+    ("b.trec", "q1 Q0 d1 1 2.0 t\nq1 Q0 d2\n",
+     "b.trec:2: expected 6 whitespace-separated fields 'qid Q0 docid rank score tag', found 3"),
+    ("c.jsonl", '{"query_id": "q1", "negative_ids": ["d1"]}\n{"query_id": "secret-q"}\n',
+     "c.jsonl:2: field 'negative_ids': missing required field (fields found: query_id)"),
+    ("d.jsonl", '{"query_id": "q1", "negative_ids": "secret-d1"}\n',
+     "d.jsonl:1: field 'negative_ids': expected a list of ids, got a string"),
+])
+def test_read_negative_ids_errors_are_the_loaders_lines(tmp_path, name, body, line):
+    (tmp_path / name).write_text(body)
+    with pytest.raises(LoadError) as err:
+        read_negative_ids(tmp_path / name)
+    assert str(err.value) == f"{tmp_path / name.split(':')[0]}:{line.split(':', 1)[1]}"  # nothing echoed
+    assert "secret" not in str(err.value)
+
+
+def test_read_negative_ids_merges_the_tags_of_a_run_by_position(tmp_path):
+    (tmp_path / "r.trec").write_text("q1 Q0 d1 1 2.0 a\nq1 Q0 d2 1 2.0 b\nq1 Q0 d3 2 1.0 a\nq2 Q0 d4 1 1 b\n"
+                                     "q1 Q0 d5 2 1.0 b\n")
+    assert read_negative_ids(tmp_path / "r.trec") == {"q1": ["d1", "d2", "d3", "d5"], "q2": ["d4"]}
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        read_negative_ids(tmp_path / "missing.trec")
+
+
 def test_eci_mine_cli_writes_run_and_prints_skip_lines(tmp_path, capsys):
     from eci_core.cli.mine import main
 
