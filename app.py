@@ -21,7 +21,8 @@ state.use_navigation_only()  # every later run goes through this file's st.navig
 # URL paths equal the file stems: Streamlit's legacy pages/ routing resolves a deep link on the
 # first run of a new server by file stem (see ui.state.use_navigation_only).
 # The default page is served at "/" whatever its url_path, so a typed "/overview" would match no
-# page ("Page not found" pop-up): a hidden second entry serves the same Overview file there.
+# page ("Page not found" pop-up): a hidden second entry catches it and switches to the Overview
+# (URL "/", query parameters kept), so the top bar highlights the Overview.
 PAGES = [
     st.Page(state.PAGE_FILES["overview"], title="Overview", icon=":material/leaderboard:", url_path="home", default=True),
     st.Page(state.PAGE_FILES["overview"], title="Overview", icon=":material/leaderboard:", url_path="overview",
@@ -38,6 +39,8 @@ PAGES = [
 
 state.init_state()
 page = st.navigation(PAGES, position="top")
+if page.url_path == PAGES[1].url_path:  # the hidden alias: serve the Overview at "/" so the top bar marks it
+    st.switch_page(PAGES[0], query_params=st.query_params.to_dict())
 sidebar.render()
 components.ensure_scores()
 page.run()

@@ -68,127 +68,89 @@ Progress = Callable[[str, int, int], None]
 
 
 # ---------------------------------------------------------------------------------------- input
-def _beir_text(obj: dict, with_title: bool = True) -> str:
-    """Passage text as the BEIR loader builds it (so embedding-cache keys agree): the stripped
-    title, a space and the text when both are set; queries use their text only."""
-    title = (obj.get("title") or "").strip() if with_title else ""
-    body = obj.get("text") or ""
-    return f"{title} {body}" if title and body.strip() else (title or body)
-
-
 def read_beir(directory: str | Path, split: str = "test") -> Collection:
     """Read a BEIR directory into a :class:`Collection` (passages, queries, positives; no source).
 
     ``corpus.jsonl`` lines ``{"_id", "title", "text"}`` (passage text = ``title + " " + text``
     when the title is non-empty, the BEIR convention), ``queries.jsonl`` lines
-    ``{"_id", "text"}``, ``qrels/<split>.tsv`` with header ``query-id corpus-id score``
-    (score > 0 = relevant). Every query of ``queries.jsonl`` is added; those with a relevant
-    passage get positives and are the ones mined. Problems raise :class:`LoadError` with the
-    file, line and field.
+    ``{"_id", "text"}`` (either may be gzipped, ``.jsonl.gz``), ``qrels/<split>.tsv`` with header
+    ``query-id corpus-id score`` (score > 0 = relevant). Every query of ``queries.jsonl`` is added;
+    those with a relevant passage get positives and are the ones mined. The files are read by the
+    loaders' readers (:func:`eci_core.io.loaders.read_beir_texts` and the qrels reader), so a
+    repeated id keeps its first line and a problem raises the loaders' :class:`LoadError`,
+    ``PATH:LINE: field 'F': message``, with no value of the file echoed. A qrels row naming a
+    query or passage the other files lack is an error at its line.
     """
+    from eci_core.io import loaders as L
+
     d = Path(directory)
     if not d.is_dir():
         raise FileNotFoundError(f"{d}: not a directory (expected a BEIR folder with corpus.jsonl, queries.jsonl, qrels/)")
-    coll = Collection()
-    corpus, queries, qrels = d / "corpus.jsonl", d / "queries.jsonl", d / "qrels" / f"{split}.tsv"
-    for f in (corpus, queries, qrels):
-        if not f.is_file():
-            raise LoadError(str(f), None, f"missing; a BEIR directory needs corpus.jsonl, queries.jsonl and qrels/{split}.tsv")
-    for path, adder, with_title in ((corpus, coll.add_passage, True), (queries, coll.add_query, False)):
-        seen: set[str] = set()
-        with open(path, encoding="utf-8") as fh:
-            for ln, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise LoadError(str(path), ln, f"invalid JSON ({err.msg})") from None
-                if not isinstance(obj, dict):
-                    raise LoadError(str(path), ln, "expected a JSON object")
-                if "_id" not in obj:
-                    raise LoadError(str(path), ln, "missing (every line needs an id)", field="_id")
-                oid = str(obj["_id"])
-                if oid in seen:
-                    raise LoadError(str(path), ln, f"duplicate id {oid!r}", field="_id")
-                seen.add(oid)
-                if not isinstance(obj.get("text", ""), str):
-                    raise LoadError(str(path), ln, "must be a string", field="text")
-                adder(_beir_text(obj, with_title), oid)
-    with open(qrels, encoding="utf-8") as fh:
-        for ln, line in enumerate(fh, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if ln == 1 and not _is_number(parts[-1]):
-                continue  # header "query-id corpus-id score"
-            if len(parts) == 4:  # TREC qrels "qid 0 docid rel"
-                parts = [parts[0], parts[2], parts[3]]
-            if len(parts) != 3:
-                raise LoadError(str(qrels), ln, f"expected 'query-id corpus-id score', got {len(parts)} fields")
-            qid, pid, score = parts
-            if not _is_number(score):
-                raise LoadError(str(qrels), ln, f"score {score!r} is not a number", field="score")
-            if float(score) <= 0:
-                continue
-            if qid not in coll._qid_index:
-                raise LoadError(str(qrels), ln, f"query {qid!r} is not in queries.jsonl", field="query-id")
-            if not coll.has_passage(pid):
-                raise LoadError(str(qrels), ln, f"passage {pid!r} is not in corpus.jsonl", field="corpus-id")
-            pos = coll.positives.setdefault(coll.query_index(qid), [])
-            pi = coll.passage_index(pid)
-            if pi not in pos:
-                pos.append(pi)
-    if not coll.positives:
+    corpus, queries = L._beir_file(d, "corpus.jsonl"), L._beir_file(d, "queries.jsonl")
+    missing = [n for n, f in (("corpus.jsonl", corpus), ("queries.jsonl", queries)) if f is None]
+    if missing:
+        raise LoadError(str(d), None, f"not a BEIR directory: missing {', '.join(missing)}")
+    ptexts = L.read_beir_texts(corpus, with_title=True)
+    qtexts = L.read_beir_texts(queries, with_title=False)
+    qr = L._read_qrels(d, split)
+    qrels = L._beir_file(d / "qrels", f"{split}.tsv")
+    if not qr.pos:
         raise LoadError(str(qrels), None, "no relevant (score > 0) query-passage pair: nothing to mine")
+    # ids the qrels name that the corpus / queries lack: one line at the first such row
+    L._check_known(str(qrels), {p: ln for p, (_, ln) in qr.where.items()}, ptexts, "positive id", corpus.name,
+                   "corpus-id")
+    if any(q not in qtexts for q in qr.pos):
+        L._check_known(str(qrels), _first_relevant_lines(qrels, set(qr.pos) - qtexts.keys()), qtexts, "query id",
+                       queries.name, "query-id")
+    coll = Collection()
+    for pid, text in ptexts.items():
+        coll.add_passage(text, pid)
+    for qid, text in qtexts.items():
+        coll.add_query(text, qid)
+    for qid, pids in qr.pos.items():
+        coll.positives[coll.query_index(qid)] = [coll.passage_index(p) for p in pids]
     return coll
 
 
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
+def _first_relevant_lines(qrels: Path, qids: set[str]) -> dict[str, int]:
+    """The first line of a relevant (score > 0) row of each of ``qids`` in a qrels file (read
+    again only when the qrels name queries that ``queries.jsonl`` lacks, to name the line)."""
+    from eci_core.io.loaders import _Lines
+
+    out: dict[str, int] = {}
+    for no, s in _Lines(qrels):
+        parts = s.split("\t") if "\t" in s else s.split()
+        q = parts[0].strip() if parts else ""
+        if q in qids and q not in out:
+            try:
+                if float(parts[-1]) > 0:
+                    out[q] = no
+            except ValueError:
+                continue
+    return out
 
 
 def read_negative_ids(path: str | Path) -> dict[str, list[str]]:
     """Read negatives by id: a TREC run (``qid Q0 docid rank score tag``, ordered by rank) or
-    JSONL lines ``{"query_id": str, "negative_ids": [str, ...]}``. Returns query id → ids."""
+    JSONL lines ``{"query_id": str, "negative_ids": [str, ...]}``. Returns query id → ids.
+
+    Read by the loaders' negatives reader, so a bad line raises the loaders' :class:`LoadError`
+    (``PATH:LINE: field 'F': message``, no value echoed). A TREC run with several tags gives each
+    query its tags' lists merged by position in the list (the first ranks of every tag first,
+    tags in file order)."""
+    from eci_core.io.loaders import _parse_negatives_file
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (expected a TREC run or negative-ids JSONL)")
-    out: dict[str, list[tuple[float, int, str]]] = {}
-    with open(path, encoding="utf-8") as fh:
-        first = ""
-        for first in fh:
-            if first.strip():
-                break
-    is_json = first.lstrip().startswith("{")
-    with open(path, encoding="utf-8") as fh:
-        for ln, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            if is_json:
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise LoadError(str(path), ln, f"invalid JSON ({err.msg})") from None
-                if not isinstance(obj, dict) or "query_id" not in obj:
-                    raise LoadError(str(path), ln, "missing", field="query_id")
-                ids = obj.get("negative_ids")
-                if not isinstance(ids, list):
-                    raise LoadError(str(path), ln, "must be a list of passage ids", field="negative_ids")
-                lst = out.setdefault(str(obj["query_id"]), [])
-                lst.extend((float(len(lst) + i), ln, str(x)) for i, x in enumerate(ids))
-            else:
-                parts = line.split()
-                if len(parts) != 6:
-                    raise LoadError(str(path), ln, f"expected 'qid Q0 docid rank score tag' (6 fields), got {len(parts)}")
-                if not _is_number(parts[3]):
-                    raise LoadError(str(path), ln, f"rank {parts[3]!r} is not a number", field="rank")
-                out.setdefault(parts[0], []).append((float(parts[3]), ln, parts[2]))
-    return {q: [pid for _, _, pid in sorted(v)] for q, v in out.items()}
+    runs = _parse_negatives_file(path)
+    if len(runs) == 1:
+        return {q: [pid for pid, _ in v] for q, v in runs[0].negs.items()}
+    merged: dict[str, list[tuple[int, int, str]]] = {}
+    for r, run in enumerate(runs):
+        for q, v in run.negs.items():
+            merged.setdefault(q, []).extend((i, r, pid) for i, (pid, _) in enumerate(v))
+    return {q: [pid for _, _, pid in sorted(v)] for q, v in merged.items()}
 
 
 # ---------------------------------------------------------------------------------------- result

@@ -170,15 +170,21 @@ l1.download_button("Download labels", state.marks_labels_bytes(), file_name="fal
                    on_click="ignore", disabled=not ss[state.K_MARKS], width="stretch")
 up = l2.file_uploader("Read a labels file", type=["tsv", "txt", "gz"], key="rv_up_labels",
                       label_visibility="collapsed")
-if up is not None and ss.get("rv_up_done") != (up.name, up.size):
+if up is None:
+    ss.pop("rv_up_note", None)
+elif ss.get("rv_up_done") != (up.name, up.size):
     try:
-        n = state.import_labels(up.getvalue(), res.pairs)
-    except ValueError as err:
-        components.show_error(str(err))
+        n, matched, n_labels = state.import_labels(up.getvalue(), res.pairs, name=up.name)
+    except ValueError as err:  # one line naming the file and line; the marks are untouched
+        ss.pop("rv_up_note", None)
+        components.show_error(state.one_line(err))
     else:
         ss["rv_up_done"] = (up.name, up.size)
-        st.success(f"{components.plain(up.name)}: {n} mark(s) set from the labels file.")
+        ss["rv_up_note"] = (f"{up.name}: {n} mark(s) set from {matched} of its {n_labels} label(s)"
+                            + (f"; {n_labels - matched} name no scored negative of this data." if matched < n_labels else "."))
         st.rerun()
+if ss.get("rv_up_note"):
+    st.success(components.plain(ss["rv_up_note"]))
 if l3.button("Clear all marks", key="rv_clear", disabled=not ss[state.K_MARKS], width="stretch",
              help="Forget every mark, here and in the saved copy"):
     state.clear_marks()

@@ -565,3 +565,46 @@ def test_review_queue_refit_after_ten_marks_of_each_kind(expected):
     assert rep["n_false_negative"] > 0 and rep["ap_before"] < 0.5
     assert rep["ap_after"] > rep["ap_before"]
     assert any("average precision" in m.value for m in at.markdown)
+
+
+def _holders(res, q, p) -> list[str]:
+    return list(res.pairs.loc[(res.pairs["query_id"] == q) & (res.pairs["passage_id"] == p), "source"])
+
+
+def test_review_queue_labels_upload_sets_marks_and_a_bad_file_loses_none(expected):
+    """Upload a labels file (qrels/false_negatives.tsv format) on the Review queue: every source
+    holding a labelled pair gets its mark, the counters and the queue's mark buttons show them;
+    then a malformed file gives one error line naming file, line and field, and every mark stays."""
+    _, res = expected
+    q = views.review_queue(res)
+    fn1, fn2, fine = q.iloc[0], q.iloc[1], q.iloc[2]
+    body = ("query-id\tcorpus-id\tscore\n"
+            f"{fn1['query_id']}\t{fn1['passage_id']}\t1\n{fn2['query_id']}\t{fn2['passage_id']}\t1\n"
+            f"{fine['query_id']}\t{fine['passage_id']}\t0\nnot-a-query\tnot-a-passage\t1\n").encode()
+    at = open_page("review")
+    assert at.session_state["eci_marks"] == {}
+    at.file_uploader(key="rv_up_labels").set_value(("false_negatives.tsv", body, "text/tab-separated-values")).run()
+    _no_exception(at)
+    want = {(s, r["query_id"], r["passage_id"]): m for r, m in ((fn1, "false_negative"), (fn2, "false_negative"),
+                                                                (fine, "fine"))
+            for s in _holders(res, r["query_id"], r["passage_id"])}
+    assert len(want) >= 3 and at.session_state["eci_marks"] == want
+    assert _metrics(at)["Marked false negative"] == "2" and _metrics(at)["Marked fine"] == "1"
+    assert [e.value.replace("\\", "") for e in at.success] == [
+        f"false_negatives.tsv: {len(want)} mark(s) set from 3 of its 4 label(s); 1 name no scored negative of this data."]
+    assert not at.error
+    # the queue shows the marks: "Marked" lists exactly these pairs, each with its mark selected
+    at.segmented_control(key="rv_show").set_value("Marked").run()
+    _no_exception(at)
+    shown = {tuple(w.key.split("|")[1:]): w.value for w in at.segmented_control if (w.key or "").startswith("rv|")}
+    assert shown == {(r["query_id"], r["passage_id"]): m for r, m in ((fn1, "false_negative"),
+                                                                      (fn2, "false_negative"), (fine, "fine"))}
+    # a bad file: one line naming the file, the line and the field; no mark lost or added
+    bad = b"query-id\tcorpus-id\tscore\nq1\tp1\t1\nq2\tp2\tyes\n"
+    at.file_uploader(key="rv_up_labels").set_value(("bad.tsv", bad, "text/tab-separated-values")).run()
+    _no_exception(at)
+    assert [e.value.replace("\\", "") for e in at.error] == ["bad.tsv:3: field 'score': expected a number"]
+    assert at.session_state["eci_marks"] == want and not at.success
+    assert _metrics(at)["Marked false negative"] == "2" and _metrics(at)["Marked fine"] == "1"
+    # ... and the saved copy is the same: a reload restores exactly these marks
+    assert open_page("review").session_state["eci_marks"] == want

@@ -1,5 +1,6 @@
 """End-to-end hardening checks (issue 10) in headless Chromium against the real server (marker
-``browser``): a typed ``/overview`` opens without Streamlit's "Page not found" pop-up; every
+``browser``): a typed ``/overview`` opens the Overview without Streamlit's "Page not found" pop-up,
+with the Overview marked in the top bar; every
 export downloaded in the browser, for every cleaning rule, reads back with the counts the Export
 page shows; the "Add or open data" panel stays open while a file is chosen; an error naming a
 file with Markdown in its name is shown as text (no link).
@@ -76,6 +77,14 @@ def test_typed_overview_url_opens_without_page_not_found(server, page):
         assert "Page not found" not in page.locator("body").inner_text(), attempt
         _assert_clean(page, f"/overview on a {attempt}")
         assert page.locator("h1", has_text="Overview").count() == 1
+        # the alias switches to the Overview at "/": the top bar marks it as the current page
+        nav = page.locator('[data-testid="stTopNavLink"]')
+        current = [nav.nth(i).inner_text().split()[-1] for i in range(nav.count())
+                   if nav.nth(i).get_attribute("aria-current") == "page"]
+        assert current == ["Overview"] and page.url.rstrip("/") == server.url, (attempt, current, page.url)
+    page.goto(f"{server.url}/overview?sources=bm25")  # query parameters survive the switch
+    A.wait_until_idle(page, timeout_ms=LOAD_MS, min_charts=1, title="Overview")
+    assert page.url == f"{server.url}/?sources=bm25", page.url
     page.screenshot(path=str(ARTIFACTS / "overview-typed-url.png"), full_page=True)
 
 

@@ -225,3 +225,42 @@ def test_marked_rows_are_the_marked_negatives_in_table_order():
     rows, labels = marked_rows(pairs, {("b", "q1", "p1"): "fine", ("a", "q1", "p2"): "false_negative",
                                        ("a", "q9", "p1"): "fine"})
     assert rows.tolist() == [1, 2] and labels.tolist() == [1, 0]
+
+
+def test_an_uploaded_labels_file_marks_each_source_holding_a_labelled_pair():
+    import gzip
+
+    pairs = pd.DataFrame({"source": ["a", "a", "b", "b"], "query_id": ["q1", "q1", "q1", "q2"],
+                          "passage_id": ["p1", "p2", "p1", "p9"]})
+    data = b"query-id\tcorpus-id\tscore\nq1\tp1\t1\nq2\tp9\t0\nq7\tp7\t1\n"
+    want = {("a", "q1", "p1"): "false_negative", ("b", "q1", "p1"): "false_negative", ("b", "q2", "p9"): "fine"}
+    # three labels, two of them name scored negatives (one held by two sources: three marks)
+    assert MK.marks_from_labels_file(data, "mine.tsv", pairs) == (want, 3)
+    # gzip, TREC qrels with 4 columns, a BOM and no header read the same
+    trec = "\ufeffq1 0 p1 1\nq2 0 p9 0\nq7 0 p7 2\n".encode()
+    assert MK.marks_from_labels_file(gzip.compress(trec), "mine.qrels.gz", pairs) == (want, 3)
+
+
+@pytest.mark.parametrize("body, line", [
+    (b"query-id\tcorpus-id\tscore\nq1\tp1\t1\nq2\tp9\tyes\n", "mine.tsv:3: field 'score': expected a number"),
+    (b"query-id\tcorpus-id\tscore\nq1\tp1\n", "mine.tsv:2: expected 3 fields 'query-id corpus-id score', found 2"),
+    (b"q1\tp1\t1\nq2\tp9\tnan\n", "mine.tsv:2: field 'score': must be a finite number"),
+    (b"q1\tp1\t1\n\tp9\t1\n", "mine.tsv:2: field 'query-id': empty; every row needs a query id and a passage id"),
+    (b"q1\tp1\t1\nq\xff2\tp9\t1\n", "mine.tsv:2: not valid UTF-8 (expected UTF-8 text); re-save the file as UTF-8"),
+    (b"\x1f\x8b\x08\x00broken", "mine.tsv: broken gzip data (the file ends in the middle of the compressed stream); "
+                                  "re-compress the file"),
+])
+def test_a_bad_labels_file_is_one_line_naming_file_and_line(body, line):
+    pairs = pd.DataFrame({"source": ["a"], "query_id": ["q1"], "passage_id": ["p1"]})
+    with pytest.raises(ValueError) as err:
+        MK.marks_from_labels_file(body, "mine.tsv", pairs)
+    assert str(err.value) == line  # no value from the file is echoed
+
+
+def test_a_gzip_bomb_labels_file_is_refused_early():
+    import gzip
+
+    bomb = gzip.compress(b"q\tp\t1\n" * 3_000_000)  # 18 MB of rows in ~40 KB
+    pairs = pd.DataFrame({"source": ["a"], "query_id": ["q"], "passage_id": ["p"]})
+    with pytest.raises(ValueError, match=r"^bomb.gz: the gzip expands more than 100x"):
+        MK.marks_from_labels_file(bomb, "bomb.gz", pairs)

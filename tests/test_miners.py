@@ -389,20 +389,102 @@ def test_trec_round_trip_and_read_beir(tmp_path):
     assert read_negative_ids(js) == back
 
 
-def test_read_beir_errors_name_file_and_line(tmp_path):
-    d = tmp_path / "beir"
-    (d / "qrels").mkdir(parents=True)
-    (d / "corpus.jsonl").write_text('{"_id": "d1", "text": "a"}\n{"_id": "d2", "title": "T", "text": "b"}\n')
-    (d / "queries.jsonl").write_text('{"_id": "q1", "text": "x"}\n')
-    (d / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td9\t1\n")
-    with pytest.raises(LoadError, match=r"test.tsv:3: field 'corpus-id': passage 'd9' is not in corpus.jsonl"):
-        read_beir(d)
-    (d / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\n")
+def _beir_dir(d: Path, corpus: str, queries: str, qrels: str) -> Path:
+    (d / "qrels").mkdir(parents=True, exist_ok=True)
+    (d / "negatives").mkdir(exist_ok=True)
+    (d / "corpus.jsonl").write_text(corpus)
+    (d / "queries.jsonl").write_text(queries)
+    (d / "qrels" / "test.tsv").write_text(qrels)
+    (d / "negatives" / "bm25.trec").write_text("q1 Q0 d1 1 2.0 bm25\n")
+    return d
+
+
+GOOD_CORPUS = '{"_id": "d1", "text": "a"}\n{"_id": "d2", "title": "T", "text": "b"}\n'
+GOOD_QUERIES = '{"_id": "q1", "text": "x"}\n'
+GOOD_QRELS = "query-id\tcorpus-id\tscore\nq1\td2\t1\n"
+
+
+def test_read_beir_reads_texts_positives_and_first_of_a_repeated_id(tmp_path):
+    d = _beir_dir(tmp_path, GOOD_CORPUS + '{"_id": "d1", "text": "again"}\n',
+                  GOOD_QUERIES + '{"_id": "q2", "text": "y"}\n', GOOD_QRELS + "q1\td1\t0\nq2\td1\t2\nq2\td2\t1\n")
     c = read_beir(d)
-    assert c.passage_texts[c.passage_index("d2")] == "T b"
-    (d / "corpus.jsonl").write_text('{"_id": "d1", "text": "a"}\n{"text": "b"}\n')
-    with pytest.raises(LoadError, match=r"corpus.jsonl:2: field '_id'"):
+    assert c.passage_ids == ["d1", "d2"] and c.passage_texts == ["a", "T b"]  # title + text; first d1 wins
+    assert c.query_ids == ["q1", "q2"] and c.query_texts == ["x", "y"]
+    assert c.positives == {0: [1], 1: [0, 1]}  # score 0 is not relevant
+
+
+@pytest.mark.parametrize("bad, where", [
+    (dict(corpus=GOOD_CORPUS + '{"text": "no id"}\n'), "corpus.jsonl:3: field '_id'"),
+    (dict(corpus=GOOD_CORPUS + '{"_id": "d3", "text": "broken"\n'), "corpus.jsonl:3: "),
+    (dict(corpus=GOOD_CORPUS + '{"_id": "d3", "text": ["not", "a", "string"]}\n'), "corpus.jsonl:3: field 'text'"),
+    (dict(corpus=GOOD_CORPUS + '["d3", "an array"]\n'), "corpus.jsonl:3: "),
+    (dict(queries=GOOD_QUERIES + '{"_id": "secret-q", "text": 7}\n'), "queries.jsonl:2: field 'text'"),
+    (dict(qrels=GOOD_QRELS + "q1\td1\tsecret-score\n"), "test.tsv:3: field 'score'"),
+    (dict(qrels=GOOD_QRELS + "q1\n"), "test.tsv:3: "),
+    (dict(qrels=GOOD_QRELS + "q1\tsecret-d9\t1\n"), "test.tsv:3: field 'corpus-id'"),
+])
+def test_read_beir_errors_are_the_loaders_lines(tmp_path, bad, where):
+    """A bad corpus, queries or qrels line gives read_beir (mining) exactly the loader's error
+    line, PATH:LINE: field 'F': message, with no value from the file echoed."""
+    from eci_core.io.loaders import load_beir
+
+    files = dict(corpus=GOOD_CORPUS, queries=GOOD_QUERIES, qrels=GOOD_QRELS) | bad
+    d = _beir_dir(tmp_path, **files)
+    # the loader reads only the ids its negatives name: name the bad lines' ids there too
+    (d / "negatives" / "bm25.trec").write_text("q1 Q0 d1 1 2.0 bm25\nq1 Q0 d3 2 1.0 bm25\nsecret-q Q0 d1 1 1.0 bm25\n")
+    with pytest.raises(LoadError) as mined:
         read_beir(d)
+    with pytest.raises(LoadError) as loaded:
+        load_beir(d, Collection())
+    assert str(mined.value) == str(loaded.value)
+    path, rest = where.split(":", 1)
+    assert str(mined.value).startswith(str(next(d.rglob(path))) + ":" + rest), str(mined.value)
+    assert "secret" not in str(mined.value) and "d3" not in str(mined.value)
+
+
+def test_read_beir_names_the_qrels_line_of_an_unknown_query_or_passage(tmp_path):
+    d = _beir_dir(tmp_path, GOOD_CORPUS, GOOD_QUERIES, GOOD_QRELS + "q1\td9\t1\n")
+    with pytest.raises(LoadError) as err:
+        read_beir(d)
+    assert str(err.value) == f"{d / 'qrels' / 'test.tsv'}:3: field 'corpus-id': 1 positive id not in corpus.jsonl"
+    d = _beir_dir(tmp_path, GOOD_CORPUS, GOOD_QUERIES, GOOD_QRELS + "q7\td1\t0\nq8\td1\t0\nq8\td1\t1\nq7\td2\t3\n")
+    with pytest.raises(LoadError) as err:  # q7/q8's score-0 rows are not the lines named
+        read_beir(d)
+    assert str(err.value) == (f"{d / 'qrels' / 'test.tsv'}:5: field 'query-id': 2 query ids not in queries.jsonl "
+                              "(the first on this line)")
+    d = _beir_dir(tmp_path, GOOD_CORPUS, GOOD_QUERIES, "query-id\tcorpus-id\tscore\nq1\td1\t0\n")
+    with pytest.raises(LoadError, match=r"test.tsv: no relevant \(score > 0\) query-passage pair: nothing to mine$"):
+        read_beir(d)
+    with pytest.raises(LoadError, match=r"split='dev': no qrels/dev.tsv; splits here: test"):
+        read_beir(d, split="dev")
+    (d / "queries.jsonl").unlink()
+    with pytest.raises(LoadError, match=r"not a BEIR directory: missing queries.jsonl$"):
+        read_beir(d)
+
+
+@pytest.mark.parametrize("name, body, line", [
+    ("a.trec", "q1 Q0 d1 1 2.0 t\nq1 Q0 secret-d2 x 1.0 t\n", "a.trec:2: field 'rank': expected an integer rank"),
+    ("b.trec", "q1 Q0 d1 1 2.0 t\nq1 Q0 d2\n",
+     "b.trec:2: expected 6 whitespace-separated fields 'qid Q0 docid rank score tag', found 3"),
+    ("c.jsonl", '{"query_id": "q1", "negative_ids": ["d1"]}\n{"query_id": "secret-q"}\n',
+     "c.jsonl:2: field 'negative_ids': missing required field (fields found: query_id)"),
+    ("d.jsonl", '{"query_id": "q1", "negative_ids": "secret-d1"}\n',
+     "d.jsonl:1: field 'negative_ids': expected a list of ids, got a string"),
+])
+def test_read_negative_ids_errors_are_the_loaders_lines(tmp_path, name, body, line):
+    (tmp_path / name).write_text(body)
+    with pytest.raises(LoadError) as err:
+        read_negative_ids(tmp_path / name)
+    assert str(err.value) == f"{tmp_path / name.split(':')[0]}:{line.split(':', 1)[1]}"  # nothing echoed
+    assert "secret" not in str(err.value)
+
+
+def test_read_negative_ids_merges_the_tags_of_a_run_by_position(tmp_path):
+    (tmp_path / "r.trec").write_text("q1 Q0 d1 1 2.0 a\nq1 Q0 d2 1 2.0 b\nq1 Q0 d3 2 1.0 a\nq2 Q0 d4 1 1 b\n"
+                                     "q1 Q0 d5 2 1.0 b\n")
+    assert read_negative_ids(tmp_path / "r.trec") == {"q1": ["d1", "d2", "d3", "d5"], "q2": ["d4"]}
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        read_negative_ids(tmp_path / "missing.trec")
 
 
 def test_eci_mine_cli_writes_run_and_prints_skip_lines(tmp_path, capsys):

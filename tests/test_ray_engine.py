@@ -68,10 +68,88 @@ def test_ray_engine_equals_local_engine_on_the_sample(local_ray, pyfaq, tmp_path
     assert EmbeddingCache(tmp_path / "cache").count(HashingEncoder().fingerprint, "passage") >= n_texts
 
 
-def test_ray_engine_refuses_a_cross_encoder_in_one_line(local_ray, pyfaq):
+def _few_queries(coll, n: int):
+    """``coll`` with every source cut to the first ``n`` queries of the first source (the same
+    queries in each source, so a (query, negative) pair can repeat across sources)."""
+    import dataclasses
+
+    keep = np.unique(coll.sources[SOURCES[0]].q_idx)[:n]
+    out = coll.copy()
+    for name, src in coll.sources.items():
+        m = np.isin(src.q_idx, keep)
+        out.sources[name] = dataclasses.replace(src, q_idx=src.q_idx[m], p_idx=src.p_idx[m], rank=src.rank[m],
+                                                score=src.score[m], queries=np.intersect1d(src.query_indices, keep))
+    return out
+
+
+def test_ray_engine_cross_encoder_equals_local_engine(local_ray, pyfaq, tmp_path):
+    """The bundled ONNX cross-encoder on Ray actors gives the local engine's ce_margin and
+    cross_encoder flags, scores each unique (query, passage) text pair once, and fills the cache."""
+    from eci_core import engines
+    from eci_core.engines.ray_engine import RayCrossEncoder, score_ray
+    from eci_core.models.encoders import load_cross_encoder
+
+    few = _few_queries(pyfaq, 3)
+    cfg = ECIConfig(n_bootstrap=50, cross_encoder_margin=0.5)
+    local = engines.score(few, HashingEncoder(), cfg, engine="local", sources=SOURCES,
+                          cross_encoder=load_cross_encoder("bundled"))
+    ce = RayCrossEncoder("bundled", batch_size=8)
+    on_ray = score_ray(few, HashingEncoder(), cfg, sources=SOURCES, score_batch=2, cross_encoder=ce,
+                       cache=EmbeddingCache(tmp_path / "cache"))
+    _equal(on_ray, local)
+    pairs = local.pairs
+    assert pairs["ce_margin"].notna().all() and len(pairs) >= 50
+    # ce_margin = ce(q, p*) - ce(q, n), by hand for one pair, with the model run here
+    model = load_cross_encoder("bundled")
+    row = pairs.iloc[0]
+    q = few.query_texts[few.query_index(row.query_id)]
+    pos = local.queries.set_index(["source", "query_id"]).loc[(row.source, row.query_id), "positive_id"]
+    want = model.predict([(q, few.passage_texts[few.passage_index(pos)])])[0] - \
+        model.predict([(q, few.passage_texts[few.passage_index(row.passage_id)])])[0]
+    assert abs(on_ray.pairs["ce_margin"].iloc[0] - float(want)) < 1e-6
+    # the flag follows ce_margin <= 0.5, and some pairs fire it, some do not
+    assert (on_ray.pairs["cross_encoder"] == (on_ray.pairs["ce_margin"] <= 0.5)).all()
+    assert 0 < on_ray.pairs["cross_encoder"].sum() < len(pairs)
+    assert (on_ray.pairs.loc[on_ray.pairs["cross_encoder"], "flagged"]).all()
+    # each unique (query text, passage text) pair went to Ray once, across both sources
+    qt = [few.query_texts[few.query_index(x)] for x in pairs["query_id"]]
+    pt = [few.passage_texts[few.passage_index(x)] for x in pairs["passage_id"]]
+    pos_t = [(few.query_texts[few.query_index(r.query_id)], few.passage_texts[few.passage_index(r.positive_id)])
+             for r in local.queries.itertuples()]
+    unique = {(a, " ".join(b.split())) for a, b in zip(qt, pt)} | {(a, " ".join(b.split())) for a, b in pos_t}
+    assert len(set(zip(qt, pt))) < len(pairs)  # some pair is in both sources
+    assert ce.n_scored == len(unique)
+    # a second run takes every score from the cache: nothing goes to Ray, same numbers
+    again = score_ray(few, HashingEncoder(), cfg, sources=SOURCES, cross_encoder=ce,
+                      cache=EmbeddingCache(tmp_path / "cache"))
+    assert ce.n_scored == len(unique)
+    _equal(again, local)
+
+
+def test_cross_encoder_actors_take_a_gpu_only_for_a_torch_model(tmp_path):
+    """The actor plan without a GPU here: a sentence-transformers CrossEncoder gets one GPU per
+    actor (built on "cuda") when the cluster has GPUs; the bundled ONNX model, or --device cpu,
+    gets one CPU per actor and one onnxruntime thread; another model object is shipped as is."""
+    from eci_core.engines.ray_engine import _cross_actors, _cross_spec
+    from eci_core.models.encoders import OnnxCrossEncoder, SentenceTransformersCrossEncoder
+
+    (tmp_path / "config.json").write_text("{}")
+    st_ce, onnx = SentenceTransformersCrossEncoder(tmp_path, batch_size=16), OnnxCrossEncoder()
+    assert _cross_actors(st_ce, "auto", 4, 64, None) == (True, {"num_gpus": 1, "concurrency": 4})
+    assert _cross_actors(st_ce, "cpu", 4, 64, None) == (False, {"num_cpus": 1, "concurrency": 64})
+    assert _cross_actors(onnx, "auto", 4, 64, 8) == (False, {"num_cpus": 1, "concurrency": 8})
+    assert _cross_actors(st_ce, "auto", 0, 2, None) == (False, {"num_cpus": 1, "concurrency": 2})
+    cls, spec = _cross_spec(st_ce, "auto", gpu=True)
+    assert cls is SentenceTransformersCrossEncoder and spec["device"] == "cuda" and spec["batch_size"] == 16
+    assert _cross_spec(st_ce, "auto", gpu=False)[1]["device"] == "cpu"
+    cls, spec = _cross_spec(onnx, "auto", gpu=False)
+    assert cls is OnnxCrossEncoder and spec["threads"] == 1 and cls(**spec).fingerprint == onnx.fingerprint
+    other = object()
+    assert _cross_spec(other, "auto", gpu=False) == (None, other)
+
+
+def test_ray_engine_unknown_engine_in_one_line(pyfaq):
     from eci_core import engines
 
-    with pytest.raises(ValueError, match="does not run a cross-encoder yet"):  # before any work
-        engines.score(pyfaq, HashingEncoder(), CFG, engine="ray", sources=SOURCES[:1], cross_encoder=object())
     with pytest.raises(ValueError, match="engine='spark'"):
         engines.score(pyfaq, HashingEncoder(), CFG, engine="spark")

@@ -760,19 +760,17 @@ def marks_labels_bytes() -> bytes:
     return labels_bytes(marks_to_labels(st.session_state[K_MARKS]))
 
 
-def import_labels(data: bytes, pairs) -> int:
+def import_labels(data: bytes, pairs, name: str = "labels") -> tuple[int, int, int]:
     """Mark every negative of ``pairs`` (the scored pairs table) whose (query, passage) the labels
-    file ``data`` lists; returns how many marks were set. Raises ValueError naming the line of a
-    malformed file (nothing is changed then)."""
-    from eci_core.metrics.false_negatives import read_labels
-    from eci_core.io.marks import labels_to_marks
+    file ``data`` lists; returns ``(marks set, labels that matched a negative, labels in the
+    file)`` (a label marks its pair in every source that holds it). Raises ValueError in one line
+    naming ``name`` and the line of a malformed file (nothing is changed then)."""
+    from eci_core.io.marks import marks_from_labels_file
 
-    labels = read_labels(data)
-    keys = zip(pairs["source"].astype(str), pairs["query_id"].astype(str), pairs["passage_id"].astype(str))
-    new = labels_to_marks(labels, keys)
+    new, n_labels = marks_from_labels_file(data, name, pairs)
     st.session_state[K_MARKS].update(new)
     save_marks()
-    return len(new)
+    return len(new), len({(q, p) for _, q, p in new}), n_labels
 
 
 def marks_frame():

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where sentence-transformers encoders run: 'auto' (every CUDA GPU, else MPS, else CPU), "
                    "'cpu', 'cuda', 'cuda:N', 'mps' or a comma-separated list (several GPUs: multi-process encoding)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="where to encode and score: this process, or a Ray cluster (needs the optional extra: "
+                   help="where to encode, score and cross-encode: this process, or a Ray cluster (Ray Data "
+                   "map_batches, each model loaded once per Ray worker; needs the optional extra: "
                    "pip install 'eci-explorer[ray]')")
     p.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="with --engine ray: the cluster to join ('auto', 'ray://HOST:10001'); default: start a local Ray")
@@ -94,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "folder, picks one of its models)")
     p.add_argument("--cross-encoder", default="none",
                    help="cross-encoder for ce_margin and the cross_encoder flag: 'none', 'bundled' "
-                   "(ONNX ms-marco-MiniLM-L-12-v2) or a local folder; slow on CPU, hence off by default")
+                   "(ONNX ms-marco-MiniLM-L-12-v2) or a local folder; slow on CPU, hence off by default (with "
+                   "--engine ray it runs on the Ray workers)")
     p.add_argument("--source", action="append", default=None, metavar="NAME",
                    help="score only this source (repeatable; default: all loaded sources)")
     p.add_argument("--out", default=None, metavar="DIR",
@@ -293,9 +295,10 @@ def cmd_score(args) -> int:
             from eci_core.engines.ray_engine import RaySourceScorer, init_ray
 
             init_ray(args.ray_address)
-            if cross is not None:
-                raise ValueError("--engine ray does not run a cross-encoder yet: use --cross-encoder none "
-                                 "or --engine local")
+            if cross is not None:  # scored on Ray actors (one model load per actor)
+                from eci_core.engines.ray_engine import RayCrossEncoder
+
+                cross = RayCrossEncoder(cross, device=args.device)
             score_source = RaySourceScorer()
         result = score_collection(coll, encoder, config, cross_encoder=cross, cache=cache,
                                   sources=args.source, progress=progress, embeddings=embeddings,

@@ -16,12 +16,22 @@ What runs where:
   :func:`eci_core.scoring.score_arrays`: all per-query metrics are computed inside the batch,
   because a row holds all of its query's negatives (no global group-by). A row's output holds its
   per-pair values as list columns.
+* **Cross-encoder** (``ce_margin`` and the ``cross_encoder`` flag, when one is given). After the
+  scoring job, the driver collects every source's pairs (q, p*) and (q, n) and hands them to
+  ``score_collection``'s ``cross`` in one call, which (as in the local engine) keeps each unique
+  (query, passage) pair once and looks it up in the embedding cache. The misses go through
+  ``map_batches`` with :class:`_CrossActor` (:class:`RayCrossEncoder`): the cross-encoder is
+  loaded once per actor, one GPU per actor when the cluster has GPUs and the model runs on torch
+  (a sentence-transformers CrossEncoder folder), else CPU actors with one onnxruntime thread each
+  (the bundled ONNX model is CPU-only). Scores come back to the driver and go into the cache.
+  ``ce_margin = ce(q, p*) − ce(q, n)`` and the flags are then computed per pair (vectorised, no
+  group-by) with :func:`eci_core.metrics.eci.flags`, as ``score_arrays`` does.
 * **Gathering.** The driver concatenates the batches, restores query order and builds the same
   tables, per-source summary, bootstrap intervals and ``beats`` as the local engine
   (:func:`eci_core.scoring.score_collection` with this engine's ``score_source``).
 
-The local engine's numbers and these are equal (tested on the sample). Not supported yet: a
-cross-encoder (``ce_margin``) on Ray; pass ``cross_encoder=None``.
+The local engine's numbers and these are equal (tested on the sample, with the bundled
+cross-encoder on a few queries).
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ import numpy as np
 SCORE_BATCH = 4096
 #: Texts per encoding batch.
 ENCODE_BATCH = 256
+#: (query, passage) pairs per cross-encoder batch.
+CROSS_BATCH = 64
 
 
 def _require_ray():
@@ -150,6 +162,110 @@ class RayEncoder:
         return self._run(texts, "passage")
 
 
+# ----------------------------------------------------------------------------- cross-encoder
+
+
+def _cross_spec(model, device: str, gpu: bool):
+    """What a :class:`_CrossActor` builds its model from: ``(class, kwargs)`` for the product's
+    cross-encoders (rebuilt in the actor from their folder, on the actor's device), else the
+    object itself (it must pickle)."""
+    from eci_core.models.encoders import OnnxCrossEncoder, SentenceTransformersCrossEncoder
+
+    if isinstance(model, OnnxCrossEncoder):  # onnxruntime on CPU: one thread per 1-CPU actor
+        return OnnxCrossEncoder, dict(model_dir=str(model.model_dir), name=model.name,
+                                      batch_size=model.batch_size, max_length=model.max_length, threads=1)
+    if isinstance(model, SentenceTransformersCrossEncoder):
+        return SentenceTransformersCrossEncoder, dict(model_path=str(model.path), name=model.name,
+                                                      batch_size=model.batch_size, max_length=model.max_length,
+                                                      device="cuda" if gpu else ("mps" if device == "mps" else "cpu"))
+    return None, model
+
+
+def _cross_actors(model, device: str, n_gpus: int, n_cpus: int, concurrency: int | None) -> tuple[bool, dict]:
+    """``(gpu, map_batches resources)`` of the cross-encoder actors: one GPU each when the cluster
+    has GPUs, ``device`` is not ``"cpu"`` and the model runs on torch (the bundled ONNX model is
+    CPU-only); else one CPU each, as many actors as CPUs (or ``concurrency``)."""
+    from eci_core.models.encoders import OnnxCrossEncoder
+
+    gpu = n_gpus > 0 and device != "cpu" and not isinstance(model, OnnxCrossEncoder)
+    if gpu:
+        return True, dict(num_gpus=1, concurrency=concurrency or n_gpus)
+    return False, dict(num_cpus=1, concurrency=concurrency or max(1, n_cpus))
+
+
+class _CrossActor:
+    """Ray Data actor: builds the cross-encoder once, then scores batches of ``(query, passage)``
+    rows (``logits[:, 0]``, float32, as ``predict`` returns them)."""
+
+    def __init__(self, cls, spec):
+        self.model = cls(**spec) if cls is not None else spec
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        pairs = list(zip(batch.column("query").to_pylist(), batch.column("passage").to_pylist()))
+        scores = np.asarray(self.model.predict(pairs), dtype=np.float32).reshape(len(pairs), -1)[:, 0]
+        return pa.table({"i": batch.column("i"), "score": scores})
+
+
+class RayCrossEncoder:
+    """A cross-encoder whose ``predict`` runs on Ray (see the module docstring).
+
+    ``model`` is what :func:`eci_core.models.encoders.load_cross_encoder` takes (``"bundled"``, a
+    folder every worker can read) or a cross-encoder object (the product's are rebuilt in each
+    actor from their folder; any other must pickle). ``name`` and ``fingerprint`` are the local
+    model's, so cached scores are shared with the local engine. ``predict_chunk`` makes
+    :func:`eci_core.models.encoders.cross_scores` hand over whole jobs (one Ray Data job, one model
+    load per actor, for up to that many uncached pairs). ``n_scored``: pairs sent to Ray so far.
+    ``device="cpu"`` keeps a torch cross-encoder off the cluster's GPUs (with no GPU in the
+    cluster it runs on CPU actors, or on ``"mps"`` when asked for).
+    """
+
+    def __init__(self, model, device: str = "auto", batch_size: int = CROSS_BATCH, concurrency: int | None = None):
+        from eci_core.models.encoders import load_cross_encoder
+
+        local = load_cross_encoder(model) if model is None or isinstance(model, (str, os.PathLike)) else model
+        if local is None:
+            raise ValueError("RayCrossEncoder('none'): no cross-encoder to run; pass cross_encoder=None instead")
+        self._local = local
+        self.name = getattr(local, "name", type(local).__name__)
+        self.fingerprint = local.fingerprint
+        self.device = device
+        self.batch_size = int(batch_size)
+        self.concurrency = concurrency
+        self.predict_chunk = 1 << 20
+        self.n_scored = 0
+
+    def predict(self, pairs) -> np.ndarray:
+        import pyarrow as pa
+
+        from eci_core.models.encoders import _as_pairs
+
+        pairs = _as_pairs(pairs)
+        if not pairs:
+            return np.zeros(0, dtype=np.float32)
+        ray = init_ray()
+        gpu, kw = _cross_actors(self._local, self.device, _n_gpus(ray), int(ray.cluster_resources().get("CPU", 1)),
+                                self.concurrency)
+        n_blocks = max(1, min(kw["concurrency"], -(-len(pairs) // self.batch_size)))
+        kw["concurrency"] = min(kw["concurrency"], n_blocks)
+        q, p = zip(*pairs)
+        ds = ray.data.from_arrow(pa.table({"i": np.arange(len(pairs), dtype=np.int64), "query": list(q),
+                                           "passage": list(p)}), override_num_blocks=n_blocks)
+        cls, spec = _cross_spec(self._local, self.device, gpu)
+        out = ds.map_batches(_CrossActor, fn_constructor_kwargs={"cls": cls, "spec": spec},
+                             batch_size=self.batch_size, batch_format="pyarrow", **kw)
+        scores = np.full(len(pairs), np.nan, dtype=np.float32)
+        for t in ray.get(out.to_arrow_refs()):
+            if t.num_rows:
+                scores[t.column("i").to_numpy()] = t.column("score").to_numpy()
+        self.n_scored += len(pairs)
+        return scores
+
+    def __repr__(self) -> str:
+        return f"RayCrossEncoder({self._local!r})"
+
+
 # ----------------------------------------------------------------------------- scoring
 
 _PAIR_FLOATS = ("s_qn", "s_qp", "margin", "s_pn", "lex_overlap", "ce_margin")
@@ -240,8 +356,6 @@ class RaySourceScorer:
 
         from eci_core.scoring import _positives_for
 
-        if cross is not None:
-            raise ValueError("--engine ray does not run a cross-encoder yet: use --cross-encoder none or --engine local")
         ray = init_ray()
         names = list(jobs)
         parts, prepared = [], {}
@@ -279,7 +393,32 @@ class RaySourceScorer:
             if whole is not None:
                 t = whole.filter(pa.array(whole.column("src").to_numpy() == code))
             result[name] = self._assemble(t, queries, q_idx, n_idx, q_emb, p_emb, jobs[name], config, lexicon, with_sem)
+        if cross is not None:
+            self._add_cross(result, cross, config)
         return result
+
+    @staticmethod
+    def _add_cross(result: dict, cross, config) -> None:
+        """``ce_margin`` and the flags of every source from one call of ``cross`` over all their
+        (q, p*) and (q, n) pairs (it keeps each unique pair once): ``ce_margin = ce(q, p*) −
+        ce(q, n)`` per pair, flags by :func:`eci_core.metrics.eci.flags` (the old
+        ``near_duplicate`` already holds the exact-copy rule)."""
+        from eci_core.metrics import eci as M
+
+        scs = list(result.values())
+        qr = np.concatenate([a for sc in scs for a in (sc.queries, sc.q_idx)] + [np.zeros(0, np.int64)])
+        pr = np.concatenate([a for sc in scs for a in (sc.pstar, sc.n_idx)] + [np.zeros(0, np.int64)])
+        vals = np.asarray(cross(qr, pr), dtype=np.float64) if qr.shape[0] else np.zeros(0)
+        at = 0
+        for sc in scs:
+            nq, npairs = sc.queries.shape[0], sc.q_idx.shape[0]
+            ce_pos, ce_neg = vals[at:at + nq], vals[at + nq:at + nq + npairs]
+            at += nq + npairs
+            counts = np.bincount(np.searchsorted(sc.queries, sc.q_idx), minlength=nq)
+            sc.ce_margin = np.repeat(ce_pos, counts) - ce_neg
+            sc.flags = M.flags(sc.margin, sc.s_pn, sc.s_qn, sc.s_qp, exact_duplicate=sc.flags["near_duplicate"],
+                               ce_margin=sc.ce_margin, near_duplicate_threshold=config.near_duplicate_threshold,
+                               cross_encoder_margin=config.cross_encoder_margin, percpos=config.percpos)
 
     @staticmethod
     def _assemble(t, queries, q_idx, n_idx, q_emb, p_emb, job, config, lexicon, with_sem):
@@ -313,12 +452,19 @@ class RaySourceScorer:
 
 def score_ray(collection, encoder, config, *, ray_address: str | None = None, device: str = "auto",
               num_cpus: int | None = None, score_batch: int = SCORE_BATCH, **kwargs):
-    """:func:`eci_core.scoring.score_collection` with encoding and scoring on Ray."""
+    """:func:`eci_core.scoring.score_collection` with encoding, scoring and the cross-encoder (when
+    ``cross_encoder`` is given: a name, a folder or a model, see :class:`RayCrossEncoder`) on Ray."""
     from eci_core.scoring import score_collection
 
     init_ray(ray_address, num_cpus=num_cpus)
-    if kwargs.get("cross_encoder") is not None:
-        raise ValueError("--engine ray does not run a cross-encoder yet: use --cross-encoder none or --engine local")
+    ce = kwargs.get("cross_encoder")
+    if isinstance(ce, (str, os.PathLike)):
+        from eci_core.models.encoders import load_cross_encoder
+
+        ce = load_cross_encoder(ce)  # "none" -> None
+    if ce is not None and not isinstance(ce, RayCrossEncoder):
+        ce = RayCrossEncoder(ce, device=device)
+    kwargs["cross_encoder"] = ce
     enc = None
     if kwargs.get("embeddings") is None:
         enc = encoder if isinstance(encoder, RayEncoder) else RayEncoder(encoder, device=device)
@@ -326,4 +472,4 @@ def score_ray(collection, encoder, config, *, ray_address: str | None = None, de
     return score_collection(collection, enc, config, score_source=RaySourceScorer(score_batch), **kwargs)
 
 
-__all__ = ["RayEncoder", "RaySourceScorer", "init_ray", "score_ray"]
+__all__ = ["RayCrossEncoder", "RayEncoder", "RaySourceScorer", "init_ray", "score_ray"]

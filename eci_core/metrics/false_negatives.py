@@ -294,22 +294,36 @@ def refit_report(pairs: pd.DataFrame, marked: np.ndarray, labels: np.ndarray,
 # ----------------------------------------------------------------------------- labels files
 
 
-def read_labels(path_or_bytes) -> dict[tuple[str, str], int]:
+def _labels_text(raw: bytes, name: str) -> str:
+    """A labels file's bytes as text: gzip (by its magic bytes) decompressed with the loaders'
+    size and ratio limits (:class:`eci_core.io.loaders.LoadLimits`), UTF-8 with an optional BOM.
+    Raises ``LoadError`` (a ValueError) in one line naming ``name`` (and the line of bad UTF-8)."""
+    from eci_core.io.data import LoadError
+
+    if raw[:2] == b"\x1f\x8b":
+        from eci_core.io.loaders import _GzipRaw, _limits  # the loaders' bounded gzip reader
+
+        raw = io.BufferedReader(_GzipRaw(io.BytesIO(raw), name, _limits())).read()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise LoadError(name, raw.count(b"\n", 0, e.start) + 1,
+                        "not valid UTF-8 (expected UTF-8 text); re-save the file as UTF-8") from None
+
+
+def read_labels(path_or_bytes, name: str | None = None) -> dict[tuple[str, str], int]:
     """``{(query_id, passage_id): score}`` of a labels file (``query-id corpus-id score``, tab
-    or space separated, header optional; ``.gz`` read transparently). Raises ``ValueError``
-    naming the line for a malformed one."""
+    or space separated, header optional; gzip read transparently, within the loaders' limits).
+    Raises ``ValueError`` in one line naming the file and line for a malformed one
+    (``NAME:LINE: ...``, no value echoed); ``name`` is what the errors call the file (default: the
+    path, or ``"labels"`` for bytes, e.g. pass an uploaded file's name)."""
     if isinstance(path_or_bytes, (bytes, bytearray)):
-        text = bytes(path_or_bytes).decode("utf-8-sig")
-        name = "labels"
+        name = name or "labels"
+        text = _labels_text(bytes(path_or_bytes), name)
     else:
         p = Path(path_or_bytes)
-        raw = p.read_bytes()
-        if p.suffix == ".gz":
-            import gzip
-
-            raw = gzip.decompress(raw)
-        text = raw.decode("utf-8-sig")
-        name = str(p)
+        name = name or str(p)
+        text = _labels_text(p.read_bytes(), name)
     out: dict[tuple[str, str], int] = {}
     for no, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -327,7 +341,11 @@ def read_labels(path_or_bytes) -> dict[tuple[str, str], int]:
             raise ValueError(f"{name}:{no}: field 'score': expected a number") from None
         if not math.isfinite(score):
             raise ValueError(f"{name}:{no}: field 'score': must be a finite number")
-        out[(parts[0].strip(), parts[1].strip())] = 1 if score > 0 else 0
+        q, pid = parts[0].strip(), parts[1].strip()
+        for field, value in (("query-id", q), ("corpus-id", pid)):
+            if not value:
+                raise ValueError(f"{name}:{no}: field '{field}': empty; every row needs a query id and a passage id")
+        out[(q, pid)] = 1 if score > 0 else 0
     return out
 
 

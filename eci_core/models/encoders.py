@@ -1733,17 +1733,21 @@ def cross_scores(
     pairs: Sequence[tuple[str, str]],
     cache: EmbeddingCache | None = None,
     progress: Progress | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
 ) -> np.ndarray:
     """Cross-encoder logits of ``(query, passage)`` pairs in input order, ``(n,)`` float32.
 
     Each distinct pair is looked up in ``cache`` under ``(cross_encoder.fingerprint, "ce",
     sha1(query + "\\x1f" + passage))``; only misses are scored, in batches of ``batch_size``,
     reporting ``progress("cross-encoding pairs", done, total)``, and stored (float32).
+    ``batch_size=None``: the cross-encoder's ``predict_chunk`` when it has one (the Ray engine's
+    :class:`~eci_core.engines.ray_engine.RayCrossEncoder` wants whole jobs), else 32.
     """
     pairs = _as_pairs(pairs)
     if not pairs:
         return np.zeros(0, dtype=np.float32)
+    if batch_size is None:
+        batch_size = int(getattr(cross_encoder, "predict_chunk", 32) or 32)
 
     def compute(batch: list[tuple[str, str]]) -> np.ndarray:
         return np.asarray(cross_encoder.predict(batch), dtype=np.float32).reshape(len(batch), 1)
