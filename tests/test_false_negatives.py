@@ -225,3 +225,12 @@ def test_marked_rows_are_the_marked_negatives_in_table_order():
     rows, labels = marked_rows(pairs, {("b", "q1", "p1"): "fine", ("a", "q1", "p2"): "false_negative",
                                        ("a", "q9", "p1"): "fine"})
     assert rows.tolist() == [1, 2] and labels.tolist() == [1, 0]
+
+
+def test_scores_do_not_depend_on_the_chunking():
+    df, _ = synthetic_pairs()
+    df = df.assign(ce_margin=np.where(np.arange(len(df)) % 3 == 0, 0.5, np.nan))
+    whole = FN.fn_scores(df, chunk=10**9)
+    assert np.array_equal(FN.fn_scores(df, chunk=7), whole)
+    assert np.isfinite(whole).all() and len(whole) == len(df)
+    assert FN.band_categorical(whole).astype(str).tolist() == FN.fn_bands(whole).tolist()
