@@ -103,11 +103,13 @@ def child_library(data: str, out: str, save: str | None) -> None:
     r["pairs"] = int(sum(len(s) for s in coll.sources.values()))
     r["sources"] = len(coll.sources)
     stages: dict[str, list[float]] = {}
+    stage_peak: dict[str, float] = {}  # VmHWM when the stage was last seen: the peak up to then
 
     def progress(stage: str, done: int, total: int) -> None:
         now = time.monotonic()
         st = stages.setdefault(stage, [now, now])
         st[1] = now
+        stage_peak[stage] = _rss_mib()[1]
 
     with tempfile.TemporaryDirectory(prefix="eci-scale-cache-") as cache_dir:
         enc = load_encoder("hashing")
@@ -115,10 +117,19 @@ def child_library(data: str, out: str, save: str | None) -> None:
         res = score_collection(coll, enc, ECIConfig(), cache=EmbeddingCache(cache_dir), progress=progress)
         r["score_s"] = time.monotonic() - t0
     r["stages_s"] = {k: v[1] - v[0] for k, v in stages.items()}
+    r["stage_peak_mib"] = stage_peak
     r["rss_after_score_mib"], r["peak_rss_mib"] = _rss_mib()
     r["best"] = str(res.sources.iloc[0]["name"])
-    if save:
-        res.pairs.to_parquet(Path(save) / "pairs.parquet")
+    r["pairs_table_mib"] = float(res.pairs.memory_usage(deep=False, index=False).sum() / 2**20)
+    r["pairs_dtypes"] = {c: str(t) for c, t in res.pairs.dtypes.items()}
+    if save:  # what `eci score --out DIR` writes, with the same function
+        from eci_core.io.report import write_tables
+
+        t0 = time.monotonic()
+        names = write_tables(res, save)
+        r["write_s"] = time.monotonic() - t0
+        r["out_mib"] = {n: (Path(save) / n).stat().st_size / 2**20 for n in names}
+        r["rss_after_write_mib"], r["peak_rss_after_write_mib"] = _rss_mib()
     Path(out).write_text(json.dumps(r))
 
 
@@ -295,6 +306,10 @@ def markdown(r: dict, cmd: str, before: dict | None = None, before_label: str = 
             lines.append(f"| score: {k} | {v:.1f} s | |")
         lines.append(f"| score (`score_collection`, hashing, all stages) | {lib['score_s']:.1f} s | "
                      f"peak RSS **{lib['peak_rss_mib']:,.0f} MiB** |")
+        if "write_s" in lib:
+            lines.append(f"| write the tables (`eci score --out`: {sum(lib['out_mib'].values()):,.0f} MiB, "
+                         f"pairs.parquet {lib['out_mib']['pairs.parquet']:,.0f} MiB) | {lib['write_s']:.1f} s | "
+                         f"peak RSS {lib['peak_rss_after_write_mib']:,.0f} MiB |")
     if "minilm_passages_per_10k_s" in r:
         lines.append(f"| MiniLM, per 10k passages (measured on {r['minilm_n']:,}) | {r['minilm_passages_per_10k_s']:.0f} s | |")
         lines.append(f"| MiniLM, per 10k queries (measured on {r['minilm_n']:,}) | {r['minilm_queries_per_10k_s']:.0f} s | |")
@@ -346,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--screenshots", type=Path, default=None, help="save a PNG of every page here")
     ap.add_argument("--ports", default=None, metavar="LO-HI", help="serve the dashboard on a free port in this range")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None, metavar="DIR",
+                    help="also write the tables as `eci score --out DIR` does (timed, with their sizes)")
     ap.add_argument("--before", type=Path, default=None, metavar="JSON",
                     help="a --json of an earlier run (e.g. the code before a change): shown side by side")
     ap.add_argument("--before-label", default="before")
@@ -383,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM, "
                           f"Python {platform.python_version()}"}
     if not args.skip_library:
-        r["library"] = _run_child(["library", str(data)])
+        r["library"] = _run_child(["library", str(data)] + ([str(args.out)] if args.out else []))
         print(json.dumps(r["library"]), flush=True)
     if args.minilm:
         r.update(_run_child(["minilm", str(args.minilm)]))

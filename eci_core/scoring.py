@@ -449,6 +449,144 @@ class _RemappedLexicon:
         return self.lexicon.overlap(self.g[neg_rows], self.g[pos_rows])
 
 
+def _normalised(text: str) -> str:
+    """``text`` up to whitespace: runs of whitespace (``str.split()``'s) as one space, stripped."""
+    return " ".join(text.split())
+
+
+def text_keys(texts: Sequence[str], chunk: int = 65_536, hash_fn: Callable[[str], int] = hash) -> np.ndarray:
+    """int64 key per text, equal exactly when the texts are equal up to whitespace
+    (:func:`_normalised`), numbered in order of first occurrence (0, 1, 2, ...): the same array as
+    ``pd.factorize([_normalised(t) for t in texts])[0]``, without holding the normalised corpus.
+
+    Texts are normalised ``chunk`` at a time and only their ``hash_fn`` (64-bit) is kept; the
+    texts of a hash value shared by several texts are normalised again and compared, so a hash
+    collision between different texts splits into separate keys (never one key for two texts).
+    Memory: 8 bytes per text plus one chunk of normalised texts.
+    """
+    import itertools
+
+    import pandas as pd
+
+    n = len(texts)
+    h = np.empty(n, dtype=np.int64)
+    it = iter(texts)
+    for a in range(0, n, chunk):
+        block = [_normalised(t) for t in itertools.islice(it, chunk)]
+        h[a:a + len(block)] = np.fromiter(map(hash_fn, block), dtype=np.int64, count=len(block))
+        del block
+    codes = pd.factorize(h)[0].astype(np.int64)
+    del h
+    if n == 0:
+        return codes
+    sizes = np.bincount(codes)
+    shared = np.flatnonzero(sizes[codes] > 1)  # texts whose hash another text has too
+    if shared.shape[0] == 0:
+        return codes
+    shared = shared[np.argsort(codes[shared], kind="stable")]
+    bounds = np.flatnonzero(np.diff(codes[shared])) + 1
+    next_code = int(sizes.shape[0])
+    split = False
+    for run in np.split(shared, bounds):
+        seen: dict[str, int] = {}
+        for i in run.tolist():
+            t = _normalised(texts[i])
+            if t not in seen:  # the first text of the run keeps the hash's code
+                seen[t] = int(codes[i]) if not seen else next_code
+                next_code += len(seen) > 1
+            if seen[t] != codes[i]:
+                codes[i] = seen[t]
+                split = True
+    # a split class numbered after the others: renumber by first occurrence, as factorize does
+    return pd.factorize(codes)[0].astype(np.int64) if split else codes
+
+
+def id_categorical_dtype(ids: Sequence[str]) -> tuple["pd.CategoricalDtype", np.ndarray]:  # noqa: F821
+    """``(dtype, code_of)``: a categorical dtype over the (unique) ``ids`` with the categories in
+    sorted order, so that sorting a column of it sorts the ids as strings, and ``code_of[i]`` the
+    code of ``ids[i]`` (int32 when it fits)."""
+    import pandas as pd
+
+    cats = pd.Index(np.asarray(ids, dtype=object) if not isinstance(ids, np.ndarray) else ids, dtype="str")
+    order = np.asarray(cats.argsort(), dtype=np.int64)
+    code_of = np.empty(len(cats), dtype=np.int32 if len(cats) < 2**31 else np.int64)
+    code_of[order] = np.arange(len(cats), dtype=code_of.dtype)
+    return pd.CategoricalDtype(cats.take(order)), code_of
+
+
+class _PairColumns:
+    """The columns of the pairs table (``PAIR_COLUMNS``), each allocated once for ``n`` rows.
+
+    ``source``, ``query_id``, ``passage_id``, ``flag_reasons`` and ``fn_band`` are categorical
+    (the ids' categories are every id of the collection, sorted; codes int32), so a pair costs
+    about 90 bytes whatever the lengths of its ids."""
+
+    _FLOAT = ("miner_score", "s_qn", "s_qp", "margin", "s_pn", "lex_overlap", "ce_margin", "fn_score")
+    _BOOL = ("unsafe", "near_duplicate", "cross_encoder", "percpos", "flagged")
+
+    def __init__(self, n: int, collection, names: Sequence[str]):
+        self.n = n
+        self.names = list(names)
+        self.qdtype, self.q_code = id_categorical_dtype(collection.query_ids)
+        self.pdtype, self.p_code = id_categorical_dtype(collection.passage_ids)
+        self.a: dict[str, np.ndarray] = {
+            "source": np.empty(n, dtype=np.int8 if len(self.names) < 128 else np.int32),
+            "query_id": np.empty(n, dtype=self.q_code.dtype),
+            "passage_id": np.empty(n, dtype=self.p_code.dtype),
+            "rank": None,  # the loader's dtype, set by the first fill
+            "flag_reasons": np.empty(n, dtype=np.int8),
+        }
+        for c in self._FLOAT:
+            self.a[c] = np.empty(n, dtype=np.float64)
+        for c in self._BOOL:
+            self.a[c] = np.empty(n, dtype=bool)
+        self.a["fn_score"][:] = np.nan
+
+    def fill(self, at: slice, source: int, q_idx, p_idx, rank, miner_score, sc: ArrayScores) -> None:
+        a = self.a
+        if a["rank"] is None:
+            a["rank"] = np.empty(self.n, dtype=np.asarray(rank).dtype)
+        a["source"][at] = source
+        a["query_id"][at] = self.q_code[q_idx]
+        a["passage_id"][at] = self.p_code[p_idx]
+        a["rank"][at] = rank
+        a["miner_score"][at] = miner_score
+        for c in ("s_qn", "s_qp", "margin", "s_pn", "lex_overlap", "ce_margin"):
+            a[c][at] = getattr(sc, c)
+        fl = sc.flags
+        for c in self._BOOL:
+            a[c][at] = fl[c]
+        a["flag_reasons"][at] = (np.asarray(fl["unsafe"], dtype=np.int8) + 2 * np.asarray(fl["near_duplicate"], dtype=np.int8)
+                                 + 4 * np.asarray(fl["cross_encoder"], dtype=np.int8))
+
+    def frame(self) -> "pd.DataFrame":  # noqa: F821
+        """The pairs table; the arrays become its columns without a copy where pandas allows."""
+        import pandas as pd
+
+        a = self.a
+        if a["rank"] is None:
+            a["rank"] = np.empty(0, dtype=np.int64)
+        cat = pd.Categorical.from_codes
+        data = {
+            "source": cat(a.pop("source"), dtype=pd.CategoricalDtype(pd.Index(self.names, dtype="str"))),
+            "query_id": cat(a.pop("query_id"), dtype=self.qdtype),
+            "passage_id": cat(a.pop("passage_id"), dtype=self.pdtype),
+            "flag_reasons": cat(a.pop("flag_reasons"), dtype=pd.CategoricalDtype(pd.Index(list(M._REASONS), dtype="str"))),
+            "fn_band": cat(np.full(self.n, -1, dtype=np.int8), dtype=_band_dtype()),
+        }
+        data.update(a)
+        self.a = {}
+        return pd.DataFrame({c: data[c] for c in PAIR_COLUMNS}, copy=False)
+
+
+def _band_dtype():
+    import pandas as pd
+
+    from eci_core.metrics.false_negatives import BANDS
+
+    return pd.CategoricalDtype(pd.Index(list(BANDS), dtype="str"))
+
+
 def _dedup_text(src, text_key: np.ndarray) -> np.ndarray:
     """Mask of the source's pairs to keep: the first negative of each (query, text)."""
     if len(src) == 0:
@@ -520,7 +658,7 @@ def score_collection(
     notes: dict = {}
 
     # passages with the same text up to whitespace are one text (one embedding row, exact copies)
-    text_key = pd.factorize(pd.Series(collection.passage_texts, dtype=object).str.split().str.join(" "))[0].astype(np.int64)
+    text_key = text_keys(collection.passage_texts)
     keep = {}
     for name in names:
         keep[name] = _dedup_text(collection.sources[name], text_key)
@@ -596,8 +734,12 @@ def score_collection(
                        index=pd.MultiIndex.from_arrays([pos_q_all, p_row[pos_p_all]]))
     pos_id = pos_id[~pos_id.index.duplicated()]
     qids = np.asarray(collection.query_ids, dtype=object)
-    pids = np.asarray(collection.passage_ids, dtype=object)
-    pair_frames, query_frames, rows, scored, qkeys = [], [], [], {}, {}
+    query_frames, rows, scored, qkeys = [], [], {}, {}
+    # the pairs table: every column allocated once for all sources and filled source by source
+    # (no per-source frames and no concat copy); ids are categorical codes, not a string per pair
+    n_kept = {name: int(keep[name].sum()) for name in names}
+    cols = _PairColumns(sum(n_kept.values()), collection, names)
+    start = 0
     many = None
     if hasattr(score_source, "score_many"):  # an engine that scores every source in one job
         jobs = {}
@@ -617,25 +759,15 @@ def score_collection(
             queries=q_row[src.query_indices], lexicon=lexicon,
             cross=cross, with_sem=with_sem,
         )
-        scored[name] = _ForBeats(sc.metrics, sc.queries)  # the pair arrays go once framed below
+        scored[name] = _ForBeats(sc.metrics, sc.queries)  # the pair arrays go once copied below
         if sc.n_sem_capped:
             key = (f"ECI_sem on the {config.eci_sem_max_k} negatives of largest weight (queries with "
                    f"K > eci_sem_max_k; a lower bound of the full value)")
             notes.setdefault(key, {})[name] = sc.n_sem_capped
         qkeys[name] = src.query_indices
-        fl = sc.flags
-        pair_frames.append(pd.DataFrame({
-            "source": name,
-            "query_id": qids[sq],
-            "passage_id": pids[sp],
-            "rank": src.rank[k],
-            "miner_score": src.score[k],
-            "s_qn": sc.s_qn, "s_qp": sc.s_qp, "margin": sc.margin, "s_pn": sc.s_pn,
-            "lex_overlap": sc.lex_overlap, "ce_margin": sc.ce_margin,
-            "unsafe": fl["unsafe"], "near_duplicate": fl["near_duplicate"],
-            "cross_encoder": fl["cross_encoder"], "percpos": fl["percpos"], "flagged": fl["flagged"],
-            "flag_reasons": fl["flag_reasons"], "fn_score": np.nan, "fn_band": None,
-        }, columns=PAIR_COLUMNS))
+        stop = start + n_kept[name]
+        cols.fill(slice(start, stop), i, sq, sp, src.rank[k], src.score[k], sc)
+        start = stop
         qm = sc.metrics
         query_frames.append(pd.DataFrame({
             "source": name,
@@ -646,11 +778,12 @@ def score_collection(
             "positive_id": pos_id.reindex(pd.MultiIndex.from_arrays([src.query_indices, sc.pstar])).to_numpy(),
         }, columns=QUERY_COLUMNS))
         rows.append(source_summary(name, sc, config))
-        del sc, fl, qm  # free this source's pair arrays before the next source is scored
+        del sc, qm  # free this source's pair arrays before the next source is scored
     if progress is not None:
         progress("scoring sources", len(names), len(names))
 
-    pairs = pd.concat(pair_frames, ignore_index=True) if pair_frames else pd.DataFrame(columns=PAIR_COLUMNS)
+    pairs = cols.frame()
+    del cols
     if fn_models is not False:
         from eci_core.metrics.false_negatives import add_scores
 

@@ -84,7 +84,10 @@ def test_score_tables_and_out_dir(capsys, tmp_path, expected):
         mean = next(b for b in block.splitlines() if b.startswith("Mean")).split()
         assert mean[1:] == [f"{per_query['s_qp'].mean():.4f}"] + [f"{pairs[c].mean():.4f}" for c in ("s_qn", "margin")]
     got_pairs = pd.read_parquet(out_dir / "pairs.parquet")
-    pd.testing.assert_frame_equal(got_pairs, expected.pairs, check_dtype=False)
+    # the file holds the ids, source and flag_reasons as strings (categorical codes in memory)
+    as_str = {c: "str" for c in ("source", "query_id", "passage_id", "flag_reasons")}
+    assert all(got_pairs[c].dtype == "str" for c in as_str)
+    pd.testing.assert_frame_equal(got_pairs, expected.pairs.astype(as_str), check_dtype=False)
     got_q = pd.read_parquet(out_dir / "queries.parquet")
     np.testing.assert_allclose(got_q["eci"], expected.queries["eci"])
     src = pd.read_csv(out_dir / "sources.csv")

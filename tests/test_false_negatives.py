@@ -264,3 +264,12 @@ def test_a_gzip_bomb_labels_file_is_refused_early():
     pairs = pd.DataFrame({"source": ["a"], "query_id": ["q"], "passage_id": ["p"]})
     with pytest.raises(ValueError, match=r"^bomb.gz: the gzip expands more than 100x"):
         MK.marks_from_labels_file(bomb, "bomb.gz", pairs)
+
+
+def test_scores_do_not_depend_on_the_chunking():
+    df, _ = synthetic_pairs()
+    df = df.assign(ce_margin=np.where(np.arange(len(df)) % 3 == 0, 0.5, np.nan))
+    whole = FN.fn_scores(df, chunk=10**9)
+    assert np.array_equal(FN.fn_scores(df, chunk=7), whole)
+    assert np.isfinite(whole).all() and len(whole) == len(df)
+    assert FN.band_categorical(whole).astype(str).tolist() == FN.fn_bands(whole).tolist()

@@ -355,3 +355,12 @@ def test_beats_matrix():
     ra = [R.resampled_mean(a[50:].tolist(), c.tolist()) for c in counts]
     rb = [R.resampled_mean(b[50:].tolist(), c.tolist()) for c in counts]
     assert bt2.loc["x", "y"] == pytest.approx(sum(x > y for x, y in zip(ra, rb)) / 500)
+
+
+def test_token_columns_follow_first_occurrence_so_lex_overlap_is_the_same_in_every_run():
+    from eci_core.metrics.lexical import token_matrix
+
+    m, vocab = token_matrix(["Beta alpha beta", "gamma ALPHA", ""])
+    assert vocab == {"beta": 0, "alpha": 1, "gamma": 2}  # not set order (per-process str hashing)
+    assert m.toarray().tolist() == [[1, 1, 0], [0, 1, 1], [0, 0, 0]]
+    assert m.dtype == np.int8 and m.indices.dtype == np.int32

@@ -102,3 +102,23 @@ def test_format_components_units(scored):
     assert f["unsafe_query_rate"].iloc[0] == f"{100 * rate:.1f} %"
     assert f["n_queries"].tolist() == ["3", "3"]
     assert f["rank"].tolist() == ["1", "2"]
+
+
+def test_tables_are_written_in_row_groups_and_read_back_equal(scored, tmp_path):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    _, result = scored
+    pairs = result.pairs
+    assert len(pairs) > 5
+    report.write_parquet(pairs, tmp_path / "p.parquet", rows_per_group=5)
+    f = pq.ParquetFile(tmp_path / "p.parquet")
+    assert f.metadata.num_row_groups == -(-len(pairs) // 5)
+    back = pd.read_parquet(tmp_path / "p.parquet")
+    ids = {c: "str" for c in ("source", "query_id", "passage_id", "flag_reasons")}
+    pd.testing.assert_frame_equal(back, pairs.astype(ids))
+    assert report.write_tables(result, tmp_path / "out") == ["pairs.parquet", "queries.parquet", "sources.csv", "beats.csv"]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / "queries.parquet"), result.queries)
+    empty = pairs.iloc[:0]
+    report.write_parquet(empty, tmp_path / "e.parquet")
+    assert list(pd.read_parquet(tmp_path / "e.parquet").columns) == list(pairs.columns)

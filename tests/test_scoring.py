@@ -412,3 +412,46 @@ def test_fused_numba_pair_pass_equals_the_numpy_path(monkeypatch):
         for k, v in ref.metrics.items():
             np.testing.assert_allclose(got.metrics[k], v, rtol=0, atol=1e-6, err_msg=k)
         assert ok.sum() > 10 and got.flags["near_duplicate"].sum() >= ok.sum()
+
+
+def test_text_keys_are_factorize_of_the_whitespace_normalised_texts_even_when_hashes_collide():
+    import pandas as pd
+
+    from eci_core.scoring import text_keys
+
+    texts = ["a b", "a  b", " a\tb\n", "b a", "", "   ", "a b c", "x\u00a0y", "x y", "b a", "a b"]
+    expected = pd.factorize(np.array([" ".join(t.split()) for t in texts], dtype=object))[0]
+    assert expected.tolist() == [0, 0, 0, 1, 2, 2, 3, 4, 4, 1, 0]  # by hand: NBSP is whitespace too
+    assert text_keys(texts).tolist() == expected.tolist()
+    assert text_keys(texts, chunk=2).tolist() == expected.tolist()
+    # forced collisions: every text one hash, or two hash classes mixing different texts; the
+    # colliding texts are compared and split, keys still numbered by first occurrence
+    for forced in (lambda s: 7, lambda s: len(s) % 2):
+        assert text_keys(texts, chunk=3, hash_fn=forced).tolist() == expected.tolist()
+    assert text_keys([]).tolist() == []
+
+
+def test_pairs_table_ids_are_categorical_codes_of_the_collection_ids(result):
+    import pandas as pd
+
+    p = result.pairs
+    for c in ("source", "query_id", "passage_id", "flag_reasons", "fn_band"):
+        assert isinstance(p[c].dtype, pd.CategoricalDtype), c
+    coll = collection()
+    assert list(p["query_id"].cat.categories) == sorted(coll.query_ids)
+    assert list(p["passage_id"].cat.categories) == sorted(coll.passage_ids)
+    assert p["query_id"].cat.codes.dtype.itemsize <= 4 and p["source"].cat.codes.dtype == np.int8
+    assert list(p["source"].cat.categories) == ["hard", "easy", "copies"]
+    # sorting by an id column sorts the ids as strings
+    s = p.sort_values(["query_id", "passage_id"], kind="stable")
+    key = list(zip(s["query_id"].astype(str), s["passage_id"].astype(str)))
+    assert key == sorted(key)
+    # the values are the ids, row for row, as a string column would hold them
+    hard = p[p["source"] == "hard"]
+    assert hard["query_id"].astype(str).tolist() == [q for q in QUERIES for _ in range(3)]
+    assert set(p["flag_reasons"].astype(str)) <= {"", "unsafe", "near_duplicate", "unsafe,near_duplicate"}
+    assert (p["flag_reasons"].astype(str) != "").eq(p["flagged"]).all()
+    # a pair costs no string: 8 float64, rank, 5 bools and 1-4 byte codes
+    per_row = sum(p[c].cat.codes.dtype.itemsize if isinstance(p[c].dtype, pd.CategoricalDtype)
+                  else p[c].dtype.itemsize for c in p.columns)
+    assert per_row <= 8 * 8 + 8 + 5 + 4 * 4  # 8 float64, rank, 5 bools, 5 codes of at most 4 bytes

@@ -206,6 +206,17 @@ def similarity_summary(pairs) -> str:
     return "\n".join(lines)
 
 
+def _source_rows(pairs, name: str):
+    """The rows of source ``name``: a slice (no copy) when they are contiguous, as
+    ``score_collection`` writes them, else the selected rows."""
+    import numpy as np
+
+    rows = np.flatnonzero((pairs["source"] == name).to_numpy(dtype=bool))
+    if rows.shape[0] and rows[-1] - rows[0] + 1 == rows.shape[0]:
+        return pairs.iloc[int(rows[0]):int(rows[-1]) + 1]
+    return pairs.iloc[rows]
+
+
 def flag_summary(pairs) -> str:
     n = len(pairs)
     parts = ", ".join(f"{rule} {int(pairs[rule].sum())}" for rule in ("unsafe", "near_duplicate", "cross_encoder"))
@@ -309,12 +320,9 @@ def cmd_score(args) -> int:
     progress.close()
 
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        result.pairs.to_parquet(out / "pairs.parquet", index=False)
-        result.queries.to_parquet(out / "queries.parquet", index=False)
-        result.sources.to_csv(out / "sources.csv", index=False)
-        result.beats.to_csv(out / "beats.csv")
+        from eci_core.io.report import write_tables
+
+        write_tables(result, args.out)
     if args.json:
         print(json.dumps(json_report(result)))
         return 0
@@ -327,7 +335,7 @@ def cmd_score(args) -> int:
         print("\nP(row beats column), bootstrap on shared queries:")
         print(result.beats.to_string(float_format=lambda x: f"{x:.3f}"))
     for name in result.sources["name"]:
-        pairs = result.pairs[result.pairs["source"] == name]
+        pairs = _source_rows(result.pairs, name)
         print(f"\n== {name} ==")
         print(similarity_summary(pairs))
         print(flag_summary(pairs))

@@ -16,7 +16,7 @@ import pandas as pd
 
 from eci_core.explore import views
 
-__all__ = ["html_report", "format_components", "REPORT_DECIMALS"]
+__all__ = ["html_report", "format_components", "REPORT_DECIMALS", "write_tables", "write_parquet"]
 
 #: Decimals used for metric values in the report's tables (the dashboard table uses the same).
 REPORT_DECIMALS = 3
@@ -138,3 +138,50 @@ def html_report(result: Any, collection: Any = None, title: str = "ECI Explorer 
         "(arXiv 2603.20990); every open choice is an option.</p>"
         "</body></html>\n"
     )
+
+
+#: rows per Parquet row group written by :func:`write_parquet` (and the rows converted at a time)
+ROWS_PER_GROUP = 1_000_000
+
+
+def write_parquet(table: pd.DataFrame, path, rows_per_group: int = ROWS_PER_GROUP,
+                  as_strings: tuple[str, ...] = ("source", "query_id", "passage_id", "flag_reasons")) -> None:
+    """Write ``table`` to Parquet ``rows_per_group`` rows at a time (one row group each), so only
+    one slice is ever converted to Arrow (``DataFrame.to_parquet`` converts the whole table first:
+    a second copy of it at tens of millions of rows).
+
+    Categorical columns named in ``as_strings`` are written as plain strings, as a string column
+    would be (the pairs table keeps its ids as categorical codes in memory; the file holds the
+    ids); other columns as pandas would write them (``pd.read_parquet`` reads them back).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    conv = {c: "str" for c in as_strings if c in table.columns and isinstance(table[c].dtype, pd.CategoricalDtype)}
+    writer = None
+    try:
+        for a in range(0, max(len(table), 1), rows_per_group):
+            part = table.iloc[a:a + rows_per_group]
+            t = pa.Table.from_pandas(part.astype(conv) if conv else part, preserve_index=False)
+            del part
+            if writer is None:
+                writer = pq.ParquetWriter(str(path), t.schema)
+            writer.write_table(t)
+            del t
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def write_tables(result: Any, out) -> list[str]:
+    """``eci score --out``: ``pairs.parquet``, ``queries.parquet``, ``sources.csv`` and
+    ``beats.csv`` of a ScoreResult into the folder ``out`` (created); returns the file names."""
+    from pathlib import Path
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_parquet(result.pairs, out / "pairs.parquet")
+    write_parquet(result.queries, out / "queries.parquet")
+    result.sources.to_csv(out / "sources.csv", index=False)
+    result.beats.to_csv(out / "beats.csv")
+    return ["pairs.parquet", "queries.parquet", "sources.csv", "beats.csv"]

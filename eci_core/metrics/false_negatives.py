@@ -138,29 +138,47 @@ def shipped_info() -> dict:
     return {k: v for k, v in d.items() if k != "models"}
 
 
-def fn_scores(pairs: pd.DataFrame, models: Mapping[str, FNModel] | None = None) -> np.ndarray:
-    """fn_score per row: the ``with_ce`` model where ``ce_margin`` is a number, else ``base``."""
+def fn_scores(pairs: pd.DataFrame, models: Mapping[str, FNModel] | None = None, chunk: int = 1_000_000) -> np.ndarray:
+    """fn_score per row: the ``with_ce`` model where ``ce_margin`` is a number, else ``base``.
+
+    Rows are scored ``chunk`` at a time (the feature matrix of one chunk at a time: memory stays
+    bounded at tens of millions of pairs; each row's score does not depend on the chunking)."""
     models = shipped_models() if models is None else models
-    out = models["base"].predict(pairs) if len(pairs) else np.zeros(0)
-    if len(pairs) and "ce_margin" in pairs and "with_ce" in models:
-        has = np.isfinite(pairs["ce_margin"].to_numpy(dtype=np.float64))
-        if has.any():
-            out[has] = models["with_ce"].predict(pairs[has])
+    n = len(pairs)
+    out = np.zeros(n)
+    with_ce = "ce_margin" in pairs and "with_ce" in models
+    for a in range(0, n, chunk):
+        part = pairs.iloc[a:a + chunk]
+        res = models["base"].predict(part)
+        if with_ce:
+            has = np.isfinite(part["ce_margin"].to_numpy(dtype=np.float64))
+            if has.any():
+                res[has] = models["with_ce"].predict(part[has])
+        out[a:a + len(part)] = res
     return out
 
 
-def fn_bands(scores) -> np.ndarray:
-    """``likely`` (≥ LIKELY), ``possible`` (≥ POSSIBLE) or ``unlikely``, per score."""
+def band_codes(scores) -> np.ndarray:
+    """int8 position in :data:`BANDS` of each score's band (0 likely, 1 possible, 2 unlikely)."""
     s = np.asarray(scores, dtype=np.float64)
-    return np.where(s >= LIKELY, "likely", np.where(s >= POSSIBLE, "possible", "unlikely")).astype(object)
+    return np.where(s >= LIKELY, 0, np.where(s >= POSSIBLE, 1, 2)).astype(np.int8)
+
+
+def fn_bands(scores) -> np.ndarray:
+    """``likely`` (≥ LIKELY), ``possible`` (≥ POSSIBLE) or ``unlikely``, per score (object array)."""
+    return np.asarray(BANDS, dtype=object)[band_codes(scores)]
+
+
+def band_categorical(scores) -> pd.Categorical:
+    """The ``fn_band`` column: :func:`fn_bands` as a categorical over :data:`BANDS` (1 byte per row)."""
+    return pd.Categorical.from_codes(band_codes(scores), dtype=pd.CategoricalDtype(pd.Index(list(BANDS), dtype="str")))
 
 
 def add_scores(pairs: pd.DataFrame, models: Mapping[str, FNModel] | None = None) -> pd.DataFrame:
     """``pairs`` with ``fn_score`` and ``fn_band`` set (in place; also returned)."""
     s = fn_scores(pairs, models)
     pairs["fn_score"] = s
-    pairs["fn_band"] = pd.Categorical(fn_bands(s), categories=list(BANDS)) if len(pairs) else \
-        pd.Categorical([], categories=list(BANDS))
+    pairs["fn_band"] = band_categorical(s)
     return pairs
 
 

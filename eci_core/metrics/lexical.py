@@ -35,25 +35,39 @@ def token_matrix(texts: Iterable[str], vocab: dict[str, int] | None = None, grow
 
     ``vocab`` (token → column) is extended in place with unseen tokens when ``grow`` is true,
     else unseen tokens are ignored. Returns ``(matrix, vocab)``.
+
+    New tokens get columns in order of first occurrence (not in ``set`` order, which follows the
+    per-process string hash), so IDF sums, hence ``lex_overlap``, are the same to the last bit in
+    every run. Memory: 5 bytes per (text, distinct token) entry (int32 column indices, int8 ones; products
+    with float64 IDF vectors are exact, so every overlap equals the float64-matrix value), built
+    in a compact ``array`` buffer rather than a Python list.
     """
+    from array import array
+
     from scipy import sparse
 
     vocab = {} if vocab is None else vocab
-    indptr = [0]
-    indices: list[int] = []
+    lengths = array("q", [0])
+    indices = array("i")  # C int: 4 bytes
     for text in texts:
-        toks = set(TOKEN_RE.findall(text.lower()))
+        toks = dict.fromkeys(TOKEN_RE.findall(text.lower()))  # distinct, in order: columns never depend on str hashing
         if grow:
             ids = [vocab.setdefault(t, len(vocab)) for t in toks]
         else:
             ids = [vocab[t] for t in toks if t in vocab]
         ids.sort()
         indices.extend(ids)
-        indptr.append(len(indices))
-    data = np.ones(len(indices), dtype=np.float64)
+        lengths.append(len(ids))
+    indptr = np.cumsum(np.frombuffer(lengths, dtype=np.int64))
+    del lengths
+    idx = np.frombuffer(indices, dtype=np.intc).astype(np.int32, copy=False)
+    if indptr[-1] >= 2**31:  # scipy needs int64 indices beyond 2^31 entries
+        idx = idx.astype(np.int64)
+    else:
+        indptr = indptr.astype(np.int32)
     mat = sparse.csr_matrix(
-        (data, np.asarray(indices, dtype=np.int64), np.asarray(indptr, dtype=np.int64)),
-        shape=(len(indptr) - 1, len(vocab)),
+        (np.ones(idx.shape[0], dtype=np.int8), idx, indptr),
+        shape=(indptr.shape[0] - 1, len(vocab)), copy=False,
     )
     return mat, vocab
 

@@ -1677,6 +1677,8 @@ def _cached_compute(
                 cache.put(fingerprint, kind, pending_k, np.concatenate(pending_v))
     if out is None:  # no input at all
         return np.zeros((0, width or 0), dtype=np.float32)
+    if n_u == len(keys):  # every item distinct: ``inverse`` is 0..n-1, no gathered copy of the matrix
+        return out
     return out[inverse]
 
 
