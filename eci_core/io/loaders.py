@@ -1633,7 +1633,7 @@ def _fast_trec(path: Path, stem: str) -> list[_IdArrays] | None:
             raise _NotFast
         return pacsv.read_csv(
             pa.py_buffer(b),
-            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=delim[0], quote_char=False, double_quote=False,
                                              escape_char=False, newlines_in_values=False, ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False,
@@ -1672,7 +1672,7 @@ def _read_json_block(b: bytes):
     import pyarrow as pa
     import pyarrow.json as pajson
 
-    return pajson.read_json(pa.py_buffer(b), read_options=pajson.ReadOptions(block_size=1 << 24),
+    return pajson.read_json(pa.py_buffer(b), read_options=pajson.ReadOptions(block_size=1 << 24, use_threads=False),
                             parse_options=pajson.ParseOptions(newlines_in_values=False))
 
 
@@ -2064,7 +2064,7 @@ def _fast_qrels_rows(f: Path) -> list[tuple[str, str, int]] | None:
     def read(b: bytes):
         return pacsv.read_csv(
             pa.py_buffer(b),
-            read_options=pacsv.ReadOptions(column_names=["q", "p", "s"], block_size=1 << 24),
+            read_options=pacsv.ReadOptions(column_names=["q", "p", "s"], block_size=1 << 24, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False, escape_char=False,
                                              newlines_in_values=False, ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(column_types={"q": pa.string(), "p": pa.string(), "s": pa.string()},
@@ -2400,7 +2400,8 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
         f, ln = qrels_where[bad[0]]
         first = "" if len(bad) == 1 else " (the first on this line)"
         raise LoadError(f, ln, f"{_plural(len(bad), 'positive id')} not in {corpus.name}{first}", field="corpus-id")
-    del need_q, bad
+    del need_q, bad, qrels_where
+    qr.where = {}  # only the message above needs it: ~100 bytes a positive freed before the sources are added
     good: list[list[Any]] = []
     for runs in parsed:
         try:
