@@ -285,11 +285,12 @@ class TextColumn(Sequence):
     ~50 bytes of object header per text (and allocator fragmentation) for a list of str.
     """
 
-    __slots__ = ("_blocks", "_starts", "_block_no", "_loc", "_tail")
+    __slots__ = ("_blocks", "_starts", "_starts_l", "_block_no", "_loc", "_tail")
 
     def __init__(self, values: Iterable[str] = ()):
         self._blocks: list = []  # Arrow string arrays, never changed once added
         self._starts = np.zeros(1, dtype=np.int64)  # global first row of each block, then the total
+        self._starts_l: list[int] = [0]  # the same as a list (one text looked up by bisect)
         self._block_no: dict[int, int] = {}  # id(block) -> its number (blocks shared with a reader)
         self._loc = np.zeros(0, dtype=np.int64)  # global row of each of the first len(_loc) texts
         self._tail: list[str] = list(values)  # texts after those, as Python strings
@@ -310,13 +311,14 @@ class TextColumn(Sequence):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return self.take(range(*i.indices(len(self))))
-        j = self._pos(i)
         na = len(self._loc)
+        j = i if type(i) is int and 0 <= i < na else self._pos(i)
         if j >= na:
             return self._tail[j - na]
         r = int(self._loc[j])
-        b = int(np.searchsorted(self._starts, r, side="right")) - 1
-        return self._blocks[b][r - int(self._starts[b])].as_py()
+        starts = self._starts_l
+        b = bisect.bisect_right(starts, r) - 1
+        return self._blocks[b][r - starts[b]].as_py()
 
     def __iter__(self) -> Iterator[str]:
         loc = self._loc
@@ -419,6 +421,7 @@ class TextColumn(Sequence):
         new = TextColumn.__new__(TextColumn)
         new._blocks = list(self._blocks)  # Arrow blocks are immutable: shared
         new._starts = self._starts
+        new._starts_l = list(self._starts_l)
         new._block_no = dict(self._block_no)
         new._loc = self._loc  # never written in place (appends and truncation make new arrays)
         new._tail = list(self._tail)
@@ -433,6 +436,7 @@ class TextColumn(Sequence):
     def __setstate__(self, state) -> None:
         self._blocks = list(state["blocks"])
         self._starts = np.cumsum([0] + [len(b) for b in self._blocks]).astype(np.int64)
+        self._starts_l = self._starts.tolist()
         self._block_no = {id(b): k for k, b in enumerate(self._blocks)}
         self._loc = state["loc"]
         self._tail = list(state["tail"])
@@ -451,6 +455,7 @@ class TextColumn(Sequence):
             self._blocks.append(block)
             self._block_no[id(block)] = k
             self._starts = np.append(self._starts, self._starts[-1] + len(block))
+            self._starts_l.append(int(self._starts[-1]))
         return int(self._starts[k])
 
     def _flush_tail(self) -> None:
