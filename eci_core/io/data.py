@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import bisect
 import hashlib
+import itertools
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, NamedTuple, Sequence
 
@@ -202,6 +204,415 @@ def _pairs_in(a: np.ndarray, b: np.ndarray, pa: np.ndarray, pb: np.ndarray, base
     return keys[pos] == k
 
 
+# ====================================================================== texts in Arrow buffers
+_TAKE_BLOCK = 16384  # texts made into Python strings at a time by iteration and take()
+
+
+def _blocks_take(blocks: list, starts: np.ndarray, rows: np.ndarray) -> list[str]:
+    """The texts at global ``rows`` of the Arrow string ``blocks`` (block ``k`` holds rows
+    ``starts[k]`` to ``starts[k + 1] - 1``), as Python strings, in the order of ``rows``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(rows)
+    if n == 0:
+        return []
+    pool = pa.system_memory_pool()  # malloc: these short-lived buffers go back to the system at once
+
+    def take(block, local):
+        return pc.take(block, pa.array(local, memory_pool=pool), memory_pool=pool).to_pylist()
+
+    k = np.searchsorted(starts, rows, side="right") - 1
+    if k[0] == k[-1] and (k == k[0]).all():  # one block (the usual case): one take
+        b = int(k[0])
+        return take(blocks[b], rows - starts[b])
+    order = np.argsort(k, kind="stable")
+    ks = k[order]
+    out = np.empty(n, dtype=object)
+    bounds = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1], True])
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        b = int(ks[lo])
+        sel = order[lo:hi]
+        out[sel] = np.fromiter(take(blocks[b], rows[sel] - starts[b]), dtype=object, count=hi - lo)
+    return out.tolist()
+
+
+class ArrowTextMap(Mapping):
+    """Read-only ``id -> text`` over Arrow string blocks (what the vectorised corpus/queries
+    readers return): ``index`` maps an id to its row, and the texts stay in Arrow (a text becomes
+    a Python string only when looked up). :meth:`TextColumn.extend_rows` adds rows of it to a
+    collection without making Python strings."""
+
+    def __init__(self, index: dict[str, int], blocks: list):
+        self.index = index
+        self.blocks = blocks
+        self.starts = np.cumsum([0] + [len(b) for b in blocks]).astype(np.int64)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.index
+
+    def __getitem__(self, key: str) -> str:
+        r = self.index[key]
+        b = int(np.searchsorted(self.starts, r, side="right")) - 1
+        return self.blocks[b][r - int(self.starts[b])].as_py()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def rows(self, keys: Iterable[str]) -> np.ndarray:
+        """The row of each key (int64), for :meth:`TextColumn.extend_rows`."""
+        idx = self.index
+        return np.fromiter((idx[k] for k in keys), dtype=np.int64)
+
+
+class TextColumn(Sequence):
+    """A read-only sequence of ``str`` (a collection's texts or ids) held in Arrow buffers.
+
+    It behaves like a list of str for reading: ``len``, ``c[i]`` (negative too), ``c[a:b]``
+    (a list), iteration (texts are made into Python strings in blocks of 65,536), ``==`` with a
+    list, ``list(c)``, ``np.asarray(c, dtype=object)``; :meth:`take` returns the texts at many
+    indices at once and :meth:`to_arrow` gives the Arrow array. A text lives as a row of one of
+    the Arrow string blocks it shares with the reader that produced it (no Python string per text
+    at load time, no copy of a block when a collection is copied); texts appended one by one
+    (small files, :meth:`Collection.add_passage`) wait in a Python list until Arrow rows follow
+    them. Only the loaders (through :class:`Collection`) change it: :meth:`append`,
+    :meth:`extend`, :meth:`extend_rows` and the rollback's :meth:`truncate`.
+
+    Memory: the text bytes plus 12 bytes per text (an int64 row and the Arrow offset), against
+    ~50 bytes of object header per text (and allocator fragmentation) for a list of str.
+    """
+
+    __slots__ = ("_blocks", "_starts", "_starts_l", "_block_no", "_loc", "_tail")
+
+    def __init__(self, values: Iterable[str] = ()):
+        self._blocks: list = []  # Arrow string arrays, never changed once added
+        self._starts = np.zeros(1, dtype=np.int64)  # global first row of each block, then the total
+        self._starts_l: list[int] = [0]  # the same as a list (one text looked up by bisect)
+        self._block_no: dict[int, int] = {}  # id(block) -> its number (blocks shared with a reader)
+        self._loc = np.zeros(0, dtype=np.int64)  # global row of each of the first len(_loc) texts
+        self._tail: list[str] = list(values)  # texts after those, as Python strings
+
+    # ---------------------------------------------------------------- reading
+    def __len__(self) -> int:
+        return len(self._loc) + len(self._tail)
+
+    def _pos(self, i) -> int:
+        n = len(self)
+        j = int(i)
+        if j < 0:
+            j += n
+        if not 0 <= j < n:
+            raise IndexError("TextColumn index out of range")
+        return j
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self.take(range(*i.indices(len(self))))
+        na = len(self._loc)
+        j = i if type(i) is int and 0 <= i < na else self._pos(i)
+        if j >= na:
+            return self._tail[j - na]
+        r = int(self._loc[j])
+        starts = self._starts_l
+        b = bisect.bisect_right(starts, r) - 1
+        return self._blocks[b][r - starts[b]].as_py()
+
+    def __iter__(self) -> Iterator[str]:
+        loc = self._loc
+        for lo in range(0, len(loc), _TAKE_BLOCK):
+            yield from _blocks_take(self._blocks, self._starts, loc[lo:lo + _TAKE_BLOCK])
+        yield from list(self._tail)
+
+    def take(self, indices) -> list[str]:
+        """The texts at ``indices`` (ints, negative counted from the end), as a list of str."""
+        idx = np.asarray(indices if not isinstance(indices, range) else np.arange(indices.start, indices.stop, indices.step))
+        if idx.dtype == object or idx.dtype == bool:
+            idx = np.asarray([self._pos(i) for i in idx.tolist()], dtype=np.int64)
+        idx = idx.astype(np.int64, copy=False).ravel()
+        n = len(self)
+        if len(idx) and (idx.min() < -n or idx.max() >= n):
+            raise IndexError("TextColumn index out of range")
+        if len(idx) and idx.min() < 0:
+            idx = np.where(idx < 0, idx + n, idx)
+        na = len(self._loc)
+        if not na:
+            tail = self._tail
+            return [tail[i] for i in idx.tolist()]
+        out: list = []
+        in_tail = idx >= na
+        for lo in range(0, len(idx), _TAKE_BLOCK):
+            part = idx[lo:lo + _TAKE_BLOCK]
+            t = in_tail[lo:lo + _TAKE_BLOCK]
+            if not t.any():
+                out.extend(_blocks_take(self._blocks, self._starts, self._loc[part]))
+                continue
+            got = np.empty(len(part), dtype=object)
+            a = np.flatnonzero(~t)
+            if len(a):
+                got[a] = np.fromiter(_blocks_take(self._blocks, self._starts, self._loc[part[a]]), dtype=object, count=len(a))
+            tail = self._tail
+            for k in np.flatnonzero(t).tolist():
+                got[k] = tail[int(part[k]) - na]
+            out.extend(got.tolist())
+        return out
+
+    def _iter_bytes(self, indices: np.ndarray, fn=hash) -> Iterator:
+        """``fn(utf-8 bytes of text i)`` for i in ``indices``, read from the Arrow buffers in place."""
+        na = len(self._loc)
+        starts = self._starts.tolist()
+        views: dict[int, tuple] = {}
+        for i in np.asarray(indices, dtype=np.int64).tolist():
+            if i >= na:
+                yield fn(self._tail[i - na].encode("utf-8", "surrogatepass"))
+                continue
+            r = int(self._loc[i])
+            b = bisect.bisect_right(starts, r) - 1
+            v = views.get(b)
+            if v is None:
+                import pyarrow as pa
+
+                block = self._blocks[b]
+                bufs = block.buffers()
+                wide = np.int64 if pa.types.is_large_string(block.type) else np.int32
+                offs = np.frombuffer(bufs[1], dtype=wide)[block.offset:block.offset + len(block) + 1].tolist()
+                v = views[b] = (offs, memoryview(bufs[2]) if bufs[2] is not None else memoryview(b""), starts[b])
+            offs, mv, s0 = v
+            k = r - s0
+            yield fn(mv[offs[k]:offs[k + 1]].tobytes())
+
+    def to_arrow(self):
+        """The texts as one ``pyarrow.large_string`` ChunkedArray (copies the text bytes)."""
+        import pyarrow as pa
+
+        parts = []
+        for lo in range(0, len(self._loc), _TAKE_BLOCK):
+            parts.append(pa.array(_blocks_take(self._blocks, self._starts, self._loc[lo:lo + _TAKE_BLOCK]), pa.large_string()))
+        if self._tail:
+            parts.append(pa.array(self._tail, pa.large_string()))
+        return pa.chunked_array(parts, type=pa.large_string())
+
+    def __array__(self, dtype=None, copy=None):
+        arr = np.empty(len(self), dtype=object)
+        arr[:] = list(self) if len(self) else []
+        return arr if dtype is None else arr.astype(dtype)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TextColumn) or isinstance(other, (list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __add__(self, other) -> list[str]:
+        return list(self) + list(other)
+
+    def __radd__(self, other) -> list[str]:
+        return list(other) + list(self)
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(t) for t in self[:3])
+        return f"TextColumn([{head}{', ...' if len(self) > 3 else ''}], n={len(self)})"
+
+    # ---------------------------------------------------------------- copying
+    def __copy__(self) -> "TextColumn":
+        new = TextColumn.__new__(TextColumn)
+        new._blocks = list(self._blocks)  # Arrow blocks are immutable: shared
+        new._starts = self._starts
+        new._starts_l = list(self._starts_l)
+        new._block_no = dict(self._block_no)
+        new._loc = self._loc  # never written in place (appends and truncation make new arrays)
+        new._tail = list(self._tail)
+        return new
+
+    def __deepcopy__(self, memo) -> "TextColumn":
+        return self.__copy__()
+
+    def __getstate__(self):
+        return {"blocks": self._blocks, "loc": self._loc, "tail": self._tail}
+
+    def __setstate__(self, state) -> None:
+        self._blocks = list(state["blocks"])
+        self._starts = np.cumsum([0] + [len(b) for b in self._blocks]).astype(np.int64)
+        self._starts_l = self._starts.tolist()
+        self._block_no = {id(b): k for k, b in enumerate(self._blocks)}
+        self._loc = state["loc"]
+        self._tail = list(state["tail"])
+
+    # ---------------------------------------------------------------- building (loaders only)
+    def append(self, text: str) -> None:
+        self._tail.append(text)
+
+    def extend(self, texts: Iterable[str]) -> None:
+        self._tail.extend(texts)
+
+    def _add_block(self, block) -> int:
+        k = self._block_no.get(id(block))
+        if k is None or self._blocks[k] is not block:
+            k = len(self._blocks)
+            self._blocks.append(block)
+            self._block_no[id(block)] = k
+            self._starts = np.append(self._starts, self._starts[-1] + len(block))
+            self._starts_l.append(int(self._starts[-1]))
+        return int(self._starts[k])
+
+    def _flush_tail(self) -> None:
+        """Move the Python-string tail into an Arrow block (so Arrow rows can follow it)."""
+        if self._tail:
+            import pyarrow as pa
+
+            first = self._add_block(pa.array(self._tail, pa.large_string()))
+            self._loc = np.concatenate([self._loc, np.arange(first, first + len(self._tail), dtype=np.int64)])
+            self._tail = []
+
+    def extend_rows(self, texts: ArrowTextMap, rows: np.ndarray) -> None:
+        """Append the texts at ``rows`` of ``texts`` (its blocks are shared, not copied)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return
+        self._flush_tail()
+        base = [self._add_block(b) for b in texts.blocks]
+        # global row in this column's store: the text's block start here + its offset in the block
+        k = np.searchsorted(texts.starts, rows, side="right") - 1
+        shift = np.asarray(base, dtype=np.int64) - texts.starts[:-1]
+        self._loc = np.concatenate([self._loc, rows + shift[k]])
+
+    def rows_in(self, texts: ArrowTextMap, indices: np.ndarray) -> np.ndarray:
+        """For each of ``indices``: the row of ``texts`` this text is stored at, or -1 when it is
+        stored elsewhere (a cheap equality test for texts shared with a reader)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        out = np.full(len(idx), -1, dtype=np.int64)
+        na = len(self._loc)
+        a = np.flatnonzero(idx < na)
+        if not len(a) or not texts.blocks:
+            return out
+        g = self._loc[idx[a]]
+        kb = np.searchsorted(self._starts, g, side="right") - 1
+        for j, b in enumerate(texts.blocks):
+            k = self._block_no.get(id(b))
+            if k is None or self._blocks[k] is not b:
+                continue
+            m = kb == k
+            out[a[m]] = g[m] - self._starts[k] + texts.starts[j]
+        return out
+
+    def truncate(self, n: int) -> None:
+        """Keep only the first ``n`` texts (the loaders' rollback)."""
+        na = len(self._loc)
+        if n >= na:
+            del self._tail[n - na:]
+        else:
+            self._tail = []
+            self._loc = self._loc[:n].copy()
+
+
+def take_texts(seq: Sequence[str], indices) -> list[str]:
+    """``[seq[i] for i in indices]`` for a list of str, a :class:`TextColumn` (one gather per
+    Arrow block, not one lookup per text) or a numpy array."""
+    if isinstance(seq, TextColumn):
+        return seq.take(indices)
+    if isinstance(seq, np.ndarray):
+        return seq[np.asarray(indices, dtype=np.int64)].tolist()
+    if isinstance(indices, np.ndarray):
+        indices = indices.tolist()
+    return [seq[i] for i in indices]
+
+
+class KeyedTexts(Sequence):
+    """``[texts[k] for k in keys]`` as a lazy sequence (no string made until read), so that
+    :meth:`Collection.add_id_source` can add texts of an :class:`ArrowTextMap` as Arrow rows."""
+
+    def __init__(self, texts: Mapping[str, str], keys: Sequence[str]):
+        self.texts, self.keys = texts, keys
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, j):
+        if isinstance(j, slice):
+            return [self.texts[k] for k in self.keys[j]]
+        return self.texts[self.keys[j]]
+
+
+def _append_texts(column: TextColumn, texts, keys: list) -> None:
+    """``column.extend(texts[k] for k in keys)``: as Arrow rows when ``texts`` is an
+    :class:`ArrowTextMap` (or a :class:`KeyedTexts` over one), else as Python strings."""
+    if isinstance(texts, KeyedTexts):
+        keys = [texts.keys[j] for j in keys]
+        texts = texts.texts
+    if isinstance(texts, ArrowTextMap) and len(keys):
+        column.extend_rows(texts, texts.rows(keys))
+    else:
+        column.extend(texts[k] for k in keys)
+
+
+def _texts_differ(column: TextColumn, indices: np.ndarray, texts, keys: Sequence, known: np.ndarray) -> np.ndarray:
+    """Whether ``column[indices[k]] != texts[keys[at[k]]]`` for each k, ``at`` the positions
+    where ``known`` is true. A text stored at the same Arrow row as the reader's is equal without
+    being read; the others are compared as strings."""
+    at = np.flatnonzero(known)
+    out = np.zeros(len(indices), dtype=bool)
+    if not len(indices):
+        return out
+    check = np.arange(len(indices))
+    base, ks = texts, keys
+    if isinstance(texts, KeyedTexts):
+        base, ks = texts.texts, texts.keys
+    if isinstance(base, ArrowTextMap):
+        check = np.flatnonzero(column.rows_in(base, indices) != base.rows(itertools.compress(ks, known.tolist())))
+    if len(check):
+        mine = take_texts(column, indices[check])
+        for k, a in zip(check.tolist(), mine):
+            out[k] = a != texts[keys[int(at[k])]]
+    return out
+
+
+def _codes_in(keys: list[str], ids: Sequence[str]) -> np.ndarray:
+    """For each key: its position in ``ids`` (the first, when repeated), or -1 (int64)."""
+    if not len(keys):
+        return np.zeros(0, dtype=np.int64)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    found = pc.index_in(pa.array(keys, pa.string()), value_set=pa.array(list(ids), pa.string()))
+    return pc.fill_null(found, -1).to_numpy().astype(np.int64)
+
+
+def _text_codes(column: TextColumn, pos: np.ndarray, neg: np.ndarray, n: int) -> np.ndarray:
+    """For every passage index ``i`` in ``pos`` or ``neg``: the smallest index among them with
+    the same text (``code[i] == code[j]`` exactly when the texts are equal); ``i`` elsewhere.
+
+    Texts are compared by Python's hash of the string (made block by block, never kept), and
+    exactly only within the groups of equal hash that hold several passages."""
+    code = np.arange(n, dtype=np.int64)
+    named = np.zeros(n, dtype=bool)
+    named[pos] = True
+    named[neg] = True
+    u = np.flatnonzero(named)
+    del named
+    h = _text_hashes(column, u)
+    order = np.argsort(h, kind="stable")  # ascending index within a group of equal hash
+    hs = h[order]
+    del h
+    if len(hs) > 1 and (hs[1:] == hs[:-1]).any():
+        bounds = np.flatnonzero(np.r_[True, hs[1:] != hs[:-1], True])
+        big = np.flatnonzero(np.diff(bounds) > 1)
+        for lo, hi in zip(bounds[big].tolist(), bounds[big + 1].tolist()):
+            members = u[order[lo:hi]]
+            seen: dict[str, int] = {}
+            for i, t in zip(members.tolist(), take_texts(column, members)):
+                code[i] = seen.setdefault(t, i)
+    return code
+
+
+def _text_hashes(column: TextColumn, indices: np.ndarray) -> np.ndarray:
+    """Python's ``hash`` of the UTF-8 bytes of each text at ``indices`` (int64); texts in Arrow
+    are hashed from the Arrow buffer, one ``bytes`` at a time (no list of strings)."""
+    return np.fromiter(column._iter_bytes(indices), dtype=np.int64, count=len(indices))
+
+
 class IdTextMap(Mapping):
     """Read-only ``id -> text`` view of a collection's passages or queries (no copy)."""
 
@@ -231,15 +642,32 @@ class Collection:
     """
 
     passage_ids: list[str] = field(default_factory=list)
-    passage_texts: list[str] = field(default_factory=list)
+    passage_texts: TextColumn = field(default_factory=TextColumn)
     query_ids: list[str] = field(default_factory=list)
-    query_texts: list[str] = field(default_factory=list)
+    query_texts: TextColumn = field(default_factory=TextColumn)
     positives: dict[int, list[int]] = field(default_factory=dict)
     sources: dict[str, Source] = field(default_factory=dict)
     query_splits: dict[int, str] = field(default_factory=dict)
     _pid_index: dict[str, int] = field(default_factory=dict, repr=False)
     _qid_index: dict[str, int] = field(default_factory=dict, repr=False)
-    _qtext_index: dict[str, int] = field(default_factory=dict, repr=False)
+    _qtext_lazy: dict[str, int] | None = field(default=None, repr=False)  # see _qtext_index
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.passage_texts, TextColumn):
+            self.passage_texts = TextColumn(self.passage_texts)
+        if not isinstance(self.query_texts, TextColumn):
+            self.query_texts = TextColumn(self.query_texts)
+
+    @property
+    def _qtext_index(self) -> dict[str, int]:
+        """Query text -> first query index with it; built on first use (only queries given
+        without an id are aligned by text, so a load by ids never makes these strings)."""
+        if self._qtext_lazy is None:
+            index: dict[str, int] = {}
+            for i, t in enumerate(self.query_texts):
+                index.setdefault(t, i)
+            self._qtext_lazy = index
+        return self._qtext_lazy
 
     # ------------------------------------------------------------------ basics
     @property
@@ -288,8 +716,12 @@ class Collection:
         h = hashlib.sha1()
         for arr in (self.passage_ids, self.query_ids):
             h.update("\x1f".join(arr).encode())
-        h.update("\x1e".join(self.passage_texts).encode())
-        h.update("\x1e".join(self.query_texts).encode())
+        for texts in (self.passage_texts, self.query_texts):  # = "\x1e".join(texts), block by block
+            it = iter(texts)
+            first = True
+            while block := list(itertools.islice(it, _TAKE_BLOCK)):
+                h.update(("" if first else "\x1e").encode() + "\x1e".join(block).encode())
+                first = False
         for q in sorted(self.positives):
             h.update(f"{q}:{self.positives[q]}".encode())
         for name in sorted(self.sources):
@@ -340,7 +772,8 @@ class Collection:
         self.query_ids.append(qid)
         self.query_texts.append(text)
         self._qid_index[qid] = idx
-        self._qtext_index.setdefault(text, idx)
+        if self._qtext_lazy is not None:
+            self._qtext_lazy.setdefault(text, idx)
         return idx
 
     def unique_source_name(self, name: str) -> str:
@@ -389,11 +822,15 @@ class Collection:
         except BaseException:
             for pid in self.passage_ids[n_p:]:
                 self._pid_index.pop(pid, None)
-            for qid, text in zip(self.query_ids[n_q:], self.query_texts[n_q:]):
+            for qid in self.query_ids[n_q:]:
                 self._qid_index.pop(qid, None)
-                if self._qtext_index.get(text, -1) >= n_q:
-                    del self._qtext_index[text]
-            del self.passage_ids[n_p:], self.passage_texts[n_p:], self.query_ids[n_q:], self.query_texts[n_q:]
+            if self._qtext_lazy is not None:
+                for text in self.query_texts[n_q:]:
+                    if self._qtext_lazy.get(text, -1) >= n_q:
+                        del self._qtext_lazy[text]
+            del self.passage_ids[n_p:], self.query_ids[n_q:]
+            self.passage_texts.truncate(n_p)
+            self.query_texts.truncate(n_q)
             old_pos = set(old_keys)
             for q in [q for q in self.positives if q not in old_pos]:
                 del self.positives[q]
@@ -510,25 +947,34 @@ class Collection:
         rep.rows_read = rows_read or rep.rows_read
         nq_rec = len(query_ids)
         # ids already loaded with another text (the first text is kept): counted per occurrence
-        pid_index, ptexts_now = self._pid_index, self.passage_texts
+        pid_index = self._pid_index
         n_diff = 0
         if pid_index:
-            differs = np.zeros(len(neg_ids), dtype=bool)
-            for c, pid in enumerate(neg_ids):
-                i = pid_index.get(pid)
-                if i is not None and ptexts_now[i] != passage_text[pid]:
-                    differs[c] = True
-            n_diff = int(differs[neg_p].sum()) if differs.any() else 0
-            for lst in positives:
-                for pid in lst:
-                    i = pid_index.get(pid)
-                    if i is not None and ptexts_now[i] != passage_text[pid]:
-                        n_diff += 1
+            ix = np.fromiter((pid_index.get(pid, -1) for pid in neg_ids), dtype=np.int64, count=len(neg_ids))
+            cs = np.flatnonzero(ix >= 0)
+            if len(cs):
+                bad = _texts_differ(self.passage_texts, ix[cs], passage_text, neg_ids, ix >= 0)
+                if bad.any():
+                    differs = np.zeros(len(neg_ids), dtype=bool)
+                    differs[cs[bad]] = True
+                    n_diff = int(differs[neg_p].sum())
+            del ix, cs
+            flat = [pid for lst in positives for pid in lst]
+            ix = np.fromiter((pid_index.get(pid, -1) for pid in flat), dtype=np.int64, count=len(flat))
+            cs = np.flatnonzero(ix >= 0)
+            if len(cs):
+                n_diff += int(_texts_differ(self.passage_texts, ix[cs], passage_text, flat, ix >= 0).sum())
+            del flat, ix, cs
         rep.note("passage id given with a different text (first text kept)", n_diff)
         qi_index = self._qid_index
-        rep.note("query id given with a different text (first text kept)",
-                 sum(1 for q, t in zip(query_ids, query_texts)
-                     if q in qi_index and self.query_texts[qi_index[q]] != t) if qi_index else 0)
+        n_qdiff = 0
+        if qi_index:
+            ix = np.fromiter((qi_index.get(q, -1) for q in query_ids), dtype=np.int64, count=len(query_ids))
+            cs = np.flatnonzero(ix >= 0)
+            if len(cs):
+                n_qdiff = int(_texts_differ(self.query_texts, ix[cs], query_texts, range(len(query_ids)), ix >= 0).sum())
+            del ix, cs
+        rep.note("query id given with a different text (first text kept)", n_qdiff)
         # which records are kept: positives in the record, or the query already has some
         kept = np.zeros(nq_rec, dtype=bool)
         for j in range(nq_rec):
@@ -538,21 +984,24 @@ class Collection:
                 known = self._qid_index.get(str(query_ids[j]))
                 kept[j] = known is not None and bool(self.positives.get(known))
         n_nopos = int(nq_rec - kept.sum())
-        # passage vocabulary: negative ids, then positive ids not among them
-        code_of = {pid: i for i, pid in enumerate(neg_ids)}
+        # passage vocabulary: negative ids, then positive ids not among them. The positives' codes
+        # come from one hash lookup in Arrow (no dict of every negative id)
+        kept_js = np.flatnonzero(kept)
+        pos_len = np.fromiter((len(positives[j]) for j in kept_js.tolist()), dtype=np.int64, count=len(kept_js))
+        pos_flat = [str(pid) for j in kept_js.tolist() for pid in positives[j]]
+        pos_q = np.repeat(kept_js, pos_len)
+        pos_k = np.arange(len(pos_flat), dtype=np.int64) - np.repeat(np.cumsum(pos_len) - pos_len, pos_len)
         vocab = list(neg_ids)
-        pos_q: list[int] = []
-        pos_k: list[int] = []
-        pos_code: list[int] = []
-        for j in np.flatnonzero(kept).tolist():
-            for k, pid in enumerate(positives[j]):
-                c = code_of.get(pid)
-                if c is None:
-                    c = code_of[pid] = len(vocab)
-                    vocab.append(pid)
-                pos_q.append(j)
-                pos_k.append(k)
-                pos_code.append(c)
+        pos_code = _codes_in(pos_flat, neg_ids)
+        extra: dict[str, int] = {}
+        for r in np.flatnonzero(pos_code < 0).tolist():
+            pid = pos_flat[r]
+            c = extra.get(pid)
+            if c is None:
+                c = extra[pid] = len(vocab)
+                vocab.append(pid)
+            pos_code[r] = c
+        del extra, pos_len
         if kept.all():  # the usual case: no copy of the caller's arrays
             kq, kp, ks = neg_q, neg_p, neg_score
         else:
@@ -561,13 +1010,12 @@ class Collection:
             del row_kept
         # passages are added in the order add_source meets them: per query, positives then
         # negatives. Place every event on that time line and keep each passage's first time.
-        n_pos = np.bincount(np.asarray(pos_q, np.int64), minlength=nq_rec) if pos_q else np.zeros(nq_rec, np.int64)
+        n_pos = np.bincount(pos_q, minlength=nq_rec) if len(pos_q) else np.zeros(nq_rec, np.int64)
         n_neg = np.bincount(kq, minlength=nq_rec) if len(kq) else np.zeros(nq_rec, np.int64)
         start = np.concatenate([[0], np.cumsum(n_pos + n_neg)[:-1]]) if nq_rec else np.zeros(0, np.int64)
         first_time = np.full(len(vocab), np.iinfo(np.int64).max, dtype=np.int64)
-        if pos_q:
-            pq_arr = np.asarray(pos_q, np.int64)
-            np.minimum.at(first_time, np.asarray(pos_code, np.int64), start[pq_arr] + np.asarray(pos_k, np.int64))
+        if len(pos_q):
+            np.minimum.at(first_time, pos_code, start[pos_q] + pos_k)
         if len(kq):
             neg_start = np.concatenate([[0], np.cumsum(n_neg)[:-1]])  # first kept row of each query
             t = start[kq]  # in place: one array of len(kq) at a time
@@ -576,41 +1024,58 @@ class Collection:
             t -= neg_start[kq]
             np.minimum.at(first_time, kp, t)
             del t, neg_start
-        del pos_k, start
+        del pos_k, pos_q, start
         seen_codes = np.flatnonzero(first_time != np.iinfo(np.int64).max)
         codes = seen_codes[np.argsort(first_time[seen_codes], kind="stable")]
         del first_time, seen_codes
         index_of = np.full(len(vocab), -1, dtype=np.int64)
-        pid_index, pids, ptexts = self._pid_index, self.passage_ids, self.passage_texts
+        pid_index, pids = self._pid_index, self.passage_ids
+        new_pids: list[str] = []
         for c in codes.tolist():
             pid = vocab[c]
             idx = pid_index.get(pid)
             if idx is None:
                 idx = len(pids)
                 pids.append(pid)
-                ptexts.append(passage_text[pid])
+                new_pids.append(pid)
                 pid_index[pid] = idx
             index_of[c] = idx
         del codes
+        _append_texts(self.passage_texts, passage_text, new_pids)
+        del new_pids
         # queries and their positives, in record order
         qi_of = np.full(nq_rec, -1, dtype=np.int64)
         pos_pairs_q: list[int] = []
         pos_pairs_p: list[int] = []
-        for j in np.flatnonzero(kept).tolist():
-            qi = self.add_query(query_texts[j], query_ids[j])
+        qid_index, qids = self._qid_index, self.query_ids
+        new_q: list[int] = []
+        pos_index = index_of[pos_code].tolist()  # passage index of each positive, in record order
+        at = 0
+        for j in np.flatnonzero(kept).tolist():  # add_query(query_texts[j], query_ids[j]), texts added below
+            qid = str(query_ids[j])
+            qi = qid_index.get(qid)
+            if qi is None:
+                qi = len(qids)
+                qids.append(qid)
+                qid_index[qid] = qi
+                new_q.append(j)
+                if self._qtext_lazy is not None:
+                    self._qtext_lazy.setdefault(query_texts[j], qi)
             qi_of[j] = qi
             pos = self.positives.setdefault(qi, [])
-            for pid in positives[j]:
-                pi = int(index_of[code_of[pid]])
+            for pi in pos_index[at:at + len(positives[j])]:
                 if pi not in pos:
                     pos.append(pi)
+            at += len(positives[j])
             pos_pairs_q.extend([qi] * len(pos))
             pos_pairs_p.extend(pos)
             if splits is not None and splits[j] is not None:
                 self.query_splits.setdefault(qi, splits[j])
+        _append_texts(self.query_texts, query_texts, new_q)
+        del new_q
         # duplicates within a query: the first (best-ranked) occurrence is kept
         p_idx = index_of[kp]
-        del kp, index_of, code_of, vocab, pos_code  # (temporaries freed early: lower peak memory)
+        del kp, index_of, vocab, pos_code, pos_index, pos_flat  # (temporaries freed early: lower peak memory)
         # the first occurrence of each (query, passage) is kept (np.unique returns first indices)
         dup = np.ones(len(kq), dtype=bool)
         if len(kq):
@@ -637,26 +1102,11 @@ class Collection:
         # negatives identical to a positive (same passage, or same text)
         if len(q_idx) and pos_pairs_q:
             pq, pp = np.asarray(pos_pairs_q, np.int64), np.asarray(pos_pairs_p, np.int64)
-            same = _pairs_in(q_idx, p_idx, pq, pp, len(self.passage_ids) + 1)
-            tcode: dict[str, int] = {}
-            for pi in pp.tolist():
-                tcode.setdefault(self.passage_texts[pi], len(tcode))
-            # text code of every passage a negative names (-1: not a positive's text), no sort
-            named = np.zeros(len(self.passage_ids), dtype=bool)
-            named[p_idx] = True
-            u = np.flatnonzero(named)
-            del named
-            lut = np.full(len(self.passage_ids), -1, dtype=np.int64)
-            lut[u] = np.fromiter((tcode.get(self.passage_texts[i], -1) for i in u.tolist()), np.int64, count=len(u))
-            del u
-            neg_t = lut[p_idx]
-            del lut
-            pos_t = np.asarray([tcode[self.passage_texts[i]] for i in pp.tolist()], np.int64)
-            hit = neg_t >= 0
-            if hit.any():
-                rows = np.flatnonzero(hit)
-                same[rows] |= _pairs_in(q_idx[rows], neg_t[rows], pq, pos_t, len(tcode) + 1)
-            del neg_t, hit
+            # the text of every passage named here, as the first passage index with an equal
+            # text: equal passage, or another passage with the same text
+            tcode = _text_codes(self.passage_texts, pp, p_idx, len(self.passage_ids))
+            same = _pairs_in(q_idx, tcode[p_idx], pq, tcode[pp], len(self.passage_ids) + 1)
+            del tcode
             rep.note("negative identical to a positive (kept, flagged)", int(same.sum()))
             del same
         kept_q = qi_of[kept]

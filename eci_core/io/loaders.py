@@ -107,7 +107,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from eci_core.io.data import Collection, LoadError, LoadReport, PassageRef, QueryRecord, SourceReport
+from eci_core.io.data import (ArrowTextMap, Collection, KeyedTexts, LoadError, LoadReport, PassageRef, QueryRecord,
+                              SourceReport)
 
 Progress = Callable[[str, int, int], None]
 
@@ -1518,9 +1519,28 @@ def _blocks(path: Path, where: list | None = None) -> Iterator[bytes]:
         raw.close()
 
 
+# While load_paths runs, pyarrow allocates from the C library's malloc instead of its default
+# pool (mimalloc/jemalloc): the buffers the loaders keep (text blocks, id columns) then do not pin
+# the pool's pages between the many freed parse temporaries (measured: ~60 MiB less RSS after
+# loading 300k passages, BENCHMARKS.md "Loading"). The previous pool is restored afterwards.
+_ARROW_POOL: contextvars.ContextVar[dict | None] = contextvars.ContextVar("eci_arrow_pool", default=None)
+
+
+def _use_system_pool() -> None:
+    """Inside load_paths: make malloc pyarrow's default pool until the load ends (once)."""
+    state = _ARROW_POOL.get()
+    if state is not None and "prev" not in state:
+        import pyarrow as pa
+
+        state["prev"] = pa.default_memory_pool()
+        pa.set_memory_pool(pa.system_memory_pool())
+
+
 def _arrow_tables(path: Path, read: Callable[[bytes], Any]) -> Iterator[Any]:
     """``read(block)`` per block, each checked to hold one row per line (row i = line i + 1)."""
     import pyarrow as pa
+
+    _use_system_pool()
 
     where: list = []
     for b in _blocks(path, where):
@@ -1613,7 +1633,7 @@ def _fast_trec(path: Path, stem: str) -> list[_IdArrays] | None:
             raise _NotFast
         return pacsv.read_csv(
             pa.py_buffer(b),
-            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=delim[0], quote_char=False, double_quote=False,
                                              escape_char=False, newlines_in_values=False, ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False,
@@ -1652,7 +1672,7 @@ def _read_json_block(b: bytes):
     import pyarrow as pa
     import pyarrow.json as pajson
 
-    return pajson.read_json(pa.py_buffer(b), read_options=pajson.ReadOptions(block_size=1 << 24),
+    return pajson.read_json(pa.py_buffer(b), read_options=pajson.ReadOptions(block_size=1 << 24, use_threads=False),
                             parse_options=pajson.ParseOptions(newlines_in_values=False))
 
 
@@ -1791,7 +1811,8 @@ def _check_arrays(runs: list[_IdArrays], qtexts: Any, ptexts: Any, qwhere: str, 
     pline: dict[str, int] = {}
     for run in runs:
         for ids, lines, known, dst in ((run.qids, run.qline, qtexts, qline), (run.pids, run.pline, ptexts, pline)):
-            if isinstance(known, dict) and not set(ids).difference(known):
+            keys = known.index if isinstance(known, ArrowTextMap) else known
+            if isinstance(keys, dict) and not set(ids).difference(keys):
                 continue  # all known (a C-level set operation)
             for i, ln in zip(ids, lines.tolist()):
                 if i not in known and (i not in dst or ln < dst[i]):
@@ -1825,7 +1846,7 @@ def _add_arrays(collection: Collection, name: str, run: _IdArrays, positives: Ma
         rep.note(k, v)
     pos_lists = [positives.get(q, ()) for q in run.qids]
     return collection.add_id_source(
-        name, run.qids, [qtexts[q] for q in run.qids], pos_lists, run.q, run.p, run.score, run.pids, ptexts,
+        name, run.qids, KeyedTexts(qtexts, run.qids), pos_lists, run.q, run.p, run.score, run.pids, ptexts,
         splits=None if splits is None else [splits.get(q) for q in run.qids],
         path=run.path, format=run.format, rows_read=run.rows_read, report=rep)
 
@@ -1853,18 +1874,26 @@ def _read_id_text_tsv(path: Path, needed: set[str], progress: Progress | None = 
     return out
 
 
-def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_title: bool) -> dict[str, str] | None:
-    """:func:`_read_beir_jsonl` with pyarrow's JSON reader, block by block (only the needed rows
-    become Python strings), or None to let the per-line reader decide. When ``needed`` is a dict
-    (id -> the same id), its string objects are the keys of the result (no second copy of the ids);
-    None keeps every id."""
+# Python's whitespace (str.isspace / str.strip), so Arrow's trims and tests match them exactly
+_PY_SPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+_PY_BLANK_RE = "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in _PY_SPACE) + "]*$"
+
+
+def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_title: bool) -> ArrowTextMap | None:
+    """:func:`_read_beir_jsonl` with pyarrow's JSON reader, block by block, or None to let the
+    per-line reader decide. The texts of the needed rows stay in Arrow (one string block per file
+    block, shared with the collection that adds them): only the ids become Python strings. When
+    ``needed`` is a dict (id -> the same id), its string objects are the ids of the result (no
+    second copy of the ids); None keeps every id."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    _use_system_pool()
     value_set = None if needed is None else pa.array(list(needed), pa.string())
     canon = needed.get if isinstance(needed, dict) else None
-    out: dict[str, str] = {}
-    rows = 0
+    index: dict[str, int] = {}
+    blocks: list = []
+    total = rows = 0
     try:
         for t in _arrow_tables(path, _read_json_block):
             rows += t.num_rows
@@ -1883,28 +1912,49 @@ def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_
                 if len(body) == 0:
                     continue
                 return None
-            titles: list = [None] * len(body)
+            title = None
             if with_title and "title" in t.column_names:
-                tc = kept(t.column("title").combine_chunks())
-                if not (pa.types.is_string(tc.type) or pa.types.is_null(tc.type)):
+                title = kept(t.column("title").combine_chunks())
+                if pa.types.is_null(title.type):
+                    title = None
+                elif not pa.types.is_string(title.type):
                     return None
-                titles = tc.to_pylist()
-            for i, b, title in zip(kept(ids).to_pylist(), body.to_pylist(), titles):
-                if i in out:
+            # the first row of each id (in the file and across blocks) is kept
+            sel: list[int] = []
+            for r, i in enumerate(kept(ids).to_pylist()):
+                if i in index:
                     continue
                 if canon is not None:
                     i = canon(i, i)
-                title = (title or "").strip()
-                text = f"{title} {b}" if title and b.strip() else (title or b)
-                if not text.strip():
-                    return None  # the per-line reader names the line
-                out[i] = text
-            del t, ids, keep, body, titles
+                index[i] = total + len(sel)
+                sel.append(r)
+            del ids, keep
+            if len(sel) < len(body):
+                take = pa.array(sel, pa.int64())
+                body = body.take(take)
+                title = None if title is None else title.take(take)
+            if not len(body):
+                continue
+            # text = stripped title + " " + text when both are set, else title or text (as _read_beir_jsonl)
+            blank = pc.match_substring_regex(body, _PY_BLANK_RE)
+            if title is not None:
+                title = pc.utf8_trim(title, characters=_PY_SPACE)
+                has_t = pc.fill_null(pc.greater(pc.utf8_length(title), 0), False)
+                if pc.any(has_t).as_py():
+                    both = pc.and_(has_t, pc.invert(blank))
+                    body = pc.if_else(both, pc.binary_join_element_wise(title, body, " "),
+                                      pc.if_else(has_t, title, body))
+                    blank = pc.and_(blank, pc.invert(has_t))
+            if pc.any(blank).as_py():
+                return None  # the per-line reader names the line
+            blocks.append(body)
+            total += len(body)
+            del t, body, title, blank
     except _NotFast:
         return None
     finally:
         _release_arrow_memory()
-    return out if rows else None
+    return ArrowTextMap(index, blocks) if rows else None
 
 
 def read_beir_texts(path: str | Path, with_title: bool = True) -> dict[str, str]:
@@ -1912,12 +1962,14 @@ def read_beir_texts(path: str | Path, with_title: bool = True) -> dict[str, str]
     ``{id: text}``, the text built as :func:`load_beir` builds it (stripped title, a space and the
     text when both are set), the first line winning for a repeated id. A bad line raises
     :class:`LoadError` naming file, line and field."""
-    return _read_beir_jsonl(Path(path), None, with_title)
+    out = _read_beir_jsonl(Path(path), None, with_title)
+    return out if isinstance(out, dict) else dict(out.items())
 
 
-def _read_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_title: bool, progress: Progress | None = None) -> dict[str, str]:
+def _read_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_title: bool,
+                     progress: Progress | None = None) -> Mapping[str, str]:
     """``{_id, title?, text}`` lines of a BEIR corpus/queries file, keeping only ``needed`` ids
-    (None: every id)."""
+    (None: every id): an :class:`ArrowTextMap` from the vectorised reader, else a dict."""
     if _fast(_size(path), FAST_MIN_TEXT_BYTES):
         out = _fast_beir_jsonl(path, needed, with_title)
         if out is not None:
@@ -2012,7 +2064,7 @@ def _fast_qrels_rows(f: Path) -> list[tuple[str, str, int]] | None:
     def read(b: bytes):
         return pacsv.read_csv(
             pa.py_buffer(b),
-            read_options=pacsv.ReadOptions(column_names=["q", "p", "s"], block_size=1 << 24),
+            read_options=pacsv.ReadOptions(column_names=["q", "p", "s"], block_size=1 << 24, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False, escape_char=False,
                                              newlines_in_values=False, ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(column_types={"q": pa.string(), "p": pa.string(), "s": pa.string()},
@@ -2348,7 +2400,8 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
         f, ln = qrels_where[bad[0]]
         first = "" if len(bad) == 1 else " (the first on this line)"
         raise LoadError(f, ln, f"{_plural(len(bad), 'positive id')} not in {corpus.name}{first}", field="corpus-id")
-    del need_q, bad
+    del need_q, bad, qrels_where
+    qr.where = {}  # only the message above needs it: ~100 bytes a positive freed before the sources are added
     good: list[list[Any]] = []
     for runs in parsed:
         try:
@@ -2527,9 +2580,16 @@ def load_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike, collectio
     A path that fails, for any reason, adds its one-line error to ``LoadReport.errors`` and
     loading continues with the next path; everything loaded before stays (each path's sources
     are added whole or not at all). Raises only ValueError for a bad ``format`` name."""
+    state: dict = {}
+    token = _ARROW_POOL.set(state)
     try:
         return _load_paths(paths, collection, format, progress, split, limits)
     finally:
+        _ARROW_POOL.reset(token)
+        if "prev" in state:
+            import pyarrow as pa
+
+            pa.set_memory_pool(state["prev"])
         _trim_memory()
 
 

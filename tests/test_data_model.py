@@ -1,0 +1,119 @@
+"""The collection's text columns (texts in Arrow buffers behind a read-only sequence of str)."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from eci_core.io.data import ArrowTextMap, Collection, KeyedTexts, PassageRef, QueryRecord, TextColumn, take_texts
+
+
+def arrow_map(items: dict[str, str], block: int = 2) -> ArrowTextMap:
+    """id -> text in Arrow blocks of ``block`` rows (several blocks, as the reader makes them)."""
+    ids, texts = list(items), list(items.values())
+    blocks = [pa.array(texts[i:i + block], pa.string()) for i in range(0, len(texts), block)]
+    return ArrowTextMap({k: i for i, k in enumerate(ids)}, blocks)
+
+
+def mixed_column() -> tuple[TextColumn, list[str]]:
+    """A column of Python strings, then Arrow rows, then Python strings again."""
+    m = arrow_map({f"d{i}": f"text {i} é" for i in range(7)}, block=3)
+    c = TextColumn(["a", "b"])
+    c.extend_rows(m, m.rows(["d5", "d0", "d3", "d6"]))
+    c.append("z")
+    c.extend(["y", ""])
+    return c, ["a", "b", "text 5 é", "text 0 é", "text 3 é", "text 6 é", "z", "y", ""]
+
+
+def test_text_column_reads_like_a_list():
+    c, want = mixed_column()
+    assert len(c) == len(want) and list(c) == want and c == want and want == list(c)
+    assert [c[i] for i in range(len(want))] == want
+    assert c[-1] == "" and c[-3] == "z" and c[2] == "text 5 é"
+    assert c[1:5] == want[1:5] and c[::-2] == want[::-2] and c[:] == want
+    assert c.take([8, 0, 3, 3, -4]) == [want[8], want[0], want[3], want[3], want[-4]]
+    assert c.take(np.array([], dtype=np.int64)) == []
+    assert "text 3 é" in c and c.index("z") == 6
+    arr = np.asarray(c, dtype=object)
+    assert arr.dtype == object and arr.tolist() == want
+    assert c + ["q"] == want + ["q"] and ["q"] + c == ["q"] + want
+    with pytest.raises(IndexError):
+        c[len(want)]
+    with pytest.raises(IndexError):
+        c.take([len(want)])
+    assert c.to_arrow().to_pylist() == want
+
+
+def test_take_texts_on_lists_columns_and_arrays():
+    c, want = mixed_column()
+    idx = np.array([4, 1, 7])
+    expect = [want[4], want[1], want[7]]
+    assert take_texts(c, idx) == expect
+    assert take_texts(want, idx) == expect
+    assert take_texts(np.asarray(want, dtype=object), idx) == expect
+    assert take_texts(want, [4, 1, 7]) == expect
+
+
+def test_iteration_crosses_blocks_in_row_order():
+    items = {f"p{i}": f"passage {i}" for i in range(50)}
+    m = arrow_map(items, block=7)
+    order = np.random.default_rng(0).permutation(50)
+    c = TextColumn()
+    c.extend_rows(m, order)
+    assert list(c) == [f"passage {i}" for i in order]
+    assert c.take(np.arange(49, -1, -1)) == [f"passage {i}" for i in order[::-1]]
+
+
+def test_truncate_copy_and_pickle():
+    c, want = mixed_column()
+    d = copy.deepcopy(c)
+    c.truncate(7)
+    assert list(c) == want[:7] and list(d) == want  # the copy is independent
+    c.truncate(3)
+    assert list(c) == want[:3]
+    c.append("new")
+    assert list(c) == want[:3] + ["new"] and list(d) == want
+    e = pickle.loads(pickle.dumps(d))
+    assert list(e) == want and e == d
+
+
+def collection_by_ids(passages) -> tuple[Collection, object]:
+    """The same three queries added with add_id_source, passage texts from ``passages``."""
+    c = Collection()
+    rep = c.add_id_source(
+        "s", ["q1", "q2", "q3"], KeyedTexts({"q1": "one", "q2": "two", "q3": "three"}, ["q1", "q2", "q3"]),
+        [["d1"], ["d2"], ["d3"]],
+        np.array([0, 0, 1, 1, 2]), np.array([0, 1, 2, 3, 1]), np.full(5, np.nan), ["d4", "d5", "d1", "d6"],
+        passages)
+    return c, rep
+
+
+def test_add_id_source_same_result_from_arrow_texts_and_a_dict():
+    # d5 has the text of q1's positive d1 (another passage, the same text); d6 that of d2
+    texts = {"d1": "alpha", "d2": "beta", "d3": "gamma", "d4": "delta", "d5": "alpha", "d6": "beta"}
+    a, rep_a = collection_by_ids(arrow_map(texts))
+    b, rep_b = collection_by_ids(dict(texts))
+    assert rep_a.as_row() == rep_b.as_row()
+    assert rep_a.notes["negative identical to a positive (kept, flagged)"] == 2  # q1: d5, q2: d6
+    assert a.fingerprint() == b.fingerprint()
+    assert list(a.passage_texts) == list(b.passage_texts) and list(a.query_texts) == ["one", "two", "three"]
+    assert isinstance(a.passage_texts, TextColumn) and len(a.passage_texts._tail) == 0  # kept in Arrow
+
+
+def test_rollback_truncates_arrow_rows():
+    texts = {"d1": "alpha", "d2": "beta", "d3": "gamma", "d4": "delta", "d5": "alpha", "d6": "beta"}
+    c, _ = collection_by_ids(arrow_map(texts))
+    before = (list(c.passage_ids), list(c.passage_texts), list(c.query_ids), list(c.query_texts), c.fingerprint())
+
+    def bad():
+        yield QueryRecord("q9", "nine", [PassageRef("d9", "nine pos")], [PassageRef("d10", "ten")])
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        c.add_source("x", bad())
+    assert (list(c.passage_ids), list(c.passage_texts), list(c.query_ids), list(c.query_texts), c.fingerprint()) == before
+    assert c.find_query("nine") is None and c.find_query("one") == 0  # the lazy text index agrees
