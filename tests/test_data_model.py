@@ -16,7 +16,7 @@ def arrow_map(items: dict[str, str], block: int = 2) -> ArrowTextMap:
     """id -> text in Arrow blocks of ``block`` rows (several blocks, as the reader makes them)."""
     ids, texts = list(items), list(items.values())
     blocks = [pa.array(texts[i:i + block], pa.string()) for i in range(0, len(texts), block)]
-    return ArrowTextMap({k: i for i, k in enumerate(ids)}, blocks)
+    return ArrowTextMap(pa.array(ids, pa.string()), blocks)
 
 
 def mixed_column() -> tuple[TextColumn, list[str]]:
@@ -117,3 +117,11 @@ def test_rollback_truncates_arrow_rows():
         c.add_source("x", bad())
     assert (list(c.passage_ids), list(c.passage_texts), list(c.query_ids), list(c.query_texts), c.fingerprint()) == before
     assert c.find_query("nine") is None and c.find_query("one") == 0  # the lazy text index agrees
+
+
+def test_arrow_text_map_lookups():
+    m = arrow_map({"a": "x", "b": "y", "c": "z"})
+    assert m.rows(["c", "a"]).tolist() == [2, 0] and m.missing(["a", "q", "c", "r"]) == ["q", "r"]
+    with pytest.raises(KeyError, match="q"):
+        m.rows(["a", "q"])
+    assert m["b"] == "y" and "b" in m and "q" not in m and list(m) == ["a", "b", "c"] and len(m) == 3

@@ -239,33 +239,63 @@ def _blocks_take(blocks: list, starts: np.ndarray, rows: np.ndarray) -> list[str
 
 class ArrowTextMap(Mapping):
     """Read-only ``id -> text`` over Arrow string blocks (what the vectorised corpus/queries
-    readers return): ``index`` maps an id to its row, and the texts stay in Arrow (a text becomes
-    a Python string only when looked up). :meth:`TextColumn.extend_rows` adds rows of it to a
-    collection without making Python strings."""
+    readers return): row ``r`` has id ``ids[r]`` (an Arrow string array, ids unique) and the
+    ``r``-th text of the concatenated ``blocks``. Neither ids nor texts are Python strings:
+    :meth:`rows` and :meth:`missing` look many ids up at once with Arrow's hash kernels, and
+    :meth:`TextColumn.extend_rows` adds rows to a collection without copying a block. A single
+    lookup (``m[id]``, ``id in m``) builds an ``{id: row}`` dict on first use."""
 
-    def __init__(self, index: dict[str, int], blocks: list):
-        self.index = index
+    def __init__(self, ids, blocks: list):
+        self.ids = ids
         self.blocks = blocks
         self.starts = np.cumsum([0] + [len(b) for b in blocks]).astype(np.int64)
+        self._dict: dict[str, int] | None = None
+
+    def _index(self) -> dict[str, int]:
+        if self._dict is None:
+            self._dict = {k: r for r, k in enumerate(self.ids.to_pylist())}
+        return self._dict
 
     def __contains__(self, key: object) -> bool:
-        return key in self.index
+        return key in self._index()
 
     def __getitem__(self, key: str) -> str:
-        r = self.index[key]
+        return self.text_at(self._index()[key])
+
+    def text_at(self, r: int) -> str:
         b = int(np.searchsorted(self.starts, r, side="right")) - 1
         return self.blocks[b][r - int(self.starts[b])].as_py()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.index)
+        return iter(self.ids.to_pylist())
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.ids)
+
+    def _lookup(self, keys: Iterable[str]):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        keys = keys if isinstance(keys, list) else list(keys)
+        return keys, pc.index_in(pa.array(keys, pa.string()), value_set=self.ids)
 
     def rows(self, keys: Iterable[str]) -> np.ndarray:
-        """The row of each key (int64), for :meth:`TextColumn.extend_rows`."""
-        idx = self.index
-        return np.fromiter((idx[k] for k in keys), dtype=np.int64)
+        """The row of each key (int64); KeyError names the first key that is not here."""
+        keys, found = self._lookup(keys)
+        if not len(keys):
+            return np.zeros(0, dtype=np.int64)
+        if found.null_count:
+            import pyarrow.compute as pc
+
+            raise KeyError(keys[int(pc.index(pc.is_null(found), True).as_py())])
+        return found.to_numpy().astype(np.int64)
+
+    def missing(self, keys: Iterable[str]) -> list[str]:
+        """The keys that are not here, in the order given."""
+        keys, found = self._lookup(keys)
+        if not found.null_count:
+            return []
+        return [k for k, n in zip(keys, found.is_null().to_pylist()) if n]
 
 
 class TextColumn(Sequence):
@@ -560,12 +590,15 @@ def _texts_differ(column: TextColumn, indices: np.ndarray, texts, keys: Sequence
     base, ks = texts, keys
     if isinstance(texts, KeyedTexts):
         base, ks = texts.texts, texts.keys
+    theirs = None
     if isinstance(base, ArrowTextMap):
-        check = np.flatnonzero(column.rows_in(base, indices) != base.rows(itertools.compress(ks, known.tolist())))
+        theirs = base.rows(itertools.compress(ks, known.tolist()))
+        check = np.flatnonzero(column.rows_in(base, indices) != theirs)
     if len(check):
         mine = take_texts(column, indices[check])
         for k, a in zip(check.tolist(), mine):
-            out[k] = a != texts[keys[int(at[k])]]
+            other = base.text_at(int(theirs[k])) if theirs is not None else texts[keys[int(at[k])]]
+            out[k] = a != other
     return out
 
 
@@ -616,7 +649,7 @@ def _text_hashes(column: TextColumn, indices: np.ndarray) -> np.ndarray:
 class IdTextMap(Mapping):
     """Read-only ``id -> text`` view of a collection's passages or queries (no copy)."""
 
-    def __init__(self, ids: list[str], texts: list[str], index: dict[str, int]):
+    def __init__(self, ids: Sequence[str], texts: Sequence[str], index: dict[str, int]):
         self._ids, self._texts, self._index = ids, texts, index
 
     def __contains__(self, key: object) -> bool:
@@ -635,6 +668,10 @@ class IdTextMap(Mapping):
 @dataclass
 class Collection:
     """Queries, passages, positives and negative sources for one session.
+
+    ``passage_texts`` / ``query_texts`` are :class:`TextColumn` s (read-only sequences of str
+    held in Arrow buffers; read many at once with :func:`take_texts`); a list given to the
+    constructor is wrapped in one. Only the ``add_*`` methods change a collection.
 
     ``query_splits`` maps a query index to the qrels split (``"train"``, ``"dev"``, ``"test"`` …)
     its positives were read from; it is empty when the data carries no splits (every format but

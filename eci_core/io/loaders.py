@@ -1811,8 +1811,9 @@ def _check_arrays(runs: list[_IdArrays], qtexts: Any, ptexts: Any, qwhere: str, 
     pline: dict[str, int] = {}
     for run in runs:
         for ids, lines, known, dst in ((run.qids, run.qline, qtexts, qline), (run.pids, run.pline, ptexts, pline)):
-            keys = known.index if isinstance(known, ArrowTextMap) else known
-            if isinstance(keys, dict) and not set(ids).difference(keys):
+            if isinstance(known, ArrowTextMap) and not known.missing(ids):
+                continue  # all known (one Arrow hash lookup)
+            if isinstance(known, dict) and not set(ids).difference(known):
                 continue  # all known (a C-level set operation)
             for i, ln in zip(ids, lines.tolist()):
                 if i not in known and (i not in dst or ln < dst[i]):
@@ -1890,10 +1891,9 @@ def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_
 
     _use_system_pool()
     value_set = None if needed is None else pa.array(list(needed), pa.string())
-    canon = needed.get if isinstance(needed, dict) else None
-    index: dict[str, int] = {}
+    id_blocks: list = []
     blocks: list = []
-    total = rows = 0
+    rows = 0
     try:
         for t in _arrow_tables(path, _read_json_block):
             rows += t.num_rows
@@ -1919,20 +1919,8 @@ def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_
                     title = None
                 elif not pa.types.is_string(title.type):
                     return None
-            # the first row of each id (in the file and across blocks) is kept
-            sel: list[int] = []
-            for r, i in enumerate(kept(ids).to_pylist()):
-                if i in index:
-                    continue
-                if canon is not None:
-                    i = canon(i, i)
-                index[i] = total + len(sel)
-                sel.append(r)
+            kid = kept(ids)
             del ids, keep
-            if len(sel) < len(body):
-                take = pa.array(sel, pa.int64())
-                body = body.take(take)
-                title = None if title is None else title.take(take)
             if not len(body):
                 continue
             # text = stripped title + " " + text when both are set, else title or text (as _read_beir_jsonl)
@@ -1948,13 +1936,35 @@ def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_
             if pc.any(blank).as_py():
                 return None  # the per-line reader names the line
             blocks.append(body)
-            total += len(body)
-            del t, body, title, blank
+            id_blocks.append(pa.array(kid, pa.string()) if not pa.types.is_string(kid.type) else kid)
+            del t, body, title, blank, kid
     except _NotFast:
         return None
     finally:
         _release_arrow_memory()
-    return ArrowTextMap(index, blocks) if rows else None
+    if not rows:
+        return None
+    return _first_of_each_id(id_blocks, blocks)
+
+
+def _first_of_each_id(id_blocks: list, blocks: list) -> ArrowTextMap:
+    """The rows of ``blocks`` (ids in ``id_blocks``) keeping the first row of each id."""
+    import numpy as np
+    import pyarrow as pa
+
+    ids = pa.concat_arrays(id_blocks) if id_blocks else pa.array([], pa.string())
+    codes = ids.dictionary_encode().indices.to_numpy()
+    first = np.unique(codes, return_index=True)[1] if len(codes) else np.zeros(0, np.int64)
+    if len(first) == len(codes):
+        return ArrowTextMap(ids, blocks)
+    keep = np.zeros(len(codes), dtype=bool)
+    keep[first] = True
+    out, at = [], 0
+    for b in blocks:
+        k = keep[at:at + len(b)]
+        out.append(b if k.all() else b.filter(pa.array(k)))
+        at += len(b)
+    return ArrowTextMap(ids.filter(pa.array(keep)), out)
 
 
 def read_beir_texts(path: str | Path, with_title: bool = True) -> dict[str, str]:
@@ -2394,13 +2404,14 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
     if fast:
         _trim_memory()
     # positives named in qrels must exist (for the queries we use)
-    bad = sorted({pid for q in need_q for pid in qrels.get(q, ()) if pid not in ptexts},
+    named = list({pid for q in need_q for pid in qrels.get(q, ())})
+    bad = sorted(ptexts.missing(named) if isinstance(ptexts, ArrowTextMap) else [p for p in named if p not in ptexts],
                  key=lambda pid: qrels_where[pid][1])
     if bad:
         f, ln = qrels_where[bad[0]]
         first = "" if len(bad) == 1 else " (the first on this line)"
         raise LoadError(f, ln, f"{_plural(len(bad), 'positive id')} not in {corpus.name}{first}", field="corpus-id")
-    del need_q, bad, qrels_where
+    del need_q, bad, named, qrels_where
     qr.where = {}  # only the message above needs it: ~100 bytes a positive freed before the sources are added
     good: list[list[Any]] = []
     for runs in parsed:
@@ -2582,6 +2593,7 @@ def load_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike, collectio
     are added whole or not at all). Raises only ValueError for a bad ``format`` name."""
     state: dict = {}
     token = _ARROW_POOL.set(state)
+    _mmap_threshold(_LOAD_MMAP_THRESHOLD)
     try:
         return _load_paths(paths, collection, format, progress, split, limits)
     finally:
@@ -2590,7 +2602,31 @@ def load_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike, collectio
             import pyarrow as pa
 
             pa.set_memory_pool(state["prev"])
+        _mmap_threshold(_AFTER_MMAP_THRESHOLD)
         _trim_memory()
+
+
+# glibc malloc serves a block of at least M_MMAP_THRESHOLD bytes with its own mmap (returned to
+# the system when freed); by default the threshold rises (up to 32 MiB) each time such a block is
+# freed, after which the loaders' many freed 1-30 MiB temporaries stay in the heap, fragmented
+# between the blocks they keep. A load sets it to 256 KiB (peak RSS ~50 MiB lower on 3M TREC
+# lines + 300k passages, BENCHMARKS.md "Loading") and leaves it at glibc's dynamic maximum, where
+# a numpy-heavy process's threshold ends anyway. Not done when MALLOC_MMAP_THRESHOLD_ is set.
+_LOAD_MMAP_THRESHOLD = 256 << 10
+_AFTER_MMAP_THRESHOLD = 32 << 20
+
+
+def _mmap_threshold(nbytes: int) -> None:
+    import sys
+
+    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, nbytes)  # M_MMAP_THRESHOLD
+    except Exception:  # an optimisation only (musl and others: no mallopt)
+        pass
 
 
 def _trim_memory() -> None:
