@@ -125,3 +125,15 @@ def test_arrow_text_map_lookups():
     with pytest.raises(KeyError, match="q"):
         m.rows(["a", "q"])
     assert m["b"] == "y" and "b" in m and "q" not in m and list(m) == ["a", "b", "c"] and len(m) == 3
+
+
+def test_text_hashes_equal_exactly_for_equal_texts():
+    c, want = mixed_column()
+    c.append("text 5 é")  # the same text as row 2, once in Arrow and once as a Python string
+    h = c.hashes(np.arange(len(c)))
+    assert h[2] == h[len(c) - 1] and len(set(h.tolist())) == len(set(want))
+    assert c.hashes([3, 2]).tolist() == [h[3], h[2]]  # cached rows give the same values
+    d = copy.copy(c)
+    d.truncate(2)
+    d.extend(["other"])
+    assert d.hashes([2])[0] == hash("other".encode()) and c.hashes([2])[0] == h[2]

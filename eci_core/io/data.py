@@ -315,7 +315,7 @@ class TextColumn(Sequence):
     ~50 bytes of object header per text (and allocator fragmentation) for a list of str.
     """
 
-    __slots__ = ("_blocks", "_starts", "_starts_l", "_block_no", "_loc", "_tail")
+    __slots__ = ("_blocks", "_starts", "_starts_l", "_block_no", "_loc", "_tail", "_hash_cache")
 
     def __init__(self, values: Iterable[str] = ()):
         self._blocks: list = []  # Arrow string arrays, never changed once added
@@ -324,6 +324,7 @@ class TextColumn(Sequence):
         self._block_no: dict[int, int] = {}  # id(block) -> its number (blocks shared with a reader)
         self._loc = np.zeros(0, dtype=np.int64)  # global row of each of the first len(_loc) texts
         self._tail: list[str] = list(values)  # texts after those, as Python strings
+        self._hash_cache: tuple[np.ndarray, np.ndarray] | None = None  # per store row: hash, computed
 
     # ---------------------------------------------------------------- reading
     def __len__(self) -> int:
@@ -389,29 +390,52 @@ class TextColumn(Sequence):
             out.extend(got.tolist())
         return out
 
-    def _iter_bytes(self, indices: np.ndarray, fn=hash) -> Iterator:
-        """``fn(utf-8 bytes of text i)`` for i in ``indices``, read from the Arrow buffers in place."""
-        na = len(self._loc)
-        starts = self._starts.tolist()
-        views: dict[int, tuple] = {}
-        for i in np.asarray(indices, dtype=np.int64).tolist():
-            if i >= na:
-                yield fn(self._tail[i - na].encode("utf-8", "surrogatepass"))
-                continue
-            r = int(self._loc[i])
-            b = bisect.bisect_right(starts, r) - 1
-            v = views.get(b)
-            if v is None:
-                import pyarrow as pa
+    def _row_hashes(self, rows: np.ndarray) -> np.ndarray:
+        """Python's ``hash`` of the UTF-8 bytes of the texts at store ``rows`` (int64), read from
+        the Arrow buffers one ``bytes`` at a time. A row's text never changes, so the hashes are
+        kept per row (9 bytes a row, shared with copies) and each is computed once."""
+        total = int(self._starts[-1])
+        cache = self._hash_cache
+        if cache is None or len(cache[0]) < total:
+            h = np.zeros(total, dtype=np.int64)
+            have = np.zeros(total, dtype=bool)
+            if cache is not None:
+                h[:len(cache[0])] = cache[0]
+                have[:len(cache[1])] = cache[1]
+            cache = self._hash_cache = (h, have)
+        h, have = cache
+        need = np.unique(rows[~have[rows]])
+        if len(need):
+            import pyarrow as pa
 
+            kb = np.searchsorted(self._starts, need, side="right") - 1
+            bounds = np.flatnonzero(np.r_[True, kb[1:] != kb[:-1], True])
+            for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+                b = int(kb[lo])
                 block = self._blocks[b]
                 bufs = block.buffers()
                 wide = np.int64 if pa.types.is_large_string(block.type) else np.int32
-                offs = np.frombuffer(bufs[1], dtype=wide)[block.offset:block.offset + len(block) + 1].tolist()
-                v = views[b] = (offs, memoryview(bufs[2]) if bufs[2] is not None else memoryview(b""), starts[b])
-            offs, mv, s0 = v
-            k = r - s0
-            yield fn(mv[offs[k]:offs[k + 1]].tobytes())
+                offs = np.frombuffer(bufs[1], dtype=wide)[block.offset:block.offset + len(block) + 1]
+                mv = memoryview(bufs[2]) if bufs[2] is not None else memoryview(b"")
+                local = need[lo:hi] - int(self._starts[b])
+                h[need[lo:hi]] = np.fromiter((hash(mv[x:y].tobytes()) for x, y in
+                                              zip(offs[local].tolist(), offs[local + 1].tolist())),
+                                             dtype=np.int64, count=hi - lo)
+                have[need[lo:hi]] = True
+        return h[rows]
+
+    def hashes(self, indices) -> np.ndarray:
+        """Python's ``hash`` of the UTF-8 bytes of each text at ``indices`` (int64): equal texts
+        have equal hashes (compare the texts of equal hashes to be exact)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        na = len(self._loc)
+        out = np.empty(len(idx), dtype=np.int64)
+        a = idx < na
+        if a.any():
+            out[a] = self._row_hashes(self._loc[idx[a]])
+        for k in np.flatnonzero(~a).tolist():
+            out[k] = hash(self._tail[int(idx[k]) - na].encode("utf-8", "surrogatepass"))
+        return out
 
     def to_arrow(self):
         """The texts as one ``pyarrow.large_string`` ChunkedArray (copies the text bytes)."""
@@ -455,6 +479,7 @@ class TextColumn(Sequence):
         new._block_no = dict(self._block_no)
         new._loc = self._loc  # never written in place (appends and truncation make new arrays)
         new._tail = list(self._tail)
+        new._hash_cache = self._hash_cache  # per store row (rows never change): shared
         return new
 
     def __deepcopy__(self, memo) -> "TextColumn":
@@ -470,6 +495,7 @@ class TextColumn(Sequence):
         self._block_no = {id(b): k for k, b in enumerate(self._blocks)}
         self._loc = state["loc"]
         self._tail = list(state["tail"])
+        self._hash_cache = None
 
     # ---------------------------------------------------------------- building (loaders only)
     def append(self, text: str) -> None:
@@ -641,9 +667,8 @@ def _text_codes(column: TextColumn, pos: np.ndarray, neg: np.ndarray, n: int) ->
 
 
 def _text_hashes(column: TextColumn, indices: np.ndarray) -> np.ndarray:
-    """Python's ``hash`` of the UTF-8 bytes of each text at ``indices`` (int64); texts in Arrow
-    are hashed from the Arrow buffer, one ``bytes`` at a time (no list of strings)."""
-    return np.fromiter(column._iter_bytes(indices), dtype=np.int64, count=len(indices))
+    """:meth:`TextColumn.hashes` (no list of strings; each Arrow row hashed once)."""
+    return column.hashes(indices)
 
 
 class IdTextMap(Mapping):
