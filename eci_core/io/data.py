@@ -606,8 +606,10 @@ def _append_texts(column: TextColumn, texts, keys: list) -> None:
 
 def _texts_differ(column: TextColumn, indices: np.ndarray, texts, keys: Sequence, known: np.ndarray) -> np.ndarray:
     """Whether ``column[indices[k]] != texts[keys[at[k]]]`` for each k, ``at`` the positions
-    where ``known`` is true. A text stored at the same Arrow row as the reader's is equal without
-    being read; the others are compared as strings."""
+    where ``known`` is true. A text stored in the reader's own Arrow blocks is equal without being
+    read: the collection only stores a row of an :class:`ArrowTextMap` for that row's id
+    (:func:`_append_texts`), so it is the reader's text for the same id. The others are compared
+    as strings."""
     at = np.flatnonzero(known)
     out = np.zeros(len(indices), dtype=bool)
     if not len(indices):
@@ -618,12 +620,12 @@ def _texts_differ(column: TextColumn, indices: np.ndarray, texts, keys: Sequence
         base, ks = texts.texts, texts.keys
     theirs = None
     if isinstance(base, ArrowTextMap):
-        theirs = base.rows(itertools.compress(ks, known.tolist()))
-        check = np.flatnonzero(column.rows_in(base, indices) != theirs)
+        check = np.flatnonzero(column.rows_in(base, indices) < 0)
+        theirs = base.rows([ks[int(at[k])] for k in check.tolist()])
     if len(check):
         mine = take_texts(column, indices[check])
-        for k, a in zip(check.tolist(), mine):
-            other = base.text_at(int(theirs[k])) if theirs is not None else texts[keys[int(at[k])]]
+        for j, (k, a) in enumerate(zip(check.tolist(), mine)):
+            other = base.text_at(int(theirs[j])) if theirs is not None else texts[keys[int(at[k])]]
             out[k] = a != other
     return out
 

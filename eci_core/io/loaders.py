@@ -2399,8 +2399,11 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
         for pid in qrels.get(q, ()):
             need_p.setdefault(pid, pid)
     ptexts = _read_beir_jsonl(corpus, need_p, True, progress)
+    # the readers keep only needed ids, once each: as many as needed means none is missing
+    all_known = len(ptexts) == len(need_p)
     del need_p
     qtexts = _read_beir_jsonl(queries, need_q, False, progress)
+    all_known = all_known and len(qtexts) == len(need_q)
     if fast:
         _trim_memory()
     # positives named in qrels must exist (for the queries we use)
@@ -2415,6 +2418,9 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
     qr.where = {}  # only the message above needs it: ~100 bytes a positive freed before the sources are added
     good: list[list[Any]] = []
     for runs in parsed:
+        if fast and all_known:  # every id of every file was found (see above)
+            good.append(runs)
+            continue
         try:
             (_check_arrays if fast else _check_runs)(runs, qtexts, ptexts, queries.name, corpus.name)
         except LoadError as e:
