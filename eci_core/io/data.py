@@ -189,12 +189,29 @@ def _index_array(a) -> np.ndarray:
     return arr if arr.dtype in (np.int32, np.int64) else arr.astype(np.int64)
 
 
-def _pairs_in(a: np.ndarray, b: np.ndarray, pa: np.ndarray, pb: np.ndarray, base: int) -> np.ndarray:
-    """Whether each pair ``(a[i], b[i])`` is one of the pairs ``(pa[j], pb[j])`` (``0 <= b, pb < base``).
+_CHUNK_ROWS = 1 << 17  # rows of a new source checked at a time (bounded temporaries)
+
+
+def _query_chunks(q: np.ndarray, size: int = _CHUNK_ROWS) -> Iterator[tuple[int, int]]:
+    """``(lo, hi)`` row ranges of about ``size`` rows covering ``q`` (ascending), never splitting
+    the rows of one query."""
+    n, lo = len(q), 0
+    while lo < n:
+        hi = min(lo + size, n)
+        if hi < n:
+            hi = int(np.searchsorted(q, q[hi], side="left"))
+            if hi <= lo:  # one query of more than ``size`` rows
+                hi = int(np.searchsorted(q, q[lo], side="right"))
+        yield lo, hi
+        lo = hi
+
+
+def _pairs_in(a: np.ndarray, b: np.ndarray, keys: np.ndarray, base: int) -> np.ndarray:
+    """Whether each pair ``(a[i], b[i])`` is a pair of ``keys`` (the sorted unique
+    ``pa * base + pb`` of the pairs, ``0 <= b, pb < base``).
 
     ``np.isin`` on int64 keys, by binary search in the (small) sorted set of pairs, so the
     temporaries are one key array of ``len(a)``, not the sorted concatenation of both."""
-    keys = np.unique(pa * np.int64(base) + pb)
     if not len(keys):
         return np.zeros(len(a), dtype=bool)
     k = a * np.int64(base)
@@ -1142,10 +1159,11 @@ class Collection:
         del kp, index_of, vocab, pos_code, pos_index, pos_flat  # (temporaries freed early: lower peak memory)
         # the first occurrence of each (query, passage) is kept (np.unique returns first indices)
         dup = np.ones(len(kq), dtype=bool)
-        if len(kq):
-            key = kq * np.int64(len(self.passage_ids) + 1)
-            key += p_idx
-            dup[np.unique(key, return_index=True)[1]] = False
+        base = np.int64(len(self.passage_ids) + 1)
+        for lo, hi in _query_chunks(kq):  # a query's rows in one chunk: bounded temporaries
+            key = kq[lo:hi] * base
+            key += p_idx[lo:hi]
+            dup[np.unique(key, return_index=True)[1] + lo] = False
             del key
         # drops in the order add_source first meets them (the report lists them in that order)
         drops = [("query with no positive (skipped)", n_nopos, int(np.argmin(kept)) if n_nopos else nq_rec),
@@ -1169,10 +1187,13 @@ class Collection:
             # the text of every passage named here, as the first passage index with an equal
             # text: equal passage, or another passage with the same text
             tcode = _text_codes(self.passage_texts, pp, p_idx, len(self.passage_ids))
-            same = _pairs_in(q_idx, tcode[p_idx], pq, tcode[pp], len(self.passage_ids) + 1)
-            del tcode
-            rep.note("negative identical to a positive (kept, flagged)", int(same.sum()))
-            del same
+            keys = np.unique(pq * np.int64(len(self.passage_ids) + 1) + tcode[pp])
+            n_same = 0
+            for lo in range(0, len(q_idx), _CHUNK_ROWS):  # row by row: bounded temporaries
+                n_same += int(_pairs_in(q_idx[lo:lo + _CHUNK_ROWS], tcode[p_idx[lo:lo + _CHUNK_ROWS]], keys,
+                                        len(self.passage_ids) + 1).sum())
+            del tcode, keys
+            rep.note("negative identical to a positive (kept, flagged)", n_same)
         kept_q = qi_of[kept]
         has_neg = np.zeros(len(self.query_ids), dtype=bool)
         has_neg[q_idx] = True
