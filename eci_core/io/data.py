@@ -225,6 +225,66 @@ def _pairs_in(a: np.ndarray, b: np.ndarray, keys: np.ndarray, base: int) -> np.n
 _TAKE_BLOCK = 16384  # texts made into Python strings at a time by iteration and take()
 
 
+# ====================================================================== Arrow <-> numpy
+# pyarrow imports pandas (~40 MiB) the first time it converts a Python object or makes a numpy
+# array (pa.array, pa.scalar, to_numpy, a Python number given to a compute function). The
+# loaders convert through these helpers (buffers only), so a load does not import pandas.
+
+def _np_of(arr) -> np.ndarray:
+    """A numeric or boolean Arrow array (or ChunkedArray) as numpy, as ``to_numpy(zero_copy_only=
+    False)`` gives it: a view of the buffer when there is no null, else float64 with NaN."""
+    import pyarrow as pa
+
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    n, off, t = len(arr), arr.offset, arr.type
+    bufs = arr.buffers()
+
+    def bits(buf) -> np.ndarray:
+        return np.unpackbits(np.frombuffer(buf, np.uint8), count=off + n, bitorder="little")[off:].astype(bool)
+
+    if pa.types.is_boolean(t):
+        out = bits(bufs[1]) if n else np.zeros(0, dtype=bool)
+    else:
+        dt = {"double": np.float64, "float": np.float32, "halffloat": np.float16}.get(str(t)) or np.dtype(str(t))
+        out = np.frombuffer(bufs[1], dtype=dt)[off:off + n] if n else np.zeros(0, dtype=dt)
+    if arr.null_count:
+        out = out.astype(np.float64)
+        out[~bits(bufs[0])] = np.nan
+    return out
+
+
+def _ints_arrow(a: np.ndarray):
+    """A numpy integer array as an Arrow array (int64 or int32; the buffer is shared)."""
+    import pyarrow as pa
+
+    a = np.ascontiguousarray(a)
+    a = a if a.dtype in (np.int32, np.int64) else a.astype(np.int64)
+    return pa.Array.from_buffers(pa.int32() if a.dtype == np.int32 else pa.int64(), len(a), [None, pa.py_buffer(a)])
+
+
+def _bool_arrow(mask: np.ndarray):
+    """A numpy boolean array as an Arrow boolean array."""
+    import pyarrow as pa
+
+    mask = np.asarray(mask, dtype=bool)
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(np.packbits(mask, bitorder="little"))])
+
+
+def _str_arrow(values: Sequence[str], large: bool = False):
+    """Python strings as an Arrow ``string`` (``large_string``) array, made from one buffer."""
+    import pyarrow as pa
+
+    enc = [v.encode("utf-8") for v in values]
+    offs = np.zeros(len(enc) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, enc), dtype=np.int64, count=len(enc)), out=offs[1:])
+    large = large or offs[-1] >= 2**31
+    data = b"".join(enc)
+    del enc
+    return (pa.LargeStringArray if large else pa.StringArray).from_buffers(
+        len(offs) - 1, pa.py_buffer(offs if large else offs.astype(np.int32)), pa.py_buffer(data))
+
+
 def _blocks_take(blocks: list, starts: np.ndarray, rows: np.ndarray) -> list[str]:
     """The texts at global ``rows`` of the Arrow string ``blocks`` (block ``k`` holds rows
     ``starts[k]`` to ``starts[k + 1] - 1``), as Python strings, in the order of ``rows``."""
@@ -237,7 +297,7 @@ def _blocks_take(blocks: list, starts: np.ndarray, rows: np.ndarray) -> list[str
     pool = pa.system_memory_pool()  # malloc: these short-lived buffers go back to the system at once
 
     def take(block, local):
-        return pc.take(block, pa.array(local, memory_pool=pool), memory_pool=pool).to_pylist()
+        return pc.take(block, _ints_arrow(local), memory_pool=pool).to_pylist()
 
     k = np.searchsorted(starts, rows, side="right") - 1
     if k[0] == k[-1] and (k == k[0]).all():  # one block (the usual case): one take
@@ -294,7 +354,7 @@ class ArrowTextMap(Mapping):
         import pyarrow.compute as pc
 
         keys = keys if isinstance(keys, list) else list(keys)
-        return keys, pc.index_in(pa.array(keys, pa.string()), value_set=self.ids)
+        return keys, pc.index_in(_str_arrow(keys), value_set=self.ids)
 
     def rows(self, keys: Iterable[str]) -> np.ndarray:
         """The row of each key (int64); KeyError names the first key that is not here."""
@@ -302,17 +362,15 @@ class ArrowTextMap(Mapping):
         if not len(keys):
             return np.zeros(0, dtype=np.int64)
         if found.null_count:
-            import pyarrow.compute as pc
-
-            raise KeyError(keys[int(pc.index(pc.is_null(found), True).as_py())])
-        return found.to_numpy().astype(np.int64)
+            raise KeyError(keys[int(np.flatnonzero(_np_of(found.is_null()))[0])])
+        return _np_of(found).astype(np.int64)
 
     def missing(self, keys: Iterable[str]) -> list[str]:
         """The keys that are not here, in the order given."""
         keys, found = self._lookup(keys)
         if not found.null_count:
             return []
-        return [k for k, n in zip(keys, found.is_null().to_pylist()) if n]
+        return [k for k, n in zip(keys, _np_of(found.is_null()).tolist()) if n]
 
 
 class TextColumn(Sequence):
@@ -460,9 +518,9 @@ class TextColumn(Sequence):
 
         parts = []
         for lo in range(0, len(self._loc), _TAKE_BLOCK):
-            parts.append(pa.array(_blocks_take(self._blocks, self._starts, self._loc[lo:lo + _TAKE_BLOCK]), pa.large_string()))
+            parts.append(_str_arrow(_blocks_take(self._blocks, self._starts, self._loc[lo:lo + _TAKE_BLOCK]), large=True))
         if self._tail:
-            parts.append(pa.array(self._tail, pa.large_string()))
+            parts.append(_str_arrow(self._tail, large=True))
         return pa.chunked_array(parts, type=pa.large_string())
 
     def __array__(self, dtype=None, copy=None):
@@ -536,7 +594,7 @@ class TextColumn(Sequence):
         if self._tail:
             import pyarrow as pa
 
-            first = self._add_block(pa.array(self._tail, pa.large_string()))
+            first = self._add_block(_str_arrow(self._tail, large=True))
             self._loc = np.concatenate([self._loc, np.arange(first, first + len(self._tail), dtype=np.int64)])
             self._tail = []
 
@@ -654,8 +712,8 @@ def _codes_in(keys: list[str], ids: Sequence[str]) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    found = pc.index_in(pa.array(keys, pa.string()), value_set=pa.array(list(ids), pa.string()))
-    return pc.fill_null(found, -1).to_numpy().astype(np.int64)
+    found = _np_of(pc.index_in(_str_arrow(keys), value_set=_str_arrow(ids)))
+    return np.where(np.isnan(found), -1, found).astype(np.int64) if found.dtype.kind == "f" else found.astype(np.int64)
 
 
 def _text_codes(column: TextColumn, pos: np.ndarray, neg: np.ndarray, n: int) -> np.ndarray:
