@@ -275,12 +275,15 @@ def _str_arrow(values: Sequence[str], large: bool = False):
     """Python strings as an Arrow ``string`` (``large_string``) array, made from one buffer."""
     import pyarrow as pa
 
-    enc = [v.encode("utf-8") for v in values]
-    offs = np.zeros(len(enc) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, enc), dtype=np.int64, count=len(enc)), out=offs[1:])
+    values = values if isinstance(values, list) else list(values)
+    offs = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, values), dtype=np.int64, count=len(values)), out=offs[1:])
+    data = "".join(values).encode("utf-8")
+    if len(data) != offs[-1]:  # not all ASCII: byte lengths differ from character lengths
+        enc = [v.encode("utf-8") for v in values]
+        np.cumsum(np.fromiter(map(len, enc), dtype=np.int64, count=len(enc)), out=offs[1:])
+        del enc
     large = large or offs[-1] >= 2**31
-    data = b"".join(enc)
-    del enc
     return (pa.LargeStringArray if large else pa.StringArray).from_buffers(
         len(offs) - 1, pa.py_buffer(offs if large else offs.astype(np.int32)), pa.py_buffer(data))
 

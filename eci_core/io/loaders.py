@@ -1931,7 +1931,7 @@ def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_
                 has_t = _bool_arrow(has_t_np)
                 if has_t_np.any():
                     both = pc.and_(has_t, pc.invert(blank))
-                    body = pc.if_else(both, pc.binary_join_element_wise(title, body, " "),
+                    body = pc.if_else(both, pc.binary_join_element_wise(title, body, _str_arrow([" "])[0]),
                                       pc.if_else(has_t, title, body))
                     blank = pc.and_(blank, pc.invert(has_t))
             if _np_of(blank).any():
