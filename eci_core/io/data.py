@@ -8,9 +8,9 @@ collection while parsing: they build :class:`QueryRecord` s first and then call
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import copy
-import bisect
 import hashlib
 import itertools
 from dataclasses import dataclass, field
@@ -353,7 +353,6 @@ class ArrowTextMap(Mapping):
         return len(self.ids)
 
     def _lookup(self, keys: Iterable[str]):
-        import pyarrow as pa
         import pyarrow.compute as pc
 
         keys = keys if isinstance(keys, list) else list(keys)
@@ -595,8 +594,6 @@ class TextColumn(Sequence):
     def _flush_tail(self) -> None:
         """Move the Python-string tail into an Arrow block (so Arrow rows can follow it)."""
         if self._tail:
-            import pyarrow as pa
-
             first = self._add_block(_str_arrow(self._tail, large=True))
             self._loc = np.concatenate([self._loc, np.arange(first, first + len(self._tail), dtype=np.int64)])
             self._tail = []
@@ -712,7 +709,6 @@ def _codes_in(keys: list[str], ids: Sequence[str]) -> np.ndarray:
     """For each key: its position in ``ids`` (the first, when repeated), or -1 (int64)."""
     if not len(keys):
         return np.zeros(0, dtype=np.int64)
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     found = _np_of(pc.index_in(_str_arrow(keys), value_set=_str_arrow(ids)))
