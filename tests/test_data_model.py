@@ -16,7 +16,7 @@ def arrow_map(items: dict[str, str], block: int = 2) -> ArrowTextMap:
     """id -> text in Arrow blocks of ``block`` rows (several blocks, as the reader makes them)."""
     ids, texts = list(items), list(items.values())
     blocks = [pa.array(texts[i:i + block], pa.string()) for i in range(0, len(texts), block)]
-    return ArrowTextMap({k: i for i, k in enumerate(ids)}, blocks)
+    return ArrowTextMap(pa.array(ids, pa.string()), blocks)
 
 
 def mixed_column() -> tuple[TextColumn, list[str]]:
@@ -117,3 +117,64 @@ def test_rollback_truncates_arrow_rows():
         c.add_source("x", bad())
     assert (list(c.passage_ids), list(c.passage_texts), list(c.query_ids), list(c.query_texts), c.fingerprint()) == before
     assert c.find_query("nine") is None and c.find_query("one") == 0  # the lazy text index agrees
+
+
+def test_arrow_text_map_lookups():
+    m = arrow_map({"a": "x", "b": "y", "c": "z"})
+    assert m.rows(["c", "a"]).tolist() == [2, 0] and m.missing(["a", "q", "c", "r"]) == ["q", "r"]
+    with pytest.raises(KeyError, match="q"):
+        m.rows(["a", "q"])
+    assert m["b"] == "y" and "b" in m and "q" not in m and list(m) == ["a", "b", "c"] and len(m) == 3
+
+
+def test_text_hashes_equal_exactly_for_equal_texts():
+    c, want = mixed_column()
+    c.append("text 5 é")  # the same text as row 2, once in Arrow and once as a Python string
+    h = c.hashes(np.arange(len(c)))
+    assert h[2] == h[len(c) - 1] and len(set(h.tolist())) == len(set(want))
+    assert c.hashes([3, 2]).tolist() == [h[3], h[2]]  # cached rows give the same values
+    d = copy.copy(c)
+    d.truncate(2)
+    d.extend(["other"])
+    assert d.hashes([2])[0] == hash("other".encode()) and c.hashes([2])[0] == h[2]
+
+
+def test_arrow_conversions_without_pandas():
+    from eci_core.io.data import _bool_arrow, _ints_arrow, _np_of, _str_arrow
+
+    words = ["a", "", "é", "日本", "plain"]
+    assert _str_arrow(words).to_pylist() == words and _str_arrow(["x", "y"], large=True).type == pa.large_string()
+    assert _str_arrow([]).to_pylist() == []
+    assert _ints_arrow(np.array([3, -1], np.int32)).to_pylist() == [3, -1]
+    assert _bool_arrow(np.array([True, False, True] * 5)).to_pylist() == [True, False, True] * 5
+    ints = pa.array([1, None, 3]).slice(1)
+    assert np.isnan(_np_of(ints)[0]) and _np_of(ints)[1] == 3
+    assert _np_of(pa.array([False, True, True]).slice(1)).tolist() == [True, True]
+    assert _np_of(pa.chunked_array([pa.array([1.5]), pa.array([2.5])])).tolist() == [1.5, 2.5]
+
+
+def test_a_fast_load_does_not_import_pandas(tmp_path):
+    """pyarrow imports pandas (~40 MiB) on its first Python-object conversion; the loaders avoid those."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    d = tmp_path / "beir"
+    (d / "negatives").mkdir(parents=True)
+    (d / "qrels").mkdir()
+    (d / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "title": "T" if i % 2 else "", "text": f"passage {i}"}) + "\n"
+                                            for i in range(40)))
+    (d / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": f"query {i}"}) + "\n" for i in range(10)))
+    (d / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(10)))
+    (d / "negatives" / "bm25.trec").write_text("".join(f"q{i} Q0 d{10 + i + k} {k + 1} {9 - k}.5 bm25\n"
+                                                       for i in range(10) for k in range(5)))
+    (d / "negatives" / "dense.jsonl").write_text("".join(json.dumps({"query_id": f"q{i}", "negative_ids": [f"d{30 + i}"]}) + "\n"
+                                                         for i in range(10)))
+    code = ("import sys\nfrom eci_core.io.loaders import load_paths\nc, r = load_paths([sys.argv[1]])\n"
+            "assert not r.errors and c.n_queries == 10, r.errors\nprint('pandas' in sys.modules, sum(map(len, c.sources.values())))")
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", code, str(d)], capture_output=True, text=True, cwd=root,
+                         env={"PYTHONPATH": root, "ECI_LOADER_FAST": "1", "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "60"]

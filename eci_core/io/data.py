@@ -8,9 +8,9 @@ collection while parsing: they build :class:`QueryRecord` s first and then call
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import copy
-import bisect
 import hashlib
 import itertools
 from dataclasses import dataclass, field
@@ -189,12 +189,29 @@ def _index_array(a) -> np.ndarray:
     return arr if arr.dtype in (np.int32, np.int64) else arr.astype(np.int64)
 
 
-def _pairs_in(a: np.ndarray, b: np.ndarray, pa: np.ndarray, pb: np.ndarray, base: int) -> np.ndarray:
-    """Whether each pair ``(a[i], b[i])`` is one of the pairs ``(pa[j], pb[j])`` (``0 <= b, pb < base``).
+_CHUNK_ROWS = 1 << 17  # rows of a new source checked at a time (bounded temporaries)
+
+
+def _query_chunks(q: np.ndarray, size: int = _CHUNK_ROWS) -> Iterator[tuple[int, int]]:
+    """``(lo, hi)`` row ranges of about ``size`` rows covering ``q`` (ascending), never splitting
+    the rows of one query."""
+    n, lo = len(q), 0
+    while lo < n:
+        hi = min(lo + size, n)
+        if hi < n:
+            hi = int(np.searchsorted(q, q[hi], side="left"))
+            if hi <= lo:  # one query of more than ``size`` rows
+                hi = int(np.searchsorted(q, q[lo], side="right"))
+        yield lo, hi
+        lo = hi
+
+
+def _pairs_in(a: np.ndarray, b: np.ndarray, keys: np.ndarray, base: int) -> np.ndarray:
+    """Whether each pair ``(a[i], b[i])`` is a pair of ``keys`` (the sorted unique
+    ``pa * base + pb`` of the pairs, ``0 <= b, pb < base``).
 
     ``np.isin`` on int64 keys, by binary search in the (small) sorted set of pairs, so the
     temporaries are one key array of ``len(a)``, not the sorted concatenation of both."""
-    keys = np.unique(pa * np.int64(base) + pb)
     if not len(keys):
         return np.zeros(len(a), dtype=bool)
     k = a * np.int64(base)
@@ -206,6 +223,69 @@ def _pairs_in(a: np.ndarray, b: np.ndarray, pa: np.ndarray, pb: np.ndarray, base
 
 # ====================================================================== texts in Arrow buffers
 _TAKE_BLOCK = 16384  # texts made into Python strings at a time by iteration and take()
+
+
+# ====================================================================== Arrow <-> numpy
+# pyarrow imports pandas (~40 MiB) the first time it converts a Python object or makes a numpy
+# array (pa.array, pa.scalar, to_numpy, a Python number given to a compute function). The
+# loaders convert through these helpers (buffers only), so a load does not import pandas.
+
+def _np_of(arr) -> np.ndarray:
+    """A numeric or boolean Arrow array (or ChunkedArray) as numpy, as ``to_numpy(zero_copy_only=
+    False)`` gives it: a view of the buffer when there is no null, else float64 with NaN."""
+    import pyarrow as pa
+
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    n, off, t = len(arr), arr.offset, arr.type
+    bufs = arr.buffers()
+
+    def bits(buf) -> np.ndarray:
+        return np.unpackbits(np.frombuffer(buf, np.uint8), count=off + n, bitorder="little")[off:].astype(bool)
+
+    if pa.types.is_boolean(t):
+        out = bits(bufs[1]) if n else np.zeros(0, dtype=bool)
+    else:
+        dt = {"double": np.float64, "float": np.float32, "halffloat": np.float16}.get(str(t)) or np.dtype(str(t))
+        out = np.frombuffer(bufs[1], dtype=dt)[off:off + n] if n else np.zeros(0, dtype=dt)
+    if arr.null_count:
+        out = out.astype(np.float64)
+        out[~bits(bufs[0])] = np.nan
+    return out
+
+
+def _ints_arrow(a: np.ndarray):
+    """A numpy integer array as an Arrow array (int64 or int32; the buffer is shared)."""
+    import pyarrow as pa
+
+    a = np.ascontiguousarray(a)
+    a = a if a.dtype in (np.int32, np.int64) else a.astype(np.int64)
+    return pa.Array.from_buffers(pa.int32() if a.dtype == np.int32 else pa.int64(), len(a), [None, pa.py_buffer(a)])
+
+
+def _bool_arrow(mask: np.ndarray):
+    """A numpy boolean array as an Arrow boolean array."""
+    import pyarrow as pa
+
+    mask = np.asarray(mask, dtype=bool)
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(np.packbits(mask, bitorder="little"))])
+
+
+def _str_arrow(values: Sequence[str], large: bool = False):
+    """Python strings as an Arrow ``string`` (``large_string``) array, made from one buffer."""
+    import pyarrow as pa
+
+    values = values if isinstance(values, list) else list(values)
+    offs = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, values), dtype=np.int64, count=len(values)), out=offs[1:])
+    data = "".join(values).encode("utf-8")
+    if len(data) != offs[-1]:  # not all ASCII: byte lengths differ from character lengths
+        enc = [v.encode("utf-8") for v in values]
+        np.cumsum(np.fromiter(map(len, enc), dtype=np.int64, count=len(enc)), out=offs[1:])
+        del enc
+    large = large or offs[-1] >= 2**31
+    return (pa.LargeStringArray if large else pa.StringArray).from_buffers(
+        len(offs) - 1, pa.py_buffer(offs if large else offs.astype(np.int32)), pa.py_buffer(data))
 
 
 def _blocks_take(blocks: list, starts: np.ndarray, rows: np.ndarray) -> list[str]:
@@ -220,7 +300,7 @@ def _blocks_take(blocks: list, starts: np.ndarray, rows: np.ndarray) -> list[str
     pool = pa.system_memory_pool()  # malloc: these short-lived buffers go back to the system at once
 
     def take(block, local):
-        return pc.take(block, pa.array(local, memory_pool=pool), memory_pool=pool).to_pylist()
+        return pc.take(block, _ints_arrow(local), memory_pool=pool).to_pylist()
 
     k = np.searchsorted(starts, rows, side="right") - 1
     if k[0] == k[-1] and (k == k[0]).all():  # one block (the usual case): one take
@@ -239,33 +319,60 @@ def _blocks_take(blocks: list, starts: np.ndarray, rows: np.ndarray) -> list[str
 
 class ArrowTextMap(Mapping):
     """Read-only ``id -> text`` over Arrow string blocks (what the vectorised corpus/queries
-    readers return): ``index`` maps an id to its row, and the texts stay in Arrow (a text becomes
-    a Python string only when looked up). :meth:`TextColumn.extend_rows` adds rows of it to a
-    collection without making Python strings."""
+    readers return): row ``r`` has id ``ids[r]`` (an Arrow string array, ids unique) and the
+    ``r``-th text of the concatenated ``blocks``. Neither ids nor texts are Python strings:
+    :meth:`rows` and :meth:`missing` look many ids up at once with Arrow's hash kernels, and
+    :meth:`TextColumn.extend_rows` adds rows to a collection without copying a block. A single
+    lookup (``m[id]``, ``id in m``) builds an ``{id: row}`` dict on first use."""
 
-    def __init__(self, index: dict[str, int], blocks: list):
-        self.index = index
+    def __init__(self, ids, blocks: list):
+        self.ids = ids
         self.blocks = blocks
         self.starts = np.cumsum([0] + [len(b) for b in blocks]).astype(np.int64)
+        self._dict: dict[str, int] | None = None
+
+    def _index(self) -> dict[str, int]:
+        if self._dict is None:
+            self._dict = {k: r for r, k in enumerate(self.ids.to_pylist())}
+        return self._dict
 
     def __contains__(self, key: object) -> bool:
-        return key in self.index
+        return key in self._index()
 
     def __getitem__(self, key: str) -> str:
-        r = self.index[key]
+        return self.text_at(self._index()[key])
+
+    def text_at(self, r: int) -> str:
         b = int(np.searchsorted(self.starts, r, side="right")) - 1
         return self.blocks[b][r - int(self.starts[b])].as_py()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.index)
+        return iter(self.ids.to_pylist())
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.ids)
+
+    def _lookup(self, keys: Iterable[str]):
+        import pyarrow.compute as pc
+
+        keys = keys if isinstance(keys, list) else list(keys)
+        return keys, pc.index_in(_str_arrow(keys), value_set=self.ids)
 
     def rows(self, keys: Iterable[str]) -> np.ndarray:
-        """The row of each key (int64), for :meth:`TextColumn.extend_rows`."""
-        idx = self.index
-        return np.fromiter((idx[k] for k in keys), dtype=np.int64)
+        """The row of each key (int64); KeyError names the first key that is not here."""
+        keys, found = self._lookup(keys)
+        if not len(keys):
+            return np.zeros(0, dtype=np.int64)
+        if found.null_count:
+            raise KeyError(keys[int(np.flatnonzero(_np_of(found.is_null()))[0])])
+        return _np_of(found).astype(np.int64)
+
+    def missing(self, keys: Iterable[str]) -> list[str]:
+        """The keys that are not here, in the order given."""
+        keys, found = self._lookup(keys)
+        if not found.null_count:
+            return []
+        return [k for k, n in zip(keys, _np_of(found.is_null()).tolist()) if n]
 
 
 class TextColumn(Sequence):
@@ -285,7 +392,7 @@ class TextColumn(Sequence):
     ~50 bytes of object header per text (and allocator fragmentation) for a list of str.
     """
 
-    __slots__ = ("_blocks", "_starts", "_starts_l", "_block_no", "_loc", "_tail")
+    __slots__ = ("_blocks", "_starts", "_starts_l", "_block_no", "_loc", "_tail", "_hash_cache")
 
     def __init__(self, values: Iterable[str] = ()):
         self._blocks: list = []  # Arrow string arrays, never changed once added
@@ -294,6 +401,7 @@ class TextColumn(Sequence):
         self._block_no: dict[int, int] = {}  # id(block) -> its number (blocks shared with a reader)
         self._loc = np.zeros(0, dtype=np.int64)  # global row of each of the first len(_loc) texts
         self._tail: list[str] = list(values)  # texts after those, as Python strings
+        self._hash_cache: tuple[np.ndarray, np.ndarray] | None = None  # per store row: hash, computed
 
     # ---------------------------------------------------------------- reading
     def __len__(self) -> int:
@@ -359,29 +467,52 @@ class TextColumn(Sequence):
             out.extend(got.tolist())
         return out
 
-    def _iter_bytes(self, indices: np.ndarray, fn=hash) -> Iterator:
-        """``fn(utf-8 bytes of text i)`` for i in ``indices``, read from the Arrow buffers in place."""
-        na = len(self._loc)
-        starts = self._starts.tolist()
-        views: dict[int, tuple] = {}
-        for i in np.asarray(indices, dtype=np.int64).tolist():
-            if i >= na:
-                yield fn(self._tail[i - na].encode("utf-8", "surrogatepass"))
-                continue
-            r = int(self._loc[i])
-            b = bisect.bisect_right(starts, r) - 1
-            v = views.get(b)
-            if v is None:
-                import pyarrow as pa
+    def _row_hashes(self, rows: np.ndarray) -> np.ndarray:
+        """Python's ``hash`` of the UTF-8 bytes of the texts at store ``rows`` (int64), read from
+        the Arrow buffers one ``bytes`` at a time. A row's text never changes, so the hashes are
+        kept per row (9 bytes a row, shared with copies) and each is computed once."""
+        total = int(self._starts[-1])
+        cache = self._hash_cache
+        if cache is None or len(cache[0]) < total:
+            h = np.zeros(total, dtype=np.int64)
+            have = np.zeros(total, dtype=bool)
+            if cache is not None:
+                h[:len(cache[0])] = cache[0]
+                have[:len(cache[1])] = cache[1]
+            cache = self._hash_cache = (h, have)
+        h, have = cache
+        need = np.unique(rows[~have[rows]])
+        if len(need):
+            import pyarrow as pa
 
+            kb = np.searchsorted(self._starts, need, side="right") - 1
+            bounds = np.flatnonzero(np.r_[True, kb[1:] != kb[:-1], True])
+            for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+                b = int(kb[lo])
                 block = self._blocks[b]
                 bufs = block.buffers()
                 wide = np.int64 if pa.types.is_large_string(block.type) else np.int32
-                offs = np.frombuffer(bufs[1], dtype=wide)[block.offset:block.offset + len(block) + 1].tolist()
-                v = views[b] = (offs, memoryview(bufs[2]) if bufs[2] is not None else memoryview(b""), starts[b])
-            offs, mv, s0 = v
-            k = r - s0
-            yield fn(mv[offs[k]:offs[k + 1]].tobytes())
+                offs = np.frombuffer(bufs[1], dtype=wide)[block.offset:block.offset + len(block) + 1]
+                mv = memoryview(bufs[2]) if bufs[2] is not None else memoryview(b"")
+                local = need[lo:hi] - int(self._starts[b])
+                h[need[lo:hi]] = np.fromiter((hash(mv[x:y].tobytes()) for x, y in
+                                              zip(offs[local].tolist(), offs[local + 1].tolist())),
+                                             dtype=np.int64, count=hi - lo)
+                have[need[lo:hi]] = True
+        return h[rows]
+
+    def hashes(self, indices) -> np.ndarray:
+        """Python's ``hash`` of the UTF-8 bytes of each text at ``indices`` (int64): equal texts
+        have equal hashes (compare the texts of equal hashes to be exact)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        na = len(self._loc)
+        out = np.empty(len(idx), dtype=np.int64)
+        a = idx < na
+        if a.any():
+            out[a] = self._row_hashes(self._loc[idx[a]])
+        for k in np.flatnonzero(~a).tolist():
+            out[k] = hash(self._tail[int(idx[k]) - na].encode("utf-8", "surrogatepass"))
+        return out
 
     def to_arrow(self):
         """The texts as one ``pyarrow.large_string`` ChunkedArray (copies the text bytes)."""
@@ -389,9 +520,9 @@ class TextColumn(Sequence):
 
         parts = []
         for lo in range(0, len(self._loc), _TAKE_BLOCK):
-            parts.append(pa.array(_blocks_take(self._blocks, self._starts, self._loc[lo:lo + _TAKE_BLOCK]), pa.large_string()))
+            parts.append(_str_arrow(_blocks_take(self._blocks, self._starts, self._loc[lo:lo + _TAKE_BLOCK]), large=True))
         if self._tail:
-            parts.append(pa.array(self._tail, pa.large_string()))
+            parts.append(_str_arrow(self._tail, large=True))
         return pa.chunked_array(parts, type=pa.large_string())
 
     def __array__(self, dtype=None, copy=None):
@@ -425,6 +556,7 @@ class TextColumn(Sequence):
         new._block_no = dict(self._block_no)
         new._loc = self._loc  # never written in place (appends and truncation make new arrays)
         new._tail = list(self._tail)
+        new._hash_cache = self._hash_cache  # per store row (rows never change): shared
         return new
 
     def __deepcopy__(self, memo) -> "TextColumn":
@@ -440,6 +572,7 @@ class TextColumn(Sequence):
         self._block_no = {id(b): k for k, b in enumerate(self._blocks)}
         self._loc = state["loc"]
         self._tail = list(state["tail"])
+        self._hash_cache = None
 
     # ---------------------------------------------------------------- building (loaders only)
     def append(self, text: str) -> None:
@@ -461,9 +594,7 @@ class TextColumn(Sequence):
     def _flush_tail(self) -> None:
         """Move the Python-string tail into an Arrow block (so Arrow rows can follow it)."""
         if self._tail:
-            import pyarrow as pa
-
-            first = self._add_block(pa.array(self._tail, pa.large_string()))
+            first = self._add_block(_str_arrow(self._tail, large=True))
             self._loc = np.concatenate([self._loc, np.arange(first, first + len(self._tail), dtype=np.int64)])
             self._tail = []
 
@@ -550,8 +681,10 @@ def _append_texts(column: TextColumn, texts, keys: list) -> None:
 
 def _texts_differ(column: TextColumn, indices: np.ndarray, texts, keys: Sequence, known: np.ndarray) -> np.ndarray:
     """Whether ``column[indices[k]] != texts[keys[at[k]]]`` for each k, ``at`` the positions
-    where ``known`` is true. A text stored at the same Arrow row as the reader's is equal without
-    being read; the others are compared as strings."""
+    where ``known`` is true. A text stored in the reader's own Arrow blocks is equal without being
+    read: the collection only stores a row of an :class:`ArrowTextMap` for that row's id
+    (:func:`_append_texts`), so it is the reader's text for the same id. The others are compared
+    as strings."""
     at = np.flatnonzero(known)
     out = np.zeros(len(indices), dtype=bool)
     if not len(indices):
@@ -560,12 +693,15 @@ def _texts_differ(column: TextColumn, indices: np.ndarray, texts, keys: Sequence
     base, ks = texts, keys
     if isinstance(texts, KeyedTexts):
         base, ks = texts.texts, texts.keys
+    theirs = None
     if isinstance(base, ArrowTextMap):
-        check = np.flatnonzero(column.rows_in(base, indices) != base.rows(itertools.compress(ks, known.tolist())))
+        check = np.flatnonzero(column.rows_in(base, indices) < 0)
+        theirs = base.rows([ks[int(at[k])] for k in check.tolist()])
     if len(check):
         mine = take_texts(column, indices[check])
-        for k, a in zip(check.tolist(), mine):
-            out[k] = a != texts[keys[int(at[k])]]
+        for j, (k, a) in enumerate(zip(check.tolist(), mine)):
+            other = base.text_at(int(theirs[j])) if theirs is not None else texts[keys[int(at[k])]]
+            out[k] = a != other
     return out
 
 
@@ -573,11 +709,10 @@ def _codes_in(keys: list[str], ids: Sequence[str]) -> np.ndarray:
     """For each key: its position in ``ids`` (the first, when repeated), or -1 (int64)."""
     if not len(keys):
         return np.zeros(0, dtype=np.int64)
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    found = pc.index_in(pa.array(keys, pa.string()), value_set=pa.array(list(ids), pa.string()))
-    return pc.fill_null(found, -1).to_numpy().astype(np.int64)
+    found = _np_of(pc.index_in(_str_arrow(keys), value_set=_str_arrow(ids)))
+    return np.where(np.isnan(found), -1, found).astype(np.int64) if found.dtype.kind == "f" else found.astype(np.int64)
 
 
 def _text_codes(column: TextColumn, pos: np.ndarray, neg: np.ndarray, n: int) -> np.ndarray:
@@ -608,15 +743,14 @@ def _text_codes(column: TextColumn, pos: np.ndarray, neg: np.ndarray, n: int) ->
 
 
 def _text_hashes(column: TextColumn, indices: np.ndarray) -> np.ndarray:
-    """Python's ``hash`` of the UTF-8 bytes of each text at ``indices`` (int64); texts in Arrow
-    are hashed from the Arrow buffer, one ``bytes`` at a time (no list of strings)."""
-    return np.fromiter(column._iter_bytes(indices), dtype=np.int64, count=len(indices))
+    """:meth:`TextColumn.hashes` (no list of strings; each Arrow row hashed once)."""
+    return column.hashes(indices)
 
 
 class IdTextMap(Mapping):
     """Read-only ``id -> text`` view of a collection's passages or queries (no copy)."""
 
-    def __init__(self, ids: list[str], texts: list[str], index: dict[str, int]):
+    def __init__(self, ids: Sequence[str], texts: Sequence[str], index: dict[str, int]):
         self._ids, self._texts, self._index = ids, texts, index
 
     def __contains__(self, key: object) -> bool:
@@ -635,6 +769,10 @@ class IdTextMap(Mapping):
 @dataclass
 class Collection:
     """Queries, passages, positives and negative sources for one session.
+
+    ``passage_texts`` / ``query_texts`` are :class:`TextColumn` s (read-only sequences of str
+    held in Arrow buffers; read many at once with :func:`take_texts`); a list given to the
+    constructor is wrapped in one. Only the ``add_*`` methods change a collection.
 
     ``query_splits`` maps a query index to the qrels split (``"train"``, ``"dev"``, ``"test"`` …)
     its positives were read from; it is empty when the data carries no splits (every format but
@@ -1078,10 +1216,11 @@ class Collection:
         del kp, index_of, vocab, pos_code, pos_index, pos_flat  # (temporaries freed early: lower peak memory)
         # the first occurrence of each (query, passage) is kept (np.unique returns first indices)
         dup = np.ones(len(kq), dtype=bool)
-        if len(kq):
-            key = kq * np.int64(len(self.passage_ids) + 1)
-            key += p_idx
-            dup[np.unique(key, return_index=True)[1]] = False
+        base = np.int64(len(self.passage_ids) + 1)
+        for lo, hi in _query_chunks(kq):  # a query's rows in one chunk: bounded temporaries
+            key = kq[lo:hi] * base
+            key += p_idx[lo:hi]
+            dup[np.unique(key, return_index=True)[1] + lo] = False
             del key
         # drops in the order add_source first meets them (the report lists them in that order)
         drops = [("query with no positive (skipped)", n_nopos, int(np.argmin(kept)) if n_nopos else nq_rec),
@@ -1105,10 +1244,13 @@ class Collection:
             # the text of every passage named here, as the first passage index with an equal
             # text: equal passage, or another passage with the same text
             tcode = _text_codes(self.passage_texts, pp, p_idx, len(self.passage_ids))
-            same = _pairs_in(q_idx, tcode[p_idx], pq, tcode[pp], len(self.passage_ids) + 1)
-            del tcode
-            rep.note("negative identical to a positive (kept, flagged)", int(same.sum()))
-            del same
+            keys = np.unique(pq * np.int64(len(self.passage_ids) + 1) + tcode[pp])
+            n_same = 0
+            for lo in range(0, len(q_idx), _CHUNK_ROWS):  # row by row: bounded temporaries
+                n_same += int(_pairs_in(q_idx[lo:lo + _CHUNK_ROWS], tcode[p_idx[lo:lo + _CHUNK_ROWS]], keys,
+                                        len(self.passage_ids) + 1).sum())
+            del tcode, keys
+            rep.note("negative identical to a positive (kept, flagged)", n_same)
         kept_q = qi_of[kept]
         has_neg = np.zeros(len(self.query_ids), dtype=bool)
         has_neg[q_idx] = True

@@ -108,7 +108,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from eci_core.io.data import (ArrowTextMap, Collection, KeyedTexts, LoadError, LoadReport, PassageRef, QueryRecord,
-                              SourceReport)
+                              SourceReport, _bool_arrow, _ints_arrow, _np_of, _str_arrow)
 
 Progress = Callable[[str, int, int], None]
 
@@ -1576,18 +1576,18 @@ def _group_trec(t, n: int, spath: str, stem: str) -> list[_IdArrays] | None:
     import pyarrow.compute as pc
 
     for col in ("qid", "docid", "tag"):
-        if pc.any(pc.equal(pc.utf8_length(t.column(col)), 0)).as_py():
+        if (_np_of(pc.utf8_length(t.column(col))) == 0).any():
             return None
-    score = t.column("score").to_numpy()
+    score = _np_of(t.column("score"))
     if not np.isfinite(score).all():
         return None
-    rank = t.column("rank").to_numpy()
+    rank = _np_of(t.column("rank"))
     tag_enc = pc.dictionary_encode(t.column("tag")).combine_chunks()
     tags = tag_enc.dictionary.to_pylist()
-    tag_code = tag_enc.indices.to_numpy()
+    tag_code = _np_of(tag_enc.indices)
     q_enc = pc.dictionary_encode(t.column("qid")).combine_chunks()
     p_enc = pc.dictionary_encode(t.column("docid")).combine_chunks()
-    q_all, p_all = q_enc.indices.to_numpy(), p_enc.indices.to_numpy()  # int32 (pyarrow's dictionary indices)
+    q_all, p_all = _np_of(q_enc.indices), _np_of(p_enc.indices)  # int32 (pyarrow's dictionary indices)
     q_names, p_names = q_enc.dictionary, p_enc.dictionary
     runs = []
     for k, tag in enumerate(tags):
@@ -1607,8 +1607,8 @@ def _group_trec(t, n: int, spath: str, stem: str) -> list[_IdArrays] | None:
         order = np.lexsort((rows, rank[rows], qloc))
         name = stem if len(tags) == 1 else f"{stem}:{tag}"
         runs.append(_IdArrays(name, spath, "trec-run", n,
-                              q_names.take(uq[oq]).to_pylist(), qloc[order],
-                              p_names.take(up[op]).to_pylist(), ploc[order], score[rows][order],
+                              q_names.take(_ints_arrow(uq[oq])).to_pylist(), qloc[order],
+                              p_names.take(_ints_arrow(up[op])).to_pylist(), ploc[order], score[rows][order],
                               rows[fq[oq]] + 1, rows[fp[op]] + 1))
     return runs
 
@@ -1700,11 +1700,11 @@ def _fast_negative_ids(path: Path, stem: str) -> list[_IdArrays] | None:
         return None
     flat = lists.flatten()
     if pa.types.is_null(flat.type):
-        flat = pa.array([], pa.string())
-    flat = _arrow_ids(flat) if len(flat) else pa.array([], pa.string())
+        flat = _str_arrow([])
+    flat = _arrow_ids(flat) if len(flat) else _str_arrow([])
     if flat is None:
         return None
-    offsets = lists.offsets.to_numpy()
+    offsets = _np_of(lists.offsets)
     lens = np.diff(offsets)
     row_of = np.repeat(np.arange(n, dtype=np.int64), lens)
     score = np.full(len(flat), np.nan)
@@ -1715,26 +1715,26 @@ def _fast_negative_ids(path: Path, stem: str) -> list[_IdArrays] | None:
         elif not pa.types.is_list(sc.type):
             return None
         else:
-            valid = ~sc.is_null().to_numpy(zero_copy_only=False)
-            s_lens = np.diff(sc.offsets.to_numpy())
+            valid = ~_np_of(sc.is_null())
+            s_lens = np.diff(_np_of(sc.offsets))
             if (valid & (s_lens != lens)).any():
                 return None
             vals = sc.flatten()
             if vals.null_count or not (pa.types.is_integer(vals.type) or pa.types.is_floating(vals.type)
                                        or pa.types.is_null(vals.type)):
                 return None
-            v = vals.to_numpy(zero_copy_only=False).astype(np.float64) if len(vals) else np.zeros(0)
+            v = _np_of(vals).astype(np.float64) if len(vals) else np.zeros(0)
             if not np.isfinite(v).all():
                 return None
             row_valid = valid[row_of]
             score[row_valid] = v  # flatten() keeps only valid rows' values, in order
     q_enc = pc.dictionary_encode(qcol)
-    qrow = q_enc.indices.to_numpy().astype(np.int64)  # per row, first-appearance order
+    qrow = _np_of(q_enc.indices).astype(np.int64)  # per row, first-appearance order
     qline = np.full(len(q_enc.dictionary), 0, np.int64)
     first_rows = np.unique(qrow, return_index=True)[1]
     qline[qrow[first_rows]] = first_rows + 1
     p_enc = pc.dictionary_encode(flat)
-    pflat = p_enc.indices.to_numpy().astype(np.int64)
+    pflat = _np_of(p_enc.indices).astype(np.int64)
     pline = np.zeros(len(p_enc.dictionary), np.int64)
     if len(pflat):
         u, f = np.unique(pflat, return_index=True)
@@ -1811,8 +1811,9 @@ def _check_arrays(runs: list[_IdArrays], qtexts: Any, ptexts: Any, qwhere: str, 
     pline: dict[str, int] = {}
     for run in runs:
         for ids, lines, known, dst in ((run.qids, run.qline, qtexts, qline), (run.pids, run.pline, ptexts, pline)):
-            keys = known.index if isinstance(known, ArrowTextMap) else known
-            if isinstance(keys, dict) and not set(ids).difference(keys):
+            if isinstance(known, ArrowTextMap) and not known.missing(ids):
+                continue  # all known (one Arrow hash lookup)
+            if isinstance(known, dict) and not set(ids).difference(known):
                 continue  # all known (a C-level set operation)
             for i, ln in zip(ids, lines.tolist()):
                 if i not in known and (i not in dst or ln < dst[i]):
@@ -1889,11 +1890,10 @@ def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_
     import pyarrow.compute as pc
 
     _use_system_pool()
-    value_set = None if needed is None else pa.array(list(needed), pa.string())
-    canon = needed.get if isinstance(needed, dict) else None
-    index: dict[str, int] = {}
+    value_set = None if needed is None else _str_arrow(list(needed))
+    id_blocks: list = []
     blocks: list = []
-    total = rows = 0
+    rows = 0
     try:
         for t in _arrow_tables(path, _read_json_block):
             rows += t.num_rows
@@ -1919,42 +1919,53 @@ def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_
                     title = None
                 elif not pa.types.is_string(title.type):
                     return None
-            # the first row of each id (in the file and across blocks) is kept
-            sel: list[int] = []
-            for r, i in enumerate(kept(ids).to_pylist()):
-                if i in index:
-                    continue
-                if canon is not None:
-                    i = canon(i, i)
-                index[i] = total + len(sel)
-                sel.append(r)
+            kid = kept(ids)
             del ids, keep
-            if len(sel) < len(body):
-                take = pa.array(sel, pa.int64())
-                body = body.take(take)
-                title = None if title is None else title.take(take)
             if not len(body):
                 continue
             # text = stripped title + " " + text when both are set, else title or text (as _read_beir_jsonl)
             blank = pc.match_substring_regex(body, _PY_BLANK_RE)
             if title is not None:
                 title = pc.utf8_trim(title, characters=_PY_SPACE)
-                has_t = pc.fill_null(pc.greater(pc.utf8_length(title), 0), False)
-                if pc.any(has_t).as_py():
+                has_t_np = _np_of(pc.utf8_length(title)) > 0  # null title: NaN, not > 0
+                has_t = _bool_arrow(has_t_np)
+                if has_t_np.any():
                     both = pc.and_(has_t, pc.invert(blank))
-                    body = pc.if_else(both, pc.binary_join_element_wise(title, body, " "),
+                    body = pc.if_else(both, pc.binary_join_element_wise(title, body, _str_arrow([" "])[0]),
                                       pc.if_else(has_t, title, body))
                     blank = pc.and_(blank, pc.invert(has_t))
-            if pc.any(blank).as_py():
+            if _np_of(blank).any():
                 return None  # the per-line reader names the line
             blocks.append(body)
-            total += len(body)
-            del t, body, title, blank
+            id_blocks.append(pc.cast(kid, pa.string()) if not pa.types.is_string(kid.type) else kid)
+            del t, body, title, blank, kid
     except _NotFast:
         return None
     finally:
         _release_arrow_memory()
-    return ArrowTextMap(index, blocks) if rows else None
+    if not rows:
+        return None
+    return _first_of_each_id(id_blocks, blocks)
+
+
+def _first_of_each_id(id_blocks: list, blocks: list) -> ArrowTextMap:
+    """The rows of ``blocks`` (ids in ``id_blocks``) keeping the first row of each id."""
+    import numpy as np
+    import pyarrow as pa
+
+    ids = pa.concat_arrays(id_blocks) if id_blocks else _str_arrow([])
+    codes = _np_of(ids.dictionary_encode().indices)
+    first = np.unique(codes, return_index=True)[1] if len(codes) else np.zeros(0, np.int64)
+    if len(first) == len(codes):
+        return ArrowTextMap(ids, blocks)
+    keep = np.zeros(len(codes), dtype=bool)
+    keep[first] = True
+    out, at = [], 0
+    for b in blocks:
+        k = keep[at:at + len(b)]
+        out.append(b if k.all() else b.filter(_bool_arrow(k)))
+        at += len(b)
+    return ArrowTextMap(ids.filter(_bool_arrow(keep)), out)
 
 
 def read_beir_texts(path: str | Path, with_title: bool = True) -> dict[str, str]:
@@ -2086,13 +2097,13 @@ def _fast_qrels_rows(f: Path) -> list[tuple[str, str, int]] | None:
     except ValueError:
         start = 1  # a header line
     try:
-        score = pc.cast(sc.slice(start), pa.float64()).to_numpy(zero_copy_only=False)
+        score = _np_of(pc.cast(sc.slice(start), pa.float64()))
     except (pa.ArrowException, ValueError):
         return None
     if not np.isfinite(score).all():
         return None
     keep = np.flatnonzero(score > 0) + start
-    idx = pa.array(keep)
+    idx = _ints_arrow(keep)
     return list(zip(q.take(idx).to_pylist(), p.take(idx).to_pylist(), (keep + 1).tolist()))
 
 
@@ -2389,21 +2400,28 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
         for pid in qrels.get(q, ()):
             need_p.setdefault(pid, pid)
     ptexts = _read_beir_jsonl(corpus, need_p, True, progress)
+    # the readers keep only needed ids, once each: as many as needed means none is missing
+    all_known = len(ptexts) == len(need_p)
     del need_p
     qtexts = _read_beir_jsonl(queries, need_q, False, progress)
+    all_known = all_known and len(qtexts) == len(need_q)
     if fast:
         _trim_memory()
     # positives named in qrels must exist (for the queries we use)
-    bad = sorted({pid for q in need_q for pid in qrels.get(q, ()) if pid not in ptexts},
+    named = list({pid for q in need_q for pid in qrels.get(q, ())})
+    bad = sorted(ptexts.missing(named) if isinstance(ptexts, ArrowTextMap) else [p for p in named if p not in ptexts],
                  key=lambda pid: qrels_where[pid][1])
     if bad:
         f, ln = qrels_where[bad[0]]
         first = "" if len(bad) == 1 else " (the first on this line)"
         raise LoadError(f, ln, f"{_plural(len(bad), 'positive id')} not in {corpus.name}{first}", field="corpus-id")
-    del need_q, bad, qrels_where
+    del need_q, bad, named, qrels_where
     qr.where = {}  # only the message above needs it: ~100 bytes a positive freed before the sources are added
     good: list[list[Any]] = []
     for runs in parsed:
+        if fast and all_known:  # every id of every file was found (see above)
+            good.append(runs)
+            continue
         try:
             (_check_arrays if fast else _check_runs)(runs, qtexts, ptexts, queries.name, corpus.name)
         except LoadError as e:
@@ -2582,6 +2600,7 @@ def load_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike, collectio
     are added whole or not at all). Raises only ValueError for a bad ``format`` name."""
     state: dict = {}
     token = _ARROW_POOL.set(state)
+    _mmap_threshold(_LOAD_MMAP_THRESHOLD)
     try:
         return _load_paths(paths, collection, format, progress, split, limits)
     finally:
@@ -2590,7 +2609,31 @@ def load_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike, collectio
             import pyarrow as pa
 
             pa.set_memory_pool(state["prev"])
+        _mmap_threshold(_AFTER_MMAP_THRESHOLD)
         _trim_memory()
+
+
+# glibc malloc serves a block of at least M_MMAP_THRESHOLD bytes with its own mmap (returned to
+# the system when freed); by default the threshold rises (up to 32 MiB) each time such a block is
+# freed, after which the loaders' many freed 1-30 MiB temporaries stay in the heap, fragmented
+# between the blocks they keep. A load sets it to 256 KiB (peak RSS ~50 MiB lower on 3M TREC
+# lines + 300k passages, BENCHMARKS.md "Loading") and leaves it at glibc's dynamic maximum, where
+# a numpy-heavy process's threshold ends anyway. Not done when MALLOC_MMAP_THRESHOLD_ is set.
+_LOAD_MMAP_THRESHOLD = 256 << 10
+_AFTER_MMAP_THRESHOLD = 32 << 20
+
+
+def _mmap_threshold(nbytes: int) -> None:
+    import sys
+
+    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, nbytes)  # M_MMAP_THRESHOLD
+    except Exception:  # an optimisation only (musl and others: no mallopt)
+        pass
 
 
 def _trim_memory() -> None:
