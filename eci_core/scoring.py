@@ -639,7 +639,10 @@ def score_collection(
 
     Memory: sources are scored one after another; of each only its rows of the output tables and
     its per-query metrics (for ``beats``) are kept, so the working memory of scoring follows the
-    largest source, not the sum (the returned tables hold every source).
+    largest source, not the sum (the returned tables hold every source). The pairs table's
+    columns are allocated once for all sources and filled source by source (no per-source frames,
+    no concat); its ids, source, flag_reasons and fn_band are categorical (~90 bytes per pair, see
+    docs/ARCHITECTURE.md); text keys are hashed a chunk at a time (:func:`text_keys`).
 
     ``fn_score`` / ``fn_band`` come from :mod:`eci_core.metrics.false_negatives` (``fn_models``: the
     shipped models when None; ``False`` leaves them NaN, for refitting the shipped model).
