@@ -684,8 +684,10 @@ def score_collection(
     p_row = np.full(collection.n_passages, -1, dtype=np.int64)
     p_row[p_needed] = np.searchsorted(uniq_text, text_key[p_needed])
 
-    q_texts = [collection.query_texts[i] for i in q_needed]
-    p_texts = [collection.passage_texts[i] for i in rep]
+    from eci_core.io.data import take_texts
+
+    q_texts = take_texts(collection.query_texts, q_needed)  # Arrow-backed texts: one take, not a lookup per text
+    p_texts = take_texts(collection.passage_texts, rep)
     to_local = None
     if embeddings is not None and not embeddings.by_text:
         # your vectors by id: queries gathered (few), passages read from the memory map by row
