@@ -8,7 +8,8 @@ TREC runs). Generated once into ``--data`` (reused when it is already there).
 What is measured:
 
 * **library** (a child process, so its peak RSS is its own): ``load_paths`` (loading), then
-  ``score_collection`` with the ``hashing`` encoder and an empty embedding cache, with the time of
+  ``score_collection`` with the ``hashing`` encoder and an empty embedding cache (none with
+  ``--no-cache``), optionally writing the tables as ``eci score --out`` does (``--out``), with the time of
   each progress stage (embedding the texts, scoring the sources, bootstrap) and the process's
   peak RSS after loading and after scoring.
 * **MiniLM** (``--minilm N``, a child process): the bundled all-MiniLM-L6-v2 on N synthetic
@@ -87,7 +88,7 @@ def _tree_rss_mib(pid: int) -> float:
 
 
 # --------------------------------------------------------------------------- child: library
-def child_library(data: str, out: str, save: str | None) -> None:
+def child_library(data: str, out: str, save: str | None, no_cache: bool = False) -> None:
     import eci_core  # noqa: F401
     from eci_core.config import ECIConfig
     from eci_core.models.encoders import EmbeddingCache, load_encoder
@@ -110,12 +111,19 @@ def child_library(data: str, out: str, save: str | None) -> None:
         st = stages.setdefault(stage, [now, now])
         st[1] = now
         stage_peak[stage] = _rss_mib()[1]
+        if st[0] == now:  # a new stage: say so (long runs are followed from the log)
+            print(f"[{time.strftime('%H:%M:%S')}] {stage}: RSS {_rss_mib()[0]:,.0f} MiB, peak so far "
+                  f"{stage_peak[stage]:,.0f} MiB", file=sys.stderr, flush=True)
 
+    print(f"[{time.strftime('%H:%M:%S')}] loaded in {r['load_s']:.0f} s: RSS {r['rss_after_load_mib']:,.0f} MiB, "
+          f"peak {r['peak_after_load_mib']:,.0f} MiB", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="eci-scale-cache-") as cache_dir:
         enc = load_encoder("hashing")
         t0 = time.monotonic()
-        res = score_collection(coll, enc, ECIConfig(), cache=EmbeddingCache(cache_dir), progress=progress)
+        cache = None if no_cache else EmbeddingCache(cache_dir)
+        res = score_collection(coll, enc, ECIConfig(), cache=cache, progress=progress)
         r["score_s"] = time.monotonic() - t0
+        r["embedding_cache"] = not no_cache
     r["stages_s"] = {k: v[1] - v[0] for k, v in stages.items()}
     r["stage_peak_mib"] = stage_peak
     r["rss_after_score_mib"], r["peak_rss_mib"] = _rss_mib()
@@ -361,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--screenshots", type=Path, default=None, help="save a PNG of every page here")
     ap.add_argument("--ports", default=None, metavar="LO-HI", help="serve the dashboard on a free port in this range")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--no-cache", action="store_true",
+                    help="score without the embedding cache, as `eci score --no-cache` (default: an empty cache "
+                    "in a temporary folder, written as the texts are encoded)")
     ap.add_argument("--out", type=Path, default=None, metavar="DIR",
                     help="also write the tables as `eci score --out DIR` does (timed, with their sizes)")
     ap.add_argument("--before", type=Path, default=None, metavar="JSON",
@@ -382,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         kind, *rest = args.child
         if kind == "library":
-            child_library(rest[0], args.child_out, rest[1] if len(rest) > 1 else None)
+            save = next((x for x in rest[1:] if x != "no-cache"), None)
+            child_library(rest[0], args.child_out, save, no_cache="no-cache" in rest[1:])
         else:
             child_minilm(int(rest[0]), args.child_out)
         return 0
@@ -400,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
                           f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM, "
                           f"Python {platform.python_version()}"}
     if not args.skip_library:
-        r["library"] = _run_child(["library", str(data)] + ([str(args.out)] if args.out else []))
+        r["library"] = _run_child(["library", str(data)] + ([str(args.out)] if args.out else [])
+                                  + (["no-cache"] if args.no_cache else []))
         print(json.dumps(r["library"]), flush=True)
     if args.minilm:
         r.update(_run_child(["minilm", str(args.minilm)]))

@@ -639,7 +639,10 @@ def score_collection(
 
     Memory: sources are scored one after another; of each only its rows of the output tables and
     its per-query metrics (for ``beats``) are kept, so the working memory of scoring follows the
-    largest source, not the sum (the returned tables hold every source).
+    largest source, not the sum (the returned tables hold every source). The pairs table's
+    columns are allocated once for all sources and filled source by source (no per-source frames,
+    no concat); its ids, source, flag_reasons and fn_band are categorical (~90 bytes per pair, see
+    docs/ARCHITECTURE.md); text keys are hashed a chunk at a time (:func:`text_keys`).
 
     ``fn_score`` / ``fn_band`` come from :mod:`eci_core.metrics.false_negatives` (``fn_models``: the
     shipped models when None; ``False`` leaves them NaN, for refitting the shipped model).
@@ -681,8 +684,10 @@ def score_collection(
     p_row = np.full(collection.n_passages, -1, dtype=np.int64)
     p_row[p_needed] = np.searchsorted(uniq_text, text_key[p_needed])
 
-    q_texts = [collection.query_texts[i] for i in q_needed]
-    p_texts = [collection.passage_texts[i] for i in rep]
+    from eci_core.io.data import take_texts
+
+    q_texts = take_texts(collection.query_texts, q_needed)  # Arrow-backed texts: one take, not a lookup per text
+    p_texts = take_texts(collection.passage_texts, rep)
     to_local = None
     if embeddings is not None and not embeddings.by_text:
         # your vectors by id: queries gathered (few), passages read from the memory map by row

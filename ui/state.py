@@ -670,7 +670,10 @@ def _put_mark(k: tuple[str, str, str], value: str | None) -> None:
 def set_pair_mark(pairs, query_id: str, passage_id: str, value: str | None) -> int:
     """Mark one (query, negative) in every source of ``pairs`` (the scored pairs table) that
     mined it: a false negative is one whichever miner found it. Returns how many sources."""
-    hit = pairs[(pairs["query_id"].astype(str) == str(query_id)) & (pairs["passage_id"].astype(str) == str(passage_id))]
+    # ``==`` on the id columns directly: they are categorical (scoring output), and ``astype(str)``
+    # would build a string per pair (~1 s per column at 3M pairs) on every click
+    hit = pairs[(pairs["query_id"] == str(query_id)).to_numpy(dtype=bool)
+                & (pairs["passage_id"] == str(passage_id)).to_numpy(dtype=bool)]
     names = list(dict.fromkeys(hit["source"].astype(str)))
     for s in names:
         _put_mark(mark_key(s, query_id, passage_id), value)
