@@ -235,7 +235,10 @@ def _groups(df: pd.DataFrame, col: str) -> _Groups:
     """Positions of the rows of each value of ``df[col]`` (computed once per table)."""
 
     def build() -> _Groups:
-        codes, uniques = pd.factorize(df[col].astype(str) if df[col].dtype != object else df[col], sort=False)
+        s = df[col]
+        # a categorical column is factorized on its integer codes (no string per row)
+        plain = s.dtype == object or isinstance(s.dtype, pd.CategoricalDtype)
+        codes, uniques = pd.factorize(s if plain else s.astype(str), sort=False)
         names = [str(u) for u in uniques]
         order = np.argsort(codes, kind="stable").astype(np.int64)
         counts = np.bincount(codes[codes >= 0], minlength=len(names))
@@ -1446,8 +1449,20 @@ def _review_queue(pairs: pd.DataFrame, scores: np.ndarray | None, sources: Seque
             joined[gi] = ",".join(names)
     out = best.assign(sources=joined[best["_g"].to_numpy()], n_sources=n_src[best["_g"].to_numpy()])
     out["fn_band"] = fn_bands(out["fn_score"].to_numpy())
-    out = out.sort_values(["fn_score", "query_id", "passage_id"], ascending=[False, True, True], kind="stable")
+    out = out.sort_values(["fn_score", "query_id", "passage_id"], ascending=[False, True, True], kind="stable",
+                          key=_lexical)
     return out[cols].reset_index(drop=True)
+
+
+def _lexical(col: pd.Series) -> pd.Series:
+    """A sort key that orders a categorical column by its values' text (as a string column sorts),
+    not by the order of its categories; other columns unchanged."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        cats = col.cat.categories
+        if cats.is_monotonic_increasing:  # scoring's categories are sorted already
+            return col
+        return col.cat.reorder_categories(cats[np.argsort(cats.astype(str).to_numpy(dtype=object), kind="stable")])
+    return col
 
 
 def detector_quality(result: Any, labels: Any, scores: np.ndarray | None = None) -> dict[str, pd.DataFrame]:
