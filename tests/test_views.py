@@ -562,3 +562,6 @@ def test_views_read_categorical_pairs_like_strings():
         q_plain[["query_id", "passage_id"]].values.tolist() == [["q1", "n2"], ["q1", "n1"], ["q1", "n3"], ["q2", "n4"],
                                                                ["q1", "n5"]]
     assert q_cat["sources"].tolist() == q_plain["sources"].tolist()
+    for sources in (["b"], ["a", "b"], ["zz-unused"]):
+        pd.testing.assert_frame_equal(views.review_queue(cat, sources=sources).astype(str),
+                                      views.review_queue(plain, sources=sources).astype(str))
