@@ -1,5 +1,6 @@
 """Cleaned-set export (eci_core.io.export): rules, reviewer marks, writers and round trips."""
 
+import copy
 import io
 import json
 
@@ -122,6 +123,67 @@ def test_negative_missing_from_pairs_is_an_error():
     r.pairs = r.pairs[r.pairs.passage_id != "n5"]
     with pytest.raises(ValueError, match="passage 'n5'.*score the collection again"):
         export.clean_collection(_collection(), r)
+
+
+def _arrow_backed(c: Collection) -> Collection:
+    """The same collection with its ids and texts as Arrow rows (as the loaders make them for
+    large files), not Python strings."""
+    import pyarrow as pa
+
+    from eci_core.io.data import ArrowTextMap, TextColumn
+
+    for attr in ("passage_ids", "passage_texts", "query_ids", "query_texts"):
+        values = list(getattr(c, attr))
+        m = ArrowTextMap(pa.array([f"k{i}" for i in range(len(values))], pa.string()),
+                         [pa.array(values[:3], pa.string()), pa.array(values[3:], pa.string())])
+        col = TextColumn()
+        col.extend_rows(m, m.rows([f"k{i}" for i in range(len(values))]))
+        assert len(col._tail) == 0 and list(col) == values
+        setattr(c, attr, col)
+    return c
+
+
+def _categorical(r: "_Result") -> "_Result":
+    """The pairs table with categorical ids, source and reasons, as scoring makes it; categories
+    in an order other than the rows' and one category no row uses."""
+    for col in ("source", "query_id", "passage_id", "flag_reasons"):
+        r.pairs[col] = r.pairs[col].astype("category")
+    r.pairs["source"] = r.pairs["source"].cat.set_categories(["zz", "c", "b", "a"])
+    return r
+
+
+@pytest.mark.parametrize("rule", list(export.RULES))
+def test_arrow_texts_and_categorical_pairs_clean_like_lists_and_strings(rule):
+    c = _collection()
+    c.add_source("c", [R("q1", "query one", [P("p1", "positive one")], [P("n2", "neg two")]),
+                       R("q2", "query two", [P("p2", "positive two")], [P("n2", "neg two"), P("n4", "neg four")])])
+    r = _Result()
+    extra = pd.DataFrame([("c", "q1", "n2", False, False, ""), ("c", "q2", "n2", False, False, ""),
+                          ("c", "q2", "n4", True, False, "unsafe")], columns=r.pairs.columns[:6])
+    r.pairs = pd.concat([r.pairs[r.pairs.columns[:6]], extra], ignore_index=True)
+    r.pairs["flagged"] = r.pairs["unsafe"] | r.pairs["near_duplicate"]
+    r.pairs["fn_score"] = np.linspace(0.0, 1.0, len(r.pairs))
+    marks = {("a", "q1", "n1"): "fine", ("c", "q2", "n2"): "false_negative"}
+    want = export.clean_collection(c, r, rule, marks=marks)
+    got = export.clean_collection(_arrow_backed(copy.deepcopy(c)), _categorical(copy.deepcopy(r)), rule, marks=marks)
+    assert got.sources == want.sources == ["a", "b", "c"]  # order of appearance, not of the categories
+    assert got.records == want.records
+    pd.testing.assert_frame_equal(got.actions, want.actions)
+    assert got.unmatched_marks == want.unmatched_marks
+
+
+def test_a_passage_several_queries_hold_is_one_string():
+    # with Arrow-backed texts every read makes a new str: the cleaned set must not hold one copy
+    # per negative (a million negatives of a few hundred passages each)
+    c = Collection()
+    c.add_source("a", [R(f"q{i}", f"query {i}", [P(f"p{i}", f"positive {i}")], [P("n", "shared negative")])
+                       for i in range(3)])
+    r = _Result()
+    r.pairs = pd.DataFrame({"source": "a", "query_id": [f"q{i}" for i in range(3)], "passage_id": "n",
+                            "unsafe": False, "near_duplicate": False, "flag_reasons": "", "flagged": False})
+    cs = export.clean_collection(_arrow_backed(c), r)
+    texts = [rec.negatives[0].text for rec in cs.get("a")]
+    assert texts == ["shared negative"] * 3 and texts[0] is texts[1] is texts[2]
 
 
 # --------------------------------------------------------------------------- writers

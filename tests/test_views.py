@@ -533,3 +533,35 @@ def test_review_view_joins_marks_and_filters_without_copying_the_queue():
     assert al.bands == views.review_queue(pairs)["fn_band"].astype(str).value_counts().to_dict()
     with pytest.raises(ValueError, match="show='x'"):
         views.review_view(pairs, None, None, {}, "x")
+
+
+def _categorical(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with categorical id/source/reason columns, as scoring makes the pairs table:
+    categories in an order other than the rows' or the alphabet's, and one category unused."""
+    out = df.copy()
+    for col in ("source", "query_id", "passage_id", "flag_reasons", "fn_band"):
+        if col in out.columns:
+            cats = list(dict.fromkeys(out[col].astype(str).tolist()))[::-1] + ["zz-unused"]
+            out[col] = pd.Categorical(out[col].astype(str), categories=cats)
+    return out
+
+
+def test_views_read_categorical_pairs_like_strings():
+    plain = _pairs()
+    plain["fn_score"] = [0.5, 0.9, 0.5, 0.5, 0.2]  # ties: the Review queue orders them by query, passage id
+    plain["fn_band"] = ["possible", "likely", "possible", "possible", "possible"]
+    cat = _categorical(plain)
+    assert views._source_order(cat, None) == views._source_order(plain, None) == ["a", "b"]
+    pd.testing.assert_frame_equal(views.flag_counts(cat), views.flag_counts(plain))
+    pd.testing.assert_frame_equal(views.fn_band_counts(cat), views.fn_band_counts(plain))
+    for s in ("a", "b"):
+        pd.testing.assert_frame_equal(views.score_summary(cat, s), views.score_summary(plain, s))
+        pd.testing.assert_frame_equal(views.flag_funnel(cat, s), views.flag_funnel(plain, s))
+    q_plain, q_cat = views.review_queue(plain), views.review_queue(cat)
+    assert q_cat[["query_id", "passage_id"]].astype(str).values.tolist() == \
+        q_plain[["query_id", "passage_id"]].values.tolist() == [["q1", "n2"], ["q1", "n1"], ["q1", "n3"], ["q2", "n4"],
+                                                               ["q1", "n5"]]
+    assert q_cat["sources"].tolist() == q_plain["sources"].tolist()
+    for sources in (["b"], ["a", "b"], ["zz-unused"]):
+        pd.testing.assert_frame_equal(views.review_queue(cat, sources=sources).astype(str),
+                                      views.review_queue(plain, sources=sources).astype(str))

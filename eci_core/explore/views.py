@@ -235,7 +235,10 @@ def _groups(df: pd.DataFrame, col: str) -> _Groups:
     """Positions of the rows of each value of ``df[col]`` (computed once per table)."""
 
     def build() -> _Groups:
-        codes, uniques = pd.factorize(df[col].astype(str) if df[col].dtype != object else df[col], sort=False)
+        s = df[col]
+        # a categorical column is factorized on its integer codes (no string per row)
+        plain = s.dtype == object or isinstance(s.dtype, pd.CategoricalDtype)
+        codes, uniques = pd.factorize(s if plain else s.astype(str), sort=False)
         names = [str(u) for u in uniques]
         order = np.argsort(codes, kind="stable").astype(np.int64)
         counts = np.bincount(codes[codes >= 0], minlength=len(names))
@@ -1424,7 +1427,7 @@ def _review_queue(pairs: pd.DataFrame, scores: np.ndarray | None, sources: Seque
 
     p = pairs.assign(fn_score=np.asarray(scores, dtype=np.float64)) if scores is not None else pairs
     if sources is not None:
-        p = p[p["source"].astype(str).isin([str(x) for x in sources])]
+        p = p[_isin(p["source"], sources)]
     cols = ["query_id", "passage_id", "fn_score", "fn_band", "sources", "n_sources", "s_pn", "lex_overlap",
             "margin", "unsafe", "flag_reasons"]
     if not len(p):
@@ -1435,8 +1438,10 @@ def _review_queue(pairs: pd.DataFrame, scores: np.ndarray | None, sources: Seque
     best = p.sort_values("fn_score", ascending=False, kind="stable").drop_duplicates(key)
     # the sources of each (query, passage), comma-joined in order of appearance: vectorised for
     # the (usual) pairs one source mined, a Python join only for pairs several sources share
-    u = pd.DataFrame({"g": g, "s": p["source"].astype(str).to_numpy(dtype=object)}).drop_duplicates()
-    ug, us = u["g"].to_numpy(), u["s"].to_numpy(dtype=object)
+    # (on integer codes of the source names: no string per row)
+    s_codes, s_names = pd.factorize(p["source"], sort=False)
+    u = pd.DataFrame({"g": g, "s": s_codes}).drop_duplicates()
+    ug, us = u["g"].to_numpy(), np.asarray([str(x) for x in s_names], dtype=object)[u["s"].to_numpy()]
     n_src = np.bincount(ug, minlength=int(g.max()) + 1)
     joined = np.empty(len(n_src), dtype=object)
     one = n_src[ug] == 1
@@ -1446,8 +1451,29 @@ def _review_queue(pairs: pd.DataFrame, scores: np.ndarray | None, sources: Seque
             joined[gi] = ",".join(names)
     out = best.assign(sources=joined[best["_g"].to_numpy()], n_sources=n_src[best["_g"].to_numpy()])
     out["fn_band"] = fn_bands(out["fn_score"].to_numpy())
-    out = out.sort_values(["fn_score", "query_id", "passage_id"], ascending=[False, True, True], kind="stable")
+    out = out.sort_values(["fn_score", "query_id", "passage_id"], ascending=[False, True, True], kind="stable",
+                          key=_lexical)
     return out[cols].reset_index(drop=True)
+
+
+def _isin(col: pd.Series, values: Sequence[Any]) -> np.ndarray:
+    """``col.astype(str).isin(map(str, values))``; a categorical column is tested per category."""
+    want = [str(v) for v in values]
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        per_cat = np.r_[col.cat.categories.astype(str).isin(want), False]
+        return per_cat[col.cat.codes.to_numpy()]  # code −1 (missing) picks the trailing False
+    return col.astype(str).isin(want).to_numpy()
+
+
+def _lexical(col: pd.Series) -> pd.Series:
+    """A sort key that orders a categorical column by its values' text (as a string column sorts),
+    not by the order of its categories; other columns unchanged."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        cats = col.cat.categories
+        if cats.is_monotonic_increasing:  # scoring's categories are sorted already
+            return col
+        return col.cat.reorder_categories(cats[np.argsort(cats.astype(str).to_numpy(dtype=object), kind="stable")])
+    return col
 
 
 def detector_quality(result: Any, labels: Any, scores: np.ndarray | None = None) -> dict[str, pd.DataFrame]:

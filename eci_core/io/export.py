@@ -57,7 +57,7 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from eci_core.io.data import PassageRef, QueryRecord
+from eci_core.io.data import PassageRef, QueryRecord, take_texts
 
 __all__ = [
     "RULES",
@@ -151,6 +151,33 @@ def _check_marks(marks: Mapping | None) -> dict[tuple[str, str, str], str]:
     return out
 
 
+def _equals(col: pd.Series, value: str) -> np.ndarray:
+    """``col.astype(str) == value`` without making a string per row of a categorical column."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        k = col.cat.categories.astype(str).get_indexer([value])[0]
+        return col.cat.codes.to_numpy() == k if k >= 0 else np.zeros(len(col), dtype=bool)
+    return (col.astype(str) == value).to_numpy()
+
+
+def _indexer(index: pd.Index, col: pd.Series) -> np.ndarray:
+    """``index.get_indexer(col.astype(str))`` (−1: not in ``index``); a categorical column is looked
+    up once per category, not once per row."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        per_cat = np.r_[index.get_indexer(col.cat.categories.astype(str).to_numpy(dtype=object)), -1]
+        return per_cat[col.cat.codes.to_numpy()]  # code −1 (missing) picks the trailing −1
+    return index.get_indexer(col.astype(str).to_numpy(dtype=object))
+
+
+def _shared_texts(texts: Sequence[str], indices: np.ndarray) -> list[str]:
+    """``[texts[i] for i in indices]`` with one str per distinct index (a passage mined for several
+    queries is one object, not one copy per negative)."""
+    if not len(indices):
+        return []
+    uniq, inv = np.unique(np.asarray(indices, dtype=np.int64), return_inverse=True)
+    got = take_texts(texts, uniq)
+    return [got[i] for i in inv.tolist()]
+
+
 def clean_collection(
     collection: Any,
     result: Any,
@@ -176,7 +203,7 @@ def clean_collection(
         raise ValueError(f"fn_threshold={fn_threshold!r}: use a false-negative score between 0 and 1 (e.g. 0.5)")
     mk = _check_marks(marks)
     pairs = result.pairs if hasattr(result, "pairs") else result
-    scored = list(dict.fromkeys(pairs["source"].astype(str))) if len(pairs) else []
+    scored = [str(x) for x in pd.unique(pairs["source"])] if len(pairs) else []  # order of appearance
     names = scored if sources is None else [str(s) for s in sources]
     for s in names:
         if s not in collection.sources:
@@ -189,10 +216,10 @@ def clean_collection(
     n_p = max(1, collection.n_passages)
     for s in names:
         src = collection.sources[s]
-        ps = pairs[pairs["source"].astype(str) == s]
+        ps = pairs[_equals(pairs["source"], s)]
         # join on integer (query index, passage index) codes rather than on id strings
-        pq = q_index.get_indexer(ps["query_id"].astype(str).to_numpy(dtype=object))
-        pp = p_index.get_indexer(ps["passage_id"].astype(str).to_numpy(dtype=object))
+        pq = _indexer(q_index, ps["query_id"])
+        pp = _indexer(p_index, ps["passage_id"])
         ok = (pq >= 0) & (pp >= 0)
         pair_code = pd.Index(pq[ok].astype(np.int64) * n_p + pp[ok])
         flag_arr = ps["flagged"].fillna(False).to_numpy(dtype=bool)[ok]
@@ -251,37 +278,44 @@ def clean_collection(
             bad = u & ~fine & ~remove
             for qi in np.unique(src.q_idx[bad]):
                 q_drop[int(qi)] = "unsafe query (a negative has margin ≤ 0)"
-        # build records (plain Python lists: indexing numpy scalars per row is slow)
+        # build records (plain Python lists: indexing numpy scalars per row is slow). Texts and ids
+        # are gathered once per source (one gather per Arrow block of a TextColumn, where reading
+        # them one by one costs ~2 us each) and each distinct passage text is one str shared by
+        # every record that holds it, as with a list-backed collection
         pid_l = pids.tolist()
-        p_l = src.p_idx.tolist()
-        ptexts = collection.passage_texts
+        ptexts = _shared_texts(collection.passage_texts, src.p_idx)
+        q_l = src.query_indices.tolist()
+        qid_l = take_texts(collection.query_ids, q_l)
+        qtext_l = take_texts(collection.query_texts, q_l)
+        pos_idx = [collection.positives.get(qi, []) for qi in q_l]
+        flat_pos = [p for ps_ in pos_idx for p in ps_]
+        pos_id_of = dict(zip(flat_pos, take_texts(collection.passage_ids, flat_pos)))
+        pos_text_of = dict(zip(flat_pos, take_texts(collection.passage_texts, flat_pos)))
         score_l = [None if v != v else v for v in src.score.tolist()]  # NaN → None
         relabel_any = bool((action == "relabelled").any())
         recs: list[QueryRecord] = []
         qd_rows = []
         starts = np.searchsorted(src.q_idx, src.query_indices, side="left")
         ends = np.searchsorted(src.q_idx, src.query_indices, side="right")
-        for qi, a, b in zip(src.query_indices, starts, ends):
-            qi = int(qi)
-            qid = collection.query_ids[qi]
+        for qn, (qi, a, b) in enumerate(zip(q_l, starts.tolist(), ends.tolist())):
+            qid = qid_l[qn]
             if qi in q_drop:
                 action[a:b] = "dropped"
                 reason[a:b] = q_drop[qi]
                 qd_rows.append((s, qid, "", "query dropped", q_drop[qi]))
                 continue
-            positives = [PassageRef(collection.passage_ids[p], collection.passage_texts[p], None)
-                         for p in collection.positives.get(qi, [])]
-            negatives = [PassageRef(pid_l[j], ptexts[p_l[j]], score_l[j]) for j in range(a, b) if action[j] == "kept"]
+            positives = [PassageRef(pos_id_of[p], pos_text_of[p], None) for p in pos_idx[qn]]
+            negatives = [PassageRef(pid_l[j], ptexts[j], score_l[j]) for j in range(a, b) if action[j] == "kept"]
             if relabel_any:
                 have = {r.id for r in positives}
                 for j in range(a, b):
                     if action[j] == "relabelled" and pid_l[j] not in have:
                         have.add(pid_l[j])
-                        positives.append(PassageRef(pid_l[j], ptexts[p_l[j]], None))
+                        positives.append(PassageRef(pid_l[j], ptexts[j], None))
             if not negatives and drop_empty:
                 qd_rows.append((s, qid, "", "query dropped", "no negative left"))
                 continue
-            recs.append(QueryRecord(qid, collection.query_texts[qi], positives, negatives))
+            recs.append(QueryRecord(qid, qtext_l[qn], positives, negatives))
         records[s] = recs
         log_parts.append(pd.DataFrame({"source": s, "query_id": qids.astype(str), "passage_id": pids.astype(str),
                                        "action": action.astype(str), "reason": reason.astype(str)}))
