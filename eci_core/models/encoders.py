@@ -1286,13 +1286,14 @@ class EmbeddingCache:
     fingerprint is ignored). Shards are read with ``allow_pickle=False`` and written atomically
     (temporary file + ``os.replace``); new entries go to a new shard. Compaction is size-tiered:
     shards under ``_SHARD_BYTES`` (64 MiB) are grouped by size in tiers of factor ``_FANIN`` (8:
-    sizes in [8**t, 8**(t+1)) bytes) and a tier holding 8 shards is merged into one; shards of 64 MiB or more are never rewritten.
-    So caching N vectors reads and writes O(N) bytes (each row rewritten at most
-    log_8(64 MiB / first shard size) times), a merge holds at most about 128 MiB of vectors, and a
-    folder holds about size / 64 MiB shards plus at most 7 per tier; lookups go through an
-    in-memory key → row table, so their cost does not depend on the number of shards. Caches
-    written by earlier versions (one compacted shard plus up to 16 small ones) are read as they
-    are and join the tiers; no migration is needed. An unreadable shard triggers a warning, is
+    sizes in [8**t, 8**(t+1)) bytes), a tier holding 8 shards is merged into one, and shards of
+    64 MiB or more are never rewritten. So caching N vectors reads and writes O(N) bytes (each
+    row is rewritten at most log_8(64 MiB / first shard size) times: twice for ``embed``'s
+    2,048-row puts of 256-d float32), a merge reads less than 128 MiB of shards, and a folder
+    holds about size / 64 MiB shards plus at most 7 per tier. Lookups go through an in-memory
+    key → row table, so their cost does not depend on the number of shards. Caches written by
+    earlier versions (one compacted shard plus up to 16 small ones, the same file format) are
+    read as they are and join the tiers; no migration is needed. An unreadable shard triggers a warning, is
     renamed ``*.corrupt`` (main directory only) and its entries are recomputed.
 
     ``readonly_dirs`` (same layout, e.g. a data set's shipped ``embeddings/`` folder) are
@@ -1521,18 +1522,19 @@ class EmbeddingCache:
         if len(used) < 2:
             return bool(group)  # candidates dropped: the caller re-plans
         keys = np.concatenate(keys_l)
-        del keys_l
         vecs = np.concatenate(vecs_l)
-        del vecs_l
+        del keys_l, vecs_l  # at most two copies of the group's vectors alive at once
         _, first = np.unique(keys, return_index=True)
-        first.sort()
+        if len(first) < len(keys):  # the same key in two shards (e.g. two processes): keep one
+            first.sort()
+            keys, vecs = keys[first], vecs[first]
         store = self.dtype if kind in _NORMALISED_KINDS else np.dtype(np.float32)
         folder = self.shard_dir(fingerprint, kind)
         path = folder / f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.npz"
         _write_npz_atomic(
             path,
-            keys=keys[first],
-            vecs=vecs[first].astype(store),
+            keys=keys,
+            vecs=vecs.astype(store, copy=False),
             fingerprint=np.array(fingerprint.encode("utf-8")),
             kind=np.array(kind.encode("utf-8")),
         )
