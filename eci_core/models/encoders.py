@@ -1502,11 +1502,15 @@ class EmbeddingCache:
                 total += index.small[path]
                 if len(group) == _FANIN or total >= _SHARD_BYTES:
                     break
-            if not self._merge(fingerprint, kind, index, [Path(p) for p in group]):
-                return
+            self._merge(fingerprint, kind, index, [Path(p) for p in group])
 
-    def _merge(self, fingerprint: str, kind: str, index: _Index, group: list[Path]) -> bool:
-        """Rewrites the shards ``group`` as one shard; ``False`` if nothing could be merged."""
+    def _merge(self, fingerprint: str, kind: str, index: _Index, group: list[Path]) -> None:
+        """Rewrites the shards ``group`` as one shard and deletes them.
+
+        Every shard of ``group`` leaves the candidate list (so the caller's loop ends); a shard
+        that vanished (merged by another process) or is unusable is skipped, and a lone usable
+        one is kept as it is and stays a candidate.
+        """
         keys_l, vecs_l, used = [], [], []
         for shard in group:
             index.small.pop(str(shard), None)  # merged, vanished or unusable: no candidate now
@@ -1520,7 +1524,9 @@ class EmbeddingCache:
             vecs_l.append(got[1])
             used.append(shard)
         if len(used) < 2:
-            return bool(group)  # candidates dropped: the caller re-plans
+            for shard in used:
+                self._track_small(index, shard)
+            return
         keys = np.concatenate(keys_l)
         vecs = np.concatenate(vecs_l)
         del keys_l, vecs_l  # at most two copies of the group's vectors alive at once
@@ -1545,7 +1551,6 @@ class EmbeddingCache:
                 shard.unlink()
             except FileNotFoundError:
                 pass
-        return True
 
     def count(self, fingerprint: str, kind: str) -> int:
         """Number of cached entries of ``(fingerprint, kind)`` (main + read-only dirs)."""
