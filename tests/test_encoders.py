@@ -308,6 +308,131 @@ def test_cache_compacts_many_shards(tmp_path):
     np.testing.assert_array_equal(out, enc.encode_queries(texts))
 
 
+
+def _instrument_cache_io(monkeypatch):
+    """Counts bytes written / read by the cache's shard writer and reader, and folder listings."""
+    from eci_core.models import encoders as E
+
+    io = {"written": 0, "writes": 0, "read": 0, "reads": 0, "globs": 0}
+    write, read, glob = E._write_npz_atomic, E._read_shard, Path.glob
+
+    def counting_write(path, **arrays):
+        write(path, **arrays)
+        io["written"] += path.stat().st_size
+        io["writes"] += 1
+
+    def counting_read(path, fingerprint, kind):
+        io["read"] += path.stat().st_size
+        io["reads"] += 1
+        return read(path, fingerprint, kind)
+
+    def counting_glob(self, pattern):
+        io["globs"] += 1
+        return glob(self, pattern)
+
+    monkeypatch.setattr(E, "_write_npz_atomic", counting_write)
+    monkeypatch.setattr(E, "_read_shard", counting_read)
+    monkeypatch.setattr(Path, "glob", counting_glob)
+    return io
+
+
+def test_cache_many_puts_cost_linear_io_and_files(tmp_path, monkeypatch):
+    """300 puts of 20 rows with a 32 KiB shard limit: the bytes written and read per put stay
+    constant (no whole-cache rewrite; the old 'compact everything past 16 shards' rule wrote
+    ~N/16 times the data, so the second half of the puts cost ~3x the first), the folder holds
+    O(size / limit) files, puts never list the folder, and everything reads back equal."""
+    from eci_core.models import encoders as E
+
+    monkeypatch.setattr(E, "_SHARD_BYTES", 32 << 10)
+    monkeypatch.setattr(E, "_FANIN", 4)
+    monkeypatch.setattr(E, "_INDEX_BLOCK_BYTES", 4096)  # index blocks of 1024 rows: 6 blocks
+    io = _instrument_cache_io(monkeypatch)
+    rng = np.random.default_rng(0)
+    n_puts, chunk, dim = 300, 20, 16
+    vecs = rng.standard_normal((n_puts * chunk, dim)).astype(np.float32)
+    keys = [text_key(f"synthetic text {i}") for i in range(len(vecs))]
+    cache = EmbeddingCache(tmp_path)
+    half: dict = {}
+    put_bytes = 0
+    for p in range(n_puts):
+        w = io["written"]
+        sl = slice(p * chunk, (p + 1) * chunk)
+        assert cache.put("fp", "passage", keys[sl], vecs[sl]) == chunk
+        if p == 0:
+            put_bytes = io["written"] - w  # one put's own shard
+        if p == n_puts // 2 - 1:
+            half = dict(io)
+    assert io["globs"] <= 1  # only the first put lists the (empty) folder
+    first_w, second_w = half["written"], io["written"] - half["written"]
+    first_r, second_r = half["read"], io["read"] - half["read"]
+    # tiers 4**t bytes from ~1.4 KiB to 32 KiB: each row is rewritten at most ~3 times
+    assert io["written"] <= 5 * n_puts * put_bytes
+    assert io["read"] <= 4 * n_puts * put_bytes
+    assert second_w <= 1.6 * first_w and second_r <= 1.6 * first_r + 4 * (32 << 10)
+    files = shards(tmp_path)
+    total = sum(f.stat().st_size for f in files)
+    tiers = 5  # sizes from 4**5 to 4**8 = 32 KiB, at most 3 shards each
+    assert len(files) <= total // (32 << 10) + 1 + 3 * tiers
+    assert len(files) < n_puts // 10
+    # same process: from memory, gathered across index blocks, in any order
+    order = rng.permutation(len(keys))
+    found, got = cache.get("fp", "passage", [keys[i] for i in order])
+    assert found.all()
+    np.testing.assert_array_equal(got, vecs[order])
+    # a new process: from the shards only
+    found, got = EmbeddingCache(tmp_path).get("fp", "passage", keys)
+    assert found.all()
+    np.testing.assert_array_equal(got, vecs)
+    assert EmbeddingCache(tmp_path).count("fp", "passage") == len(keys)
+
+
+def test_cache_lookup_does_not_scan_shards(tmp_path, monkeypatch):
+    """A lookup whose keys are all cached reads no file and lists no folder, however many
+    shards the cache holds (cost independent of the number of shards)."""
+    from eci_core.models import encoders as E
+
+    monkeypatch.setattr(E, "_FANIN", 1000)  # no compaction: 200 shards stay on disk
+    rng = np.random.default_rng(1)
+    vecs = rng.standard_normal((200, 8)).astype(np.float32)
+    keys = [text_key(str(i)) for i in range(200)]
+    cache = EmbeddingCache(tmp_path)
+    for i in range(200):
+        cache.put("fp", "query", keys[i : i + 1], vecs[i : i + 1])
+    assert len(shards(tmp_path)) == 200
+    fresh = EmbeddingCache(tmp_path)
+    fresh.get("fp", "query", keys[:1])  # loads the folder once
+    io = _instrument_cache_io(monkeypatch)
+    for i in range(0, 200, 7):
+        found, got = fresh.get("fp", "query", keys[i : i + 7])
+        assert found.all()
+        np.testing.assert_array_equal(got, vecs[i : i + 7])
+    assert io == {"written": 0, "writes": 0, "read": 0, "reads": 0, "globs": 0}
+
+
+def test_cache_written_by_the_old_rule_is_read_and_compacted(tmp_path):
+    """A folder left by the previous version (one compacted shard + 16 small ones, same npz
+    format) reads back unchanged, and later puts merge its small shards by size tier."""
+    from eci_core.models import encoders as E
+
+    rng = np.random.default_rng(2)
+    vecs = rng.standard_normal((1000, 8)).astype(np.float32)
+    keys = E._as_keys([text_key(str(i)) for i in range(1000)])
+    folder = EmbeddingCache(tmp_path).shard_dir("fp", "passage")
+    parts = [slice(0, 840)] + [slice(840 + 10 * j, 850 + 10 * j) for j in range(16)]
+    for j, sl in enumerate(parts):
+        E._write_npz_atomic(folder / f"{j:020d}-1-abcd0123.npz", keys=keys[sl], vecs=vecs[sl],
+                            fingerprint=np.array(b"fp"), kind=np.array(b"passage"))
+    cache = EmbeddingCache(tmp_path)
+    found, got = cache.get("fp", "passage", keys)
+    assert found.all()
+    np.testing.assert_array_equal(got, vecs)
+    cache.put("fp", "passage", [text_key("new")], np.ones((1, 8), np.float32))
+    assert len(shards(tmp_path)) < 17  # the 16 small ones (one tier) were merged
+    found, got = EmbeddingCache(tmp_path).get("fp", "passage", keys)
+    assert found.all()
+    np.testing.assert_array_equal(got, vecs)
+
+
 def test_cache_default_dir_and_unwritable_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("ECI_CACHE_DIR", str(tmp_path / "env-cache"))
     assert EmbeddingCache().directory == tmp_path / "env-cache"

@@ -1098,7 +1098,18 @@ class EncoderCallCounter:
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,120}")
 _NORMALISED_KINDS = ("query", "passage")
-_MAX_SHARDS = 16  # compact a (fingerprint, kind) directory when it holds more shards than this
+# Compaction (size-tiered, like an LSM tree): a shard of at least _SHARD_BYTES is "full" and never
+# rewritten; smaller shards are grouped in tiers by size (tier t holds sizes in
+# [_FANIN**t, _FANIN**(t+1)) bytes), and as soon as a tier holds _FANIN shards they are merged into
+# one, which lands in a higher tier (or is full). A row is therefore rewritten at most
+# log_FANIN(_SHARD_BYTES / first shard size) times, whatever the cache size: the bytes read and
+# written grow linearly with the rows cached, a merge holds at most about 2 * _SHARD_BYTES of
+# vectors, and a folder holds about size / _SHARD_BYTES full shards plus at most (_FANIN - 1) per
+# tier. Only shards this cache wrote or read from its main directory are merged;
+# the decision uses the in-memory list of them (no folder listing per put).
+_SHARD_BYTES = 64 << 20
+_FANIN = 8
+_INDEX_BLOCK_BYTES = 32 << 20  # the in-memory index grows in blocks of this size (no regrow copy)
 _FLUSH_ROWS = 2048  # embed() writes a shard at least every this many newly encoded rows
 
 
@@ -1188,24 +1199,46 @@ def _write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
 
 
 class _Index:
-    """In-memory table of one (fingerprint, kind): key → row of a growing float32 matrix."""
+    """In-memory table of one (fingerprint, kind): key → row of a growing float32 matrix.
 
-    __slots__ = ("rows", "mat", "n", "loaded")
+    The matrix is a list of fixed-size blocks (``_INDEX_BLOCK_BYTES`` each), so growing it never
+    copies the rows already held. ``small`` maps the main directory's shards below
+    ``_SHARD_BYTES`` (written or read by this cache) to their size: the compaction candidates.
+    """
+
+    __slots__ = ("rows", "blocks", "block_rows", "dim", "n", "loaded", "small")
 
     def __init__(self) -> None:
         self.rows: dict[bytes, int] = {}
-        self.mat: np.ndarray | None = None
+        self.blocks: list[np.ndarray] = []
+        self.block_rows = 0
+        self.dim: int | None = None
         self.n = 0
         self.loaded: set[str] = set()
-
-    @property
-    def dim(self) -> int | None:
-        return None if self.mat is None else self.mat.shape[1]
+        self.small: dict[str, int] = {}
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Row of each key, -1 where absent."""
         get = self.rows.get
         return np.fromiter((get(x, -1) for x in keys.tolist()), dtype=np.int64, count=len(keys))
+
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        """``(len(rows), dim)`` float32 copy of the given rows (all >= 0)."""
+        out = np.empty((len(rows), self.dim or 0), dtype=np.float32)
+        if not len(rows):
+            return out
+        b = rows // self.block_rows
+        if len(self.blocks) == 1 or (b == b[0]).all():
+            out[:] = self.blocks[int(b[0])][rows - int(b[0]) * self.block_rows]
+            return out
+        order = np.argsort(b, kind="stable")
+        sb = b[order]
+        cuts = np.flatnonzero(np.diff(sb)) + 1
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(sb)]):
+            j = int(sb[lo])
+            sel = order[lo:hi]
+            out[sel] = self.blocks[j][rows[sel] - j * self.block_rows]
+        return out
 
     def add(self, keys: np.ndarray, vecs: np.ndarray) -> np.ndarray:
         """Adds entries whose key is new; returns the mask of the ones added."""
@@ -1219,14 +1252,25 @@ class _Index:
         m = int(new.sum())
         if m == 0:
             return new
-        if self.mat is None:
-            self.mat = np.empty((max(m, 1024), vecs.shape[1]), dtype=np.float32)
-        elif self.n + m > self.mat.shape[0]:
-            capacity = max(self.n + m, 2 * self.mat.shape[0])
-            grown = np.empty((capacity, self.mat.shape[1]), dtype=np.float32)
-            grown[: self.n] = self.mat[: self.n]
-            self.mat = grown
-        self.mat[self.n : self.n + m] = vecs[new]
+        if self.dim is None:
+            self.dim = int(vecs.shape[1])
+            self.block_rows = max(1024, _INDEX_BLOCK_BYTES // (4 * max(self.dim, 1)))
+        src = vecs[new]
+        done = 0
+        while done < m:
+            j, off = divmod(self.n + done, self.block_rows)
+            if j == len(self.blocks):
+                # the first block only as large as needed (small caches stay small)
+                size = self.block_rows if j else min(self.block_rows, max(m, 1024))
+                self.blocks.append(np.empty((size, self.dim), dtype=np.float32))
+            blk = self.blocks[j]
+            if blk.shape[0] < self.block_rows and off + (m - done) > blk.shape[0]:
+                grown = np.empty((self.block_rows, self.dim), dtype=np.float32)  # first block only
+                grown[:off] = blk[:off]
+                self.blocks[j] = blk = grown
+            take = min(m - done, blk.shape[0] - off)
+            blk[off : off + take] = src[done : done + take]
+            done += take
         for i, k in enumerate(keys[new].tolist()):
             self.rows[k] = self.n + i
         self.n += m
@@ -1240,9 +1284,17 @@ class EmbeddingCache:
     with ``keys`` (``S40``: sha1 hex of the text), ``vecs`` (float16 or float32 ``(n, d)``),
     ``fingerprint`` and ``kind`` (``S`` scalars, checked on read: a shard written for another
     fingerprint is ignored). Shards are read with ``allow_pickle=False`` and written atomically
-    (temporary file + ``os.replace``); new entries go to a new shard and a folder holding more
-    than 16 shards is compacted into one. An unreadable shard triggers a warning, is renamed
-    ``*.corrupt`` (main directory only) and its entries are recomputed.
+    (temporary file + ``os.replace``); new entries go to a new shard. Compaction is size-tiered:
+    shards under ``_SHARD_BYTES`` (64 MiB) are grouped by size in tiers of factor ``_FANIN`` (8:
+    sizes in [8**t, 8**(t+1)) bytes), a tier holding 8 shards is merged into one, and shards of
+    64 MiB or more are never rewritten. So caching N vectors reads and writes O(N) bytes (each
+    row is rewritten at most log_8(64 MiB / first shard size) times: twice for ``embed``'s
+    2,048-row puts of 256-d float32), a merge reads less than 128 MiB of shards, and a folder
+    holds about size / 64 MiB shards plus at most 7 per tier. Lookups go through an in-memory
+    key → row table, so their cost does not depend on the number of shards. Caches written by
+    earlier versions (one compacted shard plus up to 16 small ones, the same file format) are
+    read as they are and join the tiers; no migration is needed. An unreadable shard triggers a warning, is
+    renamed ``*.corrupt`` (main directory only) and its entries are recomputed.
 
     ``readonly_dirs`` (same layout, e.g. a data set's shipped ``embeddings/`` folder) are
     searched after ``directory`` and never written. ``dtype`` (``"float32"`` default or
@@ -1308,6 +1360,8 @@ class EmbeddingCache:
                 continue
             if len(keys):
                 index.add(keys, vecs)
+            if writable:
+                self._track_small(index, shard)
 
     @staticmethod
     def _report_corrupt(shard: Path, why: str, writable: bool) -> None:
@@ -1322,6 +1376,16 @@ class EmbeddingCache:
                 os.replace(shard, shard.with_name(shard.name + ".corrupt"))
             except OSError:
                 pass
+
+    @staticmethod
+    def _track_small(index: _Index, shard: Path) -> None:
+        """Records a main-directory shard below ``_SHARD_BYTES`` as a compaction candidate."""
+        try:
+            size = shard.stat().st_size
+        except OSError:
+            return
+        if size < _SHARD_BYTES:
+            index.small[str(shard)] = size
 
     def _index(self, fingerprint: str, kind: str) -> _Index:
         key = (fingerprint, kind)
@@ -1354,9 +1418,9 @@ class EmbeddingCache:
                 if index.n != before:
                     rows = index.lookup(k)
             found = rows >= 0
-            if index.mat is None:
+            if index.dim is None:
                 return found, np.zeros((0, 0), dtype=np.float32)
-            return found, index.mat[rows[found]]
+            return found, index.gather(rows[found])
 
     def put(
         self, fingerprint: str, kind: str, keys: Sequence[str] | np.ndarray, vecs: np.ndarray
@@ -1393,6 +1457,7 @@ class EmbeddingCache:
                         kind=np.array(kind.encode("utf-8")),
                     )
                     index.loaded.add(str(folder / name))
+                    self._track_small(index, folder / name)
                     self._maybe_compact(fingerprint, kind)
                 except OSError as err:
                     self._write_failed = True
@@ -1404,40 +1469,83 @@ class EmbeddingCache:
                     )
             return m
 
+    @staticmethod
+    def _tier(size: int) -> int:
+        """Size tier of a small shard: ``floor(log_FANIN(size))``."""
+        t = 0
+        bound = _FANIN
+        while size >= bound:
+            t += 1
+            bound *= _FANIN
+        return t
+
     def _maybe_compact(self, fingerprint: str, kind: str) -> None:
-        folder = self.shard_dir(fingerprint, kind)
-        shards = sorted(folder.glob("*.npz"))
-        if len(shards) <= _MAX_SHARDS:
+        """Merges ``_FANIN`` small shards of one size tier into one, repeatedly (cascading).
+
+        Works from the index's list of small shards (no folder listing). A merge takes the
+        tier's oldest shards (by name, which starts with the write time) and stops adding once
+        ``_SHARD_BYTES`` are gathered, so its output is a full shard or a shard of a higher tier.
+        """
+        index = self._indexes.get((fingerprint, kind))
+        if index is None:
             return
+        while True:
+            tiers: dict[int, list[str]] = {}
+            for path, size in index.small.items():
+                tiers.setdefault(self._tier(size), []).append(path)
+            ready = [t for t, paths in tiers.items() if len(paths) >= _FANIN]
+            if not ready:
+                return
+            group, total = [], 0
+            for path in sorted(tiers[min(ready)]):
+                group.append(path)
+                total += index.small[path]
+                if len(group) == _FANIN or total >= _SHARD_BYTES:
+                    break
+            self._merge(fingerprint, kind, index, [Path(p) for p in group])
+
+    def _merge(self, fingerprint: str, kind: str, index: _Index, group: list[Path]) -> None:
+        """Rewrites the shards ``group`` as one shard and deletes them.
+
+        Every shard of ``group`` leaves the candidate list (so the caller's loop ends); a shard
+        that vanished (merged by another process) or is unusable is skipped, and a lone usable
+        one is kept as it is and stays a candidate.
+        """
         keys_l, vecs_l, used = [], [], []
-        for shard in shards:
+        for shard in group:
+            index.small.pop(str(shard), None)  # merged, vanished or unusable: no candidate now
             try:
                 got = _read_shard(shard, fingerprint, kind)
             except _ShardError:
-                continue  # reported when it was first read; leave it alone
+                continue  # e.g. merged meanwhile by another process; reported on first read
             if got is None or (vecs_l and got[1].shape[1] != vecs_l[0].shape[1]):
                 continue
             keys_l.append(got[0])
             vecs_l.append(got[1])
             used.append(shard)
         if len(used) < 2:
+            for shard in used:
+                self._track_small(index, shard)
             return
         keys = np.concatenate(keys_l)
         vecs = np.concatenate(vecs_l)
+        del keys_l, vecs_l  # at most two copies of the group's vectors alive at once
         _, first = np.unique(keys, return_index=True)
-        first.sort()
+        if len(first) < len(keys):  # the same key in two shards (e.g. two processes): keep one
+            first.sort()
+            keys, vecs = keys[first], vecs[first]
         store = self.dtype if kind in _NORMALISED_KINDS else np.dtype(np.float32)
-        name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.npz"
+        folder = self.shard_dir(fingerprint, kind)
+        path = folder / f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.npz"
         _write_npz_atomic(
-            folder / name,
-            keys=keys[first],
-            vecs=vecs[first].astype(store),
+            path,
+            keys=keys,
+            vecs=vecs.astype(store, copy=False),
             fingerprint=np.array(fingerprint.encode("utf-8")),
             kind=np.array(kind.encode("utf-8")),
         )
-        index = self._indexes.get((fingerprint, kind))
-        if index is not None:
-            index.loaded.add(str(folder / name))
+        index.loaded.add(str(path))
+        self._track_small(index, path)
         for shard in used:
             try:
                 shard.unlink()

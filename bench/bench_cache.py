@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Embedding-cache fill benchmark: ``EmbeddingCache.put`` in encoder-sized chunks, at scale.
+
+Fills an empty cache (a temporary folder unless ``--dir``) with ``--rows`` random ``--dim``-d
+float32 vectors (kind ``passage``, keys ``text_key("synthetic passage <i>")``) in chunks of
+``--chunk`` rows, which is how :func:`embed` writes (a ``put`` every 2,048 newly encoded rows).
+Only the public API is used, so the same script measures an older checkout
+(``PYTHONPATH=/path/to/old``).
+
+Recorded: wall time of the fill (and a checkpoint every ``--every`` rows, to show whether the
+cost per row stays flat), peak RSS (``VmHWM``), bytes the process wrote and read (``wchar`` /
+``rchar`` of ``/proc/self/io``: every write and read call, page cache included), the files and
+bytes left on disk, and then in a fresh ``EmbeddingCache`` on the same folder: the time to look
+up every key (reading the shards) and a check that a sample of rows reads back equal.
+``--max-seconds`` stops the fill early (the old quadratic compaction) and records how far it got.
+
+Usage::
+
+    nice -n 10 python bench/bench_cache.py --rows 1000000 --dim 256
+    PYTHONPATH=/old/checkout nice -n 10 python bench/bench_cache.py --rows 300000 --max-seconds 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _proc_io() -> dict[str, int]:
+    out = {}
+    with open("/proc/self/io") as f:
+        for line in f:
+            k, v = line.split(":")
+            out[k.strip()] = int(v)
+    return out
+
+
+def _vm(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _chunk(rng: np.random.Generator, start: int, n: int, dim: int):
+    from eci_core.models.encoders import text_key
+
+    keys = [text_key(f"synthetic passage {i}") for i in range(start, start + n)]
+    vecs = rng.standard_normal((n, dim), dtype=np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    return keys, vecs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--chunk", type=int, default=2048, help="rows per put (embed's flush size)")
+    ap.add_argument("--dtype", default="float32", help="cache storage dtype")
+    ap.add_argument("--every", type=int, default=100_000, help="checkpoint interval (rows)")
+    ap.add_argument("--max-seconds", type=float, default=0.0, help="stop the fill after this")
+    ap.add_argument("--dir", default=None, help="cache folder (default: a temporary one)")
+    ap.add_argument("--json", default=None, help="save the numbers here")
+    args = ap.parse_args()
+
+    from eci_core.models.encoders import EmbeddingCache
+
+    tmp = None
+    if args.dir is None:
+        tmp = tempfile.mkdtemp(prefix="eci-bench-cache-")
+        folder = Path(tmp)
+    else:
+        folder = Path(args.dir)
+    res: dict = {
+        "rows": args.rows, "dim": args.dim, "chunk": args.chunk, "dtype": args.dtype,
+        "machine": f"{platform.node()} {os.cpu_count()} CPUs", "loadavg_start": os.getloadavg(),
+        "checkpoints": [],
+    }
+    try:
+        rng = np.random.default_rng(0)
+        cache = EmbeddingCache(folder, dtype=args.dtype)
+        io0 = _proc_io()
+        t0 = time.perf_counter()
+        done, put_s, next_cp = 0, 0.0, args.every
+        while done < args.rows:
+            n = min(args.chunk, args.rows - done)
+            keys, vecs = _chunk(rng, done, n, args.dim)
+            tp = time.perf_counter()
+            cache.put("bench-fp", "passage", keys, vecs)
+            put_s += time.perf_counter() - tp
+            done += n
+            if done >= next_cp or done == args.rows:
+                io = _proc_io()
+                cp = {"rows": done, "s": round(time.perf_counter() - t0, 2),
+                      "put_s": round(put_s, 2),
+                      "written_mb": round((io["wchar"] - io0["wchar"]) / 2**20, 1),
+                      "rss_mb": round(_vm("VmRSS") / 2**20)}
+                res["checkpoints"].append(cp)
+                print(json.dumps(cp), flush=True)
+                next_cp += args.every
+            if args.max_seconds and time.perf_counter() - t0 > args.max_seconds:
+                break
+        io1 = _proc_io()
+        res.update(
+            rows_done=done, stopped_early=done < args.rows,
+            fill_s=round(time.perf_counter() - t0, 2), put_s=round(put_s, 2),
+            written_mb=round((io1["wchar"] - io0["wchar"]) / 2**20, 1),
+            read_mb=round((io1["rchar"] - io0["rchar"]) / 2**20, 1),
+            peak_rss_mb_fill=round(_vm("VmHWM") / 2**20),
+        )
+        files = [p for p in folder.rglob("*.npz")]
+        res["files"] = len(files)
+        res["disk_mb"] = round(sum(p.stat().st_size for p in files) / 2**20, 1)
+        res["data_mb"] = round(done * args.dim * np.dtype(args.dtype).itemsize / 2**20, 1)
+        del cache
+        # a new process's view: read the shards, look up every key, compare a sample
+        t1 = time.perf_counter()
+        fresh = EmbeddingCache(folder, dtype=args.dtype)
+        rng = np.random.default_rng(0)
+        start, ok, found_all = 0, True, True
+        while start < done:
+            n = min(args.chunk, done - start)
+            keys, vecs = _chunk(rng, start, n, args.dim)
+            found, got = fresh.get("bench-fp", "passage", keys)
+            found_all &= bool(found.all())
+            if start % (50 * args.chunk) == 0 and found.all():
+                ok &= bool(np.allclose(got, vecs, atol=1e-3 if args.dtype == "float16" else 0))
+            start += n
+        res["reopen_lookup_all_s"] = round(time.perf_counter() - t1, 2)
+        res["read_back_found_all"] = found_all
+        res["read_back_equal_sample"] = ok
+        res["peak_rss_mb"] = round(_vm("VmHWM") / 2**20)
+        res["loadavg_end"] = os.getloadavg()
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps({k: v for k, v in res.items() if k != "checkpoints"}, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
