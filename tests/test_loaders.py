@@ -1076,3 +1076,28 @@ def test_read_beir_texts_reads_every_passage(tmp_path, monkeypatch, mode):
     with pytest.raises(LoadError) as err:
         read_beir_texts(f)
     assert err.value.line == 2 and err.value.field == "text"
+
+
+def test_corpus_read_in_many_blocks_keeps_the_needed_rows_and_reports_progress(tmp_path, monkeypatch, reader):
+    # 64-byte blocks: the corpus (9 lines, d99 unreferenced, a repeated d5 added) is read one
+    # or two lines a block, so the filter on the needed ids runs per block; same collection both modes
+    import eci_core.io.loaders as L
+
+    if reader != "fast":
+        pytest.skip("compares both modes itself")
+    d = tmp_path / "beir"
+    shutil.copytree(F / "beir", d)
+    with open(d / "corpus.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"_id": "d5", "title": "", "text": "a second d5: the first line wins"}\n')
+    monkeypatch.setattr(L, "_BLOCK_BYTES", 64)
+    fast, slow = _both(monkeypatch, [d])
+    assert fast == slow
+    monkeypatch.setenv("ECI_LOADER_FAST", "1")
+    calls = []
+    c, _ = load_paths([d], progress=lambda stage, done, total: calls.append((stage, done, total)))
+    size = (d / "corpus.jsonl").stat().st_size
+    corpus = [(done, total) for stage, done, total in calls if stage == "reading corpus.jsonl"]
+    assert len(corpus) >= 9 and corpus[-1] == (size, size)
+    assert [x for x, _ in corpus] == sorted(x for x, _ in corpus)
+    assert sorted(c.passage_ids) == ["d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8"]
+    assert c.passage_texts[list(c.passage_ids).index("d5")].startswith("Dogs are loyal")

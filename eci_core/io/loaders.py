@@ -1475,7 +1475,8 @@ def _blocks(path: Path, where: list | None = None) -> Iterator[bytes]:
     """The decompressed file in blocks of whole lines (about 4 MiB each, BOM removed), so a
     vectorised reader never holds the whole text. Raises :class:`_NotFast` where the per-line
     reader must decide: a lone CR, a line over the limit, an empty file, a gzip problem. When
-    ``where`` is given, ``where[:] = [first line, byte offset, gzip?]`` of the block yielded."""
+    ``where`` is given, ``where[:] = [first line, byte offset, gzip?, bytes of the file on disk
+    read so far]`` of the block yielded."""
     max_line = _limits().max_line_bytes
     try:
         f, raw, gz = _open_bytes(path)
@@ -1501,7 +1502,7 @@ def _blocks(path: Path, where: list | None = None) -> Iterator[bytes]:
                     start += 3
                 first = False
             if where is not None:
-                where[:] = [line, start, gz]
+                where[:] = [line, start, gz, raw.tell()]
             if b.find(b"\r") >= 0 and b.count(b"\r") != b.count(b"\r\n"):
                 raise _NotFast((line, start, b, gz))
             if len(b) > max_line:
@@ -1536,12 +1537,14 @@ def _use_system_pool() -> None:
         pa.set_memory_pool(pa.system_memory_pool())
 
 
-def _arrow_tables(path: Path, read: Callable[[bytes], Any]) -> Iterator[Any]:
-    """``read(block)`` per block, each checked to hold one row per line (row i = line i + 1)."""
+def _arrow_tables(path: Path, read: Callable[[bytes], Any], progress: Progress | None = None) -> Iterator[Any]:
+    """``read(block)`` per block, each checked to hold one row per line (row i = line i + 1);
+    ``progress("reading <name>", bytes on disk read, file size)`` after each block."""
     import pyarrow as pa
 
     _use_system_pool()
 
+    total = os.path.getsize(path) if progress else 0
     where: list = []
     for b in _blocks(path, where):
         block = (where[0], where[1], b, where[2])
@@ -1551,6 +1554,8 @@ def _arrow_tables(path: Path, read: Callable[[bytes], Any]) -> Iterator[Any]:
             raise _NotFast(block) from None
         if t.num_rows != _n_lines(b):
             raise _NotFast(block)
+        if progress:
+            progress(f"reading {path.name}", min(where[3], total), total)
         yield t
 
 
@@ -1880,29 +1885,34 @@ _PY_SPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
 _PY_BLANK_RE = "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in _PY_SPACE) + "]*$"
 
 
-def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_title: bool) -> ArrowTextMap | None:
+def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_title: bool,
+                     progress: Progress | None = None) -> ArrowTextMap | None:
     """:func:`_read_beir_jsonl` with pyarrow's JSON reader, block by block, or None to let the
     per-line reader decide. The texts of the needed rows stay in Arrow (one string block per file
     block, shared with the collection that adds them): only the ids become Python strings. When
     ``needed`` is a dict (id -> the same id), its string objects are the ids of the result (no
     second copy of the ids); None keeps every id."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     _use_system_pool()
-    value_set = None if needed is None else _str_arrow(list(needed))
     id_blocks: list = []
     blocks: list = []
     rows = 0
     try:
-        for t in _arrow_tables(path, _read_json_block):
+        for t in _arrow_tables(path, _read_json_block, progress):
             rows += t.num_rows
             if "_id" not in t.column_names or "text" not in t.column_names:
                 return None
             ids = _arrow_ids(t.column("_id").combine_chunks())
             if ids is None:
                 return None
-            keep = None if value_set is None else pc.is_in(ids, value_set=value_set)
+            # membership in ``needed`` by Python hashing, O(rows in the block): pc.is_in would
+            # rebuild its hash table of every needed id for each 4 MiB block, O(blocks x ids),
+            # quadratic in the corpus size (523 s of a 1M-query load, BENCHMARKS.md "Loading")
+            keep = None if needed is None else _bool_arrow(
+                np.fromiter(map(needed.__contains__, ids.to_pylist()), dtype=bool, count=len(ids)))
 
             def kept(col, keep=keep):
                 return col if keep is None else pc.filter(col, keep)
@@ -1982,10 +1992,11 @@ def _read_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_
     """``{_id, title?, text}`` lines of a BEIR corpus/queries file, keeping only ``needed`` ids
     (None: every id): an :class:`ArrowTextMap` from the vectorised reader, else a dict."""
     if _fast(_size(path), FAST_MIN_TEXT_BYTES):
-        out = _fast_beir_jsonl(path, needed, with_title)
+        out = _fast_beir_jsonl(path, needed, with_title, progress)
         if out is not None:
-            if progress:
-                progress(f"reading {path.name}", 1, 1)
+            if progress:  # done (the blocks reported their progress on the way)
+                n = os.path.getsize(path)
+                progress(f"reading {path.name}", n, n)
             return out
     spath = str(path)
     out: dict[str, str] = {}
