@@ -11,7 +11,8 @@ Recorded: wall time of the fill (and a checkpoint every ``--every`` rows, to sho
 cost per row stays flat), peak RSS (``VmHWM``), bytes the process wrote and read (``wchar`` /
 ``rchar`` of ``/proc/self/io``: every write and read call, page cache included), the files and
 bytes left on disk, and then in a fresh ``EmbeddingCache`` on the same folder: the time to look
-up every key (reading the shards) and a check that a sample of rows reads back equal.
+up every key (reading the shards; one ``get`` per chunk) and a check that a sample of rows reads
+back equal. ``--memory-mb`` sets the cache's in-memory budget (vectors beyond it stay on disk).
 ``--max-seconds`` stops the fill early (the old quadratic compaction) and records how far it got.
 
 Usage::
@@ -68,6 +69,8 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", help="cache storage dtype")
     ap.add_argument("--every", type=int, default=100_000, help="checkpoint interval (rows)")
     ap.add_argument("--max-seconds", type=float, default=0.0, help="stop the fill after this")
+    ap.add_argument("--memory-mb", type=float, default=None,
+                    help="EmbeddingCache(memory_mb=...) (branch cachefix on; default: its default)")
     ap.add_argument("--dir", default=None, help="cache folder (default: a temporary one)")
     ap.add_argument("--json", default=None, help="save the numbers here")
     args = ap.parse_args()
@@ -87,7 +90,9 @@ def main() -> None:
     }
     try:
         rng = np.random.default_rng(0)
-        cache = EmbeddingCache(folder, dtype=args.dtype)
+        opts = {} if args.memory_mb is None else {"memory_mb": args.memory_mb}
+        res["memory_mb"] = args.memory_mb
+        cache = EmbeddingCache(folder, dtype=args.dtype, **opts)
         io0 = _proc_io()
         t0 = time.perf_counter()
         done, put_s, next_cp = 0, 0.0, args.every
@@ -124,7 +129,7 @@ def main() -> None:
         del cache
         # a new process's view: read the shards, look up every key, compare a sample
         t1 = time.perf_counter()
-        fresh = EmbeddingCache(folder, dtype=args.dtype)
+        fresh = EmbeddingCache(folder, dtype=args.dtype, **opts)
         rng = np.random.default_rng(0)
         start, ok, found_all = 0, True, True
         while start < done:

@@ -385,6 +385,54 @@ def test_cache_many_puts_cost_linear_io_and_files(tmp_path, monkeypatch):
     np.testing.assert_array_equal(got, vecs)
     assert EmbeddingCache(tmp_path).count("fp", "passage") == len(keys)
 
+def test_cache_memory_budget_keeps_vectors_on_disk_and_reads_them_back(tmp_path, monkeypatch):
+    """Beyond ``memory_mb`` the cache holds keys only and reads vectors from their shards (also
+    after merges moved them, and when another process merged the shards away meanwhile)."""
+    from eci_core.models import encoders as E
+
+    monkeypatch.setattr(E, "_SHARD_BYTES", 16 << 10)
+    monkeypatch.setattr(E, "_FANIN", 3)
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((3000, 16)).astype(np.float32)
+    keys = [text_key(f"t{i}") for i in range(3000)]
+    budget_rows = 500  # 500 rows x 16 x 4 bytes
+    a = EmbeddingCache(tmp_path, memory_mb=budget_rows * 64 / 2**20)
+    for i in range(0, 1500, 25):
+        a.put("fp", "passage", keys[i : i + 25], vecs[i : i + 25])
+    index = a._indexes[("fp", "passage")]
+    assert index.n <= budget_rows and len(index.rows) == 1500  # the rest is on disk only
+    order = rng.permutation(1500)
+    found, got = a.get("fp", "passage", [keys[i] for i in order])
+    assert found.all()
+    np.testing.assert_array_equal(got, vecs[order])
+    # another process: keys only (budget 0), then `a` merges the shards it points to away
+    b = EmbeddingCache(tmp_path, memory_mb=0)
+    assert b.count("fp", "passage") == 1500 and b._indexes[("fp", "passage")].n == 0
+    for i in range(1500, 3000, 25):
+        a.put("fp", "passage", keys[i : i + 25], vecs[i : i + 25])
+    found, got = b.get("fp", "passage", keys)
+    assert found.all()
+    np.testing.assert_array_equal(got, vecs)
+    found, got = a.get("fp", "passage", keys[::-1])
+    assert found.all()
+    np.testing.assert_array_equal(got, vecs[::-1])
+
+
+def test_cache_float16_keeps_this_process_vectors_exact_under_a_budget(tmp_path):
+    """A float16 shard rounds the vectors, so with ``dtype="float16"`` the vectors put by this
+    process stay in memory (exact) whatever the budget; a new process reads the rounded ones."""
+    rng = np.random.default_rng(4)
+    vecs = rng.standard_normal((40, 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    keys = [text_key(str(i)) for i in range(40)]
+    cache = EmbeddingCache(tmp_path, dtype="float16", memory_mb=0)
+    cache.put("fp", "query", keys, vecs)
+    np.testing.assert_array_equal(cache.get("fp", "query", keys)[1], vecs)
+    again = EmbeddingCache(tmp_path, dtype="float16", memory_mb=0).get("fp", "query", keys)[1]
+    np.testing.assert_allclose(again, vecs, atol=2e-3)
+    with pytest.raises(ValueError, match="memory_mb"):
+        EmbeddingCache(tmp_path, memory_mb=-1)
+
 
 def test_cache_lookup_does_not_scan_shards(tmp_path, monkeypatch):
     """A lookup whose keys are all cached reads no file and lists no folder, however many

@@ -1110,6 +1110,7 @@ _NORMALISED_KINDS = ("query", "passage")
 _SHARD_BYTES = 64 << 20
 _FANIN = 8
 _INDEX_BLOCK_BYTES = 32 << 20  # the in-memory index grows in blocks of this size (no regrow copy)
+_MEMORY_MB = 1024  # default: vectors held in memory per (fingerprint, kind); the rest stay on disk
 _FLUSH_ROWS = 2048  # embed() writes a shard at least every this many newly encoded rows
 
 
@@ -1183,6 +1184,73 @@ def _read_shard(path: Path, fingerprint: str, kind: str) -> tuple[np.ndarray, np
     return keys, vecs
 
 
+def _read_shard_rows(
+    path: Path, fingerprint: str, kind: str, keys: np.ndarray
+) -> np.ndarray | None:
+    """float32 vectors of ``keys`` (all in the shard) read from ``path``; ``None`` if it is gone,
+    unreadable, of another fingerprint or lacks one of the keys.
+
+    Reads the shard's keys, then only the wanted rows of its ``vecs`` member through a
+    read-only memory map of the (uncompressed) npz member; falls back to reading the shard.
+    Nothing is unpickled: the member's header must describe a C-order 2-D float16/float32 array.
+    """
+    import struct
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not {"keys", "vecs", "fingerprint", "kind"} <= set(z.files):
+                return None
+            fp, kd, skeys = z["fingerprint"], z["kind"], z["keys"]
+        if fp.dtype.kind != "S" or kd.dtype.kind != "S" or fp.size != 1 or kd.size != 1:
+            return None
+        if (fp.item().decode("utf-8", "replace"), kd.item().decode("utf-8", "replace")) != (
+            fingerprint,
+            kind,
+        ):
+            return None
+        if skeys.ndim != 1 or skeys.dtype != np.dtype("S40") or not len(skeys):
+            return None
+        korder = np.argsort(skeys)
+        pos = korder[np.minimum(np.searchsorted(skeys, keys, sorter=korder), len(skeys) - 1)]
+        if not (skeys[pos] == keys).all():
+            return None
+        mm = None
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo("vecs.npy")
+        if info.compress_type == zipfile.ZIP_STORED:
+            with open(path, "rb") as f:
+                f.seek(info.header_offset)
+                head = f.read(30)
+                if head[:4] == b"PK\x03\x04":
+                    name_len, extra_len = struct.unpack("<HH", head[26:30])
+                    f.seek(info.header_offset + 30 + name_len + extra_len)
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape, fortran, dt = np.lib.format.read_array_header_1_0(f)
+                    else:
+                        shape, fortran, dt = np.lib.format.read_array_header_2_0(f)
+                    if (not fortran and len(shape) == 2 and shape[0] == len(skeys)
+                            and dt in (np.dtype("<f2"), np.dtype("<f4"))):
+                        mm = np.memmap(path, dtype=dt, mode="r", offset=f.tell(), shape=shape)
+        if mm is not None:
+            stored = mm.dtype
+            vecs = np.asarray(mm[pos], dtype=np.float32)
+            del mm
+        else:  # pragma: no cover - shards written by np.savez are stored uncompressed
+            got = _read_shard(path, fingerprint, kind)
+            if got is None:
+                return None
+            return got[1][pos]
+    except Exception:  # gone (merged by another process), truncated, malformed: not usable
+        return None
+    if not np.isfinite(vecs).all():
+        return None
+    if kind in _NORMALISED_KINDS and stored == np.float16:
+        vecs = l2_normalize(vecs)  # as _read_shard does
+    return vecs
+
+
 def _write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
     """``np.savez`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1199,31 +1267,49 @@ def _write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
 
 
 class _Index:
-    """In-memory table of one (fingerprint, kind): key → row of a growing float32 matrix.
+    """Table of one (fingerprint, kind): key → row of an in-memory float32 matrix, or → shard.
 
-    The matrix is a list of fixed-size blocks (``_INDEX_BLOCK_BYTES`` each), so growing it never
-    copies the rows already held. ``small`` maps the main directory's shards below
-    ``_SHARD_BYTES`` (written or read by this cache) to their size: the compaction candidates.
+    ``rows[key]`` is a row (>= 0) of the matrix, a list of fixed-size blocks
+    (``_INDEX_BLOCK_BYTES`` each, so growing it never copies the rows already held), or
+    ``-2 - sid`` for an entry kept on disk only, in the shard ``shards[sid]`` (read on demand by
+    :meth:`EmbeddingCache.get`). Vectors are held in memory while ``n * dim * 4`` stays within
+    ``memory_bytes``. ``small`` maps the main directory's shards below ``_SHARD_BYTES`` (written
+    or read by this cache) to their size: the compaction candidates.
     """
 
-    __slots__ = ("rows", "blocks", "block_rows", "dim", "n", "loaded", "small")
+    __slots__ = ("rows", "blocks", "block_rows", "dim", "n", "loaded", "small", "shards",
+                 "sid_of", "memory_bytes")
 
-    def __init__(self) -> None:
+    def __init__(self, memory_bytes: int) -> None:
         self.rows: dict[bytes, int] = {}
         self.blocks: list[np.ndarray] = []
         self.block_rows = 0
         self.dim: int | None = None
-        self.n = 0
+        self.n = 0  # rows held in memory
         self.loaded: set[str] = set()
         self.small: dict[str, int] = {}
+        self.shards: list[str] = []
+        self.sid_of: dict[str, int] = {}
+        self.memory_bytes = memory_bytes
+
+    def _code(self, shard: str) -> int:
+        sid = self.sid_of.get(shard)
+        if sid is None:
+            sid = self.sid_of[shard] = len(self.shards)
+            self.shards.append(shard)
+        return -2 - sid
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
-        """Row of each key, -1 where absent."""
+        """Row of each key (>= 0 in memory, <= -2 on disk), -1 where absent."""
         get = self.rows.get
         return np.fromiter((get(x, -1) for x in keys.tolist()), dtype=np.int64, count=len(keys))
 
+    def fits(self, m: int, dim: int) -> bool:
+        """Whether ``m`` more vectors of dimension ``dim`` stay within the memory budget."""
+        return (self.n + m) * dim * 4 <= self.memory_bytes
+
     def gather(self, rows: np.ndarray) -> np.ndarray:
-        """``(len(rows), dim)`` float32 copy of the given rows (all >= 0)."""
+        """``(len(rows), dim)`` float32 copy of the given in-memory rows (all >= 0)."""
         out = np.empty((len(rows), self.dim or 0), dtype=np.float32)
         if not len(rows):
             return out
@@ -1240,21 +1326,34 @@ class _Index:
             out[sel] = self.blocks[j][rows[sel] - j * self.block_rows]
         return out
 
-    def add(self, keys: np.ndarray, vecs: np.ndarray) -> np.ndarray:
-        """Adds entries whose key is new; returns the mask of the ones added."""
+    def new_mask(self, keys: np.ndarray) -> np.ndarray:
+        """Mask of the keys not in the table (the first of duplicates inside ``keys``)."""
         new = np.fromiter((k not in self.rows for k in keys.tolist()), dtype=bool, count=len(keys))
-        # duplicates inside one batch: keep the first
         if new.any():
             _, first = np.unique(keys, return_index=True)
             dup = np.ones(len(keys), dtype=bool)
             dup[first] = False
             new &= ~dup
+        return new
+
+    def add(self, keys: np.ndarray, vecs: np.ndarray, shard: str | None = None) -> np.ndarray:
+        """Adds entries whose key is new; returns the mask of the ones added.
+
+        They are held in memory when they fit the budget or ``shard`` is ``None`` (nothing on
+        disk to read them back from), else recorded as entries of ``shard``.
+        """
+        new = self.new_mask(keys)
         m = int(new.sum())
         if m == 0:
             return new
         if self.dim is None:
             self.dim = int(vecs.shape[1])
             self.block_rows = max(1024, _INDEX_BLOCK_BYTES // (4 * max(self.dim, 1)))
+        if shard is not None and not self.fits(m, self.dim):
+            code = self._code(shard)
+            for k in keys[new].tolist():
+                self.rows[k] = code
+            return new
         src = vecs[new]
         done = 0
         while done < m:
@@ -1276,6 +1375,17 @@ class _Index:
         self.n += m
         return new
 
+    def moved(self, keys: np.ndarray, old: set[str], new_path: str) -> None:
+        """Points the on-disk entries of ``keys`` held in shards ``old`` to ``new_path``."""
+        old_codes = {-2 - self.sid_of[p] for p in old if p in self.sid_of}
+        if not old_codes:
+            return
+        code = self._code(new_path)
+        rows = self.rows
+        for k in keys.tolist():
+            if rows.get(k, 0) in old_codes:
+                rows[k] = code
+
 
 class EmbeddingCache:
     """On-disk cache of embeddings (and cross-encoder scores), keyed by model and text.
@@ -1291,7 +1401,11 @@ class EmbeddingCache:
     row is rewritten at most log_8(64 MiB / first shard size) times: twice for ``embed``'s
     2,048-row puts of 256-d float32), a merge reads less than 128 MiB of shards, and a folder
     holds about size / 64 MiB shards plus at most 7 per tier. Lookups go through an in-memory
-    key → row table, so their cost does not depend on the number of shards. Caches written by
+    key → row table, so their cost does not depend on the number of shards. Vectors are held in
+    memory up to ``memory_mb`` (default 1024 MiB) per (fingerprint, kind); beyond it the table
+    keeps only the key and its shard, and ``get`` reads the wanted rows from the shard through a
+    read-only memory map of its (uncompressed) ``vecs`` member (vectors put by this process into
+    a float16 cache stay in memory: the shard holds them rounded). Caches written by
     earlier versions (one compacted shard plus up to 16 small ones, the same file format) are
     read as they are and join the tiers; no migration is needed. An unreadable shard triggers a warning, is
     renamed ``*.corrupt`` (main directory only) and its entries are recomputed.
@@ -1309,6 +1423,7 @@ class EmbeddingCache:
         directory: str | os.PathLike | None = None,
         readonly_dirs: Iterable[str | os.PathLike] = (),
         dtype: str | np.dtype = "float32",
+        memory_mb: float = _MEMORY_MB,
     ):
         if isinstance(readonly_dirs, (str, os.PathLike)):
             readonly_dirs = (readonly_dirs,)
@@ -1320,6 +1435,9 @@ class EmbeddingCache:
         if dt not in (np.float16, np.float32):
             raise ValueError(f"dtype={dtype!r}: use 'float32' (default) or 'float16'")
         self.dtype = dt
+        if not memory_mb >= 0:
+            raise ValueError(f"memory_mb={memory_mb!r}: use a size in MiB >= 0 (e.g. 1024)")
+        self.memory_bytes = int(memory_mb * 2**20)
         self._indexes: dict[tuple[str, str], _Index] = {}
         self._lock = threading.RLock()
         self._write_failed = False
@@ -1359,7 +1477,7 @@ class EmbeddingCache:
                 )
                 continue
             if len(keys):
-                index.add(keys, vecs)
+                index.add(keys, vecs, shard=skey)
             if writable:
                 self._track_small(index, shard)
 
@@ -1391,7 +1509,7 @@ class EmbeddingCache:
         key = (fingerprint, kind)
         index = self._indexes.get(key)
         if index is None:
-            index = _Index()
+            index = _Index(self.memory_bytes)
             self._load_dir(index, self.shard_dir(fingerprint, kind), fingerprint, kind, True)
             for ro in self.readonly_dirs:
                 ro_dir = self.shard_dir(fingerprint, kind, ro)
@@ -1406,26 +1524,75 @@ class EmbeddingCache:
         """``(found, vecs)``: boolean mask over ``keys`` and the float32 rows of the found ones.
 
         Shards written to the main directory by another process since the last read are picked
-        up when some keys are missing.
+        up when some keys are missing. Entries kept on disk only (beyond ``memory_mb``) are read
+        from their shards, one shard at a time.
         """
         k = _as_keys(keys)
         with self._lock:
             index = self._index(fingerprint, kind)
-            rows = index.lookup(k)
-            if (rows < 0).any():
-                before = index.n
-                self._load_dir(index, self.shard_dir(fingerprint, kind), fingerprint, kind, True)
-                if index.n != before:
-                    rows = index.lookup(k)
-            found = rows >= 0
-            if index.dim is None:
-                return found, np.zeros((0, 0), dtype=np.float32)
-            return found, index.gather(rows[found])
+            for attempt in range(2):
+                rows = index.lookup(k)
+                if (rows == -1).any():
+                    before = len(index.rows)
+                    self._load_dir(index, self.shard_dir(fingerprint, kind), fingerprint, kind, True)
+                    if len(index.rows) != before:
+                        rows = index.lookup(k)
+                found = rows != -1
+                if index.dim is None:
+                    return found, np.zeros((0, 0), dtype=np.float32)
+                frows = rows[found]
+                out = np.empty((len(frows), index.dim), dtype=np.float32)
+                mem = frows >= 0
+                if mem.all():
+                    return found, index.gather(frows)
+                out[mem] = index.gather(frows[mem])
+                if self._read_on_disk(index, fingerprint, kind, k[found], frows, out):
+                    return found, out
+                if attempt:  # changed again: the entries whose shard vanished count as misses
+                    keep = index.lookup(k[found]) != -1
+                    found[found] = keep
+                    return found, out[keep]
+                # a shard had vanished (merged by another process): its entries were dropped
+                # from the table; the second attempt re-reads the whole main folder (keys
+                # already known are skipped, the dropped ones found where they are now)
+                main = str(self.shard_dir(fingerprint, kind))
+                index.loaded = {p for p in index.loaded if str(Path(p).parent) != main}
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read_on_disk(
+        self, index: _Index, fingerprint: str, kind: str, keys: np.ndarray, rows: np.ndarray,
+        out: np.ndarray,
+    ) -> bool:
+        """Fills ``out`` where ``rows <= -2`` from those shards (only the rows wanted, through a
+        memory map); ``False`` if one was gone."""
+        disk = np.flatnonzero(rows <= -2)
+        codes = rows[disk]
+        order = np.argsort(codes, kind="stable")
+        sc = codes[order]
+        cuts = np.flatnonzero(np.diff(sc)) + 1
+        ok = True
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(sc)]):
+            sel = disk[order[lo:hi]]
+            path = index.shards[-2 - int(sc[lo])]
+            got = _read_shard_rows(Path(path), fingerprint, kind, keys[sel])
+            if got is not None:
+                out[sel] = got
+                continue
+            ok = False  # gone or changed: forget its entries, re-read the folder
+            index.small.pop(path, None)
+            code = int(sc[lo])
+            for key in [x for x, r in index.rows.items() if r == code]:
+                del index.rows[key]
+        return ok
 
     def put(
         self, fingerprint: str, kind: str, keys: Sequence[str] | np.ndarray, vecs: np.ndarray
     ) -> int:
-        """Stores entries (new keys only) in memory and as one new shard; returns how many."""
+        """Stores entries (new keys only) as one new shard; returns how many.
+
+        They are also held in memory while the (fingerprint, kind) holds less than
+        ``memory_mb`` of vectors there, or when the folder cannot be written.
+        """
         k = _as_keys(keys)
         v = np.asarray(vecs, dtype=np.float32)
         if v.ndim == 1:
@@ -1442,32 +1609,47 @@ class EmbeddingCache:
                     f"but the cache holds dimension {index.dim}: the fingerprint must change when "
                     f"the model changes (or delete {self.shard_dir(fingerprint, kind)})"
                 )
-            added = index.add(k, v)
+            added = index.new_mask(k)
             m = int(added.sum())
-            if m and not self._write_failed:
+            if not m:
+                return 0
+            k, v = k[added], v[added]
+            written: Path | None = None
+            if not self._write_failed:
                 store = self.dtype if kind in _NORMALISED_KINDS else np.dtype(np.float32)
                 folder = self.shard_dir(fingerprint, kind)
                 name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.npz"
                 try:
                     _write_npz_atomic(
                         folder / name,
-                        keys=k[added],
-                        vecs=v[added].astype(store),
+                        keys=k,
+                        vecs=v.astype(store),
                         fingerprint=np.array(fingerprint.encode("utf-8")),
                         kind=np.array(kind.encode("utf-8")),
                     )
-                    index.loaded.add(str(folder / name))
-                    self._track_small(index, folder / name)
+                    written = folder / name
+                except OSError as err:
+                    self._write_warning(err)
+            # a float16 shard does not hold the exact vectors: those stay in memory
+            exact = store == np.float32 if written is not None else False
+            index.add(k, v, shard=str(written) if written is not None and exact else None)
+            if written is not None:
+                index.loaded.add(str(written))
+                self._track_small(index, written)
+                try:
                     self._maybe_compact(fingerprint, kind)
                 except OSError as err:
-                    self._write_failed = True
-                    warnings.warn(
-                        f"cannot write the embedding cache in {self.directory} ({err}); embeddings "
-                        "are kept in memory only. Set ECI_CACHE_DIR to a writable folder.",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
+                    self._write_warning(err)
             return m
+
+    def _write_warning(self, err: OSError) -> None:
+        self._write_failed = True
+        warnings.warn(
+            f"cannot write the embedding cache in {self.directory} ({err}); embeddings "
+            "are kept in memory only. Set ECI_CACHE_DIR to a writable folder.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     @staticmethod
     def _tier(size: int) -> int:
@@ -1546,6 +1728,7 @@ class EmbeddingCache:
         )
         index.loaded.add(str(path))
         self._track_small(index, path)
+        index.moved(keys, {str(u) for u in used}, str(path))  # before the old files go
         for shard in used:
             try:
                 shard.unlink()
@@ -1555,7 +1738,7 @@ class EmbeddingCache:
     def count(self, fingerprint: str, kind: str) -> int:
         """Number of cached entries of ``(fingerprint, kind)`` (main + read-only dirs)."""
         with self._lock:
-            return self._index(fingerprint, kind).n
+            return len(self._index(fingerprint, kind).rows)
 
     def clear(self, fingerprint: str | None = None) -> int:
         """Deletes the main directory's shards (of one fingerprint, or all); returns files removed.
