@@ -178,3 +178,21 @@ def test_a_fast_load_does_not_import_pandas(tmp_path):
                          env={"PYTHONPATH": root, "ECI_LOADER_FAST": "1", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "60"]
+
+
+@pytest.mark.parametrize("n_keys", [0, 1, 3, 9, 30])
+def test_arrow_text_map_rows_and_missing_with_few_or_many_keys(n_keys):
+    # 20 ids; fewer than 10 keys hash the keys and probe the ids, more hash the ids: same answers,
+    # repeated keys included, the order of the keys kept, KeyError naming the first missing key
+    m = arrow_map({f"d{i}": f"text {i}" for i in range(0, 40, 2)}, block=3)
+    keys = [f"d{(7 * j) % 44}" for j in range(n_keys)]
+    keys += keys[:2]
+    want_missing = [k for k in keys if int(k[1:]) % 2 or int(k[1:]) >= 40]
+    assert m.missing(keys) == want_missing
+    present = [k for k in keys if k not in want_missing]
+    assert m.rows(present).tolist() == [int(k[1:]) // 2 for k in present]
+    assert [m.text_at(r) for r in m.rows(present).tolist()] == [f"text {k[1:]}" for k in present]
+    if want_missing:
+        with pytest.raises(KeyError) as e:
+            m.rows(keys)
+        assert e.value.args[0] == want_missing[0]
