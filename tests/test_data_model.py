@@ -196,3 +196,19 @@ def test_arrow_text_map_rows_and_missing_with_few_or_many_keys(n_keys):
         with pytest.raises(KeyError) as e:
             m.rows(keys)
         assert e.value.args[0] == want_missing[0]
+
+
+def test_text_column_rows_in_finds_the_reader_row_of_shared_texts():
+    # texts added as rows of a reader's blocks are found at that row; texts added as strings,
+    # or rows of another reader, are -1
+    m = arrow_map({f"d{i}": f"text {i}" for i in range(10)}, block=3)  # blocks of 3, 3, 3, 1
+    other = arrow_map({"x": "text 1"}, block=3)
+    col = TextColumn()
+    col.extend_rows(m, np.array([7, 0, 9, 4]))
+    col.extend(["text 2"])
+    col.extend_rows(other, np.array([0]))
+    col.extend_rows(m, np.array([5]))
+    assert list(col) == ["text 7", "text 0", "text 9", "text 4", "text 2", "text 1", "text 5"]
+    assert col.rows_in(m, np.arange(7)).tolist() == [7, 0, 9, 4, -1, -1, 5]
+    assert col.rows_in(other, np.array([5, 0, 6])).tolist() == [0, -1, -1]
+    assert col.rows_in(m, np.array([6, 3, 99])).tolist() == [5, 4, -1]

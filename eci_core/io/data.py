@@ -641,12 +641,16 @@ class TextColumn(Sequence):
             return out
         g = self._loc[idx[a]]
         kb = np.searchsorted(self._starts, g, side="right") - 1
+        # the reader's block number of each of this column's blocks (-1: not the reader's); one
+        # gather for all texts (a mask per block was O(blocks x texts): 7.5 s at 1M queries)
+        theirs = np.full(len(self._blocks), -1, dtype=np.int64)
         for j, b in enumerate(texts.blocks):
             k = self._block_no.get(id(b))
-            if k is None or self._blocks[k] is not b:
-                continue
-            m = kb == k
-            out[a[m]] = g[m] - self._starts[k] + texts.starts[j]
+            if k is not None and self._blocks[k] is b:
+                theirs[k] = j
+        jb = theirs[kb]
+        m = np.flatnonzero(jb >= 0)
+        out[a[m]] = g[m] - self._starts[kb[m]] + texts.starts[jb[m]]
         return out
 
     def truncate(self, n: int) -> None:
