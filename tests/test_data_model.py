@@ -178,3 +178,37 @@ def test_a_fast_load_does_not_import_pandas(tmp_path):
                          env={"PYTHONPATH": root, "ECI_LOADER_FAST": "1", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "60"]
+
+
+@pytest.mark.parametrize("n_keys", [0, 1, 3, 9, 30])
+def test_arrow_text_map_rows_and_missing_with_few_or_many_keys(n_keys):
+    # 20 ids; fewer than 10 keys hash the keys and probe the ids, more hash the ids: same answers,
+    # repeated keys included, the order of the keys kept, KeyError naming the first missing key
+    m = arrow_map({f"d{i}": f"text {i}" for i in range(0, 40, 2)}, block=3)
+    keys = [f"d{(7 * j) % 44}" for j in range(n_keys)]
+    keys += keys[:2]
+    want_missing = [k for k in keys if int(k[1:]) % 2 or int(k[1:]) >= 40]
+    assert m.missing(keys) == want_missing
+    present = [k for k in keys if k not in want_missing]
+    assert m.rows(present).tolist() == [int(k[1:]) // 2 for k in present]
+    assert [m.text_at(r) for r in m.rows(present).tolist()] == [f"text {k[1:]}" for k in present]
+    if want_missing:
+        with pytest.raises(KeyError) as e:
+            m.rows(keys)
+        assert e.value.args[0] == want_missing[0]
+
+
+def test_text_column_rows_in_finds_the_reader_row_of_shared_texts():
+    # texts added as rows of a reader's blocks are found at that row; texts added as strings,
+    # or rows of another reader, are -1
+    m = arrow_map({f"d{i}": f"text {i}" for i in range(10)}, block=3)  # blocks of 3, 3, 3, 1
+    other = arrow_map({"x": "text 1"}, block=3)
+    col = TextColumn()
+    col.extend_rows(m, np.array([7, 0, 9, 4]))
+    col.extend(["text 2"])
+    col.extend_rows(other, np.array([0]))
+    col.extend_rows(m, np.array([5]))
+    assert list(col) == ["text 7", "text 0", "text 9", "text 4", "text 2", "text 1", "text 5"]
+    assert col.rows_in(m, np.arange(7)).tolist() == [7, 0, 9, 4, -1, -1, 5]
+    assert col.rows_in(other, np.array([5, 0, 6])).tolist() == [0, -1, -1]
+    assert col.rows_in(m, np.array([6, 3, 99])).tolist() == [5, 4, -1]
