@@ -177,6 +177,29 @@ def test_second_embed_encodes_nothing_and_survives_new_cache(tmp_path):
     assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave nothing behind
 
 
+def test_fully_cached_embed_never_asks_the_encoder_for_its_device(tmp_path):
+    """A cache hit for every text must not pick a device (that imports torch: ~2 s of the
+    sample's cold start); the batch size is asked for only when something is encoded."""
+
+    class DeviceProbe(HashingEncoder):
+        asked = 0
+
+        @property
+        def embed_chunk(self) -> int:
+            DeviceProbe.asked += 1
+            return 2
+
+    enc = DeviceProbe()
+    cache = EmbeddingCache(tmp_path)
+    first = embed(enc, TEXTS, "passage", cache=cache)
+    assert DeviceProbe.asked == 1  # misses: asked once
+    again = embed(enc, TEXTS, "passage", cache=EmbeddingCache(tmp_path))
+    assert DeviceProbe.asked == 1  # all cached: not asked
+    np.testing.assert_array_equal(first, again)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        embed(enc, TEXTS, "passage", cache=cache, batch_size=0)
+
+
 def test_embed_dedupes_and_keeps_input_order(tmp_path):
     enc = EncoderCallCounter(HashingEncoder())
     cache = EmbeddingCache(tmp_path)

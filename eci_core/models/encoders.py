@@ -1904,12 +1904,15 @@ def _cached_compute(
     cache: EmbeddingCache | None,
     progress: Progress | None,
     stage: str,
-    batch_size: int,
+    batch_size: int | Callable[[], int],
     width: int | None,
     model_name: str,
 ) -> np.ndarray:
-    """Shared engine of :func:`embed` / :func:`cross_scores`: dedupe, look up, compute misses."""
-    if batch_size < 1:
+    """Shared engine of :func:`embed` / :func:`cross_scores`: dedupe, look up, compute misses.
+
+    ``batch_size`` may be a function, called only when there are misses (so a fully cached call
+    never asks the encoder for its device)."""
+    if not callable(batch_size) and batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r}: must be >= 1 (e.g. 64)")
     order, inverse = _unique(keys)
     ukeys = [keys[i] for i in order]
@@ -1926,6 +1929,8 @@ def _cached_compute(
         out[found] = hits
     total = len(miss)
     if total:
+        if callable(batch_size):
+            batch_size = max(1, int(batch_size()))
         # batches of similar length: less padding inside the model
         lengths = [_item_len(uitems[i]) for i in miss]
         miss = miss[np.argsort(lengths, kind="stable")]
@@ -1997,8 +2002,10 @@ def embed(
     if not texts:
         return np.zeros((0, int(getattr(encoder, "dim", 0))), dtype=np.float32)
     fn = encoder.encode_queries if kind == "query" else encoder.encode_passages
-    if batch_size is None:
-        batch_size = int(getattr(encoder, "embed_chunk", 64) or 64)
+    if batch_size is None:  # asked only when something is encoded: picking a device imports torch
+
+        def batch_size() -> int:
+            return int(getattr(encoder, "embed_chunk", 64) or 64)
 
     def compute(batch: list[str]) -> np.ndarray:
         vecs = np.asarray(fn(batch), dtype=np.float32)
