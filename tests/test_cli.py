@@ -157,3 +157,22 @@ def test_score_eci_sem_cap_and_device_options(capsys, tmp_path):
     code, out, err = run(capsys, "score", APP, "--encoder", "minilm", "--device", "tpu:0", "--no-progress")
     assert code == 2 and err.strip() == ("error: device='tpu:0': use 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a "
                                          "comma-separated list")
+
+
+def test_score_embedding_dtype_float16_is_close_to_float32(capsys, tmp_path, expected):
+    """--embedding-dtype float16 reaches score_collection: the per-source numbers move by half-float
+    rounding only (hashing vectors rounded to 11 significant bits), not by more."""
+    coll, _ = load_paths([APP])
+    half = score_collection(coll, HashingEncoder(), ECIConfig(n_bootstrap=200, seed=3), embedding_dtype="float16")
+    code, out, err = run(capsys, "score", APP, "--encoder", "hashing", "--json", "--bootstrap", "200", "--seed", "3",
+                         "--embedding-dtype", "float16", "--no-cache", "--no-progress")
+    assert code == 0, err
+    got = {s["name"]: s for s in json.loads(out)["sources"]}
+    for r in half.sources.itertuples():
+        assert got[r.name]["eci"] == pytest.approx(r.eci, abs=1e-12)
+    for r in expected.sources.itertuples():
+        assert got[r.name]["eci"] == pytest.approx(r.eci, abs=5e-3)
+        assert got[r.name]["n_negatives"] == r.n_negatives
+    with pytest.raises(SystemExit) as exc:
+        main(["score", APP, "--encoder", "hashing", "--embedding-dtype", "int8", "--no-progress"])
+    assert exc.value.code == 2 and "argument --embedding-dtype: invalid choice: 'int8'" in capsys.readouterr().err
