@@ -487,6 +487,24 @@ class TextColumn(Sequence):
             out.extend(got.tolist())
         return out
 
+    def arrow_chunks(self, size: int = _TAKE_BLOCK):
+        """The texts in order as Arrow string arrays of at most ``size`` texts each (taken from
+        the blocks, no Python string per text), then the list tail as a list of str (texts added
+        one by one; none when there are none). For vectorised readers (the lexicon's tokenizer)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        loc = self._loc
+        for lo in range(0, len(loc), size):
+            rows = loc[lo:lo + size]
+            k = np.searchsorted(self._starts, rows, side="right") - 1
+            bounds = np.flatnonzero(np.r_[True, k[1:] != k[:-1], True])
+            parts = [pc.take(self._blocks[int(k[a])], _ints_arrow(rows[a:b] - self._starts[int(k[a])]))
+                     for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
+            yield parts[0] if len(parts) == 1 else pa.concat_arrays([p.cast(pa.large_string()) for p in parts])
+        if self._tail:
+            yield list(self._tail)
+
     def _row_hashes(self, rows: np.ndarray) -> np.ndarray:
         """Python's ``hash`` of the UTF-8 bytes of the texts at store ``rows`` (int64), read from
         the Arrow buffers one ``bytes`` at a time. A row's text never changes, so the hashes are

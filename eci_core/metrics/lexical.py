@@ -17,6 +17,7 @@ many (negative, positive) rows is ``(A ∘ B) · idf / (A · idf)``.
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Iterable, Sequence
 
@@ -30,6 +31,110 @@ def tokenize(text: str) -> list[str]:
     return TOKEN_RE.findall(text.lower())
 
 
+# Non-ASCII characters that are separators for ``tokenize`` exactly like a space: not ``\\w`` and
+# their own lowercase (typographic quotes and dashes, no-break and thin spaces, ©, «, …). A text
+# that is ASCII once they are replaced by spaces has the same tokens as that ASCII text, so it
+# can take the vectorised path too. Chosen by Python's own rules at import, not by a table.
+_SEPARATORS = "".join(
+    c for c in map(chr, [*range(0x80, 0xC0), *range(0x2000, 0x2070), 0x3000])
+    if not TOKEN_RE.match(c) and c.lower() == c and c.upper() == c
+)
+_SEPARATOR_RE2 = "[" + "".join(f"\\x{{{ord(c):04x}}}" for c in _SEPARATORS) + "]"
+
+_CHUNK = 65536  # texts tokenized at a time by the vectorised path (bounded temporaries)
+_ASCII_NONWORD = r"[^a-z0-9_]+"  # on lowercased ASCII text, exactly the complement of Python's \\w
+
+
+def _text_chunks(texts: Iterable[str], size: int | None = None):
+    """``texts`` in order as chunks: Arrow string arrays (a :class:`~eci_core.io.data.TextColumn`'s
+    blocks, no Python strings) or lists of at most ``size`` (default ``_CHUNK``) str."""
+    size = size or _CHUNK
+    chunks = getattr(texts, "arrow_chunks", None)
+    if chunks is not None:
+        for part in chunks(size):
+            if isinstance(part, list):
+                for lo in range(0, len(part), size):
+                    yield part[lo:lo + size]
+            else:
+                yield part
+        return
+    if isinstance(texts, (list, tuple)):
+        for lo in range(0, len(texts), size):
+            yield texts[lo:lo + size]
+        return
+    it = iter(texts)
+    while True:
+        part = list(itertools.islice(it, size))
+        if not part:
+            return
+        yield part
+
+
+def _chunk_tokens(part) -> tuple[np.ndarray, "object", int]:
+    """The tokens of one chunk of texts, in text order then position order (with repeats):
+    ``(row of each token in the chunk, tokens as an Arrow string array, number of texts)``.
+
+    ASCII texts are lowercased and split by Arrow's kernels: on ASCII, ``str.lower`` changes only
+    ``A-Z`` and ``\\w`` is ``[A-Za-z0-9_]``, so ``split(ascii_lower(t), "[^a-z0-9_]+")`` less its
+    empty pieces is ``tokenize(t)`` exactly. Any other text goes through :func:`tokenize` itself
+    (Arrow's ``utf8_lower`` and RE2's classes follow other Unicode rules and tables than
+    Python's ``str.lower`` and ``re``: e.g. ``"İ".lower()`` is two code points, ``\\w`` includes
+    every numeric character), so every token is Python's. Empty pieces are kept here (the caller
+    drops the token ``""``, which :func:`tokenize` never yields)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from eci_core.io.data import _bool_arrow, _ints_arrow, _np_of, _str_arrow
+
+    if isinstance(part, list):
+        n = len(part)
+        is_ascii = np.fromiter((t.isascii() for t in part), dtype=bool, count=n)
+        a_idx = np.flatnonzero(is_ascii)
+        ascii_arr = _str_arrow([part[i] for i in a_idx.tolist()], large=True) if len(a_idx) else None
+        u_idx = np.flatnonzero(~is_ascii)
+        u_texts = [part[i] for i in u_idx.tolist()]
+    else:
+        n = len(part)
+        if part.null_count:
+            part = pc.fill_null(part, "")
+        is_ascii = _np_of(pc.string_is_ascii(part)).astype(bool)
+        if is_ascii.all():
+            a_idx, ascii_arr = np.arange(n), part
+            u_idx, u_texts = a_idx[:0], []
+        else:
+            u_idx = np.flatnonzero(~is_ascii)
+            # texts whose only non-ASCII characters are separators: those made spaces, ASCII
+            u_arr = pc.replace_substring_regex(pc.take(part, _ints_arrow(u_idx)), pattern=_SEPARATOR_RE2, replacement=" ")
+            now = _np_of(pc.string_is_ascii(u_arr)).astype(bool)
+            src = np.arange(n)  # where each text's ASCII form is in concat(part, u_arr)
+            src[u_idx] = n + np.arange(len(u_idx))
+            is_ascii[u_idx[now]] = True
+            a_idx = np.flatnonzero(is_ascii)
+            both = pa.concat_arrays([part.cast(pa.large_string()), u_arr.cast(pa.large_string())])
+            ascii_arr = pc.take(both, _ints_arrow(src[a_idx])) if len(a_idx) else None
+            u_texts = pc.filter(u_arr, _bool_arrow(~now)).to_pylist()  # separators made spaces: same tokens
+            u_idx = u_idx[~now]
+    rows, toks = [], []
+    if ascii_arr is not None:
+        lists = pc.split_pattern_regex(pc.ascii_lower(ascii_arr), pattern=_ASCII_NONWORD)
+        counts = _np_of(pc.list_value_length(lists)).astype(np.int64)
+        rows.append(np.repeat(a_idx, counts))
+        toks.append(pc.list_flatten(lists).cast(pa.large_string()))
+    if u_texts:
+        per = [TOKEN_RE.findall(t.lower()) for t in u_texts]
+        rows.append(np.repeat(u_idx, np.fromiter(map(len, per), dtype=np.int64, count=len(per))))
+        toks.append(_str_arrow([t for p in per for t in p], large=True))
+    if not rows:
+        return np.zeros(0, dtype=np.int64), pa.array([], type=pa.large_string()), n
+    row = np.concatenate(rows)
+    tok = toks[0] if len(toks) == 1 else pa.concat_arrays(toks)
+    if len(toks) > 1:  # back to text order (stable: each text's tokens keep their order)
+        order = np.argsort(row, kind="stable")
+        row = row[order]
+        tok = pc.take(tok, _ints_arrow(order))
+    return row, tok, n
+
+
 def token_matrix(texts: Iterable[str], vocab: dict[str, int] | None = None, grow: bool = True):
     """Binary CSR matrix (n_texts × |vocab|): entry 1 when the text contains the token.
 
@@ -39,9 +144,56 @@ def token_matrix(texts: Iterable[str], vocab: dict[str, int] | None = None, grow
     New tokens get columns in order of first occurrence (not in ``set`` order, which follows the
     per-process string hash), so IDF sums, hence ``lex_overlap``, are the same to the last bit in
     every run. Memory: 5 bytes per (text, distinct token) entry (int32 column indices, int8 ones; products
-    with float64 IDF vectors are exact, so every overlap equals the float64-matrix value), built
-    in a compact ``array`` buffer rather than a Python list.
+    with float64 IDF vectors are exact, so every overlap equals the float64-matrix value).
+
+    Vectorised: texts are tokenized 65,536 at a time by Arrow's string kernels (ASCII texts;
+    the others by :func:`tokenize`, see :func:`_chunk_tokens`), the chunk's tokens are
+    dictionary-encoded (Arrow numbers distinct values in order of first occurrence, which is
+    the order new tokens get columns in), only the chunk's distinct tokens meet the Python
+    ``vocab``, and each row's distinct sorted columns come from one ``np.unique`` of
+    ``row * V + column``. The result (tokens, columns, their order) is that of
+    :func:`token_matrix_py`, the one-text-at-a-time reference.
     """
+    from scipy import sparse
+
+    from eci_core.io.data import _np_of
+
+    vocab = {} if vocab is None else vocab
+    lengths = [np.zeros(1, dtype=np.int64)]
+    indices = []
+    for part in _text_chunks(texts):
+        row, tok, n = _chunk_tokens(part)
+        enc = tok.dictionary_encode()
+        words = enc.dictionary.to_pylist()
+        if grow:
+            col = np.fromiter((vocab.setdefault(w, len(vocab)) if w else -1 for w in words), dtype=np.int64, count=len(words))
+        else:
+            col = np.fromiter((vocab.get(w, -1) if w else -1 for w in words), dtype=np.int64, count=len(words))
+        ids = col[_np_of(enc.indices)]  # no nulls: a view of the int32 indices
+        keep = ids >= 0
+        base = np.int64(len(vocab) + 1)
+        key = np.unique(row[keep] * base + ids[keep])
+        r, c = np.divmod(key, base)
+        lengths.append(np.bincount(r, minlength=n).astype(np.int64))
+        indices.append(c.astype(np.int32))
+    indptr = np.cumsum(np.concatenate(lengths))
+    del lengths
+    idx = np.concatenate(indices) if indices else np.zeros(0, dtype=np.int32)
+    del indices
+    if indptr[-1] >= 2**31:  # scipy needs int64 indices beyond 2^31 entries
+        idx = idx.astype(np.int64)
+    else:
+        indptr = indptr.astype(np.int32)
+    mat = sparse.csr_matrix(
+        (np.ones(idx.shape[0], dtype=np.int8), idx, indptr),
+        shape=(indptr.shape[0] - 1, len(vocab)), copy=False,
+    )
+    return mat, vocab
+
+
+def token_matrix_py(texts: Iterable[str], vocab: dict[str, int] | None = None, grow: bool = True):
+    """:func:`token_matrix` one text at a time in Python (the reference the vectorised path is
+    tested against; same result, ~5× slower on ASCII text)."""
     from array import array
 
     from scipy import sparse
