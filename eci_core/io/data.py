@@ -498,10 +498,17 @@ class TextColumn(Sequence):
         for lo in range(0, len(loc), size):
             rows = loc[lo:lo + size]
             k = np.searchsorted(self._starts, rows, side="right") - 1
-            bounds = np.flatnonzero(np.r_[True, k[1:] != k[:-1], True])
-            parts = [pc.take(self._blocks[int(k[a])], _ints_arrow(rows[a:b] - self._starts[int(k[a])]))
+            if k[0] == k[-1] and (k == k[0]).all():  # one block: one take
+                yield pc.take(self._blocks[int(k[0])], _ints_arrow(rows - self._starts[int(k[0])]))
+                continue
+            order = np.argsort(k, kind="stable")  # one take per block, then back to row order
+            ks = k[order]
+            bounds = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1], True])
+            parts = [pc.take(self._blocks[int(ks[a])], _ints_arrow(rows[order[a:b]] - self._starts[int(ks[a])])).cast(pa.large_string())
                      for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
-            yield parts[0] if len(parts) == 1 else pa.concat_arrays([p.cast(pa.large_string()) for p in parts])
+            inv = np.empty_like(order)
+            inv[order] = np.arange(len(order))
+            yield pc.take(pa.concat_arrays(parts), _ints_arrow(inv))
         if self._tail:
             yield list(self._tail)
 

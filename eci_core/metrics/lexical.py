@@ -42,7 +42,6 @@ _SEPARATORS = "".join(
 _SEPARATOR_RE2 = "[" + "".join(f"\\x{{{ord(c):04x}}}" for c in _SEPARATORS) + "]"
 
 _CHUNK = 65536  # texts tokenized at a time by the vectorised path (bounded temporaries)
-_ASCII_NONWORD = r"[^a-z0-9_]+"  # on lowercased ASCII text, exactly the complement of Python's \\w
 
 
 def _text_chunks(texts: Iterable[str], size: int | None = None):
@@ -70,17 +69,59 @@ def _text_chunks(texts: Iterable[str], size: int | None = None):
         yield part
 
 
+_WORD = np.zeros(256, dtype=bool)  # ASCII bytes Python's \\w matches: [A-Za-z0-9_]
+_WORD[[ord(c) for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"]] = True
+_LOWER = np.arange(256, dtype=np.uint8)  # str.lower on ASCII: A-Z -> a-z, nothing else
+_LOWER[ord("A"):ord("Z") + 1] += 32
+
+
+def _ascii_tokens(arr) -> tuple[np.ndarray, "object"]:
+    """Tokens of ASCII texts (an Arrow string array without nulls) by numpy on the UTF-8 buffer:
+    ``(text of each token, tokens as a large_string array)``, in text then position order.
+
+    A token is a maximal run of ``[A-Za-z0-9_]`` bytes within one text, lowercased by a byte
+    table: on ASCII that is ``TOKEN_RE.findall(text.lower())`` exactly. The word bytes are
+    packed together (``data[word]``), so the tokens are consecutive slices of one buffer."""
+    import pyarrow as pa
+
+    n = len(arr)
+    bufs = arr.buffers()
+    wide = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offs = np.frombuffer(bufs[1], dtype=wide)[arr.offset:arr.offset + n + 1].astype(np.int64)
+    data = np.frombuffer(bufs[2], dtype=np.uint8)[offs[0]:offs[-1]] if bufs[2] is not None and offs[-1] > offs[0] \
+        else np.zeros(0, dtype=np.uint8)
+    offs = offs - offs[0]
+    word = _WORD[data]
+    cut = np.zeros(len(data) + 1, dtype=bool)  # a token cannot run across a text boundary
+    cut[offs] = True
+    prev = np.empty_like(word)
+    prev[:1] = False
+    prev[1:] = word[:-1]
+    nxt = np.empty_like(word)
+    nxt[-1:] = False
+    nxt[:-1] = word[1:]
+    starts = np.flatnonzero(word & (~prev | cut[:-1]))
+    ends = np.flatnonzero(word & (~nxt | cut[1:])) + 1
+    del prev, nxt, cut
+    toff = np.zeros(len(starts) + 1, dtype=np.int64)
+    np.cumsum(ends - starts, out=toff[1:])
+    packed = _LOWER[data[word]]
+    row = np.searchsorted(offs, starts, side="right") - 1
+    toks = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(toff), pa.py_buffer(packed))
+    return row, toks
+
+
 def _chunk_tokens(part) -> tuple[np.ndarray, "object", int]:
     """The tokens of one chunk of texts, in text order then position order (with repeats):
     ``(row of each token in the chunk, tokens as an Arrow string array, number of texts)``.
 
-    ASCII texts are lowercased and split by Arrow's kernels: on ASCII, ``str.lower`` changes only
-    ``A-Z`` and ``\\w`` is ``[A-Za-z0-9_]``, so ``split(ascii_lower(t), "[^a-z0-9_]+")`` less its
-    empty pieces is ``tokenize(t)`` exactly. Any other text goes through :func:`tokenize` itself
-    (Arrow's ``utf8_lower`` and RE2's classes follow other Unicode rules and tables than
-    Python's ``str.lower`` and ``re``: e.g. ``"İ".lower()`` is two code points, ``\\w`` includes
-    every numeric character), so every token is Python's. Empty pieces are kept here (the caller
-    drops the token ``""``, which :func:`tokenize` never yields)."""
+    ASCII texts are tokenized by :func:`_ascii_tokens` (numpy on the UTF-8 buffer: on ASCII,
+    ``str.lower`` changes only ``A-Z`` and ``\\w`` is ``[A-Za-z0-9_]``), and so are texts whose
+    only non-ASCII characters are in ``_SEPARATORS`` (those made spaces by Arrow's
+    ``replace_substring_regex``). Any other text goes through Python's own ``str.lower`` and
+    ``TOKEN_RE`` (Arrow's ``utf8_lower`` and RE2's classes follow other Unicode rules and tables than
+    Python's: e.g. ``"İ".lower()`` is two code points, ``\\w`` includes
+    every numeric character), so every token is Python's."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -116,10 +157,9 @@ def _chunk_tokens(part) -> tuple[np.ndarray, "object", int]:
             u_idx = u_idx[~now]
     rows, toks = [], []
     if ascii_arr is not None:
-        lists = pc.split_pattern_regex(pc.ascii_lower(ascii_arr), pattern=_ASCII_NONWORD)
-        counts = _np_of(pc.list_value_length(lists)).astype(np.int64)
-        rows.append(np.repeat(a_idx, counts))
-        toks.append(pc.list_flatten(lists).cast(pa.large_string()))
+        r, t = _ascii_tokens(ascii_arr)
+        rows.append(a_idx[r])
+        toks.append(t)
     if u_texts:
         per = [TOKEN_RE.findall(t.lower()) for t in u_texts]
         rows.append(np.repeat(u_idx, np.fromiter(map(len, per), dtype=np.int64, count=len(per))))
@@ -146,12 +186,12 @@ def token_matrix(texts: Iterable[str], vocab: dict[str, int] | None = None, grow
     every run. Memory: 5 bytes per (text, distinct token) entry (int32 column indices, int8 ones; products
     with float64 IDF vectors are exact, so every overlap equals the float64-matrix value).
 
-    Vectorised: texts are tokenized 65,536 at a time by Arrow's string kernels (ASCII texts;
-    the others by :func:`tokenize`, see :func:`_chunk_tokens`), the chunk's tokens are
-    dictionary-encoded (Arrow numbers distinct values in order of first occurrence, which is
+    Vectorised: texts are tokenized 65,536 at a time (ASCII texts by numpy on their Arrow
+    buffers, the others by Python's rules, see :func:`_chunk_tokens`), the chunk's tokens are
+    dictionary-encoded by Arrow (distinct values numbered in order of first occurrence, which is
     the order new tokens get columns in), only the chunk's distinct tokens meet the Python
-    ``vocab``, and each row's distinct sorted columns come from one ``np.unique`` of
-    ``row * V + column``. The result (tokens, columns, their order) is that of
+    ``vocab``, and each row's distinct sorted columns come from scipy's COO → CSR conversion
+    (duplicates summed). The result (tokens, columns, their order, the CSR arrays) is that of
     :func:`token_matrix_py`, the one-text-at-a-time reference.
     """
     from scipy import sparse
@@ -171,11 +211,14 @@ def token_matrix(texts: Iterable[str], vocab: dict[str, int] | None = None, grow
             col = np.fromiter((vocab.get(w, -1) if w else -1 for w in words), dtype=np.int64, count=len(words))
         ids = col[_np_of(enc.indices)]  # no nulls: a view of the int32 indices
         keep = ids >= 0
-        base = np.int64(len(vocab) + 1)
-        key = np.unique(row[keep] * base + ids[keep])
-        r, c = np.divmod(key, base)
-        lengths.append(np.bincount(r, minlength=n).astype(np.int64))
-        indices.append(c.astype(np.int32))
+        # each row's distinct columns, sorted: scipy's COO -> CSR sums duplicates row by row
+        # (int32 ones: a sum is a count >= 1, never 0, so no entry is dropped)
+        part_m = sparse.csr_matrix((np.ones(int(keep.sum()), dtype=np.int32), (row[keep], ids[keep])),
+                                   shape=(n, len(vocab)))
+        part_m.sum_duplicates()
+        lengths.append(np.diff(part_m.indptr).astype(np.int64))
+        indices.append(part_m.indices.astype(np.int32, copy=False))
+        del part_m
     indptr = np.cumsum(np.concatenate(lengths))
     del lengths
     idx = np.concatenate(indices) if indices else np.zeros(0, dtype=np.int32)
