@@ -105,8 +105,8 @@ def _ascii_tokens(arr) -> tuple[np.ndarray, "object"]:
     del prev, nxt, cut
     toff = np.zeros(len(starts) + 1, dtype=np.int64)
     np.cumsum(ends - starts, out=toff[1:])
-    packed = _LOWER[data[word]]
-    row = np.searchsorted(offs, starts, side="right") - 1
+    packed = _LOWER[np.compress(word, data)]
+    row = np.repeat(np.arange(n), np.diff(np.searchsorted(starts, offs)))  # tokens per text, from its offsets
     toks = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(toff), pa.py_buffer(packed))
     return row, toks
 
