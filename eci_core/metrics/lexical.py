@@ -194,13 +194,15 @@ def token_matrix(texts: Iterable[str], vocab: dict[str, int] | None = None, grow
     (duplicates summed). The result (tokens, columns, their order, the CSR arrays) is that of
     :func:`token_matrix_py`, the one-text-at-a-time reference.
     """
+    from array import array
+
     from scipy import sparse
 
     from eci_core.io.data import _np_of
 
     vocab = {} if vocab is None else vocab
     lengths = [np.zeros(1, dtype=np.int64)]
-    indices = []
+    indices = array("i")  # C int, grown in place chunk by chunk (no concatenated second copy)
     for part in _text_chunks(texts):
         row, tok, n = _chunk_tokens(part)
         enc = tok.dictionary_encode()
@@ -217,12 +219,11 @@ def token_matrix(texts: Iterable[str], vocab: dict[str, int] | None = None, grow
                                    shape=(n, len(vocab)))
         part_m.sum_duplicates()
         lengths.append(np.diff(part_m.indptr).astype(np.int64))
-        indices.append(part_m.indices.astype(np.int32, copy=False))
+        indices.frombytes(part_m.indices.astype(np.intc, copy=False).tobytes())
         del part_m
     indptr = np.cumsum(np.concatenate(lengths))
     del lengths
-    idx = np.concatenate(indices) if indices else np.zeros(0, dtype=np.int32)
-    del indices
+    idx = np.frombuffer(indices, dtype=np.intc).astype(np.int32, copy=False)
     if indptr[-1] >= 2**31:  # scipy needs int64 indices beyond 2^31 entries
         idx = idx.astype(np.int64)
     else:
