@@ -38,12 +38,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("corpus", help="BEIR corpus.jsonl")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each path, alternated")
+    ap.add_argument("--accented", type=float, default=0.0,
+                    help="share of texts given a non-ASCII word (' café', Python's tokenizer) and as many a "
+                         "typographic apostrophe ('’', a separator: still the vectorised path)")
     ap.add_argument("--skip-old", action="store_true", help="time the new path only")
     args = ap.parse_args()
     t0 = time.perf_counter()
     m = _read_beir_jsonl(Path(args.corpus), None, with_title=True)
     col = TextColumn()
     col.extend_rows(m, np.random.default_rng(0).permutation(len(m)))
+    if args.accented:
+        from eci_core.io.data import ArrowTextMap, _str_arrow
+
+        texts = list(col)
+        step = max(1, round(1 / args.accented))
+        for i in range(0, len(texts), step):
+            texts[i] += " café"
+        for i in range(step // 2, len(texts), step):
+            texts[i] = texts[i].replace(" ", "’ ", 1)
+        blocks = [_str_arrow(texts[i:i + 50_000]) for i in range(0, len(texts), 50_000)]
+        col = TextColumn()
+        col.extend_rows(ArrowTextMap(_str_arrow([str(i) for i in range(len(texts))]), blocks), np.arange(len(texts)))
+        del texts, blocks
+        print(f"every {step}th text with ' café', every {step}th with '’'", flush=True)
     print(f"read {len(col):,} passages in {time.perf_counter() - t0:.1f} s; load {os.getloadavg()[0]:.2f}", flush=True)
     res = {}
     for r in range(args.repeat):

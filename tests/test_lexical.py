@@ -133,6 +133,9 @@ def sample():
 def test_sample_lexicon_and_lex_overlap_are_bit_identical(sample, monkeypatch):
     texts = sample.passage_texts
     assert len(texts) > 3000 and any(not t.isascii() for t in texts)  # both paths are used
+    # the sample's texts are a list tail (mostly non-ASCII: typographic quotes): held in Arrow
+    # blocks, most take the vectorised path once their separators are spaces
+    same(arrow_column(list(texts), block=500))
     new = L.PassageLexicon(texts)
     corpus = list(texts)[::3]
     new_c = L.PassageLexicon(texts, idf_corpus=corpus)

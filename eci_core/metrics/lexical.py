@@ -111,9 +111,11 @@ def _ascii_tokens(arr) -> tuple[np.ndarray, "object"]:
     return row, toks
 
 
-def _chunk_tokens(part) -> tuple[np.ndarray, "object", int]:
+def _chunk_tokens(part) -> tuple[np.ndarray, "object", int] | None:
     """The tokens of one chunk of texts, in text order then position order (with repeats):
-    ``(row of each token in the chunk, tokens as an Arrow string array, number of texts)``.
+    ``(row of each token in the chunk, tokens as an Arrow string array, number of texts)``;
+    None when most of the chunk's texts need Python's tokenizer (then the caller tokenizes the
+    whole chunk text by text, as :func:`token_matrix_py`: cheaper than splitting it in two).
 
     ASCII texts are tokenized by :func:`_ascii_tokens` (numpy on the UTF-8 buffer: on ASCII,
     ``str.lower`` changes only ``A-Z`` and ``\\w`` is ``[A-Za-z0-9_]``), and so are texts whose
@@ -130,6 +132,8 @@ def _chunk_tokens(part) -> tuple[np.ndarray, "object", int]:
     if isinstance(part, list):
         n = len(part)
         is_ascii = np.fromiter((t.isascii() for t in part), dtype=bool, count=n)
+        if 2 * is_ascii.sum() < n:
+            return None
         a_idx = np.flatnonzero(is_ascii)
         ascii_arr = _str_arrow([part[i] for i in a_idx.tolist()], large=True) if len(a_idx) else None
         u_idx = np.flatnonzero(~is_ascii)
@@ -147,6 +151,8 @@ def _chunk_tokens(part) -> tuple[np.ndarray, "object", int]:
             # texts whose only non-ASCII characters are separators: those made spaces, ASCII
             u_arr = pc.replace_substring_regex(pc.take(part, _ints_arrow(u_idx)), pattern=_SEPARATOR_RE2, replacement=" ")
             now = _np_of(pc.string_is_ascii(u_arr)).astype(bool)
+            if 2 * (len(u_idx) - now.sum()) > n:
+                return None
             src = np.arange(n)  # where each text's ASCII form is in concat(part, u_arr)
             src[u_idx] = n + np.arange(len(u_idx))
             is_ascii[u_idx[now]] = True
@@ -204,7 +210,22 @@ def token_matrix(texts: Iterable[str], vocab: dict[str, int] | None = None, grow
     lengths = [np.zeros(1, dtype=np.int64)]
     indices = array("i")  # C int, grown in place chunk by chunk (no concatenated second copy)
     for part in _text_chunks(texts):
-        row, tok, n = _chunk_tokens(part)
+        got = _chunk_tokens(part)
+        if got is None:  # mostly non-ASCII: text by text
+            texts_py = part if isinstance(part, list) else part.to_pylist()
+            ids_py = array("i")
+            lens = np.zeros(len(texts_py), dtype=np.int64)
+            for i, text in enumerate(texts_py):
+                toks = dict.fromkeys(TOKEN_RE.findall(text.lower()))
+                ids = [vocab.setdefault(t, len(vocab)) for t in toks] if grow else [vocab[t] for t in toks if t in vocab]
+                ids.sort()
+                ids_py.extend(ids)
+                lens[i] = len(ids)
+            lengths.append(lens)
+            indices.extend(ids_py)
+            del texts_py, ids_py
+            continue
+        row, tok, n = got
         enc = tok.dictionary_encode()
         words = enc.dictionary.to_pylist()
         if grow:
