@@ -171,7 +171,7 @@ def _chunk_tokens(part) -> tuple[np.ndarray, "object", int] | None:
         rows.append(np.repeat(u_idx, np.fromiter(map(len, per), dtype=np.int64, count=len(per))))
         toks.append(_str_arrow([t for p in per for t in p], large=True))
     if not rows:
-        return np.zeros(0, dtype=np.int64), pa.array([], type=pa.large_string()), n
+        return np.zeros(0, dtype=np.int64), _str_arrow([], large=True), n
     row = np.concatenate(rows)
     tok = toks[0] if len(toks) == 1 else pa.concat_arrays(toks)
     if len(toks) > 1:  # back to text order (stable: each text's tokens keep their order)
