@@ -98,7 +98,7 @@ def test_chunks_and_arrow_blocks_give_the_same_matrix(monkeypatch, chunk):
     same(["cat café unseen", "", "İ DOG"], vocab=vocab, grow=False, vocab_ref=dict(ref_v))
 
 
-words = st.sampled_from(["the", "The", "CAT", "café", "Ünï", "a_b", "42", "İ", "ß", "ς", "x²", "日本", "’", "—", "«»", "\u00a0", "©", "‿", "µ"])
+words = st.sampled_from(["the", "The", "CAT", "café", "Ünï", "a_b", "42", "İ", "ß", "ς", "x²", "日本", "’", "—", "«»", "\u00a0", "©", "‿", "µ", "→", "■", "∑x"])
 texty = st.lists(st.one_of(words, st.text(max_size=6)), max_size=12).map(
     lambda ws: " ".join(ws))
 

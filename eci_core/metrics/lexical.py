@@ -36,7 +36,8 @@ def tokenize(text: str) -> list[str]:
 # that is ASCII once they are replaced by spaces has the same tokens as that ASCII text, so it
 # can take the vectorised path too. Chosen by Python's own rules at import, not by a table.
 _SEPARATORS = "".join(
-    c for c in map(chr, [*range(0x80, 0xC0), *range(0x2000, 0x2070), 0x3000])
+    c for c in map(chr, [*range(0x80, 0xC0), *range(0x2000, 0x2070), *range(0x2190, 0x2400),  # + arrows, math
+                         *range(0x25A0, 0x2600), 0x3000])  # + geometric shapes (bullets)
     if not TOKEN_RE.match(c) and c.lower() == c and c.upper() == c
 )
 _SEPARATOR_RE2 = "[" + "".join(f"\\x{{{ord(c):04x}}}" for c in _SEPARATORS) + "]"
