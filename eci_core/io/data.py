@@ -487,6 +487,31 @@ class TextColumn(Sequence):
             out.extend(got.tolist())
         return out
 
+    def arrow_chunks(self, size: int = _TAKE_BLOCK):
+        """The texts in order as Arrow string arrays of at most ``size`` texts each (taken from
+        the blocks, no Python string per text), then the list tail as a list of str (texts added
+        one by one; none when there are none). For vectorised readers (the lexicon's tokenizer)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        loc = self._loc
+        for lo in range(0, len(loc), size):
+            rows = loc[lo:lo + size]
+            k = np.searchsorted(self._starts, rows, side="right") - 1
+            if k[0] == k[-1] and (k == k[0]).all():  # one block: one take
+                yield pc.take(self._blocks[int(k[0])], _ints_arrow(rows - self._starts[int(k[0])]))
+                continue
+            order = np.argsort(k, kind="stable")  # one take per block, then back to row order
+            ks = k[order]
+            bounds = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1], True])
+            parts = [pc.take(self._blocks[int(ks[a])], _ints_arrow(rows[order[a:b]] - self._starts[int(ks[a])])).cast(pa.large_string())
+                     for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
+            inv = np.empty_like(order)
+            inv[order] = np.arange(len(order))
+            yield pc.take(pa.concat_arrays(parts), _ints_arrow(inv))
+        if self._tail:
+            yield list(self._tail)
+
     def _row_hashes(self, rows: np.ndarray) -> np.ndarray:
         """Python's ``hash`` of the UTF-8 bytes of the texts at store ``rows`` (int64), read from
         the Arrow buffers one ``bytes`` at a time. A row's text never changes, so the hashes are
