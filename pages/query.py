@@ -6,7 +6,7 @@ the negatives are ranked by s_qn, with margin, s_pn, lexical overlap (words shar
 positive highlighted), cross-encoder margin, the flag rules that fired (each says what it
 measures: unsafe = ranked at or above the positive) and the false-negative score with its band
 (how likely the negative is an unlabelled positive). Mark a negative as a "false negative" or
-"fine": marks are saved with the data (they survive a reload) and used by Export.
+"fine" ("unmarked" clears it): marks are saved with the data (they survive a reload) and used by Export.
 """
 
 import streamlit as st
