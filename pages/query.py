@@ -6,7 +6,7 @@ the negatives are ranked by s_qn, with margin, s_pn, lexical overlap (words shar
 positive highlighted), cross-encoder margin, the flag rules that fired (each says what it
 measures: unsafe = ranked at or above the positive) and the false-negative score with its band
 (how likely the negative is an unlabelled positive). Mark a negative as a "false negative" or
-"fine": marks are saved with the data (they survive a reload) and used by Export.
+"fine" ("unmarked" clears it): marks are saved with the data (they survive a reload) and used by Export.
 """
 
 import streamlit as st
@@ -106,8 +106,19 @@ st.dataframe(
 
 
 # ----------------------------------------------------------------------------- negatives + marks
+# "unmarked" is an option of its own and the control never goes empty (required=True): a click
+# always sends a value that is not None. Streamlit calls on_change only when the value sent
+# differs from the one it kept from the last finished run, and a row of the previous query that
+# is still on screen while a new query loads has no kept value (None): clearing a mark there by
+# deselecting (None) was not seen as a change and the click was dropped.
+UNMARKED = "unmarked"
+MARK_OPTIONS = [UNMARKED, state.MARK_FINE, state.MARK_FALSE_NEGATIVE]
+OPTION_LABELS = {UNMARKED: "unmarked", **state.MARK_LABELS}
+
+
 def _on_mark(key: str, source: str, query_id: str, passage_id: str) -> None:
-    state.set_mark(source, query_id, passage_id, ss.get(key))
+    value = ss.get(key)
+    state.set_mark(source, query_id, passage_id, None if value in (None, UNMARKED) else value)
 
 
 def negative_card(row, rank_label: str, mark: str | None = None) -> str:
@@ -143,7 +154,7 @@ def negatives_by_source() -> None:
     st.markdown("**Negatives per source** · words shared with a positive are <mark>highlighted</mark> "
                 "(common function words left plain) · red chips: flag rules that fired (unsafe: ranked at or above "
                 "the positive; most unsafe negatives are real hard negatives) · *false negative: likely / possible / "
-                "unlikely*: the false-negative score's band · mark each negative *fine* or *false negative*",
+                "unlikely*: the false-negative score's band · mark each negative *fine* or *false negative* (*unmarked* clears a mark)",
                 unsafe_allow_html=True)
     neg = dd.negatives
     if not len(neg):
@@ -165,14 +176,14 @@ def negatives_by_source() -> None:
                 show_all = st.toggle(f"Show all {len(part)} negatives (the {FIRST_SHOWN} most similar are shown)",
                                      key=f"dd_all_{name}")
             for _, row in (part if show_all else part.head(FIRST_SHOWN)).iterrows():
-                left, right = st.columns([4, 1], vertical_alignment="center")
+                left, right = st.columns([7, 3], vertical_alignment="center")
                 mark = marks.get(state.mark_key(name, dd.query_id, row["passage_id"]))
                 left.html(negative_card(row, f"#{int(row['rank_by_sim'])}", mark))
                 key = f"mk|{name}|{dd.query_id}|{row['passage_id']}"
-                ss[key] = mark
+                ss[key] = mark or UNMARKED
                 right.segmented_control(
-                    "Mark", [state.MARK_FINE, state.MARK_FALSE_NEGATIVE], key=key,
-                    format_func=lambda v: state.MARK_LABELS[v], label_visibility="collapsed",
+                    "Mark", MARK_OPTIONS, key=key, required=True,
+                    format_func=lambda v: OPTION_LABELS[v], label_visibility="collapsed",
                     on_change=_on_mark, args=(key, name, dd.query_id, str(row["passage_id"])),
                 )
     n_marks = len(marks)

@@ -263,3 +263,60 @@ def test_review_queue_mark_to_relabelled_export(server, page, tmp_path):
     assert report.errors == []
     qi = coll.query_index(qid)
     assert pid in [coll.passage_ids[p] for p in coll.positives[qi]]
+
+
+#: Click the "unmarked" pill of the row showing passage ``pid`` (null when no such row is on screen).
+CLEAR_ROW_JS = """([pid]) => {
+  const ids = [...document.querySelectorAll('[data-testid=stMain] .eci-id')];
+  const id = ids.find(e => e.innerText.split(' · ')[0] === pid);
+  if (!id) return null;
+  const row = id.closest('[data-testid=stHorizontalBlock]');
+  const btn = [...row.querySelectorAll('button')].find(b => b.innerText.trim() === 'unmarked');
+  btn.click();
+  return document.querySelector('[data-testid=stApp]').getAttribute('data-test-script-state');
+}"""
+
+
+def _pick_query(page, option: int) -> None:
+    page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').first.click()
+    page.locator('[role="option"]').nth(option).click()
+
+
+def _first_row(page) -> tuple[str, str]:
+    """(passage id, card text) of the first negative shown (the first source tab)."""
+    card = page.locator('.eci-card:not(.pos)').first
+    return card.locator('.eci-id').inner_text().split(" · ")[0], card.inner_text()
+
+
+def test_a_mark_changed_right_after_the_query_picker_is_kept(server, page):
+    """Clicks made while a newly picked query loads are kept and saved: the previous query's rows
+    stay on screen (faded) for a fraction of a second and can be clicked. A cleared mark there
+    used to be dropped (the control went back to empty, which Streamlit did not see as a change
+    for a row no longer drawn); a new mark on the new query's row, clicked once it shows, counts."""
+    _goto(page, server, "query", "Query drill-down", 0)
+    _pick_query(page, 7)
+    A.wait_until_idle(page, timeout_ms=LOAD_MS, title="Query drill-down")
+    qx = re.search(r"[?&]q=([^&]+)", page.url).group(1)
+    px, _ = _first_row(page)
+    page.locator('[data-testid="stMain"] button', has_text="false negative").first.click()
+    A.wait_until_idle(page, timeout_ms=LOAD_MS, title="Query drill-down")
+    assert "you: false negative" in _first_row(page)[1]
+    # pick another query and, at once, clear the mark on the previous query's row still shown
+    _pick_query(page, 8)
+    assert page.evaluate(CLEAR_ROW_JS, [px]) is not None, "the previous query's row was already gone"
+    A.wait_until_idle(page, timeout_ms=LOAD_MS, title="Query drill-down")
+    qy = re.search(r"[?&]q=([^&]+)", page.url).group(1)
+    assert qy != qx
+    # the new query: mark its first negative as soon as it is on screen
+    py, text = _first_row(page)
+    assert "you:" not in text
+    page.locator('[data-testid="stMain"] button', has_text="false negative").first.click()
+    A.wait_until_idle(page, timeout_ms=LOAD_MS, title="Query drill-down")
+    assert "you: false negative" in _first_row(page)[1]
+    # both were saved: a reload is a new session that reads the marks back from the cache folder
+    _goto(page, server, f"query?q={qy}", "Query drill-down", 0)
+    assert _first_row(page)[0] == py and "you: false negative" in _first_row(page)[1]
+    _goto(page, server, f"query?q={qx}", "Query drill-down", 0)
+    pid, text = _first_row(page)
+    assert pid == px and "you:" not in text, f"the cleared mark of {qx} / {px} came back: {text[:200]}"
+    page.screenshot(path=str(ARTIFACTS / "query-mark-after-picker.png"), full_page=True)
