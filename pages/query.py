@@ -106,19 +106,8 @@ st.dataframe(
 
 
 # ----------------------------------------------------------------------------- negatives + marks
-# "unmarked" is an option of its own and the control never goes empty (required=True): a click
-# always sends a value that is not None. Streamlit calls on_change only when the value sent
-# differs from the one it kept from the last finished run, and a row of the previous query that
-# is still on screen while a new query loads has no kept value (None): clearing a mark there by
-# deselecting (None) was not seen as a change and the click was dropped.
-UNMARKED = "unmarked"
-MARK_OPTIONS = [UNMARKED, state.MARK_FINE, state.MARK_FALSE_NEGATIVE]
-OPTION_LABELS = {UNMARKED: "unmarked", **state.MARK_LABELS}
-
-
 def _on_mark(key: str, source: str, query_id: str, passage_id: str) -> None:
-    value = ss.get(key)
-    state.set_mark(source, query_id, passage_id, None if value in (None, UNMARKED) else value)
+    state.set_mark(source, query_id, passage_id, state.mark_of_choice(ss.get(key)))
 
 
 def negative_card(row, rank_label: str, mark: str | None = None) -> str:
@@ -180,10 +169,10 @@ def negatives_by_source() -> None:
                 mark = marks.get(state.mark_key(name, dd.query_id, row["passage_id"]))
                 left.html(negative_card(row, f"#{int(row['rank_by_sim'])}", mark))
                 key = f"mk|{name}|{dd.query_id}|{row['passage_id']}"
-                ss[key] = mark or UNMARKED
+                ss[key] = mark or state.MARK_UNMARKED
                 right.segmented_control(
-                    "Mark", MARK_OPTIONS, key=key, required=True,
-                    format_func=lambda v: OPTION_LABELS[v], label_visibility="collapsed",
+                    "Mark", state.MARK_CHOICES, key=key, required=True,
+                    format_func=lambda v: state.MARK_CHOICE_LABELS[v], label_visibility="collapsed",
                     on_change=_on_mark, args=(key, name, dd.query_id, str(row["passage_id"])),
                 )
     n_marks = len(marks)

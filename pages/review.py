@@ -81,7 +81,7 @@ st.caption(
 
 # ----------------------------------------------------------------------------- the queue
 def _on_mark(key: str, query_id: str, passage_id: str) -> None:
-    state.set_pair_mark(res.pairs, query_id, passage_id, ss.get(key))
+    state.set_pair_mark(res.pairs, query_id, passage_id, state.mark_of_choice(ss.get(key)))
 
 
 def _col(kind: str, label: str, html_text: str) -> str:
@@ -115,15 +115,15 @@ def queue_items() -> None:
             f"in {components.html_escape(row.sources)} · "
             f'<span style="color:#9ca3af">{components.html_escape(row.query_id)} / {components.html_escape(row.passage_id)}</span></div>'
         )
-        cq, cp, cn, cm = st.columns([1.6, 4, 4, 2.4], vertical_alignment="top")
+        cq, cp, cn, cm = st.columns([1.4, 3.5, 3.5, 3.4], vertical_alignment="top")
         cq.html(_col("q", "Query", components.html_escape(query)))
         cp.html(_col("pos", "Positive", "<hr>".join(components.highlight(t, shared) for t in pos_texts) or "—"))
         cn.html(_col("neg", "Negative", components.highlight(neg_text, shared)))
         key = f"rv|{row.query_id}|{row.passage_id}"
-        ss[key] = mark
+        ss[key] = mark or state.MARK_UNMARKED
         cm.segmented_control(
-            "Mark", [state.MARK_FINE, state.MARK_FALSE_NEGATIVE], key=key,
-            format_func=lambda v: state.MARK_LABELS[v], label_visibility="collapsed",
+            "Mark", state.MARK_CHOICES, key=key, required=True,
+            format_func=lambda v: state.MARK_CHOICE_LABELS[v], label_visibility="collapsed",
             on_change=_on_mark, args=(key, str(row.query_id), str(row.passage_id)),
         )
 

@@ -537,6 +537,15 @@ def test_review_queue_marks_every_source_of_a_pair_and_they_survive_a_reload(exp
     at2 = open_page("review")
     assert at2.session_state["eci_marks"] == want
     assert _metrics(at2)["Marked false negative"] == "1"
+    # the control shows the mark; "unmarked" clears it (an option of its own, never an empty control)
+    at2.segmented_control(key="rv_show").set_value("All").run()
+    assert at2.segmented_control(key=key).value == "false_negative"
+    assert at2.segmented_control(key=key).options == ["unmarked", "fine", "false negative"]
+    at2.segmented_control(key=key).set_value("unmarked").run()
+    _no_exception(at2)
+    assert at2.session_state["eci_marks"] == {} and _metrics(at2)["Marked false negative"] == "0"
+    at2.segmented_control(key=key).set_value("false_negative").run()
+    assert at2.session_state["eci_marks"] == want
     # ... and "Clear all marks" forgets them, also on disk
     at2.button(key="rv_clear").click().run()
     _no_exception(at2)

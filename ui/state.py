@@ -56,6 +56,19 @@ ENCODER_CHOICES = {
 MARK_FALSE_NEGATIVE = "false_negative"
 MARK_FINE = "fine"
 MARK_LABELS = {MARK_FALSE_NEGATIVE: "false negative", MARK_FINE: "fine"}
+# The mark control of the drill-down and the Review queue: "unmarked" is an option of its own and
+# the control never goes empty (required=True), so a click always sends a value that is not None.
+# Streamlit calls on_change only when the value sent differs from the one it kept from the last
+# finished run, and a row still on screen from the previous run (a new query or page loading) has
+# no kept value (None): clearing a mark by deselecting (None) there was not seen and was dropped.
+MARK_UNMARKED = "unmarked"
+MARK_CHOICES = [MARK_UNMARKED, MARK_FINE, MARK_FALSE_NEGATIVE]
+MARK_CHOICE_LABELS = {MARK_UNMARKED: "unmarked", **MARK_LABELS}
+
+
+def mark_of_choice(value: str | None) -> str | None:
+    """The mark a mark control's value stands for (None: no mark)."""
+    return None if value in (None, MARK_UNMARKED) else value
 SCORE_STORE_SIZE = 8
 
 # Session-state keys (prefixed so they never clash with widget keys of a page).
