@@ -245,24 +245,27 @@ def token_matrix(texts: Iterable[str], vocab: dict[str, int] | None = None, grow
         del part_m
     indptr = np.cumsum(np.concatenate(lengths))
     del lengths
+    return _binary_csr(indices, indptr, len(vocab)), vocab
+
+
+def _binary_csr(indices, indptr: np.ndarray, n_cols: int):
+    """The binary CSR matrix (int8 ones) of C-int column ``indices`` (an ``array("i")`` buffer) and
+    row pointers ``indptr``; int32 indices unless there are 2^31 entries or more (scipy then needs int64)."""
+    from scipy import sparse
+
     idx = np.frombuffer(indices, dtype=np.intc).astype(np.int32, copy=False)
-    if indptr[-1] >= 2**31:  # scipy needs int64 indices beyond 2^31 entries
+    if indptr[-1] >= 2**31:
         idx = idx.astype(np.int64)
     else:
         indptr = indptr.astype(np.int32)
-    mat = sparse.csr_matrix(
-        (np.ones(idx.shape[0], dtype=np.int8), idx, indptr),
-        shape=(indptr.shape[0] - 1, len(vocab)), copy=False,
-    )
-    return mat, vocab
+    return sparse.csr_matrix((np.ones(idx.shape[0], dtype=np.int8), idx, indptr),
+                             shape=(indptr.shape[0] - 1, n_cols), copy=False)
 
 
 def token_matrix_py(texts: Iterable[str], vocab: dict[str, int] | None = None, grow: bool = True):
     """:func:`token_matrix` one text at a time in Python (the reference the vectorised path is
     tested against; same result, ~5× slower on ASCII text)."""
     from array import array
-
-    from scipy import sparse
 
     vocab = {} if vocab is None else vocab
     lengths = array("q", [0])
@@ -278,16 +281,7 @@ def token_matrix_py(texts: Iterable[str], vocab: dict[str, int] | None = None, g
         lengths.append(len(ids))
     indptr = np.cumsum(np.frombuffer(lengths, dtype=np.int64))
     del lengths
-    idx = np.frombuffer(indices, dtype=np.intc).astype(np.int32, copy=False)
-    if indptr[-1] >= 2**31:  # scipy needs int64 indices beyond 2^31 entries
-        idx = idx.astype(np.int64)
-    else:
-        indptr = indptr.astype(np.int32)
-    mat = sparse.csr_matrix(
-        (np.ones(idx.shape[0], dtype=np.int8), idx, indptr),
-        shape=(indptr.shape[0] - 1, len(vocab)), copy=False,
-    )
-    return mat, vocab
+    return _binary_csr(indices, indptr, len(vocab)), vocab
 
 
 def idf_weights(reference, n_tokens: int | None = None) -> np.ndarray:
