@@ -728,6 +728,18 @@ def _append_texts(column: TextColumn, texts, keys: list) -> None:
         column.extend(texts[k] for k in keys)
 
 
+def _known_with_other_text(index: Mapping[str, int], ids: Sequence[str], column: TextColumn, texts,
+                           keys: Sequence) -> np.ndarray:
+    """Mask over ``ids``: the id is already in ``index`` (so in ``column``) with a text other than
+    the new one, ``texts[keys[i]]`` (see :func:`_texts_differ`)."""
+    ix = np.fromiter((index.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+    out = np.zeros(len(ids), dtype=bool)
+    cs = np.flatnonzero(ix >= 0)
+    if len(cs):
+        out[cs] = _texts_differ(column, ix[cs], texts, keys, ix >= 0)
+    return out
+
+
 def _texts_differ(column: TextColumn, indices: np.ndarray, texts, keys: Sequence, known: np.ndarray) -> np.ndarray:
     """Whether ``column[indices[k]] != texts[keys[at[k]]]`` for each k, ``at`` the positions
     where ``known`` is true. A text stored in the reader's own Arrow blocks is equal without being
@@ -1134,33 +1146,17 @@ class Collection:
         rep.rows_read = rows_read or rep.rows_read
         nq_rec = len(query_ids)
         # ids already loaded with another text (the first text is kept): counted per occurrence
-        pid_index = self._pid_index
-        n_diff = 0
-        if pid_index:
-            ix = np.fromiter((pid_index.get(pid, -1) for pid in neg_ids), dtype=np.int64, count=len(neg_ids))
-            cs = np.flatnonzero(ix >= 0)
-            if len(cs):
-                bad = _texts_differ(self.passage_texts, ix[cs], passage_text, neg_ids, ix >= 0)
-                if bad.any():
-                    differs = np.zeros(len(neg_ids), dtype=bool)
-                    differs[cs[bad]] = True
-                    n_diff = int(differs[neg_p].sum())
-            del ix, cs
+        n_diff = n_qdiff = 0
+        if self._pid_index:
+            n_diff = int(_known_with_other_text(self._pid_index, neg_ids, self.passage_texts, passage_text,
+                                                neg_ids)[neg_p].sum())
             flat = [pid for lst in positives for pid in lst]
-            ix = np.fromiter((pid_index.get(pid, -1) for pid in flat), dtype=np.int64, count=len(flat))
-            cs = np.flatnonzero(ix >= 0)
-            if len(cs):
-                n_diff += int(_texts_differ(self.passage_texts, ix[cs], passage_text, flat, ix >= 0).sum())
-            del flat, ix, cs
+            n_diff += int(_known_with_other_text(self._pid_index, flat, self.passage_texts, passage_text, flat).sum())
+            del flat
         rep.note("passage id given with a different text (first text kept)", n_diff)
-        qi_index = self._qid_index
-        n_qdiff = 0
-        if qi_index:
-            ix = np.fromiter((qi_index.get(q, -1) for q in query_ids), dtype=np.int64, count=len(query_ids))
-            cs = np.flatnonzero(ix >= 0)
-            if len(cs):
-                n_qdiff = int(_texts_differ(self.query_texts, ix[cs], query_texts, range(len(query_ids)), ix >= 0).sum())
-            del ix, cs
+        if self._qid_index:
+            n_qdiff = int(_known_with_other_text(self._qid_index, query_ids, self.query_texts, query_texts,
+                                                 range(len(query_ids))).sum())
         rep.note("query id given with a different text (first text kept)", n_qdiff)
         # which records are kept: positives in the record, or the query already has some
         kept = np.zeros(nq_rec, dtype=bool)
