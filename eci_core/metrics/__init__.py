@@ -4,5 +4,5 @@
 * :mod:`.lexical`          tokenizer, IDF and ``lex_overlap``
 * :mod:`.bootstrap`        bootstrap intervals and P(A beats B) on shared queries
 * :mod:`.false_negatives`  the false-negative score (``fn_score``, ``fn_band``; coefficients in ``fn_model.json``)
-* :mod:`.fused`            the numba gather-and-dot kernel (same numbers as the numpy path)
+* :mod:`.fused`            the numba gather-and-dot kernel (the numpy path's numbers up to float32 summation order)
 """

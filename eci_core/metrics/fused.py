@@ -6,8 +6,11 @@ query (``s_pn`` = their max), plus the exact-duplicate test (the negative is a p
 or has its text key). This removes the intermediate ``(n, K, d)`` gather buffer that the numpy path
 writes and reads back; measured in BENCHMARKS.md.
 
-Used only when it can give the numpy path's numbers (to 1e-6; the summation order differs,
-``fastmath`` lets the loop use SIMD reductions): float32 C-contiguous matrices, ECI_sem off, and
+Used only when it can give the numpy path's numbers up to float32 summation order (``fastmath``
+lets the loop use SIMD reductions whose width depends on the CPU, so a similarity may differ from
+the numpy path by up to ``2·γ_d·|q|·|n|``, γ_d = d·u/(1 − d·u), u = 2⁻²⁴: 5.7e-6 for d = 48;
+the InfoNCE bound amplifies that by 2/τ; tests/test_scoring.py derives every metric's
+tolerance): float32 C-contiguous matrices, ECI_sem off, and
 at least :data:`MIN_PAIRS` pairs (below that numba's one-off compile, cached on disk afterwards,
 costs more than it saves). ``ECI_NO_NUMBA=1`` turns it off.
 """
