@@ -43,22 +43,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "directories (two: their trainer agreement is printed too)")
     p.add_argument("--show", action="store_true", help="reopen saved results (PATH = --out directory) without recomputing")
     p.add_argument("--format", default=None, help="force the format of every PATH (see `eci score --help`)")
-    p.add_argument("--trainer", default="linear", choices=("linear", "linear-both", "finetune"),
+    p.add_argument("--trainer", default="linear", choices=("linear", "linear-both", "top-layers", "finetune"),
                    help="linear: a query-side linear map on frozen embeddings (seconds on a CPU); linear-both: the map "
-                   "on queries and passages; finetune: full sentence-transformers fine-tuning (GPU when present)")
+                   "on queries and passages; top-layers: only the model's top transformer layer trained, on cached "
+                   "lower-layer states (a sixth of a fine-tune's forward passes for MiniLM); finetune: full "
+                   "sentence-transformers fine-tuning, the reference (GPU when present)")
     p.add_argument("--folds", type=int, default=5, help="k of k-fold cross-validation over queries (no qrels train/test split)")
     p.add_argument("--max-splits", type=int, default=None, metavar="N", help="evaluate only the first N splits (e.g. 1 for a CPU fine-tune)")
     p.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 per split")
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps per training run (default: 100; finetune: 1 epoch of the training queries)")
-    p.add_argument("--batch-size", type=int, default=None, help="queries per step (default 32; finetune 16)")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps per training run (default: 100; finetune and top-layers: 1 epoch of the training queries)")
+    p.add_argument("--batch-size", type=int, default=None, help="queries per step (default 32; finetune and top-layers 16)")
     p.add_argument("--negatives-per-example", type=int, default=3,
                    help="hard negatives per training query and step, drawn from its list (with replacement when it has fewer)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3 linear, 5e-5 finetune)")
-    p.add_argument("--max-seq-length", type=int, default=None, help="finetune: token limit for training and re-encoding")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3 linear, 1e-4 top-layers, 5e-5 finetune)")
+    p.add_argument("--max-seq-length", type=int, default=None, help="finetune and top-layers: token limit for training and re-encoding")
     p.add_argument("--eval-pool", type=int, default=None, metavar="K",
                    help="CPU approximation for finetune: re-rank the union of the untrained encoder's top-K for the test "
                    "queries (plus their positives) instead of the whole corpus")
-    p.add_argument("--threads", type=int, default=None, help="finetune on CPU: torch threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=None, help="finetune and top-layers on CPU: torch threads (default: torch's)")
     p.add_argument("--sources", default=None, help="comma-separated sources to compare (default: all loaded)")
     p.add_argument("--encoder", default="minilm",
                    help="target encoder: 'minilm' (bundled), 'hashing', a load_encoder name or a local folder "
@@ -223,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     if not coll.sources:
         print(f"error: no negative source in {' '.join(args.paths)}: nothing to validate", file=sys.stderr)
         return 2
-    finetune = args.trainer == "finetune"
+    finetune = args.trainer in ("finetune", "top-layers")  # transformer trainers: batch 16, one epoch
     batch = args.batch_size or (16 if finetune else 32)
     try:
         steps = args.steps

@@ -150,7 +150,7 @@ def run_protocol(collection, sources: Sequence[str], config: ValidationConfig, e
         splits = splits[: config.splits_limit]
     trainer = trainer or make_trainer(config.trainer, encoder,
                                       **({"max_seq_length": config.max_seq_length, "threads": config.threads}
-                                         if config.trainer == "finetune" else {}))
+                                         if config.trainer in ("finetune", "top-layers") else {}))
     lr = config.lr if config.lr is not None else trainer.default_lr
     ev = eval_passages(collection, config.exclude_prefixes)
     ev_ids = [collection.passage_ids[int(i)] for i in ev]

@@ -13,6 +13,9 @@ With no hard negatives (the "in-batch only" baseline) the candidates are the B p
                 a CPU; reuses the embedding cache.
 ``linear-both`` the same map applied to queries and passages (a shared adapter); the corpus is
                 re-projected after training (a matrix product).
+``top-layers``  only the top transformer layer(s) of the target model trained, on hidden states of
+                the frozen lower layers computed once per text (``top_layers.py``); the corpus
+                is re-encoded through the trained top layers only.
 ``finetune``    the reference: every weight of the target sentence-transformers model trained
                 with ``sentence_transformers.losses.MultipleNegativesRankingLoss`` in a plain
                 AdamW loop (constant learning rate), on CUDA / MPS when present, else CPU; the
@@ -270,7 +273,7 @@ class FinetuneTrainer:
         return qe, pe
 
 
-TRAINERS = ("linear", "linear-both", "finetune")
+TRAINERS = ("linear", "linear-both", "top-layers", "finetune")
 
 
 def make_trainer(name: str, encoder=None, **kwargs) -> Trainer:
@@ -287,4 +290,11 @@ def make_trainer(name: str, encoder=None, **kwargs) -> Trainer:
         if encoder is not None and not (isinstance(encoder, str) and encoder.strip().lower() in BUNDLED_ENCODER_ALIASES):
             path = getattr(encoder, "path", encoder)
         return FinetuneTrainer(path, **kwargs)
+    if name == "top-layers":
+        from eci_core.validation.top_layers import TopLayersTrainer
+
+        path = None
+        if encoder is not None and not (isinstance(encoder, str) and encoder.strip().lower() in BUNDLED_ENCODER_ALIASES):
+            path = getattr(encoder, "path", encoder)
+        return TopLayersTrainer(path, **kwargs)
     raise ValueError(f"trainer={name!r}: use one of {', '.join(TRAINERS)}")
