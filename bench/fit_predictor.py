@@ -56,6 +56,9 @@ def build(name: str, paths: list[str], reference: str, out: Path = TABLES) -> Pa
     down = ref.downstream[ref.downstream["kind"] == "source"].set_index("variant")
     feats["gain"] = feats["source"].map(down["gain"]).astype(float)
     feats.insert(0, "dataset", name)
+    feats["encoder"] = str(result.encoder)
+    for k, v in P.settings_of(result.config).items():
+        feats[f"setting_{k}"] = v
     out.mkdir(parents=True, exist_ok=True)
     feats.to_csv(out / f"features_{name}.csv", index=False)
     ref.beats.loc[sources, sources].to_csv(out / f"beats_{name}.csv")
@@ -80,6 +83,11 @@ def fit_and_evaluate(folder: Path = TABLES, alpha: float = 1.0) -> P.Predictor:
     rows = P.leave_one_dataset_out(table, beats, alpha=alpha)
     model = P.fit(table, alpha=alpha)
     model.reliability = rows
+    encoders = sorted(table["encoder"].unique()) if "encoder" in table else []
+    if len(encoders) > 1:
+        raise SystemExit(f"{folder}: the tables were scored under different encoders {encoders}; rebuild them under one")
+    model.encoder = encoders[0] if encoders else ""
+    model.settings = {k: table[f"setting_{k}"].iloc[0] for k in P.FEATURE_SETTINGS if f"setting_{k}" in table}
     return model
 
 

@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -102,3 +103,25 @@ def test_feature_table_from_a_score_result():
     bm = res.pairs[res.pairs["source"] == "bm25"]
     assert ft.loc["bm25", "fn_mean"] == pytest.approx(bm["fn_score"].mean(), rel=1e-12)
     assert ft.loc["random", "signal"] < ft.loc["bm25", "signal"]
+
+
+def test_predicted_values_only_under_the_encoder_and_settings_it_was_fitted_for(monkeypatch):
+    """A prediction needs features that mean what they meant in the fit: other encoder or other
+    ECI settings → no numbers and a line saying why; otherwise one number per source."""
+    from eci_core.config import ECIConfig
+
+    feats = pd.DataFrame({"source": ["a", "b"], **{f: [0.1, 0.3] for f in P.FEATURES}})
+    res = SimpleNamespace(encoder="enc-A", config=ECIConfig(), sources=None, pairs=None)
+    model = P.Predictor(features=list(P.FEATURES), coef=[0.01] * 6, mean=[0.2] * 6, scale=[0.1] * 6, intercept=0.02,
+                        alpha=1.0, datasets=["x", "y"], encoder="enc-A", settings=P.settings_of(ECIConfig()))
+    monkeypatch.setattr(P, "feature_table", lambda r: feats)
+    pred, line = P.predicted_values(res, model)
+    # z = (0.1 - 0.2) / 0.1 = -1 and +1 for every feature: 0.02 ∓ 6 · 0.01
+    assert pred["predicted_gain"].tolist() == pytest.approx([-0.04, 0.08], rel=1e-12)
+    assert "not validated" in line  # this model has no held-out rows
+    other = SimpleNamespace(encoder="enc-B", config=ECIConfig(), sources=None, pairs=None)
+    none, why = P.predicted_values(other, model)
+    assert none is None and "enc-B" in why
+    mean_pos = SimpleNamespace(encoder="enc-A", config=ECIConfig(positive="mean"), sources=None, pairs=None)
+    none, why = P.predicted_values(mean_pos, model)
+    assert none is None and "positive" in why

@@ -231,7 +231,11 @@ def flag_summary(pairs) -> str:
 
 
 def json_report(result) -> dict:
-    """``{"encoder": str, "sources": [{name, n_queries, ..., mean_k}]}`` (NaN → null)."""
+    """``{"encoder": str, "sources": [{name, n_queries, ..., mean_k, predicted_gain}], "predictor":
+    {available, line, held_out, per_dataset}}`` (NaN → null). ``predicted_gain`` (the predicted
+    nDCG@10 gain over in-batch-only fine-tuning, eci_core/validation/predictor.py) is present only
+    when the shipped predictor applies to these scores; ``predictor.line`` says how reliable it
+    was on datasets it was not fitted on, or why there is none."""
     import math
 
     out = []
@@ -244,7 +248,19 @@ def json_report(result) -> dict:
             else:
                 item[k] = None if v is None or math.isnan(float(v)) else float(v)
         out.append(item)
-    return {"encoder": str(result.encoder), "sources": out}
+    from eci_core.validation.predictor import load, predicted_values
+
+    model = load()
+    pred, line = predicted_values(result, model)
+    if pred is not None:
+        by = dict(zip(pred["source"], pred["predicted_gain"]))
+        for item in out:
+            v = by.get(item["name"])
+            item["predicted_gain"] = None if v is None or math.isnan(float(v)) else float(v)
+    predictor = {"available": pred is not None, "line": line,
+                 "held_out": model.held_out() if model is not None else None,
+                 "per_dataset": model.reliability if model is not None else []}
+    return {"encoder": str(result.encoder), "sources": out, "predictor": predictor}
 
 
 # ----------------------------------------------------------------------------- commands
@@ -337,6 +353,14 @@ def cmd_score(args) -> int:
     print()
     print(leaderboard(result.sources))
     print("* ECI_sem is experimental (a reconstruction of the paper's June version).")
+    from eci_core.validation.predictor import predicted_values
+
+    pred, line = predicted_values(result)
+    if pred is not None:
+        print("\nPredicted training value (nDCG@10 gain over in-batch-only fine-tuning; not a measurement):")
+        print(pred.sort_values("predicted_gain", ascending=False).to_string(
+            index=False, float_format=lambda x: f"{x:+.4f}"))
+    print(line)
     if len(result.beats) > 1:
         print("\nP(row beats column), bootstrap on shared queries:")
         print(result.beats.to_string(float_format=lambda x: f"{x:.3f}"))

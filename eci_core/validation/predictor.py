@@ -77,6 +77,10 @@ class Predictor:
     alpha: float
     datasets: list[str]
     reliability: list[dict] = field(default_factory=list)
+    #: the encoder and ECI settings the features were computed under; predictions for scores
+    #: made under anything else are refused (the features would not mean the same).
+    encoder: str = ""
+    settings: dict = field(default_factory=dict)
 
     def predict(self, table: pd.DataFrame) -> np.ndarray:
         """Predicted gain over in-batch-only training (nDCG@10) per row of ``table``."""
@@ -112,6 +116,35 @@ class Predictor:
         path = Path(path)
         path.write_text(json.dumps(asdict(self), indent=1, sort_keys=True) + "\n", encoding="utf-8")
         return path
+
+
+#: ECI options that change the features (ECIConfig field names).
+FEATURE_SETTINGS = ("positive", "aggregate")
+
+
+def settings_of(config) -> dict:
+    """The options of an ``ECIConfig`` that the features depend on."""
+    return {k: getattr(config, k) for k in FEATURE_SETTINGS}
+
+
+def predicted_values(score_result, model: "Predictor | None" = None) -> tuple[pd.DataFrame | None, str]:
+    """(``source, predicted_gain`` per source, or None; one line saying what the numbers are
+    worth, or why there are none). ``model`` None = the shipped predictor."""
+    model = model if model is not None else load()
+    if model is None:
+        return None, "No predicted training value: no fitted predictor is installed."
+    if model.encoder and str(score_result.encoder) != model.encoder:
+        return None, (f"No predicted training value: the predictor was fitted on features under {model.encoder}; "
+                      f"these scores use {score_result.encoder}.")
+    now = settings_of(score_result.config)
+    if model.settings and any(now.get(k) != v for k, v in model.settings.items()):
+        return None, (f"No predicted training value: the predictor was fitted under {model.settings}; "
+                      f"these scores use {now}.")
+    feats = feature_table(score_result)
+    ok = feats[model.features].notna().all(axis=1)
+    out = pd.DataFrame({"source": feats["source"], "predicted_gain": np.nan})
+    out.loc[ok, "predicted_gain"] = model.predict(feats[ok])
+    return out, model.reliability_line()
 
 
 def load(path: str | Path = SHIPPED) -> Predictor | None:
