@@ -192,7 +192,7 @@ if l3.button("Clear all marks", key="rv_clear", disabled=not ss[state.K_MARKS], 
 
 # ----------------------------------------------------------------------------- detector quality
 st.subheader("Detector quality")
-labels_file = FN.find_labels_file(coll)
+labels_file = FN.find_labels_file(coll, roots=state.read_roots())
 choices = (["labels file next to the data"] if labels_file else []) + (["your marks"] if pm else [])
 if not choices:
     st.caption("No labels yet: put a qrels/false_negatives.tsv next to the data, or mark negatives above.")
@@ -203,7 +203,7 @@ else:
         st.caption("Only your marked negatives are scored here; unmarked ones count as not false negatives.")
     else:
         try:
-            labels = FN.read_labels(labels_file)
+            labels = FN.read_labels(labels_file, roots=state.read_roots())
         except (OSError, ValueError) as err:
             components.show_error(state.one_line(err))
             st.stop()

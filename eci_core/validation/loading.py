@@ -15,30 +15,36 @@ from eci_core.io.data import Collection
 
 
 def corpus_dir(path: str | Path) -> Path | None:
-    """The BEIR directory a path belongs to: the path itself, or the folder above a
-    ``negatives/`` file, when it holds ``corpus.jsonl``; else None."""
-    p = Path(path)
-    for d in (p, p.parent, p.parent.parent) if not p.is_dir() else (p,):
+    """The BEIR directory a path belongs to, when it holds ``corpus.jsonl``: its dataset folder
+    (:func:`eci_core.io.trust.dataset_dir`: a named folder itself, the folder holding a named
+    file, or DIR for a file in DIR/negatives/ of a BEIR directory), never a parent of it, the
+    temporary folder or an upload folder; else None. A file in ``DIR/sweep/`` does not make
+    ``DIR``'s corpus read: name ``DIR`` too."""
+    from eci_core.io.trust import neighbour_dirs
+
+    for d in neighbour_dirs([path]):
         if (d / "corpus.jsonl").is_file():
             return d
     return None
 
 
-def add_corpus(collection: Collection, directory: str | Path) -> int:
+def add_corpus(collection: Collection, directory: str | Path, roots=None) -> int:
     """Add every passage of ``directory/corpus.jsonl`` to ``collection`` (known ids keep their
     index; texts built as the loader builds them, read by the loader's own BEIR reader); returns
-    how many were new. A bad line raises LoadError naming file, line and field."""
+    how many were new. A bad line raises LoadError naming file, line and field; with ``roots``
+    (the dashboard's data roots) a corpus that resolves outside them too."""
     from eci_core.io.loaders import read_beir_texts
 
     before = collection.n_passages
-    for pid, text in read_beir_texts(Path(directory) / "corpus.jsonl", with_title=True).items():
+    for pid, text in read_beir_texts(Path(directory) / "corpus.jsonl", with_title=True, roots=roots).items():
         collection.add_passage(text, pid)
     return collection.n_passages - before
 
 
-def with_full_corpus(collection: Collection, paths: Iterable[str | Path]) -> Collection:
+def with_full_corpus(collection: Collection, paths: Iterable[str | Path], roots=None) -> Collection:
     """A copy of ``collection`` with the whole corpus of every BEIR directory behind ``paths``
-    added (source and positive indices stay valid: passages are only appended)."""
+    (:func:`corpus_dir`) added (source and positive indices stay valid: passages are only
+    appended). ``roots``: see :func:`add_corpus`."""
     dirs = []
     for p in paths:
         d = corpus_dir(p)
@@ -48,7 +54,7 @@ def with_full_corpus(collection: Collection, paths: Iterable[str | Path]) -> Col
         return collection
     out = collection.copy()
     for d in dirs:
-        add_corpus(out, d)
+        add_corpus(out, d, roots=roots)
     return out
 
 
