@@ -173,12 +173,17 @@ def test_files_planted_next_to_an_upload_are_never_read(_env, monkeypatch, tmp_p
     coll = at.session_state["eci_collection"]
     upl = coll.sources["upl"]
     assert Path(upl.path).parent.name.startswith(trust.UPLOAD_PREFIX)
-    # the upload folder is gone, and someone could make it again: plant there too
+
+    def nothing_planted_is_read():
+        assert FN.find_labels_file(coll) is None
+        assert corpus_dir(upl.path) is None
+        full = with_full_corpus(coll, [s.path for s in coll.sources.values()])
+        assert "planted-passage" not in full.passage_map() and full.n_passages == coll.n_passages
+
+    nothing_planted_is_read()
+    # the upload folder is gone once loaded, and anyone could make it again: planted there too
     _plant(Path(upl.path).parent)
-    assert FN.find_labels_file(coll) is None
-    assert corpus_dir(upl.path) is None
-    full = with_full_corpus(coll, [s.path for s in coll.sources.values()])
-    assert "planted-passage" not in full.passage_map() and full.n_passages == coll.n_passages
+    nothing_planted_is_read()
     at.switch_page("pages/validation.py")
     at.run()
     assert not at.exception, [e.message for e in at.exception]
