@@ -339,3 +339,22 @@ def test_the_dashboard_loads_the_resolved_path_it_checked(_env, monkeypatch, tmp
     assert at.session_state["eci_load_errors"] == []
     paths = {s.path for s in at.session_state["eci_collection"].sources.values()}
     assert paths and all(p.startswith(str(real.resolve()) + os.sep) for p in paths)
+
+
+@pytest.mark.parametrize("linked", ["queries.npy", "queries.ids.txt"])
+def test_your_embeddings_folder_with_a_file_linked_out_of_the_root_is_refused(tmp_path, linked):
+    import numpy as np
+
+    from eci_core.io.user_embeddings import open_embeddings, write_embeddings
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    emb = root / "emb"
+    write_embeddings(emb, "query", ["q1", "q2"], np.eye(2, 4, dtype=np.float32))
+    write_embeddings(emb, "passage", ["d1", "d2"], np.eye(2, 4, dtype=np.float32))
+    assert open_embeddings(emb, model="m", roots=[root]).model == "m"
+    outside.mkdir()
+    shutil.move(emb / linked, outside / linked)
+    (emb / linked).symlink_to(outside / linked)
+    with pytest.raises(ValueError, match=r"outside the data root"):
+        open_embeddings(emb, model="m", roots=[root])
+    assert open_embeddings(emb, model="m").model == "m"  # no roots (the CLI): the link is followed

@@ -635,12 +635,17 @@ def compute_result(s: Settings, progress: Callable[[str, int, int], None] | None
     if s.encoder == "embeddings":
         if not s.embeddings:
             raise ValueError("Your embeddings: type the folder that holds your vectors in the sidebar")
-        if not path_allowed(Path(s.embeddings)):
+        try:
+            folder = Path(s.embeddings).expanduser().resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            folder = None
+        if folder is None or not path_allowed(folder):
             raise ValueError("Your embeddings: that folder is outside the folders this dashboard may read "
                              "(start it with --data-root DIRS or set ECI_DATA_ROOT)")
         from eci_core.io.user_embeddings import open_embeddings
 
-        embeddings, encoder = open_embeddings(s.embeddings, model=s.embeddings_model or None), None
+        # the resolved folder that was checked is opened; every file in it must resolve inside the data root
+        embeddings, encoder = open_embeddings(folder, model=s.embeddings_model or None, roots=read_roots()), None
     else:
         encoder = get_encoder(s.encoder)
     cross = get_cross_encoder() if s.cross_encoder else None
