@@ -57,7 +57,7 @@ def run_form() -> None:
         cfg = ValidationConfig(trainer=trainer, folds=int(folds), seeds=int(seeds), steps=int(steps), batch_size=int(batch),
                                negatives_per_example=int(negs), exclude_prefixes=(exclude.strip(),) if exclude.strip() else ())
         full = with_full_corpus(coll, [s.path for s in coll.sources.values() if s.path],  # rank the whole corpus
-                                roots=state.data_roots())
+                                roots=state.read_roots())
         res = validate(full, None, cfg, encoder=cur.settings.encoder, cache=state.get_embedding_cache(),
                        progress=components.progress_callback(bar), score_config=cur.settings.config)
     except (ValueError, FileNotFoundError) as err:

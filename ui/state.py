@@ -944,7 +944,7 @@ def shipped_validation_dirs() -> list[Path]:
     coll = st.session_state.get(K_COLLECTION)
     bases: list[tuple[Path, Any]] = [(SAMPLE_DIR, [SAMPLE_DIR])]
     if coll is not None:
-        roots = data_roots()
+        roots = read_roots()
         bases += [(d, roots) for d in neighbour_dirs(src.path for src in coll.sources.values())]
     out: list[Path] = []
     for base, roots in bases:

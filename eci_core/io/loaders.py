@@ -107,9 +107,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from eci_core.io.trust import dataset_dir, is_trusted_dir, normalise_roots, open_within, resolve_within
 from eci_core.io.data import (ArrowTextMap, Collection, KeyedTexts, LoadError, LoadReport, PassageRef, QueryRecord,
                               SourceReport, _bool_arrow, _ints_arrow, _np_of, _str_arrow)
+from eci_core.io.trust import dataset_dir, is_trusted_dir, normalise_roots, open_within
 
 Progress = Callable[[str, int, int], None]
 

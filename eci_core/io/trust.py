@@ -28,6 +28,7 @@ link swapped in between the check and the open is refused as well.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -181,7 +182,7 @@ def open_within(path: str | os.PathLike, roots: Sequence[str | os.PathLike] | No
     try:
         fd = os.open(real, flags)
     except OSError as e:
-        if e.errno == getattr(__import__("errno"), "ELOOP", -1):  # the last part became a link
+        if e.errno == errno.ELOOP:  # the last part became a symbolic link after the check
             raise LoadError(str(path), None, outside_message()) from None
         raise
     try:

@@ -15,14 +15,16 @@ from eci_core.io.data import Collection
 
 
 def corpus_dir(path: str | Path) -> Path | None:
-    """The BEIR directory a path belongs to, when it holds ``corpus.jsonl``: its dataset folder
-    (:func:`eci_core.io.trust.dataset_dir`: a named folder itself, the folder holding a named
-    file, or DIR for a file in DIR/negatives/ of a BEIR directory), never a parent of it, the
-    temporary folder or an upload folder; else None. A file in ``DIR/sweep/`` does not make
+    """The BEIR directory a path belongs to, when it holds ``corpus.jsonl``: a folder itself (named
+    explicitly), else the file's dataset folder (:func:`eci_core.io.trust.neighbour_dirs`: the
+    folder holding it, or DIR for a file in DIR/negatives/ of a BEIR directory; never a parent,
+    the temporary folder or an upload folder); else None. A file in ``DIR/sweep/`` does not make
     ``DIR``'s corpus read: name ``DIR`` too."""
     from eci_core.io.trust import neighbour_dirs
 
-    for d in neighbour_dirs([path]):
+    p = Path(path)
+    # a folder is named explicitly (a loaded source's path is always a file)
+    for d in [p] if p.is_dir() else neighbour_dirs([p]):
         if (d / "corpus.jsonl").is_file():
             return d
     return None
