@@ -195,7 +195,7 @@ st.subheader("Detector quality")
 labels_file = FN.find_labels_file(coll, roots=state.read_roots())
 choices = (["labels file next to the data"] if labels_file else []) + (["your marks"] if pm else [])
 if not choices:
-    st.caption("No labels yet: put a qrels/false_negatives.tsv next to the data, or mark negatives above.")
+    st.caption("No labels yet: put qrels/false_negatives.tsv in the dataset folder you opened, or mark negatives above.")
 else:
     src_lab = st.segmented_control("Labels", choices, default=choices[0], key="rv_labels_from") or choices[0]
     if src_lab == "your marks":
