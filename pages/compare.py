@@ -31,7 +31,7 @@ if a == b:
     st.stop()
 
 cmp = views.compare_sources(res, a, b, n_top=int(n_top))
-st.info(cmp.summary(), icon=":material/compare_arrows:")
+st.info(components.plain(cmp.summary()), icon=":material/compare_arrows:")
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Shared queries", f"{cmp.n_shared:,}")
 m2.metric(f"Mean ECI_q difference ({a} − {b})", components.fmt(cmp.mean_diff, "+.3f"))

@@ -19,7 +19,7 @@ res = cur.result
 best = res.sources.iloc[0]
 
 validation = state.validation_for_loaded_data()
-st.info(views.verdict(res, validation), icon=":material/model_training:" if validation is not None else ":material/info:")
+st.info(components.plain(views.verdict(res, validation)), icon=":material/model_training:" if validation is not None else ":material/info:")
 if validation is None:
     st.page_link(state.PAGE_FILES["validation"], label="Validation: does ECI predict training on this data?",
                  icon=":material/model_training:")
@@ -28,10 +28,12 @@ c1, c2, c3, c4, c5 = st.columns(5)
 c1.metric("Sources", f"{len(res.sources)}")
 c2.metric("Queries", f"{cur.collection.n_queries:,}")
 c3.metric("Negatives scored", f"{len(res.pairs):,}")
-c4.metric("Best ECI", f"{best['eci']:.3f}", help=f"{best['name']}: the highest-ranked source")
+c4.metric("Best ECI", f"{best['eci']:.3f}", help=components.plain(f"{best['name']}: the highest-ranked source"))
 c5.metric("Its unsafe queries", f"{100 * best['unsafe_query_rate']:.1f} %",
-          help=f"Share of {best['name']}'s queries with a negative ranked at or above the positive (Δ = 0)")
-st.caption(f"Target encoder: {res.encoder} · positive rule: {res.config.positive} · aggregate: {res.config.aggregate}")
+          help=components.plain(f"Share of {best['name']}'s queries with a negative ranked at or above the "
+                                "positive (Δ = 0)"))
+st.caption(components.plain(f"Target encoder: {res.encoder} · positive rule: {res.config.positive} · "
+                            f"aggregate: {res.config.aggregate}"))
 
 left, right = st.columns([3, 2])
 with left:

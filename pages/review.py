@@ -192,10 +192,10 @@ if l3.button("Clear all marks", key="rv_clear", disabled=not ss[state.K_MARKS], 
 
 # ----------------------------------------------------------------------------- detector quality
 st.subheader("Detector quality")
-labels_file = FN.find_labels_file(coll)
+labels_file = FN.find_labels_file(coll, roots=state.read_roots())
 choices = (["labels file next to the data"] if labels_file else []) + (["your marks"] if pm else [])
 if not choices:
-    st.caption("No labels yet: put a qrels/false_negatives.tsv next to the data, or mark negatives above.")
+    st.caption("No labels yet: put qrels/false_negatives.tsv in the dataset folder you opened, or mark negatives above.")
 else:
     src_lab = st.segmented_control("Labels", choices, default=choices[0], key="rv_labels_from") or choices[0]
     if src_lab == "your marks":
@@ -203,7 +203,7 @@ else:
         st.caption("Only your marked negatives are scored here; unmarked ones count as not false negatives.")
     else:
         try:
-            labels = FN.read_labels(labels_file)
+            labels = FN.read_labels(labels_file, roots=state.read_roots())
         except (OSError, ValueError) as err:
             components.show_error(state.one_line(err))
             st.stop()

@@ -56,7 +56,8 @@ def run_form() -> None:
     try:
         cfg = ValidationConfig(trainer=trainer, folds=int(folds), seeds=int(seeds), steps=int(steps), batch_size=int(batch),
                                negatives_per_example=int(negs), exclude_prefixes=(exclude.strip(),) if exclude.strip() else ())
-        full = with_full_corpus(coll, [s.path for s in coll.sources.values() if s.path])  # rank the whole corpus
+        full = with_full_corpus(coll, [s.path for s in coll.sources.values() if s.path],  # rank the whole corpus
+                                roots=state.read_roots())
         res = validate(full, None, cfg, encoder=cur.settings.encoder, cache=state.get_embedding_cache(),
                        progress=components.progress_callback(bar), score_config=cur.settings.config)
     except (ValueError, FileNotFoundError) as err:
@@ -91,14 +92,15 @@ res = results[choice]
 m = res.meta
 cfg = m.get("config", {})
 matches = state.matches_loaded_data(res)
-st.caption(f"Trainer {m.get('trainer')} · encoder {m.get('encoder')} · {m.get('n_splits')} split(s) × {cfg.get('seeds')} "
+# a saved results.json is a file anyone may have written: what it says is shown as plain text (never Markdown)
+st.caption(components.plain(f"Trainer {m.get('trainer')} · encoder {m.get('encoder')} · {m.get('n_splits')} split(s) × {cfg.get('seeds')} "
            f"seed(s) · {cfg.get('steps')} steps · batch {cfg.get('batch_size')} · {cfg.get('negatives_per_example')} "
            f"negatives per example · lr {m.get('lr')} · {m.get('n_eval_passages'):,} passages ranked · {m.get('seconds')} s"
-           + ("" if matches else " · these results are for other data than the loaded sources"))
+           + ("" if matches else " · these results are for other data than the loaded sources")))
 
-st.success(res.summary(), icon=":material/model_training:")
+st.success(components.plain(res.summary()), icon=":material/model_training:")
 for note in res.notes():
-    st.caption(note)
+    st.caption(components.plain(note))
 
 st.subheader("Pre-training number vs downstream nDCG@10")
 numbers = figures.number_labels(res)

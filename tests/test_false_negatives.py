@@ -181,6 +181,7 @@ def test_labels_file_is_found_next_to_beir_data(tmp_path):
 
     (tmp_path / "qrels").mkdir()
     (tmp_path / "negatives").mkdir()
+    (tmp_path / "corpus.jsonl").write_text('{"_id": "d1", "text": "x"}\n')  # a BEIR directory
     (tmp_path / "qrels" / "false_negatives.tsv").write_text("query-id\tcorpus-id\tscore\n")
     coll = SimpleNamespace(sources={"bm25": SimpleNamespace(path=str(tmp_path / "negatives" / "bm25.trec"))})
     assert FN.find_labels_file(coll) == tmp_path / "qrels" / "false_negatives.tsv"

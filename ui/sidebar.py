@@ -46,19 +46,25 @@ def _on_path(mode: str) -> None:
         st.session_state[state.K_ERRORS] = ["Type the path of a file or folder first."]
         return
     path = Path(raw).expanduser()
-    if not state.path_allowed(path):
+    # the resolved path is checked and then loaded (a link swapped in after the check is not
+    # followed); the loaders check every file they open against the data root again
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        real = None
+    if real is None or not state.path_allowed(real):
         roots = ", ".join(str(r) for r in state.data_roots())
         st.session_state[state.K_ERRORS] = [
             f"{path}: outside the data root ({roots}); upload the file instead, or start the app with "
             "ECI_DATA_ROOT (or --data-root) naming its folder"]
         return
-    if not path.exists():
+    if not real.exists():
         st.session_state[state.K_ERRORS] = [f"{path}: no such file or folder"]
         return
     if mode == "add":
-        state.add_paths([path], label=path.name)
+        state.add_paths([real], label=path.name)
     else:
-        state.replace_with_path(path)
+        state.replace_with_path(real)
 
 
 def _on_sample() -> None:

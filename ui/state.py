@@ -40,6 +40,7 @@ import streamlit as st
 import eci_core  # noqa: F401  (sets the offline environment variables first)
 from eci_core.config import ECIConfig
 from eci_core.io.data import Collection, LoadReport, content_hash
+from eci_core.io.trust import UPLOAD_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = ROOT / "sample_data" / "pyfaq"
@@ -175,6 +176,24 @@ def data_roots() -> list[Path]:
     out: list[Path] = []
     for r in roots:
         r = r.resolve()
+        if r not in out:
+            out.append(r)
+    return out
+
+
+def read_roots() -> list[Path]:
+    """Folders every file the dashboard opens must resolve into (the data root, checked file by
+    file by the loaders: a symbolic link out of it is refused): :func:`data_roots`, the bundled
+    sample and the dataset named with ``--data`` / ``$ECI_DATA`` (named on purpose by whoever
+    started the server)."""
+    out = list(data_roots())
+    for extra in (SAMPLE_DIR, default_data_path()):
+        if extra is None:
+            continue
+        try:
+            r = extra.resolve()
+        except (OSError, RuntimeError):
+            continue
         if r not in out:
             out.append(r)
     return out
@@ -331,10 +350,10 @@ def _mtimes(path: Path) -> tuple:
 
 
 @st.cache_resource(show_spinner="Reading the dataset…", max_entries=4)
-def _load_cached(path: str, mtimes_key: tuple) -> tuple[Collection, LoadReport]:
+def _load_cached(path: str, mtimes_key: tuple, roots: tuple[str, ...]) -> tuple[Collection, LoadReport]:
     from eci_core.io.loaders import load_paths
 
-    return load_paths([path])
+    return load_paths([path], roots=roots)
 
 
 def open_default_dataset(path: Path) -> None:
@@ -344,7 +363,7 @@ def open_default_dataset(path: Path) -> None:
         ss[K_ERRORS] = [f"{path}: no such file or folder (set ECI_DATA or --data to a dataset)"]
         return
     try:
-        coll, report = _load_cached(str(path), _mtimes(path))
+        coll, report = _load_cached(str(path), _mtimes(path), tuple(str(r) for r in read_roots()))
     except Exception as err:  # a LoadError or an unreadable dataset: say it in one line
         ss[K_ERRORS] = [one_line(err)]
         return
@@ -384,7 +403,8 @@ def add_paths(paths: list[Path], label: str, hide_root: Path | None = None) -> N
 
     The load works on a copy: when every path fails, the session keeps what it had; errors are
     shown as one line each (with ``hide_root/`` cut from file names, so an upload is named as the
-    user's file). A path that loads adds its sources (named after the file stems).
+    user's file). A path that loads adds its sources (named after the file stems). Every file
+    opened must resolve inside :func:`read_roots` (an upload's: inside its own folder ``hide_root``).
     """
     from eci_core.io.loaders import load_paths
 
@@ -392,7 +412,8 @@ def add_paths(paths: list[Path], label: str, hide_root: Path | None = None) -> N
     current: Collection | None = ss[K_COLLECTION]
     base = current.copy() if current is not None else None
     try:
-        coll, report = load_paths([str(p) for p in paths], collection=base)
+        roots = [hide_root] if hide_root is not None else read_roots()
+        coll, report = load_paths([str(p) for p in paths], collection=base, roots=roots)
     except Exception as err:
         ss[K_ERRORS] = [_short_names(one_line(err), hide_root)]
         return
@@ -416,12 +437,13 @@ def _short_names(message: str, root: Path | None) -> str:
 
 
 def replace_with_path(path: Path) -> None:
-    """Open another dataset in place of the current one (kept when the new one fails)."""
+    """Open another dataset in place of the current one (kept when the new one fails); every
+    file opened must resolve inside :func:`read_roots`."""
     from eci_core.io.loaders import load_paths
 
     ss = st.session_state
     try:
-        coll, report = load_paths([str(path)])
+        coll, report = load_paths([str(path)], roots=read_roots())
     except Exception as err:
         ss[K_ERRORS] = [one_line(err)]
         return
@@ -476,7 +498,7 @@ def add_uploads(files) -> None:
     if not files:
         st.session_state[K_ERRORS] = errors
         return
-    folder = Path(tempfile.mkdtemp(prefix="eci-upload-"))
+    folder = Path(tempfile.mkdtemp(prefix=UPLOAD_PREFIX))
     try:
         paths = save_uploads(files, folder)
         add_paths(paths, label=", ".join(p.name for p in paths), hide_root=folder)
@@ -613,12 +635,17 @@ def compute_result(s: Settings, progress: Callable[[str, int, int], None] | None
     if s.encoder == "embeddings":
         if not s.embeddings:
             raise ValueError("Your embeddings: type the folder that holds your vectors in the sidebar")
-        if not path_allowed(Path(s.embeddings)):
+        try:
+            folder = Path(s.embeddings).expanduser().resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            folder = None
+        if folder is None or not path_allowed(folder):
             raise ValueError("Your embeddings: that folder is outside the folders this dashboard may read "
                              "(start it with --data-root DIRS or set ECI_DATA_ROOT)")
         from eci_core.io.user_embeddings import open_embeddings
 
-        embeddings, encoder = open_embeddings(s.embeddings, model=s.embeddings_model or None), None
+        # the resolved folder that was checked is opened; every file in it must resolve inside the data root
+        embeddings, encoder = open_embeddings(folder, model=s.embeddings_model or None, roots=read_roots()), None
     else:
         encoder = get_encoder(s.encoder)
     cross = get_cross_encoder() if s.cross_encoder else None
@@ -900,28 +927,29 @@ def use_navigation_only() -> bool:
 
 # --------------------------------------------------------------------------- validation
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _load_validation(path: str, mtime_ns: int):
+def _load_validation(path: str, mtime_ns: int, roots: tuple[str, ...]):
     from eci_core.validation import load_results
 
-    return load_results(path)
+    return load_results(path, roots=roots)
 
 
 def shipped_validation_dirs() -> list[Path]:
-    """Saved validations shipped with the loaded data (``DIR/validation/**/results.json`` next
-    to a BEIR directory's ``negatives/``), the bundled sample's first."""
+    """Saved validations shipped with the loaded data (``DIR/validation/**/results.json`` in the
+    dataset folder of a loaded source, :func:`eci_core.io.trust.neighbour_dirs`: never a parent
+    folder, the temporary folder or an upload folder), the bundled sample's first. A loaded
+    source's results must resolve inside the data root (:func:`data_roots`)."""
+    from eci_core.io.trust import neighbour_dirs, within_roots
     from eci_core.validation import find_results
 
     coll = st.session_state.get(K_COLLECTION)
-    roots: list[Path] = [SAMPLE_DIR]
+    bases: list[tuple[Path, Any]] = [(SAMPLE_DIR, [SAMPLE_DIR])]
     if coll is not None:
-        for src in coll.sources.values():
-            if src.path:
-                p = Path(src.path)
-                roots += [p, p.parent, p.parent.parent]
+        roots = read_roots()
+        bases += [(d, roots) for d in neighbour_dirs(src.path for src in coll.sources.values())]
     out: list[Path] = []
-    for r in roots:
-        for d in find_results(r / "validation") if (r / "validation").is_dir() else []:
-            if d not in out:
+    for base, roots in bases:
+        for d in find_results(base / "validation") if (base / "validation").is_dir() else []:
+            if d not in out and within_roots(d / "results.json", roots):
                 out.append(d)
     return out
 
@@ -932,7 +960,8 @@ def validation_results() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for d in shipped_validation_dirs():
         try:
-            out[_dataset_label(d)] = _load_validation(str(d), (d / "results.json").stat().st_mtime_ns)
+            out[_dataset_label(d)] = _load_validation(str(d), (d / "results.json").stat().st_mtime_ns,
+                                                      tuple(str(r) for r in read_roots()))
         except (OSError, ValueError):
             continue
     out.update(st.session_state.get(K_VALIDATIONS, {}))

@@ -3,6 +3,7 @@ exports of cleaned sets and tables, reviewer marks, and the standalone HTML repo
 
 * :mod:`.data`             ``Collection``, ``Source``, ``LoadReport``, ``LoadError``
 * :mod:`.loaders`          format detection and parsing (``load_paths``, ``load_batch``, ``LoadLimits``)
+* :mod:`.trust`            which neighbour files may be read; the data root checked on every file opened
 * :mod:`.user_embeddings`  vectors you bring (``.npy`` + ids, Parquet, the product's cache), memory-mapped
 * :mod:`.export`           cleaned sets (n-tuple, triplet, BGE, Tevatron) and tables
 * :mod:`.marks`            reviewer marks and false-negative label files

@@ -109,6 +109,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from eci_core.io.data import (ArrowTextMap, Collection, KeyedTexts, LoadError, LoadReport, PassageRef, QueryRecord,
                               SourceReport, _bool_arrow, _ints_arrow, _np_of, _str_arrow)
+from eci_core.io.trust import dataset_dir, is_trusted_dir, normalise_roots, open_within
 
 Progress = Callable[[str, int, int], None]
 
@@ -237,6 +238,16 @@ _LIMITS: contextvars.ContextVar[LoadLimits | None] = contextvars.ContextVar("eci
 def _limits() -> LoadLimits:
     lim = _LIMITS.get()
     return lim if lim is not None else LoadLimits.from_env()
+
+
+# the allowed roots of the load in progress (``roots=`` of load_path / load_paths; None: no limit)
+_ROOTS: contextvars.ContextVar[tuple[Path, ...] | None] = contextvars.ContextVar("eci_load_roots", default=None)
+
+
+def _open_file(path: Path):
+    """Every file the loaders read is opened here: inside the load's allowed roots when it has
+    some (:func:`eci_core.io.trust.open_within`)."""
+    return open_within(path, _ROOTS.get())
 
 
 def normalise_format(format: str) -> str:
@@ -479,7 +490,7 @@ def _need(path: str, line: int | None, row: dict, key: str) -> Any:
 # ====================================================================== reading text
 def _is_gz(path: Path) -> bool:
     try:
-        with open(path, "rb") as f:
+        with _open_file(path) as f:
             return f.read(2) == b"\x1f\x8b"
     except OSError:
         return False
@@ -564,7 +575,7 @@ class _GzipRaw(io.RawIOBase):
 def _open_bytes(path: Path) -> tuple[io.BufferedReader, Any, bool]:
     """``(binary stream, underlying file, is_gzip)`` of a plain or gzipped file (limits applied)."""
     gz = _is_gz(path)
-    raw = open(path, "rb")
+    raw = _open_file(path)
     if not gz:
         return raw, raw, False
     return io.BufferedReader(_GzipRaw(raw, str(path), _limits()), buffer_size=1 << 20), raw, True
@@ -673,7 +684,7 @@ def _container(path: Path) -> str:
     spath = str(path)
     if os.path.getsize(path) == 0:
         raise LoadError(spath, None, "file is empty")
-    with open(path, "rb") as f:
+    with _open_file(path) as f:
         if f.read(4) == b"PAR1":
             return "parquet"
     first = None
@@ -891,7 +902,7 @@ def _parquet_rows(path: Path, progress: Progress | None) -> Iterator[tuple[int, 
     if os.path.getsize(path) == 0:
         raise LoadError(spath, None, "file is empty")
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path if _ROOTS.get() is None else _open_file(path))
     except (pa.ArrowException, OSError) as e:
         raise LoadError(spath, None, f"not a valid Parquet file ({e})") from None
     total = pf.metadata.num_rows
@@ -1978,12 +1989,19 @@ def _first_of_each_id(id_blocks: list, blocks: list) -> ArrowTextMap:
     return ArrowTextMap(ids.filter(_bool_arrow(keep)), out)
 
 
-def read_beir_texts(path: str | Path, with_title: bool = True) -> dict[str, str]:
+def read_beir_texts(path: str | Path, with_title: bool = True,
+                    roots: Iterable[str | os.PathLike] | None = None) -> dict[str, str]:
     """Every ``{_id, title?, text}`` line of a BEIR ``corpus.jsonl`` / ``queries.jsonl`` as
     ``{id: text}``, the text built as :func:`load_beir` builds it (stripped title, a space and the
     text when both are set), the first line winning for a repeated id. A bad line raises
-    :class:`LoadError` naming file, line and field."""
-    out = _read_beir_jsonl(Path(path), None, with_title)
+    :class:`LoadError` naming file, line and field; with ``roots``, a file outside them too
+    (see :func:`load_path`)."""
+    token = _ROOTS.set(normalise_roots(roots)) if roots is not None else None
+    try:
+        out = _read_beir_jsonl(Path(path), None, with_title)
+    finally:
+        if token is not None:
+            _ROOTS.reset(token)
     return out if isinstance(out, dict) else dict(out.items())
 
 
@@ -2484,10 +2502,12 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
 
 def _load_id_file(p: Path, collection: Collection, fmt: str, name: str | None, progress: Progress | None,
                   split: str | None = None) -> LoadReport:
-    """A TREC run / negative-ids file on its own: resolved through its BEIR directory, else the collection."""
-    for d in (p.parent, p.parent.parent if p.parent.name == "negatives" else None):
-        if d is not None and _beir_file(d, "corpus.jsonl") is not None and (d / "qrels").is_dir():
-            return load_beir(d, collection, name=name, progress=progress, only=[p], split=split)
+    """A TREC run / negative-ids file on its own: resolved through its BEIR directory (its
+    dataset folder, :func:`eci_core.io.trust.dataset_dir`: the folder holding it, or DIR for a
+    file in DIR/negatives/), else the collection."""
+    d = dataset_dir(p)
+    if is_trusted_dir(d, uploads=True) and _beir_file(d, "corpus.jsonl") is not None and (d / "qrels").is_dir():
+        return load_beir(d, collection, name=name, progress=progress, only=[p], split=split)
     fast = _fast(_size(p))
     runs = _parse_negatives_arrays(p, fmt, progress) if fast else _parse_negatives_file(p, fmt, progress)
     qtexts, ptexts = collection.query_map(), collection.passage_map()
@@ -2515,6 +2535,8 @@ def _load_id_file(p: Path, collection: Collection, fmt: str, name: str | None, p
 
 
 def _beside(p: Path, names: tuple[str, ...]) -> Path | None:
+    if not is_trusted_dir(p.parent, uploads=True):  # never from the temporary folder itself
+        return None
     for n in names:
         f = _beir_file(p.parent, n)
         if f is not None and f.resolve() != p.resolve():
@@ -2539,21 +2561,29 @@ def _missing(p: Path, spath: str) -> LoadError:
 
 def load_path(path: str | os.PathLike, collection: Collection, format: str | None = None,
               name: str | None = None, progress: Progress | None = None, split: str | None = None,
-              limits: LoadLimits | None = None) -> LoadReport:
+              limits: LoadLimits | None = None, roots: Iterable[str | os.PathLike] | None = None) -> LoadReport:
     """Load one file or BEIR directory into ``collection``; returns its :class:`LoadReport`.
 
     ``format`` overrides detection (see :data:`FORMATS`); ``name`` overrides the source name
     (the file stem). ``split`` chooses one qrels split of a BEIR directory (default: every split,
     each query's positives from its own; ignored for other formats). ``limits`` bounds line
     length, gzip expansion and negatives per query (default :meth:`LoadLimits.from_env`).
-    ``progress(stage, done, total)`` is called while reading. Raises LoadError (``PATH:LINE:
+    ``progress(stage, done, total)`` is called while reading. ``roots`` (the dashboard's data
+    roots; default None: no limit, the CLI reads what you name) limits every file opened, the
+    named one and those read beside it (a BEIR directory's corpus, queries, qrels, negatives), to
+    files that resolve inside a root: each is resolved, checked and opened by its resolved path
+    (:func:`eci_core.io.trust.open_within`); a symbolic link out of the roots is refused with
+    ``PATH: outside the data root …``. Raises LoadError (``PATH:LINE:
     field 'F': message``, never echoing the file's content) on bad input of any kind, leaving
     ``collection`` unchanged; a BEIR directory reports a bad negatives file in
     ``LoadReport.errors`` and loads the others."""
     token = _LIMITS.set(limits) if limits is not None else None
+    rtoken = _ROOTS.set(normalise_roots(roots)) if roots is not None else None
     try:
         return _load_path(path, collection, format, name, progress, split)
     finally:
+        if rtoken is not None:
+            _ROOTS.reset(rtoken)
         if token is not None:
             _LIMITS.reset(token)
 
@@ -2603,8 +2633,10 @@ def _load_path(path: str | os.PathLike, collection: Collection, format: str | No
 
 def load_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike, collection: Collection | None = None,
                format: str | None = None, progress: Progress | None = None,
-               split: str | None = None, limits: LoadLimits | None = None) -> tuple[Collection, LoadReport]:
+               split: str | None = None, limits: LoadLimits | None = None,
+               roots: Iterable[str | os.PathLike] | None = None) -> tuple[Collection, LoadReport]:
     """Load several files/directories into one collection (a new one when ``collection`` is None).
+    ``roots``: the allowed roots of every file opened (see :func:`load_path`).
 
     A path that fails, for any reason, adds its one-line error to ``LoadReport.errors`` and
     loading continues with the next path; everything loaded before stays (each path's sources
@@ -2613,7 +2645,8 @@ def load_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike, collectio
     token = _ARROW_POOL.set(state)
     _mmap_threshold(_LOAD_MMAP_THRESHOLD)
     try:
-        return _load_paths(paths, collection, format, progress, split, limits)
+        return _load_paths(paths, collection, format, progress, split, limits,
+                           None if roots is None else normalise_roots(roots))
     finally:
         _ARROW_POOL.reset(token)
         if "prev" in state:
@@ -2661,7 +2694,7 @@ def _trim_memory() -> None:
         pass
 
 
-def _load_paths(paths, collection, format, progress, split, limits) -> tuple[Collection, LoadReport]:
+def _load_paths(paths, collection, format, progress, split, limits, roots=None) -> tuple[Collection, LoadReport]:
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     coll = Collection() if collection is None else collection
@@ -2669,7 +2702,7 @@ def _load_paths(paths, collection, format, progress, split, limits) -> tuple[Col
     report = LoadReport()
     for p in paths:
         try:
-            report.extend(load_path(p, coll, format=fmt, progress=progress, split=split, limits=limits))
+            report.extend(load_path(p, coll, format=fmt, progress=progress, split=split, limits=limits, roots=roots))
         except LoadError as e:
             report.errors.append(str(e))
         except Exception as e:  # never lose the good files of a batch

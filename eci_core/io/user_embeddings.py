@@ -46,6 +46,8 @@ from typing import Sequence
 
 import numpy as np
 
+from eci_core.io.trust import resolve_within
+
 Kind = str  # "query" | "passage"
 
 ID_COLUMNS = ("id", "_id", "query-id", "corpus-id", "query_id", "passage_id", "qid", "pid", "docid", "doc_id")
@@ -199,7 +201,7 @@ def _find(folder: Path, kind: Kind, exts: Sequence[str]) -> Path | None:
     return None
 
 
-def _read_ids(matrix_path: Path) -> tuple[Path, np.ndarray]:
+def _read_ids(matrix_path: Path, roots=None) -> tuple[Path, np.ndarray]:
     stem = matrix_path.name[: -len(".npy")]
     for ext in (".ids.txt", ".ids.jsonl", ".ids.json", ".ids"):
         p = matrix_path.with_name(stem + ext)
@@ -208,6 +210,7 @@ def _read_ids(matrix_path: Path) -> tuple[Path, np.ndarray]:
     else:
         raise ValueError(f"{matrix_path}: no ids file beside it: write one id per line to {stem}.ids.txt "
                          f"(row i of {matrix_path.name} is the vector of line i)")
+    p = resolve_within(p, roots) if roots is not None else p
     ids: list[str] = []
     if p.name.endswith(".json"):
         try:
@@ -284,7 +287,9 @@ def _random_access(m: np.ndarray) -> None:
             pass
 
 
-def _load_npy(path: Path) -> _Side:
+def _load_npy(path: Path, roots=None) -> _Side:
+    if roots is not None:
+        path = resolve_within(path, roots)
     try:
         m = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as err:
@@ -293,7 +298,7 @@ def _load_npy(path: Path) -> _Side:
         raise ValueError(f"{path}: cannot read ({err.strerror or err})") from None
     _random_access(m)
     normalised, norms = _check_matrix(path, m)
-    ids_path, ids = _read_ids(path)
+    ids_path, ids = _read_ids(path, roots)
     _check_ids(ids_path, ids, m.shape[0], path.name)
     return _Side(path, m, ids, normalised, norms)
 
@@ -306,10 +311,12 @@ def _parquet_cache_dir(path: Path) -> Path:
     return default_cache_dir() / "user-embeddings" / key
 
 
-def _load_parquet(path: Path) -> _Side:
+def _load_parquet(path: Path, roots=None) -> _Side:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if roots is not None:
+        path = resolve_within(path, roots)
     try:
         pf = pq.ParquetFile(path)
     except Exception as err:  # pyarrow raises several types for a damaged file
@@ -378,14 +385,23 @@ def _cache_fingerprints(folder: Path) -> list[str]:
     return out
 
 
-def open_embeddings(path: str | os.PathLike, model: str | None = None) -> UserEmbeddings:
+def open_embeddings(path: str | os.PathLike, model: str | None = None, roots=None) -> UserEmbeddings:
     """Opens a folder of your own vectors (see the module docstring for the layouts).
 
     ``model`` is the name of the model that made them (required for .npy / Parquet: it is
     recorded with every result; for the product's cache it selects a fingerprint and defaults to
     the folder's only one). Raises ``ValueError`` with one line naming the file and the fix.
+    ``roots`` (the dashboard's data roots; None: no limit): the folder and every file read from
+    it must resolve inside a root (each is resolved, checked and read by its resolved path; the
+    files of a cache layout are checked when the folder is opened), else ``PATH: outside the
+    data root …``.
     """
     folder = Path(path).expanduser()
+    if roots is not None and folder.exists():
+        folder = resolve_within(folder, roots)
+        for f in sorted(folder.rglob("*")):
+            if f.is_file() or f.is_symlink():
+                resolve_within(f, roots)
     if not folder.exists():
         raise ValueError(f"--embeddings {str(path)!r}: no such folder")
     if not folder.is_dir():
@@ -400,7 +416,7 @@ def open_embeddings(path: str | os.PathLike, model: str | None = None) -> UserEm
         if not model or not str(model).strip():
             raise ValueError(f"{folder}: name the model that made these vectors (--embeddings-model NAME): it is "
                              "recorded with the results")
-        sides = [(_load_npy(x) if x.suffix == ".npy" else _load_parquet(x)) for x in (q, p)]
+        sides = [(_load_npy(x, roots) if x.suffix == ".npy" else _load_parquet(x, roots)) for x in (q, p)]
         return UserEmbeddings(folder, str(model).strip(), sides[0], sides[1])
     fps = _cache_fingerprints(folder)
     if not fps:

@@ -329,19 +329,23 @@ def _labels_text(raw: bytes, name: str) -> str:
                         "not valid UTF-8 (expected UTF-8 text); re-save the file as UTF-8") from None
 
 
-def read_labels(path_or_bytes, name: str | None = None) -> dict[tuple[str, str], int]:
+def read_labels(path_or_bytes, name: str | None = None, roots=None) -> dict[tuple[str, str], int]:
     """``{(query_id, passage_id): score}`` of a labels file (``query-id corpus-id score``, tab
     or space separated, header optional; gzip read transparently, within the loaders' limits).
     Raises ``ValueError`` in one line naming the file and line for a malformed one
     (``NAME:LINE: ...``, no value echoed); ``name`` is what the errors call the file (default: the
-    path, or ``"labels"`` for bytes, e.g. pass an uploaded file's name)."""
+    path, or ``"labels"`` for bytes, e.g. pass an uploaded file's name). ``roots``: a path is
+    read only when it resolves inside one of them (:func:`eci_core.io.trust.open_within`)."""
     if isinstance(path_or_bytes, (bytes, bytearray)):
         name = name or "labels"
         text = _labels_text(bytes(path_or_bytes), name)
     else:
         p = Path(path_or_bytes)
         name = name or str(p)
-        text = _labels_text(p.read_bytes(), name)
+        from eci_core.io.trust import open_within
+
+        with open_within(p, roots) as f:
+            text = _labels_text(f.read(), name)
     out: dict[tuple[str, str], int] = {}
     for no, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -377,22 +381,16 @@ def labels_bytes(labels: Iterable[tuple[str, str, int]]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def find_labels_file(collection) -> Path | None:
-    """``qrels/false_negatives.tsv`` of the BEIR directory a loaded source came from, if any."""
-    seen: set[Path] = set()
-    for src in getattr(collection, "sources", {}).values():
-        path = getattr(src, "path", None)
-        if not path:
-            continue
-        p = Path(path)
-        for d in (p, p.parent, p.parent.parent):
-            if d in seen:
-                continue
-            seen.add(d)
-            cand = d / "qrels" / LABELS_FILE
-            if cand.is_file():
-                return cand
-    return None
+def find_labels_file(collection, roots=None) -> Path | None:
+    """``qrels/false_negatives.tsv`` in the dataset folder a loaded source came from (the BEIR
+    directory of ``DIR/negatives/x``, else the folder holding the file), if any. Only where
+    :func:`eci_core.io.trust.neighbour_dirs` allows: never a parent folder, the temporary folder
+    or an upload folder. With ``roots`` (the dashboard's data roots) only a file that resolves
+    inside a root."""
+    from eci_core.io.trust import neighbour_file
+
+    paths = [getattr(src, "path", None) for src in getattr(collection, "sources", {}).values()]
+    return neighbour_file([p for p in paths if p], Path("qrels") / LABELS_FILE, roots=roots)
 
 
 def label_vector(pairs: pd.DataFrame, labels: Mapping[tuple[str, str], int]) -> np.ndarray:

@@ -194,15 +194,20 @@ def _records(df: pd.DataFrame) -> list[dict]:
     return _jsonable(df.to_dict("records"))
 
 
-def load_results(directory: str | Path) -> ValidationResult:
+def load_results(directory: str | Path, roots=None) -> ValidationResult:
     """Reopen a saved validation (``results.json`` in ``directory``, or the file itself) without
-    recomputing. Raises ``ValueError`` naming the file when it is not a validation result."""
+    recomputing. Raises ``ValueError`` naming the file when it is not a validation result.
+    ``roots`` (the dashboard's data roots): each file is read only when it resolves inside one
+    (:func:`eci_core.io.trust.open_within`)."""
+    from eci_core.io.trust import open_within
+
     p = Path(directory)
     f = p / RESULTS_JSON if p.is_dir() else p
     if not f.is_file():
         raise FileNotFoundError(f"{f}: no saved validation here (run `eci validate DIR --out {p}` first)")
     try:
-        doc = json.loads(f.read_text(encoding="utf-8"))
+        with open_within(f, roots) as fh:
+            doc = json.loads(fh.read().decode("utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{f}:{err.lineno}: invalid JSON ({err.msg})") from None
     if not isinstance(doc, dict) or "downstream" not in doc or "meta" not in doc:
@@ -228,7 +233,11 @@ def load_results(directory: str | Path) -> ValidationResult:
     encoder_eci = (pd.DataFrame([[nan(v) for v in row] for row in enc["values"]], index=enc["index"], columns=enc["columns"], dtype=float)
                    if enc else pd.DataFrame())
     per_query_path = f.parent / "per_query.csv"
-    per_query = pd.read_csv(per_query_path, dtype={"query_id": str}) if per_query_path.is_file() else pd.DataFrame()
+    if per_query_path.is_file():
+        with open_within(per_query_path, roots) as fh:
+            per_query = pd.read_csv(fh, dtype={"query_id": str})
+    else:
+        per_query = pd.DataFrame()
     down = frame(doc["downstream"])
     return ValidationResult(downstream=down, beats=beats, pretraining=frame(doc["pretraining"]),
                             agreement=frame(doc["agreement"]), per_query=per_query, meta=doc["meta"],
