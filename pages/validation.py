@@ -175,7 +175,7 @@ st.dataframe(
 )
 st.caption(("Intervals: test queries and seeds resampled together; in every resample each source's nDCG@10 is re-measured, "
             "the sources re-ranked and ρ, τ, accuracy recomputed (the sources are the ones validated). "
-            "For comparison, the last two columns resample the sources and treat each nDCG@10 as exact."
+            "For comparison, the ρ columns marked 'sources only' resample the sources and treat each nDCG@10 as exact."
             if joint else "Intervals: sources resampled with replacement, each nDCG@10 taken as exact (no per-query table "
                           "to resample test queries and seeds).")
            + " Unsafe rates are negated so that higher should be better.")
@@ -189,7 +189,8 @@ qp["number"] = number
 components.plotly(figures.scatter_figure(res, number), key="val_scatter")
 st.caption("One point per source; error bars: 95 % bootstrap interval over test queries (they overlap because every "
            "source is tested on the same queries: compare two sources with the paired P(row trains better) below); "
-           "dashed: Theil–Sen line (median of pairwise slopes); dotted: the baselines.")
+           "dashed: Theil–Sen line (median of pairwise slopes); dotted: the baselines; orange: sources that may be best "
+           "(no other source resolvably trains better).")
 
 st.subheader("Downstream quality per source")
 st.dataframe(

@@ -41,17 +41,24 @@ def rank_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
 
 def scatter_figure(res, number: str = "ECI"):
     """Pre-training number (x) against downstream nDCG@10 (y) per source, 95 % error bars, the
-    Theil–Sen line and the baselines as horizontal lines; title carries ρ and τ."""
+    Theil–Sen line and the baselines as horizontal lines; title carries ρ and τ. Sources that may
+    be best (tied with the highest, ``res.effect``) are orange, the others blue; the hover shows
+    each source's rank range."""
     import plotly.graph_objects as go
 
     f = scatter_frame(res, number)
+    e = res.effect
+    rank = e.table.set_index("variant") if e is not None else None
+    ranks = [str(rank.loc[x, "rank"]) if rank is not None and x in rank.index else "–" for x in f["source"]]
+    colors = ["#E69F00" if rank is not None and x in rank.index and int(rank.loc[x, "rank_best"]) == 1 else "#0072B2"
+              for x in f["source"]]
     fig = go.Figure()
     fig.add_trace(go.Scatter(
         x=f["x"], y=f["ndcg@10"], mode="markers+text", text=f["source"], textposition="top center",
         error_y=dict(type="data", symmetric=False, array=f["high"] - f["ndcg@10"], arrayminus=f["ndcg@10"] - f["low"],
                      thickness=1),
-        marker=dict(size=9, color="#0072B2"), name="source", customdata=f[["source"]].to_numpy(),
-        hovertemplate="%{customdata[0]}<br>" + number + " %{x:.3f}<br>nDCG@10 %{y:.3f}<extra></extra>"))
+        marker=dict(size=9, color=colors), name="source", customdata=np.column_stack([f["source"], ranks]),
+        hovertemplate="%{customdata[0]}<br>" + number + " %{x:.3f}<br>nDCG@10 %{y:.3f}<br>rank %{customdata[1]}<extra></extra>"))
     line = rank_line(f["x"].to_numpy(dtype=float), f["ndcg@10"].to_numpy(dtype=float))
     if line is not None:
         xs = np.linspace(np.nanmin(f["x"]), np.nanmax(f["x"]), 20)
@@ -147,7 +154,7 @@ def downstream_display(res) -> pd.DataFrame:
 
 def agreement_display(res) -> pd.DataFrame:
     """The agreement table as shown: intervals from the joint bootstrap over test queries and
-    seeds (``analysis.has_joint_intervals``), the sources-only ρ interval last for comparison;
+    seeds (``analysis.has_joint_intervals``), the sources-only ρ interval next to it for comparison;
     ``pick rank``: the rank range of the number's pick (``tied for best`` when it may be best)."""
     a = res.agreement.copy()
     e = res.effect
@@ -155,9 +162,9 @@ def agreement_display(res) -> pd.DataFrame:
         t = e.table.set_index("variant")
         a["pick rank"] = [("tied for best" if int(t.loc[p, "rank_best"]) == 1 else str(t.loc[p, "rank"])) if p in t.index else ""
                           for p in a["pick"]]
-    cols = ["number", "spearman", "spearman_low", "spearman_high", "kendall", "kendall_low", "kendall_high",
-            "pairwise_accuracy", "pairwise_accuracy_low", "pairwise_accuracy_high", "resolved_accuracy", "n_resolved",
-            "top1_regret", "pick", "pick rank", "n", "spearman_src_low", "spearman_src_high"]
+    cols = ["number", "spearman", "spearman_low", "spearman_high", "spearman_src_low", "spearman_src_high",
+            "resolved_accuracy", "n_resolved", "pairwise_accuracy", "pairwise_accuracy_low", "pairwise_accuracy_high",
+            "kendall", "kendall_low", "kendall_high", "top1_regret", "pick", "pick rank", "n"]
     return a[[c for c in cols if c in a.columns]]
 
 

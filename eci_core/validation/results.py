@@ -202,8 +202,13 @@ class ValidationResult:
             agree = "agreed with" if r["spearman_low"] > 0 else ("ranked against" if r["spearman_high"] < 0 else "did not reliably agree with")
             how = ("test queries and seeds resampled" if has_joint_intervals(self.agreement) and (e is None or e.summary["seeds_resampled"])
                    else "test queries resampled, one seed" if has_joint_intervals(self.agreement) else "sources resampled")
-            text += (f" ECI {agree} training: Spearman ρ = {r['spearman']:.2f} (95 % CI {r['spearman_low']:.2f}…"
-                     f"{r['spearman_high']:.2f}, {how}) over {int(r['n'])} sources; ECI's pick {r['pick']} ")
+            if math.isnan(r["spearman"]):
+                agree = "has no measurable agreement with"
+                rho = "Spearman ρ undefined (the sources' nDCG@10 or their ECI are all equal)"
+            else:
+                rho = (f"Spearman ρ = {r['spearman']:.2f} (95 % CI {r['spearman_low']:.2f}…{r['spearman_high']:.2f}, "
+                       f"{how})")
+            text += f" ECI {agree} training: {rho} over {int(r['n'])} sources; ECI's pick {r['pick']} "
             ranks = e.table.set_index("variant")["rank"] if e is not None else None
             if r["pick"] == best:
                 text += "is the best-training source."
@@ -263,6 +268,9 @@ def power_note(power: dict) -> str:
         return ""
     seed_var = power["sigma2_seed"]
     measured = seed_var is not None and math.isfinite(seed_var)
+    if power["sigma2_query"] == 0 and power["sigma2_residual"] == 0 and (not measured or seed_var == 0):
+        return ("Power: not estimated: the paired differences between sources do not vary over test queries or seeds "
+                "here (every source scores the same on each query), so there is no noise to size against.")
     design = f"{power['n_splits']} split(s) × {power['n_seeds']} seed(s)"
     others = ", ".join(f"{_count(n)} with {k} seed{'s' if int(k) > 1 else ''}" for k, n in power["queries_needed_by_seeds"].items()
                        if int(k) != power["n_seeds"]) if measured else ""
