@@ -11,9 +11,16 @@ which A's mean nDCG@10 exceeds B's (ties count ½).
 
 Agreement (across sources; baselines excluded): for each pre-training number x (sign chosen so
 that higher should be better) and the downstream nDCG@10 y: Spearman ρ and Kendall τ (scipy,
-tie-corrected τ-b) with 95 % percentile intervals from resampling the sources with replacement
-(B resamples, fixed seed); pairwise decision accuracy = share of source pairs with y_a ≠ y_b
-that x orders the same way (x ties count ½); top-1 regret = max y − y[argmax x].
+tie-corrected τ-b); pairwise decision accuracy = share of source pairs with y_a ≠ y_b that x
+orders the same way (x ties count ½); top-1 regret = max y − y[argmax x]. Their 95 % percentile
+intervals come from the joint bootstrap over test queries and seeds (:func:`joint_bootstrap`:
+every resample re-measures each source's mean nDCG@10 and re-ranks the sources; B resamples,
+fixed seed); the sources-only intervals (resampling the sources with replacement, each y taken
+as exact) are kept next to them.
+
+Effect size (:func:`effect_size`): the spread of the sources' nDCG@10, each source against the
+baselines, the source pairs resolved by the same joint paired bootstrap (P ≥ 0.95 either way),
+each source's rank range (tied sources share one), and the power line (:func:`queries_needed`).
 """
 
 from __future__ import annotations
@@ -141,7 +148,8 @@ def agreement_table(pretraining: pd.DataFrame, downstream: pd.DataFrame, n_boots
         if jb is not None:
             src = {f"{k}_src_{e}": r[f"{k}_{e}"] for k in ("spearman", "kendall") for e in ("low", "high")}
             joint = (joint_rank_agreement(x[ok], jb.means[:, ok]) if ok.sum() >= 3 else
-                     {f"{k}_{e}": np.nan for k in ("spearman", "kendall", "pairwise_accuracy", "top1_regret") for e in ("low", "high")})
+                     {f"{k}_{e}": np.nan for k in ("spearman", "kendall", "pairwise_accuracy", "top1_regret")
+                      for e in ("low", "high")})
             acc, n_res = resolved_accuracy(x[ok], resolved[np.ix_(ok, ok)])
             row = {"number": label, "n": r["n"]}
             for k in ("spearman", "kendall", "pairwise_accuracy", "top1_regret"):

@@ -98,7 +98,8 @@ def effect_figure(res):
     scale = 100.0 if rel else 1.0
     first = t["rank_best"] == 1
     fig = go.Figure()
-    for mask, name, color in ((first, "may be best (tied with the highest)", "#E69F00"), (~first, "resolved below the best", "#0072B2")):
+    groups = ((first, "may be best (tied with the highest)", "#E69F00"), (~first, "resolved below the best", "#0072B2"))
+    for mask, name, color in groups:
         f = t[mask]
         if f.empty:
             continue
@@ -118,7 +119,8 @@ def effect_figure(res):
     fig.update_layout(
         title=(f"Spread {100 * s['spread']:.1f} nDCG@10 points · {s['n_resolved']} of {s['n_pairs']} source pairs resolved · "
                f"{len(s['tied_first'])} may be best"),
-        xaxis_title="nDCG@10 minus in-batch only (points)" if rel else "nDCG@10", yaxis=dict(autorange="reversed", title=None, categoryorder="array", categoryarray=list(t["variant"])),
+        xaxis_title="nDCG@10 minus in-batch only (points)" if rel else "nDCG@10",
+        yaxis=dict(autorange="reversed", title=None, categoryorder="array", categoryarray=list(t["variant"])),
         height=max(260, 24 * len(t) + 120), margin=dict(l=10, r=10, t=60, b=10),
         legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0))
     return fig

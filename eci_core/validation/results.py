@@ -48,8 +48,9 @@ class ValidationResult:
     over test queries and seeds, the ``_src_`` ones from resampling sources;
     ``analysis.agreement_table``). ``per_query``: variant, split, seed, query_id and the three
     measures. ``effect`` (computed from ``per_query``): how far apart the sources train, the
-    resolved pairs, rank ranges and the power line (``analysis.effect_size``). ``meta``: trainer, encoder, configuration, splits (training queries used,
-    leaked negatives, uncovered queries per source), timing, source signatures, resolution.
+    resolved pairs, rank ranges and the power line (``analysis.effect_size``). ``meta``: trainer,
+    encoder, configuration, splits (training queries used, leaked negatives, uncovered queries
+    per source), timing, source signatures, resolution.
     ``encoder_eci``: ECI per source under each extra encoder (may be empty)."""
 
     downstream: pd.DataFrame
@@ -199,9 +200,12 @@ class ValidationResult:
         eci = self.agreement[self.agreement["number"] == "ECI"]
         if len(eci):
             r = eci.iloc[0]
-            agree = "agreed with" if r["spearman_low"] > 0 else ("ranked against" if r["spearman_high"] < 0 else "did not reliably agree with")
-            how = ("test queries and seeds resampled" if has_joint_intervals(self.agreement) and (e is None or e.summary["seeds_resampled"])
-                   else "test queries resampled, one seed" if has_joint_intervals(self.agreement) else "sources resampled")
+            agree = ("agreed with" if r["spearman_low"] > 0 else
+                     "ranked against" if r["spearman_high"] < 0 else "did not reliably agree with")
+            joint = has_joint_intervals(self.agreement)
+            how = ("sources resampled" if not joint else
+                   "test queries and seeds resampled" if e is None or e.summary["seeds_resampled"] else
+                   "test queries resampled, one seed")
             if math.isnan(r["spearman"]):
                 agree = "has no measurable agreement with"
                 rho = "Spearman ρ undefined (the sources' nDCG@10 or their ECI are all equal)"
