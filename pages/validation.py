@@ -1,13 +1,17 @@
 """Validation: does ECI predict training on this data?
 
 Open saved results (the bundled sample's are shipped) or run a cheap-trainer validation of the
-loaded sources; then the scatter of a pre-training number against downstream nDCG@10 per source,
-the agreement table, the downstream table with its baselines, and the trainer agreement.
+loaded sources; then, effect size first: how far apart the sources train (spread, each source
+against in-batch only and untrained, resolved pairs, tied sources as rank ranges, the power
+line); then the agreement table (intervals over test queries and seeds), the scatter of a
+pre-training number against downstream nDCG@10 per source, the downstream table with its
+baselines, and the trainer agreement.
 """
 
 import streamlit as st
 
 from eci_core.validation import figures
+from eci_core.validation.analysis import has_joint_intervals
 from ui import components, state
 
 if state.use_navigation_only():  # legacy deep-link run: let the entry point draw this page
@@ -99,21 +103,53 @@ st.caption(components.plain(f"Trainer {m.get('trainer')} · encoder {m.get('enco
            + ("" if matches else " · these results are for other data than the loaded sources")))
 
 st.success(components.plain(res.summary()), icon=":material/model_training:")
-for note in res.notes():
-    st.caption(components.plain(note))
 
-st.subheader("Pre-training number vs downstream nDCG@10")
-numbers = figures.number_labels(res)
-if "val_number" not in st.session_state and qp.get("number") in numbers:
-    st.session_state["val_number"] = qp["number"]
-number = st.selectbox("Pre-training number", numbers, key="val_number")
-qp["number"] = number
-components.plotly(figures.scatter_figure(res, number), key="val_scatter")
-st.caption("One point per source; error bars: 95 % bootstrap interval over test queries (they overlap because every "
-           "source is tested on the same queries: compare two sources with the paired P(row trains better) below); "
-           "dashed: Theil–Sen line (median of pairwise slopes); dotted: the baselines.")
+st.subheader("How far apart the sources train")
+eff = res.effect
+if eff is None:
+    st.info("Effect sizes need the per-query table: no usable per_query.csv next to these results.json. "
+            "Re-run `eci validate` to write it.")
+    for note in res.notes():
+        st.caption(components.plain(note))
+else:
+    es = eff.summary
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Spread (best − worst)", f"{100 * es['spread']:.1f} points",
+              help=f"max − min of the sources' mean nDCG@10, in points (0.01 = 1 point); 95 % CI "
+                   f"{100 * es['spread_low']:.1f}–{100 * es['spread_high']:.1f} (biased upward: tied sources still spread)")
+    m2.metric("Resolved source pairs", f"{es['n_resolved']} of {es['n_pairs']}",
+              help=f"paired bootstrap over test queries and seeds; P(trains better) ≥ {es['level']:.2f} either way")
+    m3.metric("May be best", f"{len(es['tied_first'])} source{'s' if len(es['tied_first']) != 1 else ''}",
+              help="sources no other source resolvably beats (tied with the highest): " + ", ".join(es["tied_first"]))
+    ivu = es.get("in_batch_vs_untrained")
+    m4.metric("In-batch only vs untrained", "–" if ivu is None else f"{100 * ivu:+.1f} points",
+              help=None if ivu is None else f"95 % CI {100 * es['in_batch_vs_untrained_low']:+.1f} to "
+                                            f"{100 * es['in_batch_vs_untrained_high']:+.1f} points")
+    components.plotly(figures.effect_figure(res), key="val_effect")
+    st.dataframe(
+        figures.effect_display(res), hide_index=True, width="stretch",
+        column_config={
+            "rank": st.column_config.TextColumn("rank", help="the ranks the resolved pairs allow: tied sources share a range"),
+            "source": st.column_config.TextColumn("source"),
+            "ndcg@10": st.column_config.NumberColumn("nDCG@10", format="%.3f"),
+            "ndcg@10_low": st.column_config.NumberColumn("2.5 %", format="%.3f",
+                                                         help="intervals in this table: test queries and seeds resampled"),
+            "ndcg@10_high": st.column_config.NumberColumn("97.5 %", format="%.3f"),
+            "vs_in_batch": st.column_config.NumberColumn("vs in-batch only (points)", format="%+.1f"),
+            "vs_in_batch_low": st.column_config.NumberColumn("2.5 %", format="%+.1f"),
+            "vs_in_batch_high": st.column_config.NumberColumn("97.5 %", format="%+.1f"),
+            "vs_untrained": st.column_config.NumberColumn("vs untrained (points)", format="%+.1f"),
+            "vs_untrained_low": st.column_config.NumberColumn("2.5 %", format="%+.1f"),
+            "vs_untrained_high": st.column_config.NumberColumn("97.5 %", format="%+.1f"),
+            "n_tied": st.column_config.NumberColumn("tied with", format="%d", help="sources it is not resolved against"),
+            "tied_with": st.column_config.TextColumn("tied with (names)"),
+        },
+    )
+    for note in res.notes():
+        st.caption(components.plain(note))
 
 st.subheader("Agreement with training")
+joint = has_joint_intervals(res.agreement)
 st.dataframe(
     figures.agreement_display(res), hide_index=True, width="stretch",
     column_config={
@@ -126,18 +162,44 @@ st.dataframe(
         "kendall_high": st.column_config.NumberColumn("τ 97.5 %", format="%.2f"),
         "pairwise_accuracy": st.column_config.NumberColumn("pairwise accuracy", format="%.2f",
                                                            help="share of source pairs ordered as training ordered them"),
+        "pairwise_accuracy_low": st.column_config.NumberColumn("acc. 2.5 %", format="%.2f"),
+        "pairwise_accuracy_high": st.column_config.NumberColumn("acc. 97.5 %", format="%.2f"),
+        "resolved_accuracy": st.column_config.NumberColumn("accuracy on resolved pairs", format="%.2f",
+                                                           help="share of the resolved source pairs that this number orders as training did"),
+        "n_resolved": st.column_config.NumberColumn("resolved pairs", format="%d"),
         "top1_regret": st.column_config.NumberColumn("top-1 regret", format="%.3f",
                                                      help="nDCG@10 of the best-training source minus that of this number's pick"),
         "pick": st.column_config.TextColumn("its pick"),
+        "pick rank": st.column_config.TextColumn("pick's rank", help="rank range of the pick in training (tied sources share a range)"),
         "n": st.column_config.NumberColumn("sources", format="%d"),
+        "spearman_src_low": st.column_config.NumberColumn("ρ 2.5 % (sources only)", format="%.2f"),
+        "spearman_src_high": st.column_config.NumberColumn("ρ 97.5 % (sources only)", format="%.2f"),
     },
 )
-st.caption("Intervals: sources resampled with replacement. Unsafe rates are negated so that higher should be better.")
+st.caption(("Intervals: test queries and seeds resampled together; in every resample each source's nDCG@10 is re-measured, "
+            "the sources re-ranked and ρ, τ, accuracy recomputed (the sources are the ones validated). "
+            "For comparison, the ρ columns marked 'sources only' resample the sources and treat each nDCG@10 as exact."
+            if joint else "Intervals: sources resampled with replacement, each nDCG@10 taken as exact (no per-query table "
+                          "to resample test queries and seeds).")
+           + " Unsafe rates are negated so that higher should be better.")
+
+st.subheader("Pre-training number vs downstream nDCG@10")
+numbers = figures.number_labels(res)
+if "val_number" not in st.session_state and qp.get("number") in numbers:
+    st.session_state["val_number"] = qp["number"]
+number = st.selectbox("Pre-training number", numbers, key="val_number")
+qp["number"] = number
+components.plotly(figures.scatter_figure(res, number), key="val_scatter")
+st.caption("One point per source; error bars: 95 % bootstrap interval over test queries (they overlap because every "
+           "source is tested on the same queries: compare two sources with the paired P(row trains better) below); "
+           "dashed: Theil–Sen line (median of pairwise slopes); dotted: the baselines; orange: sources that may be best "
+           "(no other source resolvably trains better).")
 
 st.subheader("Downstream quality per source")
 st.dataframe(
     figures.downstream_display(res), hide_index=True, width="stretch",
     column_config={
+        "rank": st.column_config.TextColumn("rank", help="the ranks the resolved pairs allow: tied sources share a range"),
         "variant": st.column_config.TextColumn("source / baseline"),
         "ndcg@10": st.column_config.NumberColumn("nDCG@10", format="%.3f"),
         "ndcg@10_low": st.column_config.NumberColumn("2.5 %", format="%.3f"),
@@ -152,8 +214,12 @@ st.dataframe(
         "n_seeds": st.column_config.NumberColumn("seeds", format="%d"),
     },
 )
-with st.expander("P(row trains better than column), paired bootstrap on the shared test queries"):
-    st.dataframe(res.beats.style.format("{:.2f}", na_rep="–"), width="stretch")
+if eff is not None:
+    with st.expander("P(row trains better than column), paired bootstrap over the shared test queries and seeds"):
+        st.dataframe(eff.beats.style.format("{:.2f}", na_rep="–"), width="stretch")
+else:
+    with st.expander("P(row trains better than column), paired bootstrap on the shared test queries"):
+        st.dataframe(res.beats.style.format("{:.2f}", na_rep="–"), width="stretch")
 
 st.subheader("Trainer agreement")
 if len(results) > 1:

@@ -60,9 +60,13 @@ def _doc(data_dir):
 
 
 def _label(data_dir):
+    return _label_of(data_dir / "validation" / "linear")
+
+
+def _label_of(path):
     from ui.state import _dataset_label
 
-    return _dataset_label(data_dir / "validation" / "linear")
+    return _dataset_label(path)
 
 
 def test_validation_page_shows_the_saved_numbers(data_dir):
@@ -88,7 +92,59 @@ def test_validation_page_shows_the_saved_numbers(data_dir):
     for r in agree.to_dict("records"):
         w = wa[r["number"]]["spearman"]
         assert (np.isnan(r["spearman"]) and w is None) or r["spearman"] == pytest.approx(w)
-    assert len(at.get("plotly_chart")) >= 1
+    assert len(at.get("plotly_chart")) >= 2  # the effect figure and the scatter
+    _assert_effect_first(at, doc)
+
+
+def _assert_effect_first(at, doc):
+    """Effect size and resolved pairs come first, as saved in ``doc``; then the agreement table
+    with the joint intervals (sources-only kept); tied sources shown with a rank range."""
+    heads = [h.value for h in at.subheader]
+    assert heads.index("How far apart the sources train") < heads.index("Agreement with training")
+    eff = doc["effect"]["summary"]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Resolved source pairs"] == f"{eff['n_resolved']} of {eff['n_pairs']}"
+    assert metrics["Spread (best − worst)"] == f"{100 * eff['spread']:.1f} points"
+    assert metrics["May be best"].startswith(f"{len(eff['tied_first'])} source")
+    frames = [df.value for df in at.dataframe]
+    table = next(f for f in frames if "tied_with" in f.columns)
+    assert list(table["source"]) == [r["variant"] for r in doc["effect"]["table"]]
+    assert list(table["rank"]) == [r["rank"] for r in doc["effect"]["table"]]
+    agree = next(f for f in frames if "number" in f.columns)
+    assert {"spearman_src_low", "spearman_src_high", "resolved_accuracy"} <= set(agree.columns)
+    wa = {r["number"]: r for r in doc["agreement"]}
+    for r in agree.to_dict("records"):
+        w = wa[r["number"]]["spearman_low"]
+        assert (np.isnan(r["spearman_low"]) and w is None) or r["spearman_low"] == pytest.approx(w)
+    captions = [c.value for c in at.caption]
+    assert set(doc["notes"]) <= set(captions) and any(c.startswith("Power: ") for c in captions)
+    assert any(c.startswith("Intervals: test queries and seeds resampled together") for c in captions)
+
+
+def test_validation_page_shows_results_saved_before_the_joint_bootstrap(data_dir, tmp_path):
+    """The shipped pyfaq validation (sources-only intervals, no effect section in its JSON) is
+    shown with the effect section and joint intervals computed from its per-query table."""
+    from eci_core.validation import load_results
+
+    shipped = ROOT / "sample_data" / "pyfaq" / "validation" / "linear"
+    old = json.loads((shipped / "results.json").read_text())
+    assert "effect" not in old
+    res = load_results(shipped)
+    out = res.save(tmp_path / "now")  # what the page must show: the reopened result, saved anew
+    doc = json.loads((out / "results.json").read_text())
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("pages/validation.py")
+    at.run()
+    at.selectbox(key="val_choice").set_value(_label_of(shipped)).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert doc["summary"] in [s.value for s in at.success]
+    _assert_effect_first(at, doc)
+    assert any(c.value.startswith("Power: resolving a true difference of 0.01 nDCG@10") for c in at.caption)
+    agree = next(f for f in (df.value for df in at.dataframe) if "number" in f.columns)
+    was = {r["number"]: r for r in old["agreement"]}
+    for r in agree.to_dict("records"):  # the saved sources-only interval, next to the joint one
+        assert r["spearman_src_low"] == pytest.approx(was[r["number"]]["spearman_low"])
 
 
 def test_overview_quotes_the_validation_of_the_loaded_data(data_dir):

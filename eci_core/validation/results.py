@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -12,8 +13,8 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from eci_core.validation.analysis import (agreement_table, downstream_table, encoder_agreement, pretraining_table,
-                       trainer_agreement)
+from eci_core.validation.analysis import (EffectSize, agreement_table, downstream_table, effect_size, encoder_agreement,
+                                         has_joint_intervals, pretraining_table, trainer_agreement)
 from eci_core.validation.protocol import BASELINES, IN_BATCH, UNTRAINED, ValidationConfig, run_protocol
 
 RESULTS_JSON = "results.json"
@@ -42,9 +43,14 @@ class ValidationResult:
     gain, gain_low, gain_high, n_test_queries, n_seeds``. ``beats``: P(row trains better than
     column). ``pretraining``: the numbers known before training, per source. ``agreement``: one
     row per pre-training number (``number, n, spearman(_low/_high), kendall(_low/_high),
-    pairwise_accuracy, top1_regret, pick``). ``per_query``: variant, split, seed, query_id and
-    the three measures. ``meta``: trainer, encoder, configuration, splits (training queries used,
-    leaked negatives, uncovered queries per source), timing, source signatures, resolution.
+    pairwise_accuracy(_low/_high), top1_regret(_low/_high), resolved_accuracy, n_resolved,
+    spearman_src_low/_high, kendall_src_low/_high, pick``: intervals from the joint bootstrap
+    over test queries and seeds, the ``_src_`` ones from resampling sources;
+    ``analysis.agreement_table``). ``per_query``: variant, split, seed, query_id and the three
+    measures. ``effect`` (computed from ``per_query``): how far apart the sources train, the
+    resolved pairs, rank ranges and the power line (``analysis.effect_size``). ``meta``: trainer,
+    encoder, configuration, splits (training queries used, leaked negatives, uncovered queries
+    per source), timing, source signatures, resolution.
     ``encoder_eci``: ECI per source under each extra encoder (may be empty)."""
 
     downstream: pd.DataFrame
@@ -68,6 +74,20 @@ class ValidationResult:
     @property
     def resolution(self) -> float:
         return float(self.meta.get("resolution", float("nan")))
+
+    @functools.cached_property
+    def effect(self) -> EffectSize | None:
+        """Effect sizes, resolved pairs, rank ranges and the power line from the per-query table
+        (``analysis.effect_size``, the validation's bootstrap size and seed); None when the
+        per-query table is not stored or unusable (results saved without ``per_query.csv``)."""
+        if self.per_query is None or self.per_query.empty or not self.sources:
+            return None
+        cfg = self.meta.get("config") or {}
+        try:
+            return effect_size(self.per_query, self.sources, n_bootstrap=int(cfg.get("n_bootstrap") or 1000),
+                               seed=int(cfg.get("split_seed") or 0))
+        except (ValueError, KeyError):
+            return None
 
     def best_source(self) -> str:
         d = self.downstream[self.downstream["kind"] == "source"]
@@ -101,15 +121,40 @@ class ValidationResult:
         return all(sig.get(k) == v for k, v in signatures.items())
 
     def notes(self) -> list[str]:
-        """Plain statements of what the validation can and cannot resolve."""
+        """Plain statements of what the validation can and cannot resolve: how far apart the
+        sources train (effect size), how many source pairs are resolved and which sources are
+        tied, the power line, then the training-at-all baseline and the resolution."""
         d = self.downstream.set_index("variant")
         out = []
+        e = self.effect
+        src = self.sources
+        if e is not None and len(src) > 1:
+            s, t = e.summary, e.table.set_index("variant")
+            best = s["best"]
+            line = (f"How far apart the sources train: the {len(src)} sources span {100 * s['spread']:.1f} nDCG@10 points "
+                    f"({s['worst_ndcg@10']:.3f} {s['worst']} to {s['best_ndcg@10']:.3f} {best}; 95 % CI of the spread "
+                    f"{100 * s['spread_low']:.1f}–{100 * s['spread_high']:.1f}, biased upward: tied sources still show a spread).")
+            if np.isfinite(t.loc[best, "vs_in_batch"]):
+                line += (f" {best} vs in-batch only {100 * t.loc[best, 'vs_in_batch']:+.1f} points "
+                         f"[{100 * t.loc[best, 'vs_in_batch_low']:+.1f}, {100 * t.loc[best, 'vs_in_batch_high']:+.1f}]")
+                if np.isfinite(t.loc[best, "vs_untrained"]):
+                    line += (f", vs untrained {100 * t.loc[best, 'vs_untrained']:+.1f} "
+                             f"[{100 * t.loc[best, 'vs_untrained_low']:+.1f}, {100 * t.loc[best, 'vs_untrained_high']:+.1f}]")
+                line += "."
+            out.append(line)
+            seeds = (f"{s['n_seeds']} seeds per split" if s["seeds_resampled"] else
+                     "one seed per split: training noise is not in this count, which is therefore optimistic")
+            out.append(f"Resolved: {s['n_resolved']} of {s['n_pairs']} source pairs (paired bootstrap over {s['n_queries']} test "
+                       f"queries and {seeds}; P(trains better) ≥ {s['level']:.2f} either way). Unresolved sources are tied, "
+                       f"not ranked: {_names(s['tied_first'])} {'may be' if len(s['tied_first']) > 1 else 'is'} best.")
+            pw = power_note(e.power)
+            if pw:
+                out.append(pw)
         if UNTRAINED in d.index and IN_BATCH in d.index:
             ib, un = d.loc[IN_BATCH], d.loc[UNTRAINED]
             out.append(f"Training at all: in-batch only {ib['ndcg@10']:.3f} vs untrained {un['ndcg@10']:.3f} nDCG@10 "
                        f"(in-batch minus untrained {-un.get('gain', float('nan')):+.3f}, 95 % CI "
                        f"{-un.get('gain_high', float('nan')):+.3f}…{-un.get('gain_low', float('nan')):+.3f}).")
-        src = self.sources
         if len(src) > 1:
             b = self.beats.loc[src, src].to_numpy()
             iu = np.triu_indices(len(src), 1)
@@ -118,9 +163,10 @@ class ValidationResult:
             sd = d.loc[src, "seed_sd"]
             seeds = (f" Seed spread (sd over seeds of a source's mean): {np.nanmin(sd):.4f}–{np.nanmax(sd):.4f}."
                      if np.isfinite(sd.to_numpy(dtype=float)).any() else " One seed: the seed spread is not measured.")
+            count = "" if e is not None else (f"; {resolved} of {p.size} source pairs are resolved over test queries "
+                                              "(P ≥ 0.95 either way; seeds averaged)")
             out.append(f"Resolution: paired differences smaller than about {self.resolution:.3f} nDCG@10 are within noise "
-                       f"(median half-width of the 95 % interval of a paired difference); {resolved} of {p.size} "
-                       f"source pairs are resolved (P ≥ 0.95 either way).{seeds}")
+                       f"(median half-width of the 95 % interval of a paired difference over test queries){count}.{seeds}")
             spread = float(d.loc[src, "ndcg@10"].max() - d.loc[src, "ndcg@10"].min())
             if spread < self.resolution:
                 out.append(f"All sources lie within {spread:.3f} nDCG@10 of each other, below the resolution: this "
@@ -128,24 +174,54 @@ class ValidationResult:
         return out
 
     def summary(self) -> str:
-        """One sentence: which source trained best and whether ECI agreed (ρ with its interval)."""
+        """One sentence, effect size first: how far apart the sources train and how many pairs are
+        resolved, which source(s) trained best (tied sources named as tied), then whether ECI
+        agreed (ρ with its interval: joint over test queries and seeds when the per-query table
+        is available)."""
         best = self.best_source()
         d = self.downstream.set_index("variant")
         row = d.loc[best]
+        e = self.effect
         text = (f"Validation ({self.trainer} trainer, {self.meta.get('n_splits', '?')} split(s) × "
-                f"{int(row['n_seeds'])} seed(s)): {best} trained best (nDCG@10 {row['ndcg@10']:.3f}, 95 % CI "
-                f"{row['ndcg@10_low']:.3f}–{row['ndcg@10_high']:.3f}")
+                f"{int(row['n_seeds'])} seed(s)"
+                + (f", {e.summary['n_queries']} test queries" if e is not None else "") + "): ")
+        tied = e.summary["tied_first"] if e is not None and len(self.sources) > 1 else [best]
+        if e is not None and len(self.sources) > 1:
+            text += (f"the sources span {100 * e.summary['spread']:.1f} nDCG@10 points and {e.summary['n_resolved']} of "
+                     f"{e.summary['n_pairs']} source pairs are resolved; ")
+        if len(tied) > 1:
+            text += f"{len(tied)} sources are tied for best ({_names(tied)}); {best} is highest"
+        else:
+            text += f"{best} trained best"
+        text += f" (nDCG@10 {row['ndcg@10']:.3f}, 95 % CI {row['ndcg@10_low']:.3f}–{row['ndcg@10_high']:.3f}"
         if IN_BATCH in d.index and not math.isnan(row.get("gain", float("nan"))):
             text += f"; {row['gain']:+.3f} over in-batch only"
         text += ")."
         eci = self.agreement[self.agreement["number"] == "ECI"]
         if len(eci):
-            e = eci.iloc[0]
-            agree = "agreed with" if e["spearman_low"] > 0 else ("ranked against" if e["spearman_high"] < 0 else "did not reliably agree with")
-            regret = "" if e["pick"] == best else " (regret {:.3f} nDCG@10)".format(e["top1_regret"])
-            text += (f" ECI {agree} training: Spearman ρ = {e['spearman']:.2f} (95 % CI {e['spearman_low']:.2f}…"
-                     f"{e['spearman_high']:.2f}) over {int(e['n'])} sources; ECI's pick {e['pick']} "
-                     f"{'is' if e['pick'] == best else 'is not'} the best-training source{regret}.")
+            r = eci.iloc[0]
+            agree = ("agreed with" if r["spearman_low"] > 0 else
+                     "ranked against" if r["spearman_high"] < 0 else "did not reliably agree with")
+            joint = has_joint_intervals(self.agreement)
+            how = ("sources resampled" if not joint else
+                   "test queries and seeds resampled" if e is None or e.summary["seeds_resampled"] else
+                   "test queries resampled, one seed")
+            if math.isnan(r["spearman"]):
+                agree = "has no measurable agreement with"
+                rho = "Spearman ρ undefined (the sources' nDCG@10 or their ECI are all equal)"
+            else:
+                rho = (f"Spearman ρ = {r['spearman']:.2f} (95 % CI {r['spearman_low']:.2f}…{r['spearman_high']:.2f}, "
+                       f"{how})")
+            text += f" ECI {agree} training: {rho} over {int(r['n'])} sources; ECI's pick {r['pick']} "
+            ranks = e.table.set_index("variant")["rank"] if e is not None else None
+            if r["pick"] == best:
+                text += "is the best-training source."
+            elif r["pick"] in tied:
+                text += f"is tied for best (regret {r['top1_regret']:.3f} nDCG@10, within noise)."
+            elif ranks is not None and r["pick"] in ranks.index:
+                text += f"ranks {ranks[r['pick']]} of {len(self.sources)} (regret {r['top1_regret']:.3f} nDCG@10)."
+            else:
+                text += f"is not the best-training source (regret {r['top1_regret']:.3f} nDCG@10)."
         return text
 
     # ------------------------------------------------------------------ saving
@@ -162,6 +238,7 @@ class ValidationResult:
             "agreement": _records(self.agreement),
             "encoder_eci": {"index": list(map(str, self.encoder_eci.index)), "columns": list(map(str, self.encoder_eci.columns)),
                             "values": _jsonable(self.encoder_eci.to_numpy().tolist())} if not self.encoder_eci.empty else None,
+            "effect": self.effect.to_json() if self.effect is not None else None,
             "notes": self.notes(),
             "summary": self.summary(),
         }
@@ -173,7 +250,43 @@ class ValidationResult:
         self.per_query.to_csv(out / "per_query.csv", index=False)
         if not self.encoder_eci.empty:
             self.encoder_eci.to_csv(out / "encoder_eci.csv")
+        if self.effect is not None:
+            self.effect.table.to_csv(out / "effect.csv", index=False)
         return out
+
+
+def _names(names, limit: int = 5) -> str:
+    names = list(names)
+    return ", ".join(names) if len(names) <= limit else ", ".join(names[:limit]) + f" and {len(names) - limit} more"
+
+
+def _count(n: float) -> str:
+    return "∞" if math.isinf(n) else f"{math.ceil(n):,}"
+
+
+def power_note(power: dict) -> str:
+    """The power line in words (``analysis.power_line``): test queries (and seeds) needed to
+    resolve its ``delta`` between two typical sources."""
+    needed = power.get("queries_needed") if power else None
+    if needed is None or math.isnan(needed):
+        return ""
+    seed_var = power["sigma2_seed"]
+    measured = seed_var is not None and math.isfinite(seed_var)
+    if power["sigma2_query"] == 0 and power["sigma2_residual"] == 0 and (not measured or seed_var == 0):
+        return ("Power: not estimated: the paired differences between sources do not vary over test queries or seeds "
+                "here (every source scores the same on each query), so there is no noise to size against.")
+    design = f"{power['n_splits']} split(s) × {power['n_seeds']} seed(s)"
+    others = ", ".join(f"{_count(n)} with {k} seed{'s' if int(k) > 1 else ''}" for k, n in power["queries_needed_by_seeds"].items()
+                       if int(k) != power["n_seeds"]) if measured else ""
+    text = (f"Power: resolving a true difference of {power['delta']:.2f} nDCG@10 between two typical sources (two-sided "
+            f"{100 * power['alpha']:.0f} %, power {100 * power['power']:.0f} %) needs about {_count(power['queries_needed'])} test "
+            f"queries at {design} (this validation has {power['n_queries']})" + (f"; {others}" if others else "") + ". ")
+    if measured and power.get("seeds_needed", 1) > 1:
+        text += f"Below {power['seeds_needed']} seeds per split no number of test queries is enough (seed noise). "
+    text += (f"From the median over source pairs of the per-query variance of paired differences ({power['sigma2_query']:.2g})"
+             + (f", the seed variance ({seed_var:.2g}) and their interaction ({power['sigma2_residual']:.2g})." if measured else
+                "; one seed, so the seed variance is not measured and this is a lower bound."))
+    return text
 
 
 def _jsonable(x):
@@ -239,9 +352,18 @@ def load_results(directory: str | Path, roots=None) -> ValidationResult:
     else:
         per_query = pd.DataFrame()
     down = frame(doc["downstream"])
-    return ValidationResult(downstream=down, beats=beats, pretraining=frame(doc["pretraining"]),
-                            agreement=frame(doc["agreement"]), per_query=per_query, meta=doc["meta"],
-                            encoder_eci=encoder_eci, path=str(f.parent))
+    pre, agreement = frame(doc["pretraining"]), frame(doc["agreement"])
+    if not has_joint_intervals(agreement) and not per_query.empty:
+        # saved before the joint bootstrap: recompute the agreement table from the per-query table
+        # (the sources-only intervals come out as saved: same draws); keep the saved one if unusable
+        cfg = doc["meta"].get("config") or {}
+        try:
+            agreement = agreement_table(pre, down, n_bootstrap=int(cfg.get("n_bootstrap") or 1000),
+                                        seed=int(cfg.get("split_seed") or 0), per_query=per_query)
+        except (ValueError, KeyError):
+            pass
+    return ValidationResult(downstream=down, beats=beats, pretraining=pre, agreement=agreement, per_query=per_query,
+                            meta=doc["meta"], encoder_eci=encoder_eci, path=str(f.parent))
 
 
 def find_results(directory: str | Path) -> list[Path]:
@@ -271,7 +393,7 @@ def validate(collection, sources: Sequence[str] | None = None, config: Validatio
     pre = pretraining_table(sc)
     variants = [UNTRAINED, IN_BATCH, *sources]
     down, beats = downstream_table(raw.per_query, variants, n_bootstrap=config.n_bootstrap, seed=config.split_seed)
-    agree = agreement_table(pre, down, n_bootstrap=config.n_bootstrap, seed=config.split_seed)
+    agree = agreement_table(pre, down, n_bootstrap=config.n_bootstrap, seed=config.split_seed, per_query=raw.per_query)
     meta = dict(raw.meta)
     meta["resolution"] = down.attrs.get("resolution")
     meta["n_splits"] = len(raw.meta["splits"])
