@@ -176,3 +176,42 @@ def test_score_embedding_dtype_float16_is_close_to_float32(capsys, tmp_path, exp
     with pytest.raises(SystemExit) as exc:
         main(["score", APP, "--encoder", "hashing", "--embedding-dtype", "int8", "--no-progress"])
     assert exc.value.code == 2 and "argument --embedding-dtype: invalid choice: 'int8'" in capsys.readouterr().err
+
+
+def _formula_cells(path: Path) -> list[str]:
+    """Cells of the CSV file ``path`` that a spreadsheet would run as a formula (a text cell
+    starting with =, +, -, @, tab or CR; a number such as -0.5 is a number, not a formula)."""
+    import csv
+
+    from eci_core.io.export import FORMULA_STARTS
+
+    bad = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.reader(f):
+            for cell in row:
+                if cell.startswith(FORMULA_STARTS):
+                    try:
+                        float(cell)
+                    except ValueError:
+                        bad.append(cell)
+    return bad
+
+
+def test_score_out_csvs_escape_formula_cells(capsys, tmp_path):
+    """`eci score --out`: a source named like a spreadsheet formula (from its file name) is written
+    to sources.csv and beats.csv with a leading ' (shown as text, never run)."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(FIX / "app_small", data)
+    evil = "=cmd|' -C calc'!A0"  # a file name: no "/"
+    (data / "negatives" / "bm25.trec").rename(data / "negatives" / f"{evil}.trec")
+    out_dir = tmp_path / "out"
+    code, _, err = run(capsys, "score", str(data), "--encoder", "hashing", "--bootstrap", "50", "--no-cache",
+                       "--no-progress", "--out", str(out_dir))
+    assert code == 0, err
+    assert pd.read_parquet(out_dir / "pairs.parquet")["source"].astype(str).eq(evil).any()  # Parquet exact
+    for name in ("sources.csv", "beats.csv"):
+        text = (out_dir / name).read_text(encoding="utf-8")
+        assert "'" + evil in text, name
+        assert _formula_cells(out_dir / name) == [], name

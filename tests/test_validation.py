@@ -327,6 +327,38 @@ def test_results_reopen_without_recomputing(fixture_results):
     assert res.meta["n_eval_passages"] == 24
 
 
+def test_saved_csvs_escape_formula_cells_and_per_query_reads_back(fixture_results, tmp_path):
+    """A source or query id a spreadsheet would run as a formula (=, +, -, @) is written to the
+    CSV copies with a leading ' ; load_results gives per_query's ids back exactly;
+    ``escape_formulas=False`` writes them as they are."""
+    import csv
+    import dataclasses
+
+    from eci_core.io.export import FORMULA_STARTS
+
+    _, res, _ = fixture_results
+    src = next(v for v, k in zip(res.downstream["variant"], res.downstream["kind"]) if k != "baseline")
+    evil = "=cmd|' /C calc'!A0"
+    ren = {src: evil}
+    pq = res.per_query.assign(variant=res.per_query["variant"].replace(ren),
+                              query_id=["@" + q if i % 2 else "-" + q for i, q in enumerate(res.per_query["query_id"])])
+    bad = dataclasses.replace(res, downstream=res.downstream.assign(variant=res.downstream["variant"].replace(ren)),
+                              per_query=pq, beats=res.beats.rename(index=ren, columns=ren),
+                              pretraining=res.pretraining.replace(ren), agreement=res.agreement.replace(ren))
+    out = bad.save(tmp_path / "safe")
+    for f in sorted(out.glob("*.csv")):
+        for row in csv.reader(open(f, newline="", encoding="utf-8")):
+            for cell in row:
+                if cell.startswith(FORMULA_STARTS):
+                    float(cell)  # only numbers (e.g. -0.25) may start with - or +
+    assert "'" + evil in (out / "downstream.csv").read_text(encoding="utf-8")
+    back = load_results(out)
+    assert back.per_query["query_id"].tolist() == pq["query_id"].tolist()
+    assert back.per_query["variant"].tolist() == pq["variant"].tolist()
+    raw = bad.save(tmp_path / "raw", escape_formulas=False)
+    assert "\n" + evil + "," in (raw / "downstream.csv").read_text(encoding="utf-8").replace('"', "")
+
+
 def test_cli_validate_and_show(tmp_path, capsys):
     from eci_core.cli import main
 

@@ -149,8 +149,16 @@ class ValidationResult:
         return text
 
     # ------------------------------------------------------------------ saving
-    def save(self, directory: str | Path) -> Path:
-        """Write ``results.json`` (everything) and CSV copies of the tables to ``directory``."""
+    def save(self, directory: str | Path, escape_formulas: bool = True) -> Path:
+        """Write ``results.json`` (everything) and CSV copies of the tables to ``directory``.
+
+        In the CSV files a text cell (a source name, a query id, a header) that a spreadsheet
+        would run as a formula gets a leading ``'`` (:func:`eci_core.io.export.escape_formula_cells`;
+        :func:`load_results` reverses it for ``per_query.csv``); ``escape_formulas=False`` writes
+        them as they are."""
+        from eci_core.io.export import escape_formula_cells
+
+        esc = escape_formula_cells if escape_formulas else (lambda df: df)
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         doc = {
@@ -166,13 +174,13 @@ class ValidationResult:
             "summary": self.summary(),
         }
         (out / RESULTS_JSON).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        self.downstream.to_csv(out / "downstream.csv", index=False)
-        self.agreement.to_csv(out / "agreement.csv", index=False)
-        self.pretraining.to_csv(out / "pretraining.csv", index=False)
-        self.beats.to_csv(out / "beats.csv")
-        self.per_query.to_csv(out / "per_query.csv", index=False)
+        esc(self.downstream).to_csv(out / "downstream.csv", index=False)
+        esc(self.agreement).to_csv(out / "agreement.csv", index=False)
+        esc(self.pretraining).to_csv(out / "pretraining.csv", index=False)
+        esc(self.beats).to_csv(out / "beats.csv")
+        esc(self.per_query).to_csv(out / "per_query.csv", index=False)
         if not self.encoder_eci.empty:
-            self.encoder_eci.to_csv(out / "encoder_eci.csv")
+            esc(self.encoder_eci).to_csv(out / "encoder_eci.csv")
         return out
 
 
@@ -228,7 +236,11 @@ def load_results(directory: str | Path) -> ValidationResult:
     encoder_eci = (pd.DataFrame([[nan(v) for v in row] for row in enc["values"]], index=enc["index"], columns=enc["columns"], dtype=float)
                    if enc else pd.DataFrame())
     per_query_path = f.parent / "per_query.csv"
-    per_query = pd.read_csv(per_query_path, dtype={"query_id": str}) if per_query_path.is_file() else pd.DataFrame()
+    per_query = pd.DataFrame()
+    if per_query_path.is_file():
+        from eci_core.io.export import unescape_formula_cells
+
+        per_query = unescape_formula_cells(pd.read_csv(per_query_path, dtype={"query_id": str}))
     down = frame(doc["downstream"])
     return ValidationResult(downstream=down, beats=beats, pretraining=frame(doc["pretraining"]),
                             agreement=frame(doc["agreement"]), per_query=per_query, meta=doc["meta"],
