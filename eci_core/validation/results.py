@@ -257,19 +257,28 @@ def find_results(directory: str | Path) -> list[Path]:
 
 def validate(collection, sources: Sequence[str] | None = None, config: ValidationConfig = ValidationConfig(),
              encoder=None, cache=None, progress: Progress | None = None, agreement_encoders: Sequence[str] = (),
-             score_config=None) -> ValidationResult:
+             score_config=None, device: str | None = None) -> ValidationResult:
     """Validate the sources of ``collection`` by training (module docstrings of ``protocol`` and
     ``analysis``). ``encoder``: the target encoder (cheap trainers: frozen; finetune: the model
     trained; None = bundled MiniLM). The pre-training numbers are ECI & co. of every source under
     that encoder (``score_collection`` with ``score_config``). ``agreement_encoders``: further
-    ``load_encoder`` names whose ECI rankings are compared with the target's (Kendall τ)."""
+    ``load_encoder`` names whose ECI rankings are compared with the target's (Kendall τ).
+    ``device``: where the target encoder encodes and finetune trains (``"cpu"``, ``"cuda"``,
+    ``"cuda:N"``, ``"mps"``; None = auto)."""
     from eci_core.config import ECIConfig
     from eci_core.models.encoders import load_encoder
     from eci_core.scoring import score_collection
 
     sources = list(sources) if sources else list(collection.sources)
-    raw = run_protocol(collection, sources, config, encoder=encoder, cache=cache, progress=progress)
-    target = load_encoder(encoder if config.trainer != "finetune" or encoder is not None else None)
+    trainer = None
+    if device is not None:
+        from eci_core.validation.trainers import make_trainer
+
+        ft = config.trainer == "finetune"
+        trainer = make_trainer(config.trainer, encoder, device=device,
+                               **({"max_seq_length": config.max_seq_length, "threads": config.threads} if ft else {}))
+    raw = run_protocol(collection, sources, config, encoder=encoder, cache=cache, progress=progress, trainer=trainer)
+    target = load_encoder(encoder if config.trainer != "finetune" or encoder is not None else None, device=device or "auto")
     sc = score_collection(collection, target, score_config or ECIConfig(), cache=cache, sources=sources, progress=progress)
     pre = pretraining_table(sc)
     variants = [UNTRAINED, IN_BATCH, *sources]
