@@ -126,28 +126,6 @@ def test_ray_engine_cross_encoder_equals_local_engine(local_ray, pyfaq, tmp_path
     _equal(again, local)
 
 
-def test_cross_encoder_actors_take_a_gpu_only_for_a_torch_model(tmp_path):
-    """The actor plan without a GPU here: a sentence-transformers CrossEncoder gets one GPU per
-    actor (built on "cuda") when the cluster has GPUs; the bundled ONNX model, or --device cpu,
-    gets one CPU per actor and one onnxruntime thread; another model object is shipped as is."""
-    from eci_core.engines.ray_engine import _cross_actors, _cross_spec
-    from eci_core.models.encoders import OnnxCrossEncoder, SentenceTransformersCrossEncoder
-
-    (tmp_path / "config.json").write_text("{}")
-    st_ce, onnx = SentenceTransformersCrossEncoder(tmp_path, batch_size=16), OnnxCrossEncoder()
-    assert _cross_actors(st_ce, "auto", 4, 64, None) == (True, {"num_gpus": 1, "concurrency": 4})
-    assert _cross_actors(st_ce, "cpu", 4, 64, None) == (False, {"num_cpus": 1, "concurrency": 64})
-    assert _cross_actors(onnx, "auto", 4, 64, 8) == (False, {"num_cpus": 1, "concurrency": 8})
-    assert _cross_actors(st_ce, "auto", 0, 2, None) == (False, {"num_cpus": 1, "concurrency": 2})
-    cls, spec = _cross_spec(st_ce, "auto", gpu=True)
-    assert cls is SentenceTransformersCrossEncoder and spec["device"] == "cuda" and spec["batch_size"] == 16
-    assert _cross_spec(st_ce, "auto", gpu=False)[1]["device"] == "cpu"
-    cls, spec = _cross_spec(onnx, "auto", gpu=False)
-    assert cls is OnnxCrossEncoder and spec["threads"] == 1 and cls(**spec).fingerprint == onnx.fingerprint
-    other = object()
-    assert _cross_spec(other, "auto", gpu=False) == (None, other)
-
-
 def test_ray_engine_unknown_engine_in_one_line(pyfaq):
     from eci_core import engines
 
