@@ -61,7 +61,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="finetune on CPU: torch threads (default: torch's)")
     p.add_argument("--device", default="auto",
                    help="where finetune trains and the target encoder encodes: auto (CUDA, else MPS, else CPU), cpu, "
-                   "cuda, cuda:N or mps")
+                   "cuda, cuda:N or mps (linear trainers: also a comma-separated list for encoding)")
     p.add_argument("--sources", default=None, help="comma-separated sources to compare (default: all loaded)")
     p.add_argument("--encoder", default="minilm",
                    help="target encoder: 'minilm' (bundled), 'hashing', a load_encoder name or a local folder "
@@ -233,10 +233,11 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
     device = None if str(args.device).strip().lower() in ("", "auto") else args.device
     if device is not None:
-        try:
+        try:  # one line now, not after loading: finetune trains on one device; the encoder may use several
+            from eci_core.models.encoders import resolve_devices
             from eci_core.validation.trainers import training_device
 
-            training_device(device)
+            training_device(device) if finetune else resolve_devices(device)
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
