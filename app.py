@@ -3,7 +3,9 @@
 Run ``make run`` (or ``streamlit run app.py --server.address 127.0.0.1 -- --data DIR
 [--encoder hashing] [--data-root DIRS] [--readonly-cache DIRS] [--score-budget SECONDS]``; the
 ``ECI_DATA`` / ``ECI_ENCODER`` / ``ECI_DATA_ROOT`` / ``ECI_READONLY_CACHE`` /
-``ECI_SCORE_BUDGET_S`` environment variables do the same; see the README's "Serving safely"). The sidebar "Data and
+``ECI_SCORE_BUDGET_S`` environment variables do the same; see the README's "Serving safely";
+``ECI_ALLOW_REMOTE=1`` / ``-- --allow-remote`` silence the warning shown when the server listens
+beyond this machine, see ``ui/serving.py``). The sidebar "Data and
 settings" is shared by every page; the scores for the loaded data and the chosen settings are
 computed once (with a progress bar) and reused by all pages.
 """
@@ -13,9 +15,12 @@ from __future__ import annotations
 import streamlit as st
 
 import eci_core  # noqa: F401  (offline model environment first)
-from ui import components, sidebar, state
+from ui import components, serving, sidebar, state
 
 st.set_page_config(layout="wide", page_title="ECI Explorer", page_icon=":material/insights:")
+# error details hidden unless set on purpose; a warning on every page when the server is reachable
+# beyond this machine (the repo's .streamlit/config.toml applies only when started from the repo)
+SERVING = serving.apply()
 state.use_navigation_only()  # every later run goes through this file's st.navigation
 
 # URL paths equal the file stems: Streamlit's legacy pages/ routing resolves a deep link on the
@@ -41,6 +46,7 @@ state.init_state()
 page = st.navigation(PAGES, position="top")
 if page.url_path == PAGES[1].url_path:  # the hidden alias: serve the Overview at "/" so the top bar marks it
     st.switch_page(PAGES[0], query_params=st.query_params.to_dict())
+serving.render(SERVING)
 sidebar.render()
 components.ensure_scores()
 page.run()

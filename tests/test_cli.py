@@ -160,8 +160,13 @@ def test_score_eci_sem_cap_and_device_options(capsys, tmp_path):
 
 
 def test_score_embedding_dtype_float16_is_close_to_float32(capsys, tmp_path, expected):
-    """--embedding-dtype float16 reaches score_collection: the per-source numbers move by half-float
-    rounding only (hashing vectors rounded to 11 significant bits), not by more."""
+    """--embedding-dtype float16 reaches score_collection: the CLI gives the library's float16
+    numbers exactly (the same computation), and they differ from float32 by half-float rounding
+    only: per-source ECI within C_max·2(2·eps + tie), eps = ``rounding.float16_similarity_bound(d)``
+    (derived in tests/rounding.py)."""
+    import rounding
+    from eci_core.metrics.eci import TIE_TOLERANCE
+
     coll, _ = load_paths([APP])
     half = score_collection(coll, HashingEncoder(), ECIConfig(n_bootstrap=200, seed=3), embedding_dtype="float16")
     code, out, err = run(capsys, "score", APP, "--encoder", "hashing", "--json", "--bootstrap", "200", "--seed", "3",
@@ -169,10 +174,52 @@ def test_score_embedding_dtype_float16_is_close_to_float32(capsys, tmp_path, exp
     assert code == 0, err
     got = {s["name"]: s for s in json.loads(out)["sources"]}
     for r in half.sources.itertuples():
-        assert got[r.name]["eci"] == pytest.approx(r.eci, abs=1e-12)
+        assert got[r.name]["eci"] == r.eci
+    eps = rounding.float16_similarity_bound(HashingEncoder().dim)
+    bound = rounding.metric_bounds(eps, TIE_TOLERANCE, ECIConfig().temperature, float(expected.queries["C"].max()))
+    assert any(got[r.name]["eci"] != r.eci for r in expected.sources.itertuples())  # float16 was used
     for r in expected.sources.itertuples():
-        assert got[r.name]["eci"] == pytest.approx(r.eci, abs=5e-3)
+        assert got[r.name]["eci"] == pytest.approx(r.eci, abs=bound["eci"])
         assert got[r.name]["n_negatives"] == r.n_negatives
     with pytest.raises(SystemExit) as exc:
         main(["score", APP, "--encoder", "hashing", "--embedding-dtype", "int8", "--no-progress"])
     assert exc.value.code == 2 and "argument --embedding-dtype: invalid choice: 'int8'" in capsys.readouterr().err
+
+
+def _formula_cells(path: Path) -> list[str]:
+    """Cells of the CSV file ``path`` that a spreadsheet would run as a formula (a text cell
+    starting with =, +, -, @, tab or CR; a number such as -0.5 is a number, not a formula)."""
+    import csv
+
+    from eci_core.io.export import FORMULA_STARTS
+
+    bad = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.reader(f):
+            for cell in row:
+                if cell.startswith(FORMULA_STARTS):
+                    try:
+                        float(cell)
+                    except ValueError:
+                        bad.append(cell)
+    return bad
+
+
+def test_score_out_csvs_escape_formula_cells(capsys, tmp_path):
+    """`eci score --out`: a source named like a spreadsheet formula (from its file name) is written
+    to sources.csv and beats.csv with a leading ' (shown as text, never run)."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(FIX / "app_small", data)
+    evil = "=cmd|' -C calc'!A0"  # a file name: no "/"
+    (data / "negatives" / "bm25.trec").rename(data / "negatives" / f"{evil}.trec")
+    out_dir = tmp_path / "out"
+    code, _, err = run(capsys, "score", str(data), "--encoder", "hashing", "--bootstrap", "50", "--no-cache",
+                       "--no-progress", "--out", str(out_dir))
+    assert code == 0, err
+    assert pd.read_parquet(out_dir / "pairs.parquet")["source"].astype(str).eq(evil).any()  # Parquet exact
+    for name in ("sources.csv", "beats.csv"):
+        text = (out_dir / name).read_text(encoding="utf-8")
+        assert "'" + evil in text, name
+        assert _formula_cells(out_dir / name) == [], name

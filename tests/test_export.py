@@ -284,3 +284,17 @@ def test_real_scoring_then_drop_flagged_leaves_nothing_flagged(tmp_path):
     assert int(r2.pairs["flagged"].sum()) == 0
     assert float(r2.sources["unsafe_query_rate"].iloc[0]) == 0.0
     assert len(r2.pairs) == int(s["negatives_out"])
+
+
+def test_escape_formula_cells_is_reversible_and_covers_index_and_headers():
+    cells = ["=1+1", "+x", "-cmd", "@A1", "\tx", "\rx", "'=x", "''-y", "'plain", "plain", "", "a=b"]
+    df = pd.DataFrame({"t": cells, "n": range(len(cells)), "=h": ["x"] * len(cells)},
+                      index=pd.Index(cells, name="@i"))
+    esc = export.escape_formula_cells(df)
+    assert list(esc.columns) == ["t", "n", "'=h"] and esc.index.name == "'@i"
+    assert esc["t"].tolist() == ["'=1+1", "'+x", "'-cmd", "'@A1", "'\tx", "'\rx", "''=x", "'''-y", "'plain", "plain", "",
+                                 "a=b"]
+    assert esc.index.tolist() == esc["t"].tolist() and esc["n"].tolist() == list(range(len(cells)))
+    assert df["t"].tolist() == cells  # the input is not modified
+    back = export.unescape_formula_cells(esc)
+    assert back["t"].tolist() == cells and list(back.columns) == ["t", "n", "=h"]

@@ -122,3 +122,23 @@ def test_tables_are_written_in_row_groups_and_read_back_equal(scored, tmp_path):
     empty = pairs.iloc[:0]
     report.write_parquet(empty, tmp_path / "e.parquet")
     assert list(pd.read_parquet(tmp_path / "e.parquet").columns) == list(pairs.columns)
+
+
+def test_write_tables_escapes_formula_cells_unless_asked_not_to(scored, tmp_path):
+    """sources.csv / beats.csv: a source name starting with =, +, -, @ gets a leading ' (the
+    spreadsheet shows it as text); ``escape_formulas=False`` writes it as it is."""
+    import csv
+    import dataclasses
+
+    _, result = scored
+    names = {"bm25<x>": "=cmd|' /C calc'!A0", "dense": "@SUM(1+1)"}
+    evil = dataclasses.replace(result, sources=result.sources.assign(name=result.sources["name"].map(names)),
+                               beats=result.beats.rename(index=names, columns=names))
+    report.write_tables(evil, tmp_path / "safe")
+    report.write_tables(evil, tmp_path / "raw", escape_formulas=False)
+    for name in ("sources.csv", "beats.csv"):
+        safe = [c for row in csv.reader(open(tmp_path / "safe" / name, newline="")) for c in row]
+        raw = [c for row in csv.reader(open(tmp_path / "raw" / name, newline="")) for c in row]
+        for v in names.values():
+            assert "'" + v in safe and v not in safe, name
+            assert v in raw and "'" + v not in raw, name

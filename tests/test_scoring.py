@@ -188,7 +188,10 @@ def test_options_set_aggregate_float16_idf_corpus_and_progress():
     assert row["capacity"] == pytest.approx(C)
     assert row["eci"] == pytest.approx(C * 2 * S * D / (S + D))
     assert row["eci_low"] <= row["eci"] <= row["eci_high"]
-    np.testing.assert_allclose(res.pairs["s_qn"], base.pairs["s_qn"], atol=2e-3)  # float16 storage
+    import rounding  # float16 storage: |Δs| <= 2^-10 + 2·gamma_d (derived in tests/rounding.py)
+
+    np.testing.assert_allclose(res.pairs["s_qn"], base.pairs["s_qn"], rtol=0,
+                               atol=rounding.float16_similarity_bound(HashingEncoder().dim))
     assert not np.allclose(res.pairs["lex_overlap"], base.pairs["lex_overlap"])  # other IDF
     assert ("scoring sources", 0, 1) in calls and calls[-1] == ("scoring sources", 1, 1)
     with pytest.raises(ValueError, match="sources=\\['nope'\\]"):
@@ -481,3 +484,50 @@ def test_pairs_table_ids_are_categorical_codes_of_the_collection_ids(result):
     per_row = sum(p[c].cat.codes.dtype.itemsize if isinstance(p[c].dtype, pd.CategoricalDtype)
                   else p[c].dtype.itemsize for c in p.columns)
     assert per_row <= 8 * 8 + 8 + 5 + 4 * 4  # 8 float64, rank, 5 bools, 5 codes of at most 4 bytes
+
+
+# ----------------------------------------------------------------------------- float16 vs float32
+
+
+def test_float16_embeddings_move_every_number_by_at_most_the_rounding_bound():
+    """``embedding_dtype="float16"`` against float32 on the sample: every similarity within
+    ``rounding.float16_similarity_bound(d)`` (≈ 2^-10 + 2·gamma_d, derived there), and every
+    derived number within the bound that follows from it (``rounding.metric_bounds``:
+    margins 2·eps + tie tolerance, I_NCE 2·eps/τ, ECI C·2(2·eps + tie)). The bounds are tight
+    enough to matter: the rounding moves s_qn by more than a tenth of its bound."""
+    from pathlib import Path
+
+    import rounding
+    from eci_core.io.loaders import load_paths
+    from eci_core.metrics.eci import TIE_TOLERANCE
+
+    coll, report = load_paths([str(Path(__file__).resolve().parents[1] / "sample_data" / "pyfaq")])
+    assert not report.errors
+    enc, cfg = HashingEncoder(), ECIConfig(n_bootstrap=200, seed=1)
+    srcs = ["bm25", "dense"]
+    a = score_collection(coll, enc, cfg, sources=srcs, embedding_dtype="float32")
+    b = score_collection(coll, enc, cfg, sources=srcs, embedding_dtype="float16")
+    eps = rounding.float16_similarity_bound(enc.dim)
+    assert eps < 1.01e-3  # d = 256: 2^-10 + 2·gamma_256 + subnormal terms
+    cmax = float(a.queries["C"].max())
+    bound = rounding.metric_bounds(eps, TIE_TOLERANCE, cfg.temperature, cmax)
+    assert len(a.pairs) > 2000 and (a.pairs[["source", "query_id", "passage_id"]].astype(str).values
+                                    == b.pairs[["source", "query_id", "passage_id"]].astype(str).values).all()
+    d_sqn = np.abs(a.pairs["s_qn"].to_numpy() - b.pairs["s_qn"].to_numpy())
+    assert 0.1 * eps < d_sqn.max() <= bound["s_qn"]
+    for col in ("s_qp", "s_pn", "margin"):
+        diff = np.abs(a.pairs[col].to_numpy(float) - b.pairs[col].to_numpy(float)).max()
+        assert diff <= bound[col], (col, diff, bound[col])
+    qa, qb = a.queries, b.queries
+    assert (qa["K"].to_numpy() == qb["K"].to_numpy()).all() and (qa["C"].to_numpy() == qb["C"].to_numpy()).all()
+    for col in ("S", "delta", "DE", "infonce"):
+        diff = np.abs(qa[col].to_numpy(float) - qb[col].to_numpy(float)).max()
+        assert diff <= bound[col], (col, diff, bound[col])
+    per_c = np.abs(qa["eci"].to_numpy(float) - qb["eci"].to_numpy(float)) / np.maximum(qa["C"].to_numpy(float), 1e-300)
+    assert per_c.max() <= bound["eci_per_C"]
+    sa, sb = a.sources.set_index("name"), b.sources.set_index("name")
+    for col, key in (("eci", "eci"), ("eci_low", "eci"), ("eci_high", "eci"), ("eci_arith", "eci_arith"),
+                     ("signal", "S"), ("safety", "delta"), ("infonce_bound", "infonce"),
+                     ("infonce_bound_low", "infonce"), ("infonce_bound_high", "infonce")):
+        diff = (sa[col] - sb.loc[sa.index, col]).abs().max()
+        assert diff <= bound[key], (col, diff, bound[key])

@@ -280,6 +280,68 @@ def test_poisoned_source_trains_worse_finetune(kas, tmp_path):
     assert d.loc["clean", "ndcg@10"] - d.loc["poisoned", "ndcg@10"] > 0.05
     assert beats.loc["clean", "poisoned"] >= 0.95
     assert raw.meta["trainer"] == "finetune" and raw.meta["device"] == "cpu"
+    assert raw.meta["encoder"] == "tiny"  # the model's name, not a path of this machine
+
+
+def test_finetune_records_a_portable_encoder_name_and_shipped_results_do_too():
+    from eci_core.models.encoders import BUNDLED_ENCODER_NAME
+    from eci_core.validation.trainers import FinetuneTrainer
+
+    assert FinetuneTrainer(device="cpu").encoder.name == BUNDLED_ENCODER_NAME  # the model is loaded lazily
+    shipped = sorted((ROOT / "sample_data").rglob("results.json"))
+    assert len(shipped) >= 3
+    for f in shipped:
+        meta = json.loads(f.read_text(encoding="utf-8"))["meta"]
+        for key in ("encoder", "pretraining_encoder"):
+            assert "/" not in str(meta.get(key)) and "\\" not in str(meta.get(key)), (f, key)
+
+
+def test_training_device_is_one_checked_device():
+    from eci_core.models.encoders import detect_device
+    from eci_core.validation.trainers import training_device
+
+    assert training_device(None) == training_device("auto") == detect_device()
+    assert training_device(" CPU ") == "cpu"
+    with pytest.raises(ValueError, match="device='cuda:0,cuda:1': a fine-tune trains on one device"):
+        training_device("cuda:0,cuda:1")
+    with pytest.raises(ValueError, match="device='tpu'"):
+        training_device("tpu")
+
+
+def test_cli_validate_device_reaches_the_finetune_trainer(monkeypatch, capsys):
+    from eci_core.cli import main
+    from eci_core.validation import trainers
+
+    seen = {}
+
+    def init(self, model_path=None, max_seq_length=None, device=None, **kw):
+        seen.update(device=device, max_seq_length=max_seq_length)
+        raise ValueError("stopped before training")
+
+    monkeypatch.setattr(trainers.FinetuneTrainer, "__init__", init)
+    rc = main(["validate", str(FIXTURE), "--trainer", "finetune", "--device", "cpu", "--max-seq-length", "32",
+               "--folds", "2", "--seeds", "1", "--no-progress"])
+    assert rc == 2 and seen == {"device": "cpu", "max_seq_length": 32}
+    assert capsys.readouterr().err.strip() == "error: stopped before training"
+    seen.clear()
+    rc = main(["validate", str(FIXTURE), "--trainer", "finetune", "--device", "tpu:0", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and not seen and err == ("error: device='tpu:0': use 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a "
+                                            "comma-separated list")
+
+
+def test_cli_validate_markdown_without_show_and_finetune_options_warn_on_linear(capsys):
+    from eci_core.cli import main
+
+    rc = main(["validate", str(FIXTURE), "--encoder", "hashing", "--folds", "2", "--seeds", "1", "--steps", "3",
+               "--batch-size", "2", "--bootstrap", "50", "--no-progress", "--markdown", "--threads", "2",
+               "--max-seq-length", "32"])
+    cap = capsys.readouterr()
+    assert rc == 0
+    assert "| source | nDCG@10 [95 % CI] |" in cap.out and "| pre-training number |" in cap.out
+    assert cap.err.strip().splitlines() == [
+        "warning: --threads applies to --trainer finetune and top-layers only; --trainer linear ignores it",
+        "warning: --max-seq-length applies to --trainer finetune and top-layers only; --trainer linear ignores it"]
 
 
 def test_same_seed_same_numbers(kas):
@@ -325,6 +387,38 @@ def test_results_reopen_without_recomputing(fixture_results):
     assert (out / "downstream.csv").is_file() and (out / "agreement.csv").is_file()
     # the evaluation ranks the whole corpus (24 passages), not only those the sources mention
     assert res.meta["n_eval_passages"] == 24
+
+
+def test_saved_csvs_escape_formula_cells_and_per_query_reads_back(fixture_results, tmp_path):
+    """A source or query id a spreadsheet would run as a formula (=, +, -, @) is written to the
+    CSV copies with a leading ' ; load_results gives per_query's ids back exactly;
+    ``escape_formulas=False`` writes them as they are."""
+    import csv
+    import dataclasses
+
+    from eci_core.io.export import FORMULA_STARTS
+
+    _, res, _ = fixture_results
+    src = next(v for v, k in zip(res.downstream["variant"], res.downstream["kind"]) if k != "baseline")
+    evil = "=cmd|' /C calc'!A0"
+    ren = {src: evil}
+    pq = res.per_query.assign(variant=res.per_query["variant"].replace(ren),
+                              query_id=["@" + q if i % 2 else "-" + q for i, q in enumerate(res.per_query["query_id"])])
+    bad = dataclasses.replace(res, downstream=res.downstream.assign(variant=res.downstream["variant"].replace(ren)),
+                              per_query=pq, beats=res.beats.rename(index=ren, columns=ren),
+                              pretraining=res.pretraining.replace(ren), agreement=res.agreement.replace(ren))
+    out = bad.save(tmp_path / "safe")
+    for f in sorted(out.glob("*.csv")):
+        for row in csv.reader(open(f, newline="", encoding="utf-8")):
+            for cell in row:
+                if cell.startswith(FORMULA_STARTS):
+                    float(cell)  # only numbers (e.g. -0.25) may start with - or +
+    assert "'" + evil in (out / "downstream.csv").read_text(encoding="utf-8")
+    back = load_results(out)
+    assert back.per_query["query_id"].tolist() == pq["query_id"].tolist()
+    assert back.per_query["variant"].tolist() == pq["variant"].tolist()
+    raw = bad.save(tmp_path / "raw", escape_formulas=False)
+    assert "\n" + evil + "," in (raw / "downstream.csv").read_text(encoding="utf-8").replace('"', "")
 
 
 def test_cli_validate_and_show(tmp_path, capsys):

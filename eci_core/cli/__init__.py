@@ -79,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "bge-small-en-v1.5, CPU), 'hashing' (model-free, instant) or a local sentence-transformers folder")
     p.add_argument("--device", default="auto",
                    help="where sentence-transformers encoders run: 'auto' (every CUDA GPU, else MPS, else CPU), "
-                   "'cpu', 'cuda', 'cuda:N', 'mps' or a comma-separated list (several GPUs: multi-process encoding)")
+                   "'cpu', 'cuda', 'cuda:N', 'mps' or a comma-separated list (several GPUs: multi-process encoding); with "
+                   "--engine ray: 'cpu' / 'mps' keep the actors off the cluster's GPUs, N named CUDA devices ask for N "
+                   "GPU actors")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="where to encode, score and cross-encode: this process, or a Ray cluster (Ray Data "
                    "map_batches, each model loaded once per Ray worker; needs the optional extra: "

@@ -61,6 +61,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="CPU approximation for finetune: re-rank the union of the untrained encoder's top-K for the test "
                    "queries (plus their positives) instead of the whole corpus")
     p.add_argument("--threads", type=int, default=None, help="finetune and top-layers on CPU: torch threads (default: torch's)")
+    p.add_argument("--device", default="auto",
+                   help="where finetune / top-layers train and the target encoder encodes: auto (CUDA, else MPS, else CPU), cpu, "
+                   "cuda, cuda:N or mps (linear trainers: also a comma-separated list for encoding)")
     p.add_argument("--sources", default=None, help="comma-separated sources to compare (default: all loaded)")
     p.add_argument("--encoder", default="minilm",
                    help="target encoder: 'minilm' (bundled), 'hashing', a load_encoder name or a local folder "
@@ -75,7 +78,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--compare", default=None, metavar="DIR", help="saved results of another trainer: print the trainer agreement")
     p.add_argument("--out", default=None, metavar="DIR", help="save results.json and CSV tables to DIR")
     p.add_argument("--json", action="store_true", help="print results.json instead of tables")
-    p.add_argument("--markdown", action="store_true", help="with --show: print the tables as Markdown (for a README)")
+    p.add_argument("--markdown", action="store_true", help="print the tables as Markdown (for a README)")
     p.add_argument("--cache-dir", default=None, help="embedding cache directory")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
@@ -225,7 +228,21 @@ def run(args: argparse.Namespace) -> int:
     if not coll.sources:
         print(f"error: no negative source in {' '.join(args.paths)}: nothing to validate", file=sys.stderr)
         return 2
-    finetune = args.trainer in ("finetune", "top-layers")  # transformer trainers: batch 16, one epoch
+    finetune = args.trainer in ("finetune", "top-layers")  # transformer trainers: batch 16, one epoch, one device
+    for flag, value in (("--threads", args.threads), ("--max-seq-length", args.max_seq_length)):
+        if value is not None and not finetune:
+            print(f"warning: {flag} applies to --trainer finetune and top-layers only; --trainer {args.trainer} ignores it",
+                  file=sys.stderr)
+    device = None if str(args.device).strip().lower() in ("", "auto") else args.device
+    if device is not None:
+        try:  # one line now, not after loading: finetune trains on one device; the encoder may use several
+            from eci_core.models.encoders import resolve_devices
+            from eci_core.validation.trainers import training_device
+
+            training_device(device) if finetune else resolve_devices(device)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     batch = args.batch_size or (16 if finetune else 32)
     try:
         steps = args.steps
@@ -251,7 +268,8 @@ def run(args: argparse.Namespace) -> int:
     progress = TqdmProgress(enabled=not args.no_progress)
     try:
         res = validate(coll, sources, config, encoder=args.encoder, cache=cache, progress=progress,
-                       agreement_encoders=[e.strip() for e in args.agreement_encoders.split(",") if e.strip()])
+                       agreement_encoders=[e.strip() for e in args.agreement_encoders.split(",") if e.strip()],
+                       device=device)
     except (LoadError, ValueError, FileNotFoundError) as err:
         progress.close()
         print(f"error: {err}", file=sys.stderr)
@@ -265,7 +283,10 @@ def run(args: argparse.Namespace) -> int:
                           "downstream": json.loads(res.downstream.to_json(orient="records")),
                           "agreement": json.loads(res.agreement.to_json(orient="records"))}, ensure_ascii=False))
         return 0
-    print_results(res)
+    if args.markdown:
+        print(markdown_tables(res))
+    else:
+        print_results(res)
     if args.compare:
         try:
             print_trainer_agreement(res, load_results(args.compare))

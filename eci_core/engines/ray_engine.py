@@ -8,8 +8,11 @@ What runs where:
 * **Encoding.** The texts the embedding cache does not hold (each unique text once, as in the
   local engine) go through ``map_batches`` with an actor class, :class:`_EncodeActor`: the
   encoder is loaded once per actor (``load_encoder(name, device)``), one actor per GPU with
-  ``num_gpus=1`` when the cluster has GPUs, else CPU actors. Vectors come back to the driver,
-  which stores them in the cache.
+  ``num_gpus=1`` when the cluster has GPUs and the encoder runs on torch, else CPU actors
+  (:func:`actor_resources`; ``--device cpu`` / ``mps`` keep the actors off the GPUs). Inside a
+  GPU actor Ray makes only its GPU visible, so the model runs on ``cuda:0`` whatever GPU the
+  driver named (:func:`actor_device`). Vectors come back to the driver, which stores them in
+  the cache.
 * **Scoring.** All sources become one dataset with one row per (source, query): ``(source, query
   row, negative rows, positive rows)``. :class:`_ScoreActor` (which fetches the embedding matrices and the lexicon
   from Ray's object store once per actor) scores every query of a batch with
@@ -79,16 +82,98 @@ def _n_gpus(ray) -> int:
     return int(ray.cluster_resources().get("GPU", 0))
 
 
+_DEVICES_HELP = "use 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a comma-separated list"
+
+
+def requested_devices(device: str | Sequence[str] | None) -> tuple[str, int | None]:
+    """What a ``--device`` value asks of a Ray cluster: ``("auto", None)``, ``("cpu", None)``,
+    ``("mps", None)``, or ``("cuda", k)`` with ``k`` the number of CUDA devices named
+    (``"cuda:1"`` → 1, ``"cuda:0,cuda:2"`` → 2; ``"cuda"`` → None: every GPU). Device numbers are
+    this machine's and mean nothing on a cluster, so only their count is kept. Raises
+    ``ValueError`` naming the value for an unknown device or a mix of kinds."""
+    import re
+
+    if device is None or (isinstance(device, str) and device.strip().lower() in ("", "auto")):
+        return "auto", None
+    items = [d.strip().lower() for d in device.split(",")] if isinstance(device, str) else [str(d).strip().lower() for d in device]
+    items = [d for d in items if d]
+    if not items:
+        raise ValueError(f"device={device!r}: {_DEVICES_HELP}")
+    for d in items:
+        if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", d):
+            raise ValueError(f"device={d!r}: {_DEVICES_HELP}")
+    kinds = {d.split(":")[0] for d in items}
+    if len(kinds) > 1:
+        raise ValueError(f"device={device!r}: on Ray name one kind of device (cpu, mps, or CUDA GPUs), not a mix")
+    kind = kinds.pop()
+    if kind != "cuda":
+        return kind, None
+    return "cuda", (None if "cuda" in items else len(set(items)))
+
+
+def actor_resources(device: str | Sequence[str] | None, n_gpus: int, n_cpus: int, concurrency: int | None = None, *,
+                    torch_model: bool = True, max_cpu_actors: int | None = None) -> tuple[bool, dict]:
+    """``(gpu, map_batches resources)`` of the model actors for ``device`` on a cluster with
+    ``n_gpus`` GPUs and ``n_cpus`` CPUs.
+
+    * One GPU per actor (``num_gpus=1``) when ``device`` is ``auto`` and the cluster has a GPU,
+      or names CUDA devices; ``concurrency`` actors, default one per GPU (``"cuda:1"`` or
+      ``"cuda:0,cuda:2"``: as many actors as devices named, at most the cluster's GPUs).
+    * Else one CPU per actor (``num_cpus=1``), ``concurrency`` actors, default one per CPU (at
+      most ``max_cpu_actors``): ``device="cpu"`` or ``"mps"``, no GPU in the cluster, or a model
+      that does not run on torch (``torch_model=False``: an ONNX or hashing model, CPU-only).
+
+    Raises ``ValueError`` when ``device`` names CUDA devices and the cluster has no GPU (for a
+    torch model)."""
+    kind, k = requested_devices(device)
+    gpu = torch_model and n_gpus > 0 and kind in ("auto", "cuda")
+    if torch_model and kind == "cuda" and n_gpus <= 0:
+        raise ValueError(f"device={device!r}: the Ray cluster has no GPU; use --device cpu or auto")
+    if gpu:
+        return True, dict(num_gpus=1, concurrency=concurrency or (min(k, n_gpus) if k else n_gpus))
+    cpus = max(1, int(n_cpus))
+    return False, dict(num_cpus=1, concurrency=concurrency or (min(max_cpu_actors, cpus) if max_cpu_actors else cpus))
+
+
+def actor_device(device: str | Sequence[str] | None, gpu: bool, visible: str | None = None,
+                 gpu_ids: Sequence | None = None) -> str:
+    """The torch device a model actor uses, inside the actor: ``"cpu"`` (``"mps"`` when asked
+    for) in a CPU actor; in a GPU actor the GPU Ray assigned it. Ray sets
+    ``CUDA_VISIBLE_DEVICES`` (``visible``) to that GPU, so it is ``cuda:0`` in the actor whatever
+    device number the driver named; with ``RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES`` every GPU
+    stays visible and it is ``cuda:<ray.get_gpu_ids()[0]>`` (``gpu_ids``)."""
+    if not gpu:
+        return "mps" if requested_devices(device)[0] == "mps" else "cpu"
+    if visible:
+        return "cuda:0"
+    if gpu_ids:
+        return f"cuda:{int(float(gpu_ids[0]))}"
+    return "cuda:0"
+
+
+def _device_here(device, gpu: bool) -> str:
+    """:func:`actor_device` with this Ray worker's environment."""
+    visible, ids = os.environ.get("CUDA_VISIBLE_DEVICES"), None
+    if gpu and not visible:
+        import ray
+
+        ids = ray.get_gpu_ids()
+    return actor_device(device, gpu, visible, ids)
+
+
 # ----------------------------------------------------------------------------- encoding
 
 
 class _EncodeActor:
     """Ray Data actor: loads the encoder once, then encodes batches of ``text`` rows."""
 
-    def __init__(self, spec, device: str, kind: str):
+    def __init__(self, spec, device: str, kind: str, gpu: bool = False):
         from eci_core.models.encoders import load_encoder
 
-        self.encoder = load_encoder(spec, device=device) if isinstance(spec, str) or spec is None else spec
+        if isinstance(spec, str) or spec is None:
+            self.encoder = load_encoder(spec, device=_device_here(device, gpu))
+        else:
+            self.encoder = spec
         self.kind = kind
 
     def __call__(self, batch):
@@ -113,6 +198,7 @@ class RayEncoder:
     def __init__(self, spec, device: str = "auto", batch_size: int = ENCODE_BATCH, concurrency: int | None = None):
         from eci_core.models.encoders import load_encoder
 
+        requested_devices(device)  # ValueError now, not in an actor
         self.spec = spec
         self.device = device
         local = load_encoder(spec, device="cpu") if isinstance(spec, str) or spec is None else spec
@@ -127,6 +213,14 @@ class RayEncoder:
     def dim(self) -> int:
         return int(self._local.dim)
 
+    def resources(self, n_gpus: int, n_cpus: int) -> tuple[bool, dict]:
+        """:func:`actor_resources` of this encoder's actors: GPUs only for a sentence-transformers
+        model (the ONNX and hashing encoders are CPU-only), at most 4 CPU actors."""
+        from eci_core.models.encoders import SentenceTransformerEncoder
+
+        return actor_resources(self.device, n_gpus, n_cpus, self.concurrency,
+                               torch_model=isinstance(self._local, SentenceTransformerEncoder), max_cpu_actors=4)
+
     def _run(self, texts: Sequence[str], kind: str) -> np.ndarray:
         import pyarrow as pa
 
@@ -134,18 +228,14 @@ class RayEncoder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        gpus = _n_gpus(ray)
-        if gpus:
-            kw = dict(num_gpus=1, concurrency=self.concurrency or gpus)
-        else:
-            kw = dict(num_cpus=1, concurrency=self.concurrency or max(1, min(4, int(ray.cluster_resources().get("CPU", 1)))))
+        gpu, kw = self.resources(_n_gpus(ray), int(ray.cluster_resources().get("CPU", 1)))
         n_actors = kw["concurrency"]
         n_blocks = max(1, min(n_actors, -(-len(texts) // self.batch_size)))
         ds = ray.data.from_arrow(pa.table({"i": np.arange(len(texts), dtype=np.int64), "text": texts}),
                                  override_num_blocks=n_blocks)
         kw["concurrency"] = min(n_actors, n_blocks)
         spec = self.spec if isinstance(self.spec, str) or self.spec is None else self._local
-        out = ds.map_batches(_EncodeActor, fn_constructor_kwargs={"spec": spec, "device": self.device, "kind": kind},
+        out = ds.map_batches(_EncodeActor, fn_constructor_kwargs={"spec": spec, "device": self.device, "kind": kind, "gpu": gpu},
                              batch_size=self.batch_size, batch_format="pyarrow", **kw)
         tables = ray.get(out.to_arrow_refs())
         vecs = np.empty((len(texts), self.dim), dtype=np.float32)
@@ -165,10 +255,10 @@ class RayEncoder:
 # ----------------------------------------------------------------------------- cross-encoder
 
 
-def _cross_spec(model, device: str, gpu: bool):
+def _cross_spec(model):
     """What a :class:`_CrossActor` builds its model from: ``(class, kwargs)`` for the product's
-    cross-encoders (rebuilt in the actor from their folder, on the actor's device), else the
-    object itself (it must pickle)."""
+    cross-encoders (rebuilt in the actor from their folder; a torch model's ``device`` is set in
+    the actor by :func:`actor_device`), else the object itself (it must pickle)."""
     from eci_core.models.encoders import OnnxCrossEncoder, SentenceTransformersCrossEncoder
 
     if isinstance(model, OnnxCrossEncoder):  # onnxruntime on CPU: one thread per 1-CPU actor
@@ -177,27 +267,17 @@ def _cross_spec(model, device: str, gpu: bool):
     if isinstance(model, SentenceTransformersCrossEncoder):
         return SentenceTransformersCrossEncoder, dict(model_path=str(model.path), name=model.name,
                                                       batch_size=model.batch_size, max_length=model.max_length,
-                                                      device="cuda" if gpu else ("mps" if device == "mps" else "cpu"))
+                                                      device="cpu")
     return None, model
 
 
-def _cross_actors(model, device: str, n_gpus: int, n_cpus: int, concurrency: int | None) -> tuple[bool, dict]:
-    """``(gpu, map_batches resources)`` of the cross-encoder actors: one GPU each when the cluster
-    has GPUs, ``device`` is not ``"cpu"`` and the model runs on torch (the bundled ONNX model is
-    CPU-only); else one CPU each, as many actors as CPUs (or ``concurrency``)."""
-    from eci_core.models.encoders import OnnxCrossEncoder
-
-    gpu = n_gpus > 0 and device != "cpu" and not isinstance(model, OnnxCrossEncoder)
-    if gpu:
-        return True, dict(num_gpus=1, concurrency=concurrency or n_gpus)
-    return False, dict(num_cpus=1, concurrency=concurrency or max(1, n_cpus))
-
-
 class _CrossActor:
-    """Ray Data actor: builds the cross-encoder once, then scores batches of ``(query, passage)``
-    rows (``logits[:, 0]``, float32, as ``predict`` returns them)."""
+    """Ray Data actor: builds the cross-encoder once (a torch model on :func:`actor_device`), then
+    scores batches of ``(query, passage)`` rows (``logits[:, 0]``, float32, as ``predict`` returns them)."""
 
-    def __init__(self, cls, spec):
+    def __init__(self, cls, spec, device: str = "auto", gpu: bool = False):
+        if cls is not None and "device" in spec:
+            spec = dict(spec, device=_device_here(device, gpu))
         self.model = cls(**spec) if cls is not None else spec
 
     def __call__(self, batch):
@@ -227,6 +307,7 @@ class RayCrossEncoder:
         local = load_cross_encoder(model) if model is None or isinstance(model, (str, os.PathLike)) else model
         if local is None:
             raise ValueError("RayCrossEncoder('none'): no cross-encoder to run; pass cross_encoder=None instead")
+        requested_devices(device)  # ValueError now, not in an actor
         self._local = local
         self.name = getattr(local, "name", type(local).__name__)
         self.fingerprint = local.fingerprint
@@ -235,6 +316,14 @@ class RayCrossEncoder:
         self.concurrency = concurrency
         self.predict_chunk = 1 << 20
         self.n_scored = 0
+
+    def resources(self, n_gpus: int, n_cpus: int) -> tuple[bool, dict]:
+        """:func:`actor_resources` of this model's actors: GPUs only for a sentence-transformers
+        CrossEncoder (the bundled ONNX model is CPU-only), else one actor per CPU."""
+        from eci_core.models.encoders import SentenceTransformersCrossEncoder
+
+        return actor_resources(self.device, n_gpus, n_cpus, self.concurrency,
+                               torch_model=isinstance(self._local, SentenceTransformersCrossEncoder))
 
     def predict(self, pairs) -> np.ndarray:
         import pyarrow as pa
@@ -245,15 +334,14 @@ class RayCrossEncoder:
         if not pairs:
             return np.zeros(0, dtype=np.float32)
         ray = init_ray()
-        gpu, kw = _cross_actors(self._local, self.device, _n_gpus(ray), int(ray.cluster_resources().get("CPU", 1)),
-                                self.concurrency)
+        gpu, kw = self.resources(_n_gpus(ray), int(ray.cluster_resources().get("CPU", 1)))
         n_blocks = max(1, min(kw["concurrency"], -(-len(pairs) // self.batch_size)))
         kw["concurrency"] = min(kw["concurrency"], n_blocks)
         q, p = zip(*pairs)
         ds = ray.data.from_arrow(pa.table({"i": np.arange(len(pairs), dtype=np.int64), "query": list(q),
                                            "passage": list(p)}), override_num_blocks=n_blocks)
-        cls, spec = _cross_spec(self._local, self.device, gpu)
-        out = ds.map_batches(_CrossActor, fn_constructor_kwargs={"cls": cls, "spec": spec},
+        cls, spec = _cross_spec(self._local)
+        out = ds.map_batches(_CrossActor, fn_constructor_kwargs={"cls": cls, "spec": spec, "device": self.device, "gpu": gpu},
                              batch_size=self.batch_size, batch_format="pyarrow", **kw)
         scores = np.full(len(pairs), np.nan, dtype=np.float32)
         for t in ray.get(out.to_arrow_refs()):
@@ -472,4 +560,5 @@ def score_ray(collection, encoder, config, *, ray_address: str | None = None, de
     return score_collection(collection, enc, config, score_source=RaySourceScorer(score_batch), **kwargs)
 
 
-__all__ = ["RayCrossEncoder", "RayEncoder", "RaySourceScorer", "init_ray", "score_ray"]
+__all__ = ["RayCrossEncoder", "RayEncoder", "RaySourceScorer", "actor_device", "actor_resources", "init_ray",
+           "requested_devices", "score_ray"]

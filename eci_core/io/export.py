@@ -44,7 +44,8 @@ loader, a file gives the counts :meth:`CleanedSet.summary` reports):
 * :func:`table_bytes`: any table as CSV or Parquet. In CSV (tables and training sets alike) a
   text cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is prefixed
   with ``'`` so that spreadsheet tools show it instead of running it as a formula
-  (``escape_formulas=False`` writes the cells as they are); JSONL and Parquet are exact.
+  (:func:`escape_formula_cells`, used by every CSV the product writes; ``escape_formulas=False``
+  writes the cells as they are); JSONL and Parquet are exact.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ __all__ = [
     "to_tevatron_jsonl",
     "table_bytes",
     "escape_formula",
+    "escape_formula_cells",
+    "unescape_formula",
+    "unescape_formula_cells",
     "shared_query_texts",
     "export_bytes",
 ]
@@ -496,18 +500,51 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 def escape_formula(value: Any) -> Any:
     """``value`` with ``'`` in front when it is a string starting with one of
-    :data:`FORMULA_STARTS` (spreadsheet tools then show it as text); anything else unchanged."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    :data:`FORMULA_STARTS` (spreadsheet tools then show it as text), or with ``'`` characters
+    followed by one (so that :func:`unescape_formula` gives the value back exactly); anything
+    else unchanged."""
+    if isinstance(value, str) and value.lstrip("'").startswith(FORMULA_STARTS):
         return "'" + value
     return value
 
 
-def _escape_frame(df: pd.DataFrame) -> pd.DataFrame:
+def unescape_formula(value: Any) -> Any:
+    """The inverse of :func:`escape_formula` (reading back a CSV the product wrote)."""
+    if isinstance(value, str) and value.startswith("'") and value.lstrip("'").startswith(FORMULA_STARTS):
+        return value[1:]
+    return value
+
+
+def _is_text(col: pd.Series | pd.Index) -> bool:
+    return col.dtype == object or pd.api.types.is_string_dtype(col) or isinstance(col.dtype, pd.CategoricalDtype)
+
+
+def escape_formula_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` safe to open in a spreadsheet: every text cell, column name, index
+    value and index name goes through :func:`escape_formula`. Every CSV the product writes
+    (the Export page, ``eci score --out``, saved validations) uses it unless the caller passes
+    ``escape_formulas=False``; :func:`unescape_formula` reverses it."""
     out = df.copy()
-    out.columns = [escape_formula(str(c)) for c in out.columns]
+    out.columns = pd.Index([escape_formula(str(c)) for c in out.columns], name=escape_formula(out.columns.name))
     for c in out.columns:
-        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]) or isinstance(out[c].dtype, pd.CategoricalDtype):
+        if _is_text(out[c]):
             out[c] = out[c].map(escape_formula).astype(object)
+    idx = out.index
+    if _is_text(idx):
+        out.index = pd.Index([escape_formula(v) for v in idx], name=escape_formula(idx.name), dtype=object)
+    else:
+        out.index = idx.rename(escape_formula(idx.name))
+    return out
+
+
+def unescape_formula_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` (read back from a CSV written with :func:`escape_formula_cells`) with the text
+    cells and column names as they were before escaping (the index is left to the caller)."""
+    out = df.copy()
+    out.columns = [unescape_formula(c) if isinstance(c, str) else c for c in out.columns]
+    for c in out.columns:
+        if _is_text(out[c]):
+            out[c] = out[c].map(unescape_formula)
     return out
 
 
@@ -521,7 +558,7 @@ def table_bytes(df: pd.DataFrame, fmt: Literal["csv", "parquet"] = "csv", escape
     flat = _flat_for_table(df)
     if fmt == "csv":
         if escape_formulas:
-            flat = _escape_frame(flat)
+            flat = escape_formula_cells(flat)
         # CRLF rows (RFC 4180): the writer then quotes every cell holding a CR or LF, so a text
         # with a carriage return stays one cell instead of breaking its row
         return flat.to_csv(index=False, lineterminator="\r\n").encode("utf-8")

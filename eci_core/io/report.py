@@ -173,15 +173,23 @@ def write_parquet(table: pd.DataFrame, path, rows_per_group: int = ROWS_PER_GROU
             writer.close()
 
 
-def write_tables(result: Any, out) -> list[str]:
+def write_tables(result: Any, out, escape_formulas: bool = True) -> list[str]:
     """``eci score --out``: ``pairs.parquet``, ``queries.parquet``, ``sources.csv`` and
-    ``beats.csv`` of a ScoreResult into the folder ``out`` (created); returns the file names."""
+    ``beats.csv`` of a ScoreResult into the folder ``out`` (created); returns the file names.
+
+    In the CSV files a text cell (a source name, a header) that a spreadsheet would run as a
+    formula (starting with ``=``, ``+``, ``-``, ``@``, tab, CR) gets a leading ``'``
+    (:func:`eci_core.io.export.escape_formula_cells`); ``escape_formulas=False`` writes them as
+    they are. The Parquet files are exact."""
     from pathlib import Path
 
+    from eci_core.io.export import escape_formula_cells
+
+    esc = escape_formula_cells if escape_formulas else (lambda df: df)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_parquet(result.pairs, out / "pairs.parquet")
     write_parquet(result.queries, out / "queries.parquet")
-    result.sources.to_csv(out / "sources.csv", index=False)
-    result.beats.to_csv(out / "beats.csv")
+    esc(result.sources).to_csv(out / "sources.csv", index=False)
+    esc(result.beats).to_csv(out / "beats.csv")
     return ["pairs.parquet", "queries.parquet", "sources.csv", "beats.csv"]

@@ -225,8 +225,16 @@ class ValidationResult:
         return text
 
     # ------------------------------------------------------------------ saving
-    def save(self, directory: str | Path) -> Path:
-        """Write ``results.json`` (everything) and CSV copies of the tables to ``directory``."""
+    def save(self, directory: str | Path, escape_formulas: bool = True) -> Path:
+        """Write ``results.json`` (everything) and CSV copies of the tables to ``directory``.
+
+        In the CSV files a text cell (a source name, a query id, a header) that a spreadsheet
+        would run as a formula gets a leading ``'`` (:func:`eci_core.io.export.escape_formula_cells`;
+        :func:`load_results` reverses it for ``per_query.csv``); ``escape_formulas=False`` writes
+        them as they are."""
+        from eci_core.io.export import escape_formula_cells
+
+        esc = escape_formula_cells if escape_formulas else (lambda df: df)
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         doc = {
@@ -243,15 +251,15 @@ class ValidationResult:
             "summary": self.summary(),
         }
         (out / RESULTS_JSON).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        self.downstream.to_csv(out / "downstream.csv", index=False)
-        self.agreement.to_csv(out / "agreement.csv", index=False)
-        self.pretraining.to_csv(out / "pretraining.csv", index=False)
-        self.beats.to_csv(out / "beats.csv")
-        self.per_query.to_csv(out / "per_query.csv", index=False)
+        esc(self.downstream).to_csv(out / "downstream.csv", index=False)
+        esc(self.agreement).to_csv(out / "agreement.csv", index=False)
+        esc(self.pretraining).to_csv(out / "pretraining.csv", index=False)
+        esc(self.beats).to_csv(out / "beats.csv")
+        esc(self.per_query).to_csv(out / "per_query.csv", index=False)
         if not self.encoder_eci.empty:
-            self.encoder_eci.to_csv(out / "encoder_eci.csv")
+            esc(self.encoder_eci).to_csv(out / "encoder_eci.csv")
         if self.effect is not None:
-            self.effect.table.to_csv(out / "effect.csv", index=False)
+            esc(self.effect.table).to_csv(out / "effect.csv", index=False)
         return out
 
 
@@ -346,11 +354,12 @@ def load_results(directory: str | Path, roots=None) -> ValidationResult:
     encoder_eci = (pd.DataFrame([[nan(v) for v in row] for row in enc["values"]], index=enc["index"], columns=enc["columns"], dtype=float)
                    if enc else pd.DataFrame())
     per_query_path = f.parent / "per_query.csv"
+    per_query = pd.DataFrame()
     if per_query_path.is_file():
+        from eci_core.io.export import unescape_formula_cells
+
         with open_within(per_query_path, roots) as fh:
-            per_query = pd.read_csv(fh, dtype={"query_id": str})
-    else:
-        per_query = pd.DataFrame()
+            per_query = unescape_formula_cells(pd.read_csv(fh, dtype={"query_id": str}))
     down = frame(doc["downstream"])
     pre, agreement = frame(doc["pretraining"]), frame(doc["agreement"])
     if not has_joint_intervals(agreement) and not per_query.empty:
@@ -376,19 +385,28 @@ def find_results(directory: str | Path) -> list[Path]:
 
 def validate(collection, sources: Sequence[str] | None = None, config: ValidationConfig = ValidationConfig(),
              encoder=None, cache=None, progress: Progress | None = None, agreement_encoders: Sequence[str] = (),
-             score_config=None) -> ValidationResult:
+             score_config=None, device: str | None = None) -> ValidationResult:
     """Validate the sources of ``collection`` by training (module docstrings of ``protocol`` and
     ``analysis``). ``encoder``: the target encoder (cheap trainers: frozen; finetune: the model
     trained; None = bundled MiniLM). The pre-training numbers are ECI & co. of every source under
     that encoder (``score_collection`` with ``score_config``). ``agreement_encoders``: further
-    ``load_encoder`` names whose ECI rankings are compared with the target's (Kendall τ)."""
+    ``load_encoder`` names whose ECI rankings are compared with the target's (Kendall τ).
+    ``device``: where the target encoder encodes and finetune trains (``"cpu"``, ``"cuda"``,
+    ``"cuda:N"``, ``"mps"``; None = auto)."""
     from eci_core.config import ECIConfig
     from eci_core.models.encoders import load_encoder
     from eci_core.scoring import score_collection
 
     sources = list(sources) if sources else list(collection.sources)
-    raw = run_protocol(collection, sources, config, encoder=encoder, cache=cache, progress=progress)
-    target = load_encoder(encoder if config.trainer != "finetune" or encoder is not None else None)
+    trainer = None
+    if device is not None:
+        from eci_core.validation.trainers import make_trainer
+
+        ft = config.trainer == "finetune"
+        trainer = make_trainer(config.trainer, encoder, device=device,
+                               **({"max_seq_length": config.max_seq_length, "threads": config.threads} if ft else {}))
+    raw = run_protocol(collection, sources, config, encoder=encoder, cache=cache, progress=progress, trainer=trainer)
+    target = load_encoder(encoder if config.trainer != "finetune" or encoder is not None else None, device=device or "auto")
     sc = score_collection(collection, target, score_config or ECIConfig(), cache=cache, sources=sources, progress=progress)
     pre = pretraining_table(sc)
     variants = [UNTRAINED, IN_BATCH, *sources]

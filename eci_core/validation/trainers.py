@@ -161,28 +161,54 @@ class LinearTrainer:
         return out
 
 
+def training_device(device: str | None) -> str:
+    """The one torch device a fine-tune runs on, from a ``--device`` value: ``None`` / ``"auto"``
+    → CUDA, else MPS, else CPU (:func:`~eci_core.models.encoders.detect_device`); ``"cpu"``,
+    ``"cuda"``, ``"cuda:N"``, ``"mps"`` → that device, checked to exist here. Raises
+    ``ValueError`` naming the value for anything else (a comma-separated list included:
+    training runs on one device)."""
+    from eci_core.models.encoders import resolve_devices
+
+    if device is None or (isinstance(device, str) and device.strip().lower() in ("", "auto")):
+        return detect_device()
+    d = str(device).strip().lower()
+    if "," in d:
+        raise ValueError(f"device={device!r}: a fine-tune trains on one device; name one (e.g. cuda:0 or cpu)")
+    resolve_devices(d)  # ValueError for an unknown device or one this machine does not have
+    return d
+
+
 class FinetuneTrainer:
     """Full fine-tuning of a local sentence-transformers model (module docstring).
 
     ``model_path``: the model folder (default: the bundled all-MiniLM-L6-v2);
     ``max_seq_length``: truncation for training and re-encoding (None = the model's own);
-    ``device``: ``None`` detects CUDA / MPS / CPU. The untrained baseline is the same model
-    encoding with the same settings (read from the embedding cache when it holds them)."""
+    ``device``: one torch device (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``); ``None`` or
+    ``"auto"`` detects CUDA / MPS / CPU. The untrained baseline is the same model encoding with
+    the same settings (read from the embedding cache when it holds them). :attr:`encoder` is that
+    untrained encoder; its ``name`` (``all-MiniLM-L6-v2 (bundled)`` or the model folder's name,
+    never a path of this machine) is what saved results record."""
 
     name = "finetune"
     default_lr = 5e-5  # the default of sentence-transformers' (Hugging Face's) trainer
 
     def __init__(self, model_path=None, max_seq_length: int | None = None, device: str | None = None,
                  encode_batch_size: int = 64, threads: int | None = None):
-        from eci_core.models.encoders import SentenceTransformerEncoder, bundled_minilm_path
+        from eci_core.models.encoders import BUNDLED_ENCODER_NAME, SentenceTransformerEncoder, bundled_minilm_path
 
         self.model_path = str(model_path or bundled_minilm_path())
         self.max_seq_length = max_seq_length
-        self.device = device or detect_device()
+        self.device = training_device(device)
         self.encode_batch_size = encode_batch_size
         self.threads = threads  # CPU threads for training and re-encoding (None: torch's default)
-        self.base_encoder = SentenceTransformerEncoder(self.model_path, max_seq_length=max_seq_length, device=self.device)
+        self.base_encoder = SentenceTransformerEncoder(self.model_path, name=None if model_path else BUNDLED_ENCODER_NAME,
+                                                       max_seq_length=max_seq_length, device=self.device)
         self._base_model = None
+
+    @property
+    def encoder(self):
+        """The untrained target encoder (the first baseline); results record its ``name``."""
+        return self.base_encoder
 
     def setup(self, collection, eval_passages, cache=None, progress=None) -> None:
         self.collection = collection
@@ -276,25 +302,28 @@ class FinetuneTrainer:
 TRAINERS = ("linear", "linear-both", "top-layers", "finetune")
 
 
-def make_trainer(name: str, encoder=None, **kwargs) -> Trainer:
+def make_trainer(name: str, encoder=None, device: str | None = None, **kwargs) -> Trainer:
     """The trainer called ``name`` (one of :data:`TRAINERS`). ``encoder`` is the frozen target
     encoder of the cheap trainers (an Encoder or a ``load_encoder`` name); ``finetune`` trains a
     local sentence-transformers folder (``encoder`` as a folder path, or None / "minilm" for the
-    bundled MiniLM); ``kwargs`` go to the trainer (e.g. ``max_seq_length`` for finetune)."""
+    bundled MiniLM); ``device`` (None = auto) is where the frozen encoder encodes, or where
+    finetune trains (:func:`training_device`); ``kwargs`` go to the trainer (e.g.
+    ``max_seq_length`` for finetune)."""
     from eci_core.models.encoders import BUNDLED_ENCODER_ALIASES, load_encoder
 
     if name in ("linear", "linear-both"):
-        return LinearTrainer(load_encoder(encoder), side="query" if name == "linear" else "both", **kwargs)
+        return LinearTrainer(load_encoder(encoder, device=device or "auto"), side="query" if name == "linear" else "both",
+                             **kwargs)
     if name == "finetune":
         path = None
         if encoder is not None and not (isinstance(encoder, str) and encoder.strip().lower() in BUNDLED_ENCODER_ALIASES):
             path = getattr(encoder, "path", encoder)
-        return FinetuneTrainer(path, **kwargs)
+        return FinetuneTrainer(path, device=device, **kwargs)
     if name == "top-layers":
         from eci_core.validation.top_layers import TopLayersTrainer
 
         path = None
         if encoder is not None and not (isinstance(encoder, str) and encoder.strip().lower() in BUNDLED_ENCODER_ALIASES):
             path = getattr(encoder, "path", encoder)
-        return TopLayersTrainer(path, **kwargs)
+        return TopLayersTrainer(path, device=device, **kwargs)
     raise ValueError(f"trainer={name!r}: use one of {', '.join(TRAINERS)}")
