@@ -140,7 +140,7 @@ def test_validation_page_shows_results_saved_before_the_joint_bootstrap(data_dir
     assert not at.exception, [e.message for e in at.exception]
     assert plain(doc["summary"]) in [s.value for s in at.success]
     _assert_effect_first(at, doc)
-    assert any(c.value.startswith("Power: resolving a true difference of 0.01 nDCG@10") for c in at.caption)
+    assert any(c.value.startswith(plain("Power: resolving a true difference of 0.01 nDCG@10")) for c in at.caption)
     agree = next(f for f in (df.value for df in at.dataframe) if "number" in f.columns)
     was = {r["number"]: r for r in old["agreement"]}
     for r in agree.to_dict("records"):  # the saved sources-only interval, next to the joint one
