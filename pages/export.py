@@ -159,4 +159,4 @@ st.download_button(
     on_click="ignore",
     type="primary",
 )
-st.caption(views.verdict(res))
+st.caption(views.eci_ranking_line(res))
