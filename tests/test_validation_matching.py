@@ -221,7 +221,7 @@ def test_validated_effect_figure_and_headline():
     h = views.verdict(ranked, v)
     assert h.startswith("Validation (linear trainer, 5 split(s) × 3 seed(s)): a trained best of the loaded sources "
                         "(nDCG@10 0.800, 95 % CI 0.750–0.850, +0.120 over in-batch negatives only).")
-    assert "Tied with it (not resolved, P(trains better) < 0.95): b." in h
+    assert "Not resolvably: training did not tell it apart from b (P(trains better) < 0.95), so both share first place." in h
     assert "ECI ranks d first; ECI's ranking did not reliably agree with training: Spearman ρ = -0.40" in h
 
 

@@ -728,7 +728,8 @@ def validation_verdict(ranked: pd.DataFrame, validation: Any) -> str:
         tied = [n for n, k in zip(table["source"], table["rank"]) if k == 1 and n != best]
         if tied:
             shown = ", ".join(tied[:5]) + (f" and {len(tied) - 5} more" if len(tied) > 5 else "")
-            text += (f" Tied with it (not resolved, P(trains better) < {RESOLVED_P:.2f}): {shown}.")
+            text += (f" Not resolvably: training did not tell it apart from {shown} (P(trains better) < "
+                     f"{RESOLVED_P:.2f}), so {'they share' if len(tied) > 1 else 'both share'} first place.")
     elif len(src) > 1:
         text += " No pairwise probabilities were saved: compare the intervals."
     eci_pick = loaded[0]
