@@ -30,7 +30,7 @@ if validation is None:
     st.page_link(state.PAGE_FILES["validation"], label="Validation: measure which source trains best on this data",
                  icon=":material/model_training:")
 
-c1, c2, c3, c4, c5 = st.columns(5)
+c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 2, 1])
 c1.metric("Sources", f"{len(res.sources)}")
 c2.metric("Queries", f"{cur.collection.n_queries:,}")
 c3.metric("Negatives scored", f"{len(res.pairs):,}")
@@ -44,21 +44,22 @@ if validation is not None:
     c5.metric("Its nDCG@10", f"{top['ndcg@10']:.3f}",
               help=f"95 % CI {top['ndcg@10_low']:.3f}–{top['ndcg@10_high']:.3f} over the test queries")
     st.caption(views.validated_effect(validation, names))
-    left, right = st.columns([3, 2])
+    left, right = st.columns([5, 6])
     with left:
         components.plotly(views.validated_figure(validation, names), key="ov_measured")
     with right:
+        shown = ranking.assign(ci=[f"{lo:.3f}–{hi:.3f}" for lo, hi in zip(ranking["ndcg@10_low"], ranking["ndcg@10_high"])])
         st.dataframe(
-            ranking, hide_index=True, width="stretch",
-            column_order=["rank", "tied", "source", "ndcg@10", "ndcg@10_low", "ndcg@10_high", "gain"],
+            shown, hide_index=True, width="stretch",
+            column_order=["rank", "tied", "source", "ndcg@10", "ci", "gain"],
             column_config={
                 "rank": st.column_config.NumberColumn("#", width="small",
                                                       help="1 + the sources that train better with P ≥ 0.95"),
-                "tied": st.column_config.CheckboxColumn("tied", help="shares its rank: the difference is not resolved"),
+                "tied": st.column_config.CheckboxColumn("tied", width="small",
+                                                        help="shares its rank: the difference is not resolved"),
                 "ndcg@10": st.column_config.NumberColumn("nDCG@10", format="%.3f"),
-                "ndcg@10_low": st.column_config.NumberColumn("2.5 %", format="%.3f"),
-                "ndcg@10_high": st.column_config.NumberColumn("97.5 %", format="%.3f"),
-                "gain": st.column_config.NumberColumn("vs in-batch only", format="%+.3f",
+                "ci": st.column_config.TextColumn("95 % CI", help="over the test queries"),
+                "gain": st.column_config.NumberColumn("vs in-batch", format="%+.3f",
                                                       help="nDCG@10 minus training with in-batch negatives only"),
             },
         )

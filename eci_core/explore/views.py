@@ -691,10 +691,13 @@ def validated_figure(validation: Any, sources: Sequence[str] | None = None):
         hovertemplate="<b>%{customdata[0]}</b><br>nDCG@10 %{x:.3f}<br>95 % CI %{customdata[1]:.3f}–%{customdata[2]:.3f}"
                       "<extra></extra>"))
     d = validation.downstream.set_index(validation.downstream["variant"].astype(str))
-    for name, dash in (("in-batch only", "dot"), ("untrained", "dash")):
-        if name in d.index and pd.notna(d.loc[name, "ndcg@10"]):
-            fig.add_vline(x=float(d.loc[name, "ndcg@10"]), line=dict(dash=dash, color="#777777", width=1),
-                          annotation_text=name, annotation_position="top")
+    # the two baselines are usually close: label the lower one on its left, the higher on its right
+    base = sorted(((float(d.loc[n, "ndcg@10"]), n) for n in ("in-batch only", "untrained")
+                   if n in d.index and pd.notna(d.loc[n, "ndcg@10"])))
+    for i, (x, name) in enumerate(base):
+        fig.add_vline(x=x, line=dict(dash="dot" if name == "in-batch only" else "dash", color="#777777", width=1),
+                      annotation_text=name, annotation_position="top left" if i == 0 and len(base) > 1 else "top right",
+                      annotation_font_size=11)
     meta = getattr(validation, "meta", {}) or {}
     fig.update_layout(title=f"Sources ranked by measured nDCG@10 ({meta.get('trainer', '?')} trainer)",
                       xaxis_title="downstream nDCG@10 (95 % CI over test queries)", yaxis_title=None, showlegend=False,

@@ -141,7 +141,7 @@ class ValidationResult:
             return "it does not record which encoder it was made under (saved by an older version: re-run it)"
         theirs = encoder_identity(encoder)
         if mine != theirs:
-            return f"it was made under encoder {self.encoder_label}, not {theirs} (the encoder of these scores)"
+            return f"it was made under encoder {self.encoder_label}; these scores use {theirs}"
         saved = self.meta.get("pretraining_settings")
         if not isinstance(saved, dict):
             return "it does not record the metric settings of its pre-training numbers (saved by an older version: re-run it)"
