@@ -214,6 +214,11 @@ def test_validated_effect_figure_and_headline():
     np.testing.assert_allclose(tr.x, [0.60, 0.70, 0.79, 0.80])
     np.testing.assert_allclose(tr.error_x.arrayminus, [0.05, 0.05, 0.05, 0.05], atol=1e-12)
     assert "measured nDCG@10" in fig.layout.title.text
+    # colours follow the order the page passes (ECI's), as on the ECI charts
+    eci_order = ["d", "c", "b", "a"]
+    colours = views.source_colors(eci_order)
+    tr2 = views.validated_figure(v, eci_order).data[0]
+    assert list(tr2.marker.color) == [colours[n] for n in ["d", "c", "b", "a"]]
     assert sorted(s.x0 for s in fig.layout.shapes) == [0.66, 0.68]  # the two baselines
     ranked = pd.DataFrame({"name": ["d", "c", "a", "b"], "eci": [0.4, 0.3, 0.2, 0.1]})
     h = views.verdict(ranked, v)

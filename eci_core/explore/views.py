@@ -672,14 +672,16 @@ def validated_figure(validation: Any, sources: Sequence[str] | None = None):
     """Horizontal dot chart of measured downstream nDCG@10 per source (:func:`validated_ranking`),
     best on top, with the 95 % interval over test queries as error bars; each label carries the
     resolved rank ("=1" for a tie), and the baselines (in-batch negatives only, untrained) are
-    vertical lines. custom_data = [source, low, high, rank]."""
+    vertical lines. Colours: :func:`source_colors` in the order of ``sources`` (so a source keeps
+    the colour the ECI charts give it). custom_data = [source, low, high, rank]."""
     import plotly.graph_objects as go
 
     r = validated_ranking(validation, sources)
     ties = r.attrs.get("ties_known", False)
     s = r.iloc[::-1]
     labels = [(f"{'=' if ties and bool(t) else ''}{int(k)}. {n}") for k, t, n in zip(s["rank"], s["tied"], s["source"])]
-    colors = source_colors(r["source"].tolist())
+    # colours follow ``sources`` (the pages pass them in ECI order, as every other chart colours them)
+    colors = source_colors([str(n) for n in sources] if sources is not None else r["source"].tolist())
     err = dict(type="data", symmetric=False,
                array=(s["ndcg@10_high"] - s["ndcg@10"]).clip(lower=0).to_numpy(dtype=float),
                arrayminus=(s["ndcg@10"] - s["ndcg@10_low"]).clip(lower=0).to_numpy(dtype=float), thickness=1.5, width=6)
