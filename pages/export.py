@@ -159,4 +159,4 @@ st.download_button(
     on_click="ignore",
     type="primary",
 )
-st.caption(components.plain(views.verdict(res)))
+st.caption(components.plain(views.eci_ranking_line(res)))

@@ -1,9 +1,13 @@
-"""Overview: how the sources of negatives rank before training, and what training showed.
+"""Overview: which source of negatives trains best, as far as training on this data measured it.
 
-The verdict in one line (what a validation of the loaded data showed, else the ECI ranking and a
-pointer to the Validation page), the ECI ranking with 95 % bootstrap intervals, P(row beats column),
-the ECI components per source (ECI_sem marked experimental) and the sentence-transformers
-Positive / Negative / Difference summary.
+With a saved validation of the loaded data made under the same encoder and pre-training settings
+(``ui.state.validation_status``), the headline and the first chart rank the loaded sources by
+their measured downstream nDCG@10 with 95 % intervals (sources whose difference training did not
+resolve share a rank), with how far apart they trained. Without one, the headline says plainly
+that no validated ranking exists for this data, and why (e.g. a validation made under another
+encoder is never quoted). The ECI ranking (the seed metric) with its validity line, P(row beats
+column) and the ECI components sit one click away in the "ECI ranking (seed metric)" expander; the
+sentence-transformers Positive / Negative / Difference summary follows.
 """
 
 import streamlit as st
@@ -13,77 +17,115 @@ from ui import components, state
 
 cur = components.require_result(
     "Overview",
-    "ECI = ln(K+1) · harmonic mean of Signal and Safety, per query, averaged over queries. Higher is better.",
+    "Which source of negatives trains best, as measured by training on this data. "
+    "ECI is a pre-training estimate: its ranking is one click below, with what is known of its validity.",
 )
 res = cur.result
-best = res.sources.iloc[0]
+names = components.source_names(cur)
+validation, why_not = state.validation_status(cur.settings)
 
-validation = state.validation_for_loaded_data()
-st.info(components.plain(views.verdict(res, validation)), icon=":material/model_training:" if validation is not None else ":material/info:")
+# what comes from saved files or source names is shown as plain text (never Markdown)
+st.info(components.plain(views.verdict(res, validation, why_not)),
+        icon=":material/model_training:" if validation is not None else ":material/info:")
 if validation is None:
-    st.page_link(state.PAGE_FILES["validation"], label="Validation: does ECI predict training on this data?",
+    st.page_link(state.PAGE_FILES["validation"], label="Validation: measure which source trains best on this data",
                  icon=":material/model_training:")
 
-c1, c2, c3, c4, c5 = st.columns(5)
+c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 2, 1])
 c1.metric("Sources", f"{len(res.sources)}")
 c2.metric("Queries", f"{cur.collection.n_queries:,}")
 c3.metric("Negatives scored", f"{len(res.pairs):,}")
-c4.metric("Best ECI", f"{best['eci']:.3f}", help=components.plain(f"{best['name']}: the highest-ranked source"))
-c5.metric("Its unsafe queries", f"{100 * best['unsafe_query_rate']:.1f} %",
-          help=components.plain(f"Share of {best['name']}'s queries with a negative ranked at or above the "
-                                "positive (Δ = 0)"))
 st.caption(components.plain(f"Target encoder: {res.encoder} · positive rule: {res.config.positive} · "
                             f"aggregate: {res.config.aggregate}"))
 
-left, right = st.columns([3, 2])
-with left:
-    components.plotly(views.overview_figure(res), key="ov_rank")
-with right:
-    if len(res.sources) > 1:
-        components.plotly(views.beats_heatmap(res), key="ov_beats")
-        st.caption("Bootstrap probability that the row's ECI exceeds the column's, on the queries both cover.")
-    else:
-        st.info("Load a second source to see which one beats which.")
+if validation is not None:
+    ranking = views.validated_ranking(validation, names)
+    top = ranking.iloc[0]
+    c4.metric("Trained best", str(top["source"]),
+              help="Highest mean downstream nDCG@10 of the loaded sources in the saved validation")
+    c5.metric("Its nDCG@10", f"{top['ndcg@10']:.3f}",
+              help=f"95 % CI {top['ndcg@10_low']:.3f}–{top['ndcg@10_high']:.3f} over the test queries")
+    st.caption(components.plain(views.validated_effect(validation, names)))
+    left, right = st.columns([5, 6])
+    with left:
+        components.plotly(views.validated_figure(validation, names), key="ov_measured")
+    with right:
+        shown = ranking.assign(ci=[f"{lo:.3f}–{hi:.3f}" for lo, hi in zip(ranking["ndcg@10_low"], ranking["ndcg@10_high"])])
+        st.dataframe(
+            shown, hide_index=True, width="stretch",
+            column_order=["rank", "tied", "source", "ndcg@10", "ci", "gain"],
+            column_config={
+                "rank": st.column_config.NumberColumn("#", width="small",
+                                                      help="1 + the sources that train better with P ≥ 0.95"),
+                "tied": st.column_config.CheckboxColumn("tied", width="small",
+                                                        help="shares its rank: the difference is not resolved"),
+                "ndcg@10": st.column_config.NumberColumn("nDCG@10", format="%.3f"),
+                "ci": st.column_config.TextColumn("95 % CI", help="over the test queries"),
+                "gain": st.column_config.NumberColumn("vs in-batch", format="%+.3f",
+                                                      help="nDCG@10 minus training with in-batch negatives only"),
+            },
+        )
+    st.page_link(state.PAGE_FILES["validation"], label="Validation: every number, the agreement table, the protocol",
+                 icon=":material/model_training:")
 
-st.subheader("Components")
-st.dataframe(
-    views.components_table(res),
-    hide_index=True,
-    width="stretch",
-    column_order=["rank", "name", "eci", "unsafe_query_rate", "unsafe_negative_rate", "signal", "safety", "capacity",
-                  "de", "eci_arith", "infonce_bound", "eci_sem", "mean_k", "n_queries", "n_negatives",
-                  "eci_low", "eci_high"],
-    column_config={
-        "rank": st.column_config.NumberColumn("#", width="small"),
-        "name": st.column_config.TextColumn("source"),
-        "eci": st.column_config.NumberColumn("ECI", format="%.3f", help="mean of C·DE over queries"),
-        "eci_low": st.column_config.NumberColumn("ECI 2.5 %", format="%.3f"),
-        "eci_high": st.column_config.NumberColumn("ECI 97.5 %", format="%.3f"),
-        "signal": st.column_config.NumberColumn("Signal S", format="%.3f", help="mean s_qn, clipped at 0"),
-        "safety": st.column_config.NumberColumn("Safety Δ", format="%.3f", help="s_qp − max s_qn, clipped at 0"),
-        "capacity": st.column_config.NumberColumn("Capacity C", format="%.3f", help="ln(K + 1)"),
-        "de": st.column_config.NumberColumn("DE", format="%.3f", help="2·S·Δ / (S + Δ)"),
-        "eci_arith": st.column_config.NumberColumn("ECI arith.", format="%.3f",
-                                                   help="Ablation: C·(S + Δ)/2, the arithmetic-mean variant"),
-        "infonce_bound": st.column_config.NumberColumn("I_NCE", format="%.3f", help="ln(K+1) − InfoNCE loss"),
-        "eci_sem": st.column_config.NumberColumn(
-            "ECI_sem (exp.)", format="%.3f",
-            help="Experimental reconstruction of the paper's v3 metric (ln det of a weighted residual Gram matrix).",
-        ),
-        "unsafe_query_rate": st.column_config.NumberColumn("unsafe queries", format="percent"),
-        "unsafe_negative_rate": st.column_config.NumberColumn("unsafe negatives", format="percent"),
-        "mean_k": st.column_config.NumberColumn("mean K", format="%.1f"),
-        "n_queries": st.column_config.NumberColumn("queries", format="%d"),
-        "n_negatives": st.column_config.NumberColumn("negatives", format="%d"),
-    },
-)
-st.caption("ECI_sem is experimental: our reconstruction of the June version of the paper, not a validated metric.")
+with st.expander("ECI ranking (seed metric)", expanded=False):
+    st.markdown(f"**{components.plain(views.eci_validity(validation, why_not))}**")
+    st.markdown(components.plain(views.eci_ranking_line(res)))
+    best = res.sources.iloc[0]
+    e1, e2 = st.columns(2)
+    e1.metric("Highest ECI", f"{best['eci']:.3f}", help=components.plain(f"{best['name']}: first in the ECI ranking (not a recommendation)"))
+    e2.metric("Its unsafe queries", f"{100 * best['unsafe_query_rate']:.1f} %",
+              help=components.plain(f"Share of {best['name']}'s queries with a negative ranked at or above the "
+                                    "positive (Δ = 0)"))
+    st.caption("ECI = ln(K+1) · harmonic mean of Signal and Safety, per query, averaged over queries.")
+    left, right = st.columns([3, 2])
+    with left:
+        components.plotly(views.overview_figure(res), key="ov_rank")
+    with right:
+        if len(res.sources) > 1:
+            components.plotly(views.beats_heatmap(res), key="ov_beats")
+            st.caption("Bootstrap probability that the row's ECI exceeds the column's, on the queries both cover.")
+        else:
+            st.info("Load a second source to see which one beats which.")
+
+    st.subheader("Components")
+    st.dataframe(
+        views.components_table(res),
+        hide_index=True,
+        width="stretch",
+        column_order=["rank", "name", "eci", "unsafe_query_rate", "unsafe_negative_rate", "signal", "safety", "capacity",
+                      "de", "eci_arith", "infonce_bound", "eci_sem", "mean_k", "n_queries", "n_negatives",
+                      "eci_low", "eci_high"],
+        column_config={
+            "rank": st.column_config.NumberColumn("#", width="small"),
+            "name": st.column_config.TextColumn("source"),
+            "eci": st.column_config.NumberColumn("ECI", format="%.3f", help="mean of C·DE over queries"),
+            "eci_low": st.column_config.NumberColumn("ECI 2.5 %", format="%.3f"),
+            "eci_high": st.column_config.NumberColumn("ECI 97.5 %", format="%.3f"),
+            "signal": st.column_config.NumberColumn("Signal S", format="%.3f", help="mean s_qn, clipped at 0"),
+            "safety": st.column_config.NumberColumn("Safety Δ", format="%.3f", help="s_qp − max s_qn, clipped at 0"),
+            "capacity": st.column_config.NumberColumn("Capacity C", format="%.3f", help="ln(K + 1)"),
+            "de": st.column_config.NumberColumn("DE", format="%.3f", help="2·S·Δ / (S + Δ)"),
+            "eci_arith": st.column_config.NumberColumn("ECI arith.", format="%.3f",
+                                                       help="Ablation: C·(S + Δ)/2, the arithmetic-mean variant"),
+            "infonce_bound": st.column_config.NumberColumn("I_NCE", format="%.3f", help="ln(K+1) − InfoNCE loss"),
+            "eci_sem": st.column_config.NumberColumn(
+                "ECI_sem (exp.)", format="%.3f",
+                help="Experimental reconstruction of the paper's v3 metric (ln det of a weighted residual Gram matrix).",
+            ),
+            "unsafe_query_rate": st.column_config.NumberColumn("unsafe queries", format="percent"),
+            "unsafe_negative_rate": st.column_config.NumberColumn("unsafe negatives", format="percent"),
+            "mean_k": st.column_config.NumberColumn("mean K", format="%.1f"),
+            "n_queries": st.column_config.NumberColumn("queries", format="%d"),
+            "n_negatives": st.column_config.NumberColumn("negatives", format="%d"),
+        },
+    )
+    st.caption("ECI_sem is experimental: our reconstruction of the June version of the paper, not a validated metric.")
 
 
 @st.fragment
 def positive_negative_difference() -> None:
     st.subheader("Positive / Negative / Difference")
-    names = components.source_names(cur)
     chosen = st.segmented_control("Source", names, default=names[0], key="ov_summary_source")
     chosen = chosen or names[0]
     st.dataframe(components.summary_display(views.score_summary(res.pairs, chosen)), width=620)

@@ -111,12 +111,20 @@ def test_overview_numbers_match_the_library(expected):
     assert m["Negatives scored"] == f"{len(res.pairs):,}"
     # counted by hand from the fixture's TREC runs: bm25 19 + dense 15 + random 12
     assert len(res.pairs) == 46
-    assert m["Best ECI"] == f"{best['eci']:.3f}"
+    assert m["Highest ECI"] == f"{best['eci']:.3f}"
     assert m["Its unsafe queries"] == f"{100 * best['unsafe_query_rate']:.1f} %"
-    # the verdict line states the ECI ranking (no validation of this data) and never says "Train on"
+    assert "Best ECI" not in m and "Trained best" not in m
+    # no validation of this data: the headline says so and names no source; the ECI ranking
+    # (never "Train on") and its validity line are in the "ECI ranking (seed metric)" expander
     verdict = views.verdict(res)
     assert plain(verdict) in [i.value for i in at.info]  # shown as plain text (Markdown escaped)
-    assert verdict.startswith(f"ECI ranks {best['name']} first") and "Validation page" in verdict
+    assert verdict.startswith("No validated ranking exists for this data.") and best["name"] not in verdict
+    assert [e.label for e in at.main.expander] == ["ECI ranking (seed metric)"]
+    line = views.eci_ranking_line(res)
+    assert line.startswith(f"ECI ranks {best['name']} first") and "Validation page" in line
+    shown = [md.value for md in at.markdown]
+    validity = "Not validated on this data: no saved validation covers the loaded sources with the same negatives."
+    assert plain(line) in shown and f"**{plain(validity)}**" in shown
     # the components table is the library's, row for row
     comp = at.dataframe[0].value
     want = views.components_table(res)
@@ -147,7 +155,7 @@ def test_changing_an_option_rescores(expected):
     at.sidebar.radio(key="set_positive").set_value("max").run()
     _no_exception(at)
     best = res_max.sources.iloc[0]
-    assert _metrics(at)["Best ECI"] == f"{best['eci']:.3f}"
+    assert _metrics(at)["Highest ECI"] == f"{best['eci']:.3f}"
     assert "positive rule: max" in " ".join(c.value.replace("\\", "") for c in at.caption)
 
 

@@ -75,7 +75,7 @@ def test_report_is_standalone_html_with_sources_and_values(scored):
     assert report.format_components(r)["ECI (95 % CI)"].tolist() == [
         f"{a:.3f} [{b:.3f}, {c_:.3f}]" for a, b, c_ in zip(r.sources.eci, r.sources.eci_low, r.sources.eci_high)]
     # verdict, encoder, configuration
-    assert views.verdict(r) in text
+    assert views.eci_ranking_line(r) in text
     assert r.encoder in text
     assert "n_bootstrap" in p.cells and "50" in p.cells
     # flag counts: the union per source as a cell

@@ -226,7 +226,7 @@ def test_sidebar_scores_with_your_embeddings(tmp_path, monkeypatch):
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Best ECI"] == f"{want.sources.iloc[0]['eci']:.3f}"
+    assert metrics["Highest ECI"] == f"{want.sources.iloc[0]['eci']:.3f}"
     at.text_input(key="set_embeddings").set_value(str(tmp_path / "nowhere"))
     at.run()
     shown = " ".join(str(e.value) for e in at.error) + " ".join(str(e.value) for e in at.code)

@@ -372,13 +372,15 @@ def test_results_reopen_without_recomputing(fixture_results):
     pd.testing.assert_frame_equal(back.agreement, res.agreement, check_dtype=False)
     np.testing.assert_allclose(back.beats.to_numpy(float), res.beats.to_numpy(float))
     assert back.summary() == res.summary()
-    assert back.matches(coll) and res.matches(coll)
+    from eci_core.config import ECIConfig
+
+    assert back.matches(coll, "hashing", ECIConfig()) and res.matches(coll, HashingEncoder(), ECIConfig())
     # precomputed signatures (the dashboard computes them once per data): the same answer
     from eci_core.validation import source_signatures
 
     sig = source_signatures(coll)
-    assert back.matches(coll, signatures=sig)
-    assert not back.matches(coll, signatures=dict(sig, **{next(iter(sig)): "0" * 16}))  # other negatives
+    assert back.matches(coll, "hashing", ECIConfig(), signatures=sig)
+    assert not back.matches(coll, "hashing", ECIConfig(), signatures=dict(sig, **{next(iter(sig)): "0" * 16}))  # other negatives
     assert back.validated_names(coll.sources) and not back.validated_names(list(coll.sources) + ["unseen"])
     assert not back.validated_names([])
     assert not back.encoder_agreement().empty
@@ -460,10 +462,14 @@ class _Val:
 
 
 def test_verdict_without_validation_states_the_ranking_and_points_to_validation():
-    v = views.verdict(_sources())
+    v = views.eci_ranking_line(_sources())
     assert v.startswith("ECI ranks random first (0.350, 95 % CI 0.320–0.370), 5.0 % unsafe queries.")
     assert "Train on" not in v and "Validation page" in v
     assert "easiest here" in v
+    # the Overview's headline leads with the absence of evidence, not with ECI's leader
+    h = views.verdict(_sources())
+    assert h.startswith("No validated ranking exists for this data.") and "Validation page" in h
+    assert "random" not in h and "Train on" not in h
 
 
 def test_verdict_with_validation_that_agrees():

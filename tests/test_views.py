@@ -146,7 +146,7 @@ def test_percpos_band():
 
 # --------------------------------------------------------------------------- verdict
 def test_verdict_names_best_source_ci_and_unsafe_rate():
-    v = views.verdict(_Result())
+    v = views.eci_ranking_line(_Result())
     # ECI alone never says "Train on": it states the ranking and points to the Validation page
     assert v.startswith("ECI ranks b first (0.400, 95 % CI 0.300–0.450), 0.0 % unsafe queries.")
     assert "Train on" not in v
@@ -156,8 +156,12 @@ def test_verdict_names_best_source_ci_and_unsafe_rate():
     assert ("Note: its negatives are the easiest here (Signal 0.200, lowest of 2 sources); "
             "it leads on Safety (Δ 0.600).") in v
     assert v.endswith("check on the Validation page which source actually trains best on this data.")
-    assert views.verdict(_sources().iloc[[1]]).startswith("One source: a, ECI 0.388, 95 % CI 0.350–0.420, 50.0 % unsafe queries.")
+    assert views.eci_ranking_line(_sources().iloc[[1]]).startswith("One source: a, ECI 0.388, 95 % CI 0.350–0.420, 50.0 % unsafe queries.")
+    assert "No source" in views.eci_ranking_line(_sources().iloc[0:0])
     assert "No source" in views.verdict(_sources().iloc[0:0])
+    # the Overview's headline without a validation: no ECI leader, no recommendation
+    h = views.verdict(_Result())
+    assert h.startswith("No validated ranking exists for this data.") and "ECI ranks" not in h
 
 
 # --------------------------------------------------------------------------- compare, worst
@@ -305,7 +309,7 @@ def test_views_on_a_real_score_result():
     fc = views.flag_counts(r).set_index("source")
     assert fc.loc["bm25", "flagged"] == int(r.pairs.loc[r.pairs["source"] == "bm25", "flagged"].sum())
     best = r.sources["name"].iloc[0]
-    assert views.verdict(r).startswith(f"ECI ranks {best} first")
+    assert views.eci_ranking_line(r).startswith(f"ECI ranks {best} first")
     d = views.query_drilldown(c, r, "q2")
     nd = d.negatives[d.negatives["source"] == "bm25"]
     copy = nd[nd["text"] == "a tuple is an immutable sequence"].iloc[0]  # the positive's text as a negative

@@ -983,23 +983,43 @@ def _source_signatures(content_hash: str, _collection: Collection) -> dict[str, 
 
 
 def matches_loaded_data(result: Any) -> bool:
-    """True when validation ``result`` covers every loaded source with the same negatives (the
+    """True when validation ``result`` covers every loaded source with the same negatives,
+    whatever its encoder (:func:`validation_status` also checks the encoder and settings; the
     loaded sources' signatures are computed once per data content: seconds at millions of pairs,
     and the Overview asks on every run)."""
     coll = st.session_state.get(K_COLLECTION)
     if coll is None or not result.validated_names(coll.sources):
         return False
     sig = _source_signatures(st.session_state[K_CONTENT_HASH], coll)
-    return sig is not None and result.matches(coll, signatures=sig)
+    return sig is not None and result.matches_data(coll, signatures=sig)
 
 
-def validation_for_loaded_data() -> Any:
-    """The validation to quote on the Overview: one that covers every loaded source with the
-    same negatives; the session's own runs first, then shipped cheap-trainer results (most
-    seeds), then the others. None when no result matches."""
+def view_encoder(s: Settings | None = None) -> Any:
+    """What the scores of settings ``s`` (default: the sidebar's) were computed under, for
+    ``ValidationResult.view_problem``: the loaded encoder object (its portable identity is
+    compared), or a label for your own embeddings (no saved validation was made under them)."""
+    s = s or settings()
+    if s.embeddings:
+        return f"your own embeddings ({s.embeddings_model or Path(s.embeddings).name})"
+    try:
+        return get_encoder(s.encoder)
+    except (ValueError, TypeError, OSError, RuntimeError):
+        return s.encoder
+
+
+def validation_status(s: Settings | None = None) -> tuple[Any, str | None]:
+    """``(validation, why_not)``: the validation the Overview quotes for the loaded data and the
+    settings ``s`` (default: the sidebar's), else ``(None, why_not)``.
+
+    A validation is quoted only when it covers every loaded source with the same negatives AND
+    was made under the same encoder and pre-training settings
+    (``ValidationResult.matches``): the session's own runs first, then shipped cheap-trainer
+    results (most seeds), then the others. ``why_not`` is one sentence when a validation of the
+    loaded sources exists but was made under another encoder or settings (else None)."""
     coll = st.session_state.get(K_COLLECTION)
     if coll is None:
-        return None
+        return None, None
+    s = s or settings()
     results = validation_results()
     session = set(st.session_state.get(K_VALIDATIONS, {}))
 
@@ -1008,7 +1028,22 @@ def validation_for_loaded_data() -> Any:
         cfg = (r.meta or {}).get("config", {})
         return (label not in session, r.trainer == "finetune", -int(cfg.get("seeds") or 0))
 
-    for _, r in sorted(results.items(), key=order):
-        if matches_loaded_data(r):
-            return r
-    return None
+    encoder = None
+    first_problem = None
+    for label, r in sorted(results.items(), key=order):
+        if not matches_loaded_data(r):
+            continue
+        if encoder is None:
+            encoder = view_encoder(s)
+        problem = r.view_problem(encoder, s.config)
+        if problem is None:
+            return r, None
+        if first_problem is None:
+            first_problem = (f"a validation of the loaded sources exists ({label}, {r.trainer} trainer) but is not "
+                             f"quoted: {problem}.")
+    return None, first_problem
+
+
+def validation_for_loaded_data() -> Any:
+    """The validation the Overview quotes (:func:`validation_status`), or None."""
+    return validation_status()[0]

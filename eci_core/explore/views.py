@@ -54,7 +54,13 @@ __all__ = [
     "ecdf_frame",
     "percpos_band",
     "verdict",
+    "eci_ranking_line",
+    "eci_validity",
+    "validated_ranking",
+    "validated_figure",
+    "validated_effect",
     "validation_verdict",
+    "RESOLVED_P",
     "components_table",
     "signal_safety_frame",
     "Comparison",
@@ -481,19 +487,24 @@ def percpos_band(result: Any, percpos: float | None = None, sources: Sequence[st
 
 
 # --------------------------------------------------------------------------- verdict
-def verdict(result: Any, validation: Any = None) -> str:
-    """The Overview's one-line verdict. It never says "train on X" on ECI alone: ECI is measured
-    before training, and whether its ranking predicts training is an empirical question.
+#: P(trains better) at or above which a validation counts a difference between two sources as
+#: resolved (the same threshold as ``ValidationResult.notes``); below it they are shown as tied.
+RESOLVED_P = 0.95
 
-    * Without ``validation``: the ECI ranking's leader with its 95 % interval and unsafe-query
-      rate, P(leader beats runner-up) when the intervals overlap, a note when the leader has the
-      easiest negatives (lowest Signal), and a pointer to the Validation page, e.g. ``"ECI ranks
-      bm25 first (0.412, 95 % CI 0.390–0.431), 3.1 % unsafe queries. ECI is a pre-training
-      estimate: check on the Validation page which source actually trains best on this data."``
-    * With ``validation`` (an ``eci_core.validation.ValidationResult`` of the loaded data): what
-      training showed (:func:`validation_verdict`).
 
-    Takes a ScoreResult or the sources table (ranked)."""
+def verdict(result: Any, validation: Any = None, why_not: str | None = None) -> str:
+    """The Overview's headline. It leads with evidence and never recommends a source on ECI
+    alone: ECI is measured before training, and whether its ranking predicts training is an
+    empirical question.
+
+    * With ``validation`` (an ``eci_core.validation.ValidationResult`` of the loaded data, made
+      under the encoder and settings of these scores): what training measured
+      (:func:`validation_verdict`).
+    * Without: that no validated ranking exists for this data, why (``why_not``, e.g. "a
+      validation of the loaded sources exists … but was made under encoder X"), and where to
+      measure one. The ECI ranking is :func:`eci_ranking_line`, shown one click away.
+
+    Takes a ScoreResult or the sources table."""
     src = _table(result, "sources")
     if src is None or len(src) == 0:
         return "No source scored yet: load a file with negatives and score it."
@@ -501,6 +512,28 @@ def verdict(result: Any, validation: Any = None) -> str:
     ranked = src.sort_values("eci", ascending=False, kind="stable").reset_index(drop=True)
     if validation is not None:
         return validation_verdict(ranked, validation)
+    reason = why_not or "no saved validation covers the loaded sources with the same negatives"
+    reason = reason[0].upper() + reason[1:]
+    if not reason.endswith("."):
+        reason += "."
+    return (f"No validated ranking exists for this data. {reason} Which source trains best has not been "
+            "measured here: run a validation on the Validation page. The ECI ranking is a pre-training "
+            "estimate, not a recommendation.")
+
+
+def eci_ranking_line(result: Any) -> str:
+    """The ECI ranking in one line: the leader with its 95 % interval and unsafe-query rate,
+    P(leader beats runner-up) when the intervals overlap, a note when the leader has the easiest
+    negatives (lowest Signal), and that ECI is a pre-training estimate, e.g. ``"ECI ranks bm25
+    first (0.412, 95 % CI 0.390–0.431), 3.1 % unsafe queries. ECI is a pre-training estimate:
+    check on the Validation page which source actually trains best on this data."``
+
+    Takes a ScoreResult or the sources table (ranked)."""
+    src = _table(result, "sources")
+    if src is None or len(src) == 0:
+        return "No source scored yet: load a file with negatives and score it."
+    _require(src, ("name", "eci"), "sources")
+    ranked = src.sort_values("eci", ascending=False, kind="stable").reset_index(drop=True)
     best = ranked.iloc[0]
     name = str(best["name"])
     ci = ""
@@ -533,11 +566,152 @@ def verdict(result: Any, validation: Any = None) -> str:
     return text
 
 
+def _eci_agreement_sentence(validation: Any) -> str | None:
+    """"ECI's ranking agreed with / went against / did not reliably agree with training:
+    Spearman ρ = … (95 % CI …) over n validated sources" from the validation's agreement table."""
+    agree = getattr(validation, "agreement", None)
+    if not isinstance(agree, pd.DataFrame) or agree.empty or "number" not in agree.columns:
+        return None
+    rows = agree[agree["number"] == "ECI"]
+    if rows.empty:
+        return None
+    e = rows.iloc[0]
+    rho, lo, hi = float(e["spearman"]), float(e["spearman_low"]), float(e["spearman_high"])
+    if lo > 0:
+        how = "ECI's ranking agreed with training"
+    elif hi < 0:
+        how = "ECI's ranking went against training"
+    else:
+        how = "ECI's ranking did not reliably agree with training"
+    return f"{how}: Spearman ρ = {rho:.2f} (95 % CI {lo:.2f} to {hi:.2f}) over {int(e['n'])} validated sources"
+
+
+def eci_validity(validation: Any = None, why_not: str | None = None) -> str:
+    """The validity line shown next to the ECI ranking: what the validation of the loaded data
+    (same encoder and settings) measured of ECI, else that ECI is not validated on this data and
+    why (``why_not``)."""
+    if validation is None:
+        reason = why_not or "no saved validation covers the loaded sources with the same negatives"
+        return f"Not validated on this data: {reason.rstrip('.')}."
+    meta = getattr(validation, "meta", {}) or {}
+    sentence = _eci_agreement_sentence(validation)
+    if sentence is None:
+        return f"The validation of this data ({meta.get('trainer', '?')} trainer) did not measure ECI's agreement."
+    return f"Validity on this data ({meta.get('trainer', '?')} trainer): {sentence}."
+
+
+def validated_ranking(validation: Any, sources: Sequence[str] | None = None) -> pd.DataFrame:
+    """The loaded sources ranked by what training measured: one row per source of
+    ``validation.downstream`` (only those in ``sources`` when given), best nDCG@10 first, with
+    ``rank, tied, source, ndcg@10, ndcg@10_low, ndcg@10_high, gain, gain_low, gain_high``.
+
+    ``rank`` is 1 + the number of other listed sources that train better with P ≥
+    :data:`RESOLVED_P` (``validation.beats``): sources whose differences are unresolved share a
+    rank, and ``tied`` is True when a source shares its rank. Without ``beats`` for every listed
+    source the rank is the position and ``tied`` is NaN (attrs ``"ties_known"`` False): only
+    the intervals tell the sources apart then."""
+    d = validation.downstream
+    src = d[d["kind"] == "source"]
+    if sources is not None:
+        wanted = [str(n) for n in sources]
+        src = src[src["variant"].astype(str).isin(wanted)]
+    src = src.sort_values("ndcg@10", ascending=False, kind="stable").reset_index(drop=True)
+    names = src["variant"].astype(str).tolist()
+    out = pd.DataFrame({"source": names})
+    for c in ("ndcg@10", "ndcg@10_low", "ndcg@10_high", "gain", "gain_low", "gain_high"):
+        out[c] = src[c].to_numpy(dtype=float) if c in src.columns else np.nan
+    beats = getattr(validation, "beats", None)
+    known = (isinstance(beats, pd.DataFrame) and len(names) > 0
+             and all(n in beats.index and n in beats.columns for n in names))
+    if known:
+        b = beats.loc[names, names].to_numpy(dtype=float, copy=True)
+        np.fill_diagonal(b, np.nan)
+        better = b >= RESOLVED_P  # better[i, j]: i trains better than j (NaN: False)
+        rank = 1 + better.sum(axis=0)
+        counts = pd.Series(rank).map(pd.Series(rank).value_counts())
+        out.insert(0, "tied", (counts > 1).to_numpy())
+        out.insert(0, "rank", rank.astype(int))
+    else:
+        out.insert(0, "tied", np.nan)
+        out.insert(0, "rank", np.arange(1, len(names) + 1))
+    out.attrs["ties_known"] = bool(known)
+    return out
+
+
+def validated_effect(validation: Any, sources: Sequence[str] | None = None) -> str:
+    """How much the choice among the listed sources mattered in the validation: the span of
+    their measured nDCG@10 (in points, 1 point = 0.01), the baselines (in-batch negatives only,
+    untrained), and how many source pairs training resolved (P ≥ :data:`RESOLVED_P` either way)."""
+    r = validated_ranking(validation, sources)
+    if r.empty:
+        return "No loaded source was validated."
+    lo, hi = float(r["ndcg@10"].min()), float(r["ndcg@10"].max())
+    text = (f"The {len(r)} loaded source(s) trained to {lo:.3f}–{hi:.3f} nDCG@10 "
+            f"(a spread of {100 * (hi - lo):.1f} points)")
+    d = validation.downstream.set_index(validation.downstream["variant"].astype(str))
+    base = [f"{name} {float(d.loc[name, 'ndcg@10']):.3f}" for name in ("in-batch only", "untrained")
+            if name in d.index and pd.notna(d.loc[name, "ndcg@10"])]
+    if base:
+        text += "; baselines: " + ", ".join(base)
+    text += "."
+    names = r["source"].tolist()
+    beats = getattr(validation, "beats", None)
+    if len(names) > 1 and r.attrs.get("ties_known"):
+        b = beats.loc[names, names].to_numpy(dtype=float, copy=True)
+        iu = np.triu_indices(len(names), 1)
+        p = b[iu]
+        resolved = int(np.sum((p >= RESOLVED_P) | (p <= 1 - RESOLVED_P)))
+        text += f" Training resolved {resolved} of {p.size} source pairs (P ≥ {RESOLVED_P:.2f} either way)."
+    res = getattr(validation, "resolution", None)
+    if isinstance(res, float) and np.isfinite(res):
+        text += f" Differences below about {res:.3f} nDCG@10 are within noise."
+    return text
+
+
+def validated_figure(validation: Any, sources: Sequence[str] | None = None):
+    """Horizontal dot chart of measured downstream nDCG@10 per source (:func:`validated_ranking`),
+    best on top, with the 95 % interval over test queries as error bars; each label carries the
+    resolved rank ("=1" for a tie), and the baselines (in-batch negatives only, untrained) are
+    vertical lines. Colours: :func:`source_colors` in the order of ``sources`` (so a source keeps
+    the colour the ECI charts give it). custom_data = [source, low, high, rank]."""
+    import plotly.graph_objects as go
+
+    r = validated_ranking(validation, sources)
+    ties = r.attrs.get("ties_known", False)
+    s = r.iloc[::-1]
+    labels = [(f"{'=' if ties and bool(t) else ''}{int(k)}. {n}") for k, t, n in zip(s["rank"], s["tied"], s["source"])]
+    # colours follow ``sources`` (the pages pass them in ECI order, as every other chart colours them)
+    colors = source_colors([str(n) for n in sources] if sources is not None else r["source"].tolist())
+    err = dict(type="data", symmetric=False,
+               array=(s["ndcg@10_high"] - s["ndcg@10"]).clip(lower=0).to_numpy(dtype=float),
+               arrayminus=(s["ndcg@10"] - s["ndcg@10_low"]).clip(lower=0).to_numpy(dtype=float), thickness=1.5, width=6)
+    custom = np.column_stack([s["source"].to_numpy(dtype=object), s["ndcg@10_low"].to_numpy(dtype=float),
+                              s["ndcg@10_high"].to_numpy(dtype=float), s["rank"].to_numpy()]) if len(s) else None
+    fig = go.Figure(go.Scatter(
+        x=s["ndcg@10"].to_numpy(dtype=float), y=labels, mode="markers", error_x=err,
+        marker=dict(size=12, color=[colors[n] for n in s["source"]]), customdata=custom, name="nDCG@10",
+        hovertemplate="<b>%{customdata[0]}</b><br>nDCG@10 %{x:.3f}<br>95 % CI %{customdata[1]:.3f}–%{customdata[2]:.3f}"
+                      "<extra></extra>"))
+    d = validation.downstream.set_index(validation.downstream["variant"].astype(str))
+    # the two baselines are usually close: label the lower one on its left, the higher on its right
+    base = sorted(((float(d.loc[n, "ndcg@10"]), n) for n in ("in-batch only", "untrained")
+                   if n in d.index and pd.notna(d.loc[n, "ndcg@10"])))
+    for i, (x, name) in enumerate(base):
+        fig.add_vline(x=x, line=dict(dash="dot" if name == "in-batch only" else "dash", color="#777777", width=1),
+                      annotation_text=name, annotation_position="top left" if i == 0 and len(base) > 1 else "top right",
+                      annotation_font_size=11)
+    meta = getattr(validation, "meta", {}) or {}
+    fig.update_layout(title=f"Sources ranked by measured nDCG@10 ({meta.get('trainer', '?')} trainer)",
+                      xaxis_title="downstream nDCG@10 (95 % CI over test queries)", yaxis_title=None, showlegend=False,
+                      height=max(260, 50 * len(labels) + 140), margin=dict(l=10, r=10, t=70, b=40))
+    return fig
+
+
 def validation_verdict(ranked: pd.DataFrame, validation: Any) -> str:
-    """What a validation of the loaded sources showed: which loaded source trained best (mean
-    nDCG@10 with its 95 % interval, gain over in-batch negatives only), whether that lead is
-    within the validator's resolution, ECI's pick among the loaded sources, and ECI's Spearman ρ
-    with training (95 % interval) over the validated sources."""
+    """What a validation of the loaded sources measured: which loaded source trained best (mean
+    nDCG@10 with its 95 % interval, gain over in-batch negatives only), which sources it is tied
+    with (differences not resolved, :func:`validated_ranking`), ECI's pick among the loaded
+    sources, and ECI's Spearman ρ with training (95 % interval) over the validated sources."""
     d = validation.downstream
     loaded = [str(n) for n in ranked["name"]]
     src = d[(d["kind"] == "source") & d["variant"].astype(str).isin(loaded)]
@@ -554,29 +728,20 @@ def validation_verdict(ranked: pd.DataFrame, validation: Any) -> str:
     if pd.notna(top.get("gain", np.nan)):
         text += f", {float(top['gain']):+.3f} over in-batch negatives only"
     text += ")."
-    beats = getattr(validation, "beats", None)
-    if len(src) > 1 and isinstance(beats, pd.DataFrame):
-        second = str(src.iloc[1]["variant"])
-        if best in beats.index and second in beats.columns:
-            pb = float(beats.loc[best, second])
-            if pb < 0.95:
-                text += f" Its lead over {second} is within noise (P(trains better) = {pb:.2f})."
+    table = validated_ranking(validation, src["variant"].astype(str).tolist())
+    if table.attrs.get("ties_known"):
+        tied = [n for n, k in zip(table["source"], table["rank"]) if k == 1 and n != best]
+        if tied:
+            shown = ", ".join(tied[:5]) + (f" and {len(tied) - 5} more" if len(tied) > 5 else "")
+            text += (f" Not resolvably: training did not tell it apart from {shown} (P(trains better) < "
+                     f"{RESOLVED_P:.2f}), so {'they share' if len(tied) > 1 else 'both share'} first place.")
+    elif len(src) > 1:
+        text += " No pairwise probabilities were saved: compare the intervals."
     eci_pick = loaded[0]
-    rows = validation.agreement[validation.agreement["number"] == "ECI"] if len(validation.agreement) else []
     same = eci_pick == best
     text += f" ECI ranks {eci_pick} first{' too' if same else ''}"
-    if len(rows):
-        e = rows.iloc[0]
-        rho, lo, hi = float(e["spearman"]), float(e["spearman_low"]), float(e["spearman_high"])
-        if lo > 0:
-            how_agree = "ECI's ranking agreed with training"
-        elif hi < 0:
-            how_agree = "ECI's ranking went against training"
-        else:
-            how_agree = "ECI's ranking did not reliably agree with training"
-        text += f"; {how_agree}: Spearman ρ = {rho:.2f} (95 % CI {lo:.2f} to {hi:.2f}) over {int(e['n'])} validated sources."
-    else:
-        text += "."
+    sentence = _eci_agreement_sentence(validation)
+    text += f"; {sentence}." if sentence else "."
     return text
 
 

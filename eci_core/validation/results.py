@@ -23,6 +23,24 @@ FORMAT_VERSION = 1
 Progress = Callable[[str, int, int], None]
 
 
+#: The ``ECIConfig`` options that change the pre-training numbers a validation correlates with
+#: training (ECI, its components, I_NCE, ECI_sem, the unsafe rates). The bootstrap options and
+#: the flag thresholds (near-duplicate, cross-encoder margin, percpos) change none of them.
+PRETRAINING_SETTINGS = ("positive", "aggregate", "temperature", "sem_temperature", "sem_consistency_temperature",
+                        "sem_lambda", "eci_sem_max_k")
+
+
+def pretraining_settings(config=None) -> dict:
+    """The :data:`PRETRAINING_SETTINGS` of ``config`` (an ``ECIConfig`` or a dict of its options;
+    None = the defaults), as saved in a validation's ``meta["pretraining_settings"]``."""
+    from eci_core.config import ECIConfig
+
+    if config is None:
+        config = ECIConfig()
+    get = config.get if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
+    return {k: get(k) for k in PRETRAINING_SETTINGS}
+
+
 def source_signatures(collection, sources: Sequence[str] | None = None) -> dict[str, str]:
     """sha1[:16] per source of its sorted ``query_id<TAB>passage_id`` lines: saved results are
     shown for loaded data only when the loaded sources have the same negatives."""
@@ -50,7 +68,11 @@ class ValidationResult:
     measures. ``effect`` (computed from ``per_query``): how far apart the sources train, the
     resolved pairs, rank ranges and the power line (``analysis.effect_size``). ``meta``: trainer,
     encoder, configuration, splits (training queries used, leaked negatives, uncovered queries
-    per source), timing, source signatures, resolution.
+    per source), timing, source signatures, resolution, and
+    what the pre-training numbers were computed under: ``pretraining_encoder`` (its name),
+    ``encoder_identity`` (:func:`~eci_core.models.encoders.encoder_identity`, portable) and
+    ``pretraining_settings`` (:func:`pretraining_settings`); :meth:`matches` compares them with
+    the current view.
     ``encoder_eci``: ECI per source under each extra encoder (may be empty)."""
 
     downstream: pd.DataFrame
@@ -106,8 +128,61 @@ class ValidationResult:
         names = list(names)
         return bool(names) and all(name in sig for name in names)
 
-    def matches(self, collection, signatures: dict[str, str] | None = None) -> bool:
-        """True when every source loaded in ``collection`` was validated here with the same negatives.
+    @property
+    def encoder_identity(self) -> str | None:
+        """The :func:`~eci_core.models.encoders.encoder_identity` of the encoder this validation
+        trained and computed its pre-training numbers under: ``meta["encoder_identity"]``, else
+        (results saved before it was recorded) the normalised ``pretraining_encoder`` name. None
+        when neither is recorded."""
+        from eci_core.models.encoders import encoder_identity
+
+        for key in ("encoder_identity", "pretraining_encoder"):
+            v = self.meta.get(key)
+            if isinstance(v, str) and v.strip():
+                return encoder_identity(v)
+        return None
+
+    @property
+    def encoder_label(self) -> str:
+        """The encoder's name for people (``pretraining_encoder``, else the identity)."""
+        v = self.meta.get("pretraining_encoder")
+        return str(v) if isinstance(v, str) and v.strip() else str(self.encoder_identity or "an unrecorded encoder")
+
+    def view_problem(self, encoder, config) -> str | None:
+        """Why this validation must not be quoted next to pre-training numbers computed under
+        ``encoder`` (an encoder object, name or path: see
+        :func:`~eci_core.models.encoders.encoder_identity`) with ``config`` (an ``ECIConfig``);
+        None when it may be. A validation records its encoder and :func:`pretraining_settings`;
+        one that does not (saved before they were recorded) never matches."""
+        from eci_core.models.encoders import encoder_identity
+
+        mine = self.encoder_identity
+        if mine is None:
+            return "it does not record which encoder it was made under (saved by an older version: re-run it)"
+        theirs = encoder_identity(encoder)
+        if mine != theirs:
+            return f"it was made under encoder {self.encoder_label}; these scores use {theirs}"
+        saved = self.meta.get("pretraining_settings")
+        if not isinstance(saved, dict):
+            return "it does not record the metric settings of its pre-training numbers (saved by an older version: re-run it)"
+        now = pretraining_settings(config)
+        diff = [k for k in PRETRAINING_SETTINGS if k not in saved or saved[k] != now[k]]
+        if diff:
+            said = ", ".join(f"{k}={saved[k]!r}" if k in saved else f"{k} unrecorded" for k in diff)
+            want = ", ".join(f"{k}={now[k]!r}" for k in diff)
+            return f"it was made with other metric settings ({said}; these scores use {want})"
+        return None
+
+    def matches(self, collection, encoder, config, signatures: dict[str, str] | None = None) -> bool:
+        """True when this validation may be quoted for ``collection`` scored under ``encoder`` with
+        ``config``: every loaded source was validated here with the same negatives
+        (:meth:`matches_data`), under the same encoder and pre-training settings
+        (:meth:`view_problem` is None)."""
+        return self.view_problem(encoder, config) is None and self.matches_data(collection, signatures)
+
+    def matches_data(self, collection, signatures: dict[str, str] | None = None) -> bool:
+        """True when every source loaded in ``collection`` was validated here with the same negatives
+        (whatever the encoder: :meth:`matches` checks both).
         ``signatures``: ``source_signatures(collection)`` when the caller has them already (they
         take seconds at millions of pairs)."""
         sig = self.meta.get("source_signatures") or {}
@@ -394,7 +469,7 @@ def validate(collection, sources: Sequence[str] | None = None, config: Validatio
     ``device``: where the target encoder encodes and finetune trains (``"cpu"``, ``"cuda"``,
     ``"cuda:N"``, ``"mps"``; None = auto)."""
     from eci_core.config import ECIConfig
-    from eci_core.models.encoders import load_encoder
+    from eci_core.models.encoders import encoder_identity, load_encoder
     from eci_core.scoring import score_collection
 
     sources = list(sources) if sources else list(collection.sources)
@@ -416,6 +491,8 @@ def validate(collection, sources: Sequence[str] | None = None, config: Validatio
     meta["resolution"] = down.attrs.get("resolution")
     meta["n_splits"] = len(raw.meta["splits"])
     meta["pretraining_encoder"] = sc.encoder
+    meta["encoder_identity"] = encoder_identity(target)
+    meta["pretraining_settings"] = pretraining_settings(score_config)
     meta["source_signatures"] = source_signatures(collection, sources)
     enc_cols = {sc.encoder: sc.sources.set_index("name")["eci"]}
     for name in agreement_encoders:
@@ -433,4 +510,4 @@ def validate(collection, sources: Sequence[str] | None = None, config: Validatio
 
 
 __all__ = ["ValidationResult", "validate", "load_results", "find_results", "source_signatures", "trainer_agreement",
-           "BASELINES"]
+           "BASELINES", "PRETRAINING_SETTINGS", "pretraining_settings"]

