@@ -239,3 +239,17 @@ def test_eci_validity_line():
     h = views.verdict(pd.DataFrame({"name": ["d", "c"], "eci": [0.4, 0.3]}), None, why)
     assert h.startswith("No validated ranking exists for this data. A validation of the loaded sources exists (x, ")
     assert "ECI ranks" not in h and "Spearman" not in h
+
+
+def test_validated_ranking_prefers_the_joint_bootstrap_over_queries_and_seeds():
+    """With a per-query table the ranks come from the joint bootstrap (``effect.beats``), which
+    also resamples seeds: a pair the queries-only ``beats`` resolves can be a tie there."""
+    from types import SimpleNamespace
+
+    v = _Val()
+    joint = v.beats.copy()
+    joint.loc["c", "d"], joint.loc["d", "c"] = 0.9, 0.1  # c vs d no longer resolved
+    v.effect = SimpleNamespace(beats=joint)
+    r = views.validated_ranking(v)
+    assert r["rank"].tolist() == [1, 1, 3, 3] and r["tied"].tolist() == [True, True, True, True]
+    assert "Training resolved 4 of 6 source pairs" in views.validated_effect(v)

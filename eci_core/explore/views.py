@@ -600,13 +600,25 @@ def eci_validity(validation: Any = None, why_not: str | None = None) -> str:
     return f"Validity on this data ({meta.get('trainer', '?')} trainer): {sentence}."
 
 
+def _trains_better(validation: Any) -> pd.DataFrame | None:
+    """P(row trains better than column): the joint bootstrap over test queries and seeds
+    (``validation.effect.beats``) when the per-query table allows it, else the saved one (test
+    queries resampled, seeds averaged)."""
+    effect = getattr(validation, "effect", None)
+    beats = getattr(effect, "beats", None)
+    if isinstance(beats, pd.DataFrame) and not beats.empty:
+        return beats
+    return getattr(validation, "beats", None)
+
+
 def validated_ranking(validation: Any, sources: Sequence[str] | None = None) -> pd.DataFrame:
     """The loaded sources ranked by what training measured: one row per source of
     ``validation.downstream`` (only those in ``sources`` when given), best nDCG@10 first, with
     ``rank, tied, source, ndcg@10, ndcg@10_low, ndcg@10_high, gain, gain_low, gain_high``.
 
     ``rank`` is 1 + the number of other listed sources that train better with P ≥
-    :data:`RESOLVED_P` (``validation.beats``): sources whose differences are unresolved share a
+    :data:`RESOLVED_P` (:func:`_trains_better`: joint over test queries and seeds when the
+    per-query table is there): sources whose differences are unresolved share a
     rank, and ``tied`` is True when a source shares its rank. Without ``beats`` for every listed
     source the rank is the position and ``tied`` is NaN (attrs ``"ties_known"`` False): only
     the intervals tell the sources apart then."""
@@ -620,7 +632,7 @@ def validated_ranking(validation: Any, sources: Sequence[str] | None = None) -> 
     out = pd.DataFrame({"source": names})
     for c in ("ndcg@10", "ndcg@10_low", "ndcg@10_high", "gain", "gain_low", "gain_high"):
         out[c] = src[c].to_numpy(dtype=float) if c in src.columns else np.nan
-    beats = getattr(validation, "beats", None)
+    beats = _trains_better(validation)
     known = (isinstance(beats, pd.DataFrame) and len(names) > 0
              and all(n in beats.index and n in beats.columns for n in names))
     if known:
@@ -655,7 +667,7 @@ def validated_effect(validation: Any, sources: Sequence[str] | None = None) -> s
         text += "; baselines: " + ", ".join(base)
     text += "."
     names = r["source"].tolist()
-    beats = getattr(validation, "beats", None)
+    beats = _trains_better(validation)
     if len(names) > 1 and r.attrs.get("ties_known"):
         b = beats.loc[names, names].to_numpy(dtype=float, copy=True)
         iu = np.triu_indices(len(names), 1)
