@@ -68,6 +68,22 @@ if validation is not None:
     st.page_link(state.PAGE_FILES["validation"], label="Validation: every number, the agreement table, the protocol",
                  icon=":material/model_training:")
 
+else:
+    predicted, reliability = views.predicted_ranking(res)
+    if predicted is not None:
+        st.subheader("Predicted training value (no validation of this data yet)")
+        st.caption(components.plain(reliability) + " A prediction, not a measurement: validate before you rely on it.")
+        st.dataframe(
+            predicted, hide_index=True, width="stretch",
+            column_config={
+                "rank": st.column_config.NumberColumn("#", width="small"),
+                "source": st.column_config.TextColumn("source"),
+                "predicted_gain": st.column_config.NumberColumn(
+                    "predicted gain vs in-batch", format="%+.4f",
+                    help="predicted nDCG@10 of fine-tuning on this source minus in-batch negatives only"),
+            },
+        )
+
 with st.expander("ECI ranking (seed metric)", expanded=False):
     st.markdown(f"**{components.plain(views.eci_validity(validation, why_not))}**")
     st.markdown(components.plain(views.eci_ranking_line(res)))

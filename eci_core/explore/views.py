@@ -600,6 +600,22 @@ def eci_validity(validation: Any = None, why_not: str | None = None) -> str:
     return f"Validity on this data ({meta.get('trainer', '?')} trainer): {sentence}."
 
 
+def predicted_ranking(result: Any) -> tuple[pd.DataFrame | None, str]:
+    """The shipped training-free predictor applied to ``result`` (a ScoreResult):
+    (``rank, source, predicted_gain`` best first, or None; the predictor's held-out reliability
+    line, or why there is no prediction). See ``eci_core.validation.predictor``."""
+    def build():
+        from eci_core.validation.predictor import predicted_values
+
+        pred, line = predicted_values(result)
+        if pred is not None:
+            pred = pred.sort_values("predicted_gain", ascending=False, kind="stable").reset_index(drop=True)
+            pred.insert(0, "rank", np.arange(1, len(pred) + 1))
+        return pred, line
+
+    return _memo(result.sources, ("predicted_ranking",), build)
+
+
 def _trains_better(validation: Any) -> pd.DataFrame | None:
     """P(row trains better than column): the joint bootstrap over test queries and seeds
     (``validation.effect.beats``) when the per-query table allows it, else the saved one (test
