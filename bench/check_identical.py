@@ -25,11 +25,18 @@ sys.path.insert(0, str(ROOT))
 
 
 def cases() -> dict[str, list[str]]:
-    out = {"sample-minilm": [str(ROOT / "sample_data" / "pyfaq")],
-           "sample-hashing": [str(ROOT / "sample_data" / "pyfaq"), "--encoder", "hashing", "--no-cache"]}
-    fx = ROOT / "tests" / "fixtures"
-    for p in sorted((fx / "formats").iterdir()) + [fx / "app_small"]:
-        out[f"fixture-{p.name}"] = [str(p), "--encoder", "hashing", "--no-cache"]
+    """Paths relative to the repository (the run changes into it), so two checkouts compare."""
+    out = {"sample-minilm": ["sample_data/pyfaq"],
+           "sample-hashing": ["sample_data/pyfaq", "--encoder", "hashing", "--no-cache"]}
+    fx = Path("tests") / "fixtures"
+    for p in sorted((ROOT / fx / "formats").iterdir()) + [ROOT / fx / "app_small"]:
+        rel = p.relative_to(ROOT)
+        if p.is_dir() and not (p / "corpus.jsonl").is_file():  # files that are read one by one
+            files = sorted(f for f in p.iterdir() if f.suffix == ".jsonl")
+            for f in files:
+                out[f"fixture-{p.name}-{f.name}"] = [str(f.relative_to(ROOT)), "--encoder", "hashing", "--no-cache"]
+        else:
+            out[f"fixture-{p.name}"] = [str(rel), "--encoder", "hashing", "--no-cache"]
     return out
 
 
@@ -50,7 +57,9 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    a.dir = a.dir.resolve()
     a.dir.mkdir(parents=True, exist_ok=True)
+    os.chdir(ROOT)
     bad = []
     for name, args in cases().items():
         got = run_case(args)
