@@ -639,14 +639,18 @@ class _Lines:
             raw.close()
 
 
-def _read_text(path: Path) -> str:
-    """A whole (possibly gzipped) UTF-8 file as text, with the same checks as :class:`_Lines`."""
+def _read_text(path: Path, check: Callable[[str, bytes], None] | None = None) -> str:
+    """A whole (possibly gzipped) UTF-8 file as text, with the same checks as :class:`_Lines`
+    and :func:`check_file_size`; ``check(path, bytes)`` sees the bytes before they are decoded."""
     spath = str(path)
     if os.path.getsize(path) == 0:
         raise LoadError(spath, None, "file is empty")
+    check_file_size(path, _limits())
     data, gz = _read_bytes(path)
     if not data:
         raise LoadError(spath, None, "file is empty (the gzip holds no data)")
+    if check is not None:
+        check(spath, data)
     try:
         s = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -655,6 +659,85 @@ def _read_text(path: Path) -> str:
         raise LoadError(spath, line, f"not valid UTF-8 (expected UTF-8 text) at byte {e.start} {where}; "
                         "re-save the file as UTF-8") from None
     return s[1:] if s.startswith("\ufeff") else s
+
+
+def longest_json_string_over(data: bytes, limit: int, piece_bytes: int = 1 << 22) -> int | None:
+    """The byte offset of the opening quote of the first string literal of the JSON text
+    ``data`` longer than ``limit`` bytes (as written, escapes included), or None. Found with
+    numpy, ``piece_bytes`` at a time (4 MiB: at most 32 MiB of positions), before the text is
+    decoded: quotes preceded by an odd run of backslashes are escaped; the others alternate
+    opening and closing. Invalid JSON gives some answer; the decoder reports it afterwards."""
+    import numpy as np
+
+    arr = np.frombuffer(data, np.uint8)
+    n = len(arr)
+    step = max(int(piece_bytes), 1)
+    open_at = -1  # >= 0: inside a string that opened there
+    carry = 0  # backslashes ending the previous piece
+    for lo in range(0, n, step):
+        a = arr[lo:lo + step]
+        q = np.flatnonzero(a == 34)
+        b = np.flatnonzero(a == 92)
+        if len(q):
+            run = np.zeros(len(q), np.int64)  # backslashes right before each quote
+            if len(b):
+                new_run = np.ones(len(b), bool)
+                new_run[1:] = np.diff(b) != 1
+                run_start = b[new_run][np.cumsum(new_run) - 1]
+                k = np.minimum(np.searchsorted(b, q - 1), len(b) - 1)
+                run = np.where(b[k] == q - 1, q - run_start[k] + np.where(run_start[k] == 0, carry, 0), 0)
+            if q[0] == 0:
+                run[0] = carry
+            q = q[run % 2 == 0] + lo
+        start = 0
+        if open_at >= 0 and len(q):
+            if q[0] - open_at - 1 > limit:
+                return open_at
+            open_at, start = -1, 1
+        opens, closes = q[start::2], q[start + 1::2]
+        long = np.flatnonzero(closes - opens[:len(closes)] - 1 > limit)
+        if len(long):
+            return int(opens[long[0]])
+        if len(opens) > len(closes):
+            open_at = int(opens[-1])
+        if open_at >= 0 and lo + len(a) - open_at - 1 > limit:
+            return open_at
+        if len(b) and b[-1] == len(a) - 1:  # the piece ends with a run of backslashes
+            gaps = np.flatnonzero(np.diff(b) != 1)
+            first = int(b[gaps[-1] + 1]) if len(gaps) else int(b[0])
+            carry = len(a) - first + (carry if first == 0 else 0)
+        else:
+            carry = 0
+    return None
+
+
+_JSON_KEY_BEFORE = re.compile(rb'"((?:[^"\\\n]|\\.){1,100})"\s*:\s*\[?[^:]*$', re.S)
+
+
+def check_json_document(path: str, data: bytes, limits: LoadLimits) -> None:
+    """Refuse a whole-document JSON file (``data``: its bytes, not yet decoded) holding a string
+    longer than ``limits.max_line_bytes`` (the limit of one JSONL line), naming the line and, when
+    it is a known field name, the field the string belongs to. Raises :class:`LoadError`."""
+    at = longest_json_string_over(data, limits.max_line_bytes)
+    if at is None:
+        return
+    m = _JSON_KEY_BEFORE.search(data, max(0, at - 4096), at)
+    key = m.group(1).decode("utf-8", "replace") if m else None
+    fld = key if key is not None and (key in _KNOWN_FIELDS or _NEG_N.match(key)) else None
+    raise LoadError(path, data.count(b"\n", 0, at) + 1, f"a string longer than {limits.max_line_bytes:,} bytes "
+                    "(LoadLimits.max_line_bytes, env ECI_MAX_LINE_BYTES: the longest line of a text file, or "
+                    "string of a JSON file)", field=fld)
+
+
+def check_file_size(path: str | os.PathLike, limits: LoadLimits) -> None:
+    """Refuse a file read whole into memory (a JSON document) that is larger on disk than
+    ``limits.max_decompressed_bytes``, before reading it (a ``.gz`` is checked as it
+    decompresses). Raises :class:`LoadError`."""
+    size = os.path.getsize(path)
+    if size > limits.max_decompressed_bytes:
+        raise LoadError(str(path), None, f"the file holds more than {limits.max_decompressed_bytes:,} bytes, "
+                        "too many to read whole (LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES); "
+                        "save it as JSONL (one record per line), which is read line by line")
 
 
 # ====================================================================== containers -> rows
@@ -762,7 +845,8 @@ def _json_rows(path: Path) -> Iterator[tuple[int, dict]]:
     """A JSON array of objects (real line numbers), an object of equal-length lists (row
     numbers), a single object, or JSONL saved with a ``.json`` name."""
     spath = str(path)
-    s = _read_text(path)
+    limits = _limits()
+    s = _read_text(path, lambda sp, data: check_json_document(sp, data, limits))
     i = _WS.match(s, 0).end()
     if i == len(s):
         raise LoadError(spath, None, "file has no data (only blank lines)")
@@ -843,11 +927,21 @@ def _csv_rows(path: Path, delim: str, progress: Progress | None) -> Iterator[tup
     spath = str(path)
     lines = _Lines(path, progress)
     it = iter(lines)
-    holder = {"no": 0}
+    max_rec = _limits().max_line_bytes
+    holder = {"no": 0, "first": 0, "bytes": 0, "lines": 0}  # bytes and lines of the record being read
 
     def text_lines() -> Iterator[str]:
         for no, s in it:
             holder["no"] = no
+            if not holder["lines"]:
+                holder["first"] = no
+            # a quoted cell may span lines: the record, like a JSONL line, holds at most max_line_bytes
+            holder["bytes"] += (len(s) if s.isascii() else len(s.encode("utf-8", "surrogatepass"))) + (
+                1 if holder["lines"] else 0)
+            holder["lines"] += 1
+            if holder["bytes"] > max_rec:
+                raise LoadError(spath, holder["first"], f"record longer than {max_rec:,} bytes (a quoted cell spans its "
+                                "lines; LoadLimits.max_line_bytes, env ECI_MAX_LINE_BYTES)")
             yield s + "\n"
 
     reader = csv.reader(text_lines(), delimiter=delim)
@@ -856,6 +950,7 @@ def _csv_rows(path: Path, delim: str, progress: Progress | None) -> Iterator[tup
     any_row = False
     try:
         for cells in reader:
+            holder["bytes"] = holder["lines"] = 0  # the next lines read belong to the next record
             if header is None:
                 header = [c.strip() for c in cells]
                 if not any(header):
@@ -883,23 +978,167 @@ def _csv_rows(path: Path, delim: str, progress: Progress | None) -> Iterator[tup
         raise LoadError(spath, None, "file has a header but no data rows")
 
 
+def _shown_column(name: str, index: int) -> tuple[str | None, str]:
+    """``(field for the message, extra words)`` of a Parquet column: a known field name is shown,
+    any other is only numbered (a column name is file content, never echoed)."""
+    if name in _KNOWN_FIELDS or _NEG_N.match(name):
+        return name, ""
+    return None, f" (column {index + 1})"
+
+
+def arrow_value_bytes(array) -> Any:
+    """Per element of a pyarrow ``Array``, the bytes its value takes once decoded, computed
+    without decoding it: a string/binary value its length, a dictionary-encoded one its entry's
+    length (so a 70 MiB dictionary entry named by 40 rows counts 40 times, read once), a list or
+    struct the sum over its items, a null 0, any other value its fixed width (8 when it has none).
+    Returns an int64 numpy array of ``len(array)``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t, n = array.type, len(array)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    if pa.types.is_dictionary(t):
+        entry = arrow_value_bytes(array.dictionary)
+        idx = array.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        out = entry[idx] if len(entry) else np.zeros(n, np.int64)
+    elif (pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_large_string(t)
+          or pa.types.is_large_binary(t)):
+        out = pc.binary_length(array).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
+        child = arrow_value_bytes(array.values)  # the whole child: offsets index it directly
+        cs = np.concatenate([np.zeros(1, np.int64), np.cumsum(child)])
+        offs = array.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+        out = cs[offs[1:]] - cs[offs[:-1]]
+    elif pa.types.is_fixed_size_list(t):
+        child = arrow_value_bytes(array.flatten())
+        out = child.reshape(n, t.list_size).sum(axis=1) if t.list_size else np.zeros(n, np.int64)
+    elif pa.types.is_struct(t):
+        out = np.zeros(n, np.int64)
+        for f in array.flatten():
+            out += arrow_value_bytes(f)
+    else:
+        try:
+            width = max(t.bit_width // 8, 1)
+        except ValueError:
+            width = 8
+        out = np.full(n, width, np.int64)
+    if array.null_count:
+        out = np.where(array.is_null().to_numpy(zero_copy_only=False), 0, out)
+    return out
+
+
+def check_parquet_metadata(pf: Any, path: str, limits: LoadLimits) -> None:
+    """Refuse a Parquet file from its footer alone, before any page is decompressed: a column
+    chunk, or the whole file, whose uncompressed size (dictionary pages included) is over
+    ``limits.max_decompressed_bytes``, or a column chunk that expands more than
+    ``limits.max_compression_ratio`` times once over ``ratio_grace_bytes`` (the rule of a
+    ``.gz``: a zstd page holding a 70 MiB string of one repeated byte is a few KB). ``pf`` is a
+    ``pyarrow.parquet.ParquetFile``. Raises :class:`LoadError` (``PATH: [field 'F': ]message``)."""
+    md = pf.metadata
+    lim = limits.max_decompressed_bytes
+    ratio, grace = limits.max_compression_ratio, limits.ratio_grace_bytes
+    names = [md.schema.column(j).path.split(".")[0] for j in range(md.num_columns)]
+    top = list(dict.fromkeys(names))
+    total = 0
+    for i in range(md.num_row_groups):
+        rg = md.row_group(i)
+        for j in range(rg.num_columns):
+            chunk = rg.column(j)
+            size = chunk.total_uncompressed_size
+            total += size
+            if size > lim or (size > grace and size > ratio * max(chunk.total_compressed_size, 1)):
+                fld, extra = _shown_column(names[j], top.index(names[j]))
+                if size > lim:
+                    raise LoadError(path, None, f"a column chunk{extra} decompresses to more than {lim:,} bytes "
+                                    "(LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES)", field=fld)
+                raise LoadError(path, None, f"a column chunk{extra} expands more than {ratio:g}x when decompressed "
+                                "(a compression bomb?); LoadLimits.max_compression_ratio, env ECI_MAX_COMPRESSION_RATIO",
+                                field=fld)
+    if total > lim:
+        raise LoadError(path, None, f"the Parquet data decompresses to more than {lim:,} bytes "
+                        "(LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES)")
+
+
+class ParquetDecodedLimits:
+    """The :class:`LoadLimits` of a Parquet file checked batch by batch before a batch is
+    decoded into Python values (with :func:`arrow_value_bytes`): a row holds at most
+    ``max_line_bytes`` (the limit of one JSONL line), the file decodes to at most
+    ``max_decompressed_bytes``, and to at most ``max_compression_ratio`` times its size on disk
+    once more than ``ratio_grace_bytes`` came out (a 3.4 KB file whose 40 rows name one 70 MiB
+    dictionary entry is refused after reading that entry once, never decoding it 40 times)."""
+
+    def __init__(self, path: str, file_bytes: int, limits: LoadLimits):
+        self.path, self.file_bytes, self.lim = path, max(file_bytes, 1), limits
+        self.total = 0
+
+    def check(self, batch: Any, first_row: int) -> None:
+        """Raise :class:`LoadError` when ``batch`` (a ``pyarrow.RecordBatch`` whose first row is
+        row ``first_row``, 1-based) breaks a limit; the message names the row and the field."""
+        import numpy as np
+
+        if batch.num_rows == 0:
+            return
+        lim = self.lim
+        cols = [arrow_value_bytes(batch.column(j)) for j in range(batch.num_columns)]
+        rows = np.sum(cols, axis=0) if cols else np.zeros(batch.num_rows, np.int64)
+        over = np.flatnonzero(rows > lim.max_line_bytes)
+        if len(over):
+            r = int(over[0])
+            cells = [int(c[r]) for c in cols]
+            j = int(np.argmax(cells))
+            fld, extra = _shown_column(batch.schema.names[j], j)
+            what = "a cell" if cells[j] > lim.max_line_bytes else "a row (its largest cell here)"
+            raise LoadError(self.path, first_row + r, f"{what}{extra} longer than {lim.max_line_bytes:,} bytes once "
+                            "decoded (LoadLimits.max_line_bytes, env ECI_MAX_LINE_BYTES: the longest line, or "
+                            "Parquet row)", field=fld)
+        cum = self.total + np.cumsum(rows)
+        bad = np.flatnonzero(cum > lim.max_decompressed_bytes)
+        if len(bad):
+            raise LoadError(self.path, first_row + int(bad[0]), "the Parquet data decodes to more than "
+                            f"{lim.max_decompressed_bytes:,} bytes (LoadLimits.max_decompressed_bytes, "
+                            "env ECI_MAX_DECOMPRESSED_BYTES)")
+        ratio = np.flatnonzero((cum > lim.ratio_grace_bytes) & (cum > lim.max_compression_ratio * self.file_bytes))
+        if len(ratio):
+            raise LoadError(self.path, first_row + int(ratio[0]), "the Parquet data expands more than "
+                            f"{lim.max_compression_ratio:g}x its file size once decoded (a compression bomb?); "
+                            "LoadLimits.max_compression_ratio, env ECI_MAX_COMPRESSION_RATIO")
+        self.total = int(cum[-1])
+
+
 def _parquet_rows(path: Path, progress: Progress | None) -> Iterator[tuple[int, dict]]:
+    """The rows of a Parquet file, batch by batch, each batch checked by
+    :class:`ParquetDecodedLimits` before it is decoded (string columns with dictionary pages are
+    read as Arrow dictionaries, so a repeated entry is held once until then)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     spath = str(path)
-    if os.path.getsize(path) == 0:
+    size = os.path.getsize(path)
+    if size == 0:
         raise LoadError(spath, None, "file is empty")
+    limits = _limits()
     try:
         pf = pq.ParquetFile(path)
+        md = pf.metadata
+        check_parquet_metadata(pf, spath, limits)
+        dict_cols = sorted({md.row_group(i).column(j).path_in_schema for i in range(md.num_row_groups)
+                            for j in range(md.num_columns)
+                            if md.row_group(i).column(j).has_dictionary_page
+                            and md.row_group(i).column(j).physical_type == "BYTE_ARRAY"})
+        if dict_cols:
+            pf = pq.ParquetFile(path, read_dictionary=dict_cols)
     except (pa.ArrowException, OSError) as e:
         raise LoadError(spath, None, f"not a valid Parquet file ({e})") from None
-    total = pf.metadata.num_rows
+    total = md.num_rows
     if total == 0:
         raise LoadError(spath, None, "file has no data rows")
+    budget = ParquetDecodedLimits(spath, size, limits)
     row = 0
     try:
         for batch in pf.iter_batches(batch_size=8192):
+            budget.check(batch, row + 1)
             for rec in batch.to_pylist():
                 row += 1
                 yield row, rec
