@@ -2574,8 +2574,12 @@ def load_msmarco_hn(path: str | os.PathLike, collection_tsv: str | os.PathLike |
 
 def load_beir(directory: str | os.PathLike, collection: Collection, name: str | None = None,
               progress: Progress | None = None, only: list[Path] | None = None,
-              split: str | None = None) -> LoadReport:
-    """Load a BEIR directory: one source per file in ``negatives/`` (or per file in ``only``).
+              split: str | None = None, extra: Iterable[str | os.PathLike] | None = None) -> LoadReport:
+    """Load a BEIR directory: one source per file in ``negatives/`` (or per file in ``only``),
+    then one per run file in ``extra`` (TREC runs / negative-ids files kept elsewhere, e.g. a
+    ``sweep/`` folder: :func:`load_paths` passes the ones named beside the directory). Every
+    file's ids are gathered first and ``corpus.jsonl`` is read once for all of them, so an extra
+    run may name any passage of the corpus; a bad extra file is reported like a negatives file.
 
     Positives (qrels score > 0) come from every ``qrels/<split>.tsv``, each query's from the split
     it is labelled in, or from ``qrels/<split>.tsv`` alone when ``split`` is given (a query
@@ -2608,6 +2612,11 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
     report = LoadReport()
     if only is None:
         report.errors.extend(str(_missing(f, str(f))) for f in unreadable)
+    for f in (Path(x) for x in (extra or ())):
+        if f.is_file():
+            files.append(f)
+        else:
+            report.errors.append(str(_missing(f, str(f))))
     fast = _fast(_size(*files))
     parsed: list[list[Any]] = []  # per file, one run per system (_IdArrays when fast, else _IdRun)
     # every id needed, each mapped to itself: the fast path keeps one string object per id for
@@ -2724,9 +2733,9 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
 def _load_id_file(p: Path, collection: Collection, fmt: str, name: str | None, progress: Progress | None,
                   split: str | None = None) -> LoadReport:
     """A TREC run / negative-ids file on its own: resolved through its BEIR directory, else the collection."""
-    for d in (p.parent, p.parent.parent if p.parent.name == "negatives" else None):
-        if d is not None and _beir_file(d, "corpus.jsonl") is not None and (d / "qrels").is_dir():
-            return load_beir(d, collection, name=name, progress=progress, only=[p], split=split)
+    d = _own_beir_dir(p)
+    if d is not None:
+        return load_beir(d, collection, name=name, progress=progress, only=[p], split=split)
     fast = _fast(_size(p))
     runs = _parse_negatives_arrays(p, fmt, progress) if fast else _parse_negatives_file(p, fmt, progress)
     qtexts, ptexts = collection.query_map(), collection.passage_map()
@@ -2900,15 +2909,79 @@ def _trim_memory() -> None:
         pass
 
 
+def _own_beir_dir(p: Path) -> Path | None:
+    """The BEIR directory a run file given on its own resolves through (see :func:`_load_id_file`)."""
+    for d in (p.parent, p.parent.parent if p.parent.name == "negatives" else None):
+        if d is not None and _beir_file(d, "corpus.jsonl") is not None and (d / "qrels").is_dir():
+            return d
+    return None
+
+
+def plan_extra_runs(paths: Iterable[str | os.PathLike], format: str | None = None) -> list[tuple[Any, list[Any]]]:
+    """How :func:`load_paths` loads ``paths``: ``[(path, extra run files), ...]`` in order.
+
+    A TREC run or negative-ids file named together with a BEIR directory is loaded with that
+    directory (``load_beir(directory, extra=[...])``): its ids resolve against the whole corpus,
+    read once for every file. It goes to the directory it lies in (``DIR/sweep/x.trec``, or
+    ``DIR/negatives/x.trec``), else, when only one BEIR directory is named, to that one. Any
+    other path (and every path when ``format`` is given) is loaded on its own, as before."""
+    paths = list(paths)
+    if format or len(paths) < 2:
+        return [(p, []) for p in paths]
+    dirs: list[tuple[int, Path]] = []
+    for i, p in enumerate(paths):
+        try:
+            q = Path(p)
+            if q.is_dir() and _beir_file(q, "corpus.jsonl") is not None and (q / "qrels").is_dir():
+                dirs.append((i, q.resolve()))
+        except OSError:
+            continue
+    if not dirs:
+        return [(p, []) for p in paths]
+    extras: dict[int, list[Any]] = {i: [] for i, _ in dirs}
+    moved: set[int] = set()
+    for i, p in enumerate(paths):
+        q = Path(p)
+        try:
+            if not q.is_file() or detect_format(q) not in ("trec-run", "negative-ids"):
+                continue
+            own = _own_beir_dir(q)
+            rq = q.resolve()
+        except (LoadError, OSError, ValueError):
+            continue  # loaded on its own, which reports the problem
+        if own is not None:
+            home = [k for k, d in dirs if d == own.resolve()]
+        else:
+            home = [k for k, d in dirs if d in rq.parents] or ([dirs[0][0]] if len(dirs) == 1 else [])
+        if home:
+            extras[home[0]].append(p)
+            moved.add(i)
+    return [(p, extras.get(i, [])) for i, p in enumerate(paths) if i not in moved]
+
+
 def _load_paths(paths, collection, format, progress, split, limits) -> tuple[Collection, LoadReport]:
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     coll = Collection() if collection is None else collection
     fmt = normalise_format(format) if format else None
     report = LoadReport()
-    for p in paths:
+    token = _LIMITS.set(limits) if limits is not None else None
+    try:
+        plan = plan_extra_runs(paths, fmt)
+    finally:
+        if token is not None:
+            _LIMITS.reset(token)
+    for p, extra in plan:
         try:
-            report.extend(load_path(p, coll, format=fmt, progress=progress, split=split, limits=limits))
+            if extra:
+                token = _LIMITS.set(limits) if limits is not None else None
+                try:
+                    report.extend(load_beir(p, coll, progress=progress, split=split, extra=extra))
+                finally:
+                    if token is not None:
+                        _LIMITS.reset(token)
+            else:
+                report.extend(load_path(p, coll, format=fmt, progress=progress, split=split, limits=limits))
         except LoadError as e:
             report.errors.append(str(e))
         except Exception as e:  # never lose the good files of a batch
