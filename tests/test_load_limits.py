@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from eci_core.io.data import LoadError
-from eci_core.io.loaders import (LoadLimits, ParquetDecodedLimits, arrow_value_bytes, load_path, load_paths,
-                                 longest_json_string_over, plan_extra_runs)
+from eci_core.io.loaders import (LoadLimits, LoadStep, ParquetDecodedLimits, arrow_value_bytes, load_batch, load_path,
+                                 load_paths, longest_json_string_over, plan_extra_runs)
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -379,7 +379,7 @@ def test_extra_run_files_resolve_against_the_whole_corpus(tmp_path, monkeypatch,
         assert coll.passage_ids.index("d3") >= 0 and "q2" in coll.query_ids
         q2 = coll.query_ids.index("q2")
         assert [coll.passage_ids[i] for i in coll.positives[q2]] == ["d2"]  # from qrels/test.tsv
-    assert plan_extra_runs([d, trec, ids]) == [(d, [trec, ids])]
+    assert plan_extra_runs([d, trec, ids]) == [LoadStep(d, [trec, ids], True)]
 
 
 def test_extra_run_files_go_to_the_directory_they_lie_in_and_bad_ones_are_reported(tmp_path):
@@ -387,13 +387,33 @@ def test_extra_run_files_go_to_the_directory_they_lie_in_and_bad_ones_are_report
     d2 = tmp_path / "b2"
     shutil.copytree(BEIR, d2)
     # two directories: the file inside b/ goes to b/, the one outside both is loaded on its own
-    assert plan_extra_runs([d2, d, trec, ids]) == [(d2, []), (d, [trec]), (ids, [])]
+    assert plan_extra_runs([d2, d, trec, ids]) == [LoadStep(d2, []), LoadStep(d, [trec]), LoadStep(ids, [])]
     bad = d / "sweep" / "bad.trec"
     bad.write_text("q2 Q0 d3 1 8.0 bad\nq2 Q0 nowhere 2 7.0 bad\n")
     coll, report = load_paths([d, trec, bad])
     assert sorted(coll.sources) == ["bm25", "dense", "extra"]
     assert report.errors == [f"{bad}:2: field 'docid': 1 negative id not in corpus.jsonl"]
-    assert plan_extra_runs([d, trec], format="trec-run") == [(d, []), (trec, [])]
+    assert plan_extra_runs([d, trec], format="trec-run") == [LoadStep(d, []), LoadStep(trec, [])]
+
+
+def test_runs_added_to_a_loaded_dataset_resolve_through_corpus_dirs(tmp_path):
+    """The dashboard's "add a file" to a dataset opened before: ``corpus_dirs`` resolves the
+    run against that dataset's corpus without loading its negatives/ again."""
+    d, trec, ids = _beir_with_extras(tmp_path)
+    base, report = load_paths([d])
+    assert report.errors == [] and sorted(base.sources) == ["bm25", "dense"]
+    _, report, errors = load_batch([trec], base)  # as before: only the loaded passages
+    assert len(errors) == 1 and "not in the loaded" in errors[0]
+    assert plan_extra_runs([trec, ids], corpus_dirs=[d]) == [LoadStep(d, [trec, ids], False)]
+    coll, report, errors = load_batch([trec, ids], base, corpus_dirs=[d])
+    assert errors == [] and sorted(coll.sources) == ["bm25", "dense", "extra", "ids"]
+    assert [s.source for s in report.sources] == ["extra", "ids"]
+    assert sorted(base.sources) == ["bm25", "dense"]  # the caller's collection is untouched
+    bad = d / "sweep" / "bad.trec"
+    bad.write_text("q2 Q0 nowhere 1 8.0 bad\n")
+    coll, report, errors = load_batch([bad, trec], base, corpus_dirs=[d])
+    assert errors == [f"{bad}:1: field 'docid': 1 negative id not in corpus.jsonl"]
+    assert sorted(coll.sources) == ["bm25", "dense", "extra"]
 
 
 def test_cli_score_and_validate_loading_with_extra_run_files(tmp_path, capsys):
@@ -429,3 +449,27 @@ def test_cli_score_of_the_sample_with_its_sweep(capsys):
     assert code == 0, err
     names = {s["name"] for s in json.loads(out)["sources"]}
     assert len(names) == 8 + len(sweep) and {Path(p).stem for p in sweep} <= names
+
+
+def test_dashboard_upload_of_a_run_naming_corpus_only_passages(tmp_path, monkeypatch):
+    """The dashboard's "Add uploaded files" on an opened BEIR folder: the run's passages need only
+    be in that folder's corpus.jsonl (before: 'not in the loaded passages')."""
+    testing = pytest.importorskip("streamlit.testing.v1")
+    d = tmp_path / "data"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "app_small", d)
+    with open(d / "corpus.jsonl", "a") as f:
+        f.write(json.dumps({"_id": "dX", "title": "", "text": "A passage no negatives file names yet."}) + "\n")
+    monkeypatch.setenv("ECI_DATA", str(d))
+    monkeypatch.setenv("ECI_ENCODER", "hashing")
+    monkeypatch.setenv("ECI_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("ECI_CROSS_ENCODER", raising=False)
+    at = testing.AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception
+    assert at.session_state["eci_data_dirs"] == [str(d)]
+    at.sidebar.file_uploader[0].set_value(("extra.trec", b"q1 Q0 dX 1 1.0 extra\nq2 Q0 dX 1 1.0 extra\n", "text/plain"))
+    at.sidebar.button[0].click().run()  # "Add uploaded files"
+    assert not at.exception
+    assert at.session_state["eci_load_errors"] == []
+    coll = at.session_state["eci_collection"]
+    assert list(coll.sources) == ["bm25", "dense", "random", "extra"] and len(coll.sources["extra"]) == 2

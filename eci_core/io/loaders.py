@@ -4,9 +4,11 @@ Public API::
 
     detect_format(path) -> str
     load_path(path, collection, format=None, name=None, progress=None, split=None) -> LoadReport   # raises LoadError
-    load_paths(paths, collection=None, format=None, progress=None, split=None) -> (Collection, LoadReport)
+    load_paths(paths, collection=None, format=None, progress=None, split=None, limits=None, corpus_dirs=())
+        -> (Collection, LoadReport)
+    plan_extra_runs(paths, format=None, corpus_dirs=()) -> list[LoadStep]
     load_msmarco_hn(path, collection_tsv, queries_tsv, collection, name=None, progress=None) -> LoadReport
-    load_beir(directory, collection, name=None, progress=None, split=None) -> LoadReport
+    load_beir(directory, collection, name=None, progress=None, split=None, extra=None) -> LoadReport
     qrels_splits(directory) -> list[str]
 
 Containers
@@ -60,6 +62,9 @@ Where ids are looked up
     * A TREC run or negative-ids file given on its own: the BEIR directory it sits in (its folder,
       or the parent of a ``negatives/`` folder); failing that, passages, queries and positives
       already in the collection (load the BEIR directory first).
+    * A TREC run or negative-ids file named in the same :func:`load_paths` call as a BEIR
+      directory (or with ``corpus_dirs=``): that directory's whole corpus and queries (the ids of
+      all its files gathered first, the corpus read once); see :func:`plan_extra_runs`.
     * BEIR positives: every ``qrels/<split>.tsv`` (train, dev, test …), each query's positives
       from the split it is labelled in (a query in several splits: the first of test, dev,
       validation, val, train), or one split chosen with ``split=`` (``--split``); a qrels
@@ -78,6 +83,14 @@ Speed
     Results and messages are the same either way. They read id files of 1 MiB or more
     (corpus/queries: 16 MiB), or any file when pyarrow is already imported (small files do not
     repay pyarrow's import); ``ECI_LOADER_FAST=1`` / ``0`` forces them on / off.
+
+Limits
+    :class:`LoadLimits` holds on every reader, before bytes are decoded where the format allows:
+    text lines (and CSV records spanning lines) via :class:`_Lines`; ``.gz`` size and ratio via
+    :class:`_GzipRaw`; Parquet by :func:`check_parquet_metadata` (footer) and
+    :class:`ParquetDecodedLimits` (each batch, as Arrow data); whole-document JSON by
+    :func:`check_file_size` and :func:`check_json_document`; the pyarrow block readers leave a
+    file that breaks a limit to the per-line readers, which name the line.
 
 Errors
     Bad input raises :class:`~eci_core.io.data.LoadError`, printed as ``PATH:LINE: field 'F': message``.
@@ -105,7 +118,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 
 from eci_core.io.data import (ArrowTextMap, Collection, KeyedTexts, LoadError, LoadReport, PassageRef, QueryRecord,
                               SourceReport, _bool_arrow, _ints_arrow, _np_of, _str_arrow)
@@ -2589,7 +2602,8 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
     file is a TREC run or a negative-ids JSONL; a bad one (unparsable, or naming ids missing from
     ``corpus.jsonl``/``queries.jsonl``) goes to ``LoadReport.errors`` and the others still load.
     Problems in ``corpus.jsonl``, ``queries.jsonl`` or ``qrels/`` raise LoadError (nothing loaded).
-    With ``only`` (used for a negatives file given on its own), that file's error is raised."""
+    With ``only`` (used for a negatives file given on its own), that file's error is raised;
+    ``only=[]`` with ``extra`` loads the extra files alone (not ``negatives/``), their errors reported."""
     d = Path(directory)
     sd = str(directory)
     corpus = _beir_file(d, "corpus.jsonl")
@@ -2612,6 +2626,7 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
     report = LoadReport()
     if only is None:
         report.errors.extend(str(_missing(f, str(f))) for f in unreadable)
+    strict = {str(p) for p in only or ()}  # the errors of these files are raised
     for f in (Path(x) for x in (extra or ())):
         if f.is_file():
             files.append(f)
@@ -2635,16 +2650,16 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
             else:
                 parsed.append(_parse_negatives_file(f, progress=progress))
         except LoadError as e:
-            if only is not None:
+            if str(f) in strict:
                 raise
             report.errors.append(str(e))
         except OSError as e:
             err = LoadError(str(f), None, f"cannot read the file ({e.strerror or type(e).__name__})")
-            if only is not None:
+            if str(f) in strict:
                 raise err from None
             report.errors.append(str(err))
         except Exception as e:
-            if only is not None:
+            if str(f) in strict:
                 raise _unexpected(str(f), None, e) from None
             report.errors.append(str(_unexpected(str(f), None, e)))
         if fast:
@@ -2684,7 +2699,7 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
         try:
             (_check_arrays if fast else _check_runs)(runs, qtexts, ptexts, queries.name, corpus.name)
         except LoadError as e:
-            if only is not None:
+            if runs[0].path in strict:
                 raise
             report.errors.append(str(e))
             continue
@@ -2700,7 +2715,7 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
                 else:
                     _check_cap(recs, runs[0].path)
         except LoadError as e:
-            if only is not None:
+            if runs[0].path in strict:
                 raise
             report.errors.append(str(e))
             continue
@@ -2851,17 +2866,22 @@ def _load_path(path: str | os.PathLike, collection: Collection, format: str | No
 
 def load_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike, collection: Collection | None = None,
                format: str | None = None, progress: Progress | None = None,
-               split: str | None = None, limits: LoadLimits | None = None) -> tuple[Collection, LoadReport]:
+               split: str | None = None, limits: LoadLimits | None = None,
+               corpus_dirs: Iterable[str | os.PathLike] = ()) -> tuple[Collection, LoadReport]:
     """Load several files/directories into one collection (a new one when ``collection`` is None).
 
     A path that fails, for any reason, adds its one-line error to ``LoadReport.errors`` and
     loading continues with the next path; everything loaded before stays (each path's sources
-    are added whole or not at all). Raises only ValueError for a bad ``format`` name."""
+    are added whole or not at all). TREC runs and negative-ids files named with a BEIR directory
+    load with it, their ids resolved against its whole corpus (:func:`plan_extra_runs`);
+    ``corpus_dirs`` names BEIR directories (e.g. of the data already in ``collection``) that
+    resolve such files the same way without loading their ``negatives/``. Raises only
+    ValueError for a bad ``format`` name."""
     state: dict = {}
     token = _ARROW_POOL.set(state)
     _mmap_threshold(_LOAD_MMAP_THRESHOLD)
     try:
-        return _load_paths(paths, collection, format, progress, split, limits)
+        return _load_paths(paths, collection, format, progress, split, limits, corpus_dirs)
     finally:
         _ARROW_POOL.reset(token)
         if "prev" in state:
@@ -2917,28 +2937,49 @@ def _own_beir_dir(p: Path) -> Path | None:
     return None
 
 
-def plan_extra_runs(paths: Iterable[str | os.PathLike], format: str | None = None) -> list[tuple[Any, list[Any]]]:
-    """How :func:`load_paths` loads ``paths``: ``[(path, extra run files), ...]`` in order.
+class LoadStep(NamedTuple):
+    """One step of :func:`load_paths`: ``path`` loaded on its own (``extra`` empty), or the BEIR
+    directory ``path`` with the run files ``extra`` (its ``negatives/`` too when ``negatives``)."""
+
+    path: Any
+    extra: list
+    negatives: bool = True
+
+
+def _is_beir_dir(p: Path) -> bool:
+    return p.is_dir() and _beir_file(p, "corpus.jsonl") is not None and (p / "qrels").is_dir()
+
+
+def plan_extra_runs(paths: Iterable[str | os.PathLike], format: str | None = None,
+                    corpus_dirs: Iterable[str | os.PathLike] = ()) -> list[LoadStep]:
+    """How :func:`load_paths` loads ``paths``: a list of :class:`LoadStep`, in order.
 
     A TREC run or negative-ids file named together with a BEIR directory is loaded with that
     directory (``load_beir(directory, extra=[...])``): its ids resolve against the whole corpus,
     read once for every file. It goes to the directory it lies in (``DIR/sweep/x.trec``, or
-    ``DIR/negatives/x.trec``), else, when only one BEIR directory is named, to that one. Any
-    other path (and every path when ``format`` is given) is loaded on its own, as before."""
+    ``DIR/negatives/x.trec``), else, when only one BEIR directory is named, to that one.
+    ``corpus_dirs`` are BEIR directories that resolve such files without their ``negatives/``
+    being loaded (a dataset loaded before, e.g. the dashboard's). Any other path (and every path
+    when ``format`` is given) is loaded on its own, as before."""
     paths = list(paths)
-    if format or len(paths) < 2:
-        return [(p, []) for p in paths]
-    dirs: list[tuple[int, Path]] = []
-    for i, p in enumerate(paths):
+    dirs: list[tuple[Any, Path, bool]] = []  # (path as given, resolved, named in paths)
+    for p in paths:
         try:
-            q = Path(p)
-            if q.is_dir() and _beir_file(q, "corpus.jsonl") is not None and (q / "qrels").is_dir():
-                dirs.append((i, q.resolve()))
+            if _is_beir_dir(Path(p)):
+                dirs.append((p, Path(p).resolve(), True))
         except OSError:
             continue
-    if not dirs:
-        return [(p, []) for p in paths]
-    extras: dict[int, list[Any]] = {i: [] for i, _ in dirs}
+    for p in corpus_dirs:
+        try:
+            r = Path(p).resolve()
+            if _is_beir_dir(Path(p)) and all(r != d for _, d, _ in dirs):
+                dirs.append((p, r, False))
+        except OSError:
+            continue
+    if format or not dirs:
+        return [LoadStep(p, []) for p in paths]
+    extras: dict[int, list[Any]] = {k: [] for k in range(len(dirs))}
+    first_at: dict[int, int] = {}  # a corpus_dirs entry's files load where its first file was named
     moved: set[int] = set()
     for i, p in enumerate(paths):
         q = Path(p)
@@ -2947,19 +2988,31 @@ def plan_extra_runs(paths: Iterable[str | os.PathLike], format: str | None = Non
                 continue
             own = _own_beir_dir(q)
             rq = q.resolve()
+            own = own.resolve() if own is not None else None
         except (LoadError, OSError, ValueError):
             continue  # loaded on its own, which reports the problem
         if own is not None:
-            home = [k for k, d in dirs if d == own.resolve()]
+            home = [k for k, (_, d, _) in enumerate(dirs) if d == own]
         else:
-            home = [k for k, d in dirs if d in rq.parents] or ([dirs[0][0]] if len(dirs) == 1 else [])
+            home = [k for k, (_, d, _) in enumerate(dirs) if d in rq.parents] or ([0] if len(dirs) == 1 else [])
         if home:
             extras[home[0]].append(p)
+            first_at.setdefault(home[0], i)
             moved.add(i)
-    return [(p, extras.get(i, [])) for i, p in enumerate(paths) if i not in moved]
+    named = {id(p): k for k, (p, _, inside) in enumerate(dirs) if inside}
+    steps: list[LoadStep] = []
+    for i, p in enumerate(paths):
+        for k, at in first_at.items():
+            if at == i and not dirs[k][2]:
+                steps.append(LoadStep(dirs[k][0], extras[k], False))
+        if i in moved:
+            continue
+        k = named.get(id(p))
+        steps.append(LoadStep(p, extras[k] if k is not None else []))
+    return steps
 
 
-def _load_paths(paths, collection, format, progress, split, limits) -> tuple[Collection, LoadReport]:
+def _load_paths(paths, collection, format, progress, split, limits, corpus_dirs=()) -> tuple[Collection, LoadReport]:
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     coll = Collection() if collection is None else collection
@@ -2967,16 +3020,17 @@ def _load_paths(paths, collection, format, progress, split, limits) -> tuple[Col
     report = LoadReport()
     token = _LIMITS.set(limits) if limits is not None else None
     try:
-        plan = plan_extra_runs(paths, fmt)
+        plan = plan_extra_runs(paths, fmt, corpus_dirs)
     finally:
         if token is not None:
             _LIMITS.reset(token)
-    for p, extra in plan:
+    for p, extra, negatives in plan:
         try:
             if extra:
                 token = _LIMITS.set(limits) if limits is not None else None
                 try:
-                    report.extend(load_beir(p, coll, progress=progress, split=split, extra=extra))
+                    report.extend(load_beir(p, coll, progress=progress, split=split, extra=extra,
+                                            only=None if negatives else []))
                 finally:
                     if token is not None:
                         _LIMITS.reset(token)
@@ -2991,16 +3045,19 @@ def _load_paths(paths, collection, format, progress, split, limits) -> tuple[Col
 
 def load_batch(paths: Iterable[str | os.PathLike], collection: Collection | None = None,
                format: str | None = None, split: str | None = None, limits: LoadLimits | None = None,
-               progress: Progress | None = None) -> tuple[Collection, LoadReport, list[str]]:
+               progress: Progress | None = None,
+               corpus_dirs: Iterable[str | os.PathLike] = ()) -> tuple[Collection, LoadReport, list[str]]:
     """Load a batch (e.g. one upload of several files) on top of ``collection``, never raising.
 
     Returns ``(new_collection, report, errors)``: ``new_collection`` is a copy of ``collection``
     (a new one when None; the caller's object is never changed) with every good path's sources
     added; ``report`` lists those sources; ``errors`` holds one ``PATH:LINE: field 'F': message``
-    line per bad path (also in ``report.errors``). A bad ``format`` name is an error line too."""
+    line per bad path (also in ``report.errors``). A bad ``format`` name is an error line too.
+    ``corpus_dirs``: as in :func:`load_paths`."""
     coll = Collection() if collection is None else collection.copy()
     try:
-        coll, report = load_paths(list(paths), coll, format=format, progress=progress, split=split, limits=limits)
+        coll, report = load_paths(list(paths), coll, format=format, progress=progress, split=split, limits=limits,
+                                  corpus_dirs=corpus_dirs)
     except ValueError as e:  # unknown format name
         report = LoadReport(errors=[f"format: {e}"])
     return coll, report, list(report.errors)
