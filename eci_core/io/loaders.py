@@ -1155,11 +1155,12 @@ class ParquetDecodedLimits:
         self.total = int(cum[-1])
 
 
-def _parquet_rows(path: Path, progress: Progress | None) -> Iterator[tuple[int, dict]]:
+def _parquet_rows(path: Path, progress: Progress | None, first_only: bool = False) -> Iterator[tuple[int, dict]]:
     """The rows of a Parquet file, row group by row group, each checked by
     :class:`ParquetDecodedLimits` before it is decoded into Python values 8,192 rows at a time
     (string columns with dictionary pages are read as Arrow dictionaries, so a repeated entry is
-    held once until then)."""
+    held once until then; one row group is held as Arrow data at a time). ``first_only``: the
+    first row alone, reading only the first pages (format detection)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -1186,6 +1187,11 @@ def _parquet_rows(path: Path, progress: Progress | None) -> Iterator[tuple[int, 
     budget = ParquetDecodedLimits(spath, size, limits)
     row = 0
     try:
+        if first_only:
+            for batch in pf.iter_batches(batch_size=1):
+                budget.check(batch, 1)
+                yield 1, _decoded_rows(batch)[0]
+                return
         for i in range(md.num_row_groups):
             n_rg = md.row_group(i).num_rows
             # one batch per row group: a column read as a dictionary whose pages fell back to
@@ -1269,7 +1275,7 @@ def detect_format(path: str | os.PathLike) -> str:
         kind = _container(p)
         if kind == "trec":
             return "trec-run"
-        (line, row), _ = _peek(_rows(p, kind))
+        (line, row), _ = _peek(_parquet_rows(p, None, first_only=True) if kind == "parquet" else _rows(p, kind))
     except OSError as e:
         raise LoadError(spath, None, f"cannot read the file ({e.strerror or e})") from None
     fmt = _detect_row(row)
@@ -3025,7 +3031,9 @@ def plan_extra_runs(paths: Iterable[str | os.PathLike], format: str | None = Non
     for i, p in enumerate(paths):
         q = Path(p)
         try:
-            if not q.is_file() or detect_format(q) not in ("trec-run", "negative-ids"):
+            # run files are TREC or JSONL text: other containers are not even opened here
+            if not q.is_file() or _container(q) not in ("trec", "jsonl") \
+                    or detect_format(q) not in ("trec-run", "negative-ids"):
                 continue
             own = _own_beir_dir(q)
             rq = q.resolve()
