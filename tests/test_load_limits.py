@@ -93,14 +93,33 @@ def _child(*paths: Path) -> tuple[list[str], list[str], int]:
 # ---------------------------------------------------------------------------- Parquet
 def test_parquet_dictionary_bomb_of_the_issue_is_refused_from_its_footer_in_bounded_memory(tmp_path, good):
     """3.4 KB of zstd Parquet, 40 rows whose ``negative`` is one 70 MiB dictionary entry: the
-    column chunk expands ~20,000x (footer sizes), refused before any page is decompressed."""
+    row group expands ~20,000x (footer sizes), refused before any page is decompressed."""
     bomb = _dict_bomb(tmp_path / "bomb.parquet", SECRET + "x" * (70 * MIB), 40, compression="zstd")
     assert os.path.getsize(bomb) < 8000
     errors, sources, mib = _child(good, bomb)
     assert sources == ["good"]
-    assert errors == [f"{bomb}: field 'negative': a column chunk expands more than 100x when decompressed (a "
-                      "compression bomb?); LoadLimits.max_compression_ratio, env ECI_MAX_COMPRESSION_RATIO"]
+    assert errors == [f"{bomb}: field 'negative': a row group expands more than 100x when decompressed (its largest "
+                      "column is this one; a compression bomb?); LoadLimits.max_compression_ratio, env "
+                      "ECI_MAX_COMPRESSION_RATIO"]
     assert mib < MEMORY_BUDGET_MIB, f"peak RSS {mib} MiB"
+
+
+def test_parquet_triplets_repeating_each_positive_200_times_load(tmp_path):
+    """No false alarm: st-triplet rows repeat each query's anchor and positive once per negative;
+    with the dictionary overflowed to plain pages and zstd, that column compresses > 100x. The
+    ratio is taken over the row group (as over a whole ``.gz``), which the negatives keep low."""
+    rnd = random.Random(5)
+    words = [f"w{i}" for i in range(3000)]
+    k, nq = 200, 100
+    pos = [" ".join(rnd.choices(words, k=100)) for _ in range(nq)]
+    t = pa.table({"anchor": [f"query {i // k}" for i in range(k * nq)], "positive": [pos[i // k] for i in range(k * nq)],
+                  "negative": [" ".join(rnd.choices(words, k=10)) for _ in range(k * nq)]})
+    p = tmp_path / "triplets.parquet"
+    pq.write_table(t, p, compression="zstd", dictionary_pagesize_limit=16 * 1024)
+    col = pq.ParquetFile(p).metadata.row_group(0).column(1)
+    assert col.total_uncompressed_size > 100 * col.total_compressed_size  # the positive column alone: > 100x
+    coll, report = load_paths([p])
+    assert report.errors == [] and coll.n_queries == nq and len(coll.sources["triplets"]) == k * nq
 
 
 def test_parquet_cell_over_the_line_limit_is_refused_before_it_is_decoded(tmp_path, good):

@@ -1080,30 +1080,37 @@ def _decoded_rows(batch: Any) -> list[dict]:
 def check_parquet_metadata(pf: Any, path: str, limits: LoadLimits) -> None:
     """Refuse a Parquet file from its footer alone, before any page is decompressed: a column
     chunk, or the whole file, whose uncompressed size (dictionary pages included) is over
-    ``limits.max_decompressed_bytes``, or a column chunk that expands more than
-    ``limits.max_compression_ratio`` times once over ``ratio_grace_bytes`` (the rule of a
-    ``.gz``: a zstd page holding a 70 MiB string of one repeated byte is a few KB). ``pf`` is a
-    ``pyarrow.parquet.ParquetFile``. Raises :class:`LoadError` (``PATH: [field 'F': ]message``)."""
+    ``limits.max_decompressed_bytes``, or a row group that expands more than
+    ``limits.max_compression_ratio`` times once over ``ratio_grace_bytes`` (the rule of a ``.gz``,
+    per row group: a zstd page holding a 70 MiB string of one repeated byte is a few KB; the
+    message names the row group's largest column). ``pf`` is a ``pyarrow.parquet.ParquetFile``.
+    Raises :class:`LoadError` (``PATH: [field 'F': ]message``)."""
     md = pf.metadata
     lim = limits.max_decompressed_bytes
     ratio, grace = limits.max_compression_ratio, limits.ratio_grace_bytes
     names = [md.schema.column(j).path.split(".")[0] for j in range(md.num_columns)]
     top = list(dict.fromkeys(names))
+
+    def shown(j: int) -> tuple[str | None, str]:
+        return _shown_column(names[j], top.index(names[j]))
+
     total = 0
     for i in range(md.num_row_groups):
         rg = md.row_group(i)
-        for j in range(rg.num_columns):
-            chunk = rg.column(j)
-            size = chunk.total_uncompressed_size
-            total += size
-            if size > lim or (size > grace and size > ratio * max(chunk.total_compressed_size, 1)):
-                fld, extra = _shown_column(names[j], top.index(names[j]))
-                if size > lim:
-                    raise LoadError(path, None, f"a column chunk{extra} decompresses to more than {lim:,} bytes "
-                                    "(LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES)", field=fld)
-                raise LoadError(path, None, f"a column chunk{extra} expands more than {ratio:g}x when decompressed "
-                                "(a compression bomb?); LoadLimits.max_compression_ratio, env ECI_MAX_COMPRESSION_RATIO",
-                                field=fld)
+        sizes = [rg.column(j).total_uncompressed_size for j in range(rg.num_columns)]
+        packed = sum(rg.column(j).total_compressed_size for j in range(rg.num_columns))
+        for j, size in enumerate(sizes):
+            if size > lim:
+                fld, extra = shown(j)
+                raise LoadError(path, None, f"a column chunk{extra} decompresses to more than {lim:,} bytes "
+                                "(LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES)", field=fld)
+        unpacked = sum(sizes)
+        total += unpacked
+        if unpacked > grace and unpacked > ratio * max(packed, 1):
+            fld, extra = shown(max(range(len(sizes)), key=sizes.__getitem__))
+            raise LoadError(path, None, f"a row group expands more than {ratio:g}x when decompressed (its largest "
+                            f"column{extra or ' is this one'}; a compression bomb?); LoadLimits.max_compression_ratio, "
+                            "env ECI_MAX_COMPRESSION_RATIO", field=fld)
     if total > lim:
         raise LoadError(path, None, f"the Parquet data decompresses to more than {lim:,} bytes "
                         "(LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES)")
