@@ -188,6 +188,10 @@ def test_arrow_value_bytes_matches_the_decoded_values():
         "ld": pa.array([["a", "a"], ["b"], [], None, ["a"]]).cast(pa.list_(pa.dictionary(pa.int32(), pa.string()))),
         "st": pa.array([{"docid": "1", "text": "t"}, None, {"docid": "22", "text": None}, {"docid": "", "text": "é"},
                         {"docid": "x", "text": "yy"}]),
+        "m": pa.array([[("a", "xx")], None, [("bbb", "y"), ("c", "")], [], [("é", None)]],
+                      pa.map_(pa.string(), pa.string())),
+        "f": pa.array([["a", "bb"], None, ["ccc", "d"], ["", "é"], None], pa.list_(pa.string(), 2)),
+        "sv": pa.array(["ab", None, "c", "", "é"], pa.string_view()),
         "n": pa.array([1, 2, None, 4, 5], pa.int64()),
         "b": pa.array([True, False, True, None, True]),
     })
@@ -201,7 +205,7 @@ def test_arrow_value_bytes_matches_the_decoded_values():
             return 1
         if isinstance(v, int):
             return 8
-        if isinstance(v, list):
+        if isinstance(v, (list, tuple)):  # a map's items are (key, value) tuples
             return sum(map(py_bytes, v))
         return sum(map(py_bytes, v.values()))
 

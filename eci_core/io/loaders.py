@@ -1020,16 +1020,20 @@ def arrow_value_bytes(array) -> Any:
         entry = arrow_value_bytes(array.dictionary)
         out = entry[ints(array.indices)] if len(entry) else np.zeros(n, np.int64)
     elif (pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_large_string(t)
-          or pa.types.is_large_binary(t)):
+          or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)):
         out = ints(pc.binary_length(array))
+    elif getattr(pa.types, "is_string_view", lambda _: False)(t) or getattr(pa.types, "is_binary_view",
+                                                                             lambda _: False)(t):
+        out = ints(pc.binary_length(array.cast(pa.large_binary())))
     elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
         child = arrow_value_bytes(array.values)  # the whole child: offsets index it directly
         cs = np.concatenate([np.zeros(1, np.int64), np.cumsum(child)])
         offs = ints(array.offsets)
         out = cs[offs[1:]] - cs[offs[:-1]]
     elif pa.types.is_fixed_size_list(t):
-        child = arrow_value_bytes(array.flatten())
-        out = child.reshape(n, t.list_size).sum(axis=1) if t.list_size else np.zeros(n, np.int64)
+        size = t.list_size
+        child = arrow_value_bytes(array.values)[array.offset * size:(array.offset + n) * size]  # null slots too
+        out = child.reshape(n, size).sum(axis=1) if size else np.zeros(n, np.int64)
     elif pa.types.is_struct(t):
         out = np.zeros(n, np.int64)
         for f in array.flatten():
