@@ -36,9 +36,10 @@ SECRET = "SECRET"
 MIB = 2**20
 LINE = "(LoadLimits.max_line_bytes, env ECI_MAX_LINE_BYTES"
 GOOD_ROW = {"query": "what is a cat", "pos": ["A cat is a small feline."], "neg": ["Dogs bark.", "Cars drive."]}
-# peak RSS of a child that imports the loaders and pyarrow (~125 MiB measured) and refuses one
-# bomb; loading the same files without the limits took 2.8 GB (Parquet) / 250 MiB (JSON)
-MEMORY_BUDGET_MIB = 220
+# peak RSS of a child that imports the loaders and pyarrow and refuses one bomb (measured: ~125
+# MiB); the budget of tests/test_hostile_inputs.py. Loading the same files without the limits
+# took 6.9 GB and 83 s (Parquet) / 250 MiB (JSON, then ~1 GB when scored)
+MEMORY_BUDGET_MIB = 300
 
 
 def noise(n: int, seed: int = 0) -> str:
