@@ -88,7 +88,8 @@ Limits
     :class:`LoadLimits` holds on every reader, before bytes are decoded where the format allows:
     text lines (and CSV records spanning lines) via :class:`_Lines`; ``.gz`` size and ratio via
     :class:`_GzipRaw`; Parquet by :func:`check_parquet_metadata` (footer) and
-    :class:`ParquetDecodedLimits` (each batch, as Arrow data); whole-document JSON by
+    :class:`ParquetDecodedLimits` (the dictionary columns of each row group, read as Arrow
+    dictionaries, then each batch of rows, before they become Python values); whole-document JSON by
     :func:`check_file_size` and :func:`check_json_document`; the pyarrow block readers leave a
     file that breaks a limit to the per-line readers, which name the line.
 
@@ -1128,8 +1129,9 @@ class ParquetDecodedLimits:
     once more than ``ratio_grace_bytes`` came out (a 3.4 KB file whose 40 rows name one 70 MiB
     dictionary entry is refused after reading that entry once, never decoding it 40 times)."""
 
-    def __init__(self, path: str, file_bytes: int, limits: LoadLimits):
+    def __init__(self, path: str, file_bytes: int, limits: LoadLimits, names: list[str] | None = None):
         self.path, self.file_bytes, self.lim = path, max(file_bytes, 1), limits
+        self.names = names  # the file's columns, to number an unknown one in messages (batches may hold some)
         self.total = 0
 
     def check(self, batch: Any, first_row: int) -> None:
@@ -1147,7 +1149,8 @@ class ParquetDecodedLimits:
             r = int(over[0])
             cells = [int(c[r]) for c in cols]
             j = int(np.argmax(cells))
-            fld, extra = _shown_column(batch.schema.names[j], j)
+            name = batch.schema.names[j]
+            fld, extra = _shown_column(name, self.names.index(name) if self.names and name in self.names else j)
             what = "a cell" if cells[j] > lim.max_line_bytes else "a row (its largest cell here)"
             raise LoadError(self.path, first_row + r, f"{what}{extra} longer than {lim.max_line_bytes:,} bytes once "
                             "decoded (LoadLimits.max_line_bytes, env ECI_MAX_LINE_BYTES: the longest line, or "
@@ -1167,11 +1170,12 @@ class ParquetDecodedLimits:
 
 
 def _parquet_rows(path: Path, progress: Progress | None, first_only: bool = False) -> Iterator[tuple[int, dict]]:
-    """The rows of a Parquet file, row group by row group, each checked by
-    :class:`ParquetDecodedLimits` before it is decoded into Python values 8,192 rows at a time
-    (string columns with dictionary pages are read as Arrow dictionaries, so a repeated entry is
-    held once until then; one row group is held as Arrow data at a time). ``first_only``: the
-    first row alone, reading only the first pages (format detection)."""
+    """The rows of a Parquet file, checked by :class:`ParquetDecodedLimits` before they become
+    Python values. Per row group: first its string columns with dictionary pages, read as Arrow
+    dictionaries (an entry named by many rows is held once), so their decoded size is known
+    before any of it is decoded; then the row group 8,192 rows at a time, as before (each batch
+    checked whole: rows, totals). ``first_only``: the first row alone, reading only the first
+    pages (format detection)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -1180,41 +1184,48 @@ def _parquet_rows(path: Path, progress: Progress | None, first_only: bool = Fals
     if size == 0:
         raise LoadError(spath, None, "file is empty")
     limits = _limits()
+    _use_system_pool()
     try:
         pf = pq.ParquetFile(path)
         md = pf.metadata
         check_parquet_metadata(pf, spath, limits)
-        dict_cols = sorted({md.row_group(i).column(j).path_in_schema for i in range(md.num_row_groups)
-                            for j in range(md.num_columns)
-                            if md.row_group(i).column(j).has_dictionary_page
-                            and md.row_group(i).column(j).physical_type == "BYTE_ARRAY"})
-        if dict_cols:
-            pf = pq.ParquetFile(path, read_dictionary=dict_cols)
+        dict_paths = {md.row_group(i).column(j).path_in_schema for i in range(md.num_row_groups)
+                      for j in range(md.num_columns)
+                      if md.row_group(i).column(j).has_dictionary_page
+                      and md.row_group(i).column(j).physical_type == "BYTE_ARRAY"}
+        pf_dict = pq.ParquetFile(path, read_dictionary=sorted(dict_paths)) if dict_paths else None
     except (pa.ArrowException, OSError) as e:
         raise LoadError(spath, None, f"not a valid Parquet file ({e})") from None
     total = md.num_rows
     if total == 0:
         raise LoadError(spath, None, "file has no data rows")
-    budget = ParquetDecodedLimits(spath, size, limits)
+    names = pf.schema_arrow.names
+    dict_top = [n for n in names if any(p == n or p.startswith(n + ".") for p in dict_paths)]
+    budget = ParquetDecodedLimits(spath, size, limits, names)
+    pre = ParquetDecodedLimits(spath, size, limits, names)  # the dictionary columns alone, a row group ahead
     row = 0
     try:
         if first_only:
-            for batch in pf.iter_batches(batch_size=1):
+            for batch in (pf_dict or pf).iter_batches(batch_size=1):
                 budget.check(batch, 1)
                 yield 1, _decoded_rows(batch)[0]
                 return
         for i in range(md.num_row_groups):
-            n_rg = md.row_group(i).num_rows
-            # one batch per row group: a column read as a dictionary whose pages fell back to
-            # plain values grows its dictionary batch after batch (quadratic in smaller batches)
-            for batch in pf.iter_batches(batch_size=max(n_rg, 1), row_groups=[i]):
+            if dict_top:
+                # one batch for the row group: a dictionary read of pages that fell back to plain
+                # values grows its dictionary batch after batch (quadratic in smaller batches)
+                for batch in pf_dict.iter_batches(batch_size=max(md.row_group(i).num_rows, 1), row_groups=[i],
+                                                  columns=dict_top):
+                    pre.check(batch, row + 1)
+                    del batch
+                _release_arrow_memory()  # the dictionary read's buffers, before the rows are decoded
+            for batch in pf.iter_batches(batch_size=8192, row_groups=[i]):
                 budget.check(batch, row + 1)
-                for lo in range(0, batch.num_rows, 8192):
-                    for rec in _decoded_rows(batch.slice(lo, 8192)):
-                        row += 1
-                        yield row, rec
-                    if progress:
-                        progress(f"reading {path.name}", row, total)
+                for rec in batch.to_pylist():
+                    row += 1
+                    yield row, rec
+                if progress:
+                    progress(f"reading {path.name}", row, total)
     except pa.ArrowException as e:
         raise LoadError(spath, row + 1, f"cannot read the Parquet data ({e})") from None
 
