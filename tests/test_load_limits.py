@@ -113,7 +113,8 @@ def test_parquet_triplets_repeating_each_positive_200_times_load(tmp_path):
     words = [f"w{i}" for i in range(3000)]
     k, nq = 200, 100
     pos = [" ".join(rnd.choices(words, k=100)) for _ in range(nq)]
-    t = pa.table({"anchor": [f"query {i // k}" for i in range(k * nq)], "positive": [pos[i // k] for i in range(k * nq)],
+    t = pa.table({"anchor": [f"query {i // k}" for i in range(k * nq)],
+                  "positive": [pos[i // k] for i in range(k * nq)],
                   "negative": [" ".join(rnd.choices(words, k=10)) for _ in range(k * nq)]})
     p = tmp_path / "triplets.parquet"
     pq.write_table(t, p, compression="zstd", dictionary_pagesize_limit=16 * 1024)
@@ -309,8 +310,8 @@ def test_longest_json_string_matches_a_byte_scan_across_piece_boundaries():
     rnd = random.Random(7)
     alphabet = 'ab\\"\n é{}[],:'
     for _ in range(150):
-        doc = [{f"k{j}": "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 30))) for j in range(rnd.randint(0, 4))}
-               for _ in range(rnd.randint(0, 5))]
+        doc = [{f"k{j}": "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 30)))
+                for j in range(rnd.randint(0, 4))} for _ in range(rnd.randint(0, 5))]
         data = json.dumps(doc, ensure_ascii=rnd.random() < 0.5).encode()
         for limit in (0, 3, 10, 25):
             for piece in (1, 2, 3, 7, 1 << 22):

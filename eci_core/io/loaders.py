@@ -954,8 +954,8 @@ def _csv_rows(path: Path, delim: str, progress: Progress | None) -> Iterator[tup
                 1 if holder["lines"] else 0)
             holder["lines"] += 1
             if holder["bytes"] > max_rec:
-                raise LoadError(spath, holder["first"], f"record longer than {max_rec:,} bytes (a quoted cell spans its "
-                                "lines; LoadLimits.max_line_bytes, env ECI_MAX_LINE_BYTES)")
+                raise LoadError(spath, holder["first"], f"record longer than {max_rec:,} bytes (a quoted cell "
+                                "spans its lines; LoadLimits.max_line_bytes, env ECI_MAX_LINE_BYTES)")
             yield s + "\n"
 
     reader = csv.reader(text_lines(), delimiter=delim)
