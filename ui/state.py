@@ -79,6 +79,7 @@ K_CONTENT_HASH = "eci_content_hash"  # SHA-256 of the data: the score store's ke
 K_REPORT = "eci_load_report"
 K_ERRORS = "eci_load_errors"
 K_DATA_LABEL = "eci_data_label"
+K_DATA_DIRS = "eci_data_dirs"  # BEIR folders the user opened: runs added later resolve against their corpus
 K_MARKS = "eci_marks"
 K_MARKS_RESTORED = "eci_marks_restored"  # how many saved marks the last data change restored
 K_FN_MODELS = "eci_fn_models"  # the review queue's refitted false-negative models (None: shipped)
@@ -296,6 +297,7 @@ def _defaults() -> dict[str, Any]:
         K_REPORT: LoadReport(),
         K_ERRORS: [],
         K_DATA_LABEL: "nothing loaded",
+        K_DATA_DIRS: [],
         K_MARKS: {},
         K_MARKS_RESTORED: 0,
         K_FN_MODELS: None,
@@ -370,6 +372,7 @@ def open_default_dataset(path: Path) -> None:
     ss[K_ERRORS] = list(report.errors)
     if coll is not None and coll.sources:
         _set_collection(coll, report, label=_dataset_label(path))
+        ss[K_DATA_DIRS] = [str(path)] if path.is_dir() else []
     elif not report.errors:
         ss[K_ERRORS] = [f"{path}: no negatives found (a dataset needs at least one source of negatives)"]
 
@@ -403,8 +406,10 @@ def add_paths(paths: list[Path], label: str, hide_root: Path | None = None) -> N
 
     The load works on a copy: when every path fails, the session keeps what it had; errors are
     shown as one line each (with ``hide_root/`` cut from file names, so an upload is named as the
-    user's file). A path that loads adds its sources (named after the file stems). Every file
-    opened must resolve inside :func:`read_roots` (an upload's: inside its own folder ``hide_root``).
+    user's file). A path that loads adds its sources (named after the file stems); a TREC run or
+    negative-ids file resolves its ids against the whole corpus of the BEIR folder opened before
+    (``K_DATA_DIRS``), not only the passages already loaded. Every file opened must resolve inside
+    :func:`read_roots` (an upload's: inside its own folder ``hide_root``).
     """
     from eci_core.io.loaders import load_paths
 
@@ -413,7 +418,8 @@ def add_paths(paths: list[Path], label: str, hide_root: Path | None = None) -> N
     base = current.copy() if current is not None else None
     try:
         roots = [hide_root] if hide_root is not None else read_roots()
-        coll, report = load_paths([str(p) for p in paths], collection=base, roots=roots)
+        coll, report = load_paths([str(p) for p in paths], collection=base, roots=roots,
+                                  corpus_dirs=(ss.get(K_DATA_DIRS) or []) if current is not None else [])
     except Exception as err:
         ss[K_ERRORS] = [_short_names(one_line(err), hide_root)]
         return
@@ -450,6 +456,7 @@ def replace_with_path(path: Path) -> None:
     ss[K_ERRORS] = list(report.errors)
     if coll is not None and coll.sources:
         _set_collection(coll, report, label=_dataset_label(path))
+        ss[K_DATA_DIRS] = [str(path)] if path.is_dir() else []
 
 
 def max_upload_mb() -> int:

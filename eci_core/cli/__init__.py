@@ -6,7 +6,7 @@ commands. Importing :mod:`eci_core` (this package) sets ``HF_HUB_OFFLINE=1`` and
 
 Exit status: 0 on success, 2 on a bad file or parameter (one line on stderr, ``PATH:LINE:
 message`` for a bad file, no traceback). ``eci inspect good bad`` still prints the report of
-every file that loaded, then exits 2; ``eci score`` scores nothing when a file failed.
+every file that loaded, then exits 2; ``eci score`` scores nothing when a file failed (stdout says so).
 
 Defaults worth knowing: ``--encoder`` is the bundled all-MiniLM-L6-v2; ``--cross-encoder`` is
 ``none`` (the ``cross_encoder`` flag and ``ce_margin`` need a cross-encoder, which costs about a
@@ -297,6 +297,10 @@ def cmd_score(args) -> int:
         return _err(f"error: {err}")
     coll, report, status = _load(args)
     if coll is None or status:
+        if coll is not None and not args.json:  # stdout says why it holds no table (stderr: one line per bad file)
+            n = len(report.errors)
+            print(f"Nothing scored: {n} file{'' if n == 1 else 's'} could not be loaded (one line each on stderr); "
+                  "fix them or leave them out of the command (`eci inspect` shows what loads)")
         return status or 2
     if not coll.sources:
         return _err(f"error: no negative source in {' '.join(args.paths)}: nothing to score "

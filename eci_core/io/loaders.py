@@ -4,9 +4,11 @@ Public API::
 
     detect_format(path) -> str
     load_path(path, collection, format=None, name=None, progress=None, split=None) -> LoadReport   # raises LoadError
-    load_paths(paths, collection=None, format=None, progress=None, split=None) -> (Collection, LoadReport)
+    load_paths(paths, collection=None, format=None, progress=None, split=None, limits=None, corpus_dirs=())
+        -> (Collection, LoadReport)
+    plan_extra_runs(paths, format=None, corpus_dirs=()) -> list[LoadStep]
     load_msmarco_hn(path, collection_tsv, queries_tsv, collection, name=None, progress=None) -> LoadReport
-    load_beir(directory, collection, name=None, progress=None, split=None) -> LoadReport
+    load_beir(directory, collection, name=None, progress=None, split=None, extra=None) -> LoadReport
     qrels_splits(directory) -> list[str]
 
 Containers
@@ -60,6 +62,9 @@ Where ids are looked up
     * A TREC run or negative-ids file given on its own: the BEIR directory it sits in (its folder,
       or the parent of a ``negatives/`` folder); failing that, passages, queries and positives
       already in the collection (load the BEIR directory first).
+    * A TREC run or negative-ids file named in the same :func:`load_paths` call as a BEIR
+      directory (or with ``corpus_dirs=``): that directory's whole corpus and queries (the ids of
+      all its files gathered first, the corpus read once); see :func:`plan_extra_runs`.
     * BEIR positives: every ``qrels/<split>.tsv`` (train, dev, test …), each query's positives
       from the split it is labelled in (a query in several splits: the first of test, dev,
       validation, val, train), or one split chosen with ``split=`` (``--split``); a qrels
@@ -78,6 +83,15 @@ Speed
     Results and messages are the same either way. They read id files of 1 MiB or more
     (corpus/queries: 16 MiB), or any file when pyarrow is already imported (small files do not
     repay pyarrow's import); ``ECI_LOADER_FAST=1`` / ``0`` forces them on / off.
+
+Limits
+    :class:`LoadLimits` holds on every reader, before bytes are decoded where the format allows:
+    text lines (and CSV records spanning lines) via :class:`_Lines`; ``.gz`` size and ratio via
+    :class:`_GzipRaw`; Parquet by :func:`check_parquet_metadata` (footer) and
+    :class:`ParquetDecodedLimits` (the dictionary columns of each row group, read as Arrow
+    dictionaries, then each batch of rows, before they become Python values); whole-document JSON by
+    :func:`check_file_size` and :func:`check_json_document`; the pyarrow block readers leave a
+    file that breaks a limit to the per-line readers, which name the line.
 
 Errors
     Bad input raises :class:`~eci_core.io.data.LoadError`, printed as ``PATH:LINE: field 'F': message``.
@@ -105,7 +119,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 
 from eci_core.io.data import (ArrowTextMap, Collection, KeyedTexts, LoadError, LoadReport, PassageRef, QueryRecord,
                               SourceReport, _bool_arrow, _ints_arrow, _np_of, _str_arrow)
@@ -650,14 +664,18 @@ class _Lines:
             raw.close()
 
 
-def _read_text(path: Path) -> str:
-    """A whole (possibly gzipped) UTF-8 file as text, with the same checks as :class:`_Lines`."""
+def _read_text(path: Path, check: Callable[[str, bytes], None] | None = None) -> str:
+    """A whole (possibly gzipped) UTF-8 file as text, with the same checks as :class:`_Lines`
+    and :func:`check_file_size`; ``check(path, bytes)`` sees the bytes before they are decoded."""
     spath = str(path)
     if os.path.getsize(path) == 0:
         raise LoadError(spath, None, "file is empty")
+    check_file_size(path, _limits())
     data, gz = _read_bytes(path)
     if not data:
         raise LoadError(spath, None, "file is empty (the gzip holds no data)")
+    if check is not None:
+        check(spath, data)
     try:
         s = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -666,6 +684,85 @@ def _read_text(path: Path) -> str:
         raise LoadError(spath, line, f"not valid UTF-8 (expected UTF-8 text) at byte {e.start} {where}; "
                         "re-save the file as UTF-8") from None
     return s[1:] if s.startswith("\ufeff") else s
+
+
+def longest_json_string_over(data: bytes, limit: int, piece_bytes: int = 1 << 22) -> int | None:
+    """The byte offset of the opening quote of the first string literal of the JSON text
+    ``data`` longer than ``limit`` bytes (as written, escapes included), or None. Found with
+    numpy, ``piece_bytes`` at a time (4 MiB: at most 32 MiB of positions), before the text is
+    decoded: quotes preceded by an odd run of backslashes are escaped; the others alternate
+    opening and closing. Invalid JSON gives some answer; the decoder reports it afterwards."""
+    import numpy as np
+
+    arr = np.frombuffer(data, np.uint8)
+    n = len(arr)
+    step = max(int(piece_bytes), 1)
+    open_at = -1  # >= 0: inside a string that opened there
+    carry = 0  # backslashes ending the previous piece
+    for lo in range(0, n, step):
+        a = arr[lo:lo + step]
+        q = np.flatnonzero(a == 34)
+        b = np.flatnonzero(a == 92)
+        if len(q):
+            run = np.zeros(len(q), np.int64)  # backslashes right before each quote
+            if len(b):
+                new_run = np.ones(len(b), bool)
+                new_run[1:] = np.diff(b) != 1
+                run_start = b[new_run][np.cumsum(new_run) - 1]
+                k = np.minimum(np.searchsorted(b, q - 1), len(b) - 1)
+                run = np.where(b[k] == q - 1, q - run_start[k] + np.where(run_start[k] == 0, carry, 0), 0)
+            if q[0] == 0:
+                run[0] = carry
+            q = q[run % 2 == 0] + lo
+        start = 0
+        if open_at >= 0 and len(q):
+            if q[0] - open_at - 1 > limit:
+                return open_at
+            open_at, start = -1, 1
+        opens, closes = q[start::2], q[start + 1::2]
+        long = np.flatnonzero(closes - opens[:len(closes)] - 1 > limit)
+        if len(long):
+            return int(opens[long[0]])
+        if len(opens) > len(closes):
+            open_at = int(opens[-1])
+        if open_at >= 0 and lo + len(a) - open_at - 1 > limit:
+            return open_at
+        if len(b) and b[-1] == len(a) - 1:  # the piece ends with a run of backslashes
+            gaps = np.flatnonzero(np.diff(b) != 1)
+            first = int(b[gaps[-1] + 1]) if len(gaps) else int(b[0])
+            carry = len(a) - first + (carry if first == 0 else 0)
+        else:
+            carry = 0
+    return None
+
+
+_JSON_KEY_BEFORE = re.compile(rb'"((?:[^"\\\n]|\\.){1,100})"\s*:\s*\[?[^:]*$', re.S)
+
+
+def check_json_document(path: str, data: bytes, limits: LoadLimits) -> None:
+    """Refuse a whole-document JSON file (``data``: its bytes, not yet decoded) holding a string
+    longer than ``limits.max_line_bytes`` (the limit of one JSONL line), naming the line and, when
+    it is a known field name, the field the string belongs to. Raises :class:`LoadError`."""
+    at = longest_json_string_over(data, limits.max_line_bytes)
+    if at is None:
+        return
+    m = _JSON_KEY_BEFORE.search(data, max(0, at - 4096), at)
+    key = m.group(1).decode("utf-8", "replace") if m else None
+    fld = key if key is not None and (key in _KNOWN_FIELDS or _NEG_N.match(key)) else None
+    raise LoadError(path, data.count(b"\n", 0, at) + 1, f"a string longer than {limits.max_line_bytes:,} bytes "
+                    "(LoadLimits.max_line_bytes, env ECI_MAX_LINE_BYTES: the longest line of a text file, or "
+                    "string of a JSON file)", field=fld)
+
+
+def check_file_size(path: str | os.PathLike, limits: LoadLimits) -> None:
+    """Refuse a file read whole into memory (a JSON document) that is larger on disk than
+    ``limits.max_decompressed_bytes``, before reading it (a ``.gz`` is checked as it
+    decompresses). Raises :class:`LoadError`."""
+    size = os.path.getsize(path)
+    if size > limits.max_decompressed_bytes:
+        raise LoadError(str(path), None, f"the file holds more than {limits.max_decompressed_bytes:,} bytes, "
+                        "too many to read whole (LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES); "
+                        "save it as JSONL (one record per line), which is read line by line")
 
 
 # ====================================================================== containers -> rows
@@ -773,7 +870,8 @@ def _json_rows(path: Path) -> Iterator[tuple[int, dict]]:
     """A JSON array of objects (real line numbers), an object of equal-length lists (row
     numbers), a single object, or JSONL saved with a ``.json`` name."""
     spath = str(path)
-    s = _read_text(path)
+    limits = _limits()
+    s = _read_text(path, lambda sp, data: check_json_document(sp, data, limits))
     i = _WS.match(s, 0).end()
     if i == len(s):
         raise LoadError(spath, None, "file has no data (only blank lines)")
@@ -854,11 +952,21 @@ def _csv_rows(path: Path, delim: str, progress: Progress | None) -> Iterator[tup
     spath = str(path)
     lines = _Lines(path, progress)
     it = iter(lines)
-    holder = {"no": 0}
+    max_rec = _limits().max_line_bytes
+    holder = {"no": 0, "first": 0, "bytes": 0, "lines": 0}  # bytes and lines of the record being read
 
     def text_lines() -> Iterator[str]:
         for no, s in it:
             holder["no"] = no
+            if not holder["lines"]:
+                holder["first"] = no
+            # a quoted cell may span lines: the record, like a JSONL line, holds at most max_line_bytes
+            holder["bytes"] += (len(s) if s.isascii() else len(s.encode("utf-8", "surrogatepass"))) + (
+                1 if holder["lines"] else 0)
+            holder["lines"] += 1
+            if holder["bytes"] > max_rec:
+                raise LoadError(spath, holder["first"], f"record longer than {max_rec:,} bytes (a quoted cell "
+                                "spans its lines; LoadLimits.max_line_bytes, env ECI_MAX_LINE_BYTES)")
             yield s + "\n"
 
     reader = csv.reader(text_lines(), delimiter=delim)
@@ -867,6 +975,7 @@ def _csv_rows(path: Path, delim: str, progress: Progress | None) -> Iterator[tup
     any_row = False
     try:
         for cells in reader:
+            holder["bytes"] = holder["lines"] = 0  # the next lines read belong to the next record
             if header is None:
                 header = [c.strip() for c in cells]
                 if not any(header):
@@ -894,28 +1003,242 @@ def _csv_rows(path: Path, delim: str, progress: Progress | None) -> Iterator[tup
         raise LoadError(spath, None, "file has a header but no data rows")
 
 
-def _parquet_rows(path: Path, progress: Progress | None) -> Iterator[tuple[int, dict]]:
+def _shown_column(name: str, index: int) -> tuple[str | None, str]:
+    """``(field for the message, extra words)`` of a Parquet column: a known field name is shown,
+    any other is only numbered (a column name is file content, never echoed)."""
+    if name in _KNOWN_FIELDS or _NEG_N.match(name):
+        return name, ""
+    return None, f" (column {index + 1})"
+
+
+def arrow_value_bytes(array) -> Any:
+    """Per element of a pyarrow ``Array``, the bytes its value takes once decoded, computed
+    without decoding it: a string/binary value its length, a dictionary-encoded one its entry's
+    length (so a 70 MiB dictionary entry named by 40 rows counts 40 times, read once), a list or
+    struct the sum over its items, a null 0, any other value its fixed width (8 when it has none).
+    Returns an int64 numpy array of ``len(array)``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def ints(a) -> Any:  # an integer Arrow array as int64, nulls 0 (pyarrow's own converters import pandas)
+        v = _np_of(a)
+        return (np.nan_to_num(v, nan=0.0) if a.null_count else v).astype(np.int64)
+
+    t, n = array.type, len(array)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    if pa.types.is_dictionary(t):
+        entry = arrow_value_bytes(array.dictionary)
+        out = entry[ints(array.indices)] if len(entry) else np.zeros(n, np.int64)
+    elif (pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_large_string(t)
+          or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)):
+        out = ints(pc.binary_length(array))
+    elif getattr(pa.types, "is_string_view", lambda _: False)(t) or getattr(pa.types, "is_binary_view",
+                                                                             lambda _: False)(t):
+        out = ints(pc.binary_length(array.cast(pa.large_binary())))
+    elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
+        child = arrow_value_bytes(array.values)  # the whole child: offsets index it directly
+        cs = np.concatenate([np.zeros(1, np.int64), np.cumsum(child)])
+        offs = ints(array.offsets)
+        out = cs[offs[1:]] - cs[offs[:-1]]
+    elif pa.types.is_fixed_size_list(t):
+        size = t.list_size
+        child = arrow_value_bytes(array.values)[array.offset * size:(array.offset + n) * size]  # null slots too
+        out = child.reshape(n, size).sum(axis=1) if size else np.zeros(n, np.int64)
+    elif pa.types.is_struct(t):
+        out = np.zeros(n, np.int64)
+        for f in array.flatten():
+            out += arrow_value_bytes(f)
+    else:
+        try:
+            width = max(t.bit_width // 8, 1)
+        except ValueError:
+            width = 8
+        out = np.full(n, width, np.int64)
+    if array.null_count:
+        out = np.where(_np_of(array.is_null()), 0, out)
+    return out
+
+
+def _plain_type(t: Any) -> Any:
+    """``t`` with every dictionary type replaced by its value type (lists and structs recursed)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(t):
+        return _plain_type(t.value_type)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        f = t.value_field
+        make = pa.large_list if pa.types.is_large_list(t) else pa.list_
+        return make(pa.field(f.name, _plain_type(f.type), f.nullable))
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _plain_type(f.type), f.nullable) for f in t])
+    return t
+
+
+def _decoded_rows(batch: Any) -> list[dict]:
+    """``batch.to_pylist()``, its dictionary columns decoded by Arrow first (several times faster
+    than converting dictionary values one by one; done only after the batch's size was checked)."""
+    cols = []
+    for col in batch.columns:
+        plain = _plain_type(col.type)
+        if plain != col.type:
+            try:
+                col = col.cast(plain)
+            except Exception:  # a type Arrow cannot cast: to_pylist decodes the dictionary itself
+                pass
+        cols.append(col)
+    import pyarrow as pa
+
+    return pa.RecordBatch.from_arrays(cols, names=batch.schema.names).to_pylist()
+
+
+def check_parquet_metadata(pf: Any, path: str, limits: LoadLimits) -> None:
+    """Refuse a Parquet file from its footer alone, before any page is decompressed: a column
+    chunk, or the whole file, whose uncompressed size (dictionary pages included) is over
+    ``limits.max_decompressed_bytes``, or a row group that expands more than
+    ``limits.max_compression_ratio`` times once over ``ratio_grace_bytes`` (the rule of a ``.gz``,
+    per row group: a zstd page holding a 70 MiB string of one repeated byte is a few KB; the
+    message names the row group's largest column). ``pf`` is a ``pyarrow.parquet.ParquetFile``.
+    Raises :class:`LoadError` (``PATH: [field 'F': ]message``)."""
+    md = pf.metadata
+    lim = limits.max_decompressed_bytes
+    ratio, grace = limits.max_compression_ratio, limits.ratio_grace_bytes
+    names = [md.schema.column(j).path.split(".")[0] for j in range(md.num_columns)]
+    top = list(dict.fromkeys(names))
+
+    def shown(j: int) -> tuple[str | None, str]:
+        return _shown_column(names[j], top.index(names[j]))
+
+    total = 0
+    for i in range(md.num_row_groups):
+        rg = md.row_group(i)
+        sizes = [rg.column(j).total_uncompressed_size for j in range(rg.num_columns)]
+        packed = sum(rg.column(j).total_compressed_size for j in range(rg.num_columns))
+        for j, size in enumerate(sizes):
+            if size > lim:
+                fld, extra = shown(j)
+                raise LoadError(path, None, f"a column chunk{extra} decompresses to more than {lim:,} bytes "
+                                "(LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES)", field=fld)
+        unpacked = sum(sizes)
+        total += unpacked
+        if unpacked > grace and unpacked > ratio * max(packed, 1):
+            fld, extra = shown(max(range(len(sizes)), key=sizes.__getitem__))
+            raise LoadError(path, None, f"a row group expands more than {ratio:g}x when decompressed (its largest "
+                            f"column{extra or ' is this one'}; a compression bomb?); LoadLimits.max_compression_ratio, "
+                            "env ECI_MAX_COMPRESSION_RATIO", field=fld)
+    if total > lim:
+        raise LoadError(path, None, f"the Parquet data decompresses to more than {lim:,} bytes "
+                        "(LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES)")
+
+
+class ParquetDecodedLimits:
+    """The :class:`LoadLimits` of a Parquet file checked batch by batch before a batch is
+    decoded into Python values (with :func:`arrow_value_bytes`): a row holds at most
+    ``max_line_bytes`` (the limit of one JSONL line), the file decodes to at most
+    ``max_decompressed_bytes``, and to at most ``max_compression_ratio`` times its size on disk
+    once more than ``ratio_grace_bytes`` came out (a 3.4 KB file whose 40 rows name one 70 MiB
+    dictionary entry is refused after reading that entry once, never decoding it 40 times)."""
+
+    def __init__(self, path: str, file_bytes: int, limits: LoadLimits, names: list[str] | None = None):
+        self.path, self.file_bytes, self.lim = path, max(file_bytes, 1), limits
+        self.names = names  # the file's columns, to number an unknown one in messages (batches may hold some)
+        self.total = 0
+
+    def check(self, batch: Any, first_row: int) -> None:
+        """Raise :class:`LoadError` when ``batch`` (a ``pyarrow.RecordBatch`` whose first row is
+        row ``first_row``, 1-based) breaks a limit; the message names the row and the field."""
+        import numpy as np
+
+        if batch.num_rows == 0:
+            return
+        lim = self.lim
+        cols = [arrow_value_bytes(batch.column(j)) for j in range(batch.num_columns)]
+        rows = np.sum(cols, axis=0) if cols else np.zeros(batch.num_rows, np.int64)
+        over = np.flatnonzero(rows > lim.max_line_bytes)
+        if len(over):
+            r = int(over[0])
+            cells = [int(c[r]) for c in cols]
+            j = int(np.argmax(cells))
+            name = batch.schema.names[j]
+            fld, extra = _shown_column(name, self.names.index(name) if self.names and name in self.names else j)
+            what = "a cell" if cells[j] > lim.max_line_bytes else "a row (its largest cell here)"
+            raise LoadError(self.path, first_row + r, f"{what}{extra} longer than {lim.max_line_bytes:,} bytes once "
+                            "decoded (LoadLimits.max_line_bytes, env ECI_MAX_LINE_BYTES: the longest line, or "
+                            "Parquet row)", field=fld)
+        cum = self.total + np.cumsum(rows)
+        bad = np.flatnonzero(cum > lim.max_decompressed_bytes)
+        if len(bad):
+            raise LoadError(self.path, first_row + int(bad[0]), "the Parquet data decodes to more than "
+                            f"{lim.max_decompressed_bytes:,} bytes (LoadLimits.max_decompressed_bytes, "
+                            "env ECI_MAX_DECOMPRESSED_BYTES)")
+        ratio = np.flatnonzero((cum > lim.ratio_grace_bytes) & (cum > lim.max_compression_ratio * self.file_bytes))
+        if len(ratio):
+            raise LoadError(self.path, first_row + int(ratio[0]), "the Parquet data expands more than "
+                            f"{lim.max_compression_ratio:g}x its file size once decoded (a compression bomb?); "
+                            "LoadLimits.max_compression_ratio, env ECI_MAX_COMPRESSION_RATIO")
+        self.total = int(cum[-1])
+
+
+def _parquet_rows(path: Path, progress: Progress | None, first_only: bool = False) -> Iterator[tuple[int, dict]]:
+    """The rows of a Parquet file, checked by :class:`ParquetDecodedLimits` before they become
+    Python values. Per row group: first its string columns with dictionary pages, read as Arrow
+    dictionaries (an entry named by many rows is held once), so their decoded size is known
+    before any of it is decoded; then the row group 8,192 rows at a time, as before (each batch
+    checked whole: rows, totals). ``first_only``: the first row alone, reading only the first
+    pages (format detection)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     spath = str(path)
-    if os.path.getsize(path) == 0:
+    size = os.path.getsize(path)
+    if size == 0:
         raise LoadError(spath, None, "file is empty")
+    limits = _limits()
+    _use_system_pool()
     try:
-        pf = pq.ParquetFile(path if _ROOTS.get() is None else _open_file(path))
+        # under data roots every open goes through open_within (resolved, checked, no link followed)
+        source = (lambda: path) if _ROOTS.get() is None else (lambda: _open_file(path))
+        pf = pq.ParquetFile(source())
+        md = pf.metadata
+        check_parquet_metadata(pf, spath, limits)
+        dict_paths = {md.row_group(i).column(j).path_in_schema for i in range(md.num_row_groups)
+                      for j in range(md.num_columns)
+                      if md.row_group(i).column(j).has_dictionary_page
+                      and md.row_group(i).column(j).physical_type == "BYTE_ARRAY"}
+        pf_dict = pq.ParquetFile(source(), read_dictionary=sorted(dict_paths)) if dict_paths else None
     except (pa.ArrowException, OSError) as e:
         raise LoadError(spath, None, f"not a valid Parquet file ({e})") from None
-    total = pf.metadata.num_rows
+    total = md.num_rows
     if total == 0:
         raise LoadError(spath, None, "file has no data rows")
+    names = pf.schema_arrow.names
+    dict_top = [n for n in names if any(p == n or p.startswith(n + ".") for p in dict_paths)]
+    budget = ParquetDecodedLimits(spath, size, limits, names)
+    pre = ParquetDecodedLimits(spath, size, limits, names)  # the dictionary columns alone, a row group ahead
     row = 0
     try:
-        for batch in pf.iter_batches(batch_size=8192):
-            for rec in batch.to_pylist():
-                row += 1
-                yield row, rec
-            if progress:
-                progress(f"reading {path.name}", row, total)
+        if first_only:
+            for batch in (pf_dict or pf).iter_batches(batch_size=1):
+                budget.check(batch, 1)
+                yield 1, _decoded_rows(batch)[0]
+                return
+        for i in range(md.num_row_groups):
+            if dict_top:
+                # one batch for the row group: a dictionary read of pages that fell back to plain
+                # values grows its dictionary batch after batch (quadratic in smaller batches)
+                for batch in pf_dict.iter_batches(batch_size=max(md.row_group(i).num_rows, 1), row_groups=[i],
+                                                  columns=dict_top):
+                    pre.check(batch, row + 1)
+                    del batch
+                _release_arrow_memory()  # the dictionary read's buffers, before the rows are decoded
+            for batch in pf.iter_batches(batch_size=8192, row_groups=[i]):
+                budget.check(batch, row + 1)
+                for rec in batch.to_pylist():
+                    row += 1
+                    yield row, rec
+                if progress:
+                    progress(f"reading {path.name}", row, total)
     except pa.ArrowException as e:
         raise LoadError(spath, row + 1, f"cannot read the Parquet data ({e})") from None
 
@@ -987,7 +1310,7 @@ def detect_format(path: str | os.PathLike) -> str:
         kind = _container(p)
         if kind == "trec":
             return "trec-run"
-        (line, row), _ = _peek(_rows(p, kind))
+        (line, row), _ = _peek(_parquet_rows(p, None, first_only=True) if kind == "parquet" else _rows(p, kind))
     except OSError as e:
         raise LoadError(spath, None, f"cannot read the file ({e.strerror or e})") from None
     fmt = _detect_row(row)
@@ -2353,8 +2676,12 @@ def load_msmarco_hn(path: str | os.PathLike, collection_tsv: str | os.PathLike |
 
 def load_beir(directory: str | os.PathLike, collection: Collection, name: str | None = None,
               progress: Progress | None = None, only: list[Path] | None = None,
-              split: str | None = None) -> LoadReport:
-    """Load a BEIR directory: one source per file in ``negatives/`` (or per file in ``only``).
+              split: str | None = None, extra: Iterable[str | os.PathLike] | None = None) -> LoadReport:
+    """Load a BEIR directory: one source per file in ``negatives/`` (or per file in ``only``),
+    then one per run file in ``extra`` (TREC runs / negative-ids files kept elsewhere, e.g. a
+    ``sweep/`` folder: :func:`load_paths` passes the ones named beside the directory). Every
+    file's ids are gathered first and ``corpus.jsonl`` is read once for all of them, so an extra
+    run may name any passage of the corpus; a bad extra file is reported like a negatives file.
 
     Positives (qrels score > 0) come from every ``qrels/<split>.tsv``, each query's from the split
     it is labelled in, or from ``qrels/<split>.tsv`` alone when ``split`` is given (a query
@@ -2364,7 +2691,8 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
     file is a TREC run or a negative-ids JSONL; a bad one (unparsable, or naming ids missing from
     ``corpus.jsonl``/``queries.jsonl``) goes to ``LoadReport.errors`` and the others still load.
     Problems in ``corpus.jsonl``, ``queries.jsonl`` or ``qrels/`` raise LoadError (nothing loaded).
-    With ``only`` (used for a negatives file given on its own), that file's error is raised."""
+    With ``only`` (used for a negatives file given on its own), that file's error is raised;
+    ``only=[]`` with ``extra`` loads the extra files alone (not ``negatives/``), their errors reported."""
     d = Path(directory)
     sd = str(directory)
     corpus = _beir_file(d, "corpus.jsonl")
@@ -2387,6 +2715,12 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
     report = LoadReport()
     if only is None:
         report.errors.extend(str(_missing(f, str(f))) for f in unreadable)
+    strict = {str(p) for p in only or ()}  # the errors of these files are raised
+    for f in (Path(x) for x in (extra or ())):
+        if f.is_file():
+            files.append(f)
+        else:
+            report.errors.append(str(_missing(f, str(f))))
     fast = _fast(_size(*files))
     parsed: list[list[Any]] = []  # per file, one run per system (_IdArrays when fast, else _IdRun)
     # every id needed, each mapped to itself: the fast path keeps one string object per id for
@@ -2405,16 +2739,16 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
             else:
                 parsed.append(_parse_negatives_file(f, progress=progress))
         except LoadError as e:
-            if only is not None:
+            if str(f) in strict:
                 raise
             report.errors.append(str(e))
         except OSError as e:
             err = LoadError(str(f), None, f"cannot read the file ({e.strerror or type(e).__name__})")
-            if only is not None:
+            if str(f) in strict:
                 raise err from None
             report.errors.append(str(err))
         except Exception as e:
-            if only is not None:
+            if str(f) in strict:
                 raise _unexpected(str(f), None, e) from None
             report.errors.append(str(_unexpected(str(f), None, e)))
         if fast:
@@ -2454,7 +2788,7 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
         try:
             (_check_arrays if fast else _check_runs)(runs, qtexts, ptexts, queries.name, corpus.name)
         except LoadError as e:
-            if only is not None:
+            if runs[0].path in strict:
                 raise
             report.errors.append(str(e))
             continue
@@ -2470,7 +2804,7 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
                 else:
                     _check_cap(recs, runs[0].path)
         except LoadError as e:
-            if only is not None:
+            if runs[0].path in strict:
                 raise
             report.errors.append(str(e))
             continue
@@ -2505,8 +2839,8 @@ def _load_id_file(p: Path, collection: Collection, fmt: str, name: str | None, p
     """A TREC run / negative-ids file on its own: resolved through its BEIR directory (its
     dataset folder, :func:`eci_core.io.trust.dataset_dir`: the folder holding it, or DIR for a
     file in DIR/negatives/), else the collection."""
-    d = dataset_dir(p)
-    if is_trusted_dir(d, uploads=True) and _beir_file(d, "corpus.jsonl") is not None and (d / "qrels").is_dir():
+    d = _own_beir_dir(p)
+    if d is not None:
         return load_beir(d, collection, name=name, progress=progress, only=[p], split=split)
     fast = _fast(_size(p))
     runs = _parse_negatives_arrays(p, fmt, progress) if fast else _parse_negatives_file(p, fmt, progress)
@@ -2634,19 +2968,28 @@ def _load_path(path: str | os.PathLike, collection: Collection, format: str | No
 def load_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike, collection: Collection | None = None,
                format: str | None = None, progress: Progress | None = None,
                split: str | None = None, limits: LoadLimits | None = None,
-               roots: Iterable[str | os.PathLike] | None = None) -> tuple[Collection, LoadReport]:
+               roots: Iterable[str | os.PathLike] | None = None,
+               corpus_dirs: Iterable[str | os.PathLike] = ()) -> tuple[Collection, LoadReport]:
     """Load several files/directories into one collection (a new one when ``collection`` is None).
     ``roots``: the allowed roots of every file opened (see :func:`load_path`).
 
     A path that fails, for any reason, adds its one-line error to ``LoadReport.errors`` and
     loading continues with the next path; everything loaded before stays (each path's sources
-    are added whole or not at all). Raises only ValueError for a bad ``format`` name."""
+    are added whole or not at all). TREC runs and negative-ids files named with a BEIR directory
+    load with it, their ids resolved against its whole corpus (:func:`plan_extra_runs`);
+    ``corpus_dirs`` names BEIR directories (e.g. of the data already in ``collection``) that
+    resolve such files the same way without loading their ``negatives/``. Raises only
+    ValueError for a bad ``format`` name."""
     state: dict = {}
     token = _ARROW_POOL.set(state)
     _mmap_threshold(_LOAD_MMAP_THRESHOLD)
     try:
-        return _load_paths(paths, collection, format, progress, split, limits,
-                           None if roots is None else normalise_roots(roots))
+        rtoken = _ROOTS.set(normalise_roots(roots)) if roots is not None else None
+        try:
+            return _load_paths(paths, collection, format, progress, split, limits, corpus_dirs)
+        finally:
+            if rtoken is not None:
+                _ROOTS.reset(rtoken)
     finally:
         _ARROW_POOL.reset(token)
         if "prev" in state:
@@ -2694,15 +3037,116 @@ def _trim_memory() -> None:
         pass
 
 
-def _load_paths(paths, collection, format, progress, split, limits, roots=None) -> tuple[Collection, LoadReport]:
+def _own_beir_dir(p: Path) -> Path | None:
+    """The BEIR directory a run file given on its own resolves through (see :func:`_load_id_file`):
+    its dataset folder (:func:`eci_core.io.trust.dataset_dir`) when that is a trusted BEIR folder."""
+    d = dataset_dir(p)
+    if is_trusted_dir(d, uploads=True) and _beir_file(d, "corpus.jsonl") is not None and (d / "qrels").is_dir():
+        return d
+    return None
+
+
+class LoadStep(NamedTuple):
+    """One step of :func:`load_paths`: ``path`` loaded on its own (``extra`` empty), or the BEIR
+    directory ``path`` with the run files ``extra`` (its ``negatives/`` too when ``negatives``)."""
+
+    path: Any
+    extra: list
+    negatives: bool = True
+
+
+def _is_beir_dir(p: Path) -> bool:
+    return p.is_dir() and _beir_file(p, "corpus.jsonl") is not None and (p / "qrels").is_dir()
+
+
+def plan_extra_runs(paths: Iterable[str | os.PathLike], format: str | None = None,
+                    corpus_dirs: Iterable[str | os.PathLike] = ()) -> list[LoadStep]:
+    """How :func:`load_paths` loads ``paths``: a list of :class:`LoadStep`, in order.
+
+    A TREC run or negative-ids file named together with a BEIR directory is loaded with that
+    directory (``load_beir(directory, extra=[...])``): its ids resolve against the whole corpus,
+    read once for every file. It goes to the directory it lies in (``DIR/sweep/x.trec``, or
+    ``DIR/negatives/x.trec``), else, when only one BEIR directory is named, to that one.
+    ``corpus_dirs`` are BEIR directories that resolve such files without their ``negatives/``
+    being loaded (a dataset loaded before, e.g. the dashboard's). Any other path (and every path
+    when ``format`` is given) is loaded on its own, as before."""
+    paths = list(paths)
+    dirs: list[tuple[Any, Path, bool]] = []  # (path as given, resolved, named in paths)
+    for p in paths:
+        try:
+            if _is_beir_dir(Path(p)):
+                dirs.append((p, Path(p).resolve(), True))
+        except OSError:
+            continue
+    for p in corpus_dirs:
+        try:
+            r = Path(p).resolve()
+            if _is_beir_dir(Path(p)) and all(r != d for _, d, _ in dirs):
+                dirs.append((p, r, False))
+        except OSError:
+            continue
+    if format or not dirs:
+        return [LoadStep(p, []) for p in paths]
+    extras: dict[int, list[Any]] = {k: [] for k in range(len(dirs))}
+    first_at: dict[int, int] = {}  # a corpus_dirs entry's files load where its first file was named
+    moved: set[int] = set()
+    for i, p in enumerate(paths):
+        q = Path(p)
+        try:
+            # run files are TREC or JSONL text: other containers are not even opened here
+            if not q.is_file() or _container(q) not in ("trec", "jsonl") \
+                    or detect_format(q) not in ("trec-run", "negative-ids"):
+                continue
+            own = _own_beir_dir(q)
+            rq = q.resolve()
+            own = own.resolve() if own is not None else None
+        except (LoadError, OSError, ValueError):
+            continue  # loaded on its own, which reports the problem
+        if own is not None:
+            home = [k for k, (_, d, _) in enumerate(dirs) if d == own]
+        else:
+            home = [k for k, (_, d, _) in enumerate(dirs) if d in rq.parents] or ([0] if len(dirs) == 1 else [])
+        if home:
+            extras[home[0]].append(p)
+            first_at.setdefault(home[0], i)
+            moved.add(i)
+    named = {id(p): k for k, (p, _, inside) in enumerate(dirs) if inside}
+    steps: list[LoadStep] = []
+    for i, p in enumerate(paths):
+        for k, at in first_at.items():
+            if at == i and not dirs[k][2]:
+                steps.append(LoadStep(dirs[k][0], extras[k], False))
+        if i in moved:
+            continue
+        k = named.get(id(p))
+        steps.append(LoadStep(p, extras[k] if k is not None else []))
+    return steps
+
+
+def _load_paths(paths, collection, format, progress, split, limits, corpus_dirs=()) -> tuple[Collection, LoadReport]:
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     coll = Collection() if collection is None else collection
     fmt = normalise_format(format) if format else None
     report = LoadReport()
-    for p in paths:
+    token = _LIMITS.set(limits) if limits is not None else None
+    try:
+        plan = plan_extra_runs(paths, fmt, corpus_dirs)
+    finally:
+        if token is not None:
+            _LIMITS.reset(token)
+    for p, extra, negatives in plan:
         try:
-            report.extend(load_path(p, coll, format=fmt, progress=progress, split=split, limits=limits, roots=roots))
+            if extra:
+                token = _LIMITS.set(limits) if limits is not None else None
+                try:
+                    report.extend(load_beir(p, coll, progress=progress, split=split, extra=extra,
+                                            only=None if negatives else []))
+                finally:
+                    if token is not None:
+                        _LIMITS.reset(token)
+            else:
+                report.extend(load_path(p, coll, format=fmt, progress=progress, split=split, limits=limits))
         except LoadError as e:
             report.errors.append(str(e))
         except Exception as e:  # never lose the good files of a batch
@@ -2712,16 +3156,19 @@ def _load_paths(paths, collection, format, progress, split, limits, roots=None) 
 
 def load_batch(paths: Iterable[str | os.PathLike], collection: Collection | None = None,
                format: str | None = None, split: str | None = None, limits: LoadLimits | None = None,
-               progress: Progress | None = None) -> tuple[Collection, LoadReport, list[str]]:
+               progress: Progress | None = None,
+               corpus_dirs: Iterable[str | os.PathLike] = ()) -> tuple[Collection, LoadReport, list[str]]:
     """Load a batch (e.g. one upload of several files) on top of ``collection``, never raising.
 
     Returns ``(new_collection, report, errors)``: ``new_collection`` is a copy of ``collection``
     (a new one when None; the caller's object is never changed) with every good path's sources
     added; ``report`` lists those sources; ``errors`` holds one ``PATH:LINE: field 'F': message``
-    line per bad path (also in ``report.errors``). A bad ``format`` name is an error line too."""
+    line per bad path (also in ``report.errors``). A bad ``format`` name is an error line too.
+    ``corpus_dirs``: as in :func:`load_paths`."""
     coll = Collection() if collection is None else collection.copy()
     try:
-        coll, report = load_paths(list(paths), coll, format=format, progress=progress, split=split, limits=limits)
+        coll, report = load_paths(list(paths), coll, format=format, progress=progress, split=split, limits=limits,
+                                  corpus_dirs=corpus_dirs)
     except ValueError as e:  # unknown format name
         report = LoadReport(errors=[f"format: {e}"])
     return coll, report, list(report.errors)
