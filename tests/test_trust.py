@@ -221,12 +221,12 @@ def test_the_overview_verdict_is_plain_text(_env, monkeypatch, tmp_path):
 
     _plant(tmp_path)
     res = load_results(tmp_path / "validation" / "evil")
-    monkeypatch.setattr(state, "validation_for_loaded_data", lambda: res)
+    monkeypatch.setattr(state, "validation_status", lambda settings: (res, None))
     at = _app()
     assert not at.exception, [e.message for e in at.exception]
     verdict = next(i.value for i in at.info if EVIL_TRAINER in i.value.replace("\\", ""))
     assert "](" not in verdict and "**" not in verdict
-    assert verdict == components.plain(views.verdict(_scored(), res))
+    assert verdict == components.plain(views.verdict(_scored(), res, None))
 
 
 def _scored():

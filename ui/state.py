@@ -417,9 +417,10 @@ def add_paths(paths: list[Path], label: str, hide_root: Path | None = None) -> N
     current: Collection | None = ss[K_COLLECTION]
     base = current.copy() if current is not None else None
     try:
-        roots = [hide_root] if hide_root is not None else read_roots()
-        coll, report = load_paths([str(p) for p in paths], collection=base, roots=roots,
-                                  corpus_dirs=(ss.get(K_DATA_DIRS) or []) if current is not None else [])
+        corpus_dirs = (ss.get(K_DATA_DIRS) or []) if current is not None else []
+        # an upload reads inside its own folder, plus the dataset folder opened before (its corpus)
+        roots = [hide_root, *corpus_dirs] if hide_root is not None else read_roots()
+        coll, report = load_paths([str(p) for p in paths], collection=base, roots=roots, corpus_dirs=corpus_dirs)
     except Exception as err:
         ss[K_ERRORS] = [_short_names(one_line(err), hide_root)]
         return
