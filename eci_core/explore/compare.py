@@ -119,7 +119,6 @@ def _compare_scatter(comparison: Comparison, highlight_top: bool = True):
     return fig
 
 
-
 # Building a figure of 20,000 WebGL points costs about as much as sending it; a page rerun (a
 # page switch, a widget elsewhere on the page) gets the figure built for the same table and
 # arguments. Callers may restyle the returned figure (axes margins, height) but not its data.

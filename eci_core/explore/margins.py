@@ -218,7 +218,6 @@ def flag_funnel_figure(result: Any, source: str):
     return fig
 
 
-
 # Building a figure of 20,000 WebGL points costs about as much as sending it; a page rerun (a
 # page switch, a widget elsewhere on the page) gets the figure built for the same table and
 # arguments. Callers may restyle the returned figure (axes margins, height) but not its data.
