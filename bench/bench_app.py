@@ -143,7 +143,7 @@ def markdown(r: dict) -> str:
               "page's charts are drawn. Scores are computed once per (data, settings) and kept in a "
               "process-wide store, so switching pages never recomputes. Server side, the first script run "
               "(load the sample, score 8 sources from the shipped embeddings, bootstrap) takes about 2 s, and "
-              "preparing the pages' defaults (`views.warm_up`, the default projection) about 0.5 s more; "
+              "preparing the pages' defaults (`warm.warm_up`, the default projection) about 0.5 s more; "
               "the rest of the cold start is the browser: a fresh Chromium profile downloads and parses "
               "Streamlit's bundle and, for the first chart, plotly.js (the gap between page title and first "
               "chart above); a returning browser with those assets cached is not faster, so that time is "

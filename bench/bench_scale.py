@@ -131,7 +131,7 @@ def child_library(data: str, out: str, save: str | None, no_cache: bool = False)
     r["pairs_table_mib"] = float(res.pairs.memory_usage(deep=False, index=False).sum() / 2**20)
     r["pairs_dtypes"] = {c: str(t) for c, t in res.pairs.dtypes.items()}
     if save:  # what `eci score --out DIR` writes, with the same function
-        from eci_core.io.report import write_tables
+        from eci_core.io.tables import write_tables
 
         t0 = time.monotonic()
         names = write_tables(res, save)
@@ -178,7 +178,7 @@ def _run_child(args: list[str]) -> dict:
 # --------------------------------------------------------------------------- dashboard
 def _first_chart(page, t_start: float, timeout_s: float, min_charts: int = 1, title: str = "Overview") -> dict:
     """Poll until the page has ``title`` and ``min_charts`` charts; note the last moment the
-    progress bar said "Computing" (scoring) and "Preparing the pages" (``views.warm_up`` and the
+    progress bar said "Computing" (scoring) and "Preparing the pages" (``warm.warm_up`` and the
     default projection, run after scoring and before the first chart)."""
     import app_server as A
 

@@ -7,7 +7,7 @@ one to open it in the drill-down).
 
 import streamlit as st
 
-from eci_core.explore import selection, views
+from eci_core.explore import common, compare, selection
 from ui import components
 
 cur = components.require_result(
@@ -30,7 +30,7 @@ if a == b:
     st.warning("Choose two different sources.")
     st.stop()
 
-cmp = views.compare_sources(res, a, b, n_top=int(n_top))
+cmp = compare.compare_sources(res, a, b, n_top=int(n_top))
 st.info(components.plain(cmp.summary()), icon=":material/compare_arrows:")
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Shared queries", f"{cmp.n_shared:,}")
@@ -47,9 +47,9 @@ if not cmp.n_shared:
 def scatter_and_tables() -> None:
     left, right = st.columns(2)
     with left:
-        fig = views.compare_scatter(cmp)
+        fig = compare.compare_scatter(cmp)
         event = components.plotly(fig, key=f"cmp_chart_{a}_{b}", select=True)
-        _, note = views.compare_sample(cmp)
+        _, note = compare.compare_sample(cmp)
         st.caption("Each point is a query; above the dashed diagonal B scores higher, below it A does. "
                    "Large orange points: the most disagreeing queries. " + note)
     ids = selection.selected_ids(event, fig)
@@ -80,10 +80,10 @@ def scatter_and_tables() -> None:
         components.open_query_on_select(pick, shown)
 
     st.subheader("Per-query ECI difference")
-    if cmp.n_shared > views.TABLE_MAX_ROWS:
-        st.caption(f"The {views.TABLE_MAX_ROWS:,} most disagreeing of {cmp.n_shared:,} shared queries; "
+    if cmp.n_shared > common.TABLE_MAX_ROWS:
+        st.caption(f"The {common.TABLE_MAX_ROWS:,} most disagreeing of {cmp.n_shared:,} shared queries; "
                    "the queries table on the Export page has them all.")
-    per_query = components.with_query_text(cmp.per_query.head(views.TABLE_MAX_ROWS), cur.collection, width=110)
+    per_query = components.with_query_text(cmp.per_query.head(common.TABLE_MAX_ROWS), cur.collection, width=110)
     st.dataframe(
         per_query,
         hide_index=True,

@@ -8,9 +8,9 @@ or Parquet; and the HTML report.
 
 import streamlit as st
 
-from eci_core.io import export, report
+from eci_core.io import export
 
-from eci_core.explore import views
+from eci_core.explore import cleaning, common, overview, report
 from ui import components, state
 
 cur = components.require_result(
@@ -44,7 +44,7 @@ if rule in export.FN_RULES:
 
 marks = dict(st.session_state[state.K_MARKS])
 own_marks = {k: v for k, v in marks.items() if k[0] == source}
-cleaned = views.cleaned_set(coll, res, rule=rule, marks=own_marks, sources=[source], fn_threshold=fn_t)
+cleaned = cleaning.cleaned_set(coll, res, rule=rule, marks=own_marks, sources=[source], fn_threshold=fn_t)
 
 n_fn = sum(v == state.MARK_FALSE_NEGATIVE for v in own_marks.values())
 n_fine = len(own_marks) - n_fn
@@ -56,7 +56,7 @@ else:
 if cleaned.unmatched_marks:
     st.warning(f"{len(cleaned.unmatched_marks)} mark(s) match no negative of {components.plain(source)} and were ignored.")
 
-summary = views.cleaned_summary(cleaned)
+summary = cleaning.cleaned_summary(cleaned)
 row = summary.iloc[0] if len(summary) else None
 if row is not None:
     m1, m2, m3, m4 = st.columns(4)
@@ -66,10 +66,10 @@ if row is not None:
     m4.metric("Relabelled as positives", f"{int(row['relabelled']):,}")
 
 with st.expander("What happened to each negative"):
-    if len(cleaned.actions) > views.TABLE_MAX_ROWS:
-        st.caption(f"The first {views.TABLE_MAX_ROWS:,} of {len(cleaned.actions):,} rows; the “actions” download "
+    if len(cleaned.actions) > common.TABLE_MAX_ROWS:
+        st.caption(f"The first {common.TABLE_MAX_ROWS:,} of {len(cleaned.actions):,} rows; the “actions” download "
                    "below has them all.")
-    st.dataframe(cleaned.actions.head(views.TABLE_MAX_ROWS), hide_index=True, width="stretch")
+    st.dataframe(cleaned.actions.head(common.TABLE_MAX_ROWS), hide_index=True, width="stretch")
 
 st.subheader("Cleaned training set")
 records = cleaned.get(source)
@@ -159,4 +159,4 @@ st.download_button(
     on_click="ignore",
     type="primary",
 )
-st.caption(components.plain(views.eci_ranking_line(res)))
+st.caption(components.plain(overview.eci_ranking_line(res)))

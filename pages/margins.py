@@ -8,7 +8,7 @@ negatives each flag rule catches, per source, and how the false-negative score s
 
 import streamlit as st
 
-from eci_core.explore import views
+from eci_core.explore import margins
 from ui import components
 
 cur = components.require_result(
@@ -30,10 +30,10 @@ def margin_chart() -> None:
     if not chosen:
         st.info("Choose at least one source.")
         return
-    fig = views.margin_histogram(res, chosen, mode="facets" if layout == "Small multiples" else "overlay",
+    fig = margins.margin_histogram(res, chosen, mode="facets" if layout == "Small multiples" else "overlay",
                                  ecdf_view=as_ecdf)
     components.plotly(fig, key="mg_hist")
-    band = views.percpos_band(res, sources=chosen)
+    band = margins.percpos_band(res, sources=chosen)
     pct = round(100 * res.config.percpos)
     st.caption(
         f"Red line: margin = 0 (left of it the negative is unsafe). Shaded: the {pct} %-of-positive band "
@@ -62,7 +62,7 @@ st.caption(
     "true hard negatives); whether a negative is an unlabelled positive is the false-negative score below."
 )
 st.dataframe(
-    views.flag_counts(res, names),
+    margins.flag_counts(res, names),
     hide_index=True,
     width="stretch",
     column_config={
@@ -81,7 +81,7 @@ if not cur.settings.cross_encoder:
 @st.fragment
 def funnel() -> None:
     pick = st.segmented_control("Funnel of", names, default=names[0], key="mg_funnel_source") or names[0]
-    fig = views.flag_funnel_figure(res, pick)
+    fig = margins.flag_funnel_figure(res, pick)
     fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), height=360,
                       margin=dict(l=10, r=10, t=80, b=10))
     left, _ = st.columns([3, 2])
@@ -99,7 +99,7 @@ st.caption(
     "Bands: likely ≥ 0.5, possible ≥ 0.1, unlikely below. The Review queue lists them in score order."
 )
 st.dataframe(
-    views.fn_band_counts(res, names),
+    margins.fn_band_counts(res, names),
     hide_index=True,
     width="stretch",
     column_config={

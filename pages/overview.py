@@ -12,7 +12,7 @@ sentence-transformers Positive / Negative / Difference summary follows.
 
 import streamlit as st
 
-from eci_core.explore import views
+from eci_core.explore import overview
 from ui import components, state
 
 cur = components.require_result(
@@ -25,7 +25,7 @@ names = components.source_names(cur)
 validation, why_not = state.validation_status(cur.settings)
 
 # what comes from saved files or source names is shown as plain text (never Markdown)
-st.info(components.plain(views.verdict(res, validation, why_not)),
+st.info(components.plain(overview.verdict(res, validation, why_not)),
         icon=":material/model_training:" if validation is not None else ":material/info:")
 if validation is None:
     st.page_link(state.PAGE_FILES["validation"], label="Validation: measure which source trains best on this data",
@@ -39,16 +39,16 @@ st.caption(components.plain(f"Target encoder: {res.encoder} · positive rule: {r
                             f"aggregate: {res.config.aggregate}"))
 
 if validation is not None:
-    ranking = views.validated_ranking(validation, names)
+    ranking = overview.validated_ranking(validation, names)
     top = ranking.iloc[0]
     c4.metric("Trained best", str(top["source"]),
               help="Highest mean downstream nDCG@10 of the loaded sources in the saved validation")
     c5.metric("Its nDCG@10", f"{top['ndcg@10']:.3f}",
               help=f"95 % CI {top['ndcg@10_low']:.3f}–{top['ndcg@10_high']:.3f} over the test queries")
-    st.caption(components.plain(views.validated_effect(validation, names)))
+    st.caption(components.plain(overview.validated_effect(validation, names)))
     left, right = st.columns([5, 6])
     with left:
-        components.plotly(views.validated_figure(validation, names), key="ov_measured")
+        components.plotly(overview.validated_figure(validation, names), key="ov_measured")
     with right:
         shown = ranking.assign(ci=[f"{lo:.3f}–{hi:.3f}" for lo, hi in zip(ranking["ndcg@10_low"], ranking["ndcg@10_high"])])
         st.dataframe(
@@ -69,7 +69,7 @@ if validation is not None:
                  icon=":material/model_training:")
 
 else:
-    predicted, reliability = views.predicted_ranking(res)
+    predicted, reliability = overview.predicted_ranking(res)
     if predicted is not None:
         st.subheader("Predicted training value (no validation of this data yet)")
         st.caption(components.plain(reliability) + " A prediction, not a measurement: validate before you rely on it.")
@@ -85,8 +85,8 @@ else:
         )
 
 with st.expander("ECI ranking (seed metric)", expanded=False):
-    st.markdown(f"**{components.plain(views.eci_validity(validation, why_not))}**")
-    st.markdown(components.plain(views.eci_ranking_line(res)))
+    st.markdown(f"**{components.plain(overview.eci_validity(validation, why_not))}**")
+    st.markdown(components.plain(overview.eci_ranking_line(res)))
     best = res.sources.iloc[0]
     e1, e2 = st.columns(2)
     e1.metric("Highest ECI", f"{best['eci']:.3f}", help=components.plain(f"{best['name']}: first in the ECI ranking (not a recommendation)"))
@@ -96,17 +96,17 @@ with st.expander("ECI ranking (seed metric)", expanded=False):
     st.caption("ECI = ln(K+1) · harmonic mean of Signal and Safety, per query, averaged over queries.")
     left, right = st.columns([3, 2])
     with left:
-        components.plotly(views.overview_figure(res), key="ov_rank")
+        components.plotly(overview.overview_figure(res), key="ov_rank")
     with right:
         if len(res.sources) > 1:
-            components.plotly(views.beats_heatmap(res), key="ov_beats")
+            components.plotly(overview.beats_heatmap(res), key="ov_beats")
             st.caption("Bootstrap probability that the row's ECI exceeds the column's, on the queries both cover.")
         else:
             st.info("Load a second source to see which one beats which.")
 
     st.subheader("Components")
     st.dataframe(
-        views.components_table(res),
+        overview.components_table(res),
         hide_index=True,
         width="stretch",
         column_order=["rank", "name", "eci", "unsafe_query_rate", "unsafe_negative_rate", "signal", "safety", "capacity",
@@ -144,7 +144,7 @@ def positive_negative_difference() -> None:
     st.subheader("Positive / Negative / Difference")
     chosen = st.segmented_control("Source", names, default=names[0], key="ov_summary_source")
     chosen = chosen or names[0]
-    st.dataframe(components.summary_display(views.score_summary(res.pairs, chosen)), width=620)
+    st.dataframe(components.summary_display(overview.score_summary(res.pairs, chosen)), width=620)
     st.caption("As sentence-transformers' mine_hard_negatives prints it: similarities under the target encoder; "
                "Difference = s_qp − s_qn per negative.")
 

@@ -8,7 +8,7 @@ query in the drill-down.
 
 import streamlit as st
 
-from eci_core.explore import selection, views
+from eci_core.explore import projection, selection
 from ui import components, state
 
 cur = components.require_result(
@@ -57,7 +57,7 @@ def projection_view() -> None:
             min_dist=params["min_dist"], metric=params["metric"])
     title = (f"UMAP (n_neighbors={params['n_neighbors']}, min_dist={params['min_dist']:g}, {params['metric']})"
              if params["method"] == "umap" else "PCA (first two components)")
-    fig = views.projection_figure(points, color_by=color_by, title=title)
+    fig = projection.projection_figure(points, color_by=color_by, title=title)
     if note:
         st.info(note.capitalize() + ".", icon=":material/filter_alt:")
     st.caption(f"{len(points):,} points: queries, their positives and the negatives of the chosen sources.")

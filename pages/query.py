@@ -11,7 +11,7 @@ measures: unsafe = ranked at or above the positive) and the false-negative score
 
 import streamlit as st
 
-from eci_core.explore import views
+from eci_core.explore import drilldown
 from ui import components, state
 
 cur = components.require_result(
@@ -47,14 +47,14 @@ st.html(CSS)
 FIRST_SHOWN = 5  # negatives per source shown before "Show all"
 
 # ----------------------------------------------------------------------------- choose the query
-worst = views.worst_query(res)
+worst = drilldown.worst_query(res)
 if worst is None:
     st.info("No scored query.")
     st.stop()
 
 c_search, c_pick = st.columns([1, 3])
 search = c_search.text_input("Search queries", key="dd_search", placeholder="words or id")
-options, found = views.query_choices(coll, res, search, current=state.qp_get("q") or ss.get("dd_query"))
+options, found = drilldown.query_choices(coll, res, search, current=state.qp_get("q") or ss.get("dd_query"))
 if not options:
     c_pick.warning(f"No query matches “{search}”.")
     st.stop()
@@ -72,7 +72,7 @@ state.qp_set(q=qid)
 if qid == worst:
     st.caption("Showing the query with the lowest ECI (mean over sources). Search or pick another above.")
 
-dd = views.query_drilldown(coll, res, qid)
+dd = drilldown.query_drilldown(coll, res, qid)
 
 st.subheader(components.md_escape(dd.query))
 st.caption(f"query id `{dd.query_id}` · {len(dd.positives)} positive(s) · "

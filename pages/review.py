@@ -14,7 +14,7 @@ negatives (a labels file next to the data, or your marks).
 import streamlit as st
 
 from eci_core.metrics import false_negatives as FN
-from eci_core.explore import views
+from eci_core.explore import drilldown, review
 from ui import components, state
 
 cur = components.require_result(
@@ -59,7 +59,7 @@ if not chosen:
     st.stop()
 
 pm = state.pair_marks()
-view = views.review_view(res, scores, chosen, pm, show)  # the queue once per data; only a page is copied
+view = review.review_view(res, scores, chosen, pm, show)  # the queue once per data; only a page is copied
 n_fn = sum(v == state.MARK_FALSE_NEGATIVE for v in pm.values())
 n_fine = sum(v == state.MARK_FINE for v in pm.values())
 
@@ -104,7 +104,7 @@ def queue_items() -> None:
         query = coll.query_texts[qi]
         pos_texts = [coll.passage_texts[p] for p in coll.positives.get(qi, [])]
         neg_text = coll.passage_texts[coll.passage_index(str(row.passage_id))]
-        shared = views.shared_words(neg_text, pos_texts)
+        shared = drilldown.shared_words(neg_text, pos_texts)
         band = str(row.fn_band)
         mark = row.mark if isinstance(row.mark, str) else None
         mark_chip = f'<span class="rv-mark">you: {state.MARK_LABELS[mark]}</span>' if mark else ""
@@ -210,13 +210,13 @@ else:
         st.caption(f"{components.plain(labels_file.name)}: {sum(v > 0 for v in labels.values()):,} labelled false negatives. "
                    "On the bundled sample the shipped score was fitted on these very labels, so its numbers here are "
                    "in-sample; the README reports it on held-out queries.")
-    dq = views.detector_quality(res, labels, scores)
+    dq = review.detector_quality(res, labels, scores)
     summ = dq["summary"]
     d1, d2 = st.columns([3, 2])
     which = d1.selectbox("Source", ["all sources"] + names, key="rv_dq_source")
     if len(dq["curves"]) and which in set(dq["curves"]["source"]):
         with d1:
-            components.plotly(views.pr_figure(dq["curves"], which), key="rv_pr")
+            components.plotly(review.pr_figure(dq["curves"], which), key="rv_pr")
     else:
         d1.info(f"No labelled false negative among the negatives of {components.plain(which)}.")
     table = summ[summ["source"] == which][["ranking", "average_precision", "roc_auc"]]

@@ -9,7 +9,7 @@ row to open it in the Query drill-down.
 
 import streamlit as st
 
-from eci_core.explore import selection, views
+from eci_core.explore import selection, signal_safety
 from ui import components
 
 cur = components.require_result(
@@ -27,9 +27,9 @@ def chart_and_table() -> None:
     if not chosen:
         st.info("Choose at least one source.")
         return
-    frame = views.signal_safety_frame(res, chosen)
-    fig = views.signal_safety_figure(res, chosen, frame=frame)
-    _, note = views.signal_safety_sample(frame)
+    frame = signal_safety.signal_safety_frame(res, chosen)
+    fig = signal_safety.signal_safety_figure(res, chosen, frame=frame)
+    _, note = signal_safety.signal_safety_sample(frame)
     if note:
         st.caption(note)
     event = components.plotly(fig, key="ss_chart_" + "_".join(chosen), select=True)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import eci_core  # noqa: F401  (offline model environment first)
-from eci_core.explore import views
+from eci_core.explore import common, compare, drilldown, margins, overview, review
 from eci_core.config import ECIConfig
 from eci_core.models.encoders import HashingEncoder
 from eci_core.io.loaders import load_paths
@@ -116,18 +116,18 @@ def test_overview_numbers_match_the_library(expected):
     assert "Best ECI" not in m and "Trained best" not in m
     # no validation of this data: the headline says so and names no source; the ECI ranking
     # (never "Train on") and its validity line are in the "ECI ranking (seed metric)" expander
-    verdict = views.verdict(res)
+    verdict = overview.verdict(res)
     assert plain(verdict) in [i.value for i in at.info]  # shown as plain text (Markdown escaped)
     assert verdict.startswith("No validated ranking exists for this data.") and best["name"] not in verdict
     assert [e.label for e in at.main.expander] == ["ECI ranking (seed metric)"]
-    line = views.eci_ranking_line(res)
+    line = overview.eci_ranking_line(res)
     assert line.startswith(f"ECI ranks {best['name']} first") and "Validation page" in line
     shown = [md.value for md in at.markdown]
     validity = "Not validated on this data: no saved validation covers the loaded sources with the same negatives."
     assert plain(line) in shown and f"**{plain(validity)}**" in shown
     # the components table is the library's, row for row
     comp = at.dataframe[0].value
-    want = views.components_table(res)
+    want = overview.components_table(res)
     assert list(comp["name"]) == list(want["name"])
     np.testing.assert_allclose(comp["eci"].to_numpy(float), want["eci"].to_numpy(float))
     np.testing.assert_allclose(comp["eci_sem"].to_numpy(float), want["eci_sem"].to_numpy(float))
@@ -139,7 +139,7 @@ def test_overview_summary_table_is_sentence_transformers_style(expected):
     at = open_page()
     table = at.dataframe[1].value
     first = res.sources.iloc[0]["name"]
-    want = views.score_summary(res.pairs, first)
+    want = overview.score_summary(res.pairs, first)
     assert list(table.index) == [i.capitalize() for i in want.index]
     n_neg = int((res.pairs["source"] == first).sum())
     assert table.loc["Count", "Negative"] == f"{n_neg:,}"
@@ -191,7 +191,7 @@ def test_margins_flag_table_matches_library(expected):
     at = open_page("margins")
     assert at.multiselect(key="mg_sources").value == list(res.sources["name"])
     shown = at.dataframe[1].value
-    want = views.flag_counts(res, list(res.sources["name"]))
+    want = margins.flag_counts(res, list(res.sources["name"]))
     assert list(shown["unsafe"]) == list(want["unsafe"])
     # by hand: bm25's d23 (q1) and dense's d24 (q4) are ranked above their positive
     assert dict(zip(shown["source"], shown["unsafe"])) == {"bm25": 1, "dense": 1, "random": 0}
@@ -227,13 +227,13 @@ def _scatter_points(at, index: int = 0) -> int:
 
 
 def test_scatters_send_at_most_the_cap(monkeypatch):
-    """Above views.SCATTER_MAX_POINTS the charts draw a stated sample (here the cap is lowered to
+    """Above common.SCATTER_MAX_POINTS the charts draw a stated sample (here the cap is lowered to
     7 so the fixture's 6 queries x 3 sources = 18 points exceed it)."""
-    monkeypatch.setattr(views, "SCATTER_MAX_POINTS", 7)
+    monkeypatch.setattr(common, "SCATTER_MAX_POINTS", 7)
     at = open_page("signal_safety")
     assert _scatter_points(at) == 7
     assert any("7 of 18 (query, source) points" in c.value and "stratified by source" in c.value for c in at.caption)
-    monkeypatch.setattr(views, "SCATTER_MAX_POINTS", 4)
+    monkeypatch.setattr(common, "SCATTER_MAX_POINTS", 4)
     at = open_page("compare")
     assert _scatter_points(at) == 4  # 6 shared queries
     assert any("4 of 6 shared queries" in c.value for c in at.caption)
@@ -309,7 +309,7 @@ def test_projection_umap_form_passes_its_parameters(monkeypatch):
 def test_drilldown_defaults_to_worst_query_and_shows_components(expected):
     coll, res = expected
     at = open_page("drilldown")
-    worst = views.worst_query(res)
+    worst = drilldown.worst_query(res)
     assert at.selectbox(key="dd_query").value == worst
     assert at.subheader[0].value.replace("\\", "") == coll.query_texts[coll.query_index(worst)]
     comp = at.dataframe[0].value
@@ -340,7 +340,7 @@ def test_drilldown_finds_a_query_by_id_and_lists_few_options(expected):
     _, res = expected
     at = open_page("drilldown")
     # without a search: the lowest-ECI queries (all 6 here), never more than 20 + the current one
-    assert at.selectbox(key="dd_query").options[0].endswith(views.worst_query(res))
+    assert at.selectbox(key="dd_query").options[0].endswith(drilldown.worst_query(res))
     assert len(at.selectbox(key="dd_query").options) <= 21
     at.text_input(key="dd_search").input("Q4").run()
     _no_exception(at)
@@ -369,7 +369,7 @@ def test_compare_numbers(expected):
     at = open_page("compare")
     a, b = list(res.sources["name"])[:2]
     assert at.selectbox(key="cmp_a").value == a and at.selectbox(key="cmp_b").value == b
-    cmp = views.compare_sources(res, a, b, n_top=15)
+    cmp = compare.compare_sources(res, a, b, n_top=15)
     m = _metrics(at)
     assert m["Shared queries"] == "6"
     assert m[f"Mean ECI_q difference ({a} − {b})"] == f"{cmp.mean_diff:+.3f}"
@@ -496,7 +496,7 @@ def test_cross_encoder_checkbox_adds_the_cross_encoder_flag(monkeypatch, expecte
     monkeypatch.setenv("ECI_CROSS_ENCODER", "1")
     at = open_page("margins")
     shown = at.dataframe[1].value
-    counts = views.flag_counts(want, list(want.sources["name"]))
+    counts = margins.flag_counts(want, list(want.sources["name"]))
     assert list(shown["cross_encoder"]) == list(counts["cross_encoder"])
     assert list(shown["flagged"]) == list(counts["flagged"])
     assert counts["cross_encoder"].sum() > 0  # the fixture has negatives the cross-encoder rates as relevant
@@ -518,12 +518,12 @@ def test_every_page_that_shows_the_score_shows_it(expected):
         assert f"false negative: {r['fn_band']} ({r['fn_score']:.2f})" in body
     # margins: the band table equals the library's
     at = open_page("margins")
-    want = views.fn_band_counts(res, list(res.sources["name"]))
+    want = margins.fn_band_counts(res, list(res.sources["name"]))
     shown = next(d.value for d in at.dataframe if "likely_share" in d.value.columns)
     assert list(shown["likely"]) == list(want["likely"]) and list(shown["unsafe_unlikely"]) == list(want["unsafe_unlikely"])
     # review queue: the first item is the highest score over all sources
     at = open_page("review")
-    q = views.review_queue(res)
+    q = review.review_queue(res)
     assert f"fn_score <b>{q['fn_score'].iloc[0]:.2f}</b>" in _html(at)
     assert _metrics(at)["Negatives in the queue"] == f"{len(q):,}"
     # export: the score rule with its threshold
@@ -539,7 +539,7 @@ def test_every_page_that_shows_the_score_shows_it(expected):
 
 def test_review_queue_marks_every_source_of_a_pair_and_they_survive_a_reload(expected):
     _, res = expected
-    q = views.review_queue(res)
+    q = review.review_queue(res)
     top = q.iloc[0]
     at = open_page("review")
     key = f"rv|{top['query_id']}|{top['passage_id']}"
@@ -571,7 +571,7 @@ def test_review_queue_marks_every_source_of_a_pair_and_they_survive_a_reload(exp
 
 def test_review_queue_refit_after_ten_marks_of_each_kind(expected):
     _, res = expected
-    q = views.review_queue(res)
+    q = review.review_queue(res)
     assert len(q) >= 20
     at = open_page("review")
     # contradict the shipped score: its top 10 are fine, its bottom 10 false negatives
@@ -601,7 +601,7 @@ def test_review_queue_labels_upload_sets_marks_and_a_bad_file_loses_none(expecte
     holding a labelled pair gets its mark, the counters and the queue's mark buttons show them;
     then a malformed file gives one error line naming file, line and field, and every mark stays."""
     _, res = expected
-    q = views.review_queue(res)
+    q = review.review_queue(res)
     fn1, fn2, fine = q.iloc[0], q.iloc[1], q.iloc[2]
     body = ("query-id\tcorpus-id\tscore\n"
             f"{fn1['query_id']}\t{fn1['passage_id']}\t1\n{fn2['query_id']}\t{fn2['passage_id']}\t1\n"

@@ -191,14 +191,14 @@ def test_labels_file_is_found_next_to_beir_data(tmp_path):
 def test_detector_quality_per_source_and_flag_points():
     from types import SimpleNamespace
 
-    from eci_core.explore import views
+    from eci_core.explore import review
 
     df, y = synthetic_pairs(n=400, seed=5)
     df.loc[200:, "source"] = "b"
     df["flag_reasons"] = ""
     FN.add_scores(df)
     labels = {(q, p): 1 for q, p, v in zip(df["query_id"], df["passage_id"], y) if v}
-    dq = views.detector_quality(SimpleNamespace(pairs=df), labels)
+    dq = review.detector_quality(SimpleNamespace(pairs=df), labels)
     s = dq["summary"].set_index(["source", "ranking"])
     assert set(s.index.get_level_values(0)) == {"all sources", "a", "b"}
     assert s.loc[("all sources", "fn_score"), "labelled"] == int(y.sum())
@@ -213,7 +213,7 @@ def test_detector_quality_per_source_and_flag_points():
     assert len(u) == 1 and u["precision"].iloc[0] == pytest.approx(y[on].mean())
     assert u["recall"].iloc[0] == pytest.approx(y[on].sum() / y.sum())
     assert len(c[(c["score"] == "s_pn") & (c["source"] == "a")]) > 2
-    views.pr_figure(c, "a")  # draws
+    review.pr_figure(c, "a")  # draws
 
 
 def test_marked_rows_are_the_marked_negatives_in_table_order():

@@ -6,7 +6,7 @@ its shipped validations (made under the bundled MiniLM with the default settings
   validation's ρ or its best source claimed.
 * Under the bundled MiniLM (the sample's shipped embeddings: no model runs) the headline, the
   first metric pair, the first chart and the first table rank the loaded sources by measured
-  downstream nDCG@10, as ``views.validated_ranking`` gives them from ``results.json``.
+  downstream nDCG@10, as ``overview.validated_ranking`` gives them from ``results.json``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import eci_core  # noqa: F401
-from eci_core.explore import views
+from eci_core.explore import overview
 
 streamlit_testing = pytest.importorskip("streamlit.testing.v1")
 AppTest = streamlit_testing.AppTest
@@ -89,7 +89,7 @@ def test_overview_ranks_by_measured_ndcg_under_the_matching_encoder(monkeypatch)
     linear = load_results(SAMPLE / "validation" / "linear")
     at = _open(monkeypatch, "minilm")
     headline = _text(at.info[0].value)
-    want = views.validated_ranking(linear, SAMPLE_SOURCES)
+    want = overview.validated_ranking(linear, SAMPLE_SOURCES)
     best = want.iloc[0]
     assert headline.startswith(f"Validation (linear trainer, 5 split(s) × 3 seed(s)): {best['source']} trained best of "
                                f"the loaded sources (nDCG@10 {best['ndcg@10']:.3f}")
@@ -103,9 +103,9 @@ def test_overview_ranks_by_measured_ndcg_under_the_matching_encoder(monkeypatch)
     table = at.dataframe[0].value
     assert table["source"].tolist() == want["source"].tolist()
     assert table["rank"].tolist() == want["rank"].tolist() and table["rank"].iloc[0] == 1
-    assert any(_text(c.value) == views.validated_effect(linear, SAMPLE_SOURCES) for c in at.caption)
+    assert any(_text(c.value) == overview.validated_effect(linear, SAMPLE_SOURCES) for c in at.caption)
     # the ECI ranking stays in the expander, with the matching validation's ρ as its validity line
-    assert any(_text(md.value) == f"**{views.eci_validity(linear)}**" for md in at.markdown)
+    assert any(_text(md.value) == f"**{overview.eci_validity(linear)}**" for md in at.markdown)
 
 
 def test_overview_never_quotes_a_validation_made_with_other_metric_settings(monkeypatch):

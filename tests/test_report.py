@@ -1,12 +1,11 @@
-"""The standalone HTML report (eci_core.io.report)."""
+"""The standalone HTML report (eci_core.explore.report) and the score tables (eci_core.io.tables)."""
 
 from html.parser import HTMLParser
 
 import pytest
 
-from eci_core.io import report
-
-from eci_core.explore import views
+from eci_core.explore import overview, report
+from eci_core.io import tables
 from eci_core.config import ECIConfig
 from eci_core.io.data import Collection
 from eci_core.io.data import PassageRef as P
@@ -75,7 +74,7 @@ def test_report_is_standalone_html_with_sources_and_values(scored):
     assert report.format_components(r)["ECI (95 % CI)"].tolist() == [
         f"{a:.3f} [{b:.3f}, {c_:.3f}]" for a, b, c_ in zip(r.sources.eci, r.sources.eci_low, r.sources.eci_high)]
     # verdict, encoder, configuration
-    assert views.eci_ranking_line(r) in text
+    assert overview.eci_ranking_line(r) in text
     assert r.encoder in text
     assert "n_bootstrap" in p.cells and "50" in p.cells
     # flag counts: the union per source as a cell
@@ -111,16 +110,16 @@ def test_tables_are_written_in_row_groups_and_read_back_equal(scored, tmp_path):
     _, result = scored
     pairs = result.pairs
     assert len(pairs) > 5
-    report.write_parquet(pairs, tmp_path / "p.parquet", rows_per_group=5)
+    tables.write_parquet(pairs, tmp_path / "p.parquet", rows_per_group=5)
     f = pq.ParquetFile(tmp_path / "p.parquet")
     assert f.metadata.num_row_groups == -(-len(pairs) // 5)
     back = pd.read_parquet(tmp_path / "p.parquet")
     ids = {c: "str" for c in ("source", "query_id", "passage_id", "flag_reasons")}
     pd.testing.assert_frame_equal(back, pairs.astype(ids))
-    assert report.write_tables(result, tmp_path / "out") == ["pairs.parquet", "queries.parquet", "sources.csv", "beats.csv"]
+    assert tables.write_tables(result, tmp_path / "out") == ["pairs.parquet", "queries.parquet", "sources.csv", "beats.csv"]
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / "queries.parquet"), result.queries)
     empty = pairs.iloc[:0]
-    report.write_parquet(empty, tmp_path / "e.parquet")
+    tables.write_parquet(empty, tmp_path / "e.parquet")
     assert list(pd.read_parquet(tmp_path / "e.parquet").columns) == list(pairs.columns)
 
 
@@ -134,8 +133,8 @@ def test_write_tables_escapes_formula_cells_unless_asked_not_to(scored, tmp_path
     names = {"bm25<x>": "=cmd|' /C calc'!A0", "dense": "@SUM(1+1)"}
     evil = dataclasses.replace(result, sources=result.sources.assign(name=result.sources["name"].map(names)),
                                beats=result.beats.rename(index=names, columns=names))
-    report.write_tables(evil, tmp_path / "safe")
-    report.write_tables(evil, tmp_path / "raw", escape_formulas=False)
+    tables.write_tables(evil, tmp_path / "safe")
+    tables.write_tables(evil, tmp_path / "raw", escape_formulas=False)
     for name in ("sources.csv", "beats.csv"):
         safe = [c for row in csv.reader(open(tmp_path / "safe" / name, newline="")) for c in row]
         raw = [c for row in csv.reader(open(tmp_path / "raw" / name, newline="")) for c in row]

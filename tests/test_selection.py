@@ -106,12 +106,12 @@ def test_rows_for_ids_preserves_selection_order():
 def test_roundtrip_with_views_signal_safety_figure():
     """A figure built by views carries row ids that map back to the frame's rows."""
     pytest.importorskip("plotly")
-    from eci_core.explore import views
+    from eci_core.explore import signal_safety
 
     q = pd.DataFrame({"source": ["a", "a", "b"], "query_id": ["q1", "q2", "q1"], "S": [0.4, 0.5, 0.3],
                       "delta": [0.1, 0.0, 0.2], "eci": [0.2, 0.0, 0.25]})
-    frame = views.signal_safety_frame(q)
-    fig = views.signal_safety_figure(q, marginals=True, contours=True, frame=frame)
+    frame = signal_safety.signal_safety_frame(q)
+    fig = signal_safety.signal_safety_figure(q, marginals=True, contours=True, frame=frame)
     scatters = [i for i, t in enumerate(fig.data) if t.type == "scattergl"]
     # select the single point of trace "b" by (curve, index) only
     ev = _event([{"curve_number": scatters[1], "point_index": 0}])

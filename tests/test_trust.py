@@ -215,7 +215,7 @@ def test_a_saved_validation_is_shown_as_plain_text(_env, tmp_path):
 
 
 def test_the_overview_verdict_is_plain_text(_env, monkeypatch, tmp_path):
-    from eci_core.explore import views
+    from eci_core.explore import overview
     from eci_core.validation import load_results
     from ui import components, state
 
@@ -226,7 +226,7 @@ def test_the_overview_verdict_is_plain_text(_env, monkeypatch, tmp_path):
     assert not at.exception, [e.message for e in at.exception]
     verdict = next(i.value for i in at.info if EVIL_TRAINER in i.value.replace("\\", ""))
     assert "](" not in verdict and "**" not in verdict
-    assert verdict == components.plain(views.verdict(_scored(), res, None))
+    assert verdict == components.plain(overview.verdict(_scored(), res, None))
 
 
 def _scored():

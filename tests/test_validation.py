@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 import eci_core  # noqa: F401
-from eci_core.explore import views
+from eci_core.explore import overview
 from eci_core.io.data import Collection, PassageRef, QueryRecord
 from eci_core.models.encoders import HashingEncoder
 from eci_core.validation import (IN_BATCH, UNTRAINED, ValidationConfig, load_results, make_trainer, trainer_agreement,
@@ -462,30 +462,30 @@ class _Val:
 
 
 def test_verdict_without_validation_states_the_ranking_and_points_to_validation():
-    v = views.eci_ranking_line(_sources())
+    v = overview.eci_ranking_line(_sources())
     assert v.startswith("ECI ranks random first (0.350, 95 % CI 0.320–0.370), 5.0 % unsafe queries.")
     assert "Train on" not in v and "Validation page" in v
     assert "easiest here" in v
     # the Overview's headline leads with the absence of evidence, not with ECI's leader
-    h = views.verdict(_sources())
+    h = overview.verdict(_sources())
     assert h.startswith("No validated ranking exists for this data.") and "Validation page" in h
     assert "random" not in h and "Train on" not in h
 
 
 def test_verdict_with_validation_that_agrees():
-    v = views.verdict(_sources(), _Val("random", (0.62, 0.21, 0.85)))
+    v = overview.verdict(_sources(), _Val("random", (0.62, 0.21, 0.85)))
     assert "Train on" not in v
     assert "random trained best of the loaded sources (nDCG@10 0.750, 95 % CI 0.700–0.800, +0.070 over in-batch" in v
     assert "ECI ranks random first too; ECI's ranking agreed with training: Spearman ρ = 0.62 (95 % CI 0.21 to 0.85)" in v
 
 
 def test_verdict_with_validation_that_disagrees():
-    v = views.verdict(_sources(), _Val("dense", (-0.40, -0.75, 0.05)))
+    v = overview.verdict(_sources(), _Val("dense", (-0.40, -0.75, 0.05)))
     assert "Train on" not in v
     assert v.startswith("Validation (linear trainer, 5 split(s) × 3 seed(s)): dense trained best")
     assert "ECI ranks random first;" in v
     assert "did not reliably agree with training: Spearman ρ = -0.40 (95 % CI -0.75 to 0.05) over 25" in v
-    v2 = views.verdict(_sources(), _Val("dense", (-0.60, -0.90, -0.20)))
+    v2 = overview.verdict(_sources(), _Val("dense", (-0.60, -0.90, -0.20)))
     assert "went against training" in v2
 
 

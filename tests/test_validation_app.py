@@ -148,7 +148,7 @@ def test_validation_page_shows_results_saved_before_the_joint_bootstrap(data_dir
 
 
 def test_overview_quotes_the_validation_of_the_loaded_data(data_dir):
-    from eci_core.explore import views
+    from eci_core.explore import overview
     from eci_core.validation import load_results
 
     at = AppTest.from_file(APP, default_timeout=120)
@@ -164,7 +164,7 @@ def test_overview_quotes_the_validation_of_the_loaded_data(data_dir):
 
     coll, _ = load_paths([str(data_dir)])
     res = score_collection(coll, HashingEncoder(), ECIConfig())
-    assert verdict == plain(views.verdict(res, load_results(data_dir / "validation" / "linear")))
+    assert verdict == plain(overview.verdict(res, load_results(data_dir / "validation" / "linear")))
 
 
 @pytest.mark.browser

@@ -1,7 +1,7 @@
 """Which saved validation may be quoted next to the current scores: the same sources (negatives),
 the same encoder and the same pre-training settings (``ValidationResult.matches`` /
 ``view_problem``, ``models.encoders.encoder_identity``), and the Overview's measured ranking
-(``views.validated_ranking``, ``validated_effect``, ``validated_figure``, ``verdict``,
+(``overview.validated_ranking``, ``validated_effect``, ``validated_figure``, ``verdict``,
 ``eci_validity``)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 
 import eci_core  # noqa: F401
 from eci_core.config import ECIConfig
-from eci_core.explore import views
+from eci_core.explore import common, overview
 from eci_core.models.encoders import (BUNDLED_BGE_NAME, BUNDLED_ENCODER_NAME, HashingEncoder, encoder_identity,
                                       load_encoder)
 from eci_core.validation import (IN_BATCH, UNTRAINED, ValidationConfig, ValidationResult, load_results,
@@ -187,28 +187,28 @@ class _Val:
 
 
 def test_validated_ranking_gives_unresolved_sources_one_rank():
-    r = views.validated_ranking(_Val())
+    r = overview.validated_ranking(_Val())
     assert r["source"].tolist() == ["a", "b", "c", "d"]
     assert r["rank"].tolist() == [1, 1, 3, 4]  # 1 + the sources that train better with P ≥ 0.95
     assert r["tied"].tolist() == [True, True, False, False]
     assert r.attrs["ties_known"]
     assert r["ndcg@10_low"].tolist() == [0.75, 0.74, 0.65, 0.55]
     # only the loaded sources, ranked among themselves
-    sub = views.validated_ranking(_Val(), ["c", "d", "b"])
+    sub = overview.validated_ranking(_Val(), ["c", "d", "b"])
     assert sub["source"].tolist() == ["b", "c", "d"] and sub["rank"].tolist() == [1, 2, 3]
     assert not sub["tied"].any()
     # no pairwise probabilities saved: positions, ties unknown (the intervals are shown)
-    bare = views.validated_ranking(_Val(with_beats=False))
+    bare = overview.validated_ranking(_Val(with_beats=False))
     assert bare["rank"].tolist() == [1, 2, 3, 4] and bare["tied"].isna().all() and not bare.attrs["ties_known"]
 
 
 def test_validated_effect_figure_and_headline():
     v = _Val()
-    assert views.validated_effect(v) == (
+    assert overview.validated_effect(v) == (
         "The 4 loaded source(s) trained to 0.600–0.800 nDCG@10 (a spread of 20.0 points); baselines: in-batch only "
         "0.680, untrained 0.660. Training resolved 5 of 6 source pairs (P ≥ 0.95 either way). Differences below "
         "about 0.013 nDCG@10 are within noise.")
-    fig = views.validated_figure(v)
+    fig = overview.validated_figure(v)
     tr = fig.data[0]
     assert list(tr.y) == ["4. d", "3. c", "=1. b", "=1. a"]  # best on top
     np.testing.assert_allclose(tr.x, [0.60, 0.70, 0.79, 0.80])
@@ -216,12 +216,12 @@ def test_validated_effect_figure_and_headline():
     assert "measured nDCG@10" in fig.layout.title.text
     # colours follow the order the page passes (ECI's), as on the ECI charts
     eci_order = ["d", "c", "b", "a"]
-    colours = views.source_colors(eci_order)
-    tr2 = views.validated_figure(v, eci_order).data[0]
+    colours = common.source_colors(eci_order)
+    tr2 = overview.validated_figure(v, eci_order).data[0]
     assert list(tr2.marker.color) == [colours[n] for n in ["d", "c", "b", "a"]]
     assert sorted(s.x0 for s in fig.layout.shapes) == [0.66, 0.68]  # the two baselines
     ranked = pd.DataFrame({"name": ["d", "c", "a", "b"], "eci": [0.4, 0.3, 0.2, 0.1]})
-    h = views.verdict(ranked, v)
+    h = overview.verdict(ranked, v)
     assert h.startswith("Validation (linear trainer, 5 split(s) × 3 seed(s)): a trained best of the loaded sources "
                         "(nDCG@10 0.800, 95 % CI 0.750–0.850, +0.120 over in-batch negatives only).")
     assert "Not resolvably: training did not tell it apart from b (P(trains better) < 0.95), so both share first place." in h
@@ -229,14 +229,14 @@ def test_validated_effect_figure_and_headline():
 
 
 def test_eci_validity_line():
-    assert views.eci_validity(_Val()) == ("Validity on this data (linear trainer): ECI's ranking did not reliably agree "
+    assert overview.eci_validity(_Val()) == ("Validity on this data (linear trainer): ECI's ranking did not reliably agree "
                                           "with training: Spearman ρ = -0.40 (95 % CI -0.80 to 0.20) over 4 validated "
                                           "sources.")
-    assert views.eci_validity(None) == ("Not validated on this data: no saved validation covers the loaded sources "
+    assert overview.eci_validity(None) == ("Not validated on this data: no saved validation covers the loaded sources "
                                         "with the same negatives.")
     why = "a validation of the loaded sources exists (x, linear trainer) but is not quoted: it was made under encoder Y."
-    assert views.eci_validity(None, why) == f"Not validated on this data: {why}"
-    h = views.verdict(pd.DataFrame({"name": ["d", "c"], "eci": [0.4, 0.3]}), None, why)
+    assert overview.eci_validity(None, why) == f"Not validated on this data: {why}"
+    h = overview.verdict(pd.DataFrame({"name": ["d", "c"], "eci": [0.4, 0.3]}), None, why)
     assert h.startswith("No validated ranking exists for this data. A validation of the loaded sources exists (x, ")
     assert "ECI ranks" not in h and "Spearman" not in h
 
@@ -250,6 +250,6 @@ def test_validated_ranking_prefers_the_joint_bootstrap_over_queries_and_seeds():
     joint = v.beats.copy()
     joint.loc["c", "d"], joint.loc["d", "c"] = 0.9, 0.1  # c vs d no longer resolved
     v.effect = SimpleNamespace(beats=joint)
-    r = views.validated_ranking(v)
+    r = overview.validated_ranking(v)
     assert r["rank"].tolist() == [1, 1, 3, 3] and r["tied"].tolist() == [True, True, True, True]
-    assert "Training resolved 4 of 6 source pairs" in views.validated_effect(v)
+    assert "Training resolved 4 of 6 source pairs" in overview.validated_effect(v)

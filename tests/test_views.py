@@ -1,4 +1,4 @@
-"""Data shaping and figure builders of eci_core.explore.views (numbers checked by hand)."""
+"""Data shaping and figure builders of the eci_core.explore page modules (numbers checked by hand)."""
 
 import math
 
@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eci_core.explore import views
+from eci_core.explore import (cleaning, common, compare, drilldown, margins, memo, overview, projection, review,
+                              signal_safety, warm)
 from eci_core.config import ECIConfig
 from eci_core.io.data import Collection
 from eci_core.io.data import PassageRef as P
@@ -56,8 +57,8 @@ class _Result:
 
 # --------------------------------------------------------------------------- summary
 def test_score_summary_matches_sentence_transformers_table():
-    t = views.score_summary(_pairs(), "a")
-    assert list(t.index) == list(views.SUMMARY_STATS)
+    t = overview.score_summary(_pairs(), "a")
+    assert list(t.index) == list(common.SUMMARY_STATS)
     # Positive: one s_qp per query: [0.8, 0.5]
     assert t.loc["count", "Positive"] == 2
     assert t.loc["mean", "Positive"] == pytest.approx(0.65)
@@ -78,7 +79,7 @@ def test_score_summary_matches_sentence_transformers_table():
 
 
 def test_summary_table_stacks_sources_in_ranking_order():
-    st = views.summary_table(_Result())
+    st = overview.summary_table(_Result())
     assert st["source"].drop_duplicates().tolist() == ["b", "a"]
     assert len(st) == 18
     b = st[st["source"] == "b"].set_index("metric")
@@ -86,14 +87,14 @@ def test_summary_table_stacks_sources_in_ranking_order():
 
 
 def test_components_table_keeps_values_and_ranks():
-    t = views.components_table(_Result())
+    t = overview.components_table(_Result())
     assert t["rank"].tolist() == [1, 2] and t["name"].tolist() == ["b", "a"]
     assert t.loc[1, "eci"] == 0.388162
 
 
 # --------------------------------------------------------------------------- flags
 def test_flag_counts_and_union():
-    f = views.flag_counts(_pairs()).set_index("source")
+    f = margins.flag_counts(_pairs()).set_index("source")
     assert f.loc["a", "n_negatives"] == 4
     assert f.loc["a", "unsafe"] == 1 and f.loc["a", "near_duplicate"] == 2 and f.loc["a", "cross_encoder"] == 0
     assert f.loc["a", "flagged"] == 2  # n3 and n4 (n4 caught by two rules)
@@ -102,20 +103,20 @@ def test_flag_counts_and_union():
 
 
 def test_flag_funnel_steps_sum_to_union():
-    f = views.flag_funnel(_pairs(), "a").set_index("stage")
+    f = margins.flag_funnel(_pairs(), "a").set_index("stage")
     assert f.loc["all negatives", "caught"] == 4
     assert f.loc["unsafe", "caught"] == 1 and f.loc["unsafe", "new"] == 1 and f.loc["unsafe", "remaining"] == 3
     assert f.loc["near_duplicate", "caught"] == 2 and f.loc["near_duplicate", "new"] == 1
     assert f.loc["cross_encoder", "new"] == 0
-    assert f.loc[list(views.FLAG_RULES), "new"].sum() == f.loc["flagged (any rule)", "caught"] == 2
+    assert f.loc[list(common.FLAG_RULES), "new"].sum() == f.loc["flagged (any rule)", "caught"] == 2
     assert f.loc["kept", "caught"] == 2
     with pytest.raises(ValueError, match="unknown source 'zz'"):
-        views.flag_funnel(_pairs(), "zz")
+        margins.flag_funnel(_pairs(), "zz")
 
 
 # --------------------------------------------------------------------------- grids, ECDF, band
 def test_de_grid_is_the_harmonic_mean():
-    s, d, z = views.de_grid(1.0, 0.5, n=11)
+    s, d, z = signal_safety.de_grid(1.0, 0.5, n=11)
     assert z.shape == (11, 11)
     # z[i, j] = DE(s[j], d[i]); reference: S = 0.466667 is not on the grid, use S=0.4, Δ=0.2
     j, i = 4, 4  # s[4] = 0.4, d[4] = 0.2
@@ -123,30 +124,30 @@ def test_de_grid_is_the_harmonic_mean():
     assert z[i, j] == pytest.approx(2 * 0.4 * 0.2 / 0.6)
     assert z[0, 0] == 0.0  # S + Δ = 0
     with pytest.raises(ValueError, match="n=1"):
-        views.de_grid(n=1)
+        signal_safety.de_grid(n=1)
 
 
 def test_ecdf_and_frame():
-    x, y = views.ecdf([0.3, np.nan, -0.1, 0.2])
+    x, y = common.ecdf([0.3, np.nan, -0.1, 0.2])
     assert x.tolist() == [-0.1, 0.2, 0.3]
     assert y.tolist() == pytest.approx([1 / 3, 2 / 3, 1.0])
-    f = views.ecdf_frame(_pairs(), "margin", ["b"])
+    f = margins.ecdf_frame(_pairs(), "margin", ["b"])
     assert f["source"].tolist() == ["b"] and f["y"].tolist() == [1.0]
 
 
 def test_percpos_band():
-    b = views.percpos_band(_pairs(), 0.95).set_index("source")
+    b = margins.percpos_band(_pairs(), 0.95).set_index("source")
     # source a: median s_qp over pairs [.8,.8,.8,.5] = 0.8 → high = 0.05 * 0.8
     assert b.loc["a", "high"] == pytest.approx(0.04)
     # band 0 < margin < 0.05·s_qp: margins .2,.3,.5,-.05 → none inside
     assert b.loc["a", "share"] == 0.0
     with pytest.raises(ValueError, match="percpos=1.5"):
-        views.percpos_band(_pairs(), 1.5)
+        margins.percpos_band(_pairs(), 1.5)
 
 
 # --------------------------------------------------------------------------- verdict
 def test_verdict_names_best_source_ci_and_unsafe_rate():
-    v = views.eci_ranking_line(_Result())
+    v = overview.eci_ranking_line(_Result())
     # ECI alone never says "Train on": it states the ranking and points to the Validation page
     assert v.startswith("ECI ranks b first (0.400, 95 % CI 0.300–0.450), 0.0 % unsafe queries.")
     assert "Train on" not in v
@@ -156,39 +157,39 @@ def test_verdict_names_best_source_ci_and_unsafe_rate():
     assert ("Note: its negatives are the easiest here (Signal 0.200, lowest of 2 sources); "
             "it leads on Safety (Δ 0.600).") in v
     assert v.endswith("check on the Validation page which source actually trains best on this data.")
-    assert views.eci_ranking_line(_sources().iloc[[1]]).startswith("One source: a, ECI 0.388, 95 % CI 0.350–0.420, 50.0 % unsafe queries.")
-    assert "No source" in views.eci_ranking_line(_sources().iloc[0:0])
-    assert "No source" in views.verdict(_sources().iloc[0:0])
+    assert overview.eci_ranking_line(_sources().iloc[[1]]).startswith("One source: a, ECI 0.388, 95 % CI 0.350–0.420, 50.0 % unsafe queries.")
+    assert "No source" in overview.eci_ranking_line(_sources().iloc[0:0])
+    assert "No source" in overview.verdict(_sources().iloc[0:0])
     # the Overview's headline without a validation: no ECI leader, no recommendation
-    h = views.verdict(_Result())
+    h = overview.verdict(_Result())
     assert h.startswith("No validated ranking exists for this data.") and "ECI ranks" not in h
 
 
 # --------------------------------------------------------------------------- compare, worst
 def test_compare_sources_on_shared_queries():
-    c = views.compare_sources(_queries(), "a", "b", n_top=1)
+    c = compare.compare_sources(_queries(), "a", "b", n_top=1)
     assert c.n_shared == 1 and c.only_a == 1 and c.only_b == 1
     assert c.per_query["query_id"].tolist() == ["q1"]
     assert c.per_query["diff"].iloc[0] == pytest.approx(0.388162 - 0.2)
     assert c.a_wins == 1 and c.b_wins == 0
     assert "1 shared queries: a − b = +0.188" in c.summary()
     with pytest.raises(ValueError, match="b='zz'"):
-        views.compare_sources(_queries(), "a", "zz")
+        compare.compare_sources(_queries(), "a", "zz")
 
 
 def test_compare_sorts_by_absolute_difference():
     q = pd.DataFrame({"source": ["a"] * 3 + ["b"] * 3, "query_id": ["x", "y", "z"] * 2,
                       "eci": [0.1, 0.5, 0.2, 0.15, 0.1, 0.9]})
-    c = views.compare_sources(q, "a", "b", n_top=2)
+    c = compare.compare_sources(q, "a", "b", n_top=2)
     assert c.per_query["query_id"].tolist() == ["z", "y", "x"]
     assert c.top["query_id"].tolist() == ["z", "y"]
     assert (c.a_wins, c.b_wins, c.ties) == (1, 2, 0)
 
 
 def test_worst_query():
-    assert views.worst_query(_queries(), "a") == "q2"
-    assert views.worst_query(_queries(), "b") == "q1"
-    w = views.worst_queries(_queries())
+    assert drilldown.worst_query(_queries(), "a") == "q2"
+    assert drilldown.worst_query(_queries(), "b") == "q1"
+    w = drilldown.worst_queries(_queries())
     # mean ECI per query: q1 (0.388162+0.2)/2, q2 0.0, q3 0.25
     assert w["query_id"].tolist() == ["q2", "q3", "q1"]
     assert w.loc[2, "eci"] == pytest.approx(0.294081)
@@ -204,20 +205,20 @@ def _collection():
 
 
 def test_shared_words_uses_lexical_tokenizer():
-    assert views.shared_words("Sort the LIST, then sort again", "use sorted() to sort a list") == ["sort", "list"]
-    assert views.shared_words("abc", ["x abc", "y"]) == ["abc"]
+    assert drilldown.shared_words("Sort the LIST, then sort again", "use sorted() to sort a list") == ["sort", "list"]
+    assert drilldown.shared_words("abc", ["x abc", "y"]) == ["abc"]
 
 
 def test_highlight_html_marks_shared_words_and_escapes():
-    h = views.highlight_html("Sort <the> LIST & sort", ["sort", "list"])
+    h = drilldown.highlight_html("Sort <the> LIST & sort", ["sort", "list"])
     assert h == "<mark>Sort</mark> &lt;the&gt; <mark>LIST</mark> &amp; <mark>sort</mark>"
-    assert views.highlight_html("abc", []) == "abc"
+    assert drilldown.highlight_html("abc", []) == "abc"
 
 
 def test_signal_safety_frame_with_query_texts():
     c = _collection()
     q = pd.DataFrame({"source": ["a"], "query_id": ["q1"], "S": [0.1], "delta": [0.2]})
-    f = views.signal_safety_frame(q, collection=c)
+    f = signal_safety.signal_safety_frame(q, collection=c)
     assert f[["row_id", "query"]].values.tolist() == [[0, "how to sort a list"]]
 
 
@@ -229,7 +230,7 @@ def test_query_drilldown_ranks_by_similarity_and_highlights():
                           "flag_reasons": ["", ""], "percpos": [False, False]})
     queries = pd.DataFrame({"source": ["a"], "query_id": ["q1"], "eci": [0.1]})
     r = type("R", (), {"pairs": pairs, "queries": queries})()
-    d = views.query_drilldown(c, r, "q1")
+    d = drilldown.query_drilldown(c, r, "q1")
     assert d.query == "how to sort a list" and d.positive_ids == ["p1"]
     assert d.negatives["passage_id"].tolist() == ["n2", "n1"]  # by s_qn descending
     assert d.negatives["rank_by_sim"].tolist() == [1, 2]
@@ -237,21 +238,21 @@ def test_query_drilldown_ranks_by_similarity_and_highlights():
     assert d.negatives.loc[0, "shared_words"] == []
     assert len(d.metrics) == 1
     with pytest.raises(ValueError, match="query_id='nope'"):
-        views.query_drilldown(c, r, "nope")
+        drilldown.query_drilldown(c, r, "nope")
 
 
 # --------------------------------------------------------------------------- figures
 def test_figures_build_and_carry_row_ids():
     pytest.importorskip("plotly")
     r = _Result()
-    fig = views.overview_figure(r)
+    fig = overview.overview_figure(r)
     assert list(fig.data[0].y) == ["a", "b"]  # best on top of a horizontal chart
     assert list(fig.data[0].error_x.array) == pytest.approx([0.42 - 0.388162, 0.05])
-    h = views.margin_histogram(r, mode="facets", ecdf_view=True)
+    h = margins.margin_histogram(r, mode="facets", ecdf_view=True)
     assert len([t for t in h.data if t.type == "scatter"]) == 2
-    views.margin_histogram(r)
-    ss = views.signal_safety_figure(r)
-    frame = views.signal_safety_frame(r)
+    margins.margin_histogram(r)
+    ss = signal_safety.signal_safety_figure(r)
+    frame = signal_safety.signal_safety_frame(r)
     scat = [t for t in ss.data if t.type == "scattergl"]
     ids = [int(v[0]) for t in scat for v in t.customdata]
     assert sorted(ids) == frame["row_id"].tolist()
@@ -260,10 +261,10 @@ def test_figures_build_and_carry_row_ids():
     assert len(bars) == 4
     assert sum(sum(t.y) for t in bars if t.orientation != "h") == len(frame)
     assert sum(sum(t.x) for t in bars if t.orientation == "h") == len(frame)
-    hm = views.beats_heatmap(r)
+    hm = overview.beats_heatmap(r)
     assert np.isnan(hm.data[0].z[0][0]) and hm.data[0].z[0][1] == 0.7
-    views.flag_funnel_figure(r, "a")
-    cmp = views.compare_scatter(views.compare_sources(_queries(), "a", "b"))
+    margins.flag_funnel_figure(r, "a")
+    cmp = compare.compare_scatter(compare.compare_sources(_queries(), "a", "b"))
     assert any(t.name == "most disagreeing" for t in cmp.data)
 
 
@@ -272,7 +273,7 @@ def test_projection_figure_dims_unselected_points():
     pts = pd.DataFrame({"row_id": [0, 1, 2], "x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 0.5],
                         "kind": ["query", "negative", "negative"], "source": ["(query)", "a", "a"],
                         "flag": ["query", "clean", "flagged"], "margin": [np.nan, 0.2, -0.1], "text": ["q", "n", "m"]})
-    f = views.projection_figure(pts, "margin", selected=[1])
+    f = projection.projection_figure(pts, "margin", selected=[1])
     neg = {t.name: t for t in f.data}
     assert [int(v[0]) for v in neg["negatives (margin)"].customdata] == [1]
     assert neg["negatives (margin)"].marker.opacity == 0.9 and neg["negatives (margin)"].marker.showscale
@@ -280,10 +281,10 @@ def test_projection_figure_dims_unselected_points():
     assert [int(v[0]) for v in dim.customdata] == [2] and dim.marker.opacity == 0.12
     assert (dim.marker.cmin, dim.marker.cmax) == (-0.1, 0.2)  # one colour scale for both traces
     assert neg["query / positive (not selected)"].marker.color == "#999999"
-    f2 = views.projection_figure(pts, "flag")
+    f2 = projection.projection_figure(pts, "flag")
     assert {t.name for t in f2.data} == {"query", "clean", "flagged"}
     with pytest.raises(ValueError, match="color_by='size'"):
-        views.projection_figure(pts, "size")
+        projection.projection_figure(pts, "size")
 
 
 # --------------------------------------------------------------------------- with the real engine
@@ -301,28 +302,28 @@ def test_views_on_a_real_score_result():
                                "q3": ["read a csv file", "file modes"]}))
     c.add_source("dense", recs({"q1": ["cats and dogs", "sorting algorithms"], "q2": ["strings are immutable", "a set"]}))
     r = score_collection(c, HashingEncoder(), ECIConfig(n_bootstrap=50))
-    st = views.summary_table(r)
+    st = overview.summary_table(r)
     # the Negative mean of each source is the mean of its s_qn
     for s in ("bm25", "dense"):
         row = st[(st["source"] == s) & (st["metric"] == "mean")]
         assert row["Negative"].iloc[0] == pytest.approx(r.pairs.loc[r.pairs["source"] == s, "s_qn"].mean())
-    fc = views.flag_counts(r).set_index("source")
+    fc = margins.flag_counts(r).set_index("source")
     assert fc.loc["bm25", "flagged"] == int(r.pairs.loc[r.pairs["source"] == "bm25", "flagged"].sum())
     best = r.sources["name"].iloc[0]
-    assert views.eci_ranking_line(r).startswith(f"ECI ranks {best} first")
-    d = views.query_drilldown(c, r, "q2")
+    assert overview.eci_ranking_line(r).startswith(f"ECI ranks {best} first")
+    d = drilldown.query_drilldown(c, r, "q2")
     nd = d.negatives[d.negatives["source"] == "bm25"]
     copy = nd[nd["text"] == "a tuple is an immutable sequence"].iloc[0]  # the positive's text as a negative
     assert copy["flagged"] and "near_duplicate" in copy["flag_reasons"]
     assert copy["shared_words"] == ["a", "tuple", "is", "an", "immutable", "sequence"]
     assert nd["s_qn"].is_monotonic_decreasing
-    comp = views.compare_sources(r, "bm25", "dense")
+    comp = compare.compare_sources(r, "bm25", "dense")
     assert comp.n_shared == 2 and comp.only_a == 1
     pytest.importorskip("plotly")
-    views.signal_safety_figure(r)
-    views.margin_histogram(r, mode="facets")
-    views.overview_figure(r)
-    views.beats_heatmap(r)
+    signal_safety.signal_safety_figure(r)
+    margins.margin_histogram(r, mode="facets")
+    overview.overview_figure(r)
+    overview.beats_heatmap(r)
 
 
 # --------------------------------------------------------------------------- scale: binning, sampling, search
@@ -340,10 +341,10 @@ def _big_pairs(n_per_source=(3000, 1000, 10), seed=0):
 
 
 def test_binned_histogram_counts_like_a_plain_loop():
-    assert views.binned_histogram(np.array([0.0, 0.1, 0.5, 1.0, np.nan]), np.array([0.0, 0.5, 1.0])).tolist() == [2, 2]
+    assert common.binned_histogram(np.array([0.0, 0.1, 0.5, 1.0, np.nan]), np.array([0.0, 0.5, 1.0])).tolist() == [2, 2]
     pytest.importorskip("plotly")
     pairs = _big_pairs()
-    fig = views.margin_histogram(pairs, nbins=30)
+    fig = margins.margin_histogram(pairs, nbins=30)
     bars = {t.name: t for t in fig.data if t.type == "bar"}
     assert set(bars) == {"a", "b", "c"}
     lo, hi = pairs["margin"].min(), pairs["margin"].max()
@@ -361,34 +362,34 @@ def test_binned_histogram_counts_like_a_plain_loop():
 
 def test_ecdf_points_are_exact_and_capped():
     x = np.array([3.0, 1.0, 2.0, 2.0, np.nan])
-    xs, ys = views.ecdf_points(x)
+    xs, ys = common.ecdf_points(x)
     assert xs.tolist() == [1.0, 2.0, 3.0] and ys.tolist() == [0.25, 0.75, 1.0]
     big = np.random.default_rng(1).integers(0, 500, 20000).astype(float)
-    xs, ys = views.ecdf_points(big, max_points=100)
+    xs, ys = common.ecdf_points(big, max_points=100)
     assert len(xs) <= 101 and xs[0] == big.min() and xs[-1] == big.max()
     for xv, yv in zip(xs, ys):
         assert yv == pytest.approx(np.mean(big <= xv))  # F(x) = share of values <= x, ties included
-    fig = views.margin_histogram(_big_pairs(), ecdf_view=True)
-    assert all(len(t.x) <= views.ECDF_MAX_POINTS + 1 for t in fig.data if t.type == "scatter")
+    fig = margins.margin_histogram(_big_pairs(), ecdf_view=True)
+    assert all(len(t.x) <= common.ECDF_MAX_POINTS + 1 for t in fig.data if t.type == "scatter")
 
 
 def test_scatter_sample_is_stratified_capped_and_deterministic():
     frame = pd.DataFrame({"row_id": np.arange(40010), "source": ["a"] * 30000 + ["b"] * 10000 + ["c"] * 10})
     small = frame.head(100)
-    assert views.scatter_sample(small, max_points=1000) is small  # under the cap: every point
-    s = views.scatter_sample(frame, max_points=2000, seed=3)
+    assert common.scatter_sample(small, max_points=1000) is small  # under the cap: every point
+    s = common.scatter_sample(frame, max_points=2000, seed=3)
     assert len(s) == 2000
     counts = s["source"].value_counts().to_dict()
     # proportional: 2000 · 30000/40010 = 1499.6, 499.9, 0.5 -> every source kept
     assert abs(counts["a"] - 1500) <= 1 and abs(counts["b"] - 500) <= 1 and counts["c"] >= 1
     assert s["row_id"].is_unique and s["row_id"].is_monotonic_increasing
-    assert s["row_id"].tolist() == views.scatter_sample(frame, max_points=2000, seed=3)["row_id"].tolist()
+    assert s["row_id"].tolist() == common.scatter_sample(frame, max_points=2000, seed=3)["row_id"].tolist()
     keep = np.zeros(len(frame), dtype=bool)
     keep[[5, 39999]] = True
-    k = views.scatter_sample(frame, by=None, max_points=50, keep=keep)
+    k = common.scatter_sample(frame, by=None, max_points=50, keep=keep)
     assert len(k) == 50 and {5, 39999} <= set(k["row_id"])
-    assert views.sampling_note(50, 50) == ""
-    assert "2,000 of 40,010" in views.sampling_note(2000, 40010)
+    assert common.sampling_note(50, 50) == ""
+    assert "2,000 of 40,010" in common.sampling_note(2000, 40010)
 
 
 def test_signal_safety_scatter_sends_at_most_the_cap(monkeypatch):
@@ -397,9 +398,9 @@ def test_signal_safety_scatter_sends_at_most_the_cap(monkeypatch):
     n = 900
     q = pd.DataFrame({"source": ["a"] * 600 + ["b"] * 300, "query_id": [f"q{i}" for i in range(n)],
                       "S": rng.uniform(0, 1, n), "delta": rng.uniform(0, 1, n), "eci": rng.uniform(0, 1, n)})
-    monkeypatch.setattr(views, "SCATTER_MAX_POINTS", 90)
-    frame = views.signal_safety_frame(q)
-    fig = views.signal_safety_figure(q, frame=frame)
+    monkeypatch.setattr(common, "SCATTER_MAX_POINTS", 90)
+    frame = signal_safety.signal_safety_frame(q)
+    fig = signal_safety.signal_safety_figure(q, frame=frame)
     scat = [t for t in fig.data if t.type == "scattergl"]
     assert sum(len(t.x) for t in scat) == 90
     assert {t.name: len(t.x) for t in scat} == {"a": 60, "b": 30}  # in proportion to the sources
@@ -408,12 +409,12 @@ def test_signal_safety_scatter_sends_at_most_the_cap(monkeypatch):
     np.testing.assert_allclose(shown["S"].to_numpy(), np.concatenate([t.x for t in scat]))
     bars = [t for t in fig.data if t.type == "bar" and t.orientation != "h"]
     assert sum(sum(t.y) for t in bars) == n  # the marginals count every point
-    _, note = views.signal_safety_sample(frame)
+    _, note = signal_safety.signal_safety_sample(frame)
     assert "90 of 900" in note
-    cmp = views.compare_sources(pd.DataFrame({"source": ["a"] * 300 + ["b"] * 300,
+    cmp = compare.compare_sources(pd.DataFrame({"source": ["a"] * 300 + ["b"] * 300,
                                               "query_id": [f"q{i}" for i in range(300)] * 2,
                                               "eci": rng.uniform(0, 1, 600)}), "a", "b", n_top=10)
-    cfig = views.compare_scatter(cmp)
+    cfig = compare.compare_scatter(cmp)
     pts = [t for t in cfig.data if t.type == "scattergl"]
     assert sum(len(t.x) for t in pts) == 90
     top = next(t for t in pts if t.name == "most disagreeing")
@@ -422,12 +423,12 @@ def test_signal_safety_scatter_sends_at_most_the_cap(monkeypatch):
 
 def test_derived_tables_are_computed_once_per_table():
     r = _Result()
-    assert views.signal_safety_frame(r, ["a", "b"]) is views.signal_safety_frame(r, ["a", "b"])
-    t = views.score_summary(r.pairs, "a")
+    assert signal_safety.signal_safety_frame(r, ["a", "b"]) is signal_safety.signal_safety_frame(r, ["a", "b"])
+    t = overview.score_summary(r.pairs, "a")
     t.loc["mean", "Negative"] = -1.0  # a caller changing its copy never changes the memo
-    assert views.score_summary(r.pairs, "a").loc["mean", "Negative"] == pytest.approx(0.4875)
+    assert overview.score_summary(r.pairs, "a").loc["mean", "Negative"] == pytest.approx(0.4875)
     r.pairs["extra"] = 1  # a table grown in place is a new entry, not a stale one
-    assert views.flag_counts(r).set_index("source").loc["a", "flagged"] == 2
+    assert margins.flag_counts(r).set_index("source").loc["a", "flagged"] == 2
 
 
 def test_search_queries_by_id_and_words():
@@ -439,13 +440,13 @@ def test_search_queries_by_id_and_words():
     class R:
         queries = pd.DataFrame({"source": "s", "query_id": ["q1", "q10", "q2"], "eci": [0.1, 0.2, 0.3]})
 
-    assert views.search_queries(c, "Q1") == (["q1", "q10", "abc"], 3)  # exact id, id contains, text
-    assert views.search_queries(c, "q1", result=R()) == (["q1", "q10"], 2)  # only scored queries
-    assert views.search_queries(c, "sort A") == (["q1", "q10"], 2)  # every word, any order, any case
-    assert views.search_queries(c, "dict sort") == (["q10"], 1)
-    assert views.search_queries(c, "sort", limit=1) == (["q1"], 2)
-    assert views.search_queries(c, "  ") == ([], 0)
-    assert views.search_queries(c, "nothing like this") == ([], 0)
+    assert drilldown.search_queries(c, "Q1") == (["q1", "q10", "abc"], 3)  # exact id, id contains, text
+    assert drilldown.search_queries(c, "q1", result=R()) == (["q1", "q10"], 2)  # only scored queries
+    assert drilldown.search_queries(c, "sort A") == (["q1", "q10"], 2)  # every word, any order, any case
+    assert drilldown.search_queries(c, "dict sort") == (["q10"], 1)
+    assert drilldown.search_queries(c, "sort", limit=1) == (["q1"], 2)
+    assert drilldown.search_queries(c, "  ") == ([], 0)
+    assert drilldown.search_queries(c, "nothing like this") == ([], 0)
 
 
 def test_memo_computes_once_across_threads():
@@ -461,16 +462,16 @@ def test_memo_computes_once_across_threads():
 
     owner = _pairs()
     out = []
-    threads = [threading.Thread(target=lambda: out.append(views._memo(owner, ("t",), slow))) for _ in range(4)]
+    threads = [threading.Thread(target=lambda: out.append(memo.memo(owner, ("t",), slow))) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert len(calls) == 1 and len({id(o) for o in out}) == 1
-    box_vals = [views._memo_recent(owner, "r", (i,), lambda i=i: i, size=2) for i in range(3)]
+    box_vals = [memo.memo(owner, (i,), lambda i=i: i, slot="r", size=2) for i in range(3)]
     assert box_vals == [0, 1, 2]
-    assert views._memo_recent(owner, "r", (0,), lambda: "recomputed", size=2) == "recomputed"  # evicted
-    assert views._memo_recent(owner, "r", (2,), lambda: "again", size=2) == 2  # still kept
+    assert memo.memo(owner, (0,), lambda: "recomputed", slot="r", size=2) == "recomputed"  # evicted
+    assert memo.memo(owner, (2,), lambda: "again", slot="r", size=2) == 2  # still kept
 
 
 def test_warm_up_fills_what_the_pages_read():
@@ -485,25 +486,25 @@ def test_warm_up_fills_what_the_pages_read():
     c.add_source("dense", recs({"q1": ["cats and dogs"], "q2": ["strings are immutable", "a set"]}))
     r = score_collection(c, HashingEncoder(), ECIConfig(n_bootstrap=20))
     seen, extra = [], []
-    views.warm_up(c, r, progress=lambda stage, done, total: seen.append((stage, done, total)),
+    warm.warm_up(c, r, progress=lambda stage, done, total: seen.append((stage, done, total)),
                   then=[("extra step", lambda: extra.append(1))])
     assert extra == [1]  # the caller's steps run too, after the views' own
     n = seen[-1][2]
     assert [d for _, d, _ in seen] == list(range(n + 1)) and all(t == n for _, _, t in seen)
     assert seen[-2][0] == "extra step" and seen[-1][0] == "done"
     best = r.sources["name"].iloc[0]
-    memo = views._MEMO[id(r.pairs)]
-    assert any(k[0] == "score_summary" and k[1] == best for k in memo)
-    assert any(k[:2] == ("groups", "query_id") for k in memo)
+    entries = memo._MEMO[id(r.pairs)]
+    assert any(k[0] == "score_summary" and k[1] == best for k in entries)
+    assert any(k[:2] == ("groups", "query_id") for k in entries)
     # the Signal-vs-Safety figure the page asks for (its default: every source) is the one built
     names = list(r.sources["name"])
-    frame = views.signal_safety_frame(r, names)
-    assert any(k[0] == "fig_signal_safety" for k in views._MEMO[id(frame)])
+    frame = signal_safety.signal_safety_frame(r, names)
+    assert any(k[0] == "fig_signal_safety" for k in memo._MEMO[id(frame)])
     # the Export page's default cleaned set is ready before the page asks for it
-    assert len(views._MEMO[id(r)][("recent", "cleaned_set")]) == 1
-    first = views.cleaned_set(c, r, rule="drop_flagged", marks={}, sources=[best], fn_threshold=0.5)
-    assert views.cleaned_set(c, r, rule="drop_flagged", marks={}, sources=[best], fn_threshold=0.5) is first
-    assert len(views._MEMO[id(r)][("recent", "cleaned_set")]) == 1  # the page's key is the warm-up's
+    assert len(memo._MEMO[id(r)][("recent", "cleaned_set")]) == 1
+    first = cleaning.cleaned_set(c, r, rule="drop_flagged", marks={}, sources=[best], fn_threshold=0.5)
+    assert cleaning.cleaned_set(c, r, rule="drop_flagged", marks={}, sources=[best], fn_threshold=0.5) is first
+    assert len(memo._MEMO[id(r)][("recent", "cleaned_set")]) == 1  # the page's key is the warm-up's
 
 
 def test_review_queue_joins_the_sources_of_each_pair():
@@ -511,13 +512,13 @@ def test_review_queue_joins_the_sources_of_each_pair():
         "source": ["b", "a", "a", "c", "b"], "query_id": ["q1", "q1", "q2", "q1", "q2"],
         "passage_id": ["d1", "d1", "d2", "d1", "d3"], "fn_score": [0.2, 0.9, 0.5, 0.1, 0.7],
         "s_pn": 0.1, "lex_overlap": 0.0, "margin": 0.3, "unsafe": False, "flag_reasons": ""})
-    q = views.review_queue(pairs)
+    q = review.review_queue(pairs)
     # (q1, d1) is mined by b, a and c (in that order of rows), best score 0.9; then q2's d3, d2
     assert q[["query_id", "passage_id"]].values.tolist() == [["q1", "d1"], ["q2", "d3"], ["q2", "d2"]]
     assert q["sources"].tolist() == ["b,a,c", "b", "a"] and q["n_sources"].tolist() == [3, 1, 1]
     assert q["fn_score"].tolist() == [0.9, 0.7, 0.5]
     q["mark"] = None  # the caller's copy: the memoised table is unchanged
-    assert "mark" not in views.review_queue(pairs).columns
+    assert "mark" not in review.review_queue(pairs).columns
 
 
 def test_review_view_joins_marks_and_filters_without_copying_the_queue():
@@ -526,17 +527,17 @@ def test_review_view_joins_marks_and_filters_without_copying_the_queue():
         "passage_id": ["d1", "d1", "d2", "d1", "d3"], "fn_score": [0.2, 0.9, 0.5, 0.1, 0.7],
         "s_pn": 0.1, "lex_overlap": 0.0, "margin": 0.3, "unsafe": False, "flag_reasons": ""})
     marks = {("q2", "d2"): "fine", ("q9", "d1"): "fine"}  # the second matches no queued pair
-    un = views.review_view(pairs, None, None, marks, "Unreviewed")
+    un = review.review_view(pairs, None, None, marks, "Unreviewed")
     assert (un.n_queue, un.n_view) == (3, 2)
     assert un.page(1, 10)["passage_id"].tolist() == ["d1", "d3"] and un.page(1, 10)["mark"].isna().all()
     assert un.page(2, 1)["passage_id"].tolist() == ["d3"]
-    mk = views.review_view(pairs, None, None, marks, "Marked")
+    mk = review.review_view(pairs, None, None, marks, "Marked")
     assert mk.n_view == 1 and mk.page(1, 10)[["passage_id", "mark"]].values.tolist() == [["d2", "fine"]]
-    al = views.review_view(pairs, None, None, marks, "All")
+    al = review.review_view(pairs, None, None, marks, "All")
     assert [m if isinstance(m, str) else None for m in al.page(1, 10)["mark"]] == [None, None, "fine"]
-    assert al.bands == views.review_queue(pairs)["fn_band"].astype(str).value_counts().to_dict()
+    assert al.bands == review.review_queue(pairs)["fn_band"].astype(str).value_counts().to_dict()
     with pytest.raises(ValueError, match="show='x'"):
-        views.review_view(pairs, None, None, {}, "x")
+        review.review_view(pairs, None, None, {}, "x")
 
 
 def _categorical(df: pd.DataFrame) -> pd.DataFrame:
@@ -555,17 +556,17 @@ def test_views_read_categorical_pairs_like_strings():
     plain["fn_score"] = [0.5, 0.9, 0.5, 0.5, 0.2]  # ties: the Review queue orders them by query, passage id
     plain["fn_band"] = ["possible", "likely", "possible", "possible", "possible"]
     cat = _categorical(plain)
-    assert views._source_order(cat, None) == views._source_order(plain, None) == ["a", "b"]
-    pd.testing.assert_frame_equal(views.flag_counts(cat), views.flag_counts(plain))
-    pd.testing.assert_frame_equal(views.fn_band_counts(cat), views.fn_band_counts(plain))
+    assert common.source_order(cat, None) == common.source_order(plain, None) == ["a", "b"]
+    pd.testing.assert_frame_equal(margins.flag_counts(cat), margins.flag_counts(plain))
+    pd.testing.assert_frame_equal(margins.fn_band_counts(cat), margins.fn_band_counts(plain))
     for s in ("a", "b"):
-        pd.testing.assert_frame_equal(views.score_summary(cat, s), views.score_summary(plain, s))
-        pd.testing.assert_frame_equal(views.flag_funnel(cat, s), views.flag_funnel(plain, s))
-    q_plain, q_cat = views.review_queue(plain), views.review_queue(cat)
+        pd.testing.assert_frame_equal(overview.score_summary(cat, s), overview.score_summary(plain, s))
+        pd.testing.assert_frame_equal(margins.flag_funnel(cat, s), margins.flag_funnel(plain, s))
+    q_plain, q_cat = review.review_queue(plain), review.review_queue(cat)
     assert q_cat[["query_id", "passage_id"]].astype(str).values.tolist() == \
         q_plain[["query_id", "passage_id"]].values.tolist() == [["q1", "n2"], ["q1", "n1"], ["q1", "n3"], ["q2", "n4"],
                                                                ["q1", "n5"]]
     assert q_cat["sources"].tolist() == q_plain["sources"].tolist()
     for sources in (["b"], ["a", "b"], ["zz-unused"]):
-        pd.testing.assert_frame_equal(views.review_queue(cat, sources=sources).astype(str),
-                                      views.review_queue(plain, sources=sources).astype(str))
+        pd.testing.assert_frame_equal(review.review_queue(cat, sources=sources).astype(str),
+                                      review.review_queue(plain, sources=sources).astype(str))

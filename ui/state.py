@@ -897,11 +897,11 @@ def projection_points(cur: "Current", sources: list[str], color_by: str, method:
 
 
 def prepare_pages(s: Settings, result, progress: Callable[[str, int, int], None] | None = None) -> None:
-    """Compute what the pages derive from new scores (:func:`eci_core.explore.views.warm_up`) and
+    """Compute what the pages derive from new scores (:func:`eci_core.explore.warm.warm_up`) and
     the Projection page's default map, once per (data, settings), before the first chart is
     drawn: a first page visit then finds them ready instead of computing them or waiting for a
     background computation."""
-    from eci_core.explore import views
+    from eci_core.explore import warm
 
     cur = Current(collection=st.session_state[K_COLLECTION], result=result, settings=s, fingerprint=None)
     names = [str(n) for n in result.sources["name"]] if len(result.sources) else []
@@ -909,7 +909,7 @@ def prepare_pages(s: Settings, result, progress: Callable[[str, int, int], None]
     projection = [("projection", lambda: projection_points(
         cur, names[:PROJECTION_DEFAULT_SOURCES], "source", method=p["method"], n_neighbors=p["n_neighbors"],
         min_dist=p["min_dist"], metric=p["metric"]))] if names else []
-    views.warm_up(cur.collection, result, progress=progress, then=projection)
+    warm.warm_up(cur.collection, result, progress=progress, then=projection)
 
 
 # --------------------------------------------------------------------------- routing

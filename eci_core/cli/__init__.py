@@ -196,8 +196,8 @@ def leaderboard(sources) -> str:
 
 
 def similarity_summary(pairs) -> str:
-    """sentence-transformers' Positive / Negative / Difference table (``views.score_summary``)."""
-    from eci_core.explore.views import score_summary
+    """sentence-transformers' Positive / Negative / Difference table (``overview.score_summary``)."""
+    from eci_core.explore.overview import score_summary
 
     t = score_summary(pairs)
     lines = [f"{'Metric':<8} {'Positive':>12} {'Negative':>12} {'Difference':>12}"]
@@ -348,7 +348,7 @@ def cmd_score(args) -> int:
     progress.close()
 
     if args.out:
-        from eci_core.io.report import write_tables
+        from eci_core.io.tables import write_tables
 
         write_tables(result, args.out)
     if args.json:

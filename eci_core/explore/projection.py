@@ -17,10 +17,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
+
+from eci_core.explore.common import BUILT_ONCE_NOTE, CONTINUOUS_SCALE, require_columns, source_colors
+from eci_core.explore.memo import memo
 
 __all__ = [
     "pca_2d",
@@ -33,6 +36,7 @@ __all__ = [
     "project_points",
     "collection_embeddings",
     "KINDS",
+    "projection_figure",
 ]
 
 Method = Literal["umap", "pca"]
@@ -423,3 +427,88 @@ def project_points(data: ProjectionData, method: Method = "umap", n_neighbors: i
     out["x"] = xy[:, 0] if len(out) else np.zeros(0)
     out["y"] = xy[:, 1] if len(out) else np.zeros(0)
     return out
+
+
+# --------------------------------------------------------------------------- figure
+def _projection_figure(points: pd.DataFrame, color_by: str = "source", selected: Iterable[Any] | None = None,
+                      note: str | None = None, title: str = "Projection"):
+    """Scatter of a projection point table (from ``projection.project_points``: ``row_id, x, y,
+    kind, source, flag, margin, text``).
+
+    ``color_by``: ``"source"``, ``"kind"``, ``"flag"`` (categorical, Okabe–Ito) or ``"margin"``
+    (negatives on the continuous colour-blind-safe Cividis scale, queries and positives grey).
+    When ``selected`` (row ids) is given, the other points are drawn dimmed (opacity 0.12) in
+    separate traces named ``"… (not selected)"``. Hover shows the kind, source and the first 200
+    characters of ``text``; custom_data = [row_id, kind, source]. ``note`` (e.g. the sampling
+    note) is appended to the title."""
+    import plotly.graph_objects as go
+
+    require_columns(points, ("row_id", "x", "y", "kind", "source"), "projection points")
+    if color_by not in ("source", "kind", "flag", "margin"):
+        raise ValueError(f"color_by={color_by!r}: use 'source', 'kind', 'flag' or 'margin'")
+    sel = None if selected is None else set(_plain_ids(selected))
+    text = points["text"].astype(str).str.slice(0, 200) if "text" in points.columns else points["kind"].astype(str)
+    fig = go.Figure()
+    margin_range = None
+    if color_by == "margin":
+        m_all = points.loc[points["kind"] == "negative", "margin"].to_numpy(dtype=float)
+        m_all = m_all[np.isfinite(m_all)]
+        margin_range = (float(m_all.min()), float(m_all.max())) if m_all.size else (0.0, 1.0)
+
+    def add(part, name, color, scale=False):
+        # selected and unselected points go to separate traces: a per-point opacity array is
+        # mis-rendered by some WebGL back-ends
+        if sel is None:
+            groups = [(part, name, 0.8, True)]
+        else:
+            chosen = part["row_id"].isin(sel).to_numpy()
+            groups = [(part[~chosen], f"{name} (not selected)", 0.12, False), (part[chosen], name, 0.9, True)]
+        for g, gname, op, main in groups:
+            if not len(g):
+                continue
+            custom = np.column_stack([g["row_id"].to_numpy(), g["kind"].astype(str).to_numpy(),
+                                      g["source"].astype(str).to_numpy()]).astype(object)
+            marker = dict(size=5, opacity=op)
+            if scale:
+                marker.update(color=g["margin"].to_numpy(dtype=float), colorscale=CONTINUOUS_SCALE,
+                              cmin=margin_range[0], cmax=margin_range[1], showscale=main,
+                              colorbar=dict(title="margin", x=1.02, len=0.75, y=0.4))
+            else:
+                marker.update(color=color)
+            fig.add_trace(go.Scattergl(x=g["x"].to_numpy(dtype=float), y=g["y"].to_numpy(dtype=float),
+                                       mode="markers", name=gname, customdata=custom,
+                                       text=text.loc[g.index].to_numpy(), marker=marker,
+                                       hovertemplate="<b>%{customdata[1]}</b> %{customdata[2]}<br>%{text}<extra></extra>"))
+
+    if color_by == "margin":
+        add(points[points["kind"] != "negative"], "query / positive", "#999999")
+        add(points[points["kind"] == "negative"], "negatives (margin)", None, scale=True)
+    else:
+        col = color_by
+        if col not in points.columns:
+            raise ValueError(f"color_by={color_by!r} needs a '{col}' column in the point table")
+        cats = list(dict.fromkeys(points[col].astype(str).tolist()))
+        pal = source_colors(cats)
+        for c in cats:
+            add(points[points[col].astype(str) == c], c, pal[c])
+    fig.update_layout(title=title + (f" — {note}" if note else ""), height=620, dragmode="lasso",
+                      legend=dict(title=color_by, orientation="h", y=-0.05, x=0),
+                      margin=dict(l=10, r=10, t=60, b=30),
+                      xaxis=dict(showticklabels=False, title=None), yaxis=dict(showticklabels=False, title=None))
+    return fig
+
+
+def _plain_ids(ids: Iterable[Any]) -> list:
+    return [v.item() if isinstance(v, np.generic) else v for v in ids]
+
+
+def projection_figure(points: pd.DataFrame, color_by: str = "source", selected: Iterable[Any] | None = None,
+                      note: str | None = None, title: str = "Projection"):
+    if selected is not None:
+        return _projection_figure(points, color_by, selected, note, title)
+    return memo(points, ("fig_projection", color_by, note, title),
+                 lambda: _projection_figure(points, color_by, None, note, title))
+
+
+
+projection_figure.__doc__ = (_projection_figure.__doc__ or "") + BUILT_ONCE_NOTE

@@ -1,5 +1,5 @@
 """Data in and out: the typed data model, loaders of every accepted format, your own embeddings,
-exports of cleaned sets and tables, reviewer marks, and the standalone HTML report.
+exports of cleaned sets and tables, score tables to files, and reviewer marks.
 
 * :mod:`.data`             ``Collection``, ``Source``, ``LoadReport``, ``LoadError``
 * :mod:`.loaders`          format detection and parsing (``load_paths``, ``load_batch``, ``LoadLimits``)
@@ -7,5 +7,5 @@ exports of cleaned sets and tables, reviewer marks, and the standalone HTML repo
 * :mod:`.user_embeddings`  vectors you bring (``.npy`` + ids, Parquet, the product's cache), memory-mapped
 * :mod:`.export`           cleaned sets (n-tuple, triplet, BGE, Tevatron) and tables
 * :mod:`.marks`            reviewer marks and false-negative label files
-* :mod:`.report`           the standalone HTML report
+* :mod:`.tables`           score tables to files (``eci score --out``: Parquet in row groups, CSV)
 """

@@ -49,7 +49,7 @@ __all__ = [
     "FEATURES", "BASE_FEATURES", "LIKELY", "POSSIBLE", "BANDS", "LABELS_FILE", "FNModel",
     "features", "shipped_models", "fn_scores", "fn_bands", "add_scores", "fit", "refit", "refit_report",
     "read_labels", "labels_bytes", "find_labels_file", "label_vector", "RULE_SCORES",
-    "rule_scores", "precision_at_k", "evaluate", "pr_curves",
+    "rule_scores", "precision_at_k", "ap_auc", "evaluate", "pr_curves",
 ]
 
 BASE_FEATURES = ("s_pn", "lex_overlap", "margin", "s_qn", "log_rank", "copy")
@@ -290,7 +290,7 @@ def refit_report(pairs: pd.DataFrame, marked: np.ndarray, labels: np.ndarray,
     before = fn_scores(pairs.iloc[marked], prior)
     n_pos = int(labels.sum())
     out = {"n_marked": int(marked.shape[0]), "n_false_negative": n_pos, "n_fine": int(marked.shape[0] - n_pos)}
-    ap_b, _ = _ap_auc(before, labels)
+    ap_b, _ = ap_auc(before, labels)
     out["ap_before"] = ap_b
     out["precision_before"] = precision_at_k(before, labels, n_pos) if n_pos else math.nan
     k = min(folds, n_pos, marked.shape[0] - n_pos)
@@ -303,7 +303,7 @@ def refit_report(pairs: pd.DataFrame, marked: np.ndarray, labels: np.ndarray,
     for tr, te in StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(marked, labels, grp):
         models = refit(pairs, marked[tr], labels[tr], prior=prior, seed=seed)
         after[te] = fn_scores(pairs.iloc[marked[te]], models)
-    ap_a, _ = _ap_auc(after, labels)
+    ap_a, _ = ap_auc(after, labels)
     out["ap_after"] = ap_a
     out["precision_after"] = precision_at_k(after, labels, n_pos)
     return out
@@ -450,7 +450,9 @@ def precision_at_k(score, y, k: int) -> float:
     return hits / k
 
 
-def _ap_auc(score, y) -> tuple[float, float]:
+def ap_auc(score, y) -> tuple[float, float]:
+    """Average precision and ROC AUC of ``score`` against the 0/1 labels ``y`` (scikit-learn's
+    ``average_precision_score`` and ``roc_auc_score``); ``(nan, nan)`` when ``y`` holds one class only."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     if y.sum() == 0 or y.sum() == y.shape[0]:
@@ -474,7 +476,7 @@ def evaluate(scores: Mapping[str, np.ndarray], y, groups, ks: Sequence[int] = (2
     point = {}
     for nme in names:
         s = np.asarray(scores[nme], dtype=np.float64)
-        ap, auc = _ap_auc(s, y)
+        ap, auc = ap_auc(s, y)
         point[nme] = {"ap": ap, "roc_auc": auc, **{f"p@{k}": precision_at_k(s, y, k) for k in ks}}
     boots = {nme: {m: [] for m in point[nme]} for nme in names}
     for _ in range(n_bootstrap):
@@ -483,7 +485,7 @@ def evaluate(scores: Mapping[str, np.ndarray], y, groups, ks: Sequence[int] = (2
         yb = y[idx]
         for nme in names:
             sb = np.asarray(scores[nme], dtype=np.float64)[idx]
-            ap, auc = _ap_auc(sb, yb)
+            ap, auc = ap_auc(sb, yb)
             boots[nme]["ap"].append(ap)
             boots[nme]["roc_auc"].append(auc)
             for k in ks:

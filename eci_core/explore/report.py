@@ -1,9 +1,10 @@
 """A standalone HTML report of a scored collection (works offline: plotly.js is inlined once).
 
-Contents: title and date, the ECI ranking sentence (views.eci_ranking_line), the encoder and the ECIConfig, the components
+Contents: title and date, the ECI ranking sentence (overview.eci_ranking_line), the encoder and the ECIConfig, the components
 table (ECI with its 95 % interval, Signal, Safety, Capacity, DE, unsafe rates, …), the flag
 counts per source, the Positive / Negative / Difference summary per source, and the ECI ranking, margin histogram and
-Signal-vs-Safety charts (the same figure builders as the dashboard, from :mod:`eci_core.explore.views`).
+Signal-vs-Safety charts (the same figure builders as the dashboard's pages, from :mod:`eci_core.explore`).
+The score tables ``eci score --out`` writes are :func:`eci_core.io.tables.write_tables`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from eci_core.explore import views
+from eci_core.explore.margins import flag_counts, margin_histogram
+from eci_core.explore.overview import (beats_heatmap, components_table, eci_ranking_line, overview_figure,
+                                       summary_table)
+from eci_core.explore.signal_safety import signal_safety_figure
 
-__all__ = ["html_report", "format_components", "REPORT_DECIMALS", "write_tables", "write_parquet"]
+__all__ = ["html_report", "format_components", "REPORT_DECIMALS"]
 
 #: Decimals used for metric values in the report's tables (the dashboard table uses the same).
 REPORT_DECIMALS = 3
@@ -37,7 +41,7 @@ def format_components(result: Any, decimals: int = REPORT_DECIMALS) -> pd.DataFr
     """The components table with values formatted as strings, as the report shows them:
     metrics with ``decimals`` decimals, ``eci`` shown with its interval as ``"0.388 [0.350, 0.410]"``
     in column ``ECI (95 % CI)``, rates as percentages with one decimal, counts as integers."""
-    t = views.components_table(result)
+    t = components_table(result)
     out = pd.DataFrame(index=t.index)
     for c in t.columns:
         col = t[c]
@@ -69,7 +73,7 @@ def _table_html(df: pd.DataFrame) -> str:
 
 def _summary_html(result: Any, decimals: int) -> str:
     parts = []
-    st = views.summary_table(result)
+    st = summary_table(result)
     for s in dict.fromkeys(st["source"]):
         t = st[st["source"] == s].drop(columns="source")
         shown = pd.DataFrame({"Metric": [m.capitalize() for m in t["metric"]]})
@@ -81,7 +85,7 @@ def _summary_html(result: Any, decimals: int) -> str:
 
 
 def _flags_html(result: Any) -> str:
-    f = views.flag_counts(result)
+    f = flag_counts(result)
     f["flagged_share"] = [f"{100 * v:.1f} %" for v in f["flagged_share"]]
     return ("<p>Negatives each rule catches (a negative caught by several rules counts in each), the "
             "union (<code>flagged</code>), the <code>percpos</code> risk marker and what is kept.</p>"
@@ -106,13 +110,13 @@ def html_report(result: Any, collection: Any = None, title: str = "ECI Explorer 
     """
     import plotly.io as pio
 
-    figs = [("ECI ranking", views.overview_figure(result))]
+    figs = [("ECI ranking", overview_figure(result))]
     if len(result.pairs):
-        figs.append(("Margins", views.margin_histogram(result)))
+        figs.append(("Margins", margin_histogram(result)))
     if len(result.queries):
-        figs.append(("Signal vs Safety", views.signal_safety_figure(result)))
+        figs.append(("Signal vs Safety", signal_safety_figure(result)))
     if isinstance(getattr(result, "beats", None), pd.DataFrame) and len(result.beats) > 1:
-        figs.append(("P(row beats column)", views.beats_heatmap(result)))
+        figs.append(("P(row beats column)", beats_heatmap(result)))
     chart_html = []
     for i, (name, fig) in enumerate(figs):
         fig_html = pio.to_html(fig, full_html=False, include_plotlyjs=include_plotlyjs if i == 0 else False,
@@ -127,7 +131,7 @@ def html_report(result: Any, collection: Any = None, title: str = "ECI Explorer 
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p class=\"meta\">{' · '.join(meta)}</p>"
-        f"<p class=\"verdict\">{html.escape(views.eci_ranking_line(result))}</p>"
+        f"<p class=\"verdict\">{html.escape(eci_ranking_line(result))}</p>"
         f"<h2>Components</h2>{_table_html(format_components(result, decimals))}"
         + chart_html[0]
         + f"<h2>Flags (unsafe: ranked at or above the positive; near duplicate; cross-encoder)</h2>{_flags_html(result)}"
@@ -138,58 +142,3 @@ def html_report(result: Any, collection: Any = None, title: str = "ECI Explorer 
         "(arXiv 2603.20990); every open choice is an option.</p>"
         "</body></html>\n"
     )
-
-
-#: rows per Parquet row group written by :func:`write_parquet` (and the rows converted at a time)
-ROWS_PER_GROUP = 1_000_000
-
-
-def write_parquet(table: pd.DataFrame, path, rows_per_group: int = ROWS_PER_GROUP,
-                  as_strings: tuple[str, ...] = ("source", "query_id", "passage_id", "flag_reasons")) -> None:
-    """Write ``table`` to Parquet ``rows_per_group`` rows at a time (one row group each), so only
-    one slice is ever converted to Arrow (``DataFrame.to_parquet`` converts the whole table first:
-    a second copy of it at tens of millions of rows).
-
-    Categorical columns named in ``as_strings`` are written as plain strings, as a string column
-    would be (the pairs table keeps its ids as categorical codes in memory; the file holds the
-    ids); other columns as pandas would write them (``pd.read_parquet`` reads them back).
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    conv = {c: "str" for c in as_strings if c in table.columns and isinstance(table[c].dtype, pd.CategoricalDtype)}
-    writer = None
-    try:
-        for a in range(0, max(len(table), 1), rows_per_group):
-            part = table.iloc[a:a + rows_per_group]
-            t = pa.Table.from_pandas(part.astype(conv) if conv else part, preserve_index=False)
-            del part
-            if writer is None:
-                writer = pq.ParquetWriter(str(path), t.schema)
-            writer.write_table(t)
-            del t
-    finally:
-        if writer is not None:
-            writer.close()
-
-
-def write_tables(result: Any, out, escape_formulas: bool = True) -> list[str]:
-    """``eci score --out``: ``pairs.parquet``, ``queries.parquet``, ``sources.csv`` and
-    ``beats.csv`` of a ScoreResult into the folder ``out`` (created); returns the file names.
-
-    In the CSV files a text cell (a source name, a header) that a spreadsheet would run as a
-    formula (starting with ``=``, ``+``, ``-``, ``@``, tab, CR) gets a leading ``'``
-    (:func:`eci_core.io.export.escape_formula_cells`); ``escape_formulas=False`` writes them as
-    they are. The Parquet files are exact."""
-    from pathlib import Path
-
-    from eci_core.io.export import escape_formula_cells
-
-    esc = escape_formula_cells if escape_formulas else (lambda df: df)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_parquet(result.pairs, out / "pairs.parquet")
-    write_parquet(result.queries, out / "queries.parquet")
-    esc(result.sources).to_csv(out / "sources.csv", index=False)
-    esc(result.beats).to_csv(out / "beats.csv")
-    return ["pairs.parquet", "queries.parquet", "sources.csv", "beats.csv"]
