@@ -47,7 +47,9 @@ def test_score_json_matches_score_collection(capsys, tmp_path, expected):
                          "--cache-dir", str(tmp_path / "cache"), "--no-progress")
     assert code == 0, err
     doc = json.loads(out)
-    assert set(doc) == {"encoder", "sources"} and doc["encoder"] == "hashing (dim 256)"
+    assert set(doc) == {"encoder", "sources", "predictor"} and doc["encoder"] == "hashing (dim 256)"
+    # the training-free predictor applies only to the encoder and settings it was fitted under
+    assert doc["predictor"]["available"] is False and doc["predictor"]["line"].startswith("No predicted training value")
     want = expected.sources
     assert [s["name"] for s in doc["sources"]] == list(want["name"])
     for s, (_, row) in zip(doc["sources"], want.iterrows()):
