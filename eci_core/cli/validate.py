@@ -55,6 +55,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5, help="k of k-fold cross-validation over queries (no qrels train/test split)")
     p.add_argument("--max-splits", type=int, default=None, metavar="N", help="evaluate only the first N splits (e.g. 1 for a CPU fine-tune)")
     p.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 per split")
+    p.add_argument("--first-seed", type=int, default=0, metavar="S",
+                   help="start the training seeds at S (S..S+N-1): split a long run into one saved call per seed")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per training run (default: 100; finetune: 1 epoch of the training queries)")
     p.add_argument("--batch-size", type=int, default=None, help="queries per step (default 32; finetune 16)")
     p.add_argument("--negatives-per-example", type=int, default=3,
@@ -257,7 +259,8 @@ def run(args: argparse.Namespace) -> int:
             trainer=args.trainer, folds=args.folds, seeds=args.seeds, steps=steps or 100, batch_size=batch,
             negatives_per_example=args.negatives_per_example, lr=args.lr, exclude_prefixes=tuple(args.exclude_prefix),
             split_seed=args.seed, splits_limit=args.max_splits, n_bootstrap=args.bootstrap, max_seq_length=args.max_seq_length,
-            eval_pool=args.eval_pool, threads=args.threads, split_policy=args.split_policy)
+            eval_pool=args.eval_pool, threads=args.threads, split_policy=args.split_policy,
+            first_seed=args.first_seed)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

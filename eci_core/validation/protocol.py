@@ -17,7 +17,7 @@ Equal budget for every compared source (and the in-batch-only baseline), per spl
   from that query's list with a generator seeded by (seed, split): without replacement when the
   list has at least m, otherwise with replacement (a query with 3 negatives and m = 5 repeats
   some), so every loss sees B·m hard negatives;
-* the same learning rate and seeds (``seeds`` = 0 … n−1).
+* the same learning rate and seeds (``first_seed`` … ``first_seed`` + n − 1; 0 … n − 1 by default).
 
 The untrained encoder is the first baseline (no training); training with in-batch negatives only
 (the same batches, no hard negatives) is the second.
@@ -46,6 +46,8 @@ class ValidationConfig:
 
     ``split_policy``: ``auto`` (the official split when the data has one, else k-fold),
     ``official`` or ``kfold`` (``splits.make_splits``).
+    ``first_seed``: the training seeds are ``first_seed … first_seed + seeds − 1`` (a long run
+    split into one call per seed, each saved on its own; merged tables equal one call's).
     ``splits_limit``: evaluate only the first N splits (e.g. 1 for a CPU fine-tune); ``None`` = all.
     ``lr``: None = the trainer's default (1e-3 linear, 5e-5 finetune).
     ``eval_pool``: None ranks the whole evaluation corpus. K > 0 is a CPU approximation for
@@ -70,8 +72,11 @@ class ValidationConfig:
     eval_pool: int | None = None
     threads: int | None = None
     split_policy: str = "auto"
+    first_seed: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.first_seed, bool) or not isinstance(self.first_seed, (int, np.integer)) or self.first_seed < 0:
+            raise ValueError(f"first_seed={self.first_seed!r}: must be an integer >= 0")
         if self.split_policy not in SPLIT_POLICIES:
             raise ValueError(f"split_policy={self.split_policy!r}: use one of {', '.join(SPLIT_POLICIES)}")
         for name in ("seeds", "steps", "batch_size", "negatives_per_example", "depth", "n_bootstrap"):
@@ -165,7 +170,7 @@ def run_protocol(collection, sources: Sequence[str], config: ValidationConfig, e
     ev = eval_passages(collection, config.exclude_prefixes)
     ev_ids = [collection.passage_ids[int(i)] for i in ev]
     trainer.setup(collection, ev, cache=cache, progress=progress)
-    seeds = list(range(config.seeds))
+    seeds = list(range(config.first_seed, config.first_seed + config.seeds))
     total = len(splits) * (1 + len(seeds) * (1 + len(sources)))
     done = 0
     rows = []
