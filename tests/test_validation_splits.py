@@ -231,3 +231,14 @@ def test_a_source_with_own_positives_trains_differently_from_its_clean_twin():
         assert all(c.positives[int(a)][0] not in n for b in clean_b for a, n in zip(b.anchors, b.negatives))
         # ... so it trains another map: the test queries' embeddings differ (float32 noise is ~1e-7)
         assert np.abs(clean_q - dirty_q).max() > 1e-3
+
+
+def test_first_seed_runs_the_same_seed_as_one_call_with_all_seeds():
+    c = twins()
+    base = dict(folds=3, steps=4, batch_size=4, split_policy="kfold")
+    both = run_protocol(c, ["clean", "dirty"], ValidationConfig(seeds=2, **base), encoder=HashingEncoder(64)).per_query
+    one = run_protocol(c, ["clean", "dirty"], ValidationConfig(seeds=1, first_seed=1, **base), encoder=HashingEncoder(64)).per_query
+    assert set(one["seed"]) == {1}
+    pd.testing.assert_frame_equal(both[both["seed"] == 1].reset_index(drop=True), one.reset_index(drop=True))
+    with pytest.raises(ValueError, match="first_seed=-1"):
+        ValidationConfig(first_seed=-1)
