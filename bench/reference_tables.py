@@ -47,12 +47,14 @@ def merge(out: str, dirs: list[str], n_bootstrap: int = 1000, seed: int = 0) -> 
     parts = [load_results(d) for d in dirs]
     first = parts[0]
     for p in parts[1:]:
-        if p.sources != first.sources or p.meta.get("config", {}).get("steps") != first.meta.get("config", {}).get("steps"):
+        same = ("steps", "batch_size", "negatives_per_example", "max_seq_length", "split_policy", "lr")
+        cfg, cfg0 = p.meta.get("config", {}), first.meta.get("config", {})
+        if p.meta.get("sources") != first.meta.get("sources") or any(cfg.get(k) != cfg0.get(k) for k in same):
             raise ValueError(f"{p.path}: other sources or settings than {first.path}: not one protocol")
     per_query = pd.concat([p.per_query for p in parts], ignore_index=True)
     if per_query.duplicated(["variant", "split", "seed", "query_id"]).any():
         raise ValueError("the runs share a seed: merge calls with disjoint --first-seed")
-    variants = [UNTRAINED, IN_BATCH, *first.sources]
+    variants = [UNTRAINED, IN_BATCH, *first.meta["sources"]]
     down, beats = downstream_table(per_query, variants, n_bootstrap=n_bootstrap, seed=seed)
     agree = agreement_table(first.pretraining, down, n_bootstrap=n_bootstrap, seed=seed)
     own = first.own_positive()
