@@ -33,8 +33,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "MRR@10 on held-out queries over the full corpus, and report (1) the downstream table with the "
             "untrained and in-batch-only baselines and (2) how well ECI and every other pre-training number "
             "ranked the sources the way training did (Spearman, Kendall, pairwise accuracy, top-1 regret). "
-            "Splits: qrels train/test of a BEIR directory when both exist, else k-fold over queries. A training "
-            "negative that is a positive of a held-out query is dropped and counted."
+            "Splits (--split-policy): auto uses the official split of a BEIR directory when it has qrels for train "
+            "and test (or dev) queries, the test queries needing no negatives, else k-fold over queries. Each source "
+            "trains on its negatives as given: only a training negative that is a positive of a held-out query is "
+            "dropped (and counted); negatives that are their own query's positive are kept and counted."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -48,9 +50,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "on queries and passages; top-layers: only the model's top transformer layer trained, on cached "
                    "lower-layer states (a sixth of a fine-tune's forward passes for MiniLM); finetune: full "
                    "sentence-transformers fine-tuning, the reference (GPU when present)")
+    p.add_argument("--split-policy", default="auto", choices=("auto", "official", "kfold"),
+                   help="official: train on the qrels 'train' queries, test on the 'test' queries (or 'dev' when there "
+                   "is no test), even those without negatives; kfold: k-fold over the labelled queries; auto: official "
+                   "when the data has that split, else kfold")
     p.add_argument("--folds", type=int, default=5, help="k of k-fold cross-validation over queries (no qrels train/test split)")
     p.add_argument("--max-splits", type=int, default=None, metavar="N", help="evaluate only the first N splits (e.g. 1 for a CPU fine-tune)")
     p.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 per split")
+    p.add_argument("--first-seed", type=int, default=0, metavar="S",
+                   help="start the training seeds at S (S..S+N-1): split a long run into one saved call per seed")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per training run (default: 100; finetune and top-layers: 1 epoch of the training queries)")
     p.add_argument("--batch-size", type=int, default=None, help="queries per step (default 32; finetune and top-layers 16)")
     p.add_argument("--negatives-per-example", type=int, default=3,
@@ -92,6 +100,14 @@ def _f(x, d: int = 3) -> str:
         return str(x)
 
 
+def _count(x) -> str:
+    """An integer count, or '-' (a baseline, or results saved before it was counted)."""
+    try:
+        return "-" if x is None or x != x else str(int(x))
+    except (TypeError, ValueError):
+        return "-"
+
+
 def downstream_text(res) -> str:
     """The downstream table as text (sources, then baselines)."""
     import pandas as pd
@@ -104,8 +120,10 @@ def downstream_text(res) -> str:
             "gain vs in-batch [95% CI]": f"{float(r.get('gain', float('nan'))):+.3f} [{float(r.get('gain_low', float('nan'))):+.3f}, "
                                          f"{float(r.get('gain_high', float('nan'))):+.3f}]",
             "R@10": _f(r["recall@10"]), "MRR@10": _f(r["mrr@10"]), "seed sd": _f(r["seed_sd"], 4),
+            "own positives": _count(r.get("own_positive")),
         })
-    return pd.DataFrame(rows).to_string(index=False) + "\n* baseline"
+    return (pd.DataFrame(rows).to_string(index=False) + "\n* baseline; own positives: training negatives that were "
+            "their own query's labelled positive (kept: each source trains as given)")
 
 
 def agreement_text(res) -> str:
@@ -125,13 +143,14 @@ def agreement_text(res) -> str:
 def markdown_tables(res) -> str:
     """The downstream and agreement tables of ``res`` as Markdown."""
     lines = [f"Downstream ({res.trainer} trainer; nDCG@10 on held-out queries, 95 % bootstrap CI):", "",
-             "| source | nDCG@10 [95 % CI] | gain vs in-batch [95 % CI] | R@10 | MRR@10 | seed sd |", "|---|---|---|---|---|---|"]
+             "| source | nDCG@10 [95 % CI] | gain vs in-batch [95 % CI] | R@10 | MRR@10 | seed sd | own positives |",
+             "|---|---|---|---|---|---|---|"]
     for r in res.downstream.to_dict("records"):
         name = f"*{r['variant']}* (baseline)" if r["kind"] == "baseline" else f"`{r['variant']}`"
         lines.append(f"| {name} | {_f(r['ndcg@10'])} [{_f(r['ndcg@10_low'])}, {_f(r['ndcg@10_high'])}] | "
                      f"{float(r.get('gain', float('nan'))):+.3f} [{float(r.get('gain_low', float('nan'))):+.3f}, "
                      f"{float(r.get('gain_high', float('nan'))):+.3f}] | {_f(r['recall@10'])} | {_f(r['mrr@10'])} | "
-                     f"{_f(r['seed_sd'], 4)} |")
+                     f"{_f(r['seed_sd'], 4)} | {_count(r.get('own_positive'))} |")
     lines += ["", "Agreement with downstream nDCG@10 across sources:", "",
               "| pre-training number | Spearman ρ [95 % CI] | Kendall τ [95 % CI] | pairwise accuracy | top-1 regret | its pick |",
               "|---|---|---|---|---|---|"]
@@ -151,12 +170,17 @@ def print_results(res, out=None) -> None:
     print(f"Trainer: {m.get('trainer')}   encoder: {m.get('encoder')}   device: {m.get('device')}   splits: {m.get('n_splits')}   "
           f"seeds: {cfg.get('seeds')}   steps: {cfg.get('steps')}   batch: {cfg.get('batch_size')}   negatives/example: "
           f"{cfg.get('negatives_per_example')}   lr: {m.get('lr')}   time: {m.get('seconds')} s", file=out)
+    if m.get("split_policy"):
+        print(f"Split policy: {m['split_policy']}" + (f" (asked: {cfg.get('split_policy')})" if cfg.get("split_policy") not in
+                                                      (None, m["split_policy"]) else ""), file=out)
     for s in m.get("splits", []):
         leaked = sum(s["leaked"].values())
         drop = s["n_train"] - s["n_train_used"]
         why = ", ".join(f"{k} {v}" for k, v in s["not_covered"].items() if v)
+        own = ", ".join(f"{k} {v}" for k, v in (s.get("own_positive") or {}).items() if v)
         print(f"  {s['split']}: {s['n_train_used']} of {s['n_train']} training queries used ({drop} dropped: not covered by "
-              f"{why or '-'}), {s['n_test']} test queries, {leaked} training negatives dropped as positives of test queries",
+              f"{why or '-'}), {s['n_test']} test queries, {leaked} training negatives dropped as positives of test queries"
+              + (f"; negatives that are their own query's positive (kept): {own or 'none'}" if "own_positive" in s else ""),
               file=out)
     print("\nDownstream (nDCG@10 on held-out queries; mean over splits × seeds, 95 % bootstrap CI over test queries):", file=out)
     print(downstream_text(res), file=out)
@@ -217,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
     from eci_core.validation.loading import load_for_validation
 
     try:
-        coll, report = load_for_validation(args.paths, format=args.format)
+        coll, report = load_for_validation(args.paths, format=args.format, split_policy=args.split_policy)
     except (LoadError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -249,12 +273,13 @@ def run(args: argparse.Namespace) -> int:
         if steps is None and finetune:  # one epoch of the training queries
             from eci_core.validation.splits import make_splits
 
-            steps = max(1, -(-max(s.train.size for s in make_splits(coll, args.folds, args.seed)) // batch))
+            steps = max(1, -(-max(s.train.size for s in make_splits(coll, args.folds, args.seed, args.split_policy)) // batch))
         config = ValidationConfig(
             trainer=args.trainer, folds=args.folds, seeds=args.seeds, steps=steps or 100, batch_size=batch,
             negatives_per_example=args.negatives_per_example, lr=args.lr, exclude_prefixes=tuple(args.exclude_prefix),
             split_seed=args.seed, splits_limit=args.max_splits, n_bootstrap=args.bootstrap, max_seq_length=args.max_seq_length,
-            eval_pool=args.eval_pool, threads=args.threads)
+            eval_pool=args.eval_pool, threads=args.threads, split_policy=args.split_policy,
+            first_seed=args.first_seed)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -2328,6 +2328,15 @@ def read_beir_texts(path: str | Path, with_title: bool = True,
     return out if isinstance(out, dict) else dict(out.items())
 
 
+def read_beir_qrels(directory: str | Path, split: str | None = None) -> tuple[dict[str, list[str]], dict[str, str], dict[str, tuple[str, int]]]:
+    """``(positives, splits, where)`` of a BEIR directory as :func:`load_beir` reads them: per
+    query id its positive corpus ids (score > 0) and its qrels split (from ``qrels/<split>.tsv``
+    alone when ``split`` is given), and per corpus id the file and line first naming it. A bad
+    line raises :class:`LoadError` naming file, line and field."""
+    qr = _read_qrels(Path(directory), split)
+    return qr.pos, qr.split, qr.where
+
+
 def _read_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_title: bool,
                      progress: Progress | None = None) -> Mapping[str, str]:
     """``{_id, title?, text}`` lines of a BEIR corpus/queries file, keeping only ``needed`` ids

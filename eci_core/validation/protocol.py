@@ -3,9 +3,13 @@ that source's negatives, rank the whole evaluation corpus for the held-out queri
 
 Equal budget for every compared source (and the in-batch-only baseline), per split and seed:
 
+* the same splits, chosen by ``split_policy`` (``splits.make_splits``): the data's official
+  train/test (or train/dev) split, or k-fold over the labelled queries;
 * the same training queries: those of the split's training part that every compared source
   covers with at least one negative after the leakage filter (``splits.training_lists``); the
   others are dropped for every source and counted per source that left them uncovered;
+* each source's negatives as given (a negative that is its own query's positive is kept and
+  counted, ``own_positive``), less the positives of test queries (``leaked``);
 * the same batches: ``steps`` batches of ``batch_size`` anchors, drawn as consecutive epochs of
   seeded permutations of the training queries, each anchor with one of its positives (seeded),
   identical for every source;
@@ -13,7 +17,7 @@ Equal budget for every compared source (and the in-batch-only baseline), per spl
   from that query's list with a generator seeded by (seed, split): without replacement when the
   list has at least m, otherwise with replacement (a query with 3 negatives and m = 5 repeats
   some), so every loss sees B·m hard negatives;
-* the same learning rate and seeds (``seeds`` = 0 … n−1).
+* the same learning rate and seeds (``first_seed`` … ``first_seed`` + n − 1; 0 … n − 1 by default).
 
 The untrained encoder is the first baseline (no training); training with in-batch negatives only
 (the same batches, no hard negatives) is the second.
@@ -27,7 +31,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from eci_core.validation.splits import Split, make_splits, training_lists
+from eci_core.validation.splits import SPLIT_POLICIES, Split, make_splits, resolve_policy, training_lists
 from eci_core.validation.trainers import Batch, make_trainer
 
 UNTRAINED = "untrained"
@@ -40,6 +44,10 @@ Progress = Callable[[str, int, int], None]
 class ValidationConfig:
     """Options of :func:`validate` (defaults are the CLI's).
 
+    ``split_policy``: ``auto`` (the official split when the data has one, else k-fold),
+    ``official`` or ``kfold`` (``splits.make_splits``).
+    ``first_seed``: the training seeds are ``first_seed … first_seed + seeds − 1`` (a long run
+    split into one call per seed, each saved on its own; merged tables equal one call's).
     ``splits_limit``: evaluate only the first N splits (e.g. 1 for a CPU fine-tune); ``None`` = all.
     ``lr``: None = the trainer's default (1e-3 linear, 5e-5 finetune).
     ``eval_pool``: None ranks the whole evaluation corpus. K > 0 is a CPU approximation for
@@ -63,8 +71,14 @@ class ValidationConfig:
     max_seq_length: int | None = None
     eval_pool: int | None = None
     threads: int | None = None
+    split_policy: str = "auto"
+    first_seed: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.first_seed, bool) or not isinstance(self.first_seed, (int, np.integer)) or self.first_seed < 0:
+            raise ValueError(f"first_seed={self.first_seed!r}: must be an integer >= 0")
+        if self.split_policy not in SPLIT_POLICIES:
+            raise ValueError(f"split_policy={self.split_policy!r}: use one of {', '.join(SPLIT_POLICIES)}")
         for name in ("seeds", "steps", "batch_size", "negatives_per_example", "depth", "n_bootstrap"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -145,7 +159,8 @@ def run_protocol(collection, sources: Sequence[str], config: ValidationConfig, e
     if not sources:
         raise ValueError("sources: nothing to validate; load at least one negative source")
     t0 = time.perf_counter()
-    splits = make_splits(collection, config.folds, config.split_seed)
+    policy = resolve_policy(collection, config.split_policy)
+    splits = make_splits(collection, config.folds, config.split_seed, policy)
     if config.splits_limit:
         splits = splits[: config.splits_limit]
     trainer = trainer or make_trainer(config.trainer, encoder,
@@ -155,7 +170,7 @@ def run_protocol(collection, sources: Sequence[str], config: ValidationConfig, e
     ev = eval_passages(collection, config.exclude_prefixes)
     ev_ids = [collection.passage_ids[int(i)] for i in ev]
     trainer.setup(collection, ev, cache=cache, progress=progress)
-    seeds = list(range(config.seeds))
+    seeds = list(range(config.first_seed, config.first_seed + config.seeds))
     total = len(splits) * (1 + len(seeds) * (1 + len(sources)))
     done = 0
     rows = []
@@ -170,7 +185,8 @@ def run_protocol(collection, sources: Sequence[str], config: ValidationConfig, e
         qrels = {collection.query_ids[int(q)]: {collection.passage_ids[int(p)]: 1 for p in collection.positives[int(q)]}
                  for q in split.test}
         split_meta.append({"split": split.name, "n_train": int(split.train.size), "n_test": int(split.test.size),
-                           "n_train_used": int(tl.queries.size), "leaked": tl.leaked, "not_covered": tl.not_covered})
+                           "n_train_used": int(tl.queries.size), "leaked": tl.leaked, "own_positive": tl.own_positive,
+                           "not_covered": tl.not_covered})
 
         trainer.eval_passages = ev
         split_ids = ev_ids
@@ -223,6 +239,7 @@ def run_protocol(collection, sources: Sequence[str], config: ValidationConfig, e
         "lr": lr,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
         "sources": sources,
+        "split_policy": policy,
         "n_eval_passages": int(ev.size),
         "n_queries": int(sum(1 for ps in collection.positives.values() if ps)),
         "splits": split_meta,

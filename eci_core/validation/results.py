@@ -58,7 +58,8 @@ class ValidationResult:
 
     ``downstream``: one row per variant (sources and the baselines ``untrained`` / ``in-batch
     only``): ``variant, kind, ndcg@10, ndcg@10_low, ndcg@10_high, recall@10, mrr@10, seed_sd,
-    gain, gain_low, gain_high, n_test_queries, n_seeds``. ``beats``: P(row trains better than
+    gain, gain_low, gain_high, n_test_queries, n_seeds, own_positive`` (training negatives that
+    were their own query's positive, kept; summed over splits). ``beats``: P(row trains better than
     column). ``pretraining``: the numbers known before training, per source. ``agreement``: one
     row per pre-training number (``number, n, spearman(_low/_high), kendall(_low/_high),
     pairwise_accuracy(_low/_high), top1_regret(_low/_high), resolved_accuracy, n_resolved,
@@ -67,8 +68,9 @@ class ValidationResult:
     ``analysis.agreement_table``). ``per_query``: variant, split, seed, query_id and the three
     measures. ``effect`` (computed from ``per_query``): how far apart the sources train, the
     resolved pairs, rank ranges and the power line (``analysis.effect_size``). ``meta``: trainer,
-    encoder, configuration, splits (training queries used, leaked negatives, uncovered queries
-    per source), timing, source signatures, resolution, and
+    encoder, configuration, the split policy used (``split_policy``: official or kfold), splits
+    (training queries used, leaked negatives, own-positive negatives kept, uncovered queries per
+    source), timing, source signatures, resolution, and
     what the pre-training numbers were computed under: ``pretraining_encoder`` (its name),
     ``encoder_identity`` (:func:`~eci_core.models.encoders.encoder_identity`, portable) and
     ``pretraining_settings`` (:func:`pretraining_settings`); :meth:`matches` compares them with
@@ -246,6 +248,19 @@ class ValidationResult:
             if spread < self.resolution:
                 out.append(f"All sources lie within {spread:.3f} nDCG@10 of each other, below the resolution: this "
                            "validation cannot tell them apart.")
+        own = self.own_positive()
+        if any(own.values()):
+            out.append("Trained as given: negatives that are their own query's labelled positive (kept, summed over "
+                       "splits): " + ", ".join(f"{k} {v}" for k, v in own.items() if v) + ".")
+        return out
+
+    def own_positive(self) -> dict[str, int]:
+        """Per source, training negatives that were their own query's labelled positive (kept in
+        training), summed over splits; empty for results saved before this was counted."""
+        out: dict[str, int] = {}
+        for s in self.meta.get("splits", []):
+            for k, v in (s.get("own_positive") or {}).items():
+                out[k] = out.get(k, 0) + int(v)
         return out
 
     def summary(self) -> str:
@@ -257,8 +272,10 @@ class ValidationResult:
         d = self.downstream.set_index("variant")
         row = d.loc[best]
         e = self.effect
-        text = (f"Validation ({self.trainer} trainer, {self.meta.get('n_splits', '?')} split(s) × "
-                f"{int(row['n_seeds'])} seed(s)"
+        policy = self.meta.get("split_policy")
+        splits = ("the official split" if policy == "official" else
+                  f"{self.meta.get('n_splits', '?')} {'k-fold ' if policy == 'kfold' else ''}split(s)")
+        text = (f"Validation ({self.trainer} trainer, {splits} × {int(row['n_seeds'])} seed(s)"
                 + (f", {e.summary['n_queries']} test queries" if e is not None else "") + "): ")
         tied = e.summary["tied_first"] if e is not None and len(self.sources) > 1 else [best]
         if e is not None and len(self.sources) > 1:
@@ -488,6 +505,12 @@ def validate(collection, sources: Sequence[str] | None = None, config: Validatio
     down, beats = downstream_table(raw.per_query, variants, n_bootstrap=config.n_bootstrap, seed=config.split_seed)
     agree = agreement_table(pre, down, n_bootstrap=config.n_bootstrap, seed=config.split_seed, per_query=raw.per_query)
     meta = dict(raw.meta)
+    own = {}
+    for sp in meta.get("splits", []):
+        for k, v in (sp.get("own_positive") or {}).items():
+            own[k] = own.get(k, 0) + int(v)
+    # per source: training negatives that were their own query's positive (kept); NaN for baselines
+    down["own_positive"] = [float(own[v]) if v in own else np.nan for v in down["variant"]]
     meta["resolution"] = down.attrs.get("resolution")
     meta["n_splits"] = len(raw.meta["splits"])
     meta["pretraining_encoder"] = sc.encoder
