@@ -36,7 +36,7 @@ from eci_core.validation import predictor as P  # noqa: E402
 TABLES = ROOT / "bench" / "results" / "predictor"
 
 
-def build(name: str, paths: list[str], reference: str, out: Path = TABLES) -> Path:
+def build(name: str, paths: list[str], reference: str, out: Path = TABLES, cache_dir: str | None = None) -> Path:
     from eci_core.config import ECIConfig
     from eci_core.io.loaders import load_paths
     from eci_core.models.encoders import EmbeddingCache, load_encoder
@@ -50,7 +50,7 @@ def build(name: str, paths: list[str], reference: str, out: Path = TABLES) -> Pa
     if missing:
         raise SystemExit(f"{paths}: the reference's sources {missing} are not in the loaded data")
     shipped = [Path(p) / "embeddings" for p in paths if (Path(p) / "embeddings").is_dir()]
-    result = score_collection(coll, load_encoder(None), ECIConfig(), cache=EmbeddingCache(readonly_dirs=shipped),
+    result = score_collection(coll, load_encoder(None), ECIConfig(), cache=EmbeddingCache(cache_dir, readonly_dirs=shipped),
                               sources=sources)
     feats = P.feature_table(result)
     down = ref.downstream[ref.downstream["kind"] == "source"].set_index("variant")
@@ -61,7 +61,10 @@ def build(name: str, paths: list[str], reference: str, out: Path = TABLES) -> Pa
         feats[f"setting_{k}"] = v
     out.mkdir(parents=True, exist_ok=True)
     feats.to_csv(out / f"features_{name}.csv", index=False)
-    ref.beats.loc[sources, sources].to_csv(out / f"beats_{name}.csv")
+    # P(A trains better than B): the joint bootstrap over test queries and seeds when the
+    # per-query table allows it (ValidationResult.effect), else the saved one
+    beats = ref.effect.beats if ref.effect is not None else ref.beats
+    beats.loc[sources, sources].to_csv(out / f"beats_{name}.csv")
     return out / f"features_{name}.csv"
 
 
@@ -99,12 +102,13 @@ def main(argv=None) -> int:
     b.add_argument("paths", nargs="+", help="the dataset as `eci score` reads it (BEIR folder, extra run files)")
     b.add_argument("--name", required=True, help="dataset name (file suffix)")
     b.add_argument("--reference", required=True, help="folder of the dataset's finetune validation (--out)")
+    b.add_argument("--cache-dir", default=None, help="embedding cache (default: the user cache)")
     f = sub.add_parser("fit", help="leave-one-dataset-out evaluation and the shipped model")
     f.add_argument("--alpha", type=float, default=1.0, help="ridge penalty on standardised features (default 1.0)")
     f.add_argument("--out", default=str(P.SHIPPED), help="where to write the model (default: the shipped one)")
     args = ap.parse_args(argv)
     if args.cmd == "build":
-        print(build(args.name, args.paths, args.reference))
+        print(build(args.name, args.paths, args.reference, cache_dir=args.cache_dir))
         return 0
     model = fit_and_evaluate(alpha=args.alpha)
     model.save(args.out)

@@ -70,7 +70,9 @@ if validation is not None:
 
 else:
     predicted, reliability = overview.predicted_ranking(res)
-    if predicted is not None:
+    if predicted is None:
+        st.caption(components.plain(reliability))
+    else:
         st.subheader("Predicted training value (no validation of this data yet)")
         st.caption(components.plain(reliability) + " A prediction, not a measurement: validate before you rely on it.")
         st.dataframe(

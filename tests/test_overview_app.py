@@ -133,19 +133,24 @@ def test_without_a_validation_the_overview_shows_the_predictor_with_its_reliabil
     model = P.Predictor(features=feats, coef=[0.0, 0.0, 0.0, -0.01, 0.0, 0.0], mean=[0.0] * 6, scale=[0.1] * 6,
                         intercept=0.01, alpha=1.0, datasets=["x", "y"], encoder="hashing (dim 256)",
                         settings=P.settings_of(ECIConfig()),
-                        reliability=[{"dataset": "x", "resolved_pairs": 10, "decided_right": 7.0, "spearman": 0.5},
-                                     {"dataset": "y", "resolved_pairs": 10, "decided_right": 5.0, "spearman": 0.1}])
+                        reliability=[{"dataset": "x", "resolved_pairs": 10, "decided_right": 9.0, "spearman": 0.8},
+                                     {"dataset": "y", "resolved_pairs": 10, "decided_right": 8.0, "spearman": 0.75}])
     path = model.save(tmp_path / "predictor.json")
     monkeypatch.setattr(P, "SHIPPED", path)
-    monkeypatch.setattr(P.load, "__defaults__", (path,))
     at = _open(monkeypatch, "hashing")
     heads = [h.value for h in at.subheader]
     assert "Predicted training value (no validation of this data yet)" in heads
     table = at.dataframe[0].value
     # gain = 0.01 − 0.01 · unsafe_negative_rate / 0.1: the source with the fewest unsafe negatives first
     assert table["predicted_gain"].is_monotonic_decreasing and list(table["rank"]) == list(range(1, len(table) + 1))
-    assert any("it ordered 60% of 20 source pairs that fine-tuning resolved the same way" in _text(c.value)
+    assert any("it ordered 85% of 20 source pairs that fine-tuning resolved the same way" in _text(c.value)
                for c in at.caption)
+    # a predictor that did not transfer (below 80 % of resolved pairs on held-out data): no ranking, and why
+    model.reliability = [dict(r, decided_right=5.0) for r in model.reliability]
+    model.save(path)
+    at1 = _open(monkeypatch, "hashing")
+    assert "Predicted training value (no validation of this data yet)" not in [h.value for h in at1.subheader]
+    assert any("below the 80% of resolved pairs" in _text(c.value) for c in at1.caption)
     # the bundled MiniLM: the predictor does not apply, and the saved validation leads instead
     at2 = _open(monkeypatch, "minilm")
     assert "Predicted training value (no validation of this data yet)" not in [h.value for h in at2.subheader]

@@ -112,13 +112,25 @@ def test_predicted_values_only_under_the_encoder_and_settings_it_was_fitted_for(
 
     feats = pd.DataFrame({"source": ["a", "b"], **{f: [0.1, 0.3] for f in P.FEATURES}})
     res = SimpleNamespace(encoder="enc-A", config=ECIConfig(), sources=None, pairs=None)
+    held_out = [{"dataset": "x", "resolved_pairs": 10, "decided_right": 9.0, "spearman": 0.8},
+                {"dataset": "y", "resolved_pairs": 10, "decided_right": 8.0, "spearman": 0.9}]
     model = P.Predictor(features=list(P.FEATURES), coef=[0.01] * 6, mean=[0.2] * 6, scale=[0.1] * 6, intercept=0.02,
-                        alpha=1.0, datasets=["x", "y"], encoder="enc-A", settings=P.settings_of(ECIConfig()))
+                        alpha=1.0, datasets=["x", "y"], encoder="enc-A", settings=P.settings_of(ECIConfig()),
+                        reliability=held_out)
     monkeypatch.setattr(P, "feature_table", lambda r: feats)
     pred, line = P.predicted_values(res, model)
     # z = (0.1 - 0.2) / 0.1 = -1 and +1 for every feature: 0.02 ∓ 6 · 0.01
     assert pred["predicted_gain"].tolist() == pytest.approx([-0.04, 0.08], rel=1e-12)
-    assert "not validated" in line  # this model has no held-out rows
+    assert "it ordered 85% of 20 source pairs that fine-tuning resolved the same way (mean Spearman ρ +0.85)" in line
+    # below the bar on held-out datasets (80 % of resolved pairs, ρ ≥ 0.7): no numbers, and why
+    for right, rho in ((7.0, 0.9), (9.0, 0.5)):
+        model.reliability = [dict(r, decided_right=right, spearman=rho) for r in held_out]
+        none, why = P.predicted_values(res, model)
+        assert none is None and "below the 80% of resolved pairs and ρ ≥ 0.7" in why
+    model.reliability = []
+    none, why = P.predicted_values(res, model)
+    assert none is None and "not validated" in why
+    model.reliability = held_out
     other = SimpleNamespace(encoder="enc-B", config=ECIConfig(), sources=None, pairs=None)
     none, why = P.predicted_values(other, model)
     assert none is None and "enc-B" in why

@@ -135,16 +135,18 @@ def predicted_ranking(result: Any) -> tuple[pd.DataFrame | None, str]:
     """The shipped training-free predictor applied to ``result`` (a ScoreResult):
     (``rank, source, predicted_gain`` best first, or None; the predictor's held-out reliability
     line, or why there is no prediction). See ``eci_core.validation.predictor``."""
-    def build():
-        from eci_core.validation.predictor import predicted_values
+    from eci_core.validation import predictor as P
 
-        pred, line = predicted_values(result)
+    def build():
+        pred, line = P.predicted_values(result)
         if pred is not None:
             pred = pred.sort_values("predicted_gain", ascending=False, kind="stable").reset_index(drop=True)
             pred.insert(0, "rank", np.arange(1, len(pred) + 1))
         return pred, line
 
-    return memo(result.sources, ("predicted_ranking",), build)
+    path = P.SHIPPED  # the model file's version is part of the key: a refitted predictor is re-applied
+    version = path.stat().st_mtime_ns if path.is_file() else None
+    return memo(result.sources, ("predicted_ranking", str(path), version), build)
 
 
 def _trains_better(validation: Any) -> pd.DataFrame | None:

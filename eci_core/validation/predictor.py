@@ -47,6 +47,11 @@ FEATURES: dict[str, str] = {
 DEFAULT_FEATURES = tuple(FEATURES)
 #: P(A trains better than B) at or beyond which the reference is said to resolve the pair.
 RESOLVED_P = 0.95
+#: What the predictor must reach on datasets it was not fitted on before the product ranks
+#: sources by it (issue 15's target): this share of the pairs fine-tuning resolved, ordered the
+#: same way, and this mean Spearman ρ. Below either, its numbers are not shown as a ranking.
+MIN_HELD_OUT_ACCURACY = 0.8
+MIN_HELD_OUT_SPEARMAN = 0.7
 SHIPPED = Path(__file__).with_name("predictor.json")
 
 
@@ -101,6 +106,13 @@ class Predictor:
                 "pairwise_accuracy": n_right / n_pairs if n_pairs else float("nan"),
                 "spearman_mean": float(np.mean(rhos)) if rhos else float("nan")}
 
+    def trusted(self) -> bool:
+        """Whether the held-out numbers reach :data:`MIN_HELD_OUT_ACCURACY` and
+        :data:`MIN_HELD_OUT_SPEARMAN` (at least one held-out dataset)."""
+        h = self.held_out()
+        return bool(h["datasets"] and h["resolved_pairs"] and h["pairwise_accuracy"] >= MIN_HELD_OUT_ACCURACY
+                    and h["spearman_mean"] >= MIN_HELD_OUT_SPEARMAN)
+
     def reliability_line(self) -> str:
         """One sentence a user reads next to a predicted value."""
         h = self.held_out()
@@ -129,7 +141,9 @@ def settings_of(config) -> dict:
 
 def predicted_values(score_result, model: "Predictor | None" = None) -> tuple[pd.DataFrame | None, str]:
     """(``source, predicted_gain`` per source, or None; one line saying what the numbers are
-    worth, or why there are none). ``model`` None = the shipped predictor."""
+    worth, or why there are none). ``model`` None = the shipped predictor. None when there is
+    no model, when it was fitted under another encoder or ECI settings, or when its held-out
+    reliability is below :data:`MIN_HELD_OUT_ACCURACY` / :data:`MIN_HELD_OUT_SPEARMAN`."""
     model = model if model is not None else load()
     if model is None:
         return None, "No predicted training value: no fitted predictor is installed."
@@ -140,6 +154,11 @@ def predicted_values(score_result, model: "Predictor | None" = None) -> tuple[pd
     if model.settings and any(now.get(k) != v for k, v in model.settings.items()):
         return None, (f"No predicted training value: the predictor was fitted under {model.settings}; "
                       f"these scores use {now}.")
+    if not model.trusted():
+        return None, (model.reliability_line().replace("Predicted training value, checked", "The training-free "
+                      "predictor, checked", 1) + f" That is below the {MIN_HELD_OUT_ACCURACY:.0%} of resolved pairs and "
+                      f"ρ ≥ {MIN_HELD_OUT_SPEARMAN} it needs before the product ranks sources by it: no predicted "
+                      "training value is shown; validate on your data instead (eci validate).")
     feats = feature_table(score_result)
     ok = feats[model.features].notna().all(axis=1)
     out = pd.DataFrame({"source": feats["source"], "predicted_gain": np.nan})
@@ -147,9 +166,10 @@ def predicted_values(score_result, model: "Predictor | None" = None) -> tuple[pd
     return out, model.reliability_line()
 
 
-def load(path: str | Path = SHIPPED) -> Predictor | None:
-    """The predictor saved at ``path`` (default: the shipped one), or None when there is none."""
-    path = Path(path)
+def load(path: str | Path | None = None) -> Predictor | None:
+    """The predictor saved at ``path`` (default: the shipped one, :data:`SHIPPED`), or None when
+    there is none."""
+    path = Path(SHIPPED if path is None else path)
     if not path.is_file():
         return None
     d = json.loads(path.read_text(encoding="utf-8"))
