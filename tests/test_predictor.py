@@ -137,3 +137,22 @@ def test_predicted_values_only_under_the_encoder_and_settings_it_was_fitted_for(
     mean_pos = SimpleNamespace(encoder="enc-A", config=ECIConfig(positive="mean"), sources=None, pairs=None)
     none, why = P.predicted_values(mean_pos, model)
     assert none is None and "positive" in why
+
+
+def test_the_shipped_predictor_is_what_its_script_fits(tmp_path):
+    """bench/fit_predictor.py fit, run on the shipped tables, writes the shipped model (floats to
+    1e-9 relative: a 6×6 ridge solve in float64, summation order only)."""
+    shipped = P.load()
+    if shipped is None:
+        pytest.fail("eci_core/validation/predictor.json is missing: run `python bench/fit_predictor.py fit`")
+    out = tmp_path / "p.json"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "fit_predictor.py"), "fit", "--out", str(out)],
+                   check=True, capture_output=True, cwd=ROOT)
+    got, want = json.loads(out.read_text()), json.loads(P.SHIPPED.read_text())
+    assert got["features"] == want["features"] and got["datasets"] == want["datasets"]
+    for k in ("coef", "mean", "scale"):
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-9, atol=1e-15, err_msg=k)
+    assert [r["dataset"] for r in got["reliability"]] == [r["dataset"] for r in want["reliability"]]
+    for a, b in zip(got["reliability"], want["reliability"]):
+        assert (a["resolved_pairs"], a["decided_right"], a["top1"]) == (b["resolved_pairs"], b["decided_right"], b["top1"])
+    assert got["encoder"] == want["encoder"] == "all-MiniLM-L6-v2 (bundled)" and got["settings"] == want["settings"]
