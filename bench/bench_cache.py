@@ -53,7 +53,7 @@ def _vm(field: str) -> int:
 
 
 def _chunk(rng: np.random.Generator, start: int, n: int, dim: int):
-    from eci_core.models.encoders import text_key
+    from eci_core.models.base import text_key
 
     keys = [text_key(f"synthetic passage {i}") for i in range(start, start + n)]
     vecs = rng.standard_normal((n, dim), dtype=np.float32)
@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="save the numbers here")
     args = ap.parse_args()
 
-    from eci_core.models.encoders import EmbeddingCache
+    from eci_core.models.cache import EmbeddingCache
 
     tmp = None
     if args.dir is None:

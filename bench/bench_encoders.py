@@ -1,6 +1,6 @@
 """Throughput of the bundled models on the pyfaq sample texts (best of ``--repeat`` runs).
 
-* all-MiniLM-L6-v2 bi-encoder through ``eci_core.models.encoders.embed`` (no cache): passages/s and
+* all-MiniLM-L6-v2 bi-encoder through ``eci_core.models.encoding.embed`` (no cache): passages/s and
   queries/s at batch 64, on every device ``--device`` resolves to (auto: all CUDA GPUs, several
   GPUs = sentence-transformers' multi-process pool);
 * the bundled int8 ONNX bge-small-en-v1.5 (``load_encoder("bge-small")``, CPU): one text per
@@ -30,7 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import eci_core  # noqa: E402,F401
-from eci_core.models.encoders import OnnxBgeEncoder, OnnxCrossEncoder, embed, load_encoder  # noqa: E402
+from eci_core.models.encoding import embed  # noqa: E402
+from eci_core.models.onnx import OnnxBgeEncoder, OnnxCrossEncoder  # noqa: E402
+from eci_core.models.registry import load_encoder  # noqa: E402
 
 
 def main() -> None:

@@ -97,7 +97,7 @@ def main() -> int:
     print(f"| bm25 (pyfaq, index + retrieval) | {pyfaq.n_passages:,} | {nq} | {wall:.2f} | {nq / wall:,.0f} | – | – |")
     print(f"\nProcess peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     if args.ce:
-        from eci_core.models.encoders import load_cross_encoder
+        from eci_core.models.registry import load_cross_encoder
 
         ce = load_cross_encoder()
         q = [pyfaq.query_texts[i] for i in sorted(pyfaq.positives)][:32]

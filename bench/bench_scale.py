@@ -91,7 +91,8 @@ def _tree_rss_mib(pid: int) -> float:
 def child_library(data: str, out: str, save: str | None, no_cache: bool = False) -> None:
     import eci_core  # noqa: F401
     from eci_core.config import ECIConfig
-    from eci_core.models.encoders import EmbeddingCache, load_encoder
+    from eci_core.models.cache import EmbeddingCache
+    from eci_core.models.registry import load_encoder
     from eci_core.io.loaders import load_paths
     from eci_core.scoring import score_collection
 
@@ -143,7 +144,7 @@ def child_library(data: str, out: str, save: str | None, no_cache: bool = False)
 
 def child_minilm(n: int, out: str) -> None:
     import eci_core  # noqa: F401
-    from eci_core.models.encoders import load_encoder
+    from eci_core.models.registry import load_encoder
     from synthetic import _vocab
 
     import numpy as np

@@ -65,7 +65,7 @@ def main() -> None:
     from eci_core.config import ECIConfig
     from eci_core.io.loaders import load_paths
     from eci_core.scoring import score_collection
-    from eci_core.io.user_embeddings import open_embeddings
+    from eci_core.models.user_embeddings import open_embeddings
     from synthetic import make_beir
 
     work = Path(args.workdir)

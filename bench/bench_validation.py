@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--splits", type=int, default=1)
     ap.add_argument("--sweep", action="store_true")
     args = ap.parse_args()
-    from eci_core.models.encoders import EmbeddingCache
+    from eci_core.models.cache import EmbeddingCache
     from eci_core.validation import ValidationConfig
     from eci_core.validation.loading import load_for_validation
     from eci_core.validation.protocol import run_protocol

@@ -39,7 +39,8 @@ TABLES = ROOT / "bench" / "results" / "predictor"
 def build(name: str, paths: list[str], reference: str, out: Path = TABLES, cache_dir: str | None = None) -> Path:
     from eci_core.config import ECIConfig
     from eci_core.io.loaders import load_paths
-    from eci_core.models.encoders import EmbeddingCache, load_encoder
+    from eci_core.models.cache import EmbeddingCache
+    from eci_core.models.registry import load_encoder
     from eci_core.scoring import score_collection
     from eci_core.validation.results import load_results
 

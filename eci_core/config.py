@@ -1,8 +1,11 @@
-"""Every option of the metric contract (``shared/spec/ECI.md``) as one frozen dataclass."""
+"""Every option of the metric contract (``shared/spec/ECI.md``) as one frozen dataclass, and the
+product's cache folder (:func:`default_cache_dir`: embeddings, saved marks, converted vectors)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Literal
 
 PositiveRule = Literal["min", "max", "mean"]
@@ -74,3 +77,9 @@ class ECIConfig:
     def with_(self, **changes) -> "ECIConfig":
         """A copy with some options changed (validated)."""
         return replace(self, **changes)
+
+
+def default_cache_dir() -> Path:
+    """``$ECI_CACHE_DIR`` if set, else ``~/.cache/eci-explorer``."""
+    env = os.environ.get("ECI_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "eci-explorer"

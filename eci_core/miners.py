@@ -387,7 +387,7 @@ class _Dense:
     """Cosine similarities of L2-normalised embeddings from ``encoders.embed``."""
 
     def __init__(self, encoder, passage_texts, cache=None, progress: Progress | None = None):
-        from eci_core.models.encoders import embed
+        from eci_core.models.encoding import embed
 
         self._embed = embed
         self.encoder = encoder
@@ -401,13 +401,13 @@ class _Dense:
 
 
 def _resolve_encoder(encoder):
-    from eci_core.models.encoders import load_encoder
+    from eci_core.models.registry import load_encoder
 
     return load_encoder(encoder) if encoder is None or isinstance(encoder, (str, Path)) else encoder
 
 
 def _resolve_cross_encoder(cross_encoder):
-    from eci_core.models.encoders import load_cross_encoder
+    from eci_core.models.registry import load_cross_encoder
 
     if cross_encoder is None or isinstance(cross_encoder, (str, Path)):
         ce = load_cross_encoder(None if cross_encoder is None else str(cross_encoder))
@@ -766,7 +766,7 @@ def _score_extra(extra: dict[int, list[int]], pair) -> dict[int, list[tuple[int,
 
 def _mine_ce(ctx: _Ctx, method: str, encoder, cross_encoder, pool_size: int, cache, extra) -> MiningResult:
     """Pool candidates (BM25, plus dense for ``cross-encoder``), rescore with the cross-encoder."""
-    from eci_core.models.encoders import cross_scores
+    from eci_core.models.encoding import cross_scores
 
     coll, nq = ctx.coll, ctx.q_list.size
     ce = _resolve_cross_encoder(cross_encoder)

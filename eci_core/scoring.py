@@ -621,14 +621,14 @@ def score_collection(
     """Score every (or the named) source of ``collection`` with the target ``encoder``.
 
     Each unique query text is embedded once as a query and each unique passage text once as a
-    passage (``eci_core.models.encoders.embed``, with ``cache``); a cross-encoder, when given, scores
+    passage (``eci_core.models.encoding.embed``, with ``cache``); a cross-encoder, when given, scores
     (q, p*) and (q, n) for ``ce_margin``. IDF for ``lex_overlap`` is over every passage of the
     collection, or over ``idf_corpus`` when given. ``embedding_dtype="float16"`` keeps the
     embedding matrices in half precision (dot products still accumulate in float32).
     ``progress(stage, done, total)`` is called while embedding (the encoders' stages) and with
     stage ``"scoring sources"`` before each source (bootstrap included) and once at the end.
 
-    ``embeddings``: a :class:`eci_core.io.user_embeddings.UserEmbeddings` (your own vectors, keyed by
+    ``embeddings``: a :class:`eci_core.models.user_embeddings.UserEmbeddings` (your own vectors, keyed by
     query and passage id; ``encoder`` is then ignored and may be None). Passage vectors are read
     from its memory map chunk by chunk (never copied whole); the query vectors the sources need
     are gathered. The result's ``encoder`` is the model name you gave.
@@ -649,7 +649,7 @@ def score_collection(
     """
     import pandas as pd
 
-    from eci_core.models import encoders as E
+    from eci_core.models import encoding as E
     from eci_core.metrics.lexical import PassageLexicon
 
     names = list(collection.sources) if sources is None else list(sources)

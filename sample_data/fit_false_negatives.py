@@ -38,7 +38,8 @@ KS = (20, 100)
 
 def score_sample(d: Path):
     from eci_core.config import ECIConfig
-    from eci_core.models.encoders import EmbeddingCache, load_cross_encoder, load_encoder
+    from eci_core.models.cache import EmbeddingCache
+    from eci_core.models.registry import load_cross_encoder, load_encoder
     from eci_core.io.loaders import load_paths
     from eci_core.scoring import score_collection
 

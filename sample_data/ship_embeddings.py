@@ -34,13 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import eci_core  # noqa: E402,F401  (offline environment first)
-from eci_core.models.encoders import (  # noqa: E402
-    EmbeddingCache,
-    cross_scores,
-    embed,
-    load_cross_encoder,
-    load_encoder,
-)
+from eci_core.models.cache import EmbeddingCache  # noqa: E402
+from eci_core.models.encoding import cross_scores, embed  # noqa: E402
+from eci_core.models.registry import load_cross_encoder, load_encoder  # noqa: E402
 from eci_core.miners import read_beir, read_negative_ids  # noqa: E402
 
 

@@ -20,7 +20,7 @@ import pytest
 import eci_core  # noqa: F401  (offline model environment first)
 from eci_core.explore import common, compare, drilldown, margins, overview, review
 from eci_core.config import ECIConfig
-from eci_core.models.encoders import HashingEncoder
+from eci_core.models.hashing import HashingEncoder
 from eci_core.io.loaders import load_paths
 from eci_core.scoring import score_collection
 
@@ -489,7 +489,7 @@ def test_pages_never_compute_metrics():
 def test_cross_encoder_checkbox_adds_the_cross_encoder_flag(monkeypatch, expected):
     """With the bundled cross-encoder on, the flag table counts the cross_encoder rule as
     score_collection does (real ONNX model, ~3 s)."""
-    from eci_core.models.encoders import load_cross_encoder
+    from eci_core.models.registry import load_cross_encoder
 
     coll, _ = expected
     want = score_collection(coll, HashingEncoder(), ECIConfig(), cross_encoder=load_cross_encoder(None))

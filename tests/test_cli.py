@@ -12,7 +12,7 @@ import pytest
 import eci_core  # noqa: F401
 from eci_core.cli import JSON_FIELDS, main
 from eci_core.config import ECIConfig
-from eci_core.models.encoders import HashingEncoder
+from eci_core.models.hashing import HashingEncoder
 from eci_core.io.loaders import load_paths
 from eci_core.scoring import score_collection
 

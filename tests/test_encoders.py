@@ -1,4 +1,4 @@
-"""Encoders, cross-encoders and the on-disk embedding cache (``eci_core/models/encoders.py``)."""
+"""Encoders, cross-encoders and the on-disk embedding cache (``eci_core/models/``)."""
 
 from __future__ import annotations
 
@@ -11,22 +11,14 @@ import numpy as np
 import pytest
 
 import eci_core  # noqa: F401  (sets the offline environment first)
-from eci_core.models.encoders import (
-    EmbeddingCache,
-    EncoderCallCounter,
-    HashingEncoder,
-    OnnxCrossEncoder,
-    SentenceTransformerEncoder,
-    cross_scores,
-    embed,
-    export_cross_scores,
-    export_embeddings,
-    folder_digest,
-    load_cross_encoder,
-    load_encoder,
-    pair_key,
-    text_key,
-)
+from eci_core.models.base import EncoderCallCounter, pair_key, text_key
+from eci_core.models.cache import EmbeddingCache
+from eci_core.models.encoding import cross_scores, embed, export_cross_scores, export_embeddings
+from eci_core.models.fingerprint import folder_digest
+from eci_core.models.hashing import HashingEncoder
+from eci_core.models.onnx import OnnxCrossEncoder
+from eci_core.models.registry import load_cross_encoder, load_encoder
+from eci_core.models.st_encoder import SentenceTransformerEncoder
 
 TEXTS = [
     "How do I reverse a list in Python?",
@@ -336,7 +328,7 @@ def test_cache_compacts_many_shards(tmp_path):
 
 def _instrument_cache_io(monkeypatch):
     """Counts bytes written / read by the cache's shard writer and reader, and folder listings."""
-    from eci_core.models import encoders as E
+    from eci_core.models import cache as E
 
     io = {"written": 0, "writes": 0, "read": 0, "reads": 0, "globs": 0}
     write, read, glob = E._write_npz_atomic, E._read_shard, Path.glob
@@ -366,7 +358,7 @@ def test_cache_many_puts_cost_linear_io_and_files(tmp_path, monkeypatch):
     constant (no whole-cache rewrite; the old 'compact everything past 16 shards' rule wrote
     ~N/16 times the data, so the second half of the puts cost ~3x the first), the folder holds
     O(size / limit) files, puts never list the folder, and everything reads back equal."""
-    from eci_core.models import encoders as E
+    from eci_core.models import cache as E
 
     monkeypatch.setattr(E, "_SHARD_BYTES", 32 << 10)
     monkeypatch.setattr(E, "_FANIN", 4)
@@ -413,7 +405,7 @@ def test_cache_many_puts_cost_linear_io_and_files(tmp_path, monkeypatch):
 def test_cache_memory_budget_keeps_vectors_on_disk_and_reads_them_back(tmp_path, monkeypatch):
     """Beyond ``memory_mb`` the cache holds keys only and reads vectors from their shards (also
     after merges moved them, and when another process merged the shards away meanwhile)."""
-    from eci_core.models import encoders as E
+    from eci_core.models import cache as E
 
     monkeypatch.setattr(E, "_SHARD_BYTES", 16 << 10)
     monkeypatch.setattr(E, "_FANIN", 3)
@@ -464,7 +456,7 @@ def test_cache_float16_keeps_this_process_vectors_exact_under_a_budget(tmp_path)
 def test_cache_lookup_does_not_scan_shards(tmp_path, monkeypatch):
     """A lookup whose keys are all cached reads no file and lists no folder, however many
     shards the cache holds (cost independent of the number of shards)."""
-    from eci_core.models import encoders as E
+    from eci_core.models import cache as E
 
     monkeypatch.setattr(E, "_FANIN", 1000)  # no compaction: 200 shards stay on disk
     rng = np.random.default_rng(1)
@@ -487,7 +479,7 @@ def test_cache_lookup_does_not_scan_shards(tmp_path, monkeypatch):
 def test_cache_written_by_the_old_rule_is_read_and_compacted(tmp_path):
     """A folder left by the previous version (one compacted shard + 16 small ones, same npz
     format) reads back unchanged, and later puts merge its small shards by size tier."""
-    from eci_core.models import encoders as E
+    from eci_core.models import cache as E
 
     rng = np.random.default_rng(2)
     vecs = rng.standard_normal((1000, 8)).astype(np.float32)
@@ -660,7 +652,7 @@ def tiny_models(tmp_path_factory):
     except ImportError:  # older sentence-transformers
         from sentence_transformers.models import Normalize, Pooling, Transformer
 
-    from eci_core.models.encoders import bundled_minilm_path
+    from eci_core.models.st_encoder import bundled_minilm_path
 
     d = tmp_path_factory.mktemp("tiny")
     tok = AutoTokenizer.from_pretrained(str(bundled_minilm_path()))
@@ -722,7 +714,7 @@ def test_local_cross_encoder_folder_returns_raw_logits(tiny_models):
 
 @pytest.mark.slow
 def test_bundled_bge_small_cls_pooling_instruction_and_ranking(tmp_path):
-    from eci_core.models.encoders import BGE_QUERY_INSTRUCTION, OnnxBgeEncoder
+    from eci_core.models.onnx import BGE_QUERY_INSTRUCTION, OnnxBgeEncoder
 
     enc = load_encoder("bge-small")
     assert isinstance(enc, OnnxBgeEncoder) and enc.dim == 384
@@ -753,7 +745,7 @@ def test_bundled_bge_small_cls_pooling_instruction_and_ranking(tmp_path):
 
 
 def test_resolve_devices_and_errors(monkeypatch):
-    from eci_core.models.encoders import resolve_devices
+    from eci_core.models.device import resolve_devices
 
     torch = pytest.importorskip("torch")
     assert resolve_devices("cpu") == ["cpu"]

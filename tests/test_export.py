@@ -254,7 +254,7 @@ def test_round_trip_through_loaders(tmp_path, writer, fname):
 
 def test_real_scoring_then_drop_flagged_leaves_nothing_flagged(tmp_path):
     """Export → reload → rescore with the same encoder: no negative is flagged any more."""
-    from eci_core.models.encoders import HashingEncoder
+    from eci_core.models.hashing import HashingEncoder
     from eci_core.scoring import score_collection
 
     c = Collection()

@@ -13,7 +13,7 @@ import pytest
 
 import eci_core  # noqa: F401  (sets the offline environment first)
 from eci_core.io.data import Collection, LoadError
-from eci_core.models.encoders import HashingEncoder
+from eci_core.models.hashing import HashingEncoder
 from eci_core.miners import (
     BM25CE_DEFAULT_MARGIN,
     mine,
@@ -297,7 +297,9 @@ def test_cross_encoder_method_reranks_union_of_bm25_and_dense():
 
 def test_bm25_ce_with_the_bundled_onnx_cross_encoder(tmp_path):
     """The real cross-encoder on a handful of pairs; checked against the scores it gives."""
-    from eci_core.models.encoders import EmbeddingCache, cross_scores, load_cross_encoder
+    from eci_core.models.cache import EmbeddingCache
+    from eci_core.models.encoding import cross_scores
+    from eci_core.models.registry import load_cross_encoder
 
     texts = [
         "Use list.sort() to sort a list in place, or sorted() to get a new sorted list.",
@@ -599,7 +601,10 @@ def test_pyfaq_sources_are_committed_with_ten_negatives_and_no_positive():
 
 @pytest.mark.slow
 def test_shipped_embeddings_hit_the_cache_and_a_changed_text_misses(tmp_path):
-    from eci_core.models.encoders import EmbeddingCache, EncoderCallCounter, embed, load_encoder
+    from eci_core.models.base import EncoderCallCounter
+    from eci_core.models.cache import EmbeddingCache
+    from eci_core.models.encoding import embed
+    from eci_core.models.registry import load_encoder
 
     coll = read_beir(PYFAQ)
     enc = EncoderCallCounter(load_encoder(None))
@@ -616,7 +621,8 @@ def test_shipped_embeddings_hit_the_cache_and_a_changed_text_misses(tmp_path):
 def test_pyfaq_dense_is_less_safe_than_dense_percpos(tmp_path):
     """Naive dense top-k keeps false negatives that TopK-PercPos removes: its unsafe rate
     (share of negatives the target encoder ranks at or above the positive) is clearly higher."""
-    from eci_core.models.encoders import EmbeddingCache, load_encoder
+    from eci_core.models.cache import EmbeddingCache
+    from eci_core.models.registry import load_encoder
     from eci_core.io.loaders import load_paths
     from eci_core.scoring import score_collection
     from eci_core.config import ECIConfig

@@ -96,7 +96,7 @@ def test_cache_dir_defaults(monkeypatch, tmp_path):
 
 
 def _scored():
-    from eci_core.models.encoders import HashingEncoder
+    from eci_core.models.hashing import HashingEncoder
     from eci_core.scoring import score_collection
 
     c = Collection()

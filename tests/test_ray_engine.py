@@ -14,7 +14,8 @@ import pytest
 
 import eci_core  # noqa: F401
 from eci_core.config import ECIConfig
-from eci_core.models.encoders import EmbeddingCache, HashingEncoder
+from eci_core.models.cache import EmbeddingCache
+from eci_core.models.hashing import HashingEncoder
 from eci_core.io.loaders import load_paths
 
 ray = pytest.importorskip("ray")
@@ -109,7 +110,7 @@ def test_ray_engine_cross_encoder_equals_local_engine(local_ray, pyfaq, tmp_path
     cross_encoder flags, scores each unique (query, passage) text pair once, and fills the cache."""
     from eci_core import engines
     from eci_core.engines.ray_engine import RayCrossEncoder, score_ray
-    from eci_core.models.encoders import load_cross_encoder
+    from eci_core.models.registry import load_cross_encoder
 
     few = _few_queries(pyfaq, 3)
     cfg = ECIConfig(n_bootstrap=50, cross_encoder_margin=0.5)

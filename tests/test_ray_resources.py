@@ -17,8 +17,9 @@ import eci_core  # noqa: F401
 from eci_core.engines import ray_engine
 from eci_core.engines.ray_engine import (RayCrossEncoder, RayEncoder, actor_device, actor_resources,
                                          requested_devices)
-from eci_core.models.encoders import HashingEncoder, OnnxCrossEncoder, SentenceTransformerEncoder, \
-    SentenceTransformersCrossEncoder, bundled_minilm_path
+from eci_core.models.hashing import HashingEncoder
+from eci_core.models.onnx import OnnxCrossEncoder
+from eci_core.models.st_encoder import SentenceTransformerEncoder, SentenceTransformersCrossEncoder, bundled_minilm_path
 
 
 class _Stop(Exception):
@@ -117,7 +118,7 @@ def test_ray_encoder_under_device_cpu_asks_for_no_gpu(fake_cluster):
 def test_encode_actor_loads_the_model_on_its_visible_gpu(monkeypatch):
     """`--device cuda:1` reaches a one-GPU actor as cuda:0 (its only visible GPU), not as cuda:1
     (which resolve_devices refuses there); a CPU actor loads on cpu."""
-    import eci_core.models.encoders as encoders
+    import eci_core.models.registry as encoders
 
     seen = []
     monkeypatch.setattr(encoders, "load_encoder", lambda spec, device="auto": seen.append(device) or HashingEncoder())

@@ -40,7 +40,7 @@ class _Collect(HTMLParser):
 
 @pytest.fixture(scope="module")
 def scored():
-    from eci_core.models.encoders import HashingEncoder
+    from eci_core.models.hashing import HashingEncoder
     from eci_core.scoring import score_collection
 
     c = Collection()

@@ -10,7 +10,8 @@ import pytest
 import eci_core  # noqa: F401
 from eci_core.config import ECIConfig
 from eci_core.io.data import Collection, PassageRef, QueryRecord
-from eci_core.models.encoders import HashingEncoder, embed
+from eci_core.models.encoding import embed
+from eci_core.models.hashing import HashingEncoder
 from eci_core.scoring import PAIR_COLUMNS, QUERY_COLUMNS, SOURCE_COLUMNS, score_arrays, score_collection
 
 import reference as R  # tests/ is on sys.path under pytest
@@ -211,7 +212,8 @@ def test_score_arrays_validates_inputs():
 def test_second_scoring_run_encodes_nothing(tmp_path):
     """Each unique text is encoded once per model across sources, and a second run (a new
     process would build a new EmbeddingCache on the same folder) encodes nothing."""
-    from eci_core.models.encoders import EmbeddingCache, EncoderCallCounter
+    from eci_core.models.base import EncoderCallCounter
+    from eci_core.models.cache import EmbeddingCache
 
     c = collection()
     enc = EncoderCallCounter(HashingEncoder())
@@ -355,7 +357,7 @@ def test_a_20000_negative_row_scores_in_bounded_memory():
         import numpy as np
         from eci_core.config import ECIConfig
         from eci_core.io.data import Collection, PassageRef, QueryRecord
-        from eci_core.models.encoders import HashingEncoder
+        from eci_core.models.hashing import HashingEncoder
         from eci_core.scoring import score_collection
         negs = [PassageRef(f"n{i}", f"negative passage number {i} about topic {i % 97}") for i in range(20000)]
         rec = [QueryRecord("q", "which passage is about topic 5", [PassageRef("p", "the passage about topic 5")], negs),

@@ -28,7 +28,8 @@ def test_untrained_top_layer_reproduces_the_models_embeddings(trainer):
     differs (masked keys get weight exp(-3.4e38) = 0 exactly), which changes the summation order
     of the matmuls; float32 rounding of unit vectors through two layers stays below 1e-6
     (observed 1.5e-8)."""
-    from eci_core.models.encoders import embed, load_encoder
+    from eci_core.models.encoding import embed
+    from eci_core.models.registry import load_encoder
 
     q, p = trainer.run(None, 0, 1e-4, np.arange(len(Q)))
     enc = load_encoder(None)

@@ -231,7 +231,7 @@ def test_the_overview_verdict_is_plain_text(_env, monkeypatch, tmp_path):
 
 def _scored():
     from eci_core.config import ECIConfig
-    from eci_core.models.encoders import HashingEncoder
+    from eci_core.models.hashing import HashingEncoder
     from eci_core.scoring import score_collection
 
     coll, _ = load_paths([str(FIXTURE)])
@@ -345,7 +345,7 @@ def test_the_dashboard_loads_the_resolved_path_it_checked(_env, monkeypatch, tmp
 def test_your_embeddings_folder_with_a_file_linked_out_of_the_root_is_refused(tmp_path, linked):
     import numpy as np
 
-    from eci_core.io.user_embeddings import open_embeddings, write_embeddings
+    from eci_core.models.user_embeddings import open_embeddings, write_embeddings
 
     root, outside = tmp_path / "root", tmp_path / "outside"
     emb = root / "emb"

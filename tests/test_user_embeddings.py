@@ -1,4 +1,4 @@
-"""Bring your own embeddings (``eci_core/io/user_embeddings.py``, ``eci score --embeddings``)."""
+"""Bring your own embeddings (``eci_core/models/user_embeddings.py``, ``eci score --embeddings``)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import pytest
 
 import eci_core  # noqa: F401
 from eci_core.config import ECIConfig
-from eci_core.models.encoders import HashingEncoder, embed, export_embeddings
+from eci_core.models.encoding import embed, export_embeddings
+from eci_core.models.hashing import HashingEncoder
 from eci_core.scoring import score_collection
-from eci_core.io.user_embeddings import NormalisedRows, open_embeddings, write_embeddings
+from eci_core.models.user_embeddings import NormalisedRows, open_embeddings, write_embeddings
 
 from test_scoring import collection  # a 3-source collection (tests/ is on sys.path)
 

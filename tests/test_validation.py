@@ -25,7 +25,7 @@ import pytest
 import eci_core  # noqa: F401
 from eci_core.explore import overview
 from eci_core.io.data import Collection, PassageRef, QueryRecord
-from eci_core.models.encoders import HashingEncoder
+from eci_core.models.hashing import HashingEncoder
 from eci_core.validation import (IN_BATCH, UNTRAINED, ValidationConfig, load_results, make_trainer, trainer_agreement,
                                  validate)
 from eci_core.validation.analysis import downstream_table, rank_agreement
@@ -265,7 +265,7 @@ def test_poisoned_source_trains_worse_finetune(kas, tmp_path):
         from sentence_transformers.sentence_transformer.modules import StaticEmbedding
     except ImportError:
         from sentence_transformers.models import StaticEmbedding
-    from eci_core.models.encoders import bundled_minilm_path
+    from eci_core.models.st_encoder import bundled_minilm_path
     from eci_core.validation.trainers import FinetuneTrainer
 
     torch.manual_seed(0)
@@ -284,7 +284,7 @@ def test_poisoned_source_trains_worse_finetune(kas, tmp_path):
 
 
 def test_finetune_records_a_portable_encoder_name_and_shipped_results_do_too():
-    from eci_core.models.encoders import BUNDLED_ENCODER_NAME
+    from eci_core.models.base import BUNDLED_ENCODER_NAME
     from eci_core.validation.trainers import FinetuneTrainer
 
     assert FinetuneTrainer(device="cpu").encoder.name == BUNDLED_ENCODER_NAME  # the model is loaded lazily
@@ -297,7 +297,7 @@ def test_finetune_records_a_portable_encoder_name_and_shipped_results_do_too():
 
 
 def test_training_device_is_one_checked_device():
-    from eci_core.models.encoders import detect_device
+    from eci_core.models.device import detect_device
     from eci_core.validation.trainers import training_device
 
     assert training_device(None) == training_device("auto") == detect_device()

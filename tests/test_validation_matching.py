@@ -1,6 +1,6 @@
 """Which saved validation may be quoted next to the current scores: the same sources (negatives),
 the same encoder and the same pre-training settings (``ValidationResult.matches`` /
-``view_problem``, ``models.encoders.encoder_identity``), and the Overview's measured ranking
+``view_problem``, ``models.registry.encoder_identity``), and the Overview's measured ranking
 (``overview.validated_ranking``, ``validated_effect``, ``validated_figure``, ``verdict``,
 ``eci_validity``)."""
 
@@ -18,8 +18,9 @@ import pytest
 import eci_core  # noqa: F401
 from eci_core.config import ECIConfig
 from eci_core.explore import common, overview
-from eci_core.models.encoders import (BUNDLED_BGE_NAME, BUNDLED_ENCODER_NAME, HashingEncoder, encoder_identity,
-                                      load_encoder)
+from eci_core.models.base import BUNDLED_BGE_NAME, BUNDLED_ENCODER_NAME
+from eci_core.models.hashing import HashingEncoder
+from eci_core.models.registry import encoder_identity, load_encoder
 from eci_core.validation import (IN_BATCH, UNTRAINED, ValidationConfig, ValidationResult, load_results,
                                  pretraining_settings, validate)
 
@@ -44,7 +45,7 @@ def small(tmp_path_factory):
 
 # ----------------------------------------------------------------------------- encoder identity
 def test_encoder_identity_maps_every_spelling_of_the_bundled_minilm_to_one_portable_name():
-    from eci_core.models.encoders import bundled_minilm_path
+    from eci_core.models.st_encoder import bundled_minilm_path
 
     same = [None, "minilm", "MiniLM", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2",
             BUNDLED_ENCODER_NAME, str(bundled_minilm_path()),
@@ -54,7 +55,7 @@ def test_encoder_identity_maps_every_spelling_of_the_bundled_minilm_to_one_porta
             load_encoder(None, device="cpu"), load_encoder(str(bundled_minilm_path()), device="cpu")]
     assert {encoder_identity(e) for e in same} == {BUNDLED_ENCODER_NAME}
     # a token limit changes the bundled model's output: another identity
-    from eci_core.models.encoders import SentenceTransformerEncoder
+    from eci_core.models.st_encoder import SentenceTransformerEncoder
 
     assert encoder_identity(SentenceTransformerEncoder.bundled(device="cpu", max_seq_length=64)) == \
         BUNDLED_ENCODER_NAME + ", max_seq_length=64"
@@ -149,7 +150,7 @@ def test_results_without_encoder_or_settings_never_match(small):
 
 def test_shipped_sample_validations_match_the_sample_under_the_bundled_minilm_only():
     from eci_core.io.loaders import load_paths
-    from eci_core.models.encoders import bundled_minilm_path
+    from eci_core.models.st_encoder import bundled_minilm_path
 
     coll, _ = load_paths([str(SAMPLE)])
     for kind in ("linear", "linear-both", "finetune"):

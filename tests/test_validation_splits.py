@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from eci_core.io.data import Collection, PassageRef, QueryRecord
-from eci_core.models.encoders import HashingEncoder
+from eci_core.models.hashing import HashingEncoder
 from eci_core.validation import ValidationConfig, load_results, validate
 from eci_core.validation.loading import load_for_validation
 from eci_core.validation.protocol import run_protocol

@@ -289,7 +289,7 @@ def test_projection_figure_dims_unselected_points():
 
 # --------------------------------------------------------------------------- with the real engine
 def test_views_on_a_real_score_result():
-    from eci_core.models.encoders import HashingEncoder
+    from eci_core.models.hashing import HashingEncoder
     from eci_core.scoring import score_collection
 
     c = Collection()
@@ -475,7 +475,7 @@ def test_memo_computes_once_across_threads():
 
 
 def test_warm_up_fills_what_the_pages_read():
-    from eci_core.models.encoders import HashingEncoder
+    from eci_core.models.hashing import HashingEncoder
     from eci_core.scoring import score_collection
 
     c = Collection()

@@ -45,7 +45,7 @@ from eci_core.io.trust import UPLOAD_PREFIX
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = ROOT / "sample_data" / "pyfaq"
 
-#: Choices of the sidebar's encoder box -> value passed to ``eci_core.models.encoders.load_encoder``.
+#: Choices of the sidebar's encoder box -> value passed to ``eci_core.models.registry.load_encoder``.
 ENCODER_CHOICES = {
     "MiniLM (bundled)": "minilm",
     "Hashing (instant, lexical)": "hashing",
@@ -92,7 +92,7 @@ K_VALIDATIONS = "eci_validations"  # label -> ValidationResult opened or run in 
 # Widget keys of the sidebar (their values are the settings).
 W_ENCODER = "set_encoder"
 W_ENCODER_PATH = "set_encoder_path"
-W_EMBEDDINGS = "set_embeddings"  # folder of your own vectors (eci_core.io.user_embeddings)
+W_EMBEDDINGS = "set_embeddings"  # folder of your own vectors (eci_core.models.user_embeddings)
 W_EMBEDDINGS_MODEL = "set_embeddings_model"
 W_CROSS = "set_cross_encoder"
 W_POSITIVE = "set_positive"
@@ -520,7 +520,7 @@ def add_uploads(files) -> None:
 @st.cache_resource(show_spinner="Loading the encoder…", max_entries=3)
 def get_encoder(name: str):
     """The target encoder (bundled MiniLM, ``hashing`` or a local folder), once per process."""
-    from eci_core.models.encoders import load_encoder
+    from eci_core.models.registry import load_encoder
 
     return load_encoder(None if name == "minilm" else name)
 
@@ -528,7 +528,7 @@ def get_encoder(name: str):
 @st.cache_resource(show_spinner="Loading the cross-encoder…", max_entries=2)
 def get_cross_encoder():
     """The bundled ONNX cross-encoder, once per process."""
-    from eci_core.models.encoders import load_cross_encoder
+    from eci_core.models.registry import load_cross_encoder
 
     return load_cross_encoder(None)
 
@@ -541,7 +541,7 @@ def get_embedding_cache():
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _embedding_cache(readonly: tuple[str, ...]):
-    from eci_core.models.encoders import EmbeddingCache
+    from eci_core.models.cache import EmbeddingCache
 
     return EmbeddingCache(readonly_dirs=list(readonly))
 
@@ -566,7 +566,7 @@ def readonly_cache_dirs() -> list[Path]:
 
 def cache_dirs_read() -> tuple[str, ...]:
     """Every embedding-cache folder scoring reads: the user's cache, then the read-only layers."""
-    from eci_core.models.encoders import default_cache_dir
+    from eci_core.config import default_cache_dir
 
     return (str(default_cache_dir().expanduser().resolve()), *(str(p) for p in readonly_cache_dirs()))
 
@@ -650,7 +650,7 @@ def compute_result(s: Settings, progress: Callable[[str, int, int], None] | None
         if folder is None or not path_allowed(folder):
             raise ValueError("Your embeddings: that folder is outside the folders this dashboard may read "
                              "(start it with --data-root DIRS or set ECI_DATA_ROOT)")
-        from eci_core.io.user_embeddings import open_embeddings
+        from eci_core.models.user_embeddings import open_embeddings
 
         # the resolved folder that was checked is opened; every file in it must resolve inside the data root
         embeddings, encoder = open_embeddings(folder, model=s.embeddings_model or None, roots=read_roots()), None

@@ -305,14 +305,15 @@ def cmd_score(args) -> int:
     if not coll.sources:
         return _err(f"error: no negative source in {' '.join(args.paths)}: nothing to score "
                     "(run `eci inspect` to see what was read)")
-    from eci_core.models.encoders import EmbeddingCache, load_cross_encoder, load_encoder
+    from eci_core.models.cache import EmbeddingCache
+    from eci_core.models.registry import load_cross_encoder, load_encoder
     from eci_core.scoring import score_collection
 
     progress = TqdmProgress(enabled=not args.no_progress)
     try:
         embeddings = None
         if args.embeddings:
-            from eci_core.io.user_embeddings import open_embeddings
+            from eci_core.models.user_embeddings import open_embeddings
 
             embeddings = open_embeddings(args.embeddings, model=args.embeddings_model)
             encoder = None

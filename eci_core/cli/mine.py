@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         if args.method in ("dense", "cross-encoder", "bm25+ce"):
             from pathlib import Path
 
-            from eci_core.models.encoders import EmbeddingCache
+            from eci_core.models.cache import EmbeddingCache
 
             shipped = Path(args.dir) / "embeddings"
             cache = EmbeddingCache(args.cache_dir, readonly_dirs=[shipped] if shipped.is_dir() else [])
@@ -153,7 +153,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from eci_core.io.data import LoadError
-    from eci_core.models.encoders import EmbeddingCache
+    from eci_core.models.cache import EmbeddingCache
     from eci_core.miners import SWEEP, mine_sweep, read_beir, read_negative_ids
 
     set_params = [f"--{n.replace('_', '-')}" for n in ("method", "range_min", "range_max", "absolute_margin", "relative_margin",

@@ -260,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
     device = None if str(args.device).strip().lower() in ("", "auto") else args.device
     if device is not None:
         try:  # one line now, not after loading: finetune trains on one device; the encoder may use several
-            from eci_core.models.encoders import resolve_devices
+            from eci_core.models.device import resolve_devices
             from eci_core.validation.trainers import training_device
 
             training_device(device) if finetune else resolve_devices(device)
@@ -286,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
     sources = [s.strip() for s in args.sources.split(",") if s.strip()] if args.sources else None
     from pathlib import Path
 
-    from eci_core.models.encoders import EmbeddingCache
+    from eci_core.models.cache import EmbeddingCache
 
     shipped = [Path(p) / "embeddings" for p in args.paths if (Path(p) / "embeddings").is_dir()]
     cache = EmbeddingCache(args.cache_dir, readonly_dirs=shipped)

@@ -168,7 +168,7 @@ class _EncodeActor:
     """Ray Data actor: loads the encoder once, then encodes batches of ``text`` rows."""
 
     def __init__(self, spec, device: str, kind: str, gpu: bool = False):
-        from eci_core.models.encoders import load_encoder
+        from eci_core.models.registry import load_encoder
 
         if isinstance(spec, str) or spec is None:
             self.encoder = load_encoder(spec, device=_device_here(device, gpu))
@@ -189,14 +189,14 @@ class _EncodeActor:
 class RayEncoder:
     """An encoder whose ``encode_queries`` / ``encode_passages`` run on Ray (see module docstring).
 
-    ``spec`` is what :func:`eci_core.models.encoders.load_encoder` takes (a name or a folder every worker
-    can read) or a picklable encoder object (e.g. :class:`~eci_core.models.encoders.HashingEncoder`).
+    ``spec`` is what :func:`eci_core.models.registry.load_encoder` takes (a name or a folder every worker
+    can read) or a picklable encoder object (e.g. :class:`~eci_core.models.hashing.HashingEncoder`).
     ``name``, ``fingerprint`` and ``dim`` are the local encoder's, so the embedding cache is shared
     with the local engine.
     """
 
     def __init__(self, spec, device: str = "auto", batch_size: int = ENCODE_BATCH, concurrency: int | None = None):
-        from eci_core.models.encoders import load_encoder
+        from eci_core.models.registry import load_encoder
 
         requested_devices(device)  # ValueError now, not in an actor
         self.spec = spec
@@ -216,7 +216,7 @@ class RayEncoder:
     def resources(self, n_gpus: int, n_cpus: int) -> tuple[bool, dict]:
         """:func:`actor_resources` of this encoder's actors: GPUs only for a sentence-transformers
         model (the ONNX and hashing encoders are CPU-only), at most 4 CPU actors."""
-        from eci_core.models.encoders import SentenceTransformerEncoder
+        from eci_core.models.st_encoder import SentenceTransformerEncoder
 
         return actor_resources(self.device, n_gpus, n_cpus, self.concurrency,
                                torch_model=isinstance(self._local, SentenceTransformerEncoder), max_cpu_actors=4)
@@ -259,7 +259,8 @@ def _cross_spec(model):
     """What a :class:`_CrossActor` builds its model from: ``(class, kwargs)`` for the product's
     cross-encoders (rebuilt in the actor from their folder; a torch model's ``device`` is set in
     the actor by :func:`actor_device`), else the object itself (it must pickle)."""
-    from eci_core.models.encoders import OnnxCrossEncoder, SentenceTransformersCrossEncoder
+    from eci_core.models.onnx import OnnxCrossEncoder
+    from eci_core.models.st_encoder import SentenceTransformersCrossEncoder
 
     if isinstance(model, OnnxCrossEncoder):  # onnxruntime on CPU: one thread per 1-CPU actor
         return OnnxCrossEncoder, dict(model_dir=str(model.model_dir), name=model.name,
@@ -291,18 +292,18 @@ class _CrossActor:
 class RayCrossEncoder:
     """A cross-encoder whose ``predict`` runs on Ray (see the module docstring).
 
-    ``model`` is what :func:`eci_core.models.encoders.load_cross_encoder` takes (``"bundled"``, a
+    ``model`` is what :func:`eci_core.models.registry.load_cross_encoder` takes (``"bundled"``, a
     folder every worker can read) or a cross-encoder object (the product's are rebuilt in each
     actor from their folder; any other must pickle). ``name`` and ``fingerprint`` are the local
     model's, so cached scores are shared with the local engine. ``predict_chunk`` makes
-    :func:`eci_core.models.encoders.cross_scores` hand over whole jobs (one Ray Data job, one model
+    :func:`eci_core.models.encoding.cross_scores` hand over whole jobs (one Ray Data job, one model
     load per actor, for up to that many uncached pairs). ``n_scored``: pairs sent to Ray so far.
     ``device="cpu"`` keeps a torch cross-encoder off the cluster's GPUs (with no GPU in the
     cluster it runs on CPU actors, or on ``"mps"`` when asked for).
     """
 
     def __init__(self, model, device: str = "auto", batch_size: int = CROSS_BATCH, concurrency: int | None = None):
-        from eci_core.models.encoders import load_cross_encoder
+        from eci_core.models.registry import load_cross_encoder
 
         local = load_cross_encoder(model) if model is None or isinstance(model, (str, os.PathLike)) else model
         if local is None:
@@ -320,7 +321,7 @@ class RayCrossEncoder:
     def resources(self, n_gpus: int, n_cpus: int) -> tuple[bool, dict]:
         """:func:`actor_resources` of this model's actors: GPUs only for a sentence-transformers
         CrossEncoder (the bundled ONNX model is CPU-only), else one actor per CPU."""
-        from eci_core.models.encoders import SentenceTransformersCrossEncoder
+        from eci_core.models.st_encoder import SentenceTransformersCrossEncoder
 
         return actor_resources(self.device, n_gpus, n_cpus, self.concurrency,
                                torch_model=isinstance(self._local, SentenceTransformersCrossEncoder))
@@ -328,9 +329,9 @@ class RayCrossEncoder:
     def predict(self, pairs) -> np.ndarray:
         import pyarrow as pa
 
-        from eci_core.models.encoders import _as_pairs
+        from eci_core.models.base import as_pairs
 
-        pairs = _as_pairs(pairs)
+        pairs = as_pairs(pairs)
         if not pairs:
             return np.zeros(0, dtype=np.float32)
         ray = init_ray()
@@ -547,7 +548,7 @@ def score_ray(collection, encoder, config, *, ray_address: str | None = None, de
     init_ray(ray_address, num_cpus=num_cpus)
     ce = kwargs.get("cross_encoder")
     if isinstance(ce, (str, os.PathLike)):
-        from eci_core.models.encoders import load_cross_encoder
+        from eci_core.models.registry import load_cross_encoder
 
         ce = load_cross_encoder(ce)  # "none" -> None
     if ce is not None and not isinstance(ce, RayCrossEncoder):

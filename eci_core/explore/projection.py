@@ -251,7 +251,7 @@ def collection_embeddings(collection: Any, encoder: Any, cache: Any = None,
     """Query and passage embeddings of the whole collection with ``encoders.embed`` (rows in
     collection index order; cached per text by the EmbeddingCache, so after scoring this is a
     cache read)."""
-    from eci_core.models.encoders import embed
+    from eci_core.models.encoding import embed
 
     q = embed(encoder, collection.query_texts, "query", cache=cache, progress=progress)
     p = embed(encoder, collection.passage_texts, "passage", cache=cache, progress=progress)
@@ -407,7 +407,7 @@ def projection_frame(
     if qe is not None:
         emb = np.where(is_q[:, None], qe[np.maximum(qk, 0)], pe[np.maximum(pk, 0)]) if len(frame) else np.zeros((0, dim), np.float32)
     else:
-        from eci_core.models.encoders import embed
+        from eci_core.models.encoding import embed
 
         emb = np.zeros((len(frame), int(encoder.dim)), np.float32)
         if is_q.any():

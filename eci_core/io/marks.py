@@ -28,7 +28,7 @@ Mark = tuple[str, str, str]
 
 
 def marks_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    from eci_core.models.encoders import default_cache_dir
+    from eci_core.config import default_cache_dir
 
     return Path(cache_dir).expanduser() / "marks" if cache_dir else default_cache_dir() / "marks"
 

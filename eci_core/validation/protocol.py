@@ -137,7 +137,8 @@ def eval_passages(collection, exclude_prefixes: Sequence[str]) -> np.ndarray:
 def _pool_embeddings(collection, ev, encoder, cache, progress):
     """Frozen embeddings of all queries and of the evaluation passages under the target encoder
     (``encoder``, None = bundled MiniLM, read from the embedding cache): they choose the pool."""
-    from eci_core.models.encoders import embed, load_encoder
+    from eci_core.models.encoding import embed
+    from eci_core.models.registry import load_encoder
 
     enc = load_encoder(encoder)
     q = np.asarray(embed(enc, list(collection.query_texts), "query", cache=cache, progress=progress), np.float32)

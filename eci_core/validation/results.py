@@ -72,7 +72,7 @@ class ValidationResult:
     (training queries used, leaked negatives, own-positive negatives kept, uncovered queries per
     source), timing, source signatures, resolution, and
     what the pre-training numbers were computed under: ``pretraining_encoder`` (its name),
-    ``encoder_identity`` (:func:`~eci_core.models.encoders.encoder_identity`, portable) and
+    ``encoder_identity`` (:func:`~eci_core.models.registry.encoder_identity`, portable) and
     ``pretraining_settings`` (:func:`pretraining_settings`); :meth:`matches` compares them with
     the current view.
     ``encoder_eci``: ECI per source under each extra encoder (may be empty)."""
@@ -132,11 +132,11 @@ class ValidationResult:
 
     @property
     def encoder_identity(self) -> str | None:
-        """The :func:`~eci_core.models.encoders.encoder_identity` of the encoder this validation
+        """The :func:`~eci_core.models.registry.encoder_identity` of the encoder this validation
         trained and computed its pre-training numbers under: ``meta["encoder_identity"]``, else
         (results saved before it was recorded) the normalised ``pretraining_encoder`` name. None
         when neither is recorded."""
-        from eci_core.models.encoders import encoder_identity
+        from eci_core.models.registry import encoder_identity
 
         for key in ("encoder_identity", "pretraining_encoder"):
             v = self.meta.get(key)
@@ -153,10 +153,10 @@ class ValidationResult:
     def view_problem(self, encoder, config) -> str | None:
         """Why this validation must not be quoted next to pre-training numbers computed under
         ``encoder`` (an encoder object, name or path: see
-        :func:`~eci_core.models.encoders.encoder_identity`) with ``config`` (an ``ECIConfig``);
+        :func:`~eci_core.models.registry.encoder_identity`) with ``config`` (an ``ECIConfig``);
         None when it may be. A validation records its encoder and :func:`pretraining_settings`;
         one that does not (saved before they were recorded) never matches."""
-        from eci_core.models.encoders import encoder_identity
+        from eci_core.models.registry import encoder_identity
 
         mine = self.encoder_identity
         if mine is None:
@@ -486,7 +486,7 @@ def validate(collection, sources: Sequence[str] | None = None, config: Validatio
     ``device``: where the target encoder encodes and finetune trains (``"cpu"``, ``"cuda"``,
     ``"cuda:N"``, ``"mps"``; None = auto)."""
     from eci_core.config import ECIConfig
-    from eci_core.models.encoders import encoder_identity, load_encoder
+    from eci_core.models.registry import encoder_identity, load_encoder
     from eci_core.scoring import score_collection
 
     sources = list(sources) if sources else list(collection.sources)

@@ -25,7 +25,7 @@ import copy
 
 import numpy as np
 
-from eci_core.models.encoders import detect_device
+from eci_core.models.device import detect_device
 from eci_core.validation.trainers import mnrl_loss
 
 
@@ -38,7 +38,7 @@ class TopLayersTrainer:
 
     def __init__(self, model_path=None, layers: int = 1, max_seq_length: int | None = None, device: str | None = None,
                  threads: int | None = None, encode_batch_size: int = 64):
-        from eci_core.models.encoders import bundled_minilm_path
+        from eci_core.models.st_encoder import bundled_minilm_path
 
         if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
             raise ValueError(f"layers={layers!r}: must be an integer >= 1 (e.g. 1: train the top layer only)")

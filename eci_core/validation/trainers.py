@@ -30,7 +30,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from eci_core.models.encoders import detect_device
+from eci_core.models.device import detect_device
 
 Progress = Callable[[str, int, int], None]
 #: MultipleNegativesRankingLoss' default scale (1 / temperature).
@@ -92,7 +92,7 @@ class LinearTrainer:
         self.weight_decay = weight_decay
 
     def setup(self, collection, eval_passages, cache=None, progress=None) -> None:
-        from eci_core.models.encoders import embed
+        from eci_core.models.encoding import embed
 
         self.q_emb = np.asarray(embed(self.encoder, list(collection.query_texts), "query", cache=cache, progress=progress), np.float32)
         self.p_emb = np.asarray(embed(self.encoder, list(collection.passage_texts), "passage", cache=cache, progress=progress), np.float32)
@@ -163,11 +163,11 @@ class LinearTrainer:
 
 def training_device(device: str | None) -> str:
     """The one torch device a fine-tune runs on, from a ``--device`` value: ``None`` / ``"auto"``
-    → CUDA, else MPS, else CPU (:func:`~eci_core.models.encoders.detect_device`); ``"cpu"``,
+    → CUDA, else MPS, else CPU (:func:`~eci_core.models.device.detect_device`); ``"cpu"``,
     ``"cuda"``, ``"cuda:N"``, ``"mps"`` → that device, checked to exist here. Raises
     ``ValueError`` naming the value for anything else (a comma-separated list included:
     training runs on one device)."""
-    from eci_core.models.encoders import resolve_devices
+    from eci_core.models.device import resolve_devices
 
     if device is None or (isinstance(device, str) and device.strip().lower() in ("", "auto")):
         return detect_device()
@@ -194,7 +194,8 @@ class FinetuneTrainer:
 
     def __init__(self, model_path=None, max_seq_length: int | None = None, device: str | None = None,
                  encode_batch_size: int = 64, threads: int | None = None):
-        from eci_core.models.encoders import BUNDLED_ENCODER_NAME, SentenceTransformerEncoder, bundled_minilm_path
+        from eci_core.models.base import BUNDLED_ENCODER_NAME
+        from eci_core.models.st_encoder import SentenceTransformerEncoder, bundled_minilm_path
 
         self.model_path = str(model_path or bundled_minilm_path())
         self.max_seq_length = max_seq_length
@@ -244,7 +245,7 @@ class FinetuneTrainer:
         q_texts = [coll.query_texts[int(q)] for q in test_queries]
         p_texts = [coll.passage_texts[int(p)] for p in self.eval_passages]
         if batches is None:
-            from eci_core.models.encoders import embed
+            from eci_core.models.encoding import embed
 
             return (np.asarray(embed(self.base_encoder, q_texts, "query", cache=self.cache), np.float32),
                     np.asarray(embed(self.base_encoder, p_texts, "passage", cache=self.cache, progress=progress), np.float32))
@@ -309,7 +310,8 @@ def make_trainer(name: str, encoder=None, device: str | None = None, **kwargs) -
     bundled MiniLM); ``device`` (None = auto) is where the frozen encoder encodes, or where
     finetune trains (:func:`training_device`); ``kwargs`` go to the trainer (e.g.
     ``max_seq_length`` for finetune)."""
-    from eci_core.models.encoders import BUNDLED_ENCODER_ALIASES, load_encoder
+    from eci_core.models.base import BUNDLED_ENCODER_ALIASES
+    from eci_core.models.registry import load_encoder
 
     if name in ("linear", "linear-both"):
         return LinearTrainer(load_encoder(encoder, device=device or "auto"), side="query" if name == "linear" else "both",

@@ -46,7 +46,10 @@ from typing import Sequence
 
 import numpy as np
 
+from eci_core.config import default_cache_dir
 from eci_core.io.trust import resolve_within
+from eci_core.models.base import text_key
+from eci_core.models.cache import EmbeddingCache
 
 Kind = str  # "query" | "passage"
 
@@ -172,8 +175,6 @@ class UserEmbeddings:
 
     def vectors_by_text(self, kind: Kind, texts: Sequence[str]) -> np.ndarray:
         """For the product's cache: float32 unit vectors of ``texts`` (every text must be cached)."""
-        from eci_core.models.encoders import text_key
-
         found, vecs = self._cache.get(self.fingerprint, kind, [text_key(t) for t in texts])
         if not found.all():
             n = int((~found).sum())
@@ -304,8 +305,6 @@ def _load_npy(path: Path, roots=None) -> _Side:
 
 
 def _parquet_cache_dir(path: Path) -> Path:
-    from eci_core.models.encoders import default_cache_dir
-
     st = path.stat()
     key = hashlib.sha1(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:20]
     return default_cache_dir() / "user-embeddings" / key
@@ -435,7 +434,6 @@ def open_embeddings(path: str | os.PathLike, model: str | None = None, roots=Non
     import secrets
     import tempfile
 
-    from eci_core.models.encoders import EmbeddingCache
 
     # read-only: the folder is a read-only layer (never written, no shard renamed); the main
     # directory is a path that does not exist and is never created (nothing is put)
