@@ -99,6 +99,12 @@ cheap() {  # the product's cheap trainers at their defaults (100 steps x 32, lr 
       --out "$W/val_$t-refbudget" > "$W/val_$t-refbudget.log"
     echo "$t at the reference budget: user system elapsed (s): $(cat "$W/time_$t-refbudget.txt")"
   done
+  # the top transformer layer only, at the reference's budget and sequence length (lr: its default 1e-4)
+  /usr/bin/time -f "%U %S %e" -o "$W/time_top-layers.txt" $ECI validate "$W" --split-policy official \
+    --trainer top-layers --sources "$SOURCES" --seeds "$SEEDS" --steps "$FT_STEPS" --batch-size "$FT_BATCH" \
+    --max-seq-length "$FT_SEQ" --negatives-per-example "$FT_NEG" --threads "$FT_THREADS" --cache-dir "$CACHE" \
+    --no-progress --out "$W/val_top-layers" > "$W/val_top-layers.log"
+  echo "top-layers: user system elapsed (s): $(cat "$W/time_top-layers.txt")"
 }
 
 report() {
@@ -106,11 +112,11 @@ report() {
   for t in linear linear-both; do
     [ -f "$W/time_$t.txt" ] && args+=(--time "$t=$(awk '{print $1 + $2}' "$W/time_$t.txt")")
   done
-  for t in linear-refbudget linear-both-refbudget; do
+  for t in linear-refbudget linear-both-refbudget top-layers; do
     [ -f "$W/time_$t.txt" ] && args+=(--time "$t=$(awk '{print $1 + $2}' "$W/time_$t.txt")")
   done
   $PY "$(dirname "$0")/reference_tables.py" report "$W/val_finetune/merged" "$W/val_linear" "$W/val_linear-both" \
-    "$W/val_linear-refbudget" "$W/val_linear-both-refbudget" "${args[@]}" --json "$W/report.json"
+    "$W/val_linear-refbudget" "$W/val_linear-both-refbudget" "$W/val_top-layers" "${args[@]}" --json "$W/report.json"
 }
 
 case "${1:-all}" in

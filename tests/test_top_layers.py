@@ -58,3 +58,10 @@ def test_refuses_what_it_cannot_train():
     t.setup(SimpleNamespace(query_texts=Q, passage_texts=P), np.arange(3))
     with pytest.raises(ValueError, match="6 transformer layers"):
         t.run(None, 0, 1e-4, np.arange(3))
+
+
+def test_results_record_a_portable_encoder_name(trainer):
+    """A saved validation names the model, never the path it has on this machine."""
+    from eci_core.models.base import BUNDLED_ENCODER_NAME
+
+    assert trainer.encoder.name == BUNDLED_ENCODER_NAME

@@ -22,6 +22,8 @@ at d = 384: ~0.7 GB).
 from __future__ import annotations
 
 import copy
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -42,7 +44,11 @@ class TopLayersTrainer:
 
         if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
             raise ValueError(f"layers={layers!r}: must be an integer >= 1 (e.g. 1: train the top layer only)")
+        from eci_core.models.base import BUNDLED_ENCODER_NAME
+
         self.model_path = str(model_path or bundled_minilm_path())
+        # what results record as the encoder: a portable name, never this machine's path
+        self.encoder = SimpleNamespace(name=BUNDLED_ENCODER_NAME if model_path is None else Path(str(model_path)).name)
         self.layers = layers
         self.max_seq_length = max_seq_length
         self.device = device or detect_device()
