@@ -93,7 +93,7 @@ class ArrayScores:
     n_sem_capped: int = 0  # queries whose ECI_sem used only config.eci_sem_max_k negatives
 
 
-def _positives_for(queries: np.ndarray, pos_q: np.ndarray, pos_p: np.ndarray):
+def positives_for(queries: np.ndarray, pos_q: np.ndarray, pos_p: np.ndarray):
     """Positive pairs of the covered queries, sorted by (query, passage) and de-duplicated, with
     per-query counts and starts."""
     pos_q = np.asarray(pos_q, dtype=np.int64)
@@ -211,7 +211,7 @@ def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *,
     n_pairs = q_idx.shape[0]
 
     # positives: s(q, p) for every labelled positive, then s_qp and p* by the positive rule
-    pq, pp, pos_counts = _positives_for(queries, pos_q, pos_p)
+    pq, pp, pos_counts = positives_for(queries, pos_q, pos_p)
     work = _work_dtype(query_emb, passage_emb)
     s_qpos = np.empty(pp.shape[0], dtype=np.float64)
     pool = pool if n_pairs > 4 * chunk else None

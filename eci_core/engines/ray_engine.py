@@ -443,7 +443,7 @@ class RaySourceScorer:
         (the arguments :func:`~eci_core.scoring.score_arrays` takes per source)."""
         import pyarrow as pa
 
-        from eci_core.scoring import _positives_for
+        from eci_core.scoring import positives_for
 
         ray = init_ray()
         names = list(jobs)
@@ -457,7 +457,7 @@ class RaySourceScorer:
             if q_idx.shape[0]:
                 u, c = np.unique(q_idx, return_counts=True)
                 counts[np.searchsorted(queries, u)] = c
-            _, pp, pcounts = _positives_for(queries, j["pos_q"], j["pos_p"])  # raises as score_arrays would
+            _, pp, pcounts = positives_for(queries, j["pos_q"], j["pos_p"])  # raises as score_arrays would
             as_list = lambda off, vals: pa.ListArray.from_arrays(  # noqa: E731
                 pa.array(np.concatenate([[0], np.cumsum(off)]).astype(np.int32)), pa.array(vals, type=pa.int64()))
             parts.append(pa.table({"src": np.full(queries.shape[0], code, dtype=np.int64), "q": queries,
