@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eci_core.io.data import TextColumn  # noqa: E402
-from eci_core.io.loaders import _read_beir_jsonl  # noqa: E402
+from eci_core.io.loaders import read_beir_jsonl  # noqa: E402
 from eci_core.metrics import lexical as L  # noqa: E402
 
 
@@ -44,11 +44,11 @@ def main() -> None:
     ap.add_argument("--skip-old", action="store_true", help="time the new path only")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    m = _read_beir_jsonl(Path(args.corpus), None, with_title=True)
+    m = read_beir_jsonl(Path(args.corpus), None, with_title=True)
     col = TextColumn()
     col.extend_rows(m, np.random.default_rng(0).permutation(len(m)))
     if args.accented:
-        from eci_core.io.data import ArrowTextMap, _str_arrow
+        from eci_core.io.data import ArrowTextMap, str_arrow
 
         texts = list(col)
         step = max(1, round(1 / args.accented))
@@ -56,9 +56,9 @@ def main() -> None:
             texts[i] += " café"
         for i in range(step // 2, len(texts), step):
             texts[i] = texts[i].replace(" ", "’ ", 1)
-        blocks = [_str_arrow(texts[i:i + 50_000]) for i in range(0, len(texts), 50_000)]
+        blocks = [str_arrow(texts[i:i + 50_000]) for i in range(0, len(texts), 50_000)]
         col = TextColumn()
-        col.extend_rows(ArrowTextMap(_str_arrow([str(i) for i in range(len(texts))]), blocks), np.arange(len(texts)))
+        col.extend_rows(ArrowTextMap(str_arrow([str(i) for i in range(len(texts))]), blocks), np.arange(len(texts)))
         del texts, blocks
         print(f"every {step}th text with ' café', every {step}th with '’'", flush=True)
     print(f"read {len(col):,} passages in {time.perf_counter() - t0:.1f} s; load {os.getloadavg()[0]:.2f}", flush=True)

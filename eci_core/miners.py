@@ -138,12 +138,12 @@ def read_negative_ids(path: str | Path) -> dict[str, list[str]]:
     (``PATH:LINE: field 'F': message``, no value echoed). A TREC run with several tags gives each
     query its tags' lists merged by position in the list (the first ranks of every tag first,
     tags in file order)."""
-    from eci_core.io.loaders import _parse_negatives_file
+    from eci_core.io.loaders import parse_negatives_file
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (expected a TREC run or negative-ids JSONL)")
-    runs = _parse_negatives_file(path)
+    runs = parse_negatives_file(path)
     if len(runs) == 1:
         return {q: [pid for pid, _ in v] for q, v in runs[0].negs.items()}
     merged: dict[str, list[tuple[int, int, str]]] = {}

@@ -140,17 +140,17 @@ def test_text_hashes_equal_exactly_for_equal_texts():
 
 
 def test_arrow_conversions_without_pandas():
-    from eci_core.io.data import _bool_arrow, _ints_arrow, _np_of, _str_arrow
+    from eci_core.io.data import bool_arrow, ints_arrow, np_of, str_arrow
 
     words = ["a", "", "é", "日本", "plain"]
-    assert _str_arrow(words).to_pylist() == words and _str_arrow(["x", "y"], large=True).type == pa.large_string()
-    assert _str_arrow([]).to_pylist() == []
-    assert _ints_arrow(np.array([3, -1], np.int32)).to_pylist() == [3, -1]
-    assert _bool_arrow(np.array([True, False, True] * 5)).to_pylist() == [True, False, True] * 5
+    assert str_arrow(words).to_pylist() == words and str_arrow(["x", "y"], large=True).type == pa.large_string()
+    assert str_arrow([]).to_pylist() == []
+    assert ints_arrow(np.array([3, -1], np.int32)).to_pylist() == [3, -1]
+    assert bool_arrow(np.array([True, False, True] * 5)).to_pylist() == [True, False, True] * 5
     ints = pa.array([1, None, 3]).slice(1)
-    assert np.isnan(_np_of(ints)[0]) and _np_of(ints)[1] == 3
-    assert _np_of(pa.array([False, True, True]).slice(1)).tolist() == [True, True]
-    assert _np_of(pa.chunked_array([pa.array([1.5]), pa.array([2.5])])).tolist() == [1.5, 2.5]
+    assert np.isnan(np_of(ints)[0]) and np_of(ints)[1] == 3
+    assert np_of(pa.array([False, True, True]).slice(1)).tolist() == [True, True]
+    assert np_of(pa.chunked_array([pa.array([1.5]), pa.array([2.5])])).tolist() == [1.5, 2.5]
 
 
 def test_a_fast_load_does_not_import_pandas(tmp_path):

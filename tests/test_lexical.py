@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eci_core.io.data import ArrowTextMap, TextColumn, _str_arrow
+from eci_core.io.data import ArrowTextMap, TextColumn, str_arrow
 from eci_core.metrics import lexical as L
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "pyfaq"
@@ -43,10 +43,10 @@ def arrow_column(texts, block=5):
     """A TextColumn backed by Arrow blocks of ``block`` rows (how the loaders hold big files),
     with the rows in a shuffled order so that chunks take from several blocks."""
     texts = [t for t in texts if not re.search("[\ud800-\udfff]", t)]  # Arrow holds valid UTF-8 only
-    blocks = [_str_arrow(texts[i:i + block]) for i in range(0, len(texts), block)] or [_str_arrow([])]
+    blocks = [str_arrow(texts[i:i + block]) for i in range(0, len(texts), block)] or [str_arrow([])]
     col = TextColumn()
     rows = np.random.default_rng(0).permutation(len(texts))
-    col.extend_rows(ArrowTextMap(_str_arrow([str(i) for i in range(len(texts))]), blocks), rows)
+    col.extend_rows(ArrowTextMap(str_arrow([str(i) for i in range(len(texts))]), blocks), rows)
     col.append("tail text Ä")
     assert list(col) == [texts[i] for i in rows] + ["tail text Ä"]
     return col
@@ -79,7 +79,7 @@ def test_unicode_rules_differ_from_arrows_so_non_ascii_takes_the_python_path():
     import pyarrow.compute as pc
 
     texts = ["İ", "ΣΟΦΟΣ", "ǅ"]
-    arrow = pc.utf8_lower(_str_arrow(texts)).to_pylist()
+    arrow = pc.utf8_lower(str_arrow(texts)).to_pylist()
     python = [t.lower() for t in texts]
     assert arrow != python  # 'İ': Python gives 'i̇' (2 code points), utf8proc one
     same(texts)

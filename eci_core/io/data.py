@@ -230,7 +230,7 @@ _TAKE_BLOCK = 16384  # texts made into Python strings at a time by iteration and
 # array (pa.array, pa.scalar, to_numpy, a Python number given to a compute function). The
 # loaders convert through these helpers (buffers only), so a load does not import pandas.
 
-def _np_of(arr) -> np.ndarray:
+def np_of(arr) -> np.ndarray:
     """A numeric or boolean Arrow array (or ChunkedArray) as numpy, as ``to_numpy(zero_copy_only=
     False)`` gives it: a view of the buffer when there is no null, else float64 with NaN."""
     import pyarrow as pa
@@ -254,7 +254,7 @@ def _np_of(arr) -> np.ndarray:
     return out
 
 
-def _ints_arrow(a: np.ndarray):
+def ints_arrow(a: np.ndarray):
     """A numpy integer array as an Arrow array (int64 or int32; the buffer is shared)."""
     import pyarrow as pa
 
@@ -263,7 +263,7 @@ def _ints_arrow(a: np.ndarray):
     return pa.Array.from_buffers(pa.int32() if a.dtype == np.int32 else pa.int64(), len(a), [None, pa.py_buffer(a)])
 
 
-def _bool_arrow(mask: np.ndarray):
+def bool_arrow(mask: np.ndarray):
     """A numpy boolean array as an Arrow boolean array."""
     import pyarrow as pa
 
@@ -271,7 +271,7 @@ def _bool_arrow(mask: np.ndarray):
     return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(np.packbits(mask, bitorder="little"))])
 
 
-def _str_arrow(values: Sequence[str], large: bool = False):
+def str_arrow(values: Sequence[str], large: bool = False):
     """Python strings as an Arrow ``string`` (``large_string``) array, made from one buffer."""
     import pyarrow as pa
 
@@ -300,7 +300,7 @@ def _blocks_take(blocks: list, starts: np.ndarray, rows: np.ndarray) -> list[str
     pool = pa.system_memory_pool()  # malloc: these short-lived buffers go back to the system at once
 
     def take(block, local):
-        return pc.take(block, _ints_arrow(local), memory_pool=pool).to_pylist()
+        return pc.take(block, ints_arrow(local), memory_pool=pool).to_pylist()
 
     k = np.searchsorted(starts, rows, side="right") - 1
     if k[0] == k[-1] and (k == k[0]).all():  # one block (the usual case): one take
@@ -319,7 +319,7 @@ def _blocks_take(blocks: list, starts: np.ndarray, rows: np.ndarray) -> list[str
 
 def _index_or_minus1(found) -> np.ndarray:
     """An Arrow ``index_in`` result as int64, -1 for null (not found)."""
-    f = _np_of(found)
+    f = np_of(found)
     return np.where(np.isnan(f), -1, f).astype(np.int64) if f.dtype.kind == "f" else f.astype(np.int64)
 
 
@@ -371,7 +371,7 @@ class ArrowTextMap(Mapping):
         keys = keys if isinstance(keys, list) else list(keys)
         if not keys or not len(self.ids):
             return keys, np.full(len(keys), -1, dtype=np.int64)
-        arr = _str_arrow(keys)
+        arr = str_arrow(keys)
         if 2 * len(keys) >= len(self.ids):  # the key side costs two hashings (distinct keys, value set)
             return keys, _index_or_minus1(pc.index_in(arr, value_set=self.ids))
         enc = arr.dictionary_encode()
@@ -379,7 +379,7 @@ class ArrowTextMap(Mapping):
         row_of = np.full(len(enc.dictionary), -1, dtype=np.int64)
         rows = np.flatnonzero(hit >= 0)
         row_of[hit[rows]] = rows  # ids are unique: one row per distinct key at most
-        return keys, row_of[_np_of(enc.indices).astype(np.int64)]
+        return keys, row_of[np_of(enc.indices).astype(np.int64)]
 
     def rows(self, keys: Iterable[str]) -> np.ndarray:
         """The row of each key (int64); KeyError names the first key that is not here."""
@@ -499,16 +499,16 @@ class TextColumn(Sequence):
             rows = loc[lo:lo + size]
             k = np.searchsorted(self._starts, rows, side="right") - 1
             if k[0] == k[-1] and (k == k[0]).all():  # one block: one take
-                yield pc.take(self._blocks[int(k[0])], _ints_arrow(rows - self._starts[int(k[0])]))
+                yield pc.take(self._blocks[int(k[0])], ints_arrow(rows - self._starts[int(k[0])]))
                 continue
             order = np.argsort(k, kind="stable")  # one take per block, then back to row order
             ks = k[order]
             bounds = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1], True])
-            parts = [pc.take(self._blocks[int(ks[a])], _ints_arrow(rows[order[a:b]] - self._starts[int(ks[a])])).cast(pa.large_string())
+            parts = [pc.take(self._blocks[int(ks[a])], ints_arrow(rows[order[a:b]] - self._starts[int(ks[a])])).cast(pa.large_string())
                      for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
             inv = np.empty_like(order)
             inv[order] = np.arange(len(order))
-            yield pc.take(pa.concat_arrays(parts), _ints_arrow(inv))
+            yield pc.take(pa.concat_arrays(parts), ints_arrow(inv))
         if self._tail:
             yield list(self._tail)
 
@@ -565,9 +565,9 @@ class TextColumn(Sequence):
 
         parts = []
         for lo in range(0, len(self._loc), _TAKE_BLOCK):
-            parts.append(_str_arrow(_blocks_take(self._blocks, self._starts, self._loc[lo:lo + _TAKE_BLOCK]), large=True))
+            parts.append(str_arrow(_blocks_take(self._blocks, self._starts, self._loc[lo:lo + _TAKE_BLOCK]), large=True))
         if self._tail:
-            parts.append(_str_arrow(self._tail, large=True))
+            parts.append(str_arrow(self._tail, large=True))
         return pa.chunked_array(parts, type=pa.large_string())
 
     def __array__(self, dtype=None, copy=None):
@@ -639,7 +639,7 @@ class TextColumn(Sequence):
     def _flush_tail(self) -> None:
         """Move the Python-string tail into an Arrow block (so Arrow rows can follow it)."""
         if self._tail:
-            first = self._add_block(_str_arrow(self._tail, large=True))
+            first = self._add_block(str_arrow(self._tail, large=True))
             self._loc = np.concatenate([self._loc, np.arange(first, first + len(self._tail), dtype=np.int64)])
             self._tail = []
 
@@ -772,7 +772,7 @@ def _codes_in(keys: list[str], ids: Sequence[str]) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     import pyarrow.compute as pc
 
-    found = _np_of(pc.index_in(_str_arrow(keys), value_set=_str_arrow(ids)))
+    found = np_of(pc.index_in(str_arrow(keys), value_set=str_arrow(ids)))
     return np.where(np.isnan(found), -1, found).astype(np.int64) if found.dtype.kind == "f" else found.astype(np.int64)
 
 

@@ -87,7 +87,7 @@ Speed
 Limits
     :class:`LoadLimits` holds on every reader, before bytes are decoded where the format allows:
     text lines (and CSV records spanning lines) via :class:`_Lines`; ``.gz`` size and ratio via
-    :class:`_GzipRaw`; Parquet by :func:`check_parquet_metadata` (footer) and
+    :class:`GzipRaw`; Parquet by :func:`check_parquet_metadata` (footer) and
     :class:`ParquetDecodedLimits` (the dictionary columns of each row group, read as Arrow
     dictionaries, then each batch of rows, before they become Python values); whole-document JSON by
     :func:`check_file_size` and :func:`check_json_document`; the pyarrow block readers leave a
@@ -122,7 +122,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 
 from eci_core.io.data import (ArrowTextMap, Collection, KeyedTexts, LoadError, LoadReport, PassageRef, QueryRecord,
-                              SourceReport, _bool_arrow, _ints_arrow, _np_of, _str_arrow)
+                              SourceReport, bool_arrow, ints_arrow, np_of, str_arrow)
 from eci_core.io.trust import dataset_dir, is_trusted_dir, normalise_roots, open_within
 
 Progress = Callable[[str, int, int], None]
@@ -249,7 +249,7 @@ class LoadLimits:
 _LIMITS: contextvars.ContextVar[LoadLimits | None] = contextvars.ContextVar("eci_load_limits", default=None)
 
 
-def _limits() -> LoadLimits:
+def current_limits() -> LoadLimits:
     lim = _LIMITS.get()
     return lim if lim is not None else LoadLimits.from_env()
 
@@ -520,7 +520,7 @@ def _stem(path: Path) -> str:
     return base if dot and base else name
 
 
-class _GzipRaw(io.RawIOBase):
+class GzipRaw(io.RawIOBase):
     """The decompressed bytes of a gzip file (several members allowed), with the size and
     compression-ratio limits of :class:`LoadLimits` checked as data comes out (a gzip bomb is
     rejected after ``ratio_grace_bytes``, not after decompressing it all)."""
@@ -592,7 +592,7 @@ def _open_bytes(path: Path) -> tuple[io.BufferedReader, Any, bool]:
     raw = _open_file(path)
     if not gz:
         return raw, raw, False
-    return io.BufferedReader(_GzipRaw(raw, str(path), _limits()), buffer_size=1 << 20), raw, True
+    return io.BufferedReader(GzipRaw(raw, str(path), current_limits()), buffer_size=1 << 20), raw, True
 
 
 def _read_bytes(path: Path) -> tuple[bytes, bool]:
@@ -623,7 +623,7 @@ class _Lines:
         if total == 0:
             raise LoadError(spath, None, "file is empty")
         f, raw, gz = _open_bytes(path)
-        max_line = _limits().max_line_bytes
+        max_line = current_limits().max_line_bytes
         try:
             offset = 0
             no = 0
@@ -670,7 +670,7 @@ def _read_text(path: Path, check: Callable[[str, bytes], None] | None = None) ->
     spath = str(path)
     if os.path.getsize(path) == 0:
         raise LoadError(spath, None, "file is empty")
-    check_file_size(path, _limits())
+    check_file_size(path, current_limits())
     data, gz = _read_bytes(path)
     if not data:
         raise LoadError(spath, None, "file is empty (the gzip holds no data)")
@@ -870,7 +870,7 @@ def _json_rows(path: Path) -> Iterator[tuple[int, dict]]:
     """A JSON array of objects (real line numbers), an object of equal-length lists (row
     numbers), a single object, or JSONL saved with a ``.json`` name."""
     spath = str(path)
-    limits = _limits()
+    limits = current_limits()
     s = _read_text(path, lambda sp, data: check_json_document(sp, data, limits))
     i = _WS.match(s, 0).end()
     if i == len(s):
@@ -952,7 +952,7 @@ def _csv_rows(path: Path, delim: str, progress: Progress | None) -> Iterator[tup
     spath = str(path)
     lines = _Lines(path, progress)
     it = iter(lines)
-    max_rec = _limits().max_line_bytes
+    max_rec = current_limits().max_line_bytes
     holder = {"no": 0, "first": 0, "bytes": 0, "lines": 0}  # bytes and lines of the record being read
 
     def text_lines() -> Iterator[str]:
@@ -1022,7 +1022,7 @@ def arrow_value_bytes(array) -> Any:
     import pyarrow.compute as pc
 
     def ints(a) -> Any:  # an integer Arrow array as int64, nulls 0 (pyarrow's own converters import pandas)
-        v = _np_of(a)
+        v = np_of(a)
         return (np.nan_to_num(v, nan=0.0) if a.null_count else v).astype(np.int64)
 
     t, n = array.type, len(array)
@@ -1057,7 +1057,7 @@ def arrow_value_bytes(array) -> Any:
             width = 8
         out = np.full(n, width, np.int64)
     if array.null_count:
-        out = np.where(_np_of(array.is_null()), 0, out)
+        out = np.where(np_of(array.is_null()), 0, out)
     return out
 
 
@@ -1194,7 +1194,7 @@ def _parquet_rows(path: Path, progress: Progress | None, first_only: bool = Fals
     size = os.path.getsize(path)
     if size == 0:
         raise LoadError(spath, None, "file is empty")
-    limits = _limits()
+    limits = current_limits()
     _use_system_pool()
     try:
         # under data roots every open goes through open_within (resolved, checked, no link followed)
@@ -1648,7 +1648,7 @@ def _negative_ids_scan(spath: str, run: _IdRun, rows: Iterable[tuple[int, dict]]
     return n
 
 
-def _parse_negatives_file(path: Path, format: str | None = None, progress: Progress | None = None) -> list[_IdRun]:
+def parse_negatives_file(path: Path, format: str | None = None, progress: Progress | None = None) -> list[_IdRun]:
     """A TREC run or negative-ids file into one :class:`_IdRun` per system."""
     stem = _stem(path)
     kind = _container(path)
@@ -1811,7 +1811,7 @@ def _blocks(path: Path, where: list | None = None) -> Iterator[bytes]:
     reader must decide: a lone CR, a line over the limit, an empty file, a gzip problem. When
     ``where`` is given, ``where[:] = [first line, byte offset, gzip?, bytes of the file on disk
     read so far]`` of the block yielded."""
-    max_line = _limits().max_line_bytes
+    max_line = current_limits().max_line_bytes
     try:
         f, raw, gz = _open_bytes(path)
     except OSError:
@@ -1915,18 +1915,18 @@ def _group_trec(t, n: int, spath: str, stem: str) -> list[_IdArrays] | None:
     import pyarrow.compute as pc
 
     for col in ("qid", "docid", "tag"):
-        if (_np_of(pc.utf8_length(t.column(col))) == 0).any():
+        if (np_of(pc.utf8_length(t.column(col))) == 0).any():
             return None
-    score = _np_of(t.column("score"))
+    score = np_of(t.column("score"))
     if not np.isfinite(score).all():
         return None
-    rank = _np_of(t.column("rank"))
+    rank = np_of(t.column("rank"))
     tag_enc = pc.dictionary_encode(t.column("tag")).combine_chunks()
     tags = tag_enc.dictionary.to_pylist()
-    tag_code = _np_of(tag_enc.indices)
+    tag_code = np_of(tag_enc.indices)
     q_enc = pc.dictionary_encode(t.column("qid")).combine_chunks()
     p_enc = pc.dictionary_encode(t.column("docid")).combine_chunks()
-    q_all, p_all = _np_of(q_enc.indices), _np_of(p_enc.indices)  # int32 (pyarrow's dictionary indices)
+    q_all, p_all = np_of(q_enc.indices), np_of(p_enc.indices)  # int32 (pyarrow's dictionary indices)
     q_names, p_names = q_enc.dictionary, p_enc.dictionary
     runs = []
     for k, tag in enumerate(tags):
@@ -1946,8 +1946,8 @@ def _group_trec(t, n: int, spath: str, stem: str) -> list[_IdArrays] | None:
         order = np.lexsort((rows, rank[rows], qloc))
         name = stem if len(tags) == 1 else f"{stem}:{tag}"
         runs.append(_IdArrays(name, spath, "trec-run", n,
-                              q_names.take(_ints_arrow(uq[oq])).to_pylist(), qloc[order],
-                              p_names.take(_ints_arrow(up[op])).to_pylist(), ploc[order], score[rows][order],
+                              q_names.take(ints_arrow(uq[oq])).to_pylist(), qloc[order],
+                              p_names.take(ints_arrow(up[op])).to_pylist(), ploc[order], score[rows][order],
                               rows[fq[oq]] + 1, rows[fp[op]] + 1))
     return runs
 
@@ -2039,11 +2039,11 @@ def _fast_negative_ids(path: Path, stem: str) -> list[_IdArrays] | None:
         return None
     flat = lists.flatten()
     if pa.types.is_null(flat.type):
-        flat = _str_arrow([])
-    flat = _arrow_ids(flat) if len(flat) else _str_arrow([])
+        flat = str_arrow([])
+    flat = _arrow_ids(flat) if len(flat) else str_arrow([])
     if flat is None:
         return None
-    offsets = _np_of(lists.offsets)
+    offsets = np_of(lists.offsets)
     lens = np.diff(offsets)
     row_of = np.repeat(np.arange(n, dtype=np.int64), lens)
     score = np.full(len(flat), np.nan)
@@ -2054,26 +2054,26 @@ def _fast_negative_ids(path: Path, stem: str) -> list[_IdArrays] | None:
         elif not pa.types.is_list(sc.type):
             return None
         else:
-            valid = ~_np_of(sc.is_null())
-            s_lens = np.diff(_np_of(sc.offsets))
+            valid = ~np_of(sc.is_null())
+            s_lens = np.diff(np_of(sc.offsets))
             if (valid & (s_lens != lens)).any():
                 return None
             vals = sc.flatten()
             if vals.null_count or not (pa.types.is_integer(vals.type) or pa.types.is_floating(vals.type)
                                        or pa.types.is_null(vals.type)):
                 return None
-            v = _np_of(vals).astype(np.float64) if len(vals) else np.zeros(0)
+            v = np_of(vals).astype(np.float64) if len(vals) else np.zeros(0)
             if not np.isfinite(v).all():
                 return None
             row_valid = valid[row_of]
             score[row_valid] = v  # flatten() keeps only valid rows' values, in order
     q_enc = pc.dictionary_encode(qcol)
-    qrow = _np_of(q_enc.indices).astype(np.int64)  # per row, first-appearance order
+    qrow = np_of(q_enc.indices).astype(np.int64)  # per row, first-appearance order
     qline = np.full(len(q_enc.dictionary), 0, np.int64)
     first_rows = np.unique(qrow, return_index=True)[1]
     qline[qrow[first_rows]] = first_rows + 1
     p_enc = pc.dictionary_encode(flat)
-    pflat = _np_of(p_enc.indices).astype(np.int64)
+    pflat = np_of(p_enc.indices).astype(np.int64)
     pline = np.zeros(len(p_enc.dictionary), np.int64)
     if len(pflat):
         u, f = np.unique(pflat, return_index=True)
@@ -2117,7 +2117,7 @@ def _rescan_block(spath: str, fmt: str | None, block: tuple[int, int, bytes, boo
 
 
 def _parse_negatives_arrays(path: Path, format: str | None = None, progress: Progress | None = None) -> list[_IdArrays]:
-    """:func:`_parse_negatives_file` in columnar form: the vectorised readers first, else the
+    """:func:`parse_negatives_file` in columnar form: the vectorised readers first, else the
     per-line parser (which names the bad line)."""
     if _fast(_size(path)):
         stem = _stem(path)
@@ -2141,7 +2141,7 @@ def _parse_negatives_arrays(path: Path, format: str | None = None, progress: Pro
             if progress:
                 progress(f"reading {path.name}", 1, 1)
             return fast
-    return [_arrays_from_run(r) for r in _parse_negatives_file(path, format, progress)]
+    return [_arrays_from_run(r) for r in parse_negatives_file(path, format, progress)]
 
 
 def _check_arrays(runs: list[_IdArrays], qtexts: Any, ptexts: Any, qwhere: str, pwhere: str) -> None:
@@ -2165,7 +2165,7 @@ def _check_arrays(runs: list[_IdArrays], qtexts: Any, ptexts: Any, qwhere: str, 
 def _check_cap_arrays(run: _IdArrays) -> None:
     import numpy as np
 
-    cap = _limits().max_negatives_per_query
+    cap = current_limits().max_negatives_per_query
     counts = np.bincount(run.q, minlength=len(run.qids)) if len(run.q) else np.zeros(len(run.qids), np.int64)
     over = np.flatnonzero(counts > cap)
     if len(over):
@@ -2221,7 +2221,7 @@ _PY_BLANK_RE = "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in _PY_SPACE) + "]*$"
 
 def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_title: bool,
                      progress: Progress | None = None) -> ArrowTextMap | None:
-    """:func:`_read_beir_jsonl` with pyarrow's JSON reader, block by block, or None to let the
+    """:func:`read_beir_jsonl` with pyarrow's JSON reader, block by block, or None to let the
     per-line reader decide. The texts of the needed rows stay in Arrow (one string block per file
     block, shared with the collection that adds them): only the ids become Python strings. When
     ``needed`` is a dict (id -> the same id), its string objects are the ids of the result (no
@@ -2245,7 +2245,7 @@ def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_
             # membership in ``needed`` by Python hashing, O(rows in the block): pc.is_in would
             # rebuild its hash table of every needed id for each 4 MiB block, O(blocks x ids),
             # quadratic in the corpus size (523 s of a 1M-query load, BENCHMARKS.md "Loading")
-            keep = None if needed is None else _bool_arrow(
+            keep = None if needed is None else bool_arrow(
                 np.fromiter(map(needed.__contains__, ids.to_pylist()), dtype=bool, count=len(ids)))
 
             def kept(col, keep=keep):
@@ -2267,18 +2267,18 @@ def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_
             del ids, keep
             if not len(body):
                 continue
-            # text = stripped title + " " + text when both are set, else title or text (as _read_beir_jsonl)
+            # text = stripped title + " " + text when both are set, else title or text (as read_beir_jsonl)
             blank = pc.match_substring_regex(body, _PY_BLANK_RE)
             if title is not None:
                 title = pc.utf8_trim(title, characters=_PY_SPACE)
-                has_t_np = _np_of(pc.utf8_length(title)) > 0  # null title: NaN, not > 0
-                has_t = _bool_arrow(has_t_np)
+                has_t_np = np_of(pc.utf8_length(title)) > 0  # null title: NaN, not > 0
+                has_t = bool_arrow(has_t_np)
                 if has_t_np.any():
                     both = pc.and_(has_t, pc.invert(blank))
-                    body = pc.if_else(both, pc.binary_join_element_wise(title, body, _str_arrow([" "])[0]),
+                    body = pc.if_else(both, pc.binary_join_element_wise(title, body, str_arrow([" "])[0]),
                                       pc.if_else(has_t, title, body))
                     blank = pc.and_(blank, pc.invert(has_t))
-            if _np_of(blank).any():
+            if np_of(blank).any():
                 return None  # the per-line reader names the line
             blocks.append(body)
             id_blocks.append(pc.cast(kid, pa.string()) if not pa.types.is_string(kid.type) else kid)
@@ -2297,8 +2297,8 @@ def _first_of_each_id(id_blocks: list, blocks: list) -> ArrowTextMap:
     import numpy as np
     import pyarrow as pa
 
-    ids = pa.concat_arrays(id_blocks) if id_blocks else _str_arrow([])
-    codes = _np_of(ids.dictionary_encode().indices)
+    ids = pa.concat_arrays(id_blocks) if id_blocks else str_arrow([])
+    codes = np_of(ids.dictionary_encode().indices)
     first = np.unique(codes, return_index=True)[1] if len(codes) else np.zeros(0, np.int64)
     if len(first) == len(codes):
         return ArrowTextMap(ids, blocks)
@@ -2307,9 +2307,9 @@ def _first_of_each_id(id_blocks: list, blocks: list) -> ArrowTextMap:
     out, at = [], 0
     for b in blocks:
         k = keep[at:at + len(b)]
-        out.append(b if k.all() else b.filter(_bool_arrow(k)))
+        out.append(b if k.all() else b.filter(bool_arrow(k)))
         at += len(b)
-    return ArrowTextMap(ids.filter(_bool_arrow(keep)), out)
+    return ArrowTextMap(ids.filter(bool_arrow(keep)), out)
 
 
 def read_beir_texts(path: str | Path, with_title: bool = True,
@@ -2321,7 +2321,7 @@ def read_beir_texts(path: str | Path, with_title: bool = True,
     (see :func:`load_path`)."""
     token = _ROOTS.set(normalise_roots(roots)) if roots is not None else None
     try:
-        out = _read_beir_jsonl(Path(path), None, with_title)
+        out = read_beir_jsonl(Path(path), None, with_title)
     finally:
         if token is not None:
             _ROOTS.reset(token)
@@ -2337,7 +2337,7 @@ def read_beir_qrels(directory: str | Path, split: str | None = None) -> tuple[di
     return qr.pos, qr.split, qr.where
 
 
-def _read_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_title: bool,
+def read_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_title: bool,
                      progress: Progress | None = None) -> Mapping[str, str]:
     """``{_id, title?, text}`` lines of a BEIR corpus/queries file, keeping only ``needed`` ids
     (None: every id): an :class:`ArrowTextMap` from the vectorised reader, else a dict."""
@@ -2458,13 +2458,13 @@ def _fast_qrels_rows(f: Path) -> list[tuple[str, str, int]] | None:
     except ValueError:
         start = 1  # a header line
     try:
-        score = _np_of(pc.cast(sc.slice(start), pa.float64()))
+        score = np_of(pc.cast(sc.slice(start), pa.float64()))
     except (pa.ArrowException, ValueError):
         return None
     if not np.isfinite(score).all():
         return None
     keep = np.flatnonzero(score > 0) + start
-    idx = _ints_arrow(keep)
+    idx = ints_arrow(keep)
     return list(zip(q.take(idx).to_pylist(), p.take(idx).to_pylist(), (keep + 1).tolist()))
 
 
@@ -2573,7 +2573,7 @@ def _conflict_notes(collection: Collection, records: list[QueryRecord], rep: Sou
 
 def _check_cap(records: list[QueryRecord], path: str) -> None:
     """LoadLimits.max_negatives_per_query, checked before anything is added."""
-    cap = _limits().max_negatives_per_query
+    cap = current_limits().max_negatives_per_query
     for rec in records:
         if len(rec.negatives) > cap:
             raise LoadError(path, rec.line, f"{len(rec.negatives):,} negatives for one query, more than "
@@ -2746,7 +2746,7 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
                 parsed.append(runs)
                 del runs
             else:
-                parsed.append(_parse_negatives_file(f, progress=progress))
+                parsed.append(parse_negatives_file(f, progress=progress))
         except LoadError as e:
             if str(f) in strict:
                 raise
@@ -2771,11 +2771,11 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
     for q in need_q:
         for pid in qrels.get(q, ()):
             need_p.setdefault(pid, pid)
-    ptexts = _read_beir_jsonl(corpus, need_p, True, progress)
+    ptexts = read_beir_jsonl(corpus, need_p, True, progress)
     # the readers keep only needed ids, once each: as many as needed means none is missing
     all_known = len(ptexts) == len(need_p)
     del need_p
-    qtexts = _read_beir_jsonl(queries, need_q, False, progress)
+    qtexts = read_beir_jsonl(queries, need_q, False, progress)
     all_known = all_known and len(qtexts) == len(need_q)
     if fast:
         _trim_memory()
@@ -2852,7 +2852,7 @@ def _load_id_file(p: Path, collection: Collection, fmt: str, name: str | None, p
     if d is not None:
         return load_beir(d, collection, name=name, progress=progress, only=[p], split=split)
     fast = _fast(_size(p))
-    runs = _parse_negatives_arrays(p, fmt, progress) if fast else _parse_negatives_file(p, fmt, progress)
+    runs = _parse_negatives_arrays(p, fmt, progress) if fast else parse_negatives_file(p, fmt, progress)
     qtexts, ptexts = collection.query_map(), collection.passage_map()
     (_check_arrays if fast else _check_runs)(
         runs, qtexts, ptexts,

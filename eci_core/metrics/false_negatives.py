@@ -319,9 +319,9 @@ def _labels_text(raw: bytes, name: str) -> str:
     from eci_core.io.data import LoadError
 
     if raw[:2] == b"\x1f\x8b":
-        from eci_core.io.loaders import _GzipRaw, _limits  # the loaders' bounded gzip reader
+        from eci_core.io.loaders import GzipRaw, current_limits  # the loaders' bounded gzip reader
 
-        raw = io.BufferedReader(_GzipRaw(io.BytesIO(raw), name, _limits())).read()
+        raw = io.BufferedReader(GzipRaw(io.BytesIO(raw), name, current_limits())).read()
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:

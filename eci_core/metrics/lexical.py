@@ -128,7 +128,7 @@ def _chunk_tokens(part) -> tuple[np.ndarray, "object", int] | None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from eci_core.io.data import _bool_arrow, _ints_arrow, _np_of, _str_arrow
+    from eci_core.io.data import bool_arrow, ints_arrow, np_of, str_arrow
 
     if isinstance(part, list):
         n = len(part)
@@ -136,22 +136,22 @@ def _chunk_tokens(part) -> tuple[np.ndarray, "object", int] | None:
         if 2 * is_ascii.sum() < n:
             return None
         a_idx = np.flatnonzero(is_ascii)
-        ascii_arr = _str_arrow([part[i] for i in a_idx.tolist()], large=True) if len(a_idx) else None
+        ascii_arr = str_arrow([part[i] for i in a_idx.tolist()], large=True) if len(a_idx) else None
         u_idx = np.flatnonzero(~is_ascii)
         u_texts = [part[i] for i in u_idx.tolist()]
     else:
         n = len(part)
         if part.null_count:
             part = pc.fill_null(part, "")
-        is_ascii = _np_of(pc.string_is_ascii(part)).astype(bool)
+        is_ascii = np_of(pc.string_is_ascii(part)).astype(bool)
         if is_ascii.all():
             a_idx, ascii_arr = np.arange(n), part
             u_idx, u_texts = a_idx[:0], []
         else:
             u_idx = np.flatnonzero(~is_ascii)
             # texts whose only non-ASCII characters are separators: those made spaces, ASCII
-            u_arr = pc.replace_substring_regex(pc.take(part, _ints_arrow(u_idx)), pattern=_SEPARATOR_RE2, replacement=" ")
-            now = _np_of(pc.string_is_ascii(u_arr)).astype(bool)
+            u_arr = pc.replace_substring_regex(pc.take(part, ints_arrow(u_idx)), pattern=_SEPARATOR_RE2, replacement=" ")
+            now = np_of(pc.string_is_ascii(u_arr)).astype(bool)
             if 2 * (len(u_idx) - now.sum()) > n:
                 return None
             src = np.arange(n)  # where each text's ASCII form is in concat(part, u_arr)
@@ -159,8 +159,8 @@ def _chunk_tokens(part) -> tuple[np.ndarray, "object", int] | None:
             is_ascii[u_idx[now]] = True
             a_idx = np.flatnonzero(is_ascii)
             both = pa.concat_arrays([part.cast(pa.large_string()), u_arr.cast(pa.large_string())])
-            ascii_arr = pc.take(both, _ints_arrow(src[a_idx])) if len(a_idx) else None
-            u_texts = pc.filter(u_arr, _bool_arrow(~now)).to_pylist()  # separators made spaces: same tokens
+            ascii_arr = pc.take(both, ints_arrow(src[a_idx])) if len(a_idx) else None
+            u_texts = pc.filter(u_arr, bool_arrow(~now)).to_pylist()  # separators made spaces: same tokens
             u_idx = u_idx[~now]
     rows, toks = [], []
     if ascii_arr is not None:
@@ -170,15 +170,15 @@ def _chunk_tokens(part) -> tuple[np.ndarray, "object", int] | None:
     if u_texts:
         per = [TOKEN_RE.findall(t.lower()) for t in u_texts]
         rows.append(np.repeat(u_idx, np.fromiter(map(len, per), dtype=np.int64, count=len(per))))
-        toks.append(_str_arrow([t for p in per for t in p], large=True))
+        toks.append(str_arrow([t for p in per for t in p], large=True))
     if not rows:
-        return np.zeros(0, dtype=np.int64), _str_arrow([], large=True), n
+        return np.zeros(0, dtype=np.int64), str_arrow([], large=True), n
     row = np.concatenate(rows)
     tok = toks[0] if len(toks) == 1 else pa.concat_arrays(toks)
     if len(toks) > 1:  # back to text order (stable: each text's tokens keep their order)
         order = np.argsort(row, kind="stable")
         row = row[order]
-        tok = pc.take(tok, _ints_arrow(order))
+        tok = pc.take(tok, ints_arrow(order))
     return row, tok, n
 
 
@@ -205,7 +205,7 @@ def token_matrix(texts: Iterable[str], vocab: dict[str, int] | None = None, grow
 
     from scipy import sparse
 
-    from eci_core.io.data import _np_of
+    from eci_core.io.data import np_of
 
     vocab = {} if vocab is None else vocab
     lengths = [np.zeros(1, dtype=np.int64)]
@@ -233,7 +233,7 @@ def token_matrix(texts: Iterable[str], vocab: dict[str, int] | None = None, grow
             col = np.fromiter((vocab.setdefault(w, len(vocab)) if w else -1 for w in words), dtype=np.int64, count=len(words))
         else:
             col = np.fromiter((vocab.get(w, -1) if w else -1 for w in words), dtype=np.int64, count=len(words))
-        ids = col[_np_of(enc.indices)]  # no nulls: a view of the int32 indices
+        ids = col[np_of(enc.indices)]  # no nulls: a view of the int32 indices
         keep = ids >= 0
         # each row's distinct columns, sorted: scipy's COO -> CSR sums duplicates row by row
         # (int32 ones: a sum is a count >= 1, never 0, so no entry is dropped)
