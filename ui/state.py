@@ -766,12 +766,12 @@ def refit_on_marks(result) -> dict:
 def save_marks() -> bool:
     """Save the session's marks under the data's fingerprint in the user's cache folder
     (``eci_core.io.marks``); False when there is no data or the folder is not writable."""
-    from eci_core.io.marks import save_marks as _save
+    from eci_core.io import marks
 
     fp = st.session_state.get(K_FINGERPRINT)
     if not fp:
         return False
-    return _save(fp, st.session_state[K_MARKS]) is not None
+    return marks.save_marks(fp, st.session_state[K_MARKS]) is not None
 
 
 def _restore_marks() -> None:
@@ -792,7 +792,7 @@ def _restore_marks() -> None:
 
 def clear_marks() -> None:
     """Forget every mark of this session and the saved ones of the current data."""
-    from eci_core.io.marks import clear_marks as _clear
+    from eci_core.io import marks
 
     ss = st.session_state
     ss[K_MARKS] = {}
@@ -800,7 +800,7 @@ def clear_marks() -> None:
     ss[K_FN_MODELS] = None
     ss[K_FN_REFIT] = None
     if ss.get(K_FINGERPRINT):
-        _clear(ss[K_FINGERPRINT])
+        marks.clear_marks(ss[K_FINGERPRINT])
 
 
 def marks_labels_bytes() -> bytes:
