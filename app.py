@@ -29,17 +29,52 @@ state.use_navigation_only()  # every later run goes through this file's st.navig
 # page ("Page not found" pop-up): a hidden second entry catches it and switches to the Overview
 # (URL "/", query parameters kept), so the top bar highlights the Overview.
 PAGES = [
-    st.Page(state.PAGE_FILES["overview"], title="Overview", icon=":material/leaderboard:", url_path="home", default=True),
-    st.Page(state.PAGE_FILES["overview"], title="Overview", icon=":material/leaderboard:", url_path="overview",
-            visibility="hidden"),
+    st.Page(
+        state.PAGE_FILES["overview"],
+        title="Overview",
+        icon=":material/leaderboard:",
+        url_path="home",
+        default=True,
+    ),
+    st.Page(
+        state.PAGE_FILES["overview"],
+        title="Overview",
+        icon=":material/leaderboard:",
+        url_path="overview",
+        visibility="hidden",
+    ),
     st.Page(state.PAGE_FILES["margins"], title="Margins", icon=":material/bar_chart:", url_path="margins"),
-    st.Page(state.PAGE_FILES["signal_safety"], title="Signal vs Safety", icon=":material/scatter_plot:", url_path="signal_vs_safety"),
-    st.Page(state.PAGE_FILES["projection"], title="Projection", icon=":material/bubble_chart:", url_path="projection"),
-    st.Page(state.PAGE_FILES["drilldown"], title="Query drill-down", icon=":material/manage_search:", url_path="query"),
-    st.Page(state.PAGE_FILES["review"], title="Review queue", icon=":material/fact_check:", url_path="review"),
-    st.Page(state.PAGE_FILES["compare"], title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+    st.Page(
+        state.PAGE_FILES["signal_safety"],
+        title="Signal vs Safety",
+        icon=":material/scatter_plot:",
+        url_path="signal_vs_safety",
+    ),
+    st.Page(
+        state.PAGE_FILES["projection"],
+        title="Projection",
+        icon=":material/bubble_chart:",
+        url_path="projection",
+    ),
+    st.Page(
+        state.PAGE_FILES["drilldown"],
+        title="Query drill-down",
+        icon=":material/manage_search:",
+        url_path="query",
+    ),
+    st.Page(
+        state.PAGE_FILES["review"], title="Review queue", icon=":material/fact_check:", url_path="review"
+    ),
+    st.Page(
+        state.PAGE_FILES["compare"], title="Compare", icon=":material/compare_arrows:", url_path="compare"
+    ),
     st.Page(state.PAGE_FILES["export"], title="Export", icon=":material/download:", url_path="export"),
-    st.Page(state.PAGE_FILES["validation"], title="Validation", icon=":material/model_training:", url_path="validation"),
+    st.Page(
+        state.PAGE_FILES["validation"],
+        title="Validation",
+        icon=":material/model_training:",
+        url_path="validation",
+    ),
 ]
 
 state.init_state()

@@ -59,17 +59,30 @@ def n_sources(data: Path) -> tuple[int, int, int]:
 def run(data: Path, encoder: str, rounds: int) -> dict:
     n_src, n_q, n_neg = n_sources(data)
     two = n_src > 1
-    out: dict = {"data": data, "encoder": encoder, "sources": n_src, "queries": n_q, "negatives": n_neg,
-                 "load_before": os.getloadavg()[0]}
+    out: dict = {
+        "data": data,
+        "encoder": encoder,
+        "sources": n_src,
+        "queries": n_q,
+        "negatives": n_neg,
+        "load_before": os.getloadavg()[0],
+    }
     with tempfile.TemporaryDirectory(prefix="eci-bench-cache-") as cache_dir:
         t_launch = time.monotonic()
-        server = A.start_server(data, encoder=encoder, extra_env={"ECI_CACHE_DIR": cache_dir}, timeout=120,
-                                log_dir=Path(cache_dir))
+        server = A.start_server(
+            data,
+            encoder=encoder,
+            extra_env={"ECI_CACHE_DIR": cache_dir},
+            timeout=120,
+            log_dir=Path(cache_dir),
+        )
         try:
             out["server_up_s"] = time.monotonic() - t_launch
             with A.chromium(viewport=(1400, 2400)) as page:
                 page.goto(server.url + "/")
-                t_first = A.wait_until_idle(page, timeout_ms=300_000, min_charts=1, title="Overview", settle_s=0.0)
+                t_first = A.wait_until_idle(
+                    page, timeout_ms=300_000, min_charts=1, title="Overview", settle_s=0.0
+                )
                 out["cold_start_s"] = t_first - t_launch
                 A.wait_until_idle(page, timeout_ms=300_000, min_charts=2 if two else 1, title="Overview")
                 switches: dict[str, list[float]] = {}
@@ -88,16 +101,20 @@ def run(data: Path, encoder: str, rounds: int) -> dict:
                 tab = page.context.new_page()
                 t0 = time.monotonic()
                 tab.goto(server.url + "/")
-                out["returning_s"] = A.wait_until_idle(tab, timeout_ms=120_000, min_charts=1, title="Overview",
-                                                       settle_s=0.0) - t0
+                out["returning_s"] = (
+                    A.wait_until_idle(tab, timeout_ms=120_000, min_charts=1, title="Overview", settle_s=0.0)
+                    - t0
+                )
                 tab.close()
             with A.chromium(viewport=(1400, 2400)) as page:
                 t0 = time.monotonic()
                 page.goto(server.url + "/")
                 page.locator("h1", has_text="Overview").wait_for(timeout=120_000)
                 out["new_session_title_s"] = time.monotonic() - t0
-                out["new_session_s"] = A.wait_until_idle(page, timeout_ms=120_000, min_charts=1, title="Overview",
-                                                         settle_s=0.0) - t0
+                out["new_session_s"] = (
+                    A.wait_until_idle(page, timeout_ms=120_000, min_charts=1, title="Overview", settle_s=0.0)
+                    - t0
+                )
         finally:
             server.stop()
     out["load_after"] = os.getloadavg()[0]
@@ -133,22 +150,33 @@ def markdown(r: dict) -> str:
         f"(max {max(first):.2f} s) | < 1 s |",
     ]
     if later:
-        lines.append(f"| page switch, later visits (median of {len(later)}, max) | **{statistics.median(later):.2f} s** "
-                     f"(max {max(later):.2f} s) | < 1 s |")
-    lines += ["", "Per page (seconds, each visit):", "", "| page | " + " | ".join(f"visit {i + 1}" for i in range(
-        max(len(v) for v in sw.values()))) + " |", "|---|" + "---|" * max(len(v) for v in sw.values())]
+        lines.append(
+            f"| page switch, later visits (median of {len(later)}, max) | **{statistics.median(later):.2f} s** "
+            f"(max {max(later):.2f} s) | < 1 s |"
+        )
+    lines += [
+        "",
+        "Per page (seconds, each visit):",
+        "",
+        "| page | " + " | ".join(f"visit {i + 1}" for i in range(max(len(v) for v in sw.values()))) + " |",
+        "|---|" + "---|" * max(len(v) for v in sw.values()),
+    ]
     for title, v in sw.items():
         lines.append(f"| {title} | " + " | ".join(f"{x:.2f}" for x in v) + " |")
-    lines += ["", "A page switch ends when the script run is over, no element is a loading placeholder and the "
-              "page's charts are drawn. Scores are computed once per (data, settings) and kept in a "
-              "process-wide store, so switching pages never recomputes. Server side, the first script run "
-              "(load the sample, score 8 sources from the shipped embeddings, bootstrap) takes about 2 s, and "
-              "preparing the pages' defaults (`warm.warm_up`, the default projection) about 0.5 s more; "
-              "the rest of the cold start is the browser: a fresh Chromium profile downloads and parses "
-              "Streamlit's bundle and, for the first chart, plotly.js (the gap between page title and first "
-              "chart above); a returning browser with those assets cached is not faster, so that time is "
-              "parsing and drawing, not downloading. Chromium runs with `--disable-gpu`, so "
-              "WebGL scatter plots (Signal vs Safety, Projection) are drawn in software.", ""]
+    lines += [
+        "",
+        "A page switch ends when the script run is over, no element is a loading placeholder and the "
+        "page's charts are drawn. Scores are computed once per (data, settings) and kept in a "
+        "process-wide store, so switching pages never recomputes. Server side, the first script run "
+        "(load the sample, score 8 sources from the shipped embeddings, bootstrap) takes about 2 s, and "
+        "preparing the pages' defaults (`warm.warm_up`, the default projection) about 0.5 s more; "
+        "the rest of the cold start is the browser: a fresh Chromium profile downloads and parses "
+        "Streamlit's bundle and, for the first chart, plotly.js (the gap between page title and first "
+        "chart above); a returning browser with those assets cached is not faster, so that time is "
+        "parsing and drawing, not downloading. Chromium runs with `--disable-gpu`, so "
+        "WebGL scatter plots (Signal vs Safety, Projection) are drawn in software.",
+        "",
+    ]
     return "\n".join(lines)
 
 

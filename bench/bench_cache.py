@@ -69,8 +69,12 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", help="cache storage dtype")
     ap.add_argument("--every", type=int, default=100_000, help="checkpoint interval (rows)")
     ap.add_argument("--max-seconds", type=float, default=0.0, help="stop the fill after this")
-    ap.add_argument("--memory-mb", type=float, default=None,
-                    help="EmbeddingCache(memory_mb=...) (branch cachefix on; default: its default)")
+    ap.add_argument(
+        "--memory-mb",
+        type=float,
+        default=None,
+        help="EmbeddingCache(memory_mb=...) (branch cachefix on; default: its default)",
+    )
     ap.add_argument("--dir", default=None, help="cache folder (default: a temporary one)")
     ap.add_argument("--json", default=None, help="save the numbers here")
     args = ap.parse_args()
@@ -84,8 +88,12 @@ def main() -> None:
     else:
         folder = Path(args.dir)
     res: dict = {
-        "rows": args.rows, "dim": args.dim, "chunk": args.chunk, "dtype": args.dtype,
-        "machine": f"{platform.node()} {os.cpu_count()} CPUs", "loadavg_start": os.getloadavg(),
+        "rows": args.rows,
+        "dim": args.dim,
+        "chunk": args.chunk,
+        "dtype": args.dtype,
+        "machine": f"{platform.node()} {os.cpu_count()} CPUs",
+        "loadavg_start": os.getloadavg(),
         "checkpoints": [],
     }
     try:
@@ -105,10 +113,13 @@ def main() -> None:
             done += n
             if done >= next_cp or done == args.rows:
                 io = _proc_io()
-                cp = {"rows": done, "s": round(time.perf_counter() - t0, 2),
-                      "put_s": round(put_s, 2),
-                      "written_mb": round((io["wchar"] - io0["wchar"]) / 2**20, 1),
-                      "rss_mb": round(_vm("VmRSS") / 2**20)}
+                cp = {
+                    "rows": done,
+                    "s": round(time.perf_counter() - t0, 2),
+                    "put_s": round(put_s, 2),
+                    "written_mb": round((io["wchar"] - io0["wchar"]) / 2**20, 1),
+                    "rss_mb": round(_vm("VmRSS") / 2**20),
+                }
                 res["checkpoints"].append(cp)
                 print(json.dumps(cp), flush=True)
                 next_cp += args.every
@@ -116,8 +127,10 @@ def main() -> None:
                 break
         io1 = _proc_io()
         res.update(
-            rows_done=done, stopped_early=done < args.rows,
-            fill_s=round(time.perf_counter() - t0, 2), put_s=round(put_s, 2),
+            rows_done=done,
+            stopped_early=done < args.rows,
+            fill_s=round(time.perf_counter() - t0, 2),
+            put_s=round(put_s, 2),
             written_mb=round((io1["wchar"] - io0["wchar"]) / 2**20, 1),
             read_mb=round((io1["rchar"] - io0["rchar"]) / 2**20, 1),
             peak_rss_mb_fill=round(_vm("VmHWM") / 2**20),

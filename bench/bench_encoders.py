@@ -64,11 +64,23 @@ def main() -> None:
     ce32.predict(pairs[:2])
 
     jobs = {
-        "MiniLM passages/s (batch 64)": (len(passages), lambda: embed(enc, passages, "passage", batch_size=64)),
+        "MiniLM passages/s (batch 64)": (
+            len(passages),
+            lambda: embed(enc, passages, "passage", batch_size=64),
+        ),
         "MiniLM queries/s (batch 64)": (len(queries), lambda: embed(enc, queries, "query", batch_size=64)),
-        "bge-small ONNX int8 passages/s (1 per run, default)": (len(passages), lambda: embed(bge1, passages, "passage")),
-        "bge-small ONNX int8 queries/s (1 per run, default)": (len(queries), lambda: embed(bge1, queries, "query")),
-        "bge-small ONNX int8 passages/s (32 per run)": (len(passages), lambda: embed(bge32, passages, "passage")),
+        "bge-small ONNX int8 passages/s (1 per run, default)": (
+            len(passages),
+            lambda: embed(bge1, passages, "passage"),
+        ),
+        "bge-small ONNX int8 queries/s (1 per run, default)": (
+            len(queries),
+            lambda: embed(bge1, queries, "query"),
+        ),
+        "bge-small ONNX int8 passages/s (32 per run)": (
+            len(passages),
+            lambda: embed(bge32, passages, "passage"),
+        ),
         "hashing passages/s": (len(passages), lambda: embed(hashing, passages, "passage")),
         "ONNX cross-encoder pairs/s (1 pair per run, default)": (len(pairs), lambda: ce1.predict(pairs)),
         "ONNX cross-encoder pairs/s (32 pairs per run)": (len(pairs), lambda: ce32.predict(pairs)),
@@ -81,10 +93,14 @@ def main() -> None:
             fn()
             best[k] = max(best[k], n / (time.perf_counter() - t))
             best_cpu[k] = max(best_cpu[k], n / max(time.process_time() - c, 1e-9))
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"load average before: {os.getloadavg()[0]:.2f}")
-    print(f"passages: {len(passages)} (mean {np.mean([len(p.split()) for p in passages]):.0f} words), "
-          f"queries: {len(queries)}, pairs: {len(pairs)}; MiniLM on {enc.devices}, load + first batch {load_s:.1f} s\n")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"load average before: {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"passages: {len(passages)} (mean {np.mean([len(p.split()) for p in passages]):.0f} words), "
+        f"queries: {len(queries)}, pairs: {len(pairs)}; MiniLM on {enc.devices}, load + first batch {load_s:.1f} s\n"
+    )
     print("| measurement | per wall second, best of %d | per CPU second |" % args.repeat)
     print("|---|---|---|")
     for k, v in best.items():

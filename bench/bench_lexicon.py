@@ -38,9 +38,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("corpus", help="BEIR corpus.jsonl")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each path, alternated")
-    ap.add_argument("--accented", type=float, default=0.0,
-                    help="share of texts given a non-ASCII word (' café', Python's tokenizer) and as many a "
-                         "typographic apostrophe ('’', a separator: still the vectorised path)")
+    ap.add_argument(
+        "--accented",
+        type=float,
+        default=0.0,
+        help="share of texts given a non-ASCII word (' café', Python's tokenizer) and as many a "
+        "typographic apostrophe ('’', a separator: still the vectorised path)",
+    )
     ap.add_argument("--skip-old", action="store_true", help="time the new path only")
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -56,12 +60,17 @@ def main() -> None:
             texts[i] += " café"
         for i in range(step // 2, len(texts), step):
             texts[i] = texts[i].replace(" ", "’ ", 1)
-        blocks = [str_arrow(texts[i:i + 50_000]) for i in range(0, len(texts), 50_000)]
+        blocks = [str_arrow(texts[i : i + 50_000]) for i in range(0, len(texts), 50_000)]
         col = TextColumn()
-        col.extend_rows(ArrowTextMap(str_arrow([str(i) for i in range(len(texts))]), blocks), np.arange(len(texts)))
+        col.extend_rows(
+            ArrowTextMap(str_arrow([str(i) for i in range(len(texts))]), blocks), np.arange(len(texts))
+        )
         del texts, blocks
         print(f"every {step}th text with ' café', every {step}th with '’'", flush=True)
-    print(f"read {len(col):,} passages in {time.perf_counter() - t0:.1f} s; load {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"read {len(col):,} passages in {time.perf_counter() - t0:.1f} s; load {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     res = {}
     for r in range(args.repeat):
         for name, fn in (("new token_matrix", L.token_matrix), ("old token_matrix_py", L.token_matrix_py)):
@@ -70,14 +79,23 @@ def main() -> None:
             la = os.getloadavg()[0]
             (mat, vocab), wall, cpu = timed(fn, col)
             idf = L.idf_weights(mat)
-            print(f"run {r + 1} {name}: wall {wall:.1f} s, CPU {cpu:.1f} s, load {la:.2f} -> {os.getloadavg()[0]:.2f}; "
-                  f"{mat.shape[0]:,} texts x {len(vocab):,} tokens, {mat.nnz:,} entries", flush=True)
+            print(
+                f"run {r + 1} {name}: wall {wall:.1f} s, CPU {cpu:.1f} s, load {la:.2f} -> {os.getloadavg()[0]:.2f}; "
+                f"{mat.shape[0]:,} texts x {len(vocab):,} tokens, {mat.nnz:,} entries",
+                flush=True,
+            )
             res[name] = (list(vocab.items()) if r == 0 else None, mat, idf.tobytes())
             del mat, vocab
     if len(res) == 2:
         (va, a, ia), (vb, b, ib) = res.values()
-        same = va == vb and ia == ib and all(np.array_equal(x, y) for x, y in
-                                            ((a.indptr, b.indptr), (a.indices, b.indices), (a.data, b.data)))
+        same = (
+            va == vb
+            and ia == ib
+            and all(
+                np.array_equal(x, y)
+                for x, y in ((a.indptr, b.indptr), (a.indices, b.indices), (a.data, b.data))
+            )
+        )
         print(f"identical (vocabulary order, CSR arrays, IDF bytes): {same}", flush=True)
 
 

@@ -54,8 +54,14 @@ def run_once(d: Path, slow: bool, code: str | None = None, phases: bool = False)
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     if slow:
         env["ECI_LOADER_FAST"] = "0"
-    out = subprocess.run([sys.executable, "-c", CHILD, str(d.resolve())] + (["phases"] if phases else []), env=env, cwd=root, capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(d.resolve())] + (["phases"] if phases else []),
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -64,19 +70,28 @@ def main() -> None:
     ap.add_argument("directory")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--slow", action="store_true", help="per-line parsers only (the path before vectorising)")
-    ap.add_argument("--phases", action="store_true",
-                    help="print the wall / CPU time (s since start) at the first and last progress call of each stage")
-    ap.add_argument("--code", default=None, help="load with the eci_core of this checkout (e.g. an older worktree)")
+    ap.add_argument(
+        "--phases",
+        action="store_true",
+        help="print the wall / CPU time (s since start) at the first and last progress call of each stage",
+    )
+    ap.add_argument(
+        "--code", default=None, help="load with the eci_core of this checkout (e.g. an older worktree)"
+    )
     args = ap.parse_args()
     d = Path(args.directory)
     size = text_bytes(d)
     lines = sum(1 for f in (d / "negatives").iterdir() for _ in open(f, "rb"))
-    print(f"data: {d}  text {size / 2**20:.0f} MiB  negatives lines {lines:,}  mode {'slow' if args.slow else 'fast'}")
+    print(
+        f"data: {d}  text {size / 2**20:.0f} MiB  negatives lines {lines:,}  mode {'slow' if args.slow else 'fast'}"
+    )
     for i in range(args.repeat):
         r = run_once(d, args.slow, args.code, args.phases)
-        print(f"run {i + 1}: load {r['load_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU (import {r['import_s']:.1f} s)  peak RSS "
-              f"{r['peak_rss'] / 2**20:.0f} MiB ({r['peak_rss'] / size:.2f}x text)  queries {r['queries']:,}  "
-              f"passages {r['passages']:,}  pairs {r['pairs']:,}  errors {len(r['errors'])}")
+        print(
+            f"run {i + 1}: load {r['load_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU (import {r['import_s']:.1f} s)  peak RSS "
+            f"{r['peak_rss'] / 2**20:.0f} MiB ({r['peak_rss'] / size:.2f}x text)  queries {r['queries']:,}  "
+            f"passages {r['passages']:,}  pairs {r['pairs']:,}  errors {len(r['errors'])}"
+        )
         for name, ((w0, c0), (w1, c1)) in r["phases"].items():
             print(f"    {name}: first call {w0} s ({c0} s CPU), last {w1} s ({c1} s CPU)")
 

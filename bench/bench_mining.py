@@ -94,7 +94,9 @@ def main() -> int:
     mine(pyfaq, "bm25", 10, exclude_prefixes=("llm-",))
     wall = time.perf_counter() - t
     nq = len(pyfaq.positives)
-    print(f"| bm25 (pyfaq, index + retrieval) | {pyfaq.n_passages:,} | {nq} | {wall:.2f} | {nq / wall:,.0f} | – | – |")
+    print(
+        f"| bm25 (pyfaq, index + retrieval) | {pyfaq.n_passages:,} | {nq} | {wall:.2f} | {nq / wall:,.0f} | – | – |"
+    )
     print(f"\nProcess peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     if args.ce:
         from eci_core.models.registry import load_cross_encoder
@@ -106,7 +108,9 @@ def main() -> int:
         t = time.perf_counter()
         ce.predict(pairs)
         wall = time.perf_counter() - t
-        print(f"Cross-encoder (bundled ONNX int8): {len(pairs) / wall:.0f} pairs/s on {len(pairs)} pyfaq pairs")
+        print(
+            f"Cross-encoder (bundled ONNX int8): {len(pairs) / wall:.0f} pairs/s on {len(pairs)} pyfaq pairs"
+        )
     return 0
 
 

@@ -113,11 +113,19 @@ def child_library(data: str, out: str, save: str | None, no_cache: bool = False)
         st[1] = now
         stage_peak[stage] = _rss_mib()[1]
         if st[0] == now:  # a new stage: say so (long runs are followed from the log)
-            print(f"[{time.strftime('%H:%M:%S')}] {stage}: RSS {_rss_mib()[0]:,.0f} MiB, peak so far "
-                  f"{stage_peak[stage]:,.0f} MiB", file=sys.stderr, flush=True)
+            print(
+                f"[{time.strftime('%H:%M:%S')}] {stage}: RSS {_rss_mib()[0]:,.0f} MiB, peak so far "
+                f"{stage_peak[stage]:,.0f} MiB",
+                file=sys.stderr,
+                flush=True,
+            )
 
-    print(f"[{time.strftime('%H:%M:%S')}] loaded in {r['load_s']:.0f} s: RSS {r['rss_after_load_mib']:,.0f} MiB, "
-          f"peak {r['peak_after_load_mib']:,.0f} MiB", file=sys.stderr, flush=True)
+    print(
+        f"[{time.strftime('%H:%M:%S')}] loaded in {r['load_s']:.0f} s: RSS {r['rss_after_load_mib']:,.0f} MiB, "
+        f"peak {r['peak_after_load_mib']:,.0f} MiB",
+        file=sys.stderr,
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="eci-scale-cache-") as cache_dir:
         enc = load_encoder("hashing")
         t0 = time.monotonic()
@@ -151,7 +159,9 @@ def child_minilm(n: int, out: str) -> None:
 
     rng = np.random.default_rng(1)
     vocab = _vocab(rng)
-    passages = [" ".join(vocab[rng.integers(0, len(vocab), size=int(rng.integers(40, 81)))]) for _ in range(n)]
+    passages = [
+        " ".join(vocab[rng.integers(0, len(vocab), size=int(rng.integers(40, 81)))]) for _ in range(n)
+    ]
     queries = [" ".join(vocab[rng.integers(0, len(vocab), size=int(rng.integers(5, 13)))]) for _ in range(n)]
     t0 = time.monotonic()
     enc = load_encoder(None)
@@ -177,7 +187,9 @@ def _run_child(args: list[str]) -> dict:
 
 
 # --------------------------------------------------------------------------- dashboard
-def _first_chart(page, t_start: float, timeout_s: float, min_charts: int = 1, title: str = "Overview") -> dict:
+def _first_chart(
+    page, t_start: float, timeout_s: float, min_charts: int = 1, title: str = "Overview"
+) -> dict:
     """Poll until the page has ``title`` and ``min_charts`` charts; note the last moment the
     progress bar said "Computing" (scoring) and "Preparing the pages" (``warm.warm_up`` and the
     default projection, run after scoring and before the first chart)."""
@@ -189,7 +201,8 @@ def _first_chart(page, t_start: float, timeout_s: float, min_charts: int = 1, ti
         try:
             busy, preparing = page.evaluate(
                 "() => [document.body.innerText.includes('Computing'), "
-                "document.body.innerText.includes('Preparing the pages')]")
+                "document.body.innerText.includes('Preparing the pages')]"
+            )
             done = page.evaluate(A.IDLE_JS, [min_charts, title])
         except Exception:  # page navigating
             busy, preparing, done = False, False, False
@@ -199,9 +212,11 @@ def _first_chart(page, t_start: float, timeout_s: float, min_charts: int = 1, ti
         if preparing:
             last_preparing = now
         if done:
-            return {"first_chart_s": now - t_start,
-                    "scores_ready_s": (last_busy - t_start) if last_busy else None,
-                    "pages_ready_s": (last_preparing - t_start) if last_preparing else None}
+            return {
+                "first_chart_s": now - t_start,
+                "scores_ready_s": (last_busy - t_start) if last_busy else None,
+                "pages_ready_s": (last_preparing - t_start) if last_preparing else None,
+            }
         time.sleep(0.05)
     raise TimeoutError(f"no chart within {timeout_s:.0f} s")
 
@@ -213,8 +228,14 @@ def dashboard(data: Path, rounds: int, shots: Path | None, ports: tuple[int, int
     out: dict = {}
     with tempfile.TemporaryDirectory(prefix="eci-scale-app-") as cache_dir:
         t_launch = time.monotonic()
-        server = A.start_server(data, encoder="hashing", extra_env={"ECI_CACHE_DIR": cache_dir}, timeout=120,
-                                log_dir=Path(cache_dir), port=port)
+        server = A.start_server(
+            data,
+            encoder="hashing",
+            extra_env={"ECI_CACHE_DIR": cache_dir},
+            timeout=120,
+            log_dir=Path(cache_dir),
+            port=port,
+        )
         pid = server.proc.pid
         try:
             out["server_up_s"] = time.monotonic() - t_launch
@@ -242,7 +263,9 @@ def dashboard(data: Path, rounds: int, shots: Path | None, ports: tuple[int, int
                         if errs:
                             raise RuntimeError(f"{title}: the page shows an error: {errs}")
                         if shots and rnd == 0:
-                            page.screenshot(path=str(shots / f"{title.lower().replace(' ', '_')}.png"), full_page=True)
+                            page.screenshot(
+                                path=str(shots / f"{title.lower().replace(' ', '_')}.png"), full_page=True
+                            )
                 out["switches"] = switches
                 out["server_rss_per_page_mib"] = rss
             with A.chromium(viewport=(1400, 2400)) as page:
@@ -265,18 +288,28 @@ def _app_rows(app: dict, lib: dict) -> dict[str, str]:
         "server start → Overview's first chart (cold: load, score, prepare the pages, draw)": f"{app['cold_first_chart_s']:.1f} s",
     }
     if app.get("scores_ready_s"):
-        out["scores ready (“Computing” gone) → first chart"] = f"{app['cold_first_chart_s'] - app['scores_ready_s']:.1f} s"
+        out["scores ready (“Computing” gone) → first chart"] = (
+            f"{app['cold_first_chart_s'] - app['scores_ready_s']:.1f} s"
+        )
         if app.get("pages_ready_s"):
             out["… of which preparing the pages (warm-up, default projection)"] = (
-                f"{app['pages_ready_s'] - app['scores_ready_s']:.1f} s")
-    out["new browser session on the running server → first chart"] = f"{app['new_session_first_chart_s']:.1f} s"
-    out["page switch, first visit of each page (median, max)"] = f"{statistics.median(first):.1f} s (max {max(first):.1f} s)"
+                f"{app['pages_ready_s'] - app['scores_ready_s']:.1f} s"
+            )
+    out["new browser session on the running server → first chart"] = (
+        f"{app['new_session_first_chart_s']:.1f} s"
+    )
+    out["page switch, first visit of each page (median, max)"] = (
+        f"{statistics.median(first):.1f} s (max {max(first):.1f} s)"
+    )
     if later:
-        out["page switch, later visits (median, max)"] = f"{statistics.median(later):.1f} s (max {max(later):.1f} s)"
+        out["page switch, later visits (median, max)"] = (
+            f"{statistics.median(later):.1f} s (max {max(later):.1f} s)"
+        )
     out["page switch, all visits (median, max)"] = f"{statistics.median(allv):.1f} s (max {max(allv):.1f} s)"
     out["server RSS after the first chart / at the end / peak"] = (
         f"{app['server_rss_after_first_chart_mib']:,.0f} / {app['server_rss_end_mib']:,.0f} / "
-        f"{app['server_peak_rss_mib']:,.0f} MiB")
+        f"{app['server_peak_rss_mib']:,.0f} MiB"
+    )
     return out
 
 
@@ -310,37 +343,62 @@ def markdown(r: dict, cmd: str, before: dict | None = None, before_label: str = 
         "|---|---|---|",
     ]
     if lib:
-        lines.append(f"| load (`load_paths`) | {lib['load_s']:.1f} s | RSS {lib['rss_after_load_mib']:,.0f} MiB |")
+        lines.append(
+            f"| load (`load_paths`) | {lib['load_s']:.1f} s | RSS {lib['rss_after_load_mib']:,.0f} MiB |"
+        )
         for k, v in lib.get("stages_s", {}).items():
             lines.append(f"| score: {k} | {v:.1f} s | |")
-        lines.append(f"| score (`score_collection`, hashing, all stages) | {lib['score_s']:.1f} s | "
-                     f"peak RSS **{lib['peak_rss_mib']:,.0f} MiB** |")
+        lines.append(
+            f"| score (`score_collection`, hashing, all stages) | {lib['score_s']:.1f} s | "
+            f"peak RSS **{lib['peak_rss_mib']:,.0f} MiB** |"
+        )
         if "write_s" in lib:
-            lines.append(f"| write the tables (`eci score --out`: {sum(lib['out_mib'].values()):,.0f} MiB, "
-                         f"pairs.parquet {lib['out_mib']['pairs.parquet']:,.0f} MiB) | {lib['write_s']:.1f} s | "
-                         f"peak RSS {lib['peak_rss_after_write_mib']:,.0f} MiB |")
+            lines.append(
+                f"| write the tables (`eci score --out`: {sum(lib['out_mib'].values()):,.0f} MiB, "
+                f"pairs.parquet {lib['out_mib']['pairs.parquet']:,.0f} MiB) | {lib['write_s']:.1f} s | "
+                f"peak RSS {lib['peak_rss_after_write_mib']:,.0f} MiB |"
+            )
     if "minilm_passages_per_10k_s" in r:
-        lines.append(f"| MiniLM, per 10k passages (measured on {r['minilm_n']:,}) | {r['minilm_passages_per_10k_s']:.0f} s | |")
-        lines.append(f"| MiniLM, per 10k queries (measured on {r['minilm_n']:,}) | {r['minilm_queries_per_10k_s']:.0f} s | |")
+        lines.append(
+            f"| MiniLM, per 10k passages (measured on {r['minilm_n']:,}) | {r['minilm_passages_per_10k_s']:.0f} s | |"
+        )
+        lines.append(
+            f"| MiniLM, per 10k queries (measured on {r['minilm_n']:,}) | {r['minilm_queries_per_10k_s']:.0f} s | |"
+        )
     app = r.get("app")
     if app:
         now = _app_rows(app, lib)
         old = _app_rows(before["app"], lib) if before and before.get("app") else {}
         head = f"| what | {before_label} | now | target |" if old else "| what | value | target |"
-        lines += ["", "Dashboard (`streamlit run app.py`, `ECI_ENCODER=hashing`, headless Chromium):", "", head,
-                  "|---|---|---|---|" if old else "|---|---|---|"]
+        lines += [
+            "",
+            "Dashboard (`streamlit run app.py`, `ECI_ENCODER=hashing`, headless Chromium):",
+            "",
+            head,
+            "|---|---|---|---|" if old else "|---|---|---|",
+        ]
         for k, v in now.items():
             tgt = TARGETS.get(k, "")
             if k.startswith("server RSS"):
                 tgt = f"peak < 2× the scoring peak ({2 * lib.get('peak_rss_mib', float('nan')):,.0f} MiB)"
-            lines.append(f"| {k} | {old.get(k, '–')} | **{v}** | {tgt} |" if old else f"| {k} | **{v}** | {tgt} |")
+            lines.append(
+                f"| {k} | {old.get(k, '–')} | **{v}** | {tgt} |" if old else f"| {k} | **{v}** | {tgt} |"
+            )
         sw = app["switches"]
         osw = (before or {}).get("app", {}).get("switches", {}) if old else {}
         n = max(len(v) for v in sw.values())
         cols = ([f"{before_label}, visit 1"] if osw else []) + [f"visit {i + 1}" for i in range(n)]
-        lines += ["", "Page switches (seconds):", "", "| page | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+        lines += [
+            "",
+            "Page switches (seconds):",
+            "",
+            "| page | " + " | ".join(cols) + " |",
+            "|---|" + "---|" * len(cols),
+        ]
         for title, v in sw.items():
-            cells = ([f"{osw[title][0]:.1f}" if title in osw else "–"] if osw else []) + [f"{x:.1f}" for x in v]
+            cells = ([f"{osw[title][0]:.1f}" if title in osw else "–"] if osw else []) + [
+                f"{x:.1f}" for x in v
+            ]
             lines.append(f"| {title} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -358,28 +416,49 @@ def write_section(md: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=None, help="synthetic BEIR directory (generated when missing)")
+    ap.add_argument(
+        "--data", type=Path, default=None, help="synthetic BEIR directory (generated when missing)"
+    )
     ap.add_argument("--queries", type=int, default=100_000)
     ap.add_argument("--passages", type=int, default=300_000)
     ap.add_argument("--sources", type=int, default=3)
     ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--minilm", type=int, default=0, metavar="N", help="time MiniLM on N passages and N queries")
+    ap.add_argument(
+        "--minilm", type=int, default=0, metavar="N", help="time MiniLM on N passages and N queries"
+    )
     ap.add_argument("--rounds", type=int, default=2, help="visits of every page")
     ap.add_argument("--skip-library", action="store_true")
     ap.add_argument("--skip-app", action="store_true")
     ap.add_argument("--screenshots", type=Path, default=None, help="save a PNG of every page here")
-    ap.add_argument("--ports", default=None, metavar="LO-HI", help="serve the dashboard on a free port in this range")
+    ap.add_argument(
+        "--ports", default=None, metavar="LO-HI", help="serve the dashboard on a free port in this range"
+    )
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--no-cache", action="store_true",
-                    help="score without the embedding cache, as `eci score --no-cache` (default: an empty cache "
-                    "in a temporary folder, written as the texts are encoded)")
-    ap.add_argument("--out", type=Path, default=None, metavar="DIR",
-                    help="also write the tables as `eci score --out DIR` does (timed, with their sizes)")
-    ap.add_argument("--before", type=Path, default=None, metavar="JSON",
-                    help="a --json of an earlier run (e.g. the code before a change): shown side by side")
+    ap.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="score without the embedding cache, as `eci score --no-cache` (default: an empty cache "
+        "in a temporary folder, written as the texts are encoded)",
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write the tables as `eci score --out DIR` does (timed, with their sizes)",
+    )
+    ap.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="a --json of an earlier run (e.g. the code before a change): shown side by side",
+    )
     ap.add_argument("--before-label", default="before")
     ap.add_argument("--write", action="store_true", help="replace BENCHMARKS.md's '## Scale' section")
-    ap.add_argument("--render", default=None, metavar="JSON", help="print (and --write) the section of a saved --json run")
+    ap.add_argument(
+        "--render", default=None, metavar="JSON", help="print (and --write) the section of a saved --json run"
+    )
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -408,13 +487,19 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         make_beir(data, args.queries, args.passages, args.sources, args.k)
         print(f"generated {data} in {time.monotonic() - t0:.0f} s", flush=True)
-    r: dict = {"date": time.strftime("%Y-%m-%d"), "load_before": os.getloadavg()[0],
-               "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM, "
-                          f"Python {platform.python_version()}"}
+    r: dict = {
+        "date": time.strftime("%Y-%m-%d"),
+        "load_before": os.getloadavg()[0],
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM, "
+        f"Python {platform.python_version()}",
+    }
     if not args.skip_library:
-        r["library"] = _run_child(["library", str(data)] + ([str(args.out)] if args.out else [])
-                                  + (["no-cache"] if args.no_cache else []))
+        r["library"] = _run_child(
+            ["library", str(data)]
+            + ([str(args.out)] if args.out else [])
+            + (["no-cache"] if args.no_cache else [])
+        )
         print(json.dumps(r["library"]), flush=True)
     if args.minilm:
         r.update(_run_child(["minilm", str(args.minilm)]))

@@ -50,12 +50,20 @@ def machine() -> dict:
     model = "?"
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+        model = next(
+            line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")
+        )
     except (OSError, StopIteration):
         pass
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"cpu": model, "cores": os.cpu_count(), "ram_gib": round(mem_gb, 1), "numpy": np.__version__,
-            "python": platform.python_version(), "loadavg_start": os.getloadavg()}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "ram_gib": round(mem_gb, 1),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "loadavg_start": os.getloadavg(),
+    }
 
 
 def rss_mib() -> float:
@@ -138,10 +146,18 @@ def main(argv=None) -> dict:
     emb_mib = (Q.nbytes + P.nbytes) / 2**20
     base_rss = rss_mib()
     cfg = ECIConfig(n_bootstrap=args.bootstrap)
-    res: dict = {"machine": info, "args": vars(args), "pairs": n_pairs, "setup_s": round(setup_s, 2),
-                 "embedding_mib": round(emb_mib, 1)}
-    print(f"{nq:,} queries × {K} negatives = {n_pairs:,} pairs, dim {dim}, {args.dtype}; "
-          f"embeddings {emb_mib:,.0f} MiB (set up in {setup_s:.1f} s)", flush=True)
+    res: dict = {
+        "machine": info,
+        "args": vars(args),
+        "pairs": n_pairs,
+        "setup_s": round(setup_s, 2),
+        "embedding_mib": round(emb_mib, 1),
+    }
+    print(
+        f"{nq:,} queries × {K} negatives = {n_pairs:,} pairs, dim {dim}, {args.dtype}; "
+        f"embeddings {emb_mib:,.0f} MiB (set up in {setup_s:.1f} s)",
+        flush=True,
+    )
 
     # gather bound: the negative rows the kernel reads, same chunking and threads
     rows_per_task = max(1, args.chunk // K) * K
@@ -149,17 +165,22 @@ def main(argv=None) -> dict:
     def gather():
         def g(a):
             P[n_idx[a : a + rows_per_task]].astype(np.float32, copy=False)
+
         with ThreadPoolExecutor(args.threads) as ex:
             list(ex.map(g, range(0, n_pairs, rows_per_task)))
 
     t_gather, _ = best_of(args.repeat, gather, "gather")
     res["gather_s"] = t_gather
-    print(f"gather bound   emb[idx] of {n_pairs:,} rows: {t_gather:.3f} s = {n_pairs / t_gather / 1e6:.2f} M rows/s", flush=True)
+    print(
+        f"gather bound   emb[idx] of {n_pairs:,} rows: {t_gather:.3f} s = {n_pairs / t_gather / 1e6:.2f} M rows/s",
+        flush=True,
+    )
 
     # core path: pairs + per-query + per-source (bootstrap excluded: B = 1)
     def core():
-        sc = score_arrays(Q, P, q_idx, n_idx, pos_q, pos_p, cfg, with_sem=False,
-                          chunk=args.chunk, n_threads=args.threads)
+        sc = score_arrays(
+            Q, P, q_idx, n_idx, pos_q, pos_p, cfg, with_sem=False, chunk=args.chunk, n_threads=args.threads
+        )
         source_summary("bench", sc, cfg.with_(n_bootstrap=1))
         return sc
 
@@ -167,8 +188,11 @@ def main(argv=None) -> dict:
     res["core_s"] = t_core
     res["core_pairs_per_s"] = n_pairs / t_core
     res["core_breakdown_s"] = {k: round(v, 3) for k, v in sc.timings.items()}
-    print(f"core path      {t_core:.3f} s = {n_pairs / t_core / 1e6:.2f} M pairs/s "
-          f"({t_gather / t_core:.0%} of the gather bound); breakdown {res['core_breakdown_s']}", flush=True)
+    print(
+        f"core path      {t_core:.3f} s = {n_pairs / t_core / 1e6:.2f} M pairs/s "
+        f"({t_gather / t_core:.0%} of the gather bound); breakdown {res['core_breakdown_s']}",
+        flush=True,
+    )
 
     # peak memory of the core path
     tracemalloc.start()
@@ -176,21 +200,29 @@ def main(argv=None) -> dict:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     res["core_peak_alloc_mib"] = peak / 2**20
-    print(f"memory         numpy peak during scoring {peak / 2**20:,.0f} MiB "
-          f"(= {peak / 2**20 / emb_mib:.2f} × the embedding matrices); process peak RSS {peak_rss_mib():,.0f} MiB, "
-          f"RSS before scoring {base_rss:,.0f} MiB", flush=True)
+    print(
+        f"memory         numpy peak during scoring {peak / 2**20:,.0f} MiB "
+        f"(= {peak / 2**20 / emb_mib:.2f} × the embedding matrices); process peak RSS {peak_rss_mib():,.0f} MiB, "
+        f"RSS before scoring {base_rss:,.0f} MiB",
+        flush=True,
+    )
 
     if not args.skip_sem:
+
         def full():
-            return score_arrays(Q, P, q_idx, n_idx, pos_q, pos_p, cfg, with_sem=True,
-                                chunk=args.chunk, n_threads=args.threads)
+            return score_arrays(
+                Q, P, q_idx, n_idx, pos_q, pos_p, cfg, with_sem=True, chunk=args.chunk, n_threads=args.threads
+            )
 
         t_sem, scs = best_of(max(1, args.repeat - 1), full, "with_sem")
         res["with_sem_s"] = t_sem
         res["with_sem_pairs_per_s"] = n_pairs / t_sem
         res["sem_extra_s"] = t_sem - res["core_breakdown_s"]["total"]
-        print(f"with ECI_sem   {t_sem:.3f} s = {n_pairs / t_sem / 1e6:.2f} M pairs/s "
-              f"(ECI_sem adds ≈ {res['sem_extra_s']:.2f} s: K×K Gram of residuals + Cholesky per query)", flush=True)
+        print(
+            f"with ECI_sem   {t_sem:.3f} s = {n_pairs / t_sem / 1e6:.2f} M pairs/s "
+            f"(ECI_sem adds ≈ {res['sem_extra_s']:.2f} s: K×K Gram of residuals + Cholesky per query)",
+            flush=True,
+        )
 
     if not args.skip_lex:
         # binary token-id matrix: each passage has --tokens distinct ids out of --vocab (Zipf-ish)
@@ -211,17 +243,25 @@ def main(argv=None) -> dict:
         t_lex, _ = best_of(max(1, args.repeat - 1), lambda: lex.overlap(n_idx, pstar_pair), "lex")
         res["lex_s"] = t_lex
         res["lex_pairs_per_s"] = n_pairs / t_lex
-        print(f"lex_overlap    {t_lex:.3f} s = {n_pairs / t_lex / 1e6:.2f} M pairs/s "
-              f"({args.tokens} token ids per passage, vocabulary {args.vocab:,}; tokenising text not included)", flush=True)
+        print(
+            f"lex_overlap    {t_lex:.3f} s = {n_pairs / t_lex / 1e6:.2f} M pairs/s "
+            f"({args.tokens} token ids per passage, vocabulary {args.vocab:,}; tokenising text not included)",
+            flush=True,
+        )
 
     # bootstrap: every per-source statistic, B resamples of nq queries
     values = np.stack([np.asarray(sc.metrics[c], dtype=np.float64) for c in BOOTSTRAP_COLUMNS], axis=1)
     t_boot, _ = best_of(args.repeat, lambda: resampled_means(values, args.bootstrap, 0), "bootstrap")
-    t_boot1, _ = best_of(args.repeat, lambda: resampled_means(values[:, 0], args.bootstrap, 0), "bootstrap_one")
+    t_boot1, _ = best_of(
+        args.repeat, lambda: resampled_means(values[:, 0], args.bootstrap, 0), "bootstrap_one"
+    )
     res["bootstrap_s"] = t_boot
     res["bootstrap_one_stat_s"] = t_boot1
-    print(f"bootstrap      {nq:,} queries × {args.bootstrap} resamples: {t_boot:.3f} s for all "
-          f"{len(BOOTSTRAP_COLUMNS)} statistics, {t_boot1:.3f} s for ECI alone", flush=True)
+    print(
+        f"bootstrap      {nq:,} queries × {args.bootstrap} resamples: {t_boot:.3f} s for all "
+        f"{len(BOOTSTRAP_COLUMNS)} statistics, {t_boot1:.3f} s for ECI alone",
+        flush=True,
+    )
 
     if not args.skip_reference:
         import reference as R
@@ -237,21 +277,37 @@ def main(argv=None) -> dict:
         ni_l = np.array([remap[int(r)] for r in ni])
         pos_l = np.array([remap[int(r)] for r in pos_rows])
         t = time.perf_counter()
-        ref_pairs, ref_q = R.score(Qs, Ps, list(zip(qi.tolist(), ni_l.tolist())), {q: [int(pos_l[q])] for q in range(nref)})
+        ref_pairs, ref_q = R.score(
+            Qs, Ps, list(zip(qi.tolist(), ni_l.tolist())), {q: [int(pos_l[q])] for q in range(nref)}
+        )
         t_ref = time.perf_counter() - t
-        t_fast, fs = best_of(args.repeat, lambda: score_arrays(Qs, Ps, qi, ni_l, np.arange(nref), pos_l, cfg, n_threads=1))
-        err = max(float(np.max(np.abs(fs.metrics["eci"] - [r["eci"] for r in ref_q]))),
-                  float(np.max(np.abs(fs.eci_sem - [r["eci_sem"] for r in ref_q]))))
-        res.update(reference_s=t_ref, reference_fast_s=t_fast, reference_speedup=t_ref / t_fast, reference_max_abs_err=err)
-        print(f"reference      {len(ni):,} pairs (with ECI_sem, float64): tests/reference.py {t_ref:.2f} s, "
-              f"score_arrays {t_fast * 1e3:.1f} ms → {t_ref / t_fast:,.0f}× faster (max |Δ| {err:.1e})", flush=True)
+        t_fast, fs = best_of(
+            args.repeat, lambda: score_arrays(Qs, Ps, qi, ni_l, np.arange(nref), pos_l, cfg, n_threads=1)
+        )
+        err = max(
+            float(np.max(np.abs(fs.metrics["eci"] - [r["eci"] for r in ref_q]))),
+            float(np.max(np.abs(fs.eci_sem - [r["eci_sem"] for r in ref_q]))),
+        )
+        res.update(
+            reference_s=t_ref,
+            reference_fast_s=t_fast,
+            reference_speedup=t_ref / t_fast,
+            reference_max_abs_err=err,
+        )
+        print(
+            f"reference      {len(ni):,} pairs (with ECI_sem, float64): tests/reference.py {t_ref:.2f} s, "
+            f"score_arrays {t_fast * 1e3:.1f} ms → {t_ref / t_fast:,.0f}× faster (max |Δ| {err:.1e})",
+            flush=True,
+        )
 
     res["cpu_s"] = CPU
     print("CPU seconds    " + ", ".join(f"{k} {v:.3f}" for k, v in CPU.items()))
     res["peak_rss_mib"] = peak_rss_mib()
     res["machine"]["loadavg_end"] = os.getloadavg()
-    print(f"load average   start {info['loadavg_start']}, end {res['machine']['loadavg_end']}  "
-          f"({info['cpu']}, {info['cores']} cores, {info['ram_gib']} GiB, numpy {info['numpy']})")
+    print(
+        f"load average   start {info['loadavg_start']}, end {res['machine']['loadavg_end']}  "
+        f"({info['cpu']}, {info['cores']} cores, {info['ram_gib']} GiB, numpy {info['numpy']})"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2, default=float))
     return res

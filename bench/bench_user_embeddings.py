@@ -77,8 +77,16 @@ def main() -> None:
     if not (emb / "passages.npy").is_file():
         emb.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(0)
-        write_matrix(emb / "queries.npy", list(coll.query_ids), max(args.queries, len(coll.query_ids)), args.dim, rng)
-        write_matrix(emb / "passages.npy", list(coll.passage_ids), max(args.file_rows, len(coll.passage_ids)), args.dim, rng)
+        write_matrix(
+            emb / "queries.npy", list(coll.query_ids), max(args.queries, len(coll.query_ids)), args.dim, rng
+        )
+        write_matrix(
+            emb / "passages.npy",
+            list(coll.passage_ids),
+            max(args.file_rows, len(coll.passage_ids)),
+            args.dim,
+            rng,
+        )
     size = (emb / "passages.npy").stat().st_size
     before = status("VmRSS")
     t = time.perf_counter()
@@ -87,11 +95,15 @@ def main() -> None:
     t = time.perf_counter()
     res = score_collection(coll, None, ECIConfig(n_bootstrap=200), embeddings=e)
     t_score = time.perf_counter() - t
-    print(f"load average {os.getloadavg()[0]:.1f}; {coll.n_queries:,} queries, {len(res.pairs):,} pairs; "
-          f"passage matrix {e.passages.shape[0]:,} x {args.dim} float16 = {size / 2**30:.2f} GiB on disk")
+    print(
+        f"load average {os.getloadavg()[0]:.1f}; {coll.n_queries:,} queries, {len(res.pairs):,} pairs; "
+        f"passage matrix {e.passages.shape[0]:,} x {args.dim} float16 = {size / 2**30:.2f} GiB on disk"
+    )
     print(f"open (checks, ids): {t_open:.1f} s; score: {t_score:.1f} s")
-    print(f"RSS before scoring {before / 2**20:,.0f} MiB; peak RSS (VmHWM) {status('VmHWM') / 2**20:,.0f} MiB; "
-          f"after: anonymous {status('RssAnon') / 2**20:,.0f} MiB, file-backed {status('RssFile') / 2**20:,.0f} MiB")
+    print(
+        f"RSS before scoring {before / 2**20:,.0f} MiB; peak RSS (VmHWM) {status('VmHWM') / 2**20:,.0f} MiB; "
+        f"after: anonymous {status('RssAnon') / 2**20:,.0f} MiB, file-backed {status('RssFile') / 2**20:,.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -40,14 +40,18 @@ def main() -> None:
     paths = [str(sample)] + (sorted(glob.glob(str(sample / "sweep" / "*.trec"))) if args.sweep else [])
     coll, _ = load_for_validation(paths)
     cache = EmbeddingCache(readonly_dirs=[sample / "embeddings"])
-    cfg = ValidationConfig(folds=args.folds, seeds=args.seeds, splits_limit=args.splits, exclude_prefixes=("llm-",))
+    cfg = ValidationConfig(
+        folds=args.folds, seeds=args.seeds, splits_limit=args.splits, exclude_prefixes=("llm-",)
+    )
     t0, c0 = time.perf_counter(), time.process_time()
     raw = run_protocol(coll, list(coll.sources), cfg, cache=cache)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     runs = raw.per_query.groupby(["variant", "split", "seed"]).ngroups
-    print(f"{len(coll.sources)} sources, {coll.n_passages:,} passages ({raw.meta['n_eval_passages']:,} ranked), "
-          f"{runs} trained/evaluated variants x splits x seeds: {wall:.1f} s wall, {cpu:.1f} s CPU "
-          f"(maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB, load {os.getloadavg()[0]:.1f})")
+    print(
+        f"{len(coll.sources)} sources, {coll.n_passages:,} passages ({raw.meta['n_eval_passages']:,} ranked), "
+        f"{runs} trained/evaluated variants x splits x seeds: {wall:.1f} s wall, {cpu:.1f} s CPU "
+        f"(maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB, load {os.getloadavg()[0]:.1f})"
+    )
 
 
 if __name__ == "__main__":

@@ -26,15 +26,22 @@ sys.path.insert(0, str(ROOT))
 
 def cases() -> dict[str, list[str]]:
     """Paths relative to the repository (the run changes into it), so two checkouts compare."""
-    out = {"sample-minilm": ["sample_data/pyfaq"],
-           "sample-hashing": ["sample_data/pyfaq", "--encoder", "hashing", "--no-cache"]}
+    out = {
+        "sample-minilm": ["sample_data/pyfaq"],
+        "sample-hashing": ["sample_data/pyfaq", "--encoder", "hashing", "--no-cache"],
+    }
     fx = Path("tests") / "fixtures"
     for p in sorted((ROOT / fx / "formats").iterdir()) + [ROOT / fx / "app_small"]:
         rel = p.relative_to(ROOT)
         if p.is_dir() and not (p / "corpus.jsonl").is_file():  # files that are read one by one
             files = sorted(f for f in p.iterdir() if f.suffix == ".jsonl")
             for f in files:
-                out[f"fixture-{p.name}-{f.name}"] = [str(f.relative_to(ROOT)), "--encoder", "hashing", "--no-cache"]
+                out[f"fixture-{p.name}-{f.name}"] = [
+                    str(f.relative_to(ROOT)),
+                    "--encoder",
+                    "hashing",
+                    "--no-cache",
+                ]
         else:
             out[f"fixture-{p.name}"] = [str(rel), "--encoder", "hashing", "--no-cache"]
     return out
@@ -46,8 +53,15 @@ def run_case(args: list[str]) -> str:
     buf, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
         status = main(["score", *args, "--json", "--no-progress"])
-    return json.dumps({"status": status, "json": json.loads(buf.getvalue()) if status == 0 else None,
-                       "stderr": err.getvalue() if status else ""}, indent=1, sort_keys=True)
+    return json.dumps(
+        {
+            "status": status,
+            "json": json.loads(buf.getvalue()) if status == 0 else None,
+            "stderr": err.getvalue() if status else "",
+        },
+        indent=1,
+        sort_keys=True,
+    )
 
 
 def main(argv=None) -> int:

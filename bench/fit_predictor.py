@@ -36,7 +36,9 @@ from eci_core.validation import predictor as P  # noqa: E402
 TABLES = ROOT / "bench" / "results" / "predictor"
 
 
-def build(name: str, paths: list[str], reference: str, out: Path = TABLES, cache_dir: str | None = None) -> Path:
+def build(
+    name: str, paths: list[str], reference: str, out: Path = TABLES, cache_dir: str | None = None
+) -> Path:
     from eci_core.config import ECIConfig
     from eci_core.io.loaders import load_paths
     from eci_core.models.cache import EmbeddingCache
@@ -51,8 +53,13 @@ def build(name: str, paths: list[str], reference: str, out: Path = TABLES, cache
     if missing:
         raise SystemExit(f"{paths}: the reference's sources {missing} are not in the loaded data")
     shipped = [Path(p) / "embeddings" for p in paths if (Path(p) / "embeddings").is_dir()]
-    result = score_collection(coll, load_encoder(None), ECIConfig(), cache=EmbeddingCache(cache_dir, readonly_dirs=shipped),
-                              sources=sources)
+    result = score_collection(
+        coll,
+        load_encoder(None),
+        ECIConfig(),
+        cache=EmbeddingCache(cache_dir, readonly_dirs=shipped),
+        sources=sources,
+    )
     feats = P.feature_table(result)
     down = ref.downstream[ref.downstream["kind"] == "source"].set_index("variant")
     feats["gain"] = feats["source"].map(down["gain"]).astype(float)
@@ -89,24 +96,33 @@ def fit_and_evaluate(folder: Path = TABLES, alpha: float = 1.0) -> P.Predictor:
     model.reliability = rows
     encoders = sorted(table["encoder"].unique()) if "encoder" in table else []
     if len(encoders) > 1:
-        raise SystemExit(f"{folder}: the tables were scored under different encoders {encoders}; rebuild them under one")
+        raise SystemExit(
+            f"{folder}: the tables were scored under different encoders {encoders}; rebuild them under one"
+        )
     model.encoder = encoders[0] if encoders else ""
     model.settings = {k: table[f"setting_{k}"].iloc[0] for k in P.FEATURE_SETTINGS if f"setting_{k}" in table}
     return model
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="features + reference gains of one dataset")
-    b.add_argument("paths", nargs="+", help="the dataset as `eci score` reads it (BEIR folder, extra run files)")
+    b.add_argument(
+        "paths", nargs="+", help="the dataset as `eci score` reads it (BEIR folder, extra run files)"
+    )
     b.add_argument("--name", required=True, help="dataset name (file suffix)")
     b.add_argument("--reference", required=True, help="folder of the dataset's finetune validation (--out)")
     b.add_argument("--cache-dir", default=None, help="embedding cache (default: the user cache)")
     f = sub.add_parser("fit", help="leave-one-dataset-out evaluation and the shipped model")
-    f.add_argument("--alpha", type=float, default=1.0, help="ridge penalty on standardised features (default 1.0)")
-    f.add_argument("--out", default=str(P.SHIPPED), help="where to write the model (default: the shipped one)")
+    f.add_argument(
+        "--alpha", type=float, default=1.0, help="ridge penalty on standardised features (default 1.0)"
+    )
+    f.add_argument(
+        "--out", default=str(P.SHIPPED), help="where to write the model (default: the shipped one)"
+    )
     args = ap.parse_args(argv)
     if args.cmd == "build":
         print(build(args.name, args.paths, args.reference, cache_dir=args.cache_dir))

@@ -22,8 +22,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PAGES = ["pages/margins.py", "pages/signal_vs_safety.py", "pages/projection.py", "pages/query.py",
-         "pages/review.py", "pages/compare.py", "pages/export.py", "pages/overview.py"]
+PAGES = [
+    "pages/margins.py",
+    "pages/signal_vs_safety.py",
+    "pages/projection.py",
+    "pages/query.py",
+    "pages/review.py",
+    "pages/compare.py",
+    "pages/export.py",
+    "pages/overview.py",
+]
 
 
 def main() -> int:
@@ -64,9 +72,15 @@ def main() -> int:
             current["prof"] = None
             wall = time.monotonic() - t0
             err = [e.message for e in at.exception]
-            print(f"\n=== visit {rnd + 1}: {page}: {wall:.2f} s" + (f"  EXCEPTION {err[0][:200]}" if err else ""))
+            print(
+                f"\n=== visit {rnd + 1}: {page}: {wall:.2f} s"
+                + (f"  EXCEPTION {err[0][:200]}" if err else "")
+            )
             out = io.StringIO()
-            pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(r"(eci_core|/ui/|/pages/|streamlit/elements/(plotly|arrow|widgets/selectbox)|pandas/core/(frame|series|groupby/groupby)\.py|plotly/basedatatypes)", args.top)
+            pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(
+                r"(eci_core|/ui/|/pages/|streamlit/elements/(plotly|arrow|widgets/selectbox)|pandas/core/(frame|series|groupby/groupby)\.py|plotly/basedatatypes)",
+                args.top,
+            )
             lines = [ln for ln in out.getvalue().splitlines() if ln.strip() and ("/" in ln or "ncalls" in ln)]
             print("\n".join(lines[: args.top + 1]))
     return 0

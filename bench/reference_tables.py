@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from eci_core.validation import load_results  # noqa: E402
 from eci_core.validation.analysis import agreement_table, downstream_table  # noqa: E402
-from eci_core.validation.protocol import BASELINES, IN_BATCH, UNTRAINED  # noqa: E402
+from eci_core.validation.protocol import IN_BATCH, UNTRAINED  # noqa: E402
 from eci_core.validation.results import ValidationResult  # noqa: E402
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # Student t, two-sided 95 %, by degrees of freedom
@@ -64,7 +64,11 @@ def merge(out: str, dirs: list[str], n_bootstrap: int = 1000, seed: int = 0) -> 
     meta["seconds"] = round(sum(float(p.meta.get("seconds", 0)) for p in parts), 1)
     meta["seconds_per_call"] = [p.meta.get("seconds") for p in parts]
     meta["merged_from"] = [str(Path(p.path).name) for p in parts]
-    meta["config"] = dict(meta.get("config", {}), seeds=int(per_query["seed"].nunique()), first_seed=int(per_query["seed"].min()))
+    meta["config"] = dict(
+        meta.get("config", {}),
+        seeds=int(per_query["seed"].nunique()),
+        first_seed=int(per_query["seed"].min()),
+    )
     res = ValidationResult(down, beats, first.pretraining, agree, per_query, meta, first.encoder_eci)
     res.save(out)
     res.path = out
@@ -90,10 +94,22 @@ def seed_table(res: ValidationResult) -> pd.DataFrame:
         s = per_seed.loc[v].to_numpy(float)
         n = s.size
         half = T975.get(n - 1, 1.96) * s.std(ddof=1) / math.sqrt(n) if n > 1 else float("nan")
-        rows.append({"variant": v, "kind": d.loc[v, "kind"], "ndcg@10": d.loc[v, "ndcg@10"], "seed_mean": s.mean(),
-                     "seed_ci_half": half, "seeds": n, "boot_low": d.loc[v, "ndcg@10_low"], "boot_high": d.loc[v, "ndcg@10_high"],
-                     "gain_vs_inbatch": d.loc[v].get("gain", float("nan")), "gain_low": d.loc[v].get("gain_low", float("nan")),
-                     "gain_high": d.loc[v].get("gain_high", float("nan")), "own_positive": d.loc[v].get("own_positive", float("nan"))})
+        rows.append(
+            {
+                "variant": v,
+                "kind": d.loc[v, "kind"],
+                "ndcg@10": d.loc[v, "ndcg@10"],
+                "seed_mean": s.mean(),
+                "seed_ci_half": half,
+                "seeds": n,
+                "boot_low": d.loc[v, "ndcg@10_low"],
+                "boot_high": d.loc[v, "ndcg@10_high"],
+                "gain_vs_inbatch": d.loc[v].get("gain", float("nan")),
+                "gain_low": d.loc[v].get("gain_low", float("nan")),
+                "gain_high": d.loc[v].get("gain_high", float("nan")),
+                "own_positive": d.loc[v].get("own_positive", float("nan")),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -103,7 +119,7 @@ def resolved_pairs(res: ValidationResult) -> list[tuple[str, str]]:
     b = res.beats.loc[src, src]
     out = []
     for i, a in enumerate(src):
-        for c in src[i + 1:]:
+        for c in src[i + 1 :]:
             p = float(b.loc[a, c])
             if p >= 0.95:
                 out.append((a, c))
@@ -123,13 +139,21 @@ def cheap_vs_reference(ref: ValidationResult, cheap: ValidationResult) -> dict:
     lo, hi = wilson(right, len(pairs))
     cheap_resolved = resolved_pairs(cheap)
     pick = max(shared, key=lambda s: x[s])
-    return {"trainer": cheap.trainer, "n_sources": len(shared), "resolved_reference_pairs": len(pairs),
-            "decision_accuracy": right / len(pairs) if pairs else float("nan"), "decision_low": lo, "decision_high": hi,
-            "spearman": float(stats.spearmanr(x[shared], y[shared]).statistic),
-            "kendall": float(stats.kendalltau(x[shared], y[shared]).statistic),
-            "pick": pick, "reference_best": str(y[shared].idxmax()),
-            "top1_regret": float(y[shared].max() - y[pick]),
-            "own_resolved_pairs": len(cheap_resolved), "seconds_protocol": cheap.meta.get("seconds")}
+    return {
+        "trainer": cheap.trainer,
+        "n_sources": len(shared),
+        "resolved_reference_pairs": len(pairs),
+        "decision_accuracy": right / len(pairs) if pairs else float("nan"),
+        "decision_low": lo,
+        "decision_high": hi,
+        "spearman": float(stats.spearmanr(x[shared], y[shared]).statistic),
+        "kendall": float(stats.kendalltau(x[shared], y[shared]).statistic),
+        "pick": pick,
+        "reference_best": str(y[shared].idxmax()),
+        "top1_regret": float(y[shared].max() - y[pick]),
+        "own_resolved_pairs": len(cheap_resolved),
+        "seconds_protocol": cheap.meta.get("seconds"),
+    }
 
 
 def report(ref_dir: str, cheap_dirs: list[str], times: dict[str, float]) -> dict:
@@ -141,14 +165,23 @@ def report(ref_dir: str, cheap_dirs: list[str], times: dict[str, float]) -> dict
     n_pairs = len(src) * (len(src) - 1) // 2
     spread = float(d.loc[src, "ndcg@10"].max() - d.loc[src, "ndcg@10"].min())
     out = {
-        "reference": ref_dir, "trainer": ref.trainer, "split_policy": ref.meta.get("split_policy"),
-        "splits": ref.meta.get("splits"), "config": ref.meta.get("config"), "lr": ref.meta.get("lr"),
-        "seconds": ref.meta.get("seconds"), "resolution": ref.resolution,
+        "reference": ref_dir,
+        "trainer": ref.trainer,
+        "split_policy": ref.meta.get("split_policy"),
+        "splits": ref.meta.get("splits"),
+        "config": ref.meta.get("config"),
+        "lr": ref.meta.get("lr"),
+        "seconds": ref.meta.get("seconds"),
+        "resolution": ref.resolution,
         "per_source": st.to_dict("records"),
         "spread_sources": spread,
-        "best": str(d.loc[src, "ndcg@10"].idxmax()), "worst": str(d.loc[src, "ndcg@10"].idxmin()),
-        "in_batch": float(d.loc[IN_BATCH, "ndcg@10"]), "untrained": float(d.loc[UNTRAINED, "ndcg@10"]),
-        "resolved_pairs": len(pairs), "n_pairs": n_pairs, "resolved": [list(p) for p in pairs],
+        "best": str(d.loc[src, "ndcg@10"].idxmax()),
+        "worst": str(d.loc[src, "ndcg@10"].idxmin()),
+        "in_batch": float(d.loc[IN_BATCH, "ndcg@10"]),
+        "untrained": float(d.loc[UNTRAINED, "ndcg@10"]),
+        "resolved_pairs": len(pairs),
+        "n_pairs": n_pairs,
+        "resolved": [list(p) for p in pairs],
         "agreement": ref.agreement.to_dict("records"),
         "cheap": [],
     }
@@ -162,28 +195,48 @@ def report(ref_dir: str, cheap_dirs: list[str], times: dict[str, float]) -> dict
 
 def print_report(r: dict) -> None:
     f = lambda x, d=3: "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{d}f}"  # noqa: E731
-    print(f"Reference: {r['trainer']}, split policy {r['split_policy']}, {r['seconds']} s, resolution {f(r['resolution'])}")
-    print("| source | nDCG@10 (mean over seeds ± t 95 % half-width) | 95 % CI over test queries | gain vs in-batch [95 % CI] | own positives |")
+    print(
+        f"Reference: {r['trainer']}, split policy {r['split_policy']}, {r['seconds']} s, resolution {f(r['resolution'])}"
+    )
+    print(
+        "| source | nDCG@10 (mean over seeds ± t 95 % half-width) | 95 % CI over test queries | gain vs in-batch [95 % CI] | own positives |"
+    )
     print("|---|---|---|---|---|")
     for s in r["per_source"]:
         name = f"*{s['variant']}*" if s["kind"] == "baseline" else f"`{s['variant']}`"
-        gain = "" if s["variant"] == IN_BATCH else f"{s['gain_vs_inbatch']:+.3f} [{s['gain_low']:+.3f}, {s['gain_high']:+.3f}]"
+        gain = (
+            ""
+            if s["variant"] == IN_BATCH
+            else f"{s['gain_vs_inbatch']:+.3f} [{s['gain_low']:+.3f}, {s['gain_high']:+.3f}]"
+        )
         own = "-" if not math.isfinite(s["own_positive"]) else str(int(s["own_positive"]))
-        print(f"| {name} | {f(s['seed_mean'])} ± {f(s['seed_ci_half'])} ({s['seeds']} seeds) | {f(s['boot_low'])}–{f(s['boot_high'])} | {gain} | {own} |")
-    print(f"\nSpread of the sources: {f(r['spread_sources'])} nDCG@10 ({r['worst']} … {r['best']}); in-batch only "
-          f"{f(r['in_batch'])}, untrained {f(r['untrained'])}. Resolved pairs: {r['resolved_pairs']} of {r['n_pairs']}.")
-    print("\n| pre-training number | Spearman ρ [95 % CI] | pairwise accuracy | top-1 regret | its pick |\n|---|---|---|---|---|")
+        print(
+            f"| {name} | {f(s['seed_mean'])} ± {f(s['seed_ci_half'])} ({s['seeds']} seeds) | {f(s['boot_low'])}–{f(s['boot_high'])} | {gain} | {own} |"
+        )
+    print(
+        f"\nSpread of the sources: {f(r['spread_sources'])} nDCG@10 ({r['worst']} … {r['best']}); in-batch only "
+        f"{f(r['in_batch'])}, untrained {f(r['untrained'])}. Resolved pairs: {r['resolved_pairs']} of {r['n_pairs']}."
+    )
+    print(
+        "\n| pre-training number | Spearman ρ [95 % CI] | pairwise accuracy | top-1 regret | its pick |\n|---|---|---|---|---|"
+    )
     for a in r["agreement"]:
-        print(f"| {a['number']} | {f(a['spearman'], 2)} [{f(a['spearman_low'], 2)}, {f(a['spearman_high'], 2)}] | "
-              f"{f(a['pairwise_accuracy'], 2)} | {f(a['top1_regret'])} | `{a['pick']}` |")
+        print(
+            f"| {a['number']} | {f(a['spearman'], 2)} [{f(a['spearman_low'], 2)}, {f(a['spearman_high'], 2)}] | "
+            f"{f(a['pairwise_accuracy'], 2)} | {f(a['top1_regret'])} | `{a['pick']}` |"
+        )
     if r["cheap"]:
-        print("\n| cheap trainer | decision accuracy on the reference's resolved pairs [Wilson 95 %] | Spearman ρ | Kendall τ | "
-              "its pick (regret) | its own resolved pairs | CPU time |\n|---|---|---|---|---|---|---|")
+        print(
+            "\n| cheap trainer | decision accuracy on the reference's resolved pairs [Wilson 95 %] | Spearman ρ | Kendall τ | "
+            "its pick (regret) | its own resolved pairs | CPU time |\n|---|---|---|---|---|---|---|"
+        )
         for c in r["cheap"]:
-            print(f"| {c['label']} | {f(c['decision_accuracy'], 2)} of {c['resolved_reference_pairs']} "
-                  f"[{f(c['decision_low'], 2)}, {f(c['decision_high'], 2)}] | {f(c['spearman'], 2)} | {f(c['kendall'], 2)} | "
-                  f"`{c['pick']}` ({f(c['top1_regret'])}) | {c['own_resolved_pairs']} | "
-                  f"{f(c['cpu_seconds'], 0) + ' s' if c['cpu_seconds'] else 'n/a'} |")
+            print(
+                f"| {c['label']} | {f(c['decision_accuracy'], 2)} of {c['resolved_reference_pairs']} "
+                f"[{f(c['decision_low'], 2)}, {f(c['decision_high'], 2)}] | {f(c['spearman'], 2)} | {f(c['kendall'], 2)} | "
+                f"`{c['pick']}` ({f(c['top1_regret'])}) | {c['own_resolved_pairs']} | "
+                f"{f(c['cpu_seconds'], 0) + ' s' if c['cpu_seconds'] else 'n/a'} |"
+            )
 
 
 def main(argv=None) -> int:
@@ -207,7 +260,14 @@ def main(argv=None) -> int:
     rep = report(a.ref, a.cheap, times)
     print_report(rep)
     if a.json:
-        Path(a.json).write_text(json.dumps(rep, indent=1, default=lambda o: None if isinstance(o, float) and not math.isfinite(o) else str(o)) + "\n")
+        Path(a.json).write_text(
+            json.dumps(
+                rep,
+                indent=1,
+                default=lambda o: None if isinstance(o, float) and not math.isfinite(o) else str(o),
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -24,8 +24,14 @@ def _vocab(rng: np.random.Generator, n: int = 5000) -> np.ndarray:
     return np.array(["".join(rng.choice(letters, size=int(k))) for k in lengths])
 
 
-def make_beir(out: str | Path, n_queries: int = 100_000, n_passages: int = 300_000,
-              n_sources: int = 3, k: int = 10, seed: int = 0) -> Path:
+def make_beir(
+    out: str | Path,
+    n_queries: int = 100_000,
+    n_passages: int = 300_000,
+    n_sources: int = 3,
+    k: int = 10,
+    seed: int = 0,
+) -> Path:
     """Write the synthetic BEIR directory to ``out`` and return its path."""
     if n_passages < n_queries:
         raise ValueError("n_passages must be at least n_queries (each query has its own positive)")
@@ -42,7 +48,7 @@ def make_beir(out: str | Path, n_queries: int = 100_000, n_passages: int = 300_0
             n = min(chunk, n_passages - start)
             idx = rng.integers(0, len(vocab), size=(n, 80))
             take = max(0, min(n, n_queries - start))
-            shared[start:start + take] = idx[:take, :6]
+            shared[start : start + take] = idx[:take, :6]
             words = vocab[idx]
             lens = rng.integers(40, 81, size=n)
             lines = []
@@ -52,13 +58,16 @@ def make_beir(out: str | Path, n_queries: int = 100_000, n_passages: int = 300_0
             f.write("\n".join(lines) + "\n")
 
     # Query i's positive is passage d{i}; the query reuses some of its words.
-    with open(out / "queries.jsonl", "w", encoding="utf-8") as f, \
-            open(out / "qrels" / "test.tsv", "w", encoding="utf-8") as qrels:
+    with (
+        open(out / "queries.jsonl", "w", encoding="utf-8") as f,
+        open(out / "qrels" / "test.tsv", "w", encoding="utf-8") as qrels,
+    ):
         qrels.write("query-id\tcorpus-id\tscore\n")
         for start in range(0, n_queries, chunk):
             n = min(chunk, n_queries - start)
-            own = vocab[np.concatenate([shared[start:start + n],
-                                        rng.integers(0, len(vocab), size=(n, 6))], axis=1)]
+            own = vocab[
+                np.concatenate([shared[start : start + n], rng.integers(0, len(vocab), size=(n, 6))], axis=1)
+            ]
             lens = rng.integers(5, 13, size=n)
             lines, qlines = [], []
             for i in range(n):
@@ -80,7 +89,8 @@ def make_beir(out: str | Path, n_queries: int = 100_000, n_passages: int = 300_0
                 scores = np.sort(rng.random((n, k)) * 10, axis=1)[:, ::-1]
                 lines = [
                     f"q{qids[i]} Q0 d{negs[i, r]} {r + 1} {scores[i, r]:.4f} {name}"
-                    for i in range(n) for r in range(k)
+                    for i in range(n)
+                    for r in range(k)
                 ]
                 f.write("\n".join(lines) + "\n")
     return out

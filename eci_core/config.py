@@ -66,8 +66,14 @@ class ECIConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be > 0 (e.g. 0.05)")
         if not 0 < self.confidence < 1:
             raise ValueError(f"confidence={self.confidence!r}: must be between 0 and 1 (e.g. 0.95)")
-        if self.eci_sem_max_k is not None and (isinstance(self.eci_sem_max_k, bool) or int(self.eci_sem_max_k) != self.eci_sem_max_k or self.eci_sem_max_k < 1):
-            raise ValueError(f"eci_sem_max_k={self.eci_sem_max_k!r}: must be an integer >= 1 (e.g. 256), or None for no cap (eci score: 0)")
+        if self.eci_sem_max_k is not None and (
+            isinstance(self.eci_sem_max_k, bool)
+            or int(self.eci_sem_max_k) != self.eci_sem_max_k
+            or self.eci_sem_max_k < 1
+        ):
+            raise ValueError(
+                f"eci_sem_max_k={self.eci_sem_max_k!r}: must be an integer >= 1 (e.g. 256), or None for no cap (eci score: 0)"
+            )
         if self.n_bootstrap < 1:
             raise ValueError(f"n_bootstrap={self.n_bootstrap!r}: must be >= 1 (e.g. 1000)")
 

@@ -44,7 +44,6 @@ for the union of ``cross-encoder``).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +84,9 @@ def read_beir(directory: str | Path, split: str = "test") -> Collection:
 
     d = Path(directory)
     if not d.is_dir():
-        raise FileNotFoundError(f"{d}: not a directory (expected a BEIR folder with corpus.jsonl, queries.jsonl, qrels/)")
+        raise FileNotFoundError(
+            f"{d}: not a directory (expected a BEIR folder with corpus.jsonl, queries.jsonl, qrels/)"
+        )
     corpus, queries = L._beir_file(d, "corpus.jsonl"), L._beir_file(d, "queries.jsonl")
     missing = [n for n, f in (("corpus.jsonl", corpus), ("queries.jsonl", queries)) if f is None]
     if missing:
@@ -97,11 +98,23 @@ def read_beir(directory: str | Path, split: str = "test") -> Collection:
     if not qr.pos:
         raise LoadError(str(qrels), None, "no relevant (score > 0) query-passage pair: nothing to mine")
     # ids the qrels name that the corpus / queries lack: one line at the first such row
-    L._check_known(str(qrels), {p: ln for p, (_, ln) in qr.where.items()}, ptexts, "positive id", corpus.name,
-                   "corpus-id")
+    L._check_known(
+        str(qrels),
+        {p: ln for p, (_, ln) in qr.where.items()},
+        ptexts,
+        "positive id",
+        corpus.name,
+        "corpus-id",
+    )
     if any(q not in qtexts for q in qr.pos):
-        L._check_known(str(qrels), _first_relevant_lines(qrels, set(qr.pos) - qtexts.keys()), qtexts, "query id",
-                       queries.name, "query-id")
+        L._check_known(
+            str(qrels),
+            _first_relevant_lines(qrels, set(qr.pos) - qtexts.keys()),
+            qtexts,
+            "query id",
+            queries.name,
+            "query-id",
+        )
     coll = Collection()
     for pid, text in ptexts.items():
         coll.add_passage(text, pid)
@@ -194,7 +207,9 @@ class MiningResult:
             n = self.skipped.get(name, 0)
             if n:
                 ratio = n / remaining if remaining else 0.0
-                lines.append(f"Skipped {n:,} potential negatives ({ratio:.2%}) due to the {name} of {self.params.get(name)}.")
+                lines.append(
+                    f"Skipped {n:,} potential negatives ({ratio:.2%}) due to the {name} of {self.params.get(name)}."
+                )
                 remaining -= n
         short = self.short_queries
         if short:
@@ -218,7 +233,10 @@ class MiningResult:
                 diff.append(self.positive_scores[q] - s)
         cols = [pos, np.asarray(neg, dtype=np.float64), np.asarray(diff, dtype=np.float64)]
         row = "{:<6} {:>14} {:>14} {:>14}"
-        lines = [row.format("Metric", "Positive", "Negative", "Difference"), row.format("Count", f"{len(pos):,}", f"{len(neg):,}", "")]
+        lines = [
+            row.format("Metric", "Positive", "Negative", "Difference"),
+            row.format("Count", f"{len(pos):,}", f"{len(neg):,}", ""),
+        ]
         stats = [
             ("Mean", np.mean), ("Median", np.median), ("Std", lambda a: np.std(a, ddof=1) if a.size > 1 else float("nan")),
             ("Min", np.min), ("25%", lambda a: np.quantile(a, 0.25)), ("50%", lambda a: np.quantile(a, 0.5)),
@@ -246,8 +264,14 @@ class MiningResult:
         recs = []
         for qid in self.query_ids:
             qi = collection.query_index(qid)
-            pos = [PassageRef(collection.passage_ids[p], collection.passage_texts[p]) for p in collection.positives.get(qi, [])]
-            negs = [PassageRef(pid, collection.passage_texts[collection.passage_index(pid)], float(s)) for pid, s in self.negatives[qid]]
+            pos = [
+                PassageRef(collection.passage_ids[p], collection.passage_texts[p])
+                for p in collection.positives.get(qi, [])
+            ]
+            negs = [
+                PassageRef(pid, collection.passage_texts[collection.passage_index(pid)], float(s))
+                for pid, s in self.negatives[qid]
+            ]
             recs.append(QueryRecord(qid, collection.query_texts[qi], pos, negs))
         return recs
 
@@ -261,14 +285,20 @@ def write_trec_run(result: MiningResult, path: str | Path, tag: str | None = Non
     return the number of lines. Ids containing whitespace cannot be written as TREC."""
     tag = tag or result.method
     if any(c.isspace() for c in tag) or not tag:
-        raise ValueError(f"tag={tag!r}: a TREC tag must be one non-empty word without spaces (e.g. {result.method!r})")
+        raise ValueError(
+            f"tag={tag!r}: a TREC tag must be one non-empty word without spaces (e.g. {result.method!r})"
+        )
     lines = []
     for qid in result.query_ids:
         if any(c.isspace() for c in qid):
-            raise ValueError(f"query id {qid!r} contains whitespace and cannot be written to a TREC run; rename it")
+            raise ValueError(
+                f"query id {qid!r} contains whitespace and cannot be written to a TREC run; rename it"
+            )
         for rank, (pid, score) in enumerate(result.negatives[qid], start=1):
             if any(c.isspace() for c in pid):
-                raise ValueError(f"passage id {pid!r} contains whitespace and cannot be written to a TREC run; rename it")
+                raise ValueError(
+                    f"passage id {pid!r} contains whitespace and cannot be written to a TREC run; rename it"
+                )
             lines.append(f"{qid} Q0 {pid} {rank} {score:.6f} {tag}\n")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -304,12 +334,18 @@ def _check_params(method, num_negatives, range_min, range_max, absolute_margin, 
         raise ValueError(f"range_min={range_min}: must be >= 0 (0 keeps the best candidates)")
     for name, v in (("absolute_margin", absolute_margin), ("relative_margin", relative_margin),
                     ("max_score", max_score), ("min_score", min_score)):  # fmt: skip
-        if v is not None and (not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v)):
+        if v is not None and (
+            not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v)
+        ):
             raise ValueError(f"{name}={v!r}: must be a finite number or None")
     if absolute_margin is not None and absolute_margin < 0:
-        raise ValueError(f"absolute_margin={absolute_margin}: must be >= 0 (a candidate is dropped if its score + margin > the positive's)")
+        raise ValueError(
+            f"absolute_margin={absolute_margin}: must be >= 0 (a candidate is dropped if its score + margin > the positive's)"
+        )
     if relative_margin is not None and not 0 <= relative_margin < 1:
-        raise ValueError(f"relative_margin={relative_margin}: must be in [0, 1) (e.g. 0.05 keeps negatives below 95 % of the positive score)")
+        raise ValueError(
+            f"relative_margin={relative_margin}: must be in [0, 1) (e.g. 0.05 keeps negatives below 95 % of the positive score)"
+        )
     if max_score is not None and min_score is not None and min_score > max_score:
         raise ValueError(f"min_score={min_score} must be <= max_score={max_score}")
     if sampling_strategy not in ("top", "random"):
@@ -324,7 +360,9 @@ def _check_params(method, num_negatives, range_min, range_max, absolute_margin, 
             raise ValueError("range_min/range_max/sampling_strategy do not apply to method 'random' (it already samples "
                              "uniformly); leave them at their defaults")  # fmt: skip
     if pool_size is not None and range_min + num_negatives > _pool_capacity(method, pool_size):
-        raise ValueError(f"pool_size={pool_size}: too small for range_min + num_negatives = {range_min + num_negatives}; increase it")
+        raise ValueError(
+            f"pool_size={pool_size}: too small for range_min + num_negatives = {range_min + num_negatives}; increase it"
+        )
     if method == "bm25+ce" and absolute_margin is None:
         absolute_margin = BM25CE_DEFAULT_MARGIN
     filtered = any(v is not None for v in (absolute_margin, relative_margin, max_score, min_score))
@@ -363,7 +401,9 @@ class _Bm25:
         self._bm25s = bm25s
         self.n = len(texts)
         self.retriever = bm25s.BM25()
-        self.retriever.index(bm25s.tokenize(list(texts), stopwords="en", show_progress=False), show_progress=False)
+        self.retriever.index(
+            bm25s.tokenize(list(texts), stopwords="en", show_progress=False), show_progress=False
+        )
         if progress:
             progress("BM25 index", 1, 1)
 
@@ -393,11 +433,16 @@ class _Dense:
         self.encoder = encoder
         self.cache = cache
         self.progress = progress
-        self.p_emb = np.ascontiguousarray(embed(encoder, list(passage_texts), "passage", cache=cache, progress=progress), dtype=np.float32)
+        self.p_emb = np.ascontiguousarray(
+            embed(encoder, list(passage_texts), "passage", cache=cache, progress=progress), dtype=np.float32
+        )
         self.n = self.p_emb.shape[0]
 
     def queries(self, texts: Sequence[str]) -> np.ndarray:
-        return np.ascontiguousarray(self._embed(self.encoder, list(texts), "query", cache=self.cache, progress=self.progress), dtype=np.float32)
+        return np.ascontiguousarray(
+            self._embed(self.encoder, list(texts), "query", cache=self.cache, progress=self.progress),
+            dtype=np.float32,
+        )
 
 
 def _resolve_encoder(encoder):
@@ -412,7 +457,9 @@ def _resolve_cross_encoder(cross_encoder):
     if cross_encoder is None or isinstance(cross_encoder, (str, Path)):
         ce = load_cross_encoder(None if cross_encoder is None else str(cross_encoder))
         if ce is None:
-            raise ValueError(f"cross_encoder={cross_encoder!r}: this method needs a cross-encoder; use the bundled default (None)")
+            raise ValueError(
+                f"cross_encoder={cross_encoder!r}: this method needs a cross-encoder; use the bundled default (None)"
+            )
         return ce
     return cross_encoder
 
@@ -494,10 +541,14 @@ def mine(
     Returns:
         :class:`MiningResult`. Raises ``ValueError`` naming a bad parameter.
     """
-    if pool_size is not None and (isinstance(pool_size, bool) or not isinstance(pool_size, (int, np.integer)) or pool_size < 1):
+    if pool_size is not None and (
+        isinstance(pool_size, bool) or not isinstance(pool_size, (int, np.integer)) or pool_size < 1
+    ):
         raise ValueError(f"pool_size={pool_size!r}: must be a positive integer (e.g. 50)")
     if pool_size is not None and method not in DEFAULT_POOL_SIZE:
-        raise ValueError(f"pool_size={pool_size}: only used by methods 'cross-encoder' and 'bm25+ce'; remove it")
+        raise ValueError(
+            f"pool_size={pool_size}: only used by methods 'cross-encoder' and 'bm25+ce'; remove it"
+        )
     if method in DEFAULT_POOL_SIZE and pool_size is None:
         pool_size = DEFAULT_POOL_SIZE[method]
     prm = _check_params(method, num_negatives, range_min, range_max, absolute_margin, relative_margin, max_score,
@@ -638,7 +689,9 @@ def _resolve_extra(coll: Collection, extra, q_list) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
     for qid, pids in extra.items():
         if qid not in coll._qid_index:
-            raise ValueError(f"extra negatives: query {qid!r} is not among the queries; check the file's query ids")
+            raise ValueError(
+                f"extra negatives: query {qid!r} is not among the queries; check the file's query ids"
+            )
         qi = coll.query_index(qid)
         if qi not in mined:
             continue
@@ -646,7 +699,9 @@ def _resolve_extra(coll: Collection, extra, q_list) -> dict[int, list[int]]:
         lst = out.setdefault(qi, [])
         for pid in pids:
             if not coll.has_passage(pid):
-                raise ValueError(f"extra negatives: passage {pid!r} (query {qid!r}) is not in the corpus; add it to corpus.jsonl")
+                raise ValueError(
+                    f"extra negatives: passage {pid!r} (query {qid!r}) is not in the corpus; add it to corpus.jsonl"
+                )
             pi = coll.passage_index(pid)
             if pi not in pos and pi not in lst:
                 lst.append(pi)
@@ -674,7 +729,18 @@ def _mine_random(ctx: _Ctx, extra: dict[int, list[int]]) -> MiningResult:
         ctx.tick("Sampling", r + 1, nq)
     keep = cand_idx >= 0
     extra_scored = {q: [(p, float(rng.random())) for p in ps] for q, ps in extra.items()}
-    return _collect(ctx, "random", ctx.q_list, cand_idx, cand_score, keep, np.full(nq, np.nan), extra_scored, {}, int(keep.sum()))
+    return _collect(
+        ctx,
+        "random",
+        ctx.q_list,
+        cand_idx,
+        cand_score,
+        keep,
+        np.full(nq, np.nan),
+        extra_scored,
+        {},
+        int(keep.sum()),
+    )
 
 
 def _score_blocks(ctx: _Ctx, method: str, scorer) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -704,18 +770,21 @@ def _make_scorer(ctx: _Ctx, method: str, encoder, cache):
 def _pair_scorer(ctx: _Ctx, method: str, scorer) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     coll = ctx.coll
     if method == "bm25":
+
         def f(qs, ps):
             out = np.empty(len(qs), dtype=np.float64)
             for q in np.unique(qs):
                 m = qs == q
                 out[m] = scorer.block([coll.query_texts[int(q)]])[0, ps[m]]
             return out
+
         return f
 
     def g(qs, ps):
         uq, inv = np.unique(qs, return_inverse=True)
         qe = scorer.queries([coll.query_texts[int(q)] for q in uq])
         return np.einsum("ij,ij->i", qe[inv], scorer.p_emb[ps]).astype(np.float64)
+
     return g
 
 
@@ -749,7 +818,9 @@ def _mine_scored(ctx: _Ctx, method: str, encoder, cache, extra) -> MiningResult:
     skipped: dict[str, int] = {}
     keep, n_cand = _select(cand_idx, cand_score, pos_score, ctx.prm, ctx.rng, skipped)
     extra_scored = _score_extra(extra, pair)
-    return _collect(ctx, method, ctx.q_list, cand_idx, cand_score, keep, pos_score, extra_scored, skipped, n_cand)
+    return _collect(
+        ctx, method, ctx.q_list, cand_idx, cand_score, keep, pos_score, extra_scored, skipped, n_cand
+    )
 
 
 def _score_extra(extra: dict[int, list[int]], pair) -> dict[int, list[tuple[int, float]]]:
@@ -817,7 +888,9 @@ def _mine_ce(ctx: _Ctx, method: str, encoder, cross_encoder, pool_size: int, cac
     skipped: dict[str, int] = {}
     keep, n_cand = _select(cand_idx, cand_score, pos_score, ctx.prm, ctx.rng, skipped)
     extra_scored = _score_extra(extra, pair)
-    return _collect(ctx, method, ctx.q_list, cand_idx, cand_score, keep, pos_score, extra_scored, skipped, n_cand)
+    return _collect(
+        ctx, method, ctx.q_list, cand_idx, cand_score, keep, pos_score, extra_scored, skipped, n_cand
+    )
 
 
 # ---------------------------------------------------------------------------------------- evaluation
@@ -933,8 +1006,18 @@ def mine_sweep(
         wants_extra = kw.pop("extra", False)
         if wants_extra and not extra_negatives:
             continue
-        res = mine(coll, method, exclude_prefixes=exclude_prefixes, seed=seed, encoder=enc, cross_encoder=ce,
-                   cache=cache, extra_negatives=extra_negatives if wants_extra else None, progress=progress, **kw)
+        res = mine(
+            coll,
+            method,
+            exclude_prefixes=exclude_prefixes,
+            seed=seed,
+            encoder=enc,
+            cross_encoder=ce,
+            cache=cache,
+            extra_negatives=extra_negatives if wants_extra else None,
+            progress=progress,
+            **kw,
+        )
         path = Path(out_dir) / f"{name}.trec"
         out.append((name, res, path, write_trec_run(res, path, tag=name)))
     return out

@@ -36,22 +36,70 @@ from eci_core.metrics.bootstrap import beats_matrix, interval, resampled_means
 from eci_core.config import ECIConfig
 
 PAIR_COLUMNS = [
-    "source", "query_id", "passage_id", "rank", "miner_score", "s_qn", "s_qp", "margin", "s_pn",
-    "lex_overlap", "ce_margin", "unsafe", "near_duplicate", "cross_encoder", "percpos", "flagged",
-    "flag_reasons", "fn_score", "fn_band",
+    "source",
+    "query_id",
+    "passage_id",
+    "rank",
+    "miner_score",
+    "s_qn",
+    "s_qp",
+    "margin",
+    "s_pn",
+    "lex_overlap",
+    "ce_margin",
+    "unsafe",
+    "near_duplicate",
+    "cross_encoder",
+    "percpos",
+    "flagged",
+    "flag_reasons",
+    "fn_score",
+    "fn_band",
 ]
 QUERY_COLUMNS = [
-    "source", "query_id", "K", "C", "S", "delta", "DE", "eci", "eci_arith", "infonce", "eci_sem",
-    "unsafe", "s_qp", "positive_id",
+    "source",
+    "query_id",
+    "K",
+    "C",
+    "S",
+    "delta",
+    "DE",
+    "eci",
+    "eci_arith",
+    "infonce",
+    "eci_sem",
+    "unsafe",
+    "s_qp",
+    "positive_id",
 ]
 SOURCE_COLUMNS = [
-    "name", "n_queries", "n_negatives", "eci", "eci_low", "eci_high", "signal", "safety",
-    "capacity", "de", "eci_arith", "infonce_bound", "eci_sem", "unsafe_query_rate",
-    "unsafe_negative_rate", "mean_k", "signal_low", "signal_high", "safety_low", "safety_high",
-    "capacity_low", "capacity_high", "de_low", "de_high", "infonce_bound_low", "infonce_bound_high",
+    "name",
+    "n_queries",
+    "n_negatives",
+    "eci",
+    "eci_low",
+    "eci_high",
+    "signal",
+    "safety",
+    "capacity",
+    "de",
+    "eci_arith",
+    "infonce_bound",
+    "eci_sem",
+    "unsafe_query_rate",
+    "unsafe_negative_rate",
+    "mean_k",
+    "signal_low",
+    "signal_high",
+    "safety_low",
+    "safety_high",
+    "capacity_low",
+    "capacity_high",
+    "de_low",
+    "de_high",
+    "infonce_bound_low",
+    "infonce_bound_high",
 ]
-
-
 
 
 def _work_dtype(*arrays) -> type:
@@ -65,7 +113,6 @@ def _row_dots(X: np.ndarray, R: np.ndarray) -> np.ndarray:
     """``X @ Rᵀ`` batched: (n, k, d) rows against (n, r, d) rows -> (n, k, r) float64. The one
     code path for every similarity scoring takes (s(q, p) of the positives, s_qn, s_pn)."""
     return np.matmul(X, R.transpose(0, 2, 1)).astype(np.float64)
-
 
 
 @dataclass
@@ -175,15 +222,34 @@ def score_arrays(
     memory and are widened to float32 per chunk (numpy's half-float cast is scalar on common
     builds, so this saves memory, not time: see BENCHMARKS.md). Per-query metrics are float64.
     """
-    kwargs = dict(queries=queries, lexicon=lexicon, text_key=text_key, cross=cross, with_sem=with_sem, chunk=chunk)
+    kwargs = dict(
+        queries=queries, lexicon=lexicon, text_key=text_key, cross=cross, with_sem=with_sem, chunk=chunk
+    )
     if n_threads > 1:
         with ThreadPoolExecutor(n_threads) as pool:
-            return _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, pool=pool, **kwargs)
+            return _score_arrays(
+                query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, pool=pool, **kwargs
+            )
     return _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, pool=None, **kwargs)
 
 
-def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *, queries, lexicon, text_key,
-                  cross, with_sem, chunk, pool) -> ArrayScores:
+def _score_arrays(
+    query_emb,
+    passage_emb,
+    q_idx,
+    n_idx,
+    pos_q,
+    pos_p,
+    config,
+    *,
+    queries,
+    lexicon,
+    text_key,
+    cross,
+    with_sem,
+    chunk,
+    pool,
+) -> ArrayScores:
     import time
 
     timings: dict[str, float] = {}
@@ -195,7 +261,9 @@ def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *,
     if q_idx.shape[0] > 1 and np.any(q_idx[1:] < q_idx[:-1]):
         raise ValueError("q_idx must be sorted (pairs grouped by query); sort pairs by query first")
     if query_emb.ndim != 2 or passage_emb.ndim != 2 or query_emb.shape[1] != passage_emb.shape[1]:
-        raise ValueError(f"query_emb {query_emb.shape} and passage_emb {passage_emb.shape} must be 2-d with the same dim")
+        raise ValueError(
+            f"query_emb {query_emb.shape} and passage_emb {passage_emb.shape} must be 2-d with the same dim"
+        )
     # q_idx is sorted: its runs give the distinct queries with pairs and their K
     first = np.flatnonzero(np.concatenate([[True], q_idx[1:] != q_idx[:-1]])) if q_idx.shape[0] else q_idx
     with_pairs = q_idx[first]
@@ -204,7 +272,9 @@ def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *,
     if queries.shape[0] > 1 and np.any(queries[1:] <= queries[:-1]):
         raise ValueError("queries must be sorted and unique")
     at = np.searchsorted(queries, with_pairs)
-    if with_pairs.shape[0] and (at[-1] >= queries.shape[0] or np.any(queries[np.minimum(at, queries.shape[0] - 1)] != with_pairs)):
+    if with_pairs.shape[0] and (
+        at[-1] >= queries.shape[0] or np.any(queries[np.minimum(at, queries.shape[0] - 1)] != with_pairs)
+    ):
         raise ValueError("every q_idx must be listed in queries")
     counts = np.zeros(queries.shape[0], dtype=np.int64)
     counts[at] = run_len
@@ -296,8 +366,15 @@ def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *,
             sqp = s_qp_q[qc]
             sflat = sq.ravel()
             lx = lex0[rows].reshape(nc, K).ravel()
-            w = M.sem_weights(sflat, sqp, np.repeat(sqp, K) - sflat, lx, np.full(nc, K),
-                              config.sem_temperature, config.sem_consistency_temperature).reshape(nc, K)
+            w = M.sem_weights(
+                sflat,
+                sqp,
+                np.repeat(sqp, K) - sflat,
+                lx,
+                np.full(nc, K),
+                config.sem_temperature,
+                config.sem_consistency_temperature,
+            ).reshape(nc, K)
             Ns = N
             if sem_cap is not None and K > sem_cap:  # the sem_cap negatives of largest weight
                 top = np.sort(np.argsort(-w, axis=1, kind="stable")[:, :sem_cap], axis=1)
@@ -310,9 +387,22 @@ def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *,
 
     if fused.usable(query_emb, passage_emb, n_pairs, with_sem):  # one compiled gather-and-dot pass
         q_local = np.repeat(np.arange(queries.shape[0], dtype=np.int64), counts)
-        fused.pair_pass(query_emb, passage_emb, q_idx, n_idx, q_local, pos_starts.astype(np.int64),
-                        pos_counts.astype(np.int64), pp, s_qpos, tk, s_qn, s_pn, exact_dup,
-                        n_threads=1 if pool is None else getattr(pool, "_max_workers", 2))
+        fused.pair_pass(
+            query_emb,
+            passage_emb,
+            q_idx,
+            n_idx,
+            q_local,
+            pos_starts.astype(np.int64),
+            pos_counts.astype(np.int64),
+            pp,
+            s_qpos,
+            tk,
+            s_qn,
+            s_pn,
+            exact_dup,
+            n_threads=1 if pool is None else getattr(pool, "_max_workers", 2),
+        )
         timings["fused"] = 1.0
     else:
         run(kernel, tasks)
@@ -329,16 +419,34 @@ def _score_arrays(query_emb, passage_emb, q_idx, n_idx, pos_q, pos_p, config, *,
         ce_neg = np.asarray(cross(q_idx, n_idx), dtype=np.float64)
         ce = np.repeat(ce_pos, counts) - ce_neg
     fl = M.flags(
-        mg, s_pn, s_qn, s_qp_pair, exact_duplicate=exact_dup, ce_margin=ce,
+        mg,
+        s_pn,
+        s_qn,
+        s_qp_pair,
+        exact_duplicate=exact_dup,
+        ce_margin=ce,
         near_duplicate_threshold=config.near_duplicate_threshold,
-        cross_encoder_margin=config.cross_encoder_margin, percpos=config.percpos,
+        cross_encoder_margin=config.cross_encoder_margin,
+        percpos=config.percpos,
     )
     timings["query_metrics"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - t0
     return ArrayScores(
-        q_idx=q_idx, n_idx=n_idx, s_qn=s_qn, s_qp=s_qp_pair, margin=mg, s_pn=s_pn, lex_overlap=lex,
-        ce_margin=np.full(n_pairs, np.nan) if ce is None else ce, flags=fl, queries=queries,
-        pstar=pstar, s_qp_query=s_qp_q, metrics=qm, eci_sem=sem, timings=timings,
+        q_idx=q_idx,
+        n_idx=n_idx,
+        s_qn=s_qn,
+        s_qp=s_qp_pair,
+        margin=mg,
+        s_pn=s_pn,
+        lex_overlap=lex,
+        ce_margin=np.full(n_pairs, np.nan) if ce is None else ce,
+        flags=fl,
+        queries=queries,
+        pstar=pstar,
+        s_qp_query=s_qp_q,
+        metrics=qm,
+        eci_sem=sem,
+        timings=timings,
         n_sem_capped=n_sem_capped,
     )
 
@@ -375,7 +483,14 @@ def source_summary(name: str, scores: ArrayScores, config: ECIConfig = ECIConfig
     else:
         eci_arith = float(np.mean(qm["eci_arith"])) if n_q else np.nan
     row = {"name": name, "n_queries": n_q, "n_negatives": int(scores.q_idx.shape[0])}
-    out_names = {"eci": "eci", "S": "signal", "delta": "safety", "C": "capacity", "DE": "de", "infonce": "infonce_bound"}
+    out_names = {
+        "eci": "eci",
+        "S": "signal",
+        "delta": "safety",
+        "C": "capacity",
+        "DE": "de",
+        "infonce": "infonce_bound",
+    }
     for c, out in out_names.items():
         point, boot = stat[c]
         lo, hi = interval(boot[:, None], config.confidence)
@@ -473,7 +588,7 @@ def text_keys(texts: Sequence[str], chunk: int = 65_536, hash_fn: Callable[[str]
     it = iter(texts)
     for a in range(0, n, chunk):
         block = [_normalised(t) for t in itertools.islice(it, chunk)]
-        h[a:a + len(block)] = np.fromiter(map(hash_fn, block), dtype=np.int64, count=len(block))
+        h[a : a + len(block)] = np.fromiter(map(hash_fn, block), dtype=np.int64, count=len(block))
         del block
     codes = pd.factorize(h)[0].astype(np.int64)
     del h
@@ -556,8 +671,11 @@ class _PairColumns:
         fl = sc.flags
         for c in self._BOOL:
             a[c][at] = fl[c]
-        a["flag_reasons"][at] = (np.asarray(fl["unsafe"], dtype=np.int8) + 2 * np.asarray(fl["near_duplicate"], dtype=np.int8)
-                                 + 4 * np.asarray(fl["cross_encoder"], dtype=np.int8))
+        a["flag_reasons"][at] = (
+            np.asarray(fl["unsafe"], dtype=np.int8)
+            + 2 * np.asarray(fl["near_duplicate"], dtype=np.int8)
+            + 4 * np.asarray(fl["cross_encoder"], dtype=np.int8)
+        )
 
     def frame(self) -> "pd.DataFrame":  # noqa: F821
         """The pairs table; the arrays become its columns without a copy where pandas allows."""
@@ -571,7 +689,9 @@ class _PairColumns:
             "source": cat(a.pop("source"), dtype=pd.CategoricalDtype(pd.Index(self.names, dtype="str"))),
             "query_id": cat(a.pop("query_id"), dtype=self.qdtype),
             "passage_id": cat(a.pop("passage_id"), dtype=self.pdtype),
-            "flag_reasons": cat(a.pop("flag_reasons"), dtype=pd.CategoricalDtype(pd.Index(list(M._REASONS), dtype="str"))),
+            "flag_reasons": cat(
+                a.pop("flag_reasons"), dtype=pd.CategoricalDtype(pd.Index(list(M._REASONS), dtype="str"))
+            ),
             "fn_band": cat(np.full(self.n, -1, dtype=np.int8), dtype=_band_dtype()),
         }
         data.update(a)
@@ -670,11 +790,15 @@ def score_collection(
             notes.setdefault("duplicate negative text within a query (dropped)", {})[name] = dropped
 
     # what to embed: queries the sources cover, their negatives and positives
-    q_needed = np.unique(np.concatenate([collection.sources[n].query_indices for n in names] + [np.zeros(0, np.int64)]))
+    q_needed = np.unique(
+        np.concatenate([collection.sources[n].query_indices for n in names] + [np.zeros(0, np.int64)])
+    )
     pos_q_all, pos_p_all = collection.positive_pairs()
     pmask = np.isin(pos_q_all, q_needed)
     pos_q_all, pos_p_all = pos_q_all[pmask], pos_p_all[pmask]
-    p_needed = np.unique(np.concatenate([collection.sources[n].p_idx for n in names] + [pos_p_all, np.zeros(0, np.int64)]))
+    p_needed = np.unique(
+        np.concatenate([collection.sources[n].p_idx for n in names] + [pos_p_all, np.zeros(0, np.int64)])
+    )
     q_row = np.full(collection.n_queries, -1, dtype=np.int64)
     q_row[q_needed] = np.arange(q_needed.shape[0])
     # one embedding row per distinct passage text: passages with the same text share a row, so
@@ -686,7 +810,9 @@ def score_collection(
 
     from eci_core.io.data import take_texts
 
-    q_texts = take_texts(collection.query_texts, q_needed)  # Arrow-backed texts: one take, not a lookup per text
+    q_texts = take_texts(
+        collection.query_texts, q_needed
+    )  # Arrow-backed texts: one take, not a lookup per text
     p_texts = take_texts(collection.passage_texts, rep)
     to_local = None
     if embeddings is not None and not embeddings.by_text:
@@ -729,14 +855,18 @@ def score_collection(
             uniq, inv = np.unique(code, return_inverse=True)
             todo = [int(u) for u in uniq if int(u) not in ce_cache]
             if todo:
-                pairs = [(q_texts[u // max(1, rep.shape[0])], p_texts[u % max(1, rep.shape[0])]) for u in todo]
+                pairs = [
+                    (q_texts[u // max(1, rep.shape[0])], p_texts[u % max(1, rep.shape[0])]) for u in todo
+                ]
                 vals = E.cross_scores(cross_encoder, pairs, cache=cache, progress=progress)
                 ce_cache.update(zip(todo, np.asarray(vals, dtype=np.float64).tolist()))
             return np.asarray([ce_cache[int(u)] for u in uniq], dtype=np.float64)[inv]
 
     # the id of p*: the first labelled positive of the query with p*'s text
-    pos_id = pd.Series(np.asarray(collection.passage_ids, dtype=object)[pos_p_all],
-                       index=pd.MultiIndex.from_arrays([pos_q_all, p_row[pos_p_all]]))
+    pos_id = pd.Series(
+        np.asarray(collection.passage_ids, dtype=object)[pos_p_all],
+        index=pd.MultiIndex.from_arrays([pos_q_all, p_row[pos_p_all]]),
+    )
     pos_id = pos_id[~pos_id.index.duplicated()]
     qids = np.asarray(collection.query_ids, dtype=object)
     query_frames, rows, scored, qkeys = [], [], {}, {}
@@ -750,38 +880,74 @@ def score_collection(
         jobs = {}
         for name in names:
             src = collection.sources[name]
-            jobs[name] = dict(q_idx=q_row[src.q_idx[keep[name]]], n_idx=p_row[src.p_idx[keep[name]]],
-                              pos_q=q_row[pos_q_all], pos_p=p_row[pos_p_all], queries=q_row[src.query_indices])
-        many = score_source.score_many(q_emb, p_emb, jobs, config, lexicon=lexicon, cross=cross, with_sem=with_sem)
+            jobs[name] = dict(
+                q_idx=q_row[src.q_idx[keep[name]]],
+                n_idx=p_row[src.p_idx[keep[name]]],
+                pos_q=q_row[pos_q_all],
+                pos_p=p_row[pos_p_all],
+                queries=q_row[src.query_indices],
+            )
+        many = score_source.score_many(
+            q_emb, p_emb, jobs, config, lexicon=lexicon, cross=cross, with_sem=with_sem
+        )
     for i, name in enumerate(names):
         if progress is not None:
             progress("scoring sources", i, len(names))
         src = collection.sources[name]
         k = keep[name]
         sq, sp = src.q_idx[k], src.p_idx[k]
-        sc = many.pop(name) if many is not None else (score_source or score_arrays)(
-            q_emb, p_emb, q_row[sq], p_row[sp], q_row[pos_q_all], p_row[pos_p_all], config,
-            queries=q_row[src.query_indices], lexicon=lexicon,
-            cross=cross, with_sem=with_sem,
+        sc = (
+            many.pop(name)
+            if many is not None
+            else (score_source or score_arrays)(
+                q_emb,
+                p_emb,
+                q_row[sq],
+                p_row[sp],
+                q_row[pos_q_all],
+                p_row[pos_p_all],
+                config,
+                queries=q_row[src.query_indices],
+                lexicon=lexicon,
+                cross=cross,
+                with_sem=with_sem,
+            )
         )
         scored[name] = _ForBeats(sc.metrics, sc.queries)  # the pair arrays go once copied below
         if sc.n_sem_capped:
-            key = (f"ECI_sem on the {config.eci_sem_max_k} negatives of largest weight (queries with "
-                   f"K > eci_sem_max_k; a lower bound of the full value)")
+            key = (
+                f"ECI_sem on the {config.eci_sem_max_k} negatives of largest weight (queries with "
+                f"K > eci_sem_max_k; a lower bound of the full value)"
+            )
             notes.setdefault(key, {})[name] = sc.n_sem_capped
         qkeys[name] = src.query_indices
         stop = start + n_kept[name]
         cols.fill(slice(start, stop), i, sq, sp, src.rank[k], src.score[k], sc)
         start = stop
         qm = sc.metrics
-        query_frames.append(pd.DataFrame({
-            "source": name,
-            "query_id": qids[src.query_indices],
-            "K": qm["K"], "C": qm["C"], "S": qm["S"], "delta": qm["delta"], "DE": qm["DE"],
-            "eci": qm["eci"], "eci_arith": qm["eci_arith"], "infonce": qm["infonce"],
-            "eci_sem": sc.eci_sem, "unsafe": qm["unsafe"], "s_qp": sc.s_qp_query,
-            "positive_id": pos_id.reindex(pd.MultiIndex.from_arrays([src.query_indices, sc.pstar])).to_numpy(),
-        }, columns=QUERY_COLUMNS))
+        query_frames.append(
+            pd.DataFrame(
+                {
+                    "source": name,
+                    "query_id": qids[src.query_indices],
+                    "K": qm["K"],
+                    "C": qm["C"],
+                    "S": qm["S"],
+                    "delta": qm["delta"],
+                    "DE": qm["DE"],
+                    "eci": qm["eci"],
+                    "eci_arith": qm["eci_arith"],
+                    "infonce": qm["infonce"],
+                    "eci_sem": sc.eci_sem,
+                    "unsafe": qm["unsafe"],
+                    "s_qp": sc.s_qp_query,
+                    "positive_id": pos_id.reindex(
+                        pd.MultiIndex.from_arrays([src.query_indices, sc.pstar])
+                    ).to_numpy(),
+                },
+                columns=QUERY_COLUMNS,
+            )
+        )
         rows.append(source_summary(name, sc, config))
         del sc, qm  # free this source's pair arrays before the next source is scored
     if progress is not None:
@@ -793,12 +959,23 @@ def score_collection(
         from eci_core.metrics.false_negatives import add_scores
 
         add_scores(pairs, fn_models)
-    queries = pd.concat(query_frames, ignore_index=True) if query_frames else pd.DataFrame(columns=QUERY_COLUMNS)
+    queries = (
+        pd.concat(query_frames, ignore_index=True) if query_frames else pd.DataFrame(columns=QUERY_COLUMNS)
+    )
     src_table = pd.DataFrame(rows, columns=SOURCE_COLUMNS)
-    src_table = src_table.sort_values("eci", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
+    src_table = src_table.sort_values("eci", ascending=False, kind="stable", na_position="last").reset_index(
+        drop=True
+    )
     bt = beats(scored, config, query_keys=qkeys)
     order = list(src_table["name"])
     bt = bt.loc[order, order]
     enc_name = embeddings.name if embeddings is not None else getattr(encoder, "name", str(encoder))
-    return ScoreResult(pairs=pairs, queries=queries, sources=src_table, beats=bt,
-                       encoder=enc_name, config=config, notes=notes)
+    return ScoreResult(
+        pairs=pairs,
+        queries=queries,
+        sources=src_table,
+        beats=bt,
+        encoder=enc_name,
+        config=config,
+        notes=notes,
+    )

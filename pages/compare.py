@@ -50,8 +50,10 @@ def scatter_and_tables() -> None:
         fig = compare.compare_scatter(cmp)
         event = components.plotly(fig, key=f"cmp_chart_{a}_{b}", select=True)
         _, note = compare.compare_sample(cmp)
-        st.caption("Each point is a query; above the dashed diagonal B scores higher, below it A does. "
-                   "Large orange points: the most disagreeing queries. " + note)
+        st.caption(
+            "Each point is a query; above the dashed diagonal B scores higher, below it A does. "
+            "Large orange points: the most disagreeing queries. " + note
+        )
     ids = selection.selected_ids(event, fig)
     with right:
         if ids:
@@ -76,14 +78,20 @@ def scatter_and_tables() -> None:
                 "diff": st.column_config.NumberColumn("A − B", format="%+.3f", width="small"),
             },
         )
-        st.caption("Choose a row to open the query in the drill-down. Box or lasso on the chart to list other queries.")
+        st.caption(
+            "Choose a row to open the query in the drill-down. Box or lasso on the chart to list other queries."
+        )
         components.open_query_on_select(pick, shown)
 
     st.subheader("Per-query ECI difference")
     if cmp.n_shared > common.TABLE_MAX_ROWS:
-        st.caption(f"The {common.TABLE_MAX_ROWS:,} most disagreeing of {cmp.n_shared:,} shared queries; "
-                   "the queries table on the Export page has them all.")
-    per_query = components.with_query_text(cmp.per_query.head(common.TABLE_MAX_ROWS), cur.collection, width=110)
+        st.caption(
+            f"The {common.TABLE_MAX_ROWS:,} most disagreeing of {cmp.n_shared:,} shared queries; "
+            "the queries table on the Export page has them all."
+        )
+    per_query = components.with_query_text(
+        cmp.per_query.head(common.TABLE_MAX_ROWS), cur.collection, width=110
+    )
     st.dataframe(
         per_query,
         hide_index=True,

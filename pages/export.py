@@ -24,7 +24,7 @@ names = components.source_names(cur)
 RULES = {
     "drop_flagged": "Drop flagged negatives (unsafe, near duplicate, cross-encoder)",
     "relabel_flagged": "Move flagged negatives to the positives (only when you checked the flags: most unsafe "
-                       "negatives are hard negatives, not missed positives)",
+    "negatives are hard negatives, not missed positives)",
     "drop_unsafe_queries": "Drop queries that still have an unsafe negative",
     "drop_fn_score": "Drop negatives with false-negative score ≥ t",
     "relabel_fn_score": "Move negatives with false-negative score ≥ t to the positives",
@@ -32,15 +32,28 @@ RULES = {
 
 components.url_value("ex_source", "src", names, names[0])
 c1, c2 = st.columns([1, 2])
-source = c1.selectbox("Source", names, key="ex_source", on_change=components.to_url, args=("ex_source", "src"),
-                      help="Sources are listed best ECI first.")
+source = c1.selectbox(
+    "Source",
+    names,
+    key="ex_source",
+    on_change=components.to_url,
+    args=("ex_source", "src"),
+    help="Sources are listed best ECI first.",
+)
 rule = c2.radio("Cleaning rule", list(RULES), format_func=RULES.get, key="ex_rule")
 fn_t = 0.5
 if rule in export.FN_RULES:
-    fn_t = c2.slider("t (false-negative score)", 0.0, 1.0, 0.5, 0.05, key="ex_fn_t",
-                     help="0.5: the 'likely' band (the score says more likely a false negative than not); "
-                          "0.1: 'possible' and above. The score is the shipped one (the Review queue's refit "
-                          "does not change Export).")
+    fn_t = c2.slider(
+        "t (false-negative score)",
+        0.0,
+        1.0,
+        0.5,
+        0.05,
+        key="ex_fn_t",
+        help="0.5: the 'likely' band (the score says more likely a false negative than not); "
+        "0.1: 'possible' and above. The score is the shipped one (the Review queue's refit "
+        "does not change Export).",
+    )
 
 marks = dict(st.session_state[state.K_MARKS])
 own_marks = {k: v for k, v in marks.items() if k[0] == source}
@@ -49,12 +62,18 @@ cleaned = cleaning.cleaned_set(coll, res, rule=rule, marks=own_marks, sources=[s
 n_fn = sum(v == state.MARK_FALSE_NEGATIVE for v in own_marks.values())
 n_fine = len(own_marks) - n_fn
 if own_marks:
-    st.caption(f"Your marks on {components.plain(source)}: {n_fn} false negative(s), {n_fine} fine. They override the rule.")
+    st.caption(
+        f"Your marks on {components.plain(source)}: {n_fn} false negative(s), {n_fine} fine. They override the rule."
+    )
 else:
-    st.caption("No marks on this source yet: mark negatives in the Query drill-down or the Review queue to "
-               "override the rule.")
+    st.caption(
+        "No marks on this source yet: mark negatives in the Query drill-down or the Review queue to "
+        "override the rule."
+    )
 if cleaned.unmatched_marks:
-    st.warning(f"{len(cleaned.unmatched_marks)} mark(s) match no negative of {components.plain(source)} and were ignored.")
+    st.warning(
+        f"{len(cleaned.unmatched_marks)} mark(s) match no negative of {components.plain(source)} and were ignored."
+    )
 
 summary = cleaning.cleaned_summary(cleaned)
 row = summary.iloc[0] if len(summary) else None
@@ -67,8 +86,10 @@ if row is not None:
 
 with st.expander("What happened to each negative"):
     if len(cleaned.actions) > common.TABLE_MAX_ROWS:
-        st.caption(f"The first {common.TABLE_MAX_ROWS:,} of {len(cleaned.actions):,} rows; the “actions” download "
-                   "below has them all.")
+        st.caption(
+            f"The first {common.TABLE_MAX_ROWS:,} of {len(cleaned.actions):,} rows; the “actions” download "
+            "below has them all."
+        )
     st.dataframe(cleaned.actions.head(common.TABLE_MAX_ROWS), hide_index=True, width="stretch")
 
 st.subheader("Cleaned training set")
@@ -80,7 +101,10 @@ else:
     max_k = max(len(r.negatives) for r in records)
     n_col, plan_col = st.columns([1, 3])
     n = n_col.number_input(
-        "Negatives per n-tuple row", 1, max(default_n, max_k), default_n,
+        "Negatives per n-tuple row",
+        1,
+        max(default_n, max_k),
+        default_n,
         key=f"ex_n_{source}_{rule}",
         help=f"Default {default_n}: the smallest set size, so every query and every negative is written. Each "
         "query's negatives go in rank order into rows of n; when K is not a multiple of n the query's last row "
@@ -93,41 +117,82 @@ else:
     lines = [
         f"**n-tuple**: {plan.rows:,} rows × {plan.n} negative{'s' if plan.n != 1 else ''} — {plan.queries:,} queries, "
         f"{plan.negatives:,} of {n_neg:,} negatives"
-        + (f"; {plan.repeated_cells:,} cells repeat a negative (a query's last, overlapping row)" if plan.repeated_cells else ""),
+        + (
+            f"; {plan.repeated_cells:,} cells repeat a negative (a query's last, overlapping row)"
+            if plan.repeated_cells
+            else ""
+        ),
         f"**triplet**: {n_trip:,} rows — {len(records):,} queries, {n_neg:,} negatives",
         f"**BGE** and **Tevatron**: {len(records):,} lines — {len(records):,} queries, {n_neg:,} negatives",
     ]
     plan_col.markdown("  \n".join(lines))
     if plan.queries_left_out:
-        st.warning(f"The n-tuple file leaves out {plan.queries_left_out:,} queries with fewer than {plan.n} negatives "
-                   f"({plan.negatives_left_out:,} negatives): lower “Negatives per n-tuple row” to {default_n} to keep them.")
+        st.warning(
+            f"The n-tuple file leaves out {plan.queries_left_out:,} queries with fewer than {plan.n} negatives "
+            f"({plan.negatives_left_out:,} negatives): lower “Negatives per n-tuple row” to {default_n} to keep them."
+        )
     n_shared = export.shared_query_texts(records)
     if n_shared:
-        st.info(f"{n_shared} queries share their text with another query, so the n-tuple and triplet files carry a "
-                "query_id column that keeps them apart when read back. sentence-transformers would train on it as "
-                "text: drop it first with dataset.remove_columns(\"query_id\").", icon=":material/info:")
+        st.info(
+            f"{n_shared} queries share their text with another query, so the n-tuple and triplet files carry a "
+            "query_id column that keeps them apart when read back. sentence-transformers would train on it as "
+            "text: drop it first with dataset.remove_columns(\"query_id\").",
+            icon=":material/info:",
+        )
     base = f"{source}.{rule}"
     f1, f2, f3, f4 = st.columns(4)
-    f1.download_button("n-tuple", lambda: export.to_st_ntuple(cleaned, source, n=int(n)),
-                       file_name=f"{base}.ntuple.jsonl", mime="application/jsonl", icon=":material/download:",
-                       key="dl_ntuple", on_click="ignore", width="stretch")
-    f2.download_button("triplet", lambda: export.to_st_triplet(cleaned, source),
-                       file_name=f"{base}.triplet.jsonl", mime="application/jsonl", icon=":material/download:",
-                       key="dl_triplet", on_click="ignore", width="stretch")
-    f3.download_button("BGE", lambda: export.to_bge_jsonl(cleaned, source),
-                       file_name=f"{base}.bge.jsonl", mime="application/jsonl", icon=":material/download:",
-                       key="dl_bge", on_click="ignore", width="stretch")
-    f4.download_button("Tevatron", lambda: export.to_tevatron_jsonl(cleaned, source),
-                       file_name=f"{base}.tevatron.jsonl", mime="application/jsonl", icon=":material/download:",
-                       key="dl_tevatron", on_click="ignore", width="stretch")
-    st.caption("n-tuple and triplet: sentence-transformers training columns (query, positive, negative…), one row "
-               "per positive (n-tuple: per positive and row of n negatives; triplet: per negative). BGE: "
-               "FlagEmbedding {query_id, query, pos, neg}. Tevatron: {query_id, query, positive_passages, "
-               "negative_passages}. All JSONL, readable by datasets.load_dataset('json') and by ECI Explorer "
-               "itself, which reads back exactly the queries and negatives counted above.")
+    f1.download_button(
+        "n-tuple",
+        lambda: export.to_st_ntuple(cleaned, source, n=int(n)),
+        file_name=f"{base}.ntuple.jsonl",
+        mime="application/jsonl",
+        icon=":material/download:",
+        key="dl_ntuple",
+        on_click="ignore",
+        width="stretch",
+    )
+    f2.download_button(
+        "triplet",
+        lambda: export.to_st_triplet(cleaned, source),
+        file_name=f"{base}.triplet.jsonl",
+        mime="application/jsonl",
+        icon=":material/download:",
+        key="dl_triplet",
+        on_click="ignore",
+        width="stretch",
+    )
+    f3.download_button(
+        "BGE",
+        lambda: export.to_bge_jsonl(cleaned, source),
+        file_name=f"{base}.bge.jsonl",
+        mime="application/jsonl",
+        icon=":material/download:",
+        key="dl_bge",
+        on_click="ignore",
+        width="stretch",
+    )
+    f4.download_button(
+        "Tevatron",
+        lambda: export.to_tevatron_jsonl(cleaned, source),
+        file_name=f"{base}.tevatron.jsonl",
+        mime="application/jsonl",
+        icon=":material/download:",
+        key="dl_tevatron",
+        on_click="ignore",
+        width="stretch",
+    )
+    st.caption(
+        "n-tuple and triplet: sentence-transformers training columns (query, positive, negative…), one row "
+        "per positive (n-tuple: per positive and row of n negatives; triplet: per negative). BGE: "
+        "FlagEmbedding {query_id, query, pos, neg}. Tevatron: {query_id, query, positive_passages, "
+        "negative_passages}. All JSONL, readable by datasets.load_dataset('json') and by ECI Explorer "
+        "itself, which reads back exactly the queries and negatives counted above."
+    )
 
 st.subheader("Score tables")
-table_fmt = st.segmented_control("Table format", ["csv", "parquet"], default="csv", key="ex_table_fmt") or "csv"
+table_fmt = (
+    st.segmented_control("Table format", ["csv", "parquet"], default="csv", key="ex_table_fmt") or "csv"
+)
 mime = "text/csv" if table_fmt == "csv" else "application/vnd.apache.parquet"
 tables = {
     "pairs": ("pairs", res.pairs),
@@ -136,19 +201,30 @@ tables = {
     "actions": ("actions", cleaned.actions),
     "marks": ("marks", state.marks_frame()),
 }
-st.caption("pairs: one row per negative · queries: one row per (query, source) · sources: the ranking · "
-           "actions: what this export did to each negative · marks: your drill-down marks. In CSV, a text cell "
-           "starting with =, +, -, @ (or a tab) gets a leading ' so spreadsheet tools never run it as a formula; "
-           "Parquet holds the values as they are.")
+st.caption(
+    "pairs: one row per negative · queries: one row per (query, source) · sources: the ranking · "
+    "actions: what this export did to each negative · marks: your drill-down marks. In CSV, a text cell "
+    "starting with =, +, -, @ (or a tab) gets a leading ' so spreadsheet tools never run it as a formula; "
+    "Parquet holds the values as they are."
+)
 cols = st.columns(len(tables))
 for col, (label, (stem, df)) in zip(cols, tables.items()):
-    col.download_button(label, lambda df=df: export.table_bytes(df, table_fmt), file_name=f"eci_{stem}.{table_fmt}",
-                        mime=mime, key=f"dl_table_{stem}", on_click="ignore", width="stretch",
-                        disabled=not len(df))
+    col.download_button(
+        label,
+        lambda df=df: export.table_bytes(df, table_fmt),
+        file_name=f"eci_{stem}.{table_fmt}",
+        mime=mime,
+        key=f"dl_table_{stem}",
+        on_click="ignore",
+        width="stretch",
+        disabled=not len(df),
+    )
 
 st.subheader("Report")
-st.write("A standalone HTML page with the verdict, the components table, the charts and the settings "
-         "(plotly.js is embedded, so it opens offline).")
+st.write(
+    "A standalone HTML page with the verdict, the components table, the charts and the settings "
+    "(plotly.js is embedded, so it opens offline)."
+)
 st.download_button(
     "HTML report",
     lambda: report.html_report(res, coll).encode("utf-8"),

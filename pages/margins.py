@@ -24,14 +24,17 @@ names = components.source_names(cur)
 def margin_chart() -> None:
     c1, c2, c3 = st.columns([4, 2, 1])
     chosen = components.sources_multiselect(names, "mg_sources", where=c1)
-    layout = c2.segmented_control("Layout", ["Overlay", "Small multiples"], default="Overlay", key="mg_layout")
+    layout = c2.segmented_control(
+        "Layout", ["Overlay", "Small multiples"], default="Overlay", key="mg_layout"
+    )
     c3.write("")
     as_ecdf = c3.toggle("ECDF", key="mg_ecdf", help="Cumulative share of negatives with margin ≤ x")
     if not chosen:
         st.info("Choose at least one source.")
         return
-    fig = margins.margin_histogram(res, chosen, mode="facets" if layout == "Small multiples" else "overlay",
-                                 ecdf_view=as_ecdf)
+    fig = margins.margin_histogram(
+        res, chosen, mode="facets" if layout == "Small multiples" else "overlay", ecdf_view=as_ecdf
+    )
     components.plotly(fig, key="mg_hist")
     band = margins.percpos_band(res, sources=chosen)
     pct = round(100 * res.config.percpos)
@@ -41,7 +44,13 @@ def margin_chart() -> None:
         "NV-Retriever's TopK-PercPos would drop negatives as risky."
     )
     st.dataframe(
-        band.rename(columns={"low": "band from", "high": "band to (median s_qp)", "share": "share of negatives in band"}),
+        band.rename(
+            columns={
+                "low": "band from",
+                "high": "band to (median s_qp)",
+                "share": "share of negatives in band",
+            }
+        ),
         hide_index=True,
         width=720,
         column_config={
@@ -68,7 +77,9 @@ st.dataframe(
     column_config={
         "n_negatives": st.column_config.NumberColumn("negatives"),
         "near_duplicate": st.column_config.NumberColumn("near duplicate"),
-        "cross_encoder": st.column_config.NumberColumn("cross-encoder", help="needs the cross-encoder (sidebar)"),
+        "cross_encoder": st.column_config.NumberColumn(
+            "cross-encoder", help="needs the cross-encoder (sidebar)"
+        ),
         "percpos": st.column_config.NumberColumn("percpos (risky)"),
         "flagged": st.column_config.NumberColumn("flagged (any)"),
         "flagged_share": st.column_config.NumberColumn("flagged share", format="percent"),
@@ -82,8 +93,11 @@ if not cur.settings.cross_encoder:
 def funnel() -> None:
     pick = st.segmented_control("Funnel of", names, default=names[0], key="mg_funnel_source") or names[0]
     fig = margins.flag_funnel_figure(res, pick)
-    fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), height=360,
-                      margin=dict(l=10, r=10, t=80, b=10))
+    fig.update_layout(
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
+        height=360,
+        margin=dict(l=10, r=10, t=80, b=10),
+    )
     left, _ = st.columns([3, 2])
     with left:
         components.plotly(fig, key="mg_funnel")
@@ -106,6 +120,8 @@ st.dataframe(
         "n_negatives": st.column_config.NumberColumn("negatives"),
         "likely_share": st.column_config.NumberColumn("likely share", format="percent"),
         "unsafe_likely": st.column_config.NumberColumn("unsafe & likely FN"),
-        "unsafe_unlikely": st.column_config.NumberColumn("unsafe, unlikely FN", help="usually a true hard negative"),
+        "unsafe_unlikely": st.column_config.NumberColumn(
+            "unsafe, unlikely FN", help="usually a true hard negative"
+        ),
     },
 )

@@ -23,18 +23,40 @@ ss = st.session_state
 with st.expander("UMAP parameters", expanded=ss[state.K_PROJECTION]["method"] == "pca"):
     with st.form("pj_umap"):
         c1, c2, c3 = st.columns(3)
-        n_neighbors = c1.slider("n_neighbors", 2, 100, value=ss[state.K_PROJECTION]["n_neighbors"],
-                                help="Larger keeps more global structure")
-        min_dist = c2.slider("min_dist", 0.0, 0.99, value=float(ss[state.K_PROJECTION]["min_dist"]), step=0.01,
-                             help="Smaller packs neighbours more tightly")
-        metric = c3.selectbox("metric", ["cosine", "euclidean"], index=["cosine", "euclidean"].index(ss[state.K_PROJECTION]["metric"]))
+        n_neighbors = c1.slider(
+            "n_neighbors",
+            2,
+            100,
+            value=ss[state.K_PROJECTION]["n_neighbors"],
+            help="Larger keeps more global structure",
+        )
+        min_dist = c2.slider(
+            "min_dist",
+            0.0,
+            0.99,
+            value=float(ss[state.K_PROJECTION]["min_dist"]),
+            step=0.01,
+            help="Smaller packs neighbours more tightly",
+        )
+        metric = c3.selectbox(
+            "metric",
+            ["cosine", "euclidean"],
+            index=["cosine", "euclidean"].index(ss[state.K_PROJECTION]["metric"]),
+        )
         b1, b2 = st.columns([1, 5])
         go_umap = b1.form_submit_button("Compute UMAP", type="primary")
         go_pca = b2.form_submit_button("Back to PCA")
-    st.caption("UMAP needs about a minute per 5,000 points on 2 cores, plus ~20 s the first time (numba "
-               "compiles). Results are cached on disk: the same data and parameters come back at once.")
+    st.caption(
+        "UMAP needs about a minute per 5,000 points on 2 cores, plus ~20 s the first time (numba "
+        "compiles). Results are cached on disk: the same data and parameters come back at once."
+    )
 if go_umap:
-    ss[state.K_PROJECTION] = {"method": "umap", "n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric}
+    ss[state.K_PROJECTION] = {
+        "method": "umap",
+        "n_neighbors": n_neighbors,
+        "min_dist": min_dist,
+        "metric": metric,
+    }
 elif go_pca:
     ss[state.K_PROJECTION] = dict(ss[state.K_PROJECTION], method="pca")
 params = ss[state.K_PROJECTION]
@@ -43,20 +65,34 @@ params = ss[state.K_PROJECTION]
 @st.fragment
 def projection_view() -> None:
     c1, c2 = st.columns([3, 2])
-    chosen = components.sources_multiselect(names, "pj_sources", default=names[:state.PROJECTION_DEFAULT_SOURCES],
-                                            where=c1)
-    color_by = c2.segmented_control("Colour by", ["source", "flag", "margin", "kind"], default="source",
-                                    key="pj_color") or "source"
+    chosen = components.sources_multiselect(
+        names, "pj_sources", default=names[: state.PROJECTION_DEFAULT_SOURCES], where=c1
+    )
+    color_by = (
+        c2.segmented_control(
+            "Colour by", ["source", "flag", "margin", "kind"], default="source", key="pj_color"
+        )
+        or "source"
+    )
     if not chosen:
         st.info("Choose at least one source.")
         return
     label = "UMAP" if params["method"] == "umap" else "PCA"
     with st.spinner(f"Computing the {label} projection…"):
         points, note, n_total = state.projection_points(
-            cur, chosen, "source", method=params["method"], n_neighbors=params["n_neighbors"],
-            min_dist=params["min_dist"], metric=params["metric"])
-    title = (f"UMAP (n_neighbors={params['n_neighbors']}, min_dist={params['min_dist']:g}, {params['metric']})"
-             if params["method"] == "umap" else "PCA (first two components)")
+            cur,
+            chosen,
+            "source",
+            method=params["method"],
+            n_neighbors=params["n_neighbors"],
+            min_dist=params["min_dist"],
+            metric=params["metric"],
+        )
+    title = (
+        f"UMAP (n_neighbors={params['n_neighbors']}, min_dist={params['min_dist']:g}, {params['metric']})"
+        if params["method"] == "umap"
+        else "PCA (first two components)"
+    )
     fig = projection.projection_figure(points, color_by=color_by, title=title)
     if note:
         st.info(note.capitalize() + ".", icon=":material/filter_alt:")
@@ -66,10 +102,16 @@ def projection_view() -> None:
     rows = selection.rows_for_ids(points, ids, "row_id")
     st.subheader(f"Selected points ({len(rows)})" if len(rows) else "Selected points")
     if not len(rows):
-        st.caption("Use **Box Select** or **Lasso Select** in the chart toolbar and draw around points to list them here.")
+        st.caption(
+            "Use **Box Select** or **Lasso Select** in the chart toolbar and draw around points to list them here."
+        )
         return
     shown = components.with_query_text(rows.reset_index(drop=True), cur.collection)
-    cols = [c for c in ("kind", "source", "flag", "margin", "query_id", "query", "passage_id", "text") if c in shown.columns]
+    cols = [
+        c
+        for c in ("kind", "source", "flag", "margin", "query_id", "query", "passage_id", "text")
+        if c in shown.columns
+    ]
     pick = st.dataframe(
         shown[cols],
         hide_index=True,
@@ -77,8 +119,10 @@ def projection_view() -> None:
         on_select="rerun",
         selection_mode="single-row",
         key="pj_table",
-        column_config={"margin": st.column_config.NumberColumn(format="%.3f"),
-                       "text": st.column_config.TextColumn(width="large")},
+        column_config={
+            "margin": st.column_config.NumberColumn(format="%.3f"),
+            "text": st.column_config.TextColumn(width="large"),
+        },
     )
     st.caption("Choose a row to open its query in the drill-down.")
     components.open_query_on_select(pick, shown)

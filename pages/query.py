@@ -75,19 +75,26 @@ if qid == worst:
 dd = drilldown.query_drilldown(coll, res, qid)
 
 st.subheader(components.md_escape(dd.query))
-st.caption(f"query id `{dd.query_id}` · {len(dd.positives)} positive(s) · "
-           f"{dd.negatives['source'].nunique() if len(dd.negatives) else 0} source(s) with negatives")
+st.caption(
+    f"query id `{dd.query_id}` · {len(dd.positives)} positive(s) · "
+    f"{dd.negatives['source'].nunique() if len(dd.negatives) else 0} source(s) with negatives"
+)
 
 for pid, text in zip(dd.positive_ids, dd.positives):
-    st.html(f'<div class="eci-card pos"><div class="eci-head"><b>Positive</b> '
-            f'<span class="eci-chip ok">{components.html_escape(pid)}</span></div>'
-            f'<div class="eci-text">{components.highlight(text, [])}</div></div>')
+    st.html(
+        f'<div class="eci-card pos"><div class="eci-head"><b>Positive</b> '
+        f'<span class="eci-chip ok">{components.html_escape(pid)}</span></div>'
+        f'<div class="eci-text">{components.highlight(text, [])}</div></div>'
+    )
 
 # ----------------------------------------------------------------------------- per-source metrics
 st.markdown("**ECI components for this query**")
 met = dd.metrics
-cols = [c for c in ("source", "K", "C", "S", "delta", "DE", "eci", "eci_arith", "infonce", "eci_sem", "unsafe")
-        if c in met.columns]
+cols = [
+    c
+    for c in ("source", "K", "C", "S", "delta", "DE", "eci", "eci_arith", "infonce", "eci_sem", "unsafe")
+    if c in met.columns
+]
 st.dataframe(
     met[cols],
     hide_index=True,
@@ -128,23 +135,31 @@ def negative_card(row, rank_label: str, mark: str | None = None) -> str:
         chips += f'<span class="eci-chip mark">you: {state.MARK_LABELS[mark]}</span>'
     band = str(row.get("fn_band") or "")
     if band in ("likely", "possible", "unlikely"):
-        chips += (f'<span class="eci-chip fn-{band}" title="false-negative score: how likely this negative is an '
-                  f'unlabelled positive">false negative: {band} ({components.fmt(row.get("fn_score"), ".2f")})</span>')
-    head = (f"<b>{rank_label}</b> · s_qn {components.fmt(row['s_qn'])} · margin {margin_txt} · "
-            f"s_pn {components.fmt(row['s_pn'])} · lex overlap {components.fmt(row['lex_overlap'], '.2f')} · "
-            f"ce margin {components.fmt(row.get('ce_margin'), '+.2f')}{chips}")
-    return (f'<div class="eci-card {cls}"><div class="eci-head">{head}</div>'
-            f'<div class="eci-text">{components.highlight(row["text"], list(row["shared_words"]))}</div>'
-            f'<div class="eci-id">{components.html_escape(str(row["passage_id"]))} · rank {int(row["rank"])} in the file</div></div>')
+        chips += (
+            f'<span class="eci-chip fn-{band}" title="false-negative score: how likely this negative is an '
+            f'unlabelled positive">false negative: {band} ({components.fmt(row.get("fn_score"), ".2f")})</span>'
+        )
+    head = (
+        f"<b>{rank_label}</b> · s_qn {components.fmt(row['s_qn'])} · margin {margin_txt} · "
+        f"s_pn {components.fmt(row['s_pn'])} · lex overlap {components.fmt(row['lex_overlap'], '.2f')} · "
+        f"ce margin {components.fmt(row.get('ce_margin'), '+.2f')}{chips}"
+    )
+    return (
+        f'<div class="eci-card {cls}"><div class="eci-head">{head}</div>'
+        f'<div class="eci-text">{components.highlight(row["text"], list(row["shared_words"]))}</div>'
+        f'<div class="eci-id">{components.html_escape(str(row["passage_id"]))} · rank {int(row["rank"])} in the file</div></div>'
+    )
 
 
 @st.fragment
 def negatives_by_source() -> None:
-    st.markdown("**Negatives per source** · words shared with a positive are <mark>highlighted</mark> "
-                "(common function words left plain) · red chips: flag rules that fired (unsafe: ranked at or above "
-                "the positive; most unsafe negatives are real hard negatives) · *false negative: likely / possible / "
-                "unlikely*: the false-negative score's band · mark each negative *fine* or *false negative* (*unmarked* clears a mark)",
-                unsafe_allow_html=True)
+    st.markdown(
+        "**Negatives per source** · words shared with a positive are <mark>highlighted</mark> "
+        "(common function words left plain) · red chips: flag rules that fired (unsafe: ranked at or above "
+        "the positive; most unsafe negatives are real hard negatives) · *false negative: likely / possible / "
+        "unlikely*: the false-negative score's band · mark each negative *fine* or *false negative* (*unmarked* clears a mark)",
+        unsafe_allow_html=True,
+    )
     neg = dd.negatives
     if not len(neg):
         st.info("No source has negatives for this query.")
@@ -162,8 +177,10 @@ def negatives_by_source() -> None:
             part = neg[neg["source"] == name].reset_index(drop=True)
             show_all = True
             if len(part) > FIRST_SHOWN:
-                show_all = st.toggle(f"Show all {len(part)} negatives (the {FIRST_SHOWN} most similar are shown)",
-                                     key=f"dd_all_{name}")
+                show_all = st.toggle(
+                    f"Show all {len(part)} negatives (the {FIRST_SHOWN} most similar are shown)",
+                    key=f"dd_all_{name}",
+                )
             for _, row in (part if show_all else part.head(FIRST_SHOWN)).iterrows():
                 left, right = st.columns([7, 3], vertical_alignment="center")
                 mark = marks.get(state.mark_key(name, dd.query_id, row["passage_id"]))
@@ -171,14 +188,21 @@ def negatives_by_source() -> None:
                 key = f"mk|{name}|{dd.query_id}|{row['passage_id']}"
                 ss[key] = mark or state.MARK_UNMARKED
                 right.segmented_control(
-                    "Mark", state.MARK_CHOICES, key=key, required=True,
-                    format_func=lambda v: state.MARK_CHOICE_LABELS[v], label_visibility="collapsed",
-                    on_change=_on_mark, args=(key, name, dd.query_id, str(row["passage_id"])),
+                    "Mark",
+                    state.MARK_CHOICES,
+                    key=key,
+                    required=True,
+                    format_func=lambda v: state.MARK_CHOICE_LABELS[v],
+                    label_visibility="collapsed",
+                    on_change=_on_mark,
+                    args=(key, name, dd.query_id, str(row["passage_id"])),
                 )
     n_marks = len(marks)
     if n_marks:
-        st.caption(f"{n_marks} negative(s) marked (saved with this data); Export applies the marks. "
-                   "The Review queue lists every query's negatives by false-negative score.")
+        st.caption(
+            f"{n_marks} negative(s) marked (saved with this data); Export applies the marks. "
+            "The Review queue lists every query's negatives by false-negative score."
+        )
 
 
 negatives_by_source()

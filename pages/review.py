@@ -53,7 +53,10 @@ refitted = ss.get(state.K_FN_MODELS) is not None
 # ----------------------------------------------------------------------------- controls
 c1, c2 = st.columns([3, 2])
 chosen = components.sources_multiselect(names, "rv_sources", where=c1)
-show = c2.segmented_control("Show", ["Unreviewed", "Marked", "All"], default="Unreviewed", key="rv_show") or "Unreviewed"
+show = (
+    c2.segmented_control("Show", ["Unreviewed", "Marked", "All"], default="Unreviewed", key="rv_show")
+    or "Unreviewed"
+)
 if not chosen:
     st.info("Choose at least one source.")
     st.stop()
@@ -65,17 +68,31 @@ n_fine = sum(v == state.MARK_FINE for v in pm.values())
 
 bands = view.bands
 m1, m2, m3, m4 = st.columns(4)
-m1.metric("Negatives in the queue", f"{view.n_queue:,}", help="distinct (query, negative) pairs of the chosen sources")
-m2.metric("Likely false negatives", f"{int(bands.get('likely', 0)):,}",
-          help=f"fn_score ≥ {FN.LIKELY:g}; possible: ≥ {FN.POSSIBLE:g}")
+m1.metric(
+    "Negatives in the queue",
+    f"{view.n_queue:,}",
+    help="distinct (query, negative) pairs of the chosen sources",
+)
+m2.metric(
+    "Likely false negatives",
+    f"{int(bands.get('likely', 0)):,}",
+    help=f"fn_score ≥ {FN.LIKELY:g}; possible: ≥ {FN.POSSIBLE:g}",
+)
 m3.metric("Marked false negative", f"{n_fn:,}")
 m4.metric("Marked fine", f"{n_fine:,}")
 st.caption(
     f"Bands: **likely** fn_score ≥ {FN.LIKELY:g} · **possible** ≥ {FN.POSSIBLE:g} · **unlikely** below. "
-    + ("Ranked by the score refitted on your marks." if refitted else
-       "Ranked by the shipped score (a logistic model over s_pn, lexical overlap, margin, s_qn, rank, copy "
-       "and the cross-encoder margin when it is on).")
-    + (f" {ss[state.K_MARKS_RESTORED]} mark(s) were restored from an earlier visit." if ss.get(state.K_MARKS_RESTORED) else "")
+    + (
+        "Ranked by the score refitted on your marks."
+        if refitted
+        else "Ranked by the shipped score (a logistic model over s_pn, lexical overlap, margin, s_qn, rank, copy "
+        "and the cross-encoder margin when it is on)."
+    )
+    + (
+        f" {ss[state.K_MARKS_RESTORED]} mark(s) were restored from an earlier visit."
+        if ss.get(state.K_MARKS_RESTORED)
+        else ""
+    )
 )
 
 
@@ -97,7 +114,11 @@ def queue_items() -> None:
     top[1].caption(f"{view.n_view:,} negative(s) shown as “{show}”; {PAGE_SIZE} per page.")
     part = view.page(page, PAGE_SIZE)
     if not len(part):
-        st.info("Nothing to review here." if show != "Unreviewed" else "Every negative of these sources is marked.")
+        st.info(
+            "Nothing to review here."
+            if show != "Unreviewed"
+            else "Every negative of these sources is marked."
+        )
         return
     for i, row in enumerate(part.itertuples(index=False), start=(page - 1) * PAGE_SIZE + 1):
         qi = coll.query_index(str(row.query_id))
@@ -117,14 +138,21 @@ def queue_items() -> None:
         )
         cq, cp, cn, cm = st.columns([1.4, 3.5, 3.5, 3.4], vertical_alignment="top")
         cq.html(_col("q", "Query", components.html_escape(query)))
-        cp.html(_col("pos", "Positive", "<hr>".join(components.highlight(t, shared) for t in pos_texts) or "—"))
+        cp.html(
+            _col("pos", "Positive", "<hr>".join(components.highlight(t, shared) for t in pos_texts) or "—")
+        )
         cn.html(_col("neg", "Negative", components.highlight(neg_text, shared)))
         key = f"rv|{row.query_id}|{row.passage_id}"
         ss[key] = mark or state.MARK_UNMARKED
         cm.segmented_control(
-            "Mark", state.MARK_CHOICES, key=key, required=True,
-            format_func=lambda v: state.MARK_CHOICE_LABELS[v], label_visibility="collapsed",
-            on_change=_on_mark, args=(key, str(row.query_id), str(row.passage_id)),
+            "Mark",
+            state.MARK_CHOICES,
+            key=key,
+            required=True,
+            format_func=lambda v: state.MARK_CHOICE_LABELS[v],
+            label_visibility="collapsed",
+            on_change=_on_mark,
+            args=(key, str(row.query_id), str(row.passage_id)),
         )
 
 
@@ -133,8 +161,10 @@ queue_items()
 # ----------------------------------------------------------------------------- teach the score
 st.subheader("Teach the score")
 if n_fn < MIN_EACH or n_fine < MIN_EACH:
-    st.caption(f"After {MIN_EACH} marks of each kind (now {n_fn} false negative, {n_fine} fine) the score can be "
-               "refitted on your marks plus the shipped prior, and the unreviewed negatives re-ranked.")
+    st.caption(
+        f"After {MIN_EACH} marks of each kind (now {n_fn} false negative, {n_fine} fine) the score can be "
+        "refitted on your marks plus the shipped prior, and the unreviewed negatives re-ranked."
+    )
 else:
     b1, b2, _ = st.columns([1, 1, 3])
     if b1.button("Refit on my marks", type="primary", key="rv_refit"):
@@ -157,19 +187,33 @@ if rep:
     models = ss.get(state.K_FN_MODELS)
     if models:
         m = models["base"]
-        st.caption("Refitted weights (no cross-encoder): " + ", ".join(
-            f"{f} {c:+.2f}" for f, c in zip(m.features, m.coef)) + f"; intercept {m.intercept:+.2f}.")
+        st.caption(
+            "Refitted weights (no cross-encoder): "
+            + ", ".join(f"{f} {c:+.2f}" for f, c in zip(m.features, m.coef))
+            + f"; intercept {m.intercept:+.2f}."
+        )
 
 # ----------------------------------------------------------------------------- labels in and out
 st.subheader("Your marks as a labels file")
-st.caption("Format of qrels/false_negatives.tsv: `query-id corpus-id score` (1 = false negative, 0 = fine). "
-           "Marks are saved in your cache folder with this data's fingerprint, so they survive a reload.")
+st.caption(
+    "Format of qrels/false_negatives.tsv: `query-id corpus-id score` (1 = false negative, 0 = fine). "
+    "Marks are saved in your cache folder with this data's fingerprint, so they survive a reload."
+)
 l1, l2, l3 = st.columns([1, 2, 1])
-l1.download_button("Download labels", state.marks_labels_bytes(), file_name="false_negatives.tsv",
-                   mime="text/tab-separated-values", icon=":material/download:", key="rv_dl_labels",
-                   on_click="ignore", disabled=not ss[state.K_MARKS], width="stretch")
-up = l2.file_uploader("Read a labels file", type=["tsv", "txt", "gz"], key="rv_up_labels",
-                      label_visibility="collapsed")
+l1.download_button(
+    "Download labels",
+    state.marks_labels_bytes(),
+    file_name="false_negatives.tsv",
+    mime="text/tab-separated-values",
+    icon=":material/download:",
+    key="rv_dl_labels",
+    on_click="ignore",
+    disabled=not ss[state.K_MARKS],
+    width="stretch",
+)
+up = l2.file_uploader(
+    "Read a labels file", type=["tsv", "txt", "gz"], key="rv_up_labels", label_visibility="collapsed"
+)
 if up is None:
     ss.pop("rv_up_note", None)
 elif ss.get("rv_up_done") != (up.name, up.size):
@@ -180,13 +224,19 @@ elif ss.get("rv_up_done") != (up.name, up.size):
         components.show_error(state.one_line(err))
     else:
         ss["rv_up_done"] = (up.name, up.size)
-        ss["rv_up_note"] = (f"{up.name}: {n} mark(s) set from {matched} of its {n_labels} label(s)"
-                            + (f"; {n_labels - matched} name no scored negative of this data." if matched < n_labels else "."))
+        ss["rv_up_note"] = f"{up.name}: {n} mark(s) set from {matched} of its {n_labels} label(s)" + (
+            f"; {n_labels - matched} name no scored negative of this data." if matched < n_labels else "."
+        )
         st.rerun()
 if ss.get("rv_up_note"):
     st.success(components.plain(ss["rv_up_note"]))
-if l3.button("Clear all marks", key="rv_clear", disabled=not ss[state.K_MARKS], width="stretch",
-             help="Forget every mark, here and in the saved copy"):
+if l3.button(
+    "Clear all marks",
+    key="rv_clear",
+    disabled=not ss[state.K_MARKS],
+    width="stretch",
+    help="Forget every mark, here and in the saved copy",
+):
     state.clear_marks()
     st.rerun()
 
@@ -195,7 +245,9 @@ st.subheader("Detector quality")
 labels_file = FN.find_labels_file(coll, roots=state.read_roots())
 choices = (["labels file next to the data"] if labels_file else []) + (["your marks"] if pm else [])
 if not choices:
-    st.caption("No labels yet: put qrels/false_negatives.tsv in the dataset folder you opened, or mark negatives above.")
+    st.caption(
+        "No labels yet: put qrels/false_negatives.tsv in the dataset folder you opened, or mark negatives above."
+    )
 else:
     src_lab = st.segmented_control("Labels", choices, default=choices[0], key="rv_labels_from") or choices[0]
     if src_lab == "your marks":
@@ -207,9 +259,11 @@ else:
         except (OSError, ValueError) as err:
             components.show_error(state.one_line(err))
             st.stop()
-        st.caption(f"{components.plain(labels_file.name)}: {sum(v > 0 for v in labels.values()):,} labelled false negatives. "
-                   "On the bundled sample the shipped score was fitted on these very labels, so its numbers here are "
-                   "in-sample; the README reports it on held-out queries.")
+        st.caption(
+            f"{components.plain(labels_file.name)}: {sum(v > 0 for v in labels.values()):,} labelled false negatives. "
+            "On the bundled sample the shipped score was fitted on these very labels, so its numbers here are "
+            "in-sample; the README reports it on held-out queries."
+        )
     dq = review.detector_quality(res, labels, scores)
     summ = dq["summary"]
     d1, d2 = st.columns([3, 2])
@@ -220,14 +274,28 @@ else:
     else:
         d1.info(f"No labelled false negative among the negatives of {components.plain(which)}.")
     table = summ[summ["source"] == which][["ranking", "average_precision", "roc_auc"]]
-    d2.dataframe(table, hide_index=True, width="stretch", column_config={
-        "average_precision": st.column_config.NumberColumn("AP", format="%.3f"),
-        "roc_auc": st.column_config.NumberColumn("ROC AUC", format="%.3f"),
-    })
+    d2.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "average_precision": st.column_config.NumberColumn("AP", format="%.3f"),
+            "roc_auc": st.column_config.NumberColumn("ROC AUC", format="%.3f"),
+        },
+    )
     share = summ[(summ["ranking"] == "fn_score") & (summ["source"] != "all sources")][
-        ["source", "negatives", "labelled", "likely_share"]]
-    d2.dataframe(share, hide_index=True, width="stretch", column_config={
-        "labelled": st.column_config.NumberColumn("labelled false negatives"),
-        "likely_share": st.column_config.NumberColumn("likely false negatives", format="percent",
-                                                      help=f"share of the source's negatives with fn_score ≥ {FN.LIKELY:g}"),
-    })
+        ["source", "negatives", "labelled", "likely_share"]
+    ]
+    d2.dataframe(
+        share,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "labelled": st.column_config.NumberColumn("labelled false negatives"),
+            "likely_share": st.column_config.NumberColumn(
+                "likely false negatives",
+                format="percent",
+                help=f"share of the source's negatives with fn_score ≥ {FN.LIKELY:g}",
+            ),
+        },
+    )

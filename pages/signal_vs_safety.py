@@ -37,12 +37,18 @@ def chart_and_table() -> None:
     rows = selection.rows_for_ids(frame, ids, "row_id")
     st.subheader(f"Selected queries ({len(rows)})" if len(rows) else "Selected queries")
     if not len(rows):
-        st.caption("Use **Box Select** or **Lasso Select** (chart toolbar, top right) and draw around points to list "
-                   "them here. Lowest ECI first.")
+        st.caption(
+            "Use **Box Select** or **Lasso Select** (chart toolbar, top right) and draw around points to list "
+            "them here. Lowest ECI first."
+        )
         return
     shown = components.with_query_text(rows, cur.collection)
     shown = shown.sort_values("eci", kind="stable").reset_index(drop=True)
-    cols = [c for c in ("source", "query_id", "query", "K", "S", "delta", "DE", "eci", "unsafe") if c in shown.columns]
+    cols = [
+        c
+        for c in ("source", "query_id", "query", "K", "S", "delta", "DE", "eci", "unsafe")
+        if c in shown.columns
+    ]
     pick = st.dataframe(
         shown[cols],
         hide_index=True,

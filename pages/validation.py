@@ -21,9 +21,11 @@ if state.use_navigation_only():  # legacy deep-link run: let the entry point dra
     st.stop()
 
 st.title("Validation")
-st.caption("Does ECI predict training? Each source's negatives train a retriever on the same budget; nDCG@10 on "
-           "held-out queries shows which source really trained best, and which pre-training number ranked the "
-           "sources the same way.")
+st.caption(
+    "Does ECI predict training? Each source's negatives train a retriever on the same budget; nDCG@10 on "
+    "held-out queries shows which source really trained best, and which pre-training number ranked the "
+    "sources the same way."
+)
 
 cur = state.current()
 results = state.validation_results()
@@ -37,25 +39,35 @@ def run_form() -> None:
         st.info("Load a dataset with negatives in the sidebar to run a validation.")
         return
     has_llm = any(pid.startswith("llm-") for pid in coll.passage_ids[:: max(1, coll.n_passages // 2000)])
-    st.warning("How far to trust a cheap trainer: against real fine-tuning (every weight of MiniLM, 3 seeds), the "
-               "linear trainers decided 83–96 % of the source pairs fine-tuning resolved on NFCorpus but 43–50 % "
-               "(chance) on this sample's Python FAQ: no cheap trainer reached 80 % on both datasets "
-               "(BENCHMARKS.md, 'Validation'). A cheap validation says how the sources train a linear map; for a "
-               "decision, run the fine-tuning reference: eci validate DIR --trainer finetune.",
-               icon=":material/warning:")
+    st.warning(
+        "How far to trust a cheap trainer: against real fine-tuning (every weight of MiniLM, 3 seeds), the "
+        "linear trainers decided 83–96 % of the source pairs fine-tuning resolved on NFCorpus but 43–50 % "
+        "(chance) on this sample's Python FAQ: no cheap trainer reached 80 % on both datasets "
+        "(BENCHMARKS.md, 'Validation'). A cheap validation says how the sources train a linear map; for a "
+        "decision, run the fine-tuning reference: eci validate DIR --trainer finetune.",
+        icon=":material/warning:",
+    )
     with st.form("val_run"):
         c1, c2, c3 = st.columns(3)
-        trainer = c1.selectbox("Trainer", ["linear", "linear-both"], key="val_trainer",
-                               help="linear: a linear map on frozen query embeddings; linear-both: on queries and passages. "
-                                    "Full fine-tuning is a CLI job: eci validate DIR --trainer finetune")
+        trainer = c1.selectbox(
+            "Trainer",
+            ["linear", "linear-both"],
+            key="val_trainer",
+            help="linear: a linear map on frozen query embeddings; linear-both: on queries and passages. "
+            "Full fine-tuning is a CLI job: eci validate DIR --trainer finetune",
+        )
         folds = c2.number_input("Folds", 2, 20, 5, key="val_folds")
         seeds = c3.number_input("Seeds", 1, 10, 3, key="val_seeds")
         c4, c5, c6 = st.columns(3)
         steps = c4.number_input("Steps", 1, 5000, 100, key="val_steps")
         batch = c5.number_input("Batch size", 2, 512, 32, key="val_batch")
         negs = c6.number_input("Negatives per example", 1, 50, 3, key="val_negs")
-        exclude = st.text_input("Leave out of the evaluation corpus (id prefix)", "llm-" if has_llm else "", key="val_exclude",
-                                help="Passages whose id starts with this are not ranked at evaluation (e.g. LLM-written negatives)")
+        exclude = st.text_input(
+            "Leave out of the evaluation corpus (id prefix)",
+            "llm-" if has_llm else "",
+            key="val_exclude",
+            help="Passages whose id starts with this are not ranked at evaluation (e.g. LLM-written negatives)",
+        )
         go = st.form_submit_button("Run validation", type="primary")
     if not go:
         return
@@ -64,12 +76,29 @@ def run_form() -> None:
 
     bar = st.progress(0.0, text="Starting…")
     try:
-        cfg = ValidationConfig(trainer=trainer, folds=int(folds), seeds=int(seeds), steps=int(steps), batch_size=int(batch),
-                               negatives_per_example=int(negs), exclude_prefixes=(exclude.strip(),) if exclude.strip() else ())
-        full = with_full_corpus(coll, [s.path for s in coll.sources.values() if s.path],  # rank the whole corpus
-                                roots=state.read_roots())
-        res = validate(full, None, cfg, encoder=cur.settings.encoder, cache=state.get_embedding_cache(),
-                       progress=components.progress_callback(bar), score_config=cur.settings.config)
+        cfg = ValidationConfig(
+            trainer=trainer,
+            folds=int(folds),
+            seeds=int(seeds),
+            steps=int(steps),
+            batch_size=int(batch),
+            negatives_per_example=int(negs),
+            exclude_prefixes=(exclude.strip(),) if exclude.strip() else (),
+        )
+        full = with_full_corpus(
+            coll,
+            [s.path for s in coll.sources.values() if s.path],  # rank the whole corpus
+            roots=state.read_roots(),
+        )
+        res = validate(
+            full,
+            None,
+            cfg,
+            encoder=cur.settings.encoder,
+            cache=state.get_embedding_cache(),
+            progress=components.progress_callback(bar),
+            score_config=cur.settings.config,
+        )
     except (ValueError, FileNotFoundError) as err:
         bar.empty()
         st.error(state.one_line(err))
@@ -85,7 +114,9 @@ with st.expander("Run a cheap-trainer validation of the loaded data", expanded=n
     run_form()
 
 if not results:
-    st.info("No validation results yet: run one above, or `eci validate DIR --out DIR/validation/linear` and reload.")
+    st.info(
+        "No validation results yet: run one above, or `eci validate DIR --out DIR/validation/linear` and reload."
+    )
     st.stop()
 
 labels = list(results)
@@ -103,43 +134,69 @@ m = res.meta
 cfg = m.get("config", {})
 matches = state.matches_loaded_data(res)
 # a saved results.json is a file anyone may have written: what it says is shown as plain text (never Markdown)
-st.caption(components.plain(f"Trainer {m.get('trainer')} · encoder {m.get('encoder')} · {m.get('n_splits')} split(s) × {cfg.get('seeds')} "
-           f"seed(s) · {cfg.get('steps')} steps · batch {cfg.get('batch_size')} · {cfg.get('negatives_per_example')} "
-           f"negatives per example · lr {m.get('lr')} · {m.get('n_eval_passages'):,} passages ranked · {m.get('seconds')} s"
-           + ("" if matches else " · these results are for other data than the loaded sources")))
+st.caption(
+    components.plain(
+        f"Trainer {m.get('trainer')} · encoder {m.get('encoder')} · {m.get('n_splits')} split(s) × {cfg.get('seeds')} "
+        f"seed(s) · {cfg.get('steps')} steps · batch {cfg.get('batch_size')} · {cfg.get('negatives_per_example')} "
+        f"negatives per example · lr {m.get('lr')} · {m.get('n_eval_passages'):,} passages ranked · {m.get('seconds')} s"
+        + ("" if matches else " · these results are for other data than the loaded sources")
+    )
+)
 
 st.success(components.plain(res.summary()), icon=":material/model_training:")
 
 st.subheader("How far apart the sources train")
 eff = res.effect
 if eff is None:
-    st.info("Effect sizes need the per-query table: no usable per_query.csv next to these results.json. "
-            "Re-run `eci validate` to write it.")
+    st.info(
+        "Effect sizes need the per-query table: no usable per_query.csv next to these results.json. "
+        "Re-run `eci validate` to write it."
+    )
     for note in res.notes():
         st.caption(components.plain(note))
 else:
     es = eff.summary
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Spread (best − worst)", f"{100 * es['spread']:.1f} points",
-              help=f"max − min of the sources' mean nDCG@10, in points (0.01 = 1 point); 95 % CI "
-                   f"{100 * es['spread_low']:.1f}–{100 * es['spread_high']:.1f} (biased upward: tied sources still spread)")
-    m2.metric("Resolved source pairs", f"{es['n_resolved']} of {es['n_pairs']}",
-              help=f"paired bootstrap over test queries and seeds; P(trains better) ≥ {es['level']:.2f} either way")
-    m3.metric("May be best", f"{len(es['tied_first'])} source{'s' if len(es['tied_first']) != 1 else ''}",
-              help="sources no other source resolvably beats (tied with the highest): " + ", ".join(es["tied_first"]))
+    m1.metric(
+        "Spread (best − worst)",
+        f"{100 * es['spread']:.1f} points",
+        help=f"max − min of the sources' mean nDCG@10, in points (0.01 = 1 point); 95 % CI "
+        f"{100 * es['spread_low']:.1f}–{100 * es['spread_high']:.1f} (biased upward: tied sources still spread)",
+    )
+    m2.metric(
+        "Resolved source pairs",
+        f"{es['n_resolved']} of {es['n_pairs']}",
+        help=f"paired bootstrap over test queries and seeds; P(trains better) ≥ {es['level']:.2f} either way",
+    )
+    m3.metric(
+        "May be best",
+        f"{len(es['tied_first'])} source{'s' if len(es['tied_first']) != 1 else ''}",
+        help="sources no other source resolvably beats (tied with the highest): "
+        + ", ".join(es["tied_first"]),
+    )
     ivu = es.get("in_batch_vs_untrained")
-    m4.metric("In-batch only vs untrained", "–" if ivu is None else f"{100 * ivu:+.1f} points",
-              help=None if ivu is None else f"95 % CI {100 * es['in_batch_vs_untrained_low']:+.1f} to "
-                                            f"{100 * es['in_batch_vs_untrained_high']:+.1f} points")
+    m4.metric(
+        "In-batch only vs untrained",
+        "–" if ivu is None else f"{100 * ivu:+.1f} points",
+        help=None
+        if ivu is None
+        else f"95 % CI {100 * es['in_batch_vs_untrained_low']:+.1f} to "
+        f"{100 * es['in_batch_vs_untrained_high']:+.1f} points",
+    )
     components.plotly(figures.effect_figure(res), key="val_effect")
     st.dataframe(
-        figures.effect_display(res), hide_index=True, width="stretch",
+        figures.effect_display(res),
+        hide_index=True,
+        width="stretch",
         column_config={
-            "rank": st.column_config.TextColumn("rank", help="the ranks the resolved pairs allow: tied sources share a range"),
+            "rank": st.column_config.TextColumn(
+                "rank", help="the ranks the resolved pairs allow: tied sources share a range"
+            ),
             "source": st.column_config.TextColumn("source"),
             "ndcg@10": st.column_config.NumberColumn("nDCG@10", format="%.3f"),
-            "ndcg@10_low": st.column_config.NumberColumn("2.5 %", format="%.3f",
-                                                         help="intervals in this table: test queries and seeds resampled"),
+            "ndcg@10_low": st.column_config.NumberColumn(
+                "2.5 %", format="%.3f", help="intervals in this table: test queries and seeds resampled"
+            ),
             "ndcg@10_high": st.column_config.NumberColumn("97.5 %", format="%.3f"),
             "vs_in_batch": st.column_config.NumberColumn("vs in-batch only (points)", format="%+.1f"),
             "vs_in_batch_low": st.column_config.NumberColumn("2.5 %", format="%+.1f"),
@@ -147,7 +204,9 @@ else:
             "vs_untrained": st.column_config.NumberColumn("vs untrained (points)", format="%+.1f"),
             "vs_untrained_low": st.column_config.NumberColumn("2.5 %", format="%+.1f"),
             "vs_untrained_high": st.column_config.NumberColumn("97.5 %", format="%+.1f"),
-            "n_tied": st.column_config.NumberColumn("tied with", format="%d", help="sources it is not resolved against"),
+            "n_tied": st.column_config.NumberColumn(
+                "tied with", format="%d", help="sources it is not resolved against"
+            ),
             "tied_with": st.column_config.TextColumn("tied with (names)"),
         },
     )
@@ -157,7 +216,9 @@ else:
 st.subheader("Agreement with training")
 joint = has_joint_intervals(res.agreement)
 st.dataframe(
-    figures.agreement_display(res), hide_index=True, width="stretch",
+    figures.agreement_display(res),
+    hide_index=True,
+    width="stretch",
     column_config={
         "number": st.column_config.TextColumn("pre-training number"),
         "spearman": st.column_config.NumberColumn("Spearman ρ", format="%.2f"),
@@ -166,28 +227,42 @@ st.dataframe(
         "kendall": st.column_config.NumberColumn("Kendall τ", format="%.2f"),
         "kendall_low": st.column_config.NumberColumn("τ 2.5 %", format="%.2f"),
         "kendall_high": st.column_config.NumberColumn("τ 97.5 %", format="%.2f"),
-        "pairwise_accuracy": st.column_config.NumberColumn("pairwise accuracy", format="%.2f",
-                                                           help="share of source pairs ordered as training ordered them"),
+        "pairwise_accuracy": st.column_config.NumberColumn(
+            "pairwise accuracy", format="%.2f", help="share of source pairs ordered as training ordered them"
+        ),
         "pairwise_accuracy_low": st.column_config.NumberColumn("acc. 2.5 %", format="%.2f"),
         "pairwise_accuracy_high": st.column_config.NumberColumn("acc. 97.5 %", format="%.2f"),
-        "resolved_accuracy": st.column_config.NumberColumn("accuracy on resolved pairs", format="%.2f",
-                                                           help="share of the resolved source pairs that this number orders as training did"),
+        "resolved_accuracy": st.column_config.NumberColumn(
+            "accuracy on resolved pairs",
+            format="%.2f",
+            help="share of the resolved source pairs that this number orders as training did",
+        ),
         "n_resolved": st.column_config.NumberColumn("resolved pairs", format="%d"),
-        "top1_regret": st.column_config.NumberColumn("top-1 regret", format="%.3f",
-                                                     help="nDCG@10 of the best-training source minus that of this number's pick"),
+        "top1_regret": st.column_config.NumberColumn(
+            "top-1 regret",
+            format="%.3f",
+            help="nDCG@10 of the best-training source minus that of this number's pick",
+        ),
         "pick": st.column_config.TextColumn("its pick"),
-        "pick rank": st.column_config.TextColumn("pick's rank", help="rank range of the pick in training (tied sources share a range)"),
+        "pick rank": st.column_config.TextColumn(
+            "pick's rank", help="rank range of the pick in training (tied sources share a range)"
+        ),
         "n": st.column_config.NumberColumn("sources", format="%d"),
         "spearman_src_low": st.column_config.NumberColumn("ρ 2.5 % (sources only)", format="%.2f"),
         "spearman_src_high": st.column_config.NumberColumn("ρ 97.5 % (sources only)", format="%.2f"),
     },
 )
-st.caption(("Intervals: test queries and seeds resampled together; in every resample each source's nDCG@10 is re-measured, "
-            "the sources re-ranked and ρ, τ, accuracy recomputed (the sources are the ones validated). "
-            "For comparison, the ρ columns marked 'sources only' resample the sources and treat each nDCG@10 as exact."
-            if joint else "Intervals: sources resampled with replacement, each nDCG@10 taken as exact (no per-query table "
-                          "to resample test queries and seeds).")
-           + " Unsafe rates are negated so that higher should be better.")
+st.caption(
+    (
+        "Intervals: test queries and seeds resampled together; in every resample each source's nDCG@10 is re-measured, "
+        "the sources re-ranked and ρ, τ, accuracy recomputed (the sources are the ones validated). "
+        "For comparison, the ρ columns marked 'sources only' resample the sources and treat each nDCG@10 as exact."
+        if joint
+        else "Intervals: sources resampled with replacement, each nDCG@10 taken as exact (no per-query table "
+        "to resample test queries and seeds)."
+    )
+    + " Unsafe rates are negated so that higher should be better."
+)
 
 st.subheader("Pre-training number vs downstream nDCG@10")
 numbers = figures.number_labels(res)
@@ -196,16 +271,22 @@ if "val_number" not in st.session_state and qp.get("number") in numbers:
 number = st.selectbox("Pre-training number", numbers, key="val_number")
 qp["number"] = number
 components.plotly(figures.scatter_figure(res, number), key="val_scatter")
-st.caption("One point per source; error bars: 95 % bootstrap interval over test queries (they overlap because every "
-           "source is tested on the same queries: compare two sources with the paired P(row trains better) below); "
-           "dashed: Theil–Sen line (median of pairwise slopes); dotted: the baselines; orange: sources that may be best "
-           "(no other source resolvably trains better).")
+st.caption(
+    "One point per source; error bars: 95 % bootstrap interval over test queries (they overlap because every "
+    "source is tested on the same queries: compare two sources with the paired P(row trains better) below); "
+    "dashed: Theil–Sen line (median of pairwise slopes); dotted: the baselines; orange: sources that may be best "
+    "(no other source resolvably trains better)."
+)
 
 st.subheader("Downstream quality per source")
 st.dataframe(
-    figures.downstream_display(res), hide_index=True, width="stretch",
+    figures.downstream_display(res),
+    hide_index=True,
+    width="stretch",
     column_config={
-        "rank": st.column_config.TextColumn("rank", help="the ranks the resolved pairs allow: tied sources share a range"),
+        "rank": st.column_config.TextColumn(
+            "rank", help="the ranks the resolved pairs allow: tied sources share a range"
+        ),
         "variant": st.column_config.TextColumn("source / baseline"),
         "ndcg@10": st.column_config.NumberColumn("nDCG@10", format="%.3f"),
         "ndcg@10_low": st.column_config.NumberColumn("2.5 %", format="%.3f"),
@@ -221,7 +302,9 @@ st.dataframe(
     },
 )
 if eff is not None:
-    with st.expander("P(row trains better than column), paired bootstrap over the shared test queries and seeds"):
+    with st.expander(
+        "P(row trains better than column), paired bootstrap over the shared test queries and seeds"
+    ):
         st.dataframe(eff.beats.style.format("{:.2f}", na_rep="–"), width="stretch")
 else:
     with st.expander("P(row trains better than column), paired bootstrap on the shared test queries"):
@@ -229,12 +312,20 @@ else:
 
 st.subheader("Trainer agreement")
 if len(results) > 1:
-    st.dataframe(figures.trainer_agreement_frame(results), hide_index=True, width="stretch",
-                 column_config={"Kendall τ": st.column_config.NumberColumn(format="%.2f")})
-    st.caption("Kendall τ between two trainers' rankings of the sources they share, and whether their best source is the same.")
+    st.dataframe(
+        figures.trainer_agreement_frame(results),
+        hide_index=True,
+        width="stretch",
+        column_config={"Kendall τ": st.column_config.NumberColumn(format="%.2f")},
+    )
+    st.caption(
+        "Kendall τ between two trainers' rankings of the sources they share, and whether their best source is the same."
+    )
 else:
-    st.info("Only one set of results: a second trainer (e.g. `eci validate DIR --trainer finetune`) shows whether the cheap "
-            "trainer ranks the sources as full fine-tuning does.")
+    st.info(
+        "Only one set of results: a second trainer (e.g. `eci validate DIR --trainer finetune`) shows whether the cheap "
+        "trainer ranks the sources as full fine-tuning does."
+    )
 
 ea = res.encoder_agreement()
 if not ea.empty:

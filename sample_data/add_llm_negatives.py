@@ -29,6 +29,7 @@ Usage::
 
     python sample_data/add_llm_negatives.py [--data sample_data/pyfaq] [--llm sample_data/llm_negatives.jsonl]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,21 +74,27 @@ def read_llm_negatives(path: Path, queries: dict[str, str]) -> list[dict]:
     for ln, row in _read_jsonl(path):
         missing = [k for k in REQUIRED if k not in row]
         if missing:
-            raise InputError(f"{path}:{ln}: missing field(s) {', '.join(missing)}; "
-                             f"every line needs {', '.join(REQUIRED)}")
+            raise InputError(
+                f"{path}:{ln}: missing field(s) {', '.join(missing)}; every line needs {', '.join(REQUIRED)}"
+            )
         qid = row["query_id"]
         if not isinstance(qid, str) or not qid:
             raise InputError(f"{path}:{ln}: field 'query_id' must be a non-empty string")
         if qid in seen:
-            raise InputError(f"{path}:{ln}: query_id {qid!r} already given on line {seen[qid]}; "
-                             "keep one line per query")
+            raise InputError(
+                f"{path}:{ln}: query_id {qid!r} already given on line {seen[qid]}; keep one line per query"
+            )
         seen[qid] = ln
         if qid not in queries:
-            raise InputError(f"{path}:{ln}: query_id {qid!r} is not in queries.jsonl; "
-                             "was the query set rebuilt? regenerate or remove this line")
+            raise InputError(
+                f"{path}:{ln}: query_id {qid!r} is not in queries.jsonl; "
+                "was the query set rebuilt? regenerate or remove this line"
+            )
         if row["query"] != queries[qid]:
-            raise InputError(f"{path}:{ln}: field 'query' {row['query']!r} differs from queries.jsonl "
-                             f"{queries[qid]!r} for {qid}; the ids were probably renumbered")
+            raise InputError(
+                f"{path}:{ln}: field 'query' {row['query']!r} differs from queries.jsonl "
+                f"{queries[qid]!r} for {qid}; the ids were probably renumbered"
+            )
         ps = row["passages"]
         if not isinstance(ps, list) or not ps:
             raise InputError(f"{path}:{ln}: field 'passages' must be a non-empty list of strings")
@@ -141,8 +148,9 @@ def build(data: Path, llm_path: Path) -> tuple[int, int, int]:
             pid = f"{PREFIX}{qid}-{n}"
             if pid in real_ids:
                 raise InputError(f"{corpus_path}: passage id {pid} already used by a non-LLM passage")
-            new_lines.append(json.dumps({"_id": pid, "title": "", "text": text.strip()},
-                                        ensure_ascii=False) + "\n")
+            new_lines.append(
+                json.dumps({"_id": pid, "title": "", "text": text.strip()}, ensure_ascii=False) + "\n"
+            )
             ids.append(pid)
             n_pass += 1
         neg_lines.append(json.dumps({"query_id": qid, "negative_ids": ids}, ensure_ascii=False) + "\n")
@@ -170,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.data / 'corpus.jsonl'}: removed {removed} old llm- passages, added {np_} "
-          f"for {nq} queries; wrote {args.data / 'negatives' / 'llm.jsonl'}")
+    print(
+        f"{args.data / 'corpus.jsonl'}: removed {removed} old llm- passages, added {np_} "
+        f"for {nq} queries; wrote {args.data / 'negatives' / 'llm.jsonl'}"
+    )
     return 0
 
 

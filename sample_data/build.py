@@ -44,6 +44,7 @@ Usage::
     python sample_data/build.py                      # apt-get download python3.11-doc
     python sample_data/build.py --deb python3.11-doc_3.11.2-6+deb12u8_all.deb
 """
+
 from __future__ import annotations
 
 import argparse
@@ -183,6 +184,7 @@ def clean_inline(text: str) -> str:
 # reST block structure
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Block:
     """A unit of a document: ``kind`` is ``title``, ``prose`` or ``code``."""
@@ -200,21 +202,65 @@ BULLET_RE = re.compile(r"([*+-]|\d+\.|#\.|[a-z]\.|\(\d+\))\s+")
 
 CODE_DIRECTIVES = {"code-block", "code", "sourcecode", "doctest", "testcode", "testoutput"}
 PROSE_DIRECTIVES = {  # body kept as text; argument (if any) kept as a leading sentence
-    "note", "warning", "seealso", "important", "tip", "caution", "attention", "hint", "danger",
-    "impl-detail", "topic", "sidebar", "glossary", "hlist", "centered", "admonition",
-    "only", "container", "rst-class", "cssclass", "compound",
+    "note",
+    "warning",
+    "seealso",
+    "important",
+    "tip",
+    "caution",
+    "attention",
+    "hint",
+    "danger",
+    "impl-detail",
+    "topic",
+    "sidebar",
+    "glossary",
+    "hlist",
+    "centered",
+    "admonition",
+    "only",
+    "container",
+    "rst-class",
+    "cssclass",
+    "compound",
 }
 VERSION_DIRECTIVES = {
-    "versionadded": "New in version {}.", "versionchanged": "Changed in version {}.",
+    "versionadded": "New in version {}.",
+    "versionchanged": "Changed in version {}.",
     "deprecated": "Deprecated since version {}.",
     "deprecated-removed": "Deprecated since version {}, will be removed in version {}.",
 }
 OBJECT_DIRECTIVES = {  # signature line + description
-    "function", "method", "class", "attribute", "data", "exception", "decorator",
-    "decoratormethod", "coroutinemethod", "coroutinefunction", "classmethod", "staticmethod",
-    "abstractmethod", "awaitablefunction", "awaitablemethod", "object", "describe", "cmdoption",
-    "option", "envvar", "opcode", "pdbcommand", "property", "c:function", "c:type", "c:member",
-    "c:macro", "c:var", "fixer", "2to3fixer",
+    "function",
+    "method",
+    "class",
+    "attribute",
+    "data",
+    "exception",
+    "decorator",
+    "decoratormethod",
+    "coroutinemethod",
+    "coroutinefunction",
+    "classmethod",
+    "staticmethod",
+    "abstractmethod",
+    "awaitablefunction",
+    "awaitablemethod",
+    "object",
+    "describe",
+    "cmdoption",
+    "option",
+    "envvar",
+    "opcode",
+    "pdbcommand",
+    "property",
+    "c:function",
+    "c:type",
+    "c:member",
+    "c:macro",
+    "c:var",
+    "fixer",
+    "2to3fixer",
 }
 # everything else (index, toctree, module, currentmodule, productionlist, literalinclude,
 # include, image, figure, raw, list-table, csv-table, table, tabularcolumns, audit-event,
@@ -262,15 +308,25 @@ def _parse(lines: list[str]) -> list[Block]:
             continue
         ind = _indent(line)
         # --- section titles (with or without overline) ---------------------------------
-        if ind == 0 and ADORN_RE.fullmatch(line) and i + 2 < n and lines[i + 1].strip() \
-                and ADORN_RE.fullmatch(lines[i + 2]) and lines[i + 2].strip()[0] == stripped[0]:
+        if (
+            ind == 0
+            and ADORN_RE.fullmatch(line)
+            and i + 2 < n
+            and lines[i + 1].strip()
+            and ADORN_RE.fullmatch(lines[i + 2])
+            and lines[i + 2].strip()[0] == stripped[0]
+        ):
             out.append(Block("title", clean_inline(lines[i + 1]), stripped[0] + "o"))
             i += 3
             continue
-        if ind == 0 and i + 1 < n and ADORN_RE.fullmatch(lines[i + 1]) \
-                and not SIMPLE_TABLE_RE.fullmatch(line) \
-                and len(lines[i + 1].strip()) >= max(3, len(stripped) - 2) \
-                and not stripped.startswith(".. "):
+        if (
+            ind == 0
+            and i + 1 < n
+            and ADORN_RE.fullmatch(lines[i + 1])
+            and not SIMPLE_TABLE_RE.fullmatch(line)
+            and len(lines[i + 1].strip()) >= max(3, len(stripped) - 2)
+            and not stripped.startswith(".. ")
+        ):
             out.append(Block("title", clean_inline(stripped), lines[i + 1].strip()[0]))
             i += 2
             continue
@@ -337,8 +393,13 @@ def _paragraph(para: list[str], lines: list[str], out: list[Block], nxt: int) ->
         return
     if first.startswith("| "):  # line block
         para = [p.strip()[2:] if p.strip().startswith("| ") else p for p in para]
-    if len(para) > 1 and _indent(para[1]) > _indent(para[0]) and not BULLET_RE.match(first) \
-            and not re.match(r":[^:`]+:\s", first) and not first.endswith((",", "(")):
+    if (
+        len(para) > 1
+        and _indent(para[1]) > _indent(para[0])
+        and not BULLET_RE.match(first)
+        and not re.match(r":[^:`]+:\s", first)
+        and not first.endswith((",", "("))
+    ):
         # definition list item: "term\n    definition" -> "term: definition"
         para = [para[0].rstrip() + ":"] + para[1:] if not first.endswith(":") else para
     raw = "\n".join(p.strip() for p in para)
@@ -352,8 +413,7 @@ def _paragraph(para: list[str], lines: list[str], out: list[Block], nxt: int) ->
     items: list[str] = []
     for p in para:
         s = p.strip()
-        if _indent(p) == _indent(para[0]) and (BULLET_RE.match(s) or re.match(r":[^:`]+:\s", s)) \
-                and items:
+        if _indent(p) == _indent(para[0]) and (BULLET_RE.match(s) or re.match(r":[^:`]+:\s", s)) and items:
             items.append(s)
         elif items:
             items[-1] += " " + s
@@ -396,8 +456,11 @@ def _explicit(lines: list[str], i: int, out: list[Block]) -> int:
         body, _ = _indented_body(lines, k, 0)
     # directive options (":noindex:", ":language: c") come first in the body
     opts_end = 0
-    while opts_end < len(body) and body[opts_end].strip().startswith(":") \
-            and re.match(r"\s*:[\w-]+:(\s|$)", body[opts_end]):
+    while (
+        opts_end < len(body)
+        and body[opts_end].strip().startswith(":")
+        and re.match(r"\s*:[\w-]+:(\s|$)", body[opts_end])
+    ):
         opts_end += 1
     body = _strip_blank(body[opts_end:])
     content = _dedent(body) if body else []
@@ -436,6 +499,7 @@ def _explicit(lines: list[str], i: int, out: list[Block]) -> int:
 # --------------------------------------------------------------------------------------------
 # documents -> sections -> passages
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Section:
@@ -496,7 +560,7 @@ def _split_long(text: str, kind: str, limit: int = MAX_WORDS) -> list[str]:
     for p in pieces:
         w = p.split()
         if len(w) > limit:
-            atoms.extend(" ".join(w[k:k + limit]) for k in range(0, len(w), limit))
+            atoms.extend(" ".join(w[k : k + limit]) for k in range(0, len(w), limit))
         else:
             atoms.append(p)
     chunks: list[list[str]] = [[]]
@@ -577,7 +641,7 @@ def _truncate(text: str, limit: int) -> str:
     parts = re.split(r"(?<=[.!?:;\n])\s+", text)
     out = ""
     for p in parts:
-        cand = (out + (" " if out else "") + p)
+        cand = out + (" " if out else "") + p
         if words(cand) > limit:
             break
         out = cand
@@ -608,7 +672,7 @@ def answer_parts(blocks: list[Block]) -> tuple[str, list[str]]:
     full = "\n".join(buf)
     positive = _truncate(full, MAX_WORDS)
     rest: list[Block] = []
-    cut = full.split()[len(positive.split()):]  # _truncate keeps a prefix of the words
+    cut = full.split()[len(positive.split()) :]  # _truncate keeps a prefix of the words
     if cut:
         rest.append(Block("prose", " ".join(cut)))
     rest.extend(blocks[used:])
@@ -623,12 +687,13 @@ def answer_passage(blocks: list[Block]) -> str:
 def shingles(text: str, k: int = SHINGLE_WORDS) -> set[tuple[str, ...]]:
     """Word ``k``-grams of ``text`` (lower-cased ``\\w+`` tokens)."""
     w = re.findall(r"\w+", text.lower())
-    return {tuple(w[i:i + k]) for i in range(len(w) - k + 1)}
+    return {tuple(w[i : i + k]) for i in range(len(w) - k + 1)}
 
 
 # --------------------------------------------------------------------------------------------
 # driver
 # --------------------------------------------------------------------------------------------
+
 
 def _slug(rel: Path) -> str:
     s = str(rel).removesuffix(".rst.txt").lower()
@@ -688,13 +753,13 @@ def build_queries(src: Path) -> tuple[list[dict], list[dict], list[str], list[di
                 continue
             if b.style not in styles:
                 styles.append(b.style)
-            path = path[:styles.index(b.style)] + [b.text]
+            path = path[: styles.index(b.style)] + [b.text]
             doc_title = doc_title or b.text
             if not b.text.endswith("?"):
                 continue
             n += 1
             body = []
-            for bb in blocks[k + 1:]:
+            for bb in blocks[k + 1 :]:
                 if bb.kind == "title":
                     break
                 if bb.kind in ("prose", "code"):
@@ -709,8 +774,7 @@ def build_queries(src: Path) -> tuple[list[dict], list[dict], list[str], list[di
             queries.append({"_id": qid, "text": b.text})
             positives.append({"_id": f"{qid}-a", "title": title, "text": answer})
             for c, text in enumerate(rest, 1):
-                continuations.append({"_id": f"{qid}-c{c}", "title": title, "text": text,
-                                      "query": qid})
+                continuations.append({"_id": f"{qid}-c{c}", "title": title, "text": text, "query": qid})
             prose[qid] = "\n".join(bb.text for bb in body if bb.kind == "prose")
     return queries, positives, skipped, continuations, prose
 
@@ -730,14 +794,19 @@ def build_distractors(src: Path) -> list[dict]:
         for sec in sections_of(parse_blocks(f.read_text(encoding="utf-8"))):
             for text in pack_section(sec.blocks):
                 n += 1
-                out.append({"_id": f"doc-{slug}-{n}", "title": _title_of(sec.doc_title, sec.heading),
-                            "text": text})
+                out.append(
+                    {"_id": f"doc-{slug}-{n}", "title": _title_of(sec.doc_title, sec.heading), "text": text}
+                )
     return out
 
 
-def false_negatives(positives: list[dict], continuations: list[dict], prose: dict[str, str],
-                    pool: list[dict], distractors: list[dict]
-                    ) -> tuple[list[dict], list[tuple[str, str]], int]:
+def false_negatives(
+    positives: list[dict],
+    continuations: list[dict],
+    prose: dict[str, str],
+    pool: list[dict],
+    distractors: list[dict],
+) -> tuple[list[dict], list[tuple[str, str]], int]:
     """The known false negatives: passages added to the corpus, (query id, passage id) labels,
     and how many labels are attributed documentation passages.
 
@@ -855,8 +924,9 @@ def main(argv: list[str] | None = None) -> int:
         deb = args.deb.resolve() if args.deb else fetch_deb(tmpd)
         if not deb.is_file():
             raise SystemExit(f"--deb {deb}: no such file")
-        version = subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], check=True,
-                                 capture_output=True, text=True).stdout.strip()
+        version = subprocess.run(
+            ["dpkg-deb", "-f", str(deb), "Version"], check=True, capture_output=True, text=True
+        ).stdout.strip()
         subprocess.run(["dpkg-deb", "-x", str(deb), str(tmpd / "x")], check=True)
         src = tmpd / "x" / SOURCES_REL
         if not (src / "faq").is_dir():
@@ -875,10 +945,11 @@ def main(argv: list[str] | None = None) -> int:
             unique.append(p)
     n_dis = args.total - len(positives)
     if not 0 < n_dis <= len(unique):
-        raise SystemExit(f"--total {args.total}: need between {len(positives) + 1} and "
-                         f"{len(positives) + len(unique)} passages")
-    chosen = weighted_sample([AREA_WEIGHT.get(p["_id"].split("-")[1], 1.0) for p in unique],
-                             n_dis, args.seed)
+        raise SystemExit(
+            f"--total {args.total}: need between {len(positives) + 1} and "
+            f"{len(positives) + len(unique)} passages"
+        )
+    chosen = weighted_sample([AREA_WEIGHT.get(p["_id"].split("-")[1], 1.0) for p in unique], n_dis, args.seed)
     distractors = [unique[k] for k in chosen]
     extra, labels, n_copies = false_negatives(positives, continuations, prose, unique, distractors)
     corpus = positives + extra + distractors
@@ -887,8 +958,10 @@ def main(argv: list[str] | None = None) -> int:
     (out / "qrels").mkdir(parents=True, exist_ok=True)
     with open(out / "corpus.jsonl", "w", encoding="utf-8") as fh:
         for p in corpus:
-            fh.write(json.dumps({"_id": p["_id"], "title": p["title"], "text": p["text"]},
-                                ensure_ascii=False) + "\n")
+            fh.write(
+                json.dumps({"_id": p["_id"], "title": p["title"], "text": p["text"]}, ensure_ascii=False)
+                + "\n"
+            )
     with open(out / "queries.jsonl", "w", encoding="utf-8") as fh:
         for q in queries:
             fh.write(json.dumps(q, ensure_ascii=False) + "\n")
@@ -908,15 +981,20 @@ def main(argv: list[str] | None = None) -> int:
         by_area[area] = by_area.get(area, 0) + 1
     wc = [words(p["text"]) for p in corpus]
     print(f"{PACKAGE} {version}")
-    print(f"queries: {len(queries)}  positives: {len(positives)}  "
-          f"skipped (answer < {MIN_WORDS} words): {len(skipped)} {' '.join(skipped)}")
-    print(f"distractor pool: {len(pool)} ({len(pool) - len(unique)} duplicates dropped), "
-          f"sampled: {len(distractors)} {dict(sorted(by_area.items()))}")
-    print(f"false negatives: {len(labels)} labels over {len({q for q, _ in labels})} queries: "
-          f"{len(labels) - n_copies} answer continuations, {n_copies} documentation passages "
-          f"attributed to an answer ({len(extra)} passages added to the corpus)")
-    print(f"corpus: {len(corpus)} passages, words min {min(wc)} mean {sum(wc) / len(wc):.0f} "
-          f"max {max(wc)}")
+    print(
+        f"queries: {len(queries)}  positives: {len(positives)}  "
+        f"skipped (answer < {MIN_WORDS} words): {len(skipped)} {' '.join(skipped)}"
+    )
+    print(
+        f"distractor pool: {len(pool)} ({len(pool) - len(unique)} duplicates dropped), "
+        f"sampled: {len(distractors)} {dict(sorted(by_area.items()))}"
+    )
+    print(
+        f"false negatives: {len(labels)} labels over {len({q for q, _ in labels})} queries: "
+        f"{len(labels) - n_copies} answer continuations, {n_copies} documentation passages "
+        f"attributed to an answer ({len(extra)} passages added to the corpus)"
+    )
+    print(f"corpus: {len(corpus)} passages, words min {min(wc)} mean {sum(wc) / len(wc):.0f} max {max(wc)}")
     print(f"written to {out}")
     return 0
 

@@ -47,8 +47,14 @@ def score_sample(d: Path):
     if report.errors:
         raise SystemExit(f"{d}: {report.errors[0]}")
     cache = EmbeddingCache(None, readonly_dirs=[d / "embeddings"])
-    res = score_collection(coll, load_encoder(None), ECIConfig(n_bootstrap=50), cross_encoder=load_cross_encoder(None),
-                           cache=cache, fn_models=False)
+    res = score_collection(
+        coll,
+        load_encoder(None),
+        ECIConfig(n_bootstrap=50),
+        cross_encoder=load_cross_encoder(None),
+        cache=cache,
+        fn_models=False,
+    )
     return coll, res
 
 
@@ -68,8 +74,11 @@ def held_out(pairs, y, folds: int) -> np.ndarray:
 
 
 def gains_text(ev) -> str:
-    return "\n".join(f"* {m}: fn_score − best single rule ({g['best_rule']}) = {g['gain']:+.3f} "
-                     f"[{g['low']:+.3f}, {g['high']:+.3f}]" for m, g in ev.attrs["gains"].items())
+    return "\n".join(
+        f"* {m}: fn_score − best single rule ({g['best_rule']}) = {g['gain']:+.3f} "
+        f"[{g['low']:+.3f}, {g['high']:+.3f}]"
+        for m, g in ev.attrs["gains"].items()
+    )
 
 
 RECALLS = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -78,7 +87,10 @@ RECALLS = (0.1, 0.25, 0.5, 0.75, 0.9)
 def pr_table(scores, y) -> str:
     from sklearn.metrics import precision_recall_curve
 
-    lines = ["| ranking | " + " | ".join(f"R = {r:g}" for r in RECALLS) + " |", "|---|" + "---|" * len(RECALLS)]
+    lines = [
+        "| ranking | " + " | ".join(f"R = {r:g}" for r in RECALLS) + " |",
+        "|---|" + "---|" * len(RECALLS),
+    ]
     for name, s in scores.items():
         p, r, _ = precision_recall_curve(y, s)
         cells = []
@@ -94,11 +106,16 @@ def fmt(row, m) -> str:
 
 
 def table(ev) -> str:
-    lines = ["| ranking | AP | ROC AUC | " + " | ".join(f"P@{k}" for k in KS) + " |",
-             "|---|---|---|" + "---|" * len(KS)]
+    lines = [
+        "| ranking | AP | ROC AUC | " + " | ".join(f"P@{k}" for k in KS) + " |",
+        "|---|---|---|" + "---|" * len(KS),
+    ]
     for _, r in ev.iterrows():
-        lines.append(f"| `{r['score']}` | {fmt(r, 'ap')} | {fmt(r, 'roc_auc')} | "
-                     + " | ".join(fmt(r, f"p@{k}") for k in KS) + " |")
+        lines.append(
+            f"| `{r['score']}` | {fmt(r, 'ap')} | {fmt(r, 'roc_auc')} | "
+            + " | ".join(fmt(r, f"p@{k}") for k in KS)
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -117,15 +134,19 @@ def main(argv=None) -> int:
     pairs = res.pairs.reset_index(drop=True)
     y = FN.label_vector(pairs, labels)
     groups = pairs["query_id"].astype(str).to_numpy()
-    print(f"{len(pairs):,} negatives (rows) over {pairs['source'].nunique()} sources, "
-          f"{pairs['query_id'].nunique()} queries; {int(y.sum())} rows are labelled false negatives "
-          f"({len(set(zip(pairs.loc[y == 1, 'query_id'], pairs.loc[y == 1, 'passage_id'])))} distinct pairs "
-          f"of the {sum(v > 0 for v in labels.values())} labels)")
+    print(
+        f"{len(pairs):,} negatives (rows) over {pairs['source'].nunique()} sources, "
+        f"{pairs['query_id'].nunique()} queries; {int(y.sum())} rows are labelled false negatives "
+        f"({len(set(zip(pairs.loc[y == 1, 'query_id'], pairs.loc[y == 1, 'passage_id'])))} distinct pairs "
+        f"of the {sum(v > 0 for v in labels.values())} labels)"
+    )
 
     pairs["fn_score"] = held_out(pairs, y, args.folds)
     scores = FN.rule_scores(pairs)
     ev = FN.evaluate(scores, y, groups, ks=KS, n_bootstrap=args.bootstrap)
-    print(f"\nHeld-out ({args.folds}-fold by query) on all sources pooled, 95 % bootstrap intervals over queries:\n")
+    print(
+        f"\nHeld-out ({args.folds}-fold by query) on all sources pooled, 95 % bootstrap intervals over queries:\n"
+    )
     print(table(ev))
     print("\nDifference to the best single rule on each measure (95 % interval, same resamples):\n")
     print(gains_text(ev))
@@ -139,13 +160,17 @@ def main(argv=None) -> int:
     print("\nDifference to the best single rule on each measure:\n")
     print(gains_text(ev_nce))
 
-    print("\nPrecision-recall curves (held out, with the cross-encoder): interpolated precision "
-          "(the best precision at this recall or more) at each recall:\n")
+    print(
+        "\nPrecision-recall curves (held out, with the cross-encoder): interpolated precision "
+        "(the best precision at this recall or more) at each recall:\n"
+    )
     print(pr_table(scores, y))
 
     per_source = []
-    print("\nPer source (held-out fn_score, with the cross-encoder): AP of fn_score | best single rule AP | "
-          "labelled / negatives | share of negatives in band 'likely'")
+    print(
+        "\nPer source (held-out fn_score, with the cross-encoder): AP of fn_score | best single rule AP | "
+        "labelled / negatives | share of negatives in band 'likely'"
+    )
     final = {
         "base": FN.fit(FN.features(pairs, FN.BASE_FEATURES), y, FN.BASE_FEATURES),
         "with_ce": FN.fit(FN.features(pairs, FN.FEATURES), y, FN.FEATURES),
@@ -155,8 +180,12 @@ def main(argv=None) -> int:
         idx = part.index.to_numpy()
         yy = y[idx]
         sc = FN.rule_scores(part)
-        row = {"source": name, "negatives": int(len(part)), "labelled": int(yy.sum()),
-               "likely_share": float(np.mean(shipped_scores[idx] >= FN.LIKELY))}
+        row = {
+            "source": name,
+            "negatives": int(len(part)),
+            "labelled": int(yy.sum()),
+            "likely_share": float(np.mean(shipped_scores[idx] >= FN.LIKELY)),
+        }
         if yy.sum():
             from sklearn.metrics import average_precision_score
 
@@ -165,22 +194,25 @@ def main(argv=None) -> int:
             best = max(aps, key=aps.get)
             row["best_rule"], row["ap_best_rule"] = best, aps[best]
         per_source.append(row)
-        print(f"  {name:14s} {row.get('ap_fn_score', float('nan')):.3f} | {row.get('best_rule', '-')} "
-              f"{row.get('ap_best_rule', float('nan')):.3f} | {row['labelled']} / {row['negatives']} | "
-              f"{row['likely_share']:.1%}")
+        print(
+            f"  {name:14s} {row.get('ap_fn_score', float('nan')):.3f} | {row.get('best_rule', '-')} "
+            f"{row.get('ap_best_rule', float('nan')):.3f} | {row['labelled']} / {row['negatives']} | "
+            f"{row['likely_share']:.1%}"
+        )
 
     info = {
         "fitted_on": f"{args.dir.name}: {len(pairs)} negatives of {pairs['source'].nunique()} sources, "
-                     f"{int(y.sum())} labelled false negatives (qrels/{FN.LABELS_FILE})",
+        f"{int(y.sum())} labelled false negatives (qrels/{FN.LABELS_FILE})",
         "encoder": res.encoder,
         "fit": "sklearn LogisticRegression(C=1.0) on standardised features, sign constraints "
-               "(eci_core/metrics/false_negatives.py), coefficients on raw features",
+        "(eci_core/metrics/false_negatives.py), coefficients on raw features",
         "held_out": {
             "with_ce": ev.to_dict(orient="records"),
             "with_ce_gains": ev.attrs["gains"],
             "without_ce": ev_nce.to_dict(orient="records"),
             "without_ce_gains": ev_nce.attrs["gains"],
-            "folds": args.folds, "bootstrap": args.bootstrap,
+            "folds": args.folds,
+            "bootstrap": args.bootstrap,
         },
         "per_source": per_source,
         "models": {k: m.to_dict() for k, m in final.items()},
@@ -188,7 +220,10 @@ def main(argv=None) -> int:
     args.out.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     print(f"\nShipped coefficients -> {args.out}")
     for k, m in final.items():
-        print(f"  {k}: intercept {m.intercept:+.3f}; " + ", ".join(f"{f} {c:+.3f}" for f, c in zip(m.features, m.coef)))
+        print(
+            f"  {k}: intercept {m.intercept:+.3f}; "
+            + ", ".join(f"{f} {c:+.3f}" for f, c in zip(m.features, m.coef))
+        )
     if args.json:
         args.json.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     return 0

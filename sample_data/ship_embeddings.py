@@ -79,7 +79,9 @@ def ce_pairs(directory: Path, coll, cache=None, pools: bool = True) -> list[tupl
         from eci_core.miners import DEFAULT_POOL_SIZE, mine
 
         bm25 = mine(coll, "bm25", DEFAULT_POOL_SIZE["bm25+ce"], exclude_prefixes=("llm-",))
-        dense = mine(coll, "dense", DEFAULT_POOL_SIZE["cross-encoder"], exclude_prefixes=("llm-",), cache=cache)
+        dense = mine(
+            coll, "dense", DEFAULT_POOL_SIZE["cross-encoder"], exclude_prefixes=("llm-",), cache=cache
+        )
         for res in (bm25, dense):
             for qid in res.query_ids:
                 qi = coll.query_index(qid)
@@ -91,10 +93,16 @@ def ce_pairs(directory: Path, coll, cache=None, pools: bool = True) -> list[tupl
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dir", type=Path, help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
-    ap.add_argument("--cache-dir", default=None, help="working cache (default $ECI_CACHE_DIR or ~/.cache/eci-explorer)")
+    ap.add_argument(
+        "--cache-dir", default=None, help="working cache (default $ECI_CACHE_DIR or ~/.cache/eci-explorer)"
+    )
     ap.add_argument("--max-mb", type=float, default=10.0, help="refuse to ship more than this many MB")
     ap.add_argument("--no-ce", action="store_true", help="do not ship cross-encoder scores")
-    ap.add_argument("--no-pools", action="store_true", help="ship cross-encoder scores of the sources only, not of the miners' pools")
+    ap.add_argument(
+        "--no-pools",
+        action="store_true",
+        help="ship cross-encoder scores of the sources only, not of the miners' pools",
+    )
     args = ap.parse_args(argv)
 
     d: Path = args.dir
@@ -119,7 +127,10 @@ def main(argv=None) -> int:
             cache.export(ce.fingerprint, "ce", pairs, stage)
         size = sum(f.stat().st_size for f in stage.rglob("*") if f.is_file())
         if size > args.max_mb * 2**20:
-            print(f"error: the cache would be {size / 2**20:.1f} MB > --max-mb {args.max_mb}; not shipped", file=sys.stderr)
+            print(
+                f"error: the cache would be {size / 2**20:.1f} MB > --max-mb {args.max_mb}; not shipped",
+                file=sys.stderr,
+            )
             return 1
         if out.exists():
             shutil.rmtree(out)

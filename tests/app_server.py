@@ -35,7 +35,9 @@ def chromium_path() -> str | None:
 def browser_skip_reason() -> str | None:
     """Why the browser tests cannot run here (no Debian chromium, no playwright), or None."""
     if chromium_path() is None:
-        return "Debian chromium is not installed (/usr/bin/chromium): `make test` installs it when run as root"
+        return (
+            "Debian chromium is not installed (/usr/bin/chromium): `make test` installs it when run as root"
+        )
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
@@ -98,8 +100,15 @@ def free_port_in(ports: range) -> int:
     raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
-def start_server(data: Path, encoder: str = "hashing", log_dir: Path | None = None, extra_env: dict | None = None,
-                 timeout: float = 60.0, log_name: str = "server.log", port: int | None = None) -> Server:
+def start_server(
+    data: Path,
+    encoder: str = "hashing",
+    log_dir: Path | None = None,
+    extra_env: dict | None = None,
+    timeout: float = 60.0,
+    log_name: str = "server.log",
+    port: int | None = None,
+) -> Server:
     """Start the dashboard on ``port`` (default: a free one) with ``ECI_DATA=data`` and wait until
     it answers.
 
@@ -110,16 +119,32 @@ def start_server(data: Path, encoder: str = "hashing", log_dir: Path | None = No
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / log_name
     env = dict(os.environ)
-    env.update({"ECI_DATA": str(data), "ECI_ENCODER": encoder, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    env.update(
+        {"ECI_DATA": str(data), "ECI_ENCODER": encoder, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    )
     env.update(extra_env or {})
     cmd = [
-        sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "app.py"),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
     ]
     started = time.monotonic()
     fh = open(log, "wb")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+    )
     server = Server(proc, port, log, started)
     deadline = started + timeout
     while time.monotonic() < deadline:
@@ -132,7 +157,9 @@ def start_server(data: Path, encoder: str = "hashing", log_dir: Path | None = No
         except OSError:
             time.sleep(0.2)
     server.stop()
-    raise RuntimeError(f"streamlit did not answer on port {port} within {timeout:.0f} s:\n{server.log_text()[-3000:]}")
+    raise RuntimeError(
+        f"streamlit did not answer on port {port} within {timeout:.0f} s:\n{server.log_text()[-3000:]}"
+    )
 
 
 @contextmanager
@@ -159,7 +186,9 @@ def chromium(viewport=(1400, 4000)):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, accept_downloads=True)
+            context = browser.new_context(
+                viewport={"width": viewport[0], "height": viewport[1]}, accept_downloads=True
+            )
             yield context.new_page()
         finally:
             browser.close()
@@ -174,12 +203,15 @@ IDLE_JS = """([minCharts, title]) => {
   if (title !== null && !Array.from(document.querySelectorAll('h1')).some(h => h.innerText.includes(title))) return false;
   return true;
 }"""
-SCRIPT_STATE_JS = ("() => { const a = document.querySelector('[data-testid=stApp]');"
-                   " return a ? a.getAttribute('data-test-script-state') : null }")
+SCRIPT_STATE_JS = (
+    "() => { const a = document.querySelector('[data-testid=stApp]');"
+    " return a ? a.getAttribute('data-test-script-state') : null }"
+)
 
 
-def wait_until_idle(page, timeout_ms: int = 60000, min_charts: int = 0, title: str | None = None,
-                    settle_s: float = 0.3) -> float:
+def wait_until_idle(
+    page, timeout_ms: int = 60000, min_charts: int = 0, title: str | None = None, settle_s: float = 0.3
+) -> float:
     """Wait until Streamlit has finished the script run (``data-test-script-state`` =
     ``notRunning``), no element is still a loading skeleton, ``title`` (when given) is the page's
     ``h1`` and at least ``min_charts`` plotly charts have drawn; the state must hold for
@@ -196,9 +228,11 @@ def wait_until_idle(page, timeout_ms: int = 60000, min_charts: int = 0, title: s
         else:
             quiet_since = None
         time.sleep(0.02)
-    raise TimeoutError(f"the app did not finish within {timeout_ms / 1000:.0f} s (script state "
-                       f"{page.evaluate(SCRIPT_STATE_JS)!r}, charts drawn: {page.locator('.js-plotly-plot').count()}, "
-                       f"wanted {min_charts}, title {title!r})")
+    raise TimeoutError(
+        f"the app did not finish within {timeout_ms / 1000:.0f} s (script state "
+        f"{page.evaluate(SCRIPT_STATE_JS)!r}, charts drawn: {page.locator('.js-plotly-plot').count()}, "
+        f"wanted {min_charts}, title {title!r})"
+    )
 
 
 #: Text of the main area without the drill-down's passage cards (user data may quote tracebacks).
@@ -218,5 +252,5 @@ def error_texts(page) -> list[str]:
     out += [el.inner_text()[:300] for el in page.locator('[data-testid="stDialog"]').all()]
     body = page.evaluate(MAIN_TEXT_JS)
     if "Traceback (most recent call last)" in body:
-        out.append(body[body.index("Traceback"):][:500])
+        out.append(body[body.index("Traceback") :][:500])
     return out

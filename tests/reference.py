@@ -61,11 +61,24 @@ def query_metrics(s_qp: float, s_qn: list[float], tau: float = 0.05, copies=None
     k-th negative is a copy of a positive (its margin is min(margin, 0))."""
     K = len(s_qn)
     if K == 0:
-        return {"K": 0, "C": 0.0, "S": 0.0, "delta": 0.0, "DE": 0.0, "eci": 0.0, "eci_arith": 0.0, "infonce": 0.0, "unsafe": True}
+        return {
+            "K": 0,
+            "C": 0.0,
+            "S": 0.0,
+            "delta": 0.0,
+            "DE": 0.0,
+            "eci": 0.0,
+            "eci_arith": 0.0,
+            "infonce": 0.0,
+            "unsafe": True,
+        }
     C = math.log(K + 1)
     S = max(0.0, sum(s_qn) / K)
-    margins = [tie(s_qp - s) for s in s_qn] if copies is None else \
-        [min(tie(s_qp - s), 0.0) if c else tie(s_qp - s) for s, c in zip(s_qn, copies)]
+    margins = (
+        [tie(s_qp - s) for s in s_qn]
+        if copies is None
+        else [min(tie(s_qp - s), 0.0) if c else tie(s_qp - s) for s, c in zip(s_qn, copies)]
+    )
     delta = max(0.0, min(margins))
     DE = 0.0 if S + delta == 0 else 2 * S * delta / (S + delta)
     logits = [s_qp / tau] + [s / tau for s in s_qn]
@@ -116,16 +129,32 @@ def eci_sem(neg_vecs, pstar_vec, s_qp, s_qn, lex, tau=0.05, tau_c=0.05, lam=0.1)
         pi = ex[k] / den
         c = 1 / (1 + math.exp(-(s_qp - s_qn[k]) / tau_c))
         w.append(pi * c * (1 - lex[k]))
-    mat = [[(1.0 if k == l else 0.0) + math.sqrt(w[k] * w[l]) * dot(d[k], d[l]) / lam for l in range(K)] for k in range(K)]
+    mat = [
+        [(1.0 if k == l else 0.0) + math.sqrt(w[k] * w[l]) * dot(d[k], d[l]) / lam for l in range(K)]
+        for k in range(K)
+    ]
     return logdet(mat)
 
 
 # ----------------------------------------------------------------------------- a whole source
 
 
-def score(query_vecs, passage_vecs, pairs, positives, queries=None, positive_rule="min", tau=0.05,
-          passage_texts=None, idf_corpus=None, ce=None, near_t=0.95, ce_m=0.0, percpos=0.95,
-          sem=(0.05, 0.05, 0.1)):
+def score(
+    query_vecs,
+    passage_vecs,
+    pairs,
+    positives,
+    queries=None,
+    positive_rule="min",
+    tau=0.05,
+    passage_texts=None,
+    idf_corpus=None,
+    ce=None,
+    near_t=0.95,
+    ce_m=0.0,
+    percpos=0.95,
+    sem=(0.05, 0.05, 0.1),
+):
     """Score one source.
 
     ``pairs``: list of (query row, passage row) in order, grouped by query; ``positives``: dict
@@ -163,8 +192,10 @@ def score(query_vecs, passage_vecs, pairs, positives, queries=None, positive_rul
         lex, copies = [], []
         for n, s in zip(negs, s_qn):
             s_pn = max(dot(pv[p], pv[n]) for p in pos)
-            exact = n in pos or (passage_texts is not None and any(
-                passage_texts[n].split() == passage_texts[p].split() for p in pos))
+            exact = n in pos or (
+                passage_texts is not None
+                and any(passage_texts[n].split() == passage_texts[p].split() for p in pos)
+            )
             copies.append(exact)
             mg = min(tie(s_qp - s), 0.0) if exact else tie(s_qp - s)
             lx = lex_overlap(passage_texts[n], passage_texts[pstar], idf_fn) if idf_fn else float("nan")
@@ -173,12 +204,27 @@ def score(query_vecs, passage_vecs, pairs, positives, queries=None, positive_rul
             unsafe = mg <= 0
             near = exact or s_pn >= near_t
             cross = ce is not None and cem <= ce_m
-            reasons = [r for r, on in (("unsafe", unsafe), ("near_duplicate", near), ("cross_encoder", cross)) if on]
-            pair_rows.append({
-                "q": q, "n": n, "s_qn": s, "s_qp": s_qp, "margin": mg, "s_pn": s_pn, "lex_overlap": lx,
-                "ce_margin": cem, "unsafe": unsafe, "near_duplicate": near, "cross_encoder": cross,
-                "percpos": s > percpos * s_qp, "flagged": bool(reasons), "flag_reasons": ",".join(reasons),
-            })
+            reasons = [
+                r for r, on in (("unsafe", unsafe), ("near_duplicate", near), ("cross_encoder", cross)) if on
+            ]
+            pair_rows.append(
+                {
+                    "q": q,
+                    "n": n,
+                    "s_qn": s,
+                    "s_qp": s_qp,
+                    "margin": mg,
+                    "s_pn": s_pn,
+                    "lex_overlap": lx,
+                    "ce_margin": cem,
+                    "unsafe": unsafe,
+                    "near_duplicate": near,
+                    "cross_encoder": cross,
+                    "percpos": s > percpos * s_qp,
+                    "flagged": bool(reasons),
+                    "flag_reasons": ",".join(reasons),
+                }
+            )
         row = query_metrics(s_qp, s_qn, tau, copies)
         row["eci_sem"] = eci_sem([pv[n] for n in negs], pv[pstar], s_qp, s_qn, lex, *sem)
         row["q"] = q
@@ -196,10 +242,15 @@ def source_point(query_rows, pair_rows, aggregate="query") -> dict:
         return sum(r[key] for r in query_rows) / n
 
     out = {
-        "signal": mean("S"), "safety": mean("delta"), "infonce_bound": mean("infonce"),
-        "eci_sem": mean("eci_sem"), "mean_k": mean("K"),
+        "signal": mean("S"),
+        "safety": mean("delta"),
+        "infonce_bound": mean("infonce"),
+        "eci_sem": mean("eci_sem"),
+        "mean_k": mean("K"),
         "unsafe_query_rate": sum(1 for r in query_rows if r["unsafe"]) / n,
-        "unsafe_negative_rate": (sum(1 for r in pair_rows if r["unsafe"]) / len(pair_rows)) if pair_rows else float("nan"),
+        "unsafe_negative_rate": (sum(1 for r in pair_rows if r["unsafe"]) / len(pair_rows))
+        if pair_rows
+        else float("nan"),
     }
     if aggregate == "set":
         C = math.log(mean("K") + 1)

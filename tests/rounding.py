@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import math
 
-U16 = 2.0 ** -11
-A16 = 2.0 ** -25
-U32 = 2.0 ** -24
+U16 = 2.0**-11
+A16 = 2.0**-25
+U32 = 2.0**-24
 #: Slack for float64 aggregation (means, logsumexp) of values that are each within a bound:
 #: relative float64 rounding of sums of O(1) values, far below any float32 / float16 effect.
 F64_SLACK = 1e-12
@@ -81,8 +81,14 @@ def metric_bounds(eps: float, tie: float, temperature: float, capacity_max: floa
     """
     margin = 2 * eps + tie
     out = {
-        "s_qn": eps, "s_pn": eps, "s_qp": eps, "margin": margin, "S": eps, "delta": margin,
-        "DE": 2 * margin, "infonce": 2 * eps / temperature,
+        "s_qn": eps,
+        "s_pn": eps,
+        "s_qp": eps,
+        "margin": margin,
+        "S": eps,
+        "delta": margin,
+        "DE": 2 * margin,
+        "infonce": 2 * eps / temperature,
     }
     out["eci_per_C"] = 2 * margin  # times the query's C
     out["eci"] = capacity_max * 2 * margin

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))  # the ui package (next to app.py), also under a b
 APP = str(ROOT / "app.py")
 FIXTURE = ROOT / "tests" / "fixtures" / "app_small"
 
+
 def plain(text) -> str:
     """``text`` as the pages show text from files: Markdown escaped (``ui.components.plain``)."""
     from ui.components import plain as _plain
@@ -65,7 +66,9 @@ def _fixture_env(monkeypatch, _cache_dir):
     monkeypatch.setenv("ECI_ENCODER", "hashing")
     monkeypatch.delenv("ECI_CROSS_ENCODER", raising=False)
     yield
-    shutil.rmtree(_cache_dir / "marks", ignore_errors=True)  # marks are saved there: none leak into the next test
+    shutil.rmtree(
+        _cache_dir / "marks", ignore_errors=True
+    )  # marks are saved there: none leak into the next test
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +126,9 @@ def test_overview_numbers_match_the_library(expected):
     line = overview.eci_ranking_line(res)
     assert line.startswith(f"ECI ranks {best['name']} first") and "Validation page" in line
     shown = [md.value for md in at.markdown]
-    validity = "Not validated on this data: no saved validation covers the loaded sources with the same negatives."
+    validity = (
+        "Not validated on this data: no saved validation covers the loaded sources with the same negatives."
+    )
     assert plain(line) in shown and f"**{plain(validity)}**" in shown
     # the components table is the library's, row for row
     comp = at.dataframe[0].value
@@ -232,7 +237,9 @@ def test_scatters_send_at_most_the_cap(monkeypatch):
     monkeypatch.setattr(common, "SCATTER_MAX_POINTS", 7)
     at = open_page("signal_safety")
     assert _scatter_points(at) == 7
-    assert any("7 of 18 (query, source) points" in c.value and "stratified by source" in c.value for c in at.caption)
+    assert any(
+        "7 of 18 (query, source) points" in c.value and "stratified by source" in c.value for c in at.caption
+    )
     monkeypatch.setattr(common, "SCATTER_MAX_POINTS", 4)
     at = open_page("compare")
     assert _scatter_points(at) == 4  # 6 shared queries
@@ -430,8 +437,9 @@ def test_upload_adds_a_source_named_after_the_file():
 
 def test_bad_upload_is_reported_by_its_file_name():
     at = open_page()
-    at.sidebar.file_uploader[0].set_value(("broken.jsonl", b'{"query": "q", "pos": ["p"], "neg": ["n"]}\n{"query": \n',
-                                            "application/jsonl"))
+    at.sidebar.file_uploader[0].set_value(
+        ("broken.jsonl", b'{"query": "q", "pos": ["p"], "neg": ["n"]}\n{"query": \n', "application/jsonl")
+    )
     at.sidebar.button[0].click().run()
     _no_exception(at)
     errors = at.session_state["eci_load_errors"]
@@ -480,9 +488,14 @@ def test_pages_never_compute_metrics():
     """Pages read like a description of the UI: no numpy maths, no scoring calls."""
     for path in sorted((ROOT / "pages").glob("*.py")):
         text = path.read_text(encoding="utf-8")
-        for forbidden in ("import numpy", "score_collection", "np.mean", ".mean(", "from eci_core.metrics.eci"):
+        for forbidden in (
+            "import numpy",
+            "score_collection",
+            "np.mean",
+            ".mean(",
+            "from eci_core.metrics.eci",
+        ):
             assert forbidden not in text, f"{path.name} contains {forbidden!r}"
-
 
 
 @pytest.mark.slow
@@ -520,7 +533,9 @@ def test_every_page_that_shows_the_score_shows_it(expected):
     at = open_page("margins")
     want = margins.fn_band_counts(res, list(res.sources["name"]))
     shown = next(d.value for d in at.dataframe if "likely_share" in d.value.columns)
-    assert list(shown["likely"]) == list(want["likely"]) and list(shown["unsafe_unlikely"]) == list(want["unsafe_unlikely"])
+    assert list(shown["likely"]) == list(want["likely"]) and list(shown["unsafe_unlikely"]) == list(
+        want["unsafe_unlikely"]
+    )
     # review queue: the first item is the highest score over all sources
     at = open_page("review")
     q = review.review_queue(res)
@@ -545,7 +560,9 @@ def test_review_queue_marks_every_source_of_a_pair_and_they_survive_a_reload(exp
     key = f"rv|{top['query_id']}|{top['passage_id']}"
     at.segmented_control(key=key).set_value("false_negative").run()
     _no_exception(at)
-    holders = res.pairs[(res.pairs["query_id"] == top["query_id"]) & (res.pairs["passage_id"] == top["passage_id"])]
+    holders = res.pairs[
+        (res.pairs["query_id"] == top["query_id"]) & (res.pairs["passage_id"] == top["passage_id"])
+    ]
     want = {(s, top["query_id"], top["passage_id"]): "false_negative" for s in holders["source"]}
     assert at.session_state["eci_marks"] == want
     assert _metrics(at)["Marked false negative"] == "1"
@@ -577,10 +594,14 @@ def test_review_queue_refit_after_ten_marks_of_each_kind(expected):
     # contradict the shipped score: its top 10 are fine, its bottom 10 false negatives
     marks = {}
     for _, r in q.head(10).iterrows():
-        for s in res.pairs.loc[(res.pairs["query_id"] == r["query_id"]) & (res.pairs["passage_id"] == r["passage_id"]), "source"]:
+        for s in res.pairs.loc[
+            (res.pairs["query_id"] == r["query_id"]) & (res.pairs["passage_id"] == r["passage_id"]), "source"
+        ]:
             marks[(s, r["query_id"], r["passage_id"])] = "fine"
     for _, r in q.tail(10).iterrows():
-        for s in res.pairs.loc[(res.pairs["query_id"] == r["query_id"]) & (res.pairs["passage_id"] == r["passage_id"]), "source"]:
+        for s in res.pairs.loc[
+            (res.pairs["query_id"] == r["query_id"]) & (res.pairs["passage_id"] == r["passage_id"]), "source"
+        ]:
             marks[(s, r["query_id"], r["passage_id"])] = "false_negative"
     at.session_state["eci_marks"] = marks
     at.run()
@@ -603,27 +624,38 @@ def test_review_queue_labels_upload_sets_marks_and_a_bad_file_loses_none(expecte
     _, res = expected
     q = review.review_queue(res)
     fn1, fn2, fine = q.iloc[0], q.iloc[1], q.iloc[2]
-    body = ("query-id\tcorpus-id\tscore\n"
-            f"{fn1['query_id']}\t{fn1['passage_id']}\t1\n{fn2['query_id']}\t{fn2['passage_id']}\t1\n"
-            f"{fine['query_id']}\t{fine['passage_id']}\t0\nnot-a-query\tnot-a-passage\t1\n").encode()
+    body = (
+        "query-id\tcorpus-id\tscore\n"
+        f"{fn1['query_id']}\t{fn1['passage_id']}\t1\n{fn2['query_id']}\t{fn2['passage_id']}\t1\n"
+        f"{fine['query_id']}\t{fine['passage_id']}\t0\nnot-a-query\tnot-a-passage\t1\n"
+    ).encode()
     at = open_page("review")
     assert at.session_state["eci_marks"] == {}
-    at.file_uploader(key="rv_up_labels").set_value(("false_negatives.tsv", body, "text/tab-separated-values")).run()
+    at.file_uploader(key="rv_up_labels").set_value(
+        ("false_negatives.tsv", body, "text/tab-separated-values")
+    ).run()
     _no_exception(at)
-    want = {(s, r["query_id"], r["passage_id"]): m for r, m in ((fn1, "false_negative"), (fn2, "false_negative"),
-                                                                (fine, "fine"))
-            for s in _holders(res, r["query_id"], r["passage_id"])}
+    want = {
+        (s, r["query_id"], r["passage_id"]): m
+        for r, m in ((fn1, "false_negative"), (fn2, "false_negative"), (fine, "fine"))
+        for s in _holders(res, r["query_id"], r["passage_id"])
+    }
     assert len(want) >= 3 and at.session_state["eci_marks"] == want
     assert _metrics(at)["Marked false negative"] == "2" and _metrics(at)["Marked fine"] == "1"
     assert [e.value.replace("\\", "") for e in at.success] == [
-        f"false_negatives.tsv: {len(want)} mark(s) set from 3 of its 4 label(s); 1 name no scored negative of this data."]
+        f"false_negatives.tsv: {len(want)} mark(s) set from 3 of its 4 label(s); 1 name no scored negative of this data."
+    ]
     assert not at.error
     # the queue shows the marks: "Marked" lists exactly these pairs, each with its mark selected
     at.segmented_control(key="rv_show").set_value("Marked").run()
     _no_exception(at)
-    shown = {tuple(w.key.split("|")[1:]): w.value for w in at.segmented_control if (w.key or "").startswith("rv|")}
-    assert shown == {(r["query_id"], r["passage_id"]): m for r, m in ((fn1, "false_negative"),
-                                                                      (fn2, "false_negative"), (fine, "fine"))}
+    shown = {
+        tuple(w.key.split("|")[1:]): w.value for w in at.segmented_control if (w.key or "").startswith("rv|")
+    }
+    assert shown == {
+        (r["query_id"], r["passage_id"]): m
+        for r, m in ((fn1, "false_negative"), (fn2, "false_negative"), (fine, "fine"))
+    }
     # a bad file: one line naming the file, the line and the field; no mark lost or added
     bad = b"query-id\tcorpus-id\tscore\nq1\tp1\t1\nq2\tp2\tyes\n"
     at.file_uploader(key="rv_up_labels").set_value(("bad.tsv", bad, "text/tab-separated-values")).run()

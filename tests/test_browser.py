@@ -50,8 +50,13 @@ def server(tmp_path_factory):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     encoder = os.environ.get("ECI_BROWSER_ENCODER", "hashing")
     cache = tmp_path_factory.mktemp("eci-cache")  # never the user's ~/.cache
-    srv = A.start_server(A.sample_or_fixture(), encoder=encoder, log_dir=ARTIFACTS, timeout=120,
-                         extra_env={"ECI_CACHE_DIR": str(cache)})
+    srv = A.start_server(
+        A.sample_or_fixture(),
+        encoder=encoder,
+        log_dir=ARTIFACTS,
+        timeout=120,
+        extra_env={"ECI_CACHE_DIR": str(cache)},
+    )
     try:
         yield srv
     finally:
@@ -195,7 +200,9 @@ def test_a_drilldown_mark_reaches_export(server, page):
     card = page.locator(".eci-card:not(.pos)").first
     already_dropped = "flagged" in (card.get_attribute("class") or "")
     page.locator('[data-testid="stMain"] button', has_text="false negative").first.click()
-    page.get_by_text(re.compile(r"\d+ negative\(s\) marked \(saved with this data\)")).wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"\d+ negative\(s\) marked \(saved with this data\)")).wait_for(
+        timeout=60_000
+    )
     A.wait_until_idle(page, timeout_ms=LOAD_MS, title="Query drill-down")
     assert page.locator(".eci-chip.mark", has_text="you: false negative").count() == 1
     page.screenshot(path=str(ARTIFACTS / "query-marked.png"), full_page=True)
@@ -226,8 +233,10 @@ def test_review_queue_mark_to_relabelled_export(server, page, tmp_path):
     page.locator('[data-testid="stMain"] button', has_text="false negative").first.click()
     page.wait_for_function(
         "([n]) => [...document.querySelectorAll('[data-testid=\"stMetric\"]')].some(m => "
-        "m.innerText.includes('Marked false negative') && m.innerText.includes(String(n)))", arg=[before + 1],
-        timeout=60_000)
+        "m.innerText.includes('Marked false negative') && m.innerText.includes(String(n)))",
+        arg=[before + 1],
+        timeout=60_000,
+    )
     A.wait_until_idle(page, timeout_ms=LOAD_MS, title="Review queue")
     _assert_clean(page, "Review queue after a mark")
     page.screenshot(path=str(ARTIFACTS / "review-marked.png"), full_page=True)
@@ -308,7 +317,8 @@ def test_a_mark_changed_right_after_the_query_picker_is_kept(server, page):
     page.locator('[role="option"]').nth(8).wait_for()
     state = page.evaluate(
         f"([n, pid]) => {{ document.querySelectorAll('[role=option]')[n].click(); return ({CLEAR_ROW_JS})([pid]); }}",
-        [8, px])
+        [8, px],
+    )
     assert state is not None, "the previous query's row was already gone"
     A.wait_until_idle(page, timeout_ms=LOAD_MS, title="Query drill-down")
     qy = re.search(r"[?&]q=([^&]+)", page.url).group(1)

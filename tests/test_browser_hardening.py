@@ -39,9 +39,15 @@ def server(tmp_path_factory):
         pytest.skip(reason)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     cache = tmp_path_factory.mktemp("eci-cache")
-    srv = A.start_server(A.sample_or_fixture(), encoder="hashing", log_dir=ARTIFACTS, timeout=120,
-                         extra_env={"ECI_CACHE_DIR": str(cache)}, log_name="server-hardening.log",
-                         port=A.free_port_in(PORTS))
+    srv = A.start_server(
+        A.sample_or_fixture(),
+        encoder="hashing",
+        log_dir=ARTIFACTS,
+        timeout=120,
+        extra_env={"ECI_CACHE_DIR": str(cache)},
+        log_name="server-hardening.log",
+        port=A.free_port_in(PORTS),
+    )
     try:
         yield srv
     finally:
@@ -79,8 +85,11 @@ def test_typed_overview_url_opens_without_page_not_found(server, page):
         assert page.locator("h1", has_text="Overview").count() == 1
         # the alias switches to the Overview at "/": the top bar marks it as the current page
         nav = page.locator('[data-testid="stTopNavLink"]')
-        current = [nav.nth(i).inner_text().split()[-1] for i in range(nav.count())
-                   if nav.nth(i).get_attribute("aria-current") == "page"]
+        current = [
+            nav.nth(i).inner_text().split()[-1]
+            for i in range(nav.count())
+            if nav.nth(i).get_attribute("aria-current") == "page"
+        ]
         assert current == ["Overview"] and page.url.rstrip("/") == server.url, (attempt, current, page.url)
     page.goto(f"{server.url}/overview?sources=bm25")  # query parameters survive the switch
     A.wait_until_idle(page, timeout_ms=LOAD_MS, min_charts=1, title="Overview")
@@ -118,7 +127,9 @@ def test_every_export_read_back_matches_the_export_page(server, page, tmp_path):
 
 
 def _data_panel(page):
-    return page.locator('[data-testid="stSidebar"] [data-testid="stExpander"]', has_text="Add or open data").first
+    return page.locator(
+        '[data-testid="stSidebar"] [data-testid="stExpander"]', has_text="Add or open data"
+    ).first
 
 
 def test_data_panel_stays_open_and_markdown_in_errors_is_text(server, page):
@@ -130,10 +141,12 @@ def test_data_panel_stays_open_and_markdown_in_errors_is_text(server, page):
     assert panel.locator("details").get_attribute("open") is not None
     name = "[click](https:evil.example) _x_.jsonl"
     page.locator('[data-testid="stSidebar"] input[type=file]').first.set_input_files(
-        files=[{"name": name, "mimeType": "application/jsonl", "buffer": b'{"query": \n'}])
+        files=[{"name": name, "mimeType": "application/jsonl", "buffer": b'{"query": \n'}]
+    )
     # the uploader lists the file (name cut in the middle, size) once it has arrived
-    page.locator('[data-testid="stSidebar"] [data-testid="stFileUploader"]', has_text="_x_.jsonl").first.wait_for(
-        timeout=60_000)
+    page.locator(
+        '[data-testid="stSidebar"] [data-testid="stFileUploader"]', has_text="_x_.jsonl"
+    ).first.wait_for(timeout=60_000)
     A.wait_until_idle(page, timeout_ms=LOAD_MS, min_charts=1, title="Overview")
     assert _data_panel(page).locator("details").get_attribute("open") is not None, "the panel folded shut"
     page.locator('[data-testid="stSidebar"] button', has_text="Add uploaded files").click()

@@ -43,13 +43,28 @@ def test_help_is_fast_and_lists_commands(capsys):
 
 
 def test_score_json_matches_score_collection(capsys, tmp_path, expected):
-    code, out, err = run(capsys, "score", APP, "--encoder", "hashing", "--json", "--bootstrap", "200", "--seed", "3",
-                         "--cache-dir", str(tmp_path / "cache"), "--no-progress")
+    code, out, err = run(
+        capsys,
+        "score",
+        APP,
+        "--encoder",
+        "hashing",
+        "--json",
+        "--bootstrap",
+        "200",
+        "--seed",
+        "3",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--no-progress",
+    )
     assert code == 0, err
     doc = json.loads(out)
     assert set(doc) == {"encoder", "sources", "predictor"} and doc["encoder"] == "hashing (dim 256)"
     # the training-free predictor applies only to the encoder and settings it was fitted under
-    assert doc["predictor"]["available"] is False and doc["predictor"]["line"].startswith("No predicted training value")
+    assert doc["predictor"]["available"] is False and doc["predictor"]["line"].startswith(
+        "No predicted training value"
+    )
     want = expected.sources
     assert [s["name"] for s in doc["sources"]] == list(want["name"])
     for s, (_, row) in zip(doc["sources"], want.iterrows()):
@@ -60,15 +75,41 @@ def test_score_json_matches_score_collection(capsys, tmp_path, expected):
         assert s["n_queries"] == row["n_queries"] and s["n_negatives"] == row["n_negatives"]
         assert s["eci_low"] <= s["eci"] <= s["eci_high"]
     # the second run reads the embedding cache and gives the same numbers
-    code2, out2, _ = run(capsys, "score", APP, "--encoder", "hashing", "--json", "--bootstrap", "200", "--seed", "3",
-                         "--cache-dir", str(tmp_path / "cache"), "--no-progress")
+    code2, out2, _ = run(
+        capsys,
+        "score",
+        APP,
+        "--encoder",
+        "hashing",
+        "--json",
+        "--bootstrap",
+        "200",
+        "--seed",
+        "3",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--no-progress",
+    )
     assert code2 == 0 and json.loads(out2) == doc
 
 
 def test_score_tables_and_out_dir(capsys, tmp_path, expected):
     out_dir = tmp_path / "out"
-    code, out, err = run(capsys, "score", APP, "--encoder", "hashing", "--bootstrap", "200", "--seed", "3",
-                         "--no-cache", "--no-progress", "--out", str(out_dir))
+    code, out, err = run(
+        capsys,
+        "score",
+        APP,
+        "--encoder",
+        "hashing",
+        "--bootstrap",
+        "200",
+        "--seed",
+        "3",
+        "--no-cache",
+        "--no-progress",
+        "--out",
+        str(out_dir),
+    )
     assert code == 0, err
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if "ECI [95% CI]" in line)
@@ -78,13 +119,15 @@ def test_score_tables_and_out_dir(capsys, tmp_path, expected):
         assert line[2] == f"{row['eci']:.4f}"
         assert f"[{row['eci_low']:.4f}," in lines[header + rank]
         pairs = expected.pairs[expected.pairs["source"] == row["name"]]
-        block = out[out.index(f"== {row['name']} =="):]
+        block = out[out.index(f"== {row['name']} ==") :]
         # sentence-transformers' table: Positive once per query, Negative/Difference per negative
         per_query = pairs.drop_duplicates("query_id")
         count = next(b for b in block.splitlines() if b.startswith("Count")).split()
         assert count[1:] == [f"{len(per_query):,}", f"{len(pairs):,}"]
         mean = next(b for b in block.splitlines() if b.startswith("Mean")).split()
-        assert mean[1:] == [f"{per_query['s_qp'].mean():.4f}"] + [f"{pairs[c].mean():.4f}" for c in ("s_qn", "margin")]
+        assert mean[1:] == [f"{per_query['s_qp'].mean():.4f}"] + [
+            f"{pairs[c].mean():.4f}" for c in ("s_qn", "margin")
+        ]
     got_pairs = pd.read_parquet(out_dir / "pairs.parquet")
     # the file holds the ids, source and flag_reasons as strings (categorical codes in memory)
     as_str = {c: "str" for c in ("source", "query_id", "passage_id", "flag_reasons")}
@@ -98,19 +141,41 @@ def test_score_tables_and_out_dir(capsys, tmp_path, expected):
 
 
 def test_score_options_reach_the_config(capsys):
-    code, out, _ = run(capsys, "score", APP, "--encoder", "hashing", "--json", "--bootstrap", "50",
-                       "--aggregate", "set", "--positive", "max", "--temperature", "0.1", "--no-cache", "--no-progress")
+    code, out, _ = run(
+        capsys,
+        "score",
+        APP,
+        "--encoder",
+        "hashing",
+        "--json",
+        "--bootstrap",
+        "50",
+        "--aggregate",
+        "set",
+        "--positive",
+        "max",
+        "--temperature",
+        "0.1",
+        "--no-cache",
+        "--no-progress",
+    )
     assert code == 0
     coll, _ = load_paths([APP])
-    want = score_collection(coll, HashingEncoder(), ECIConfig(n_bootstrap=50, aggregate="set", positive="max", temperature=0.1))
+    want = score_collection(
+        coll, HashingEncoder(), ECIConfig(n_bootstrap=50, aggregate="set", positive="max", temperature=0.1)
+    )
     doc = json.loads(out)
     for s in doc["sources"]:
         row = want.sources.set_index("name").loc[s["name"]]
-        assert s["eci"] == pytest.approx(row["eci"]) and s["infonce_bound"] == pytest.approx(row["infonce_bound"])
+        assert s["eci"] == pytest.approx(row["eci"]) and s["infonce_bound"] == pytest.approx(
+            row["infonce_bound"]
+        )
 
 
 def test_inspect_prints_the_load_report(capsys):
-    code, out, err = run(capsys, "inspect", str(FIX / "formats" / "st_triplet.jsonl"), str(FIX / "formats" / "bge.jsonl"))
+    code, out, err = run(
+        capsys, "inspect", str(FIX / "formats" / "st_triplet.jsonl"), str(FIX / "formats" / "bge.jsonl")
+    )
     assert code == 0 and err == ""
     assert "st_triplet" in out and "bge" in out and "negatives_kept" in out
 
@@ -119,8 +184,11 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query": "a", "pos": ["x"], "neg": ["y"]}\n{"query": "b", "pos": 3, "neg": ["z"]}\n')
     for cmd in ("inspect", "score"):
-        code, out, err = run(capsys, cmd, str(bad), "--format", "bge") if cmd == "inspect" else \
-            run(capsys, cmd, str(bad), "--encoder", "hashing", "--no-cache", "--no-progress")
+        code, out, err = (
+            run(capsys, cmd, str(bad), "--format", "bge")
+            if cmd == "inspect"
+            else run(capsys, cmd, str(bad), "--encoder", "hashing", "--no-cache", "--no-progress")
+        )
         assert code == 2
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"{bad}:2: ")
@@ -134,7 +202,9 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path):
 @pytest.mark.slow
 def test_score_with_the_bundled_minilm(capsys, tmp_path):
     """The default encoder end to end (model load ~3 s; 30 short texts)."""
-    code, out, err = run(capsys, "score", APP, "--json", "--bootstrap", "100", "--cache-dir", str(tmp_path), "--no-progress")
+    code, out, err = run(
+        capsys, "score", APP, "--json", "--bootstrap", "100", "--cache-dir", str(tmp_path), "--no-progress"
+    )
     assert code == 0, err
     doc = json.loads(out)
     assert "MiniLM" in doc["encoder"]
@@ -148,17 +218,33 @@ def test_score_with_the_bundled_minilm(capsys, tmp_path):
 def test_score_eci_sem_cap_and_device_options(capsys, tmp_path):
     coll, _ = load_paths([APP])
     want = score_collection(coll, HashingEncoder(), ECIConfig(n_bootstrap=50, eci_sem_max_k=1))
-    code, out, err = run(capsys, "score", APP, "--encoder", "hashing", "--eci-sem-max-k", "1", "--bootstrap", "50",
-                         "--json", "--no-progress", "--cache-dir", str(tmp_path))
+    code, out, err = run(
+        capsys,
+        "score",
+        APP,
+        "--encoder",
+        "hashing",
+        "--eci-sem-max-k",
+        "1",
+        "--bootstrap",
+        "50",
+        "--json",
+        "--no-progress",
+        "--cache-dir",
+        str(tmp_path),
+    )
     assert code == 0, err
     got = {s["name"]: s["eci_sem"] for s in json.loads(out)["sources"]}
     for r in want.sources.itertuples():
         assert got[r.name] == pytest.approx(r.eci_sem)
-    code, out, err = run(capsys, "score", APP, "--encoder", "hashing", "--eci-sem-max-k", "-1", "--no-progress")
+    code, out, err = run(
+        capsys, "score", APP, "--encoder", "hashing", "--eci-sem-max-k", "-1", "--no-progress"
+    )
     assert code == 2 and "eci_sem_max_k=-1" in err and len(err.strip().splitlines()) == 1
     code, out, err = run(capsys, "score", APP, "--encoder", "minilm", "--device", "tpu:0", "--no-progress")
-    assert code == 2 and err.strip() == ("error: device='tpu:0': use 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a "
-                                         "comma-separated list")
+    assert code == 2 and err.strip() == (
+        "error: device='tpu:0': use 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a comma-separated list"
+    )
 
 
 def test_score_embedding_dtype_float16_is_close_to_float32(capsys, tmp_path, expected):
@@ -170,22 +256,43 @@ def test_score_embedding_dtype_float16_is_close_to_float32(capsys, tmp_path, exp
     from eci_core.metrics.eci import TIE_TOLERANCE
 
     coll, _ = load_paths([APP])
-    half = score_collection(coll, HashingEncoder(), ECIConfig(n_bootstrap=200, seed=3), embedding_dtype="float16")
-    code, out, err = run(capsys, "score", APP, "--encoder", "hashing", "--json", "--bootstrap", "200", "--seed", "3",
-                         "--embedding-dtype", "float16", "--no-cache", "--no-progress")
+    half = score_collection(
+        coll, HashingEncoder(), ECIConfig(n_bootstrap=200, seed=3), embedding_dtype="float16"
+    )
+    code, out, err = run(
+        capsys,
+        "score",
+        APP,
+        "--encoder",
+        "hashing",
+        "--json",
+        "--bootstrap",
+        "200",
+        "--seed",
+        "3",
+        "--embedding-dtype",
+        "float16",
+        "--no-cache",
+        "--no-progress",
+    )
     assert code == 0, err
     got = {s["name"]: s for s in json.loads(out)["sources"]}
     for r in half.sources.itertuples():
         assert got[r.name]["eci"] == r.eci
     eps = rounding.float16_similarity_bound(HashingEncoder().dim)
-    bound = rounding.metric_bounds(eps, TIE_TOLERANCE, ECIConfig().temperature, float(expected.queries["C"].max()))
+    bound = rounding.metric_bounds(
+        eps, TIE_TOLERANCE, ECIConfig().temperature, float(expected.queries["C"].max())
+    )
     assert any(got[r.name]["eci"] != r.eci for r in expected.sources.itertuples())  # float16 was used
     for r in expected.sources.itertuples():
         assert got[r.name]["eci"] == pytest.approx(r.eci, abs=bound["eci"])
         assert got[r.name]["n_negatives"] == r.n_negatives
     with pytest.raises(SystemExit) as exc:
         main(["score", APP, "--encoder", "hashing", "--embedding-dtype", "int8", "--no-progress"])
-    assert exc.value.code == 2 and "argument --embedding-dtype: invalid choice: 'int8'" in capsys.readouterr().err
+    assert (
+        exc.value.code == 2
+        and "argument --embedding-dtype: invalid choice: 'int8'" in capsys.readouterr().err
+    )
 
 
 def _formula_cells(path: Path) -> list[str]:
@@ -217,8 +324,19 @@ def test_score_out_csvs_escape_formula_cells(capsys, tmp_path):
     evil = "=cmd|' -C calc'!A0"  # a file name: no "/"
     (data / "negatives" / "bm25.trec").rename(data / "negatives" / f"{evil}.trec")
     out_dir = tmp_path / "out"
-    code, _, err = run(capsys, "score", str(data), "--encoder", "hashing", "--bootstrap", "50", "--no-cache",
-                       "--no-progress", "--out", str(out_dir))
+    code, _, err = run(
+        capsys,
+        "score",
+        str(data),
+        "--encoder",
+        "hashing",
+        "--bootstrap",
+        "50",
+        "--no-cache",
+        "--no-progress",
+        "--out",
+        str(out_dir),
+    )
     assert code == 0, err
     assert pd.read_parquet(out_dir / "pairs.parquet")["source"].astype(str).eq(evil).any()  # Parquet exact
     for name in ("sources.csv", "beats.csv"):

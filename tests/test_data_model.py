@@ -9,13 +9,21 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from eci_core.io.data import ArrowTextMap, Collection, KeyedTexts, PassageRef, QueryRecord, TextColumn, take_texts
+from eci_core.io.data import (
+    ArrowTextMap,
+    Collection,
+    KeyedTexts,
+    PassageRef,
+    QueryRecord,
+    TextColumn,
+    take_texts,
+)
 
 
 def arrow_map(items: dict[str, str], block: int = 2) -> ArrowTextMap:
     """id -> text in Arrow blocks of ``block`` rows (several blocks, as the reader makes them)."""
     ids, texts = list(items), list(items.values())
-    blocks = [pa.array(texts[i:i + block], pa.string()) for i in range(0, len(texts), block)]
+    blocks = [pa.array(texts[i : i + block], pa.string()) for i in range(0, len(texts), block)]
     return ArrowTextMap(pa.array(ids, pa.string()), blocks)
 
 
@@ -85,10 +93,16 @@ def collection_by_ids(passages) -> tuple[Collection, object]:
     """The same three queries added with add_id_source, passage texts from ``passages``."""
     c = Collection()
     rep = c.add_id_source(
-        "s", ["q1", "q2", "q3"], KeyedTexts({"q1": "one", "q2": "two", "q3": "three"}, ["q1", "q2", "q3"]),
+        "s",
+        ["q1", "q2", "q3"],
+        KeyedTexts({"q1": "one", "q2": "two", "q3": "three"}, ["q1", "q2", "q3"]),
         [["d1"], ["d2"], ["d3"]],
-        np.array([0, 0, 1, 1, 2]), np.array([0, 1, 2, 3, 1]), np.full(5, np.nan), ["d4", "d5", "d1", "d6"],
-        passages)
+        np.array([0, 0, 1, 1, 2]),
+        np.array([0, 1, 2, 3, 1]),
+        np.full(5, np.nan),
+        ["d4", "d5", "d1", "d6"],
+        passages,
+    )
     return c, rep
 
 
@@ -107,7 +121,13 @@ def test_add_id_source_same_result_from_arrow_texts_and_a_dict():
 def test_rollback_truncates_arrow_rows():
     texts = {"d1": "alpha", "d2": "beta", "d3": "gamma", "d4": "delta", "d5": "alpha", "d6": "beta"}
     c, _ = collection_by_ids(arrow_map(texts))
-    before = (list(c.passage_ids), list(c.passage_texts), list(c.query_ids), list(c.query_texts), c.fingerprint())
+    before = (
+        list(c.passage_ids),
+        list(c.passage_texts),
+        list(c.query_ids),
+        list(c.query_texts),
+        c.fingerprint(),
+    )
 
     def bad():
         yield QueryRecord("q9", "nine", [PassageRef("d9", "nine pos")], [PassageRef("d10", "ten")])
@@ -115,7 +135,13 @@ def test_rollback_truncates_arrow_rows():
 
     with pytest.raises(RuntimeError):
         c.add_source("x", bad())
-    assert (list(c.passage_ids), list(c.passage_texts), list(c.query_ids), list(c.query_texts), c.fingerprint()) == before
+    assert (
+        list(c.passage_ids),
+        list(c.passage_texts),
+        list(c.query_ids),
+        list(c.query_texts),
+        c.fingerprint(),
+    ) == before
     assert c.find_query("nine") is None and c.find_query("one") == 0  # the lazy text index agrees
 
 
@@ -143,7 +169,9 @@ def test_arrow_conversions_without_pandas():
     from eci_core.io.data import bool_arrow, ints_arrow, np_of, str_arrow
 
     words = ["a", "", "é", "日本", "plain"]
-    assert str_arrow(words).to_pylist() == words and str_arrow(["x", "y"], large=True).type == pa.large_string()
+    assert (
+        str_arrow(words).to_pylist() == words and str_arrow(["x", "y"], large=True).type == pa.large_string()
+    )
     assert str_arrow([]).to_pylist() == []
     assert ints_arrow(np.array([3, -1], np.int32)).to_pylist() == [3, -1]
     assert bool_arrow(np.array([True, False, True] * 5)).to_pylist() == [True, False, True] * 5
@@ -163,19 +191,36 @@ def test_a_fast_load_does_not_import_pandas(tmp_path):
     d = tmp_path / "beir"
     (d / "negatives").mkdir(parents=True)
     (d / "qrels").mkdir()
-    (d / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "title": "T" if i % 2 else "", "text": f"passage {i}"}) + "\n"
-                                            for i in range(40)))
-    (d / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": f"query {i}"}) + "\n" for i in range(10)))
-    (d / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(10)))
-    (d / "negatives" / "bm25.trec").write_text("".join(f"q{i} Q0 d{10 + i + k} {k + 1} {9 - k}.5 bm25\n"
-                                                       for i in range(10) for k in range(5)))
-    (d / "negatives" / "dense.jsonl").write_text("".join(json.dumps({"query_id": f"q{i}", "negative_ids": [f"d{30 + i}"]}) + "\n"
-                                                         for i in range(10)))
-    code = ("import sys\nfrom eci_core.io.loaders import load_paths\nc, r = load_paths([sys.argv[1]])\n"
-            "assert not r.errors and c.n_queries == 10, r.errors\nprint('pandas' in sys.modules, sum(map(len, c.sources.values())))")
+    (d / "corpus.jsonl").write_text(
+        "".join(
+            json.dumps({"_id": f"d{i}", "title": "T" if i % 2 else "", "text": f"passage {i}"}) + "\n"
+            for i in range(40)
+        )
+    )
+    (d / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": f"q{i}", "text": f"query {i}"}) + "\n" for i in range(10))
+    )
+    (d / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(10))
+    )
+    (d / "negatives" / "bm25.trec").write_text(
+        "".join(f"q{i} Q0 d{10 + i + k} {k + 1} {9 - k}.5 bm25\n" for i in range(10) for k in range(5))
+    )
+    (d / "negatives" / "dense.jsonl").write_text(
+        "".join(json.dumps({"query_id": f"q{i}", "negative_ids": [f"d{30 + i}"]}) + "\n" for i in range(10))
+    )
+    code = (
+        "import sys\nfrom eci_core.io.loaders import load_paths\nc, r = load_paths([sys.argv[1]])\n"
+        "assert not r.errors and c.n_queries == 10, r.errors\nprint('pandas' in sys.modules, sum(map(len, c.sources.values())))"
+    )
     root = str(Path(__file__).resolve().parents[1])
-    out = subprocess.run([sys.executable, "-c", code, str(d)], capture_output=True, text=True, cwd=root,
-                         env={"PYTHONPATH": root, "ECI_LOADER_FAST": "1", "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(d)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={"PYTHONPATH": root, "ECI_LOADER_FAST": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "60"]
 

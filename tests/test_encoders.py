@@ -197,8 +197,14 @@ def test_embed_dedupes_and_keeps_input_order(tmp_path):
     cache = EmbeddingCache(tmp_path)
     embed(enc, ["a", "b"], "query", cache=cache)
     calls = []
-    out = embed(enc, ["c", "b", "a", "c", "d"], "query", cache=cache,
-                progress=lambda *a: calls.append(a), batch_size=1)
+    out = embed(
+        enc,
+        ["c", "b", "a", "c", "d"],
+        "query",
+        cache=cache,
+        progress=lambda *a: calls.append(a),
+        batch_size=1,
+    )
     assert enc.n_queries == 4  # a, b, then only c and d
     np.testing.assert_array_equal(out, HashingEncoder().encode_queries(["c", "b", "a", "c", "d"]))
     assert calls == [("encoding queries", 0, 2), ("encoding queries", 1, 2), ("encoding queries", 2, 2)]
@@ -325,7 +331,6 @@ def test_cache_compacts_many_shards(tmp_path):
     np.testing.assert_array_equal(out, enc.encode_queries(texts))
 
 
-
 def _instrument_cache_io(monkeypatch):
     """Counts bytes written / read by the cache's shard writer and reader, and folder listings."""
     from eci_core.models import cache as E
@@ -401,6 +406,7 @@ def test_cache_many_puts_cost_linear_io_and_files(tmp_path, monkeypatch):
     assert found.all()
     np.testing.assert_array_equal(got, vecs)
     assert EmbeddingCache(tmp_path).count("fp", "passage") == len(keys)
+
 
 def test_cache_memory_budget_keeps_vectors_on_disk_and_reads_them_back(tmp_path, monkeypatch):
     """Beyond ``memory_mb`` the cache holds keys only and reads vectors from their shards (also
@@ -487,8 +493,13 @@ def test_cache_written_by_the_old_rule_is_read_and_compacted(tmp_path):
     folder = EmbeddingCache(tmp_path).shard_dir("fp", "passage")
     parts = [slice(0, 840)] + [slice(840 + 10 * j, 850 + 10 * j) for j in range(16)]
     for j, sl in enumerate(parts):
-        E._write_npz_atomic(folder / f"{j:020d}-1-abcd0123.npz", keys=keys[sl], vecs=vecs[sl],
-                            fingerprint=np.array(b"fp"), kind=np.array(b"passage"))
+        E._write_npz_atomic(
+            folder / f"{j:020d}-1-abcd0123.npz",
+            keys=keys[sl],
+            vecs=vecs[sl],
+            fingerprint=np.array(b"fp"),
+            kind=np.array(b"passage"),
+        )
     cache = EmbeddingCache(tmp_path)
     found, got = cache.get("fp", "passage", keys)
     assert found.all()
@@ -594,20 +605,27 @@ def minilm():
 def test_bundled_minilm(minilm, tmp_path):
     assert minilm.dim == 384 and minilm._model is None  # dim read from the folder's configs
     q = minilm.encode_queries(["How do I reverse a list in Python?"])
-    p = minilm.encode_passages([
-        "To reverse a Python list, call list.reverse() or use slicing with [::-1].",
-        "The Eiffel Tower is in Paris and was finished in 1889.",
-    ])
+    p = minilm.encode_passages(
+        [
+            "To reverse a Python list, call list.reverse() or use slicing with [::-1].",
+            "The Eiffel Tower is in Paris and was finished in 1889.",
+        ]
+    )
     assert q.shape == (1, 384) and p.shape == (2, 384) and p.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(np.vstack([q, p]), axis=1), 1.0, atol=1e-5)
     sims = (q @ p.T)[0]
     assert sims[0] > 0.5 > sims[1]
-    para = minilm.encode_passages(["A man is playing a guitar.", "Someone plays the guitar.",
-                                   "The stock market fell today."])
+    para = minilm.encode_passages(
+        ["A man is playing a guitar.", "Someone plays the guitar.", "The stock market fell today."]
+    )
     assert para[0] @ para[1] > para[0] @ para[2] + 0.3
     counter = EncoderCallCounter(minilm)
-    out = embed(counter, ["A man is playing a guitar.", "Someone plays the guitar."], "passage",
-                cache=EmbeddingCache(tmp_path))
+    out = embed(
+        counter,
+        ["A man is playing a guitar.", "Someone plays the guitar."],
+        "passage",
+        cache=EmbeddingCache(tmp_path),
+    )
     np.testing.assert_allclose(out, para[:2], atol=1e-5)
     embed(counter, ["Someone plays the guitar."], "passage", cache=EmbeddingCache(tmp_path))
     assert counter.n_passages == 2
@@ -620,8 +638,11 @@ def test_bundled_onnx_cross_encoder():
     q = "how do i reverse a list in python"
     pairs = [
         (q, "The Eiffel Tower is in Paris and was finished in 1889."),
-        (q, "To reverse a Python list in place, call list.reverse(); slicing with [::-1] returns "
-            "a reversed copy."),
+        (
+            q,
+            "To reverse a Python list in place, call list.reverse(); slicing with [::-1] returns "
+            "a reversed copy.",
+        ),
         ("what is the capital of france", "Paris is the capital and largest city of France."),
         ("what is the capital of france", "How to reverse a list in Python."),
         (q, "word " * 1000),  # longer than 512 tokens: truncated, not an error
@@ -656,8 +677,14 @@ def tiny_models(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("tiny")
     tok = AutoTokenizer.from_pretrained(str(bundled_minilm_path()))
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
-                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(0)
     BertModel(cfg).save_pretrained(d / "hf")
     tok.save_pretrained(d / "hf")
@@ -681,8 +708,11 @@ def test_local_sentence_transformers_folder_applies_prompts(tiny_models):
     assert enc.dim == 32 and enc._model is None
     q = enc.encode_queries(["hello world", "sorting lists"])
     p = enc.encode_passages(["hello world"])
-    ref = st.encode(["query: hello world", "sorting lists", "passage: hello world"],
-                    normalize_embeddings=True, convert_to_numpy=True)
+    ref = st.encode(
+        ["query: hello world", "sorting lists", "passage: hello world"],
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+    )
     ref[1] = st.encode(["query: sorting lists"], normalize_embeddings=True)[0]
     np.testing.assert_allclose(q, ref[:2], atol=1e-5)
     np.testing.assert_allclose(p[0], ref[2], atol=1e-5)
@@ -720,23 +750,32 @@ def test_bundled_bge_small_cls_pooling_instruction_and_ranking(tmp_path):
     assert isinstance(enc, OnnxBgeEncoder) and enc.dim == 384
     assert load_encoder("BAAI/bge-small-en-v1.5").fingerprint == enc.fingerprint
     q = enc.encode_queries(["how do i reverse a list in python", "what is the capital of france"])
-    p = enc.encode_passages([
-        "To reverse a Python list in place, call list.reverse(); slicing with [::-1] copies.",
-        "Paris is the capital and largest city of France.",
-        "word " * 1000,  # longer than 512 tokens: truncated, not an error
-    ])
+    p = enc.encode_passages(
+        [
+            "To reverse a Python list in place, call list.reverse(); slicing with [::-1] copies.",
+            "Paris is the capital and largest city of France.",
+            "word " * 1000,  # longer than 512 tokens: truncated, not an error
+        ]
+    )
     assert q.dtype == np.float32 and p.shape == (3, 384)
     np.testing.assert_allclose(np.linalg.norm(np.vstack([q, p]), axis=1), 1.0, atol=1e-5)
     s = q @ p[:2].T
     assert s[0, 0] > s[0, 1] + 0.2 and s[1, 1] > s[1, 0] + 0.2
     # a query is the passage encoding of instruction + query (the model card's recipe) ...
-    np.testing.assert_allclose(q[0], enc.encode_passages([BGE_QUERY_INSTRUCTION + "how do i reverse a list in python"])[0],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        q[0], enc.encode_passages([BGE_QUERY_INSTRUCTION + "how do i reverse a list in python"])[0], atol=1e-6
+    )
     # ... and CLS pooling: the [CLS] row of last_hidden_state, normalised, computed by hand
     enc._load()
     e = enc._tokenizer.encode("Paris is the capital and largest city of France.")
-    h = enc._session.run(None, {"input_ids": np.array([e.ids]), "attention_mask": np.array([e.attention_mask]),
-                                "token_type_ids": np.array([e.type_ids])})[0][0, 0]
+    h = enc._session.run(
+        None,
+        {
+            "input_ids": np.array([e.ids]),
+            "attention_mask": np.array([e.attention_mask]),
+            "token_type_ids": np.array([e.type_ids]),
+        },
+    )[0][0, 0]
     np.testing.assert_allclose(p[1], h / np.linalg.norm(h), atol=1e-6)
     # batch 1: a text's vector does not depend on its neighbours (int8 per-tensor scales)
     again = enc.encode_passages(["Paris is the capital and largest city of France."])

@@ -22,8 +22,12 @@ def _imports(path: Path) -> list[tuple[str, list[str]]]:
 
 
 def test_io_never_imports_explore():
-    bad = [f"{p.relative_to(PKG)} imports {m}" for p in sorted((PKG / "io").rglob("*.py"))
-           for m, _ in _imports(p) if m == "eci_core.explore" or m.startswith("eci_core.explore.")]
+    bad = [
+        f"{p.relative_to(PKG)} imports {m}"
+        for p in sorted((PKG / "io").rglob("*.py"))
+        for m, _ in _imports(p)
+        if m == "eci_core.explore" or m.startswith("eci_core.explore.")
+    ]
     assert bad == []
 
 
@@ -33,8 +37,11 @@ def test_explore_imports_no_private_name_and_no_streamlit():
         for m, names in _imports(p):
             if m.split(".")[0] == "streamlit":
                 bad.append(f"{p.name} imports streamlit")
-            bad += [f"{p.name} imports {m}.{n}" for n in names
-                    if m.startswith("eci_core.") and n.startswith("_") and not n.startswith("__")]
+            bad += [
+                f"{p.name} imports {m}.{n}"
+                for n in names
+                if m.startswith("eci_core.") and n.startswith("_") and not n.startswith("__")
+            ]
     assert bad == []
 
 

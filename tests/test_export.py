@@ -18,12 +18,22 @@ from eci_core.io.loaders import load_paths
 
 def _collection():
     c = Collection()
-    c.add_source("a", [
-        R("q1", "query one", [P("p1", "positive one")], [P("n1", "neg one"), P("n2", "neg two"), P("n3", "neg three")]),
-        R("q2", "query two", [P("p2", "positive two")], [P("n4", "neg four"), P("n5", "neg five")]),
-        R("q3", "query three", [P("p3", "positive three")], [P("n6", "neg six")]),
-    ])
-    c.add_source("b", [R("q1", "query one", [P("p1", "positive one")], [P("n2", "neg two"), P("n7", "neg seven")])])
+    c.add_source(
+        "a",
+        [
+            R(
+                "q1",
+                "query one",
+                [P("p1", "positive one")],
+                [P("n1", "neg one"), P("n2", "neg two"), P("n3", "neg three")],
+            ),
+            R("q2", "query two", [P("p2", "positive two")], [P("n4", "neg four"), P("n5", "neg five")]),
+            R("q3", "query three", [P("p3", "positive three")], [P("n6", "neg six")]),
+        ],
+    )
+    c.add_source(
+        "b", [R("q1", "query one", [P("p1", "positive one")], [P("n2", "neg two"), P("n7", "neg seven")])]
+    )
     return c
 
 
@@ -41,8 +51,9 @@ class _Result:
             ("b", "q1", "n2", False, False, ""),
             ("b", "q1", "n7", False, False, ""),
         ]
-        self.pairs = pd.DataFrame(rows, columns=["source", "query_id", "passage_id", "unsafe", "near_duplicate",
-                                                 "flag_reasons"])
+        self.pairs = pd.DataFrame(
+            rows, columns=["source", "query_id", "passage_id", "unsafe", "near_duplicate", "flag_reasons"]
+        )
         self.pairs["flagged"] = self.pairs["unsafe"] | self.pairs["near_duplicate"]
 
 
@@ -93,11 +104,18 @@ def test_drop_unsafe_queries():
     s = cs.summary().set_index("source")
     assert s.loc["a", "queries_dropped"] == 2 and s.loc["a", "dropped"] == 4
     # a reviewer who says n1 is a real negative keeps q1 (near-duplicate n3 stays: not this rule's business)
-    cs = export.clean_collection(_collection(), _Result(), "drop_unsafe_queries", marks={("a", "q1", "n1"): "fine"})
+    cs = export.clean_collection(
+        _collection(), _Result(), "drop_unsafe_queries", marks={("a", "q1", "n1"): "fine"}
+    )
     assert _neg_ids(cs, "a") == {"q1": ["n1", "n2", "n3"], "q2": ["n4", "n5"]}
     # removing the false negative that made q3 unsafe leaves q3 with no negative: dropped as empty
-    cs = export.clean_collection(_collection(), _Result(), "drop_unsafe_queries",
-                                 marks={("a", "q3", "n6"): "false_negative"}, sources=["a"])
+    cs = export.clean_collection(
+        _collection(),
+        _Result(),
+        "drop_unsafe_queries",
+        marks={("a", "q3", "n6"): "false_negative"},
+        sources=["a"],
+    )
     assert set(_neg_ids(cs, "a")) == {"q2"} and cs.sources == ["a"]
     got = cs.actions.set_index(["query_id", "passage_id"])
     assert got.loc[("q3", "n6"), "reason"] == "marked false negative"
@@ -134,8 +152,10 @@ def _arrow_backed(c: Collection) -> Collection:
 
     for attr in ("passage_ids", "passage_texts", "query_ids", "query_texts"):
         values = list(getattr(c, attr))
-        m = ArrowTextMap(pa.array([f"k{i}" for i in range(len(values))], pa.string()),
-                         [pa.array(values[:3], pa.string()), pa.array(values[3:], pa.string())])
+        m = ArrowTextMap(
+            pa.array([f"k{i}" for i in range(len(values))], pa.string()),
+            [pa.array(values[:3], pa.string()), pa.array(values[3:], pa.string())],
+        )
         col = TextColumn()
         col.extend_rows(m, m.rows([f"k{i}" for i in range(len(values))]))
         assert len(col._tail) == 0 and list(col) == values
@@ -155,17 +175,30 @@ def _categorical(r: "_Result") -> "_Result":
 @pytest.mark.parametrize("rule", list(export.RULES))
 def test_arrow_texts_and_categorical_pairs_clean_like_lists_and_strings(rule):
     c = _collection()
-    c.add_source("c", [R("q1", "query one", [P("p1", "positive one")], [P("n2", "neg two")]),
-                       R("q2", "query two", [P("p2", "positive two")], [P("n2", "neg two"), P("n4", "neg four")])])
+    c.add_source(
+        "c",
+        [
+            R("q1", "query one", [P("p1", "positive one")], [P("n2", "neg two")]),
+            R("q2", "query two", [P("p2", "positive two")], [P("n2", "neg two"), P("n4", "neg four")]),
+        ],
+    )
     r = _Result()
-    extra = pd.DataFrame([("c", "q1", "n2", False, False, ""), ("c", "q2", "n2", False, False, ""),
-                          ("c", "q2", "n4", True, False, "unsafe")], columns=r.pairs.columns[:6])
+    extra = pd.DataFrame(
+        [
+            ("c", "q1", "n2", False, False, ""),
+            ("c", "q2", "n2", False, False, ""),
+            ("c", "q2", "n4", True, False, "unsafe"),
+        ],
+        columns=r.pairs.columns[:6],
+    )
     r.pairs = pd.concat([r.pairs[r.pairs.columns[:6]], extra], ignore_index=True)
     r.pairs["flagged"] = r.pairs["unsafe"] | r.pairs["near_duplicate"]
     r.pairs["fn_score"] = np.linspace(0.0, 1.0, len(r.pairs))
     marks = {("a", "q1", "n1"): "fine", ("c", "q2", "n2"): "false_negative"}
     want = export.clean_collection(c, r, rule, marks=marks)
-    got = export.clean_collection(_arrow_backed(copy.deepcopy(c)), _categorical(copy.deepcopy(r)), rule, marks=marks)
+    got = export.clean_collection(
+        _arrow_backed(copy.deepcopy(c)), _categorical(copy.deepcopy(r)), rule, marks=marks
+    )
     assert got.sources == want.sources == ["a", "b", "c"]  # order of appearance, not of the categories
     assert got.records == want.records
     pd.testing.assert_frame_equal(got.actions, want.actions)
@@ -176,11 +209,25 @@ def test_a_passage_several_queries_hold_is_one_string():
     # with Arrow-backed texts every read makes a new str: the cleaned set must not hold one copy
     # per negative (a million negatives of a few hundred passages each)
     c = Collection()
-    c.add_source("a", [R(f"q{i}", f"query {i}", [P(f"p{i}", f"positive {i}")], [P("n", "shared negative")])
-                       for i in range(3)])
+    c.add_source(
+        "a",
+        [
+            R(f"q{i}", f"query {i}", [P(f"p{i}", f"positive {i}")], [P("n", "shared negative")])
+            for i in range(3)
+        ],
+    )
     r = _Result()
-    r.pairs = pd.DataFrame({"source": "a", "query_id": [f"q{i}" for i in range(3)], "passage_id": "n",
-                            "unsafe": False, "near_duplicate": False, "flag_reasons": "", "flagged": False})
+    r.pairs = pd.DataFrame(
+        {
+            "source": "a",
+            "query_id": [f"q{i}" for i in range(3)],
+            "passage_id": "n",
+            "unsafe": False,
+            "near_duplicate": False,
+            "flag_reasons": "",
+            "flagged": False,
+        }
+    )
     cs = export.clean_collection(_arrow_backed(c), r)
     texts = [rec.negatives[0].text for rec in cs.get("a")]
     assert texts == ["shared negative"] * 3 and texts[0] is texts[1] is texts[2]
@@ -200,19 +247,29 @@ def test_writers_shapes():
     nt = _lines(export.to_st_ntuple(cs))  # n = min K = 1: every query and every negative, one row each
     assert export.ntuple_size(cs) == 1
     assert [set(r) for r in nt] == [{"query", "positive", "negative_1"}] * 5
-    assert nt[3:] == [{"query": "query two", "positive": "positive two", "negative_1": "neg four"},
-                      {"query": "query two", "positive": "positive two", "negative_1": "neg five"}]
+    assert nt[3:] == [
+        {"query": "query two", "positive": "positive two", "negative_1": "neg four"},
+        {"query": "query two", "positive": "positive two", "negative_1": "neg five"},
+    ]
     nt2 = _lines(export.to_st_ntuple(cs, n=2))  # explicit n: q1 (K = 1) left out, like the miner
-    assert nt2 == [{"query": "query two", "positive": "positive two", "negative_1": "neg four", "negative_2": "neg five"}]
+    assert nt2 == [
+        {"query": "query two", "positive": "positive two", "negative_1": "neg four", "negative_2": "neg five"}
+    ]
     with pytest.raises(ValueError, match="n=0"):
         export.to_st_ntuple(cs, n=0)
     bge = _lines(export.to_bge_jsonl(cs))
-    assert bge[0] == {"query_id": "q1", "query": "query one", "pos": ["positive one", "neg one", "neg three"],
-                      "neg": ["neg two"]}
+    assert bge[0] == {
+        "query_id": "q1",
+        "query": "query one",
+        "pos": ["positive one", "neg one", "neg three"],
+        "neg": ["neg two"],
+    }
     tev = _lines(export.to_tevatron_jsonl(cs))
     assert tev[1]["query_id"] == "q2"
-    assert tev[1]["negative_passages"] == [{"docid": "n4", "title": "", "text": "neg four"},
-                                           {"docid": "n5", "title": "", "text": "neg five"}]
+    assert tev[1]["negative_passages"] == [
+        {"docid": "n4", "title": "", "text": "neg four"},
+        {"docid": "n5", "title": "", "text": "neg five"},
+    ]
     csv = export.to_st_triplet(cs, fmt="csv").decode()
     assert csv.splitlines()[0] == "query,positive,negative" and len(csv.splitlines()) == 6
     pq = pd.read_parquet(io.BytesIO(export.to_st_ntuple(cs, fmt="parquet")))
@@ -232,13 +289,16 @@ def test_table_bytes_csv_and_parquet():
 
 
 # --------------------------------------------------------------------------- round trips
-@pytest.mark.parametrize("writer,fname", [
-    (lambda cs: export.to_bge_jsonl(cs, "a"), "a.jsonl"),
-    (lambda cs: export.to_tevatron_jsonl(cs, "a"), "a.jsonl"),
-    (lambda cs: export.to_st_triplet(cs, "a"), "a.jsonl"),
-    (lambda cs: export.to_st_triplet(cs, "a", fmt="csv"), "a.csv"),
-    (lambda cs: export.to_st_ntuple(cs, "a", n=1, fmt="parquet"), "a.parquet"),
-])
+@pytest.mark.parametrize(
+    "writer,fname",
+    [
+        (lambda cs: export.to_bge_jsonl(cs, "a"), "a.jsonl"),
+        (lambda cs: export.to_tevatron_jsonl(cs, "a"), "a.jsonl"),
+        (lambda cs: export.to_st_triplet(cs, "a"), "a.jsonl"),
+        (lambda cs: export.to_st_triplet(cs, "a", fmt="csv"), "a.csv"),
+        (lambda cs: export.to_st_ntuple(cs, "a", n=1, fmt="parquet"), "a.parquet"),
+    ],
+)
 def test_round_trip_through_loaders(tmp_path, writer, fname):
     cs = export.clean_collection(_collection(), _Result(), "relabel_flagged")
     path = tmp_path / fname
@@ -249,7 +309,11 @@ def test_round_trip_through_loaders(tmp_path, writer, fname):
     assert len(src.query_indices) == 2
     assert len(src) == 3  # every kept negative (n-tuple with n = 1: one row per negative)
     q1 = coll.query_texts.index("query one")
-    assert sorted(coll.passage_texts[p] for p in coll.positives[q1]) == ["neg one", "neg three", "positive one"]
+    assert sorted(coll.passage_texts[p] for p in coll.positives[q1]) == [
+        "neg one",
+        "neg three",
+        "positive one",
+    ]
 
 
 def test_real_scoring_then_drop_flagged_leaves_nothing_flagged(tmp_path):
@@ -258,14 +322,33 @@ def test_real_scoring_then_drop_flagged_leaves_nothing_flagged(tmp_path):
     from eci_core.scoring import score_collection
 
     c = Collection()
-    c.add_source("bm25", [
-        R(None, "how to sort a list in python", [P(None, "use sorted to sort a python list")],
-          [P(None, "sort a list in python"), P(None, "python list append"), P(None, "use sorted to sort a python list")]),
-        R(None, "what is a tuple", [P(None, "a tuple is an immutable sequence")],
-          [P(None, "what is a set"), P(None, "tuples and lists differ"), P(None, "strings")]),
-        R(None, "how to read a file", [P(None, "open the file and call read")],
-          [P(None, "read a csv file"), P("m1", "file modes"), P("m2", "file modes")]),  # same text, two ids
-    ])
+    c.add_source(
+        "bm25",
+        [
+            R(
+                None,
+                "how to sort a list in python",
+                [P(None, "use sorted to sort a python list")],
+                [
+                    P(None, "sort a list in python"),
+                    P(None, "python list append"),
+                    P(None, "use sorted to sort a python list"),
+                ],
+            ),
+            R(
+                None,
+                "what is a tuple",
+                [P(None, "a tuple is an immutable sequence")],
+                [P(None, "what is a set"), P(None, "tuples and lists differ"), P(None, "strings")],
+            ),
+            R(
+                None,
+                "how to read a file",
+                [P(None, "open the file and call read")],
+                [P(None, "read a csv file"), P("m1", "file modes"), P("m2", "file modes")],
+            ),  # same text, two ids
+        ],
+    )
     cfg = ECIConfig(n_bootstrap=20)
     r = score_collection(c, HashingEncoder(), cfg)
     n_flagged = int(r.pairs["flagged"].sum())
@@ -288,12 +371,25 @@ def test_real_scoring_then_drop_flagged_leaves_nothing_flagged(tmp_path):
 
 def test_escape_formula_cells_is_reversible_and_covers_index_and_headers():
     cells = ["=1+1", "+x", "-cmd", "@A1", "\tx", "\rx", "'=x", "''-y", "'plain", "plain", "", "a=b"]
-    df = pd.DataFrame({"t": cells, "n": range(len(cells)), "=h": ["x"] * len(cells)},
-                      index=pd.Index(cells, name="@i"))
+    df = pd.DataFrame(
+        {"t": cells, "n": range(len(cells)), "=h": ["x"] * len(cells)}, index=pd.Index(cells, name="@i")
+    )
     esc = export.escape_formula_cells(df)
     assert list(esc.columns) == ["t", "n", "'=h"] and esc.index.name == "'@i"
-    assert esc["t"].tolist() == ["'=1+1", "'+x", "'-cmd", "'@A1", "'\tx", "'\rx", "''=x", "'''-y", "'plain", "plain", "",
-                                 "a=b"]
+    assert esc["t"].tolist() == [
+        "'=1+1",
+        "'+x",
+        "'-cmd",
+        "'@A1",
+        "'\tx",
+        "'\rx",
+        "''=x",
+        "'''-y",
+        "'plain",
+        "plain",
+        "",
+        "a=b",
+    ]
     assert esc.index.tolist() == esc["t"].tolist() and esc["n"].tolist() == list(range(len(cells)))
     assert df["t"].tolist() == cells  # the input is not modified
     back = export.unescape_formula_cells(esc)

@@ -35,52 +35,113 @@ def _read_back(tmp_path: Path, name: str, data: bytes):
     assert rep.errors == [], rep.errors
     (src,) = coll.sources.values()
     queries = [int(q) for q in src.query_indices]
-    return {"queries": len(queries), "negatives": len(src),
-            "positives": sum(len(coll.positives.get(q, [])) for q in queries)}
+    return {
+        "queries": len(queries),
+        "negatives": len(src),
+        "positives": sum(len(coll.positives.get(q, [])) for q in queries),
+    }
 
 
 def _page_counts(cleaned: export.CleanedSet, source: str) -> dict:
     row = cleaned.summary().set_index("source").loc[source]
-    return {"queries": int(row["queries_out"]), "negatives": int(row["negatives_out"]),
-            "positives": int(row["positives_out"])}
+    return {
+        "queries": int(row["queries_out"]),
+        "negatives": int(row["negatives_out"]),
+        "positives": int(row["positives_out"]),
+    }
 
 
 # --------------------------------------------------------------------------- n-tuple width rule
 def test_ntuple_chunks_keep_every_negative_without_padding(tmp_path):
     c = Collection()
-    c.add_source("s", [R("q1", "query one", [P("p1", "positive one")], [P(f"n{i}", f"neg {i}") for i in range(1, 6)]),
-                       R("q2", "query two", [P("p2", "positive two")], [P("m1", "other 1"), P("m2", "other 2")])])
-    pairs = pd.DataFrame({"source": "s", "query_id": ["q1"] * 5 + ["q2"] * 2,
-                          "passage_id": [f"n{i}" for i in range(1, 6)] + ["m1", "m2"],
-                          "flagged": False, "unsafe": False, "flag_reasons": ""})
+    c.add_source(
+        "s",
+        [
+            R("q1", "query one", [P("p1", "positive one")], [P(f"n{i}", f"neg {i}") for i in range(1, 6)]),
+            R("q2", "query two", [P("p2", "positive two")], [P("m1", "other 1"), P("m2", "other 2")]),
+        ],
+    )
+    pairs = pd.DataFrame(
+        {
+            "source": "s",
+            "query_id": ["q1"] * 5 + ["q2"] * 2,
+            "passage_id": [f"n{i}" for i in range(1, 6)] + ["m1", "m2"],
+            "flagged": False,
+            "unsafe": False,
+            "flag_reasons": "",
+        }
+    )
     cs = export.clean_collection(c, pairs, "drop_flagged")
     assert export.ntuple_size(cs) == 2
     rows = [json.loads(x) for x in export.to_st_ntuple(cs).decode().splitlines()]
     # K = 5 in rows of 2: [1, 2], [3, 4], then the last two [4, 5] (overlap, no padding); K = 2: one row
     assert [(r["negative_1"], r["negative_2"]) for r in rows] == [
-        ("neg 1", "neg 2"), ("neg 3", "neg 4"), ("neg 4", "neg 5"), ("other 1", "other 2")]
+        ("neg 1", "neg 2"),
+        ("neg 3", "neg 4"),
+        ("neg 4", "neg 5"),
+        ("other 1", "other 2"),
+    ]
     assert all(r["negative_1"] != r["negative_2"] for r in rows)
     plan = export.ntuple_plan(cs)
-    assert (plan.n, plan.rows, plan.queries, plan.negatives, plan.repeated_cells, plan.queries_left_out) == (2, 4, 2, 7, 1, 0)
-    assert _read_back(tmp_path, "nt.jsonl", export.to_st_ntuple(cs)) == {"queries": 2, "negatives": 7, "positives": 2}
+    assert (plan.n, plan.rows, plan.queries, plan.negatives, plan.repeated_cells, plan.queries_left_out) == (
+        2,
+        4,
+        2,
+        7,
+        1,
+        0,
+    )
+    assert _read_back(tmp_path, "nt.jsonl", export.to_st_ntuple(cs)) == {
+        "queries": 2,
+        "negatives": 7,
+        "positives": 2,
+    }
     # a larger n leaves out the query with fewer negatives, and the plan says so
     plan3 = export.ntuple_plan(cs, n=3)
-    assert (plan3.rows, plan3.queries, plan3.negatives, plan3.queries_left_out, plan3.negatives_left_out) == (2, 1, 5, 1, 2)
-    assert _read_back(tmp_path, "nt3.jsonl", export.to_st_ntuple(cs, n=3)) == {"queries": 1, "negatives": 5, "positives": 1}
+    assert (plan3.rows, plan3.queries, plan3.negatives, plan3.queries_left_out, plan3.negatives_left_out) == (
+        2,
+        1,
+        5,
+        1,
+        2,
+    )
+    assert _read_back(tmp_path, "nt3.jsonl", export.to_st_ntuple(cs, n=3)) == {
+        "queries": 1,
+        "negatives": 5,
+        "positives": 1,
+    }
 
 
 def test_two_queries_with_one_text_stay_two(tmp_path):
     c = Collection()
-    c.add_source("s", [R("q1", "What is Python?", [P("p1", "A language.")], [P("n1", "A snake."), P("n2", "A film.")]),
-                       R("q2", "What is Python?", [P("p2", "A programming language.")], [P("n3", "A comedy troupe.")])])
-    pairs = pd.DataFrame({"source": "s", "query_id": ["q1", "q1", "q2"], "passage_id": ["n1", "n2", "n3"],
-                          "flagged": False, "unsafe": False, "flag_reasons": ""})
+    c.add_source(
+        "s",
+        [
+            R("q1", "What is Python?", [P("p1", "A language.")], [P("n1", "A snake."), P("n2", "A film.")]),
+            R("q2", "What is Python?", [P("p2", "A programming language.")], [P("n3", "A comedy troupe.")]),
+        ],
+    )
+    pairs = pd.DataFrame(
+        {
+            "source": "s",
+            "query_id": ["q1", "q1", "q2"],
+            "passage_id": ["n1", "n2", "n3"],
+            "flagged": False,
+            "unsafe": False,
+            "flag_reasons": "",
+        }
+    )
     cs = export.clean_collection(c, pairs)
     assert export.shared_query_texts(cs.get("s")) == 2
     want = {"queries": 2, "negatives": 3, "positives": 2}
-    for name, data in [("t.jsonl", export.to_st_triplet(cs)), ("n.jsonl", export.to_st_ntuple(cs)),
-                       ("b.jsonl", export.to_bge_jsonl(cs)), ("v.jsonl", export.to_tevatron_jsonl(cs)),
-                       ("t.csv", export.to_st_triplet(cs, fmt="csv")), ("n.parquet", export.to_st_ntuple(cs, fmt="parquet"))]:
+    for name, data in [
+        ("t.jsonl", export.to_st_triplet(cs)),
+        ("n.jsonl", export.to_st_ntuple(cs)),
+        ("b.jsonl", export.to_bge_jsonl(cs)),
+        ("v.jsonl", export.to_tevatron_jsonl(cs)),
+        ("t.csv", export.to_st_triplet(cs, fmt="csv")),
+        ("n.parquet", export.to_st_ntuple(cs, fmt="parquet")),
+    ]:
         assert _read_back(tmp_path, name, data) == want, name
     assert json.loads(export.to_st_triplet(cs).decode().splitlines()[0])["query_id"] == "q1"
     # distinct texts: no query_id column, the files are plain sentence-transformers columns
@@ -88,13 +149,22 @@ def test_two_queries_with_one_text_stay_two(tmp_path):
     c2.add_source("s", [R("q1", "What is Python?", [P("p1", "A language.")], [P("n1", "A snake.")])])
     cs2 = export.clean_collection(c2, pairs.iloc[:1])
     assert set(json.loads(export.to_st_triplet(cs2).decode())) == {"query", "positive", "negative"}
-    assert set(json.loads(export.to_st_triplet(cs2, ids=True).decode())) == {"query_id", "query", "positive", "negative"}
+    assert set(json.loads(export.to_st_triplet(cs2, ids=True).decode())) == {
+        "query_id",
+        "query",
+        "positive",
+        "negative",
+    }
 
 
 # --------------------------------------------------------------------------- CSV formula injection
 def test_csv_cells_cannot_start_a_formula():
-    df = pd.DataFrame({"=HYPERLINK(\"x\")": ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "\tx", "\rx", "ok", "a=b"],
-                       "n": [-1.5, 2, 3, 4, 5, 6, 7, 8]})
+    df = pd.DataFrame(
+        {
+            "=HYPERLINK(\"x\")": ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "\tx", "\rx", "ok", "a=b"],
+            "n": [-1.5, 2, 3, 4, 5, 6, 7, 8],
+        }
+    )
     back = pd.read_csv(io.BytesIO(export.table_bytes(df, "csv")), keep_default_na=False)
     assert list(back.columns) == ["'=HYPERLINK(\"x\")", "n"]
     col = back.iloc[:, 0].tolist()
@@ -105,13 +175,24 @@ def test_csv_cells_cannot_start_a_formula():
     # training sets in CSV too; Parquet and JSONL keep the text exact
     c = Collection()
     c.add_source("=src", [R("=q", "=cmd|' /C calc'!A0", [P("p", "+positive")], [P("n", "@negative")])])
-    pairs = pd.DataFrame({"source": "=src", "query_id": ["=q"], "passage_id": ["n"], "flagged": False,
-                          "unsafe": False, "flag_reasons": ""})
+    pairs = pd.DataFrame(
+        {
+            "source": "=src",
+            "query_id": ["=q"],
+            "passage_id": ["n"],
+            "flagged": False,
+            "unsafe": False,
+            "flag_reasons": "",
+        }
+    )
     cs = export.clean_collection(c, pairs)
     trip = pd.read_csv(io.BytesIO(export.to_st_triplet(cs, fmt="csv")))
     assert trip.iloc[0].tolist() == ["'=cmd|' /C calc'!A0", "'+positive", "'@negative"]
     assert json.loads(export.to_st_triplet(cs))["query"] == "=cmd|' /C calc'!A0"
-    assert pd.read_parquet(io.BytesIO(export.to_st_triplet(cs, fmt="parquet")))["query"][0] == "=cmd|' /C calc'!A0"
+    assert (
+        pd.read_parquet(io.BytesIO(export.to_st_triplet(cs, fmt="parquet")))["query"][0]
+        == "=cmd|' /C calc'!A0"
+    )
     acts = pd.read_csv(io.BytesIO(export.table_bytes(cs.actions)))
     assert acts["source"][0] == "'=src" and acts["query_id"][0] == "'=q"
 
@@ -125,9 +206,17 @@ def _dataset(tmp_path: Path) -> Path:
     with open(d / "queries.jsonl", "a") as f:
         f.write(json.dumps({"_id": "q7", "text": "How do I sort a list in Python?"}) + "\n")
     with open(d / "corpus.jsonl", "a") as f:
-        f.write(json.dumps({"_id": "d90", "title": "", "text": "sorted(iterable) returns a new sorted list."}) + "\n")
-        f.write(json.dumps({"_id": "d91", "title": "", "text": "=cmd|' /C calc'!A0 is not a sorting function."}) + "\n")
-        f.write(json.dumps({"_id": "d92", "title": "", "text": "-1 is what list.index never returns."}) + "\n")
+        f.write(
+            json.dumps({"_id": "d90", "title": "", "text": "sorted(iterable) returns a new sorted list."})
+            + "\n"
+        )
+        f.write(
+            json.dumps({"_id": "d91", "title": "", "text": "=cmd|' /C calc'!A0 is not a sorting function."})
+            + "\n"
+        )
+        f.write(
+            json.dumps({"_id": "d92", "title": "", "text": "-1 is what list.index never returns."}) + "\n"
+        )
     with open(d / "qrels" / "test.tsv", "a") as f:
         f.write("q7\td90\t1\n")
     with open(d / "negatives" / "bm25.trec", "a") as f:
@@ -163,7 +252,11 @@ def test_every_export_reads_back_with_the_counts_the_library_reports(tmp_path, s
         for name, data in files.items():
             assert _read_back(tmp_path, f"{source}.{rule}.{name}", data) == want, (source, rule, name)
         plan = export.ntuple_plan(cs, source)
-        assert (plan.queries, plan.negatives, plan.queries_left_out) == (want["queries"], want["negatives"], 0)
+        assert (plan.queries, plan.negatives, plan.queries_left_out) == (
+            want["queries"],
+            want["negatives"],
+            0,
+        )
 
 
 @pytest.mark.parametrize("rule", export.RULES)
@@ -190,15 +283,21 @@ def test_export_page_counts_match_the_files(monkeypatch, tmp_path, scored, rule)
     # the files the page's buttons write, from the same scored data the page used
     from ui import state
 
-    res = next(r for r in state._score_store().items.values() if source in set(r.sources["name"])
-               and r.config == ECIConfig())
+    res = next(
+        r
+        for r in state._score_store().items.values()
+        if source in set(r.sources["name"]) and r.config == ECIConfig()
+    )
     cs = export.clean_collection(at.session_state["eci_collection"], res, rule, sources=[source])
     text = " ".join(m.value for m in at.markdown)
     plan = export.ntuple_plan(cs, source)
     per_row = f"{plan.n} negative" + ("s" if plan.n != 1 else "")
     assert f"{plan.rows:,} rows × {per_row} — {kept_q:,} queries, {kept_n:,} of {kept_n:,} negatives" in text
-    for name, data in [("nt.jsonl", export.to_st_ntuple(cs, source, n=plan.n)),
-                       ("tr.jsonl", export.to_st_triplet(cs, source)), ("bge.jsonl", export.to_bge_jsonl(cs, source)),
-                       ("tev.jsonl", export.to_tevatron_jsonl(cs, source))]:
+    for name, data in [
+        ("nt.jsonl", export.to_st_ntuple(cs, source, n=plan.n)),
+        ("tr.jsonl", export.to_st_triplet(cs, source)),
+        ("bge.jsonl", export.to_bge_jsonl(cs, source)),
+        ("tev.jsonl", export.to_tevatron_jsonl(cs, source)),
+    ]:
         back = _read_back(tmp_path, name, data)
         assert (back["queries"], back["negatives"]) == (kept_q, kept_n), (rule, name)

@@ -19,12 +19,21 @@ def synthetic_pairs(n=400, seed=0, with_ce=False):
     lex = np.clip(s_pn * 0.6 + rng.normal(0, 0.1, n), 0, 1)
     s_qn = rng.uniform(0.1, 0.8, n)
     s_qp = rng.uniform(0.4, 0.8, n)
-    df = pd.DataFrame({
-        "source": "a", "query_id": [f"q{i // 10}" for i in range(n)], "passage_id": [f"p{i}" for i in range(n)],
-        "rank": np.tile(np.arange(1, 11), n // 10), "s_qn": s_qn, "s_qp": s_qp, "margin": s_qp - s_qn,
-        "s_pn": s_pn, "lex_overlap": lex, "ce_margin": rng.normal(0, 2, n) if with_ce else np.nan,
-        "near_duplicate": s_pn >= 0.95,
-    })
+    df = pd.DataFrame(
+        {
+            "source": "a",
+            "query_id": [f"q{i // 10}" for i in range(n)],
+            "passage_id": [f"p{i}" for i in range(n)],
+            "rank": np.tile(np.arange(1, 11), n // 10),
+            "s_qn": s_qn,
+            "s_qp": s_qp,
+            "margin": s_qp - s_qn,
+            "s_pn": s_pn,
+            "lex_overlap": lex,
+            "ce_margin": rng.normal(0, 2, n) if with_ce else np.nan,
+            "near_duplicate": s_pn >= 0.95,
+        }
+    )
     df["unsafe"] = df["margin"] <= 0
     df["cross_encoder"] = df["ce_margin"] <= 0
     logit = -6 + 6 * s_pn + 4 * lex
@@ -127,9 +136,15 @@ def test_evaluate_perfect_and_random_scores():
     rng = np.random.default_rng(0)
     y = (rng.uniform(size=300) < 0.1).astype(int)
     groups = np.repeat(np.arange(30), 10)
-    ev = FN.evaluate({"fn_score": y + 0.0, "noise": rng.uniform(size=300)}, y, groups, ks=(10,), n_bootstrap=200)
+    ev = FN.evaluate(
+        {"fn_score": y + 0.0, "noise": rng.uniform(size=300)}, y, groups, ks=(10,), n_bootstrap=200
+    )
     r = ev.set_index("score")
-    assert r.loc["fn_score", "ap"] == 1.0 and r.loc["fn_score", "roc_auc"] == 1.0 and r.loc["fn_score", "p@10"] == 1.0
+    assert (
+        r.loc["fn_score", "ap"] == 1.0
+        and r.loc["fn_score", "roc_auc"] == 1.0
+        and r.loc["fn_score", "p@10"] == 1.0
+    )
     assert r.loc["noise", "ap_low"] <= r.loc["noise", "ap"] <= r.loc["noise", "ap_high"]
     assert 0.3 < r.loc["noise", "roc_auc"] < 0.7
     assert ev.attrs["best_rule"] == "noise" and ev.attrs["ap_gain_low"] > 0
@@ -141,8 +156,12 @@ def test_evaluate_perfect_and_random_scores():
 
 
 def test_marks_round_trip_through_the_labels_file(tmp_path):
-    marks = {("bm25", "q1", "p1"): "false_negative", ("bm25", "q1", "p2"): "fine",
-             ("dense", "q2", "p9"): "fine", ("dense", "q1", "p1"): "false_negative"}
+    marks = {
+        ("bm25", "q1", "p1"): "false_negative",
+        ("bm25", "q1", "p2"): "fine",
+        ("dense", "q2", "p9"): "fine",
+        ("dense", "q1", "p1"): "false_negative",
+    }
     data = FN.labels_bytes(MK.marks_to_labels(marks))
     assert data.decode().splitlines() == ["query-id\tcorpus-id\tscore", "q1\tp1\t1", "q1\tp2\t0", "q2\tp9\t0"]
     (tmp_path / "false_negatives.tsv").write_bytes(data)
@@ -150,7 +169,9 @@ def test_marks_round_trip_through_the_labels_file(tmp_path):
     back = MK.labels_to_marks(labels, marks.keys())
     assert back == marks
     # a label is about the (query, passage): another source holding the pair gets the mark too
-    assert MK.labels_to_marks(labels, [("bm25+ce", "q1", "p1")]) == {("bm25+ce", "q1", "p1"): "false_negative"}
+    assert MK.labels_to_marks(labels, [("bm25+ce", "q1", "p1")]) == {
+        ("bm25+ce", "q1", "p1"): "false_negative"
+    }
     # conflicting marks of one pair in two sources: false negative wins
     assert MK.marks_to_labels({("a", "q", "p"): "fine", ("b", "q", "p"): "false_negative"}) == [("q", "p", 1)]
 
@@ -205,7 +226,8 @@ def test_detector_quality_per_source_and_flag_points():
     from sklearn.metrics import average_precision_score
 
     assert s.loc[("a", "s_pn"), "average_precision"] == pytest.approx(
-        average_precision_score(y[:200], df["s_pn"].to_numpy()[:200]))
+        average_precision_score(y[:200], df["s_pn"].to_numpy()[:200])
+    )
     c = dq["curves"]
     # a yes/no flag is one operating point: the recall and precision of what it flags
     u = c[(c["source"] == "all sources") & (c["score"] == "unsafe")]
@@ -221,20 +243,35 @@ def test_marked_rows_are_the_marked_negatives_in_table_order():
 
     from eci_core.io.marks import marked_rows
 
-    pairs = pd.DataFrame({"source": ["a", "a", "b", "b"], "query_id": ["q1", "q1", "q1", "q2"],
-                          "passage_id": ["p1", "p2", "p1", "p9"]})
-    rows, labels = marked_rows(pairs, {("b", "q1", "p1"): "fine", ("a", "q1", "p2"): "false_negative",
-                                       ("a", "q9", "p1"): "fine"})
+    pairs = pd.DataFrame(
+        {
+            "source": ["a", "a", "b", "b"],
+            "query_id": ["q1", "q1", "q1", "q2"],
+            "passage_id": ["p1", "p2", "p1", "p9"],
+        }
+    )
+    rows, labels = marked_rows(
+        pairs, {("b", "q1", "p1"): "fine", ("a", "q1", "p2"): "false_negative", ("a", "q9", "p1"): "fine"}
+    )
     assert rows.tolist() == [1, 2] and labels.tolist() == [1, 0]
 
 
 def test_an_uploaded_labels_file_marks_each_source_holding_a_labelled_pair():
     import gzip
 
-    pairs = pd.DataFrame({"source": ["a", "a", "b", "b"], "query_id": ["q1", "q1", "q1", "q2"],
-                          "passage_id": ["p1", "p2", "p1", "p9"]})
+    pairs = pd.DataFrame(
+        {
+            "source": ["a", "a", "b", "b"],
+            "query_id": ["q1", "q1", "q1", "q2"],
+            "passage_id": ["p1", "p2", "p1", "p9"],
+        }
+    )
     data = b"query-id\tcorpus-id\tscore\nq1\tp1\t1\nq2\tp9\t0\nq7\tp7\t1\n"
-    want = {("a", "q1", "p1"): "false_negative", ("b", "q1", "p1"): "false_negative", ("b", "q2", "p9"): "fine"}
+    want = {
+        ("a", "q1", "p1"): "false_negative",
+        ("b", "q1", "p1"): "false_negative",
+        ("b", "q2", "p9"): "fine",
+    }
     # three labels, two of them name scored negatives (one held by two sources: three marks)
     assert MK.marks_from_labels_file(data, "mine.tsv", pairs) == (want, 3)
     # gzip, TREC qrels with 4 columns, a BOM and no header read the same
@@ -242,15 +279,33 @@ def test_an_uploaded_labels_file_marks_each_source_holding_a_labelled_pair():
     assert MK.marks_from_labels_file(gzip.compress(trec), "mine.qrels.gz", pairs) == (want, 3)
 
 
-@pytest.mark.parametrize("body, line", [
-    (b"query-id\tcorpus-id\tscore\nq1\tp1\t1\nq2\tp9\tyes\n", "mine.tsv:3: field 'score': expected a number"),
-    (b"query-id\tcorpus-id\tscore\nq1\tp1\n", "mine.tsv:2: expected 3 fields 'query-id corpus-id score', found 2"),
-    (b"q1\tp1\t1\nq2\tp9\tnan\n", "mine.tsv:2: field 'score': must be a finite number"),
-    (b"q1\tp1\t1\n\tp9\t1\n", "mine.tsv:2: field 'query-id': empty; every row needs a query id and a passage id"),
-    (b"q1\tp1\t1\nq\xff2\tp9\t1\n", "mine.tsv:2: not valid UTF-8 (expected UTF-8 text); re-save the file as UTF-8"),
-    (b"\x1f\x8b\x08\x00broken", "mine.tsv: broken gzip data (the file ends in the middle of the compressed stream); "
-                                  "re-compress the file"),
-])
+@pytest.mark.parametrize(
+    "body, line",
+    [
+        (
+            b"query-id\tcorpus-id\tscore\nq1\tp1\t1\nq2\tp9\tyes\n",
+            "mine.tsv:3: field 'score': expected a number",
+        ),
+        (
+            b"query-id\tcorpus-id\tscore\nq1\tp1\n",
+            "mine.tsv:2: expected 3 fields 'query-id corpus-id score', found 2",
+        ),
+        (b"q1\tp1\t1\nq2\tp9\tnan\n", "mine.tsv:2: field 'score': must be a finite number"),
+        (
+            b"q1\tp1\t1\n\tp9\t1\n",
+            "mine.tsv:2: field 'query-id': empty; every row needs a query id and a passage id",
+        ),
+        (
+            b"q1\tp1\t1\nq\xff2\tp9\t1\n",
+            "mine.tsv:2: not valid UTF-8 (expected UTF-8 text); re-save the file as UTF-8",
+        ),
+        (
+            b"\x1f\x8b\x08\x00broken",
+            "mine.tsv: broken gzip data (the file ends in the middle of the compressed stream); "
+            "re-compress the file",
+        ),
+    ],
+)
 def test_a_bad_labels_file_is_one_line_naming_file_and_line(body, line):
     pairs = pd.DataFrame({"source": ["a"], "query_id": ["q1"], "passage_id": ["p1"]})
     with pytest.raises(ValueError) as err:

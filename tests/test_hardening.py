@@ -36,15 +36,33 @@ TIMEOUT = 120
 
 # An uploaded source: three queries of the fixture with their real positives and BGE negatives.
 UPLOAD_ROWS = [
-    {"query": "How do I sort a list in Python?", "pos": ["Use list.sort() to sort a list in place, or sorted() for a new list."],
-     "neg": ["Reverse a string with slicing: s[::-1].", "Open a file with open() and iterate over it.",
-             "Sort a dictionary by value with sorted(d.items(), key=lambda kv: kv[1])."]},
-    {"query": "How do I reverse a string?", "pos": ["Reverse a string with slicing: s[::-1]."],
-     "neg": ["Use list.sort() to sort a list in place, or sorted() for a new list.",
-             "Strings are immutable sequences of characters.", "Join strings with str.join()."]},
-    {"query": "How can I merge two dictionaries?", "pos": ["Merge two dicts with {**a, **b} or a | b."],
-     "neg": ["Create a virtual environment with python -m venv.", "Dictionaries map keys to values.",
-             "Update a dict in place with d.update(other)."]},
+    {
+        "query": "How do I sort a list in Python?",
+        "pos": ["Use list.sort() to sort a list in place, or sorted() for a new list."],
+        "neg": [
+            "Reverse a string with slicing: s[::-1].",
+            "Open a file with open() and iterate over it.",
+            "Sort a dictionary by value with sorted(d.items(), key=lambda kv: kv[1]).",
+        ],
+    },
+    {
+        "query": "How do I reverse a string?",
+        "pos": ["Reverse a string with slicing: s[::-1]."],
+        "neg": [
+            "Use list.sort() to sort a list in place, or sorted() for a new list.",
+            "Strings are immutable sequences of characters.",
+            "Join strings with str.join().",
+        ],
+    },
+    {
+        "query": "How can I merge two dictionaries?",
+        "pos": ["Merge two dicts with {**a, **b} or a | b."],
+        "neg": [
+            "Create a virtual environment with python -m venv.",
+            "Dictionaries map keys to values.",
+            "Update a dict in place with d.update(other).",
+        ],
+    },
 ]
 UPLOAD = "".join(json.dumps(r) + "\n" for r in UPLOAD_ROWS).encode()
 
@@ -224,7 +242,9 @@ def test_add_without_a_finished_upload_says_so():
     at = _app()
     at.sidebar.button[0].click().run()
     assert at.session_state["eci_load_errors"] == [sidebar.NO_UPLOAD_YET]
-    assert "arrived" in sidebar.NO_UPLOAD_YET and "Choose one or more files first" not in sidebar.NO_UPLOAD_YET
+    assert (
+        "arrived" in sidebar.NO_UPLOAD_YET and "Choose one or more files first" not in sidebar.NO_UPLOAD_YET
+    )
 
 
 # ----------------------------------------------------------------------------- data root
@@ -268,7 +288,9 @@ def test_default_data_root_is_cwd_sample_and_data(monkeypatch):
     from ui import state
 
     roots = state.data_roots()
-    assert Path.cwd().resolve() in roots and state.SAMPLE_DIR.resolve() in roots and FIXTURE.resolve() in roots
+    assert (
+        Path.cwd().resolve() in roots and state.SAMPLE_DIR.resolve() in roots and FIXTURE.resolve() in roots
+    )
     assert state.path_allowed(FIXTURE / "queries.jsonl") and not state.path_allowed(Path("/etc/passwd"))
     monkeypatch.setenv("ECI_DATA_ROOT", "/")
     assert state.path_allowed(Path("/etc/passwd"))
@@ -278,7 +300,9 @@ def test_default_data_root_is_cwd_sample_and_data(monkeypatch):
 def test_error_text_is_escaped_for_markdown():
     from ui import components
 
-    nasty = "x.jsonl:1: [click](https://evil.example) **b** `c` <b>h</b> www.evil.example a@b.example $x$ &amp;"
+    nasty = (
+        "x.jsonl:1: [click](https://evil.example) **b** `c` <b>h</b> www.evil.example a@b.example $x$ &amp;"
+    )
     out = components.plain(nasty)
     for bad in ("[click](", "**b**", "`c`", "<b>", "www.evil", "https://", "a@b", "$x$"):
         assert bad not in out
@@ -316,7 +340,10 @@ def test_scoring_past_the_time_budget_stops_with_one_line(monkeypatch):
     at.run()
     assert not at.exception
     (err,) = [e.value for e in at.error]
-    assert err.startswith("Could not score the data: scoring stopped after 0") and "ECI\\_SCORE\\_BUDGET\\_S" in err
+    assert (
+        err.startswith("Could not score the data: scoring stopped after 0")
+        and "ECI\\_SCORE\\_BUDGET\\_S" in err
+    )
     assert any("Scores are not available" in i.value for i in at.info)
 
 
@@ -329,7 +356,10 @@ def test_score_budget_setting(monkeypatch):
     monkeypatch.setenv("ECI_SCORE_BUDGET_S", "30")
     assert state.score_budget_s() == 30.0
     assert state.launch_args(["--score-budget", "5", "--data-root=/x", "--readonly-cache", "/c"]) == {
-        "score-budget": "5", "data-root": "/x", "readonly-cache": "/c"}
+        "score-budget": "5",
+        "data-root": "/x",
+        "readonly-cache": "/c",
+    }
 
 
 # ----------------------------------------------------------------------------- serving defaults

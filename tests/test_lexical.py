@@ -18,11 +18,37 @@ from eci_core.metrics import lexical as L
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "pyfaq"
 
 EDGE = [
-    "", " ", "\t\n", "___", "a", "A", "Hello, World! hello world", "x_y_Z 12ab __init__ café-au-lait",
-    "İstanbul", "ISTANBUL istanbul", "ß Straße STRASSE", "ΣΟΦΟΣ σοφος σοφοσ Σ", "ǅ ǆ Ǆ",  # titlecase digraphs
-    "x² ½ Ⅻ ٣ ①", "e\u0301 n\u0303", "a\u200db\u200cc", "\x00a\x00b\x7f", "ÀÉÎ àéî", "ﬁ ﬂ",
-    "Kelvin \u212a K", "emoji 😀 ok", "日本語のテキスト 123", "tab\tsep\rcr\x0bvt\x1ffs",
-    "A" * 300, "Don’t “Quote” — DASH… ©2020 «x» a\u00a0b\u2009c\u200bd", "x‿y ⁀ ⁔ ª º µ", "’’", "\x85NEL\x85", "MiXeD CaSe 123 ABC_def", "\ud800 lone surrogate", "ascii after non-ascii é ABC",
+    "",
+    " ",
+    "\t\n",
+    "___",
+    "a",
+    "A",
+    "Hello, World! hello world",
+    "x_y_Z 12ab __init__ café-au-lait",
+    "İstanbul",
+    "ISTANBUL istanbul",
+    "ß Straße STRASSE",
+    "ΣΟΦΟΣ σοφος σοφοσ Σ",
+    "ǅ ǆ Ǆ",  # titlecase digraphs
+    "x² ½ Ⅻ ٣ ①",
+    "e\u0301 n\u0303",
+    "a\u200db\u200cc",
+    "\x00a\x00b\x7f",
+    "ÀÉÎ àéî",
+    "ﬁ ﬂ",
+    "Kelvin \u212a K",
+    "emoji 😀 ok",
+    "日本語のテキスト 123",
+    "tab\tsep\rcr\x0bvt\x1ffs",
+    "A" * 300,
+    "Don’t “Quote” — DASH… ©2020 «x» a\u00a0b\u2009c\u200bd",
+    "x‿y ⁀ ⁔ ª º µ",
+    "’’",
+    "\x85NEL\x85",
+    "MiXeD CaSe 123 ABC_def",
+    "\ud800 lone surrogate",
+    "ascii after non-ascii é ABC",
 ]
 
 
@@ -43,7 +69,7 @@ def arrow_column(texts, block=5):
     """A TextColumn backed by Arrow blocks of ``block`` rows (how the loaders hold big files),
     with the rows in a shuffled order so that chunks take from several blocks."""
     texts = [t for t in texts if not re.search("[\ud800-\udfff]", t)]  # Arrow holds valid UTF-8 only
-    blocks = [str_arrow(texts[i:i + block]) for i in range(0, len(texts), block)] or [str_arrow([])]
+    blocks = [str_arrow(texts[i : i + block]) for i in range(0, len(texts), block)] or [str_arrow([])]
     col = TextColumn()
     rows = np.random.default_rng(0).permutation(len(texts))
     col.extend_rows(ArrowTextMap(str_arrow([str(i) for i in range(len(texts))]), blocks), rows)
@@ -98,15 +124,45 @@ def test_chunks_and_arrow_blocks_give_the_same_matrix(monkeypatch, chunk):
     same(["cat café unseen", "", "İ DOG"], vocab=vocab, grow=False, vocab_ref=dict(ref_v))
 
 
-words = st.sampled_from(["the", "The", "CAT", "café", "Ünï", "a_b", "42", "İ", "ß", "ς", "x²", "日本", "’", "—", "«»", "\u00a0", "©", "‿", "µ", "→", "■", "∑x"])
-texty = st.lists(st.one_of(words, st.text(max_size=6)), max_size=12).map(
-    lambda ws: " ".join(ws))
+words = st.sampled_from(
+    [
+        "the",
+        "The",
+        "CAT",
+        "café",
+        "Ünï",
+        "a_b",
+        "42",
+        "İ",
+        "ß",
+        "ς",
+        "x²",
+        "日本",
+        "’",
+        "—",
+        "«»",
+        "\u00a0",
+        "©",
+        "‿",
+        "µ",
+        "→",
+        "■",
+        "∑x",
+    ]
+)
+texty = st.lists(st.one_of(words, st.text(max_size=6)), max_size=12).map(lambda ws: " ".join(ws))
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.one_of(st.text(max_size=40), st.text(alphabet=st.characters(max_codepoint=127), max_size=40), texty),
-                max_size=30),
-       st.integers(1, 7))
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=40), st.text(alphabet=st.characters(max_codepoint=127), max_size=40), texty
+        ),
+        max_size=30,
+    ),
+    st.integers(1, 7),
+)
 def test_random_texts_token_for_token(texts, chunk):
     old = L._CHUNK
     L._CHUNK = chunk

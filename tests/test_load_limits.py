@@ -19,12 +19,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from eci_core.io.data import LoadError
-from eci_core.io.loaders import (LoadLimits, LoadStep, ParquetDecodedLimits, arrow_value_bytes, load_batch, load_path,
-                                 load_paths, longest_json_string_over, plan_extra_runs)
+from eci_core.io.loaders import (
+    LoadLimits,
+    LoadStep,
+    ParquetDecodedLimits,
+    arrow_value_bytes,
+    load_batch,
+    load_path,
+    load_paths,
+    longest_json_string_over,
+    plan_extra_runs,
+)
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -35,7 +43,11 @@ PYFAQ = ROOT / "sample_data" / "pyfaq"
 SECRET = "SECRET"
 MIB = 2**20
 LINE = "(LoadLimits.max_line_bytes, env ECI_MAX_LINE_BYTES"
-GOOD_ROW = {"query": "what is a cat", "pos": ["A cat is a small feline."], "neg": ["Dogs bark.", "Cars drive."]}
+GOOD_ROW = {
+    "query": "what is a cat",
+    "pos": ["A cat is a small feline."],
+    "neg": ["Dogs bark.", "Cars drive."],
+}
 # peak RSS of a child that imports the loaders and pyarrow and refuses one bomb (measured: ~125
 # MiB); the budget of tests/test_hostile_inputs.py. Loading the same files without the limits
 # took 6.9 GB and 83 s (Parquet) / 250 MiB (JSON, then ~1 GB when scored)
@@ -59,9 +71,13 @@ def good(tmp_path: Path) -> Path:
 def _dict_bomb(path: Path, entry: str, rows: int, **write) -> Path:
     """An st-triplet Parquet file whose ``negative`` is one dictionary entry named by every row
     (written without the Arrow schema, as another writer would)."""
-    t = pa.table({"anchor": [f"{SECRET} query {i}" for i in range(rows)],
-                  "positive": [f"positive {i}" for i in range(rows)],
-                  "negative": pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), pa.array([entry]))})
+    t = pa.table(
+        {
+            "anchor": [f"{SECRET} query {i}" for i in range(rows)],
+            "positive": [f"positive {i}" for i in range(rows)],
+            "negative": pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), pa.array([entry])),
+        }
+    )
     pq.write_table(t, path, store_schema=False, dictionary_pagesize_limit=2**31 - 1, **write)
     return path
 
@@ -85,8 +101,14 @@ print(json.dumps([report.errors, sorted(coll.sources), int(hwm.split()[1]) // 10
 
 def _child(*paths: Path) -> tuple[list[str], list[str], int]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-c", "import json\n" + CHILD, *map(str, paths)], capture_output=True,
-                         text=True, env=env, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import json\n" + CHILD, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
     errors, sources, mib = json.loads(out.stdout)
     return errors, sources, mib
 
@@ -99,9 +121,11 @@ def test_parquet_dictionary_bomb_of_the_issue_is_refused_from_its_footer_in_boun
     assert os.path.getsize(bomb) < 8000
     errors, sources, mib = _child(good, bomb)
     assert sources == ["good"]
-    assert errors == [f"{bomb}: field 'negative': a row group expands more than 100x when decompressed (its largest "
-                      "column is this one; a compression bomb?); LoadLimits.max_compression_ratio, env "
-                      "ECI_MAX_COMPRESSION_RATIO"]
+    assert errors == [
+        f"{bomb}: field 'negative': a row group expands more than 100x when decompressed (its largest "
+        "column is this one; a compression bomb?); LoadLimits.max_compression_ratio, env "
+        "ECI_MAX_COMPRESSION_RATIO"
+    ]
     assert mib < MEMORY_BUDGET_MIB, f"peak RSS {mib} MiB"
 
 
@@ -113,9 +137,13 @@ def test_parquet_triplets_repeating_each_positive_200_times_load(tmp_path):
     words = [f"w{i}" for i in range(3000)]
     k, nq = 200, 100
     pos = [" ".join(rnd.choices(words, k=100)) for _ in range(nq)]
-    t = pa.table({"anchor": [f"query {i // k}" for i in range(k * nq)],
-                  "positive": [pos[i // k] for i in range(k * nq)],
-                  "negative": [" ".join(rnd.choices(words, k=10)) for _ in range(k * nq)]})
+    t = pa.table(
+        {
+            "anchor": [f"query {i // k}" for i in range(k * nq)],
+            "positive": [pos[i // k] for i in range(k * nq)],
+            "negative": [" ".join(rnd.choices(words, k=10)) for _ in range(k * nq)],
+        }
+    )
     p = tmp_path / "triplets.parquet"
     pq.write_table(t, p, compression="zstd", dictionary_pagesize_limit=16 * 1024)
     col = pq.ParquetFile(p).metadata.row_group(0).column(1)
@@ -130,8 +158,10 @@ def test_parquet_cell_over_the_line_limit_is_refused_before_it_is_decoded(tmp_pa
     bomb = _dict_bomb(tmp_path / "cell.parquet", SECRET + noise(2 * MIB), 40, compression="zstd")
     coll, report = load_paths([good, bomb], limits=LoadLimits(max_line_bytes=MIB))
     err = _only_good(coll, report, bomb)
-    assert err == (f"{bomb}:1: field 'negative': a cell longer than 1,048,576 bytes once decoded {LINE}: the "
-                   "longest line, or Parquet row)")
+    assert err == (
+        f"{bomb}:1: field 'negative': a cell longer than 1,048,576 bytes once decoded {LINE}: the "
+        "longest line, or Parquet row)"
+    )
     with pytest.raises(LoadError):  # on its own too
         load_path(bomb, coll, limits=LoadLimits(max_line_bytes=MIB))
     assert sorted(coll.sources) == ["good"]
@@ -142,11 +172,16 @@ def test_parquet_cell_over_the_line_limit_is_refused_before_it_is_decoded(tmp_pa
 
 def test_parquet_row_limit_names_its_largest_cell_and_hides_unknown_column_names(tmp_path, good):
     p = tmp_path / "row.parquet"
-    pq.write_table(pa.table({"anchor": ["q"], "positive": [noise(600_000, 1)], f"{SECRET}col": [noise(700_000, 2)]}), p)
+    pq.write_table(
+        pa.table({"anchor": ["q"], "positive": [noise(600_000, 1)], f"{SECRET}col": [noise(700_000, 2)]}), p
+    )
     coll, report = load_paths([good, p], limits=LoadLimits(max_line_bytes=MIB))
     err = _only_good(coll, report, p)
-    assert err == f"{p}:1: a row (its largest cell here) (column 3) longer than 1,048,576 bytes once decoded {LINE}: " \
-                  "the longest line, or Parquet row)"
+    assert (
+        err
+        == f"{p}:1: a row (its largest cell here) (column 3) longer than 1,048,576 bytes once decoded {LINE}: "
+        "the longest line, or Parquet row)"
+    )
 
 
 def test_parquet_dictionary_expansion_is_held_to_the_compression_ratio(tmp_path, good):
@@ -158,8 +193,10 @@ def test_parquet_dictionary_expansion_is_held_to_the_compression_ratio(tmp_path,
     err = _only_good(coll, report, bomb)
     size = os.path.getsize(bomb)
     row = int(100 * size // (64 * 1024 + 20)) + 1  # each row decodes to 64 KiB + its two short cells
-    assert err.endswith(": the Parquet data expands more than 100x its file size once decoded (a compression "
-                        "bomb?); LoadLimits.max_compression_ratio, env ECI_MAX_COMPRESSION_RATIO")
+    assert err.endswith(
+        ": the Parquet data expands more than 100x its file size once decoded (a compression "
+        "bomb?); LoadLimits.max_compression_ratio, env ECI_MAX_COMPRESSION_RATIO"
+    )
     assert abs(int(err.split(":")[1]) - row) <= 1, (err, row)
 
 
@@ -167,36 +204,57 @@ def test_parquet_total_decoded_size_and_column_chunk_size(tmp_path, good):
     bomb = _dict_bomb(tmp_path / "total.parquet", noise(64 * 1024, 4), 100)  # 6.4 MiB decoded, ratio ~90
     coll, report = load_paths([good, bomb], limits=LoadLimits(max_decompressed_bytes=4 * MIB))
     err = _only_good(coll, report, bomb)
-    assert err.endswith(": the Parquet data decodes to more than 4,194,304 bytes (LoadLimits.max_decompressed_bytes, "
-                        "env ECI_MAX_DECOMPRESSED_BYTES)")
+    assert err.endswith(
+        ": the Parquet data decodes to more than 4,194,304 bytes (LoadLimits.max_decompressed_bytes, "
+        "env ECI_MAX_DECOMPRESSED_BYTES)"
+    )
     assert int(err.split(":")[1]) == 4 * MIB // (64 * 1024 + 20) + 1  # the first row past 4 MiB
     plain = tmp_path / "plain.parquet"
-    pq.write_table(pa.table({"anchor": ["q"], "positive": ["p"], "negative": [noise(2 * MIB, 5)]}), plain,
-                   use_dictionary=False)
+    pq.write_table(
+        pa.table({"anchor": ["q"], "positive": ["p"], "negative": [noise(2 * MIB, 5)]}),
+        plain,
+        use_dictionary=False,
+    )
     coll, report = load_paths([good, plain], limits=LoadLimits(max_decompressed_bytes=MIB))
     assert _only_good(coll, report, plain) == (
         f"{plain}: field 'negative': a column chunk decompresses to more than 1,048,576 bytes "
-        "(LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES)")
+        "(LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES)"
+    )
 
 
 def test_arrow_value_bytes_matches_the_decoded_values():
     """Exact: the UTF-8 bytes of every string of each row (lists, structs, dictionaries, nulls,
     slices), 8 bytes per int64, 1 per bool."""
     strs = ["", "é", "abc", None, "x" * 50]
-    t = pa.table({
-        "s": pa.array(strs),
-        "d": pa.DictionaryArray.from_arrays(pa.array([0, 1, None, 1, 0], pa.int32()), pa.array(["aa", "ééé"])),
-        "l": pa.array([["a", "bb"], [], None, ["ccc", None], ["é"]]),
-        "ld": pa.array([["a", "a"], ["b"], [], None, ["a"]]).cast(pa.list_(pa.dictionary(pa.int32(), pa.string()))),
-        "st": pa.array([{"docid": "1", "text": "t"}, None, {"docid": "22", "text": None}, {"docid": "", "text": "é"},
-                        {"docid": "x", "text": "yy"}]),
-        "m": pa.array([[("a", "xx")], None, [("bbb", "y"), ("c", "")], [], [("é", None)]],
-                      pa.map_(pa.string(), pa.string())),
-        "f": pa.array([["a", "bb"], None, ["ccc", "d"], ["", "é"], None], pa.list_(pa.string(), 2)),
-        "sv": pa.array(["ab", None, "c", "", "é"], pa.string_view()),
-        "n": pa.array([1, 2, None, 4, 5], pa.int64()),
-        "b": pa.array([True, False, True, None, True]),
-    })
+    t = pa.table(
+        {
+            "s": pa.array(strs),
+            "d": pa.DictionaryArray.from_arrays(
+                pa.array([0, 1, None, 1, 0], pa.int32()), pa.array(["aa", "ééé"])
+            ),
+            "l": pa.array([["a", "bb"], [], None, ["ccc", None], ["é"]]),
+            "ld": pa.array([["a", "a"], ["b"], [], None, ["a"]]).cast(
+                pa.list_(pa.dictionary(pa.int32(), pa.string()))
+            ),
+            "st": pa.array(
+                [
+                    {"docid": "1", "text": "t"},
+                    None,
+                    {"docid": "22", "text": None},
+                    {"docid": "", "text": "é"},
+                    {"docid": "x", "text": "yy"},
+                ]
+            ),
+            "m": pa.array(
+                [[("a", "xx")], None, [("bbb", "y"), ("c", "")], [], [("é", None)]],
+                pa.map_(pa.string(), pa.string()),
+            ),
+            "f": pa.array([["a", "bb"], None, ["ccc", "d"], ["", "é"], None], pa.list_(pa.string(), 2)),
+            "sv": pa.array(["ab", None, "c", "", "é"], pa.string_view()),
+            "n": pa.array([1, 2, None, 4, 5], pa.int64()),
+            "b": pa.array([True, False, True, None, True]),
+        }
+    )
 
     def py_bytes(v) -> int:
         if v is None:
@@ -229,8 +287,11 @@ def test_parquet_files_with_nested_and_dictionary_columns_still_load(tmp_path):
     assert list(b.passage_ids) == list(a.passage_ids) and list(b.query_ids) == list(a.query_ids)
     sa, sb = a.sources["b"], b.sources["b"]
     assert len(sa) == len(sb) == 90
-    assert (sa.q_idx.tolist(), sa.p_idx.tolist(), sa.rank.tolist()) == (sb.q_idx.tolist(), sb.p_idx.tolist(),
-                                                                         sb.rank.tolist())
+    assert (sa.q_idx.tolist(), sa.p_idx.tolist(), sa.rank.tolist()) == (
+        sb.q_idx.tolist(),
+        sb.p_idx.tolist(),
+        sb.rank.tolist(),
+    )
 
 
 def test_parquet_decoded_limits_count_across_batches():
@@ -245,19 +306,33 @@ def test_parquet_decoded_limits_count_across_batches():
 # ---------------------------------------------------------------------------- whole-document JSON
 def test_json_string_over_the_line_limit_is_refused_before_decoding(tmp_path, good):
     p = tmp_path / "big.json"
-    text = json.dumps([GOOD_ROW, dict(GOOD_ROW, query="q2", neg=["short", SECRET + "x" * (2 * MIB)])], indent=1)
+    text = json.dumps(
+        [GOOD_ROW, dict(GOOD_ROW, query="q2", neg=["short", SECRET + "x" * (2 * MIB)])], indent=1
+    )
     p.write_text(text)
-    line = text[:text.index(SECRET)].count("\n") + 1
+    line = text[: text.index(SECRET)].count("\n") + 1
     assert line > 10
     coll, report = load_paths([good, p], limits=LoadLimits(max_line_bytes=MIB))
-    assert _only_good(coll, report, p) == (f"{p}:{line}: field 'neg': a string longer than 1,048,576 bytes {LINE}: the "
-                                           "longest line of a text file, or string of a JSON file)")
+    assert _only_good(coll, report, p) == (
+        f"{p}:{line}: field 'neg': a string longer than 1,048,576 bytes {LINE}: the "
+        "longest line of a text file, or string of a JSON file)"
+    )
     cols = tmp_path / "cols.json"  # an object of lists; a key that is not a known field is not named
-    cols.write_text(json.dumps({"anchor": ["a", "b"], "positive": ["p", "q"],
-                                f"{SECRET}": ["n", "m" * (2 * MIB)], "negative": ["x", "y"]}))
+    cols.write_text(
+        json.dumps(
+            {
+                "anchor": ["a", "b"],
+                "positive": ["p", "q"],
+                f"{SECRET}": ["n", "m" * (2 * MIB)],
+                "negative": ["x", "y"],
+            }
+        )
+    )
     coll, report = load_paths([good, cols], limits=LoadLimits(max_line_bytes=MIB))
-    assert _only_good(coll, report, cols) == (f"{cols}:1: a string longer than 1,048,576 bytes {LINE}: the longest "
-                                              "line of a text file, or string of a JSON file)")
+    assert _only_good(coll, report, cols) == (
+        f"{cols}:1: a string longer than 1,048,576 bytes {LINE}: the longest "
+        "line of a text file, or string of a JSON file)"
+    )
 
 
 def test_json_file_larger_than_the_decompressed_limit_is_refused_unread(tmp_path, good):
@@ -266,13 +341,16 @@ def test_json_file_larger_than_the_decompressed_limit_is_refused_unread(tmp_path
     coll, report = load_paths([good, p], limits=LoadLimits(max_decompressed_bytes=4096))
     assert _only_good(coll, report, p) == (
         f"{p}: the file holds more than 4,096 bytes, too many to read whole (LoadLimits.max_decompressed_bytes, env "
-        "ECI_MAX_DECOMPRESSED_BYTES); save it as JSONL (one record per line), which is read line by line")
+        "ECI_MAX_DECOMPRESSED_BYTES); save it as JSONL (one record per line), which is read line by line"
+    )
     gz = tmp_path / "large.json.gz"  # compressed below the limit, over it once decompressed
     gz.write_bytes(gzip.compress(p.read_bytes()))
     assert os.path.getsize(gz) < 4096
     coll, report = load_paths([good, gz], limits=LoadLimits(max_decompressed_bytes=4096))
-    assert _only_good(coll, report, gz).endswith("the gzip decompresses to more than 4,096 bytes "
-                                                 "(LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES)")
+    assert _only_good(coll, report, gz).endswith(
+        "the gzip decompresses to more than 4,096 bytes "
+        "(LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES)"
+    )
 
 
 def test_memory_of_a_70_mib_json_string_is_bounded(tmp_path, good):
@@ -282,8 +360,10 @@ def test_memory_of_a_70_mib_json_string_is_bounded(tmp_path, good):
         f.write('[{"query": "q", "pos": ["p"], "neg": ["' + SECRET + "x" * (70 * MIB) + '"]}]')
     errors, sources, mib = _child(good, p)
     assert sources == ["good"]
-    assert errors == [f"{p}:1: field 'neg': a string longer than 67,108,864 bytes {LINE}: the longest line of a "
-                      "text file, or string of a JSON file)"]
+    assert errors == [
+        f"{p}:1: field 'neg': a string longer than 67,108,864 bytes {LINE}: the longest line of a "
+        "text file, or string of a JSON file)"
+    ]
     assert mib < MEMORY_BUDGET_MIB, f"peak RSS {mib} MiB"
 
 
@@ -310,12 +390,20 @@ def test_longest_json_string_matches_a_byte_scan_across_piece_boundaries():
     rnd = random.Random(7)
     alphabet = 'ab\\"\n é{}[],:'
     for _ in range(150):
-        doc = [{f"k{j}": "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 30)))
-                for j in range(rnd.randint(0, 4))} for _ in range(rnd.randint(0, 5))]
+        doc = [
+            {
+                f"k{j}": "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 30)))
+                for j in range(rnd.randint(0, 4))
+            }
+            for _ in range(rnd.randint(0, 5))
+        ]
         data = json.dumps(doc, ensure_ascii=rnd.random() < 0.5).encode()
         for limit in (0, 3, 10, 25):
             for piece in (1, 2, 3, 7, 1 << 22):
-                assert longest_json_string_over(data, limit, piece) == _reference_longest(data, limit), (data, limit)
+                assert longest_json_string_over(data, limit, piece) == _reference_longest(data, limit), (
+                    data,
+                    limit,
+                )
     runs = b'["' + b"\\\\" * 20 + b'\\"' + b'x"]'  # even and odd backslash runs across boundaries
     for piece in range(1, 30):
         for limit in range(0, 50):
@@ -327,11 +415,19 @@ def test_longest_json_string_matches_a_byte_scan_across_piece_boundaries():
 def test_csv_record_spanning_lines_is_held_to_the_line_limit(tmp_path, good, ext, sep):
     cell = "\n".join(f"line {i} of a long quoted {SECRET} negative" for i in range(5000))  # each line short
     p = tmp_path / f"multi.{ext}"
-    p.write_text(sep.join(["anchor", "positive", "negative"]) + "\n" + sep.join(["q1", "p1", "n1"]) + "\n"
-                 + sep.join(["q2", "p2", '"' + cell + '"']) + "\n")
+    p.write_text(
+        sep.join(["anchor", "positive", "negative"])
+        + "\n"
+        + sep.join(["q1", "p1", "n1"])
+        + "\n"
+        + sep.join(["q2", "p2", '"' + cell + '"'])
+        + "\n"
+    )
     coll, report = load_paths([good, p], limits=LoadLimits(max_line_bytes=65536))
-    assert _only_good(coll, report, p) == (f"{p}:3: record longer than 65,536 bytes (a quoted cell spans its lines; "
-                                           "LoadLimits.max_line_bytes, env ECI_MAX_LINE_BYTES)")
+    assert _only_good(coll, report, p) == (
+        f"{p}:3: record longer than 65,536 bytes (a quoted cell spans its lines; "
+        "LoadLimits.max_line_bytes, env ECI_MAX_LINE_BYTES)"
+    )
     c, rep = load_paths([p])  # the default limit reads it
     assert rep.errors == [] and c.n_queries == 2
 
@@ -349,25 +445,35 @@ def test_id_files_corpus_and_qrels_obey_the_limits_on_both_readers(tmp_path, mon
     long_ids = neg / "long.jsonl"
     long_ids.write_text(json.dumps({"query_id": "q1", "negative_ids": ["d5", SECRET + "d" * 300]}) + "\n")
     big_gz = neg / "big.trec.gz"
-    big_gz.write_bytes(gzip.compress("".join(f"q1 Q0 {SECRET}{noise(20, i)} {i + 1} 1.0 x\n"
-                                             for i in range(400)).encode()))
+    big_gz.write_bytes(
+        gzip.compress("".join(f"q1 Q0 {SECRET}{noise(20, i)} {i + 1} 1.0 x\n" for i in range(400)).encode())
+    )
     lim = LoadLimits(max_line_bytes=200, max_decompressed_bytes=8192)
     coll, report = load_paths([d], limits=lim)
     assert sorted(coll.sources) == ["bm25", "dense"]
     gz_err = next(e for e in report.errors if e.startswith(f"{big_gz}:"))
-    assert sorted(report.errors) == sorted([
-        f"{long_ids}:1: line longer than 200 bytes {LINE})",
-        f"{long_trec}:2: line longer than 200 bytes {LINE})",
-        gz_err,
-    ])
-    assert gz_err.endswith(": the gzip decompresses to more than 8,192 bytes (LoadLimits.max_decompressed_bytes, "
-                           "env ECI_MAX_DECOMPRESSED_BYTES)") and SECRET not in "".join(report.errors)
+    assert sorted(report.errors) == sorted(
+        [
+            f"{long_ids}:1: line longer than 200 bytes {LINE})",
+            f"{long_trec}:2: line longer than 200 bytes {LINE})",
+            gz_err,
+        ]
+    )
+    assert gz_err.endswith(
+        ": the gzip decompresses to more than 8,192 bytes (LoadLimits.max_decompressed_bytes, "
+        "env ECI_MAX_DECOMPRESSED_BYTES)"
+    ) and SECRET not in "".join(report.errors)
     for name in ("corpus.jsonl", "qrels/test.tsv"):
         e = tmp_path / f"e{name[:3]}"
         shutil.copytree(BEIR, e)
         f = e / name
-        f.write_text(f.read_text() + ("d9\t" if "qrels" in name else '{"_id": "d9", "text": "') + SECRET + "y" * 300
-                     + ("\t1\n" if "qrels" in name else '"}\n'))
+        f.write_text(
+            f.read_text()
+            + ("d9\t" if "qrels" in name else '{"_id": "d9", "text": "')
+            + SECRET
+            + "y" * 300
+            + ("\t1\n" if "qrels" in name else '"}\n')
+        )
         n_lines = len(f.read_text().splitlines())
         _, report = load_paths([e], limits=lim)
         assert report.errors == [f"{f}:{n_lines}: line longer than 200 bytes {LINE})"]
@@ -446,8 +552,21 @@ def test_cli_score_and_validate_loading_with_extra_run_files(tmp_path, capsys):
     from eci_core.validation.loading import load_for_validation
 
     d, trec, ids = _beir_with_extras(tmp_path)
-    code = main(["score", str(d), str(trec), str(ids), "--encoder", "hashing", "--json", "--bootstrap", "20",
-                 "--no-cache", "--no-progress"])
+    code = main(
+        [
+            "score",
+            str(d),
+            str(trec),
+            str(ids),
+            "--encoder",
+            "hashing",
+            "--json",
+            "--bootstrap",
+            "20",
+            "--no-cache",
+            "--no-progress",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert sorted(s["name"] for s in json.loads(out)["sources"]) == ["bm25", "dense", "extra", "ids"]
@@ -458,7 +577,9 @@ def test_cli_score_and_validate_loading_with_extra_run_files(tmp_path, capsys):
     bad.write_text("q2 Q0 nowhere 1 8.0 bad\n")
     code = main(["score", str(d), str(bad), "--encoder", "hashing", "--no-cache", "--no-progress"])
     out, err = capsys.readouterr()
-    assert code == 2 and err.strip().splitlines() == [f"{bad}:1: field 'docid': 1 negative id not in corpus.jsonl"]
+    assert code == 2 and err.strip().splitlines() == [
+        f"{bad}:1: field 'docid': 1 negative id not in corpus.jsonl"
+    ]
     assert out.startswith("Nothing scored: 1 file could not be loaded (one line each on stderr)")
 
 
@@ -468,8 +589,20 @@ def test_cli_score_of_the_sample_with_its_sweep(capsys):
     from eci_core.cli import main
 
     sweep = sorted(str(p) for p in (PYFAQ / "sweep").glob("*.trec"))
-    code = main(["score", str(PYFAQ), *sweep, "--encoder", "hashing", "--json", "--bootstrap", "20", "--no-cache",
-                 "--no-progress"])
+    code = main(
+        [
+            "score",
+            str(PYFAQ),
+            *sweep,
+            "--encoder",
+            "hashing",
+            "--json",
+            "--bootstrap",
+            "20",
+            "--no-cache",
+            "--no-progress",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     names = {s["name"] for s in json.loads(out)["sources"]}
@@ -483,7 +616,9 @@ def test_dashboard_upload_of_a_run_naming_corpus_only_passages(tmp_path, monkeyp
     d = tmp_path / "data"
     shutil.copytree(ROOT / "tests" / "fixtures" / "app_small", d)
     with open(d / "corpus.jsonl", "a") as f:
-        f.write(json.dumps({"_id": "dX", "title": "", "text": "A passage no negatives file names yet."}) + "\n")
+        f.write(
+            json.dumps({"_id": "dX", "title": "", "text": "A passage no negatives file names yet."}) + "\n"
+        )
     monkeypatch.setenv("ECI_DATA", str(d))
     monkeypatch.setenv("ECI_ENCODER", "hashing")
     monkeypatch.setenv("ECI_CACHE_DIR", str(tmp_path / "cache"))
@@ -492,7 +627,9 @@ def test_dashboard_upload_of_a_run_naming_corpus_only_passages(tmp_path, monkeyp
     at.run()
     assert not at.exception
     assert at.session_state["eci_data_dirs"] == [str(d)]
-    at.sidebar.file_uploader[0].set_value(("extra.trec", b"q1 Q0 dX 1 1.0 extra\nq2 Q0 dX 1 1.0 extra\n", "text/plain"))
+    at.sidebar.file_uploader[0].set_value(
+        ("extra.trec", b"q1 Q0 dX 1 1.0 extra\nq2 Q0 dX 1 1.0 extra\n", "text/plain")
+    )
     at.sidebar.button[0].click().run()  # "Add uploaded files"
     assert not at.exception
     assert at.session_state["eci_load_errors"] == []

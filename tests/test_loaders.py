@@ -92,9 +92,15 @@ def one(report):
 def snapshot(c: Collection):
     return (
         c.fingerprint(),
-        list(c.passage_ids), list(c.passage_texts), list(c.query_ids), list(c.query_texts),
-        {k: list(v) for k, v in c.positives.items()}, sorted(c.sources),
-        dict(c._pid_index), dict(c._qid_index), dict(c._qtext_index),
+        list(c.passage_ids),
+        list(c.passage_texts),
+        list(c.query_ids),
+        list(c.query_texts),
+        {k: list(v) for k, v in c.positives.items()},
+        sorted(c.sources),
+        dict(c._pid_index),
+        dict(c._qid_index),
+        dict(c._qtext_index),
     )
 
 
@@ -128,8 +134,18 @@ def test_detect_format(rel, fmt):
 
 
 def test_format_names_and_aliases():
-    assert set(FORMATS) == {"st-triplet", "st-ntuple", "st-labeled-pair", "st-labeled-list", "bge", "tevatron",
-                            "msmarco-hn", "beir", "trec-run", "negative-ids"}
+    assert set(FORMATS) == {
+        "st-triplet",
+        "st-ntuple",
+        "st-labeled-pair",
+        "st-labeled-list",
+        "bge",
+        "tevatron",
+        "msmarco-hn",
+        "beir",
+        "trec-run",
+        "negative-ids",
+    }
     assert normalise_format("n-tuple-scores") == "st-ntuple"
     assert normalise_format("triplet") == "st-triplet"
     assert normalise_format("TREC") == "trec-run"
@@ -141,7 +157,13 @@ def test_format_names_and_aliases():
 def test_st_triplet_counts_grouping_and_add_source_rules():
     c = Collection()
     r = one(load_path(F / "st_triplet.jsonl", c))
-    assert (r.source, r.format, r.rows_read, r.queries, r.negatives_kept) == ("st_triplet", "st-triplet", 9, 3, 6)
+    assert (r.source, r.format, r.rows_read, r.queries, r.negatives_kept) == (
+        "st_triplet",
+        "st-triplet",
+        9,
+        3,
+        6,
+    )
     assert r.drops == {DUP: 1}  # Berlin twice for the same positive
     assert r.notes == {SAME: 1}  # the France positive listed as a negative
     # repeated anchor = several positives; the miner's per-positive repeats are merged, not "duplicates"
@@ -158,7 +180,14 @@ def test_st_triplet_counts_grouping_and_add_source_rules():
 def test_st_ntuple_with_scores():
     c = Collection()
     r = one(load_path(F / "st_ntuple.jsonl", c))
-    assert (r.format, r.rows_read, r.queries, r.negatives_kept, r.drops, r.notes) == ("st-ntuple", 3, 2, 4, {}, {})
+    assert (r.format, r.rows_read, r.queries, r.negatives_kept, r.drops, r.notes) == (
+        "st-ntuple",
+        3,
+        2,
+        4,
+        {},
+        {},
+    )
     assert negs(c, "st_ntuple") == {CAT: [N_DOG, N_CAR], PY: [N_JAVA, N_RUST]}
     assert scores(c, "st_ntuple") == {CAT: [0.5, 0.4], PY: [0.6, 0.3]}
     assert pos_texts(c, PY) == [P_PY1, P_PY2]
@@ -195,21 +224,35 @@ def test_st_triplet_parquet_and_gz_and_json_give_the_same_source(tmp_path):
     df.to_csv(tmp_path / "t.csv", index=False)
     base = Collection()
     load_path(F / "st_triplet.jsonl", base)
-    for name, stem in [("t.parquet", "t"), ("t.jsonl.gz", "t"), ("arr.json", "arr"), ("cols.json", "cols"),
-                       ("t.csv", "t")]:
+    for name, stem in [
+        ("t.parquet", "t"),
+        ("t.jsonl.gz", "t"),
+        ("arr.json", "arr"),
+        ("cols.json", "cols"),
+        ("t.csv", "t"),
+    ]:
         c = Collection()
         r = one(load_path(tmp_path / name, c))
         assert r.source == stem
         assert (r.format, r.rows_read, r.queries, r.negatives_kept, r.drops, r.notes) == (
-            "st-triplet", 9, 3, 6, {DUP: 1}, {SAME: 1}), name
+            "st-triplet",
+            9,
+            3,
+            6,
+            {DUP: 1},
+            {SAME: 1},
+        ), name
         assert negs(c, stem) == negs(base, "st_triplet"), name
 
 
 def test_st_triplet_with_scores_and_custom_column_names(tmp_path):
-    p = write(tmp_path / "mined.jsonl", jl(
-        {"question": CAT, "pos": P_CAT, "negative": N_DOG, "scores": [0.9, 0.5]},
-        {"question": CAT, "pos": P_CAT, "negative": N_CAR, "scores": [0.9, 0.4]},
-    ))
+    p = write(
+        tmp_path / "mined.jsonl",
+        jl(
+            {"question": CAT, "pos": P_CAT, "negative": N_DOG, "scores": [0.9, 0.5]},
+            {"question": CAT, "pos": P_CAT, "negative": N_CAR, "scores": [0.9, 0.4]},
+        ),
+    )
     c = Collection()
     r = one(load_path(p, c))
     assert (r.queries, r.negatives_kept) == (1, 2)
@@ -228,9 +271,16 @@ def test_st_unknown_column_names_use_the_miners_positional_rule(tmp_path):
 def test_st_ntuple_csv_with_list_cells_as_written_by_pandas(tmp_path):
     import pandas as pd
 
-    df = pd.DataFrame({"query": [CAT, PY], "positive": [P_CAT, P_PY1], "negative_1": [N_DOG, N_JAVA],
-                       "negative_2": [N_CAR, N_RUST], "negative_3": [N_LYON, N_LYON],
-                       "scores": [[0.9, 0.5, 0.4, 0.1], [0.8, 0.6, 0.3, 0.2]]})
+    df = pd.DataFrame(
+        {
+            "query": [CAT, PY],
+            "positive": [P_CAT, P_PY1],
+            "negative_1": [N_DOG, N_JAVA],
+            "negative_2": [N_CAR, N_RUST],
+            "negative_3": [N_LYON, N_LYON],
+            "scores": [[0.9, 0.5, 0.4, 0.1], [0.8, 0.6, 0.3, 0.2]],
+        }
+    )
     df.to_csv(tmp_path / "nt.csv", index=False)  # lists become "[0.9, 0.5, 0.4, 0.1]"
     c = Collection()
     r = one(load_path(tmp_path / "nt.csv", c))
@@ -242,9 +292,13 @@ def test_st_ntuple_csv_with_list_cells_as_written_by_pandas(tmp_path):
 def test_st_labeled_list_parquet_with_labels(tmp_path):
     import pandas as pd
 
-    df = pd.DataFrame({"anchor": [PY, CAT],
-                       "docs": [[N_JAVA, P_PY1, P_PY2, N_RUST], [P_CAT, N_DOG]],
-                       "labels": [[0, 1, 1, 0], [1, 0]]})
+    df = pd.DataFrame(
+        {
+            "anchor": [PY, CAT],
+            "docs": [[N_JAVA, P_PY1, P_PY2, N_RUST], [P_CAT, N_DOG]],
+            "labels": [[0, 1, 1, 0], [1, 0]],
+        }
+    )
     df.to_parquet(tmp_path / "ll.parquet")
     c = Collection()
     r = one(load_path(tmp_path / "ll.parquet", c))
@@ -256,9 +310,13 @@ def test_st_labeled_list_parquet_with_labels(tmp_path):
 def test_st_labeled_pair_with_score_column_first_row_is_positive(tmp_path):
     import pandas as pd
 
-    df = pd.DataFrame({"anchor": [CAT, CAT, CAT, PY, PY],
-                       "positive": [P_CAT, N_DOG, N_CAR, P_PY1, N_JAVA],
-                       "score": [0.9, 0.5, 0.4, 0.8, 0.6]})
+    df = pd.DataFrame(
+        {
+            "anchor": [CAT, CAT, CAT, PY, PY],
+            "positive": [P_CAT, N_DOG, N_CAR, P_PY1, N_JAVA],
+            "score": [0.9, 0.5, 0.4, 0.8, 0.6],
+        }
+    )
     df.to_csv(tmp_path / "lp.csv", index=False)
     c = Collection()
     r = one(load_path(tmp_path / "lp.csv", c))
@@ -319,23 +377,36 @@ def test_msmarco_hn_explicit_api_gz_and_missing_tsvs(tmp_path):
     # not named collection.tsv/queries.tsv: load_path cannot find them
     with pytest.raises(LoadError) as e:
         load_path(tmp_path / "train-hn.jsonl.gz", Collection())
-    assert str(e.value).startswith(f"{tmp_path / 'train-hn.jsonl.gz'}: a msmarco-hard-negatives file needs its texts")
+    assert str(e.value).startswith(
+        f"{tmp_path / 'train-hn.jsonl.gz'}: a msmarco-hard-negatives file needs its texts"
+    )
     c = Collection()
     rep = load_msmarco_hn(tmp_path / "train-hn.jsonl.gz", tmp_path / "passages.tsv", tmp_path / "q.tsv", c)
-    assert [(s.source, s.negatives_kept) for s in rep.sources] == [("train-hn:bm25", 5), ("train-hn:dense", 3)]
+    assert [(s.source, s.negatives_kept) for s in rep.sources] == [
+        ("train-hn:bm25", 5),
+        ("train-hn:dense", 3),
+    ]
 
 
 def test_msmarco_hn_unknown_ids_named_and_collection_unchanged(tmp_path):
     d = tmp_path / "mm"
     shutil.copytree(F / "msmarco", d)
-    write(d / "hn.jsonl", jl({"qid": 1, "pos": [10], "neg": {"bm25": [11]}},
-                             {"qid": 2, "pos": [20], "neg": {"bm25": [11, 77, 78], "dense": [79]}}))
+    write(
+        d / "hn.jsonl",
+        jl(
+            {"qid": 1, "pos": [10], "neg": {"bm25": [11]}},
+            {"qid": 2, "pos": [20], "neg": {"bm25": [11, 77, 78], "dense": [79]}},
+        ),
+    )
     c = Collection()
     load_path(F / "st_triplet.jsonl", c)
     before = snapshot(c)
     with pytest.raises(LoadError) as e:
         load_path(d / "hn.jsonl", c)
-    assert str(e.value) == f"{d / 'hn.jsonl'}:2: field 'neg.bm25': 2 negative ids not in collection.tsv (the first on this line)"
+    assert (
+        str(e.value)
+        == f"{d / 'hn.jsonl'}:2: field 'neg.bm25': 2 negative ids not in collection.tsv (the first on this line)"
+    )
     assert snapshot(c) == before
 
 
@@ -350,7 +421,13 @@ def test_beir_directory():
     assert (b.format, b.rows_read, b.queries, b.negatives_kept) == ("trec-run", 6, 2, 5)
     assert b.drops == {NO_POS: 1}  # q4 is in no qrels/test.tsv
     assert b.notes == {SAME: 1}  # the run retrieved q1's positive d1
-    assert (d.format, d.rows_read, d.queries, d.negatives_kept, d.drops) == ("negative-ids", 2, 2, 4, {DUP: 1})
+    assert (d.format, d.rows_read, d.queries, d.negatives_kept, d.drops) == (
+        "negative-ids",
+        2,
+        2,
+        4,
+        {DUP: 1},
+    )
     # TREC negatives ordered by rank with the score kept
     assert neg_ids(c, "bm25") == {"q1": ["d1", "d5", "d6"], "q2": ["d3", "d7"]}
     assert c.sources["bm25"].score.tolist() == [12.0, 10.5, 9.0, 8.0, 7.5]
@@ -385,9 +462,14 @@ def _split_dir(tmp_path: Path) -> Path:
     (d / "qrels" / "test.tsv").unlink()
     write(d / "qrels" / "train.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n")
     write(d / "qrels" / "test.tsv", "query-id\tcorpus-id\tscore\nq3\td4\t1\n")
-    write(d / "negatives" / "dense.jsonl", jl({"query_id": "q1", "negative_ids": ["d6", "d5"]},
-                                              {"query_id": "q2", "negative_ids": ["d7"]},
-                                              {"query_id": "q3", "negative_ids": ["d8"]}))
+    write(
+        d / "negatives" / "dense.jsonl",
+        jl(
+            {"query_id": "q1", "negative_ids": ["d6", "d5"]},
+            {"query_id": "q2", "negative_ids": ["d7"]},
+            {"query_id": "q3", "negative_ids": ["d8"]},
+        ),
+    )
     (d / "negatives" / "bm25.trec").unlink()
     return d
 
@@ -400,7 +482,11 @@ def test_beir_reads_every_qrels_split_and_keeps_each_querys_split(tmp_path):
     assert (r.source, r.queries, r.negatives_kept, r.drops) == ("dense", 3, 4, {})
     pos = {c.query_ids[q]: [c.passage_ids[p] for p in ps] for q, ps in c.positives.items()}
     assert pos == {"q1": ["d1"], "q2": ["d2"], "q3": ["d4"]}
-    assert {c.query_ids[q]: s for q, s in c.query_splits.items()} == {"q1": "train", "q2": "train", "q3": "test"}
+    assert {c.query_ids[q]: s for q, s in c.query_splits.items()} == {
+        "q1": "train",
+        "q2": "train",
+        "q3": "test",
+    }
 
 
 @pytest.mark.parametrize("split, kept, dropped", [("train", ["q1", "q2"], 1), ("test", ["q3"], 2)])
@@ -451,9 +537,13 @@ def test_cli_split_option(tmp_path, capsys):
 def test_beir_bad_negatives_file_reported_others_load(tmp_path):
     d = tmp_path / "b"
     shutil.copytree(F / "beir", d)
-    bad = write(d / "negatives" / "broken.trec",
-                "q1 Q0 d5 1 3.0 x\nq1 Q0 d9 2 2.0 x\nq2 Q0 d10 1 1.0 x\nq2 Q0 d11 2 0.5 x\n")
-    worse = write(d / "negatives" / "garbled.jsonl", '{"query_id": "q1", "negative_ids": ["d5"]}\n{"query_id": \n')
+    bad = write(
+        d / "negatives" / "broken.trec",
+        "q1 Q0 d5 1 3.0 x\nq1 Q0 d9 2 2.0 x\nq2 Q0 d10 1 1.0 x\nq2 Q0 d11 2 0.5 x\n",
+    )
+    worse = write(
+        d / "negatives" / "garbled.jsonl", '{"query_id": "q1", "negative_ids": ["d5"]}\n{"query_id": \n'
+    )
     c = Collection()
     rep = load_path(d, c)
     assert sorted(s.source for s in rep.sources) == ["bm25", "dense"]
@@ -468,15 +558,19 @@ def test_beir_bad_negatives_file_reported_others_load(tmp_path):
 def test_beir_unknown_query_and_qrels_ids(tmp_path):
     d = tmp_path / "b"
     shutil.copytree(F / "beir", d)
-    nf = write(d / "negatives" / "dense.jsonl", jl({"query_id": "q1", "negative_ids": ["d5"]},
-                                                  {"query_id": "q77", "negative_ids": ["d5"]}))
+    nf = write(
+        d / "negatives" / "dense.jsonl",
+        jl({"query_id": "q1", "negative_ids": ["d5"]}, {"query_id": "q77", "negative_ids": ["d5"]}),
+    )
     rep = load_beir(d, Collection())
     assert rep.errors == [f"{nf}:2: field 'query_id': 1 query id not in queries.jsonl"]
     write(d / "qrels" / "test.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\tdX\t1\n")
     c = Collection()
     with pytest.raises(LoadError) as e:
         load_path(d, c)
-    assert str(e.value) == f"{d / 'qrels' / 'test.tsv'}:3: field 'corpus-id': 1 positive id not in corpus.jsonl"
+    assert (
+        str(e.value) == f"{d / 'qrels' / 'test.tsv'}:3: field 'corpus-id': 1 positive id not in corpus.jsonl"
+    )
     assert c.n_queries == 0 and c.sources == {}
 
 
@@ -490,15 +584,22 @@ def test_negatives_file_alone_uses_its_beir_directory():
 def test_negatives_file_outside_beir_resolves_against_loaded_collection(tmp_path):
     c = Collection()
     load_path(F / "beir", c)
-    run = write(tmp_path / "other.trec",
-                "q1 Q0 d8 1 5 sysA\nq1 Q0 d7 2 4 sysA\nq1 Q0 d6 1 9 sysB\nq3 Q0 d5 1 8 sysB\n")
+    run = write(
+        tmp_path / "other.trec",
+        "q1 Q0 d8 1 5 sysA\nq1 Q0 d7 2 4 sysA\nq1 Q0 d6 1 9 sysB\nq3 Q0 d5 1 8 sysB\n",
+    )
     rep = load_path(run, c)
-    assert [(s.source, s.queries, s.negatives_kept) for s in rep.sources] == [("other:sysA", 1, 2), ("other:sysB", 2, 2)]
+    assert [(s.source, s.queries, s.negatives_kept) for s in rep.sources] == [
+        ("other:sysA", 1, 2),
+        ("other:sysB", 2, 2),
+    ]
     assert neg_ids(c, "other:sysA") == {"q1": ["d8", "d7"]}
     # without the corpus loaded: a clear message
     with pytest.raises(LoadError) as e:
         load_path(run, Collection())
-    assert str(e.value).startswith(f"{run}:1: field 'qid': 2 query ids not in the loaded queries (load the BEIR")
+    assert str(e.value).startswith(
+        f"{run}:1: field 'qid': 2 query ids not in the loaded queries (load the BEIR"
+    )
 
 
 # ---------------------------------------------------------------------------- alignment, naming
@@ -537,24 +638,36 @@ def test_format_override(tmp_path):
     assert one(load_path(F / "st_ntuple.jsonl", c, format="n-tuple-scores")).format == "st-ntuple"
     with pytest.raises(LoadError) as e:
         load_path(F / "st_triplet.jsonl", c, format="bge")
-    assert str(e.value) == (f"{F / 'st_triplet.jsonl'}:1: field 'pos': missing required field "
-                            "(fields found: query, answer, negative)")
+    assert str(e.value) == (
+        f"{F / 'st_triplet.jsonl'}:1: field 'pos': missing required field "
+        "(fields found: query, answer, negative)"
+    )
 
 
 def test_conflicting_text_for_a_known_id_is_noted(tmp_path):
     c = Collection()
     load_path(F / "tevatron.jsonl", c)
-    p = write(tmp_path / "tev2.jsonl", jl({"query_id": "q1", "query": CAT,
-                                           "positive_passages": [{"docid": "d1", "text": "Something else."}],
-                                           "negative_passages": [{"docid": "d5", "text": N_DOG}]}))
+    p = write(
+        tmp_path / "tev2.jsonl",
+        jl(
+            {
+                "query_id": "q1",
+                "query": CAT,
+                "positive_passages": [{"docid": "d1", "text": "Something else."}],
+                "negative_passages": [{"docid": "d5", "text": N_DOG}],
+            }
+        ),
+    )
     r = one(load_path(p, c))
     assert r.notes == {"passage id given with a different text (first text kept)": 1}
 
 
 # ---------------------------------------------------------------------------- bad input
 def test_invalid_json_names_file_line_and_json_reason(tmp_path):
-    p = write(tmp_path / "b.jsonl", jl({"query": CAT, "pos": [P_CAT], "neg": [N_DOG]})
-              + '{"query": "x" "pos": ["a"], "neg": []}\n')
+    p = write(
+        tmp_path / "b.jsonl",
+        jl({"query": CAT, "pos": [P_CAT], "neg": [N_DOG]}) + '{"query": "x" "pos": ["a"], "neg": []}\n',
+    )
     with pytest.raises(LoadError) as e:
         load_path(p, Collection())
     assert str(e.value) == f"{p}:2: invalid JSON: Expecting ',' delimiter at column 15"
@@ -562,42 +675,70 @@ def test_invalid_json_names_file_line_and_json_reason(tmp_path):
 
 
 def test_invalid_json_array_reports_the_real_line(tmp_path):
-    p = write(tmp_path / "a.json", '[\n  {"query": "q", "pos": ["p"], "neg": ["n"]},\n  {"query": "q2", "pos": ["p"]\n   "neg": []}\n]\n')
+    p = write(
+        tmp_path / "a.json",
+        '[\n  {"query": "q", "pos": ["p"], "neg": ["n"]},\n  {"query": "q2", "pos": ["p"]\n   "neg": []}\n]\n',
+    )
     with pytest.raises(LoadError) as e:
         load_path(p, Collection())
     assert str(e.value) == f"{p}:4: invalid JSON: Expecting ',' delimiter at column 4"
 
 
 def test_json_array_field_error_reports_the_elements_line(tmp_path):
-    p = write(tmp_path / "a.json", '[\n  {"query": "q", "pos": ["p"], "neg": ["n"]},\n\n  {"query": "q2", "pos": ["p"]}\n]\n')
+    p = write(
+        tmp_path / "a.json",
+        '[\n  {"query": "q", "pos": ["p"], "neg": ["n"]},\n\n  {"query": "q2", "pos": ["p"]}\n]\n',
+    )
     with pytest.raises(LoadError) as e:
         load_path(p, Collection())
     assert str(e.value) == f"{p}:4: field 'neg': missing required field (fields found: query, pos)"
 
 
 def test_missing_required_field_lists_fields_found(tmp_path):
-    p = write(tmp_path / "tev.jsonl", jl(
-        {"query_id": "1", "query": CAT, "positive_passages": [{"text": P_CAT}], "negative_passages": []},
-        {"query_id": "2", "query": PY, "negative_passages": []},
-    ))
+    p = write(
+        tmp_path / "tev.jsonl",
+        jl(
+            {"query_id": "1", "query": CAT, "positive_passages": [{"text": P_CAT}], "negative_passages": []},
+            {"query_id": "2", "query": PY, "negative_passages": []},
+        ),
+    )
     with pytest.raises(LoadError) as e:
         load_path(p, Collection())
-    assert str(e.value) == (f"{p}:2: field 'positive_passages': missing required field "
-                            "(fields found: query_id, query, negative_passages)")
+    assert str(e.value) == (
+        f"{p}:2: field 'positive_passages': missing required field "
+        "(fields found: query_id, query, negative_passages)"
+    )
     assert (e.value.line, e.value.field) == (2, "positive_passages")
 
 
 def test_missing_text_inside_a_tevatron_passage(tmp_path):
-    p = write(tmp_path / "tev.jsonl", jl({"query_id": "1", "query": CAT, "positive_passages": [{"text": P_CAT}],
-                                          "negative_passages": [{"docid": "a", "text": N_DOG}, {"docid": "b"}]}))
+    p = write(
+        tmp_path / "tev.jsonl",
+        jl(
+            {
+                "query_id": "1",
+                "query": CAT,
+                "positive_passages": [{"text": P_CAT}],
+                "negative_passages": [{"docid": "a", "text": N_DOG}, {"docid": "b"}],
+            }
+        ),
+    )
     with pytest.raises(LoadError) as e:
         load_path(p, Collection())
-    assert str(e.value) == f"{p}:1: field 'negative_passages[1].text': missing required field (fields found: docid)"
+    assert (
+        str(e.value)
+        == f"{p}:1: field 'negative_passages[1].text': missing required field (fields found: docid)"
+    )
 
 
 def test_null_and_empty_text(tmp_path):
-    p = write(tmp_path / "t.jsonl", jl({"query": CAT, "positive": P_CAT, "negative": N_DOG},
-                                       {"query": None, "positive": P_CAT, "negative": N_DOG}))
+    p = write(
+        tmp_path / "t.jsonl",
+        jl(
+            {"query": CAT, "positive": P_CAT, "negative": N_DOG},
+            {"query": None, "positive": P_CAT, "negative": N_DOG},
+        ),
+    )
     with pytest.raises(LoadError) as e:
         load_path(p, Collection())
     assert str(e.value) == f"{p}:2: field 'query': is null; expected text"
@@ -626,8 +767,10 @@ def test_undecodable_bytes(tmp_path):
     with pytest.raises(LoadError) as e:
         load_path(p, Collection())
     offset = len(good) + bad.index(b"\xe9")
-    assert str(e.value) == (f"{p}:2: not valid UTF-8 (expected UTF-8 text) at byte {offset} of the file; "
-                            "re-save the file as UTF-8")
+    assert str(e.value) == (
+        f"{p}:2: not valid UTF-8 (expected UTF-8 text) at byte {offset} of the file; "
+        "re-save the file as UTF-8"
+    )
 
 
 def test_empty_file_and_blank_file(tmp_path):
@@ -651,8 +794,9 @@ def test_undetectable_format_lists_accepted_formats(tmp_path):
     with pytest.raises(LoadError) as e:
         detect_format(p)
     msg = str(e.value)
-    assert msg.startswith(f"{p}:1: cannot detect the format from the fields "
-                          "2 unrecognised fields; accepted formats: ")
+    assert msg.startswith(
+        f"{p}:1: cannot detect the format from the fields 2 unrecognised fields; accepted formats: "
+    )
     assert "foo" not in msg and "bar" not in msg  # never echo what may be content (a headerless CSV)
     for name in FORMATS:
         assert name in msg
@@ -688,7 +832,10 @@ def test_bad_trec_lines(tmp_path):
     p = write(d / "negatives" / "bm25.trec", "q1 Q0 d5 1 3.0 x\nq1 Q0 d6 2\n")
     with pytest.raises(LoadError) as e:
         load_path(p, Collection())
-    assert str(e.value) == f"{p}:2: expected 6 whitespace-separated fields 'qid Q0 docid rank score tag', found 4"
+    assert (
+        str(e.value)
+        == f"{p}:2: expected 6 whitespace-separated fields 'qid Q0 docid rank score tag', found 4"
+    )
 
 
 def test_csv_row_with_wrong_field_count(tmp_path):
@@ -710,7 +857,10 @@ def test_error_on_last_line_leaves_collection_exactly_as_it_was(tmp_path):
     load_path(F / "beir", c)
     load_path(F / "st_triplet.jsonl", c)
     before = snapshot(c)
-    rows = [{"query": f"new query {i}", "pos": [f"new positive {i}"], "neg": [f"new negative {i}"]} for i in range(50)]
+    rows = [
+        {"query": f"new query {i}", "pos": [f"new positive {i}"], "neg": [f"new negative {i}"]}
+        for i in range(50)
+    ]
     rows.append({"query": "last", "pos": ["p"], "neg": None})
     p = write(tmp_path / "late.jsonl", jl(*rows))
     with pytest.raises(LoadError) as e:
@@ -724,7 +874,9 @@ def test_load_paths_keeps_good_files_and_collects_errors(tmp_path):
     c, rep = load_paths([F / "st_ntuple.jsonl", bad, F / "tevatron.jsonl"])
     assert [s.source for s in rep.sources] == ["st_ntuple", "tevatron"]
     assert sorted(c.sources) == ["st_ntuple", "tevatron"]
-    assert rep.errors == [f"{bad}:2: invalid JSON: Expecting property name enclosed in double quotes at column 2"]
+    assert rep.errors == [
+        f"{bad}:2: invalid JSON: Expecting property name enclosed in double quotes at column 2"
+    ]
     t = rep.table()
     assert t["source"].tolist() == ["st_ntuple", "tevatron"]
     assert t["negatives_kept"].tolist() == [4, 3]
@@ -732,7 +884,9 @@ def test_load_paths_keeps_good_files_and_collects_errors(tmp_path):
 
 def test_progress_is_called(tmp_path):
     calls = []
-    load_path(F / "bge.jsonl", Collection(), progress=lambda stage, done, total: calls.append((stage, done, total)))
+    load_path(
+        F / "bge.jsonl", Collection(), progress=lambda stage, done, total: calls.append((stage, done, total))
+    )
     assert calls and calls[-1][1] == calls[-1][2] > 0
 
 
@@ -771,17 +925,27 @@ def test_gzipped_tsv(tmp_path):
     c = Collection()
     r = one(load_path(p, c))
     assert (r.source, r.format, r.rows_read, r.queries, r.negatives_kept, r.drops) == (
-        "pairs", "st-labeled-pair", 7, 2, 3, {NO_POS: 1})
+        "pairs",
+        "st-labeled-pair",
+        7,
+        2,
+        3,
+        {NO_POS: 1},
+    )
 
 
 def test_trec_run_comments_and_name_override_with_several_tags(tmp_path):
     d = tmp_path / "b"
     shutil.copytree(F / "beir", d)
-    run = write(d / "negatives" / "mixed.run", "# a comment\nq1 Q0 d5 1 3 A\n\nq1 Q0 d6 1 3 B\nq2 Q0 d7 1 1 B\n")
+    run = write(
+        d / "negatives" / "mixed.run", "# a comment\nq1 Q0 d5 1 3 A\n\nq1 Q0 d6 1 3 B\nq2 Q0 d7 1 1 B\n"
+    )
     c = Collection()
     rep = load_path(run, c, name="exp")
     assert [(s.source, s.rows_read, s.queries, s.negatives_kept) for s in rep.sources] == [
-        ("exp:A", 3, 1, 1), ("exp:B", 3, 2, 2)]
+        ("exp:A", 3, 1, 1),
+        ("exp:B", 3, 2, 2),
+    ]
 
 
 def test_broken_gzip(tmp_path):
@@ -799,17 +963,33 @@ def test_corrupt_parquet_and_ragged_columns_json(tmp_path):
     with pytest.raises(LoadError) as e:
         load_path(p, Collection())
     assert str(e.value).startswith(f"{p}: not a valid Parquet file")
-    q = write(tmp_path / "cols.json", json.dumps({"query": [CAT, PY], "positive": [P_CAT], "negative": [N_DOG, N_CAR]}))
+    q = write(
+        tmp_path / "cols.json",
+        json.dumps({"query": [CAT, PY], "positive": [P_CAT], "negative": [N_DOG, N_CAR]}),
+    )
     with pytest.raises(LoadError) as e:
         load_path(q, Collection())
-    assert str(e.value) == f"{q}: an object of lists needs lists of equal length, got query: 2, positive: 1, negative: 2"
+    assert (
+        str(e.value)
+        == f"{q}: an object of lists needs lists of equal length, got query: 2, positive: 1, negative: 2"
+    )
 
 
 MINED = F / "st_mined"  # written by sentence-transformers 6.2.0 mine_hard_negatives (MiniLM, num_negatives=3)
 
 
-@pytest.mark.parametrize("variant", ["triplet", "triplet-scores", "n-tuple", "n-tuple-scores", "labeled-pair",
-                                     "labeled-list", "labeled-list-scores"])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "triplet",
+        "triplet-scores",
+        "n-tuple",
+        "n-tuple-scores",
+        "labeled-pair",
+        "labeled-list",
+        "labeled-list-scores",
+    ],
+)
 def test_real_miner_outputs_agree(variant):
     """5 queries ("what is python" has 2 positives) × 3 negatives, in every output format."""
     ref, c = Collection(), Collection()
@@ -848,23 +1028,35 @@ def test_beir_corpus_errors_on_referenced_passages(tmp_path):
     write(corpus, "\n".join(lines) + "\n")
     with pytest.raises(LoadError) as e:
         load_path(d, c)
-    assert str(e.value) == f"{corpus}:6: invalid JSON: Expecting property name enclosed in double quotes at column 61"
+    assert (
+        str(e.value)
+        == f"{corpus}:6: invalid JSON: Expecting property name enclosed in double quotes at column 61"
+    )
 
 
 def test_query_id_column_in_st_file_aligns_and_conflicts_are_noted(tmp_path):
     c = Collection()
     load_path(F / "tevatron.jsonl", c)
-    p = write(tmp_path / "t.jsonl", jl({"query_id": "q1", "query": CAT, "positive": P_CAT, "negative": N_LYON},
-                                       {"query_id": "q2", "query": "a different text", "positive": P_PY1,
-                                        "negative": N_LYON}))
+    p = write(
+        tmp_path / "t.jsonl",
+        jl(
+            {"query_id": "q1", "query": CAT, "positive": P_CAT, "negative": N_LYON},
+            {"query_id": "q2", "query": "a different text", "positive": P_PY1, "negative": N_LYON},
+        ),
+    )
     r = one(load_path(p, c))
     assert r.notes == {"query id given with a different text (first text kept)": 1}
     assert sorted(c.query_ids) == ["q1", "q2"]  # aligned by id
 
 
 def test_row_id_column_is_not_a_query_id(tmp_path):
-    p = write(tmp_path / "t.jsonl", jl({"id": 1, "anchor": CAT, "positive": P_CAT, "negative": N_DOG},
-                                       {"id": 2, "anchor": CAT, "positive": P_CAT, "negative": N_CAR}))
+    p = write(
+        tmp_path / "t.jsonl",
+        jl(
+            {"id": 1, "anchor": CAT, "positive": P_CAT, "negative": N_DOG},
+            {"id": 2, "anchor": CAT, "positive": P_CAT, "negative": N_CAR},
+        ),
+    )
     c = Collection()
     r = one(load_path(p, c))
     assert (r.queries, r.negatives_kept) == (1, 2) and c.query_texts == [CAT]
@@ -884,8 +1076,12 @@ def test_index_columns_are_not_taken_by_position(tmp_path):
 
 
 def test_labeled_list_row_without_labels_and_length_mismatch(tmp_path):
-    p = write(tmp_path / "ll.jsonl", jl({"anchor": CAT, "docs": [P_CAT, N_DOG], "labels": [1, 0]},
-                                        {"anchor": PY, "docs": [P_PY1, N_JAVA]}))
+    p = write(
+        tmp_path / "ll.jsonl",
+        jl(
+            {"anchor": CAT, "docs": [P_CAT, N_DOG], "labels": [1, 0]}, {"anchor": PY, "docs": [P_PY1, N_JAVA]}
+        ),
+    )
     with pytest.raises(LoadError) as e:
         load_path(p, Collection())
     assert str(e.value) == f"{p}:2: field 'labels': missing required field (fields found: anchor, docs)"
@@ -901,10 +1097,30 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _state(c: Collection, report) -> tuple:
     """Everything a load produces, in comparable form (NaN scores compared as NaN)."""
-    srcs = {n: (s.q_idx.tolist(), s.p_idx.tolist(), s.rank.tolist(), [None if x != x else x for x in s.score.tolist()],
-                s.queries.tolist(), s.path, s.format) for n, s in c.sources.items()}
-    return (c.passage_ids, c.passage_texts, c.query_ids, c.query_texts, c.positives, c.query_splits, list(c.sources),
-            srcs, [r.as_row() for r in report.sources], report.errors)
+    srcs = {
+        n: (
+            s.q_idx.tolist(),
+            s.p_idx.tolist(),
+            s.rank.tolist(),
+            [None if x != x else x for x in s.score.tolist()],
+            s.queries.tolist(),
+            s.path,
+            s.format,
+        )
+        for n, s in c.sources.items()
+    }
+    return (
+        c.passage_ids,
+        c.passage_texts,
+        c.query_ids,
+        c.query_texts,
+        c.positives,
+        c.query_splits,
+        list(c.sources),
+        srcs,
+        [r.as_row() for r in report.sources],
+        report.errors,
+    )
 
 
 def _beir_variant(tmp_path: Path, neg_name: str, text: str | bytes, gz: bool = False) -> Path:
@@ -928,38 +1144,61 @@ VARIANTS = {
     "double space": ("x.trec", RUN.replace("Q0 d3", "Q0  d3")),
     "nan score": ("x.trec", RUN.replace("8.0", "nan")),
     "bad rank": ("x.trec", RUN.replace("d3 1", "d3 one")),
-    "two tags, ranks tie": ("x.trec", RUN + "q1 Q0 d6 1 3.0 other\nq1 Q0 d7 1 2.0 other\nq3 Q0 d8 1 1 other\n"),
+    "two tags, ranks tie": (
+        "x.trec",
+        RUN + "q1 Q0 d6 1 3.0 other\nq1 Q0 d7 1 2.0 other\nq3 Q0 d8 1 1 other\n",
+    ),
     "unknown ids": ("x.trec", RUN + "q9 Q0 d77 1 1 bm25\nq1 Q0 d78 3 1 bm25\n"),
     "lone CR": ("x.trec", RUN.replace("bm25\nq2", "bm25\rq2")),
     "nbsp": ("x.trec", RUN.replace("d3 1", "d3\u00a01")),
-    "ids jsonl": ("y.jsonl", jl({"query_id": "q1", "negative_ids": ["d6", "d5", "d6"], "scores": [3, 2, 1]},
-                                {"query_id": "q3", "negative_ids": []},
-                                {"query_id": "q1", "negative_ids": ["d7"], "scores": None},
-                                {"query_id": "q4", "negative_ids": ["d5"]})),
+    "ids jsonl": (
+        "y.jsonl",
+        jl(
+            {"query_id": "q1", "negative_ids": ["d6", "d5", "d6"], "scores": [3, 2, 1]},
+            {"query_id": "q3", "negative_ids": []},
+            {"query_id": "q1", "negative_ids": ["d7"], "scores": None},
+            {"query_id": "q4", "negative_ids": ["d5"]},
+        ),
+    ),
     "int ids": ("y.jsonl", jl({"query_id": "q1", "negative_ids": [5, 6]}).replace('"q1"', '"q1"')),
     "padded id": ("y.jsonl", jl({"query_id": " q1", "negative_ids": ["d5 "]})),
     "scores length": ("y.jsonl", jl({"query_id": "q1", "negative_ids": ["d5", "d6"], "scores": [1.0]})),
     "null score": ("y.jsonl", jl({"query_id": "q1", "negative_ids": ["d5"], "scores": [None]})),
-    "blank jsonl line": ("y.jsonl", jl({"query_id": "q1", "negative_ids": ["d5"]}) + "\n"
-                         + jl({"query_id": "q9", "negative_ids": ["d5"]})),
+    "blank jsonl line": (
+        "y.jsonl",
+        jl({"query_id": "q1", "negative_ids": ["d5"]})
+        + "\n"
+        + jl({"query_id": "q9", "negative_ids": ["d5"]}),
+    ),
     "surrogate": ("y.jsonl", '{"query_id": "q1", "negative_ids": ["d5", "\\ud800"]}\n'),
     "late bad utf-8": ("x.trec", RUN.encode() + b"q2 Q0 d\xe9 3 1.0 bm25\n"),
     "bom, late bad utf-8": ("x.trec", b"\xef\xbb\xbf" + RUN.encode() + b"q2 Q0 d\xe9 3 1.0 bm25\n"),
     "gz, late bad rank": ("x.trec", RUN + "q2 Q0 d7 x 1.0 bm25\n", True),
-    "late bad json": ("y.jsonl", jl({"query_id": "q1", "negative_ids": ["d5"]}) * 3 + '{"query_id": "q2", \n'),
-    "late wrong type": ("y.jsonl", jl({"query_id": "q1", "negative_ids": ["d5"]}) * 3
-                        + jl({"query_id": "q2", "negative_ids": "d7"})),
+    "late bad json": (
+        "y.jsonl",
+        jl({"query_id": "q1", "negative_ids": ["d5"]}) * 3 + '{"query_id": "q2", \n',
+    ),
+    "late wrong type": (
+        "y.jsonl",
+        jl({"query_id": "q1", "negative_ids": ["d5"]}) * 3 + jl({"query_id": "q2", "negative_ids": "d7"}),
+    ),
 }
 
 
 def _fixture_paths() -> list:
-    out = [pytest.param([p], id=str(p.relative_to(F))) for p in sorted(F.rglob("*"))
-           if p.is_file() and "beir" not in p.parts and "msmarco" not in p.parts]
-    out += [pytest.param([F / "beir"], id="beir"), pytest.param([F / "msmarco" / "hn.jsonl"], id="msmarco"),
-            pytest.param([F / "beir" / "negatives" / "bm25.trec"], id="beir/negatives/bm25.trec"),
-            pytest.param([F / "tevatron.jsonl", F / "beir", F / "bge.jsonl"], id="tevatron+beir+bge"),
-            pytest.param([ROOT / "tests" / "fixtures" / "app_small"], id="app_small"),
-            pytest.param([ROOT / "sample_data" / "pyfaq"], id="pyfaq")]
+    out = [
+        pytest.param([p], id=str(p.relative_to(F)))
+        for p in sorted(F.rglob("*"))
+        if p.is_file() and "beir" not in p.parts and "msmarco" not in p.parts
+    ]
+    out += [
+        pytest.param([F / "beir"], id="beir"),
+        pytest.param([F / "msmarco" / "hn.jsonl"], id="msmarco"),
+        pytest.param([F / "beir" / "negatives" / "bm25.trec"], id="beir/negatives/bm25.trec"),
+        pytest.param([F / "tevatron.jsonl", F / "beir", F / "bge.jsonl"], id="tevatron+beir+bge"),
+        pytest.param([ROOT / "tests" / "fixtures" / "app_small"], id="app_small"),
+        pytest.param([ROOT / "sample_data" / "pyfaq"], id="pyfaq"),
+    ]
     return out
 
 
@@ -1034,8 +1273,11 @@ def test_vectorised_readers_agree_across_block_boundaries(tmp_path, monkeypatch,
     import eci_core.io.loaders as L
 
     monkeypatch.setattr(L, "_BLOCK_BYTES", 40)
-    d = {"beir": F / "beir", "app_small": ROOT / "tests" / "fixtures" / "app_small",
-         "pyfaq": ROOT / "sample_data" / "pyfaq"}.get(case) or _beir_variant(tmp_path, *VARIANTS[case])
+    d = {
+        "beir": F / "beir",
+        "app_small": ROOT / "tests" / "fixtures" / "app_small",
+        "pyfaq": ROOT / "sample_data" / "pyfaq",
+    }.get(case) or _beir_variant(tmp_path, *VARIANTS[case])
     fast, slow = _both(monkeypatch, [d])
     assert fast == slow
 
@@ -1043,10 +1285,20 @@ def test_vectorised_readers_agree_across_block_boundaries(tmp_path, monkeypatch,
 def test_vectorised_and_per_line_readers_agree_on_ids_known_with_other_texts(tmp_path, monkeypatch, reader):
     if reader != "fast":
         pytest.skip("compares both modes itself")
-    tev = write(tmp_path / "tev.jsonl", jl(
-        {"query_id": "q1", "query": "another text for q1", "positive_passages": [{"docid": "d1", "text": "other d1"}],
-         "negative_passages": [{"docid": "d5", "text": "other d5"}, {"docid": "d6", "title": "Car",
-                                                                      "text": "Cars have four wheels."}]}))
+    tev = write(
+        tmp_path / "tev.jsonl",
+        jl(
+            {
+                "query_id": "q1",
+                "query": "another text for q1",
+                "positive_passages": [{"docid": "d1", "text": "other d1"}],
+                "negative_passages": [
+                    {"docid": "d5", "text": "other d5"},
+                    {"docid": "d6", "title": "Car", "text": "Cars have four wheels."},
+                ],
+            }
+        ),
+    )
     fast, slow = _both(monkeypatch, [tev, F / "beir"])
     assert fast == slow
     notes = {r["source"]: r["notes"] for r in fast[8]}

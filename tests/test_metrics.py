@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 import eci_core  # noqa: F401  (sets the offline variables first)
 from eci_core.metrics import eci as M
-from eci_core.metrics.bootstrap import beats_matrix, bootstrap_mean, interval, resample_counts, resampled_means
+from eci_core.metrics.bootstrap import (
+    beats_matrix,
+    bootstrap_mean,
+    interval,
+    resample_counts,
+    resampled_means,
+)
 from eci_core.config import ECIConfig
 from eci_core.metrics.lexical import PassageLexicon, lex_overlap, tokenize
 from eci_core.metrics.eci import FLAG_RULES
@@ -130,7 +136,11 @@ def test_group_reduce_with_empty_groups():
 
 def test_positive_rules():
     s = np.array([0.9, 0.4, 0.6, 0.7])
-    for rule, want, pstar in (("min", [0.4, 0.7], [1, 3]), ("max", [0.9, 0.7], [0, 3]), ("mean", [1.9 / 3, 0.7], [1, 3])):
+    for rule, want, pstar in (
+        ("min", [0.4, 0.7], [1, 3]),
+        ("max", [0.9, 0.7], [0, 3]),
+        ("mean", [1.9 / 3, 0.7], [1, 3]),
+    ):
         got, ps = M.positive_similarity(s, [3, 1], rule)
         assert np.allclose(got, want) and ps.tolist() == pstar
     with pytest.raises(ValueError, match="positive='median'"):
@@ -151,8 +161,13 @@ def test_flags_and_reasons():
     assert f["cross_encoder"].tolist() == [False, False, True, True, False]
     assert f["percpos"].tolist() == [False, True, False, True, True]  # 0.77 > 0.76, a marker only
     assert f["flagged"].tolist() == [False, True, True, True, False]
-    assert f["flag_reasons"].tolist() == ["", "unsafe,near_duplicate", "near_duplicate,cross_encoder",
-                                          "unsafe,near_duplicate,cross_encoder", ""]
+    assert f["flag_reasons"].tolist() == [
+        "",
+        "unsafe,near_duplicate",
+        "near_duplicate,cross_encoder",
+        "unsafe,near_duplicate,cross_encoder",
+        "",
+    ]
     nf = M.flags(np.array([0.1]), np.array([0.1]), np.array([0.1]), np.array([0.2]))
     assert not nf["cross_encoder"][0]  # no cross-encoder configured: the rule never fires
 
@@ -246,18 +261,36 @@ def test_fast_equals_reference(pb):
     pos_q = np.array([q for q in positives for _ in positives[q]])
     pos_p = np.array([p for q in positives for p in positives[q]])
     sc = score_arrays(
-        qv, pv, np.array([q for q, _ in pairs], dtype=np.int64), np.array([n for _, n in pairs], dtype=np.int64),
-        pos_q, pos_p, cfg, queries=np.array(queries), lexicon=PassageLexicon(texts),
+        qv,
+        pv,
+        np.array([q for q, _ in pairs], dtype=np.int64),
+        np.array([n for _, n in pairs], dtype=np.int64),
+        pos_q,
+        pos_p,
+        cfg,
+        queries=np.array(queries),
+        lexicon=PassageLexicon(texts),
         text_key=pd.factorize(pd.Series(texts, dtype=object))[0],
-        cross=(lambda a, b: ce_tab[a, b]) if pb["with_ce"] else None, chunk=3,
+        cross=(lambda a, b: ce_tab[a, b]) if pb["with_ce"] else None,
+        chunk=3,
     )
     ref_pairs, ref_q = R.score(
-        qv, pv, pairs, positives, queries, positive_rule=pb["rule"], passage_texts=texts,
+        qv,
+        pv,
+        pairs,
+        positives,
+        queries,
+        positive_rule=pb["rule"],
+        passage_texts=texts,
         ce=(lambda a, b: float(ce_tab[a, b])) if pb["with_ce"] else None,
     )
     fast_pairs = {
-        "s_qn": sc.s_qn, "s_qp": sc.s_qp, "margin": sc.margin, "s_pn": sc.s_pn,
-        "lex_overlap": sc.lex_overlap, "ce_margin": sc.ce_margin,
+        "s_qn": sc.s_qn,
+        "s_qp": sc.s_qp,
+        "margin": sc.margin,
+        "s_pn": sc.s_pn,
+        "lex_overlap": sc.lex_overlap,
+        "ce_margin": sc.ce_margin,
     }
     for key, arr in fast_pairs.items():
         want = np.array([r[key] for r in ref_pairs], dtype=np.float64)
@@ -272,7 +305,9 @@ def test_fast_equals_reference(pb):
         "cross_encoder": [pb["with_ce"] and abs(r["ce_margin"]) < eps for r in ref_pairs],
         "percpos": [abs(r["s_qn"] - 0.95 * r["s_qp"]) < eps for r in ref_pairs],
     }
-    edge["flagged"] = edge["flag_reasons"] = [any(e) for e in zip(*(edge[k] for k in FLAG_RULES))] if ref_pairs else []
+    edge["flagged"] = edge["flag_reasons"] = (
+        [any(e) for e in zip(*(edge[k] for k in FLAG_RULES))] if ref_pairs else []
+    )
     for key in ("unsafe", "near_duplicate", "cross_encoder", "percpos", "flagged", "flag_reasons"):
         got = [g for g, e in zip(sc.flags[key], edge[key]) if not e]
         assert got == [r[key] for r, e in zip(ref_pairs, edge[key]) if not e], key
@@ -327,7 +362,9 @@ def test_bootstrap_interval_contains_mean_and_is_reproducible():
     assert bootstrap_mean(v, 1000, seed=7) == (m, lo, hi)
     assert bootstrap_mean(v, 1000, seed=8) != (m, lo, hi)
     # independent of the number of threads
-    np.testing.assert_array_equal(resampled_means(v, 300, 1, n_threads=1), resampled_means(v, 300, 1, n_threads=2))
+    np.testing.assert_array_equal(
+        resampled_means(v, 300, 1, n_threads=1), resampled_means(v, 300, 1, n_threads=2)
+    )
     # roughly the normal-theory interval
     se = v.std() / math.sqrt(v.shape[0])
     assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.15)

@@ -115,7 +115,9 @@ def pids_of(res, qid):
 @pytest.mark.parametrize("method", ["bm25", "dense", "random", "bm25+ce", "cross-encoder"])
 def test_miners_never_return_a_positive(method):
     c = synthetic(extra_pos=15)
-    res = mine(c, method, num_negatives=8, encoder=HashingEncoder(), cross_encoder=OverlapCrossEncoder(), seed=1)
+    res = mine(
+        c, method, num_negatives=8, encoder=HashingEncoder(), cross_encoder=OverlapCrossEncoder(), seed=1
+    )
     assert len(res.query_ids) == 40
     for qid in res.query_ids:
         pos = {c.passage_ids[p] for p in c.positives[c.query_index(qid)]}
@@ -236,7 +238,16 @@ def test_random_sampling_draws_from_the_window_only():
     coll, enc = scored_collection([0.95], [[0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]])
     seen = set()
     for seed in range(30):
-        res = mine(coll, "dense", num_negatives=2, range_min=1, range_max=5, sampling_strategy="random", seed=seed, encoder=enc)
+        res = mine(
+            coll,
+            "dense",
+            num_negatives=2,
+            range_min=1,
+            range_max=5,
+            sampling_strategy="random",
+            seed=seed,
+            encoder=enc,
+        )
         got = pids_of(res, "q0")
         assert len(got) == 2
         sc = [s for _, s in res.negatives["q0"]]
@@ -258,10 +269,14 @@ def test_bm25_ce_removes_candidates_within_the_margin_of_the_positive():
         pos = min(ce.score(q, c.passage_texts[p]) for p in c.positives[qi])
         assert res.positive_scores[qid] == pytest.approx(pos, abs=1e-5)
         # the pool is every non-positive (pool_size > corpus): expected = CE-sorted survivors
-        cands = [(ce.score(q, c.passage_texts[i]), i) for i in range(c.n_passages) if i not in c.positives[qi]]
+        cands = [
+            (ce.score(q, c.passage_texts[i]), i) for i in range(c.n_passages) if i not in c.positives[qi]
+        ]
         removed = [i for s, i in cands if np.float32(s) + m > np.float32(pos)]
         total_removed += len(removed)
-        kept = sorted([(s, i) for s, i in cands if i not in removed], key=lambda t: (-np.float32(t[0]), t[1]))[:5]
+        kept = sorted(
+            [(s, i) for s, i in cands if i not in removed], key=lambda t: (-np.float32(t[0]), t[1])
+        )[:5]
         got = res.negatives[qid]
         assert [p for p, _ in got] == [c.passage_ids[i] for _, i in kept]
         for pid, s in got:
@@ -291,7 +306,13 @@ def test_cross_encoder_method_reranks_union_of_bm25_and_dense():
     for qid in res.query_ids:
         qi = c.query_index(qid)
         pool = set(pids_of(bm, qid)) | set(pids_of(de, qid))
-        exp = sorted(pool, key=lambda p: (-np.float32(ce.score(c.query_texts[qi], c.passage_texts[c.passage_index(p)])), c.passage_index(p)))[:5]
+        exp = sorted(
+            pool,
+            key=lambda p: (
+                -np.float32(ce.score(c.query_texts[qi], c.passage_texts[c.passage_index(p)])),
+                c.passage_index(p),
+            ),
+        )[:5]
         assert pids_of(res, qid) == exp
 
 
@@ -407,24 +428,34 @@ GOOD_QRELS = "query-id\tcorpus-id\tscore\nq1\td2\t1\n"
 
 
 def test_read_beir_reads_texts_positives_and_first_of_a_repeated_id(tmp_path):
-    d = _beir_dir(tmp_path, GOOD_CORPUS + '{"_id": "d1", "text": "again"}\n',
-                  GOOD_QUERIES + '{"_id": "q2", "text": "y"}\n', GOOD_QRELS + "q1\td1\t0\nq2\td1\t2\nq2\td2\t1\n")
+    d = _beir_dir(
+        tmp_path,
+        GOOD_CORPUS + '{"_id": "d1", "text": "again"}\n',
+        GOOD_QUERIES + '{"_id": "q2", "text": "y"}\n',
+        GOOD_QRELS + "q1\td1\t0\nq2\td1\t2\nq2\td2\t1\n",
+    )
     c = read_beir(d)
     assert c.passage_ids == ["d1", "d2"] and c.passage_texts == ["a", "T b"]  # title + text; first d1 wins
     assert c.query_ids == ["q1", "q2"] and c.query_texts == ["x", "y"]
     assert c.positives == {0: [1], 1: [0, 1]}  # score 0 is not relevant
 
 
-@pytest.mark.parametrize("bad, where", [
-    (dict(corpus=GOOD_CORPUS + '{"text": "no id"}\n'), "corpus.jsonl:3: field '_id'"),
-    (dict(corpus=GOOD_CORPUS + '{"_id": "d3", "text": "broken"\n'), "corpus.jsonl:3: "),
-    (dict(corpus=GOOD_CORPUS + '{"_id": "d3", "text": ["not", "a", "string"]}\n'), "corpus.jsonl:3: field 'text'"),
-    (dict(corpus=GOOD_CORPUS + '["d3", "an array"]\n'), "corpus.jsonl:3: "),
-    (dict(queries=GOOD_QUERIES + '{"_id": "secret-q", "text": 7}\n'), "queries.jsonl:2: field 'text'"),
-    (dict(qrels=GOOD_QRELS + "q1\td1\tsecret-score\n"), "test.tsv:3: field 'score'"),
-    (dict(qrels=GOOD_QRELS + "q1\n"), "test.tsv:3: "),
-    (dict(qrels=GOOD_QRELS + "q1\tsecret-d9\t1\n"), "test.tsv:3: field 'corpus-id'"),
-])
+@pytest.mark.parametrize(
+    "bad, where",
+    [
+        (dict(corpus=GOOD_CORPUS + '{"text": "no id"}\n'), "corpus.jsonl:3: field '_id'"),
+        (dict(corpus=GOOD_CORPUS + '{"_id": "d3", "text": "broken"\n'), "corpus.jsonl:3: "),
+        (
+            dict(corpus=GOOD_CORPUS + '{"_id": "d3", "text": ["not", "a", "string"]}\n'),
+            "corpus.jsonl:3: field 'text'",
+        ),
+        (dict(corpus=GOOD_CORPUS + '["d3", "an array"]\n'), "corpus.jsonl:3: "),
+        (dict(queries=GOOD_QUERIES + '{"_id": "secret-q", "text": 7}\n'), "queries.jsonl:2: field 'text'"),
+        (dict(qrels=GOOD_QRELS + "q1\td1\tsecret-score\n"), "test.tsv:3: field 'score'"),
+        (dict(qrels=GOOD_QRELS + "q1\n"), "test.tsv:3: "),
+        (dict(qrels=GOOD_QRELS + "q1\tsecret-d9\t1\n"), "test.tsv:3: field 'corpus-id'"),
+    ],
+)
 def test_read_beir_errors_are_the_loaders_lines(tmp_path, bad, where):
     """A bad corpus, queries or qrels line gives read_beir (mining) exactly the loader's error
     line, PATH:LINE: field 'F': message, with no value from the file echoed."""
@@ -433,7 +464,9 @@ def test_read_beir_errors_are_the_loaders_lines(tmp_path, bad, where):
     files = dict(corpus=GOOD_CORPUS, queries=GOOD_QUERIES, qrels=GOOD_QRELS) | bad
     d = _beir_dir(tmp_path, **files)
     # the loader reads only the ids its negatives name: name the bad lines' ids there too
-    (d / "negatives" / "bm25.trec").write_text("q1 Q0 d1 1 2.0 bm25\nq1 Q0 d3 2 1.0 bm25\nsecret-q Q0 d1 1 1.0 bm25\n")
+    (d / "negatives" / "bm25.trec").write_text(
+        "q1 Q0 d1 1 2.0 bm25\nq1 Q0 d3 2 1.0 bm25\nsecret-q Q0 d1 1 1.0 bm25\n"
+    )
     with pytest.raises(LoadError) as mined:
         read_beir(d)
     with pytest.raises(LoadError) as loaded:
@@ -448,14 +481,23 @@ def test_read_beir_names_the_qrels_line_of_an_unknown_query_or_passage(tmp_path)
     d = _beir_dir(tmp_path, GOOD_CORPUS, GOOD_QUERIES, GOOD_QRELS + "q1\td9\t1\n")
     with pytest.raises(LoadError) as err:
         read_beir(d)
-    assert str(err.value) == f"{d / 'qrels' / 'test.tsv'}:3: field 'corpus-id': 1 positive id not in corpus.jsonl"
-    d = _beir_dir(tmp_path, GOOD_CORPUS, GOOD_QUERIES, GOOD_QRELS + "q7\td1\t0\nq8\td1\t0\nq8\td1\t1\nq7\td2\t3\n")
+    assert (
+        str(err.value)
+        == f"{d / 'qrels' / 'test.tsv'}:3: field 'corpus-id': 1 positive id not in corpus.jsonl"
+    )
+    d = _beir_dir(
+        tmp_path, GOOD_CORPUS, GOOD_QUERIES, GOOD_QRELS + "q7\td1\t0\nq8\td1\t0\nq8\td1\t1\nq7\td2\t3\n"
+    )
     with pytest.raises(LoadError) as err:  # q7/q8's score-0 rows are not the lines named
         read_beir(d)
-    assert str(err.value) == (f"{d / 'qrels' / 'test.tsv'}:5: field 'query-id': 2 query ids not in queries.jsonl "
-                              "(the first on this line)")
+    assert str(err.value) == (
+        f"{d / 'qrels' / 'test.tsv'}:5: field 'query-id': 2 query ids not in queries.jsonl "
+        "(the first on this line)"
+    )
     d = _beir_dir(tmp_path, GOOD_CORPUS, GOOD_QUERIES, "query-id\tcorpus-id\tscore\nq1\td1\t0\n")
-    with pytest.raises(LoadError, match=r"test.tsv: no relevant \(score > 0\) query-passage pair: nothing to mine$"):
+    with pytest.raises(
+        LoadError, match=r"test.tsv: no relevant \(score > 0\) query-passage pair: nothing to mine$"
+    ):
         read_beir(d)
     with pytest.raises(LoadError, match=r"split='dev': no qrels/dev.tsv; splits here: test"):
         read_beir(d, split="dev")
@@ -464,15 +506,31 @@ def test_read_beir_names_the_qrels_line_of_an_unknown_query_or_passage(tmp_path)
         read_beir(d)
 
 
-@pytest.mark.parametrize("name, body, line", [
-    ("a.trec", "q1 Q0 d1 1 2.0 t\nq1 Q0 secret-d2 x 1.0 t\n", "a.trec:2: field 'rank': expected an integer rank"),
-    ("b.trec", "q1 Q0 d1 1 2.0 t\nq1 Q0 d2\n",
-     "b.trec:2: expected 6 whitespace-separated fields 'qid Q0 docid rank score tag', found 3"),
-    ("c.jsonl", '{"query_id": "q1", "negative_ids": ["d1"]}\n{"query_id": "secret-q"}\n',
-     "c.jsonl:2: field 'negative_ids': missing required field (fields found: query_id)"),
-    ("d.jsonl", '{"query_id": "q1", "negative_ids": "secret-d1"}\n',
-     "d.jsonl:1: field 'negative_ids': expected a list of ids, got a string"),
-])
+@pytest.mark.parametrize(
+    "name, body, line",
+    [
+        (
+            "a.trec",
+            "q1 Q0 d1 1 2.0 t\nq1 Q0 secret-d2 x 1.0 t\n",
+            "a.trec:2: field 'rank': expected an integer rank",
+        ),
+        (
+            "b.trec",
+            "q1 Q0 d1 1 2.0 t\nq1 Q0 d2\n",
+            "b.trec:2: expected 6 whitespace-separated fields 'qid Q0 docid rank score tag', found 3",
+        ),
+        (
+            "c.jsonl",
+            '{"query_id": "q1", "negative_ids": ["d1"]}\n{"query_id": "secret-q"}\n',
+            "c.jsonl:2: field 'negative_ids': missing required field (fields found: query_id)",
+        ),
+        (
+            "d.jsonl",
+            '{"query_id": "q1", "negative_ids": "secret-d1"}\n',
+            "d.jsonl:1: field 'negative_ids': expected a list of ids, got a string",
+        ),
+    ],
+)
 def test_read_negative_ids_errors_are_the_loaders_lines(tmp_path, name, body, line):
     (tmp_path / name).write_text(body)
     with pytest.raises(LoadError) as err:
@@ -482,8 +540,9 @@ def test_read_negative_ids_errors_are_the_loaders_lines(tmp_path, name, body, li
 
 
 def test_read_negative_ids_merges_the_tags_of_a_run_by_position(tmp_path):
-    (tmp_path / "r.trec").write_text("q1 Q0 d1 1 2.0 a\nq1 Q0 d2 1 2.0 b\nq1 Q0 d3 2 1.0 a\nq2 Q0 d4 1 1 b\n"
-                                     "q1 Q0 d5 2 1.0 b\n")
+    (tmp_path / "r.trec").write_text(
+        "q1 Q0 d1 1 2.0 a\nq1 Q0 d2 1 2.0 b\nq1 Q0 d3 2 1.0 a\nq2 Q0 d4 1 1 b\nq1 Q0 d5 2 1.0 b\n"
+    )
     assert read_negative_ids(tmp_path / "r.trec") == {"q1": ["d1", "d2", "d3", "d5"], "q2": ["d4"]}
     with pytest.raises(FileNotFoundError, match="no such file"):
         read_negative_ids(tmp_path / "missing.trec")
@@ -499,14 +558,22 @@ def test_eci_mine_cli_writes_run_and_prints_skip_lines(tmp_path, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     runs = read_negative_ids(out)
-    assert set(runs) == {json.loads(l)["_id"] for l in (FIXTURE / "queries.jsonl").read_text().splitlines() if l.strip()} or runs
+    assert (
+        set(runs)
+        == {json.loads(l)["_id"] for l in (FIXTURE / "queries.jsonl").read_text().splitlines() if l.strip()}
+        or runs
+    )
     assert all(line.split()[5] == "dense" for line in out.read_text().splitlines())
     assert "Mined " in text and "queries with dense" in text
     assert "Metric       Positive" in text
     for line in text.splitlines():
         if line.startswith("Skipped"):
-            assert line.endswith("due to the relative_margin of 0.05.") or line.endswith("due to the max_score of 0.3.")
-    rc = main([str(FIXTURE), "--method", "random", "--absolute-margin", "0.1", "--out", str(tmp_path / "r.trec")])
+            assert line.endswith("due to the relative_margin of 0.05.") or line.endswith(
+                "due to the max_score of 0.3."
+            )
+    rc = main(
+        [str(FIXTURE), "--method", "random", "--absolute-margin", "0.1", "--out", str(tmp_path / "r.trec")]
+    )
     assert rc == 2
     assert "absolute_margin=0.1" in capsys.readouterr().err
 
@@ -566,7 +633,9 @@ def test_dense_mining_of_20k_passages_stays_under_1_gb():
         print(peak, int(hwm.split()[1]) * 1024)
         """
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     traced, rss = (int(x) for x in proc.stdout.split()[-2:])
     assert traced < 256 * 2**20, f"numpy/python allocations peaked at {traced / 2**20:.0f} MB while mining"

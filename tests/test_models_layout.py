@@ -34,10 +34,12 @@ def _imports(path: Path) -> list[tuple[int, str, list[str]]]:
 
 def test_io_imports_no_models():
     """The io layer sits below models: no module of eci_core/io imports eci_core.models."""
-    bad = [f"{p.relative_to(PACKAGE.parent)}:{line}: {mod}"
-           for p in sorted((PACKAGE / "io").rglob("*.py"))
-           for line, mod, names in _imports(p)
-           if mod.startswith("eci_core.models") or (mod == "eci_core" and "models" in names)]
+    bad = [
+        f"{p.relative_to(PACKAGE.parent)}:{line}: {mod}"
+        for p in sorted((PACKAGE / "io").rglob("*.py"))
+        for line, mod, names in _imports(p)
+        if mod.startswith("eci_core.models") or (mod == "eci_core" and "models" in names)
+    ]
     assert bad == []
 
 
@@ -45,18 +47,24 @@ def test_no_private_models_name_is_imported_from_another_module():
     """Names of eci_core.models that other modules use are public (e.g. ``base.as_pairs``, which
     the Ray engine uses, not a private ``_as_pairs``)."""
     roots = [PACKAGE, PACKAGE.parent / "ui", PACKAGE.parent / "bench", PACKAGE.parent / "sample_data"]
-    bad = [f"{p}:{line}: {mod}.{name}"
-           for root in roots if root.is_dir()
-           for p in sorted(root.rglob("*.py"))
-           for line, mod, names in _imports(p)
-           if mod.startswith("eci_core.models")
-           for name in names if name.startswith("_")]
+    bad = [
+        f"{p}:{line}: {mod}.{name}"
+        for root in roots
+        if root.is_dir()
+        for p in sorted(root.rglob("*.py"))
+        for line, mod, names in _imports(p)
+        if mod.startswith("eci_core.models")
+        for name in names
+        if name.startswith("_")
+    ]
     assert bad == []
 
 
 def test_models_modules_stay_small():
     """models/ is split by concern: no module of it reaches 800 lines."""
-    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in (PACKAGE / "models").glob("*.py")}
+    sizes = {
+        p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in (PACKAGE / "models").glob("*.py")
+    }
     assert {n: s for n, s in sizes.items() if s >= 800} == {}
 
 
@@ -75,7 +83,9 @@ class _ReversedHashing(HashingEncoder):
 def test_a_new_encoder_is_one_registry_entry(monkeypatch):
     """Registering a name (and the pattern of its option) is all load_encoder needs; names are
     case-insensitive and looked up before folders."""
-    monkeypatch.setitem(ENCODERS, "reversed", lambda option, device: _ReversedHashing(int(option) if option else 256))
+    monkeypatch.setitem(
+        ENCODERS, "reversed", lambda option, device: _ReversedHashing(int(option) if option else 256)
+    )
     monkeypatch.setitem(ENCODER_OPTIONS, "reversed", r"\d+")
     enc = load_encoder("Reversed")
     assert isinstance(enc, _ReversedHashing) and enc.dim == 256
@@ -103,13 +113,16 @@ def test_registered_names_and_options():
 def test_package_exports_are_lazy():
     """``eci_core.models`` exports the public names without importing a model library, and the
     ``embed`` it exports is the function (not the module that holds it)."""
-    code = ("import sys, eci_core.models as m, eci_core.models.encoding\n"
-            "from eci_core.models import embed, load_encoder, EmbeddingCache, open_embeddings\n"
-            "assert callable(embed) and embed.__module__ == 'eci_core.models.encoding', embed\n"
-            "load_encoder('hashing')\n"
-            "print(sorted(k for k in ('torch', 'sentence_transformers', 'onnxruntime') if k in sys.modules))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=PACKAGE.parent)
+    code = (
+        "import sys, eci_core.models as m, eci_core.models.encoding\n"
+        "from eci_core.models import embed, load_encoder, EmbeddingCache, open_embeddings\n"
+        "assert callable(embed) and embed.__module__ == 'eci_core.models.encoding', embed\n"
+        "load_encoder('hashing')\n"
+        "print(sorted(k for k in ('torch', 'sentence_transformers', 'onnxruntime') if k in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent
+    )
     assert out.stdout.strip() == "[]"
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         import eci_core.models as m

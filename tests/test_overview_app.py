@@ -67,8 +67,13 @@ def test_overview_never_quotes_a_validation_made_under_another_encoder(monkeypat
     eci_row = linear.agreement[linear.agreement["number"] == "ECI"].iloc[0]
     at = _open(monkeypatch, "hashing")
     headline = _text(at.info[0].value)
-    assert headline.startswith("No validated ranking exists for this data. A validation of the loaded sources exists (")
-    assert "it was made under encoder all-MiniLM-L6-v2 (bundled); these scores use hashing (dim 256)." in headline
+    assert headline.startswith(
+        "No validated ranking exists for this data. A validation of the loaded sources exists ("
+    )
+    assert (
+        "it was made under encoder all-MiniLM-L6-v2 (bundled); these scores use hashing (dim 256)."
+        in headline
+    )
     text = _page_text(at)
     # nothing the MiniLM validation measured is quoted: not ECI's ρ, not its best source, not "trained best"
     assert f"ρ = {eci_row['spearman']:.2f}" not in text and "Spearman" not in text
@@ -76,8 +81,11 @@ def test_overview_never_quotes_a_validation_made_under_another_encoder(monkeypat
     assert "Validation (" not in text
     # the ECI ranking is one click away, with a validity line saying why it is not validated here
     assert [e.label for e in at.main.expander] == ["ECI ranking (seed metric)"]
-    assert any(_text(md.value).startswith("**Not validated on this data: a validation of the loaded sources exists")
-               and "made under encoder all-MiniLM-L6-v2 (bundled)" in _text(md.value) for md in at.markdown)
+    assert any(
+        _text(md.value).startswith("**Not validated on this data: a validation of the loaded sources exists")
+        and "made under encoder all-MiniLM-L6-v2 (bundled)" in _text(md.value)
+        for md in at.markdown
+    )
     charts = at.get("plotly_chart")
     assert charts and all("measured" not in c.proto.spec for c in charts)
 
@@ -91,8 +99,10 @@ def test_overview_ranks_by_measured_ndcg_under_the_matching_encoder(monkeypatch)
     headline = _text(at.info[0].value)
     want = overview.validated_ranking(linear, SAMPLE_SOURCES)
     best = want.iloc[0]
-    assert headline.startswith(f"Validation (linear trainer, 5 split(s) × 3 seed(s)): {best['source']} trained best of "
-                               f"the loaded sources (nDCG@10 {best['ndcg@10']:.3f}")
+    assert headline.startswith(
+        f"Validation (linear trainer, 5 split(s) × 3 seed(s)): {best['source']} trained best of "
+        f"the loaded sources (nDCG@10 {best['ndcg@10']:.3f}"
+    )
     eci_row = linear.agreement[linear.agreement["number"] == "ECI"].iloc[0]
     assert f"Spearman ρ = {eci_row['spearman']:.2f}" in headline
     metrics = [(m.label, m.value) for m in at.metric]
@@ -118,7 +128,9 @@ def test_overview_never_quotes_a_validation_made_with_other_metric_settings(monk
     assert not at.exception, [e.message for e in at.exception]
     headline = _text(at.info[0].value)
     assert headline.startswith("No validated ranking exists for this data.")
-    assert ("it was made with other metric settings (positive='min'; these scores use positive='max')" in headline)
+    assert (
+        "it was made with other metric settings (positive='min'; these scores use positive='max')" in headline
+    )
     assert "Spearman" not in _page_text(at) and "Trained best" not in _page_text(at)
 
 
@@ -130,11 +142,21 @@ def test_without_a_validation_the_overview_shows_the_predictor_with_its_reliabil
     from eci_core.config import ECIConfig
 
     feats = list(P.FEATURES)
-    model = P.Predictor(features=feats, coef=[0.0, 0.0, 0.0, -0.01, 0.0, 0.0], mean=[0.0] * 6, scale=[0.1] * 6,
-                        intercept=0.01, alpha=1.0, datasets=["x", "y"], encoder="hashing (dim 256)",
-                        settings=P.settings_of(ECIConfig()),
-                        reliability=[{"dataset": "x", "resolved_pairs": 10, "decided_right": 9.0, "spearman": 0.8},
-                                     {"dataset": "y", "resolved_pairs": 10, "decided_right": 8.0, "spearman": 0.75}])
+    model = P.Predictor(
+        features=feats,
+        coef=[0.0, 0.0, 0.0, -0.01, 0.0, 0.0],
+        mean=[0.0] * 6,
+        scale=[0.1] * 6,
+        intercept=0.01,
+        alpha=1.0,
+        datasets=["x", "y"],
+        encoder="hashing (dim 256)",
+        settings=P.settings_of(ECIConfig()),
+        reliability=[
+            {"dataset": "x", "resolved_pairs": 10, "decided_right": 9.0, "spearman": 0.8},
+            {"dataset": "y", "resolved_pairs": 10, "decided_right": 8.0, "spearman": 0.75},
+        ],
+    )
     path = model.save(tmp_path / "predictor.json")
     monkeypatch.setattr(P, "SHIPPED", path)
     at = _open(monkeypatch, "hashing")
@@ -142,9 +164,13 @@ def test_without_a_validation_the_overview_shows_the_predictor_with_its_reliabil
     assert "Predicted training value (no validation of this data yet)" in heads
     table = at.dataframe[0].value
     # gain = 0.01 − 0.01 · unsafe_negative_rate / 0.1: the source with the fewest unsafe negatives first
-    assert table["predicted_gain"].is_monotonic_decreasing and list(table["rank"]) == list(range(1, len(table) + 1))
-    assert any("it ordered 85% of 20 source pairs that fine-tuning resolved the same way" in _text(c.value)
-               for c in at.caption)
+    assert table["predicted_gain"].is_monotonic_decreasing and list(table["rank"]) == list(
+        range(1, len(table) + 1)
+    )
+    assert any(
+        "it ordered 85% of 20 source pairs that fine-tuning resolved the same way" in _text(c.value)
+        for c in at.caption
+    )
     # a predictor that did not transfer (below 80 % of resolved pairs on held-out data): no ranking, and why
     model.reliability = [dict(r, decided_right=5.0) for r in model.reliability]
     model.save(path)

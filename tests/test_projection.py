@@ -69,7 +69,9 @@ def test_umap_tiny_and_cached(tmp_path):
     pytest.importorskip("umap")
     rng = np.random.default_rng(0)
     centers = np.eye(8)[:2] * 4
-    x = np.concatenate([centers[0] + rng.normal(size=(15, 8)) * 0.1, centers[1] + rng.normal(size=(15, 8)) * 0.1])
+    x = np.concatenate(
+        [centers[0] + rng.normal(size=(15, 8)) * 0.1, centers[1] + rng.normal(size=(15, 8)) * 0.1]
+    )
     xy = pj.project(x, "umap", n_neighbors=5, metric="euclidean", seed=3, cache=tmp_path)
     assert xy.shape == (30, 2) and np.isfinite(xy).all()
     # the two clusters stay apart: between-cluster distance ≫ within-cluster spread
@@ -100,11 +102,27 @@ def _scored():
     from eci_core.scoring import score_collection
 
     c = Collection()
-    c.add_source("bm25", [
-        R("q1", "how to sort a list", [P("p1", "use sorted to sort a list")], [P("n1", "sort a list"), P("n2", "cats")]),
-        R("q2", "what is a tuple", [P("p2", "a tuple is immutable")], [P("n3", "a tuple"), P("n2", "cats")]),
-    ])
-    c.add_source("dense", [R("q1", "how to sort a list", [P("p1", "use sorted to sort a list")], [P("n4", "ordering")])])
+    c.add_source(
+        "bm25",
+        [
+            R(
+                "q1",
+                "how to sort a list",
+                [P("p1", "use sorted to sort a list")],
+                [P("n1", "sort a list"), P("n2", "cats")],
+            ),
+            R(
+                "q2",
+                "what is a tuple",
+                [P("p2", "a tuple is immutable")],
+                [P("n3", "a tuple"), P("n2", "cats")],
+            ),
+        ],
+    )
+    c.add_source(
+        "dense",
+        [R("q1", "how to sort a list", [P("p1", "use sorted to sort a list")], [P("n4", "ordering")])],
+    )
     enc = HashingEncoder()
     return c, score_collection(c, enc, ECIConfig(n_bootstrap=20)), enc
 

@@ -60,13 +60,19 @@ def _equal(a, b):
     import rounding
 
     k_max = int(max(a.queries["K"].max(), b.queries["K"].max()))
-    sem_rtol = 2 * rounding.gamma(max(k_max - 1, 1), 2.0 ** -53)
+    sem_rtol = 2 * rounding.gamma(max(k_max - 1, 1), 2.0**-53)
     for x, y in ((a.pairs, b.pairs), (a.queries, b.queries), (a.sources, b.sources)):
         assert list(x.columns) == list(y.columns) and len(x) == len(y)
         for c in x.columns:
             if c == "eci_sem":
-                np.testing.assert_allclose(x[c].to_numpy(float), y[c].to_numpy(float), rtol=sem_rtol, atol=0,
-                                           equal_nan=True, err_msg=c)
+                np.testing.assert_allclose(
+                    x[c].to_numpy(float),
+                    y[c].to_numpy(float),
+                    rtol=sem_rtol,
+                    atol=0,
+                    equal_nan=True,
+                    err_msg=c,
+                )
             elif pd.api.types.is_float_dtype(x[c]):
                 np.testing.assert_array_equal(x[c].to_numpy(float), y[c].to_numpy(float), err_msg=c)
             else:
@@ -82,8 +88,14 @@ def test_ray_engine_equals_local_engine_on_the_sample(local_ray, pyfaq, tmp_path
     # small batches: each source is scored in several Ray Data batches, on 2 workers
     from eci_core.engines.ray_engine import score_ray
 
-    on_ray = score_ray(pyfaq, HashingEncoder(), CFG, sources=SOURCES, score_batch=40,
-                      cache=EmbeddingCache(tmp_path / "cache"))
+    on_ray = score_ray(
+        pyfaq,
+        HashingEncoder(),
+        CFG,
+        sources=SOURCES,
+        score_batch=40,
+        cache=EmbeddingCache(tmp_path / "cache"),
+    )
     _equal(on_ray, local)
     assert len(local.pairs) > 2000 and set(local.sources["name"]) == set(SOURCES)
     # the vectors encoded on Ray went to the driver's embedding cache
@@ -100,8 +112,14 @@ def _few_queries(coll, n: int):
     out = coll.copy()
     for name, src in coll.sources.items():
         m = np.isin(src.q_idx, keep)
-        out.sources[name] = dataclasses.replace(src, q_idx=src.q_idx[m], p_idx=src.p_idx[m], rank=src.rank[m],
-                                                score=src.score[m], queries=np.intersect1d(src.query_indices, keep))
+        out.sources[name] = dataclasses.replace(
+            src,
+            q_idx=src.q_idx[m],
+            p_idx=src.p_idx[m],
+            rank=src.rank[m],
+            score=src.score[m],
+            queries=np.intersect1d(src.query_indices, keep),
+        )
     return out
 
 
@@ -114,11 +132,24 @@ def test_ray_engine_cross_encoder_equals_local_engine(local_ray, pyfaq, tmp_path
 
     few = _few_queries(pyfaq, 3)
     cfg = ECIConfig(n_bootstrap=50, cross_encoder_margin=0.5)
-    local = engines.score(few, HashingEncoder(), cfg, engine="local", sources=SOURCES,
-                          cross_encoder=load_cross_encoder("bundled"))
+    local = engines.score(
+        few,
+        HashingEncoder(),
+        cfg,
+        engine="local",
+        sources=SOURCES,
+        cross_encoder=load_cross_encoder("bundled"),
+    )
     ce = RayCrossEncoder("bundled", batch_size=8)
-    on_ray = score_ray(few, HashingEncoder(), cfg, sources=SOURCES, score_batch=2, cross_encoder=ce,
-                       cache=EmbeddingCache(tmp_path / "cache"))
+    on_ray = score_ray(
+        few,
+        HashingEncoder(),
+        cfg,
+        sources=SOURCES,
+        score_batch=2,
+        cross_encoder=ce,
+        cache=EmbeddingCache(tmp_path / "cache"),
+    )
     _equal(on_ray, local)
     pairs = local.pairs
     assert pairs["ce_margin"].notna().all() and len(pairs) >= 50
@@ -127,8 +158,10 @@ def test_ray_engine_cross_encoder_equals_local_engine(local_ray, pyfaq, tmp_path
     row = pairs.iloc[0]
     q = few.query_texts[few.query_index(row.query_id)]
     pos = local.queries.set_index(["source", "query_id"]).loc[(row.source, row.query_id), "positive_id"]
-    want = model.predict([(q, few.passage_texts[few.passage_index(pos)])])[0] - \
-        model.predict([(q, few.passage_texts[few.passage_index(row.passage_id)])])[0]
+    want = (
+        model.predict([(q, few.passage_texts[few.passage_index(pos)])])[0]
+        - model.predict([(q, few.passage_texts[few.passage_index(row.passage_id)])])[0]
+    )
     assert abs(on_ray.pairs["ce_margin"].iloc[0] - float(want)) < 1e-6
     # the flag follows ce_margin <= 0.5, and some pairs fire it, some do not
     assert (on_ray.pairs["cross_encoder"] == (on_ray.pairs["ce_margin"] <= 0.5)).all()
@@ -137,14 +170,22 @@ def test_ray_engine_cross_encoder_equals_local_engine(local_ray, pyfaq, tmp_path
     # each unique (query text, passage text) pair went to Ray once, across both sources
     qt = [few.query_texts[few.query_index(x)] for x in pairs["query_id"]]
     pt = [few.passage_texts[few.passage_index(x)] for x in pairs["passage_id"]]
-    pos_t = [(few.query_texts[few.query_index(r.query_id)], few.passage_texts[few.passage_index(r.positive_id)])
-             for r in local.queries.itertuples()]
+    pos_t = [
+        (few.query_texts[few.query_index(r.query_id)], few.passage_texts[few.passage_index(r.positive_id)])
+        for r in local.queries.itertuples()
+    ]
     unique = {(a, " ".join(b.split())) for a, b in zip(qt, pt)} | {(a, " ".join(b.split())) for a, b in pos_t}
     assert len(set(zip(qt, pt))) < len(pairs)  # some pair is in both sources
     assert ce.n_scored == len(unique)
     # a second run takes every score from the cache: nothing goes to Ray, same numbers
-    again = score_ray(few, HashingEncoder(), cfg, sources=SOURCES, cross_encoder=ce,
-                      cache=EmbeddingCache(tmp_path / "cache"))
+    again = score_ray(
+        few,
+        HashingEncoder(),
+        cfg,
+        sources=SOURCES,
+        cross_encoder=ce,
+        cache=EmbeddingCache(tmp_path / "cache"),
+    )
     assert ce.n_scored == len(unique)
     _equal(again, local)
 

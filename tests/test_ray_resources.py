@@ -15,11 +15,20 @@ import pytest
 
 import eci_core  # noqa: F401
 from eci_core.engines import ray_engine
-from eci_core.engines.ray_engine import (RayCrossEncoder, RayEncoder, actor_device, actor_resources,
-                                         requested_devices)
+from eci_core.engines.ray_engine import (
+    RayCrossEncoder,
+    RayEncoder,
+    actor_device,
+    actor_resources,
+    requested_devices,
+)
 from eci_core.models.hashing import HashingEncoder
 from eci_core.models.onnx import OnnxCrossEncoder
-from eci_core.models.st_encoder import SentenceTransformerEncoder, SentenceTransformersCrossEncoder, bundled_minilm_path
+from eci_core.models.st_encoder import (
+    SentenceTransformerEncoder,
+    SentenceTransformersCrossEncoder,
+    bundled_minilm_path,
+)
 
 
 class _Stop(Exception):
@@ -38,8 +47,10 @@ def fake_cluster(monkeypatch):
             asked.update(kw, fn=fn)
             raise _Stop
 
-    fake = SimpleNamespace(cluster_resources=lambda: dict(res),
-                           data=SimpleNamespace(from_arrow=lambda table, override_num_blocks=1: DS()))
+    fake = SimpleNamespace(
+        cluster_resources=lambda: dict(res),
+        data=SimpleNamespace(from_arrow=lambda table, override_num_blocks=1: DS()),
+    )
     monkeypatch.setattr(ray_engine, "init_ray", lambda *a, **k: fake)
 
     def run(model, gpus: int):
@@ -50,8 +61,9 @@ def fake_cluster(monkeypatch):
                 model.encode_queries(["a question", "another question"])
             else:
                 model.predict([("q", "p"), ("q", "n")])
-        return {k: v for k, v in asked.items() if k in ("num_gpus", "num_cpus", "concurrency")}, \
-            asked["fn_constructor_kwargs"]
+        return {k: v for k, v in asked.items() if k in ("num_gpus", "num_cpus", "concurrency")}, asked[
+            "fn_constructor_kwargs"
+        ]
 
     return run
 
@@ -80,7 +92,9 @@ def test_actor_resources_respect_device_cpu_and_count_named_gpus():
     assert actor_resources("cuda:0,cuda:1", 4, 8) == (True, {"num_gpus": 1, "concurrency": 2})
     assert actor_resources("cuda:0,cuda:1,cuda:2", 2, 8) == (True, {"num_gpus": 1, "concurrency": 2})
     assert actor_resources("cuda", 3, 8, concurrency=6) == (True, {"num_gpus": 1, "concurrency": 6})
-    with pytest.raises(ValueError, match="device='cuda:1': the Ray cluster has no GPU; use --device cpu or auto"):
+    with pytest.raises(
+        ValueError, match="device='cuda:1': the Ray cluster has no GPU; use --device cpu or auto"
+    ):
         actor_resources("cuda:1", 0, 8)
     # a CPU-only model (ONNX, hashing) never takes a GPU, and "cuda" is not an error for it
     assert actor_resources("cuda", 0, 8, torch_model=False) == (False, {"num_cpus": 1, "concurrency": 8})
@@ -100,15 +114,23 @@ def test_actor_device_is_the_actors_visible_gpu():
 
 
 def test_ray_encoder_under_device_cpu_asks_for_no_gpu(fake_cluster):
-    enc = RayEncoder(SentenceTransformerEncoder(bundled_minilm_path(), device="cpu"), device="cpu", batch_size=1)
+    enc = RayEncoder(
+        SentenceTransformerEncoder(bundled_minilm_path(), device="cpu"), device="cpu", batch_size=1
+    )
     kw, ctor = fake_cluster(enc, gpus=2)  # 2 texts in batches of 1: 2 blocks, at most 2 actors
     assert kw == {"num_cpus": 1, "concurrency": 2} and ctor["gpu"] is False
-    auto = RayEncoder(SentenceTransformerEncoder(bundled_minilm_path(), device="cpu"), device="auto", batch_size=1)
+    auto = RayEncoder(
+        SentenceTransformerEncoder(bundled_minilm_path(), device="cpu"), device="auto", batch_size=1
+    )
     kw, ctor = fake_cluster(auto, gpus=2)
     assert kw == {"num_gpus": 1, "concurrency": 2} and ctor["gpu"] is True
-    kw, ctor = fake_cluster(RayEncoder(HashingEncoder(), device="auto", batch_size=1), gpus=2)  # CPU-only model
+    kw, ctor = fake_cluster(
+        RayEncoder(HashingEncoder(), device="auto", batch_size=1), gpus=2
+    )  # CPU-only model
     assert kw == {"num_cpus": 1, "concurrency": 2} and ctor["gpu"] is False
-    one = RayEncoder(SentenceTransformerEncoder(bundled_minilm_path(), device="cpu"), device="cuda:1", batch_size=1)
+    one = RayEncoder(
+        SentenceTransformerEncoder(bundled_minilm_path(), device="cpu"), device="cuda:1", batch_size=1
+    )
     kw, ctor = fake_cluster(one, gpus=1)
     assert kw == {"num_gpus": 1, "concurrency": 1} and ctor["gpu"] is True and ctor["device"] == "cuda:1"
     with pytest.raises(ValueError, match="device='tpu'"):
@@ -121,7 +143,9 @@ def test_encode_actor_loads_the_model_on_its_visible_gpu(monkeypatch):
     import eci_core.models.registry as encoders
 
     seen = []
-    monkeypatch.setattr(encoders, "load_encoder", lambda spec, device="auto": seen.append(device) or HashingEncoder())
+    monkeypatch.setattr(
+        encoders, "load_encoder", lambda spec, device="auto": seen.append(device) or HashingEncoder()
+    )
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     ray_engine._EncodeActor("minilm", "cuda:1", "query", gpu=True)
     ray_engine._EncodeActor("minilm", "auto", "query", gpu=False)
@@ -135,21 +159,35 @@ def test_cross_encoder_actors_take_a_gpu_only_for_a_torch_model(tmp_path, fake_c
     (tmp_path / "config.json").write_text("{}")
     st_ce, onnx = SentenceTransformersCrossEncoder(tmp_path, batch_size=16), OnnxCrossEncoder()
     kw, ctor = fake_cluster(RayCrossEncoder(st_ce, device="auto", batch_size=1), gpus=4)
-    assert kw == {"num_gpus": 1, "concurrency": 2} and ctor["gpu"] is True  # 2 pairs in batches of 1: 2 actors
+    assert (
+        kw == {"num_gpus": 1, "concurrency": 2} and ctor["gpu"] is True
+    )  # 2 pairs in batches of 1: 2 actors
     assert ctor["cls"] is SentenceTransformersCrossEncoder and ctor["spec"]["batch_size"] == 16
     kw, ctor = fake_cluster(RayCrossEncoder(st_ce, device="cpu", batch_size=1), gpus=4)
     assert kw == {"num_cpus": 1, "concurrency": 2} and ctor["gpu"] is False
-    assert RayCrossEncoder(st_ce, device="cpu").resources(4, 64) == (False, {"num_cpus": 1, "concurrency": 64})
-    assert RayCrossEncoder(onnx, device="auto", concurrency=8).resources(4, 64) == (False, {"num_cpus": 1, "concurrency": 8})
+    assert RayCrossEncoder(st_ce, device="cpu").resources(4, 64) == (
+        False,
+        {"num_cpus": 1, "concurrency": 64},
+    )
+    assert RayCrossEncoder(onnx, device="auto", concurrency=8).resources(4, 64) == (
+        False,
+        {"num_cpus": 1, "concurrency": 8},
+    )
     kw, ctor = fake_cluster(RayCrossEncoder(onnx), gpus=4)
     assert ctor["gpu"] is False and ctor["cls"] is OnnxCrossEncoder and ctor["spec"]["threads"] == 1
     assert ctor["cls"](**ctor["spec"]).fingerprint == onnx.fingerprint
     # in the actor: the torch model is built on the actor's device
     built = []
-    monkeypatch.setattr(SentenceTransformersCrossEncoder, "__init__", lambda self, **kw: built.append(kw["device"]))
+    monkeypatch.setattr(
+        SentenceTransformersCrossEncoder, "__init__", lambda self, **kw: built.append(kw["device"])
+    )
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2")
-    ray_engine._CrossActor(SentenceTransformersCrossEncoder, {"model_path": "m", "device": "cpu"}, "cuda:3", gpu=True)
-    ray_engine._CrossActor(SentenceTransformersCrossEncoder, {"model_path": "m", "device": "cpu"}, "auto", gpu=False)
+    ray_engine._CrossActor(
+        SentenceTransformersCrossEncoder, {"model_path": "m", "device": "cpu"}, "cuda:3", gpu=True
+    )
+    ray_engine._CrossActor(
+        SentenceTransformersCrossEncoder, {"model_path": "m", "device": "cpu"}, "auto", gpu=False
+    )
     assert built == ["cuda:0", "cpu"]
     other = HashingEncoder()
     assert ray_engine._cross_spec(other) == (None, other)

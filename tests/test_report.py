@@ -44,13 +44,23 @@ def scored():
     from eci_core.scoring import score_collection
 
     c = Collection()
-    qs = [("q1", "how to sort a list in python", "use sorted to sort a python list"),
-          ("q2", "what is a tuple", "a tuple is an immutable sequence"),
-          ("q3", "how to read a file", "open the file and call read")]
-    negs = {"bm25<x>": {"q1": ["sort a list in python", "python list append"], "q2": ["what is a set", "tuples"],
-                        "q3": ["read a csv file", "file modes"]},
-            "dense": {"q1": ["cats and dogs", "sorting algorithms"], "q2": ["strings are immutable", "a set"],
-                      "q3": ["write a file", "the file system"]}}
+    qs = [
+        ("q1", "how to sort a list in python", "use sorted to sort a python list"),
+        ("q2", "what is a tuple", "a tuple is an immutable sequence"),
+        ("q3", "how to read a file", "open the file and call read"),
+    ]
+    negs = {
+        "bm25<x>": {
+            "q1": ["sort a list in python", "python list append"],
+            "q2": ["what is a set", "tuples"],
+            "q3": ["read a csv file", "file modes"],
+        },
+        "dense": {
+            "q1": ["cats and dogs", "sorting algorithms"],
+            "q2": ["strings are immutable", "a set"],
+            "q3": ["write a file", "the file system"],
+        },
+    }
     for name, d in negs.items():
         c.add_source(name, [R(q, t, [P(f"p{q}", pos)], [P(None, x) for x in d[q]]) for q, t, pos in qs])
     return c, score_collection(c, HashingEncoder(), ECIConfig(n_bootstrap=50, seed=3))
@@ -72,7 +82,9 @@ def test_report_is_standalone_html_with_sources_and_values(scored):
         cell = f"{row['eci']:.3f} [{row['eci_low']:.3f}, {row['eci_high']:.3f}]"
         assert cell in p.cells
     assert report.format_components(r)["ECI (95 % CI)"].tolist() == [
-        f"{a:.3f} [{b:.3f}, {c_:.3f}]" for a, b, c_ in zip(r.sources.eci, r.sources.eci_low, r.sources.eci_high)]
+        f"{a:.3f} [{b:.3f}, {c_:.3f}]"
+        for a, b, c_ in zip(r.sources.eci, r.sources.eci_low, r.sources.eci_high)
+    ]
     # verdict, encoder, configuration
     assert overview.eci_ranking_line(r) in text
     assert r.encoder in text
@@ -116,7 +128,12 @@ def test_tables_are_written_in_row_groups_and_read_back_equal(scored, tmp_path):
     back = pd.read_parquet(tmp_path / "p.parquet")
     ids = {c: "str" for c in ("source", "query_id", "passage_id", "flag_reasons")}
     pd.testing.assert_frame_equal(back, pairs.astype(ids))
-    assert tables.write_tables(result, tmp_path / "out") == ["pairs.parquet", "queries.parquet", "sources.csv", "beats.csv"]
+    assert tables.write_tables(result, tmp_path / "out") == [
+        "pairs.parquet",
+        "queries.parquet",
+        "sources.csv",
+        "beats.csv",
+    ]
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / "queries.parquet"), result.queries)
     empty = pairs.iloc[:0]
     tables.write_parquet(empty, tmp_path / "e.parquet")
@@ -131,8 +148,11 @@ def test_write_tables_escapes_formula_cells_unless_asked_not_to(scored, tmp_path
 
     _, result = scored
     names = {"bm25<x>": "=cmd|' /C calc'!A0", "dense": "@SUM(1+1)"}
-    evil = dataclasses.replace(result, sources=result.sources.assign(name=result.sources["name"].map(names)),
-                               beats=result.beats.rename(index=names, columns=names))
+    evil = dataclasses.replace(
+        result,
+        sources=result.sources.assign(name=result.sources["name"].map(names)),
+        beats=result.beats.rename(index=names, columns=names),
+    )
     tables.write_tables(evil, tmp_path / "safe")
     tables.write_tables(evil, tmp_path / "raw", escape_formulas=False)
     for name in ("sources.csv", "beats.csv"):

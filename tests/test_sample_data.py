@@ -3,6 +3,7 @@
 Checks the committed output (BEIR layout), and the reST-to-text helpers of the build script on
 hand-written snippets.
 """
+
 from __future__ import annotations
 
 import csv
@@ -48,8 +49,7 @@ def qrels() -> list[dict]:
     with open(PYFAQ / "qrels" / "test.tsv", encoding="utf-8", newline="") as fh:
         header = fh.readline().rstrip("\n")
         assert header == "query-id\tcorpus-id\tscore"
-        return [dict(zip(("query-id", "corpus-id", "score"), row))
-                for row in csv.reader(fh, delimiter="\t")]
+        return [dict(zip(("query-id", "corpus-id", "score"), row)) for row in csv.reader(fh, delimiter="\t")]
 
 
 def _words(text: str) -> int:
@@ -57,8 +57,13 @@ def _words(text: str) -> int:
 
 
 def test_files_exist_and_are_small():
-    paths = [PYFAQ / "corpus.jsonl", PYFAQ / "queries.jsonl", PYFAQ / "qrels" / "test.tsv",
-             PYFAQ / "qrels" / "false_negatives.tsv", PYFAQ / "LICENSE"]
+    paths = [
+        PYFAQ / "corpus.jsonl",
+        PYFAQ / "queries.jsonl",
+        PYFAQ / "qrels" / "test.tsv",
+        PYFAQ / "qrels" / "false_negatives.tsv",
+        PYFAQ / "LICENSE",
+    ]
     for p in paths:
         assert p.is_file(), f"missing {p}: run python sample_data/build.py"
     assert sum(p.stat().st_size for p in paths) < 5 * 1024 * 1024
@@ -149,8 +154,7 @@ def false_negatives() -> list[dict]:
     with open(PYFAQ / "qrels" / "false_negatives.tsv", encoding="utf-8", newline="") as fh:
         header = fh.readline().rstrip("\n")
         assert header == "query-id\tcorpus-id\tscore"
-        return [dict(zip(("query-id", "corpus-id", "score"), row))
-                for row in csv.reader(fh, delimiter="\t")]
+        return [dict(zip(("query-id", "corpus-id", "score"), row)) for row in csv.reader(fh, delimiter="\t")]
 
 
 def test_false_negative_labels(corpus, queries, qrels, false_negatives):
@@ -170,8 +174,11 @@ def test_false_negative_labels(corpus, queries, qrels, false_negatives):
     # every continuation passage of the corpus is labelled for its own question
     assert {p["_id"] for p in corpus if re.fullmatch(r"faq-[a-z]+-\d+-c\d+", p["_id"])} == set(cont)
     copies = sorted((q, p) for q, p in pairs if p.startswith("doc-"))
-    assert copies == [("faq-gui-3", "doc-library-tkinter-102"), ("faq-programming-22", "doc-library-inspect-34"),
-                      ("faq-programming-59", "doc-library-functools-21")]
+    assert copies == [
+        ("faq-gui-3", "doc-library-tkinter-102"),
+        ("faq-programming-22", "doc-library-inspect-34"),
+        ("faq-programming-59", "doc-library-functools-21"),
+    ]
     by_id = {p["_id"]: p for p in corpus}
     # spot check: the UnboundLocalError answer goes on with its example and the explanation
     assert "faq-programming-5-c2" in by_id
@@ -221,6 +228,7 @@ def test_loader_reads_the_directory(queries, corpus):
 
 # ------------------------------------------------------------------ build script helpers
 
+
 @pytest.fixture(scope="module")
 def build():
     spec = importlib.util.spec_from_file_location("pyfaq_build", ROOT / "sample_data" / "build.py")
@@ -233,16 +241,19 @@ def build():
     return mod
 
 
-@pytest.mark.parametrize("src, expected", [
-    (":func:`len` of ``x``", "len() of x"),
-    (":meth:`~collections.OrderedDict.move_to_end`", "move_to_end()"),
-    ("see :pep:`8` and :rfc:`2822`", "see PEP 8 and RFC 2822"),
-    ("`the guide <https://example.org/>`_ says", "the guide says"),
-    ("**bold** and *emph* but ``*args``", "bold and emph but *args"),
-    (":class:`dict`\\ s and BLAKE2_", "dicts and BLAKE2"),
-    (":ref:`the tutorial <tut-index>` for |release|", "the tutorial for 3.11"),
-    ("Why does ``-22 // 10``\n   return -3?", "Why does -22 // 10 return -3?"),
-])
+@pytest.mark.parametrize(
+    "src, expected",
+    [
+        (":func:`len` of ``x``", "len() of x"),
+        (":meth:`~collections.OrderedDict.move_to_end`", "move_to_end()"),
+        ("see :pep:`8` and :rfc:`2822`", "see PEP 8 and RFC 2822"),
+        ("`the guide <https://example.org/>`_ says", "the guide says"),
+        ("**bold** and *emph* but ``*args``", "bold and emph but *args"),
+        (":class:`dict`\\ s and BLAKE2_", "dicts and BLAKE2"),
+        (":ref:`the tutorial <tut-index>` for |release|", "the tutorial for 3.11"),
+        ("Why does ``-22 // 10``\n   return -3?", "Why does -22 // 10 return -3?"),
+    ],
+)
 def test_clean_inline(build, src, expected):
     assert build.clean_inline(src) == expected
 
@@ -276,9 +287,14 @@ Use this::
 """
     blocks = [(b.kind, b.text) for b in build.parse_blocks(src) if b.kind != "target"]
     assert blocks == [
-        ("title", "Title"), ("title", "Sub?"), ("prose", "Use this:"), ("code", "x = 1"),
-        ("prose", "Be careful."), ("prose", "New in version 3.2. The y flag."),
-        ("prose", "f(a):"), ("prose", "Does things."),
+        ("title", "Title"),
+        ("title", "Sub?"),
+        ("prose", "Use this:"),
+        ("code", "x = 1"),
+        ("prose", "Be careful."),
+        ("prose", "New in version 3.2. The y flag."),
+        ("prose", "f(a):"),
+        ("prose", "Does things."),
     ]
 
 

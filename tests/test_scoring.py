@@ -100,7 +100,9 @@ def test_matches_reference_on_the_same_embeddings(result):
         ref_pairs, ref_q = R.score(qv, pv, pairs, c.positives, passage_texts=c.passage_texts)
         got = result.pairs[result.pairs["source"] == name]
         for key in ("s_qn", "s_qp", "margin", "s_pn", "lex_overlap"):
-            np.testing.assert_allclose(got[key].to_numpy(), [r[key] for r in ref_pairs], atol=1e-5, err_msg=key)
+            np.testing.assert_allclose(
+                got[key].to_numpy(), [r[key] for r in ref_pairs], atol=1e-5, err_msg=key
+            )
         for key in ("near_duplicate", "unsafe", "flag_reasons"):
             assert got[key].tolist() == [r[key] for r in ref_pairs]
         gq = result.queries[result.queries["source"] == name]
@@ -125,7 +127,9 @@ def test_duplicate_text_is_removed_and_k0_scores_zero():
     c = Collection()
     recs = records(lambda i, qid, p: [NEG_POOL[i], NEG_POOL[i]] if qid != "q4" else [])
     # the same text under two ids inside one query: an exact duplicate, dropped before scoring
-    recs[0] = recs[0]._replace(negatives=[PassageRef("a", NEG_POOL[5]), PassageRef("b", NEG_POOL[5]), PassageRef("c", NEG_POOL[6])])
+    recs[0] = recs[0]._replace(
+        negatives=[PassageRef("a", NEG_POOL[5]), PassageRef("b", NEG_POOL[5]), PassageRef("c", NEG_POOL[6])]
+    )
     c.add_source("s", recs)
     res = score_collection(c, HashingEncoder(), ECIConfig(n_bootstrap=50))
     q = res.queries.set_index("query_id")
@@ -157,7 +161,13 @@ class FakeCrossEncoder:
 
 def test_cross_encoder_margin_and_flag():
     ce = FakeCrossEncoder()
-    res = score_collection(collection(), HashingEncoder(), ECIConfig(n_bootstrap=20), cross_encoder=ce, sources=["hard", "copies"])
+    res = score_collection(
+        collection(),
+        HashingEncoder(),
+        ECIConfig(n_bootstrap=20),
+        cross_encoder=ce,
+        sources=["hard", "copies"],
+    )
     c = collection()
     for _, row in res.pairs.iterrows():
         qi = c.query_index(row["query_id"])
@@ -178,8 +188,12 @@ def test_options_set_aggregate_float16_idf_corpus_and_progress():
     calls = []
     base = score_collection(c, HashingEncoder(), ECIConfig(n_bootstrap=30), sources=["hard"])
     res = score_collection(
-        c, HashingEncoder(), ECIConfig(n_bootstrap=30, aggregate="set"), sources=["hard"],
-        progress=lambda s, d, t: calls.append((s, d, t)), embedding_dtype="float16",
+        c,
+        HashingEncoder(),
+        ECIConfig(n_bootstrap=30, aggregate="set"),
+        sources=["hard"],
+        progress=lambda s, d, t: calls.append((s, d, t)),
+        embedding_dtype="float16",
         idf_corpus=["python python python", "other text"],
     )
     row = res.sources.iloc[0]
@@ -191,8 +205,12 @@ def test_options_set_aggregate_float16_idf_corpus_and_progress():
     assert row["eci_low"] <= row["eci"] <= row["eci_high"]
     import rounding  # float16 storage: |Δs| <= 2^-10 + 2·gamma_d (derived in tests/rounding.py)
 
-    np.testing.assert_allclose(res.pairs["s_qn"], base.pairs["s_qn"], rtol=0,
-                               atol=rounding.float16_similarity_bound(HashingEncoder().dim))
+    np.testing.assert_allclose(
+        res.pairs["s_qn"],
+        base.pairs["s_qn"],
+        rtol=0,
+        atol=rounding.float16_similarity_bound(HashingEncoder().dim),
+    )
     assert not np.allclose(res.pairs["lex_overlap"], base.pairs["lex_overlap"])  # other IDF
     assert ("scoring sources", 0, 1) in calls and calls[-1] == ("scoring sources", 1, 1)
     with pytest.raises(ValueError, match="sources=\\['nope'\\]"):
@@ -221,7 +239,8 @@ def test_second_scoring_run_encodes_nothing(tmp_path):
     # 4 queries; passages: 4 positives + all 10 NEG_POOL texts (hard: windows 0-2, 2-4, 4-6, 6-8;
     # easy: 8-9) + 4 upper-cased copies, each once although "copies" repeats the positives' texts
     used = {c.passage_texts[p] for s in c.sources.values() for p in s.p_idx} | {
-        c.passage_texts[p] for ps in c.positives.values() for p in ps}
+        c.passage_texts[p] for ps in c.positives.values() for p in ps
+    }
     assert enc.n_queries == 4 and enc.n_passages == len(used) == 4 + 10 + 4
     enc.reset()
     second = score_collection(c, enc, ECIConfig(n_bootstrap=20), cache=EmbeddingCache(tmp_path))
@@ -257,8 +276,16 @@ def _tie_problem(dtype, npos):
 @pytest.mark.parametrize("npos", [1, 3])
 def test_copies_of_a_positive_tie_on_every_path(dtype, npos):
     q, P, n_idx, lo, hi = _tie_problem(dtype, npos)
-    sc = score_arrays(q, P, np.zeros(5, dtype=np.int64), n_idx, np.zeros(npos, dtype=np.int64),
-                      np.arange(npos), ECIConfig(n_bootstrap=10), with_sem=False)
+    sc = score_arrays(
+        q,
+        P,
+        np.zeros(5, dtype=np.int64),
+        n_idx,
+        np.zeros(npos, dtype=np.int64),
+        np.arange(npos),
+        ECIConfig(n_bootstrap=10),
+        with_sem=False,
+    )
     # the positive's own row and its two rounding-level copies: margin exactly 0, flagged both ways
     assert sc.margin[:3].tolist() == [0.0, 0.0, 0.0]
     assert sc.flags["unsafe"][:3].all() and sc.flags["near_duplicate"][:3].all()
@@ -273,8 +300,16 @@ def test_copies_of_a_positive_tie_on_every_path(dtype, npos):
 def test_a_copy_of_a_positive_is_never_safer_than_a_tie(rule):
     q, P, n_idx, lo, hi = _tie_problem(np.float32, 3)
     # negatives: exact row copies of the least similar positive (same text key)
-    sc = score_arrays(q, P, np.zeros(1, dtype=np.int64), np.array([lo]), np.zeros(3, dtype=np.int64),
-                      np.arange(3), ECIConfig(positive=rule, n_bootstrap=10), with_sem=False)
+    sc = score_arrays(
+        q,
+        P,
+        np.zeros(1, dtype=np.int64),
+        np.array([lo]),
+        np.zeros(3, dtype=np.int64),
+        np.arange(3),
+        ECIConfig(positive=rule, n_bootstrap=10),
+        with_sem=False,
+    )
     assert sc.margin[0] == 0.0 and sc.flags["unsafe"][0] and sc.flags["near_duplicate"][0]
 
 
@@ -285,9 +320,14 @@ def test_whitespace_copies_of_the_positive_score_as_the_positive(embedding_dtype
         recs = []
         for qid, (qt, pt) in QUERIES.items():
             variant = [pt, "  " + pt.replace(" ", "\n  ") + "\t", pt.replace(" ", "   ")][k]
-            recs.append(QueryRecord(qid, qt, [PassageRef(f"pos-{qid}", pt),
-                                              PassageRef(f"pos2-{qid}", NEG_POOL[0] + " " + qt)],
-                                    [PassageRef(f"{qid}-v{k}", variant), PassageRef(None, NEG_POOL[-1])]))
+            recs.append(
+                QueryRecord(
+                    qid,
+                    qt,
+                    [PassageRef(f"pos-{qid}", pt), PassageRef(f"pos2-{qid}", NEG_POOL[0] + " " + qt)],
+                    [PassageRef(f"{qid}-v{k}", variant), PassageRef(None, NEG_POOL[-1])],
+                )
+            )
         c.add_source(f"copy{k}", recs)
     res = score_collection(c, HashingEncoder(), ECIConfig(n_bootstrap=20), embedding_dtype=embedding_dtype)
     p = res.pairs
@@ -333,11 +373,17 @@ def test_eci_sem_cap_uses_the_largest_weights_and_bounds_from_below():
     w = _sem_weights_ref(s_qp, s_qn)
     top = sorted(sorted(range(K), key=lambda k: -w[k])[:cap])
     dv = [pe[2 + k] - pe[0] for k in top]
-    mat = [[(1.0 if a == b else 0.0) + math.sqrt(w[top[a]] * w[top[b]]) * float(dv[a] @ dv[b]) / 0.1
-            for b in range(cap)] for a in range(cap)]
+    mat = [
+        [
+            (1.0 if a == b else 0.0) + math.sqrt(w[top[a]] * w[top[b]]) * float(dv[a] @ dv[b]) / 0.1
+            for b in range(cap)
+        ]
+        for a in range(cap)
+    ]
     assert capped.eci_sem[0] == pytest.approx(R.logdet(mat), abs=1e-6)
-    assert full.eci_sem[0] == pytest.approx(R.eci_sem([pe[j] for j in range(2, 2 + K)], pe[0], s_qp, s_qn, [0.0] * K),
-                                            abs=1e-6)
+    assert full.eci_sem[0] == pytest.approx(
+        R.eci_sem([pe[j] for j in range(2, 2 + K)], pe[0], s_qp, s_qn, [0.0] * K), abs=1e-6
+    )
     assert 0 < capped.eci_sem[0] <= full.eci_sem[0] + 1e-12  # a principal minor: a lower bound
     with pytest.raises(ValueError, match="eci_sem_max_k"):
         ECIConfig(eci_sem_max_k=0)
@@ -372,7 +418,9 @@ def test_a_20000_negative_row_scores_in_bounded_memory():
         print(int(hwm.split()[1]) * 1024)
         """
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rss = int(proc.stdout.split()[-1])
     assert rss < 600 * 2**20, f"peak RSS {rss / 2**20:.0f} MB"
@@ -419,15 +467,23 @@ def test_fused_numba_pair_pass_equals_the_numpy_path(monkeypatch):
     cfg = ECIConfig(n_bootstrap=10)
     args = (qe, pe, q_idx, n_idx, pos_q, pos_p, cfg)
 
-    u = 2.0 ** -24
+    u = 2.0**-24
     gamma_d = d * u / (1 - d * u)
     norm = float(max(np.linalg.norm(qe, axis=1).max(), np.linalg.norm(pe, axis=1).max()))
     eps = 2 * gamma_d * norm * norm  # any two summation orders of one float32 dot product
     c_max = np.log(K.max() + 1)
     pair_tol = {"s_qn": eps, "s_pn": eps, "s_qp": eps, "margin": 2 * eps}
-    metric_tol = {"K": 0.0, "C": 0.0, "unsafe": 0.0, "S": eps, "delta": 2 * eps,
-                  "DE": 6 * eps, "eci": c_max * 6 * eps, "eci_arith": c_max * 3 * eps / 2,
-                  "infonce": 2 * eps / cfg.temperature}
+    metric_tol = {
+        "K": 0.0,
+        "C": 0.0,
+        "unsafe": 0.0,
+        "S": eps,
+        "delta": 2 * eps,
+        "DE": 6 * eps,
+        "eci": c_max * 6 * eps,
+        "eci_arith": c_max * 3 * eps / 2,
+        "infonce": 2 * eps / cfg.temperature,
+    }
     for tk in (None, text_key):
         monkeypatch.setenv("ECI_NO_NUMBA", "1")
         ref = score_arrays(*args, text_key=tk, with_sem=False, chunk=64)
@@ -483,8 +539,10 @@ def test_pairs_table_ids_are_categorical_codes_of_the_collection_ids(result):
     assert set(p["flag_reasons"].astype(str)) <= {"", "unsafe", "near_duplicate", "unsafe,near_duplicate"}
     assert (p["flag_reasons"].astype(str) != "").eq(p["flagged"]).all()
     # a pair costs no string: 8 float64, rank, 5 bools and 1-4 byte codes
-    per_row = sum(p[c].cat.codes.dtype.itemsize if isinstance(p[c].dtype, pd.CategoricalDtype)
-                  else p[c].dtype.itemsize for c in p.columns)
+    per_row = sum(
+        p[c].cat.codes.dtype.itemsize if isinstance(p[c].dtype, pd.CategoricalDtype) else p[c].dtype.itemsize
+        for c in p.columns
+    )
     assert per_row <= 8 * 8 + 8 + 5 + 4 * 4  # 8 float64, rank, 5 bools, 5 codes of at most 4 bytes
 
 
@@ -513,23 +571,40 @@ def test_float16_embeddings_move_every_number_by_at_most_the_rounding_bound():
     assert eps < 1.01e-3  # d = 256: 2^-10 + 2·gamma_256 + subnormal terms
     cmax = float(a.queries["C"].max())
     bound = rounding.metric_bounds(eps, TIE_TOLERANCE, cfg.temperature, cmax)
-    assert len(a.pairs) > 2000 and (a.pairs[["source", "query_id", "passage_id"]].astype(str).values
-                                    == b.pairs[["source", "query_id", "passage_id"]].astype(str).values).all()
+    assert (
+        len(a.pairs) > 2000
+        and (
+            a.pairs[["source", "query_id", "passage_id"]].astype(str).values
+            == b.pairs[["source", "query_id", "passage_id"]].astype(str).values
+        ).all()
+    )
     d_sqn = np.abs(a.pairs["s_qn"].to_numpy() - b.pairs["s_qn"].to_numpy())
     assert 0.1 * eps < d_sqn.max() <= bound["s_qn"]
     for col in ("s_qp", "s_pn", "margin"):
         diff = np.abs(a.pairs[col].to_numpy(float) - b.pairs[col].to_numpy(float)).max()
         assert diff <= bound[col], (col, diff, bound[col])
     qa, qb = a.queries, b.queries
-    assert (qa["K"].to_numpy() == qb["K"].to_numpy()).all() and (qa["C"].to_numpy() == qb["C"].to_numpy()).all()
+    assert (qa["K"].to_numpy() == qb["K"].to_numpy()).all() and (
+        qa["C"].to_numpy() == qb["C"].to_numpy()
+    ).all()
     for col in ("S", "delta", "DE", "infonce"):
         diff = np.abs(qa[col].to_numpy(float) - qb[col].to_numpy(float)).max()
         assert diff <= bound[col], (col, diff, bound[col])
-    per_c = np.abs(qa["eci"].to_numpy(float) - qb["eci"].to_numpy(float)) / np.maximum(qa["C"].to_numpy(float), 1e-300)
+    per_c = np.abs(qa["eci"].to_numpy(float) - qb["eci"].to_numpy(float)) / np.maximum(
+        qa["C"].to_numpy(float), 1e-300
+    )
     assert per_c.max() <= bound["eci_per_C"]
     sa, sb = a.sources.set_index("name"), b.sources.set_index("name")
-    for col, key in (("eci", "eci"), ("eci_low", "eci"), ("eci_high", "eci"), ("eci_arith", "eci_arith"),
-                     ("signal", "S"), ("safety", "delta"), ("infonce_bound", "infonce"),
-                     ("infonce_bound_low", "infonce"), ("infonce_bound_high", "infonce")):
+    for col, key in (
+        ("eci", "eci"),
+        ("eci_low", "eci"),
+        ("eci_high", "eci"),
+        ("eci_arith", "eci_arith"),
+        ("signal", "S"),
+        ("safety", "delta"),
+        ("infonce_bound", "infonce"),
+        ("infonce_bound_low", "infonce"),
+        ("infonce_bound_high", "infonce"),
+    ):
         diff = (sa[col] - sb.loc[sa.index, col]).abs().max()
         assert diff <= bound[key], (col, diff, bound[key])

@@ -54,8 +54,15 @@ def test_serving_check_decides_hiding_and_warning():
     # details set on purpose on loopback are kept, without a warning
     assert serving_check("localhost", 8501, "full", True, False) == serving_check("::1", 1, True, True, False)
     assert not serving_check("localhost", 8501, "full", True, False).hide_details
-    assert [details_shown(v) for v in ("full", "stacktrace", "type", "none", " None", True, False)] == \
-        [True, True, True, False, False, True, True]
+    assert [details_shown(v) for v in ("full", "stacktrace", "type", "none", " None", True, False)] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+        True,
+        True,
+    ]
 
 
 @pytest.fixture()
@@ -87,8 +94,9 @@ def _run_app(monkeypatch, tmp_path):
     return at
 
 
-def test_app_warns_when_every_interface_is_bound_and_hides_default_details(monkeypatch, tmp_path,
-                                                                           streamlit_options):
+def test_app_warns_when_every_interface_is_bound_and_hides_default_details(
+    monkeypatch, tmp_path, streamlit_options
+):
     from streamlit import config
     from streamlit.config_option import ConfigOption
 

@@ -10,9 +10,11 @@ import pytest
 from eci_core.validation.trainers import Batch, make_trainer
 
 Q = ["how do I sort a list in python", "what is a decorator?", "why is my loop slow"]
-P = ["Use sorted() or list.sort() to sort a list; both take a key function and reverse=True.",
-     "A decorator is a callable that takes a function and returns a wrapped function.",
-     "Python loops are interpreted: move the work into numpy or a comprehension and avoid attribute lookups."]
+P = [
+    "Use sorted() or list.sort() to sort a list; both take a key function and reverse=True.",
+    "A decorator is a callable that takes a function and returns a wrapped function.",
+    "Python loops are interpreted: move the work into numpy or a comprehension and avoid attribute lookups.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +45,11 @@ def test_training_moves_the_embeddings_towards_the_positives(trainer):
     q0, p0 = trainer.run(None, 0, 1e-3, np.arange(3))
     b = Batch(np.arange(3), np.arange(3), np.array([[1], [2], [0]]))
     q1, p1 = trainer.run([b] * 5, 0, 1e-3, np.arange(3))
+
     def gap(q, p):  # own-passage similarity minus the mean of the others
         s = q @ p.T
         return np.mean(np.diag(s) - (s.sum(axis=1) - np.diag(s)) / 2)
+
     assert gap(q1, p1) > gap(q0, p0) + 0.01
     q2, p2 = trainer.run([b] * 5, 0, 1e-3, np.arange(3))
     np.testing.assert_array_equal(p1, p2)

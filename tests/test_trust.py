@@ -23,7 +23,7 @@ import pytest
 
 import eci_core  # noqa: F401  (offline model environment first)
 from eci_core.io import trust
-from eci_core.io.data import Collection, LoadError
+from eci_core.io.data import LoadError
 from eci_core.io.loaders import load_paths
 from eci_core.metrics import false_negatives as FN
 from eci_core.validation.loading import corpus_dir, with_full_corpus
@@ -36,10 +36,19 @@ PYFAQ = ROOT / "sample_data" / "pyfaq"
 TIMEOUT = 120
 
 UPLOAD_ROWS = [
-    {"query": "How do I sort a list in Python?", "pos": ["Use list.sort() to sort a list in place, or sorted() for a new list."],
-     "neg": ["Reverse a string with slicing: s[::-1].", "Open a file with open() and iterate over it."]},
-    {"query": "How do I reverse a string?", "pos": ["Reverse a string with slicing: s[::-1]."],
-     "neg": ["Use list.sort() to sort a list in place, or sorted() for a new list.", "Join strings with str.join()."]},
+    {
+        "query": "How do I sort a list in Python?",
+        "pos": ["Use list.sort() to sort a list in place, or sorted() for a new list."],
+        "neg": ["Reverse a string with slicing: s[::-1].", "Open a file with open() and iterate over it."],
+    },
+    {
+        "query": "How do I reverse a string?",
+        "pos": ["Reverse a string with slicing: s[::-1]."],
+        "neg": [
+            "Use list.sort() to sort a list in place, or sorted() for a new list.",
+            "Join strings with str.join().",
+        ],
+    },
 ]
 UPLOAD = "".join(json.dumps(r) + "\n" for r in UPLOAD_ROWS).encode()
 EVIL_TRAINER = "[click me](https://evil.example/x) **now**"
@@ -50,7 +59,9 @@ def _plant(folder: Path) -> None:
     passage of its own, and a saved validation whose trainer is a Markdown link."""
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
     (folder / "qrels" / "false_negatives.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
-    (folder / "corpus.jsonl").write_text(json.dumps({"_id": "planted-passage", "text": "planted text"}) + "\n")
+    (folder / "corpus.jsonl").write_text(
+        json.dumps({"_id": "planted-passage", "text": "planted text"}) + "\n"
+    )
     evil = folder / "validation" / "evil"
     shutil.copytree(PYFAQ / "validation" / "linear", evil)
     doc = json.loads((evil / "results.json").read_text())

@@ -37,12 +37,16 @@ def encoded(coll):
     return score_collection(coll, ENC, CFG)
 
 
-def _write(coll, folder, fmt, scale=1.0, dtype=np.float32, extra=0, perm_seed=1, drop_query=None, pdim=None,
-           base=ENC):
+def _write(
+    coll, folder, fmt, scale=1.0, dtype=np.float32, extra=0, perm_seed=1, drop_query=None, pdim=None, base=ENC
+):
     """The hashing vectors of every query and passage of ``coll``, keyed by id, rows shuffled, plus
     ``extra`` unrelated rows (the file holds more than the data needs)."""
     rng = np.random.default_rng(perm_seed)
-    for kind, ids, texts in (("query", coll.query_ids, coll.query_texts), ("passage", coll.passage_ids, coll.passage_texts)):
+    for kind, ids, texts in (
+        ("query", coll.query_ids, coll.query_texts),
+        ("passage", coll.passage_ids, coll.passage_texts),
+    ):
         enc = HashingEncoder(pdim) if (pdim and kind == "passage") else base
         vecs = embed(enc, list(texts), kind) * scale
         ids = list(ids)
@@ -68,23 +72,41 @@ def _assert_within_rounding(a, b, eps: float) -> None:
     assert a.pairs[keys].astype(str).equals(b.pairs[keys].astype(str))
     for col in ("s_qn", "s_qp", "s_pn", "margin"):
         assert np.abs(a.pairs[col].to_numpy(float) - b.pairs[col].to_numpy(float)).max() <= bound[col], col
-    assert a.queries[["source", "query_id", "K"]].astype(str).equals(b.queries[["source", "query_id", "K"]].astype(str))
+    assert (
+        a.queries[["source", "query_id", "K"]]
+        .astype(str)
+        .equals(b.queries[["source", "query_id", "K"]].astype(str))
+    )
     for col in ("S", "delta", "DE", "infonce", "eci", "eci_arith"):
-        assert np.abs(a.queries[col].to_numpy(float) - b.queries[col].to_numpy(float)).max() <= bound[col], col
-    for col, key in (("eci", "eci"), ("eci_low", "eci"), ("eci_high", "eci"), ("signal", "S"), ("safety", "delta"),
-                     ("infonce_bound", "infonce")):
-        assert np.abs(a.sources[col].to_numpy(float) - b.sources[col].to_numpy(float)).max() <= bound[key], col
+        assert np.abs(a.queries[col].to_numpy(float) - b.queries[col].to_numpy(float)).max() <= bound[col], (
+            col
+        )
+    for col, key in (
+        ("eci", "eci"),
+        ("eci_low", "eci"),
+        ("eci_high", "eci"),
+        ("signal", "S"),
+        ("safety", "delta"),
+        ("infonce_bound", "infonce"),
+    ):
+        assert np.abs(a.sources[col].to_numpy(float) - b.sources[col].to_numpy(float)).max() <= bound[key], (
+            col
+        )
 
 
 def _assert_same(a, b, atol=1e-6):
     for table, keys in ((a.pairs, b.pairs), (a.queries, b.queries)):
         num = [c for c in table.columns if pd.api.types.is_float_dtype(table[c])]
         other = [c for c in table.columns if c not in num]
-        np.testing.assert_allclose(table[num].to_numpy(float), keys[num].to_numpy(float), atol=atol, equal_nan=True)
+        np.testing.assert_allclose(
+            table[num].to_numpy(float), keys[num].to_numpy(float), atol=atol, equal_nan=True
+        )
         assert table[other].astype(str).equals(keys[other].astype(str))
     num = [c for c in a.sources.columns if c != "name"]
     assert list(a.sources["name"]) == list(b.sources["name"])
-    np.testing.assert_allclose(a.sources[num].to_numpy(float), b.sources[num].to_numpy(float), atol=atol, equal_nan=True)
+    np.testing.assert_allclose(
+        a.sources[num].to_numpy(float), b.sources[num].to_numpy(float), atol=atol, equal_nan=True
+    )
 
 
 def _as_list_column_parquet(folder):
@@ -96,8 +118,9 @@ def _as_list_column_parquet(folder):
     for f in folder.glob("*.parquet"):
         t = pq.read_table(f)
         vecs = t.column("embedding").combine_chunks()
-        lst = pa.ListArray.from_arrays(pa.array(np.arange(len(vecs) + 1, dtype=np.int32) * vecs.type.list_size),
-                                       vecs.flatten())
+        lst = pa.ListArray.from_arrays(
+            pa.array(np.arange(len(vecs) + 1, dtype=np.int32) * vecs.type.list_size), vecs.flatten()
+        )
         pq.write_table(pa.table({"_id": t.column("id"), "vector": lst}), f)
 
 
@@ -146,7 +169,9 @@ def test_the_products_own_cache_as_embeddings(coll, encoded, tmp_path):
     assert emb.by_text and emb.model == ENC.fingerprint
     got = score_collection(coll, None, CFG, embeddings=emb)
     # queries stored as float16 (the export default), both sides renormalised by the cache on read
-    _assert_within_rounding(got, encoded, rounding.float16_similarity_bound(ENC.dim, sides=1, renormalised=True))
+    _assert_within_rounding(
+        got, encoded, rounding.float16_similarity_bound(ENC.dim, sides=1, renormalised=True)
+    )
 
 
 def test_missing_ids_and_wrong_dimension_give_one_clear_line(coll, tmp_path):
@@ -160,8 +185,11 @@ def test_missing_ids_and_wrong_dimension_give_one_clear_line(coll, tmp_path):
     assert f"2 of {len(coll.query_ids)} query ids the scored sources need have no vector" in msg
     assert all(repr(g) in msg for g in gone) and "queries.npy" in msg
     folder = _write(coll, tmp_path / "dim", "npy", pdim=128)
-    with pytest.raises(ValueError, match=r"passage vectors have dimension 128 but the query vectors in queries.npy "
-                                         r"have 256") as err:
+    with pytest.raises(
+        ValueError,
+        match=r"passage vectors have dimension 128 but the query vectors in queries.npy "
+        r"have 256",
+    ) as err:
         open_embeddings(folder, model="m")
     assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match=r"--embeddings-model NAME"):
@@ -181,12 +209,35 @@ def test_cli_scores_with_your_embeddings(tmp_path):
     beir = ROOT / "sample_data" / "pyfaq"
     coll, _ = load_paths([str(beir)])
     folder = _write(coll, tmp_path / "emb", "npy")
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ECI_CACHE_DIR": str(tmp_path / "c")}
-    base = [sys.executable, "-m", "eci_core.cli", "score", str(beir), "--source", "bm25", "--bootstrap", "50",
-            "--no-progress", "--json"]
-    mine = subprocess.run(base + ["--embeddings", str(folder), "--embeddings-model", "hashing-by-hand"],
-                          capture_output=True, text=True, env=env, timeout=300)
-    ref = subprocess.run(base + ["--encoder", "hashing"], capture_output=True, text=True, env=env, timeout=300)
+    env = {
+        "PYTHONPATH": str(ROOT),
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "ECI_CACHE_DIR": str(tmp_path / "c"),
+    }
+    base = [
+        sys.executable,
+        "-m",
+        "eci_core.cli",
+        "score",
+        str(beir),
+        "--source",
+        "bm25",
+        "--bootstrap",
+        "50",
+        "--no-progress",
+        "--json",
+    ]
+    mine = subprocess.run(
+        base + ["--embeddings", str(folder), "--embeddings-model", "hashing-by-hand"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    ref = subprocess.run(
+        base + ["--encoder", "hashing"], capture_output=True, text=True, env=env, timeout=300
+    )
     assert mine.returncode == 0 and ref.returncode == 0, mine.stderr[-1500:] + ref.stderr[-1500:]
     import json
 
@@ -194,8 +245,13 @@ def test_cli_scores_with_your_embeddings(tmp_path):
     assert a["encoder"].startswith("hashing-by-hand (your embeddings:")
     assert a["sources"][0]["eci"] == pytest.approx(b["sources"][0]["eci"], abs=1e-9)
     (folder / "queries.ids.txt").write_text("".join(f"x{i}\n" for i in range(len(coll.query_ids))))
-    bad = subprocess.run(base + ["--embeddings", str(folder), "--embeddings-model", "m"],
-                         capture_output=True, text=True, env=env, timeout=300)
+    bad = subprocess.run(
+        base + ["--embeddings", str(folder), "--embeddings-model", "m"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert "query ids the scored sources need have no vector" in bad.stderr
     assert data.is_dir()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +25,15 @@ import eci_core  # noqa: F401
 from eci_core.explore import overview
 from eci_core.io.data import Collection, PassageRef, QueryRecord
 from eci_core.models.hashing import HashingEncoder
-from eci_core.validation import (IN_BATCH, UNTRAINED, ValidationConfig, load_results, make_trainer, trainer_agreement,
-                                 validate)
+from eci_core.validation import (
+    IN_BATCH,
+    UNTRAINED,
+    ValidationConfig,
+    load_results,
+    make_trainer,
+    trainer_agreement,
+    validate,
+)
 from eci_core.validation.analysis import downstream_table, rank_agreement
 from eci_core.validation.evaluation import evaluate_embeddings, evaluate_run
 from eci_core.validation.protocol import run_protocol
@@ -50,7 +56,10 @@ def known_answer_set(n_subj: int = 8, n_asp: int = 6, n_neg: int = 3, seed: int 
         for a in range(n_asp):
             q = f"subj{s} qa{a} {f(2)}"
             pos = PassageRef(f"p-{s}-{a}", ptext[(s, a)])
-            negs = [PassageRef(f"p-{s}-{(a + 1 + k) % n_asp}", ptext[(s, (a + 1 + k) % n_asp)]) for k in range(n_neg)]
+            negs = [
+                PassageRef(f"p-{s}-{(a + 1 + k) % n_asp}", ptext[(s, (a + 1 + k) % n_asp)])
+                for k in range(n_neg)
+            ]
             copies = [PassageRef(f"copy-{s}-{a}-{k}", f"subj{s} pa{a} {f(3)}") for k in range(n_neg)]
             clean.append(QueryRecord(f"q{s}-{a}", q, [pos], negs))
             poisoned.append(QueryRecord(f"q{s}-{a}", q, [pos], copies))
@@ -96,13 +105,25 @@ def test_a_negative_that_is_a_test_positive_is_dropped_and_counted():
     texts = {f"d{i}": f"passage number {i}" for i in range(8)}
     pos = {"q0": "d0", "q1": "d1", "q2": "d2", "q3": "d3"}
     negs = {"q0": ["d1", "d2", "d5"], "q1": ["d0", "d6"], "q2": ["d7", "d3"], "q3": ["d4", "d5"]}
-    c.add_source("s", [QueryRecord(q, f"question {q}", [PassageRef(pos[q], texts[pos[q]])],
-                                   [PassageRef(n, texts[n]) for n in negs[q]]) for q in pos])
+    c.add_source(
+        "s",
+        [
+            QueryRecord(
+                q,
+                f"question {q}",
+                [PassageRef(pos[q], texts[pos[q]])],
+                [PassageRef(n, texts[n]) for n in negs[q]],
+            )
+            for q in pos
+        ],
+    )
     splits = make_splits(c, folds=2, seed=0)
     for split in splits:
         tl = training_lists(c, split, ["s"])
         held = {p for q in split.test for p in c.positives[int(q)]}
-        expected = sum(1 for q in split.train for n in negs[c.query_ids[int(q)]] if c.passage_index(n) in held)
+        expected = sum(
+            1 for q in split.train for n in negs[c.query_ids[int(q)]] if c.passage_index(n) in held
+        )
         assert tl.leaked["s"] == expected
         for q, lst in tl.negatives["s"].items():
             assert q in set(split.train.tolist())
@@ -144,7 +165,9 @@ def test_no_test_query_is_trained_on_and_no_test_positive_is_a_training_negative
 
 def test_every_source_gets_the_same_anchors_and_positives(kas):
     spy = _SpyTrainer()
-    run_protocol(kas, ["clean", "poisoned"], ValidationConfig(folds=3, seeds=1, steps=4, batch_size=4), trainer=spy)
+    run_protocol(
+        kas, ["clean", "poisoned"], ValidationConfig(folds=3, seeds=1, steps=4, batch_size=4), trainer=spy
+    )
     first = spy.seen[:3]  # split 1: in-batch, clean, poisoned
     for _, batches in first[1:]:
         for b0, b in zip(first[0][1], batches):
@@ -157,7 +180,9 @@ def test_evaluation_equals_ir_measures_on_a_hand_checked_run():
 
     # q1: its positive ranks 1st; q2: its positive ranks 3rd of 4 passages
     q = np.array([[1, 0, 0], [0, 1, 0]], dtype=np.float32)
-    p = np.array([[0.9, 0.1, 0], [0.5, 0.4, 0], [0.2, 0.6, 0], [0.1, 0.3, 0], [0.1, 0.5, 0]], dtype=np.float32)
+    p = np.array(
+        [[0.9, 0.1, 0], [0.5, 0.4, 0], [0.2, 0.6, 0], [0.1, 0.3, 0], [0.1, 0.5, 0]], dtype=np.float32
+    )
     ids = ["a", "b", "c", "d", "e"]
     qrels = {"q1": {"a": 1}, "q2": {"d": 1}}
     res = evaluate_embeddings(q, ["q1", "q2"], p, ids, qrels)
@@ -192,12 +217,26 @@ def test_correlations_equal_scipy_and_decision_numbers_are_hand_checked():
 
 def test_downstream_table_means_intervals_and_paired_probabilities():
     rows = []
-    vals = {"untrained": [0.2, 0.4, 0.6, 0.8], IN_BATCH: [0.3, 0.5, 0.7, 0.9], "a": [0.5, 0.7, 0.9, 1.0], "b": [0.3, 0.5, 0.7, 0.9]}
+    vals = {
+        "untrained": [0.2, 0.4, 0.6, 0.8],
+        IN_BATCH: [0.3, 0.5, 0.7, 0.9],
+        "a": [0.5, 0.7, 0.9, 1.0],
+        "b": [0.3, 0.5, 0.7, 0.9],
+    }
     for seed in (0, 1):
         for v, ys in vals.items():
             for i, y in enumerate(ys):
-                rows.append({"variant": v, "split": "fold 1/1", "seed": seed, "query_id": f"q{i}",
-                             "ndcg@10": y, "recall@10": 1.0, "mrr@10": y})
+                rows.append(
+                    {
+                        "variant": v,
+                        "split": "fold 1/1",
+                        "seed": seed,
+                        "query_id": f"q{i}",
+                        "ndcg@10": y,
+                        "recall@10": 1.0,
+                        "mrr@10": y,
+                    }
+                )
     table, beats = downstream_table(pd.DataFrame(rows), [UNTRAINED, IN_BATCH, "a", "b"], n_bootstrap=500)
     t = table.set_index("variant")
     assert t.loc["a", "ndcg@10"] == pytest.approx(0.775)
@@ -213,7 +252,13 @@ def test_downstream_table_means_intervals_and_paired_probabilities():
 def test_trainer_agreement_is_kendall_tau_and_top1():
     from scipy import stats
 
-    a = pd.DataFrame({"variant": ["x", "y", "z", IN_BATCH], "kind": ["source"] * 3 + ["baseline"], "ndcg@10": [0.5, 0.6, 0.7, 0.1]})
+    a = pd.DataFrame(
+        {
+            "variant": ["x", "y", "z", IN_BATCH],
+            "kind": ["source"] * 3 + ["baseline"],
+            "ndcg@10": [0.5, 0.6, 0.7, 0.1],
+        }
+    )
     b = pd.DataFrame({"variant": ["x", "y", "z"], "kind": ["source"] * 3, "ndcg@10": [0.4, 0.8, 0.6]})
     t = trainer_agreement(a, b)
     assert t["kendall"] == pytest.approx(stats.kendalltau([0.5, 0.6, 0.7], [0.4, 0.8, 0.6]).statistic)
@@ -243,8 +288,16 @@ def test_stacked_linear_training_equals_separate_runs(kas):
 
 @pytest.mark.parametrize("trainer", ["linear", "linear-both"])
 def test_poisoned_source_trains_worse_cheap_trainers(kas, trainer):
-    cfg = ValidationConfig(trainer=trainer, folds=3, seeds=3, steps=30, batch_size=8, lr=1e-2,
-                           exclude_prefixes=("copy-",), n_bootstrap=500)
+    cfg = ValidationConfig(
+        trainer=trainer,
+        folds=3,
+        seeds=3,
+        steps=30,
+        batch_size=8,
+        lr=1e-2,
+        exclude_prefixes=("copy-",),
+        n_bootstrap=500,
+    )
     res = validate(kas, ["clean", "poisoned"], cfg, encoder=HashingEncoder(512))
     d = res.downstream.set_index("variant")
     assert d.loc["clean", "ndcg@10"] - d.loc["poisoned", "ndcg@10"] > 0.05
@@ -270,9 +323,19 @@ def test_poisoned_source_trains_worse_finetune(kas, tmp_path):
 
     torch.manual_seed(0)
     tok = Tokenizer.from_file(str(bundled_minilm_path() / "tokenizer.json"))
-    SentenceTransformer(modules=[StaticEmbedding(tok, embedding_dim=32)], device="cpu").save(str(tmp_path / "tiny"))
-    cfg = ValidationConfig(trainer="finetune", folds=3, seeds=1, steps=30, batch_size=8, lr=0.1,
-                           exclude_prefixes=("copy-",), n_bootstrap=500)
+    SentenceTransformer(modules=[StaticEmbedding(tok, embedding_dim=32)], device="cpu").save(
+        str(tmp_path / "tiny")
+    )
+    cfg = ValidationConfig(
+        trainer="finetune",
+        folds=3,
+        seeds=1,
+        steps=30,
+        batch_size=8,
+        lr=0.1,
+        exclude_prefixes=("copy-",),
+        n_bootstrap=500,
+    )
     tr = FinetuneTrainer(tmp_path / "tiny", device="cpu")
     raw = run_protocol(kas, ["clean", "poisoned"], cfg, trainer=tr)
     down, beats = downstream_table(raw.per_query, [UNTRAINED, IN_BATCH, "clean", "poisoned"], n_bootstrap=500)
@@ -319,29 +382,70 @@ def test_cli_validate_device_reaches_the_finetune_trainer(monkeypatch, capsys):
         raise ValueError("stopped before training")
 
     monkeypatch.setattr(trainers.FinetuneTrainer, "__init__", init)
-    rc = main(["validate", str(FIXTURE), "--trainer", "finetune", "--device", "cpu", "--max-seq-length", "32",
-               "--folds", "2", "--seeds", "1", "--no-progress"])
+    rc = main(
+        [
+            "validate",
+            str(FIXTURE),
+            "--trainer",
+            "finetune",
+            "--device",
+            "cpu",
+            "--max-seq-length",
+            "32",
+            "--folds",
+            "2",
+            "--seeds",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert rc == 2 and seen == {"device": "cpu", "max_seq_length": 32}
     assert capsys.readouterr().err.strip() == "error: stopped before training"
     seen.clear()
     rc = main(["validate", str(FIXTURE), "--trainer", "finetune", "--device", "tpu:0", "--no-progress"])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and not seen and err == ("error: device='tpu:0': use 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a "
-                                            "comma-separated list")
+    assert (
+        rc == 2
+        and not seen
+        and err
+        == ("error: device='tpu:0': use 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a comma-separated list")
+    )
 
 
 def test_cli_validate_markdown_without_show_and_finetune_options_warn_on_linear(capsys):
     from eci_core.cli import main
 
-    rc = main(["validate", str(FIXTURE), "--encoder", "hashing", "--folds", "2", "--seeds", "1", "--steps", "3",
-               "--batch-size", "2", "--bootstrap", "50", "--no-progress", "--markdown", "--threads", "2",
-               "--max-seq-length", "32"])
+    rc = main(
+        [
+            "validate",
+            str(FIXTURE),
+            "--encoder",
+            "hashing",
+            "--folds",
+            "2",
+            "--seeds",
+            "1",
+            "--steps",
+            "3",
+            "--batch-size",
+            "2",
+            "--bootstrap",
+            "50",
+            "--no-progress",
+            "--markdown",
+            "--threads",
+            "2",
+            "--max-seq-length",
+            "32",
+        ]
+    )
     cap = capsys.readouterr()
     assert rc == 0
     assert "| source | nDCG@10 [95 % CI] |" in cap.out and "| pre-training number |" in cap.out
     assert cap.err.strip().splitlines() == [
         "warning: --threads applies to --trainer finetune and top-layers only; --trainer linear ignores it",
-        "warning: --max-seq-length applies to --trainer finetune and top-layers only; --trainer linear ignores it"]
+        "warning: --max-seq-length applies to --trainer finetune and top-layers only; --trainer linear ignores it",
+    ]
 
 
 def test_same_seed_same_numbers(kas):
@@ -367,8 +471,9 @@ def fixture_results(tmp_path_factory):
 def test_results_reopen_without_recomputing(fixture_results):
     coll, res, out = fixture_results
     back = load_results(out)
-    pd.testing.assert_frame_equal(back.downstream.reset_index(drop=True), res.downstream.reset_index(drop=True),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        back.downstream.reset_index(drop=True), res.downstream.reset_index(drop=True), check_dtype=False
+    )
     pd.testing.assert_frame_equal(back.agreement, res.agreement, check_dtype=False)
     np.testing.assert_allclose(back.beats.to_numpy(float), res.beats.to_numpy(float))
     assert back.summary() == res.summary()
@@ -380,7 +485,9 @@ def test_results_reopen_without_recomputing(fixture_results):
 
     sig = source_signatures(coll)
     assert back.matches(coll, "hashing", ECIConfig(), signatures=sig)
-    assert not back.matches(coll, "hashing", ECIConfig(), signatures=dict(sig, **{next(iter(sig)): "0" * 16}))  # other negatives
+    assert not back.matches(
+        coll, "hashing", ECIConfig(), signatures=dict(sig, **{next(iter(sig)): "0" * 16})
+    )  # other negatives
     assert back.validated_names(coll.sources) and not back.validated_names(list(coll.sources) + ["unseen"])
     assert not back.validated_names([])
     assert not back.encoder_agreement().empty
@@ -404,11 +511,18 @@ def test_saved_csvs_escape_formula_cells_and_per_query_reads_back(fixture_result
     src = next(v for v, k in zip(res.downstream["variant"], res.downstream["kind"]) if k != "baseline")
     evil = "=cmd|' /C calc'!A0"
     ren = {src: evil}
-    pq = res.per_query.assign(variant=res.per_query["variant"].replace(ren),
-                              query_id=["@" + q if i % 2 else "-" + q for i, q in enumerate(res.per_query["query_id"])])
-    bad = dataclasses.replace(res, downstream=res.downstream.assign(variant=res.downstream["variant"].replace(ren)),
-                              per_query=pq, beats=res.beats.rename(index=ren, columns=ren),
-                              pretraining=res.pretraining.replace(ren), agreement=res.agreement.replace(ren))
+    pq = res.per_query.assign(
+        variant=res.per_query["variant"].replace(ren),
+        query_id=["@" + q if i % 2 else "-" + q for i, q in enumerate(res.per_query["query_id"])],
+    )
+    bad = dataclasses.replace(
+        res,
+        downstream=res.downstream.assign(variant=res.downstream["variant"].replace(ren)),
+        per_query=pq,
+        beats=res.beats.rename(index=ren, columns=ren),
+        pretraining=res.pretraining.replace(ren),
+        agreement=res.agreement.replace(ren),
+    )
     out = bad.save(tmp_path / "safe")
     for f in sorted(out.glob("*.csv")):
         for row in csv.reader(open(f, newline="", encoding="utf-8")):
@@ -427,8 +541,27 @@ def test_cli_validate_and_show(tmp_path, capsys):
     from eci_core.cli import main
 
     out = tmp_path / "v"
-    rc = main(["validate", str(FIXTURE), "--encoder", "hashing", "--folds", "2", "--seeds", "1", "--steps", "3",
-               "--batch-size", "2", "--bootstrap", "100", "--no-progress", "--out", str(out)])
+    rc = main(
+        [
+            "validate",
+            str(FIXTURE),
+            "--encoder",
+            "hashing",
+            "--folds",
+            "2",
+            "--seeds",
+            "1",
+            "--steps",
+            "3",
+            "--batch-size",
+            "2",
+            "--bootstrap",
+            "100",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0
     assert "Downstream" in text and "Agreement" in text and "in-batch only *" in text
@@ -444,20 +577,45 @@ def test_cli_validate_and_show(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- the Overview verdict
 def _sources():
-    return pd.DataFrame({"name": ["random", "dense"], "eci": [0.35, 0.20], "eci_low": [0.32, 0.17], "eci_high": [0.37, 0.23],
-                         "signal": [0.1, 0.5], "safety": [0.3, 0.05], "unsafe_query_rate": [0.05, 0.5]})
+    return pd.DataFrame(
+        {
+            "name": ["random", "dense"],
+            "eci": [0.35, 0.20],
+            "eci_low": [0.32, 0.17],
+            "eci_high": [0.37, 0.23],
+            "signal": [0.1, 0.5],
+            "safety": [0.3, 0.05],
+            "unsafe_query_rate": [0.05, 0.5],
+        }
+    )
 
 
 class _Val:
     def __init__(self, best: str, rho: tuple[float, float, float]):
         other = "dense" if best == "random" else "random"
-        self.downstream = pd.DataFrame({
-            "variant": [best, other, IN_BATCH, UNTRAINED], "kind": ["source", "source", "baseline", "baseline"],
-            "ndcg@10": [0.75, 0.70, 0.68, 0.66], "ndcg@10_low": [0.70, 0.65, 0.62, 0.60],
-            "ndcg@10_high": [0.80, 0.75, 0.73, 0.71], "gain": [0.07, 0.02, 0.0, -0.02], "n_seeds": [3, 3, 3, 3]})
-        self.beats = pd.DataFrame([[np.nan, 0.99], [0.01, np.nan]], index=[best, other], columns=[best, other])
-        self.agreement = pd.DataFrame({"number": ["ECI"], "spearman": [rho[0]], "spearman_low": [rho[1]],
-                                       "spearman_high": [rho[2]], "n": [25]})
+        self.downstream = pd.DataFrame(
+            {
+                "variant": [best, other, IN_BATCH, UNTRAINED],
+                "kind": ["source", "source", "baseline", "baseline"],
+                "ndcg@10": [0.75, 0.70, 0.68, 0.66],
+                "ndcg@10_low": [0.70, 0.65, 0.62, 0.60],
+                "ndcg@10_high": [0.80, 0.75, 0.73, 0.71],
+                "gain": [0.07, 0.02, 0.0, -0.02],
+                "n_seeds": [3, 3, 3, 3],
+            }
+        )
+        self.beats = pd.DataFrame(
+            [[np.nan, 0.99], [0.01, np.nan]], index=[best, other], columns=[best, other]
+        )
+        self.agreement = pd.DataFrame(
+            {
+                "number": ["ECI"],
+                "spearman": [rho[0]],
+                "spearman_low": [rho[1]],
+                "spearman_high": [rho[2]],
+                "n": [25],
+            }
+        )
         self.meta = {"trainer": "linear", "n_splits": 5}
 
 
@@ -475,8 +633,14 @@ def test_verdict_without_validation_states_the_ranking_and_points_to_validation(
 def test_verdict_with_validation_that_agrees():
     v = overview.verdict(_sources(), _Val("random", (0.62, 0.21, 0.85)))
     assert "Train on" not in v
-    assert "random trained best of the loaded sources (nDCG@10 0.750, 95 % CI 0.700–0.800, +0.070 over in-batch" in v
-    assert "ECI ranks random first too; ECI's ranking agreed with training: Spearman ρ = 0.62 (95 % CI 0.21 to 0.85)" in v
+    assert (
+        "random trained best of the loaded sources (nDCG@10 0.750, 95 % CI 0.700–0.800, +0.070 over in-batch"
+        in v
+    )
+    assert (
+        "ECI ranks random first too; ECI's ranking agreed with training: Spearman ρ = 0.62 (95 % CI 0.21 to 0.85)"
+        in v
+    )
 
 
 def test_verdict_with_validation_that_disagrees():
@@ -504,9 +668,15 @@ def test_mine_sweep_writes_each_source_with_its_window(tmp_path):
     from eci_core.miners import SWEEP, mine_sweep, read_beir, read_negative_ids
 
     data = read_beir(FIXTURE)
-    out = mine_sweep(data, tmp_path, encoder="hashing", only=["dense-11-30", "bm25-11-30", "dense-percpos-0", "random+llm"])
+    out = mine_sweep(
+        data, tmp_path, encoder="hashing", only=["dense-11-30", "bm25-11-30", "dense-percpos-0", "random+llm"]
+    )
     names = [n for n, *_ in out]
-    assert names == ["dense-11-30", "dense-percpos-0", "bm25-11-30"]  # random+llm needs --add-negatives: skipped
+    assert names == [
+        "dense-11-30",
+        "dense-percpos-0",
+        "bm25-11-30",
+    ]  # random+llm needs --add-negatives: skipped
     for name, res, path, n in out:
         assert path == tmp_path / f"{name}.trec" and path.read_text().split("\n")[0].endswith(name)
         assert n == res.n_negatives

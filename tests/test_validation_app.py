@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 APP = str(ROOT / "app.py")
 FIXTURE = ROOT / "tests" / "fixtures" / "app_small"
 
+
 def plain(text) -> str:
     """``text`` as the pages show text from files: Markdown escaped (``ui.components.plain``)."""
     from ui.components import plain as _plain
@@ -42,7 +43,12 @@ def data_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("data") / "app_small"
     shutil.copytree(FIXTURE, d)
     coll, _ = load_for_validation([str(d)])
-    res = validate(coll, None, ValidationConfig(folds=2, seeds=2, steps=20, batch_size=3, n_bootstrap=200), encoder="hashing")
+    res = validate(
+        coll,
+        None,
+        ValidationConfig(folds=2, seeds=2, steps=20, batch_size=3, n_bootstrap=200),
+        encoder="hashing",
+    )
     res.save(d / "validation" / "linear")
     return d
 
@@ -117,7 +123,9 @@ def _assert_effect_first(at, doc):
         w = wa[r["number"]]["spearman_low"]
         assert (np.isnan(r["spearman_low"]) and w is None) or r["spearman_low"] == pytest.approx(w)
     captions = [c.value for c in at.caption]
-    assert {plain(n) for n in doc["notes"]} <= set(captions) and any(c.startswith(plain("Power: ")) for c in captions)
+    assert {plain(n) for n in doc["notes"]} <= set(captions) and any(
+        c.startswith(plain("Power: ")) for c in captions
+    )
     assert any(c.startswith("Intervals: test queries and seeds resampled together") for c in captions)
 
 
@@ -140,7 +148,9 @@ def test_validation_page_shows_results_saved_before_the_joint_bootstrap(data_dir
     assert not at.exception, [e.message for e in at.exception]
     assert plain(doc["summary"]) in [s.value for s in at.success]
     _assert_effect_first(at, doc)
-    assert any(c.value.startswith(plain("Power: resolving a true difference of 0.01 nDCG@10")) for c in at.caption)
+    assert any(
+        c.value.startswith(plain("Power: resolving a true difference of 0.01 nDCG@10")) for c in at.caption
+    )
     agree = next(f for f in (df.value for df in at.dataframe) if "number" in f.columns)
     was = {r["number"]: r for r in old["agreement"]}
     for r in agree.to_dict("records"):  # the saved sources-only interval, next to the joint one
@@ -180,8 +190,14 @@ def test_validation_page_in_the_browser(data_dir, tmp_path):
     free = A.free_port
     A.free_port = lambda: 8623  # this helper's port range
     try:
-        srv = A.start_server(data_dir, encoder="hashing", log_dir=art, timeout=120, log_name="server-validation.log",
-                             extra_env={"ECI_CACHE_DIR": str(tmp_path)})
+        srv = A.start_server(
+            data_dir,
+            encoder="hashing",
+            log_dir=art,
+            timeout=120,
+            log_name="server-validation.log",
+            extra_env={"ECI_CACHE_DIR": str(tmp_path)},
+        )
     finally:
         A.free_port = free
     try:

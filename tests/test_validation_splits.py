@@ -30,7 +30,9 @@ from eci_core.validation.splits import make_splits, training_lists
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "app_small"  # qrels/test.tsv only: no official split
 
 
-def write_beir(d: Path, n_train: int = 12, n_eval: int = 6, eval_split: str = "test", extra_eval: str | None = None) -> dict:
+def write_beir(
+    d: Path, n_train: int = 12, n_eval: int = 6, eval_split: str = "test", extra_eval: str | None = None
+) -> dict:
     """A BEIR directory: query i has the positive p{i}-a ("topic i ..."); every query has three
     more passages on its topic. Negatives (one TREC run) exist for the training queries only.
     Returns the query ids per split."""
@@ -42,7 +44,12 @@ def write_beir(d: Path, n_train: int = 12, n_eval: int = 6, eval_split: str = "t
     with open(d / "corpus.jsonl", "w") as f:
         for i in range(len(names)):
             for k, w in enumerate("abcd"):
-                f.write(json.dumps({"_id": f"p{i}-{w}", "title": f"topic{i}", "text": f"topic{i} passage {w} words{k}"}) + "\n")
+                f.write(
+                    json.dumps(
+                        {"_id": f"p{i}-{w}", "title": f"topic{i}", "text": f"topic{i} passage {w} words{k}"}
+                    )
+                    + "\n"
+                )
     with open(d / "queries.jsonl", "w") as f:
         for i, q in enumerate(qids):
             f.write(json.dumps({"_id": q, "text": f"question about topic{i}"}) + "\n")
@@ -137,8 +144,25 @@ def test_cli_validate_on_beir_uses_the_official_test_queries(tmp_path, capsys):
 
     ids = write_beir(tmp_path / "b")
     out = tmp_path / "v"
-    rc = main(["validate", str(tmp_path / "b"), "--encoder", "hashing", "--seeds", "1", "--steps", "3",
-               "--batch-size", "4", "--bootstrap", "50", "--no-progress", "--out", str(out)])
+    rc = main(
+        [
+            "validate",
+            str(tmp_path / "b"),
+            "--encoder",
+            "hashing",
+            "--seeds",
+            "1",
+            "--steps",
+            "3",
+            "--batch-size",
+            "4",
+            "--bootstrap",
+            "50",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0
     assert "Split policy: official" in text and "train/test: 12 of 12 training queries used" in text
@@ -148,13 +172,49 @@ def test_cli_validate_on_beir_uses_the_official_test_queries(tmp_path, capsys):
     assert [s["split"] for s in res.meta["splits"]] == ["train/test"]
     assert set(res.per_query["query_id"]) == set(ids["test"])
     # forced k-fold: the official test queries are not loaded, folds over the training queries
-    rc = main(["validate", str(tmp_path / "b"), "--encoder", "hashing", "--seeds", "1", "--steps", "3", "--batch-size", "2",
-               "--bootstrap", "50", "--no-progress", "--split-policy", "kfold", "--folds", "3", "--out", str(tmp_path / "k")])
+    rc = main(
+        [
+            "validate",
+            str(tmp_path / "b"),
+            "--encoder",
+            "hashing",
+            "--seeds",
+            "1",
+            "--steps",
+            "3",
+            "--batch-size",
+            "2",
+            "--bootstrap",
+            "50",
+            "--no-progress",
+            "--split-policy",
+            "kfold",
+            "--folds",
+            "3",
+            "--out",
+            str(tmp_path / "k"),
+        ]
+    )
     assert rc == 0 and "Split policy: kfold" in capsys.readouterr().out
     assert set(load_results(tmp_path / "k").per_query["query_id"]) == set(ids["train"])
     # official on data without that split: exit 2, one line naming the parameter and the fix
-    rc = main(["validate", str(FIXTURE), "--encoder", "hashing", "--seeds", "1", "--steps", "2", "--batch-size", "2",
-               "--no-progress", "--split-policy", "official"])
+    rc = main(
+        [
+            "validate",
+            str(FIXTURE),
+            "--encoder",
+            "hashing",
+            "--seeds",
+            "1",
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--no-progress",
+            "--split-policy",
+            "official",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "split_policy='official'" in err and "--split-policy kfold" in err
 
@@ -180,14 +240,18 @@ def test_own_positives_are_kept_and_counted():
     splits = make_splits(c, folds=3, seed=0, policy="kfold")
     for split in splits:
         tl = training_lists(c, split, ["clean", "dirty"])
-        assert tl.own_positive == {"clean": 0, "dirty": split.train.size}  # one own positive per training query
+        assert tl.own_positive == {
+            "clean": 0,
+            "dirty": split.train.size,
+        }  # one own positive per training query
         for q in tl.queries:
             clean, dirty = tl.negatives["clean"][int(q)], tl.negatives["dirty"][int(q)]
             assert clean.tolist() != dirty.tolist()
             assert dirty.tolist() == [c.positives[int(q)][0], *clean.tolist()]
     # the same numbers through validate(): per source, summed over the 3 folds (each query trains in 2)
-    cfg = ValidationConfig(folds=3, seeds=1, steps=4, batch_size=4, negatives_per_example=4, n_bootstrap=50,
-                           split_policy="kfold")
+    cfg = ValidationConfig(
+        folds=3, seeds=1, steps=4, batch_size=4, negatives_per_example=4, n_bootstrap=50, split_policy="kfold"
+    )
     res = validate(c, ["clean", "dirty"], cfg, encoder=HashingEncoder(64))
     d = res.downstream.set_index("variant")
     assert d.loc["dirty", "own_positive"] == 12 * 2 and d.loc["clean", "own_positive"] == 0
@@ -221,11 +285,13 @@ class _Recorder:
 def test_a_source_with_own_positives_trains_differently_from_its_clean_twin():
     c = twins()
     rec = _Recorder()
-    cfg = ValidationConfig(folds=3, seeds=1, steps=6, batch_size=4, negatives_per_example=4, split_policy="kfold")
+    cfg = ValidationConfig(
+        folds=3, seeds=1, steps=6, batch_size=4, negatives_per_example=4, split_policy="kfold"
+    )
     run_protocol(c, ["clean", "dirty"], cfg, trainer=rec)
     assert len(rec.runs) == 3 * 3  # per fold: in-batch only, clean, dirty
     for f in range(3):
-        (_, _), (clean_b, clean_q), (dirty_b, dirty_q) = rec.runs[3 * f: 3 * f + 3]
+        (_, _), (clean_b, clean_q), (dirty_b, dirty_q) = rec.runs[3 * f : 3 * f + 3]
         own = [sum(int(c.positives[int(a)][0] in n) for a, n in zip(b.anchors, b.negatives)) for b in dirty_b]
         assert sum(own) > 0  # the dirty source's own positives reach the loss as negatives ...
         assert all(c.positives[int(a)][0] not in n for b in clean_b for a, n in zip(b.anchors, b.negatives))
@@ -236,8 +302,12 @@ def test_a_source_with_own_positives_trains_differently_from_its_clean_twin():
 def test_first_seed_runs_the_same_seed_as_one_call_with_all_seeds():
     c = twins()
     base = dict(folds=3, steps=4, batch_size=4, split_policy="kfold")
-    both = run_protocol(c, ["clean", "dirty"], ValidationConfig(seeds=2, **base), encoder=HashingEncoder(64)).per_query
-    one = run_protocol(c, ["clean", "dirty"], ValidationConfig(seeds=1, first_seed=1, **base), encoder=HashingEncoder(64)).per_query
+    both = run_protocol(
+        c, ["clean", "dirty"], ValidationConfig(seeds=2, **base), encoder=HashingEncoder(64)
+    ).per_query
+    one = run_protocol(
+        c, ["clean", "dirty"], ValidationConfig(seeds=1, first_seed=1, **base), encoder=HashingEncoder(64)
+    ).per_query
     assert set(one["seed"]) == {1}
     pd.testing.assert_frame_equal(both[both["seed"] == 1].reset_index(drop=True), one.reset_index(drop=True))
     with pytest.raises(ValueError, match="first_seed=-1"):

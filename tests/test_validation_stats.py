@@ -23,9 +23,17 @@ import pytest
 
 import eci_core  # noqa: F401
 from eci_core.validation import IN_BATCH, UNTRAINED, load_results
-from eci_core.validation.analysis import (agreement_table, effect_size, has_joint_intervals, joint_bootstrap,
-                                          queries_needed, rank_agreement, row_correlations, seeds_needed,
-                                          variance_components)
+from eci_core.validation.analysis import (
+    agreement_table,
+    effect_size,
+    has_joint_intervals,
+    joint_bootstrap,
+    queries_needed,
+    rank_agreement,
+    row_correlations,
+    seeds_needed,
+    variance_components,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "sample_data" / "pyfaq" / "validation"
@@ -39,8 +47,17 @@ def _table(values: dict[str, np.ndarray], split: str = "fold 1/1") -> pd.DataFra
         m = np.asarray(m, dtype=float)
         for q in range(m.shape[0]):
             for s in range(m.shape[1]):
-                rows.append({"variant": v, "split": split, "seed": s, "query_id": f"q{q}", "ndcg@10": m[q, s],
-                             "recall@10": m[q, s], "mrr@10": m[q, s]})
+                rows.append(
+                    {
+                        "variant": v,
+                        "split": split,
+                        "seed": s,
+                        "query_id": f"q{q}",
+                        "ndcg@10": m[q, s],
+                        "recall@10": m[q, s],
+                        "mrr@10": m[q, s],
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -61,7 +78,9 @@ def test_joint_bootstrap_means_are_query_and_seed_weighted_means():
     assert jb.point == pytest.approx([vals["a"].mean(), vals["b"].mean()], abs=1e-12)
     # every resampled mean is a convex combination of the per-(query, seed) values
     for v_i, v in enumerate(("a", "b")):
-        assert np.all(jb.means[:, v_i] >= vals[v].min() - 1e-12) and np.all(jb.means[:, v_i] <= vals[v].max() + 1e-12)
+        assert np.all(jb.means[:, v_i] >= vals[v].min() - 1e-12) and np.all(
+            jb.means[:, v_i] <= vals[v].max() + 1e-12
+        )
     # with one seed per split the seed draw is trivial: the query resample alone
     one = {v: m[:, :1] for v, m in vals.items()}
     jb1 = joint_bootstrap(_table(one), ["a", "b"], n_bootstrap=40, seed=3)
@@ -115,7 +134,9 @@ def test_joint_interval_is_wider_than_sources_only_when_ndcgs_overlap():
     # without the per-query table: the sources-only interval, as before
     c = agreement_table(pre, down, n_bootstrap=500, seed=0).iloc[0]
     assert not has_joint_intervals(agreement_table(pre, down, n_bootstrap=50, seed=0))
-    assert c["spearman_low"] == pytest.approx(a["spearman_src_low"]) and c["spearman_high"] == pytest.approx(a["spearman_src_high"])
+    assert c["spearman_low"] == pytest.approx(a["spearman_src_low"]) and c["spearman_high"] == pytest.approx(
+        a["spearman_src_high"]
+    )
 
 
 def test_sources_only_intervals_are_the_draws_of_the_loop_they_replace():
@@ -133,8 +154,12 @@ def test_sources_only_intervals_are_the_draws_of_the_loop_they_replace():
             sp.append(stats.spearmanr(x[idx], y[idx]).statistic)
             kt.append(stats.kendalltau(x[idx], y[idx]).statistic)
     r = rank_agreement(x, y, n_bootstrap=300, seed=5)
-    assert (r["spearman_low"], r["spearman_high"]) == pytest.approx(tuple(np.quantile(sp, [0.025, 0.975])), abs=1e-12)
-    assert (r["kendall_low"], r["kendall_high"]) == pytest.approx(tuple(np.quantile(kt, [0.025, 0.975])), abs=1e-12)
+    assert (r["spearman_low"], r["spearman_high"]) == pytest.approx(
+        tuple(np.quantile(sp, [0.025, 0.975])), abs=1e-12
+    )
+    assert (r["kendall_low"], r["kendall_high"]) == pytest.approx(
+        tuple(np.quantile(kt, [0.025, 0.975])), abs=1e-12
+    )
 
 
 # ----------------------------------------------------------------------------- resolved pairs, ties
@@ -169,10 +194,16 @@ def test_resolved_pairs_and_rank_ranges_are_hand_checked():
     assert t.loc["b", "rank"] == t.loc["c", "rank"] == "3–4"
     assert t.loc["b", "tied_with"] == "c" and t.loc["a", "tied_with"] == "d" and t.loc["a", "n_tied"] == 1
     # effect sizes: a − in-batch = +0.2 exactly on every query; in-batch − untrained = +0.1
-    assert t.loc["a", "vs_in_batch"] == pytest.approx(0.2) and t.loc["a", "vs_in_batch_low"] == pytest.approx(0.2)
+    assert t.loc["a", "vs_in_batch"] == pytest.approx(0.2) and t.loc["a", "vs_in_batch_low"] == pytest.approx(
+        0.2
+    )
     assert t.loc["b", "vs_untrained"] == pytest.approx(0.1)
     assert s["in_batch_vs_untrained"] == pytest.approx(0.1)
-    assert s["spread"] == pytest.approx(0.275) and s["best"] == "d" and s["best_ndcg@10"] == pytest.approx(d.mean())
+    assert (
+        s["spread"] == pytest.approx(0.275)
+        and s["best"] == "d"
+        and s["best_ndcg@10"] == pytest.approx(d.mean())
+    )
 
 
 def test_more_seeds_are_resampled_per_split():
@@ -181,7 +212,10 @@ def test_more_seeds_are_resampled_per_split():
     would see a difference of exactly 0 on every query; the seed draw makes it vary."""
     rows = []
     for split in ("fold 1/2", "fold 2/2"):
-        pq = _table({"a": np.tile([0.6, 0.4], (3, 1)), "b": np.full((3, 2), 0.5), IN_BATCH: np.full((3, 2), 0.5)}, split)
+        pq = _table(
+            {"a": np.tile([0.6, 0.4], (3, 1)), "b": np.full((3, 2), 0.5), IN_BATCH: np.full((3, 2), 0.5)},
+            split,
+        )
         pq["query_id"] = split[5] + pq["query_id"]
         rows.append(pq)
     pq = pd.concat(rows, ignore_index=True)
@@ -208,11 +242,16 @@ def test_variance_components_are_hand_checked():
     [[0, .04], [.04, 0]]: equal margins, residuals ±.02: σ_e² = 4 · .02² / 1 = .0016, and
     σ_q², σ_s² = (0 − .0016)/2 < 0, clipped to 0."""
     b = np.zeros((2, 2))
-    for d, want in (([[0, 0.02], [0.04, 0.06]], (0.0008, 0.0002, 0.0)), ([[0, 0.04], [0.04, 0]], (0.0, 0.0, 0.0016))):
+    for d, want in (
+        ([[0, 0.02], [0.04, 0.06]], (0.0008, 0.0002, 0.0)),
+        ([[0, 0.04], [0.04, 0]], (0.0, 0.0, 0.0016)),
+    ):
         cube = np.stack([b + np.asarray(d), b], axis=2)  # (Q, S, V=2): a, b
         c = variance_components({"fold 1/1": cube})
         assert (c["query"][0], c["seed"][0], c["residual"][0]) == pytest.approx(want, abs=1e-15)
-    one_seed = variance_components({"fold 1/1": np.stack([np.array([[0.0], [0.04]]), np.zeros((2, 1))], axis=2)})
+    one_seed = variance_components(
+        {"fold 1/1": np.stack([np.array([[0.0], [0.04]]), np.zeros((2, 1))], axis=2)}
+    )
     assert one_seed["query"][0] == pytest.approx(0.0008) and np.isnan(one_seed["seed"][0])
 
 
@@ -227,7 +266,9 @@ def test_power_formula_is_hand_checked():
     # at 100 seeds: 7.848878 · 0.0008 / (0.0001 − 7.848878 · 0.0002 / 100) = 0.0062791 / 0.0000843022 = 74.484
     assert queries_needed(0.0008, 0.0002, 0.0, n_seeds=100, delta=0.01) == pytest.approx(74.484, rel=1e-4)
     # k-fold: 5 splits of 20 seeds each average 100 runs: the same seed term
-    assert queries_needed(0.0008, 0.0002, 0.0, n_seeds=20, n_splits=5, delta=0.01) == pytest.approx(74.484, rel=1e-4)
+    assert queries_needed(0.0008, 0.0002, 0.0, n_seeds=20, n_splits=5, delta=0.01) == pytest.approx(
+        74.484, rel=1e-4
+    )
     with pytest.raises(ValueError, match="delta"):
         queries_needed(0.01, 0.0, 0.0, 1, delta=0.0)
 
@@ -246,19 +287,31 @@ def test_results_saved_before_the_joint_bootstrap_load_with_joint_intervals():
         saved = pd.DataFrame(doc["agreement"]).set_index("number")
         a = res.agreement.set_index("number")
         for col in ("spearman", "kendall", "pairwise_accuracy", "top1_regret"):
-            np.testing.assert_allclose(a[col].to_numpy(float), saved.loc[a.index, col].to_numpy(float), atol=1e-12)
+            np.testing.assert_allclose(
+                a[col].to_numpy(float), saved.loc[a.index, col].to_numpy(float), atol=1e-12
+            )
         for col in ("spearman", "kendall"):
             for end in ("low", "high"):
-                np.testing.assert_allclose(a[f"{col}_src_{end}"].to_numpy(float), saved.loc[a.index, f"{col}_{end}"].to_numpy(float),
-                                           atol=1e-12)
+                np.testing.assert_allclose(
+                    a[f"{col}_src_{end}"].to_numpy(float),
+                    saved.loc[a.index, f"{col}_{end}"].to_numpy(float),
+                    atol=1e-12,
+                )
         e = res.effect
         assert e is not None and e.summary["n_pairs"] == len(res.sources) * (len(res.sources) - 1) // 2
         assert 0 <= e.summary["n_resolved"] <= e.summary["n_pairs"] and e.summary["tied_first"]
-        assert res.summary().startswith(f"Validation ({name} trainer") and "source pairs are resolved" in res.summary()
+        assert (
+            res.summary().startswith(f"Validation ({name} trainer")
+            and "source pairs are resolved" in res.summary()
+        )
         notes = res.notes()
-        assert notes[0].startswith("How far apart the sources train") and any(n.startswith("Power:") for n in notes)
+        assert notes[0].startswith("How far apart the sources train") and any(
+            n.startswith("Power:") for n in notes
+        )
     # one seed: the power line says its seed variance is not measured
-    assert any("not measured and this is a lower bound" in n for n in load_results(SHIPPED / "finetune").notes())
+    assert any(
+        "not measured and this is a lower bound" in n for n in load_results(SHIPPED / "finetune").notes()
+    )
 
 
 def test_results_without_a_per_query_table_still_load(tmp_path):
@@ -268,7 +321,9 @@ def test_results_without_a_per_query_table_still_load(tmp_path):
     res = load_results(d)
     assert res.effect is None and not has_joint_intervals(res.agreement)
     doc = json.loads((d / "results.json").read_text())
-    assert res.agreement["spearman_low"].tolist() == pytest.approx([r["spearman_low"] for r in doc["agreement"]])
+    assert res.agreement["spearman_low"].tolist() == pytest.approx(
+        [r["spearman_low"] for r in doc["agreement"]]
+    )
     assert "sources resampled" in res.summary() and res.notes()
     # a per-query table without the needed columns: the saved numbers are kept
     pd.DataFrame({"variant": ["a"], "query_id": ["q"]}).to_csv(d / "per_query.csv", index=False)

@@ -6,8 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eci_core.explore import (cleaning, common, compare, drilldown, margins, memo, overview, projection, review,
-                              signal_safety, warm)
+from eci_core.explore import (
+    cleaning,
+    common,
+    compare,
+    drilldown,
+    margins,
+    memo,
+    overview,
+    projection,
+    review,
+    signal_safety,
+    warm,
+)
 from eci_core.config import ECIConfig
 from eci_core.io.data import Collection
 from eci_core.io.data import PassageRef as P
@@ -25,8 +36,22 @@ def _pairs():
         ("a", "q2", "n4", 1, 0.55, 0.50, True, True, False, True, "unsafe,near_duplicate"),
         ("b", "q1", "n5", 1, 0.20, 0.80, False, False, True, False, "cross_encoder"),
     ]
-    df = pd.DataFrame(rows, columns=["source", "query_id", "passage_id", "rank", "s_qn", "s_qp", "unsafe",
-                                     "near_duplicate", "cross_encoder", "percpos", "flag_reasons"])
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "source",
+            "query_id",
+            "passage_id",
+            "rank",
+            "s_qn",
+            "s_qp",
+            "unsafe",
+            "near_duplicate",
+            "cross_encoder",
+            "percpos",
+            "flag_reasons",
+        ],
+    )
     df["margin"] = df["s_qp"] - df["s_qn"]
     df["flagged"] = df["unsafe"] | df["near_duplicate"] | df["cross_encoder"]
     df["s_pn"] = [0.5, 0.4, 0.96, 0.97, 0.1]
@@ -36,15 +61,30 @@ def _pairs():
 
 
 def _sources():
-    return pd.DataFrame({"name": ["b", "a"], "eci": [0.40, 0.388162], "eci_low": [0.30, 0.35],
-                         "eci_high": [0.45, 0.42], "unsafe_query_rate": [0.0, 0.5], "signal": [0.2, 0.4],
-                         "safety": [0.6, 0.1]})
+    return pd.DataFrame(
+        {
+            "name": ["b", "a"],
+            "eci": [0.40, 0.388162],
+            "eci_low": [0.30, 0.35],
+            "eci_high": [0.45, 0.42],
+            "unsafe_query_rate": [0.0, 0.5],
+            "signal": [0.2, 0.4],
+            "safety": [0.6, 0.1],
+        }
+    )
 
 
 def _queries():
-    return pd.DataFrame({"source": ["a", "a", "b", "b"], "query_id": ["q1", "q2", "q1", "q3"],
-                         "K": [3, 1, 1, 2], "S": [0.466667, 0.55, 0.2, 0.1], "delta": [0.2, 0.0, 0.6, 0.3],
-                         "eci": [0.388162, 0.0, 0.2, 0.25]})
+    return pd.DataFrame(
+        {
+            "source": ["a", "a", "b", "b"],
+            "query_id": ["q1", "q2", "q1", "q3"],
+            "K": [3, 1, 1, 2],
+            "S": [0.466667, 0.55, 0.2, 0.1],
+            "delta": [0.2, 0.0, 0.6, 0.3],
+            "eci": [0.388162, 0.0, 0.2, 0.25],
+        }
+    )
 
 
 class _Result:
@@ -96,7 +136,9 @@ def test_components_table_keeps_values_and_ranks():
 def test_flag_counts_and_union():
     f = margins.flag_counts(_pairs()).set_index("source")
     assert f.loc["a", "n_negatives"] == 4
-    assert f.loc["a", "unsafe"] == 1 and f.loc["a", "near_duplicate"] == 2 and f.loc["a", "cross_encoder"] == 0
+    assert (
+        f.loc["a", "unsafe"] == 1 and f.loc["a", "near_duplicate"] == 2 and f.loc["a", "cross_encoder"] == 0
+    )
     assert f.loc["a", "flagged"] == 2  # n3 and n4 (n4 caught by two rules)
     assert f.loc["a", "percpos"] == 2 and f.loc["a", "kept"] == 2
     assert f.loc["b", "flagged"] == 1 and f.loc["b", "flagged_share"] == 1.0
@@ -105,7 +147,9 @@ def test_flag_counts_and_union():
 def test_flag_funnel_steps_sum_to_union():
     f = margins.flag_funnel(_pairs(), "a").set_index("stage")
     assert f.loc["all negatives", "caught"] == 4
-    assert f.loc["unsafe", "caught"] == 1 and f.loc["unsafe", "new"] == 1 and f.loc["unsafe", "remaining"] == 3
+    assert (
+        f.loc["unsafe", "caught"] == 1 and f.loc["unsafe", "new"] == 1 and f.loc["unsafe", "remaining"] == 3
+    )
     assert f.loc["near_duplicate", "caught"] == 2 and f.loc["near_duplicate", "new"] == 1
     assert f.loc["cross_encoder", "new"] == 0
     assert f.loc[list(common.FLAG_RULES), "new"].sum() == f.loc["flagged (any rule)", "caught"] == 2
@@ -154,10 +198,14 @@ def test_verdict_names_best_source_ci_and_unsafe_rate():
     # intervals overlap, so the pairwise probability is added
     assert "P(beats a) = 0.70" in v
     # b wins with the lowest Signal: the verdict says its negatives are the easiest
-    assert ("Note: its negatives are the easiest here (Signal 0.200, lowest of 2 sources); "
-            "it leads on Safety (Δ 0.600).") in v
+    assert (
+        "Note: its negatives are the easiest here (Signal 0.200, lowest of 2 sources); "
+        "it leads on Safety (Δ 0.600)."
+    ) in v
     assert v.endswith("check on the Validation page which source actually trains best on this data.")
-    assert overview.eci_ranking_line(_sources().iloc[[1]]).startswith("One source: a, ECI 0.388, 95 % CI 0.350–0.420, 50.0 % unsafe queries.")
+    assert overview.eci_ranking_line(_sources().iloc[[1]]).startswith(
+        "One source: a, ECI 0.388, 95 % CI 0.350–0.420, 50.0 % unsafe queries."
+    )
     assert "No source" in overview.eci_ranking_line(_sources().iloc[0:0])
     assert "No source" in overview.verdict(_sources().iloc[0:0])
     # the Overview's headline without a validation: no ECI leader, no recommendation
@@ -178,8 +226,13 @@ def test_compare_sources_on_shared_queries():
 
 
 def test_compare_sorts_by_absolute_difference():
-    q = pd.DataFrame({"source": ["a"] * 3 + ["b"] * 3, "query_id": ["x", "y", "z"] * 2,
-                      "eci": [0.1, 0.5, 0.2, 0.15, 0.1, 0.9]})
+    q = pd.DataFrame(
+        {
+            "source": ["a"] * 3 + ["b"] * 3,
+            "query_id": ["x", "y", "z"] * 2,
+            "eci": [0.1, 0.5, 0.2, 0.15, 0.1, 0.9],
+        }
+    )
     c = compare.compare_sources(q, "a", "b", n_top=2)
     assert c.per_query["query_id"].tolist() == ["z", "y", "x"]
     assert c.top["query_id"].tolist() == ["z", "y"]
@@ -198,14 +251,23 @@ def test_worst_query():
 # --------------------------------------------------------------------------- drill-down
 def _collection():
     c = Collection()
-    recs = [QueryRecord("q1", "how to sort a list", [P("p1", "Use sorted() to sort a list in Python")],
-                        [P("n1", "sort the list with list.sort"), P("n2", "unrelated words here")])]
+    recs = [
+        QueryRecord(
+            "q1",
+            "how to sort a list",
+            [P("p1", "Use sorted() to sort a list in Python")],
+            [P("n1", "sort the list with list.sort"), P("n2", "unrelated words here")],
+        )
+    ]
     c.add_source("a", recs)
     return c
 
 
 def test_shared_words_uses_lexical_tokenizer():
-    assert drilldown.shared_words("Sort the LIST, then sort again", "use sorted() to sort a list") == ["sort", "list"]
+    assert drilldown.shared_words("Sort the LIST, then sort again", "use sorted() to sort a list") == [
+        "sort",
+        "list",
+    ]
     assert drilldown.shared_words("abc", ["x abc", "y"]) == ["abc"]
 
 
@@ -224,10 +286,23 @@ def test_signal_safety_frame_with_query_texts():
 
 def test_query_drilldown_ranks_by_similarity_and_highlights():
     c = _collection()
-    pairs = pd.DataFrame({"source": ["a", "a"], "query_id": ["q1", "q1"], "passage_id": ["n1", "n2"], "rank": [1, 2],
-                          "s_qn": [0.3, 0.7], "s_qp": [0.8, 0.8], "margin": [0.5, 0.1], "s_pn": [0.6, 0.1],
-                          "lex_overlap": [0.7, 0.0], "ce_margin": [np.nan, np.nan], "flagged": [False, False],
-                          "flag_reasons": ["", ""], "percpos": [False, False]})
+    pairs = pd.DataFrame(
+        {
+            "source": ["a", "a"],
+            "query_id": ["q1", "q1"],
+            "passage_id": ["n1", "n2"],
+            "rank": [1, 2],
+            "s_qn": [0.3, 0.7],
+            "s_qp": [0.8, 0.8],
+            "margin": [0.5, 0.1],
+            "s_pn": [0.6, 0.1],
+            "lex_overlap": [0.7, 0.0],
+            "ce_margin": [np.nan, np.nan],
+            "flagged": [False, False],
+            "flag_reasons": ["", ""],
+            "percpos": [False, False],
+        }
+    )
     queries = pd.DataFrame({"source": ["a"], "query_id": ["q1"], "eci": [0.1]})
     r = type("R", (), {"pairs": pairs, "queries": queries})()
     d = drilldown.query_drilldown(c, r, "q1")
@@ -270,9 +345,18 @@ def test_figures_build_and_carry_row_ids():
 
 def test_projection_figure_dims_unselected_points():
     pytest.importorskip("plotly")
-    pts = pd.DataFrame({"row_id": [0, 1, 2], "x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 0.5],
-                        "kind": ["query", "negative", "negative"], "source": ["(query)", "a", "a"],
-                        "flag": ["query", "clean", "flagged"], "margin": [np.nan, 0.2, -0.1], "text": ["q", "n", "m"]})
+    pts = pd.DataFrame(
+        {
+            "row_id": [0, 1, 2],
+            "x": [0.0, 1.0, 2.0],
+            "y": [0.0, 1.0, 0.5],
+            "kind": ["query", "negative", "negative"],
+            "source": ["(query)", "a", "a"],
+            "flag": ["query", "clean", "flagged"],
+            "margin": [np.nan, 0.2, -0.1],
+            "text": ["q", "n", "m"],
+        }
+    )
     f = projection.projection_figure(pts, "margin", selected=[1])
     neg = {t.name: t for t in f.data}
     assert [int(v[0]) for v in neg["negatives (margin)"].customdata] == [1]
@@ -293,14 +377,29 @@ def test_views_on_a_real_score_result():
     from eci_core.scoring import score_collection
 
     c = Collection()
-    recs = lambda negs: [QueryRecord(q, t, [P(f"p{q}", pos)], [P(None, x) for x in negs[q]]) for q, t, pos in [
-        ("q1", "how to sort a list in python", "use sorted to sort a python list"),
-        ("q2", "what is a tuple", "a tuple is an immutable sequence"),
-        ("q3", "how to read a file", "open the file and call read")] if q in negs]
-    c.add_source("bm25", recs({"q1": ["sort a list in python", "python list append"],
-                               "q2": ["a tuple is an immutable sequence", "what is a set"],
-                               "q3": ["read a csv file", "file modes"]}))
-    c.add_source("dense", recs({"q1": ["cats and dogs", "sorting algorithms"], "q2": ["strings are immutable", "a set"]}))
+    recs = lambda negs: [
+        QueryRecord(q, t, [P(f"p{q}", pos)], [P(None, x) for x in negs[q]])
+        for q, t, pos in [
+            ("q1", "how to sort a list in python", "use sorted to sort a python list"),
+            ("q2", "what is a tuple", "a tuple is an immutable sequence"),
+            ("q3", "how to read a file", "open the file and call read"),
+        ]
+        if q in negs
+    ]
+    c.add_source(
+        "bm25",
+        recs(
+            {
+                "q1": ["sort a list in python", "python list append"],
+                "q2": ["a tuple is an immutable sequence", "what is a set"],
+                "q3": ["read a csv file", "file modes"],
+            }
+        ),
+    )
+    c.add_source(
+        "dense",
+        recs({"q1": ["cats and dogs", "sorting algorithms"], "q2": ["strings are immutable", "a set"]}),
+    )
     r = score_collection(c, HashingEncoder(), ECIConfig(n_bootstrap=50))
     st = overview.summary_table(r)
     # the Negative mean of each source is the mean of its s_qn
@@ -333,15 +432,20 @@ def _big_pairs(n_per_source=(3000, 1000, 10), seed=0):
     for name, n in zip(("a", "b", "c"), n_per_source):
         s_qp = rng.uniform(0.3, 0.9, n)
         s_qn = rng.uniform(0.0, 0.9, n).round(2)  # ties on purpose
-        parts.append(pd.DataFrame({"source": name, "query_id": [f"q{i // 10}" for i in range(n)],
-                                   "s_qp": s_qp, "s_qn": s_qn}))
+        parts.append(
+            pd.DataFrame(
+                {"source": name, "query_id": [f"q{i // 10}" for i in range(n)], "s_qp": s_qp, "s_qn": s_qn}
+            )
+        )
     df = pd.concat(parts, ignore_index=True)
     df["margin"] = df["s_qp"] - df["s_qn"]
     return df
 
 
 def test_binned_histogram_counts_like_a_plain_loop():
-    assert common.binned_histogram(np.array([0.0, 0.1, 0.5, 1.0, np.nan]), np.array([0.0, 0.5, 1.0])).tolist() == [2, 2]
+    assert common.binned_histogram(
+        np.array([0.0, 0.1, 0.5, 1.0, np.nan]), np.array([0.0, 0.5, 1.0])
+    ).tolist() == [2, 2]
     pytest.importorskip("plotly")
     pairs = _big_pairs()
     fig = margins.margin_histogram(pairs, nbins=30)
@@ -396,8 +500,15 @@ def test_signal_safety_scatter_sends_at_most_the_cap(monkeypatch):
     pytest.importorskip("plotly")
     rng = np.random.default_rng(0)
     n = 900
-    q = pd.DataFrame({"source": ["a"] * 600 + ["b"] * 300, "query_id": [f"q{i}" for i in range(n)],
-                      "S": rng.uniform(0, 1, n), "delta": rng.uniform(0, 1, n), "eci": rng.uniform(0, 1, n)})
+    q = pd.DataFrame(
+        {
+            "source": ["a"] * 600 + ["b"] * 300,
+            "query_id": [f"q{i}" for i in range(n)],
+            "S": rng.uniform(0, 1, n),
+            "delta": rng.uniform(0, 1, n),
+            "eci": rng.uniform(0, 1, n),
+        }
+    )
     monkeypatch.setattr(common, "SCATTER_MAX_POINTS", 90)
     frame = signal_safety.signal_safety_frame(q)
     fig = signal_safety.signal_safety_figure(q, frame=frame)
@@ -411,9 +522,18 @@ def test_signal_safety_scatter_sends_at_most_the_cap(monkeypatch):
     assert sum(sum(t.y) for t in bars) == n  # the marginals count every point
     _, note = signal_safety.signal_safety_sample(frame)
     assert "90 of 900" in note
-    cmp = compare.compare_sources(pd.DataFrame({"source": ["a"] * 300 + ["b"] * 300,
-                                              "query_id": [f"q{i}" for i in range(300)] * 2,
-                                              "eci": rng.uniform(0, 1, 600)}), "a", "b", n_top=10)
+    cmp = compare.compare_sources(
+        pd.DataFrame(
+            {
+                "source": ["a"] * 300 + ["b"] * 300,
+                "query_id": [f"q{i}" for i in range(300)] * 2,
+                "eci": rng.uniform(0, 1, 600),
+            }
+        ),
+        "a",
+        "b",
+        n_top=10,
+    )
     cfig = compare.compare_scatter(cmp)
     pts = [t for t in cfig.data if t.type == "scattergl"]
     assert sum(len(t.x) for t in pts) == 90
@@ -423,7 +543,9 @@ def test_signal_safety_scatter_sends_at_most_the_cap(monkeypatch):
 
 def test_derived_tables_are_computed_once_per_table():
     r = _Result()
-    assert signal_safety.signal_safety_frame(r, ["a", "b"]) is signal_safety.signal_safety_frame(r, ["a", "b"])
+    assert signal_safety.signal_safety_frame(r, ["a", "b"]) is signal_safety.signal_safety_frame(
+        r, ["a", "b"]
+    )
     t = overview.score_summary(r.pairs, "a")
     t.loc["mean", "Negative"] = -1.0  # a caller changing its copy never changes the memo
     assert overview.score_summary(r.pairs, "a").loc["mean", "Negative"] == pytest.approx(0.4875)
@@ -433,9 +555,18 @@ def test_derived_tables_are_computed_once_per_table():
 
 def test_search_queries_by_id_and_words():
     c = Collection()
-    c.add_source("s", [QueryRecord(qid, text, [P(f"p{qid}", "x")], [P("n", "y")]) for qid, text in [
-        ("q1", "How do I sort a list?"), ("q10", "Sort a dict by value"), ("q2", "merge two dicts"),
-        ("abc", "What is q1 in statistics?")]])
+    c.add_source(
+        "s",
+        [
+            QueryRecord(qid, text, [P(f"p{qid}", "x")], [P("n", "y")])
+            for qid, text in [
+                ("q1", "How do I sort a list?"),
+                ("q10", "Sort a dict by value"),
+                ("q2", "merge two dicts"),
+                ("abc", "What is q1 in statistics?"),
+            ]
+        ],
+    )
 
     class R:
         queries = pd.DataFrame({"source": "s", "query_id": ["q1", "q10", "q2"], "eci": [0.1, 0.2, 0.3]})
@@ -479,15 +610,26 @@ def test_warm_up_fills_what_the_pages_read():
     from eci_core.scoring import score_collection
 
     c = Collection()
-    recs = lambda negs: [QueryRecord(q, t, [P(f"p{q}", pos)], [P(None, x) for x in negs[q]]) for q, t, pos in [
-        ("q1", "how to sort a list in python", "use sorted to sort a python list"),
-        ("q2", "what is a tuple", "a tuple is an immutable sequence")] if q in negs]
-    c.add_source("bm25", recs({"q1": ["sort a list in python", "python list append"], "q2": ["what is a set"]}))
+    recs = lambda negs: [
+        QueryRecord(q, t, [P(f"p{q}", pos)], [P(None, x) for x in negs[q]])
+        for q, t, pos in [
+            ("q1", "how to sort a list in python", "use sorted to sort a python list"),
+            ("q2", "what is a tuple", "a tuple is an immutable sequence"),
+        ]
+        if q in negs
+    ]
+    c.add_source(
+        "bm25", recs({"q1": ["sort a list in python", "python list append"], "q2": ["what is a set"]})
+    )
     c.add_source("dense", recs({"q1": ["cats and dogs"], "q2": ["strings are immutable", "a set"]}))
     r = score_collection(c, HashingEncoder(), ECIConfig(n_bootstrap=20))
     seen, extra = [], []
-    warm.warm_up(c, r, progress=lambda stage, done, total: seen.append((stage, done, total)),
-                  then=[("extra step", lambda: extra.append(1))])
+    warm.warm_up(
+        c,
+        r,
+        progress=lambda stage, done, total: seen.append((stage, done, total)),
+        then=[("extra step", lambda: extra.append(1))],
+    )
     assert extra == [1]  # the caller's steps run too, after the views' own
     n = seen[-1][2]
     assert [d for _, d, _ in seen] == list(range(n + 1)) and all(t == n for _, _, t in seen)
@@ -503,15 +645,26 @@ def test_warm_up_fills_what_the_pages_read():
     # the Export page's default cleaned set is ready before the page asks for it
     assert len(memo._MEMO[id(r)][("recent", "cleaned_set")]) == 1
     first = cleaning.cleaned_set(c, r, rule="drop_flagged", marks={}, sources=[best], fn_threshold=0.5)
-    assert cleaning.cleaned_set(c, r, rule="drop_flagged", marks={}, sources=[best], fn_threshold=0.5) is first
+    assert (
+        cleaning.cleaned_set(c, r, rule="drop_flagged", marks={}, sources=[best], fn_threshold=0.5) is first
+    )
     assert len(memo._MEMO[id(r)][("recent", "cleaned_set")]) == 1  # the page's key is the warm-up's
 
 
 def test_review_queue_joins_the_sources_of_each_pair():
-    pairs = pd.DataFrame({
-        "source": ["b", "a", "a", "c", "b"], "query_id": ["q1", "q1", "q2", "q1", "q2"],
-        "passage_id": ["d1", "d1", "d2", "d1", "d3"], "fn_score": [0.2, 0.9, 0.5, 0.1, 0.7],
-        "s_pn": 0.1, "lex_overlap": 0.0, "margin": 0.3, "unsafe": False, "flag_reasons": ""})
+    pairs = pd.DataFrame(
+        {
+            "source": ["b", "a", "a", "c", "b"],
+            "query_id": ["q1", "q1", "q2", "q1", "q2"],
+            "passage_id": ["d1", "d1", "d2", "d1", "d3"],
+            "fn_score": [0.2, 0.9, 0.5, 0.1, 0.7],
+            "s_pn": 0.1,
+            "lex_overlap": 0.0,
+            "margin": 0.3,
+            "unsafe": False,
+            "flag_reasons": "",
+        }
+    )
     q = review.review_queue(pairs)
     # (q1, d1) is mined by b, a and c (in that order of rows), best score 0.9; then q2's d3, d2
     assert q[["query_id", "passage_id"]].values.tolist() == [["q1", "d1"], ["q2", "d3"], ["q2", "d2"]]
@@ -522,10 +675,19 @@ def test_review_queue_joins_the_sources_of_each_pair():
 
 
 def test_review_view_joins_marks_and_filters_without_copying_the_queue():
-    pairs = pd.DataFrame({
-        "source": ["b", "a", "a", "c", "b"], "query_id": ["q1", "q1", "q2", "q1", "q2"],
-        "passage_id": ["d1", "d1", "d2", "d1", "d3"], "fn_score": [0.2, 0.9, 0.5, 0.1, 0.7],
-        "s_pn": 0.1, "lex_overlap": 0.0, "margin": 0.3, "unsafe": False, "flag_reasons": ""})
+    pairs = pd.DataFrame(
+        {
+            "source": ["b", "a", "a", "c", "b"],
+            "query_id": ["q1", "q1", "q2", "q1", "q2"],
+            "passage_id": ["d1", "d1", "d2", "d1", "d3"],
+            "fn_score": [0.2, 0.9, 0.5, 0.1, 0.7],
+            "s_pn": 0.1,
+            "lex_overlap": 0.0,
+            "margin": 0.3,
+            "unsafe": False,
+            "flag_reasons": "",
+        }
+    )
     marks = {("q2", "d2"): "fine", ("q9", "d1"): "fine"}  # the second matches no queued pair
     un = review.review_view(pairs, None, None, marks, "Unreviewed")
     assert (un.n_queue, un.n_view) == (3, 2)
@@ -563,10 +725,14 @@ def test_views_read_categorical_pairs_like_strings():
         pd.testing.assert_frame_equal(overview.score_summary(cat, s), overview.score_summary(plain, s))
         pd.testing.assert_frame_equal(margins.flag_funnel(cat, s), margins.flag_funnel(plain, s))
     q_plain, q_cat = review.review_queue(plain), review.review_queue(cat)
-    assert q_cat[["query_id", "passage_id"]].astype(str).values.tolist() == \
-        q_plain[["query_id", "passage_id"]].values.tolist() == [["q1", "n2"], ["q1", "n1"], ["q1", "n3"], ["q2", "n4"],
-                                                               ["q1", "n5"]]
+    assert (
+        q_cat[["query_id", "passage_id"]].astype(str).values.tolist()
+        == q_plain[["query_id", "passage_id"]].values.tolist()
+        == [["q1", "n2"], ["q1", "n1"], ["q1", "n3"], ["q2", "n4"], ["q1", "n5"]]
+    )
     assert q_cat["sources"].tolist() == q_plain["sources"].tolist()
     for sources in (["b"], ["a", "b"], ["zz-unused"]):
-        pd.testing.assert_frame_equal(review.review_queue(cat, sources=sources).astype(str),
-                                      review.review_queue(plain, sources=sources).astype(str))
+        pd.testing.assert_frame_equal(
+            review.review_queue(cat, sources=sources).astype(str),
+            review.review_queue(plain, sources=sources).astype(str),
+        )

@@ -46,7 +46,9 @@ def ensure_scores() -> None:
         show_error(str(err), prefix="Settings: ")
         return
     if s.encoder == "":
-        st.warning("Type the path of a local sentence-transformers folder in the sidebar, or choose another encoder.")
+        st.warning(
+            "Type the path of a local sentence-transformers folder in the sidebar, or choose another encoder."
+        )
         return
     if state.cached_result(s) is not None:
         return
@@ -84,7 +86,9 @@ def require_result(title: str, caption: str | None = None) -> state.Current:
         st.caption(caption)
     cur = state.current()
     if cur.collection is None:
-        st.info("Load a dataset in the sidebar (“Data and settings”) to start.", icon=":material/upload_file:")
+        st.info(
+            "Load a dataset in the sidebar (“Data and settings”) to start.", icon=":material/upload_file:"
+        )
         st.stop()
     if cur.result is None:
         st.info("Scores are not available for these settings: see the message above or the sidebar.")
@@ -194,8 +198,12 @@ def highlight(text: str, words: list[str]) -> str:
     safe = html.escape(text)
     words = [w for w in words if len(w) > 1 and w.lower() not in COMMON_WORDS]
     if words:
-        pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(html.escape(w)) for w in sorted(words, key=len, reverse=True)) + r")(?!\w)",
-                             re.IGNORECASE)
+        pattern = re.compile(
+            r"(?<!\w)("
+            + "|".join(re.escape(html.escape(w)) for w in sorted(words, key=len, reverse=True))
+            + r")(?!\w)",
+            re.IGNORECASE,
+        )
         safe = pattern.sub(r"<mark>\1</mark>", safe)
     return safe.replace("\n", "<br>")
 

@@ -54,7 +54,9 @@ def remote_allowed(argv: Sequence[str] | None = None, environ: Mapping[str, str]
     --allow-remote``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if environ is None else environ
-    return environ.get(ALLOW_REMOTE_ENV, "").strip().lower() in ("1", "true", "yes") or ALLOW_REMOTE_ARG in argv
+    return (
+        environ.get(ALLOW_REMOTE_ENV, "").strip().lower() in ("1", "true", "yes") or ALLOW_REMOTE_ARG in argv
+    )
 
 
 def details_shown(value) -> bool:
@@ -72,8 +74,9 @@ class ServingCheck:
     warnings: tuple[str, ...]
 
 
-def serving_check(address: str | None, port: int | None, error_details, details_set: bool,
-                  allow_remote: bool) -> ServingCheck:
+def serving_check(
+    address: str | None, port: int | None, error_details, details_set: bool, allow_remote: bool
+) -> ServingCheck:
     """The decision, from the options the server runs with.
 
     ``address``: ``server.address`` (None / empty: every interface); ``error_details``:
@@ -83,14 +86,18 @@ def serving_check(address: str | None, port: int | None, error_details, details_
     shown = details_shown(error_details) and not hide
     warnings: list[str] = []
     if not is_loopback(address) and not allow_remote:
-        where = "every network interface" if not (address or "").strip() else f"address {str(address).strip()}"
+        where = (
+            "every network interface" if not (address or "").strip() else f"address {str(address).strip()}"
+        )
         port_s = f" (port {port})" if port else ""
-        what = ("anyone who can reach this machine can use the dashboard and open the data it may read"
-                + (", and error details (tracebacks) are shown in the browser" if shown else ""))
+        what = "anyone who can reach this machine can use the dashboard and open the data it may read" + (
+            ", and error details (tracebacks) are shown in the browser" if shown else ""
+        )
         warnings.append(
             f"This server listens on {where}{port_s}: {what}. To keep it on this machine, restart it with "
             f"`--server.address 127.0.0.1` (or start it from the repository folder, whose .streamlit/config.toml "
-            f"does that). If serving it wider is on purpose, set {ALLOW_REMOTE_ENV}=1 or add `-- {ALLOW_REMOTE_ARG}`.")
+            f"does that). If serving it wider is on purpose, set {ALLOW_REMOTE_ENV}=1 or add `-- {ALLOW_REMOTE_ARG}`."
+        )
     return ServingCheck(hide, tuple(warnings))
 
 
@@ -103,8 +110,9 @@ def apply() -> ServingCheck:
 
     details = st.get_option("client.showErrorDetails")
     details_set = config.get_where_defined("client.showErrorDetails") != ConfigOption.DEFAULT_DEFINITION
-    check = serving_check(st.get_option("server.address"), st.get_option("server.port"), details, details_set,
-                          remote_allowed())
+    check = serving_check(
+        st.get_option("server.address"), st.get_option("server.port"), details, details_set, remote_allowed()
+    )
     if check.hide_details:
         st.set_option("client.showErrorDetails", "none")
     return check

@@ -25,8 +25,10 @@ def _uploader_key() -> str:
 
 #: Shown when "Add uploaded files" finds no file: the browser may still be sending one (the
 #: uploader lists a file with its size only once it has arrived).
-NO_UPLOAD_YET = ("No uploaded file has arrived yet: choose one or more files above and wait until each "
-                 "is listed with its size (large files take a while), then press Add.")
+NO_UPLOAD_YET = (
+    "No uploaded file has arrived yet: choose one or more files above and wait until each "
+    "is listed with its size (large files take a while), then press Add."
+)
 
 
 def _on_add_uploads() -> None:
@@ -56,7 +58,8 @@ def _on_path(mode: str) -> None:
         roots = ", ".join(str(r) for r in state.data_roots())
         st.session_state[state.K_ERRORS] = [
             f"{path}: outside the data root ({roots}); upload the file instead, or start the app with "
-            "ECI_DATA_ROOT (or --data-root) naming its folder"]
+            "ECI_DATA_ROOT (or --data-root) naming its folder"
+        ]
         return
     if not real.exists():
         st.session_state[state.K_ERRORS] = [f"{path}: no such file or folder"]
@@ -100,13 +103,25 @@ def _data_section() -> None:
             f"{state.max_upload_mb():,} MB per file (server.maxUploadSize in .streamlit/config.toml).",
         )
         st.button("Add uploaded files", on_click=_on_add_uploads, width="stretch")
-        st.text_input("…or a local file or folder", key="eci_local_path", placeholder="/path/to/negatives.jsonl",
-                      help="Read on the server, inside the data root only: "
-                      + ", ".join(str(r) for r in state.data_roots())
-                      + " (set ECI_DATA_ROOT or --data-root to change it).")
+        st.text_input(
+            "…or a local file or folder",
+            key="eci_local_path",
+            placeholder="/path/to/negatives.jsonl",
+            help="Read on the server, inside the data root only: "
+            + ", ".join(str(r) for r in state.data_roots())
+            + " (set ECI_DATA_ROOT or --data-root to change it).",
+        )
         c1, c2 = st.columns(2)
-        c1.button("Add", on_click=_on_path, args=("add",), width="stretch", help="Add its sources to the session")
-        c2.button("Open instead", on_click=_on_path, args=("open",), width="stretch", help="Replace the session's data")
+        c1.button(
+            "Add", on_click=_on_path, args=("add",), width="stretch", help="Add its sources to the session"
+        )
+        c2.button(
+            "Open instead",
+            on_click=_on_path,
+            args=("open",),
+            width="stretch",
+            help="Replace the session's data",
+        )
         if state.SAMPLE_DIR.exists():
             st.button("Open the bundled sample (pyfaq)", on_click=_on_sample, width="stretch")
 
@@ -127,11 +142,19 @@ def _settings_section() -> None:
             help="A folder saved with SentenceTransformer.save(); remote code is never run.",
         )
     if state.ENCODER_CHOICES[ss[state.W_ENCODER]] == "embeddings":
-        st.text_input("Folder of your vectors", key=state.W_EMBEDDINGS, placeholder="/data/msmarco-embeddings",
-                      help="queries.npy + queries.ids.txt and passages.npy + passages.ids.txt (memory-mapped), "
-                      "queries/passages.parquet (id + list column), or an embedding cache folder.")
-        st.text_input("Model that made them", key=state.W_EMBEDDINGS_MODEL, placeholder="bge-base-en-v1.5",
-                      help="Recorded with the results.")
+        st.text_input(
+            "Folder of your vectors",
+            key=state.W_EMBEDDINGS,
+            placeholder="/data/msmarco-embeddings",
+            help="queries.npy + queries.ids.txt and passages.npy + passages.ids.txt (memory-mapped), "
+            "queries/passages.parquet (id + list column), or an embedding cache folder.",
+        )
+        st.text_input(
+            "Model that made them",
+            key=state.W_EMBEDDINGS_MODEL,
+            placeholder="bge-base-en-v1.5",
+            help="Recorded with the results.",
+        )
     st.checkbox(
         "Cross-encoder (ms-marco MiniLM, bundled)",
         key=state.W_CROSS,

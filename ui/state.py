@@ -70,6 +70,8 @@ MARK_CHOICE_LABELS = {MARK_UNMARKED: "unmarked", **MARK_LABELS}
 def mark_of_choice(value: str | None) -> str | None:
     """The mark a mark control's value stands for (None: no mark)."""
     return None if value in (None, MARK_UNMARKED) else value
+
+
 SCORE_STORE_SIZE = 8
 
 # Session-state keys (prefixed so they never clash with widget keys of a page).
@@ -240,8 +242,14 @@ class Settings:
     embeddings_model: str = ""
 
     def key(self) -> tuple:
-        return (self.encoder, self.cross_encoder, tuple(sorted(self.config.as_dict().items())),
-                self.embeddings, self.embeddings_model, _folder_stamp(self.embeddings))
+        return (
+            self.encoder,
+            self.cross_encoder,
+            tuple(sorted(self.config.as_dict().items())),
+            self.embeddings,
+            self.embeddings_model,
+            _folder_stamp(self.embeddings),
+        )
 
 
 def _folder_stamp(folder: str) -> tuple:
@@ -249,8 +257,13 @@ def _folder_stamp(folder: str) -> tuple:
     if not folder:
         return ()
     try:
-        return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
-                            for p in Path(folder).expanduser().iterdir() if p.is_file()))
+        return tuple(
+            sorted(
+                (p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                for p in Path(folder).expanduser().iterdir()
+                if p.is_file()
+            )
+        )
     except OSError:
         return ("unreadable",)
 
@@ -283,8 +296,13 @@ def settings() -> Settings:
     )
     emb = str(get(W_EMBEDDINGS)).strip() if choice == "embeddings" else ""
     emb_model = str(get(W_EMBEDDINGS_MODEL)).strip() if choice == "embeddings" else ""
-    return Settings(encoder=encoder, cross_encoder=bool(get(W_CROSS)), config=config,
-                    embeddings=emb, embeddings_model=emb_model)
+    return Settings(
+        encoder=encoder,
+        cross_encoder=bool(get(W_CROSS)),
+        config=config,
+        embeddings=emb,
+        embeddings_model=emb_model,
+    )
 
 
 def _defaults() -> dict[str, Any]:
@@ -340,6 +358,7 @@ def init_state() -> None:
 def _mtimes(path: Path) -> tuple:
     """Modification time and size of a file or of every file under a folder (the key of the
     per-process dataset cache; scores are keyed on the loaded data's content hash instead)."""
+
     def stamp(p: Path) -> tuple:
         st_ = p.stat()
         return (str(p), st_.st_mtime_ns, st_.st_size)
@@ -420,7 +439,9 @@ def add_paths(paths: list[Path], label: str, hide_root: Path | None = None) -> N
         corpus_dirs = (ss.get(K_DATA_DIRS) or []) if current is not None else []
         # an upload reads inside its own folder, plus the dataset folder opened before (its corpus)
         roots = [hide_root, *corpus_dirs] if hide_root is not None else read_roots()
-        coll, report = load_paths([str(p) for p in paths], collection=base, roots=roots, corpus_dirs=corpus_dirs)
+        coll, report = load_paths(
+            [str(p) for p in paths], collection=base, roots=roots, corpus_dirs=corpus_dirs
+        )
     except Exception as err:
         ss[K_ERRORS] = [_short_names(one_line(err), hide_root)]
         return
@@ -501,8 +522,11 @@ def add_uploads(files) -> None:
     limit = max_upload_mb() * 1024 * 1024
     too_big = [f for f in files if getattr(f, "size", 0) > limit]
     files = [f for f in files if f not in too_big]
-    errors = [f"{Path(f.name).name}: {f.size / 1e6:,.0f} MB is over the upload limit of {max_upload_mb():,} MB "
-              "(server.maxUploadSize); open it with --data or the local-path box instead" for f in too_big]
+    errors = [
+        f"{Path(f.name).name}: {f.size / 1e6:,.0f} MB is over the upload limit of {max_upload_mb():,} MB "
+        "(server.maxUploadSize); open it with --data or the local-path box instead"
+        for f in too_big
+    ]
     if not files:
         st.session_state[K_ERRORS] = errors
         return
@@ -634,7 +658,8 @@ def compute_result(s: Settings, progress: Callable[[str, int, int], None] | None
             raise ScoringBudgetExceeded(
                 f"scoring stopped after {budget:g} s (the dashboard's time budget, at '{stage}'): score "
                 "large data with `eci score DATA --out DIR`, or raise the budget with ECI_SCORE_BUDGET_S "
-                "or --score-budget (0 = no limit)")
+                "or --score-budget (0 = no limit)"
+            )
         if progress:
             progress(stage, done, total)
 
@@ -648,17 +673,27 @@ def compute_result(s: Settings, progress: Callable[[str, int, int], None] | None
         except (OSError, RuntimeError):  # a symlink loop
             folder = None
         if folder is None or not path_allowed(folder):
-            raise ValueError("Your embeddings: that folder is outside the folders this dashboard may read "
-                             "(start it with --data-root DIRS or set ECI_DATA_ROOT)")
+            raise ValueError(
+                "Your embeddings: that folder is outside the folders this dashboard may read "
+                "(start it with --data-root DIRS or set ECI_DATA_ROOT)"
+            )
         from eci_core.models.user_embeddings import open_embeddings
 
         # the resolved folder that was checked is opened; every file in it must resolve inside the data root
-        embeddings, encoder = open_embeddings(folder, model=s.embeddings_model or None, roots=read_roots()), None
+        embeddings, encoder = (
+            open_embeddings(folder, model=s.embeddings_model or None, roots=read_roots()),
+            None,
+        )
     else:
         encoder = get_encoder(s.encoder)
     cross = get_cross_encoder() if s.cross_encoder else None
     result = score_collection(
-        ss[K_COLLECTION], encoder, s.config, cross_encoder=cross, cache=get_embedding_cache(), progress=timed,
+        ss[K_COLLECTION],
+        encoder,
+        s.config,
+        cross_encoder=cross,
+        cache=get_embedding_cache(),
+        progress=timed,
         embeddings=embeddings,
     )
     store.put(key, result)
@@ -720,8 +755,10 @@ def set_pair_mark(pairs, query_id: str, passage_id: str, value: str | None) -> i
     mined it: a false negative is one whichever miner found it. Returns how many sources."""
     # ``==`` on the id columns directly: they are categorical (scoring output), and ``astype(str)``
     # would build a string per pair (~1 s per column at 3M pairs) on every click
-    hit = pairs[(pairs["query_id"] == str(query_id)).to_numpy(dtype=bool)
-                & (pairs["passage_id"] == str(passage_id)).to_numpy(dtype=bool)]
+    hit = pairs[
+        (pairs["query_id"] == str(query_id)).to_numpy(dtype=bool)
+        & (pairs["passage_id"] == str(passage_id)).to_numpy(dtype=bool)
+    ]
     names = list(dict.fromkeys(hit["source"].astype(str)))
     for s in names:
         _put_mark(mark_key(s, query_id, passage_id), value)
@@ -873,27 +910,68 @@ PROJECTION_DEFAULTS = {"method": "pca", "n_neighbors": 15, "min_dist": 0.1, "met
 #: The Projection page's default sources: the best-ranked ones (every source at once is a crowded, slow map).
 PROJECTION_DEFAULT_SOURCES = 3
 
+
 @st.cache_resource(show_spinner=False, max_entries=8)  # the same table each rerun (no copy): read-only
-def _projected(key: tuple, sources: tuple, color_by: str, method: str, n_neighbors: int, min_dist: float,
-               metric: str, max_points: int, _collection: Collection, _result):
+def _projected(
+    key: tuple,
+    sources: tuple,
+    color_by: str,
+    method: str,
+    n_neighbors: int,
+    min_dist: float,
+    metric: str,
+    max_points: int,
+    _collection: Collection,
+    _result,
+):
     from eci_core.explore.projection import project_points, projection_frame
 
     # sample first, then embed only the kept points (a cache read after scoring)
-    data = projection_frame(_collection, _result, sources=list(sources), color_by=color_by, max_points=max_points,
-                            encoder=get_encoder(key[1]), cache=get_embedding_cache())
-    points = project_points(data, method=method, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric,
-                            cache=get_embedding_cache())
+    data = projection_frame(
+        _collection,
+        _result,
+        sources=list(sources),
+        color_by=color_by,
+        max_points=max_points,
+        encoder=get_encoder(key[1]),
+        cache=get_embedding_cache(),
+    )
+    points = project_points(
+        data,
+        method=method,
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        metric=metric,
+        cache=get_embedding_cache(),
+    )
     return points, data.note, data.n_total
 
 
-def projection_points(cur: "Current", sources: list[str], color_by: str, method: str = "pca",
-                      n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "cosine",
-                      max_points: int = 20000):
+def projection_points(
+    cur: "Current",
+    sources: list[str],
+    color_by: str,
+    method: str = "pca",
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "cosine",
+    max_points: int = 20000,
+):
     """The projected point table (``x``, ``y`` + point metadata), the sampling note and the
     number of points before sampling; cached on the data, settings and parameters."""
     key = score_key(st.session_state[K_CONTENT_HASH], cur.settings)
-    return _projected(key, tuple(sources), color_by, method, int(n_neighbors), float(min_dist), metric,
-                      int(max_points), cur.collection, cur.result)
+    return _projected(
+        key,
+        tuple(sources),
+        color_by,
+        method,
+        int(n_neighbors),
+        float(min_dist),
+        metric,
+        int(max_points),
+        cur.collection,
+        cur.result,
+    )
 
 
 def prepare_pages(s: Settings, result, progress: Callable[[str, int, int], None] | None = None) -> None:
@@ -906,9 +984,24 @@ def prepare_pages(s: Settings, result, progress: Callable[[str, int, int], None]
     cur = Current(collection=st.session_state[K_COLLECTION], result=result, settings=s, fingerprint=None)
     names = [str(n) for n in result.sources["name"]] if len(result.sources) else []
     p = PROJECTION_DEFAULTS
-    projection = [("projection", lambda: projection_points(
-        cur, names[:PROJECTION_DEFAULT_SOURCES], "source", method=p["method"], n_neighbors=p["n_neighbors"],
-        min_dist=p["min_dist"], metric=p["metric"]))] if names else []
+    projection = (
+        [
+            (
+                "projection",
+                lambda: projection_points(
+                    cur,
+                    names[:PROJECTION_DEFAULT_SOURCES],
+                    "source",
+                    method=p["method"],
+                    n_neighbors=p["n_neighbors"],
+                    min_dist=p["min_dist"],
+                    metric=p["metric"],
+                ),
+            )
+        ]
+        if names
+        else []
+    )
     warm.warm_up(cur.collection, result, progress=progress, then=projection)
 
 
@@ -968,8 +1061,9 @@ def validation_results() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for d in shipped_validation_dirs():
         try:
-            out[_dataset_label(d)] = _load_validation(str(d), (d / "results.json").stat().st_mtime_ns,
-                                                      tuple(str(r) for r in read_roots()))
+            out[_dataset_label(d)] = _load_validation(
+                str(d), (d / "results.json").stat().st_mtime_ns, tuple(str(r) for r in read_roots())
+            )
         except (OSError, ValueError):
             continue
     out.update(st.session_state.get(K_VALIDATIONS, {}))
@@ -1047,8 +1141,10 @@ def validation_status(s: Settings | None = None) -> tuple[Any, str | None]:
         if problem is None:
             return r, None
         if first_problem is None:
-            first_problem = (f"a validation of the loaded sources exists ({label}, {r.trainer} trainer) but is not "
-                             f"quoted: {problem}.")
+            first_problem = (
+                f"a validation of the loaded sources exists ({label}, {r.trainer} trainer) but is not "
+                f"quoted: {problem}."
+            )
     return None, first_problem
 
 

@@ -22,13 +22,32 @@ import sys
 from eci_core.cli.progress import TqdmProgress
 
 JSON_FIELDS = (
-    "name", "n_queries", "n_negatives", "eci", "eci_low", "eci_high", "signal", "safety", "capacity",
-    "de", "eci_arith", "infonce_bound", "eci_sem", "unsafe_query_rate", "unsafe_negative_rate", "mean_k",
+    "name",
+    "n_queries",
+    "n_negatives",
+    "eci",
+    "eci_low",
+    "eci_high",
+    "signal",
+    "safety",
+    "capacity",
+    "de",
+    "eci_arith",
+    "infonce_bound",
+    "eci_sem",
+    "unsafe_query_rate",
+    "unsafe_negative_rate",
+    "mean_k",
 )
 
 
 def _add_load_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("paths", nargs="+", metavar="PATH", help="hard-negative files or BEIR directories (formats are detected)")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="hard-negative files or BEIR directories (formats are detected)",
+    )
     p.add_argument(
         "--format",
         default=None,
@@ -74,56 +93,114 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _add_load_args(p)
-    p.add_argument("--encoder", default="minilm",
-                   help="target encoder: 'minilm' (bundled all-MiniLM-L6-v2), 'bge-small' (bundled int8 ONNX "
-                   "bge-small-en-v1.5, CPU), 'hashing' (model-free, instant) or a local sentence-transformers folder")
-    p.add_argument("--device", default="auto",
-                   help="where sentence-transformers encoders run: 'auto' (every CUDA GPU, else MPS, else CPU), "
-                   "'cpu', 'cuda', 'cuda:N', 'mps' or a comma-separated list (several GPUs: multi-process encoding); with "
-                   "--engine ray: 'cpu' / 'mps' keep the actors off the cluster's GPUs, N named CUDA devices ask for N "
-                   "GPU actors")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="where to encode, score and cross-encode: this process, or a Ray cluster (Ray Data "
-                   "map_batches, each model loaded once per Ray worker; needs the optional extra: "
-                   "pip install 'eci-explorer[ray]')")
-    p.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="with --engine ray: the cluster to join ('auto', 'ray://HOST:10001'); default: start a local Ray")
-    p.add_argument("--embeddings", default=None, metavar="DIR",
-                   help="score with your own vectors instead of an encoder: a folder with queries.npy + "
-                   "queries.ids.txt and passages.npy + passages.ids.txt (memory-mapped), queries.parquet + "
-                   "passages.parquet (an id column and a list column), or an embedding cache folder")
-    p.add_argument("--embeddings-model", default=None, metavar="NAME",
-                   help="name of the model that made --embeddings (recorded with the results; for a cache "
-                   "folder, picks one of its models)")
-    p.add_argument("--cross-encoder", default="none",
-                   help="cross-encoder for ce_margin and the cross_encoder flag: 'none', 'bundled' "
-                   "(ONNX ms-marco-MiniLM-L-12-v2) or a local folder; slow on CPU, hence off by default (with "
-                   "--engine ray it runs on the Ray workers)")
-    p.add_argument("--source", action="append", default=None, metavar="NAME",
-                   help="score only this source (repeatable; default: all loaded sources)")
-    p.add_argument("--out", default=None, metavar="DIR",
-                   help="write pairs.parquet, queries.parquet, sources.csv and beats.csv to DIR")
-    p.add_argument("--json", action="store_true", help="print the per-source numbers as JSON instead of tables")
-    p.add_argument("--aggregate", choices=("query", "set"), default="query",
-                   help="ECI per source: mean of per-query ECI, or one harmonic mean of averaged S and Δ")
-    p.add_argument("--positive", choices=("min", "max", "mean"), default="min",
-                   help="which labelled positive defines s_qp when a query has several")
+    p.add_argument(
+        "--encoder",
+        default="minilm",
+        help="target encoder: 'minilm' (bundled all-MiniLM-L6-v2), 'bge-small' (bundled int8 ONNX "
+        "bge-small-en-v1.5, CPU), 'hashing' (model-free, instant) or a local sentence-transformers folder",
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="where sentence-transformers encoders run: 'auto' (every CUDA GPU, else MPS, else CPU), "
+        "'cpu', 'cuda', 'cuda:N', 'mps' or a comma-separated list (several GPUs: multi-process encoding); with "
+        "--engine ray: 'cpu' / 'mps' keep the actors off the cluster's GPUs, N named CUDA devices ask for N "
+        "GPU actors",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="where to encode, score and cross-encode: this process, or a Ray cluster (Ray Data "
+        "map_batches, each model loaded once per Ray worker; needs the optional extra: "
+        "pip install 'eci-explorer[ray]')",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="with --engine ray: the cluster to join ('auto', 'ray://HOST:10001'); default: start a local Ray",
+    )
+    p.add_argument(
+        "--embeddings",
+        default=None,
+        metavar="DIR",
+        help="score with your own vectors instead of an encoder: a folder with queries.npy + "
+        "queries.ids.txt and passages.npy + passages.ids.txt (memory-mapped), queries.parquet + "
+        "passages.parquet (an id column and a list column), or an embedding cache folder",
+    )
+    p.add_argument(
+        "--embeddings-model",
+        default=None,
+        metavar="NAME",
+        help="name of the model that made --embeddings (recorded with the results; for a cache "
+        "folder, picks one of its models)",
+    )
+    p.add_argument(
+        "--cross-encoder",
+        default="none",
+        help="cross-encoder for ce_margin and the cross_encoder flag: 'none', 'bundled' "
+        "(ONNX ms-marco-MiniLM-L-12-v2) or a local folder; slow on CPU, hence off by default (with "
+        "--engine ray it runs on the Ray workers)",
+    )
+    p.add_argument(
+        "--source",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="score only this source (repeatable; default: all loaded sources)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="write pairs.parquet, queries.parquet, sources.csv and beats.csv to DIR",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print the per-source numbers as JSON instead of tables"
+    )
+    p.add_argument(
+        "--aggregate",
+        choices=("query", "set"),
+        default="query",
+        help="ECI per source: mean of per-query ECI, or one harmonic mean of averaged S and Δ",
+    )
+    p.add_argument(
+        "--positive",
+        choices=("min", "max", "mean"),
+        default="min",
+        help="which labelled positive defines s_qp when a query has several",
+    )
     p.add_argument("--temperature", type=float, default=0.05, help="τ of the InfoNCE bound")
-    p.add_argument("--near-duplicate-threshold", type=float, default=0.95, help="flag a negative when s_pn >= this")
+    p.add_argument(
+        "--near-duplicate-threshold", type=float, default=0.95, help="flag a negative when s_pn >= this"
+    )
     p.add_argument("--ce-margin", type=float, default=0.0, help="flag a negative when ce_margin <= this")
-    p.add_argument("--eci-sem-max-k", type=int, default=256, metavar="K",
-                   help="ECI_sem of a query with more than K negatives uses its K negatives of largest weight "
-                   "(a lower bound; bounds time and memory per query); 0 = no cap")
+    p.add_argument(
+        "--eci-sem-max-k",
+        type=int,
+        default=256,
+        metavar="K",
+        help="ECI_sem of a query with more than K negatives uses its K negatives of largest weight "
+        "(a lower bound; bounds time and memory per query); 0 = no cap",
+    )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples of queries")
-    p.add_argument("--embedding-dtype", choices=("float32", "float16"), default="float32",
-                   help="precision the embedding matrices are held in while scoring: float16 halves "
-                        "their memory (1M queries + 3M passages x 256 dims: 3.9 -> 2.0 GB) and costs "
-                        "about 2x the pair kernel's CPU (numpy widens half floats one by one); dot "
-                        "products still accumulate in float32. Not used with --embeddings (your "
-                        "vectors are memory-mapped in their own dtype)")
-    p.add_argument("--cache-dir", default=None,
-                   help="embedding cache directory (default $ECI_CACHE_DIR or ~/.cache/eci-explorer)")
+    p.add_argument(
+        "--embedding-dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="precision the embedding matrices are held in while scoring: float16 halves "
+        "their memory (1M queries + 3M passages x 256 dims: 3.9 -> 2.0 GB) and costs "
+        "about 2x the pair kernel's CPU (numpy widens half floats one by one); dot "
+        "products still accumulate in float32. Not used with --embeddings (your "
+        "vectors are memory-mapped in their own dtype)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="embedding cache directory (default $ECI_CACHE_DIR or ~/.cache/eci-explorer)",
+    )
     p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_score)
@@ -175,23 +252,25 @@ def leaderboard(sources) -> str:
 
     rows = []
     for i, r in enumerate(sources.itertuples(index=False), start=1):
-        rows.append({
-            "#": i,
-            "source": r.name,
-            "ECI [95% CI]": f"{_fmt(r.eci)} [{_fmt(r.eci_low)}, {_fmt(r.eci_high)}]",
-            "C": _fmt(r.capacity),
-            "S": _fmt(r.signal),
-            "Δ": _fmt(r.safety),
-            "DE": _fmt(r.de),
-            "I_NCE": _fmt(r.infonce_bound),
-            "ECI_arith": _fmt(r.eci_arith),
-            "ECI_sem*": _fmt(r.eci_sem),
-            "unsafe q": _pct(r.unsafe_query_rate),
-            "unsafe neg": _pct(r.unsafe_negative_rate),
-            "mean K": _fmt(r.mean_k, 2),
-            "queries": r.n_queries,
-            "negatives": r.n_negatives,
-        })
+        rows.append(
+            {
+                "#": i,
+                "source": r.name,
+                "ECI [95% CI]": f"{_fmt(r.eci)} [{_fmt(r.eci_low)}, {_fmt(r.eci_high)}]",
+                "C": _fmt(r.capacity),
+                "S": _fmt(r.signal),
+                "Δ": _fmt(r.safety),
+                "DE": _fmt(r.de),
+                "I_NCE": _fmt(r.infonce_bound),
+                "ECI_arith": _fmt(r.eci_arith),
+                "ECI_sem*": _fmt(r.eci_sem),
+                "unsafe q": _pct(r.unsafe_query_rate),
+                "unsafe neg": _pct(r.unsafe_negative_rate),
+                "mean K": _fmt(r.mean_k, 2),
+                "queries": r.n_queries,
+                "negatives": r.n_negatives,
+            }
+        )
     return pd.DataFrame(rows).to_string(index=False)
 
 
@@ -221,15 +300,19 @@ def _source_rows(pairs, name: str):
 
     rows = np.flatnonzero((pairs["source"] == name).to_numpy(dtype=bool))
     if rows.shape[0] and rows[-1] - rows[0] + 1 == rows.shape[0]:
-        return pairs.iloc[int(rows[0]):int(rows[-1]) + 1]
+        return pairs.iloc[int(rows[0]) : int(rows[-1]) + 1]
     return pairs.iloc[rows]
 
 
 def flag_summary(pairs) -> str:
     n = len(pairs)
-    parts = ", ".join(f"{rule} {int(pairs[rule].sum())}" for rule in ("unsafe", "near_duplicate", "cross_encoder"))
-    return (f"Flagged {int(pairs['flagged'].sum())} of {n} negatives ({parts}); "
-            f"{int(pairs['percpos'].sum())} in the TopK-PercPos risk band")
+    parts = ", ".join(
+        f"{rule} {int(pairs[rule].sum())}" for rule in ("unsafe", "near_duplicate", "cross_encoder")
+    )
+    return (
+        f"Flagged {int(pairs['flagged'].sum())} of {n} negatives ({parts}); "
+        f"{int(pairs['percpos'].sum())} in the TopK-PercPos risk band"
+    )
 
 
 def json_report(result) -> dict:
@@ -259,9 +342,12 @@ def json_report(result) -> dict:
         for item in out:
             v = by.get(item["name"])
             item["predicted_gain"] = None if v is None or math.isnan(float(v)) else float(v)
-    predictor = {"available": pred is not None, "line": line,
-                 "held_out": model.held_out() if model is not None else None,
-                 "per_dataset": model.reliability if model is not None else []}
+    predictor = {
+        "available": pred is not None,
+        "line": line,
+        "held_out": model.held_out() if model is not None else None,
+        "per_dataset": model.reliability if model is not None else [],
+    }
     return {"encoder": str(result.encoder), "sources": out, "predictor": predictor}
 
 
@@ -288,23 +374,33 @@ def cmd_score(args) -> int:
 
     try:
         config = ECIConfig(
-            positive=args.positive, aggregate=args.aggregate, temperature=args.temperature,
-            near_duplicate_threshold=args.near_duplicate_threshold, cross_encoder_margin=args.ce_margin,
-            n_bootstrap=args.bootstrap, seed=args.seed,
+            positive=args.positive,
+            aggregate=args.aggregate,
+            temperature=args.temperature,
+            near_duplicate_threshold=args.near_duplicate_threshold,
+            cross_encoder_margin=args.ce_margin,
+            n_bootstrap=args.bootstrap,
+            seed=args.seed,
             eci_sem_max_k=None if args.eci_sem_max_k == 0 else args.eci_sem_max_k,
         )
     except ValueError as err:
         return _err(f"error: {err}")
     coll, report, status = _load(args)
     if coll is None or status:
-        if coll is not None and not args.json:  # stdout says why it holds no table (stderr: one line per bad file)
+        if (
+            coll is not None and not args.json
+        ):  # stdout says why it holds no table (stderr: one line per bad file)
             n = len(report.errors)
-            print(f"Nothing scored: {n} file{'' if n == 1 else 's'} could not be loaded (one line each on stderr); "
-                  "fix them or leave them out of the command (`eci inspect` shows what loads)")
+            print(
+                f"Nothing scored: {n} file{'' if n == 1 else 's'} could not be loaded (one line each on stderr); "
+                "fix them or leave them out of the command (`eci inspect` shows what loads)"
+            )
         return status or 2
     if not coll.sources:
-        return _err(f"error: no negative source in {' '.join(args.paths)}: nothing to score "
-                    "(run `eci inspect` to see what was read)")
+        return _err(
+            f"error: no negative source in {' '.join(args.paths)}: nothing to score "
+            "(run `eci inspect` to see what was read)"
+        )
     from eci_core.models.cache import EmbeddingCache
     from eci_core.models.registry import load_cross_encoder, load_encoder
     from eci_core.scoring import score_collection
@@ -340,9 +436,18 @@ def cmd_score(args) -> int:
 
                 cross = RayCrossEncoder(cross, device=args.device)
             score_source = RaySourceScorer()
-        result = score_collection(coll, encoder, config, cross_encoder=cross, cache=cache,
-                                  sources=args.source, progress=progress, embeddings=embeddings,
-                                  score_source=score_source, embedding_dtype=args.embedding_dtype)
+        result = score_collection(
+            coll,
+            encoder,
+            config,
+            cross_encoder=cross,
+            cache=cache,
+            sources=args.source,
+            progress=progress,
+            embeddings=embeddings,
+            score_source=score_source,
+            embedding_dtype=args.embedding_dtype,
+        )
     except (LoadError, ValueError, FileNotFoundError, RuntimeError) as err:
         progress.close()
         return _err(f"error: {err}")
@@ -355,8 +460,10 @@ def cmd_score(args) -> int:
     if args.json:
         print(json.dumps(json_report(result)))
         return 0
-    print(f"Target encoder: {result.encoder}   aggregate: {config.aggregate}   positive: {config.positive}   "
-          f"bootstrap: B={config.n_bootstrap}, seed={config.seed}")
+    print(
+        f"Target encoder: {result.encoder}   aggregate: {config.aggregate}   positive: {config.positive}   "
+        f"bootstrap: B={config.n_bootstrap}, seed={config.seed}"
+    )
     print()
     print(leaderboard(result.sources))
     print("* ECI_sem is experimental (a reconstruction of the paper's June version).")
@@ -365,8 +472,11 @@ def cmd_score(args) -> int:
     pred, line = predicted_values(result)
     if pred is not None:
         print("\nPredicted training value (nDCG@10 gain over in-batch-only fine-tuning; not a measurement):")
-        print(pred.sort_values("predicted_gain", ascending=False).to_string(
-            index=False, float_format=lambda x: f"{x:+.4f}"))
+        print(
+            pred.sort_values("predicted_gain", ascending=False).to_string(
+                index=False, float_format=lambda x: f"{x:+.4f}"
+            )
+        )
     print(line)
     if len(result.beats) > 1:
         print("\nP(row beats column), bootstrap on shared queries:")
@@ -390,4 +500,3 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
-

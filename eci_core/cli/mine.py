@@ -34,7 +34,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("dir", help="BEIR directory with corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
-    p.add_argument("--method", default=None, choices=METHODS, help="how candidates are retrieved and scored (required unless --sweep)")
+    p.add_argument(
+        "--method",
+        default=None,
+        choices=METHODS,
+        help="how candidates are retrieved and scored (required unless --sweep)",
+    )
     p.add_argument(
         "--sweep",
         action="store_true",
@@ -51,7 +56,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "x10 when a margin or score filter is set)",
     )
     p.add_argument(
-        "--absolute-margin", type=float, default=None, help="drop a candidate if its score + m > the positive's score"
+        "--absolute-margin",
+        type=float,
+        default=None,
+        help="drop a candidate if its score + m > the positive's score",
     )
     p.add_argument(
         "--relative-margin",
@@ -61,11 +69,29 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--max-score", type=float, default=None, help="drop candidates scoring above this")
     p.add_argument("--min-score", type=float, default=None, help="drop candidates scoring below this")
-    p.add_argument("--sampling-strategy", choices=("top", "random"), default="top", help="take the top survivors or sample them")
+    p.add_argument(
+        "--sampling-strategy",
+        choices=("top", "random"),
+        default="top",
+        help="take the top survivors or sample them",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of random sampling and of the random miner")
-    p.add_argument("--encoder", default=None, help="bi-encoder for dense / cross-encoder: 'minilm' (bundled, default), 'hashing' or a local sentence-transformers folder")
-    p.add_argument("--cross-encoder", default=None, help="cross-encoder: bundled ONNX ms-marco-MiniLM-L-12-v2 (default) or a local folder")
-    p.add_argument("--pool-size", type=int, default=None, help="candidates per retriever before cross-encoder rescoring (cross-encoder: 50 from BM25 + 50 dense; bm25+ce: 100 from BM25)")
+    p.add_argument(
+        "--encoder",
+        default=None,
+        help="bi-encoder for dense / cross-encoder: 'minilm' (bundled, default), 'hashing' or a local sentence-transformers folder",
+    )
+    p.add_argument(
+        "--cross-encoder",
+        default=None,
+        help="cross-encoder: bundled ONNX ms-marco-MiniLM-L-12-v2 (default) or a local folder",
+    )
+    p.add_argument(
+        "--pool-size",
+        type=int,
+        default=None,
+        help="candidates per retriever before cross-encoder rescoring (cross-encoder: 50 from BM25 + 50 dense; bm25+ce: 100 from BM25)",
+    )
     p.add_argument("--split", default="test", help="qrels split: qrels/<split>.tsv")
     p.add_argument(
         "--exclude-prefix",
@@ -82,9 +108,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "ones, unfiltered and scored by the method's scorer",
     )
     p.add_argument("--tag", default=None, help="TREC run tag (default: the method)")
-    p.add_argument("--cache-dir", default=None, help="embedding cache directory (default $ECI_CACHE_DIR or ~/.cache/eci-explorer)")
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="embedding cache directory (default $ECI_CACHE_DIR or ~/.cache/eci-explorer)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--out", default=None, help="output TREC run file (with --sweep: a directory, default DIR/sweep)")
+    p.add_argument(
+        "--out", default=None, help="output TREC run file (with --sweep: a directory, default DIR/sweep)"
+    )
     p.set_defaults(func=run)
     return p
 
@@ -156,14 +188,29 @@ def run_sweep(args: argparse.Namespace) -> int:
     from eci_core.models.cache import EmbeddingCache
     from eci_core.miners import SWEEP, mine_sweep, read_beir, read_negative_ids
 
-    set_params = [f"--{n.replace('_', '-')}" for n in ("method", "range_min", "range_max", "absolute_margin", "relative_margin",
-                                                        "max_score", "min_score", "pool_size", "tag")
-                  if getattr(args, n) not in (None, 0)]
+    set_params = [
+        f"--{n.replace('_', '-')}"
+        for n in (
+            "method",
+            "range_min",
+            "range_max",
+            "absolute_margin",
+            "relative_margin",
+            "max_score",
+            "min_score",
+            "pool_size",
+            "tag",
+        )
+        if getattr(args, n) not in (None, 0)
+    ]
     if args.sampling_strategy != "top":
         set_params.append("--sampling-strategy")
     if set_params:
-        print(f"error: {set_params[0]} does not apply to --sweep (each sweep source has its own parameters; "
-              f"see `eci_core.miners.SWEEP`)", file=sys.stderr)
+        print(
+            f"error: {set_params[0]} does not apply to --sweep (each sweep source has its own parameters; "
+            f"see `eci_core.miners.SWEEP`)",
+            file=sys.stderr,
+        )
         return 2
     out_dir = Path(args.out) if args.out else Path(args.dir) / "sweep"
     progress = TqdmProgress(enabled=not args.no_progress)
@@ -172,9 +219,18 @@ def run_sweep(args: argparse.Namespace) -> int:
         extra = read_negative_ids(args.add_negatives) if args.add_negatives else None
         shipped = Path(args.dir) / "embeddings"
         cache = EmbeddingCache(args.cache_dir, readonly_dirs=[shipped] if shipped.is_dir() else [])
-        results = mine_sweep(data, out_dir, extra_negatives=extra, exclude_prefixes=tuple(args.exclude_prefix),
-                             seed=args.seed, encoder=args.encoder, cross_encoder=args.cross_encoder, cache=cache,
-                             split=args.split, progress=progress)
+        results = mine_sweep(
+            data,
+            out_dir,
+            extra_negatives=extra,
+            exclude_prefixes=tuple(args.exclude_prefix),
+            seed=args.seed,
+            encoder=args.encoder,
+            cross_encoder=args.cross_encoder,
+            cache=cache,
+            split=args.split,
+            progress=progress,
+        )
     except (LoadError, ValueError, FileNotFoundError) as err:
         progress.close()
         print(f"error: {err}", file=sys.stderr)
@@ -184,7 +240,9 @@ def run_sweep(args: argparse.Namespace) -> int:
         print(res.summary(path, n).replace(f"with {res.method}", f"with {res.method} ({name})"))
     skipped = [name for name, _, p in SWEEP if p.get("extra") and not extra]
     if skipped:
-        print(f"Skipped {', '.join(skipped)}: they mix in --add-negatives FILE (e.g. the LLM-written negatives)")
+        print(
+            f"Skipped {', '.join(skipped)}: they mix in --add-negatives FILE (e.g. the LLM-written negatives)"
+        )
     print(f"Wrote {len(results)} sources to {out_dir}")
     return 0
 

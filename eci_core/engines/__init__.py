@@ -11,7 +11,9 @@ from __future__ import annotations
 ENGINES = ("local", "ray")
 
 
-def score(collection, encoder, config=None, *, engine: str = "local", ray_address: str | None = None, **kwargs):
+def score(
+    collection, encoder, config=None, *, engine: str = "local", ray_address: str | None = None, **kwargs
+):
     """Scores ``collection`` on ``engine`` ("local" or "ray"); ``kwargs`` are
     :func:`eci_core.scoring.score_collection`'s (``cross_encoder``, ``cache``, ``sources``,
     ``progress``, ``embeddings``, ...). For ``"ray"``, ``encoder`` may be a name or folder (loaded

@@ -95,7 +95,11 @@ def requested_devices(device: str | Sequence[str] | None) -> tuple[str, int | No
 
     if device is None or (isinstance(device, str) and device.strip().lower() in ("", "auto")):
         return "auto", None
-    items = [d.strip().lower() for d in device.split(",")] if isinstance(device, str) else [str(d).strip().lower() for d in device]
+    items = (
+        [d.strip().lower() for d in device.split(",")]
+        if isinstance(device, str)
+        else [str(d).strip().lower() for d in device]
+    )
     items = [d for d in items if d]
     if not items:
         raise ValueError(f"device={device!r}: {_DEVICES_HELP}")
@@ -104,15 +108,24 @@ def requested_devices(device: str | Sequence[str] | None) -> tuple[str, int | No
             raise ValueError(f"device={d!r}: {_DEVICES_HELP}")
     kinds = {d.split(":")[0] for d in items}
     if len(kinds) > 1:
-        raise ValueError(f"device={device!r}: on Ray name one kind of device (cpu, mps, or CUDA GPUs), not a mix")
+        raise ValueError(
+            f"device={device!r}: on Ray name one kind of device (cpu, mps, or CUDA GPUs), not a mix"
+        )
     kind = kinds.pop()
     if kind != "cuda":
         return kind, None
     return "cuda", (None if "cuda" in items else len(set(items)))
 
 
-def actor_resources(device: str | Sequence[str] | None, n_gpus: int, n_cpus: int, concurrency: int | None = None, *,
-                    torch_model: bool = True, max_cpu_actors: int | None = None) -> tuple[bool, dict]:
+def actor_resources(
+    device: str | Sequence[str] | None,
+    n_gpus: int,
+    n_cpus: int,
+    concurrency: int | None = None,
+    *,
+    torch_model: bool = True,
+    max_cpu_actors: int | None = None,
+) -> tuple[bool, dict]:
     """``(gpu, map_batches resources)`` of the model actors for ``device`` on a cluster with
     ``n_gpus`` GPUs and ``n_cpus`` CPUs.
 
@@ -132,11 +145,14 @@ def actor_resources(device: str | Sequence[str] | None, n_gpus: int, n_cpus: int
     if gpu:
         return True, dict(num_gpus=1, concurrency=concurrency or (min(k, n_gpus) if k else n_gpus))
     cpus = max(1, int(n_cpus))
-    return False, dict(num_cpus=1, concurrency=concurrency or (min(max_cpu_actors, cpus) if max_cpu_actors else cpus))
+    return False, dict(
+        num_cpus=1, concurrency=concurrency or (min(max_cpu_actors, cpus) if max_cpu_actors else cpus)
+    )
 
 
-def actor_device(device: str | Sequence[str] | None, gpu: bool, visible: str | None = None,
-                 gpu_ids: Sequence | None = None) -> str:
+def actor_device(
+    device: str | Sequence[str] | None, gpu: bool, visible: str | None = None, gpu_ids: Sequence | None = None
+) -> str:
     """The torch device a model actor uses, inside the actor: ``"cpu"`` (``"mps"`` when asked
     for) in a CPU actor; in a GPU actor the GPU Ray assigned it. Ray sets
     ``CUDA_VISIBLE_DEVICES`` (``visible``) to that GPU, so it is ``cuda:0`` in the actor whatever
@@ -183,7 +199,9 @@ class _EncodeActor:
         fn = self.encoder.encode_queries if self.kind == "query" else self.encoder.encode_passages
         vecs = np.asarray(fn(texts), dtype=np.float32)
         flat = pa.array(vecs.reshape(-1))
-        return pa.table({"i": batch.column("i"), "vec": pa.FixedSizeListArray.from_arrays(flat, vecs.shape[1])})
+        return pa.table(
+            {"i": batch.column("i"), "vec": pa.FixedSizeListArray.from_arrays(flat, vecs.shape[1])}
+        )
 
 
 class RayEncoder:
@@ -195,7 +213,9 @@ class RayEncoder:
     with the local engine.
     """
 
-    def __init__(self, spec, device: str = "auto", batch_size: int = ENCODE_BATCH, concurrency: int | None = None):
+    def __init__(
+        self, spec, device: str = "auto", batch_size: int = ENCODE_BATCH, concurrency: int | None = None
+    ):
         from eci_core.models.registry import load_encoder
 
         requested_devices(device)  # ValueError now, not in an actor
@@ -218,8 +238,14 @@ class RayEncoder:
         model (the ONNX and hashing encoders are CPU-only), at most 4 CPU actors."""
         from eci_core.models.st_encoder import SentenceTransformerEncoder
 
-        return actor_resources(self.device, n_gpus, n_cpus, self.concurrency,
-                               torch_model=isinstance(self._local, SentenceTransformerEncoder), max_cpu_actors=4)
+        return actor_resources(
+            self.device,
+            n_gpus,
+            n_cpus,
+            self.concurrency,
+            torch_model=isinstance(self._local, SentenceTransformerEncoder),
+            max_cpu_actors=4,
+        )
 
     def _run(self, texts: Sequence[str], kind: str) -> np.ndarray:
         import pyarrow as pa
@@ -231,12 +257,19 @@ class RayEncoder:
         gpu, kw = self.resources(_n_gpus(ray), int(ray.cluster_resources().get("CPU", 1)))
         n_actors = kw["concurrency"]
         n_blocks = max(1, min(n_actors, -(-len(texts) // self.batch_size)))
-        ds = ray.data.from_arrow(pa.table({"i": np.arange(len(texts), dtype=np.int64), "text": texts}),
-                                 override_num_blocks=n_blocks)
+        ds = ray.data.from_arrow(
+            pa.table({"i": np.arange(len(texts), dtype=np.int64), "text": texts}),
+            override_num_blocks=n_blocks,
+        )
         kw["concurrency"] = min(n_actors, n_blocks)
         spec = self.spec if isinstance(self.spec, str) or self.spec is None else self._local
-        out = ds.map_batches(_EncodeActor, fn_constructor_kwargs={"spec": spec, "device": self.device, "kind": kind, "gpu": gpu},
-                             batch_size=self.batch_size, batch_format="pyarrow", **kw)
+        out = ds.map_batches(
+            _EncodeActor,
+            fn_constructor_kwargs={"spec": spec, "device": self.device, "kind": kind, "gpu": gpu},
+            batch_size=self.batch_size,
+            batch_format="pyarrow",
+            **kw,
+        )
         tables = ray.get(out.to_arrow_refs())
         vecs = np.empty((len(texts), self.dim), dtype=np.float32)
         for t in tables:
@@ -263,12 +296,21 @@ def _cross_spec(model):
     from eci_core.models.st_encoder import SentenceTransformersCrossEncoder
 
     if isinstance(model, OnnxCrossEncoder):  # onnxruntime on CPU: one thread per 1-CPU actor
-        return OnnxCrossEncoder, dict(model_dir=str(model.model_dir), name=model.name,
-                                      batch_size=model.batch_size, max_length=model.max_length, threads=1)
+        return OnnxCrossEncoder, dict(
+            model_dir=str(model.model_dir),
+            name=model.name,
+            batch_size=model.batch_size,
+            max_length=model.max_length,
+            threads=1,
+        )
     if isinstance(model, SentenceTransformersCrossEncoder):
-        return SentenceTransformersCrossEncoder, dict(model_path=str(model.path), name=model.name,
-                                                      batch_size=model.batch_size, max_length=model.max_length,
-                                                      device="cpu")
+        return SentenceTransformersCrossEncoder, dict(
+            model_path=str(model.path),
+            name=model.name,
+            batch_size=model.batch_size,
+            max_length=model.max_length,
+            device="cpu",
+        )
     return None, model
 
 
@@ -302,12 +344,16 @@ class RayCrossEncoder:
     cluster it runs on CPU actors, or on ``"mps"`` when asked for).
     """
 
-    def __init__(self, model, device: str = "auto", batch_size: int = CROSS_BATCH, concurrency: int | None = None):
+    def __init__(
+        self, model, device: str = "auto", batch_size: int = CROSS_BATCH, concurrency: int | None = None
+    ):
         from eci_core.models.registry import load_cross_encoder
 
         local = load_cross_encoder(model) if model is None or isinstance(model, (str, os.PathLike)) else model
         if local is None:
-            raise ValueError("RayCrossEncoder('none'): no cross-encoder to run; pass cross_encoder=None instead")
+            raise ValueError(
+                "RayCrossEncoder('none'): no cross-encoder to run; pass cross_encoder=None instead"
+            )
         requested_devices(device)  # ValueError now, not in an actor
         self._local = local
         self.name = getattr(local, "name", type(local).__name__)
@@ -323,8 +369,13 @@ class RayCrossEncoder:
         CrossEncoder (the bundled ONNX model is CPU-only), else one actor per CPU."""
         from eci_core.models.st_encoder import SentenceTransformersCrossEncoder
 
-        return actor_resources(self.device, n_gpus, n_cpus, self.concurrency,
-                               torch_model=isinstance(self._local, SentenceTransformersCrossEncoder))
+        return actor_resources(
+            self.device,
+            n_gpus,
+            n_cpus,
+            self.concurrency,
+            torch_model=isinstance(self._local, SentenceTransformersCrossEncoder),
+        )
 
     def predict(self, pairs) -> np.ndarray:
         import pyarrow as pa
@@ -339,11 +390,18 @@ class RayCrossEncoder:
         n_blocks = max(1, min(kw["concurrency"], -(-len(pairs) // self.batch_size)))
         kw["concurrency"] = min(kw["concurrency"], n_blocks)
         q, p = zip(*pairs)
-        ds = ray.data.from_arrow(pa.table({"i": np.arange(len(pairs), dtype=np.int64), "query": list(q),
-                                           "passage": list(p)}), override_num_blocks=n_blocks)
+        ds = ray.data.from_arrow(
+            pa.table({"i": np.arange(len(pairs), dtype=np.int64), "query": list(q), "passage": list(p)}),
+            override_num_blocks=n_blocks,
+        )
         cls, spec = _cross_spec(self._local)
-        out = ds.map_batches(_CrossActor, fn_constructor_kwargs={"cls": cls, "spec": spec, "device": self.device, "gpu": gpu},
-                             batch_size=self.batch_size, batch_format="pyarrow", **kw)
+        out = ds.map_batches(
+            _CrossActor,
+            fn_constructor_kwargs={"cls": cls, "spec": spec, "device": self.device, "gpu": gpu},
+            batch_size=self.batch_size,
+            batch_format="pyarrow",
+            **kw,
+        )
         scores = np.full(len(pairs), np.nan, dtype=np.float32)
         for t in ray.get(out.to_arrow_refs()):
             if t.num_rows:
@@ -384,10 +442,21 @@ class _ScoreActor:
         n_val, p_val = negs.values.to_numpy(), poss.values.to_numpy()
         counts = n_off[order + 1] - n_off[order]
         pcounts = p_off[order + 1] - p_off[order]
-        n_idx = np.concatenate([n_val[n_off[i]:n_off[i + 1]] for i in order] + [np.zeros(0, np.int64)])
-        pos_p = np.concatenate([p_val[p_off[i]:p_off[i + 1]] for i in order] + [np.zeros(0, np.int64)])
-        sc = score_arrays(self.q_emb, self.p_emb, np.repeat(qs, counts), n_idx, np.repeat(qs, pcounts), pos_p,
-                          self.config, queries=qs, lexicon=self.lexicon, with_sem=self.with_sem, n_threads=1)
+        n_idx = np.concatenate([n_val[n_off[i] : n_off[i + 1]] for i in order] + [np.zeros(0, np.int64)])
+        pos_p = np.concatenate([p_val[p_off[i] : p_off[i + 1]] for i in order] + [np.zeros(0, np.int64)])
+        sc = score_arrays(
+            self.q_emb,
+            self.p_emb,
+            np.repeat(qs, counts),
+            n_idx,
+            np.repeat(qs, pcounts),
+            pos_p,
+            self.config,
+            queries=qs,
+            lexicon=self.lexicon,
+            with_sem=self.with_sem,
+            n_threads=1,
+        )
         offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
 
         def lst(values) -> pa.ListArray:
@@ -401,7 +470,9 @@ class _ScoreActor:
             table = table.append_column(k, lst(getattr(sc, k)))
         for k in _PAIR_FLAGS:
             table = table.append_column(k, lst(np.asarray(sc.flags[k], dtype=bool)))
-        return table.append_column("flag_reasons", lst(np.asarray(sc.flags["flag_reasons"], dtype=object).astype(str)))
+        return table.append_column(
+            "flag_reasons", lst(np.asarray(sc.flags["flag_reasons"], dtype=object).astype(str))
+        )
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -433,10 +504,13 @@ class RaySourceScorer:
             p_emb = p_emb[np.arange(p_emb.shape[0])]
         return [ray.put(np.asarray(q_emb)), ray.put(np.asarray(p_emb)), ray.put(lexicon)]
 
-    def __call__(self, q_emb, p_emb, q_idx, n_idx, pos_q, pos_p, config, *, queries, lexicon, cross, with_sem):
+    def __call__(
+        self, q_emb, p_emb, q_idx, n_idx, pos_q, pos_p, config, *, queries, lexicon, cross, with_sem
+    ):
         job = dict(q_idx=q_idx, n_idx=n_idx, pos_q=pos_q, pos_p=pos_p, queries=queries)
-        return self.score_many(q_emb, p_emb, {"source": job}, config, lexicon=lexicon, cross=cross,
-                               with_sem=with_sem)["source"]
+        return self.score_many(
+            q_emb, p_emb, {"source": job}, config, lexicon=lexicon, cross=cross, with_sem=with_sem
+        )["source"]
 
     def score_many(self, q_emb, p_emb, jobs: dict, config, *, lexicon, cross, with_sem) -> dict:
         """``{name: ArrayScores}`` for ``jobs = {name: dict(q_idx, n_idx, pos_q, pos_p, queries)}``
@@ -459,9 +533,19 @@ class RaySourceScorer:
                 counts[np.searchsorted(queries, u)] = c
             _, pp, pcounts = positives_for(queries, j["pos_q"], j["pos_p"])  # raises as score_arrays would
             as_list = lambda off, vals: pa.ListArray.from_arrays(  # noqa: E731
-                pa.array(np.concatenate([[0], np.cumsum(off)]).astype(np.int32)), pa.array(vals, type=pa.int64()))
-            parts.append(pa.table({"src": np.full(queries.shape[0], code, dtype=np.int64), "q": queries,
-                                   "neg": as_list(counts, n_idx), "pos": as_list(pcounts, pp)}))
+                pa.array(np.concatenate([[0], np.cumsum(off)]).astype(np.int32)),
+                pa.array(vals, type=pa.int64()),
+            )
+            parts.append(
+                pa.table(
+                    {
+                        "src": np.full(queries.shape[0], code, dtype=np.int64),
+                        "q": queries,
+                        "neg": as_list(counts, n_idx),
+                        "pos": as_list(pcounts, pp),
+                    }
+                )
+            )
             prepared[name] = (queries, q_idx, n_idx)
         rows = pa.concat_tables(parts) if parts else None
         tables = []
@@ -469,10 +553,18 @@ class RaySourceScorer:
             cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
             n_blocks = max(1, min(cpus, -(-rows.num_rows // self.batch_size)))
             ds = ray.data.from_arrow(rows, override_num_blocks=n_blocks)
-            out = ds.map_batches(_ScoreActor, fn_constructor_kwargs={"refs": self._put(ray, q_emb, p_emb, lexicon),
-                                                                     "config": config, "with_sem": with_sem},
-                                 batch_size=self.batch_size, batch_format="pyarrow", num_cpus=1,
-                                 concurrency=self.concurrency or min(cpus, n_blocks))
+            out = ds.map_batches(
+                _ScoreActor,
+                fn_constructor_kwargs={
+                    "refs": self._put(ray, q_emb, p_emb, lexicon),
+                    "config": config,
+                    "with_sem": with_sem,
+                },
+                batch_size=self.batch_size,
+                batch_format="pyarrow",
+                num_cpus=1,
+                concurrency=self.concurrency or min(cpus, n_blocks),
+            )
             tables = [t for t in ray.get(out.to_arrow_refs()) if t.num_rows]
         whole = pa.concat_tables(tables) if tables else None
         result = {}
@@ -481,7 +573,9 @@ class RaySourceScorer:
             t = None
             if whole is not None:
                 t = whole.filter(pa.array(whole.column("src").to_numpy() == code))
-            result[name] = self._assemble(t, queries, q_idx, n_idx, q_emb, p_emb, jobs[name], config, lexicon, with_sem)
+            result[name] = self._assemble(
+                t, queries, q_idx, n_idx, q_emb, p_emb, jobs[name], config, lexicon, with_sem
+            )
         if cross is not None:
             self._add_cross(result, cross, config)
         return result
@@ -501,13 +595,21 @@ class RaySourceScorer:
         at = 0
         for sc in scs:
             nq, npairs = sc.queries.shape[0], sc.q_idx.shape[0]
-            ce_pos, ce_neg = vals[at:at + nq], vals[at + nq:at + nq + npairs]
+            ce_pos, ce_neg = vals[at : at + nq], vals[at + nq : at + nq + npairs]
             at += nq + npairs
             counts = np.bincount(np.searchsorted(sc.queries, sc.q_idx), minlength=nq)
             sc.ce_margin = np.repeat(ce_pos, counts) - ce_neg
-            sc.flags = M.flags(sc.margin, sc.s_pn, sc.s_qn, sc.s_qp, exact_duplicate=sc.flags["near_duplicate"],
-                               ce_margin=sc.ce_margin, near_duplicate_threshold=config.near_duplicate_threshold,
-                               cross_encoder_margin=config.cross_encoder_margin, percpos=config.percpos)
+            sc.flags = M.flags(
+                sc.margin,
+                sc.s_pn,
+                sc.s_qn,
+                sc.s_qp,
+                exact_duplicate=sc.flags["near_duplicate"],
+                ce_margin=sc.ce_margin,
+                near_duplicate_threshold=config.near_duplicate_threshold,
+                cross_encoder_margin=config.cross_encoder_margin,
+                percpos=config.percpos,
+            )
 
     @staticmethod
     def _assemble(t, queries, q_idx, n_idx, q_emb, p_emb, job, config, lexicon, with_sem):
@@ -516,11 +618,24 @@ class RaySourceScorer:
         from eci_core.scoring import ArrayScores, score_arrays
 
         if t is None or t.num_rows == 0:  # a source without queries: nothing to send to Ray
-            return score_arrays(q_emb, p_emb, q_idx, n_idx, job["pos_q"], job["pos_p"], config, queries=queries,
-                                lexicon=lexicon, with_sem=with_sem, n_threads=1)
+            return score_arrays(
+                q_emb,
+                p_emb,
+                q_idx,
+                n_idx,
+                job["pos_q"],
+                job["pos_p"],
+                config,
+                queries=queries,
+                lexicon=lexicon,
+                with_sem=with_sem,
+                n_threads=1,
+            )
         t = t.take(pa.array(np.argsort(t.column("q").to_numpy(), kind="stable")))
         if not np.array_equal(t.column("q").to_numpy(), queries):
-            raise RuntimeError("the Ray engine lost or repeated queries: its output does not cover the source's queries")
+            raise RuntimeError(
+                "the Ray engine lost or repeated queries: its output does not cover the source's queries"
+            )
 
         def flat(name, dtype=None):
             arr = t.column(name).combine_chunks().flatten()
@@ -530,17 +645,39 @@ class RaySourceScorer:
         flags = {k: flat(k, bool) for k in _PAIR_FLAGS}
         flags["flag_reasons"] = flat("flag_reasons", object)
         got = {k: flat(k, np.float64) for k in _PAIR_FLOATS}
-        sem_capped = int((metrics["K"] > config.eci_sem_max_k).sum()) if with_sem and config.eci_sem_max_k else 0
+        sem_capped = (
+            int((metrics["K"] > config.eci_sem_max_k).sum()) if with_sem and config.eci_sem_max_k else 0
+        )
         return ArrayScores(
-            q_idx=q_idx, n_idx=n_idx, s_qn=got["s_qn"], s_qp=got["s_qp"], margin=got["margin"], s_pn=got["s_pn"],
-            lex_overlap=got["lex_overlap"], ce_margin=got["ce_margin"], flags=flags, queries=queries,
-            pstar=t.column("pstar").to_numpy(), s_qp_query=t.column("s_qp_query").to_numpy(), metrics=metrics,
-            eci_sem=t.column("eci_sem").to_numpy(), n_sem_capped=sem_capped,
+            q_idx=q_idx,
+            n_idx=n_idx,
+            s_qn=got["s_qn"],
+            s_qp=got["s_qp"],
+            margin=got["margin"],
+            s_pn=got["s_pn"],
+            lex_overlap=got["lex_overlap"],
+            ce_margin=got["ce_margin"],
+            flags=flags,
+            queries=queries,
+            pstar=t.column("pstar").to_numpy(),
+            s_qp_query=t.column("s_qp_query").to_numpy(),
+            metrics=metrics,
+            eci_sem=t.column("eci_sem").to_numpy(),
+            n_sem_capped=sem_capped,
         )
 
 
-def score_ray(collection, encoder, config, *, ray_address: str | None = None, device: str = "auto",
-              num_cpus: int | None = None, score_batch: int = SCORE_BATCH, **kwargs):
+def score_ray(
+    collection,
+    encoder,
+    config,
+    *,
+    ray_address: str | None = None,
+    device: str = "auto",
+    num_cpus: int | None = None,
+    score_batch: int = SCORE_BATCH,
+    **kwargs,
+):
     """:func:`eci_core.scoring.score_collection` with encoding, scoring and the cross-encoder (when
     ``cross_encoder`` is given: a name, a folder or a model, see :class:`RayCrossEncoder`) on Ray."""
     from eci_core.scoring import score_collection
@@ -561,5 +698,13 @@ def score_ray(collection, encoder, config, *, ray_address: str | None = None, de
     return score_collection(collection, enc, config, score_source=RaySourceScorer(score_batch), **kwargs)
 
 
-__all__ = ["RayCrossEncoder", "RayEncoder", "RaySourceScorer", "actor_device", "actor_resources", "init_ray",
-           "requested_devices", "score_ray"]
+__all__ = [
+    "RayCrossEncoder",
+    "RayEncoder",
+    "RaySourceScorer",
+    "actor_device",
+    "actor_resources",
+    "init_ray",
+    "requested_devices",
+    "score_ray",
+]

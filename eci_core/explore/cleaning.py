@@ -25,10 +25,11 @@ def cleaned_set(collection: Any, result: Any, **options: Any):
         return v
 
     key = (id(collection),) + tuple(sorted((k, freeze(v)) for k, v in options.items()))
-    return memo(result, key, lambda: export.clean_collection(collection, result, **options), slot="cleaned_set")
+    return memo(
+        result, key, lambda: export.clean_collection(collection, result, **options), slot="cleaned_set"
+    )
 
 
 def cleaned_summary(cleaned: Any) -> pd.DataFrame:
     """``cleaned.summary()`` (see :class:`eci_core.io.export.CleanedSet`), once per cleaned set."""
     return memo(cleaned, ("summary",), cleaned.summary).copy()
-

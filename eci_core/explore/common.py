@@ -23,10 +23,30 @@ import pandas as pd
 from eci_core.explore.memo import memo
 
 __all__ = [
-    "OKABE_ITO", "CONTINUOUS_SCALE", "FLAG_RULES", "SUMMARY_STATS", "SCATTER_MAX_POINTS", "ECDF_MAX_POINTS",
-    "TABLE_MAX_ROWS", "BUILT_ONCE_NOTE", "result_table", "require_columns", "source_order", "RowGroups",
-    "row_groups", "rows_of", "values_of", "source_colors", "ranked_names", "as_bool", "finite_range",
-    "scatter_sample", "sampling_note", "binned_histogram", "ecdf", "ecdf_points",
+    "OKABE_ITO",
+    "CONTINUOUS_SCALE",
+    "FLAG_RULES",
+    "SUMMARY_STATS",
+    "SCATTER_MAX_POINTS",
+    "ECDF_MAX_POINTS",
+    "TABLE_MAX_ROWS",
+    "BUILT_ONCE_NOTE",
+    "result_table",
+    "require_columns",
+    "source_order",
+    "RowGroups",
+    "row_groups",
+    "rows_of",
+    "values_of",
+    "source_colors",
+    "ranked_names",
+    "as_bool",
+    "finite_range",
+    "scatter_sample",
+    "sampling_note",
+    "binned_histogram",
+    "ecdf",
+    "ecdf_points",
 ]
 
 
@@ -50,8 +70,10 @@ TABLE_MAX_ROWS = 1_000
 
 
 #: Appended to the docstring of each figure builder that is built once per (table, arguments).
-BUILT_ONCE_NOTE = ("\n\n    Built once per (table, arguments): a page rerun gets the same figure; callers may "
-                   "restyle it (axes margins, height) but not change its data.")
+BUILT_ONCE_NOTE = (
+    "\n\n    Built once per (table, arguments): a page rerun gets the same figure; callers may "
+    "restyle it (axes margins, height) but not change its data."
+)
 
 
 def result_table(obj: Any, name: str) -> pd.DataFrame:
@@ -95,7 +117,7 @@ class RowGroups:
         k = self.index.get_indexer([str(value)])[0]
         if k < 0:
             return np.zeros(0, dtype=np.int64)
-        return self.order[self.starts[k]: self.starts[k + 1]]
+        return self.order[self.starts[k] : self.starts[k + 1]]
 
 
 def row_groups(df: pd.DataFrame, col: str) -> RowGroups:
@@ -133,7 +155,11 @@ def source_colors(names: Sequence[str]) -> dict[str, str]:
 
 def ranked_names(result: Any, order: Sequence[str]) -> list[str]:
     """Source names in ranking order (so a source keeps its colour across figures)."""
-    if not isinstance(result, pd.DataFrame) and hasattr(result, "sources") and isinstance(result.sources, pd.DataFrame):
+    if (
+        not isinstance(result, pd.DataFrame)
+        and hasattr(result, "sources")
+        and isinstance(result.sources, pd.DataFrame)
+    ):
         ranked = [str(n) for n in result.sources["name"]]
         return ranked + [s for s in order if s not in ranked]
     return list(order)
@@ -148,8 +174,13 @@ def finite_range(x: np.ndarray) -> tuple[float, float]:
     return (float(x.min()), float(x.max())) if x.size else (-1.0, 1.0)
 
 
-def scatter_sample(frame: pd.DataFrame, by: str | None = "source", max_points: int | None = None,
-                   seed: int = 0, keep: np.ndarray | None = None) -> pd.DataFrame:
+def scatter_sample(
+    frame: pd.DataFrame,
+    by: str | None = "source",
+    max_points: int | None = None,
+    seed: int = 0,
+    keep: np.ndarray | None = None,
+) -> pd.DataFrame:
     """The rows of ``frame`` a scatter plot draws: all of them when there are at most
     ``max_points``, else a seeded uniform random sample stratified by ``by`` (each value's share
     proportional to its size, every value kept: :func:`eci_core.explore.projection.stratified_sample`),
@@ -162,7 +193,11 @@ def scatter_sample(frame: pd.DataFrame, by: str | None = "source", max_points: i
     if max_points < 1:
         raise ValueError(f"max_points={max_points}: must be >= 1 (e.g. {SCATTER_MAX_POINTS})")
     n = len(frame)
-    keep_key = None if keep is None else hashlib.sha1(np.packbits(np.asarray(keep, dtype=bool)).tobytes()).hexdigest()
+    keep_key = (
+        None
+        if keep is None
+        else hashlib.sha1(np.packbits(np.asarray(keep, dtype=bool)).tobytes()).hexdigest()
+    )
 
     def build() -> pd.DataFrame:
         if n <= max_points:
@@ -171,7 +206,9 @@ def scatter_sample(frame: pd.DataFrame, by: str | None = "source", max_points: i
         forced[np.flatnonzero(forced)[max_points:]] = False
         rest = np.flatnonzero(~forced)
         room = max_points - int(forced.sum())
-        labels = (frame[by].astype(str).to_numpy(dtype=object)[rest] if by else np.zeros(len(rest), dtype=object))
+        labels = (
+            frame[by].astype(str).to_numpy(dtype=object)[rest] if by else np.zeros(len(rest), dtype=object)
+        )
         picked = rest[stratified_sample(labels, room, seed)] if room > 0 and len(rest) else rest[:0]
         idx = np.sort(np.concatenate([np.flatnonzero(forced), picked]))
         return frame.iloc[idx]
@@ -179,16 +216,23 @@ def scatter_sample(frame: pd.DataFrame, by: str | None = "source", max_points: i
     return memo(frame, ("scatter_sample", by, int(max_points), int(seed), keep_key), build)
 
 
-def sampling_note(n_shown: int, n_total: int, by: str | None = "source", what: str = "points",
-                  uses_all: str = "histograms and summary numbers") -> str:
+def sampling_note(
+    n_shown: int,
+    n_total: int,
+    by: str | None = "source",
+    what: str = "points",
+    uses_all: str = "histograms and summary numbers",
+) -> str:
     """What a scatter plot drew, in one sentence ("" when it drew every point)."""
     if n_shown >= n_total:
         return ""
     cap = f"{SCATTER_MAX_POINTS:,}"
     strat = f", stratified by {by} (each {by} in proportion to its size)" if by else ""
-    return (f"The chart draws a seeded random sample of {n_shown:,} of {n_total:,} {what}{strat}, at most "
-            f"{cap}; the {uses_all} count all {n_total:,}, a box or lasso selects among the "
-            "points drawn.")
+    return (
+        f"The chart draws a seeded random sample of {n_shown:,} of {n_total:,} {what}{strat}, at most "
+        f"{cap}; the {uses_all} count all {n_total:,}, a box or lasso selects among the "
+        "points drawn."
+    )
 
 
 def binned_histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -224,4 +268,3 @@ def ecdf_points(values: np.ndarray, max_points: int = ECDF_MAX_POINTS) -> tuple[
     xs = x[idx]
     xs = xs[np.r_[True, xs[1:] != xs[:-1]]]  # one point per distinct value
     return xs, np.searchsorted(x, xs, side="right") / n
-

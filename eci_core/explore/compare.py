@@ -9,7 +9,14 @@ import numpy as np
 import pandas as pd
 
 from eci_core.explore import common
-from eci_core.explore.common import require_columns, result_table, rows_of, sampling_note, scatter_sample, source_order
+from eci_core.explore.common import (
+    require_columns,
+    result_table,
+    rows_of,
+    sampling_note,
+    scatter_sample,
+    source_order,
+)
 from eci_core.explore.memo import memo
 
 __all__ = ["Comparison", "compare_sources", "compare_sample", "compare_scatter"]
@@ -42,8 +49,10 @@ class Comparison:
         higher on 70, dense higher on 45, equal on 5."``"""
         if not self.n_shared:
             return f"{self.a} and {self.b} share no query: nothing to compare."
-        return (f"{self.n_shared} shared queries: {self.a} − {self.b} = {self.mean_diff:+.3f} ECI per query; "
-                f"{self.a} higher on {self.a_wins}, {self.b} higher on {self.b_wins}, equal on {self.ties}.")
+        return (
+            f"{self.n_shared} shared queries: {self.a} − {self.b} = {self.mean_diff:+.3f} ECI per query; "
+            f"{self.a} higher on {self.a_wins}, {self.b} higher on {self.b_wins}, equal on {self.ties}."
+        )
 
 
 def compare_sources(result: Any, a: str, b: str, n_top: int = 10) -> Comparison:
@@ -71,10 +80,17 @@ def _compare(q: pd.DataFrame, a: str, b: str, n_top: int) -> Comparison:
     j = j.iloc[order].reset_index(drop=True)
     d = j["diff"].to_numpy(dtype=np.float64)
     return Comparison(
-        a=a, b=b, per_query=j, top=j.head(n_top).copy(), n_shared=len(j),
+        a=a,
+        b=b,
+        per_query=j,
+        top=j.head(n_top).copy(),
+        n_shared=len(j),
         mean_diff=float(d.mean()) if len(d) else float("nan"),
-        a_wins=int((d > 0).sum()), b_wins=int((d < 0).sum()), ties=int((d == 0).sum()),
-        only_a=int(len(qa.index.difference(qb.index))), only_b=int(len(qb.index.difference(qa.index))),
+        a_wins=int((d > 0).sum()),
+        b_wins=int((d < 0).sum()),
+        ties=int((d == 0).sum()),
+        only_a=int(len(qa.index.difference(qb.index))),
+        only_b=int(len(qb.index.difference(qa.index))),
     )
 
 
@@ -100,22 +116,50 @@ def _compare_scatter(comparison: Comparison, highlight_top: bool = True):
     top_ids = set(comparison.top["query_id"].astype(str)) if highlight_top else set()
     is_top = pq["query_id"].astype(str).isin(top_ids).to_numpy()
     fig = go.Figure()
-    hi = float(np.nanmax(np.r_[pq["eci_a"].to_numpy(dtype=float), pq["eci_b"].to_numpy(dtype=float), 0.01])) * 1.05
-    fig.add_trace(go.Scatter(x=[0, hi], y=[0, hi], mode="lines", line=dict(color="#999999", dash="dash"),
-                             hoverinfo="skip", name="equal"))
-    for mask, name, size, color in ((~is_top, "shared queries", 6, "#56B4E9"), (is_top, "most disagreeing", 10, "#D55E00")):
+    hi = (
+        float(np.nanmax(np.r_[pq["eci_a"].to_numpy(dtype=float), pq["eci_b"].to_numpy(dtype=float), 0.01]))
+        * 1.05
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[0, hi],
+            y=[0, hi],
+            mode="lines",
+            line=dict(color="#999999", dash="dash"),
+            hoverinfo="skip",
+            name="equal",
+        )
+    )
+    for mask, name, size, color in (
+        (~is_top, "shared queries", 6, "#56B4E9"),
+        (is_top, "most disagreeing", 10, "#D55E00"),
+    ):
         part = pq[mask]
         if not len(part):
             continue
-        fig.add_trace(go.Scattergl(
-            x=part["eci_a"].to_numpy(dtype=float), y=part["eci_b"].to_numpy(dtype=float), mode="markers", name=name,
-            marker=dict(size=size, color=color, opacity=0.8),
-            customdata=np.column_stack([part["query_id"].astype(str).to_numpy(), part["diff"].to_numpy(dtype=float)]).astype(object),
-            hovertemplate="query %{customdata[0]}<br>" + f"{comparison.a} %{{x:.3f}}<br>{comparison.b} %{{y:.3f}}"
-                          + "<br>diff %{customdata[1]:+.3f}<extra></extra>"))
-    fig.update_layout(title=f"ECI per query: {comparison.a} vs {comparison.b}", height=520,
-                      xaxis_title=f"ECI_q {comparison.a}", yaxis_title=f"ECI_q {comparison.b}",
-                      margin=dict(l=10, r=10, t=50, b=40), dragmode="lasso")
+        fig.add_trace(
+            go.Scattergl(
+                x=part["eci_a"].to_numpy(dtype=float),
+                y=part["eci_b"].to_numpy(dtype=float),
+                mode="markers",
+                name=name,
+                marker=dict(size=size, color=color, opacity=0.8),
+                customdata=np.column_stack(
+                    [part["query_id"].astype(str).to_numpy(), part["diff"].to_numpy(dtype=float)]
+                ).astype(object),
+                hovertemplate="query %{customdata[0]}<br>"
+                + f"{comparison.a} %{{x:.3f}}<br>{comparison.b} %{{y:.3f}}"
+                + "<br>diff %{customdata[1]:+.3f}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title=f"ECI per query: {comparison.a} vs {comparison.b}",
+        height=520,
+        xaxis_title=f"ECI_q {comparison.a}",
+        yaxis_title=f"ECI_q {comparison.b}",
+        margin=dict(l=10, r=10, t=50, b=40),
+        dragmode="lasso",
+    )
     return fig
 
 
@@ -123,8 +167,11 @@ def _compare_scatter(comparison: Comparison, highlight_top: bool = True):
 # page switch, a widget elsewhere on the page) gets the figure built for the same table and
 # arguments. Callers may restyle the returned figure (axes margins, height) but not its data.
 def compare_scatter(comparison: Comparison, highlight_top: bool = True):
-    return memo(comparison, ("fig_compare", bool(highlight_top), common.SCATTER_MAX_POINTS),
-                 lambda: _compare_scatter(comparison, highlight_top))
+    return memo(
+        comparison,
+        ("fig_compare", bool(highlight_top), common.SCATTER_MAX_POINTS),
+        lambda: _compare_scatter(comparison, highlight_top),
+    )
 
 
 compare_scatter.__doc__ = (_compare_scatter.__doc__ or "") + common.BUILT_ONCE_NOTE

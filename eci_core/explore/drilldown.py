@@ -12,8 +12,17 @@ import pandas as pd
 from eci_core.explore.common import require_columns, result_table, rows_of, source_order
 from eci_core.explore.memo import memo
 
-__all__ = ["DrillDown", "query_drilldown", "shared_words", "highlight_html", "search_queries", "scored_query_mask",
-           "query_choices", "worst_queries", "worst_query"]
+__all__ = [
+    "DrillDown",
+    "query_drilldown",
+    "shared_words",
+    "highlight_html",
+    "search_queries",
+    "scored_query_mask",
+    "query_choices",
+    "worst_queries",
+    "worst_query",
+]
 
 
 def shared_words(text: str, reference: str | Sequence[str]) -> list[str]:
@@ -40,7 +49,7 @@ def highlight_html(text: str, words: Iterable[str], tag: str = "mark") -> str:
     out, last = [], 0
     for m in re.finditer(r"\w+", text):
         if m.group().lower() in wanted:
-            out.append(html.escape(text[last:m.start()]))
+            out.append(html.escape(text[last : m.start()]))
             out.append(f"<{tag}>{html.escape(m.group())}</{tag}>")
             last = m.end()
     out.append(html.escape(text[last:]))
@@ -65,14 +74,18 @@ class DrillDown:
     metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def query_drilldown(collection: Any, result: Any, query_id: str, sources: Sequence[str] | None = None) -> DrillDown:
+def query_drilldown(
+    collection: Any, result: Any, query_id: str, sources: Sequence[str] | None = None
+) -> DrillDown:
     """Rows of one query for the drill-down page (see :class:`DrillDown`). ``collection`` gives
     the texts; ``result`` the pairs and queries tables."""
     qid = str(query_id)
     try:
         qi = collection.query_index(qid)
     except KeyError:
-        raise ValueError(f"query_id={qid!r} is not in the collection ({collection.n_queries} queries loaded)") from None
+        raise ValueError(
+            f"query_id={qid!r} is not in the collection ({collection.n_queries} queries loaded)"
+        ) from None
     pos_idx = list(collection.positives.get(qi, []))
     pos_texts = [collection.passage_texts[i] for i in pos_idx]
     pairs = result_table(result, "pairs")
@@ -82,24 +95,51 @@ def query_drilldown(collection: Any, result: Any, query_id: str, sources: Sequen
     order = source_order(p, None)
     frames = []
     for s in order:
-        ps = p[p["source"].astype(str).to_numpy() == s].sort_values("s_qn", ascending=False, kind="stable").copy()
+        ps = (
+            p[p["source"].astype(str).to_numpy() == s]
+            .sort_values("s_qn", ascending=False, kind="stable")
+            .copy()
+        )
         ps.insert(1, "rank_by_sim", np.arange(1, len(ps) + 1))
         frames.append(ps)
     neg = pd.concat(frames, ignore_index=True) if frames else p.iloc[0:0].copy()
-    texts = [collection.passage_texts[collection.passage_index(str(pid))] for pid in neg["passage_id"]] if len(neg) else []
+    texts = (
+        [collection.passage_texts[collection.passage_index(str(pid))] for pid in neg["passage_id"]]
+        if len(neg)
+        else []
+    )
     neg["text"] = texts
     neg["shared_words"] = [shared_words(t, pos_texts) for t in texts]
-    cols = ["source", "rank_by_sim", "rank", "passage_id", "text", "s_qn", "margin", "s_pn", "lex_overlap",
-            "ce_margin", "flagged", "flag_reasons", "percpos", "fn_score", "fn_band", "shared_words"]
+    cols = [
+        "source",
+        "rank_by_sim",
+        "rank",
+        "passage_id",
+        "text",
+        "s_qn",
+        "margin",
+        "s_pn",
+        "lex_overlap",
+        "ce_margin",
+        "flagged",
+        "flag_reasons",
+        "percpos",
+        "fn_score",
+        "fn_band",
+        "shared_words",
+    ]
     neg = neg[[c for c in cols if c in neg.columns]].reset_index(drop=True)
     qt = result_table(result, "queries")
     met = rows_of(qt, "query_id", qid)
     if sources is not None:
         met = met[met["source"].astype(str).isin([str(s) for s in sources])]
     return DrillDown(
-        query_id=qid, query=collection.query_texts[qi],
-        positive_ids=[collection.passage_ids[i] for i in pos_idx], positives=pos_texts,
-        negatives=neg, metrics=met.reset_index(drop=True),
+        query_id=qid,
+        query=collection.query_texts[qi],
+        positive_ids=[collection.passage_ids[i] for i in pos_idx],
+        positives=pos_texts,
+        negatives=neg,
+        metrics=met.reset_index(drop=True),
     )
 
 
@@ -129,10 +169,16 @@ def search_queries(collection: Any, text: str, result: Any = None, limit: int = 
         return [], 0
     if limit < 1:
         raise ValueError(f"limit={limit}: must be >= 1 (e.g. 20)")
-    ids = memo(collection, ("ids_lower", collection.n_queries),
-                lambda: pd.Series(list(collection.query_ids), dtype=object).str.lower())
-    texts = memo(collection, ("texts_lower", collection.n_queries),
-                  lambda: pd.Series(list(collection.query_texts), dtype=object).str.lower())
+    ids = memo(
+        collection,
+        ("ids_lower", collection.n_queries),
+        lambda: pd.Series(list(collection.query_ids), dtype=object).str.lower(),
+    )
+    texts = memo(
+        collection,
+        ("texts_lower", collection.n_queries),
+        lambda: pd.Series(list(collection.query_texts), dtype=object).str.lower(),
+    )
     allowed = scored_query_mask(collection, result) if result is not None else np.ones(len(ids), dtype=bool)
     exact = (ids == needle).to_numpy() & allowed
     in_id = ids.str.contains(needle, regex=False).to_numpy() & allowed & ~exact
@@ -144,8 +190,9 @@ def search_queries(collection: Any, text: str, result: Any = None, limit: int = 
     return [str(qids[i]) for i in order[:limit]], int(order.size)
 
 
-def query_choices(collection: Any, result: Any, search: str = "", current: str | None = None,
-                  limit: int = 20) -> tuple[list[str], str]:
+def query_choices(
+    collection: Any, result: Any, search: str = "", current: str | None = None, limit: int = 20
+) -> tuple[list[str], str]:
     """The options of the drill-down's query picker and a caption for them.
 
     With ``search``: the first ``limit`` scored queries :func:`search_queries` finds. Without:
@@ -173,7 +220,9 @@ def worst_queries(result: Any, source: str | None = None, n: int = 10) -> pd.Dat
     require_columns(q, ("source", "query_id", "eci"), "queries")
     if source is not None and str(source) not in source_order(q, None):
         raise ValueError(f"unknown source {source!r}; known: {', '.join(source_order(q, None))}")
-    ranked = memo(q, ("worst_queries", None if source is None else str(source)), lambda: _rank_worst(q, source))
+    ranked = memo(
+        q, ("worst_queries", None if source is None else str(source)), lambda: _rank_worst(q, source)
+    )
     return ranked.head(n).reset_index(drop=True)
 
 
@@ -195,4 +244,3 @@ def worst_query(result: Any, source: str | None = None) -> str | None:
     """The id of the query with the lowest ECI (see :func:`worst_queries`); None when no query."""
     t = worst_queries(result, source, n=1)
     return None if t.empty else str(t["query_id"].iloc[0])
-

@@ -27,7 +27,13 @@ _MEMO_LOCK = threading.Lock()
 _INFLIGHT: dict[tuple, threading.Event] = {}
 
 
-def _once(store: dict, flight_key: tuple, key: Any, fn: Callable[[], Any], on_store: Callable[[], None] | None = None):
+def _once(
+    store: dict,
+    flight_key: tuple,
+    key: Any,
+    fn: Callable[[], Any],
+    on_store: Callable[[], None] | None = None,
+):
     """``store[key]``, computing it with ``fn()`` when missing; a second thread asking for the
     same key while it is being computed waits for that result instead of computing it again."""
     while True:

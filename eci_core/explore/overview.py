@@ -9,13 +9,33 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from eci_core.explore.common import (SUMMARY_STATS, CONTINUOUS_SCALE, require_columns, result_table, rows_of,
-                                     source_colors, source_order)
+from eci_core.explore.common import (
+    SUMMARY_STATS,
+    CONTINUOUS_SCALE,
+    require_columns,
+    result_table,
+    rows_of,
+    source_colors,
+    source_order,
+)
 from eci_core.explore.memo import memo
 
-__all__ = ["verdict", "eci_ranking_line", "eci_validity", "validated_ranking", "validated_effect", "validated_figure",
-           "validation_verdict", "RESOLVED_P", "predicted_ranking", "components_table", "score_summary",
-           "summary_table", "overview_figure", "beats_heatmap"]
+__all__ = [
+    "verdict",
+    "eci_ranking_line",
+    "eci_validity",
+    "validated_ranking",
+    "validated_effect",
+    "validated_figure",
+    "validation_verdict",
+    "RESOLVED_P",
+    "predicted_ranking",
+    "components_table",
+    "score_summary",
+    "summary_table",
+    "overview_figure",
+    "beats_heatmap",
+]
 
 
 #: P(trains better) at or above which a validation counts a difference between two sources as
@@ -47,9 +67,11 @@ def verdict(result: Any, validation: Any = None, why_not: str | None = None) -> 
     reason = reason[0].upper() + reason[1:]
     if not reason.endswith("."):
         reason += "."
-    return (f"No validated ranking exists for this data. {reason} Which source trains best has not been "
-            "measured here: run a validation on the Validation page. The ECI ranking is a pre-training "
-            "estimate, not a recommendation.")
+    return (
+        f"No validated ranking exists for this data. {reason} Which source trains best has not been "
+        "measured here: run a validation on the Validation page. The ECI ranking is a pre-training "
+        "estimate, not a recommendation."
+    )
 
 
 def eci_ranking_line(result: Any) -> str:
@@ -80,25 +102,34 @@ def eci_ranking_line(result: Any) -> str:
     if len(ranked) > 1:
         second = ranked.iloc[1]
         beats = getattr(result, "beats", None) if not isinstance(result, pd.DataFrame) else None
-        overlap = ("eci_low" in ranked.columns and pd.notna(best.get("eci_low"))
-                   and float(best["eci_low"]) <= float(second.get("eci_high", np.nan)))
+        overlap = (
+            "eci_low" in ranked.columns
+            and pd.notna(best.get("eci_low"))
+            and float(best["eci_low"]) <= float(second.get("eci_high", np.nan))
+        )
         if isinstance(beats, pd.DataFrame) and name in beats.index and str(second["name"]) in beats.columns:
             pb = float(beats.loc[name, str(second["name"])])
             if overlap or pb < 0.95:
                 text += f" P(beats {second['name']}) = {pb:.2f}."
         elif overlap:
             text += f" Its interval overlaps {second['name']}'s: the lead is not certain."
-        if {"signal", "safety"} <= set(ranked.columns) and float(best["signal"]) <= float(ranked["signal"].min()):
+        if {"signal", "safety"} <= set(ranked.columns) and float(best["signal"]) <= float(
+            ranked["signal"].min()
+        ):
             # easy-but-safe sets (random negatives) can top ECI: say so next to the verdict
-            text += (f" Note: its negatives are the easiest here (Signal {float(best['signal']):.3f}, lowest of "
-                     f"{len(ranked)} sources); it leads on Safety (Δ {float(best['safety']):.3f}).")
-    text += (" ECI is a pre-training estimate: check on the Validation page which source actually trains best "
-             "on this data.")
+            text += (
+                f" Note: its negatives are the easiest here (Signal {float(best['signal']):.3f}, lowest of "
+                f"{len(ranked)} sources); it leads on Safety (Δ {float(best['safety']):.3f})."
+            )
+    text += (
+        " ECI is a pre-training estimate: check on the Validation page which source actually trains best "
+        "on this data."
+    )
     return text
 
 
 def _eci_agreement_sentence(validation: Any) -> str | None:
-    """"ECI's ranking agreed with / went against / did not reliably agree with training:
+    """ "ECI's ranking agreed with / went against / did not reliably agree with training:
     Spearman ρ = … (95 % CI …) over n validated sources" from the validation's agreement table."""
     agree = getattr(validation, "agreement", None)
     if not isinstance(agree, pd.DataFrame) or agree.empty or "number" not in agree.columns:
@@ -114,7 +145,9 @@ def _eci_agreement_sentence(validation: Any) -> str | None:
         how = "ECI's ranking went against training"
     else:
         how = "ECI's ranking did not reliably agree with training"
-    return f"{how}: Spearman ρ = {rho:.2f} (95 % CI {lo:.2f} to {hi:.2f}) over {int(e['n'])} validated sources"
+    return (
+        f"{how}: Spearman ρ = {rho:.2f} (95 % CI {lo:.2f} to {hi:.2f}) over {int(e['n'])} validated sources"
+    )
 
 
 def eci_validity(validation: Any = None, why_not: str | None = None) -> str:
@@ -182,8 +215,11 @@ def validated_ranking(validation: Any, sources: Sequence[str] | None = None) -> 
     for c in ("ndcg@10", "ndcg@10_low", "ndcg@10_high", "gain", "gain_low", "gain_high"):
         out[c] = src[c].to_numpy(dtype=float) if c in src.columns else np.nan
     beats = _trains_better(validation)
-    known = (isinstance(beats, pd.DataFrame) and len(names) > 0
-             and all(n in beats.index and n in beats.columns for n in names))
+    known = (
+        isinstance(beats, pd.DataFrame)
+        and len(names) > 0
+        and all(n in beats.index and n in beats.columns for n in names)
+    )
     if known:
         b = beats.loc[names, names].to_numpy(dtype=float, copy=True)
         np.fill_diagonal(b, np.nan)
@@ -207,11 +243,16 @@ def validated_effect(validation: Any, sources: Sequence[str] | None = None) -> s
     if r.empty:
         return "No loaded source was validated."
     lo, hi = float(r["ndcg@10"].min()), float(r["ndcg@10"].max())
-    text = (f"The {len(r)} loaded source(s) trained to {lo:.3f}–{hi:.3f} nDCG@10 "
-            f"(a spread of {100 * (hi - lo):.1f} points)")
+    text = (
+        f"The {len(r)} loaded source(s) trained to {lo:.3f}–{hi:.3f} nDCG@10 "
+        f"(a spread of {100 * (hi - lo):.1f} points)"
+    )
     d = validation.downstream.set_index(validation.downstream["variant"].astype(str))
-    base = [f"{name} {float(d.loc[name, 'ndcg@10']):.3f}" for name in ("in-batch only", "untrained")
-            if name in d.index and pd.notna(d.loc[name, "ndcg@10"])]
+    base = [
+        f"{name} {float(d.loc[name, 'ndcg@10']):.3f}"
+        for name in ("in-batch only", "untrained")
+        if name in d.index and pd.notna(d.loc[name, "ndcg@10"])
+    ]
     if base:
         text += "; baselines: " + ", ".join(base)
     text += "."
@@ -240,31 +281,71 @@ def validated_figure(validation: Any, sources: Sequence[str] | None = None):
     r = validated_ranking(validation, sources)
     ties = r.attrs.get("ties_known", False)
     s = r.iloc[::-1]
-    labels = [(f"{'=' if ties and bool(t) else ''}{int(k)}. {n}") for k, t, n in zip(s["rank"], s["tied"], s["source"])]
+    labels = [
+        (f"{'=' if ties and bool(t) else ''}{int(k)}. {n}")
+        for k, t, n in zip(s["rank"], s["tied"], s["source"])
+    ]
     # colours follow ``sources`` (the pages pass them in ECI order, as every other chart colours them)
     colors = source_colors([str(n) for n in sources] if sources is not None else r["source"].tolist())
-    err = dict(type="data", symmetric=False,
-               array=(s["ndcg@10_high"] - s["ndcg@10"]).clip(lower=0).to_numpy(dtype=float),
-               arrayminus=(s["ndcg@10"] - s["ndcg@10_low"]).clip(lower=0).to_numpy(dtype=float), thickness=1.5, width=6)
-    custom = np.column_stack([s["source"].to_numpy(dtype=object), s["ndcg@10_low"].to_numpy(dtype=float),
-                              s["ndcg@10_high"].to_numpy(dtype=float), s["rank"].to_numpy()]) if len(s) else None
-    fig = go.Figure(go.Scatter(
-        x=s["ndcg@10"].to_numpy(dtype=float), y=labels, mode="markers", error_x=err,
-        marker=dict(size=12, color=[colors[n] for n in s["source"]]), customdata=custom, name="nDCG@10",
-        hovertemplate="<b>%{customdata[0]}</b><br>nDCG@10 %{x:.3f}<br>95 % CI %{customdata[1]:.3f}–%{customdata[2]:.3f}"
-                      "<extra></extra>"))
+    err = dict(
+        type="data",
+        symmetric=False,
+        array=(s["ndcg@10_high"] - s["ndcg@10"]).clip(lower=0).to_numpy(dtype=float),
+        arrayminus=(s["ndcg@10"] - s["ndcg@10_low"]).clip(lower=0).to_numpy(dtype=float),
+        thickness=1.5,
+        width=6,
+    )
+    custom = (
+        np.column_stack(
+            [
+                s["source"].to_numpy(dtype=object),
+                s["ndcg@10_low"].to_numpy(dtype=float),
+                s["ndcg@10_high"].to_numpy(dtype=float),
+                s["rank"].to_numpy(),
+            ]
+        )
+        if len(s)
+        else None
+    )
+    fig = go.Figure(
+        go.Scatter(
+            x=s["ndcg@10"].to_numpy(dtype=float),
+            y=labels,
+            mode="markers",
+            error_x=err,
+            marker=dict(size=12, color=[colors[n] for n in s["source"]]),
+            customdata=custom,
+            name="nDCG@10",
+            hovertemplate="<b>%{customdata[0]}</b><br>nDCG@10 %{x:.3f}<br>95 % CI %{customdata[1]:.3f}–%{customdata[2]:.3f}"
+            "<extra></extra>",
+        )
+    )
     d = validation.downstream.set_index(validation.downstream["variant"].astype(str))
     # the two baselines are usually close: label the lower one on its left, the higher on its right
-    base = sorted(((float(d.loc[n, "ndcg@10"]), n) for n in ("in-batch only", "untrained")
-                   if n in d.index and pd.notna(d.loc[n, "ndcg@10"])))
+    base = sorted(
+        (
+            (float(d.loc[n, "ndcg@10"]), n)
+            for n in ("in-batch only", "untrained")
+            if n in d.index and pd.notna(d.loc[n, "ndcg@10"])
+        )
+    )
     for i, (x, name) in enumerate(base):
-        fig.add_vline(x=x, line=dict(dash="dot" if name == "in-batch only" else "dash", color="#777777", width=1),
-                      annotation_text=name, annotation_position="top left" if i == 0 and len(base) > 1 else "top right",
-                      annotation_font_size=11)
+        fig.add_vline(
+            x=x,
+            line=dict(dash="dot" if name == "in-batch only" else "dash", color="#777777", width=1),
+            annotation_text=name,
+            annotation_position="top left" if i == 0 and len(base) > 1 else "top right",
+            annotation_font_size=11,
+        )
     meta = getattr(validation, "meta", {}) or {}
-    fig.update_layout(title=f"Sources ranked by measured nDCG@10 ({meta.get('trainer', '?')} trainer)",
-                      xaxis_title="downstream nDCG@10 (95 % CI over test queries)", yaxis_title=None, showlegend=False,
-                      height=max(260, 50 * len(labels) + 140), margin=dict(l=10, r=10, t=70, b=40))
+    fig.update_layout(
+        title=f"Sources ranked by measured nDCG@10 ({meta.get('trainer', '?')} trainer)",
+        xaxis_title="downstream nDCG@10 (95 % CI over test queries)",
+        yaxis_title=None,
+        showlegend=False,
+        height=max(260, 50 * len(labels) + 140),
+        margin=dict(l=10, r=10, t=70, b=40),
+    )
     return fig
 
 
@@ -284,8 +365,10 @@ def validation_verdict(ranked: pd.DataFrame, validation: Any) -> str:
     meta = getattr(validation, "meta", {}) or {}
     seeds = int(top.get("n_seeds", 1)) if pd.notna(top.get("n_seeds", np.nan)) else 1
     how = f"{meta.get('trainer', '?')} trainer, {meta.get('n_splits', '?')} split(s) × {seeds} seed(s)"
-    text = (f"Validation ({how}): {best} trained best of the loaded sources (nDCG@10 {top['ndcg@10']:.3f}, "
-            f"95 % CI {top['ndcg@10_low']:.3f}–{top['ndcg@10_high']:.3f}")
+    text = (
+        f"Validation ({how}): {best} trained best of the loaded sources (nDCG@10 {top['ndcg@10']:.3f}, "
+        f"95 % CI {top['ndcg@10_low']:.3f}–{top['ndcg@10_high']:.3f}"
+    )
     if pd.notna(top.get("gain", np.nan)):
         text += f", {float(top['gain']):+.3f} over in-batch negatives only"
     text += ")."
@@ -294,8 +377,10 @@ def validation_verdict(ranked: pd.DataFrame, validation: Any) -> str:
         tied = [n for n, k in zip(table["source"], table["rank"]) if k == 1 and n != best]
         if tied:
             shown = ", ".join(tied[:5]) + (f" and {len(tied) - 5} more" if len(tied) > 5 else "")
-            text += (f" Not resolvably: training did not tell it apart from {shown} (P(trains better) < "
-                     f"{RESOLVED_P:.2f}), so {'they share' if len(tied) > 1 else 'both share'} first place.")
+            text += (
+                f" Not resolvably: training did not tell it apart from {shown} (P(trains better) < "
+                f"{RESOLVED_P:.2f}), so {'they share' if len(tied) > 1 else 'both share'} first place."
+            )
     elif len(src) > 1:
         text += " No pairwise probabilities were saved: compare the intervals."
     eci_pick = loaded[0]
@@ -312,9 +397,24 @@ def components_table(result: Any) -> pd.DataFrame:
     eci_sem, unsafe_query_rate, unsafe_negative_rate, mean_k, n_queries, n_negatives`` (the
     columns present in the table, in that order). No value is recomputed."""
     src = result_table(result, "sources")
-    cols = ["name", "eci", "eci_low", "eci_high", "signal", "safety", "capacity", "de", "eci_arith",
-            "infonce_bound", "eci_sem", "unsafe_query_rate", "unsafe_negative_rate", "mean_k",
-            "n_queries", "n_negatives"]
+    cols = [
+        "name",
+        "eci",
+        "eci_low",
+        "eci_high",
+        "signal",
+        "safety",
+        "capacity",
+        "de",
+        "eci_arith",
+        "infonce_bound",
+        "eci_sem",
+        "unsafe_query_rate",
+        "unsafe_negative_rate",
+        "mean_k",
+        "n_queries",
+        "n_negatives",
+    ]
     out = src[[c for c in cols if c in src.columns]].copy().reset_index(drop=True)
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     return out
@@ -335,8 +435,17 @@ def _st_stats(x: np.ndarray, with_count: bool = True) -> list[float]:
     xs = np.sort(x)
     q25, q50, q75 = np.quantile(xs, [0.25, 0.5, 0.75])
     std = float(np.std(xs, ddof=1)) if n > 1 else np.nan
-    return [n if with_count else np.nan, float(xs.mean()), float(xs[(n - 1) // 2]), std,
-            float(xs[0]), float(q25), float(q50), float(q75), float(xs[-1])]
+    return [
+        n if with_count else np.nan,
+        float(xs.mean()),
+        float(xs[(n - 1) // 2]),
+        std,
+        float(xs[0]),
+        float(q25),
+        float(q50),
+        float(q75),
+        float(xs[-1]),
+    ]
 
 
 def score_summary(pairs: Any, source: str | None = None) -> pd.DataFrame:
@@ -363,7 +472,11 @@ def score_summary(pairs: Any, source: str | None = None) -> pd.DataFrame:
         neg = p["s_qn"].to_numpy(dtype=np.float64)
         diff = p["margin"].to_numpy(dtype=np.float64)
         out = pd.DataFrame(
-            {"Positive": _st_stats(pos), "Negative": _st_stats(neg), "Difference": _st_stats(diff, with_count=False)},
+            {
+                "Positive": _st_stats(pos),
+                "Negative": _st_stats(neg),
+                "Difference": _st_stats(diff, with_count=False),
+            },
             index=list(SUMMARY_STATS),
         )
         out.index.name = "metric"
@@ -400,23 +513,53 @@ def overview_figure(result: Any, title: str = "Sources ranked by ECI"):
     require_columns(src, ("name", "eci"), "sources")
     s = src.sort_values("eci", ascending=True, kind="stable")
     names = s["name"].astype(str).tolist()
-    colors = source_colors(src.sort_values("eci", ascending=False, kind="stable")["name"].astype(str).tolist())
+    colors = source_colors(
+        src.sort_values("eci", ascending=False, kind="stable")["name"].astype(str).tolist()
+    )
     err = None
     if "eci_low" in s.columns and "eci_high" in s.columns:
-        err = dict(type="data", symmetric=False,
-                   array=(s["eci_high"] - s["eci"]).clip(lower=0).to_numpy(dtype=float),
-                   arrayminus=(s["eci"] - s["eci_low"]).clip(lower=0).to_numpy(dtype=float), thickness=1.5, width=6)
+        err = dict(
+            type="data",
+            symmetric=False,
+            array=(s["eci_high"] - s["eci"]).clip(lower=0).to_numpy(dtype=float),
+            arrayminus=(s["eci"] - s["eci_low"]).clip(lower=0).to_numpy(dtype=float),
+            thickness=1.5,
+            width=6,
+        )
     hover = "<b>%{y}</b><br>ECI %{x:.3f}"
     if err is not None:
         hover += "<br>95 % CI %{customdata[1]:.3f}–%{customdata[2]:.3f}"
-    custom = np.column_stack([names, s.get("eci_low", s["eci"]).to_numpy(dtype=float),
-                              s.get("eci_high", s["eci"]).to_numpy(dtype=float)]) if len(s) else None
-    fig = go.Figure(go.Scatter(
-        x=s["eci"].to_numpy(dtype=float), y=names, mode="markers", error_x=err,
-        marker=dict(size=12, color=[colors[n] for n in names]), customdata=custom,
-        hovertemplate=hover + "<extra></extra>", name="ECI"))
-    fig.update_layout(title=title, xaxis_title="ECI (nats · DE)", yaxis_title=None, showlegend=False,
-                      height=max(260, 60 * len(names) + 120), margin=dict(l=10, r=10, t=50, b=40))
+    custom = (
+        np.column_stack(
+            [
+                names,
+                s.get("eci_low", s["eci"]).to_numpy(dtype=float),
+                s.get("eci_high", s["eci"]).to_numpy(dtype=float),
+            ]
+        )
+        if len(s)
+        else None
+    )
+    fig = go.Figure(
+        go.Scatter(
+            x=s["eci"].to_numpy(dtype=float),
+            y=names,
+            mode="markers",
+            error_x=err,
+            marker=dict(size=12, color=[colors[n] for n in names]),
+            customdata=custom,
+            hovertemplate=hover + "<extra></extra>",
+            name="ECI",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis_title="ECI (nats · DE)",
+        yaxis_title=None,
+        showlegend=False,
+        height=max(260, 60 * len(names) + 120),
+        margin=dict(l=10, r=10, t=50, b=40),
+    )
     return fig
 
 
@@ -430,10 +573,24 @@ def beats_heatmap(result: Any):
     z = b.to_numpy(dtype=float).copy()
     np.fill_diagonal(z, np.nan)
     text = [["" if np.isnan(v) else f"{v:.2f}" for v in row] for row in z]
-    fig = go.Figure(go.Heatmap(z=z, x=[str(c) for c in b.columns], y=names, zmin=0, zmax=1,
-                               colorscale=CONTINUOUS_SCALE, text=text, texttemplate="%{text}",
-                               colorbar=dict(title="P"), hovertemplate="P(%{y} beats %{x}) = %{z:.3f}<extra></extra>"))
-    fig.update_layout(title="P(row beats column)", yaxis=dict(autorange="reversed"),
-                      height=max(260, 50 * len(names) + 140), margin=dict(l=10, r=10, t=50, b=40))
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[str(c) for c in b.columns],
+            y=names,
+            zmin=0,
+            zmax=1,
+            colorscale=CONTINUOUS_SCALE,
+            text=text,
+            texttemplate="%{text}",
+            colorbar=dict(title="P"),
+            hovertemplate="P(%{y} beats %{x}) = %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title="P(row beats column)",
+        yaxis=dict(autorange="reversed"),
+        height=max(260, 50 * len(names) + 140),
+        margin=dict(l=10, r=10, t=50, b=40),
+    )
     return fig
-

@@ -157,8 +157,15 @@ def project(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        reducer = umap.UMAP(n_components=2, n_neighbors=nn, min_dist=float(min_dist), metric=metric,
-                            random_state=int(seed), init="pca", low_memory=True)
+        reducer = umap.UMAP(
+            n_components=2,
+            n_neighbors=nn,
+            min_dist=float(min_dist),
+            metric=metric,
+            random_state=int(seed),
+            init="pca",
+            low_memory=True,
+        )
         coords = np.asarray(reducer.fit_transform(x), dtype=np.float32)
     if progress:
         progress("umap", 1, 1)
@@ -174,7 +181,9 @@ def project(
 
 
 # --------------------------------------------------------------------------- sampling
-def stratified_sample(labels: Sequence[Any] | np.ndarray, max_points: int = 20000, seed: int = 0) -> np.ndarray:
+def stratified_sample(
+    labels: Sequence[Any] | np.ndarray, max_points: int = 20000, seed: int = 0
+) -> np.ndarray:
     """Sorted indices of at most ``max_points`` items, stratified by ``labels``.
 
     With n ≤ max_points every index is returned. Otherwise stratum ``h`` of size ``n_h`` gets
@@ -197,7 +206,9 @@ def stratified_sample(labels: Sequence[Any] | np.ndarray, max_points: int = 2000
     sizes = np.bincount(codes, minlength=len(uniques)).astype(np.int64)
     h = len(uniques)
     if h > max_points:
-        raise ValueError(f"max_points={max_points} is smaller than the number of strata ({h}): raise max_points")
+        raise ValueError(
+            f"max_points={max_points} is smaller than the number of strata ({h}): raise max_points"
+        )
     quota = max_points * sizes / n
     alloc = np.maximum(1, np.floor(quota).astype(np.int64))
     alloc = np.minimum(alloc, sizes)
@@ -220,7 +231,7 @@ def stratified_sample(labels: Sequence[Any] | np.ndarray, max_points: int = 2000
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
     picked = []
     for k in range(h):
-        members = order[starts[k]: starts[k] + sizes[k]]
+        members = order[starts[k] : starts[k] + sizes[k]]
         picked.append(rng.choice(members, size=int(alloc[k]), replace=False))
     return np.sort(np.concatenate(picked)).astype(np.int64)
 
@@ -246,8 +257,9 @@ class ProjectionData:
         return len(self.frame) < self.n_total
 
 
-def collection_embeddings(collection: Any, encoder: Any, cache: Any = None,
-                          progress: Callable[[str, int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def collection_embeddings(
+    collection: Any, encoder: Any, cache: Any = None, progress: Callable[[str, int, int], None] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Query and passage embeddings of the whole collection with ``encoders.embed`` (rows in
     collection index order; cached per text by the EmbeddingCache, so after scoring this is a
     cache read)."""
@@ -289,15 +301,21 @@ def projection_frame(
     if bad:
         raise ValueError(f"kinds={list(kinds)}: unknown {bad}; use some of {list(KINDS)}")
     if (query_embeddings is None or passage_embeddings is None) and encoder is None:
-        raise ValueError("give query_embeddings and passage_embeddings, or an encoder to embed the sampled points")
+        raise ValueError(
+            "give query_embeddings and passage_embeddings, or an encoder to embed the sampled points"
+        )
     qe = pe = None
     if query_embeddings is not None and passage_embeddings is not None:
         qe = np.asarray(query_embeddings, dtype=np.float32)
         pe = np.asarray(passage_embeddings, dtype=np.float32)
         if qe.shape[0] != collection.n_queries:
-            raise ValueError(f"query_embeddings has {qe.shape[0]} rows but the collection has {collection.n_queries} queries")
+            raise ValueError(
+                f"query_embeddings has {qe.shape[0]} rows but the collection has {collection.n_queries} queries"
+            )
         if pe.shape[0] != collection.n_passages:
-            raise ValueError(f"passage_embeddings has {pe.shape[0]} rows but the collection has {collection.n_passages} passages")
+            raise ValueError(
+                f"passage_embeddings has {pe.shape[0]} rows but the collection has {collection.n_passages} passages"
+            )
     pairs = result.pairs if hasattr(result, "pairs") else result
     # string columns stay in pandas (Arrow-backed strings): only the kept rows become Python str
     src_cat = pd.Categorical(pairs["source"].astype(str)) if len(pairs) else pd.Categorical([])
@@ -307,12 +325,18 @@ def projection_frame(
     if unknown:
         raise ValueError(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(known)}")
     if len(pairs):  # code of each pair's source in ``names`` (-1: a source not shown)
-        to_names = np.r_[pd.Index(names).get_indexer([str(c) for c in src_cat.categories]), -1].astype(np.int64)
+        to_names = np.r_[pd.Index(names).get_indexer([str(c) for c in src_cat.categories]), -1].astype(
+            np.int64
+        )
         src_codes = to_names[src_cat.codes]  # code -1 (missing) picks the trailing -1
     else:
         src_codes = np.zeros(0, np.int64)
     neg_rows = np.flatnonzero(src_codes >= 0)
-    q_parts = [np.asarray(collection.sources[s].query_indices, dtype=np.int64) for s in names if s in collection.sources]
+    q_parts = [
+        np.asarray(collection.sources[s].query_indices, dtype=np.int64)
+        for s in names
+        if s in collection.sources
+    ]
     if len(neg_rows) and any(s not in collection.sources for s in names):
         qids = [str(x) for x in pd.unique(pairs["query_id"].take(neg_rows))]
         q_parts.append(pd.Index(list(collection.query_ids)).get_indexer(qids).astype(np.int64))
@@ -344,8 +368,16 @@ def projection_frame(
     use_neg = "negative" in kinds and len(neg_rows) > 0
     if use_neg:
         codes = src_codes[neg_rows]
-        flagged = pairs["flagged"].fillna(False).to_numpy(dtype=bool)[neg_rows] if "flagged" in pairs.columns else np.zeros(len(neg_rows), bool)
-        risky = pairs["percpos"].fillna(False).to_numpy(dtype=bool)[neg_rows] if "percpos" in pairs.columns else np.zeros(len(neg_rows), bool)
+        flagged = (
+            pairs["flagged"].fillna(False).to_numpy(dtype=bool)[neg_rows]
+            if "flagged" in pairs.columns
+            else np.zeros(len(neg_rows), bool)
+        )
+        risky = (
+            pairs["percpos"].fillna(False).to_numpy(dtype=bool)[neg_rows]
+            if "percpos" in pairs.columns
+            else np.zeros(len(neg_rows), bool)
+        )
         margin = pairs["margin"].to_numpy(dtype=np.float64)[neg_rows]
         if color_by == "flag":
             cat = np.where(flagged, 2, np.where(risky, 1, 0))
@@ -358,16 +390,22 @@ def projection_frame(
         cat_c.append(cat.astype(np.int64))
     cols = ["row_id", "kind", "source", "flag", "margin", "query_id", "passage_id", "text"]
     n_total = n_fixed + (len(neg_rows) if use_neg else 0)
-    dim = (qe.shape[1] if qe is not None and qe.ndim == 2 else int(getattr(encoder, "dim", 0) or 0))
+    dim = qe.shape[1] if qe is not None and qe.ndim == 2 else int(getattr(encoder, "dim", 0) or 0)
     if n_total == 0:
         return ProjectionData(pd.DataFrame(columns=cols), np.zeros((0, dim), np.float32), 0, "")
     kind_all = np.concatenate(kind_c)
     note = ""
     if n_total > max_points:
-        labels = (kind_all * 4 + 0) * (len(names) + 2) * 4 + (np.concatenate(src_c) + 1) * 4 + np.concatenate(cat_c)
+        labels = (
+            (kind_all * 4 + 0) * (len(names) + 2) * 4
+            + (np.concatenate(src_c) + 1) * 4
+            + np.concatenate(cat_c)
+        )
         keep = stratified_sample(labels, max_points, seed)
-        note = (f"showing a stratified sample of {len(keep):,} of {n_total:,} points "
-                f"(every kind and source kept in proportion)")
+        note = (
+            f"showing a stratified sample of {len(keep):,} of {n_total:,} points "
+            f"(every kind and source kept in proportion)"
+        )
     else:
         keep = np.arange(n_total, dtype=np.int64)
 
@@ -380,32 +418,69 @@ def projection_frame(
     rows = neg_rows[nk] if use_neg else np.zeros(0, np.int64)
     qids_all, pids_all = collection.query_ids, collection.passage_ids
     fixed_kind = np.array(["query", "positive"], dtype=object)[kinds_k[: len(fixed)]]
-    neg_pid = pairs["passage_id"].take(rows).astype(str).to_numpy(dtype=object) if len(rows) else np.zeros(0, dtype=object)
-    neg_flag_f = pairs["flagged"].fillna(False).to_numpy(dtype=bool)[rows] if "flagged" in pairs.columns else np.zeros(len(rows), bool)
-    neg_risky = pairs["percpos"].fillna(False).to_numpy(dtype=bool)[rows] if "percpos" in pairs.columns else np.zeros(len(rows), bool)
-    frame = pd.concat([
-        pd.DataFrame({
-            "row_id": fixed, "kind": fixed_kind,
-            "source": np.where(fixed_kind == "query", "(query)", "(positive)"), "flag": fixed_kind,
-            "margin": np.nan, "query_id": [qids_all[i] for i in q_fixed[fixed]],
-            "passage_id": ["" if p < 0 else pids_all[p] for p in p_fixed[fixed]],
-            "_q": np.where(fixed_kind == "query", q_fixed[fixed], -1), "_p": p_fixed[fixed]}),
-        pd.DataFrame({
-            "row_id": nk + n_fixed, "kind": "negative",
-            "source": np.asarray(names, dtype=object)[src_codes[rows]] if len(rows) else np.zeros(0, dtype=object),
-            "flag": np.where(neg_flag_f, "flagged", np.where(neg_risky, "risky (percpos)", "clean")),
-            "margin": pairs["margin"].to_numpy(dtype=np.float64)[rows],
-            "query_id": pairs["query_id"].take(rows).astype(str).to_numpy(dtype=object) if len(rows) else np.zeros(0, dtype=object),
-            "passage_id": neg_pid, "_q": -1,
-            "_p": np.fromiter((collection.passage_index(x) for x in neg_pid), dtype=np.int64, count=len(neg_pid))}),
-    ], ignore_index=True)
+    neg_pid = (
+        pairs["passage_id"].take(rows).astype(str).to_numpy(dtype=object)
+        if len(rows)
+        else np.zeros(0, dtype=object)
+    )
+    neg_flag_f = (
+        pairs["flagged"].fillna(False).to_numpy(dtype=bool)[rows]
+        if "flagged" in pairs.columns
+        else np.zeros(len(rows), bool)
+    )
+    neg_risky = (
+        pairs["percpos"].fillna(False).to_numpy(dtype=bool)[rows]
+        if "percpos" in pairs.columns
+        else np.zeros(len(rows), bool)
+    )
+    frame = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "row_id": fixed,
+                    "kind": fixed_kind,
+                    "source": np.where(fixed_kind == "query", "(query)", "(positive)"),
+                    "flag": fixed_kind,
+                    "margin": np.nan,
+                    "query_id": [qids_all[i] for i in q_fixed[fixed]],
+                    "passage_id": ["" if p < 0 else pids_all[p] for p in p_fixed[fixed]],
+                    "_q": np.where(fixed_kind == "query", q_fixed[fixed], -1),
+                    "_p": p_fixed[fixed],
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "row_id": nk + n_fixed,
+                    "kind": "negative",
+                    "source": np.asarray(names, dtype=object)[src_codes[rows]]
+                    if len(rows)
+                    else np.zeros(0, dtype=object),
+                    "flag": np.where(neg_flag_f, "flagged", np.where(neg_risky, "risky (percpos)", "clean")),
+                    "margin": pairs["margin"].to_numpy(dtype=np.float64)[rows],
+                    "query_id": pairs["query_id"].take(rows).astype(str).to_numpy(dtype=object)
+                    if len(rows)
+                    else np.zeros(0, dtype=object),
+                    "passage_id": neg_pid,
+                    "_q": -1,
+                    "_p": np.fromiter(
+                        (collection.passage_index(x) for x in neg_pid), dtype=np.int64, count=len(neg_pid)
+                    ),
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     frame["row_id"] = frame["row_id"].astype(np.int64)
     qk, pk = frame["_q"].to_numpy(dtype=np.int64), frame["_p"].to_numpy(dtype=np.int64)
     is_q = qk >= 0
     qt, pt = collection.query_texts, collection.passage_texts
     frame["text"] = [qt[q] if q >= 0 else pt[p] for q, p in zip(qk.tolist(), pk.tolist())]
     if qe is not None:
-        emb = np.where(is_q[:, None], qe[np.maximum(qk, 0)], pe[np.maximum(pk, 0)]) if len(frame) else np.zeros((0, dim), np.float32)
+        emb = (
+            np.where(is_q[:, None], qe[np.maximum(qk, 0)], pe[np.maximum(pk, 0)])
+            if len(frame)
+            else np.zeros((0, dim), np.float32)
+        )
     else:
         from eci_core.models.encoding import embed
 
@@ -417,12 +492,29 @@ def projection_frame(
     return ProjectionData(frame[cols], np.ascontiguousarray(emb, dtype=np.float32), n_total, note)
 
 
-def project_points(data: ProjectionData, method: Method = "umap", n_neighbors: int = 15, min_dist: float = 0.1,
-                   metric: str = "cosine", seed: int = 42, cache: Any = None, use_cache: bool = True,
-                   progress: Callable[[str, int, int], None] | None = None) -> pd.DataFrame:
+def project_points(
+    data: ProjectionData,
+    method: Method = "umap",
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "cosine",
+    seed: int = 42,
+    cache: Any = None,
+    use_cache: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> pd.DataFrame:
     """``data.frame`` with ``x``, ``y`` from :func:`project` of ``data.embeddings``."""
-    xy = project(data.embeddings, method=method, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric,
-                 seed=seed, cache=cache, use_cache=use_cache, progress=progress)
+    xy = project(
+        data.embeddings,
+        method=method,
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        metric=metric,
+        seed=seed,
+        cache=cache,
+        use_cache=use_cache,
+        progress=progress,
+    )
     out = data.frame.copy()
     out["x"] = xy[:, 0] if len(out) else np.zeros(0)
     out["y"] = xy[:, 1] if len(out) else np.zeros(0)
@@ -430,8 +522,13 @@ def project_points(data: ProjectionData, method: Method = "umap", n_neighbors: i
 
 
 # --------------------------------------------------------------------------- figure
-def _projection_figure(points: pd.DataFrame, color_by: str = "source", selected: Iterable[Any] | None = None,
-                      note: str | None = None, title: str = "Projection"):
+def _projection_figure(
+    points: pd.DataFrame,
+    color_by: str = "source",
+    selected: Iterable[Any] | None = None,
+    note: str | None = None,
+    title: str = "Projection",
+):
     """Scatter of a projection point table (from ``projection.project_points``: ``row_id, x, y,
     kind, source, flag, margin, text``).
 
@@ -447,7 +544,11 @@ def _projection_figure(points: pd.DataFrame, color_by: str = "source", selected:
     if color_by not in ("source", "kind", "flag", "margin"):
         raise ValueError(f"color_by={color_by!r}: use 'source', 'kind', 'flag' or 'margin'")
     sel = None if selected is None else set(_plain_ids(selected))
-    text = points["text"].astype(str).str.slice(0, 200) if "text" in points.columns else points["kind"].astype(str)
+    text = (
+        points["text"].astype(str).str.slice(0, 200)
+        if "text" in points.columns
+        else points["kind"].astype(str)
+    )
     fig = go.Figure()
     margin_range = None
     if color_by == "margin":
@@ -466,19 +567,33 @@ def _projection_figure(points: pd.DataFrame, color_by: str = "source", selected:
         for g, gname, op, main in groups:
             if not len(g):
                 continue
-            custom = np.column_stack([g["row_id"].to_numpy(), g["kind"].astype(str).to_numpy(),
-                                      g["source"].astype(str).to_numpy()]).astype(object)
+            custom = np.column_stack(
+                [g["row_id"].to_numpy(), g["kind"].astype(str).to_numpy(), g["source"].astype(str).to_numpy()]
+            ).astype(object)
             marker = dict(size=5, opacity=op)
             if scale:
-                marker.update(color=g["margin"].to_numpy(dtype=float), colorscale=CONTINUOUS_SCALE,
-                              cmin=margin_range[0], cmax=margin_range[1], showscale=main,
-                              colorbar=dict(title="margin", x=1.02, len=0.75, y=0.4))
+                marker.update(
+                    color=g["margin"].to_numpy(dtype=float),
+                    colorscale=CONTINUOUS_SCALE,
+                    cmin=margin_range[0],
+                    cmax=margin_range[1],
+                    showscale=main,
+                    colorbar=dict(title="margin", x=1.02, len=0.75, y=0.4),
+                )
             else:
                 marker.update(color=color)
-            fig.add_trace(go.Scattergl(x=g["x"].to_numpy(dtype=float), y=g["y"].to_numpy(dtype=float),
-                                       mode="markers", name=gname, customdata=custom,
-                                       text=text.loc[g.index].to_numpy(), marker=marker,
-                                       hovertemplate="<b>%{customdata[1]}</b> %{customdata[2]}<br>%{text}<extra></extra>"))
+            fig.add_trace(
+                go.Scattergl(
+                    x=g["x"].to_numpy(dtype=float),
+                    y=g["y"].to_numpy(dtype=float),
+                    mode="markers",
+                    name=gname,
+                    customdata=custom,
+                    text=text.loc[g.index].to_numpy(),
+                    marker=marker,
+                    hovertemplate="<b>%{customdata[1]}</b> %{customdata[2]}<br>%{text}<extra></extra>",
+                )
+            )
 
     if color_by == "margin":
         add(points[points["kind"] != "negative"], "query / positive", "#999999")
@@ -491,10 +606,15 @@ def _projection_figure(points: pd.DataFrame, color_by: str = "source", selected:
         pal = source_colors(cats)
         for c in cats:
             add(points[points[col].astype(str) == c], c, pal[c])
-    fig.update_layout(title=title + (f" — {note}" if note else ""), height=620, dragmode="lasso",
-                      legend=dict(title=color_by, orientation="h", y=-0.05, x=0),
-                      margin=dict(l=10, r=10, t=60, b=30),
-                      xaxis=dict(showticklabels=False, title=None), yaxis=dict(showticklabels=False, title=None))
+    fig.update_layout(
+        title=title + (f" — {note}" if note else ""),
+        height=620,
+        dragmode="lasso",
+        legend=dict(title=color_by, orientation="h", y=-0.05, x=0),
+        margin=dict(l=10, r=10, t=60, b=30),
+        xaxis=dict(showticklabels=False, title=None),
+        yaxis=dict(showticklabels=False, title=None),
+    )
     return fig
 
 
@@ -502,13 +622,20 @@ def _plain_ids(ids: Iterable[Any]) -> list:
     return [v.item() if isinstance(v, np.generic) else v for v in ids]
 
 
-def projection_figure(points: pd.DataFrame, color_by: str = "source", selected: Iterable[Any] | None = None,
-                      note: str | None = None, title: str = "Projection"):
+def projection_figure(
+    points: pd.DataFrame,
+    color_by: str = "source",
+    selected: Iterable[Any] | None = None,
+    note: str | None = None,
+    title: str = "Projection",
+):
     if selected is not None:
         return _projection_figure(points, color_by, selected, note, title)
-    return memo(points, ("fig_projection", color_by, note, title),
-                 lambda: _projection_figure(points, color_by, None, note, title))
-
+    return memo(
+        points,
+        ("fig_projection", color_by, note, title),
+        lambda: _projection_figure(points, color_by, None, note, title),
+    )
 
 
 projection_figure.__doc__ = (_projection_figure.__doc__ or "") + BUILT_ONCE_NOTE

@@ -16,8 +16,13 @@ from typing import Any
 import pandas as pd
 
 from eci_core.explore.margins import flag_counts, margin_histogram
-from eci_core.explore.overview import (beats_heatmap, components_table, eci_ranking_line, overview_figure,
-                                       summary_table)
+from eci_core.explore.overview import (
+    beats_heatmap,
+    components_table,
+    eci_ranking_line,
+    overview_figure,
+    summary_table,
+)
 from eci_core.explore.signal_safety import signal_safety_figure
 
 __all__ = ["html_report", "format_components", "REPORT_DECIMALS"]
@@ -47,8 +52,10 @@ def format_components(result: Any, decimals: int = REPORT_DECIMALS) -> pd.DataFr
         col = t[c]
         if c == "eci":
             if "eci_low" in t.columns and "eci_high" in t.columns:
-                out["ECI (95 % CI)"] = [f"{v:.{decimals}f} [{lo:.{decimals}f}, {hi:.{decimals}f}]"
-                                        for v, lo, hi in zip(t["eci"], t["eci_low"], t["eci_high"])]
+                out["ECI (95 % CI)"] = [
+                    f"{v:.{decimals}f} [{lo:.{decimals}f}, {hi:.{decimals}f}]"
+                    for v, lo, hi in zip(t["eci"], t["eci_low"], t["eci_high"])
+                ]
             else:
                 out["ECI"] = [f"{v:.{decimals}f}" for v in col]
         elif c in ("eci_low", "eci_high"):
@@ -66,8 +73,10 @@ def format_components(result: Any, decimals: int = REPORT_DECIMALS) -> pd.DataFr
 
 def _table_html(df: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
-                   for row in df.itertuples(index=False))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+        for row in df.itertuples(index=False)
+    )
     return f"<div class=\"scroll\"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
@@ -78,8 +87,10 @@ def _summary_html(result: Any, decimals: int) -> str:
         t = st[st["source"] == s].drop(columns="source")
         shown = pd.DataFrame({"Metric": [m.capitalize() for m in t["metric"]]})
         for c in ("Positive", "Negative", "Difference"):
-            shown[c] = ["" if pd.isna(v) else (f"{int(v):,}" if m == "count" else f"{v:.4f}")
-                        for m, v in zip(t["metric"], t[c])]
+            shown[c] = [
+                "" if pd.isna(v) else (f"{int(v):,}" if m == "count" else f"{v:.4f}")
+                for m, v in zip(t["metric"], t[c])
+            ]
         parts.append(f"<h3>{html.escape(str(s))}</h3>" + _table_html(shown))
     return "".join(parts)
 
@@ -87,9 +98,11 @@ def _summary_html(result: Any, decimals: int) -> str:
 def _flags_html(result: Any) -> str:
     f = flag_counts(result)
     f["flagged_share"] = [f"{100 * v:.1f} %" for v in f["flagged_share"]]
-    return ("<p>Negatives each rule catches (a negative caught by several rules counts in each), the "
-            "union (<code>flagged</code>), the <code>percpos</code> risk marker and what is kept.</p>"
-            + _table_html(f))
+    return (
+        "<p>Negatives each rule catches (a negative caught by several rules counts in each), the "
+        "union (<code>flagged</code>), the <code>percpos</code> risk marker and what is kept.</p>"
+        + _table_html(f)
+    )
 
 
 def _config_html(result: Any) -> str:
@@ -100,8 +113,13 @@ def _config_html(result: Any) -> str:
     return _table_html(pd.DataFrame({"option": list(d), "value": [str(v) for v in d.values()]}))
 
 
-def html_report(result: Any, collection: Any = None, title: str = "ECI Explorer report",
-                decimals: int = REPORT_DECIMALS, include_plotlyjs: bool | str = True) -> str:
+def html_report(
+    result: Any,
+    collection: Any = None,
+    title: str = "ECI Explorer report",
+    decimals: int = REPORT_DECIMALS,
+    include_plotlyjs: bool | str = True,
+) -> str:
     """The report as one HTML string (UTF-8; save as ``.html``).
 
     ``include_plotlyjs=True`` inlines plotly.js once (about 4.5 MB, works offline); ``"cdn"``
@@ -119,14 +137,22 @@ def html_report(result: Any, collection: Any = None, title: str = "ECI Explorer 
         figs.append(("P(row beats column)", beats_heatmap(result)))
     chart_html = []
     for i, (name, fig) in enumerate(figs):
-        fig_html = pio.to_html(fig, full_html=False, include_plotlyjs=include_plotlyjs if i == 0 else False,
-                               config={"displaylogo": False, "responsive": True})
+        fig_html = pio.to_html(
+            fig,
+            full_html=False,
+            include_plotlyjs=include_plotlyjs if i == 0 else False,
+            config={"displaylogo": False, "responsive": True},
+        )
         chart_html.append(f"<h2>{html.escape(name)}</h2>{fig_html}")
-    meta = [f"Encoder: <code>{html.escape(str(getattr(result, 'encoder', '?')))}</code>",
-            f"generated {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"]
+    meta = [
+        f"Encoder: <code>{html.escape(str(getattr(result, 'encoder', '?')))}</code>",
+        f"generated {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+    ]
     if collection is not None:
-        meta.append(f"{collection.n_queries:,} queries, {collection.n_passages:,} passages, "
-                    f"{len(collection.sources)} source(s) loaded")
+        meta.append(
+            f"{collection.n_queries:,} queries, {collection.n_passages:,} passages, "
+            f"{len(collection.sources)} source(s) loaded"
+        )
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"

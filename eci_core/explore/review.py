@@ -16,7 +16,9 @@ from eci_core.explore.memo import memo
 __all__ = ["review_queue", "ReviewView", "review_view", "detector_quality", "pr_figure"]
 
 
-def review_queue(result: Any, scores: np.ndarray | None = None, sources: Sequence[str] | None = None) -> pd.DataFrame:
+def review_queue(
+    result: Any, scores: np.ndarray | None = None, sources: Sequence[str] | None = None
+) -> pd.DataFrame:
     """Every distinct (query, negative) across the chosen sources, most likely false negative
     first: ``query_id, passage_id, fn_score`` (the highest over the sources that mined it; the
     ``scores`` array per row of ``result.pairs`` replaces the shipped ``fn_score`` after a refit),
@@ -24,7 +26,11 @@ def review_queue(result: Any, scores: np.ndarray | None = None, sources: Sequenc
     flag_reasons`` (of the best-scoring row)."""
     pairs = result_table(result, "pairs")
     require_columns(pairs, ("source", "query_id", "passage_id", "fn_score"), "pairs")
-    skey = None if scores is None else hashlib.sha1(np.ascontiguousarray(scores, dtype=np.float64).tobytes()).hexdigest()
+    skey = (
+        None
+        if scores is None
+        else hashlib.sha1(np.ascontiguousarray(scores, dtype=np.float64).tobytes()).hexdigest()
+    )
     key = ("review_queue", None if sources is None else tuple(map(str, sources)), skey)
     # computed once per (pairs, sources, scores); the caller gets its own copy to add columns to
     return memo(pairs, key, lambda: _review_queue(pairs, scores, sources)).copy()
@@ -45,14 +51,19 @@ class ReviewView:
 
     def page(self, number: int, size: int) -> pd.DataFrame:
         """Rows ``(number − 1)·size … number·size − 1`` of the filtered queue (1-based pages)."""
-        pos = self._positions[(number - 1) * size: number * size]
+        pos = self._positions[(number - 1) * size : number * size]
         out = self._base.iloc[pos].copy()
         out["mark"] = self._marks[pos]
         return out.reset_index(drop=True)
 
 
-def review_view(result: Any, scores: np.ndarray | None, sources: Sequence[str] | None,
-                pair_marks: dict, show: str = "Unreviewed") -> ReviewView:
+def review_view(
+    result: Any,
+    scores: np.ndarray | None,
+    sources: Sequence[str] | None,
+    pair_marks: dict,
+    show: str = "Unreviewed",
+) -> ReviewView:
     """The Review page's queue (:func:`review_queue`, computed once) with the user's marks per
     (query_id, passage_id) joined in (cost proportional to the number of marks) and filtered by
     ``show``: ``"Unreviewed"`` (no mark), ``"Marked"`` or ``"All"``."""
@@ -60,7 +71,11 @@ def review_view(result: Any, scores: np.ndarray | None, sources: Sequence[str] |
         raise ValueError(f"show={show!r}: use 'Unreviewed', 'Marked' or 'All'")
     pairs = result_table(result, "pairs")
     require_columns(pairs, ("source", "query_id", "passage_id", "fn_score"), "pairs")
-    skey = None if scores is None else hashlib.sha1(np.ascontiguousarray(scores, dtype=np.float64).tobytes()).hexdigest()
+    skey = (
+        None
+        if scores is None
+        else hashlib.sha1(np.ascontiguousarray(scores, dtype=np.float64).tobytes()).hexdigest()
+    )
     key = ("review_queue", None if sources is None else tuple(map(str, sources)), skey)
     base = memo(pairs, key, lambda: _review_queue(pairs, scores, sources))
     bands = memo(base, ("bands",), lambda: base["fn_band"].astype(str).value_counts().to_dict())
@@ -81,18 +96,32 @@ def review_view(result: Any, scores: np.ndarray | None, sources: Sequence[str] |
         positions = np.flatnonzero(marked)
     else:
         positions = np.arange(len(base))
-    return ReviewView(n_queue=len(base), bands=bands, n_view=len(positions), _base=base, _positions=positions,
-                      _marks=marks)
+    return ReviewView(
+        n_queue=len(base), bands=bands, n_view=len(positions), _base=base, _positions=positions, _marks=marks
+    )
 
 
-def _review_queue(pairs: pd.DataFrame, scores: np.ndarray | None, sources: Sequence[str] | None) -> pd.DataFrame:
+def _review_queue(
+    pairs: pd.DataFrame, scores: np.ndarray | None, sources: Sequence[str] | None
+) -> pd.DataFrame:
     from eci_core.metrics.false_negatives import fn_bands
 
     p = pairs.assign(fn_score=np.asarray(scores, dtype=np.float64)) if scores is not None else pairs
     if sources is not None:
         p = p[_isin(p["source"], sources)]
-    cols = ["query_id", "passage_id", "fn_score", "fn_band", "sources", "n_sources", "s_pn", "lex_overlap",
-            "margin", "unsafe", "flag_reasons"]
+    cols = [
+        "query_id",
+        "passage_id",
+        "fn_score",
+        "fn_band",
+        "sources",
+        "n_sources",
+        "s_pn",
+        "lex_overlap",
+        "margin",
+        "unsafe",
+        "flag_reasons",
+    ]
     if not len(p):
         return pd.DataFrame(columns=cols)
     key = ["query_id", "passage_id"]
@@ -114,8 +143,9 @@ def _review_queue(pairs: pd.DataFrame, scores: np.ndarray | None, sources: Seque
             joined[gi] = ",".join(names)
     out = best.assign(sources=joined[best["_g"].to_numpy()], n_sources=n_src[best["_g"].to_numpy()])
     out["fn_band"] = fn_bands(out["fn_score"].to_numpy())
-    out = out.sort_values(["fn_score", "query_id", "passage_id"], ascending=[False, True, True], kind="stable",
-                          key=_lexical)
+    out = out.sort_values(
+        ["fn_score", "query_id", "passage_id"], ascending=[False, True, True], kind="stable", key=_lexical
+    )
     return out[cols].reset_index(drop=True)
 
 
@@ -135,7 +165,9 @@ def _lexical(col: pd.Series) -> pd.Series:
         cats = col.cat.categories
         if cats.is_monotonic_increasing:  # scoring's categories are sorted already
             return col
-        return col.cat.reorder_categories(cats[np.argsort(cats.astype(str).to_numpy(dtype=object), kind="stable")])
+        return col.cat.reorder_categories(
+            cats[np.argsort(cats.astype(str).to_numpy(dtype=object), kind="stable")]
+        )
     return col
 
 
@@ -161,16 +193,38 @@ def detector_quality(result: Any, labels: Any, scores: np.ndarray | None = None)
         share = float((part["fn_score"].to_numpy(dtype=np.float64) >= LIKELY).mean()) if len(part) else 0.0
         for rule, v in sc.items():
             ap, auc = ap_auc(v, y)
-            rows.append({"source": name, "ranking": rule, "average_precision": ap, "roc_auc": auc,
-                         "labelled": int(y.sum()), "negatives": len(part), "likely_share": share})
+            rows.append(
+                {
+                    "source": name,
+                    "ranking": rule,
+                    "average_precision": ap,
+                    "roc_auc": auc,
+                    "labelled": int(y.sum()),
+                    "negatives": len(part),
+                    "likely_share": share,
+                }
+            )
         if y.sum():
             c = pr_curves(sc, y)
             c.insert(0, "source", name)
             curves.append(c)
-    summary = pd.DataFrame(rows, columns=["source", "ranking", "average_precision", "roc_auc", "labelled",
-                                          "negatives", "likely_share"])
-    curves_df = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(
-        columns=["source", "score", "recall", "precision", "threshold"])
+    summary = pd.DataFrame(
+        rows,
+        columns=[
+            "source",
+            "ranking",
+            "average_precision",
+            "roc_auc",
+            "labelled",
+            "negatives",
+            "likely_share",
+        ],
+    )
+    curves_df = (
+        pd.concat(curves, ignore_index=True)
+        if curves
+        else pd.DataFrame(columns=["source", "score", "recall", "precision", "threshold"])
+    )
     return {"summary": summary, "curves": curves_df}
 
 
@@ -183,13 +237,24 @@ def pr_figure(curves: pd.DataFrame, source: str = "all sources"):
     fig = go.Figure()
     for i, (name, part) in enumerate(c.groupby("score", sort=False)):
         point = len(part) == 1  # a yes/no rule: one operating point
-        fig.add_trace(go.Scatter(x=part["recall"], y=part["precision"], mode="markers" if point else "lines",
-                                 name=str(name) + (" (flag)" if point else ""),
-                                 marker=dict(size=11, color=OKABE_ITO[i % len(OKABE_ITO)], symbol="diamond"),
-                                 line=dict(color=OKABE_ITO[i % len(OKABE_ITO)], width=3 if name == "fn_score" else 1.5),
-                                 hovertemplate=f"{name}: recall %{{x:.2f}}, precision %{{y:.2f}}<extra></extra>"))
-    fig.update_layout(title=f"Precision–recall against the labels: {source}", xaxis_title="recall",
-                      yaxis_title="precision", xaxis=dict(range=[0, 1]), yaxis=dict(range=[0, 1.02]),
-                      height=380, margin=dict(l=10, r=10, t=50, b=30))
+        fig.add_trace(
+            go.Scatter(
+                x=part["recall"],
+                y=part["precision"],
+                mode="markers" if point else "lines",
+                name=str(name) + (" (flag)" if point else ""),
+                marker=dict(size=11, color=OKABE_ITO[i % len(OKABE_ITO)], symbol="diamond"),
+                line=dict(color=OKABE_ITO[i % len(OKABE_ITO)], width=3 if name == "fn_score" else 1.5),
+                hovertemplate=f"{name}: recall %{{x:.2f}}, precision %{{y:.2f}}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title=f"Precision–recall against the labels: {source}",
+        xaxis_title="recall",
+        yaxis_title="precision",
+        xaxis=dict(range=[0, 1]),
+        yaxis=dict(range=[0, 1.02]),
+        height=380,
+        margin=dict(l=10, r=10, t=50, b=30),
+    )
     return fig
-

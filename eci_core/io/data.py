@@ -35,9 +35,16 @@ def content_hash(collection: "Collection") -> str:
         h.update(len(b).to_bytes(8, "little"))
         h.update(b)
 
-    for arr in (collection.passage_ids, collection.query_ids, collection.passage_texts, collection.query_texts):
+    for arr in (
+        collection.passage_ids,
+        collection.query_ids,
+        collection.passage_texts,
+        collection.query_texts,
+    ):
         enc = [x.encode("utf-8", "surrogatepass") for x in arr]
-        part(np.fromiter(map(len, enc), dtype=np.int64, count=len(enc)).tobytes())  # the lengths split the join
+        part(
+            np.fromiter(map(len, enc), dtype=np.int64, count=len(enc)).tobytes()
+        )  # the lengths split the join
         part(b"".join(enc))
     for q in sorted(collection.positives):
         part(f"{q}:{list(collection.positives[q])}".encode())
@@ -230,6 +237,7 @@ _TAKE_BLOCK = 16384  # texts made into Python strings at a time by iteration and
 # array (pa.array, pa.scalar, to_numpy, a Python number given to a compute function). The
 # loaders convert through these helpers (buffers only), so a load does not import pandas.
 
+
 def np_of(arr) -> np.ndarray:
     """A numeric or boolean Arrow array (or ChunkedArray) as numpy, as ``to_numpy(zero_copy_only=
     False)`` gives it: a view of the buffer when there is no null, else float64 with NaN."""
@@ -241,13 +249,17 @@ def np_of(arr) -> np.ndarray:
     bufs = arr.buffers()
 
     def bits(buf) -> np.ndarray:
-        return np.unpackbits(np.frombuffer(buf, np.uint8), count=off + n, bitorder="little")[off:].astype(bool)
+        return np.unpackbits(np.frombuffer(buf, np.uint8), count=off + n, bitorder="little")[off:].astype(
+            bool
+        )
 
     if pa.types.is_boolean(t):
         out = bits(bufs[1]) if n else np.zeros(0, dtype=bool)
     else:
-        dt = {"double": np.float64, "float": np.float32, "halffloat": np.float16}.get(str(t)) or np.dtype(str(t))
-        out = np.frombuffer(bufs[1], dtype=dt)[off:off + n] if n else np.zeros(0, dtype=dt)
+        dt = {"double": np.float64, "float": np.float32, "halffloat": np.float16}.get(str(t)) or np.dtype(
+            str(t)
+        )
+        out = np.frombuffer(bufs[1], dtype=dt)[off : off + n] if n else np.zeros(0, dtype=dt)
     if arr.null_count:
         out = out.astype(np.float64)
         out[~bits(bufs[0])] = np.nan
@@ -260,7 +272,9 @@ def ints_arrow(a: np.ndarray):
 
     a = np.ascontiguousarray(a)
     a = a if a.dtype in (np.int32, np.int64) else a.astype(np.int64)
-    return pa.Array.from_buffers(pa.int32() if a.dtype == np.int32 else pa.int64(), len(a), [None, pa.py_buffer(a)])
+    return pa.Array.from_buffers(
+        pa.int32() if a.dtype == np.int32 else pa.int64(), len(a), [None, pa.py_buffer(a)]
+    )
 
 
 def bool_arrow(mask: np.ndarray):
@@ -268,7 +282,9 @@ def bool_arrow(mask: np.ndarray):
     import pyarrow as pa
 
     mask = np.asarray(mask, dtype=bool)
-    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(np.packbits(mask, bitorder="little"))])
+    return pa.Array.from_buffers(
+        pa.bool_(), len(mask), [None, pa.py_buffer(np.packbits(mask, bitorder="little"))]
+    )
 
 
 def str_arrow(values: Sequence[str], large: bool = False):
@@ -285,7 +301,8 @@ def str_arrow(values: Sequence[str], large: bool = False):
         del enc
     large = large or offs[-1] >= 2**31
     return (pa.LargeStringArray if large else pa.StringArray).from_buffers(
-        len(offs) - 1, pa.py_buffer(offs if large else offs.astype(np.int32)), pa.py_buffer(data))
+        len(offs) - 1, pa.py_buffer(offs if large else offs.astype(np.int32)), pa.py_buffer(data)
+    )
 
 
 def _blocks_take(blocks: list, starts: np.ndarray, rows: np.ndarray) -> list[str]:
@@ -451,12 +468,16 @@ class TextColumn(Sequence):
     def __iter__(self) -> Iterator[str]:
         loc = self._loc
         for lo in range(0, len(loc), _TAKE_BLOCK):
-            yield from _blocks_take(self._blocks, self._starts, loc[lo:lo + _TAKE_BLOCK])
+            yield from _blocks_take(self._blocks, self._starts, loc[lo : lo + _TAKE_BLOCK])
         yield from list(self._tail)
 
     def take(self, indices) -> list[str]:
         """The texts at ``indices`` (ints, negative counted from the end), as a list of str."""
-        idx = np.asarray(indices if not isinstance(indices, range) else np.arange(indices.start, indices.stop, indices.step))
+        idx = np.asarray(
+            indices
+            if not isinstance(indices, range)
+            else np.arange(indices.start, indices.stop, indices.step)
+        )
         if idx.dtype == object or idx.dtype == bool:
             idx = np.asarray([self._pos(i) for i in idx.tolist()], dtype=np.int64)
         idx = idx.astype(np.int64, copy=False).ravel()
@@ -472,15 +493,17 @@ class TextColumn(Sequence):
         out: list = []
         in_tail = idx >= na
         for lo in range(0, len(idx), _TAKE_BLOCK):
-            part = idx[lo:lo + _TAKE_BLOCK]
-            t = in_tail[lo:lo + _TAKE_BLOCK]
+            part = idx[lo : lo + _TAKE_BLOCK]
+            t = in_tail[lo : lo + _TAKE_BLOCK]
             if not t.any():
                 out.extend(_blocks_take(self._blocks, self._starts, self._loc[part]))
                 continue
             got = np.empty(len(part), dtype=object)
             a = np.flatnonzero(~t)
             if len(a):
-                got[a] = np.fromiter(_blocks_take(self._blocks, self._starts, self._loc[part[a]]), dtype=object, count=len(a))
+                got[a] = np.fromiter(
+                    _blocks_take(self._blocks, self._starts, self._loc[part[a]]), dtype=object, count=len(a)
+                )
             tail = self._tail
             for k in np.flatnonzero(t).tolist():
                 got[k] = tail[int(part[k]) - na]
@@ -496,7 +519,7 @@ class TextColumn(Sequence):
 
         loc = self._loc
         for lo in range(0, len(loc), size):
-            rows = loc[lo:lo + size]
+            rows = loc[lo : lo + size]
             k = np.searchsorted(self._starts, rows, side="right") - 1
             if k[0] == k[-1] and (k == k[0]).all():  # one block: one take
                 yield pc.take(self._blocks[int(k[0])], ints_arrow(rows - self._starts[int(k[0])]))
@@ -504,8 +527,12 @@ class TextColumn(Sequence):
             order = np.argsort(k, kind="stable")  # one take per block, then back to row order
             ks = k[order]
             bounds = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1], True])
-            parts = [pc.take(self._blocks[int(ks[a])], ints_arrow(rows[order[a:b]] - self._starts[int(ks[a])])).cast(pa.large_string())
-                     for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
+            parts = [
+                pc.take(
+                    self._blocks[int(ks[a])], ints_arrow(rows[order[a:b]] - self._starts[int(ks[a])])
+                ).cast(pa.large_string())
+                for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())
+            ]
             inv = np.empty_like(order)
             inv[order] = np.arange(len(order))
             yield pc.take(pa.concat_arrays(parts), ints_arrow(inv))
@@ -522,8 +549,8 @@ class TextColumn(Sequence):
             h = np.zeros(total, dtype=np.int64)
             have = np.zeros(total, dtype=bool)
             if cache is not None:
-                h[:len(cache[0])] = cache[0]
-                have[:len(cache[1])] = cache[1]
+                h[: len(cache[0])] = cache[0]
+                have[: len(cache[1])] = cache[1]
             cache = self._hash_cache = (h, have)
         h, have = cache
         need = np.unique(rows[~have[rows]])
@@ -537,12 +564,14 @@ class TextColumn(Sequence):
                 block = self._blocks[b]
                 bufs = block.buffers()
                 wide = np.int64 if pa.types.is_large_string(block.type) else np.int32
-                offs = np.frombuffer(bufs[1], dtype=wide)[block.offset:block.offset + len(block) + 1]
+                offs = np.frombuffer(bufs[1], dtype=wide)[block.offset : block.offset + len(block) + 1]
                 mv = memoryview(bufs[2]) if bufs[2] is not None else memoryview(b"")
                 local = need[lo:hi] - int(self._starts[b])
-                h[need[lo:hi]] = np.fromiter((hash(mv[x:y].tobytes()) for x, y in
-                                              zip(offs[local].tolist(), offs[local + 1].tolist())),
-                                             dtype=np.int64, count=hi - lo)
+                h[need[lo:hi]] = np.fromiter(
+                    (hash(mv[x:y].tobytes()) for x, y in zip(offs[local].tolist(), offs[local + 1].tolist())),
+                    dtype=np.int64,
+                    count=hi - lo,
+                )
                 have[need[lo:hi]] = True
         return h[rows]
 
@@ -565,7 +594,11 @@ class TextColumn(Sequence):
 
         parts = []
         for lo in range(0, len(self._loc), _TAKE_BLOCK):
-            parts.append(str_arrow(_blocks_take(self._blocks, self._starts, self._loc[lo:lo + _TAKE_BLOCK]), large=True))
+            parts.append(
+                str_arrow(
+                    _blocks_take(self._blocks, self._starts, self._loc[lo : lo + _TAKE_BLOCK]), large=True
+                )
+            )
         if self._tail:
             parts.append(str_arrow(self._tail, large=True))
         return pa.chunked_array(parts, type=pa.large_string())
@@ -682,7 +715,7 @@ class TextColumn(Sequence):
         """Keep only the first ``n`` texts (the loaders' rollback)."""
         na = len(self._loc)
         if n >= na:
-            del self._tail[n - na:]
+            del self._tail[n - na :]
         else:
             self._tail = []
             self._loc = self._loc[:n].copy()
@@ -728,8 +761,9 @@ def _append_texts(column: TextColumn, texts, keys: list) -> None:
         column.extend(texts[k] for k in keys)
 
 
-def _known_with_other_text(index: Mapping[str, int], ids: Sequence[str], column: TextColumn, texts,
-                           keys: Sequence) -> np.ndarray:
+def _known_with_other_text(
+    index: Mapping[str, int], ids: Sequence[str], column: TextColumn, texts, keys: Sequence
+) -> np.ndarray:
     """Mask over ``ids``: the id is already in ``index`` (so in ``column``) with a text other than
     the new one, ``texts[keys[i]]`` (see :func:`_texts_differ`)."""
     ix = np.fromiter((index.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
@@ -740,7 +774,9 @@ def _known_with_other_text(index: Mapping[str, int], ids: Sequence[str], column:
     return out
 
 
-def _texts_differ(column: TextColumn, indices: np.ndarray, texts, keys: Sequence, known: np.ndarray) -> np.ndarray:
+def _texts_differ(
+    column: TextColumn, indices: np.ndarray, texts, keys: Sequence, known: np.ndarray
+) -> np.ndarray:
     """Whether ``column[indices[k]] != texts[keys[at[k]]]`` for each k, ``at`` the positions
     where ``known`` is true. A text stored in the reader's own Arrow blocks is equal without being
     read: the collection only stores a row of an :class:`ArrowTextMap` for that row's id
@@ -773,7 +809,11 @@ def _codes_in(keys: list[str], ids: Sequence[str]) -> np.ndarray:
     import pyarrow.compute as pc
 
     found = np_of(pc.index_in(str_arrow(keys), value_set=str_arrow(ids)))
-    return np.where(np.isnan(found), -1, found).astype(np.int64) if found.dtype.kind == "f" else found.astype(np.int64)
+    return (
+        np.where(np.isnan(found), -1, found).astype(np.int64)
+        if found.dtype.kind == "f"
+        else found.astype(np.int64)
+    )
 
 
 def _text_codes(column: TextColumn, pos: np.ndarray, neg: np.ndarray, n: int) -> np.ndarray:
@@ -1041,8 +1081,15 @@ class Collection:
                 self.query_splits.update(old_splits)
             raise
 
-    def _add_source(self, name: str, records: Iterable[QueryRecord], path: str, format: str, rows_read: int,
-                    report: SourceReport | None) -> SourceReport:
+    def _add_source(
+        self,
+        name: str,
+        records: Iterable[QueryRecord],
+        path: str,
+        format: str,
+        rows_read: int,
+        report: SourceReport | None,
+    ) -> SourceReport:
         name = self.unique_source_name(name)
         rep = report or SourceReport(source=name, path=str(path), format=format)
         rep.source = name
@@ -1134,12 +1181,40 @@ class Collection:
         (when no row is dropped), so the caller must not change it afterwards.
         """
         with self._all_or_nothing():
-            return self._add_id_source(name, query_ids, query_texts, positives, _index_array(neg_q),
-                                       _index_array(neg_p), np.asarray(neg_score, np.float64), neg_ids,
-                                       passage_text, splits, path, format, rows_read, report)
+            return self._add_id_source(
+                name,
+                query_ids,
+                query_texts,
+                positives,
+                _index_array(neg_q),
+                _index_array(neg_p),
+                np.asarray(neg_score, np.float64),
+                neg_ids,
+                passage_text,
+                splits,
+                path,
+                format,
+                rows_read,
+                report,
+            )
 
-    def _add_id_source(self, name, query_ids, query_texts, positives, neg_q, neg_p, neg_score, neg_ids,
-                       passage_text, splits, path, format, rows_read, report) -> SourceReport:
+    def _add_id_source(
+        self,
+        name,
+        query_ids,
+        query_texts,
+        positives,
+        neg_q,
+        neg_p,
+        neg_score,
+        neg_ids,
+        passage_text,
+        splits,
+        path,
+        format,
+        rows_read,
+        report,
+    ) -> SourceReport:
         name = self.unique_source_name(name)
         rep = report or SourceReport(source=name, path=str(path), format=format)
         rep.source = name
@@ -1148,15 +1223,23 @@ class Collection:
         # ids already loaded with another text (the first text is kept): counted per occurrence
         n_diff = n_qdiff = 0
         if self._pid_index:
-            n_diff = int(_known_with_other_text(self._pid_index, neg_ids, self.passage_texts, passage_text,
-                                                neg_ids)[neg_p].sum())
+            n_diff = int(
+                _known_with_other_text(self._pid_index, neg_ids, self.passage_texts, passage_text, neg_ids)[
+                    neg_p
+                ].sum()
+            )
             flat = [pid for lst in positives for pid in lst]
-            n_diff += int(_known_with_other_text(self._pid_index, flat, self.passage_texts, passage_text, flat).sum())
+            n_diff += int(
+                _known_with_other_text(self._pid_index, flat, self.passage_texts, passage_text, flat).sum()
+            )
             del flat
         rep.note("passage id given with a different text (first text kept)", n_diff)
         if self._qid_index:
-            n_qdiff = int(_known_with_other_text(self._qid_index, query_ids, self.query_texts, query_texts,
-                                                 range(len(query_ids))).sum())
+            n_qdiff = int(
+                _known_with_other_text(
+                    self._qid_index, query_ids, self.query_texts, query_texts, range(len(query_ids))
+                ).sum()
+            )
         rep.note("query id given with a different text (first text kept)", n_qdiff)
         # which records are kept: positives in the record, or the query already has some
         kept = np.zeros(nq_rec, dtype=bool)
@@ -1170,7 +1253,9 @@ class Collection:
         # passage vocabulary: negative ids, then positive ids not among them. The positives' codes
         # come from one hash lookup in Arrow (no dict of every negative id)
         kept_js = np.flatnonzero(kept)
-        pos_len = np.fromiter((len(positives[j]) for j in kept_js.tolist()), dtype=np.int64, count=len(kept_js))
+        pos_len = np.fromiter(
+            (len(positives[j]) for j in kept_js.tolist()), dtype=np.int64, count=len(kept_js)
+        )
         pos_flat = [str(pid) for j in kept_js.tolist() for pid in positives[j]]
         pos_q = np.repeat(kept_js, pos_len)
         pos_k = np.arange(len(pos_flat), dtype=np.int64) - np.repeat(np.cumsum(pos_len) - pos_len, pos_len)
@@ -1246,7 +1331,7 @@ class Collection:
                     self._qtext_lazy.setdefault(query_texts[j], qi)
             qi_of[j] = qi
             pos = self.positives.setdefault(qi, [])
-            for pi in pos_index[at:at + len(positives[j])]:
+            for pi in pos_index[at : at + len(positives[j])]:
                 if pi not in pos:
                     pos.append(pi)
             at += len(positives[j])
@@ -1268,8 +1353,10 @@ class Collection:
             dup[np.unique(key, return_index=True)[1] + lo] = False
             del key
         # drops in the order add_source first meets them (the report lists them in that order)
-        drops = [("query with no positive (skipped)", n_nopos, int(np.argmin(kept)) if n_nopos else nq_rec),
-                 ("duplicate negative within a query", int(dup.sum()), int(kq[dup][0]) if dup.any() else nq_rec)]
+        drops = [
+            ("query with no positive (skipped)", n_nopos, int(np.argmin(kept)) if n_nopos else nq_rec),
+            ("duplicate negative within a query", int(dup.sum()), int(kq[dup][0]) if dup.any() else nq_rec),
+        ]
         for reason, n, _ in sorted(drops, key=lambda d: d[2]):
             rep.drop(reason, n)
         if dup.any():
@@ -1292,8 +1379,14 @@ class Collection:
             keys = np.unique(pq * np.int64(len(self.passage_ids) + 1) + tcode[pp])
             n_same = 0
             for lo in range(0, len(q_idx), _CHUNK_ROWS):  # row by row: bounded temporaries
-                n_same += int(_pairs_in(q_idx[lo:lo + _CHUNK_ROWS], tcode[p_idx[lo:lo + _CHUNK_ROWS]], keys,
-                                        len(self.passage_ids) + 1).sum())
+                n_same += int(
+                    _pairs_in(
+                        q_idx[lo : lo + _CHUNK_ROWS],
+                        tcode[p_idx[lo : lo + _CHUNK_ROWS]],
+                        keys,
+                        len(self.passage_ids) + 1,
+                    ).sum()
+                )
             del tcode, keys
             rep.note("negative identical to a positive (kept, flagged)", n_same)
         kept_q = qi_of[kept]

@@ -118,18 +118,20 @@ class CleanedSet:
         for s, recs in self.records.items():
             a = self.actions[self.actions["source"] == s]
             neg = a[a["action"] != "query dropped"]
-            rows.append({
-                "source": s,
-                # queries with a negative, plus dropped queries without one: every query id logged
-                "queries_in": int(a["query_id"].nunique()),
-                "queries_out": len(recs),
-                "negatives_in": len(neg),
-                "negatives_out": sum(len(r.negatives) for r in recs),
-                "dropped": int((neg["action"] == "dropped").sum()),
-                "relabelled": int((neg["action"] == "relabelled").sum()),
-                "queries_dropped": int((a["action"] == "query dropped").sum()),
-                "positives_out": sum(len(r.positives) for r in recs),
-            })
+            rows.append(
+                {
+                    "source": s,
+                    # queries with a negative, plus dropped queries without one: every query id logged
+                    "queries_in": int(a["query_id"].nunique()),
+                    "queries_out": len(recs),
+                    "negatives_in": len(neg),
+                    "negatives_out": sum(len(r.negatives) for r in recs),
+                    "dropped": int((neg["action"] == "dropped").sum()),
+                    "relabelled": int((neg["action"] == "relabelled").sum()),
+                    "queries_dropped": int((a["action"] == "query dropped").sum()),
+                    "positives_out": sum(len(r.positives) for r in recs),
+                }
+            )
         return pd.DataFrame(rows)
 
     def get(self, source: str | None = None) -> list[QueryRecord]:
@@ -137,10 +139,13 @@ class CleanedSet:
         if source is None:
             if len(self.records) != 1:
                 raise ValueError(
-                    f"this cleaned set holds {len(self.records)} sources ({', '.join(self.records)}): pass source=")
+                    f"this cleaned set holds {len(self.records)} sources ({', '.join(self.records)}): pass source="
+                )
             return next(iter(self.records.values()))
         if source not in self.records:
-            raise ValueError(f"source={source!r} is not in the cleaned set; it holds: {', '.join(self.records)}")
+            raise ValueError(
+                f"source={source!r} is not in the cleaned set; it holds: {', '.join(self.records)}"
+            )
         return self.records[source]
 
 
@@ -204,14 +209,18 @@ def clean_collection(
     if rule not in RULES:
         raise ValueError(f"rule={rule!r}: use one of {', '.join(RULES)}")
     if rule in FN_RULES and not 0.0 <= float(fn_threshold) <= 1.0:
-        raise ValueError(f"fn_threshold={fn_threshold!r}: use a false-negative score between 0 and 1 (e.g. 0.5)")
+        raise ValueError(
+            f"fn_threshold={fn_threshold!r}: use a false-negative score between 0 and 1 (e.g. 0.5)"
+        )
     mk = _check_marks(marks)
     pairs = result.pairs if hasattr(result, "pairs") else result
     scored = [str(x) for x in pd.unique(pairs["source"])] if len(pairs) else []  # order of appearance
     names = scored if sources is None else [str(s) for s in sources]
     for s in names:
         if s not in collection.sources:
-            raise ValueError(f"source {s!r} is not in the collection; loaded: {', '.join(collection.sources)}")
+            raise ValueError(
+                f"source {s!r} is not in the collection; loaded: {', '.join(collection.sources)}"
+            )
     records: dict[str, list[QueryRecord]] = {}
     log_parts: list[pd.DataFrame] = []
     used_marks: set[tuple[str, str, str]] = set()
@@ -231,32 +240,46 @@ def clean_collection(
         reason_arr = ps["flag_reasons"].fillna("").astype(str).to_numpy(dtype=object)[ok]
         if rule in FN_RULES:  # the "flag" is the false-negative score at or above the threshold
             if "fn_score" not in ps:
-                raise ValueError(f"rule={rule!r} needs the pairs table's fn_score column: score the collection again")
+                raise ValueError(
+                    f"rule={rule!r} needs the pairs table's fn_score column: score the collection again"
+                )
             fs = ps["fn_score"].to_numpy(dtype=np.float64)[ok]
             flag_arr = fs >= float(fn_threshold)
             reason_arr = np.where(flag_arr, f"fn_score ≥ {float(fn_threshold):g}", "").astype(object)
         if not pair_code.is_unique:
             first = ~pair_code.duplicated()
-            pair_code, flag_arr, unsafe_arr, reason_arr = (pair_code[first], flag_arr[first], unsafe_arr[first],
-                                                          reason_arr[first])
+            pair_code, flag_arr, unsafe_arr, reason_arr = (
+                pair_code[first],
+                flag_arr[first],
+                unsafe_arr[first],
+                reason_arr[first],
+            )
         qids = np.asarray(collection.query_ids, dtype=object)[src.q_idx] if len(src) else np.zeros(0, object)
-        pids = np.asarray(collection.passage_ids, dtype=object)[src.p_idx] if len(src) else np.zeros(0, object)
+        pids = (
+            np.asarray(collection.passage_ids, dtype=object)[src.p_idx] if len(src) else np.zeros(0, object)
+        )
         k = src.q_idx.astype(np.int64) * n_p + src.p_idx
         pos = pair_code.get_indexer(k) if len(k) else np.zeros(0, np.int64)
         missing = pos < 0
         if missing.any():
             # scoring keeps the first negative of each (query, text); later copies are not scored
-            scored_text = {(q, collection.passage_texts[pi]) for q, pi, m in zip(qids, src.p_idx, missing) if not m}
+            scored_text = {
+                (q, collection.passage_texts[pi]) for q, pi, m in zip(qids, src.p_idx, missing) if not m
+            }
             for i in np.flatnonzero(missing):
                 if (qids[i], collection.passage_texts[int(src.p_idx[i])]) not in scored_text:
                     raise ValueError(
                         f"source {s!r}: negative (query {qids[i]!r}, passage {pids[i]!r}) is not in the scored "
-                        "pairs: score the collection again before exporting")
+                        "pairs: score the collection again before exporting"
+                    )
         safe = np.maximum(pos, 0)
         f = np.where(missing, False, flag_arr[safe]) if len(pair_code) else np.zeros(len(k), bool)
         u = np.where(missing, False, unsafe_arr[safe]) if len(pair_code) else np.zeros(len(k), bool)
-        why = (np.where(missing, "duplicate text within the query (not scored)", reason_arr[safe]).astype(object)
-               if len(pair_code) else np.full(len(k), "duplicate text within the query (not scored)", dtype=object))
+        why = (
+            np.where(missing, "duplicate text within the query (not scored)", reason_arr[safe]).astype(object)
+            if len(pair_code)
+            else np.full(len(k), "duplicate text within the query (not scored)", dtype=object)
+        )
         mark = np.full(len(qids), "", dtype=object)
         if any(key[0] == s for key in mk):
             mark[:] = [mk.get((s, str(q), str(p)), "") for q, p in zip(qids, pids)]
@@ -270,8 +293,10 @@ def clean_collection(
         if rule in ("drop_flagged", "relabel_flagged") + FN_RULES:
             remove |= f & ~fine
         fine_note = fine & f
-        reason = np.array([f"marked fine (kept despite: {w})" if fn else r for fn, w, r in zip(fine_note, why, reason)],
-                          dtype=object)
+        reason = np.array(
+            [f"marked fine (kept despite: {w})" if fn else r for fn, w, r in zip(fine_note, why, reason)],
+            dtype=object,
+        )
         action = np.where(remove, "relabelled" if rule in RELABEL_RULES else "dropped", "kept").astype(object)
         if missing.any():  # unscored copies of a text already among the query's negatives
             action[missing] = "dropped"
@@ -309,7 +334,9 @@ def clean_collection(
                 qd_rows.append((s, qid, "", "query dropped", q_drop[qi]))
                 continue
             positives = [PassageRef(pos_id_of[p], pos_text_of[p], None) for p in pos_idx[qn]]
-            negatives = [PassageRef(pid_l[j], ptexts[j], score_l[j]) for j in range(a, b) if action[j] == "kept"]
+            negatives = [
+                PassageRef(pid_l[j], ptexts[j], score_l[j]) for j in range(a, b) if action[j] == "kept"
+            ]
             if relabel_any:
                 have = {r.id for r in positives}
                 for j in range(a, b):
@@ -321,12 +348,26 @@ def clean_collection(
                 continue
             recs.append(QueryRecord(qid, qtext_l[qn], positives, negatives))
         records[s] = recs
-        log_parts.append(pd.DataFrame({"source": s, "query_id": qids.astype(str), "passage_id": pids.astype(str),
-                                       "action": action.astype(str), "reason": reason.astype(str)}))
+        log_parts.append(
+            pd.DataFrame(
+                {
+                    "source": s,
+                    "query_id": qids.astype(str),
+                    "passage_id": pids.astype(str),
+                    "action": action.astype(str),
+                    "reason": reason.astype(str),
+                }
+            )
+        )
         if qd_rows:
-            log_parts.append(pd.DataFrame(qd_rows, columns=["source", "query_id", "passage_id", "action", "reason"]))
-    actions = (pd.concat(log_parts, ignore_index=True) if log_parts
-               else pd.DataFrame(columns=["source", "query_id", "passage_id", "action", "reason"]))
+            log_parts.append(
+                pd.DataFrame(qd_rows, columns=["source", "query_id", "passage_id", "action", "reason"])
+            )
+    actions = (
+        pd.concat(log_parts, ignore_index=True)
+        if log_parts
+        else pd.DataFrame(columns=["source", "query_id", "passage_id", "action", "reason"])
+    )
     unmatched = sorted(k for k in mk if k[0] in names and k not in used_marks)
     return CleanedSet(rule=rule, records=records, actions=actions, unmatched_marks=unmatched)
 
@@ -388,8 +429,9 @@ def _chunks(k: int, n: int) -> list[tuple[int, int]]:
     return out
 
 
-def ntuple_plan(cleaned: CleanedSet, source: str | None = None, n: int | None = None,
-                ids: bool | None = None) -> NTuplePlan:
+def ntuple_plan(
+    cleaned: CleanedSet, source: str | None = None, n: int | None = None, ids: bool | None = None
+) -> NTuplePlan:
     """Counts of the file :func:`to_st_ntuple` writes with the same arguments (no bytes built)."""
     recs = cleaned.get(source)
     n = ntuple_size(cleaned, source) if n is None else int(n)
@@ -408,8 +450,15 @@ def ntuple_plan(cleaned: CleanedSet, source: str | None = None, n: int | None = 
     return NTuplePlan(n, rows, queries, negs, q_out, n_out, repeated, _use_ids(recs, ids))
 
 
-def to_st_ntuple(cleaned: CleanedSet, source: str | None = None, n: int | None = None, fmt: TableFormat = "jsonl",
-                 anchor_column: str = "query", positive_column: str = "positive", ids: bool | None = None) -> bytes:
+def to_st_ntuple(
+    cleaned: CleanedSet,
+    source: str | None = None,
+    n: int | None = None,
+    fmt: TableFormat = "jsonl",
+    anchor_column: str = "query",
+    positive_column: str = "positive",
+    ids: bool | None = None,
+) -> bytes:
     """sentence-transformers ``n-tuple`` rows ``{[query_id,] anchor, positive, negative_1 …
     negative_n}``: one per (query, positive, chunk of ``n`` negatives in rank order); the last
     chunk of a query whose ``K`` is not a multiple of ``n`` is its last ``n`` negatives.
@@ -423,11 +472,16 @@ def to_st_ntuple(cleaned: CleanedSet, source: str | None = None, n: int | None =
         n = ntuple_size(cleaned, source)
     n = int(n)
     if n < 1:
-        raise ValueError(f"n={n}: an n-tuple needs at least one negative per row (e.g. n=1); "
-                         "the cleaned set may have no negatives left")
+        raise ValueError(
+            f"n={n}: an n-tuple needs at least one negative per row (e.g. n=1); "
+            "the cleaned set may have no negatives left"
+        )
     with_ids = _use_ids(recs, ids)
-    cols = (["query_id"] if with_ids else []) + [anchor_column, positive_column] + \
-        [f"negative_{i}" for i in range(1, n + 1)]
+    cols = (
+        (["query_id"] if with_ids else [])
+        + [anchor_column, positive_column]
+        + [f"negative_{i}" for i in range(1, n + 1)]
+    )
     rows = []
     for r in recs:
         k = len(r.negatives)
@@ -441,16 +495,26 @@ def to_st_ntuple(cleaned: CleanedSet, source: str | None = None, n: int | None =
     return _rows_bytes(rows, cols, fmt)
 
 
-def to_st_triplet(cleaned: CleanedSet, source: str | None = None, fmt: TableFormat = "jsonl",
-                  anchor_column: str = "query", positive_column: str = "positive", ids: bool | None = None) -> bytes:
+def to_st_triplet(
+    cleaned: CleanedSet,
+    source: str | None = None,
+    fmt: TableFormat = "jsonl",
+    anchor_column: str = "query",
+    positive_column: str = "positive",
+    ids: bool | None = None,
+) -> bytes:
     """sentence-transformers ``triplet`` rows ``{[query_id,] anchor, positive, negative}``: one
     per (query, positive, negative), negatives in rank order. ``ids``: add the ``query_id``
     column (``None``: only when two exported queries share a text). ``fmt``: jsonl, csv or parquet."""
     recs = cleaned.get(source)
     with_ids = _use_ids(recs, ids)
     cols = (["query_id"] if with_ids else []) + [anchor_column, positive_column, "negative"]
-    rows = [dict(zip(cols, ((r.query_id,) if with_ids else ()) + (r.query, p.text, n.text)))
-            for r in recs for p in r.positives for n in r.negatives]
+    rows = [
+        dict(zip(cols, ((r.query_id,) if with_ids else ()) + (r.query, p.text, n.text)))
+        for r in recs
+        for p in r.positives
+        for n in r.negatives
+    ]
     return _rows_bytes(rows, cols, fmt)
 
 
@@ -461,8 +525,18 @@ def to_bge_jsonl(cleaned: CleanedSet, source: str | None = None) -> bytes:
     recs = cleaned.get(source)
     out = io.StringIO()
     for r in recs:
-        out.write(json.dumps({"query_id": r.query_id, "query": r.query, "pos": [p.text for p in r.positives],
-                              "neg": [n.text for n in r.negatives]}, ensure_ascii=False) + "\n")
+        out.write(
+            json.dumps(
+                {
+                    "query_id": r.query_id,
+                    "query": r.query,
+                    "pos": [p.text for p in r.positives],
+                    "neg": [n.text for n in r.negatives],
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
     return out.getvalue().encode("utf-8")
 
 
@@ -473,11 +547,18 @@ def to_tevatron_jsonl(cleaned: CleanedSet, source: str | None = None) -> bytes:
     recs = cleaned.get(source)
     out = io.StringIO()
     for r in recs:
-        out.write(json.dumps({
-            "query_id": r.query_id, "query": r.query,
-            "positive_passages": [{"docid": p.id, "title": "", "text": p.text} for p in r.positives],
-            "negative_passages": [{"docid": n.id, "title": "", "text": n.text} for n in r.negatives],
-        }, ensure_ascii=False) + "\n")
+        out.write(
+            json.dumps(
+                {
+                    "query_id": r.query_id,
+                    "query": r.query,
+                    "positive_passages": [{"docid": p.id, "title": "", "text": p.text} for p in r.positives],
+                    "negative_passages": [{"docid": n.id, "title": "", "text": n.text} for n in r.negatives],
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
     return out.getvalue().encode("utf-8")
 
 
@@ -489,8 +570,13 @@ def _flat_for_table(df: pd.DataFrame) -> pd.DataFrame:
         if out[c].dtype == object:
             col = out[c]
             if col.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray))).any():
-                out[c] = col.map(lambda v: json.dumps(v.tolist() if isinstance(v, np.ndarray) else v, ensure_ascii=False)
-                                 if isinstance(v, (list, tuple, dict, np.ndarray)) else v)
+                out[c] = col.map(
+                    lambda v: (
+                        json.dumps(v.tolist() if isinstance(v, np.ndarray) else v, ensure_ascii=False)
+                        if isinstance(v, (list, tuple, dict, np.ndarray))
+                        else v
+                    )
+                )
     return out
 
 
@@ -516,7 +602,9 @@ def unescape_formula(value: Any) -> Any:
 
 
 def _is_text(col: pd.Series | pd.Index) -> bool:
-    return col.dtype == object or pd.api.types.is_string_dtype(col) or isinstance(col.dtype, pd.CategoricalDtype)
+    return (
+        col.dtype == object or pd.api.types.is_string_dtype(col) or isinstance(col.dtype, pd.CategoricalDtype)
+    )
 
 
 def escape_formula_cells(df: pd.DataFrame) -> pd.DataFrame:
@@ -525,7 +613,9 @@ def escape_formula_cells(df: pd.DataFrame) -> pd.DataFrame:
     (the Export page, ``eci score --out``, saved validations) uses it unless the caller passes
     ``escape_formulas=False``; :func:`unescape_formula` reverses it."""
     out = df.copy()
-    out.columns = pd.Index([escape_formula(str(c)) for c in out.columns], name=escape_formula(out.columns.name))
+    out.columns = pd.Index(
+        [escape_formula(str(c)) for c in out.columns], name=escape_formula(out.columns.name)
+    )
     for c in out.columns:
         if _is_text(out[c]):
             out[c] = out[c].map(escape_formula).astype(object)
@@ -548,7 +638,9 @@ def unescape_formula_cells(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def table_bytes(df: pd.DataFrame, fmt: Literal["csv", "parquet"] = "csv", escape_formulas: bool = True) -> bytes:
+def table_bytes(
+    df: pd.DataFrame, fmt: Literal["csv", "parquet"] = "csv", escape_formulas: bool = True
+) -> bytes:
     """A table as CSV (UTF-8, header, no index, CRLF rows) or Parquet (pyarrow) bytes. List-valued cells
     are written as JSON strings. In CSV, text cells (and headers) starting with ``=``, ``+``,
     ``-``, ``@``, tab or CR get a leading ``'`` (:func:`escape_formula`) unless
@@ -576,7 +668,9 @@ EXPORT_FORMATS: dict[str, tuple[str, str]] = {
 }
 
 
-def export_bytes(cleaned: CleanedSet, fmt_name: str, source: str | None = None, n: int | None = None) -> tuple[bytes, str]:
+def export_bytes(
+    cleaned: CleanedSet, fmt_name: str, source: str | None = None, n: int | None = None
+) -> tuple[bytes, str]:
     """Bytes and suggested file name for one of :data:`EXPORT_FORMATS` (the Export page's
     selector), e.g. ``("...", "bm25.bge.jsonl")``."""
     src = source if source is not None else (cleaned.sources[0] if len(cleaned.sources) == 1 else None)

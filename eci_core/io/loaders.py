@@ -121,8 +121,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 
-from eci_core.io.data import (ArrowTextMap, Collection, KeyedTexts, LoadError, LoadReport, PassageRef, QueryRecord,
-                              SourceReport, bool_arrow, ints_arrow, np_of, str_arrow)
+from eci_core.io.data import (
+    ArrowTextMap,
+    Collection,
+    KeyedTexts,
+    LoadError,
+    LoadReport,
+    PassageRef,
+    QueryRecord,
+    SourceReport,
+    bool_arrow,
+    ints_arrow,
+    np_of,
+    str_arrow,
+)
 from eci_core.io.trust import dataset_dir, is_trusted_dir, normalise_roots, open_within
 
 Progress = Callable[[str, int, int], None]
@@ -171,13 +183,47 @@ _ALIASES = {
 }
 
 ANCHOR_NAMES = (
-    "anchor", "query", "question", "queries", "questions", "q", "search_query", "sentence1",
-    "sentence_1", "sentence_a", "sentence_A", "text1", "text_1", "query_text", "input", "prompt",
+    "anchor",
+    "query",
+    "question",
+    "queries",
+    "questions",
+    "q",
+    "search_query",
+    "sentence1",
+    "sentence_1",
+    "sentence_a",
+    "sentence_A",
+    "text1",
+    "text_1",
+    "query_text",
+    "input",
+    "prompt",
 )
 POSITIVE_NAMES = (
-    "positive", "pos", "positives", "answer", "answers", "passage", "passages", "document",
-    "documents", "doc", "docs", "context", "response", "sentence2", "sentence_2", "sentence_b",
-    "sentence_B", "text2", "text_2", "text", "positive_passage", "pos_text", "target",
+    "positive",
+    "pos",
+    "positives",
+    "answer",
+    "answers",
+    "passage",
+    "passages",
+    "document",
+    "documents",
+    "doc",
+    "docs",
+    "context",
+    "response",
+    "sentence2",
+    "sentence_2",
+    "sentence_b",
+    "sentence_B",
+    "text2",
+    "text_2",
+    "text",
+    "positive_passage",
+    "pos_text",
+    "target",
 )
 QUERY_ID_NAMES = ("query_id", "qid", "query-id")  # not "id": often a row id, which would split queries
 _NEG_N = re.compile(r"^negative_(\d+)$")
@@ -199,6 +245,8 @@ def _refs(texts: list[str], scores: list | None = None, ids: list | None = None)
     if scores is None:
         return [_tuple_new(PassageRef, (i, t, None)) for i, t in zip(ids, texts)]
     return [_tuple_new(PassageRef, (i, t, s)) for i, t, s in zip(ids, texts, scores)]
+
+
 _PROGRESS_EVERY = 20000
 
 
@@ -232,9 +280,12 @@ class LoadLimits:
     @classmethod
     def from_env(cls) -> "LoadLimits":
         """The defaults, each overridden by its environment variable when set."""
-        env = {"max_line_bytes": "ECI_MAX_LINE_BYTES", "max_decompressed_bytes": "ECI_MAX_DECOMPRESSED_BYTES",
-               "max_compression_ratio": "ECI_MAX_COMPRESSION_RATIO",
-               "max_negatives_per_query": "ECI_MAX_NEGATIVES_PER_QUERY"}
+        env = {
+            "max_line_bytes": "ECI_MAX_LINE_BYTES",
+            "max_decompressed_bytes": "ECI_MAX_DECOMPRESSED_BYTES",
+            "max_compression_ratio": "ECI_MAX_COMPRESSION_RATIO",
+            "max_negatives_per_query": "ECI_MAX_NEGATIVES_PER_QUERY",
+        }
         kw: dict[str, Any] = {}
         for k, var in env.items():
             v = os.environ.get(var, "").strip()
@@ -242,7 +293,9 @@ class LoadLimits:
                 try:
                     kw[k] = float(v) if k == "max_compression_ratio" else int(float(v))
                 except ValueError:
-                    raise ValueError(f"{var}={v!r} is not a number; unset it or give e.g. {getattr(cls, k)}") from None
+                    raise ValueError(
+                        f"{var}={v!r} is not a number; unset it or give e.g. {getattr(cls, k)}"
+                    ) from None
         return cls(**kw)
 
 
@@ -255,7 +308,9 @@ def current_limits() -> LoadLimits:
 
 
 # the allowed roots of the load in progress (``roots=`` of load_path / load_paths; None: no limit)
-_ROOTS: contextvars.ContextVar[tuple[Path, ...] | None] = contextvars.ContextVar("eci_load_roots", default=None)
+_ROOTS: contextvars.ContextVar[tuple[Path, ...] | None] = contextvars.ContextVar(
+    "eci_load_roots", default=None
+)
 
 
 def _open_file(path: Path):
@@ -281,9 +336,30 @@ def _accepted() -> str:
 
 # ====================================================================== never-echo helpers
 _KNOWN_FIELDS = frozenset(
-    ANCHOR_NAMES + POSITIVE_NAMES + QUERY_ID_NAMES + tuple(_INDEX_COLUMNS) + tuple(_ROLE_COLUMNS) + (
-        "pos", "neg", "pos_scores", "neg_scores", "query_id", "positive_passages", "negative_passages",
-        "qid", "negative_ids", "docid", "title", "text", "_id", "query-id", "corpus-id", "metadata"))
+    ANCHOR_NAMES
+    + POSITIVE_NAMES
+    + QUERY_ID_NAMES
+    + tuple(_INDEX_COLUMNS)
+    + tuple(_ROLE_COLUMNS)
+    + (
+        "pos",
+        "neg",
+        "pos_scores",
+        "neg_scores",
+        "query_id",
+        "positive_passages",
+        "negative_passages",
+        "qid",
+        "negative_ids",
+        "docid",
+        "title",
+        "text",
+        "_id",
+        "query-id",
+        "corpus-id",
+        "metadata",
+    )
+)
 
 
 def _field_names(keys: Iterable[Any]) -> str:
@@ -330,8 +406,13 @@ def _check_surrogates(path: str, line: int | None, raw: str, obj: Any, fld: str 
     if "\\" in raw and _SURR_ESC.search(raw):
         where = _surrogate_field(obj, fld)
         if where is not None:
-            raise LoadError(path, line, "text holds a lone UTF-16 surrogate (a \\ud800-\\udfff escape without "
-                            "its pair), which is not valid Unicode", field=None if where == "?" else where)
+            raise LoadError(
+                path,
+                line,
+                "text holds a lone UTF-16 surrogate (a \\ud800-\\udfff escape without "
+                "its pair), which is not valid Unicode",
+                field=None if where == "?" else where,
+            )
 
 
 def _loads(path: str, line: int | None, raw: str, fld: str | None = None) -> Any:
@@ -433,7 +514,9 @@ def _as_list(path: str, line: int | None, v: Any, fld: str, what: str) -> list:
             except RecursionError:
                 raise LoadError(path, line, "list nested too deeply to read", field=fld) from None
             except (ValueError, SyntaxError, MemoryError, TypeError):
-                raise LoadError(path, line, "cannot read the list: expected a JSON array", field=fld) from None
+                raise LoadError(
+                    path, line, "cannot read the list: expected a JSON array", field=fld
+                ) from None
         except ValueError:
             raise LoadError(path, line, _DIGITS_MSG, field=fld) from None
         _check_surrogates(path, line, v, out, fld)
@@ -551,14 +634,21 @@ class GzipRaw(io.RawIOBase):
                     if self.fed == 0 and self.members > 0:
                         self.done = True
                         return 0
-                    raise LoadError(self.spath, None, "broken gzip data (the file ends in the middle of the "
-                                    "compressed stream); re-compress the file")
+                    raise LoadError(
+                        self.spath,
+                        None,
+                        "broken gzip data (the file ends in the middle of the "
+                        "compressed stream); re-compress the file",
+                    )
             before = len(self.pending)
             try:
                 out = self.d.decompress(self.pending, n)
             except zlib.error:
-                raise LoadError(self.spath, None, "broken gzip data (not a valid gzip/deflate stream); "
-                                "re-compress the file") from None
+                raise LoadError(
+                    self.spath,
+                    None,
+                    "broken gzip data (not a valid gzip/deflate stream); re-compress the file",
+                ) from None
             if self.d.eof:  # end of one member: another may follow
                 rest = self.d.unused_data
                 self.in_total += before - len(rest) - len(self.d.unconsumed_tail)
@@ -579,11 +669,21 @@ class GzipRaw(io.RawIOBase):
         self.out_total += k
         lim = self.lim
         if self.out_total > lim.max_decompressed_bytes:
-            raise LoadError(self.spath, None, f"the gzip decompresses to more than {lim.max_decompressed_bytes:,} "
-                            "bytes (LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES)")
-        if self.out_total > lim.ratio_grace_bytes and self.out_total > lim.max_compression_ratio * max(self.in_total, 1):
-            raise LoadError(self.spath, None, f"the gzip expands more than {lim.max_compression_ratio:g}x "
-                            "(a compression bomb?); LoadLimits.max_compression_ratio, env ECI_MAX_COMPRESSION_RATIO")
+            raise LoadError(
+                self.spath,
+                None,
+                f"the gzip decompresses to more than {lim.max_decompressed_bytes:,} "
+                "bytes (LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES)",
+            )
+        if self.out_total > lim.ratio_grace_bytes and self.out_total > lim.max_compression_ratio * max(
+            self.in_total, 1
+        ):
+            raise LoadError(
+                self.spath,
+                None,
+                f"the gzip expands more than {lim.max_compression_ratio:g}x "
+                "(a compression bomb?); LoadLimits.max_compression_ratio, env ECI_MAX_COMPRESSION_RATIO",
+            )
 
 
 def _open_bytes(path: Path) -> tuple[io.BufferedReader, Any, bool]:
@@ -634,14 +734,19 @@ class _Lines:
                     break
                 no += 1
                 if len(b) > max_line and not (len(b) == max_line + 1 and b.endswith(b"\n")):
-                    raise LoadError(spath, no, f"line longer than {max_line:,} bytes (LoadLimits.max_line_bytes, "
-                                    "env ECI_MAX_LINE_BYTES)")
+                    raise LoadError(
+                        spath,
+                        no,
+                        f"line longer than {max_line:,} bytes (LoadLimits.max_line_bytes, "
+                        "env ECI_MAX_LINE_BYTES)",
+                    )
                 try:
                     s = b.decode("utf-8")
                 except UnicodeDecodeError as e:
                     where = "of the decompressed data" if gz else "of the file"
                     raise LoadError(
-                        spath, no,
+                        spath,
+                        no,
                         f"not valid UTF-8 (expected UTF-8 text) at byte {offset + e.start} {where}; "
                         "re-save the file as UTF-8",
                     ) from None
@@ -681,8 +786,11 @@ def _read_text(path: Path, check: Callable[[str, bytes], None] | None = None) ->
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         where = "of the decompressed data" if gz else "of the file"
-        raise LoadError(spath, line, f"not valid UTF-8 (expected UTF-8 text) at byte {e.start} {where}; "
-                        "re-save the file as UTF-8") from None
+        raise LoadError(
+            spath,
+            line,
+            f"not valid UTF-8 (expected UTF-8 text) at byte {e.start} {where}; re-save the file as UTF-8",
+        ) from None
     return s[1:] if s.startswith("\ufeff") else s
 
 
@@ -700,7 +808,7 @@ def longest_json_string_over(data: bytes, limit: int, piece_bytes: int = 1 << 22
     open_at = -1  # >= 0: inside a string that opened there
     carry = 0  # backslashes ending the previous piece
     for lo in range(0, n, step):
-        a = arr[lo:lo + step]
+        a = arr[lo : lo + step]
         q = np.flatnonzero(a == 34)
         b = np.flatnonzero(a == 92)
         if len(q):
@@ -719,8 +827,8 @@ def longest_json_string_over(data: bytes, limit: int, piece_bytes: int = 1 << 22
             if q[0] - open_at - 1 > limit:
                 return open_at
             open_at, start = -1, 1
-        opens, closes = q[start::2], q[start + 1::2]
-        long = np.flatnonzero(closes - opens[:len(closes)] - 1 > limit)
+        opens, closes = q[start::2], q[start + 1 :: 2]
+        long = np.flatnonzero(closes - opens[: len(closes)] - 1 > limit)
         if len(long):
             return int(opens[long[0]])
         if len(opens) > len(closes):
@@ -749,9 +857,14 @@ def check_json_document(path: str, data: bytes, limits: LoadLimits) -> None:
     m = _JSON_KEY_BEFORE.search(data, max(0, at - 4096), at)
     key = m.group(1).decode("utf-8", "replace") if m else None
     fld = key if key is not None and (key in _KNOWN_FIELDS or _NEG_N.match(key)) else None
-    raise LoadError(path, data.count(b"\n", 0, at) + 1, f"a string longer than {limits.max_line_bytes:,} bytes "
-                    "(LoadLimits.max_line_bytes, env ECI_MAX_LINE_BYTES: the longest line of a text file, or "
-                    "string of a JSON file)", field=fld)
+    raise LoadError(
+        path,
+        data.count(b"\n", 0, at) + 1,
+        f"a string longer than {limits.max_line_bytes:,} bytes "
+        "(LoadLimits.max_line_bytes, env ECI_MAX_LINE_BYTES: the longest line of a text file, or "
+        "string of a JSON file)",
+        field=fld,
+    )
 
 
 def check_file_size(path: str | os.PathLike, limits: LoadLimits) -> None:
@@ -760,9 +873,13 @@ def check_file_size(path: str | os.PathLike, limits: LoadLimits) -> None:
     decompresses). Raises :class:`LoadError`."""
     size = os.path.getsize(path)
     if size > limits.max_decompressed_bytes:
-        raise LoadError(str(path), None, f"the file holds more than {limits.max_decompressed_bytes:,} bytes, "
-                        "too many to read whole (LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES); "
-                        "save it as JSONL (one record per line), which is read line by line")
+        raise LoadError(
+            str(path),
+            None,
+            f"the file holds more than {limits.max_decompressed_bytes:,} bytes, "
+            "too many to read whole (LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES); "
+            "save it as JSONL (one record per line), which is read line by line",
+        )
 
 
 # ====================================================================== containers -> rows
@@ -806,8 +923,12 @@ def _container(path: Path) -> str:
         return "tsv"
     if "," in first:
         return "csv"
-    raise LoadError(spath, None, f"cannot tell what kind of file this is (expected JSONL, JSON, CSV, TSV, Parquet "
-                    f"or a TREC run); accepted formats: {_accepted()}")
+    raise LoadError(
+        spath,
+        None,
+        f"cannot tell what kind of file this is (expected JSONL, JSON, CSV, TSV, Parquet "
+        f"or a TREC run); accepted formats: {_accepted()}",
+    )
 
 
 def _looks_like_trec(line: str) -> bool:
@@ -962,11 +1083,16 @@ def _csv_rows(path: Path, delim: str, progress: Progress | None) -> Iterator[tup
                 holder["first"] = no
             # a quoted cell may span lines: the record, like a JSONL line, holds at most max_line_bytes
             holder["bytes"] += (len(s) if s.isascii() else len(s.encode("utf-8", "surrogatepass"))) + (
-                1 if holder["lines"] else 0)
+                1 if holder["lines"] else 0
+            )
             holder["lines"] += 1
             if holder["bytes"] > max_rec:
-                raise LoadError(spath, holder["first"], f"record longer than {max_rec:,} bytes (a quoted cell "
-                                "spans its lines; LoadLimits.max_line_bytes, env ECI_MAX_LINE_BYTES)")
+                raise LoadError(
+                    spath,
+                    holder["first"],
+                    f"record longer than {max_rec:,} bytes (a quoted cell "
+                    "spans its lines; LoadLimits.max_line_bytes, env ECI_MAX_LINE_BYTES)",
+                )
             yield s + "\n"
 
     reader = csv.reader(text_lines(), delimiter=delim)
@@ -982,7 +1108,9 @@ def _csv_rows(path: Path, delim: str, progress: Progress | None) -> Iterator[tup
                     raise LoadError(spath, holder["no"], "the first line must be a header naming the columns")
                 dup = [c for c, k in Counter(header).items() if k > 1]
                 if dup:
-                    raise LoadError(spath, holder["no"], f"duplicate column name(s) in the header: {', '.join(dup)}")
+                    raise LoadError(
+                        spath, holder["no"], f"duplicate column name(s) in the header: {', '.join(dup)}"
+                    )
                 start = holder["no"] + 1
                 continue
             line = start
@@ -991,8 +1119,12 @@ def _csv_rows(path: Path, delim: str, progress: Progress | None) -> Iterator[tup
                 continue
             if len(cells) != len(header):
                 sep = "comma" if delim == "," else "tab"
-                raise LoadError(spath, line, f"row has {_plural(len(cells), 'field')} but the header has "
-                                f"{len(header)} ({sep}-separated; quote texts that contain a {sep})")
+                raise LoadError(
+                    spath,
+                    line,
+                    f"row has {_plural(len(cells), 'field')} but the header has "
+                    f"{len(header)} ({sep}-separated; quote texts that contain a {sep})",
+                )
             any_row = True
             yield line, dict(zip(header, cells))
     except csv.Error as e:
@@ -1031,11 +1163,17 @@ def arrow_value_bytes(array) -> Any:
     if pa.types.is_dictionary(t):
         entry = arrow_value_bytes(array.dictionary)
         out = entry[ints(array.indices)] if len(entry) else np.zeros(n, np.int64)
-    elif (pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_large_string(t)
-          or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)):
+    elif (
+        pa.types.is_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_fixed_size_binary(t)
+    ):
         out = ints(pc.binary_length(array))
-    elif getattr(pa.types, "is_string_view", lambda _: False)(t) or getattr(pa.types, "is_binary_view",
-                                                                             lambda _: False)(t):
+    elif getattr(pa.types, "is_string_view", lambda _: False)(t) or getattr(
+        pa.types, "is_binary_view", lambda _: False
+    )(t):
         out = ints(pc.binary_length(array.cast(pa.large_binary())))
     elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
         child = arrow_value_bytes(array.values)  # the whole child: offsets index it directly
@@ -1044,7 +1182,9 @@ def arrow_value_bytes(array) -> Any:
         out = cs[offs[1:]] - cs[offs[:-1]]
     elif pa.types.is_fixed_size_list(t):
         size = t.list_size
-        child = arrow_value_bytes(array.values)[array.offset * size:(array.offset + n) * size]  # null slots too
+        child = arrow_value_bytes(array.values)[
+            array.offset * size : (array.offset + n) * size
+        ]  # null slots too
         out = child.reshape(n, size).sum(axis=1) if size else np.zeros(n, np.int64)
     elif pa.types.is_struct(t):
         out = np.zeros(n, np.int64)
@@ -1118,18 +1258,32 @@ def check_parquet_metadata(pf: Any, path: str, limits: LoadLimits) -> None:
         for j, size in enumerate(sizes):
             if size > lim:
                 fld, extra = shown(j)
-                raise LoadError(path, None, f"a column chunk{extra} decompresses to more than {lim:,} bytes "
-                                "(LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES)", field=fld)
+                raise LoadError(
+                    path,
+                    None,
+                    f"a column chunk{extra} decompresses to more than {lim:,} bytes "
+                    "(LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES)",
+                    field=fld,
+                )
         unpacked = sum(sizes)
         total += unpacked
         if unpacked > grace and unpacked > ratio * max(packed, 1):
             fld, extra = shown(max(range(len(sizes)), key=sizes.__getitem__))
-            raise LoadError(path, None, f"a row group expands more than {ratio:g}x when decompressed (its largest "
-                            f"column{extra or ' is this one'}; a compression bomb?); LoadLimits.max_compression_ratio, "
-                            "env ECI_MAX_COMPRESSION_RATIO", field=fld)
+            raise LoadError(
+                path,
+                None,
+                f"a row group expands more than {ratio:g}x when decompressed (its largest "
+                f"column{extra or ' is this one'}; a compression bomb?); LoadLimits.max_compression_ratio, "
+                "env ECI_MAX_COMPRESSION_RATIO",
+                field=fld,
+            )
     if total > lim:
-        raise LoadError(path, None, f"the Parquet data decompresses to more than {lim:,} bytes "
-                        "(LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES)")
+        raise LoadError(
+            path,
+            None,
+            f"the Parquet data decompresses to more than {lim:,} bytes "
+            "(LoadLimits.max_decompressed_bytes, env ECI_MAX_DECOMPRESSED_BYTES)",
+        )
 
 
 class ParquetDecodedLimits:
@@ -1161,26 +1315,45 @@ class ParquetDecodedLimits:
             cells = [int(c[r]) for c in cols]
             j = int(np.argmax(cells))
             name = batch.schema.names[j]
-            fld, extra = _shown_column(name, self.names.index(name) if self.names and name in self.names else j)
+            fld, extra = _shown_column(
+                name, self.names.index(name) if self.names and name in self.names else j
+            )
             what = "a cell" if cells[j] > lim.max_line_bytes else "a row (its largest cell here)"
-            raise LoadError(self.path, first_row + r, f"{what}{extra} longer than {lim.max_line_bytes:,} bytes once "
-                            "decoded (LoadLimits.max_line_bytes, env ECI_MAX_LINE_BYTES: the longest line, or "
-                            "Parquet row)", field=fld)
+            raise LoadError(
+                self.path,
+                first_row + r,
+                f"{what}{extra} longer than {lim.max_line_bytes:,} bytes once "
+                "decoded (LoadLimits.max_line_bytes, env ECI_MAX_LINE_BYTES: the longest line, or "
+                "Parquet row)",
+                field=fld,
+            )
         cum = self.total + np.cumsum(rows)
         bad = np.flatnonzero(cum > lim.max_decompressed_bytes)
         if len(bad):
-            raise LoadError(self.path, first_row + int(bad[0]), "the Parquet data decodes to more than "
-                            f"{lim.max_decompressed_bytes:,} bytes (LoadLimits.max_decompressed_bytes, "
-                            "env ECI_MAX_DECOMPRESSED_BYTES)")
-        ratio = np.flatnonzero((cum > lim.ratio_grace_bytes) & (cum > lim.max_compression_ratio * self.file_bytes))
+            raise LoadError(
+                self.path,
+                first_row + int(bad[0]),
+                "the Parquet data decodes to more than "
+                f"{lim.max_decompressed_bytes:,} bytes (LoadLimits.max_decompressed_bytes, "
+                "env ECI_MAX_DECOMPRESSED_BYTES)",
+            )
+        ratio = np.flatnonzero(
+            (cum > lim.ratio_grace_bytes) & (cum > lim.max_compression_ratio * self.file_bytes)
+        )
         if len(ratio):
-            raise LoadError(self.path, first_row + int(ratio[0]), "the Parquet data expands more than "
-                            f"{lim.max_compression_ratio:g}x its file size once decoded (a compression bomb?); "
-                            "LoadLimits.max_compression_ratio, env ECI_MAX_COMPRESSION_RATIO")
+            raise LoadError(
+                self.path,
+                first_row + int(ratio[0]),
+                "the Parquet data expands more than "
+                f"{lim.max_compression_ratio:g}x its file size once decoded (a compression bomb?); "
+                "LoadLimits.max_compression_ratio, env ECI_MAX_COMPRESSION_RATIO",
+            )
         self.total = int(cum[-1])
 
 
-def _parquet_rows(path: Path, progress: Progress | None, first_only: bool = False) -> Iterator[tuple[int, dict]]:
+def _parquet_rows(
+    path: Path, progress: Progress | None, first_only: bool = False
+) -> Iterator[tuple[int, dict]]:
     """The rows of a Parquet file, checked by :class:`ParquetDecodedLimits` before they become
     Python values. Per row group: first its string columns with dictionary pages, read as Arrow
     dictionaries (an entry named by many rows is held once), so their decoded size is known
@@ -1202,10 +1375,13 @@ def _parquet_rows(path: Path, progress: Progress | None, first_only: bool = Fals
         pf = pq.ParquetFile(source())
         md = pf.metadata
         check_parquet_metadata(pf, spath, limits)
-        dict_paths = {md.row_group(i).column(j).path_in_schema for i in range(md.num_row_groups)
-                      for j in range(md.num_columns)
-                      if md.row_group(i).column(j).has_dictionary_page
-                      and md.row_group(i).column(j).physical_type == "BYTE_ARRAY"}
+        dict_paths = {
+            md.row_group(i).column(j).path_in_schema
+            for i in range(md.num_row_groups)
+            for j in range(md.num_columns)
+            if md.row_group(i).column(j).has_dictionary_page
+            and md.row_group(i).column(j).physical_type == "BYTE_ARRAY"
+        }
         pf_dict = pq.ParquetFile(source(), read_dictionary=sorted(dict_paths)) if dict_paths else None
     except (pa.ArrowException, OSError) as e:
         raise LoadError(spath, None, f"not a valid Parquet file ({e})") from None
@@ -1227,8 +1403,9 @@ def _parquet_rows(path: Path, progress: Progress | None, first_only: bool = Fals
             if dict_top:
                 # one batch for the row group: a dictionary read of pages that fell back to plain
                 # values grows its dictionary batch after batch (quadratic in smaller batches)
-                for batch in pf_dict.iter_batches(batch_size=max(md.row_group(i).num_rows, 1), row_groups=[i],
-                                                  columns=dict_top):
+                for batch in pf_dict.iter_batches(
+                    batch_size=max(md.row_group(i).num_rows, 1), row_groups=[i], columns=dict_top
+                ):
                     pre.check(batch, row + 1)
                     del batch
                 _release_arrow_memory()  # the dictionary read's buffers, before the rows are decoded
@@ -1304,20 +1481,30 @@ def detect_format(path: str | os.PathLike) -> str:
     if p.is_dir():
         if _beir_file(p, "corpus.jsonl") is not None:
             return "beir"
-        raise LoadError(spath, None, "a directory must be a BEIR directory (corpus.jsonl, queries.jsonl, qrels/, "
-                        "negatives/); give files by name otherwise")
+        raise LoadError(
+            spath,
+            None,
+            "a directory must be a BEIR directory (corpus.jsonl, queries.jsonl, qrels/, "
+            "negatives/); give files by name otherwise",
+        )
     try:
         kind = _container(p)
         if kind == "trec":
             return "trec-run"
-        (line, row), _ = _peek(_parquet_rows(p, None, first_only=True) if kind == "parquet" else _rows(p, kind))
+        (line, row), _ = _peek(
+            _parquet_rows(p, None, first_only=True) if kind == "parquet" else _rows(p, kind)
+        )
     except OSError as e:
         raise LoadError(spath, None, f"cannot read the file ({e.strerror or e})") from None
     fmt = _detect_row(row)
     if fmt is None:
         found = _field_names(row)
-        raise LoadError(spath, line, f"cannot detect the format from the fields {found}; accepted formats: "
-                        f"{_accepted()}; or pass format= (--format) to choose one")
+        raise LoadError(
+            spath,
+            line,
+            f"cannot detect the format from the fields {found}; accepted formats: "
+            f"{_accepted()}; or pass format= (--format) to choose one",
+        )
     return fmt
 
 
@@ -1351,12 +1538,20 @@ def _st_columns(path: str, line: int, row: dict, fmt: str) -> tuple[str, str, st
     """(anchor column, positive/passage column, query-id column or None) of an ST file."""
     cols = [str(c) for c in row]
     qid_col = next((c for c in QUERY_ID_NAMES if c in cols), None)
-    rest = [c for c in cols if c not in _ROLE_COLUMNS and not _NEG_N.match(c) and c != qid_col
-            and c not in _INDEX_COLUMNS]
+    rest = [
+        c
+        for c in cols
+        if c not in _ROLE_COLUMNS and not _NEG_N.match(c) and c != qid_col and c not in _INDEX_COLUMNS
+    ]
     anchor = next((c for c in ANCHOR_NAMES if c in rest), rest[0] if rest else None)
     if anchor is None:
-        raise LoadError(path, line, f"no anchor (query) column for {fmt}: expected one of "
-                        f"{', '.join(ANCHOR_NAMES[:4])}… (fields found: {_field_names(cols)})", field="anchor")
+        raise LoadError(
+            path,
+            line,
+            f"no anchor (query) column for {fmt}: expected one of "
+            f"{', '.join(ANCHOR_NAMES[:4])}… (fields found: {_field_names(cols)})",
+            field="anchor",
+        )
     rest = [c for c in rest if c != anchor]
     if fmt == "st-labeled-list":
         lists = [c for c in rest if _maybe_list(row[c])]
@@ -1364,20 +1559,33 @@ def _st_columns(path: str, line: int, row: dict, fmt: str) -> tuple[str, str, st
     positive = next((c for c in POSITIVE_NAMES if c in rest), rest[0] if rest else None)
     if positive is None:
         what = "passage" if fmt in ("st-labeled-pair", "st-labeled-list") else "positive"
-        raise LoadError(path, line, f"no {what} column for {fmt}: expected one of "
-                        f"{', '.join(POSITIVE_NAMES[:4])}… (fields found: {_field_names(cols)})", field=what)
+        raise LoadError(
+            path,
+            line,
+            f"no {what} column for {fmt}: expected one of "
+            f"{', '.join(POSITIVE_NAMES[:4])}… (fields found: {_field_names(cols)})",
+            field=what,
+        )
     return anchor, positive, qid_col
 
 
-def _parse_st(path: str, fmt: str, rows: Iterator[tuple[int, dict]]) -> tuple[list[QueryRecord], int, dict[str, int]]:
+def _parse_st(
+    path: str, fmt: str, rows: Iterator[tuple[int, dict]]
+) -> tuple[list[QueryRecord], int, dict[str, int]]:
     (line0, row0), rows = _peek(rows)
     anchor, positive, qid_col = _st_columns(path, line0, row0, fmt)
     neg_cols: list[str] = []
     if fmt == "st-ntuple":
-        neg_cols = sorted((c for c in map(str, row0) if _NEG_N.match(c)), key=lambda c: int(_NEG_N.match(c).group(1)))
+        neg_cols = sorted(
+            (c for c in map(str, row0) if _NEG_N.match(c)), key=lambda c: int(_NEG_N.match(c).group(1))
+        )
         if not neg_cols:
-            raise LoadError(path, line0, f"missing required field (fields found: {_field_names(row0)})",
-                            field="negative_1")
+            raise LoadError(
+                path,
+                line0,
+                f"missing required field (fields found: {_field_names(row0)})",
+                field="negative_1",
+            )
     label_col = "label" if fmt == "st-labeled-pair" else "labels"
     use_labels = label_col in row0
     builders: dict[tuple[str | None, str], _QB] = {}
@@ -1387,7 +1595,9 @@ def _parse_st(path: str, fmt: str, rows: Iterator[tuple[int, dict]]) -> tuple[li
         for line, row in rows:
             n += 1
             a = _text(path, line, _need(path, line, row, anchor), anchor)
-            qid = _ident(path, line, row[qid_col], qid_col) if qid_col and _present(row.get(qid_col)) else None
+            qid = (
+                _ident(path, line, row[qid_col], qid_col) if qid_col and _present(row.get(qid_col)) else None
+            )
             key = (qid, a) if qid is not None else (None, a)
             b = builders.get(key)
             new = b is None
@@ -1398,7 +1608,9 @@ def _parse_st(path: str, fmt: str, rows: Iterator[tuple[int, dict]]) -> tuple[li
                 neg = _text(path, line, _need(path, line, row, "negative"), "negative")
                 ps = ns = None
                 if _present(row.get("scores")):
-                    ps, ns = _num_list(path, line, row["scores"], "scores", 2, "[positive score, negative score]")
+                    ps, ns = _num_list(
+                        path, line, row["scores"], "scores", 2, "[positive score, negative score]"
+                    )
                 b.positives.setdefault(p, ps)
                 b.groups.setdefault(p, []).append((neg, ns))
             elif fmt == "st-ntuple":
@@ -1406,8 +1618,14 @@ def _parse_st(path: str, fmt: str, rows: Iterator[tuple[int, dict]]) -> tuple[li
                 negs = [_text(path, line, _need(path, line, row, c), c) for c in neg_cols]
                 sc: list[float | None] = [None] * (len(negs) + 1)
                 if _present(row.get("scores")):
-                    sc = _num_list(path, line, row["scores"], "scores", len(negs) + 1,
-                                   f"1 positive score + {len(negs)} negative scores")
+                    sc = _num_list(
+                        path,
+                        line,
+                        row["scores"],
+                        "scores",
+                        len(negs) + 1,
+                        f"1 positive score + {len(negs)} negative scores",
+                    )
                 b.positives.setdefault(p, sc[0])
                 # the same (anchor, positive) on two rows is one list (its repeats are duplicates)
                 b.groups.setdefault(p, []).extend(zip(negs, sc[1:]))
@@ -1426,16 +1644,32 @@ def _parse_st(path: str, fmt: str, rows: Iterator[tuple[int, dict]]) -> tuple[li
             else:  # st-labeled-list
                 docs = _text_list(path, line, _need(path, line, row, positive), positive)
                 if not docs:
-                    raise LoadError(path, line, "empty list; expected [positive, negative, …]", field=positive)
+                    raise LoadError(
+                        path, line, "empty list; expected [positive, negative, …]", field=positive
+                    )
                 if use_labels:
-                    labels = _num_list(path, line, _need(path, line, row, "labels"), "labels", len(docs),
-                                       f"one per item of '{positive}'")
+                    labels = _num_list(
+                        path,
+                        line,
+                        _need(path, line, row, "labels"),
+                        "labels",
+                        len(docs),
+                        f"one per item of '{positive}'",
+                    )
                     scores: list[float | None] = [None] * len(docs)
                     if _present(row.get("scores")):
-                        scores = _num_list(path, line, row["scores"], "scores", len(docs), f"one per item of '{positive}'")
+                        scores = _num_list(
+                            path, line, row["scores"], "scores", len(docs), f"one per item of '{positive}'"
+                        )
                 else:
-                    scores = _num_list(path, line, _need(path, line, row, "scores"), "scores", len(docs),
-                                       f"one per item of '{positive}'")
+                    scores = _num_list(
+                        path,
+                        line,
+                        _need(path, line, row, "scores"),
+                        "scores",
+                        len(docs),
+                        f"one per item of '{positive}'",
+                    )
                     labels = [1.0] + [0.0] * (len(docs) - 1)
                 pos_here = []
                 negs_here = []
@@ -1457,8 +1691,9 @@ def _parse_st(path: str, fmt: str, rows: Iterator[tuple[int, dict]]) -> tuple[li
 
 
 # ====================================================================== BGE, Tevatron
-def _parse_rows(path: str, rows: Iterator[tuple[int, dict]],
-                record: Callable[[str, int, dict], QueryRecord]) -> tuple[list[QueryRecord], int]:
+def _parse_rows(
+    path: str, rows: Iterator[tuple[int, dict]], record: Callable[[str, int, dict], QueryRecord]
+) -> tuple[list[QueryRecord], int]:
     """One :class:`QueryRecord` per row from ``record(path, line, row)``; any failure inside a
     record becomes one line at that record. Returns the records and the rows read."""
     out: list[QueryRecord] = []
@@ -1502,19 +1737,32 @@ def _tevatron_passages(path: str, line: int, v: Any, fld: str) -> list[PassageRe
     for i, p in enumerate(items):
         if type(p) is dict:  # fast path: well-formed passage
             body, title, pid = p.get("text"), p.get("title"), p.get("docid")
-            if type(body) is str and body and not body.isspace() and (title is None or type(title) is str) \
-                    and (type(pid) is str and pid.strip() == pid and pid or type(pid) is int or pid is None) \
-                    and "score" not in p:
+            if (
+                type(body) is str
+                and body
+                and not body.isspace()
+                and (title is None or type(title) is str)
+                and (type(pid) is str and pid.strip() == pid and pid or type(pid) is int or pid is None)
+                and "score" not in p
+            ):
                 t = title.strip() if title else ""
-                out.append(_tuple_new(PassageRef, (None if pid is None else str(pid), f"{t} {body}" if t else body, None)))
+                out.append(
+                    _tuple_new(
+                        PassageRef, (None if pid is None else str(pid), f"{t} {body}" if t else body, None)
+                    )
+                )
                 continue
         f = f"{fld}[{i}]"
         if isinstance(p, str) and p.lstrip().startswith("{"):
             p = _loads(path, line, p, f)
         if not isinstance(p, dict):
-            raise LoadError(path, line, f"expected a passage object {{docid, title, text}}, got {_kind(p)}", field=f)
+            raise LoadError(
+                path, line, f"expected a passage object {{docid, title, text}}, got {_kind(p)}", field=f
+            )
         if "text" not in p:
-            raise LoadError(path, line, f"missing required field (fields found: {_field_names(p)})", field=f"{f}.text")
+            raise LoadError(
+                path, line, f"missing required field (fields found: {_field_names(p)})", field=f"{f}.text"
+            )
         body = p["text"]
         if body is not None and not isinstance(body, str):
             raise LoadError(path, line, f"expected a string, got {_kind(body)}", field=f"{f}.text")
@@ -1527,7 +1775,11 @@ def _tevatron_passages(path: str, line: int, v: Any, fld: str) -> list[PassageRe
         text = _text(path, line, text if text.strip() else (None if p["text"] is None else ""), f"{f}.text")
         pid = _ident(path, line, p["docid"], f"{f}.docid") if _present(p.get("docid")) else None
         sc = p.get("score")
-        sc = _num(path, line, sc, f"{f}.score") if isinstance(sc, (int, float)) and not isinstance(sc, bool) else None
+        sc = (
+            _num(path, line, sc, f"{f}.score")
+            if isinstance(sc, (int, float)) and not isinstance(sc, bool)
+            else None
+        )
         out.append(PassageRef(pid, text, sc))
     return out
 
@@ -1566,7 +1818,9 @@ def _parse_trec(path: Path, stem: str, progress: Progress | None = None) -> list
 
 def _trec_scan(spath: str, lines: Iterable[tuple[int, str]]) -> tuple[dict, dict, int]:
     """Check and collect TREC lines: ``(tag -> qid -> [(rank, order, pid, score)], first lines, n)``."""
-    hits: dict[str, dict[str, list[tuple[int, int, str, float]]]] = {}  # tag -> qid -> [(rank, order, pid, score)]
+    hits: dict[
+        str, dict[str, list[tuple[int, int, str, float]]]
+    ] = {}  # tag -> qid -> [(rank, order, pid, score)]
     first: dict[str, tuple[dict, dict]] = {}
     n = 0
     no = None
@@ -1576,8 +1830,12 @@ def _trec_scan(spath: str, lines: Iterable[tuple[int, str]]) -> tuple[dict, dict
                 continue
             parts = s.split()
             if len(parts) != 6:
-                raise LoadError(spath, no, f"expected 6 whitespace-separated fields 'qid Q0 docid rank score tag', "
-                                f"found {len(parts)}")
+                raise LoadError(
+                    spath,
+                    no,
+                    f"expected 6 whitespace-separated fields 'qid Q0 docid rank score tag', "
+                    f"found {len(parts)}",
+                )
             qid, _, pid, rank_s, score_s, tag = parts
             try:
                 rank = int(rank_s)
@@ -1617,7 +1875,9 @@ def _trec_runs(spath: str, stem: str, hits: dict, first: dict, n: int) -> list[_
     return runs
 
 
-def _parse_negative_ids(path: Path, stem: str, container: str, progress: Progress | None = None) -> list[_IdRun]:
+def _parse_negative_ids(
+    path: Path, stem: str, container: str, progress: Progress | None = None
+) -> list[_IdRun]:
     spath = str(path)
     run = _IdRun(stem, spath, "negative-ids")
     run.rows_read = _negative_ids_scan(spath, run, _rows(path, container, progress))
@@ -1632,11 +1892,15 @@ def _negative_ids_scan(spath: str, run: _IdRun, rows: Iterable[tuple[int, dict]]
         for line, row in rows:
             n += 1
             qid = _ident(spath, line, _need(spath, line, row, "query_id"), "query_id")
-            ids = _as_list(spath, line, _need(spath, line, row, "negative_ids"), "negative_ids", "a list of ids")
+            ids = _as_list(
+                spath, line, _need(spath, line, row, "negative_ids"), "negative_ids", "a list of ids"
+            )
             ids = [_ident(spath, line, x, f"negative_ids[{i}]") for i, x in enumerate(ids)]
             sc: list[float | None] = [None] * len(ids)
             if _present(row.get("scores")):
-                sc = _num_list(spath, line, row["scores"], "scores", len(ids), "one per item of 'negative_ids'")
+                sc = _num_list(
+                    spath, line, row["scores"], "scores", len(ids), "one per item of 'negative_ids'"
+                )
             run.qline.setdefault(qid, line)
             for pid in ids:
                 run.pline.setdefault(pid, line)
@@ -1648,7 +1912,9 @@ def _negative_ids_scan(spath: str, run: _IdRun, rows: Iterable[tuple[int, dict]]
     return n
 
 
-def parse_negatives_file(path: Path, format: str | None = None, progress: Progress | None = None) -> list[_IdRun]:
+def parse_negatives_file(
+    path: Path, format: str | None = None, progress: Progress | None = None
+) -> list[_IdRun]:
     """A TREC run or negative-ids file into one :class:`_IdRun` per system."""
     stem = _stem(path)
     kind = _container(path)
@@ -1658,8 +1924,12 @@ def parse_negatives_file(path: Path, format: str | None = None, progress: Progre
         fmt = _detect_row(row)
         if fmt != "negative-ids":
             found = _field_names(row)
-            raise LoadError(str(path), line, f"a negatives file must be a TREC run (qid Q0 docid rank score tag) or "
-                            f"negative-ids JSONL (query_id, negative_ids [, scores]); fields found: {found}")
+            raise LoadError(
+                str(path),
+                line,
+                f"a negatives file must be a TREC run (qid Q0 docid rank score tag) or "
+                f"negative-ids JSONL (query_id, negative_ids [, scores]); fields found: {found}",
+            )
     if fmt == "trec-run":
         if kind != "trec":
             raise LoadError(str(path), None, "expected a TREC run: lines of 'qid Q0 docid rank score tag'")
@@ -1667,7 +1937,9 @@ def parse_negatives_file(path: Path, format: str | None = None, progress: Progre
     return _parse_negative_ids(path, stem, kind, progress)
 
 
-def _check_known(path: str, first_line: Mapping[str, int], known: Any, what: str, where: str, fld: str | None) -> None:
+def _check_known(
+    path: str, first_line: Mapping[str, int], known: Any, what: str, where: str, fld: str | None
+) -> None:
     """Raise LoadError naming the first few ids (in file order) that ``known`` lacks."""
     missing = [(ln, i) for i, ln in first_line.items() if i not in known]
     if not missing:
@@ -1692,14 +1964,27 @@ def _check_runs(runs: list[_IdRun], qtexts: Any, ptexts: Any, qwhere: str, pwher
     _check_known(runs[0].path, pline, ptexts, "negative id", pwhere, "negative_ids" if ids else "docid")
 
 
-def _id_records(run: _IdRun, positives: Mapping[str, list[str]], ptext: Mapping[str, str],
-                qtext: Mapping[str, str], splits: Mapping[str, str] | None = None) -> list[QueryRecord]:
+def _id_records(
+    run: _IdRun,
+    positives: Mapping[str, list[str]],
+    ptext: Mapping[str, str],
+    qtext: Mapping[str, str],
+    splits: Mapping[str, str] | None = None,
+) -> list[QueryRecord]:
     out = []
     splits = splits or {}
     for qid, negs in run.negs.items():
         pos = [PassageRef(pid, ptext[pid]) for pid in positives.get(qid, ())]
-        out.append(QueryRecord(qid, qtext[qid], pos, [PassageRef(pid, ptext[pid], sc) for pid, sc in negs],
-                               run.qline.get(qid), splits.get(qid)))
+        out.append(
+            QueryRecord(
+                qid,
+                qtext[qid],
+                pos,
+                [PassageRef(pid, ptext[pid], sc) for pid, sc in negs],
+                run.qline.get(qid),
+                splits.get(qid),
+            )
+        )
     return out
 
 
@@ -1773,13 +2058,24 @@ def _arrays_from_run(run: _IdRun) -> _IdArrays:
             p.append(c)
             sc.append(np.nan if s is None else s)
     pids = list(code)
-    return _IdArrays(run.name, run.path, run.format, run.rows_read, qids, np.asarray(q, np.int64),
-                     pids, np.asarray(p, np.int64), np.asarray(sc, np.float64),
-                     np.asarray([run.qline[x] for x in qids], np.int64),
-                     np.asarray([run.pline[x] for x in pids], np.int64))
+    return _IdArrays(
+        run.name,
+        run.path,
+        run.format,
+        run.rows_read,
+        qids,
+        np.asarray(q, np.int64),
+        pids,
+        np.asarray(p, np.int64),
+        np.asarray(sc, np.float64),
+        np.asarray([run.qline[x] for x in qids], np.int64),
+        np.asarray([run.pline[x] for x in pids], np.int64),
+    )
 
 
-_UNICODE_SPACE = re.compile(rb"\xc2[\x85\xa0]|\xe1\x9a\x80|\xe2\x80[\x80-\x8a\xa8\xa9\xaf]|\xe2\x81\x9f|\xe3\x80\x80")
+_UNICODE_SPACE = re.compile(
+    rb"\xc2[\x85\xa0]|\xe1\x9a\x80|\xe2\x80[\x80-\x8a\xa8\xa9\xaf]|\xe2\x81\x9f|\xe3\x80\x80"
+)
 
 
 def _odd_space(data: bytes) -> bool:
@@ -1787,6 +2083,8 @@ def _odd_space(data: bytes) -> bool:
     if any(data.find(c) >= 0 for c in (b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x1f")):
         return True
     return not data.isascii() and bool(_UNICODE_SPACE.search(data))
+
+
 def _n_lines(data: bytes) -> int:
     return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
 
@@ -1871,7 +2169,9 @@ def _use_system_pool() -> None:
         pa.set_memory_pool(pa.system_memory_pool())
 
 
-def _arrow_tables(path: Path, read: Callable[[bytes], Any], progress: Progress | None = None) -> Iterator[Any]:
+def _arrow_tables(
+    path: Path, read: Callable[[bytes], Any], progress: Progress | None = None
+) -> Iterator[Any]:
     """``read(block)`` per block, each checked to hold one row per line (row i = line i + 1);
     ``progress("reading <name>", bytes on disk read, file size)`` after each block."""
     import pyarrow as pa
@@ -1945,10 +2245,21 @@ def _group_trec(t, n: int, spath: str, stem: str) -> list[_IdArrays] | None:
         ploc = p_lab[np.searchsorted(up, pg)]
         order = np.lexsort((rows, rank[rows], qloc))
         name = stem if len(tags) == 1 else f"{stem}:{tag}"
-        runs.append(_IdArrays(name, spath, "trec-run", n,
-                              q_names.take(ints_arrow(uq[oq])).to_pylist(), qloc[order],
-                              p_names.take(ints_arrow(up[op])).to_pylist(), ploc[order], score[rows][order],
-                              rows[fq[oq]] + 1, rows[fp[op]] + 1))
+        runs.append(
+            _IdArrays(
+                name,
+                spath,
+                "trec-run",
+                n,
+                q_names.take(ints_arrow(uq[oq])).to_pylist(),
+                qloc[order],
+                p_names.take(ints_arrow(up[op])).to_pylist(),
+                ploc[order],
+                score[rows][order],
+                rows[fq[oq]] + 1,
+                rows[fp[op]] + 1,
+            )
+        )
     return runs
 
 
@@ -1958,8 +2269,14 @@ def _fast_trec(path: Path, stem: str) -> list[_IdArrays] | None:
     import pyarrow.csv as pacsv
 
     names = ["qid", "q0", "docid", "rank", "score", "tag"]
-    types = {"qid": pa.string(), "q0": pa.string(), "docid": pa.string(), "rank": pa.int64(),
-             "score": pa.float64(), "tag": pa.string()}
+    types = {
+        "qid": pa.string(),
+        "q0": pa.string(),
+        "docid": pa.string(),
+        "rank": pa.int64(),
+        "score": pa.float64(),
+        "tag": pa.string(),
+    }
     delim: list[str] = []
 
     def read(b: bytes):
@@ -1973,10 +2290,21 @@ def _fast_trec(path: Path, stem: str) -> list[_IdArrays] | None:
         return pacsv.read_csv(
             pa.py_buffer(b),
             read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24, use_threads=False),
-            parse_options=pacsv.ParseOptions(delimiter=delim[0], quote_char=False, double_quote=False,
-                                             escape_char=False, newlines_in_values=False, ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False,
-                                                 quoted_strings_can_be_null=False))
+            parse_options=pacsv.ParseOptions(
+                delimiter=delim[0],
+                quote_char=False,
+                double_quote=False,
+                escape_char=False,
+                newlines_in_values=False,
+                ignore_empty_lines=False,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types,
+                null_values=[],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
 
     try:  # _NotFast (with the block where it happened) goes to the caller
         t = _concat(list(_arrow_tables(path, read)))
@@ -1987,8 +2315,10 @@ def _fast_trec(path: Path, stem: str) -> list[_IdArrays] | None:
         _release_arrow_memory()
 
 
-_ID_SPACE = r"^[\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]|" \
-            r"[\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]$|^$"
+_ID_SPACE = (
+    r"^[\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]|"
+    r"[\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]$|^$"
+)
 
 
 def _arrow_ids(col) -> Any:
@@ -2011,8 +2341,11 @@ def _read_json_block(b: bytes):
     import pyarrow as pa
     import pyarrow.json as pajson
 
-    return pajson.read_json(pa.py_buffer(b), read_options=pajson.ReadOptions(block_size=1 << 24, use_threads=False),
-                            parse_options=pajson.ParseOptions(newlines_in_values=False))
+    return pajson.read_json(
+        pa.py_buffer(b),
+        read_options=pajson.ReadOptions(block_size=1 << 24, use_threads=False),
+        parse_options=pajson.ParseOptions(newlines_in_values=False),
+    )
 
 
 def _read_json_table(path: Path):
@@ -2059,8 +2392,11 @@ def _fast_negative_ids(path: Path, stem: str) -> list[_IdArrays] | None:
             if (valid & (s_lens != lens)).any():
                 return None
             vals = sc.flatten()
-            if vals.null_count or not (pa.types.is_integer(vals.type) or pa.types.is_floating(vals.type)
-                                       or pa.types.is_null(vals.type)):
+            if vals.null_count or not (
+                pa.types.is_integer(vals.type)
+                or pa.types.is_floating(vals.type)
+                or pa.types.is_null(vals.type)
+            ):
                 return None
             v = np_of(vals).astype(np.float64) if len(vals) else np.zeros(0)
             if not np.isfinite(v).all():
@@ -2080,8 +2416,21 @@ def _fast_negative_ids(path: Path, stem: str) -> list[_IdArrays] | None:
         pline[u] = row_of[f] + 1
     qflat = qrow[row_of]
     order = np.argsort(qflat, kind="stable")  # rows of one query id, merged in file order
-    return [_IdArrays(stem, str(path), "negative-ids", n, q_enc.dictionary.to_pylist(), qflat[order],
-                      p_enc.dictionary.to_pylist(), pflat[order], score[order], qline, pline)]
+    return [
+        _IdArrays(
+            stem,
+            str(path),
+            "negative-ids",
+            n,
+            q_enc.dictionary.to_pylist(),
+            qflat[order],
+            p_enc.dictionary.to_pylist(),
+            pflat[order],
+            score[order],
+            qline,
+            pline,
+        )
+    ]
 
 
 def _block_lines(spath: str, block: tuple[int, int, bytes, bool]) -> Iterator[tuple[int, str]]:
@@ -2097,8 +2446,12 @@ def _block_lines(spath: str, block: tuple[int, int, bytes, bool]) -> Iterator[tu
             s = b.decode("utf-8")
         except UnicodeDecodeError as e:
             where = "of the decompressed data" if gz else "of the file"
-            raise LoadError(spath, line, f"not valid UTF-8 (expected UTF-8 text) at byte {start + pos + e.start} "
-                            f"{where}; re-save the file as UTF-8") from None
+            raise LoadError(
+                spath,
+                line,
+                f"not valid UTF-8 (expected UTF-8 text) at byte {start + pos + e.start} "
+                f"{where}; re-save the file as UTF-8",
+            ) from None
         yield line, s.rstrip("\r\n")
         pos += len(b)
         line += 1
@@ -2116,7 +2469,9 @@ def _rescan_block(spath: str, fmt: str | None, block: tuple[int, int, bytes, boo
         _negative_ids_scan(spath, _IdRun("", spath, "negative-ids"), _jsonl_objects(spath, lines))
 
 
-def _parse_negatives_arrays(path: Path, format: str | None = None, progress: Progress | None = None) -> list[_IdArrays]:
+def _parse_negatives_arrays(
+    path: Path, format: str | None = None, progress: Progress | None = None
+) -> list[_IdArrays]:
     """:func:`parse_negatives_file` in columnar form: the vectorised readers first, else the
     per-line parser (which names the bad line)."""
     if _fast(_size(path)):
@@ -2149,7 +2504,10 @@ def _check_arrays(runs: list[_IdArrays], qtexts: Any, ptexts: Any, qwhere: str, 
     qline: dict[str, int] = {}
     pline: dict[str, int] = {}
     for run in runs:
-        for ids, lines, known, dst in ((run.qids, run.qline, qtexts, qline), (run.pids, run.pline, ptexts, pline)):
+        for ids, lines, known, dst in (
+            (run.qids, run.qline, qtexts, qline),
+            (run.pids, run.pline, ptexts, pline),
+        ):
             if isinstance(known, ArrowTextMap) and not known.missing(ids):
                 continue  # all known (one Arrow hash lookup)
             if isinstance(known, dict) and not set(ids).difference(known):
@@ -2170,25 +2528,47 @@ def _check_cap_arrays(run: _IdArrays) -> None:
     over = np.flatnonzero(counts > cap)
     if len(over):
         j = int(over[0])
-        raise LoadError(run.path, int(run.qline[j]), f"{int(counts[j]):,} negatives for one query, more than "
-                        f"{cap:,} (LoadLimits.max_negatives_per_query, env ECI_MAX_NEGATIVES_PER_QUERY)",
-                        field="negatives")
+        raise LoadError(
+            run.path,
+            int(run.qline[j]),
+            f"{int(counts[j]):,} negatives for one query, more than "
+            f"{cap:,} (LoadLimits.max_negatives_per_query, env ECI_MAX_NEGATIVES_PER_QUERY)",
+            field="negatives",
+        )
 
 
-def _add_arrays(collection: Collection, name: str, run: _IdArrays, positives: Mapping[str, list[str]],
-                ptexts: Mapping[str, str], qtexts: Mapping[str, str], splits: Mapping[str, str] | None,
-                notes: dict[str, int] | None = None) -> SourceReport:
+def _add_arrays(
+    collection: Collection,
+    name: str,
+    run: _IdArrays,
+    positives: Mapping[str, list[str]],
+    ptexts: Mapping[str, str],
+    qtexts: Mapping[str, str],
+    splits: Mapping[str, str] | None,
+    notes: dict[str, int] | None = None,
+) -> SourceReport:
     """:func:`_add` of :func:`_id_records` for a columnar run (same collection, same report)."""
-    import numpy as np
 
     rep = SourceReport(source=name, path=run.path, format=run.format)
     for k, v in (notes or {}).items():
         rep.note(k, v)
     pos_lists = [positives.get(q, ()) for q in run.qids]
     return collection.add_id_source(
-        name, run.qids, KeyedTexts(qtexts, run.qids), pos_lists, run.q, run.p, run.score, run.pids, ptexts,
+        name,
+        run.qids,
+        KeyedTexts(qtexts, run.qids),
+        pos_lists,
+        run.q,
+        run.p,
+        run.score,
+        run.pids,
+        ptexts,
         splits=None if splits is None else [splits.get(q) for q in run.qids],
-        path=run.path, format=run.format, rows_read=run.rows_read, report=rep)
+        path=run.path,
+        format=run.format,
+        rows_read=run.rows_read,
+        report=rep,
+    )
 
 
 # ====================================================================== id -> text files
@@ -2219,8 +2599,9 @@ _PY_SPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
 _PY_BLANK_RE = "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in _PY_SPACE) + "]*$"
 
 
-def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_title: bool,
-                     progress: Progress | None = None) -> ArrowTextMap | None:
+def _fast_beir_jsonl(
+    path: Path, needed: set[str] | dict[str, str] | None, with_title: bool, progress: Progress | None = None
+) -> ArrowTextMap | None:
     """:func:`read_beir_jsonl` with pyarrow's JSON reader, block by block, or None to let the
     per-line reader decide. The texts of the needed rows stay in Arrow (one string block per file
     block, shared with the collection that adds them): only the ids become Python strings. When
@@ -2245,8 +2626,13 @@ def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_
             # membership in ``needed`` by Python hashing, O(rows in the block): pc.is_in would
             # rebuild its hash table of every needed id for each 4 MiB block, O(blocks x ids),
             # quadratic in the corpus size (523 s of a 1M-query load, BENCHMARKS.md "Loading")
-            keep = None if needed is None else bool_arrow(
-                np.fromiter(map(needed.__contains__, ids.to_pylist()), dtype=bool, count=len(ids)))
+            keep = (
+                None
+                if needed is None
+                else bool_arrow(
+                    np.fromiter(map(needed.__contains__, ids.to_pylist()), dtype=bool, count=len(ids))
+                )
+            )
 
             def kept(col, keep=keep):
                 return col if keep is None else pc.filter(col, keep)
@@ -2275,8 +2661,11 @@ def _fast_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_
                 has_t = bool_arrow(has_t_np)
                 if has_t_np.any():
                     both = pc.and_(has_t, pc.invert(blank))
-                    body = pc.if_else(both, pc.binary_join_element_wise(title, body, str_arrow([" "])[0]),
-                                      pc.if_else(has_t, title, body))
+                    body = pc.if_else(
+                        both,
+                        pc.binary_join_element_wise(title, body, str_arrow([" "])[0]),
+                        pc.if_else(has_t, title, body),
+                    )
                     blank = pc.and_(blank, pc.invert(has_t))
             if np_of(blank).any():
                 return None  # the per-line reader names the line
@@ -2306,14 +2695,15 @@ def _first_of_each_id(id_blocks: list, blocks: list) -> ArrowTextMap:
     keep[first] = True
     out, at = [], 0
     for b in blocks:
-        k = keep[at:at + len(b)]
+        k = keep[at : at + len(b)]
         out.append(b if k.all() else b.filter(bool_arrow(k)))
         at += len(b)
     return ArrowTextMap(ids.filter(bool_arrow(keep)), out)
 
 
-def read_beir_texts(path: str | Path, with_title: bool = True,
-                    roots: Iterable[str | os.PathLike] | None = None) -> dict[str, str]:
+def read_beir_texts(
+    path: str | Path, with_title: bool = True, roots: Iterable[str | os.PathLike] | None = None
+) -> dict[str, str]:
     """Every ``{_id, title?, text}`` line of a BEIR ``corpus.jsonl`` / ``queries.jsonl`` as
     ``{id: text}``, the text built as :func:`load_beir` builds it (stripped title, a space and the
     text when both are set), the first line winning for a repeated id. A bad line raises
@@ -2328,7 +2718,9 @@ def read_beir_texts(path: str | Path, with_title: bool = True,
     return out if isinstance(out, dict) else dict(out.items())
 
 
-def read_beir_qrels(directory: str | Path, split: str | None = None) -> tuple[dict[str, list[str]], dict[str, str], dict[str, tuple[str, int]]]:
+def read_beir_qrels(
+    directory: str | Path, split: str | None = None
+) -> tuple[dict[str, list[str]], dict[str, str], dict[str, tuple[str, int]]]:
     """``(positives, splits, where)`` of a BEIR directory as :func:`load_beir` reads them: per
     query id its positive corpus ids (score > 0) and its qrels split (from ``qrels/<split>.tsv``
     alone when ``split`` is given), and per corpus id the file and line first naming it. A bad
@@ -2337,8 +2729,9 @@ def read_beir_qrels(directory: str | Path, split: str | None = None) -> tuple[di
     return qr.pos, qr.split, qr.where
 
 
-def read_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_title: bool,
-                     progress: Progress | None = None) -> Mapping[str, str]:
+def read_beir_jsonl(
+    path: Path, needed: set[str] | dict[str, str] | None, with_title: bool, progress: Progress | None = None
+) -> Mapping[str, str]:
     """``{_id, title?, text}`` lines of a BEIR corpus/queries file, keeping only ``needed`` ids
     (None: every id): an :class:`ArrowTextMap` from the vectorised reader, else a dict."""
     if _fast(_size(path), FAST_MIN_TEXT_BYTES):
@@ -2356,8 +2749,11 @@ def read_beir_jsonl(path: Path, needed: set[str] | dict[str, str] | None, with_t
     try:
         for line, s in _Lines(path, progress):
             m = head(s)
-            if (m is not None and "\\" not in m.group(1)
-                    and ((needed is not None and m.group(1).strip() not in needed) or m.group(1).strip() in out)):
+            if (
+                m is not None
+                and "\\" not in m.group(1)
+                and ((needed is not None and m.group(1).strip() not in needed) or m.group(1).strip() in out)
+            ):
                 any_row = True
                 continue  # unreferenced: skip the JSON parse (BEIR files put "_id" first)
             if not s.strip():
@@ -2409,9 +2805,14 @@ def qrels_splits(directory: str | os.PathLike) -> list[str]:
     qdir = Path(directory) / "qrels"
     if not qdir.is_dir():
         return []
-    names = {_strip_gz(p.name)[:-4] for p in qdir.iterdir()
-             if p.is_file() and _strip_gz(p.name).endswith(".tsv") and not p.name.startswith(".")
-             and _strip_gz(p.name) not in LABEL_FILES}
+    names = {
+        _strip_gz(p.name)[:-4]
+        for p in qdir.iterdir()
+        if p.is_file()
+        and _strip_gz(p.name).endswith(".tsv")
+        and not p.name.startswith(".")
+        and _strip_gz(p.name) not in LABEL_FILES
+    }
     return sorted(names, key=_split_rank)
 
 
@@ -2436,11 +2837,23 @@ def _fast_qrels_rows(f: Path) -> list[tuple[str, str, int]] | None:
     def read(b: bytes):
         return pacsv.read_csv(
             pa.py_buffer(b),
-            read_options=pacsv.ReadOptions(column_names=["q", "p", "s"], block_size=1 << 24, use_threads=False),
-            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False, escape_char=False,
-                                             newlines_in_values=False, ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(column_types={"q": pa.string(), "p": pa.string(), "s": pa.string()},
-                                                 null_values=[], strings_can_be_null=False))
+            read_options=pacsv.ReadOptions(
+                column_names=["q", "p", "s"], block_size=1 << 24, use_threads=False
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter="\t",
+                quote_char=False,
+                double_quote=False,
+                escape_char=False,
+                newlines_in_values=False,
+                ignore_empty_lines=False,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={"q": pa.string(), "p": pa.string(), "s": pa.string()},
+                null_values=[],
+                strings_can_be_null=False,
+            ),
+        )
 
     try:
         t = _concat(list(_arrow_tables(f, read)))
@@ -2476,14 +2889,21 @@ def _read_qrels(d: Path, split: str | None = None) -> _Qrels:
     test, dev, validation, val, train, then the others by name (counted in ``several``)."""
     qdir = d / "qrels"
     if not qdir.is_dir():
-        raise LoadError(str(d), None, "BEIR directory has no qrels/ folder (qrels/<split>.tsv: query-id corpus-id score)")
+        raise LoadError(
+            str(d), None, "BEIR directory has no qrels/ folder (qrels/<split>.tsv: query-id corpus-id score)"
+        )
     names = qrels_splits(d)
     if not names:
-        raise LoadError(str(qdir), None, "no qrels files (expected qrels/<split>.tsv, e.g. test.tsv: "
-                        "query-id corpus-id score)")
+        raise LoadError(
+            str(qdir),
+            None,
+            "no qrels files (expected qrels/<split>.tsv, e.g. test.tsv: query-id corpus-id score)",
+        )
     if split is not None:
         if split not in names:
-            raise LoadError(str(qdir), None, f"split={split!r}: no qrels/{split}.tsv; splits here: {', '.join(names)}")
+            raise LoadError(
+                str(qdir), None, f"split={split!r}: no qrels/{split}.tsv; splits here: {', '.join(names)}"
+            )
         names = [split]
     out = _Qrels()
     for name in names:  # best split first: a query already labelled keeps that split
@@ -2517,7 +2937,9 @@ def _read_qrels(d: Path, split: str | None = None) -> _Qrels:
                     continue
                 parts = s.split("\t") if "\t" in s else s.split()
                 if len(parts) < 3:
-                    raise LoadError(sf, no, f"expected 3 fields 'query-id corpus-id score', found {len(parts)}")
+                    raise LoadError(
+                        sf, no, f"expected 3 fields 'query-id corpus-id score', found {len(parts)}"
+                    )
                 qid, pid, sc = parts[0].strip(), parts[1].strip(), parts[-1].strip()
                 try:
                     score = float(sc)
@@ -2540,7 +2962,9 @@ def _read_qrels(d: Path, split: str | None = None) -> _Qrels:
 
 
 # ====================================================================== reports
-def _conflict_notes(collection: Collection, records: list[QueryRecord], rep: SourceReport, passages: bool) -> None:
+def _conflict_notes(
+    collection: Collection, records: list[QueryRecord], rep: SourceReport, passages: bool
+) -> None:
     """Count ids that arrive with a text other than the one already known (first text is kept).
 
     ``passages=False`` for formats whose passages never carry ids (their id is the text's hash)."""
@@ -2552,7 +2976,11 @@ def _conflict_notes(collection: Collection, records: list[QueryRecord], rep: Sou
             qid = str(rec.query_id)
             old = seen_q.get(qid)
             if old is None:
-                old = collection.query_texts[collection.query_index(qid)] if collection.has_query(qid) else rec.query
+                old = (
+                    collection.query_texts[collection.query_index(qid)]
+                    if collection.has_query(qid)
+                    else rec.query
+                )
                 seen_q[qid] = old
             if old != rec.query:
                 nq += 1
@@ -2563,7 +2991,11 @@ def _conflict_notes(collection: Collection, records: list[QueryRecord], rep: Sou
                 continue
             old = seen_p.get(ref.id)
             if old is None:
-                old = collection.passage_texts[collection.passage_index(ref.id)] if collection.has_passage(ref.id) else ref.text
+                old = (
+                    collection.passage_texts[collection.passage_index(ref.id)]
+                    if collection.has_passage(ref.id)
+                    else ref.text
+                )
                 seen_p[ref.id] = old
             if old != ref.text:
                 np_ += 1
@@ -2576,13 +3008,24 @@ def _check_cap(records: list[QueryRecord], path: str) -> None:
     cap = current_limits().max_negatives_per_query
     for rec in records:
         if len(rec.negatives) > cap:
-            raise LoadError(path, rec.line, f"{len(rec.negatives):,} negatives for one query, more than "
-                            f"{cap:,} (LoadLimits.max_negatives_per_query, env ECI_MAX_NEGATIVES_PER_QUERY)",
-                            field="negatives")
+            raise LoadError(
+                path,
+                rec.line,
+                f"{len(rec.negatives):,} negatives for one query, more than "
+                f"{cap:,} (LoadLimits.max_negatives_per_query, env ECI_MAX_NEGATIVES_PER_QUERY)",
+                field="negatives",
+            )
 
 
-def _add(collection: Collection, name: str, records: list[QueryRecord], path: str, fmt: str, rows: int,
-         notes: dict[str, int] | None = None) -> SourceReport:
+def _add(
+    collection: Collection,
+    name: str,
+    records: list[QueryRecord],
+    path: str,
+    fmt: str,
+    rows: int,
+    notes: dict[str, int] | None = None,
+) -> SourceReport:
     _check_cap(records, path)
     rep = SourceReport(source=name, path=path, format=fmt)
     for k, v in (notes or {}).items():
@@ -2592,9 +3035,14 @@ def _add(collection: Collection, name: str, records: list[QueryRecord], path: st
 
 
 # ====================================================================== public loaders
-def load_msmarco_hn(path: str | os.PathLike, collection_tsv: str | os.PathLike | None,
-                    queries_tsv: str | os.PathLike | None, collection: Collection, name: str | None = None,
-                    progress: Progress | None = None) -> LoadReport:
+def load_msmarco_hn(
+    path: str | os.PathLike,
+    collection_tsv: str | os.PathLike | None,
+    queries_tsv: str | os.PathLike | None,
+    collection: Collection,
+    name: str | None = None,
+    progress: Progress | None = None,
+) -> LoadReport:
     """Load a msmarco-hard-negatives file ``{qid, pos: [pid], neg: {system: [pid]}}``.
 
     Passage and query texts come from ``collection_tsv`` (``pid<TAB>text``) and ``queries_tsv``
@@ -2622,7 +3070,11 @@ def load_msmarco_hn(path: str | os.PathLike, collection_tsv: str | os.PathLike |
             if isinstance(neg, str) and neg.lstrip().startswith("{"):
                 neg = _loads(spath, line, neg, "neg")
             if not isinstance(neg, dict):
-                neg = {"": _as_list(spath, line, neg, "neg", "an object {system: [passage ids]} or a list of ids")}
+                neg = {
+                    "": _as_list(
+                        spath, line, neg, "neg", "an object {system: [passage ids]} or a list of ids"
+                    )
+                }
             lst = pos.setdefault(qid, [])
             for pid in plist:
                 if pid not in lst:
@@ -2673,8 +3125,15 @@ def load_msmarco_hn(path: str | os.PathLike, collection_tsv: str | os.PathLike |
         sname = stem if len(systems) == 1 else f"{stem}:{system}"
         recs = []
         for qid, negs in run.negs.items():
-            recs.append(QueryRecord(qid, qtexts[qid], [PassageRef(pid, ptexts[pid]) for pid in pos.get(qid, ())],
-                                    [PassageRef(pid, ptexts[pid]) for pid, _ in negs], run.qline[qid]))
+            recs.append(
+                QueryRecord(
+                    qid,
+                    qtexts[qid],
+                    [PassageRef(pid, ptexts[pid]) for pid in pos.get(qid, ())],
+                    [PassageRef(pid, ptexts[pid]) for pid, _ in negs],
+                    run.qline[qid],
+                )
+            )
         _check_cap(recs, spath)
         staged.append((sname, recs))
     report = LoadReport()
@@ -2683,9 +3142,15 @@ def load_msmarco_hn(path: str | os.PathLike, collection_tsv: str | os.PathLike |
     return report
 
 
-def load_beir(directory: str | os.PathLike, collection: Collection, name: str | None = None,
-              progress: Progress | None = None, only: list[Path] | None = None,
-              split: str | None = None, extra: Iterable[str | os.PathLike] | None = None) -> LoadReport:
+def load_beir(
+    directory: str | os.PathLike,
+    collection: Collection,
+    name: str | None = None,
+    progress: Progress | None = None,
+    only: list[Path] | None = None,
+    split: str | None = None,
+    extra: Iterable[str | os.PathLike] | None = None,
+) -> LoadReport:
     """Load a BEIR directory: one source per file in ``negatives/`` (or per file in ``only``),
     then one per run file in ``extra`` (TREC runs / negative-ids files kept elsewhere, e.g. a
     ``sweep/`` folder: :func:`load_paths` passes the ones named beside the directory). Every
@@ -2712,13 +3177,21 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
     if only is None:
         ndir = d / "negatives"
         if not ndir.is_dir():
-            raise LoadError(sd, None, "BEIR directory has no negatives/ folder: put TREC runs "
-                            "(qid Q0 docid rank score tag) or negative-ids JSONL files there")
+            raise LoadError(
+                sd,
+                None,
+                "BEIR directory has no negatives/ folder: put TREC runs "
+                "(qid Q0 docid rank score tag) or negative-ids JSONL files there",
+            )
         listing = sorted(p for p in ndir.iterdir() if not p.name.startswith("."))
         files = [p for p in listing if p.is_file()]
         unreadable = [p for p in listing if p.is_symlink() and not p.exists()]
         if not files and not unreadable:
-            raise LoadError(str(ndir), None, "the negatives/ folder is empty: put TREC runs or negative-ids JSONL files there")
+            raise LoadError(
+                str(ndir),
+                None,
+                "the negatives/ folder is empty: put TREC runs or negative-ids JSONL files there",
+            )
     else:
         files = list(only)
     report = LoadReport()
@@ -2781,12 +3254,16 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
         _trim_memory()
     # positives named in qrels must exist (for the queries we use)
     named = list({pid for q in need_q for pid in qrels.get(q, ())})
-    bad = sorted(ptexts.missing(named) if isinstance(ptexts, ArrowTextMap) else [p for p in named if p not in ptexts],
-                 key=lambda pid: qrels_where[pid][1])
+    bad = sorted(
+        ptexts.missing(named) if isinstance(ptexts, ArrowTextMap) else [p for p in named if p not in ptexts],
+        key=lambda pid: qrels_where[pid][1],
+    )
     if bad:
         f, ln = qrels_where[bad[0]]
         first = "" if len(bad) == 1 else " (the first on this line)"
-        raise LoadError(f, ln, f"{_plural(len(bad), 'positive id')} not in {corpus.name}{first}", field="corpus-id")
+        raise LoadError(
+            f, ln, f"{_plural(len(bad), 'positive id')} not in {corpus.name}{first}", field="corpus-id"
+        )
     del need_q, bad, named, qrels_where
     qr.where = {}  # only the message above needs it: ~100 bytes a positive freed before the sources are added
     good: list[list[Any]] = []
@@ -2830,7 +3307,7 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
         else:
             sname = name
         notes: dict[str, int] = {}
-        for q in (run.qids if fast else run.negs):
+        for q in run.qids if fast else run.negs:
             if q in qr.several:
                 k = f"query labelled in several qrels splits (positives from its {qr.split[q]} split)"
                 notes[k] = notes.get(k, 0) + 1
@@ -2843,8 +3320,14 @@ def load_beir(directory: str | os.PathLike, collection: Collection, name: str | 
     return report
 
 
-def _load_id_file(p: Path, collection: Collection, fmt: str, name: str | None, progress: Progress | None,
-                  split: str | None = None) -> LoadReport:
+def _load_id_file(
+    p: Path,
+    collection: Collection,
+    fmt: str,
+    name: str | None,
+    progress: Progress | None,
+    split: str | None = None,
+) -> LoadReport:
     """A TREC run / negative-ids file on its own: resolved through its BEIR directory (its
     dataset folder, :func:`eci_core.io.trust.dataset_dir`: the folder holding it, or DIR for a
     file in DIR/negatives/), else the collection."""
@@ -2855,14 +3338,22 @@ def _load_id_file(p: Path, collection: Collection, fmt: str, name: str | None, p
     runs = _parse_negatives_arrays(p, fmt, progress) if fast else parse_negatives_file(p, fmt, progress)
     qtexts, ptexts = collection.query_map(), collection.passage_map()
     (_check_arrays if fast else _check_runs)(
-        runs, qtexts, ptexts,
+        runs,
+        qtexts,
+        ptexts,
         "the loaded queries (load the BEIR directory first, or put this file in its negatives/ folder)",
-        "the loaded passages (load the corpus first)")
-    positives = {collection.query_ids[q]: [collection.passage_ids[i] for i in ps] for q, ps in collection.positives.items()}
+        "the loaded passages (load the corpus first)",
+    )
+    positives = {
+        collection.query_ids[q]: [collection.passage_ids[i] for i in ps]
+        for q, ps in collection.positives.items()
+    }
     report = LoadReport()
     staged = []
     for run in runs:
-        sname = run.name if name is None else (name if len(runs) == 1 else f"{name}:{run.name.partition(':')[2]}")
+        sname = (
+            run.name if name is None else (name if len(runs) == 1 else f"{name}:{run.name.partition(':')[2]}")
+        )
         if fast:
             _check_cap_arrays(run)
             staged.append((sname, run, None))
@@ -2893,8 +3384,11 @@ def _missing(p: Path, spath: str) -> LoadError:
         os.stat(p)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            return LoadError(spath, None, "symbolic link loop (too many levels of symbolic links); "
-                             "point the link at a real file")
+            return LoadError(
+                spath,
+                None,
+                "symbolic link loop (too many levels of symbolic links); point the link at a real file",
+            )
         if p.is_symlink():
             return LoadError(spath, None, "broken symbolic link (its target does not exist)")
         if e.errno not in (errno.ENOENT, errno.ENOTDIR):
@@ -2902,9 +3396,16 @@ def _missing(p: Path, spath: str) -> LoadError:
     return LoadError(spath, None, "no such file or directory")
 
 
-def load_path(path: str | os.PathLike, collection: Collection, format: str | None = None,
-              name: str | None = None, progress: Progress | None = None, split: str | None = None,
-              limits: LoadLimits | None = None, roots: Iterable[str | os.PathLike] | None = None) -> LoadReport:
+def load_path(
+    path: str | os.PathLike,
+    collection: Collection,
+    format: str | None = None,
+    name: str | None = None,
+    progress: Progress | None = None,
+    split: str | None = None,
+    limits: LoadLimits | None = None,
+    roots: Iterable[str | os.PathLike] | None = None,
+) -> LoadReport:
     """Load one file or BEIR directory into ``collection``; returns its :class:`LoadReport`.
 
     ``format`` overrides detection (see :data:`FORMATS`); ``name`` overrides the source name
@@ -2931,8 +3432,14 @@ def load_path(path: str | os.PathLike, collection: Collection, format: str | Non
             _LIMITS.reset(token)
 
 
-def _load_path(path: str | os.PathLike, collection: Collection, format: str | None, name: str | None,
-               progress: Progress | None, split: str | None) -> LoadReport:
+def _load_path(
+    path: str | os.PathLike,
+    collection: Collection,
+    format: str | None,
+    name: str | None,
+    progress: Progress | None,
+    split: str | None,
+) -> LoadReport:
     p = Path(path)
     spath = str(path)
     if not p.exists():
@@ -2944,14 +3451,20 @@ def _load_path(path: str | os.PathLike, collection: Collection, format: str | No
                 raise LoadError(spath, None, f"format {fmt} is a file format, but this is a directory")
             return load_beir(p, collection, name=name, progress=progress, split=split)
         if fmt == "beir":
-            raise LoadError(spath, None, "format beir needs a directory (corpus.jsonl, queries.jsonl, qrels/, negatives/)")
+            raise LoadError(
+                spath, None, "format beir needs a directory (corpus.jsonl, queries.jsonl, qrels/, negatives/)"
+            )
         if fmt == "msmarco-hn":
             ctsv = _beside(p, ("collection.tsv", "corpus.tsv"))
             qtsv = _beside(p, ("queries.tsv", "queries.train.tsv"))
             if (ctsv is None or qtsv is None) and collection.n_passages == 0:
-                raise LoadError(spath, None, "a msmarco-hard-negatives file needs its texts: put collection.tsv "
-                                "(pid<TAB>text) and queries.tsv (qid<TAB>text) beside it, or call "
-                                "load_msmarco_hn(path, collection_tsv, queries_tsv, collection)")
+                raise LoadError(
+                    spath,
+                    None,
+                    "a msmarco-hard-negatives file needs its texts: put collection.tsv "
+                    "(pid<TAB>text) and queries.tsv (qid<TAB>text) beside it, or call "
+                    "load_msmarco_hn(path, collection_tsv, queries_tsv, collection)",
+                )
             return load_msmarco_hn(p, ctsv, qtsv, collection, name=name, progress=progress)
         if fmt in ("trec-run", "negative-ids"):
             return _load_id_file(p, collection, fmt, name, progress, split)
@@ -2974,11 +3487,16 @@ def _load_path(path: str | os.PathLike, collection: Collection, format: str | No
         raise _unexpected(spath, None, e) from None
 
 
-def load_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike, collection: Collection | None = None,
-               format: str | None = None, progress: Progress | None = None,
-               split: str | None = None, limits: LoadLimits | None = None,
-               roots: Iterable[str | os.PathLike] | None = None,
-               corpus_dirs: Iterable[str | os.PathLike] = ()) -> tuple[Collection, LoadReport]:
+def load_paths(
+    paths: Iterable[str | os.PathLike] | str | os.PathLike,
+    collection: Collection | None = None,
+    format: str | None = None,
+    progress: Progress | None = None,
+    split: str | None = None,
+    limits: LoadLimits | None = None,
+    roots: Iterable[str | os.PathLike] | None = None,
+    corpus_dirs: Iterable[str | os.PathLike] = (),
+) -> tuple[Collection, LoadReport]:
     """Load several files/directories into one collection (a new one when ``collection`` is None).
     ``roots``: the allowed roots of every file opened (see :func:`load_path`).
 
@@ -3050,7 +3568,11 @@ def _own_beir_dir(p: Path) -> Path | None:
     """The BEIR directory a run file given on its own resolves through (see :func:`_load_id_file`):
     its dataset folder (:func:`eci_core.io.trust.dataset_dir`) when that is a trusted BEIR folder."""
     d = dataset_dir(p)
-    if is_trusted_dir(d, uploads=True) and _beir_file(d, "corpus.jsonl") is not None and (d / "qrels").is_dir():
+    if (
+        is_trusted_dir(d, uploads=True)
+        and _beir_file(d, "corpus.jsonl") is not None
+        and (d / "qrels").is_dir()
+    ):
         return d
     return None
 
@@ -3068,8 +3590,11 @@ def _is_beir_dir(p: Path) -> bool:
     return p.is_dir() and _beir_file(p, "corpus.jsonl") is not None and (p / "qrels").is_dir()
 
 
-def plan_extra_runs(paths: Iterable[str | os.PathLike], format: str | None = None,
-                    corpus_dirs: Iterable[str | os.PathLike] = ()) -> list[LoadStep]:
+def plan_extra_runs(
+    paths: Iterable[str | os.PathLike],
+    format: str | None = None,
+    corpus_dirs: Iterable[str | os.PathLike] = (),
+) -> list[LoadStep]:
     """How :func:`load_paths` loads ``paths``: a list of :class:`LoadStep`, in order.
 
     A TREC run or negative-ids file named together with a BEIR directory is loaded with that
@@ -3103,8 +3628,11 @@ def plan_extra_runs(paths: Iterable[str | os.PathLike], format: str | None = Non
         q = Path(p)
         try:
             # run files are TREC or JSONL text: other containers are not even opened here
-            if not q.is_file() or _container(q) not in ("trec", "jsonl") \
-                    or detect_format(q) not in ("trec-run", "negative-ids"):
+            if (
+                not q.is_file()
+                or _container(q) not in ("trec", "jsonl")
+                or detect_format(q) not in ("trec-run", "negative-ids")
+            ):
                 continue
             own = _own_beir_dir(q)
             rq = q.resolve()
@@ -3114,7 +3642,9 @@ def plan_extra_runs(paths: Iterable[str | os.PathLike], format: str | None = Non
         if own is not None:
             home = [k for k, (_, d, _) in enumerate(dirs) if d == own]
         else:
-            home = [k for k, (_, d, _) in enumerate(dirs) if d in rq.parents] or ([0] if len(dirs) == 1 else [])
+            home = [k for k, (_, d, _) in enumerate(dirs) if d in rq.parents] or (
+                [0] if len(dirs) == 1 else []
+            )
         if home:
             extras[home[0]].append(p)
             first_at.setdefault(home[0], i)
@@ -3132,7 +3662,9 @@ def plan_extra_runs(paths: Iterable[str | os.PathLike], format: str | None = Non
     return steps
 
 
-def _load_paths(paths, collection, format, progress, split, limits, corpus_dirs=()) -> tuple[Collection, LoadReport]:
+def _load_paths(
+    paths, collection, format, progress, split, limits, corpus_dirs=()
+) -> tuple[Collection, LoadReport]:
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     coll = Collection() if collection is None else collection
@@ -3149,8 +3681,16 @@ def _load_paths(paths, collection, format, progress, split, limits, corpus_dirs=
             if extra:
                 token = _LIMITS.set(limits) if limits is not None else None
                 try:
-                    report.extend(load_beir(p, coll, progress=progress, split=split, extra=extra,
-                                            only=None if negatives else []))
+                    report.extend(
+                        load_beir(
+                            p,
+                            coll,
+                            progress=progress,
+                            split=split,
+                            extra=extra,
+                            only=None if negatives else [],
+                        )
+                    )
                 finally:
                     if token is not None:
                         _LIMITS.reset(token)
@@ -3163,10 +3703,15 @@ def _load_paths(paths, collection, format, progress, split, limits, corpus_dirs=
     return coll, report
 
 
-def load_batch(paths: Iterable[str | os.PathLike], collection: Collection | None = None,
-               format: str | None = None, split: str | None = None, limits: LoadLimits | None = None,
-               progress: Progress | None = None,
-               corpus_dirs: Iterable[str | os.PathLike] = ()) -> tuple[Collection, LoadReport, list[str]]:
+def load_batch(
+    paths: Iterable[str | os.PathLike],
+    collection: Collection | None = None,
+    format: str | None = None,
+    split: str | None = None,
+    limits: LoadLimits | None = None,
+    progress: Progress | None = None,
+    corpus_dirs: Iterable[str | os.PathLike] = (),
+) -> tuple[Collection, LoadReport, list[str]]:
     """Load a batch (e.g. one upload of several files) on top of ``collection``, never raising.
 
     Returns ``(new_collection, report, errors)``: ``new_collection`` is a copy of ``collection``
@@ -3176,8 +3721,15 @@ def load_batch(paths: Iterable[str | os.PathLike], collection: Collection | None
     ``corpus_dirs``: as in :func:`load_paths`."""
     coll = Collection() if collection is None else collection.copy()
     try:
-        coll, report = load_paths(list(paths), coll, format=format, progress=progress, split=split, limits=limits,
-                                  corpus_dirs=corpus_dirs)
+        coll, report = load_paths(
+            list(paths),
+            coll,
+            format=format,
+            progress=progress,
+            split=split,
+            limits=limits,
+            corpus_dirs=corpus_dirs,
+        )
     except ValueError as e:  # unknown format name
         report = LoadReport(errors=[f"format: {e}"])
     return coll, report, list(report.errors)

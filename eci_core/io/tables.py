@@ -15,8 +15,12 @@ __all__ = ["write_tables", "write_parquet", "ROWS_PER_GROUP"]
 ROWS_PER_GROUP = 1_000_000
 
 
-def write_parquet(table: pd.DataFrame, path, rows_per_group: int = ROWS_PER_GROUP,
-                  as_strings: tuple[str, ...] = ("source", "query_id", "passage_id", "flag_reasons")) -> None:
+def write_parquet(
+    table: pd.DataFrame,
+    path,
+    rows_per_group: int = ROWS_PER_GROUP,
+    as_strings: tuple[str, ...] = ("source", "query_id", "passage_id", "flag_reasons"),
+) -> None:
     """Write ``table`` to Parquet ``rows_per_group`` rows at a time (one row group each), so only
     one slice is ever converted to Arrow (``DataFrame.to_parquet`` converts the whole table first:
     a second copy of it at tens of millions of rows).
@@ -28,11 +32,13 @@ def write_parquet(table: pd.DataFrame, path, rows_per_group: int = ROWS_PER_GROU
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    conv = {c: "str" for c in as_strings if c in table.columns and isinstance(table[c].dtype, pd.CategoricalDtype)}
+    conv = {
+        c: "str" for c in as_strings if c in table.columns and isinstance(table[c].dtype, pd.CategoricalDtype)
+    }
     writer = None
     try:
         for a in range(0, max(len(table), 1), rows_per_group):
-            part = table.iloc[a:a + rows_per_group]
+            part = table.iloc[a : a + rows_per_group]
             t = pa.Table.from_pandas(part.astype(conv) if conv else part, preserve_index=False)
             del part
             if writer is None:

@@ -39,8 +39,18 @@ from eci_core.io.data import LoadError
 #: Prefix of the private temporary folder an upload is written to while it loads (``ui.state``).
 UPLOAD_PREFIX = "eci-upload-"
 
-__all__ = ["UPLOAD_PREFIX", "dataset_dir", "is_trusted_dir", "neighbour_dirs", "neighbour_file",
-           "normalise_roots", "within_roots", "resolve_within", "open_within", "outside_message"]
+__all__ = [
+    "UPLOAD_PREFIX",
+    "dataset_dir",
+    "is_trusted_dir",
+    "neighbour_dirs",
+    "neighbour_file",
+    "normalise_roots",
+    "within_roots",
+    "resolve_within",
+    "open_within",
+    "outside_message",
+]
 
 
 # ----------------------------------------------------------------------------- neighbour files
@@ -77,7 +87,9 @@ def _temp_dirs(temp_dir: str | os.PathLike | None) -> list[Path]:
     return out
 
 
-def is_trusted_dir(d: str | os.PathLike, uploads: bool = False, temp_dir: str | os.PathLike | None = None) -> bool:
+def is_trusted_dir(
+    d: str | os.PathLike, uploads: bool = False, temp_dir: str | os.PathLike | None = None
+) -> bool:
     """False when folder ``d`` (as written, or resolved) is the temporary folder or one of its
     parents (the file-system root included), or, unless ``uploads``, lies in an upload folder
     (``eci-upload-*`` directly in the temporary folder); ``uploads=True`` is for the load of an
@@ -101,8 +113,9 @@ def is_trusted_dir(d: str | os.PathLike, uploads: bool = False, temp_dir: str | 
     return True
 
 
-def neighbour_dirs(paths: Iterable[str | os.PathLike], uploads: bool = False,
-                   temp_dir: str | os.PathLike | None = None) -> list[Path]:
+def neighbour_dirs(
+    paths: Iterable[str | os.PathLike], uploads: bool = False, temp_dir: str | os.PathLike | None = None
+) -> list[Path]:
     """The folders neighbour files of ``paths`` may be read from: each path's
     :func:`dataset_dir` when :func:`is_trusted_dir`, in order, without repeats."""
     out: list[Path] = []
@@ -115,9 +128,13 @@ def neighbour_dirs(paths: Iterable[str | os.PathLike], uploads: bool = False,
     return out
 
 
-def neighbour_file(paths: Iterable[str | os.PathLike], relative: str | os.PathLike,
-                   roots: Sequence[str | os.PathLike] | None = None, uploads: bool = False,
-                   temp_dir: str | os.PathLike | None = None) -> Path | None:
+def neighbour_file(
+    paths: Iterable[str | os.PathLike],
+    relative: str | os.PathLike,
+    roots: Sequence[str | os.PathLike] | None = None,
+    uploads: bool = False,
+    temp_dir: str | os.PathLike | None = None,
+) -> Path | None:
     """The first ``DIR/relative`` that is a file, over the :func:`neighbour_dirs` of ``paths``;
     with ``roots``, only one that resolves inside a root."""
     for d in neighbour_dirs(paths, uploads=uploads, temp_dir=temp_dir):
@@ -153,8 +170,10 @@ def within_roots(path: str | os.PathLike, roots: Sequence[str | os.PathLike] | N
 
 
 def outside_message() -> str:
-    return ("outside the data root (a symbolic link or '..' leads out of it); only files inside the data root "
-            "are read: copy the file into it, or start the app with --data-root (ECI_DATA_ROOT) naming its folder")
+    return (
+        "outside the data root (a symbolic link or '..' leads out of it); only files inside the data root "
+        "are read: copy the file into it, or start the app with --data-root (ECI_DATA_ROOT) naming its folder"
+    )
 
 
 def resolve_within(path: str | os.PathLike, roots: Sequence[str | os.PathLike] | None) -> Path:

@@ -35,7 +35,10 @@ def _block_counts(n: int, seed: int, block: int, rows: int) -> np.ndarray:
 def resample_counts(n: int, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
     """The (B × n) matrix of how often each of n items is drawn in each resample: exactly the
     resamples :func:`resampled_means` uses for the same (n, B, seed)."""
-    blocks = [_block_counts(n, seed, b, min(BLOCK, n_resamples - b * BLOCK)) for b in range((n_resamples + BLOCK - 1) // BLOCK)]
+    blocks = [
+        _block_counts(n, seed, b, min(BLOCK, n_resamples - b * BLOCK))
+        for b in range((n_resamples + BLOCK - 1) // BLOCK)
+    ]
     return np.concatenate(blocks, axis=0) if blocks else np.zeros((0, n))
 
 

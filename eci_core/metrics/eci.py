@@ -202,7 +202,11 @@ def eci_query(C, DE) -> np.ndarray:
 
 def eci_arith(C, S, delta) -> np.ndarray:
     """Ablation ``ECI_arith_q = C · (S + Δ) / 2`` (arithmetic instead of harmonic mean)."""
-    return np.asarray(C, dtype=np.float64) * (np.asarray(S, dtype=np.float64) + np.asarray(delta, dtype=np.float64)) / 2.0
+    return (
+        np.asarray(C, dtype=np.float64)
+        * (np.asarray(S, dtype=np.float64) + np.asarray(delta, dtype=np.float64))
+        / 2.0
+    )
 
 
 def infonce_bound(s_qp, s_qn, counts, temperature: float = 0.05) -> np.ndarray:
@@ -258,7 +262,14 @@ def set_aggregate(K, S, delta) -> dict[str, float]:
     Dbar = float(np.mean(delta)) if len(delta) else math.nan
     C = math.log1p(Kbar)
     DE = float(discriminative_efficiency(Sbar, Dbar)) if not math.isnan(Sbar + Dbar) else math.nan
-    return {"capacity": C, "signal": Sbar, "safety": Dbar, "de": DE, "eci": C * DE, "eci_arith": C * (Sbar + Dbar) / 2}
+    return {
+        "capacity": C,
+        "signal": Sbar,
+        "safety": Dbar,
+        "de": DE,
+        "eci": C * DE,
+        "eci_arith": C * (Sbar + Dbar) / 2,
+    }
 
 
 def set_eci_from_means(means: np.ndarray) -> np.ndarray:
@@ -323,7 +334,9 @@ def flags(
 # ----------------------------------------------------------------------------- ECI_sem
 
 
-def sem_weights(s_qn, s_qp, margins, lex_overlap, counts, temperature=0.05, consistency_temperature=0.05) -> np.ndarray:
+def sem_weights(
+    s_qn, s_qp, margins, lex_overlap, counts, temperature=0.05, consistency_temperature=0.05
+) -> np.ndarray:
     """ECI_sem weights ``w_k = π_k · c_k · ℓ_k`` with
 
     * semantic locality ``π_k = exp(a_k) / (1 + Σ_j exp(a_j))``, ``a_k = (s_qn_k − s_qp)/τ``
@@ -368,7 +381,9 @@ def sem_logdet(D: np.ndarray, w: np.ndarray, lam: float = 0.1) -> np.ndarray:
     return 2.0 * np.log(chol[:, np.arange(K), np.arange(K)]).sum(axis=1)
 
 
-def eci_sem(passage_emb, n_idx, pstar_idx, weights, counts, lam: float = 0.1, max_floats: int = 8_000_000) -> np.ndarray:
+def eci_sem(
+    passage_emb, n_idx, pstar_idx, weights, counts, lam: float = 0.1, max_floats: int = 8_000_000
+) -> np.ndarray:
     """Experimental ``ECI_sem_q = ln det(I_K + G / λ)`` with
     ``G_kl = sqrt(w_k w_l) · d_k · d_l`` and residuals ``d_k = f(n_k) − f(p*)``.
 

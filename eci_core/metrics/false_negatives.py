@@ -46,10 +46,31 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "FEATURES", "BASE_FEATURES", "LIKELY", "POSSIBLE", "BANDS", "LABELS_FILE", "FNModel",
-    "features", "shipped_models", "fn_scores", "fn_bands", "add_scores", "fit", "refit", "refit_report",
-    "read_labels", "labels_bytes", "find_labels_file", "label_vector", "RULE_SCORES",
-    "rule_scores", "precision_at_k", "ap_auc", "evaluate", "pr_curves",
+    "FEATURES",
+    "BASE_FEATURES",
+    "LIKELY",
+    "POSSIBLE",
+    "BANDS",
+    "LABELS_FILE",
+    "FNModel",
+    "features",
+    "shipped_models",
+    "fn_scores",
+    "fn_bands",
+    "add_scores",
+    "fit",
+    "refit",
+    "refit_report",
+    "read_labels",
+    "labels_bytes",
+    "find_labels_file",
+    "label_vector",
+    "RULE_SCORES",
+    "rule_scores",
+    "precision_at_k",
+    "ap_auc",
+    "evaluate",
+    "pr_curves",
 ]
 
 BASE_FEATURES = ("s_pn", "lex_overlap", "margin", "s_qn", "log_rank", "copy")
@@ -74,7 +95,11 @@ def features(pairs: pd.DataFrame, names: Sequence[str] = FEATURES) -> np.ndarray
     cols = []
     for f in names:
         if f == "log_rank":
-            r = pd.to_numeric(pairs["rank"], errors="coerce").to_numpy(dtype=np.float64) if "rank" in pairs else np.ones(n)
+            r = (
+                pd.to_numeric(pairs["rank"], errors="coerce").to_numpy(dtype=np.float64)
+                if "rank" in pairs
+                else np.ones(n)
+            )
             cols.append(np.log(np.clip(np.nan_to_num(r, nan=1.0), 1.0, None)))
         elif f == "copy":
             cols.append(pairs["near_duplicate"].fillna(False).to_numpy(dtype=bool).astype(np.float64))
@@ -104,16 +129,21 @@ class FNModel:
         return _sigmoid(self.decision(features(pairs, self.features)))
 
     def to_dict(self) -> dict:
-        return {"features": list(self.features), "coef": [float(c) for c in self.coef],
-                "intercept": float(self.intercept)}
+        return {
+            "features": list(self.features),
+            "coef": [float(c) for c in self.coef],
+            "intercept": float(self.intercept),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "FNModel":
         feats = tuple(d["features"])
         unknown = [f for f in feats if f not in FEATURES]
         if unknown or len(d["coef"]) != len(feats):
-            raise ValueError(f"false-negative model: features {unknown or feats} do not match coef; "
-                             f"known features: {', '.join(FEATURES)}")
+            raise ValueError(
+                f"false-negative model: features {unknown or feats} do not match coef; "
+                f"known features: {', '.join(FEATURES)}"
+            )
         return cls(feats, tuple(float(c) for c in d["coef"]), float(d["intercept"]))
 
 
@@ -138,7 +168,9 @@ def shipped_info() -> dict:
     return {k: v for k, v in d.items() if k != "models"}
 
 
-def fn_scores(pairs: pd.DataFrame, models: Mapping[str, FNModel] | None = None, chunk: int = 1_000_000) -> np.ndarray:
+def fn_scores(
+    pairs: pd.DataFrame, models: Mapping[str, FNModel] | None = None, chunk: int = 1_000_000
+) -> np.ndarray:
     """fn_score per row: the ``with_ce`` model where ``ce_margin`` is a number, else ``base``.
 
     Rows are scored ``chunk`` at a time (the feature matrix of one chunk at a time: memory stays
@@ -148,13 +180,13 @@ def fn_scores(pairs: pd.DataFrame, models: Mapping[str, FNModel] | None = None, 
     out = np.zeros(n)
     with_ce = "ce_margin" in pairs and "with_ce" in models
     for a in range(0, n, chunk):
-        part = pairs.iloc[a:a + chunk]
+        part = pairs.iloc[a : a + chunk]
         res = models["base"].predict(part)
         if with_ce:
             has = np.isfinite(part["ce_margin"].to_numpy(dtype=np.float64))
             if has.any():
                 res[has] = models["with_ce"].predict(part[has])
-        out[a:a + len(part)] = res
+        out[a : a + len(part)] = res
     return out
 
 
@@ -171,7 +203,9 @@ def fn_bands(scores) -> np.ndarray:
 
 def band_categorical(scores) -> pd.Categorical:
     """The ``fn_band`` column: :func:`fn_bands` as a categorical over :data:`BANDS` (1 byte per row)."""
-    return pd.Categorical.from_codes(band_codes(scores), dtype=pd.CategoricalDtype(pd.Index(list(BANDS), dtype="str")))
+    return pd.Categorical.from_codes(
+        band_codes(scores), dtype=pd.CategoricalDtype(pd.Index(list(BANDS), dtype="str"))
+    )
 
 
 def add_scores(pairs: pd.DataFrame, models: Mapping[str, FNModel] | None = None) -> pd.DataFrame:
@@ -219,7 +253,11 @@ def fit(X: np.ndarray, y: np.ndarray, names: Sequence[str], sample_weight=None, 
             else:
                 p = float(np.clip(np.average(y, weights=w), 1e-4, 1 - 1e-4))
                 b = math.log(p / (1 - p))
-            bad = [i for i in active if (names[i] in NONNEG and coef[i] < 0) or (names[i] in NONPOS and coef[i] > 0)]
+            bad = [
+                i
+                for i in active
+                if (names[i] in NONNEG and coef[i] < 0) or (names[i] in NONPOS and coef[i] > 0)
+            ]
             if not bad:
                 break
             active = [i for i in active if i not in bad]
@@ -232,8 +270,15 @@ def fit(X: np.ndarray, y: np.ndarray, names: Sequence[str], sample_weight=None, 
     return FNModel(tuple(names), tuple(float(c) for c in raw), float(intercept))
 
 
-def refit(pairs: pd.DataFrame, marked: np.ndarray, labels: np.ndarray, prior: Mapping[str, FNModel] | None = None,
-          prior_weight: float = PRIOR_WEIGHT, max_prior_rows: int = 2000, seed: int = 0) -> dict[str, FNModel]:
+def refit(
+    pairs: pd.DataFrame,
+    marked: np.ndarray,
+    labels: np.ndarray,
+    prior: Mapping[str, FNModel] | None = None,
+    prior_weight: float = PRIOR_WEIGHT,
+    max_prior_rows: int = 2000,
+    seed: int = 0,
+) -> dict[str, FNModel]:
     """Refit on a reviewer's marks plus the prior.
 
     ``marked``: row positions of ``pairs`` that carry a mark; ``labels``: 1 (false negative) or
@@ -251,7 +296,11 @@ def refit(pairs: pd.DataFrame, marked: np.ndarray, labels: np.ndarray, prior: Ma
         rest = np.sort(np.random.default_rng(seed).choice(rest, max_prior_rows, replace=False))
     p_prior = fn_scores(pairs.iloc[rest], prior) if rest.shape[0] else np.zeros(0)
     out: dict[str, FNModel] = {}
-    has_ce = np.isfinite(pairs["ce_margin"].to_numpy(dtype=np.float64)) if "ce_margin" in pairs else np.zeros(len(pairs), bool)
+    has_ce = (
+        np.isfinite(pairs["ce_margin"].to_numpy(dtype=np.float64))
+        if "ce_margin" in pairs
+        else np.zeros(len(pairs), bool)
+    )
     for name, feats, keep in (("base", BASE_FEATURES, None), ("with_ce", FEATURES, has_ce)):
         m_rows, m_y = marked, labels
         r_rows, r_p = rest, p_prior
@@ -273,8 +322,14 @@ def refit(pairs: pd.DataFrame, marked: np.ndarray, labels: np.ndarray, prior: Ma
     return out
 
 
-def refit_report(pairs: pd.DataFrame, marked: np.ndarray, labels: np.ndarray,
-                 prior: Mapping[str, FNModel] | None = None, folds: int = 5, seed: int = 0) -> dict:
+def refit_report(
+    pairs: pd.DataFrame,
+    marked: np.ndarray,
+    labels: np.ndarray,
+    prior: Mapping[str, FNModel] | None = None,
+    folds: int = 5,
+    seed: int = 0,
+) -> dict:
     """How the ranking's precision on the marks moves with a refit.
 
     ``ap_before``: average precision of the prior's scores on the marked rows; ``ap_after``: the
@@ -289,7 +344,11 @@ def refit_report(pairs: pd.DataFrame, marked: np.ndarray, labels: np.ndarray,
     labels = np.asarray(labels, dtype=np.int64)
     before = fn_scores(pairs.iloc[marked], prior)
     n_pos = int(labels.sum())
-    out = {"n_marked": int(marked.shape[0]), "n_false_negative": n_pos, "n_fine": int(marked.shape[0] - n_pos)}
+    out = {
+        "n_marked": int(marked.shape[0]),
+        "n_false_negative": n_pos,
+        "n_fine": int(marked.shape[0] - n_pos),
+    }
     ap_b, _ = ap_auc(before, labels)
     out["ap_before"] = ap_b
     out["precision_before"] = precision_at_k(before, labels, n_pos) if n_pos else math.nan
@@ -297,10 +356,17 @@ def refit_report(pairs: pd.DataFrame, marked: np.ndarray, labels: np.ndarray,
     if k < 2:
         out["ap_after"] = out["precision_after"] = math.nan
         return out
-    grp = pd.factorize(pd.Series(list(zip(pairs["query_id"].iloc[marked].astype(str),
-                                          pairs["passage_id"].iloc[marked].astype(str)))))[0]
+    grp = pd.factorize(
+        pd.Series(
+            list(
+                zip(pairs["query_id"].iloc[marked].astype(str), pairs["passage_id"].iloc[marked].astype(str))
+            )
+        )
+    )[0]
     after = np.full(marked.shape[0], np.nan)
-    for tr, te in StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(marked, labels, grp):
+    for tr, te in StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(
+        marked, labels, grp
+    ):
         models = refit(pairs, marked[tr], labels[tr], prior=prior, seed=seed)
         after[te] = fn_scores(pairs.iloc[marked[te]], models)
     ap_a, _ = ap_auc(after, labels)
@@ -325,8 +391,11 @@ def _labels_text(raw: bytes, name: str) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise LoadError(name, raw.count(b"\n", 0, e.start) + 1,
-                        "not valid UTF-8 (expected UTF-8 text); re-save the file as UTF-8") from None
+        raise LoadError(
+            name,
+            raw.count(b"\n", 0, e.start) + 1,
+            "not valid UTF-8 (expected UTF-8 text); re-save the file as UTF-8",
+        ) from None
 
 
 def read_labels(path_or_bytes, name: str | None = None, roots=None) -> dict[tuple[str, str], int]:
@@ -366,7 +435,9 @@ def read_labels(path_or_bytes, name: str | None = None, roots=None) -> dict[tupl
         q, pid = parts[0].strip(), parts[1].strip()
         for field, value in (("query-id", q), ("corpus-id", pid)):
             if not value:
-                raise ValueError(f"{name}:{no}: field '{field}': empty; every row needs a query id and a passage id")
+                raise ValueError(
+                    f"{name}:{no}: field '{field}': empty; every row needs a query id and a passage id"
+                )
         out[(q, pid)] = 1 if score > 0 else 0
     return out
 
@@ -421,8 +492,9 @@ def rule_scores(pairs: pd.DataFrame, with_score: bool = True) -> dict[str, np.nd
     ``cross_encoder`` only when a cross-encoder ran."""
     out: dict[str, np.ndarray] = {}
     if with_score:
-        out["fn_score"] = (pairs["fn_score"].to_numpy(dtype=np.float64) if "fn_score" in pairs
-                           else fn_scores(pairs))
+        out["fn_score"] = (
+            pairs["fn_score"].to_numpy(dtype=np.float64) if "fn_score" in pairs else fn_scores(pairs)
+        )
     out["unsafe"] = pairs["unsafe"].to_numpy(dtype=np.float64)
     out["near_duplicate"] = pairs["near_duplicate"].to_numpy(dtype=np.float64)
     if "ce_margin" in pairs and np.isfinite(pairs["ce_margin"].to_numpy(dtype=np.float64)).any():
@@ -460,8 +532,15 @@ def ap_auc(score, y) -> tuple[float, float]:
     return float(average_precision_score(y, score)), float(roc_auc_score(y, score))
 
 
-def evaluate(scores: Mapping[str, np.ndarray], y, groups, ks: Sequence[int] = (20, 100),
-             n_bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
+def evaluate(
+    scores: Mapping[str, np.ndarray],
+    y,
+    groups,
+    ks: Sequence[int] = (20, 100),
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """AP, ROC AUC and precision@k of each score against labels ``y``, with bootstrap percentile
     intervals from resampling ``groups`` (queries) with replacement (the same resamples for
     every score). When ``fn_score`` is among them, ``attrs["gains"][metric]`` holds its
@@ -507,8 +586,12 @@ def evaluate(scores: Mapping[str, np.ndarray], y, groups, ks: Sequence[int] = (2
         for m in point["fn_score"]:
             best = max(rules, key=lambda r: -np.inf if math.isnan(point[r][m]) else point[r][m])
             d = np.asarray(boots["fn_score"][m]) - np.asarray(boots[best][m])
-            gains[m] = {"best_rule": best, "gain": point["fn_score"][m] - point[best][m],
-                        "low": float(np.nanquantile(d, a)), "high": float(np.nanquantile(d, 1 - a))}
+            gains[m] = {
+                "best_rule": best,
+                "gain": point["fn_score"][m] - point[best][m],
+                "low": float(np.nanquantile(d, a)),
+                "high": float(np.nanquantile(d, 1 - a)),
+            }
         out.attrs["gains"] = gains
         out.attrs["best_rule"] = gains["ap"]["best_rule"]
         out.attrs["ap_gain"] = gains["ap"]["gain"]
@@ -534,8 +617,16 @@ def pr_curves(scores: Mapping[str, np.ndarray], y, max_points: int = 200) -> pd.
             # a yes/no rule has one operating point (its flagged set), not a curve
             on = s == 1.0
             if on.any():
-                frames.append(pd.DataFrame({"score": [nme], "recall": [float(y[on].sum() / y.sum())],
-                                            "precision": [float(y[on].mean())], "threshold": [1.0]}))
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "score": [nme],
+                            "recall": [float(y[on].sum() / y.sum())],
+                            "precision": [float(y[on].mean())],
+                            "threshold": [1.0],
+                        }
+                    )
+                )
             continue
         p, r, t = precision_recall_curve(y, s)
         t = np.append(t, np.nan)
@@ -543,5 +634,8 @@ def pr_curves(scores: Mapping[str, np.ndarray], y, max_points: int = 200) -> pd.
             keep = np.unique(np.linspace(0, p.shape[0] - 1, max_points).astype(int))
             p, r, t = p[keep], r[keep], t[keep]
         frames.append(pd.DataFrame({"score": nme, "recall": r, "precision": p, "threshold": t}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["score", "recall", "precision", "threshold"])
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["score", "recall", "precision", "threshold"])
+    )

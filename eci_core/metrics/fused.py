@@ -43,8 +43,21 @@ def _kernel():
         from numba import njit, prange
 
         @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-        def pair_pass(qe, pe, qrow_of_pair, n_idx, q_local_of_pair, pos_starts, pos_counts, pp, s_qpos, tk,
-                      s_qn, s_pn, exact_dup):
+        def pair_pass(
+            qe,
+            pe,
+            qrow_of_pair,
+            n_idx,
+            q_local_of_pair,
+            pos_starts,
+            pos_counts,
+            pp,
+            s_qpos,
+            tk,
+            s_qn,
+            s_pn,
+            exact_dup,
+        ):
             n = n_idx.shape[0]
             dim = qe.shape[1]
             use_tk = tk.shape[0] > 0
@@ -82,15 +95,32 @@ def usable(query_emb, passage_emb, n_pairs: int, with_sem: bool) -> bool:
     return (
         not with_sem
         and n_pairs >= MIN_PAIRS
-        and type(query_emb) is np.ndarray and type(passage_emb) is np.ndarray  # not memory maps
-        and query_emb.dtype == np.float32 and passage_emb.dtype == np.float32
-        and query_emb.flags.c_contiguous and passage_emb.flags.c_contiguous
+        and type(query_emb) is np.ndarray
+        and type(passage_emb) is np.ndarray  # not memory maps
+        and query_emb.dtype == np.float32
+        and passage_emb.dtype == np.float32
+        and query_emb.flags.c_contiguous
+        and passage_emb.flags.c_contiguous
         and available()
     )
 
 
-def pair_pass(query_emb, passage_emb, qrow_of_pair, n_idx, q_local_of_pair, pos_starts, pos_counts, pp, s_qpos,
-              text_key, s_qn, s_pn, exact_dup, n_threads: int = 2) -> None:
+def pair_pass(
+    query_emb,
+    passage_emb,
+    qrow_of_pair,
+    n_idx,
+    q_local_of_pair,
+    pos_starts,
+    pos_counts,
+    pp,
+    s_qpos,
+    text_key,
+    s_qn,
+    s_pn,
+    exact_dup,
+    n_threads: int = 2,
+) -> None:
     """Fills ``s_qn``, ``s_pn`` and ``exact_dup`` (see the module docstring)."""
     import numba
 
@@ -98,7 +128,20 @@ def pair_pass(query_emb, passage_emb, qrow_of_pair, n_idx, q_local_of_pair, pos_
     prev = numba.get_num_threads()
     numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
     try:
-        _kernel()(query_emb, passage_emb, qrow_of_pair, n_idx, q_local_of_pair, pos_starts, pos_counts, pp,
-                  s_qpos, tk, s_qn, s_pn, exact_dup)
+        _kernel()(
+            query_emb,
+            passage_emb,
+            qrow_of_pair,
+            n_idx,
+            q_local_of_pair,
+            pos_starts,
+            pos_counts,
+            pp,
+            s_qpos,
+            tk,
+            s_qn,
+            s_pn,
+            exact_dup,
+        )
     finally:
         numba.set_num_threads(prev)

@@ -36,8 +36,17 @@ def tokenize(text: str) -> list[str]:
 # that is ASCII once they are replaced by spaces has the same tokens as that ASCII text, so it
 # can take the vectorised path too. Chosen by Python's own rules at import, not by a table.
 _SEPARATORS = "".join(
-    c for c in map(chr, [*range(0x80, 0xC0), *range(0x2000, 0x2070), *range(0x2190, 0x2400),  # + arrows, math
-                         *range(0x25A0, 0x2600), 0x3000])  # + geometric shapes (bullets)
+    c
+    for c in map(
+        chr,
+        [
+            *range(0x80, 0xC0),
+            *range(0x2000, 0x2070),
+            *range(0x2190, 0x2400),  # + arrows, math
+            *range(0x25A0, 0x2600),
+            0x3000,
+        ],
+    )  # + geometric shapes (bullets)
     if not TOKEN_RE.match(c) and c.lower() == c and c.upper() == c
 )
 _SEPARATOR_RE2 = "[" + "".join(f"\\x{{{ord(c):04x}}}" for c in _SEPARATORS) + "]"
@@ -54,13 +63,13 @@ def _text_chunks(texts: Iterable[str], size: int | None = None):
         for part in chunks(size):
             if isinstance(part, list):
                 for lo in range(0, len(part), size):
-                    yield part[lo:lo + size]
+                    yield part[lo : lo + size]
             else:
                 yield part
         return
     if isinstance(texts, (list, tuple)):
         for lo in range(0, len(texts), size):
-            yield texts[lo:lo + size]
+            yield texts[lo : lo + size]
         return
     it = iter(texts)
     while True:
@@ -73,7 +82,7 @@ def _text_chunks(texts: Iterable[str], size: int | None = None):
 _WORD = np.zeros(256, dtype=bool)  # ASCII bytes Python's \\w matches: [A-Za-z0-9_]
 _WORD[[ord(c) for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"]] = True
 _LOWER = np.arange(256, dtype=np.uint8)  # str.lower on ASCII: A-Z -> a-z, nothing else
-_LOWER[ord("A"):ord("Z") + 1] += 32
+_LOWER[ord("A") : ord("Z") + 1] += 32
 
 
 def _ascii_tokens(arr) -> tuple[np.ndarray, "object"]:
@@ -88,9 +97,12 @@ def _ascii_tokens(arr) -> tuple[np.ndarray, "object"]:
     n = len(arr)
     bufs = arr.buffers()
     wide = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    offs = np.frombuffer(bufs[1], dtype=wide)[arr.offset:arr.offset + n + 1].astype(np.int64)
-    data = np.frombuffer(bufs[2], dtype=np.uint8)[offs[0]:offs[-1]] if bufs[2] is not None and offs[-1] > offs[0] \
+    offs = np.frombuffer(bufs[1], dtype=wide)[arr.offset : arr.offset + n + 1].astype(np.int64)
+    data = (
+        np.frombuffer(bufs[2], dtype=np.uint8)[offs[0] : offs[-1]]
+        if bufs[2] is not None and offs[-1] > offs[0]
         else np.zeros(0, dtype=np.uint8)
+    )
     offs = offs - offs[0]
     word = _WORD[data]
     cut = np.zeros(len(data) + 1, dtype=bool)  # a token cannot run across a text boundary
@@ -150,7 +162,9 @@ def _chunk_tokens(part) -> tuple[np.ndarray, "object", int] | None:
         else:
             u_idx = np.flatnonzero(~is_ascii)
             # texts whose only non-ASCII characters are separators: those made spaces, ASCII
-            u_arr = pc.replace_substring_regex(pc.take(part, ints_arrow(u_idx)), pattern=_SEPARATOR_RE2, replacement=" ")
+            u_arr = pc.replace_substring_regex(
+                pc.take(part, ints_arrow(u_idx)), pattern=_SEPARATOR_RE2, replacement=" "
+            )
             now = np_of(pc.string_is_ascii(u_arr)).astype(bool)
             if 2 * (len(u_idx) - now.sum()) > n:
                 return None
@@ -218,7 +232,11 @@ def token_matrix(texts: Iterable[str], vocab: dict[str, int] | None = None, grow
             lens = np.zeros(len(texts_py), dtype=np.int64)
             for i, text in enumerate(texts_py):
                 toks = dict.fromkeys(TOKEN_RE.findall(text.lower()))
-                ids = [vocab.setdefault(t, len(vocab)) for t in toks] if grow else [vocab[t] for t in toks if t in vocab]
+                ids = (
+                    [vocab.setdefault(t, len(vocab)) for t in toks]
+                    if grow
+                    else [vocab[t] for t in toks if t in vocab]
+                )
                 ids.sort()
                 ids_py.extend(ids)
                 lens[i] = len(ids)
@@ -230,15 +248,22 @@ def token_matrix(texts: Iterable[str], vocab: dict[str, int] | None = None, grow
         enc = tok.dictionary_encode()
         words = enc.dictionary.to_pylist()
         if grow:
-            col = np.fromiter((vocab.setdefault(w, len(vocab)) if w else -1 for w in words), dtype=np.int64, count=len(words))
+            col = np.fromiter(
+                (vocab.setdefault(w, len(vocab)) if w else -1 for w in words),
+                dtype=np.int64,
+                count=len(words),
+            )
         else:
-            col = np.fromiter((vocab.get(w, -1) if w else -1 for w in words), dtype=np.int64, count=len(words))
+            col = np.fromiter(
+                (vocab.get(w, -1) if w else -1 for w in words), dtype=np.int64, count=len(words)
+            )
         ids = col[np_of(enc.indices)]  # no nulls: a view of the int32 indices
         keep = ids >= 0
         # each row's distinct columns, sorted: scipy's COO -> CSR sums duplicates row by row
         # (int32 ones: a sum is a count >= 1, never 0, so no entry is dropped)
-        part_m = sparse.csr_matrix((np.ones(int(keep.sum()), dtype=np.int32), (row[keep], ids[keep])),
-                                   shape=(n, len(vocab)))
+        part_m = sparse.csr_matrix(
+            (np.ones(int(keep.sum()), dtype=np.int32), (row[keep], ids[keep])), shape=(n, len(vocab))
+        )
         part_m.sum_duplicates()
         lengths.append(np.diff(part_m.indptr).astype(np.int64))
         indices.frombytes(part_m.indices.astype(np.intc, copy=False).tobytes())
@@ -258,8 +283,9 @@ def _binary_csr(indices, indptr: np.ndarray, n_cols: int):
         idx = idx.astype(np.int64)
     else:
         indptr = indptr.astype(np.int32)
-    return sparse.csr_matrix((np.ones(idx.shape[0], dtype=np.int8), idx, indptr),
-                             shape=(indptr.shape[0] - 1, n_cols), copy=False)
+    return sparse.csr_matrix(
+        (np.ones(idx.shape[0], dtype=np.int8), idx, indptr), shape=(indptr.shape[0] - 1, n_cols), copy=False
+    )
 
 
 def token_matrix_py(texts: Iterable[str], vocab: dict[str, int] | None = None, grow: bool = True):
@@ -271,7 +297,9 @@ def token_matrix_py(texts: Iterable[str], vocab: dict[str, int] | None = None, g
     lengths = array("q", [0])
     indices = array("i")  # C int: 4 bytes
     for text in texts:
-        toks = dict.fromkeys(TOKEN_RE.findall(text.lower()))  # distinct, in order: columns never depend on str hashing
+        toks = dict.fromkeys(
+            TOKEN_RE.findall(text.lower())
+        )  # distinct, in order: columns never depend on str hashing
         if grow:
             ids = [vocab.setdefault(t, len(vocab)) for t in toks]
         else:
@@ -332,7 +360,9 @@ class PassageLexicon:
         self.vocab = {}
         self.idf = idf_weights(self.matrix) if idf is None else np.asarray(idf, dtype=np.float64)
         if self.idf.shape[0] != self.matrix.shape[1]:
-            raise ValueError(f"idf has {self.idf.shape[0]} entries for a vocabulary of {self.matrix.shape[1]} tokens")
+            raise ValueError(
+                f"idf has {self.idf.shape[0]} entries for a vocabulary of {self.matrix.shape[1]} tokens"
+            )
         return self
 
     def overlap(self, neg_idx: np.ndarray, pos_idx: np.ndarray, chunk: int = 200_000) -> np.ndarray:
@@ -348,11 +378,15 @@ class PassageLexicon:
         return out
 
 
-def lex_overlap(negatives: Sequence[str], positives: Sequence[str], idf_corpus: Sequence[str] | None = None) -> np.ndarray:
+def lex_overlap(
+    negatives: Sequence[str], positives: Sequence[str], idf_corpus: Sequence[str] | None = None
+) -> np.ndarray:
     """``lex_overlap`` of ``negatives[i]`` against ``positives[i]`` (texts), IDF over
     ``idf_corpus`` (default: the given negatives and positives together)."""
     if len(negatives) != len(positives):
-        raise ValueError(f"negatives ({len(negatives)}) and positives ({len(positives)}) must have the same length")
+        raise ValueError(
+            f"negatives ({len(negatives)}) and positives ({len(positives)}) must have the same length"
+        )
     texts = list(negatives) + list(positives)
     lex = PassageLexicon(texts, idf_corpus=texts if idf_corpus is None else idf_corpus)
     n = len(negatives)

@@ -75,7 +75,6 @@ class CrossEncoderModel(Protocol):
     def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray: ...  # (n,) float32
 
 
-
 def text_key(text: str) -> str:
     """Cache key of a text: ``sha1(utf-8 text)`` as 40 hex characters."""
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
@@ -114,9 +113,7 @@ def as_pairs(pairs: Any) -> list[tuple[str, str]]:
             raise TypeError(f"pairs[{i}] must be a (query, passage) pair of strings")
         q, p = pair
         if not isinstance(q, str) or not isinstance(p, str):
-            raise TypeError(
-                f"pairs[{i}] = ({type(q).__name__}, {type(p).__name__}): expected two strings"
-            )
+            raise TypeError(f"pairs[{i}] = ({type(q).__name__}, {type(p).__name__}): expected two strings")
         out.append((q, p))
     return out
 

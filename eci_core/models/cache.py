@@ -23,7 +23,15 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from eci_core.config import default_cache_dir
-from eci_core.models.base import CE_KIND, EMBEDDING_KINDS, as_pairs, check_texts, l2_normalize, pair_key, text_key
+from eci_core.models.base import (
+    CE_KIND,
+    EMBEDDING_KINDS,
+    as_pairs,
+    check_texts,
+    l2_normalize,
+    pair_key,
+    text_key,
+)
 from eci_core.models.fingerprint import slug
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,120}")
@@ -95,9 +103,7 @@ def _read_shard(path: Path, fingerprint: str, kind: str) -> tuple[np.ndarray, np
     if keys.ndim != 1 or keys.dtype != np.dtype("S40"):
         raise _ShardError(f"keys have dtype {keys.dtype} and shape {keys.shape}, expected S40 (n,)")
     if vecs.ndim != 2 or vecs.shape[0] != keys.shape[0] or vecs.dtype not in (np.float16, np.float32):
-        raise _ShardError(
-            f"vecs have dtype {vecs.dtype} and shape {vecs.shape}, expected float16/32 (n, d)"
-        )
+        raise _ShardError(f"vecs have dtype {vecs.dtype} and shape {vecs.shape}, expected float16/32 (n, d)")
     stored = vecs.dtype
     vecs = vecs.astype(np.float32)
     if not np.isfinite(vecs).all():
@@ -107,9 +113,7 @@ def _read_shard(path: Path, fingerprint: str, kind: str) -> tuple[np.ndarray, np
     return keys, vecs
 
 
-def _read_shard_rows(
-    path: Path, fingerprint: str, kind: str, keys: np.ndarray
-) -> np.ndarray | None:
+def _read_shard_rows(path: Path, fingerprint: str, kind: str, keys: np.ndarray) -> np.ndarray | None:
     """float32 vectors of ``keys`` (all in the shard) read from ``path``; ``None`` if it is gone,
     unreadable, of another fingerprint or lacks one of the keys.
 
@@ -153,8 +157,12 @@ def _read_shard_rows(
                         shape, fortran, dt = np.lib.format.read_array_header_1_0(f)
                     else:
                         shape, fortran, dt = np.lib.format.read_array_header_2_0(f)
-                    if (not fortran and len(shape) == 2 and shape[0] == len(skeys)
-                            and dt in (np.dtype("<f2"), np.dtype("<f4"))):
+                    if (
+                        not fortran
+                        and len(shape) == 2
+                        and shape[0] == len(skeys)
+                        and dt in (np.dtype("<f2"), np.dtype("<f4"))
+                    ):
                         mm = np.memmap(path, dtype=dt, mode="r", offset=f.tell(), shape=shape)
         if mm is not None:
             stored = mm.dtype
@@ -200,8 +208,18 @@ class _Index:
     or read by this cache) to their size: the compaction candidates.
     """
 
-    __slots__ = ("rows", "blocks", "block_rows", "dim", "n", "loaded", "small", "shards",
-                 "sid_of", "memory_bytes")
+    __slots__ = (
+        "rows",
+        "blocks",
+        "block_rows",
+        "dim",
+        "n",
+        "loaded",
+        "small",
+        "shards",
+        "sid_of",
+        "memory_bytes",
+    )
 
     def __init__(self, memory_bytes: int) -> None:
         self.rows: dict[bytes, int] = {}
@@ -350,9 +368,7 @@ class EmbeddingCache:
     ):
         if isinstance(readonly_dirs, (str, os.PathLike)):
             readonly_dirs = (readonly_dirs,)
-        self.directory = (
-            Path(directory).expanduser() if directory is not None else default_cache_dir()
-        )
+        self.directory = Path(directory).expanduser() if directory is not None else default_cache_dir()
         self.readonly_dirs = tuple(Path(d).expanduser() for d in readonly_dirs)
         dt = np.dtype(dtype)
         if dt not in (np.float16, np.float32):
@@ -376,9 +392,7 @@ class EmbeddingCache:
             raise ValueError(f"kind={kind!r}: use letters, digits, '.', '_' or '-' (e.g. 'passage')")
         return (self.directory if root is None else Path(root)) / _dir_name(fingerprint) / kind
 
-    def _load_dir(
-        self, index: _Index, folder: Path, fingerprint: str, kind: str, writable: bool
-    ) -> None:
+    def _load_dir(self, index: _Index, folder: Path, fingerprint: str, kind: str, writable: bool) -> None:
         if not folder.is_dir():
             return
         for shard in sorted(folder.glob("*.npz")):
@@ -407,8 +421,7 @@ class EmbeddingCache:
     @staticmethod
     def _report_corrupt(shard: Path, why: str, writable: bool) -> None:
         warnings.warn(
-            f"ignoring unreadable embedding-cache shard {shard} ({why}); its entries will be "
-            "recomputed",
+            f"ignoring unreadable embedding-cache shard {shard} ({why}); its entries will be recomputed",
             RuntimeWarning,
             stacklevel=4,
         )
@@ -483,7 +496,12 @@ class EmbeddingCache:
             raise AssertionError("unreachable")  # pragma: no cover
 
     def _read_on_disk(
-        self, index: _Index, fingerprint: str, kind: str, keys: np.ndarray, rows: np.ndarray,
+        self,
+        index: _Index,
+        fingerprint: str,
+        kind: str,
+        keys: np.ndarray,
+        rows: np.ndarray,
         out: np.ndarray,
     ) -> bool:
         """Fills ``out`` where ``rows <= -2`` from those shards (only the rows wanted, through a
@@ -508,9 +526,7 @@ class EmbeddingCache:
                 del index.rows[key]
         return ok
 
-    def put(
-        self, fingerprint: str, kind: str, keys: Sequence[str] | np.ndarray, vecs: np.ndarray
-    ) -> int:
+    def put(self, fingerprint: str, kind: str, keys: Sequence[str] | np.ndarray, vecs: np.ndarray) -> int:
         """Stores entries (new keys only) as one new shard; returns how many.
 
         They are also held in memory while the (fingerprint, kind) holds less than
@@ -733,8 +749,11 @@ class EmbeddingCache:
             raise KeyError(
                 f"{missing} of {len(keys)} {what} are not in the cache for {fingerprint!r} "
                 f"({kind}): compute them with this cache first, e.g. "
-                + ("cross_scores(cross_encoder, pairs, cache)" if kind == CE_KIND
-                   else "embed(encoder, texts, kind, cache)")
+                + (
+                    "cross_scores(cross_encoder, pairs, cache)"
+                    if kind == CE_KIND
+                    else "embed(encoder, texts, kind, cache)"
+                )
             )
         path = self.shard_dir(fingerprint, kind, Path(directory)) / f"{kind}.npz"
         if not len(keys):

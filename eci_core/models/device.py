@@ -47,7 +47,9 @@ def resolve_devices(device: str | Sequence[str] | None) -> list[str]:
     items = [d.strip() for d in device.split(",")] if isinstance(device, str) else [str(d) for d in device]
     items = [d for d in items if d]
     if not items:
-        raise ValueError(f"device={device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a comma-separated list")
+        raise ValueError(
+            f"device={device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a comma-separated list"
+        )
     out: list[str] = []
     for d in items:
         low = d.lower()
@@ -55,7 +57,9 @@ def resolve_devices(device: str | Sequence[str] | None) -> list[str]:
             out.append("cpu")
             continue
         if not re.fullmatch(r"cuda(:\d+)?|mps", low):
-            raise ValueError(f"device={d!r}: use 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a comma-separated list")
+            raise ValueError(
+                f"device={d!r}: use 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a comma-separated list"
+            )
         import torch
 
         if low == "mps":

@@ -241,8 +241,7 @@ def export_embeddings(
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            return export_embeddings(encoder, texts, kind, directory, EmbeddingCache(tmp),
-                                     progress, dtype)
+            return export_embeddings(encoder, texts, kind, directory, EmbeddingCache(tmp), progress, dtype)
     embed(encoder, texts, kind, cache=cache, progress=progress)
     return cache.export(encoder.fingerprint, kind, texts, directory, dtype=dtype)
 
@@ -262,8 +261,7 @@ def export_cross_scores(
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            return export_cross_scores(cross_encoder, pairs, directory, EmbeddingCache(tmp),
-                                       progress)
+            return export_cross_scores(cross_encoder, pairs, directory, EmbeddingCache(tmp), progress)
     cross_scores(cross_encoder, pairs, cache=cache, progress=progress)
     return cache.export(cross_encoder.fingerprint, CE_KIND, pairs, directory)
 

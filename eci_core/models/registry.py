@@ -116,8 +116,7 @@ def load_encoder(
         if hasattr(name_or_path, "encode_queries") and hasattr(name_or_path, "encode_passages"):
             return name_or_path
         raise TypeError(
-            f"encoder must be a name, a folder path or an encoder object, got "
-            f"{type(name_or_path).__name__}"
+            f"encoder must be a name, a folder path or an encoder object, got {type(name_or_path).__name__}"
         )
     if name_or_path is None:
         return _bundled_minilm(None, device)
@@ -265,4 +264,11 @@ def load_cross_encoder(
     )
 
 
-__all__ = ["CROSS_ENCODERS", "ENCODERS", "ENCODER_OPTIONS", "encoder_identity", "load_cross_encoder", "load_encoder"]
+__all__ = [
+    "CROSS_ENCODERS",
+    "ENCODERS",
+    "ENCODER_OPTIONS",
+    "encoder_identity",
+    "load_cross_encoder",
+    "load_encoder",
+]

@@ -66,7 +66,9 @@ class _LocalSTModel:
     a device, the count of texts/pairs encoded, and a model loaded once, lazily and thread-safely,
     by the subclass's ``_load()`` (no model is read before the first encode)."""
 
-    def _init_common(self, path: Path, name: str | None, batch_size: int, device: str, example_batch: int) -> None:
+    def _init_common(
+        self, path: Path, name: str | None, batch_size: int, device: str, example_batch: int
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r}: must be >= 1 (e.g. {example_batch})")
         self.path = path
@@ -188,8 +190,9 @@ class SentenceTransformerEncoder(_LocalSTModel):
     def _load(self):
         from sentence_transformers import SentenceTransformer
 
-        model = SentenceTransformer(str(self.path), device=self.devices[0], trust_remote_code=False,
-                                    local_files_only=True)
+        model = SentenceTransformer(
+            str(self.path), device=self.devices[0], trust_remote_code=False, local_files_only=True
+        )
         if self.max_seq_length is not None:
             model.max_seq_length = self.max_seq_length
         model.eval()
@@ -227,9 +230,7 @@ class SentenceTransformerEncoder(_LocalSTModel):
                 if isinstance(cfg.get("pooling_mode"), str):
                     n_modes = 1
                 else:
-                    n_modes = sum(
-                        1 for k, v in cfg.items() if k.startswith("pooling_mode") and v is True
-                    )
+                    n_modes = sum(1 for k, v in cfg.items() if k.startswith("pooling_mode") and v is True)
                 width = cfg.get("word_embedding_dimension", cfg.get("embedding_dimension"))
                 if n_modes != 1 or not isinstance(width, int):
                     return None
@@ -310,8 +311,13 @@ class SentenceTransformersCrossEncoder(_LocalSTModel):
     def _load(self):
         from sentence_transformers import CrossEncoder
 
-        return CrossEncoder(str(self.path), device=self.device, trust_remote_code=False,
-                            local_files_only=True, max_length=self.max_length)
+        return CrossEncoder(
+            str(self.path),
+            device=self.device,
+            trust_remote_code=False,
+            local_files_only=True,
+            max_length=self.max_length,
+        )
 
     def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         pairs = as_pairs(pairs)
@@ -334,4 +340,9 @@ class SentenceTransformersCrossEncoder(_LocalSTModel):
         return f"SentenceTransformersCrossEncoder({str(self.path)!r})"
 
 
-__all__ = ["SentenceTransformerEncoder", "SentenceTransformersCrossEncoder", "bundled_minilm_path", "is_st_folder"]
+__all__ = [
+    "SentenceTransformerEncoder",
+    "SentenceTransformersCrossEncoder",
+    "bundled_minilm_path",
+    "is_st_folder",
+]

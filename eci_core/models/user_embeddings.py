@@ -113,8 +113,15 @@ class UserEmbeddings:
     are what scoring indexes (memory maps, or normalising views of them).
     """
 
-    def __init__(self, path: Path, model: str, query: _Side | None, passage: _Side | None, cache=None,
-                 fingerprint: str | None = None):
+    def __init__(
+        self,
+        path: Path,
+        model: str,
+        query: _Side | None,
+        passage: _Side | None,
+        cache=None,
+        fingerprint: str | None = None,
+    ):
         self.path = path
         self.model = model
         self._q = query
@@ -155,7 +162,8 @@ class UserEmbeddings:
             if side is not None and not side.normalised:
                 lo, hi = side.sample_norms
                 out.setdefault("your embeddings were not unit length (normalised on read)", {})[what] = (
-                    f"{side.path.name}: norms {lo:.3g}–{hi:.3g} in a sample")
+                    f"{side.path.name}: norms {lo:.3g}–{hi:.3g} in a sample"
+                )
         return out
 
     def rows(self, kind: Kind, ids: Sequence[str]) -> np.ndarray:
@@ -209,15 +217,19 @@ def _read_ids(matrix_path: Path, roots=None) -> tuple[Path, np.ndarray]:
         if p.is_file():
             break
     else:
-        raise ValueError(f"{matrix_path}: no ids file beside it: write one id per line to {stem}.ids.txt "
-                         f"(row i of {matrix_path.name} is the vector of line i)")
+        raise ValueError(
+            f"{matrix_path}: no ids file beside it: write one id per line to {stem}.ids.txt "
+            f"(row i of {matrix_path.name} is the vector of line i)"
+        )
     p = resolve_within(p, roots) if roots is not None else p
     ids: list[str] = []
     if p.name.endswith(".json"):
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
         except ValueError as err:
-            raise ValueError(f"{p}: not valid JSON ({err.msg} at line {err.lineno}); expected a list of ids") from None
+            raise ValueError(
+                f"{p}: not valid JSON ({err.msg} at line {err.lineno}); expected a list of ids"
+            ) from None
         if not isinstance(data, list):
             raise ValueError(f"{p}: expected a JSON list of ids, got {type(data).__name__}")
         ids = [str(x) for x in data]
@@ -235,7 +247,9 @@ def _read_ids(matrix_path: Path, roots=None) -> tuple[Path, np.ndarray]:
                     if isinstance(v, dict):
                         v = v.get("id", v.get("_id"))
                     if v is None or isinstance(v, (list, dict)):
-                        raise ValueError(f"{p}:{n}: field 'id': expected a string id (or an object with \"id\")")
+                        raise ValueError(
+                            f"{p}:{n}: field 'id': expected a string id (or an object with \"id\")"
+                        )
                     ids.append(str(v))
                 else:
                     if not line.strip():
@@ -246,20 +260,26 @@ def _read_ids(matrix_path: Path, roots=None) -> tuple[Path, np.ndarray]:
 
 def _check_ids(path: Path, ids: np.ndarray, n_rows: int, matrix_name: str) -> None:
     if len(ids) != n_rows:
-        raise ValueError(f"{path}: {len(ids)} ids but {matrix_name} has {n_rows} rows: they must match one to one")
+        raise ValueError(
+            f"{path}: {len(ids)} ids but {matrix_name} has {n_rows} rows: they must match one to one"
+        )
     import pandas as pd
 
     dup = pd.Index(ids).duplicated()
     if dup.any():
-        raise ValueError(f"{path}: id {str(ids[dup.argmax()])!r} appears more than once ({int(dup.sum())} repeats): "
-                         "ids must be unique")
+        raise ValueError(
+            f"{path}: id {str(ids[dup.argmax()])!r} appears more than once ({int(dup.sum())} repeats): "
+            "ids must be unique"
+        )
 
 
 def _check_matrix(path: Path, m: np.ndarray) -> tuple[bool, tuple[float, float]]:
     if m.ndim != 2 or m.shape[1] < 1:
         raise ValueError(f"{path}: expected a 2-D matrix (rows × dimension), got shape {m.shape}")
     if m.dtype not in (np.float16, np.float32, np.float64):
-        raise ValueError(f"{path}: dtype {m.dtype} is not supported: store float16, float32 or float64 vectors")
+        raise ValueError(
+            f"{path}: dtype {m.dtype} is not supported: store float16, float32 or float64 vectors"
+        )
     n = m.shape[0]
     if n == 0:
         return True, (1.0, 1.0)
@@ -322,20 +342,36 @@ def _load_parquet(path: Path, roots=None) -> _Side:
         raise ValueError(f"{path}: not a readable Parquet file ({err})") from None
     schema = pf.schema_arrow
     names = schema.names
-    strings = [n for n in names if pa.types.is_string(schema.field(n).type) or pa.types.is_large_string(schema.field(n).type)
-               or pa.types.is_integer(schema.field(n).type)]
-    lists = [n for n in names if pa.types.is_list(schema.field(n).type) or pa.types.is_fixed_size_list(schema.field(n).type)
-             or pa.types.is_large_list(schema.field(n).type)]
+    strings = [
+        n
+        for n in names
+        if pa.types.is_string(schema.field(n).type)
+        or pa.types.is_large_string(schema.field(n).type)
+        or pa.types.is_integer(schema.field(n).type)
+    ]
+    lists = [
+        n
+        for n in names
+        if pa.types.is_list(schema.field(n).type)
+        or pa.types.is_fixed_size_list(schema.field(n).type)
+        or pa.types.is_large_list(schema.field(n).type)
+    ]
     id_col = next((n for n in ID_COLUMNS if n in strings), strings[0] if len(strings) == 1 else None)
     vec_col = next((n for n in VECTOR_COLUMNS if n in lists), lists[0] if len(lists) == 1 else None)
     if id_col is None:
-        raise ValueError(f"{path}: no id column: name it one of {', '.join(ID_COLUMNS[:4])}, ... (columns: {names})")
+        raise ValueError(
+            f"{path}: no id column: name it one of {', '.join(ID_COLUMNS[:4])}, ... (columns: {names})"
+        )
     if vec_col is None:
-        raise ValueError(f"{path}: no vector column: store the vectors in one list column named 'embedding' "
-                         f"(columns: {names})")
+        raise ValueError(
+            f"{path}: no vector column: store the vectors in one list column named 'embedding' "
+            f"(columns: {names})"
+        )
     vtype = schema.field(vec_col).type.value_type
     if not pa.types.is_floating(vtype):
-        raise ValueError(f"{path}: column '{vec_col}' holds {vtype}, not floats: store float16/float32 vectors")
+        raise ValueError(
+            f"{path}: column '{vec_col}' holds {vtype}, not floats: store float16/float32 vectors"
+        )
     n = pf.metadata.num_rows
     out_dir = _parquet_cache_dir(path)
     npy, ids_txt = out_dir / "vectors.npy", out_dir / "vectors.ids.json"
@@ -345,22 +381,31 @@ def _load_parquet(path: Path, roots=None) -> _Side:
         mm = None
         ids: list[str] = []
         at = 0
-        dtype = np.float16 if pa.types.is_float16(vtype) else (np.float64 if pa.types.is_float64(vtype) else np.float32)
+        dtype = (
+            np.float16
+            if pa.types.is_float16(vtype)
+            else (np.float64 if pa.types.is_float64(vtype) else np.float32)
+        )
         tmp = out_dir / f"vectors.{os.getpid()}.npy.tmp"
         for batch in pf.iter_batches(batch_size=65536, columns=[id_col, vec_col]):
             col = batch.column(1)
             if col.null_count:
                 bad = at + int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
                 raise ValueError(f"{path}: row {bad}: column '{vec_col}' is null: every row needs a vector")
-            lens = col.value_lengths().to_numpy(zero_copy_only=False) if not pa.types.is_fixed_size_list(col.type) \
+            lens = (
+                col.value_lengths().to_numpy(zero_copy_only=False)
+                if not pa.types.is_fixed_size_list(col.type)
                 else np.full(len(col), col.type.list_size)
+            )
             if dim is None and len(lens):
                 dim = int(lens[0])
                 mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, dim))
             if len(lens) and (lens != dim).any():
                 bad = at + int(np.flatnonzero(lens != dim)[0])
-                raise ValueError(f"{path}: row {bad}: vector of dimension {int(lens[lens != dim][0])}, "
-                                 f"but the first row has {dim}: every vector must have the same dimension")
+                raise ValueError(
+                    f"{path}: row {bad}: vector of dimension {int(lens[lens != dim][0])}, "
+                    f"but the first row has {dim}: every vector must have the same dimension"
+                )
             flat = col.flatten().to_numpy(zero_copy_only=False)
             mm[at : at + len(col)] = flat.reshape(len(col), dim)
             ids.extend(str(x) for x in batch.column(0).to_pylist())
@@ -404,8 +449,10 @@ def open_embeddings(path: str | os.PathLike, model: str | None = None, roots=Non
     if not folder.exists():
         raise ValueError(f"--embeddings {str(path)!r}: no such folder")
     if not folder.is_dir():
-        raise ValueError(f"--embeddings {str(path)!r} is a file: pass the folder that holds queries.npy / "
-                         "passages.npy (+ .ids.txt), queries.parquet / passages.parquet, or an embedding cache")
+        raise ValueError(
+            f"--embeddings {str(path)!r} is a file: pass the folder that holds queries.npy / "
+            "passages.npy (+ .ids.txt), queries.parquet / passages.parquet, or an embedding cache"
+        )
     q = _find(folder, "query", (".npy", ".parquet"))
     p = _find(folder, "passage", (".npy", ".parquet"))
     if q is not None or p is not None:
@@ -413,36 +460,46 @@ def open_embeddings(path: str | os.PathLike, model: str | None = None, roots=Non
             missing = "queries.npy (or .parquet)" if q is None else "passages.npy / corpus.npy (or .parquet)"
             raise ValueError(f"{folder}: {missing} is missing: both query and passage vectors are needed")
         if not model or not str(model).strip():
-            raise ValueError(f"{folder}: name the model that made these vectors (--embeddings-model NAME): it is "
-                             "recorded with the results")
+            raise ValueError(
+                f"{folder}: name the model that made these vectors (--embeddings-model NAME): it is "
+                "recorded with the results"
+            )
         sides = [(_load_npy(x, roots) if x.suffix == ".npy" else _load_parquet(x, roots)) for x in (q, p)]
         return UserEmbeddings(folder, str(model).strip(), sides[0], sides[1])
     fps = _cache_fingerprints(folder)
     if not fps:
-        raise ValueError(f"{folder}: found neither queries.npy / passages.npy (+ .ids.txt), queries.parquet / "
-                         "passages.parquet, nor an embedding cache (<fingerprint>/query/*.npz)")
+        raise ValueError(
+            f"{folder}: found neither queries.npy / passages.npy (+ .ids.txt), queries.parquet / "
+            "passages.parquet, nor an embedding cache (<fingerprint>/query/*.npz)"
+        )
     if model:
         pick = [f for f in fps if f == model or f.startswith(str(model))]
         if len(pick) != 1:
-            raise ValueError(f"{folder}: --embeddings-model {model!r} matches {len(pick)} of the cached models "
-                             f"{fps}: give a longer prefix of one")
+            raise ValueError(
+                f"{folder}: --embeddings-model {model!r} matches {len(pick)} of the cached models "
+                f"{fps}: give a longer prefix of one"
+            )
         fp = pick[0]
     elif len(fps) == 1:
         fp = fps[0]
     else:
-        raise ValueError(f"{folder}: holds vectors of {len(fps)} models {fps}: pick one with --embeddings-model")
+        raise ValueError(
+            f"{folder}: holds vectors of {len(fps)} models {fps}: pick one with --embeddings-model"
+        )
     import secrets
     import tempfile
 
-
     # read-only: the folder is a read-only layer (never written, no shard renamed); the main
     # directory is a path that does not exist and is never created (nothing is put)
-    cache = EmbeddingCache(Path(tempfile.gettempdir()) / f"eci-unused-{secrets.token_hex(8)}", readonly_dirs=[folder])
+    cache = EmbeddingCache(
+        Path(tempfile.gettempdir()) / f"eci-unused-{secrets.token_hex(8)}", readonly_dirs=[folder]
+    )
     return UserEmbeddings(folder, str(model or fp), None, None, cache=cache, fingerprint=fp)
 
 
-def write_embeddings(folder: str | os.PathLike, kind: Kind, ids: Sequence[str], vectors: np.ndarray,
-                     fmt: str = "npy") -> Path:
+def write_embeddings(
+    folder: str | os.PathLike, kind: Kind, ids: Sequence[str], vectors: np.ndarray, fmt: str = "npy"
+) -> Path:
     """Writes vectors in a layout :func:`open_embeddings` reads (``fmt`` "npy" or "parquet").
 
     ``npy``: ``<kind-stem>.npy`` + ``<kind-stem>.ids.txt``; ``parquet``: one file with ``id`` and a

@@ -10,11 +10,31 @@ and compare every pre-training number's ranking of the sources with training's.
 """
 
 from eci_core.validation.protocol import BASELINES, IN_BATCH, UNTRAINED, ValidationConfig
-from eci_core.validation.results import (PRETRAINING_SETTINGS, ValidationResult, find_results, load_results,
-                                         pretraining_settings, source_signatures, validate)
+from eci_core.validation.results import (
+    PRETRAINING_SETTINGS,
+    ValidationResult,
+    find_results,
+    load_results,
+    pretraining_settings,
+    source_signatures,
+    validate,
+)
 from eci_core.validation.trainers import TRAINERS, make_trainer
 from eci_core.validation.analysis import trainer_agreement
 
-__all__ = ["BASELINES", "IN_BATCH", "PRETRAINING_SETTINGS", "UNTRAINED", "TRAINERS", "ValidationConfig", "ValidationResult",
-           "find_results", "load_results", "make_trainer", "pretraining_settings", "source_signatures", "trainer_agreement",
-           "validate"]
+__all__ = [
+    "BASELINES",
+    "IN_BATCH",
+    "PRETRAINING_SETTINGS",
+    "UNTRAINED",
+    "TRAINERS",
+    "ValidationConfig",
+    "ValidationResult",
+    "find_results",
+    "load_results",
+    "make_trainer",
+    "pretraining_settings",
+    "source_signatures",
+    "trainer_agreement",
+    "validate",
+]

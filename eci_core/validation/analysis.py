@@ -35,9 +35,17 @@ from eci_core.validation.protocol import BASELINES, IN_BATCH, UNTRAINED
 
 #: (label, column of the pre-training table, sign): the numbers the agreement table checks.
 PRETRAINING_NUMBERS = (
-    ("ECI", "eci", 1), ("ECI_arith", "eci_arith", 1), ("I_NCE", "infonce_bound", 1), ("ECI_sem", "eci_sem", 1),
-    ("S", "signal", 1), ("Δ", "safety", 1), ("DE", "de", 1), ("−unsafe_query_rate", "unsafe_query_rate", -1),
-    ("−unsafe_negative_rate", "unsafe_negative_rate", -1), ("mean s_qn", "mean_s_qn", 1), ("mean K", "mean_k", 1),
+    ("ECI", "eci", 1),
+    ("ECI_arith", "eci_arith", 1),
+    ("I_NCE", "infonce_bound", 1),
+    ("ECI_sem", "eci_sem", 1),
+    ("S", "signal", 1),
+    ("Δ", "safety", 1),
+    ("DE", "de", 1),
+    ("−unsafe_query_rate", "unsafe_query_rate", -1),
+    ("−unsafe_negative_rate", "unsafe_negative_rate", -1),
+    ("mean s_qn", "mean_s_qn", 1),
+    ("mean K", "mean_k", 1),
 )
 MEASURE_COLS = ("ndcg@10", "recall@10", "mrr@10")
 
@@ -48,7 +56,9 @@ def per_query_matrix(per_query: pd.DataFrame, col: str = "ndcg@10") -> pd.DataFr
     return m.dropna(axis=0, how="any")
 
 
-def downstream_table(per_query: pd.DataFrame, variants: list[str], n_bootstrap: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def downstream_table(
+    per_query: pd.DataFrame, variants: list[str], n_bootstrap: int = 1000, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(downstream table, P(row trains better than column) matrix) over ``variants``."""
     mats = {c: per_query_matrix(per_query, c) for c in MEASURE_COLS}
     nd = mats["ndcg@10"][variants]
@@ -58,11 +68,18 @@ def downstream_table(per_query: pd.DataFrame, variants: list[str], n_bootstrap: 
     per_seed = per_query.groupby(["variant", "seed"])["ndcg@10"].mean().unstack("seed")
     rows = []
     for v_i, v in enumerate(variants):
-        r = {"variant": v, "kind": "baseline" if v in BASELINES else "source",
-             "ndcg@10": float(nd[v].mean()), "ndcg@10_low": float(lo[v_i]), "ndcg@10_high": float(hi[v_i]),
-             "recall@10": float(mats["recall@10"][v].mean()), "mrr@10": float(mats["mrr@10"][v].mean()),
-             "seed_sd": float(per_seed.loc[v].std(ddof=1)) if per_seed.shape[1] > 1 else float("nan"),
-             "n_test_queries": int(nd.shape[0]), "n_seeds": int(per_seed.shape[1])}
+        r = {
+            "variant": v,
+            "kind": "baseline" if v in BASELINES else "source",
+            "ndcg@10": float(nd[v].mean()),
+            "ndcg@10_low": float(lo[v_i]),
+            "ndcg@10_high": float(hi[v_i]),
+            "recall@10": float(mats["recall@10"][v].mean()),
+            "mrr@10": float(mats["mrr@10"][v].mean()),
+            "seed_sd": float(per_seed.loc[v].std(ddof=1)) if per_seed.shape[1] > 1 else float("nan"),
+            "n_test_queries": int(nd.shape[0]),
+            "n_seeds": int(per_seed.shape[1]),
+        }
         if ref is not None:
             d = boot[:, v_i] - boot[:, ref]
             r["gain"] = float(nd[v].mean() - nd[IN_BATCH].mean())
@@ -75,10 +92,15 @@ def downstream_table(per_query: pd.DataFrame, variants: list[str], n_bootstrap: 
     beats = pd.DataFrame(p, index=pd.Index(variants, name="a"), columns=pd.Index(variants, name="b"))
     # half-width of the paired 95 % interval, per pair of sources: the validator's resolution
     src = [i for i, v in enumerate(variants) if v not in BASELINES]
-    widths = [float(np.subtract(*np.quantile(boot[:, a] - boot[:, b], [0.975, 0.025])) / 2)
-              for ai, a in enumerate(src) for b in src[ai + 1 :]]
+    widths = [
+        float(np.subtract(*np.quantile(boot[:, a] - boot[:, b], [0.975, 0.025])) / 2)
+        for ai, a in enumerate(src)
+        for b in src[ai + 1 :]
+    ]
     table.attrs["resolution"] = float(np.median(widths)) if widths else float("nan")
-    return table.sort_values(["kind", "ndcg@10"], ascending=[False, False], kind="stable").reset_index(drop=True), beats
+    return table.sort_values(["kind", "ndcg@10"], ascending=[False, False], kind="stable").reset_index(
+        drop=True
+    ), beats
 
 
 def _pairwise_accuracy(x: np.ndarray, y: np.ndarray) -> float:
@@ -102,12 +124,23 @@ def rank_agreement(x, y, n_bootstrap: int = 1000, seed: int = 0) -> dict:
     x, y = x[ok], y[ok]
     out = {"n": int(x.size)}
     if x.size < 3:
-        return {**out, "spearman": np.nan, "spearman_low": np.nan, "spearman_high": np.nan, "kendall": np.nan,
-                "kendall_low": np.nan, "kendall_high": np.nan, "pairwise_accuracy": np.nan, "top1_regret": np.nan}
+        return {
+            **out,
+            "spearman": np.nan,
+            "spearman_low": np.nan,
+            "spearman_high": np.nan,
+            "kendall": np.nan,
+            "kendall_low": np.nan,
+            "kendall_high": np.nan,
+            "pairwise_accuracy": np.nan,
+            "top1_regret": np.nan,
+        }
     constant = np.ptp(x) == 0 or np.ptp(y) == 0  # a correlation is undefined: say NaN, not a warning
     out["spearman"] = float("nan") if constant else float(stats.spearmanr(x, y).statistic)
     out["kendall"] = float("nan") if constant else float(stats.kendalltau(x, y).statistic)
-    idx = np.random.default_rng(seed).integers(0, x.size, (n_bootstrap, x.size))  # = one integers(0, n, n) call per resample
+    idx = np.random.default_rng(seed).integers(
+        0, x.size, (n_bootstrap, x.size)
+    )  # = one integers(0, n, n) call per resample
     sp, kt = row_correlations(x[idx], y[idx])
     for name, vals in (("spearman", sp), ("kendall", kt)):
         out[f"{name}_low"], out[f"{name}_high"] = _percentiles(vals)
@@ -117,8 +150,14 @@ def rank_agreement(x, y, n_bootstrap: int = 1000, seed: int = 0) -> dict:
     return out
 
 
-def agreement_table(pretraining: pd.DataFrame, downstream: pd.DataFrame, n_bootstrap: int = 1000, seed: int = 0,
-                    per_query: pd.DataFrame | None = None, level: float = 0.95) -> pd.DataFrame:
+def agreement_table(
+    pretraining: pd.DataFrame,
+    downstream: pd.DataFrame,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    per_query: pd.DataFrame | None = None,
+    level: float = 0.95,
+) -> pd.DataFrame:
     """One row per pre-training number: ρ, τ with intervals, pairwise accuracy, top-1 regret, pick.
 
     With ``per_query`` (the validation's per-query table) every interval ``*_low/_high`` comes
@@ -147,9 +186,15 @@ def agreement_table(pretraining: pd.DataFrame, downstream: pd.DataFrame, n_boots
         row = {"number": label, **r}
         if jb is not None:
             src = {f"{k}_src_{e}": r[f"{k}_{e}"] for k in ("spearman", "kendall") for e in ("low", "high")}
-            joint = (joint_rank_agreement(x[ok], jb.means[:, ok]) if ok.sum() >= 3 else
-                     {f"{k}_{e}": np.nan for k in ("spearman", "kendall", "pairwise_accuracy", "top1_regret")
-                      for e in ("low", "high")})
+            joint = (
+                joint_rank_agreement(x[ok], jb.means[:, ok])
+                if ok.sum() >= 3
+                else {
+                    f"{k}_{e}": np.nan
+                    for k in ("spearman", "kendall", "pairwise_accuracy", "top1_regret")
+                    for e in ("low", "high")
+                }
+            )
             acc, n_res = resolved_accuracy(x[ok], resolved[np.ix_(ok, ok)])
             row = {"number": label, "n": r["n"]}
             for k in ("spearman", "kendall", "pairwise_accuracy", "top1_regret"):
@@ -191,20 +236,28 @@ class JointBootstrap:
         return [pos[n] for n in names]
 
 
-def query_seed_cubes(per_query: pd.DataFrame, variants: list[str], col: str = "ndcg@10") -> dict[str, np.ndarray]:
+def query_seed_cubes(
+    per_query: pd.DataFrame, variants: list[str], col: str = "ndcg@10"
+) -> dict[str, np.ndarray]:
     """Per split: the (test query × seed × variant) array of ``col`` from the per-query table.
     Queries missing a (seed, variant) cell are dropped, so every source is compared on the same
     queries and runs (as :func:`per_query_matrix` does after averaging over seeds)."""
     missing = [c for c in ("variant", "split", "seed", "query_id", col) if c not in per_query.columns]
     if missing:
-        raise ValueError(f"per_query: no column {', '.join(map(repr, missing))} (a validation's per_query.csv has "
-                         "variant, split, seed, query_id and the measures)")
+        raise ValueError(
+            f"per_query: no column {', '.join(map(repr, missing))} (a validation's per_query.csv has "
+            "variant, split, seed, query_id and the measures)"
+        )
     pq = per_query[per_query["variant"].isin(variants)]
     out = {}
     for split, sub in pq.groupby("split", sort=False):
         seeds = sorted(sub["seed"].unique().tolist())
-        wide = sub.groupby(["query_id", "seed", "variant"], sort=False)[col].mean().unstack(["seed", "variant"])
-        wide = wide.reindex(columns=pd.MultiIndex.from_product([seeds, variants], names=["seed", "variant"])).dropna(how="any")
+        wide = (
+            sub.groupby(["query_id", "seed", "variant"], sort=False)[col].mean().unstack(["seed", "variant"])
+        )
+        wide = wide.reindex(
+            columns=pd.MultiIndex.from_product([seeds, variants], names=["seed", "variant"])
+        ).dropna(how="any")
         if len(wide):
             out[str(split)] = wide.to_numpy(dtype=np.float64).reshape(len(wide), len(seeds), len(variants))
     return out
@@ -219,8 +272,9 @@ def _seed_counts(n: int, n_resamples: int, seed: int, split_no: int) -> np.ndarr
     return (idx[:, :, None] == np.arange(n)).sum(axis=1).astype(np.float64)
 
 
-def joint_bootstrap(per_query: pd.DataFrame, variants: list[str], col: str = "ndcg@10", n_bootstrap: int = 1000,
-                    seed: int = 0) -> JointBootstrap:
+def joint_bootstrap(
+    per_query: pd.DataFrame, variants: list[str], col: str = "ndcg@10", n_bootstrap: int = 1000, seed: int = 0
+) -> JointBootstrap:
     """Resample test queries and training seeds together and recompute every variant's mean.
 
     One resample b draws the pooled test queries with replacement (counts ``W[b, q]``, the same
@@ -238,7 +292,9 @@ def joint_bootstrap(per_query: pd.DataFrame, variants: list[str], col: str = "nd
     n_q = sum(c.shape[0] for c in cubes.values())
     v = len(variants)
     if n_q == 0:
-        raise ValueError("per_query: no test query has a value for every variant and seed; nothing to resample")
+        raise ValueError(
+            "per_query: no test query has a value for every variant and seed; nothing to resample"
+        )
     w = resample_counts(n_q, n_bootstrap, seed)
     means = np.zeros((n_bootstrap, v))
     point = np.zeros(v)
@@ -249,8 +305,14 @@ def joint_bootstrap(per_query: pd.DataFrame, variants: list[str], col: str = "nd
         means += np.einsum("bsv,bs->bv", a, _seed_counts(s, n_bootstrap, seed, k)) / s
         point += y.mean(axis=1).sum(axis=0)
         start += q
-    return JointBootstrap(list(variants), point / n_q, means / n_q, int(n_q), {k: int(c.shape[1]) for k, c in cubes.items()},
-                          list(cubes.values()))
+    return JointBootstrap(
+        list(variants),
+        point / n_q,
+        means / n_q,
+        int(n_q),
+        {k: int(c.shape[1]) for k, c in cubes.items()},
+        list(cubes.values()),
+    )
 
 
 def beats_from_means(means: np.ndarray, names: list[str]) -> pd.DataFrame:
@@ -280,8 +342,16 @@ def rank_ranges(beats: pd.DataFrame, order: list[str], level: float = 0.95) -> p
     for i, name in enumerate(order):
         tied = [order[j] for j in range(n) if j != i and not r[i, j] and not r[j, i]]
         best, worst = 1 + int(r[:, i].sum()), n - int(r[i, :].sum())
-        rows.append({"variant": name, "rank_best": best, "rank_worst": worst,
-                     "rank": str(best) if best == worst else f"{best}–{worst}", "n_tied": len(tied), "tied_with": ", ".join(tied)})
+        rows.append(
+            {
+                "variant": name,
+                "rank_best": best,
+                "rank_worst": worst,
+                "rank": str(best) if best == worst else f"{best}–{worst}",
+                "n_tied": len(tied),
+                "tied_with": ", ".join(tied),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -332,12 +402,23 @@ def variance_components(cubes, pairs: list[tuple[int, int]] | None = None) -> di
     sigma_e = ss_e / df_e if df_e else np.zeros(len(pairs))
     sigma_q = np.maximum((ss_q - df_q * sigma_e) / coef_q, 0.0) if coef_q else nan
     sigma_s = np.maximum((ss_s - df_s * sigma_e) / coef_s, 0.0) if coef_s else nan
-    return {"query": np.asarray(sigma_q, dtype=np.float64), "seed": np.asarray(sigma_s, dtype=np.float64),
-            "residual": np.asarray(sigma_e, dtype=np.float64)}
+    return {
+        "query": np.asarray(sigma_q, dtype=np.float64),
+        "seed": np.asarray(sigma_s, dtype=np.float64),
+        "residual": np.asarray(sigma_e, dtype=np.float64),
+    }
 
 
-def queries_needed(sigma_query: float, sigma_seed: float, sigma_residual: float, n_seeds: int, delta: float = 0.01,
-                   n_splits: int = 1, alpha: float = POWER_ALPHA, power: float = POWER) -> float:
+def queries_needed(
+    sigma_query: float,
+    sigma_seed: float,
+    sigma_residual: float,
+    n_seeds: int,
+    delta: float = 0.01,
+    n_splits: int = 1,
+    alpha: float = POWER_ALPHA,
+    power: float = POWER,
+) -> float:
     """Test queries needed to resolve a true paired difference ``delta`` between two sources
     (two-sided test at ``alpha`` with the given ``power``).
 
@@ -369,8 +450,13 @@ def queries_needed(sigma_query: float, sigma_seed: float, sigma_residual: float,
     return float(k * (sigma_query + sigma_residual / n_seeds) / budget)
 
 
-def seeds_needed(sigma_seed: float, delta: float = 0.01, n_splits: int = 1, alpha: float = POWER_ALPHA,
-                 power: float = POWER) -> int:
+def seeds_needed(
+    sigma_seed: float,
+    delta: float = 0.01,
+    n_splits: int = 1,
+    alpha: float = POWER_ALPHA,
+    power: float = POWER,
+) -> int:
     """Smallest number of seeds per split for which some finite number of test queries resolves
     ``delta`` (:func:`queries_needed` is finite): the least integer above
     ``(z_{1−α/2} + z_{power})² · σ_s² / (n_splits · δ²)``; 1 when σ_s² is 0 or not measured."""
@@ -392,14 +478,28 @@ def power_line(jb: JointBootstrap, sources: list[str], delta: float = 0.01, seed
     if not pairs:
         return {}
     comp = variance_components(jb.cubes, pairs)
-    sq, ss, se = (float(np.median(comp[k])) if np.isfinite(comp[k]).any() else float("nan") for k in ("query", "seed", "residual"))
+    sq, ss, se = (
+        float(np.median(comp[k])) if np.isfinite(comp[k]).any() else float("nan")
+        for k in ("query", "seed", "residual")
+    )
     n_splits = len(jb.n_seeds)
     n_seeds = int(min(jb.n_seeds.values()))
-    return {"delta": float(delta), "alpha": POWER_ALPHA, "power": POWER, "sigma2_query": sq, "sigma2_seed": ss,
-            "sigma2_residual": se, "n_splits": n_splits, "n_seeds": n_seeds, "n_queries": jb.n_queries,
-            "queries_needed": queries_needed(sq, ss, se, n_seeds, delta, n_splits),
-            "queries_needed_by_seeds": {int(s): queries_needed(sq, ss, se, int(s), delta, n_splits) for s in seeds_grid},
-            "seeds_needed": seeds_needed(ss, delta, n_splits)}
+    return {
+        "delta": float(delta),
+        "alpha": POWER_ALPHA,
+        "power": POWER,
+        "sigma2_query": sq,
+        "sigma2_seed": ss,
+        "sigma2_residual": se,
+        "n_splits": n_splits,
+        "n_seeds": n_seeds,
+        "n_queries": jb.n_queries,
+        "queries_needed": queries_needed(sq, ss, se, n_seeds, delta, n_splits),
+        "queries_needed_by_seeds": {
+            int(s): queries_needed(sq, ss, se, int(s), delta, n_splits) for s in seeds_grid
+        },
+        "seeds_needed": seeds_needed(ss, delta, n_splits),
+    }
 
 
 # ----------------------------------------------------------------------------- effect size
@@ -422,8 +522,14 @@ class EffectSize:
         return {"summary": self.summary, "power": self.power, "table": self.table.to_dict("records")}
 
 
-def effect_size(per_query: pd.DataFrame, sources: list[str], n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95,
-                delta: float = 0.01) -> EffectSize:
+def effect_size(
+    per_query: pd.DataFrame,
+    sources: list[str],
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    delta: float = 0.01,
+) -> EffectSize:
     """Effect sizes from one joint bootstrap over test queries and seeds (:func:`joint_bootstrap`).
 
     * spread: max − min of the sources' mean nDCG@10, with the percentile interval of the
@@ -453,7 +559,12 @@ def effect_size(per_query: pd.DataFrame, sources: list[str], n_bootstrap: int = 
     for name in order:
         i = jb.index([name])[0]
         lo, hi = np.quantile(jb.means[:, i], [0.025, 0.975])
-        r = {"variant": name, "ndcg@10": float(jb.point[i]), "ndcg@10_low": float(lo), "ndcg@10_high": float(hi)}
+        r = {
+            "variant": name,
+            "ndcg@10": float(jb.point[i]),
+            "ndcg@10_low": float(lo),
+            "ndcg@10_high": float(hi),
+        }
         for base, key in ((IN_BATCH, "vs_in_batch"), (UNTRAINED, "vs_untrained")):
             d = diff(i, jb.index([base])[0]) if base in baselines else (np.nan, np.nan, np.nan)
             r[key], r[f"{key}_low"], r[f"{key}_high"] = d
@@ -462,18 +573,31 @@ def effect_size(per_query: pd.DataFrame, sources: list[str], n_bootstrap: int = 
     spread_b = src_means.max(axis=1) - src_means.min(axis=1)
     n = len(sources)
     res = resolved_pairs(beats.loc[sources, sources], level)
-    summary = {"spread": float(np.ptp(src_point)) if n else float("nan"),
-               "spread_low": float(np.quantile(spread_b, 0.025)), "spread_high": float(np.quantile(spread_b, 0.975)),
-               "best": order[0] if n else None, "worst": order[-1] if n else None,
-               "best_ndcg@10": float(src_point.max()) if n else float("nan"),
-               "worst_ndcg@10": float(src_point.min()) if n else float("nan"),
-               "n_pairs": n * (n - 1) // 2, "n_resolved": int(res.sum()),
-               "tied_first": [s for s in order if int(ranks.loc[s, "rank_best"]) == 1],
-               "n_queries": jb.n_queries, "n_seeds": int(min(jb.n_seeds.values())), "n_splits": len(jb.n_seeds),
-               "seeds_resampled": jb.seeds_resampled, "level": float(level), "n_bootstrap": int(n_bootstrap)}
+    summary = {
+        "spread": float(np.ptp(src_point)) if n else float("nan"),
+        "spread_low": float(np.quantile(spread_b, 0.025)),
+        "spread_high": float(np.quantile(spread_b, 0.975)),
+        "best": order[0] if n else None,
+        "worst": order[-1] if n else None,
+        "best_ndcg@10": float(src_point.max()) if n else float("nan"),
+        "worst_ndcg@10": float(src_point.min()) if n else float("nan"),
+        "n_pairs": n * (n - 1) // 2,
+        "n_resolved": int(res.sum()),
+        "tied_first": [s for s in order if int(ranks.loc[s, "rank_best"]) == 1],
+        "n_queries": jb.n_queries,
+        "n_seeds": int(min(jb.n_seeds.values())),
+        "n_splits": len(jb.n_seeds),
+        "seeds_resampled": jb.seeds_resampled,
+        "level": float(level),
+        "n_bootstrap": int(n_bootstrap),
+    }
     if IN_BATCH in baselines and UNTRAINED in baselines:
         d = diff(jb.index([IN_BATCH])[0], jb.index([UNTRAINED])[0])
-        summary["in_batch_vs_untrained"], summary["in_batch_vs_untrained_low"], summary["in_batch_vs_untrained_high"] = d
+        (
+            summary["in_batch_vs_untrained"],
+            summary["in_batch_vs_untrained_low"],
+            summary["in_batch_vs_untrained_high"],
+        ) = d
     return EffectSize(table, beats, summary, power_line(jb, sources, delta))
 
 
@@ -520,7 +644,12 @@ def joint_rank_agreement(x, means) -> dict:
         accuracy = (ok * np.where(dx == 0, 0.5, (dx == dy).astype(np.float64))).sum(axis=1) / ok.sum(axis=1)
     regret = m.max(axis=1) - m[:, int(np.argmax(x))]
     out = {}
-    for name, vals in (("spearman", spearman), ("kendall", kendall), ("pairwise_accuracy", accuracy), ("top1_regret", regret)):
+    for name, vals in (
+        ("spearman", spearman),
+        ("kendall", kendall),
+        ("pairwise_accuracy", accuracy),
+        ("top1_regret", regret),
+    ):
         out[f"{name}_low"], out[f"{name}_high"] = _percentiles(vals)
     return out
 
@@ -554,13 +683,25 @@ def trainer_agreement(a: pd.DataFrame, b: pd.DataFrame) -> dict:
     sb = b[b["kind"] == "source"].set_index("variant")["ndcg@10"]
     shared = [s for s in sa.index if s in sb.index]
     if len(shared) < 2:
-        return {"n_sources": len(shared), "kendall": float("nan"), "top1_agree": None, "best_a": None, "best_b": None}
+        return {
+            "n_sources": len(shared),
+            "kendall": float("nan"),
+            "top1_agree": None,
+            "best_a": None,
+            "best_b": None,
+        }
     x, y = sa[shared].to_numpy(), sb[shared].to_numpy()
     best_a, best_b = shared[int(np.argmax(x))], shared[int(np.argmax(y))]
     constant = np.ptp(x) == 0 or np.ptp(y) == 0
-    return {"n_sources": len(shared), "kendall": float("nan") if constant else float(stats.kendalltau(x, y).statistic),
-            "spearman": float("nan") if constant else float(stats.spearmanr(x, y).statistic), "top1_agree": best_a == best_b,
-            "best_a": best_a, "best_b": best_b, "sources": shared}
+    return {
+        "n_sources": len(shared),
+        "kendall": float("nan") if constant else float(stats.kendalltau(x, y).statistic),
+        "spearman": float("nan") if constant else float(stats.spearmanr(x, y).statistic),
+        "top1_agree": best_a == best_b,
+        "best_a": best_a,
+        "best_b": best_b,
+        "sources": shared,
+    }
 
 
 def encoder_agreement(eci_by_encoder: dict[str, pd.Series]) -> pd.DataFrame:
@@ -574,5 +715,7 @@ def encoder_agreement(eci_by_encoder: dict[str, pd.Series]) -> pd.DataFrame:
             sa, sb = eci_by_encoder[a], eci_by_encoder[b]
             shared = [s for s in sa.index if s in sb.index]
             if len(shared) >= 2:
-                out.loc[a, b] = float(stats.kendalltau(sa[shared].to_numpy(), sb[shared].to_numpy()).statistic)
+                out.loc[a, b] = float(
+                    stats.kendalltau(sa[shared].to_numpy(), sb[shared].to_numpy()).statistic
+                )
     return out

@@ -26,7 +26,11 @@ def top_k(q_emb: np.ndarray, p_emb: np.ndarray, k: int, chunk: int = 256) -> tup
     sc_out = np.empty((q_emb.shape[0], k), dtype=np.float32)
     for s in range(0, q_emb.shape[0], chunk):
         block = q_emb[s : s + chunk] @ p_emb.T
-        part = np.argpartition(-block, k - 1, axis=1)[:, :k] if k < n else np.broadcast_to(np.arange(n), block.shape)
+        part = (
+            np.argpartition(-block, k - 1, axis=1)[:, :k]
+            if k < n
+            else np.broadcast_to(np.arange(n), block.shape)
+        )
         top = np.take_along_axis(block, part, axis=1)
         order = np.lexsort((part, -top), axis=1)
         idx_out[s : s + chunk] = np.take_along_axis(part, order, axis=1)
@@ -34,7 +38,9 @@ def top_k(q_emb: np.ndarray, p_emb: np.ndarray, k: int, chunk: int = 256) -> tup
     return idx_out, sc_out
 
 
-def evaluate_run(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]) -> dict[str, dict[str, float]]:
+def evaluate_run(
+    run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]
+) -> dict[str, dict[str, float]]:
     """Per-query ``{query_id: {"ndcg@10", "recall@10", "mrr@10"}}`` computed by ir_measures.
 
     ``run``: query id → {passage id: score}; ``qrels``: query id → {passage id: relevance}. A
@@ -60,5 +66,8 @@ def evaluate_embeddings(
     """Rank all of ``p_emb`` for each query of ``q_emb`` and evaluate with :func:`evaluate_run`."""
     idx, sc = top_k(np.asarray(q_emb, np.float32), np.asarray(p_emb, np.float32), depth)
     pids = np.asarray(passage_ids, dtype=object)
-    run = {str(q): dict(zip(pids[idx[i]].tolist(), sc[i].astype(float).tolist())) for i, q in enumerate(query_ids)}
+    run = {
+        str(q): dict(zip(pids[idx[i]].tolist(), sc[i].astype(float).tolist()))
+        for i, q in enumerate(query_ids)
+    }
     return evaluate_run(run, qrels)

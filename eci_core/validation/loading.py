@@ -72,7 +72,11 @@ def add_eval_queries(collection: Collection, directory: str | Path, roots=None) 
     if name is None:
         return 0
     pos, splits, where = read_beir_qrels(d, name)
-    todo = [q for q in pos if not (collection.has_query(q) and collection.positives.get(collection.query_index(q)))]
+    todo = [
+        q
+        for q in pos
+        if not (collection.has_query(q) and collection.positives.get(collection.query_index(q)))
+    ]
     if not todo:
         return 0
     texts = read_beir_texts(d / "queries.jsonl", with_title=False, roots=roots)
@@ -92,8 +96,9 @@ def add_eval_queries(collection: Collection, directory: str | Path, roots=None) 
     return added
 
 
-def with_full_corpus(collection: Collection, paths: Iterable[str | Path], split_policy: str = "auto",
-                     roots=None) -> Collection:
+def with_full_corpus(
+    collection: Collection, paths: Iterable[str | Path], split_policy: str = "auto", roots=None
+) -> Collection:
     """A copy of ``collection`` with the whole corpus of every BEIR directory behind ``paths``
     added (source and positive indices stay valid: passages and queries are only appended), and,
     unless ``split_policy`` is ``kfold``, their official test queries (:func:`add_eval_queries`).

@@ -91,7 +91,9 @@ class Predictor:
         """Predicted gain over in-batch-only training (nDCG@10) per row of ``table``."""
         missing = [f for f in self.features if f not in table.columns]
         if missing:
-            raise ValueError(f"table: missing feature column(s) {missing}; compute them with feature_table(score_result)")
+            raise ValueError(
+                f"table: missing feature column(s) {missing}; compute them with feature_table(score_result)"
+            )
         x = table[self.features].to_numpy(dtype=np.float64)
         z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
         return self.intercept + z @ np.asarray(self.coef)
@@ -102,16 +104,23 @@ class Predictor:
         n_pairs = sum(r["resolved_pairs"] for r in rows)
         n_right = sum(r["decided_right"] for r in rows)
         rhos = [r["spearman"] for r in rows if r.get("spearman") is not None and math.isfinite(r["spearman"])]
-        return {"datasets": len(rows), "resolved_pairs": n_pairs,
-                "pairwise_accuracy": n_right / n_pairs if n_pairs else float("nan"),
-                "spearman_mean": float(np.mean(rhos)) if rhos else float("nan")}
+        return {
+            "datasets": len(rows),
+            "resolved_pairs": n_pairs,
+            "pairwise_accuracy": n_right / n_pairs if n_pairs else float("nan"),
+            "spearman_mean": float(np.mean(rhos)) if rhos else float("nan"),
+        }
 
     def trusted(self) -> bool:
         """Whether the held-out numbers reach :data:`MIN_HELD_OUT_ACCURACY` and
         :data:`MIN_HELD_OUT_SPEARMAN` (at least one held-out dataset)."""
         h = self.held_out()
-        return bool(h["datasets"] and h["resolved_pairs"] and h["pairwise_accuracy"] >= MIN_HELD_OUT_ACCURACY
-                    and h["spearman_mean"] >= MIN_HELD_OUT_SPEARMAN)
+        return bool(
+            h["datasets"]
+            and h["resolved_pairs"]
+            and h["pairwise_accuracy"] >= MIN_HELD_OUT_ACCURACY
+            and h["spearman_mean"] >= MIN_HELD_OUT_SPEARMAN
+        )
 
     def reliability_line(self) -> str:
         """One sentence a user reads next to a predicted value."""
@@ -120,9 +129,11 @@ class Predictor:
             return "Predicted training value: not validated (no held-out dataset)."
         acc = h["pairwise_accuracy"]
         acc_s = f"{acc:.0%}" if math.isfinite(acc) else "n/a"
-        return (f"Predicted training value, checked on datasets it was not fitted on ({h['datasets']}): it ordered "
-                f"{acc_s} of {h['resolved_pairs']} source pairs that fine-tuning resolved the same way "
-                f"(mean Spearman ρ {h['spearman_mean']:+.2f}); chance is 50 %.")
+        return (
+            f"Predicted training value, checked on datasets it was not fitted on ({h['datasets']}): it ordered "
+            f"{acc_s} of {h['resolved_pairs']} source pairs that fine-tuning resolved the same way "
+            f"(mean Spearman ρ {h['spearman_mean']:+.2f}); chance is 50 %."
+        )
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -148,17 +159,25 @@ def predicted_values(score_result, model: "Predictor | None" = None) -> tuple[pd
     if model is None:
         return None, "No predicted training value: no fitted predictor is installed."
     if model.encoder and str(score_result.encoder) != model.encoder:
-        return None, (f"No predicted training value: the predictor was fitted on features under {model.encoder}; "
-                      f"these scores use {score_result.encoder}.")
+        return None, (
+            f"No predicted training value: the predictor was fitted on features under {model.encoder}; "
+            f"these scores use {score_result.encoder}."
+        )
     now = settings_of(score_result.config)
     if model.settings and any(now.get(k) != v for k, v in model.settings.items()):
-        return None, (f"No predicted training value: the predictor was fitted under {model.settings}; "
-                      f"these scores use {now}.")
+        return None, (
+            f"No predicted training value: the predictor was fitted under {model.settings}; "
+            f"these scores use {now}."
+        )
     if not model.trusted():
-        return None, (model.reliability_line().replace("Predicted training value, checked", "The training-free "
-                      "predictor, checked", 1) + f" That is below the {MIN_HELD_OUT_ACCURACY:.0%} of resolved pairs and "
-                      f"ρ ≥ {MIN_HELD_OUT_SPEARMAN} it needs before the product ranks sources by it: no predicted "
-                      "training value is shown; validate on your data instead (eci validate).")
+        return None, (
+            model.reliability_line().replace(
+                "Predicted training value, checked", "The training-free predictor, checked", 1
+            )
+            + f" That is below the {MIN_HELD_OUT_ACCURACY:.0%} of resolved pairs and "
+            f"ρ ≥ {MIN_HELD_OUT_SPEARMAN} it needs before the product ranks sources by it: no predicted "
+            "training value is shown; validate on your data instead (eci validate)."
+        )
     feats = feature_table(score_result)
     ok = feats[model.features].notna().all(axis=1)
     out = pd.DataFrame({"source": feats["source"], "predicted_gain": np.nan})
@@ -209,8 +228,15 @@ def fit(table: pd.DataFrame, features=DEFAULT_FEATURES, alpha: float = 1.0) -> P
     ds = np.unique(groups)
     mean_x = np.mean([x[groups == g].mean(axis=0) for g in ds], axis=0)
     mean_y = float(np.mean([y[groups == g].mean() for g in ds]))
-    return Predictor(features=features, coef=coef.tolist(), mean=mean_x.tolist(), scale=scale.tolist(),
-                     intercept=mean_y, alpha=float(alpha), datasets=[str(g) for g in ds])
+    return Predictor(
+        features=features,
+        coef=coef.tolist(),
+        mean=mean_x.tolist(),
+        scale=scale.tolist(),
+        intercept=mean_y,
+        alpha=float(alpha),
+        datasets=[str(g) for g in ds],
+    )
 
 
 def decided_pairs(pred: pd.Series, beats: pd.DataFrame, threshold: float = RESOLVED_P) -> tuple[int, int]:
@@ -222,7 +248,7 @@ def decided_pairs(pred: pd.Series, beats: pd.DataFrame, threshold: float = RESOL
     names = [s for s in pred.index if s in beats.index and s in beats.columns]
     n = right = 0.0
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             p = float(beats.loc[a, b])
             if not (p >= threshold or p <= 1 - threshold):
                 continue
@@ -232,8 +258,9 @@ def decided_pairs(pred: pd.Series, beats: pd.DataFrame, threshold: float = RESOL
     return int(n), right
 
 
-def leave_one_dataset_out(table: pd.DataFrame, beats: dict[str, pd.DataFrame], features=DEFAULT_FEATURES,
-                          alpha: float = 1.0) -> list[dict]:
+def leave_one_dataset_out(
+    table: pd.DataFrame, beats: dict[str, pd.DataFrame], features=DEFAULT_FEATURES, alpha: float = 1.0
+) -> list[dict]:
     """One row per dataset: fit on all the others, predict this one; Spearman ρ (scipy) with
     the reference gains and the resolved pairs decided right (:func:`decided_pairs`)."""
     from scipy import stats
@@ -246,11 +273,25 @@ def leave_one_dataset_out(table: pd.DataFrame, beats: dict[str, pd.DataFrame], f
         model = fit(train, features, alpha)
         pred = pd.Series(model.predict(test), index=test["source"].to_numpy())
         truth = test["gain"].to_numpy(dtype=np.float64)
-        rho = float(stats.spearmanr(pred.to_numpy(), truth).statistic) if len(test) > 2 and np.ptp(pred.to_numpy()) > 0 else float("nan")
+        rho = (
+            float(stats.spearmanr(pred.to_numpy(), truth).statistic)
+            if len(test) > 2 and np.ptp(pred.to_numpy()) > 0
+            else float("nan")
+        )
         n, right = decided_pairs(pred, beats[d]) if d in beats else (0, 0.0)
         top = str(pred.idxmax())
         regret = float(truth.max() - test.set_index("source").loc[top, "gain"])
-        rows.append({"dataset": str(d), "n_sources": int(len(test)), "spearman": rho, "resolved_pairs": n,
-                     "decided_right": right, "pairwise_accuracy": right / n if n else float("nan"),
-                     "top1": top, "top1_regret": regret, "fitted_on": sorted(map(str, train["dataset"].unique()))})
+        rows.append(
+            {
+                "dataset": str(d),
+                "n_sources": int(len(test)),
+                "spearman": rho,
+                "resolved_pairs": n,
+                "decided_right": right,
+                "pairwise_accuracy": right / n if n else float("nan"),
+                "top1": top,
+                "top1_regret": regret,
+                "fitted_on": sorted(map(str, train["dataset"].unique())),
+            }
+        )
     return rows

@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from eci_core.validation.splits import SPLIT_POLICIES, Split, make_splits, resolve_policy, training_lists
+from eci_core.validation.splits import SPLIT_POLICIES, make_splits, resolve_policy, training_lists
 from eci_core.validation.trainers import Batch, make_trainer
 
 UNTRAINED = "untrained"
@@ -75,7 +75,11 @@ class ValidationConfig:
     first_seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.first_seed, bool) or not isinstance(self.first_seed, (int, np.integer)) or self.first_seed < 0:
+        if (
+            isinstance(self.first_seed, bool)
+            or not isinstance(self.first_seed, (int, np.integer))
+            or self.first_seed < 0
+        ):
             raise ValueError(f"first_seed={self.first_seed!r}: must be an integer >= 0")
         if self.split_policy not in SPLIT_POLICIES:
             raise ValueError(f"split_policy={self.split_policy!r}: use one of {', '.join(SPLIT_POLICIES)}")
@@ -84,7 +88,9 @@ class ValidationConfig:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name}={v!r}: must be an integer >= 1")
         if self.batch_size < 2:
-            raise ValueError(f"batch_size={self.batch_size}: must be >= 2 (in-batch negatives need a second query)")
+            raise ValueError(
+                f"batch_size={self.batch_size}: must be >= 2 (in-batch negatives need a second query)"
+            )
         if self.depth < 10:
             raise ValueError(f"depth={self.depth}: must be >= 10 (the measures are @10)")
         if self.eval_pool is not None and (isinstance(self.eval_pool, bool) or self.eval_pool < 10):
@@ -93,13 +99,17 @@ class ValidationConfig:
             raise ValueError(f"lr={self.lr!r}: must be > 0 (e.g. 1e-3)")
 
 
-def batch_plan(collection, queries: np.ndarray, steps: int, batch_size: int, seed: int, split_no: int) -> tuple[np.ndarray, np.ndarray]:
+def batch_plan(
+    collection, queries: np.ndarray, steps: int, batch_size: int, seed: int, split_no: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(steps, B) anchor query indices and (steps, B) positive passage indices (module docstring)."""
     rng = np.random.default_rng([int(seed), int(split_no), 0])
     need = steps * batch_size
     b = min(batch_size, queries.size)
     need = steps * b
-    stream = np.concatenate([rng.permutation(queries) for _ in range(-(-need // max(queries.size, 1)))])[:need]
+    stream = np.concatenate([rng.permutation(queries) for _ in range(-(-need // max(queries.size, 1)))])[
+        :need
+    ]
     anchors = stream.reshape(steps, b)
     pos = np.empty_like(anchors)
     for (i, j), q in np.ndenumerate(anchors):
@@ -108,7 +118,9 @@ def batch_plan(collection, queries: np.ndarray, steps: int, batch_size: int, see
     return anchors, pos
 
 
-def sample_negatives(lists: dict[int, np.ndarray], anchors: np.ndarray, m: int, seed: int, split_no: int) -> np.ndarray:
+def sample_negatives(
+    lists: dict[int, np.ndarray], anchors: np.ndarray, m: int, seed: int, split_no: int
+) -> np.ndarray:
     """(steps, B, m) negatives drawn per example from each anchor's list (module docstring)."""
     rng = np.random.default_rng([int(seed), int(split_no), 1])
     out = np.empty(anchors.shape + (m,), dtype=np.int64)
@@ -131,7 +143,9 @@ def eval_passages(collection, exclude_prefixes: Sequence[str]) -> np.ndarray:
     prefixes = tuple(p for p in exclude_prefixes if p)
     if not prefixes:
         return np.arange(collection.n_passages, dtype=np.int64)
-    return np.array([i for i, pid in enumerate(collection.passage_ids) if not pid.startswith(prefixes)], dtype=np.int64)
+    return np.array(
+        [i for i, pid in enumerate(collection.passage_ids) if not pid.startswith(prefixes)], dtype=np.int64
+    )
 
 
 def _pool_embeddings(collection, ev, encoder, cache, progress):
@@ -141,13 +155,25 @@ def _pool_embeddings(collection, ev, encoder, cache, progress):
     from eci_core.models.registry import load_encoder
 
     enc = load_encoder(encoder)
-    q = np.asarray(embed(enc, list(collection.query_texts), "query", cache=cache, progress=progress), np.float32)
-    p = np.asarray(embed(enc, [collection.passage_texts[int(i)] for i in ev], "passage", cache=cache, progress=progress), np.float32)
+    q = np.asarray(
+        embed(enc, list(collection.query_texts), "query", cache=cache, progress=progress), np.float32
+    )
+    p = np.asarray(
+        embed(enc, [collection.passage_texts[int(i)] for i in ev], "passage", cache=cache, progress=progress),
+        np.float32,
+    )
     return q, p
 
 
-def run_protocol(collection, sources: Sequence[str], config: ValidationConfig, encoder=None, cache=None,
-                 progress: Progress | None = None, trainer=None) -> RawRuns:
+def run_protocol(
+    collection,
+    sources: Sequence[str],
+    config: ValidationConfig,
+    encoder=None,
+    cache=None,
+    progress: Progress | None = None,
+    trainer=None,
+) -> RawRuns:
     """Train and evaluate every variant (baselines + ``sources``) on every split and seed."""
     import pandas as pd
 
@@ -164,9 +190,15 @@ def run_protocol(collection, sources: Sequence[str], config: ValidationConfig, e
     splits = make_splits(collection, config.folds, config.split_seed, policy)
     if config.splits_limit:
         splits = splits[: config.splits_limit]
-    trainer = trainer or make_trainer(config.trainer, encoder,
-                                      **({"max_seq_length": config.max_seq_length, "threads": config.threads}
-                                         if config.trainer in ("finetune", "top-layers") else {}))
+    trainer = trainer or make_trainer(
+        config.trainer,
+        encoder,
+        **(
+            {"max_seq_length": config.max_seq_length, "threads": config.threads}
+            if config.trainer in ("finetune", "top-layers")
+            else {}
+        ),
+    )
     lr = config.lr if config.lr is not None else trainer.default_lr
     ev = eval_passages(collection, config.exclude_prefixes)
     ev_ids = [collection.passage_ids[int(i)] for i in ev]
@@ -180,14 +212,28 @@ def run_protocol(collection, sources: Sequence[str], config: ValidationConfig, e
     for s_no, split in enumerate(splits):
         tl = training_lists(collection, split, sources)
         if tl.queries.size < 2:
-            raise ValueError(f"{split.name}: only {tl.queries.size} training queries are covered by every source; "
-                             "compare fewer sources (--sources) or use fewer folds")
+            raise ValueError(
+                f"{split.name}: only {tl.queries.size} training queries are covered by every source; "
+                "compare fewer sources (--sources) or use fewer folds"
+            )
         test_ids = [collection.query_ids[int(q)] for q in split.test]
-        qrels = {collection.query_ids[int(q)]: {collection.passage_ids[int(p)]: 1 for p in collection.positives[int(q)]}
-                 for q in split.test}
-        split_meta.append({"split": split.name, "n_train": int(split.train.size), "n_test": int(split.test.size),
-                           "n_train_used": int(tl.queries.size), "leaked": tl.leaked, "own_positive": tl.own_positive,
-                           "not_covered": tl.not_covered})
+        qrels = {
+            collection.query_ids[int(q)]: {
+                collection.passage_ids[int(p)]: 1 for p in collection.positives[int(q)]
+            }
+            for q in split.test
+        }
+        split_meta.append(
+            {
+                "split": split.name,
+                "n_train": int(split.train.size),
+                "n_test": int(split.test.size),
+                "n_train_used": int(tl.queries.size),
+                "leaked": tl.leaked,
+                "own_positive": tl.own_positive,
+                "not_covered": tl.not_covered,
+            }
+        )
 
         trainer.eval_passages = ev
         split_ids = ev_ids
@@ -208,7 +254,9 @@ def run_protocol(collection, sources: Sequence[str], config: ValidationConfig, e
         def record(variant, seed, q_emb, p_emb):
             res = evaluate_embeddings(q_emb, test_ids, p_emb, split_ids, qrels, depth=config.depth)
             for qid in test_ids:
-                rows.append({"variant": variant, "split": split.name, "seed": seed, "query_id": qid, **res[qid]})
+                rows.append(
+                    {"variant": variant, "split": split.name, "seed": seed, "query_id": qid, **res[qid]}
+                )
 
         for seed in seeds:
             record(UNTRAINED, seed, qe, pe)
@@ -235,7 +283,8 @@ def run_protocol(collection, sources: Sequence[str], config: ValidationConfig, e
                         progress("Training and evaluating", done, total)
     meta = {
         "trainer": trainer.name,
-        "encoder": getattr(getattr(trainer, "encoder", None), "name", None) or getattr(trainer, "model_path", None),
+        "encoder": getattr(getattr(trainer, "encoder", None), "name", None)
+        or getattr(trainer, "model_path", None),
         "device": getattr(trainer, "device", "cpu"),
         "lr": lr,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},

@@ -13,8 +13,16 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from eci_core.validation.analysis import (EffectSize, agreement_table, downstream_table, effect_size, encoder_agreement,
-                                         has_joint_intervals, pretraining_table, trainer_agreement)
+from eci_core.validation.analysis import (
+    EffectSize,
+    agreement_table,
+    downstream_table,
+    effect_size,
+    encoder_agreement,
+    has_joint_intervals,
+    pretraining_table,
+    trainer_agreement,
+)
 from eci_core.validation.protocol import BASELINES, IN_BATCH, UNTRAINED, ValidationConfig, run_protocol
 
 RESULTS_JSON = "results.json"
@@ -26,8 +34,15 @@ Progress = Callable[[str, int, int], None]
 #: The ``ECIConfig`` options that change the pre-training numbers a validation correlates with
 #: training (ECI, its components, I_NCE, ECI_sem, the unsafe rates). The bootstrap options and
 #: the flag thresholds (near-duplicate, cross-encoder margin, percpos) change none of them.
-PRETRAINING_SETTINGS = ("positive", "aggregate", "temperature", "sem_temperature", "sem_consistency_temperature",
-                        "sem_lambda", "eci_sem_max_k")
+PRETRAINING_SETTINGS = (
+    "positive",
+    "aggregate",
+    "temperature",
+    "sem_temperature",
+    "sem_consistency_temperature",
+    "sem_lambda",
+    "eci_sem_max_k",
+)
 
 
 def pretraining_settings(config=None) -> dict:
@@ -47,7 +62,10 @@ def source_signatures(collection, sources: Sequence[str] | None = None) -> dict[
     out = {}
     for name in sources or list(collection.sources):
         s = collection.sources[name]
-        lines = sorted(f"{collection.query_ids[int(q)]}\t{collection.passage_ids[int(p)]}" for q, p in zip(s.q_idx, s.p_idx))
+        lines = sorted(
+            f"{collection.query_ids[int(q)]}\t{collection.passage_ids[int(p)]}"
+            for q, p in zip(s.q_idx, s.p_idx)
+        )
         out[name] = hashlib.sha1("\n".join(lines).encode("utf-8")).hexdigest()[:16]
     return out
 
@@ -108,8 +126,12 @@ class ValidationResult:
             return None
         cfg = self.meta.get("config") or {}
         try:
-            return effect_size(self.per_query, self.sources, n_bootstrap=int(cfg.get("n_bootstrap") or 1000),
-                               seed=int(cfg.get("split_seed") or 0))
+            return effect_size(
+                self.per_query,
+                self.sources,
+                n_bootstrap=int(cfg.get("n_bootstrap") or 1000),
+                seed=int(cfg.get("split_seed") or 0),
+            )
         except (ValueError, KeyError):
             return None
 
@@ -148,7 +170,11 @@ class ValidationResult:
     def encoder_label(self) -> str:
         """The encoder's name for people (``pretraining_encoder``, else the identity)."""
         v = self.meta.get("pretraining_encoder")
-        return str(v) if isinstance(v, str) and v.strip() else str(self.encoder_identity or "an unrecorded encoder")
+        return (
+            str(v)
+            if isinstance(v, str) and v.strip()
+            else str(self.encoder_identity or "an unrecorded encoder")
+        )
 
     def view_problem(self, encoder, config) -> str | None:
         """Why this validation must not be quoted next to pre-training numbers computed under
@@ -208,50 +234,78 @@ class ValidationResult:
         if e is not None and len(src) > 1:
             s, t = e.summary, e.table.set_index("variant")
             best = s["best"]
-            line = (f"How far apart the sources train: the {len(src)} sources span {100 * s['spread']:.1f} nDCG@10 points "
-                    f"({s['worst_ndcg@10']:.3f} {s['worst']} to {s['best_ndcg@10']:.3f} {best}; 95 % CI of the spread "
-                    f"{100 * s['spread_low']:.1f}–{100 * s['spread_high']:.1f}, biased upward: tied sources still show a spread).")
+            line = (
+                f"How far apart the sources train: the {len(src)} sources span {100 * s['spread']:.1f} nDCG@10 points "
+                f"({s['worst_ndcg@10']:.3f} {s['worst']} to {s['best_ndcg@10']:.3f} {best}; 95 % CI of the spread "
+                f"{100 * s['spread_low']:.1f}–{100 * s['spread_high']:.1f}, biased upward: tied sources still show a spread)."
+            )
             if np.isfinite(t.loc[best, "vs_in_batch"]):
-                line += (f" {best} vs in-batch only {100 * t.loc[best, 'vs_in_batch']:+.1f} points "
-                         f"[{100 * t.loc[best, 'vs_in_batch_low']:+.1f}, {100 * t.loc[best, 'vs_in_batch_high']:+.1f}]")
+                line += (
+                    f" {best} vs in-batch only {100 * t.loc[best, 'vs_in_batch']:+.1f} points "
+                    f"[{100 * t.loc[best, 'vs_in_batch_low']:+.1f}, {100 * t.loc[best, 'vs_in_batch_high']:+.1f}]"
+                )
                 if np.isfinite(t.loc[best, "vs_untrained"]):
-                    line += (f", vs untrained {100 * t.loc[best, 'vs_untrained']:+.1f} "
-                             f"[{100 * t.loc[best, 'vs_untrained_low']:+.1f}, {100 * t.loc[best, 'vs_untrained_high']:+.1f}]")
+                    line += (
+                        f", vs untrained {100 * t.loc[best, 'vs_untrained']:+.1f} "
+                        f"[{100 * t.loc[best, 'vs_untrained_low']:+.1f}, {100 * t.loc[best, 'vs_untrained_high']:+.1f}]"
+                    )
                 line += "."
             out.append(line)
-            seeds = (f"{s['n_seeds']} seeds per split" if s["seeds_resampled"] else
-                     "one seed per split: training noise is not in this count, which is therefore optimistic")
-            out.append(f"Resolved: {s['n_resolved']} of {s['n_pairs']} source pairs (paired bootstrap over {s['n_queries']} test "
-                       f"queries and {seeds}; P(trains better) ≥ {s['level']:.2f} either way). Unresolved sources are tied, "
-                       f"not ranked: {_names(s['tied_first'])} {'may be' if len(s['tied_first']) > 1 else 'is'} best.")
+            seeds = (
+                f"{s['n_seeds']} seeds per split"
+                if s["seeds_resampled"]
+                else "one seed per split: training noise is not in this count, which is therefore optimistic"
+            )
+            out.append(
+                f"Resolved: {s['n_resolved']} of {s['n_pairs']} source pairs (paired bootstrap over {s['n_queries']} test "
+                f"queries and {seeds}; P(trains better) ≥ {s['level']:.2f} either way). Unresolved sources are tied, "
+                f"not ranked: {_names(s['tied_first'])} {'may be' if len(s['tied_first']) > 1 else 'is'} best."
+            )
             pw = power_note(e.power)
             if pw:
                 out.append(pw)
         if UNTRAINED in d.index and IN_BATCH in d.index:
             ib, un = d.loc[IN_BATCH], d.loc[UNTRAINED]
-            out.append(f"Training at all: in-batch only {ib['ndcg@10']:.3f} vs untrained {un['ndcg@10']:.3f} nDCG@10 "
-                       f"(in-batch minus untrained {-un.get('gain', float('nan')):+.3f}, 95 % CI "
-                       f"{-un.get('gain_high', float('nan')):+.3f}…{-un.get('gain_low', float('nan')):+.3f}).")
+            out.append(
+                f"Training at all: in-batch only {ib['ndcg@10']:.3f} vs untrained {un['ndcg@10']:.3f} nDCG@10 "
+                f"(in-batch minus untrained {-un.get('gain', float('nan')):+.3f}, 95 % CI "
+                f"{-un.get('gain_high', float('nan')):+.3f}…{-un.get('gain_low', float('nan')):+.3f})."
+            )
         if len(src) > 1:
             b = self.beats.loc[src, src].to_numpy()
             iu = np.triu_indices(len(src), 1)
             p = b[iu]
             resolved = int(np.sum((p >= 0.95) | (p <= 0.05)))
             sd = d.loc[src, "seed_sd"]
-            seeds = (f" Seed spread (sd over seeds of a source's mean): {np.nanmin(sd):.4f}–{np.nanmax(sd):.4f}."
-                     if np.isfinite(sd.to_numpy(dtype=float)).any() else " One seed: the seed spread is not measured.")
-            count = "" if e is not None else (f"; {resolved} of {p.size} source pairs are resolved over test queries "
-                                              "(P ≥ 0.95 either way; seeds averaged)")
-            out.append(f"Resolution: paired differences smaller than about {self.resolution:.3f} nDCG@10 are within noise "
-                       f"(median half-width of the 95 % interval of a paired difference over test queries){count}.{seeds}")
+            seeds = (
+                f" Seed spread (sd over seeds of a source's mean): {np.nanmin(sd):.4f}–{np.nanmax(sd):.4f}."
+                if np.isfinite(sd.to_numpy(dtype=float)).any()
+                else " One seed: the seed spread is not measured."
+            )
+            count = (
+                ""
+                if e is not None
+                else (
+                    f"; {resolved} of {p.size} source pairs are resolved over test queries "
+                    "(P ≥ 0.95 either way; seeds averaged)"
+                )
+            )
+            out.append(
+                f"Resolution: paired differences smaller than about {self.resolution:.3f} nDCG@10 are within noise "
+                f"(median half-width of the 95 % interval of a paired difference over test queries){count}.{seeds}"
+            )
             spread = float(d.loc[src, "ndcg@10"].max() - d.loc[src, "ndcg@10"].min())
             if spread < self.resolution:
-                out.append(f"All sources lie within {spread:.3f} nDCG@10 of each other, below the resolution: this "
-                           "validation cannot tell them apart.")
+                out.append(
+                    f"All sources lie within {spread:.3f} nDCG@10 of each other, below the resolution: this "
+                    "validation cannot tell them apart."
+                )
         own = self.own_positive()
         if any(own.values()):
-            out.append("Trained as given: negatives that are their own query's labelled positive (kept, summed over "
-                       "splits): " + ", ".join(f"{k} {v}" for k, v in own.items() if v) + ".")
+            out.append(
+                "Trained as given: negatives that are their own query's labelled positive (kept, summed over "
+                "splits): " + ", ".join(f"{k} {v}" for k, v in own.items() if v) + "."
+            )
         return out
 
     def own_positive(self) -> dict[str, int]:
@@ -273,14 +327,22 @@ class ValidationResult:
         row = d.loc[best]
         e = self.effect
         policy = self.meta.get("split_policy")
-        splits = ("the official split" if policy == "official" else
-                  f"{self.meta.get('n_splits', '?')} {'k-fold ' if policy == 'kfold' else ''}split(s)")
-        text = (f"Validation ({self.trainer} trainer, {splits} × {int(row['n_seeds'])} seed(s)"
-                + (f", {e.summary['n_queries']} test queries" if e is not None else "") + "): ")
+        splits = (
+            "the official split"
+            if policy == "official"
+            else f"{self.meta.get('n_splits', '?')} {'k-fold ' if policy == 'kfold' else ''}split(s)"
+        )
+        text = (
+            f"Validation ({self.trainer} trainer, {splits} × {int(row['n_seeds'])} seed(s)"
+            + (f", {e.summary['n_queries']} test queries" if e is not None else "")
+            + "): "
+        )
         tied = e.summary["tied_first"] if e is not None and len(self.sources) > 1 else [best]
         if e is not None and len(self.sources) > 1:
-            text += (f"the sources span {100 * e.summary['spread']:.1f} nDCG@10 points and {e.summary['n_resolved']} of "
-                     f"{e.summary['n_pairs']} source pairs are resolved; ")
+            text += (
+                f"the sources span {100 * e.summary['spread']:.1f} nDCG@10 points and {e.summary['n_resolved']} of "
+                f"{e.summary['n_pairs']} source pairs are resolved; "
+            )
         if len(tied) > 1:
             text += f"{len(tied)} sources are tied for best ({_names(tied)}); {best} is highest"
         else:
@@ -292,18 +354,29 @@ class ValidationResult:
         eci = self.agreement[self.agreement["number"] == "ECI"]
         if len(eci):
             r = eci.iloc[0]
-            agree = ("agreed with" if r["spearman_low"] > 0 else
-                     "ranked against" if r["spearman_high"] < 0 else "did not reliably agree with")
+            agree = (
+                "agreed with"
+                if r["spearman_low"] > 0
+                else "ranked against"
+                if r["spearman_high"] < 0
+                else "did not reliably agree with"
+            )
             joint = has_joint_intervals(self.agreement)
-            how = ("sources resampled" if not joint else
-                   "test queries and seeds resampled" if e is None or e.summary["seeds_resampled"] else
-                   "test queries resampled, one seed")
+            how = (
+                "sources resampled"
+                if not joint
+                else "test queries and seeds resampled"
+                if e is None or e.summary["seeds_resampled"]
+                else "test queries resampled, one seed"
+            )
             if math.isnan(r["spearman"]):
                 agree = "has no measurable agreement with"
                 rho = "Spearman ρ undefined (the sources' nDCG@10 or their ECI are all equal)"
             else:
-                rho = (f"Spearman ρ = {r['spearman']:.2f} (95 % CI {r['spearman_low']:.2f}…{r['spearman_high']:.2f}, "
-                       f"{how})")
+                rho = (
+                    f"Spearman ρ = {r['spearman']:.2f} (95 % CI {r['spearman_low']:.2f}…{r['spearman_high']:.2f}, "
+                    f"{how})"
+                )
             text += f" ECI {agree} training: {rho} over {int(r['n'])} sources; ECI's pick {r['pick']} "
             ranks = e.table.set_index("variant")["rank"] if e is not None else None
             if r["pick"] == best:
@@ -333,16 +406,26 @@ class ValidationResult:
             "format_version": FORMAT_VERSION,
             "meta": _jsonable(self.meta),
             "downstream": _records(self.downstream),
-            "beats": {"index": list(map(str, self.beats.index)), "values": _jsonable(self.beats.to_numpy().tolist())},
+            "beats": {
+                "index": list(map(str, self.beats.index)),
+                "values": _jsonable(self.beats.to_numpy().tolist()),
+            },
             "pretraining": _records(self.pretraining),
             "agreement": _records(self.agreement),
-            "encoder_eci": {"index": list(map(str, self.encoder_eci.index)), "columns": list(map(str, self.encoder_eci.columns)),
-                            "values": _jsonable(self.encoder_eci.to_numpy().tolist())} if not self.encoder_eci.empty else None,
+            "encoder_eci": {
+                "index": list(map(str, self.encoder_eci.index)),
+                "columns": list(map(str, self.encoder_eci.columns)),
+                "values": _jsonable(self.encoder_eci.to_numpy().tolist()),
+            }
+            if not self.encoder_eci.empty
+            else None,
             "effect": self.effect.to_json() if self.effect is not None else None,
             "notes": self.notes(),
             "summary": self.summary(),
         }
-        (out / RESULTS_JSON).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        (out / RESULTS_JSON).write_text(
+            json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         esc(self.downstream).to_csv(out / "downstream.csv", index=False)
         esc(self.agreement).to_csv(out / "agreement.csv", index=False)
         esc(self.pretraining).to_csv(out / "pretraining.csv", index=False)
@@ -357,7 +440,11 @@ class ValidationResult:
 
 def _names(names, limit: int = 5) -> str:
     names = list(names)
-    return ", ".join(names) if len(names) <= limit else ", ".join(names[:limit]) + f" and {len(names) - limit} more"
+    return (
+        ", ".join(names)
+        if len(names) <= limit
+        else ", ".join(names[:limit]) + f" and {len(names) - limit} more"
+    )
 
 
 def _count(n: float) -> str:
@@ -373,19 +460,37 @@ def power_note(power: dict) -> str:
     seed_var = power["sigma2_seed"]
     measured = seed_var is not None and math.isfinite(seed_var)
     if power["sigma2_query"] == 0 and power["sigma2_residual"] == 0 and (not measured or seed_var == 0):
-        return ("Power: not estimated: the paired differences between sources do not vary over test queries or seeds "
-                "here (every source scores the same on each query), so there is no noise to size against.")
+        return (
+            "Power: not estimated: the paired differences between sources do not vary over test queries or seeds "
+            "here (every source scores the same on each query), so there is no noise to size against."
+        )
     design = f"{power['n_splits']} split(s) × {power['n_seeds']} seed(s)"
-    others = ", ".join(f"{_count(n)} with {k} seed{'s' if int(k) > 1 else ''}" for k, n in power["queries_needed_by_seeds"].items()
-                       if int(k) != power["n_seeds"]) if measured else ""
-    text = (f"Power: resolving a true difference of {power['delta']:.2f} nDCG@10 between two typical sources (two-sided "
-            f"{100 * power['alpha']:.0f} %, power {100 * power['power']:.0f} %) needs about {_count(power['queries_needed'])} test "
-            f"queries at {design} (this validation has {power['n_queries']})" + (f"; {others}" if others else "") + ". ")
+    others = (
+        ", ".join(
+            f"{_count(n)} with {k} seed{'s' if int(k) > 1 else ''}"
+            for k, n in power["queries_needed_by_seeds"].items()
+            if int(k) != power["n_seeds"]
+        )
+        if measured
+        else ""
+    )
+    text = (
+        f"Power: resolving a true difference of {power['delta']:.2f} nDCG@10 between two typical sources (two-sided "
+        f"{100 * power['alpha']:.0f} %, power {100 * power['power']:.0f} %) needs about {_count(power['queries_needed'])} test "
+        f"queries at {design} (this validation has {power['n_queries']})"
+        + (f"; {others}" if others else "")
+        + ". "
+    )
     if measured and power.get("seeds_needed", 1) > 1:
         text += f"Below {power['seeds_needed']} seeds per split no number of test queries is enough (seed noise). "
-    text += (f"From the median over source pairs of the per-query variance of paired differences ({power['sigma2_query']:.2g})"
-             + (f", the seed variance ({seed_var:.2g}) and their interaction ({power['sigma2_residual']:.2g})." if measured else
-                "; one seed, so the seed variance is not measured and this is a lower bound."))
+    text += (
+        f"From the median over source pairs of the per-query variance of paired differences ({power['sigma2_query']:.2g})"
+        + (
+            f", the seed variance ({seed_var:.2g}) and their interaction ({power['sigma2_residual']:.2g})."
+            if measured
+            else "; one seed, so the seed variance is not measured and this is a lower bound."
+        )
+    )
     return text
 
 
@@ -440,11 +545,23 @@ def load_results(directory: str | Path, roots=None) -> ValidationResult:
         return np.nan if v is None else v
 
     b = doc["beats"]
-    beats = pd.DataFrame([[nan(v) for v in row] for row in b["values"]], index=pd.Index(b["index"], name="a"),
-                         columns=pd.Index(b["index"], name="b"), dtype=float)
+    beats = pd.DataFrame(
+        [[nan(v) for v in row] for row in b["values"]],
+        index=pd.Index(b["index"], name="a"),
+        columns=pd.Index(b["index"], name="b"),
+        dtype=float,
+    )
     enc = doc.get("encoder_eci")
-    encoder_eci = (pd.DataFrame([[nan(v) for v in row] for row in enc["values"]], index=enc["index"], columns=enc["columns"], dtype=float)
-                   if enc else pd.DataFrame())
+    encoder_eci = (
+        pd.DataFrame(
+            [[nan(v) for v in row] for row in enc["values"]],
+            index=enc["index"],
+            columns=enc["columns"],
+            dtype=float,
+        )
+        if enc
+        else pd.DataFrame()
+    )
     per_query_path = f.parent / "per_query.csv"
     per_query = pd.DataFrame()
     if per_query_path.is_file():
@@ -459,12 +576,25 @@ def load_results(directory: str | Path, roots=None) -> ValidationResult:
         # (the sources-only intervals come out as saved: same draws); keep the saved one if unusable
         cfg = doc["meta"].get("config") or {}
         try:
-            agreement = agreement_table(pre, down, n_bootstrap=int(cfg.get("n_bootstrap") or 1000),
-                                        seed=int(cfg.get("split_seed") or 0), per_query=per_query)
+            agreement = agreement_table(
+                pre,
+                down,
+                n_bootstrap=int(cfg.get("n_bootstrap") or 1000),
+                seed=int(cfg.get("split_seed") or 0),
+                per_query=per_query,
+            )
         except (ValueError, KeyError):
             pass
-    return ValidationResult(downstream=down, beats=beats, pretraining=pre, agreement=agreement, per_query=per_query,
-                            meta=doc["meta"], encoder_eci=encoder_eci, path=str(f.parent))
+    return ValidationResult(
+        downstream=down,
+        beats=beats,
+        pretraining=pre,
+        agreement=agreement,
+        per_query=per_query,
+        meta=doc["meta"],
+        encoder_eci=encoder_eci,
+        path=str(f.parent),
+    )
 
 
 def find_results(directory: str | Path) -> list[Path]:
@@ -475,9 +605,17 @@ def find_results(directory: str | Path) -> list[Path]:
     return sorted(p.parent for p in d.rglob(RESULTS_JSON))
 
 
-def validate(collection, sources: Sequence[str] | None = None, config: ValidationConfig = ValidationConfig(),
-             encoder=None, cache=None, progress: Progress | None = None, agreement_encoders: Sequence[str] = (),
-             score_config=None, device: str | None = None) -> ValidationResult:
+def validate(
+    collection,
+    sources: Sequence[str] | None = None,
+    config: ValidationConfig = ValidationConfig(),
+    encoder=None,
+    cache=None,
+    progress: Progress | None = None,
+    agreement_encoders: Sequence[str] = (),
+    score_config=None,
+    device: str | None = None,
+) -> ValidationResult:
     """Validate the sources of ``collection`` by training (module docstrings of ``protocol`` and
     ``analysis``). ``encoder``: the target encoder (cheap trainers: frozen; finetune: the model
     trained; None = bundled MiniLM). The pre-training numbers are ECI & co. of every source under
@@ -495,15 +633,29 @@ def validate(collection, sources: Sequence[str] | None = None, config: Validatio
         from eci_core.validation.trainers import make_trainer
 
         ft = config.trainer == "finetune"
-        trainer = make_trainer(config.trainer, encoder, device=device,
-                               **({"max_seq_length": config.max_seq_length, "threads": config.threads} if ft else {}))
-    raw = run_protocol(collection, sources, config, encoder=encoder, cache=cache, progress=progress, trainer=trainer)
-    target = load_encoder(encoder if config.trainer != "finetune" or encoder is not None else None, device=device or "auto")
-    sc = score_collection(collection, target, score_config or ECIConfig(), cache=cache, sources=sources, progress=progress)
+        trainer = make_trainer(
+            config.trainer,
+            encoder,
+            device=device,
+            **({"max_seq_length": config.max_seq_length, "threads": config.threads} if ft else {}),
+        )
+    raw = run_protocol(
+        collection, sources, config, encoder=encoder, cache=cache, progress=progress, trainer=trainer
+    )
+    target = load_encoder(
+        encoder if config.trainer != "finetune" or encoder is not None else None, device=device or "auto"
+    )
+    sc = score_collection(
+        collection, target, score_config or ECIConfig(), cache=cache, sources=sources, progress=progress
+    )
     pre = pretraining_table(sc)
     variants = [UNTRAINED, IN_BATCH, *sources]
-    down, beats = downstream_table(raw.per_query, variants, n_bootstrap=config.n_bootstrap, seed=config.split_seed)
-    agree = agreement_table(pre, down, n_bootstrap=config.n_bootstrap, seed=config.split_seed, per_query=raw.per_query)
+    down, beats = downstream_table(
+        raw.per_query, variants, n_bootstrap=config.n_bootstrap, seed=config.split_seed
+    )
+    agree = agreement_table(
+        pre, down, n_bootstrap=config.n_bootstrap, seed=config.split_seed, per_query=raw.per_query
+    )
     meta = dict(raw.meta)
     own = {}
     for sp in meta.get("splits", []):
@@ -526,11 +678,22 @@ def validate(collection, sources: Sequence[str] | None = None, config: Validatio
             continue
         if e.name in enc_cols:
             continue
-        r = score_collection(collection, e, score_config or ECIConfig(), cache=cache, sources=sources, progress=progress)
+        r = score_collection(
+            collection, e, score_config or ECIConfig(), cache=cache, sources=sources, progress=progress
+        )
         enc_cols[r.encoder] = r.sources.set_index("name")["eci"]
     encoder_eci = pd.DataFrame(enc_cols) if len(enc_cols) > 1 else pd.DataFrame()
     return ValidationResult(down, beats, pre, agree, raw.per_query, meta, encoder_eci)
 
 
-__all__ = ["ValidationResult", "validate", "load_results", "find_results", "source_signatures", "trainer_agreement",
-           "BASELINES", "PRETRAINING_SETTINGS", "pretraining_settings"]
+__all__ = [
+    "ValidationResult",
+    "validate",
+    "load_results",
+    "find_results",
+    "source_signatures",
+    "trainer_agreement",
+    "BASELINES",
+    "PRETRAINING_SETTINGS",
+    "pretraining_settings",
+]

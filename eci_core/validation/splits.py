@@ -56,9 +56,11 @@ def resolve_policy(collection, policy: str = "auto") -> str:
     if policy == "auto":
         return "official" if official_test_split(collection) else "kfold"
     if policy == "official" and not official_test_split(collection):
-        raise ValueError("split_policy='official': the data has no official split (it needs queries labelled in "
-                         "qrels/train.tsv and in qrels/test.tsv or qrels/dev.tsv of a BEIR directory); "
-                         "use split_policy 'kfold' (--split-policy kfold) or 'auto'")
+        raise ValueError(
+            "split_policy='official': the data has no official split (it needs queries labelled in "
+            "qrels/train.tsv and in qrels/test.tsv or qrels/dev.tsv of a BEIR directory); "
+            "use split_policy 'kfold' (--split-policy kfold) or 'auto'"
+        )
     return policy
 
 
@@ -109,7 +111,9 @@ class TrainingLists:
 
 def training_lists(collection, split: Split, sources: list[str]) -> TrainingLists:
     """The training negatives of ``sources`` for ``split`` (see :class:`TrainingLists`)."""
-    held_out = np.array(sorted({p for q in split.test for p in collection.positives.get(int(q), [])}), dtype=np.int64)
+    held_out = np.array(
+        sorted({p for q in split.test for p in collection.positives.get(int(q), [])}), dtype=np.int64
+    )
     train_set = set(int(q) for q in split.train)
     negatives: dict[str, dict[int, np.ndarray]] = {}
     leaked: dict[str, int] = {}

@@ -38,8 +38,15 @@ class TopLayersTrainer:
     name = "top-layers"
     default_lr = 1e-4  # fewer weights than a full fine-tune, the same AdamW
 
-    def __init__(self, model_path=None, layers: int = 1, max_seq_length: int | None = None, device: str | None = None,
-                 threads: int | None = None, encode_batch_size: int = 64):
+    def __init__(
+        self,
+        model_path=None,
+        layers: int = 1,
+        max_seq_length: int | None = None,
+        device: str | None = None,
+        threads: int | None = None,
+        encode_batch_size: int = 64,
+    ):
         from eci_core.models.st_encoder import bundled_minilm_path
 
         if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
@@ -48,7 +55,9 @@ class TopLayersTrainer:
 
         self.model_path = str(model_path or bundled_minilm_path())
         # what results record as the encoder: a portable name, never this machine's path
-        self.encoder = SimpleNamespace(name=BUNDLED_ENCODER_NAME if model_path is None else Path(str(model_path)).name)
+        self.encoder = SimpleNamespace(
+            name=BUNDLED_ENCODER_NAME if model_path is None else Path(str(model_path)).name
+        )
         self.layers = layers
         self.max_seq_length = max_seq_length
         self.device = device or detect_device()
@@ -62,20 +71,32 @@ class TopLayersTrainer:
         if self._model is None:
             from sentence_transformers import SentenceTransformer
 
-            m = SentenceTransformer(self.model_path, device=self.device, trust_remote_code=False, local_files_only=True)
+            m = SentenceTransformer(
+                self.model_path, device=self.device, trust_remote_code=False, local_files_only=True
+            )
             if self.max_seq_length is not None:
                 m.max_seq_length = self.max_seq_length
             mods = list(m)
             auto = getattr(mods[0], "auto_model", None)
             layer_list = getattr(getattr(auto, "encoder", None), "layer", None)
             pooling = mods[1] if len(mods) > 1 else None
-            mode = getattr(pooling, "pooling_mode", None) or getattr(getattr(pooling, "config", None), "pooling_mode", None)
-            if layer_list is None or (mode is not None and mode != "mean") or (mode is None and not getattr(pooling, "pooling_mode_mean_tokens", False)):
-                raise ValueError(f"trainer='top-layers': {self.model_path} is not a BERT-style encoder with mean pooling; "
-                                 "use --trainer finetune for this model")
+            mode = getattr(pooling, "pooling_mode", None) or getattr(
+                getattr(pooling, "config", None), "pooling_mode", None
+            )
+            if (
+                layer_list is None
+                or (mode is not None and mode != "mean")
+                or (mode is None and not getattr(pooling, "pooling_mode_mean_tokens", False))
+            ):
+                raise ValueError(
+                    f"trainer='top-layers': {self.model_path} is not a BERT-style encoder with mean pooling; "
+                    "use --trainer finetune for this model"
+                )
             if any((getattr(m, "prompts", None) or {}).values()):
-                raise ValueError(f"trainer='top-layers': {self.model_path} adds prompts to its inputs; "
-                                 "use --trainer finetune for this model")
+                raise ValueError(
+                    f"trainer='top-layers': {self.model_path} adds prompts to its inputs; "
+                    "use --trainer finetune for this model"
+                )
             if self.layers > len(layer_list):
                 raise ValueError(f"layers={self.layers}: the model has {len(layer_list)} transformer layers")
             m.eval()
@@ -117,7 +138,7 @@ class TopLayersTrainer:
         states = [self._states[(which, t)] for t in texts]
         lengths = torch.tensor([s.shape[0] for s in states], device=self.device)
         h = torch.nn.utils.rnn.pad_sequence(states, batch_first=True)
-        keep = (torch.arange(h.shape[1], device=self.device)[None, :] < lengths[:, None])
+        keep = torch.arange(h.shape[1], device=self.device)[None, :] < lengths[:, None]
         additive = (~keep)[:, None, None, :].to(h.dtype) * torch.finfo(h.dtype).min
         for layer in top:
             out = layer(h, attention_mask=additive)
@@ -151,7 +172,9 @@ class TopLayersTrainer:
             torch.set_num_threads(self.threads)
         try:
             auto = list(self._load())[0].auto_model
-            top = torch.nn.ModuleList([copy.deepcopy(l) for l in auto.encoder.layer[-self.layers:]]).to(self.device)
+            top = torch.nn.ModuleList([copy.deepcopy(l) for l in auto.encoder.layer[-self.layers :]]).to(
+                self.device
+            )
             if batches is not None:
                 self._train(top, batches, seed, lr, progress)
             top.eval()
@@ -174,7 +197,11 @@ class TopLayersTrainer:
             self._frozen(p_t + n_t, "passage")
             a = self._forward(top, a_t, "query")
             p = self._forward(top, p_t, "passage")
-            n = None if b.negatives is None else self._forward(top, n_t, "passage").reshape(*b.negatives.shape, -1)
+            n = (
+                None
+                if b.negatives is None
+                else self._forward(top, n_t, "passage").reshape(*b.negatives.shape, -1)
+            )
             loss = mnrl_loss(a, p, n)
             opt.zero_grad()
             loss.backward()

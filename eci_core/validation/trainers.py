@@ -51,11 +51,19 @@ class Trainer(Protocol):
     name: str
     default_lr: float
 
-    def setup(self, collection, eval_passages: np.ndarray, cache=None, progress: Progress | None = None) -> None:
+    def setup(
+        self, collection, eval_passages: np.ndarray, cache=None, progress: Progress | None = None
+    ) -> None:
         """Load what every run shares (e.g. frozen embeddings of all queries and passages)."""
 
-    def run(self, batches: Sequence[Batch] | None, seed: int, lr: float, test_queries: np.ndarray,
-            progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def run(
+        self,
+        batches: Sequence[Batch] | None,
+        seed: int,
+        lr: float,
+        test_queries: np.ndarray,
+        progress: Progress | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Train on ``batches`` (``None``: the untrained encoder) and return L2-normalised
         embeddings of ``test_queries`` (n_test, d) and of the evaluation passages (n_eval, d):
         the passage indices in the attribute ``eval_passages`` (set by ``setup``; the protocol
@@ -94,8 +102,14 @@ class LinearTrainer:
     def setup(self, collection, eval_passages, cache=None, progress=None) -> None:
         from eci_core.models.encoding import embed
 
-        self.q_emb = np.asarray(embed(self.encoder, list(collection.query_texts), "query", cache=cache, progress=progress), np.float32)
-        self.p_emb = np.asarray(embed(self.encoder, list(collection.passage_texts), "passage", cache=cache, progress=progress), np.float32)
+        self.q_emb = np.asarray(
+            embed(self.encoder, list(collection.query_texts), "query", cache=cache, progress=progress),
+            np.float32,
+        )
+        self.p_emb = np.asarray(
+            embed(self.encoder, list(collection.passage_texts), "passage", cache=cache, progress=progress),
+            np.float32,
+        )
         self.eval_passages = np.asarray(eval_passages, dtype=np.int64)
 
     def run(self, batches, seed, lr, test_queries, progress=None):
@@ -141,7 +155,9 @@ class LinearTrainer:
             if any(has_neg):
                 if not all(has_neg):
                     raise ValueError("run_many: every variant of one call needs hard negatives, or none does")
-                n = torch.stack([P[torch.from_numpy(bl[step].negatives.reshape(-1))] for bl in variants])  # (V, B·m, d)
+                n = torch.stack(
+                    [P[torch.from_numpy(bl[step].negatives.reshape(-1))] for bl in variants]
+                )  # (V, B·m, d)
                 cands.append(torch.matmul(n, w.transpose(1, 2)) if both else n)
             c = torch.cat(cands, dim=1)  # (V, B + B·m, d)
             logits = SCALE * torch.matmul(_normalize(a_v), _normalize(c).transpose(1, 2))  # (V, B, C)
@@ -173,7 +189,9 @@ def training_device(device: str | None) -> str:
         return detect_device()
     d = str(device).strip().lower()
     if "," in d:
-        raise ValueError(f"device={device!r}: a fine-tune trains on one device; name one (e.g. cuda:0 or cpu)")
+        raise ValueError(
+            f"device={device!r}: a fine-tune trains on one device; name one (e.g. cuda:0 or cpu)"
+        )
     resolve_devices(d)  # ValueError for an unknown device or one this machine does not have
     return d
 
@@ -192,8 +210,14 @@ class FinetuneTrainer:
     name = "finetune"
     default_lr = 5e-5  # the default of sentence-transformers' (Hugging Face's) trainer
 
-    def __init__(self, model_path=None, max_seq_length: int | None = None, device: str | None = None,
-                 encode_batch_size: int = 64, threads: int | None = None):
+    def __init__(
+        self,
+        model_path=None,
+        max_seq_length: int | None = None,
+        device: str | None = None,
+        encode_batch_size: int = 64,
+        threads: int | None = None,
+    ):
         from eci_core.models.base import BUNDLED_ENCODER_NAME
         from eci_core.models.st_encoder import SentenceTransformerEncoder, bundled_minilm_path
 
@@ -202,8 +226,12 @@ class FinetuneTrainer:
         self.device = training_device(device)
         self.encode_batch_size = encode_batch_size
         self.threads = threads  # CPU threads for training and re-encoding (None: torch's default)
-        self.base_encoder = SentenceTransformerEncoder(self.model_path, name=None if model_path else BUNDLED_ENCODER_NAME,
-                                                       max_seq_length=max_seq_length, device=self.device)
+        self.base_encoder = SentenceTransformerEncoder(
+            self.model_path,
+            name=None if model_path else BUNDLED_ENCODER_NAME,
+            max_seq_length=max_seq_length,
+            device=self.device,
+        )
         self._base_model = None
 
     @property
@@ -220,7 +248,9 @@ class FinetuneTrainer:
         if self._base_model is None:
             from sentence_transformers import SentenceTransformer
 
-            m = SentenceTransformer(self.model_path, device=self.device, trust_remote_code=False, local_files_only=True)
+            m = SentenceTransformer(
+                self.model_path, device=self.device, trust_remote_code=False, local_files_only=True
+            )
             if self.max_seq_length is not None:
                 m.max_seq_length = self.max_seq_length
             self._base_model = m
@@ -233,11 +263,22 @@ class FinetuneTrainer:
         out = []
         step = 256
         for s in range(0, len(uniq), step):
-            out.append(fn(uniq[s : s + step], batch_size=self.encode_batch_size, convert_to_numpy=True,
-                          normalize_embeddings=True, show_progress_bar=False))
+            out.append(
+                fn(
+                    uniq[s : s + step],
+                    batch_size=self.encode_batch_size,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
+            )
             if progress:
                 progress(stage, min(s + step, len(uniq)), len(uniq))
-        emb = np.concatenate(out, axis=0) if out else np.zeros((0, model.get_sentence_embedding_dimension()), np.float32)
+        emb = (
+            np.concatenate(out, axis=0)
+            if out
+            else np.zeros((0, model.get_sentence_embedding_dimension()), np.float32)
+        )
         return np.asarray(emb[inv], dtype=np.float32)
 
     def run(self, batches, seed, lr, test_queries, progress=None):
@@ -247,8 +288,13 @@ class FinetuneTrainer:
         if batches is None:
             from eci_core.models.encoding import embed
 
-            return (np.asarray(embed(self.base_encoder, q_texts, "query", cache=self.cache), np.float32),
-                    np.asarray(embed(self.base_encoder, p_texts, "passage", cache=self.cache, progress=progress), np.float32))
+            return (
+                np.asarray(embed(self.base_encoder, q_texts, "query", cache=self.cache), np.float32),
+                np.asarray(
+                    embed(self.base_encoder, p_texts, "passage", cache=self.cache, progress=progress),
+                    np.float32,
+                ),
+            )
         import torch
 
         threads = torch.get_num_threads()
@@ -282,7 +328,10 @@ class FinetuneTrainer:
             return {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in f.items()}
 
         for i, b in enumerate(batches):
-            cols = [[coll.query_texts[int(q)] for q in b.anchors], [coll.passage_texts[int(p)] for p in b.positives]]
+            cols = [
+                [coll.query_texts[int(q)] for q in b.anchors],
+                [coll.passage_texts[int(p)] for p in b.positives],
+            ]
             if b.negatives is not None:
                 for j in range(b.negatives.shape[1]):
                     cols.append([coll.passage_texts[int(p)] for p in b.negatives[:, j]])
@@ -314,18 +363,25 @@ def make_trainer(name: str, encoder=None, device: str | None = None, **kwargs) -
     from eci_core.models.registry import load_encoder
 
     if name in ("linear", "linear-both"):
-        return LinearTrainer(load_encoder(encoder, device=device or "auto"), side="query" if name == "linear" else "both",
-                             **kwargs)
+        return LinearTrainer(
+            load_encoder(encoder, device=device or "auto"),
+            side="query" if name == "linear" else "both",
+            **kwargs,
+        )
     if name == "finetune":
         path = None
-        if encoder is not None and not (isinstance(encoder, str) and encoder.strip().lower() in BUNDLED_ENCODER_ALIASES):
+        if encoder is not None and not (
+            isinstance(encoder, str) and encoder.strip().lower() in BUNDLED_ENCODER_ALIASES
+        ):
             path = getattr(encoder, "path", encoder)
         return FinetuneTrainer(path, device=device, **kwargs)
     if name == "top-layers":
         from eci_core.validation.top_layers import TopLayersTrainer
 
         path = None
-        if encoder is not None and not (isinstance(encoder, str) and encoder.strip().lower() in BUNDLED_ENCODER_ALIASES):
+        if encoder is not None and not (
+            isinstance(encoder, str) and encoder.strip().lower() in BUNDLED_ENCODER_ALIASES
+        ):
             path = getattr(encoder, "path", encoder)
         return TopLayersTrainer(path, device=device, **kwargs)
     raise ValueError(f"trainer={name!r}: use one of {', '.join(TRAINERS)}")
