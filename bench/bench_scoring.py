@@ -43,7 +43,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from eci_core.metrics.bootstrap import resampled_means  # noqa: E402
 from eci_core.config import ECIConfig  # noqa: E402
 from eci_core.metrics.lexical import PassageLexicon  # noqa: E402
-from eci_core.scoring import BOOTSTRAP_COLUMNS, score_arrays, source_summary  # noqa: E402
+from eci_core.scoring.arrays import score_arrays  # noqa: E402
+from eci_core.scoring.tables import BOOTSTRAP_COLUMNS, source_summary  # noqa: E402
 
 
 def machine() -> dict:

@@ -22,7 +22,8 @@ from eci_core.metrics.bootstrap import (
 from eci_core.config import ECIConfig
 from eci_core.metrics.lexical import PassageLexicon, lex_overlap, tokenize
 from eci_core.metrics.eci import FLAG_RULES
-from eci_core.scoring import score_arrays, source_summary
+from eci_core.scoring.arrays import score_arrays
+from eci_core.scoring.tables import source_summary
 
 import reference as R  # tests/ is on sys.path under pytest (prepend import mode)
 

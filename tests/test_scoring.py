@@ -12,7 +12,9 @@ from eci_core.config import ECIConfig
 from eci_core.io.data import Collection, PassageRef, QueryRecord
 from eci_core.models.encoding import embed
 from eci_core.models.hashing import HashingEncoder
-from eci_core.scoring import PAIR_COLUMNS, QUERY_COLUMNS, SOURCE_COLUMNS, score_arrays, score_collection
+from eci_core.scoring import score_collection
+from eci_core.scoring.arrays import score_arrays
+from eci_core.scoring.tables import PAIR_COLUMNS, QUERY_COLUMNS, SOURCE_COLUMNS
 
 import reference as R  # tests/ is on sys.path under pytest
 
@@ -504,7 +506,7 @@ def test_fused_numba_pair_pass_equals_the_numpy_path(monkeypatch):
 def test_text_keys_are_factorize_of_the_whitespace_normalised_texts_even_when_hashes_collide():
     import pandas as pd
 
-    from eci_core.scoring import text_keys
+    from eci_core.scoring.texts import text_keys
 
     texts = ["a b", "a  b", " a\tb\n", "b a", "", "   ", "a b c", "x\u00a0y", "x y", "b a", "a b"]
     expected = pd.factorize(np.array([" ".join(t.split()) for t in texts], dtype=object))[0]

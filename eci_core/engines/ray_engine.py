@@ -16,7 +16,7 @@ What runs where:
 * **Scoring.** All sources become one dataset with one row per (source, query): ``(source, query
   row, negative rows, positive rows)``. :class:`_ScoreActor` (which fetches the embedding matrices and the lexicon
   from Ray's object store once per actor) scores every query of a batch with
-  :func:`eci_core.scoring.score_arrays`: all per-query metrics are computed inside the batch,
+  :func:`eci_core.scoring.arrays.score_arrays`: all per-query metrics are computed inside the batch,
   because a row holds all of its query's negatives (no global group-by). A row's output holds its
   per-pair values as list columns.
 * **Cross-encoder** (``ce_margin`` and the ``cross_encoder`` flag, when one is given). After the
@@ -421,7 +421,7 @@ _PAIR_FLAGS = ("unsafe", "near_duplicate", "cross_encoder", "percpos", "flagged"
 
 class _ScoreActor:
     """Ray Data actor: fetches the embedding matrices and lexicon once, then scores batches of
-    query rows ``(src, q, neg: list, pos: list)`` with :func:`eci_core.scoring.score_arrays`
+    query rows ``(src, q, neg: list, pos: list)`` with :func:`eci_core.scoring.arrays.score_arrays`
     (rows of one source together; every query's metrics inside the batch)."""
 
     def __init__(self, refs, config, with_sem: bool):
@@ -434,7 +434,7 @@ class _ScoreActor:
     def _one(self, q, negs, poss, rows):
         import pyarrow as pa
 
-        from eci_core.scoring import score_arrays
+        from eci_core.scoring.arrays import score_arrays
 
         order = rows[np.argsort(q[rows], kind="stable")]
         qs = q[order]
@@ -491,7 +491,7 @@ class _ScoreActor:
 class RaySourceScorer:
     """``score_source`` for :func:`eci_core.scoring.score_collection`: scores sources as one Ray
     Data job over their queries (:meth:`score_many`, every source at once) and returns for each
-    the same :class:`~eci_core.scoring.ArrayScores` as :func:`~eci_core.scoring.score_arrays`
+    the same :class:`~eci_core.scoring.arrays.ArrayScores` as :func:`~eci_core.scoring.arrays.score_arrays`
     (timings aside). Called for one source it scores that source alone."""
 
     def __init__(self, batch_size: int = SCORE_BATCH, concurrency: int | None = None):
@@ -514,10 +514,10 @@ class RaySourceScorer:
 
     def score_many(self, q_emb, p_emb, jobs: dict, config, *, lexicon, cross, with_sem) -> dict:
         """``{name: ArrayScores}`` for ``jobs = {name: dict(q_idx, n_idx, pos_q, pos_p, queries)}``
-        (the arguments :func:`~eci_core.scoring.score_arrays` takes per source)."""
+        (the arguments :func:`~eci_core.scoring.arrays.score_arrays` takes per source)."""
         import pyarrow as pa
 
-        from eci_core.scoring import positives_for
+        from eci_core.scoring.arrays import positives_for
 
         ray = init_ray()
         names = list(jobs)
@@ -615,7 +615,7 @@ class RaySourceScorer:
     def _assemble(t, queries, q_idx, n_idx, q_emb, p_emb, job, config, lexicon, with_sem):
         import pyarrow as pa
 
-        from eci_core.scoring import ArrayScores, score_arrays
+        from eci_core.scoring.arrays import ArrayScores, score_arrays
 
         if t is None or t.num_rows == 0:  # a source without queries: nothing to send to Ray
             return score_arrays(

@@ -281,7 +281,7 @@ def set_eci_from_means(means: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- flags
 
 FLAG_RULES = ("unsafe", "near_duplicate", "cross_encoder")
-_REASONS = np.array(
+FLAG_REASONS = np.array(
     [",".join(r for bit, r in enumerate(FLAG_RULES) if code >> bit & 1) for code in range(8)], dtype=object
 )
 
@@ -327,7 +327,7 @@ def flags(
         "cross_encoder": cross,
         "percpos": risky,
         "flagged": code > 0,
-        "flag_reasons": _REASONS[code],
+        "flag_reasons": FLAG_REASONS[code],
     }
 
 

@@ -1,4 +1,4 @@
-"""A fused gather-and-dot kernel (numba) for the pair pass of :func:`eci_core.scoring.score_arrays`.
+"""A fused gather-and-dot kernel (numba) for the pair pass of :func:`eci_core.scoring.arrays.score_arrays`.
 
 For every (query, negative) pair it reads the negative's row once and computes, in one compiled
 loop over the dimensions, ``s_qn = f(q)·f(n)`` and ``s(p, n)`` for each labelled positive p of the

@@ -63,7 +63,7 @@ _NORM_TOL = 1e-3
 class NormalisedRows:
     """A read-only view of a 2-D matrix whose gathered rows are L2-normalised float32.
 
-    Supports what :func:`eci_core.scoring.score_arrays` uses: ``shape``, ``ndim``, ``dtype``
+    Supports what :func:`eci_core.scoring.arrays.score_arrays` uses: ``shape``, ``ndim``, ``dtype``
     (float32) and ``view[rows]`` for an integer index array (any shape) or a slice.
     """
 
