@@ -23,7 +23,13 @@ run: $(VENV)/.installed
 # only holds for this machine's SIMD width fails here rather than on a user's CPU.
 NUMERIC_TESTS := tests/test_scoring.py tests/test_metrics.py tests/test_false_negatives.py
 
+# Lint first (seconds): ruff's rules and formatting (pyproject.toml [tool.ruff]), then the import
+# contracts (pyproject.toml [tool.importlinter]: layers import only downward). ruff is pinned: a
+# new release may format differently.
 test: $(VENV)/.installed-test browser
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 	ECI_NO_NUMBA=1 $(PY) -m pytest -q -p no:cacheprovider $(NUMERIC_TESTS)
 	NUMBA_CPU_NAME=generic $(PY) -m pytest -q -p no:cacheprovider tests/test_scoring.py -k fused
@@ -39,7 +45,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PY) -m pip install -q pytest hypothesis playwright pytest-timeout "ray[data]"
+	$(PY) -m pip install -q pytest hypothesis playwright pytest-timeout "ray[data]" ruff==0.17.6 import-linter
 	touch $@
 
 # Browser tests use Debian's chromium (never `playwright install`). Installed when missing and
@@ -59,4 +65,4 @@ bench: $(VENV)/.installed-test browser
 	$(PY) bench/bench_app.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis tests/artifacts
+	rm -rf $(VENV) .pytest_cache .hypothesis tests/artifacts .ruff_cache .import_linter_cache .grimp_cache

@@ -153,12 +153,12 @@ def child_library(data: str, out: str, save: str | None, no_cache: bool = False)
 def child_minilm(n: int, out: str) -> None:
     import eci_core  # noqa: F401
     from eci_core.models.registry import load_encoder
-    from synthetic import _vocab
+    from synthetic import vocab_words
 
     import numpy as np
 
     rng = np.random.default_rng(1)
-    vocab = _vocab(rng)
+    vocab = vocab_words(rng)
     passages = [
         " ".join(vocab[rng.integers(0, len(vocab), size=int(rng.integers(40, 81)))]) for _ in range(n)
     ]

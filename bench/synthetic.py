@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _vocab(rng: np.random.Generator, n: int = 5000) -> np.ndarray:
+def vocab_words(rng: np.random.Generator, n: int = 5000) -> np.ndarray:
     letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
     lengths = rng.integers(3, 10, size=n)
     return np.array(["".join(rng.choice(letters, size=int(k))) for k in lengths])
@@ -39,7 +39,7 @@ def make_beir(
     (out / "qrels").mkdir(parents=True, exist_ok=True)
     (out / "negatives").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    vocab = _vocab(rng)
+    vocab = vocab_words(rng)
 
     chunk = 50_000
     shared = np.empty((n_queries, 6), dtype=np.int64)  # words each query takes from its positive

@@ -1,10 +1,8 @@
-"""Layout of ``eci_core/models``: the encoder registry, the package's lazy exports, and the layer
-rules around it (``io`` never imports ``models``; no private name of ``models`` is imported from
-outside its module)."""
+"""Layout of ``eci_core/models``: the encoder registry and the package's lazy exports (the layer
+rules, private names and module sizes are checked for every package in tests/test_architecture.py)."""
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -19,53 +17,6 @@ from eci_core.models.hashing import HashingEncoder
 from eci_core.models.registry import ENCODERS, ENCODER_OPTIONS, load_encoder
 
 PACKAGE = Path(eci_core.__file__).resolve().parent
-
-
-def _imports(path: Path) -> list[tuple[int, str, list[str]]]:
-    """(line, module, names) of every import statement of a file, at any depth."""
-    out = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            out.append((node.lineno, node.module, [a.name for a in node.names]))
-        elif isinstance(node, ast.Import):
-            out.extend((node.lineno, a.name, []) for a in node.names)
-    return out
-
-
-def test_io_imports_no_models():
-    """The io layer sits below models: no module of eci_core/io imports eci_core.models."""
-    bad = [
-        f"{p.relative_to(PACKAGE.parent)}:{line}: {mod}"
-        for p in sorted((PACKAGE / "io").rglob("*.py"))
-        for line, mod, names in _imports(p)
-        if mod.startswith("eci_core.models") or (mod == "eci_core" and "models" in names)
-    ]
-    assert bad == []
-
-
-def test_no_private_models_name_is_imported_from_another_module():
-    """Names of eci_core.models that other modules use are public (e.g. ``base.as_pairs``, which
-    the Ray engine uses, not a private ``_as_pairs``)."""
-    roots = [PACKAGE, PACKAGE.parent / "ui", PACKAGE.parent / "bench", PACKAGE.parent / "sample_data"]
-    bad = [
-        f"{p}:{line}: {mod}.{name}"
-        for root in roots
-        if root.is_dir()
-        for p in sorted(root.rglob("*.py"))
-        for line, mod, names in _imports(p)
-        if mod.startswith("eci_core.models")
-        for name in names
-        if name.startswith("_")
-    ]
-    assert bad == []
-
-
-def test_models_modules_stay_small():
-    """models/ is split by concern: no module of it reaches 800 lines."""
-    sizes = {
-        p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in (PACKAGE / "models").glob("*.py")
-    }
-    assert {n: s for n, s in sizes.items() if s >= 800} == {}
 
 
 class _ReversedHashing(HashingEncoder):
