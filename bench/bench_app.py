@@ -131,11 +131,11 @@ def markdown(r: dict) -> str:
         "",
         f"Measured by `bench/bench_app.py` on {time.strftime('%Y-%m-%d')} ({platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}, headless Chromium via Playwright): "
-        f"`{rel}` ({r['sources']} sources, {r['queries']:,} queries, {r['negatives']:,} negatives), "
-        f"encoder `{r['encoder']}`, cross-encoder off (the `make run` defaults), empty user cache "
-        "(only the sample's shipped `embeddings/`). The server, Chromium and Playwright share the "
-        f"machine's cores; 1-minute load average {r['load_before']:.1f} before and {r['load_after']:.1f} after "
-        "the run (anything above the core count means other processes were competing).",
+        f"`{rel}` ({r['sources']} sources, {r['queries']:,} queries, {r['negatives']:,} negatives), encoder "
+        f"`{r['encoder']}`, cross-encoder off (the `make run` defaults), empty user cache (only the sample's "
+        "shipped `embeddings/`). The server, Chromium and Playwright share the machine's cores; 1-minute "
+        f"load average {r['load_before']:.1f} before and {r['load_after']:.1f} after the run (anything above "
+        "the core count means other processes were competing).",
         "",
         "| what | time | target |",
         "|---|---|---|",
@@ -144,15 +144,17 @@ def markdown(r: dict) -> str:
         f"**{r['cold_start_s']:.1f} s** | < 10 s |",
         f"| new browser session (empty browser cache) on a running server → page title | "
         f"{r['new_session_title_s']:.1f} s | |",
-        f"| new browser session (empty browser cache) on a running server → first chart | {r['new_session_s']:.1f} s | |",
-        f"| new session in a browser that has the app's assets cached → first chart | {r['returning_s']:.1f} s | |",
-        f"| page switch, first visit of a page (median of {len(first)}, max) | **{statistics.median(first):.2f} s** "
-        f"(max {max(first):.2f} s) | < 1 s |",
+        "| new browser session (empty browser cache) on a running server → first chart | "
+        f"{r['new_session_s']:.1f} s | |",
+        "| new session in a browser that has the app's assets cached → first chart "
+        f"| {r['returning_s']:.1f} s | |",
+        f"| page switch, first visit of a page (median of {len(first)}, max) | "
+        f"**{statistics.median(first):.2f} s** (max {max(first):.2f} s) | < 1 s |",
     ]
     if later:
         lines.append(
-            f"| page switch, later visits (median of {len(later)}, max) | **{statistics.median(later):.2f} s** "
-            f"(max {max(later):.2f} s) | < 1 s |"
+            f"| page switch, later visits (median of {len(later)}, max) | **{statistics.median(later):.2f} "
+            f"s** (max {max(later):.2f} s) | < 1 s |"
         )
     lines += [
         "",

@@ -98,8 +98,8 @@ def main() -> None:
         f"load average before: {os.getloadavg()[0]:.2f}"
     )
     print(
-        f"passages: {len(passages)} (mean {np.mean([len(p.split()) for p in passages]):.0f} words), "
-        f"queries: {len(queries)}, pairs: {len(pairs)}; MiniLM on {enc.devices}, load + first batch {load_s:.1f} s\n"
+        f"passages: {len(passages)} (mean {np.mean([len(p.split()) for p in passages]):.0f} words), queries: "
+        f"{len(queries)}, pairs: {len(pairs)}; MiniLM on {enc.devices}, load + first batch {load_s:.1f} s\n"
     )
     print("| measurement | per wall second, best of %d | per CPU second |" % args.repeat)
     print("|---|---|---|")

@@ -80,8 +80,9 @@ def main() -> None:
             (mat, vocab), wall, cpu = timed(fn, col)
             idf = L.idf_weights(mat)
             print(
-                f"run {r + 1} {name}: wall {wall:.1f} s, CPU {cpu:.1f} s, load {la:.2f} -> {os.getloadavg()[0]:.2f}; "
-                f"{mat.shape[0]:,} texts x {len(vocab):,} tokens, {mat.nnz:,} entries",
+                f"run {r + 1} {name}: wall {wall:.1f} s, CPU {cpu:.1f} s, load {la:.2f} -> "
+                f"{os.getloadavg()[0]:.2f}; {mat.shape[0]:,} texts x "
+                f"{len(vocab):,} tokens, {mat.nnz:,} entries",
                 flush=True,
             )
             res[name] = (list(vocab.items()) if r == 0 else None, mat, idf.tobytes())

@@ -121,8 +121,8 @@ def child_library(data: str, out: str, save: str | None, no_cache: bool = False)
             )
 
     print(
-        f"[{time.strftime('%H:%M:%S')}] loaded in {r['load_s']:.0f} s: RSS {r['rss_after_load_mib']:,.0f} MiB, "
-        f"peak {r['peak_after_load_mib']:,.0f} MiB",
+        f"[{time.strftime('%H:%M:%S')}] loaded in {r['load_s']:.0f} s: RSS {r['rss_after_load_mib']:,.0f} "
+        f"MiB, peak {r['peak_after_load_mib']:,.0f} MiB",
         file=sys.stderr,
         flush=True,
     )
@@ -285,7 +285,9 @@ def _app_rows(app: dict, lib: dict) -> dict[str, str]:
     first = [v[0] for v in sw.values()]
     later = [x for v in sw.values() for x in v[1:]]
     out = {
-        "server start → Overview's first chart (cold: load, score, prepare the pages, draw)": f"{app['cold_first_chart_s']:.1f} s",
+        "server start → Overview's first chart (cold: load, score, prepare the pages, draw)": (
+            f"{app['cold_first_chart_s']:.1f} s"
+        ),
     }
     if app.get("scores_ready_s"):
         out["scores ready (“Computing” gone) → first chart"] = (
@@ -360,10 +362,12 @@ def markdown(r: dict, cmd: str, before: dict | None = None, before_label: str = 
             )
     if "minilm_passages_per_10k_s" in r:
         lines.append(
-            f"| MiniLM, per 10k passages (measured on {r['minilm_n']:,}) | {r['minilm_passages_per_10k_s']:.0f} s | |"
+            f"| MiniLM, per 10k passages (measured on {r['minilm_n']:,}) | "
+            f"{r['minilm_passages_per_10k_s']:.0f} s | |"
         )
         lines.append(
-            f"| MiniLM, per 10k queries (measured on {r['minilm_n']:,}) | {r['minilm_queries_per_10k_s']:.0f} s | |"
+            f"| MiniLM, per 10k queries (measured on {r['minilm_n']:,}) | "
+            f"{r['minilm_queries_per_10k_s']:.0f} s | |"
         )
     app = r.get("app")
     if app:

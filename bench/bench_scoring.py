@@ -173,7 +173,8 @@ def main(argv=None) -> dict:
     t_gather, _ = best_of(args.repeat, gather, "gather")
     res["gather_s"] = t_gather
     print(
-        f"gather bound   emb[idx] of {n_pairs:,} rows: {t_gather:.3f} s = {n_pairs / t_gather / 1e6:.2f} M rows/s",
+        f"gather bound   emb[idx] of {n_pairs:,} rows: {t_gather:.3f} s = "
+        f"{n_pairs / t_gather / 1e6:.2f} M rows/s",
         flush=True,
     )
 
@@ -202,9 +203,9 @@ def main(argv=None) -> dict:
     tracemalloc.stop()
     res["core_peak_alloc_mib"] = peak / 2**20
     print(
-        f"memory         numpy peak during scoring {peak / 2**20:,.0f} MiB "
-        f"(= {peak / 2**20 / emb_mib:.2f} × the embedding matrices); process peak RSS {peak_rss_mib():,.0f} MiB, "
-        f"RSS before scoring {base_rss:,.0f} MiB",
+        f"memory         numpy peak during scoring {peak / 2**20:,.0f} MiB (= {peak / 2**20 / emb_mib:.2f} × "
+        f"the embedding matrices); process peak RSS {peak_rss_mib():,.0f} MiB, RSS "
+        f"before scoring {base_rss:,.0f} MiB",
         flush=True,
     )
 

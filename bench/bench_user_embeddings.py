@@ -102,7 +102,8 @@ def main() -> None:
     print(f"open (checks, ids): {t_open:.1f} s; score: {t_score:.1f} s")
     print(
         f"RSS before scoring {before / 2**20:,.0f} MiB; peak RSS (VmHWM) {status('VmHWM') / 2**20:,.0f} MiB; "
-        f"after: anonymous {status('RssAnon') / 2**20:,.0f} MiB, file-backed {status('RssFile') / 2**20:,.0f} MiB"
+        f"after: anonymous {status('RssAnon') / 2**20:,.0f} MiB, file-backed "
+        f"{status('RssFile') / 2**20:,.0f} MiB"
     )
 
 

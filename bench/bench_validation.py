@@ -48,9 +48,10 @@ def main() -> None:
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     runs = raw.per_query.groupby(["variant", "split", "seed"]).ngroups
     print(
-        f"{len(coll.sources)} sources, {coll.n_passages:,} passages ({raw.meta['n_eval_passages']:,} ranked), "
-        f"{runs} trained/evaluated variants x splits x seeds: {wall:.1f} s wall, {cpu:.1f} s CPU "
-        f"(maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB, load {os.getloadavg()[0]:.1f})"
+        f"{len(coll.sources)} sources, {coll.n_passages:,} passages ({raw.meta['n_eval_passages']:,} "
+        f"ranked), {runs} trained/evaluated variants x splits x seeds: {wall:.1f} s wall, {cpu:.1f} s CPU "
+        f"(maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB, "
+        f"load {os.getloadavg()[0]:.1f})"
     )
 
 

@@ -196,10 +196,12 @@ def report(ref_dir: str, cheap_dirs: list[str], times: dict[str, float]) -> dict
 def print_report(r: dict) -> None:
     f = lambda x, d=3: "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{d}f}"  # noqa: E731
     print(
-        f"Reference: {r['trainer']}, split policy {r['split_policy']}, {r['seconds']} s, resolution {f(r['resolution'])}"
+        f"Reference: {r['trainer']}, split policy {r['split_policy']}, {r['seconds']} s, "
+        f"resolution {f(r['resolution'])}"
     )
     print(
-        "| source | nDCG@10 (mean over seeds ± t 95 % half-width) | 95 % CI over test queries | gain vs in-batch [95 % CI] | own positives |"
+        "| source | nDCG@10 (mean over seeds ± t 95 % half-width) | 95 % CI over test queries | gain vs "
+        "in-batch [95 % CI] | own positives |"
     )
     print("|---|---|---|---|---|")
     for s in r["per_source"]:
@@ -211,30 +213,35 @@ def print_report(r: dict) -> None:
         )
         own = "-" if not math.isfinite(s["own_positive"]) else str(int(s["own_positive"]))
         print(
-            f"| {name} | {f(s['seed_mean'])} ± {f(s['seed_ci_half'])} ({s['seeds']} seeds) | {f(s['boot_low'])}–{f(s['boot_high'])} | {gain} | {own} |"
+            f"| {name} | {f(s['seed_mean'])} ± {f(s['seed_ci_half'])} ({s['seeds']} seeds) | "
+            f"{f(s['boot_low'])}–{f(s['boot_high'])} | {gain} | {own} |"
         )
     print(
-        f"\nSpread of the sources: {f(r['spread_sources'])} nDCG@10 ({r['worst']} … {r['best']}); in-batch only "
-        f"{f(r['in_batch'])}, untrained {f(r['untrained'])}. Resolved pairs: {r['resolved_pairs']} of {r['n_pairs']}."
+        f"\nSpread of the sources: {f(r['spread_sources'])} nDCG@10 ({r['worst']} … {r['best']}); in-batch "
+        f"only {f(r['in_batch'])}, untrained {f(r['untrained'])}. Resolved pairs: "
+        f"{r['resolved_pairs']} of {r['n_pairs']}."
     )
     print(
-        "\n| pre-training number | Spearman ρ [95 % CI] | pairwise accuracy | top-1 regret | its pick |\n|---|---|---|---|---|"
+        "\n| pre-training number | Spearman ρ [95 % CI] | pairwise accuracy | top-1 regret | "
+        "its pick |\n|---|---|---|---|---|"
     )
     for a in r["agreement"]:
         print(
-            f"| {a['number']} | {f(a['spearman'], 2)} [{f(a['spearman_low'], 2)}, {f(a['spearman_high'], 2)}] | "
-            f"{f(a['pairwise_accuracy'], 2)} | {f(a['top1_regret'])} | `{a['pick']}` |"
+            f"| {a['number']} | {f(a['spearman'], 2)} [{f(a['spearman_low'], 2)}, "
+            f"{f(a['spearman_high'], 2)}] | {f(a['pairwise_accuracy'], 2)} | "
+            f"{f(a['top1_regret'])} | `{a['pick']}` |"
         )
     if r["cheap"]:
         print(
-            "\n| cheap trainer | decision accuracy on the reference's resolved pairs [Wilson 95 %] | Spearman ρ | Kendall τ | "
-            "its pick (regret) | its own resolved pairs | CPU time |\n|---|---|---|---|---|---|---|"
+            "\n| cheap trainer | decision accuracy on the reference's resolved pairs [Wilson 95 %] | "
+            "Spearman ρ | Kendall τ | its pick (regret) | its own resolved pairs | CPU time "
+            "|\n|---|---|---|---|---|---|---|"
         )
         for c in r["cheap"]:
             print(
                 f"| {c['label']} | {f(c['decision_accuracy'], 2)} of {c['resolved_reference_pairs']} "
-                f"[{f(c['decision_low'], 2)}, {f(c['decision_high'], 2)}] | {f(c['spearman'], 2)} | {f(c['kendall'], 2)} | "
-                f"`{c['pick']}` ({f(c['top1_regret'])}) | {c['own_resolved_pairs']} | "
+                f"[{f(c['decision_low'], 2)}, {f(c['decision_high'], 2)}] | {f(c['spearman'], 2)} | "
+                f"{f(c['kendall'], 2)} | `{c['pick']}` ({f(c['top1_regret'])}) | {c['own_resolved_pairs']} | "
                 f"{f(c['cpu_seconds'], 0) + ' s' if c['cpu_seconds'] else 'n/a'} |"
             )
 

@@ -72,7 +72,8 @@ class ECIConfig:
             or self.eci_sem_max_k < 1
         ):
             raise ValueError(
-                f"eci_sem_max_k={self.eci_sem_max_k!r}: must be an integer >= 1 (e.g. 256), or None for no cap (eci score: 0)"
+                f"eci_sem_max_k={self.eci_sem_max_k!r}: must be an integer >= 1 (e.g. 256), or "
+                "None for no cap (eci score: 0)"
             )
         if self.n_bootstrap < 1:
             raise ValueError(f"n_bootstrap={self.n_bootstrap!r}: must be >= 1 (e.g. 1000)")

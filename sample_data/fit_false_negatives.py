@@ -145,7 +145,8 @@ def main(argv=None) -> int:
     scores = FN.rule_scores(pairs)
     ev = FN.evaluate(scores, y, groups, ks=KS, n_bootstrap=args.bootstrap)
     print(
-        f"\nHeld-out ({args.folds}-fold by query) on all sources pooled, 95 % bootstrap intervals over queries:\n"
+        f"\nHeld-out ({args.folds}-fold by query) on all sources pooled, 95 % "
+        "bootstrap intervals over queries:\n"
     )
     print(table(ev))
     print("\nDifference to the best single rule on each measure (95 % interval, same resamples):\n")

@@ -136,8 +136,8 @@ def main(argv=None) -> int:
             shutil.rmtree(out)
         shutil.move(str(stage), str(out))
     print(
-        f"Shipped {out}: {len(set(coll.passage_texts)):,} passage and {len(set(coll.query_texts)):,} query embeddings "
-        f"({enc.name}, float16), {len(pairs):,} cross-encoder scores; {size / 2**20:.2f} MB"
+        f"Shipped {out}: {len(set(coll.passage_texts)):,} passage and {len(set(coll.query_texts)):,} query "
+        f"embeddings ({enc.name}, float16), {len(pairs):,} cross-encoder scores; {size / 2**20:.2f} MB"
     )
     return 0
 

@@ -200,7 +200,8 @@ IDLE_JS = """([minCharts, title]) => {
   if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
   if (document.querySelector('[data-testid=stSkeleton]')) return false;
   if (document.querySelectorAll('.js-plotly-plot .main-svg').length < minCharts) return false;
-  if (title !== null && !Array.from(document.querySelectorAll('h1')).some(h => h.innerText.includes(title))) return false;
+  if (title !== null &&
+      !Array.from(document.querySelectorAll('h1')).some(h => h.innerText.includes(title))) return false;
   return true;
 }"""
 SCRIPT_STATE_JS = (

@@ -130,7 +130,7 @@ def eci_sem(neg_vecs, pstar_vec, s_qp, s_qn, lex, tau=0.05, tau_c=0.05, lam=0.1)
         c = 1 / (1 + math.exp(-(s_qp - s_qn[k]) / tau_c))
         w.append(pi * c * (1 - lex[k]))
     mat = [
-        [(1.0 if k == l else 0.0) + math.sqrt(w[k] * w[l]) * dot(d[k], d[l]) / lam for l in range(K)]
+        [(1.0 if k == j else 0.0) + math.sqrt(w[k] * w[j]) * dot(d[k], d[j]) / lam for j in range(K)]
         for k in range(K)
     ]
     return logdet(mat)

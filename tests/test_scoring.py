@@ -407,8 +407,11 @@ def test_a_20000_negative_row_scores_in_bounded_memory():
         from eci_core.io.data import Collection, PassageRef, QueryRecord
         from eci_core.models.hashing import HashingEncoder
         from eci_core.scoring import score_collection
-        negs = [PassageRef(f"n{i}", f"negative passage number {i} about topic {i % 97}") for i in range(20000)]
-        rec = [QueryRecord("q", "which passage is about topic 5", [PassageRef("p", "the passage about topic 5")], negs),
+        negs = [
+            PassageRef(f"n{i}", f"negative passage number {i} about topic {i % 97}") for i in range(20000)
+        ]
+        pos = [PassageRef("p", "the passage about topic 5")]
+        rec = [QueryRecord("q", "which passage is about topic 5", pos, negs),
                QueryRecord("q2", "another query", [PassageRef("p2", "another positive")], negs[:3])]
         c = Collection()
         c.add_source("big", rec)

@@ -444,7 +444,8 @@ def test_cli_validate_markdown_without_show_and_finetune_options_warn_on_linear(
     assert "| source | nDCG@10 [95 % CI] |" in cap.out and "| pre-training number |" in cap.out
     assert cap.err.strip().splitlines() == [
         "warning: --threads applies to --trainer finetune and top-layers only; --trainer linear ignores it",
-        "warning: --max-seq-length applies to --trainer finetune and top-layers only; --trainer linear ignores it",
+        "warning: --max-seq-length applies to --trainer finetune and top-layers "
+        "only; --trainer linear ignores it",
     ]
 
 
@@ -638,8 +639,8 @@ def test_verdict_with_validation_that_agrees():
         in v
     )
     assert (
-        "ECI ranks random first too; ECI's ranking agreed with training: Spearman ρ = 0.62 (95 % CI 0.21 to 0.85)"
-        in v
+        "ECI ranks random first too; ECI's ranking agreed with training: Spearman "
+        "ρ = 0.62 (95 % CI 0.21 to 0.85)" in v
     )
 
 

@@ -278,9 +278,9 @@ def test_validated_ranking_gives_unresolved_sources_one_rank():
 def test_validated_effect_figure_and_headline():
     v = _Val()
     assert overview.validated_effect(v) == (
-        "The 4 loaded source(s) trained to 0.600–0.800 nDCG@10 (a spread of 20.0 points); baselines: in-batch only "
-        "0.680, untrained 0.660. Training resolved 5 of 6 source pairs (P ≥ 0.95 either way). Differences below "
-        "about 0.013 nDCG@10 are within noise."
+        "The 4 loaded source(s) trained to 0.600–0.800 nDCG@10 (a spread of 20.0 points); baselines: "
+        "in-batch only 0.680, untrained 0.660. Training resolved 5 of 6 source pairs (P ≥ 0.95 either way). "
+        "Differences below about 0.013 nDCG@10 are within noise."
     )
     fig = overview.validated_figure(v)
     tr = fig.data[0]
@@ -301,8 +301,8 @@ def test_validated_effect_figure_and_headline():
         "(nDCG@10 0.800, 95 % CI 0.750–0.850, +0.120 over in-batch negatives only)."
     )
     assert (
-        "Not resolvably: training did not tell it apart from b (P(trains better) < 0.95), so both share first place."
-        in h
+        "Not resolvably: training did not tell it apart from b (P(trains better) < "
+        "0.95), so both share first place." in h
     )
     assert "ECI ranks d first; ECI's ranking did not reliably agree with training: Spearman ρ = -0.40" in h
 
@@ -316,7 +316,10 @@ def test_eci_validity_line():
     assert overview.eci_validity(None) == (
         "Not validated on this data: no saved validation covers the loaded sources with the same negatives."
     )
-    why = "a validation of the loaded sources exists (x, linear trainer) but is not quoted: it was made under encoder Y."
+    why = (
+        "a validation of the loaded sources exists (x, linear trainer) but is not quoted: it was made under "
+        "encoder Y."
+    )
     assert overview.eci_validity(None, why) == f"Not validated on this data: {why}"
     h = overview.verdict(pd.DataFrame({"name": ["d", "c"], "eci": [0.4, 0.3]}), None, why)
     assert h.startswith(

@@ -377,15 +377,18 @@ def test_views_on_a_real_score_result():
     from eci_core.scoring import score_collection
 
     c = Collection()
-    recs = lambda negs: [
-        QueryRecord(q, t, [P(f"p{q}", pos)], [P(None, x) for x in negs[q]])
-        for q, t, pos in [
-            ("q1", "how to sort a list in python", "use sorted to sort a python list"),
-            ("q2", "what is a tuple", "a tuple is an immutable sequence"),
-            ("q3", "how to read a file", "open the file and call read"),
+
+    def recs(negs):
+        return [
+            QueryRecord(q, t, [P(f"p{q}", pos)], [P(None, x) for x in negs[q]])
+            for q, t, pos in [
+                ("q1", "how to sort a list in python", "use sorted to sort a python list"),
+                ("q2", "what is a tuple", "a tuple is an immutable sequence"),
+                ("q3", "how to read a file", "open the file and call read"),
+            ]
+            if q in negs
         ]
-        if q in negs
-    ]
+
     c.add_source(
         "bm25",
         recs(
@@ -610,14 +613,17 @@ def test_warm_up_fills_what_the_pages_read():
     from eci_core.scoring import score_collection
 
     c = Collection()
-    recs = lambda negs: [
-        QueryRecord(q, t, [P(f"p{q}", pos)], [P(None, x) for x in negs[q]])
-        for q, t, pos in [
-            ("q1", "how to sort a list in python", "use sorted to sort a python list"),
-            ("q2", "what is a tuple", "a tuple is an immutable sequence"),
+
+    def recs(negs):
+        return [
+            QueryRecord(q, t, [P(f"p{q}", pos)], [P(None, x) for x in negs[q]])
+            for q, t, pos in [
+                ("q1", "how to sort a list in python", "use sorted to sort a python list"),
+                ("q2", "what is a tuple", "a tuple is an immutable sequence"),
+            ]
+            if q in negs
         ]
-        if q in negs
-    ]
+
     c.add_source(
         "bm25", recs({"q1": ["sort a list in python", "python list append"], "q2": ["what is a set"]})
     )

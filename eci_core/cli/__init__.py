@@ -102,10 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--device",
         default="auto",
-        help="where sentence-transformers encoders run: 'auto' (every CUDA GPU, else MPS, else CPU), "
-        "'cpu', 'cuda', 'cuda:N', 'mps' or a comma-separated list (several GPUs: multi-process encoding); with "
-        "--engine ray: 'cpu' / 'mps' keep the actors off the cluster's GPUs, N named CUDA devices ask for N "
-        "GPU actors",
+        help="where sentence-transformers encoders run: 'auto' (every CUDA GPU, else MPS, else CPU), 'cpu', "
+        "'cuda', 'cuda:N', 'mps' or a comma-separated list (several GPUs: multi-process encoding); with "
+        "--engine ray: 'cpu' / 'mps' keep the actors off the cluster's GPUs, N named "
+        "CUDA devices ask for N GPU actors",
     )
     p.add_argument(
         "--engine",
@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ray-address",
         default=None,
         metavar="ADDR",
-        help="with --engine ray: the cluster to join ('auto', 'ray://HOST:10001'); default: start a local Ray",
+        help="with --engine ray: the cluster to join ('auto', "
+        "'ray://HOST:10001'); default: start a local Ray",
     )
     p.add_argument(
         "--embeddings",
@@ -392,8 +393,8 @@ def cmd_score(args) -> int:
         ):  # stdout says why it holds no table (stderr: one line per bad file)
             n = len(report.errors)
             print(
-                f"Nothing scored: {n} file{'' if n == 1 else 's'} could not be loaded (one line each on stderr); "
-                "fix them or leave them out of the command (`eci inspect` shows what loads)"
+                f"Nothing scored: {n} file{'' if n == 1 else 's'} could not be loaded (one line each on "
+                "stderr); fix them or leave them out of the command (`eci inspect` shows what loads)"
             )
         return status or 2
     if not coll.sources:

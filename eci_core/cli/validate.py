@@ -33,10 +33,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "MRR@10 on held-out queries over the full corpus, and report (1) the downstream table with the "
             "untrained and in-batch-only baselines and (2) how well ECI and every other pre-training number "
             "ranked the sources the way training did (Spearman, Kendall, pairwise accuracy, top-1 regret). "
-            "Splits (--split-policy): auto uses the official split of a BEIR directory when it has qrels for train "
-            "and test (or dev) queries, the test queries needing no negatives, else k-fold over queries. Each source "
-            "trains on its negatives as given: only a training negative that is a positive of a held-out query is "
-            "dropped (and counted); negatives that are their own query's positive are kept and counted."
+            "Splits (--split-policy): auto uses the official split of a BEIR directory when it has qrels for "
+            "train and test (or dev) queries, the test queries needing no negatives, else k-fold over "
+            "queries. Each source trains on its negatives as given: only a training negative that is a "
+            "positive of a held-out query is dropped (and counted); negatives that are their own query's "
+            "positive are kept and counted."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -95,7 +96,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--steps",
         type=int,
         default=None,
-        help="optimiser steps per training run (default: 100; finetune and top-layers: 1 epoch of the training queries)",
+        help="optimiser steps per training run (default: 100; finetune and top-layers: 1 "
+        "epoch of the training queries)",
     )
     p.add_argument(
         "--batch-size",
@@ -107,7 +109,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--negatives-per-example",
         type=int,
         default=3,
-        help="hard negatives per training query and step, drawn from its list (with replacement when it has fewer)",
+        help="hard negatives per training query and step, drawn from its list (with "
+        "replacement when it has fewer)",
     )
     p.add_argument(
         "--lr",
@@ -126,8 +129,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="K",
-        help="CPU approximation for finetune: re-rank the union of the untrained encoder's top-K for the test "
-        "queries (plus their positives) instead of the whole corpus",
+        help="CPU approximation for finetune: re-rank the union of the untrained encoder's top-K for the "
+        "test queries (plus their positives) instead of the whole corpus",
     )
     p.add_argument(
         "--threads",
@@ -138,8 +141,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--device",
         default="auto",
-        help="where finetune / top-layers train and the target encoder encodes: auto (CUDA, else MPS, else CPU), cpu, "
-        "cuda, cuda:N or mps (linear trainers: also a comma-separated list for encoding)",
+        help="where finetune / top-layers train and the target encoder encodes: auto (CUDA, else MPS, else "
+        "CPU), cpu, cuda, cuda:N or mps (linear trainers: also a comma-separated list for encoding)",
     )
     p.add_argument("--sources", default=None, help="comma-separated sources to compare (default: all loaded)")
     p.add_argument(
@@ -160,7 +163,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="PREFIX",
-        help="passages whose id starts with PREFIX are not part of the evaluation corpus (repeatable), e.g. llm-",
+        help="passages whose id starts with PREFIX are not part of the evaluation "
+        "corpus (repeatable), e.g. llm-",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment and of the bootstrap")
     p.add_argument(
@@ -206,7 +210,8 @@ def downstream_text(res) -> str:
             {
                 "variant": r["variant"] + (" *" if r["kind"] == "baseline" else ""),
                 "nDCG@10 [95% CI]": f"{_f(r['ndcg@10'])} [{_f(r['ndcg@10_low'])}, {_f(r['ndcg@10_high'])}]",
-                "gain vs in-batch [95% CI]": f"{float(r.get('gain', float('nan'))):+.3f} [{float(r.get('gain_low', float('nan'))):+.3f}, "
+                "gain vs in-batch [95% CI]": f"{float(r.get('gain', float('nan'))):+.3f} "
+                f"[{float(r.get('gain_low', float('nan'))):+.3f}, "
                 f"{float(r.get('gain_high', float('nan'))):+.3f}]",
                 "R@10": _f(r["recall@10"]),
                 "MRR@10": _f(r["mrr@10"]),
@@ -229,8 +234,10 @@ def agreement_text(res) -> str:
         rows.append(
             {
                 "pre-training number": r["number"],
-                "Spearman ρ [95% CI]": f"{_f(r['spearman'], 2)} [{_f(r['spearman_low'], 2)}, {_f(r['spearman_high'], 2)}]",
-                "Kendall τ [95% CI]": f"{_f(r['kendall'], 2)} [{_f(r['kendall_low'], 2)}, {_f(r['kendall_high'], 2)}]",
+                "Spearman ρ [95% CI]": f"{_f(r['spearman'], 2)} "
+                f"[{_f(r['spearman_low'], 2)}, {_f(r['spearman_high'], 2)}]",
+                "Kendall τ [95% CI]": f"{_f(r['kendall'], 2)} "
+                f"[{_f(r['kendall_low'], 2)}, {_f(r['kendall_high'], 2)}]",
                 "pairwise acc.": _f(r["pairwise_accuracy"], 2),
                 "top-1 regret": _f(r["top1_regret"]),
                 "its pick": r.get("pick"),
@@ -244,7 +251,8 @@ def markdown_tables(res) -> str:
     lines = [
         f"Downstream ({res.trainer} trainer; nDCG@10 on held-out queries, 95 % bootstrap CI):",
         "",
-        "| source | nDCG@10 [95 % CI] | gain vs in-batch [95 % CI] | R@10 | MRR@10 | seed sd | own positives |",
+        "| source | nDCG@10 [95 % CI] | gain vs in-batch [95 % CI] | R@10 | "
+        "MRR@10 | seed sd | own positives |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in res.downstream.to_dict("records"):
@@ -259,14 +267,16 @@ def markdown_tables(res) -> str:
         "",
         "Agreement with downstream nDCG@10 across sources:",
         "",
-        "| pre-training number | Spearman ρ [95 % CI] | Kendall τ [95 % CI] | pairwise accuracy | top-1 regret | its pick |",
+        "| pre-training number | Spearman ρ [95 % CI] | Kendall τ [95 % CI] | pairwise "
+        "accuracy | top-1 regret | its pick |",
         "|---|---|---|---|---|---|",
     ]
     for r in res.agreement.to_dict("records"):
         lines.append(
-            f"| {r['number']} | {_f(r['spearman'], 2)} [{_f(r['spearman_low'], 2)}, {_f(r['spearman_high'], 2)}] | "
-            f"{_f(r['kendall'], 2)} [{_f(r['kendall_low'], 2)}, {_f(r['kendall_high'], 2)}] | "
-            f"{_f(r['pairwise_accuracy'], 2)} | {_f(r['top1_regret'])} | `{r.get('pick')}` |"
+            f"| {r['number']} | {_f(r['spearman'], 2)} [{_f(r['spearman_low'], 2)}, "
+            f"{_f(r['spearman_high'], 2)}] | {_f(r['kendall'], 2)} [{_f(r['kendall_low'], 2)}, "
+            f"{_f(r['kendall_high'], 2)}] | {_f(r['pairwise_accuracy'], 2)} | "
+            f"{_f(r['top1_regret'])} | `{r.get('pick')}` |"
         )
     lines += [""] + res.notes() + [res.summary(), ""]
     return "\n".join(lines)
@@ -278,9 +288,10 @@ def print_results(res, out=None) -> None:
     m = res.meta
     cfg = m.get("config", {})
     print(
-        f"Trainer: {m.get('trainer')}   encoder: {m.get('encoder')}   device: {m.get('device')}   splits: {m.get('n_splits')}   "
-        f"seeds: {cfg.get('seeds')}   steps: {cfg.get('steps')}   batch: {cfg.get('batch_size')}   negatives/example: "
-        f"{cfg.get('negatives_per_example')}   lr: {m.get('lr')}   time: {m.get('seconds')} s",
+        f"Trainer: {m.get('trainer')}   encoder: {m.get('encoder')}   device: {m.get('device')}   splits: "
+        f"{m.get('n_splits')}   seeds: {cfg.get('seeds')}   steps: {cfg.get('steps')}   batch: "
+        f"{cfg.get('batch_size')}   negatives/example: {cfg.get('negatives_per_example')}   lr: "
+        f"{m.get('lr')}   time: {m.get('seconds')} s",
         file=out,
     )
     if m.get("split_policy"):
@@ -299,8 +310,9 @@ def print_results(res, out=None) -> None:
         why = ", ".join(f"{k} {v}" for k, v in s["not_covered"].items() if v)
         own = ", ".join(f"{k} {v}" for k, v in (s.get("own_positive") or {}).items() if v)
         print(
-            f"  {s['split']}: {s['n_train_used']} of {s['n_train']} training queries used ({drop} dropped: not covered by "
-            f"{why or '-'}), {s['n_test']} test queries, {leaked} training negatives dropped as positives of test queries"
+            f"  {s['split']}: {s['n_train_used']} of {s['n_train']} training queries used ({drop} dropped: "
+            f"not covered by {why or '-'}), {s['n_test']} test queries, {leaked} training negatives "
+            "dropped as positives of test queries"
             + (
                 f"; negatives that are their own query's positive (kept): {own or 'none'}"
                 if "own_positive" in s
@@ -309,7 +321,8 @@ def print_results(res, out=None) -> None:
             file=out,
         )
     print(
-        "\nDownstream (nDCG@10 on held-out queries; mean over splits × seeds, 95 % bootstrap CI over test queries):",
+        "\nDownstream (nDCG@10 on held-out queries; mean over splits × seeds, 95 % "
+        "bootstrap CI over test queries):",
         file=out,
     )
     print(downstream_text(res), file=out)
@@ -333,8 +346,9 @@ def print_trainer_agreement(a, b, out=None) -> None:
 
     t = trainer_agreement(a.downstream, b.downstream)
     print(
-        f"\nTrainer agreement ({a.trainer} vs {b.trainer}, {t['n_sources']} shared sources): Kendall τ = {_f(t['kendall'], 2)}; "
-        f"best source {t['best_a']} vs {t['best_b']} ({'same' if t['top1_agree'] else 'different'}).",
+        f"\nTrainer agreement ({a.trainer} vs {b.trainer}, {t['n_sources']} shared sources): Kendall τ = "
+        f"{_f(t['kendall'], 2)}; best source {t['best_a']} vs {t['best_b']} "
+        f"({'same' if t['top1_agree'] else 'different'}).",
         file=out,
     )
 
@@ -391,7 +405,8 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--threads", args.threads), ("--max-seq-length", args.max_seq_length)):
         if value is not None and not finetune:
             print(
-                f"warning: {flag} applies to --trainer finetune and top-layers only; --trainer {args.trainer} ignores it",
+                f"warning: {flag} applies to --trainer finetune and top-layers only; "
+                f"--trainer {args.trainer} ignores it",
                 file=sys.stderr,
             )
     device = None if str(args.device).strip().lower() in ("", "auto") else args.device
@@ -491,6 +506,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
     if args.out:
         print(
-            f"\nSaved results.json and CSV tables to {args.out} (reopen with `eci validate --show {args.out}`)"
+            f"\nSaved results.json and CSV tables to {args.out} (reopen with "
+            f"`eci validate --show {args.out}`)"
         )
     return 0

@@ -14,8 +14,8 @@ What runs where:
   driver named (:func:`actor_device`). Vectors come back to the driver, which stores them in
   the cache.
 * **Scoring.** All sources become one dataset with one row per (source, query): ``(source, query
-  row, negative rows, positive rows)``. :class:`_ScoreActor` (which fetches the embedding matrices and the lexicon
-  from Ray's object store once per actor) scores every query of a batch with
+  row, negative rows, positive rows)``. :class:`_ScoreActor` (which fetches the embedding matrices and the
+  lexicon from Ray's object store once per actor) scores every query of a batch with
   :func:`eci_core.scoring.arrays.score_arrays`: all per-query metrics are computed inside the batch,
   because a row holds all of its query's negatives (no global group-by). A row's output holds its
   per-pair values as list columns.

@@ -96,8 +96,8 @@ def _compare(q: pd.DataFrame, a: str, b: str, n_top: int) -> Comparison:
 
 def compare_sample(comparison: Comparison) -> tuple[pd.DataFrame, str]:
     """The shared queries :func:`compare_scatter` draws (all, or a seeded random sample of at
-    most :data:`~eci_core.explore.common.SCATTER_MAX_POINTS` that always holds ``comparison.top``) and the note saying so.
-    ``per_query`` is sorted by |diff|, so the top rows are its first ``len(top)`` rows."""
+    most :data:`~eci_core.explore.common.SCATTER_MAX_POINTS` that always holds ``comparison.top``) and the
+    note saying so. ``per_query`` is sorted by |diff|, so the top rows are its first ``len(top)`` rows."""
     pq = comparison.per_query
     keep = np.zeros(len(pq), dtype=bool)
     keep[: len(comparison.top)] = True
@@ -108,8 +108,8 @@ def compare_sample(comparison: Comparison) -> tuple[pd.DataFrame, str]:
 def _compare_scatter(comparison: Comparison, highlight_top: bool = True):
     """ECI_q of source a (x) vs source b (y) on shared queries, with the diagonal y = x; the most
     disagreeing queries (``comparison.top``) are drawn larger. custom_data = [query_id, diff].
-    Above :data:`~eci_core.explore.common.SCATTER_MAX_POINTS` shared queries a seeded random sample is drawn (the most
-    disagreeing always among them; :func:`compare_sample` gives it and its note)."""
+    Above :data:`~eci_core.explore.common.SCATTER_MAX_POINTS` shared queries a seeded random sample is drawn
+    (the most disagreeing always among them; :func:`compare_sample` gives it and its note)."""
     import plotly.graph_objects as go
 
     pq, _ = compare_sample(comparison)

@@ -62,8 +62,8 @@ class DrillDown:
 
     ``negatives`` has one row per (source, negative), ranked by ``s_qn`` descending within each
     source: ``source, rank_by_sim, rank, passage_id, text, s_qn, margin, s_pn, lex_overlap,
-    ce_margin, flagged, flag_reasons, percpos, fn_score, fn_band, shared_words``; ``metrics``: the query's rows of
-    the queries table (one per source).
+    ce_margin, flagged, flag_reasons, percpos, fn_score, fn_band, shared_words``; ``metrics``: the query's
+    rows of the queries table (one per source).
     """
 
     query_id: str

@@ -160,7 +160,10 @@ def eci_validity(validation: Any = None, why_not: str | None = None) -> str:
     meta = getattr(validation, "meta", {}) or {}
     sentence = _eci_agreement_sentence(validation)
     if sentence is None:
-        return f"The validation of this data ({meta.get('trainer', '?')} trainer) did not measure ECI's agreement."
+        return (
+            f"The validation of this data ({meta.get('trainer', '?')} trainer) did not measure ECI's "
+            "agreement."
+        )
     return f"Validity on this data ({meta.get('trainer', '?')} trainer): {sentence}."
 
 
@@ -316,8 +319,8 @@ def validated_figure(validation: Any, sources: Sequence[str] | None = None):
             marker=dict(size=12, color=[colors[n] for n in s["source"]]),
             customdata=custom,
             name="nDCG@10",
-            hovertemplate="<b>%{customdata[0]}</b><br>nDCG@10 %{x:.3f}<br>95 % CI %{customdata[1]:.3f}–%{customdata[2]:.3f}"
-            "<extra></extra>",
+            hovertemplate="<b>%{customdata[0]}</b><br>nDCG@10 %{x:.3f}<br>95 % CI "
+            "%{customdata[1]:.3f}–%{customdata[2]:.3f}<extra></extra>",
         )
     )
     d = validation.downstream.set_index(validation.downstream["variant"].astype(str))

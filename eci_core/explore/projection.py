@@ -310,11 +310,13 @@ def projection_frame(
         pe = np.asarray(passage_embeddings, dtype=np.float32)
         if qe.shape[0] != collection.n_queries:
             raise ValueError(
-                f"query_embeddings has {qe.shape[0]} rows but the collection has {collection.n_queries} queries"
+                f"query_embeddings has {qe.shape[0]} rows but the collection has "
+                f"{collection.n_queries} queries"
             )
         if pe.shape[0] != collection.n_passages:
             raise ValueError(
-                f"passage_embeddings has {pe.shape[0]} rows but the collection has {collection.n_passages} passages"
+                f"passage_embeddings has {pe.shape[0]} rows but the collection has "
+                f"{collection.n_passages} passages"
             )
     pairs = result.pairs if hasattr(result, "pairs") else result
     # string columns stay in pandas (Arrow-backed strings): only the kept rows become Python str

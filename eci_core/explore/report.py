@@ -1,10 +1,11 @@
 """A standalone HTML report of a scored collection (works offline: plotly.js is inlined once).
 
-Contents: title and date, the ECI ranking sentence (overview.eci_ranking_line), the encoder and the ECIConfig, the components
-table (ECI with its 95 % interval, Signal, Safety, Capacity, DE, unsafe rates, …), the flag
-counts per source, the Positive / Negative / Difference summary per source, and the ECI ranking, margin histogram and
-Signal-vs-Safety charts (the same figure builders as the dashboard's pages, from :mod:`eci_core.explore`).
-The score tables ``eci score --out`` writes are :func:`eci_core.io.tables.write_tables`.
+Contents: title and date, the ECI ranking sentence (overview.eci_ranking_line), the encoder and the ECIConfig,
+the components table (ECI with its 95 % interval, Signal, Safety, Capacity, DE, unsafe rates, …), the flag
+counts per source, the Positive / Negative / Difference summary per source, and the ECI ranking, margin
+histogram and Signal-vs-Safety charts (the same figure builders as the dashboard's pages, from
+:mod:`eci_core.explore`). The score tables ``eci score --out`` writes are
+:func:`eci_core.io.tables.write_tables`.
 """
 
 from __future__ import annotations
@@ -30,13 +31,19 @@ __all__ = ["html_report", "format_components", "REPORT_DECIMALS"]
 #: Decimals used for metric values in the report's tables (the dashboard table uses the same).
 REPORT_DECIMALS = 3
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
-h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
-.meta{color:#666;font-size:.9rem} .verdict{font-size:1.1rem;background:#eef5fb;padding:.7rem 1rem;border-left:4px solid #0072B2}
-table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0} th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}
-th{background:#f4f4f4} td{white-space:nowrap} .scroll{overflow-x:auto} td:first-child,th:first-child{text-align:left} code{font-size:.85rem}
-"""
+_CSS = (
+    "\n"
+    "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem "
+    "auto;max-width:1100px;color:#222}\n"
+    "h1{font-size:1.6rem;margin-bottom:.2rem} "
+    "h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}\n"
+    ".meta{color:#666;font-size:.9rem} "
+    ".verdict{font-size:1.1rem;background:#eef5fb;padding:.7rem 1rem;border-left:4px solid #0072B2}\n"
+    "table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0} "
+    "th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}\n"
+    "th{background:#f4f4f4} td{white-space:nowrap} .scroll{overflow-x:auto} "
+    "td:first-child,th:first-child{text-align:left} code{font-size:.85rem}\n"
+)
 
 _PCT_COLS = ("unsafe_query_rate", "unsafe_negative_rate")
 _INT_COLS = ("rank", "n_queries", "n_negatives", "count")
@@ -160,7 +167,8 @@ def html_report(
         f"<p class=\"verdict\">{html.escape(eci_ranking_line(result))}</p>"
         f"<h2>Components</h2>{_table_html(format_components(result, decimals))}"
         + chart_html[0]
-        + f"<h2>Flags (unsafe: ranked at or above the positive; near duplicate; cross-encoder)</h2>{_flags_html(result)}"
+        + "<h2>Flags (unsafe: ranked at or above the positive; near duplicate; cross-encoder)</h2>"
+        + _flags_html(result)
         + f"<h2>Positive / Negative / Difference</h2>{_summary_html(result, decimals)}"
         + "".join(chart_html[1:])
         + f"<h2>Configuration</h2>{_config_html(result)}"

@@ -8,8 +8,8 @@ Streamlit's ``st.plotly_chart(fig, on_select="rerun")`` returns (as a dict-like 
                    "box": [{"xref": "x", "yref": "y", "x": [x0, x1], "y": [y0, y1]}],
                    "lasso": [{"xref": "x", "yref": "y", "x": [...], "y": [...]}]}}
 
-Every figure built by the :mod:`eci_core.explore` page modules carries the row id of each point as the FIRST element
-of ``custom_data``; :func:`selected_ids` reads it. ``point_index`` is per trace (a figure with one
+Every figure built by the :mod:`eci_core.explore` page modules carries the row id of each point as the FIRST
+element of ``custom_data``; :func:`selected_ids` reads it. ``point_index`` is per trace (a figure with one
 trace per source restarts at 0 in every trace), so it is only used as a fallback, through the
 figure's own traces, when a point comes without ``customdata``.
 """

@@ -97,8 +97,9 @@ def _signal_safety_figure(
     ``row_id`` indexes ``frame`` (default :func:`signal_safety_frame`), so the page maps a box /
     lasso selection to rows with ``selection.selected_ids`` + ``selection.rows_for_ids``.
 
-    At scale: the scatter draws :func:`signal_safety_sample` (at most :data:`~eci_core.explore.common.SCATTER_MAX_POINTS`,
-    stratified by source); the marginal histograms are binned with numpy over every point."""
+    At scale: the scatter draws :func:`signal_safety_sample` (at most
+    :data:`~eci_core.explore.common.SCATTER_MAX_POINTS`, stratified by source); the marginal histograms are
+    binned with numpy over every point."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -168,7 +169,8 @@ def _signal_safety_figure(
                 legendgroup=s_name,
                 marker=dict(color=colors[s_name], size=6, opacity=0.75),
                 customdata=custom,
-                hovertemplate=f"<b>{s_name}</b><br>query %{{customdata[1]}}<br>S %{{x:.3f}}<br>Δ %{{y:.3f}}{eci_txt}<extra></extra>",
+                hovertemplate=f"<b>{s_name}</b><br>query %{{customdata[1]}}<br>S %{{x:.3f}}<br>Δ "
+                f"%{{y:.3f}}{eci_txt}<extra></extra>",
             ),
             **main,
         )

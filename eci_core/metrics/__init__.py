@@ -3,6 +3,8 @@
 * :mod:`.eci`              per-query and per-source ECI and its components (vectorised over ragged groups)
 * :mod:`.lexical`          tokenizer, IDF and ``lex_overlap``
 * :mod:`.bootstrap`        bootstrap intervals and P(A beats B) on shared queries
-* :mod:`.false_negatives`  the false-negative score (``fn_score``, ``fn_band``; coefficients in ``fn_model.json``)
-* :mod:`.fused`            the numba gather-and-dot kernel (the numpy path's numbers up to float32 summation order)
+* :mod:`.false_negatives`  the false-negative score (``fn_score``, ``fn_band``; coefficients in
+                           ``fn_model.json``)
+* :mod:`.fused`            the numba gather-and-dot kernel (the numpy path's numbers up to float32
+                           summation order)
 """

@@ -131,7 +131,8 @@ class UserEmbeddings:
         if query is not None and passage is not None and query.matrix.shape[1] != passage.matrix.shape[1]:
             raise ValueError(
                 f"{passage.path}: passage vectors have dimension {passage.matrix.shape[1]} but the query "
-                f"vectors in {query.path.name} have {query.matrix.shape[1]}: both must come from the same model"
+                f"vectors in {query.path.name} have {query.matrix.shape[1]}: "
+                "both must come from the same model"
             )
 
     @property

@@ -429,7 +429,8 @@ def queries_needed(
     their interaction; :func:`variance_components`). The test resolves ``delta`` when
     ``(z_{1−α/2} + z_{power})² · Var ≤ δ²``, so
 
-        n = (z_{1−α/2} + z_{power})² · (σ_q² + σ_e²/n_seeds) / (δ² − (z_{1−α/2} + z_{power})² · σ_s²/(n_splits·n_seeds)),
+        n = (z_{1−α/2} + z_{power})² · (σ_q² + σ_e²/n_seeds)
+            / (δ² − (z_{1−α/2} + z_{power})² · σ_s²/(n_splits·n_seeds)),
 
     which with no seed noise is the textbook ``n ≈ (z_{0.975} + z_{0.8})² · σ²/δ²`` (≈ 7.85 σ²/δ²).
     Returns ``inf`` when the seed term alone exceeds the budget (more seeds are needed, whatever

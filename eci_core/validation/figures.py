@@ -168,7 +168,8 @@ def effect_figure(res):
                     thickness=1,
                 ),
                 customdata=f[["rank", "n_tied"]].to_numpy(),
-                hovertemplate="%{y}<br>%{x:+.2f}<br>rank %{customdata[0]} (tied with %{customdata[1]} sources)<extra></extra>",
+                hovertemplate="%{y}<br>%{x:+.2f}<br>rank %{customdata[0]} (tied with "
+                "%{customdata[1]} sources)<extra></extra>",
             )
         )
     if rel:
@@ -184,8 +185,8 @@ def effect_figure(res):
     s = e.summary
     fig.update_layout(
         title=(
-            f"Spread {100 * s['spread']:.1f} nDCG@10 points · {s['n_resolved']} of {s['n_pairs']} source pairs resolved · "
-            f"{len(s['tied_first'])} may be best"
+            f"Spread {100 * s['spread']:.1f} nDCG@10 points · {s['n_resolved']} of {s['n_pairs']} source "
+            f"pairs resolved · {len(s['tied_first'])} may be best"
         ),
         xaxis_title="nDCG@10 minus in-batch only (points)" if rel else "nDCG@10",
         yaxis=dict(autorange="reversed", title=None, categoryorder="array", categoryarray=list(t["variant"])),

@@ -130,8 +130,8 @@ class Predictor:
         acc = h["pairwise_accuracy"]
         acc_s = f"{acc:.0%}" if math.isfinite(acc) else "n/a"
         return (
-            f"Predicted training value, checked on datasets it was not fitted on ({h['datasets']}): it ordered "
-            f"{acc_s} of {h['resolved_pairs']} source pairs that fine-tuning resolved the same way "
+            f"Predicted training value, checked on datasets it was not fitted on ({h['datasets']}): it "
+            f"ordered {acc_s} of {h['resolved_pairs']} source pairs that fine-tuning resolved the same way "
             f"(mean Spearman ρ {h['spearman_mean']:+.2f}); chance is 50 %."
         )
 

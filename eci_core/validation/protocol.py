@@ -53,8 +53,8 @@ class ValidationConfig:
     ``eval_pool``: None ranks the whole evaluation corpus. K > 0 is a CPU approximation for
     expensive trainers: per split, the evaluation corpus is the union of the target encoder's
     top-K passages for the split's test queries (frozen embeddings, from the cache) plus their
-    positives (pooled evaluation, as in TREC pooling); every variant re-ranks that same pool. Scores on a pool are higher than over
-    the whole corpus (fewer competitors); sources are compared on the same pool."""
+    positives (pooled evaluation, as in TREC pooling); every variant re-ranks that same pool. Scores on a pool
+    are higher than over the whole corpus (fewer competitors); sources are compared on the same pool."""
 
     trainer: str = "linear"
     folds: int = 5

@@ -192,7 +192,10 @@ class ValidationResult:
             return f"it was made under encoder {self.encoder_label}; these scores use {theirs}"
         saved = self.meta.get("pretraining_settings")
         if not isinstance(saved, dict):
-            return "it does not record the metric settings of its pre-training numbers (saved by an older version: re-run it)"
+            return (
+                "it does not record the metric settings of its pre-training numbers (saved by an older "
+                "version: re-run it)"
+            )
         now = pretraining_settings(config)
         diff = [k for k in PRETRAINING_SETTINGS if k not in saved or saved[k] != now[k]]
         if diff:
@@ -235,19 +238,22 @@ class ValidationResult:
             s, t = e.summary, e.table.set_index("variant")
             best = s["best"]
             line = (
-                f"How far apart the sources train: the {len(src)} sources span {100 * s['spread']:.1f} nDCG@10 points "
-                f"({s['worst_ndcg@10']:.3f} {s['worst']} to {s['best_ndcg@10']:.3f} {best}; 95 % CI of the spread "
-                f"{100 * s['spread_low']:.1f}–{100 * s['spread_high']:.1f}, biased upward: tied sources still show a spread)."
+                f"How far apart the sources train: the {len(src)} sources span {100 * s['spread']:.1f} "
+                f"nDCG@10 points ({s['worst_ndcg@10']:.3f} {s['worst']} to {s['best_ndcg@10']:.3f} {best}; "
+                f"95 % CI of the spread {100 * s['spread_low']:.1f}–{100 * s['spread_high']:.1f}, biased "
+                "upward: tied sources still show a spread)."
             )
             if np.isfinite(t.loc[best, "vs_in_batch"]):
                 line += (
                     f" {best} vs in-batch only {100 * t.loc[best, 'vs_in_batch']:+.1f} points "
-                    f"[{100 * t.loc[best, 'vs_in_batch_low']:+.1f}, {100 * t.loc[best, 'vs_in_batch_high']:+.1f}]"
+                    f"[{100 * t.loc[best, 'vs_in_batch_low']:+.1f}, "
+                    f"{100 * t.loc[best, 'vs_in_batch_high']:+.1f}]"
                 )
                 if np.isfinite(t.loc[best, "vs_untrained"]):
                     line += (
                         f", vs untrained {100 * t.loc[best, 'vs_untrained']:+.1f} "
-                        f"[{100 * t.loc[best, 'vs_untrained_low']:+.1f}, {100 * t.loc[best, 'vs_untrained_high']:+.1f}]"
+                        f"[{100 * t.loc[best, 'vs_untrained_low']:+.1f}, "
+                        f"{100 * t.loc[best, 'vs_untrained_high']:+.1f}]"
                     )
                 line += "."
             out.append(line)
@@ -257,9 +263,10 @@ class ValidationResult:
                 else "one seed per split: training noise is not in this count, which is therefore optimistic"
             )
             out.append(
-                f"Resolved: {s['n_resolved']} of {s['n_pairs']} source pairs (paired bootstrap over {s['n_queries']} test "
-                f"queries and {seeds}; P(trains better) ≥ {s['level']:.2f} either way). Unresolved sources are tied, "
-                f"not ranked: {_names(s['tied_first'])} {'may be' if len(s['tied_first']) > 1 else 'is'} best."
+                f"Resolved: {s['n_resolved']} of {s['n_pairs']} source pairs (paired bootstrap over "
+                f"{s['n_queries']} test queries and {seeds}; P(trains better) ≥ {s['level']:.2f} either "
+                f"way). Unresolved sources are tied, not ranked: {_names(s['tied_first'])} "
+                f"{'may be' if len(s['tied_first']) > 1 else 'is'} best."
             )
             pw = power_note(e.power)
             if pw:
@@ -267,8 +274,8 @@ class ValidationResult:
         if UNTRAINED in d.index and IN_BATCH in d.index:
             ib, un = d.loc[IN_BATCH], d.loc[UNTRAINED]
             out.append(
-                f"Training at all: in-batch only {ib['ndcg@10']:.3f} vs untrained {un['ndcg@10']:.3f} nDCG@10 "
-                f"(in-batch minus untrained {-un.get('gain', float('nan')):+.3f}, 95 % CI "
+                f"Training at all: in-batch only {ib['ndcg@10']:.3f} vs untrained {un['ndcg@10']:.3f} "
+                f"nDCG@10 (in-batch minus untrained {-un.get('gain', float('nan')):+.3f}, 95 % CI "
                 f"{-un.get('gain_high', float('nan')):+.3f}…{-un.get('gain_low', float('nan')):+.3f})."
             )
         if len(src) > 1:
@@ -291,8 +298,9 @@ class ValidationResult:
                 )
             )
             out.append(
-                f"Resolution: paired differences smaller than about {self.resolution:.3f} nDCG@10 are within noise "
-                f"(median half-width of the 95 % interval of a paired difference over test queries){count}.{seeds}"
+                f"Resolution: paired differences smaller than about {self.resolution:.3f} nDCG@10 are within "
+                "noise (median half-width of the 95 % interval of a paired difference "
+                f"over test queries){count}.{seeds}"
             )
             spread = float(d.loc[src, "ndcg@10"].max() - d.loc[src, "ndcg@10"].min())
             if spread < self.resolution:
@@ -340,8 +348,8 @@ class ValidationResult:
         tied = e.summary["tied_first"] if e is not None and len(self.sources) > 1 else [best]
         if e is not None and len(self.sources) > 1:
             text += (
-                f"the sources span {100 * e.summary['spread']:.1f} nDCG@10 points and {e.summary['n_resolved']} of "
-                f"{e.summary['n_pairs']} source pairs are resolved; "
+                f"the sources span {100 * e.summary['spread']:.1f} nDCG@10 points and "
+                f"{e.summary['n_resolved']} of {e.summary['n_pairs']} source pairs are resolved; "
             )
         if len(tied) > 1:
             text += f"{len(tied)} sources are tied for best ({_names(tied)}); {best} is highest"
@@ -374,8 +382,8 @@ class ValidationResult:
                 rho = "Spearman ρ undefined (the sources' nDCG@10 or their ECI are all equal)"
             else:
                 rho = (
-                    f"Spearman ρ = {r['spearman']:.2f} (95 % CI {r['spearman_low']:.2f}…{r['spearman_high']:.2f}, "
-                    f"{how})"
+                    f"Spearman ρ = {r['spearman']:.2f} (95 % CI "
+                    f"{r['spearman_low']:.2f}…{r['spearman_high']:.2f}, {how})"
                 )
             text += f" ECI {agree} training: {rho} over {int(r['n'])} sources; ECI's pick {r['pick']} "
             ranks = e.table.set_index("variant")["rank"] if e is not None else None
@@ -384,7 +392,10 @@ class ValidationResult:
             elif r["pick"] in tied:
                 text += f"is tied for best (regret {r['top1_regret']:.3f} nDCG@10, within noise)."
             elif ranks is not None and r["pick"] in ranks.index:
-                text += f"ranks {ranks[r['pick']]} of {len(self.sources)} (regret {r['top1_regret']:.3f} nDCG@10)."
+                text += (
+                    f"ranks {ranks[r['pick']]} of {len(self.sources)} "
+                    f"(regret {r['top1_regret']:.3f} nDCG@10)."
+                )
             else:
                 text += f"is not the best-training source (regret {r['top1_regret']:.3f} nDCG@10)."
         return text
@@ -461,8 +472,8 @@ def power_note(power: dict) -> str:
     measured = seed_var is not None and math.isfinite(seed_var)
     if power["sigma2_query"] == 0 and power["sigma2_residual"] == 0 and (not measured or seed_var == 0):
         return (
-            "Power: not estimated: the paired differences between sources do not vary over test queries or seeds "
-            "here (every source scores the same on each query), so there is no noise to size against."
+            "Power: not estimated: the paired differences between sources do not vary over test queries or "
+            "seeds here (every source scores the same on each query), so there is no noise to size against."
         )
     design = f"{power['n_splits']} split(s) × {power['n_seeds']} seed(s)"
     others = (
@@ -475,16 +486,19 @@ def power_note(power: dict) -> str:
         else ""
     )
     text = (
-        f"Power: resolving a true difference of {power['delta']:.2f} nDCG@10 between two typical sources (two-sided "
-        f"{100 * power['alpha']:.0f} %, power {100 * power['power']:.0f} %) needs about {_count(power['queries_needed'])} test "
-        f"queries at {design} (this validation has {power['n_queries']})"
-        + (f"; {others}" if others else "")
-        + ". "
+        f"Power: resolving a true difference of {power['delta']:.2f} nDCG@10 between two typical sources "
+        f"(two-sided {100 * power['alpha']:.0f} %, power {100 * power['power']:.0f} %) needs about "
+        f"{_count(power['queries_needed'])} test queries at {design} (this "
+        f"validation has {power['n_queries']})" + (f"; {others}" if others else "") + ". "
     )
     if measured and power.get("seeds_needed", 1) > 1:
-        text += f"Below {power['seeds_needed']} seeds per split no number of test queries is enough (seed noise). "
+        text += (
+            f"Below {power['seeds_needed']} seeds per split no number of test queries is enough "
+            "(seed noise). "
+        )
     text += (
-        f"From the median over source pairs of the per-query variance of paired differences ({power['sigma2_query']:.2g})"
+        "From the median over source pairs of the per-query variance of paired "
+        f"differences ({power['sigma2_query']:.2g})"
         + (
             f", the seed variance ({seed_var:.2g}) and their interaction ({power['sigma2_residual']:.2g})."
             if measured

@@ -172,9 +172,9 @@ class TopLayersTrainer:
             torch.set_num_threads(self.threads)
         try:
             auto = list(self._load())[0].auto_model
-            top = torch.nn.ModuleList([copy.deepcopy(l) for l in auto.encoder.layer[-self.layers :]]).to(
-                self.device
-            )
+            top = torch.nn.ModuleList(
+                [copy.deepcopy(layer) for layer in auto.encoder.layer[-self.layers :]]
+            ).to(self.device)
             if batches is not None:
                 self._train(top, batches, seed, lr, progress)
             top.eval()
