@@ -136,7 +136,13 @@ def score_arrays(
     builds, so this saves memory, not time: see BENCHMARKS.md). Per-query metrics are float64.
     """
     kwargs = dict(
-        queries=queries, lexicon=lexicon, text_key=text_key, cross=cross, with_sem=with_sem, chunk=chunk
+        queries=queries,
+        lexicon=lexicon,
+        text_key=text_key,
+        cross=cross,
+        with_sem=with_sem,
+        chunk=chunk,
+        n_threads=n_threads,
     )
     if n_threads > 1:
         with ThreadPoolExecutor(n_threads) as pool:
@@ -161,6 +167,7 @@ def _score_arrays(
     cross,
     with_sem,
     chunk,
+    n_threads,
     pool,
 ) -> ArrayScores:
     import time
@@ -314,7 +321,7 @@ def _score_arrays(
             s_qn,
             s_pn,
             exact_dup,
-            n_threads=1 if pool is None else getattr(pool, "_max_workers", 2),
+            n_threads=1 if pool is None else n_threads,
         )
         timings["fused"] = 1.0
     else:
