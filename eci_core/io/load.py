@@ -201,9 +201,9 @@ def _load_path(
         if p.is_dir():
             if spec.directory is None:
                 raise LoadError(spath, None, f"format {fmt} is a file format, but this is a directory")
-            return spec.load(p, collection, fmt, name, progress, split)
+            return spec.load(path, collection, fmt, name, progress, split)
         if spec.parse_rows is None:  # a directory format refuses a file itself
-            return spec.load(p, collection, fmt, name, progress, split)
+            return spec.load(path, collection, fmt, name, progress, split)
         rows = record_rows(p, container_of(p), progress)
         records, n, notes = spec.parse_rows(spath, rows)
         report = LoadReport()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from eci_core.io.formats import beir, bge, msmarco_hn, negative_ids, tevatron, trec_run
 from eci_core.io.formats import sentence_transformers as st
-from eci_core.io.formats.beir import load_id_file
+from eci_core.io.formats.beir import load_run_file
 from eci_core.io.formats.registry import (
     FORMATS,
     ExportSpec,
@@ -52,7 +52,6 @@ __all__ = [
     "unregister_format",
 ]
 
-_JSONL = "application/jsonl"
 
 for _spec in (
     FormatSpec(
@@ -151,7 +150,7 @@ for _spec in (
         aliases=("trec", "run"),
         known_fields=trec_run.KNOWN_FIELDS,
         container="trec",
-        load=load_id_file,
+        load=load_run_file,
     ),
     FormatSpec(
         "negative-ids",
@@ -160,7 +159,7 @@ for _spec in (
         known_fields=negative_ids.KNOWN_FIELDS,
         detect=negative_ids.detect,
         detect_order=20,
-        load=load_id_file,
+        load=load_run_file,
     ),
 ):
     register_format(_spec)

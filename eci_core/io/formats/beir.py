@@ -680,20 +680,33 @@ def looks_like_beir_dir(p: Path) -> bool:
 
 
 def load_beir_path(
-    p: Path,
+    path: str | os.PathLike,
     collection: Collection,
     fmt: str = "beir",
     name: str | None = None,
     progress: Progress | None = None,
     split: str | None = None,
 ) -> LoadReport:
-    """The registry's reader: :func:`load_beir` of the directory ``p`` (a file is refused)."""
+    """The registry's reader: :func:`load_beir` of the directory ``path`` (a file is refused)."""
+    p = Path(path)
     if not p.is_dir():
         raise LoadError(
-            str(p), None, "format beir needs a directory (corpus.jsonl, queries.jsonl, qrels/, negatives/)"
+            str(path), None, "format beir needs a directory (corpus.jsonl, queries.jsonl, qrels/, negatives/)"
         )
     return load_beir(p, collection, name=name, progress=progress, split=split)
 
 
 #: field names BEIR messages may show
 KNOWN_FIELDS = ("_id", "title", "text", "query-id", "corpus-id", "metadata")
+
+
+def load_run_file(
+    path: str | os.PathLike,
+    collection: Collection,
+    fmt: str,
+    name: str | None = None,
+    progress: Progress | None = None,
+    split: str | None = None,
+) -> LoadReport:
+    """The registry's reader of ``trec-run`` and ``negative-ids`` files: :func:`load_id_file`."""
+    return load_id_file(Path(path), collection, fmt, name, progress, split)

@@ -176,7 +176,7 @@ def _beside(p: Path, names: tuple[str, ...]) -> Path | None:
 
 
 def load_msmarco_path(
-    p: Path,
+    path: str | os.PathLike,
     collection: Collection,
     fmt: str = "msmarco-hn",
     name: str | None = None,
@@ -184,11 +184,12 @@ def load_msmarco_path(
     split: str | None = None,
 ) -> LoadReport:
     """A msmarco-hn file with its texts beside it (see the module docstring), else the collection's."""
+    p = Path(path)
     ctsv = _beside(p, ("collection.tsv", "corpus.tsv"))
     qtsv = _beside(p, ("queries.tsv", "queries.train.tsv"))
     if (ctsv is None or qtsv is None) and collection.n_passages == 0:
         raise LoadError(
-            str(p),
+            str(path),
             None,
             "a msmarco-hard-negatives file needs its texts: put collection.tsv "
             "(pid<TAB>text) and queries.tsv (qid<TAB>text) beside it, or call "

@@ -27,7 +27,10 @@ from eci_core.io.read.vocab import FORMAT_HINTS, KNOWN_FIELDS, accepted_formats,
 #: ``parse_rows(path, rows) -> (records, rows read, notes)``: a row format's reader
 RowParser = Callable[[str, Iterator[tuple[int, dict]]], tuple[list[QueryRecord], int, dict[str, int]]]
 #: ``load(path, collection, format, name, progress, split) -> LoadReport``: a file or directory reader
-PathLoader = Callable[[Path, Collection, str, "str | None", "Progress | None", "str | None"], LoadReport]
+#: (``path`` as the caller gave it: messages name it so)
+PathLoader = Callable[
+    ["str | os.PathLike", Collection, str, "str | None", "Progress | None", "str | None"], LoadReport
+]
 
 
 @dataclass(frozen=True)
