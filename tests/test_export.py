@@ -1,4 +1,5 @@
-"""Cleaned-set export (eci_core.io.export): rules, reviewer marks, writers and round trips."""
+"""Cleaned-set export (eci_core.io.cleaning, the writers in eci_core.io.formats, eci_core.io.export): rules,
+reviewer marks, writers and round trips."""
 
 import copy
 import io
