@@ -50,7 +50,7 @@ PAGES = [  # (top-navigation link, title, charts the page draws at least with >=
 
 def n_sources(data: Path) -> tuple[int, int, int]:
     import eci_core  # noqa: F401
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
 
     coll, _ = load_paths([str(data)])
     return len(coll.sources), coll.n_queries, sum(len(s) for s in coll.sources.values())

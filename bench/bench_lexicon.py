@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eci_core.io.data import TextColumn  # noqa: E402
-from eci_core.io.loaders import read_beir_jsonl  # noqa: E402
+from eci_core.io.formats.beir import read_beir_jsonl  # noqa: E402
 from eci_core.metrics import lexical as L  # noqa: E402
 
 

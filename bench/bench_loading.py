@@ -25,7 +25,7 @@ from pathlib import Path
 CHILD = r"""
 import json, os, resource, sys, time
 t0 = time.perf_counter()
-from eci_core.io.loaders import load_paths
+from eci_core.io.load import load_paths
 t1 = time.perf_counter()
 seen = {}
 def stage(name, done, total):  # wall and CPU seconds since the start at the first and last call of each stage

@@ -93,7 +93,7 @@ def child_library(data: str, out: str, save: str | None, no_cache: bool = False)
     from eci_core.config import ECIConfig
     from eci_core.models.cache import EmbeddingCache
     from eci_core.models.registry import load_encoder
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
     from eci_core.scoring import score_collection
 
     r: dict = {}

@@ -63,7 +63,7 @@ def main() -> None:
 
     import eci_core  # noqa: F401
     from eci_core.config import ECIConfig
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
     from eci_core.scoring import score_collection
     from eci_core.models.user_embeddings import open_embeddings
     from synthetic import make_beir

@@ -40,7 +40,7 @@ def build(
     name: str, paths: list[str], reference: str, out: Path = TABLES, cache_dir: str | None = None
 ) -> Path:
     from eci_core.config import ECIConfig
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
     from eci_core.models.cache import EmbeddingCache
     from eci_core.models.registry import load_encoder
     from eci_core.scoring import score_collection

@@ -75,30 +75,32 @@ def read_beir(directory: str | Path, split: str = "test") -> Collection:
     ``{"_id", "text"}`` (either may be gzipped, ``.jsonl.gz``), ``qrels/<split>.tsv`` with header
     ``query-id corpus-id score`` (score > 0 = relevant). Every query of ``queries.jsonl`` is added;
     those with a relevant passage get positives and are the ones mined. The files are read by the
-    loaders' readers (:func:`eci_core.io.loaders.read_beir_texts` and the qrels reader), so a
+    loaders' readers (:func:`eci_core.io.formats.beir.read_beir_texts` and the qrels reader), so a
     repeated id keeps its first line and a problem raises the loaders' :class:`LoadError`,
     ``PATH:LINE: field 'F': message``, with no value of the file echoed. A qrels row naming a
     query or passage the other files lack is an error at its line.
     """
-    from eci_core.io import loaders as L
+    from eci_core.io.formats import beir as L
+    from eci_core.io.formats.id_runs import check_known
+    from eci_core.io.read.text import plain_or_gz
 
     d = Path(directory)
     if not d.is_dir():
         raise FileNotFoundError(
             f"{d}: not a directory (expected a BEIR folder with corpus.jsonl, queries.jsonl, qrels/)"
         )
-    corpus, queries = L._beir_file(d, "corpus.jsonl"), L._beir_file(d, "queries.jsonl")
+    corpus, queries = plain_or_gz(d, "corpus.jsonl"), plain_or_gz(d, "queries.jsonl")
     missing = [n for n, f in (("corpus.jsonl", corpus), ("queries.jsonl", queries)) if f is None]
     if missing:
         raise LoadError(str(d), None, f"not a BEIR directory: missing {', '.join(missing)}")
     ptexts = L.read_beir_texts(corpus, with_title=True)
     qtexts = L.read_beir_texts(queries, with_title=False)
-    qr = L._read_qrels(d, split)
-    qrels = L._beir_file(d / "qrels", f"{split}.tsv")
+    qr = L.read_qrels(d, split)
+    qrels = plain_or_gz(d / "qrels", f"{split}.tsv")
     if not qr.pos:
         raise LoadError(str(qrels), None, "no relevant (score > 0) query-passage pair: nothing to mine")
     # ids the qrels name that the corpus / queries lack: one line at the first such row
-    L._check_known(
+    check_known(
         str(qrels),
         {p: ln for p, (_, ln) in qr.where.items()},
         ptexts,
@@ -107,7 +109,7 @@ def read_beir(directory: str | Path, split: str = "test") -> Collection:
         "corpus-id",
     )
     if any(q not in qtexts for q in qr.pos):
-        L._check_known(
+        check_known(
             str(qrels),
             _first_relevant_lines(qrels, set(qr.pos) - qtexts.keys()),
             qtexts,
@@ -128,10 +130,10 @@ def read_beir(directory: str | Path, split: str = "test") -> Collection:
 def _first_relevant_lines(qrels: Path, qids: set[str]) -> dict[str, int]:
     """The first line of a relevant (score > 0) row of each of ``qids`` in a qrels file (read
     again only when the qrels name queries that ``queries.jsonl`` lacks, to name the line)."""
-    from eci_core.io.loaders import _Lines
+    from eci_core.io.read.text import Lines
 
     out: dict[str, int] = {}
-    for no, s in _Lines(qrels):
+    for no, s in Lines(qrels):
         parts = s.split("\t") if "\t" in s else s.split()
         q = parts[0].strip() if parts else ""
         if q in qids and q not in out:
@@ -151,7 +153,7 @@ def read_negative_ids(path: str | Path) -> dict[str, list[str]]:
     (``PATH:LINE: field 'F': message``, no value echoed). A TREC run with several tags gives each
     query its tags' lists merged by position in the list (the first ranks of every tag first,
     tags in file order)."""
-    from eci_core.io.loaders import parse_negatives_file
+    from eci_core.io.formats.run_files import parse_negatives_file
 
     path = Path(path)
     if not path.is_file():

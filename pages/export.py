@@ -8,7 +8,11 @@ or Parquet; and the HTML report.
 
 import streamlit as st
 
-from eci_core.io import export
+from eci_core.io.formats import bge as bge_format
+from eci_core.io import cleaning as io_cleaning
+from eci_core.io.formats import sentence_transformers as st_format
+from eci_core.io import tables as io_tables
+from eci_core.io.formats import tevatron as tevatron_format
 
 from eci_core.explore import cleaning, common, overview, report
 from ui import components, state
@@ -42,7 +46,7 @@ source = c1.selectbox(
 )
 rule = c2.radio("Cleaning rule", list(RULES), format_func=RULES.get, key="ex_rule")
 fn_t = 0.5
-if rule in export.FN_RULES:
+if rule in io_cleaning.FN_RULES:
     fn_t = c2.slider(
         "t (false-negative score)",
         0.0,
@@ -97,7 +101,7 @@ records = cleaned.get(source)
 if not records:
     st.warning("Nothing is left to export with this rule: choose another rule or mark negatives fine.")
 else:
-    default_n = export.ntuple_size(cleaned, source)
+    default_n = st_format.ntuple_size(cleaned, source)
     max_k = max(len(r.negatives) for r in records)
     n_col, plan_col = st.columns([1, 3])
     n = n_col.number_input(
@@ -111,7 +115,7 @@ else:
         "holds its last n negatives (overlapping the row before). A larger n leaves out the queries with fewer "
         "than n negatives (as mine_hard_negatives does).",
     )
-    plan = export.ntuple_plan(cleaned, source, n=int(n))
+    plan = io_cleaning.ntuple_plan(cleaned, source, n=int(n))
     n_trip = sum(len(r.positives) * len(r.negatives) for r in records)
     n_neg = sum(len(r.negatives) for r in records)
     lines = [
@@ -131,7 +135,7 @@ else:
             f"The n-tuple file leaves out {plan.queries_left_out:,} queries with fewer than {plan.n} negatives "
             f"({plan.negatives_left_out:,} negatives): lower “Negatives per n-tuple row” to {default_n} to keep them."
         )
-    n_shared = export.shared_query_texts(records)
+    n_shared = st_format.shared_query_texts(records)
     if n_shared:
         st.info(
             f"{n_shared} queries share their text with another query, so the n-tuple and triplet files carry a "
@@ -143,7 +147,7 @@ else:
     f1, f2, f3, f4 = st.columns(4)
     f1.download_button(
         "n-tuple",
-        lambda: export.to_st_ntuple(cleaned, source, n=int(n)),
+        lambda: st_format.to_st_ntuple(cleaned, source, n=int(n)),
         file_name=f"{base}.ntuple.jsonl",
         mime="application/jsonl",
         icon=":material/download:",
@@ -153,7 +157,7 @@ else:
     )
     f2.download_button(
         "triplet",
-        lambda: export.to_st_triplet(cleaned, source),
+        lambda: st_format.to_st_triplet(cleaned, source),
         file_name=f"{base}.triplet.jsonl",
         mime="application/jsonl",
         icon=":material/download:",
@@ -163,7 +167,7 @@ else:
     )
     f3.download_button(
         "BGE",
-        lambda: export.to_bge_jsonl(cleaned, source),
+        lambda: bge_format.to_bge_jsonl(cleaned, source),
         file_name=f"{base}.bge.jsonl",
         mime="application/jsonl",
         icon=":material/download:",
@@ -173,7 +177,7 @@ else:
     )
     f4.download_button(
         "Tevatron",
-        lambda: export.to_tevatron_jsonl(cleaned, source),
+        lambda: tevatron_format.to_tevatron_jsonl(cleaned, source),
         file_name=f"{base}.tevatron.jsonl",
         mime="application/jsonl",
         icon=":material/download:",
@@ -211,7 +215,7 @@ cols = st.columns(len(tables))
 for col, (label, (stem, df)) in zip(cols, tables.items()):
     col.download_button(
         label,
-        lambda df=df: export.table_bytes(df, table_fmt),
+        lambda df=df: io_tables.table_bytes(df, table_fmt),
         file_name=f"eci_{stem}.{table_fmt}",
         mime=mime,
         key=f"dl_table_{stem}",

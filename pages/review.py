@@ -14,6 +14,7 @@ negatives (a labels file next to the data, or your marks).
 import streamlit as st
 
 from eci_core.metrics import false_negatives as FN
+from eci_core.io.formats import fn_labels
 from eci_core.explore import drilldown, review
 from ui import components, state
 
@@ -242,7 +243,7 @@ if l3.button(
 
 # ----------------------------------------------------------------------------- detector quality
 st.subheader("Detector quality")
-labels_file = FN.find_labels_file(coll, roots=state.read_roots())
+labels_file = fn_labels.find_labels_file(coll, roots=state.read_roots())
 choices = (["labels file next to the data"] if labels_file else []) + (["your marks"] if pm else [])
 if not choices:
     st.caption(
@@ -255,7 +256,7 @@ else:
         st.caption("Only your marked negatives are scored here; unmarked ones count as not false negatives.")
     else:
         try:
-            labels = FN.read_labels(labels_file, roots=state.read_roots())
+            labels = fn_labels.read_labels(labels_file, roots=state.read_roots())
         except (OSError, ValueError) as err:
             components.show_error(state.one_line(err))
             st.stop()

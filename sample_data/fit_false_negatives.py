@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 import eci_core  # noqa: E402,F401
+from eci_core.io.formats import fn_labels  # noqa: E402
 from eci_core.metrics import false_negatives as FN  # noqa: E402
 
 KS = (20, 100)
@@ -40,7 +41,7 @@ def score_sample(d: Path):
     from eci_core.config import ECIConfig
     from eci_core.models.cache import EmbeddingCache
     from eci_core.models.registry import load_cross_encoder, load_encoder
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
     from eci_core.scoring import score_collection
 
     coll, report = load_paths([d])
@@ -128,8 +129,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="also write the measurements as JSON here")
     args = ap.parse_args(argv)
 
-    labels_path = args.dir / "qrels" / FN.LABELS_FILE
-    labels = FN.read_labels(labels_path)
+    labels_path = args.dir / "qrels" / fn_labels.LABELS_FILE
+    labels = fn_labels.read_labels(labels_path)
     coll, res = score_sample(args.dir)
     pairs = res.pairs.reset_index(drop=True)
     y = FN.label_vector(pairs, labels)
@@ -203,7 +204,7 @@ def main(argv=None) -> int:
 
     info = {
         "fitted_on": f"{args.dir.name}: {len(pairs)} negatives of {pairs['source'].nunique()} sources, "
-        f"{int(y.sum())} labelled false negatives (qrels/{FN.LABELS_FILE})",
+        f"{int(y.sum())} labelled false negatives (qrels/{fn_labels.LABELS_FILE})",
         "encoder": res.encoder,
         "fit": "sklearn LogisticRegression(C=1.0) on standardised features, sign constraints "
         "(eci_core/metrics/false_negatives.py), coefficients on raw features",

@@ -21,7 +21,7 @@ import eci_core  # noqa: F401  (offline model environment first)
 from eci_core.explore import common, compare, drilldown, margins, overview, review
 from eci_core.config import ECIConfig
 from eci_core.models.hashing import HashingEncoder
-from eci_core.io.loaders import load_paths
+from eci_core.io.load import load_paths
 from eci_core.scoring import score_collection
 
 streamlit_testing = pytest.importorskip("streamlit.testing.v1")

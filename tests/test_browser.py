@@ -66,7 +66,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def collection():
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
 
     coll, _ = load_paths([str(A.sample_or_fixture())])
     return coll
@@ -163,7 +163,7 @@ def _metric(page, label: str) -> str:
 
 
 def test_export_downloads_a_file_the_loaders_read_back(server, page, tmp_path):
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
 
     _goto(page, server, "export", "Export", 0)
     kept_q = int(_metric(page, "Queries kept").split("/")[0].replace(",", ""))
@@ -222,8 +222,8 @@ def test_review_queue_mark_to_relabelled_export(server, page, tmp_path):
     comes back as a positive of its query in the file, read back by the loaders."""
     import json
 
-    from eci_core.metrics.false_negatives import read_labels
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.formats.fn_labels import read_labels
+    from eci_core.io.load import load_paths
 
     _goto(page, server, "review", "Review queue", 0)
     before = int(_metric(page, "Marked false negative").replace(",", ""))

@@ -98,7 +98,7 @@ def test_typed_overview_url_opens_without_page_not_found(server, page):
 
 
 def test_every_export_read_back_matches_the_export_page(server, page, tmp_path):
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
 
     page.goto(f"{server.url}/export")
     A.wait_until_idle(page, timeout_ms=LOAD_MS, title="Export")

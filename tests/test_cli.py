@@ -13,7 +13,7 @@ import eci_core  # noqa: F401
 from eci_core.cli import JSON_FIELDS, main
 from eci_core.config import ECIConfig
 from eci_core.models.hashing import HashingEncoder
-from eci_core.io.loaders import load_paths
+from eci_core.io.load import load_paths
 from eci_core.scoring import score_collection
 
 FIX = Path(__file__).parent / "fixtures"
@@ -300,7 +300,7 @@ def _formula_cells(path: Path) -> list[str]:
     starting with =, +, -, @, tab or CR; a number such as -0.5 is a number, not a formula)."""
     import csv
 
-    from eci_core.io.export import FORMULA_STARTS
+    from eci_core.io.tables import FORMULA_STARTS
 
     bad = []
     with open(path, newline="", encoding="utf-8") as f:

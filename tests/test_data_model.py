@@ -210,7 +210,7 @@ def test_a_fast_load_does_not_import_pandas(tmp_path):
         "".join(json.dumps({"query_id": f"q{i}", "negative_ids": [f"d{30 + i}"]}) + "\n" for i in range(10))
     )
     code = (
-        "import sys\nfrom eci_core.io.loaders import load_paths\nc, r = load_paths([sys.argv[1]])\n"
+        "import sys\nfrom eci_core.io.load import load_paths\nc, r = load_paths([sys.argv[1]])\n"
         "assert not r.errors and c.n_queries == 10, r.errors\nprint('pandas' in sys.modules, sum(map(len, c.sources.values())))"
     )
     root = str(Path(__file__).resolve().parents[1])

@@ -1,4 +1,5 @@
-"""Cleaned-set export (eci_core.io.export): rules, reviewer marks, writers and round trips."""
+"""Cleaned-set export (eci_core.io.cleaning, the writers in eci_core.io.formats, eci_core.io.export): rules,
+reviewer marks, writers and round trips."""
 
 import copy
 import io
@@ -8,12 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from eci_core.io.formats import bge as bge_format
+from eci_core.io import cleaning
 from eci_core.io import export
+from eci_core.io.formats import sentence_transformers as st_format
+from eci_core.io import tables
+from eci_core.io.formats import tevatron as tevatron_format
 from eci_core.config import ECIConfig
 from eci_core.io.data import Collection
 from eci_core.io.data import PassageRef as P
 from eci_core.io.data import QueryRecord as R
-from eci_core.io.loaders import load_paths
+from eci_core.io.load import load_paths
 
 
 def _collection():
@@ -67,7 +73,7 @@ def _pos_ids(cs, source):
 
 # --------------------------------------------------------------------------- rules
 def test_drop_flagged():
-    cs = export.clean_collection(_collection(), _Result(), "drop_flagged")
+    cs = cleaning.clean_collection(_collection(), _Result(), "drop_flagged")
     assert _neg_ids(cs, "a") == {"q1": ["n2"], "q2": ["n4", "n5"]}  # q3 lost its only negative
     assert _neg_ids(cs, "b") == {"q1": ["n2", "n7"]}
     s = cs.summary().set_index("source")
@@ -80,7 +86,7 @@ def test_drop_flagged():
 
 def test_marks_override_drop_rule():
     marks = {("a", "q1", "n1"): "fine", ("a", "q2", "n5"): "false_negative", ("b", "q1", "zz"): "fine"}
-    cs = export.clean_collection(_collection(), _Result(), "drop_flagged", marks=marks)
+    cs = cleaning.clean_collection(_collection(), _Result(), "drop_flagged", marks=marks)
     assert _neg_ids(cs, "a") == {"q1": ["n1", "n2"], "q2": ["n4"]}
     a = cs.actions.set_index(["source", "query_id", "passage_id"])
     assert a.loc[("a", "q1", "n1"), "reason"] == "marked fine (kept despite: unsafe)"
@@ -90,7 +96,7 @@ def test_marks_override_drop_rule():
 
 def test_relabel_flagged_moves_flagged_negatives_to_positives():
     marks = {("a", "q2", "n4"): "false_negative", ("a", "q1", "n3"): "fine"}
-    cs = export.clean_collection(_collection(), _Result(), "relabel_flagged", marks=marks)
+    cs = cleaning.clean_collection(_collection(), _Result(), "relabel_flagged", marks=marks)
     assert _neg_ids(cs, "a") == {"q1": ["n2", "n3"], "q2": ["n5"]}
     assert _pos_ids(cs, "a") == {"q1": ["p1", "n1"], "q2": ["p2", "n4"]}
     assert cs.summary().set_index("source").loc["a", "relabelled"] == 3  # n1, n4, n6
@@ -99,17 +105,17 @@ def test_relabel_flagged_moves_flagged_negatives_to_positives():
 
 
 def test_drop_unsafe_queries():
-    cs = export.clean_collection(_collection(), _Result(), "drop_unsafe_queries")
+    cs = cleaning.clean_collection(_collection(), _Result(), "drop_unsafe_queries")
     assert _neg_ids(cs, "a") == {"q2": ["n4", "n5"]}
     s = cs.summary().set_index("source")
     assert s.loc["a", "queries_dropped"] == 2 and s.loc["a", "dropped"] == 4
     # a reviewer who says n1 is a real negative keeps q1 (near-duplicate n3 stays: not this rule's business)
-    cs = export.clean_collection(
+    cs = cleaning.clean_collection(
         _collection(), _Result(), "drop_unsafe_queries", marks={("a", "q1", "n1"): "fine"}
     )
     assert _neg_ids(cs, "a") == {"q1": ["n1", "n2", "n3"], "q2": ["n4", "n5"]}
     # removing the false negative that made q3 unsafe leaves q3 with no negative: dropped as empty
-    cs = export.clean_collection(
+    cs = cleaning.clean_collection(
         _collection(),
         _Result(),
         "drop_unsafe_queries",
@@ -124,23 +130,23 @@ def test_drop_unsafe_queries():
 def test_bad_arguments_name_the_parameter():
     c, r = _collection(), _Result()
     with pytest.raises(ValueError, match="rule='drop'"):
-        export.clean_collection(c, r, "drop")
+        cleaning.clean_collection(c, r, "drop")
     with pytest.raises(ValueError, match="mark 'bad'"):
-        export.clean_collection(c, r, marks={("a", "q1", "n1"): "bad"})
+        cleaning.clean_collection(c, r, marks={("a", "q1", "n1"): "bad"})
     with pytest.raises(ValueError, match="mark key"):
-        export.clean_collection(c, r, marks={"n1": "fine"})
+        cleaning.clean_collection(c, r, marks={"n1": "fine"})
     with pytest.raises(ValueError, match="source 'zz'"):
-        export.clean_collection(c, r, sources=["zz"])
-    cs = export.clean_collection(c, r)
+        cleaning.clean_collection(c, r, sources=["zz"])
+    cs = cleaning.clean_collection(c, r)
     with pytest.raises(ValueError, match="pass source="):
-        export.to_bge_jsonl(cs)
+        bge_format.to_bge_jsonl(cs)
 
 
 def test_negative_missing_from_pairs_is_an_error():
     r = _Result()
     r.pairs = r.pairs[r.pairs.passage_id != "n5"]
     with pytest.raises(ValueError, match="passage 'n5'.*score the collection again"):
-        export.clean_collection(_collection(), r)
+        cleaning.clean_collection(_collection(), r)
 
 
 def _arrow_backed(c: Collection) -> Collection:
@@ -172,7 +178,7 @@ def _categorical(r: "_Result") -> "_Result":
     return r
 
 
-@pytest.mark.parametrize("rule", list(export.RULES))
+@pytest.mark.parametrize("rule", list(cleaning.RULES))
 def test_arrow_texts_and_categorical_pairs_clean_like_lists_and_strings(rule):
     c = _collection()
     c.add_source(
@@ -195,8 +201,8 @@ def test_arrow_texts_and_categorical_pairs_clean_like_lists_and_strings(rule):
     r.pairs["flagged"] = r.pairs["unsafe"] | r.pairs["near_duplicate"]
     r.pairs["fn_score"] = np.linspace(0.0, 1.0, len(r.pairs))
     marks = {("a", "q1", "n1"): "fine", ("c", "q2", "n2"): "false_negative"}
-    want = export.clean_collection(c, r, rule, marks=marks)
-    got = export.clean_collection(
+    want = cleaning.clean_collection(c, r, rule, marks=marks)
+    got = cleaning.clean_collection(
         _arrow_backed(copy.deepcopy(c)), _categorical(copy.deepcopy(r)), rule, marks=marks
     )
     assert got.sources == want.sources == ["a", "b", "c"]  # order of appearance, not of the categories
@@ -228,7 +234,7 @@ def test_a_passage_several_queries_hold_is_one_string():
             "flagged": False,
         }
     )
-    cs = export.clean_collection(_arrow_backed(c), r)
+    cs = cleaning.clean_collection(_arrow_backed(c), r)
     texts = [rec.negatives[0].text for rec in cs.get("a")]
     assert texts == ["shared negative"] * 3 and texts[0] is texts[1] is texts[2]
 
@@ -239,68 +245,68 @@ def _lines(b):
 
 
 def test_writers_shapes():
-    cs = export.clean_collection(_collection(), _Result(), "relabel_flagged", sources=["a"])
+    cs = cleaning.clean_collection(_collection(), _Result(), "relabel_flagged", sources=["a"])
     # a: q1 pos [p1, n1, n3] neg [n2]; q2 pos [p2] neg [n4, n5]
-    trip = _lines(export.to_st_triplet(cs))
+    trip = _lines(st_format.to_st_triplet(cs))
     assert len(trip) == 3 * 1 + 1 * 2
     assert trip[0] == {"query": "query one", "positive": "positive one", "negative": "neg two"}
-    nt = _lines(export.to_st_ntuple(cs))  # n = min K = 1: every query and every negative, one row each
-    assert export.ntuple_size(cs) == 1
+    nt = _lines(st_format.to_st_ntuple(cs))  # n = min K = 1: every query and every negative, one row each
+    assert st_format.ntuple_size(cs) == 1
     assert [set(r) for r in nt] == [{"query", "positive", "negative_1"}] * 5
     assert nt[3:] == [
         {"query": "query two", "positive": "positive two", "negative_1": "neg four"},
         {"query": "query two", "positive": "positive two", "negative_1": "neg five"},
     ]
-    nt2 = _lines(export.to_st_ntuple(cs, n=2))  # explicit n: q1 (K = 1) left out, like the miner
+    nt2 = _lines(st_format.to_st_ntuple(cs, n=2))  # explicit n: q1 (K = 1) left out, like the miner
     assert nt2 == [
         {"query": "query two", "positive": "positive two", "negative_1": "neg four", "negative_2": "neg five"}
     ]
     with pytest.raises(ValueError, match="n=0"):
-        export.to_st_ntuple(cs, n=0)
-    bge = _lines(export.to_bge_jsonl(cs))
+        st_format.to_st_ntuple(cs, n=0)
+    bge = _lines(bge_format.to_bge_jsonl(cs))
     assert bge[0] == {
         "query_id": "q1",
         "query": "query one",
         "pos": ["positive one", "neg one", "neg three"],
         "neg": ["neg two"],
     }
-    tev = _lines(export.to_tevatron_jsonl(cs))
+    tev = _lines(tevatron_format.to_tevatron_jsonl(cs))
     assert tev[1]["query_id"] == "q2"
     assert tev[1]["negative_passages"] == [
         {"docid": "n4", "title": "", "text": "neg four"},
         {"docid": "n5", "title": "", "text": "neg five"},
     ]
-    csv = export.to_st_triplet(cs, fmt="csv").decode()
+    csv = st_format.to_st_triplet(cs, fmt="csv").decode()
     assert csv.splitlines()[0] == "query,positive,negative" and len(csv.splitlines()) == 6
-    pq = pd.read_parquet(io.BytesIO(export.to_st_ntuple(cs, fmt="parquet")))
+    pq = pd.read_parquet(io.BytesIO(st_format.to_st_ntuple(cs, fmt="parquet")))
     assert list(pq.columns) == ["query", "positive", "negative_1"] and len(pq) == 5
     data, name = export.export_bytes(cs, "BGE / FlagEmbedding (JSONL)")
-    assert name == "a.bge.jsonl" and data == export.to_bge_jsonl(cs)
+    assert name == "a.bge.jsonl" and data == bge_format.to_bge_jsonl(cs)
 
 
 def test_table_bytes_csv_and_parquet():
     df = pd.DataFrame({"a": [1, 2], "words": [["x", "y"], []], "v": [0.5, np.nan]})
-    back = pd.read_csv(io.BytesIO(export.table_bytes(df, "csv")))
+    back = pd.read_csv(io.BytesIO(tables.table_bytes(df, "csv")))
     assert back["a"].tolist() == [1, 2] and json.loads(back["words"][0]) == ["x", "y"]
-    back = pd.read_parquet(io.BytesIO(export.table_bytes(df, "parquet")))
+    back = pd.read_parquet(io.BytesIO(tables.table_bytes(df, "parquet")))
     assert back["words"].tolist() == ['["x", "y"]', "[]"] and np.isnan(back["v"][1])
     with pytest.raises(ValueError, match="fmt='xlsx'"):
-        export.table_bytes(df, "xlsx")
+        tables.table_bytes(df, "xlsx")
 
 
 # --------------------------------------------------------------------------- round trips
 @pytest.mark.parametrize(
     "writer,fname",
     [
-        (lambda cs: export.to_bge_jsonl(cs, "a"), "a.jsonl"),
-        (lambda cs: export.to_tevatron_jsonl(cs, "a"), "a.jsonl"),
-        (lambda cs: export.to_st_triplet(cs, "a"), "a.jsonl"),
-        (lambda cs: export.to_st_triplet(cs, "a", fmt="csv"), "a.csv"),
-        (lambda cs: export.to_st_ntuple(cs, "a", n=1, fmt="parquet"), "a.parquet"),
+        (lambda cs: bge_format.to_bge_jsonl(cs, "a"), "a.jsonl"),
+        (lambda cs: tevatron_format.to_tevatron_jsonl(cs, "a"), "a.jsonl"),
+        (lambda cs: st_format.to_st_triplet(cs, "a"), "a.jsonl"),
+        (lambda cs: st_format.to_st_triplet(cs, "a", fmt="csv"), "a.csv"),
+        (lambda cs: st_format.to_st_ntuple(cs, "a", n=1, fmt="parquet"), "a.parquet"),
     ],
 )
 def test_round_trip_through_loaders(tmp_path, writer, fname):
-    cs = export.clean_collection(_collection(), _Result(), "relabel_flagged")
+    cs = cleaning.clean_collection(_collection(), _Result(), "relabel_flagged")
     path = tmp_path / fname
     path.write_bytes(writer(cs))
     coll, rep = load_paths(path)
@@ -353,14 +359,14 @@ def test_real_scoring_then_drop_flagged_leaves_nothing_flagged(tmp_path):
     r = score_collection(c, HashingEncoder(), cfg)
     n_flagged = int(r.pairs["flagged"].sum())
     assert n_flagged >= 2  # the copy of the positive and at least one unsafe negative
-    cs = export.clean_collection(c, r, "drop_flagged")
+    cs = cleaning.clean_collection(c, r, "drop_flagged")
     s = cs.summary().set_index("source").loc["bm25"]
     assert len(r.pairs) == 8  # scoring keeps one "file modes" per query
     assert s["dropped"] == n_flagged + 1  # the flagged ones and the unscored copy
     why = cs.actions.set_index("passage_id").loc["m2", "reason"]
     assert why == "duplicate text within the query (not scored)"
     path = tmp_path / "clean.jsonl"
-    path.write_bytes(export.to_bge_jsonl(cs))
+    path.write_bytes(bge_format.to_bge_jsonl(cs))
     c2, rep = load_paths(path)
     assert rep.errors == []
     r2 = score_collection(c2, HashingEncoder(), cfg)
@@ -374,7 +380,7 @@ def test_escape_formula_cells_is_reversible_and_covers_index_and_headers():
     df = pd.DataFrame(
         {"t": cells, "n": range(len(cells)), "=h": ["x"] * len(cells)}, index=pd.Index(cells, name="@i")
     )
-    esc = export.escape_formula_cells(df)
+    esc = tables.escape_formula_cells(df)
     assert list(esc.columns) == ["t", "n", "'=h"] and esc.index.name == "'@i"
     assert esc["t"].tolist() == [
         "'=1+1",
@@ -392,5 +398,5 @@ def test_escape_formula_cells_is_reversible_and_covers_index_and_headers():
     ]
     assert esc.index.tolist() == esc["t"].tolist() and esc["n"].tolist() == list(range(len(cells)))
     assert df["t"].tolist() == cells  # the input is not modified
-    back = export.unescape_formula_cells(esc)
+    back = tables.unescape_formula_cells(esc)
     assert back["t"].tolist() == cells and list(back.columns) == ["t", "n", "=h"]

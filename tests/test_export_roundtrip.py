@@ -15,13 +15,17 @@ import pandas as pd
 import pytest
 
 import eci_core  # noqa: F401
-from eci_core.io import export
+from eci_core.io.formats import bge as bge_format
+from eci_core.io import cleaning
+from eci_core.io.formats import sentence_transformers as st_format
+from eci_core.io import tables
+from eci_core.io.formats import tevatron as tevatron_format
 from eci_core.config import ECIConfig
 from eci_core.io.data import Collection
 from eci_core.io.data import PassageRef as P
 from eci_core.io.data import QueryRecord as R
 from eci_core.models.hashing import HashingEncoder
-from eci_core.io.loaders import load_paths
+from eci_core.io.load import load_paths
 from eci_core.scoring import score_collection
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +46,7 @@ def _read_back(tmp_path: Path, name: str, data: bytes):
     }
 
 
-def _page_counts(cleaned: export.CleanedSet, source: str) -> dict:
+def _page_counts(cleaned: cleaning.CleanedSet, source: str) -> dict:
     row = cleaned.summary().set_index("source").loc[source]
     return {
         "queries": int(row["queries_out"]),
@@ -71,9 +75,9 @@ def test_ntuple_chunks_keep_every_negative_without_padding(tmp_path):
             "flag_reasons": "",
         }
     )
-    cs = export.clean_collection(c, pairs, "drop_flagged")
-    assert export.ntuple_size(cs) == 2
-    rows = [json.loads(x) for x in export.to_st_ntuple(cs).decode().splitlines()]
+    cs = cleaning.clean_collection(c, pairs, "drop_flagged")
+    assert st_format.ntuple_size(cs) == 2
+    rows = [json.loads(x) for x in st_format.to_st_ntuple(cs).decode().splitlines()]
     # K = 5 in rows of 2: [1, 2], [3, 4], then the last two [4, 5] (overlap, no padding); K = 2: one row
     assert [(r["negative_1"], r["negative_2"]) for r in rows] == [
         ("neg 1", "neg 2"),
@@ -82,7 +86,7 @@ def test_ntuple_chunks_keep_every_negative_without_padding(tmp_path):
         ("other 1", "other 2"),
     ]
     assert all(r["negative_1"] != r["negative_2"] for r in rows)
-    plan = export.ntuple_plan(cs)
+    plan = cleaning.ntuple_plan(cs)
     assert (plan.n, plan.rows, plan.queries, plan.negatives, plan.repeated_cells, plan.queries_left_out) == (
         2,
         4,
@@ -91,13 +95,13 @@ def test_ntuple_chunks_keep_every_negative_without_padding(tmp_path):
         1,
         0,
     )
-    assert _read_back(tmp_path, "nt.jsonl", export.to_st_ntuple(cs)) == {
+    assert _read_back(tmp_path, "nt.jsonl", st_format.to_st_ntuple(cs)) == {
         "queries": 2,
         "negatives": 7,
         "positives": 2,
     }
     # a larger n leaves out the query with fewer negatives, and the plan says so
-    plan3 = export.ntuple_plan(cs, n=3)
+    plan3 = cleaning.ntuple_plan(cs, n=3)
     assert (plan3.rows, plan3.queries, plan3.negatives, plan3.queries_left_out, plan3.negatives_left_out) == (
         2,
         1,
@@ -105,7 +109,7 @@ def test_ntuple_chunks_keep_every_negative_without_padding(tmp_path):
         1,
         2,
     )
-    assert _read_back(tmp_path, "nt3.jsonl", export.to_st_ntuple(cs, n=3)) == {
+    assert _read_back(tmp_path, "nt3.jsonl", st_format.to_st_ntuple(cs, n=3)) == {
         "queries": 1,
         "negatives": 5,
         "positives": 1,
@@ -131,25 +135,25 @@ def test_two_queries_with_one_text_stay_two(tmp_path):
             "flag_reasons": "",
         }
     )
-    cs = export.clean_collection(c, pairs)
-    assert export.shared_query_texts(cs.get("s")) == 2
+    cs = cleaning.clean_collection(c, pairs)
+    assert st_format.shared_query_texts(cs.get("s")) == 2
     want = {"queries": 2, "negatives": 3, "positives": 2}
     for name, data in [
-        ("t.jsonl", export.to_st_triplet(cs)),
-        ("n.jsonl", export.to_st_ntuple(cs)),
-        ("b.jsonl", export.to_bge_jsonl(cs)),
-        ("v.jsonl", export.to_tevatron_jsonl(cs)),
-        ("t.csv", export.to_st_triplet(cs, fmt="csv")),
-        ("n.parquet", export.to_st_ntuple(cs, fmt="parquet")),
+        ("t.jsonl", st_format.to_st_triplet(cs)),
+        ("n.jsonl", st_format.to_st_ntuple(cs)),
+        ("b.jsonl", bge_format.to_bge_jsonl(cs)),
+        ("v.jsonl", tevatron_format.to_tevatron_jsonl(cs)),
+        ("t.csv", st_format.to_st_triplet(cs, fmt="csv")),
+        ("n.parquet", st_format.to_st_ntuple(cs, fmt="parquet")),
     ]:
         assert _read_back(tmp_path, name, data) == want, name
-    assert json.loads(export.to_st_triplet(cs).decode().splitlines()[0])["query_id"] == "q1"
+    assert json.loads(st_format.to_st_triplet(cs).decode().splitlines()[0])["query_id"] == "q1"
     # distinct texts: no query_id column, the files are plain sentence-transformers columns
     c2 = Collection()
     c2.add_source("s", [R("q1", "What is Python?", [P("p1", "A language.")], [P("n1", "A snake.")])])
-    cs2 = export.clean_collection(c2, pairs.iloc[:1])
-    assert set(json.loads(export.to_st_triplet(cs2).decode())) == {"query", "positive", "negative"}
-    assert set(json.loads(export.to_st_triplet(cs2, ids=True).decode())) == {
+    cs2 = cleaning.clean_collection(c2, pairs.iloc[:1])
+    assert set(json.loads(st_format.to_st_triplet(cs2).decode())) == {"query", "positive", "negative"}
+    assert set(json.loads(st_format.to_st_triplet(cs2, ids=True).decode())) == {
         "query_id",
         "query",
         "positive",
@@ -165,12 +169,12 @@ def test_csv_cells_cannot_start_a_formula():
             "n": [-1.5, 2, 3, 4, 5, 6, 7, 8],
         }
     )
-    back = pd.read_csv(io.BytesIO(export.table_bytes(df, "csv")), keep_default_na=False)
+    back = pd.read_csv(io.BytesIO(tables.table_bytes(df, "csv")), keep_default_na=False)
     assert list(back.columns) == ["'=HYPERLINK(\"x\")", "n"]
     col = back.iloc[:, 0].tolist()
     assert col[:6] == ["'=1+1", "'+SUM(A1)", "'-2+3", "'@cmd", "'\tx", "'\rx"] and col[6:] == ["ok", "a=b"]
     assert back["n"].tolist()[0] == -1.5  # numbers stay numbers
-    raw = export.table_bytes(df, "csv", escape_formulas=False).decode()
+    raw = tables.table_bytes(df, "csv", escape_formulas=False).decode()
     assert "\r\n=1+1," in raw
     # training sets in CSV too; Parquet and JSONL keep the text exact
     c = Collection()
@@ -185,15 +189,15 @@ def test_csv_cells_cannot_start_a_formula():
             "flag_reasons": "",
         }
     )
-    cs = export.clean_collection(c, pairs)
-    trip = pd.read_csv(io.BytesIO(export.to_st_triplet(cs, fmt="csv")))
+    cs = cleaning.clean_collection(c, pairs)
+    trip = pd.read_csv(io.BytesIO(st_format.to_st_triplet(cs, fmt="csv")))
     assert trip.iloc[0].tolist() == ["'=cmd|' /C calc'!A0", "'+positive", "'@negative"]
-    assert json.loads(export.to_st_triplet(cs))["query"] == "=cmd|' /C calc'!A0"
+    assert json.loads(st_format.to_st_triplet(cs))["query"] == "=cmd|' /C calc'!A0"
     assert (
-        pd.read_parquet(io.BytesIO(export.to_st_triplet(cs, fmt="parquet")))["query"][0]
+        pd.read_parquet(io.BytesIO(st_format.to_st_triplet(cs, fmt="parquet")))["query"][0]
         == "=cmd|' /C calc'!A0"
     )
-    acts = pd.read_csv(io.BytesIO(export.table_bytes(cs.actions)))
+    acts = pd.read_csv(io.BytesIO(tables.table_bytes(cs.actions)))
     assert acts["source"][0] == "'=src" and acts["query_id"][0] == "'=q"
 
 
@@ -233,25 +237,25 @@ def scored(tmp_path_factory):
     return d, coll, score_collection(coll, HashingEncoder(), ECIConfig(n_bootstrap=20))
 
 
-@pytest.mark.parametrize("rule", export.RULES)
+@pytest.mark.parametrize("rule", cleaning.RULES)
 def test_every_export_reads_back_with_the_counts_the_library_reports(tmp_path, scored, rule):
     _, coll, res = scored
     for source in coll.sources:
-        cs = export.clean_collection(coll, res, rule, sources=[source])
+        cs = cleaning.clean_collection(coll, res, rule, sources=[source])
         if not cs.get(source):
             continue
         want = _page_counts(cs, source)
         files = {
-            "ntuple.jsonl": export.to_st_ntuple(cs, source),
-            "triplet.jsonl": export.to_st_triplet(cs, source),
-            "triplet.csv": export.to_st_triplet(cs, source, fmt="csv"),
-            "ntuple.parquet": export.to_st_ntuple(cs, source, fmt="parquet"),
-            "bge.jsonl": export.to_bge_jsonl(cs, source),
-            "tevatron.jsonl": export.to_tevatron_jsonl(cs, source),
+            "ntuple.jsonl": st_format.to_st_ntuple(cs, source),
+            "triplet.jsonl": st_format.to_st_triplet(cs, source),
+            "triplet.csv": st_format.to_st_triplet(cs, source, fmt="csv"),
+            "ntuple.parquet": st_format.to_st_ntuple(cs, source, fmt="parquet"),
+            "bge.jsonl": bge_format.to_bge_jsonl(cs, source),
+            "tevatron.jsonl": tevatron_format.to_tevatron_jsonl(cs, source),
         }
         for name, data in files.items():
             assert _read_back(tmp_path, f"{source}.{rule}.{name}", data) == want, (source, rule, name)
-        plan = export.ntuple_plan(cs, source)
+        plan = cleaning.ntuple_plan(cs, source)
         assert (plan.queries, plan.negatives, plan.queries_left_out) == (
             want["queries"],
             want["negatives"],
@@ -259,7 +263,7 @@ def test_every_export_reads_back_with_the_counts_the_library_reports(tmp_path, s
         )
 
 
-@pytest.mark.parametrize("rule", export.RULES)
+@pytest.mark.parametrize("rule", cleaning.RULES)
 def test_export_page_counts_match_the_files(monkeypatch, tmp_path, scored, rule):
     """The Export page (AppTest) for each rule: its "Queries kept" / "Negatives kept" and its
     per-format line are what the written files hold when read back."""
@@ -288,16 +292,16 @@ def test_export_page_counts_match_the_files(monkeypatch, tmp_path, scored, rule)
         for r in state._score_store().items.values()
         if source in set(r.sources["name"]) and r.config == ECIConfig()
     )
-    cs = export.clean_collection(at.session_state["eci_collection"], res, rule, sources=[source])
+    cs = cleaning.clean_collection(at.session_state["eci_collection"], res, rule, sources=[source])
     text = " ".join(m.value for m in at.markdown)
-    plan = export.ntuple_plan(cs, source)
+    plan = cleaning.ntuple_plan(cs, source)
     per_row = f"{plan.n} negative" + ("s" if plan.n != 1 else "")
     assert f"{plan.rows:,} rows × {per_row} — {kept_q:,} queries, {kept_n:,} of {kept_n:,} negatives" in text
     for name, data in [
-        ("nt.jsonl", export.to_st_ntuple(cs, source, n=plan.n)),
-        ("tr.jsonl", export.to_st_triplet(cs, source)),
-        ("bge.jsonl", export.to_bge_jsonl(cs, source)),
-        ("tev.jsonl", export.to_tevatron_jsonl(cs, source)),
+        ("nt.jsonl", st_format.to_st_ntuple(cs, source, n=plan.n)),
+        ("tr.jsonl", st_format.to_st_triplet(cs, source)),
+        ("bge.jsonl", bge_format.to_bge_jsonl(cs, source)),
+        ("tev.jsonl", tevatron_format.to_tevatron_jsonl(cs, source)),
     ]:
         back = _read_back(tmp_path, name, data)
         assert (back["queries"], back["negatives"]) == (kept_q, kept_n), (rule, name)

@@ -9,6 +9,7 @@ import pytest
 
 import eci_core  # noqa: F401
 from eci_core.metrics import false_negatives as FN
+from eci_core.io.formats import fn_labels
 from eci_core.io import marks as MK
 
 
@@ -162,10 +163,10 @@ def test_marks_round_trip_through_the_labels_file(tmp_path):
         ("dense", "q2", "p9"): "fine",
         ("dense", "q1", "p1"): "false_negative",
     }
-    data = FN.labels_bytes(MK.marks_to_labels(marks))
+    data = fn_labels.labels_bytes(MK.marks_to_labels(marks))
     assert data.decode().splitlines() == ["query-id\tcorpus-id\tscore", "q1\tp1\t1", "q1\tp2\t0", "q2\tp9\t0"]
     (tmp_path / "false_negatives.tsv").write_bytes(data)
-    labels = FN.read_labels(tmp_path / "false_negatives.tsv")
+    labels = fn_labels.read_labels(tmp_path / "false_negatives.tsv")
     back = MK.labels_to_marks(labels, marks.keys())
     assert back == marks
     # a label is about the (query, passage): another source holding the pair gets the mark too
@@ -178,9 +179,9 @@ def test_marks_round_trip_through_the_labels_file(tmp_path):
 
 def test_read_labels_errors_name_the_line():
     with pytest.raises(ValueError, match=r"labels:3: field 'score'"):
-        FN.read_labels(b"query-id\tcorpus-id\tscore\nq\tp\t1\nq\tp2\tyes\n")
+        fn_labels.read_labels(b"query-id\tcorpus-id\tscore\nq\tp\t1\nq\tp2\tyes\n")
     with pytest.raises(ValueError, match=r"labels:2: expected 3 fields"):
-        FN.read_labels(b"query-id\tcorpus-id\tscore\nq p\n")
+        fn_labels.read_labels(b"query-id\tcorpus-id\tscore\nq p\n")
 
 
 def test_marks_are_saved_restored_and_cleared(tmp_path):
@@ -205,8 +206,8 @@ def test_labels_file_is_found_next_to_beir_data(tmp_path):
     (tmp_path / "corpus.jsonl").write_text('{"_id": "d1", "text": "x"}\n')  # a BEIR directory
     (tmp_path / "qrels" / "false_negatives.tsv").write_text("query-id\tcorpus-id\tscore\n")
     coll = SimpleNamespace(sources={"bm25": SimpleNamespace(path=str(tmp_path / "negatives" / "bm25.trec"))})
-    assert FN.find_labels_file(coll) == tmp_path / "qrels" / "false_negatives.tsv"
-    assert FN.find_labels_file(SimpleNamespace(sources={})) is None
+    assert fn_labels.find_labels_file(coll) == tmp_path / "qrels" / "false_negatives.tsv"
+    assert fn_labels.find_labels_file(SimpleNamespace(sources={})) is None
 
 
 def test_detector_quality_per_source_and_flag_points():

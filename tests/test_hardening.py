@@ -22,7 +22,7 @@ from eci_core.io.data import content_hash
 from eci_core.models.cache import EmbeddingCache
 from eci_core.models.encoding import embed
 from eci_core.models.hashing import HashingEncoder
-from eci_core.io.loaders import load_paths
+from eci_core.io.load import load_paths
 from eci_core.scoring import score_collection
 
 streamlit_testing = pytest.importorskip("streamlit.testing.v1")

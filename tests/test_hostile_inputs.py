@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from eci_core.io.data import Collection, LoadError, PassageRef, QueryRecord
-from eci_core.io.loaders import LoadLimits, load_batch, load_path, load_paths
+from eci_core.io.load import load_batch, load_path, load_paths
+from eci_core.io.read.limits import LoadLimits
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "SECRET"
@@ -29,7 +30,7 @@ GOOD_ROW = {
 }
 DEEP = 5000  # nesting levels: well past Python's recursion limit (1,000)
 BIG_INT = "9" * 5000  # past Python's 4,300-digit limit for int <-> str
-MEMORY_BUDGET_MIB = 300  # peak RSS of a child that imports eci_core.io.loaders and loads one hostile file
+MEMORY_BUDGET_MIB = 300  # peak RSS of a child that imports eci_core.io.load and loads one hostile file
 
 
 def jl(*rows: dict) -> str:
@@ -378,7 +379,7 @@ def test_cli_reports_good_file_and_one_line_per_bad_file(tmp_path, good):
 # ---------------------------------------------------------------------------- memory
 CHILD = r"""
 import sys
-from eci_core.io.loaders import load_paths
+from eci_core.io.load import load_paths
 coll, report = load_paths([sys.argv[1]])
 hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 print(len(report.errors), sum(len(s) for s in coll.sources.values()), int(hwm.split()[1]) // 1024)

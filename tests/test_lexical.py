@@ -179,7 +179,7 @@ def test_random_texts_token_for_token(texts, chunk):
 
 @pytest.fixture(scope="module")
 def sample():
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
 
     coll, report = load_paths([str(SAMPLE)])
     assert not report.errors

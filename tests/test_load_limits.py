@@ -22,17 +22,10 @@ from pathlib import Path
 import pytest
 
 from eci_core.io.data import LoadError
-from eci_core.io.loaders import (
-    LoadLimits,
-    LoadStep,
-    ParquetDecodedLimits,
-    arrow_value_bytes,
-    load_batch,
-    load_path,
-    load_paths,
-    longest_json_string_over,
-    plan_extra_runs,
-)
+from eci_core.io.load import LoadStep, load_batch, load_path, load_paths, plan_extra_runs
+from eci_core.io.read.limits import LoadLimits
+from eci_core.io.read.parquet import ParquetDecodedLimits, arrow_value_bytes
+from eci_core.io.read.text import longest_json_string_over
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -92,7 +85,7 @@ def _only_good(coll, report, bad: Path) -> str:
 
 CHILD = r"""
 import sys
-from eci_core.io.loaders import load_paths
+from eci_core.io.load import load_paths
 coll, report = load_paths(sys.argv[1:])
 hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 print(json.dumps([report.errors, sorted(coll.sources), int(hwm.split()[1]) // 1024]))

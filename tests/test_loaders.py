@@ -14,15 +14,10 @@ from pathlib import Path
 import pytest
 
 from eci_core.io.data import Collection, LoadError
-from eci_core.io.loaders import (
-    FORMATS,
-    detect_format,
-    load_beir,
-    load_msmarco_hn,
-    load_path,
-    load_paths,
-    normalise_format,
-)
+from eci_core.io.formats import FORMATS, detect_format, normalise_format
+from eci_core.io.formats.beir import load_beir
+from eci_core.io.formats.msmarco_hn import load_msmarco_hn
+from eci_core.io.load import load_path, load_paths
 
 F = Path(__file__).parent / "fixtures" / "formats"
 
@@ -1270,9 +1265,9 @@ def test_vectorised_readers_agree_across_block_boundaries(tmp_path, monkeypatch,
     """Blocks of a few lines (the readers cut files in ~16 MiB blocks of whole lines)."""
     if reader != "fast":
         pytest.skip("compares both modes itself")
-    import eci_core.io.loaders as L
+    import eci_core.io.read.blocks as B
 
-    monkeypatch.setattr(L, "_BLOCK_BYTES", 40)
+    monkeypatch.setattr(B, "BLOCK_BYTES", 40)
     d = {
         "beir": F / "beir",
         "app_small": ROOT / "tests" / "fixtures" / "app_small",
@@ -1310,7 +1305,7 @@ def test_vectorised_and_per_line_readers_agree_on_ids_known_with_other_texts(tmp
 def test_read_beir_texts_reads_every_passage(tmp_path, monkeypatch, mode):
     """The whole-corpus reader (used by validation) keeps every id, builds title + text as
     load_beir does, keeps the first of a repeated id, and names the line of a bad record."""
-    from eci_core.io.loaders import read_beir_texts
+    from eci_core.io.formats.beir import read_beir_texts
 
     monkeypatch.setenv("ECI_LOADER_FAST", mode)
     f = tmp_path / "corpus.jsonl"
@@ -1333,7 +1328,7 @@ def test_read_beir_texts_reads_every_passage(tmp_path, monkeypatch, mode):
 def test_corpus_read_in_many_blocks_keeps_the_needed_rows_and_reports_progress(tmp_path, monkeypatch, reader):
     # 64-byte blocks: the corpus (9 lines, d99 unreferenced, a repeated d5 added) is read one
     # or two lines a block, so the filter on the needed ids runs per block; same collection both modes
-    import eci_core.io.loaders as L
+    import eci_core.io.read.blocks as B
 
     if reader != "fast":
         pytest.skip("compares both modes itself")
@@ -1341,7 +1336,7 @@ def test_corpus_read_in_many_blocks_keeps_the_needed_rows_and_reports_progress(t
     shutil.copytree(F / "beir", d)
     with open(d / "corpus.jsonl", "a", encoding="utf-8") as f:
         f.write('{"_id": "d5", "title": "", "text": "a second d5: the first line wins"}\n')
-    monkeypatch.setattr(L, "_BLOCK_BYTES", 64)
+    monkeypatch.setattr(B, "BLOCK_BYTES", 64)
     fast, slow = _both(monkeypatch, [d])
     assert fast == slow
     monkeypatch.setenv("ECI_LOADER_FAST", "1")

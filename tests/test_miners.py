@@ -459,7 +459,7 @@ def test_read_beir_reads_texts_positives_and_first_of_a_repeated_id(tmp_path):
 def test_read_beir_errors_are_the_loaders_lines(tmp_path, bad, where):
     """A bad corpus, queries or qrels line gives read_beir (mining) exactly the loader's error
     line, PATH:LINE: field 'F': message, with no value from the file echoed."""
-    from eci_core.io.loaders import load_beir
+    from eci_core.io.formats.beir import load_beir
 
     files = dict(corpus=GOOD_CORPUS, queries=GOOD_QUERIES, qrels=GOOD_QRELS) | bad
     d = _beir_dir(tmp_path, **files)
@@ -692,7 +692,7 @@ def test_pyfaq_dense_is_less_safe_than_dense_percpos(tmp_path):
     (share of negatives the target encoder ranks at or above the positive) is clearly higher."""
     from eci_core.models.cache import EmbeddingCache
     from eci_core.models.registry import load_encoder
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
     from eci_core.scoring import score_collection
     from eci_core.config import ECIConfig
 

@@ -99,7 +99,7 @@ def test_feature_table_from_a_score_result():
     """Every feature is a per-source number of an ``eci score`` result (the sample, shipped
     embeddings): S, Δ, C and the unsafe rate are the sources table's; the two means are the
     pairs table's."""
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
     from eci_core.models.cache import EmbeddingCache
     from eci_core.models.registry import load_encoder
     from eci_core.scoring import score_collection

@@ -16,7 +16,7 @@ import eci_core  # noqa: F401
 from eci_core.config import ECIConfig
 from eci_core.models.cache import EmbeddingCache
 from eci_core.models.hashing import HashingEncoder
-from eci_core.io.loaders import load_paths
+from eci_core.io.load import load_paths
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")

@@ -187,7 +187,7 @@ def test_false_negative_labels(corpus, queries, qrels, false_negatives):
 
 
 def test_false_negatives_are_never_positives_when_loaded():
-    loaders = pytest.importorskip("eci_core.io.loaders")
+    loaders = pytest.importorskip("eci_core.io.load")
     coll, report = loaders.load_paths([PYFAQ])
     assert not report.errors, report.errors
     assert all(len(v) == 1 for v in coll.positives.values())
@@ -208,9 +208,9 @@ def test_known_question_and_answer(corpus, queries):
 
 
 def test_loader_reads_the_directory(queries, corpus):
-    loaders = pytest.importorskip("eci_core.io.loaders")
+    loaders = pytest.importorskip("eci_core.io.load")
     if not hasattr(loaders, "load_paths"):
-        pytest.skip("eci_core.io.loaders.load_paths not written yet")
+        pytest.skip("eci_core.io.load.load_paths not written yet")
     if not (PYFAQ / "negatives").is_dir():
         pytest.skip("sample_data/pyfaq/negatives/ not mined yet (the BEIR loader needs it)")
     coll, report = loaders.load_paths([PYFAQ])

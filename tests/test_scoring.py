@@ -563,7 +563,7 @@ def test_float16_embeddings_move_every_number_by_at_most_the_rounding_bound():
     from pathlib import Path
 
     import rounding
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
     from eci_core.metrics.eci import TIE_TOLERANCE
 
     coll, report = load_paths([str(Path(__file__).resolve().parents[1] / "sample_data" / "pyfaq")])

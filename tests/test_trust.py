@@ -24,8 +24,8 @@ import pytest
 import eci_core  # noqa: F401  (offline model environment first)
 from eci_core.io import trust
 from eci_core.io.data import LoadError
-from eci_core.io.loaders import load_paths
-from eci_core.metrics import false_negatives as FN
+from eci_core.io.load import load_paths
+from eci_core.io.formats import fn_labels
 from eci_core.validation.loading import corpus_dir, with_full_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,7 +121,7 @@ def test_a_file_in_the_temp_folder_itself_finds_no_neighbours(monkeypatch, tmp_p
     f = tmp_path / "x.jsonl"
     f.write_bytes(UPLOAD)
     coll = SimpleNamespace(sources={"x": SimpleNamespace(path=str(f))})
-    assert FN.find_labels_file(coll) is None
+    assert fn_labels.find_labels_file(coll) is None
     assert corpus_dir(f) is None
 
 
@@ -134,7 +134,7 @@ def test_no_neighbour_file_is_read_from_a_parent_folder(tmp_path):
     f.write_bytes(UPLOAD)
     coll, rep = load_paths([f])
     assert rep.errors == [] and coll.sources["x"].path == str(f)
-    assert FN.find_labels_file(coll) is None
+    assert fn_labels.find_labels_file(coll) is None
     assert corpus_dir(f) is None
     full = with_full_corpus(coll, [f])
     assert "planted-passage" not in full.passage_map() and full.n_passages == coll.n_passages
@@ -143,8 +143,8 @@ def test_no_neighbour_file_is_read_from_a_parent_folder(tmp_path):
 def test_the_named_beir_folder_still_finds_its_own_files():
     coll, rep = load_paths([PYFAQ])
     assert rep.errors == []
-    assert FN.find_labels_file(coll) == PYFAQ / "qrels" / "false_negatives.tsv"
-    assert FN.find_labels_file(coll, roots=[PYFAQ]) == PYFAQ / "qrels" / "false_negatives.tsv"
+    assert fn_labels.find_labels_file(coll) == PYFAQ / "qrels" / "false_negatives.tsv"
+    assert fn_labels.find_labels_file(coll, roots=[PYFAQ]) == PYFAQ / "qrels" / "false_negatives.tsv"
     assert corpus_dir(PYFAQ) == PYFAQ and corpus_dir(PYFAQ / "negatives" / "bm25.trec") == PYFAQ
     assert corpus_dir(PYFAQ / "sweep" / sorted(os.listdir(PYFAQ / "sweep"))[0]) is None
     assert trust.neighbour_dirs(s.path for s in coll.sources.values()) == [PYFAQ]
@@ -186,7 +186,7 @@ def test_files_planted_next_to_an_upload_are_never_read(_env, monkeypatch, tmp_p
     assert Path(upl.path).parent.name.startswith(trust.UPLOAD_PREFIX)
 
     def nothing_planted_is_read():
-        assert FN.find_labels_file(coll) is None
+        assert fn_labels.find_labels_file(coll) is None
         assert corpus_dir(upl.path) is None
         full = with_full_corpus(coll, [s.path for s in coll.sources.values()])
         assert "planted-passage" not in full.passage_map() and full.n_passages == coll.n_passages

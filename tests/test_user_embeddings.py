@@ -204,7 +204,7 @@ def test_missing_ids_and_wrong_dimension_give_one_clear_line(coll, tmp_path):
 
 def test_cli_scores_with_your_embeddings(tmp_path):
     data = ROOT / "tests" / "fixtures"
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
 
     beir = ROOT / "sample_data" / "pyfaq"
     coll, _ = load_paths([str(beir)])
@@ -261,7 +261,7 @@ def test_sidebar_scores_with_your_embeddings(tmp_path, monkeypatch):
     """The sidebar's "Your embeddings (folder)…" choice: the Overview shows the numbers the
     library gives for those vectors (the hashing encoder's, written to .npy + ids)."""
     streamlit_testing = pytest.importorskip("streamlit.testing.v1")
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
 
     fixture = ROOT / "tests" / "fixtures" / "app_small"
     monkeypatch.setenv("ECI_CACHE_DIR", str(tmp_path / "cache"))

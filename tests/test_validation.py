@@ -506,7 +506,7 @@ def test_saved_csvs_escape_formula_cells_and_per_query_reads_back(fixture_result
     import csv
     import dataclasses
 
-    from eci_core.io.export import FORMULA_STARTS
+    from eci_core.io.tables import FORMULA_STARTS
 
     _, res, _ = fixture_results
     src = next(v for v, k in zip(res.downstream["variant"], res.downstream["kind"]) if k != "baseline")

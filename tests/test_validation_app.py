@@ -169,7 +169,7 @@ def test_overview_quotes_the_validation_of_the_loaded_data(data_dir):
     assert "Train on" not in verdict and "trained best of the loaded sources" in verdict
     from eci_core.config import ECIConfig
     from eci_core.models.hashing import HashingEncoder
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
     from eci_core.scoring import score_collection
 
     coll, _ = load_paths([str(data_dir)])

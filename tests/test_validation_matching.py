@@ -205,7 +205,7 @@ def test_results_without_encoder_or_settings_never_match(small):
 
 
 def test_shipped_sample_validations_match_the_sample_under_the_bundled_minilm_only():
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
     from eci_core.models.st_encoder import bundled_minilm_path
 
     coll, _ = load_paths([str(SAMPLE)])

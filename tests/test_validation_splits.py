@@ -77,7 +77,7 @@ def test_official_split_tests_on_the_test_queries_without_negatives(tmp_path):
     coll, report = load_for_validation([str(tmp_path / "b")])
     assert not report.errors
     # the loader alone (what `eci score` sees) knows only the queries with negatives
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
 
     plain, _ = load_paths([str(tmp_path / "b")])
     assert sorted(plain.query_ids) == sorted(ids["train"])

@@ -53,7 +53,7 @@ ENCODER_CHOICES = {
     "Local folder…": "folder",
     "Your embeddings (folder)…": "embeddings",
 }
-#: Mark values, as ``eci_core.io.export.clean_collection`` expects them.
+#: Mark values, as ``eci_core.io.cleaning.clean_collection`` expects them.
 MARK_FALSE_NEGATIVE = "false_negative"
 MARK_FINE = "fine"
 MARK_LABELS = {MARK_FALSE_NEGATIVE: "false negative", MARK_FINE: "fine"}
@@ -372,7 +372,7 @@ def _mtimes(path: Path) -> tuple:
 
 @st.cache_resource(show_spinner="Reading the dataset…", max_entries=4)
 def _load_cached(path: str, mtimes_key: tuple, roots: tuple[str, ...]) -> tuple[Collection, LoadReport]:
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
 
     return load_paths([path], roots=roots)
 
@@ -430,7 +430,7 @@ def add_paths(paths: list[Path], label: str, hide_root: Path | None = None) -> N
     (``K_DATA_DIRS``), not only the passages already loaded. Every file opened must resolve inside
     :func:`read_roots` (an upload's: inside its own folder ``hide_root``).
     """
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
 
     ss = st.session_state
     current: Collection | None = ss[K_COLLECTION]
@@ -467,7 +467,7 @@ def _short_names(message: str, root: Path | None) -> str:
 def replace_with_path(path: Path) -> None:
     """Open another dataset in place of the current one (kept when the new one fails); every
     file opened must resolve inside :func:`read_roots`."""
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
 
     ss = st.session_state
     try:
@@ -842,7 +842,7 @@ def clear_marks() -> None:
 
 def marks_labels_bytes() -> bytes:
     """The marks as a labels file (``query-id corpus-id score``; 1 false negative, 0 fine)."""
-    from eci_core.metrics.false_negatives import labels_bytes
+    from eci_core.io.formats.fn_labels import labels_bytes
     from eci_core.io.marks import marks_to_labels
 
     return labels_bytes(marks_to_labels(st.session_state[K_MARKS]))

@@ -41,6 +41,17 @@ JSON_FIELDS = (
 )
 
 
+def _format_name(value: str) -> str:
+    """``--format``: the canonical name of a format or alias (an unknown name is left for argparse
+    to refuse with the list of formats)."""
+    from eci_core.io.formats import normalise_format
+
+    try:
+        return normalise_format(value)
+    except ValueError:
+        return value
+
+
 def _add_load_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "paths",
@@ -48,11 +59,17 @@ def _add_load_args(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="hard-negative files or BEIR directories (formats are detected)",
     )
+    from eci_core.io.formats import FORMATS
+
     p.add_argument(
         "--format",
         default=None,
-        help="force the format of every PATH instead of detecting it "
-        "(e.g. st-triplet, st-ntuple, bge, tevatron, beir, trec-run)",
+        type=_format_name,
+        choices=list(FORMATS),
+        metavar="FORMAT",
+        help="force the format of every PATH instead of detecting it: "
+        + ", ".join(FORMATS)
+        + " (aliases such as n-tuple or triplet accepted)",
     )
     p.add_argument(
         "--split",
@@ -224,7 +241,7 @@ def _err(message: str) -> int:
 def _load(args):
     """``(collection, report, status)``: status 2 when a path failed (errors printed)."""
     from eci_core.io.data import LoadError
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
 
     try:
         coll, report = load_paths(args.paths, format=args.format, split=args.split)

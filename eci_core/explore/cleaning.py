@@ -12,10 +12,10 @@ __all__ = ["cleaned_set", "cleaned_summary"]
 
 
 def cleaned_set(collection: Any, result: Any, **options: Any):
-    """:func:`eci_core.io.export.clean_collection` ``(collection, result, **options)``, computed once
+    """:func:`eci_core.io.cleaning.clean_collection` ``(collection, result, **options)``, computed once
     per (data, settings, options) and kept for the two most recent option sets (the Export page
     reruns on every widget change; cleaning a million negatives takes seconds)."""
-    from eci_core.io import export
+    from eci_core.io import cleaning as io_cleaning
 
     def freeze(v: Any) -> Any:
         if isinstance(v, dict):
@@ -26,10 +26,10 @@ def cleaned_set(collection: Any, result: Any, **options: Any):
 
     key = (id(collection),) + tuple(sorted((k, freeze(v)) for k, v in options.items()))
     return memo(
-        result, key, lambda: export.clean_collection(collection, result, **options), slot="cleaned_set"
+        result, key, lambda: io_cleaning.clean_collection(collection, result, **options), slot="cleaned_set"
     )
 
 
 def cleaned_summary(cleaned: Any) -> pd.DataFrame:
-    """``cleaned.summary()`` (see :class:`eci_core.io.export.CleanedSet`), once per cleaned set."""
+    """``cleaned.summary()`` (see :class:`eci_core.io.cleaning.CleanedSet`), once per cleaned set."""
     return memo(cleaned, ("summary",), cleaned.summary).copy()

@@ -112,12 +112,12 @@ def labels_to_marks(labels: Mapping[tuple[str, str], int], pairs: Iterable[Mark]
 
 def marks_from_labels_file(data: bytes, name: str, pairs) -> tuple[dict[Mark, str], int]:
     """``(marks, n_labels)`` for an uploaded labels file: ``data`` read with
-    :func:`eci_core.metrics.false_negatives.read_labels` (errors name ``name`` and the line, in one
+    :func:`eci_core.io.formats.fn_labels.read_labels` (errors name ``name`` and the line, in one
     line; nothing is returned then, so a caller that merges only on success loses no marks), and
     a mark for every negative of the scored ``pairs`` table (columns ``source``, ``query_id``,
     ``passage_id``) whose (query, passage) has a label (:func:`labels_to_marks`). ``n_labels`` is
     how many (query, passage) labels the file holds, matched or not."""
-    from eci_core.metrics.false_negatives import read_labels
+    from eci_core.io.formats.fn_labels import read_labels
 
     labels = read_labels(bytes(data), name=name)
     keys = zip(pairs["source"].astype(str), pairs["query_id"].astype(str), pairs["passage_id"].astype(str))

@@ -1,14 +1,36 @@
-"""Score tables to files: ``eci score --out`` writes ``pairs.parquet``, ``queries.parquet``,
-``sources.csv`` and ``beats.csv`` of a ScoreResult (:func:`write_tables`), Parquet in row groups
-(:func:`write_parquet`) so a table of tens of millions of rows is never converted to Arrow at once."""
+"""Tables to files.
+
+* :func:`table_bytes`: any table as CSV or Parquet bytes. In CSV a text cell starting with ``=``,
+  ``+``, ``-``, ``@``, a tab or a carriage return is prefixed with ``'`` so that spreadsheet tools
+  show it instead of running it as a formula (:func:`escape_formula_cells`, used by every CSV the
+  product writes; ``escape_formulas=False`` writes the cells as they are; read back with
+  :func:`unescape_formula_cells`).
+* ``eci score --out`` writes ``pairs.parquet``, ``queries.parquet``, ``sources.csv`` and
+  ``beats.csv`` of a ScoreResult (:func:`write_tables`), Parquet in row groups
+  (:func:`write_parquet`) so a table of tens of millions of rows is never converted to Arrow at once.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import io
+import json
+from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["write_tables", "write_parquet", "ROWS_PER_GROUP"]
+__all__ = [
+    "write_tables",
+    "write_parquet",
+    "ROWS_PER_GROUP",
+    "table_bytes",
+    "rows_table_bytes",
+    "FORMULA_STARTS",
+    "escape_formula",
+    "escape_formula_cells",
+    "unescape_formula",
+    "unescape_formula_cells",
+]
 
 
 #: rows per Parquet row group written by :func:`write_parquet` (and the rows converted at a time)
@@ -56,11 +78,9 @@ def write_tables(result: Any, out, escape_formulas: bool = True) -> list[str]:
 
     In the CSV files a text cell (a source name, a header) that a spreadsheet would run as a
     formula (starting with ``=``, ``+``, ``-``, ``@``, tab, CR) gets a leading ``'``
-    (:func:`eci_core.io.export.escape_formula_cells`); ``escape_formulas=False`` writes them as
+    (:func:`escape_formula_cells`); ``escape_formulas=False`` writes them as
     they are. The Parquet files are exact."""
     from pathlib import Path
-
-    from eci_core.io.export import escape_formula_cells
 
     esc = escape_formula_cells if escape_formulas else (lambda df: df)
     out = Path(out)
@@ -70,3 +90,105 @@ def write_tables(result: Any, out, escape_formulas: bool = True) -> list[str]:
     esc(result.sources).to_csv(out / "sources.csv", index=False)
     esc(result.beats).to_csv(out / "beats.csv")
     return ["pairs.parquet", "queries.parquet", "sources.csv", "beats.csv"]
+
+
+def _flat_for_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Lists / tuples / dicts in object columns → JSON strings (CSV cannot hold them; Parquet
+    could, but one spelling for both keeps files comparable)."""
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype == object:
+            col = out[c]
+            if col.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray))).any():
+                out[c] = col.map(
+                    lambda v: (
+                        json.dumps(v.tolist() if isinstance(v, np.ndarray) else v, ensure_ascii=False)
+                        if isinstance(v, (list, tuple, dict, np.ndarray))
+                        else v
+                    )
+                )
+    return out
+
+
+#: First characters that make a spreadsheet tool read a CSV cell as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_formula(value: Any) -> Any:
+    """``value`` with ``'`` in front when it is a string starting with one of
+    :data:`FORMULA_STARTS` (spreadsheet tools then show it as text), or with ``'`` characters
+    followed by one (so that :func:`unescape_formula` gives the value back exactly); anything
+    else unchanged."""
+    if isinstance(value, str) and value.lstrip("'").startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def unescape_formula(value: Any) -> Any:
+    """The inverse of :func:`escape_formula` (reading back a CSV the product wrote)."""
+    if isinstance(value, str) and value.startswith("'") and value.lstrip("'").startswith(FORMULA_STARTS):
+        return value[1:]
+    return value
+
+
+def _is_text(col: pd.Series | pd.Index) -> bool:
+    return (
+        col.dtype == object or pd.api.types.is_string_dtype(col) or isinstance(col.dtype, pd.CategoricalDtype)
+    )
+
+
+def escape_formula_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` safe to open in a spreadsheet: every text cell, column name, index
+    value and index name goes through :func:`escape_formula`. Every CSV the product writes
+    (the Export page, ``eci score --out``, saved validations) uses it unless the caller passes
+    ``escape_formulas=False``; :func:`unescape_formula` reverses it."""
+    out = df.copy()
+    out.columns = pd.Index(
+        [escape_formula(str(c)) for c in out.columns], name=escape_formula(out.columns.name)
+    )
+    for c in out.columns:
+        if _is_text(out[c]):
+            out[c] = out[c].map(escape_formula).astype(object)
+    idx = out.index
+    if _is_text(idx):
+        out.index = pd.Index([escape_formula(v) for v in idx], name=escape_formula(idx.name), dtype=object)
+    else:
+        out.index = idx.rename(escape_formula(idx.name))
+    return out
+
+
+def unescape_formula_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` (read back from a CSV written with :func:`escape_formula_cells`) with the text
+    cells and column names as they were before escaping (the index is left to the caller)."""
+    out = df.copy()
+    out.columns = [unescape_formula(c) if isinstance(c, str) else c for c in out.columns]
+    for c in out.columns:
+        if _is_text(out[c]):
+            out[c] = out[c].map(unescape_formula)
+    return out
+
+
+def table_bytes(
+    df: pd.DataFrame, fmt: Literal["csv", "parquet"] = "csv", escape_formulas: bool = True
+) -> bytes:
+    """A table as CSV (UTF-8, header, no index, CRLF rows) or Parquet (pyarrow) bytes. List-valued cells
+    are written as JSON strings. In CSV, text cells (and headers) starting with ``=``, ``+``,
+    ``-``, ``@``, tab or CR get a leading ``'`` (:func:`escape_formula`) unless
+    ``escape_formulas=False``; Parquet is written as is."""
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"fmt={fmt!r}: use 'csv' or 'parquet'")
+    flat = _flat_for_table(df)
+    if fmt == "csv":
+        if escape_formulas:
+            flat = escape_formula_cells(flat)
+        # CRLF rows (RFC 4180): the writer then quotes every cell holding a CR or LF, so a text
+        # with a carriage return stays one cell instead of breaking its row
+        return flat.to_csv(index=False, lineterminator="\r\n").encode("utf-8")
+    buf = io.BytesIO()
+    flat.to_parquet(buf, index=False, engine="pyarrow")
+    return buf.getvalue()
+
+
+def rows_table_bytes(rows: list[dict], columns: list[str], fmt: Literal["csv", "parquet"]) -> bytes:
+    """Records (dicts with ``columns``) as a CSV or Parquet table (:func:`table_bytes`)."""
+    return table_bytes(pd.DataFrame(rows, columns=columns), fmt)

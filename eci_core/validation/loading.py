@@ -40,7 +40,7 @@ def add_corpus(collection: Collection, directory: str | Path, roots=None) -> int
     index; texts built as the loader builds them, read by the loader's own BEIR reader); returns
     how many were new. A bad line raises LoadError naming file, line and field; with ``roots``
     (the dashboard's data roots) a corpus that resolves outside them too."""
-    from eci_core.io.loaders import read_beir_texts
+    from eci_core.io.formats.beir import read_beir_texts
 
     before = collection.n_passages
     for pid, text in read_beir_texts(Path(directory) / "corpus.jsonl", with_title=True, roots=roots).items():
@@ -51,7 +51,7 @@ def add_corpus(collection: Collection, directory: str | Path, roots=None) -> int
 def eval_split_name(directory: str | Path) -> str | None:
     """The qrels split of ``directory`` that is its official test set: "test", else "dev", when the
     directory also has ``qrels/train.tsv``; None when it has no official split."""
-    from eci_core.io.loaders import qrels_splits
+    from eci_core.io.formats.beir import qrels_splits
 
     names = set(qrels_splits(directory))
     if "train" not in names:
@@ -65,7 +65,7 @@ def add_eval_queries(collection: Collection, directory: str | Path, roots=None) 
     no source mined negatives for); returns how many were added. The passages must be loaded
     (:func:`add_corpus`); a positive missing from them raises LoadError naming the qrels line."""
     from eci_core.io.data import LoadError
-    from eci_core.io.loaders import read_beir_qrels, read_beir_texts
+    from eci_core.io.formats.beir import read_beir_qrels, read_beir_texts
 
     d = Path(directory)
     name = eval_split_name(d)
@@ -124,7 +124,7 @@ def load_for_validation(paths: list[str], format: str | None = None, split_polic
     then every path loaded into that collection (so extra runs may use any corpus passage), then,
     unless ``split_policy`` is ``kfold``, the official test queries that no source covers
     (:func:`add_eval_queries`)."""
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
 
     coll = Collection()
     dirs = []

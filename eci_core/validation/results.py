@@ -405,10 +405,10 @@ class ValidationResult:
         """Write ``results.json`` (everything) and CSV copies of the tables to ``directory``.
 
         In the CSV files a text cell (a source name, a query id, a header) that a spreadsheet
-        would run as a formula gets a leading ``'`` (:func:`eci_core.io.export.escape_formula_cells`;
+        would run as a formula gets a leading ``'`` (:func:`eci_core.io.tables.escape_formula_cells`;
         :func:`load_results` reverses it for ``per_query.csv``); ``escape_formulas=False`` writes
         them as they are."""
-        from eci_core.io.export import escape_formula_cells
+        from eci_core.io.tables import escape_formula_cells
 
         esc = escape_formula_cells if escape_formulas else (lambda df: df)
         out = Path(directory)
@@ -579,7 +579,7 @@ def load_results(directory: str | Path, roots=None) -> ValidationResult:
     per_query_path = f.parent / "per_query.csv"
     per_query = pd.DataFrame()
     if per_query_path.is_file():
-        from eci_core.io.export import unescape_formula_cells
+        from eci_core.io.tables import unescape_formula_cells
 
         with open_within(per_query_path, roots) as fh:
             per_query = unescape_formula_cells(pd.read_csv(fh, dtype={"query_id": str}))

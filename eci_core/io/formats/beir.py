@@ -1,0 +1,712 @@
+"""BEIR directories: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv`` and ``negatives/``
+(TREC runs or negative-ids files, :mod:`.run_files`).
+
+* :func:`load_beir` (:func:`load_beir_path` for the registry): one source per negatives file, plus
+  run files kept elsewhere (``extra``); every file's ids gathered first, ``corpus.jsonl`` read once.
+* :func:`load_id_file`: a run file given on its own, resolved through its BEIR directory
+  (:func:`own_beir_dir`), else the collection.
+* :func:`read_beir_jsonl`, :func:`read_beir_texts` (corpus/queries, vectorised when large),
+  :func:`read_beir_qrels`, :func:`read_qrels`, :func:`qrels_splits` (positives per query and split).
+* Detected as a directory holding ``corpus.jsonl`` (:func:`looks_like_beir_dir`). No writer (the
+  false-negative labels of ``qrels/`` are :mod:`.fn_labels`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from eci_core.io.data import (
+    ArrowTextMap,
+    Collection,
+    LoadError,
+    LoadReport,
+    QueryRecord,
+    bool_arrow,
+    ints_arrow,
+    np_of,
+    str_arrow,
+)
+from eci_core.io.formats.base import add_records, check_cap
+from eci_core.io.formats.fn_labels import LABELS_FILE
+from eci_core.io.formats.id_runs import add_arrays, check_arrays, check_cap_arrays, check_runs, id_records
+from eci_core.io.formats.run_files import parse_negatives_arrays, parse_negatives_file
+from eci_core.io.read.blocks import (
+    FAST_MIN_TEXT_BYTES,
+    NotFast,
+    arrow_ids,
+    arrow_tables,
+    concat_tables,
+    read_json_block,
+    release_arrow_memory,
+    total_size,
+    trim_memory,
+    use_fast,
+    use_system_pool,
+)
+from eci_core.io.read.limits import ROOTS, Progress
+from eci_core.io.read.text import Lines, missing_path_error, plain_or_gz, strip_gz
+from eci_core.io.read.values import (
+    finite,
+    id_value,
+    kind_of,
+    loads_checked,
+    need_field,
+    text_value,
+    unexpected_error,
+)
+from eci_core.io.read.vocab import plural
+from eci_core.io.trust import dataset_dir, is_trusted_dir, normalise_roots
+
+_BEIR_ID = re.compile(r'\s*\{\s*"_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+# Python's whitespace (str.isspace / str.strip), so Arrow's trims and tests match them exactly
+_PY_SPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+
+
+_PY_BLANK_RE = "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in _PY_SPACE) + "]*$"
+
+
+def _fast_beir_jsonl(
+    path: Path, needed: set[str] | dict[str, str] | None, with_title: bool, progress: Progress | None = None
+) -> ArrowTextMap | None:
+    """:func:`read_beir_jsonl` with pyarrow's JSON reader, block by block, or None to let the
+    per-line reader decide. The texts of the needed rows stay in Arrow (one string block per file
+    block, shared with the collection that adds them): only the ids become Python strings. When
+    ``needed`` is a dict (id -> the same id), its string objects are the ids of the result (no
+    second copy of the ids); None keeps every id."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    use_system_pool()
+    id_blocks: list = []
+    blocks: list = []
+    rows = 0
+    try:
+        for t in arrow_tables(path, read_json_block, progress):
+            rows += t.num_rows
+            if "_id" not in t.column_names or "text" not in t.column_names:
+                return None
+            ids = arrow_ids(t.column("_id").combine_chunks())
+            if ids is None:
+                return None
+            # membership in ``needed`` by Python hashing, O(rows in the block): pc.is_in would
+            # rebuild its hash table of every needed id for each 4 MiB block, O(blocks x ids),
+            # quadratic in the corpus size (523 s of a 1M-query load, BENCHMARKS.md "Loading")
+            keep = (
+                None
+                if needed is None
+                else bool_arrow(
+                    np.fromiter(map(needed.__contains__, ids.to_pylist()), dtype=bool, count=len(ids))
+                )
+            )
+
+            def kept(col, keep=keep):
+                return col if keep is None else pc.filter(col, keep)
+
+            body = kept(t.column("text").combine_chunks())
+            if body.null_count or not pa.types.is_string(body.type):
+                if len(body) == 0:
+                    continue
+                return None
+            title = None
+            if with_title and "title" in t.column_names:
+                title = kept(t.column("title").combine_chunks())
+                if pa.types.is_null(title.type):
+                    title = None
+                elif not pa.types.is_string(title.type):
+                    return None
+            kid = kept(ids)
+            del ids, keep
+            if not len(body):
+                continue
+            # text = stripped title + " " + text when both are set, else title or text (as read_beir_jsonl)
+            blank = pc.match_substring_regex(body, _PY_BLANK_RE)
+            if title is not None:
+                title = pc.utf8_trim(title, characters=_PY_SPACE)
+                has_t_np = np_of(pc.utf8_length(title)) > 0  # null title: NaN, not > 0
+                has_t = bool_arrow(has_t_np)
+                if has_t_np.any():
+                    both = pc.and_(has_t, pc.invert(blank))
+                    body = pc.if_else(
+                        both,
+                        pc.binary_join_element_wise(title, body, str_arrow([" "])[0]),
+                        pc.if_else(has_t, title, body),
+                    )
+                    blank = pc.and_(blank, pc.invert(has_t))
+            if np_of(blank).any():
+                return None  # the per-line reader names the line
+            blocks.append(body)
+            id_blocks.append(pc.cast(kid, pa.string()) if not pa.types.is_string(kid.type) else kid)
+            del t, body, title, blank, kid
+    except NotFast:
+        return None
+    finally:
+        release_arrow_memory()
+    if not rows:
+        return None
+    return _first_of_each_id(id_blocks, blocks)
+
+
+def _first_of_each_id(id_blocks: list, blocks: list) -> ArrowTextMap:
+    """The rows of ``blocks`` (ids in ``id_blocks``) keeping the first row of each id."""
+    import numpy as np
+    import pyarrow as pa
+
+    ids = pa.concat_arrays(id_blocks) if id_blocks else str_arrow([])
+    codes = np_of(ids.dictionary_encode().indices)
+    first = np.unique(codes, return_index=True)[1] if len(codes) else np.zeros(0, np.int64)
+    if len(first) == len(codes):
+        return ArrowTextMap(ids, blocks)
+    keep = np.zeros(len(codes), dtype=bool)
+    keep[first] = True
+    out, at = [], 0
+    for b in blocks:
+        k = keep[at : at + len(b)]
+        out.append(b if k.all() else b.filter(bool_arrow(k)))
+        at += len(b)
+    return ArrowTextMap(ids.filter(bool_arrow(keep)), out)
+
+
+def read_beir_texts(
+    path: str | Path, with_title: bool = True, roots: Iterable[str | os.PathLike] | None = None
+) -> dict[str, str]:
+    """Every ``{_id, title?, text}`` line of a BEIR ``corpus.jsonl`` / ``queries.jsonl`` as
+    ``{id: text}``, the text built as :func:`load_beir` builds it (stripped title, a space and the
+    text when both are set), the first line winning for a repeated id. A bad line raises
+    :class:`LoadError` naming file, line and field; with ``roots``, a file outside them too
+    (see :func:`load_path`)."""
+    token = ROOTS.set(normalise_roots(roots)) if roots is not None else None
+    try:
+        out = read_beir_jsonl(Path(path), None, with_title)
+    finally:
+        if token is not None:
+            ROOTS.reset(token)
+    return out if isinstance(out, dict) else dict(out.items())
+
+
+def read_beir_qrels(
+    directory: str | Path, split: str | None = None
+) -> tuple[dict[str, list[str]], dict[str, str], dict[str, tuple[str, int]]]:
+    """``(positives, splits, where)`` of a BEIR directory as :func:`load_beir` reads them: per
+    query id its positive corpus ids (score > 0) and its qrels split (from ``qrels/<split>.tsv``
+    alone when ``split`` is given), and per corpus id the file and line first naming it. A bad
+    line raises :class:`LoadError` naming file, line and field."""
+    qr = read_qrels(Path(directory), split)
+    return qr.pos, qr.split, qr.where
+
+
+def read_beir_jsonl(
+    path: Path, needed: set[str] | dict[str, str] | None, with_title: bool, progress: Progress | None = None
+) -> Mapping[str, str]:
+    """``{_id, title?, text}`` lines of a BEIR corpus/queries file, keeping only ``needed`` ids
+    (None: every id): an :class:`ArrowTextMap` from the vectorised reader, else a dict."""
+    if use_fast(total_size(path), FAST_MIN_TEXT_BYTES):
+        out = _fast_beir_jsonl(path, needed, with_title, progress)
+        if out is not None:
+            if progress:  # done (the blocks reported their progress on the way)
+                n = os.path.getsize(path)
+                progress(f"reading {path.name}", n, n)
+            return out
+    spath = str(path)
+    out: dict[str, str] = {}
+    head = _BEIR_ID.match
+    any_row = False
+    line = None
+    try:
+        for line, s in Lines(path, progress):
+            m = head(s)
+            if (
+                m is not None
+                and "\\" not in m.group(1)
+                and ((needed is not None and m.group(1).strip() not in needed) or m.group(1).strip() in out)
+            ):
+                any_row = True
+                continue  # unreferenced: skip the JSON parse (BEIR files put "_id" first)
+            if not s.strip():
+                continue
+            any_row = True
+            row = loads_checked(spath, line, s)
+            if not isinstance(row, dict):
+                raise LoadError(spath, line, f"expected one JSON object {{...}} per line, got {kind_of(row)}")
+            i = id_value(spath, line, need_field(spath, line, row, "_id"), "_id")
+            if (needed is not None and i not in needed) or i in out:
+                continue
+            body = need_field(spath, line, row, "text")
+            if body is not None and not isinstance(body, str):
+                raise LoadError(spath, line, f"expected a string, got {kind_of(body)}", field="text")
+            title = row.get("title") if with_title else None
+            if title is not None and not isinstance(title, str):
+                raise LoadError(spath, line, f"expected a string, got {kind_of(title)}", field="title")
+            title = (title or "").strip()
+            b = body or ""
+            text = f"{title} {b}" if title and b.strip() else (title or b)
+            out[i] = text_value(spath, line, text if text.strip() else body, "text")
+    except LoadError:
+        raise
+    except Exception as err:  # any failure inside a record: one line at that record
+        raise unexpected_error(spath, line, err) from None
+    if not any_row:
+        raise LoadError(spath, None, "file has no data (only blank lines)")
+    return out
+
+
+SPLIT_ORDER = ("test", "dev", "validation", "val", "train")
+
+
+# qrels/ files that are labels, not a split of positives: known false negatives (issue 9)
+LABEL_FILES = frozenset({LABELS_FILE})
+
+
+def _split_rank(name: str) -> tuple[int, str]:
+    return (SPLIT_ORDER.index(name) if name in SPLIT_ORDER else len(SPLIT_ORDER), name)
+
+
+def qrels_splits(directory: str | os.PathLike) -> list[str]:
+    """The qrels split names of a BEIR directory (``qrels/<split>.tsv``), test/dev/train first."""
+    qdir = Path(directory) / "qrels"
+    if not qdir.is_dir():
+        return []
+    names = {
+        strip_gz(p.name)[:-4]
+        for p in qdir.iterdir()
+        if p.is_file()
+        and strip_gz(p.name).endswith(".tsv")
+        and not p.name.startswith(".")
+        and strip_gz(p.name) not in LABEL_FILES
+    }
+    return sorted(names, key=_split_rank)
+
+
+@dataclass
+class Qrels:
+    """Positives of a BEIR directory: per query id its split and positive ids."""
+
+    pos: dict[str, list[str]] = field(default_factory=dict)  # qid -> positive ids (its split only)
+    split: dict[str, str] = field(default_factory=dict)  # qid -> split name
+    where: dict[str, tuple[str, int]] = field(default_factory=dict)  # pid -> (file, first line)
+    several: set[str] = field(default_factory=set)  # qids labelled in more than one split
+
+
+def _fast_qrels_rows(f: Path) -> list[tuple[str, str, int]] | None:
+    """``(query id, corpus id, line)`` of the relevant rows (score > 0) of a tab-separated qrels
+    file read by pyarrow, or None to let the per-line reader decide."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    def read(b: bytes):
+        return pacsv.read_csv(
+            pa.py_buffer(b),
+            read_options=pacsv.ReadOptions(
+                column_names=["q", "p", "s"], block_size=1 << 24, use_threads=False
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter="\t",
+                quote_char=False,
+                double_quote=False,
+                escape_char=False,
+                newlines_in_values=False,
+                ignore_empty_lines=False,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={"q": pa.string(), "p": pa.string(), "s": pa.string()},
+                null_values=[],
+                strings_can_be_null=False,
+            ),
+        )
+
+    try:
+        t = concat_tables(list(arrow_tables(f, read)))
+    except NotFast:
+        return None
+    if t.num_rows == 0:
+        return None
+    cols = [arrow_ids(t.column(c).combine_chunks()) for c in ("q", "p", "s")]
+    if any(c is None for c in cols):
+        return None
+    q, p, sc = cols
+    start = 0
+    try:
+        float(sc[0].as_py())
+    except ValueError:
+        start = 1  # a header line
+    try:
+        score = np_of(pc.cast(sc.slice(start), pa.float64()))
+    except (pa.ArrowException, ValueError):
+        return None
+    if not np.isfinite(score).all():
+        return None
+    keep = np.flatnonzero(score > 0) + start
+    idx = ints_arrow(keep)
+    return list(zip(q.take(idx).to_pylist(), p.take(idx).to_pylist(), (keep + 1).tolist()))
+
+
+def read_qrels(d: Path, split: str | None = None) -> Qrels:
+    """Positives per query id (score > 0) from ``qrels/<split>.tsv``, or from every split.
+
+    With ``split=None`` every ``qrels/*.tsv`` is read and each query takes its positives from the
+    split it is labelled in; a query labelled in several splits takes them from the first of
+    test, dev, validation, val, train, then the others by name (counted in ``several``)."""
+    qdir = d / "qrels"
+    if not qdir.is_dir():
+        raise LoadError(
+            str(d), None, "BEIR directory has no qrels/ folder (qrels/<split>.tsv: query-id corpus-id score)"
+        )
+    names = qrels_splits(d)
+    if not names:
+        raise LoadError(
+            str(qdir),
+            None,
+            "no qrels files (expected qrels/<split>.tsv, e.g. test.tsv: query-id corpus-id score)",
+        )
+    if split is not None:
+        if split not in names:
+            raise LoadError(
+                str(qdir), None, f"split={split!r}: no qrels/{split}.tsv; splits here: {', '.join(names)}"
+            )
+        names = [split]
+    out = Qrels()
+    for name in names:  # best split first: a query already labelled keeps that split
+        f = plain_or_gz(qdir, name + ".tsv")
+        sf = str(f)
+        mine: dict[str, list[str]] = {}
+
+        def add(qid: str, pid: str, no: int, mine=mine, sf=sf) -> None:
+            """A relevant (query, passage) of this split; a query labelled in an earlier split
+            keeps that split's positives (counted in ``several``)."""
+            if qid in out.split:
+                out.several.add(qid)
+                return
+            lst = mine.setdefault(qid, [])
+            if pid not in lst:
+                lst.append(pid)
+            out.where.setdefault(pid, (sf, no))
+
+        rows = _fast_qrels_rows(f) if use_fast(total_size(f)) else None
+        if rows is not None:
+            for qid, pid, no in rows:
+                add(qid, pid, no)
+            for qid, lst in mine.items():
+                out.pos[qid] = lst
+                out.split[qid] = name
+            continue
+        no = None
+        try:
+            for no, s in Lines(f):
+                if not s.strip():
+                    continue
+                parts = s.split("\t") if "\t" in s else s.split()
+                if len(parts) < 3:
+                    raise LoadError(
+                        sf, no, f"expected 3 fields 'query-id corpus-id score', found {len(parts)}"
+                    )
+                qid, pid, sc = parts[0].strip(), parts[1].strip(), parts[-1].strip()
+                try:
+                    score = float(sc)
+                except ValueError:
+                    if no == 1:  # header
+                        continue
+                    raise LoadError(sf, no, "expected a number", field="score") from None
+                if not math.isfinite(score):
+                    finite(sf, no, score, "score")
+                if score > 0:
+                    add(qid, pid, no)
+        except LoadError:
+            raise
+        except Exception as err:  # any failure inside a record: one line at that record
+            raise unexpected_error(sf, no, err) from None
+        for qid, lst in mine.items():
+            out.pos[qid] = lst
+            out.split[qid] = name
+    return out
+
+
+def load_beir(
+    directory: str | os.PathLike,
+    collection: Collection,
+    name: str | None = None,
+    progress: Progress | None = None,
+    only: list[Path] | None = None,
+    split: str | None = None,
+    extra: Iterable[str | os.PathLike] | None = None,
+) -> LoadReport:
+    """Load a BEIR directory: one source per file in ``negatives/`` (or per file in ``only``),
+    then one per run file in ``extra`` (TREC runs / negative-ids files kept elsewhere, e.g. a
+    ``sweep/`` folder: :func:`load_paths` passes the ones named beside the directory). Every
+    file's ids are gathered first and ``corpus.jsonl`` is read once for all of them, so an extra
+    run may name any passage of the corpus; a bad extra file is reported like a negatives file.
+
+    Positives (qrels score > 0) come from every ``qrels/<split>.tsv``, each query's from the split
+    it is labelled in, or from ``qrels/<split>.tsv`` alone when ``split`` is given (a query
+    labelled in no file read is skipped as having no positive). The split of each query is kept
+    in ``collection.query_splits``. A query labelled in several splits takes the first of test,
+    dev, validation, val, train (then by name); the report notes how many. Each negatives
+    file is a TREC run or a negative-ids JSONL; a bad one (unparsable, or naming ids missing from
+    ``corpus.jsonl``/``queries.jsonl``) goes to ``LoadReport.errors`` and the others still load.
+    Problems in ``corpus.jsonl``, ``queries.jsonl`` or ``qrels/`` raise LoadError (nothing loaded).
+    With ``only`` (used for a negatives file given on its own), that file's error is raised;
+    ``only=[]`` with ``extra`` loads the extra files alone (not ``negatives/``), their errors reported."""
+    d = Path(directory)
+    sd = str(directory)
+    corpus = plain_or_gz(d, "corpus.jsonl")
+    queries = plain_or_gz(d, "queries.jsonl")
+    missing = [n for n, f in (("corpus.jsonl", corpus), ("queries.jsonl", queries)) if f is None]
+    if missing:
+        raise LoadError(sd, None, f"not a BEIR directory: missing {', '.join(missing)}")
+    if only is None:
+        ndir = d / "negatives"
+        if not ndir.is_dir():
+            raise LoadError(
+                sd,
+                None,
+                "BEIR directory has no negatives/ folder: put TREC runs "
+                "(qid Q0 docid rank score tag) or negative-ids JSONL files there",
+            )
+        listing = sorted(p for p in ndir.iterdir() if not p.name.startswith("."))
+        files = [p for p in listing if p.is_file()]
+        unreadable = [p for p in listing if p.is_symlink() and not p.exists()]
+        if not files and not unreadable:
+            raise LoadError(
+                str(ndir),
+                None,
+                "the negatives/ folder is empty: put TREC runs or negative-ids JSONL files there",
+            )
+    else:
+        files = list(only)
+    report = LoadReport()
+    if only is None:
+        report.errors.extend(str(missing_path_error(f, str(f))) for f in unreadable)
+    strict = {str(p) for p in only or ()}  # the errors of these files are raised
+    for f in (Path(x) for x in (extra or ())):
+        if f.is_file():
+            files.append(f)
+        else:
+            report.errors.append(str(missing_path_error(f, str(f))))
+    fast = use_fast(total_size(*files))
+    parsed: list[list[Any]] = []  # per file, one run per system (IdArrays when fast, else IdRun)
+    # every id needed, each mapped to itself: the fast path keeps one string object per id for
+    # all files, the corpus/queries dicts and the collection (lower peak memory)
+    need_q: dict[str, str] = {}
+    need_p: dict[str, str] = {}
+    for f in files:
+        try:
+            if fast:
+                runs = parse_negatives_arrays(f, progress=progress)
+                for run in runs:
+                    run.qids = [need_q.setdefault(x, x) for x in run.qids]
+                    run.pids = [need_p.setdefault(x, x) for x in run.pids]
+                parsed.append(runs)
+                del runs
+            else:
+                parsed.append(parse_negatives_file(f, progress=progress))
+        except LoadError as e:
+            if str(f) in strict:
+                raise
+            report.errors.append(str(e))
+        except OSError as e:
+            err = LoadError(str(f), None, f"cannot read the file ({e.strerror or type(e).__name__})")
+            if str(f) in strict:
+                raise err from None
+            report.errors.append(str(err))
+        except Exception as e:
+            if str(f) in strict:
+                raise unexpected_error(str(f), None, e) from None
+            report.errors.append(str(unexpected_error(str(f), None, e)))
+        if fast:
+            trim_memory()  # the reader's freed blocks, before the next file (lower peak memory)
+    qr = read_qrels(d, split)
+    qrels, qrels_where = qr.pos, qr.where
+    if not fast:
+        for run in (r for runs in parsed for r in runs):
+            need_q.update(zip(run.negs, run.negs))
+            need_p.update(zip(run.pline, run.pline))
+    for q in need_q:
+        for pid in qrels.get(q, ()):
+            need_p.setdefault(pid, pid)
+    ptexts = read_beir_jsonl(corpus, need_p, True, progress)
+    # the readers keep only needed ids, once each: as many as needed means none is missing
+    all_known = len(ptexts) == len(need_p)
+    del need_p
+    qtexts = read_beir_jsonl(queries, need_q, False, progress)
+    all_known = all_known and len(qtexts) == len(need_q)
+    if fast:
+        trim_memory()
+    # positives named in qrels must exist (for the queries we use)
+    named = list({pid for q in need_q for pid in qrels.get(q, ())})
+    bad = sorted(
+        ptexts.missing(named) if isinstance(ptexts, ArrowTextMap) else [p for p in named if p not in ptexts],
+        key=lambda pid, where=qrels_where: where[pid][1],
+    )
+    if bad:
+        f, ln = qrels_where[bad[0]]
+        first = "" if len(bad) == 1 else " (the first on this line)"
+        raise LoadError(
+            f, ln, f"{plural(len(bad), 'positive id')} not in {corpus.name}{first}", field="corpus-id"
+        )
+    del need_q, bad, named, qrels_where
+    qr.where = {}  # only the message above needs it: ~100 bytes a positive freed before the sources are added
+    good: list[list[Any]] = []
+    for runs in parsed:
+        if fast and all_known:  # every id of every file was found (see above)
+            good.append(runs)
+            continue
+        try:
+            (check_arrays if fast else check_runs)(runs, qtexts, ptexts, queries.name, corpus.name)
+        except LoadError as e:
+            if runs[0].path in strict:
+                raise
+            report.errors.append(str(e))
+            continue
+        good.append(runs)
+    n_runs = sum(map(len, good))
+    staged: list[tuple[Any, list[QueryRecord] | None]] = []
+    for runs in good:  # one file's systems are added together or not at all
+        recs_of = [None if fast else id_records(run, qrels, ptexts, qtexts, qr.split) for run in runs]
+        try:
+            for run, recs in zip(runs, recs_of):
+                if fast:
+                    check_cap_arrays(run)
+                else:
+                    check_cap(recs, runs[0].path)
+        except LoadError as e:
+            if runs[0].path in strict:
+                raise
+            report.errors.append(str(e))
+            continue
+        staged.extend(zip(runs, recs_of))
+    runs = recs_of = None
+    del parsed, good  # each run's arrays are freed once added (lower peak memory)
+    staged.reverse()
+    while staged:
+        run, recs = staged.pop()
+        if not name:
+            sname = run.name
+        elif only is None or n_runs > 1:
+            sname = f"{name}:{run.name.rpartition(':')[2]}" if only else f"{name}:{run.name}"
+        else:
+            sname = name
+        notes: dict[str, int] = {}
+        for q in run.qids if fast else run.negs:
+            if q in qr.several:
+                k = f"query labelled in several qrels splits (positives from its {qr.split[q]} split)"
+                notes[k] = notes.get(k, 0) + 1
+        if fast:
+            report.sources.append(add_arrays(collection, sname, run, qrels, ptexts, qtexts, qr.split, notes))
+            del run
+            trim_memory()
+        else:
+            report.sources.append(
+                add_records(collection, sname, recs, run.path, run.format, run.rows_read, notes)
+            )
+    return report
+
+
+def load_id_file(
+    p: Path,
+    collection: Collection,
+    fmt: str,
+    name: str | None,
+    progress: Progress | None,
+    split: str | None = None,
+) -> LoadReport:
+    """A TREC run / negative-ids file on its own: resolved through its BEIR directory (its
+    dataset folder, :func:`eci_core.io.trust.dataset_dir`: the folder holding it, or DIR for a
+    file in DIR/negatives/), else the collection."""
+    d = own_beir_dir(p)
+    if d is not None:
+        return load_beir(d, collection, name=name, progress=progress, only=[p], split=split)
+    fast = use_fast(total_size(p))
+    runs = parse_negatives_arrays(p, fmt, progress) if fast else parse_negatives_file(p, fmt, progress)
+    qtexts, ptexts = collection.query_map(), collection.passage_map()
+    (check_arrays if fast else check_runs)(
+        runs,
+        qtexts,
+        ptexts,
+        "the loaded queries (load the BEIR directory first, or put this file in its negatives/ folder)",
+        "the loaded passages (load the corpus first)",
+    )
+    positives = {
+        collection.query_ids[q]: [collection.passage_ids[i] for i in ps]
+        for q, ps in collection.positives.items()
+    }
+    report = LoadReport()
+    staged = []
+    for run in runs:
+        sname = (
+            run.name if name is None else (name if len(runs) == 1 else f"{name}:{run.name.partition(':')[2]}")
+        )
+        if fast:
+            check_cap_arrays(run)
+            staged.append((sname, run, None))
+        else:
+            staged.append((sname, run, id_records(run, positives, ptexts, qtexts)))
+            check_cap(staged[-1][2], run.path)
+    for sname, run, recs in staged:
+        if fast:  # every id is already in the collection: nothing new is read from these views
+            report.sources.append(add_arrays(collection, sname, run, positives, ptexts, qtexts, None))
+        else:
+            report.sources.append(add_records(collection, sname, recs, run.path, run.format, run.rows_read))
+    return report
+
+
+def own_beir_dir(p: Path) -> Path | None:
+    """The BEIR directory a run file given on its own resolves through (see :func:`load_id_file`):
+    its dataset folder (:func:`eci_core.io.trust.dataset_dir`) when that is a trusted BEIR folder."""
+    d = dataset_dir(p)
+    if (
+        is_trusted_dir(d, uploads=True)
+        and plain_or_gz(d, "corpus.jsonl") is not None
+        and (d / "qrels").is_dir()
+    ):
+        return d
+    return None
+
+
+def is_beir_dir(p: Path) -> bool:
+    return p.is_dir() and plain_or_gz(p, "corpus.jsonl") is not None and (p / "qrels").is_dir()
+
+
+def looks_like_beir_dir(p: Path) -> bool:
+    """The registry's directory detector: a directory holding ``corpus.jsonl`` (plain or .gz)."""
+    return plain_or_gz(p, "corpus.jsonl") is not None
+
+
+def load_beir_path(
+    path: str | os.PathLike,
+    collection: Collection,
+    fmt: str = "beir",
+    name: str | None = None,
+    progress: Progress | None = None,
+    split: str | None = None,
+) -> LoadReport:
+    """The registry's reader: :func:`load_beir` of the directory ``path`` (a file is refused)."""
+    p = Path(path)
+    if not p.is_dir():
+        raise LoadError(
+            str(path), None, "format beir needs a directory (corpus.jsonl, queries.jsonl, qrels/, negatives/)"
+        )
+    return load_beir(p, collection, name=name, progress=progress, split=split)
+
+
+#: field names BEIR messages may show
+KNOWN_FIELDS = ("_id", "title", "text", "query-id", "corpus-id", "metadata")
+
+
+def load_run_file(
+    path: str | os.PathLike,
+    collection: Collection,
+    fmt: str,
+    name: str | None = None,
+    progress: Progress | None = None,
+    split: str | None = None,
+) -> LoadReport:
+    """The registry's reader of ``trec-run`` and ``negative-ids`` files: :func:`load_id_file`."""
+    return load_id_file(Path(path), collection, fmt, name, progress, split)
