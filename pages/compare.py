@@ -79,7 +79,8 @@ def scatter_and_tables() -> None:
             },
         )
         st.caption(
-            "Choose a row to open the query in the drill-down. Box or lasso on the chart to list other queries."
+            "Choose a row to open the query in the drill-down. Box or lasso on the chart to list other "
+            "queries."
         )
         components.open_query_on_select(pick, shown)
 

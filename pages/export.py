@@ -1,9 +1,9 @@
 """Export: a cleaned training set, the tables and a standalone report.
 
 Choose a source and a cleaning rule (flags, or the false-negative score ≥ t); your marks (drill-down,
-review queue) override the rule ("fine" keeps a flagged negative, "false negative" removes one). Download the cleaned set as a
-sentence-transformers n-tuple or triplet file, BGE or Tevatron JSONL; the score tables as CSV
-or Parquet; and the HTML report.
+review queue) override the rule ("fine" keeps a flagged negative, "false negative" removes one).
+Download the cleaned set as a sentence-transformers n-tuple or triplet file, BGE or Tevatron JSONL;
+the score tables as CSV or Parquet; and the HTML report.
 """
 
 import streamlit as st
@@ -15,7 +15,9 @@ from eci_core.io import tables as io_tables
 from eci_core.io.formats import tevatron as tevatron_format
 
 from eci_core.explore import cleaning, common, overview, report
-from ui import components, state
+from ui import components
+from ui.state.keys import K_MARKS
+from ui.state.marks import MARK_FALSE_NEGATIVE, marks_frame
 
 cur = components.require_result(
     "Export",
@@ -27,8 +29,8 @@ names = components.source_names(cur)
 
 RULES = {
     "drop_flagged": "Drop flagged negatives (unsafe, near duplicate, cross-encoder)",
-    "relabel_flagged": "Move flagged negatives to the positives (only when you checked the flags: most unsafe "
-    "negatives are hard negatives, not missed positives)",
+    "relabel_flagged": "Move flagged negatives to the positives (only when you checked the flags: most "
+    "unsafe negatives are hard negatives, not missed positives)",
     "drop_unsafe_queries": "Drop queries that still have an unsafe negative",
     "drop_fn_score": "Drop negatives with false-negative score ≥ t",
     "relabel_fn_score": "Move negatives with false-negative score ≥ t to the positives",
@@ -59,15 +61,16 @@ if rule in io_cleaning.FN_RULES:
         "does not change Export).",
     )
 
-marks = dict(st.session_state[state.K_MARKS])
+marks = dict(st.session_state[K_MARKS])
 own_marks = {k: v for k, v in marks.items() if k[0] == source}
 cleaned = cleaning.cleaned_set(coll, res, rule=rule, marks=own_marks, sources=[source], fn_threshold=fn_t)
 
-n_fn = sum(v == state.MARK_FALSE_NEGATIVE for v in own_marks.values())
+n_fn = sum(v == MARK_FALSE_NEGATIVE for v in own_marks.values())
 n_fine = len(own_marks) - n_fn
 if own_marks:
     st.caption(
-        f"Your marks on {components.plain(source)}: {n_fn} false negative(s), {n_fine} fine. They override the rule."
+        f"Your marks on {components.plain(source)}: {n_fn} false negative(s), {n_fine} fine. They override "
+        "the rule."
     )
 else:
     st.caption(
@@ -76,7 +79,8 @@ else:
     )
 if cleaned.unmatched_marks:
     st.warning(
-        f"{len(cleaned.unmatched_marks)} mark(s) match no negative of {components.plain(source)} and were ignored."
+        f"{len(cleaned.unmatched_marks)} mark(s) match no negative of {components.plain(source)} and were "
+        "ignored."
     )
 
 summary = cleaning.cleaned_summary(cleaned)
@@ -110,17 +114,17 @@ else:
         max(default_n, max_k),
         default_n,
         key=f"ex_n_{source}_{rule}",
-        help=f"Default {default_n}: the smallest set size, so every query and every negative is written. Each "
-        "query's negatives go in rank order into rows of n; when K is not a multiple of n the query's last row "
-        "holds its last n negatives (overlapping the row before). A larger n leaves out the queries with fewer "
-        "than n negatives (as mine_hard_negatives does).",
+        help=f"Default {default_n}: the smallest set size, so every query and every negative is written. "
+        "Each query's negatives go in rank order into rows of n; when K is not a multiple of n the query's "
+        "last row holds its last n negatives (overlapping the row before). A larger n leaves out the "
+        "queries with fewer than n negatives (as mine_hard_negatives does).",
     )
     plan = io_cleaning.ntuple_plan(cleaned, source, n=int(n))
     n_trip = sum(len(r.positives) * len(r.negatives) for r in records)
     n_neg = sum(len(r.negatives) for r in records)
     lines = [
-        f"**n-tuple**: {plan.rows:,} rows × {plan.n} negative{'s' if plan.n != 1 else ''} — {plan.queries:,} queries, "
-        f"{plan.negatives:,} of {n_neg:,} negatives"
+        f"**n-tuple**: {plan.rows:,} rows × {plan.n} negative{'s' if plan.n != 1 else ''} — {plan.queries:,} "
+        f"queries, {plan.negatives:,} of {n_neg:,} negatives"
         + (
             f"; {plan.repeated_cells:,} cells repeat a negative (a query's last, overlapping row)"
             if plan.repeated_cells
@@ -132,15 +136,16 @@ else:
     plan_col.markdown("  \n".join(lines))
     if plan.queries_left_out:
         st.warning(
-            f"The n-tuple file leaves out {plan.queries_left_out:,} queries with fewer than {plan.n} negatives "
-            f"({plan.negatives_left_out:,} negatives): lower “Negatives per n-tuple row” to {default_n} to keep them."
+            f"The n-tuple file leaves out {plan.queries_left_out:,} queries with fewer than {plan.n} "
+            f"negatives ({plan.negatives_left_out:,} negatives): lower “Negatives per n-tuple row” to "
+            f"{default_n} to keep them."
         )
     n_shared = st_format.shared_query_texts(records)
     if n_shared:
         st.info(
-            f"{n_shared} queries share their text with another query, so the n-tuple and triplet files carry a "
-            "query_id column that keeps them apart when read back. sentence-transformers would train on it as "
-            "text: drop it first with dataset.remove_columns(\"query_id\").",
+            f"{n_shared} queries share their text with another query, so the n-tuple and triplet files "
+            "carry a query_id column that keeps them apart when read back. sentence-transformers would "
+            "train on it as text: drop it first with dataset.remove_columns(\"query_id\").",
             icon=":material/info:",
         )
     base = f"{source}.{rule}"
@@ -203,13 +208,13 @@ tables = {
     "queries": ("queries", res.queries),
     "sources": ("sources", res.sources),
     "actions": ("actions", cleaned.actions),
-    "marks": ("marks", state.marks_frame()),
+    "marks": ("marks", marks_frame()),
 }
 st.caption(
-    "pairs: one row per negative · queries: one row per (query, source) · sources: the ranking · "
-    "actions: what this export did to each negative · marks: your drill-down marks. In CSV, a text cell "
-    "starting with =, +, -, @ (or a tab) gets a leading ' so spreadsheet tools never run it as a formula; "
-    "Parquet holds the values as they are."
+    "pairs: one row per negative · queries: one row per (query, source) · sources: the ranking · actions: "
+    "what this export did to each negative · marks: your drill-down marks. In CSV, a text cell starting "
+    "with =, +, -, @ (or a tab) gets a leading ' so spreadsheet tools never run it as a formula; Parquet "
+    "holds the values as they are."
 )
 cols = st.columns(len(tables))
 for col, (label, (stem, df)) in zip(cols, tables.items()):

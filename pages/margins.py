@@ -108,9 +108,10 @@ funnel()
 
 st.subheader("False-negative score")
 st.caption(
-    "How likely each negative is an unlabelled positive (a logistic model over s_pn, lexical overlap, margin, "
-    "s_qn, rank, copy and the cross-encoder margin when it is on; measured on labelled data, see the README). "
-    "Bands: likely ≥ 0.5, possible ≥ 0.1, unlikely below. The Review queue lists them in score order."
+    "How likely each negative is an unlabelled positive (a logistic model over s_pn, lexical overlap, "
+    "margin, s_qn, rank, copy and the cross-encoder margin when it is on; measured on labelled data, see "
+    "the README). Bands: likely ≥ 0.5, possible ≥ 0.1, unlikely below. The Review queue lists them in score "
+    "order."
 )
 st.dataframe(
     margins.fn_band_counts(res, names),

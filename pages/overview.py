@@ -1,19 +1,21 @@
 """Overview: which source of negatives trains best, as far as training on this data measured it.
 
 With a saved validation of the loaded data made under the same encoder and pre-training settings
-(``ui.state.validation_status``), the headline and the first chart rank the loaded sources by
-their measured downstream nDCG@10 with 95 % intervals (sources whose difference training did not
-resolve share a rank), with how far apart they trained. Without one, the headline says plainly
-that no validated ranking exists for this data, and why (e.g. a validation made under another
-encoder is never quoted). The ECI ranking (the seed metric) with its validity line, P(row beats
-column) and the ECI components sit one click away in the "ECI ranking (seed metric)" expander; the
-sentence-transformers Positive / Negative / Difference summary follows.
+(``ui.state.validation.validation_status``), the headline and the first chart rank the loaded
+sources by their measured downstream nDCG@10 with 95 % intervals (sources whose difference training
+did not resolve share a rank), with how far apart they trained. Without one, the headline says
+plainly that no validated ranking exists for this data, and why (e.g. a validation made under
+another encoder is never quoted). The ECI ranking (the seed metric) with its validity line, P(row
+beats column) and the ECI components sit one click away in the "ECI ranking (seed metric)"
+expander; the sentence-transformers Positive / Negative / Difference summary follows.
 """
 
 import streamlit as st
 
 from eci_core.explore import overview
-from ui import components, state
+from ui import components
+from ui.state.navigation import PAGE_FILES
+from ui.state.validation import validation_status
 
 cur = components.require_result(
     "Overview",
@@ -22,7 +24,7 @@ cur = components.require_result(
 )
 res = cur.result
 names = components.source_names(cur)
-validation, why_not = state.validation_status(cur.settings)
+validation, why_not = validation_status(cur.settings)
 
 # what comes from saved files or source names is shown as plain text (never Markdown)
 st.info(
@@ -31,7 +33,7 @@ st.info(
 )
 if validation is None:
     st.page_link(
-        state.PAGE_FILES["validation"],
+        PAGE_FILES["validation"],
         label="Validation: measure which source trains best on this data",
         icon=":material/model_training:",
     )
@@ -88,7 +90,7 @@ if validation is not None:
             },
         )
     st.page_link(
-        state.PAGE_FILES["validation"],
+        PAGE_FILES["validation"],
         label="Validation: every number, the agreement table, the protocol",
         icon=":material/model_training:",
     )
@@ -195,7 +197,8 @@ with st.expander("ECI ranking (seed metric)", expanded=False):
             "eci_sem": st.column_config.NumberColumn(
                 "ECI_sem (exp.)",
                 format="%.3f",
-                help="Experimental reconstruction of the paper's v3 metric (ln det of a weighted residual Gram matrix).",
+                help="Experimental reconstruction of the paper's v3 metric (ln det of a weighted residual "
+                "Gram matrix).",
             ),
             "unsafe_query_rate": st.column_config.NumberColumn("unsafe queries", format="percent"),
             "unsafe_negative_rate": st.column_config.NumberColumn("unsafe negatives", format="percent"),
@@ -205,7 +208,8 @@ with st.expander("ECI ranking (seed metric)", expanded=False):
         },
     )
     st.caption(
-        "ECI_sem is experimental: our reconstruction of the June version of the paper, not a validated metric."
+        "ECI_sem is experimental: our reconstruction of the June version of the paper, not a validated "
+        "metric."
     )
 
 

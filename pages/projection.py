@@ -9,7 +9,10 @@ query in the drill-down.
 import streamlit as st
 
 from eci_core.explore import projection, selection
-from ui import components, state
+from ui import components
+from ui.state.derived import projection_points
+from ui.state.keys import K_PROJECTION
+from ui.state.settings import PROJECTION_DEFAULT_SOURCES
 
 cur = components.require_result(
     "Projection",
@@ -20,28 +23,28 @@ res = cur.result
 names = components.source_names(cur)
 ss = st.session_state
 
-with st.expander("UMAP parameters", expanded=ss[state.K_PROJECTION]["method"] == "pca"):
+with st.expander("UMAP parameters", expanded=ss[K_PROJECTION]["method"] == "pca"):
     with st.form("pj_umap"):
         c1, c2, c3 = st.columns(3)
         n_neighbors = c1.slider(
             "n_neighbors",
             2,
             100,
-            value=ss[state.K_PROJECTION]["n_neighbors"],
+            value=ss[K_PROJECTION]["n_neighbors"],
             help="Larger keeps more global structure",
         )
         min_dist = c2.slider(
             "min_dist",
             0.0,
             0.99,
-            value=float(ss[state.K_PROJECTION]["min_dist"]),
+            value=float(ss[K_PROJECTION]["min_dist"]),
             step=0.01,
             help="Smaller packs neighbours more tightly",
         )
         metric = c3.selectbox(
             "metric",
             ["cosine", "euclidean"],
-            index=["cosine", "euclidean"].index(ss[state.K_PROJECTION]["metric"]),
+            index=["cosine", "euclidean"].index(ss[K_PROJECTION]["metric"]),
         )
         b1, b2 = st.columns([1, 5])
         go_umap = b1.form_submit_button("Compute UMAP", type="primary")
@@ -51,22 +54,22 @@ with st.expander("UMAP parameters", expanded=ss[state.K_PROJECTION]["method"] ==
         "compiles). Results are cached on disk: the same data and parameters come back at once."
     )
 if go_umap:
-    ss[state.K_PROJECTION] = {
+    ss[K_PROJECTION] = {
         "method": "umap",
         "n_neighbors": n_neighbors,
         "min_dist": min_dist,
         "metric": metric,
     }
 elif go_pca:
-    ss[state.K_PROJECTION] = dict(ss[state.K_PROJECTION], method="pca")
-params = ss[state.K_PROJECTION]
+    ss[K_PROJECTION] = dict(ss[K_PROJECTION], method="pca")
+params = ss[K_PROJECTION]
 
 
 @st.fragment
 def projection_view() -> None:
     c1, c2 = st.columns([3, 2])
     chosen = components.sources_multiselect(
-        names, "pj_sources", default=names[: state.PROJECTION_DEFAULT_SOURCES], where=c1
+        names, "pj_sources", default=names[:PROJECTION_DEFAULT_SOURCES], where=c1
     )
     color_by = (
         c2.segmented_control(
@@ -79,7 +82,7 @@ def projection_view() -> None:
         return
     label = "UMAP" if params["method"] == "umap" else "PCA"
     with st.spinner(f"Computing the {label} projection…"):
-        points, note, n_total = state.projection_points(
+        points, note, n_total = projection_points(
             cur,
             chosen,
             "source",
@@ -103,7 +106,8 @@ def projection_view() -> None:
     st.subheader(f"Selected points ({len(rows)})" if len(rows) else "Selected points")
     if not len(rows):
         st.caption(
-            "Use **Box Select** or **Lasso Select** in the chart toolbar and draw around points to list them here."
+            "Use **Box Select** or **Lasso Select** in the chart toolbar and draw around points to list "
+            "them here."
         )
         return
     shown = components.with_query_text(rows.reset_index(drop=True), cur.collection)

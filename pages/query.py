@@ -12,7 +12,18 @@ measures: unsafe = ranked at or above the positive) and the false-negative score
 import streamlit as st
 
 from eci_core.explore import drilldown
-from ui import components, state
+from ui import components
+from ui.state.keys import K_MARKS, K_QUERY
+from ui.state.marks import (
+    MARK_CHOICES,
+    MARK_CHOICE_LABELS,
+    MARK_LABELS,
+    MARK_UNMARKED,
+    mark_key,
+    mark_of_choice,
+    set_mark,
+)
+from ui.state.navigation import qp_get, qp_set
 
 cur = components.require_result(
     "Query drill-down",
@@ -32,7 +43,8 @@ CSS = """
 .eci-head b{color:#111827}
 .eci-text{font-size:.93rem;line-height:1.45;color:#111827}
 .eci-text mark{background:#fde68a;padding:0 1px;border-radius:2px}
-.eci-chip{display:inline-block;border-radius:10px;padding:0 8px;margin-left:4px;font-size:.75rem;background:#fee2e2;color:#991b1b}
+.eci-chip{display:inline-block;border-radius:10px;padding:0 8px;margin-left:4px;font-size:.75rem;
+background:#fee2e2;color:#991b1b}
 .eci-chip.risk{background:#fef3c7;color:#92400e}
 .eci-chip.ok{background:#dcfce7;color:#166534}
 .eci-chip.mark{background:#e0e7ff;color:#3730a3}
@@ -54,7 +66,7 @@ if worst is None:
 
 c_search, c_pick = st.columns([1, 3])
 search = c_search.text_input("Search queries", key="dd_search", placeholder="words or id")
-options, found = drilldown.query_choices(coll, res, search, current=state.qp_get("q") or ss.get("dd_query"))
+options, found = drilldown.query_choices(coll, res, search, current=qp_get("q") or ss.get("dd_query"))
 if not options:
     c_pick.warning(f"No query matches “{search}”.")
     st.stop()
@@ -67,8 +79,8 @@ qid = c_pick.selectbox(
     on_change=components.to_url,
     args=("dd_query", "q"),
 )
-ss[state.K_QUERY] = qid
-state.qp_set(q=qid)
+ss[K_QUERY] = qid
+qp_set(q=qid)
 if qid == worst:
     st.caption("Showing the query with the lowest ECI (mean over sources). Search or pick another above.")
 
@@ -114,7 +126,7 @@ st.dataframe(
 
 # ----------------------------------------------------------------------------- negatives + marks
 def _on_mark(key: str, source: str, query_id: str, passage_id: str) -> None:
-    state.set_mark(source, query_id, passage_id, state.mark_of_choice(ss.get(key)))
+    set_mark(source, query_id, passage_id, mark_of_choice(ss.get(key)))
 
 
 def negative_card(row, rank_label: str, mark: str | None = None) -> str:
@@ -132,12 +144,13 @@ def negative_card(row, rank_label: str, mark: str | None = None) -> str:
     if risky:
         chips += '<span class="eci-chip risk">percpos (risky)</span>'
     if mark:
-        chips += f'<span class="eci-chip mark">you: {state.MARK_LABELS[mark]}</span>'
+        chips += f'<span class="eci-chip mark">you: {MARK_LABELS[mark]}</span>'
     band = str(row.get("fn_band") or "")
     if band in ("likely", "possible", "unlikely"):
         chips += (
             f'<span class="eci-chip fn-{band}" title="false-negative score: how likely this negative is an '
-            f'unlabelled positive">false negative: {band} ({components.fmt(row.get("fn_score"), ".2f")})</span>'
+            f'unlabelled positive">false negative: {band} '
+            f'({components.fmt(row.get("fn_score"), ".2f")})</span>'
         )
     head = (
         f"<b>{rank_label}</b> · s_qn {components.fmt(row['s_qn'])} · margin {margin_txt} · "
@@ -145,19 +158,21 @@ def negative_card(row, rank_label: str, mark: str | None = None) -> str:
         f"ce margin {components.fmt(row.get('ce_margin'), '+.2f')}{chips}"
     )
     return (
-        f'<div class="eci-card {cls}"><div class="eci-head">{head}</div>'
-        f'<div class="eci-text">{components.highlight(row["text"], list(row["shared_words"]))}</div>'
-        f'<div class="eci-id">{components.html_escape(str(row["passage_id"]))} · rank {int(row["rank"])} in the file</div></div>'
+        f'<div class="eci-card {cls}"><div class="eci-head">{head}</div><div '
+        f'class="eci-text">{components.highlight(row["text"], list(row["shared_words"]))}</div><div '
+        f'class="eci-id">{components.html_escape(str(row["passage_id"]))} · rank {int(row["rank"])} in the '
+        'file</div></div>'
     )
 
 
 @st.fragment
 def negatives_by_source() -> None:
     st.markdown(
-        "**Negatives per source** · words shared with a positive are <mark>highlighted</mark> "
-        "(common function words left plain) · red chips: flag rules that fired (unsafe: ranked at or above "
-        "the positive; most unsafe negatives are real hard negatives) · *false negative: likely / possible / "
-        "unlikely*: the false-negative score's band · mark each negative *fine* or *false negative* (*unmarked* clears a mark)",
+        "**Negatives per source** · words shared with a positive are <mark>highlighted</mark> (common "
+        "function words left plain) · red chips: flag rules that fired (unsafe: ranked at or above the "
+        "positive; most unsafe negatives are real hard negatives) · *false negative: likely / possible / "
+        "unlikely*: the false-negative score's band · mark each negative *fine* or *false negative* "
+        "(*unmarked* clears a mark)",
         unsafe_allow_html=True,
     )
     neg = dd.negatives
@@ -171,7 +186,7 @@ def negatives_by_source() -> None:
         nf = int(part["flagged"].sum())
         labels.append(f"{n} ({len(part)}" + (f", {nf} flagged)" if nf else ")"))
     tabs = st.tabs(labels)
-    marks = ss[state.K_MARKS]
+    marks = ss[K_MARKS]
     for tab, name in zip(tabs, names):
         with tab:
             part = neg[neg["source"] == name].reset_index(drop=True)
@@ -183,16 +198,16 @@ def negatives_by_source() -> None:
                 )
             for _, row in (part if show_all else part.head(FIRST_SHOWN)).iterrows():
                 left, right = st.columns([7, 3], vertical_alignment="center")
-                mark = marks.get(state.mark_key(name, dd.query_id, row["passage_id"]))
+                mark = marks.get(mark_key(name, dd.query_id, row["passage_id"]))
                 left.html(negative_card(row, f"#{int(row['rank_by_sim'])}", mark))
                 key = f"mk|{name}|{dd.query_id}|{row['passage_id']}"
-                ss[key] = mark or state.MARK_UNMARKED
+                ss[key] = mark or MARK_UNMARKED
                 right.segmented_control(
                     "Mark",
-                    state.MARK_CHOICES,
+                    MARK_CHOICES,
                     key=key,
                     required=True,
-                    format_func=lambda v: state.MARK_CHOICE_LABELS[v],
+                    format_func=lambda v: MARK_CHOICE_LABELS[v],
                     label_visibility="collapsed",
                     on_change=_on_mark,
                     args=(key, name, dd.query_id, str(row["passage_id"])),

@@ -16,7 +16,26 @@ import streamlit as st
 from eci_core.metrics import false_negatives as FN
 from eci_core.io.formats import fn_labels
 from eci_core.explore import drilldown, review
-from ui import components, state
+from ui import components
+from ui.state.keys import K_FN_MODELS, K_FN_REFIT, K_MARKS, K_MARKS_RESTORED
+from ui.state.launch import read_roots
+from ui.state.loading import one_line
+from ui.state.marks import (
+    MARK_CHOICES,
+    MARK_CHOICE_LABELS,
+    MARK_FALSE_NEGATIVE,
+    MARK_FINE,
+    MARK_LABELS,
+    MARK_UNMARKED,
+    clear_marks,
+    fn_scores_now,
+    import_labels,
+    mark_of_choice,
+    marks_labels_bytes,
+    pair_marks,
+    refit_on_marks,
+    set_pair_mark,
+)
 
 cur = components.require_result(
     "Review queue",
@@ -43,13 +62,14 @@ st.html("""
 .rv-band.likely{background:#fee2e2;color:#991b1b}
 .rv-band.possible{background:#fef3c7;color:#92400e}
 .rv-band.unlikely{background:#e5e7eb;color:#374151}
-.rv-mark{display:inline-block;border-radius:10px;padding:0 8px;font-size:.75rem;background:#e0e7ff;color:#3730a3;margin-left:4px}
+.rv-mark{display:inline-block;border-radius:10px;padding:0 8px;font-size:.75rem;background:#e0e7ff;
+color:#3730a3;margin-left:4px}
 </style>
 """)
 
 names = components.source_names(cur)
-scores = state.fn_scores_now(res)
-refitted = ss.get(state.K_FN_MODELS) is not None
+scores = fn_scores_now(res)
+refitted = ss.get(K_FN_MODELS) is not None
 
 # ----------------------------------------------------------------------------- controls
 c1, c2 = st.columns([3, 2])
@@ -62,10 +82,10 @@ if not chosen:
     st.info("Choose at least one source.")
     st.stop()
 
-pm = state.pair_marks()
+pm = pair_marks()
 view = review.review_view(res, scores, chosen, pm, show)  # the queue once per data; only a page is copied
-n_fn = sum(v == state.MARK_FALSE_NEGATIVE for v in pm.values())
-n_fine = sum(v == state.MARK_FINE for v in pm.values())
+n_fn = sum(v == MARK_FALSE_NEGATIVE for v in pm.values())
+n_fine = sum(v == MARK_FINE for v in pm.values())
 
 bands = view.bands
 m1, m2, m3, m4 = st.columns(4)
@@ -86,12 +106,12 @@ st.caption(
     + (
         "Ranked by the score refitted on your marks."
         if refitted
-        else "Ranked by the shipped score (a logistic model over s_pn, lexical overlap, margin, s_qn, rank, copy "
-        "and the cross-encoder margin when it is on)."
+        else "Ranked by the shipped score (a logistic model over s_pn, lexical overlap, margin, s_qn, rank, "
+        "copy and the cross-encoder margin when it is on)."
     )
     + (
-        f" {ss[state.K_MARKS_RESTORED]} mark(s) were restored from an earlier visit."
-        if ss.get(state.K_MARKS_RESTORED)
+        f" {ss[K_MARKS_RESTORED]} mark(s) were restored from an earlier visit."
+        if ss.get(K_MARKS_RESTORED)
         else ""
     )
 )
@@ -99,11 +119,14 @@ st.caption(
 
 # ----------------------------------------------------------------------------- the queue
 def _on_mark(key: str, query_id: str, passage_id: str) -> None:
-    state.set_pair_mark(res.pairs, query_id, passage_id, state.mark_of_choice(ss.get(key)))
+    set_pair_mark(res.pairs, query_id, passage_id, mark_of_choice(ss.get(key)))
 
 
 def _col(kind: str, label: str, html_text: str) -> str:
-    return f'<div class="rv-col {kind}"><div class="rv-lab">{label}</div><div class="rv-text">{html_text}</div></div>'
+    return (
+        f'<div class="rv-col {kind}"><div class="rv-lab">{label}</div>'
+        f'<div class="rv-text">{html_text}</div></div>'
+    )
 
 
 def queue_items() -> None:
@@ -129,13 +152,14 @@ def queue_items() -> None:
         shared = drilldown.shared_words(neg_text, pos_texts)
         band = str(row.fn_band)
         mark = row.mark if isinstance(row.mark, str) else None
-        mark_chip = f'<span class="rv-mark">you: {state.MARK_LABELS[mark]}</span>' if mark else ""
+        mark_chip = f'<span class="rv-mark">you: {MARK_LABELS[mark]}</span>' if mark else ""
         st.html(
             f'<div class="rv-head"><b>#{i}</b> · fn_score <b>{components.fmt(row.fn_score, ".2f")}</b>'
             f'<span class="rv-band {band}">{band}</span>{mark_chip} · s_pn {components.fmt(row.s_pn)} · '
-            f"lex overlap {components.fmt(row.lex_overlap, '.2f')} · margin {components.fmt(row.margin, '+.3f')} · "
-            f"in {components.html_escape(row.sources)} · "
-            f'<span style="color:#9ca3af">{components.html_escape(row.query_id)} / {components.html_escape(row.passage_id)}</span></div>'
+            f"lex overlap {components.fmt(row.lex_overlap, '.2f')} · margin "
+            f"{components.fmt(row.margin, '+.3f')} · in {components.html_escape(row.sources)} · "
+            f'<span style="color:#9ca3af">{components.html_escape(row.query_id)} / '
+            f'{components.html_escape(row.passage_id)}</span></div>'
         )
         cq, cp, cn, cm = st.columns([1.4, 3.5, 3.5, 3.4], vertical_alignment="top")
         cq.html(_col("q", "Query", components.html_escape(query)))
@@ -144,13 +168,13 @@ def queue_items() -> None:
         )
         cn.html(_col("neg", "Negative", components.highlight(neg_text, shared)))
         key = f"rv|{row.query_id}|{row.passage_id}"
-        ss[key] = mark or state.MARK_UNMARKED
+        ss[key] = mark or MARK_UNMARKED
         cm.segmented_control(
             "Mark",
-            state.MARK_CHOICES,
+            MARK_CHOICES,
             key=key,
             required=True,
-            format_func=lambda v: state.MARK_CHOICE_LABELS[v],
+            format_func=lambda v: MARK_CHOICE_LABELS[v],
             label_visibility="collapsed",
             on_change=_on_mark,
             args=(key, str(row.query_id), str(row.passage_id)),
@@ -169,23 +193,23 @@ if n_fn < MIN_EACH or n_fine < MIN_EACH:
 else:
     b1, b2, _ = st.columns([1, 1, 3])
     if b1.button("Refit on my marks", type="primary", key="rv_refit"):
-        state.refit_on_marks(res)
+        refit_on_marks(res)
         st.rerun()
     if refitted and b2.button("Back to the shipped score", key="rv_unrefit"):
-        ss[state.K_FN_MODELS] = None
-        ss[state.K_FN_REFIT] = None
+        ss[K_FN_MODELS] = None
+        ss[K_FN_REFIT] = None
         st.rerun()
-rep = ss.get(state.K_FN_REFIT)
+rep = ss.get(K_FN_REFIT)
 if rep:
     st.markdown(
-        f"Precision of the ranking on your {rep['n_marked']} marked negatives "
-        f"({rep['n_false_negative']} false negative, {rep['n_fine']} fine): average precision "
-        f"**{components.fmt(rep['ap_before'], '.2f')} → {components.fmt(rep['ap_after'], '.2f')}**, precision of the "
-        f"top {rep['n_false_negative']} **{components.fmt(rep['precision_before'], '.2f')} → "
-        f"{components.fmt(rep['precision_after'], '.2f')}** (shipped score → refitted; the refitted numbers are "
-        "held out: each mark is scored by a model fitted without it)."
+        f"Precision of the ranking on your {rep['n_marked']} marked negatives ({rep['n_false_negative']} "
+        f"false negative, {rep['n_fine']} fine): average precision "
+        f"**{components.fmt(rep['ap_before'], '.2f')} → {components.fmt(rep['ap_after'], '.2f')}**, "
+        f"precision of the top {rep['n_false_negative']} **{components.fmt(rep['precision_before'], '.2f')} "
+        f"→ {components.fmt(rep['precision_after'], '.2f')}** (shipped score → refitted; the refitted "
+        "numbers are held out: each mark is scored by a model fitted without it)."
     )
-    models = ss.get(state.K_FN_MODELS)
+    models = ss.get(K_FN_MODELS)
     if models:
         m = models["base"]
         st.caption(
@@ -203,13 +227,13 @@ st.caption(
 l1, l2, l3 = st.columns([1, 2, 1])
 l1.download_button(
     "Download labels",
-    state.marks_labels_bytes(),
+    marks_labels_bytes(),
     file_name="false_negatives.tsv",
     mime="text/tab-separated-values",
     icon=":material/download:",
     key="rv_dl_labels",
     on_click="ignore",
-    disabled=not ss[state.K_MARKS],
+    disabled=not ss[K_MARKS],
     width="stretch",
 )
 up = l2.file_uploader(
@@ -219,10 +243,10 @@ if up is None:
     ss.pop("rv_up_note", None)
 elif ss.get("rv_up_done") != (up.name, up.size):
     try:
-        n, matched, n_labels = state.import_labels(up.getvalue(), res.pairs, name=up.name)
+        n, matched, n_labels = import_labels(up.getvalue(), res.pairs, name=up.name)
     except ValueError as err:  # one line naming the file and line; the marks are untouched
         ss.pop("rv_up_note", None)
-        components.show_error(state.one_line(err))
+        components.show_error(one_line(err))
     else:
         ss["rv_up_done"] = (up.name, up.size)
         ss["rv_up_note"] = f"{up.name}: {n} mark(s) set from {matched} of its {n_labels} label(s)" + (
@@ -234,36 +258,37 @@ if ss.get("rv_up_note"):
 if l3.button(
     "Clear all marks",
     key="rv_clear",
-    disabled=not ss[state.K_MARKS],
+    disabled=not ss[K_MARKS],
     width="stretch",
     help="Forget every mark, here and in the saved copy",
 ):
-    state.clear_marks()
+    clear_marks()
     st.rerun()
 
 # ----------------------------------------------------------------------------- detector quality
 st.subheader("Detector quality")
-labels_file = fn_labels.find_labels_file(coll, roots=state.read_roots())
+labels_file = fn_labels.find_labels_file(coll, roots=read_roots())
 choices = (["labels file next to the data"] if labels_file else []) + (["your marks"] if pm else [])
 if not choices:
     st.caption(
-        "No labels yet: put qrels/false_negatives.tsv in the dataset folder you opened, or mark negatives above."
+        "No labels yet: put qrels/false_negatives.tsv in the dataset folder you opened, or mark negatives "
+        "above."
     )
 else:
     src_lab = st.segmented_control("Labels", choices, default=choices[0], key="rv_labels_from") or choices[0]
     if src_lab == "your marks":
-        labels = {k: (1 if v == state.MARK_FALSE_NEGATIVE else 0) for k, v in pm.items()}
+        labels = {k: (1 if v == MARK_FALSE_NEGATIVE else 0) for k, v in pm.items()}
         st.caption("Only your marked negatives are scored here; unmarked ones count as not false negatives.")
     else:
         try:
-            labels = fn_labels.read_labels(labels_file, roots=state.read_roots())
+            labels = fn_labels.read_labels(labels_file, roots=read_roots())
         except (OSError, ValueError) as err:
-            components.show_error(state.one_line(err))
+            components.show_error(one_line(err))
             st.stop()
         st.caption(
-            f"{components.plain(labels_file.name)}: {sum(v > 0 for v in labels.values()):,} labelled false negatives. "
-            "On the bundled sample the shipped score was fitted on these very labels, so its numbers here are "
-            "in-sample; the README reports it on held-out queries."
+            f"{components.plain(labels_file.name)}: {sum(v > 0 for v in labels.values()):,} labelled false "
+            "negatives. On the bundled sample the shipped score was fitted on these very labels, so its "
+            "numbers here are in-sample; the README reports it on held-out queries."
         )
     dq = review.detector_quality(res, labels, scores)
     summ = dq["summary"]

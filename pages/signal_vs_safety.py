@@ -14,8 +14,8 @@ from ui import components
 
 cur = components.require_result(
     "Signal vs Safety",
-    "Good sets sit up and to the right: hard negatives (high S) that stay safely below the positive (high Δ). "
-    "Points on the x-axis (Δ = 0) are unsafe queries.",
+    "Good sets sit up and to the right: hard negatives (high S) that stay safely below the positive (high "
+    "Δ). Points on the x-axis (Δ = 0) are unsafe queries.",
 )
 res = cur.result
 names = components.source_names(cur)
@@ -38,8 +38,8 @@ def chart_and_table() -> None:
     st.subheader(f"Selected queries ({len(rows)})" if len(rows) else "Selected queries")
     if not len(rows):
         st.caption(
-            "Use **Box Select** or **Lasso Select** (chart toolbar, top right) and draw around points to list "
-            "them here. Lowest ECI first."
+            "Use **Box Select** or **Lasso Select** (chart toolbar, top right) and draw around points to "
+            "list them here. Lowest ECI first."
         )
         return
     shown = components.with_query_text(rows, cur.collection)

@@ -12,12 +12,23 @@ import streamlit as st
 
 from eci_core.validation import figures
 from eci_core.validation.analysis import has_joint_intervals
-from ui import components, state
+from ui import components
+from ui.state.launch import ROOT, read_roots
+from ui.state.loading import one_line
+from ui.state.models import get_embedding_cache
+from ui.state.navigation import use_navigation_only
+from ui.state.scores import current
+from ui.state.validation import (
+    add_validation,
+    matches_loaded_data,
+    validation_for_loaded_data,
+    validation_results,
+)
 
-if state.use_navigation_only():  # legacy deep-link run: let the entry point draw this page
+if use_navigation_only():  # legacy deep-link run: let the entry point draw this page
     import runpy
 
-    runpy.run_path(str(state.ROOT / "app.py"), run_name="__main__")
+    runpy.run_path(str(ROOT / "app.py"), run_name="__main__")
     st.stop()
 
 st.title("Validation")
@@ -27,8 +38,8 @@ st.caption(
     "sources the same way."
 )
 
-cur = state.current()
-results = state.validation_results()
+cur = current()
+results = validation_results()
 
 
 @st.fragment
@@ -66,7 +77,8 @@ def run_form() -> None:
             "Leave out of the evaluation corpus (id prefix)",
             "llm-" if has_llm else "",
             key="val_exclude",
-            help="Passages whose id starts with this are not ranked at evaluation (e.g. LLM-written negatives)",
+            help="Passages whose id starts with this are not ranked at evaluation (e.g. LLM-written "
+            "negatives)",
         )
         go = st.form_submit_button("Run validation", type="primary")
     if not go:
@@ -88,24 +100,24 @@ def run_form() -> None:
         full = with_full_corpus(
             coll,
             [s.path for s in coll.sources.values() if s.path],  # rank the whole corpus
-            roots=state.read_roots(),
+            roots=read_roots(),
         )
         res = validate(
             full,
             None,
             cfg,
             encoder=cur.settings.encoder,
-            cache=state.get_embedding_cache(),
+            cache=get_embedding_cache(),
             progress=components.progress_callback(bar),
             score_config=cur.settings.config,
         )
     except (ValueError, FileNotFoundError) as err:
         bar.empty()
-        st.error(state.one_line(err))
+        st.error(one_line(err))
         return
     bar.empty()
     label = f"this session: {trainer}, {int(folds)} folds × {int(seeds)} seeds"
-    state.add_validation(label, res)
+    add_validation(label, res)
     st.session_state["val_choice"] = label
     st.rerun()
 
@@ -115,7 +127,8 @@ with st.expander("Run a cheap-trainer validation of the loaded data", expanded=n
 
 if not results:
     st.info(
-        "No validation results yet: run one above, or `eci validate DIR --out DIR/validation/linear` and reload."
+        "No validation results yet: run one above, or `eci validate DIR --out DIR/validation/linear` and "
+        "reload."
     )
     st.stop()
 
@@ -125,20 +138,21 @@ if "val_choice" not in st.session_state and qp.get("results") in labels:  # a sh
     st.session_state["val_choice"] = qp["results"]
 if st.session_state.get("val_choice") not in labels:
     # default: the validation the Overview quotes for the loaded data, else the first one
-    quoted = state.validation_for_loaded_data()
+    quoted = validation_for_loaded_data()
     st.session_state["val_choice"] = next((k for k, r in results.items() if r is quoted), labels[0])
 choice = st.selectbox("Results", labels, key="val_choice")
 qp["results"] = choice
 res = results[choice]
 m = res.meta
 cfg = m.get("config", {})
-matches = state.matches_loaded_data(res)
+matches = matches_loaded_data(res)
 # a saved results.json is a file anyone may have written: what it says is shown as plain text (never Markdown)
 st.caption(
     components.plain(
-        f"Trainer {m.get('trainer')} · encoder {m.get('encoder')} · {m.get('n_splits')} split(s) × {cfg.get('seeds')} "
-        f"seed(s) · {cfg.get('steps')} steps · batch {cfg.get('batch_size')} · {cfg.get('negatives_per_example')} "
-        f"negatives per example · lr {m.get('lr')} · {m.get('n_eval_passages'):,} passages ranked · {m.get('seconds')} s"
+        f"Trainer {m.get('trainer')} · encoder {m.get('encoder')} · {m.get('n_splits')} split(s) × "
+        f"{cfg.get('seeds')} seed(s) · {cfg.get('steps')} steps · batch {cfg.get('batch_size')} · "
+        f"{cfg.get('negatives_per_example')} negatives per example · lr {m.get('lr')} · "
+        f"{m.get('n_eval_passages'):,} passages ranked · {m.get('seconds')} s"
         + ("" if matches else " · these results are for other data than the loaded sources")
     )
 )
@@ -161,7 +175,8 @@ else:
         "Spread (best − worst)",
         f"{100 * es['spread']:.1f} points",
         help=f"max − min of the sources' mean nDCG@10, in points (0.01 = 1 point); 95 % CI "
-        f"{100 * es['spread_low']:.1f}–{100 * es['spread_high']:.1f} (biased upward: tied sources still spread)",
+        f"{100 * es['spread_low']:.1f}–{100 * es['spread_high']:.1f} (biased upward: tied sources still "
+        "spread)",
     )
     m2.metric(
         "Resolved source pairs",
@@ -254,9 +269,10 @@ st.dataframe(
 )
 st.caption(
     (
-        "Intervals: test queries and seeds resampled together; in every resample each source's nDCG@10 is re-measured, "
-        "the sources re-ranked and ρ, τ, accuracy recomputed (the sources are the ones validated). "
-        "For comparison, the ρ columns marked 'sources only' resample the sources and treat each nDCG@10 as exact."
+        "Intervals: test queries and seeds resampled together; in every resample each source's nDCG@10 is "
+        "re-measured, the sources re-ranked and ρ, τ, accuracy recomputed (the sources are the ones "
+        "validated). For comparison, the ρ columns marked 'sources only' resample the sources and treat "
+        "each nDCG@10 as exact."
         if joint
         else "Intervals: sources resampled with replacement, each nDCG@10 taken as exact (no per-query table "
         "to resample test queries and seeds)."
@@ -274,7 +290,8 @@ components.plotly(figures.scatter_figure(res, number), key="val_scatter")
 st.caption(
     "One point per source; error bars: 95 % bootstrap interval over test queries (they overlap because every "
     "source is tested on the same queries: compare two sources with the paired P(row trains better) below); "
-    "dashed: Theil–Sen line (median of pairwise slopes); dotted: the baselines; orange: sources that may be best "
+    "dashed: Theil–Sen line (median of pairwise slopes); dotted: the baselines; orange: sources that may be "
+    "best "
     "(no other source resolvably trains better)."
 )
 
@@ -319,11 +336,13 @@ if len(results) > 1:
         column_config={"Kendall τ": st.column_config.NumberColumn(format="%.2f")},
     )
     st.caption(
-        "Kendall τ between two trainers' rankings of the sources they share, and whether their best source is the same."
+        "Kendall τ between two trainers' rankings of the sources they share, and whether their best source "
+        "is the same."
     )
 else:
     st.info(
-        "Only one set of results: a second trainer (e.g. `eci validate DIR --trainer finetune`) shows whether the cheap "
+        "Only one set of results: a second trainer (e.g. `eci validate DIR --trainer finetune`) shows "
+        "whether the cheap "
         "trainer ranks the sources as full fine-tuning does."
     )
 

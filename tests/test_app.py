@@ -419,7 +419,8 @@ def test_bad_local_path_keeps_the_loaded_data(tmp_path, monkeypatch):
 def test_upload_adds_a_source_named_after_the_file():
     body = b"".join(
         (
-            b'{"query": "How do I sort a list in Python?", "pos": ["Use list.sort() to sort a list in place."],'
+            b'{"query": "How do I sort a list in Python?", '
+            b'"pos": ["Use list.sort() to sort a list in place."],'
             b' "neg": ["Sort a list of tuples by the second element with a key function."]}\n',
             b'{"query": "How do I reverse a string?", "pos": ["Reverse a string with slicing."],'
             b' "neg": ["Join a list of strings into one string with str.join()."]}\n',
@@ -467,7 +468,7 @@ def test_a_missing_encoder_folder_is_one_line_and_pages_wait(monkeypatch, tmp_pa
 
 
 def test_launch_args_parse():
-    from ui.state import launch_args
+    from ui.state.launch import launch_args
 
     assert launch_args(["--data", "x", "--encoder=hashing", "--cross-encoder", "--other"]) == {
         "data": "x",
@@ -643,7 +644,8 @@ def test_review_queue_labels_upload_sets_marks_and_a_bad_file_loses_none(expecte
     assert len(want) >= 3 and at.session_state["eci_marks"] == want
     assert _metrics(at)["Marked false negative"] == "2" and _metrics(at)["Marked fine"] == "1"
     assert [e.value.replace("\\", "") for e in at.success] == [
-        f"false_negatives.tsv: {len(want)} mark(s) set from 3 of its 4 label(s); 1 name no scored negative of this data."
+        f"false_negatives.tsv: {len(want)} mark(s) set from 3 of its 4 label(s); "
+        "1 name no scored negative of this data."
     ]
     assert not at.error
     # the queue shows the marks: "Marked" lists exactly these pairs, each with its mark selected

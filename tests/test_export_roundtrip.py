@@ -285,13 +285,9 @@ def test_export_page_counts_match_the_files(monkeypatch, tmp_path, scored, rule)
     kept_n = int(metrics["Negatives kept"].split("/")[0].replace(",", ""))
     source = at.selectbox(key="ex_source").value
     # the files the page's buttons write, from the same scored data the page used
-    from ui import state
+    from ui.state.scores import stored_results
 
-    res = next(
-        r
-        for r in state._score_store().items.values()
-        if source in set(r.sources["name"]) and r.config == ECIConfig()
-    )
+    res = next(r for r in stored_results() if source in set(r.sources["name"]) and r.config == ECIConfig())
     cs = cleaning.clean_collection(at.session_state["eci_collection"], res, rule, sources=[source])
     text = " ".join(m.value for m in at.markdown)
     plan = cleaning.ntuple_plan(cs, source)

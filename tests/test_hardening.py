@@ -91,9 +91,9 @@ def _upload(at, name: str = "upl.jsonl", body: bytes = UPLOAD):
 
 
 def _stored_results_with(source: str):
-    from ui import state
+    from ui.state.scores import stored_results
 
-    return [r for r in state._score_store().items.values() if source in set(r.sources["name"])]
+    return [r for r in stored_results() if source in set(r.sources["name"])]
 
 
 class _Poison:
@@ -175,28 +175,29 @@ def test_poisoned_embeddings_beside_an_upload_are_never_read(monkeypatch, tmp_pa
 
 
 def test_readonly_caches_are_the_sample_and_named_folders_only(monkeypatch, tmp_path):
-    from ui import state
+    from ui.state.launch import SAMPLE_DIR, readonly_cache_dirs
 
     named = tmp_path / "team-cache"
     named.mkdir()
-    base = state.readonly_cache_dirs()
-    assert all(p == (state.SAMPLE_DIR / "embeddings").resolve() for p in base)
+    base = readonly_cache_dirs()
+    assert all(p == (SAMPLE_DIR / "embeddings").resolve() for p in base)
     monkeypatch.setenv("ECI_READONLY_CACHE", str(named))
-    assert state.readonly_cache_dirs() == base + [named.resolve()]
+    assert readonly_cache_dirs() == base + [named.resolve()]
 
 
 def test_score_key_holds_the_content_hash_and_every_cache_folder(monkeypatch, tmp_path):
-    from ui import state
+    from ui.state.scores import score_key
+    from ui.state.settings import Settings
 
-    s = state.Settings("hashing", False, ECIConfig())
-    key = state.score_key("abc", s)
+    s = Settings("hashing", False, ECIConfig())
+    key = score_key("abc", s)
     assert key[0] == "abc" and str((tmp_path / "user-cache").resolve()) in key[-1]
     named = tmp_path / "other"
     named.mkdir()
     monkeypatch.setenv("ECI_READONLY_CACHE", str(named))
-    assert state.score_key("abc", s) != key  # another cache folder read: another result
+    assert score_key("abc", s) != key  # another cache folder read: another result
     monkeypatch.setenv("ECI_CACHE_DIR", str(tmp_path / "another-user-cache"))
-    assert str((tmp_path / "another-user-cache").resolve()) in state.score_key("abc", s)[-1]
+    assert str((tmp_path / "another-user-cache").resolve()) in score_key("abc", s)[-1]
 
 
 def test_content_hash_changes_with_any_text_and_not_with_paths(tmp_path):
@@ -225,10 +226,10 @@ def test_uploads_leave_no_temporary_folder(monkeypatch, tmp_path):
 
 
 def test_an_upload_over_the_size_limit_is_refused_in_one_line(monkeypatch, tmp_path):
-    from ui import state
+    from ui.state import loading
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(state, "max_upload_mb", lambda: 0)  # every file is over a 0 MB limit
+    monkeypatch.setattr(loading, "max_upload_mb", lambda: 0)  # every file is over a 0 MB limit
     at = _upload(_app())
     (err,) = at.session_state["eci_load_errors"]
     assert err.startswith("upl.jsonl: ") and "over the upload limit of 0 MB" in err and "\n" not in err
@@ -285,15 +286,13 @@ def test_data_root_is_configurable(monkeypatch, tmp_path):
 
 
 def test_default_data_root_is_cwd_sample_and_data(monkeypatch):
-    from ui import state
+    from ui.state.launch import SAMPLE_DIR, data_roots, path_allowed
 
-    roots = state.data_roots()
-    assert (
-        Path.cwd().resolve() in roots and state.SAMPLE_DIR.resolve() in roots and FIXTURE.resolve() in roots
-    )
-    assert state.path_allowed(FIXTURE / "queries.jsonl") and not state.path_allowed(Path("/etc/passwd"))
+    roots = data_roots()
+    assert Path.cwd().resolve() in roots and SAMPLE_DIR.resolve() in roots and FIXTURE.resolve() in roots
+    assert path_allowed(FIXTURE / "queries.jsonl") and not path_allowed(Path("/etc/passwd"))
     monkeypatch.setenv("ECI_DATA_ROOT", "/")
-    assert state.path_allowed(Path("/etc/passwd"))
+    assert path_allowed(Path("/etc/passwd"))
 
 
 # ----------------------------------------------------------------------------- errors as text
@@ -325,7 +324,7 @@ def test_upload_name_with_markdown_is_shown_as_text():
 
 # ----------------------------------------------------------------------------- time budget
 def test_scoring_past_the_time_budget_stops_with_one_line(monkeypatch):
-    from ui import state
+    from ui.state import scores
 
     class Clock:  # every reading is one second later: any budget under a second is spent at once
         t = 0.0
@@ -335,7 +334,7 @@ def test_scoring_past_the_time_budget_stops_with_one_line(monkeypatch):
             return Clock.t
 
     monkeypatch.setenv("ECI_SCORE_BUDGET_S", "0.5")
-    monkeypatch.setattr(state, "time", Clock())
+    monkeypatch.setattr(scores, "time", Clock())
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
     assert not at.exception
@@ -348,14 +347,14 @@ def test_scoring_past_the_time_budget_stops_with_one_line(monkeypatch):
 
 
 def test_score_budget_setting(monkeypatch):
-    from ui import state
+    from ui.state.launch import DEFAULT_SCORE_BUDGET_S, launch_args, score_budget_s
 
-    assert state.score_budget_s() == state.DEFAULT_SCORE_BUDGET_S == 600.0
+    assert score_budget_s() == DEFAULT_SCORE_BUDGET_S == 600.0
     monkeypatch.setenv("ECI_SCORE_BUDGET_S", "0")
-    assert state.score_budget_s() is None
+    assert score_budget_s() is None
     monkeypatch.setenv("ECI_SCORE_BUDGET_S", "30")
-    assert state.score_budget_s() == 30.0
-    assert state.launch_args(["--score-budget", "5", "--data-root=/x", "--readonly-cache", "/c"]) == {
+    assert score_budget_s() == 30.0
+    assert launch_args(["--score-budget", "5", "--data-root=/x", "--readonly-cache", "/c"]) == {
         "score-budget": "5",
         "data-root": "/x",
         "readonly-cache": "/c",

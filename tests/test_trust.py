@@ -228,11 +228,12 @@ def test_a_saved_validation_is_shown_as_plain_text(_env, tmp_path):
 def test_the_overview_verdict_is_plain_text(_env, monkeypatch, tmp_path):
     from eci_core.explore import overview
     from eci_core.validation import load_results
-    from ui import components, state
+    from ui import components
+    from ui.state import validation
 
     _plant(tmp_path)
     res = load_results(tmp_path / "validation" / "evil")
-    monkeypatch.setattr(state, "validation_status", lambda settings: (res, None))
+    monkeypatch.setattr(validation, "validation_status", lambda settings: (res, None))
     at = _app()
     assert not at.exception, [e.message for e in at.exception]
     verdict = next(i.value for i in at.info if EVIL_TRAINER in i.value.replace("\\", ""))

@@ -70,9 +70,9 @@ def _label(data_dir):
 
 
 def _label_of(path):
-    from ui.state import _dataset_label
+    from ui.state.loading import dataset_label
 
-    return _dataset_label(path)
+    return dataset_label(path)
 
 
 def test_validation_page_shows_the_saved_numbers(data_dir):

@@ -7,7 +7,13 @@ from typing import Callable
 
 import streamlit as st
 
-from ui import state
+from ui.state.derived import prepare_pages
+from ui.state.keys import K_COLLECTION
+from ui.state.launch import ROOT
+from ui.state.loading import one_line
+from ui.state.navigation import open_in_drilldown, qp_get, qp_set, use_navigation_only
+from ui.state.scores import Current, ScoringBudgetExceeded, cached_result, compute_result, current
+from ui.state.settings import settings
 
 
 def progress_callback(bar, verb: str = "Computing") -> Callable[[str, int, int], None]:
@@ -38,10 +44,10 @@ def ensure_scores() -> None:
     import logging
 
     ss = st.session_state
-    if ss.get(state.K_COLLECTION) is None:
+    if ss.get(K_COLLECTION) is None:
         return
     try:
-        s = state.settings()
+        s = settings()
     except ValueError as err:
         show_error(str(err), prefix="Settings: ")
         return
@@ -50,41 +56,41 @@ def ensure_scores() -> None:
             "Type the path of a local sentence-transformers folder in the sidebar, or choose another encoder."
         )
         return
-    if state.cached_result(s) is not None:
+    if cached_result(s) is not None:
         return
     holder = st.empty()
     bar = holder.progress(0.0, text="Computing: starting")
     try:
-        result = state.compute_result(s, progress=progress_callback(bar))
-    except state.ScoringBudgetExceeded as err:
+        result = compute_result(s, progress=progress_callback(bar))
+    except ScoringBudgetExceeded as err:
         holder.empty()
         show_error(str(err), prefix="Could not score the data: ")
         return
     except Exception as err:  # shown in one line; the sidebar stays usable
         holder.empty()
-        show_error(state.one_line(err), prefix="Could not score the data: ")
+        show_error(one_line(err), prefix="Could not score the data: ")
         return
     try:
-        state.prepare_pages(s, result, progress=progress_callback(bar, verb="Preparing the pages"))
+        prepare_pages(s, result, progress=progress_callback(bar, verb="Preparing the pages"))
     except Exception:  # a page computing the same table reports any error itself
         logging.getLogger(__name__).exception("preparing the dashboard's pages failed")
     holder.empty()
 
 
-def require_result(title: str, caption: str | None = None) -> state.Current:
+def require_result(title: str, caption: str | None = None) -> Current:
     """Page header, then the current data; stops the page with a hint when nothing is scored."""
-    if state.use_navigation_only():
+    if use_navigation_only():
         # Streamlit's legacy pages/ routing ran this file on its own (first run of a deep link
         # on a fresh server): run the entry point instead, in this same run (so nothing the
         # user clicked is lost); it draws the sidebar and this page through st.navigation.
         import runpy
 
-        runpy.run_path(str(state.ROOT / "app.py"), run_name="__main__")
+        runpy.run_path(str(ROOT / "app.py"), run_name="__main__")
         st.stop()
     st.title(title)
     if caption:
         st.caption(caption)
-    cur = state.current()
+    cur = current()
     if cur.collection is None:
         st.info(
             "Load a dataset in the sidebar (“Data and settings”) to start.", icon=":material/upload_file:"
@@ -96,12 +102,12 @@ def require_result(title: str, caption: str | None = None) -> state.Current:
     return cur
 
 
-def source_names(cur: state.Current) -> list[str]:
+def source_names(cur: Current) -> list[str]:
     """Sources in ranking order (highest ECI first)."""
     return [str(n) for n in cur.result.sources["name"].tolist()]
 
 
-def query_label(cur: state.Current, query_id: str, width: int = 90) -> str:
+def query_label(cur: Current, query_id: str, width: int = 90) -> str:
     """``"text  ·  id"`` for select boxes, the text cut to ``width`` characters."""
     coll = cur.collection
     try:
@@ -141,7 +147,7 @@ def url_value(key: str, param: str, options: list, default, multi: bool = False)
     Pair it with ``on_change=to_url, args=(key, param, multi)`` so the URL follows the widget.
     """
     ss = st.session_state
-    raw = state.qp_get(param)
+    raw = qp_get(param)
     if multi:
         val = [x for x in (raw or "").split(",") if x in options] if raw else None
         if val is None:
@@ -159,9 +165,9 @@ def to_url(key: str, param: str, multi: bool = False) -> None:
     """``on_change`` callback: write the widget's value into the URL."""
     val = st.session_state.get(key)
     if multi:
-        state.qp_set(**{param: ",".join(val) if val else None})
+        qp_set(**{param: ",".join(val) if val else None})
     else:
-        state.qp_set(**{param: val})
+        qp_set(**{param: val})
 
 
 # --------------------------------------------------------------------------- formatting
@@ -226,7 +232,7 @@ def open_query_on_select(event, frame, key_col: str = "query_id") -> None:
     """When a single-row ``st.dataframe`` selection picks a row, open its query in the drill-down."""
     rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
     if rows and 0 <= rows[0] < len(frame):
-        state.open_in_drilldown(str(frame.iloc[rows[0]][key_col]))
+        open_in_drilldown(str(frame.iloc[rows[0]][key_col]))
 
 
 def summary_display(df):

@@ -95,8 +95,9 @@ def serving_check(
         )
         warnings.append(
             f"This server listens on {where}{port_s}: {what}. To keep it on this machine, restart it with "
-            f"`--server.address 127.0.0.1` (or start it from the repository folder, whose .streamlit/config.toml "
-            f"does that). If serving it wider is on purpose, set {ALLOW_REMOTE_ENV}=1 or add `-- {ALLOW_REMOTE_ARG}`."
+            "`--server.address 127.0.0.1` (or start it from the repository folder, whose "
+            f".streamlit/config.toml does that). If serving it wider is on purpose, set {ALLOW_REMOTE_ENV}=1 "
+            f"or add `-- {ALLOW_REMOTE_ARG}`."
         )
     return ServingCheck(hide, tuple(warnings))
 

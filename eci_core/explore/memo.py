@@ -10,6 +10,8 @@ owner (a DataFrame, a ScoreResult, a Collection) is garbage-collected.
 
 Results whose key changes with user input (e.g. a cleaned set per set of marks) go in a *slot*:
 ``memo(obj, key, fn, slot="cleaned_set", size=2)`` keeps only the ``size`` most recent keys.
+:func:`stored` reads what is held without computing it (the dashboard asks whether scores exist
+before it draws a progress bar); :func:`slot_values` lists what a slot holds.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-__all__ = ["memo"]
+__all__ = ["memo", "slot_values", "stored"]
 
 _MEMO: dict[int, dict] = {}  # id(owner) -> {key: value}; slots are the entries ("recent", slot)
 _MEMO_LOCK = threading.Lock()
@@ -76,6 +78,14 @@ def _entry(obj: Any) -> dict | None:
     return entry
 
 
+def _table_key(obj: Any, key: tuple) -> tuple:
+    """``key``, plus the length and columns of ``obj`` when it is a DataFrame (a table grown in
+    place is a new entry)."""
+    if isinstance(obj, pd.DataFrame):
+        return key + (len(obj), tuple(map(str, obj.columns)))
+    return key
+
+
 def memo(obj: Any, key: tuple, fn: Callable[[], Any], slot: str | None = None, size: int = 2) -> Any:
     """``fn()`` computed once per (``obj``, ``key``) while ``obj`` is alive.
 
@@ -98,9 +108,34 @@ def memo(obj: Any, key: tuple, fn: Callable[[], Any], slot: str | None = None, s
                 box[key] = box.pop(key)  # most recent last
                 return box[key]
         return _once(box, (id(box), key), key, fn, on_store=trim)
-    if isinstance(obj, pd.DataFrame):
-        key = key + (len(obj), tuple(map(str, obj.columns)))
+    key = _table_key(obj, key)
     entry = _entry(obj)
     if entry is None:
         return fn()
     return _once(entry, (id(obj), key), key, fn)
+
+
+def stored(obj: Any, key: tuple, slot: str | None = None, default: Any = None) -> Any:
+    """What :func:`memo` holds now for (``obj``, ``key``) (in ``slot`` when given), else ``default``.
+
+    Never computes and never waits for a computation in flight. In a slot, a value found counts
+    as used: it becomes the most recent key, as a :func:`memo` call finding it would."""
+    with _MEMO_LOCK:
+        entry = _MEMO.get(id(obj))
+        if entry is None:
+            return default
+        if slot is None:
+            return entry.get(_table_key(obj, key), default)
+        box = entry.get(_table_key(obj, ("recent", slot)))
+        if box is None or key not in box:
+            return default
+        box[key] = box.pop(key)  # most recent last
+        return box[key]
+
+
+def slot_values(obj: Any, slot: str) -> list:
+    """The values ``slot`` of ``obj`` holds now, least recently used first (for tests and
+    diagnostics: what a bounded slot kept)."""
+    with _MEMO_LOCK:
+        box = (_MEMO.get(id(obj)) or {}).get(_table_key(obj, ("recent", slot))) or {}
+        return list(box.values())
