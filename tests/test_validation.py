@@ -35,7 +35,8 @@ from eci_core.validation import (
     validate,
 )
 from eci_core.validation.analysis import downstream_table, rank_agreement
-from eci_core.validation.evaluation import evaluate_embeddings, evaluate_run
+from eci_core.metrics.retrieval import evaluate_run
+from eci_core.validation.evaluation import evaluate_embeddings
 from eci_core.validation.protocol import run_protocol
 from eci_core.validation.splits import make_splits, training_lists
 
