@@ -39,7 +39,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PY) -m pip install -q pytest hypothesis playwright pytest-timeout "ray[data]"
+	$(PY) -m pip install -q pytest hypothesis playwright pytest-timeout datasets "ray[data]"
 	touch $@
 
 # Browser tests use Debian's chromium (never `playwright install`). Installed when missing and

@@ -666,7 +666,7 @@ def test_pooled_evaluation_reranks_the_target_encoders_top_k_plus_positives(kas)
 
 
 def test_mine_sweep_writes_each_source_with_its_window(tmp_path):
-    from eci_core.miners import SWEEP, mine_sweep, read_beir, read_negative_ids
+    from eci_core.mining import SWEEP, mine_sweep, read_beir, read_negative_ids
 
     data = read_beir(FIXTURE)
     out = mine_sweep(

@@ -126,11 +126,11 @@ def positive_rank_metrics(
         for j, p in enumerate(pos):
             pq = f"{nq}/{j}"
             qrels[pq] = {"p": 1}
+            pqs.append(pq)
             if scores[p] == -np.inf:  # a masked-out positive is never retrieved: R@k = RR = 0
                 continue
             above = np.flatnonzero((rest >= scores[p]) & ~is_pos)
             run[pq] = dict.fromkeys(map(str, above.tolist()), 1.0) | {"p": 0.0}
-            pqs.append(pq)
         batch.append(pqs)
         nq += 1
         if len(batch) == 256:
