@@ -641,13 +641,20 @@ def test_positive_rank_metrics_by_hand_with_two_positives_ties_and_a_masked_posi
 
 
 def test_top_k_rows_breaks_ties_by_index_also_at_the_cut():
-    from eci_core.metrics.retrieval import top_k_rows
+    from eci_core.metrics.retrieval import top_k, top_k_rows
 
     s = np.array([[1.0, 2.0, 2.0, 2.0, 0.0, -np.inf], [3.0, -np.inf, -np.inf, 1.0, 1.0, 2.0]])
     idx, sc = top_k_rows(s, 2)
     assert idx.tolist() == [[1, 2], [0, 5]] and sc.tolist() == [[2.0, 2.0], [3.0, 2.0]]
     idx, sc = top_k_rows(s, 5)
     assert idx.tolist() == [[1, 2, 3, 0, 4], [0, 5, 3, 4, -1]]  # -inf cells come back as -1
+    # the validation's ranking (top_k of q @ P.T, in chunks) keeps the same passages: with many
+    # ties at the cut np.argpartition alone (its former top-k) kept other tied passages
+    rng = np.random.default_rng(0)
+    q = rng.integers(0, 5, size=(8, 300)).astype(np.float32)
+    idx, sc = top_k(q, np.eye(300, dtype=np.float32), 10, chunk=3)
+    want = np.argsort(-q, axis=1, kind="stable")[:, :10]
+    assert np.array_equal(idx, want) and np.array_equal(sc, np.take_along_axis(q, want, axis=1))
 
 
 # --------------------------------------------------------------------------------- memory

@@ -48,13 +48,15 @@ for the union of ``cross-encoder``).
 Ties are broken by passage index everywhere (candidates by score descending, then index).
 
 Checked against ``sentence_transformers.util.mine_hard_negatives`` on the pyfaq sample
-(``tests/test_mining_reference.py``): with the same embeddings and parameters (``use_faiss=False``,
-``sampling_strategy="top"``) both pick the same negatives, up to two documented differences.
-sentence-transformers retrieves ``range_max + max_positives + 1`` passages before it drops the
-positives (and a passage whose text is the query's), so its margin and score filters see one
-candidate more than ``range_max`` for a query with one positive: ``range_max = R`` there equals
-``range_max = R + 1`` here. It works on texts (a corpus text repeated under two ids is one
-passage there), here on ids.
+(``tests/test_mining_reference.py``, ``dense`` with the same embeddings, ``use_faiss=False``,
+``sampling_strategy="top"``): the same negatives and scores, up to two differences.
+sentence-transformers retrieves ``range_max + max_positives + 1`` passages and only then drops the
+positives (and a passage whose text is the query's), so with one positive per query its filters
+see ``range_max + 1`` candidates when the positive ranks among the first ``range_max + 2`` and
+``range_max + 2`` when it does not; here the window is exactly ``range_max`` non-positives.
+Without a margin or score filter this changes nothing; with one, a query can keep more negatives
+there. And it identifies queries and passages by text (two queries with one text are one query
+with two positives there), here by id.
 
 Modules: :mod:`.api` (:func:`mine`, the ``bm25`` / ``dense`` miners), :mod:`.params`,
 :mod:`.selection`, :mod:`.bm25`, :mod:`.dense`, :mod:`.cross_encoder`, :mod:`.random_negatives`,
