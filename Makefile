@@ -45,7 +45,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PY) -m pip install -q pytest hypothesis playwright pytest-timeout "ray[data]" ruff==0.17.6 import-linter
+	$(PY) -m pip install -q pytest hypothesis playwright pytest-timeout datasets "ray[data]" ruff==0.17.6 import-linter
 	touch $@
 
 # Browser tests use Debian's chromium (never `playwright install`). Installed when missing and

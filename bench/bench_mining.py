@@ -1,4 +1,4 @@
-"""Benchmark of the hard-negative miners (``eci_core.miners``).
+"""Benchmark of the hard-negative miners (``eci_core.mining``).
 
 Measures, and prints as a markdown table:
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import eci_core  # noqa: E402,F401
 from eci_core.io.data import Collection  # noqa: E402
-from eci_core.miners import mine, read_beir  # noqa: E402
+from eci_core.mining import mine, read_beir  # noqa: E402
 
 
 class TableEncoder:
@@ -81,21 +81,27 @@ def main() -> int:
     ap.add_argument("--ce", action="store_true", help="also time the bundled cross-encoder")
     args = ap.parse_args()
 
-    print(f"Machine: {platform.processor() or platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, "
-          f"Python {platform.python_version()}, numpy {np.__version__}\n")  # fmt: skip
+    cores = len(__import__("os").sched_getaffinity(0))
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, {cores} cores, "
+        f"Python {platform.python_version()}, numpy {np.__version__}\n"
+    )
     print("| miner | passages | queries | wall (s) | queries/s | traced peak (MB) | full Q×N matrix (MB) |")
     print("|---|---|---|---|---|---|---|")
     for n in args.passages:
         r = bench_dense(n, args.queries, args.dim, args.num_negatives)
-        print(f"| dense (dim {args.dim}) | {n:,} | {r['queries']:,} | {r['wall_s']:.2f} | {r['q_per_s']:,.0f} | "
-              f"{r['traced_mb']:.0f} | {r['full_matrix_mb']:,.0f} |")  # fmt: skip
+        print(
+            f"| dense (dim {args.dim}) | {n:,} | {r['queries']:,} | {r['wall_s']:.2f} | "
+            f"{r['q_per_s']:,.0f} | {r['traced_mb']:.0f} | {r['full_matrix_mb']:,.0f} |"
+        )
     pyfaq = read_beir(ROOT / "sample_data" / "pyfaq")
     t = time.perf_counter()
     mine(pyfaq, "bm25", 10, exclude_prefixes=("llm-",))
     wall = time.perf_counter() - t
     nq = len(pyfaq.positives)
     print(
-        f"| bm25 (pyfaq, index + retrieval) | {pyfaq.n_passages:,} | {nq} | {wall:.2f} | {nq / wall:,.0f} | – | – |"
+        f"| bm25 (pyfaq, index + retrieval) | {pyfaq.n_passages:,} | {nq} | {wall:.2f} | "
+        f"{nq / wall:,.0f} | – | – |"
     )
     print(f"\nProcess peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     if args.ce:

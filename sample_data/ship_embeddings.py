@@ -37,7 +37,7 @@ import eci_core  # noqa: E402,F401  (offline environment first)
 from eci_core.models.cache import EmbeddingCache  # noqa: E402
 from eci_core.models.encoding import cross_scores, embed  # noqa: E402
 from eci_core.models.registry import load_cross_encoder, load_encoder  # noqa: E402
-from eci_core.miners import read_beir, read_negative_ids  # noqa: E402
+from eci_core.mining import read_beir, read_negative_ids  # noqa: E402
 
 
 def _tqdm_progress():
@@ -76,7 +76,7 @@ def ce_pairs(directory: Path, coll, cache=None, pools: bool = True) -> list[tupl
                 if coll.has_passage(pid):
                     pairs[(qi, coll.passage_index(pid))] = None
     if pools:
-        from eci_core.miners import DEFAULT_POOL_SIZE, mine
+        from eci_core.mining import DEFAULT_POOL_SIZE, mine
 
         bm25 = mine(coll, "bm25", DEFAULT_POOL_SIZE["bm25+ce"], exclude_prefixes=("llm-",))
         dense = mine(

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from eci_core.io.data import ArrowTextMap, TextColumn, str_arrow
 from eci_core.metrics import lexical as L
+from eci_core.text import tokenize
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "pyfaq"
 
@@ -97,7 +98,25 @@ def test_separators_are_non_word_and_their_own_case():
     for c in "µªº²½_aZ0":  # word characters (µ, ª, º, ², ½ are \w for Python) are not separators
         assert c not in L._SEPARATORS
     for c in L._SEPARATORS:
-        assert L.tokenize(f"a{c}b") == ["a", "b"] and c.lower() == c
+        assert tokenize(f"a{c}b") == ["a", "b"] and c.lower() == c
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40))
+def test_one_tokenizer_for_lexical_overlap_and_the_hashing_encoder(text):
+    """``eci_core.text.tokenize`` is the tokenizer of both: the hashing encoder's vector of a text
+    is the vector of its tokens joined by spaces, and the lexicon's tokens of a text are the
+    distinct tokens of ``tokenize`` (what ``eci score`` computes lex_overlap and hashing
+    embeddings from)."""
+    from eci_core.models.hashing import HashingEncoder
+
+    toks = tokenize(text)
+    assert toks == re.findall(r"\w+", text.lower())
+    enc = HashingEncoder(dim=64)
+    assert np.array_equal(enc.encode_queries([text]), enc.encode_queries([" ".join(toks)]))
+    m, vocab = L.token_matrix([text])
+    inv = {i: t for t, i in vocab.items()}
+    assert {inv[c] for c in m[0].indices.tolist()} == set(toks)
 
 
 def test_unicode_rules_differ_from_arrows_so_non_ascii_takes_the_python_path():
@@ -172,7 +191,7 @@ def test_random_texts_token_for_token(texts, chunk):
         # token for token: each row's columns are the distinct tokens of tokenize()
         inv = {c: t for t, c in v.items()}
         for i, t in enumerate(texts):
-            assert {inv[c] for c in m[i].indices.tolist()} == set(L.tokenize(t))
+            assert {inv[c] for c in m[i].indices.tolist()} == set(tokenize(t))
     finally:
         L._CHUNK = old
 

@@ -20,7 +20,8 @@ from eci_core.metrics.bootstrap import (
     resampled_means,
 )
 from eci_core.config import ECIConfig
-from eci_core.metrics.lexical import PassageLexicon, lex_overlap, tokenize
+from eci_core.metrics.lexical import PassageLexicon, lex_overlap
+from eci_core.text import tokenize
 from eci_core.metrics.eci import FLAG_RULES
 from eci_core.scoring.arrays import score_arrays
 from eci_core.scoring.tables import source_summary

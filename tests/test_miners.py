@@ -1,4 +1,4 @@
-"""Tests of the hard-negative miners (eci_core.miners) and `eci mine` (eci_core.cli.mine)."""
+"""Tests of the hard-negative miners (eci_core.mining) and `eci mine` (eci_core.cli.mine)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import eci_core  # noqa: F401  (sets the offline environment first)
 from eci_core.io.data import Collection, LoadError
 from eci_core.models.hashing import HashingEncoder
-from eci_core.miners import (
+from eci_core.mining import (
     BM25CE_DEFAULT_MARGIN,
     mine,
     read_beir,
@@ -25,6 +25,7 @@ from eci_core.miners import (
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "app_small"
+PYFAQ = ROOT / "sample_data" / "pyfaq"
 
 
 # --------------------------------------------------------------------------------- helpers
@@ -146,6 +147,34 @@ def test_dense_top_k_matches_exhaustive_ranking():
         assert np.allclose(np.sort(s[got])[::-1], np.sort(s)[::-1][:5], atol=1e-6)
 
 
+@pytest.mark.parametrize("exclude_llm", [False, True])
+def test_bm25_candidates_from_bm25s_retrieve_equal_ranking_the_full_score_matrix(exclude_llm):
+    """bm25s' ``retrieve(k=...)`` gives the same candidates, scores and order as ranking every
+    passage's score (positives and excluded passages out, ties by index) on the pyfaq sample.
+    BM25 ties are common there (short FAQ passages): the rows where a tie crosses retrieve's cut
+    are ranked from the full row, and the sample has such rows at every k."""
+    from eci_core.metrics.retrieval import top_k_rows
+    from eci_core.mining.bm25 import Bm25
+    from eci_core.mining.params import Params
+    from eci_core.mining.selection import MiningContext
+
+    c = read_beir(PYFAQ)
+    q_list = np.array(sorted(c.positives), dtype=np.int64)
+    excl = (
+        np.array([p.startswith("llm-") for p in c.passage_ids])
+        if exclude_llm
+        else np.zeros(c.n_passages, bool)
+    )
+    ctx = MiningContext(c, q_list, excl, Params(1, 0, 1, None, None, None, None, "top", 0), None, None)
+    bm25 = Bm25(c.passage_texts)
+    full = ctx.masked(np.arange(q_list.size), bm25.block([c.query_texts[q] for q in q_list]))
+    for k in (10, 100):
+        idx, sc = bm25.retrieve(ctx, k)
+        want_idx, want_sc = top_k_rows(full, k)
+        assert np.array_equal(idx, want_idx) and np.array_equal(sc, want_sc)
+        assert 0 < bm25.n_full_rows < q_list.size  # ties crossed the cut on some rows, not all
+
+
 def test_random_and_random_sampling_are_deterministic_for_a_seed():
     c = synthetic()
     a = mine(c, "random", num_negatives=6, seed=7)
@@ -173,7 +202,7 @@ def test_random_miner_is_roughly_uniform():
     assert others.min() > 15 and others.max() < 70
 
 
-# --------------------------------------------------------------------------------- filters (sentence-transformers semantics)
+# ------------------------------------------------------- filters (sentence-transformers semantics)
 def test_relative_margin_by_hand():
     # positive 0.80; threshold 0.80 - 0.80*0.05 = 0.76: 0.85 and 0.78 go, 0.76 (not >) stays
     coll, enc = scored_collection([0.80], [[0.85, 0.78, 0.76, 0.70, 0.50, 0.30]])
@@ -560,7 +589,9 @@ def test_eci_mine_cli_writes_run_and_prints_skip_lines(tmp_path, capsys):
     runs = read_negative_ids(out)
     assert (
         set(runs)
-        == {json.loads(l)["_id"] for l in (FIXTURE / "queries.jsonl").read_text().splitlines() if l.strip()}
+        == {
+            json.loads(ln)["_id"] for ln in (FIXTURE / "queries.jsonl").read_text().splitlines() if ln.strip()
+        }
         or runs
     )
     assert all(line.split()[5] == "dense" for line in out.read_text().splitlines())
@@ -591,6 +622,41 @@ def test_retrieval_metrics_by_hand():
     assert retrieval_metrics(coll, "dense", ks=(1,), encoder=enc)["MRR"] == pytest.approx(0.5)
 
 
+def test_positive_rank_metrics_by_hand_with_two_positives_ties_and_a_masked_positive():
+    """ir_measures counts what the miners' definition says: each positive ranked against the
+    non-positives only, ties against it; a positive at -inf is never retrieved."""
+    from eci_core.metrics.retrieval import positive_rank_metrics
+
+    rows = [
+        # non-positives 0.9, 0.8, 0.7: rank(p1 = 0.8) = 3 (the tie counts), rank(p3 = 0.5) = 4
+        (np.array([0.9, 0.8, 0.8, 0.5, 0.7]), [1, 3]),
+        # p1 first (rank 1); p2 masked out: never retrieved
+        (np.array([0.1, 0.6, -np.inf]), [1, 2]),
+    ]
+    m = positive_rank_metrics(iter(rows), ks=(1, 3, 4))
+    assert m["R@1"] == (0.0 + 0.5) / 2
+    assert m["R@3"] == (0.5 + 0.5) / 2
+    assert m["R@4"] == (1.0 + 0.5) / 2
+    assert m["MRR"] == pytest.approx((1 / 3 + 1.0) / 2, abs=1e-15)  # 1/3 + 1: two roundings
+
+
+def test_top_k_rows_breaks_ties_by_index_also_at_the_cut():
+    from eci_core.metrics.retrieval import top_k, top_k_rows
+
+    s = np.array([[1.0, 2.0, 2.0, 2.0, 0.0, -np.inf], [3.0, -np.inf, -np.inf, 1.0, 1.0, 2.0]])
+    idx, sc = top_k_rows(s, 2)
+    assert idx.tolist() == [[1, 2], [0, 5]] and sc.tolist() == [[2.0, 2.0], [3.0, 2.0]]
+    idx, sc = top_k_rows(s, 5)
+    assert idx.tolist() == [[1, 2, 3, 0, 4], [0, 5, 3, 4, -1]]  # -inf cells come back as -1
+    # the validation's ranking (top_k of q @ P.T, in chunks) keeps the same passages: with many
+    # ties at the cut np.argpartition alone (its former top-k) kept other tied passages
+    rng = np.random.default_rng(0)
+    q = rng.integers(0, 5, size=(8, 300)).astype(np.float32)
+    idx, sc = top_k(q, np.eye(300, dtype=np.float32), 10, chunk=3)
+    want = np.argsort(-q, axis=1, kind="stable")[:, :10]
+    assert np.array_equal(idx, want) and np.array_equal(sc, np.take_along_axis(q, want, axis=1))
+
+
 # --------------------------------------------------------------------------------- memory
 def test_dense_mining_of_20k_passages_stays_under_1_gb():
     """20k passages x 5k queries, in a fresh process. A full query x corpus score matrix would
@@ -602,7 +668,7 @@ def test_dense_mining_of_20k_passages_stays_under_1_gb():
         import numpy as np
         import eci_core
         from eci_core.io.data import Collection
-        from eci_core.miners import mine
+        from eci_core.mining import mine
         n, nq = 20000, 5000
         rng = np.random.default_rng(0)
 
@@ -643,7 +709,6 @@ def test_dense_mining_of_20k_passages_stays_under_1_gb():
 
 
 # --------------------------------------------------------------------------------- shipped sample data
-PYFAQ = ROOT / "sample_data" / "pyfaq"
 SOURCES = ("bm25", "dense", "dense-percpos", "cross-encoder", "bm25+ce", "random", "llm+bm25ce")
 
 

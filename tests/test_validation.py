@@ -35,7 +35,8 @@ from eci_core.validation import (
     validate,
 )
 from eci_core.validation.analysis import downstream_table, rank_agreement
-from eci_core.validation.evaluation import evaluate_embeddings, evaluate_run
+from eci_core.metrics.retrieval import evaluate_run
+from eci_core.validation.evaluation import evaluate_embeddings
 from eci_core.validation.protocol import run_protocol
 from eci_core.validation.splits import make_splits, training_lists
 
@@ -666,7 +667,7 @@ def test_pooled_evaluation_reranks_the_target_encoders_top_k_plus_positives(kas)
 
 
 def test_mine_sweep_writes_each_source_with_its_window(tmp_path):
-    from eci_core.miners import SWEEP, mine_sweep, read_beir, read_negative_ids
+    from eci_core.mining import SWEEP, mine_sweep, read_beir, read_negative_ids
 
     data = read_beir(FIXTURE)
     out = mine_sweep(

@@ -2,7 +2,7 @@
 
 Registered by :mod:`eci_core.cli` through :func:`add_parser`; :func:`run` does the work. The
 parameters carry sentence-transformers' names (``mine_hard_negatives``) and the same semantics,
-documented in :func:`eci_core.miners.mine`.
+documented in :func:`eci_core.mining.mine`.
 
 Example::
 
@@ -43,8 +43,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--sweep",
         action="store_true",
-        help="write the whole sweep of sources (dense / BM25 / cross-encoder rank windows, TopK-PercPos margins, "
-        "cross-encoder-denoised, mixtures with --add-negatives) as OUT/<name>.trec, for `eci validate`",
+        help="write the whole sweep of sources (dense / BM25 / cross-encoder rank windows, TopK-PercPos "
+        "margins, cross-encoder-denoised, mixtures with --add-negatives) as OUT/<name>.trec, for "
+        "`eci validate`",
     )
     p.add_argument("--num-negatives", type=int, default=10, help="negatives per query")
     p.add_argument("--range-min", type=int, default=0, help="skip the first N surviving candidates")
@@ -79,7 +80,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--encoder",
         default=None,
-        help="bi-encoder for dense / cross-encoder: 'minilm' (bundled, default), 'hashing' or a local sentence-transformers folder",
+        help="bi-encoder for dense / cross-encoder: 'minilm' (bundled, default), 'hashing' or a local "
+        "sentence-transformers folder",
     )
     p.add_argument(
         "--cross-encoder",
@@ -90,7 +92,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--pool-size",
         type=int,
         default=None,
-        help="candidates per retriever before cross-encoder rescoring (cross-encoder: 50 from BM25 + 50 dense; bm25+ce: 100 from BM25)",
+        help="candidates per retriever before cross-encoder rescoring (cross-encoder: 50 from BM25 + 50 "
+        "dense; bm25+ce: 100 from BM25)",
     )
     p.add_argument("--split", default="test", help="qrels split: qrels/<split>.tsv")
     p.add_argument(
@@ -98,14 +101,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="PREFIX",
-        help="never mine passages whose id starts with PREFIX (repeatable), e.g. llm- for LLM-written passages",
+        help="never mine passages whose id starts with PREFIX (repeatable), e.g. llm- for LLM-written "
+        "passages",
     )
     p.add_argument(
         "--add-negatives",
         default=None,
         metavar="FILE",
-        help="add every query's negatives from FILE (TREC run or JSONL {query_id, negative_ids}) to the mined "
-        "ones, unfiltered and scored by the method's scorer",
+        help="add every query's negatives from FILE (TREC run or JSONL {query_id, negative_ids}) to the "
+        "mined ones, unfiltered and scored by the method's scorer",
     )
     p.add_argument("--tag", default=None, help="TREC run tag (default: the method)")
     p.add_argument(
@@ -128,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     stderr, no traceback).
     """
     from eci_core.io.data import LoadError
-    from eci_core.miners import mine, read_beir, read_negative_ids, write_trec_run
+    from eci_core.mining import mine, read_beir, read_negative_ids, write_trec_run
 
     if args.sweep:
         return run_sweep(args)
@@ -181,12 +185,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    """``eci mine DIR --sweep``: every source of ``miners.SWEEP`` into ``--out`` (default DIR/sweep)."""
+    """``eci mine DIR --sweep``: every source of ``mining.SWEEP`` into ``--out`` (default DIR/sweep)."""
     from pathlib import Path
 
     from eci_core.io.data import LoadError
     from eci_core.models.cache import EmbeddingCache
-    from eci_core.miners import SWEEP, mine_sweep, read_beir, read_negative_ids
+    from eci_core.mining import SWEEP, mine_sweep, read_beir, read_negative_ids
 
     set_params = [
         f"--{n.replace('_', '-')}"
@@ -208,7 +212,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     if set_params:
         print(
             f"error: {set_params[0]} does not apply to --sweep (each sweep source has its own parameters; "
-            f"see `eci_core.miners.SWEEP`)",
+            f"see `eci_core.mining.SWEEP`)",
             file=sys.stderr,
         )
         return 2

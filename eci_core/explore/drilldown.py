@@ -26,10 +26,10 @@ __all__ = [
 
 
 def shared_words(text: str, reference: str | Sequence[str]) -> list[str]:
-    """Distinct tokens of ``text`` (``eci_core.metrics.lexical.tokenize``: lowercase ``\\w+``) that also
+    """Distinct tokens of ``text`` (``eci_core.text.tokenize``: lowercase ``\\w+``) that also
     occur in ``reference`` (one text or several, e.g. all positives), in order of first
     appearance in ``text``: the words to highlight."""
-    from eci_core.metrics.lexical import tokenize
+    from eci_core.text import tokenize
 
     refs = [reference] if isinstance(reference, str) else list(reference)
     ref_tokens: set[str] = set()
@@ -40,7 +40,7 @@ def shared_words(text: str, reference: str | Sequence[str]) -> list[str]:
 
 def highlight_html(text: str, words: Iterable[str], tag: str = "mark") -> str:
     """``text`` HTML-escaped, with every token (``\\w+``, compared lowercase as
-    ``eci_core.metrics.lexical.tokenize`` does) that is in ``words`` wrapped in ``<mark>…</mark>``: the
+    ``eci_core.text.tokenize`` does) that is in ``words`` wrapped in ``<mark>…</mark>``: the
     drill-down's highlighting of words shared with the positive."""
     import html
     import re

@@ -1,9 +1,9 @@
-"""Lexical residuality: tokenizer, IDF and the IDF-weighted overlap of a negative with a positive.
+"""Lexical residuality: IDF and the IDF-weighted overlap of a negative with a positive.
 
 Definitions (``shared/spec/ECI.md``, pairs table, ``lex_overlap``):
 
-* tokens of a text: the lowercase ``\\w+`` runs (Unicode word characters), each counted once
-  per text (binary bag of words);
+* tokens of a text: :func:`eci_core.text.tokenize` (the library's one tokenizer: the lowercase
+  ``\\w+`` runs, Unicode word characters), each counted once per text (binary bag of words);
 * IDF over a reference set of N texts (default: every passage of the collection; option: a
   given corpus): ``idf(t) = ln((N + 1) / (df(t) + 1)) + 1`` where ``df(t)`` is the number of
   reference texts that contain ``t`` (a token never seen in the reference set has ``df = 0``);
@@ -18,17 +18,11 @@ many (negative, positive) rows is ``(A ∘ B) · idf / (A · idf)``.
 from __future__ import annotations
 
 import itertools
-import re
 from typing import Iterable, Sequence
 
 import numpy as np
 
-TOKEN_RE = re.compile(r"\w+")
-
-
-def tokenize(text: str) -> list[str]:
-    """Lowercase ``\\w+`` tokens of ``text`` in order (with repeats)."""
-    return TOKEN_RE.findall(text.lower())
+from eci_core.text import TOKEN_RE, tokenize
 
 
 # Non-ASCII characters that are separators for ``tokenize`` exactly like a space: not ``\\w`` and
@@ -90,7 +84,7 @@ def _ascii_tokens(arr) -> tuple[np.ndarray, "object"]:
     ``(text of each token, tokens as a large_string array)``, in text then position order.
 
     A token is a maximal run of ``[A-Za-z0-9_]`` bytes within one text, lowercased by a byte
-    table: on ASCII that is ``TOKEN_RE.findall(text.lower())`` exactly. The word bytes are
+    table: on ASCII that is ``tokenize(text)`` exactly. The word bytes are
     packed together (``data[word]``), so the tokens are consecutive slices of one buffer."""
     import pyarrow as pa
 
@@ -182,7 +176,7 @@ def _chunk_tokens(part) -> tuple[np.ndarray, "object", int] | None:
         rows.append(a_idx[r])
         toks.append(t)
     if u_texts:
-        per = [TOKEN_RE.findall(t.lower()) for t in u_texts]
+        per = [tokenize(t) for t in u_texts]
         rows.append(np.repeat(u_idx, np.fromiter(map(len, per), dtype=np.int64, count=len(per))))
         toks.append(str_arrow([t for p in per for t in p], large=True))
     if not rows:
@@ -231,7 +225,7 @@ def token_matrix(texts: Iterable[str], vocab: dict[str, int] | None = None, grow
             ids_py = array("i")
             lens = np.zeros(len(texts_py), dtype=np.int64)
             for i, text in enumerate(texts_py):
-                toks = dict.fromkeys(TOKEN_RE.findall(text.lower()))
+                toks = dict.fromkeys(tokenize(text))
                 ids = (
                     [vocab.setdefault(t, len(vocab)) for t in toks]
                     if grow
@@ -298,7 +292,7 @@ def token_matrix_py(texts: Iterable[str], vocab: dict[str, int] | None = None, g
     indices = array("i")  # C int: 4 bytes
     for text in texts:
         toks = dict.fromkeys(
-            TOKEN_RE.findall(text.lower())
+            tokenize(text)
         )  # distinct, in order: columns never depend on str hashing
         if grow:
             ids = [vocab.setdefault(t, len(vocab)) for t in toks]

@@ -4,20 +4,13 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 
 from eci_core.models.base import check_texts
-
-_WORD = re.compile(r"\w+")
-
-
-def hashing_tokens(text: str) -> list[str]:
-    """Tokens of :class:`HashingEncoder`: lower-cased ``\\w+`` runs (Unicode word characters)."""
-    return _WORD.findall(text.lower())
+from eci_core.text import tokenize
 
 
 @lru_cache(maxsize=1 << 18)
@@ -28,7 +21,8 @@ def _token_hash(token: str) -> int:
 class HashingEncoder:
     """Model-free hashed bag of words (the "hashing trick"), L2-normalised.
 
-    For each token ``t`` of :func:`hashing_tokens` with ``h = blake2b-64(t)``:
+    For each token ``t`` of :func:`eci_core.text.tokenize` (the library's one tokenizer: lowercase
+    ``\\w+`` runs) with ``h = blake2b-64(t)``:
     ``v[h mod dim] += sign(t)`` with ``sign(t) = +1`` if bit 63 of ``h`` is set else ``-1``;
     then ``v ← v / ‖v‖₂``. Signed hashing keeps ``E[⟨v_a, v_b⟩]`` equal to the unhashed
     term-count inner product. A text with no tokens (or whose signs cancel to the zero vector)
@@ -50,7 +44,7 @@ class HashingEncoder:
         rows: list[int] = []
         hashes: list[int] = []
         for i, text in enumerate(texts):
-            toks = hashing_tokens(text)
+            toks = tokenize(text)
             hashes.extend(_token_hash(t) for t in toks)
             rows.extend([i] * len(toks))
         mat = np.zeros((n, self.dim), dtype=np.float64)
@@ -78,4 +72,4 @@ class HashingEncoder:
         return f"HashingEncoder(dim={self.dim})"
 
 
-__all__ = ["HashingEncoder", "hashing_tokens"]
+__all__ = ["HashingEncoder"]

@@ -238,7 +238,7 @@ def run_protocol(
         trainer.eval_passages = ev
         split_ids = ev_ids
         if config.eval_pool:
-            from eci_core.validation.evaluation import top_k
+            from eci_core.metrics.retrieval import top_k
 
             if pool_emb is None:
                 pool_emb = _pool_embeddings(collection, ev, encoder, cache, progress)
