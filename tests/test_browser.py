@@ -3,7 +3,8 @@
 The server runs ``app.py`` on the bundled sample (``sample_data/pyfaq``; the small fixture while
 the sample has no negatives yet) with the model-free ``hashing`` encoder so the run takes
 seconds; ``ECI_BROWSER_ENCODER=minilm`` runs it with the bundled model instead. Chromium is
-Debian's ``/usr/bin/chromium`` driven by Playwright (Playwright's own browser download is never used); without it
+Debian's ``/usr/bin/chromium`` driven by Playwright (Playwright's own browser download is never
+used); without it
 the tests skip and say why. Screenshots of every page go to ``tests/artifacts/`` (git-ignored).
 """
 
@@ -316,7 +317,8 @@ def test_a_mark_changed_right_after_the_query_picker_is_kept(server, page):
     page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').first.click()
     page.locator('[role="option"]').nth(8).wait_for()
     state = page.evaluate(
-        f"([n, pid]) => {{ document.querySelectorAll('[role=option]')[n].click(); return ({CLEAR_ROW_JS})([pid]); }}",
+        f"([n, pid]) => {{ document.querySelectorAll('[role=option]')[n].click(); "
+        f"return ({CLEAR_ROW_JS})([pid]); }}",
         [8, px],
     )
     assert state is not None, "the previous query's row was already gone"

@@ -171,8 +171,8 @@ def test_parquet_row_limit_names_its_largest_cell_and_hides_unknown_column_names
     coll, report = load_paths([good, p], limits=LoadLimits(max_line_bytes=MIB))
     err = _only_good(coll, report, p)
     assert (
-        err
-        == f"{p}:1: a row (its largest cell here) (column 3) longer than 1,048,576 bytes once decoded {LINE}: "
+        err == f"{p}:1: a row (its largest cell here) (column 3) longer than 1,048,576 bytes once decoded "
+        f"{LINE}: "
         "the longest line, or Parquet row)"
     )
 
@@ -333,7 +333,8 @@ def test_json_file_larger_than_the_decompressed_limit_is_refused_unread(tmp_path
     p.write_text(json.dumps([dict(GOOD_ROW, query=f"{SECRET} {i}") for i in range(50)]))
     coll, report = load_paths([good, p], limits=LoadLimits(max_decompressed_bytes=4096))
     assert _only_good(coll, report, p) == (
-        f"{p}: the file holds more than 4,096 bytes, too many to read whole (LoadLimits.max_decompressed_bytes, env "
+        f"{p}: the file holds more than 4,096 bytes, too many to read whole "
+        "(LoadLimits.max_decompressed_bytes, env "
         "ECI_MAX_DECOMPRESSED_BYTES); save it as JSONL (one record per line), which is read line by line"
     )
     gz = tmp_path / "large.json.gz"  # compressed below the limit, over it once decompressed

@@ -399,8 +399,8 @@ def test_msmarco_hn_unknown_ids_named_and_collection_unchanged(tmp_path):
     with pytest.raises(LoadError) as e:
         load_path(d / "hn.jsonl", c)
     assert (
-        str(e.value)
-        == f"{d / 'hn.jsonl'}:2: field 'neg.bm25': 2 negative ids not in collection.tsv (the first on this line)"
+        str(e.value) == f"{d / 'hn.jsonl'}:2: field 'neg.bm25': 2 negative ids not in collection.tsv "
+        "(the first on this line)"
     )
     assert snapshot(c) == before
 
@@ -672,7 +672,8 @@ def test_invalid_json_names_file_line_and_json_reason(tmp_path):
 def test_invalid_json_array_reports_the_real_line(tmp_path):
     p = write(
         tmp_path / "a.json",
-        '[\n  {"query": "q", "pos": ["p"], "neg": ["n"]},\n  {"query": "q2", "pos": ["p"]\n   "neg": []}\n]\n',
+        '[\n  {"query": "q", "pos": ["p"], "neg": ["n"]},\n'
+        '  {"query": "q2", "pos": ["p"]\n   "neg": []}\n]\n',
     )
     with pytest.raises(LoadError) as e:
         load_path(p, Collection())

@@ -291,9 +291,7 @@ def token_matrix_py(texts: Iterable[str], vocab: dict[str, int] | None = None, g
     lengths = array("q", [0])
     indices = array("i")  # C int: 4 bytes
     for text in texts:
-        toks = dict.fromkeys(
-            tokenize(text)
-        )  # distinct, in order: columns never depend on str hashing
+        toks = dict.fromkeys(tokenize(text))  # distinct, in order: columns never depend on str hashing
         if grow:
             ids = [vocab.setdefault(t, len(vocab)) for t in toks]
         else:
