@@ -51,7 +51,8 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from eci_core.io.data import Collection, LoadError, PassageRef, QueryRecord, SourceReport
+from eci_core.io.collection import Collection
+from eci_core.io.records import LoadError, PassageRef, QueryRecord, SourceReport
 
 METHODS = ("bm25", "dense", "cross-encoder", "bm25+ce", "random")
 #: Candidates per retriever before cross-encoder rescoring.

@@ -9,15 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from eci_core.io.data import (
-    ArrowTextMap,
-    Collection,
-    KeyedTexts,
-    PassageRef,
-    QueryRecord,
-    TextColumn,
-    take_texts,
-)
+from eci_core.io.collection import Collection
+from eci_core.io.records import PassageRef, QueryRecord
+from eci_core.io.texts import ArrowTextMap, KeyedTexts, TextColumn, take_texts
 
 
 def arrow_map(items: dict[str, str], block: int = 2) -> ArrowTextMap:
@@ -166,7 +160,7 @@ def test_text_hashes_equal_exactly_for_equal_texts():
 
 
 def test_arrow_conversions_without_pandas():
-    from eci_core.io.data import bool_arrow, ints_arrow, np_of, str_arrow
+    from eci_core.io.texts import bool_arrow, ints_arrow, np_of, str_arrow
 
     words = ["a", "", "é", "日本", "plain"]
     assert (

@@ -17,9 +17,9 @@ import pytest
 import eci_core  # noqa: F401
 from eci_core.io import export
 from eci_core.config import ECIConfig
-from eci_core.io.data import Collection
-from eci_core.io.data import PassageRef as P
-from eci_core.io.data import QueryRecord as R
+from eci_core.io.collection import Collection
+from eci_core.io.records import PassageRef as P
+from eci_core.io.records import QueryRecord as R
 from eci_core.models.hashing import HashingEncoder
 from eci_core.io.loaders import load_paths
 from eci_core.scoring import score_collection

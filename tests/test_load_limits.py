@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from eci_core.io.data import LoadError
+from eci_core.io.records import LoadError
 from eci_core.io.loaders import (
     LoadLimits,
     LoadStep,

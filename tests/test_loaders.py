@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from eci_core.io.data import Collection, LoadError
+from eci_core.io.collection import Collection
+from eci_core.io.records import LoadError
 from eci_core.io.loaders import (
     FORMATS,
     detect_format,

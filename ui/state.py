@@ -1,6 +1,6 @@
 """Session state of the dashboard, initialised in one place.
 
-Everything a page needs comes from here: the loaded :class:`~eci_core.io.data.Collection`, the
+Everything a page needs comes from here: the loaded :class:`~eci_core.io.collection.Collection`, the
 settings chosen in the sidebar, the :class:`~eci_core.scoring.ScoreResult` for those settings,
 and the user's per-negative marks. Pages never compute metrics; they call :func:`current`.
 
@@ -39,7 +39,8 @@ import streamlit as st
 
 import eci_core  # noqa: F401  (sets the offline environment variables first)
 from eci_core.config import ECIConfig
-from eci_core.io.data import Collection, LoadReport, content_hash
+from eci_core.io.collection import Collection, content_hash
+from eci_core.io.records import LoadReport
 from eci_core.io.trust import UPLOAD_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -382,7 +382,7 @@ def _labels_text(raw: bytes, name: str) -> str:
     """A labels file's bytes as text: gzip (by its magic bytes) decompressed with the loaders'
     size and ratio limits (:class:`eci_core.io.loaders.LoadLimits`), UTF-8 with an optional BOM.
     Raises ``LoadError`` (a ValueError) in one line naming ``name`` (and the line of bad UTF-8)."""
-    from eci_core.io.data import LoadError
+    from eci_core.io.records import LoadError
 
     if raw[:2] == b"\x1f\x8b":
         from eci_core.io.loaders import GzipRaw, current_limits  # the loaders' bounded gzip reader
