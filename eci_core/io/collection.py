@@ -17,12 +17,18 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from eci_core.io.positives import Positives
 from eci_core.io.records import QueryRecord, SourceReport, text_id
 from eci_core.io.texts import (
     TAKE_BLOCK,
+    IdIndex,
     TextColumn,
     append_texts,
-    codes_in,
+    as_str_arrow,
+    bool_arrow,
+    ints_arrow,
+    lookup_rows,
+    np_of,
     text_codes,
     texts_differ,
 )
@@ -131,13 +137,11 @@ def _pairs_in(a: np.ndarray, b: np.ndarray, keys: np.ndarray, base: int) -> np.n
     return keys[pos] == k
 
 
-def _known_with_other_text(
-    index: Mapping[str, int], ids: Sequence[str], column: TextColumn, texts, keys: Sequence
-) -> np.ndarray:
-    """Mask over ``ids``: the id is already in ``index`` (so in ``column``) with a text other than
-    the new one, ``texts[keys[i]]`` (see :func:`texts_differ`)."""
-    ix = np.fromiter((index.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
-    out = np.zeros(len(ids), dtype=bool)
+def _known_with_other_text(ix: np.ndarray, column: TextColumn, texts, keys: Sequence) -> np.ndarray:
+    """Mask over ids whose rows in the collection are ``ix`` (-1: not there): the id is already
+    in ``column`` with a text other than the new one, ``texts[keys[i]]`` (see
+    :func:`texts_differ`)."""
+    out = np.zeros(len(ix), dtype=bool)
     cs = np.flatnonzero(ix >= 0)
     if len(cs):
         out[cs] = texts_differ(column, ix[cs], texts, keys, ix >= 0)
@@ -180,11 +184,11 @@ class Collection:
     passage_texts: TextColumn = field(default_factory=TextColumn)
     query_ids: list[str] = field(default_factory=list)
     query_texts: TextColumn = field(default_factory=TextColumn)
-    positives: dict[int, list[int]] = field(default_factory=dict)
+    positives: Positives = field(default_factory=Positives)
     sources: dict[str, Source] = field(default_factory=dict)
     query_splits: dict[int, str] = field(default_factory=dict)
-    _pid_index: dict[str, int] = field(default_factory=dict, repr=False)
-    _qid_index: dict[str, int] = field(default_factory=dict, repr=False)
+    _pid_index: IdIndex | None = field(default=None, repr=False)
+    _qid_index: IdIndex | None = field(default=None, repr=False)
     _qtext_lazy: dict[str, int] | None = field(default=None, repr=False)  # see _qtext_index
 
     def __post_init__(self) -> None:
@@ -192,6 +196,13 @@ class Collection:
             self.passage_texts = TextColumn(self.passage_texts)
         if not isinstance(self.query_texts, TextColumn):
             self.query_texts = TextColumn(self.query_texts)
+        if not isinstance(self.positives, Positives):
+            self.positives = Positives(self.positives)
+        # id -> index: vectorised lookups in Arrow, a dict only once a single id is looked up
+        if not isinstance(self._pid_index, IdIndex) or self._pid_index.ids is not self.passage_ids:
+            self._pid_index = IdIndex(self.passage_ids)
+        if not isinstance(self._qid_index, IdIndex) or self._qid_index.ids is not self.query_ids:
+            self._qid_index = IdIndex(self.query_ids)
 
     @property
     def _qtext_index(self) -> dict[str, int]:
@@ -239,12 +250,8 @@ class Collection:
 
     def positive_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """All (query index, positive passage index) pairs as two int64 arrays sorted by query."""
-        qs, ps = [], []
-        for q in sorted(self.positives):
-            for p in self.positives[q]:
-                qs.append(q)
-                ps.append(p)
-        return np.asarray(qs, dtype=np.int64), np.asarray(ps, dtype=np.int64)
+        q, p = self.positives.pairs()
+        return q.astype(np.int64), p.astype(np.int64)
 
     def fingerprint(self) -> str:
         """A hash of everything loaded (texts, labels, sources): the dashboard's cache key."""
@@ -275,10 +282,8 @@ class Collection:
         pid = text_id(text) if pid is None else str(pid)
         idx = self._pid_index.get(pid)
         if idx is None:
-            idx = len(self.passage_ids)
-            self.passage_ids.append(pid)
+            idx = self._pid_index.append(pid)
             self.passage_texts.append(text)
-            self._pid_index[pid] = idx
         return idx
 
     def find_query(self, text: str, qid: str | None = None) -> int | None:
@@ -303,10 +308,8 @@ class Collection:
             idx = self._qid_index.get(qid)
             if idx is not None:
                 return idx
-        idx = len(self.query_ids)
-        self.query_ids.append(qid)
+        idx = self._qid_index.append(qid)
         self.query_texts.append(text)
-        self._qid_index[qid] = idx
         if self._qtext_lazy is not None:
             self._qtext_lazy.setdefault(text, idx)
         return idx
@@ -348,29 +351,20 @@ class Collection:
     def _all_or_nothing(self):
         """Undo every passage, query, positive and split added inside the block if it raises."""
         n_p, n_q = len(self.passage_ids), len(self.query_ids)
-        # the state to restore, in flat lists and arrays (no dict of Python ints: less memory at scale)
-        old_keys = list(self.positives)
-        old_lens = np.fromiter(map(len, self.positives.values()), dtype=np.int64, count=len(old_keys))
+        old_pos = self.positives.state()  # arrays never changed in place: no copy
         old_split_keys, old_split_vals = list(self.query_splits), list(self.query_splits.values())
         try:
             yield
         except BaseException:
-            for pid in self.passage_ids[n_p:]:
-                self._pid_index.pop(pid, None)
-            for qid in self.query_ids[n_q:]:
-                self._qid_index.pop(qid, None)
             if self._qtext_lazy is not None:
                 for text in self.query_texts[n_q:]:
                     if self._qtext_lazy.get(text, -1) >= n_q:
                         del self._qtext_lazy[text]
-            del self.passage_ids[n_p:], self.query_ids[n_q:]
+            self._pid_index.truncate(n_p)
+            self._qid_index.truncate(n_q)
             self.passage_texts.truncate(n_p)
             self.query_texts.truncate(n_q)
-            old_pos = set(old_keys)
-            for q in [q for q in self.positives if q not in old_pos]:
-                del self.positives[q]
-            for q, k in zip(old_keys, old_lens.tolist()):
-                del self.positives[q][k:]
+            self.positives.truncate_to(old_pos)
             old_splits = dict(zip(old_split_keys, old_split_vals))
             if self.query_splits != old_splits:
                 self.query_splits.clear()
@@ -515,69 +509,69 @@ class Collection:
         rep = report or SourceReport(source=name, path=str(path), format=format)
         rep.source = name
         rep.rows_read = rows_read or rep.rows_read
+        import pyarrow as pa
+
         nq_rec = len(query_ids)
+        # ids as Arrow arrays: looked up in the collection's ids by Arrow hash kernels (no dict)
+        qid_arr = as_str_arrow(query_ids)
+        neg_arr = as_str_arrow(neg_ids)
+        pos_len = np.fromiter(map(len, positives), dtype=np.int64, count=nq_rec)
+        flat = list(itertools.chain.from_iterable(positives))
+        pos_arr = as_str_arrow(flat)
+        n_p0, n_q0 = len(self.passage_ids), len(self.query_ids)
+        q_known = self._qid_index.lookup(qid_arr) if n_q0 else np.full(nq_rec, -1, dtype=np.int64)
         # ids already loaded with another text (the first text is kept): counted per occurrence
         n_diff = n_qdiff = 0
-        if self._pid_index:
-            n_diff = int(
-                _known_with_other_text(self._pid_index, neg_ids, self.passage_texts, passage_text, neg_ids)[
-                    neg_p
-                ].sum()
-            )
-            flat = [pid for lst in positives for pid in lst]
-            n_diff += int(
-                _known_with_other_text(self._pid_index, flat, self.passage_texts, passage_text, flat).sum()
-            )
-            del flat
+        if n_p0:
+            ix = self._pid_index.lookup(neg_arr)
+            if (ix >= 0).any():
+                n_diff = int(
+                    _known_with_other_text(ix, self.passage_texts, passage_text, neg_ids)[neg_p].sum()
+                )
+            ix = self._pid_index.lookup(pos_arr)
+            if (ix >= 0).any():
+                n_diff += int(_known_with_other_text(ix, self.passage_texts, passage_text, flat).sum())
+            del ix
         rep.note("passage id given with a different text (first text kept)", n_diff)
-        if self._qid_index:
-            n_qdiff = int(
-                _known_with_other_text(
-                    self._qid_index, query_ids, self.query_texts, query_texts, range(len(query_ids))
-                ).sum()
-            )
+        if n_q0 and (q_known >= 0).any():
+            n_qdiff = int(_known_with_other_text(q_known, self.query_texts, query_texts, range(nq_rec)).sum())
         rep.note("query id given with a different text (first text kept)", n_qdiff)
         # which records are kept: positives in the record, or the query already has some
-        kept = np.zeros(nq_rec, dtype=bool)
-        for j in range(nq_rec):
-            if positives[j]:
-                kept[j] = True
-            else:
-                known = self._qid_index.get(str(query_ids[j]))
-                kept[j] = known is not None and bool(self.positives.get(known))
+        has_pos = np.zeros(n_q0 + 1, dtype=bool)  # the last entry: a query not loaded yet
+        has_pos[:-1] = self.positives.counts(n_q0) > 0
+        kept = (pos_len > 0) | has_pos[q_known]
+        del has_pos
         n_nopos = int(nq_rec - kept.sum())
-        # passage vocabulary: negative ids, then positive ids not among them. The positives' codes
-        # come from one hash lookup in Arrow (no dict of every negative id)
-        kept_js = np.flatnonzero(kept)
-        pos_len = np.fromiter(
-            (len(positives[j]) for j in kept_js.tolist()), dtype=np.int64, count=len(kept_js)
-        )
-        pos_flat = [str(pid) for j in kept_js.tolist() for pid in positives[j]]
-        pos_q = np.repeat(kept_js, pos_len)
-        pos_k = np.arange(len(pos_flat), dtype=np.int64) - np.repeat(np.cumsum(pos_len) - pos_len, pos_len)
-        vocab = list(neg_ids)
-        pos_code = codes_in(pos_flat, neg_ids)
-        extra: dict[str, int] = {}
-        for r in np.flatnonzero(pos_code < 0).tolist():
-            pid = pos_flat[r]
-            c = extra.get(pid)
-            if c is None:
-                c = extra[pid] = len(vocab)
-                vocab.append(pid)
-            pos_code[r] = c
-        del extra, pos_len
+        # passage vocabulary: negative ids, then positive ids not among them (first time first),
+        # each id as the code of its first occurrence there (Arrow dictionary encoding)
+        pos_q = np.repeat(np.arange(nq_rec, dtype=np.int64), pos_len)  # record of each positive
+        pos_k = np.arange(len(pos_q), dtype=np.int64) - np.repeat(np.cumsum(pos_len) - pos_len, pos_len)
+        del pos_len
+        neg_enc = neg_arr.dictionary_encode()
+        uniq = neg_enc.dictionary
+        canon = np_of(neg_enc.indices).astype(np.int64)  # code of each negative id
+        pos_code = lookup_rows(pos_arr, uniq)
+        miss = np.flatnonzero(pos_code < 0)
+        if len(miss):
+            extra = pos_arr.take(ints_arrow(miss)).dictionary_encode()
+            pos_code[miss] = len(uniq) + np_of(extra.indices).astype(np.int64)
+            uniq = pa.concat_arrays([uniq.cast(pa.large_string()), extra.dictionary.cast(pa.large_string())])
+            del extra
+        del neg_enc, miss, pos_arr
         if kept.all():  # the usual case: no copy of the caller's arrays
             kq, kp, ks = neg_q, neg_p, neg_score
         else:
             row_kept = kept[neg_q] if len(neg_q) else np.zeros(0, dtype=bool)
             kq, kp, ks = neg_q[row_kept], neg_p[row_kept], neg_score[row_kept]
             del row_kept
+        kc = canon[kp]  # the code of each kept negative's id
+        del canon, kp
         # passages are added in the order add_source meets them: per query, positives then
         # negatives. Place every event on that time line and keep each passage's first time.
         n_pos = np.bincount(pos_q, minlength=nq_rec) if len(pos_q) else np.zeros(nq_rec, np.int64)
         n_neg = np.bincount(kq, minlength=nq_rec) if len(kq) else np.zeros(nq_rec, np.int64)
         start = np.concatenate([[0], np.cumsum(n_pos + n_neg)[:-1]]) if nq_rec else np.zeros(0, np.int64)
-        first_time = np.full(len(vocab), np.iinfo(np.int64).max, dtype=np.int64)
+        first_time = np.full(len(uniq), np.iinfo(np.int64).max, dtype=np.int64)
         if len(pos_q):
             np.minimum.at(first_time, pos_code, start[pos_q] + pos_k)
         if len(kq):
@@ -586,60 +580,55 @@ class Collection:
             t += n_pos[kq]
             t += np.arange(len(kq), dtype=np.int64)
             t -= neg_start[kq]
-            np.minimum.at(first_time, kp, t)
+            np.minimum.at(first_time, kc, t)
             del t, neg_start
-        del pos_k, pos_q, start
+        del pos_k, start, n_pos, n_neg
         seen_codes = np.flatnonzero(first_time != np.iinfo(np.int64).max)
         codes = seen_codes[np.argsort(first_time[seen_codes], kind="stable")]
         del first_time, seen_codes
-        index_of = np.full(len(vocab), -1, dtype=np.int64)
-        pid_index, pids = self._pid_index, self.passage_ids
-        new_pids: list[str] = []
-        for c in codes.tolist():
-            pid = vocab[c]
-            idx = pid_index.get(pid)
-            if idx is None:
-                idx = len(pids)
-                pids.append(pid)
-                new_pids.append(pid)
-                pid_index[pid] = idx
-            index_of[c] = idx
-        del codes
-        append_texts(self.passage_texts, passage_text, new_pids)
-        del new_pids
-        # queries and their positives, in record order
+        # passage index of each code: the loaded one, else a new one in first-time order
+        code_ids = uniq.take(ints_arrow(codes))
+        known = self._pid_index.lookup(code_ids) if n_p0 else np.full(len(codes), -1, dtype=np.int64)
+        new = known < 0
+        index_of = np.full(len(uniq), -1, dtype=np.int64)
+        index_of[codes] = np.where(new, n_p0 + np.cumsum(new) - 1, known)
+        new_arr = code_ids.filter(bool_arrow(new))
+        del codes, code_ids, known, new, uniq
+        self._pid_index.extend(new_arr.to_pylist(), new_arr)
+        append_texts(self.passage_texts, passage_text, new_arr)
+        del new_arr
+        # queries, in record order: the loaded index, else a new one at the first kept record
+        kept_js = np.flatnonzero(kept)
+        q_enc = qid_arr.dictionary_encode()
+        q_canon = np_of(q_enc.indices).astype(np.int64)[kept_js]
+        u, first = np.unique(q_canon, return_index=True)
+        order = np.argsort(first, kind="stable")
+        u, first = u[order], kept_js[first[order]]  # distinct kept queries, by first record
+        known = q_known[first]
+        new = known < 0
+        q_index = np.full(len(q_enc.dictionary), -1, dtype=np.int64)
+        q_index[u] = np.where(new, n_q0 + np.cumsum(new) - 1, known)
         qi_of = np.full(nq_rec, -1, dtype=np.int64)
-        pos_pairs_q: list[int] = []
-        pos_pairs_p: list[int] = []
-        qid_index, qids = self._qid_index, self.query_ids
-        new_q: list[int] = []
-        pos_index = index_of[pos_code].tolist()  # passage index of each positive, in record order
-        at = 0
-        for j in np.flatnonzero(kept).tolist():  # add_query(query_texts[j], query_ids[j]), texts added below
-            qid = str(query_ids[j])
-            qi = qid_index.get(qid)
-            if qi is None:
-                qi = len(qids)
-                qids.append(qid)
-                qid_index[qid] = qi
-                new_q.append(j)
-                if self._qtext_lazy is not None:
-                    self._qtext_lazy.setdefault(query_texts[j], qi)
-            qi_of[j] = qi
-            pos = self.positives.setdefault(qi, [])
-            for pi in pos_index[at : at + len(positives[j])]:
-                if pi not in pos:
-                    pos.append(pi)
-            at += len(positives[j])
-            pos_pairs_q.extend([qi] * len(pos))
-            pos_pairs_p.extend(pos)
-            if splits is not None and splits[j] is not None:
-                self.query_splits.setdefault(qi, splits[j])
-        append_texts(self.query_texts, query_texts, new_q)
-        del new_q
+        qi_of[kept_js] = q_index[q_canon]
+        new_js = first[new]  # the record of each new query, in the order they are added
+        del q_enc, q_canon, u, first, order, known, new, q_index
+        self._qid_index.extend([str(query_ids[j]) for j in new_js.tolist()], qid_arr.take(ints_arrow(new_js)))
+        if self._qtext_lazy is not None:
+            for j, qi in zip(new_js.tolist(), qi_of[new_js].tolist()):
+                self._qtext_lazy.setdefault(query_texts[j], qi)
+        append_texts(self.query_texts, query_texts, new_js.tolist())
+        del new_js, qid_arr
+        # positives (CSR): each record's, after the query's own, each pair once
+        self.positives.add_pairs(qi_of[pos_q], index_of[pos_code])
+        del pos_q, pos_code
+        if splits is not None:
+            query_splits = self.query_splits
+            for j, qi in zip(kept_js.tolist(), qi_of[kept_js].tolist()):
+                if splits[j] is not None:
+                    query_splits.setdefault(qi, splits[j])
         # duplicates within a query: the first (best-ranked) occurrence is kept
-        p_idx = index_of[kp]
-        del kp, index_of, vocab, pos_code, pos_index, pos_flat  # (temporaries freed early: lower peak memory)
+        p_idx = index_of[kc]
+        del kc, index_of  # (temporaries freed early: lower peak memory)
         # the first occurrence of each (query, passage) is kept (np.unique returns first indices)
         dup = np.ones(len(kq), dtype=bool)
         base = np.int64(len(self.passage_ids) + 1)
@@ -667,8 +656,11 @@ class Collection:
         rank += 1
         del kq, starts, sizes
         # negatives identical to a positive (same passage, or same text)
-        if len(q_idx) and pos_pairs_q:
-            pq, pp = np.asarray(pos_pairs_q, np.int64), np.asarray(pos_pairs_p, np.int64)
+        all_q, all_p = self.positives.pairs()
+        sel = np.isin(all_q, qi_of[kept_js])  # the positives of this file's queries
+        pq, pp = all_q[sel].astype(np.int64), all_p[sel].astype(np.int64)
+        del all_q, all_p, sel
+        if len(q_idx) and len(pq):
             # the text of every passage named here, as the first passage index with an equal
             # text: equal passage, or another passage with the same text
             tcode = text_codes(self.passage_texts, pp, p_idx, len(self.passage_ids))

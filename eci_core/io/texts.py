@@ -127,6 +127,145 @@ def _index_or_minus1(found) -> np.ndarray:
     return np.where(np.isnan(f), -1, f).astype(np.int64) if f.dtype.kind == "f" else f.astype(np.int64)
 
 
+def as_str_arrow(values):
+    """``values`` as an Arrow string array: an Arrow (large) string array as it is, a list of
+    str through :func:`str_arrow`, anything else through ``str`` of each value."""
+    import pyarrow as pa
+
+    if isinstance(values, pa.Array):
+        return values
+    values = values if isinstance(values, list) else list(values)
+    try:
+        return str_arrow(values)
+    except TypeError:  # not all str (e.g. ints given as ids)
+        return str_arrow([str(v) for v in values])
+
+
+def lookup_rows(keys, ids) -> np.ndarray:
+    """The row of each of ``keys`` in ``ids`` (both Arrow string arrays, ``ids`` unique), int64,
+    -1 where a key is not there. No Python dict: Arrow's ``index_in`` hash kernel.
+
+    ``index_in`` builds a hash table of its value set on every call, so the smaller side is
+    hashed: the distinct keys when there are fewer than half as many keys as ids (then every id
+    is probed once), else the ids. Cost O(len(keys) + len(ids)) either way, but hashing 3M ids
+    for a few keys took ~0.65 s per call, 11 calls in a 1M-query load (now ~0.05 s)."""
+    import pyarrow.compute as pc
+
+    if not len(keys) or not len(ids):
+        return np.full(len(keys), -1, dtype=np.int64)
+    if 2 * len(keys) >= len(ids):  # the key side costs two hashings (distinct keys, value set)
+        return _index_or_minus1(pc.index_in(keys, value_set=ids))
+    enc = keys.dictionary_encode()
+    hit = _index_or_minus1(pc.index_in(ids, value_set=enc.dictionary))
+    row_of = np.full(len(enc.dictionary), -1, dtype=np.int64)
+    rows = np.flatnonzero(hit >= 0)
+    row_of[hit[rows]] = rows  # ids are unique: one row per distinct key at most
+    return row_of[np_of(enc.indices).astype(np.int64)]
+
+
+class IdIndex(Mapping):
+    """``id -> row`` over a list of unique ids (a collection's passage or query ids).
+
+    Many ids are looked up at once by :meth:`lookup` through Arrow's hash kernels against an
+    Arrow copy of the ids (extended as ids are added; no Python dict); single lookups (``get``,
+    ``in``, ``[]``) build an ``{id: row}`` dict on their first use, kept up to date from then on.
+    A bulk load (:meth:`Collection.add_id_source`) never needs the dict. Only the collection
+    changes the ids, through :meth:`append`, :meth:`extend` and :meth:`truncate`."""
+
+    def __init__(self, ids: list[str]):
+        self.ids = ids
+        self._dict: dict[str, int] | None = None
+        self._arrow = None  # Arrow string array of ids[:len(_arrow)]
+        self._chunks: list = []  # Arrow arrays of the ids after those (concatenated on use)
+
+    # ---------------------------------------------------------------- reading
+    def _index(self) -> dict[str, int]:
+        if self._dict is None:
+            self._dict = {k: r for r, k in enumerate(self.ids)}
+        return self._dict
+
+    def __getitem__(self, key: str) -> int:
+        return self._index()[key]
+
+    def get(self, key, default=None):
+        return self._index().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def arrow(self):
+        """The ids as one Arrow string array."""
+        import pyarrow as pa
+
+        have = 0 if self._arrow is None else len(self._arrow)
+        have += sum(len(c) for c in self._chunks)
+        if have < len(self.ids):  # ids appended one by one (add_passage / add_query)
+            self._chunks.append(str_arrow(self.ids[have:]))
+        if self._chunks:
+            parts = ([self._arrow] if self._arrow is not None else []) + self._chunks
+            self._arrow = pa.concat_arrays([c.cast(pa.large_string()) for c in parts])
+            self._chunks = []
+        if self._arrow is None:
+            self._arrow = str_arrow([], large=True)
+        return self._arrow
+
+    def lookup(self, keys) -> np.ndarray:
+        """The row of each key (int64, -1: not here); ``keys`` an Arrow string array or strs."""
+        import pyarrow as pa
+
+        keys = as_str_arrow(keys)
+        if not len(keys) or not len(self.ids):
+            return np.full(len(keys), -1, dtype=np.int64)
+        ids = self.arrow()
+        if keys.type != ids.type:
+            keys = keys.cast(pa.large_string())
+        return lookup_rows(keys, ids)
+
+    # ---------------------------------------------------------------- changing (the collection only)
+    def append(self, key: str) -> int:
+        r = len(self.ids)
+        self.ids.append(key)
+        if self._dict is not None:
+            self._dict[key] = r
+        return r
+
+    def extend(self, keys: list[str], arrow=None) -> None:
+        """Append new ids (unique, none here yet); ``arrow``: the same ids as an Arrow array."""
+        r = len(self.ids)
+        have = 0 if self._arrow is None else len(self._arrow)
+        have += sum(len(c) for c in self._chunks)
+        self.ids.extend(keys)
+        if arrow is not None and have == r:
+            self._chunks.append(arrow)
+        if self._dict is not None:
+            self._dict.update(zip(keys, range(r, r + len(keys))))
+
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` ids (the loaders' rollback)."""
+        if self._dict is not None:
+            for k in self.ids[n:]:
+                self._dict.pop(k, None)
+        del self.ids[n:]
+        arr = self.arrow() if (self._arrow is not None or self._chunks) else None
+        self._arrow = None if arr is None else arr.slice(0, min(n, len(arr)))
+        self._chunks = []
+
+    def __deepcopy__(self, memo) -> "IdIndex":
+        import copy as _copy
+
+        new = IdIndex.__new__(IdIndex)
+        new.ids = _copy.deepcopy(self.ids, memo)
+        new._dict = None if self._dict is None else dict(self._dict)
+        new._arrow, new._chunks = self._arrow, list(self._chunks)  # Arrow arrays are immutable: shared
+        return new
+
+
 class ArrowTextMap(Mapping):
     """Read-only ``id -> text`` over Arrow string blocks (what the vectorised corpus/queries
     readers return): row ``r`` has id ``ids[r]`` (an Arrow string array, ids unique) and the
@@ -162,41 +301,32 @@ class ArrowTextMap(Mapping):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def _lookup(self, keys: Iterable[str]) -> tuple[list[str], np.ndarray]:
-        """The keys as a list and the row of each (int64, -1: not here).
+    def _lookup(self, keys) -> tuple[list[str] | object, np.ndarray]:
+        """The keys (a list, or the Arrow string array given) and the row of each (int64, -1:
+        not here); see :func:`lookup_rows`."""
+        import pyarrow as pa
 
-        Arrow's ``index_in`` builds a hash table of its value set on every call, so the smaller
-        side is hashed: the distinct keys when there are fewer than half as many keys as ids
-        (then every id is probed once), else the ids. Cost O(len(keys) + len(ids)) either way, but hashing 3M
-        ids for a few keys took ~0.65 s per call, 11 calls in a 1M-query load (now ~0.05 s; a call
-        with no key does nothing)."""
-        import pyarrow.compute as pc
-
-        keys = keys if isinstance(keys, list) else list(keys)
-        if not keys or not len(self.ids):
-            return keys, np.full(len(keys), -1, dtype=np.int64)
-        arr = str_arrow(keys)
-        if 2 * len(keys) >= len(self.ids):  # the key side costs two hashings (distinct keys, value set)
-            return keys, _index_or_minus1(pc.index_in(arr, value_set=self.ids))
-        enc = arr.dictionary_encode()
-        hit = _index_or_minus1(pc.index_in(self.ids, value_set=enc.dictionary))
-        row_of = np.full(len(enc.dictionary), -1, dtype=np.int64)
-        rows = np.flatnonzero(hit >= 0)
-        row_of[hit[rows]] = rows  # ids are unique: one row per distinct key at most
-        return keys, row_of[np_of(enc.indices).astype(np.int64)]
+        if not isinstance(keys, pa.Array):
+            keys = keys if isinstance(keys, list) else list(keys)
+            if not keys or not len(self.ids):
+                return keys, np.full(len(keys), -1, dtype=np.int64)
+            return keys, lookup_rows(str_arrow(keys), self.ids)
+        return keys, lookup_rows(keys, self.ids)
 
     def rows(self, keys: Iterable[str]) -> np.ndarray:
         """The row of each key (int64); KeyError names the first key that is not here."""
         keys, found = self._lookup(keys)
         bad = np.flatnonzero(found < 0)
         if len(bad):
-            raise KeyError(keys[int(bad[0])])
+            k = keys[int(bad[0])]
+            raise KeyError(k if isinstance(k, str) else k.as_py())
         return found
 
     def missing(self, keys: Iterable[str]) -> list[str]:
         """The keys that are not here, in the order given."""
         keys, found = self._lookup(keys)
-        return [keys[i] for i in np.flatnonzero(found < 0).tolist()]
+        miss = np.flatnonzero(found < 0).tolist()
+        return [keys[i] for i in miss] if isinstance(keys, list) else [keys[i].as_py() for i in miss]
 
 
 class TextColumn(Sequence):
@@ -545,6 +675,7 @@ def append_texts(column: TextColumn, texts, keys: list) -> None:
     if isinstance(texts, ArrowTextMap) and len(keys):
         column.extend_rows(texts, texts.rows(keys))
     else:
+        keys = keys.to_pylist() if hasattr(keys, "to_pylist") else keys  # Arrow ids
         column.extend(texts[k] for k in keys)
 
 
