@@ -520,15 +520,29 @@ class Collection:
         pos_arr = as_str_arrow(flat)
         n_p0, n_q0 = len(self.passage_ids), len(self.query_ids)
         q_known = self._qid_index.lookup(qid_arr) if n_q0 else np.full(nq_rec, -1, dtype=np.int64)
+        # passage vocabulary: negative ids, then positive ids not among them, each id as the code
+        # of its first occurrence there (Arrow dictionary encoding), looked up once
+        neg_enc = neg_arr.dictionary_encode()
+        uniq = neg_enc.dictionary
+        canon = np_of(neg_enc.indices).astype(np.int64)  # code of each negative id
+        pos_code = lookup_rows(pos_arr, uniq)
+        miss = np.flatnonzero(pos_code < 0)
+        if len(miss):
+            extra = pos_arr.take(ints_arrow(miss)).dictionary_encode()
+            pos_code[miss] = len(uniq) + np_of(extra.indices).astype(np.int64)
+            uniq = pa.concat_arrays([uniq.cast(pa.large_string()), extra.dictionary.cast(pa.large_string())])
+            del extra
+        del neg_enc, miss, pos_arr
+        known_u = self._pid_index.lookup(uniq) if n_p0 else np.full(len(uniq), -1, dtype=np.int64)
         # ids already loaded with another text (the first text is kept): counted per occurrence
         n_diff = n_qdiff = 0
-        if n_p0:
-            ix = self._pid_index.lookup(neg_arr)
+        if n_p0 and (known_u >= 0).any():
+            ix = known_u[canon]
             if (ix >= 0).any():
                 n_diff = int(
                     _known_with_other_text(ix, self.passage_texts, passage_text, neg_ids)[neg_p].sum()
                 )
-            ix = self._pid_index.lookup(pos_arr)
+            ix = known_u[pos_code]
             if (ix >= 0).any():
                 n_diff += int(_known_with_other_text(ix, self.passage_texts, passage_text, flat).sum())
             del ix
@@ -542,22 +556,9 @@ class Collection:
         kept = (pos_len > 0) | has_pos[q_known]
         del has_pos
         n_nopos = int(nq_rec - kept.sum())
-        # passage vocabulary: negative ids, then positive ids not among them (first time first),
-        # each id as the code of its first occurrence there (Arrow dictionary encoding)
         pos_q = np.repeat(np.arange(nq_rec, dtype=np.int64), pos_len)  # record of each positive
         pos_k = np.arange(len(pos_q), dtype=np.int64) - np.repeat(np.cumsum(pos_len) - pos_len, pos_len)
         del pos_len
-        neg_enc = neg_arr.dictionary_encode()
-        uniq = neg_enc.dictionary
-        canon = np_of(neg_enc.indices).astype(np.int64)  # code of each negative id
-        pos_code = lookup_rows(pos_arr, uniq)
-        miss = np.flatnonzero(pos_code < 0)
-        if len(miss):
-            extra = pos_arr.take(ints_arrow(miss)).dictionary_encode()
-            pos_code[miss] = len(uniq) + np_of(extra.indices).astype(np.int64)
-            uniq = pa.concat_arrays([uniq.cast(pa.large_string()), extra.dictionary.cast(pa.large_string())])
-            del extra
-        del neg_enc, miss, pos_arr
         if kept.all():  # the usual case: no copy of the caller's arrays
             kq, kp, ks = neg_q, neg_p, neg_score
         else:
@@ -588,12 +589,12 @@ class Collection:
         del first_time, seen_codes
         # passage index of each code: the loaded one, else a new one in first-time order
         code_ids = uniq.take(ints_arrow(codes))
-        known = self._pid_index.lookup(code_ids) if n_p0 else np.full(len(codes), -1, dtype=np.int64)
+        known = known_u[codes]
         new = known < 0
         index_of = np.full(len(uniq), -1, dtype=np.int64)
         index_of[codes] = np.where(new, n_p0 + np.cumsum(new) - 1, known)
         new_arr = code_ids.filter(bool_arrow(new))
-        del codes, code_ids, known, new, uniq
+        del codes, code_ids, known, new, uniq, known_u
         self._pid_index.extend(new_arr.to_pylist(), new_arr)
         append_texts(self.passage_texts, passage_text, new_arr)
         del new_arr
