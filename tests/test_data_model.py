@@ -364,3 +364,42 @@ def test_id_index_lookup_in_arrow():
     ix.truncate(2)
     assert ids == ["a", "b"] and ix.lookup(["a", "c", "f"]).tolist() == [0, -1, -1]
     assert dict(ix) == {"a": 0, "b": 1} and ix.get("b") == 1 and "c" not in ix
+
+
+@pytest.mark.parametrize("same_length", [False, True])
+def test_negatives_identical_to_a_positive_counted_exactly(same_length):
+    """The count of negatives whose text equals one of their query's positives (same passage or a
+    copy under another id) matches a count by hand, when texts differ in length (compared as
+    strings after a length filter) and when they all have one length (compared by hash codes)."""
+    rng = np.random.default_rng(0)
+    n_q, n_p, k = 600, 900, 10
+
+    def text(i: int) -> str:
+        return f"t{i:05d}" if same_length else f"t{i}" + "x" * (i % 7)
+
+    texts = {f"p{i}": text(i) for i in range(n_p)}
+    texts.update({f"dup{j}": text(j) for j in range(n_q)})  # another id, the positive's text
+    neg_ids = list(texts)
+    code = {pid: c for c, pid in enumerate(neg_ids)}
+    neg_q, neg_p = [], []
+    for j in range(n_q):
+        picks = [f"p{i}" for i in rng.choice(n_p, size=k, replace=False)]
+        if j % 3 == 0:
+            picks[rng.integers(k)] = f"dup{j}"
+        neg_q += [j] * k
+        neg_p += [code[x] for x in picks]
+    want = sum(texts[neg_ids[p]] == texts[f"p{q}"] for q, p in zip(neg_q, neg_p))
+    assert want >= n_q // 3
+    c = Collection()
+    rep = c.add_id_source(
+        "s",
+        [f"q{j}" for j in range(n_q)],
+        [f"query {j}" for j in range(n_q)],
+        [[f"p{j}"] for j in range(n_q)],
+        np.asarray(neg_q),
+        np.asarray(neg_p),
+        np.full(len(neg_q), np.nan),
+        neg_ids,
+        texts,
+    )
+    assert rep.notes.get("negative identical to a positive (kept, flagged)", 0) == want

@@ -29,6 +29,7 @@ from eci_core.io.texts import (
     ints_arrow,
     lookup_rows,
     np_of,
+    take_texts,
     text_codes,
     texts_differ,
 )
@@ -135,6 +136,60 @@ def _pairs_in(a: np.ndarray, b: np.ndarray, keys: np.ndarray, base: int) -> np.n
     pos = np.searchsorted(keys, k)
     np.minimum(pos, len(keys) - 1, out=pos)
     return keys[pos] == k
+
+
+def _count_identical(
+    texts: TextColumn, pq: np.ndarray, pp: np.ndarray, q_idx: np.ndarray, p_idx: np.ndarray
+) -> int:
+    """How many rows ``(q_idx[i], p_idx[i])`` name a passage whose text equals the text of one of
+    query ``q_idx[i]``'s positives (the pairs ``(pq, pp)``, ``pq`` ascending): the same passage,
+    or another with an equal text.
+
+    Equal texts have equal UTF-8 lengths (read from the Arrow offsets), so only the rows whose
+    length is one of their query's positives' lengths are compared, as strings; when that is
+    more than an eighth of the rows (many texts of one length) the texts are compared by hash
+    codes (:func:`text_codes`) instead. Exact either way."""
+    n = np.int64(len(texts) + 1)
+    plen = texts.byte_lengths(pp)
+    base = np.int64(plen.max() + 1)
+    keys = np.unique(pq * base + plen)
+    cand = np.zeros(len(q_idx), dtype=bool)
+    for lo in range(0, len(q_idx), _CHUNK_ROWS):  # row by row: bounded temporaries
+        nl = texts.byte_lengths(p_idx[lo : lo + _CHUNK_ROWS])
+        np.minimum(nl, base - 1, out=nl)  # longer than every positive: no match (checked below)
+        cand[lo : lo + _CHUNK_ROWS] = _pairs_in(q_idx[lo : lo + _CHUNK_ROWS], nl, keys, base)
+    c = np.flatnonzero(cand)
+    del cand, keys
+    if len(c) > max(4096, len(q_idx) // 8):
+        tcode = text_codes(texts, pp, p_idx, int(n) - 1)
+        keys = np.unique(pq * n + tcode[pp])
+        return sum(
+            int(_pairs_in(q_idx[lo : lo + _CHUNK_ROWS], tcode[p_idx[lo : lo + _CHUNK_ROWS]], keys, n).sum())
+            for lo in range(0, len(q_idx), _CHUNK_ROWS)
+        )
+    same = _pairs_in(q_idx[c], p_idx[c], np.unique(pq * n + pp), n)  # the positive itself
+    rest = c[~same]
+    if not len(rest):
+        return int(same.sum())
+    # each remaining row against its query's positives of the same length, as strings
+    lo = np.searchsorted(pq, q_idx[rest], side="left")
+    hi = np.searchsorted(pq, q_idx[rest], side="right")
+    size = hi - lo
+    row = np.repeat(np.arange(len(rest)), size)
+    at = (
+        np.arange(int(size.sum()), dtype=np.int64)
+        - np.repeat(np.cumsum(size) - size, size)
+        + np.repeat(lo, size)
+    )
+    neg_len = texts.byte_lengths(p_idx[rest])
+    keep = plen[at] == neg_len[row]
+    row, at = row[keep], at[keep]
+    equal = np.fromiter(
+        (a == b for a, b in zip(take_texts(texts, p_idx[rest][row]), take_texts(texts, pp[at]))),
+        dtype=bool,
+        count=len(row),
+    )
+    return int(same.sum()) + len(np.unique(row[equal]))
 
 
 def _known_with_other_text(ix: np.ndarray, column: TextColumn, texts, keys: Sequence) -> np.ndarray:
@@ -664,19 +719,7 @@ class Collection:
         if len(q_idx) and len(pq):
             # the text of every passage named here, as the first passage index with an equal
             # text: equal passage, or another passage with the same text
-            tcode = text_codes(self.passage_texts, pp, p_idx, len(self.passage_ids))
-            keys = np.unique(pq * np.int64(len(self.passage_ids) + 1) + tcode[pp])
-            n_same = 0
-            for lo in range(0, len(q_idx), _CHUNK_ROWS):  # row by row: bounded temporaries
-                n_same += int(
-                    _pairs_in(
-                        q_idx[lo : lo + _CHUNK_ROWS],
-                        tcode[p_idx[lo : lo + _CHUNK_ROWS]],
-                        keys,
-                        len(self.passage_ids) + 1,
-                    ).sum()
-                )
-            del tcode, keys
+            n_same = _count_identical(self.passage_texts, pq, pp, q_idx, p_idx)
             rep.note("negative identical to a positive (kept, flagged)", n_same)
         kept_q = qi_of[kept]
         has_neg = np.zeros(len(self.query_ids), dtype=bool)

@@ -492,6 +492,36 @@ class TextColumn(Sequence):
                 have[need[lo:hi]] = True
         return h[rows]
 
+    def byte_lengths(self, indices) -> np.ndarray:
+        """The UTF-8 byte length of each text at ``indices`` (int64), read from the Arrow offsets
+        (no string made): equal texts have equal lengths, so only texts of equal length need
+        comparing."""
+        import pyarrow as pa
+
+        idx = np.asarray(indices, dtype=np.int64)
+        na = len(self._loc)
+        out = np.empty(len(idx), dtype=np.int64)
+        a = np.flatnonzero(idx < na)
+        if len(a):
+            rows = self._loc[idx[a]]
+            kb = np.searchsorted(self._starts, rows, side="right") - 1
+            order = np.argsort(kb, kind="stable")
+            ks = kb[order]
+            bounds = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1], True])
+            for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+                b = int(ks[lo])
+                block = self._blocks[b]
+                wide = np.int64 if pa.types.is_large_string(block.type) else np.int32
+                offs = np.frombuffer(block.buffers()[1], dtype=wide)[
+                    block.offset : block.offset + len(block) + 1
+                ]
+                sel = order[lo:hi]
+                local = rows[sel] - int(self._starts[b])
+                out[a[sel]] = offs[local + 1] - offs[local]
+        for k in np.flatnonzero(idx >= na).tolist():
+            out[k] = len(self._tail[int(idx[k]) - na].encode("utf-8", "surrogatepass"))
+        return out
+
     def hashes(self, indices) -> np.ndarray:
         """Python's ``hash`` of the UTF-8 bytes of each text at ``indices`` (int64): equal texts
         have equal hashes (compare the texts of equal hashes to be exact)."""
@@ -705,20 +735,6 @@ def texts_differ(
             other = base.text_at(int(theirs[j])) if theirs is not None else texts[keys[int(at[k])]]
             out[k] = a != other
     return out
-
-
-def codes_in(keys: list[str], ids: Sequence[str]) -> np.ndarray:
-    """For each key: its position in ``ids`` (the first, when repeated), or -1 (int64)."""
-    if not len(keys):
-        return np.zeros(0, dtype=np.int64)
-    import pyarrow.compute as pc
-
-    found = np_of(pc.index_in(str_arrow(keys), value_set=str_arrow(ids)))
-    return (
-        np.where(np.isnan(found), -1, found).astype(np.int64)
-        if found.dtype.kind == "f"
-        else found.astype(np.int64)
-    )
 
 
 def text_codes(column: TextColumn, pos: np.ndarray, neg: np.ndarray, n: int) -> np.ndarray:
