@@ -150,14 +150,15 @@ def _count_identical(
     more than an eighth of the rows (many texts of one length) the texts are compared by hash
     codes (:func:`text_codes`) instead. Exact either way."""
     n = np.int64(len(texts) + 1)
-    plen = texts.byte_lengths(pp)
+    length = texts.byte_lengths(np.arange(len(texts)))  # of every passage: one pass over the offsets
+    plen = length[pp]
     base = np.int64(plen.max() + 1)
+    np.minimum(length, base - 1, out=length)  # longer than every positive: no match (checked below)
     keys = np.unique(pq * base + plen)
     cand = np.zeros(len(q_idx), dtype=bool)
     for lo in range(0, len(q_idx), _CHUNK_ROWS):  # row by row: bounded temporaries
-        nl = texts.byte_lengths(p_idx[lo : lo + _CHUNK_ROWS])
-        np.minimum(nl, base - 1, out=nl)  # longer than every positive: no match (checked below)
-        cand[lo : lo + _CHUNK_ROWS] = _pairs_in(q_idx[lo : lo + _CHUNK_ROWS], nl, keys, base)
+        rows = slice(lo, lo + _CHUNK_ROWS)
+        cand[rows] = _pairs_in(q_idx[rows], length[p_idx[rows]], keys, base)
     c = np.flatnonzero(cand)
     del cand, keys
     if len(c) > max(4096, len(q_idx) // 8):
@@ -181,8 +182,7 @@ def _count_identical(
         - np.repeat(np.cumsum(size) - size, size)
         + np.repeat(lo, size)
     )
-    neg_len = texts.byte_lengths(p_idx[rest])
-    keep = plen[at] == neg_len[row]
+    keep = plen[at] == length[p_idx[rest]][row]
     row, at = row[keep], at[keep]
     equal = np.fromiter(
         (a == b for a, b in zip(take_texts(texts, p_idx[rest][row]), take_texts(texts, pp[at]))),
