@@ -366,16 +366,18 @@ def test_id_index_lookup_in_arrow():
     assert dict(ix) == {"a": 0, "b": 1} and ix.get("b") == 1 and "c" not in ix
 
 
+@pytest.mark.parametrize("n_pos", [1, 10])
 @pytest.mark.parametrize("same_length", [False, True])
-def test_negatives_identical_to_a_positive_counted_exactly(same_length):
+def test_negatives_identical_to_a_positive_counted_exactly(same_length, n_pos):
     """The count of negatives whose text equals one of their query's positives (same passage or a
     copy under another id) matches a count by hand, when texts differ in length (compared as
-    strings after a length filter) and when they all have one length (compared by hash codes)."""
+    strings after a length filter) and when they all have one length (compared by hash codes),
+    with one positive a query (lengths compared through the CSR) and ten (by binary search)."""
     rng = np.random.default_rng(0)
     n_q, n_p, k = 600, 900, 10
 
     def text(i: int) -> str:
-        return f"t{i:05d}" if same_length else f"t{i}" + "x" * (i % 7)
+        return f"t{i:05d}" if same_length else f"t{i}" + "x" * (i % 50)
 
     texts = {f"p{i}": text(i) for i in range(n_p)}
     texts.update({f"dup{j}": text(j) for j in range(n_q)})  # another id, the positive's text
@@ -388,14 +390,15 @@ def test_negatives_identical_to_a_positive_counted_exactly(same_length):
             picks[rng.integers(k)] = f"dup{j}"
         neg_q += [j] * k
         neg_p += [code[x] for x in picks]
-    want = sum(texts[neg_ids[p]] == texts[f"p{q}"] for q, p in zip(neg_q, neg_p))
+    pos = [[f"p{(j + t) % n_p}" for t in range(n_pos)] for j in range(n_q)]
+    want = sum(texts[neg_ids[p]] in {texts[x] for x in pos[q]} for q, p in zip(neg_q, neg_p))
     assert want >= n_q // 3
     c = Collection()
     rep = c.add_id_source(
         "s",
         [f"q{j}" for j in range(n_q)],
         [f"query {j}" for j in range(n_q)],
-        [[f"p{j}"] for j in range(n_q)],
+        pos,
         np.asarray(neg_q),
         np.asarray(neg_p),
         np.full(len(neg_q), np.nan),

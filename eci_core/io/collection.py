@@ -27,7 +27,6 @@ from eci_core.io.texts import (
     as_str_arrow,
     bool_arrow,
     ints_arrow,
-    lookup_rows,
     np_of,
     take_texts,
     text_codes,
@@ -154,11 +153,27 @@ def _count_identical(
     plen = length[pp]
     base = np.int64(plen.max() + 1)
     np.minimum(length, base - 1, out=length)  # longer than every positive: no match (checked below)
-    keys = np.unique(pq * base + plen)
+    # each row against the lengths of its query's positives, through their CSR (few a query), or
+    # by binary search in the (query, length) pairs (many)
+    nq = int(max(pq.max(), q_idx.max())) + 1
+    count = np.bincount(pq, minlength=nq)
+    indptr = np.zeros(nq + 1, dtype=np.int64)
+    np.cumsum(count, out=indptr[1:])
+    most = int(count.max())
+    keys = np.unique(pq * base + plen) if most > 8 else None
     cand = np.zeros(len(q_idx), dtype=bool)
     for lo in range(0, len(q_idx), _CHUNK_ROWS):  # row by row: bounded temporaries
         rows = slice(lo, lo + _CHUNK_ROWS)
-        cand[rows] = _pairs_in(q_idx[rows], length[p_idx[rows]], keys, base)
+        q, nl = q_idx[rows], length[p_idx[rows]]
+        if keys is not None:
+            cand[rows] = _pairs_in(q, nl, keys, base)
+            continue
+        first, k = indptr[q], count[q]
+        hit = np.zeros(len(q), dtype=bool)
+        for j in range(most):
+            hit |= (k > j) & (plen[np.minimum(first + j, len(pp) - 1)] == nl)
+        cand[rows] = hit
+    del count, indptr
     c = np.flatnonzero(cand)
     del cand, keys
     if len(c) > max(4096, len(q_idx) // 8):
@@ -575,29 +590,28 @@ class Collection:
         pos_arr = as_str_arrow(flat)
         n_p0, n_q0 = len(self.passage_ids), len(self.query_ids)
         q_known = self._qid_index.lookup(qid_arr) if n_q0 else np.full(nq_rec, -1, dtype=np.int64)
-        # passage vocabulary: negative ids, then positive ids not among them, each id as the code
-        # of its first occurrence there (Arrow dictionary encoding), looked up once
-        neg_enc = neg_arr.dictionary_encode()
-        uniq = neg_enc.dictionary
-        canon = np_of(neg_enc.indices).astype(np.int64)  # code of each negative id
-        pos_code = lookup_rows(pos_arr, uniq)
-        miss = np.flatnonzero(pos_code < 0)
-        if len(miss):
-            extra = pos_arr.take(ints_arrow(miss)).dictionary_encode()
-            pos_code[miss] = len(uniq) + np_of(extra.indices).astype(np.int64)
-            uniq = pa.concat_arrays([uniq.cast(pa.large_string()), extra.dictionary.cast(pa.large_string())])
-            del extra
-        del neg_enc, miss, pos_arr
-        known_u = self._pid_index.lookup(uniq) if n_p0 else np.full(len(uniq), -1, dtype=np.int64)
+        # every passage id once, as a code: the loaded ids first, then this source's negative ids,
+        # then its positive ids, dictionary-encoded together (one Arrow hash pass); codes follow
+        # first occurrence, so a code below n_p0 is the index of a loaded passage
+        large = pa.large_string()
+        enc = pa.concat_arrays(
+            ([self._pid_index.arrow().cast(large)] if n_p0 else [])
+            + [neg_arr.cast(large), pos_arr.cast(large)]
+        ).dictionary_encode()
+        uniq = enc.dictionary  # the id of each code
+        codes = np_of(enc.indices).astype(np.int64)
+        canon = codes[n_p0 : n_p0 + len(neg_arr)]  # code of each negative id
+        pos_code = codes[n_p0 + len(neg_arr) :]  # code of each positive
+        del enc, codes, pos_arr
         # ids already loaded with another text (the first text is kept): counted per occurrence
         n_diff = n_qdiff = 0
-        if n_p0 and (known_u >= 0).any():
-            ix = known_u[canon]
+        if n_p0:
+            ix = np.where(canon < n_p0, canon, -1)
             if (ix >= 0).any():
                 n_diff = int(
                     _known_with_other_text(ix, self.passage_texts, passage_text, neg_ids)[neg_p].sum()
                 )
-            ix = known_u[pos_code]
+            ix = np.where(pos_code < n_p0, pos_code, -1)
             if (ix >= 0).any():
                 n_diff += int(_known_with_other_text(ix, self.passage_texts, passage_text, flat).sum())
             del ix
@@ -644,12 +658,12 @@ class Collection:
         del first_time, seen_codes
         # passage index of each code: the loaded one, else a new one in first-time order
         code_ids = uniq.take(ints_arrow(codes))
-        known = known_u[codes]
+        known = np.where(codes < n_p0, codes, -1)
         new = known < 0
         index_of = np.full(len(uniq), -1, dtype=np.int64)
         index_of[codes] = np.where(new, n_p0 + np.cumsum(new) - 1, known)
         new_arr = code_ids.filter(bool_arrow(new))
-        del codes, code_ids, known, new, uniq, known_u
+        del codes, code_ids, known, new, uniq
         self._pid_index.extend(new_arr.to_pylist(), new_arr)
         append_texts(self.passage_texts, passage_text, new_arr)
         del new_arr
