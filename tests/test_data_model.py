@@ -308,6 +308,13 @@ def test_a_fast_load_builds_no_id_dict(monkeypatch):
     assert coll.passage_index(pid) == coll.n_passages - 1 and coll._pid_index._dict is not None
     assert coll.add_passage("a new text", "new-id") == coll.n_passages - 1
     assert coll.passage_index("new-id") == coll.n_passages - 1  # the dict follows the additions
+    for other in (coll.copy(), pickle.loads(pickle.dumps(coll))):  # the index follows its own ids
+        assert other._pid_index.ids is other.passage_ids and other.fingerprint() == coll.fingerprint()
+        other.add_passage("only in the copy", "copy-id")
+        assert other.passage_ids[-1] == "copy-id" and other.passage_index("copy-id") == other.n_passages - 1
+        assert not coll.has_passage("copy-id") and other._pid_index.lookup(["copy-id"]).tolist() == [
+            other.n_passages - 1
+        ]
 
 
 def test_positives_mapping_edits_and_rollback():
