@@ -56,8 +56,8 @@ def content_hash(collection: "Collection") -> str:
             np.fromiter(map(len, enc), dtype=np.int64, count=len(enc)).tobytes()
         )  # the lengths split the join
         part(b"".join(enc))
-    for q in sorted(collection.positives):
-        part(f"{q}:{list(collection.positives[q])}".encode())
+    for q, ps in collection.positives.items():  # ascending query order, one pass over the CSR
+        part(f"{q}:{list(ps)}".encode())
     for name in sorted(collection.sources):
         s = collection.sources[name]
         part(name.encode("utf-8", "surrogatepass"))
@@ -334,8 +334,8 @@ class Collection:
             while block := list(itertools.islice(it, TAKE_BLOCK)):
                 h.update(("" if first else "\x1e").encode() + "\x1e".join(block).encode())
                 first = False
-        for q in sorted(self.positives):
-            h.update(f"{q}:{self.positives[q]}".encode())
+        for q, ps in self.positives.items():  # ascending query order, one pass over the CSR
+            h.update(f"{q}:{ps}".encode())
         for name in sorted(self.sources):
             s = self.sources[name]
             h.update(name.encode())

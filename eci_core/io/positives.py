@@ -134,6 +134,8 @@ class Positives(MutableMapping):
         return self._p[lo:hi]
 
     def __getitem__(self, k) -> list[int]:
+        """The positives of query ``k``: a new list (changing it changes nothing here, unless it
+        came from :meth:`setdefault` or an assignment not merged yet); assign to change them."""
         k = int(k)
         if k in self._pending:
             v = self._pending[k]
