@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eci_core.io.data import TextColumn  # noqa: E402
+from eci_core.io.texts import TextColumn  # noqa: E402
 from eci_core.io.formats.beir import read_beir_jsonl  # noqa: E402
 from eci_core.metrics import lexical as L  # noqa: E402
 
@@ -52,7 +52,7 @@ def main() -> None:
     col = TextColumn()
     col.extend_rows(m, np.random.default_rng(0).permutation(len(m)))
     if args.accented:
-        from eci_core.io.data import ArrowTextMap, str_arrow
+        from eci_core.io.texts import ArrowTextMap, str_arrow
 
         texts = list(col)
         step = max(1, round(1 / args.accented))

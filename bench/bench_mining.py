@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import eci_core  # noqa: E402,F401
-from eci_core.io.data import Collection  # noqa: E402
+from eci_core.io.collection import Collection  # noqa: E402
 from eci_core.mining import mine, read_beir  # noqa: E402
 
 

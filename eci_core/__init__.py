@@ -12,16 +12,8 @@ _os.environ.setdefault("HF_HUB_OFFLINE", "1")
 _os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 _os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from eci_core.io.data import (  # noqa: E402
-    Collection,
-    LoadError,
-    LoadReport,
-    PassageRef,
-    QueryRecord,
-    Source,
-    SourceReport,
-    text_id,
-)
+from eci_core.io.collection import Collection, Source
+from eci_core.io.records import LoadError, LoadReport, PassageRef, QueryRecord, SourceReport, text_id
 
 __version__ = "0.1.0"
 

@@ -9,15 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from eci_core.io.data import (
-    ArrowTextMap,
-    Collection,
-    KeyedTexts,
-    PassageRef,
-    QueryRecord,
-    TextColumn,
-    take_texts,
-)
+from eci_core.io.collection import Collection
+from eci_core.io.records import PassageRef, QueryRecord
+from eci_core.io.texts import ArrowTextMap, KeyedTexts, TextColumn, take_texts
 
 
 def arrow_map(items: dict[str, str], block: int = 2) -> ArrowTextMap:
@@ -166,7 +160,7 @@ def test_text_hashes_equal_exactly_for_equal_texts():
 
 
 def test_arrow_conversions_without_pandas():
-    from eci_core.io.data import bool_arrow, ints_arrow, np_of, str_arrow
+    from eci_core.io.texts import bool_arrow, ints_arrow, np_of, str_arrow
 
     words = ["a", "", "é", "日本", "plain"]
     assert (
@@ -211,7 +205,8 @@ def test_a_fast_load_does_not_import_pandas(tmp_path):
     )
     code = (
         "import sys\nfrom eci_core.io.load import load_paths\nc, r = load_paths([sys.argv[1]])\n"
-        "assert not r.errors and c.n_queries == 10, r.errors\nprint('pandas' in sys.modules, sum(map(len, c.sources.values())))"
+        "assert not r.errors and c.n_queries == 10, r.errors\n"
+        "print('pandas' in sys.modules, sum(map(len, c.sources.values())))"
     )
     root = str(Path(__file__).resolve().parents[1])
     out = subprocess.run(
@@ -257,3 +252,164 @@ def test_text_column_rows_in_finds_the_reader_row_of_shared_texts():
     assert col.rows_in(m, np.arange(7)).tolist() == [7, 0, 9, 4, -1, -1, 5]
     assert col.rows_in(other, np.array([5, 0, 6])).tolist() == [0, -1, -1]
     assert col.rows_in(m, np.array([6, 3, 99])).tolist() == [5, 4, -1]
+
+
+# ---------------------------------------------------------------- Arrow-native data model (issue 17)
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
+
+
+def _qrels_by_hand(coll: Collection, d) -> dict[int, list[int]]:
+    """Positives read straight from qrels/*.tsv (score > 0, file order, each pair once), as the
+    dict of lists the collection used to hold, for the queries the collection has."""
+    qi = {q: i for i, q in enumerate(coll.query_ids)}
+    pi = {p: i for i, p in enumerate(coll.passage_ids)}
+    want: dict[int, list[int]] = {}
+    for f in sorted((d / "qrels").glob("*.tsv")):
+        for line in f.read_text().splitlines()[1:]:
+            q, p, s = line.split("\t")[:3]
+            if int(s) > 0 and q in qi and p in pi and pi[p] not in want.setdefault(qi[q], []):
+                want[qi[q]].append(pi[p])
+    return want
+
+
+@pytest.mark.parametrize("fast", ["1", "0"])
+def test_csr_positives_equal_the_dict_of_lists_on_a_fixture(monkeypatch, fast):
+    from eci_core.io.loaders import load_paths
+
+    monkeypatch.setenv("ECI_LOADER_FAST", fast)
+    d = FIXTURES / "formats" / "beir"
+    coll, rep = load_paths([str(d)])
+    assert not rep.errors and coll.n_queries
+    want = _qrels_by_hand(coll, d)
+    assert coll.positives == want and dict(coll.positives.items()) == want
+    assert list(coll.positives) == sorted(want)  # keys ascending
+    indptr, indices = coll.positives.csr(coll.n_queries)
+    assert indptr.dtype == np.int64 and indices.dtype == np.int32  # int32 where the indices fit
+    got = {
+        q: indices[indptr[q] : indptr[q + 1]].tolist()
+        for q in range(coll.n_queries)
+        if indptr[q + 1] > indptr[q]
+    }
+    assert got == want
+    q, p = coll.positive_pairs()
+    assert [(a, b) for a, b in zip(q.tolist(), p.tolist())] == [(k, x) for k in sorted(want) for x in want[k]]
+
+
+def test_a_fast_load_builds_no_id_dict(monkeypatch):
+    """The vectorised path looks ids up in Arrow: no ``{id: index}`` dict is made until a single
+    id is asked for (then it is made once and kept up to date)."""
+    from eci_core.io.loaders import load_paths
+
+    monkeypatch.setenv("ECI_LOADER_FAST", "1")
+    coll, rep = load_paths([str(FIXTURES / "formats" / "beir")])
+    assert not rep.errors and coll.n_passages and coll.n_queries
+    assert coll._pid_index._dict is None and coll._qid_index._dict is None
+    pid = coll.passage_ids[-1]
+    assert coll.passage_index(pid) == coll.n_passages - 1 and coll._pid_index._dict is not None
+    assert coll.add_passage("a new text", "new-id") == coll.n_passages - 1
+    assert coll.passage_index("new-id") == coll.n_passages - 1  # the dict follows the additions
+    for other in (coll.copy(), pickle.loads(pickle.dumps(coll))):  # the index follows its own ids
+        assert other._pid_index.ids is other.passage_ids and other.fingerprint() == coll.fingerprint()
+        other.add_passage("only in the copy", "copy-id")
+        assert other.passage_ids[-1] == "copy-id" and other.passage_index("copy-id") == other.n_passages - 1
+        assert not coll.has_passage("copy-id") and other._pid_index.lookup(["copy-id"]).tolist() == [
+            other.n_passages - 1
+        ]
+
+
+def test_positives_mapping_edits_and_rollback():
+    from eci_core.io.positives import Positives
+
+    pos = Positives({3: [5, 1], 0: [2]})
+    assert pos == {0: [2], 3: [5, 1]} and list(pos) == [0, 3] and len(pos) == 2
+    pos.setdefault(3, []).append(7)  # changes through the list setdefault returns are kept
+    pos.setdefault(1, []).extend([4, 4])  # a repeated index is kept, as in a list
+    pos[2] = [9]
+    del pos[0]
+    assert pos == {1: [4, 4], 2: [9], 3: [5, 1, 7]} and 0 not in pos and pos.get(0) is None
+    state = pos.state()
+    pos.add_pairs(np.array([3, 5, 5, 1]), np.array([1, 8, 8, 6]))  # (3, 1) is there, (5, 8) twice
+    assert pos == {1: [4, 4, 6], 2: [9], 3: [5, 1, 7], 5: [8]}
+    indptr, indices = pos.csr(6)
+    assert indptr.tolist() == [0, 0, 3, 4, 7, 7, 8] and indices.tolist() == [4, 4, 6, 9, 5, 1, 7, 8]
+    pos.truncate_to(state)
+    assert pos == {1: [4, 4], 2: [9], 3: [5, 1, 7]}
+    pos[4] = []  # an empty list is a key, as in a dict
+    assert 4 in pos and pos[4] == [] and list(pos) == [1, 2, 3, 4]
+    assert copy.deepcopy(pos) == pos and pickle.loads(pickle.dumps(pos)) == pos
+
+
+def test_a_failed_add_restores_csr_positives_and_ids():
+    c = Collection()
+    c.add_source("a", [QueryRecord("q1", "query one", [PassageRef("p1", "one")], [PassageRef("n1", "neg")])])
+    before = (dict(c.positives.items()), list(c.passage_ids), list(c.query_ids))
+
+    class Boom(Exception):
+        pass
+
+    def records():
+        yield QueryRecord("q1", "query one", [PassageRef("p2", "two")], [])
+        yield QueryRecord("q2", "query two", [PassageRef("p3", "three")], [])
+        raise Boom
+
+    with pytest.raises(Boom):
+        c.add_source("b", records())
+    assert (dict(c.positives.items()), list(c.passage_ids), list(c.query_ids)) == before
+    assert c._pid_index.lookup(["p1", "p2", "n1"]).tolist() == [0, -1, 1]
+    assert not c.has_passage("p3") and c.has_query("q1") and not c.has_query("q2")
+
+
+def test_id_index_lookup_in_arrow():
+    from eci_core.io.texts import IdIndex
+
+    ids = ["a", "b", "c"]
+    ix = IdIndex(ids)
+    assert ix.lookup(["c", "x", "a", "c"]).tolist() == [2, -1, 0, 2]
+    ix.extend(["d", "e"], pa.array(["d", "e"]))
+    ix.append("f")  # one by one (add_passage): added to the Arrow copy on the next lookup
+    assert ix.lookup(pa.array(["f", "e", "z"])).tolist() == [5, 4, -1] and ix._dict is None
+    ix.truncate(2)
+    assert ids == ["a", "b"] and ix.lookup(["a", "c", "f"]).tolist() == [0, -1, -1]
+    assert dict(ix) == {"a": 0, "b": 1} and ix.get("b") == 1 and "c" not in ix
+
+
+@pytest.mark.parametrize("n_pos", [1, 10])
+@pytest.mark.parametrize("same_length", [False, True])
+def test_negatives_identical_to_a_positive_counted_exactly(same_length, n_pos):
+    """The count of negatives whose text equals one of their query's positives (same passage or a
+    copy under another id) matches a count by hand, when texts differ in length (compared as
+    strings after a length filter) and when they all have one length (compared by hash codes),
+    with one positive a query (lengths compared through the CSR) and ten (by binary search)."""
+    rng = np.random.default_rng(0)
+    n_q, n_p, k = 600, 900, 10
+
+    def text(i: int) -> str:
+        return f"t{i:05d}" if same_length else f"t{i}" + "x" * (i % 50)
+
+    texts = {f"p{i}": text(i) for i in range(n_p)}
+    texts.update({f"dup{j}": text(j) for j in range(n_q)})  # another id, the positive's text
+    neg_ids = list(texts)
+    code = {pid: c for c, pid in enumerate(neg_ids)}
+    neg_q, neg_p = [], []
+    for j in range(n_q):
+        picks = [f"p{i}" for i in rng.choice(n_p, size=k, replace=False)]
+        if j % 3 == 0:
+            picks[rng.integers(k)] = f"dup{j}"
+        neg_q += [j] * k
+        neg_p += [code[x] for x in picks]
+    pos = [[f"p{(j + t) % n_p}" for t in range(n_pos)] for j in range(n_q)]
+    want = sum(texts[neg_ids[p]] in {texts[x] for x in pos[q]} for q, p in zip(neg_q, neg_p))
+    assert want >= n_q // 3
+    c = Collection()
+    rep = c.add_id_source(
+        "s",
+        [f"q{j}" for j in range(n_q)],
+        [f"query {j}" for j in range(n_q)],
+        pos,
+        np.asarray(neg_q),
+        np.asarray(neg_p),
+        np.full(len(neg_q), np.nan),
+        neg_ids,
+        texts,
+    )
+    assert rep.notes.get("negative identical to a positive (kept, flagged)", 0) == want

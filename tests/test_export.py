@@ -16,9 +16,9 @@ from eci_core.io.formats import sentence_transformers as st_format
 from eci_core.io import tables
 from eci_core.io.formats import tevatron as tevatron_format
 from eci_core.config import ECIConfig
-from eci_core.io.data import Collection
-from eci_core.io.data import PassageRef as P
-from eci_core.io.data import QueryRecord as R
+from eci_core.io.collection import Collection
+from eci_core.io.records import PassageRef as P
+from eci_core.io.records import QueryRecord as R
 from eci_core.io.load import load_paths
 
 
@@ -154,7 +154,7 @@ def _arrow_backed(c: Collection) -> Collection:
     large files), not Python strings."""
     import pyarrow as pa
 
-    from eci_core.io.data import ArrowTextMap, TextColumn
+    from eci_core.io.texts import ArrowTextMap, TextColumn
 
     for attr in ("passage_ids", "passage_texts", "query_ids", "query_texts"):
         values = list(getattr(c, attr))

@@ -21,9 +21,9 @@ from eci_core.io.formats import sentence_transformers as st_format
 from eci_core.io import tables
 from eci_core.io.formats import tevatron as tevatron_format
 from eci_core.config import ECIConfig
-from eci_core.io.data import Collection
-from eci_core.io.data import PassageRef as P
-from eci_core.io.data import QueryRecord as R
+from eci_core.io.collection import Collection
+from eci_core.io.records import PassageRef as P
+from eci_core.io.records import QueryRecord as R
 from eci_core.models.hashing import HashingEncoder
 from eci_core.io.load import load_paths
 from eci_core.scoring import score_collection

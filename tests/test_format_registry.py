@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from eci_core.io.cleaning import CleanedSet
-from eci_core.io.data import LoadError, PassageRef, QueryRecord
+from eci_core.io.records import LoadError, PassageRef, QueryRecord
 from eci_core.io.export import EXPORT_FORMATS, export_bytes
 from eci_core.io.formats import (
     FORMAT_HINTS,

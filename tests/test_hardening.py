@@ -18,7 +18,7 @@ import pytest
 
 import eci_core  # noqa: F401  (offline model environment first)
 from eci_core.config import ECIConfig
-from eci_core.io.data import content_hash
+from eci_core.io.collection import content_hash
 from eci_core.models.cache import EmbeddingCache
 from eci_core.models.encoding import embed
 from eci_core.models.hashing import HashingEncoder

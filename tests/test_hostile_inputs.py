@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from eci_core.io.data import Collection, LoadError, PassageRef, QueryRecord
+from eci_core.io.collection import Collection
+from eci_core.io.records import LoadError, PassageRef, QueryRecord
 from eci_core.io.load import load_batch, load_path, load_paths
 from eci_core.io.read.limits import LoadLimits
 

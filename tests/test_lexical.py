@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eci_core.io.data import ArrowTextMap, TextColumn, str_arrow
+from eci_core.io.texts import ArrowTextMap, TextColumn, str_arrow
 from eci_core.metrics import lexical as L
 from eci_core.text import tokenize
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from eci_core.io.data import LoadError
+from eci_core.io.records import LoadError
 from eci_core.io.load import LoadStep, load_batch, load_path, load_paths, plan_extra_runs
 from eci_core.io.read.limits import LoadLimits
 from eci_core.io.read.parquet import ParquetDecodedLimits, arrow_value_bytes

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from eci_core.io.data import Collection, LoadError
+from eci_core.io.collection import Collection
+from eci_core.io.records import LoadError
 from eci_core.io.formats import FORMATS, detect_format, normalise_format
 from eci_core.io.formats.beir import load_beir
 from eci_core.io.formats.msmarco_hn import load_msmarco_hn

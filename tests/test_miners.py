@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import eci_core  # noqa: F401  (sets the offline environment first)
-from eci_core.io.data import Collection, LoadError
+from eci_core.io.collection import Collection
+from eci_core.io.records import LoadError
 from eci_core.models.hashing import HashingEncoder
 from eci_core.mining import (
     BM25CE_DEFAULT_MARGIN,
@@ -667,7 +668,7 @@ def test_dense_mining_of_20k_passages_stays_under_1_gb():
         import tracemalloc
         import numpy as np
         import eci_core
-        from eci_core.io.data import Collection
+        from eci_core.io.collection import Collection
         from eci_core.mining import mine
         n, nq = 20000, 5000
         rng = np.random.default_rng(0)

@@ -7,9 +7,9 @@ import pytest
 from eci_core.explore import overview, report
 from eci_core.io import tables
 from eci_core.config import ECIConfig
-from eci_core.io.data import Collection
-from eci_core.io.data import PassageRef as P
-from eci_core.io.data import QueryRecord as R
+from eci_core.io.collection import Collection
+from eci_core.io.records import PassageRef as P
+from eci_core.io.records import QueryRecord as R
 
 pytest.importorskip("plotly")
 

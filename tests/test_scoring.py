@@ -9,7 +9,8 @@ import pytest
 
 import eci_core  # noqa: F401
 from eci_core.config import ECIConfig
-from eci_core.io.data import Collection, PassageRef, QueryRecord
+from eci_core.io.collection import Collection
+from eci_core.io.records import PassageRef, QueryRecord
 from eci_core.models.encoding import embed
 from eci_core.models.hashing import HashingEncoder
 from eci_core.scoring import score_collection
@@ -404,7 +405,8 @@ def test_a_20000_negative_row_scores_in_bounded_memory():
         """
         import numpy as np
         from eci_core.config import ECIConfig
-        from eci_core.io.data import Collection, PassageRef, QueryRecord
+        from eci_core.io.collection import Collection
+        from eci_core.io.records import PassageRef, QueryRecord
         from eci_core.models.hashing import HashingEncoder
         from eci_core.scoring import score_collection
         negs = [

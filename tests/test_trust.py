@@ -23,7 +23,7 @@ import pytest
 
 import eci_core  # noqa: F401  (offline model environment first)
 from eci_core.io import trust
-from eci_core.io.data import LoadError
+from eci_core.io.records import LoadError
 from eci_core.io.load import load_paths
 from eci_core.io.formats import fn_labels
 from eci_core.validation.loading import corpus_dir, with_full_corpus

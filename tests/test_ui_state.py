@@ -136,7 +136,7 @@ def test_stored_never_waits_for_a_computation_in_flight():
 @pytest.fixture
 def bare_session(monkeypatch):
     """A bare-mode session holding the bundled sample, scoring counted instead of run."""
-    from eci_core.io.data import content_hash
+    from eci_core.io.collection import content_hash
     from eci_core.io.load import load_paths
     from ui.state import keys, launch
 

@@ -23,7 +23,8 @@ import pytest
 
 import eci_core  # noqa: F401
 from eci_core.explore import overview
-from eci_core.io.data import Collection, PassageRef, QueryRecord
+from eci_core.io.collection import Collection
+from eci_core.io.records import PassageRef, QueryRecord
 from eci_core.models.hashing import HashingEncoder
 from eci_core.validation import (
     IN_BATCH,

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eci_core.io.data import Collection, PassageRef, QueryRecord
+from eci_core.io.collection import Collection
+from eci_core.io.records import PassageRef, QueryRecord
 from eci_core.models.hashing import HashingEncoder
 from eci_core.validation import ValidationConfig, load_results, validate
 from eci_core.validation.loading import load_for_validation

@@ -20,9 +20,9 @@ from eci_core.explore import (
     warm,
 )
 from eci_core.config import ECIConfig
-from eci_core.io.data import Collection
-from eci_core.io.data import PassageRef as P
-from eci_core.io.data import QueryRecord
+from eci_core.io.collection import Collection
+from eci_core.io.records import PassageRef as P
+from eci_core.io.records import QueryRecord
 
 
 # --------------------------------------------------------------------------- hand-made tables

@@ -240,7 +240,7 @@ def _err(message: str) -> int:
 
 def _load(args):
     """``(collection, report, status)``: status 2 when a path failed (errors printed)."""
-    from eci_core.io.data import LoadError
+    from eci_core.io.records import LoadError
     from eci_core.io.load import load_paths
 
     try:
@@ -388,7 +388,7 @@ def cmd_score(args) -> int:
     from pathlib import Path
 
     from eci_core.config import ECIConfig
-    from eci_core.io.data import LoadError
+    from eci_core.io.records import LoadError
 
     try:
         config = ECIConfig(

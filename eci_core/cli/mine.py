@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     Returns the exit status: 0 on success, 2 on a bad file or parameter (one-line message on
     stderr, no traceback).
     """
-    from eci_core.io.data import LoadError
+    from eci_core.io.records import LoadError
     from eci_core.mining import mine, read_beir, read_negative_ids, write_trec_run
 
     if args.sweep:
@@ -188,7 +188,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     """``eci mine DIR --sweep``: every source of ``mining.SWEEP`` into ``--out`` (default DIR/sweep)."""
     from pathlib import Path
 
-    from eci_core.io.data import LoadError
+    from eci_core.io.records import LoadError
     from eci_core.models.cache import EmbeddingCache
     from eci_core.mining import SWEEP, mine_sweep, read_beir, read_negative_ids
 

@@ -354,7 +354,7 @@ def print_trainer_agreement(a, b, out=None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from eci_core.io.data import LoadError
+    from eci_core.io.records import LoadError
     from eci_core.validation import ValidationConfig, load_results, validate
 
     if args.show:

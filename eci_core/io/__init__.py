@@ -1,7 +1,11 @@
 """Data in and out: the typed data model, the accepted formats and their readers, exports of cleaned
 sets and tables, score tables to files, and reviewer marks.
 
-* :mod:`.data`             ``Collection``, ``Source``, ``LoadReport``, ``LoadError``
+* :mod:`.records`          what readers produce: ``QueryRecord``, ``PassageRef``, ``LoadReport``,
+                           ``LoadError``
+* :mod:`.texts`            the Arrow text store (``TextColumn``, ``ArrowTextMap``)
+* :mod:`.collection`       ``Collection``, ``Source`` (ids, texts, sources); CSR positives in
+                           :mod:`.positives`
 * :mod:`.load`             the loading entry points (``load_paths``, ``load_batch``, ``load_path``,
                            ``plan_extra_runs``)
 * :mod:`.formats`          one module per format family (reader, detector, writer) and the registry

@@ -58,7 +58,8 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from eci_core.io.data import PassageRef, QueryRecord, take_texts
+from eci_core.io.records import PassageRef, QueryRecord
+from eci_core.io.texts import take_texts
 from eci_core.io.formats.sentence_transformers import ntuple_chunks, ntuple_size, use_query_ids
 
 __all__ = [
@@ -84,7 +85,7 @@ TableFormat = Literal["jsonl", "csv", "parquet"]
 class CleanedSet:
     """The cleaned training data of one or more sources.
 
-    ``records[source]`` is a list of :class:`~eci_core.io.data.QueryRecord` (query id and text,
+    ``records[source]`` is a list of :class:`~eci_core.io.records.QueryRecord` (query id and text,
     positives and negatives as ``PassageRef(id, text, miner score)``, negatives in rank order).
     ``actions`` logs one row per input negative (plus one per dropped query): ``source, query_id,
     passage_id, action, reason`` with ``action`` in ``kept``, ``dropped``, ``relabelled``,

@@ -1,4 +1,4 @@
-"""Read every accepted hard-negative file format into a :class:`~eci_core.io.data.Collection`.
+"""Read every accepted hard-negative file format into a :class:`~eci_core.io.collection.Collection`.
 
 Public API::
 
@@ -108,14 +108,14 @@ Limits
     file that breaks a limit to the per-line readers, which name the line.
 
 Errors
-    Bad input raises :class:`~eci_core.io.data.LoadError`, printed as ``PATH:LINE: field 'F': message``.
+    Bad input raises :class:`~eci_core.io.records.LoadError`, printed as ``PATH:LINE: field 'F': message``.
     LINE is the 1-based line of the file (JSONL, JSON array, CSV/TSV: the line where the record
     starts, header = line 1; TREC/TSV text files) or the 1-based row (Parquet, JSON object of
     lists). A file is parsed completely before the collection is touched, so an error leaves the
     collection exactly as it was. In a BEIR directory each negatives file is loaded on its own:
     a bad one is reported in ``LoadReport.errors`` and the others still load.
     Kept-but-counted cases (queries with no positive, duplicate negatives, a negative identical
-    to a positive) are counted in the :class:`~eci_core.io.data.SourceReport` by
+    to a positive) are counted in the :class:`~eci_core.io.records.SourceReport` by
     :meth:`Collection.add_source`.
 """
 
@@ -125,11 +125,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
-from eci_core.io.data import (
-    Collection,
-    LoadError,
-    LoadReport,
-)
+from eci_core.io.collection import Collection
+from eci_core.io.records import LoadError, LoadReport
 from eci_core.io.formats import FORMATS, detect_format, normalise_format
 from eci_core.io.formats.base import add_records
 from eci_core.io.formats.beir import is_beir_dir, load_beir, own_beir_dir

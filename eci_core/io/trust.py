@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterable, Sequence
 
-from eci_core.io.data import LoadError
+from eci_core.io.records import LoadError
 
 #: Prefix of the private temporary folder an upload is written to while it loads (``ui.state``).
 UPLOAD_PREFIX = "eci-upload-"

@@ -49,7 +49,7 @@ _CHUNK = 65536  # texts tokenized at a time by the vectorised path (bounded temp
 
 
 def _text_chunks(texts: Iterable[str], size: int | None = None):
-    """``texts`` in order as chunks: Arrow string arrays (a :class:`~eci_core.io.data.TextColumn`'s
+    """``texts`` in order as chunks: Arrow string arrays (a :class:`~eci_core.io.texts.TextColumn`'s
     blocks, no Python strings) or lists of at most ``size`` (default ``_CHUNK``) str."""
     size = size or _CHUNK
     chunks = getattr(texts, "arrow_chunks", None)
@@ -134,7 +134,7 @@ def _chunk_tokens(part) -> tuple[np.ndarray, "object", int] | None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from eci_core.io.data import bool_arrow, ints_arrow, np_of, str_arrow
+    from eci_core.io.texts import bool_arrow, ints_arrow, np_of, str_arrow
 
     if isinstance(part, list):
         n = len(part)
@@ -213,7 +213,7 @@ def token_matrix(texts: Iterable[str], vocab: dict[str, int] | None = None, grow
 
     from scipy import sparse
 
-    from eci_core.io.data import np_of
+    from eci_core.io.texts import np_of
 
     vocab = {} if vocab is None else vocab
     lengths = [np.zeros(1, dtype=np.int64)]

@@ -1,5 +1,5 @@
 """The entry point :func:`mine`, sentence-transformers' ``mine_hard_negatives`` parameters on a
-:class:`~eci_core.io.data.Collection` or a BEIR directory, and the ``bm25`` / ``dense`` miners
+:class:`~eci_core.io.collection.Collection` or a BEIR directory, and the ``bm25`` / ``dense`` miners
 (retrieve ``range_max`` candidates, score the positives with the same scorer, select)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from eci_core.io.data import Collection
+from eci_core.io.collection import Collection
 from eci_core.mining.beir import read_beir
 from eci_core.mining.bm25 import Bm25
 from eci_core.mining.cross_encoder import mine_ce

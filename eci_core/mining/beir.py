@@ -1,4 +1,4 @@
-"""The miners' input: a BEIR directory as a :class:`~eci_core.io.data.Collection` with every
+"""The miners' input: a BEIR directory as a :class:`~eci_core.io.collection.Collection` with every
 passage and query, and negatives by id (TREC run or negative-ids JSONL) for ``--add-negatives``.
 
 Both read through the io layer's readers (:func:`eci_core.io.formats.beir.read_beir_texts`,
@@ -14,7 +14,8 @@ import gzip
 from pathlib import Path
 from typing import Mapping
 
-from eci_core.io.data import Collection, LoadError
+from eci_core.io.collection import Collection
+from eci_core.io.records import LoadError
 
 
 def _beir_file(d: Path, name: str) -> Path | None:

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from eci_core.io.data import Collection
+from eci_core.io.collection import Collection
 from eci_core.metrics.retrieval import positive_rank_metrics
 from eci_core.mining.api import make_scorer
 from eci_core.mining.beir import read_beir

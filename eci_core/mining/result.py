@@ -1,5 +1,5 @@
 """What a miner returns (:class:`MiningResult`: sentence-transformers' report lines and statistics
-table, records for a :class:`~eci_core.io.data.Collection`) and the TREC run writer."""
+table, records for a :class:`~eci_core.io.collection.Collection`) and the TREC run writer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eci_core.io.data import Collection, PassageRef, QueryRecord, SourceReport
+from eci_core.io.collection import Collection
+from eci_core.io.records import PassageRef, QueryRecord, SourceReport
 from eci_core.mining.params import FILTERS
 
 

@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from eci_core.io.data import Collection
+from eci_core.io.collection import Collection
 from eci_core.mining.params import Params, Progress, chunk_size
 from eci_core.mining.result import MiningResult
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from eci_core.io.data import Collection
+from eci_core.io.collection import Collection
 from eci_core.mining.api import mine
 from eci_core.mining.beir import read_beir
 from eci_core.mining.cross_encoder import resolve_cross_encoder

@@ -167,7 +167,7 @@ def score_collection(
     p_row = np.full(collection.n_passages, -1, dtype=np.int64)
     p_row[p_needed] = np.searchsorted(uniq_text, text_key[p_needed])
 
-    from eci_core.io.data import take_texts
+    from eci_core.io.texts import take_texts
 
     q_texts = take_texts(
         collection.query_texts, q_needed

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from eci_core.io.data import Collection
+from eci_core.io.collection import Collection
 
 
 def corpus_dir(path: str | Path) -> Path | None:
@@ -64,7 +64,7 @@ def add_eval_queries(collection: Collection, directory: str | Path, roots=None) 
     ``collection`` lacks or holds without a positive, with their positives and split (the queries
     no source mined negatives for); returns how many were added. The passages must be loaded
     (:func:`add_corpus`); a positive missing from them raises LoadError naming the qrels line."""
-    from eci_core.io.data import LoadError
+    from eci_core.io.records import LoadError
     from eci_core.io.formats.beir import read_beir_qrels, read_beir_texts
 
     d = Path(directory)

@@ -12,7 +12,7 @@ from typing import Callable
 
 import streamlit as st
 
-from eci_core.io.data import Collection
+from eci_core.io.collection import Collection
 from ui.state.keys import K_COLLECTION, K_CONTENT_HASH
 from ui.state.models import get_embedding_cache, get_encoder
 from ui.state.scores import Current, score_key

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from eci_core.io.data import Collection, LoadReport, content_hash
+from eci_core.io.collection import Collection, content_hash
+from eci_core.io.records import LoadReport
 from eci_core.io.trust import UPLOAD_PREFIX
 from ui.state.keys import (
     K_COLLECTION,

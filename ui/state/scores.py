@@ -31,7 +31,7 @@ from typing import Any, Callable
 import streamlit as st
 
 from eci_core.explore import memo
-from eci_core.io.data import Collection
+from eci_core.io.collection import Collection
 from ui.state.keys import K_COLLECTION, K_CONTENT_HASH, K_FINGERPRINT, K_MARKS
 from ui.state.launch import path_allowed, read_roots, score_budget_s
 from ui.state.models import cache_dirs_read, get_cross_encoder, get_embedding_cache, get_encoder

@@ -16,7 +16,7 @@ from typing import Any
 import streamlit as st
 
 from eci_core.config import ECIConfig
-from eci_core.io.data import LoadReport
+from eci_core.io.records import LoadReport
 from ui.state.keys import (
     K_COLLECTION,
     K_CONTENT_HASH,

@@ -14,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from eci_core.io.data import Collection
+from eci_core.io.collection import Collection
 from ui.state.keys import K_COLLECTION, K_CONTENT_HASH, K_VALIDATIONS
 from ui.state.launch import SAMPLE_DIR, read_roots
 from ui.state.loading import dataset_label

@@ -1,6 +1,6 @@
 """What every format's reader shares: records into a collection.
 
-* :func:`parse_rows`: one :class:`~eci_core.io.data.QueryRecord` per row (BGE, Tevatron), any
+* :func:`parse_rows`: one :class:`~eci_core.io.records.QueryRecord` per row (BGE, Tevatron), any
   failure inside a record one line at that record.
 * :func:`add_records`: a parsed file's records added as one source (negatives per query capped by
   :class:`~eci_core.io.read.limits.LoadLimits`, ids given with another text counted), whole or not
@@ -12,13 +12,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterator
 
-from eci_core.io.data import (
-    Collection,
-    LoadError,
-    PassageRef,
-    QueryRecord,
-    SourceReport,
-)
+from eci_core.io.collection import Collection
+from eci_core.io.records import LoadError, PassageRef, QueryRecord, SourceReport
 from eci_core.io.read.limits import current_limits
 from eci_core.io.read.values import unexpected_error
 

@@ -20,17 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from eci_core.io.data import (
-    ArrowTextMap,
-    Collection,
-    LoadError,
-    LoadReport,
-    QueryRecord,
-    bool_arrow,
-    ints_arrow,
-    np_of,
-    str_arrow,
-)
+from eci_core.io.texts import ArrowTextMap, bool_arrow, ints_arrow, np_of, str_arrow
+from eci_core.io.collection import Collection
+from eci_core.io.records import LoadError, LoadReport, QueryRecord
 from eci_core.io.formats.base import add_records, check_cap
 from eci_core.io.formats.fn_labels import LABELS_FILE
 from eci_core.io.formats.id_runs import add_arrays, check_arrays, check_cap_arrays, check_runs, id_records

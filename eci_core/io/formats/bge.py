@@ -11,7 +11,7 @@ import io
 import json
 from typing import Any, Iterator
 
-from eci_core.io.data import QueryRecord
+from eci_core.io.records import QueryRecord
 from eci_core.io.formats.base import parse_rows, passage_refs
 from eci_core.io.read.values import id_value, need_field, num_list, present, text_list, text_value
 

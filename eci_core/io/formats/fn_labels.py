@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Iterable
 
-from eci_core.io.data import LoadError
+from eci_core.io.records import LoadError
 from eci_core.io.read.limits import current_limits
 from eci_core.io.read.text import GzipRaw
 from eci_core.io.trust import neighbour_file, open_within

@@ -10,15 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from eci_core.io.data import (
-    ArrowTextMap,
-    Collection,
-    KeyedTexts,
-    LoadError,
-    PassageRef,
-    QueryRecord,
-    SourceReport,
-)
+from eci_core.io.texts import ArrowTextMap, KeyedTexts
+from eci_core.io.collection import Collection
+from eci_core.io.records import LoadError, PassageRef, QueryRecord, SourceReport
 from eci_core.io.read.limits import current_limits
 
 

@@ -12,13 +12,8 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from eci_core.io.data import (
-    Collection,
-    LoadError,
-    LoadReport,
-    PassageRef,
-    QueryRecord,
-)
+from eci_core.io.collection import Collection
+from eci_core.io.records import LoadError, LoadReport, PassageRef, QueryRecord
 from eci_core.io.formats.base import add_records, check_cap
 from eci_core.io.formats.id_runs import IdRun, check_known
 from eci_core.io.read.limits import Progress

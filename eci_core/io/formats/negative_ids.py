@@ -8,11 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from eci_core.io.data import (
-    LoadError,
-    np_of,
-    str_arrow,
-)
+from eci_core.io.records import LoadError
+from eci_core.io.texts import np_of, str_arrow
 from eci_core.io.formats.id_runs import IdArrays, IdRun
 from eci_core.io.read.blocks import arrow_ids, arrow_tables, concat_tables, read_json_block
 from eci_core.io.read.limits import Progress

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from eci_core.io.data import Collection, LoadError, LoadReport, QueryRecord
+from eci_core.io.collection import Collection
+from eci_core.io.records import LoadError, LoadReport, QueryRecord
 from eci_core.io.read.limits import Progress
 from eci_core.io.read.parquet import parquet_rows
 from eci_core.io.read.rows import container_of, peek, record_rows

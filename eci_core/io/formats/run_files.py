@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eci_core.io.data import (
-    LoadError,
-)
+from eci_core.io.records import LoadError
 from eci_core.io.formats.id_runs import IdArrays, IdRun, arrays_from_run
 from eci_core.io.formats.negative_ids import fast_negative_ids, negative_ids_scan, parse_negative_ids
 from eci_core.io.formats.registry import detect_row

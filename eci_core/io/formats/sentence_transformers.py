@@ -24,11 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal, Sequence
 
-from eci_core.io.data import (
-    LoadError,
-    PassageRef,
-    QueryRecord,
-)
+from eci_core.io.records import LoadError, PassageRef, QueryRecord
 from eci_core.io.read.rows import peek
 from eci_core.io.read.values import (
     id_value,

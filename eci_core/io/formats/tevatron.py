@@ -10,11 +10,7 @@ import io
 import json
 from typing import Any, Iterator
 
-from eci_core.io.data import (
-    LoadError,
-    PassageRef,
-    QueryRecord,
-)
+from eci_core.io.records import LoadError, PassageRef, QueryRecord
 from eci_core.io.formats.base import parse_rows, tuple_new
 from eci_core.io.read.values import (
     as_list,

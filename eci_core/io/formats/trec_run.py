@@ -11,11 +11,8 @@ import math
 from pathlib import Path
 from typing import Iterable
 
-from eci_core.io.data import (
-    LoadError,
-    ints_arrow,
-    np_of,
-)
+from eci_core.io.records import LoadError
+from eci_core.io.texts import ints_arrow, np_of
 from eci_core.io.formats.id_runs import IdArrays, IdRun
 from eci_core.io.read.blocks import NotFast, arrow_tables, concat_tables, odd_space, release_arrow_memory
 from eci_core.io.read.limits import Progress

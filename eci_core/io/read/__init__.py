@@ -8,6 +8,7 @@
 * :mod:`.parquet`  Parquet rows within the limits (``check_parquet_metadata``, ``ParquetDecodedLimits``)
 * :mod:`.blocks`   Arrow block reading for the vectorised readers, pool and malloc tuning
 
-Imports only :mod:`eci_core.io.data` and :mod:`eci_core.io.trust` (and each other, downward:
+Imports only the data model (:mod:`eci_core.io.records`, :mod:`~eci_core.io.texts`,
+:mod:`~eci_core.io.collection`) and :mod:`eci_core.io.trust` (and each other, downward:
 limits, vocab, values, text, rows/parquet, blocks).
 """

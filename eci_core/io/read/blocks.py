@@ -17,9 +17,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from eci_core.io.data import (
-    LoadError,
-)
+from eci_core.io.records import LoadError
 from eci_core.io.read.limits import Progress, current_limits
 from eci_core.io.read.text import open_bytes
 

@@ -9,10 +9,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from eci_core.io.data import (
-    LoadError,
-    np_of,
-)
+from eci_core.io.records import LoadError
+from eci_core.io.texts import np_of
 from eci_core.io.read.blocks import release_arrow_memory, use_system_pool
 from eci_core.io.read.limits import ROOTS, LoadLimits, Progress, current_limits, open_file
 from eci_core.io.read.vocab import shown_column

@@ -12,9 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from eci_core.io.data import (
-    LoadError,
-)
+from eci_core.io.records import LoadError
 from eci_core.io.read.limits import Progress, current_limits, open_file
 from eci_core.io.read.parquet import parquet_rows
 from eci_core.io.read.text import Lines, check_json_document, read_text, strip_gz

@@ -18,9 +18,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from eci_core.io.data import (
-    LoadError,
-)
+from eci_core.io.records import LoadError
 from eci_core.io.read.limits import PROGRESS_EVERY, LoadLimits, Progress, current_limits, open_file
 from eci_core.io.read.vocab import is_known_field
 

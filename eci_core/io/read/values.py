@@ -1,5 +1,5 @@
 """No-echo value checks: each returns the value in the type a reader needs or raises a one-line
-:class:`~eci_core.io.data.LoadError` (``PATH:LINE: field 'F': message``) that describes the value's
+:class:`~eci_core.io.records.LoadError` (``PATH:LINE: field 'F': message``) that describes the value's
 kind, never its content.
 
 :func:`text_value` (non-empty text), :func:`id_value` (string or integer id), :func:`num_value`,
@@ -18,9 +18,7 @@ import math
 import re
 from typing import Any
 
-from eci_core.io.data import (
-    LoadError,
-)
+from eci_core.io.records import LoadError
 from eci_core.io.read.vocab import field_names, plural
 
 _STR_ONLY = {str}
