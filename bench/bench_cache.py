@@ -20,7 +20,8 @@ SQLite (:mod:`bench_cache_stores`) on the same keys and vectors, back to back: f
 ``--reps`` rounds, each store in turn, one fresh process fills an empty folder (``put`` of
 ``--chunk`` rows at a time), looks up every key (one ``get``, as a warm re-score does), then
 ``--rows`` keys of which half were never put (one ``get``); a second fresh process opens the
-folder and looks up every key (one ``get``: a new ``eci score`` on a cached data set). Recorded
+folder and looks up every key (one ``get``: a new ``eci score`` on a cached data set), a third
+10 % of the keys, drawn over all files (a small data set scored with a large cache). Recorded
 per case: those times, the process's peak RSS (``VmHWM``) and the bytes on disk; printed as the
 median and range over the rounds, with the load average before and after.
 
@@ -78,11 +79,28 @@ _STORES = ("eci", "arrow", "sqlite")
 
 
 def _store_class(name: str):
-    """The class of store ``name`` (imported here: outside the timed part)."""
+    """The class of store ``name`` (imported here: outside the timed part). ``eci@REF`` is the
+    ``EmbeddingCache`` of ``eci_core/models/cache.py`` at git commit ``REF`` of this checkout."""
     if name == "eci":
         from eci_core.models.cache import EmbeddingCache
 
         return EmbeddingCache
+    if name.startswith("eci@"):
+        import importlib.util
+
+        repo = Path(__file__).resolve().parents[1]
+        src = subprocess.run(
+            ["git", "-C", str(repo), "show", f"{name[4:]}:eci_core/models/cache.py"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        path = Path(tempfile.mkdtemp(prefix="eci-bench-old-")) / "eci_cache_at_ref.py"
+        path.write_text(src)
+        spec = importlib.util.spec_from_file_location("eci_cache_at_ref", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod.EmbeddingCache
     sys.path.insert(0, str(Path(__file__).parent))
     import bench_cache_stores as S
 
@@ -109,6 +127,8 @@ def _worker(args) -> None:
     folder = Path(args.dir)
     keys, vecs, mixed = _all_keys(args.rows, args.dim)
     cls = _store_class(args.worker)
+    import pyarrow  # noqa: F401  (loaded by eci_core's data layer anyway: not timed for any store)
+
     res: dict = {"rss_before_mb": _vm("VmRSS") / 2**20}  # the keys and vectors of the bench
     t0 = time.perf_counter()
     store = cls(folder)
@@ -125,11 +145,18 @@ def _worker(args) -> None:
         found, got = store.get("bench-fp", "passage", mixed)
         res["get_half_miss_s"] = time.perf_counter() - t2
         assert int(found.sum()) == args.rows - args.rows // 2, "half-miss get: wrong hits"
-    else:
+    elif args.phase == "cold":
         found, got = store.get("bench-fp", "passage", keys)
         res["cold_open_get_s"] = time.perf_counter() - t0
         assert found.all() and np.array_equal(got, vecs), "cold get: wrong vectors"
+    else:  # a small data set scored with a large cache: 10 % of the keys, spread over all files
+        part = np.random.default_rng(2).choice(args.rows, args.rows // 10, replace=False)
+        found, got = store.get("bench-fp", "passage", [keys[i] for i in part])
+        res["cold_open_get_10pct_s"] = time.perf_counter() - t0
+        assert found.all() and np.array_equal(got, vecs[part]), "cold 10 % get: wrong vectors"
     res["peak_rss_mb"] = _vm("VmHWM") / 2**20
+    # at the end: private memory vs file pages mapped (page cache: shared, reclaimable)
+    res["rss_anon_end_mb"], res["rss_file_end_mb"] = _vm("RssAnon") / 2**20, _vm("RssFile") / 2**20
     print(json.dumps(res), flush=True)
 
 
@@ -146,14 +173,19 @@ def _run_case(store: str, phase: str, folder: Path, args) -> dict:
 def compare_main() -> None:
     ap = argparse.ArgumentParser(description="EmbeddingCache vs Arrow IPC vs SQLite (issue 17)")
     ap.add_argument("--compare", action="store_true")
-    ap.add_argument("--worker", choices=_STORES)
-    ap.add_argument("--phase", choices=("fill", "cold"), default="fill")
+    ap.add_argument("--worker", help="one of --stores (internal: runs one case)")
+    ap.add_argument("--phase", choices=("fill", "cold", "cold10"), default="fill")
     ap.add_argument("--dir", default=None)
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--chunk", type=int, default=2048, help="rows per put (embed's flush size)")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--stores", default=",".join(_STORES))
+    ap.add_argument(
+        "--stores",
+        default=",".join(_STORES),
+        help="comma-separated: eci (this checkout's EmbeddingCache), eci@REF (the one at git "
+        "commit REF), arrow, sqlite",
+    )
     ap.add_argument("--json", default=None, help="save the numbers here")
     args = ap.parse_args()
     if args.worker:
@@ -175,6 +207,11 @@ def compare_main() -> None:
                 cold = _run_case(s, "cold", folder, args)
                 run.update(cold_open_get_s=cold["cold_open_get_s"], cold_process_s=cold["cold_process_s"])
                 run["cold_peak_rss_mb"] = cold["peak_rss_mb"]
+                run["cold_rss_anon_end_mb"] = cold["rss_anon_end_mb"]
+                run["cold_rss_file_end_mb"] = cold["rss_file_end_mb"]
+                part = _run_case(s, "cold10", folder, args)
+                run["cold_open_get_10pct_s"] = part["cold_open_get_10pct_s"]
+                run["cold_10pct_peak_rss_mb"] = part["peak_rss_mb"]
                 run["disk_mb"] = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
                 run["files"] = sum(1 for p in folder.rglob("*") if p.is_file())
                 run["loadavg"] = os.getloadavg()[0]
@@ -185,7 +222,8 @@ def compare_main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     res["loadavg_end"] = os.getloadavg()
     fields = ["put_s", "get_all_s", "get_half_miss_s", "cold_open_get_s", "cold_process_s"]
-    fields += ["rss_before_mb", "peak_rss_mb", "cold_peak_rss_mb", "disk_mb", "files"]
+    fields += ["cold_open_get_10pct_s", "rss_before_mb", "peak_rss_mb", "cold_peak_rss_mb"]
+    fields += ["cold_rss_anon_end_mb", "cold_rss_file_end_mb", "cold_10pct_peak_rss_mb", "disk_mb", "files"]
     print(f"\n{args.rows:,} x {args.dim} float32, {args.reps} rounds; median [min-max]")
     print("| store | " + " | ".join(fields) + " |")
     for s in stores:

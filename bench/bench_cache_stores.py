@@ -84,8 +84,7 @@ def _open_ipc(path: Path, fingerprint: str, kind: str) -> tuple[np.ndarray, np.n
     meta = table.schema.metadata or {}
     if (meta.get(b"fingerprint"), meta.get(b"kind")) != (fingerprint.encode(), kind.encode()):
         return None
-    key = table.column("key").combine_chunks()
-    vec = table.column("vec").combine_chunks()
+    key, vec = (c.chunk(0) if c.num_chunks == 1 else c.combine_chunks() for c in table.columns)
     dim = vec.type.list_size
     keys = np.frombuffer(key.buffers()[1], dtype="S40", count=len(key), offset=key.offset * 40)
     flat = vec.values
@@ -148,6 +147,7 @@ class ArrowIpcStore:
         cuts = np.flatnonzero(np.diff(sf)) + 1
         for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(sf)]):
             sel = order[lo:hi]
+            sel = sel[np.argsort(row[sel])]  # in file order: the map's pages are read in sequence
             out[sel] = f.files[f.paths[int(sf[lo])]][1][row[sel]]
         return found, out
 
