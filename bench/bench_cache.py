@@ -249,7 +249,7 @@ def main() -> None:
         "--memory-mb",
         type=float,
         default=None,
-        help="EmbeddingCache(memory_mb=...) (branch cachefix on; default: its default)",
+        help="EmbeddingCache(memory_mb=...): versions from branch cachefix to issue 17 (before Arrow IPC)",
     )
     ap.add_argument("--dir", default=None, help="cache folder (default: a temporary one)")
     ap.add_argument("--json", default=None, help="save the numbers here")

@@ -233,15 +233,34 @@ class _Table:
             new &= ~dup
         return new
 
-    def add(self, name: str, keys: np.ndarray, vecs: np.ndarray) -> None:
-        """Adds a source; its keys already in the table keep their source."""
-        new = np.flatnonzero(self.new_mask(keys))
+    def _register(self, name: str, keys: np.ndarray, vecs: np.ndarray) -> int:
         if self.dim is None and len(keys):
             self.dim = int(vecs.shape[1])
         sid = len(self.sources)
         self.sources.append((name, keys, vecs))
         if name != "<memory>":
             self.by_name[name] = sid
+        return sid
+
+    def add_many(self, items: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
+        """Adds sources (e.g. a folder's files) with one sort; keys already in the table, or in
+        an earlier item, keep their source."""
+        if len(items) < 2:
+            for item in items:
+                self.add(*item)
+            return
+        ks, ss, rs = [self.keys], [self.src], [self.row]
+        for name, keys, vecs in items:
+            ks.append(keys)
+            ss.append(np.full(len(keys), self._register(name, keys, vecs), dtype=np.int32))
+            rs.append(np.arange(len(keys), dtype=np.int32))
+        self.keys, first = np.unique(np.concatenate(ks), return_index=True)  # first occurrence
+        self.src, self.row = np.concatenate(ss)[first], np.concatenate(rs)[first]
+
+    def add(self, name: str, keys: np.ndarray, vecs: np.ndarray) -> None:
+        """Adds a source; its keys already in the table keep their source."""
+        new = np.flatnonzero(self.new_mask(keys))
+        sid = self._register(name, keys, vecs)
         order = new[np.argsort(keys[new])]
         pos = np.searchsorted(self.keys, keys[order])
         self.keys = np.insert(self.keys, pos, keys[order])
@@ -373,6 +392,8 @@ class EmbeddingCache:
         if not folder.is_dir():
             return
         paths = sorted(folder.glob("*.npz")) + sorted(folder.glob(f"*{_SUFFIX}"))
+        items: list[tuple[str, np.ndarray, np.ndarray]] = []
+        dim = table.dim
         for path in paths:
             skey = str(path)
             if skey in table.loaded:
@@ -393,19 +414,22 @@ class EmbeddingCache:
             if got is None:
                 continue  # stale file of another fingerprint: ignored, entries recomputed
             keys, vecs = got
-            if table.dim is not None and vecs.shape[1] != table.dim and len(keys):
-                why = f"vectors have dimension {vecs.shape[1]}, other files {table.dim}"
+            if dim is not None and vecs.shape[1] != dim and len(keys):
+                why = f"vectors have dimension {vecs.shape[1]}, other files {dim}"
                 self._report_corrupt(path, why, writable)
                 continue
+            if len(keys):
+                dim = vecs.shape[1]
             if path.suffix != _SUFFIX:
                 name = "<memory>"  # a read-only npz shard, read into memory
                 if kind in _NORMALISED_KINDS and vecs.dtype == np.float16:
                     vecs = l2_normalize(vecs)
             else:
                 name = skey
-            table.add(name, keys, vecs)
+            items.append((name, keys, vecs))
             if writable:
                 self._track_small(table, path)
+        table.add_many(items)
 
     def _convert(
         self, path: Path, got: tuple[np.ndarray, np.ndarray], fingerprint: str, kind: str
