@@ -454,6 +454,29 @@ def test_cache_keeps_vectors_on_disk_and_reads_them_back(tmp_path, monkeypatch):
     np.testing.assert_array_equal(got, vecs[::-1])
 
 
+def test_cache_put_whose_file_is_merged_away_at_once_keeps_its_vectors(tmp_path, monkeypatch):
+    """Another process may merge (and delete) a file as soon as it is in the folder, before this
+    one maps it: the put then keeps the vectors in memory instead of failing."""
+    from eci_core.models import cache as E
+
+    rng = np.random.default_rng(5)
+    vecs = rng.standard_normal((30, 8)).astype(np.float32)
+    keys = [text_key(f"m{i}") for i in range(30)]
+    read = E.read_arrow_shard
+
+    def gone_once(path, fingerprint, kind):
+        monkeypatch.setattr(E, "read_arrow_shard", read)
+        path.unlink()
+        return read(path, fingerprint, kind)
+
+    cache = EmbeddingCache(tmp_path)
+    monkeypatch.setattr(E, "read_arrow_shard", gone_once)
+    assert cache.put("fp", "passage", keys, vecs) == 30
+    found, got = cache.get("fp", "passage", keys)
+    assert found.all()
+    np.testing.assert_array_equal(got, vecs)
+
+
 def test_cache_float16_keeps_this_process_vectors_exact(tmp_path):
     """A float16 file rounds the vectors, so with ``dtype="float16"`` the vectors put by this
     process stay in memory (exact); a new process reads the rounded ones."""

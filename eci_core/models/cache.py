@@ -542,9 +542,10 @@ class EmbeddingCache:
                     written = path
                 except OSError as err:
                     self._write_warning(err)
-            if written is not None and store == np.float32:
-                table.add(str(written), *read_arrow_shard(written, fingerprint, kind))
-            else:  # nothing written, or a float16 file that holds the vectors rounded
+            mapped = self._map_own(written, fingerprint, kind) if store == np.float32 else None
+            if mapped is not None:
+                table.add(str(written), *mapped)
+            else:  # nothing written, a float16 file (it holds the vectors rounded), or already gone
                 table.add("<memory>", k, v)
             if written is not None:
                 table.loaded.add(str(written))
@@ -636,10 +637,23 @@ class EmbeddingCache:
         del vecs
         table.loaded.add(str(path))
         self._track_small(table, path)
-        got = read_arrow_shard(path, fingerprint, kind)
+        got = self._map_own(path, fingerprint, kind)
+        if got is None:  # merged away at once by another process: keep reading the maps held
+            return
         table.replace(str(path), got[0], got[1], used)
         for name in used:
             Path(name).unlink(missing_ok=True)
+
+    @staticmethod
+    def _map_own(path: Path | None, fingerprint: str, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Maps a file this cache just wrote; ``None`` if there is none or it is already gone
+        (another process may merge a file as soon as it is in the folder)."""
+        if path is None:
+            return None
+        try:
+            return read_arrow_shard(path, fingerprint, kind)
+        except _ShardError:
+            return None
 
     def count(self, fingerprint: str, kind: str) -> int:
         """Number of cached entries of ``(fingerprint, kind)`` (main + read-only dirs)."""
