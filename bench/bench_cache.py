@@ -311,7 +311,7 @@ def main() -> None:
             read_mb=round((io1["rchar"] - io0["rchar"]) / 2**20, 1),
             peak_rss_mb_fill=round(_vm("VmHWM") / 2**20),
         )
-        files = [p for p in folder.rglob("*.npz")]
+        files = [p for p in folder.rglob("*") if p.suffix in (".npz", ".arrow")]
         res["files"] = len(files)
         res["disk_mb"] = round(sum(p.stat().st_size for p in files) / 2**20, 1)
         res["data_mb"] = round(done * args.dim * np.dtype(args.dtype).itemsize / 2**20, 1)

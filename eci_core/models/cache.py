@@ -190,23 +190,45 @@ def _write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
     _atomic(path, lambda f: np.savez(f, **arrays))
 
 
+def _find(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Position of each of ``wanted`` in the sorted ``keys``, -1 where absent."""
+    if not len(keys):
+        return np.full(len(wanted), -1, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return np.where(keys[pos] == wanted, pos, -1)
+
+
 class _Table:
     """Key table of one (fingerprint, kind): ``keys`` sorted (``S40``), with the source (``src``,
     an index into ``sources``) and row of each. A source is ``(name, keys, vecs)``: a memory-mapped
     file of the main or a read-only folder, or vectors held in memory (``name`` ``"<memory>"``).
-    Each key is in the table once (the first source that held it); a new source's keys are
-    inserted in place (``numpy.searchsorted`` + ``numpy.insert``), so a lookup of many keys is one
-    vectorised sorted search. ``small`` maps the main directory's files below ``_SHARD_BYTES``
+    Each key is in the table once (the first source that held it), so a lookup of many keys is
+    one vectorised sorted search (``numpy.searchsorted``). A put's keys are inserted in place into
+    a second, smaller sorted table (``recent``: ``rkeys``, ``rsrc``, ``rrow``), merged into the
+    first when it passes 1/16 of it (or at the next lookup), so a put copies about 1/16 of the
+    table, not all of it. ``small`` maps the main directory's files below ``_SHARD_BYTES``
     (written or read by this cache) to their size: the compaction candidates; ``loaded`` is every
     file already read.
     """
 
-    __slots__ = ("keys", "src", "row", "sources", "by_name", "dim", "loaded", "small")
+    __slots__ = (
+        "keys",
+        "src",
+        "row",
+        "rkeys",
+        "rsrc",
+        "rrow",
+        "sources",
+        "by_name",
+        "dim",
+        "loaded",
+        "small",
+    )
 
     def __init__(self) -> None:
-        self.keys = np.empty(0, "S40")
-        self.src = np.empty(0, np.int32)
-        self.row = np.empty(0, np.int32)
+        self.keys = self.rkeys = np.empty(0, "S40")
+        self.src = self.rsrc = np.empty(0, np.int32)
+        self.row = self.rrow = np.empty(0, np.int32)
         self.sources: list[tuple[str, np.ndarray, np.ndarray] | None] = []
         self.by_name: dict[str, int] = {}
         self.dim: int | None = None
@@ -214,18 +236,25 @@ class _Table:
         self.small: dict[str, int] = {}
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.keys) + len(self.rkeys)
+
+    def settle(self) -> None:
+        """Merges the recent table into the main one."""
+        if len(self.rkeys):
+            pos = np.searchsorted(self.keys, self.rkeys)
+            self.keys = np.insert(self.keys, pos, self.rkeys)
+            self.src = np.insert(self.src, pos, self.rsrc)
+            self.row = np.insert(self.row, pos, self.rrow)
+            self.rkeys, self.rsrc, self.rrow = self.rkeys[:0], self.rsrc[:0], self.rrow[:0]
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
-        """Position of each key in the table, -1 where absent."""
-        if not len(self.keys):
-            return np.full(len(keys), -1, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-        return np.where(self.keys[pos] == keys, pos, -1)
+        """Position of each key in the (settled) table, -1 where absent."""
+        self.settle()
+        return _find(self.keys, keys)
 
     def new_mask(self, keys: np.ndarray) -> np.ndarray:
         """Mask of the keys not in the table (the first of duplicates inside ``keys``)."""
-        new = self.lookup(keys) < 0
+        new = (_find(self.keys, keys) < 0) & (_find(self.rkeys, keys) < 0)
         if new.any():
             _, first = np.unique(keys, return_index=True)
             dup = np.ones(len(keys), dtype=bool)
@@ -249,6 +278,7 @@ class _Table:
             for item in items:
                 self.add(*item)
             return
+        self.settle()
         ks, ss, rs = [self.keys], [self.src], [self.row]
         for name, keys, vecs in items:
             ks.append(keys)
@@ -262,10 +292,12 @@ class _Table:
         new = np.flatnonzero(self.new_mask(keys))
         sid = self._register(name, keys, vecs)
         order = new[np.argsort(keys[new])]
-        pos = np.searchsorted(self.keys, keys[order])
-        self.keys = np.insert(self.keys, pos, keys[order])
-        self.src = np.insert(self.src, pos, sid)
-        self.row = np.insert(self.row, pos, order.astype(np.int32))
+        pos = np.searchsorted(self.rkeys, keys[order])
+        self.rkeys = np.insert(self.rkeys, pos, keys[order])
+        self.rsrc = np.insert(self.rsrc, pos, sid)
+        self.rrow = np.insert(self.rrow, pos, order.astype(np.int32))
+        if len(self.rkeys) > max(1 << 14, len(self.keys) >> 4):
+            self.settle()
 
     def replace(self, name: str, keys: np.ndarray, vecs: np.ndarray, old: list[str]) -> None:
         """Source ``name`` holds the rows of the sources ``old``: their keys now point to it."""
@@ -273,16 +305,18 @@ class _Table:
         self.sources.append((name, keys, vecs))
         self.by_name[name] = sid
         olds = [self.by_name.pop(p) for p in old if p in self.by_name]
-        pos = self.lookup(keys)
-        move = (pos >= 0) & np.isin(self.src[np.maximum(pos, 0)], olds)
-        self.src[pos[move]] = sid
-        self.row[pos[move]] = np.flatnonzero(move).astype(np.int32)
+        for table_keys, src, row in ((self.keys, self.src, self.row), (self.rkeys, self.rsrc, self.rrow)):
+            pos = _find(table_keys, keys)
+            move = (pos >= 0) & np.isin(src[np.maximum(pos, 0)] if len(src) else pos, olds)
+            src[pos[move]] = sid
+            row[pos[move]] = np.flatnonzero(move).astype(np.int32)
         for s in olds:
-            if not (self.src == s).any():
+            if not (self.src == s).any() and not (self.rsrc == s).any():
                 self.sources[s] = None  # no key points there: its memory map can go
 
     def drop(self, sid: int) -> None:
         """Forgets a source and its keys (an unusable file: they become misses)."""
+        self.settle()
         keep = self.src != sid
         self.keys, self.src, self.row = self.keys[keep], self.src[keep], self.row[keep]
         name = self.sources[sid][0]
