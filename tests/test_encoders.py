@@ -477,6 +477,23 @@ def test_cache_put_whose_file_is_merged_away_at_once_keeps_its_vectors(tmp_path,
     np.testing.assert_array_equal(got, vecs)
 
 
+def test_cache_keys_sharing_their_first_16_hex_digits_are_told_apart(tmp_path):
+    """Lookups search a 64-bit prefix of the keys first; keys whose prefixes tie are compared
+    whole (else the second of them would read as a miss or as the first one's vector)."""
+    same = "0123456789abcdef"
+    keys = [same + f"{i:024x}" for i in (7, 3, 11, 5)] + [text_key("other")]
+    vecs = np.arange(5 * 4, dtype=np.float32).reshape(5, 4)
+    cache = EmbeddingCache(tmp_path)
+    cache.put("fp", "ce", keys[:2], vecs[:2])
+    cache.put("fp", "ce", keys[2:], vecs[2:])
+    for c in (cache, EmbeddingCache(tmp_path)):
+        found, got = c.get("fp", "ce", [k.upper() for k in keys[::-1]] + [same + "f" * 24])
+        assert found.tolist() == [True] * 5 + [False]
+        np.testing.assert_array_equal(got, vecs[::-1])
+    with pytest.raises(ValueError, match="40-character sha1 hex"):
+        cache.get("fp", "ce", ["g" * 40])
+
+
 def test_cache_float16_keeps_this_process_vectors_exact(tmp_path):
     """A float16 file rounds the vectors, so with ``dtype="float16"`` the vectors put by this
     process stay in memory (exact); a new process reads the rounded ones."""

@@ -12,6 +12,7 @@ hand-written npz shards of earlier versions: BENCHMARKS.md, "Embedding cache vs 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -38,15 +39,9 @@ from eci_core.models.fingerprint import slug
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,120}")
 _NORMALISED_KINDS = EMBEDDING_KINDS
-# Compaction (size-tiered, like an LSM tree): a file of at least _SHARD_BYTES is "full" and never
-# rewritten; smaller files are grouped in tiers by size (tier t holds sizes in
-# [_FANIN**t, _FANIN**(t+1)) bytes), and as soon as a tier holds _FANIN files they are merged into
-# one, which lands in a higher tier (or is full). A row is therefore rewritten at most
-# log_FANIN(_SHARD_BYTES / first file size) times, whatever the cache size: the bytes read and
-# written grow linearly with the rows cached, a merge holds at most about 2 * _SHARD_BYTES of
-# vectors, and a folder holds about size / _SHARD_BYTES full files plus at most (_FANIN - 1) per
-# tier. Only files this cache wrote or read from its main directory are merged; the decision uses
-# the in-memory list of them (no folder listing per put).
+# Compaction (size-tiered, like an LSM tree; see EmbeddingCache): a row is rewritten at most
+# log_FANIN(_SHARD_BYTES / first file size) times, so bytes written grow linearly with the cache.
+# Only files this cache wrote or read from its main directory are merged (no listing per put).
 _SHARD_BYTES = 64 << 20
 _FANIN = 8
 _SUFFIX = ".arrow"
@@ -63,13 +58,33 @@ def _as_keys(keys: Any) -> np.ndarray:
     """Keys as an ``S40`` array of lower-case sha1 hex digests."""
     arr = np.asarray(keys)
     if arr.dtype.kind == "U":
-        arr = np.char.encode(np.char.lower(arr), "ascii")
+        try:
+            arr = arr.astype("S")
+        except UnicodeEncodeError:
+            arr = np.zeros(arr.shape, "S1")  # not hex: refused below
     if arr.ndim != 1 or arr.dtype.kind != "S":
         raise ValueError("keys must be a 1-D sequence of 40-character sha1 hex strings")
-    arr = arr.astype("S40")
-    if arr.size and (np.char.str_len(arr) != 40).any():
+    if arr.size and arr.dtype.itemsize == 40 and ((arr.view(np.uint8) - 65).astype(np.uint8) < 6).any():
+        arr = np.char.lower(arr)  # A-F
+    arr = np.ascontiguousarray(arr, dtype="S40" if arr.dtype.itemsize <= 40 else "S41")
+    if arr.size and (arr.dtype.itemsize != 40 or (_HEX_VALUE[arr.view(np.uint8)] == 255).any()):
         raise ValueError("keys must be 40-character sha1 hex strings (see text_key())")
     return arr
+
+
+_HEX_VALUE = np.full(256, 255, dtype=np.uint8)  # byte -> value of a lower-case hex digit, else 255
+_HEX_VALUE[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16)
+
+
+def _prefix(keys: np.ndarray) -> np.ndarray:
+    """The first 16 hex digits of each key as a ``uint64``: ordered as the keys are, so a sorted
+    search runs on integers, not 40-byte strings (keys whose prefixes tie are compared whole)."""
+    digits = _HEX_VALUE[np.ascontiguousarray(keys, dtype="S40").view(np.uint8).reshape(-1, 40)[:, :16]]
+    out = np.zeros(len(keys), dtype=np.uint64)
+    for j in range(16):
+        out <<= np.uint64(4)
+        out |= digits[:, j]
+    return out
 
 
 class _ShardError(ValueError):
@@ -79,6 +94,8 @@ class _ShardError(ValueError):
 def _check(keys: np.ndarray, vecs: np.ndarray) -> None:
     if keys.ndim != 1 or keys.dtype != np.dtype("S40"):
         raise _ShardError(f"keys have dtype {keys.dtype} and shape {keys.shape}, expected S40 (n,)")
+    if (_HEX_VALUE[np.ascontiguousarray(keys).view(np.uint8)] == 255).any():
+        raise _ShardError("keys are not 40 lower-case hex digits")
     if vecs.ndim != 2 or vecs.shape[0] != keys.shape[0] or vecs.dtype not in (np.float16, np.float32):
         raise _ShardError(f"vecs have dtype {vecs.dtype} and shape {vecs.shape}, expected float16/32 (n, d)")
 
@@ -144,6 +161,7 @@ def read_arrow_shard(path: Path, fingerprint: str, kind: str) -> tuple[np.ndarra
         start = (vec.offset * dim + flat.offset) * size
         vecs = np.frombuffer(flat.buffers()[1], dtype, len(vec) * dim, start).reshape(len(vec), dim)
         keys.flags.writeable = vecs.flags.writeable = False  # views of the map: never written
+        _check(keys, vecs)
     except _ShardError:
         raise
     except Exception as err:  # truncated, not an IPC file, missing column, short buffer
@@ -186,47 +204,36 @@ def _write_arrow_atomic(path: Path, keys: np.ndarray, vecs: np.ndarray, fingerpr
 
 
 def _write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    _atomic(path, lambda f: np.savez(f, **arrays))
+    _atomic(path, lambda f: np.savez(f, **arrays))  # exports: np.savez, atomically
 
 
-def _find(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """Position of each of ``wanted`` in the sorted ``keys``, -1 where absent."""
+def _find(keys: np.ndarray, pref: np.ndarray, wanted: np.ndarray, wpref: np.ndarray) -> np.ndarray:
+    """Position of each of ``wanted`` (prefixes ``wpref``) in sorted ``keys`` (``pref``), or -1."""
     if not len(keys):
         return np.full(len(wanted), -1, dtype=np.int64)
-    pos = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-    return np.where(keys[pos] == wanted, pos, -1)
+    pos = np.minimum(np.searchsorted(pref, wpref), len(keys) - 1)
+    hit = keys[pos] == wanted
+    tie = np.flatnonzero(~hit & (pref[pos] == wpref))  # another key with the same prefix first
+    if len(tie):
+        again = np.minimum(np.searchsorted(keys, wanted[tie]), len(keys) - 1)
+        pos[tie], hit[tie] = again, keys[again] == wanted[tie]
+    return np.where(hit, pos, -1)
 
 
 class _Table:
-    """Key table of one (fingerprint, kind): ``keys`` sorted (``S40``), with the source (``src``,
-    an index into ``sources``) and row of each. A source is ``(name, keys, vecs)``: a memory-mapped
-    file of the main or a read-only folder, or vectors held in memory (``name`` ``"<memory>"``).
-    Each key is in the table once (the first source that held it), so a lookup of many keys is
-    one vectorised sorted search (``numpy.searchsorted``). A put's keys are inserted in place into
-    a second, smaller sorted table (``recent``: ``rkeys``, ``rsrc``, ``rrow``), merged into the
-    first when it passes 1/16 of it (or at the next lookup), so a put copies about 1/16 of the
-    table, not all of it. ``small`` maps the main directory's files below ``_SHARD_BYTES``
-    (written or read by this cache) to their size: the compaction candidates; ``loaded`` is every
-    file already read.
-    """
+    """Key table of one (fingerprint, kind): ``keys`` sorted (``S40``; ``pref`` their
+    :func:`_prefix`), the source (``src``, into ``sources``) and row of each; a source is
+    ``(name, keys, vecs)``, a memory-mapped file or vectors in memory (``"<memory>"``). Each key
+    is there once (its first source). A put's keys go to a second sorted table (``r*``), merged
+    into the first when it passes 1/16 of it or at the next lookup, so a put copies ~1/16 of the
+    table. ``small``: main-directory files below ``_SHARD_BYTES`` (compaction candidates) and
+    their size; ``loaded``: every file read."""
 
-    __slots__ = (
-        "keys",
-        "src",
-        "row",
-        "rkeys",
-        "rsrc",
-        "rrow",
-        "sources",
-        "by_name",
-        "dim",
-        "loaded",
-        "small",
-    )
+    __slots__ = tuple("keys pref src row rkeys rpref rsrc rrow sources by_name dim loaded small".split())
 
     def __init__(self) -> None:
         self.keys = self.rkeys = np.empty(0, "S40")
+        self.pref = self.rpref = np.empty(0, np.uint64)
         self.src = self.rsrc = np.empty(0, np.int32)
         self.row = self.rrow = np.empty(0, np.int32)
         self.sources: list[tuple[str, np.ndarray, np.ndarray] | None] = []
@@ -243,18 +250,23 @@ class _Table:
         if len(self.rkeys):
             pos = np.searchsorted(self.keys, self.rkeys)
             self.keys = np.insert(self.keys, pos, self.rkeys)
+            self.pref = np.insert(self.pref, pos, self.rpref)
             self.src = np.insert(self.src, pos, self.rsrc)
             self.row = np.insert(self.row, pos, self.rrow)
-            self.rkeys, self.rsrc, self.rrow = self.rkeys[:0], self.rsrc[:0], self.rrow[:0]
+            self.rkeys, self.rpref = self.rkeys[:0], self.rpref[:0]
+            self.rsrc, self.rrow = self.rsrc[:0], self.rrow[:0]
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Position of each key in the (settled) table, -1 where absent."""
         self.settle()
-        return _find(self.keys, keys)
+        return _find(self.keys, self.pref, keys, _prefix(keys))
 
     def new_mask(self, keys: np.ndarray) -> np.ndarray:
         """Mask of the keys not in the table (the first of duplicates inside ``keys``)."""
-        new = (_find(self.keys, keys) < 0) & (_find(self.rkeys, keys) < 0)
+        wpref = _prefix(keys)
+        new = (_find(self.keys, self.pref, keys, wpref) < 0) & (
+            _find(self.rkeys, self.rpref, keys, wpref) < 0
+        )
         if new.any():
             _, first = np.unique(keys, return_index=True)
             dup = np.ones(len(keys), dtype=bool)
@@ -286,6 +298,7 @@ class _Table:
             rs.append(np.arange(len(keys), dtype=np.int32))
         self.keys, first = np.unique(np.concatenate(ks), return_index=True)  # first occurrence
         self.src, self.row = np.concatenate(ss)[first], np.concatenate(rs)[first]
+        self.pref = _prefix(self.keys)
 
     def add(self, name: str, keys: np.ndarray, vecs: np.ndarray) -> None:
         """Adds a source; its keys already in the table keep their source."""
@@ -294,6 +307,7 @@ class _Table:
         order = new[np.argsort(keys[new])]
         pos = np.searchsorted(self.rkeys, keys[order])
         self.rkeys = np.insert(self.rkeys, pos, keys[order])
+        self.rpref = np.insert(self.rpref, pos, _prefix(keys[order]))
         self.rsrc = np.insert(self.rsrc, pos, sid)
         self.rrow = np.insert(self.rrow, pos, order.astype(np.int32))
         if len(self.rkeys) > max(1 << 14, len(self.keys) >> 4):
@@ -305,8 +319,12 @@ class _Table:
         self.sources.append((name, keys, vecs))
         self.by_name[name] = sid
         olds = [self.by_name.pop(p) for p in old if p in self.by_name]
-        for table_keys, src, row in ((self.keys, self.src, self.row), (self.rkeys, self.rsrc, self.rrow)):
-            pos = _find(table_keys, keys)
+        wpref = _prefix(keys)
+        for tkeys, tpref, src, row in (
+            (self.keys, self.pref, self.src, self.row),
+            (self.rkeys, self.rpref, self.rsrc, self.rrow),
+        ):
+            pos = _find(tkeys, tpref, keys, wpref)
             move = (pos >= 0) & np.isin(src[np.maximum(pos, 0)] if len(src) else pos, olds)
             src[pos[move]] = sid
             row[pos[move]] = np.flatnonzero(move).astype(np.int32)
@@ -318,7 +336,8 @@ class _Table:
         """Forgets a source and its keys (an unusable file: they become misses)."""
         self.settle()
         keep = self.src != sid
-        self.keys, self.src, self.row = self.keys[keep], self.src[keep], self.row[keep]
+        self.keys, self.pref = self.keys[keep], self.pref[keep]
+        self.src, self.row = self.src[keep], self.row[keep]
         name = self.sources[sid][0]
         self.by_name.pop(name, None)
         self.small.pop(name, None)
@@ -486,10 +505,8 @@ class EmbeddingCache:
             stacklevel=4,
         )
         if writable:
-            try:
+            with contextlib.suppress(OSError):
                 os.replace(shard, shard.with_name(shard.name + ".corrupt"))
-            except OSError:
-                pass
 
     @staticmethod
     def _track_small(table: _Table, path: Path) -> None:
@@ -603,10 +620,8 @@ class EmbeddingCache:
     def _tier(size: int) -> int:
         """Size tier of a small file: ``floor(log_FANIN(size))``."""
         t = 0
-        bound = _FANIN
-        while size >= bound:
+        while size >= _FANIN ** (t + 1):
             t += 1
-            bound *= _FANIN
         return t
 
     def _maybe_compact(self, fingerprint: str, kind: str, table: _Table) -> None:
@@ -632,13 +647,9 @@ class EmbeddingCache:
             self._merge(fingerprint, kind, table, group)
 
     def _merge(self, fingerprint: str, kind: str, table: _Table, group: list[str]) -> None:
-        """Rewrites the files ``group`` as one file and deletes them.
-
-        Every file of ``group`` leaves the candidate list (so the caller's loop ends). Files are
-        read through the table's memory maps (or opened, e.g. a float16 file of this process); one
-        that vanished (merged by another process) or is unusable is skipped, and a lone usable one
-        is kept as it is and stays a candidate.
-        """
+        """Rewrites the files ``group`` (read through the table's maps, or opened) as one file and
+        deletes them. Each leaves the candidate list (so the caller's loop ends); one that vanished
+        or is unusable is skipped, and a lone usable one is kept and stays a candidate."""
         keys_l, vecs_l, used = [], [], []
         for name in group:
             table.small.pop(name, None)  # merged, vanished or unusable: no candidate now
@@ -695,12 +706,9 @@ class EmbeddingCache:
             return len(self._table(fingerprint, kind))
 
     def clear(self, fingerprint: str | None = None) -> int:
-        """Deletes the main directory's files (of one fingerprint, or all); returns files removed.
-
-        Only ``<fingerprint>/{query,passage,ce}/`` files named ``*.arrow``, ``*.npz`` (earlier
-        versions) and ``*.corrupt`` are removed, so other tools' files kept under the same folder
-        (e.g. ``projections/``) and the read-only directories are never touched.
-        """
+        """Deletes the main directory's files (of one fingerprint, or all); returns files removed:
+        only ``<fingerprint>/{query,passage,ce}/`` ``*.arrow``, ``*.npz`` (earlier versions) and
+        ``*.corrupt`` files, never other tools' files (e.g. ``projections/``) or read-only dirs."""
         with self._lock:
             removed = 0
             if fingerprint is None:
@@ -720,14 +728,10 @@ class EmbeddingCache:
                         for f in sub.glob(pattern):
                             f.unlink(missing_ok=True)
                             removed += 1
-                    try:
+                    with contextlib.suppress(OSError):
                         sub.rmdir()
-                    except OSError:
-                        pass
-                try:
+                with contextlib.suppress(OSError):
                     root.rmdir()
-                except OSError:
-                    pass
             return removed
 
     # -- shipped caches -------------------------------------------------------------------
