@@ -383,7 +383,7 @@ class EmbeddingCache:
 
     Files are opened as memory maps: vectors are never copied into the process's memory except
     the rows a ``get`` returns (the page cache holds the rest, shared between processes), and the
-    process holds only the key table (about 48 bytes per entry: each key, its file and row, in
+    process holds only the key table (about 56 bytes per entry: each key, its prefix, file and row, in
     sorted arrays), so a lookup of many keys is one vectorised sorted search whatever the number
     of files. Vectors put by this process into a float16 cache are kept in memory as float32
     (the file holds them rounded), and so are the vectors of a folder that cannot be written.
