@@ -100,6 +100,7 @@ def _store_class(name: str):
         spec = importlib.util.spec_from_file_location("eci_cache_at_ref", path)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
+        shutil.rmtree(path.parent, ignore_errors=True)  # loaded: the copy is not needed
         return mod.EmbeddingCache
     sys.path.insert(0, str(Path(__file__).parent))
     import bench_cache_stores as S
