@@ -29,7 +29,16 @@ TEXTS = [
 
 
 def shards(root: Path) -> list[Path]:
-    return sorted(root.rglob("*.npz"))
+    """The cache's files (Arrow IPC) and shipped / older-version shards (``np.savez``)."""
+    return sorted([*root.rglob("*.arrow"), *root.rglob("*.npz")])
+
+
+def arrow_vecs_type(path: Path):
+    """Arrow type of the vector components of a cache file."""
+    import pyarrow as pa
+
+    with pa.memory_map(str(path)) as f:
+        return pa.ipc.open_file(f).schema.field("vec").type.value_type
 
 
 # ------------------------------------------------------------------------------------------
@@ -304,8 +313,7 @@ def test_float16_storage_returns_normalised_float32(tmp_path):
     exact = enc.encode_passages(texts)
     embed(enc, texts, "passage", cache=EmbeddingCache(tmp_path, dtype="float16"))
     (shard,) = shards(tmp_path)
-    with np.load(shard, allow_pickle=False) as z:
-        assert z["vecs"].dtype == np.float16
+    assert shard.suffix == ".arrow" and str(arrow_vecs_type(shard)) == "halffloat"
     counter = EncoderCallCounter(enc)
     got = embed(counter, texts, "passage", cache=EmbeddingCache(tmp_path))
     assert counter.n_encoded == 0
@@ -332,14 +340,17 @@ def test_cache_compacts_many_shards(tmp_path):
 
 
 def _instrument_cache_io(monkeypatch):
-    """Counts bytes written / read by the cache's shard writer and reader, and folder listings."""
+    """Counts bytes written / read by the cache's file writer and reader, and folder listings.
+
+    A file is "read" when it is opened (memory-mapped): counted as its whole size, an upper bound
+    of what is read from it."""
     from eci_core.models import cache as E
 
     io = {"written": 0, "writes": 0, "read": 0, "reads": 0, "globs": 0}
-    write, read, glob = E._write_npz_atomic, E._read_shard, Path.glob
+    write, read, glob = E._write_arrow_atomic, E.read_arrow_shard, Path.glob
 
-    def counting_write(path, **arrays):
-        write(path, **arrays)
+    def counting_write(path, *args):
+        write(path, *args)
         io["written"] += path.stat().st_size
         io["writes"] += 1
 
@@ -352,8 +363,8 @@ def _instrument_cache_io(monkeypatch):
         io["globs"] += 1
         return glob(self, pattern)
 
-    monkeypatch.setattr(E, "_write_npz_atomic", counting_write)
-    monkeypatch.setattr(E, "_read_shard", counting_read)
+    monkeypatch.setattr(E, "_write_arrow_atomic", counting_write)
+    monkeypatch.setattr(E, "read_arrow_shard", counting_read)
     monkeypatch.setattr(Path, "glob", counting_glob)
     return io
 
@@ -367,7 +378,6 @@ def test_cache_many_puts_cost_linear_io_and_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(E, "_SHARD_BYTES", 32 << 10)
     monkeypatch.setattr(E, "_FANIN", 4)
-    monkeypatch.setattr(E, "_INDEX_BLOCK_BYTES", 4096)  # index blocks of 1024 rows: 6 blocks
     io = _instrument_cache_io(monkeypatch)
     rng = np.random.default_rng(0)
     n_puts, chunk, dim = 300, 20, 16
@@ -384,19 +394,20 @@ def test_cache_many_puts_cost_linear_io_and_files(tmp_path, monkeypatch):
             put_bytes = io["written"] - w  # one put's own shard
         if p == n_puts // 2 - 1:
             half = dict(io)
-    assert io["globs"] <= 1  # only the first put lists the (empty) folder
+    assert io["globs"] <= 2  # only the first put lists the (empty) folder (*.npz and *.arrow)
     first_w, second_w = half["written"], io["written"] - half["written"]
     first_r, second_r = half["read"], io["read"] - half["read"]
     # tiers 4**t bytes from ~1.4 KiB to 32 KiB: each row is rewritten at most ~3 times
+    # (each file written is memory-mapped once, counted as read: read == written)
     assert io["written"] <= 5 * n_puts * put_bytes
-    assert io["read"] <= 4 * n_puts * put_bytes
+    assert io["read"] <= 5 * n_puts * put_bytes
     assert second_w <= 1.6 * first_w and second_r <= 1.6 * first_r + 4 * (32 << 10)
     files = shards(tmp_path)
     total = sum(f.stat().st_size for f in files)
     tiers = 5  # sizes from 4**5 to 4**8 = 32 KiB, at most 3 shards each
     assert len(files) <= total // (32 << 10) + 1 + 3 * tiers
     assert len(files) < n_puts // 10
-    # same process: from memory, gathered across index blocks, in any order
+    # same process: through the memory maps, gathered across files, in any order
     order = rng.permutation(len(keys))
     found, got = cache.get("fp", "passage", [keys[i] for i in order])
     assert found.all()
@@ -408,9 +419,9 @@ def test_cache_many_puts_cost_linear_io_and_files(tmp_path, monkeypatch):
     assert EmbeddingCache(tmp_path).count("fp", "passage") == len(keys)
 
 
-def test_cache_memory_budget_keeps_vectors_on_disk_and_reads_them_back(tmp_path, monkeypatch):
-    """Beyond ``memory_mb`` the cache holds keys only and reads vectors from their shards (also
-    after merges moved them, and when another process merged the shards away meanwhile)."""
+def test_cache_keeps_vectors_on_disk_and_reads_them_back(tmp_path, monkeypatch):
+    """The cache holds keys only: vectors are read from its files through memory maps (also
+    after merges moved them, and when another process merged the files away meanwhile)."""
     from eci_core.models import cache as E
 
     monkeypatch.setattr(E, "_SHARD_BYTES", 16 << 10)
@@ -418,19 +429,21 @@ def test_cache_memory_budget_keeps_vectors_on_disk_and_reads_them_back(tmp_path,
     rng = np.random.default_rng(3)
     vecs = rng.standard_normal((3000, 16)).astype(np.float32)
     keys = [text_key(f"t{i}") for i in range(3000)]
-    budget_rows = 500  # 500 rows x 16 x 4 bytes
-    a = EmbeddingCache(tmp_path, memory_mb=budget_rows * 64 / 2**20)
+    a = EmbeddingCache(tmp_path)
     for i in range(0, 1500, 25):
         a.put("fp", "passage", keys[i : i + 25], vecs[i : i + 25])
-    index = a._indexes[("fp", "passage")]
-    assert index.n <= budget_rows and len(index.rows) == 1500  # the rest is on disk only
+    table = a._tables[("fp", "passage")]
+    live = [s for s in table.sources if s is not None]
+    assert len(table) == 1500 and all(name.endswith(".arrow") for name, _, _ in live)
+    # views of the memory maps, not copies
+    assert all(not v.flags.owndata and not v.flags.writeable for _, _, v in live)
     order = rng.permutation(1500)
     found, got = a.get("fp", "passage", [keys[i] for i in order])
     assert found.all()
     np.testing.assert_array_equal(got, vecs[order])
-    # another process: keys only (budget 0), then `a` merges the shards it points to away
-    b = EmbeddingCache(tmp_path, memory_mb=0)
-    assert b.count("fp", "passage") == 1500 and b._indexes[("fp", "passage")].n == 0
+    # another process maps the files, then `a` merges the files it maps away
+    b = EmbeddingCache(tmp_path)
+    assert b.count("fp", "passage") == 1500
     for i in range(1500, 3000, 25):
         a.put("fp", "passage", keys[i : i + 25], vecs[i : i + 25])
     found, got = b.get("fp", "passage", keys)
@@ -441,22 +454,60 @@ def test_cache_memory_budget_keeps_vectors_on_disk_and_reads_them_back(tmp_path,
     np.testing.assert_array_equal(got, vecs[::-1])
 
 
-def test_cache_float16_keeps_this_process_vectors_exact_under_a_budget(tmp_path):
-    """A float16 shard rounds the vectors, so with ``dtype="float16"`` the vectors put by this
-    process stay in memory (exact) whatever the budget; a new process reads the rounded ones."""
+def test_cache_put_whose_file_is_merged_away_at_once_keeps_its_vectors(tmp_path, monkeypatch):
+    """Another process may merge (and delete) a file as soon as it is in the folder, before this
+    one maps it: the put then keeps the vectors in memory instead of failing."""
+    from eci_core.models import cache as E
+
+    rng = np.random.default_rng(5)
+    vecs = rng.standard_normal((30, 8)).astype(np.float32)
+    keys = [text_key(f"m{i}") for i in range(30)]
+    read = E.read_arrow_shard
+
+    def gone_once(path, fingerprint, kind):
+        monkeypatch.setattr(E, "read_arrow_shard", read)
+        path.unlink()
+        return read(path, fingerprint, kind)
+
+    cache = EmbeddingCache(tmp_path)
+    monkeypatch.setattr(E, "read_arrow_shard", gone_once)
+    assert cache.put("fp", "passage", keys, vecs) == 30
+    found, got = cache.get("fp", "passage", keys)
+    assert found.all()
+    np.testing.assert_array_equal(got, vecs)
+
+
+def test_cache_keys_sharing_their_first_16_hex_digits_are_told_apart(tmp_path):
+    """Lookups search a 64-bit prefix of the keys first; keys whose prefixes tie are compared
+    whole (else the second of them would read as a miss or as the first one's vector)."""
+    same = "0123456789abcdef"
+    keys = [same + f"{i:024x}" for i in (7, 3, 11, 5)] + [text_key("other")]
+    vecs = np.arange(5 * 4, dtype=np.float32).reshape(5, 4)
+    cache = EmbeddingCache(tmp_path)
+    cache.put("fp", "ce", keys[:2], vecs[:2])
+    cache.put("fp", "ce", keys[2:], vecs[2:])
+    for c in (cache, EmbeddingCache(tmp_path)):
+        found, got = c.get("fp", "ce", [k.upper() for k in keys[::-1]] + [same + "f" * 24])
+        assert found.tolist() == [True] * 5 + [False]
+        np.testing.assert_array_equal(got, vecs[::-1])
+    with pytest.raises(ValueError, match="40-character sha1 hex"):
+        cache.get("fp", "ce", ["g" * 40])
+
+
+def test_cache_float16_keeps_this_process_vectors_exact(tmp_path):
+    """A float16 file rounds the vectors, so with ``dtype="float16"`` the vectors put by this
+    process stay in memory (exact); a new process reads the rounded ones."""
     rng = np.random.default_rng(4)
     vecs = rng.standard_normal((40, 8)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     keys = [text_key(str(i)) for i in range(40)]
-    cache = EmbeddingCache(tmp_path, dtype="float16", memory_mb=0)
+    cache = EmbeddingCache(tmp_path, dtype="float16")
     cache.put("fp", "query", keys, vecs)
     np.testing.assert_array_equal(cache.get("fp", "query", keys)[1], vecs)
-    again = EmbeddingCache(tmp_path, dtype="float16", memory_mb=0).get("fp", "query", keys)[1]
+    again = EmbeddingCache(tmp_path, dtype="float16").get("fp", "query", keys)[1]
     import rounding  # float16 storage, renormalised on read (derived in tests/rounding.py)
 
     np.testing.assert_allclose(again, vecs, rtol=0, atol=rounding.float16_component_bound(8))
-    with pytest.raises(ValueError, match="memory_mb"):
-        EmbeddingCache(tmp_path, memory_mb=-1)
 
 
 def test_cache_lookup_does_not_scan_shards(tmp_path, monkeypatch):
@@ -504,11 +555,38 @@ def test_cache_written_by_the_old_rule_is_read_and_compacted(tmp_path):
     found, got = cache.get("fp", "passage", keys)
     assert found.all()
     np.testing.assert_array_equal(got, vecs)
+    # each npz shard was rewritten as an Arrow file and deleted (a cache of an earlier version)
+    assert not list(tmp_path.rglob("*.npz")) and len(list(tmp_path.rglob("*.arrow"))) == 17
     cache.put("fp", "passage", [text_key("new")], np.ones((1, 8), np.float32))
     assert len(shards(tmp_path)) < 17  # the 16 small ones (one tier) were merged
     found, got = EmbeddingCache(tmp_path).get("fp", "passage", keys)
     assert found.all()
     np.testing.assert_array_equal(got, vecs)
+
+
+def test_cache_file_with_non_finite_vectors_is_set_aside_when_read(tmp_path):
+    """Vectors are checked when a lookup reads them (not when the file is mapped): a file holding
+    NaN is reported once, renamed ``*.corrupt`` and its entries recomputed; other files serve."""
+    from eci_core.models import cache as E
+
+    enc = HashingEncoder(dim=8)
+    good, bad = ["a b", "c d"], ["e f", "g h"]
+    embed(enc, good, "passage", cache=EmbeddingCache(tmp_path))
+    poisoned = enc.encode_passages(bad)
+    poisoned[1, 3] = np.nan
+    folder = EmbeddingCache(tmp_path).shard_dir(enc.fingerprint, "passage")
+    keys = E._as_keys([text_key(t) for t in bad])
+    E._write_arrow_atomic(folder / "0-nan.arrow", keys, poisoned, enc.fingerprint, "passage")
+    counter = EncoderCallCounter(enc)
+    with pytest.warns(RuntimeWarning, match="unreadable embedding-cache shard .*NaN"):
+        out = embed(counter, good + bad, "passage", cache=EmbeddingCache(tmp_path))
+    assert counter.n_passages == 2  # only the two of the poisoned file
+    np.testing.assert_array_equal(out, enc.encode_passages(good + bad))
+    assert [p.name for p in tmp_path.rglob("*.corrupt")] == ["0-nan.arrow.corrupt"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        embed(counter, good + bad, "passage", cache=EmbeddingCache(tmp_path))
+    assert counter.n_passages == 2
 
 
 def test_cache_default_dir_and_unwritable_dir(tmp_path, monkeypatch):

@@ -122,7 +122,7 @@ def _plant_poison(folder: Path) -> Path:
     cache = EmbeddingCache(directory=d)
     embed(_Poison(), texts_q, "query", cache=cache)
     embed(_Poison(), texts_p, "passage", cache=cache)
-    assert any(d.rglob("*.npz")), "the poisoned cache was not written"
+    assert any(d.rglob("*.arrow")), "the poisoned cache was not written"
     return d
 
 

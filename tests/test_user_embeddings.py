@@ -174,6 +174,20 @@ def test_the_products_own_cache_as_embeddings(coll, encoded, tmp_path):
     )
 
 
+def test_a_users_own_cache_folder_as_embeddings(coll, encoded, tmp_path):
+    """The cache folder ``embed`` fills (Arrow IPC files, float32) is found and read as is."""
+    from eci_core.models.cache import EmbeddingCache
+
+    folder = tmp_path / "my-cache"
+    embed(ENC, list(coll.query_texts), "query", cache=EmbeddingCache(folder))
+    embed(ENC, list(coll.passage_texts), "passage", cache=EmbeddingCache(folder))
+    assert list(folder.rglob("*.arrow")) and not list(folder.rglob("*.npz"))
+    emb = open_embeddings(folder)
+    assert emb.by_text and emb.model == ENC.fingerprint
+    got = score_collection(coll, None, CFG, embeddings=emb)
+    _assert_within_rounding(got, encoded, 0.0)  # float32 storage: the encoder's own vectors
+
+
 def test_missing_ids_and_wrong_dimension_give_one_clear_line(coll, tmp_path):
     gone = sorted(coll.query_ids)[:2]
     folder = _write(coll, tmp_path / "miss", "npy", drop_query=set(gone))

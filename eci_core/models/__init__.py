@@ -17,7 +17,7 @@ Nothing here downloads. This package imports :mod:`eci_core.config` and :mod:`ec
 * :mod:`.onnx`         the bundled int8 ONNX bge-small bi-encoder and ms-marco cross-encoder
 * :mod:`.registry`     name → model: ``ENCODERS``, ``CROSS_ENCODERS``, ``load_encoder``,
                        ``load_cross_encoder``, ``encoder_identity``
-* :mod:`.cache`        ``EmbeddingCache`` (sharded ``.npz`` files on disk)
+* :mod:`.cache`        ``EmbeddingCache`` (Arrow IPC files on disk, memory-mapped)
 * :mod:`.encoding`     ``embed``, ``cross_scores`` through the cache; ``export_embeddings``,
                        ``export_cross_scores``
 * :mod:`.user_embeddings`  vectors you bring instead of an encoder (``open_embeddings``)

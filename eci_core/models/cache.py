@@ -1,15 +1,18 @@
 """The on-disk embedding cache (:class:`EmbeddingCache`): vectors and cross-encoder scores keyed by
 ``(fingerprint, kind, sha1(text))``, so each text is encoded once per model.
 
-On disk it is a directory tree ``<dir>/<fingerprint>/<kind>/*.npz`` of shards written with
-``np.savez`` (no pickle), kind ``"query"``, ``"passage"`` or ``"ce"`` (cross-encoder pairs, key
-``sha1(query + "\\x1f" + passage)``). The default folder is
+On disk it is a directory tree ``<dir>/<fingerprint>/<kind>/*.arrow`` of Arrow IPC files (one per
+``put``, merged by size tier), read through memory maps, kind ``"query"``, ``"passage"`` or
+``"ce"`` (cross-encoder pairs, key ``sha1(query + "\\x1f" + passage)``). Shipped read-only caches
+(:meth:`EmbeddingCache.export`) are ``np.savez`` archives. The default folder is
 :func:`eci_core.config.default_cache_dir`. :func:`eci_core.models.encoding.embed` and
-:func:`~eci_core.models.encoding.cross_scores` read and fill it.
+:func:`~eci_core.models.encoding.cross_scores` read and fill it. Why Arrow IPC and not the
+hand-written npz shards of earlier versions: BENCHMARKS.md, "Embedding cache vs Arrow IPC".
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -36,19 +39,13 @@ from eci_core.models.fingerprint import slug
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,120}")
 _NORMALISED_KINDS = EMBEDDING_KINDS
-# Compaction (size-tiered, like an LSM tree): a shard of at least _SHARD_BYTES is "full" and never
-# rewritten; smaller shards are grouped in tiers by size (tier t holds sizes in
-# [_FANIN**t, _FANIN**(t+1)) bytes), and as soon as a tier holds _FANIN shards they are merged into
-# one, which lands in a higher tier (or is full). A row is therefore rewritten at most
-# log_FANIN(_SHARD_BYTES / first shard size) times, whatever the cache size: the bytes read and
-# written grow linearly with the rows cached, a merge holds at most about 2 * _SHARD_BYTES of
-# vectors, and a folder holds about size / _SHARD_BYTES full shards plus at most (_FANIN - 1) per
-# tier. Only shards this cache wrote or read from its main directory are merged;
-# the decision uses the in-memory list of them (no folder listing per put).
+# Compaction (size-tiered, like an LSM tree; see EmbeddingCache): a row is rewritten at most
+# log_FANIN(_SHARD_BYTES / first file size) times, so bytes written grow linearly with the cache.
+# Only files this cache wrote or read from its main directory are merged (no listing per put).
 _SHARD_BYTES = 64 << 20
 _FANIN = 8
-_INDEX_BLOCK_BYTES = 32 << 20  # the in-memory index grows in blocks of this size (no regrow copy)
-_MEMORY_MB = 1024  # default: vectors held in memory per (fingerprint, kind); the rest stay on disk
+_SUFFIX = ".arrow"
+_KEY_BYTES = 40
 
 
 def _dir_name(fingerprint: str) -> str:
@@ -61,23 +58,54 @@ def _as_keys(keys: Any) -> np.ndarray:
     """Keys as an ``S40`` array of lower-case sha1 hex digests."""
     arr = np.asarray(keys)
     if arr.dtype.kind == "U":
-        arr = np.char.encode(np.char.lower(arr), "ascii")
+        try:
+            arr = arr.astype("S")
+        except UnicodeEncodeError:
+            arr = np.zeros(arr.shape, "S1")  # not hex: refused below
     if arr.ndim != 1 or arr.dtype.kind != "S":
         raise ValueError("keys must be a 1-D sequence of 40-character sha1 hex strings")
-    arr = arr.astype("S40")
-    if arr.size and (np.char.str_len(arr) != 40).any():
+    if arr.size and arr.dtype.itemsize == 40 and ((arr.view(np.uint8) - 65).astype(np.uint8) < 6).any():
+        arr = np.char.lower(arr)  # A-F
+    arr = np.ascontiguousarray(arr, dtype="S40" if arr.dtype.itemsize <= 40 else "S41")
+    if arr.size and (arr.dtype.itemsize != 40 or (_HEX_VALUE[arr.view(np.uint8)] == 255).any()):
         raise ValueError("keys must be 40-character sha1 hex strings (see text_key())")
     return arr
 
 
+_HEX_VALUE = np.full(256, 255, dtype=np.uint8)  # byte -> value of a lower-case hex digit, else 255
+_HEX_VALUE[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16)
+
+
+def _prefix(keys: np.ndarray) -> np.ndarray:
+    """The first 16 hex digits of each key as a ``uint64``: ordered as the keys are, so a sorted
+    search runs on integers, not 40-byte strings (keys whose prefixes tie are compared whole)."""
+    digits = _HEX_VALUE[np.ascontiguousarray(keys, dtype="S40").view(np.uint8).reshape(-1, 40)[:, :16]]
+    out = np.zeros(len(keys), dtype=np.uint64)
+    for j in range(16):
+        out <<= np.uint64(4)
+        out |= digits[:, j]
+    return out
+
+
 class _ShardError(ValueError):
-    """A shard file that cannot be used."""
+    """A cache file that cannot be used."""
 
 
-def _read_shard(path: Path, fingerprint: str, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(keys S40, vecs float32)`` of a shard; ``None`` if it belongs to another fingerprint.
+def _check(keys: np.ndarray, vecs: np.ndarray) -> None:
+    if keys.ndim != 1 or keys.dtype != np.dtype("S40"):
+        raise _ShardError(f"keys have dtype {keys.dtype} and shape {keys.shape}, expected S40 (n,)")
+    if (_HEX_VALUE[np.ascontiguousarray(keys).view(np.uint8)] == 255).any():
+        raise _ShardError("keys are not 40 lower-case hex digits")
+    if vecs.ndim != 2 or vecs.shape[0] != keys.shape[0] or vecs.dtype not in (np.float16, np.float32):
+        raise _ShardError(f"vecs have dtype {vecs.dtype} and shape {vecs.shape}, expected float16/32 (n, d)")
 
-    Raises :class:`_ShardError` when the file is unreadable or malformed.
+
+def read_npz_shard(path: Path, fingerprint: str, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(keys S40, vecs float16/float32)`` of an ``np.savez`` shard (an export, or a cache file
+    of an earlier version); ``None`` if it belongs to another fingerprint or kind.
+
+    Read with ``allow_pickle=False``; raises :class:`_ShardError` when the file is unreadable or
+    malformed (or holds NaN / infinity).
     """
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -85,110 +113,69 @@ def _read_shard(path: Path, fingerprint: str, kind: str) -> tuple[np.ndarray, np
             if not {"keys", "vecs", "fingerprint", "kind"} <= names:
                 missing = sorted({"keys", "vecs", "fingerprint", "kind"} - names)
                 raise _ShardError(f"missing arrays {missing}")
-            fp = z["fingerprint"]
-            kd = z["kind"]
-            keys = z["keys"]
-            vecs = z["vecs"]
+            fp, kd, keys, vecs = z["fingerprint"], z["kind"], z["keys"], z["vecs"]
     except _ShardError:
         raise
     except Exception as err:  # any failure to read a damaged file: zip, header, truncation
         raise _ShardError(f"{type(err).__name__}: {err}") from err
     if fp.dtype.kind != "S" or kd.dtype.kind != "S" or fp.size != 1 or kd.size != 1:
         raise _ShardError("malformed fingerprint/kind metadata")
-    if (fp.item().decode("utf-8", "replace"), kd.item().decode("utf-8", "replace")) != (
-        fingerprint,
-        kind,
-    ):
+    meta = (fp.item().decode("utf-8", "replace"), kd.item().decode("utf-8", "replace"))
+    if meta != (fingerprint, kind):
         return None  # stale: written for another model or kind
-    if keys.ndim != 1 or keys.dtype != np.dtype("S40"):
-        raise _ShardError(f"keys have dtype {keys.dtype} and shape {keys.shape}, expected S40 (n,)")
-    if vecs.ndim != 2 or vecs.shape[0] != keys.shape[0] or vecs.dtype not in (np.float16, np.float32):
-        raise _ShardError(f"vecs have dtype {vecs.dtype} and shape {vecs.shape}, expected float16/32 (n, d)")
-    stored = vecs.dtype
-    vecs = vecs.astype(np.float32)
+    _check(keys, vecs)
     if not np.isfinite(vecs).all():
         raise _ShardError("vecs contain NaN or infinity")
-    if kind in _NORMALISED_KINDS and stored == np.float16:
-        vecs = l2_normalize(vecs)  # undo the float16 rounding of the norm
     return keys, vecs
 
 
-def _read_shard_rows(path: Path, fingerprint: str, kind: str, keys: np.ndarray) -> np.ndarray | None:
-    """float32 vectors of ``keys`` (all in the shard) read from ``path``; ``None`` if it is gone,
-    unreadable, of another fingerprint or lacks one of the keys.
+def _one_chunk(column):
+    """The column as one array: its only chunk (zero copy), else the chunks concatenated."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
-    Reads the shard's keys, then only the wanted rows of its ``vecs`` member through a
-    read-only memory map of the (uncompressed) npz member; falls back to reading the shard.
-    Nothing is unpickled: the member's header must describe a C-order 2-D float16/float32 array.
-    """
-    import struct
-    import zipfile
+
+def read_arrow_shard(path: Path, fingerprint: str, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(keys S40, vecs float16/float32)`` of a cache file, both read-only views of a memory map
+    (nothing is copied: the vectors are read from the page cache when looked up); ``None`` if the
+    file belongs to another fingerprint or kind. Raises :class:`_ShardError` when it is unreadable
+    or malformed."""
+    import pyarrow as pa
 
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not {"keys", "vecs", "fingerprint", "kind"} <= set(z.files):
-                return None
-            fp, kd, skeys = z["fingerprint"], z["kind"], z["keys"]
-        if fp.dtype.kind != "S" or kd.dtype.kind != "S" or fp.size != 1 or kd.size != 1:
-            return None
-        if (fp.item().decode("utf-8", "replace"), kd.item().decode("utf-8", "replace")) != (
-            fingerprint,
-            kind,
-        ):
-            return None
-        if skeys.ndim != 1 or skeys.dtype != np.dtype("S40") or not len(skeys):
-            return None
-        korder = np.argsort(skeys)
-        pos = korder[np.minimum(np.searchsorted(skeys, keys, sorter=korder), len(skeys) - 1)]
-        if not (skeys[pos] == keys).all():
-            return None
-        mm = None
-        with zipfile.ZipFile(path) as zf:
-            info = zf.getinfo("vecs.npy")
-        if info.compress_type == zipfile.ZIP_STORED:
-            with open(path, "rb") as f:
-                f.seek(info.header_offset)
-                head = f.read(30)
-                if head[:4] == b"PK\x03\x04":
-                    name_len, extra_len = struct.unpack("<HH", head[26:30])
-                    f.seek(info.header_offset + 30 + name_len + extra_len)
-                    version = np.lib.format.read_magic(f)
-                    if version == (1, 0):
-                        shape, fortran, dt = np.lib.format.read_array_header_1_0(f)
-                    else:
-                        shape, fortran, dt = np.lib.format.read_array_header_2_0(f)
-                    if (
-                        not fortran
-                        and len(shape) == 2
-                        and shape[0] == len(skeys)
-                        and dt in (np.dtype("<f2"), np.dtype("<f4"))
-                    ):
-                        mm = np.memmap(path, dtype=dt, mode="r", offset=f.tell(), shape=shape)
-        if mm is not None:
-            stored = mm.dtype
-            vecs = np.asarray(mm[pos], dtype=np.float32)
-            del mm
-        else:  # pragma: no cover - shards written by np.savez are stored uncompressed
-            got = _read_shard(path, fingerprint, kind)
-            if got is None:
-                return None
-            return got[1][pos]
-    except Exception:  # gone (merged by another process), truncated, malformed: not usable
-        return None
-    if not np.isfinite(vecs).all():
-        return None
-    if kind in _NORMALISED_KINDS and stored == np.float16:
-        vecs = l2_normalize(vecs)  # as _read_shard does
-    return vecs
+        with pa.memory_map(str(path), "r") as source:
+            table = pa.ipc.open_file(source).read_all()
+        meta = table.schema.metadata or {}
+        if (meta.get(b"fingerprint"), meta.get(b"kind")) != (fingerprint.encode(), kind.encode()):
+            return None  # stale: written for another model or kind
+        key, vec = (_one_chunk(table.column(name)) for name in ("key", "vec"))
+        if key.type != pa.binary(_KEY_BYTES) or not pa.types.is_fixed_size_list(vec.type):
+            raise _ShardError(f"columns of types {key.type}, {vec.type}")
+        if key.null_count or vec.null_count or vec.values.null_count:
+            raise _ShardError("null keys or vectors")
+        dim, flat = vec.type.list_size, vec.values
+        dtype = {pa.float16(): np.float16, pa.float32(): np.float32}.get(flat.type)
+        if dtype is None or len(key) != len(vec) or dim < 1:
+            raise _ShardError(f"vectors of type {flat.type}, {len(vec)} for {len(key)} keys")
+        keys = np.frombuffer(key.buffers()[1], "S40", len(key), key.offset * _KEY_BYTES)
+        size = np.dtype(dtype).itemsize
+        start = (vec.offset * dim + flat.offset) * size
+        vecs = np.frombuffer(flat.buffers()[1], dtype, len(vec) * dim, start).reshape(len(vec), dim)
+        keys.flags.writeable = vecs.flags.writeable = False  # views of the map: never written
+        _check(keys, vecs)
+    except _ShardError:
+        raise
+    except Exception as err:  # truncated, not an IPC file, missing column, short buffer
+        raise _ShardError(f"{type(err).__name__}: {err}") from err
+    return keys, vecs
 
 
-def _write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+def _atomic(path: Path, write) -> None:
+    """Calls ``write(file)`` on a temporary file in ``path``'s folder, then ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -197,79 +184,89 @@ def _write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
             tmp.unlink(missing_ok=True)
 
 
-class _Index:
-    """Table of one (fingerprint, kind): key → row of an in-memory float32 matrix, or → shard.
+def _write_arrow_atomic(path: Path, keys: np.ndarray, vecs: np.ndarray, fingerprint: str, kind: str) -> None:
+    """One Arrow IPC file of ``key`` (fixed-size binary 40) and ``vec`` (fixed-size list of the
+    vectors' float type) columns, the fingerprint and kind in the schema's metadata."""
+    import pyarrow as pa
 
-    ``rows[key]`` is a row (>= 0) of the matrix, a list of fixed-size blocks
-    (``_INDEX_BLOCK_BYTES`` each, so growing it never copies the rows already held), or
-    ``-2 - sid`` for an entry kept on disk only, in the shard ``shards[sid]`` (read on demand by
-    :meth:`EmbeddingCache.get`). Vectors are held in memory while ``n * dim * 4`` stays within
-    ``memory_bytes``. ``small`` maps the main directory's shards below ``_SHARD_BYTES`` (written
-    or read by this cache) to their size: the compaction candidates.
-    """
-
-    __slots__ = (
-        "rows",
-        "blocks",
-        "block_rows",
-        "dim",
-        "n",
-        "loaded",
-        "small",
-        "shards",
-        "sid_of",
-        "memory_bytes",
+    n, dim = vecs.shape
+    key = pa.FixedSizeBinaryArray.from_buffers(pa.binary(_KEY_BYTES), n, [None, pa.py_buffer(keys.tobytes())])
+    vec = pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(vecs).reshape(-1)), dim)
+    schema = pa.schema(
+        [("key", key.type), ("vec", vec.type)], metadata={"fingerprint": fingerprint, "kind": kind}
     )
 
-    def __init__(self, memory_bytes: int) -> None:
-        self.rows: dict[bytes, int] = {}
-        self.blocks: list[np.ndarray] = []
-        self.block_rows = 0
+    def write(f) -> None:
+        with pa.ipc.new_file(f, schema) as writer:
+            writer.write_batch(pa.record_batch([key, vec], schema=schema))
+
+    _atomic(path, write)
+
+
+def _write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    _atomic(path, lambda f: np.savez(f, **arrays))  # exports: np.savez, atomically
+
+
+def _find(keys: np.ndarray, pref: np.ndarray, wanted: np.ndarray, wpref: np.ndarray) -> np.ndarray:
+    """Position of each of ``wanted`` (prefixes ``wpref``) in sorted ``keys`` (``pref``), or -1."""
+    if not len(keys):
+        return np.full(len(wanted), -1, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(pref, wpref), len(keys) - 1)
+    hit = keys[pos] == wanted
+    tie = np.flatnonzero(~hit & (pref[pos] == wpref))  # another key with the same prefix first
+    if len(tie):
+        again = np.minimum(np.searchsorted(keys, wanted[tie]), len(keys) - 1)
+        pos[tie], hit[tie] = again, keys[again] == wanted[tie]
+    return np.where(hit, pos, -1)
+
+
+class _Table:
+    """Key table of one (fingerprint, kind): ``keys`` sorted (``S40``; ``pref`` their
+    :func:`_prefix`), the source (``src``, into ``sources``) and row of each; a source is
+    ``(name, keys, vecs)``, a memory-mapped file or vectors in memory (``"<memory>"``). Each key
+    is there once (its first source). A put's keys go to a second sorted table (``r*``), merged
+    into the first when it passes 1/16 of it or at the next lookup, so a put copies ~1/16 of the
+    table. ``small``: main-directory files below ``_SHARD_BYTES`` (compaction candidates) and
+    their size; ``loaded``: every file read."""
+
+    __slots__ = tuple("keys pref src row rkeys rpref rsrc rrow sources by_name dim loaded small".split())
+
+    def __init__(self) -> None:
+        self.keys = self.rkeys = np.empty(0, "S40")
+        self.pref = self.rpref = np.empty(0, np.uint64)
+        self.src = self.rsrc = np.empty(0, np.int32)
+        self.row = self.rrow = np.empty(0, np.int32)
+        self.sources: list[tuple[str, np.ndarray, np.ndarray] | None] = []
+        self.by_name: dict[str, int] = {}
         self.dim: int | None = None
-        self.n = 0  # rows held in memory
         self.loaded: set[str] = set()
         self.small: dict[str, int] = {}
-        self.shards: list[str] = []
-        self.sid_of: dict[str, int] = {}
-        self.memory_bytes = memory_bytes
 
-    def _code(self, shard: str) -> int:
-        sid = self.sid_of.get(shard)
-        if sid is None:
-            sid = self.sid_of[shard] = len(self.shards)
-            self.shards.append(shard)
-        return -2 - sid
+    def __len__(self) -> int:
+        return len(self.keys) + len(self.rkeys)
+
+    def settle(self) -> None:
+        """Merges the recent table into the main one."""
+        if len(self.rkeys):
+            pos = np.searchsorted(self.keys, self.rkeys)
+            self.keys = np.insert(self.keys, pos, self.rkeys)
+            self.pref = np.insert(self.pref, pos, self.rpref)
+            self.src = np.insert(self.src, pos, self.rsrc)
+            self.row = np.insert(self.row, pos, self.rrow)
+            self.rkeys, self.rpref = self.rkeys[:0], self.rpref[:0]
+            self.rsrc, self.rrow = self.rsrc[:0], self.rrow[:0]
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
-        """Row of each key (>= 0 in memory, <= -2 on disk), -1 where absent."""
-        get = self.rows.get
-        return np.fromiter((get(x, -1) for x in keys.tolist()), dtype=np.int64, count=len(keys))
-
-    def fits(self, m: int, dim: int) -> bool:
-        """Whether ``m`` more vectors of dimension ``dim`` stay within the memory budget."""
-        return (self.n + m) * dim * 4 <= self.memory_bytes
-
-    def gather(self, rows: np.ndarray) -> np.ndarray:
-        """``(len(rows), dim)`` float32 copy of the given in-memory rows (all >= 0)."""
-        out = np.empty((len(rows), self.dim or 0), dtype=np.float32)
-        if not len(rows):
-            return out
-        b = rows // self.block_rows
-        if len(self.blocks) == 1 or (b == b[0]).all():
-            out[:] = self.blocks[int(b[0])][rows - int(b[0]) * self.block_rows]
-            return out
-        order = np.argsort(b, kind="stable")
-        sb = b[order]
-        cuts = np.flatnonzero(np.diff(sb)) + 1
-        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(sb)]):
-            j = int(sb[lo])
-            sel = order[lo:hi]
-            out[sel] = self.blocks[j][rows[sel] - j * self.block_rows]
-        return out
+        """Position of each key in the (settled) table, -1 where absent."""
+        self.settle()
+        return _find(self.keys, self.pref, keys, _prefix(keys))
 
     def new_mask(self, keys: np.ndarray) -> np.ndarray:
         """Mask of the keys not in the table (the first of duplicates inside ``keys``)."""
-        new = np.fromiter((k not in self.rows for k in keys.tolist()), dtype=bool, count=len(keys))
+        wpref = _prefix(keys)
+        new = (_find(self.keys, self.pref, keys, wpref) < 0) & (
+            _find(self.rkeys, self.rpref, keys, wpref) < 0
+        )
         if new.any():
             _, first = np.unique(keys, return_index=True)
             dup = np.ones(len(keys), dtype=bool)
@@ -277,86 +274,134 @@ class _Index:
             new &= ~dup
         return new
 
-    def add(self, keys: np.ndarray, vecs: np.ndarray, shard: str | None = None) -> np.ndarray:
-        """Adds entries whose key is new; returns the mask of the ones added.
-
-        They are held in memory when they fit the budget or ``shard`` is ``None`` (nothing on
-        disk to read them back from), else recorded as entries of ``shard``.
-        """
-        new = self.new_mask(keys)
-        m = int(new.sum())
-        if m == 0:
-            return new
-        if self.dim is None:
+    def _register(self, name: str, keys: np.ndarray, vecs: np.ndarray) -> int:
+        if self.dim is None and len(keys):
             self.dim = int(vecs.shape[1])
-            self.block_rows = max(1024, _INDEX_BLOCK_BYTES // (4 * max(self.dim, 1)))
-        if shard is not None and not self.fits(m, self.dim):
-            code = self._code(shard)
-            for k in keys[new].tolist():
-                self.rows[k] = code
-            return new
-        src = vecs[new]
-        done = 0
-        while done < m:
-            j, off = divmod(self.n + done, self.block_rows)
-            if j == len(self.blocks):
-                # the first block only as large as needed (small caches stay small)
-                size = self.block_rows if j else min(self.block_rows, max(m, 1024))
-                self.blocks.append(np.empty((size, self.dim), dtype=np.float32))
-            blk = self.blocks[j]
-            if blk.shape[0] < self.block_rows and off + (m - done) > blk.shape[0]:
-                grown = np.empty((self.block_rows, self.dim), dtype=np.float32)  # first block only
-                grown[:off] = blk[:off]
-                self.blocks[j] = blk = grown
-            take = min(m - done, blk.shape[0] - off)
-            blk[off : off + take] = src[done : done + take]
-            done += take
-        for i, k in enumerate(keys[new].tolist()):
-            self.rows[k] = self.n + i
-        self.n += m
-        return new
+        sid = len(self.sources)
+        self.sources.append((name, keys, vecs))
+        if name != "<memory>":
+            self.by_name[name] = sid
+        return sid
 
-    def moved(self, keys: np.ndarray, old: set[str], new_path: str) -> None:
-        """Points the on-disk entries of ``keys`` held in shards ``old`` to ``new_path``."""
-        old_codes = {-2 - self.sid_of[p] for p in old if p in self.sid_of}
-        if not old_codes:
+    def add_many(self, items: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
+        """Adds sources (e.g. a folder's files) with one sort; keys already in the table, or in
+        an earlier item, keep their source."""
+        if len(items) < 2:
+            for item in items:
+                self.add(*item)
             return
-        code = self._code(new_path)
-        rows = self.rows
-        for k in keys.tolist():
-            if rows.get(k, 0) in old_codes:
-                rows[k] = code
+        self.settle()
+        ks, ss, rs = [self.keys], [self.src], [self.row]
+        for name, keys, vecs in items:
+            ks.append(keys)
+            ss.append(np.full(len(keys), self._register(name, keys, vecs), dtype=np.int32))
+            rs.append(np.arange(len(keys), dtype=np.int32))
+        self.keys, first = np.unique(np.concatenate(ks), return_index=True)  # first occurrence
+        self.src, self.row = np.concatenate(ss)[first], np.concatenate(rs)[first]
+        self.pref = _prefix(self.keys)
+
+    def add(self, name: str, keys: np.ndarray, vecs: np.ndarray) -> None:
+        """Adds a source; its keys already in the table keep their source."""
+        new = np.flatnonzero(self.new_mask(keys))
+        sid = self._register(name, keys, vecs)
+        order = new[np.argsort(keys[new])]
+        pos = np.searchsorted(self.rkeys, keys[order])
+        self.rkeys = np.insert(self.rkeys, pos, keys[order])
+        self.rpref = np.insert(self.rpref, pos, _prefix(keys[order]))
+        self.rsrc = np.insert(self.rsrc, pos, sid)
+        self.rrow = np.insert(self.rrow, pos, order.astype(np.int32))
+        if len(self.rkeys) > max(1 << 14, len(self.keys) >> 4):
+            self.settle()
+
+    def replace(self, name: str, keys: np.ndarray, vecs: np.ndarray, old: list[str]) -> None:
+        """Source ``name`` holds the rows of the sources ``old``: their keys now point to it."""
+        sid = len(self.sources)
+        self.sources.append((name, keys, vecs))
+        self.by_name[name] = sid
+        olds = [self.by_name.pop(p) for p in old if p in self.by_name]
+        wpref = _prefix(keys)
+        for tkeys, tpref, src, row in (
+            (self.keys, self.pref, self.src, self.row),
+            (self.rkeys, self.rpref, self.rsrc, self.rrow),
+        ):
+            pos = _find(tkeys, tpref, keys, wpref)
+            move = (pos >= 0) & np.isin(src[np.maximum(pos, 0)] if len(src) else pos, olds)
+            src[pos[move]] = sid
+            row[pos[move]] = np.flatnonzero(move).astype(np.int32)
+        for s in olds:
+            if not (self.src == s).any() and not (self.rsrc == s).any():
+                self.sources[s] = None  # no key points there: its memory map can go
+
+    def drop(self, sid: int) -> None:
+        """Forgets a source and its keys (an unusable file: they become misses)."""
+        self.settle()
+        keep = self.src != sid
+        self.keys, self.pref = self.keys[keep], self.pref[keep]
+        self.src, self.row = self.src[keep], self.row[keep]
+        name = self.sources[sid][0]
+        self.by_name.pop(name, None)
+        self.small.pop(name, None)
+        self.sources[sid] = None
+
+    def gather(self, pos: np.ndarray, normalised: bool) -> tuple[np.ndarray, int | None]:
+        """``(len(pos), dim)`` float32 rows at table positions ``pos``, and the first source
+        whose rows are not finite (``None`` if all are)."""
+        out = np.empty((len(pos), self.dim or 0), dtype=np.float32)
+        if not len(pos):
+            return out, None
+        src, row = self.src[pos], self.row[pos]
+        order = np.argsort(src, kind="stable")
+        ss = src[order]
+        cuts = np.flatnonzero(np.diff(ss)) + 1
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(ss)]):
+            sid = int(ss[lo])
+            sel = order[lo:hi]
+            sel = sel[np.argsort(row[sel])]  # in file order: the map's pages are read in sequence
+            vecs = self.sources[sid][2]
+            got = vecs[row[sel]].astype(np.float32, copy=False)
+            if not np.isfinite(got).all():
+                return out, sid
+            if normalised and vecs.dtype == np.float16:
+                got = l2_normalize(got)  # undo the float16 rounding of the norm
+            out[sel] = got
+        return out, None
 
 
 class EmbeddingCache:
     """On-disk cache of embeddings (and cross-encoder scores), keyed by model and text.
 
-    Layout: ``<directory>/<fingerprint>/<kind>/<shard>.npz``, each shard an ``np.savez`` archive
-    with ``keys`` (``S40``: sha1 hex of the text), ``vecs`` (float16 or float32 ``(n, d)``),
-    ``fingerprint`` and ``kind`` (``S`` scalars, checked on read: a shard written for another
-    fingerprint is ignored). Shards are read with ``allow_pickle=False`` and written atomically
-    (temporary file + ``os.replace``); new entries go to a new shard. Compaction is size-tiered:
-    shards under ``_SHARD_BYTES`` (64 MiB) are grouped by size in tiers of factor ``_FANIN`` (8:
-    sizes in [8**t, 8**(t+1)) bytes), a tier holding 8 shards is merged into one, and shards of
-    64 MiB or more are never rewritten. So caching N vectors reads and writes O(N) bytes (each
-    row is rewritten at most log_8(64 MiB / first shard size) times: twice for ``embed``'s
-    2,048-row puts of 256-d float32), a merge reads less than 128 MiB of shards, and a folder
-    holds about size / 64 MiB shards plus at most 7 per tier. Lookups go through an in-memory
-    key → row table, so their cost does not depend on the number of shards. Vectors are held in
-    memory up to ``memory_mb`` (default 1024 MiB) per (fingerprint, kind); beyond it the table
-    keeps only the key and its shard, and ``get`` reads the wanted rows from the shard through a
-    read-only memory map of its (uncompressed) ``vecs`` member (vectors put by this process into
-    a float16 cache stay in memory: the shard holds them rounded). Caches written by
-    earlier versions (one compacted shard plus up to 16 small ones, the same file format) are
-    read as they are and join the tiers; no migration is needed. An unreadable shard triggers a warning, is
-    renamed ``*.corrupt`` (main directory only) and its entries are recomputed.
+    Layout: ``<directory>/<fingerprint>/<kind>/<name>.arrow``, each an Arrow IPC file with a
+    ``key`` column (fixed-size binary: the 40 hex characters of the text's sha1) and a ``vec``
+    column (fixed-size list of float16 or float32), the fingerprint and kind in its schema's
+    metadata (checked on read: a file written for another fingerprint is ignored). Files are
+    written atomically (temporary file, ``fsync``, ``os.replace``); each ``put`` of new entries
+    writes one. Compaction is size-tiered: files under ``_SHARD_BYTES`` (64 MiB) are grouped by
+    size in tiers of factor ``_FANIN`` (8: sizes in [8**t, 8**(t+1)) bytes), a tier holding 8
+    files is merged into one, and files of 64 MiB or more are never rewritten. So caching N
+    vectors writes O(N) bytes, a merge holds less than 128 MiB of vectors, and a folder holds about
+    size / 64 MiB files plus at most 7 per tier.
 
-    ``readonly_dirs`` (same layout, e.g. a data set's shipped ``embeddings/`` folder) are
-    searched after ``directory`` and never written. ``dtype`` (``"float32"`` default or
-    ``"float16"``) is the storage type of embeddings; returned vectors are always float32 and,
-    for kinds ``"query"``/``"passage"``, re-normalised to unit length after reading. Other kinds
-    (``"ce"`` scores) are always stored as float32. If the directory cannot be written the cache
-    warns once and keeps new entries in memory only.
+    Files are opened as memory maps: vectors are never copied into the process's memory except
+    the rows a ``get`` returns (the page cache holds the rest, shared between processes), and the
+    process holds only the key table (about 56 bytes per entry: each key, its prefix, file and row, in
+    sorted arrays), so a lookup of many keys is one vectorised sorted search whatever the number
+    of files. Vectors put by this process into a float16 cache are kept in memory as float32
+    (the file holds them rounded), and so are the vectors of a folder that cannot be written.
+
+    Caches written by earlier versions (``*.npz`` shards, ``np.savez``) are converted on first
+    read: each shard is rewritten as an Arrow file and deleted, one at a time. An unreadable file
+    (or one holding NaN or infinity, found when its rows are read) triggers a warning, is renamed
+    ``*.corrupt`` (main directory only) and its entries are recomputed. Another process's files
+    are picked up when a lookup misses keys; a file it merged away stays readable through the map
+    this process holds until this process merges or forgets it.
+
+    ``readonly_dirs`` (same layout, or the ``np.savez`` shards of :meth:`export`, e.g. a data set's
+    shipped ``embeddings/`` folder; the ``.npz`` ones are read into memory) are searched after
+    ``directory`` and never written. ``dtype`` (``"float32"`` default or ``"float16"``) is the
+    storage type of embeddings; returned vectors are always float32 and, for kinds
+    ``"query"``/``"passage"``, re-normalised to unit length after reading. Other kinds (``"ce"``
+    scores) are always stored as float32. If the directory cannot be written the cache warns once
+    and keeps new entries in memory only.
     """
 
     def __init__(
@@ -364,7 +409,6 @@ class EmbeddingCache:
         directory: str | os.PathLike | None = None,
         readonly_dirs: Iterable[str | os.PathLike] = (),
         dtype: str | np.dtype = "float32",
-        memory_mb: float = _MEMORY_MB,
     ):
         if isinstance(readonly_dirs, (str, os.PathLike)):
             readonly_dirs = (readonly_dirs,)
@@ -374,10 +418,7 @@ class EmbeddingCache:
         if dt not in (np.float16, np.float32):
             raise ValueError(f"dtype={dtype!r}: use 'float32' (default) or 'float16'")
         self.dtype = dt
-        if not memory_mb >= 0:
-            raise ValueError(f"memory_mb={memory_mb!r}: use a size in MiB >= 0 (e.g. 1024)")
-        self.memory_bytes = int(memory_mb * 2**20)
-        self._indexes: dict[tuple[str, str], _Index] = {}
+        self._tables: dict[tuple[str, str], _Table] = {}
         self._lock = threading.RLock()
         self._write_failed = False
 
@@ -387,36 +428,74 @@ class EmbeddingCache:
 
     # -- layout ---------------------------------------------------------------------------
     def shard_dir(self, fingerprint: str, kind: str, root: Path | None = None) -> Path:
-        """Folder of the shards of ``(fingerprint, kind)`` under ``root`` (default: main dir)."""
+        """Folder of the files of ``(fingerprint, kind)`` under ``root`` (default: main dir)."""
         if not _SAFE_NAME.fullmatch(kind):
             raise ValueError(f"kind={kind!r}: use letters, digits, '.', '_' or '-' (e.g. 'passage')")
         return (self.directory if root is None else Path(root)) / _dir_name(fingerprint) / kind
 
-    def _load_dir(self, index: _Index, folder: Path, fingerprint: str, kind: str, writable: bool) -> None:
+    def _new_path(self, fingerprint: str, kind: str) -> Path:
+        name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}{_SUFFIX}"
+        return self.shard_dir(fingerprint, kind) / name
+
+    def _store_dtype(self, kind: str) -> np.dtype:
+        return self.dtype if kind in _NORMALISED_KINDS else np.dtype(np.float32)
+
+    def _load_dir(self, table: _Table, folder: Path, fingerprint: str, kind: str, writable: bool) -> None:
+        """Adds the folder's files not read yet (``*.npz`` of the main folder: converted first)."""
         if not folder.is_dir():
             return
-        for shard in sorted(folder.glob("*.npz")):
-            skey = str(shard)
-            if skey in index.loaded:
+        paths = sorted(folder.glob("*.npz")) + sorted(folder.glob(f"*{_SUFFIX}"))
+        items: list[tuple[str, np.ndarray, np.ndarray]] = []
+        dim = table.dim
+        for path in paths:
+            skey = str(path)
+            if skey in table.loaded:
                 continue
-            index.loaded.add(skey)
+            table.loaded.add(skey)
             try:
-                got = _read_shard(shard, fingerprint, kind)
+                if path.suffix == _SUFFIX:
+                    got = read_arrow_shard(path, fingerprint, kind)
+                else:
+                    got = read_npz_shard(path, fingerprint, kind)
+                    if got is not None and writable:
+                        path, got = self._convert(path, got, fingerprint, kind)
+                        skey = str(path)
+                        table.loaded.add(skey)
             except _ShardError as err:
-                self._report_corrupt(shard, str(err), writable)
+                self._report_corrupt(path, str(err), writable)
                 continue
             if got is None:
-                continue  # stale shard of another fingerprint: ignored, entries recomputed
+                continue  # stale file of another fingerprint: ignored, entries recomputed
             keys, vecs = got
-            if index.dim is not None and vecs.shape[1] != index.dim and len(keys):
-                self._report_corrupt(
-                    shard, f"vectors have dimension {vecs.shape[1]}, other shards {index.dim}", writable
-                )
+            if dim is not None and vecs.shape[1] != dim and len(keys):
+                why = f"vectors have dimension {vecs.shape[1]}, other files {dim}"
+                self._report_corrupt(path, why, writable)
                 continue
             if len(keys):
-                index.add(keys, vecs, shard=skey)
+                dim = vecs.shape[1]
+            if path.suffix != _SUFFIX:
+                name = "<memory>"  # a read-only npz shard, read into memory
+                if kind in _NORMALISED_KINDS and vecs.dtype == np.float16:
+                    vecs = l2_normalize(vecs)
+            else:
+                name = skey
+            items.append((name, keys, vecs))
             if writable:
-                self._track_small(index, shard)
+                self._track_small(table, path)
+        table.add_many(items)
+
+    def _convert(
+        self, path: Path, got: tuple[np.ndarray, np.ndarray], fingerprint: str, kind: str
+    ) -> tuple[Path, tuple[np.ndarray, np.ndarray] | None]:
+        """Rewrites an npz shard of an earlier version as an Arrow file and deletes it (or, if
+        the folder cannot be written, keeps it as it is)."""
+        new = path.with_suffix(_SUFFIX)
+        try:
+            _write_arrow_atomic(new, got[0], got[1], fingerprint, kind)
+        except OSError:
+            return path, got
+        path.unlink(missing_ok=True)
+        return new, read_arrow_shard(new, fingerprint, kind)
 
     @staticmethod
     def _report_corrupt(shard: Path, why: str, writable: bool) -> None:
@@ -426,32 +505,29 @@ class EmbeddingCache:
             stacklevel=4,
         )
         if writable:
-            try:
+            with contextlib.suppress(OSError):
                 os.replace(shard, shard.with_name(shard.name + ".corrupt"))
-            except OSError:
-                pass
 
     @staticmethod
-    def _track_small(index: _Index, shard: Path) -> None:
-        """Records a main-directory shard below ``_SHARD_BYTES`` as a compaction candidate."""
+    def _track_small(table: _Table, path: Path) -> None:
+        """Records a main-directory file below ``_SHARD_BYTES`` as a compaction candidate."""
         try:
-            size = shard.stat().st_size
+            size = path.stat().st_size
         except OSError:
             return
         if size < _SHARD_BYTES:
-            index.small[str(shard)] = size
+            table.small[str(path)] = size
 
-    def _index(self, fingerprint: str, kind: str) -> _Index:
+    def _table(self, fingerprint: str, kind: str) -> _Table:
         key = (fingerprint, kind)
-        index = self._indexes.get(key)
-        if index is None:
-            index = _Index(self.memory_bytes)
-            self._load_dir(index, self.shard_dir(fingerprint, kind), fingerprint, kind, True)
+        table = self._tables.get(key)
+        if table is None:
+            table = _Table()
+            self._load_dir(table, self.shard_dir(fingerprint, kind), fingerprint, kind, True)
             for ro in self.readonly_dirs:
-                ro_dir = self.shard_dir(fingerprint, kind, ro)
-                self._load_dir(index, ro_dir, fingerprint, kind, False)
-            self._indexes[key] = index
-        return index
+                self._load_dir(table, self.shard_dir(fingerprint, kind, ro), fingerprint, kind, False)
+            self._tables[key] = table
+        return table
 
     # -- lookup / store -------------------------------------------------------------------
     def get(
@@ -459,79 +535,34 @@ class EmbeddingCache:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(found, vecs)``: boolean mask over ``keys`` and the float32 rows of the found ones.
 
-        Shards written to the main directory by another process since the last read are picked
-        up when some keys are missing. Entries kept on disk only (beyond ``memory_mb``) are read
-        from their shards, one shard at a time.
+        Files written to the main directory by another process since the last read are picked
+        up when some keys are missing. Only the rows asked for are read from the files.
         """
         k = _as_keys(keys)
         with self._lock:
-            index = self._index(fingerprint, kind)
-            for attempt in range(2):
-                rows = index.lookup(k)
-                if (rows == -1).any():
-                    before = len(index.rows)
-                    self._load_dir(index, self.shard_dir(fingerprint, kind), fingerprint, kind, True)
-                    if len(index.rows) != before:
-                        rows = index.lookup(k)
-                found = rows != -1
-                if index.dim is None:
+            table = self._table(fingerprint, kind)
+            pos = table.lookup(k)
+            if (pos < 0).any():
+                before = len(table)
+                self._load_dir(table, self.shard_dir(fingerprint, kind), fingerprint, kind, True)
+                if len(table) != before:
+                    pos = table.lookup(k)
+            while True:
+                found = pos >= 0
+                if table.dim is None:
                     return found, np.zeros((0, 0), dtype=np.float32)
-                frows = rows[found]
-                out = np.empty((len(frows), index.dim), dtype=np.float32)
-                mem = frows >= 0
-                if mem.all():
-                    return found, index.gather(frows)
-                out[mem] = index.gather(frows[mem])
-                if self._read_on_disk(index, fingerprint, kind, k[found], frows, out):
+                out, bad = table.gather(pos[found], kind in _NORMALISED_KINDS)
+                if bad is None:
                     return found, out
-                if attempt:  # changed again: the entries whose shard vanished count as misses
-                    keep = index.lookup(k[found]) != -1
-                    found[found] = keep
-                    return found, out[keep]
-                # a shard had vanished (merged by another process): its entries were dropped
-                # from the table; the second attempt re-reads the whole main folder (keys
-                # already known are skipped, the dropped ones found where they are now)
+                name = table.sources[bad][0]
                 main = str(self.shard_dir(fingerprint, kind))
-                index.loaded = {p for p in index.loaded if str(Path(p).parent) != main}
-            raise AssertionError("unreachable")  # pragma: no cover
-
-    def _read_on_disk(
-        self,
-        index: _Index,
-        fingerprint: str,
-        kind: str,
-        keys: np.ndarray,
-        rows: np.ndarray,
-        out: np.ndarray,
-    ) -> bool:
-        """Fills ``out`` where ``rows <= -2`` from those shards (only the rows wanted, through a
-        memory map); ``False`` if one was gone."""
-        disk = np.flatnonzero(rows <= -2)
-        codes = rows[disk]
-        order = np.argsort(codes, kind="stable")
-        sc = codes[order]
-        cuts = np.flatnonzero(np.diff(sc)) + 1
-        ok = True
-        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(sc)]):
-            sel = disk[order[lo:hi]]
-            path = index.shards[-2 - int(sc[lo])]
-            got = _read_shard_rows(Path(path), fingerprint, kind, keys[sel])
-            if got is not None:
-                out[sel] = got
-                continue
-            ok = False  # gone or changed: forget its entries, re-read the folder
-            index.small.pop(path, None)
-            code = int(sc[lo])
-            for key in [x for x, r in index.rows.items() if r == code]:
-                del index.rows[key]
-        return ok
+                if name != "<memory>":
+                    self._report_corrupt(Path(name), "vecs contain NaN or infinity", name.startswith(main))
+                table.drop(bad)
+                pos = table.lookup(k)
 
     def put(self, fingerprint: str, kind: str, keys: Sequence[str] | np.ndarray, vecs: np.ndarray) -> int:
-        """Stores entries (new keys only) as one new shard; returns how many.
-
-        They are also held in memory while the (fingerprint, kind) holds less than
-        ``memory_mb`` of vectors there, or when the folder cannot be written.
-        """
+        """Stores entries (new keys only) as one new file; returns how many."""
         k = _as_keys(keys)
         v = np.asarray(vecs, dtype=np.float32)
         if v.ndim == 1:
@@ -541,42 +572,37 @@ class EmbeddingCache:
         if not np.isfinite(v).all():
             raise ValueError("vecs contain NaN or infinity; refusing to cache them")
         with self._lock:
-            index = self._index(fingerprint, kind)
-            if index.dim is not None and len(k) and v.shape[1] != index.dim:
+            table = self._table(fingerprint, kind)
+            if table.dim is not None and len(k) and v.shape[1] != table.dim:
                 raise ValueError(
                     f"vectors of dimension {v.shape[1]} for fingerprint {fingerprint!r} ({kind}), "
-                    f"but the cache holds dimension {index.dim}: the fingerprint must change when "
+                    f"but the cache holds dimension {table.dim}: the fingerprint must change when "
                     f"the model changes (or delete {self.shard_dir(fingerprint, kind)})"
                 )
-            added = index.new_mask(k)
+            added = table.new_mask(k)
             m = int(added.sum())
             if not m:
                 return 0
             k, v = k[added], v[added]
+            store = self._store_dtype(kind)
             written: Path | None = None
             if not self._write_failed:
-                store = self.dtype if kind in _NORMALISED_KINDS else np.dtype(np.float32)
-                folder = self.shard_dir(fingerprint, kind)
-                name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.npz"
+                path = self._new_path(fingerprint, kind)
                 try:
-                    _write_npz_atomic(
-                        folder / name,
-                        keys=k,
-                        vecs=v.astype(store),
-                        fingerprint=np.array(fingerprint.encode("utf-8")),
-                        kind=np.array(kind.encode("utf-8")),
-                    )
-                    written = folder / name
+                    _write_arrow_atomic(path, k, v.astype(store), fingerprint, kind)
+                    written = path
                 except OSError as err:
                     self._write_warning(err)
-            # a float16 shard does not hold the exact vectors: those stay in memory
-            exact = store == np.float32 if written is not None else False
-            index.add(k, v, shard=str(written) if written is not None and exact else None)
+            mapped = self._map_own(written, fingerprint, kind) if store == np.float32 else None
+            if mapped is not None:
+                table.add(str(written), *mapped)
+            else:  # nothing written, a float16 file (it holds the vectors rounded), or already gone
+                table.add("<memory>", k, v)
             if written is not None:
-                index.loaded.add(str(written))
-                self._track_small(index, written)
+                table.loaded.add(str(written))
+                self._track_small(table, written)
                 try:
-                    self._maybe_compact(fingerprint, kind)
+                    self._maybe_compact(fingerprint, kind, table)
                 except OSError as err:
                     self._write_warning(err)
             return m
@@ -592,27 +618,22 @@ class EmbeddingCache:
 
     @staticmethod
     def _tier(size: int) -> int:
-        """Size tier of a small shard: ``floor(log_FANIN(size))``."""
+        """Size tier of a small file: ``floor(log_FANIN(size))``."""
         t = 0
-        bound = _FANIN
-        while size >= bound:
+        while size >= _FANIN ** (t + 1):
             t += 1
-            bound *= _FANIN
         return t
 
-    def _maybe_compact(self, fingerprint: str, kind: str) -> None:
-        """Merges ``_FANIN`` small shards of one size tier into one, repeatedly (cascading).
+    def _maybe_compact(self, fingerprint: str, kind: str, table: _Table) -> None:
+        """Merges ``_FANIN`` small files of one size tier into one, repeatedly (cascading).
 
-        Works from the index's list of small shards (no folder listing). A merge takes the
-        tier's oldest shards (by name, which starts with the write time) and stops adding once
-        ``_SHARD_BYTES`` are gathered, so its output is a full shard or a shard of a higher tier.
+        Works from the table's list of small files (no folder listing). A merge takes the tier's
+        oldest files (by name, which starts with the write time) and stops adding once
+        ``_SHARD_BYTES`` are gathered, so its output is a full file or a file of a higher tier.
         """
-        index = self._indexes.get((fingerprint, kind))
-        if index is None:
-            return
         while True:
             tiers: dict[int, list[str]] = {}
-            for path, size in index.small.items():
+            for path, size in table.small.items():
                 tiers.setdefault(self._tier(size), []).append(path)
             ready = [t for t, paths in tiers.items() if len(paths) >= _FANIN]
             if not ready:
@@ -620,98 +641,97 @@ class EmbeddingCache:
             group, total = [], 0
             for path in sorted(tiers[min(ready)]):
                 group.append(path)
-                total += index.small[path]
+                total += table.small[path]
                 if len(group) == _FANIN or total >= _SHARD_BYTES:
                     break
-            self._merge(fingerprint, kind, index, [Path(p) for p in group])
+            self._merge(fingerprint, kind, table, group)
 
-    def _merge(self, fingerprint: str, kind: str, index: _Index, group: list[Path]) -> None:
-        """Rewrites the shards ``group`` as one shard and deletes them.
-
-        Every shard of ``group`` leaves the candidate list (so the caller's loop ends); a shard
-        that vanished (merged by another process) or is unusable is skipped, and a lone usable
-        one is kept as it is and stays a candidate.
-        """
+    def _merge(self, fingerprint: str, kind: str, table: _Table, group: list[str]) -> None:
+        """Rewrites the files ``group`` (read through the table's maps, or opened) as one file and
+        deletes them. Each leaves the candidate list (so the caller's loop ends); one that vanished
+        or is unusable is skipped, and a lone usable one is kept and stays a candidate."""
         keys_l, vecs_l, used = [], [], []
-        for shard in group:
-            index.small.pop(str(shard), None)  # merged, vanished or unusable: no candidate now
-            try:
-                got = _read_shard(shard, fingerprint, kind)
-            except _ShardError:
-                continue  # e.g. merged meanwhile by another process; reported on first read
+        for name in group:
+            table.small.pop(name, None)  # merged, vanished or unusable: no candidate now
+            sid = table.by_name.get(name)
+            if sid is not None:
+                got = table.sources[sid][1:]
+            else:
+                try:
+                    got = read_arrow_shard(Path(name), fingerprint, kind)
+                except _ShardError:
+                    continue  # e.g. merged meanwhile by another process; reported on first read
             if got is None or (vecs_l and got[1].shape[1] != vecs_l[0].shape[1]):
                 continue
             keys_l.append(got[0])
             vecs_l.append(got[1])
-            used.append(shard)
+            used.append(name)
         if len(used) < 2:
-            for shard in used:
-                self._track_small(index, shard)
+            for name in used:
+                self._track_small(table, Path(name))
             return
         keys = np.concatenate(keys_l)
-        vecs = np.concatenate(vecs_l)
+        vecs = np.concatenate([v.astype(self._store_dtype(kind), copy=False) for v in vecs_l])
         del keys_l, vecs_l  # at most two copies of the group's vectors alive at once
         _, first = np.unique(keys, return_index=True)
-        if len(first) < len(keys):  # the same key in two shards (e.g. two processes): keep one
+        if len(first) < len(keys):  # the same key in two files (e.g. two processes): keep one
             first.sort()
             keys, vecs = keys[first], vecs[first]
-        store = self.dtype if kind in _NORMALISED_KINDS else np.dtype(np.float32)
-        folder = self.shard_dir(fingerprint, kind)
-        path = folder / f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.npz"
-        _write_npz_atomic(
-            path,
-            keys=keys,
-            vecs=vecs.astype(store, copy=False),
-            fingerprint=np.array(fingerprint.encode("utf-8")),
-            kind=np.array(kind.encode("utf-8")),
-        )
-        index.loaded.add(str(path))
-        self._track_small(index, path)
-        index.moved(keys, {str(u) for u in used}, str(path))  # before the old files go
-        for shard in used:
-            try:
-                shard.unlink()
-            except FileNotFoundError:
-                pass
+        path = self._new_path(fingerprint, kind)
+        _write_arrow_atomic(path, keys, vecs, fingerprint, kind)
+        del vecs
+        table.loaded.add(str(path))
+        self._track_small(table, path)
+        got = self._map_own(path, fingerprint, kind)
+        if got is None:  # merged away at once by another process: keep reading the maps held
+            return
+        table.replace(str(path), got[0], got[1], used)
+        for name in used:
+            Path(name).unlink(missing_ok=True)
+
+    @staticmethod
+    def _map_own(path: Path | None, fingerprint: str, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Maps a file this cache just wrote; ``None`` if there is none or it is already gone
+        (another process may merge a file as soon as it is in the folder)."""
+        if path is None:
+            return None
+        try:
+            return read_arrow_shard(path, fingerprint, kind)
+        except _ShardError:
+            return None
 
     def count(self, fingerprint: str, kind: str) -> int:
         """Number of cached entries of ``(fingerprint, kind)`` (main + read-only dirs)."""
         with self._lock:
-            return len(self._index(fingerprint, kind).rows)
+            return len(self._table(fingerprint, kind))
 
     def clear(self, fingerprint: str | None = None) -> int:
-        """Deletes the main directory's shards (of one fingerprint, or all); returns files removed.
-
-        Only ``<fingerprint>/{query,passage,ce}/*.npz`` (and ``*.npz.corrupt``) files are
-        removed, so other tools' files kept under the same folder (e.g. ``projections/``) and the
-        read-only directories are never touched.
-        """
+        """Deletes the main directory's files (of one fingerprint, or all); returns files removed:
+        only ``<fingerprint>/{query,passage,ce}/`` ``*.arrow``, ``*.npz`` (earlier versions) and
+        ``*.corrupt`` files, never other tools' files (e.g. ``projections/``) or read-only dirs."""
         with self._lock:
             removed = 0
             if fingerprint is None:
                 top = self.directory
                 roots = [p for p in top.glob("*") if p.is_dir()] if top.is_dir() else []
-                self._indexes.clear()
+                self._tables.clear()
             else:
                 roots = [self.directory / _dir_name(fingerprint)]
-                for key in [k for k in self._indexes if k[0] == fingerprint]:
-                    del self._indexes[key]
+                for key in [k for k in self._tables if k[0] == fingerprint]:
+                    del self._tables[key]
             for root in roots:
                 for kind in (*_NORMALISED_KINDS, CE_KIND):
                     sub = root / kind
                     if not sub.is_dir():
                         continue
-                    for f in list(sub.glob("*.npz")) + list(sub.glob("*.npz.corrupt")):
-                        f.unlink(missing_ok=True)
-                        removed += 1
-                    try:
+                    for pattern in (f"*{_SUFFIX}", "*.npz", "*.corrupt"):
+                        for f in sub.glob(pattern):
+                            f.unlink(missing_ok=True)
+                            removed += 1
+                    with contextlib.suppress(OSError):
                         sub.rmdir()
-                    except OSError:
-                        pass
-                try:
+                with contextlib.suppress(OSError):
                     root.rmdir()
-                except OSError:
-                    pass
             return removed
 
     # -- shipped caches -------------------------------------------------------------------
@@ -725,12 +745,13 @@ class EmbeddingCache:
     ) -> Path:
         """Writes the cached vectors of ``texts`` as one compact shard under ``directory``.
 
-        The result, ``<directory>/<fingerprint>/<kind>/<kind>.npz`` (sorted unique keys,
-        ``dtype`` storage, float16 by default; cross-encoder scores always float32), is readable
-        as a ``readonly_dirs`` entry of a later cache. For ``kind="ce"`` pass the
-        ``(query, passage)`` pairs. Every item must already be cached (call :func:`embed` /
-        :func:`cross_scores` with this cache first); otherwise ``KeyError`` says how many are
-        missing. An existing export of the same (fingerprint, kind) is replaced. Returns the path.
+        The result, ``<directory>/<fingerprint>/<kind>/<kind>.npz`` (an ``np.savez`` archive of
+        ``keys``, sorted unique ``S40``, ``vecs`` in ``dtype`` storage, float16 by default, and
+        the ``fingerprint`` and ``kind``; cross-encoder scores always float32), is readable as a
+        ``readonly_dirs`` entry of a later cache. For ``kind="ce"`` pass the ``(query, passage)``
+        pairs. Every item must already be cached (call :func:`embed` / :func:`cross_scores` with
+        this cache first); otherwise ``KeyError`` says how many are missing. An existing export
+        of the same (fingerprint, kind) is replaced. Returns the path.
         """
         dt = np.dtype(dtype)
         if dt not in (np.float16, np.float32):

@@ -20,8 +20,9 @@ Accepted layouts (``PATH`` is a folder)
   ``vector``, ``emb``, or the only list column). Parquet cannot be memory-mapped (it is
   compressed): it is converted once, in record batches, to a ``.npy`` beside the user cache
   (``<cache>/user-embeddings/<sha1 of path, size, mtime>/``) and that file is memory-mapped.
-* **The product's own cache** (``<PATH>/<fingerprint>/{query,passage}/*.npz``, e.g. a data set's
-  shipped ``embeddings/`` folder or ``~/.cache/eci-explorer``): vectors keyed by text, not id.
+* **The product's own cache** (``<PATH>/<fingerprint>/{query,passage}/*.arrow`` or ``*.npz``, e.g.
+  a data set's shipped ``embeddings/`` folder or ``~/.cache/eci-explorer``): vectors keyed by
+  text, not id.
   With several fingerprints in the folder, ``model`` picks one (a prefix of the fingerprint).
 
 Checks (each failure is one ``ValueError`` line naming the file and what to fix): a matrix is
@@ -425,7 +426,10 @@ def _load_parquet(path: Path, roots=None) -> _Side:
 def _cache_fingerprints(folder: Path) -> list[str]:
     out = []
     for d in sorted(p for p in folder.iterdir() if p.is_dir()):
-        if any((d / k).is_dir() and any((d / k).glob("*.npz")) for k in ("query", "passage")):
+        if any(
+            (d / k).is_dir() and any(f.suffix in (".arrow", ".npz") for f in (d / k).iterdir())
+            for k in ("query", "passage")
+        ):
             out.append(d.name)
     return out
 
@@ -471,7 +475,7 @@ def open_embeddings(path: str | os.PathLike, model: str | None = None, roots=Non
     if not fps:
         raise ValueError(
             f"{folder}: found neither queries.npy / passages.npy (+ .ids.txt), queries.parquet / "
-            "passages.parquet, nor an embedding cache (<fingerprint>/query/*.npz)"
+            "passages.parquet, nor an embedding cache (<fingerprint>/query/*.arrow or *.npz)"
         )
     if model:
         pick = [f for f in fps if f == model or f.startswith(str(model))]
