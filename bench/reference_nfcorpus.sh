@@ -87,12 +87,19 @@ finetune() {  # one call per seed (each saved on its own: a run cut short keeps 
   $PY "$(dirname "$0")/reference_tables.py" merge "$W/val_finetune/merged" "${dirs[@]}"
 }
 
-cheap() {  # the product's cheap trainers at their defaults (100 steps x 32, lr 1e-3), same sources, split and seeds
+cheap() {  # the cheap trainers (lr 1e-3), same sources, split and seeds, at three budgets
   setup
   for t in linear linear-both; do
+    # the earlier default budget, 100 steps x 32 (rows `linear`, `linear-both`)
     /usr/bin/time -f "%U %S %e" -o "$W/time_$t.txt" $ECI validate "$W" --split-policy official --trainer "$t" \
-      --sources "$SOURCES" --seeds "$SEEDS" --cache-dir "$CACHE" --no-progress --out "$W/val_$t" > "$W/val_$t.log"
+      --steps 100 --batch-size 32 --sources "$SOURCES" --seeds "$SEEDS" --cache-dir "$CACHE" --no-progress \
+      --out "$W/val_$t" > "$W/val_$t.log"
     echo "$t: user system elapsed (s): $(cat "$W/time_$t.txt")"
+    # today's default: one epoch of the training queries at batch 16 (rows `*-epoch`)
+    /usr/bin/time -f "%U %S %e" -o "$W/time_$t-epoch.txt" $ECI validate "$W" --split-policy official --trainer "$t" \
+      --sources "$SOURCES" --seeds "$SEEDS" --cache-dir "$CACHE" --no-progress --out "$W/val_$t-epoch" \
+      > "$W/val_$t-epoch.log"
+    echo "$t at one epoch: user system elapsed (s): $(cat "$W/time_$t-epoch.txt")"
     # the same trainer on the reference's budget (steps, batch): does the budget explain a disagreement?
     /usr/bin/time -f "%U %S %e" -o "$W/time_$t-refbudget.txt" $ECI validate "$W" --split-policy official --trainer "$t" \
       --sources "$SOURCES" --seeds "$SEEDS" --steps "$FT_STEPS" --batch-size "$FT_BATCH" --cache-dir "$CACHE" --no-progress \
@@ -112,11 +119,12 @@ report() {
   for t in linear linear-both; do
     [ -f "$W/time_$t.txt" ] && args+=(--time "$t=$(awk '{print $1 + $2}' "$W/time_$t.txt")")
   done
-  for t in linear-refbudget linear-both-refbudget top-layers; do
+  for t in linear-refbudget linear-both-refbudget top-layers linear-epoch linear-both-epoch; do
     [ -f "$W/time_$t.txt" ] && args+=(--time "$t=$(awk '{print $1 + $2}' "$W/time_$t.txt")")
   done
   $PY "$(dirname "$0")/reference_tables.py" report "$W/val_finetune/merged" "$W/val_linear" "$W/val_linear-both" \
-    "$W/val_linear-refbudget" "$W/val_linear-both-refbudget" "$W/val_top-layers" "${args[@]}" --json "$W/report.json"
+    "$W/val_linear-refbudget" "$W/val_linear-both-refbudget" "$W/val_top-layers" "$W/val_linear-epoch" \
+    "$W/val_linear-both-epoch" "${args[@]}" --json "$W/report.json"
 }
 
 case "${1:-all}" in

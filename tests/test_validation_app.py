@@ -130,21 +130,23 @@ def _assert_effect_first(at, doc):
 
 
 def test_validation_page_shows_results_saved_before_the_joint_bootstrap(data_dir, tmp_path):
-    """The shipped pyfaq validation (sources-only intervals, no effect section in its JSON) is
-    shown with the effect section and joint intervals computed from its per-query table."""
+    """A validation saved before the joint bootstrap (sources-only intervals, no effect section in
+    its JSON: the sample's linear-both as shipped until 2026-12-07, kept as a fixture) is shown
+    with the effect section and joint intervals computed from its per-query table."""
     from eci_core.validation import load_results
 
-    shipped = ROOT / "sample_data" / "pyfaq" / "validation" / "linear"
-    old = json.loads((shipped / "results.json").read_text())
+    saved = ROOT / "tests" / "fixtures" / "validation_before_joint"
+    old = json.loads((saved / "results.json").read_text())
     assert "effect" not in old
-    res = load_results(shipped)
+    res = load_results(saved)
     out = res.save(tmp_path / "now")  # what the page must show: the reopened result, saved anew
     doc = json.loads((out / "results.json").read_text())
     at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["eci_validations"] = {"saved before the joint bootstrap": res}  # as if opened
     at.run()
     at.switch_page("pages/validation.py")
     at.run()
-    at.selectbox(key="val_choice").set_value(_label_of(shipped)).run()
+    at.selectbox(key="val_choice").set_value("saved before the joint bootstrap").run()
     assert not at.exception, [e.message for e in at.exception]
     assert plain(doc["summary"]) in [s.value for s in at.success]
     _assert_effect_first(at, doc)

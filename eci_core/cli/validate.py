@@ -96,14 +96,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--steps",
         type=int,
         default=None,
-        help="optimiser steps per training run (default: 100; finetune and top-layers: 1 "
-        "epoch of the training queries)",
+        help="optimiser steps per training run (default: one epoch of the largest training "
+        "split at --batch-size, every trainer: the budget at which the cheap trainers agreed with "
+        "fine-tuning, BENCHMARKS.md)",
     )
     p.add_argument(
         "--batch-size",
         type=int,
         default=None,
-        help="queries per step (default 32; finetune and top-layers 16)",
+        help="queries per step (default 16, every trainer)",
     )
     p.add_argument(
         "--negatives-per-example",
@@ -419,25 +420,13 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-    batch = args.batch_size or (16 if finetune else 32)
     try:
-        steps = args.steps
-        if steps is None and finetune:  # one epoch of the training queries
-            from eci_core.validation.splits import make_splits
-
-            steps = max(
-                1,
-                -(
-                    -max(s.train.size for s in make_splits(coll, args.folds, args.seed, args.split_policy))
-                    // batch
-                ),
-            )
         config = ValidationConfig(
             trainer=args.trainer,
             folds=args.folds,
             seeds=args.seeds,
-            steps=steps or 100,
-            batch_size=batch,
+            steps=args.steps,
+            batch_size=args.batch_size or 16,
             negatives_per_example=args.negatives_per_example,
             lr=args.lr,
             exclude_prefixes=tuple(args.exclude_prefix),
