@@ -313,3 +313,22 @@ def test_first_seed_runs_the_same_seed_as_one_call_with_all_seeds():
     pd.testing.assert_frame_equal(both[both["seed"] == 1].reset_index(drop=True), one.reset_index(drop=True))
     with pytest.raises(ValueError, match="first_seed=-1"):
         ValidationConfig(first_seed=-1)
+
+
+def test_default_budget_is_one_epoch_of_the_largest_training_split():
+    """``ValidationConfig()`` trains one epoch at batch 16 (steps None, resolved by
+    ``epoch_steps``): ceil(max |train| / batch), by hand: ceil(127 / 16) = 8, ceil(127 / 32) = 4,
+    ceil(32 / 16) = 2; at least one step."""
+    from types import SimpleNamespace
+
+    from eci_core.validation.protocol import epoch_steps
+
+    cfg = ValidationConfig()
+    assert (cfg.steps, cfg.batch_size) == (None, 16)
+    splits = [SimpleNamespace(train=np.arange(n)) for n in (126, 127, 115)]
+    assert epoch_steps(splits, 16) == 8
+    assert epoch_steps(splits, 32) == 4
+    assert epoch_steps([SimpleNamespace(train=np.arange(32))], 16) == 2
+    assert epoch_steps([SimpleNamespace(train=np.arange(0))], 16) == 1
+    with pytest.raises(ValueError, match="steps=0"):
+        ValidationConfig(steps=0)
