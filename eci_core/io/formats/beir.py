@@ -20,8 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from eci_core.io.texts import ArrowTextMap, bool_arrow, ints_arrow, np_of, str_arrow
-from eci_core.io.collection import Collection
+import numpy as np
+
+from eci_core.io.texts import (
+    ArrowTextMap,
+    as_str_arrow,
+    bool_arrow,
+    ints_arrow,
+    lookup_rows,
+    np_of,
+    str_arrow,
+)
+from eci_core.io.collection import Collection, PositiveIds
 from eci_core.io.records import LoadError, LoadReport, QueryRecord
 from eci_core.io.formats.base import add_records, check_cap
 from eci_core.io.formats.fn_labels import LABELS_FILE
@@ -65,13 +75,16 @@ _PY_BLANK_RE = "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in _PY_SPACE) + "]*$"
 
 
 def _fast_beir_jsonl(
-    path: Path, needed: set[str] | dict[str, str] | None, with_title: bool, progress: Progress | None = None
+    path: Path,
+    needed: set[str] | dict[str, str] | Any | None,
+    with_title: bool,
+    progress: Progress | None = None,
 ) -> ArrowTextMap | None:
     """:func:`read_beir_jsonl` with pyarrow's JSON reader, block by block, or None to let the
     per-line reader decide. The texts of the needed rows stay in Arrow (one string block per file
-    block, shared with the collection that adds them): only the ids become Python strings. When
-    ``needed`` is a dict (id -> the same id), its string objects are the ids of the result (no
-    second copy of the ids); None keeps every id."""
+    block, shared with the collection that adds them): only the ids become Python strings.
+    ``needed``: an Arrow string array of the ids to keep (looked up with ``pc.is_in``), a set or
+    dict (looked up per id in Python), or None to keep every id."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -80,6 +93,64 @@ def _fast_beir_jsonl(
     id_blocks: list = []
     blocks: list = []
     rows = 0
+    arrow_needed = isinstance(needed, pa.Array)
+    if arrow_needed and needed.type != pa.string():
+        needed = needed.cast(pa.string())
+    # Arrow membership in ``needed`` is tested for several blocks at once: pc.is_in builds a hash
+    # table of every needed id on each call, so one call per 4 MiB block would cost O(blocks x
+    # needed ids), quadratic in the corpus size (523 s of a 1M-query load, BENCHMARKS.md
+    # "Loading"). Blocks wait until they hold as many rows as there are needed ids (at least
+    # 64k): O(rows) in all, and the waiting rows are at most about the size of what is kept.
+    batch = max(len(needed), 1 << 16) if arrow_needed else 0
+    pending: list = []  # (ids, text, title) of blocks read, not yet filtered
+
+    def add(ids, body, title, keep) -> bool:
+        def kept(col):
+            return col if keep is None else pc.filter(col, keep)
+
+        body = kept(body)
+        if body.null_count or not pa.types.is_string(body.type):
+            return len(body) == 0
+        if title is not None:
+            title = kept(title)
+        kid = kept(ids)
+        if not len(body):
+            return True
+        # text = stripped title + " " + text when both are set, else title or text (as read_beir_jsonl)
+        blank = pc.match_substring_regex(body, _PY_BLANK_RE)
+        if title is not None:
+            title = pc.utf8_trim(title, characters=_PY_SPACE)
+            has_t_np = np_of(pc.utf8_length(title)) > 0  # null title: NaN, not > 0
+            has_t = bool_arrow(has_t_np)
+            if has_t_np.any():
+                both = pc.and_(has_t, pc.invert(blank))
+                body = pc.if_else(
+                    both,
+                    pc.binary_join_element_wise(title, body, str_arrow([" "])[0]),
+                    pc.if_else(has_t, title, body),
+                )
+                blank = pc.and_(blank, pc.invert(has_t))
+        if np_of(blank).any():
+            return False  # the per-line reader names the line
+        blocks.append(body)
+        id_blocks.append(pc.cast(kid, pa.string()) if not pa.types.is_string(kid.type) else kid)
+        return True
+
+    def flush() -> bool:
+        if not pending:
+            return True
+        ids = pa.concat_arrays([x[0] for x in pending]) if len(pending) > 1 else pending[0][0]
+        keep_np = np_of(pc.is_in(ids, value_set=needed))
+        del ids
+        at = 0
+        for ids, body, title in pending:
+            k = keep_np[at : at + len(ids)]
+            at += len(ids)
+            if not add(ids, body, title, None if k.all() else bool_arrow(k)):
+                return False
+        pending.clear()
+        return True
+
     try:
         for t in arrow_tables(path, read_json_block, progress):
             rows += t.num_rows
@@ -88,9 +159,21 @@ def _fast_beir_jsonl(
             ids = arrow_ids(t.column("_id").combine_chunks())
             if ids is None:
                 return None
-            # membership in ``needed`` by Python hashing, O(rows in the block): pc.is_in would
-            # rebuild its hash table of every needed id for each 4 MiB block, O(blocks x ids),
-            # quadratic in the corpus size (523 s of a 1M-query load, BENCHMARKS.md "Loading")
+            body = t.column("text").combine_chunks()
+            title = None
+            if with_title and "title" in t.column_names:
+                title = t.column("title").combine_chunks()
+                if pa.types.is_null(title.type):
+                    title = None
+                elif not pa.types.is_string(title.type):
+                    return None
+            del t
+            if arrow_needed:
+                pending.append((ids, body, title))
+                if sum(len(x[0]) for x in pending) >= batch and not flush():
+                    return None
+                continue
+            # membership in a set/dict by Python hashing, O(rows in the block)
             keep = (
                 None
                 if needed is None
@@ -98,48 +181,15 @@ def _fast_beir_jsonl(
                     np.fromiter(map(needed.__contains__, ids.to_pylist()), dtype=bool, count=len(ids))
                 )
             )
-
-            def kept(col, keep=keep):
-                return col if keep is None else pc.filter(col, keep)
-
-            body = kept(t.column("text").combine_chunks())
-            if body.null_count or not pa.types.is_string(body.type):
-                if len(body) == 0:
-                    continue
+            if not add(ids, body, title, keep):
                 return None
-            title = None
-            if with_title and "title" in t.column_names:
-                title = kept(t.column("title").combine_chunks())
-                if pa.types.is_null(title.type):
-                    title = None
-                elif not pa.types.is_string(title.type):
-                    return None
-            kid = kept(ids)
-            del ids, keep
-            if not len(body):
-                continue
-            # text = stripped title + " " + text when both are set, else title or text (as read_beir_jsonl)
-            blank = pc.match_substring_regex(body, _PY_BLANK_RE)
-            if title is not None:
-                title = pc.utf8_trim(title, characters=_PY_SPACE)
-                has_t_np = np_of(pc.utf8_length(title)) > 0  # null title: NaN, not > 0
-                has_t = bool_arrow(has_t_np)
-                if has_t_np.any():
-                    both = pc.and_(has_t, pc.invert(blank))
-                    body = pc.if_else(
-                        both,
-                        pc.binary_join_element_wise(title, body, str_arrow([" "])[0]),
-                        pc.if_else(has_t, title, body),
-                    )
-                    blank = pc.and_(blank, pc.invert(has_t))
-            if np_of(blank).any():
-                return None  # the per-line reader names the line
-            blocks.append(body)
-            id_blocks.append(pc.cast(kid, pa.string()) if not pa.types.is_string(kid.type) else kid)
-            del t, body, title, blank, kid
+            del ids, body, title, keep
+        if not flush():
+            return None
     except NotFast:
         return None
     finally:
+        pending.clear()
         release_arrow_memory()
     if not rows:
         return None
@@ -206,6 +256,8 @@ def read_beir_jsonl(
                 n = os.path.getsize(path)
                 progress(f"reading {path.name}", n, n)
             return out
+    if needed is not None and hasattr(needed, "to_pylist"):  # Arrow ids: the per-line reader needs a set
+        needed = set(needed.to_pylist())
     spath = str(path)
     out: dict[str, str] = {}
     head = _BEIR_ID.match
@@ -286,9 +338,10 @@ class Qrels:
     several: set[str] = field(default_factory=set)  # qids labelled in more than one split
 
 
-def _fast_qrels_rows(f: Path) -> list[tuple[str, str, int]] | None:
-    """``(query id, corpus id, line)`` of the relevant rows (score > 0) of a tab-separated qrels
-    file read by pyarrow, or None to let the per-line reader decide."""
+def _fast_qrels_rows(f: Path) -> tuple[Any, Any, Any] | None:
+    """``(query ids, corpus ids, lines)`` (two Arrow string arrays, an int64 array) of the
+    relevant rows (score > 0) of a tab-separated qrels file read by pyarrow, or None to let the
+    per-line reader decide."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -338,15 +391,11 @@ def _fast_qrels_rows(f: Path) -> list[tuple[str, str, int]] | None:
         return None
     keep = np.flatnonzero(score > 0) + start
     idx = ints_arrow(keep)
-    return list(zip(q.take(idx).to_pylist(), p.take(idx).to_pylist(), (keep + 1).tolist()))
+    return q.take(idx), p.take(idx), keep + 1
 
 
-def read_qrels(d: Path, split: str | None = None) -> Qrels:
-    """Positives per query id (score > 0) from ``qrels/<split>.tsv``, or from every split.
-
-    With ``split=None`` every ``qrels/*.tsv`` is read and each query takes its positives from the
-    split it is labelled in; a query labelled in several splits takes them from the first of
-    test, dev, validation, val, train, then the others by name (counted in ``several``)."""
+def _qrels_files(d: Path, split: str | None) -> list[tuple[str, Path]]:
+    """``(split name, file)`` of the qrels files read, best split first (see :func:`read_qrels`)."""
     qdir = d / "qrels"
     if not qdir.is_dir():
         raise LoadError(
@@ -365,60 +414,207 @@ def read_qrels(d: Path, split: str | None = None) -> Qrels:
                 str(qdir), None, f"split={split!r}: no qrels/{split}.tsv; splits here: {', '.join(names)}"
             )
         names = [split]
+    return [(name, plain_or_gz(qdir, name + ".tsv")) for name in names]
+
+
+def _qrels_lines(f: Path) -> list[tuple[str, str, int]]:
+    """``(query id, corpus id, line)`` of the relevant rows (score > 0), read line by line."""
+    sf = str(f)
+    out = []
+    no = None
+    try:
+        for no, s in Lines(f):
+            if not s.strip():
+                continue
+            parts = s.split("\t") if "\t" in s else s.split()
+            if len(parts) < 3:
+                raise LoadError(sf, no, f"expected 3 fields 'query-id corpus-id score', found {len(parts)}")
+            qid, pid, sc = parts[0].strip(), parts[1].strip(), parts[-1].strip()
+            try:
+                score = float(sc)
+            except ValueError:
+                if no == 1:  # header
+                    continue
+                raise LoadError(sf, no, "expected a number", field="score") from None
+            if not math.isfinite(score):
+                finite(sf, no, score, "score")
+            if score > 0:
+                out.append((qid, pid, no))
+    except LoadError:
+        raise
+    except Exception as err:  # any failure inside a record: one line at that record
+        raise unexpected_error(sf, no, err) from None
+    return out
+
+
+def read_qrels(d: Path, split: str | None = None) -> Qrels:
+    """Positives per query id (score > 0) from ``qrels/<split>.tsv``, or from every split.
+
+    With ``split=None`` every ``qrels/*.tsv`` is read and each query takes its positives from the
+    split it is labelled in; a query labelled in several splits takes them from the first of
+    test, dev, validation, val, train, then the others by name (counted in ``several``)."""
     out = Qrels()
-    for name in names:  # best split first: a query already labelled keeps that split
-        f = plain_or_gz(qdir, name + ".tsv")
+    for name, f in _qrels_files(d, split):  # best split first: a query already labelled keeps that split
         sf = str(f)
         mine: dict[str, list[str]] = {}
-
-        def add(qid: str, pid: str, no: int, mine=mine, sf=sf) -> None:
-            """A relevant (query, passage) of this split; a query labelled in an earlier split
-            keeps that split's positives (counted in ``several``)."""
+        fast = _fast_qrels_rows(f) if use_fast(total_size(f)) else None
+        rows = (
+            _qrels_lines(f)
+            if fast is None
+            else zip(fast[0].to_pylist(), fast[1].to_pylist(), fast[2].tolist())
+        )
+        for qid, pid, no in rows:
+            # a query labelled in an earlier split keeps that split's positives (``several``)
             if qid in out.split:
                 out.several.add(qid)
-                return
+                continue
             lst = mine.setdefault(qid, [])
             if pid not in lst:
                 lst.append(pid)
             out.where.setdefault(pid, (sf, no))
-
-        rows = _fast_qrels_rows(f) if use_fast(total_size(f)) else None
-        if rows is not None:
-            for qid, pid, no in rows:
-                add(qid, pid, no)
-            for qid, lst in mine.items():
-                out.pos[qid] = lst
-                out.split[qid] = name
-            continue
-        no = None
-        try:
-            for no, s in Lines(f):
-                if not s.strip():
-                    continue
-                parts = s.split("\t") if "\t" in s else s.split()
-                if len(parts) < 3:
-                    raise LoadError(
-                        sf, no, f"expected 3 fields 'query-id corpus-id score', found {len(parts)}"
-                    )
-                qid, pid, sc = parts[0].strip(), parts[1].strip(), parts[-1].strip()
-                try:
-                    score = float(sc)
-                except ValueError:
-                    if no == 1:  # header
-                        continue
-                    raise LoadError(sf, no, "expected a number", field="score") from None
-                if not math.isfinite(score):
-                    finite(sf, no, score, "score")
-                if score > 0:
-                    add(qid, pid, no)
-        except LoadError:
-            raise
-        except Exception as err:  # any failure inside a record: one line at that record
-            raise unexpected_error(sf, no, err) from None
         for qid, lst in mine.items():
             out.pos[qid] = lst
             out.split[qid] = name
     return out
+
+
+@dataclass
+class ArrowQrels:
+    """:class:`Qrels` in columnar form (the vectorised load): the labelled query ids ``q`` (Arrow,
+    in the order :class:`Qrels` keeps them), their positives in CSR (``p[off[j]:off[j + 1]]``, file
+    order, each once), the split of each (``names[split[j]]``), the ids labelled in several splits;
+    ``where_of`` gives the file and first line of a positive id (for messages)."""
+
+    q: Any
+    off: Any
+    p: Any
+    split: Any
+    names: list[str]
+    several: Any
+    files: list[str]
+    _pid: Any  # each kept positive id once, and the file index and line of its first row
+    _pfile: Any
+    _pline: Any
+
+    def _rows(self, ids) -> Any:
+        import pyarrow as pa
+
+        if ids.type != self.q.type:
+            ids = ids.cast(self.q.type)
+        return lookup_rows(ids, self.q) if len(self.q) else np.full(len(ids), -1, np.int64)
+
+    def lists_for(self, ids) -> PositiveIds:
+        """The positives of each of ``ids`` (an Arrow string array; none for an unlabelled id)."""
+        r = self._rows(ids)
+        has = r >= 0
+        r0 = np.where(has, r, 0)
+        lens = np.where(has, self.off[r0 + 1] - self.off[r0], 0)
+        total = int(lens.sum())
+        at = np.repeat(self.off[r0] - (np.cumsum(lens) - lens), lens) + np.arange(total, dtype=np.int64)
+        return PositiveIds(lens, self.p.take(ints_arrow(at)))
+
+    def splits_for(self, ids) -> list[str | None]:
+        r = self._rows(ids)
+        names = np.array(self.names + [None], dtype=object)
+        return names[np.where(r >= 0, self.split[np.maximum(r, 0)], len(self.names))].tolist()
+
+    def several_notes(self, ids) -> dict[str, int]:
+        """:func:`load_beir`'s note per split on the queries of ``ids`` labelled in several splits."""
+        import pyarrow.compute as pc
+
+        if not len(self.several):
+            return {}
+        hit = np.flatnonzero(np_of(pc.is_in(ids.cast(self.several.type), value_set=self.several)))
+        notes: dict[str, int] = {}
+        for name in self.splits_for(ids.take(ints_arrow(hit))):
+            k = f"query labelled in several qrels splits (positives from its {name} split)"
+            notes[k] = notes.get(k, 0) + 1
+        return notes
+
+    def where_of(self, pids: list[str]) -> dict[str, tuple[str, int]]:
+        r = lookup_rows(str_arrow(pids).cast(self._pid.type), self._pid)
+        return {p: (self.files[int(self._pfile[i])], int(self._pline[i])) for p, i in zip(pids, r.tolist())}
+
+
+def read_qrels_arrow(d: Path, split: str | None = None) -> ArrowQrels:
+    """:func:`read_qrels` in columnar form (same positives, splits, order and lines)."""
+    import pyarrow as pa
+
+    parts, files, names = [], [], []
+    for k, (name, f) in enumerate(_qrels_files(d, split)):
+        fast = _fast_qrels_rows(f)
+        if fast is None:
+            rows = _qrels_lines(f)
+            fast = (
+                str_arrow([r[0] for r in rows]),
+                str_arrow([r[1] for r in rows]),
+                np.asarray([r[2] for r in rows], np.int64),
+            )
+        parts.append(fast + (np.full(len(fast[2]), k, np.int64),))
+        files.append(str(f))
+        names.append(name)
+    large = pa.large_string()
+    qa = pa.concat_arrays([x[0].cast(large) for x in parts])
+    pa_ = pa.concat_arrays([x[1].cast(large) for x in parts])
+    line = np.concatenate([x[2] for x in parts])
+    fidx = np.concatenate([x[3] for x in parts])
+    del parts
+    q_enc = qa.dictionary_encode()
+    qc = np_of(q_enc.indices).astype(np.int64)  # codes by first appearance: splits in order
+    nq = len(q_enc.dictionary)
+    first = np.full(nq, len(qc), np.int64)
+    np.minimum.at(first, qc, np.arange(len(qc), dtype=np.int64))
+    qsplit = fidx[first] if nq else np.zeros(0, np.int64)
+    kept = fidx == qsplit[qc] if len(qc) else np.zeros(0, bool)
+    several = q_enc.dictionary.take(ints_arrow(np.unique(qc[~kept])))
+    k = np.flatnonzero(kept)
+    p_enc = pa_.take(ints_arrow(k)).dictionary_encode()
+    pc_ = np_of(p_enc.indices).astype(np.int64)
+    npd = len(p_enc.dictionary)
+    qk = qc[k]
+    uk = np.sort(np.unique(qk * max(npd, 1) + pc_, return_index=True)[1])  # first of each pair
+    order = uk[np.argsort(qk[uk], kind="stable")]  # by query (first appearance), then file order
+    off = np.zeros(nq + 1, np.int64)
+    np.cumsum(np.bincount(qk[order], minlength=nq), out=off[1:])
+    pfirst = np.full(npd, len(pc_), np.int64)
+    np.minimum.at(pfirst, pc_, np.arange(len(pc_), dtype=np.int64))
+    return ArrowQrels(
+        q_enc.dictionary,
+        off,
+        p_enc.dictionary.take(ints_arrow(pc_[order])),
+        qsplit,
+        names,
+        several,
+        files,
+        p_enc.dictionary,
+        fidx[k][pfirst],
+        line[k][pfirst],
+    )
+
+
+def _str_ids(ids) -> Any:
+    """Ids (a list of str or an Arrow string array) as an Arrow ``string`` array."""
+    import pyarrow as pa
+
+    arr = as_str_arrow(ids)
+    if arr.type != pa.string():
+        try:
+            arr = arr.cast(pa.string())
+        except (pa.ArrowException, ValueError):  # over 2 GiB of ids: kept large
+            pass
+    return arr
+
+
+def _unique_ids(arrays: list) -> Any:
+    """The distinct ids of several Arrow string arrays, in first-appearance order."""
+    import pyarrow as pa
+
+    arrays = [a for a in arrays if len(a)]
+    if not arrays:
+        return str_arrow([])
+    if len({a.type for a in arrays}) > 1:
+        arrays = [a.cast(pa.large_string()) for a in arrays]
+    return _str_ids(pa.concat_arrays(arrays).unique())
 
 
 def load_beir(
@@ -490,11 +686,10 @@ def load_beir(
     need_p: dict[str, str] = {}
     for f in files:
         try:
-            if fast:
+            if fast:  # ids as Arrow string arrays (no Python string per id)
                 runs = parse_negatives_arrays(f, progress=progress)
                 for run in runs:
-                    run.qids = [need_q.setdefault(x, x) for x in run.qids]
-                    run.pids = [need_p.setdefault(x, x) for x in run.pids]
+                    run.qids, run.pids = _str_ids(run.qids), _str_ids(run.pids)
                 parsed.append(runs)
                 del runs
             else:
@@ -514,15 +709,22 @@ def load_beir(
             report.errors.append(str(unexpected_error(str(f), None, e)))
         if fast:
             trim_memory()  # the reader's freed blocks, before the next file (lower peak memory)
-    qr = read_qrels(d, split)
-    qrels, qrels_where = qr.pos, qr.where
-    if not fast:
+    qr: Any
+    if fast:  # every id needed, once, as Arrow arrays (looked up with Arrow's hash kernels)
+        qr = read_qrels_arrow(d, split)
+        all_runs = [r for runs in parsed for r in runs]
+        need_q = _unique_ids([r.qids for r in all_runs])
+        named = _unique_ids([qr.lists_for(need_q).ids])  # the positives of the queries used
+        need_p = _unique_ids([r.pids for r in all_runs] + [named])
+        del all_runs
+    else:
+        qr = read_qrels(d, split)
         for run in (r for runs in parsed for r in runs):
             need_q.update(zip(run.negs, run.negs))
             need_p.update(zip(run.pline, run.pline))
-    for q in need_q:
-        for pid in qrels.get(q, ()):
-            need_p.setdefault(pid, pid)
+        for q in need_q:
+            for pid in qr.pos.get(q, ()):
+                need_p.setdefault(pid, pid)
     ptexts = read_beir_jsonl(corpus, need_p, True, progress)
     # the readers keep only needed ids, once each: as many as needed means none is missing
     all_known = len(ptexts) == len(need_p)
@@ -532,11 +734,14 @@ def load_beir(
     if fast:
         trim_memory()
     # positives named in qrels must exist (for the queries we use)
-    named = list({pid for q in need_q for pid in qrels.get(q, ())})
-    bad = sorted(
-        ptexts.missing(named) if isinstance(ptexts, ArrowTextMap) else [p for p in named if p not in ptexts],
-        key=lambda pid, where=qrels_where: where[pid][1],
-    )
+    if not fast:
+        named = list({pid for q in need_q for pid in qr.pos.get(q, ())})
+    if isinstance(ptexts, ArrowTextMap):
+        bad = ptexts.missing(named)
+    else:
+        bad = [p for p in (named.to_pylist() if fast else named) if p not in ptexts]
+    qrels_where = qr.where_of(bad) if fast else qr.where
+    bad.sort(key=lambda pid, where=qrels_where: where[pid][1:] + where[pid][:1])
     if bad:
         f, ln = qrels_where[bad[0]]
         first = "" if len(bad) == 1 else " (the first on this line)"
@@ -544,7 +749,8 @@ def load_beir(
             f, ln, f"{plural(len(bad), 'positive id')} not in {corpus.name}{first}", field="corpus-id"
         )
     del need_q, bad, named, qrels_where
-    qr.where = {}  # only the message above needs it: ~100 bytes a positive freed before the sources are added
+    if not fast:  # only the message above needs it: ~100 bytes a positive freed before the sources are added
+        qr.where = {}
     good: list[list[Any]] = []
     for runs in parsed:
         if fast and all_known:  # every id of every file was found (see above)
@@ -561,7 +767,7 @@ def load_beir(
     n_runs = sum(map(len, good))
     staged: list[tuple[Any, list[QueryRecord] | None]] = []
     for runs in good:  # one file's systems are added together or not at all
-        recs_of = [None if fast else id_records(run, qrels, ptexts, qtexts, qr.split) for run in runs]
+        recs_of = [None if fast else id_records(run, qr.pos, ptexts, qtexts, qr.split) for run in runs]
         try:
             for run, recs in zip(runs, recs_of):
                 if fast:
@@ -586,12 +792,15 @@ def load_beir(
         else:
             sname = name
         notes: dict[str, int] = {}
-        for q in run.qids if fast else run.negs:
-            if q in qr.several:
-                k = f"query labelled in several qrels splits (positives from its {qr.split[q]} split)"
-                notes[k] = notes.get(k, 0) + 1
         if fast:
-            report.sources.append(add_arrays(collection, sname, run, qrels, ptexts, qtexts, qr.split, notes))
+            notes = qr.several_notes(run.qids)
+        else:
+            for q in run.negs:
+                if q in qr.several:
+                    k = f"query labelled in several qrels splits (positives from its {qr.split[q]} split)"
+                    notes[k] = notes.get(k, 0) + 1
+        if fast:
+            report.sources.append(add_arrays(collection, sname, run, qr, ptexts, qtexts, qr.names, notes))
             del run
             trim_memory()
         else:

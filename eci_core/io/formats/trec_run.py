@@ -85,8 +85,36 @@ def trec_runs(spath: str, stem: str, hits: dict, first: dict, n: int) -> list[Id
     return runs
 
 
+def _first_seen(codes):
+    """``codes`` numbered by first appearance (0, then each new code one above the largest so
+    far: what Arrow's ``dictionary_encode`` gives): the first row of each code, else None."""
+    import numpy as np
+
+    if not len(codes) or codes[0] != 0:
+        return None
+    top = np.maximum.accumulate(codes)
+    step = np.diff(top)
+    if (step > 1).any():
+        return None
+    return np.flatnonzero(np.r_[True, step > 0])
+
+
+def _grouped_order(qloc, rank):
+    """Rows sorted by (query, rank, row), or None when they already are (a run written query by
+    query, ranks ascending: no sort needed)."""
+    import numpy as np
+
+    if len(qloc) < 2:
+        return None
+    dq = np.diff(qloc)
+    if (dq >= 0).all() and ((dq > 0) | (np.diff(rank) >= 0)).all():
+        return None
+    return np.lexsort((np.arange(len(qloc)), rank, qloc))
+
+
 def _group_trec(t, n: int, spath: str, stem: str) -> list[IdArrays] | None:
-    """Split a parsed TREC table into one :class:`IdArrays` per tag (first-appearance order)."""
+    """Split a parsed TREC table into one :class:`IdArrays` per tag (first-appearance order);
+    ids stay Arrow string arrays."""
     import numpy as np
     import pyarrow.compute as pc
 
@@ -99,11 +127,20 @@ def _group_trec(t, n: int, spath: str, stem: str) -> list[IdArrays] | None:
     rank = np_of(t.column("rank"))
     tag_enc = pc.dictionary_encode(t.column("tag")).combine_chunks()
     tags = tag_enc.dictionary.to_pylist()
-    tag_code = np_of(tag_enc.indices)
     q_enc = pc.dictionary_encode(t.column("qid")).combine_chunks()
     p_enc = pc.dictionary_encode(t.column("docid")).combine_chunks()
     q_all, p_all = np_of(q_enc.indices), np_of(p_enc.indices)  # int32 (pyarrow's dictionary indices)
     q_names, p_names = q_enc.dictionary, p_enc.dictionary
+    if len(tags) == 1:  # one system: the codes already number the ids by first appearance
+        fq, fp = _first_seen(q_all), _first_seen(p_all)
+        if fq is not None and fp is not None:
+            order = _grouped_order(q_all, rank)
+            if order is not None:
+                q_all, p_all, score = q_all[order], p_all[order], score[order]
+            return [
+                IdArrays(stem, spath, "trec-run", n, q_names, q_all, p_names, p_all, score, fq + 1, fp + 1)
+            ]
+    tag_code = np_of(tag_enc.indices)
     runs = []
     for k, tag in enumerate(tags):
         rows = np.flatnonzero(tag_code == k) if len(tags) > 1 else np.arange(n, dtype=np.int64)
@@ -119,7 +156,10 @@ def _group_trec(t, n: int, spath: str, stem: str) -> list[IdArrays] | None:
         p_lab = np.empty(len(up), np.int32)
         p_lab[op] = np.arange(len(up))
         ploc = p_lab[np.searchsorted(up, pg)]
-        order = np.lexsort((rows, rank[rows], qloc))
+        order = _grouped_order(qloc, rank[rows])
+        taken = rows
+        if order is not None:
+            taken, qloc, ploc = rows[order], qloc[order], ploc[order]
         name = stem if len(tags) == 1 else f"{stem}:{tag}"
         runs.append(
             IdArrays(
@@ -127,11 +167,11 @@ def _group_trec(t, n: int, spath: str, stem: str) -> list[IdArrays] | None:
                 spath,
                 "trec-run",
                 n,
-                q_names.take(ints_arrow(uq[oq])).to_pylist(),
-                qloc[order],
-                p_names.take(ints_arrow(up[op])).to_pylist(),
-                ploc[order],
-                score[rows][order],
+                q_names.take(ints_arrow(uq[oq])),
+                qloc,
+                p_names.take(ints_arrow(up[op])),
+                ploc,
+                score[taken],
                 rows[fq[oq]] + 1,
                 rows[fp[op]] + 1,
             )
