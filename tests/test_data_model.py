@@ -274,7 +274,7 @@ def _qrels_by_hand(coll: Collection, d) -> dict[int, list[int]]:
 
 @pytest.mark.parametrize("fast", ["1", "0"])
 def test_csr_positives_equal_the_dict_of_lists_on_a_fixture(monkeypatch, fast):
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
 
     monkeypatch.setenv("ECI_LOADER_FAST", fast)
     d = FIXTURES / "formats" / "beir"
@@ -298,7 +298,7 @@ def test_csr_positives_equal_the_dict_of_lists_on_a_fixture(monkeypatch, fast):
 def test_a_fast_load_builds_no_id_dict(monkeypatch):
     """The vectorised path looks ids up in Arrow: no ``{id: index}`` dict is made until a single
     id is asked for (then it is made once and kept up to date)."""
-    from eci_core.io.loaders import load_paths
+    from eci_core.io.load import load_paths
 
     monkeypatch.setenv("ECI_LOADER_FAST", "1")
     coll, rep = load_paths([str(FIXTURES / "formats" / "beir")])

@@ -572,7 +572,8 @@ class Collection:
         Query ``j`` (in record order) has id ``query_ids[j]``, text ``query_texts[j]``, positive
         ids ``positives[j]`` (or, as :class:`PositiveIds`, the ``positives.lengths[j]`` next ones of
         ``positives.ids``) and split ``splits[j]``; ids may be Arrow string arrays (``query_ids``,
-        ``neg_ids``, the keys of a :class:`KeyedTexts`), so a reader need not make Python strings; its negatives are the rows ``neg_q == j``
+        ``neg_ids``, the keys of a :class:`KeyedTexts`), so a reader need not make Python strings;
+        its negatives are the rows ``neg_q == j``
         (``neg_q`` ascending, rows in rank order within a query), passage ``neg_ids[neg_p[i]]``
         with score ``neg_score[i]`` (NaN: none). Every text is ``passage_text[id]``. The result
         (indices, order, drops and notes) is exactly what :meth:`add_source` gives for the same

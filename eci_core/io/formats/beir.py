@@ -497,8 +497,6 @@ class ArrowQrels:
     _pline: Any
 
     def _rows(self, ids) -> Any:
-        import pyarrow as pa
-
         if ids.type != self.q.type:
             ids = ids.cast(self.q.type)
         return lookup_rows(ids, self.q) if len(self.q) else np.full(len(ids), -1, np.int64)
