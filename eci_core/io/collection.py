@@ -101,17 +101,14 @@ class Source:
 
 @dataclass
 class PositiveIds:
-    """Positive ids of records in CSR form (what a columnar reader hands to
-    :meth:`Collection.add_id_source`): record ``j`` has ``lengths[j]`` positives, the next ones of
-    ``ids`` (an Arrow string array) in order."""
+    """Positives in CSR form: record ``j`` has the ``lengths[j]`` next ids of ``ids`` (Arrow)."""
 
     lengths: np.ndarray
     ids: object
 
 
 class _PyIds(Sequence):
-    """An Arrow string array read as Python strings, one at a time (the few ids a message or a
-    text comparison needs; bulk work stays in Arrow)."""
+    """An Arrow string array read one Python string at a time (the few ids a message needs)."""
 
     def __init__(self, arr):
         self.arr = arr
@@ -120,21 +117,7 @@ class _PyIds(Sequence):
         return len(self.arr)
 
     def __getitem__(self, i):
-        if isinstance(i, slice):
-            return self.arr[i].to_pylist()
-        return self.arr[int(i)].as_py()
-
-
-def _py_keys(keys):
-    """``keys`` readable per item as Python strings (Arrow arrays wrapped, see :class:`_PyIds`)."""
-    import sys
-
-    if "pyarrow" in sys.modules:
-        import pyarrow as pa
-
-        if isinstance(keys, pa.Array):
-            return _PyIds(keys)
-    return keys
+        return self.arr[i].to_pylist() if isinstance(i, slice) else self.arr[int(i)].as_py()
 
 
 def _index_array(a) -> np.ndarray:
@@ -635,7 +618,7 @@ class Collection:
             pos_len = np.fromiter(map(len, positives), dtype=np.int64, count=nq_rec)
             flat = list(itertools.chain.from_iterable(positives))
             pos_arr = as_str_arrow(flat)
-        neg_keys = _py_keys(neg_ids)
+        neg_keys = _PyIds(neg_ids) if isinstance(neg_ids, pa.Array) else neg_ids
         arrow_qkeys = isinstance(query_texts, KeyedTexts) and isinstance(query_texts.keys, pa.Array)
         if arrow_qkeys:  # per-item reads (rare: texts compared, lazy index) as Python strings
             query_texts = KeyedTexts(query_texts.texts, _PyIds(query_texts.keys))
