@@ -14,7 +14,14 @@ from typing import Iterable
 from eci_core.io.records import LoadError
 from eci_core.io.texts import ints_arrow, np_of
 from eci_core.io.formats.id_runs import IdArrays, IdRun
-from eci_core.io.read.blocks import NotFast, arrow_tables, concat_tables, odd_space, release_arrow_memory
+from eci_core.io.read.blocks import (
+    NotFast,
+    arrow_tables,
+    concat_tables,
+    odd_space,
+    parse_in_pieces,
+    release_arrow_memory,
+)
 from eci_core.io.read.limits import Progress
 from eci_core.io.read.text import Lines
 from eci_core.io.read.values import finite, unexpected_error
@@ -203,23 +210,27 @@ def fast_trec(path: Path, stem: str) -> list[IdArrays] | None:
             delim.append("\t" if b"\t" in first and b" " not in first else " ")
         if (delim[0] == " " and b"\t" in b) or (delim[0] == "\t" and b" " in b):
             raise NotFast
-        return pacsv.read_csv(
-            pa.py_buffer(b),
-            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24, use_threads=False),
-            parse_options=pacsv.ParseOptions(
-                delimiter=delim[0],
-                quote_char=False,
-                double_quote=False,
-                escape_char=False,
-                newlines_in_values=False,
-                ignore_empty_lines=False,
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types=types,
-                null_values=[],
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
+        buf = pa.py_buffer(b)
+        return parse_in_pieces(
+            lambda size, threads: pacsv.read_csv(
+                buf,
+                read_options=pacsv.ReadOptions(column_names=names, block_size=size, use_threads=threads),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=delim[0],
+                    quote_char=False,
+                    double_quote=False,
+                    escape_char=False,
+                    newlines_in_values=False,
+                    ignore_empty_lines=False,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=types,
+                    null_values=[],
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                    include_columns=[c for c in names if c != "q0"],  # Q0 is never read
+                ),
+            )
         )
 
     try:  # NotFast (with the block where it happened) goes to the caller

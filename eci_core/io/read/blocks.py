@@ -214,14 +214,33 @@ def arrow_ids(col) -> Any:
     return col
 
 
+# pyarrow parses a block of the file (BLOCK_BYTES) in pieces of this size on its thread pool, as
+# its own readers do; a line longer than a piece makes it fail, and the block is parsed again whole
+PARSE_PIECE_BYTES = 1 << 20
+
+
+def parse_in_pieces(parse: Callable[[int, bool], Any]) -> Any:
+    """``parse(block_size, use_threads)``: in :data:`PARSE_PIECE_BYTES` pieces on pyarrow's
+    threads, else (a line longer than a piece, or any error) in one piece, on this thread."""
+    import pyarrow as pa
+
+    try:
+        return parse(PARSE_PIECE_BYTES, True)
+    except (pa.ArrowException, ValueError):
+        return parse(1 << 24, False)
+
+
 def read_json_block(b: bytes):
     import pyarrow as pa
     import pyarrow.json as pajson
 
-    return pajson.read_json(
-        pa.py_buffer(b),
-        read_options=pajson.ReadOptions(block_size=1 << 24, use_threads=False),
-        parse_options=pajson.ParseOptions(newlines_in_values=False),
+    buf = pa.py_buffer(b)
+    return parse_in_pieces(
+        lambda size, threads: pajson.read_json(
+            buf,
+            read_options=pajson.ReadOptions(block_size=size, use_threads=threads),
+            parse_options=pajson.ParseOptions(newlines_in_values=False),
+        )
     )
 
 
@@ -263,7 +282,7 @@ def block_lines(spath: str, block: tuple[int, int, bytes, bool]) -> Iterator[tup
 # between the blocks they keep. A load sets it to 256 KiB (peak RSS ~50 MiB lower on 3M TREC
 # lines + 300k passages, BENCHMARKS.md "Loading") and leaves it at glibc's dynamic maximum, where
 # a numpy-heavy process's threshold ends anyway. Not done when MALLOC_MMAP_THRESHOLD_ is set.
-LOAD_MMAP_THRESHOLD = 256 << 10
+LOAD_MMAP_THRESHOLD = 4 << 20
 
 
 AFTER_MMAP_THRESHOLD = 32 << 20
