@@ -125,7 +125,8 @@ def _fast_beir_jsonl(
                 blank = pc.and_(blank, pc.invert(has_t))
         if np_of(blank).any():
             return False  # the per-line reader names the line
-        blocks.append(body)
+        # pyarrow's pieces of the block as they are (no copy of the text into one array)
+        blocks.extend(c for c in (body.chunks if isinstance(body, pa.ChunkedArray) else [body]) if len(c))
         id_blocks.append(pc.cast(kid, pa.string()) if not pa.types.is_string(kid.type) else kid)
         return True
 
@@ -152,10 +153,10 @@ def _fast_beir_jsonl(
             ids = arrow_ids(t.column("_id").combine_chunks())
             if ids is None:
                 return None
-            body = t.column("text").combine_chunks()
+            body = t.column("text")  # chunked: pyarrow parses a block in pieces
             title = None
             if with_title and "title" in t.column_names:
-                title = t.column("title").combine_chunks()
+                title = t.column("title")
                 if pa.types.is_null(title.type):
                     title = None
                 elif not pa.types.is_string(title.type):
