@@ -24,6 +24,7 @@ from eci_core.io.texts import (
     ArrowTextMap,
     as_str_arrow,
     bool_arrow,
+    lookup_rows,
     np_of,
     str_arrow,
 )
@@ -96,6 +97,7 @@ def _fast_beir_jsonl(
     # 64k): O(rows) in all, and the waiting rows are at most about the size of what is kept.
     batch = max(len(needed), 1 << 16) if arrow_needed else 0
     pending: list = []  # (ids, text, title) of blocks read, not yet filtered
+    codes: list = []  # of the rows kept: which needed id each is
 
     def add(ids, body, title, keep) -> bool:
         def kept(col):
@@ -134,8 +136,10 @@ def _fast_beir_jsonl(
         if not pending:
             return True
         ids = pa.concat_arrays([x[0] for x in pending]) if len(pending) > 1 else pending[0][0]
-        keep_np = np_of(pc.is_in(ids, value_set=needed))
-        del ids
+        code = lookup_rows(ids, needed)  # the needed id each row is (-1: not needed)
+        keep_np = code >= 0
+        codes.append(code[keep_np])
+        del ids, code
         at = 0
         for ids, body, title in pending:
             k = keep_np[at : at + len(ids)]
@@ -187,6 +191,10 @@ def _fast_beir_jsonl(
         release_arrow_memory()
     if not rows:
         return None
+    if arrow_needed:
+        code = np.concatenate(codes) if codes else np.zeros(0, np.int64)
+        if not len(code) or np.bincount(code).max() <= 1:  # each id once: nothing to drop
+            return ArrowTextMap(pa.concat_arrays(id_blocks) if id_blocks else str_arrow([]), blocks)
     return _first_of_each_id(id_blocks, blocks)
 
 
