@@ -233,10 +233,16 @@ class ArrowQrels:
     _pfile: Any
     _pline: Any
 
+    # (ids, rows) of the last lookup: lists_for, then splits_for, look the same ids up
+    _last: tuple = field(default=(None, None), init=False, repr=False, compare=False)
+
     def _rows(self, ids) -> Any:
-        if ids.type != self.q.type:
-            ids = ids.cast(self.q.type)
-        return lookup_rows(ids, self.q) if len(self.q) else np.full(len(ids), -1, np.int64)
+        if self._last[0] is ids:
+            return self._last[1]
+        arr = ids.cast(self.q.type) if ids.type != self.q.type else ids
+        rows = lookup_rows(arr, self.q) if len(self.q) else np.full(len(ids), -1, np.int64)
+        self._last = (ids, rows)
+        return rows
 
     def lists_for(self, ids) -> PositiveIds:
         """The positives of each of ``ids`` (an Arrow string array; none for an unlabelled id)."""
