@@ -22,6 +22,7 @@ from eci_core.io.records import QueryRecord, SourceReport, text_id
 from eci_core.io.texts import (
     TAKE_BLOCK,
     IdIndex,
+    KeyedTexts,
     TextColumn,
     append_texts,
     as_str_arrow,
@@ -68,6 +69,12 @@ def content_hash(collection: "Collection") -> str:
     return h.hexdigest()
 
 
+def sorted_unique(a: np.ndarray) -> np.ndarray:
+    """``np.unique(a)`` by sorting: numpy 2.4's hash-based one is 10x slower on 1M integers."""
+    s = np.sort(np.asarray(a).ravel())
+    return s if len(s) < 2 else s[np.r_[True, s[1:] != s[:-1]]]
+
+
 @dataclass
 class Source:
     """One set of negatives: parallel arrays sorted by (query index, rank).
@@ -87,7 +94,7 @@ class Source:
 
     def __post_init__(self) -> None:
         if self.queries is None:
-            self.queries = np.unique(self.q_idx)
+            self.queries = sorted_unique(self.q_idx)
 
     def __len__(self) -> int:
         return int(self.q_idx.shape[0])
@@ -96,6 +103,27 @@ class Source:
     def query_indices(self) -> np.ndarray:
         """Sorted query indices this source covers, including queries with K = 0 negatives."""
         return self.queries
+
+
+@dataclass
+class PositiveIds:
+    """Positives in CSR form: record ``j`` has the ``lengths[j]`` next ids of ``ids`` (Arrow)."""
+
+    lengths: np.ndarray
+    ids: object
+
+
+class _PyIds(Sequence):
+    """An Arrow string array read one Python string at a time (the few ids a message needs)."""
+
+    def __init__(self, arr):
+        self.arr = arr
+
+    def __len__(self) -> int:
+        return len(self.arr)
+
+    def __getitem__(self, i):
+        return self.arr[i].to_pylist() if isinstance(i, slice) else self.arr[int(i)].as_py()
 
 
 def _index_array(a) -> np.ndarray:
@@ -160,7 +188,7 @@ def _count_identical(
     indptr = np.zeros(nq + 1, dtype=np.int64)
     np.cumsum(count, out=indptr[1:])
     most = int(count.max())
-    keys = np.unique(pq * base + plen) if most > 8 else None
+    keys = sorted_unique(pq * base + plen) if most > 8 else None
     cand = np.zeros(len(q_idx), dtype=bool)
     for lo in range(0, len(q_idx), _CHUNK_ROWS):  # row by row: bounded temporaries
         rows = slice(lo, lo + _CHUNK_ROWS)
@@ -178,12 +206,12 @@ def _count_identical(
     del cand, keys
     if len(c) > max(4096, len(q_idx) // 8):
         tcode = text_codes(texts, pp, p_idx, int(n) - 1)
-        keys = np.unique(pq * n + tcode[pp])
+        keys = sorted_unique(pq * n + tcode[pp])
         return sum(
             int(_pairs_in(q_idx[lo : lo + _CHUNK_ROWS], tcode[p_idx[lo : lo + _CHUNK_ROWS]], keys, n).sum())
             for lo in range(0, len(q_idx), _CHUNK_ROWS)
         )
-    same = _pairs_in(q_idx[c], p_idx[c], np.unique(pq * n + pp), n)  # the positive itself
+    same = _pairs_in(q_idx[c], p_idx[c], sorted_unique(pq * n + pp), n)  # the positive itself
     rest = c[~same]
     if not len(rest):
         return int(same.sum())
@@ -204,7 +232,7 @@ def _count_identical(
         dtype=bool,
         count=len(row),
     )
-    return int(same.sum()) + len(np.unique(row[equal]))
+    return int(same.sum()) + len(sorted_unique(row[equal]))
 
 
 def _known_with_other_text(ix: np.ndarray, column: TextColumn, texts, keys: Sequence) -> np.ndarray:
@@ -516,7 +544,7 @@ class Collection:
         name: str,
         query_ids: Sequence[str],
         query_texts: Sequence[str],
-        positives: Sequence[Sequence[str]],
+        positives: Sequence[Sequence[str]] | PositiveIds,
         neg_q: np.ndarray,
         neg_p: np.ndarray,
         neg_score: np.ndarray,
@@ -531,7 +559,9 @@ class Collection:
         """Vectorised :meth:`add_source` for negatives given by id (TREC runs, negative-ids).
 
         Query ``j`` (in record order) has id ``query_ids[j]``, text ``query_texts[j]``, positive
-        ids ``positives[j]`` and split ``splits[j]``; its negatives are the rows ``neg_q == j``
+        ids ``positives[j]`` (or, as :class:`PositiveIds`, the ``positives.lengths[j]`` next ones of
+        ``positives.ids``) and split ``splits[j]``; ids may be Arrow string arrays (``query_ids``,
+        ``neg_ids``, the keys of a :class:`KeyedTexts`); its negatives are the rows ``neg_q == j``
         (``neg_q`` ascending, rows in rank order within a query), passage ``neg_ids[neg_p[i]]``
         with score ``neg_score[i]`` (NaN: none). Every text is ``passage_text[id]``. The result
         (indices, order, drops and notes) is exactly what :meth:`add_source` gives for the same
@@ -585,9 +615,17 @@ class Collection:
         # ids as Arrow arrays: looked up in the collection's ids by Arrow hash kernels (no dict)
         qid_arr = as_str_arrow(query_ids)
         neg_arr = as_str_arrow(neg_ids)
-        pos_len = np.fromiter(map(len, positives), dtype=np.int64, count=nq_rec)
-        flat = list(itertools.chain.from_iterable(positives))
-        pos_arr = as_str_arrow(flat)
+        if isinstance(positives, PositiveIds):
+            pos_len = np.asarray(positives.lengths, np.int64)
+            flat = _PyIds(pos_arr := as_str_arrow(positives.ids))
+        else:
+            pos_len = np.fromiter(map(len, positives), dtype=np.int64, count=nq_rec)
+            flat = list(itertools.chain.from_iterable(positives))
+            pos_arr = as_str_arrow(flat)
+        neg_keys = _PyIds(neg_ids) if isinstance(neg_ids, pa.Array) else neg_ids
+        arrow_qkeys = isinstance(query_texts, KeyedTexts) and isinstance(query_texts.keys, pa.Array)
+        if arrow_qkeys:  # per-item reads (rare: texts compared, lazy index) as Python strings
+            query_texts = KeyedTexts(query_texts.texts, _PyIds(query_texts.keys))
         n_p0, n_q0 = len(self.passage_ids), len(self.query_ids)
         q_known = self._qid_index.lookup(qid_arr) if n_q0 else np.full(nq_rec, -1, dtype=np.int64)
         # every passage id once, as a code: the loaded ids first, then this source's negative ids,
@@ -609,7 +647,7 @@ class Collection:
             ix = np.where(canon < n_p0, canon, -1)
             if (ix >= 0).any():
                 n_diff = int(
-                    _known_with_other_text(ix, self.passage_texts, passage_text, neg_ids)[neg_p].sum()
+                    _known_with_other_text(ix, self.passage_texts, passage_text, neg_keys)[neg_p].sum()
                 )
             ix = np.where(pos_code < n_p0, pos_code, -1)
             if (ix >= 0).any():
@@ -682,12 +720,16 @@ class Collection:
         qi_of[kept_js] = q_index[q_canon]
         new_js = first[new]  # the record of each new query, in the order they are added
         del q_enc, q_canon, u, first, order, known, new, q_index
-        self._qid_index.extend([str(query_ids[j]) for j in new_js.tolist()], qid_arr.take(ints_arrow(new_js)))
+        new_q = qid_arr.take(ints_arrow(new_js))
+        self._qid_index.extend(new_q.to_pylist(), new_q)
         if self._qtext_lazy is not None:
             for j, qi in zip(new_js.tolist(), qi_of[new_js].tolist()):
                 self._qtext_lazy.setdefault(query_texts[j], qi)
-        append_texts(self.query_texts, query_texts, new_js.tolist())
-        del new_js, qid_arr
+        if arrow_qkeys:  # the new queries' texts looked up by their Arrow ids at once
+            append_texts(self.query_texts, query_texts.texts, query_texts.keys.arr.take(ints_arrow(new_js)))
+        else:
+            append_texts(self.query_texts, query_texts, new_js.tolist())
+        del new_q, new_js, qid_arr
         # positives (CSR): each record's, after the query's own, each pair once
         self.positives.add_pairs(qi_of[pos_q], index_of[pos_code])
         del pos_q, pos_code
@@ -748,7 +790,7 @@ class Collection:
             p_idx=p_idx,
             rank=rank,
             score=ks,
-            queries=np.unique(kept_q).astype(np.int64),
+            queries=sorted_unique(kept_q).astype(np.int64),
             path=str(path),
             format=format,
         )

@@ -11,9 +11,9 @@ Public API::
 
 Elsewhere: the formats and their registry (``detect_format``, ``normalise_format``, ``FORMATS``) in
 :mod:`eci_core.io.formats`, ``load_msmarco_hn`` in :mod:`eci_core.io.formats.msmarco_hn`,
-``load_beir``, ``qrels_splits`` in :mod:`eci_core.io.formats.beir`; the shared reading plumbing
-(``LoadLimits``, bounded gzip and lines, rows, no-echo value checks, Arrow blocks) in
-:mod:`eci_core.io.read`.
+``load_beir`` in :mod:`eci_core.io.formats.beir`, ``qrels_splits`` in
+:mod:`eci_core.io.formats.beir_qrels`; the shared reading plumbing (``LoadLimits``, bounded gzip
+and lines, rows, no-echo value checks, Arrow blocks) in :mod:`eci_core.io.read`.
 
 Containers
     JSONL (``.jsonl``/``.ndjson``), JSON (``.json``: an array of objects, an object of equal-length

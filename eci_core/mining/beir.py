@@ -2,7 +2,7 @@
 passage and query, and negatives by id (TREC run or negative-ids JSONL) for ``--add-negatives``.
 
 Both read through the io layer's readers (:func:`eci_core.io.formats.beir.read_beir_texts`,
-:func:`~eci_core.io.formats.beir.read_beir_qrels`,
+:func:`~eci_core.io.formats.beir_qrels.read_beir_qrels`,
 :func:`~eci_core.io.formats.run_files.parse_negatives_file`),
 the ones ``eci score`` loads with: the same texts, the same positives, the same
 ``PATH:LINE: field 'F': message`` errors, no value of the file echoed.
@@ -35,12 +35,13 @@ def read_beir(directory: str | Path, split: str = "test") -> Collection:
     ``query-id corpus-id score`` (score > 0 = relevant). Every query of ``queries.jsonl`` is added;
     those with a relevant passage get positives and are the ones mined. The files are read by the
     io layer's BEIR readers (:func:`eci_core.io.formats.beir.read_beir_texts`,
-    :func:`eci_core.io.formats.beir.read_beir_qrels`), so a repeated id keeps its first line and a
+    :func:`eci_core.io.formats.beir_qrels.read_beir_qrels`), so a repeated id keeps its first line and a
     problem raises the loaders' :class:`LoadError`, ``PATH:LINE: field 'F': message``, with no
     value of the file echoed. A qrels row naming a query or passage the other files lack is an
     error at its line.
     """
-    from eci_core.io.formats.beir import read_beir_qrels, read_beir_texts
+    from eci_core.io.formats.beir import read_beir_texts
+    from eci_core.io.formats.beir_qrels import read_beir_qrels
 
     d = Path(directory)
     if not d.is_dir():
@@ -90,7 +91,7 @@ def _check_known(
 def _first_relevant_lines(qrels: Path, qids: set[str]) -> dict[str, int]:
     """The first line of a relevant (score > 0) row of each of ``qids`` in a qrels file, read
     again only when the qrels name queries that ``queries.jsonl`` lacks, to name the line. The
-    file has just been read and checked by :func:`~eci_core.io.formats.beir.read_beir_qrels` (UTF-8,
+    file has just been read and checked by :func:`~eci_core.io.formats.beir_qrels.read_beir_qrels` (UTF-8,
     line length, gzip limits), so this pass only splits its lines, numbered as the loaders number
     them (``\\n``-terminated)."""
     out: dict[str, int] = {}

@@ -51,7 +51,7 @@ def add_corpus(collection: Collection, directory: str | Path, roots=None) -> int
 def eval_split_name(directory: str | Path) -> str | None:
     """The qrels split of ``directory`` that is its official test set: "test", else "dev", when the
     directory also has ``qrels/train.tsv``; None when it has no official split."""
-    from eci_core.io.formats.beir import qrels_splits
+    from eci_core.io.formats.beir_qrels import qrels_splits
 
     names = set(qrels_splits(directory))
     if "train" not in names:
@@ -65,7 +65,8 @@ def add_eval_queries(collection: Collection, directory: str | Path, roots=None) 
     no source mined negatives for); returns how many were added. The passages must be loaded
     (:func:`add_corpus`); a positive missing from them raises LoadError naming the qrels line."""
     from eci_core.io.records import LoadError
-    from eci_core.io.formats.beir import read_beir_qrels, read_beir_texts
+    from eci_core.io.formats.beir import read_beir_texts
+    from eci_core.io.formats.beir_qrels import read_beir_qrels
 
     d = Path(directory)
     name = eval_split_name(d)

@@ -5,26 +5,33 @@
   run files kept elsewhere (``extra``); every file's ids gathered first, ``corpus.jsonl`` read once.
 * :func:`load_id_file`: a run file given on its own, resolved through its BEIR directory
   (:func:`own_beir_dir`), else the collection.
-* :func:`read_beir_jsonl`, :func:`read_beir_texts` (corpus/queries, vectorised when large),
-  :func:`read_beir_qrels`, :func:`read_qrels`, :func:`qrels_splits` (positives per query and split).
+* :func:`read_beir_jsonl`, :func:`read_beir_texts` (corpus/queries, vectorised when large); the
+  qrels (positives per query and split) are read by :mod:`.beir_qrels`.
 * Detected as a directory holding ``corpus.jsonl`` (:func:`looks_like_beir_dir`). No writer (the
   false-negative labels of ``qrels/`` are :mod:`.fn_labels`).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from eci_core.io.texts import ArrowTextMap, bool_arrow, ints_arrow, np_of, str_arrow
+import numpy as np
+
+from eci_core.io.texts import (
+    ArrowTextMap,
+    as_str_arrow,
+    bool_arrow,
+    lookup_rows,
+    np_of,
+    str_arrow,
+)
 from eci_core.io.collection import Collection
 from eci_core.io.records import LoadError, LoadReport, QueryRecord
 from eci_core.io.formats.base import add_records, check_cap
-from eci_core.io.formats.fn_labels import LABELS_FILE
+from eci_core.io.formats.beir_qrels import read_qrels, read_qrels_arrow
 from eci_core.io.formats.id_runs import add_arrays, check_arrays, check_cap_arrays, check_runs, id_records
 from eci_core.io.formats.run_files import parse_negatives_arrays, parse_negatives_file
 from eci_core.io.read.blocks import (
@@ -32,7 +39,6 @@ from eci_core.io.read.blocks import (
     NotFast,
     arrow_ids,
     arrow_tables,
-    concat_tables,
     read_json_block,
     release_arrow_memory,
     total_size,
@@ -41,9 +47,8 @@ from eci_core.io.read.blocks import (
     use_system_pool,
 )
 from eci_core.io.read.limits import ROOTS, Progress
-from eci_core.io.read.text import Lines, missing_path_error, plain_or_gz, strip_gz
+from eci_core.io.read.text import Lines, missing_path_error, plain_or_gz
 from eci_core.io.read.values import (
-    finite,
     id_value,
     kind_of,
     loads_checked,
@@ -65,14 +70,16 @@ _PY_BLANK_RE = "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in _PY_SPACE) + "]*$"
 
 
 def _fast_beir_jsonl(
-    path: Path, needed: set[str] | dict[str, str] | None, with_title: bool, progress: Progress | None = None
+    path: Path,
+    needed: set[str] | dict[str, str] | Any | None,
+    with_title: bool,
+    progress: Progress | None = None,
 ) -> ArrowTextMap | None:
     """:func:`read_beir_jsonl` with pyarrow's JSON reader, block by block, or None to let the
     per-line reader decide. The texts of the needed rows stay in Arrow (one string block per file
-    block, shared with the collection that adds them): only the ids become Python strings. When
-    ``needed`` is a dict (id -> the same id), its string objects are the ids of the result (no
-    second copy of the ids); None keeps every id."""
-    import numpy as np
+    block, shared with the collection that adds them): only the ids become Python strings.
+    ``needed``: an Arrow string array of the ids to keep (looked up with ``pc.is_in``), a set or
+    dict (looked up per id in Python), or None to keep every id."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -80,6 +87,68 @@ def _fast_beir_jsonl(
     id_blocks: list = []
     blocks: list = []
     rows = 0
+    arrow_needed = isinstance(needed, pa.Array)
+    if arrow_needed and needed.type != pa.string():
+        needed = needed.cast(pa.string())
+    # Arrow membership in ``needed`` is tested for several blocks at once: pc.is_in builds a hash
+    # table of every needed id on each call, so one call per 4 MiB block would cost O(blocks x
+    # needed ids), quadratic in the corpus size (523 s of a 1M-query load, BENCHMARKS.md
+    # "Loading"). Blocks wait until they hold as many rows as there are needed ids (at least
+    # 64k): O(rows) in all, and the waiting rows are at most about the size of what is kept.
+    batch = max(len(needed), 1 << 16) if arrow_needed else 0
+    pending: list = []  # (ids, text, title) of blocks read, not yet filtered
+    codes: list = []  # of the rows kept: which needed id each is
+
+    def add(ids, body, title, keep) -> bool:
+        def kept(col):
+            return col if keep is None else pc.filter(col, keep)
+
+        body = kept(body)
+        if body.null_count or not pa.types.is_string(body.type):
+            return len(body) == 0
+        if title is not None:
+            title = kept(title)
+        kid = kept(ids)
+        if not len(body):
+            return True
+        # text = stripped title + " " + text when both are set, else title or text (as read_beir_jsonl)
+        blank = pc.match_substring_regex(body, _PY_BLANK_RE)
+        if title is not None:
+            title = pc.utf8_trim(title, characters=_PY_SPACE)
+            has_t_np = np_of(pc.utf8_length(title)) > 0  # null title: NaN, not > 0
+            has_t = bool_arrow(has_t_np)
+            if has_t_np.any():
+                both = pc.and_(has_t, pc.invert(blank))
+                body = pc.if_else(
+                    both,
+                    pc.binary_join_element_wise(title, body, str_arrow([" "])[0]),
+                    pc.if_else(has_t, title, body),
+                )
+                blank = pc.and_(blank, pc.invert(has_t))
+        if np_of(blank).any():
+            return False  # the per-line reader names the line
+        # pyarrow's pieces of the block as they are (no copy of the text into one array)
+        blocks.extend(c for c in (body.chunks if isinstance(body, pa.ChunkedArray) else [body]) if len(c))
+        id_blocks.append(pc.cast(kid, pa.string()) if not pa.types.is_string(kid.type) else kid)
+        return True
+
+    def flush() -> bool:
+        if not pending:
+            return True
+        ids = pa.concat_arrays([x[0] for x in pending]) if len(pending) > 1 else pending[0][0]
+        code = lookup_rows(ids, needed)  # the needed id each row is (-1: not needed)
+        keep_np = code >= 0
+        codes.append(code[keep_np])
+        del ids, code
+        at = 0
+        for ids, body, title in pending:
+            k = keep_np[at : at + len(ids)]
+            at += len(ids)
+            if not add(ids, body, title, None if k.all() else bool_arrow(k)):
+                return False
+        pending.clear()
+        return True
+
     try:
         for t in arrow_tables(path, read_json_block, progress):
             rows += t.num_rows
@@ -88,9 +157,21 @@ def _fast_beir_jsonl(
             ids = arrow_ids(t.column("_id").combine_chunks())
             if ids is None:
                 return None
-            # membership in ``needed`` by Python hashing, O(rows in the block): pc.is_in would
-            # rebuild its hash table of every needed id for each 4 MiB block, O(blocks x ids),
-            # quadratic in the corpus size (523 s of a 1M-query load, BENCHMARKS.md "Loading")
+            body = t.column("text")  # chunked: pyarrow parses a block in pieces
+            title = None
+            if with_title and "title" in t.column_names:
+                title = t.column("title")
+                if pa.types.is_null(title.type):
+                    title = None
+                elif not pa.types.is_string(title.type):
+                    return None
+            del t
+            if arrow_needed:
+                pending.append((ids, body, title))
+                if sum(len(x[0]) for x in pending) >= batch and not flush():
+                    return None
+                continue
+            # membership in a set/dict by Python hashing, O(rows in the block)
             keep = (
                 None
                 if needed is None
@@ -98,57 +179,27 @@ def _fast_beir_jsonl(
                     np.fromiter(map(needed.__contains__, ids.to_pylist()), dtype=bool, count=len(ids))
                 )
             )
-
-            def kept(col, keep=keep):
-                return col if keep is None else pc.filter(col, keep)
-
-            body = kept(t.column("text").combine_chunks())
-            if body.null_count or not pa.types.is_string(body.type):
-                if len(body) == 0:
-                    continue
+            if not add(ids, body, title, keep):
                 return None
-            title = None
-            if with_title and "title" in t.column_names:
-                title = kept(t.column("title").combine_chunks())
-                if pa.types.is_null(title.type):
-                    title = None
-                elif not pa.types.is_string(title.type):
-                    return None
-            kid = kept(ids)
-            del ids, keep
-            if not len(body):
-                continue
-            # text = stripped title + " " + text when both are set, else title or text (as read_beir_jsonl)
-            blank = pc.match_substring_regex(body, _PY_BLANK_RE)
-            if title is not None:
-                title = pc.utf8_trim(title, characters=_PY_SPACE)
-                has_t_np = np_of(pc.utf8_length(title)) > 0  # null title: NaN, not > 0
-                has_t = bool_arrow(has_t_np)
-                if has_t_np.any():
-                    both = pc.and_(has_t, pc.invert(blank))
-                    body = pc.if_else(
-                        both,
-                        pc.binary_join_element_wise(title, body, str_arrow([" "])[0]),
-                        pc.if_else(has_t, title, body),
-                    )
-                    blank = pc.and_(blank, pc.invert(has_t))
-            if np_of(blank).any():
-                return None  # the per-line reader names the line
-            blocks.append(body)
-            id_blocks.append(pc.cast(kid, pa.string()) if not pa.types.is_string(kid.type) else kid)
-            del t, body, title, blank, kid
+            del ids, body, title, keep
+        if not flush():
+            return None
     except NotFast:
         return None
     finally:
+        pending.clear()
         release_arrow_memory()
     if not rows:
         return None
+    if arrow_needed:
+        code = np.concatenate(codes) if codes else np.zeros(0, np.int64)
+        if not len(code) or np.bincount(code).max() <= 1:  # each id once: nothing to drop
+            return ArrowTextMap(pa.concat_arrays(id_blocks) if id_blocks else str_arrow([]), blocks)
     return _first_of_each_id(id_blocks, blocks)
 
 
 def _first_of_each_id(id_blocks: list, blocks: list) -> ArrowTextMap:
     """The rows of ``blocks`` (ids in ``id_blocks``) keeping the first row of each id."""
-    import numpy as np
     import pyarrow as pa
 
     ids = pa.concat_arrays(id_blocks) if id_blocks else str_arrow([])
@@ -183,17 +234,6 @@ def read_beir_texts(
     return out if isinstance(out, dict) else dict(out.items())
 
 
-def read_beir_qrels(
-    directory: str | Path, split: str | None = None
-) -> tuple[dict[str, list[str]], dict[str, str], dict[str, tuple[str, int]]]:
-    """``(positives, splits, where)`` of a BEIR directory as :func:`load_beir` reads them: per
-    query id its positive corpus ids (score > 0) and its qrels split (from ``qrels/<split>.tsv``
-    alone when ``split`` is given), and per corpus id the file and line first naming it. A bad
-    line raises :class:`LoadError` naming file, line and field."""
-    qr = read_qrels(Path(directory), split)
-    return qr.pos, qr.split, qr.where
-
-
 def read_beir_jsonl(
     path: Path, needed: set[str] | dict[str, str] | None, with_title: bool, progress: Progress | None = None
 ) -> Mapping[str, str]:
@@ -206,6 +246,8 @@ def read_beir_jsonl(
                 n = os.path.getsize(path)
                 progress(f"reading {path.name}", n, n)
             return out
+    if needed is not None and hasattr(needed, "to_pylist"):  # Arrow ids: the per-line reader needs a set
+        needed = set(needed.to_pylist())
     spath = str(path)
     out: dict[str, str] = {}
     head = _BEIR_ID.match
@@ -249,176 +291,29 @@ def read_beir_jsonl(
     return out
 
 
-SPLIT_ORDER = ("test", "dev", "validation", "val", "train")
-
-
-# qrels/ files that are labels, not a split of positives: known false negatives (issue 9)
-LABEL_FILES = frozenset({LABELS_FILE})
-
-
-def _split_rank(name: str) -> tuple[int, str]:
-    return (SPLIT_ORDER.index(name) if name in SPLIT_ORDER else len(SPLIT_ORDER), name)
-
-
-def qrels_splits(directory: str | os.PathLike) -> list[str]:
-    """The qrels split names of a BEIR directory (``qrels/<split>.tsv``), test/dev/train first."""
-    qdir = Path(directory) / "qrels"
-    if not qdir.is_dir():
-        return []
-    names = {
-        strip_gz(p.name)[:-4]
-        for p in qdir.iterdir()
-        if p.is_file()
-        and strip_gz(p.name).endswith(".tsv")
-        and not p.name.startswith(".")
-        and strip_gz(p.name) not in LABEL_FILES
-    }
-    return sorted(names, key=_split_rank)
-
-
-@dataclass
-class Qrels:
-    """Positives of a BEIR directory: per query id its split and positive ids."""
-
-    pos: dict[str, list[str]] = field(default_factory=dict)  # qid -> positive ids (its split only)
-    split: dict[str, str] = field(default_factory=dict)  # qid -> split name
-    where: dict[str, tuple[str, int]] = field(default_factory=dict)  # pid -> (file, first line)
-    several: set[str] = field(default_factory=set)  # qids labelled in more than one split
-
-
-def _fast_qrels_rows(f: Path) -> list[tuple[str, str, int]] | None:
-    """``(query id, corpus id, line)`` of the relevant rows (score > 0) of a tab-separated qrels
-    file read by pyarrow, or None to let the per-line reader decide."""
-    import numpy as np
+def _str_ids(ids) -> Any:
+    """Ids (a list of str or an Arrow string array) as an Arrow ``string`` array."""
     import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
 
-    def read(b: bytes):
-        return pacsv.read_csv(
-            pa.py_buffer(b),
-            read_options=pacsv.ReadOptions(
-                column_names=["q", "p", "s"], block_size=1 << 24, use_threads=False
-            ),
-            parse_options=pacsv.ParseOptions(
-                delimiter="\t",
-                quote_char=False,
-                double_quote=False,
-                escape_char=False,
-                newlines_in_values=False,
-                ignore_empty_lines=False,
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={"q": pa.string(), "p": pa.string(), "s": pa.string()},
-                null_values=[],
-                strings_can_be_null=False,
-            ),
-        )
-
-    try:
-        t = concat_tables(list(arrow_tables(f, read)))
-    except NotFast:
-        return None
-    if t.num_rows == 0:
-        return None
-    cols = [arrow_ids(t.column(c).combine_chunks()) for c in ("q", "p", "s")]
-    if any(c is None for c in cols):
-        return None
-    q, p, sc = cols
-    start = 0
-    try:
-        float(sc[0].as_py())
-    except ValueError:
-        start = 1  # a header line
-    try:
-        score = np_of(pc.cast(sc.slice(start), pa.float64()))
-    except (pa.ArrowException, ValueError):
-        return None
-    if not np.isfinite(score).all():
-        return None
-    keep = np.flatnonzero(score > 0) + start
-    idx = ints_arrow(keep)
-    return list(zip(q.take(idx).to_pylist(), p.take(idx).to_pylist(), (keep + 1).tolist()))
-
-
-def read_qrels(d: Path, split: str | None = None) -> Qrels:
-    """Positives per query id (score > 0) from ``qrels/<split>.tsv``, or from every split.
-
-    With ``split=None`` every ``qrels/*.tsv`` is read and each query takes its positives from the
-    split it is labelled in; a query labelled in several splits takes them from the first of
-    test, dev, validation, val, train, then the others by name (counted in ``several``)."""
-    qdir = d / "qrels"
-    if not qdir.is_dir():
-        raise LoadError(
-            str(d), None, "BEIR directory has no qrels/ folder (qrels/<split>.tsv: query-id corpus-id score)"
-        )
-    names = qrels_splits(d)
-    if not names:
-        raise LoadError(
-            str(qdir),
-            None,
-            "no qrels files (expected qrels/<split>.tsv, e.g. test.tsv: query-id corpus-id score)",
-        )
-    if split is not None:
-        if split not in names:
-            raise LoadError(
-                str(qdir), None, f"split={split!r}: no qrels/{split}.tsv; splits here: {', '.join(names)}"
-            )
-        names = [split]
-    out = Qrels()
-    for name in names:  # best split first: a query already labelled keeps that split
-        f = plain_or_gz(qdir, name + ".tsv")
-        sf = str(f)
-        mine: dict[str, list[str]] = {}
-
-        def add(qid: str, pid: str, no: int, mine=mine, sf=sf) -> None:
-            """A relevant (query, passage) of this split; a query labelled in an earlier split
-            keeps that split's positives (counted in ``several``)."""
-            if qid in out.split:
-                out.several.add(qid)
-                return
-            lst = mine.setdefault(qid, [])
-            if pid not in lst:
-                lst.append(pid)
-            out.where.setdefault(pid, (sf, no))
-
-        rows = _fast_qrels_rows(f) if use_fast(total_size(f)) else None
-        if rows is not None:
-            for qid, pid, no in rows:
-                add(qid, pid, no)
-            for qid, lst in mine.items():
-                out.pos[qid] = lst
-                out.split[qid] = name
-            continue
-        no = None
+    arr = as_str_arrow(ids)
+    if arr.type != pa.string():
         try:
-            for no, s in Lines(f):
-                if not s.strip():
-                    continue
-                parts = s.split("\t") if "\t" in s else s.split()
-                if len(parts) < 3:
-                    raise LoadError(
-                        sf, no, f"expected 3 fields 'query-id corpus-id score', found {len(parts)}"
-                    )
-                qid, pid, sc = parts[0].strip(), parts[1].strip(), parts[-1].strip()
-                try:
-                    score = float(sc)
-                except ValueError:
-                    if no == 1:  # header
-                        continue
-                    raise LoadError(sf, no, "expected a number", field="score") from None
-                if not math.isfinite(score):
-                    finite(sf, no, score, "score")
-                if score > 0:
-                    add(qid, pid, no)
-        except LoadError:
-            raise
-        except Exception as err:  # any failure inside a record: one line at that record
-            raise unexpected_error(sf, no, err) from None
-        for qid, lst in mine.items():
-            out.pos[qid] = lst
-            out.split[qid] = name
-    return out
+            arr = arr.cast(pa.string())
+        except (pa.ArrowException, ValueError):  # over 2 GiB of ids: kept large
+            pass
+    return arr
+
+
+def _unique_ids(arrays: list) -> Any:
+    """The distinct ids of several Arrow string arrays, in first-appearance order."""
+    import pyarrow as pa
+
+    arrays = [a for a in arrays if len(a)]
+    if not arrays:
+        return str_arrow([])
+    if len({a.type for a in arrays}) > 1:
+        arrays = [a.cast(pa.large_string()) for a in arrays]
+    return _str_ids(pa.concat_arrays(arrays).unique())
 
 
 def load_beir(
@@ -490,11 +385,10 @@ def load_beir(
     need_p: dict[str, str] = {}
     for f in files:
         try:
-            if fast:
+            if fast:  # ids as Arrow string arrays (no Python string per id)
                 runs = parse_negatives_arrays(f, progress=progress)
                 for run in runs:
-                    run.qids = [need_q.setdefault(x, x) for x in run.qids]
-                    run.pids = [need_p.setdefault(x, x) for x in run.pids]
+                    run.qids, run.pids = _str_ids(run.qids), _str_ids(run.pids)
                 parsed.append(runs)
                 del runs
             else:
@@ -514,15 +408,22 @@ def load_beir(
             report.errors.append(str(unexpected_error(str(f), None, e)))
         if fast:
             trim_memory()  # the reader's freed blocks, before the next file (lower peak memory)
-    qr = read_qrels(d, split)
-    qrels, qrels_where = qr.pos, qr.where
-    if not fast:
+    qr: Any
+    if fast:  # every id needed, once, as Arrow arrays (looked up with Arrow's hash kernels)
+        qr = read_qrels_arrow(d, split)
+        all_runs = [r for runs in parsed for r in runs]
+        need_q = _unique_ids([r.qids for r in all_runs])
+        named = _unique_ids([qr.lists_for(need_q).ids])  # the positives of the queries used
+        need_p = _unique_ids([r.pids for r in all_runs] + [named])
+        del all_runs
+    else:
+        qr = read_qrels(d, split)
         for run in (r for runs in parsed for r in runs):
             need_q.update(zip(run.negs, run.negs))
             need_p.update(zip(run.pline, run.pline))
-    for q in need_q:
-        for pid in qrels.get(q, ()):
-            need_p.setdefault(pid, pid)
+        for q in need_q:
+            for pid in qr.pos.get(q, ()):
+                need_p.setdefault(pid, pid)
     ptexts = read_beir_jsonl(corpus, need_p, True, progress)
     # the readers keep only needed ids, once each: as many as needed means none is missing
     all_known = len(ptexts) == len(need_p)
@@ -532,11 +433,14 @@ def load_beir(
     if fast:
         trim_memory()
     # positives named in qrels must exist (for the queries we use)
-    named = list({pid for q in need_q for pid in qrels.get(q, ())})
-    bad = sorted(
-        ptexts.missing(named) if isinstance(ptexts, ArrowTextMap) else [p for p in named if p not in ptexts],
-        key=lambda pid, where=qrels_where: where[pid][1],
-    )
+    if not fast:
+        named = list({pid for q in need_q for pid in qr.pos.get(q, ())})
+    if isinstance(ptexts, ArrowTextMap):
+        bad = ptexts.missing(named)
+    else:
+        bad = [p for p in (named.to_pylist() if fast else named) if p not in ptexts]
+    qrels_where = qr.where_of(bad) if fast else qr.where
+    bad.sort(key=lambda pid, where=qrels_where: where[pid][1:] + where[pid][:1])
     if bad:
         f, ln = qrels_where[bad[0]]
         first = "" if len(bad) == 1 else " (the first on this line)"
@@ -544,7 +448,8 @@ def load_beir(
             f, ln, f"{plural(len(bad), 'positive id')} not in {corpus.name}{first}", field="corpus-id"
         )
     del need_q, bad, named, qrels_where
-    qr.where = {}  # only the message above needs it: ~100 bytes a positive freed before the sources are added
+    if not fast:  # only the message above needs it: ~100 bytes a positive freed before the sources are added
+        qr.where = {}
     good: list[list[Any]] = []
     for runs in parsed:
         if fast and all_known:  # every id of every file was found (see above)
@@ -561,7 +466,7 @@ def load_beir(
     n_runs = sum(map(len, good))
     staged: list[tuple[Any, list[QueryRecord] | None]] = []
     for runs in good:  # one file's systems are added together or not at all
-        recs_of = [None if fast else id_records(run, qrels, ptexts, qtexts, qr.split) for run in runs]
+        recs_of = [None if fast else id_records(run, qr.pos, ptexts, qtexts, qr.split) for run in runs]
         try:
             for run, recs in zip(runs, recs_of):
                 if fast:
@@ -586,12 +491,15 @@ def load_beir(
         else:
             sname = name
         notes: dict[str, int] = {}
-        for q in run.qids if fast else run.negs:
-            if q in qr.several:
-                k = f"query labelled in several qrels splits (positives from its {qr.split[q]} split)"
-                notes[k] = notes.get(k, 0) + 1
         if fast:
-            report.sources.append(add_arrays(collection, sname, run, qrels, ptexts, qtexts, qr.split, notes))
+            notes = qr.several_notes(run.qids)
+        else:
+            for q in run.negs:
+                if q in qr.several:
+                    k = f"query labelled in several qrels splits (positives from its {qr.split[q]} split)"
+                    notes[k] = notes.get(k, 0) + 1
+        if fast:
+            report.sources.append(add_arrays(collection, sname, run, qr, ptexts, qtexts, qr.names, notes))
             del run
             trim_memory()
         else:

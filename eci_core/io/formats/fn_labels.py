@@ -5,7 +5,7 @@ within :class:`~eci_core.io.read.limits.LoadLimits`; score 1 = false negative, 0
 Reader :func:`read_labels`, writer :func:`labels_bytes`, lookup beside a loaded dataset
 :func:`find_labels_file`. Not a hard-negative format (not in the registry): the labels are read by
 the Review page and the false-negative score's fit (:mod:`eci_core.metrics.false_negatives`), and
-a BEIR directory's qrels splits leave this file out (:data:`eci_core.io.formats.beir.LABEL_FILES`).
+a BEIR directory's qrels splits leave this file out (:data:`eci_core.io.formats.beir_qrels.LABEL_FILES`).
 """
 
 from __future__ import annotations

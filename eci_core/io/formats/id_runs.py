@@ -85,7 +85,8 @@ def id_records(
 class IdArrays:
     """One system of a TREC run / negative-ids file in columnar form.
 
-    ``qids`` in first-appearance order; ``q`` (ascending) and ``p`` (integer arrays: int32 from
+    ``qids`` in first-appearance order (a list, or an Arrow string array from the columnar
+    readers, as ``pids``); ``q`` (ascending) and ``p`` (integer arrays: int32 from
     the TREC reader, int64 otherwise) index ``qids`` / ``pids`` per negative, rows in the order
     :class:`IdRun` keeps them (TREC: by rank, then file order);
     ``qline`` / ``pline``: the first line of each query / negative id."""
@@ -94,9 +95,9 @@ class IdArrays:
     path: str
     format: str
     rows_read: int
-    qids: list[str]
+    qids: Any
     q: Any
-    pids: list[str]
+    pids: Any
     p: Any
     score: Any
     qline: Any
@@ -145,6 +146,7 @@ def check_arrays(runs: list[IdArrays], qtexts: Any, ptexts: Any, qwhere: str, pw
         ):
             if isinstance(known, ArrowTextMap) and not known.missing(ids):
                 continue  # all known (one Arrow hash lookup)
+            ids = ids.to_pylist() if hasattr(ids, "to_pylist") else ids  # Arrow ids (columnar readers)
             if isinstance(known, dict) and not set(ids).difference(known):
                 continue  # all known (a C-level set operation)
             for i, ln in zip(ids, lines.tolist()):
@@ -176,29 +178,40 @@ def add_arrays(
     collection: Collection,
     name: str,
     run: IdArrays,
-    positives: Mapping[str, list[str]],
+    positives: Any,
     ptexts: Mapping[str, str],
     qtexts: Mapping[str, str],
     splits: Mapping[str, str] | None,
     notes: dict[str, int] | None = None,
 ) -> SourceReport:
-    """:func:`add_records` of :func:`id_records` for a columnar run (same collection, same report)."""
+    """:func:`add_records` of :func:`id_records` for a columnar run (same collection, same report).
+
+    ``positives``: ``{query id: [positive ids]}``, or columnar qrels (an object with
+    ``lists_for(ids)`` and ``splits_for(ids)``, e.g. :class:`~.beir.ArrowQrels`, whose splits are
+    then used when ``splits`` is not None) for Arrow query ids."""
 
     rep = SourceReport(source=name, path=run.path, format=run.format)
     for k, v in (notes or {}).items():
         rep.note(k, v)
-    pos_lists = [positives.get(q, ()) for q in run.qids]
+    qids = run.qids
+    if hasattr(positives, "lists_for") and hasattr(qids, "to_pylist"):  # columnar qrels and ids
+        pos: Any = positives.lists_for(qids)
+        split_of = positives.splits_for(qids) if splits is not None else None
+    else:
+        qids = qids.to_pylist() if hasattr(qids, "to_pylist") else qids
+        pos = [positives.get(q, ()) for q in qids]
+        split_of = None if splits is None else [splits.get(q) for q in qids]
     return collection.add_id_source(
         name,
-        run.qids,
-        KeyedTexts(qtexts, run.qids),
-        pos_lists,
+        qids,
+        KeyedTexts(qtexts, qids),
+        pos,
         run.q,
         run.p,
         run.score,
         run.pids,
         ptexts,
-        splits=None if splits is None else [splits.get(q) for q in run.qids],
+        splits=split_of,
         path=run.path,
         format=run.format,
         rows_read=run.rows_read,

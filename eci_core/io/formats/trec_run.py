@@ -14,7 +14,14 @@ from typing import Iterable
 from eci_core.io.records import LoadError
 from eci_core.io.texts import ints_arrow, np_of
 from eci_core.io.formats.id_runs import IdArrays, IdRun
-from eci_core.io.read.blocks import NotFast, arrow_tables, concat_tables, odd_space, release_arrow_memory
+from eci_core.io.read.blocks import (
+    NotFast,
+    arrow_tables,
+    concat_tables,
+    odd_space,
+    parse_in_pieces,
+    release_arrow_memory,
+)
 from eci_core.io.read.limits import Progress
 from eci_core.io.read.text import Lines
 from eci_core.io.read.values import finite, unexpected_error
@@ -85,13 +92,41 @@ def trec_runs(spath: str, stem: str, hits: dict, first: dict, n: int) -> list[Id
     return runs
 
 
+def _first_seen(codes):
+    """``codes`` numbered by first appearance (0, then each new code one above the largest so
+    far: what Arrow's ``dictionary_encode`` gives): the first row of each code, else None."""
+    import numpy as np
+
+    if not len(codes) or codes[0] != 0:
+        return None
+    top = np.maximum.accumulate(codes)
+    step = np.diff(top)
+    if (step > 1).any():
+        return None
+    return np.flatnonzero(np.r_[True, step > 0])
+
+
+def _grouped_order(qloc, rank):
+    """Rows sorted by (query, rank, row), or None when they already are (a run written query by
+    query, ranks ascending: no sort needed)."""
+    import numpy as np
+
+    if len(qloc) < 2:
+        return None
+    dq = np.diff(qloc)
+    if (dq >= 0).all() and ((dq > 0) | (np.diff(rank) >= 0)).all():
+        return None
+    return np.lexsort((np.arange(len(qloc)), rank, qloc))
+
+
 def _group_trec(t, n: int, spath: str, stem: str) -> list[IdArrays] | None:
-    """Split a parsed TREC table into one :class:`IdArrays` per tag (first-appearance order)."""
+    """Split a parsed TREC table into one :class:`IdArrays` per tag (first-appearance order);
+    ids stay Arrow string arrays."""
     import numpy as np
     import pyarrow.compute as pc
 
-    for col in ("qid", "docid", "tag"):
-        if (np_of(pc.utf8_length(t.column(col))) == 0).any():
+    for col in ("qid", "docid", "tag"):  # an empty field: the per-line reader names the line
+        if t.num_rows and pc.min(pc.binary_length(t.column(col))).as_py() == 0:
             return None
     score = np_of(t.column("score"))
     if not np.isfinite(score).all():
@@ -99,11 +134,20 @@ def _group_trec(t, n: int, spath: str, stem: str) -> list[IdArrays] | None:
     rank = np_of(t.column("rank"))
     tag_enc = pc.dictionary_encode(t.column("tag")).combine_chunks()
     tags = tag_enc.dictionary.to_pylist()
-    tag_code = np_of(tag_enc.indices)
     q_enc = pc.dictionary_encode(t.column("qid")).combine_chunks()
     p_enc = pc.dictionary_encode(t.column("docid")).combine_chunks()
     q_all, p_all = np_of(q_enc.indices), np_of(p_enc.indices)  # int32 (pyarrow's dictionary indices)
     q_names, p_names = q_enc.dictionary, p_enc.dictionary
+    if len(tags) == 1:  # one system: the codes already number the ids by first appearance
+        fq, fp = _first_seen(q_all), _first_seen(p_all)
+        if fq is not None and fp is not None:
+            order = _grouped_order(q_all, rank)
+            if order is not None:
+                q_all, p_all, score = q_all[order], p_all[order], score[order]
+            return [
+                IdArrays(stem, spath, "trec-run", n, q_names, q_all, p_names, p_all, score, fq + 1, fp + 1)
+            ]
+    tag_code = np_of(tag_enc.indices)
     runs = []
     for k, tag in enumerate(tags):
         rows = np.flatnonzero(tag_code == k) if len(tags) > 1 else np.arange(n, dtype=np.int64)
@@ -119,7 +163,10 @@ def _group_trec(t, n: int, spath: str, stem: str) -> list[IdArrays] | None:
         p_lab = np.empty(len(up), np.int32)
         p_lab[op] = np.arange(len(up))
         ploc = p_lab[np.searchsorted(up, pg)]
-        order = np.lexsort((rows, rank[rows], qloc))
+        order = _grouped_order(qloc, rank[rows])
+        taken = rows
+        if order is not None:
+            taken, qloc, ploc = rows[order], qloc[order], ploc[order]
         name = stem if len(tags) == 1 else f"{stem}:{tag}"
         runs.append(
             IdArrays(
@@ -127,11 +174,11 @@ def _group_trec(t, n: int, spath: str, stem: str) -> list[IdArrays] | None:
                 spath,
                 "trec-run",
                 n,
-                q_names.take(ints_arrow(uq[oq])).to_pylist(),
-                qloc[order],
-                p_names.take(ints_arrow(up[op])).to_pylist(),
-                ploc[order],
-                score[rows][order],
+                q_names.take(ints_arrow(uq[oq])),
+                qloc,
+                p_names.take(ints_arrow(up[op])),
+                ploc,
+                score[taken],
                 rows[fq[oq]] + 1,
                 rows[fp[op]] + 1,
             )
@@ -163,23 +210,27 @@ def fast_trec(path: Path, stem: str) -> list[IdArrays] | None:
             delim.append("\t" if b"\t" in first and b" " not in first else " ")
         if (delim[0] == " " and b"\t" in b) or (delim[0] == "\t" and b" " in b):
             raise NotFast
-        return pacsv.read_csv(
-            pa.py_buffer(b),
-            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24, use_threads=False),
-            parse_options=pacsv.ParseOptions(
-                delimiter=delim[0],
-                quote_char=False,
-                double_quote=False,
-                escape_char=False,
-                newlines_in_values=False,
-                ignore_empty_lines=False,
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types=types,
-                null_values=[],
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
+        buf = pa.py_buffer(b)
+        return parse_in_pieces(
+            lambda size, threads: pacsv.read_csv(
+                buf,
+                read_options=pacsv.ReadOptions(column_names=names, block_size=size, use_threads=threads),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=delim[0],
+                    quote_char=False,
+                    double_quote=False,
+                    escape_char=False,
+                    newlines_in_values=False,
+                    ignore_empty_lines=False,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=types,
+                    null_values=[],
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                    include_columns=[c for c in names if c != "q0"],  # Q0 is never read
+                ),
+            )
         )
 
     try:  # NotFast (with the block where it happened) goes to the caller

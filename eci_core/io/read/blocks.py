@@ -69,10 +69,6 @@ def odd_space(data: bytes) -> bool:
     return not data.isascii() and bool(_UNICODE_SPACE.search(data))
 
 
-def n_lines(data: bytes) -> int:
-    return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-
-
 class NotFast(Exception):
     """The vectorised reader cannot match the per-line reader exactly here: use the latter.
 
@@ -92,7 +88,7 @@ def line_blocks(path: Path, where: list | None = None) -> Iterator[bytes]:
     vectorised reader never holds the whole text. Raises :class:`NotFast` where the per-line
     reader must decide: a lone CR, a line over the limit, an empty file, a gzip problem. When
     ``where`` is given, ``where[:] = [first line, byte offset, gzip?, bytes of the file on disk
-    read so far]`` of the block yielded."""
+    read so far, lines in the block]`` of the block yielded."""
     max_line = current_limits().max_line_bytes
     try:
         f, raw, gz = open_bytes(path)
@@ -117,8 +113,9 @@ def line_blocks(path: Path, where: list | None = None) -> Iterator[bytes]:
                     b = b[3:]
                     start += 3
                 first = False
+            nl = b.count(b"\n")
             if where is not None:
-                where[:] = [line, start, gz, raw.tell()]
+                where[:] = [line, start, gz, raw.tell(), nl + (0 if b.endswith(b"\n") else 1)]
             if b.find(b"\r") >= 0 and b.count(b"\r") != b.count(b"\r\n"):
                 raise NotFast((line, start, b, gz))
             if len(b) > max_line:
@@ -128,7 +125,7 @@ def line_blocks(path: Path, where: list | None = None) -> Iterator[bytes]:
                 if np.diff(np.r_[-1, nl, len(b)]).max() > max_line + 1:
                     raise NotFast
             yield b
-            line += b.count(b"\n")
+            line += nl
             offset += size
     except LoadError:
         raise NotFast from None
@@ -168,7 +165,7 @@ def arrow_tables(path: Path, read: Callable[[bytes], Any], progress: Progress | 
             t = read(b)
         except (pa.ArrowException, ValueError, NotFast):
             raise NotFast(block) from None
-        if t.num_rows != n_lines(b):
+        if t.num_rows != where[4]:  # the block's lines, counted by line_blocks
             raise NotFast(block)
         if progress:
             progress(f"reading {path.name}", min(where[3], total), total)
@@ -214,14 +211,33 @@ def arrow_ids(col) -> Any:
     return col
 
 
+# pyarrow parses a block of the file (BLOCK_BYTES) in pieces of this size on its thread pool, as
+# its own readers do; a line longer than a piece makes it fail, and the block is parsed again whole
+PARSE_PIECE_BYTES = 1 << 20
+
+
+def parse_in_pieces(parse: Callable[[int, bool], Any]) -> Any:
+    """``parse(block_size, use_threads)``: in :data:`PARSE_PIECE_BYTES` pieces on pyarrow's
+    threads, else (a line longer than a piece, or any error) in one piece, on this thread."""
+    import pyarrow as pa
+
+    try:
+        return parse(PARSE_PIECE_BYTES, True)
+    except (pa.ArrowException, ValueError):
+        return parse(1 << 24, False)
+
+
 def read_json_block(b: bytes):
     import pyarrow as pa
     import pyarrow.json as pajson
 
-    return pajson.read_json(
-        pa.py_buffer(b),
-        read_options=pajson.ReadOptions(block_size=1 << 24, use_threads=False),
-        parse_options=pajson.ParseOptions(newlines_in_values=False),
+    buf = pa.py_buffer(b)
+    return parse_in_pieces(
+        lambda size, threads: pajson.read_json(
+            buf,
+            read_options=pajson.ReadOptions(block_size=size, use_threads=threads),
+            parse_options=pajson.ParseOptions(newlines_in_values=False),
+        )
     )
 
 
@@ -260,10 +276,13 @@ def block_lines(spath: str, block: tuple[int, int, bytes, bool]) -> Iterator[tup
 # glibc malloc serves a block of at least M_MMAP_THRESHOLD bytes with its own mmap (returned to
 # the system when freed); by default the threshold rises (up to 32 MiB) each time such a block is
 # freed, after which the loaders' many freed 1-30 MiB temporaries stay in the heap, fragmented
-# between the blocks they keep. A load sets it to 256 KiB (peak RSS ~50 MiB lower on 3M TREC
-# lines + 300k passages, BENCHMARKS.md "Loading") and leaves it at glibc's dynamic maximum, where
-# a numpy-heavy process's threshold ends anyway. Not done when MALLOC_MMAP_THRESHOLD_ is set.
-LOAD_MMAP_THRESHOLD = 256 << 10
+# between the blocks they keep. A load fixes it at 16 MiB: lower (256 KiB before) every 1-16 MiB
+# temporary (a 4 MiB block, pyarrow's parse buffers, numpy arrays of a few 100k rows) is a fresh
+# mmap whose pages fault in again, ~1 s of system time on 3M TREC lines + 300k passages for ~25 MiB
+# less peak RSS; at 16 MiB the peak stays under the 256 KiB one of the previous readers
+# (BENCHMARKS.md "Arrow-native data model"). Afterwards it is left at glibc's dynamic maximum,
+# where a numpy-heavy process's threshold ends anyway. Not done when MALLOC_MMAP_THRESHOLD_ is set.
+LOAD_MMAP_THRESHOLD = 16 << 20
 
 
 AFTER_MMAP_THRESHOLD = 32 << 20
