@@ -37,6 +37,8 @@ from eci_core.validation.analysis import (
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "sample_data" / "pyfaq" / "validation"
+#: the sample's linear-both validation as shipped until 2026-12-07, saved before the joint bootstrap
+BEFORE_JOINT = ROOT / "tests" / "fixtures" / "validation_before_joint"
 K = (1.959964 + 0.841621) ** 2  # (z_0.975 + z_0.8)², by hand: 2.801585² = 7.848878
 
 
@@ -275,11 +277,10 @@ def test_power_formula_is_hand_checked():
 
 # ----------------------------------------------------------------------------- saved results
 def test_results_saved_before_the_joint_bootstrap_load_with_joint_intervals():
-    """The shipped pyfaq validations (saved with sources-only intervals) reopen with the joint
-    intervals recomputed from their per-query tables; the saved intervals come back exactly as
-    the sources-only columns (same draws)."""
-    for name in ("linear", "finetune"):
-        d = SHIPPED / name
+    """Validations saved with sources-only intervals (the shipped one-fold fine-tune and the old
+    linear-both fixture) reopen with the joint intervals recomputed from their per-query tables;
+    the saved intervals come back exactly as the sources-only columns (same draws)."""
+    for name, d in (("linear-both", BEFORE_JOINT), ("finetune", SHIPPED / "finetune")):
         doc = json.loads((d / "results.json").read_text())
         assert "spearman_src_low" not in doc["agreement"][0]  # saved before this change
         res = load_results(d)
@@ -315,9 +316,9 @@ def test_results_saved_before_the_joint_bootstrap_load_with_joint_intervals():
 
 
 def test_results_without_a_per_query_table_still_load(tmp_path):
-    d = tmp_path / "linear"
+    d = tmp_path / "linear-both"
     d.mkdir()
-    shutil.copy(SHIPPED / "linear" / "results.json", d / "results.json")
+    shutil.copy(BEFORE_JOINT / "results.json", d / "results.json")
     res = load_results(d)
     assert res.effect is None and not has_joint_intervals(res.agreement)
     doc = json.loads((d / "results.json").read_text())
