@@ -20,7 +20,15 @@ import numpy as np
 
 from eci_core.io.collection import PositiveIds
 from eci_core.io.formats.fn_labels import LABELS_FILE
-from eci_core.io.read.blocks import NotFast, arrow_ids, arrow_tables, concat_tables, total_size, use_fast
+from eci_core.io.read.blocks import (
+    NotFast,
+    arrow_ids,
+    arrow_tables,
+    concat_tables,
+    read_plain_columns,
+    total_size,
+    use_fast,
+)
 from eci_core.io.read.text import Lines, plain_or_gz, strip_gz
 from eci_core.io.read.values import finite, unexpected_error
 from eci_core.io.records import LoadError
@@ -82,28 +90,10 @@ def _fast_qrels_rows(f: Path) -> tuple[Any, Any, Any] | None:
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
 
     def read(b: bytes):
-        return pacsv.read_csv(
-            pa.py_buffer(b),
-            read_options=pacsv.ReadOptions(
-                column_names=["q", "p", "s"], block_size=1 << 24, use_threads=False
-            ),
-            parse_options=pacsv.ParseOptions(
-                delimiter="\t",
-                quote_char=False,
-                double_quote=False,
-                escape_char=False,
-                newlines_in_values=False,
-                ignore_empty_lines=False,
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={"q": pa.string(), "p": pa.string(), "s": pa.string()},
-                null_values=[],
-                strings_can_be_null=False,
-            ),
-        )
+        cols = ["q", "p", "s"]
+        return read_plain_columns(b, cols, "\t", dict.fromkeys(cols, pa.string()), 1 << 24, False)
 
     try:
         t = concat_tables(list(arrow_tables(f, read)))

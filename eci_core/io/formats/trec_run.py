@@ -20,6 +20,7 @@ from eci_core.io.read.blocks import (
     concat_tables,
     odd_space,
     parse_in_pieces,
+    read_plain_columns,
     release_arrow_memory,
 )
 from eci_core.io.read.limits import Progress
@@ -189,7 +190,6 @@ def _group_trec(t, n: int, spath: str, stem: str) -> list[IdArrays] | None:
 def fast_trec(path: Path, stem: str) -> list[IdArrays] | None:
     """A TREC run read by pyarrow's CSV reader, or None to let the per-line parser decide."""
     import pyarrow as pa
-    import pyarrow.csv as pacsv
 
     names = ["qid", "q0", "docid", "rank", "score", "tag"]
     types = {
@@ -210,27 +210,10 @@ def fast_trec(path: Path, stem: str) -> list[IdArrays] | None:
             delim.append("\t" if b"\t" in first and b" " not in first else " ")
         if (delim[0] == " " and b"\t" in b) or (delim[0] == "\t" and b" " in b):
             raise NotFast
-        buf = pa.py_buffer(b)
         return parse_in_pieces(
-            lambda size, threads: pacsv.read_csv(
-                buf,
-                read_options=pacsv.ReadOptions(column_names=names, block_size=size, use_threads=threads),
-                parse_options=pacsv.ParseOptions(
-                    delimiter=delim[0],
-                    quote_char=False,
-                    double_quote=False,
-                    escape_char=False,
-                    newlines_in_values=False,
-                    ignore_empty_lines=False,
-                ),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=types,
-                    null_values=[],
-                    strings_can_be_null=False,
-                    quoted_strings_can_be_null=False,
-                    include_columns=[c for c in names if c != "q0"],  # Q0 is never read
-                ),
-            )
+            lambda size, threads: read_plain_columns(
+                b, names, delim[0], types, size, threads, include=[c for c in names if c != "q0"]
+            )  # Q0 is never read
         )
 
     try:  # NotFast (with the block where it happened) goes to the caller

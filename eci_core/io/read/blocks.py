@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 from eci_core.io.records import LoadError
 from eci_core.io.read.limits import Progress, current_limits
-from eci_core.io.read.text import open_bytes
+from eci_core.io.read.text import open_bytes, utf8_error
 
 # ============================================================ vectorised readers (fast path)
 FAST_MIN_BYTES = 1 << 20  # TREC runs, negative-ids, qrels: the per-line parser costs ~15 us a line
@@ -261,13 +261,7 @@ def block_lines(spath: str, block: tuple[int, int, bytes, bool]) -> Iterator[tup
         try:
             s = b.decode("utf-8")
         except UnicodeDecodeError as e:
-            where = "of the decompressed data" if gz else "of the file"
-            raise LoadError(
-                spath,
-                line,
-                f"not valid UTF-8 (expected UTF-8 text) at byte {start + pos + e.start} "
-                f"{where}; re-save the file as UTF-8",
-            ) from None
+            raise utf8_error(spath, line, start + pos + e.start, gz) from None
         yield line, s.rstrip("\r\n")
         pos += len(b)
         line += 1
@@ -313,3 +307,40 @@ def trim_memory() -> None:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
     except Exception:  # an optimisation only
         pass
+
+
+def read_plain_columns(
+    data: bytes,
+    names: list[str],
+    delimiter: str,
+    types: dict,
+    block_size: int,
+    use_threads: bool,
+    include: list[str] | None = None,
+):
+    """``data`` (a block of whole lines) as a pyarrow table of plain delimited columns: no quoting,
+    escapes or values spanning lines, empty lines kept (so a line's number is its row's), and no
+    value read as null. The vectorised TREC-run and qrels readers share it; ``types`` maps a
+    column to its Arrow type, ``include`` leaves the other columns unconverted."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    return pacsv.read_csv(
+        pa.py_buffer(data),
+        read_options=pacsv.ReadOptions(column_names=names, block_size=block_size, use_threads=use_threads),
+        parse_options=pacsv.ParseOptions(
+            delimiter=delimiter,
+            quote_char=False,
+            double_quote=False,
+            escape_char=False,
+            newlines_in_values=False,
+            ignore_empty_lines=False,
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types=types,
+            null_values=[],
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+            include_columns=include or names,
+        ),
+    )

@@ -23,6 +23,17 @@ from eci_core.io.read.limits import PROGRESS_EVERY, LoadLimits, Progress, curren
 from eci_core.io.read.vocab import is_known_field
 
 
+def utf8_error(path: str, line: int | None, byte: int, gz: bool) -> LoadError:
+    """The one message for bytes that are not UTF-8: ``PATH:LINE: not valid UTF-8 ... at byte N of
+    the file`` (``of the decompressed data`` for gzip), without echoing the bytes."""
+    where = "of the decompressed data" if gz else "of the file"
+    return LoadError(
+        path,
+        line,
+        f"not valid UTF-8 (expected UTF-8 text) at byte {byte} {where}; re-save the file as UTF-8",
+    )
+
+
 # ====================================================================== reading text
 def is_gz(path: Path) -> bool:
     try:
@@ -182,13 +193,7 @@ class Lines:
                 try:
                     s = b.decode("utf-8")
                 except UnicodeDecodeError as e:
-                    where = "of the decompressed data" if gz else "of the file"
-                    raise LoadError(
-                        spath,
-                        no,
-                        f"not valid UTF-8 (expected UTF-8 text) at byte {offset + e.start} {where}; "
-                        "re-save the file as UTF-8",
-                    ) from None
+                    raise utf8_error(spath, no, offset + e.start, gz) from None
                 if no == 1 and s.startswith("\ufeff"):
                     s = s[1:]
                 offset += len(b)
@@ -223,13 +228,7 @@ def read_text(path: Path, check: Callable[[str, bytes], None] | None = None) -> 
     try:
         s = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        where = "of the decompressed data" if gz else "of the file"
-        raise LoadError(
-            spath,
-            line,
-            f"not valid UTF-8 (expected UTF-8 text) at byte {e.start} {where}; re-save the file as UTF-8",
-        ) from None
+        raise utf8_error(spath, data.count(b"\n", 0, e.start) + 1, e.start, gz) from None
     return s[1:] if s.startswith("\ufeff") else s
 
 
