@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 import eci_core  # noqa: F401
-from eci_core.cli import JSON_FIELDS, main
+from eci_core.cli import main
+from eci_core.scoring.tables import SUMMARY_COLUMNS as JSON_FIELDS
 from eci_core.config import ECIConfig
 from eci_core.models.hashing import HashingEncoder
 from eci_core.io.load import load_paths

@@ -21,25 +21,6 @@ import sys
 
 from eci_core.cli.progress import TqdmProgress
 
-JSON_FIELDS = (
-    "name",
-    "n_queries",
-    "n_negatives",
-    "eci",
-    "eci_low",
-    "eci_high",
-    "signal",
-    "safety",
-    "capacity",
-    "de",
-    "eci_arith",
-    "infonce_bound",
-    "eci_sem",
-    "unsafe_query_rate",
-    "unsafe_negative_rate",
-    "mean_k",
-)
-
 
 def _format_name(value: str) -> str:
     """``--format``: the canonical name of a format or alias (an unknown name is left for argparse
@@ -341,10 +322,12 @@ def json_report(result) -> dict:
     was on datasets it was not fitted on, or why there is none."""
     import math
 
+    from eci_core.scoring.tables import SUMMARY_COLUMNS
+
     out = []
     for r in result.sources.to_dict("records"):
         item = {}
-        for k in JSON_FIELDS:
+        for k in SUMMARY_COLUMNS:
             v = r[k]
             if k == "name":
                 item[k] = str(v)

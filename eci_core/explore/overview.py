@@ -19,6 +19,7 @@ from eci_core.explore.common import (
     source_order,
 )
 from eci_core.explore.memo import memo
+from eci_core.scoring.tables import SUMMARY_COLUMNS
 
 __all__ = [
     "verdict",
@@ -400,24 +401,7 @@ def components_table(result: Any) -> pd.DataFrame:
     eci_sem, unsafe_query_rate, unsafe_negative_rate, mean_k, n_queries, n_negatives`` (the
     columns present in the table, in that order). No value is recomputed."""
     src = result_table(result, "sources")
-    cols = [
-        "name",
-        "eci",
-        "eci_low",
-        "eci_high",
-        "signal",
-        "safety",
-        "capacity",
-        "de",
-        "eci_arith",
-        "infonce_bound",
-        "eci_sem",
-        "unsafe_query_rate",
-        "unsafe_negative_rate",
-        "mean_k",
-        "n_queries",
-        "n_negatives",
-    ]
+    cols = [c for c in SUMMARY_COLUMNS if not c.startswith("n_")] + ["n_queries", "n_negatives"]
     out = src[[c for c in cols if c in src.columns]].copy().reset_index(drop=True)
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     return out

@@ -53,7 +53,9 @@ QUERY_COLUMNS = [
     "s_qp",
     "positive_id",
 ]
-SOURCE_COLUMNS = [
+#: a source's summary: its counts, ECI with its interval and every component's point value
+#: (``eci score --json`` fields, the Overview's components table)
+SUMMARY_COLUMNS = (
     "name",
     "n_queries",
     "n_negatives",
@@ -70,6 +72,9 @@ SOURCE_COLUMNS = [
     "unsafe_query_rate",
     "unsafe_negative_rate",
     "mean_k",
+)
+SOURCE_COLUMNS = [
+    *SUMMARY_COLUMNS,
     "signal_low",
     "signal_high",
     "safety_low",
