@@ -8,11 +8,10 @@ the score tables as CSV or Parquet; and the HTML report.
 
 import streamlit as st
 
-from eci_core.io.formats import bge as bge_format
 from eci_core.io import cleaning as io_cleaning
+from eci_core.io import export as io_export
 from eci_core.io.formats import sentence_transformers as st_format
 from eci_core.io import tables as io_tables
-from eci_core.io.formats import tevatron as tevatron_format
 
 from eci_core.explore import cleaning, common, overview, report
 from ui import components
@@ -149,47 +148,18 @@ else:
             icon=":material/info:",
         )
     base = f"{source}.{rule}"
-    f1, f2, f3, f4 = st.columns(4)
-    f1.download_button(
-        "n-tuple",
-        lambda: st_format.to_st_ntuple(cleaned, source, n=int(n)),
-        file_name=f"{base}.ntuple.jsonl",
-        mime="application/jsonl",
-        icon=":material/download:",
-        key="dl_ntuple",
-        on_click="ignore",
-        width="stretch",
-    )
-    f2.download_button(
-        "triplet",
-        lambda: st_format.to_st_triplet(cleaned, source),
-        file_name=f"{base}.triplet.jsonl",
-        mime="application/jsonl",
-        icon=":material/download:",
-        key="dl_triplet",
-        on_click="ignore",
-        width="stretch",
-    )
-    f3.download_button(
-        "BGE",
-        lambda: bge_format.to_bge_jsonl(cleaned, source),
-        file_name=f"{base}.bge.jsonl",
-        mime="application/jsonl",
-        icon=":material/download:",
-        key="dl_bge",
-        on_click="ignore",
-        width="stretch",
-    )
-    f4.download_button(
-        "Tevatron",
-        lambda: tevatron_format.to_tevatron_jsonl(cleaned, source),
-        file_name=f"{base}.tevatron.jsonl",
-        mime="application/jsonl",
-        icon=":material/download:",
-        key="dl_tevatron",
-        on_click="ignore",
-        width="stretch",
-    )
+    specs = io_export.export_specs()  # every registered format with a writer, in the page's order
+    for col, spec in zip(st.columns(len(specs)), specs):
+        col.download_button(
+            spec.button or spec.label,
+            lambda spec=spec: spec.write(cleaned, source, int(n)),
+            file_name=f"{base}.{spec.suffix}",
+            mime=spec.mime,
+            icon=":material/download:",
+            key=f"dl_{spec.suffix.split('.')[0]}",
+            on_click="ignore",
+            width="stretch",
+        )
     st.caption(
         "n-tuple and triplet: sentence-transformers training columns (query, positive, negative…), one row "
         "per positive (n-tuple: per positive and row of n negatives; triplet: per negative). BGE: "

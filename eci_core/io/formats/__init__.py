@@ -65,7 +65,11 @@ for _spec in (
         parse_rows=st.parse_triplet,
         passage_ids=False,
         export=ExportSpec(
-            "sentence-transformers triplet (JSONL)", "triplet.jsonl", st.write_triplet, order=2
+            "sentence-transformers triplet (JSONL)",
+            "triplet.jsonl",
+            st.write_triplet,
+            order=2,
+            button="triplet",
         ),
     ),
     FormatSpec(
@@ -78,7 +82,13 @@ for _spec in (
         detect_order=50,
         parse_rows=st.parse_ntuple,
         passage_ids=False,
-        export=ExportSpec("sentence-transformers n-tuple (JSONL)", "ntuple.jsonl", st.write_ntuple, order=1),
+        export=ExportSpec(
+            "sentence-transformers n-tuple (JSONL)",
+            "ntuple.jsonl",
+            st.write_ntuple,
+            order=1,
+            button="n-tuple",
+        ),
     ),
     FormatSpec(
         "st-labeled-pair",
@@ -112,7 +122,7 @@ for _spec in (
         detect_order=40,  # after msmarco-hn, whose rows also hold pos and neg
         parse_rows=bge.parse_bge,
         passage_ids=False,
-        export=ExportSpec("BGE / FlagEmbedding (JSONL)", "bge.jsonl", bge.write, order=3),
+        export=ExportSpec("BGE / FlagEmbedding (JSONL)", "bge.jsonl", bge.write, order=3, button="BGE"),
     ),
     FormatSpec(
         "tevatron",
@@ -123,7 +133,7 @@ for _spec in (
         detect=tevatron.detect,
         detect_order=10,
         parse_rows=tevatron.parse_tevatron,
-        export=ExportSpec("Tevatron (JSONL)", "tevatron.jsonl", tevatron.write, order=4),
+        export=ExportSpec("Tevatron (JSONL)", "tevatron.jsonl", tevatron.write, order=4, button="Tevatron"),
     ),
     FormatSpec(
         "msmarco-hn",

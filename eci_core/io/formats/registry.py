@@ -39,7 +39,8 @@ class ExportSpec:
     """How a format is written from a cleaned set (:mod:`eci_core.io.cleaning`): ``label`` is the
     Export page's name, ``suffix`` ends the suggested file name (``<source>.<suffix>``) and
     ``write(cleaned, source, n)`` returns the file's bytes (``n``: negatives per row, where the
-    format has rows of a fixed size; others ignore it)."""
+    format has rows of a fixed size; others ignore it); ``button`` is its download button's short
+    name (default: ``label``)."""
 
     label: str
     suffix: str
@@ -47,6 +48,7 @@ class ExportSpec:
     extension: str = ".jsonl"
     mime: str = "application/jsonl"
     order: int = 100  # position on the Export page (lower first)
+    button: str = ""
 
 
 @dataclass(frozen=True)
