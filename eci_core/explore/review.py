@@ -24,16 +24,7 @@ def review_queue(
     ``scores`` array per row of ``result.pairs`` replaces the shipped ``fn_score`` after a refit),
     ``fn_band, sources`` (comma-joined), ``n_sources, s_pn, lex_overlap, margin, unsafe,
     flag_reasons`` (of the best-scoring row)."""
-    pairs = result_table(result, "pairs")
-    require_columns(pairs, ("source", "query_id", "passage_id", "fn_score"), "pairs")
-    skey = (
-        None
-        if scores is None
-        else hashlib.sha1(np.ascontiguousarray(scores, dtype=np.float64).tobytes()).hexdigest()
-    )
-    key = ("review_queue", None if sources is None else tuple(map(str, sources)), skey)
-    # computed once per (pairs, sources, scores); the caller gets its own copy to add columns to
-    return memo(pairs, key, lambda: _review_queue(pairs, scores, sources)).copy()
+    return _queue(result, scores, sources).copy()  # the caller's own copy, to add columns to
 
 
 @dataclass
@@ -69,15 +60,7 @@ def review_view(
     ``show``: ``"Unreviewed"`` (no mark), ``"Marked"`` or ``"All"``."""
     if show not in ("Unreviewed", "Marked", "All"):
         raise ValueError(f"show={show!r}: use 'Unreviewed', 'Marked' or 'All'")
-    pairs = result_table(result, "pairs")
-    require_columns(pairs, ("source", "query_id", "passage_id", "fn_score"), "pairs")
-    skey = (
-        None
-        if scores is None
-        else hashlib.sha1(np.ascontiguousarray(scores, dtype=np.float64).tobytes()).hexdigest()
-    )
-    key = ("review_queue", None if sources is None else tuple(map(str, sources)), skey)
-    base = memo(pairs, key, lambda: _review_queue(pairs, scores, sources))
+    base = _queue(result, scores, sources)
     bands = memo(base, ("bands",), lambda: base["fn_band"].astype(str).value_counts().to_dict())
     marks = np.full(len(base), None, dtype=object)
     marked = np.zeros(len(base), dtype=bool)
@@ -99,6 +82,20 @@ def review_view(
     return ReviewView(
         n_queue=len(base), bands=bands, n_view=len(positions), _base=base, _positions=positions, _marks=marks
     )
+
+
+def _queue(result: Any, scores: np.ndarray | None, sources: Sequence[str] | None) -> pd.DataFrame:
+    """The review queue, computed once per (pairs, sources, scores) through the memo (shared,
+    never to be changed in place)."""
+    pairs = result_table(result, "pairs")
+    require_columns(pairs, ("source", "query_id", "passage_id", "fn_score"), "pairs")
+    skey = (
+        None
+        if scores is None
+        else hashlib.sha1(np.ascontiguousarray(scores, dtype=np.float64).tobytes()).hexdigest()
+    )
+    key = ("review_queue", None if sources is None else tuple(map(str, sources)), skey)
+    return memo(pairs, key, lambda: _review_queue(pairs, scores, sources))
 
 
 def _review_queue(
